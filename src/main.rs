@@ -1,0 +1,2 @@
+//! The `corral` binary: argument parsing only; everything else lives in the library.
+fn main() {}

@@ -1,0 +1,21 @@
+//! The ZooKeeper wire protocol without IO: jute encoding, typed requests and
+//! replies, error codes, path rules. Shard cores decode requests and encode
+//! replies with it; the sequencer uses its types in txns; tests and loadgen-style
+//! tools use the encoders to act as clients.
+
+pub mod jute;
+pub mod path;
+pub mod reply;
+pub mod request;
+pub mod types;
+
+pub use jute::{DecodeError, JuteWrite, Reader};
+pub use reply::{write_event, write_reply, OpResult, ReplyHeader, Response};
+pub use request::{
+    ConnectRequest, ConnectResponse, CreateKind, CreateRequest, Request, RequestHeader, SetWatches,
+    UnknownOpcode,
+};
+pub use types::{
+    op, perms, xid, Acl, AddWatchMode, CreateMode, ErrorCode, EventType, Id, KeeperState, Stat,
+    WatcherEvent, WatcherType,
+};
