@@ -6,7 +6,8 @@
 
 use crate::proto::path::validate_path;
 use crate::proto::{
-    op, perms, CreateKind, CreateMode, ErrorCode, EventType, OpResult, Request, Response,
+    op, perms, CreateKind, CreateMode, CreateRequest, ErrorCode, EventType, OpResult, Request,
+    Response,
 };
 
 use super::acl::{check_acl, fixup_acl, redact, Caller};
@@ -167,6 +168,9 @@ pub fn prepare(tree: &Tree, ctx: &TxnContext, caller: &Caller, req: &Request) ->
             return close_session_txn(tree, ctx.zxid, ctx.time_ms, caller.session_id)
         }
         Request::Sync { path } => TxnOp::Sync { path: path.clone() },
+        // A check outside multi makes the reference fail while replying (it closes the
+        // connection); answer Unimplemented, which the shard treats the same way.
+        Request::Check { .. } => TxnOp::Error(ErrorCode::Unimplemented),
         _ => prepare_op(tree, ctx, caller, req).unwrap_or_else(TxnOp::Error),
     };
     Txn {
@@ -185,7 +189,6 @@ fn prepare_multi(tree: &Tree, ctx: &TxnContext, caller: &Caller, ops: &[Request]
             o,
             Request::Create(_)
                 | Request::Delete { .. }
-                | Request::DeleteContainer { .. }
                 | Request::SetData { .. }
                 | Request::Check { .. }
         ) {
@@ -197,6 +200,17 @@ fn prepare_multi(tree: &Tree, ctx: &TxnContext, caller: &Caller, ops: &[Request]
     let mut scratch = tree.clone();
     let mut done = Vec::with_capacity(ops.len());
     for (i, o) in ops.iter().enumerate() {
+        let normalized;
+        let o = match o {
+            Request::Create(c) => match multi_create(c) {
+                Some(n) => {
+                    normalized = Request::Create(n);
+                    &normalized
+                }
+                None => return TxnOp::Error(ErrorCode::MarshallingError),
+            },
+            other => other,
+        };
         match prepare_op(&scratch, ctx, caller, o) {
             Ok(t) => {
                 apply_op(&mut scratch, ctx.zxid, ctx.time_ms, caller.session_id, &t);
@@ -211,6 +225,31 @@ fn prepare_multi(tree: &Tree, ctx: &TxnContext, caller: &Caller, ops: &[Request]
         }
     }
     TxnOp::Multi(done)
+}
+
+/// Inside a multi the reference rebuilds each create from its flags, not from the
+/// header's opcode (`Op.create`): a container flag makes a createContainer, a TTL flag
+/// a createTTL, anything else a plain create (whose result has no Stat, even when the
+/// header said create2). A TTL flag without a createTTL header has no ttl to read and
+/// fails the whole request (a ClassCastException → MarshallingError there). None for
+/// that case.
+fn multi_create(c: &CreateRequest) -> Option<CreateRequest> {
+    let mode = CreateMode::from_flags(c.flags).unwrap_or(CreateMode::Persistent);
+    let kind = if mode.is_ttl() {
+        CreateKind::Ttl
+    } else if mode.is_container() {
+        CreateKind::Container
+    } else {
+        CreateKind::Create
+    };
+    if kind == CreateKind::Ttl && c.kind != CreateKind::Ttl {
+        return None;
+    }
+    Some(CreateRequest {
+        kind,
+        ttl: if kind == CreateKind::Ttl { c.ttl } else { -1 },
+        ..c.clone()
+    })
 }
 
 fn check_version(current: i32, expected: i32) -> Result<i32, ErrorCode> {
@@ -311,7 +350,11 @@ fn prepare_op(
             }
             Ok(TxnOp::Delete { path: path.clone() })
         }
-        Request::DeleteContainer { path } => prepare_delete_container(tree, ctx, path),
+        // The reference reads a client's deleteContainer body as raw path bytes (it is
+        // meant for its own ContainerManager), so the jute length prefix puts NULs in
+        // the path and every client-sent deleteContainer answers BadArguments (observed
+        // on 3.8.0). The server's own cleanup goes through [`cleanup_txn`].
+        Request::DeleteContainer { .. } => Err(ErrorCode::BadArguments),
         Request::SetData {
             path,
             data,

@@ -460,19 +460,33 @@ fn container_nodes() {
 }
 
 #[test]
-fn delete_container_request_rules() {
+fn delete_container_rules() {
     let mut h = H::new();
     h.create("/p", 0).unwrap();
     h.create("/p/c", 0).unwrap();
     h.create("/e", 1).unwrap();
-    let dc = |h: &mut H, p: &str| h.write(Request::DeleteContainer { path: p.into() }).result;
-    assert_eq!(dc(&mut h, "/p"), Err(ErrorCode::NotEmpty));
-    assert_eq!(dc(&mut h, "/e"), Err(ErrorCode::BadVersion));
-    assert_eq!(dc(&mut h, "/nope"), Err(ErrorCode::NoNode));
-    assert_eq!(dc(&mut h, "/zookeeper"), Err(ErrorCode::BadArguments));
-    assert_eq!(dc(&mut h, "x"), Err(ErrorCode::BadArguments));
+    // Observed on 3.8.0: a client's deleteContainer is always BadArguments (the
+    // reference reads its body as raw path bytes).
+    for p in ["/p/c", "/nope", "/e"] {
+        assert_eq!(
+            h.write(Request::DeleteContainer { path: p.into() }).result,
+            Err(ErrorCode::BadArguments)
+        );
+    }
+    // The server's own cleanup follows PrepRequestProcessor's deleteContainer rules.
+    let ct = |h: &H, p: &str| cleanup_txn(&h.tree, h.zxid + 1, T0, p).op;
+    assert_eq!(ct(&h, "/p"), TxnOp::Error(ErrorCode::NotEmpty));
+    assert_eq!(ct(&h, "/e"), TxnOp::Error(ErrorCode::BadVersion));
+    assert_eq!(ct(&h, "/nope"), TxnOp::Error(ErrorCode::NoNode));
+    assert_eq!(ct(&h, "/zookeeper"), TxnOp::Error(ErrorCode::BadArguments));
+    assert_eq!(ct(&h, "x"), TxnOp::Error(ErrorCode::BadArguments));
     // A persistent node qualifies (the reference only refuses ephemerals).
-    assert_eq!(dc(&mut h, "/p/c"), Ok(Response::Empty));
+    assert_eq!(
+        ct(&h, "/p/c"),
+        TxnOp::Delete {
+            path: "/p/c".into()
+        }
+    );
 }
 
 #[test]
@@ -897,11 +911,16 @@ fn multi_success_shape_and_events() {
             }
         )
     );
-    let OpResult::Ok(15, Response::Create2 { path, stat }) = &rs[1] else {
-        panic!("{:?}", rs[1])
-    };
-    assert_eq!(path, "/m/a/b0000000000");
-    assert_eq!((stat.czxid, stat.mzxid), (z, z));
+    // create2 inside multi answers like create (observed on 3.8.0).
+    assert_eq!(
+        rs[1],
+        OpResult::Ok(
+            crate::proto::op::CREATE,
+            Response::Create {
+                path: "/m/a/b0000000000".into()
+            }
+        )
+    );
     assert_eq!(
         rs[2],
         OpResult::Ok(crate::proto::op::CHECK, Response::Empty)
@@ -1025,6 +1044,100 @@ fn multi_failure_shape_changes_nothing() {
         .result,
         Err(ErrorCode::MarshallingError)
     );
+}
+
+fn mcreate(kind: CreateKind, path: &str, flags: i32, ttl: i64) -> Request {
+    Request::Create(CreateRequest {
+        kind,
+        path: path.into(),
+        data: vec![],
+        acl: Acl::open(),
+        flags,
+        ttl,
+    })
+}
+
+#[test]
+fn multi_creates_follow_their_flags() {
+    // Observed on 3.8.0: inside multi, create2 answers like create (no Stat), a
+    // container flag makes a container whatever the header, createTTL with a non-TTL
+    // flag is a plain create, a TTL flag without a createTTL header fails the whole
+    // request, invalid flags fail the op with BadArguments, deleteContainer and reads
+    // fail the whole request.
+    let mut h = H::new();
+    let a = h.write(Request::Multi(vec![
+        mcreate(CreateKind::Create2, "/a", 0, -1),
+        mcreate(CreateKind::Create, "/c", 4, -1),
+        mcreate(CreateKind::Container, "/d", 0, -1),
+        mcreate(CreateKind::Ttl, "/t", 0, 100),
+        mcreate(CreateKind::Ttl, "/u", 5, 100),
+    ]));
+    let Ok(Response::Multi(rs)) = a.result else {
+        panic!("{:?}", a.result)
+    };
+    let z = h.zxid;
+    assert_eq!(
+        rs[0],
+        OpResult::Ok(1, Response::Create { path: "/a".into() })
+    );
+    assert!(
+        matches!(&rs[1], OpResult::Ok(15, Response::Create2 { path, stat }) if path == "/c" && stat.czxid == z)
+    );
+    assert_eq!(
+        rs[2],
+        OpResult::Ok(1, Response::Create { path: "/d".into() })
+    );
+    assert_eq!(
+        rs[3],
+        OpResult::Ok(1, Response::Create { path: "/t".into() })
+    );
+    assert!(matches!(&rs[4], OpResult::Ok(15, Response::Create2 { path, .. }) if path == "/u"));
+    assert_eq!(
+        h.tree.get("/c").unwrap().ephemeral_owner(),
+        CONTAINER_EPHEMERAL_OWNER
+    );
+    assert_eq!(h.tree.get("/d").unwrap().ephemeral_owner(), 0);
+    assert_eq!(h.tree.get("/t").unwrap().ephemeral_owner(), 0);
+    assert_eq!(h.tree.get("/u").unwrap().ephemeral_owner(), ttl_owner(100));
+    assert_eq!(
+        h.write(Request::Multi(vec![mcreate(
+            CreateKind::Create,
+            "/x",
+            5,
+            -1
+        )]))
+        .result,
+        Err(ErrorCode::MarshallingError)
+    );
+    assert_eq!(
+        h.write(Request::Multi(vec![mcreate(
+            CreateKind::Create,
+            "/x",
+            9,
+            -1
+        )]))
+        .result,
+        Ok(Response::Multi(vec![OpResult::Err(
+            ErrorCode::BadArguments
+        )]))
+    );
+    assert_eq!(
+        h.write(Request::Multi(vec![Request::DeleteContainer {
+            path: "/c".into()
+        }]))
+        .result,
+        Err(ErrorCode::MarshallingError)
+    );
+    // Standalone check: the reference drops the connection; we answer Unimplemented.
+    assert_eq!(
+        h.write(Request::Check {
+            path: "/a".into(),
+            version: -1
+        })
+        .result,
+        Err(ErrorCode::Unimplemented)
+    );
+    assert_eq!(h.tree.last_zxid(), h.zxid);
 }
 
 #[test]
