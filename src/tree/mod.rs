@@ -435,8 +435,15 @@ impl Tree {
     /// The parent's counters are the caller's business.
     pub(crate) fn insert_new(&mut self, path: &str, node: Node) {
         let key = Key::from_path(path);
+        self.account_new(path, &key, &node);
+        let prev = self.nodes.insert(key, Arc::new(node));
+        assert!(prev.is_none(), "insert_new over an existing node {path}");
+    }
+
+    /// Size, digest and index bookkeeping for a node about to be inserted.
+    pub(crate) fn account_new(&mut self, path: &str, key: &Key, node: &Node) {
         self.data_size += node_size(path, &node.data);
-        self.digest = self.digest.wrapping_add(node_digest(path, &node));
+        self.digest = self.digest.wrapping_add(node_digest(path, node));
         match NodeKind::of_owner(node.ephemeral_owner, true) {
             NodeKind::Persistent => {}
             NodeKind::Ephemeral => {
@@ -449,8 +456,6 @@ impl Tree {
                 self.ttls.insert(key.clone());
             }
         }
-        let prev = self.nodes.insert(key, Arc::new(node));
-        assert!(prev.is_none(), "insert_new over an existing node {path}");
     }
 
     /// Removes a node; returns it. Indexes, size, digest and ACL counts follow.

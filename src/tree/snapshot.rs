@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use crate::proto::{Acl, JuteWrite, Reader};
 
+use super::key::Key;
 use super::{Node, Tree, TreeError};
 
 const MAGIC: u64 = u64::from_be_bytes(*b"CRLTREE\x01");
@@ -152,6 +153,11 @@ impl Tree {
         }
         let count = cr.u64()?;
         let mut children: HashMap<String, i32> = HashMap::new();
+        // Nodes arrive in key order. They are collected first and inserted in two
+        // passes (even positions, then odd): sequential inserts leave imbl's B-tree
+        // leaves half full, the second pass fills every leaf without a split, which
+        // is about 30 bytes per node less after a restart.
+        let mut entries: Vec<(Key, Arc<Node>)> = Vec::new();
         for _ in 0..count {
             let path = String::from_utf8(cr.bytes()?)
                 .map_err(|_| TreeError::Corrupt("path not UTF-8".into()))?;
@@ -176,31 +182,30 @@ impl Tree {
                     return Err(TreeError::Corrupt(format!("bad path {path:?}")));
                 }
                 let parent = crate::proto::path::parent(&path).to_string();
-                if t.node(&parent).is_none() {
-                    return Err(TreeError::Corrupt(format!("{path} before its parent")));
-                }
                 *children.entry(parent).or_default() += 1;
             }
-            if t.node(&path).is_some() {
-                return Err(TreeError::Corrupt(format!("{path} twice")));
+            let key = Key::from_path(&path);
+            if let Some((prev, _)) = entries.last() {
+                if *prev >= key {
+                    return Err(TreeError::Corrupt(format!("{path} out of order")));
+                }
             }
-            t.insert_new(
-                &path,
-                Node {
-                    data: data.into_boxed_slice(),
-                    acl,
-                    czxid,
-                    mzxid,
-                    pzxid,
-                    ctime,
-                    mtime,
-                    version,
-                    cversion,
-                    aversion,
-                    num_children: 0,
-                    ephemeral_owner,
-                },
-            );
+            let node = Node {
+                data: data.into_boxed_slice(),
+                acl,
+                czxid,
+                mzxid,
+                pzxid,
+                ctime,
+                mtime,
+                version,
+                cversion,
+                aversion,
+                num_children: 0,
+                ephemeral_owner,
+            };
+            t.account_new(&path, &key, &node);
+            entries.push((key, Arc::new(node)));
         }
         let computed = cr.crc;
         let mut tail = [0u8; 4];
@@ -209,11 +214,19 @@ impl Tree {
         if stored != computed {
             return Err(TreeError::Checksum { stored, computed });
         }
+        for (k, n) in entries.iter().step_by(2) {
+            t.nodes.insert(k.clone(), n.clone());
+        }
+        for (k, n) in entries.into_iter().skip(1).step_by(2) {
+            t.nodes.insert(k, n);
+        }
         if t.node("/").is_none() {
             return Err(TreeError::Corrupt("no root".into()));
         }
         for (parent, n) in children {
-            t.update_node(&parent, |p| p.num_children = n);
+            if !t.update_node(&parent, |p| p.num_children = n) {
+                return Err(TreeError::Corrupt(format!("no parent {parent}")));
+            }
         }
         // Drop the table's own references.
         for a in &table {
