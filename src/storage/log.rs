@@ -593,7 +593,22 @@ impl Drop for Log {
 pub struct TornTail {
     pub path: PathBuf,
     pub offset: u64,
+    /// Bytes zeroed: from `offset` through the last nonzero byte of the segment.
     pub bytes: u64,
+    pub reason: String,
+}
+
+impl std::fmt::Display for TornTail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: truncated {} bytes of a torn record at offset {} ({})",
+            self.path.display(),
+            self.bytes,
+            self.offset,
+            self.reason
+        )
+    }
 }
 
 /// Where the log ends after recovery; [`Log::open`] takes it.
@@ -903,15 +918,14 @@ impl LogReader {
         }
         wf.sync_data()
             .map_err(|e| StorageError::io("sync truncated segment", &cur.path, e))?;
-        tracing::warn!(
-            "{}: truncated {bytes} bytes of a torn record at offset {off} ({reason})",
-            cur.path.display()
-        );
-        self.torn = Some(TornTail {
+        let torn = TornTail {
             path: cur.path.clone(),
             offset: off,
             bytes,
-        });
+            reason,
+        };
+        tracing::warn!("{torn}");
+        self.torn = Some(torn);
         if cur.records == 0 {
             fs::remove_file(&cur.path)
                 .map_err(|e| StorageError::io("remove empty torn segment", &cur.path, e))?;

@@ -228,6 +228,16 @@ pub fn recover(
     let tail = read_log(dir, after, |r| {
         replayed += 1;
         apply(r)
+    })
+    .map_err(|e| match corrupt.first() {
+        // We fell back past a corrupt snapshot and the log cannot bridge the gap:
+        // name the snapshot first, the log problem second.
+        Some(c) => StorageError::Corrupt {
+            path: c.path.clone(),
+            offset: c.offset,
+            detail: format!("{}; falling back to an older state failed: {e}", c.detail),
+        },
+        None => e,
     })?;
     if let Some(worst) = corrupt.iter().map(|c| c.zxid).max() {
         if tail.last_zxid < worst {
