@@ -376,6 +376,11 @@ impl Log {
         self.durable_zxid
     }
 
+    /// Path of the segment appends currently go to (None before the first append).
+    pub fn active_segment_path(&self) -> Option<&Path> {
+        self.segs.last().map(|s| s.io.path.as_path())
+    }
+
     /// Whether a sync job is out.
     pub fn sync_in_flight(&self) -> bool {
         self.in_flight.is_some()
