@@ -162,10 +162,7 @@ fn preallocate(path: &Path, bytes: u64) -> Result<(File, MmapRaw), StorageError>
             left -= n as u64;
         }
         f.sync_all()?;
-        let map = MmapOptions::new()
-            .len(bytes as usize)
-            .populate()
-            .map_raw(&f)?;
+        let map = MmapOptions::new().len(bytes as usize).map_raw(&f)?;
         Ok((f, map))
     };
     run().map_err(|e| {
@@ -226,6 +223,35 @@ struct Segment {
     id: u64,
     io: Arc<SegmentIo>,
     write_off: usize,
+    /// Pages below this offset are durable and were dropped from our page tables.
+    released: usize,
+}
+
+const PAGE_BYTES: usize = 4096;
+
+impl Segment {
+    /// Drops the durable pages below `durable_off` from the process's page tables
+    /// (they stay in the page cache and on disk), so a segment costs RSS only for
+    /// its unsynced window, not for everything written to it.
+    fn release_durable_pages(&mut self, durable_off: usize) {
+        let to = durable_off & !(PAGE_BYTES - 1);
+        if to > self.released {
+            // SAFETY: MADV_DONTNEED on a shared file mapping only discards page
+            // table entries; the data is in the page cache and, being below the
+            // durable point, on disk. Nothing holds a reference into the range;
+            // later accesses fault the pages back in.
+            let r = unsafe {
+                self.io.map.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    self.released,
+                    to - self.released,
+                )
+            };
+            if r.is_ok() {
+                self.released = to;
+            }
+        }
+    }
 }
 
 enum Spare {
@@ -450,6 +476,7 @@ impl Log {
             id: self.next_seg_id,
             io: Arc::new(io),
             write_off: SEGMENT_HEADER_BYTES,
+            released: 0,
         });
         self.next_seg_id += 1;
         let bytes = self.cfg.segment_bytes;
@@ -516,8 +543,12 @@ impl Log {
         match done.result {
             Ok(()) => {
                 let (end_id, end_off) = inf.end;
+                // Sealed segments that are now fully durable are unmapped here.
                 self.segs.retain(|s| s.id >= end_id);
                 self.checkpoint = Some((end_id, end_off));
+                if let Some(s) = self.segs.first_mut() {
+                    s.release_durable_pages(end_off);
+                }
                 self.durable_zxid = inf.upto_zxid;
                 Ok(Durable {
                     zxid: inf.upto_zxid,
@@ -881,17 +912,14 @@ impl LogReader {
         let cur = self.cur.take().expect("a segment is open");
         let off = cur.off;
         let file = cur.reader.into_inner();
+        let start = off as usize;
+        let Some(last_nonzero) = last_nonzero_byte(&file, &cur.path, off, cur.len)? else {
+            return Ok(()); // clean end: zeros to the end of the segment
+        };
+        // Failure path only: map the segment to search it for valid records.
         // SAFETY: read-only mapping of a file nothing else writes during recovery.
         let map = unsafe { Mmap::map(&file) }
             .map_err(|e| StorageError::io("map log segment", &cur.path, e))?;
-        let start = off as usize;
-        let last_nonzero = map[start..]
-            .iter()
-            .rposition(|&b| b != 0)
-            .map(|i| start + i);
-        let Some(last_nonzero) = last_nonzero else {
-            return Ok(()); // clean end: zeros to the end of the segment
-        };
         let reason = bad.unwrap_or_else(|| "zero record header followed by data".into());
         if let Some((at, z)) = find_valid_record(&map, start + 8, self.prev) {
             return Err(corrupt(
@@ -908,7 +936,7 @@ impl LogReader {
             ));
         }
         drop(map);
-        let bytes = (last_nonzero + 1 - start) as u64;
+        let bytes = last_nonzero + 1 - off;
         let wf = OpenOptions::new()
             .write(true)
             .open(&cur.path)
@@ -938,6 +966,28 @@ impl LogReader {
         }
         Ok(())
     }
+}
+
+/// Offset of the last nonzero byte in `[from, len)`, read in chunks (bounded memory).
+fn last_nonzero_byte(
+    file: &File,
+    path: &Path,
+    from: u64,
+    len: u64,
+) -> Result<Option<u64>, StorageError> {
+    let mut buf = vec![0u8; ZERO_CHUNK_BYTES];
+    let mut at = from;
+    let mut last = None;
+    while at < len {
+        let n = (len - at).min(buf.len() as u64) as usize;
+        file.read_exact_at(&mut buf[..n], at)
+            .map_err(|e| StorageError::io("read log segment", path, e))?;
+        if let Some(i) = buf[..n].iter().rposition(|&b| b != 0) {
+            last = Some(at + i as u64);
+        }
+        at += n as u64;
+    }
+    Ok(last)
 }
 
 /// Looks for a record that verifies at an 8-aligned offset ≥ `from` with a zxid
