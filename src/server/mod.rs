@@ -16,6 +16,7 @@
 //! fires watches for all its txns, then releases the replies. State belongs to one
 //! core: shards own connections and watches, the sequencer owns tree and sessions.
 
+mod durable;
 pub mod msg;
 mod sequencer;
 mod shard;
