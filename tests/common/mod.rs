@@ -404,6 +404,19 @@ impl RawClient {
         Ok(s)
     }
 
+    /// Wraps a TCP connection on which no handshake has been done (or one done by hand).
+    pub fn from_stream(stream: TcpStream) -> RawClient {
+        RawClient {
+            stream,
+            session_id: 0,
+            passwd: Vec::new(),
+            timeout_ms: 0,
+            next_xid: 1,
+            events: VecDeque::new(),
+            last_zxid: 0,
+        }
+    }
+
     /// Connects and creates a new session with the given timeout.
     pub fn connect(addr: &str, timeout_ms: i32) -> RawClient {
         let req = ConnectRequest {
@@ -421,16 +434,7 @@ impl RawClient {
 
     /// Connects with an explicit ConnectRequest; returns the client and the server's answer.
     pub fn handshake(addr: &str, req: &ConnectRequest) -> io::Result<(RawClient, ConnectResponse)> {
-        let stream = RawClient::connect_tcp(addr)?;
-        let mut c = RawClient {
-            stream,
-            session_id: 0,
-            passwd: Vec::new(),
-            timeout_ms: 0,
-            next_xid: 1,
-            events: VecDeque::new(),
-            last_zxid: 0,
-        };
+        let mut c = RawClient::from_stream(RawClient::connect_tcp(addr)?);
         let mut body = Vec::new();
         req.encode(&mut body);
         c.send_frame(&body)?;
@@ -654,6 +658,16 @@ pub enum Decoded {
     Err(i32, Vec<u8>),
     /// err 0 but the body does not decode, or has bytes left over.
     Bad(String),
+}
+
+/// A Debug rendering cut to a readable length (replies can carry a megabyte).
+pub fn short(v: &impl std::fmt::Debug) -> String {
+    let s = format!("{v:?}");
+    if s.len() > 400 {
+        format!("{}… ({} chars)", &s[..400], s.len())
+    } else {
+        s
+    }
 }
 
 /// Decodes a reply to a request with `opcode`.
