@@ -228,6 +228,9 @@ struct Gen {
     known: Vec<String>,
 }
 
+/// Bound on the paths the generator remembers.
+const KNOWN_PATHS_MAX: usize = 200;
+
 const NAMES: &[&str] = &["a", "b", "c", "d", "e"];
 
 impl Gen {
@@ -532,10 +535,10 @@ impl Gen {
 
     fn learn_one(&mut self, req: &Request, resp: &Response) {
         match (req, resp) {
-            (_, Response::Create { path }) | (_, Response::Create2 { path, .. }) => {
-                if !self.known.contains(path) && self.known.len() < 200 {
-                    self.known.push(path.clone());
-                }
+            (_, Response::Create { path }) | (_, Response::Create2 { path, .. })
+                if !self.known.contains(path) && self.known.len() < KNOWN_PATHS_MAX =>
+            {
+                self.known.push(path.clone());
             }
             (Request::Delete { path, .. }, Response::Empty) => self.known.retain(|p| p != path),
             (Request::Multi(ops), Response::Multi(results)) => {

@@ -548,10 +548,7 @@ impl RawClient {
             Request::Auth { .. } => self.send_with_xid(xid::AUTH, req),
             _ => self.send(req),
         }
-        .map_err(|e| {
-            eprintln!("raw client: send error: {e}");
-            ReadEnd::Closed
-        })?;
+        .map_err(|_| ReadEnd::Closed)?;
         let reply = self.recv_reply()?;
         assert_eq!(
             reply.xid, x,
@@ -640,10 +637,7 @@ fn read_exact(s: &mut TcpStream, buf: &mut [u8]) -> Result<(), ReadEnd> {
             {
                 return Err(ReadEnd::Timeout)
             }
-            Err(e) => {
-                eprintln!("raw client: read error: {e}");
-                return Err(ReadEnd::Closed);
-            }
+            Err(_) => return Err(ReadEnd::Closed),
         }
     }
     Ok(())
@@ -951,5 +945,105 @@ impl Suite {
             msg.push_str(&format!("  - {n}: {m}\n"));
         }
         panic!("{msg}");
+    }
+}
+
+/// A loopback TCP forwarder in front of a server, so a test can cut a client's
+/// connection (the client reconnects to the same session) or refuse connections
+/// for a while (the session expires). Threads: one acceptor, two copiers per
+/// connection; all stop when the proxy is dropped.
+pub struct Proxy {
+    pub port: u16,
+    state: std::sync::Arc<ProxyState>,
+    acceptor: Option<std::thread::JoinHandle<()>>,
+}
+
+struct ProxyState {
+    target: String,
+    conns: Mutex<Vec<TcpStream>>,
+    blocked: std::sync::atomic::AtomicBool,
+    stop: std::sync::atomic::AtomicBool,
+}
+
+impl Proxy {
+    pub fn new(target: &str) -> Proxy {
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = std::sync::Arc::new(ProxyState {
+            target: target.to_string(),
+            conns: Mutex::new(Vec::new()),
+            blocked: Default::default(),
+            stop: Default::default(),
+        });
+        let st = state.clone();
+        let acceptor = std::thread::spawn(move || {
+            for incoming in listener.incoming() {
+                if st.stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = incoming else { continue };
+                if st.blocked.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                }
+                let Ok(upstream) = TcpStream::connect(&st.target) else {
+                    continue;
+                };
+                let _ = client.set_nodelay(true);
+                let _ = upstream.set_nodelay(true);
+                {
+                    let mut conns = st.conns.lock().unwrap();
+                    conns.push(client.try_clone().unwrap());
+                    conns.push(upstream.try_clone().unwrap());
+                }
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), upstream.try_clone().unwrap()),
+                    (upstream, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(Shutdown::Both);
+                        let _ = from.shutdown(Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Proxy {
+            port,
+            state,
+            acceptor: Some(acceptor),
+        }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Closes every connection through the proxy.
+    pub fn cut(&self) {
+        for c in self.state.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// While blocked, new connections are closed at once.
+    pub fn set_blocked(&self, blocked: bool) {
+        self.state
+            .blocked
+            .store(blocked, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.state
+            .stop
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.cut();
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(a) = self.acceptor.take() {
+            let _ = a.join();
+        }
     }
 }
