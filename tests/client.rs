@@ -837,7 +837,7 @@ fn raw_check_and_set_watches(addr: &str) {
     assert_eq!(c.call(&cw(2)).unwrap().err, 0, "data watch present");
     assert_eq!(c.call(&cw(3)).unwrap().err, 0, "any watch present");
     assert_eq!(c.call(&cw(1)).unwrap().err, -121, "no child watch");
-    // removeWatches: the data watch goes, with a DataWatchRemoved event.
+    // removeWatches: the data watch goes.
     let r = c
         .call(&Request::RemoveWatches {
             path: "/raw_watches/n".into(),

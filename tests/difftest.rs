@@ -21,7 +21,9 @@ mod common;
 use std::fmt::Write as _;
 
 use common::{digest_id, Decoded, Normalizer, RawClient, Server};
-use corral::proto::{perms, Acl, CreateKind, CreateRequest, OpResult, Request, Response};
+use corral::proto::{
+    perms, Acl, CreateKind, CreateRequest, OpResult, Request, Response, SetWatches,
+};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -48,6 +50,14 @@ enum Action {
     Req { session: usize, req: Request },
     /// Close session `session`, open a new one in its slot and authenticate it again.
     Reconnect { session: usize },
+    /// setWatches / setWatches2 on session `session`, relative to zxid 0 (every
+    /// watched node that exists counts as changed) or to the zxid the session
+    /// last saw on that server (so only later changes fire).
+    SetWatches {
+        session: usize,
+        from_zero: bool,
+        watches: SetWatches,
+    },
 }
 
 /// What one side saw for one action, normalised.
@@ -163,6 +173,24 @@ impl Side {
                             Decoded::Bad(why) => Outcome::Bad(why),
                         }
                     }
+                    Err(end) => Outcome::Closed(format!("{end:?}")),
+                }
+            }
+            Action::SetWatches {
+                session,
+                from_zero,
+                watches,
+            } => {
+                let c = &mut self.sessions[*session];
+                let mut sw = watches.clone();
+                sw.relative_zxid = if *from_zero { 0 } else { c.last_zxid };
+                let req = Request::SetWatches(sw);
+                match c.call(&req) {
+                    Ok(reply) => match common::decode_reply(req.opcode(), &reply) {
+                        Decoded::Ok(resp) => Outcome::Ok(self.norm.response(&resp)),
+                        Decoded::Err(code, body) => Outcome::Err(code, body),
+                        Decoded::Bad(why) => Outcome::Bad(why),
+                    },
                     Err(end) => Outcome::Closed(format!("{end:?}")),
                 }
             }
@@ -516,6 +544,28 @@ impl Gen {
             99 => Request::WhoAmI,
             100 => Request::DeleteContainer { path: self.path() },
             101..=102 => return Action::Reconnect { session },
+            103 => Request::Ping,
+            104..=105 => {
+                let paths = |g: &mut Gen| -> Vec<String> {
+                    let n = g.rng.gen_range(0..3);
+                    (0..n).map(|_| g.path()).collect()
+                };
+                let mut watches = SetWatches {
+                    data: paths(self),
+                    exist: paths(self),
+                    child: paths(self),
+                    ..Default::default()
+                };
+                if self.rng.gen_bool(0.5) {
+                    watches.persistent = paths(self);
+                    watches.persistent_recursive = paths(self);
+                }
+                return Action::SetWatches {
+                    session,
+                    from_zero: self.rng.gen_bool(0.5),
+                    watches,
+                };
+            }
             _ => Request::Exists {
                 path: self.path(),
                 watch: true,

@@ -546,6 +546,7 @@ impl RawClient {
         let x = match req {
             Request::Ping => self.send_with_xid(xid::PING, req),
             Request::Auth { .. } => self.send_with_xid(xid::AUTH, req),
+            Request::SetWatches(_) => self.send_with_xid(xid::SET_WATCHES, req),
             _ => self.send(req),
         }
         .map_err(|_| ReadEnd::Closed)?;
