@@ -23,6 +23,8 @@ const JUTE_MAXBUFFER_BYTES: usize = 0xfffff;
 /// How long a case waits for the server to close a connection.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 const HEALTHY_DATA: &[u8] = b"alive";
+/// Server log lines shown per case.
+const LOG_LINES_SHOWN_MAX: usize = 10;
 
 fn create(path: &str, data: &[u8], flags: i32) -> Request {
     Request::Create(CreateRequest {
@@ -110,53 +112,68 @@ fn assert_open(c: &mut RawClient, what: &str) {
     assert_eq!(r.err, 0, "{what}: follow-up exists on the same connection");
 }
 
-/// Runs one case, then checks the healthy session as a case of its own.
-fn case(suite: &mut Suite, healthy: &mut Healthy, name: &str, f: impl FnOnce()) {
-    suite.case(name, f);
-    suite.case(&format!("{name}: other session unaffected"), || {
-        healthy.check()
-    });
+/// The suite, the healthy session and the server, for [`Ctx::case`].
+struct Ctx<'a> {
+    suite: Suite,
+    healthy: Healthy,
+    server: &'a Server,
+}
+
+impl Ctx<'_> {
+    /// Runs one case, then checks the healthy session as a case of its own.
+    /// For corral, prints what the server logged meanwhile (the brief asks for
+    /// one line per offending connection; shown, not asserted).
+    fn case(&mut self, name: &str, f: impl FnOnce()) {
+        let before = self.server.log().lines().count();
+        self.suite.case(name, f);
+        let healthy = &mut self.healthy;
+        self.suite
+            .case(&format!("{name}: other session unaffected"), || {
+                healthy.check()
+            });
+        if self.server.kind == Kind::Corral {
+            let log = self.server.log();
+            let new: Vec<&str> = log.lines().skip(before).collect();
+            eprintln!("  corral logged {} line(s) during {name}:", new.len());
+            for l in new.iter().take(LOG_LINES_SHOWN_MAX) {
+                eprintln!("    | {l}");
+            }
+        }
+    }
 }
 
 fn run_suite(kind: Kind) {
     let server = Server::start(kind, "");
     let addr = server.addr();
-    let mut healthy = Healthy::new(&addr);
-    let mut suite = Suite::new(format!("bad_input/{kind}"));
+    let mut ctx = Ctx {
+        suite: Suite::new(format!("bad_input/{kind}")),
+        healthy: Healthy::new(&addr),
+        server: &server,
+    };
 
-    case(
-        &mut suite,
-        &mut healthy,
-        "frame_over_jute_maxbuffer",
-        || {
-            let mut c = RawClient::connect(&addr, 10_000);
-            let mut b = Vec::new();
-            b.put_i32(JUTE_MAXBUFFER_BYTES as i32 + 1);
-            b.extend_from_slice(&[0u8; 64]);
-            c.send_raw(&b).unwrap();
-            assert_closed_without_reply(&mut c, "frame length jute.maxbuffer+1");
-        },
-    );
+    ctx.case("frame_over_jute_maxbuffer", || {
+        let mut c = RawClient::connect(&addr, 10_000);
+        let mut b = Vec::new();
+        b.put_i32(JUTE_MAXBUFFER_BYTES as i32 + 1);
+        b.extend_from_slice(&[0u8; 64]);
+        c.send_raw(&b).unwrap();
+        assert_closed_without_reply(&mut c, "frame length jute.maxbuffer+1");
+    });
 
-    case(&mut suite, &mut healthy, "negative_frame_length", || {
+    ctx.case("negative_frame_length", || {
         let mut c = RawClient::connect(&addr, 10_000);
         c.send_raw(&(-5i32).to_be_bytes()).unwrap();
         assert_closed_without_reply(&mut c, "frame length -5");
     });
 
-    case(
-        &mut suite,
-        &mut healthy,
-        "truncated_length_prefix_then_eof",
-        || {
-            let mut c = RawClient::connect(&addr, 10_000);
-            c.send_raw(&[0, 0]).unwrap();
-            c.shutdown_write();
-            assert_closed_without_reply(&mut c, "two bytes of a length, then EOF");
-        },
-    );
+    ctx.case("truncated_length_prefix_then_eof", || {
+        let mut c = RawClient::connect(&addr, 10_000);
+        c.send_raw(&[0, 0]).unwrap();
+        c.shutdown_write();
+        assert_closed_without_reply(&mut c, "two bytes of a length, then EOF");
+    });
 
-    case(&mut suite, &mut healthy, "truncated_frame_then_eof", || {
+    ctx.case("truncated_frame_then_eof", || {
         let mut c = RawClient::connect(&addr, 10_000);
         let mut b = Vec::new();
         b.put_i32(100);
@@ -170,67 +187,52 @@ fn run_suite(kind: Kind) {
         assert_closed_without_reply(&mut c, "a frame cut short, then EOF");
     });
 
-    case(
-        &mut suite,
-        &mut healthy,
-        "truncated_read_request_body",
-        || {
-            // A whole frame whose getData body claims a 100-byte path: the reference
-            // answers MARSHALLINGERROR and keeps the connection.
-            let mut c = RawClient::connect(&addr, 10_000);
-            let mut p = Vec::new();
-            RequestHeader {
-                xid: 9,
-                opcode: op::GET_DATA,
-            }
-            .encode(&mut p);
-            p.put_i32(100);
-            p.extend_from_slice(b"/healthy");
-            c.send_frame(&p).unwrap();
-            let r = c.recv_reply().expect("a reply to the truncated getData");
-            assert_eq!((r.xid, r.err), (9, -5), "truncated getData body: {r:?}");
-            assert_open(&mut c, "after a truncated getData body");
-        },
-    );
+    ctx.case("truncated_read_request_body", || {
+        // A whole frame whose getData body claims a 100-byte path: the reference
+        // answers MARSHALLINGERROR and keeps the connection.
+        let mut c = RawClient::connect(&addr, 10_000);
+        let mut p = Vec::new();
+        RequestHeader {
+            xid: 9,
+            opcode: op::GET_DATA,
+        }
+        .encode(&mut p);
+        p.put_i32(100);
+        p.extend_from_slice(b"/healthy");
+        c.send_frame(&p).unwrap();
+        let r = c.recv_reply().expect("a reply to the truncated getData");
+        assert_eq!((r.xid, r.err), (9, -5), "truncated getData body: {r:?}");
+        assert_open(&mut c, "after a truncated getData body");
+    });
 
-    case(
-        &mut suite,
-        &mut healthy,
-        "truncated_write_request_body",
-        || {
-            let mut c = RawClient::connect(&addr, 10_000);
-            let mut p = Vec::new();
-            RequestHeader {
-                xid: 9,
-                opcode: op::SET_DATA,
-            }
-            .encode(&mut p);
-            p.put_i32(100);
-            p.extend_from_slice(b"/healthy");
-            c.send_frame(&p).unwrap();
-            let r = c.recv_reply().expect("a reply to the truncated setData");
-            assert_eq!((r.xid, r.err), (9, -5), "truncated setData body: {r:?}");
-            assert_open(&mut c, "after a truncated setData body");
-        },
-    );
+    ctx.case("truncated_write_request_body", || {
+        let mut c = RawClient::connect(&addr, 10_000);
+        let mut p = Vec::new();
+        RequestHeader {
+            xid: 9,
+            opcode: op::SET_DATA,
+        }
+        .encode(&mut p);
+        p.put_i32(100);
+        p.extend_from_slice(b"/healthy");
+        c.send_frame(&p).unwrap();
+        let r = c.recv_reply().expect("a reply to the truncated setData");
+        assert_eq!((r.xid, r.err), (9, -5), "truncated setData body: {r:?}");
+        assert_open(&mut c, "after a truncated setData body");
+    });
 
-    case(
-        &mut suite,
-        &mut healthy,
-        "garbage_instead_of_handshake",
-        || {
-            let mut s = RawClient::connect_tcp(&addr).unwrap();
-            use std::io::Write;
-            let mut b = Vec::new();
-            b.put_i32(20);
-            b.extend((0u8..20).map(|i| i.wrapping_mul(37).wrapping_add(11)));
-            s.write_all(&b).unwrap();
-            let mut c = RawClient::from_stream(s);
-            assert_closed_without_reply(&mut c, "20 garbage bytes as the ConnectRequest");
-        },
-    );
+    ctx.case("garbage_instead_of_handshake", || {
+        let mut s = RawClient::connect_tcp(&addr).unwrap();
+        use std::io::Write;
+        let mut b = Vec::new();
+        b.put_i32(20);
+        b.extend((0u8..20).map(|i| i.wrapping_mul(37).wrapping_add(11)));
+        s.write_all(&b).unwrap();
+        let mut c = RawClient::from_stream(s);
+        assert_closed_without_reply(&mut c, "20 garbage bytes as the ConnectRequest");
+    });
 
-    case(&mut suite, &mut healthy, "oversized_handshake", || {
+    ctx.case("oversized_handshake", || {
         let mut s = RawClient::connect_tcp(&addr).unwrap();
         use std::io::Write;
         let mut b = Vec::new();
@@ -241,19 +243,14 @@ fn run_suite(kind: Kind) {
         assert_closed_without_reply(&mut c, "a ConnectRequest over jute.maxbuffer");
     });
 
-    case(
-        &mut suite,
-        &mut healthy,
-        "frame_shorter_than_request_header",
-        || {
-            let mut c = RawClient::connect(&addr, 10_000);
-            c.send_raw(&[0, 0, 0, 6, 0xde, 0xad, 0xbe, 0xef, 0x01, 0x02])
-                .unwrap();
-            assert_closed_without_reply(&mut c, "a 6-byte request frame");
-        },
-    );
+    ctx.case("frame_shorter_than_request_header", || {
+        let mut c = RawClient::connect(&addr, 10_000);
+        c.send_raw(&[0, 0, 0, 6, 0xde, 0xad, 0xbe, 0xef, 0x01, 0x02])
+            .unwrap();
+        assert_closed_without_reply(&mut c, "a 6-byte request frame");
+    });
 
-    case(&mut suite, &mut healthy, "unknown_opcode", || {
+    ctx.case("unknown_opcode", || {
         // The reference answers UNIMPLEMENTED (-6) under the request's xid, then closes.
         let mut c = RawClient::connect(&addr, 10_000);
         c.send_opcode(5, 77, &Request::Sync { path: "/".into() })
@@ -264,7 +261,7 @@ fn run_suite(kind: Kind) {
         assert_closed_without_reply(&mut c, "after the UNIMPLEMENTED reply");
     });
 
-    case(&mut suite, &mut healthy, "invalid_paths", || {
+    ctx.case("invalid_paths", || {
         // Invalid paths get an error reply; the connection stays open.
         let mut c = RawClient::connect(&addr, 10_000);
         let cases: Vec<(Request, i32)> = vec![
@@ -320,7 +317,7 @@ fn run_suite(kind: Kind) {
         assert_open(&mut c, "after invalid paths");
     });
 
-    case(&mut suite, &mut healthy, "data_over_limit", || {
+    ctx.case("data_over_limit", || {
         // setData whose frame exceeds jute.maxbuffer: closed, no reply.
         let mut c = RawClient::connect(&addr, 10_000);
         c.send(&Request::SetData {
@@ -340,69 +337,54 @@ fn run_suite(kind: Kind) {
         assert_closed_without_reply(&mut c, "create with 1 MiB of data");
     });
 
-    case(
-        &mut suite,
-        &mut healthy,
-        "data_just_under_limit_is_served",
-        || {
-            let mut c = RawClient::connect(&addr, 10_000);
-            let data = vec![9u8; JUTE_MAXBUFFER_BYTES - 200];
-            let r = c.call(&create("/big", &data, 1)).unwrap();
-            assert_eq!(r.err, 0, "create with data just under jute.maxbuffer");
-            let got = c
-                .call_decoded(&Request::GetData {
-                    path: "/big".into(),
-                    watch: false,
-                })
-                .unwrap();
-            match got {
-                Decoded::Ok(Response::Data { data: d, .. }) => assert!(d == data),
-                other => panic!("getData /big: {:?}", common::short(&other)),
-            }
-            let _ = c.close_session();
-        },
-    );
+    ctx.case("data_just_under_limit_is_served", || {
+        let mut c = RawClient::connect(&addr, 10_000);
+        let data = vec![9u8; JUTE_MAXBUFFER_BYTES - 200];
+        let r = c.call(&create("/big", &data, 1)).unwrap();
+        assert_eq!(r.err, 0, "create with data just under jute.maxbuffer");
+        let got = c
+            .call_decoded(&Request::GetData {
+                path: "/big".into(),
+                watch: false,
+            })
+            .unwrap();
+        match got {
+            Decoded::Ok(Response::Data { data: d, .. }) => assert!(d == data),
+            other => panic!("getData /big: {:?}", common::short(&other)),
+        }
+        let _ = c.close_session();
+    });
 
-    case(
-        &mut suite,
-        &mut healthy,
-        "new_sessions_still_accepted",
-        || {
-            let mut c = RawClient::connect(&addr, 10_000);
-            let r = c.call(&Request::Ping).unwrap();
-            assert_eq!(r.err, 0);
-            let _ = c.close_session();
-        },
-    );
+    ctx.case("new_sessions_still_accepted", || {
+        let mut c = RawClient::connect(&addr, 10_000);
+        let r = c.call(&Request::Ping).unwrap();
+        assert_eq!(r.err, 0);
+        let _ = c.close_session();
+    });
 
     if kind == Kind::Corral {
         // ZooKeeper 3.8.0 itself dies on this one (createTTL with non-TTL flags and
         // a negative ttl kills its SyncThread); corral must answer and survive.
-        case(
-            &mut suite,
-            &mut healthy,
-            "create_ttl_with_ephemeral_flags_and_negative_ttl",
-            || {
-                let mut c = RawClient::connect(&addr, 10_000);
-                let req = Request::Create(CreateRequest {
-                    kind: CreateKind::Ttl,
-                    path: "/ttl-bad".into(),
-                    data: vec![],
-                    acl: Acl::open(),
-                    flags: 3,
-                    ttl: -5,
-                });
-                match c.call(&req) {
-                    Ok(r) => assert_ne!(r.err, 0, "createTTL with flags 3 and ttl -5 succeeded"),
-                    Err(ReadEnd::Closed) => {}
-                    Err(e) => panic!("createTTL with flags 3 and ttl -5: {e:?}"),
-                }
-            },
-        );
+        ctx.case("create_ttl_with_ephemeral_flags_and_negative_ttl", || {
+            let mut c = RawClient::connect(&addr, 10_000);
+            let req = Request::Create(CreateRequest {
+                kind: CreateKind::Ttl,
+                path: "/ttl-bad".into(),
+                data: vec![],
+                acl: Acl::open(),
+                flags: 3,
+                ttl: -5,
+            });
+            match c.call(&req) {
+                Ok(r) => assert_ne!(r.err, 0, "createTTL with flags 3 and ttl -5 succeeded"),
+                Err(ReadEnd::Closed) => {}
+                Err(e) => panic!("createTTL with flags 3 and ttl -5: {e:?}"),
+            }
+        });
     }
 
-    let _ = healthy.c.close_session();
-    suite.finish();
+    let _ = ctx.healthy.c.close_session();
+    ctx.suite.finish();
     drop(server);
 }
 
