@@ -27,7 +27,13 @@ const CASE_TIMEOUT: Duration = Duration::from_secs(40);
 /// Bound on waiting for one watch event.
 const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
 
-const CFG_EXTRA: &str = "extendedTypesEnabled=true\n";
+/// TTL nodes need the extended types; `super:superpw` is the super user.
+fn cfg_extra() -> String {
+    format!(
+        "extendedTypesEnabled=true\nzookeeper.DigestAuthenticationProvider.superDigest={}\n",
+        common::digest_id("super", "superpw")
+    )
+}
 
 async fn connect(addr: &str) -> zk::Client {
     zk::Client::connector()
@@ -339,6 +345,34 @@ async fn acls_and_auth(addr: String) {
     other.auth("digest", b"alice:secret").await.unwrap();
     assert_eq!(other.get_data(&q).await.unwrap().0, b"a");
     other.delete(&q, None).await.unwrap();
+}
+
+async fn super_digest(addr: String) {
+    let owner = connect(&addr).await;
+    let admin = connect(&addr).await;
+    let r = "/super_digest";
+    mkroot(&owner, r).await;
+    owner.auth("digest", b"bob:pw").await.unwrap();
+    let p = format!("{r}/locked");
+    owner
+        .create(
+            &p,
+            b"x",
+            &CreateMode::Persistent.with_acls(Acls::creator_all()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(admin.get_data(&p).await.unwrap_err(), zk::Error::NoAuth);
+    admin.auth("digest", b"super:superpw").await.unwrap();
+    assert_eq!(admin.get_data(&p).await.unwrap().0, b"x");
+    admin.set_data(&p, b"y", None).await.unwrap();
+    let (acl, _) = admin.get_acl(&p).await.unwrap();
+    assert_eq!(acl[0].id(), common::digest_id("bob", "pw"));
+    admin
+        .set_acl(&p, &[Acl::new(Permission::READ, AuthId::anyone())], None)
+        .await
+        .unwrap();
+    admin.delete(&p, None).await.unwrap();
 }
 
 async fn multi_shapes(addr: String) {
@@ -792,6 +826,38 @@ fn raw_session_expiry_and_reconnect(addr: &str) {
     let _ = b.close_session();
 }
 
+fn raw_handshake_shapes(addr: &str) {
+    let mut req = ConnectRequest {
+        protocol_version: 0,
+        last_zxid_seen: 0,
+        timeout_ms: 100_000,
+        session_id: 0,
+        passwd: vec![0; 16],
+        read_only: Some(false),
+    };
+    // The timeout is clamped to maxSessionTimeout (30000 here).
+    let (mut c, resp) = RawClient::handshake(addr, &req).unwrap();
+    assert_eq!(resp.timeout_ms, 30_000);
+    assert_eq!(resp.read_only, Some(false));
+    assert_eq!(resp.passwd.len(), 16);
+    assert_ne!(resp.session_id, 0);
+    let _ = c.close_session();
+    // The older 44-byte request without readOnly gets the answer without it.
+    req.read_only = None;
+    req.timeout_ms = 5000;
+    let (mut c, resp) = RawClient::handshake(addr, &req).unwrap();
+    assert_eq!(resp.read_only, None, "44-byte ConnectRequest: {resp:?}");
+    assert_eq!(resp.timeout_ms, 5000);
+    let _ = c.close_session();
+    // A client that has seen a zxid the server has not is refused: closed, no answer.
+    req.read_only = Some(false);
+    req.last_zxid_seen = 1 << 40;
+    match RawClient::handshake(addr, &req) {
+        Err(_) => {}
+        Ok((_, resp)) => panic!("a client from the future was answered: {resp:?}"),
+    }
+}
+
 fn raw_ping_and_close(addr: &str) {
     let mut c = RawClient::connect(addr, 10_000);
     let r = c.call(&Request::Ping).unwrap();
@@ -955,7 +1021,7 @@ fn raw_container_ops(addr: &str) {
 // ---------------------------------------------------------------- runners
 
 fn run_suite(kind: Kind) {
-    let server = Server::start(kind, CFG_EXTRA);
+    let server = Server::start(kind, &cfg_extra());
     let addr = server.addr();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -978,6 +1044,7 @@ fn run_suite(kind: Kind) {
     async_case!(create_modes);
     async_case!(data_and_versions);
     async_case!(acls_and_auth);
+    async_case!(super_digest);
     async_case!(multi_shapes);
     async_case!(oneshot_watches);
     async_case!(persistent_watches);
@@ -985,6 +1052,7 @@ fn run_suite(kind: Kind) {
     async_case!(reconnect_same_session);
     async_case!(session_expiry);
 
+    suite.case("raw_handshake_shapes", || raw_handshake_shapes(&addr));
     suite.case("raw_ping_and_close", || raw_ping_and_close(&addr));
     suite.case("raw_check_and_set_watches", || {
         raw_check_and_set_watches(&addr)

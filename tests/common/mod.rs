@@ -175,10 +175,26 @@ impl Server {
         let port = free_port();
         let mut cfg = Self::base_cfg(port, dir.path());
         cfg.push_str("admin.enableServer=false\n");
-        cfg.push_str(cfg_extra);
+        // Keys the reference reads as Java system properties, not from zoo.cfg:
+        // `zookeeper.*` (e.g. the super digest) and `jute.maxbuffer`.
+        let mut sysprops = Vec::new();
+        for line in cfg_extra.lines() {
+            match line.split_once('=') {
+                Some((k, v))
+                    if k.trim().starts_with("zookeeper.") || k.trim() == "jute.maxbuffer" =>
+                {
+                    sysprops.push(format!("-D{}={}", k.trim(), v.trim()))
+                }
+                _ => {
+                    cfg.push_str(line);
+                    cfg.push('\n');
+                }
+            }
+        }
         let cfg_path = dir.path().join("zoo.cfg");
         std::fs::write(&cfg_path, cfg).unwrap();
         let mut cmd = Command::new(java);
+        cmd.args(&sysprops);
         cmd.arg("-Xmx512m")
             .arg("-XX:+UseSerialGC")
             .arg("-XX:TieredStopAtLevel=1")
