@@ -400,3 +400,53 @@ fn bad_input_reference() {
 fn bad_input_corral() {
     run_suite(Kind::Corral);
 }
+
+/// `jute.maxbuffer` lowered in the config: the bound moves with it.
+fn run_small_maxbuffer(kind: Kind) {
+    const SMALL_MAXBUFFER_BYTES: usize = 4096;
+    let server = Server::start(kind, &format!("jute.maxbuffer={SMALL_MAXBUFFER_BYTES}\n"));
+    let addr = server.addr();
+    let mut ctx = Ctx {
+        suite: Suite::new(format!("bad_input_small_maxbuffer/{kind}")),
+        healthy: Healthy::new(&addr),
+        server: &server,
+    };
+    ctx.case("frame_over_configured_limit", || {
+        let mut c = RawClient::connect(&addr, 10_000);
+        c.send(&Request::SetData {
+            path: "/healthy".into(),
+            data: vec![1u8; SMALL_MAXBUFFER_BYTES + 100],
+            version: -1,
+        })
+        .unwrap();
+        assert_closed_without_reply(&mut c, "setData frame over jute.maxbuffer=4096");
+    });
+    ctx.case("frame_under_configured_limit", || {
+        let mut c = RawClient::connect(&addr, 10_000);
+        let r = c
+            .call(&create(
+                "/small",
+                &vec![1u8; SMALL_MAXBUFFER_BYTES - 200],
+                1,
+            ))
+            .unwrap();
+        assert_eq!(r.err, 0, "create with data under jute.maxbuffer=4096");
+        let _ = c.close_session();
+    });
+    let _ = ctx.healthy.c.close_session();
+    ctx.suite.finish();
+    drop(server);
+}
+
+#[test]
+fn bad_input_small_maxbuffer_reference() {
+    if !common::require_reference() {
+        return;
+    }
+    run_small_maxbuffer(Kind::Reference);
+}
+
+#[test]
+fn bad_input_small_maxbuffer_corral() {
+    run_small_maxbuffer(Kind::Corral);
+}

@@ -31,16 +31,26 @@ use rand::{Rng, SeedableRng};
 const DEFAULT_SEEDS: &[u64] = &[1, 2, 3, 4, 5];
 /// Operations per seed by default.
 const DEFAULT_OPS_PER_SEED: usize = 400;
-/// Sessions per seed; session i > 0 authenticates as user i.
-const SESSIONS_PER_SEED: usize = 3;
+/// Sessions per seed; sessions 1 and 2 authenticate as user1 / user2, session 3
+/// as the super user.
+const SESSIONS_PER_SEED: usize = 4;
 /// Session timeout asked for by every raw session.
 const SESSION_TIMEOUT_MS: i32 = 20_000;
 
-/// Config both servers get: TTL nodes need the extended types.
-const CFG_EXTRA: &str = "extendedTypesEnabled=true\n";
+/// Config both servers get: TTL nodes need the extended types; a super user.
+fn cfg_extra() -> String {
+    format!(
+        "extendedTypesEnabled=true\nzookeeper.DigestAuthenticationProvider.superDigest={}\n",
+        digest_id("super", "superpw")
+    )
+}
 
 fn user(session: usize) -> Option<(String, String)> {
-    (session > 0).then(|| (format!("user{session}"), format!("pw{session}")))
+    match session {
+        0 => None,
+        3 => Some(("super".into(), "superpw".into())),
+        n => Some((format!("user{n}"), format!("pw{n}"))),
+    }
 }
 
 /// One step of a sequence.
@@ -744,16 +754,16 @@ fn differential_corral_vs_reference() {
     if !common::require_reference() {
         return;
     }
-    let reference = Server::reference(CFG_EXTRA);
+    let reference = Server::reference(&cfg_extra());
     if std::env::var_os("DIFFTEST_SELF").is_some() {
         // Harness self-check: a second reference in place of corral.
-        let other = Server::reference_second(CFG_EXTRA);
+        let other = Server::reference_second(&cfg_extra());
         let mut a = Side::new("reference", reference.addr());
         let mut b = Side::new("reference#2", other.addr());
         run_all(&mut a, &mut b);
         return;
     }
-    let corral = Server::corral(CFG_EXTRA);
+    let corral = Server::corral(&cfg_extra());
     let mut a = Side::new("reference", reference.addr());
     let mut b = Side::new("corral", corral.addr());
     run_all(&mut a, &mut b);
