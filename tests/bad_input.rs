@@ -114,7 +114,7 @@ fn assert_open(c: &mut RawClient, what: &str) {
 
 /// The suite, the healthy session and the server, for [`Ctx::case`].
 struct Ctx<'a> {
-    suite: Suite,
+    suite: Suite<'a>,
     healthy: Healthy,
     server: &'a Server,
 }
@@ -146,7 +146,7 @@ fn run_suite(kind: Kind) {
     let server = Server::start(kind, "");
     let addr = server.addr();
     let mut ctx = Ctx {
-        suite: Suite::new(format!("bad_input/{kind}")),
+        suite: Suite::for_server(format!("bad_input/{kind}"), &server),
         healthy: Healthy::new(&addr),
         server: &server,
     };
@@ -407,7 +407,7 @@ fn run_small_maxbuffer(kind: Kind) {
     let server = Server::start(kind, &format!("jute.maxbuffer={SMALL_MAXBUFFER_BYTES}\n"));
     let addr = server.addr();
     let mut ctx = Ctx {
-        suite: Suite::new(format!("bad_input_small_maxbuffer/{kind}")),
+        suite: Suite::for_server(format!("bad_input_small_maxbuffer/{kind}"), &server),
         healthy: Healthy::new(&addr),
         server: &server,
     };

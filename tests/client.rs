@@ -23,7 +23,7 @@ use zk::{Acl, Acls, AuthId, CreateMode, EventType, Permission, SessionState};
 use zookeeper_client as zk;
 
 /// Bound on any one case.
-const CASE_TIMEOUT: Duration = Duration::from_secs(40);
+const CASE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Bound on waiting for one watch event.
 const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -1028,7 +1028,7 @@ fn run_suite(kind: Kind) {
         .enable_all()
         .build()
         .unwrap();
-    let mut suite = Suite::new(format!("client/{kind}"));
+    let mut suite = Suite::for_server(format!("client/{kind}"), &server);
 
     macro_rules! async_case {
         ($name:ident) => {

@@ -29,7 +29,7 @@ use corral::proto::{
 /// How long a server may take from spawn to answering `ruok` with `imok`.
 pub const SERVER_READY_TIMEOUT_MS: u64 = 60_000;
 /// How long a raw client waits for one frame before calling it a timeout.
-pub const RAW_READ_TIMEOUT_MS: u64 = 10_000;
+pub const RAW_READ_TIMEOUT_MS: u64 = 5_000;
 /// Largest frame the raw client accepts from a server (a sanity bound, not the protocol's).
 pub const RAW_FRAME_BYTES_MAX: usize = 16 << 20;
 /// Lines of a server's log printed when a test fails.
@@ -123,7 +123,7 @@ pub fn free_port() -> u16 {
 pub struct Server {
     pub kind: Kind,
     pub port: u16,
-    child: Option<Child>,
+    child: Mutex<Option<Child>>,
     dir: Option<tempfile::TempDir>,
     log_path: PathBuf,
     _serial: Option<MutexGuard<'static, ()>>,
@@ -252,7 +252,7 @@ impl Server {
         let mut server = Server {
             kind,
             port,
-            child: Some(child),
+            child: Mutex::new(Some(child)),
             dir: Some(dir),
             log_path,
             _serial: serial,
@@ -265,7 +265,7 @@ impl Server {
         let started = Instant::now();
         let deadline = started + Duration::from_millis(SERVER_READY_TIMEOUT_MS);
         loop {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+            if let Some(status) = self.exit_status() {
                 panic!(
                     "the {} server exited during start-up ({status}); log:\n{}",
                     self.kind,
@@ -327,15 +327,26 @@ impl Server {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// The process's exit status once it has exited.
+    pub fn exit_status(&self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
     /// True while the process runs.
-    pub fn is_running(&mut self) -> bool {
-        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    pub fn is_running(&self) -> bool {
+        self.exit_status().is_none()
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
+        let child = self
+            .child
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(mut child) = child {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -906,22 +917,41 @@ pub fn digest_id(user: &str, password: &str) -> String {
 /// Runs named test cases one after another, catching each one's panic, and
 /// panics at the end listing every case that failed. Lets one server process
 /// (the reference JVM takes seconds to start) serve many independent cases.
-pub struct Suite {
+pub struct Suite<'a> {
     pub name: String,
     failures: Vec<(String, String)>,
     passed: usize,
+    server: Option<&'a Server>,
 }
 
-impl Suite {
-    pub fn new(name: impl Into<String>) -> Suite {
+impl<'a> Suite<'a> {
+    pub fn new(name: impl Into<String>) -> Suite<'a> {
         Suite {
             name: name.into(),
             failures: Vec::new(),
             passed: 0,
+            server: None,
+        }
+    }
+
+    /// A suite whose cases fail at once, without running, after `server` exits.
+    pub fn for_server(name: impl Into<String>, server: &'a Server) -> Suite<'a> {
+        Suite {
+            server: Some(server),
+            ..Suite::new(name)
         }
     }
 
     pub fn case(&mut self, name: &str, f: impl FnOnce()) {
+        if let Some(status) = self.server.and_then(|s| s.exit_status()) {
+            let msg = format!(
+                "not run: the {} server has exited ({status})",
+                self.server.unwrap().kind
+            );
+            eprintln!("[{}] FAIL {name}: {msg}", self.name);
+            self.failures.push((name.to_string(), msg));
+            return;
+        }
         let started = Instant::now();
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
             Ok(()) => {
