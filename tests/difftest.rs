@@ -13,7 +13,8 @@
 //! index, the op and both sides' observations; the test fails at the end.
 //!
 //! Env vars: `DIFFTEST_SEED=n` replays one seed; `DIFFTEST_OPS=n` sets the ops per
-//! seed; `DIFFTEST_SELF=1` runs the reference against a second reference (a check
+//! seed; `DIFFTEST_KEEP_GOING=1` goes on after a mismatch (up to
+//! [`KEEP_GOING_MISMATCHES_MAX`] per seed); `DIFFTEST_SELF=1` runs the reference against a second reference (a check
 //! that the harness itself is deterministic; needs two JVMs).
 
 mod common;
@@ -36,6 +37,11 @@ const DEFAULT_OPS_PER_SEED: usize = 400;
 const SESSIONS_PER_SEED: usize = 4;
 /// Session timeout asked for by every raw session.
 const SESSION_TIMEOUT_MS: i32 = 20_000;
+
+/// With `DIFFTEST_KEEP_GOING` set, a seed goes on after a mismatch (the
+/// reference steers the generator, so the op sequence stays the same) and
+/// reports up to this many.
+const KEEP_GOING_MISMATCHES_MAX: usize = 20;
 
 /// Config both servers get: TTL nodes need the extended types; a super user.
 fn cfg_extra() -> String {
@@ -645,6 +651,8 @@ fn run_seed(seed: u64, ops: usize, a: &mut Side, b: &mut Side) -> Result<usize, 
     let mut steps = vec![setup];
     let (mut n_ok, mut n_err, mut n_events) = (0usize, 0usize, 0usize);
     let mut codes: std::collections::BTreeMap<i32, usize> = Default::default();
+    let keep_going = std::env::var_os("DIFFTEST_KEEP_GOING").is_some();
+    let mut mismatches: Vec<String> = Vec::new();
     let mut i = 0;
     while i < ops + 1 {
         let action = if i < steps.len() {
@@ -677,9 +685,14 @@ fn run_seed(seed: u64, ops: usize, a: &mut Side, b: &mut Side) -> Result<usize, 
             for (j, s) in steps.iter().enumerate().take(i).skip(i.saturating_sub(8)) {
                 let _ = writeln!(msg, "    #{j}: {s:?}");
             }
-            a.close_all();
-            b.close_all();
-            return Err(msg);
+            mismatches.push(msg);
+            let broken = matches!(oa.outcome, Outcome::Closed(_))
+                || matches!(ob.outcome, Outcome::Closed(_));
+            if !keep_going || broken || mismatches.len() >= KEEP_GOING_MISMATCHES_MAX {
+                a.close_all();
+                b.close_all();
+                return Err(mismatches.join("\n"));
+            }
         }
         if matches!(oa.outcome, Outcome::Closed(_)) {
             a.close_all();
@@ -706,6 +719,9 @@ fn run_seed(seed: u64, ops: usize, a: &mut Side, b: &mut Side) -> Result<usize, 
     }
     a.close_all();
     b.close_all();
+    if !mismatches.is_empty() {
+        return Err(mismatches.join("\n"));
+    }
     eprintln!(
         "seed {seed}: {n_ok} ok replies, {n_err} error replies {codes:?}, {n_events} watch events, {} paths exist",
         gen.known.len()
