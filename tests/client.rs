@@ -23,7 +23,7 @@ use zk::{Acl, Acls, AuthId, CreateMode, EventType, Permission, SessionState};
 use zookeeper_client as zk;
 
 /// Bound on any one case.
-const CASE_TIMEOUT: Duration = Duration::from_secs(20);
+const CASE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Bound on waiting for one watch event.
 const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -955,6 +955,24 @@ fn raw_check_and_set_watches(addr: &str) {
     let _ = d.close_session();
 }
 
+fn raw_auth_reply_echoes_xid(addr: &str) {
+    // The Java client sends auth under xid -4; other clients (the Rust crate)
+    // use an ordinary xid. The reply carries the request's xid either way.
+    let mut c = RawClient::connect(addr, 10_000);
+    let auth = Request::Auth {
+        auth_type: 0,
+        scheme: "digest".into(),
+        auth: b"carol:pw".to_vec(),
+    };
+    c.send_with_xid(7, &auth).unwrap();
+    let r = c.recv_reply().unwrap();
+    assert_eq!((r.xid, r.err), (7, 0), "auth sent under xid 7: {r:?}");
+    c.send_with_xid(-4, &auth).unwrap();
+    let r = c.recv_reply().unwrap();
+    assert_eq!((r.xid, r.err), (-4, 0), "auth sent under xid -4: {r:?}");
+    let _ = c.close_session();
+}
+
 fn raw_failed_auth_closes(addr: &str) {
     let mut c = RawClient::connect(addr, 10_000);
     let r = c
@@ -1056,6 +1074,9 @@ fn run_suite(kind: Kind) {
     suite.case("raw_ping_and_close", || raw_ping_and_close(&addr));
     suite.case("raw_check_and_set_watches", || {
         raw_check_and_set_watches(&addr)
+    });
+    suite.case("raw_auth_reply_echoes_xid", || {
+        raw_auth_reply_echoes_xid(&addr)
     });
     suite.case("raw_failed_auth_closes", || raw_failed_auth_closes(&addr));
     suite.case("raw_container_ops", || raw_container_ops(&addr));
