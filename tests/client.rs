@@ -973,6 +973,102 @@ fn raw_auth_reply_echoes_xid(addr: &str) {
     let _ = c.close_session();
 }
 
+fn raw_no_watch_left_by_reads_of_missing_nodes(addr: &str) {
+    // getData / getChildren / getChildren2 on a missing node answer NONODE and
+    // leave no watch; only exists watches a missing node.
+    let mut w = RawClient::connect(addr, 10_000);
+    let mut c = RawClient::connect(addr, 10_000);
+    let p = "/raw_missing";
+    for req in [
+        Request::GetData {
+            path: p.into(),
+            watch: true,
+        },
+        Request::GetChildren {
+            path: p.into(),
+            watch: true,
+        },
+        Request::GetChildren2 {
+            path: p.into(),
+            watch: true,
+        },
+    ] {
+        assert_eq!(w.call(&req).unwrap().err, -101, "{req:?}");
+    }
+    let create = |path: &str| {
+        Request::Create(corral::proto::CreateRequest {
+            kind: corral::proto::CreateKind::Create,
+            path: path.into(),
+            data: vec![],
+            acl: corral::proto::Acl::open(),
+            flags: 0,
+            ttl: -1,
+        })
+    };
+    assert_eq!(c.call(&create(p)).unwrap().err, 0);
+    assert_eq!(c.call(&create("/raw_missing/k")).unwrap().err, 0);
+    let r = w.call(&Request::Sync { path: "/".into() }).unwrap();
+    assert_eq!(r.err, 0);
+    let evs: Vec<(i32, String)> = w.events.drain(..).map(|e| (e.event_type, e.path)).collect();
+    assert!(
+        evs.is_empty(),
+        "events from reads of a missing node: {evs:?}"
+    );
+    let _ = c.close_session();
+    let _ = w.close_session();
+}
+
+fn raw_set_watches2_persistent(addr: &str) {
+    // setWatches2 registers persistent and recursive watches. A connection has
+    // one watch mode per path on the reference: naming a path in both lists
+    // leaves the recursive watch only (no NodeChildrenChanged).
+    let mut w = RawClient::connect(addr, 10_000);
+    let mut c = RawClient::connect(addr, 10_000);
+    let create = |path: &str| {
+        Request::Create(corral::proto::CreateRequest {
+            kind: corral::proto::CreateKind::Create,
+            path: path.into(),
+            data: vec![],
+            acl: corral::proto::Acl::open(),
+            flags: 0,
+            ttl: -1,
+        })
+    };
+    let mut step = |w: &mut RawClient, root: &str, persistent: bool, recursive: bool| {
+        assert_eq!(c.call(&create(root)).unwrap().err, 0);
+        let sw = Request::SetWatches(SetWatches {
+            relative_zxid: c.last_zxid,
+            persistent: if persistent {
+                vec![root.into()]
+            } else {
+                vec![]
+            },
+            persistent_recursive: if recursive { vec![root.into()] } else { vec![] },
+            ..Default::default()
+        });
+        let r = w.call(&sw).unwrap();
+        assert_eq!((r.xid, r.err), (-8, 0), "setWatches2");
+        assert_eq!(c.call(&create(&format!("{root}/k"))).unwrap().err, 0);
+        assert_eq!(w.call(&Request::Sync { path: "/".into() }).unwrap().err, 0);
+        w.events
+            .drain(..)
+            .map(|e| (e.event_type, e.path))
+            .collect::<Vec<(i32, String)>>()
+    };
+    let evs = step(&mut w, "/raw_sw2_p", true, false);
+    assert_eq!(evs, vec![(4, "/raw_sw2_p".to_string())], "persistent only");
+    let evs = step(&mut w, "/raw_sw2_r", false, true);
+    assert_eq!(evs, vec![(1, "/raw_sw2_r/k".to_string())], "recursive only");
+    let evs = step(&mut w, "/raw_sw2_pr", true, true);
+    assert_eq!(
+        evs,
+        vec![(1, "/raw_sw2_pr/k".to_string())],
+        "persistent and recursive on the same path"
+    );
+    let _ = c.close_session();
+    let _ = w.close_session();
+}
+
 fn raw_failed_auth_closes(addr: &str) {
     let mut c = RawClient::connect(addr, 10_000);
     let r = c
@@ -1079,6 +1175,12 @@ fn run_suite(kind: Kind) {
         raw_auth_reply_echoes_xid(&addr)
     });
     suite.case("raw_failed_auth_closes", || raw_failed_auth_closes(&addr));
+    suite.case("raw_no_watch_left_by_reads_of_missing_nodes", || {
+        raw_no_watch_left_by_reads_of_missing_nodes(&addr)
+    });
+    suite.case("raw_set_watches2_persistent", || {
+        raw_set_watches2_persistent(&addr)
+    });
     suite.case("raw_container_ops", || raw_container_ops(&addr));
     suite.case("raw_session_expiry_and_reconnect", || {
         raw_session_expiry_and_reconnect(&addr)
