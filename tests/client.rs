@@ -754,15 +754,27 @@ fn raw_session_expiry_and_reconnect(addr: &str) {
             ttl: -1,
         })
     };
-    assert_eq!(b.call(&create("/raw_expiry", 0)).unwrap().err, 0);
-    assert_eq!(a.call(&create("/raw_expiry/e", 1)).unwrap().err, 0);
+    assert_eq!(
+        b.call(&create("/raw_expiry", 0)).unwrap().err,
+        0,
+        "create /raw_expiry"
+    );
+    // A write acknowledged to one session is seen by the next write of another.
+    assert_eq!(
+        a.call(&create("/raw_expiry/e", 1)).unwrap().err,
+        0,
+        "create /raw_expiry/e by another session right after its parent"
+    );
     let r = b
         .call(&Request::Exists {
             path: "/raw_expiry/e".into(),
             watch: true,
         })
         .unwrap();
-    assert_eq!(r.err, 0);
+    assert_eq!(
+        r.err, 0,
+        "exists by one session right after another session's create was acknowledged"
+    );
 
     // Reconnect to the live session on a new connection, right password: same session.
     let mut req = ConnectRequest {
@@ -1069,6 +1081,70 @@ fn raw_set_watches2_persistent(addr: &str) {
     let _ = w.close_session();
 }
 
+fn raw_watch_events_need_read_permission(addr: &str) {
+    // The reference delivers a watch event only to connections that may READ
+    // the node it is about (under the node's ACL at the time of the change).
+    let mut w = RawClient::connect(addr, 10_000);
+    let mut c = RawClient::connect(addr, 10_000);
+    assert_eq!(c.add_digest_auth("owner", "pw"), 0);
+    let owner_only = vec![corral::proto::Acl::new(
+        corral::proto::perms::ALL,
+        "digest",
+        &common::digest_id("owner", "pw"),
+    )];
+    let create = |path: &str, acl: Vec<corral::proto::Acl>| {
+        Request::Create(corral::proto::CreateRequest {
+            kind: corral::proto::CreateKind::Create,
+            path: path.into(),
+            data: vec![],
+            acl,
+            flags: 0,
+            ttl: -1,
+        })
+    };
+    let root = "/raw_acl_watch";
+    assert_eq!(
+        c.call(&create(root, corral::proto::Acl::open()))
+            .unwrap()
+            .err,
+        0
+    );
+    let hidden = format!("{root}/hidden");
+    let open = format!("{root}/open");
+    for p in [&hidden, &open] {
+        let r = w
+            .call(&Request::Exists {
+                path: p.clone(),
+                watch: true,
+            })
+            .unwrap();
+        assert_eq!(r.err, -101);
+    }
+    let r = w
+        .call(&Request::GetChildren {
+            path: root.into(),
+            watch: true,
+        })
+        .unwrap();
+    assert_eq!(r.err, 0);
+    assert_eq!(c.call(&create(&hidden, owner_only.clone())).unwrap().err, 0);
+    assert_eq!(
+        c.call(&create(&open, corral::proto::Acl::open()))
+            .unwrap()
+            .err,
+        0
+    );
+    assert_eq!(w.call(&Request::Sync { path: "/".into() }).unwrap().err, 0);
+    let evs: Vec<(i32, String)> = w.events.drain(..).map(|e| (e.event_type, e.path)).collect();
+    assert_eq!(
+        evs,
+        vec![(4, root.to_string()), (1, open.clone())],
+        "events for an unreadable node must not be delivered"
+    );
+    let _ = c.close_session();
+    let _ = w.close_session();
+}
+
 fn raw_failed_auth_closes(addr: &str) {
     let mut c = RawClient::connect(addr, 10_000);
     let r = c
@@ -1175,6 +1251,9 @@ fn run_suite(kind: Kind) {
         raw_auth_reply_echoes_xid(&addr)
     });
     suite.case("raw_failed_auth_closes", || raw_failed_auth_closes(&addr));
+    suite.case("raw_watch_events_need_read_permission", || {
+        raw_watch_events_need_read_permission(&addr)
+    });
     suite.case("raw_no_watch_left_by_reads_of_missing_nodes", || {
         raw_no_watch_left_by_reads_of_missing_nodes(&addr)
     });

@@ -13,7 +13,7 @@
 //! index, the op and both sides' observations; the test fails at the end.
 //!
 //! Env vars: `DIFFTEST_SEED=n` replays one seed; `DIFFTEST_OPS=n` sets the ops per
-//! seed; `DIFFTEST_SKIP=RemoveWatches,WhoAmI` leaves those kinds of op out (to
+//! seed; `DIFFTEST_TRACE=1` prints every op and both outcomes; `DIFFTEST_CONTEXT=n` lists n ops before a mismatch; `DIFFTEST_SKIP=RemoveWatches,WhoAmI` leaves those kinds of op out (to
 //! look past a known mismatch); `DIFFTEST_KEEP_GOING=1` goes on after a mismatch (up to
 //! [`KEEP_GOING_MISMATCHES_MAX`] per seed); `DIFFTEST_SELF=1` runs the reference against a second reference (a check
 //! that the harness itself is deterministic; needs two JVMs).
@@ -272,6 +272,9 @@ struct Gen {
     base: String,
     known: Vec<String>,
 }
+
+/// Ops listed before a mismatch (`DIFFTEST_CONTEXT` overrides).
+const DEFAULT_CONTEXT_OPS: usize = 8;
 
 /// Draws per op before DIFFTEST_SKIP is declared to exclude everything.
 const SKIP_REDRAWS_MAX: usize = 10_000;
@@ -699,6 +702,11 @@ fn run_seed(seed: u64, ops: usize, a: &mut Side, b: &mut Side) -> Result<usize, 
     let (mut n_ok, mut n_err, mut n_events) = (0usize, 0usize, 0usize);
     let mut codes: std::collections::BTreeMap<i32, usize> = Default::default();
     let keep_going = std::env::var_os("DIFFTEST_KEEP_GOING").is_some();
+    let trace = std::env::var_os("DIFFTEST_TRACE").is_some();
+    let context: usize = std::env::var("DIFFTEST_CONTEXT")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(DEFAULT_CONTEXT_OPS);
     let skip: Vec<String> = std::env::var("DIFFTEST_SKIP")
         .unwrap_or_default()
         .split(',')
@@ -717,6 +725,25 @@ fn run_seed(seed: u64, ops: usize, a: &mut Side, b: &mut Side) -> Result<usize, 
         };
         let oa = a.exec(&action);
         let ob = b.exec(&action);
+        if trace {
+            let short = |o: &Observed| {
+                let mut s = common::short(&o.outcome);
+                for (k, evs) in o.events.iter().enumerate() {
+                    if !evs.is_empty() {
+                        let _ = write!(s, " ev[{k}]={evs:?}");
+                    }
+                }
+                s
+            };
+            eprintln!(
+                "#{i} {}\n    {}: {}\n    {}: {}",
+                common::short(&action),
+                a.name,
+                short(&oa),
+                b.name,
+                short(&ob)
+            );
+        }
         if oa != ob {
             let mut msg = format!(
                 "MISMATCH seed={seed} op#{i} (replay: DIFFTEST_SEED={seed})\n  op: {action:?}\n  {}:\n{}  {}:\n{}",
@@ -735,7 +762,12 @@ fn run_seed(seed: u64, ops: usize, a: &mut Side, b: &mut Side) -> Result<usize, 
                 }
             }
             msg.push_str("  previous ops:\n");
-            for (j, s) in steps.iter().enumerate().take(i).skip(i.saturating_sub(8)) {
+            for (j, s) in steps
+                .iter()
+                .enumerate()
+                .take(i)
+                .skip(i.saturating_sub(context))
+            {
                 let _ = writeln!(msg, "    #{j}: {s:?}");
             }
             mismatches.push(msg);
@@ -753,7 +785,12 @@ fn run_seed(seed: u64, ops: usize, a: &mut Side, b: &mut Side) -> Result<usize, 
             let mut msg = format!(
                 "seed={seed} op#{i}: both servers dropped the connection on {action:?}: {oa:?}\n  previous ops:\n"
             );
-            for (j, s) in steps.iter().enumerate().take(i).skip(i.saturating_sub(8)) {
+            for (j, s) in steps
+                .iter()
+                .enumerate()
+                .take(i)
+                .skip(i.saturating_sub(context))
+            {
                 let _ = writeln!(msg, "    #{j}: {s:?}");
             }
             return Err(msg);
