@@ -567,7 +567,10 @@ impl Sequencer {
             last_zxid: self.durable_tree.last_zxid(),
             items,
         });
-        self.stats.last_zxid.store(batch.last_zxid, Relaxed);
+        // Release: a shard that sees this zxid finds the batch in its inbox (catch_up).
+        self.stats
+            .last_zxid
+            .store(batch.last_zxid, std::sync::atomic::Ordering::Release);
         self.stats
             .node_count
             .store(self.durable_tree.node_count() as u64, Relaxed);

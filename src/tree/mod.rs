@@ -38,6 +38,7 @@ use imbl::{OrdMap, OrdSet};
 
 use crate::proto::{Acl, DecodeError, Stat};
 
+pub(crate) use acl::check_acl;
 pub use acl::{digest_id, Caller};
 pub use ops::{
     apply, cleanup_txn, close_session_txn, create_session_txn, prepare, read, Applied, TxnContext,
