@@ -99,6 +99,46 @@ fn bytes_per_znode() {
     let build = start.elapsed();
     let built = held() - base;
 
+    // Throughput figures on the built tree (single thread, this machine).
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut pick = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        (rng % n as u64) as i64
+    };
+    let reads = n.min(200_000);
+    let start = std::time::Instant::now();
+    for _ in 0..reads {
+        let req = Request::GetData {
+            path: format!("/bench/n{:010}", pick()),
+            watch: false,
+        };
+        assert!(corral::tree::read(&tree, &caller, &req).is_ok());
+    }
+    let read_us = start.elapsed().as_secs_f64() * 1e6 / reads as f64;
+    // setData with a version published (cloned) every 64 txns, as the sequencer does
+    // per commit batch: the first write to a shared path pays for copying it.
+    let start = std::time::Instant::now();
+    let mut published = tree.clone();
+    for i in 0..reads {
+        let req = Request::SetData {
+            path: format!("/bench/n{:010}", pick()),
+            data: data.clone(),
+            version: -1,
+        };
+        let t = prepare(&tree, &ctx(n + 2 + i), &caller, &req);
+        assert!(apply(&mut tree, &t).result.is_ok());
+        if i % 64 == 63 {
+            published = tree.clone();
+        }
+    }
+    drop(published);
+    let write_us = start.elapsed().as_secs_f64() * 1e6 / reads as f64;
+    println!(
+        "getData {read_us:.2} µs/op; setData prepare+apply (publish every 64) {write_us:.2} µs/op"
+    );
+
     let start = std::time::Instant::now();
     let mut snap = Vec::new();
     tree.write_snapshot(&mut snap).unwrap();

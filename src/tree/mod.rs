@@ -387,8 +387,12 @@ impl Tree {
     /// Count of all descendants of `path` (the reference's getAllChildrenNumber; for
     /// `/` every node but the root).
     pub(crate) fn descendant_count(&self, path: &str) -> usize {
-        if path == "/" {
-            return self.nodes.len() - 1;
+        match path {
+            "/" => return self.nodes.len() - 1,
+            // The reference counts keys starting with "/", which includes the root's
+            // second name.
+            "" => return self.nodes.len(),
+            _ => {}
         }
         let k = Key::lookup(path);
         let mut n = 0;

@@ -24,6 +24,10 @@ const FORMAT: u32 = 1;
 const FIELD_BYTES_MAX: usize = 64 << 20;
 /// Upper bound on ACL lists and on entries in one list.
 const ACL_ENTRIES_MAX: usize = 1 << 20;
+/// Node slots reserved up front, whatever count the header claims.
+const NODES_PREALLOC_MAX: u64 = 1 << 22;
+/// ACL index, five i64 and three i32 fields, the owner.
+const NODE_FIXED_BYTES: usize = 4 + 5 * 8 + 3 * 4 + 8;
 
 struct CrcWriter<'a> {
     w: &'a mut dyn Write,
@@ -52,9 +56,6 @@ impl CrcReader<'_> {
         let mut b = [0; 4];
         self.exact(&mut b)?;
         Ok(u32::from_be_bytes(b))
-    }
-    fn i32(&mut self) -> Result<i32, TreeError> {
-        Ok(self.u32()? as i32)
     }
     fn u64(&mut self) -> Result<u64, TreeError> {
         let mut b = [0; 8];
@@ -115,7 +116,9 @@ impl Tree {
     }
 
     /// Loads a snapshot written by [`Tree::write_snapshot`], checking its checksum,
-    /// its structure (every node's parent present) and its digest.
+    /// its structure (keys in order, every node's parent present) and its digest.
+    /// Reads in small pieces and never past the snapshot's end; wrap a file in a
+    /// BufReader.
     pub fn read_snapshot(r: &mut dyn Read) -> Result<Tree, TreeError> {
         let mut cr = CrcReader { r, crc: 0 };
         let magic = cr.u64()?;
@@ -152,37 +155,50 @@ impl Tree {
             table.push(t.intern_acl(list));
         }
         let count = cr.u64()?;
-        let mut children: HashMap<String, i32> = HashMap::new();
+        // Children of one parent are contiguous in key order: count them in runs.
+        let mut runs: Vec<(String, i32)> = Vec::new();
         // Nodes arrive in key order. They are collected first and inserted in two
         // passes (even positions, then odd): sequential inserts leave imbl's B-tree
         // leaves half full, the second pass fills every leaf without a split, which
-        // is about 30 bytes per node less after a restart.
-        let mut entries: Vec<(Key, Arc<Node>)> = Vec::new();
+        // is about 40 bytes per node less after a restart.
+        let mut entries: Vec<(Key, Arc<Node>)> =
+            Vec::with_capacity(count.min(NODES_PREALLOC_MAX) as usize);
         for _ in 0..count {
             let path = String::from_utf8(cr.bytes()?)
                 .map_err(|_| TreeError::Corrupt("path not UTF-8".into()))?;
             let data = cr.bytes()?;
-            let idx = cr.u32()? as usize;
+            let mut fixed = [0u8; NODE_FIXED_BYTES];
+            cr.exact(&mut fixed)?;
+            let mut f = Reader::new(&fixed);
+            let idx = f.i32()? as u32 as usize;
             let acl = table
                 .get(idx)
                 .ok_or_else(|| TreeError::Corrupt(format!("ACL index {idx}")))?
                 .clone();
             *t.acls.get_mut(&*acl).expect("interned") += 1;
-            let czxid = cr.i64()?;
-            let mzxid = cr.i64()?;
-            let pzxid = cr.i64()?;
-            let ctime = cr.i64()?;
-            let mtime = cr.i64()?;
-            let version = cr.i32()?;
-            let cversion = cr.i32()?;
-            let aversion = cr.i32()?;
-            let ephemeral_owner = cr.i64()?;
+            let node = Node {
+                data: data.into_boxed_slice(),
+                acl,
+                czxid: f.i64()?,
+                mzxid: f.i64()?,
+                pzxid: f.i64()?,
+                ctime: f.i64()?,
+                mtime: f.i64()?,
+                version: f.i32()?,
+                cversion: f.i32()?,
+                aversion: f.i32()?,
+                num_children: 0,
+                ephemeral_owner: f.i64()?,
+            };
             if path != "/" {
                 if crate::proto::path::validate_path(&path, false).is_err() {
                     return Err(TreeError::Corrupt(format!("bad path {path:?}")));
                 }
-                let parent = crate::proto::path::parent(&path).to_string();
-                *children.entry(parent).or_default() += 1;
+                let parent = crate::proto::path::parent(&path);
+                match runs.last_mut() {
+                    Some((p, n)) if p == parent => *n += 1,
+                    _ => runs.push((parent.to_string(), 1)),
+                }
             }
             let key = Key::from_path(&path);
             if let Some((prev, _)) = entries.last() {
@@ -190,20 +206,6 @@ impl Tree {
                     return Err(TreeError::Corrupt(format!("{path} out of order")));
                 }
             }
-            let node = Node {
-                data: data.into_boxed_slice(),
-                acl,
-                czxid,
-                mzxid,
-                pzxid,
-                ctime,
-                mtime,
-                version,
-                cversion,
-                aversion,
-                num_children: 0,
-                ephemeral_owner,
-            };
             t.account_new(&path, &key, &node);
             entries.push((key, Arc::new(node)));
         }
@@ -223,7 +225,7 @@ impl Tree {
         if t.node("/").is_none() {
             return Err(TreeError::Corrupt("no root".into()));
         }
-        for (parent, n) in children {
+        for (parent, n) in runs {
             if !t.update_node(&parent, |p| p.num_children = n) {
                 return Err(TreeError::Corrupt(format!("no parent {parent}")));
             }
