@@ -352,6 +352,22 @@ impl Tree {
         v
     }
 
+    /// Every session that owns ephemerals, with their paths (sorted), for the `dump`
+    /// four-letter word. Sessions in ascending id order.
+    pub fn ephemerals(&self) -> Vec<(i64, Vec<String>)> {
+        let mut out: Vec<(i64, Vec<String>)> = Vec::new();
+        for (sid, k) in self.ephemerals.iter() {
+            match out.last_mut() {
+                Some((s, v)) if s == sid => v.push(k.to_path()),
+                _ => out.push((*sid, vec![k.to_path()])),
+            }
+        }
+        for (_, v) in &mut out {
+            v.sort_unstable();
+        }
+        out
+    }
+
     /// How many ephemeral nodes exist (mntr's `zk_ephemerals_count`).
     pub fn ephemeral_count(&self) -> usize {
         self.ephemerals.len()

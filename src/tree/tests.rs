@@ -373,6 +373,13 @@ fn ephemeral_nodes() {
     );
     h.create("/g", 1).unwrap();
     h.session = SID;
+    assert_eq!(
+        h.tree.ephemerals(),
+        vec![
+            (SID, vec!["/e".into(), "/f0000000001".into(), "/p/e".into()]),
+            (0x200, vec!["/g".into()])
+        ]
+    );
 
     h.zxid += 1;
     let txn = close_session_txn(&h.tree, h.zxid, T0 + 100, SID);
@@ -1511,4 +1518,38 @@ mod props {
             prop_assert_eq!(back.approximate_data_size(), t.approximate_data_size());
         }
     }
+}
+
+#[test]
+fn close_session_parent_stats_and_root_writes() {
+    // Observed on 3.8.0: three creates under /q (two by the closing session), then
+    // closeSession: /q cversion 3 → 5 (2*3 − 1 child), numChildren 1, pzxid = the
+    // close's zxid. setData on / works; create / is NodeExists.
+    let mut h = H::new();
+    h.session = 0x500;
+    h.create("/q", 0).unwrap();
+    h.session = SID;
+    h.create("/q/e", 1).unwrap();
+    assert_eq!(h.create("/q/s", 3), created("/q/s0000000001"));
+    h.session = 0x500;
+    h.create("/q/p", 0).unwrap();
+    let q = h.stat("/q");
+    assert_eq!((q.cversion, q.num_children, q.pzxid), (3, 3, 4));
+    h.session = SID;
+    h.write(Request::CloseSession);
+    let q = h.stat("/q");
+    assert_eq!((q.cversion, q.num_children, q.pzxid), (5, 1, 5));
+    let a = h.write(Request::SetAcl {
+        path: "/q/p".into(),
+        acl: Acl::open(),
+        version: 0,
+    });
+    assert!(matches!(a.result, Ok(Response::Stat(s)) if s.aversion == 1 && s.mzxid == 4));
+    let before = h.tree.approximate_data_size();
+    let Ok(Response::Stat(s)) = h.set("/", b"r", -1) else {
+        panic!()
+    };
+    assert_eq!((s.version, s.mzxid, s.data_length), (1, h.zxid, 1));
+    assert_eq!(h.tree.approximate_data_size(), before + 1);
+    assert_eq!(h.create("/", 0), Err(ErrorCode::NodeExists));
 }
