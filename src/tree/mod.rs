@@ -521,6 +521,49 @@ impl Tree {
         true
     }
 
+    /// setData: new data and write stamps. Builds the new node directly instead of
+    /// copying the old one (and its data) first when another version shares it.
+    pub(crate) fn replace_data(
+        &mut self,
+        path: &str,
+        data: &[u8],
+        zxid: i64,
+        time_ms: i64,
+        version: i32,
+    ) -> Option<Stat> {
+        let key = Key::lookup(path);
+        let slot = self.nodes.get_mut::<[u8]>(&key)?;
+        let old_size = node_size(path, &slot.data);
+        let old_digest = node_digest(path, slot);
+        let new = Node {
+            data: data.into(),
+            acl: slot.acl.clone(),
+            czxid: slot.czxid,
+            mzxid: zxid,
+            pzxid: slot.pzxid,
+            ctime: slot.ctime,
+            mtime: time_ms,
+            version,
+            cversion: slot.cversion,
+            aversion: slot.aversion,
+            num_children: slot.num_children,
+            ephemeral_owner: slot.ephemeral_owner,
+        };
+        let stat = new.stat();
+        let new_size = node_size(path, &new.data);
+        let new_digest = node_digest(path, &new);
+        match Arc::get_mut(slot) {
+            Some(n) => *n = new,
+            None => *slot = Arc::new(new),
+        }
+        self.data_size = self.data_size - old_size + new_size;
+        self.digest = self
+            .digest
+            .wrapping_sub(old_digest)
+            .wrapping_add(new_digest);
+        Some(stat)
+    }
+
     pub(crate) fn set_last_zxid(&mut self, zxid: i64) {
         self.last_zxid = zxid;
     }
