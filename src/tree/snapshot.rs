@@ -155,6 +155,7 @@ impl Tree {
             table.push(t.intern_acl(list));
         }
         let count = cr.u64()?;
+        let mut acl_uses = vec![0u64; table.len()];
         // Children of one parent are contiguous in key order: count them in runs.
         let mut runs: Vec<(String, i32)> = Vec::new();
         // Nodes arrive in key order. They are collected first and inserted in two
@@ -175,7 +176,7 @@ impl Tree {
                 .get(idx)
                 .ok_or_else(|| TreeError::Corrupt(format!("ACL index {idx}")))?
                 .clone();
-            *t.acls.get_mut(&*acl).expect("interned") += 1;
+            acl_uses[idx] += 1;
             let node = Node {
                 data: data.into_boxed_slice(),
                 acl,
@@ -230,8 +231,9 @@ impl Tree {
                 return Err(TreeError::Corrupt(format!("no parent {parent}")));
             }
         }
-        // Drop the table's own references.
-        for a in &table {
+        // Count the nodes' references; drop the table's own.
+        for (a, uses) in table.iter().zip(acl_uses) {
+            *t.acls.get_mut(&**a).expect("interned") += uses;
             t.release_acl(a);
         }
         t.last_zxid = last_zxid;

@@ -1553,3 +1553,36 @@ fn close_session_parent_stats_and_root_writes() {
     assert_eq!(h.tree.approximate_data_size(), before + 1);
     assert_eq!(h.create("/", 0), Err(ErrorCode::NodeExists));
 }
+
+#[test]
+fn snapshot_round_trip_of_a_wide_tree() {
+    // Enough nodes for a multi-level B-tree, so the two-pass load is exercised.
+    let mut h = H::new();
+    for p in ["/a", "/b", "/a/deep"] {
+        h.create(p, 0).unwrap();
+    }
+    for i in 0..1500 {
+        let parent = ["/a", "/b", "/a/deep"][i % 3];
+        h.create(&format!("{parent}/n"), 2).unwrap();
+    }
+    let mut buf = Vec::new();
+    h.tree.write_snapshot(&mut buf).unwrap();
+    let t = Tree::read_snapshot(&mut &buf[..]).unwrap();
+    assert_eq!(t.digest(), h.tree.digest());
+    assert_eq!(t.distinct_node_count(), h.tree.distinct_node_count());
+    for (k, n) in h.tree.nodes.iter() {
+        let p = k.to_path();
+        let v = t.get(&p).unwrap();
+        assert_eq!(v.stat(), n.stat(), "{p}");
+    }
+    assert_eq!(t.get("/a").unwrap().children().count(), 501);
+    assert_eq!(t.get("/a/deep").unwrap().children().count(), 500);
+    assert_eq!(
+        read(
+            &t,
+            &h.caller(),
+            &Request::GetAllChildrenNumber { path: "/a".into() }
+        ),
+        Ok(Response::AllChildrenNumber(1001))
+    );
+}
