@@ -1488,6 +1488,55 @@ mod props {
             let _ = Txn::decode(&b);
         }
 
+        /// The key encoding against a plain model: children, numChildren and
+        /// descendant counts for names that sort next to '/' ('-', '.', '0').
+        #[test]
+        fn children_match_a_model(ops in prop::collection::vec((any::<bool>(), prop::collection::vec(0..5usize, 1..4)), 1..60)) {
+            let names = ["a", "a-", "a.b", "a0", "b"];
+            let mut h = H::new();
+            let mut model = std::collections::BTreeSet::new();
+            for (create, parts) in ops {
+                let path: String = parts.iter().map(|i| format!("/{}", names[*i])).collect();
+                if create {
+                    let parent_ok = match path.rfind('/') {
+                        Some(0) => true,
+                        Some(i) => model.contains(&path[..i]),
+                        None => false,
+                    };
+                    let r = h.create(&path, 0);
+                    prop_assert_eq!(r.is_ok(), parent_ok && !model.contains(&path));
+                    if r.is_ok() { model.insert(path); }
+                } else {
+                    let leaf = !model.iter().any(|m: &String| m.starts_with(&format!("{path}/")));
+                    let r = h.delete(&path, -1);
+                    prop_assert_eq!(r.is_ok(), model.contains(&path) && leaf);
+                    if r.is_ok() { model.remove(&path); }
+                }
+            }
+            let mut all: Vec<String> = model.iter().cloned().collect();
+            all.push("/".into());
+            for p in &all {
+                let prefix = if p == "/" { "/".to_string() } else { format!("{p}/") };
+                let mut kids: Vec<String> = model
+                    .iter()
+                    .filter(|m| m.starts_with(&prefix) && !m[prefix.len()..].contains('/'))
+                    .map(|m| m[prefix.len()..].to_string())
+                    .collect();
+                if p == "/" { kids.push("zookeeper".into()); }
+                kids.sort();
+                prop_assert_eq!(h.children(p), kids.clone());
+                prop_assert_eq!(h.stat(p).num_children as usize, kids.len());
+                if p != "/" {
+                    let desc = model.iter().filter(|m| m.starts_with(&prefix)).count();
+                    prop_assert_eq!(
+                        h.read(Request::GetAllChildrenNumber { path: p.clone() }),
+                        Ok(Response::AllChildrenNumber(desc as i32))
+                    );
+                }
+            }
+            prop_assert_eq!(h.tree.distinct_node_count(), model.len() + 4);
+        }
+
         /// Random op sequences: replaying the txns gives the same digest, and the
         /// running digest equals the one recomputed from scratch by a snapshot load.
         #[test]
