@@ -322,3 +322,47 @@ fn crash_between_segment_creation_and_its_header_reaching_disk() {
     assert!(!p.exists(), "the empty torn segment is removed");
     assert_eq!(r.tail.last_zxid, 10);
 }
+
+#[test]
+fn crash_at_any_point_of_an_unsynced_batch_keeps_every_synced_record() {
+    let d = tempfile::tempdir().unwrap();
+    write_records(d.path(), 1, 40);
+    // An unsynced batch 41..=45 in a new (last) segment, then the "crash".
+    let tail = read_log(d.path(), 0, |_| {}).unwrap();
+    let mut log = Log::open(d.path(), cfg(), tail).unwrap();
+    for z in 41..=45 {
+        log.append(z, 1, &payload(z)).unwrap();
+    }
+    drop(log);
+    let last = d.path().join(log_file_name(41));
+    let image = fs::read(&last).unwrap();
+    let rec = record_bytes(PAYLOAD_BYTES);
+    let end = SEGMENT_HEADER_BYTES + 5 * rec;
+    // The disk kept a prefix of the batch: cut anywhere (8-byte steps) past the
+    // header, plus the header-never-written case.
+    for cut in std::iter::once(0).chain((SEGMENT_HEADER_BYTES..=end).step_by(8)) {
+        let mut img = image.clone();
+        img[cut..end].fill(0);
+        fs::write(&last, &img).unwrap();
+        let (r, _, zxids) = recover_all(d.path()).unwrap();
+        let whole = if cut == 0 {
+            0
+        } else {
+            (cut - SEGMENT_HEADER_BYTES) / rec
+        };
+        assert_eq!(
+            zxids,
+            (1..=40 + whole as i64).collect::<Vec<_>>(),
+            "cut at {cut}"
+        );
+        let at_boundary = cut == 0 || (cut - SEGMENT_HEADER_BYTES) % rec == 0;
+        assert_eq!(r.tail.torn.is_some(), !at_boundary, "cut at {cut}");
+        // A torn segment left without records is removed; one that merely has
+        // no records yet (header only) stays, harmlessly.
+        assert_eq!(
+            last.exists(),
+            whole > 0 || cut == SEGMENT_HEADER_BYTES,
+            "cut at {cut}"
+        );
+    }
+}

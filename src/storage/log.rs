@@ -295,6 +295,11 @@ impl SyncJob {
         self.upto_zxid
     }
 
+    /// False in `SyncMode::None`: `run` makes no syscall and may be called inline.
+    pub fn needs_blocking_thread(&self) -> bool {
+        self.mode != SyncMode::None
+    }
+
     /// Performs the sync (blocking) and returns the result for `finish_sync`.
     pub fn run(self) -> SyncDone {
         let result = self.run_inner();
@@ -360,6 +365,8 @@ pub struct Log {
     in_flight: Option<InFlight>,
     next_token: u64,
     poisoned: Option<(PathBuf, String)>,
+    #[cfg(test)]
+    fail_preallocation: bool,
 }
 
 impl Log {
@@ -389,6 +396,8 @@ impl Log {
             in_flight: None,
             next_token: 0,
             poisoned: None,
+            #[cfg(test)]
+            fail_preallocation: false,
         })
     }
 
@@ -453,6 +462,14 @@ impl Log {
 
     fn take_spare(&mut self) -> Result<(File, MmapRaw), StorageError> {
         let path = self.dir.join(PREALLOC_FILE_NAME);
+        #[cfg(test)]
+        if self.fail_preallocation {
+            return Err(StorageError::io(
+                "preallocate log segment",
+                &path,
+                io::Error::from_raw_os_error(libc::ENOSPC),
+            ));
+        }
         match std::mem::replace(&mut self.spare, Spare::Missing) {
             Spare::Ready(f, m) => Ok((f, m)),
             Spare::Pending(h) => match h.join() {
@@ -1207,6 +1224,36 @@ mod tests {
         let (recs, tail) = collect(d.path(), 0);
         assert!(recs.is_empty());
         assert_eq!(tail.last_zxid, 0);
+    }
+
+    #[test]
+    fn disk_full_at_roll_fails_only_that_append() {
+        let d = tempfile::tempdir().unwrap();
+        let mut log = open(d.path(), SyncMode::Fdatasync);
+        let mut z = 0;
+        // Fill the first segment.
+        while log.segs.len() < 2 {
+            z += 1;
+            log.fail_preallocation = log.segs.len() == 1
+                && log.segs[0].write_off + record_bytes(1000) > log.segs[0].io.len();
+            if log.fail_preallocation {
+                let err = log.append(z, 1, &payload(z, 1000)).unwrap_err();
+                assert_eq!(
+                    err.to_string(),
+                    format!(
+                        "{}: preallocate log segment failed: No space left on device (os error 28)",
+                        d.path().join(PREALLOC_FILE_NAME).display()
+                    )
+                );
+                assert_eq!(log.last_zxid(), z - 1, "nothing was appended");
+                log.fail_preallocation = false;
+            }
+            log.append(z, 1, &payload(z, 1000)).unwrap();
+        }
+        assert_eq!(sync(&mut log).zxid(), z);
+        drop(log);
+        let (recs, _) = collect(d.path(), 0);
+        assert_eq!(recs.len() as i64, z);
     }
 
     #[test]
