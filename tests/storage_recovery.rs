@@ -355,7 +355,7 @@ fn crash_at_any_point_of_an_unsynced_batch_keeps_every_synced_record() {
             (1..=40 + whole as i64).collect::<Vec<_>>(),
             "cut at {cut}"
         );
-        let at_boundary = cut == 0 || (cut - SEGMENT_HEADER_BYTES) % rec == 0;
+        let at_boundary = cut == 0 || (cut - SEGMENT_HEADER_BYTES).is_multiple_of(rec);
         assert_eq!(r.tail.torn.is_some(), !at_boundary, "cut at {cut}");
         // A torn segment left without records is removed; one that merely has
         // no records yet (header only) stays, harmlessly.
