@@ -158,6 +158,23 @@ fn truncated_file_in_the_middle_of_the_last_record() {
 }
 
 #[test]
+fn file_cut_right_after_a_record_without_its_padding() {
+    let d = tempfile::tempdir().unwrap();
+    write_records(d.path(), 1, 30);
+    let (path, off) = locate(d.path(), 30);
+    let end = off + (RECORD_HEADER_BYTES + PAYLOAD_BYTES) as u64;
+    OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(end)
+        .unwrap();
+    let (r, _, zxids) = recover_all(d.path()).unwrap();
+    assert_eq!(zxids, (1..=30).collect::<Vec<_>>());
+    assert!(r.tail.torn.is_none());
+}
+
+#[test]
 fn flipped_byte_in_the_middle_of_a_segment_stops_start_up() {
     let d = tempfile::tempdir().unwrap();
     write_records(d.path(), 1, 1200);
@@ -357,13 +374,8 @@ fn crash_at_any_point_of_an_unsynced_batch_keeps_every_synced_record() {
         );
         let at_boundary = cut == 0 || (cut - SEGMENT_HEADER_BYTES).is_multiple_of(rec);
         assert_eq!(r.tail.torn.is_some(), !at_boundary, "cut at {cut}");
-        // A torn segment left without records is removed; one that merely has
-        // no records yet (header only) stays, harmlessly.
-        assert_eq!(
-            last.exists(),
-            whole > 0 || cut == SEGMENT_HEADER_BYTES,
-            "cut at {cut}"
-        );
+        // A last segment left without records is removed.
+        assert_eq!(last.exists(), whole > 0, "cut at {cut}");
     }
 }
 

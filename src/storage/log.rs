@@ -855,7 +855,7 @@ impl LogReader {
             }
             let cur = self.cur.as_mut().expect("checked above");
             let mut h = [0u8; RECORD_HEADER_BYTES];
-            if cur.len - cur.off < RECORD_HEADER_BYTES as u64 || {
+            if cur.len.saturating_sub(cur.off) < RECORD_HEADER_BYTES as u64 || {
                 cur.reader
                     .read_exact(&mut h)
                     .map_err(|e| StorageError::io("read log segment", &cur.path, e))?;
@@ -931,7 +931,11 @@ impl LogReader {
         let file = cur.reader.into_inner();
         let start = off as usize;
         let Some(last_nonzero) = last_nonzero_byte(&file, &cur.path, off, cur.len)? else {
-            return Ok(()); // clean end: zeros to the end of the segment
+            // Clean end: zeros to the end of the segment.
+            if cur.is_last && cur.records == 0 {
+                self.remove_empty_last(&cur.path)?;
+            }
+            return Ok(());
         };
         // Failure path only: map the segment to search it for valid records.
         // SAFETY: read-only mapping of a file nothing else writes during recovery.
@@ -977,11 +981,18 @@ impl LogReader {
         tracing::warn!("{torn}");
         self.torn = Some(torn);
         if cur.records == 0 {
-            fs::remove_file(&cur.path)
-                .map_err(|e| StorageError::io("remove empty torn segment", &cur.path, e))?;
-            sync_dir(&self.dir)?;
+            self.remove_empty_last(&cur.path)?;
         }
         Ok(())
+    }
+
+    /// A last segment without records holds nothing; removing it keeps every
+    /// segment name equal to the zxid of a record it holds, which the choice of
+    /// the segment to start reading from relies on.
+    fn remove_empty_last(&self, path: &Path) -> Result<(), StorageError> {
+        fs::remove_file(path)
+            .map_err(|e| StorageError::io("remove empty last segment", path, e))?;
+        sync_dir(&self.dir)
     }
 }
 
