@@ -21,6 +21,33 @@
 //!
 //! Every byte on disk is covered by a crc32c; every error names the file and,
 //! where it applies, the byte offset.
+//!
+//! How the sequencer is expected to drive it (a sketch; `tests/storage_glommio.rs`
+//! runs this shape on a real executor):
+//!
+//! ```no_run
+//! # use corral::storage::*;
+//! # async fn sequencer(dir: &std::path::Path) -> Result<(), StorageError> {
+//! let rec = recover(dir, |_info, _body| Ok(()) /* build the tree */, |_r| { /* apply */ })?;
+//! let mut log = Log::open(dir, LogConfig::default(), rec.tail)?;
+//! loop {
+//!     // prepare requests into txns, append each (an Err fails that txn and
+//!     // everything prepared on top of it):
+//!     log.append(log.last_zxid() + 1, 1, b"txn bytes")?;
+//!     // when no sync is out, ship the batch:
+//!     if let Some(job) = log.begin_sync()? {
+//!         let done = glommio::executor().spawn_blocking(move || job.run()).await;
+//!         match log.finish_sync(done) {
+//!             Ok(durable) => { /* commit, apply and reply up to durable.zxid() */ }
+//!             Err(_) => { /* fail every request after log.durable_zxid() */ }
+//!         }
+//!     }
+//! #   break;
+//! }
+//! # Ok(()) }
+//! ```
+//! (In the real loop appends keep happening while the job is out; awaiting it
+//! inline as above would serialise batches.)
 
 pub mod log;
 pub mod snapshot;
