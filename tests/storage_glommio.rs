@@ -48,7 +48,10 @@ fn appends_continue_while_a_sync_is_out_and_join_the_next_batch() {
             };
             appender.await;
             let done = sync.await;
-            let mut log = log.borrow_mut();
+            let mut log = Rc::try_unwrap(log)
+                .ok()
+                .expect("appender finished")
+                .into_inner();
             assert_eq!(
                 log.durable_zxid(),
                 0,
