@@ -497,12 +497,17 @@ impl Log {
         });
         self.next_seg_id += 1;
         let bytes = self.cfg.segment_bytes;
-        self.spare = Spare::Pending(
-            std::thread::Builder::new()
-                .name("corral-prealloc".into())
-                .spawn(move || preallocate(&spare_path, bytes))
-                .map_err(|e| StorageError::io("spawn preallocation thread", &self.dir, e))?,
-        );
+        // Without a helper thread the next roll preallocates inline instead.
+        self.spare = match std::thread::Builder::new()
+            .name("corral-prealloc".into())
+            .spawn(move || preallocate(&spare_path, bytes))
+        {
+            Ok(h) => Spare::Pending(h),
+            Err(e) => {
+                tracing::warn!("cannot spawn the segment preallocation thread: {e}");
+                Spare::Missing
+            }
+        };
         Ok(())
     }
 
