@@ -99,6 +99,7 @@ fn main() {
     let mut replayed_bytes = 0u64;
     let r = recover(
         dir,
+        dir,
         |_, body| {
             let mut body = BufReader::with_capacity(1 << 16, body);
             let mut b8 = [0u8; 8];
@@ -154,6 +155,7 @@ fn main() {
     }
     let t = Instant::now();
     let r = recover(
+        dir,
         dir,
         |_, body| std::io::copy(body, &mut std::io::sink()).map(|_| ()),
         |_| {},

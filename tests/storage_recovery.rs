@@ -60,6 +60,7 @@ fn recover_all(dir: &Path) -> Result<(Recovery, Vec<u8>, Vec<i64>), StorageError
     let mut zxids = Vec::new();
     let r = recover(
         dir,
+        dir,
         |_, body| body.read_to_end(&mut snap).map(|_| ()),
         |rec| {
             assert_eq!(
@@ -427,4 +428,34 @@ fn a_flipped_byte_anywhere_never_yields_a_wrong_history() {
         }
     }
     assert!(errors > 100 && clean > 10, "errors {errors}, clean {clean}");
+}
+
+#[test]
+fn snapshots_and_log_in_separate_dirs_recover_and_purge() {
+    let d = tempfile::tempdir().unwrap();
+    let (snaps, logs) = (d.path().join("data"), d.path().join("datalog"));
+    fs::create_dir_all(&snaps).unwrap();
+    write_records(&logs, 1, 1200);
+    for z in [300i64, 700, 1100] {
+        write_snapshot(&snaps, z, |w| w.write_all(format!("state@{z}").as_bytes())).unwrap();
+    }
+    let mut snap = Vec::new();
+    let mut zxids = Vec::new();
+    let r = recover(
+        &snaps,
+        &logs,
+        |_, b| b.read_to_end(&mut snap).map(|_| ()),
+        |rec| zxids.push(rec.zxid),
+    )
+    .unwrap();
+    assert_eq!(snap, b"state@1100");
+    assert_eq!(zxids, (1101..=1200).collect::<Vec<_>>());
+    assert_eq!(r.tail.last_zxid, 1200);
+    // Keep two snapshots (700, 1100): the segment [1..511] only holds older txns.
+    let report = corral::storage::purge(&snaps, &logs, 2).unwrap();
+    assert_eq!(
+        report.removed_snapshots,
+        vec![snaps.join(snapshot_file_name(300))]
+    );
+    assert_eq!(report.removed_logs, vec![logs.join(log_file_name(1))]);
 }

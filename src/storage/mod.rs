@@ -28,7 +28,7 @@
 //! ```no_run
 //! # use corral::storage::*;
 //! # async fn sequencer(dir: &std::path::Path) -> Result<(), StorageError> {
-//! let rec = recover(dir, |_info, _body| Ok(()) /* build the tree */, |_r| { /* apply */ })?;
+//! let rec = recover(dir, dir, |_info, _body| Ok(()) /* build the tree */, |_r| { /* apply */ })?;
 //! let mut log = Log::open(dir, LogConfig::default(), rec.tail)?;
 //! loop {
 //!     // prepare requests into txns, append each (an Err fails that txn and
@@ -228,17 +228,19 @@ pub struct Recovery {
     pub replayed: u64,
 }
 
-/// Start-up recovery: loads the newest snapshot whose checksum verifies (reporting
+/// Start-up recovery (`snap_dir` is zoo.cfg's dataDir, `log_dir` its dataLogDir,
+/// often the same dir): loads the newest snapshot whose checksum verifies (reporting
 /// newer corrupt ones), streams its body to `load_snapshot`, then streams every log
 /// record after it to `apply` in zxid order. A corrupt newer snapshot is tolerated
 /// only if the log still reaches its zxid, so nothing it held is lost. An empty dir
 /// is a fresh start (no snapshot, no records).
 pub fn recover(
-    dir: &Path,
+    snap_dir: &Path,
+    log_dir: &Path,
     load_snapshot: impl FnOnce(&SnapshotInfo, &mut dyn io::Read) -> io::Result<()>,
     mut apply: impl FnMut(Record<'_>),
 ) -> Result<Recovery, StorageError> {
-    let (found, corrupt) = newest_valid(dir)?;
+    let (found, corrupt) = newest_valid(snap_dir)?;
     let snapshot = match found {
         Some(ValidSnapshot { info, mut body }) => {
             load_snapshot(&info, &mut body).map_err(|e| StorageError::Corrupt {
@@ -252,7 +254,7 @@ pub fn recover(
     };
     let after = snapshot.as_ref().map_or(0, |s| s.zxid);
     let mut replayed = 0u64;
-    let tail = read_log(dir, after, |r| {
+    let tail = read_log(log_dir, after, |r| {
         replayed += 1;
         apply(r)
     })

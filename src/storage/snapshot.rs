@@ -372,13 +372,22 @@ pub struct PurgeReport {
 /// newer than the oldest of them, as evidence), removes older snapshots and the
 /// log segments whose records all precede the oldest retained snapshot. The last
 /// segment is never removed. Blocking; for a background thread.
-pub fn purge(dir: &Path, retain_count: usize) -> Result<PurgeReport, StorageError> {
+pub fn purge(
+    snap_dir: &Path,
+    log_dir: &Path,
+    retain_count: usize,
+) -> Result<PurgeReport, StorageError> {
     if retain_count == 0 {
         return Err(StorageError::Config(
             "autopurge.snapRetainCount must be at least 1".into(),
         ));
     }
-    let listing = scan_dir(dir)?;
+    let listing = scan_dir(snap_dir)?;
+    let logs = if log_dir == snap_dir {
+        listing.logs.clone()
+    } else {
+        scan_dir(log_dir)?.logs
+    };
     let mut valid = 0usize;
     let mut oldest_kept = None;
     for (zxid, path) in listing.snapshots.iter().rev() {
@@ -400,7 +409,7 @@ pub fn purge(dir: &Path, retain_count: usize) -> Result<PurgeReport, StorageErro
             report.removed_snapshots.push(path.clone());
         }
     }
-    for pair in listing.logs.windows(2) {
+    for pair in logs.windows(2) {
         let (_, path) = &pair[0];
         let next_first = pair[1].0;
         if next_first <= oldest.saturating_add(1) {
@@ -409,8 +418,11 @@ pub fn purge(dir: &Path, retain_count: usize) -> Result<PurgeReport, StorageErro
             report.removed_logs.push(path.clone());
         }
     }
-    if !report.removed_snapshots.is_empty() || !report.removed_logs.is_empty() {
-        sync_dir(dir)?;
+    if !report.removed_snapshots.is_empty() {
+        sync_dir(snap_dir)?;
+    }
+    if !report.removed_logs.is_empty() {
+        sync_dir(log_dir)?;
     }
     Ok(report)
 }
@@ -546,7 +558,7 @@ mod tests {
         for z in [1i64, 16, 26, 36] {
             fs::write(d.path().join(super::super::log_file_name(z)), b"").unwrap();
         }
-        let r = purge(d.path(), 2).unwrap();
+        let r = purge(d.path(), d.path(), 2).unwrap();
         let names = |v: &[PathBuf]| {
             v.iter()
                 .map(|p| p.file_name().unwrap().to_str().unwrap().to_owned())
@@ -563,6 +575,6 @@ mod tests {
             ["log.0000000000000001", "log.0000000000000010"]
         );
         assert_eq!(list_snapshots(d.path()).unwrap().len(), 2);
-        assert!(purge(d.path(), 0).is_err());
+        assert!(purge(d.path(), d.path(), 0).is_err());
     }
 }
