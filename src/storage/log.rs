@@ -171,6 +171,21 @@ fn preallocate(path: &Path, bytes: u64) -> Result<(File, MmapRaw), StorageError>
     })
 }
 
+/// Starts zero-filling the next spare segment on a helper thread. Without a
+/// thread (spawn failed) the next roll preallocates inline instead.
+fn spawn_preallocation(path: PathBuf, bytes: u64) -> Spare {
+    match std::thread::Builder::new()
+        .name("corral-prealloc".into())
+        .spawn(move || preallocate(&path, bytes))
+    {
+        Ok(h) => Spare::Pending(h),
+        Err(e) => {
+            tracing::warn!("cannot spawn the segment preallocation thread: {e}");
+            Spare::Missing
+        }
+    }
+}
+
 struct SegmentIo {
     path: PathBuf,
     file: File,
@@ -255,7 +270,6 @@ impl Segment {
 }
 
 enum Spare {
-    Ready(File, MmapRaw),
     Pending(JoinHandle<Result<(File, MmapRaw), StorageError>>),
     Missing,
 }
@@ -383,13 +397,15 @@ impl Log {
                 cfg.segment_bytes
             )));
         }
-        let (f, m) = preallocate(&dir.join(PREALLOC_FILE_NAME), cfg.segment_bytes)?;
+        // The first segment is zero-filled on the helper thread, so start-up does
+        // not wait for it; the first append does, if it comes before it is ready.
+        let spare = spawn_preallocation(dir.join(PREALLOC_FILE_NAME), cfg.segment_bytes);
         Ok(Log {
             dir: dir.to_path_buf(),
             cfg,
             segs: Vec::new(),
             checkpoint: None,
-            spare: Spare::Ready(f, m),
+            spare,
             next_seg_id: 0,
             last_zxid: tail.last_zxid,
             durable_zxid: tail.last_zxid,
@@ -471,7 +487,6 @@ impl Log {
             ));
         }
         match std::mem::replace(&mut self.spare, Spare::Missing) {
-            Spare::Ready(f, m) => Ok((f, m)),
             Spare::Pending(h) => match h.join() {
                 Ok(Ok(fm)) => Ok(fm),
                 // The background attempt failed (disk full?): retry now, once.
@@ -496,18 +511,7 @@ impl Log {
             released: 0,
         });
         self.next_seg_id += 1;
-        let bytes = self.cfg.segment_bytes;
-        // Without a helper thread the next roll preallocates inline instead.
-        self.spare = match std::thread::Builder::new()
-            .name("corral-prealloc".into())
-            .spawn(move || preallocate(&spare_path, bytes))
-        {
-            Ok(h) => Spare::Pending(h),
-            Err(e) => {
-                tracing::warn!("cannot spawn the segment preallocation thread: {e}");
-                Spare::Missing
-            }
-        };
+        self.spare = spawn_preallocation(spare_path, self.cfg.segment_bytes);
         Ok(())
     }
 
