@@ -171,6 +171,21 @@ fn preallocate(path: &Path, bytes: u64) -> Result<(File, MmapRaw), StorageError>
     })
 }
 
+/// Starts zero-filling the next spare segment on a helper thread. Without a
+/// thread (spawn failed) the next roll preallocates inline instead.
+fn spawn_preallocation(path: PathBuf, bytes: u64) -> Spare {
+    match std::thread::Builder::new()
+        .name("corral-prealloc".into())
+        .spawn(move || preallocate(&path, bytes))
+    {
+        Ok(h) => Spare::Pending(h),
+        Err(e) => {
+            tracing::warn!("cannot spawn the segment preallocation thread: {e}");
+            Spare::Missing
+        }
+    }
+}
+
 struct SegmentIo {
     path: PathBuf,
     file: File,
@@ -255,7 +270,6 @@ impl Segment {
 }
 
 enum Spare {
-    Ready(File, MmapRaw),
     Pending(JoinHandle<Result<(File, MmapRaw), StorageError>>),
     Missing,
 }
@@ -293,6 +307,11 @@ impl SyncJob {
     /// The highest zxid this job makes durable.
     pub fn upto_zxid(&self) -> i64 {
         self.upto_zxid
+    }
+
+    /// False in `SyncMode::None`: `run` makes no syscall and may be called inline.
+    pub fn needs_blocking_thread(&self) -> bool {
+        self.mode != SyncMode::None
     }
 
     /// Performs the sync (blocking) and returns the result for `finish_sync`.
@@ -360,6 +379,8 @@ pub struct Log {
     in_flight: Option<InFlight>,
     next_token: u64,
     poisoned: Option<(PathBuf, String)>,
+    #[cfg(test)]
+    fail_preallocation: bool,
 }
 
 impl Log {
@@ -376,19 +397,23 @@ impl Log {
                 cfg.segment_bytes
             )));
         }
-        let (f, m) = preallocate(&dir.join(PREALLOC_FILE_NAME), cfg.segment_bytes)?;
+        // The first segment is zero-filled on the helper thread, so start-up does
+        // not wait for it; the first append does, if it comes before it is ready.
+        let spare = spawn_preallocation(dir.join(PREALLOC_FILE_NAME), cfg.segment_bytes);
         Ok(Log {
             dir: dir.to_path_buf(),
             cfg,
             segs: Vec::new(),
             checkpoint: None,
-            spare: Spare::Ready(f, m),
+            spare,
             next_seg_id: 0,
             last_zxid: tail.last_zxid,
             durable_zxid: tail.last_zxid,
             in_flight: None,
             next_token: 0,
             poisoned: None,
+            #[cfg(test)]
+            fail_preallocation: false,
         })
     }
 
@@ -460,8 +485,15 @@ impl Log {
 
     fn take_spare(&mut self) -> Result<(File, MmapRaw), StorageError> {
         let path = self.dir.join(PREALLOC_FILE_NAME);
+        #[cfg(test)]
+        if self.fail_preallocation {
+            return Err(StorageError::io(
+                "preallocate log segment",
+                &path,
+                io::Error::from_raw_os_error(libc::ENOSPC),
+            ));
+        }
         match std::mem::replace(&mut self.spare, Spare::Missing) {
-            Spare::Ready(f, m) => Ok((f, m)),
             Spare::Pending(h) => match h.join() {
                 Ok(Ok(fm)) => Ok(fm),
                 // The background attempt failed (disk full?): retry now, once.
@@ -486,13 +518,7 @@ impl Log {
             released: 0,
         });
         self.next_seg_id += 1;
-        let bytes = self.cfg.segment_bytes;
-        self.spare = Spare::Pending(
-            std::thread::Builder::new()
-                .name("corral-prealloc".into())
-                .spawn(move || preallocate(&spare_path, bytes))
-                .map_err(|e| StorageError::io("spawn preallocation thread", &self.dir, e))?,
-        );
+        self.spare = spawn_preallocation(spare_path, self.cfg.segment_bytes);
         Ok(())
     }
 
@@ -845,7 +871,7 @@ impl LogReader {
             }
             let cur = self.cur.as_mut().expect("checked above");
             let mut h = [0u8; RECORD_HEADER_BYTES];
-            if cur.len - cur.off < RECORD_HEADER_BYTES as u64 || {
+            if cur.len.saturating_sub(cur.off) < RECORD_HEADER_BYTES as u64 || {
                 cur.reader
                     .read_exact(&mut h)
                     .map_err(|e| StorageError::io("read log segment", &cur.path, e))?;
@@ -921,7 +947,11 @@ impl LogReader {
         let file = cur.reader.into_inner();
         let start = off as usize;
         let Some(last_nonzero) = last_nonzero_byte(&file, &cur.path, off, cur.len)? else {
-            return Ok(()); // clean end: zeros to the end of the segment
+            // Clean end: zeros to the end of the segment.
+            if cur.is_last && cur.records == 0 {
+                self.remove_empty_last(&cur.path)?;
+            }
+            return Ok(());
         };
         // Failure path only: map the segment to search it for valid records.
         // SAFETY: read-only mapping of a file nothing else writes during recovery.
@@ -967,11 +997,18 @@ impl LogReader {
         tracing::warn!("{torn}");
         self.torn = Some(torn);
         if cur.records == 0 {
-            fs::remove_file(&cur.path)
-                .map_err(|e| StorageError::io("remove empty torn segment", &cur.path, e))?;
-            sync_dir(&self.dir)?;
+            self.remove_empty_last(&cur.path)?;
         }
         Ok(())
+    }
+
+    /// A last segment without records holds nothing; removing it keeps every
+    /// segment name equal to the zxid of a record it holds, which the choice of
+    /// the segment to start reading from relies on.
+    fn remove_empty_last(&self, path: &Path) -> Result<(), StorageError> {
+        fs::remove_file(path)
+            .map_err(|e| StorageError::io("remove empty last segment", path, e))?;
+        sync_dir(&self.dir)
     }
 }
 
@@ -1214,6 +1251,36 @@ mod tests {
         let (recs, tail) = collect(d.path(), 0);
         assert!(recs.is_empty());
         assert_eq!(tail.last_zxid, 0);
+    }
+
+    #[test]
+    fn disk_full_at_roll_fails_only_that_append() {
+        let d = tempfile::tempdir().unwrap();
+        let mut log = open(d.path(), SyncMode::Fdatasync);
+        let mut z = 0;
+        // Fill the first segment.
+        while log.segs.len() < 2 {
+            z += 1;
+            log.fail_preallocation = log.segs.len() == 1
+                && log.segs[0].write_off + record_bytes(1000) > log.segs[0].io.len();
+            if log.fail_preallocation {
+                let err = log.append(z, 1, &payload(z, 1000)).unwrap_err();
+                assert_eq!(
+                    err.to_string(),
+                    format!(
+                        "{}: preallocate log segment failed: No space left on device (os error 28)",
+                        d.path().join(PREALLOC_FILE_NAME).display()
+                    )
+                );
+                assert_eq!(log.last_zxid(), z - 1, "nothing was appended");
+                log.fail_preallocation = false;
+            }
+            log.append(z, 1, &payload(z, 1000)).unwrap();
+        }
+        assert_eq!(sync(&mut log).zxid(), z);
+        drop(log);
+        let (recs, _) = collect(d.path(), 0);
+        assert_eq!(recs.len() as i64, z);
     }
 
     #[test]

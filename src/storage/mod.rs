@@ -21,6 +21,33 @@
 //!
 //! Every byte on disk is covered by a crc32c; every error names the file and,
 //! where it applies, the byte offset.
+//!
+//! How the sequencer is expected to drive it (a sketch; `tests/storage_glommio.rs`
+//! runs this shape on a real executor):
+//!
+//! ```no_run
+//! # use corral::storage::*;
+//! # async fn sequencer(dir: &std::path::Path) -> Result<(), StorageError> {
+//! let rec = recover(dir, dir, |_info, _body| Ok(()) /* build the tree */, |_r| { /* apply */ })?;
+//! let mut log = Log::open(dir, LogConfig::default(), rec.tail)?;
+//! loop {
+//!     // prepare requests into txns, append each (an Err fails that txn and
+//!     // everything prepared on top of it):
+//!     log.append(log.last_zxid() + 1, 1, b"txn bytes")?;
+//!     // when no sync is out, ship the batch:
+//!     if let Some(job) = log.begin_sync()? {
+//!         let done = glommio::executor().spawn_blocking(move || job.run()).await;
+//!         match log.finish_sync(done) {
+//!             Ok(durable) => { /* commit, apply and reply up to durable.zxid() */ }
+//!             Err(_) => { /* fail every request after log.durable_zxid() */ }
+//!         }
+//!     }
+//! #   break;
+//! }
+//! # Ok(()) }
+//! ```
+//! (In the real loop appends keep happening while the job is out; awaiting it
+//! inline as above would serialise batches.)
 
 pub mod log;
 pub mod snapshot;
@@ -201,17 +228,19 @@ pub struct Recovery {
     pub replayed: u64,
 }
 
-/// Start-up recovery: loads the newest snapshot whose checksum verifies (reporting
+/// Start-up recovery (`snap_dir` is zoo.cfg's dataDir, `log_dir` its dataLogDir,
+/// often the same dir): loads the newest snapshot whose checksum verifies (reporting
 /// newer corrupt ones), streams its body to `load_snapshot`, then streams every log
 /// record after it to `apply` in zxid order. A corrupt newer snapshot is tolerated
 /// only if the log still reaches its zxid, so nothing it held is lost. An empty dir
 /// is a fresh start (no snapshot, no records).
 pub fn recover(
-    dir: &Path,
+    snap_dir: &Path,
+    log_dir: &Path,
     load_snapshot: impl FnOnce(&SnapshotInfo, &mut dyn io::Read) -> io::Result<()>,
     mut apply: impl FnMut(Record<'_>),
 ) -> Result<Recovery, StorageError> {
-    let (found, corrupt) = newest_valid(dir)?;
+    let (found, corrupt) = newest_valid(snap_dir)?;
     let snapshot = match found {
         Some(ValidSnapshot { info, mut body }) => {
             load_snapshot(&info, &mut body).map_err(|e| StorageError::Corrupt {
@@ -225,7 +254,7 @@ pub fn recover(
     };
     let after = snapshot.as_ref().map_or(0, |s| s.zxid);
     let mut replayed = 0u64;
-    let tail = read_log(dir, after, |r| {
+    let tail = read_log(log_dir, after, |r| {
         replayed += 1;
         apply(r)
     })
