@@ -99,6 +99,25 @@ enum Outcome {
     Closed(String),
 }
 
+/// The one place corral knowingly answers differently from the reference 3.8.0:
+/// its `WatchManager.containsWatcher(path, watcher)` (tag release-3.8.0-1) returns
+/// true when *any* connection watches `path` in that table, not only the caller, so
+/// checkWatches says OK for a watch the caller never set. corral answers for the
+/// caller's own watches (what later releases do). Only that pair is accepted: the
+/// reference OK and corral NoWatcher, on checkWatches, with the same events; a watch
+/// corral lost would still show in the compared event streams.
+fn known_divergence(action: &Action, reference: &Observed, corral: &Observed) -> bool {
+    matches!(
+        action,
+        Action::Req {
+            req: Request::CheckWatches { .. },
+            ..
+        }
+    ) && matches!(reference.outcome, Outcome::Ok(Response::Empty))
+        && matches!(corral.outcome, Outcome::Err(-121, _))
+        && reference.events == corral.events
+}
+
 /// One server and the sessions the test holds on it.
 struct Side {
     name: String,
@@ -744,7 +763,7 @@ fn run_seed(seed: u64, ops: usize, a: &mut Side, b: &mut Side) -> Result<usize, 
                 short(&ob)
             );
         }
-        if oa != ob {
+        if oa != ob && !known_divergence(&action, &oa, &ob) {
             let mut msg = format!(
                 "MISMATCH seed={seed} op#{i} (replay: DIFFTEST_SEED={seed})\n  op: {action:?}\n  {}:\n{}  {}:\n{}",
                 a.name,

@@ -29,14 +29,16 @@ pub struct Recovered {
     pub summary: String,
 }
 
-/// Loads the newest valid snapshot and replays the log after it.
-pub fn recover(dir: &Path) -> Result<Recovered, StorageError> {
+/// Loads the newest valid snapshot (in `snap_dir`, dataDir) and replays the log
+/// (in `log_dir`, dataLogDir) after it.
+pub fn recover(snap_dir: &Path, log_dir: &Path) -> Result<Recovered, StorageError> {
     // Both callbacks below fill the same state: one after the other, never at once.
     let state =
         std::cell::RefCell::new((Tree::new(), std::collections::BTreeMap::<i64, i32>::new()));
     let mut bad: Option<StorageError> = None;
     let rec = storage::recover(
-        dir,
+        snap_dir,
+        log_dir,
         |_info, r| {
             let (t, s) = read_snapshot_body(r)?;
             *state.borrow_mut() = (t, s.into_iter().collect());
@@ -133,10 +135,16 @@ fn read_snapshot_body(r: &mut dyn Read) -> io::Result<(Tree, Vec<(i64, i32)>)> {
 
 /// Writes a snapshot of (tree, sessions) as of `tree.last_zxid()` and purges what
 /// the retention setting no longer needs. Blocking: for a background thread.
-pub fn snapshot_and_purge(dir: &Path, tree: &Tree, sessions: &[(i64, i32)], retain: usize) {
+pub fn snapshot_and_purge(
+    snap_dir: &Path,
+    log_dir: &Path,
+    tree: &Tree,
+    sessions: &[(i64, i32)],
+    retain: usize,
+) {
     let zxid = tree.last_zxid();
     let started = std::time::Instant::now();
-    match storage::write_snapshot(dir, zxid, |w| write_snapshot_body(w, tree, sessions)) {
+    match storage::write_snapshot(snap_dir, zxid, |w| write_snapshot_body(w, tree, sessions)) {
         Ok(info) => tracing::info!(
             "snapshot {} written ({} bytes, {} znodes) in {:?}",
             info.path.display(),
@@ -149,7 +157,7 @@ pub fn snapshot_and_purge(dir: &Path, tree: &Tree, sessions: &[(i64, i32)], reta
             return;
         }
     }
-    match storage::purge(dir, retain) {
+    match storage::purge(snap_dir, log_dir, retain) {
         Ok(r) => tracing::debug!("purge: {r:?}"),
         Err(e) => tracing::warn!("purge failed: {e}"),
     }

@@ -72,6 +72,7 @@ struct Sequencer {
     stats: Arc<ServerStats>,
     log: Log,
     dir: PathBuf,
+    snap_dir: PathBuf,
     trigger: SnapshotTrigger,
     snapshotting: Arc<AtomicBool>,
     want_snapshot: bool,
@@ -99,10 +100,11 @@ pub(super) async fn run(
     };
     let now = now_ms();
     let dir = cfg.log_dir().to_path_buf();
+    let snap_dir = cfg.data_dir.clone();
     let started = std::time::Instant::now();
-    let rec = match durable::recover(&dir) {
+    let rec = match durable::recover(&snap_dir, &dir) {
         Ok(r) => r,
-        Err(e) => return fail(format!("recovery from {} failed: {e}", dir.display())),
+        Err(e) => return fail(format!("recovery failed: {e}")),
     };
     tracing::info!("{} in {:?}", rec.summary, started.elapsed());
     let log_cfg = LogConfig {
@@ -135,6 +137,7 @@ pub(super) async fn run(
         stats,
         log,
         dir,
+        snap_dir,
         snapshotting: Arc::new(AtomicBool::new(false)),
         want_snapshot: false,
         rng,
@@ -320,12 +323,13 @@ impl Sequencer {
         let tree = self.durable_tree.clone();
         let sessions: Vec<(i64, i32)> =
             self.sessions.iter().map(|s| (s.id, s.timeout_ms)).collect();
-        let (dir, flag) = (self.dir.clone(), self.snapshotting.clone());
+        let (dir, snap_dir) = (self.dir.clone(), self.snap_dir.clone());
+        let flag = self.snapshotting.clone();
         let retain = self.cfg.autopurge_snap_retain_count as usize;
         let spawned = std::thread::Builder::new()
             .name("corral-snapshot".into())
             .spawn(move || {
-                durable::snapshot_and_purge(&dir, &tree, &sessions, retain);
+                durable::snapshot_and_purge(&snap_dir, &dir, &tree, &sessions, retain);
                 flag.store(false, Relaxed);
             });
         if let Err(e) = spawned {

@@ -202,11 +202,8 @@ impl WatchRegistry {
                 let mut fired_once = Vec::new();
                 for (&c, &m) in conns.iter() {
                     match m {
-                        Mode::Recursive => {
-                            if event != EventType::NodeChildrenChanged {
-                                out.push(c)
-                            }
-                        }
+                        Mode::Recursive if event != EventType::NodeChildrenChanged => out.push(c),
+                        Mode::Recursive => {}
                         _ if at_path => {
                             out.push(c);
                             if m == Mode::Standard {

@@ -857,6 +857,7 @@ impl Normalizer {
     pub fn response(&mut self, r: &Response) -> Response {
         match r {
             Response::Empty => Response::Empty,
+            Response::AddWatch => Response::AddWatch,
             Response::Create { path } => Response::Create { path: path.clone() },
             Response::Create2 { path, stat } => Response::Create2 {
                 path: path.clone(),
