@@ -6,3 +6,4 @@
 //! `admin` the four-letter words; `config` zoo.cfg parsing.
 
 pub mod proto;
+pub mod zab;

@@ -1,0 +1,51 @@
+//! The replication core: Zab as a pure state machine, plus (in tests or with the
+//! `sim` feature) a deterministic simulator of a whole ensemble.
+//!
+//! Owned by the sequencer core of each server. No IO, no clock, no ambient
+//! randomness: the server's peer transport feeds [`Replica::step`] with ticks and
+//! peer messages, calls [`Replica::propose`] for new txns, and drains
+//! [`Replica::ready`] → persist → [`Replica::advance`] for messages to send, writes
+//! to make durable and committed txns to apply.
+//!
+//! ```text
+//!  LOOKING ── fast leader election: Notification{round, vote(epoch, zxid, id)} to all
+//!     │       voters; the greatest vote backed by a quorum wins (observers never vote)
+//!     ├──────────────► LEADING                         FOLLOWING / OBSERVING
+//!     │  discovery       ◄── FollowerInfo(acceptedEpoch) ──
+//!     │                  quorum → e = max+1, persist acceptedEpoch
+//!     │                  ── LeaderInfo(e) ──►            persist acceptedEpoch=e
+//!     │                  ◄── AckEpoch(currentEpoch, lastZxid) ──
+//!     │                  quorum → leader must not be behind; persist currentEpoch=e
+//!     │  sync            ── Sync(DIFF | TRUNC | SNAP) ──► fix log
+//!     │                  ── NewLeader ──►                persist currentEpoch=e
+//!     │                  ◄── Ack ──                      (only once durable)
+//!     │                  quorum → established, initial history committed
+//!     │                  ── UpToDate(commit) ──►         serving
+//!     │  broadcast       propose: ── Proposal ──►        persist, then ◄── Ack
+//!     │                  quorum of Acks → ── Commit ──►  apply
+//!     │                  observers: ── Inform(txn) ──►   persist, apply
+//!     │  liveness        ── Ping(commit) ──► ◄── Ping(durable end) ──  every tick;
+//!     │                  initLimit / syncLimit in ticks; silence → LOOKING
+//!     └◄──── leader lost / quorum lost / zxid counter exhausted / stale epoch
+//! ```
+//!
+//! Output ordering is enforced by [`Ready`]: writes first, then what depends on them.
+
+mod ready;
+mod replica;
+mod types;
+
+#[cfg(test)]
+mod tests;
+
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;
+
+pub use ready::{Persisted, Ready, Released};
+#[cfg(any(test, feature = "sim"))]
+pub use replica::PlantedBug;
+pub use replica::{Input, Replica, Role};
+pub use types::{
+    Apply, Config, DurableState, Entry, Msg, Outgoing, PeerState, ServerId, Snapshot, SyncMode,
+    Vote, Write, ZabError, Zxid,
+};
