@@ -930,7 +930,9 @@ impl Replica {
             }
             l.established = true;
             tracing::debug!(id = self.cfg.id, epoch, "leader established");
+            // The initial history is committed now.
             self.committed = self.committed.max(l.initial_last);
+            self.apply_committed();
             let ids: Vec<ServerId> = l.learners.keys().copied().collect();
             for id in ids {
                 let ls = l.learners.get_mut(&id).expect("listed");

@@ -210,10 +210,10 @@ struct Node {
 }
 
 /// One committed txn in the global history.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct Committed {
     zxid: Zxid,
-    payload_hash: u64,
+    payload: Bytes,
     digest: u64,
 }
 
@@ -345,7 +345,7 @@ impl Sim {
             if self.now == end_fault {
                 self.heal()?;
             }
-            if self.now % UNITS_PER_TICK == 0 {
+            if self.now.is_multiple_of(UNITS_PER_TICK) {
                 self.on_tick()?;
             }
             self.deliver_due()?;
@@ -435,10 +435,9 @@ impl Sim {
                     .as_ref()
                     .is_some_and(|r| r.established_epoch().is_some())
             });
-            let victim = if kind == 2 && leader.is_some() {
-                leader.expect("checked")
-            } else {
-                ids[self.rng.gen_range(0..ids.len())]
+            let victim = match leader {
+                Some(l) if kind == 2 => l,
+                _ => ids[self.rng.gen_range(0..ids.len())],
             };
             self.nodes.get_mut(&victim).expect("node").group = 1;
         }
@@ -608,7 +607,7 @@ impl Sim {
             let view = &self.nodes[&id].disk.view;
             for e in view.log.iter().filter(|e| e.zxid > *t) {
                 if let Some(p) = self.pos_of.get(&e.zxid) {
-                    if self.history[*p].payload_hash == hash_bytes(&e.payload) {
+                    if self.history[*p].payload == e.payload {
                         return Err(format!(
                             "{id} truncates committed txn {:?} (truncate after {t:?})",
                             e.zxid
@@ -659,7 +658,7 @@ impl Sim {
                 let pos = sm.count as usize - 1;
                 let c = Committed {
                     zxid: e.zxid,
-                    payload_hash: hash_bytes(&e.payload),
+                    payload: e.payload.clone(),
                     digest: sm.digest,
                 };
                 if pos < self.history.len() {
@@ -894,9 +893,7 @@ impl Sim {
             };
             for e in &d.log {
                 match self.history.get(n) {
-                    Some(c) if c.zxid == e.zxid && c.payload_hash == hash_bytes(&e.payload) => {
-                        n += 1
-                    }
+                    Some(c) if c.zxid == e.zxid && c.payload == e.payload => n += 1,
                     Some(c) if e.zxid < c.zxid => continue,
                     _ => break,
                 }
