@@ -58,6 +58,8 @@ pub enum Role {
 pub enum PlantedBug {
     /// The leader commits as soon as any one voter (itself included) has a txn.
     CommitOnMinority,
+    /// A follower acknowledges a proposal before it is durable.
+    AckBeforeDurable,
 }
 
 /// What a handler asks the dispatcher to do with the role afterwards.
@@ -1490,6 +1492,11 @@ impl Replica {
                 }
                 let zxid = entry.zxid;
                 self.append(entry);
+                #[cfg(any(test, feature = "sim"))]
+                if self.bug == Some(PlantedBug::AckBeforeDurable) {
+                    self.send(from, Msg::Ack { epoch, zxid });
+                    return Flow::Stay;
+                }
                 self.send_after_persist(from, Msg::Ack { epoch, zxid });
                 Flow::Stay
             }
