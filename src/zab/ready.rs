@@ -9,6 +9,11 @@
 //! way to obtain it is through `persisted()` + `advance()`, so an ACK cannot leave
 //! before the proposal it acknowledges is durable, and `ready()` returns nothing
 //! while a batch is outstanding, so batches are persisted strictly in order.
+//!
+//! Storage contract: writes become durable in order. After a crash, storage must
+//! present a prefix of what was written (everything synced, then possibly some of
+//! the unsynced writes in order, a torn tail cut off) — one append-only log with
+//! the epochs as records in it gives exactly that.
 
 use super::types::{Apply, Outgoing, ServerId, Write, Zxid};
 

@@ -154,6 +154,25 @@ struct Follower {
     /// The batch that makes NEWLEADER durable; once advanced, acks are true.
     synced_batch: Option<u64>,
     durable_synced: bool,
+    /// The sync received so far, applied at NEWLEADER.
+    sync: Option<PendingSync>,
+}
+
+#[derive(Debug)]
+struct PendingSync {
+    mode: SyncMode,
+    prev: Zxid,
+    entries: Vec<Entry>,
+}
+
+/// True if `entries` have increasing zxids, all after `prev`.
+fn increasing_after(prev: Zxid, entries: &[Entry]) -> bool {
+    let mut last = prev;
+    entries.iter().all(|e| {
+        let ok = e.zxid > last;
+        last = e.zxid;
+        ok
+    })
 }
 
 #[derive(Debug)]
@@ -811,6 +830,7 @@ impl Replica {
             epoch: 0,
             synced_batch: None,
             durable_synced: false,
+            sync: None,
         });
         self.rejoin(false);
     }
@@ -831,6 +851,7 @@ impl Replica {
         f.epoch = 0;
         f.synced_batch = None;
         f.durable_synced = false;
+        f.sync = None;
         let (leader, observer) = (f.leader, f.observer);
         self.send(
             leader,
@@ -1107,6 +1128,10 @@ impl Replica {
         if observer {
             ls.uptodate_sent = true;
         }
+        // The first message carries the mode; longer syncs continue as DIFFs.
+        let mut chunks = entries.chunks(self.cfg.sync_entries_max);
+        let first = chunks.next().map(<[Entry]>::to_vec).unwrap_or_default();
+        let mut prev_next = first.last().map_or(prev, |e| e.zxid);
         self.send(
             id,
             Msg::Sync {
@@ -1114,9 +1139,23 @@ impl Replica {
                 attempt,
                 mode,
                 prev,
-                entries,
+                entries: first,
             },
         );
+        for chunk in chunks {
+            let prev = prev_next;
+            prev_next = chunk.last().expect("chunks are non-empty").zxid;
+            self.send(
+                id,
+                Msg::Sync {
+                    epoch,
+                    attempt,
+                    mode: SyncMode::Diff,
+                    prev,
+                    entries: chunk.to_vec(),
+                },
+            );
+        }
         self.send(
             id,
             Msg::NewLeader {
@@ -1341,48 +1380,53 @@ impl Replica {
         self.write(Write::Append(entry));
     }
 
-    /// Applies a DIFF / TRUNC / SNAP to our log. `Err` means it does not fit.
-    fn apply_sync(&mut self, mode: SyncMode, prev: Zxid, entries: Vec<Entry>) -> Result<(), ()> {
-        match mode {
-            SyncMode::Diff => {
-                if self.last_zxid() != prev {
-                    return Err(());
-                }
-            }
+    /// Checks that a sync fits our log: a DIFF must start at our last zxid, a TRUNC
+    /// at a zxid we hold and have not applied past, a SNAP at its own zxid.
+    fn sync_fits(&self, mode: &SyncMode, prev: Zxid, entries: &[Entry]) -> bool {
+        let fits = match mode {
+            SyncMode::Diff => self.last_zxid() == prev,
             SyncMode::Trunc => {
-                let base = self.base_zxid();
-                let held = prev == base || self.log.binary_search_by(|e| e.zxid.cmp(&prev)).is_ok();
+                let held = prev == self.base_zxid()
+                    || self.log.binary_search_by(|e| e.zxid.cmp(&prev)).is_ok();
                 // What we applied is committed and can never be truncated.
-                if !held || prev < self.applied {
-                    return Err(());
-                }
+                held && prev >= self.applied
+            }
+            SyncMode::Snap(snap) => snap.zxid == prev,
+        };
+        fits && increasing_after(prev, entries)
+    }
+
+    /// Makes a buffered sync our log, all in the one batch that also carries the
+    /// NEWLEADER ack. Every prefix of its writes is safe to survive a crash: a
+    /// TRUNC only drops txns the leader does not have, and a SNAP is one write.
+    fn apply_sync(&mut self, sync: PendingSync) {
+        let PendingSync {
+            mode,
+            prev,
+            entries,
+        } = sync;
+        match mode {
+            SyncMode::Diff => {}
+            SyncMode::Trunc => {
                 if prev < self.last_zxid() {
                     let keep = self.log.partition_point(|e| e.zxid <= prev);
                     self.log.truncate(keep);
                     self.write(Write::TruncateAfter(prev));
                 }
             }
-            SyncMode::Snap(snap) => {
-                if snap.zxid != prev {
-                    return Err(());
-                }
-                self.log.clear();
-                self.snapshot = Some(snap.clone());
-                self.write(Write::InstallSnapshot(snap.clone()));
-                self.applied = snap.zxid;
-                self.committed = snap.zxid;
-                self.gated_apply.push(Apply::Snapshot(snap));
+            SyncMode::Snap(snapshot) => {
+                self.log.clone_from(&entries);
+                self.snapshot = Some(snapshot.clone());
+                self.applied = snapshot.zxid;
+                self.committed = snapshot.zxid;
+                self.gated_apply.push(Apply::Snapshot(snapshot.clone()));
+                self.write(Write::InstallSnapshot { snapshot, entries });
+                return;
             }
         }
-        let mut last = self.last_zxid();
         for e in entries {
-            if e.zxid <= last {
-                return Err(());
-            }
-            last = e.zxid;
             self.append(e);
         }
-        Ok(())
     }
 
     fn follower_on_message(&mut self, f: &mut Follower, from: ServerId, msg: Msg) -> Flow {
@@ -1429,14 +1473,33 @@ impl Replica {
                 prev,
                 entries,
             } => {
-                if attempt != f.attempt || epoch != f.epoch || f.stage != S::AwaitSync {
+                if attempt != f.attempt || epoch != f.epoch {
                     return Flow::Stay;
                 }
-                if self.apply_sync(mode, prev, entries).is_err() {
-                    tracing::info!(id = self.cfg.id, "sync does not fit our log; asking SNAP");
-                    return Flow::Rejoin { want_snap: true };
+                // Buffered until NEWLEADER, so a sync cut short changes nothing.
+                match (f.stage, f.sync.as_mut()) {
+                    (S::AwaitSync, _) => {
+                        if !self.sync_fits(&mode, prev, &entries) {
+                            tracing::info!(id = self.cfg.id, "sync does not fit our log");
+                            return Flow::Rejoin { want_snap: true };
+                        }
+                        f.sync = Some(PendingSync {
+                            mode,
+                            prev,
+                            entries,
+                        });
+                        f.stage = S::AwaitNewLeader;
+                    }
+                    (S::AwaitNewLeader, Some(sync)) if mode == SyncMode::Diff => {
+                        // A continuation: it must follow what we buffered.
+                        let last = sync.entries.last().map_or(sync.prev, |e| e.zxid);
+                        if prev != last || !increasing_after(prev, &entries) {
+                            return Flow::Rejoin { want_snap: false };
+                        }
+                        sync.entries.extend(entries);
+                    }
+                    _ => {}
                 }
-                f.stage = S::AwaitNewLeader;
                 Flow::Stay
             }
             Msg::NewLeader {
@@ -1447,8 +1510,14 @@ impl Replica {
                 if attempt != f.attempt || epoch != f.epoch || f.stage != S::AwaitNewLeader {
                     return Flow::Stay;
                 }
-                if last_zxid != self.last_zxid() || epoch < self.current_epoch {
-                    return Flow::Rejoin { want_snap: true };
+                if epoch < self.current_epoch {
+                    return Flow::Elect;
+                }
+                if let Some(sync) = f.sync.take() {
+                    self.apply_sync(sync);
+                }
+                if last_zxid != self.last_zxid() {
+                    return Flow::Rejoin { want_snap: false };
                 }
                 if epoch != self.current_epoch {
                     self.current_epoch = epoch;

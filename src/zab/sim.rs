@@ -65,6 +65,7 @@ pub struct SimConfig {
     pub zxid_counter_max: u32,
     pub in_flight_proposals_max: u32,
     pub finalize_wait_ticks: u64,
+    pub sync_entries_max: usize,
     pub bug: Option<PlantedBug>,
     /// Check quorum durability of committed txns every tick (off only to show the
     /// other checks catch a planted bug too).
@@ -93,6 +94,7 @@ impl SimConfig {
             zxid_counter_max: if r.gen_bool(0.2) { 12 } else { u32::MAX - 1 },
             in_flight_proposals_max: r.gen_range(1..=16),
             finalize_wait_ticks: r.gen_range(0..=1),
+            sync_entries_max: r.gen_range(1..=32),
             bug: None,
             check_durable_quorum: true,
             trace: false,
@@ -282,6 +284,7 @@ impl Sim {
             c.in_flight_proposals_max = cfg.in_flight_proposals_max;
             c.zxid_counter_max = cfg.zxid_counter_max;
             c.payload_bytes_max = 64;
+            c.sync_entries_max = cfg.sync_entries_max;
             nodes.insert(
                 *id,
                 Node {
@@ -615,7 +618,12 @@ impl Sim {
     }
 
     fn check_write(&mut self, id: ServerId, w: &Write) -> Check {
-        if let Write::Append(e) = w {
+        let appended: &[super::Entry] = match w {
+            Write::Append(e) => std::slice::from_ref(e),
+            Write::InstallSnapshot { entries, .. } => entries,
+            _ => &[],
+        };
+        for e in appended {
             if let Some(p) = self.pos_of.get(&e.zxid) {
                 if self.history[*p].payload != e.payload {
                     return Err(format!("{id} logs {:?} with a changed payload", e.zxid));
@@ -932,6 +940,15 @@ impl Sim {
         held.sort_unstable_by(|a, b| b.cmp(a));
         let q = self.voters.len() / 2 + 1;
         if held[q - 1] < self.history.len() {
+            if self.cfg.trace {
+                for v in &self.voters {
+                    let d = &self.nodes[v].disk.synced;
+                    let zs: Vec<Zxid> = d.log.iter().map(|e| e.zxid).collect();
+                    println!("voter {v} synced: base {:?} log {zs:?}", d.base_zxid());
+                }
+                let hs: Vec<Zxid> = self.history.iter().map(|c| c.zxid).collect();
+                println!("history {hs:?}");
+            }
             return Err(format!(
                 "committed txn #{} ({:?}) is durable on fewer than a quorum (held prefixes {held:?})",
                 held[q - 1],

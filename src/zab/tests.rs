@@ -872,8 +872,10 @@ fn follower_snap_sync_resets_the_state_machine() {
     assert_eq!(
         b.writes,
         vec![
-            Write::InstallSnapshot(snap.clone()),
-            Write::Append(ent(1, 6)),
+            Write::InstallSnapshot {
+                snapshot: snap.clone(),
+                entries: vec![ent(1, 6)]
+            },
             Write::CurrentEpoch(2)
         ]
     );
@@ -1314,10 +1316,109 @@ fn durable_state_applies_writes_like_storage() {
     assert_eq!((d.accepted_epoch, d.current_epoch), (2, 2));
     assert_eq!(d.log, vec![ent(1, 2)]);
     assert_eq!((d.base_zxid(), d.last_zxid()), (z(1, 1), z(1, 2)));
-    d.apply(&Write::InstallSnapshot(Snapshot {
-        zxid: z(3, 3),
-        data: Bytes::new(),
-    }));
-    assert!(d.log.is_empty());
-    assert_eq!(d.last_zxid(), z(3, 3));
+    d.apply(&Write::InstallSnapshot {
+        snapshot: Snapshot {
+            zxid: z(3, 3),
+            data: Bytes::new(),
+        },
+        entries: vec![ent(3, 4)],
+    });
+    assert_eq!(d.log, vec![ent(3, 4)]);
+    assert_eq!(d.base_zxid(), z(3, 3));
+}
+
+#[test]
+fn long_syncs_are_chunked_and_reassembled() {
+    let mut c = cfg(1);
+    c.sync_entries_max = 2;
+    let log: Vec<Entry> = (1..=5).map(|i| ent(1, i)).collect();
+    let mut l = Replica::new(c, durable(1, log.clone()), 0).unwrap();
+    drain(&mut l);
+    msg(&mut l, 0, 2, notif(1, 1, z(1, 5), 1, PeerState::Looking));
+    let info = Msg::FollowerInfo {
+        accepted_epoch: 1,
+        attempt: 3,
+        observer: false,
+        want_snap: false,
+    };
+    msg(&mut l, 0, 2, info);
+    drain(&mut l);
+    let ack = Msg::AckEpoch {
+        attempt: 3,
+        current_epoch: Some(1),
+        last_zxid: z(0, 0),
+    };
+    msg(&mut l, 0, 2, ack);
+    let sent = drain(&mut l).now;
+    let sync = |mode, prev, entries: &[Entry]| Msg::Sync {
+        epoch: 2,
+        attempt: 3,
+        mode,
+        prev,
+        entries: entries.to_vec(),
+    };
+    assert_eq!(
+        sent.iter().map(|o| o.msg.clone()).collect::<Vec<_>>(),
+        vec![
+            sync(SyncMode::Diff, z(0, 0), &log[0..2]),
+            sync(SyncMode::Diff, z(1, 2), &log[2..4]),
+            sync(SyncMode::Diff, z(1, 4), &log[4..5]),
+            Msg::NewLeader {
+                epoch: 2,
+                attempt: 3,
+                last_zxid: z(1, 5)
+            },
+        ]
+    );
+
+    // The follower reassembles them.
+    let mut f = Replica::new(cfg(2), durable(1, vec![]), 0).unwrap();
+    drain(&mut f);
+    msg(&mut f, 0, 1, notif(1, 1, z(1, 5), 1, PeerState::Looking));
+    let a = follower_attempt(&drain(&mut f));
+    msg(
+        &mut f,
+        0,
+        1,
+        Msg::LeaderInfo {
+            new_epoch: 2,
+            attempt: a,
+        },
+    );
+    drain(&mut f);
+    for o in sent {
+        let m = match o.msg {
+            Msg::Sync {
+                mode,
+                prev,
+                entries,
+                ..
+            } => Msg::Sync {
+                epoch: 2,
+                attempt: a,
+                mode,
+                prev,
+                entries,
+            },
+            Msg::NewLeader { last_zxid, .. } => Msg::NewLeader {
+                epoch: 2,
+                attempt: a,
+                last_zxid,
+            },
+            other => other,
+        };
+        msg(&mut f, 0, 1, m);
+    }
+    let b = drain(&mut f);
+    assert_eq!(
+        b.after,
+        vec![out(
+            1,
+            Msg::Ack {
+                epoch: 2,
+                zxid: z(1, 5)
+            }
+        )]
+    );
+    assert_eq!(f.log(), &log[..]);
 }

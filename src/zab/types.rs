@@ -214,8 +214,13 @@ pub enum Write {
     Append(Entry),
     /// Drop every txn after this zxid.
     TruncateAfter(Zxid),
-    /// Replace the whole log by this snapshot (SNAP sync).
-    InstallSnapshot(Snapshot),
+    /// Replace the whole log by this snapshot and the txns that follow it (SNAP
+    /// sync). Storage must make this one write atomic (new files, then switch):
+    /// a crash must leave either the old log or the new one.
+    InstallSnapshot {
+        snapshot: Snapshot,
+        entries: Vec<Entry>,
+    },
     /// Keep this snapshot and drop the txns it covers (log compaction).
     Compact(Snapshot),
 }
@@ -263,9 +268,9 @@ impl DurableState {
                 let keep = self.log.partition_point(|e| e.zxid <= *z);
                 self.log.truncate(keep);
             }
-            Write::InstallSnapshot(s) => {
-                self.log.clear();
-                self.snapshot = Some(s.clone());
+            Write::InstallSnapshot { snapshot, entries } => {
+                self.log.clone_from(entries);
+                self.snapshot = Some(snapshot.clone());
             }
             Write::Compact(s) => {
                 let drop = self.log.partition_point(|e| e.zxid <= s.zxid);
@@ -303,6 +308,9 @@ pub struct Config {
     pub zxid_counter_max: u32,
     /// Largest txn payload accepted by `propose`.
     pub payload_bytes_max: usize,
+    /// Txns per Sync message; a longer sync is sent as a first Sync plus DIFF
+    /// continuations.
+    pub sync_entries_max: usize,
     /// Seed of the replica's randomness (election jitter, attempt numbers).
     pub seed: u64,
 }
@@ -322,6 +330,7 @@ impl Config {
             in_flight_proposals_max: 1000,
             zxid_counter_max: u32::MAX - 1,
             payload_bytes_max: 1 << 20,
+            sync_entries_max: 1000,
             seed: 0,
         }
     }
