@@ -1070,6 +1070,87 @@ mod tests {
         );
     }
 
+    /// The core alone: three voters on a lossless, instant in-memory network with
+    /// an instant disk, a leader keeping 64 proposals of 100 bytes in flight.
+    /// `cargo test --release --lib zab::sim::tests::core_throughput -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn core_throughput() {
+        let voters = vec![1, 2, 3];
+        let mut rs: Vec<Replica> = voters
+            .iter()
+            .map(|id| {
+                Replica::new(
+                    Config::new(*id, voters.clone(), vec![]),
+                    DurableState::default(),
+                    0,
+                )
+                .unwrap()
+            })
+            .collect();
+        let mut q: VecDeque<(ServerId, crate::zab::Outgoing)> = VecDeque::new();
+        let mut steps = 0u64;
+        let mut applied_at_leader = 0u64;
+        fn pump(r: &mut Replica, q: &mut VecDeque<(ServerId, crate::zab::Outgoing)>) -> u64 {
+            let mut applied = 0;
+            while let Some(mut rd) = r.ready() {
+                for o in rd.take_send_now() {
+                    q.push_back((r.id(), o));
+                }
+                let rel = r.advance(rd.persisted());
+                for o in rel.send {
+                    q.push_back((r.id(), o));
+                }
+                applied += rel.apply.len() as u64;
+            }
+            applied
+        }
+        let mut now = 0;
+        let leader = loop {
+            now += 1;
+            for r in rs.iter_mut() {
+                r.step(now, Input::Tick);
+                pump(r, &mut q);
+            }
+            while let Some((from, o)) = q.pop_front() {
+                let r = &mut rs[o.to as usize - 1];
+                r.step(now, Input::Message { from, msg: o.msg });
+                pump(r, &mut q);
+            }
+            if let Some(l) = rs.iter().position(|r| r.established_epoch().is_some()) {
+                break l;
+            }
+            assert!(now < 100, "no leader");
+        };
+        let txns = 200_000u64;
+        let payload = Bytes::from(vec![7u8; 100]);
+        let start = std::time::Instant::now();
+        let mut proposed = 0;
+        while applied_at_leader < txns {
+            while proposed < txns && proposed - applied_at_leader < 64 {
+                rs[leader].propose(payload.clone()).unwrap();
+                proposed += 1;
+                steps += 1;
+            }
+            applied_at_leader += pump(&mut rs[leader], &mut q);
+            while let Some((from, o)) = q.pop_front() {
+                let to = o.to as usize - 1;
+                rs[to].step(now, Input::Message { from, msg: o.msg });
+                steps += 1;
+                let a = pump(&mut rs[to], &mut q);
+                if to == leader {
+                    applied_at_leader += a;
+                }
+            }
+        }
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "core alone: {txns} txns committed in {secs:.2}s: {:.0} txns/s, {steps} steps ({:.0} steps/s)",
+            txns as f64 / secs,
+            steps as f64 / secs
+        );
+    }
+
     /// Steps per second of the core + simulator (for PERF.md):
     /// `cargo test --release --lib zab::sim::tests::throughput -- --ignored --nocapture`
     #[test]
