@@ -30,6 +30,20 @@
 //! ```
 //!
 //! Output ordering is enforced by [`Ready`]: writes first, then what depends on them.
+//! A driver (the server's sequencer, or the simulator) loops like this:
+//!
+//! ```text
+//! replica.step(now_ticks, Input::Message { from, msg });   // or Tick, Disconnected
+//! let zxid = replica.propose(txn_bytes)?;                  // leader only
+//! while let Some(mut ready) = replica.ready() {
+//!     transport.send_all(ready.take_send_now());           // needs no disk
+//!     storage.append_all(ready.writes()); storage.sync();  // in order, then fsync
+//!     let released = replica.advance(ready.persisted());
+//!     transport.send_all(released.send);                   // ACKs etc., now safe
+//!     state_machine.apply_all(released.apply);             // committed txns, in order
+//! }
+//! ```
+//!
 //! Files: `types.rs` (zxids, votes, messages, writes, config), `replica.rs` (the
 //! state machine), `ready.rs` (the output batch), `sim.rs` (the simulator; replay a
 //! seed with `ZAB_SEED=n ZAB_TRACE=1 cargo test --lib zab::sim::tests::replay --

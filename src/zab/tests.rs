@@ -1422,3 +1422,22 @@ fn long_syncs_are_chunked_and_reassembled() {
     );
     assert_eq!(f.log(), &log[..]);
 }
+
+#[test]
+fn lost_connections() {
+    // A follower whose leader's connection drops looks for a leader again.
+    let (mut f, _) = serving_follower();
+    f.step(2, Input::Disconnected { peer: 3 });
+    assert!(matches!(f.role(), Role::Following { .. }));
+    f.step(2, Input::Disconnected { peer: 1 });
+    assert_eq!(f.role(), Role::Looking);
+    let b = drain(&mut f);
+    let mine = notif(2, 2, z(1, 2), 2, PeerState::Looking);
+    assert_eq!(b.now, vec![out(1, mine.clone()), out(3, mine)]);
+
+    // A leader forgets a disconnected learner: no more proposals to it.
+    let mut l = established_leader();
+    l.step(2, Input::Disconnected { peer: 2 });
+    l.propose(Bytes::from_static(b"x")).unwrap();
+    assert!(drain(&mut l).now.is_empty());
+}

@@ -62,6 +62,8 @@ impl fmt::Debug for Entry {
 }
 
 /// The applied state at `zxid`, as opaque bytes made by the driver's state machine.
+/// A snapshot at zxid 0 with empty `data` is the initial, empty state (a leader
+/// that never compacted sends it when a learner needs a SNAP).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Snapshot {
     pub zxid: Zxid,
