@@ -1018,6 +1018,28 @@ mod tests {
         shard(3)
     }
 
+    /// Harsher faults than CI's mix (heavy loss, reordering, crashes), on demand:
+    /// `ZAB_SEEDS=1000 cargo test --release --lib zab::sim::tests::harsh -- --ignored`
+    #[test]
+    #[ignore]
+    fn harsh() {
+        let seeds = env_u64("ZAB_SEEDS").unwrap_or(500);
+        let base = env_u64("ZAB_SEED_BASE").unwrap_or(0);
+        for seed in base..base + seeds {
+            let mut cfg = SimConfig::from_seed(seed);
+            cfg.drop_per_mille = cfg.drop_per_mille * 3 + 20;
+            cfg.reorder_per_mille = cfg.reorder_per_mille * 4 + 10;
+            cfg.dup_per_mille *= 3;
+            cfg.crash_per_mille = cfg.crash_per_mille * 2 + 5;
+            cfg.partition_per_mille = cfg.partition_per_mille * 2 + 20;
+            cfg.slow_sync_per_mille = 500;
+            cfg.recovery_ticks_max = 150;
+            if let Err(e) = Sim::new(cfg).run() {
+                panic!("harsh seed {seed} failed: {e}");
+            }
+        }
+    }
+
     /// `ZAB_SEED=n ZAB_TRACE=1 cargo test --lib zab::sim::tests::replay -- --nocapture`
     #[test]
     fn replay() {
