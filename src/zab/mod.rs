@@ -29,6 +29,20 @@
 //!     └◄──── leader lost / quorum lost / zxid counter exhausted / stale epoch
 //! ```
 //!
+//! Where this differs from the reference (same guarantees, simpler to check):
+//! - ACK and COMMIT are cumulative ("everything up to zxid"), and a follower's ping
+//!   reply carries its durable log end, so a lost ACK is repaired by the next ping.
+//! - Each learner connection attempt has a random `attempt` number echoed by the
+//!   leader; messages of an older attempt are dropped. Pings carry the last zxid
+//!   sent, and proposals/informs carry `prev`: a learner that missed anything
+//!   reconnects and resynchronises instead of running on with a gap.
+//! - A learner buffers DIFF/TRUNC/SNAP until NEWLEADER and applies them in the
+//!   batch that carries its ack; SNAP is one atomic write with the txns after it,
+//!   so no crash point leaves a learner with less committed data than it acked.
+//! - Observers are synced once the leader is established, with committed txns only.
+//! - The zxid counter stops at `zxid_counter_max`; the next proposal makes the
+//!   leader step down so the new election brings a new epoch.
+//!
 //! Output ordering is enforced by [`Ready`]: writes first, then what depends on them.
 //! A driver (the server's sequencer, or the simulator) loops like this:
 //!

@@ -996,7 +996,7 @@ mod tests {
 
     // Four shards so the test harness can use both cores. ZAB_SEEDS scales them.
     fn shard(i: u64) {
-        let per = env_u64("ZAB_SEEDS").unwrap_or(2000) / 4;
+        let per = env_u64("ZAB_SEEDS").unwrap_or(3000) / 4;
         let base = env_u64("ZAB_SEED_BASE").unwrap_or(0);
         run_range(base + i * per, per);
     }
