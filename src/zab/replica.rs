@@ -745,13 +745,13 @@ impl Replica {
                 let backing = lk
                     .out_of_election
                     .iter()
-                    .filter(|(id, (v, _))| {
-                        self.is_voter(**id) && v.leader == leader && v.epoch == vote.epoch
-                    })
+                    // By leader only: a follower that stayed with a leader across
+                    // its re-election still holds the older vote for it.
+                    .filter(|(id, (v, _))| self.is_voter(**id) && v.leader == leader)
                     .count();
                 if leader_leads && backing >= self.quorum {
                     self.election_clock = self.election_clock.max(ee);
-                    self.vote = vote;
+                    self.vote = lk.out_of_election[&leader].0;
                     return Flow::Learn(leader);
                 }
                 Flow::Stay

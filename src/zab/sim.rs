@@ -21,7 +21,8 @@
 //! servers in changing patterns; replicas crash (losing unsynced writes, possibly
 //! keeping a prefix of them: a torn tail) and restart from their synced disk. Then
 //! faults stop and a leader must be established and commit a new client write
-//! within `recovery_ticks_max`.
+//! within `recovery_ticks_max`; then, with clients stopped, every server must serve
+//! that leader and have applied all it committed within `converge_ticks_max`.
 //!
 //! Replay a seed: `ZAB_SEED=1234 ZAB_TRACE=1 cargo test --lib zab::sim::tests::replay -- --nocapture`.
 
@@ -51,6 +52,9 @@ pub struct SimConfig {
     pub fault_ticks: u64,
     /// Ticks after healing within which a new write must commit.
     pub recovery_ticks_max: u64,
+    /// Then, with clients stopped, ticks within which every server must serve the
+    /// leader and have applied all it committed (0: skip).
+    pub converge_ticks_max: u64,
     pub drop_per_mille: u32,
     pub dup_per_mille: u32,
     pub reorder_per_mille: u32,
@@ -84,6 +88,7 @@ impl SimConfig {
             clients: r.gen_range(1..=3),
             fault_ticks: 150,
             recovery_ticks_max: 80,
+            converge_ticks_max: 40,
             drop_per_mille: r.gen_range(0..=60),
             dup_per_mille: r.gen_range(0..=30),
             reorder_per_mille: r.gen_range(0..=20),
@@ -263,6 +268,7 @@ pub struct Sim {
     max_acked_pos: Option<usize>,
     healed_at: Option<u64>,
     recovered_at: Option<u64>,
+    clients_stopped: bool,
     stats: Stats,
 }
 
@@ -326,6 +332,7 @@ impl Sim {
             max_acked_pos: None,
             healed_at: None,
             recovered_at: None,
+            clients_stopped: false,
             stats: Stats::default(),
         }
     }
@@ -373,10 +380,61 @@ impl Sim {
                 self.cfg.recovery_ticks_max
             ));
         }
+        if self.cfg.converge_ticks_max > 0 {
+            self.converge()?;
+        }
         self.stats.ticks = self.tick();
         self.stats.commits = self.history.len() as u64;
         self.stats.leaders = self.leaders.len() as u64;
         Ok(self.stats)
+    }
+
+    /// Clients stop; within `converge_ticks_max` every server must serve the same
+    /// leader and have applied everything it committed.
+    fn converge(&mut self) -> Check {
+        self.clients_stopped = true;
+        let deadline = self.now + self.cfg.converge_ticks_max * UNITS_PER_TICK;
+        while self.now <= deadline {
+            if self.now.is_multiple_of(UNITS_PER_TICK) {
+                self.on_tick()?;
+                if let Some(state) = self.converged() {
+                    self.log(|| format!("=== converged: {state} ==="));
+                    return Ok(());
+                }
+            }
+            self.deliver_due()?;
+            self.now += 1;
+        }
+        let roles: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|(id, n)| match &n.replica {
+                Some(r) => format!("{id}:{:?} applied {:?}", r.role(), r.applied()),
+                None => format!("{id}:down"),
+            })
+            .collect();
+        Err(format!(
+            "liveness: not converged within {} ticks of recovery: {roles:?}",
+            self.cfg.converge_ticks_max
+        ))
+    }
+
+    fn converged(&self) -> Option<String> {
+        let (lid, leader) = self.nodes.iter().find_map(|(id, n)| {
+            n.replica
+                .as_ref()
+                .filter(|r| r.established_epoch().is_some())
+                .map(|r| (*id, r))
+        })?;
+        let target = leader.committed();
+        let all = self.nodes.iter().all(|(id, n)| {
+            let Some(r) = &n.replica else { return false };
+            let serving = *id == lid
+                || matches!(r.role(), super::Role::Following { leader, serving: true }
+                    | super::Role::Observing { leader, serving: true } if leader == lid);
+            serving && r.applied() == target && n.sm.zxid == target
+        });
+        all.then(|| format!("leader {lid}, all applied {target:?}"))
     }
 
     fn heal(&mut self) -> Check {
@@ -772,6 +830,9 @@ impl Sim {
     // ----- clients -------------------------------------------------------------
 
     fn clients_act(&mut self) -> Check {
+        if self.clients_stopped {
+            return Ok(());
+        }
         let leader = self.nodes.iter().find_map(|(id, n)| {
             let e = n.replica.as_ref()?.established_epoch()?;
             (n.group == 0 || !self.faulty()).then_some((*id, e))

@@ -202,8 +202,9 @@ fn election_joins_an_established_leader_and_answers_lookers() {
     let mut r = Replica::new(cfg(3), durable(0, vec![]), 0).unwrap();
     drain(&mut r);
     // Followers and the leader answer with their state: join once a quorum backs
-    // a leader that says it leads.
-    msg(&mut r, 0, 2, notif(4, 1, z(1, 2), 1, PeerState::Following));
+    // a leader that says it leads. The follower may still hold the vote from an
+    // earlier election of the same leader.
+    msg(&mut r, 0, 2, notif(3, 1, z(1, 1), 1, PeerState::Following));
     assert_eq!(r.role(), Role::Looking);
     msg(&mut r, 0, 1, notif(4, 1, z(1, 2), 1, PeerState::Leading));
     assert_eq!(
@@ -213,6 +214,15 @@ fn election_joins_an_established_leader_and_answers_lookers() {
             serving: false
         }
     );
+    assert_eq!(
+        r.vote(),
+        Vote {
+            leader: 1,
+            zxid: z(1, 2),
+            epoch: 1
+        }
+    );
+    assert_eq!(r.election_epoch(), 4);
     drain(&mut r);
     // Now a looking peer gets our state back.
     msg(&mut r, 0, 2, notif(9, 2, z(0, 0), 0, PeerState::Looking));
