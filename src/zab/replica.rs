@@ -1070,8 +1070,9 @@ impl Replica {
         }
     }
 
-    /// DIFF, TRUNC or SNAP for a learner that reported `peer_last`, up to `upto`.
-    fn sync_plan(&self, peer_last: Zxid, want_snap: bool, upto: Zxid) -> (SyncMode, Zxid, usize) {
+    /// DIFF, TRUNC or SNAP for a learner that reported `peer_last`: the mode, the
+    /// zxid the txns follow, and the index in our log of the first txn to send.
+    fn sync_plan(&self, peer_last: Zxid, want_snap: bool) -> (SyncMode, Zxid, usize) {
         let base = self.base_zxid();
         if want_snap || peer_last < base {
             let snap = self.snapshot.clone().unwrap_or(Snapshot {
@@ -1088,7 +1089,6 @@ impl Replica {
         } else {
             self.log[idx - 1].zxid
         };
-        let _ = upto;
         if common == peer_last {
             (SyncMode::Diff, common, idx)
         } else {
@@ -1116,7 +1116,7 @@ impl Replica {
         } else {
             self.last_zxid()
         };
-        let (mode, prev, from) = self.sync_plan(last_zxid, ls.want_snap, upto);
+        let (mode, prev, from) = self.sync_plan(last_zxid, ls.want_snap);
         let to = self.log.partition_point(|e| e.zxid <= upto);
         let entries = self.log[from.min(to)..to].to_vec();
         ls.stage = LearnerStage::Forwarding;
