@@ -631,7 +631,7 @@ impl Replica {
         // Only what we applied is known committed; the rest is relearned from the
         // next leader after synchronisation.
         self.committed = self.applied;
-        self.election_clock += 1;
+        self.election_clock = self.election_clock.saturating_add(1);
         self.vote = self.own_vote();
         let mut lk = Looking {
             next_resend: self.now + self.resend_interval(),

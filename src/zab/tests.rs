@@ -1451,3 +1451,50 @@ fn lost_connections() {
     l.propose(Bytes::from_static(b"x")).unwrap();
     assert!(drain(&mut l).now.is_empty());
 }
+
+#[test]
+fn hostile_peer_values_do_not_crash() {
+    // A huge election round, epochs and zxids from a peer.
+    let mut r = Replica::new(cfg(1), durable(1, vec![]), 0).unwrap();
+    msg(
+        &mut r,
+        0,
+        2,
+        notif(u64::MAX, 2, Zxid(u64::MAX), u32::MAX, PeerState::Looking),
+    );
+    msg(
+        &mut r,
+        0,
+        3,
+        notif(u64::MAX, 2, Zxid(u64::MAX), u32::MAX, PeerState::Looking),
+    );
+    drain(&mut r);
+    assert!(matches!(r.role(), Role::Following { leader: 2, .. }));
+    r.step(0, Input::Disconnected { peer: 2 });
+    drain(&mut r);
+    assert_eq!(r.election_epoch(), u64::MAX);
+    // A leader whose learners report the largest accepted epoch cannot pick a new one.
+    let mut l = Replica::new(cfg(1), durable(1, vec![]), 0).unwrap();
+    drain(&mut l);
+    msg(&mut l, 0, 2, notif(1, 1, z(0, 0), 1, PeerState::Looking));
+    let info = Msg::FollowerInfo {
+        accepted_epoch: u32::MAX,
+        attempt: 1,
+        observer: false,
+        want_snap: false,
+    };
+    msg(&mut l, 0, 2, info);
+    assert_eq!(l.role(), Role::Looking);
+    // Messages from strangers are ignored.
+    msg(
+        &mut l,
+        0,
+        99,
+        Msg::Ack {
+            epoch: 1,
+            zxid: z(1, 1),
+        },
+    );
+    msg(&mut l, 0, 99, notif(1, 99, z(9, 9), 9, PeerState::Leading));
+    drain(&mut l);
+}
