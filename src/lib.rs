@@ -2,9 +2,10 @@
 //!
 //! Layout (see README.md and DESIGN.md): `proto` is the wire protocol without IO;
 //! `tree`, `session` and `watch` are the state machines of the data model; `storage`
-//! the log, snapshots and recovery; `server` is the only place with IO (glommio
-//! executors: shard cores and the sequencer core); `admin` renders the four-letter
-//! words; `config` parses zoo.cfg.
+//! the log, snapshots and recovery; `zab` the replication core (a pure state machine
+//! with its simulator, not yet wired to the network); `server` is the only place with
+//! IO (glommio executors: shard cores and the sequencer core); `admin` renders the
+//! four-letter words; `config` parses zoo.cfg.
 
 pub mod admin;
 pub mod config;
@@ -14,3 +15,4 @@ pub mod session;
 pub mod storage;
 pub mod tree;
 pub mod watch;
+pub mod zab;
