@@ -24,8 +24,9 @@ use crate::tree::{self, Caller, Tree};
 use crate::watch::{ConnId, WatchRegistry};
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use glommio::net::{TcpListener, TcpStream};
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -82,10 +83,14 @@ struct Shard {
     cfg: Arc<Config>,
     tree: Arc<Tree>,
     last_zxid: i64,
-    conns: HashMap<ConnId, Conn>,
-    sessions: HashMap<i64, ConnId>,
+    // Keys are our own numbers (connection ids, server-assigned session ids): a fast
+    // non-keyed hash is safe here.
+    conns: FxHashMap<ConnId, Conn>,
+    sessions: FxHashMap<i64, ConnId>,
     watches: WatchRegistry,
-    active: HashSet<i64>,
+    active: FxHashSet<i64>,
+    /// The clock, read once per wake-up (bytes received, batch applied), not per request.
+    now: Instant,
     mesh: Mesh,
     stats: Arc<ServerStats>,
     next_conn: ConnId,
@@ -115,10 +120,11 @@ pub(super) async fn run(
         rx: rx.clone(),
         tree: Arc::new(Tree::new()),
         last_zxid: 0,
-        conns: HashMap::new(),
-        sessions: HashMap::new(),
+        conns: FxHashMap::default(),
+        sessions: FxHashMap::default(),
         watches: WatchRegistry::new(cfg.max_watches_per_connection),
-        active: HashSet::new(),
+        active: FxHashSet::default(),
+        now: Instant::now(),
         mesh: mesh.clone(),
         stats,
         next_conn: 1,
@@ -469,6 +475,7 @@ impl Shard {
 
     /// Feeds received bytes; returns how many were consumed (whole frames only).
     fn on_bytes(&mut self, cid: ConnId, buf: &[u8], max_frame: usize) -> (usize, After) {
+        self.now = Instant::now();
         self.catch_up();
         let mut at = 0;
         loop {
@@ -575,7 +582,7 @@ impl Shard {
                 return;
             }
         };
-        let now = Instant::now();
+        let now = self.now;
         match req {
             Request::Ping => {
                 let z = self.last_zxid;
@@ -609,8 +616,15 @@ impl Shard {
             req => {
                 let c = self.conns.get_mut(&cid).unwrap();
                 if c.queue.is_empty() {
-                    let bytes = self.serve_read(cid, xid, req);
-                    self.emit(cid, &bytes, now);
+                    // Straight into the connection's output buffer: no per-reply Vec.
+                    let mut out = std::mem::take(&mut c.out);
+                    self.serve_read_into(&mut out, cid, xid, req);
+                    let c = self.conns.get_mut(&cid).unwrap();
+                    c.out = out;
+                    c.sent += 1;
+                    c.last_zxid = self.last_zxid;
+                    self.counters().packets_sent.fetch_add(1, Relaxed);
+                    self.counters().record_latency_us(0);
                 } else {
                     c.queue.push_back(Pending::Read { xid, req, at: now });
                 }
@@ -638,7 +652,7 @@ impl Shard {
         }
         let counters = &self.stats.shards[self.id];
         counters.packets_sent.fetch_add(1, Relaxed);
-        counters.record_latency_us(since.elapsed().as_micros() as u64);
+        counters.record_latency_us(self.now.saturating_duration_since(since).as_micros() as u64);
     }
 
     /// auth: the reply echoes the request's xid (the reference's clients send −4,
@@ -734,32 +748,31 @@ impl Shard {
 
     /// Serves a read-like request from the current tree version.
     fn serve_read(&mut self, cid: ConnId, xid: i32, req: Request) -> Vec<u8> {
-        let result = self.read_result(cid, &req);
         let mut v = Vec::new();
+        self.serve_read_into(&mut v, cid, xid, req);
+        v
+    }
+
+    fn serve_read_into(&mut self, v: &mut Vec<u8>, cid: ConnId, xid: i32, req: Request) {
+        let result = self.read_result(cid, &req);
         if let (Request::MultiRead(ops), Err(ErrorCode::MarshallingError)) = (&req, &result) {
             if !multi_read_fails_after_decoding(ops) {
-                write_reply(
-                    &mut v,
-                    xid,
-                    self.last_zxid,
-                    Err(ErrorCode::MarshallingError),
-                );
-                return v;
+                write_reply(v, xid, self.last_zxid, Err(ErrorCode::MarshallingError));
+                return;
             }
             // The reference sends the (empty) multi response it had begun.
-            let at = jute::begin_frame(&mut v);
+            let at = jute::begin_frame(v);
             proto::ReplyHeader {
                 xid,
                 zxid: self.last_zxid,
                 err: ErrorCode::MarshallingError.code(),
             }
-            .encode(&mut v);
-            Response::Multi(Vec::new()).encode(&mut v);
-            jute::end_frame(&mut v, at);
-            return v;
+            .encode(v);
+            Response::Multi(Vec::new()).encode(v);
+            jute::end_frame(v, at);
+            return;
         }
-        write_reply(&mut v, xid, self.last_zxid, result.as_ref().map_err(|e| *e));
-        v
+        write_reply(v, xid, self.last_zxid, result.as_ref().map_err(|e| *e));
     }
 
     fn read_result(&mut self, cid: ConnId, req: &Request) -> Result<Response, ErrorCode> {
@@ -858,9 +871,10 @@ impl Shard {
     }
 
     fn on_batch(&mut self, b: &Batch) {
+        self.now = Instant::now();
         let before = std::mem::replace(&mut self.tree, b.tree.clone());
         self.last_zxid = b.last_zxid;
-        let mut touched: HashSet<ConnId> = HashSet::new();
+        let mut touched: FxHashSet<ConnId> = FxHashSet::default();
         // 1. Every watch event of the batch, before any reply that could show its effect.
         // As the reference does, a connection only hears about a node it may READ:
         // the ACL is the node's in this version, or in the previous one if deleted.
@@ -956,13 +970,16 @@ impl Shard {
                 if let Some(o) = other {
                     c.queue.push_front(o);
                 }
-                Instant::now()
+                self.now
             }
         };
-        self.counters().outstanding.fetch_sub(1, Relaxed);
-        let mut v = Vec::new();
-        write_reply(&mut v, xid, zxid, result.as_ref().map_err(|e| *e));
-        self.emit(cid, &v, at);
+        write_reply(&mut c.out, xid, zxid, result.as_ref().map_err(|e| *e));
+        c.sent += 1;
+        c.last_zxid = self.last_zxid;
+        let counters = &self.stats.shards[self.id];
+        counters.outstanding.fetch_sub(1, Relaxed);
+        counters.packets_sent.fetch_add(1, Relaxed);
+        counters.record_latency_us(self.now.saturating_duration_since(at).as_micros() as u64);
         self.drain(cid);
     }
 
