@@ -1211,7 +1211,11 @@ fn raw_container_ops(addr: &str) {
 // ---------------------------------------------------------------- runners
 
 fn run_suite(kind: Kind) {
-    let server = Server::start(kind, &cfg_extra());
+    run_suite_with(kind, "");
+}
+
+fn run_suite_with(kind: Kind, more_cfg: &str) {
+    let server = Server::start(kind, &format!("{}{more_cfg}", cfg_extra()));
     let addr = server.addr();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -1280,4 +1284,11 @@ fn client_reference() {
 #[test]
 fn client_corral() {
     run_suite(Kind::Corral);
+}
+
+/// The same suite with a single shard core: every session on one executor beside the
+/// sequencer (the default spreads sessions over one shard per CPU).
+#[test]
+fn client_corral_one_shard() {
+    run_suite_with(Kind::Corral, "corral.shardCores=1\n");
 }
