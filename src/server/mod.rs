@@ -171,6 +171,29 @@ fn executor(cfg: &Config, name: &str, cpu: Option<usize>) -> LocalExecutorBuilde
     b
 }
 
+type CoreHandle = (String, glommio::ExecutorJoinHandle<Result<(), String>>);
+
+/// Starts one core on its own glommio executor thread.
+fn spawn_core<F>(
+    cfg: &Config,
+    name: String,
+    cpu: Option<usize>,
+    core: impl FnOnce() -> F + Send + 'static,
+) -> Result<CoreHandle, ServerError>
+where
+    F: std::future::Future<Output = Result<(), String>> + 'static,
+{
+    let h = executor(cfg, &name, cpu)
+        .spawn(core)
+        .map_err(|e| ServerError::Executor {
+            name: name.clone(),
+            cause: e.to_string(),
+            io_memory: cfg.io_memory_bytes,
+            memlock: memlock_limit(),
+        })?;
+    Ok((name, h))
+}
+
 /// Runs a standalone server until a core stops. Returns only on error.
 pub fn run(cfg: Config) -> Result<(), ServerError> {
     check_data_dir(&cfg)?;
@@ -199,33 +222,21 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<(String, Result<(), String>)>();
 
     let mut handles = Vec::new();
-    {
-        let (cfg, mesh, stats, ready) =
-            (cfg.clone(), mesh.clone(), stats.clone(), ready_tx.clone());
-        let name = "corral-sequencer".to_string();
-        let h = executor(&cfg, &name, Some(0))
-            .spawn(move || async move { sequencer::run(cfg, mesh, seq_rx, stats, ready).await })
-            .map_err(|e| ServerError::Executor {
-                name: name.clone(),
-                cause: e.to_string(),
-                io_memory: 0,
-                memlock: memlock_limit(),
-            })?;
-        handles.push((name, h));
-    }
+    let (c, m, st, r) = (cfg.clone(), mesh.clone(), stats.clone(), ready_tx.clone());
+    handles.push(spawn_core(
+        &cfg,
+        "corral-sequencer".into(),
+        Some(0),
+        move || sequencer::run(c, m, seq_rx, st, r),
+    )?);
     for (i, rx) in shard_rx.into_iter().enumerate() {
-        let (cfg, mesh, stats, ready) =
-            (cfg.clone(), mesh.clone(), stats.clone(), ready_tx.clone());
-        let name = format!("corral-shard-{i}");
-        let h = executor(&cfg, &name, Some(i % ncpu))
-            .spawn(move || async move { shard::run(i, cfg, mesh, rx, stats, ready).await })
-            .map_err(|e| ServerError::Executor {
-                name: name.clone(),
-                cause: e.to_string(),
-                io_memory: 0,
-                memlock: memlock_limit(),
-            })?;
-        handles.push((name, h));
+        let (c, m, st, r) = (cfg.clone(), mesh.clone(), stats.clone(), ready_tx.clone());
+        handles.push(spawn_core(
+            &cfg,
+            format!("corral-shard-{i}"),
+            Some(i % ncpu),
+            move || shard::run(i, c, m, rx, st, r),
+        )?);
     }
     // A watcher thread per core turns its end (a failed start included) into a message.
     for (name, h) in handles {
