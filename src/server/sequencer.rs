@@ -78,6 +78,10 @@ struct Sequencer {
     want_snapshot: bool,
     rng: rand::rngs::SmallRng,
     enc: Vec<u8>,
+    /// Set when the log can no longer be trusted (a failed sync could not be undone):
+    /// the core stops after telling the waiting clients, as the reference exits on a
+    /// log failure, rather than risk acknowledging what a restart might replay.
+    fatal: Option<String>,
 }
 
 type SyncFuture = Pin<Box<dyn Future<Output = SyncDone>>>;
@@ -142,6 +146,7 @@ pub(super) async fn run(
         want_snapshot: false,
         rng,
         enc: Vec::with_capacity(4096),
+        fatal: None,
     };
     // Time enters as Tick messages, so the loop below is the only owner of the state.
     let ticker = mesh.to_sequencer.clone();
@@ -202,12 +207,17 @@ pub(super) async fn run(
                         s.maybe_snapshot();
                     }
                     Err(e) => {
+                        s.note_fatal(&e);
                         s.fail_unsynced(now, &e.to_string());
                         let proof = s.log.durable();
                         s.publish(&mesh, proof);
                     }
                 }
             }
+        }
+        if let Some(why) = s.fatal.take() {
+            tracing::error!("stopping: {why}");
+            return Err(why);
         }
         glommio::yield_if_needed().await;
     }
@@ -231,6 +241,7 @@ impl Sequencer {
         txn.encode(&mut self.enc);
         if let Err(e) = self.log.append(txn.zxid, KIND_TXN, &self.enc) {
             tracing::error!("log append of zxid {:#x} failed: {e}", txn.zxid);
+            self.note_fatal(&e);
             self.last_zxid = txn.zxid - 1;
             return None;
         }
@@ -254,9 +265,16 @@ impl Sequencer {
             Err(e) => {
                 // The log is poisoned: nothing appended since the durable point can
                 // ever be made durable.
+                self.note_fatal(&e);
                 self.fail_unsynced(now_ms(), &e.to_string());
                 None
             }
+        }
+    }
+
+    fn note_fatal(&mut self, e: &crate::storage::StorageError) {
+        if matches!(e, crate::storage::StorageError::Poisoned { .. }) && self.fatal.is_none() {
+            self.fatal = Some(format!("the log cannot be trusted any more: {e}"));
         }
     }
 
