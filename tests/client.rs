@@ -870,6 +870,80 @@ fn raw_handshake_shapes(addr: &str) {
     }
 }
 
+/// Per-session order under pipelining: behind a pending write, a getData that sets a
+/// watch and a setData of the same node are sent back to back. The read must see the
+/// data from before that setData, and the watch it set must fire before the setData's
+/// reply (a read must never see a later write of its own session).
+fn raw_pipelined_read_then_write_keeps_order(addr: &str) {
+    let mut c = RawClient::connect(addr, 10_000);
+    let mk = |path: &str| {
+        Request::Create(corral::proto::CreateRequest {
+            kind: corral::proto::CreateKind::Create,
+            path: path.into(),
+            data: b"old".to_vec(),
+            acl: corral::proto::Acl::open(),
+            flags: 0,
+            ttl: -1,
+        })
+    };
+    for p in ["/raw_fifo", "/raw_fifo/x", "/raw_fifo/k"] {
+        assert_eq!(c.call(&mk(p)).unwrap().err, 0, "create {p}");
+    }
+    for round in 0..20 {
+        let set = |path: &str, data: &[u8]| Request::SetData {
+            path: path.into(),
+            data: data.to_vec(),
+            version: -1,
+        };
+        let x1 = c
+            .send_with_xid(1000 + round * 3, &set("/raw_fifo/x", b"x"))
+            .unwrap();
+        let x2 = c
+            .send_with_xid(
+                1001 + round * 3,
+                &Request::GetData {
+                    path: "/raw_fifo/k".into(),
+                    watch: true,
+                },
+            )
+            .unwrap();
+        let new = format!("new{round}");
+        let x3 = c
+            .send_with_xid(1002 + round * 3, &set("/raw_fifo/k", new.as_bytes()))
+            .unwrap();
+        let r1 = c.recv_reply().unwrap();
+        assert_eq!((r1.xid, r1.err), (x1, 0));
+        let r2 = c.recv_reply().unwrap();
+        assert_eq!((r2.xid, r2.err), (x2, 0));
+        let before = if round == 0 {
+            "old".to_string()
+        } else {
+            format!("new{}", round - 1)
+        };
+        // GetDataResponse: buffer data, then the Stat.
+        let len = i32::from_be_bytes(r2.body[..4].try_into().unwrap()) as usize;
+        assert_eq!(
+            &r2.body[4..4 + len],
+            before.as_bytes(),
+            "round {round}: the read saw a later write of its own session"
+        );
+        assert!(
+            c.events.is_empty(),
+            "no event before the firing write: {:?}",
+            c.events
+        );
+        let r3 = c.recv_reply().unwrap();
+        assert_eq!((r3.xid, r3.err), (x3, 0));
+        let ev: Vec<(i32, String)> = c.events.drain(..).map(|e| (e.event_type, e.path)).collect();
+        assert_eq!(
+            ev,
+            vec![(3, "/raw_fifo/k".to_string())],
+            "round {round}: the watch fires once, before the setData's reply"
+        );
+    }
+    let _ = c.close_session();
+}
+
 fn raw_ping_and_close(addr: &str) {
     let mut c = RawClient::connect(addr, 10_000);
     let r = c.call(&Request::Ping).unwrap();
@@ -1248,6 +1322,9 @@ fn run_suite_with(kind: Kind, more_cfg: &str) {
 
     suite.case("raw_handshake_shapes", || raw_handshake_shapes(&addr));
     suite.case("raw_ping_and_close", || raw_ping_and_close(&addr));
+    suite.case("raw_pipelined_read_then_write_keeps_order", || {
+        raw_pipelined_read_then_write_keeps_order(&addr)
+    });
     suite.case("raw_check_and_set_watches", || {
         raw_check_and_set_watches(&addr)
     });

@@ -51,6 +51,9 @@ enum Pending {
     Read { xid: i32, req: Request, at: Instant },
     /// A reply computed on arrival (ping, auth, setWatches), waiting for its turn.
     Ready(Vec<u8>),
+    /// A write that arrived behind a deferred read: it goes to the sequencer only when
+    /// the reads before it have been served, so none of them can see it.
+    Unsent(Box<WriteReq>, Instant),
 }
 
 struct Conn {
@@ -600,8 +603,7 @@ impl Shard {
             Request::SetWatches(sw) => self.on_set_watches(cid, xid, sw),
             req if req.is_write() || matches!(req, Request::Check { .. }) => {
                 let c = self.conns.get_mut(&cid).unwrap();
-                c.queue.push_back(Pending::Write { xid, at: now });
-                let w = WriteReq {
+                let w = Box::new(WriteReq {
                     shard: self.id,
                     conn: cid,
                     session_id,
@@ -609,9 +611,20 @@ impl Shard {
                     req,
                     ids: c.ids.clone(),
                     is_super: c.is_super,
-                };
-                self.counters().outstanding.fetch_add(1, Relaxed);
-                let _ = self.mesh.to_sequencer.send(ToSequencer::Write(Box::new(w)));
+                });
+                // Per-session order: a write may only leave once no read of the same
+                // session is waiting before it (a deferred read is served from the
+                // tree after the write ahead of it, which must not include this one).
+                let read_waiting = c
+                    .queue
+                    .iter()
+                    .any(|p| matches!(p, Pending::Read { .. } | Pending::Unsent(..)));
+                if read_waiting {
+                    c.queue.push_back(Pending::Unsent(w, now));
+                } else {
+                    c.queue.push_back(Pending::Write { xid, at: now });
+                    self.send_write(w);
+                }
             }
             req => {
                 let c = self.conns.get_mut(&cid).unwrap();
@@ -630,6 +643,11 @@ impl Shard {
                 }
             }
         }
+    }
+
+    fn send_write(&mut self, w: Box<WriteReq>) {
+        self.counters().outstanding.fetch_add(1, Relaxed);
+        let _ = self.mesh.to_sequencer.send(ToSequencer::Write(w));
     }
 
     /// Appends a reply now if nothing is queued ahead of it, else queues it.
@@ -1001,6 +1019,12 @@ impl Shard {
                 Pending::Read { xid, req, at } => {
                     let bytes = self.serve_read(cid, xid, req);
                     self.emit(cid, &bytes, at);
+                }
+                Pending::Unsent(w, at) => {
+                    // Everything before it is answered: send it, and wait for it.
+                    c.queue.push_front(Pending::Write { xid: w.xid, at });
+                    self.send_write(w);
+                    return;
                 }
                 Pending::Write { .. } => unreachable!(),
             }
