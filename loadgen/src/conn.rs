@@ -54,6 +54,8 @@ pub struct Workload {
     pub session_timeout_ms: i32,
     /// Per-connection request rate in requests/s; `None` = closed loop (as fast as replies come).
     pub rate_per_conn: Option<f64>,
+    /// Workload requests each connection sends before it stops; `None` = until the clock ends the run.
+    pub requests_per_conn: Option<u64>,
 }
 
 /// Everything a server can do to a connection that ends the run.
@@ -130,6 +132,8 @@ pub struct Conn {
     pacer: Option<Pacer>,
     last_progress: Instant,
     scratch: String,
+    /// Workload requests issued so far (watch pairs count once).
+    issued: u64,
     w: Arc<Workload>,
 }
 
@@ -163,6 +167,7 @@ impl Conn {
             pacer,
             last_progress: now,
             scratch: String::with_capacity(256),
+            issued: 0,
             w,
         };
         let at = begin_frame(&mut c.out);
@@ -194,6 +199,15 @@ impl Conn {
     /// When this connection last heard from the server (or began waiting for it).
     pub fn last_progress(&self) -> Instant {
         self.last_progress
+    }
+
+    fn limit_reached(&self) -> bool {
+        self.w.requests_per_conn.is_some_and(|l| self.issued >= l)
+    }
+
+    /// True once a request-limited connection has sent its share and heard every reply.
+    pub fn finished(&self) -> bool {
+        self.state == State::Running && self.limit_reached() && self.pending.is_empty()
     }
 
     /// When the next paced request is due (`None` when not paced).
@@ -235,7 +249,7 @@ impl Conn {
             return 0;
         }
         let mut n = 0;
-        while self.pending.len() < self.w.outstanding {
+        while self.pending.len() < self.w.outstanding && !self.limit_reached() {
             let start = match &mut self.pacer {
                 None => now,
                 Some(p) => {
@@ -248,6 +262,7 @@ impl Conn {
                 }
             };
             self.issue_one(start);
+            self.issued += 1;
             n += 1;
         }
         n

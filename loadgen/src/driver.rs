@@ -95,7 +95,7 @@ pub enum RunError {
 pub struct RunHandle {
     pub timeline: Timeline,
     pub progress: Arc<Progress>,
-    workers: Vec<JoinHandle<Result<Stats, RunError>>>,
+    workers: Vec<JoinHandle<Result<(Stats, Instant), RunError>>>,
 }
 
 /// Starts the workers; the warm-up begins now.
@@ -139,13 +139,20 @@ impl RunHandle {
         self.workers.iter().all(|w| w.is_finished())
     }
 
-    /// Waits for every worker; the first error wins, otherwise the merged stats.
-    pub fn join(self) -> Result<Stats, RunError> {
-        let mut total = Stats::new(self.timeline.measure_start, self.timeline.measure_end);
+    /// Waits for every worker; the first error wins, otherwise the merged stats and
+    /// the measurement's real length in seconds (shorter than asked when a request
+    /// limit ended the run early).
+    pub fn join(self) -> Result<(Stats, f64), RunError> {
+        let tl = self.timeline;
+        let mut total = Stats::new(tl.measure_start, tl.measure_end);
         let mut first_err = None;
+        let mut ended = tl.start;
         for w in self.workers {
             match w.join() {
-                Ok(Ok(s)) => total.merge(&s),
+                Ok(Ok((s, end))) => {
+                    total.merge(&s);
+                    ended = ended.max(end);
+                }
                 Ok(Err(e)) => {
                     first_err.get_or_insert(e);
                 }
@@ -154,9 +161,13 @@ impl RunHandle {
                 }
             }
         }
+        let window_end = ended.min(tl.measure_end);
+        let window_s = window_end
+            .saturating_duration_since(tl.measure_start)
+            .as_secs_f64();
         match first_err {
             Some(e) => Err(e),
-            None => Ok(total),
+            None => Ok((total, window_s)),
         }
     }
 }
@@ -184,7 +195,7 @@ fn run_worker(
     ids: &[usize],
     tl: Timeline,
     progress: &Progress,
-) -> Result<Stats, RunError> {
+) -> Result<(Stats, Instant), RunError> {
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(1024);
     let mut slots = Vec::with_capacity(ids.len());
@@ -216,10 +227,18 @@ fn run_worker(
     }
     let mut stats = Stats::new(tl.measure_start, tl.measure_end);
     let mut buf = vec![0u8; READ_CHUNK_BYTES];
-    let drain_deadline = tl.measure_end + DRAIN_MAX;
+    let mut drain_deadline = tl.measure_end + DRAIN_MAX;
+    let mut ended: Option<Instant> = None;
     loop {
         let now = Instant::now();
-        let draining = now >= tl.measure_end || progress.abort.load(Ordering::Relaxed);
+        if ended.is_none() {
+            let all_finished = slots.iter().all(|s| s.conn.finished());
+            if all_finished || now >= tl.measure_end || progress.abort.load(Ordering::Relaxed) {
+                ended = Some(now.min(tl.measure_end));
+                drain_deadline = drain_deadline.min(now + DRAIN_MAX);
+            }
+        }
+        let draining = ended.is_some();
         let mut next_wake = now + POLL_TICK;
         let mut live = 0;
         for s in slots.iter_mut().filter(|s| !s.done) {
@@ -294,7 +313,7 @@ fn run_worker(
             progress.completed.fetch_add(completed, Ordering::Relaxed);
         }
     }
-    Ok(stats)
+    Ok((stats, ended.unwrap_or(tl.measure_end)))
 }
 
 /// The server closed a socket: expected after closeSession, fatal otherwise.

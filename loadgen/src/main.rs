@@ -68,6 +68,10 @@ struct Args {
     /// when each request was due); 0 = closed loop, as fast as replies come.
     #[arg(long, default_value_t = 0.0)]
     rate: f64,
+    /// Stop after this many workload requests per connection (the run may then end
+    /// before --duration; rates use the real length). 0 = no limit.
+    #[arg(long, default_value_t = 0)]
+    requests: u64,
     /// Parent of everything loadgen creates.
     #[arg(long, default_value = "/loadgen")]
     root: String,
@@ -174,6 +178,7 @@ fn run(a: Args) -> Result<(), (u8, String)> {
         outstanding: a.outstanding,
         session_timeout_ms: a.session_timeout_ms,
         rate_per_conn: (a.rate > 0.0).then(|| a.rate / a.connections as f64),
+        requests_per_conn: (a.requests > 0).then_some(a.requests),
     });
     let cfg = RunConfig {
         servers: a.servers.clone(),
@@ -249,7 +254,7 @@ fn run(a: Args) -> Result<(), (u8, String)> {
         bar.set_position((now.duration_since(tl.start).as_secs_f64() * 10.0) as u64);
     }
     bar.finish_and_clear();
-    let stats = handle.join().map_err(|e| (2, format!("run failed: {e}")))?;
+    let (stats, window_s) = handle.join().map_err(|e| (2, format!("run failed: {e}")))?;
     let now_cpu = cpu::self_times();
     let cpu_used = cpu_end
         .unwrap_or(now_cpu)
@@ -261,7 +266,9 @@ fn run(a: Args) -> Result<(), (u8, String)> {
         (Some(s), Some(e)) => Some(e.since(&s)),
         _ => None,
     };
-    let report = Report::build(settings, &stats, a.duration, cpu_used, srv_used);
+    let mut settings = settings;
+    settings.duration_s = window_s;
+    let report = Report::build(settings, &stats, window_s.max(1e-9), cpu_used, srv_used);
     if a.json {
         println!(
             "{}",
