@@ -299,6 +299,12 @@ fn run_worker(
                                     source,
                                 })?;
                         completed += got as u64;
+                        // A short read drained the socket: edge-triggered epoll
+                        // reports the next arrival, so skip the read that would
+                        // only say WouldBlock (as tokio does).
+                        if n < buf.len() {
+                            break;
+                        }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

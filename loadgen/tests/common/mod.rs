@@ -111,7 +111,9 @@ pub fn start_server() -> Option<ServerProc> {
         // sessions, so also wait for a handshake to succeed.
         if let Ok(answer) = loadgen::setup::four_letter(&srv.addr, "ruok", Duration::from_secs(2)) {
             if answer == "imok" {
-                if let Ok(c) = loadgen::setup::SyncClient::connect(&srv.addr, Duration::from_secs(2)) {
+                if let Ok(c) =
+                    loadgen::setup::SyncClient::connect(&srv.addr, Duration::from_secs(2))
+                {
                     let _ = c.close();
                     return Some(srv);
                 }
