@@ -1,8 +1,14 @@
 //! corral: a ZooKeeper-compatible coordination service, thread-per-core on glommio.
 //!
 //! Layout (see README.md and DESIGN.md): `proto` is the wire protocol without IO;
-//! `tree`, `session` and `watch` are the state machines of the data model; `zab` the
-//! replication core; `storage` the log and snapshots; `server` the only place with IO;
-//! `admin` the four-letter words; `config` zoo.cfg parsing.
+//! `tree`, `session` and `watch` are the state machines of the data model; `server` is
+//! the only place with IO (glommio executors: shard cores and the sequencer core);
+//! `admin` renders the four-letter words; `config` parses zoo.cfg.
 
+pub mod admin;
+pub mod config;
 pub mod proto;
+pub mod server;
+pub mod session;
+pub mod tree;
+pub mod watch;

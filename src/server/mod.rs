@@ -1,0 +1,253 @@
+//! The only place that does IO: glommio executors, the client listeners, the
+//! sequencer core and the channels between cores.
+//!
+//! ```text
+//!  shard core 0..N (glommio executor each, SO_REUSEPORT listener each)
+//!    conn task: frames → decode → read? serve from the published Tree
+//!                                  write? ToSequencer::Write ───────────┐
+//!    batch task: ToShard::Batch → events → replies → deferred reads ◄──┼─┐
+//!  sequencer core (one glommio executor)                               │ │
+//!    prepare → apply → (durable) → publish Arc<Tree> + items ◄─────────┘ │
+//!    owns: the authoritative Tree, the SessionTable ──────────────────────┘
+//! ```
+//!
+//! Every batch goes to every shard in zxid order over that shard's FIFO channel, so
+//! each shard sees the same history; a shard switches to the batch's tree version,
+//! fires watches for all its txns, then releases the replies. State belongs to one
+//! core: shards own connections and watches, the sequencer owns tree and sessions.
+
+pub mod msg;
+mod sequencer;
+mod shard;
+pub mod stats;
+
+use crate::config::Config;
+use glommio::{LocalExecutorBuilder, Placement};
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ServerError {
+    #[error("data directory {path}: {why}")]
+    DataDir { path: String, why: String },
+    #[error("client port {addr} is already in use (clientPort / clientPortAddress)")]
+    PortInUse { addr: std::net::SocketAddr },
+    #[error("cannot listen on {addr}: {source} (clientPort / clientPortAddress)")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(
+        "could not start glommio executor `{name}`: {cause}. Each executor pins \
+         corral.ioMemoryBytes ({io_memory} bytes) of locked memory per io_uring ring, three \
+         rings per executor; this process may lock {memlock}. Lower corral.ioMemoryBytes in \
+         the config, raise `ulimit -l`, or run with CAP_IPC_LOCK"
+    )]
+    Executor {
+        name: String,
+        cause: String,
+        io_memory: usize,
+        memlock: String,
+    },
+    #[error("core `{name}` stopped: {cause}")]
+    CoreStopped { name: String, cause: String },
+}
+
+/// The channels every core holds: one into the sequencer, one into each shard.
+#[derive(Clone)]
+pub struct Mesh {
+    pub to_sequencer: flume::Sender<msg::ToSequencer>,
+    pub to_shards: Vec<flume::Sender<msg::ToShard>>,
+}
+
+fn memlock_limit() -> String {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut r) } != 0 {
+        return "an unknown amount".into();
+    }
+    if r.rlim_cur == libc::RLIM_INFINITY {
+        "unlimited memory".into()
+    } else {
+        format!("{} KiB (ulimit -l)", r.rlim_cur / 1024)
+    }
+}
+
+/// glommio pins `io_memory` once per ring, three rings per executor. Without
+/// CAP_IPC_LOCK that must fit under RLIMIT_MEMLOCK, or glommio falls back to unpinned
+/// buffers (a warning per ring) or fails; say so once, naming the key.
+fn check_memlock(cfg: &Config) {
+    let executors = cfg.shard_cores + 1;
+    let need = 3 * cfg.io_memory_bytes as u64 * executors as u64;
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and geteuid only write into / read our own process state.
+    let (ok, root) = unsafe {
+        (
+            libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut r) == 0,
+            libc::geteuid() == 0,
+        )
+    };
+    if ok && !root && r.rlim_cur != libc::RLIM_INFINITY && need > r.rlim_cur {
+        tracing::warn!(
+            "{executors} executors x 3 rings x corral.ioMemoryBytes ({}) = {need} bytes of locked \
+             memory exceeds `ulimit -l` ({} bytes): io buffers will not be pinned. Lower \
+             corral.ioMemoryBytes or run with CAP_IPC_LOCK",
+            cfg.io_memory_bytes,
+            r.rlim_cur
+        );
+    }
+}
+
+fn check_data_dir(cfg: &Config) -> Result<(), ServerError> {
+    for dir in [cfg.data_dir.as_path(), cfg.log_dir()] {
+        let bad = |why: String| ServerError::DataDir {
+            path: dir.display().to_string(),
+            why,
+        };
+        if dir.exists() && !dir.is_dir() {
+            return Err(bad(
+                "exists but is not a directory (dataDir / dataLogDir)".into()
+            ));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| bad(format!("cannot create it: {e}")))?;
+        let probe = dir.join(".corral-write-probe");
+        std::fs::write(&probe, b"probe")
+            .map_err(|e| bad(format!("is not writable: {e} (dataDir / dataLogDir)")))?;
+        let _ = std::fs::remove_file(&probe);
+    }
+    Ok(())
+}
+
+fn executor(cfg: &Config, name: &str, cpu: Option<usize>) -> LocalExecutorBuilder {
+    let placement = match (cfg.cpu_pinning, cpu) {
+        (true, Some(c)) => Placement::Fixed(c),
+        _ => Placement::Unbound,
+    };
+    let mut b = LocalExecutorBuilder::new(placement)
+        .name(name)
+        .io_memory(cfg.io_memory_bytes)
+        .preempt_timer(Duration::from_millis(5));
+    if cfg.spin_before_park_us > 0 {
+        b = b.spin_before_park(Duration::from_micros(cfg.spin_before_park_us));
+    }
+    b
+}
+
+/// Runs a standalone server until a core stops. Returns only on error.
+pub fn run(cfg: Config) -> Result<(), ServerError> {
+    check_data_dir(&cfg)?;
+    check_memlock(&cfg);
+    let addr = cfg.client_addr();
+    // glommio binds with SO_REUSEPORT, which would silently share a port with another
+    // corral: probe with a plain bind first so "port in use" is an error.
+    match std::net::TcpListener::bind(addr) {
+        Ok(l) => drop(l),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            return Err(ServerError::PortInUse { addr })
+        }
+        Err(source) => return Err(ServerError::Listen { addr, source }),
+    }
+
+    let cfg = Arc::new(cfg);
+    let ncpu = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let (seq_tx, seq_rx) = flume::unbounded();
+    let mut shard_rx = Vec::new();
+    let mut to_shards = Vec::new();
+    for _ in 0..cfg.shard_cores {
+        let (tx, rx) = flume::unbounded();
+        to_shards.push(tx);
+        shard_rx.push(rx);
+    }
+    let mesh = Mesh {
+        to_sequencer: seq_tx,
+        to_shards,
+    };
+    let stats = Arc::new(stats::ServerStats::new(cfg.shard_cores));
+    // Each core reports start-up (Ok) or its failure on this channel.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<(String, Result<(), String>)>();
+
+    let mut handles = Vec::new();
+    {
+        let (cfg, mesh, stats, ready) =
+            (cfg.clone(), mesh.clone(), stats.clone(), ready_tx.clone());
+        let name = "corral-sequencer".to_string();
+        let h = executor(&cfg, &name, Some(0))
+            .spawn(move || async move { sequencer::run(cfg, mesh, seq_rx, stats, ready).await })
+            .map_err(|e| ServerError::Executor {
+                name: name.clone(),
+                cause: e.to_string(),
+                io_memory: 0,
+                memlock: memlock_limit(),
+            })?;
+        handles.push((name, h));
+    }
+    for (i, rx) in shard_rx.into_iter().enumerate() {
+        let (cfg, mesh, stats, ready) =
+            (cfg.clone(), mesh.clone(), stats.clone(), ready_tx.clone());
+        let name = format!("corral-shard-{i}");
+        let h = executor(&cfg, &name, Some(i % ncpu))
+            .spawn(move || async move { shard::run(i, cfg, mesh, rx, stats, ready).await })
+            .map_err(|e| ServerError::Executor {
+                name: name.clone(),
+                cause: e.to_string(),
+                io_memory: 0,
+                memlock: memlock_limit(),
+            })?;
+        handles.push((name, h));
+    }
+    // A watcher thread per core turns its end (a failed start included) into a message.
+    for (name, h) in handles {
+        let tx = ready_tx.clone();
+        std::thread::spawn(move || {
+            let cause = match h.join() {
+                Ok(Ok(())) => "exited".to_string(),
+                Ok(Err(e)) => e,
+                Err(e) => e.to_string(),
+            };
+            let _ = tx.send((name, Err(cause)));
+        });
+    }
+    drop(ready_tx);
+    drop(mesh);
+
+    // Wait for every core to come up; an executor that fails to start ends its thread
+    // with an error, which we turn into one clear line.
+    let mut up = 0;
+    while up < cfg.shard_cores + 1 {
+        match ready_rx.recv() {
+            Ok((_, Ok(()))) => up += 1,
+            Ok((name, Err(cause))) => {
+                return Err(ServerError::Executor {
+                    name,
+                    cause,
+                    io_memory: cfg.io_memory_bytes,
+                    memlock: memlock_limit(),
+                })
+            }
+            Err(_) => break,
+        }
+    }
+    tracing::info!(
+        "corral serving on {} (standalone, {} shard core(s), data dir {})",
+        addr,
+        cfg.shard_cores,
+        cfg.data_dir.display()
+    );
+    // Serve until a core stops.
+    match ready_rx.recv() {
+        Ok((name, Err(cause))) => Err(ServerError::CoreStopped { name, cause }),
+        _ => Err(ServerError::CoreStopped {
+            name: "all".into(),
+            cause: "every core stopped".into(),
+        }),
+    }
+}

@@ -1,0 +1,110 @@
+//! Messages between cores. Shards send requests to the sequencer; the sequencer
+//! sends one `Batch` per commit to every shard, in zxid order. Plain data, no IO.
+
+use crate::proto::{ConnectRequest, ConnectResponse, ErrorCode, EventType, Id, Request, Response};
+use crate::tree::Tree;
+use crate::watch::ConnId;
+use std::sync::Arc;
+
+/// A write (or sync / closeSession) from a client, routed back by (shard, conn, xid).
+pub struct WriteReq {
+    pub shard: usize,
+    pub conn: ConnId,
+    pub session_id: i64,
+    pub xid: i32,
+    pub req: Request,
+    pub ids: Arc<Vec<Id>>,
+    pub is_super: bool,
+}
+
+pub enum ToSequencer {
+    /// A handshake: create a session, or revalidate one on a new connection.
+    Connect {
+        shard: usize,
+        conn: ConnId,
+        req: ConnectRequest,
+    },
+    Write(Box<WriteReq>),
+    /// Sessions that showed activity on a shard since its last report.
+    Touch(Vec<i64>),
+    /// Time passes: expire sessions, clean up containers and TTL nodes.
+    Tick,
+    /// Four-letter-word data from the sequencer.
+    Report(flume::Sender<SequencerReport>),
+    ResetStats,
+}
+
+pub enum ToShard {
+    Batch(Arc<Batch>),
+    Report(flume::Sender<ShardReport>),
+    ResetStats,
+}
+
+/// One commit batch: the tree version after it and what happened, in zxid order.
+pub struct Batch {
+    pub tree: Arc<Tree>,
+    pub last_zxid: i64,
+    pub items: Vec<Item>,
+}
+
+pub struct Item {
+    /// The txn's zxid (for a sync or a revalidation: the last zxid at that point).
+    pub zxid: i64,
+    pub events: Vec<(EventType, String)>,
+    pub reply: Option<Reply>,
+    /// Set when this txn closed a session (client close or expiry): its connection ends.
+    pub closed_session: Option<i64>,
+}
+
+pub struct Reply {
+    pub shard: usize,
+    pub conn: ConnId,
+    pub kind: ReplyKind,
+}
+
+pub enum ReplyKind {
+    Op {
+        xid: i32,
+        result: Result<Response, ErrorCode>,
+    },
+    /// `None`: refuse the connection by closing it (client ahead of the server).
+    Connect {
+        response: Option<ConnectResponse>,
+        session_id: i64,
+    },
+}
+
+/// What the sequencer knows, for four-letter words.
+#[derive(Debug, Clone, Default)]
+pub struct SequencerReport {
+    pub last_zxid: i64,
+    pub node_count: usize,
+    pub approximate_data_size: u64,
+    pub ephemeral_count: usize,
+    pub digest: u64,
+    /// (session id, timeout ms, ephemeral paths)
+    pub sessions: Vec<(i64, i32, Vec<String>)>,
+}
+
+/// What a shard knows, for four-letter words.
+#[derive(Debug, Clone, Default)]
+pub struct ShardReport {
+    pub shard: usize,
+    pub connections: Vec<ConnSummary>,
+    pub watch_count: usize,
+    pub watch_paths: usize,
+    pub watching_connections: usize,
+    pub watches_by_session: Vec<(i64, Vec<String>)>,
+    pub watches_by_path: Vec<(String, Vec<i64>)>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ConnSummary {
+    pub peer: String,
+    pub session_id: i64,
+    pub queued: usize,
+    pub received: u64,
+    pub sent: u64,
+    pub last_zxid: i64,
+    pub timeout_ms: i32,
+}

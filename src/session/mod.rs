@@ -1,0 +1,229 @@
+//! The session table: which sessions exist, their negotiated timeouts, passwords and
+//! expiry deadlines. Owned by the sequencer core (the only writer of session state);
+//! shard cores learn about sessions through connect replies and commit batches.
+//!
+//! No IO and no clock: `now_ms` is always an argument. Expiry is bucketed on tick
+//! boundaries as in the reference's ExpiryQueue, so a tick only looks at the sessions
+//! whose bucket has come due.
+
+use sha1::{Digest, Sha1};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// The reference derives passwords from the session id and a fixed secret; so do we,
+/// so that a password stays valid across a restart without being stored.
+const PASSWORD_SECRET: u64 = 0xB341_5C00_C0A1_0001;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub id: i64,
+    pub timeout_ms: i32,
+    /// The tick-rounded time at which the session expires unless touched.
+    pub expires_at_ms: i64,
+    /// Set once a close (client request or expiry) is under way.
+    pub closing: bool,
+}
+
+#[derive(Debug)]
+pub struct SessionTable {
+    sessions: HashMap<i64, Session>,
+    buckets: BTreeMap<i64, HashSet<i64>>,
+    tick_ms: i64,
+    next_id: i64,
+}
+
+impl SessionTable {
+    /// `server_id` goes into the top byte of every session id, and the start time into
+    /// the middle bits, as the reference does, so ids do not repeat across restarts.
+    pub fn new(server_id: u8, now_ms: i64, tick_ms: u32) -> SessionTable {
+        let next_id = (((now_ms << 24) as u64) >> 8) as i64 | ((server_id as i64) << 56);
+        SessionTable {
+            sessions: HashMap::new(),
+            buckets: BTreeMap::new(),
+            tick_ms: tick_ms.max(1) as i64,
+            next_id,
+        }
+    }
+
+    /// Decides the id of the next session (the sequencer puts it into the txn).
+    pub fn allocate_id(&mut self) -> i64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// Makes sure ids allocated later do not collide with a recovered one.
+    pub fn observe_id(&mut self, id: i64) {
+        if id >= self.next_id && (id >> 56) == (self.next_id >> 56) {
+            self.next_id = id + 1;
+        }
+    }
+
+    pub fn password(id: i64) -> [u8; 16] {
+        let mut h = Sha1::new();
+        h.update(PASSWORD_SECRET.to_be_bytes());
+        h.update(id.to_be_bytes());
+        let d = h.finalize();
+        let mut p = [0u8; 16];
+        p.copy_from_slice(&d[..16]);
+        p
+    }
+
+    pub fn check_password(&self, id: i64, passwd: &[u8]) -> bool {
+        self.sessions.contains_key(&id) && passwd == Self::password(id)
+    }
+
+    fn round_up(&self, t: i64) -> i64 {
+        (t / self.tick_ms + 1) * self.tick_ms
+    }
+
+    /// Adds a session (when its create-session txn is applied).
+    pub fn add(&mut self, id: i64, timeout_ms: i32, now_ms: i64) {
+        self.observe_id(id);
+        let expires_at_ms = self.round_up(now_ms + timeout_ms as i64);
+        self.buckets.entry(expires_at_ms).or_default().insert(id);
+        self.sessions.insert(
+            id,
+            Session {
+                id,
+                timeout_ms,
+                expires_at_ms,
+                closing: false,
+            },
+        );
+    }
+
+    pub fn remove(&mut self, id: i64) -> Option<Session> {
+        let s = self.sessions.remove(&id)?;
+        self.unbucket(id, s.expires_at_ms);
+        Some(s)
+    }
+
+    fn unbucket(&mut self, id: i64, at: i64) {
+        if let Some(b) = self.buckets.get_mut(&at) {
+            b.remove(&id);
+            if b.is_empty() {
+                self.buckets.remove(&at);
+            }
+        }
+    }
+
+    /// Extends a live session's deadline. False for an unknown or closing session.
+    pub fn touch(&mut self, id: i64, now_ms: i64) -> bool {
+        let Some(s) = self.sessions.get(&id) else {
+            return false;
+        };
+        if s.closing {
+            return false;
+        }
+        let (old, new) = (s.expires_at_ms, self.round_up(now_ms + s.timeout_ms as i64));
+        if new > old {
+            self.unbucket(id, old);
+            self.buckets.entry(new).or_default().insert(id);
+            self.sessions.get_mut(&id).unwrap().expires_at_ms = new;
+        }
+        true
+    }
+
+    /// Marks a session closing; false if unknown or already closing.
+    pub fn set_closing(&mut self, id: i64) -> bool {
+        match self.sessions.get_mut(&id) {
+            Some(s) if !s.closing => {
+                s.closing = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Sessions whose deadline has passed, marked closing, in id order. The caller
+    /// turns each into a close-session txn.
+    pub fn expire(&mut self, now_ms: i64) -> Vec<i64> {
+        let mut out = Vec::new();
+        let due: Vec<i64> = self.buckets.range(..=now_ms).map(|(&t, _)| t).collect();
+        for t in due {
+            for id in self.buckets.remove(&t).unwrap_or_default() {
+                if let Some(s) = self.sessions.get_mut(&id) {
+                    if !s.closing {
+                        s.closing = true;
+                        out.push(id);
+                    }
+                }
+            }
+        }
+        out.sort_unstable();
+        out
+    }
+
+    pub fn get(&self, id: i64) -> Option<&Session> {
+        self.sessions.get(&id)
+    }
+
+    pub fn is_live(&self, id: i64) -> bool {
+        self.sessions.get(&id).is_some_and(|s| !s.closing)
+    }
+
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Session> {
+        self.sessions.values()
+    }
+}
+
+/// Clamps a requested timeout to the configured bounds, as the reference does.
+pub fn negotiate_timeout(requested_ms: i32, min_ms: u32, max_ms: u32) -> i32 {
+    requested_ms.clamp(min_ms as i32, max_ms as i32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_carry_server_id_and_increase() {
+        let mut t = SessionTable::new(1, 1_700_000_000_000, 2000);
+        let a = t.allocate_id();
+        let b = t.allocate_id();
+        assert_eq!(a >> 56, 1);
+        assert_eq!(b, a + 1);
+    }
+
+    #[test]
+    fn expiry_is_bucketed_and_touch_extends() {
+        let mut t = SessionTable::new(0, 0, 1000);
+        t.add(7, 4000, 0);
+        t.add(8, 4000, 0);
+        assert_eq!(t.get(7).unwrap().expires_at_ms, 5000);
+        assert!(t.expire(4999).is_empty());
+        assert!(t.touch(7, 3000)); // now due at 8000
+        assert_eq!(t.expire(5000), vec![8]);
+        assert!(!t.touch(8, 5000), "a closing session cannot be revived");
+        assert!(t.expire(7999).is_empty());
+        assert_eq!(t.expire(8000), vec![7]);
+        t.remove(7);
+        t.remove(8);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn passwords_are_stable_and_checked() {
+        let mut t = SessionTable::new(0, 0, 1000);
+        t.add(42, 4000, 0);
+        let p = SessionTable::password(42);
+        assert!(t.check_password(42, &p));
+        assert!(!t.check_password(42, &[0; 16]));
+        assert!(!t.check_password(43, &SessionTable::password(43)));
+    }
+
+    #[test]
+    fn timeout_is_clamped() {
+        assert_eq!(negotiate_timeout(100, 4000, 40000), 4000);
+        assert_eq!(negotiate_timeout(100_000, 4000, 40000), 40000);
+        assert_eq!(negotiate_timeout(10_000, 4000, 40000), 10_000);
+    }
+}

@@ -1,0 +1,342 @@
+//! ACL rules as the reference applies them: validating and expanding the ACL of a
+//! create or setACL (`PrepRequestProcessor.fixupACL`), permission checks
+//! (`ZooKeeperServer.checkACL`) with the `world`, `digest` and `ip` schemes and the
+//! super bypass, and the digest helper for the shard's auth handling. Pure; runs on
+//! the sequencer (prepare) and on shard cores (reads).
+
+use base64::Engine as _;
+use sha1::Digest as _;
+
+use crate::proto::{Acl, ErrorCode, Id};
+
+/// Who is asking, for ACL checks. `ids` are the caller's authenticated ids (the shard
+/// adds `ip:<addr>` for the connection and `digest:user:hash` after a digest auth);
+/// `is_super` is set when the caller authenticated as the configured super digest.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    pub session_id: i64,
+    pub ids: &'a [Id],
+    pub is_super: bool,
+}
+
+/// `user:base64(sha1("user:password"))` for `user:password`, as the reference's
+/// `DigestAuthenticationProvider.generateDigest` makes it.
+pub fn digest_id(user_and_password: &str) -> String {
+    let user = user_and_password
+        .split_once(':')
+        .map(|(u, _)| u)
+        .unwrap_or(user_and_password);
+    let hash = sha1::Sha1::digest(user_and_password.as_bytes());
+    format!(
+        "{user}:{}",
+        base64::engine::general_purpose::STANDARD.encode(hash)
+    )
+}
+
+/// Schemes whose ids count as authenticated for the `auth` expansion
+/// (`isAuthenticated()` is true for digest, sasl and x509; false for ip).
+fn is_authenticated_scheme(scheme: &str) -> bool {
+    matches!(scheme, "digest" | "sasl" | "x509")
+}
+
+/// Java's `String.split(":")` piece count (trailing empty pieces dropped).
+fn java_split_count(s: &str, sep: char) -> usize {
+    let pieces: Vec<&str> = s.split(sep).collect();
+    let mut n = pieces.len();
+    while n > 0 && pieces[n - 1].is_empty() {
+        n -= 1;
+    }
+    n
+}
+
+fn valid_digest_id(id: &str) -> bool {
+    java_split_count(id, ':') == 2
+}
+
+/// An IPv4 address as the reference parses it (four dot-separated decimal parts,
+/// each 0..=255; Java's parseInt accepts a leading sign).
+fn parse_v4(addr: &str) -> Option<[u8; 4]> {
+    let parts: Vec<&str> = addr.split('.').collect();
+    if parts.len() != 4 {
+        return None;
+    }
+    let mut b = [0u8; 4];
+    for (i, p) in parts.iter().enumerate() {
+        let v: i32 = p.parse().ok()?;
+        if !(0..=255).contains(&v) {
+            return None;
+        }
+        b[i] = v as u8;
+    }
+    Some(b)
+}
+
+/// `addr[/bits]` → (address, bits).
+fn parse_ip_expr(expr: &str) -> Option<([u8; 4], u32)> {
+    let (addr, bits) = match expr.split_once('/') {
+        Some((a, b)) => (a, Some(b)),
+        None => (expr, None),
+    };
+    let a = parse_v4(addr)?;
+    let bits = match bits {
+        None => 32,
+        Some(b) => {
+            let v: i32 = b.parse().ok()?;
+            if !(0..=32).contains(&v) {
+                return None;
+            }
+            v as u32
+        }
+    };
+    Some((a, bits))
+}
+
+fn valid_ip_id(id: &str) -> bool {
+    parse_ip_expr(id).is_some()
+}
+
+/// Does the caller's `ip` id fall in the ACL's `addr/bits` range?
+fn ip_matches(caller_addr: &str, acl_expr: &str) -> bool {
+    let Some((acl_addr, bits)) = parse_ip_expr(acl_expr) else {
+        return false;
+    };
+    let Some(remote) = parse_v4(caller_addr) else {
+        return false;
+    };
+    let mask: u32 = if bits == 0 {
+        0
+    } else {
+        u32::MAX << (32 - bits)
+    };
+    (u32::from_be_bytes(acl_addr) & mask) == (u32::from_be_bytes(remote) & mask)
+}
+
+/// Validates and expands the ACL of a create or setACL, as `fixupACL` does:
+/// duplicates removed, `world:anyone` kept, `auth` replaced by the caller's
+/// authenticated ids (InvalidACL if there are none), `digest` and `ip` ids checked for
+/// form, any other scheme or an empty list → InvalidACL.
+pub(crate) fn fixup_acl(caller: &Caller, acl: &[Acl]) -> Result<Vec<Acl>, ErrorCode> {
+    let mut uniq: Vec<&Acl> = Vec::with_capacity(acl.len());
+    for a in acl {
+        if !uniq.contains(&a) {
+            uniq.push(a);
+        }
+    }
+    if uniq.is_empty() {
+        return Err(ErrorCode::InvalidAcl);
+    }
+    let mut out = Vec::with_capacity(uniq.len());
+    for a in uniq {
+        let Id { scheme, id } = &a.id;
+        if scheme == "world" && id == "anyone" {
+            out.push(a.clone());
+        } else if scheme == "auth" {
+            let mut any = false;
+            for cid in caller.ids {
+                if is_authenticated_scheme(&cid.scheme) {
+                    any = true;
+                    out.push(Acl {
+                        perms: a.perms,
+                        id: cid.clone(),
+                    });
+                }
+            }
+            if !any {
+                return Err(ErrorCode::InvalidAcl);
+            }
+        } else {
+            let valid = match scheme.as_str() {
+                "digest" => valid_digest_id(id),
+                "ip" => valid_ip_id(id),
+                _ => false,
+            };
+            if !valid {
+                return Err(ErrorCode::InvalidAcl);
+            }
+            out.push(a.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Grants if any ACL entry with one of the `perm` bits matches the caller
+/// (`ZooKeeperServer.checkACL`). An empty ACL and the super user always pass.
+pub(crate) fn check_acl(acl: &[Acl], perm: i32, caller: &Caller) -> Result<(), ErrorCode> {
+    if caller.is_super || acl.is_empty() || caller.ids.iter().any(|i| i.scheme == "super") {
+        return Ok(());
+    }
+    for a in acl {
+        if a.perms & perm == 0 {
+            continue;
+        }
+        let Id { scheme, id } = &a.id;
+        if scheme == "world" && id == "anyone" {
+            return Ok(());
+        }
+        let matched = match scheme.as_str() {
+            "ip" => caller
+                .ids
+                .iter()
+                .any(|c| c.scheme == "ip" && ip_matches(&c.id, id)),
+            "digest" | "sasl" | "x509" => caller
+                .ids
+                .iter()
+                .any(|c| c.scheme == *scheme && c.id == *id),
+            _ => false,
+        };
+        if matched {
+            return Ok(());
+        }
+    }
+    Err(ErrorCode::NoAuth)
+}
+
+/// getACL without ADMIN: digest ids lose their hash (`user:x`), as the reference does.
+pub(crate) fn redact(acl: &[Acl]) -> Vec<Acl> {
+    acl.iter()
+        .map(|a| {
+            if a.id.scheme == "digest" {
+                let id = match a.id.id.split_once(':') {
+                    Some((u, _)) => format!("{u}:x"),
+                    None => a.id.id.clone(),
+                };
+                Acl {
+                    perms: a.perms,
+                    id: Id {
+                        scheme: a.id.scheme.clone(),
+                        id,
+                    },
+                }
+            } else {
+                a.clone()
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::perms;
+
+    fn caller(ids: &[Id]) -> Caller<'_> {
+        Caller {
+            session_id: 1,
+            ids,
+            is_super: false,
+        }
+    }
+
+    #[test]
+    fn digest_matches_the_reference() {
+        // Known value: ZooKeeper docs / DigestAuthenticationProvider for super:test.
+        assert_eq!(
+            digest_id("super:test"),
+            "super:D/InIHSb7yEEbrWz8b9l71RjZJU="
+        );
+        assert_eq!(digest_id("user:pass"), "user:smGaoVKd/cQkjm7b88GyorAUz20=");
+        assert_eq!(digest_id("user:"), "user:kd7q5xGKLW+18xQTfO8iqRaFvsM=");
+    }
+
+    #[test]
+    fn digest_id_form() {
+        assert!(valid_digest_id("a:b"));
+        assert!(valid_digest_id("a:b:"));
+        assert!(valid_digest_id(":b"));
+        assert!(!valid_digest_id("a:"));
+        assert!(!valid_digest_id("a"));
+        assert!(!valid_digest_id("a::b"));
+        assert!(!valid_digest_id(":"));
+        assert!(!valid_digest_id(""));
+    }
+
+    #[test]
+    fn ip_forms_and_matching() {
+        assert!(valid_ip_id("10.0.0.1"));
+        assert!(valid_ip_id("10.0.0.0/8"));
+        assert!(valid_ip_id("0.0.0.0/0"));
+        assert!(!valid_ip_id("10.0.0"));
+        assert!(!valid_ip_id("10.0.0.256"));
+        assert!(!valid_ip_id("10.0.0.0/33"));
+        assert!(!valid_ip_id("10.0.0.0/x"));
+        assert!(!valid_ip_id("host"));
+        assert!(ip_matches("10.1.2.3", "10.0.0.0/8"));
+        assert!(!ip_matches("11.1.2.3", "10.0.0.0/8"));
+        assert!(ip_matches("127.0.0.1", "127.0.0.1"));
+        assert!(!ip_matches("127.0.0.2", "127.0.0.1"));
+        assert!(ip_matches("1.2.3.4", "0.0.0.0/0"));
+        assert!(ip_matches("192.168.1.130", "192.168.1.128/25"));
+        assert!(!ip_matches("192.168.1.127", "192.168.1.128/25"));
+    }
+
+    #[test]
+    fn fixup_expands_auth_and_rejects_bad_acls() {
+        let ids = [Id::new("ip", "127.0.0.1"), Id::new("digest", "u:h")];
+        let c = caller(&ids);
+        assert_eq!(
+            fixup_acl(&c, &[Acl::new(perms::ALL, "auth", "")]).unwrap(),
+            vec![Acl::new(perms::ALL, "digest", "u:h")]
+        );
+        let ip_only = [Id::new("ip", "127.0.0.1")];
+        assert_eq!(
+            fixup_acl(&caller(&ip_only), &[Acl::new(perms::ALL, "auth", "")]),
+            Err(ErrorCode::InvalidAcl)
+        );
+        assert_eq!(fixup_acl(&c, &[]), Err(ErrorCode::InvalidAcl));
+        for bad in [
+            Acl::new(1, "world", "someone"),
+            Acl::new(1, "nope", "x"),
+            Acl::new(1, "digest", "nohash"),
+            Acl::new(1, "ip", "1.2.3"),
+            Acl::new(1, "super", ""),
+        ] {
+            assert_eq!(
+                fixup_acl(&c, std::slice::from_ref(&bad)),
+                Err(ErrorCode::InvalidAcl),
+                "{bad:?}"
+            );
+        }
+        // Duplicates collapse.
+        let open = Acl::open();
+        let twice = [open[0].clone(), open[0].clone()];
+        assert_eq!(fixup_acl(&c, &twice).unwrap(), open);
+    }
+
+    #[test]
+    fn checks() {
+        let ids = [Id::new("ip", "10.0.0.5"), Id::new("digest", "u:h")];
+        let c = caller(&ids);
+        let acl = vec![
+            Acl::new(perms::READ, "digest", "u:h"),
+            Acl::new(perms::WRITE, "ip", "10.0.0.0/24"),
+            Acl::new(perms::DELETE, "digest", "other:h"),
+        ];
+        assert!(check_acl(&acl, perms::READ, &c).is_ok());
+        assert!(check_acl(&acl, perms::WRITE, &c).is_ok());
+        assert_eq!(check_acl(&acl, perms::DELETE, &c), Err(ErrorCode::NoAuth));
+        assert_eq!(check_acl(&acl, perms::ADMIN, &c), Err(ErrorCode::NoAuth));
+        assert!(check_acl(&acl, perms::READ | perms::ADMIN, &c).is_ok());
+        assert!(check_acl(&[], perms::ADMIN, &c).is_ok());
+        let sup = Caller {
+            is_super: true,
+            ..c
+        };
+        assert!(check_acl(&acl, perms::ADMIN, &sup).is_ok());
+        assert!(check_acl(&Acl::open(), perms::ADMIN, &caller(&[])).is_ok());
+    }
+
+    #[test]
+    fn redaction() {
+        let acl = vec![
+            Acl::new(1, "digest", "user:hash="),
+            Acl::new(1, "world", "anyone"),
+        ];
+        assert_eq!(
+            redact(&acl),
+            vec![
+                Acl::new(1, "digest", "user:x"),
+                Acl::new(1, "world", "anyone")
+            ]
+        );
+    }
+}

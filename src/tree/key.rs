@@ -1,0 +1,193 @@
+//! The map key of a znode: its path with the last `/` replaced by NUL (the root is
+//! the empty key), stored inline when it fits in 22 bytes. Byte order on these keys
+//! sorts by (parent path, child name), so a node's children are one contiguous range.
+//! Pure data; built on the sequencer (apply) and shard cores (lookups).
+
+use std::borrow::Borrow;
+use std::cmp::Ordering;
+
+const INLINE_BYTES_MAX: usize = 22;
+
+#[derive(Clone)]
+pub(crate) enum Key {
+    Inline {
+        len: u8,
+        buf: [u8; INLINE_BYTES_MAX],
+    },
+    Heap(Box<[u8]>),
+}
+
+impl Key {
+    fn from_bytes(b: &[u8]) -> Key {
+        if b.len() <= INLINE_BYTES_MAX {
+            let mut buf = [0u8; INLINE_BYTES_MAX];
+            buf[..b.len()].copy_from_slice(b);
+            Key::Inline {
+                len: b.len() as u8,
+                buf,
+            }
+        } else {
+            Key::Heap(b.into())
+        }
+    }
+
+    pub(crate) fn root() -> Key {
+        Key::from_bytes(b"")
+    }
+
+    /// The key of `path`. `/` and `""` both give the root key. A path without `/`
+    /// maps to itself, which never names a stored node.
+    pub(crate) fn from_path(path: &str) -> Key {
+        if path == "/" {
+            return Key::root();
+        }
+        match path.rfind('/') {
+            None => Key::from_bytes(path.as_bytes()),
+            Some(i) => {
+                let b = path.as_bytes();
+                if b.len() <= INLINE_BYTES_MAX {
+                    let mut buf = [0u8; INLINE_BYTES_MAX];
+                    buf[..b.len()].copy_from_slice(b);
+                    buf[i] = 0;
+                    Key::Inline {
+                        len: b.len() as u8,
+                        buf,
+                    }
+                } else {
+                    let mut v = b.to_vec();
+                    v[i] = 0;
+                    Key::Heap(v.into_boxed_slice())
+                }
+            }
+        }
+    }
+
+    /// Same as [`Key::from_path`]; named for the read side.
+    pub(crate) fn lookup(path: &str) -> Key {
+        Key::from_path(path)
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        match self {
+            Key::Inline { len, buf } => &buf[..*len as usize],
+            Key::Heap(b) => b,
+        }
+    }
+
+    pub(crate) fn is_root(&self) -> bool {
+        self.as_bytes().is_empty()
+    }
+
+    /// The path this key names.
+    pub(crate) fn to_path(&self) -> String {
+        let b = self.as_bytes();
+        if b.is_empty() {
+            return "/".to_string();
+        }
+        let mut v = b.to_vec();
+        if let Some(i) = v.iter().rposition(|&c| c == 0) {
+            v[i] = b'/';
+        }
+        // Keys are built from &str and only ASCII bytes are swapped.
+        String::from_utf8(v).unwrap_or_default()
+    }
+
+    /// Every child of this node has a key starting with these bytes.
+    pub(crate) fn child_prefix(&self) -> Vec<u8> {
+        if self.is_root() {
+            return vec![0];
+        }
+        let mut v = self.to_path().into_bytes();
+        v.push(0);
+        v
+    }
+
+    /// Every descendant below the children has a key starting with these bytes.
+    pub(crate) fn descendant_prefix(&self) -> Vec<u8> {
+        if self.is_root() {
+            return b"/".to_vec();
+        }
+        let mut v = self.to_path().into_bytes();
+        v.push(b'/');
+        v
+    }
+
+    /// The child name in a key that starts with a `prefix_len`-byte child prefix.
+    pub(crate) fn name_after(&self, prefix_len: usize) -> &str {
+        std::str::from_utf8(&self.as_bytes()[prefix_len..]).unwrap_or("")
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Key {}
+
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Key {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
+
+impl Borrow<[u8]> for Key {
+    fn borrow(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+impl std::ops::Deref for Key {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Key({:?})", self.to_path())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_is_24_bytes_and_round_trips() {
+        assert_eq!(std::mem::size_of::<Key>(), 24);
+        for p in [
+            "/",
+            "/a",
+            "/a/b",
+            "/zookeeper/config",
+            "/a-rather-long-path/with/several/components",
+        ] {
+            assert_eq!(Key::from_path(p).to_path(), p);
+        }
+        assert!(Key::from_path("").is_root());
+    }
+
+    #[test]
+    fn children_sort_together() {
+        let mut keys: Vec<Key> = ["/a/b", "/a", "/a/b/c", "/a-", "/a/c", "/ab", "/a/b0"]
+            .iter()
+            .map(|p| Key::from_path(p))
+            .collect();
+        keys.sort();
+        let paths: Vec<String> = keys.iter().map(|k| k.to_path()).collect();
+        // children of / first, then children of /a, then deeper.
+        assert_eq!(
+            paths,
+            ["/a", "/a-", "/ab", "/a/b", "/a/b0", "/a/c", "/a/b/c"]
+        );
+    }
+}

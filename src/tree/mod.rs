@@ -1,0 +1,580 @@
+//! The znode tree: one persistent (structurally shared) map of every znode, the
+//! prepare step that turns a client write into a [`Txn`], the apply step that turns a
+//! `Txn` into the next tree version, read handling and ACL checks.
+//!
+//! **Who runs what.** The sequencer core owns the authoritative [`Tree`]: it calls
+//! [`prepare`] on each write (against its pending view), [`apply`] on each committed
+//! txn, and after each commit batch publishes `Arc<Tree>` (a clone, O(1)) to the
+//! shard cores. Shard cores call [`read`] and [`Tree::get`] on the version they hold,
+//! without locks. Nothing in this module does IO or reads a clock: time, zxids and the
+//! caller's identity come in as arguments, so apply is deterministic.
+//!
+//! **Data flow.** `Request` → [`prepare`] (every decision: zxid, time, sequence
+//! suffix, ephemeral owner, expanded ACLs, or the error) → [`Txn`] (logged, replicated)
+//! → [`apply`] → next `Tree` + [`Applied`] (reply body and watch triggers).
+//!
+//! **Layout.** All znodes live in one `imbl::OrdMap` keyed by the path with its last
+//! `/` replaced by NUL (`/a/b` → `/a\0b`, the root is the empty key). That order puts
+//! the children of a node in one contiguous key range (`parent\0…`) and all its
+//! descendants in two (`parent\0…`, `parent/…`), so there are no per-node child sets
+//! at all; the key is the only copy of a node's path. Values are `Arc<Node>` so the
+//! B-tree leaves stay small (the path copy on a write is cheap) and ACL lists are
+//! interned (`Arc<Vec<Acl>>`, reference counted in the tree like the reference's ACL
+//! cache). Internally `cversion` counts creates, as the reference's `DataTree` does;
+//! clients see `2 * creates - numChildren` (the reference's `DataNode.copyStat`).
+
+mod acl;
+mod key;
+mod ops;
+mod snapshot;
+mod txn;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use imbl::{OrdMap, OrdSet};
+
+use crate::proto::{Acl, DecodeError, Stat};
+
+pub use acl::{digest_id, Caller};
+pub use ops::{
+    apply, cleanup_txn, close_session_txn, create_session_txn, prepare, read, Applied, TxnContext,
+};
+pub use txn::{CreateTxn, Txn, TxnOp};
+
+use key::Key;
+
+/// `ephemeralOwner` marker of a container node (`EphemeralType.CONTAINER_EPHEMERAL_OWNER`).
+pub const CONTAINER_EPHEMERAL_OWNER: i64 = i64::MIN;
+/// Top byte that marks an extended ephemeral owner (TTL nodes).
+const EXTENDED_MASK: i64 = 0xff00_0000_0000_0000u64 as i64;
+/// Reserved bits of an extended owner; zero for TTL.
+const RESERVED_BITS_MASK: i64 = 0x00ff_ff00_0000_0000;
+/// Largest TTL in milliseconds (`EphemeralType.TTL.maxValue()`, about 34 years).
+pub const TTL_MS_MAX: i64 = !(EXTENDED_MASK | RESERVED_BITS_MASK);
+
+/// What kind of node an `ephemeralOwner` value marks (`EphemeralType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeKind {
+    /// Persistent, owner 0.
+    Persistent,
+    /// Owned by a session.
+    Ephemeral,
+    Container,
+    /// A TTL node, with its ttl in ms.
+    Ttl(i64),
+}
+
+impl NodeKind {
+    /// Classifies an internal owner value. `extended` is `extendedTypesEnabled`: as in
+    /// the reference, TTL markers are only recognised when it is on.
+    pub fn of_owner(owner: i64, extended: bool) -> NodeKind {
+        if extended && owner & EXTENDED_MASK == EXTENDED_MASK {
+            // Only the TTL feature bit (0) exists; other reserved values are treated as TTL
+            // values too rather than failing (the reference throws).
+            return NodeKind::Ttl(owner & TTL_MS_MAX);
+        }
+        match owner {
+            CONTAINER_EPHEMERAL_OWNER => NodeKind::Container,
+            0 => NodeKind::Persistent,
+            _ => NodeKind::Ephemeral,
+        }
+    }
+}
+
+/// The internal owner value of a TTL node.
+pub fn ttl_owner(ttl_ms: i64) -> i64 {
+    EXTENDED_MASK | (ttl_ms & TTL_MS_MAX)
+}
+
+/// Errors the world can cause this layer: a bad snapshot.
+#[derive(Debug, thiserror::Error)]
+pub enum TreeError {
+    #[error("snapshot io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("not a corral tree snapshot (magic {0:#x})")]
+    BadMagic(u64),
+    #[error("unsupported snapshot version {0}")]
+    BadVersion(u32),
+    #[error("snapshot checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    Checksum { stored: u32, computed: u32 },
+    #[error("snapshot corrupt: {0}")]
+    Corrupt(String),
+    #[error("snapshot digest mismatch: stored {stored:#018x}, computed {computed:#018x}")]
+    Digest { stored: u64, computed: u64 },
+    #[error("snapshot record: {0}")]
+    Decode(#[from] DecodeError),
+}
+
+/// One znode. Paths are not stored here (the map key is the path).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Node {
+    pub(crate) data: Box<[u8]>,
+    pub(crate) acl: Arc<Vec<Acl>>,
+    pub(crate) czxid: i64,
+    pub(crate) mzxid: i64,
+    pub(crate) pzxid: i64,
+    pub(crate) ctime: i64,
+    pub(crate) mtime: i64,
+    pub(crate) version: i32,
+    /// Creates under this node so far (the reference's internal cversion); the
+    /// sequence suffix of the next sequential child.
+    pub(crate) cversion: i32,
+    pub(crate) aversion: i32,
+    pub(crate) num_children: i32,
+    /// Internal owner: session id, 0, [`CONTAINER_EPHEMERAL_OWNER`] or a TTL marker.
+    pub(crate) ephemeral_owner: i64,
+}
+
+impl Node {
+    fn system(acl: Arc<Vec<Acl>>) -> Node {
+        Node {
+            data: Box::new([]),
+            acl,
+            czxid: 0,
+            mzxid: 0,
+            pzxid: 0,
+            ctime: 0,
+            mtime: 0,
+            version: 0,
+            cversion: 0,
+            aversion: 0,
+            num_children: 0,
+            ephemeral_owner: 0,
+        }
+    }
+
+    /// The Stat as clients see it.
+    pub(crate) fn stat(&self) -> Stat {
+        let owner = match NodeKind::of_owner(self.ephemeral_owner, true) {
+            NodeKind::Ephemeral => self.ephemeral_owner,
+            _ => 0,
+        };
+        Stat {
+            czxid: self.czxid,
+            mzxid: self.mzxid,
+            ctime: self.ctime,
+            mtime: self.mtime,
+            version: self.version,
+            cversion: self
+                .cversion
+                .wrapping_mul(2)
+                .wrapping_sub(self.num_children),
+            aversion: self.aversion,
+            ephemeral_owner: owner,
+            data_length: self.data.len() as i32,
+            num_children: self.num_children,
+            pzxid: self.pzxid,
+        }
+    }
+}
+
+/// A read-only view of one znode in one tree version.
+#[derive(Clone, Copy)]
+pub struct NodeView<'a> {
+    tree: &'a Tree,
+    key: &'a Key,
+    node: &'a Node,
+}
+
+impl<'a> NodeView<'a> {
+    pub fn data(&self) -> &'a [u8] {
+        &self.node.data
+    }
+
+    /// The Stat as clients see it (ephemeralOwner 0 for TTL and container nodes).
+    pub fn stat(&self) -> Stat {
+        self.node.stat()
+    }
+
+    pub fn acl(&self) -> &'a [Acl] {
+        &self.node.acl
+    }
+
+    /// The internal ephemeral owner (TTL and container markers included).
+    pub fn ephemeral_owner(&self) -> i64 {
+        self.node.ephemeral_owner
+    }
+
+    /// The node's full path.
+    pub fn path(&self) -> String {
+        self.key.to_path()
+    }
+
+    /// Child names (not paths), in byte order.
+    pub fn children(&self) -> impl Iterator<Item = &'a str> + 'a {
+        let prefix = self.key.child_prefix();
+        let plen = prefix.len();
+        let tree: &'a Tree = self.tree;
+        tree.nodes
+            .range::<_, [u8]>((
+                std::ops::Bound::Included(&prefix[..]),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(move |(k, _)| k.as_bytes().starts_with(&prefix))
+            .map(move |(k, _)| k.name_after(plen))
+    }
+}
+
+/// One immutable version of the whole znode tree. Clone is O(1) and shares
+/// structure; `Send + Sync`, so a version can be published to every shard core.
+#[derive(Clone)]
+pub struct Tree {
+    nodes: OrdMap<Key, Arc<Node>>,
+    /// Interned ACL lists and how many nodes use each.
+    acls: OrdMap<Arc<Vec<Acl>>, u64>,
+    /// (session, node) for ephemeral nodes.
+    ephemerals: OrdSet<(i64, Key)>,
+    containers: OrdSet<Key>,
+    ttls: OrdSet<Key>,
+    last_zxid: i64,
+    /// Sum of path bytes + data bytes, as the reference's `approximateDataSize`.
+    data_size: u64,
+    /// Wrapping sum of every node's digest.
+    digest: u64,
+}
+
+impl Default for Tree {
+    fn default() -> Self {
+        Tree::new()
+    }
+}
+
+impl std::fmt::Debug for Tree {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tree")
+            .field("nodes", &self.nodes.len())
+            .field("last_zxid", &self.last_zxid)
+            .field("digest", &format_args!("{:#018x}", self.digest))
+            .finish()
+    }
+}
+
+/// The system nodes of a fresh reference 3.8 server.
+const ZOOKEEPER: &str = "/zookeeper";
+const QUOTA: &str = "/zookeeper/quota";
+const CONFIG: &str = "/zookeeper/config";
+
+impl Tree {
+    /// Exactly what a fresh reference 3.8 standalone server holds: `/` (one child, so its
+    /// cversion reads −1), `/zookeeper` (two children, cversion −2), `/zookeeper/quota`,
+    /// and `/zookeeper/config` (world:anyone READ, aversion −1, added without counting as
+    /// a create). All zxids and times are 0.
+    pub fn new() -> Tree {
+        let mut t = Tree::empty();
+        let mut root = Node::system(t.intern_acl(Acl::open()));
+        root.num_children = 1;
+        let mut zk = Node::system(t.intern_acl(Acl::open()));
+        zk.num_children = 2;
+        let quota = Node::system(t.intern_acl(Acl::open()));
+        let read_only = t.intern_acl(vec![Acl::new(crate::proto::perms::READ, "world", "anyone")]);
+        let mut config = Node::system(read_only);
+        config.aversion = -1;
+        for (path, node) in [
+            ("/", root),
+            (ZOOKEEPER, zk),
+            (QUOTA, quota),
+            (CONFIG, config),
+        ] {
+            t.insert_new(path, node);
+        }
+        t
+    }
+
+    fn empty() -> Tree {
+        Tree {
+            nodes: OrdMap::new(),
+            acls: OrdMap::new(),
+            ephemerals: OrdSet::new(),
+            containers: OrdSet::new(),
+            ttls: OrdSet::new(),
+            last_zxid: 0,
+            data_size: 0,
+            digest: 0,
+        }
+    }
+
+    /// The node at `path`, if any. `""` names the root, as in the reference.
+    pub fn get(&self, path: &str) -> Option<NodeView<'_>> {
+        let k = Key::lookup(path);
+        self.nodes
+            .get_key_value::<[u8]>(&k)
+            .map(|(key, node)| NodeView {
+                tree: self,
+                key,
+                node,
+            })
+    }
+
+    pub(crate) fn node(&self, path: &str) -> Option<&Node> {
+        self.nodes.get::<[u8]>(&Key::lookup(path)).map(|n| &**n)
+    }
+
+    pub fn last_zxid(&self) -> i64 {
+        self.last_zxid
+    }
+
+    /// The znode count as the reference's `mntr` reports it (`zk_znode_count`): the
+    /// distinct nodes plus one, because the reference stores the root under both `""`
+    /// and `/`. A fresh tree reports 5.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len() + 1
+    }
+
+    /// The number of distinct znodes (a fresh tree has 4).
+    pub fn distinct_node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Sum of path bytes and data bytes over all nodes, as the reference's
+    /// `zk_approximate_data_size` (which counts the root's two names, `""` and `/`).
+    pub fn approximate_data_size(&self) -> u64 {
+        self.data_size
+    }
+
+    /// Running digest of the whole state: the wrapping sum of a 64-bit hash of every
+    /// node's path, data and persisted stat. Equal trees have equal digests.
+    pub fn digest(&self) -> u64 {
+        self.digest
+    }
+
+    /// Paths of the session's ephemeral nodes, sorted.
+    pub fn ephemerals_of(&self, session_id: i64) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .ephemerals
+            .range((session_id, Key::root())..)
+            .take_while(|(s, _)| *s == session_id)
+            .map(|(_, k)| k.to_path())
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// How many ephemeral nodes exist (mntr's `zk_ephemerals_count`).
+    pub fn ephemeral_count(&self) -> usize {
+        self.ephemerals.len()
+    }
+
+    /// Containers that are empty and have had a child (cversion > 0), and TTL nodes
+    /// without children whose `now_ms - mtime > ttl`: what the reference's
+    /// ContainerManager deletes. Sorted.
+    pub fn cleanup_candidates(&self, now_ms: i64) -> Vec<String> {
+        let mut out = Vec::new();
+        for k in self.containers.iter() {
+            if let Some(n) = self.nodes.get(k) {
+                if n.num_children == 0 && n.cversion > 0 {
+                    out.push(k.to_path());
+                }
+            }
+        }
+        for k in self.ttls.iter() {
+            if let Some(n) = self.nodes.get(k) {
+                if n.num_children == 0 {
+                    if let NodeKind::Ttl(ttl) = NodeKind::of_owner(n.ephemeral_owner, true) {
+                        if ttl != 0 && now_ms.saturating_sub(n.mtime) > ttl {
+                            out.push(k.to_path());
+                        }
+                    }
+                }
+            }
+        }
+        out.sort_unstable();
+        out
+    }
+
+    /// Count of all descendants of `path` (the reference's getAllChildrenNumber; for
+    /// `/` every node but the root).
+    pub(crate) fn descendant_count(&self, path: &str) -> usize {
+        if path == "/" {
+            return self.nodes.len() - 1;
+        }
+        let k = Key::lookup(path);
+        let mut n = 0;
+        for prefix in [k.child_prefix(), k.descendant_prefix()] {
+            n += self
+                .nodes
+                .range::<_, [u8]>((
+                    std::ops::Bound::Included(&prefix[..]),
+                    std::ops::Bound::Unbounded,
+                ))
+                .take_while(|(k, _)| k.as_bytes().starts_with(&prefix))
+                .count();
+        }
+        n
+    }
+
+    // ----- mutation helpers used by apply and snapshot loading -----
+
+    pub(crate) fn intern_acl(&mut self, acl: Vec<Acl>) -> Arc<Vec<Acl>> {
+        if let Some((k, _)) = self.acls.get_key_value(&acl) {
+            let k = k.clone();
+            *self.acls.get_mut(&acl).expect("present") += 1;
+            return k;
+        }
+        let a = Arc::new(acl);
+        self.acls.insert(a.clone(), 1);
+        a
+    }
+
+    fn release_acl(&mut self, acl: &Arc<Vec<Acl>>) {
+        let gone = match self.acls.get_mut(&**acl) {
+            Some(c) => {
+                *c -= 1;
+                *c == 0
+            }
+            None => false,
+        };
+        if gone {
+            self.acls.remove(&**acl);
+        }
+    }
+
+    /// Inserts a node that does not exist yet; indexes, size and digest follow.
+    /// The parent's counters are the caller's business.
+    pub(crate) fn insert_new(&mut self, path: &str, node: Node) {
+        let key = Key::from_path(path);
+        self.account_new(path, &key, &node);
+        let prev = self.nodes.insert(key, Arc::new(node));
+        assert!(prev.is_none(), "insert_new over an existing node {path}");
+    }
+
+    /// Size, digest and index bookkeeping for a node about to be inserted.
+    pub(crate) fn account_new(&mut self, path: &str, key: &Key, node: &Node) {
+        self.data_size += node_size(path, &node.data);
+        self.digest = self.digest.wrapping_add(node_digest(path, node));
+        match NodeKind::of_owner(node.ephemeral_owner, true) {
+            NodeKind::Persistent => {}
+            NodeKind::Ephemeral => {
+                self.ephemerals.insert((node.ephemeral_owner, key.clone()));
+            }
+            NodeKind::Container => {
+                self.containers.insert(key.clone());
+            }
+            NodeKind::Ttl(_) => {
+                self.ttls.insert(key.clone());
+            }
+        }
+    }
+
+    /// Removes a node; returns it. Indexes, size, digest and ACL counts follow.
+    pub(crate) fn remove_node(&mut self, path: &str) -> Option<Arc<Node>> {
+        let key = Key::from_path(path);
+        let node = self.nodes.remove::<[u8]>(&key)?;
+        self.data_size -= node_size(path, &node.data);
+        self.digest = self.digest.wrapping_sub(node_digest(path, &node));
+        match NodeKind::of_owner(node.ephemeral_owner, true) {
+            NodeKind::Persistent => {}
+            NodeKind::Ephemeral => {
+                self.ephemerals.remove(&(node.ephemeral_owner, key));
+            }
+            NodeKind::Container => {
+                self.containers.remove(&key);
+            }
+            NodeKind::Ttl(_) => {
+                self.ttls.remove(&key);
+            }
+        }
+        self.release_acl(&node.acl.clone());
+        Some(node)
+    }
+
+    /// Changes a node in place (copying it only if another version shares it);
+    /// keeps size and digest right. Returns false if the node does not exist.
+    pub(crate) fn update_node(&mut self, path: &str, f: impl FnOnce(&mut Node)) -> bool {
+        let key = Key::lookup(path);
+        let Some(slot) = self.nodes.get_mut::<[u8]>(&key) else {
+            return false;
+        };
+        let n = Arc::make_mut(slot);
+        let old_size = node_size(path, &n.data);
+        let old_digest = node_digest(path, n);
+        f(n);
+        let new_size = node_size(path, &n.data);
+        let new_digest = node_digest(path, n);
+        self.data_size = self.data_size - old_size + new_size;
+        self.digest = self
+            .digest
+            .wrapping_sub(old_digest)
+            .wrapping_add(new_digest);
+        true
+    }
+
+    pub(crate) fn set_last_zxid(&mut self, zxid: i64) {
+        self.last_zxid = zxid;
+    }
+}
+
+/// Path bytes + data bytes; the root counts twice (`""` and `/`) as in the reference.
+fn node_size(path: &str, data: &[u8]) -> u64 {
+    let p = if path.is_empty() {
+        1
+    } else {
+        path.len() as u64
+    };
+    p + data.len() as u64
+}
+
+/// A 64-bit hash of a node's identity and persisted state (not numChildren, which
+/// follows from the other nodes). Stable across processes and versions of corral.
+fn node_digest(path: &str, n: &Node) -> u64 {
+    // The root has two names ("" and "/"); hash one.
+    let path = if path.is_empty() { "/" } else { path };
+    let mut h = Fnv64::new();
+    h.write(path.as_bytes());
+    h.write(&[0]);
+    h.write(&n.data);
+    for v in [
+        n.czxid,
+        n.mzxid,
+        n.pzxid,
+        n.ctime,
+        n.mtime,
+        n.ephemeral_owner,
+    ] {
+        h.write(&v.to_le_bytes());
+    }
+    for v in [n.version, n.cversion, n.aversion] {
+        h.write(&v.to_le_bytes());
+    }
+    for a in n.acl.iter() {
+        h.write(&a.perms.to_le_bytes());
+        h.write(a.id.scheme.as_bytes());
+        h.write(&[0]);
+        h.write(a.id.id.as_bytes());
+        h.write(&[0]);
+    }
+    h.finish()
+}
+
+/// A word-at-a-time multiplicative hash with a final avalanche (splitmix64);
+/// deterministic, no keys, so digests agree across processes and machines.
+struct Fnv64(u64);
+
+impl Fnv64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+
+    fn new() -> Self {
+        Fnv64(0xcbf2_9ce4_8422_2325)
+    }
+
+    fn write(&mut self, b: &[u8]) {
+        let mut chunks = b.chunks_exact(8);
+        for c in &mut chunks {
+            let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+            self.0 = (self.0 ^ w).wrapping_mul(Self::K).rotate_left(29);
+        }
+        for &x in chunks.remainder() {
+            self.0 = (self.0 ^ x as u64).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 = (self.0 ^ b.len() as u64).wrapping_mul(Self::K);
+    }
+
+    fn finish(&self) -> u64 {
+        let mut z = self.0.wrapping_add(Self::K);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}

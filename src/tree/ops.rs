@@ -1,0 +1,678 @@
+//! The operations on the tree: [`read`] (shard cores, on a published version),
+//! [`prepare`] (sequencer: request → [`Txn`], checks in the reference's order with
+//! its error codes) and [`apply`] (sequencer and replicas: `Txn` → next version +
+//! reply + watch triggers). Facts follow the reference 3.8's PrepRequestProcessor,
+//! DataTree and FinalRequestProcessor. Pure functions; no IO, no clock.
+
+use crate::proto::path::validate_path;
+use crate::proto::{
+    op, perms, CreateKind, CreateMode, CreateRequest, ErrorCode, EventType, OpResult, Request,
+    Response,
+};
+
+use super::acl::{check_acl, fixup_acl, redact, Caller};
+use super::txn::{CreateTxn, Txn, TxnOp};
+use super::{
+    ttl_owner, Node, NodeKind, Tree, CONFIG, CONTAINER_EPHEMERAL_OWNER, QUOTA, TTL_MS_MAX,
+    ZOOKEEPER,
+};
+
+/// What the sequencer decides for a write before prepare: its zxid and time, and
+/// the server settings that change answers.
+#[derive(Debug, Clone, Copy)]
+pub struct TxnContext {
+    pub zxid: i64,
+    pub time_ms: i64,
+    /// `zookeeper.extendedTypesEnabled`: TTL nodes allowed.
+    pub extended_types_enabled: bool,
+    /// `jute.maxbuffer`: data larger than this is refused.
+    pub max_data_bytes: usize,
+}
+
+/// The outcome of applying one txn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// The client's reply body, or its error code.
+    pub result: Result<Response, ErrorCode>,
+    /// Watch triggers in the reference's order: create → (NodeCreated, path),
+    /// (NodeChildrenChanged, parent); delete → (NodeDeleted, path),
+    /// (NodeChildrenChanged, parent); setData → (NodeDataChanged, path); multi →
+    /// concatenated.
+    pub events: Vec<(EventType, String)>,
+}
+
+/// Parent path for display and watches (`/a` → `/`).
+fn parent_of(path: &str) -> &str {
+    match path.rfind('/') {
+        Some(0) => "/",
+        Some(i) => &path[..i],
+        None => "/",
+    }
+}
+
+/// The reference's internal parent name (`/a` → `""`), or None without a `/`.
+fn internal_parent(path: &str) -> Option<&str> {
+    path.rfind('/').map(|i| &path[..i])
+}
+
+fn is_special_path(path: &str) -> bool {
+    matches!(path, "/" | ZOOKEEPER | QUOTA | CONFIG)
+}
+
+// ---------------------------------------------------------------------------------
+// reads
+
+/// Reads on a shard core: exists, getData, getACL, getChildren, getChildren2,
+/// getAllChildrenNumber, getEphemerals (the caller's session) and multiRead.
+/// Errors as the reference answers them: reads do not validate paths (a malformed path
+/// is simply NoNode), except exists, which answers BadArguments for a NUL in the path.
+/// Watches are not registered here. Requests that are not reads answer Unimplemented.
+pub fn read(tree: &Tree, caller: &Caller, req: &Request) -> Result<Response, ErrorCode> {
+    match req {
+        Request::Exists { path, .. } => {
+            if path.contains('\0') {
+                return Err(ErrorCode::BadArguments);
+            }
+            let n = tree.node(path).ok_or(ErrorCode::NoNode)?;
+            Ok(Response::Stat(n.stat()))
+        }
+        Request::GetData { path, .. } => {
+            let n = tree.node(path).ok_or(ErrorCode::NoNode)?;
+            check_acl(&n.acl, perms::READ, caller)?;
+            Ok(Response::Data {
+                data: n.data.to_vec(),
+                stat: n.stat(),
+            })
+        }
+        Request::GetAcl { path } => {
+            let n = tree.node(path).ok_or(ErrorCode::NoNode)?;
+            check_acl(&n.acl, perms::READ | perms::ADMIN, caller)?;
+            let acl = if check_acl(&n.acl, perms::ADMIN, caller).is_ok() {
+                n.acl.to_vec()
+            } else {
+                redact(&n.acl)
+            };
+            Ok(Response::Acl {
+                acl,
+                stat: n.stat(),
+            })
+        }
+        Request::GetChildren { path, .. } | Request::GetChildren2 { path, .. } => {
+            let v = tree.get(path).ok_or(ErrorCode::NoNode)?;
+            check_acl(v.acl(), perms::READ, caller)?;
+            let children: Vec<String> = v.children().map(str::to_string).collect();
+            if matches!(req, Request::GetChildren { .. }) {
+                Ok(Response::Children(children))
+            } else {
+                Ok(Response::Children2 {
+                    children,
+                    stat: v.stat(),
+                })
+            }
+        }
+        Request::GetAllChildrenNumber { path } => {
+            let n = tree.node(path).ok_or(ErrorCode::NoNode)?;
+            check_acl(&n.acl, perms::READ, caller)?;
+            Ok(Response::AllChildrenNumber(
+                tree.descendant_count(path).min(i32::MAX as usize) as i32,
+            ))
+        }
+        Request::GetEphemerals { prefix } => {
+            let all = tree.ephemerals_of(caller.session_id);
+            let p = prefix.trim();
+            let v = if p.is_empty() || p == "/" {
+                all
+            } else {
+                all.into_iter()
+                    .filter(|e| e.starts_with(prefix.as_str()))
+                    .collect()
+            };
+            Ok(Response::Ephemerals(v))
+        }
+        Request::MultiRead(ops) => {
+            let mut results = Vec::with_capacity(ops.len());
+            for o in ops {
+                let r = match o {
+                    Request::GetChildren { .. } => {
+                        read(tree, caller, o).map(|r| OpResult::Ok(op::GET_CHILDREN, r))
+                    }
+                    Request::GetData { .. } => {
+                        read(tree, caller, o).map(|r| OpResult::Ok(op::GET_DATA, r))
+                    }
+                    // The reference fails the whole request (IOException → marshalling).
+                    _ => return Err(ErrorCode::MarshallingError),
+                };
+                results.push(r.unwrap_or_else(OpResult::Err));
+            }
+            Ok(Response::Multi(results))
+        }
+        _ => Err(ErrorCode::Unimplemented),
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// prepare
+
+/// Decides a write on the sequencer core. Every choice goes into the returned Txn;
+/// a failing request yields an error Txn that still consumes `ctx.zxid`, and a failing
+/// multi yields [`TxnOp::MultiError`]. Checks run in the reference's order, so the
+/// first failing check decides the code.
+///
+/// `closeSession` here is the same as [`close_session_txn`] for the caller's session;
+/// `sync` gives a [`TxnOp::Sync`] (it consumes a zxid only if the sequencer logs it);
+/// any non-write answers an `Unimplemented` error txn.
+pub fn prepare(tree: &Tree, ctx: &TxnContext, caller: &Caller, req: &Request) -> Txn {
+    let op = match req {
+        Request::Multi(ops) => prepare_multi(tree, ctx, caller, ops),
+        Request::CloseSession => {
+            return close_session_txn(tree, ctx.zxid, ctx.time_ms, caller.session_id)
+        }
+        Request::Sync { path } => TxnOp::Sync { path: path.clone() },
+        // A check outside multi makes the reference fail while replying (it closes the
+        // connection); answer Unimplemented, which the shard treats the same way.
+        Request::Check { .. } => TxnOp::Error(ErrorCode::Unimplemented),
+        // Standalone, reconfig is off by default in the reference (reconfigEnabled=false).
+        Request::Reconfig => TxnOp::Error(ErrorCode::ReconfigDisabled),
+        _ => prepare_op(tree, ctx, caller, req).unwrap_or_else(TxnOp::Error),
+    };
+    Txn {
+        zxid: ctx.zxid,
+        time_ms: ctx.time_ms,
+        session_id: caller.session_id,
+        op,
+    }
+}
+
+fn prepare_multi(tree: &Tree, ctx: &TxnContext, caller: &Caller, ops: &[Request]) -> TxnOp {
+    // Only these may appear in a multi; anything else fails the whole request as the
+    // reference's MultiOperationRecord decoding does.
+    for o in ops {
+        if !matches!(
+            o,
+            Request::Create(_)
+                | Request::Delete { .. }
+                | Request::SetData { .. }
+                | Request::Check { .. }
+        ) {
+            return TxnOp::Error(ErrorCode::MarshallingError);
+        }
+    }
+    // Later ops see the effects of earlier ones: prepare each against a scratch
+    // version (O(1) clone, copy-on-write) with the earlier ops applied.
+    let mut scratch = tree.clone();
+    let mut done = Vec::with_capacity(ops.len());
+    for (i, o) in ops.iter().enumerate() {
+        let normalized;
+        let o = match o {
+            Request::Create(c) => match multi_create(c) {
+                Some(n) => {
+                    normalized = Request::Create(n);
+                    &normalized
+                }
+                None => return TxnOp::Error(ErrorCode::MarshallingError),
+            },
+            other => other,
+        };
+        match prepare_op(&scratch, ctx, caller, o) {
+            Ok(t) => {
+                apply_op(&mut scratch, ctx.zxid, ctx.time_ms, caller.session_id, &t);
+                done.push(t);
+            }
+            Err(e) => {
+                let mut codes = vec![ErrorCode::Ok; i];
+                codes.push(e);
+                codes.resize(ops.len(), ErrorCode::RuntimeInconsistency);
+                return TxnOp::MultiError(codes);
+            }
+        }
+    }
+    TxnOp::Multi(done)
+}
+
+/// Inside a multi the reference rebuilds each create from its flags, not from the
+/// header's opcode (`Op.create`): a container flag makes a createContainer, a TTL flag
+/// a createTTL, anything else a plain create (whose result has no Stat, even when the
+/// header said create2). A TTL flag without a createTTL header has no ttl to read and
+/// fails the whole request (a ClassCastException → MarshallingError there). None for
+/// that case.
+fn multi_create(c: &CreateRequest) -> Option<CreateRequest> {
+    let mode = CreateMode::from_flags(c.flags).unwrap_or(CreateMode::Persistent);
+    let kind = if mode.is_ttl() {
+        CreateKind::Ttl
+    } else if mode.is_container() {
+        CreateKind::Container
+    } else {
+        CreateKind::Create
+    };
+    if kind == CreateKind::Ttl && c.kind != CreateKind::Ttl {
+        return None;
+    }
+    Some(CreateRequest {
+        kind,
+        ttl: if kind == CreateKind::Ttl { c.ttl } else { -1 },
+        ..c.clone()
+    })
+}
+
+fn check_version(current: i32, expected: i32) -> Result<i32, ErrorCode> {
+    if expected != -1 && expected != current {
+        return Err(ErrorCode::BadVersion);
+    }
+    Ok(current.wrapping_add(1))
+}
+
+fn valid(path: &str) -> Result<(), ErrorCode> {
+    validate_path(path, false).map_err(|_| ErrorCode::BadArguments)
+}
+
+/// The reference's `getParentPathAndValidate` (delete, deleteContainer).
+fn parent_for_delete(path: &str) -> Result<&str, ErrorCode> {
+    if path.contains('\0') || is_special_path(path) {
+        return Err(ErrorCode::BadArguments);
+    }
+    internal_parent(path).ok_or(ErrorCode::BadArguments)
+}
+
+fn prepare_op(
+    tree: &Tree,
+    ctx: &TxnContext,
+    caller: &Caller,
+    req: &Request,
+) -> Result<TxnOp, ErrorCode> {
+    match req {
+        Request::Create(c) => {
+            // Deserialization limit first (the reference reads the record before any check).
+            if c.data.len() > ctx.max_data_bytes {
+                return Err(ErrorCode::MarshallingError);
+            }
+            let mode = CreateMode::from_flags(c.flags).ok_or(ErrorCode::BadArguments)?;
+            if mode.is_ttl() && !ctx.extended_types_enabled {
+                return Err(ErrorCode::Unimplemented);
+            }
+            if mode.is_ttl() {
+                if c.ttl <= 0 || c.ttl > TTL_MS_MAX {
+                    return Err(ErrorCode::BadArguments);
+                }
+            } else if c.ttl >= 0 || c.kind == CreateKind::Ttl {
+                // createTTL with a non-TTL mode: the reference accepts ttl −1 here and
+                // then fails while applying; we refuse it up front.
+                return Err(ErrorCode::BadArguments);
+            }
+            if c.path.contains('\0') {
+                return Err(ErrorCode::BadArguments);
+            }
+            let parent_path = internal_parent(&c.path).ok_or(ErrorCode::BadArguments)?;
+            let acl = fixup_acl(caller, &c.acl)?;
+            let parent = tree.node(parent_path).ok_or(ErrorCode::NoNode)?;
+            check_acl(&parent.acl, perms::CREATE, caller)?;
+            let mut path = c.path.clone();
+            if mode.is_sequential() {
+                path.push_str(&format!("{:010}", parent.cversion));
+            }
+            valid(&path)?;
+            if tree.node(&path).is_some() {
+                return Err(ErrorCode::NodeExists);
+            }
+            if NodeKind::of_owner(parent.ephemeral_owner, ctx.extended_types_enabled)
+                == NodeKind::Ephemeral
+            {
+                return Err(ErrorCode::NoChildrenForEphemerals);
+            }
+            // Quotas are not enforced (the reference only logs by default).
+            // The owner follows the opcode, as the reference's txn types do: a container
+            // or TTL mode sent with plain create/create2 makes a persistent node.
+            let ephemeral_owner = match c.kind {
+                CreateKind::Container => CONTAINER_EPHEMERAL_OWNER,
+                CreateKind::Ttl => ttl_owner(c.ttl),
+                CreateKind::Create | CreateKind::Create2 => {
+                    if mode.is_ephemeral() {
+                        caller.session_id
+                    } else {
+                        0
+                    }
+                }
+            };
+            Ok(TxnOp::Create(CreateTxn {
+                path,
+                data: c.data.clone(),
+                acl,
+                ephemeral_owner,
+                parent_cversion: parent.cversion.wrapping_add(1),
+                kind: c.kind,
+            }))
+        }
+        Request::Delete { path, version } => {
+            let parent_path = parent_for_delete(path)?;
+            let parent = tree.node(parent_path).ok_or(ErrorCode::NoNode)?;
+            check_acl(&parent.acl, perms::DELETE, caller)?;
+            let node = tree.node(path).ok_or(ErrorCode::NoNode)?;
+            check_version(node.version, *version)?;
+            if node.num_children > 0 {
+                return Err(ErrorCode::NotEmpty);
+            }
+            Ok(TxnOp::Delete { path: path.clone() })
+        }
+        // The reference reads a client's deleteContainer body as raw path bytes (it is
+        // meant for its own ContainerManager), so the jute length prefix puts NULs in
+        // the path and every client-sent deleteContainer answers BadArguments (observed
+        // on 3.8.0). The server's own cleanup goes through [`cleanup_txn`].
+        Request::DeleteContainer { .. } => Err(ErrorCode::BadArguments),
+        Request::SetData {
+            path,
+            data,
+            version,
+        } => {
+            if data.len() > ctx.max_data_bytes {
+                return Err(ErrorCode::MarshallingError);
+            }
+            valid(path)?;
+            let node = tree.node(path).ok_or(ErrorCode::NoNode)?;
+            check_acl(&node.acl, perms::WRITE, caller)?;
+            let version = check_version(node.version, *version)?;
+            Ok(TxnOp::SetData {
+                path: path.clone(),
+                data: data.clone(),
+                version,
+            })
+        }
+        Request::SetAcl { path, acl, version } => {
+            valid(path)?;
+            let acl = fixup_acl(caller, acl)?;
+            let node = tree.node(path).ok_or(ErrorCode::NoNode)?;
+            check_acl(&node.acl, perms::ADMIN, caller)?;
+            let version = check_version(node.aversion, *version)?;
+            Ok(TxnOp::SetAcl {
+                path: path.clone(),
+                acl,
+                version,
+            })
+        }
+        Request::Check { path, version } => {
+            valid(path)?;
+            let node = tree.node(path).ok_or(ErrorCode::NoNode)?;
+            check_acl(&node.acl, perms::READ, caller)?;
+            check_version(node.version, *version)?;
+            Ok(TxnOp::Check {
+                path: path.clone(),
+                version: *version,
+            })
+        }
+        _ => Err(ErrorCode::Unimplemented),
+    }
+}
+
+fn prepare_delete_container(tree: &Tree, ctx: &TxnContext, path: &str) -> Result<TxnOp, ErrorCode> {
+    let parent_path = parent_for_delete(path)?;
+    let node = tree.node(path).ok_or(ErrorCode::NoNode)?;
+    if node.num_children > 0 {
+        return Err(ErrorCode::NotEmpty);
+    }
+    if NodeKind::of_owner(node.ephemeral_owner, ctx.extended_types_enabled) == NodeKind::Ephemeral {
+        return Err(ErrorCode::BadVersion);
+    }
+    tree.node(parent_path).ok_or(ErrorCode::NoNode)?;
+    Ok(TxnOp::Delete {
+        path: path.to_string(),
+    })
+}
+
+/// A new session (the session table itself lives in `session`).
+pub fn create_session_txn(zxid: i64, time_ms: i64, session_id: i64, timeout_ms: i32) -> Txn {
+    Txn {
+        zxid,
+        time_ms,
+        session_id,
+        op: TxnOp::CreateSession { timeout_ms },
+    }
+}
+
+/// Closes a session: deletes its ephemerals (sorted by path).
+pub fn close_session_txn(tree: &Tree, zxid: i64, time_ms: i64, session_id: i64) -> Txn {
+    Txn {
+        zxid,
+        time_ms,
+        session_id,
+        op: TxnOp::CloseSession {
+            paths: tree.ephemerals_of(session_id),
+        },
+    }
+}
+
+/// The server's own deleteContainer for a container or expired TTL node found by
+/// [`Tree::cleanup_candidates`]; an error txn if it no longer qualifies for deletion
+/// (NoNode, NotEmpty). Session 0, no ACL check, as the reference's ContainerManager.
+pub fn cleanup_txn(tree: &Tree, zxid: i64, time_ms: i64, path: &str) -> Txn {
+    let ctx = TxnContext {
+        zxid,
+        time_ms,
+        extended_types_enabled: true,
+        max_data_bytes: usize::MAX,
+    };
+    Txn {
+        zxid,
+        time_ms,
+        session_id: 0,
+        op: prepare_delete_container(tree, &ctx, path).unwrap_or_else(TxnOp::Error),
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// apply
+
+/// Applies a committed txn: the next tree version, the reply, the watch triggers.
+/// Never fails: a txn that no longer fits the tree (which prepare against the same
+/// version rules out) answers the reference's error and changes nothing.
+///
+/// Panics if `txn.zxid <= tree.last_zxid()` (txns must be applied once, in order).
+pub fn apply(tree: &mut Tree, txn: &Txn) -> Applied {
+    assert!(
+        txn.zxid > tree.last_zxid(),
+        "txn zxid {:#x} not after last applied {:#x}",
+        txn.zxid,
+        tree.last_zxid()
+    );
+    let mut events = Vec::new();
+    let result = match &txn.op {
+        TxnOp::Multi(ops) => {
+            // Prepared against this version, every op applies; if one does not (a bug or
+            // a foreign log), the whole multi is undone and answered like a failed multi.
+            let before = tree.clone();
+            let mut results = Vec::with_capacity(ops.len());
+            let mut failed = None;
+            for (i, o) in ops.iter().enumerate() {
+                let r =
+                    apply_op_events(tree, txn.zxid, txn.time_ms, txn.session_id, o, &mut events);
+                match r {
+                    Ok(resp) => results.push(OpResult::Ok(multi_opcode(o), resp)),
+                    Err(e) => {
+                        failed = Some((i, e));
+                        break;
+                    }
+                }
+            }
+            match failed {
+                None => Ok(Response::Multi(results)),
+                Some((i, e)) => {
+                    *tree = before;
+                    events.clear();
+                    Ok(Response::Multi(multi_error_results(i, e, ops.len())))
+                }
+            }
+        }
+        TxnOp::MultiError(codes) => Ok(Response::Multi(
+            codes.iter().map(|c| OpResult::Err(*c)).collect(),
+        )),
+        other => apply_op_events(
+            tree,
+            txn.zxid,
+            txn.time_ms,
+            txn.session_id,
+            other,
+            &mut events,
+        ),
+    };
+    tree.set_last_zxid(txn.zxid);
+    Applied { result, events }
+}
+
+fn multi_error_results(i: usize, e: ErrorCode, n: usize) -> Vec<OpResult> {
+    let mut v = vec![OpResult::Err(ErrorCode::Ok); i];
+    v.push(OpResult::Err(e));
+    v.resize(n, OpResult::Err(ErrorCode::RuntimeInconsistency));
+    v
+}
+
+/// The opcode a multi result carries (the reference's OpResult types).
+fn multi_opcode(o: &TxnOp) -> i32 {
+    match o {
+        TxnOp::Create(c) => match c.kind {
+            CreateKind::Create => op::CREATE,
+            _ => op::CREATE2,
+        },
+        TxnOp::Delete { .. } => op::DELETE,
+        TxnOp::SetData { .. } => op::SET_DATA,
+        TxnOp::Check { .. } => op::CHECK,
+        _ => op::ERROR,
+    }
+}
+
+/// Applies one op to a scratch version during multi preparation.
+fn apply_op(tree: &mut Tree, zxid: i64, time_ms: i64, session_id: i64, o: &TxnOp) {
+    let mut sink = Vec::new();
+    let _ = apply_op_events(tree, zxid, time_ms, session_id, o, &mut sink);
+}
+
+fn apply_op_events(
+    tree: &mut Tree,
+    zxid: i64,
+    time_ms: i64,
+    session_id: i64,
+    o: &TxnOp,
+    events: &mut Vec<(EventType, String)>,
+) -> Result<Response, ErrorCode> {
+    match o {
+        TxnOp::Create(c) => {
+            let parent_path = internal_parent(&c.path).ok_or(ErrorCode::BadArguments)?;
+            if tree.node(parent_path).is_none() {
+                return Err(ErrorCode::NoNode);
+            }
+            if tree.node(&c.path).is_some() {
+                return Err(ErrorCode::NodeExists);
+            }
+            tree.update_node(parent_path, |p| {
+                if c.parent_cversion > p.cversion {
+                    p.cversion = c.parent_cversion;
+                    p.pzxid = zxid;
+                }
+                p.num_children += 1;
+            });
+            let acl = tree.intern_acl(c.acl.clone());
+            let node = Node {
+                data: c.data.clone().into_boxed_slice(),
+                acl,
+                czxid: zxid,
+                mzxid: zxid,
+                pzxid: zxid,
+                ctime: time_ms,
+                mtime: time_ms,
+                version: 0,
+                cversion: 0,
+                aversion: 0,
+                num_children: 0,
+                ephemeral_owner: c.ephemeral_owner,
+            };
+            let stat = node.stat();
+            tree.insert_new(&c.path, node);
+            events.push((EventType::NodeCreated, c.path.clone()));
+            events.push((
+                EventType::NodeChildrenChanged,
+                parent_of(&c.path).to_string(),
+            ));
+            Ok(match c.kind {
+                CreateKind::Create => Response::Create {
+                    path: c.path.clone(),
+                },
+                _ => Response::Create2 {
+                    path: c.path.clone(),
+                    stat,
+                },
+            })
+        }
+        TxnOp::Delete { path } => {
+            delete_node(tree, zxid, path, events)?;
+            Ok(Response::Empty)
+        }
+        TxnOp::SetData {
+            path,
+            data,
+            version,
+        } => {
+            let mut stat = None;
+            tree.update_node(path, |n| {
+                n.data = data.clone().into_boxed_slice();
+                n.mtime = time_ms;
+                n.mzxid = zxid;
+                n.version = *version;
+                stat = Some(n.stat());
+            });
+            let stat = stat.ok_or(ErrorCode::NoNode)?;
+            events.push((EventType::NodeDataChanged, path.clone()));
+            Ok(Response::Stat(stat))
+        }
+        TxnOp::SetAcl { path, acl, version } => {
+            let old = tree.node(path).ok_or(ErrorCode::NoNode)?.acl.clone();
+            let new_acl = tree.intern_acl(acl.clone());
+            let mut stat = None;
+            tree.update_node(path, |n| {
+                n.acl = new_acl;
+                n.aversion = *version;
+                stat = Some(n.stat());
+            });
+            tree.release_acl(&old);
+            Ok(Response::Stat(stat.ok_or(ErrorCode::NoNode)?))
+        }
+        TxnOp::Check { .. } => Ok(Response::Empty),
+        TxnOp::Error(e) => Err(*e),
+        TxnOp::CreateSession { .. } => Ok(Response::Empty),
+        TxnOp::CloseSession { paths } => {
+            for p in paths {
+                // Only the session's own ephemerals (a later create may have reused a path).
+                let owned = tree
+                    .node(p)
+                    .is_some_and(|n| n.ephemeral_owner == session_id && session_id != 0);
+                if owned {
+                    let _ = delete_node(tree, zxid, p, events);
+                }
+            }
+            Ok(Response::Empty)
+        }
+        TxnOp::Sync { path } => Ok(Response::Sync { path: path.clone() }),
+        TxnOp::Multi(_) | TxnOp::MultiError(_) => Err(ErrorCode::MarshallingError),
+    }
+}
+
+fn delete_node(
+    tree: &mut Tree,
+    zxid: i64,
+    path: &str,
+    events: &mut Vec<(EventType, String)>,
+) -> Result<(), ErrorCode> {
+    let parent_path = internal_parent(path).ok_or(ErrorCode::BadArguments)?;
+    let node = tree.node(path).ok_or(ErrorCode::NoNode)?;
+    if node.num_children > 0 {
+        return Err(ErrorCode::NotEmpty);
+    }
+    if tree.node(parent_path).is_none() {
+        return Err(ErrorCode::NoNode);
+    }
+    tree.remove_node(path);
+    tree.update_node(parent_path, |p| {
+        p.num_children -= 1;
+        if zxid > p.pzxid {
+            p.pzxid = zxid;
+        }
+    });
+    events.push((EventType::NodeDeleted, path.to_string()));
+    events.push((EventType::NodeChildrenChanged, parent_of(path).to_string()));
+    Ok(())
+}
