@@ -102,7 +102,11 @@ struct Pending {
     xid: i32,
     what: Counted,
     start: Instant,
+    /// The watch slot a WatchFire request fires (`NO_SLOT` otherwise).
+    slot: u32,
 }
+
+const NO_SLOT: u32 = u32::MAX;
 
 /// Open-loop pacing: the next request is due at `next_due`; latency is timed from
 /// when it was due, not from when it could be sent (no coordinated omission).
@@ -127,6 +131,13 @@ pub struct Conn {
     watch_free: Vec<u32>,
     /// When the setData that fires each slot's watch was sent.
     watch_fired_at: Vec<Option<Instant>>,
+    /// Whether the reply to that setData is still to come. A slot is free again only
+    /// when both its event and that reply are in; an event that finds the reply
+    /// already in is late.
+    watch_reply_pending: Vec<bool>,
+    /// Watch events that arrived after the reply of the setData that fired them.
+    /// ZooKeeper sends the event first ("a client sees the event before the new data").
+    pub events_after_reply: u64,
     init_left: usize,
     session_id: i64,
     pacer: Option<Pacer>,
@@ -162,6 +173,8 @@ impl Conn {
             rng: SmallRng::seed_from_u64(seed),
             watch_free: (0..watch_slots as u32).rev().collect(),
             watch_fired_at: vec![None; watch_slots],
+            watch_reply_pending: vec![false; watch_slots],
+            events_after_reply: 0,
             init_left: 0,
             session_id: 0,
             pacer,
@@ -205,9 +218,13 @@ impl Conn {
         self.w.requests_per_conn.is_some_and(|l| self.issued >= l)
     }
 
-    /// True once a request-limited connection has sent its share and heard every reply.
+    /// True once a request-limited connection has sent its share and heard every
+    /// reply and every watch event it is owed.
     pub fn finished(&self) -> bool {
-        self.state == State::Running && self.limit_reached() && self.pending.is_empty()
+        self.state == State::Running
+            && self.limit_reached()
+            && self.pending.is_empty()
+            && self.watch_fired_at.iter().all(Option::is_none)
     }
 
     /// When the next paced request is due (`None` when not paced).
@@ -230,10 +247,19 @@ impl Conn {
     }
 
     fn push(&mut self, what: Counted, xid: i32, start: Instant) {
+        self.push_slot(what, xid, start, NO_SLOT)
+    }
+
+    fn push_slot(&mut self, what: Counted, xid: i32, start: Instant, slot: u32) {
         if self.pending.is_empty() {
             self.last_progress = start.max(self.last_progress);
         }
-        self.pending.push_back(Pending { xid, what, start });
+        self.pending.push_back(Pending {
+            xid,
+            what,
+            start,
+            slot,
+        });
     }
 
     fn take_xid(&mut self) -> i32 {
@@ -318,7 +344,11 @@ impl Conn {
                         start,
                     );
                     self.send_set(OpKind::WatchFire, KeyRef::Watch(slot), start);
+                    if let Some(p) = self.pending.back_mut() {
+                        p.slot = slot;
+                    }
                     self.watch_fired_at[slot as usize] = Some(start);
+                    self.watch_reply_pending[slot as usize] = true;
                 }
                 None => {
                     let k = self.random_key();
@@ -519,6 +549,13 @@ impl Conn {
                         err = multi_error(&mut r)?;
                     }
                 }
+                if p.slot != NO_SLOT {
+                    let slot = p.slot as usize;
+                    self.watch_reply_pending[slot] = false;
+                    if self.watch_fired_at[slot].is_none() {
+                        self.watch_free.push(p.slot); // its event came first
+                    }
+                }
                 stats.record(kind, p.start, now, err);
             }
             Counted::Init => {
@@ -582,7 +619,12 @@ impl Conn {
         };
         if let Some(fired) = self.watch_fired_at.get_mut(slot).and_then(Option::take) {
             stats.record(OpKind::WatchEvent, fired, now, 0);
-            self.watch_free.push(slot as u32);
+            if !self.watch_reply_pending[slot] {
+                // The firing setData was answered before its event arrived.
+                self.events_after_reply += 1;
+                stats.events_after_reply += 1;
+                self.watch_free.push(slot as u32);
+            }
         }
         Ok(())
     }

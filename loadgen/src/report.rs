@@ -93,6 +93,9 @@ pub struct Report {
     /// getData-with-watch requests answered, and watch notifications received.
     pub watches_set: u64,
     pub watch_events: u64,
+    /// Watch events received after the reply to the setData that fired them (ZooKeeper
+    /// delivers the event first; anything above 0 is an ordering difference).
+    pub watch_events_after_reply: u64,
     pub loadgen_cpu: CpuReport,
     pub server_cpu: Option<CpuReport>,
 }
@@ -169,6 +172,7 @@ impl Report {
             by_op,
             watches_set: stats.count(OpKind::WatchSet),
             watch_events: stats.count(OpKind::WatchEvent),
+            watch_events_after_reply: stats.events_after_reply,
             loadgen_cpu: CpuReport::new(loadgen_cpu, ops, window_s),
             server_cpu: server_cpu.map(|t| CpuReport::new(t, ops, window_s)),
         }
@@ -237,8 +241,8 @@ impl Report {
         if self.watches_set > 0 || self.watch_events > 0 {
             let _ = writeln!(
                 o,
-                "watches set {}, watch events received {}",
-                self.watches_set, self.watch_events
+                "watches set {}, watch events received {} ({} after the reply that fired them)",
+                self.watches_set, self.watch_events, self.watch_events_after_reply
             );
         }
         let c = &self.loadgen_cpu;

@@ -31,6 +31,9 @@ pub struct Stats {
     pub errors: BTreeMap<(OpKind, i32), u64>,
     /// Replies of any kind received at any time (drives the progress bar).
     pub completed_total: u64,
+    /// Watch events that arrived after the reply to the setData that fired them
+    /// (any time, not only in the window): an ordering the reference never shows.
+    pub events_after_reply: u64,
 }
 
 impl Stats {
@@ -41,6 +44,7 @@ impl Stats {
             hist: (0..OpKind::COUNT).map(|_| new_histogram()).collect(),
             errors: BTreeMap::new(),
             completed_total: 0,
+            events_after_reply: 0,
         }
     }
 
@@ -72,6 +76,7 @@ impl Stats {
             *self.errors.entry(*k).or_insert(0) += v;
         }
         self.completed_total += other.completed_total;
+        self.events_after_reply += other.events_after_reply;
     }
 
     /// Completions of `kind` inside the window.

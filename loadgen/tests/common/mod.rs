@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-pub const DEFAULT_SERVER: &str = "zookeeper";
+pub const DEFAULT_SERVER: &str = "corral";
 /// How long a server may take to answer `ruok`.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
