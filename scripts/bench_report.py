@@ -148,7 +148,8 @@ def figure(res, rows, path):
     ax.set_xticks([99], minor=True)
     ax.grid(True, which="both", alpha=0.3)
     run_ids = ", ".join(sorted({r.get("run_id", "?") for r in rows}))
-    ax.set_title(f"Throughput vs read ratio, standalone, fsync on, loopback, 2 vCPU\n(run {run_ids})", fontsize=10)
+    ax.set_title(f"Throughput vs read ratio, standalone, loopback, 2 vCPU (ZooKeeper forceSync=yes;\n"
+                 f"corral's durability as stated in PERF.md for this run)  run {run_ids}", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
