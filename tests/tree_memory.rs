@@ -48,6 +48,17 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// CPU time of this thread: the machine is shared, wall time is noisy.
+fn cpu() -> std::time::Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid timespec to write into.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
 fn held() -> usize {
     HELD_BYTES.load(Ordering::Relaxed)
 }
@@ -86,7 +97,7 @@ fn bytes_per_znode() {
     let mut tree = Tree::new();
     let t = prepare(&tree, &ctx(1), &caller, &create("/bench".into()));
     apply(&mut tree, &t);
-    let start = std::time::Instant::now();
+    let start = cpu();
     for i in 0..n {
         let t = prepare(
             &tree,
@@ -96,19 +107,59 @@ fn bytes_per_znode() {
         );
         assert!(apply(&mut tree, &t).result.is_ok());
     }
-    let build = start.elapsed();
+    let build = cpu() - start;
     let built = held() - base;
 
-    let start = std::time::Instant::now();
+    // Throughput figures on the built tree (single thread, this machine).
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut pick = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        (rng % n as u64) as i64
+    };
+    let reads = n.min(200_000);
+    let start = cpu();
+    for _ in 0..reads {
+        let req = Request::GetData {
+            path: format!("/bench/n{:010}", pick()),
+            watch: false,
+        };
+        assert!(corral::tree::read(&tree, &caller, &req).is_ok());
+    }
+    let read_us = (cpu() - start).as_secs_f64() * 1e6 / reads as f64;
+    // setData with a version published (cloned) every 64 txns, as the sequencer does
+    // per commit batch: the first write to a shared path pays for copying it.
+    let start = cpu();
+    let mut published = tree.clone();
+    for i in 0..reads {
+        let req = Request::SetData {
+            path: format!("/bench/n{:010}", pick()),
+            data: data.clone(),
+            version: -1,
+        };
+        let t = prepare(&tree, &ctx(n + 2 + i), &caller, &req);
+        assert!(apply(&mut tree, &t).result.is_ok());
+        if i % 64 == 63 {
+            published = tree.clone();
+        }
+    }
+    drop(published);
+    let write_us = (cpu() - start).as_secs_f64() * 1e6 / reads as f64;
+    println!(
+        "CPU time: getData {read_us:.2} µs/op; setData prepare+apply (publish every 64) {write_us:.2} µs/op"
+    );
+
+    let start = cpu();
     let mut snap = Vec::new();
     tree.write_snapshot(&mut snap).unwrap();
-    let write = start.elapsed();
+    let write = cpu() - start;
     let digest = tree.digest();
     drop(tree);
     let base = held();
-    let start = std::time::Instant::now();
+    let start = cpu();
     let loaded = Tree::read_snapshot(&mut &snap[..]).unwrap();
-    let read = start.elapsed();
+    let read = cpu() - start;
     let reloaded = held() - base;
     assert_eq!(loaded.digest(), digest);
     assert_eq!(loaded.distinct_node_count() as i64, n + 5);
@@ -122,7 +173,7 @@ fn bytes_per_znode() {
         reloaded >> 20
     );
     println!(
-        "prepare+apply {:.2} µs/create; snapshot {} MiB, write {:?}, read {:?}",
+        "CPU time: prepare+apply {:.2} µs/create; snapshot {} MiB, write {:?}, read {:?}",
         build.as_secs_f64() * 1e6 / n as f64,
         snap.len() >> 20,
         write,

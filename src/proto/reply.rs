@@ -54,6 +54,8 @@ pub enum Response {
     Ephemerals(Vec<String>),
     /// getAllChildrenNumber.
     AllChildrenNumber(i32),
+    /// addWatch: the reference answers with an `ErrorResponse{0}` body (4 bytes).
+    AddWatch,
     /// whoAmI: (scheme, user) pairs.
     WhoAmI(Vec<(String, String)>),
     /// multi / multiRead: one result per op, in order.
@@ -92,6 +94,7 @@ impl Response {
                 stat.encode(out);
             }
             Response::AllChildrenNumber(n) => out.put_i32(*n),
+            Response::AddWatch => out.put_i32(0),
             Response::WhoAmI(ids) => {
                 out.put_i32(ids.len() as i32);
                 for (scheme, user) in ids {

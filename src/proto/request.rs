@@ -360,6 +360,7 @@ impl Request {
                 | Request::Multi(_)
                 | Request::CloseSession
                 | Request::Sync { .. }
+                | Request::Reconfig
         )
     }
 

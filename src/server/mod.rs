@@ -16,6 +16,7 @@
 //! fires watches for all its txns, then releases the replies. State belongs to one
 //! core: shards own connections and watches, the sequencer owns tree and sessions.
 
+mod durable;
 pub mod msg;
 mod sequencer;
 mod shard;
@@ -125,6 +126,36 @@ fn check_data_dir(cfg: &Config) -> Result<(), ServerError> {
     Ok(())
 }
 
+/// glommio binds with SO_REUSEPORT, which would silently share a port with another
+/// corral, so "port in use" is decided here: a live listener of any kind answers a
+/// connect; a socket bound without SO_REUSEPORT (another program) fails a bind made
+/// with the same flags glommio uses. TIME_WAIT leftovers of our own earlier run pass,
+/// so a restart right after a crash works.
+fn probe_port(addr: std::net::SocketAddr) -> Result<(), ServerError> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let target = if addr.ip().is_unspecified() {
+        std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+    } else {
+        addr
+    };
+    if addr.port() != 0
+        && std::net::TcpStream::connect_timeout(&target, Duration::from_millis(200)).is_ok()
+    {
+        return Err(ServerError::PortInUse { addr });
+    }
+    let bind = || -> std::io::Result<()> {
+        let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        s.set_reuse_address(true)?;
+        s.set_reuse_port(true)?;
+        s.bind(&addr.into())
+    };
+    match bind() {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(ServerError::PortInUse { addr }),
+        Err(source) => Err(ServerError::Listen { addr, source }),
+    }
+}
+
 fn executor(cfg: &Config, name: &str, cpu: Option<usize>) -> LocalExecutorBuilder {
     let placement = match (cfg.cpu_pinning, cpu) {
         (true, Some(c)) => Placement::Fixed(c),
@@ -145,15 +176,7 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
     check_data_dir(&cfg)?;
     check_memlock(&cfg);
     let addr = cfg.client_addr();
-    // glommio binds with SO_REUSEPORT, which would silently share a port with another
-    // corral: probe with a plain bind first so "port in use" is an error.
-    match std::net::TcpListener::bind(addr) {
-        Ok(l) => drop(l),
-        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-            return Err(ServerError::PortInUse { addr })
-        }
-        Err(source) => return Err(ServerError::Listen { addr, source }),
-    }
+    probe_port(addr)?;
 
     let cfg = Arc::new(cfg);
     let ncpu = std::thread::available_parallelism()

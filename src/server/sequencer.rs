@@ -1,20 +1,42 @@
 //! The sequencer core: the one place writes are ordered. Owns the authoritative
-//! `Tree`, the `SessionTable` and the zxid counter; runs on its own glommio executor.
+//! `Tree`, the `SessionTable`, the log and the zxid counter; runs on its own glommio
+//! executor.
 //!
-//! Loop: take every message that is waiting (up to `corral.batchRequestsMax`), turn
-//! each write into a txn (`tree::prepare`, zxid and time decided here) and apply it
-//! to the working tree, then make the batch durable, then publish one `Batch` (the
-//! new tree version plus per-txn events and replies) to every shard. Whatever
-//! arrives while a batch is being made durable forms the next batch (group commit).
+//! Pipelined group commit: the loop takes every waiting message, turns each write
+//! into a txn (`tree::prepare`, zxid and time decided here), appends it to the log
+//! and only then applies it to the working tree. Whenever records wait and no sync
+//! is out, it captures the working tree (an O(1) persistent clone) and starts one
+//! sync on a blocking thread covering everything appended so far — and keeps
+//! preparing and appending while that sync runs. When the sync returns, every
+//! queued item up to its zxid is published to every shard together with the tree
+//! captured at its start, and the next sync immediately covers all that arrived in
+//! the meantime.
+//!
+//! Durability order, enforced in code: an item leaves this core only in `publish`,
+//! which needs the `Durable` proof that only a successful sync yields and asserts it
+//! covers what is published; shards only ever see a tree version that is on disk.
+//! If a sync fails, the log discards every record after the durable point, the
+//! working tree goes back to the last published version, session changes (applied
+//! only once durable) are dropped, and every waiting request fails with
+//! SystemError. Snapshots are written from a published version on a background
+//! thread.
 
+use super::durable::{self, KIND_TXN};
 use super::msg::*;
 use super::stats::ServerStats;
 use super::Mesh;
 use crate::config::Config;
 use crate::proto::{ConnectResponse, ErrorCode, Request, Response};
 use crate::session::{negotiate_timeout, SessionTable};
+use crate::storage::{Durable, Log, LogConfig, SnapshotTrigger, SyncDone, SyncMode};
 use crate::tree::{self, Caller, Tree, TxnContext};
-use std::sync::atomic::Ordering::Relaxed;
+use futures::future::{select, Either};
+use rand::{RngCore, SeedableRng};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -25,13 +47,44 @@ pub(crate) fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// A session-table change, applied when its txn is durable.
+enum SessionChange {
+    Add(i64, i32),
+    Remove(i64),
+}
+
 struct Sequencer {
     cfg: Arc<Config>,
+    /// The working tree: every appended txn applied, durable or not.
     tree: Tree,
     sessions: SessionTable,
     last_zxid: i64,
+    /// The tree as of the log's durable zxid: what the shards have.
+    durable_tree: Tree,
+    /// The tree captured when the sync in flight started (as of its zxid).
+    syncing_tree: Option<Tree>,
+    /// Items in order, each with the zxid that must be durable before it goes out.
+    pending: VecDeque<(i64, Item)>,
+    pending_sessions: VecDeque<(i64, SessionChange)>,
+    /// The tree version last sent to the shards (None before the first batch).
+    published: Option<i64>,
     last_cleanup_ms: i64,
     stats: Arc<ServerStats>,
+    log: Log,
+    dir: PathBuf,
+    snap_dir: PathBuf,
+    trigger: SnapshotTrigger,
+    snapshotting: Arc<AtomicBool>,
+    want_snapshot: bool,
+    rng: rand::rngs::SmallRng,
+    enc: Vec<u8>,
+}
+
+type SyncFuture = Pin<Box<dyn Future<Output = SyncDone>>>;
+
+enum Wake {
+    Msg(Result<ToSequencer, flume::RecvError>),
+    Synced(SyncDone),
 }
 
 pub(super) async fn run(
@@ -41,16 +94,55 @@ pub(super) async fn run(
     stats: Arc<ServerStats>,
     ready: std::sync::mpsc::Sender<(String, Result<(), String>)>,
 ) -> Result<(), String> {
+    let fail = |msg: String| {
+        let _ = ready.send(("corral-sequencer".into(), Err(msg.clone())));
+        Err(msg)
+    };
     let now = now_ms();
+    let dir = cfg.log_dir().to_path_buf();
+    let snap_dir = cfg.data_dir.clone();
+    let started = std::time::Instant::now();
+    let rec = match durable::recover(&snap_dir, &dir) {
+        Ok(r) => r,
+        Err(e) => return fail(format!("recovery failed: {e}")),
+    };
+    tracing::info!("{} in {:?}", rec.summary, started.elapsed());
+    let log_cfg = LogConfig {
+        segment_bytes: cfg.log_segment_bytes,
+        sync: if cfg.force_sync {
+            SyncMode::Fdatasync
+        } else {
+            SyncMode::None
+        },
+    };
+    let log = match Log::open(&dir, log_cfg, rec.tail) {
+        Ok(l) => l,
+        Err(e) => return fail(format!("cannot open the log in {}: {e}", dir.display())),
+    };
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(now as u64);
+    let mut sessions = SessionTable::new(0, now, cfg.tick_time_ms);
+    durable::restore_sessions(&mut sessions, &rec.sessions, now);
     let mut s = Sequencer {
-        sessions: SessionTable::new(0, now, cfg.tick_time_ms),
-        tree: Tree::new(),
-        last_zxid: 0,
+        sessions,
+        last_zxid: rec.tree.last_zxid(),
+        durable_tree: rec.tree.clone(),
+        tree: rec.tree,
+        syncing_tree: None,
+        pending: VecDeque::new(),
+        pending_sessions: VecDeque::new(),
+        published: None,
         last_cleanup_ms: now,
+        trigger: SnapshotTrigger::new(cfg.snap_count, 0, rng.next_u64()),
         cfg: cfg.clone(),
         stats,
+        log,
+        dir,
+        snap_dir,
+        snapshotting: Arc::new(AtomicBool::new(false)),
+        want_snapshot: false,
+        rng,
+        enc: Vec::with_capacity(4096),
     };
-    s.last_zxid = s.tree.last_zxid();
     // Time enters as Tick messages, so the loop below is the only owner of the state.
     let ticker = mesh.to_sequencer.clone();
     let tick = Duration::from_millis((cfg.tick_time_ms as u64 / 2).max(10));
@@ -63,33 +155,60 @@ pub(super) async fn run(
         }
     })
     .detach();
-    // Publish the initial version so every shard starts from the same tree.
-    s.publish(&mesh, Vec::new());
+    // Publish the recovered version so every shard starts from the same tree.
+    let proof = s.log.durable();
+    s.publish(&mesh, proof);
     let _ = ready.send(("corral-sequencer".into(), Ok(())));
 
     let max = cfg.batch_requests_max;
+    let mut sync: Option<SyncFuture> = None;
     loop {
-        let first = match rx.recv_async().await {
-            Ok(m) => m,
-            Err(_) => return Ok(()),
+        if sync.is_none() {
+            sync = s.start_sync();
+        }
+        // Items that wait for nothing unsynced (syncs, refusals, failed appends when
+        // no sync is out) go now.
+        if sync.is_none() {
+            let proof = s.log.durable();
+            s.publish(&mesh, proof);
+        }
+        let wake = match sync.as_mut() {
+            Some(f) => match select(rx.recv_async(), f).await {
+                Either::Left((m, _)) => Wake::Msg(m),
+                Either::Right((done, _)) => Wake::Synced(done),
+            },
+            None => Wake::Msg(rx.recv_async().await),
         };
-        let now = now_ms();
-        let mut items = Vec::new();
-        s.handle(first, now, &mut items, &mesh);
-        let mut n = 1;
-        while n < max {
-            match rx.try_recv() {
-                Ok(m) => s.handle(m, now, &mut items, &mesh),
-                Err(_) => break,
+        match wake {
+            Wake::Msg(Err(_)) => return Ok(()),
+            Wake::Msg(Ok(m)) => {
+                let now = now_ms();
+                s.handle(m, now, &mesh);
+                for _ in 1..max {
+                    match rx.try_recv() {
+                        Ok(m) => s.handle(m, now, &mesh),
+                        Err(_) => break,
+                    }
+                }
             }
-            n += 1;
+            Wake::Synced(done) => {
+                sync = None;
+                let now = now_ms();
+                match s.log.finish_sync(done) {
+                    Ok(proof) => {
+                        s.durable_tree = s.syncing_tree.take().expect("a sync was out");
+                        s.commit_sessions(proof.zxid(), now);
+                        s.publish(&mesh, proof);
+                        s.maybe_snapshot();
+                    }
+                    Err(e) => {
+                        s.fail_unsynced(now, &e.to_string());
+                        let proof = s.log.durable();
+                        s.publish(&mesh, proof);
+                    }
+                }
+            }
         }
-        if items.is_empty() {
-            continue;
-        }
-        // Durability point: the batch's txns are made durable here before any reply
-        // or commit leaves this core (storage layer, issue 3).
-        s.publish(&mesh, items);
         glommio::yield_if_needed().await;
     }
 }
@@ -100,20 +219,135 @@ impl Sequencer {
         self.last_zxid
     }
 
-    fn apply(&mut self, txn: &tree::Txn) -> tree::Applied {
-        tree::apply(&mut self.tree, txn)
+    /// Queues an item to go out once everything up to the current zxid is durable.
+    fn queue(&mut self, item: Item) {
+        self.pending.push_back((self.last_zxid, item));
     }
 
-    fn handle(&mut self, m: ToSequencer, now: i64, items: &mut Vec<Item>, mesh: &Mesh) {
+    /// Appends a txn to the log, then applies it. `None`: the append failed; the txn
+    /// is not applied and its zxid is given back.
+    fn log_and_apply(&mut self, txn: &tree::Txn) -> Option<tree::Applied> {
+        self.enc.clear();
+        txn.encode(&mut self.enc);
+        if let Err(e) = self.log.append(txn.zxid, KIND_TXN, &self.enc) {
+            tracing::error!("log append of zxid {:#x} failed: {e}", txn.zxid);
+            self.last_zxid = txn.zxid - 1;
+            return None;
+        }
+        if self.trigger.record(self.enc.len() as u64) {
+            self.want_snapshot = true;
+        }
+        Some(tree::apply(&mut self.tree, txn))
+    }
+
+    /// Starts a sync of everything appended so far, on a blocking thread (never on
+    /// this executor), capturing the tree version it will make publishable.
+    fn start_sync(&mut self) -> Option<SyncFuture> {
+        match self.log.begin_sync() {
+            Ok(Some(job)) => {
+                self.syncing_tree = Some(self.tree.clone());
+                Some(Box::pin(
+                    glommio::executor().spawn_blocking(move || job.run()),
+                ))
+            }
+            Ok(None) => None,
+            Err(e) => {
+                // The log is poisoned: nothing appended since the durable point can
+                // ever be made durable.
+                self.fail_unsynced(now_ms(), &e.to_string());
+                None
+            }
+        }
+    }
+
+    fn commit_sessions(&mut self, durable_zxid: i64, now: i64) {
+        while let Some((z, _)) = self.pending_sessions.front() {
+            if *z > durable_zxid {
+                break;
+            }
+            match self.pending_sessions.pop_front().unwrap().1 {
+                SessionChange::Add(id, timeout) => self.sessions.add(id, timeout, now),
+                SessionChange::Remove(id) => {
+                    self.sessions.remove(id);
+                }
+            }
+        }
+    }
+
+    /// Nothing after the log's durable zxid is on disk: go back to the durable tree
+    /// and fail every request whose txn was not made durable.
+    fn fail_unsynced(&mut self, now: i64, why: &str) {
+        let durable = self.log.durable_zxid();
+        if self.last_zxid <= durable && self.pending.is_empty() {
+            return;
+        }
+        tracing::error!("log sync failed, failing the requests after zxid {durable:#x}: {why}");
+        self.tree = self.durable_tree.clone();
+        self.last_zxid = durable;
+        self.syncing_tree = None;
+        for (_, change) in std::mem::take(&mut self.pending_sessions) {
+            if let SessionChange::Remove(id) = change {
+                self.sessions.reopen(id, now);
+            }
+        }
+        for (needs, item) in self.pending.iter_mut() {
+            if item.zxid <= durable {
+                *needs = durable;
+                continue;
+            }
+            *needs = durable;
+            item.events.clear();
+            item.closed_session = None;
+            item.zxid = durable;
+            if let Some(r) = &mut item.reply {
+                r.kind = match &r.kind {
+                    ReplyKind::Op { xid, .. } => ReplyKind::Op {
+                        xid: *xid,
+                        result: Err(ErrorCode::SystemError),
+                    },
+                    ReplyKind::Connect { .. } => ReplyKind::Connect {
+                        response: None,
+                        session_id: 0,
+                    },
+                };
+            }
+        }
+    }
+
+    fn maybe_snapshot(&mut self) {
+        if !self.want_snapshot || self.snapshotting.swap(true, Relaxed) {
+            return;
+        }
+        self.want_snapshot = false;
+        self.trigger.reset(self.rng.next_u64());
+        let tree = self.durable_tree.clone();
+        let sessions: Vec<(i64, i32)> =
+            self.sessions.iter().map(|s| (s.id, s.timeout_ms)).collect();
+        let (dir, snap_dir) = (self.dir.clone(), self.snap_dir.clone());
+        let flag = self.snapshotting.clone();
+        let retain = self.cfg.autopurge_snap_retain_count as usize;
+        let spawned = std::thread::Builder::new()
+            .name("corral-snapshot".into())
+            .spawn(move || {
+                durable::snapshot_and_purge(&snap_dir, &dir, &tree, &sessions, retain);
+                flag.store(false, Relaxed);
+            });
+        if let Err(e) = spawned {
+            tracing::error!("cannot start the snapshot thread: {e}");
+            self.snapshotting.store(false, Relaxed);
+        }
+    }
+
+    fn handle(&mut self, m: ToSequencer, now: i64, mesh: &Mesh) {
         match m {
-            ToSequencer::Connect { shard, conn, req } => self.connect(shard, conn, req, now, items),
-            ToSequencer::Write(w) => self.write(*w, now, items),
+            ToSequencer::Connect { shard, conn, req } => self.connect(shard, conn, req, now),
+            ToSequencer::Write(w) => self.write(*w, now),
             ToSequencer::Touch(ids) => {
                 for id in ids {
                     self.sessions.touch(id, now);
                 }
             }
-            ToSequencer::Tick => self.tick(now, items),
+            ToSequencer::Tick => self.tick(now),
             ToSequencer::Report(tx) => {
                 let _ = tx.send(self.report());
             }
@@ -125,14 +359,7 @@ impl Sequencer {
         }
     }
 
-    fn connect(
-        &mut self,
-        shard: usize,
-        conn: u64,
-        req: crate::proto::ConnectRequest,
-        now: i64,
-        items: &mut Vec<Item>,
-    ) {
+    fn connect(&mut self, shard: usize, conn: u64, req: crate::proto::ConnectRequest, now: i64) {
         let reply = |response, session_id| {
             Some(Reply {
                 shard,
@@ -143,18 +370,19 @@ impl Sequencer {
                 },
             })
         };
+        let plain = |zxid, reply| Item {
+            zxid,
+            events: Vec::new(),
+            reply,
+            closed_session: None,
+        };
         if req.last_zxid_seen > self.last_zxid {
             tracing::warn!(
                 "refusing session request: client has seen zxid {:#x}, our last zxid is {:#x}",
                 req.last_zxid_seen,
                 self.last_zxid
             );
-            items.push(Item {
-                zxid: self.last_zxid,
-                events: Vec::new(),
-                reply: reply(None, 0),
-                closed_session: None,
-            });
+            self.queue(plain(self.last_zxid, reply(None, 0)));
             return;
         }
         let timeout = negotiate_timeout(
@@ -167,8 +395,12 @@ impl Sequencer {
             let id = self.sessions.allocate_id();
             let zxid = self.next_zxid();
             let txn = tree::create_session_txn(zxid, now, id, timeout);
-            self.apply(&txn);
-            self.sessions.add(id, timeout, now);
+            if self.log_and_apply(&txn).is_none() {
+                self.queue(plain(self.last_zxid, reply(None, 0)));
+                return;
+            }
+            self.pending_sessions
+                .push_back((zxid, SessionChange::Add(id, timeout)));
             let response = ConnectResponse {
                 protocol_version: 0,
                 timeout_ms: timeout,
@@ -176,12 +408,7 @@ impl Sequencer {
                 passwd: SessionTable::password(id).to_vec(),
                 read_only,
             };
-            items.push(Item {
-                zxid,
-                events: Vec::new(),
-                reply: reply(Some(response), id),
-                closed_session: None,
-            });
+            self.queue(plain(zxid, reply(Some(response), id)));
         } else {
             let id = req.session_id;
             let response =
@@ -198,16 +425,11 @@ impl Sequencer {
                     ConnectResponse::expired(req.read_only)
                 };
             let sid = response.session_id;
-            items.push(Item {
-                zxid: self.last_zxid,
-                events: Vec::new(),
-                reply: reply(Some(response), sid),
-                closed_session: None,
-            });
+            self.queue(plain(self.last_zxid, reply(Some(response), sid)));
         }
     }
 
-    fn write(&mut self, w: WriteReq, now: i64, items: &mut Vec<Item>) {
+    fn write(&mut self, w: WriteReq, now: i64) {
         let reply = |xid, result| {
             Some(Reply {
                 shard: w.shard,
@@ -215,40 +437,50 @@ impl Sequencer {
                 kind: ReplyKind::Op { xid, result },
             })
         };
+        let item = |zxid, events, reply, closed_session| Item {
+            zxid,
+            events,
+            reply,
+            closed_session,
+        };
         if !self.sessions.is_live(w.session_id) {
-            items.push(Item {
-                zxid: self.last_zxid,
-                events: Vec::new(),
-                reply: reply(w.xid, Err(ErrorCode::SessionExpired)),
-                closed_session: None,
-            });
+            let z = self.last_zxid;
+            self.queue(item(
+                z,
+                Vec::new(),
+                reply(w.xid, Err(ErrorCode::SessionExpired)),
+                None,
+            ));
             return;
         }
         self.sessions.touch(w.session_id, now);
         match &w.req {
             Request::Sync { path } => {
-                // Everything committed before it is in this batch or an earlier one, and
-                // the shard applies batches in order: the reply is the sync.
-                items.push(Item {
-                    zxid: self.last_zxid,
-                    events: Vec::new(),
-                    reply: reply(w.xid, Ok(Response::Sync { path: path.clone() })),
-                    closed_session: None,
-                });
+                // Goes out once everything before it is durable and, the shard
+                // applying batches in order, applied on the client's shard.
+                let z = self.last_zxid;
+                let r = reply(w.xid, Ok(Response::Sync { path: path.clone() }));
+                self.queue(item(z, Vec::new(), r, None));
             }
             Request::CloseSession => {
                 let id = w.session_id;
                 self.sessions.set_closing(id);
                 let zxid = self.next_zxid();
                 let txn = tree::close_session_txn(&self.tree, zxid, now, id);
-                let applied = self.apply(&txn);
-                self.sessions.remove(id);
-                items.push(Item {
-                    zxid,
-                    events: applied.events,
-                    reply: reply(w.xid, Ok(Response::Empty)),
-                    closed_session: Some(id),
-                });
+                match self.log_and_apply(&txn) {
+                    Some(applied) => {
+                        self.pending_sessions
+                            .push_back((zxid, SessionChange::Remove(id)));
+                        let r = reply(w.xid, Ok(Response::Empty));
+                        self.queue(item(zxid, applied.events, r, Some(id)));
+                    }
+                    None => {
+                        self.sessions.reopen(id, now);
+                        let z = self.last_zxid;
+                        let r = reply(w.xid, Err(ErrorCode::SystemError));
+                        self.queue(item(z, Vec::new(), r, None));
+                    }
+                }
             }
             req => {
                 let zxid = self.next_zxid();
@@ -264,25 +496,33 @@ impl Sequencer {
                     is_super: w.is_super,
                 };
                 let txn = tree::prepare(&self.tree, &ctx, &caller, req);
-                let applied = self.apply(&txn);
-                items.push(Item {
-                    zxid,
-                    events: applied.events,
-                    reply: reply(w.xid, applied.result),
-                    closed_session: None,
-                });
+                match self.log_and_apply(&txn) {
+                    Some(applied) => {
+                        let r = reply(w.xid, applied.result);
+                        self.queue(item(zxid, applied.events, r, None));
+                    }
+                    None => {
+                        let z = self.last_zxid;
+                        let r = reply(w.xid, Err(ErrorCode::SystemError));
+                        self.queue(item(z, Vec::new(), r, None));
+                    }
+                }
             }
         }
     }
 
-    fn tick(&mut self, now: i64, items: &mut Vec<Item>) {
+    fn tick(&mut self, now: i64) {
         for id in self.sessions.expire(now) {
             tracing::info!("session {id:#x} expired");
             let zxid = self.next_zxid();
             let txn = tree::close_session_txn(&self.tree, zxid, now, id);
-            let applied = self.apply(&txn);
-            self.sessions.remove(id);
-            items.push(Item {
+            let Some(applied) = self.log_and_apply(&txn) else {
+                self.sessions.reopen(id, now);
+                continue;
+            };
+            self.pending_sessions
+                .push_back((zxid, SessionChange::Remove(id)));
+            self.queue(Item {
                 zxid,
                 events: applied.events,
                 reply: None,
@@ -294,8 +534,10 @@ impl Sequencer {
             for path in self.tree.cleanup_candidates(now) {
                 let zxid = self.next_zxid();
                 let txn = tree::cleanup_txn(&self.tree, zxid, now, &path);
-                let applied = self.apply(&txn);
-                items.push(Item {
+                let Some(applied) = self.log_and_apply(&txn) else {
+                    break;
+                };
+                self.queue(Item {
                     zxid,
                     events: applied.events,
                     reply: None,
@@ -305,16 +547,37 @@ impl Sequencer {
         }
     }
 
-    fn publish(&mut self, mesh: &Mesh, items: Vec<Item>) {
+    /// Sends every queued item that `proof` covers to every shard, with the durable
+    /// tree version. Nothing else sends to the shards.
+    fn publish(&mut self, mesh: &Mesh, proof: Durable) {
+        let upto = proof.zxid();
+        assert!(
+            self.durable_tree.last_zxid() <= upto,
+            "publishing a tree at zxid {:#x} with only {upto:#x} durable",
+            self.durable_tree.last_zxid()
+        );
+        let n = self
+            .pending
+            .iter()
+            .take_while(|(needs, _)| *needs <= upto)
+            .count();
+        if n == 0 && self.published == Some(self.durable_tree.last_zxid()) {
+            return;
+        }
+        self.published = Some(self.durable_tree.last_zxid());
+        let items: Vec<Item> = self.pending.drain(..n).map(|(_, i)| i).collect();
         let batch = Arc::new(Batch {
-            tree: Arc::new(self.tree.clone()),
-            last_zxid: self.last_zxid,
+            tree: Arc::new(self.durable_tree.clone()),
+            last_zxid: self.durable_tree.last_zxid(),
             items,
         });
-        self.stats.last_zxid.store(self.last_zxid, Relaxed);
+        // Release: a shard that sees this zxid finds the batch in its inbox (catch_up).
+        self.stats
+            .last_zxid
+            .store(batch.last_zxid, std::sync::atomic::Ordering::Release);
         self.stats
             .node_count
-            .store(self.tree.node_count() as u64, Relaxed);
+            .store(self.durable_tree.node_count() as u64, Relaxed);
         self.stats
             .session_count
             .store(self.sessions.len() as u64, Relaxed);
@@ -327,15 +590,15 @@ impl Sequencer {
         let mut sessions: Vec<(i64, i32, Vec<String>)> = self
             .sessions
             .iter()
-            .map(|s| (s.id, s.timeout_ms, self.tree.ephemerals_of(s.id)))
+            .map(|s| (s.id, s.timeout_ms, self.durable_tree.ephemerals_of(s.id)))
             .collect();
         sessions.sort();
         SequencerReport {
-            last_zxid: self.last_zxid,
-            node_count: self.tree.node_count(),
-            approximate_data_size: self.tree.approximate_data_size(),
-            ephemeral_count: self.tree.ephemeral_count(),
-            digest: self.tree.digest(),
+            last_zxid: self.durable_tree.last_zxid(),
+            node_count: self.durable_tree.node_count(),
+            approximate_data_size: self.durable_tree.approximate_data_size(),
+            ephemeral_count: self.durable_tree.ephemeral_count(),
+            digest: self.durable_tree.digest(),
             sessions,
         }
     }

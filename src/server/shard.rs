@@ -16,9 +16,9 @@ use super::Mesh;
 use crate::admin;
 use crate::config::Config;
 use crate::proto::{
-    self, jute, path::validate_path, write_event, write_reply, xid, AddWatchMode, ConnectRequest,
-    ErrorCode, EventType, Id, KeeperState, Reader, Request, RequestHeader, Response, SetWatches,
-    WatcherEvent, WatcherType,
+    self, jute, write_event, write_reply, xid, AddWatchMode, ConnectRequest, ErrorCode, EventType,
+    Id, KeeperState, Reader, Request, RequestHeader, Response, SetWatches, WatcherEvent,
+    WatcherType,
 };
 use crate::tree::{self, Caller, Tree};
 use crate::watch::{ConnId, WatchRegistry};
@@ -29,7 +29,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{Acquire, Relaxed};
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
@@ -77,6 +77,8 @@ enum After {
 
 struct Shard {
     id: usize,
+    /// This shard's inbox; also drained inline by `catch_up`.
+    rx: flume::Receiver<ToShard>,
     cfg: Arc<Config>,
     tree: Arc<Tree>,
     last_zxid: i64,
@@ -110,6 +112,7 @@ pub(super) async fn run(
     };
     let shard = Rc::new(RefCell::new(Shard {
         id,
+        rx: rx.clone(),
         tree: Arc::new(Tree::new()),
         last_zxid: 0,
         conns: HashMap::new(),
@@ -346,6 +349,26 @@ async fn four_letter(shard: &Rc<RefCell<Shard>>, cmd: &str) -> String {
     admin::render(cmd, &view)
 }
 
+/// A bad multiRead fails in one of two places on the reference 3.8.0: its
+/// MultiOperationRecord refuses ops it cannot hold and a mix of read and write ops
+/// while decoding (error, no body); a record of write-kind ops only decodes, then
+/// fails on its first op while the reply is being built (error plus that empty
+/// multi response).
+fn multi_read_fails_after_decoding(ops: &[Request]) -> bool {
+    let mut reads = 0;
+    for o in ops {
+        match o {
+            Request::GetData { .. } | Request::GetChildren { .. } => reads += 1,
+            Request::Create(_)
+            | Request::Delete { .. }
+            | Request::SetData { .. }
+            | Request::Check { .. } => {}
+            _ => return false,
+        }
+    }
+    reads == 0 && !ops.is_empty()
+}
+
 fn frame(build: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
     let mut v = Vec::new();
     let at = jute::begin_frame(&mut v);
@@ -421,8 +444,32 @@ impl Shard {
         }
     }
 
+    /// Applies any batch the sequencer has already published but this shard has not
+    /// taken yet, before serving requests: once any client was answered from a tree
+    /// version, no request arriving later on any shard sees an older one (as on a
+    /// single reference server). The sequencer stores the published zxid before it
+    /// sends, so the batch is in the inbox or about to be; the wait is bounded.
+    fn catch_up(&mut self) {
+        let target = self.stats.last_zxid.load(Acquire);
+        let mut spins = 0u32;
+        while self.last_zxid < target {
+            match self.rx.try_recv() {
+                Ok(m) => self.on_message(m),
+                Err(flume::TryRecvError::Empty) if spins < 20_000 => {
+                    spins += 1;
+                    std::hint::spin_loop();
+                    if spins.is_multiple_of(64) {
+                        std::thread::yield_now();
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+    }
+
     /// Feeds received bytes; returns how many were consumed (whole frames only).
     fn on_bytes(&mut self, cid: ConnId, buf: &[u8], max_frame: usize) -> (usize, After) {
+        self.catch_up();
         let mut at = 0;
         loop {
             let Some(c) = self.conns.get(&cid) else {
@@ -594,7 +641,9 @@ impl Shard {
         counters.record_latency_us(since.elapsed().as_micros() as u64);
     }
 
-    fn on_auth(&mut self, cid: ConnId, _xid: i32, scheme: &str, auth: &[u8]) {
+    /// auth: the reply echoes the request's xid (the reference's clients send −4,
+    /// others any xid), err 0 or AuthFailed; a failure closes the connection.
+    fn on_auth(&mut self, cid: ConnId, xid: i32, scheme: &str, auth: &[u8]) {
         let ok = match scheme {
             "digest" => match std::str::from_utf8(auth) {
                 Ok(user_pass) if user_pass.contains(':') => {
@@ -602,9 +651,15 @@ impl Shard {
                     let is_super = self.cfg.super_digest.as_deref() == Some(id.as_str());
                     let c = self.conns.get_mut(&cid).unwrap();
                     let ids = Arc::make_mut(&mut c.ids);
-                    let new = Id::new("digest", &id);
-                    if !ids.contains(&new) {
-                        ids.push(new);
+                    let mut new = vec![Id::new("digest", &id)];
+                    if is_super {
+                        // The reference adds the super identity beside the digest one.
+                        new.push(Id::new("super", ""));
+                    }
+                    for n in new {
+                        if !ids.contains(&n) {
+                            ids.push(n);
+                        }
                     }
                     c.is_super |= is_super;
                     true
@@ -614,14 +669,7 @@ impl Shard {
             _ => false,
         };
         let err = if ok { 0 } else { ErrorCode::AuthFailed.code() };
-        let bytes = frame(|v| {
-            proto::ReplyHeader {
-                xid: xid::AUTH,
-                zxid: 0,
-                err,
-            }
-            .encode(v)
-        });
+        let bytes = frame(|v| proto::ReplyHeader { xid, zxid: 0, err }.encode(v));
         self.push_ready(cid, bytes);
         if !ok {
             self.close_with(
@@ -688,6 +736,28 @@ impl Shard {
     fn serve_read(&mut self, cid: ConnId, xid: i32, req: Request) -> Vec<u8> {
         let result = self.read_result(cid, &req);
         let mut v = Vec::new();
+        if let (Request::MultiRead(ops), Err(ErrorCode::MarshallingError)) = (&req, &result) {
+            if !multi_read_fails_after_decoding(ops) {
+                write_reply(
+                    &mut v,
+                    xid,
+                    self.last_zxid,
+                    Err(ErrorCode::MarshallingError),
+                );
+                return v;
+            }
+            // The reference sends the (empty) multi response it had begun.
+            let at = jute::begin_frame(&mut v);
+            proto::ReplyHeader {
+                xid,
+                zxid: self.last_zxid,
+                err: ErrorCode::MarshallingError.code(),
+            }
+            .encode(&mut v);
+            Response::Multi(Vec::new()).encode(&mut v);
+            jute::end_frame(&mut v, at);
+            return v;
+        }
         write_reply(&mut v, xid, self.last_zxid, result.as_ref().map_err(|e| *e));
         v
     }
@@ -706,17 +776,33 @@ impl Shard {
             })
         };
         match req {
+            // As the reference's providers name users: a digest id is `user:hash`.
             Request::WhoAmI => Ok(Response::WhoAmI(
                 c.ids
                     .iter()
-                    .map(|i| (i.scheme.clone(), i.id.clone()))
+                    .map(|i| {
+                        let user = match i.scheme.as_str() {
+                            "digest" => i.id.split(':').next().unwrap_or(""),
+                            _ => i.id.as_str(),
+                        };
+                        (i.scheme.clone(), user.to_string())
+                    })
                     .collect(),
             )),
-            Request::Reconfig | Request::Sasl => Err(ErrorCode::Unimplemented),
+            Request::Sasl => Err(ErrorCode::Unimplemented),
+            // 3.8 knows watcher types 1-3 here; anything else fails to deserialize.
+            // Paths are not validated: an odd path simply holds no watch.
             Request::CheckWatches { path, watcher_type }
             | Request::RemoveWatches { path, watcher_type } => {
-                validate_path(path, false).map_err(|_| ErrorCode::BadArguments)?;
-                let wt = WatcherType::from_code(*watcher_type).ok_or(ErrorCode::BadArguments)?;
+                // The reference's path-parent walk throws on a path without a leading
+                // slash: the request fails as a marshalling error.
+                if !path.starts_with('/') {
+                    return Err(ErrorCode::MarshallingError);
+                }
+                let wt = match WatcherType::from_code(*watcher_type) {
+                    Some(wt @ (WatcherType::Children | WatcherType::Data | WatcherType::Any)) => wt,
+                    _ => return Err(ErrorCode::MarshallingError),
+                };
                 let found = if matches!(req, Request::CheckWatches { .. }) {
                     self.watches.contains(cid, path, wt)
                 } else {
@@ -729,15 +815,14 @@ impl Shard {
                 }
             }
             Request::AddWatch { path, mode } => {
-                validate_path(path, false).map_err(|_| ErrorCode::BadArguments)?;
                 if *mode == AddWatchMode::Persistent as i32 {
                     limit(self.watches.add_persistent(cid, path))?;
                 } else if *mode == AddWatchMode::PersistentRecursive as i32 {
                     limit(self.watches.add_recursive(cid, path))?;
                 } else {
-                    return Err(ErrorCode::BadArguments);
+                    return Err(ErrorCode::MarshallingError);
                 }
-                Ok(Response::Empty)
+                Ok(Response::AddWatch)
             }
             req => {
                 let result = tree::read(&self.tree, &caller, req);
@@ -773,28 +858,49 @@ impl Shard {
     }
 
     fn on_batch(&mut self, b: &Batch) {
-        self.tree = b.tree.clone();
+        let before = std::mem::replace(&mut self.tree, b.tree.clone());
         self.last_zxid = b.last_zxid;
         let mut touched: HashSet<ConnId> = HashSet::new();
         // 1. Every watch event of the batch, before any reply that could show its effect.
+        // As the reference does, a connection only hears about a node it may READ:
+        // the ACL is the node's in this version, or in the previous one if deleted.
         if !self.watches.is_empty() {
             let mut fired = Vec::new();
             for item in &b.items {
                 for (et, path) in &item.events {
                     self.watches.trigger(*et, path, &mut fired);
-                    for (c, et) in fired.drain(..) {
-                        if let Some(conn) = self.conns.get_mut(&c) {
-                            write_event(
-                                &mut conn.out,
-                                item.zxid,
-                                &WatcherEvent {
-                                    event_type: et,
-                                    state: KeeperState::SyncConnected,
-                                    path: path.clone(),
-                                },
-                            );
-                            touched.insert(c);
+                    if fired.is_empty() {
+                        continue;
+                    }
+                    let acl: Option<Vec<proto::Acl>> = self
+                        .tree
+                        .get(path)
+                        .or_else(|| before.get(path))
+                        .map(|n| n.acl().to_vec());
+                    for c in fired.drain(..) {
+                        let Some(conn) = self.conns.get_mut(&c) else {
+                            continue;
+                        };
+                        if let Some(acl) = &acl {
+                            let caller = Caller {
+                                session_id: conn.session_id,
+                                ids: &conn.ids,
+                                is_super: conn.is_super,
+                            };
+                            if tree::check_acl(acl, proto::perms::READ, &caller).is_err() {
+                                continue;
+                            }
                         }
+                        write_event(
+                            &mut conn.out,
+                            item.zxid,
+                            &WatcherEvent {
+                                event_type: *et,
+                                state: KeeperState::SyncConnected,
+                                path: path.clone(),
+                            },
+                        );
+                        touched.insert(c);
                     }
                 }
             }

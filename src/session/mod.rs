@@ -135,6 +135,20 @@ impl SessionTable {
         }
     }
 
+    /// Undoes `set_closing` / `expire` when the close could not be made durable:
+    /// the session lives on with a fresh deadline.
+    pub fn reopen(&mut self, id: i64, now_ms: i64) {
+        let Some(s) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        s.closing = false;
+        let (old, timeout) = (s.expires_at_ms, s.timeout_ms);
+        let new = self.round_up(now_ms + timeout as i64);
+        self.unbucket(id, old);
+        self.buckets.entry(new).or_default().insert(id);
+        self.sessions.get_mut(&id).unwrap().expires_at_ms = new;
+    }
+
     /// Sessions whose deadline has passed, marked closing, in id order. The caller
     /// turns each into a close-session txn.
     pub fn expire(&mut self, now_ms: i64) -> Vec<i64> {

@@ -38,6 +38,7 @@ use imbl::{OrdMap, OrdSet};
 
 use crate::proto::{Acl, DecodeError, Stat};
 
+pub(crate) use acl::check_acl;
 pub use acl::{digest_id, Caller};
 pub use ops::{
     apply, cleanup_txn, close_session_txn, create_session_txn, prepare, read, Applied, TxnContext,
@@ -352,6 +353,22 @@ impl Tree {
         v
     }
 
+    /// Every session that owns ephemerals, with their paths (sorted), for the `dump`
+    /// four-letter word. Sessions in ascending id order.
+    pub fn ephemerals(&self) -> Vec<(i64, Vec<String>)> {
+        let mut out: Vec<(i64, Vec<String>)> = Vec::new();
+        for (sid, k) in self.ephemerals.iter() {
+            match out.last_mut() {
+                Some((s, v)) if s == sid => v.push(k.to_path()),
+                _ => out.push((*sid, vec![k.to_path()])),
+            }
+        }
+        for (_, v) in &mut out {
+            v.sort_unstable();
+        }
+        out
+    }
+
     /// How many ephemeral nodes exist (mntr's `zk_ephemerals_count`).
     pub fn ephemeral_count(&self) -> usize {
         self.ephemerals.len()
@@ -387,8 +404,12 @@ impl Tree {
     /// Count of all descendants of `path` (the reference's getAllChildrenNumber; for
     /// `/` every node but the root).
     pub(crate) fn descendant_count(&self, path: &str) -> usize {
-        if path == "/" {
-            return self.nodes.len() - 1;
+        match path {
+            "/" => return self.nodes.len() - 1,
+            // The reference counts keys starting with "/", which includes the root's
+            // second name.
+            "" => return self.nodes.len(),
+            _ => {}
         }
         let k = Key::lookup(path);
         let mut n = 0;
@@ -499,6 +520,49 @@ impl Tree {
             .wrapping_sub(old_digest)
             .wrapping_add(new_digest);
         true
+    }
+
+    /// setData: new data and write stamps. Builds the new node directly instead of
+    /// copying the old one (and its data) first when another version shares it.
+    pub(crate) fn replace_data(
+        &mut self,
+        path: &str,
+        data: &[u8],
+        zxid: i64,
+        time_ms: i64,
+        version: i32,
+    ) -> Option<Stat> {
+        let key = Key::lookup(path);
+        let slot = self.nodes.get_mut::<[u8]>(&key)?;
+        let old_size = node_size(path, &slot.data);
+        let old_digest = node_digest(path, slot);
+        let new = Node {
+            data: data.into(),
+            acl: slot.acl.clone(),
+            czxid: slot.czxid,
+            mzxid: zxid,
+            pzxid: slot.pzxid,
+            ctime: slot.ctime,
+            mtime: time_ms,
+            version,
+            cversion: slot.cversion,
+            aversion: slot.aversion,
+            num_children: slot.num_children,
+            ephemeral_owner: slot.ephemeral_owner,
+        };
+        let stat = new.stat();
+        let new_size = node_size(path, &new.data);
+        let new_digest = node_digest(path, &new);
+        match Arc::get_mut(slot) {
+            Some(n) => *n = new,
+            None => *slot = Arc::new(new),
+        }
+        self.data_size = self.data_size - old_size + new_size;
+        self.digest = self
+            .digest
+            .wrapping_sub(old_digest)
+            .wrapping_add(new_digest);
+        Some(stat)
     }
 
     pub(crate) fn set_last_zxid(&mut self, zxid: i64) {

@@ -607,15 +607,9 @@ fn apply_op_events(
             data,
             version,
         } => {
-            let mut stat = None;
-            tree.update_node(path, |n| {
-                n.data = data.clone().into_boxed_slice();
-                n.mtime = time_ms;
-                n.mzxid = zxid;
-                n.version = *version;
-                stat = Some(n.stat());
-            });
-            let stat = stat.ok_or(ErrorCode::NoNode)?;
+            let stat = tree
+                .replace_data(path, data, zxid, time_ms, *version)
+                .ok_or(ErrorCode::NoNode)?;
             events.push((EventType::NodeDataChanged, path.clone()));
             Ok(Response::Stat(stat))
         }

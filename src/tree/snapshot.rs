@@ -20,10 +20,10 @@ use super::{Node, Tree, TreeError};
 
 const MAGIC: u64 = u64::from_be_bytes(*b"CRLTREE\x01");
 const FORMAT: u32 = 1;
-/// Upper bound on one path or data buffer in a snapshot (jute.maxbuffer is at most this).
-const FIELD_BYTES_MAX: usize = 64 << 20;
 /// Upper bound on ACL lists and on entries in one list.
 const ACL_ENTRIES_MAX: usize = 1 << 20;
+/// Node slots reserved up front, whatever count the header claims.
+const NODES_PREALLOC_MAX: u64 = 1 << 22;
 
 struct CrcWriter<'a> {
     w: &'a mut dyn Write,
@@ -34,44 +34,6 @@ impl CrcWriter<'_> {
     fn put(&mut self, b: &[u8]) -> std::io::Result<()> {
         self.crc = crc32c::crc32c_append(self.crc, b);
         self.w.write_all(b)
-    }
-}
-
-struct CrcReader<'a> {
-    r: &'a mut dyn Read,
-    crc: u32,
-}
-
-impl CrcReader<'_> {
-    fn exact(&mut self, buf: &mut [u8]) -> Result<(), TreeError> {
-        self.r.read_exact(buf)?;
-        self.crc = crc32c::crc32c_append(self.crc, buf);
-        Ok(())
-    }
-    fn u32(&mut self) -> Result<u32, TreeError> {
-        let mut b = [0; 4];
-        self.exact(&mut b)?;
-        Ok(u32::from_be_bytes(b))
-    }
-    fn i32(&mut self) -> Result<i32, TreeError> {
-        Ok(self.u32()? as i32)
-    }
-    fn u64(&mut self) -> Result<u64, TreeError> {
-        let mut b = [0; 8];
-        self.exact(&mut b)?;
-        Ok(u64::from_be_bytes(b))
-    }
-    fn i64(&mut self) -> Result<i64, TreeError> {
-        Ok(self.u64()? as i64)
-    }
-    fn bytes(&mut self) -> Result<Vec<u8>, TreeError> {
-        let n = self.u32()? as usize;
-        if n > FIELD_BYTES_MAX {
-            return Err(TreeError::Corrupt(format!("field of {n} bytes")));
-        }
-        let mut v = vec![0; n];
-        self.exact(&mut v)?;
-        Ok(v)
     }
 }
 
@@ -114,105 +76,107 @@ impl Tree {
         cw.w.write_all(&crc.to_be_bytes())
     }
 
-    /// Loads a snapshot written by [`Tree::write_snapshot`], checking its checksum,
-    /// its structure (every node's parent present) and its digest.
+    /// Loads a snapshot written by [`Tree::write_snapshot`] from a stream: reads it to
+    /// the end (a transient buffer the size of the snapshot), then
+    /// [`Tree::read_snapshot_bytes`]. Prefer that over an mmapped file.
     pub fn read_snapshot(r: &mut dyn Read) -> Result<Tree, TreeError> {
-        let mut cr = CrcReader { r, crc: 0 };
-        let magic = cr.u64()?;
+        let mut b = Vec::new();
+        r.read_to_end(&mut b)?;
+        Tree::read_snapshot_bytes(&b)
+    }
+
+    /// Loads a snapshot from its bytes (a storage layer can pass an mmapped file),
+    /// checking its checksum first, then its structure (keys in order, every node's
+    /// parent present) and its digest.
+    pub fn read_snapshot_bytes(b: &[u8]) -> Result<Tree, TreeError> {
+        if b.len() < 4 {
+            return Err(TreeError::Corrupt(format!("{} bytes", b.len())));
+        }
+        let (body, tail) = b.split_at(b.len() - 4);
+        let stored = u32::from_be_bytes(tail.try_into().expect("4 bytes"));
+        let computed = crc32c::crc32c(body);
+        if stored != computed {
+            return Err(TreeError::Checksum { stored, computed });
+        }
+        let mut r = Reader::new(body);
+        let magic = r.i64()? as u64;
         if magic != MAGIC {
             return Err(TreeError::BadMagic(magic));
         }
-        let format = cr.u32()?;
+        let format = r.i32()? as u32;
         if format != FORMAT {
             return Err(TreeError::BadVersion(format));
         }
-        let last_zxid = cr.i64()?;
-        let stored_digest = cr.u64()?;
-        let n_acls = cr.u32()? as usize;
+        let last_zxid = r.i64()?;
+        let stored_digest = r.i64()? as u64;
+        let n_acls = r.i32()? as u32 as usize;
         if n_acls > ACL_ENTRIES_MAX {
             return Err(TreeError::Corrupt(format!("{n_acls} ACL lists")));
         }
         let mut t = Tree::empty();
         let mut table: Vec<Arc<Vec<Acl>>> = Vec::new();
         for _ in 0..n_acls {
-            let n = cr.u32()? as usize;
-            if n > ACL_ENTRIES_MAX {
-                return Err(TreeError::Corrupt(format!("ACL list of {n}")));
-            }
-            let mut raw = Vec::new();
-            raw.extend_from_slice(&(n as u32).to_be_bytes());
-            for _ in 0..n {
-                raw.extend_from_slice(&cr.u32()?.to_be_bytes());
-                for _ in 0..2 {
-                    let s = cr.bytes()?;
-                    raw.put_buffer(&s);
-                }
-            }
-            let list = Acl::decode_list(&mut Reader::new(&raw))?;
-            table.push(t.intern_acl(list));
+            table.push(t.intern_acl(Acl::decode_list(&mut r)?));
         }
-        let count = cr.u64()?;
-        let mut children: HashMap<String, i32> = HashMap::new();
+        let count = r.i64()? as u64;
+        let mut acl_uses = vec![0u64; table.len()];
+        // Children of one parent are contiguous in key order: count them in runs.
+        let mut runs: Vec<(String, i32)> = Vec::new();
         // Nodes arrive in key order. They are collected first and inserted in two
         // passes (even positions, then odd): sequential inserts leave imbl's B-tree
         // leaves half full, the second pass fills every leaf without a split, which
-        // is about 30 bytes per node less after a restart.
-        let mut entries: Vec<(Key, Arc<Node>)> = Vec::new();
+        // is about 40 bytes per node less after a restart.
+        let mut entries: Vec<(Key, Arc<Node>)> =
+            Vec::with_capacity(count.min(NODES_PREALLOC_MAX) as usize);
         for _ in 0..count {
-            let path = String::from_utf8(cr.bytes()?)
-                .map_err(|_| TreeError::Corrupt("path not UTF-8".into()))?;
-            let data = cr.bytes()?;
-            let idx = cr.u32()? as usize;
+            let path = r
+                .ustring()?
+                .ok_or_else(|| TreeError::Corrupt("null path".into()))?;
+            let data = r.buffer()?.unwrap_or_default();
+            let idx = r.i32()? as u32 as usize;
             let acl = table
                 .get(idx)
                 .ok_or_else(|| TreeError::Corrupt(format!("ACL index {idx}")))?
                 .clone();
-            *t.acls.get_mut(&*acl).expect("interned") += 1;
-            let czxid = cr.i64()?;
-            let mzxid = cr.i64()?;
-            let pzxid = cr.i64()?;
-            let ctime = cr.i64()?;
-            let mtime = cr.i64()?;
-            let version = cr.i32()?;
-            let cversion = cr.i32()?;
-            let aversion = cr.i32()?;
-            let ephemeral_owner = cr.i64()?;
+            acl_uses[idx] += 1;
+            let node = Node {
+                data: data.into(),
+                acl,
+                czxid: r.i64()?,
+                mzxid: r.i64()?,
+                pzxid: r.i64()?,
+                ctime: r.i64()?,
+                mtime: r.i64()?,
+                version: r.i32()?,
+                cversion: r.i32()?,
+                aversion: r.i32()?,
+                num_children: 0,
+                ephemeral_owner: r.i64()?,
+            };
             if path != "/" {
-                if crate::proto::path::validate_path(&path, false).is_err() {
+                if crate::proto::path::validate_path(path, false).is_err() {
                     return Err(TreeError::Corrupt(format!("bad path {path:?}")));
                 }
-                let parent = crate::proto::path::parent(&path).to_string();
-                *children.entry(parent).or_default() += 1;
+                let parent = crate::proto::path::parent(path);
+                match runs.last_mut() {
+                    Some((p, n)) if p == parent => *n += 1,
+                    _ => runs.push((parent.to_string(), 1)),
+                }
             }
-            let key = Key::from_path(&path);
+            let key = Key::from_path(path);
             if let Some((prev, _)) = entries.last() {
                 if *prev >= key {
                     return Err(TreeError::Corrupt(format!("{path} out of order")));
                 }
             }
-            let node = Node {
-                data: data.into_boxed_slice(),
-                acl,
-                czxid,
-                mzxid,
-                pzxid,
-                ctime,
-                mtime,
-                version,
-                cversion,
-                aversion,
-                num_children: 0,
-                ephemeral_owner,
-            };
-            t.account_new(&path, &key, &node);
+            t.account_new(path, &key, &node);
             entries.push((key, Arc::new(node)));
         }
-        let computed = cr.crc;
-        let mut tail = [0u8; 4];
-        cr.r.read_exact(&mut tail)?;
-        let stored = u32::from_be_bytes(tail);
-        if stored != computed {
-            return Err(TreeError::Checksum { stored, computed });
+        if !r.is_empty() {
+            return Err(TreeError::Corrupt(format!(
+                "{} bytes after the last node",
+                r.remaining()
+            )));
         }
         for (k, n) in entries.iter().step_by(2) {
             t.nodes.insert(k.clone(), n.clone());
@@ -223,13 +187,14 @@ impl Tree {
         if t.node("/").is_none() {
             return Err(TreeError::Corrupt("no root".into()));
         }
-        for (parent, n) in children {
+        for (parent, n) in runs {
             if !t.update_node(&parent, |p| p.num_children = n) {
                 return Err(TreeError::Corrupt(format!("no parent {parent}")));
             }
         }
-        // Drop the table's own references.
-        for a in &table {
+        // Count the nodes' references; drop the table's own.
+        for (a, uses) in table.iter().zip(acl_uses) {
+            *t.acls.get_mut(&**a).expect("interned") += uses;
             t.release_acl(a);
         }
         t.last_zxid = last_zxid;

@@ -4,11 +4,15 @@
 //! notifications to the connections before any later reply, so a client sees the
 //! event before it can see the new state.
 //!
-//! Rules follow the reference's WatchManager: one-shot data watches (getData/exists)
-//! and child watches (getChildren) fire once and are removed; persistent watches fire
-//! for every event on their path; persistent-recursive watches fire for events on
-//! their path and below, but never NodeChildrenChanged. A connection receives at
-//! most one notification per event. No IO.
+//! The model is the reference 3.8's WatchManager pair: a *data* table (getData and
+//! exists watches) and a *child* table (getChildren watches); addWatch puts a
+//! persistent or persistent-recursive watch in both. A connection has one mode per
+//! table and path, and the last watch set there decides it (a one-shot getData
+//! watch replaces a persistent one on the same path, recursive replaces persistent).
+//! NodeCreated / NodeDataChanged fire the data table, NodeChildrenChanged the child
+//! table, NodeDeleted both (a connection notified once). One-shot watches are removed
+//! when they fire; recursive watches fire for their path and everything below it,
+//! never for NodeChildrenChanged. No IO.
 
 use crate::proto::{EventType, WatcherType};
 use std::collections::{HashMap, HashSet};
@@ -17,14 +21,17 @@ use std::collections::{HashMap, HashSet};
 pub type ConnId = u64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Kind {
-    Data,
-    Child,
+pub enum Mode {
+    Standard,
     Persistent,
     Recursive,
 }
 
-const KINDS: [Kind; 4] = [Kind::Data, Kind::Child, Kind::Persistent, Kind::Recursive];
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Table {
+    Data = 0,
+    Child = 1,
+}
 
 /// Refused because the connection holds `max` watches already.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -35,13 +42,11 @@ pub struct TooManyWatches {
 
 #[derive(Debug, Default)]
 pub struct WatchRegistry {
-    tables: [HashMap<String, HashSet<ConnId>>; 4],
-    by_conn: HashMap<ConnId, HashSet<(Kind, String)>>,
+    tables: [HashMap<String, HashMap<ConnId, Mode>>; 2],
+    by_conn: HashMap<ConnId, HashSet<(Table, String)>>,
+    /// Recursive entries in each table: when zero, triggers skip the ancestors.
+    recursive: [usize; 2],
     max_per_conn: usize,
-}
-
-fn idx(k: Kind) -> usize {
-    k as usize
 }
 
 impl WatchRegistry {
@@ -52,91 +57,116 @@ impl WatchRegistry {
         }
     }
 
-    fn add(&mut self, conn: ConnId, path: &str, kind: Kind) -> Result<(), TooManyWatches> {
+    fn set(
+        &mut self,
+        conn: ConnId,
+        path: &str,
+        t: Table,
+        mode: Mode,
+    ) -> Result<(), TooManyWatches> {
         let mine = self.by_conn.entry(conn).or_default();
-        let key = (kind, path.to_string());
-        if mine.contains(&key) {
-            return Ok(());
+        let key = (t, path.to_string());
+        if !mine.contains(&key) {
+            if mine.len() >= self.max_per_conn {
+                return Err(TooManyWatches {
+                    max: self.max_per_conn,
+                });
+            }
+            mine.insert(key);
         }
-        if mine.len() >= self.max_per_conn {
-            return Err(TooManyWatches {
-                max: self.max_per_conn,
-            });
-        }
-        mine.insert(key);
-        self.tables[idx(kind)]
+        let old = self.tables[t as usize]
             .entry(path.to_string())
             .or_default()
-            .insert(conn);
+            .insert(conn, mode);
+        if old == Some(Mode::Recursive) {
+            self.recursive[t as usize] -= 1;
+        }
+        if mode == Mode::Recursive {
+            self.recursive[t as usize] += 1;
+        }
         Ok(())
     }
 
     /// getData / exists with watch=true (exists on a missing node too).
     pub fn add_data(&mut self, conn: ConnId, path: &str) -> Result<(), TooManyWatches> {
-        self.add(conn, path, Kind::Data)
+        self.set(conn, path, Table::Data, Mode::Standard)
     }
 
     /// getChildren / getChildren2 with watch=true.
     pub fn add_child(&mut self, conn: ConnId, path: &str) -> Result<(), TooManyWatches> {
-        self.add(conn, path, Kind::Child)
+        self.set(conn, path, Table::Child, Mode::Standard)
     }
 
     /// addWatch mode 0.
     pub fn add_persistent(&mut self, conn: ConnId, path: &str) -> Result<(), TooManyWatches> {
-        self.add(conn, path, Kind::Persistent)
+        self.set(conn, path, Table::Data, Mode::Persistent)?;
+        self.set(conn, path, Table::Child, Mode::Persistent)
     }
 
     /// addWatch mode 1.
     pub fn add_recursive(&mut self, conn: ConnId, path: &str) -> Result<(), TooManyWatches> {
-        self.add(conn, path, Kind::Recursive)
+        self.set(conn, path, Table::Data, Mode::Recursive)?;
+        self.set(conn, path, Table::Child, Mode::Recursive)
     }
 
-    fn remove_one(&mut self, conn: ConnId, path: &str, kind: Kind) -> bool {
-        let Some(mine) = self.by_conn.get_mut(&conn) else {
+    fn mode(&self, conn: ConnId, path: &str, t: Table) -> Option<Mode> {
+        self.tables[t as usize].get(path)?.get(&conn).copied()
+    }
+
+    fn unset(&mut self, conn: ConnId, path: &str, t: Table, only: Option<Mode>) -> bool {
+        let table = &mut self.tables[t as usize];
+        let Some(conns) = table.get_mut(path) else {
             return false;
         };
-        if !mine.remove(&(kind, path.to_string())) {
-            return false;
+        match conns.get(&conn) {
+            Some(m) if only.is_none_or(|o| o == *m) => {}
+            _ => return false,
         }
-        if mine.is_empty() {
-            self.by_conn.remove(&conn);
+        if conns.remove(&conn) == Some(Mode::Recursive) {
+            self.recursive[t as usize] -= 1;
         }
-        let t = &mut self.tables[idx(kind)];
-        if let Some(set) = t.get_mut(path) {
-            set.remove(&conn);
-            if set.is_empty() {
-                t.remove(path);
+        if conns.is_empty() {
+            table.remove(path);
+        }
+        if let Some(mine) = self.by_conn.get_mut(&conn) {
+            mine.remove(&(t, path.to_string()));
+            if mine.is_empty() {
+                self.by_conn.remove(&conn);
             }
         }
         true
     }
 
-    fn kinds_for(wt: WatcherType) -> &'static [Kind] {
-        match wt {
-            WatcherType::Children => &[Kind::Child],
-            WatcherType::Data => &[Kind::Data],
-            WatcherType::Any => &[Kind::Data, Kind::Child, Kind::Persistent, Kind::Recursive],
-            WatcherType::Persistent => &[Kind::Persistent],
-            WatcherType::PersistentRecursive => &[Kind::Recursive],
-        }
-    }
-
     /// checkWatches: does the connection hold a watch of this type on `path`?
     pub fn contains(&self, conn: ConnId, path: &str, wt: WatcherType) -> bool {
-        let Some(mine) = self.by_conn.get(&conn) else {
-            return false;
-        };
-        Self::kinds_for(wt)
-            .iter()
-            .any(|&k| mine.contains(&(k, path.to_string())))
+        let (d, c) = (
+            self.mode(conn, path, Table::Data),
+            self.mode(conn, path, Table::Child),
+        );
+        match wt {
+            WatcherType::Children => c.is_some(),
+            WatcherType::Data => d.is_some(),
+            WatcherType::Any => c.is_some() || d.is_some(),
+            WatcherType::Persistent => d == Some(Mode::Persistent) || c == Some(Mode::Persistent),
+            WatcherType::PersistentRecursive => d == Some(Mode::Recursive),
+        }
     }
 
     /// removeWatches: removes the connection's watches of this type on `path`;
     /// false when there was none (the caller answers NoWatcher).
     pub fn remove(&mut self, conn: ConnId, path: &str, wt: WatcherType) -> bool {
+        let (tables, only): (&[Table], Option<Mode>) = match wt {
+            WatcherType::Children => (&[Table::Child], None),
+            WatcherType::Data => (&[Table::Data], None),
+            WatcherType::Any => (&[Table::Child, Table::Data], None),
+            WatcherType::Persistent => (&[Table::Child, Table::Data], Some(Mode::Persistent)),
+            WatcherType::PersistentRecursive => {
+                (&[Table::Child, Table::Data], Some(Mode::Recursive))
+            }
+        };
         let mut any = false;
-        for &k in Self::kinds_for(wt) {
-            any |= self.remove_one(conn, path, k);
+        for &t in tables {
+            any |= self.unset(conn, path, t, only);
         }
         any
     }
@@ -146,12 +176,14 @@ impl WatchRegistry {
         let Some(mine) = self.by_conn.remove(&conn) else {
             return;
         };
-        for (kind, path) in mine {
-            let t = &mut self.tables[idx(kind)];
-            if let Some(set) = t.get_mut(&path) {
-                set.remove(&conn);
-                if set.is_empty() {
-                    t.remove(&path);
+        for (t, path) in mine {
+            let table = &mut self.tables[t as usize];
+            if let Some(conns) = table.get_mut(&path) {
+                if conns.remove(&conn) == Some(Mode::Recursive) {
+                    self.recursive[t as usize] -= 1;
+                }
+                if conns.is_empty() {
+                    table.remove(&path);
                 }
             }
         }
@@ -161,55 +193,59 @@ impl WatchRegistry {
         self.by_conn.is_empty()
     }
 
-    /// Fires the watches for one event of a committed txn; appends
-    /// `(connection, event type, path)` for each notification to send.
-    pub fn trigger(&mut self, event: EventType, path: &str, out: &mut Vec<(ConnId, EventType)>) {
+    fn fire(&mut self, t: Table, path: &str, event: EventType, out: &mut Vec<ConnId>) {
+        let ti = t as usize;
+        let mut local = path;
+        loop {
+            let at_path = local == path;
+            if let Some(conns) = self.tables[ti].get_mut(local) {
+                let mut fired_once = Vec::new();
+                for (&c, &m) in conns.iter() {
+                    match m {
+                        Mode::Recursive if event != EventType::NodeChildrenChanged => out.push(c),
+                        Mode::Recursive => {}
+                        _ if at_path => {
+                            out.push(c);
+                            if m == Mode::Standard {
+                                fired_once.push(c);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                for c in fired_once {
+                    self.unset(c, path, t, Some(Mode::Standard));
+                }
+            }
+            if local == "/" || self.recursive[ti] == 0 {
+                break;
+            }
+            local = crate::proto::path::parent(local);
+        }
+    }
+
+    /// Fires the watches for one event of a committed txn; appends each connection
+    /// to notify, once, in connection order.
+    pub fn trigger(&mut self, event: EventType, path: &str, out: &mut Vec<ConnId>) {
         if self.by_conn.is_empty() {
             return;
         }
-        let mut notified: HashSet<ConnId> = HashSet::new();
-        // Exact-path one-shot watches.
-        let one_shot: &[Kind] = match event {
-            EventType::NodeCreated | EventType::NodeDataChanged => &[Kind::Data],
-            EventType::NodeDeleted => &[Kind::Data, Kind::Child],
-            EventType::NodeChildrenChanged => &[Kind::Child],
-            _ => &[],
-        };
-        for &k in one_shot {
-            if let Some(conns) = self.tables[idx(k)].remove(path) {
-                for c in conns {
-                    if let Some(mine) = self.by_conn.get_mut(&c) {
-                        mine.remove(&(k, path.to_string()));
-                        if mine.is_empty() {
-                            self.by_conn.remove(&c);
-                        }
-                    }
-                    notified.insert(c);
-                }
+        let start = out.len();
+        match event {
+            EventType::NodeCreated | EventType::NodeDataChanged => {
+                self.fire(Table::Data, path, event, out)
             }
-        }
-        // Persistent watches on the exact path: every event.
-        if let Some(conns) = self.tables[idx(Kind::Persistent)].get(path) {
-            notified.extend(conns.iter().copied());
-        }
-        // Recursive watches on the path and its ancestors: all but NodeChildrenChanged.
-        if event != EventType::NodeChildrenChanged && !self.tables[idx(Kind::Recursive)].is_empty()
-        {
-            let rec = &self.tables[idx(Kind::Recursive)];
-            let mut p = path;
-            loop {
-                if let Some(conns) = rec.get(p) {
-                    notified.extend(conns.iter().copied());
-                }
-                if p == "/" {
-                    break;
-                }
-                p = crate::proto::path::parent(p);
+            EventType::NodeChildrenChanged => self.fire(Table::Child, path, event, out),
+            EventType::NodeDeleted => {
+                self.fire(Table::Data, path, event, out);
+                self.fire(Table::Child, path, event, out);
             }
+            _ => {}
         }
-        let mut v: Vec<ConnId> = notified.into_iter().collect();
-        v.sort_unstable();
-        out.extend(v.into_iter().map(|c| (c, event)));
+        out[start..].sort_unstable();
+        let mut v = out.split_off(start);
+        v.dedup();
+        out.extend(v);
     }
 
     /// Total watches (wchs).
@@ -249,9 +285,9 @@ impl WatchRegistry {
     /// Connections watching each path (wchp).
     pub fn by_path(&self) -> Vec<(String, Vec<ConnId>)> {
         let mut m: HashMap<&str, HashSet<ConnId>> = HashMap::new();
-        for k in KINDS {
-            for (p, cs) in &self.tables[idx(k)] {
-                m.entry(p).or_default().extend(cs.iter().copied());
+        for t in &self.tables {
+            for (p, cs) in t {
+                m.entry(p).or_default().extend(cs.keys().copied());
             }
         }
         let mut v: Vec<(String, Vec<ConnId>)> = m
@@ -272,7 +308,7 @@ mod tests {
     use super::*;
     use EventType::*;
 
-    fn fire(w: &mut WatchRegistry, e: EventType, p: &str) -> Vec<(ConnId, EventType)> {
+    fn fire(w: &mut WatchRegistry, e: EventType, p: &str) -> Vec<ConnId> {
         let mut out = Vec::new();
         w.trigger(e, p, &mut out);
         out
@@ -283,11 +319,8 @@ mod tests {
         let mut w = WatchRegistry::new(100);
         w.add_data(1, "/a").unwrap();
         w.add_child(2, "/").unwrap();
-        assert_eq!(fire(&mut w, NodeCreated, "/a"), vec![(1, NodeCreated)]);
-        assert_eq!(
-            fire(&mut w, NodeChildrenChanged, "/"),
-            vec![(2, NodeChildrenChanged)]
-        );
+        assert_eq!(fire(&mut w, NodeCreated, "/a"), vec![1]);
+        assert_eq!(fire(&mut w, NodeChildrenChanged, "/"), vec![2]);
         assert!(fire(&mut w, NodeDataChanged, "/a").is_empty());
         assert!(w.is_empty());
     }
@@ -298,10 +331,7 @@ mod tests {
         w.add_data(1, "/a").unwrap();
         w.add_child(1, "/a").unwrap();
         w.add_child(2, "/a").unwrap();
-        assert_eq!(
-            fire(&mut w, NodeDeleted, "/a"),
-            vec![(1, NodeDeleted), (2, NodeDeleted)]
-        );
+        assert_eq!(fire(&mut w, NodeDeleted, "/a"), vec![1, 2]);
         assert!(w.is_empty());
     }
 
@@ -310,21 +340,40 @@ mod tests {
         let mut w = WatchRegistry::new(100);
         w.add_persistent(1, "/a").unwrap();
         w.add_recursive(2, "/a").unwrap();
-        assert_eq!(
-            fire(&mut w, NodeDataChanged, "/a"),
-            vec![(1, NodeDataChanged), (2, NodeDataChanged)]
-        );
-        assert_eq!(fire(&mut w, NodeCreated, "/a/b/c"), vec![(2, NodeCreated)]);
+        assert_eq!(fire(&mut w, NodeDataChanged, "/a"), vec![1, 2]);
+        assert_eq!(fire(&mut w, NodeCreated, "/a/b/c"), vec![2]);
         // Recursive watches never see NodeChildrenChanged; persistent ones do.
+        assert_eq!(fire(&mut w, NodeChildrenChanged, "/a"), vec![1]);
         assert_eq!(
-            fire(&mut w, NodeChildrenChanged, "/a"),
-            vec![(1, NodeChildrenChanged)]
+            w.watch_count(),
+            4,
+            "persistent watches stay, in both tables"
         );
-        assert_eq!(w.watch_count(), 2, "persistent watches stay");
         assert!(w.contains(2, "/a", WatcherType::PersistentRecursive));
         assert!(!w.contains(2, "/a", WatcherType::Persistent));
         assert!(w.remove(2, "/a", WatcherType::Any));
         assert!(!w.remove(2, "/a", WatcherType::Any));
+    }
+
+    #[test]
+    fn the_last_mode_set_on_a_path_wins() {
+        let mut w = WatchRegistry::new(100);
+        // Persistent then recursive on the same path: recursive, so no
+        // NodeChildrenChanged for the path itself.
+        w.add_persistent(1, "/p").unwrap();
+        w.add_recursive(1, "/p").unwrap();
+        assert!(fire(&mut w, NodeChildrenChanged, "/p").is_empty());
+        assert_eq!(fire(&mut w, NodeCreated, "/p/k"), vec![1]);
+        // A one-shot getData watch replaces a persistent one in the data table.
+        w.add_persistent(2, "/q").unwrap();
+        w.add_data(2, "/q").unwrap();
+        assert_eq!(fire(&mut w, NodeDataChanged, "/q"), vec![2]);
+        assert!(fire(&mut w, NodeDataChanged, "/q").is_empty());
+        assert_eq!(
+            fire(&mut w, NodeChildrenChanged, "/q"),
+            vec![2],
+            "child table stays persistent"
+        );
     }
 
     #[test]

@@ -167,27 +167,27 @@ fn zookeeper_classpath() -> Option<String> {
     Some(cp.join(":"))
 }
 
-/// The corral binary beside loadgen's in cargo's target dir, built if missing.
+/// The corral binary beside loadgen's in cargo's target dir, always brought up to
+/// date first (cargo does nothing when it already is), so a test never runs a stale
+/// server.
 fn corral_binary() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_BIN_EXE_loadgen"))
         .parent()
         .unwrap()
         .to_path_buf();
     let bin = dir.join("corral");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let ok = Command::new(cargo)
-            .args(["build", "-p", "corral", "--bin", "corral"])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        if !ok || !bin.exists() {
-            eprintln!(
-                "!!!!! SKIPPED: the corral binary could not be built at {}",
-                bin.display()
-            );
-            return None;
-        }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let ok = Command::new(cargo)
+        .args(["build", "--quiet", "-p", "corral", "--bin", "corral"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok || !bin.exists() {
+        eprintln!(
+            "!!!!! SKIPPED: the corral binary could not be built at {}",
+            bin.display()
+        );
+        return None;
     }
     Some(bin)
 }

@@ -1,0 +1,171 @@
+//! What the sequencer core keeps on disk, composed from `storage` (opaque records and
+//! snapshot bodies), `tree` (txns and tree snapshots) and `session` (the table).
+//!
+//! - Log records: one per txn, kind [`KIND_TXN`], payload `Txn::encode`.
+//! - Snapshot body: the session table (count, then id and timeout of each), then the
+//!   tree's own snapshot format.
+//! - Recovery: newest valid snapshot, then every logged txn after it applied in zxid
+//!   order; create/close-session txns rebuild the session table. Restored sessions
+//!   get a fresh deadline, so one whose client never comes back expires as it would
+//!   on the reference server.
+//!
+//! Runs on the sequencer core at start-up (recovery) and on a background thread
+//! (snapshot writing); holds no state of its own.
+
+use crate::session::SessionTable;
+use crate::storage::{self, LogTail, StorageError};
+use crate::tree::{self, Tree, Txn, TxnOp};
+use std::io::{self, Read, Write};
+use std::path::Path;
+
+/// Log record kind of a tree txn (the only kind so far).
+pub const KIND_TXN: u8 = 1;
+
+/// The state recovery rebuilt.
+pub struct Recovered {
+    pub tree: Tree,
+    pub sessions: Vec<(i64, i32)>,
+    pub tail: LogTail,
+    pub summary: String,
+}
+
+/// Loads the newest valid snapshot (in `snap_dir`, dataDir) and replays the log
+/// (in `log_dir`, dataLogDir) after it.
+pub fn recover(snap_dir: &Path, log_dir: &Path) -> Result<Recovered, StorageError> {
+    // Both callbacks below fill the same state: one after the other, never at once.
+    let state =
+        std::cell::RefCell::new((Tree::new(), std::collections::BTreeMap::<i64, i32>::new()));
+    let mut bad: Option<StorageError> = None;
+    let rec = storage::recover(
+        snap_dir,
+        log_dir,
+        |_info, r| {
+            let (t, s) = read_snapshot_body(r)?;
+            *state.borrow_mut() = (t, s.into_iter().collect());
+            Ok(())
+        },
+        |record| {
+            if bad.is_some() {
+                return;
+            }
+            let (tree, sessions) = &mut *state.borrow_mut();
+            match Txn::decode(record.payload) {
+                Ok(txn) if record.kind == KIND_TXN && txn.zxid == record.zxid => {
+                    match &txn.op {
+                        TxnOp::CreateSession { timeout_ms } => {
+                            sessions.insert(txn.session_id, *timeout_ms);
+                        }
+                        TxnOp::CloseSession { .. } => {
+                            sessions.remove(&txn.session_id);
+                        }
+                        _ => {}
+                    }
+                    tree::apply(tree, &txn);
+                }
+                other => {
+                    bad = Some(StorageError::Config(format!(
+                        "log record {:#x} (kind {}) passed its checksum but is not a txn this \
+                         build can apply: {:?}",
+                        record.zxid,
+                        record.kind,
+                        other.err()
+                    )))
+                }
+            }
+        },
+    )?;
+    if let Some(e) = bad {
+        return Err(e);
+    }
+    let (tree, sessions) = state.into_inner();
+    let summary = format!(
+        "recovered to zxid {:#x}: snapshot {}, {} log record(s) replayed{}, {} session(s), {} znode(s)",
+        rec.tail.last_zxid,
+        rec.snapshot
+            .as_ref()
+            .map(|s| s.path.display().to_string())
+            .unwrap_or_else(|| "none".into()),
+        rec.replayed,
+        rec.tail
+            .torn
+            .as_ref()
+            .map(|t| format!(" (torn tail truncated: {t:?})"))
+            .unwrap_or_default(),
+        sessions.len(),
+        tree.node_count()
+    );
+    for c in &rec.corrupt_snapshots {
+        tracing::warn!("passed over a corrupt snapshot: {c}");
+    }
+    Ok(Recovered {
+        tree,
+        sessions: sessions.into_iter().collect(),
+        tail: rec.tail,
+        summary,
+    })
+}
+
+pub fn write_snapshot_body(
+    w: &mut dyn Write,
+    tree: &Tree,
+    sessions: &[(i64, i32)],
+) -> io::Result<()> {
+    w.write_all(&(sessions.len() as u64).to_be_bytes())?;
+    for (id, timeout) in sessions {
+        w.write_all(&id.to_be_bytes())?;
+        w.write_all(&timeout.to_be_bytes())?;
+    }
+    tree.write_snapshot(w)
+}
+
+fn read_snapshot_body(r: &mut dyn Read) -> io::Result<(Tree, Vec<(i64, i32)>)> {
+    let mut b8 = [0u8; 8];
+    let mut b4 = [0u8; 4];
+    r.read_exact(&mut b8)?;
+    let n = u64::from_be_bytes(b8);
+    let mut sessions = Vec::with_capacity(n.min(1 << 20) as usize);
+    for _ in 0..n {
+        r.read_exact(&mut b8)?;
+        r.read_exact(&mut b4)?;
+        sessions.push((i64::from_be_bytes(b8), i32::from_be_bytes(b4)));
+    }
+    let tree = Tree::read_snapshot(r).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    Ok((tree, sessions))
+}
+
+/// Writes a snapshot of (tree, sessions) as of `tree.last_zxid()` and purges what
+/// the retention setting no longer needs. Blocking: for a background thread.
+pub fn snapshot_and_purge(
+    snap_dir: &Path,
+    log_dir: &Path,
+    tree: &Tree,
+    sessions: &[(i64, i32)],
+    retain: usize,
+) {
+    let zxid = tree.last_zxid();
+    let started = std::time::Instant::now();
+    match storage::write_snapshot(snap_dir, zxid, |w| write_snapshot_body(w, tree, sessions)) {
+        Ok(info) => tracing::info!(
+            "snapshot {} written ({} bytes, {} znodes) in {:?}",
+            info.path.display(),
+            info.body_bytes,
+            tree.node_count(),
+            started.elapsed()
+        ),
+        Err(e) => {
+            tracing::error!("snapshot at zxid {zxid:#x} failed: {e}");
+            return;
+        }
+    }
+    match storage::purge(snap_dir, log_dir, retain) {
+        Ok(r) => tracing::debug!("purge: {r:?}"),
+        Err(e) => tracing::warn!("purge failed: {e}"),
+    }
+}
+
+/// Session ids restored from disk, made live again with a fresh deadline.
+pub fn restore_sessions(table: &mut SessionTable, sessions: &[(i64, i32)], now_ms: i64) {
+    for &(id, timeout) in sessions {
+        table.add(id, timeout, now_ms);
+    }
+}

@@ -1,0 +1,1322 @@
+//! The write-ahead log: preallocated, mmapped segments of crc32c-framed records,
+//! group commit, and the streaming reader recovery uses.
+//!
+//! Writer side ([`Log`]): owned by the sequencer core, single thread, no locks.
+//! `append` copies a record into the mapped active segment (rolling to a new one,
+//! taken from a zero-filled spare prepared on a helper thread, when it is full).
+//! `begin_sync` hands everything appended since the last durable point to a
+//! [`SyncJob`] (`Send`) which the caller runs on a blocking thread; the job comes
+//! back as a [`SyncDone`] that only [`Log::finish_sync`] can turn into a
+//! [`Durable`] watermark. One job is in flight at a time: every record appended
+//! while it runs goes into the next job (group commit). If a sync fails, every
+//! record after the durable point is zeroed on disk and made durable as zeros (or
+//! the log is poisoned), so recovery never replays a record reported as failed.
+//!
+//! Reader side ([`LogReader`], [`read_log`]): start-up only. Streams records with
+//! `zxid > after_zxid` through one reused record buffer (never a whole segment),
+//! checks every crc and zxid continuity, truncates a torn tail of the last segment
+//! (zeroing it, with a log line saying how many bytes), and stops with the file and
+//! offset on corruption anywhere else. It returns the [`LogTail`] that
+//! [`Log::open`] requires.
+//!
+//! On-disk format (little-endian):
+//! - segment header, 32 bytes: magic `CORRALLG`, version u32, 4 zero bytes,
+//!   first zxid i64, 4 zero bytes, crc32c of bytes 0..28.
+//! - record, 8-byte aligned: crc32c u32 (over bytes 4..24 and the payload),
+//!   payload length u32, zxid i64, kind u8, 7 zero bytes, payload, zero padding.
+//! - the records end at the first all-zero record header; the rest of a segment
+//!   is the zeros it was preallocated with.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use memmap2::{Mmap, MmapOptions, MmapRaw};
+
+use super::{log_file_name, scan_dir, sync_dir, StorageError, PREALLOC_FILE_NAME};
+
+pub const SEGMENT_MAGIC: [u8; 8] = *b"CORRALLG";
+pub const LOG_FORMAT_VERSION: u32 = 1;
+pub const SEGMENT_HEADER_BYTES: usize = 32;
+pub const RECORD_HEADER_BYTES: usize = 24;
+/// Smallest segment we accept (a segment must at least hold a header and a record).
+pub const SEGMENT_BYTES_MIN: u64 = 64 * 1024;
+/// Largest segment we accept (offsets are kept in `usize`/`u32` lengths).
+pub const SEGMENT_BYTES_MAX: u64 = 1 << 32;
+/// Default segment size, as the reference's 64 MiB preallocation.
+pub const SEGMENT_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
+const ZERO_CHUNK_BYTES: usize = 1 << 20;
+const READ_BUFFER_BYTES: usize = 256 * 1024;
+
+/// How a batch is made durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncMode {
+    /// `fdatasync(2)` of each segment written in the batch (the measured default).
+    Fdatasync,
+    /// `msync(MS_SYNC)` of exactly the written range of the mapping.
+    Msync,
+    /// No sync at all (`forceSync=no`): records are "durable" once appended.
+    None,
+}
+
+/// Log writer configuration.
+#[derive(Clone, Debug)]
+pub struct LogConfig {
+    /// Size every segment is preallocated (zero-filled) to; a multiple of 8.
+    pub segment_bytes: u64,
+    pub sync: SyncMode,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: SEGMENT_BYTES_DEFAULT,
+            sync: SyncMode::Fdatasync,
+        }
+    }
+}
+
+/// One log record as read back; `payload` borrows the reader's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record<'a> {
+    pub zxid: i64,
+    pub kind: u8,
+    pub payload: &'a [u8],
+}
+
+/// Bytes a record with `payload_len` bytes of payload takes in a segment.
+pub fn record_bytes(payload_len: usize) -> usize {
+    (RECORD_HEADER_BYTES + payload_len + 7) & !7
+}
+
+fn encode_segment_header(first_zxid: i64) -> [u8; SEGMENT_HEADER_BYTES] {
+    let mut h = [0u8; SEGMENT_HEADER_BYTES];
+    h[0..8].copy_from_slice(&SEGMENT_MAGIC);
+    h[8..12].copy_from_slice(&LOG_FORMAT_VERSION.to_le_bytes());
+    h[16..24].copy_from_slice(&first_zxid.to_le_bytes());
+    let crc = crc32c::crc32c(&h[0..28]);
+    h[28..32].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+fn encode_record_header(zxid: i64, kind: u8, payload: &[u8]) -> [u8; RECORD_HEADER_BYTES] {
+    let mut h = [0u8; RECORD_HEADER_BYTES];
+    h[4..8].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    h[8..16].copy_from_slice(&zxid.to_le_bytes());
+    h[16] = kind;
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&h[4..24]), payload);
+    h[0..4].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+struct RecordHeader {
+    crc: u32,
+    len: usize,
+    zxid: i64,
+    kind: u8,
+    reserved_zero: bool,
+}
+
+fn decode_record_header(h: &[u8]) -> RecordHeader {
+    RecordHeader {
+        crc: u32::from_le_bytes(h[0..4].try_into().expect("4 bytes")),
+        len: u32::from_le_bytes(h[4..8].try_into().expect("4 bytes")) as usize,
+        zxid: i64::from_le_bytes(h[8..16].try_into().expect("8 bytes")),
+        kind: h[16],
+        reserved_zero: h[17..24].iter().all(|&b| b == 0),
+    }
+}
+
+fn record_crc(h: &[u8], payload: &[u8]) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c(&h[4..24]), payload)
+}
+
+/// Whether `next` may follow `prev` in the log: the next counter of the same epoch,
+/// or any zxid of a later epoch (the high 32 bits).
+pub fn zxid_follows(prev: i64, next: i64) -> bool {
+    next == prev.wrapping_add(1) || (next >> 32) > (prev >> 32)
+}
+
+fn is_zero(b: &[u8]) -> bool {
+    b.iter().all(|&x| x == 0)
+}
+
+/// Creates `path` zero-filled to `bytes` (real zeros: sparse or growing files sync
+/// slower), synced, and maps it.
+fn preallocate(path: &Path, bytes: u64) -> Result<(File, MmapRaw), StorageError> {
+    let run = || -> io::Result<(File, MmapRaw)> {
+        let mut f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)?;
+        let zeros = vec![0u8; ZERO_CHUNK_BYTES];
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(ZERO_CHUNK_BYTES as u64) as usize;
+            f.write_all(&zeros[..n])?;
+            left -= n as u64;
+        }
+        f.sync_all()?;
+        let map = MmapOptions::new().len(bytes as usize).map_raw(&f)?;
+        Ok((f, map))
+    };
+    run().map_err(|e| {
+        let _ = fs::remove_file(path);
+        StorageError::io("preallocate log segment", path, e)
+    })
+}
+
+/// Starts zero-filling the next spare segment on a helper thread. Without a
+/// thread (spawn failed) the next roll preallocates inline instead.
+fn spawn_preallocation(path: PathBuf, bytes: u64) -> Spare {
+    match std::thread::Builder::new()
+        .name("corral-prealloc".into())
+        .spawn(move || preallocate(&path, bytes))
+    {
+        Ok(h) => Spare::Pending(h),
+        Err(e) => {
+            tracing::warn!("cannot spawn the segment preallocation thread: {e}");
+            Spare::Missing
+        }
+    }
+}
+
+struct SegmentIo {
+    path: PathBuf,
+    file: File,
+    map: MmapRaw,
+}
+
+impl SegmentIo {
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Copies `bytes` into the mapping at `off`.
+    fn write_at(&self, off: usize, bytes: &[u8]) {
+        assert!(
+            off + bytes.len() <= self.len(),
+            "write past the segment end"
+        );
+        // SAFETY: the range is inside the mapping (checked above); the mapping is
+        // shared and writable; only the owning `Log` writes to it, from one thread,
+        // and no Rust reference to this memory exists (sync threads only hand the
+        // range to the kernel).
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                self.map.as_mut_ptr().add(off),
+                bytes.len(),
+            )
+        }
+    }
+
+    fn zero(&self, from: usize, to: usize) {
+        assert!(
+            from <= to && to <= self.len(),
+            "zero range outside the segment"
+        );
+        // SAFETY: as in `write_at`.
+        unsafe { std::ptr::write_bytes(self.map.as_mut_ptr().add(from), 0, to - from) }
+    }
+
+    fn sync(&self, mode: SyncMode, from: usize, to: usize) -> io::Result<()> {
+        match mode {
+            SyncMode::Fdatasync => self.file.sync_data(),
+            SyncMode::Msync => self.map.flush_range(from, to - from),
+            SyncMode::None => Ok(()),
+        }
+    }
+}
+
+struct Segment {
+    id: u64,
+    io: Arc<SegmentIo>,
+    write_off: usize,
+    /// Pages below this offset are durable and were dropped from our page tables.
+    released: usize,
+}
+
+const PAGE_BYTES: usize = 4096;
+
+impl Segment {
+    /// Drops the durable pages below `durable_off` from the process's page tables
+    /// (they stay in the page cache and on disk), so a segment costs RSS only for
+    /// its unsynced window, not for everything written to it.
+    fn release_durable_pages(&mut self, durable_off: usize) {
+        let to = durable_off & !(PAGE_BYTES - 1);
+        if to > self.released {
+            // SAFETY: MADV_DONTNEED on a shared file mapping only discards page
+            // table entries; the data is in the page cache and, being below the
+            // durable point, on disk. Nothing holds a reference into the range;
+            // later accesses fault the pages back in.
+            let r = unsafe {
+                self.io.map.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    self.released,
+                    to - self.released,
+                )
+            };
+            if r.is_ok() {
+                self.released = to;
+            }
+        }
+    }
+}
+
+enum Spare {
+    Pending(JoinHandle<Result<(File, MmapRaw), StorageError>>),
+    Missing,
+}
+
+struct InFlight {
+    token: u64,
+    upto_zxid: i64,
+    end: (u64, usize),
+}
+
+/// Proof that records up to `zxid` are durable; only [`Log::finish_sync`] makes one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Durable {
+    zxid: i64,
+}
+
+impl Durable {
+    /// Every record with a zxid ≤ this is on disk: its reply and commit may go out.
+    pub fn zxid(&self) -> i64 {
+        self.zxid
+    }
+}
+
+/// The sync of one batch, to run on a blocking thread (never on an executor).
+#[must_use = "a SyncJob must be run and handed back to Log::finish_sync"]
+pub struct SyncJob {
+    token: u64,
+    upto_zxid: i64,
+    mode: SyncMode,
+    targets: Vec<(Arc<SegmentIo>, usize, usize)>,
+    dir: Option<PathBuf>,
+}
+
+impl SyncJob {
+    /// The highest zxid this job makes durable.
+    pub fn upto_zxid(&self) -> i64 {
+        self.upto_zxid
+    }
+
+    /// False in `SyncMode::None`: `run` makes no syscall and may be called inline.
+    pub fn needs_blocking_thread(&self) -> bool {
+        self.mode != SyncMode::None
+    }
+
+    /// Performs the sync (blocking) and returns the result for `finish_sync`.
+    pub fn run(self) -> SyncDone {
+        let result = self.run_inner();
+        SyncDone {
+            token: self.token,
+            upto_zxid: self.upto_zxid,
+            result,
+        }
+    }
+
+    fn run_inner(&self) -> Result<(), (PathBuf, io::Error)> {
+        if self.mode == SyncMode::None {
+            return Ok(());
+        }
+        for (io, from, to) in &self.targets {
+            io.sync(self.mode, *from, *to)
+                .map_err(|e| (io.path.clone(), e))?;
+        }
+        if let Some(dir) = &self.dir {
+            File::open(dir)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| (dir.clone(), e))?;
+        }
+        Ok(())
+    }
+
+    /// A job that reports `err` without syncing: the fault injection tests use.
+    #[doc(hidden)]
+    pub fn fail_for_test(self, err: io::Error) -> SyncDone {
+        let path = self
+            .targets
+            .first()
+            .map(|t| t.0.path.clone())
+            .unwrap_or_default();
+        SyncDone {
+            token: self.token,
+            upto_zxid: self.upto_zxid,
+            result: Err((path, err)),
+        }
+    }
+}
+
+/// The outcome of a [`SyncJob`]; hand it back to [`Log::finish_sync`].
+#[must_use = "a SyncDone must be handed back to Log::finish_sync"]
+pub struct SyncDone {
+    token: u64,
+    upto_zxid: i64,
+    result: Result<(), (PathBuf, io::Error)>,
+}
+
+/// The append side of the log. Owned by the sequencer core.
+pub struct Log {
+    dir: PathBuf,
+    cfg: LogConfig,
+    /// Segments written since the checkpoint, oldest first; the last is active.
+    segs: Vec<Segment>,
+    /// (segment id, offset): everything before it is durable.
+    checkpoint: Option<(u64, usize)>,
+    spare: Spare,
+    next_seg_id: u64,
+    last_zxid: i64,
+    durable_zxid: i64,
+    in_flight: Option<InFlight>,
+    next_token: u64,
+    poisoned: Option<(PathBuf, String)>,
+    #[cfg(test)]
+    fail_preallocation: bool,
+}
+
+impl Log {
+    /// Opens the log for appending after recovery: `tail` (from [`read_log`] or
+    /// [`super::recover`]) proves the existing segments were checked and a torn
+    /// tail repaired. Appends start in a new segment.
+    pub fn open(dir: &Path, cfg: LogConfig, tail: LogTail) -> Result<Log, StorageError> {
+        if cfg.segment_bytes < SEGMENT_BYTES_MIN
+            || cfg.segment_bytes > SEGMENT_BYTES_MAX
+            || !cfg.segment_bytes.is_multiple_of(8)
+        {
+            return Err(StorageError::Config(format!(
+                "segment_bytes {} must be a multiple of 8 in [{SEGMENT_BYTES_MIN}, {SEGMENT_BYTES_MAX}]",
+                cfg.segment_bytes
+            )));
+        }
+        // The first segment is zero-filled on the helper thread, so start-up does
+        // not wait for it; the first append does, if it comes before it is ready.
+        let spare = spawn_preallocation(dir.join(PREALLOC_FILE_NAME), cfg.segment_bytes);
+        Ok(Log {
+            dir: dir.to_path_buf(),
+            cfg,
+            segs: Vec::new(),
+            checkpoint: None,
+            spare,
+            next_seg_id: 0,
+            last_zxid: tail.last_zxid,
+            durable_zxid: tail.last_zxid,
+            in_flight: None,
+            next_token: 0,
+            poisoned: None,
+            #[cfg(test)]
+            fail_preallocation: false,
+        })
+    }
+
+    /// The zxid of the last appended record (durable or not).
+    pub fn last_zxid(&self) -> i64 {
+        self.last_zxid
+    }
+
+    /// Proof of what is durable already (recovered records, earlier syncs).
+    pub fn durable(&self) -> Durable {
+        Durable {
+            zxid: self.durable_zxid,
+        }
+    }
+
+    /// The highest zxid known durable.
+    pub fn durable_zxid(&self) -> i64 {
+        self.durable_zxid
+    }
+
+    /// Path of the segment appends currently go to (None before the first append).
+    pub fn active_segment_path(&self) -> Option<&Path> {
+        self.segs.last().map(|s| s.io.path.as_path())
+    }
+
+    /// Whether a sync job is out.
+    pub fn sync_in_flight(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// Appends one record. It is not durable until a later `finish_sync` says so.
+    /// On an error nothing was written for this record: the caller fails it and
+    /// every txn it prepared on top of it.
+    pub fn append(&mut self, zxid: i64, kind: u8, payload: &[u8]) -> Result<(), StorageError> {
+        if let Some((path, detail)) = &self.poisoned {
+            return Err(StorageError::Poisoned {
+                path: path.clone(),
+                detail: detail.clone(),
+            });
+        }
+        assert!(
+            zxid > self.last_zxid && zxid > 0,
+            "zxid {zxid:#x} appended after {:#x}",
+            self.last_zxid
+        );
+        let need = record_bytes(payload.len());
+        if need > self.cfg.segment_bytes as usize - SEGMENT_HEADER_BYTES {
+            return Err(StorageError::RecordTooLarge {
+                payload_bytes: payload.len(),
+                segment_bytes: self.cfg.segment_bytes,
+            });
+        }
+        let fits = self
+            .segs
+            .last()
+            .is_some_and(|s| s.write_off + need <= s.io.len());
+        if !fits {
+            self.roll(zxid)?;
+        }
+        let seg = self.segs.last_mut().expect("an active segment after roll");
+        let header = encode_record_header(zxid, kind, payload);
+        seg.io.write_at(seg.write_off, &header);
+        seg.io
+            .write_at(seg.write_off + RECORD_HEADER_BYTES, payload);
+        seg.write_off += need;
+        self.last_zxid = zxid;
+        Ok(())
+    }
+
+    fn take_spare(&mut self) -> Result<(File, MmapRaw), StorageError> {
+        let path = self.dir.join(PREALLOC_FILE_NAME);
+        #[cfg(test)]
+        if self.fail_preallocation {
+            return Err(StorageError::io(
+                "preallocate log segment",
+                &path,
+                io::Error::from_raw_os_error(libc::ENOSPC),
+            ));
+        }
+        match std::mem::replace(&mut self.spare, Spare::Missing) {
+            Spare::Pending(h) => match h.join() {
+                Ok(Ok(fm)) => Ok(fm),
+                // The background attempt failed (disk full?): retry now, once.
+                Ok(Err(_)) | Err(_) => preallocate(&path, self.cfg.segment_bytes),
+            },
+            Spare::Missing => preallocate(&path, self.cfg.segment_bytes),
+        }
+    }
+
+    fn roll(&mut self, first_zxid: i64) -> Result<(), StorageError> {
+        let (file, map) = self.take_spare()?;
+        let spare_path = self.dir.join(PREALLOC_FILE_NAME);
+        let path = self.dir.join(log_file_name(first_zxid));
+        let io = SegmentIo { path, file, map };
+        io.write_at(0, &encode_segment_header(first_zxid));
+        fs::rename(&spare_path, &io.path)
+            .map_err(|e| StorageError::io("rename spare segment", &io.path, e))?;
+        self.segs.push(Segment {
+            id: self.next_seg_id,
+            io: Arc::new(io),
+            write_off: SEGMENT_HEADER_BYTES,
+            released: 0,
+        });
+        self.next_seg_id += 1;
+        self.spare = spawn_preallocation(spare_path, self.cfg.segment_bytes);
+        Ok(())
+    }
+
+    /// Starts making everything appended so far durable. None when nothing new was
+    /// appended or a job is already out (its successor picks the records up).
+    pub fn begin_sync(&mut self) -> Result<Option<SyncJob>, StorageError> {
+        if let Some((path, detail)) = &self.poisoned {
+            return Err(StorageError::Poisoned {
+                path: path.clone(),
+                detail: detail.clone(),
+            });
+        }
+        if self.in_flight.is_some() || self.last_zxid == self.durable_zxid {
+            return Ok(None);
+        }
+        let active = self.segs.last().expect("records appended imply a segment");
+        let cp_id = self.checkpoint.map(|c| c.0);
+        let mut targets = Vec::with_capacity(self.segs.len());
+        for s in &self.segs {
+            let from = match self.checkpoint {
+                Some((id, off)) if id == s.id => off,
+                _ => 0,
+            };
+            if s.write_off > from {
+                targets.push((Arc::clone(&s.io), from, s.write_off));
+            }
+        }
+        let created = self.segs.iter().any(|s| Some(s.id) != cp_id);
+        let token = self.next_token;
+        self.next_token += 1;
+        self.in_flight = Some(InFlight {
+            token,
+            upto_zxid: self.last_zxid,
+            end: (active.id, active.write_off),
+        });
+        Ok(Some(SyncJob {
+            token,
+            upto_zxid: self.last_zxid,
+            mode: self.cfg.sync,
+            targets,
+            dir: created.then(|| self.dir.clone()),
+        }))
+    }
+
+    /// Takes a finished job back. Ok: records up to `Durable::zxid` are durable.
+    /// Err(SyncFailed): every record after `durable_zxid` (this batch and anything
+    /// appended since) was discarded and zeroed on disk; fail their requests.
+    pub fn finish_sync(&mut self, done: SyncDone) -> Result<Durable, StorageError> {
+        let inf = self
+            .in_flight
+            .take()
+            .expect("finish_sync without a sync job in flight");
+        assert_eq!(inf.token, done.token, "SyncDone from another job");
+        debug_assert_eq!(inf.upto_zxid, done.upto_zxid);
+        match done.result {
+            Ok(()) => {
+                let (end_id, end_off) = inf.end;
+                // Sealed segments that are now fully durable are unmapped here.
+                self.segs.retain(|s| s.id >= end_id);
+                self.checkpoint = Some((end_id, end_off));
+                if let Some(s) = self.segs.first_mut() {
+                    s.release_durable_pages(end_off);
+                }
+                self.durable_zxid = inf.upto_zxid;
+                Ok(Durable {
+                    zxid: inf.upto_zxid,
+                })
+            }
+            Err((path, source)) => {
+                tracing::error!(
+                    "log sync failed on {}: {source}; discarding records after zxid {:#x}",
+                    path.display(),
+                    self.durable_zxid
+                );
+                self.rollback();
+                Err(StorageError::SyncFailed {
+                    path,
+                    durable_zxid: self.durable_zxid,
+                    source,
+                })
+            }
+        }
+    }
+
+    /// Undoes everything after the checkpoint, on disk: zeroes the checkpoint
+    /// segment's tail, unlinks segments created since, and syncs that (blocking:
+    /// this is the failure path). If that fails too the log is poisoned.
+    fn rollback(&mut self) {
+        let cp = self.checkpoint;
+        let mut keep = Vec::new();
+        let mut repair: Result<(), (PathBuf, String)> = Ok(());
+        let mut unlinked = false;
+        for mut s in self.segs.drain(..) {
+            match cp {
+                Some((id, off)) if id == s.id => {
+                    s.io.zero(off, s.write_off);
+                    let end = s.write_off;
+                    s.write_off = off;
+                    if repair.is_ok() && end > off {
+                        repair =
+                            s.io.sync(self.cfg.sync, off, end)
+                                .map_err(|e| (s.io.path.clone(), e.to_string()));
+                    }
+                    keep.push(s);
+                }
+                _ => {
+                    if let Err(e) = fs::remove_file(&s.io.path) {
+                        if repair.is_ok() {
+                            repair = Err((s.io.path.clone(), format!("unlink: {e}")));
+                        }
+                    }
+                    unlinked = true;
+                }
+            }
+        }
+        self.segs = keep;
+        self.last_zxid = self.durable_zxid;
+        if unlinked && repair.is_ok() && self.cfg.sync != SyncMode::None {
+            repair = sync_dir(&self.dir).map_err(|e| (self.dir.clone(), e.to_string()));
+        }
+        if let Err((path, detail)) = repair {
+            tracing::error!(
+                "could not undo a failed log sync ({}: {detail}); the log is poisoned",
+                path.display()
+            );
+            self.poisoned = Some((path, detail));
+        }
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        if let Spare::Pending(h) = std::mem::replace(&mut self.spare, Spare::Missing) {
+            let _ = h.join();
+        }
+    }
+}
+
+/// A torn record at the end of the last segment that recovery zeroed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TornTail {
+    pub path: PathBuf,
+    pub offset: u64,
+    /// Bytes zeroed: from `offset` through the last nonzero byte of the segment.
+    pub bytes: u64,
+    pub reason: String,
+}
+
+impl std::fmt::Display for TornTail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: truncated {} bytes of a torn record at offset {} ({})",
+            self.path.display(),
+            self.bytes,
+            self.offset,
+            self.reason
+        )
+    }
+}
+
+/// Where the log ends after recovery; [`Log::open`] takes it.
+#[derive(Debug)]
+pub struct LogTail {
+    /// The last zxid of the state (the log's last record, or the snapshot's zxid
+    /// when the log has nothing after it).
+    pub last_zxid: i64,
+    /// A torn tail that was truncated, if any.
+    pub torn: Option<TornTail>,
+    _proof: RecoveredProof,
+}
+
+/// Only this module can make a [`LogTail`]: recovery ran before the log opens.
+#[derive(Debug)]
+struct RecoveredProof;
+
+struct Cursor {
+    path: PathBuf,
+    reader: BufReader<File>,
+    len: u64,
+    off: u64,
+    first_zxid: i64,
+    records: u64,
+    is_last: bool,
+}
+
+/// Streams the log records after a zxid; see the module doc.
+pub struct LogReader {
+    dir: PathBuf,
+    segs: Vec<(i64, PathBuf)>,
+    idx: usize,
+    after_zxid: i64,
+    prev: Option<i64>,
+    cur: Option<Cursor>,
+    buf: Vec<u8>,
+    torn: Option<TornTail>,
+    exhausted: bool,
+}
+
+fn corrupt(path: &Path, offset: u64, detail: impl Into<String>) -> StorageError {
+    StorageError::Corrupt {
+        path: path.to_path_buf(),
+        offset,
+        detail: detail.into(),
+    }
+}
+
+impl LogReader {
+    /// Lists the segments of `dir` and positions before the first record with
+    /// `zxid > after_zxid`. Segments holding only older records are not read.
+    pub fn open(dir: &Path, after_zxid: i64) -> Result<LogReader, StorageError> {
+        let listing = scan_dir(dir)?;
+        if let Some(p) = &listing.prealloc {
+            fs::remove_file(p).map_err(|e| StorageError::io("remove stale spare segment", p, e))?;
+        }
+        let segs = listing.logs;
+        let start = segs
+            .iter()
+            .rposition(|(z, _)| *z <= after_zxid.saturating_add(1))
+            .unwrap_or(0);
+        let prev = match segs.get(start) {
+            Some((z, _)) if *z > after_zxid => Some(after_zxid),
+            _ => None,
+        };
+        Ok(LogReader {
+            dir: dir.to_path_buf(),
+            segs,
+            idx: start,
+            after_zxid,
+            prev,
+            cur: None,
+            buf: Vec::new(),
+            torn: None,
+            exhausted: false,
+        })
+    }
+
+    /// The next record after `after_zxid`, or None at the end of the log.
+    pub fn next_record(&mut self) -> Result<Option<Record<'_>>, StorageError> {
+        match self.advance()? {
+            Some((zxid, kind, len)) => Ok(Some(Record {
+                zxid,
+                kind,
+                payload: &self.buf[..len],
+            })),
+            None => {
+                self.exhausted = true;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Ends reading (draining what is left) and returns where the log ends.
+    pub fn finish(mut self) -> Result<LogTail, StorageError> {
+        while !self.exhausted {
+            self.next_record()?;
+        }
+        Ok(LogTail {
+            last_zxid: self.prev.unwrap_or(0).max(self.after_zxid),
+            torn: self.torn.take(),
+            _proof: RecoveredProof,
+        })
+    }
+
+    fn open_segment(
+        &mut self,
+        name_zxid: i64,
+        path: PathBuf,
+        is_last: bool,
+    ) -> Result<Option<Cursor>, StorageError> {
+        let file = File::open(&path).map_err(|e| StorageError::io("open log segment", &path, e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| StorageError::io("stat log segment", &path, e))?
+            .len();
+        let mut header = [0u8; SEGMENT_HEADER_BYTES];
+        if len >= SEGMENT_HEADER_BYTES as u64 {
+            file.read_exact_at(&mut header, 0)
+                .map_err(|e| StorageError::io("read log segment", &path, e))?;
+        }
+        if len < SEGMENT_HEADER_BYTES as u64 || is_zero(&header) {
+            if !is_last {
+                return Err(corrupt(&path, 0, "segment header is missing (zero or short file) in a segment that is not the last"));
+            }
+            // Crash while the segment was being created: its header never reached
+            // the disk, so no record in it was ever synced.
+            tracing::warn!(
+                "{}: segment header never written (crash during creation); removing the segment ({len} bytes)",
+                path.display()
+            );
+            fs::remove_file(&path)
+                .map_err(|e| StorageError::io("remove torn segment", &path, e))?;
+            sync_dir(&self.dir)?;
+            return Ok(None);
+        }
+        if header[0..8] != SEGMENT_MAGIC {
+            return Err(StorageError::WrongFormat {
+                path,
+                what: "log segment",
+                found: header[0..8].escape_ascii().to_string(),
+            });
+        }
+        let version = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
+        if version != LOG_FORMAT_VERSION {
+            return Err(StorageError::UnsupportedVersion {
+                path,
+                what: "log segment",
+                found: version,
+                expected: LOG_FORMAT_VERSION,
+            });
+        }
+        let crc = u32::from_le_bytes(header[28..32].try_into().expect("4 bytes"));
+        if crc != crc32c::crc32c(&header[0..28]) {
+            return Err(corrupt(&path, 0, "segment header checksum mismatch"));
+        }
+        let first_zxid = i64::from_le_bytes(header[16..24].try_into().expect("8 bytes"));
+        if first_zxid != name_zxid {
+            return Err(corrupt(
+                &path,
+                16,
+                format!("segment header says first zxid {first_zxid:#x} but the file name says {name_zxid:#x}"),
+            ));
+        }
+        let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, file);
+        reader
+            .seek_relative(SEGMENT_HEADER_BYTES as i64)
+            .map_err(|e| StorageError::io("read log segment", &path, e))?;
+        Ok(Some(Cursor {
+            path,
+            reader,
+            len,
+            off: SEGMENT_HEADER_BYTES as u64,
+            first_zxid,
+            records: 0,
+            is_last,
+        }))
+    }
+
+    fn advance(&mut self) -> Result<Option<(i64, u8, usize)>, StorageError> {
+        loop {
+            if self.cur.is_none() {
+                if self.idx >= self.segs.len() {
+                    return Ok(None);
+                }
+                let (z, path) = self.segs[self.idx].clone();
+                let is_last = self.idx + 1 == self.segs.len();
+                self.idx += 1;
+                self.cur = self.open_segment(z, path, is_last)?;
+                continue;
+            }
+            let cur = self.cur.as_mut().expect("checked above");
+            let mut h = [0u8; RECORD_HEADER_BYTES];
+            if cur.len.saturating_sub(cur.off) < RECORD_HEADER_BYTES as u64 || {
+                cur.reader
+                    .read_exact(&mut h)
+                    .map_err(|e| StorageError::io("read log segment", &cur.path, e))?;
+                is_zero(&h)
+            } {
+                self.end_of_records(None)?;
+                continue;
+            }
+            let rh = decode_record_header(&h);
+            let room = cur.len - cur.off - RECORD_HEADER_BYTES as u64;
+            if rh.len as u64 > room {
+                let d = format!("record length {} runs past the end of the segment", rh.len);
+                self.end_of_records(Some(d))?;
+                continue;
+            }
+            self.buf.resize(rh.len, 0);
+            cur.reader
+                .read_exact(&mut self.buf[..rh.len])
+                .map_err(|e| StorageError::io("read log segment", &cur.path, e))?;
+            if rh.crc != record_crc(&h, &self.buf[..rh.len]) || !rh.reserved_zero {
+                self.end_of_records(Some("record checksum mismatch".into()))?;
+                continue;
+            }
+            let at = cur.off;
+            let pad = record_bytes(rh.len) - RECORD_HEADER_BYTES - rh.len;
+            let mut scratch = [0u8; 8];
+            let pad = pad.min((cur.len - cur.off) as usize - RECORD_HEADER_BYTES - rh.len);
+            cur.reader
+                .read_exact(&mut scratch[..pad])
+                .map_err(|e| StorageError::io("read log segment", &cur.path, e))?;
+            if cur.records == 0 && rh.zxid != cur.first_zxid {
+                return Err(corrupt(
+                    &cur.path,
+                    at,
+                    format!(
+                        "first record has zxid {:#x} but the segment starts at {:#x}",
+                        rh.zxid, cur.first_zxid
+                    ),
+                ));
+            }
+            if let Some(p) = self.prev {
+                if !zxid_follows(p, rh.zxid) {
+                    let what = if rh.zxid <= p {
+                        "goes backwards from"
+                    } else {
+                        "skips ahead of"
+                    };
+                    return Err(corrupt(
+                        &cur.path,
+                        at,
+                        format!(
+                            "zxid {:#x} {what} {p:#x}: records are missing or out of order",
+                            rh.zxid
+                        ),
+                    ));
+                }
+            }
+            cur.off += record_bytes(rh.len) as u64;
+            cur.records += 1;
+            self.prev = Some(rh.zxid);
+            if rh.zxid > self.after_zxid {
+                return Ok(Some((rh.zxid, rh.kind, rh.len)));
+            }
+        }
+    }
+
+    /// The records of the current segment end at `cur.off`, cleanly (`bad` None:
+    /// a zero header) or at a bad record. Decides between a clean end, a torn tail
+    /// (last segment, nothing valid after: zeroed and reported) and corruption.
+    fn end_of_records(&mut self, bad: Option<String>) -> Result<(), StorageError> {
+        let cur = self.cur.take().expect("a segment is open");
+        let off = cur.off;
+        let file = cur.reader.into_inner();
+        let start = off as usize;
+        let Some(last_nonzero) = last_nonzero_byte(&file, &cur.path, off, cur.len)? else {
+            // Clean end: zeros to the end of the segment.
+            if cur.is_last && cur.records == 0 {
+                self.remove_empty_last(&cur.path)?;
+            }
+            return Ok(());
+        };
+        // Failure path only: map the segment to search it for valid records.
+        // SAFETY: read-only mapping of a file nothing else writes during recovery.
+        let map = unsafe { Mmap::map(&file) }
+            .map_err(|e| StorageError::io("map log segment", &cur.path, e))?;
+        let reason = bad.unwrap_or_else(|| "zero record header followed by data".into());
+        if let Some((at, z)) = find_valid_record(&map, start + 8, self.prev) {
+            return Err(corrupt(
+                &cur.path,
+                off,
+                format!("{reason} (a valid record with zxid {z:#x} follows at offset {at})"),
+            ));
+        }
+        if !cur.is_last {
+            return Err(corrupt(
+                &cur.path,
+                off,
+                format!("{reason} in a segment that is not the last"),
+            ));
+        }
+        drop(map);
+        let bytes = last_nonzero + 1 - off;
+        let wf = OpenOptions::new()
+            .write(true)
+            .open(&cur.path)
+            .map_err(|e| StorageError::io("open log segment to truncate", &cur.path, e))?;
+        let zeros = vec![0u8; ZERO_CHUNK_BYTES.min(bytes as usize)];
+        let mut pos = off;
+        while pos < off + bytes {
+            let n = (off + bytes - pos).min(zeros.len() as u64) as usize;
+            wf.write_all_at(&zeros[..n], pos)
+                .map_err(|e| StorageError::io("truncate torn record", &cur.path, e))?;
+            pos += n as u64;
+        }
+        wf.sync_data()
+            .map_err(|e| StorageError::io("sync truncated segment", &cur.path, e))?;
+        let torn = TornTail {
+            path: cur.path.clone(),
+            offset: off,
+            bytes,
+            reason,
+        };
+        tracing::warn!("{torn}");
+        self.torn = Some(torn);
+        if cur.records == 0 {
+            self.remove_empty_last(&cur.path)?;
+        }
+        Ok(())
+    }
+
+    /// A last segment without records holds nothing; removing it keeps every
+    /// segment name equal to the zxid of a record it holds, which the choice of
+    /// the segment to start reading from relies on.
+    fn remove_empty_last(&self, path: &Path) -> Result<(), StorageError> {
+        fs::remove_file(path)
+            .map_err(|e| StorageError::io("remove empty last segment", path, e))?;
+        sync_dir(&self.dir)
+    }
+}
+
+/// Offset of the last nonzero byte in `[from, len)`, read in chunks (bounded memory).
+fn last_nonzero_byte(
+    file: &File,
+    path: &Path,
+    from: u64,
+    len: u64,
+) -> Result<Option<u64>, StorageError> {
+    let mut buf = vec![0u8; ZERO_CHUNK_BYTES];
+    let mut at = from;
+    let mut last = None;
+    while at < len {
+        let n = (len - at).min(buf.len() as u64) as usize;
+        file.read_exact_at(&mut buf[..n], at)
+            .map_err(|e| StorageError::io("read log segment", path, e))?;
+        if let Some(i) = buf[..n].iter().rposition(|&b| b != 0) {
+            last = Some(at + i as u64);
+        }
+        at += n as u64;
+    }
+    Ok(last)
+}
+
+/// Looks for a record that verifies at an 8-aligned offset ≥ `from` with a zxid
+/// after `prev`: its presence means a bad record is not a torn tail.
+fn find_valid_record(map: &[u8], from: usize, prev: Option<i64>) -> Option<(u64, i64)> {
+    let mut at = (from + 7) & !7;
+    while at + RECORD_HEADER_BYTES <= map.len() {
+        let h = &map[at..at + RECORD_HEADER_BYTES];
+        let rh = decode_record_header(h);
+        let plausible = rh.reserved_zero
+            && rh.zxid > prev.unwrap_or(0)
+            && rh.len <= map.len() - at - RECORD_HEADER_BYTES;
+        if plausible {
+            let payload = &map[at + RECORD_HEADER_BYTES..at + RECORD_HEADER_BYTES + rh.len];
+            if rh.crc == record_crc(h, payload) {
+                return Some((at as u64, rh.zxid));
+            }
+        }
+        at += 8;
+    }
+    None
+}
+
+/// Streams every record with `zxid > after_zxid` to `f`, in order; see [`LogReader`].
+pub fn read_log(
+    dir: &Path,
+    after_zxid: i64,
+    mut f: impl FnMut(Record<'_>),
+) -> Result<LogTail, StorageError> {
+    let mut r = LogReader::open(dir, after_zxid)?;
+    while let Some(rec) = r.next_record()? {
+        f(rec);
+    }
+    r.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(mode: SyncMode) -> LogConfig {
+        LogConfig {
+            segment_bytes: SEGMENT_BYTES_MIN,
+            sync: mode,
+        }
+    }
+
+    fn payload(z: i64, n: usize) -> Vec<u8> {
+        (0..n).map(|i| (z as usize * 31 + i) as u8).collect()
+    }
+
+    fn open(dir: &Path, mode: SyncMode) -> Log {
+        let tail = read_log(dir, 0, |_| {}).unwrap();
+        Log::open(dir, cfg(mode), tail).unwrap()
+    }
+
+    fn sync(log: &mut Log) -> Durable {
+        let job = log.begin_sync().unwrap().expect("something to sync");
+        log.finish_sync(job.run()).unwrap()
+    }
+
+    fn collect(dir: &Path, after: i64) -> (Vec<(i64, u8, Vec<u8>)>, LogTail) {
+        let mut v = Vec::new();
+        let tail = read_log(dir, after, |r| v.push((r.zxid, r.kind, r.payload.to_vec()))).unwrap();
+        (v, tail)
+    }
+
+    #[test]
+    fn record_framing_is_8_aligned_and_checksummed() {
+        assert_eq!(record_bytes(0), 24);
+        assert_eq!(record_bytes(1), 32);
+        assert_eq!(record_bytes(8), 32);
+        assert_eq!(record_bytes(9), 40);
+        let h = encode_record_header(7, 3, b"abc");
+        let rh = decode_record_header(&h);
+        assert_eq!((rh.len, rh.zxid, rh.kind), (3, 7, 3));
+        assert!(rh.reserved_zero);
+        assert_eq!(rh.crc, record_crc(&h, b"abc"));
+        assert_ne!(rh.crc, record_crc(&h, b"abd"));
+    }
+
+    #[test]
+    fn zxid_continuity_allows_epoch_jumps_only() {
+        assert!(zxid_follows(5, 6));
+        assert!(!zxid_follows(5, 7));
+        assert!(!zxid_follows(5, 5));
+        assert!(zxid_follows(0x1_0000_0005, 0x2_0000_0001));
+        assert!(!zxid_follows(0x2_0000_0005, 0x1_0000_0009));
+    }
+
+    #[test]
+    fn append_sync_read_back_across_rolls() {
+        let d = tempfile::tempdir().unwrap();
+        let mut log = open(d.path(), SyncMode::Fdatasync);
+        // ~1 KiB records in 64 KiB segments: several rolls.
+        for z in 1..=300 {
+            log.append(z, (z % 5) as u8, &payload(z, 1000 + z as usize % 13))
+                .unwrap();
+            if z % 7 == 0 {
+                assert_eq!(sync(&mut log).zxid(), z);
+            }
+        }
+        assert_eq!(sync(&mut log).zxid(), 300);
+        drop(log);
+        let segs = scan_dir(d.path()).unwrap().logs;
+        assert!(segs.len() > 4, "rolled into {} segments", segs.len());
+        assert_eq!(segs[0].0, 1);
+        let (recs, tail) = collect(d.path(), 0);
+        assert_eq!(recs.len(), 300);
+        for (i, (z, k, p)) in recs.iter().enumerate() {
+            let want = i as i64 + 1;
+            assert_eq!((*z, *k), (want, (want % 5) as u8));
+            assert_eq!(p, &payload(want, 1000 + want as usize % 13));
+        }
+        assert_eq!(tail.last_zxid, 300);
+        assert!(tail.torn.is_none());
+        // Reading after a zxid skips whole segments and yields the rest.
+        let (recs, _) = collect(d.path(), 250);
+        assert_eq!(recs.first().map(|r| r.0), Some(251));
+        assert_eq!(recs.len(), 50);
+    }
+
+    #[test]
+    fn group_commit_one_job_at_a_time() {
+        let d = tempfile::tempdir().unwrap();
+        let mut log = open(d.path(), SyncMode::Msync);
+        assert!(log.begin_sync().unwrap().is_none(), "nothing to sync");
+        log.append(1, 1, b"a").unwrap();
+        log.append(2, 1, b"b").unwrap();
+        let job = log.begin_sync().unwrap().unwrap();
+        assert_eq!(job.upto_zxid(), 2);
+        // Records arriving while the job runs wait for the next one.
+        log.append(3, 1, b"c").unwrap();
+        assert!(log.begin_sync().unwrap().is_none());
+        assert_eq!(log.durable_zxid(), 0);
+        let done = std::thread::spawn(move || job.run()).join().unwrap();
+        assert_eq!(log.finish_sync(done).unwrap().zxid(), 2);
+        assert_eq!(log.durable_zxid(), 2);
+        assert_eq!(sync(&mut log).zxid(), 3);
+        drop(log);
+        let (recs, _) = collect(d.path(), 0);
+        assert_eq!(recs.iter().map(|r| r.0).collect::<Vec<_>>(), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn record_larger_than_a_segment_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let mut log = open(d.path(), SyncMode::None);
+        let big = vec![1u8; SEGMENT_BYTES_MIN as usize];
+        let err = log.append(1, 1, &big).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "record of 65536 payload bytes does not fit in a log segment of 65536 bytes"
+        );
+        // The largest record that fits is accepted, alone in its segment.
+        let max = SEGMENT_BYTES_MIN as usize - SEGMENT_HEADER_BYTES - RECORD_HEADER_BYTES;
+        log.append(1, 1, &vec![2u8; max]).unwrap();
+        log.append(2, 1, b"x").unwrap();
+        sync(&mut log);
+        drop(log);
+        let (recs, _) = collect(d.path(), 0);
+        assert_eq!(recs.len(), 2);
+        assert_eq!(recs[0].2.len(), max);
+    }
+
+    #[test]
+    fn failed_sync_discards_the_batch_and_everything_after_it() {
+        let d = tempfile::tempdir().unwrap();
+        let mut log = open(d.path(), SyncMode::Fdatasync);
+        for z in 1..=10 {
+            log.append(z, 1, &payload(z, 500)).unwrap();
+        }
+        assert_eq!(sync(&mut log).zxid(), 10);
+        // A batch that rolls into new segments, then more records behind it.
+        for z in 11..=200 {
+            log.append(z, 1, &payload(z, 500)).unwrap();
+        }
+        let job = log.begin_sync().unwrap().unwrap();
+        log.append(201, 1, b"next batch").unwrap();
+        let err = log
+            .finish_sync(job.fail_for_test(io::Error::from_raw_os_error(libc::EIO)))
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.ends_with(": sync failed: Input/output error (os error 5); records after zxid 0xa were discarded"),
+            "{msg}"
+        );
+        assert_eq!(log.last_zxid(), 10);
+        assert_eq!(log.durable_zxid(), 10);
+        // The sequencer re-prepares from the durable state: the zxids are reused.
+        for z in 11..=20 {
+            log.append(z, 2, &payload(z, 100)).unwrap();
+        }
+        assert_eq!(sync(&mut log).zxid(), 20);
+        drop(log);
+        let (recs, tail) = collect(d.path(), 0);
+        assert_eq!(recs.len(), 20);
+        assert!(
+            recs[10..].iter().all(|r| r.1 == 2),
+            "failed records never come back"
+        );
+        assert_eq!(tail.last_zxid, 20);
+        assert!(tail.torn.is_none());
+    }
+
+    #[test]
+    fn failed_first_sync_leaves_an_empty_log() {
+        let d = tempfile::tempdir().unwrap();
+        let mut log = open(d.path(), SyncMode::Fdatasync);
+        log.append(1, 1, b"x").unwrap();
+        let job = log.begin_sync().unwrap().unwrap();
+        assert!(log
+            .finish_sync(job.fail_for_test(io::Error::from_raw_os_error(libc::EIO)))
+            .is_err());
+        drop(log);
+        assert!(scan_dir(d.path()).unwrap().logs.is_empty());
+        let (recs, tail) = collect(d.path(), 0);
+        assert!(recs.is_empty());
+        assert_eq!(tail.last_zxid, 0);
+    }
+
+    #[test]
+    fn disk_full_at_roll_fails_only_that_append() {
+        let d = tempfile::tempdir().unwrap();
+        let mut log = open(d.path(), SyncMode::Fdatasync);
+        let mut z = 0;
+        // Fill the first segment.
+        while log.segs.len() < 2 {
+            z += 1;
+            log.fail_preallocation = log.segs.len() == 1
+                && log.segs[0].write_off + record_bytes(1000) > log.segs[0].io.len();
+            if log.fail_preallocation {
+                let err = log.append(z, 1, &payload(z, 1000)).unwrap_err();
+                assert_eq!(
+                    err.to_string(),
+                    format!(
+                        "{}: preallocate log segment failed: No space left on device (os error 28)",
+                        d.path().join(PREALLOC_FILE_NAME).display()
+                    )
+                );
+                assert_eq!(log.last_zxid(), z - 1, "nothing was appended");
+                log.fail_preallocation = false;
+            }
+            log.append(z, 1, &payload(z, 1000)).unwrap();
+        }
+        assert_eq!(sync(&mut log).zxid(), z);
+        drop(log);
+        let (recs, _) = collect(d.path(), 0);
+        assert_eq!(recs.len() as i64, z);
+    }
+
+    #[test]
+    fn reopen_continues_in_a_new_segment() {
+        let d = tempfile::tempdir().unwrap();
+        let mut log = open(d.path(), SyncMode::Fdatasync);
+        log.append(1, 1, b"one").unwrap();
+        sync(&mut log);
+        drop(log);
+        let mut log = open(d.path(), SyncMode::Fdatasync);
+        assert_eq!(log.last_zxid(), 1);
+        log.append(2, 1, b"two").unwrap();
+        sync(&mut log);
+        drop(log);
+        assert_eq!(scan_dir(d.path()).unwrap().logs.len(), 2);
+        let (recs, _) = collect(d.path(), 0);
+        assert_eq!(recs.iter().map(|r| r.0).collect::<Vec<_>>(), vec![1, 2]);
+    }
+
+    #[test]
+    fn gap_between_snapshot_and_log_is_corruption() {
+        let d = tempfile::tempdir().unwrap();
+        let tail = read_log(d.path(), 5, |_| {}).unwrap();
+        assert_eq!(tail.last_zxid, 5);
+        let mut log = Log::open(d.path(), cfg(SyncMode::None), tail).unwrap();
+        log.append(9, 1, b"x").unwrap();
+        sync(&mut log);
+        drop(log);
+        let err = read_log(d.path(), 5, |_| {}).unwrap_err().to_string();
+        let p = d.path().join("log.0000000000000009");
+        assert_eq!(
+            err,
+            format!(
+                "{}: corrupt at byte offset 32: zxid 0x9 skips ahead of 0x5: records are missing or out of order",
+                p.display()
+            )
+        );
+    }
+}

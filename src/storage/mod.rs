@@ -1,0 +1,293 @@
+//! Storage: the write-ahead log, snapshots and start-up recovery, on opaque bytes.
+//!
+//! Owns every file in the data dir: log segments `log.<first zxid, 16 hex digits>`,
+//! the preallocated spare segment `log.prealloc`, snapshots `snapshot.<zxid hex>`
+//! and their temp files `snapshot.<zxid hex>.tmp`. It knows nothing of znodes or
+//! txns: a log record is `(zxid, kind byte, payload bytes)` and a snapshot body is
+//! whatever bytes the caller streams in.
+//!
+//! Who runs what:
+//! - [`log::Log`] belongs to the sequencer core (single thread, no locks). It
+//!   appends into a mapped, preallocated segment; [`log::SyncJob`] carries the
+//!   msync/fdatasync of a batch to a blocking thread and comes back as a
+//!   [`log::SyncDone`] that only [`log::Log::finish_sync`] can turn into a
+//!   durable watermark (group commit).
+//! - [`snapshot::write_snapshot`] runs on a background (blocking) thread over a
+//!   published tree version; [`snapshot::purge`] likewise.
+//! - [`recover`] runs once at start-up, before any executor serves: newest valid
+//!   snapshot → stream it to the caller → stream the log records after it →
+//!   a [`log::LogTail`] that [`log::Log::open`] requires, so the log can only be
+//!   opened for writing after its tail was checked and repaired.
+//!
+//! Every byte on disk is covered by a crc32c; every error names the file and,
+//! where it applies, the byte offset.
+//!
+//! How the sequencer is expected to drive it (a sketch; `tests/storage_glommio.rs`
+//! runs this shape on a real executor):
+//!
+//! ```no_run
+//! # use corral::storage::*;
+//! # async fn sequencer(dir: &std::path::Path) -> Result<(), StorageError> {
+//! let rec = recover(dir, dir, |_info, _body| Ok(()) /* build the tree */, |_r| { /* apply */ })?;
+//! let mut log = Log::open(dir, LogConfig::default(), rec.tail)?;
+//! loop {
+//!     // prepare requests into txns, append each (an Err fails that txn and
+//!     // everything prepared on top of it):
+//!     log.append(log.last_zxid() + 1, 1, b"txn bytes")?;
+//!     // when no sync is out, ship the batch:
+//!     if let Some(job) = log.begin_sync()? {
+//!         let done = glommio::executor().spawn_blocking(move || job.run()).await;
+//!         match log.finish_sync(done) {
+//!             Ok(durable) => { /* commit, apply and reply up to durable.zxid() */ }
+//!             Err(_) => { /* fail every request after log.durable_zxid() */ }
+//!         }
+//!     }
+//! #   break;
+//! }
+//! # Ok(()) }
+//! ```
+//! (In the real loop appends keep happening while the job is out; awaiting it
+//! inline as above would serialise batches.)
+
+pub mod log;
+pub mod snapshot;
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+pub use log::{
+    read_log, Durable, Log, LogConfig, LogReader, LogTail, Record, SyncDone, SyncJob, SyncMode,
+    TornTail,
+};
+pub use snapshot::{
+    list_snapshots, newest_valid, purge, write_snapshot, CorruptSnapshot, PurgeReport,
+    SnapshotBody, SnapshotInfo, SnapshotTrigger, ValidSnapshot,
+};
+
+/// Errors the disk or the data dir can cause. Each message names the file, and the
+/// byte offset when the problem is inside a file.
+#[derive(Debug, Error)]
+pub enum StorageError {
+    #[error("{}: {op} failed: {source}", .path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{}: not a corral {what} file (bad magic {found:?})", .path.display())]
+    WrongFormat {
+        path: PathBuf,
+        what: &'static str,
+        found: String,
+    },
+    #[error("{}: unsupported {what} format version {found} (this build reads version {expected})", .path.display())]
+    UnsupportedVersion {
+        path: PathBuf,
+        what: &'static str,
+        found: u32,
+        expected: u32,
+    },
+    #[error("{}: corrupt at byte offset {offset}: {detail}", .path.display())]
+    Corrupt {
+        path: PathBuf,
+        offset: u64,
+        detail: String,
+    },
+    #[error("{}: {detail}", .dir.display())]
+    BadDataDir { dir: PathBuf, detail: String },
+    #[error("record of {payload_bytes} payload bytes does not fit in a log segment of {segment_bytes} bytes")]
+    RecordTooLarge {
+        payload_bytes: usize,
+        segment_bytes: u64,
+    },
+    #[error("{}: sync failed: {source}; records after zxid {durable_zxid:#x} were discarded", .path.display())]
+    SyncFailed {
+        path: PathBuf,
+        durable_zxid: i64,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the log is unusable: a failed sync could not be undone ({}: {detail})", .path.display())]
+    Poisoned { path: PathBuf, detail: String },
+    #[error("invalid storage configuration: {0}")]
+    Config(String),
+}
+
+impl StorageError {
+    pub(crate) fn io(op: &'static str, path: &Path, source: io::Error) -> Self {
+        StorageError::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// File name of the log segment whose first record has `first_zxid`.
+pub fn log_file_name(first_zxid: i64) -> String {
+    format!("log.{:016x}", first_zxid as u64)
+}
+
+/// File name of the snapshot taken as of `zxid`.
+pub fn snapshot_file_name(zxid: i64) -> String {
+    format!("snapshot.{:016x}", zxid as u64)
+}
+
+/// Name of the preallocated spare segment (zero-filled, no header yet).
+pub const PREALLOC_FILE_NAME: &str = "log.prealloc";
+
+/// The corral files found in a data dir, each list sorted by zxid ascending.
+#[derive(Debug, Default)]
+pub(crate) struct DirListing {
+    pub logs: Vec<(i64, PathBuf)>,
+    pub snapshots: Vec<(i64, PathBuf)>,
+    pub snapshot_temps: Vec<PathBuf>,
+    pub prealloc: Option<PathBuf>,
+}
+
+fn parse_hex_zxid(s: &str) -> Option<i64> {
+    if s.is_empty() || s.len() > 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u64::from_str_radix(s, 16).ok().map(|v| v as i64)
+}
+
+/// Lists the data dir (creating it when missing: a fresh start). Files that are not
+/// ours (`myid`, editor backups) are ignored; a name in our namespace that does not
+/// parse, or an Apache ZooKeeper `version-2/` layout, is an error naming it.
+pub(crate) fn scan_dir(dir: &Path) -> Result<DirListing, StorageError> {
+    fs::create_dir_all(dir).map_err(|e| StorageError::io("create data dir", dir, e))?;
+    let mut out = DirListing::default();
+    let entries = fs::read_dir(dir).map_err(|e| StorageError::io("list data dir", dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| StorageError::io("list data dir", dir, e))?;
+        let path = entry.path();
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if name == "version-2" {
+            return Err(StorageError::BadDataDir {
+                dir: dir.to_path_buf(),
+                detail: "contains an Apache ZooKeeper data layout (version-2/); corral uses its own format and cannot read it".into(),
+            });
+        }
+        if name == PREALLOC_FILE_NAME {
+            out.prealloc = Some(path);
+        } else if let Some(rest) = name.strip_prefix("log.") {
+            match parse_hex_zxid(rest) {
+                Some(z) => out.logs.push((z, path)),
+                None => return Err(bad_name(dir, &name)),
+            }
+        } else if let Some(rest) = name.strip_prefix("snapshot.") {
+            if let Some(tmp) = rest.strip_suffix(".tmp") {
+                if parse_hex_zxid(tmp).is_none() {
+                    return Err(bad_name(dir, &name));
+                }
+                out.snapshot_temps.push(path);
+            } else {
+                match parse_hex_zxid(rest) {
+                    Some(z) => out.snapshots.push((z, path)),
+                    None => return Err(bad_name(dir, &name)),
+                }
+            }
+        }
+    }
+    out.logs.sort();
+    out.snapshots.sort();
+    Ok(out)
+}
+
+fn bad_name(dir: &Path, name: &str) -> StorageError {
+    StorageError::BadDataDir {
+        dir: dir.to_path_buf(),
+        detail: format!("unexpected file {name:?}: not a corral log or snapshot name"),
+    }
+}
+
+/// fsync a directory so that renames and unlinks in it are durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    let f = fs::File::open(dir).map_err(|e| StorageError::io("open data dir", dir, e))?;
+    f.sync_all()
+        .map_err(|e| StorageError::io("fsync data dir", dir, e))
+}
+
+/// The outcome of start-up recovery.
+#[derive(Debug)]
+pub struct Recovery {
+    /// The snapshot the state was loaded from (None: started from an empty state).
+    pub snapshot: Option<SnapshotInfo>,
+    /// Newer snapshots that failed verification and were passed over.
+    pub corrupt_snapshots: Vec<CorruptSnapshot>,
+    /// Where the log ends; hand it to [`Log::open`].
+    pub tail: LogTail,
+    /// Records replayed after the snapshot.
+    pub replayed: u64,
+}
+
+/// Start-up recovery (`snap_dir` is zoo.cfg's dataDir, `log_dir` its dataLogDir,
+/// often the same dir): loads the newest snapshot whose checksum verifies (reporting
+/// newer corrupt ones), streams its body to `load_snapshot`, then streams every log
+/// record after it to `apply` in zxid order. A corrupt newer snapshot is tolerated
+/// only if the log still reaches its zxid, so nothing it held is lost. An empty dir
+/// is a fresh start (no snapshot, no records).
+pub fn recover(
+    snap_dir: &Path,
+    log_dir: &Path,
+    load_snapshot: impl FnOnce(&SnapshotInfo, &mut dyn io::Read) -> io::Result<()>,
+    mut apply: impl FnMut(Record<'_>),
+) -> Result<Recovery, StorageError> {
+    let (found, corrupt) = newest_valid(snap_dir)?;
+    let snapshot = match found {
+        Some(ValidSnapshot { info, mut body }) => {
+            load_snapshot(&info, &mut body).map_err(|e| StorageError::Corrupt {
+                path: info.path.clone(),
+                offset: body.position(),
+                detail: format!("snapshot body does not decode: {e}"),
+            })?;
+            Some(info)
+        }
+        None => None,
+    };
+    let after = snapshot.as_ref().map_or(0, |s| s.zxid);
+    let mut replayed = 0u64;
+    let tail = read_log(log_dir, after, |r| {
+        replayed += 1;
+        apply(r)
+    })
+    .map_err(|e| match corrupt.first() {
+        // We fell back past a corrupt snapshot and the log cannot bridge the gap:
+        // name the snapshot first, the log problem second.
+        Some(c) => StorageError::Corrupt {
+            path: c.path.clone(),
+            offset: c.offset,
+            detail: format!("{}; falling back to an older state failed: {e}", c.detail),
+        },
+        None => e,
+    })?;
+    if let Some(worst) = corrupt.iter().map(|c| c.zxid).max() {
+        if tail.last_zxid < worst {
+            let c = corrupt
+                .iter()
+                .find(|c| c.zxid == worst)
+                .expect("max exists");
+            return Err(StorageError::Corrupt {
+                path: c.path.clone(),
+                offset: c.offset,
+                detail: format!(
+                    "{}; no older snapshot plus the log reaches its zxid {:#x} (the log ends at {:#x})",
+                    c.detail, worst, tail.last_zxid
+                ),
+            });
+        }
+    }
+    Ok(Recovery {
+        snapshot,
+        corrupt_snapshots: corrupt,
+        tail,
+        replayed,
+    })
+}

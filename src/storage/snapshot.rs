@@ -1,0 +1,580 @@
+//! Snapshots: checksummed files holding an opaque body consistent as of one zxid,
+//! when to take one, and retention.
+//!
+//! [`write_snapshot`] runs on a background (blocking) thread: the caller streams a
+//! published tree version into the `Write` it is given while the sequencer keeps
+//! writing; the body goes to `snapshot.<zxid>.tmp`, is checksummed, fsynced and
+//! renamed into place, so a crash leaves either the whole snapshot or none.
+//! [`newest_valid`] (start-up) verifies snapshots newest first and returns a
+//! streaming reader of the first that verifies, with the corrupt newer ones listed.
+//! [`purge`] (background timer, `autopurge.purgeInterval`) keeps the newest
+//! `autopurge.snapRetainCount` valid snapshots and the log segments they need.
+//! [`SnapshotTrigger`] lives on the sequencer: it counts appended txns and bytes
+//! and says when to start a snapshot (snapCount / snapSizeLimitInKb, randomised).
+//!
+//! Format (little-endian): header of 32 bytes (magic `CORRALSN`, version u32, 4
+//! zero bytes, zxid i64, 4 zero bytes, crc32c of bytes 0..28), the body, then a
+//! footer of 16 bytes (body length u64, crc32c of the body u32, crc32c of footer
+//! bytes 0..12).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use super::{scan_dir, snapshot_file_name, sync_dir, StorageError};
+
+pub const SNAPSHOT_MAGIC: [u8; 8] = *b"CORRALSN";
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+pub const SNAPSHOT_HEADER_BYTES: u64 = 32;
+pub const SNAPSHOT_FOOTER_BYTES: u64 = 16;
+const IO_BUFFER_BYTES: usize = 1 << 20;
+
+/// A snapshot file that verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    pub path: PathBuf,
+    pub zxid: i64,
+    pub body_bytes: u64,
+}
+
+/// A snapshot that failed verification (reported, never silently skipped).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorruptSnapshot {
+    pub path: PathBuf,
+    /// The zxid its name claims.
+    pub zxid: i64,
+    pub offset: u64,
+    pub detail: String,
+}
+
+impl std::fmt::Display for CorruptSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: corrupt at byte offset {}: {}",
+            self.path.display(),
+            self.offset,
+            self.detail
+        )
+    }
+}
+
+/// The body of a verified snapshot, streamed (the file is never held in memory).
+pub struct SnapshotBody {
+    inner: io::Take<BufReader<File>>,
+    read_bytes: u64,
+}
+
+impl SnapshotBody {
+    /// File offset of the next body byte, for error messages.
+    pub fn position(&self) -> u64 {
+        SNAPSHOT_HEADER_BYTES + self.read_bytes
+    }
+}
+
+impl Read for SnapshotBody {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read_bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// The newest snapshot that verified, ready to stream.
+pub struct ValidSnapshot {
+    pub info: SnapshotInfo,
+    pub body: SnapshotBody,
+}
+
+struct CrcWriter<'a, W: Write> {
+    inner: &'a mut W,
+    crc: u32,
+    bytes: u64,
+}
+
+impl<W: Write> Write for CrcWriter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc = crc32c::crc32c_append(self.crc, &buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Writeback is started every this many bytes while a snapshot is written, and
+/// the chunk before is waited for, so the final fsync does not flush a whole
+/// snapshot at once (a burst that would stall the log's syncs on the same disk).
+pub const SNAPSHOT_WRITEBACK_CHUNK_BYTES: u64 = 8 << 20;
+
+/// The snapshot file, starting writeback as it grows (RocksDB's bytes_per_sync).
+struct Trickle {
+    file: File,
+    written: u64,
+    /// Writeback was started for bytes below this.
+    started: u64,
+}
+
+impl Write for Trickle {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        if self.written - self.started >= SNAPSHOT_WRITEBACK_CHUNK_BYTES {
+            use std::os::fd::AsRawFd;
+            let fd = self.file.as_raw_fd();
+            let chunk = SNAPSHOT_WRITEBACK_CHUNK_BYTES as i64;
+            let start = self.started as i64;
+            // SAFETY: plain syscalls on an fd we own; ranges are inside the file.
+            // Failures only lose the smoothing: the final fsync still covers all.
+            unsafe {
+                libc::sync_file_range(fd, start, chunk, libc::SYNC_FILE_RANGE_WRITE);
+                if start >= chunk {
+                    libc::sync_file_range(
+                        fd,
+                        start - chunk,
+                        chunk,
+                        libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                            | libc::SYNC_FILE_RANGE_WRITE
+                            | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+                    );
+                }
+            }
+            self.started += SNAPSHOT_WRITEBACK_CHUNK_BYTES;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+fn header(zxid: i64) -> [u8; SNAPSHOT_HEADER_BYTES as usize] {
+    let mut h = [0u8; SNAPSHOT_HEADER_BYTES as usize];
+    h[0..8].copy_from_slice(&SNAPSHOT_MAGIC);
+    h[8..12].copy_from_slice(&SNAPSHOT_FORMAT_VERSION.to_le_bytes());
+    h[16..24].copy_from_slice(&zxid.to_le_bytes());
+    let crc = crc32c::crc32c(&h[0..28]);
+    h[28..32].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+fn footer(body_bytes: u64, body_crc: u32) -> [u8; SNAPSHOT_FOOTER_BYTES as usize] {
+    let mut f = [0u8; SNAPSHOT_FOOTER_BYTES as usize];
+    f[0..8].copy_from_slice(&body_bytes.to_le_bytes());
+    f[8..12].copy_from_slice(&body_crc.to_le_bytes());
+    let crc = crc32c::crc32c(&f[0..12]);
+    f[12..16].copy_from_slice(&crc.to_le_bytes());
+    f
+}
+
+/// Writes the snapshot of `zxid` whose body `body` streams; blocking, for a
+/// background thread. Temp file → checksum footer → fsync → rename → dir fsync.
+pub fn write_snapshot(
+    dir: &Path,
+    zxid: i64,
+    body: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> Result<SnapshotInfo, StorageError> {
+    let path = dir.join(snapshot_file_name(zxid));
+    let tmp = dir.join(format!("{}.tmp", snapshot_file_name(zxid)));
+    let run = || -> io::Result<u64> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        let mut w = BufWriter::with_capacity(
+            IO_BUFFER_BYTES,
+            Trickle {
+                file,
+                written: 0,
+                started: 0,
+            },
+        );
+        w.write_all(&header(zxid))?;
+        let mut cw = CrcWriter {
+            inner: &mut w,
+            crc: 0,
+            bytes: 0,
+        };
+        body(&mut cw)?;
+        let (crc, bytes) = (cw.crc, cw.bytes);
+        w.write_all(&footer(bytes, crc))?;
+        let file = w.into_inner().map_err(|e| e.into_error())?.file;
+        file.sync_all()?;
+        fs::rename(&tmp, &path)?;
+        Ok(bytes)
+    };
+    match run() {
+        Ok(body_bytes) => {
+            sync_dir(dir)?;
+            Ok(SnapshotInfo {
+                path,
+                zxid,
+                body_bytes,
+            })
+        }
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(StorageError::io("write snapshot", &path, e))
+        }
+    }
+}
+
+enum Verdict {
+    Valid(SnapshotInfo, File),
+    Corrupt(CorruptSnapshot),
+}
+
+/// Checks header, footer and body checksum of one snapshot file. A foreign file
+/// (bad magic or version) is an error; damage is a `Corrupt` verdict.
+fn verify(path: &Path, name_zxid: i64) -> Result<Verdict, StorageError> {
+    let bad = |offset: u64, detail: String| {
+        Ok(Verdict::Corrupt(CorruptSnapshot {
+            path: path.to_path_buf(),
+            zxid: name_zxid,
+            offset,
+            detail,
+        }))
+    };
+    let file = File::open(path).map_err(|e| StorageError::io("open snapshot", path, e))?;
+    let len = file
+        .metadata()
+        .map_err(|e| StorageError::io("stat snapshot", path, e))?
+        .len();
+    let min = SNAPSHOT_HEADER_BYTES + SNAPSHOT_FOOTER_BYTES;
+    if len < min {
+        return bad(
+            len,
+            format!("file of {len} bytes is shorter than header and footer ({min} bytes)"),
+        );
+    }
+    let mut h = [0u8; SNAPSHOT_HEADER_BYTES as usize];
+    file.read_exact_at(&mut h, 0)
+        .map_err(|e| StorageError::io("read snapshot", path, e))?;
+    if h[0..8] != SNAPSHOT_MAGIC {
+        return Err(StorageError::WrongFormat {
+            path: path.to_path_buf(),
+            what: "snapshot",
+            found: h[0..8].escape_ascii().to_string(),
+        });
+    }
+    let version = u32::from_le_bytes(h[8..12].try_into().expect("4 bytes"));
+    if version != SNAPSHOT_FORMAT_VERSION {
+        return Err(StorageError::UnsupportedVersion {
+            path: path.to_path_buf(),
+            what: "snapshot",
+            found: version,
+            expected: SNAPSHOT_FORMAT_VERSION,
+        });
+    }
+    if u32::from_le_bytes(h[28..32].try_into().expect("4 bytes")) != crc32c::crc32c(&h[0..28]) {
+        return bad(0, "snapshot header checksum mismatch".into());
+    }
+    let zxid = i64::from_le_bytes(h[16..24].try_into().expect("8 bytes"));
+    if zxid != name_zxid {
+        return bad(
+            16,
+            format!("header says zxid {zxid:#x} but the file name says {name_zxid:#x}"),
+        );
+    }
+    let foot_at = len - SNAPSHOT_FOOTER_BYTES;
+    let mut f = [0u8; SNAPSHOT_FOOTER_BYTES as usize];
+    file.read_exact_at(&mut f, foot_at)
+        .map_err(|e| StorageError::io("read snapshot", path, e))?;
+    if u32::from_le_bytes(f[12..16].try_into().expect("4 bytes")) != crc32c::crc32c(&f[0..12]) {
+        return bad(
+            foot_at,
+            "snapshot footer checksum mismatch (truncated or damaged file)".into(),
+        );
+    }
+    let body_bytes = u64::from_le_bytes(f[0..8].try_into().expect("8 bytes"));
+    if body_bytes != foot_at - SNAPSHOT_HEADER_BYTES {
+        return bad(
+            foot_at,
+            format!(
+                "footer says {body_bytes} body bytes but the file holds {}",
+                foot_at - SNAPSHOT_HEADER_BYTES
+            ),
+        );
+    }
+    let want = u32::from_le_bytes(f[8..12].try_into().expect("4 bytes"));
+    let mut crc = 0u32;
+    let mut buf = vec![0u8; IO_BUFFER_BYTES];
+    let mut at = SNAPSHOT_HEADER_BYTES;
+    while at < foot_at {
+        let n = (foot_at - at).min(buf.len() as u64) as usize;
+        file.read_exact_at(&mut buf[..n], at)
+            .map_err(|e| StorageError::io("read snapshot", path, e))?;
+        crc = crc32c::crc32c_append(crc, &buf[..n]);
+        at += n as u64;
+    }
+    if crc != want {
+        return bad(
+            SNAPSHOT_HEADER_BYTES,
+            format!("body checksum mismatch over bytes {SNAPSHOT_HEADER_BYTES}..{foot_at}"),
+        );
+    }
+    Ok(Verdict::Valid(
+        SnapshotInfo {
+            path: path.to_path_buf(),
+            zxid,
+            body_bytes,
+        },
+        file,
+    ))
+}
+
+/// Start-up: removes leftover temp files, then returns the newest snapshot whose
+/// checksums verify (with its body reader) and every newer one that did not, each
+/// also logged. A file of a foreign format is an error naming it.
+pub fn newest_valid(
+    dir: &Path,
+) -> Result<(Option<ValidSnapshot>, Vec<CorruptSnapshot>), StorageError> {
+    let listing = scan_dir(dir)?;
+    for t in &listing.snapshot_temps {
+        fs::remove_file(t).map_err(|e| StorageError::io("remove snapshot temp file", t, e))?;
+    }
+    let mut corrupt = Vec::new();
+    for (zxid, path) in listing.snapshots.iter().rev() {
+        match verify(path, *zxid)? {
+            Verdict::Valid(info, file) => {
+                let mut reader = BufReader::with_capacity(IO_BUFFER_BYTES, file);
+                reader
+                    .seek_relative(SNAPSHOT_HEADER_BYTES as i64)
+                    .map_err(|e| StorageError::io("read snapshot", path, e))?;
+                let body = SnapshotBody {
+                    inner: reader.take(info.body_bytes),
+                    read_bytes: 0,
+                };
+                return Ok((Some(ValidSnapshot { info, body }), corrupt));
+            }
+            Verdict::Corrupt(c) => {
+                tracing::error!("{c}; falling back to an older snapshot");
+                corrupt.push(c);
+            }
+        }
+    }
+    Ok((None, corrupt))
+}
+
+/// What [`purge`] removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PurgeReport {
+    pub removed_snapshots: Vec<PathBuf>,
+    pub removed_logs: Vec<PathBuf>,
+}
+
+/// Keeps the newest `retain_count` snapshots that verify (and any corrupt ones
+/// newer than the oldest of them, as evidence), removes older snapshots and the
+/// log segments whose records all precede the oldest retained snapshot. The last
+/// segment is never removed. Blocking; for a background thread.
+pub fn purge(
+    snap_dir: &Path,
+    log_dir: &Path,
+    retain_count: usize,
+) -> Result<PurgeReport, StorageError> {
+    if retain_count == 0 {
+        return Err(StorageError::Config(
+            "autopurge.snapRetainCount must be at least 1".into(),
+        ));
+    }
+    let listing = scan_dir(snap_dir)?;
+    let logs = if log_dir == snap_dir {
+        listing.logs.clone()
+    } else {
+        scan_dir(log_dir)?.logs
+    };
+    let mut valid = 0usize;
+    let mut oldest_kept = None;
+    for (zxid, path) in listing.snapshots.iter().rev() {
+        if let Verdict::Valid(..) = verify(path, *zxid)? {
+            valid += 1;
+            if valid == retain_count {
+                oldest_kept = Some(*zxid);
+                break;
+            }
+        }
+    }
+    let mut report = PurgeReport::default();
+    let Some(oldest) = oldest_kept else {
+        return Ok(report);
+    };
+    for (zxid, path) in &listing.snapshots {
+        if *zxid < oldest {
+            fs::remove_file(path).map_err(|e| StorageError::io("remove old snapshot", path, e))?;
+            report.removed_snapshots.push(path.clone());
+        }
+    }
+    for pair in logs.windows(2) {
+        let (_, path) = &pair[0];
+        let next_first = pair[1].0;
+        if next_first <= oldest.saturating_add(1) {
+            fs::remove_file(path)
+                .map_err(|e| StorageError::io("remove old log segment", path, e))?;
+            report.removed_logs.push(path.clone());
+        }
+    }
+    if !report.removed_snapshots.is_empty() {
+        sync_dir(snap_dir)?;
+    }
+    if !report.removed_logs.is_empty() {
+        sync_dir(log_dir)?;
+    }
+    Ok(report)
+}
+
+/// Decides when to snapshot, as the reference does: after more than
+/// `snap_count/2 + r1` txns or `snap_size_bytes/2 + r2` logged bytes, where r1, r2
+/// are random below the halves (so ensemble members do not snapshot together).
+/// Randomness is an input. Owned by the sequencer core.
+#[derive(Debug, Clone)]
+pub struct SnapshotTrigger {
+    snap_count: u64,
+    snap_size_bytes: u64,
+    txns_threshold: u64,
+    bytes_threshold: u64,
+    txns: u64,
+    bytes: u64,
+}
+
+impl SnapshotTrigger {
+    /// `snap_count` ≥ 2 (zoo.cfg `snapCount`, default 100000); `snap_size_bytes`
+    /// 0 disables the size rule (zoo.cfg `snapSizeLimitInKb` × 1024).
+    pub fn new(snap_count: u64, snap_size_bytes: u64, random: u64) -> Self {
+        let mut t = SnapshotTrigger {
+            snap_count: snap_count.max(2),
+            snap_size_bytes,
+            txns_threshold: 0,
+            bytes_threshold: 0,
+            txns: 0,
+            bytes: 0,
+        };
+        t.reset(random);
+        t
+    }
+
+    /// Counts one appended txn of `bytes` log bytes; true: start a snapshot now
+    /// (then call `reset`).
+    pub fn record(&mut self, bytes: u64) -> bool {
+        self.txns += 1;
+        self.bytes += bytes;
+        self.txns > self.txns_threshold
+            || (self.snap_size_bytes > 0 && self.bytes > self.bytes_threshold)
+    }
+
+    /// Starts counting afresh after a snapshot was started.
+    pub fn reset(&mut self, random: u64) {
+        let half = self.snap_count / 2;
+        self.txns_threshold = half + random % half;
+        let half_bytes = (self.snap_size_bytes / 2).max(1);
+        self.bytes_threshold = half_bytes + (random.rotate_left(32) % half_bytes);
+        self.txns = 0;
+        self.bytes = 0;
+    }
+}
+
+/// Verifies nothing; lists only. Used by tests and tools to see what is on disk.
+pub fn list_snapshots(dir: &Path) -> Result<Vec<(i64, PathBuf)>, StorageError> {
+    Ok(scan_dir(dir)?.snapshots)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body_of(n: usize, seed: u8) -> Vec<u8> {
+        (0..n).map(|i| (i as u8).wrapping_mul(seed)).collect()
+    }
+
+    fn read_body(v: ValidSnapshot) -> Vec<u8> {
+        let mut b = v.body;
+        let mut out = Vec::new();
+        b.read_to_end(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn write_then_read_newest() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(newest_valid(d.path()).unwrap().0.is_none());
+        write_snapshot(d.path(), 5, |w| w.write_all(&body_of(1000, 3))).unwrap();
+        let info = write_snapshot(d.path(), 9, |w| w.write_all(&body_of(3_000_000, 7))).unwrap();
+        assert_eq!(info.body_bytes, 3_000_000);
+        let (v, corrupt) = newest_valid(d.path()).unwrap();
+        assert!(corrupt.is_empty());
+        let v = v.unwrap();
+        assert_eq!(v.info.zxid, 9);
+        assert_eq!(read_body(v), body_of(3_000_000, 7));
+    }
+
+    #[test]
+    fn failed_body_leaves_no_file() {
+        let d = tempfile::tempdir().unwrap();
+        let err = write_snapshot(d.path(), 3, |w| {
+            w.write_all(b"partial")?;
+            Err(io::Error::other("tree iterator failed"))
+        })
+        .unwrap_err();
+        assert!(
+            err.to_string().ends_with(
+                "snapshot.0000000000000003: write snapshot failed: tree iterator failed"
+            ),
+            "{err}"
+        );
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn trigger_fires_between_half_and_full_count() {
+        let mut t = SnapshotTrigger::new(100, 0, 7);
+        let mut n = 0;
+        while !t.record(10) {
+            n += 1;
+        }
+        assert_eq!(n, 57); // fires on the txn after 50 + 7
+        t.reset(0);
+        let mut n = 0;
+        while !t.record(10) {
+            n += 1;
+        }
+        assert_eq!(n, 50);
+        // The size rule.
+        let mut t = SnapshotTrigger::new(1_000_000, 1000, 0);
+        assert!(!t.record(500));
+        assert!(t.record(1));
+    }
+
+    #[test]
+    fn purge_keeps_retained_snapshots_and_their_logs() {
+        let d = tempfile::tempdir().unwrap();
+        for z in [10i64, 20, 30, 40] {
+            write_snapshot(d.path(), z, |w| w.write_all(b"body")).unwrap();
+        }
+        // Fake segments (purge looks only at names): [1..15], [16..25], [26..35], [36..].
+        for z in [1i64, 16, 26, 36] {
+            fs::write(d.path().join(super::super::log_file_name(z)), b"").unwrap();
+        }
+        let r = purge(d.path(), d.path(), 2).unwrap();
+        let names = |v: &[PathBuf]| {
+            v.iter()
+                .map(|p| p.file_name().unwrap().to_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(&r.removed_snapshots),
+            ["snapshot.000000000000000a", "snapshot.0000000000000014"]
+        );
+        // Oldest kept snapshot is 30: [1..15] and [16..25] hold only older txns;
+        // [26..35] holds 31..35 and stays.
+        assert_eq!(
+            names(&r.removed_logs),
+            ["log.0000000000000001", "log.0000000000000010"]
+        );
+        assert_eq!(list_snapshots(d.path()).unwrap().len(), 2);
+        assert!(purge(d.path(), d.path(), 0).is_err());
+    }
+}

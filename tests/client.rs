@@ -1,0 +1,1283 @@
+//! A real third-party client against a real server: the `zookeeper-client`
+//! crate (0.11) drives every operation over loopback — all create modes,
+//! versions, ACLs and digest auth, multi and multiRead shapes, one-shot,
+//! persistent and recursive watches, watch removal, session close, reconnect to
+//! the same session through a cut connection (setWatches), session expiry — and
+//! raw wire clients cover what the crate does not expose (ping, checkWatches,
+//! setWatches on a fresh connection, reconnect with a wrong password,
+//! deleteContainer, a failed auth).
+//!
+//! Runs on the test thread: one server per test function, one tokio runtime
+//! driving the crate, cases run one after another by `common::Suite`, each under
+//! its own path prefix. The same case bodies run against the reference server
+//! (which proves the expectations are the reference's) and against corral.
+
+mod common;
+
+use std::future::Future;
+use std::time::Duration;
+
+use common::{Decoded, Kind, Proxy, RawClient, Server, Suite};
+use corral::proto::{ConnectRequest, Request, Response, SetWatches};
+use zk::{Acl, Acls, AuthId, CreateMode, EventType, Permission, SessionState};
+use zookeeper_client as zk;
+
+/// Bound on any one case.
+const CASE_TIMEOUT: Duration = Duration::from_secs(15);
+/// Bound on waiting for one watch event.
+const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// TTL nodes need the extended types; `super:superpw` is the super user.
+fn cfg_extra() -> String {
+    format!(
+        "extendedTypesEnabled=true\nzookeeper.DigestAuthenticationProvider.superDigest={}\n",
+        common::digest_id("super", "superpw")
+    )
+}
+
+async fn connect(addr: &str) -> zk::Client {
+    zk::Client::connector()
+        .with_session_timeout(Duration::from_secs(10))
+        .connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"))
+}
+
+fn opts(mode: CreateMode) -> zk::CreateOptions<'static> {
+    mode.with_acls(Acls::anyone_all())
+}
+
+async fn event<F: Future<Output = zk::WatchedEvent>>(f: F, what: &str) -> zk::WatchedEvent {
+    tokio::time::timeout(EVENT_TIMEOUT, f)
+        .await
+        .unwrap_or_else(|_| panic!("no watch event within {EVENT_TIMEOUT:?}: {what}"))
+}
+
+async fn mkroot(c: &zk::Client, root: &str) {
+    c.create(root, b"", &opts(CreateMode::Persistent))
+        .await
+        .unwrap_or_else(|e| panic!("create {root}: {e}"));
+}
+
+/// The next node event of a persistent watcher; session state events
+/// (Disconnected, SyncConnected) are delivered to it too and skipped here.
+async fn node_event(w: &mut zk::PersistentWatcher, what: &str) -> zk::WatchedEvent {
+    loop {
+        let ev = event(w.changed(), what).await;
+        if ev.event_type != EventType::Session {
+            return ev;
+        }
+    }
+}
+
+// ---------------------------------------------------------------- operations
+
+async fn create_modes(addr: String) {
+    let c = connect(&addr).await;
+    let r = "/create_modes";
+    mkroot(&c, r).await;
+    let sid = c.session_id().0;
+
+    let (st, seq) = c
+        .create(&format!("{r}/p"), b"d", &opts(CreateMode::Persistent))
+        .await
+        .unwrap();
+    assert_eq!(st.ephemeral_owner, 0);
+    assert_eq!(st.version, 0);
+    assert_eq!(st.data_length, 1);
+    assert_eq!(st.czxid, st.mzxid);
+    assert_eq!(st.czxid, st.pzxid);
+    assert_eq!(seq.into_i64(), -1);
+
+    let (st, _) = c
+        .create(&format!("{r}/e"), b"", &opts(CreateMode::Ephemeral))
+        .await
+        .unwrap();
+    assert_eq!(st.ephemeral_owner, sid, "ephemeralOwner of an ephemeral");
+
+    let (_, s1) = c
+        .create(
+            &format!("{r}/ps-"),
+            b"",
+            &opts(CreateMode::PersistentSequential),
+        )
+        .await
+        .unwrap();
+    let (st, s2) = c
+        .create(
+            &format!("{r}/es-"),
+            b"",
+            &opts(CreateMode::EphemeralSequential),
+        )
+        .await
+        .unwrap();
+    assert_eq!(st.ephemeral_owner, sid);
+    // The parent's counter advances with every create under it.
+    assert_eq!(s1.to_string(), "0000000002");
+    assert_eq!(s2.to_string(), "0000000003");
+
+    let (st, _) = c
+        .create(&format!("{r}/ctr"), b"", &opts(CreateMode::Container))
+        .await
+        .unwrap();
+    assert_eq!(st.ephemeral_owner, 0, "clients see 0 for containers");
+
+    let (st, _) = c
+        .create(
+            &format!("{r}/ttl"),
+            b"",
+            &opts(CreateMode::Persistent).with_ttl(Duration::from_secs(600)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(st.ephemeral_owner, 0, "clients see 0 for TTL nodes");
+    let (_, s3) = c
+        .create(
+            &format!("{r}/ttls-"),
+            b"",
+            &opts(CreateMode::PersistentSequential).with_ttl(Duration::from_secs(600)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s3.to_string(), "0000000006");
+
+    let mut kids = c.list_children(r).await.unwrap();
+    kids.sort();
+    assert_eq!(
+        kids,
+        vec![
+            "ctr",
+            "e",
+            "es-0000000003",
+            "p",
+            "ps-0000000002",
+            "ttl",
+            "ttls-0000000006"
+        ]
+    );
+
+    // Creating an existing node, under a missing parent, under an ephemeral.
+    assert_eq!(
+        c.create(&format!("{r}/p"), b"", &opts(CreateMode::Persistent))
+            .await
+            .unwrap_err(),
+        zk::Error::NodeExists
+    );
+    assert_eq!(
+        c.create(&format!("{r}/none/x"), b"", &opts(CreateMode::Persistent))
+            .await
+            .unwrap_err(),
+        zk::Error::NoNode
+    );
+    assert_eq!(
+        c.create(&format!("{r}/e/x"), b"", &opts(CreateMode::Persistent))
+            .await
+            .unwrap_err(),
+        zk::Error::NoChildrenForEphemerals
+    );
+    // Ephemerals of this session, and the descendant count.
+    let mut eph = c.list_ephemerals(r).await.unwrap();
+    eph.sort();
+    assert_eq!(eph, vec![format!("{r}/e"), format!("{r}/es-0000000003")]);
+    assert_eq!(c.count_descendants_number(r).await.unwrap(), 7);
+}
+
+async fn data_and_versions(addr: String) {
+    let c = connect(&addr).await;
+    let r = "/data_and_versions";
+    mkroot(&c, r).await;
+    let p = format!("{r}/n");
+    let (created, _) = c
+        .create(&p, b"one", &opts(CreateMode::Persistent))
+        .await
+        .unwrap();
+    let (data, st) = c.get_data(&p).await.unwrap();
+    assert_eq!(data, b"one");
+    assert_eq!(st, created);
+
+    let st1 = c.set_data(&p, b"two!", Some(0)).await.unwrap();
+    assert_eq!(st1.version, 1);
+    assert_eq!(st1.data_length, 4);
+    assert!(st1.mzxid > st1.czxid);
+    assert!(st1.mtime >= st1.ctime);
+    assert_eq!(
+        c.set_data(&p, b"x", Some(0)).await.unwrap_err(),
+        zk::Error::BadVersion
+    );
+    let st2 = c.set_data(&p, b"", None).await.unwrap();
+    assert_eq!(st2.version, 2);
+    assert_eq!(st2.data_length, 0);
+    assert_eq!(c.check_stat(&p).await.unwrap(), Some(st2));
+    assert_eq!(c.check_stat(&format!("{r}/none")).await.unwrap(), None);
+    assert_eq!(
+        c.get_data(&format!("{r}/none")).await.unwrap_err(),
+        zk::Error::NoNode
+    );
+    assert_eq!(
+        c.set_data(&format!("{r}/none"), b"", None)
+            .await
+            .unwrap_err(),
+        zk::Error::NoNode
+    );
+
+    // Children stats: cversion and numChildren, pzxid.
+    c.create(&format!("{p}/k"), b"", &opts(CreateMode::Persistent))
+        .await
+        .unwrap();
+    let (kids, pst) = c.get_children(&p).await.unwrap();
+    assert_eq!(kids, vec!["k"]);
+    assert_eq!(pst.num_children, 1);
+    assert_eq!(pst.cversion, 1);
+    assert!(pst.pzxid > st2.mzxid);
+
+    assert_eq!(c.delete(&p, None).await.unwrap_err(), zk::Error::NotEmpty);
+    assert_eq!(
+        c.delete(&format!("{p}/k"), Some(3)).await.unwrap_err(),
+        zk::Error::BadVersion
+    );
+    c.delete(&format!("{p}/k"), Some(0)).await.unwrap();
+    let (_, pst) = c.get_children(&p).await.unwrap();
+    assert_eq!(pst.cversion, 2, "a delete advances the parent's cversion");
+    c.delete(&p, Some(2)).await.unwrap();
+    assert_eq!(c.delete(&p, None).await.unwrap_err(), zk::Error::NoNode);
+    c.sync(r).await.unwrap();
+}
+
+async fn acls_and_auth(addr: String) {
+    let owner = connect(&addr).await;
+    let other = connect(&addr).await;
+    let r = "/acls_and_auth";
+    mkroot(&owner, r).await;
+
+    owner.auth("digest", b"alice:secret").await.unwrap();
+    let users = owner.list_auth_users().await.unwrap();
+    assert!(
+        users
+            .iter()
+            .any(|u| u.scheme() == "digest" && u.user() == "alice"),
+        "whoAmI after digest auth: {users:?}"
+    );
+    assert!(
+        users.iter().any(|u| u.scheme() == "ip"),
+        "whoAmI: {users:?}"
+    );
+
+    // creator_all: the node belongs to the authenticated digest identity.
+    let p = format!("{r}/mine");
+    owner
+        .create(
+            &p,
+            b"s",
+            &CreateMode::Persistent.with_acls(Acls::creator_all()),
+        )
+        .await
+        .unwrap();
+    let (acl, st) = owner.get_acl(&p).await.unwrap();
+    assert_eq!(acl.len(), 1);
+    assert_eq!(acl[0].scheme(), "digest");
+    assert_eq!(acl[0].id(), common::digest_id("alice", "secret"));
+    assert_eq!(acl[0].permission(), Permission::ALL);
+    assert_eq!(st.aversion, 0);
+    assert_eq!(other.get_data(&p).await.unwrap_err(), zk::Error::NoAuth);
+    assert_eq!(
+        other.set_data(&p, b"x", None).await.unwrap_err(),
+        zk::Error::NoAuth
+    );
+    // getACL needs READ or ADMIN.
+    assert_eq!(other.get_acl(&p).await.unwrap_err(), zk::Error::NoAuth);
+
+    // creator_all without any authenticated identity is an invalid ACL.
+    assert_eq!(
+        other
+            .create(
+                &format!("{r}/x"),
+                b"",
+                &CreateMode::Persistent.with_acls(Acls::creator_all())
+            )
+            .await
+            .unwrap_err(),
+        zk::Error::InvalidAcl
+    );
+
+    // setACL with versions; a read-only ACL for everyone.
+    let read_only = [Acl::new(Permission::READ, AuthId::anyone())];
+    assert_eq!(
+        owner.set_acl(&p, &read_only, Some(5)).await.unwrap_err(),
+        zk::Error::BadVersion
+    );
+    let st = owner.set_acl(&p, &read_only, Some(0)).await.unwrap();
+    assert_eq!(st.aversion, 1);
+    assert_eq!(other.get_data(&p).await.unwrap().0, b"s");
+    assert_eq!(
+        other.set_data(&p, b"x", None).await.unwrap_err(),
+        zk::Error::NoAuth
+    );
+    assert_eq!(
+        other.set_acl(&p, &read_only, None).await.unwrap_err(),
+        zk::Error::NoAuth
+    );
+    // No CREATE permission for anyone now.
+    assert_eq!(
+        owner
+            .create(&format!("{p}/c"), b"", &opts(CreateMode::Persistent))
+            .await
+            .unwrap_err(),
+        zk::Error::NoAuth
+    );
+
+    // The second client authenticates as alice and gets in.
+    let q = format!("{r}/alice-only");
+    let alice = [Acl::new(
+        Permission::ALL,
+        AuthId::new("digest", &common::digest_id("alice", "secret")),
+    )];
+    owner
+        .create(
+            &q,
+            b"a",
+            &CreateMode::Persistent.with_acls(Acls::new(&alice)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(other.get_data(&q).await.unwrap_err(), zk::Error::NoAuth);
+    other.auth("digest", b"alice:wrong").await.unwrap();
+    assert_eq!(other.get_data(&q).await.unwrap_err(), zk::Error::NoAuth);
+    other.auth("digest", b"alice:secret").await.unwrap();
+    assert_eq!(other.get_data(&q).await.unwrap().0, b"a");
+    other.delete(&q, None).await.unwrap();
+}
+
+async fn super_digest(addr: String) {
+    let owner = connect(&addr).await;
+    let admin = connect(&addr).await;
+    let r = "/super_digest";
+    mkroot(&owner, r).await;
+    owner.auth("digest", b"bob:pw").await.unwrap();
+    let p = format!("{r}/locked");
+    owner
+        .create(
+            &p,
+            b"x",
+            &CreateMode::Persistent.with_acls(Acls::creator_all()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(admin.get_data(&p).await.unwrap_err(), zk::Error::NoAuth);
+    admin.auth("digest", b"super:superpw").await.unwrap();
+    assert_eq!(admin.get_data(&p).await.unwrap().0, b"x");
+    admin.set_data(&p, b"y", None).await.unwrap();
+    let (acl, _) = admin.get_acl(&p).await.unwrap();
+    assert_eq!(acl[0].id(), common::digest_id("bob", "pw"));
+    admin
+        .set_acl(&p, &[Acl::new(Permission::READ, AuthId::anyone())], None)
+        .await
+        .unwrap();
+    admin.delete(&p, None).await.unwrap();
+}
+
+async fn multi_shapes(addr: String) {
+    let c = connect(&addr).await;
+    let r = "/multi_shapes";
+    mkroot(&c, r).await;
+    let a = format!("{r}/a");
+
+    let mut w = c.new_multi_writer();
+    w.add_create(&a, b"1", &opts(CreateMode::Persistent))
+        .unwrap();
+    w.add_set_data(&a, b"2", Some(0)).unwrap();
+    w.add_check_version(&a, 1).unwrap();
+    w.add_create(
+        &format!("{r}/s-"),
+        b"",
+        &opts(CreateMode::PersistentSequential),
+    )
+    .unwrap();
+    w.add_delete(&format!("{r}/s-0000000001"), Some(0)).unwrap();
+    let res = w.commit().await.unwrap();
+    assert_eq!(res.len(), 5);
+    match &res[0] {
+        zk::MultiWriteResult::Create { path, stat } => {
+            assert_eq!(path, &a);
+            // ZooKeeper 3.8 answers a create2 inside multi with a create result
+            // (path only), which the crate shows as an invalid Stat.
+            assert!(stat.is_invalid(), "create2 result inside multi: {stat:?}");
+        }
+        other => panic!("multi result 0: {other:?}"),
+    }
+    match &res[1] {
+        zk::MultiWriteResult::SetData { stat } => assert_eq!(stat.version, 1),
+        other => panic!("multi result 1: {other:?}"),
+    }
+    assert_eq!(res[2], zk::MultiWriteResult::Check);
+    match &res[3] {
+        zk::MultiWriteResult::Create { path, .. } => {
+            assert_eq!(path, &format!("{r}/s-0000000001"))
+        }
+        other => panic!("multi result 3: {other:?}"),
+    }
+    assert_eq!(res[4], zk::MultiWriteResult::Delete);
+    // All ops of the multi share one zxid.
+    let (_, st) = c.get_data(&a).await.unwrap();
+    assert_eq!(st.czxid, st.mzxid);
+
+    // A failing op: nothing is applied, the error names the op's index.
+    let mut w = c.new_multi_writer();
+    w.add_create(&format!("{r}/b"), b"", &opts(CreateMode::Persistent))
+        .unwrap();
+    w.add_check_version(&a, 7).unwrap();
+    w.add_set_data(&a, b"3", None).unwrap();
+    match w.commit().await {
+        Err(zk::MultiWriteError::OperationFailed { index, source }) => {
+            assert_eq!(index, 1);
+            assert_eq!(source, zk::Error::BadVersion);
+        }
+        other => panic!("failing multi: {other:?}"),
+    }
+    assert_eq!(c.check_stat(&format!("{r}/b")).await.unwrap(), None);
+    assert_eq!(c.get_data(&a).await.unwrap().1.version, 1);
+
+    // A check writer.
+    let mut cw = c.new_check_writer(&a, Some(1)).unwrap();
+    cw.add_set_data(&a, b"4", Some(1)).unwrap();
+    let res = cw.commit().await.unwrap();
+    assert_eq!(res.len(), 1);
+    let mut cw = c.new_check_writer(&a, Some(1)).unwrap();
+    cw.add_set_data(&a, b"5", None).unwrap();
+    assert!(matches!(
+        cw.commit().await,
+        Err(zk::CheckWriteError::CheckFailed {
+            source: zk::Error::BadVersion
+        })
+    ));
+
+    // multiRead: per-op results, errors in place.
+    let mut rd = c.new_multi_reader();
+    rd.add_get_data(&a).unwrap();
+    rd.add_get_children(r).unwrap();
+    rd.add_get_data(&format!("{r}/none")).unwrap();
+    let res = rd.commit().await.unwrap();
+    assert_eq!(res.len(), 3);
+    match &res[0] {
+        zk::MultiReadResult::Data { data, stat } => {
+            assert_eq!(data, b"4");
+            assert_eq!(stat.version, 2);
+        }
+        other => panic!("multiRead 0: {other:?}"),
+    }
+    match &res[1] {
+        zk::MultiReadResult::Children { children } => assert_eq!(children, &vec!["a"]),
+        other => panic!("multiRead 1: {other:?}"),
+    }
+    match &res[2] {
+        zk::MultiReadResult::Error { err } => assert_eq!(err, &zk::Error::NoNode),
+        other => panic!("multiRead 2: {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------- watches
+
+async fn oneshot_watches(addr: String) {
+    let c = connect(&addr).await;
+    let w = connect(&addr).await;
+    let r = "/oneshot_watches";
+    mkroot(&c, r).await;
+    let p = format!("{r}/n");
+
+    // exists on a missing node, then create: NodeCreated.
+    let (st, exists_w) = w.check_and_watch_stat(&p).await.unwrap();
+    assert_eq!(st, None);
+    let (_, child_w) = w.list_and_watch_children(r).await.unwrap();
+    c.create(&p, b"", &opts(CreateMode::Persistent))
+        .await
+        .unwrap();
+    let ev = event(exists_w.changed(), "exists watch").await;
+    assert_eq!(
+        (ev.event_type, ev.path.as_str()),
+        (EventType::NodeCreated, p.as_str())
+    );
+    let ev = event(child_w.changed(), "child watch").await;
+    assert_eq!(
+        (ev.event_type, ev.path.as_str()),
+        (EventType::NodeChildrenChanged, r)
+    );
+
+    // getData watch, setData: NodeDataChanged.
+    let (_, _, data_w) = w.get_and_watch_data(&p).await.unwrap();
+    c.set_data(&p, b"x", None).await.unwrap();
+    let ev = event(data_w.changed(), "data watch").await;
+    assert_eq!(
+        (ev.event_type, ev.path.as_str()),
+        (EventType::NodeDataChanged, p.as_str())
+    );
+
+    // getChildren2 watch + data watch, then delete: NodeDeleted for both kinds.
+    let (_, _, data_w) = w.get_and_watch_data(&p).await.unwrap();
+    let (_, _, kids_w) = w.get_and_watch_children(&p).await.unwrap();
+    c.delete(&p, None).await.unwrap();
+    let ev = event(data_w.changed(), "data watch on delete").await;
+    assert_eq!(
+        (ev.event_type, ev.path.as_str()),
+        (EventType::NodeDeleted, p.as_str())
+    );
+    let ev = event(kids_w.changed(), "child watch on delete").await;
+    assert_eq!(
+        (ev.event_type, ev.path.as_str()),
+        (EventType::NodeDeleted, p.as_str())
+    );
+
+    // A one-shot watch fires once: a second change after re-arming only.
+    let (_, exists_w) = w.check_and_watch_stat(&p).await.unwrap();
+    c.create(&p, b"", &opts(CreateMode::Persistent))
+        .await
+        .unwrap();
+    c.set_data(&p, b"y", None).await.unwrap();
+    let ev = event(exists_w.changed(), "exists watch 2").await;
+    assert_eq!(ev.event_type, EventType::NodeCreated);
+
+    // Removing a one-shot watch (removeWatches) succeeds.
+    let (_, _, data_w) = w.get_and_watch_data(&p).await.unwrap();
+    #[allow(deprecated)]
+    data_w.remove().await.unwrap();
+}
+
+async fn persistent_watches(addr: String) {
+    let c = connect(&addr).await;
+    let w = connect(&addr).await;
+    let r = "/persistent_watches";
+    mkroot(&c, r).await;
+    let p = format!("{r}/n");
+
+    let mut pw = w.watch(&p, zk::AddWatchMode::Persistent).await.unwrap();
+    let mut rw = w
+        .watch(r, zk::AddWatchMode::PersistentRecursive)
+        .await
+        .unwrap();
+
+    c.create(&p, b"", &opts(CreateMode::Persistent))
+        .await
+        .unwrap();
+    c.set_data(&p, b"1", None).await.unwrap();
+    c.set_data(&p, b"2", None).await.unwrap();
+    c.create(&format!("{p}/k"), b"", &opts(CreateMode::Persistent))
+        .await
+        .unwrap();
+    c.set_data(&format!("{p}/k"), b"k", None).await.unwrap();
+    c.delete(&format!("{p}/k"), None).await.unwrap();
+    c.delete(&p, None).await.unwrap();
+
+    let mut got = Vec::new();
+    for _ in 0..6 {
+        let ev = event(pw.changed(), "persistent watch").await;
+        got.push((ev.event_type, ev.path));
+    }
+    assert_eq!(
+        got,
+        vec![
+            (EventType::NodeCreated, p.clone()),
+            (EventType::NodeDataChanged, p.clone()),
+            (EventType::NodeDataChanged, p.clone()),
+            (EventType::NodeChildrenChanged, p.clone()),
+            (EventType::NodeChildrenChanged, p.clone()),
+            (EventType::NodeDeleted, p.clone()),
+        ],
+        "persistent watch on {p}"
+    );
+
+    // Recursive: every node below, and never NodeChildrenChanged.
+    let k = format!("{p}/k");
+    let mut got = Vec::new();
+    for _ in 0..7 {
+        let ev = event(rw.changed(), "recursive watch").await;
+        got.push((ev.event_type, ev.path));
+    }
+    assert_eq!(
+        got,
+        vec![
+            (EventType::NodeCreated, p.clone()),
+            (EventType::NodeDataChanged, p.clone()),
+            (EventType::NodeDataChanged, p.clone()),
+            (EventType::NodeCreated, k.clone()),
+            (EventType::NodeDataChanged, k.clone()),
+            (EventType::NodeDeleted, k.clone()),
+            (EventType::NodeDeleted, p.clone()),
+        ],
+        "recursive watch on {r}"
+    );
+    // The persistent watch survives the delete: a re-create fires it again.
+    c.create(&p, b"", &opts(CreateMode::Persistent))
+        .await
+        .unwrap();
+    let ev = event(pw.changed(), "persistent watch after re-create").await;
+    assert_eq!(ev.event_type, EventType::NodeCreated);
+}
+
+async fn close_session_deletes_ephemerals(addr: String) {
+    let owner = connect(&addr).await;
+    let w = connect(&addr).await;
+    let r = "/close_session";
+    mkroot(&w, r).await;
+    let p = format!("{r}/e");
+    owner
+        .create(&p, b"", &opts(CreateMode::Ephemeral))
+        .await
+        .unwrap();
+    let (_, _, data_w) = w.get_and_watch_data(&p).await.unwrap();
+    let (_, kids_w) = w.list_and_watch_children(r).await.unwrap();
+    drop(owner); // closeSession
+    let ev = event(data_w.changed(), "ephemeral deleted on close").await;
+    assert_eq!(
+        (ev.event_type, ev.path.as_str()),
+        (EventType::NodeDeleted, p.as_str())
+    );
+    let ev = event(kids_w.changed(), "parent's child watch on close").await;
+    assert_eq!(ev.event_type, EventType::NodeChildrenChanged);
+    assert_eq!(w.check_stat(&p).await.unwrap(), None);
+}
+
+// ------------------------------------------------------- sessions, reconnect
+
+async fn reconnect_same_session(addr: String) {
+    let proxy = Proxy::new(&addr);
+    let a = connect(&proxy.addr()).await;
+    let b = connect(&addr).await;
+    let r = "/reconnect_same_session";
+    mkroot(&b, r).await;
+    let p = format!("{r}/n");
+    b.create(&p, b"", &opts(CreateMode::Persistent))
+        .await
+        .unwrap();
+    let e = format!("{r}/e");
+    a.create(&e, b"", &opts(CreateMode::Ephemeral))
+        .await
+        .unwrap();
+    let sid = a.session_id();
+    let (_, _, data_w) = a.get_and_watch_data(&p).await.unwrap();
+    let (_, exists_w) = a.check_and_watch_stat(&format!("{r}/later")).await.unwrap();
+    let mut pw = a
+        .watch(r, zk::AddWatchMode::PersistentRecursive)
+        .await
+        .unwrap();
+    let mut states = a.state_watcher();
+
+    proxy.cut();
+    // The client notices, reconnects through the proxy to the same session and
+    // re-registers its watches (setWatches/setWatches2).
+    let st = tokio::time::timeout(EVENT_TIMEOUT, states.changed())
+        .await
+        .expect("state change");
+    assert_eq!(st, SessionState::Disconnected);
+    let st = tokio::time::timeout(EVENT_TIMEOUT, states.changed())
+        .await
+        .expect("state change");
+    assert_eq!(st, SessionState::SyncConnected);
+    assert_eq!(a.session_id(), sid);
+
+    b.set_data(&p, b"x", None).await.unwrap();
+    let ev = event(data_w.changed(), "data watch after reconnect").await;
+    assert_eq!(
+        (ev.event_type, ev.path.as_str()),
+        (EventType::NodeDataChanged, p.as_str())
+    );
+    b.create(&format!("{r}/later"), b"", &opts(CreateMode::Persistent))
+        .await
+        .unwrap();
+    let ev = event(exists_w.changed(), "exists watch after reconnect").await;
+    assert_eq!(ev.event_type, EventType::NodeCreated);
+    let ev = node_event(&mut pw, "recursive watch after reconnect").await;
+    assert_eq!(
+        (ev.event_type, ev.path.as_str()),
+        (EventType::NodeDataChanged, p.as_str())
+    );
+    // The ephemeral survived: same session.
+    let st = b
+        .check_stat(&e)
+        .await
+        .unwrap()
+        .expect("ephemeral survives a reconnect");
+    assert_eq!(st.ephemeral_owner, sid.0);
+    drop(a);
+    drop(proxy);
+}
+
+async fn session_expiry(addr: String) {
+    let proxy = Proxy::new(&addr);
+    let a = zk::Client::connector()
+        .with_session_timeout(Duration::from_millis(2000))
+        .connect(&proxy.addr())
+        .await
+        .unwrap();
+    let b = connect(&addr).await;
+    let r = "/session_expiry";
+    mkroot(&b, r).await;
+    let e = format!("{r}/e");
+    a.create(&e, b"", &opts(CreateMode::Ephemeral))
+        .await
+        .unwrap();
+    let (_, _, w) = b.get_and_watch_data(&e).await.unwrap();
+    let mut states = a.state_watcher();
+
+    // The client can no longer reach the server: the session expires there.
+    proxy.set_blocked(true);
+    proxy.cut();
+    let ev = event(w.changed(), "ephemeral of the expired session deleted").await;
+    assert_eq!(
+        (ev.event_type, ev.path.as_str()),
+        (EventType::NodeDeleted, e.as_str())
+    );
+    proxy.set_blocked(false);
+    // When it gets through again the server tells it the session expired.
+    let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
+    loop {
+        let st = tokio::time::timeout_at(deadline, states.changed())
+            .await
+            .expect("client never saw its session expire");
+        if st == SessionState::Expired {
+            break;
+        }
+    }
+    assert_eq!(a.get_data(r).await.unwrap_err(), zk::Error::SessionExpired);
+}
+
+// ---------------------------------------------------------- raw wire cases
+
+fn raw_session_expiry_and_reconnect(addr: &str) {
+    let mut a = RawClient::connect(addr, 1000);
+    assert_eq!(a.timeout_ms, 1000, "timeout clamped to minSessionTimeout");
+    let mut b = RawClient::connect(addr, 20_000);
+    let create = |path: &str, flags| {
+        Request::Create(corral::proto::CreateRequest {
+            kind: corral::proto::CreateKind::Create,
+            path: path.into(),
+            data: vec![],
+            acl: corral::proto::Acl::open(),
+            flags,
+            ttl: -1,
+        })
+    };
+    assert_eq!(
+        b.call(&create("/raw_expiry", 0)).unwrap().err,
+        0,
+        "create /raw_expiry"
+    );
+    // A write acknowledged to one session is seen by the next write of another.
+    assert_eq!(
+        a.call(&create("/raw_expiry/e", 1)).unwrap().err,
+        0,
+        "create /raw_expiry/e by another session right after its parent"
+    );
+    let r = b
+        .call(&Request::Exists {
+            path: "/raw_expiry/e".into(),
+            watch: true,
+        })
+        .unwrap();
+    assert_eq!(
+        r.err, 0,
+        "exists by one session right after another session's create was acknowledged"
+    );
+
+    // Reconnect to the live session on a new connection, right password: same session.
+    let mut req = ConnectRequest {
+        protocol_version: 0,
+        last_zxid_seen: a.last_zxid,
+        timeout_ms: 1000,
+        session_id: a.session_id,
+        passwd: a.passwd.clone(),
+        read_only: Some(false),
+    };
+    let (mut a2, resp) = RawClient::handshake(addr, &req).unwrap();
+    assert_eq!(
+        resp.session_id, a.session_id,
+        "reconnect with the right password"
+    );
+    assert_eq!(resp.passwd, a.passwd);
+    assert_eq!(a2.call(&Request::Ping).unwrap().err, 0);
+    // The old connection of that session is closed by the server.
+    assert!(
+        a.wait_closed(Duration::from_secs(5)).is_ok(),
+        "the session's old connection stays open after a reconnect"
+    );
+
+    // Wrong password: the expired answer (timeout 0, session 0, zero password).
+    req.passwd = vec![1; 16];
+    match RawClient::handshake(addr, &req) {
+        Ok((_, resp)) => {
+            assert_eq!(resp.session_id, 0, "wrong password: {resp:?}");
+            assert_eq!(resp.timeout_ms, 0, "wrong password: {resp:?}");
+        }
+        Err(e) => panic!("wrong password: no ConnectResponse ({e})"),
+    }
+
+    // Stop pinging a2: the session expires, its ephemeral goes, b is told.
+    let ev = b
+        .wait_event(Duration::from_secs(8))
+        .expect("no NodeDeleted for the ephemeral of an expired session");
+    assert_eq!((ev.event_type, ev.path.as_str()), (2, "/raw_expiry/e"));
+    assert!(
+        a2.wait_closed(Duration::from_secs(5)).is_ok(),
+        "expired session's connection stays open"
+    );
+    // Reconnecting to the expired session: the expired answer. (The reference
+    // may close a reconnect that races with the session's final close without
+    // answering; retry until a ConnectResponse comes.)
+    req.passwd = a.passwd.clone();
+    let mut answer = None;
+    for _ in 0..20 {
+        if let Ok((_, resp)) = RawClient::handshake(addr, &req) {
+            answer = Some(resp);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let resp = answer.expect("expired session: never a ConnectResponse");
+    assert_eq!(
+        (resp.session_id, resp.timeout_ms),
+        (0, 0),
+        "expired session: {resp:?}"
+    );
+    let _ = b.close_session();
+}
+
+fn raw_handshake_shapes(addr: &str) {
+    let mut req = ConnectRequest {
+        protocol_version: 0,
+        last_zxid_seen: 0,
+        timeout_ms: 100_000,
+        session_id: 0,
+        passwd: vec![0; 16],
+        read_only: Some(false),
+    };
+    // The timeout is clamped to maxSessionTimeout (30000 here).
+    let (mut c, resp) = RawClient::handshake(addr, &req).unwrap();
+    assert_eq!(resp.timeout_ms, 30_000);
+    assert_eq!(resp.read_only, Some(false));
+    assert_eq!(resp.passwd.len(), 16);
+    assert_ne!(resp.session_id, 0);
+    let _ = c.close_session();
+    // The older 44-byte request without readOnly gets the answer without it.
+    req.read_only = None;
+    req.timeout_ms = 5000;
+    let (mut c, resp) = RawClient::handshake(addr, &req).unwrap();
+    assert_eq!(resp.read_only, None, "44-byte ConnectRequest: {resp:?}");
+    assert_eq!(resp.timeout_ms, 5000);
+    let _ = c.close_session();
+    // A client that has seen a zxid the server has not is refused: closed, no answer.
+    req.read_only = Some(false);
+    req.last_zxid_seen = 1 << 40;
+    match RawClient::handshake(addr, &req) {
+        Err(_) => {}
+        Ok((_, resp)) => panic!("a client from the future was answered: {resp:?}"),
+    }
+}
+
+fn raw_ping_and_close(addr: &str) {
+    let mut c = RawClient::connect(addr, 10_000);
+    let r = c.call(&Request::Ping).unwrap();
+    assert_eq!((r.xid, r.err), (-2, 0));
+    assert!(r.body.is_empty());
+    let r = c.close_session().unwrap();
+    assert_eq!(r.err, 0);
+    assert!(r.body.is_empty());
+    assert!(
+        c.wait_closed(Duration::from_secs(5)).is_ok(),
+        "closeSession leaves the connection open"
+    );
+}
+
+fn raw_check_and_set_watches(addr: &str) {
+    let mut c = RawClient::connect(addr, 10_000);
+    let create = |path: &str| {
+        Request::Create(corral::proto::CreateRequest {
+            kind: corral::proto::CreateKind::Create,
+            path: path.into(),
+            data: vec![],
+            acl: corral::proto::Acl::open(),
+            flags: 0,
+            ttl: -1,
+        })
+    };
+    assert_eq!(c.call(&create("/raw_watches")).unwrap().err, 0);
+    let zxid_before = c.last_zxid;
+    assert_eq!(c.call(&create("/raw_watches/n")).unwrap().err, 0);
+    // checkWatches: none set yet → NoWatcher.
+    let cw = |t| Request::CheckWatches {
+        path: "/raw_watches/n".into(),
+        watcher_type: t,
+    };
+    assert_eq!(c.call(&cw(2)).unwrap().err, -121);
+    let r = c
+        .call(&Request::GetData {
+            path: "/raw_watches/n".into(),
+            watch: true,
+        })
+        .unwrap();
+    assert_eq!(r.err, 0);
+    assert_eq!(c.call(&cw(2)).unwrap().err, 0, "data watch present");
+    assert_eq!(c.call(&cw(3)).unwrap().err, 0, "any watch present");
+    assert_eq!(c.call(&cw(1)).unwrap().err, -121, "no child watch");
+    // removeWatches: the data watch goes.
+    let r = c
+        .call(&Request::RemoveWatches {
+            path: "/raw_watches/n".into(),
+            watcher_type: 2,
+        })
+        .unwrap();
+    assert_eq!(r.err, 0);
+    assert_eq!(c.call(&cw(2)).unwrap().err, -121);
+
+    // setWatches on a fresh session, relative to a zxid before /raw_watches/n
+    // existed: the exist watch fires NodeCreated at once; the data watch on a
+    // node unchanged since is just registered.
+    let mut d = RawClient::connect(addr, 10_000);
+    let sw = Request::SetWatches(SetWatches {
+        relative_zxid: zxid_before,
+        data: vec!["/raw_watches".into()],
+        exist: vec!["/raw_watches/n".into()],
+        child: vec!["/raw_watches".into()],
+        ..Default::default()
+    });
+    d.send_with_xid(-8, &sw).unwrap();
+    let r = d.recv_reply().unwrap();
+    assert_eq!((r.xid, r.err), (-8, 0), "setWatches reply");
+    let r = d.call(&Request::Sync { path: "/".into() }).unwrap();
+    assert_eq!(r.err, 0);
+    let evs: Vec<(i32, String)> = d.events.drain(..).map(|e| (e.event_type, e.path)).collect();
+    assert!(
+        evs.contains(&(1, "/raw_watches/n".into())),
+        "setWatches: exist watch on a node created since relative_zxid: {evs:?}"
+    );
+    assert!(
+        evs.contains(&(4, "/raw_watches".into())),
+        "setWatches: child watch on a parent changed since relative_zxid: {evs:?}"
+    );
+    // The data watch on /raw_watches was registered: a change fires it.
+    let r = c
+        .call(&Request::SetData {
+            path: "/raw_watches".into(),
+            data: b"x".to_vec(),
+            version: -1,
+        })
+        .unwrap();
+    assert_eq!(r.err, 0);
+    let ev = d
+        .wait_event(Duration::from_secs(5))
+        .expect("data watch from setWatches");
+    assert_eq!((ev.event_type, ev.path.as_str()), (3, "/raw_watches"));
+    let _ = c.close_session();
+    let _ = d.close_session();
+}
+
+fn raw_auth_reply_echoes_xid(addr: &str) {
+    // The Java client sends auth under xid -4; other clients (the Rust crate)
+    // use an ordinary xid. The reply carries the request's xid either way.
+    let mut c = RawClient::connect(addr, 10_000);
+    let auth = Request::Auth {
+        auth_type: 0,
+        scheme: "digest".into(),
+        auth: b"carol:pw".to_vec(),
+    };
+    c.send_with_xid(7, &auth).unwrap();
+    let r = c.recv_reply().unwrap();
+    assert_eq!((r.xid, r.err), (7, 0), "auth sent under xid 7: {r:?}");
+    c.send_with_xid(-4, &auth).unwrap();
+    let r = c.recv_reply().unwrap();
+    assert_eq!((r.xid, r.err), (-4, 0), "auth sent under xid -4: {r:?}");
+    let _ = c.close_session();
+}
+
+fn raw_no_watch_left_by_reads_of_missing_nodes(addr: &str) {
+    // getData / getChildren / getChildren2 on a missing node answer NONODE and
+    // leave no watch; only exists watches a missing node.
+    let mut w = RawClient::connect(addr, 10_000);
+    let mut c = RawClient::connect(addr, 10_000);
+    let p = "/raw_missing";
+    for req in [
+        Request::GetData {
+            path: p.into(),
+            watch: true,
+        },
+        Request::GetChildren {
+            path: p.into(),
+            watch: true,
+        },
+        Request::GetChildren2 {
+            path: p.into(),
+            watch: true,
+        },
+    ] {
+        assert_eq!(w.call(&req).unwrap().err, -101, "{req:?}");
+    }
+    let create = |path: &str| {
+        Request::Create(corral::proto::CreateRequest {
+            kind: corral::proto::CreateKind::Create,
+            path: path.into(),
+            data: vec![],
+            acl: corral::proto::Acl::open(),
+            flags: 0,
+            ttl: -1,
+        })
+    };
+    assert_eq!(c.call(&create(p)).unwrap().err, 0);
+    assert_eq!(c.call(&create("/raw_missing/k")).unwrap().err, 0);
+    let r = w.call(&Request::Sync { path: "/".into() }).unwrap();
+    assert_eq!(r.err, 0);
+    let evs: Vec<(i32, String)> = w.events.drain(..).map(|e| (e.event_type, e.path)).collect();
+    assert!(
+        evs.is_empty(),
+        "events from reads of a missing node: {evs:?}"
+    );
+    let _ = c.close_session();
+    let _ = w.close_session();
+}
+
+fn raw_set_watches2_persistent(addr: &str) {
+    // setWatches2 registers persistent and recursive watches. A connection has
+    // one watch mode per path on the reference: naming a path in both lists
+    // leaves the recursive watch only (no NodeChildrenChanged).
+    let mut w = RawClient::connect(addr, 10_000);
+    let mut c = RawClient::connect(addr, 10_000);
+    let create = |path: &str| {
+        Request::Create(corral::proto::CreateRequest {
+            kind: corral::proto::CreateKind::Create,
+            path: path.into(),
+            data: vec![],
+            acl: corral::proto::Acl::open(),
+            flags: 0,
+            ttl: -1,
+        })
+    };
+    let mut step = |w: &mut RawClient, root: &str, persistent: bool, recursive: bool| {
+        assert_eq!(c.call(&create(root)).unwrap().err, 0);
+        let sw = Request::SetWatches(SetWatches {
+            relative_zxid: c.last_zxid,
+            persistent: if persistent {
+                vec![root.into()]
+            } else {
+                vec![]
+            },
+            persistent_recursive: if recursive { vec![root.into()] } else { vec![] },
+            ..Default::default()
+        });
+        let r = w.call(&sw).unwrap();
+        assert_eq!((r.xid, r.err), (-8, 0), "setWatches2");
+        assert_eq!(c.call(&create(&format!("{root}/k"))).unwrap().err, 0);
+        assert_eq!(w.call(&Request::Sync { path: "/".into() }).unwrap().err, 0);
+        w.events
+            .drain(..)
+            .map(|e| (e.event_type, e.path))
+            .collect::<Vec<(i32, String)>>()
+    };
+    let evs = step(&mut w, "/raw_sw2_p", true, false);
+    assert_eq!(evs, vec![(4, "/raw_sw2_p".to_string())], "persistent only");
+    let evs = step(&mut w, "/raw_sw2_r", false, true);
+    assert_eq!(evs, vec![(1, "/raw_sw2_r/k".to_string())], "recursive only");
+    let evs = step(&mut w, "/raw_sw2_pr", true, true);
+    assert_eq!(
+        evs,
+        vec![(1, "/raw_sw2_pr/k".to_string())],
+        "persistent and recursive on the same path"
+    );
+    let _ = c.close_session();
+    let _ = w.close_session();
+}
+
+fn raw_watch_events_need_read_permission(addr: &str) {
+    // The reference delivers a watch event only to connections that may READ
+    // the node it is about (under the node's ACL at the time of the change).
+    let mut w = RawClient::connect(addr, 10_000);
+    let mut c = RawClient::connect(addr, 10_000);
+    assert_eq!(c.add_digest_auth("owner", "pw"), 0);
+    let owner_only = vec![corral::proto::Acl::new(
+        corral::proto::perms::ALL,
+        "digest",
+        &common::digest_id("owner", "pw"),
+    )];
+    let create = |path: &str, acl: Vec<corral::proto::Acl>| {
+        Request::Create(corral::proto::CreateRequest {
+            kind: corral::proto::CreateKind::Create,
+            path: path.into(),
+            data: vec![],
+            acl,
+            flags: 0,
+            ttl: -1,
+        })
+    };
+    let root = "/raw_acl_watch";
+    assert_eq!(
+        c.call(&create(root, corral::proto::Acl::open()))
+            .unwrap()
+            .err,
+        0
+    );
+    let hidden = format!("{root}/hidden");
+    let open = format!("{root}/open");
+    for p in [&hidden, &open] {
+        let r = w
+            .call(&Request::Exists {
+                path: p.clone(),
+                watch: true,
+            })
+            .unwrap();
+        assert_eq!(r.err, -101);
+    }
+    let r = w
+        .call(&Request::GetChildren {
+            path: root.into(),
+            watch: true,
+        })
+        .unwrap();
+    assert_eq!(r.err, 0);
+    assert_eq!(c.call(&create(&hidden, owner_only.clone())).unwrap().err, 0);
+    assert_eq!(
+        c.call(&create(&open, corral::proto::Acl::open()))
+            .unwrap()
+            .err,
+        0
+    );
+    assert_eq!(w.call(&Request::Sync { path: "/".into() }).unwrap().err, 0);
+    let evs: Vec<(i32, String)> = w.events.drain(..).map(|e| (e.event_type, e.path)).collect();
+    assert_eq!(
+        evs,
+        vec![(4, root.to_string()), (1, open.clone())],
+        "events for an unreadable node must not be delivered"
+    );
+    let _ = c.close_session();
+    let _ = w.close_session();
+}
+
+fn raw_failed_auth_closes(addr: &str) {
+    let mut c = RawClient::connect(addr, 10_000);
+    let r = c
+        .call(&Request::Auth {
+            auth_type: 0,
+            scheme: "no-such-scheme".into(),
+            auth: b"x".to_vec(),
+        })
+        .unwrap();
+    assert_eq!((r.xid, r.err), (-4, -115), "auth with an unknown scheme");
+    assert!(
+        c.wait_closed(Duration::from_secs(5)).is_ok(),
+        "connection open after AuthFailed"
+    );
+}
+
+fn raw_container_ops(addr: &str) {
+    let mut c = RawClient::connect(addr, 10_000);
+    let mk = |kind, path: &str, flags| {
+        Request::Create(corral::proto::CreateRequest {
+            kind,
+            path: path.into(),
+            data: vec![],
+            acl: corral::proto::Acl::open(),
+            flags,
+            ttl: -1,
+        })
+    };
+    use corral::proto::CreateKind::*;
+    let got = c.call_decoded(&mk(Container, "/raw_ctr", 4)).unwrap();
+    assert!(
+        matches!(got, Decoded::Ok(Response::Create2 { .. })),
+        "createContainer: {got:?}"
+    );
+    assert_eq!(c.call(&mk(Create, "/raw_ctr/k", 0)).unwrap().err, 0);
+    let dc = Request::DeleteContainer {
+        path: "/raw_ctr".into(),
+    };
+    // The reference reads deleteContainer's body as raw path bytes (it is meant
+    // for its own container manager), so a jute-encoded path from a client is
+    // never a valid path: BADARGUMENTS, whether the container is empty or not.
+    assert_eq!(c.call(&dc).unwrap().err, -8, "deleteContainer, non-empty");
+    let r = c
+        .call(&Request::Delete {
+            path: "/raw_ctr/k".into(),
+            version: -1,
+        })
+        .unwrap();
+    assert_eq!(r.err, 0);
+    assert_eq!(c.call(&dc).unwrap().err, -8, "deleteContainer, empty");
+    let r = c
+        .call(&Request::Exists {
+            path: "/raw_ctr".into(),
+            watch: false,
+        })
+        .unwrap();
+    assert_eq!(r.err, 0, "the container is still there");
+    // The reference takes createContainer's opcode, not its flags, as the mode:
+    // flags 0 still creates (a container).
+    assert_eq!(c.call(&mk(Container, "/raw_ctr2", 0)).unwrap().err, 0);
+    let _ = c.close_session();
+}
+
+// ---------------------------------------------------------------- runners
+
+fn run_suite(kind: Kind) {
+    let server = Server::start(kind, &cfg_extra());
+    let addr = server.addr();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut suite = Suite::for_server(format!("client/{kind}"), &server);
+
+    macro_rules! async_case {
+        ($name:ident) => {
+            suite.case(stringify!($name), || {
+                rt.block_on(async {
+                    tokio::time::timeout(CASE_TIMEOUT, $name(addr.clone()))
+                        .await
+                        .expect("case timed out")
+                })
+            })
+        };
+    }
+    async_case!(create_modes);
+    async_case!(data_and_versions);
+    async_case!(acls_and_auth);
+    async_case!(super_digest);
+    async_case!(multi_shapes);
+    async_case!(oneshot_watches);
+    async_case!(persistent_watches);
+    async_case!(close_session_deletes_ephemerals);
+    async_case!(reconnect_same_session);
+    async_case!(session_expiry);
+
+    suite.case("raw_handshake_shapes", || raw_handshake_shapes(&addr));
+    suite.case("raw_ping_and_close", || raw_ping_and_close(&addr));
+    suite.case("raw_check_and_set_watches", || {
+        raw_check_and_set_watches(&addr)
+    });
+    suite.case("raw_auth_reply_echoes_xid", || {
+        raw_auth_reply_echoes_xid(&addr)
+    });
+    suite.case("raw_failed_auth_closes", || raw_failed_auth_closes(&addr));
+    suite.case("raw_watch_events_need_read_permission", || {
+        raw_watch_events_need_read_permission(&addr)
+    });
+    suite.case("raw_no_watch_left_by_reads_of_missing_nodes", || {
+        raw_no_watch_left_by_reads_of_missing_nodes(&addr)
+    });
+    suite.case("raw_set_watches2_persistent", || {
+        raw_set_watches2_persistent(&addr)
+    });
+    suite.case("raw_container_ops", || raw_container_ops(&addr));
+    suite.case("raw_session_expiry_and_reconnect", || {
+        raw_session_expiry_and_reconnect(&addr)
+    });
+    rt.shutdown_timeout(Duration::from_secs(5));
+    suite.finish();
+    drop(server);
+}
+
+#[test]
+fn client_reference() {
+    if !common::require_reference() {
+        return;
+    }
+    run_suite(Kind::Reference);
+}
+
+#[test]
+fn client_corral() {
+    run_suite(Kind::Corral);
+}

@@ -1,0 +1,1097 @@
+//! Shared helpers for corral's integration tests: a launcher for a real server
+//! process (corral itself, or Apache ZooKeeper from the Debian package as the
+//! reference), the skip rule for a missing reference, and a raw blocking wire
+//! client built on `corral::proto` for tests where the exact reply bytes matter.
+//!
+//! Runs on the test thread (no executor): a [`Server`] owns one child process on a
+//! free 127.0.0.1 port with its own temp data dir and log file; tests talk to it
+//! over loopback TCP with [`RawClient`] (blocking std sockets, bounded timeouts) or
+//! with the `zookeeper-client` crate. Replies flow back as [`Reply`] frames, watch
+//! notifications (xid −1) are set aside in [`RawClient::events`], and
+//! [`decode_body`] turns a reply body into a typed [`Response`]. [`Normalizer`]
+//! maps zxids, times and session ids to server-independent values so replies of
+//! two different servers can be compared for equality.
+#![allow(dead_code)]
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use corral::proto::{
+    op, xid, Acl, ConnectRequest, ConnectResponse, DecodeError, ErrorCode, JuteWrite, OpResult,
+    Reader, ReplyHeader, Request, RequestHeader, Response, Stat,
+};
+
+/// How long a server may take from spawn to answering `ruok` with `imok`.
+pub const SERVER_READY_TIMEOUT_MS: u64 = 60_000;
+/// How long a raw client waits for one frame before calling it a timeout.
+pub const RAW_READ_TIMEOUT_MS: u64 = 5_000;
+/// Largest frame the raw client accepts from a server (a sanity bound, not the protocol's).
+pub const RAW_FRAME_BYTES_MAX: usize = 16 << 20;
+/// Lines of a server's log printed when a test fails.
+pub const LOG_TAIL_LINES_MAX: usize = 150;
+
+/// Where the Debian package puts its jars.
+const JAVA_LIB_DIR: &str = "/usr/share/java";
+/// Jars the standalone reference server needs (the rest of the package is optional).
+const REFERENCE_JARS: &[&str] = &[
+    "zookeeper.jar",
+    "zookeeper-jute.jar",
+    "slf4j-api.jar",
+    "slf4j-simple.jar",
+    "netty-handler.jar",
+    "netty-common.jar",
+    "netty-buffer.jar",
+    "netty-transport.jar",
+    "netty-codec.jar",
+    "netty-resolver.jar",
+    "netty-transport-native-epoll.jar",
+    "netty-transport-native-unix-common.jar",
+    "metrics-core.jar",
+    "commons-cli.jar",
+    "commons-io.jar",
+    "snappy-java.jar",
+];
+
+/// Which server a [`Server`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Reference,
+    Corral,
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Kind::Reference => "reference",
+            Kind::Corral => "corral",
+        })
+    }
+}
+
+fn java_binary() -> Option<PathBuf> {
+    if let Some(home) = std::env::var_os("JAVA_HOME") {
+        let p = Path::new(&home).join("bin/java");
+        if p.exists() {
+            return Some(p);
+        }
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("java"))
+        .find(|p| p.exists())
+}
+
+/// True when the reference server (java + the Debian zookeeper jars) is installed.
+pub fn reference_available() -> bool {
+    java_binary().is_some() && Path::new(JAVA_LIB_DIR).join("zookeeper.jar").exists()
+}
+
+/// The skip rule: returns true when the reference is installed. Otherwise prints a
+/// loud SKIPPED line and returns false, except under CI (`CI` set), where a missing
+/// reference fails the test.
+pub fn require_reference() -> bool {
+    if reference_available() {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("Apache ZooKeeper (java + {JAVA_LIB_DIR}/zookeeper.jar) is required under CI");
+    }
+    eprintln!();
+    eprintln!("==============================================================");
+    eprintln!("SKIPPED: Apache ZooKeeper not installed");
+    eprintln!("         (need java and {JAVA_LIB_DIR}/zookeeper.jar)");
+    eprintln!("==============================================================");
+    false
+}
+
+/// Only one reference JVM at a time per test binary: the box has two cores.
+static REFERENCE_LOCK: Mutex<()> = Mutex::new(());
+
+/// Picks a free loopback port: bind port 0, read the port, release it.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().unwrap().port()
+}
+
+/// One running server process, killed and reaped on drop. Its log is printed
+/// when it is dropped while the thread panics (a failing test).
+pub struct Server {
+    pub kind: Kind,
+    pub port: u16,
+    child: Mutex<Option<Child>>,
+    dir: Option<tempfile::TempDir>,
+    log_path: PathBuf,
+    _serial: Option<MutexGuard<'static, ()>>,
+}
+
+impl Server {
+    /// Settings both server kinds share. `tickTime` 500 ms so session expiry tests
+    /// take about a second; everything binds 127.0.0.1.
+    fn base_cfg(port: u16, dir: &Path) -> String {
+        format!(
+            "tickTime=500\n\
+             dataDir={d}/data\n\
+             dataLogDir={d}/datalog\n\
+             clientPort={port}\n\
+             clientPortAddress=127.0.0.1\n\
+             maxClientCnxns=0\n\
+             minSessionTimeout=1000\n\
+             maxSessionTimeout=30000\n\
+             4lw.commands.whitelist=*\n",
+            d = dir.display()
+        )
+    }
+
+    /// Starts Apache ZooKeeper standalone. `cfg_extra` is appended to zoo.cfg.
+    /// Call [`require_reference`] first.
+    pub fn reference(cfg_extra: &str) -> Server {
+        let serial = REFERENCE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        Self::reference_with(cfg_extra, Some(serial))
+    }
+
+    /// A second reference JVM beside one this thread already holds (harness
+    /// self-checks only: it does not take the one-JVM-at-a-time lock).
+    pub fn reference_second(cfg_extra: &str) -> Server {
+        Self::reference_with(cfg_extra, None)
+    }
+
+    fn reference_with(cfg_extra: &str, serial: Option<MutexGuard<'static, ()>>) -> Server {
+        let java = java_binary().expect("java not found; call require_reference() first");
+        let cp: Vec<String> = REFERENCE_JARS
+            .iter()
+            .map(|j| Path::new(JAVA_LIB_DIR).join(j))
+            .filter(|p| p.exists())
+            .map(|p| p.display().to_string())
+            .collect();
+        let dir = tempfile::Builder::new()
+            .prefix("corral-ref-")
+            .tempdir()
+            .unwrap();
+        let port = free_port();
+        let mut cfg = Self::base_cfg(port, dir.path());
+        cfg.push_str("admin.enableServer=false\n");
+        // Keys the reference reads as Java system properties, not from zoo.cfg:
+        // `zookeeper.*` (e.g. the super digest) and `jute.maxbuffer`.
+        let mut sysprops = Vec::new();
+        for line in cfg_extra.lines() {
+            match line.split_once('=') {
+                Some((k, v))
+                    if k.trim().starts_with("zookeeper.") || k.trim() == "jute.maxbuffer" =>
+                {
+                    sysprops.push(format!("-D{}={}", k.trim(), v.trim()))
+                }
+                _ => {
+                    cfg.push_str(line);
+                    cfg.push('\n');
+                }
+            }
+        }
+        let cfg_path = dir.path().join("zoo.cfg");
+        std::fs::write(&cfg_path, cfg).unwrap();
+        let mut cmd = Command::new(java);
+        cmd.args(&sysprops);
+        cmd.arg("-Xmx512m")
+            .arg("-XX:+UseSerialGC")
+            .arg("-XX:TieredStopAtLevel=1")
+            .arg("-Dzookeeper.admin.enableServer=false")
+            .arg("-cp")
+            .arg(cp.join(":"))
+            .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
+            .arg(&cfg_path);
+        Self::spawn(Kind::Reference, cmd, port, dir, serial)
+    }
+
+    /// Starts corral (`corral server --config FILE`). `cfg_extra` is appended to the config.
+    pub fn corral(cfg_extra: &str) -> Server {
+        let dir = tempfile::Builder::new()
+            .prefix("corral-it-")
+            .tempdir()
+            .unwrap();
+        let port = free_port();
+        let mut cfg = Self::base_cfg(port, dir.path());
+        cfg.push_str(cfg_extra);
+        let cfg_path = dir.path().join("corral.cfg");
+        std::fs::write(&cfg_path, cfg).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_corral"));
+        cmd.arg("server").arg("--config").arg(&cfg_path);
+        Self::spawn(Kind::Corral, cmd, port, dir, None)
+    }
+
+    /// Starts a server of the given kind.
+    pub fn start(kind: Kind, cfg_extra: &str) -> Server {
+        match kind {
+            Kind::Reference => Server::reference(cfg_extra),
+            Kind::Corral => Server::corral(cfg_extra),
+        }
+    }
+
+    fn spawn(
+        kind: Kind,
+        mut cmd: Command,
+        port: u16,
+        dir: tempfile::TempDir,
+        serial: Option<MutexGuard<'static, ()>>,
+    ) -> Server {
+        std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        std::fs::create_dir_all(dir.path().join("datalog")).unwrap();
+        let log_path = dir.path().join("server.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .current_dir(dir.path());
+        let child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => panic!("cannot start the {kind} server ({cmd:?}): {e}"),
+        };
+        let mut server = Server {
+            kind,
+            port,
+            child: Mutex::new(Some(child)),
+            dir: Some(dir),
+            log_path,
+            _serial: serial,
+        };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&mut self) {
+        let started = Instant::now();
+        let deadline = started + Duration::from_millis(SERVER_READY_TIMEOUT_MS);
+        loop {
+            if let Some(status) = self.exit_status() {
+                panic!(
+                    "the {} server exited during start-up ({status}); log:\n{}",
+                    self.kind,
+                    self.log_tail()
+                );
+            }
+            if four_letter_word(&self.addr(), "ruok").ok().as_deref() == Some("imok")
+                && self.serving()
+            {
+                eprintln!(
+                    "[{} server on {} ready after {} ms]",
+                    self.kind,
+                    self.addr(),
+                    started.elapsed().as_millis()
+                );
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "the {} server did not answer ruok within {SERVER_READY_TIMEOUT_MS} ms; log:\n{}",
+                    self.kind,
+                    self.log_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The reference answers `ruok` before it serves sessions; its `srvr` says
+    /// when it does not serve yet. corral is ready once it answers `ruok`.
+    fn serving(&self) -> bool {
+        match self.kind {
+            Kind::Corral => true,
+            Kind::Reference => four_letter_word(&self.addr(), "srvr")
+                .map(|s| s.contains("Zookeeper version") && !s.contains("not currently serving"))
+                .unwrap_or(false),
+        }
+    }
+
+    /// `127.0.0.1:port`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.as_ref().unwrap().path().join("data")
+    }
+
+    /// The last [`LOG_TAIL_LINES_MAX`] lines of the server's stdout+stderr.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let from = lines.len().saturating_sub(LOG_TAIL_LINES_MAX);
+        lines[from..].join("\n")
+    }
+
+    /// The whole log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// The process's exit status once it has exited.
+    pub fn exit_status(&self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// True while the process runs.
+    pub fn is_running(&self) -> bool {
+        self.exit_status().is_none()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let child = self
+            .child
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(mut child) = child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            // Keep the data dir and the full log for a post-mortem.
+            if let Some(d) = self.dir.take() {
+                let kept = d.keep();
+                eprintln!("[{} server files kept in {}]", self.kind, kept.display());
+            }
+            eprintln!(
+                "----- {} server log ({}), last {LOG_TAIL_LINES_MAX} lines -----\n{}\n----- end of {} server log -----",
+                self.kind,
+                self.log_path.display(),
+                self.log_tail(),
+                self.kind
+            );
+        }
+    }
+}
+
+/// Sends a four-letter word on a fresh connection and returns the whole answer.
+pub fn four_letter_word(addr: &str, word: &str) -> io::Result<String> {
+    let sa = addr.parse().unwrap();
+    let mut s = TcpStream::connect_timeout(&sa, Duration::from_millis(500))?;
+    s.set_read_timeout(Some(Duration::from_millis(2000)))?;
+    s.write_all(word.as_bytes())?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// A reply frame: header plus the undecoded body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub xid: i32,
+    pub zxid: i64,
+    pub err: i32,
+    pub body: Vec<u8>,
+}
+
+/// A watch notification as it came off the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub zxid: i64,
+    pub event_type: i32,
+    pub state: i32,
+    pub path: String,
+}
+
+/// How a read from a raw connection ended when it did not yield a frame.
+#[derive(Debug)]
+pub enum ReadEnd {
+    /// The server closed the connection (EOF or reset).
+    Closed,
+    /// Nothing arrived within the timeout.
+    Timeout,
+    /// A frame that does not parse.
+    Garbled(String),
+}
+
+/// A blocking ZooKeeper wire client over one TCP connection.
+pub struct RawClient {
+    stream: TcpStream,
+    pub session_id: i64,
+    pub passwd: Vec<u8>,
+    pub timeout_ms: i32,
+    next_xid: i32,
+    /// Watch notifications received so far and not yet taken.
+    pub events: VecDeque<Event>,
+    /// Highest zxid seen in any reply header.
+    pub last_zxid: i64,
+}
+
+impl RawClient {
+    /// Opens a TCP connection without handshaking.
+    pub fn connect_tcp(addr: &str) -> io::Result<TcpStream> {
+        let sa = addr.parse().unwrap();
+        let s = TcpStream::connect_timeout(&sa, Duration::from_millis(2000))?;
+        s.set_read_timeout(Some(Duration::from_millis(RAW_READ_TIMEOUT_MS)))?;
+        s.set_write_timeout(Some(Duration::from_millis(RAW_READ_TIMEOUT_MS)))?;
+        s.set_nodelay(true)?;
+        Ok(s)
+    }
+
+    /// Wraps a TCP connection on which no handshake has been done (or one done by hand).
+    pub fn from_stream(stream: TcpStream) -> RawClient {
+        RawClient {
+            stream,
+            session_id: 0,
+            passwd: Vec::new(),
+            timeout_ms: 0,
+            next_xid: 1,
+            events: VecDeque::new(),
+            last_zxid: 0,
+        }
+    }
+
+    /// Connects and creates a new session with the given timeout.
+    pub fn connect(addr: &str, timeout_ms: i32) -> RawClient {
+        let req = ConnectRequest {
+            protocol_version: 0,
+            last_zxid_seen: 0,
+            timeout_ms,
+            session_id: 0,
+            passwd: vec![0; 16],
+            read_only: Some(false),
+        };
+        let (c, resp) = RawClient::handshake(addr, &req).expect("handshake");
+        assert_ne!(resp.session_id, 0, "server refused a new session: {resp:?}");
+        c
+    }
+
+    /// Connects with an explicit ConnectRequest; returns the client and the server's answer.
+    pub fn handshake(addr: &str, req: &ConnectRequest) -> io::Result<(RawClient, ConnectResponse)> {
+        let mut c = RawClient::from_stream(RawClient::connect_tcp(addr)?);
+        let mut body = Vec::new();
+        req.encode(&mut body);
+        c.send_frame(&body)?;
+        let frame = match c.read_frame() {
+            Ok(f) => f,
+            Err(ReadEnd::Closed) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    "closed during handshake",
+                ))
+            }
+            Err(e) => return Err(io::Error::other(format!("handshake: {e:?}"))),
+        };
+        let resp = ConnectResponse::decode(&mut Reader::new(&frame))
+            .map_err(|e| io::Error::other(format!("bad ConnectResponse: {e}")))?;
+        c.session_id = resp.session_id;
+        c.passwd = resp.passwd.clone();
+        c.timeout_ms = resp.timeout_ms;
+        Ok((c, resp))
+    }
+
+    /// Sends raw bytes as they are (no framing).
+    pub fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    /// Sends one length-prefixed frame.
+    pub fn send_frame(&mut self, payload: &[u8]) -> io::Result<()> {
+        let mut buf = Vec::with_capacity(payload.len() + 4);
+        buf.put_i32(payload.len() as i32);
+        buf.extend_from_slice(payload);
+        self.stream.write_all(&buf)
+    }
+
+    /// Sends a request under the next xid and returns that xid.
+    pub fn send(&mut self, req: &Request) -> io::Result<i32> {
+        let x = self.next_xid;
+        self.next_xid += 1;
+        self.send_with_xid(x, req)?;
+        Ok(x)
+    }
+
+    /// Sends a request under the given xid.
+    pub fn send_with_xid(&mut self, x: i32, req: &Request) -> io::Result<i32> {
+        self.send_opcode(x, req.opcode(), req)
+    }
+
+    /// Sends a request's body under an arbitrary opcode (for unknown-opcode tests).
+    pub fn send_opcode(&mut self, x: i32, opcode: i32, req: &Request) -> io::Result<i32> {
+        let mut payload = Vec::new();
+        RequestHeader { xid: x, opcode }.encode(&mut payload);
+        req.encode_body(&mut payload);
+        self.send_frame(&payload)?;
+        Ok(x)
+    }
+
+    pub fn set_read_timeout(&mut self, d: Duration) {
+        self.stream.set_read_timeout(Some(d)).unwrap();
+    }
+
+    /// Half-closes the sending side.
+    pub fn shutdown_write(&mut self) {
+        let _ = self.stream.shutdown(Shutdown::Write);
+    }
+
+    /// Reads one frame's payload.
+    pub fn read_frame(&mut self) -> Result<Vec<u8>, ReadEnd> {
+        let mut len = [0u8; 4];
+        read_exact(&mut self.stream, &mut len)?;
+        let n = i32::from_be_bytes(len);
+        if n < 0 || n as usize > RAW_FRAME_BYTES_MAX {
+            return Err(ReadEnd::Garbled(format!("frame length {n}")));
+        }
+        let mut buf = vec![0u8; n as usize];
+        read_exact(&mut self.stream, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// Reads frames until a reply (xid ≠ −1) arrives; notifications go to `events`.
+    pub fn recv_reply(&mut self) -> Result<Reply, ReadEnd> {
+        loop {
+            let frame = self.read_frame()?;
+            let mut r = Reader::new(&frame);
+            let h = ReplyHeader::decode(&mut r).map_err(|e| ReadEnd::Garbled(e.to_string()))?;
+            if h.xid == xid::NOTIFICATION {
+                let ev = Event {
+                    zxid: h.zxid,
+                    event_type: r.i32().map_err(|e| ReadEnd::Garbled(e.to_string()))?,
+                    state: r.i32().map_err(|e| ReadEnd::Garbled(e.to_string()))?,
+                    path: r.string().map_err(|e| ReadEnd::Garbled(e.to_string()))?,
+                };
+                self.events.push_back(ev);
+                continue;
+            }
+            if h.zxid > self.last_zxid {
+                self.last_zxid = h.zxid;
+            }
+            return Ok(Reply {
+                xid: h.xid,
+                zxid: h.zxid,
+                err: h.err,
+                body: frame[r.position()..].to_vec(),
+            });
+        }
+    }
+
+    /// Sends `req` and waits for its reply; panics when the reply's xid is not the request's.
+    pub fn call(&mut self, req: &Request) -> Result<Reply, ReadEnd> {
+        let x = match req {
+            Request::Ping => self.send_with_xid(xid::PING, req),
+            Request::Auth { .. } => self.send_with_xid(xid::AUTH, req),
+            Request::SetWatches(_) => self.send_with_xid(xid::SET_WATCHES, req),
+            _ => self.send(req),
+        }
+        .map_err(|_| ReadEnd::Closed)?;
+        let reply = self.recv_reply()?;
+        assert_eq!(
+            reply.xid, x,
+            "reply xid does not match the request's ({req:?})"
+        );
+        Ok(reply)
+    }
+
+    /// `call` and decode.
+    pub fn call_decoded(&mut self, req: &Request) -> Result<Decoded, ReadEnd> {
+        let reply = self.call(req)?;
+        Ok(decode_reply(req.opcode(), &reply))
+    }
+
+    /// Waits until a watch event is available (or the timeout passes) and takes it.
+    pub fn wait_event(&mut self, timeout: Duration) -> Option<Event> {
+        if let Some(e) = self.events.pop_front() {
+            return Some(e);
+        }
+        self.set_read_timeout(timeout);
+        let got = self.read_frame();
+        self.set_read_timeout(Duration::from_millis(RAW_READ_TIMEOUT_MS));
+        let frame = got.ok()?;
+        let mut r = Reader::new(&frame);
+        let h = ReplyHeader::decode(&mut r).ok()?;
+        assert_eq!(
+            h.xid,
+            xid::NOTIFICATION,
+            "expected an event, got a reply {h:?}"
+        );
+        Some(Event {
+            zxid: h.zxid,
+            event_type: r.i32().ok()?,
+            state: r.i32().ok()?,
+            path: r.string().ok()?,
+        })
+    }
+
+    /// Waits up to `timeout` for the server to close this connection; returns
+    /// the frames that arrived before the close, or `Err` with how it ended.
+    pub fn wait_closed(&mut self, timeout: Duration) -> Result<Vec<Vec<u8>>, ReadEnd> {
+        let deadline = Instant::now() + timeout;
+        let mut frames = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ReadEnd::Timeout);
+            }
+            self.set_read_timeout(left);
+            match self.read_frame() {
+                Ok(f) => frames.push(f),
+                Err(ReadEnd::Closed) => return Ok(frames),
+                Err(ReadEnd::Garbled(_)) => {
+                    // Keep draining until the close.
+                }
+                Err(ReadEnd::Timeout) => return Err(ReadEnd::Timeout),
+            }
+        }
+    }
+
+    /// Sends closeSession and waits for its reply.
+    pub fn close_session(&mut self) -> Result<Reply, ReadEnd> {
+        self.call(&Request::CloseSession)
+    }
+
+    /// Authenticates with `digest user:password`; returns the reply's error code.
+    pub fn add_digest_auth(&mut self, user: &str, password: &str) -> i32 {
+        let req = Request::Auth {
+            auth_type: 0,
+            scheme: "digest".into(),
+            auth: format!("{user}:{password}").into_bytes(),
+        };
+        self.call(&req).expect("auth reply").err
+    }
+}
+
+fn read_exact(s: &mut TcpStream, buf: &mut [u8]) -> Result<(), ReadEnd> {
+    let mut at = 0;
+    while at < buf.len() {
+        match s.read(&mut buf[at..]) {
+            Ok(0) => return Err(ReadEnd::Closed),
+            Ok(n) => at += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut =>
+            {
+                return Err(ReadEnd::Timeout)
+            }
+            Err(_) => return Err(ReadEnd::Closed),
+        }
+    }
+    Ok(())
+}
+
+/// A reply, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decoded {
+    /// err 0 and a body that decodes completely for the request's opcode.
+    Ok(Response),
+    /// err ≠ 0, with whatever body came along (the reference sends none, mostly).
+    Err(i32, Vec<u8>),
+    /// err 0 but the body does not decode, or has bytes left over.
+    Bad(String),
+}
+
+/// A Debug rendering cut to a readable length (replies can carry a megabyte).
+pub fn short(v: &impl std::fmt::Debug) -> String {
+    let s = format!("{v:?}");
+    if s.len() > 400 {
+        format!("{}… ({} chars)", &s[..400], s.len())
+    } else {
+        s
+    }
+}
+
+/// Decodes a reply to a request with `opcode`.
+pub fn decode_reply(opcode: i32, reply: &Reply) -> Decoded {
+    if reply.err != 0 {
+        return Decoded::Err(reply.err, reply.body.clone());
+    }
+    let mut r = Reader::new(&reply.body);
+    match decode_body(opcode, &mut r) {
+        Ok(resp) if r.is_empty() => Decoded::Ok(resp),
+        Ok(resp) => Decoded::Bad(format!(
+            "{} bytes left after {resp:?}: {:02x?}",
+            r.remaining(),
+            &reply.body[r.position()..]
+        )),
+        Err(e) => Decoded::Bad(format!("{e}; body {:02x?}", reply.body)),
+    }
+}
+
+/// Decodes the body of a successful reply to a request with `opcode`.
+pub fn decode_body(opcode: i32, r: &mut Reader<'_>) -> Result<Response, DecodeError> {
+    Ok(match opcode {
+        op::CREATE => Response::Create { path: r.string()? },
+        op::CREATE2 | op::CREATE_CONTAINER | op::CREATE_TTL => Response::Create2 {
+            path: r.string()?,
+            stat: Stat::decode(r)?,
+        },
+        op::EXISTS | op::SET_DATA | op::SET_ACL => Response::Stat(Stat::decode(r)?),
+        op::GET_DATA => Response::Data {
+            data: r.bytes()?,
+            stat: Stat::decode(r)?,
+        },
+        op::GET_ACL => Response::Acl {
+            acl: Acl::decode_list(r)?,
+            stat: Stat::decode(r)?,
+        },
+        op::GET_CHILDREN => Response::Children(r.strings()?),
+        op::GET_CHILDREN2 => Response::Children2 {
+            children: r.strings()?,
+            stat: Stat::decode(r)?,
+        },
+        op::SYNC => Response::Sync { path: r.string()? },
+        op::GET_EPHEMERALS => Response::Ephemerals(r.strings()?),
+        op::GET_ALL_CHILDREN_NUMBER => Response::AllChildrenNumber(r.i32()?),
+        // addWatch answers an ErrorResponse{err = 0}: a 4-byte body.
+        op::ADD_WATCH => match r.i32()? {
+            0 => Response::Empty,
+            other => {
+                return Err(DecodeError::BadEnum {
+                    what: "addWatch reply code",
+                    value: other,
+                })
+            }
+        },
+        op::WHO_AM_I => Response::WhoAmI(r.vec(|r| Ok((r.string()?, r.string()?)))?),
+        op::MULTI | op::MULTI_READ => {
+            let mut results = Vec::new();
+            loop {
+                let t = r.i32()?;
+                let done = r.bool()?;
+                let err = r.i32()?;
+                if done {
+                    break;
+                }
+                if t == op::ERROR {
+                    let code = r.i32()?;
+                    let _ = err;
+                    results.push(OpResult::Err(ErrorCode::from_code(code).ok_or(
+                        DecodeError::BadEnum {
+                            what: "error code",
+                            value: code,
+                        },
+                    )?));
+                } else {
+                    results.push(OpResult::Ok(t, decode_body(t, r)?));
+                }
+            }
+            Response::Multi(results)
+        }
+        _ => Response::Empty,
+    })
+}
+
+/// The current wall clock in ms since the epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// Plausibility window for znode times: within this many ms of the test's clock.
+pub const TIME_SLACK_MS: i64 = 10 * 60 * 1000;
+
+/// Maps server-specific values (zxids, times, session ids) to comparable ones:
+/// zxids to their order of first appearance, times to 0 once checked plausible,
+/// session ids to the order in which the test registered them.
+#[derive(Default)]
+pub struct Normalizer {
+    zxids: HashMap<i64, i64>,
+    sessions: HashMap<i64, i64>,
+}
+
+impl Normalizer {
+    /// Registers a session id; ephemeralOwner values of it normalise to `index`.
+    pub fn register_session(&mut self, session_id: i64, index: i64) {
+        self.sessions.insert(session_id, index);
+    }
+
+    pub fn zxid(&mut self, z: i64) -> i64 {
+        if z <= 0 {
+            return z;
+        }
+        let n = self.zxids.len() as i64 + 1;
+        *self.zxids.entry(z).or_insert(n)
+    }
+
+    fn time(&self, t: i64, zxid: i64) -> i64 {
+        let now = now_ms();
+        if zxid == 0 && t == 0 {
+            return 0;
+        }
+        if (now - TIME_SLACK_MS..=now + TIME_SLACK_MS).contains(&t) {
+            0
+        } else {
+            t // implausible: keep it so the comparison shows it
+        }
+    }
+
+    pub fn stat(&mut self, s: &Stat) -> Stat {
+        let czxid = self.zxid(s.czxid);
+        let mzxid = self.zxid(s.mzxid);
+        let pzxid = self.zxid(s.pzxid);
+        let mut ctime = self.time(s.ctime, s.czxid);
+        let mut mtime = self.time(s.mtime, s.mzxid);
+        if s.mtime < s.ctime {
+            // mtime before ctime: show both raw values.
+            ctime = s.ctime;
+            mtime = s.mtime;
+        }
+        if s.czxid == s.mzxid && s.ctime != s.mtime {
+            ctime = s.ctime;
+            mtime = s.mtime;
+        }
+        let ephemeral_owner = if s.ephemeral_owner == 0 {
+            0
+        } else {
+            match self.sessions.get(&s.ephemeral_owner) {
+                Some(i) => 1000 + i,
+                None => s.ephemeral_owner, // unknown owner: raw, so it shows
+            }
+        };
+        Stat {
+            czxid,
+            mzxid,
+            ctime,
+            mtime,
+            ephemeral_owner,
+            pzxid,
+            ..*s
+        }
+    }
+
+    /// Normalises a response; children and ephemeral lists are sorted.
+    pub fn response(&mut self, r: &Response) -> Response {
+        match r {
+            Response::Empty => Response::Empty,
+            Response::AddWatch => Response::AddWatch,
+            Response::Create { path } => Response::Create { path: path.clone() },
+            Response::Create2 { path, stat } => Response::Create2 {
+                path: path.clone(),
+                stat: self.stat(stat),
+            },
+            Response::Stat(s) => Response::Stat(self.stat(s)),
+            Response::Data { data, stat } => Response::Data {
+                data: data.clone(),
+                stat: self.stat(stat),
+            },
+            Response::Acl { acl, stat } => Response::Acl {
+                acl: acl.clone(),
+                stat: self.stat(stat),
+            },
+            Response::Children(c) => Response::Children(sorted(c)),
+            Response::Children2 { children, stat } => Response::Children2 {
+                children: sorted(children),
+                stat: self.stat(stat),
+            },
+            Response::Sync { path } => Response::Sync { path: path.clone() },
+            Response::Ephemerals(c) => Response::Ephemerals(sorted(c)),
+            Response::AllChildrenNumber(n) => Response::AllChildrenNumber(*n),
+            Response::WhoAmI(ids) => {
+                let mut v = ids.clone();
+                v.sort();
+                Response::WhoAmI(v)
+            }
+            Response::Multi(results) => Response::Multi(
+                results
+                    .iter()
+                    .map(|o| match o {
+                        OpResult::Ok(t, resp) => OpResult::Ok(*t, self.response(resp)),
+                        OpResult::Err(e) => OpResult::Err(*e),
+                    })
+                    .collect(),
+            ),
+        }
+    }
+}
+
+fn sorted(v: &[String]) -> Vec<String> {
+    let mut v = v.to_vec();
+    v.sort();
+    v
+}
+
+/// The digest ACL id for `user:password`: `user:base64(sha1("user:password"))`.
+pub fn digest_id(user: &str, password: &str) -> String {
+    use base64::Engine;
+    use sha1::{Digest, Sha1};
+    let hash = Sha1::digest(format!("{user}:{password}").as_bytes());
+    format!(
+        "{user}:{}",
+        base64::engine::general_purpose::STANDARD.encode(hash)
+    )
+}
+
+/// Runs named test cases one after another, catching each one's panic, and
+/// panics at the end listing every case that failed. Lets one server process
+/// (the reference JVM takes seconds to start) serve many independent cases.
+pub struct Suite<'a> {
+    pub name: String,
+    failures: Vec<(String, String)>,
+    passed: usize,
+    server: Option<&'a Server>,
+}
+
+impl<'a> Suite<'a> {
+    pub fn new(name: impl Into<String>) -> Suite<'a> {
+        Suite {
+            name: name.into(),
+            failures: Vec::new(),
+            passed: 0,
+            server: None,
+        }
+    }
+
+    /// A suite whose cases fail at once, without running, after `server` exits.
+    pub fn for_server(name: impl Into<String>, server: &'a Server) -> Suite<'a> {
+        Suite {
+            server: Some(server),
+            ..Suite::new(name)
+        }
+    }
+
+    pub fn case(&mut self, name: &str, f: impl FnOnce()) {
+        if let Some(status) = self.server.and_then(|s| s.exit_status()) {
+            let msg = format!(
+                "not run: the {} server has exited ({status})",
+                self.server.unwrap().kind
+            );
+            eprintln!("[{}] FAIL {name}: {msg}", self.name);
+            self.failures.push((name.to_string(), msg));
+            return;
+        }
+        let started = Instant::now();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+            Ok(()) => {
+                self.passed += 1;
+                eprintln!(
+                    "[{}] ok   {name} ({} ms)",
+                    self.name,
+                    started.elapsed().as_millis()
+                );
+            }
+            Err(p) => {
+                let msg = if let Some(s) = p.downcast_ref::<String>() {
+                    s.clone()
+                } else if let Some(s) = p.downcast_ref::<&str>() {
+                    s.to_string()
+                } else {
+                    "panic".to_string()
+                };
+                eprintln!("[{}] FAIL {name}: {msg}", self.name);
+                self.failures.push((name.to_string(), msg));
+            }
+        }
+    }
+
+    /// Panics if any case failed.
+    pub fn finish(self) {
+        if self.failures.is_empty() {
+            eprintln!("[{}] all {} cases passed", self.name, self.passed);
+            return;
+        }
+        let mut msg = format!(
+            "{}: {} of {} cases failed:\n",
+            self.name,
+            self.failures.len(),
+            self.failures.len() + self.passed
+        );
+        for (n, m) in &self.failures {
+            msg.push_str(&format!("  - {n}: {m}\n"));
+        }
+        panic!("{msg}");
+    }
+}
+
+/// A loopback TCP forwarder in front of a server, so a test can cut a client's
+/// connection (the client reconnects to the same session) or refuse connections
+/// for a while (the session expires). Threads: one acceptor, two copiers per
+/// connection; all stop when the proxy is dropped.
+pub struct Proxy {
+    pub port: u16,
+    state: std::sync::Arc<ProxyState>,
+    acceptor: Option<std::thread::JoinHandle<()>>,
+}
+
+struct ProxyState {
+    target: String,
+    conns: Mutex<Vec<TcpStream>>,
+    blocked: std::sync::atomic::AtomicBool,
+    stop: std::sync::atomic::AtomicBool,
+}
+
+impl Proxy {
+    pub fn new(target: &str) -> Proxy {
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = std::sync::Arc::new(ProxyState {
+            target: target.to_string(),
+            conns: Mutex::new(Vec::new()),
+            blocked: Default::default(),
+            stop: Default::default(),
+        });
+        let st = state.clone();
+        let acceptor = std::thread::spawn(move || {
+            for incoming in listener.incoming() {
+                if st.stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = incoming else { continue };
+                if st.blocked.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                }
+                let Ok(upstream) = TcpStream::connect(&st.target) else {
+                    continue;
+                };
+                let _ = client.set_nodelay(true);
+                let _ = upstream.set_nodelay(true);
+                {
+                    let mut conns = st.conns.lock().unwrap();
+                    conns.push(client.try_clone().unwrap());
+                    conns.push(upstream.try_clone().unwrap());
+                }
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), upstream.try_clone().unwrap()),
+                    (upstream, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(Shutdown::Both);
+                        let _ = from.shutdown(Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Proxy {
+            port,
+            state,
+            acceptor: Some(acceptor),
+        }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Closes every connection through the proxy.
+    pub fn cut(&self) {
+        for c in self.state.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// While blocked, new connections are closed at once.
+    pub fn set_blocked(&self, blocked: bool) {
+        self.state
+            .blocked
+            .store(blocked, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.state
+            .stop
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.cut();
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(a) = self.acceptor.take() {
+            let _ = a.join();
+        }
+    }
+}
