@@ -1,0 +1,263 @@
+//! Turns merged stats into the run's report: a text table for people, JSON for
+//! scripts. Runs once on the main thread after the workers finish.
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::cpu::CpuTimes;
+use crate::mix::OpKind;
+use crate::stats::{new_histogram, Stats};
+
+/// Latency summary of one operation kind (or of all requests), in microseconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct OpReport {
+    pub op: String,
+    pub count: u64,
+    pub errors: u64,
+    pub ops_per_s: f64,
+    pub mean_us: f64,
+    pub p50_us: f64,
+    pub p90_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    pub max_us: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorReport {
+    pub op: String,
+    pub code: i32,
+    pub name: String,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CpuReport {
+    pub user_s: f64,
+    pub sys_s: f64,
+    /// (user + sys) per request answered in the window, in microseconds.
+    pub us_per_op: f64,
+    /// Average cores busy over the window.
+    pub cores: f64,
+}
+
+impl CpuReport {
+    pub fn new(t: CpuTimes, ops: u64, window_s: f64) -> CpuReport {
+        let total = t.total().as_secs_f64();
+        CpuReport {
+            user_s: t.user.as_secs_f64(),
+            sys_s: t.sys.as_secs_f64(),
+            us_per_op: if ops > 0 {
+                total * 1e6 / ops as f64
+            } else {
+                0.0
+            },
+            cores: if window_s > 0.0 {
+                total / window_s
+            } else {
+                0.0
+            },
+        }
+    }
+}
+
+/// What the run was asked to do (echoed into the report so results are self-describing).
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSettings {
+    pub label: String,
+    pub servers: Vec<String>,
+    pub mix: String,
+    pub connections: usize,
+    pub outstanding: usize,
+    pub threads: usize,
+    /// Offered rate in requests/s; 0 = closed loop.
+    pub rate: f64,
+    pub value_size: usize,
+    pub keys: usize,
+    pub multi_ops: usize,
+    pub warmup_s: f64,
+    pub duration_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub settings: RunSettings,
+    /// Requests answered inside the window (watch events not included).
+    pub ops: u64,
+    pub ops_per_s: f64,
+    pub errors_total: u64,
+    pub errors: Vec<ErrorReport>,
+    /// Latency over every request kind together.
+    pub all: OpReport,
+    pub by_op: Vec<OpReport>,
+    /// getData-with-watch requests answered, and watch notifications received.
+    pub watches_set: u64,
+    pub watch_events: u64,
+    /// Watch events received after the reply to the setData that fired them (ZooKeeper
+    /// delivers the event first; anything above 0 is an ordering difference).
+    pub watch_events_after_reply: u64,
+    pub loadgen_cpu: CpuReport,
+    pub server_cpu: Option<CpuReport>,
+}
+
+fn summarize(op: &str, h: &Histogram<u64>, errors: u64, window_s: f64) -> OpReport {
+    let us = |ns: u64| ns as f64 / 1000.0;
+    let empty = h.is_empty();
+    let q = |p: f64| {
+        if empty {
+            0.0
+        } else {
+            us(h.value_at_quantile(p))
+        }
+    };
+    OpReport {
+        op: op.to_string(),
+        count: h.len(),
+        errors,
+        ops_per_s: h.len() as f64 / window_s,
+        mean_us: if empty { 0.0 } else { h.mean() / 1000.0 },
+        p50_us: q(0.50),
+        p90_us: q(0.90),
+        p99_us: q(0.99),
+        p999_us: q(0.999),
+        max_us: if empty { 0.0 } else { us(h.max()) },
+    }
+}
+
+fn error_name(code: i32) -> String {
+    corral::proto::ErrorCode::from_code(code)
+        .map(|e| format!("{e:?}"))
+        .unwrap_or_else(|| "Unknown".to_string())
+}
+
+impl Report {
+    pub fn build(
+        settings: RunSettings,
+        stats: &Stats,
+        window_s: f64,
+        loadgen_cpu: CpuTimes,
+        server_cpu: Option<CpuTimes>,
+    ) -> Report {
+        let mut all = new_histogram();
+        let mut by_op = Vec::new();
+        for kind in OpKind::ALL {
+            let h = &stats.hist[kind as usize];
+            if h.is_empty() {
+                continue;
+            }
+            if kind != OpKind::WatchEvent {
+                all.add(h).expect("same bounds");
+            }
+            by_op.push(summarize(kind.name(), h, stats.error_count(kind), window_s));
+        }
+        let errors: Vec<ErrorReport> = stats
+            .errors
+            .iter()
+            .map(|(&(k, code), &count)| ErrorReport {
+                op: k.name().to_string(),
+                code,
+                name: error_name(code),
+                count,
+            })
+            .collect();
+        let errors_total = errors.iter().map(|e| e.count).sum();
+        let ops = all.len();
+        Report {
+            settings,
+            ops,
+            ops_per_s: ops as f64 / window_s,
+            errors_total,
+            errors,
+            all: summarize("all", &all, errors_total, window_s),
+            by_op,
+            watches_set: stats.count(OpKind::WatchSet),
+            watch_events: stats.count(OpKind::WatchEvent),
+            watch_events_after_reply: stats.events_after_reply,
+            loadgen_cpu: CpuReport::new(loadgen_cpu, ops, window_s),
+            server_cpu: server_cpu.map(|t| CpuReport::new(t, ops, window_s)),
+        }
+    }
+
+    /// The human-readable form.
+    pub fn text(&self) -> String {
+        use std::fmt::Write;
+        let s = &self.settings;
+        let mut o = String::new();
+        let _ = writeln!(
+            o,
+            "{}servers {} | mix {} | {} conns x {} outstanding, {} thread(s) | {} | value {} B, {} keys",
+            if s.label.is_empty() { String::new() } else { format!("[{}] ", s.label) },
+            s.servers.join(","),
+            s.mix,
+            s.connections,
+            s.outstanding,
+            s.threads,
+            if s.rate > 0.0 { format!("offered {:.0} req/s", s.rate) } else { "closed loop".to_string() },
+            s.value_size,
+            s.keys
+        );
+        let _ = writeln!(
+            o,
+            "measured {:.1} s after {:.1} s warm-up: {} requests, {:.0} req/s, {} errors",
+            s.duration_s, s.warmup_s, self.ops, self.ops_per_s, self.errors_total
+        );
+        let _ = writeln!(
+            o,
+            "{:<15} {:>10} {:>8} {:>11} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "op",
+            "count",
+            "errors",
+            "req/s",
+            "mean us",
+            "p50 us",
+            "p90 us",
+            "p99 us",
+            "p99.9 us",
+            "max us"
+        );
+        for r in self.by_op.iter().chain(std::iter::once(&self.all)) {
+            let _ = writeln!(
+                o,
+                "{:<15} {:>10} {:>8} {:>11.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0}",
+                r.op,
+                r.count,
+                r.errors,
+                r.ops_per_s,
+                r.mean_us,
+                r.p50_us,
+                r.p90_us,
+                r.p99_us,
+                r.p999_us,
+                r.max_us
+            );
+        }
+        for e in &self.errors {
+            let _ = writeln!(
+                o,
+                "error: {} -> {} ({}) x {}",
+                e.op, e.name, e.code, e.count
+            );
+        }
+        if self.watches_set > 0 || self.watch_events > 0 {
+            let _ = writeln!(
+                o,
+                "watches set {}, watch events received {} ({} after the reply that fired them)",
+                self.watches_set, self.watch_events, self.watch_events_after_reply
+            );
+        }
+        let c = &self.loadgen_cpu;
+        let _ = writeln!(
+            o,
+            "loadgen CPU: {:.2} us/request (user {:.2} s + sys {:.2} s, {:.2} cores)",
+            c.us_per_op, c.user_s, c.sys_s, c.cores
+        );
+        if let Some(c) = &self.server_cpu {
+            let _ = writeln!(
+                o,
+                "server CPU:  {:.2} us/request (user {:.2} s + sys {:.2} s, {:.2} cores)",
+                c.us_per_op, c.user_s, c.sys_s, c.cores
+            );
+        }
+        o
+    }
+}

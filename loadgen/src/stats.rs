@@ -1,0 +1,126 @@
+//! Per-worker counters and latency histograms, merged across workers at the end.
+//!
+//! Owned by one worker thread (no sharing, no atomics on the hot path). A
+//! completion counts only if its request started and finished inside the
+//! measurement window, so warm-up and the drain at the end never leak into the
+//! figures.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use hdrhistogram::Histogram;
+
+use crate::mix::OpKind;
+
+/// Highest latency a histogram can hold, in nanoseconds (larger values saturate).
+pub const LATENCY_NS_MAX: u64 = 120_000_000_000;
+/// Significant decimal digits kept by the histograms.
+pub const HISTOGRAM_SIGFIGS: u8 = 3;
+
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, LATENCY_NS_MAX, HISTOGRAM_SIGFIGS).expect("static bounds")
+}
+
+/// Counts and latencies for one worker (or, after [`Stats::merge`], for a run).
+pub struct Stats {
+    pub window_start: Instant,
+    pub window_end: Instant,
+    /// Latency in nanoseconds, per kind (indexed by `OpKind as usize`).
+    pub hist: Vec<Histogram<u64>>,
+    /// Completions that returned an error, keyed by (kind, ZooKeeper error code).
+    pub errors: BTreeMap<(OpKind, i32), u64>,
+    /// Replies of any kind received at any time (drives the progress bar).
+    pub completed_total: u64,
+    /// Watch events that arrived after the reply to the setData that fired them
+    /// (any time, not only in the window): an ordering the reference never shows.
+    pub events_after_reply: u64,
+}
+
+impl Stats {
+    pub fn new(window_start: Instant, window_end: Instant) -> Stats {
+        Stats {
+            window_start,
+            window_end,
+            hist: (0..OpKind::COUNT).map(|_| new_histogram()).collect(),
+            errors: BTreeMap::new(),
+            completed_total: 0,
+            events_after_reply: 0,
+        }
+    }
+
+    fn in_window(&self, start: Instant, end: Instant) -> bool {
+        start >= self.window_start && end <= self.window_end
+    }
+
+    /// Records one completion. `err` is the ZooKeeper error code (0 = success);
+    /// errors are counted and also timed, since the server did answer.
+    #[inline]
+    pub fn record(&mut self, kind: OpKind, start: Instant, end: Instant, err: i32) {
+        self.completed_total += 1;
+        if !self.in_window(start, end) {
+            return;
+        }
+        let ns = end.saturating_duration_since(start).as_nanos() as u64;
+        self.hist[kind as usize].saturating_record(ns.max(1));
+        if err != 0 {
+            *self.errors.entry((kind, err)).or_insert(0) += 1;
+        }
+    }
+
+    /// Folds `other` (another worker's stats over the same window) into `self`.
+    pub fn merge(&mut self, other: &Stats) {
+        for (a, b) in self.hist.iter_mut().zip(&other.hist) {
+            a.add(b).expect("histograms share bounds");
+        }
+        for (k, v) in &other.errors {
+            *self.errors.entry(*k).or_insert(0) += v;
+        }
+        self.completed_total += other.completed_total;
+        self.events_after_reply += other.events_after_reply;
+    }
+
+    /// Completions of `kind` inside the window.
+    pub fn count(&self, kind: OpKind) -> u64 {
+        self.hist[kind as usize].len()
+    }
+
+    pub fn error_count(&self, kind: OpKind) -> u64 {
+        self.errors
+            .iter()
+            .filter(|((k, _), _)| *k == kind)
+            .map(|(_, v)| v)
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn window_excludes_warmup_and_drain() {
+        let t0 = Instant::now();
+        let ws = t0 + Duration::from_secs(1);
+        let we = t0 + Duration::from_secs(2);
+        let mut s = Stats::new(ws, we);
+        s.record(OpKind::Get, t0, ws, 0); // started in warm-up
+        s.record(OpKind::Get, ws, ws + Duration::from_millis(1), 0);
+        s.record(
+            OpKind::Get,
+            we - Duration::from_millis(1),
+            we + Duration::from_millis(1),
+            0,
+        );
+        s.record(OpKind::Set, ws, ws + Duration::from_millis(2), -101);
+        assert_eq!(s.count(OpKind::Get), 1);
+        assert_eq!(s.count(OpKind::Set), 1);
+        assert_eq!(s.error_count(OpKind::Set), 1);
+        assert_eq!(s.completed_total, 4);
+        let mut m = Stats::new(ws, we);
+        m.merge(&s);
+        m.merge(&s);
+        assert_eq!(m.count(OpKind::Get), 2);
+        assert_eq!(m.errors[&(OpKind::Set, -101)], 2);
+    }
+}
