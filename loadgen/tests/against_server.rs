@@ -284,11 +284,9 @@ fn a_server_that_dies_mid_run_ends_the_run_with_a_message() {
 
 /// Every watch loadgen sets is fired exactly once, and the event comes before the
 /// reply of the setData that fired it. Passes against the reference
-/// (`LOADGEN_TEST_SERVER=zookeeper`); against corral (main 3811796, 0104b1f) some watches set by
-/// a pipelined getData never fire (none with one request in flight), so it is
-/// ignored until the server is fixed.
+/// (`LOADGEN_TEST_SERVER=zookeeper`). It found corral serving a deferred getData from a
+/// tree that already held the same session's later setData (fixed in af3412e).
 #[test]
-#[ignore = "corral at main 3811796 (and 0104b1f) loses watch events when requests are pipelined (outstanding > 1); passes with LOADGEN_TEST_SERVER=zookeeper"]
 fn every_watch_set_fires_once_before_the_reply() {
     let Some(srv) = start_server() else { return };
     let out = loadgen(
