@@ -56,6 +56,8 @@ pub struct Config {
     /// `user:base64(sha1(user:password))` of the super user.
     pub super_digest: Option<String>,
     pub snap_count: u64,
+    /// snapSizeLimitInKb: also snapshot after this many KiB of log (0 = off).
+    pub snap_size_limit_kb: u64,
     pub autopurge_snap_retain_count: u32,
     pub autopurge_purge_interval_hours: u32,
     pub pre_alloc_size_kb: u64,
@@ -125,6 +127,7 @@ impl Default for Config {
             force_sync: true,
             super_digest: None,
             snap_count: 100_000,
+            snap_size_limit_kb: 4 * 1024 * 1024,
             autopurge_snap_retain_count: 3,
             autopurge_purge_interval_hours: 0,
             pre_alloc_size_kb: 65536,
@@ -284,6 +287,9 @@ impl Config {
                     c.snap_count = num(value)
                         .filter(|&n: &u64| n >= 2)
                         .ok_or_else(|| bad("expected a count of at least 2"))?
+                }
+                "snapSizeLimitInKb" => {
+                    c.snap_size_limit_kb = num(value).ok_or_else(|| bad("expected kilobytes"))?
                 }
                 "autopurge.snapRetainCount" => {
                     c.autopurge_snap_retain_count = num(value)

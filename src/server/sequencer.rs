@@ -136,7 +136,11 @@ pub(super) async fn run(
         pending_sessions: VecDeque::new(),
         published: None,
         last_cleanup_ms: now,
-        trigger: SnapshotTrigger::new(cfg.snap_count, 0, rng.next_u64()),
+        trigger: SnapshotTrigger::new(
+            cfg.snap_count,
+            cfg.snap_size_limit_kb.saturating_mul(1024),
+            rng.next_u64(),
+        ),
         cfg: cfg.clone(),
         stats,
         log,
