@@ -26,6 +26,8 @@ pub struct Recovered {
     pub tree: Tree,
     pub sessions: Vec<(i64, i32)>,
     pub tail: LogTail,
+    /// Log records replayed after the snapshot.
+    pub replayed: u64,
     pub summary: String,
 }
 
@@ -101,6 +103,7 @@ pub fn recover(snap_dir: &Path, log_dir: &Path) -> Result<Recovered, StorageErro
         tree,
         sessions: sessions.into_iter().collect(),
         tail: rec.tail,
+        replayed: rec.replayed,
         summary,
     })
 }

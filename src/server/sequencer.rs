@@ -124,8 +124,11 @@ pub(super) async fn run(
         Err(e) => return fail(format!("cannot open the log in {}: {e}", dir.display())),
     };
     let mut rng = rand::rngs::SmallRng::seed_from_u64(now as u64);
+    // Restored sessions get their full timeout from the end of recovery.
+    let now = now_ms();
     let mut sessions = SessionTable::new(0, now, cfg.tick_time_ms);
     durable::restore_sessions(&mut sessions, &rec.sessions, now);
+    let replayed = rec.replayed;
     let mut s = Sequencer {
         sessions,
         last_zxid: rec.tree.last_zxid(),
@@ -167,6 +170,13 @@ pub(super) async fn run(
     // Publish the recovered version so every shard starts from the same tree.
     let proof = s.log.durable();
     s.publish(&mesh, proof);
+    // As the reference does after loading its database: snapshot what was recovered
+    // (in the background), so the next start does not replay the same log again and
+    // the segments it covers can be purged.
+    if replayed > 0 {
+        s.want_snapshot = true;
+        s.maybe_snapshot();
+    }
     let _ = ready.send(("corral-sequencer".into(), Ok(())));
 
     let max = cfg.batch_requests_max;

@@ -110,14 +110,6 @@ pub(super) async fn run(
 ) -> Result<(), String> {
     let name = format!("corral-shard-{id}");
     let addr = cfg.client_addr();
-    let listener = match TcpListener::bind(addr) {
-        Ok(l) => l,
-        Err(e) => {
-            let msg = format!("cannot listen on {addr}: {e}");
-            let _ = ready.send((name, Err(msg.clone())));
-            return Err(msg);
-        }
-    };
     let shard = Rc::new(RefCell::new(Shard {
         id,
         rx: rx.clone(),
@@ -134,6 +126,22 @@ pub(super) async fn run(
         conns_per_ip: HashMap::new(),
         cfg: cfg.clone(),
     }));
+
+    // Listen only once the sequencer has published the recovered tree: before that a
+    // connection could neither be served nor answered promptly (and `ruok` would
+    // claim a server that is still replaying its log).
+    match rx.recv_async().await {
+        Ok(m) => shard.borrow_mut().on_message(m),
+        Err(_) => return Err("the sequencer stopped before publishing a tree".into()),
+    }
+    let listener = match TcpListener::bind(addr) {
+        Ok(l) => l,
+        Err(e) => {
+            let msg = format!("cannot listen on {addr}: {e}");
+            let _ = ready.send((name, Err(msg.clone())));
+            return Err(msg);
+        }
+    };
 
     // Commit batches and admin queries from other cores.
     let s = shard.clone();
