@@ -812,14 +812,88 @@ fn setup_dirs(addr: &str) {
     c.close_session().expect("close reply");
 }
 
-/// The whole crash test for one server configuration.
-fn crash_test(variant: &str, cfg_extra: &str) {
+/// Filler nodes' data size: they make the snapshots big enough to take a while.
+const FILLER_NODE_BYTES: usize = 1024;
+/// Requests kept in flight while creating or checking filler nodes.
+const FILLER_PIPELINE_DEPTH: usize = 64;
+
+/// Creates `n` persistent nodes under `/crash/fill` (pipelined) and returns their
+/// acknowledged states.
+fn create_filler(addr: &str, n: usize) -> Vec<(String, NodeState)> {
+    let mut c = RawClient::connect(addr, WORKER_SESSION_TIMEOUT_MS);
+    let r = c
+        .call(&create_req("/crash/fill", Vec::new(), 0))
+        .expect("create reply");
+    assert_eq!(r.err, 0, "create /crash/fill: {r:?}");
+    let mut acked = Vec::with_capacity(n);
+    let mut in_flight = std::collections::VecDeque::new();
+    let mut next = 0;
+    while acked.len() < n {
+        while next < n && in_flight.len() < FILLER_PIPELINE_DEPTH {
+            let path = format!("/crash/fill/f{next:05}");
+            let mut data = format!("{path}:").into_bytes();
+            data.resize(FILLER_NODE_BYTES, b'x');
+            let xid = c.send(&create_req(&path, data.clone(), 0)).expect("send");
+            in_flight.push_back((xid, path, data));
+            next += 1;
+        }
+        let reply = c.recv_reply().expect("create reply");
+        let (xid, path, data) = in_flight.pop_front().unwrap();
+        assert_eq!(reply.xid, xid, "reply out of order");
+        match decode_reply(op::CREATE2, &reply) {
+            Decoded::Ok(Response::Create2 { stat, .. }) => {
+                acked.push((path, NodeState::from_read(data, &stat)))
+            }
+            other => panic!("create {path}: {other:?}"),
+        }
+    }
+    c.close_session().expect("close reply");
+    acked
+}
+
+/// Checks every filler node (pipelined reads).
+fn verify_filler(c: &mut RawClient, filler: &[(String, NodeState)], context: &str) {
+    let mut in_flight = std::collections::VecDeque::new();
+    let mut next = 0;
+    let mut checked = 0;
+    while checked < filler.len() {
+        while next < filler.len() && in_flight.len() < FILLER_PIPELINE_DEPTH {
+            let req = Request::GetData {
+                path: filler[next].0.clone(),
+                watch: false,
+            };
+            in_flight.push_back((c.send(&req).expect("send"), next));
+            next += 1;
+        }
+        let reply = c.recv_reply().expect("getData reply");
+        let (xid, i) = in_flight.pop_front().unwrap();
+        assert_eq!(reply.xid, xid, "reply out of order");
+        let found = match decode_reply(op::GET_DATA, &reply) {
+            Decoded::Ok(Response::Data { data, stat }) => NodeState::from_read(data, &stat),
+            Decoded::Err(e, _) if e == ErrorCode::NoNode.code() => NodeState::Absent,
+            other => panic!("getData {}: {other:?}", filler[i].0),
+        };
+        let (path, state) = &filler[i];
+        assert!(
+            state.matches(&found),
+            "DURABILITY FAILURE ({context}): filler node {path}: acknowledged {}, found {}",
+            state.describe(),
+            found.describe()
+        );
+        checked += 1;
+    }
+}
+
+/// The whole crash test for one server configuration; `filler_nodes` untouched
+/// 1 KiB nodes make every snapshot big enough that kills land while one is written.
+fn crash_test(variant: &str, cfg_extra: &str, filler_nodes: usize) {
     let (seed, kills) = seed_and_kills(variant);
     let began = Instant::now();
     let mut rng = StdRng::seed_from_u64(seed);
     let mut server = Corral::new(cfg_extra);
     let mut restart_total = server.start();
     setup_dirs(&server.addr());
+    let filler = create_filler(&server.addr(), filler_nodes);
     let mut workers: Vec<Worker> = (0..WORKERS).map(|w| Worker::new(w, seed)).collect();
     let mut delays = Vec::with_capacity(kills);
     let mut kills_mid_snapshot = 0;
@@ -885,6 +959,7 @@ fn crash_test(variant: &str, cfg_extra: &str) {
     for w in workers.iter_mut() {
         w.verify(&mut checker, "after closing the sessions");
     }
+    verify_filler(&mut checker, &filler, "final");
     drop(checker);
     server.kill();
     restart_total += server.start();
@@ -943,16 +1018,21 @@ fn crash_under_write_load() {
     // Default settings except 4 MiB log segments: every restart starts a new segment
     // and recovery reads each one to its end, which in a debug build costs ~1 s per
     // 64 MiB segment and would make the run grow quadratically with the kills.
-    crash_test("default", "corral.logSegmentBytes=4194304\n");
+    crash_test("default", "corral.logSegmentBytes=4194304\n", 0);
 }
 
-/// Snapshots every ~100–200 txns (old logs purged as they go) and 1 MiB log
-/// segments, so kills also land while a snapshot is written and around segment rolls.
+/// Snapshots every ~100–200 txns (old logs purged as they go), 1 MiB log segments
+/// and 4000 filler nodes (≈ 4 MiB snapshots), so kills also land while a snapshot
+/// is written and around segment rolls.
+/// Filler nodes in the snapshot variant (≈ 4 MiB of snapshot).
+const SNAPSHOT_VARIANT_FILLER_NODES: usize = 4000;
+
 #[test]
 fn crash_under_write_load_with_snapshots() {
     crash_test(
         "snapshots",
         "snapCount=200\nautopurge.snapRetainCount=3\ncorral.logSegmentBytes=1048576\n",
+        SNAPSHOT_VARIANT_FILLER_NODES,
     );
 }
 
