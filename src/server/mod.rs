@@ -62,19 +62,21 @@ pub struct Mesh {
     pub to_shards: Vec<flume::Sender<msg::ToShard>>,
 }
 
-fn memlock_limit() -> String {
+/// RLIMIT_MEMLOCK in bytes; `None` when unlimited or unreadable.
+fn memlock_bytes() -> Option<u64> {
     let mut r = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit writes into the struct we own.
-    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut r) } != 0 {
-        return "an unknown amount".into();
-    }
-    if r.rlim_cur == libc::RLIM_INFINITY {
-        "unlimited memory".into()
-    } else {
-        format!("{} KiB (ulimit -l)", r.rlim_cur / 1024)
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut r) } == 0;
+    (ok && r.rlim_cur != libc::RLIM_INFINITY).then_some(r.rlim_cur)
+}
+
+fn memlock_limit() -> String {
+    match memlock_bytes() {
+        Some(b) => format!("{} KiB (ulimit -l)", b / 1024),
+        None => "unlimited (or unknown) memory".into(),
     }
 }
 
@@ -84,24 +86,14 @@ fn memlock_limit() -> String {
 fn check_memlock(cfg: &Config) {
     let executors = cfg.shard_cores + 1;
     let need = 3 * cfg.io_memory_bytes as u64 * executors as u64;
-    let mut r = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and geteuid only write into / read our own process state.
-    let (ok, root) = unsafe {
-        (
-            libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut r) == 0,
-            libc::geteuid() == 0,
-        )
-    };
-    if ok && !root && r.rlim_cur != libc::RLIM_INFINITY && need > r.rlim_cur {
+    // SAFETY: geteuid only reads our own process state.
+    let root = unsafe { libc::geteuid() } == 0;
+    if let Some(limit) = memlock_bytes().filter(|&l| !root && need > l) {
         tracing::warn!(
             "{executors} executors x 3 rings x corral.ioMemoryBytes ({}) = {need} bytes of locked \
-             memory exceeds `ulimit -l` ({} bytes): io buffers will not be pinned. Lower \
+             memory exceeds `ulimit -l` ({limit} bytes): io buffers will not be pinned. Lower \
              corral.ioMemoryBytes or run with CAP_IPC_LOCK",
             cfg.io_memory_bytes,
-            r.rlim_cur
         );
     }
 }

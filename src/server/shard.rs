@@ -298,7 +298,7 @@ async fn serve_conn(shard: Rc<RefCell<Shard>>, mut stream: TcpStream, cid: ConnI
             Event::Flushed => break,
         }
     }
-    let _ = (&mut stream).close_write().await;
+    let _ = futures_lite::AsyncWriteExt::close(&mut stream).await;
     let mut sh = shard.borrow_mut();
     let peer = sh.conns.get(&cid).map(|c| c.peer);
     sh.close_conn(cid);
@@ -306,16 +306,6 @@ async fn serve_conn(shard: Rc<RefCell<Shard>>, mut stream: TcpStream, cid: ConnI
         if let Some(p) = peer {
             tracing::debug!("connection from {p} ended{reason}");
         }
-    }
-}
-
-trait CloseWrite {
-    async fn close_write(self) -> std::io::Result<()>;
-}
-
-impl CloseWrite for &mut TcpStream {
-    async fn close_write(self) -> std::io::Result<()> {
-        futures_lite::AsyncWriteExt::close(self).await
     }
 }
 
@@ -637,15 +627,7 @@ impl Shard {
             req => {
                 let c = self.conns.get_mut(&cid).unwrap();
                 if c.queue.is_empty() {
-                    // Straight into the connection's output buffer: no per-reply Vec.
-                    let mut out = std::mem::take(&mut c.out);
-                    self.serve_read_into(&mut out, cid, xid, req);
-                    let c = self.conns.get_mut(&cid).unwrap();
-                    c.out = out;
-                    c.sent += 1;
-                    c.last_zxid = self.last_zxid;
-                    self.counters().packets_sent.fetch_add(1, Relaxed);
-                    self.counters().record_latency_us(0);
+                    self.answer_read(cid, xid, req, now);
                 } else {
                     c.queue.push_back(Pending::Read { xid, req, at: now });
                 }
@@ -663,22 +645,38 @@ impl Shard {
         let c = self.conns.get_mut(&cid).unwrap();
         if c.queue.is_empty() {
             c.out.extend_from_slice(&bytes);
-            c.sent += 1;
-            self.counters().packets_sent.fetch_add(1, Relaxed);
+            self.count_reply(cid, None);
         } else {
             c.queue.push_back(Pending::Ready(bytes));
         }
     }
 
-    fn emit(&mut self, cid: ConnId, bytes: &[u8], since: Instant) {
+    /// Books one reply that was just appended to a connection's output: the
+    /// connection's and the shard's counters, and the request's latency if timed.
+    fn count_reply(&mut self, cid: ConnId, since: Option<Instant>) {
         if let Some(c) = self.conns.get_mut(&cid) {
-            c.out.extend_from_slice(bytes);
             c.sent += 1;
             c.last_zxid = self.last_zxid;
         }
         let counters = &self.stats.shards[self.id];
         counters.packets_sent.fetch_add(1, Relaxed);
-        counters.record_latency_us(self.now.saturating_duration_since(since).as_micros() as u64);
+        if let Some(at) = since {
+            counters.record_latency_us(self.now.saturating_duration_since(at).as_micros() as u64);
+        }
+    }
+
+    /// Serves a read-like request from the current tree, straight into the
+    /// connection's output buffer.
+    fn answer_read(&mut self, cid: ConnId, xid: i32, req: Request, since: Instant) {
+        let Some(c) = self.conns.get_mut(&cid) else {
+            return;
+        };
+        let mut out = std::mem::take(&mut c.out);
+        self.serve_read_into(&mut out, cid, xid, req);
+        if let Some(c) = self.conns.get_mut(&cid) {
+            c.out = out;
+        }
+        self.count_reply(cid, Some(since));
     }
 
     /// auth: the reply echoes the request's xid (the reference's clients send −4,
@@ -773,12 +771,6 @@ impl Shard {
     }
 
     /// Serves a read-like request from the current tree version.
-    fn serve_read(&mut self, cid: ConnId, xid: i32, req: Request) -> Vec<u8> {
-        let mut v = Vec::new();
-        self.serve_read_into(&mut v, cid, xid, req);
-        v
-    }
-
     fn serve_read_into(&mut self, v: &mut Vec<u8>, cid: ConnId, xid: i32, req: Request) {
         let result = self.read_result(cid, &req);
         if let (Request::MultiRead(ops), Err(ErrorCode::MarshallingError)) = (&req, &result) {
@@ -1000,12 +992,8 @@ impl Shard {
             }
         };
         write_reply(&mut c.out, xid, zxid, result.as_ref().map_err(|e| *e));
-        c.sent += 1;
-        c.last_zxid = self.last_zxid;
-        let counters = &self.stats.shards[self.id];
-        counters.outstanding.fetch_sub(1, Relaxed);
-        counters.packets_sent.fetch_add(1, Relaxed);
-        counters.record_latency_us(self.now.saturating_duration_since(at).as_micros() as u64);
+        self.counters().outstanding.fetch_sub(1, Relaxed);
+        self.count_reply(cid, Some(at));
         self.drain(cid);
     }
 
@@ -1022,12 +1010,9 @@ impl Shard {
             match c.queue.pop_front().unwrap() {
                 Pending::Ready(bytes) => {
                     c.out.extend_from_slice(&bytes);
-                    c.sent += 1;
+                    self.count_reply(cid, None);
                 }
-                Pending::Read { xid, req, at } => {
-                    let bytes = self.serve_read(cid, xid, req);
-                    self.emit(cid, &bytes, at);
-                }
+                Pending::Read { xid, req, at } => self.answer_read(cid, xid, req, at),
                 Pending::Unsent(w, at) => {
                     // Everything before it is answered: send it, and wait for it.
                     c.queue.push_front(Pending::Write { xid: w.xid, at });

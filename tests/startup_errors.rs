@@ -1,0 +1,97 @@
+//! What an operator sees when corral cannot start: one line on stderr naming the
+//! config line and key, the address, or the path, and a failing exit status —
+//! run against the real binary.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn run(cfg: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("zoo.cfg");
+    std::fs::write(&path, cfg).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_corral"))
+        .args(["server", "--config"])
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(_status) = child.try_wait().unwrap() {
+            let out = child.wait_with_output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr).to_string();
+            return (out.status.code(), err);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("corral did not stop on a start-up error");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn corral_lines(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| l.starts_with("corral: "))
+        .collect()
+}
+
+#[test]
+fn an_unknown_key_names_the_line_and_the_key() {
+    let (code, err) = run("tickTime=2000\nclientPort=1\nbogusKey=1\n");
+    assert_eq!(code, Some(2));
+    assert_eq!(
+        corral_lines(&err),
+        vec!["corral: config line 3: unknown key `bogusKey`"]
+    );
+}
+
+#[test]
+fn a_bad_value_names_the_key_and_the_value() {
+    let (code, err) = run("clientPort=99999\n");
+    assert_eq!(code, Some(2));
+    assert_eq!(
+        corral_lines(&err),
+        vec![
+            "corral: config line 1: `clientPort` has a bad value `99999`: expected a port 0-65535"
+        ]
+    );
+}
+
+#[test]
+fn a_port_in_use_names_the_address() {
+    // Held without SO_REUSEPORT, as another program would hold it.
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    let data = tempfile::tempdir().unwrap();
+    let (code, err) = run(&format!(
+        "clientPort={port}\nclientPortAddress=127.0.0.1\ndataDir={}\n",
+        data.path().display()
+    ));
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        corral_lines(&err),
+        vec![format!(
+            "corral: client port 127.0.0.1:{port} is already in use (clientPort / clientPortAddress)"
+        )]
+    );
+}
+
+#[test]
+fn a_data_dir_that_is_a_file_names_the_path() {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    let (code, err) = run(&format!(
+        "clientPort=0\nclientPortAddress=127.0.0.1\ndataDir={}\n",
+        f.path().display()
+    ));
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        corral_lines(&err),
+        vec![format!(
+            "corral: data directory {}: exists but is not a directory (dataDir / dataLogDir)",
+            f.path().display()
+        )]
+    );
+}
