@@ -8,7 +8,14 @@
 #
 # Knobs (environment): BENCH_WARMUP_S (5), BENCH_DURATION_S (10), BENCH_RATIOS ("0 50 90 99 100"),
 # BENCH_CONCURRENCY ("4x1 16x4 64x8" = connections x outstanding), BENCH_VALUE_SIZE (100),
-# BENCH_KEYS (1000), BENCH_SERVERS ("zookeeper corral"), BENCH_OUT (perf/side-by-side.jsonl).
+# BENCH_KEYS (1000), BENCH_SERVERS ("zookeeper corral"), BENCH_OUT (perf/side-by-side.jsonl),
+# BENCH_REPORT (1: rewrite PERF.md tables and the figure; 0: only print a summary),
+# BENCH_CORRAL_CFG (extra zoo.cfg lines for corral, e.g. $'snapCount=100000').
+#
+# A/B of corral builds: name each binary, e.g.
+#   BENCH_SERVERS="zookeeper old=/tmp/corral-old new=target/release/corral" BENCH_REPORT=0 \
+#   BENCH_RATIOS=0 scripts/bench-side-by-side.sh
+# Every point runs once on each server, the order rotating from point to point.
 # Everything binds 127.0.0.1; both servers are killed on exit.
 set -euo pipefail
 
@@ -23,6 +30,8 @@ concurrency="${BENCH_CONCURRENCY:-4x1 16x4 64x8}"
 value_size="${BENCH_VALUE_SIZE:-100}"
 keys="${BENCH_KEYS:-1000}"
 servers="${BENCH_SERVERS:-zookeeper corral}"
+report="${BENCH_REPORT:-1}"
+corral_cfg="${BENCH_CORRAL_CFG:-}"
 out="${BENCH_OUT:-perf/side-by-side.jsonl}"
 
 log() { echo "[bench $(date -u +%H:%M:%S)] $*" >&2; }
@@ -88,8 +97,8 @@ PY
 }
 
 declare -A addr pid
-start_zookeeper() {
-  local d="$work/zookeeper" port; port="$(free_port)"; write_cfg "$d" "$port"
+start_zookeeper() { # name
+  local d="$work/$1" port; port="$(free_port)"; write_cfg "$d" "$port"
   local cp="" j
   for j in zookeeper zookeeper-jute slf4j-api slf4j-simple metrics-core commons-cli snappy-java \
            jackson-databind jackson-core jackson-annotations netty-handler netty-common netty-buffer \
@@ -99,21 +108,25 @@ start_zookeeper() {
   done
   java -Xms2g -Xmx2g -cp "$cp" org.apache.zookeeper.server.quorum.QuorumPeerMain "$d/zoo.cfg" \
     >"$d/server.log" 2>&1 &
-  pid[zookeeper]=$!; pids+=("$!"); addr[zookeeper]="127.0.0.1:$port"
-  wait_ready zookeeper "$port" "${pid[zookeeper]}"
+  pid[$1]=$!; pids+=("$!"); addr[$1]="127.0.0.1:$port"
+  wait_ready "$1" "$port" "${pid[$1]}"
 }
-start_corral() {
-  local d="$work/corral" port; port="$(free_port)"; write_cfg "$d" "$port"
-  [[ -x "$corral" ]] || { log "no corral binary at $corral"; return 1; }
-  "$corral" server --config "$d/zoo.cfg" >"$d/server.log" 2>&1 &
-  pid[corral]=$!; pids+=("$!"); addr[corral]="127.0.0.1:$port"
-  wait_ready corral "$port" "${pid[corral]}" || { tail -5 "$d/server.log" >&2 || true; return 1; }
+start_corral() { # name binary
+  local d="$work/$1" port; port="$(free_port)"; write_cfg "$d" "$port"
+  [[ -n "$corral_cfg" ]] && printf '%s\n' "$corral_cfg" >> "$d/zoo.cfg"
+  [[ -x "$2" ]] || { log "no corral binary at $2"; return 1; }
+  "$2" server --config "$d/zoo.cfg" >"$d/server.log" 2>&1 &
+  pid[$1]=$!; pids+=("$!"); addr[$1]="127.0.0.1:$port"
+  wait_ready "$1" "$port" "${pid[$1]}" || { tail -5 "$d/server.log" >&2 || true; return 1; }
 }
 
 live=()
-for s in $servers; do
-  log "starting $s"
-  if "start_$s"; then live+=("$s"); else log "!!!!! $s is NOT in this run: it could not be started (see above)"; fi
+for spec in $servers; do
+  name="${spec%%=*}"
+  log "starting $name"
+  if [[ "$name" == zookeeper ]]; then started=start_zookeeper; else started=start_corral; fi
+  bin="$corral"; [[ "$spec" == *=* ]] && bin="${spec#*=}"
+  if "$started" "$name" "$bin"; then live+=("$name"); else log "!!!!! $name is NOT in this run: it could not be started (see above)"; fi
 done
 (( ${#live[@]} > 0 )) || { log "no server could be started"; exit 1; }
 
@@ -121,11 +134,11 @@ mkdir -p "$(dirname "$out")"
 : > "$out.tmp"
 run_id="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 flip=0
-point() { # label, loadgen args...   (one point on every live server, order alternating)
+point() { # label, loadgen args...   (one point on every live server, order rotating)
   local label="$1"; shift
-  local order=("${live[@]}")
-  if (( flip )) && (( ${#live[@]} == 2 )); then order=("${live[1]}" "${live[0]}"); fi
-  flip=$((1 - flip))
+  local n=${#live[@]} i order=()
+  for (( i = 0; i < n; i++ )); do order+=("${live[$(( (i + flip) % n ))]}"); done
+  flip=$(( (flip + 1) % n ))
   for s in "${order[@]}"; do
     log "$s: $label"
     local json
@@ -158,6 +171,15 @@ PY
 point "fixed-rate=$rate read=90 c=16 o=4" -r 90 -c 16 -o 4 --rate "$rate"
 
 mv "$out.tmp" "$out"
-log "results in $out; regenerating PERF.md tables and the figure"
-python3 scripts/bench_report.py "$out" PERF.md perf-throughput-vs-read-ratio.png
+python3 - "$out" <<'PY' >&2
+import json, sys
+for r in (json.loads(l) for l in open(sys.argv[1])):
+    a = r["all"]
+    print(f'{r["point"]:<40} {r["server"]:<12} {r["ops_per_s"]:>12,.0f} ops/s  '
+          f'p50 {a.get("p50_us", 0) / 1000:.3f} ms  p99 {a.get("p99_us", 0) / 1000:.3f} ms')
+PY
+if [[ "$report" == 1 ]]; then
+  log "results in $out; regenerating PERF.md tables and the figure"
+  python3 scripts/bench_report.py "$out" PERF.md perf-throughput-vs-read-ratio.png
+fi
 log "done"

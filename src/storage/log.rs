@@ -29,6 +29,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -162,7 +163,17 @@ fn preallocate(path: &Path, bytes: u64) -> Result<(File, MmapRaw), StorageError>
             left -= n as u64;
         }
         f.sync_all()?;
+        // The zero-fill left the file in the page cache as large folios (up to
+        // 2 MiB each), and the kernel tracks a mapped page's dirtiness per folio:
+        // one 100-byte record stored through the mapping made each fdatasync write
+        // the whole 2 MiB folio (measured: 2048 KiB and 0.40 ms per sync, against
+        // 4 KiB and 0.08 ms for pwrite). Dropping the clean cache and mapping for
+        // random access makes the pages fault back in as single 4 KiB folios, so a
+        // sync writes only the blocks the batch touched.
+        // SAFETY: plain syscall on an fd we own; failure only loses the speed-up.
+        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
         let map = MmapOptions::new().len(bytes as usize).map_raw(&f)?;
+        let _ = map.advise(memmap2::Advice::Random);
         Ok((f, map))
     };
     run().map_err(|e| {
@@ -1097,6 +1108,42 @@ mod tests {
         let mut v = Vec::new();
         let tail = read_log(dir, after, |r| v.push((r.zxid, r.kind, r.payload.to_vec()))).unwrap();
         (v, tail)
+    }
+
+    /// Bytes this thread has caused to be written to storage (`/proc/thread-self/io`;
+    /// the kernel charges a dirtied page-cache folio to the task that dirtied it).
+    fn thread_write_bytes() -> u64 {
+        let io = fs::read_to_string("/proc/thread-self/io").expect("task io accounting");
+        io.lines()
+            .find_map(|l| l.strip_prefix("write_bytes: "))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("write_bytes line")
+    }
+
+    #[test]
+    fn a_small_synced_append_dirties_a_page_not_a_large_folio() {
+        let d = tempfile::tempdir().unwrap();
+        let tail = read_log(d.path(), 0, |_| {}).unwrap();
+        let seg = LogConfig {
+            segment_bytes: 16 << 20,
+            sync: SyncMode::Fdatasync,
+        };
+        let mut log = Log::open(d.path(), seg, tail).unwrap();
+        log.append(1, 1, &payload(1, 100)).unwrap();
+        sync(&mut log);
+        let before = thread_write_bytes();
+        let n = 200;
+        for z in 2..2 + n {
+            log.append(z, 1, &payload(z, 100)).unwrap();
+            sync(&mut log);
+        }
+        let per_sync = (thread_write_bytes() - before) / n as u64;
+        // 200 records of 124 bytes span 7 pages: a few KiB per sync at most. With the
+        // zero-fill's 2 MiB folios left in the page cache this was 2 MiB per sync.
+        assert!(
+            per_sync <= 8192,
+            "each 100-byte synced append dirtied {per_sync} bytes of page cache"
+        );
     }
 
     #[test]
