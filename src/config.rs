@@ -59,7 +59,8 @@ pub struct Config {
     /// snapSizeLimitInKb: also snapshot after this many KiB of log (0 = off).
     pub snap_size_limit_kb: u64,
     pub autopurge_snap_retain_count: u32,
-    pub autopurge_purge_interval_hours: u32,
+    /// Hours between purges; 0 or negative: no purging (the reference's default).
+    pub autopurge_purge_interval_hours: i64,
     pub pre_alloc_size_kb: u64,
     /// Ensemble members (`server.N=host:peer:election`), parsed for later; standalone
     /// when empty.
@@ -163,6 +164,8 @@ dataDir=./data
 clientPort=2181
 clientPortAddress=127.0.0.1
 4lw.commands.whitelist=*
+autopurge.snapRetainCount=3
+autopurge.purgeInterval=1
 ";
 
 impl Config {
@@ -292,11 +295,17 @@ impl Config {
                     c.snap_size_limit_kb = num(value).ok_or_else(|| bad("expected kilobytes"))?
                 }
                 "autopurge.snapRetainCount" => {
-                    c.autopurge_snap_retain_count = num(value)
-                        .filter(|&n: &u32| n >= 3)
-                        .ok_or_else(|| bad("expected a count of at least 3"))?
+                    let n: i64 = num(value).ok_or_else(|| bad("expected a count"))?;
+                    // As the reference: fewer than 3 is raised to 3, with a warning.
+                    if n < 3 {
+                        tracing::warn!(
+                            "line {line}: autopurge.snapRetainCount={n} is below the minimum; using 3"
+                        );
+                    }
+                    c.autopurge_snap_retain_count = n.clamp(3, u32::MAX as i64) as u32;
                 }
                 "autopurge.purgeInterval" => {
+                    // Hours; 0 or negative turns purging off (the reference's default).
                     c.autopurge_purge_interval_hours =
                         num(value).ok_or_else(|| bad("expected hours"))?
                 }
@@ -414,6 +423,52 @@ mod tests {
         assert_eq!(c.min_session_timeout(), 4000);
         assert_eq!(c.max_session_timeout(), 40000);
         assert!(c.four_letter_whitelist.allows("mntr"));
+        assert_eq!(
+            c.autopurge_purge_interval_hours, 1,
+            "purging is on by default"
+        );
+        assert_eq!(c.autopurge_snap_retain_count, 3);
+    }
+
+    #[test]
+    fn autopurge_keys_read_as_the_reference_reads_them() {
+        // Off unless a positive interval is given; negative is off, not an error.
+        assert_eq!(Config::parse("").unwrap().autopurge_purge_interval_hours, 0);
+        let c = Config::parse(
+            "autopurge.purgeInterval=-1
+",
+        )
+        .unwrap();
+        assert_eq!(c.autopurge_purge_interval_hours, -1);
+        let c = Config::parse(
+            "autopurge.purgeInterval=24
+autopurge.snapRetainCount=7
+",
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.autopurge_purge_interval_hours,
+                c.autopurge_snap_retain_count
+            ),
+            (24, 7)
+        );
+        // Fewer than 3 retained snapshots is raised to 3 (with a warning), as there.
+        let c = Config::parse(
+            "autopurge.snapRetainCount=1
+",
+        )
+        .unwrap();
+        assert_eq!(c.autopurge_snap_retain_count, 3);
+        let e = Config::parse(
+            "autopurge.purgeInterval=daily
+",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "config line 1: `autopurge.purgeInterval` has a bad value `daily`: expected hours"
+        );
     }
 
     #[test]

@@ -1031,7 +1031,7 @@ const SNAPSHOT_VARIANT_FILLER_NODES: usize = 4000;
 fn crash_under_write_load_with_snapshots() {
     crash_test(
         "snapshots",
-        "snapCount=200\nautopurge.snapRetainCount=3\ncorral.logSegmentBytes=1048576\n",
+        "snapCount=200\nautopurge.snapRetainCount=3\nautopurge.purgeInterval=1\ncorral.logSegmentBytes=1048576\n",
         SNAPSHOT_VARIANT_FILLER_NODES,
     );
 }

@@ -452,7 +452,7 @@ fn snapshots_and_log_in_separate_dirs_recover_and_purge() {
     assert_eq!(zxids, (1101..=1200).collect::<Vec<_>>());
     assert_eq!(r.tail.last_zxid, 1200);
     // Keep two snapshots (700, 1100): the segment [1..511] only holds older txns.
-    let report = corral::storage::purge(&snaps, &logs, 2).unwrap();
+    let report = corral::storage::purge(&snaps, &logs, 2, &mut Default::default()).unwrap();
     assert_eq!(
         report.removed_snapshots,
         vec![snaps.join(snapshot_file_name(300))]

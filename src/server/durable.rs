@@ -9,14 +9,20 @@
 //!   get a fresh deadline, so one whose client never comes back expires as it would
 //!   on the reference server.
 //!
-//! Runs on the sequencer core at start-up (recovery) and on a background thread
-//! (snapshot writing); holds no state of its own.
+//! - Retention ([`Retention`]): which snapshots are known valid, and purging old
+//!   snapshots and log segments (`autopurge.*`), one purge at a time.
+//!
+//! Runs on the sequencer core at start-up (recovery) and on background threads
+//! (snapshot writing, the purge timer) at idle CPU and I/O priority.
 
 use crate::session::SessionTable;
 use crate::storage::{self, LogTail, StorageError};
 use crate::tree::{self, Tree, Txn, TxnOp};
+use std::collections::BTreeSet;
 use std::io::{self, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
 
 /// Log record kind of a tree txn (the only kind so far).
 pub const KIND_TXN: u8 = 1;
@@ -28,6 +34,8 @@ pub struct Recovered {
     pub tail: LogTail,
     /// Log records replayed after the snapshot.
     pub replayed: u64,
+    /// The zxid of the snapshot loaded (it verified), if any.
+    pub snapshot_zxid: Option<i64>,
     pub summary: String,
 }
 
@@ -104,6 +112,7 @@ pub fn recover(snap_dir: &Path, log_dir: &Path) -> Result<Recovered, StorageErro
         sessions: sessions.into_iter().collect(),
         tail: rec.tail,
         replayed: rec.replayed,
+        snapshot_zxid: rec.snapshot.as_ref().map(|s| s.zxid),
         summary,
     })
 }
@@ -136,34 +145,104 @@ fn read_snapshot_body(r: &mut dyn Read) -> io::Result<(Tree, Vec<(i64, i32)>)> {
     Ok((tree, sessions))
 }
 
-/// Writes a snapshot of (tree, sessions) as of `tree.last_zxid()` and purges what
-/// the retention setting no longer needs. Blocking: for a background thread.
+/// Old snapshots and log segments: `autopurge.snapRetainCount` snapshots are kept
+/// with the log they need. Purging is on when `autopurge.purgeInterval` > 0, as on
+/// the reference: at start-up, every interval, and after each snapshot (so disk use
+/// stays bounded however often snapCount triggers). Shared by the snapshot threads
+/// and the purge timer thread; the lock makes purges run one at a time.
+pub struct Retention {
+    snap_dir: PathBuf,
+    log_dir: PathBuf,
+    retain: usize,
+    enabled: bool,
+    /// Snapshots known to verify (written here, or checked once): not read again.
+    known_valid: Mutex<BTreeSet<i64>>,
+}
+
+impl Retention {
+    pub fn new(snap_dir: &Path, log_dir: &Path, retain: usize, enabled: bool) -> Retention {
+        Retention {
+            snap_dir: snap_dir.to_path_buf(),
+            log_dir: log_dir.to_path_buf(),
+            retain,
+            enabled,
+            known_valid: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    /// Records that the snapshot of `zxid` verified (or was just written).
+    pub fn note_valid(&self, zxid: i64) {
+        self.known_valid
+            .lock()
+            .expect("retention lock")
+            .insert(zxid);
+    }
+
+    /// Removes what the retention setting no longer needs, if purging is on.
+    pub fn purge(&self) {
+        if !self.enabled {
+            return;
+        }
+        let mut known = self.known_valid.lock().expect("retention lock");
+        match storage::purge(&self.snap_dir, &self.log_dir, self.retain, &mut known) {
+            Ok(r) if r.removed_snapshots.is_empty() && r.removed_logs.is_empty() => {}
+            Ok(r) => tracing::info!(
+                "purge: removed {} snapshot(s) and {} log segment(s), kept the newest {} snapshot(s)",
+                r.removed_snapshots.len(),
+                r.removed_logs.len(),
+                self.retain
+            ),
+            Err(e) => tracing::warn!("purge failed: {e}"),
+        }
+    }
+
+    /// Starts the purge timer thread (autopurge.purgeInterval > 0): purges now and
+    /// then every `interval`, at idle priority, for the life of the process.
+    pub fn start_timer(self: &std::sync::Arc<Self>, interval: Duration) -> io::Result<()> {
+        let me = self.clone();
+        std::thread::Builder::new()
+            .name("corral-purge".into())
+            .spawn(move || {
+                storage::lower_thread_priority();
+                loop {
+                    me.purge();
+                    std::thread::sleep(interval);
+                }
+            })
+            .map(|_| ())
+    }
+}
+
+/// Writes a snapshot of (tree, sessions) as of `tree.last_zxid()`, then purges.
+/// Blocking, for a background thread whose priority it lowers for good (see
+/// [`storage::lower_thread_priority`]): the snapshot uses only CPU and disk time the
+/// write path leaves over.
 pub fn snapshot_and_purge(
     snap_dir: &Path,
-    log_dir: &Path,
     tree: &Tree,
     sessions: &[(i64, i32)],
-    retain: usize,
+    retention: &Retention,
 ) {
+    storage::lower_thread_priority();
     let zxid = tree.last_zxid();
     let started = std::time::Instant::now();
     match storage::write_snapshot(snap_dir, zxid, |w| write_snapshot_body(w, tree, sessions)) {
-        Ok(info) => tracing::info!(
-            "snapshot {} written ({} bytes, {} znodes) in {:?}",
-            info.path.display(),
-            info.body_bytes,
-            tree.node_count(),
-            started.elapsed()
-        ),
+        Ok(info) => {
+            retention.note_valid(info.zxid);
+            tracing::info!(
+                "snapshot {} written ({} bytes, {} znodes) in {:?}",
+                info.path.display(),
+                info.body_bytes,
+                tree.node_count(),
+                started.elapsed()
+            )
+        }
         Err(e) => {
             tracing::error!("snapshot at zxid {zxid:#x} failed: {e}");
             return;
         }
     }
-    match storage::purge(snap_dir, log_dir, retain) {
-        Ok(r) => tracing::debug!("purge: {r:?}"),
-        Err(e) => tracing::warn!("purge failed: {e}"),
-    }
+    retention.purge();
 }
 
 /// Session ids restored from disk, made live again with a fresh deadline.

@@ -69,9 +69,9 @@ struct Sequencer {
     last_cleanup_ms: i64,
     stats: Arc<ServerStats>,
     log: Log,
-    dir: PathBuf,
     snap_dir: PathBuf,
     trigger: SnapshotTrigger,
+    retention: Arc<durable::Retention>,
     snapshotting: Arc<AtomicBool>,
     want_snapshot: bool,
     rng: rand::rngs::SmallRng,
@@ -127,6 +127,21 @@ pub(super) async fn run(
     let mut sessions = SessionTable::new(0, now, cfg.tick_time_ms);
     durable::restore_sessions(&mut sessions, &rec.sessions, now);
     let replayed = rec.replayed;
+    let retention = Arc::new(durable::Retention::new(
+        &snap_dir,
+        &dir,
+        cfg.autopurge_snap_retain_count as usize,
+        cfg.autopurge_purge_interval_hours > 0,
+    ));
+    if let Some(z) = rec.snapshot_zxid {
+        retention.note_valid(z);
+    }
+    if cfg.autopurge_purge_interval_hours > 0 {
+        let every = Duration::from_secs(cfg.autopurge_purge_interval_hours as u64 * 3600);
+        if let Err(e) = retention.start_timer(every) {
+            return fail(format!("cannot start the purge thread: {e}"));
+        }
+    }
     let mut s = Sequencer {
         sessions,
         last_zxid: rec.tree.last_zxid(),
@@ -145,8 +160,8 @@ pub(super) async fn run(
         cfg: cfg.clone(),
         stats,
         log,
-        dir,
         snap_dir,
+        retention,
         snapshotting: Arc::new(AtomicBool::new(false)),
         want_snapshot: false,
         rng,
@@ -356,13 +371,13 @@ impl Sequencer {
         let tree = self.durable_tree.clone();
         let sessions: Vec<(i64, i32)> =
             self.sessions.iter().map(|s| (s.id, s.timeout_ms)).collect();
-        let (dir, snap_dir) = (self.dir.clone(), self.snap_dir.clone());
+        let snap_dir = self.snap_dir.clone();
         let flag = self.snapshotting.clone();
-        let retain = self.cfg.autopurge_snap_retain_count as usize;
+        let retention = self.retention.clone();
         let spawned = std::thread::Builder::new()
             .name("corral-snapshot".into())
             .spawn(move || {
-                durable::snapshot_and_purge(&snap_dir, &dir, &tree, &sessions, retain);
+                durable::snapshot_and_purge(&snap_dir, &tree, &sessions, &retention);
                 flag.store(false, Relaxed);
             });
         if let Err(e) = spawned {

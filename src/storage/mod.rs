@@ -63,8 +63,8 @@ pub use log::{
     TornTail,
 };
 pub use snapshot::{
-    list_snapshots, newest_valid, purge, write_snapshot, CorruptSnapshot, PurgeReport,
-    SnapshotBody, SnapshotInfo, SnapshotTrigger, ValidSnapshot,
+    list_snapshots, lower_thread_priority, newest_valid, purge, write_snapshot, CorruptSnapshot,
+    PurgeReport, SnapshotBody, SnapshotInfo, SnapshotTrigger, ValidSnapshot,
 };
 
 /// Errors the disk or the data dir can cause. Each message names the file, and the

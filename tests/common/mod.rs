@@ -222,6 +222,32 @@ impl Server {
         Self::spawn(Kind::Corral, cmd, port, dir, None)
     }
 
+    /// Stops this corral (SIGKILL) and starts a new process on the same data dirs,
+    /// with the base config plus `cfg_extra`, on a fresh port (the killed process's
+    /// orphaned connections can hold the old one for a while). Its output is appended
+    /// to the same log.
+    pub fn restart_corral(mut self, cfg_extra: &str) -> Server {
+        assert_eq!(
+            self.kind,
+            Kind::Corral,
+            "restart_corral on a {} server",
+            self.kind
+        );
+        if let Some(mut child) = self.child.get_mut().unwrap().take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let dir = self.dir.take().expect("the server's dir");
+        let port = free_port();
+        let mut cfg = Self::base_cfg(port, dir.path());
+        cfg.push_str(cfg_extra);
+        let cfg_path = dir.path().join("corral.cfg");
+        std::fs::write(&cfg_path, cfg).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_corral"));
+        cmd.arg("server").arg("--config").arg(&cfg_path);
+        Self::spawn(Kind::Corral, cmd, port, dir, None)
+    }
+
     /// Starts a server of the given kind.
     pub fn start(kind: Kind, cfg_extra: &str) -> Server {
         match kind {
@@ -240,7 +266,11 @@ impl Server {
         std::fs::create_dir_all(dir.path().join("data")).unwrap();
         std::fs::create_dir_all(dir.path().join("datalog")).unwrap();
         let log_path = dir.path().join("server.log");
-        let log = std::fs::File::create(&log_path).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .unwrap();
         cmd.stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
