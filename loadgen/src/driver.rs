@@ -43,6 +43,8 @@ pub struct RunConfig {
     pub connect_timeout: Duration,
     pub workload: Arc<Workload>,
     pub seed: u64,
+    /// Keep latency per interval of the window (`--series-ms`).
+    pub series_interval: Option<Duration>,
 }
 
 /// The run's clock: warm-up from `start`, measurement over [`measure_start`, `measure_end`).
@@ -95,6 +97,7 @@ pub enum RunError {
 pub struct RunHandle {
     pub timeline: Timeline,
     pub progress: Arc<Progress>,
+    series_interval: Option<Duration>,
     workers: Vec<JoinHandle<Result<(Stats, Instant), RunError>>>,
 }
 
@@ -109,6 +112,7 @@ pub fn start(cfg: RunConfig) -> RunHandle {
     };
     let progress = Arc::new(Progress::default());
     let threads = cfg.threads.clamp(1, cfg.connections.max(1));
+    let series_interval = cfg.series_interval;
     let cfg = Arc::new(cfg);
     let workers = (0..threads)
         .map(|t| {
@@ -130,6 +134,7 @@ pub fn start(cfg: RunConfig) -> RunHandle {
     RunHandle {
         timeline,
         progress,
+        series_interval,
         workers,
     }
 }
@@ -144,7 +149,8 @@ impl RunHandle {
     /// limit ended the run early).
     pub fn join(self) -> Result<(Stats, f64), RunError> {
         let tl = self.timeline;
-        let mut total = Stats::new(tl.measure_start, tl.measure_end);
+        let mut total =
+            Stats::new(tl.measure_start, tl.measure_end).with_series(self.series_interval);
         let mut first_err = None;
         let mut ended = tl.start;
         for w in self.workers {
@@ -225,7 +231,7 @@ fn run_worker(
             done: false,
         });
     }
-    let mut stats = Stats::new(tl.measure_start, tl.measure_end);
+    let mut stats = Stats::new(tl.measure_start, tl.measure_end).with_series(cfg.series_interval);
     let mut buf = vec![0u8; READ_CHUNK_BYTES];
     let mut drain_deadline = tl.measure_end + DRAIN_MAX;
     let mut ended: Option<Instant> = None;

@@ -96,6 +96,10 @@ struct Args {
     /// Seed for the operation and key choices.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Also report completions and latency per this many milliseconds of the window
+    /// (JSON `series`, wall-clock stamped, to line figures up with server events).
+    #[arg(long, default_value_t = 0)]
+    series_ms: u64,
     /// No progress bar (it is also hidden when stderr is not a terminal).
     #[arg(long)]
     no_progress: bool,
@@ -190,6 +194,7 @@ fn run(a: Args) -> Result<(), (u8, String)> {
         connect_timeout,
         workload,
         seed: a.seed,
+        series_interval: (a.series_ms > 0).then(|| Duration::from_millis(a.series_ms)),
     };
     let settings = RunSettings {
         label: a.label.clone(),
@@ -208,6 +213,16 @@ fn run(a: Args) -> Result<(), (u8, String)> {
 
     let handle = driver::start(cfg);
     let tl = handle.timeline;
+    let unix_ms = |t: Instant| {
+        let now = (Instant::now(), std::time::SystemTime::now());
+        let since_epoch = now
+            .1
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        since_epoch.as_secs_f64() * 1e3 - now.0.saturating_duration_since(t).as_secs_f64() * 1e3
+            + t.saturating_duration_since(now.0).as_secs_f64() * 1e3
+    };
+    let window_start_unix_ms = unix_ms(tl.measure_start);
     let total_s = (tl.measure_end - tl.start).as_secs_f64();
     let bar = if a.no_progress || a.json {
         ProgressBar::hidden()
@@ -268,7 +283,14 @@ fn run(a: Args) -> Result<(), (u8, String)> {
     };
     let mut settings = settings;
     settings.duration_s = window_s;
-    let report = Report::build(settings, &stats, window_s.max(1e-9), cpu_used, srv_used);
+    let report = Report::build(
+        settings,
+        &stats,
+        window_s.max(1e-9),
+        cpu_used,
+        srv_used,
+        window_start_unix_ms,
+    );
     if a.json {
         println!(
             "{}",

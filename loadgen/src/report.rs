@@ -98,6 +98,20 @@ pub struct Report {
     pub watch_events_after_reply: u64,
     pub loadgen_cpu: CpuReport,
     pub server_cpu: Option<CpuReport>,
+    /// With `--series-ms`: one point per interval of the window, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub series: Vec<SeriesPoint>,
+}
+
+/// Completions ending in one interval of the window, and their latency.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeriesPoint {
+    /// Wall-clock start of the interval, milliseconds since the Unix epoch.
+    pub start_unix_ms: f64,
+    pub count: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
 }
 
 fn summarize(op: &str, h: &Histogram<u64>, errors: u64, window_s: f64) -> OpReport {
@@ -137,6 +151,7 @@ impl Report {
         window_s: f64,
         loadgen_cpu: CpuTimes,
         server_cpu: Option<CpuTimes>,
+        window_start_unix_ms: f64,
     ) -> Report {
         let mut all = new_histogram();
         let mut by_op = Vec::new();
@@ -175,6 +190,22 @@ impl Report {
             watch_events_after_reply: stats.events_after_reply,
             loadgen_cpu: CpuReport::new(loadgen_cpu, ops, window_s),
             server_cpu: server_cpu.map(|t| CpuReport::new(t, ops, window_s)),
+            series: match stats.series_interval {
+                None => Vec::new(),
+                Some(iv) => stats
+                    .series
+                    .iter()
+                    .enumerate()
+                    .take_while(|(i, _)| (*i as f64) * iv.as_secs_f64() < window_s)
+                    .map(|(i, h)| SeriesPoint {
+                        start_unix_ms: window_start_unix_ms + i as f64 * iv.as_secs_f64() * 1e3,
+                        count: h.len(),
+                        p50_us: h.value_at_quantile(0.5),
+                        p99_us: h.value_at_quantile(0.99),
+                        max_us: h.max(),
+                    })
+                    .collect(),
+            },
         }
     }
 

@@ -6,7 +6,7 @@
 //! figures.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
@@ -34,7 +34,15 @@ pub struct Stats {
     /// Watch events that arrived after the reply to the setData that fired them
     /// (any time, not only in the window): an ordering the reference never shows.
     pub events_after_reply: u64,
+    /// With `--series-ms`: the window cut into intervals of this length, and the
+    /// latency (µs, every kind but watch events) of completions ending in each.
+    pub series_interval: Option<Duration>,
+    pub series: Vec<Histogram<u64>>,
 }
+
+/// Latency bounds of a series interval's histogram, in microseconds (coarser than
+/// the run's, as there is one per interval).
+pub const SERIES_US_MAX: u64 = 60_000_000;
 
 impl Stats {
     pub fn new(window_start: Instant, window_end: Instant) -> Stats {
@@ -45,7 +53,21 @@ impl Stats {
             errors: BTreeMap::new(),
             completed_total: 0,
             events_after_reply: 0,
+            series_interval: None,
+            series: Vec::new(),
         }
+    }
+
+    /// Also keeps a latency histogram per `interval` of the window.
+    pub fn with_series(mut self, interval: Option<Duration>) -> Stats {
+        if let Some(iv) = interval.filter(|iv| !iv.is_zero()) {
+            let n = (self.window_end - self.window_start).as_nanos() / iv.as_nanos() + 1;
+            self.series = (0..n)
+                .map(|_| Histogram::new_with_bounds(1, SERIES_US_MAX, 2).expect("static bounds"))
+                .collect();
+            self.series_interval = Some(iv);
+        }
+        self
     }
 
     fn in_window(&self, start: Instant, end: Instant) -> bool {
@@ -62,6 +84,14 @@ impl Stats {
         }
         let ns = end.saturating_duration_since(start).as_nanos() as u64;
         self.hist[kind as usize].saturating_record(ns.max(1));
+        if let Some(iv) = self.series_interval {
+            if kind != OpKind::WatchEvent {
+                let i = (end - self.window_start).as_nanos() / iv.as_nanos();
+                if let Some(h) = self.series.get_mut(i as usize) {
+                    h.saturating_record((ns / 1000).max(1));
+                }
+            }
+        }
         if err != 0 {
             *self.errors.entry((kind, err)).or_insert(0) += 1;
         }
@@ -77,6 +107,9 @@ impl Stats {
         }
         self.completed_total += other.completed_total;
         self.events_after_reply += other.events_after_reply;
+        for (a, b) in self.series.iter_mut().zip(&other.series) {
+            a.add(b).expect("series histograms share bounds");
+        }
     }
 
     /// Completions of `kind` inside the window.
