@@ -212,6 +212,11 @@ impl Server {
             .prefix("corral-it-")
             .tempdir()
             .unwrap();
+        Self::spawn_corral(dir, cfg_extra)
+    }
+
+    /// Starts corral in `dir` on a fresh port, with the base config plus `cfg_extra`.
+    fn spawn_corral(dir: tempfile::TempDir, cfg_extra: &str) -> Server {
         let port = free_port();
         let mut cfg = Self::base_cfg(port, dir.path());
         cfg.push_str(cfg_extra);
@@ -237,15 +242,7 @@ impl Server {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let dir = self.dir.take().expect("the server's dir");
-        let port = free_port();
-        let mut cfg = Self::base_cfg(port, dir.path());
-        cfg.push_str(cfg_extra);
-        let cfg_path = dir.path().join("corral.cfg");
-        std::fs::write(&cfg_path, cfg).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_corral"));
-        cmd.arg("server").arg("--config").arg(&cfg_path);
-        Self::spawn(Kind::Corral, cmd, port, dir, None)
+        Self::spawn_corral(self.dir.take().expect("the server's dir"), cfg_extra)
     }
 
     /// Starts a server of the given kind.
