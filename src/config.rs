@@ -434,37 +434,18 @@ mod tests {
     fn autopurge_keys_read_as_the_reference_reads_them() {
         // Off unless a positive interval is given; negative is off, not an error.
         assert_eq!(Config::parse("").unwrap().autopurge_purge_interval_hours, 0);
-        let c = Config::parse(
-            "autopurge.purgeInterval=-1
-",
-        )
-        .unwrap();
+        let c = Config::parse("autopurge.purgeInterval=-1\n").unwrap();
         assert_eq!(c.autopurge_purge_interval_hours, -1);
-        let c = Config::parse(
-            "autopurge.purgeInterval=24
-autopurge.snapRetainCount=7
-",
-        )
-        .unwrap();
-        assert_eq!(
-            (
-                c.autopurge_purge_interval_hours,
-                c.autopurge_snap_retain_count
-            ),
-            (24, 7)
+        let c = Config::parse("autopurge.purgeInterval=24\nautopurge.snapRetainCount=7\n").unwrap();
+        let purge = (
+            c.autopurge_purge_interval_hours,
+            c.autopurge_snap_retain_count,
         );
+        assert_eq!(purge, (24, 7));
         // Fewer than 3 retained snapshots is raised to 3 (with a warning), as there.
-        let c = Config::parse(
-            "autopurge.snapRetainCount=1
-",
-        )
-        .unwrap();
+        let c = Config::parse("autopurge.snapRetainCount=1\n").unwrap();
         assert_eq!(c.autopurge_snap_retain_count, 3);
-        let e = Config::parse(
-            "autopurge.purgeInterval=daily
-",
-        )
-        .unwrap_err();
+        let e = Config::parse("autopurge.purgeInterval=daily\n").unwrap_err();
         assert_eq!(
             e.to_string(),
             "config line 1: `autopurge.purgeInterval` has a bad value `daily`: expected hours"

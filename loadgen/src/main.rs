@@ -213,16 +213,16 @@ fn run(a: Args) -> Result<(), (u8, String)> {
 
     let handle = driver::start(cfg);
     let tl = handle.timeline;
-    let unix_ms = |t: Instant| {
-        let now = (Instant::now(), std::time::SystemTime::now());
-        let since_epoch = now
-            .1
+    // Wall clock of the window's start (it lies `warmup` ahead of the run's start).
+    let window_start_unix_ms = {
+        let (now, wall) = (Instant::now(), std::time::SystemTime::now());
+        let wall_ms = wall
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
-        since_epoch.as_secs_f64() * 1e3 - now.0.saturating_duration_since(t).as_secs_f64() * 1e3
-            + t.saturating_duration_since(now.0).as_secs_f64() * 1e3
+        let ahead = tl.measure_start.saturating_duration_since(now);
+        let behind = now.saturating_duration_since(tl.measure_start);
+        (wall_ms + ahead).saturating_sub(behind).as_secs_f64() * 1e3
     };
-    let window_start_unix_ms = unix_ms(tl.measure_start);
     let total_s = (tl.measure_end - tl.start).as_secs_f64();
     let bar = if a.no_progress || a.json {
         ProgressBar::hidden()

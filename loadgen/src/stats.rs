@@ -156,4 +156,25 @@ mod tests {
         assert_eq!(m.count(OpKind::Get), 2);
         assert_eq!(m.errors[&(OpKind::Set, -101)], 2);
     }
+
+    #[test]
+    fn series_files_completions_by_the_interval_they_end_in() {
+        let ws = Instant::now();
+        let we = ws + Duration::from_secs(1);
+        let ms = Duration::from_millis;
+        let mut s = Stats::new(ws, we).with_series(Some(ms(100)));
+        assert_eq!(s.series.len(), 11);
+        s.record(OpKind::Set, ws, ws + ms(50), 0); // interval 0, 50 ms
+        s.record(OpKind::Set, ws + ms(150), ws + ms(250), 0); // interval 2, 100 ms
+        s.record(OpKind::Get, ws + ms(210), ws + ms(260), 0); // interval 2, 50 ms
+        s.record(OpKind::WatchEvent, ws, ws + ms(260), 0); // events are not requests
+        let counts: Vec<u64> = s.series.iter().map(|h| h.len()).collect();
+        assert_eq!(counts[..3], [1, 0, 2]);
+        assert!(s.series[2].max() >= 99_000 && s.series[2].max() <= 101_000);
+        let mut m = Stats::new(ws, we).with_series(Some(ms(100)));
+        m.merge(&s);
+        m.merge(&s);
+        assert_eq!(m.series[2].len(), 4);
+        assert!(Stats::new(ws, we).with_series(None).series.is_empty());
+    }
 }

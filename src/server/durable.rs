@@ -154,18 +154,26 @@ pub struct Retention {
     snap_dir: PathBuf,
     log_dir: PathBuf,
     retain: usize,
-    enabled: bool,
+    /// `autopurge.purgeInterval`; None: purging is off.
+    purge_every: Option<Duration>,
     /// Snapshots known to verify (written here, or checked once): not read again.
     known_valid: Mutex<BTreeSet<i64>>,
 }
 
 impl Retention {
-    pub fn new(snap_dir: &Path, log_dir: &Path, retain: usize, enabled: bool) -> Retention {
+    /// `purge_interval_hours` ≤ 0 turns purging off, as on the reference.
+    pub fn new(
+        snap_dir: &Path,
+        log_dir: &Path,
+        retain: usize,
+        purge_interval_hours: i64,
+    ) -> Retention {
         Retention {
             snap_dir: snap_dir.to_path_buf(),
             log_dir: log_dir.to_path_buf(),
             retain,
-            enabled,
+            purge_every: (purge_interval_hours > 0)
+                .then(|| Duration::from_secs(purge_interval_hours as u64 * 3600)),
             known_valid: Mutex::new(BTreeSet::new()),
         }
     }
@@ -180,7 +188,7 @@ impl Retention {
 
     /// Removes what the retention setting no longer needs, if purging is on.
     pub fn purge(&self) {
-        if !self.enabled {
+        if self.purge_every.is_none() {
             return;
         }
         let mut known = self.known_valid.lock().expect("retention lock");
@@ -196,9 +204,12 @@ impl Retention {
         }
     }
 
-    /// Starts the purge timer thread (autopurge.purgeInterval > 0): purges now and
-    /// then every `interval`, at idle priority, for the life of the process.
-    pub fn start_timer(self: &std::sync::Arc<Self>, interval: Duration) -> io::Result<()> {
+    /// Starts the purge timer thread when purging is on: it purges now and then
+    /// every interval, at idle priority, for the life of the process.
+    pub fn start_timer(self: &std::sync::Arc<Self>) -> io::Result<()> {
+        let Some(interval) = self.purge_every else {
+            return Ok(());
+        };
         let me = self.clone();
         std::thread::Builder::new()
             .name("corral-purge".into())
@@ -213,20 +224,17 @@ impl Retention {
     }
 }
 
-/// Writes a snapshot of (tree, sessions) as of `tree.last_zxid()`, then purges.
+/// Writes a snapshot of (tree, sessions) as of `tree.last_zxid()` into the
+/// retention's snapshot dir, then purges.
 /// Blocking, for a background thread whose priority it lowers for good (see
 /// [`storage::lower_thread_priority`]): the snapshot uses only CPU and disk time the
 /// write path leaves over.
-pub fn snapshot_and_purge(
-    snap_dir: &Path,
-    tree: &Tree,
-    sessions: &[(i64, i32)],
-    retention: &Retention,
-) {
+pub fn snapshot_and_purge(tree: &Tree, sessions: &[(i64, i32)], retention: &Retention) {
     storage::lower_thread_priority();
     let zxid = tree.last_zxid();
     let started = std::time::Instant::now();
-    match storage::write_snapshot(snap_dir, zxid, |w| write_snapshot_body(w, tree, sessions)) {
+    let body = |w: &mut dyn Write| write_snapshot_body(w, tree, sessions);
+    match storage::write_snapshot(&retention.snap_dir, zxid, body) {
         Ok(info) => {
             retention.note_valid(info.zxid);
             tracing::info!(

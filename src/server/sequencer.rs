@@ -32,7 +32,6 @@ use futures::future::{select, Either};
 use rand::{RngCore, SeedableRng};
 use std::collections::VecDeque;
 use std::future::Future;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
@@ -69,7 +68,6 @@ struct Sequencer {
     last_cleanup_ms: i64,
     stats: Arc<ServerStats>,
     log: Log,
-    snap_dir: PathBuf,
     trigger: SnapshotTrigger,
     retention: Arc<durable::Retention>,
     snapshotting: Arc<AtomicBool>,
@@ -131,16 +129,13 @@ pub(super) async fn run(
         &snap_dir,
         &dir,
         cfg.autopurge_snap_retain_count as usize,
-        cfg.autopurge_purge_interval_hours > 0,
+        cfg.autopurge_purge_interval_hours,
     ));
     if let Some(z) = rec.snapshot_zxid {
         retention.note_valid(z);
     }
-    if cfg.autopurge_purge_interval_hours > 0 {
-        let every = Duration::from_secs(cfg.autopurge_purge_interval_hours as u64 * 3600);
-        if let Err(e) = retention.start_timer(every) {
-            return fail(format!("cannot start the purge thread: {e}"));
-        }
+    if let Err(e) = retention.start_timer() {
+        return fail(format!("cannot start the purge thread: {e}"));
     }
     let mut s = Sequencer {
         sessions,
@@ -160,7 +155,6 @@ pub(super) async fn run(
         cfg: cfg.clone(),
         stats,
         log,
-        snap_dir,
         retention,
         snapshotting: Arc::new(AtomicBool::new(false)),
         want_snapshot: false,
@@ -371,13 +365,12 @@ impl Sequencer {
         let tree = self.durable_tree.clone();
         let sessions: Vec<(i64, i32)> =
             self.sessions.iter().map(|s| (s.id, s.timeout_ms)).collect();
-        let snap_dir = self.snap_dir.clone();
         let flag = self.snapshotting.clone();
         let retention = self.retention.clone();
         let spawned = std::thread::Builder::new()
             .name("corral-snapshot".into())
             .spawn(move || {
-                durable::snapshot_and_purge(&snap_dir, &tree, &sessions, &retention);
+                durable::snapshot_and_purge(&tree, &sessions, &retention);
                 flag.store(false, Relaxed);
             });
         if let Err(e) = spawned {
