@@ -1,68 +1,63 @@
-//! The replication core: Zab as a pure state machine, plus (in tests or with the
-//! `sim` feature) a deterministic simulator of a whole ensemble.
+//! The replication core: ZooKeeper 3.8's election and Zab protocol as a pure state
+//! machine, plus (in tests or with the `sim` feature) a deterministic simulator of a
+//! whole ensemble.
 //!
 //! Owned by the sequencer core of each server. No IO, no clock, no ambient
-//! randomness: the server's peer transport feeds [`Replica::step`] with ticks and
-//! peer messages, calls [`Replica::propose`] for new txns, and drains
-//! [`Replica::ready`] → persist → [`Replica::advance`] for messages to send, writes
-//! to make durable and committed txns to apply.
+//! randomness: the server's peer transport feeds [`Replica::step`] with ticks,
+//! election notifications and typed quorum packets (`crate::proto::quorum` turns
+//! them into the reference's bytes), and drains [`Replica::ready`] → persist →
+//! [`Replica::advance`] for packets to send, writes to make durable and events
+//! (committed txns to apply, role changes, forwarded requests) for its own state.
+//!
+//! The core follows the reference's behaviour message for message, so a corral
+//! server and Apache ZooKeeper 3.8 servers form one ensemble:
 //!
 //! ```text
-//!  LOOKING ── fast leader election: Notification{round, vote(epoch, zxid, id)} to all
-//!     │       voters; the greatest vote backed by a quorum wins (observers never vote)
-//!     ├──────────────► LEADING                         FOLLOWING / OBSERVING
-//!     │  discovery       ◄── FollowerInfo(acceptedEpoch) ──
-//!     │                  quorum → e = max+1, persist acceptedEpoch
-//!     │                  ── LeaderInfo(e) ──►            persist acceptedEpoch=e
-//!     │                  ◄── AckEpoch(currentEpoch, lastZxid) ──
-//!     │                  quorum → leader must not be behind; persist currentEpoch=e
-//!     │  sync            ── Sync(DIFF | TRUNC | SNAP) ──► fix log
-//!     │                  ── NewLeader ──►                persist currentEpoch=e
-//!     │                  ◄── Ack ──                      (only once durable)
-//!     │                  quorum → established, initial history committed
-//!     │                  ── UpToDate(commit) ──►         serving
-//!     │  broadcast       propose: ── Proposal ──►        persist, then ◄── Ack
-//!     │                  quorum of Acks → ── Commit ──►  apply
-//!     │                  observers: ── Inform(txn) ──►   persist, apply
-//!     │  liveness        ── Ping(commit) ──► ◄── Ping(durable end) ──  every tick;
-//!     │                  initLimit / syncLimit in ticks; silence → LOOKING
-//!     └◄──── leader lost / quorum lost / zxid counter exhausted / stale epoch
+//!  LOOKING ── fast leader election (election.rs): notifications to every voter,
+//!     │       votes ordered by (peer epoch, zxid, sid); observers learn the leader
+//!     ├──────────────► LEADING (leader.rs)             FOLLOWING / OBSERVING (learner.rs)
+//!     │  discovery       ◄── FOLLOWERINFO(accepted epoch) ──
+//!     │                  quorum → e = max+1, write acceptedEpoch
+//!     │                  ── LEADERINFO(e) ──►           write acceptedEpoch=e
+//!     │                  ◄── ACKEPOCH(currentEpoch | -1, last zxid) ──
+//!     │                  quorum → write currentEpoch
+//!     │  sync            ── DIFF | TRUNC | SNAP, PROPOSAL/COMMIT pairs ──►
+//!     │                  ── NEWLEADER ──►                write currentEpoch, log, ACK
+//!     │                  quorum of ACKs → established ── UPTODATE ──► serving
+//!     │  broadcast       ── PROPOSAL ──► log, ◄── ACK once durable
+//!     │                  quorum in zxid order → ── COMMIT ──► apply; observers get INFORM
+//!     │                  REQUEST / REVALIDATE / SYNC / PING(touches) from learners
+//!     └◄──── leader silent / quorum lost / zxid counter exhausted / bad packet
 //! ```
 //!
-//! Where this differs from the reference (same guarantees, simpler to check):
-//! - ACK and COMMIT are cumulative ("everything up to zxid"), and a follower's ping
-//!   reply carries its durable log end, so a lost ACK is repaired by the next ping.
-//! - Each learner connection attempt has a random `attempt` number echoed by the
-//!   leader; messages of an older attempt are dropped. Pings carry the last zxid
-//!   sent, and proposals/informs carry `prev`: a learner that missed anything
-//!   reconnects and resynchronises instead of running on with a gap.
-//! - A learner buffers DIFF/TRUNC/SNAP until NEWLEADER and applies them in the
-//!   batch that carries its ack; SNAP is one atomic write with the txns after it,
-//!   so no crash point leaves a learner with less committed data than it acked.
-//! - Observers are synced once the leader is established, with committed txns only.
-//! - The zxid counter stops at `zxid_counter_max`; the next proposal makes the
-//!   leader step down so the new election brings a new epoch.
+//! Where corral is stricter than the reference (same wire, safer local order):
+//! a learner's NEWLEADER ACK leaves only once the proposals logged with it are
+//! durable; a leader's LEADERINFO and NEWLEADER leave only once its epoch files are
+//! durable; a learner holds at most `pending_bytes_max` of uncommitted txns; a
+//! leader at most `in_flight_proposals_max` proposals.
 //!
-//! Output ordering is enforced by [`Ready`]: writes first, then what depends on them.
-//! A driver (the server's sequencer, or the simulator) loops like this:
+//! Output ordering is enforced by [`Ready`]: writes first, then what depends on
+//! them, per connection. A driver (the server's sequencer, or the simulator) loops:
 //!
 //! ```text
-//! replica.step(now_ticks, Input::Message { from, msg });   // or Tick, Disconnected
-//! let zxid = replica.propose(txn_bytes)?;                  // leader only
+//! replica.step(now_ms, Input::Packet { conn, packet });    // or Tick, Notification, …
+//! let z = replica.next_zxid()?; replica.propose(Entry { zxid: z, payload })?;  // leader
 //! while let Some(mut ready) = replica.ready() {
-//!     transport.send_all(ready.take_send_now());           // needs no disk
-//!     storage.append_all(ready.writes()); storage.sync();  // in order, then fsync
-//!     let released = replica.advance(ready.persisted());
-//!     transport.send_all(released.send);                   // ACKs etc., now safe
-//!     state_machine.apply_all(released.apply);             // committed txns, in order
+//!     perform(ready.take_now());                             // sends, applies, events
+//!     storage.write_all(ready.writes()); storage.sync();     // in order, then fsync
+//!     perform(replica.advance(ready.persisted()));           // ACKs etc., now safe
 //! }
 //! ```
 //!
-//! Files: `types.rs` (zxids, votes, messages, writes, config), `replica.rs` (the
-//! state machine), `ready.rs` (the output batch), `sim.rs` (the simulator; replay a
+//! Files: `types.rs` (zxids, votes, packets, writes, outputs, config), `replica.rs`
+//! (shared state, dispatcher, log window), `election.rs`, `leader.rs`,
+//! `learner.rs`, `ready.rs` (the output batch), `sim.rs` (the simulator; replay a
 //! seed with `ZAB_SEED=n ZAB_TRACE=1 cargo test --lib zab::sim::tests::replay --
 //! --nocapture`), `tests.rs` (exact-output tests).
 
+mod election;
+mod leader;
+mod learner;
 mod ready;
 mod replica;
 mod types;
@@ -73,11 +68,12 @@ mod tests;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 
-pub use ready::{Persisted, Ready, Released};
+pub use ready::{Persisted, Ready};
 #[cfg(any(test, feature = "sim"))]
 pub use replica::PlantedBug;
-pub use replica::{Input, Replica, Role};
+pub use replica::{Replica, CORE_CONN_BIT};
 pub use types::{
-    Apply, Config, DurableState, Entry, Msg, Outgoing, PeerState, ServerId, Snapshot, SyncMode,
-    Vote, Write, ZabError, Zxid,
+    Config, ConnId, DurableState, Entry, Event, Forwarded, Input, LearnerInfo, Notification,
+    Output, Packet, PeerState, Role, ServerId, Vote, Write, ZabError, Zxid, OP_SYNC,
+    PROTOCOL_VERSION,
 };

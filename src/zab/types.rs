@@ -1,8 +1,10 @@
-//! Value types of the replication core: zxids, votes, log entries, the peer
-//! messages, the durable writes and the configuration. Plain data, no IO; owned by
-//! whichever core runs the [`Replica`](super::Replica) (the sequencer core in the
-//! server, one thread in the simulator). Messages flow between replicas through the
-//! driver; writes flow from a replica to its storage and back as a `Persisted`.
+//! Value types of the replication core: zxids, votes, election notifications, the
+//! quorum packets as ZooKeeper 3.8 means them, the durable writes, the outputs and
+//! the configuration. Plain data, no IO; owned by whichever core runs the
+//! [`Replica`](super::Replica) (the sequencer core in the server, one thread in the
+//! simulator). The server's transport turns [`Packet`]s into ZooKeeper's
+//! `QuorumPacket` bytes and back (`crate::proto::quorum`); the core never sees bytes
+//! other than opaque txn payloads.
 
 use bytes::Bytes;
 use std::fmt;
@@ -10,9 +12,15 @@ use std::fmt;
 /// A server's id in the ensemble (`server.N` in zoo.cfg).
 pub type ServerId = u64;
 
+/// One quorum-port connection, numbered by the driver (learner side: the number the
+/// core chose in [`Output::Connect`]; leader side: the number the driver gave in
+/// [`Input::Accepted`](super::Input::Accepted)). The two ends of one TCP connection
+/// have different numbers.
+pub type ConnId = u64;
+
 /// A transaction id: `epoch << 32 | counter`. Ordered as an unsigned number, which
 /// orders by epoch first. Counter 0 of an epoch is never a txn: it names the
-/// epoch's start.
+/// epoch's start (NEWLEADER, UPTODATE acks carry such zxids).
 #[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Zxid(pub u64);
 
@@ -34,6 +42,15 @@ impl Zxid {
     pub const fn counter(self) -> u32 {
         self.0 as u32
     }
+
+    /// True for `epoch << 32` (a marker, not a txn).
+    pub const fn is_epoch_start(self) -> bool {
+        self.counter() == 0
+    }
+
+    pub const fn as_i64(self) -> i64 {
+        self.0 as i64
+    }
 }
 
 impl fmt::Debug for Zxid {
@@ -48,7 +65,8 @@ impl fmt::Display for Zxid {
     }
 }
 
-/// One txn of the replicated log. The payload is opaque to the core.
+/// One txn of the replicated log: ZooKeeper's txn entry bytes (TxnHeader + record +
+/// digest), opaque to the core.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Entry {
     pub zxid: Zxid,
@@ -61,49 +79,7 @@ impl fmt::Debug for Entry {
     }
 }
 
-/// The applied state at `zxid`, as opaque bytes made by the driver's state machine.
-/// A snapshot at zxid 0 with empty `data` is the initial, empty state (a leader
-/// that never compacted sends it when a learner needs a SNAP).
-#[derive(Clone, PartialEq, Eq)]
-pub struct Snapshot {
-    pub zxid: Zxid,
-    pub data: Bytes,
-}
-
-impl fmt::Debug for Snapshot {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Snapshot({:?}, {}B)", self.zxid, self.data.len())
-    }
-}
-
-/// A candidate in fast leader election. Votes are ordered by the candidate's
-/// current epoch, then its last zxid, then its id: the greatest wins.
-#[derive(Copy, Clone, PartialEq, Eq, Debug)]
-pub struct Vote {
-    pub leader: ServerId,
-    pub zxid: Zxid,
-    pub epoch: u32,
-}
-
-impl Vote {
-    fn key(&self) -> (u32, Zxid, ServerId) {
-        (self.epoch, self.zxid, self.leader)
-    }
-}
-
-impl PartialOrd for Vote {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Vote {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.key().cmp(&other.key())
-    }
-}
-
-/// What a server says it is doing, in election notifications.
+/// A server's election state, as notifications carry it (LOOKING 0 … OBSERVING 3).
 #[derive(Copy, Clone, PartialEq, Eq, Debug)]
 pub enum PeerState {
     Looking,
@@ -112,178 +88,359 @@ pub enum PeerState {
     Observing,
 }
 
-/// How a learner's log is brought in line with the leader's.
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub enum SyncMode {
-    /// The learner's last zxid is `prev`, in the leader's log: append `entries`.
-    Diff,
-    /// The learner has txns the leader does not: drop everything after `prev`
-    /// (a zxid both logs hold), then append `entries`.
-    Trunc,
-    /// The learner is behind the leader's log start (or asked for it): replace
-    /// everything with the snapshot (`prev` is its zxid), then append `entries`.
-    Snap(Snapshot),
+impl PeerState {
+    pub fn code(self) -> i32 {
+        match self {
+            PeerState::Looking => 0,
+            PeerState::Following => 1,
+            PeerState::Leading => 2,
+            PeerState::Observing => 3,
+        }
+    }
+
+    pub fn from_code(c: i32) -> Option<PeerState> {
+        Some(match c {
+            0 => PeerState::Looking,
+            1 => PeerState::Following,
+            2 => PeerState::Leading,
+            3 => PeerState::Observing,
+            _ => return None,
+        })
+    }
 }
 
-/// The messages replicas exchange. `attempt` numbers one learner's connection
-/// attempt to a leader, so replies to an older attempt are recognised and dropped.
+/// A candidate in fast leader election, as ZooKeeper's `Vote`: signed longs, because
+/// an observer votes `Long.MIN_VALUE` for everything.
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+pub struct Vote {
+    pub leader: i64,
+    pub zxid: i64,
+    pub peer_epoch: i64,
+}
+
+impl Vote {
+    /// What an observer proposes: nobody.
+    pub const NONE: Vote = Vote {
+        leader: i64::MIN,
+        zxid: i64::MIN,
+        peer_epoch: i64::MIN,
+    };
+
+    /// `totalOrderPredicate(new = self, cur = other)`: the greater epoch, then zxid,
+    /// then id wins (every candidate has weight 1 in a majority quorum).
+    pub fn beats(&self, other: &Vote) -> bool {
+        (self.peer_epoch, self.zxid, self.leader) > (other.peer_epoch, other.zxid, other.leader)
+    }
+}
+
+/// An election notification (version 2 layout, PEER-PROTOCOL §4.1).
 #[derive(Clone, PartialEq, Eq, Debug)]
-pub enum Msg {
-    /// Fast leader election: the sender's current vote, round and state.
-    Notification {
-        election_epoch: u64,
-        vote: Vote,
-        state: PeerState,
-    },
-    /// Learner → leader: join request with the learner's accepted epoch (discovery).
-    FollowerInfo {
-        accepted_epoch: u32,
-        attempt: u64,
+pub struct Notification {
+    pub state: PeerState,
+    pub vote: Vote,
+    pub election_epoch: i64,
+    /// The sender's committed QuorumVerifier text (opaque here).
+    pub config: Bytes,
+}
+
+/// `LearnerInfo` of FOLLOWERINFO / OBSERVERINFO plus the packet's accepted epoch.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct LearnerInfo {
+    pub sid: ServerId,
+    pub accepted_epoch: u32,
+    pub protocol_version: i32,
+    pub config_version: i64,
+}
+
+/// The protocol version learners and leaders announce (`0x10000`).
+pub const PROTOCOL_VERSION: i32 = 0x10000;
+
+/// ZooKeeper's op code for sync (a forwarded REQUEST of this type is a sync).
+pub const OP_SYNC: i32 = 9;
+
+/// A client request a learner forwards to the leader (REQUEST): `sessionId, cxid,
+/// type` and the request body as the client sent it, plus the connection's auth ids
+/// as `(scheme, id)` pairs (`None` for createSession).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Forwarded {
+    pub session_id: i64,
+    pub cxid: i32,
+    pub op: i32,
+    pub body: Bytes,
+    pub auth: Option<Vec<(String, String)>>,
+}
+
+/// The packets of the quorum port, typed (PEER-PROTOCOL §5.1). The transport maps
+/// each to ZooKeeper's `QuorumPacket` and back, including its zxid markers.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Packet {
+    /// Learner → leader, first packet. `observer` selects OBSERVERINFO.
+    LearnerInfo {
+        info: LearnerInfo,
         observer: bool,
-        want_snap: bool,
     },
-    /// Leader → learner: the new epoch agreed by a quorum.
-    LeaderInfo { new_epoch: u32, attempt: u64 },
-    /// Learner → leader: the learner's state. `current_epoch` is `None` when the
-    /// learner had already accepted this epoch before (then it does not count as
-    /// an ack of the new epoch, as in the reference).
+    /// Leader → learner: the proposed epoch.
+    LeaderInfo {
+        new_epoch: u32,
+        protocol_version: i32,
+    },
+    /// Learner → leader: its last logged zxid and its current epoch, or `None` (-1)
+    /// when it had already accepted this epoch.
     AckEpoch {
-        attempt: u64,
+        last_zxid: Zxid,
         current_epoch: Option<u32>,
-        last_zxid: Zxid,
     },
-    /// Leader → learner: DIFF, TRUNC or SNAP, with the txns that follow `prev`.
-    Sync {
-        epoch: u32,
-        attempt: u64,
-        mode: SyncMode,
-        prev: Zxid,
-        entries: Vec<Entry>,
+    Diff {
+        zxid: Zxid,
     },
-    /// Leader → learner: the learner's log now equals the leader's up to `last_zxid`;
-    /// adopt `epoch` as current epoch and acknowledge.
+    Trunc {
+        zxid: Zxid,
+    },
+    /// The snapshot at `zxid` follows (the transport sends/receives the stream; the
+    /// learner's core sees this packet only once the whole stream arrived).
+    Snap {
+        zxid: Zxid,
+    },
+    Proposal(Entry),
+    Commit {
+        zxid: Zxid,
+    },
+    Inform(Entry),
+    CommitAndActivate {
+        zxid: Zxid,
+        designated_leader: u64,
+    },
+    InformAndActivate {
+        entry: Entry,
+        designated_leader: u64,
+    },
+    /// Leader → learner: end of the sync data; `zxid` = new epoch << 32, `config` the
+    /// leader's last-seen QuorumVerifier text.
     NewLeader {
-        epoch: u32,
-        attempt: u64,
-        last_zxid: Zxid,
+        zxid: Zxid,
+        config: Bytes,
     },
-    /// Leader → learner: a quorum has the new epoch; everything up to `commit` is
-    /// committed; start serving.
-    UpToDate {
-        epoch: u32,
-        attempt: u64,
-        commit: Zxid,
+    UpToDate,
+    Ack {
+        zxid: Zxid,
     },
-    /// Leader → follower: a new txn, following `prev` in the leader's log.
-    Proposal {
-        epoch: u32,
-        prev: Zxid,
-        entry: Entry,
+    /// Leader → learner: liveness, zxid = the leader's last proposed (null data).
+    LeaderPing {
+        zxid: Zxid,
     },
-    /// Follower → leader: everything up to `zxid` is durable here (cumulative).
-    Ack { epoch: u32, zxid: Zxid },
-    /// Leader → follower: everything up to `zxid` is committed (cumulative).
-    Commit { epoch: u32, zxid: Zxid },
-    /// Leader → observer: a committed txn, following `prev`.
-    Inform {
-        epoch: u32,
-        prev: Zxid,
-        entry: Entry,
+    /// Learner → leader: echo of the leader's ping with the sessions touched since
+    /// the last one (an empty list is an empty buffer, never null).
+    LearnerPing {
+        zxid: Zxid,
+        touches: Vec<(i64, i32)>,
     },
-    /// Liveness both ways. Leader → learner: `zxid` is the commit point and `last`
-    /// the last txn sent to this learner (a learner that lacks it missed some and
-    /// resynchronises). Learner → leader: `zxid` is the learner's durable log end
-    /// (counts as an ack), `last` its log end.
-    Ping { epoch: u32, zxid: Zxid, last: Zxid },
+    Request(Forwarded),
+    RevalidateRequest {
+        session_id: i64,
+        timeout_ms: i32,
+    },
+    RevalidateReply {
+        session_id: i64,
+        valid: bool,
+    },
+    Sync,
 }
 
-/// A message for the driver to deliver.
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub struct Outgoing {
-    pub to: ServerId,
-    pub msg: Msg,
+impl Packet {
+    /// A short name for logs (the reference's packet names).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Packet::LearnerInfo {
+                observer: false, ..
+            } => "FOLLOWERINFO",
+            Packet::LearnerInfo { observer: true, .. } => "OBSERVERINFO",
+            Packet::LeaderInfo { .. } => "LEADERINFO",
+            Packet::AckEpoch { .. } => "ACKEPOCH",
+            Packet::Diff { .. } => "DIFF",
+            Packet::Trunc { .. } => "TRUNC",
+            Packet::Snap { .. } => "SNAP",
+            Packet::Proposal(_) => "PROPOSAL",
+            Packet::Commit { .. } => "COMMIT",
+            Packet::Inform(_) => "INFORM",
+            Packet::CommitAndActivate { .. } => "COMMITANDACTIVATE",
+            Packet::InformAndActivate { .. } => "INFORMANDACTIVATE",
+            Packet::NewLeader { .. } => "NEWLEADER",
+            Packet::UpToDate => "UPTODATE",
+            Packet::Ack { .. } => "ACK",
+            Packet::LeaderPing { .. } | Packet::LearnerPing { .. } => "PING",
+            Packet::Request(_) => "REQUEST",
+            Packet::RevalidateRequest { .. } | Packet::RevalidateReply { .. } => "REVALIDATE",
+            Packet::Sync => "SYNC",
+        }
+    }
 }
 
 /// A change the driver must make durable, in order, before calling
 /// [`Ready::persisted`](super::Ready::persisted).
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Write {
-    /// The highest epoch this server has promised to follow (or lead).
+    /// The file `acceptedEpoch`.
     AcceptedEpoch(u32),
-    /// The epoch of the last leader whose history this server adopted.
+    /// The file `currentEpoch`.
     CurrentEpoch(u32),
     /// Append one txn at the log's end.
     Append(Entry),
-    /// Drop every txn after this zxid.
+    /// Drop every logged txn after this zxid.
     TruncateAfter(Zxid),
-    /// Replace the whole log by this snapshot and the txns that follow it (SNAP
-    /// sync). Storage must make this one write atomic (new files, then switch):
-    /// a crash must leave either the old log or the new one.
-    InstallSnapshot {
-        snapshot: Snapshot,
-        entries: Vec<Entry>,
+    /// Write the state captured by the last [`Event::CaptureSnapshot`] (at this zxid)
+    /// as a snapshot that replaces everything before: snapshots past it and the whole
+    /// log go (SNAP sync); the log continues after it.
+    Snapshot(Zxid),
+}
+
+/// What a role change means for the driver's clients.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Role {
+    Looking,
+    /// Leading `epoch` once decided; `established` once a quorum acked NEWLEADER.
+    Leading {
+        epoch: Option<u32>,
+        established: bool,
     },
-    /// Keep this snapshot and drop the txns it covers (log compaction).
-    Compact(Snapshot),
+    Following {
+        leader: ServerId,
+        serving: bool,
+    },
+    Observing {
+        leader: ServerId,
+        serving: bool,
+    },
 }
 
-/// What the driver applies to its state machine, in order: only committed txns.
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub enum Apply {
-    /// Reset the state machine to this snapshot.
-    Snapshot(Snapshot),
-    /// Apply this committed txn.
-    Entry(Entry),
-}
-
-/// Everything a replica keeps across a crash. The driver rebuilds it from disk
-/// (applying [`Write`]s in order with [`DurableState::apply`]) and passes it to
-/// [`Replica::new`](super::Replica::new).
-#[derive(Clone, PartialEq, Eq, Debug, Default)]
-pub struct DurableState {
-    pub accepted_epoch: u32,
-    pub current_epoch: u32,
-    /// The state the log starts from; `None` means the empty state at zxid 0.
-    pub snapshot: Option<Snapshot>,
-    /// Txns after the snapshot, in zxid order.
-    pub log: Vec<Entry>,
-}
-
-impl DurableState {
-    /// The zxid the log starts after.
-    pub fn base_zxid(&self) -> Zxid {
-        self.snapshot.as_ref().map_or(Zxid::ZERO, |s| s.zxid)
-    }
-
-    /// The last zxid held (log end, else the snapshot's).
-    pub fn last_zxid(&self) -> Zxid {
-        self.log.last().map_or(self.base_zxid(), |e| e.zxid)
-    }
-
-    /// Applies one write exactly as storage must.
-    pub fn apply(&mut self, write: &Write) {
-        match write {
-            Write::AcceptedEpoch(e) => self.accepted_epoch = *e,
-            Write::CurrentEpoch(e) => self.current_epoch = *e,
-            Write::Append(entry) => self.log.push(entry.clone()),
-            Write::TruncateAfter(z) => {
-                let keep = self.log.partition_point(|e| e.zxid <= *z);
-                self.log.truncate(keep);
-            }
-            Write::InstallSnapshot { snapshot, entries } => {
-                self.log.clone_from(entries);
-                self.snapshot = Some(snapshot.clone());
-            }
-            Write::Compact(s) => {
-                let drop = self.log.partition_point(|e| e.zxid <= s.zxid);
-                self.log.drain(..drop);
-                self.snapshot = Some(s.clone());
-            }
+impl Role {
+    /// Clients may be served (reads and writes) in this role.
+    pub fn serving(&self) -> bool {
+        match self {
+            Role::Looking => false,
+            Role::Leading { established, .. } => *established,
+            Role::Following { serving, .. } | Role::Observing { serving, .. } => *serving,
         }
     }
 }
 
-/// Replica configuration. Times are in ticks, as in zoo.cfg.
+/// Something the driver's own state (tree, sessions, clients) must do, in order.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Event {
+    /// Apply this committed txn.
+    Apply(Entry),
+    /// Replace the state by the snapshot the transport received on this
+    /// connection (it is at `zxid`).
+    InstallSnapshot { conn: ConnId, zxid: Zxid },
+    /// Remember the current state (it is at `zxid`) for the next
+    /// [`Write::Snapshot`].
+    CaptureSnapshot { zxid: Zxid },
+    /// The state holds txns after `zxid` that are not (or not yet) on disk as the
+    /// leader's history: rebuild it from disk up to `zxid` (a TRUNC after a restart,
+    /// which loads the whole log; or a SNAP cut short before NEWLEADER). If the disk
+    /// cannot (a snapshot past `zxid`), call
+    /// [`Replica::rollback_failed`](super::Replica::rollback_failed).
+    Rollback { zxid: Zxid },
+    /// The role changed; when it stops serving, every client connection closes.
+    RoleChanged(Role),
+    /// Leader: a learner forwarded a client request (sync is handled by the core).
+    Request {
+        conn: ConnId,
+        from: ServerId,
+        req: Forwarded,
+    },
+    /// Leader: a learner asks whether a reconnecting session is valid; answer with
+    /// [`Replica::revalidated`](super::Replica::revalidated).
+    Revalidate {
+        conn: ConnId,
+        from: ServerId,
+        session_id: i64,
+        timeout_ms: i32,
+    },
+    /// Leader: sessions a learner saw activity on.
+    Touches {
+        from: ServerId,
+        touches: Vec<(i64, i32)>,
+    },
+    /// Learner: the leader's answer to a revalidation.
+    Revalidated { session_id: i64, valid: bool },
+    /// Learner: the oldest forwarded sync completed (FIFO); every txn committed
+    /// before it has been applied (it came as an earlier `Apply`).
+    SyncDone,
+}
+
+/// An input to [`Replica::step`](super::Replica::step).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// Time passed (`now` is given with every step); timers are checked.
+    Tick,
+    /// An election notification from `from` (the transport dropped older unsent
+    /// ones; duplicates and stale ones are expected).
+    Notification { from: ServerId, n: Notification },
+    /// Learner: the dial of [`Output::Connect`] succeeded.
+    Connected { conn: ConnId },
+    /// Leader: a learner connected to the quorum port (the driver picked `conn`,
+    /// below `CORE_CONN_BIT`).
+    Accepted { conn: ConnId },
+    /// A packet arrived on a connection (for SNAP: after the whole snapshot).
+    Packet { conn: ConnId, packet: Packet },
+    /// The connection failed or ended (dial refused, peer gone, bad bytes).
+    Closed { conn: ConnId },
+}
+
+/// What the driver does for the core: network, then its own state.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Output {
+    /// Election: send this notification to `to` (the transport keeps only the newest
+    /// unsent one per peer, as the reference).
+    Notify { to: ServerId, n: Notification },
+    /// Learner: dial the leader's quorum port; report `Connected` or `Closed`.
+    Connect { conn: ConnId, to: ServerId },
+    /// Write this packet on the connection, after everything sent before on it.
+    Send { conn: ConnId, packet: Packet },
+    /// Leader: right after a `Snap` packet, stream the current state (it is at
+    /// `zxid`) on this connection.
+    SendSnapshot { conn: ConnId, zxid: Zxid },
+    /// Close the connection (after flushing what was sent before on it).
+    Close { conn: ConnId },
+    /// Local work, in order.
+    Event(Event),
+}
+
+impl Output {
+    /// What an output is ordered with: a connection, the local state, or nothing.
+    pub(crate) fn target(&self) -> Target {
+        match self {
+            Output::Send { conn, .. }
+            | Output::SendSnapshot { conn, .. }
+            | Output::Close { conn } => Target::Conn(*conn),
+            Output::Event(_) => Target::Local,
+            Output::Notify { .. } | Output::Connect { .. } => Target::Free,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, PartialOrd, Ord)]
+pub(crate) enum Target {
+    Conn(ConnId),
+    Local,
+    Free,
+}
+
+/// What a replica starts from: exactly what its disk holds. The driver's state
+/// (tree) holds every logged txn, as the reference loads its whole log at start-up.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct DurableState {
+    pub accepted_epoch: u32,
+    pub current_epoch: u32,
+    /// The zxid of the state the driver loaded (snapshot + every logged txn).
+    pub last_zxid: Zxid,
+    /// The logged txns after the newest snapshot, ending at `last_zxid` (the driver
+    /// may cap it; a TRUNC can then cost a rewrite of what it did not pass). They
+    /// count as uncommitted until a leader's sync says otherwise.
+    pub tail: Vec<Entry>,
+}
+
+/// Replica configuration. Times are in milliseconds of the driver's monotonic clock.
 #[derive(Clone, Debug)]
 pub struct Config {
     pub id: ServerId,
@@ -291,50 +448,81 @@ pub struct Config {
     pub voters: Vec<ServerId>,
     /// Observers: learn commits, never vote.
     pub observers: Vec<ServerId>,
-    /// Ticks a leader may take from election to an established epoch, and a
-    /// learner from choosing a leader to serving (zoo.cfg `initLimit`).
+    pub tick_ms: u64,
+    /// zoo.cfg `initLimit`, in ticks.
     pub init_limit_ticks: u64,
-    /// Ticks without hearing the other side before a follower abandons its
-    /// leader or a leader drops a follower / steps down (zoo.cfg `syncLimit`).
+    /// zoo.cfg `syncLimit`, in ticks.
     pub sync_limit_ticks: u64,
-    /// Ticks between re-broadcasts of an unanswered election notification.
-    pub election_resend_ticks: u64,
-    /// Random extra ticks (0..=this) added to each resend interval.
-    pub election_jitter_ticks: u64,
-    /// Ticks to wait for a better vote once a quorum agrees (0: decide at once).
-    pub finalize_wait_ticks: u64,
-    /// Proposals in flight (proposed, not committed) a leader allows.
-    pub in_flight_proposals_max: u32,
+    /// First election notification timeout (the reference's 200 ms), doubled on each
+    /// silent round up to `election_timeout_max_ms` (60 000).
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// How long a decided quorum waits for a better vote (the reference's 200 ms).
+    pub finalize_wait_ms: u64,
+    /// Learner: connection attempts to the leader before giving up (5), and the
+    /// pause between them (100 ms).
+    pub connect_attempts_max: u32,
+    pub connect_retry_ms: u64,
+    /// Committed txns a leader keeps for DIFF syncs (`zookeeper.commitLogCount`, 500).
+    pub committed_log_count_max: usize,
+    /// Proposals a leader lets be in flight before `propose` refuses (a bound the
+    /// reference does not have).
+    pub in_flight_proposals_max: usize,
+    /// Bytes of uncommitted txns a learner holds before it drops the leader (they
+    /// are also in its log; the bound keeps memory finite against any leader).
+    pub pending_bytes_max: usize,
     /// The last counter a leader may use in an epoch; the next proposal forces a
-    /// new election (and so a new epoch) instead of wrapping.
+    /// new election (the reference stops at 0xffffffff).
     pub zxid_counter_max: u32,
-    /// Largest txn payload accepted by `propose`.
+    /// Largest txn payload `propose` accepts.
     pub payload_bytes_max: usize,
-    /// Txns per Sync message; a longer sync is sent as a first Sync plus DIFF
-    /// continuations.
-    pub sync_entries_max: usize,
-    /// Seed of the replica's randomness (election jitter, attempt numbers).
-    pub seed: u64,
+    /// This server's committed QuorumVerifier text, sent in notifications and
+    /// NEWLEADER, and its version (LearnerInfo's config version).
+    pub config_text: Bytes,
+    pub config_version: i64,
 }
 
 impl Config {
-    /// A configuration with the defaults for everything but membership.
+    /// A configuration with the reference's defaults for everything but membership.
     pub fn new(id: ServerId, voters: Vec<ServerId>, observers: Vec<ServerId>) -> Config {
         Config {
             id,
             voters,
             observers,
+            tick_ms: 2000,
             init_limit_ticks: 10,
             sync_limit_ticks: 5,
-            election_resend_ticks: 2,
-            election_jitter_ticks: 1,
-            finalize_wait_ticks: 0,
-            in_flight_proposals_max: 1000,
+            election_timeout_min_ms: 200,
+            election_timeout_max_ms: 60_000,
+            finalize_wait_ms: 200,
+            connect_attempts_max: 5,
+            connect_retry_ms: 100,
+            committed_log_count_max: 500,
+            in_flight_proposals_max: 10_000,
+            pending_bytes_max: 512 << 20,
             zxid_counter_max: u32::MAX - 1,
-            payload_bytes_max: 1 << 20,
-            sync_entries_max: 1000,
-            seed: 0,
+            payload_bytes_max: 2 << 20,
+            config_text: Bytes::new(),
+            config_version: 0,
         }
+    }
+
+    pub fn init_limit_ms(&self) -> u64 {
+        self.tick_ms * self.init_limit_ticks
+    }
+
+    pub fn sync_limit_ms(&self) -> u64 {
+        self.tick_ms * self.sync_limit_ticks
+    }
+
+    pub fn is_voter(&self, id: ServerId) -> bool {
+        self.voters.contains(&id)
+    }
+
+    /// `QuorumMaj.containsQuorum`: more than half of the voters.
+    pub fn is_quorum<'a>(&self, ids: impl IntoIterator<Item = &'a ServerId>) -> bool {
+        let n = ids.into_iter().filter(|id| self.is_voter(**id)).count();
+        n > self.voters.len() / 2
     }
 }
 
@@ -345,12 +533,14 @@ pub enum ZabError {
     InvalidConfig(&'static str),
     #[error("not the established leader")]
     NotLeader,
+    #[error("not connected to an established leader")]
+    NotServing,
     #[error("{max} proposals already in flight")]
-    InFlightFull { max: u32 },
+    InFlightFull { max: usize },
     #[error("zxid counter exhausted in epoch {epoch}; a new election was started")]
     ZxidExhausted { epoch: u32 },
     #[error("payload of {len} bytes exceeds payload_bytes_max {max}")]
     PayloadTooLarge { len: usize, max: usize },
-    #[error("snapshot at {snapshot:?} is ahead of the applied zxid {applied:?}")]
-    SnapshotAhead { snapshot: Zxid, applied: Zxid },
+    #[error("proposal zxid {got} is not the next zxid {want}")]
+    WrongZxid { got: Zxid, want: Zxid },
 }

@@ -1,0 +1,354 @@
+//! Fast leader election as ZooKeeper 3.8's `FastLeaderElection` runs it
+//! (PEER-PROTOCOL §4): the notification loop of a LOOKING server, and the replies
+//! every server gives to LOOKING peers (its receiver thread), whatever its role.
+//!
+//! Part of the replica (sequencer core). Pure: notifications in, notifications out;
+//! the transport keeps one unsent notification per peer and replays the last one on
+//! a new connection, so duplicates and stale notifications are normal input.
+//!
+//! ```text
+//!  look_for_leader: round += 1, proposal = own vote, notify every voter (self too)
+//!  LOOKING n:   newer round → adopt round, best of (n, own vote), re-notify
+//!               same round  → adopt n if it beats the proposal, re-notify
+//!               quorum agrees with the proposal → wait finalize_wait for a better
+//!               vote, then decide (LEADING if it is us, else FOLLOWING/OBSERVING)
+//!  FOLLOWING/LEADING n: a quorum already follows n.leader (and it says LEADING)
+//!               → join it (a latecomer)
+//!  silence:     re-notify after timeout, doubling 200 ms → 60 s
+//! ```
+
+use std::collections::BTreeMap;
+
+use super::replica::{Replica, RoleState};
+use super::types::{Config, Notification, Output, PeerState, ServerId, Vote};
+
+/// A vote as received, with what `Vote.equals` compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Received {
+    vote: Vote,
+    election_epoch: i64,
+    state: PeerState,
+}
+
+impl Received {
+    /// The reference's `Vote.equals`: with either side LOOKING every field counts;
+    /// otherwise the leader and its epoch.
+    fn same(&self, other: &Received) -> bool {
+        if self.state == PeerState::Looking || other.state == PeerState::Looking {
+            self.vote == other.vote && self.election_epoch == other.election_epoch
+        } else {
+            self.vote.leader == other.vote.leader && self.vote.peer_epoch == other.vote.peer_epoch
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct Election {
+    /// The round (`logicalclock`).
+    pub logical_clock: i64,
+    /// What we propose while LOOKING.
+    proposal: Vote,
+    /// The last decided vote and its round: what we answer LOOKING peers with once
+    /// decided (its peer epoch is raised when the new epoch starts).
+    pub current_vote: Vote,
+    pub current_round: i64,
+    recv: BTreeMap<ServerId, Received>,
+    out_of_election: BTreeMap<ServerId, Received>,
+    timeout_ms: u64,
+    resend_at: u64,
+    finalize_at: Option<u64>,
+}
+
+impl Election {
+    pub fn new(cfg: &Config) -> Election {
+        Election {
+            logical_clock: 0,
+            proposal: Vote::NONE,
+            current_vote: Vote::NONE,
+            current_round: 0,
+            recv: BTreeMap::new(),
+            out_of_election: BTreeMap::new(),
+            timeout_ms: cfg.election_timeout_min_ms,
+            resend_at: 0,
+            finalize_at: None,
+        }
+    }
+
+    pub fn next_deadline(&self) -> u64 {
+        self.finalize_at
+            .map_or(self.resend_at, |f| f.min(self.resend_at))
+    }
+}
+
+impl Replica {
+    /// Our own vote at the start of a round (`getInitId` / `getInitLastLoggedZxid` /
+    /// `getPeerEpoch`).
+    fn initial_vote(&self) -> Vote {
+        if self.is_observer() {
+            return Vote::NONE;
+        }
+        Vote {
+            leader: self.cfg.id as i64,
+            zxid: self.last_logged.as_i64(),
+            peer_epoch: self.current_epoch as i64,
+        }
+    }
+
+    fn is_valid_voter(&self, id: i64) -> bool {
+        id >= 0 && self.cfg.is_voter(id as u64)
+    }
+
+    fn notification(&self, state: PeerState, vote: Vote, election_epoch: i64) -> Notification {
+        Notification {
+            state,
+            vote,
+            election_epoch,
+            config: self.cfg.config_text.clone(),
+        }
+    }
+
+    /// Starts a round: `lookForLeader`'s prologue.
+    pub(super) fn look_for_leader(&mut self) {
+        let e = &mut self.election;
+        e.logical_clock += 1;
+        e.recv.clear();
+        e.out_of_election.clear();
+        e.finalize_at = None;
+        e.timeout_ms = self.cfg.election_timeout_min_ms;
+        self.election.proposal = self.initial_vote();
+        tracing::info!(
+            id = self.cfg.id,
+            round = self.election.logical_clock,
+            "LOOKING: proposing {:?}",
+            self.election.proposal
+        );
+        self.send_notifications();
+        self.check_looking_quorum();
+    }
+
+    /// Notifies every voter of our proposal; our own copy (the reference loops it
+    /// back through its queue) is recorded directly.
+    fn send_notifications(&mut self) {
+        let n = self.notification(
+            PeerState::Looking,
+            self.election.proposal,
+            self.election.logical_clock,
+        );
+        self.election.resend_at = self.now + self.election.timeout_ms;
+        let voters = self.cfg.voters.clone();
+        for to in voters {
+            if to == self.cfg.id {
+                let own = Received {
+                    vote: n.vote,
+                    election_epoch: n.election_epoch,
+                    state: PeerState::Looking,
+                };
+                self.election.recv.insert(to, own);
+            } else {
+                self.emit(Output::Notify { to, n: n.clone() });
+            }
+        }
+    }
+
+    /// A quorum agrees with our proposal: wait `finalize_wait` for a better vote.
+    fn check_looking_quorum(&mut self) {
+        let e = &self.election;
+        let mine = Received {
+            vote: e.proposal,
+            election_epoch: e.logical_clock,
+            state: PeerState::Looking,
+        };
+        if e.finalize_at.is_some() || !self.has_quorum_for(&e.recv, &mine) {
+            return;
+        }
+        if self.cfg.finalize_wait_ms == 0 {
+            self.decide_proposal();
+        } else {
+            self.election.finalize_at = Some(self.now + self.cfg.finalize_wait_ms);
+        }
+    }
+
+    pub(super) fn election_tick(&mut self) {
+        if let Some(at) = self.election.finalize_at {
+            if self.now >= at {
+                self.election.finalize_at = None;
+                self.decide_proposal();
+                return;
+            }
+        }
+        if self.now >= self.election.resend_at {
+            // Silence: notify again and wait twice as long next time.
+            let e = &mut self.election;
+            e.timeout_ms = (e.timeout_ms * 2).min(self.cfg.election_timeout_max_ms);
+            self.send_notifications();
+        }
+    }
+
+    /// A notification from a peer: the receiver thread's replies, then (if LOOKING)
+    /// the election loop.
+    pub(super) fn on_notification(&mut self, from: ServerId, n: Notification) {
+        let me = self.peer_state();
+        if !self.cfg.is_voter(from) {
+            // A non-voter (an observer) learns who leads from our answer at once.
+            let vote = if me == PeerState::Looking {
+                self.election.proposal
+            } else {
+                self.election.current_vote
+            };
+            let reply = self.notification(me, vote, self.election.logical_clock);
+            self.emit(Output::Notify { to: from, n: reply });
+            return;
+        }
+        if me == PeerState::Looking {
+            if n.state == PeerState::Looking && n.election_epoch < self.election.logical_clock {
+                let reply = self.notification(
+                    PeerState::Looking,
+                    self.election.proposal,
+                    self.election.logical_clock,
+                );
+                self.emit(Output::Notify { to: from, n: reply });
+            }
+            self.looking_loop(from, n);
+        } else if n.state == PeerState::Looking {
+            let reply =
+                self.notification(me, self.election.current_vote, self.election.current_round);
+            self.emit(Output::Notify { to: from, n: reply });
+        }
+    }
+
+    /// One notification through `lookForLeader`'s loop body.
+    fn looking_loop(&mut self, from: ServerId, n: Notification) {
+        if !matches!(self.role, RoleState::Looking) {
+            return;
+        }
+        self.election.resend_at = self.now + self.election.timeout_ms;
+        if self.election.finalize_at.is_some() {
+            // Waiting to confirm a decision: only a better vote reopens it.
+            if !n.vote.beats(&self.election.proposal) {
+                return;
+            }
+            self.election.finalize_at = None;
+        }
+        if !self.is_valid_voter(from as i64) || !self.is_valid_voter(n.vote.leader) {
+            tracing::debug!(
+                id = self.cfg.id,
+                from,
+                leader = n.vote.leader,
+                "ignoring a notification naming a non-voter"
+            );
+            return;
+        }
+        match n.state {
+            PeerState::Looking => self.on_looking_vote(from, n),
+            PeerState::Following | PeerState::Leading => self.on_established_vote(from, n),
+            PeerState::Observing => {}
+        }
+    }
+
+    fn on_looking_vote(&mut self, from: ServerId, n: Notification) {
+        let e = &mut self.election;
+        if n.vote.zxid == -1 {
+            return;
+        }
+        if n.election_epoch > e.logical_clock {
+            e.logical_clock = n.election_epoch;
+            e.recv.clear();
+            let own = self.initial_vote();
+            self.election.proposal = if n.vote.beats(&own) { n.vote } else { own };
+            self.send_notifications();
+        } else if n.election_epoch < e.logical_clock {
+            return;
+        } else if n.vote.beats(&e.proposal) {
+            e.proposal = n.vote;
+            self.send_notifications();
+        }
+        self.election.recv.insert(
+            from,
+            Received {
+                vote: n.vote,
+                election_epoch: n.election_epoch,
+                state: PeerState::Looking,
+            },
+        );
+        self.check_looking_quorum();
+    }
+
+    /// A FOLLOWING or LEADING peer: an established leader a latecomer may join.
+    fn on_established_vote(&mut self, from: ServerId, n: Notification) {
+        let got = Received {
+            vote: n.vote,
+            election_epoch: n.election_epoch,
+            state: n.state,
+        };
+        let leader = n.vote.leader as u64;
+        if n.election_epoch == self.election.logical_clock {
+            self.election.recv.insert(from, got);
+            if self.has_quorum_for(&self.election.recv, &got)
+                && self.check_leader(&self.election.recv, leader, n.election_epoch)
+            {
+                self.decide(n.vote, n.election_epoch);
+                return;
+            }
+        }
+        self.election.out_of_election.insert(from, got);
+        if self.has_quorum_for(&self.election.out_of_election, &got)
+            && self.check_leader(&self.election.out_of_election, leader, n.election_epoch)
+        {
+            self.election.logical_clock = n.election_epoch;
+            self.decide(n.vote, n.election_epoch);
+        }
+    }
+
+    /// `termPredicate`: the voters whose vote equals `v` form a quorum.
+    fn has_quorum_for(&self, votes: &BTreeMap<ServerId, Received>, v: &Received) -> bool {
+        let agree: Vec<ServerId> = votes
+            .iter()
+            .filter(|(_, r)| r.same(v))
+            .map(|(id, _)| *id)
+            .collect();
+        self.cfg.is_quorum(&agree)
+    }
+
+    /// `checkLeader`: another leader must have told us it is LEADING; if it is us,
+    /// the round must be ours.
+    fn check_leader(
+        &self,
+        votes: &BTreeMap<ServerId, Received>,
+        leader: ServerId,
+        election_epoch: i64,
+    ) -> bool {
+        if leader != self.cfg.id {
+            votes
+                .get(&leader)
+                .is_some_and(|r| r.state == PeerState::Leading)
+        } else {
+            self.election.logical_clock == election_epoch
+        }
+    }
+
+    fn decide_proposal(&mut self) {
+        let (vote, round) = (self.election.proposal, self.election.logical_clock);
+        self.decide(vote, round);
+    }
+
+    fn decide(&mut self, vote: Vote, round: i64) {
+        self.election.current_vote = vote;
+        self.election.current_round = round;
+        self.election.finalize_at = None;
+        self.election.recv.clear();
+        self.election.out_of_election.clear();
+        tracing::info!(
+            id = self.cfg.id,
+            round,
+            leader = vote.leader,
+            "election decided"
+        );
+        self.election_decided(vote.leader as u64);
+    }
+
+    /// Once a new epoch starts (leader established, learner up to date), LOOKING
+    /// peers are told that epoch (`updateElectionVote`).
+    pub(super) fn update_election_vote(&mut self, epoch: u32) {
+        self.election.current_vote.peer_epoch = epoch as i64;
+    }
+}

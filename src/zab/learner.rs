@@ -1,0 +1,673 @@
+//! The learner: ZooKeeper 3.8's `Follower` / `Observer` with `Learner.syncWithLeader`
+//! (PEER-PROTOCOL §5.2, §5.6, §6.6, §7, §10), as events.
+//!
+//! Part of the replica (sequencer core).
+//!
+//! ```text
+//!  dial the leader (5 tries, 100 ms apart) → FOLLOWERINFO / OBSERVERINFO
+//!  LEADERINFO(e): e > accepted → write acceptedEpoch, ACKEPOCH(currentEpoch) once
+//!                 durable; e == accepted → ACKEPOCH(-1); e < accepted → re-elect
+//!  DIFF:  our log is the leader's history: apply it
+//!  TRUNC: our log after z is not the leader's unless it proposes it again now:
+//!         decided at NEWLEADER (roll the state back at once if it held more)
+//!  SNAP:  install the leader's snapshot and write it at once
+//!  then   PROPOSAL/COMMIT pairs and outstanding proposals are held
+//!  NEWLEADER: finish a TRUNC, write currentEpoch, log the proposals so far,
+//!         ACK once durable (NEWLEADER's ACK first, then each proposal's)
+//!  UPTODATE: ACK, serve; log what came since NEWLEADER, commit what was committed
+//!  broadcast: PROPOSAL → log, ACK once durable; COMMIT → apply (must match the
+//!         oldest pending proposal); INFORM (observer) → log and apply;
+//!         PING → reply with the touched sessions; SYNC → the oldest sync is done
+//!  silence for initLimit (before NEWLEADER) / syncLimit (after) → re-elect
+//! ```
+
+use std::collections::{BTreeMap, VecDeque};
+
+use super::replica::{Replica, RoleState};
+use super::types::{
+    Config, ConnId, Entry, Event, Forwarded, LearnerInfo, Output, Packet, Role, ServerId, Write,
+    ZabError, Zxid, PROTOCOL_VERSION,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Connecting,
+    AwaitLeaderInfo,
+    /// ACKEPOCH sent; the next packet opens the sync (DIFF / TRUNC / SNAP).
+    AwaitSync,
+    /// Sync data until NEWLEADER.
+    Syncing,
+    /// NEWLEADER handled; waiting for UPTODATE.
+    AwaitUpToDate,
+    Serving,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SyncMode {
+    Diff,
+    Trunc,
+    Snap,
+}
+
+#[derive(Debug)]
+pub(super) struct Learner {
+    pub leader: ServerId,
+    pub observer: bool,
+    pub conn: Option<ConnId>,
+    stage: Stage,
+    attempts: u32,
+    retry_at: Option<u64>,
+    /// The last packet heard (or the dial).
+    last_heard: u64,
+    new_epoch: u32,
+    /// SNAP: the snapshot installed in memory (written at NEWLEADER), and our log
+    /// end before it (what the state goes back to if the sync is cut short).
+    snap_at: Option<Zxid>,
+    pre_sync_last: Zxid,
+    /// TRUNC: our log after this zxid is not the leader's, unless the leader
+    /// re-proposes it during the sync (decided at NEWLEADER).
+    trunc_after: Option<Zxid>,
+    /// Zxids of the proposals (and informs) received during the sync, in order.
+    received: Vec<Zxid>,
+    /// Sync-phase proposals not yet logged, and commits remembered for UPTODATE.
+    not_committed: VecDeque<Entry>,
+    not_committed_bytes: usize,
+    committed_later: VecDeque<Zxid>,
+    /// Sessions touched since the last ping reply.
+    touches: BTreeMap<i64, i32>,
+}
+
+impl Learner {
+    pub fn role(&self) -> Role {
+        let serving = self.stage == Stage::Serving;
+        if self.observer {
+            Role::Observing {
+                leader: self.leader,
+                serving,
+            }
+        } else {
+            Role::Following {
+                leader: self.leader,
+                serving,
+            }
+        }
+    }
+
+    pub fn next_deadline(&self, cfg: &Config) -> u64 {
+        if let Some(at) = self.retry_at {
+            return at;
+        }
+        self.last_heard + self.read_timeout(cfg)
+    }
+
+    /// The reference's socket read timeout: initLimit until NEWLEADER, then syncLimit.
+    fn read_timeout(&self, cfg: &Config) -> u64 {
+        match self.stage {
+            Stage::AwaitUpToDate | Stage::Serving => cfg.sync_limit_ms(),
+            _ => cfg.init_limit_ms(),
+        }
+    }
+}
+
+impl Replica {
+    fn learner(&mut self) -> &mut Learner {
+        match &mut self.role {
+            RoleState::Learning(l) => l,
+            _ => unreachable!("not learning"),
+        }
+    }
+
+    fn learner_ref(&self) -> &Learner {
+        match &self.role {
+            RoleState::Learning(l) => l,
+            _ => unreachable!("not learning"),
+        }
+    }
+
+    pub(super) fn start_learning(&mut self, leader: ServerId) {
+        let observer = self.is_observer();
+        let l = Learner {
+            leader,
+            observer,
+            conn: None,
+            stage: Stage::Connecting,
+            attempts: 0,
+            retry_at: None,
+            last_heard: self.now,
+            new_epoch: 0,
+            snap_at: None,
+            pre_sync_last: Zxid::ZERO,
+            trunc_after: None,
+            received: Vec::new(),
+            not_committed: VecDeque::new(),
+            not_committed_bytes: 0,
+            committed_later: VecDeque::new(),
+            touches: BTreeMap::new(),
+        };
+        self.role = RoleState::Learning(Box::new(l));
+        tracing::info!(
+            id = self.cfg.id,
+            leader,
+            "{}",
+            if observer { "OBSERVING" } else { "FOLLOWING" }
+        );
+        self.event(Event::RoleChanged(self.role()));
+        self.dial_leader();
+    }
+
+    fn dial_leader(&mut self) {
+        let conn = self.new_conn();
+        let now = self.now;
+        let l = self.learner();
+        l.attempts += 1;
+        l.conn = Some(conn);
+        l.retry_at = None;
+        l.last_heard = now;
+        let to = l.leader;
+        self.emit(Output::Connect { conn, to });
+    }
+
+    /// Drops the leader and looks for another.
+    fn abandon_leader(&mut self, why: &str) {
+        tracing::warn!(
+            id = self.cfg.id,
+            leader = self.learner_ref().leader,
+            "leaving the leader: {why}"
+        );
+        self.undo_unpersisted_snap();
+        self.start_looking();
+    }
+
+    /// A SNAP installed in memory but cut short before NEWLEADER wrote it: the
+    /// state goes back to what the disk holds.
+    fn undo_unpersisted_snap(&mut self) {
+        let l = self.learner();
+        let Some(_) = l.snap_at.take() else {
+            return;
+        };
+        let back = l.pre_sync_last;
+        self.last_logged = back;
+        self.committed = back;
+        self.applied = back;
+        self.durable_end = back;
+        self.event(Event::Rollback { zxid: back });
+    }
+
+    /// The driver could not roll its state back (the disk holds a snapshot past
+    /// the point): its state stays at `at`; ask the leader for a whole snapshot.
+    pub fn rollback_failed(&mut self, at: Zxid) {
+        tracing::warn!(
+            id = self.cfg.id,
+            "cannot roll back below our snapshot: asking for a full snapshot"
+        );
+        self.applied = at;
+        self.want_snap = true;
+        if let RoleState::Learning(l) = &mut self.role {
+            l.snap_at = None;
+        }
+        if !matches!(self.role, RoleState::Looking) {
+            self.start_looking();
+        }
+    }
+
+    pub(super) fn learner_connected(&mut self, conn: ConnId) {
+        if self.learner_ref().conn != Some(conn) {
+            self.emit(Output::Close { conn });
+            return;
+        }
+        let now = self.now;
+        let l = self.learner();
+        l.stage = Stage::AwaitLeaderInfo;
+        l.last_heard = now;
+        let observer = l.observer;
+        let info = LearnerInfo {
+            sid: self.cfg.id,
+            accepted_epoch: self.accepted_epoch,
+            protocol_version: PROTOCOL_VERSION,
+            config_version: self.cfg.config_version,
+        };
+        self.send(conn, Packet::LearnerInfo { info, observer });
+    }
+
+    pub(super) fn learner_on_closed(&mut self, conn: ConnId) {
+        let (max, retry_at) = (
+            self.cfg.connect_attempts_max,
+            self.now + self.cfg.connect_retry_ms,
+        );
+        let l = self.learner();
+        if l.conn != Some(conn) {
+            return;
+        }
+        l.conn = None;
+        if l.stage == Stage::Connecting && l.attempts < max {
+            l.retry_at = Some(retry_at);
+            return;
+        }
+        self.abandon_leader("the connection to the leader ended");
+    }
+
+    pub(super) fn learner_tick(&mut self) {
+        let now = self.now;
+        let l = self.learner_ref();
+        if let Some(at) = l.retry_at {
+            if now >= at {
+                self.dial_leader();
+            }
+            return;
+        }
+        if now > l.last_heard + l.read_timeout(&self.cfg) {
+            let stage = l.stage;
+            self.abandon_leader(&format!(
+                "no packet from the leader in time (stage {stage:?})"
+            ));
+        }
+    }
+
+    pub(super) fn learner_on_packet(&mut self, conn: ConnId, packet: Packet) {
+        let now = self.now;
+        let l = self.learner();
+        if l.conn != Some(conn) {
+            self.emit(Output::Close { conn });
+            return;
+        }
+        l.last_heard = now;
+        match l.stage {
+            Stage::Connecting => {}
+            Stage::AwaitLeaderInfo => self.on_leader_info(conn, packet),
+            Stage::AwaitSync => self.on_sync_start(conn, packet),
+            Stage::Syncing | Stage::AwaitUpToDate => self.on_sync_packet(conn, packet),
+            Stage::Serving => self.on_broadcast(conn, packet),
+        }
+    }
+
+    // ----- discovery -------------------------------------------------------------------
+
+    fn on_leader_info(&mut self, conn: ConnId, packet: Packet) {
+        let Packet::LeaderInfo { new_epoch, .. } = packet else {
+            self.abandon_leader(&format!("expected LEADERINFO, got {}", packet.name()));
+            return;
+        };
+        // Reporting zxid 0 makes the leader send a whole snapshot.
+        let last_zxid = if self.want_snap {
+            Zxid::ZERO
+        } else {
+            self.last_logged
+        };
+        self.learner().pre_sync_last = self.last_logged;
+        if new_epoch > self.accepted_epoch {
+            let current = self.current_epoch;
+            self.accepted_epoch = new_epoch;
+            self.write(Write::AcceptedEpoch(new_epoch));
+            self.emit_after_persist(Output::Send {
+                conn,
+                packet: Packet::AckEpoch {
+                    last_zxid,
+                    current_epoch: Some(current),
+                },
+            });
+        } else if new_epoch == self.accepted_epoch {
+            self.send(
+                conn,
+                Packet::AckEpoch {
+                    last_zxid,
+                    current_epoch: None,
+                },
+            );
+        } else {
+            let accepted = self.accepted_epoch;
+            self.abandon_leader(&format!(
+                "the leader's epoch {new_epoch} is below our accepted epoch {accepted}"
+            ));
+            return;
+        }
+        let l = self.learner();
+        l.new_epoch = new_epoch;
+        l.stage = Stage::AwaitSync;
+    }
+
+    // ----- synchronisation ---------------------------------------------------------------
+
+    fn on_sync_start(&mut self, conn: ConnId, packet: Packet) {
+        let mode = match packet {
+            Packet::Diff { .. } => {
+                // Our whole log is in the leader's history.
+                let last = self.last_logged;
+                self.apply_logged_upto(last);
+                SyncMode::Diff
+            }
+            Packet::Trunc { zxid } => {
+                if !self.truncate_to(zxid) {
+                    return;
+                }
+                SyncMode::Trunc
+            }
+            Packet::Snap { zxid } => {
+                // Into the state now, onto the disk at NEWLEADER (as the reference);
+                // cut short before that, the state goes back to the disk's.
+                self.log.clear();
+                self.pending_bytes = 0;
+                self.last_logged = zxid;
+                self.committed = zxid;
+                self.applied = zxid;
+                self.want_snap = false;
+                self.learner().snap_at = Some(zxid);
+                self.event(Event::InstallSnapshot { conn, zxid });
+                SyncMode::Snap
+            }
+            p => {
+                self.abandon_leader(&format!("expected DIFF, TRUNC or SNAP, got {}", p.name()));
+                return;
+            }
+        };
+        tracing::info!(id = self.cfg.id, "syncing with the leader by {mode:?}");
+        self.learner().stage = Stage::Syncing;
+    }
+
+    /// TRUNC: the txns we logged up to `zxid` are the leader's (committed); later
+    /// ones are not, unless the leader proposes them again during this sync. The
+    /// reference truncates at once and logs them again; we decide at NEWLEADER and
+    /// keep what comes back, so a txn we acknowledged never leaves our disk only to
+    /// be written again (a crash in between would lose an ACKed txn).
+    fn truncate_to(&mut self, zxid: Zxid) -> bool {
+        if self.applied > zxid {
+            // Only a restart puts uncommitted txns into the state (the whole log is
+            // loaded); rebuild it from disk up to `zxid`.
+            self.event(Event::Rollback { zxid });
+            self.applied = zxid;
+        }
+        let last = self.last_logged;
+        self.apply_logged_upto(zxid.min(last));
+        if self.applied < zxid.min(last) {
+            self.abandon_leader(&format!(
+                "cannot truncate to {zxid}: our log does not reach it ({})",
+                self.applied
+            ));
+            return false;
+        }
+        if zxid < last {
+            self.learner().trunc_after = Some(zxid);
+        }
+        true
+    }
+
+    /// At NEWLEADER after a TRUNC: keep the part of our log after the truncation
+    /// point that the leader proposed again, drop the rest.
+    fn finish_truncation(&mut self) {
+        let Some(after) = self.learner().trunc_after.take() else {
+            return;
+        };
+        let received = std::mem::take(&mut self.learner().received);
+        let mut keep = after;
+        let mut again = received.iter().filter(|z| **z > after);
+        for e in self.log.iter().filter(|e| e.zxid > after) {
+            if again.next() == Some(&e.zxid) {
+                keep = e.zxid;
+            } else {
+                break;
+            }
+        }
+        if keep < self.last_logged {
+            self.forget_after(keep);
+            self.write(Write::TruncateAfter(keep));
+        }
+    }
+
+    fn hold_not_committed(&mut self, e: Entry) -> bool {
+        let max = self.cfg.pending_bytes_max;
+        let l = self.learner();
+        l.not_committed_bytes += e.payload.len();
+        l.not_committed.push_back(e);
+        if l.not_committed_bytes > max {
+            self.abandon_leader(&format!(
+                "over {max} bytes of uncommitted txns from the leader (pending_bytes_max)"
+            ));
+            return false;
+        }
+        true
+    }
+
+    fn on_sync_packet(&mut self, conn: ConnId, packet: Packet) {
+        if let Packet::Proposal(e)
+        | Packet::Inform(e)
+        | Packet::InformAndActivate { entry: e, .. } = &packet
+        {
+            let z = e.zxid;
+            self.learner().received.push(z);
+        }
+        match packet {
+            Packet::Proposal(e) => {
+                self.hold_not_committed(e);
+            }
+            // Unlike the reference after SNAP / TRUNC, committed txns are not applied
+            // in memory here: every mode logs at NEWLEADER and commits after UPTODATE,
+            // so the state never runs ahead of the disk (same packets on the wire).
+            Packet::Commit { zxid } | Packet::CommitAndActivate { zxid, .. } => {
+                self.learner().committed_later.push_back(zxid);
+            }
+            Packet::Inform(e) | Packet::InformAndActivate { entry: e, .. } => {
+                let zxid = e.zxid;
+                if self.hold_not_committed(e) {
+                    self.learner().committed_later.push_back(zxid);
+                }
+            }
+            Packet::NewLeader { zxid, .. } if self.learner_ref().stage == Stage::Syncing => {
+                self.on_new_leader(conn, zxid)
+            }
+            Packet::UpToDate if self.learner_ref().stage == Stage::AwaitUpToDate => {
+                self.on_uptodate(conn)
+            }
+            // The reference ignores pings while syncing.
+            Packet::LeaderPing { .. } => {}
+            p => {
+                let stage = self.learner_ref().stage;
+                self.abandon_leader(&format!(
+                    "unexpected {} while syncing ({stage:?})",
+                    p.name()
+                ));
+            }
+        }
+    }
+
+    fn on_new_leader(&mut self, conn: ConnId, zxid: Zxid) {
+        let l = self.learner_ref();
+        let epoch = l.new_epoch;
+        if zxid != Zxid::new(epoch, 0) {
+            self.abandon_leader(&format!("NEWLEADER {zxid} does not match epoch {epoch}"));
+            return;
+        }
+        self.finish_truncation();
+        if let Some(at) = self.learner().snap_at.take() {
+            // The snapshot replaces everything on disk (newer snapshots and the log
+            // of another history included).
+            self.event(Event::CaptureSnapshot { zxid: at });
+            self.write(Write::Snapshot(at));
+        }
+        if self.current_epoch != epoch {
+            self.current_epoch = epoch;
+            self.write(Write::CurrentEpoch(epoch));
+        }
+        let observer = self.learner_ref().observer;
+        self.learner().stage = Stage::AwaitUpToDate;
+        // NEWLEADER's ACK first, then (followers) each logged proposal's.
+        self.emit_after_persist(Output::Send {
+            conn,
+            packet: Packet::Ack { zxid },
+        });
+        if !observer {
+            let pending: Vec<Entry> = self.learner().not_committed.drain(..).collect();
+            self.learner().not_committed_bytes = 0;
+            for e in pending {
+                self.log_and_ack(conn, e);
+            }
+        }
+    }
+
+    fn on_uptodate(&mut self, conn: ConnId) {
+        let epoch = self.learner_ref().new_epoch;
+        self.send(
+            conn,
+            Packet::Ack {
+                zxid: Zxid::new(epoch, 0),
+            },
+        );
+        let l = self.learner();
+        l.stage = Stage::Serving;
+        let observer = l.observer;
+        let pending: Vec<Entry> = l.not_committed.drain(..).collect();
+        l.not_committed_bytes = 0;
+        let commits: Vec<Zxid> = l.committed_later.drain(..).collect();
+        self.update_election_vote(epoch);
+        tracing::info!(id = self.cfg.id, epoch, "UPTODATE: serving");
+        self.event(Event::RoleChanged(self.role()));
+        if observer {
+            // Matched proposal/commit pairs are logged and applied; others skipped.
+            let mut commits: VecDeque<Zxid> = commits.into();
+            for e in pending {
+                if commits.front() == Some(&e.zxid) {
+                    commits.pop_front();
+                    self.observe(e);
+                } else {
+                    tracing::warn!(id = self.cfg.id, "no commit for {}: skipped", e.zxid);
+                }
+            }
+        } else {
+            for e in pending {
+                self.log_and_ack(conn, e);
+            }
+            for zxid in commits {
+                if !self.commit_pending(zxid) {
+                    return;
+                }
+            }
+        }
+    }
+
+    // ----- broadcast -------------------------------------------------------------------------
+
+    /// Logs a proposal and ACKs it once durable (a proposal our log already holds
+    /// is only acknowledged).
+    fn log_and_ack(&mut self, conn: ConnId, e: Entry) {
+        let zxid = e.zxid;
+        if zxid > self.last_logged {
+            self.log_append(e);
+        }
+        #[cfg(any(test, feature = "sim"))]
+        if self.bug == Some(super::PlantedBug::AckBeforeDurable) {
+            self.send(conn, Packet::Ack { zxid });
+            return;
+        }
+        self.emit_after_persist(Output::Send {
+            conn,
+            packet: Packet::Ack { zxid },
+        });
+    }
+
+    /// COMMIT: the oldest logged, uncommitted txn must be this one.
+    fn commit_pending(&mut self, zxid: Zxid) -> bool {
+        if zxid <= self.committed {
+            return true;
+        }
+        let committed = self.committed;
+        let next = self.log.iter().find(|e| e.zxid > committed).map(|e| e.zxid);
+        if next != Some(zxid) {
+            self.abandon_leader(&format!(
+                "COMMIT {zxid} does not match the next pending proposal {next:?}"
+            ));
+            return false;
+        }
+        self.mark_committed(zxid);
+        self.apply_logged_upto(zxid);
+        true
+    }
+
+    /// An observer's INFORM: log it and apply it.
+    fn observe(&mut self, e: Entry) {
+        let zxid = e.zxid;
+        if zxid <= self.last_logged {
+            return;
+        }
+        self.log_append(e);
+        self.mark_committed(zxid);
+        self.apply_logged_upto(zxid);
+    }
+
+    fn on_broadcast(&mut self, conn: ConnId, packet: Packet) {
+        let observer = self.learner_ref().observer;
+        match packet {
+            Packet::Proposal(e) if !observer => {
+                if e.zxid.0 != self.last_logged.0 + 1 {
+                    tracing::debug!(
+                        id = self.cfg.id,
+                        "got {} after {}",
+                        e.zxid,
+                        self.last_logged
+                    );
+                }
+                let pending = self.pending_bytes + e.payload.len();
+                if pending > self.cfg.pending_bytes_max {
+                    self.abandon_leader("over pending_bytes_max of uncommitted proposals");
+                    return;
+                }
+                self.log_and_ack(conn, e);
+            }
+            Packet::Commit { zxid } | Packet::CommitAndActivate { zxid, .. } if !observer => {
+                self.commit_pending(zxid);
+            }
+            Packet::Inform(e) | Packet::InformAndActivate { entry: e, .. } if observer => {
+                self.observe(e)
+            }
+            Packet::LeaderPing { zxid } => {
+                let touches: Vec<(i64, i32)> = std::mem::take(&mut self.learner().touches)
+                    .into_iter()
+                    .collect();
+                self.send(conn, Packet::LearnerPing { zxid, touches });
+            }
+            Packet::Sync => self.event(Event::SyncDone),
+            Packet::RevalidateReply { session_id, valid } => {
+                self.event(Event::Revalidated { session_id, valid })
+            }
+            p => tracing::warn!(id = self.cfg.id, "ignoring {} from the leader", p.name()),
+        }
+    }
+
+    // ----- driver calls ---------------------------------------------------------------------
+
+    fn serving_conn(&self) -> Result<ConnId, ZabError> {
+        match &self.role {
+            RoleState::Learning(l) if l.stage == Stage::Serving => {
+                l.conn.ok_or(ZabError::NotServing)
+            }
+            _ => Err(ZabError::NotServing),
+        }
+    }
+
+    /// Learner: forwards a client request (a write, a session op or a sync) to the
+    /// leader. Its effect comes back as an `Apply` (or `SyncDone`).
+    pub fn forward(&mut self, req: Forwarded) -> Result<(), ZabError> {
+        let conn = self.serving_conn()?;
+        self.send(conn, Packet::Request(req));
+        Ok(())
+    }
+
+    /// Learner: asks the leader whether a reconnecting session is valid; the answer
+    /// comes as `Event::Revalidated`.
+    pub fn revalidate(&mut self, session_id: i64, timeout_ms: i32) -> Result<(), ZabError> {
+        let conn = self.serving_conn()?;
+        self.send(
+            conn,
+            Packet::RevalidateRequest {
+                session_id,
+                timeout_ms,
+            },
+        );
+        Ok(())
+    }
+
+    /// Learner: a session showed activity here; the leader hears it with the next
+    /// ping reply.
+    pub fn touch(&mut self, session_id: i64, timeout_ms: i32) {
+        if let RoleState::Learning(l) = &mut self.role {
+            l.touches.insert(session_id, timeout_ms);
+        }
+    }
+}
