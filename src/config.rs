@@ -204,6 +204,7 @@ impl Config {
 
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
         let mut c = Config::default();
+        let mut queued_bytes_max_set = false;
         for (i, raw) in text.lines().enumerate() {
             let line = i + 1;
             let t = raw.trim();
@@ -398,6 +399,7 @@ impl Config {
                         .ok_or_else(|| bad("expected bytes, at least 65536"))?
                 }
                 "corral.maxQueuedBytesPerConnection" => {
+                    queued_bytes_max_set = true;
                     c.max_queued_bytes_per_connection = num(value)
                         .filter(|&n: &usize| n >= 64 * 1024)
                         .ok_or_else(|| bad("expected bytes, at least 65536"))?
@@ -419,12 +421,23 @@ impl Config {
                 "minSessionTimeout ({min} ms) is greater than maxSessionTimeout ({max} ms)"
             )));
         }
-        if c.max_queued_bytes_per_connection <= c.max_queued_reply_bytes_per_connection {
+        // A connection paused at the soft limit may hold one more maximal reply. The
+        // default hard limit grows with a large jute.maxbuffer; a set one must fit.
+        let soft_and_one_reply = c
+            .max_queued_reply_bytes_per_connection
+            .saturating_add(c.jute_max_buffer_bytes);
+        if !queued_bytes_max_set {
+            c.max_queued_bytes_per_connection = c
+                .max_queued_bytes_per_connection
+                .max(soft_and_one_reply.saturating_add(c.jute_max_buffer_bytes));
+        }
+        if c.max_queued_bytes_per_connection <= soft_and_one_reply {
             return Err(ConfigError::Invalid(format!(
                 "corral.maxQueuedBytesPerConnection ({}) must be above \
-                 corral.maxQueuedReplyBytesPerConnection ({}): replies are paused at the \
-                 second, the connection is closed at the first",
-                c.max_queued_bytes_per_connection, c.max_queued_reply_bytes_per_connection
+                 corral.maxQueuedReplyBytesPerConnection + jute.maxbuffer ({soft_and_one_reply}): \
+                 reading pauses at the second, which one more reply may pass, and the \
+                 connection is closed at the first",
+                c.max_queued_bytes_per_connection
             )));
         }
         if !c.servers.is_empty() {
@@ -524,7 +537,7 @@ mod tests {
         let c = Config::parse(
             "maxCnxns=10\nglobalOutstandingLimit=5\ncorral.maxSessions=7\n\
              corral.maxQueuedReplyBytesPerConnection=65536\n\
-             corral.maxQueuedBytesPerConnection=131072\n",
+             corral.maxQueuedBytesPerConnection=2097152\n",
         )
         .unwrap();
         assert_eq!(
@@ -532,7 +545,17 @@ mod tests {
             (10, 5, 7)
         );
         assert_eq!(c.max_queued_reply_bytes_per_connection, 65536);
-        assert_eq!(c.max_queued_bytes_per_connection, 131072);
+        assert_eq!(c.max_queued_bytes_per_connection, 2097152);
+        // The hard limit leaves room for one maximal reply past the soft one.
+        let e = Config::parse(
+            "corral.maxQueuedReplyBytesPerConnection=65536\n\
+             corral.maxQueuedBytesPerConnection=1048576\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("+ jute.maxbuffer (1114111)"), "{e}");
+        // Unset, it makes room for a large jute.maxbuffer by itself.
+        let c = Config::parse("jute.maxbuffer=104857600\n").unwrap();
+        assert_eq!(c.max_queued_bytes_per_connection, (4 << 20) + 2 * 104857600);
         let e = Config::parse("corral.maxQueuedReplyBytesPerConnection=100\n").unwrap_err();
         assert!(e.to_string().contains("at least 65536"), "{e}");
         let e = Config::parse("corral.maxQueuedBytesPerConnection=4194304\n").unwrap_err();

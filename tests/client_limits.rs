@@ -271,12 +271,12 @@ fn a_client_that_never_reads_is_bounded_and_others_are_served() {
 fn unread_events_over_the_hard_limit_close_only_that_connection() {
     /// Bytes of the watched child's name: each event carries it.
     const NAME_BYTES: usize = 200_000;
-    /// setData calls at most: 300 × 200 KB = 60 MB of events, far over the 1 MiB
+    /// setData calls at most: 300 × 200 KB = 60 MB of events, far over the 2 MiB
     /// limit plus what the kernel's socket buffers hold.
     const WRITES_MAX: usize = 300;
     let server = Server::corral(
         "corral.maxQueuedReplyBytesPerConnection=65536\n\
-         corral.maxQueuedBytesPerConnection=1048576\n",
+         corral.maxQueuedBytesPerConnection=2097152\n",
     );
     let addr = server.addr();
     let mut writer = RawClient::connect(&addr, 20_000);
@@ -588,5 +588,58 @@ fn requests_sent_with_the_handshake_are_answered() {
     requests_behind_the_handshake_are_answered(&Server::corral(""));
     if common::require_reference() {
         requests_behind_the_handshake_are_answered(&Server::reference(""));
+    }
+}
+
+/// A client that pipelines 1 MB reads between writes and reads its replies only
+/// after sending everything: the server pauses at the reply-bytes limit (reads
+/// queued behind a write included) and resumes as the client reads; every reply
+/// arrives, in order, whole.
+fn paused_replies_all_arrive_in_order(server: &Server) {
+    /// Requests: every fifth a setData, the rest getData of the 1 MB node.
+    const REQUESTS_COUNT: usize = 200;
+    let addr = server.addr();
+    let mut c = RawClient::connect(&addr, 20_000);
+    must(
+        &mut c,
+        &create("/big2", &vec![b'y'; BIG_NODE_BYTES]),
+        "create",
+    );
+    must(&mut c, &create("/w", b""), "create /w");
+    let mut bytes = Vec::new();
+    for i in 0..REQUESTS_COUNT {
+        let req = if i % 5 == 0 {
+            Request::SetData {
+                path: "/w".into(),
+                data: i.to_string().into_bytes(),
+                version: -1,
+            }
+        } else {
+            get_data("/big2", false)
+        };
+        bytes.extend_from_slice(&frame(100 + i as i32, &req));
+    }
+    c.send_raw(&bytes).unwrap();
+    for i in 0..REQUESTS_COUNT {
+        let r = c
+            .recv_reply()
+            .unwrap_or_else(|e| panic!("{}: reply {i}: {e:?}", server.kind));
+        assert_eq!((r.xid, r.err), (100 + i as i32, 0), "{}", server.kind);
+        if i % 5 != 0 {
+            // data (4-byte length + 1 MB) and a Stat.
+            assert!(
+                r.body.len() > BIG_NODE_BYTES,
+                "{}: reply {i} cut",
+                server.kind
+            );
+        }
+    }
+}
+
+#[test]
+fn paused_replies_resume_in_order_as_the_client_reads() {
+    paused_replies_all_arrive_in_order(&Server::corral(""));
+    if common::require_reference() {
+        paused_replies_all_arrive_in_order(&Server::reference(""));
     }
 }
