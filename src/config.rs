@@ -85,6 +85,22 @@ pub struct Config {
     pub container_check_interval_ms: u64,
     /// corral.logSegmentBytes: size each log segment is preallocated to.
     pub log_segment_bytes: u64,
+    // ---- what one client may hold (bounds; see README's table) ----
+    /// maxCnxns: connections in total over every shard; 0 = unlimited (the reference's
+    /// zookeeper.maxCnxns, also read from zoo.cfg there).
+    pub max_cnxns: u32,
+    /// globalOutstandingLimit: requests in process server-wide above which a connection
+    /// with requests of its own in process is not read (the reference's
+    /// zookeeper.globalOutstandingLimit).
+    pub global_outstanding_limit: u64,
+    /// corral.maxQueuedReplyBytesPerConnection: unsent reply bytes at which a
+    /// connection's requests stop being read and decoded (soft: resumes below it).
+    pub max_queued_reply_bytes_per_connection: usize,
+    /// corral.maxQueuedBytesPerConnection: unsent bytes (events and write replies
+    /// included, which cannot be refused) above which the connection is closed.
+    pub max_queued_bytes_per_connection: usize,
+    /// corral.maxSessions: live sessions; a new session over it is refused; 0 = unlimited.
+    pub max_sessions: usize,
 }
 
 /// Which four-letter words answer.
@@ -142,6 +158,11 @@ impl Default for Config {
             max_watches_per_connection: 100_000,
             container_check_interval_ms: 60_000,
             log_segment_bytes: 64 * 1024 * 1024,
+            max_cnxns: 0,
+            global_outstanding_limit: 1000,
+            max_queued_reply_bytes_per_connection: 4 * 1024 * 1024,
+            max_queued_bytes_per_connection: 64 * 1024 * 1024,
+            max_sessions: 100_000,
         }
     }
 }
@@ -183,6 +204,7 @@ impl Config {
 
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
         let mut c = Config::default();
+        let mut queued_bytes_max_set = false;
         for (i, raw) in text.lines().enumerate() {
             let line = i + 1;
             let t = raw.trim();
@@ -366,6 +388,25 @@ impl Config {
                         .filter(|&n: &u64| n >= 1 << 20)
                         .ok_or_else(|| bad("expected bytes, at least 1048576"))?
                 }
+                "maxCnxns" => c.max_cnxns = num(value).ok_or_else(|| bad("expected a count"))?,
+                "globalOutstandingLimit" => {
+                    c.global_outstanding_limit =
+                        num(value).ok_or_else(|| bad("expected a count"))?
+                }
+                "corral.maxQueuedReplyBytesPerConnection" => {
+                    c.max_queued_reply_bytes_per_connection = num(value)
+                        .filter(|&n: &usize| n >= 64 * 1024)
+                        .ok_or_else(|| bad("expected bytes, at least 65536"))?
+                }
+                "corral.maxQueuedBytesPerConnection" => {
+                    queued_bytes_max_set = true;
+                    c.max_queued_bytes_per_connection = num(value)
+                        .filter(|&n: &usize| n >= 64 * 1024)
+                        .ok_or_else(|| bad("expected bytes, at least 65536"))?
+                }
+                "corral.maxSessions" => {
+                    c.max_sessions = num(value).ok_or_else(|| bad("expected a count"))?
+                }
                 _ => {
                     return Err(ConfigError::UnknownKey {
                         line,
@@ -378,6 +419,25 @@ impl Config {
         if min > max {
             return Err(ConfigError::Invalid(format!(
                 "minSessionTimeout ({min} ms) is greater than maxSessionTimeout ({max} ms)"
+            )));
+        }
+        // A connection paused at the soft limit may hold one more maximal reply. The
+        // default hard limit grows with a large jute.maxbuffer; a set one must fit.
+        let soft_and_one_reply = c
+            .max_queued_reply_bytes_per_connection
+            .saturating_add(c.jute_max_buffer_bytes);
+        if !queued_bytes_max_set {
+            c.max_queued_bytes_per_connection = c
+                .max_queued_bytes_per_connection
+                .max(soft_and_one_reply.saturating_add(c.jute_max_buffer_bytes));
+        }
+        if c.max_queued_bytes_per_connection <= soft_and_one_reply {
+            return Err(ConfigError::Invalid(format!(
+                "corral.maxQueuedBytesPerConnection ({}) must be above \
+                 corral.maxQueuedReplyBytesPerConnection + jute.maxbuffer ({soft_and_one_reply}): \
+                 reading pauses at the second, which one more reply may pass, and the \
+                 connection is closed at the first",
+                c.max_queued_bytes_per_connection
             )));
         }
         if !c.servers.is_empty() {
@@ -468,6 +528,40 @@ mod tests {
         assert!(!c.four_letter_whitelist.allows("mntr"));
         assert!(c.extended_types_enabled && !c.force_sync);
         assert_eq!(c.shard_cores, 1);
+    }
+
+    #[test]
+    fn client_bound_keys_parse_and_are_checked() {
+        let d = Config::default();
+        assert_eq!((d.max_cnxns, d.global_outstanding_limit), (0, 1000));
+        let c = Config::parse(
+            "maxCnxns=10\nglobalOutstandingLimit=5\ncorral.maxSessions=7\n\
+             corral.maxQueuedReplyBytesPerConnection=65536\n\
+             corral.maxQueuedBytesPerConnection=2097152\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.max_cnxns, c.global_outstanding_limit, c.max_sessions),
+            (10, 5, 7)
+        );
+        assert_eq!(c.max_queued_reply_bytes_per_connection, 65536);
+        assert_eq!(c.max_queued_bytes_per_connection, 2097152);
+        // The hard limit leaves room for one maximal reply past the soft one.
+        let e = Config::parse(
+            "corral.maxQueuedReplyBytesPerConnection=65536\n\
+             corral.maxQueuedBytesPerConnection=1048576\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("+ jute.maxbuffer (1114111)"), "{e}");
+        // Unset, it makes room for a large jute.maxbuffer by itself.
+        let c = Config::parse("jute.maxbuffer=104857600\n").unwrap();
+        assert_eq!(c.max_queued_bytes_per_connection, (4 << 20) + 2 * 104857600);
+        let e = Config::parse("corral.maxQueuedReplyBytesPerConnection=100\n").unwrap_err();
+        assert!(e.to_string().contains("at least 65536"), "{e}");
+        let e = Config::parse("corral.maxQueuedBytesPerConnection=4194304\n").unwrap_err();
+        assert!(e.to_string().contains("must be above"), "{e}");
+        let e = Config::parse("maxCnxns=-1\n").unwrap_err();
+        assert!(e.to_string().contains("`maxCnxns`"), "{e}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Disk-full test for corral's log: the data and log dirs live on a small tmpfs
-//! (as root; otherwise the test prints a loud `SKIPPED:` line and passes) and
+//! (as root; otherwise the test prints a loud `SKIPPED:` line and passes, or fails
+//! under CI, which runs as root) and
 //! `corral.logSegmentBytes` is larger than the space left after the first
 //! segment, so preallocating the next segment fails. Writes must then fail with
 //! an error reply (SystemError, −1) instead of hanging or being acknowledged;
@@ -107,11 +108,15 @@ impl Drop for TmpfsMount {
     }
 }
 
-/// True when running as root; otherwise prints the loud SKIPPED line.
+/// True when running as root; otherwise prints the loud SKIPPED line, or fails
+/// under CI (`CI` set), which runs as root.
 fn require_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } == 0 {
         return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("the disk-full test needs root (mount -t tmpfs), and CI runs as root");
     }
     eprintln!("\n==============================================================");
     eprintln!("SKIPPED: disk-full test needs root (mount -t tmpfs)");
@@ -303,6 +308,9 @@ fn writes_fail_cleanly_when_the_log_disk_is_full() {
     }
     let mount = match TmpfsMount::mount(TMPFS_SMALL) {
         Ok(m) => m,
+        Err(e) if std::env::var_os("CI").is_some() => {
+            panic!("cannot mount a tmpfs for the disk-full test under CI: {e}")
+        }
         Err(e) => {
             eprintln!("\n==============================================================");
             eprintln!("SKIPPED: cannot mount a tmpfs for the disk-full test: {e}");

@@ -197,10 +197,37 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
     let ncpu = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
+    // The channels between cores are unbounded; what clients can put in them is
+    // bounded by the connection limits (shard.rs `takes_requests`). With C open
+    // connections (≤ maxCnxns when set), S shard cores, O = corral.maxOutstandingPerConnection,
+    // G = globalOutstandingLimit and F = jute.maxbuffer bytes per request frame:
+    //
+    // Into the sequencer:
+    // - Connect: one per connection in its handshake (reading pauses until the
+    //   answer): ≤ C messages of ≤ F bytes.
+    // - Write: each is one request in process on its connection. A connection with
+    //   requests in process takes more only while the server-wide count is ≤ G (each
+    //   shard reads the sum, so all S may pass at G at once); one without may take
+    //   one: ≤ min(C × O, G + S + C) messages of ≤ F bytes. Defaults (O = G = 1000,
+    //   F = 1 MiB, S = 2): ≤ (1002 + C) MiB, as in the reference (G requests in
+    //   process of up to F each).
+    // - Touch: ≤ 2 per shard per tickTime, each ≤ 8 bytes × sessions active on it.
+    // - Tick (own timer, 2 per tickTime, taken each loop), Report (one per
+    //   four-letter connection awaiting its answer: ≤ C), ResetStats (one per `srst`).
     let (seq_tx, seq_rx) = flume::unbounded();
     let mut shard_rx = Vec::new();
     let mut to_shards = Vec::new();
     for _ in 0..cfg.shard_cores {
+        // Into each shard:
+        // - Batch: one per publish (a finished sync, or answers that waited for
+        //   nothing). Its items answer requests counted above (≤ the Write + Connect
+        //   bounds together, as each leaves its queue only when answered) plus
+        //   expiries and container cleanups (the sequencer's own ticks). Its tree is
+        //   an Arc shared by every shard (O(1) per batch). A shard takes its inbox on
+        //   every wake-up (the batch task, and `catch_up` before it serves a
+        //   request), so its backlog is what arrives while it runs one task.
+        // - Report / ResetStats: one per four-letter connection awaiting its answer
+        //   (≤ C) / per `crst` or `srst`.
         let (tx, rx) = flume::unbounded();
         to_shards.push(tx);
         shard_rx.push(rx);

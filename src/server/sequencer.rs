@@ -74,6 +74,9 @@ struct Sequencer {
     want_snapshot: bool,
     rng: rand::rngs::SmallRng,
     enc: Vec<u8>,
+    /// Rate limit of the corral.maxSessions refusal line: when the last one was
+    /// logged (ms) and how many refusals were not logged since.
+    session_refusals: (i64, u64),
     /// Set when the log can no longer be trusted (a failed sync could not be undone):
     /// the core stops after telling the waiting clients, as the reference exits on a
     /// log failure, rather than risk acknowledging what a restart might replay.
@@ -160,6 +163,7 @@ pub(super) async fn run(
         want_snapshot: false,
         rng,
         enc: Vec::with_capacity(4096),
+        session_refusals: (i64::MIN, 0),
         fatal: None,
     };
     // Time enters as Tick messages, so the loop below is the only owner of the state.
@@ -432,6 +436,12 @@ impl Sequencer {
             self.cfg.max_session_timeout(),
         );
         let read_only = req.read_only.map(|_| false);
+        if req.session_id == 0 && self.at_session_limit() {
+            self.note_session_refused(now);
+            let response = ConnectResponse::expired(req.read_only);
+            self.queue(plain(self.last_zxid, reply(Some(response), 0)));
+            return;
+        }
         if req.session_id == 0 {
             let id = self.sessions.allocate_id();
             let zxid = self.next_zxid();
@@ -468,6 +478,43 @@ impl Sequencer {
             let sid = response.session_id;
             self.queue(plain(self.last_zxid, reply(Some(response), sid)));
         }
+    }
+
+    /// corral.maxSessions: live sessions, those created but not yet durable included
+    /// (they are added to the table only once durable).
+    fn at_session_limit(&self) -> bool {
+        let max = self.cfg.max_sessions;
+        if max == 0 {
+            return false;
+        }
+        let creating = self
+            .pending_sessions
+            .iter()
+            .filter(|(_, c)| matches!(c, SessionChange::Add(..)))
+            .count();
+        self.sessions.len() + creating >= max
+    }
+
+    /// A new session over corral.maxSessions is refused as the reference refuses an
+    /// unknown session (a ConnectResponse with session id 0, then the close). One
+    /// line per second at most: a client may retry in a loop.
+    fn note_session_refused(&mut self, now: i64) {
+        let (last, unlogged) = &mut self.session_refusals;
+        if now.saturating_sub(*last) < 1000 {
+            *unlogged += 1;
+            return;
+        }
+        tracing::warn!(
+            "refusing a new session: {} sessions live, the maximum is {} (corral.maxSessions){}",
+            self.sessions.len(),
+            self.cfg.max_sessions,
+            match *unlogged {
+                0 => String::new(),
+                n => format!("; {n} more refused since the last warning"),
+            }
+        );
+        *last = now;
+        *unlogged = 0;
     }
 
     fn write(&mut self, w: WriteReq, now: i64) {

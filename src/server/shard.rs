@@ -30,9 +30,10 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
 use std::sync::Arc;
-use std::task::{Poll, Waker};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +48,8 @@ enum Phase {
 enum Pending {
     /// A write at the sequencer; its reply releases what queued behind it.
     Write { xid: i32, at: Instant },
-    /// A read that arrived behind a pending write.
+    /// A read that arrived behind a pending write (or while earlier replies wait for
+    /// room in the connection's output: see `drain`).
     Read { xid: i32, req: Request, at: Instant },
     /// A reply computed on arrival (ping, auth, setWatches), waiting for its turn.
     Ready(Vec<u8>),
@@ -63,20 +65,88 @@ struct Conn {
     timeout_ms: i32,
     ids: Arc<Vec<Id>>,
     is_super: bool,
+    /// Replies and events not yet handed to the connection's writer.
     out: Vec<u8>,
+    /// Bytes the writer holds and the socket has not taken yet (its `wbuf`); kept
+    /// here so the shard can count every unsent byte of the connection.
+    writer_unsent_bytes: usize,
     waker: Option<Waker>,
     /// Close once `out` is flushed.
     closing: bool,
+    /// Over corral.maxQueuedBytesPerConnection: close now, without flushing.
+    overflowed: bool,
+    /// Requests taken in and not answered, in arrival order. Every entry counts in
+    /// the shard's `outstanding` counter: enter with `enqueue`, leave with
+    /// `complete_front` (or all at once when the connection closes).
     queue: VecDeque<Pending>,
     received: u64,
     sent: u64,
     last_zxid: i64,
 }
 
+impl Conn {
+    /// Reply and event bytes queued for this client and not yet taken by its socket.
+    fn unsent_bytes(&self) -> usize {
+        self.out.len() + self.writer_unsent_bytes
+    }
+
+    /// Takes a request in; it is outstanding until `complete_front` takes it out.
+    fn enqueue(&mut self, p: Pending, outstanding: &AtomicU64) {
+        self.queue.push_back(p);
+        outstanding.fetch_add(1, Relaxed);
+    }
+
+    fn complete_front(&mut self, outstanding: &AtomicU64) -> Option<Pending> {
+        let p = self.queue.pop_front()?;
+        outstanding.fetch_sub(1, Relaxed);
+        Some(p)
+    }
+
+    /// True when the front of the queue is not a write at the sequencer: `drain`
+    /// stopped there because the output was full, and goes on once it is not.
+    fn drain_waiting(&self) -> bool {
+        !matches!(self.queue.front(), None | Some(Pending::Write { .. }))
+    }
+}
+
 /// What the connection task should do after feeding bytes to the shard.
 enum After {
     Continue,
+    /// Whole frames are left in the buffer: reading is paused (see
+    /// `Shard::takes_requests`). The task feeds them again once it is not.
+    Held,
     FourLetter(String),
+}
+
+/// Allows one warning line per `WARN_INTERVAL` for a refusal a client can repeat at
+/// will (a connect loop); the next line says how many were not logged.
+struct WarnLimiter {
+    last: Option<Instant>,
+    unlogged: u64,
+}
+
+const WARN_INTERVAL: Duration = Duration::from_secs(1);
+
+impl WarnLimiter {
+    fn new() -> Self {
+        WarnLimiter {
+            last: None,
+            unlogged: 0,
+        }
+    }
+
+    /// `Some(n)`: log now, mentioning the `n` refusals not logged since the last line.
+    fn note(&mut self, now: Instant) -> Option<u64> {
+        if self
+            .last
+            .is_some_and(|t| now.saturating_duration_since(t) < WARN_INTERVAL)
+        {
+            self.unlogged += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.unlogged))
+    }
 }
 
 struct Shard {
@@ -98,6 +168,7 @@ struct Shard {
     stats: Arc<ServerStats>,
     next_conn: ConnId,
     conns_per_ip: HashMap<std::net::IpAddr, u32>,
+    refused_warnings: WarnLimiter,
 }
 
 pub(super) async fn run(
@@ -124,6 +195,7 @@ pub(super) async fn run(
         stats,
         next_conn: 1,
         conns_per_ip: HashMap::new(),
+        refused_warnings: WarnLimiter::new(),
         cfg: cfg.clone(),
     }));
 
@@ -184,19 +256,9 @@ pub(super) async fn run(
             Err(_) => continue,
         };
         let _ = stream.set_nodelay(true);
-        let cid = {
-            let mut sh = shard.borrow_mut();
-            let max = sh.cfg.max_client_cnxns;
-            let n = sh.conns_per_ip.entry(peer.ip()).or_insert(0);
-            if max > 0 && *n >= max {
-                tracing::warn!(
-                    "too many connections from {} - max is {max} (maxClientCnxns)",
-                    peer.ip()
-                );
-                continue;
-            }
-            *n += 1;
-            sh.open_conn(peer)
+        // A refused connection is closed here, by dropping the stream.
+        let Some(cid) = shard.borrow_mut().admit(peer) else {
+            continue;
         };
         glommio::spawn_local(serve_conn(shard.clone(), stream, cid)).detach();
     }
@@ -204,98 +266,184 @@ pub(super) async fn run(
 
 enum Event {
     Read(usize),
+    /// Reading may go on after a pause: drain the replies that waited for room in
+    /// the output, then feed the frames held in the receive buffer.
+    Resume,
     Eof,
     Failed(std::io::Error),
     Flushed,
+    /// Over corral.maxQueuedBytesPerConnection: close without flushing.
+    Overflowed,
+}
+
+/// The receive buffer's size at start, and after a large frame has been processed.
+const READ_BUFFER_BYTES_INITIAL: usize = 64 * 1024;
+/// Free room below which the receive buffer doubles before a read.
+const READ_ROOM_BYTES_MIN: usize = 4096;
+/// A receive or send buffer above this is shrunk back once it is empty.
+const BUFFER_BYTES_KEPT_MAX: usize = 256 * 1024;
+
+/// One connection task's own buffers. `rbuf` holds received bytes not yet taken as
+/// whole frames. It grows only while reading and short of room: whole frames are
+/// taken out after every read, a frame over jute.maxbuffer closes the connection,
+/// and no read happens while frames are held, so it stays under
+/// 2 × (jute.maxbuffer + 4 + READ_ROOM_BYTES_MIN). `wbuf` is what the socket is
+/// being given (swapped with `Conn::out`); its unsent part counts against the
+/// connection's limits through `Conn::writer_unsent_bytes`.
+struct ConnIo {
+    rbuf: Vec<u8>,
+    filled: usize,
+    /// Whole frames wait in `rbuf` because the shard paused taking requests.
+    held: bool,
+    wbuf: Vec<u8>,
+    wpos: usize,
+    max_frame: usize,
+}
+
+impl ConnIo {
+    fn new(max_frame: usize) -> Self {
+        ConnIo {
+            rbuf: vec![0u8; READ_BUFFER_BYTES_INITIAL],
+            filled: 0,
+            held: false,
+            wbuf: Vec::with_capacity(READ_BUFFER_BYTES_INITIAL),
+            wpos: 0,
+            max_frame,
+        }
+    }
+
+    /// One wake-up of the connection task: flush, then decide whether to resume
+    /// paused work, read, or wait.
+    fn poll_event(
+        &mut self,
+        sh: &mut Shard,
+        stream: &mut TcpStream,
+        cid: ConnId,
+        cx: &mut Context<'_>,
+    ) -> Poll<Event> {
+        let Some(conn) = sh.conns.get_mut(&cid) else {
+            return Poll::Ready(Event::Flushed);
+        };
+        if conn.overflowed {
+            return Poll::Ready(Event::Overflowed);
+        }
+        if let Some(end) = self.flush(conn, stream, cx) {
+            return Poll::Ready(end);
+        }
+        if conn.closing && conn.unsent_bytes() == 0 {
+            return Poll::Ready(Event::Flushed);
+        }
+        conn.waker = Some(cx.waker().clone());
+        let conn = &sh.conns[&cid];
+        if conn.drain_waiting() && !conn.closing && sh.output_has_room(conn) {
+            return Poll::Ready(Event::Resume);
+        }
+        if !sh.takes_requests(conn) {
+            return Poll::Pending;
+        }
+        if self.held {
+            return Poll::Ready(Event::Resume);
+        }
+        self.poll_read(stream, cx)
+    }
+
+    /// Hands the connection's output to the socket until it is all sent or the socket
+    /// is full. `Some` when the connection ended.
+    fn flush(
+        &mut self,
+        conn: &mut Conn,
+        stream: &mut TcpStream,
+        cx: &mut Context<'_>,
+    ) -> Option<Event> {
+        loop {
+            if self.wpos == self.wbuf.len() {
+                self.wbuf.clear();
+                self.wpos = 0;
+                if self.wbuf.capacity() > BUFFER_BYTES_KEPT_MAX {
+                    self.wbuf.shrink_to(READ_BUFFER_BYTES_INITIAL);
+                }
+                if conn.out.is_empty() {
+                    break;
+                }
+                std::mem::swap(&mut self.wbuf, &mut conn.out);
+            }
+            match Pin::new(&mut *stream).poll_write(cx, &self.wbuf[self.wpos..]) {
+                Poll::Ready(Ok(0)) => return Some(Event::Eof),
+                Poll::Ready(Ok(n)) => self.wpos += n,
+                Poll::Ready(Err(e)) => return Some(Event::Failed(e)),
+                Poll::Pending => break,
+            }
+        }
+        conn.writer_unsent_bytes = self.wbuf.len() - self.wpos;
+        None
+    }
+
+    fn poll_read(&mut self, stream: &mut TcpStream, cx: &mut Context<'_>) -> Poll<Event> {
+        if self.rbuf.len() - self.filled < READ_ROOM_BYTES_MIN {
+            self.rbuf.resize(self.rbuf.len() * 2, 0);
+        }
+        match Pin::new(stream).poll_read(cx, &mut self.rbuf[self.filled..]) {
+            Poll::Ready(Ok(0)) => Poll::Ready(Event::Eof),
+            Poll::Ready(Ok(n)) => Poll::Ready(Event::Read(n)),
+            Poll::Ready(Err(e)) => Poll::Ready(Event::Failed(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Gives the shard the whole frames received so far and keeps the rest.
+    fn feed(&mut self, sh: &mut Shard, cid: ConnId) -> After {
+        let (consumed, after) = sh.on_bytes(cid, &self.rbuf[..self.filled], self.max_frame);
+        sh.wake(cid);
+        if consumed > 0 {
+            self.rbuf.copy_within(consumed..self.filled, 0);
+            self.filled -= consumed;
+        }
+        self.held = matches!(after, After::Held);
+        // A large frame grew the buffer; shrink back once it is processed.
+        if self.filled == 0 && self.rbuf.len() > BUFFER_BYTES_KEPT_MAX {
+            self.rbuf.truncate(READ_BUFFER_BYTES_INITIAL);
+            self.rbuf.shrink_to_fit();
+        }
+        after
+    }
+
+    /// After a pause: the replies that waited for room first, then held frames.
+    fn resume(&mut self, sh: &mut Shard, cid: ConnId) -> After {
+        sh.now = Instant::now();
+        sh.drain(cid);
+        if self.held {
+            return self.feed(sh, cid);
+        }
+        After::Continue
+    }
 }
 
 async fn serve_conn(shard: Rc<RefCell<Shard>>, mut stream: TcpStream, cid: ConnId) {
-    let mut rbuf = vec![0u8; 64 * 1024];
-    let mut filled = 0usize;
-    let mut wbuf: Vec<u8> = Vec::with_capacity(64 * 1024);
-    let mut wpos = 0usize;
-    let max_frame = shard.borrow().cfg.jute_max_buffer_bytes;
+    let mut io = ConnIo::new(shard.borrow().cfg.jute_max_buffer_bytes);
     let mut reason = String::new();
     loop {
-        let ev = std::future::poll_fn(|cx| {
-            let mut sh = shard.borrow_mut();
-            let max_out = sh.cfg.max_outstanding_per_connection;
-            let Some(conn) = sh.conns.get_mut(&cid) else {
-                return Poll::Ready(Event::Flushed);
-            };
-            // Write side: flush what the shard queued for this connection.
-            loop {
-                if wpos == wbuf.len() {
-                    wbuf.clear();
-                    wpos = 0;
-                    if conn.out.is_empty() {
-                        break;
-                    }
-                    std::mem::swap(&mut wbuf, &mut conn.out);
-                }
-                match Pin::new(&mut stream).poll_write(cx, &wbuf[wpos..]) {
-                    Poll::Ready(Ok(0)) => return Poll::Ready(Event::Eof),
-                    Poll::Ready(Ok(n)) => wpos += n,
-                    Poll::Ready(Err(e)) => return Poll::Ready(Event::Failed(e)),
-                    Poll::Pending => break,
-                }
-            }
-            let flushed = wpos == wbuf.len() && conn.out.is_empty();
-            if conn.closing && flushed {
-                return Poll::Ready(Event::Flushed);
-            }
-            conn.waker = Some(cx.waker().clone());
-            // Read side, unless paused (handshake in flight, closing, or too many
-            // requests outstanding on this connection).
-            let paused =
-                conn.closing || conn.phase == Phase::Handshaking || conn.queue.len() >= max_out;
-            if !paused {
-                if rbuf.len() - filled < 4096 {
-                    rbuf.resize(rbuf.len() * 2, 0);
-                }
-                match Pin::new(&mut stream).poll_read(cx, &mut rbuf[filled..]) {
-                    Poll::Ready(Ok(0)) => return Poll::Ready(Event::Eof),
-                    Poll::Ready(Ok(n)) => return Poll::Ready(Event::Read(n)),
-                    Poll::Ready(Err(e)) => return Poll::Ready(Event::Failed(e)),
-                    Poll::Pending => {}
-                }
-            }
-            Poll::Pending
-        })
-        .await;
-        match ev {
+        let ev =
+            std::future::poll_fn(|cx| io.poll_event(&mut shard.borrow_mut(), &mut stream, cid, cx))
+                .await;
+        let after = match ev {
             Event::Read(n) => {
-                filled += n;
-                let (consumed, after) = {
-                    let mut sh = shard.borrow_mut();
-                    let r = sh.on_bytes(cid, &rbuf[..filled], max_frame);
-                    sh.wake(cid);
-                    r
-                };
-                if consumed > 0 {
-                    rbuf.copy_within(consumed..filled, 0);
-                    filled -= consumed;
-                }
-                // A large frame grew the buffer; shrink back once it is processed.
-                if filled == 0 && rbuf.len() > 256 * 1024 {
-                    rbuf.truncate(64 * 1024);
-                    rbuf.shrink_to_fit();
-                }
-                if let After::FourLetter(cmd) = after {
-                    let text = four_letter(&shard, &cmd).await;
-                    let mut sh = shard.borrow_mut();
-                    if let Some(c) = sh.conns.get_mut(&cid) {
-                        c.out.extend_from_slice(text.as_bytes());
-                        c.closing = true;
-                    }
-                }
+                io.filled += n;
+                io.feed(&mut shard.borrow_mut(), cid)
             }
-            Event::Eof => break,
+            Event::Resume => io.resume(&mut shard.borrow_mut(), cid),
+            Event::Eof | Event::Flushed | Event::Overflowed => break,
             Event::Failed(e) => {
                 reason = format!(": {e}");
                 break;
             }
-            Event::Flushed => break,
+        };
+        if let After::FourLetter(cmd) = after {
+            let text = four_letter(&shard, &cmd).await;
+            let mut sh = shard.borrow_mut();
+            if let Some(c) = sh.conns.get_mut(&cid) {
+                c.out.extend_from_slice(text.as_bytes());
+                c.closing = true;
+            }
         }
     }
     let _ = futures_lite::AsyncWriteExt::close(&mut stream).await;
@@ -402,8 +550,10 @@ impl Shard {
                 ids: Arc::new(vec![Id::new("ip", &peer.ip().to_string())]),
                 is_super: false,
                 out: Vec::new(),
+                writer_unsent_bytes: 0,
                 waker: None,
                 closing: false,
+                overflowed: false,
                 queue: VecDeque::new(),
                 received: 0,
                 sent: 0,
@@ -428,7 +578,102 @@ impl Shard {
             self.sessions.remove(&c.session_id);
         }
         self.watches.remove_conn(cid);
-        self.counters().connections.fetch_sub(1, Relaxed);
+        let counters = self.counters();
+        counters.connections.fetch_sub(1, Relaxed);
+        // Its requests still in process are answered to no one.
+        counters
+            .outstanding
+            .fetch_sub(c.queue.len() as u64, Relaxed);
+        self.stats.release_connection();
+    }
+
+    /// Decides whether a new connection is served: maxClientCnxns per client IP (on
+    /// this shard), then maxCnxns over every shard. A refusal logs at most one line
+    /// per WARN_INTERVAL, since a client can retry in a loop.
+    fn admit(&mut self, peer: SocketAddr) -> Option<ConnId> {
+        let per_ip_max = self.cfg.max_client_cnxns;
+        let from_ip = self.conns_per_ip.get(&peer.ip()).copied().unwrap_or(0);
+        if per_ip_max > 0 && from_ip >= per_ip_max {
+            self.warn_refused(|| {
+                format!(
+                    "too many connections from {} - max is {per_ip_max} (maxClientCnxns)",
+                    peer.ip()
+                )
+            });
+            return None;
+        }
+        let max = self.cfg.max_cnxns;
+        if let Err(e) = self.stats.admit_connection(max as u64) {
+            self.warn_refused(|| {
+                format!(
+                    "too many connections {} - max is {max} (maxCnxns); refused {peer}",
+                    e.open
+                )
+            });
+            return None;
+        }
+        *self.conns_per_ip.entry(peer.ip()).or_insert(0) += 1;
+        Some(self.open_conn(peer))
+    }
+
+    fn warn_refused(&mut self, line: impl FnOnce() -> String) {
+        if let Some(unlogged) = self.refused_warnings.note(Instant::now()) {
+            match unlogged {
+                0 => tracing::warn!("{}", line()),
+                n => tracing::warn!("{} ({n} more refused since the last warning)", line()),
+            }
+        }
+    }
+
+    /// Whether a connection's next request may be read and decoded now. It waits:
+    /// during the handshake and when closing; with
+    /// corral.maxOutstandingPerConnection requests in process; while its unsent
+    /// replies are at corral.maxQueuedReplyBytesPerConnection (reads are answered
+    /// on arrival, so this is what stops a client that does not read its replies);
+    /// and, as the reference throttles, while the whole server has more than
+    /// globalOutstandingLimit requests in process and this connection some of its
+    /// own. Their replies wake it, so a paused connection always has a wake-up
+    /// coming; one with none in process may still send one request.
+    fn takes_requests(&self, c: &Conn) -> bool {
+        if c.closing || c.overflowed || c.phase == Phase::Handshaking {
+            return false;
+        }
+        if c.queue.len() >= self.cfg.max_outstanding_per_connection || !self.output_has_room(c) {
+            return false;
+        }
+        c.queue.is_empty() || self.stats.outstanding() <= self.cfg.global_outstanding_limit
+    }
+
+    /// Below corral.maxQueuedReplyBytesPerConnection: one more reply may be written.
+    /// A soft limit: the reply that crosses it is written whole, so even a maximal
+    /// reply always goes out.
+    fn output_has_room(&self, c: &Conn) -> bool {
+        c.unsent_bytes() < self.cfg.max_queued_reply_bytes_per_connection
+    }
+
+    /// Events and write replies cannot be refused (the commit happened); they are
+    /// bounded instead by corral.maxQueuedBytesPerConnection. A connection over it
+    /// is closed at once, unflushed, and its output dropped: the client reconnects to
+    /// its session (which lives on), and its setWatches re-arms its watches and
+    /// reports what changed meanwhile. The reference queues without a bound (its
+    /// heap is the bound); closing one connection is what keeps the process alive.
+    fn enforce_queued_bytes_max(&mut self, cid: ConnId) {
+        let max = self.cfg.max_queued_bytes_per_connection;
+        let Some(c) = self.conns.get_mut(&cid) else {
+            return;
+        };
+        if c.overflowed || c.unsent_bytes() <= max {
+            return;
+        }
+        tracing::warn!(
+            "closing connection from {} (session {:#x}): {} bytes of replies and watch \
+             events unread, over corral.maxQueuedBytesPerConnection ({max})",
+            c.peer,
+            c.session_id,
+            c.unsent_bytes()
+        );
+        c.overflowed = true;
+        c.out = Vec::new();
     }
 
     fn wake(&mut self, cid: ConnId) {
@@ -483,12 +728,15 @@ impl Shard {
             let Some(c) = self.conns.get(&cid) else {
                 return (buf.len(), After::Continue);
             };
-            if c.closing || c.phase == Phase::Handshaking {
+            if c.closing || c.overflowed {
                 return (at, After::Continue);
             }
             let rest = &buf[at..];
             if rest.len() < 4 {
                 return (at, After::Continue);
+            }
+            if !self.takes_requests(c) {
+                return (at, After::Held);
             }
             if c.phase == Phase::AwaitConnect && at == 0 {
                 if let Ok(word) = std::str::from_utf8(&rest[..4]) {
@@ -601,6 +849,7 @@ impl Shard {
             Request::SetWatches(sw) => self.on_set_watches(cid, xid, sw),
             req if req.is_write() || matches!(req, Request::Check { .. }) => {
                 let c = self.conns.get_mut(&cid).unwrap();
+                let outstanding = &self.stats.shards[self.id].outstanding;
                 let w = Box::new(WriteReq {
                     shard: self.id,
                     conn: cid,
@@ -618,9 +867,9 @@ impl Shard {
                     .iter()
                     .any(|p| matches!(p, Pending::Read { .. } | Pending::Unsent(..)));
                 if read_waiting {
-                    c.queue.push_back(Pending::Unsent(w, now));
+                    c.enqueue(Pending::Unsent(w, now), outstanding);
                 } else {
-                    c.queue.push_back(Pending::Write { xid, at: now });
+                    c.enqueue(Pending::Write { xid, at: now }, outstanding);
                     self.send_write(w);
                 }
             }
@@ -629,14 +878,14 @@ impl Shard {
                 if c.queue.is_empty() {
                     self.answer_read(cid, xid, req, now);
                 } else {
-                    c.queue.push_back(Pending::Read { xid, req, at: now });
+                    let outstanding = &self.stats.shards[self.id].outstanding;
+                    c.enqueue(Pending::Read { xid, req, at: now }, outstanding);
                 }
             }
         }
     }
 
     fn send_write(&mut self, w: Box<WriteReq>) {
-        self.counters().outstanding.fetch_add(1, Relaxed);
         let _ = self.mesh.to_sequencer.send(ToSequencer::Write(w));
     }
 
@@ -647,7 +896,10 @@ impl Shard {
             c.out.extend_from_slice(&bytes);
             self.count_reply(cid, None);
         } else {
-            c.queue.push_back(Pending::Ready(bytes));
+            c.enqueue(
+                Pending::Ready(bytes),
+                &self.stats.shards[self.id].outstanding,
+            );
         }
     }
 
@@ -913,6 +1165,9 @@ impl Shard {
                         let Some(conn) = self.conns.get_mut(&c) else {
                             continue;
                         };
+                        if conn.overflowed {
+                            continue;
+                        }
                         if let Some(acl) = &acl {
                             let caller = Caller {
                                 session_id: conn.session_id,
@@ -933,6 +1188,7 @@ impl Shard {
                             },
                         );
                         touched.insert(c);
+                        self.enforce_queued_bytes_max(c);
                     }
                 }
             }
@@ -980,46 +1236,59 @@ impl Shard {
         let Some(c) = self.conns.get_mut(&cid) else {
             return;
         };
-        let at = match c.queue.pop_front() {
-            Some(Pending::Write { xid: x, at }) if x == xid => at,
-            other => {
+        if c.overflowed {
+            // Closing unflushed: its queue is let go with the connection.
+            return;
+        }
+        let at = match c.queue.front() {
+            Some(Pending::Write { xid: x, at }) if *x == xid => *at,
+            _ => {
                 // Our own invariant: replies come back in the order writes were sent.
                 debug_assert!(false, "reply for xid {xid} does not match the queue");
-                if let Some(o) = other {
-                    c.queue.push_front(o);
-                }
-                self.now
+                return;
             }
         };
+        c.complete_front(&self.stats.shards[self.id].outstanding);
         write_reply(&mut c.out, xid, zxid, result.as_ref().map_err(|e| *e));
-        self.counters().outstanding.fetch_sub(1, Relaxed);
         self.count_reply(cid, Some(at));
         self.drain(cid);
+        self.enforce_queued_bytes_max(cid);
     }
 
-    /// Releases what waited behind a completed write, up to the next pending write.
+    /// Releases what waited behind a completed write, up to the next pending write,
+    /// or until the connection's output is full: the rest goes out when the socket
+    /// has taken enough (the connection task calls this again). A read answered
+    /// later is served from the tree version of that moment; every event up to that
+    /// version is already in the output, ahead of it.
     fn drain(&mut self, cid: ConnId) {
         loop {
             let Some(c) = self.conns.get_mut(&cid) else {
                 return;
             };
-            match c.queue.front() {
-                None | Some(Pending::Write { .. }) => return,
-                _ => {}
+            if !c.drain_waiting()
+                || c.unsent_bytes() >= self.cfg.max_queued_reply_bytes_per_connection
+            {
+                return;
             }
-            match c.queue.pop_front().unwrap() {
-                Pending::Ready(bytes) => {
+            let outstanding = &self.stats.shards[self.id].outstanding;
+            if let Some(Pending::Unsent(w, at)) = c.queue.front() {
+                // Everything before it is answered: send it, and wait for it.
+                let (xid, at) = (w.xid, *at);
+                let front = c.queue.front_mut().expect("the front was just seen");
+                let Pending::Unsent(w, _) = std::mem::replace(front, Pending::Write { xid, at })
+                else {
+                    unreachable!("the front was just matched as Unsent");
+                };
+                self.send_write(w);
+                return;
+            }
+            match c.complete_front(outstanding) {
+                Some(Pending::Ready(bytes)) => {
                     c.out.extend_from_slice(&bytes);
                     self.count_reply(cid, None);
                 }
-                Pending::Read { xid, req, at } => self.answer_read(cid, xid, req, at),
-                Pending::Unsent(w, at) => {
-                    // Everything before it is answered: send it, and wait for it.
-                    c.queue.push_front(Pending::Write { xid: w.xid, at });
-                    self.send_write(w);
-                    return;
-                }
-                Pending::Write { .. } => unreachable!(),
+                Some(Pending::Read { xid, req, at }) => self.answer_read(cid, xid, req, at),
+                _ => unreachable!("drain_waiting saw a Ready or Read at the front"),
             }
         }
     }
@@ -1100,5 +1369,21 @@ impl Shard {
                 .map(|(p, cs)| (p, cs.into_iter().map(sid).collect()))
                 .collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warn_limiter_logs_once_per_interval_and_counts_the_rest() {
+        let mut w = WarnLimiter::new();
+        let t0 = Instant::now();
+        assert_eq!(w.note(t0), Some(0));
+        assert_eq!(w.note(t0 + Duration::from_millis(10)), None);
+        assert_eq!(w.note(t0 + Duration::from_millis(900)), None);
+        assert_eq!(w.note(t0 + WARN_INTERVAL), Some(2));
+        assert_eq!(w.note(t0 + WARN_INTERVAL), None);
     }
 }

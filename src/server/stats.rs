@@ -1,6 +1,9 @@
-//! Server-wide counters for four-letter words and metrics. Each shard writes only its
-//! own slot (relaxed atomics, no lock, no sharing of a cache line between writers);
-//! the sequencer writes its own fields. Readers (admin) sum the slots.
+//! Server-wide counters for four-letter words, metrics and the server-wide bounds.
+//! Each shard writes only its own slot (relaxed atomics, no lock, no sharing of a
+//! cache line between writers); the sequencer writes its own fields. Readers (admin,
+//! and the shards checking globalOutstandingLimit) sum the slots. The one counter
+//! every shard writes is `admitted_connections`, touched once per accept and close
+//! (not per request): maxCnxns needs an exact count across cores.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
@@ -11,6 +14,8 @@ pub struct ShardCounters {
     pub packets_received: AtomicU64,
     pub packets_sent: AtomicU64,
     pub connections: AtomicU64,
+    /// Requests this shard has taken in and not answered yet (queued behind a write,
+    /// at the sequencer, or waiting for room in a connection's output).
     pub outstanding: AtomicU64,
     pub latency_count: AtomicU64,
     pub latency_sum_us: AtomicU64,
@@ -51,6 +56,19 @@ pub struct ServerStats {
     pub last_zxid: AtomicI64,
     pub node_count: AtomicU64,
     pub session_count: AtomicU64,
+    /// Connections open on every shard together (maxCnxns).
+    admitted_connections: AlignedCount,
+}
+
+/// A counter on its own cache line, away from the fields the sequencer writes.
+#[derive(Default)]
+#[repr(align(128))]
+struct AlignedCount(AtomicU64);
+
+/// maxCnxns refused a connection: this many were open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooManyConnections {
+    pub open: u64,
 }
 
 impl ServerStats {
@@ -61,7 +79,35 @@ impl ServerStats {
             last_zxid: AtomicI64::new(0),
             node_count: AtomicU64::new(0),
             session_count: AtomicU64::new(0),
+            admitted_connections: AlignedCount::default(),
         }
+    }
+
+    /// Counts one more open connection unless `max` (> 0) are open already. Exact
+    /// across cores: two shards accepting at once cannot both take the last place.
+    pub fn admit_connection(&self, max: u64) -> Result<(), TooManyConnections> {
+        let n = &self.admitted_connections.0;
+        let mut open = n.load(Relaxed);
+        loop {
+            if max > 0 && open >= max {
+                return Err(TooManyConnections { open });
+            }
+            match n.compare_exchange_weak(open, open + 1, Relaxed, Relaxed) {
+                Ok(_) => return Ok(()),
+                Err(now) => open = now,
+            }
+        }
+    }
+
+    /// A connection counted by `admit_connection` closed.
+    pub fn release_connection(&self) {
+        let before = self.admitted_connections.0.fetch_sub(1, Relaxed);
+        assert!(before > 0, "released a connection that was never admitted");
+    }
+
+    /// Requests in process on every shard (globalOutstandingLimit).
+    pub fn outstanding(&self) -> u64 {
+        self.sum(|s| &s.outstanding)
     }
 
     pub fn sum(&self, f: impl Fn(&ShardCounters) -> &AtomicU64) -> u64 {
@@ -89,5 +135,24 @@ impl ServerStats {
             .min()
             .unwrap_or(0);
         (min as f64 / 1000.0, avg, max as f64 / 1000.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admission_stops_at_max_and_resumes_after_a_release() {
+        let s = ServerStats::new(2);
+        for _ in 0..3 {
+            s.admit_connection(3).unwrap();
+        }
+        assert_eq!(s.admit_connection(3), Err(TooManyConnections { open: 3 }));
+        s.release_connection();
+        assert_eq!(s.admit_connection(3), Ok(()));
+        // 0 = unlimited, still counted.
+        assert_eq!(s.admit_connection(0), Ok(()));
+        assert_eq!(s.admit_connection(4), Err(TooManyConnections { open: 4 }));
     }
 }

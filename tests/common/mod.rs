@@ -364,6 +364,12 @@ impl Server {
     pub fn is_running(&self) -> bool {
         self.exit_status().is_none()
     }
+
+    /// The server process's id while it runs (the JVM itself for the reference).
+    pub fn pid(&self) -> Option<u32> {
+        let child = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        child.as_ref().map(|c| c.id())
+    }
 }
 
 impl Drop for Server {

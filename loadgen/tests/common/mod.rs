@@ -3,7 +3,8 @@
 //!
 //! Which server: `LOADGEN_TEST_SERVER=corral|zookeeper`, default [`DEFAULT_SERVER`].
 //! A server that cannot be started here (binary not buildable, Java or the
-//! ZooKeeper jars missing) makes the test return early with a loud message.
+//! ZooKeeper jars missing) makes the test return early with a loud message, or
+//! fail under CI (`CI` set).
 
 #![allow(dead_code)]
 
@@ -77,7 +78,7 @@ pub fn start_server() -> Option<ServerProc> {
         }
         "zookeeper" => {
             let Some(cp) = zookeeper_classpath() else {
-                eprintln!("!!!!! SKIPPED: Apache ZooKeeper jars or java not found (apt-get install zookeeper)");
+                skip("Apache ZooKeeper jars or java not found (apt-get install zookeeper)");
                 return None;
             };
             let mut c = Command::new("java");
@@ -132,6 +133,14 @@ pub fn start_server() -> Option<ServerProc> {
     }
 }
 
+/// A prerequisite is missing: a loud SKIPPED line, or a failure under CI.
+fn skip(why: &str) {
+    if std::env::var_os("CI").is_some() {
+        panic!("{why} (required under CI)");
+    }
+    eprintln!("!!!!! SKIPPED: {why}");
+}
+
 fn zookeeper_classpath() -> Option<String> {
     let jars = [
         "zookeeper.jar",
@@ -183,10 +192,10 @@ fn corral_binary() -> Option<PathBuf> {
         .map(|s| s.success())
         .unwrap_or(false);
     if !ok || !bin.exists() {
-        eprintln!(
-            "!!!!! SKIPPED: the corral binary could not be built at {}",
+        skip(&format!(
+            "the corral binary could not be built at {}",
             bin.display()
-        );
+        ));
         return None;
     }
     Some(bin)
