@@ -5,11 +5,13 @@
 
 pub mod jute;
 pub mod path;
+pub mod quorum;
 pub mod reply;
 pub mod request;
 pub mod types;
 
 pub use jute::{DecodeError, JuteWrite, Reader};
+pub use quorum::{PacketType, QuorumDecodeError, QuorumPacket};
 pub use reply::{write_event, write_reply, OpResult, ReplyHeader, Response};
 pub use request::{
     ConnectRequest, ConnectResponse, CreateKind, CreateRequest, Request, RequestHeader, SetWatches,
