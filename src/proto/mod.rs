@@ -3,13 +3,17 @@
 //! replies with it; the sequencer uses its types in txns; tests and loadgen-style
 //! tools use the encoders to act as clients.
 
+pub mod election;
 pub mod jute;
 pub mod path;
+pub mod quorum;
 pub mod reply;
 pub mod request;
 pub mod types;
 
+pub use election::{InitMessage, Notification, ServerState};
 pub use jute::{DecodeError, JuteWrite, Reader};
+pub use quorum::{PacketType, QuorumDecodeError, QuorumPacket};
 pub use reply::{write_event, write_reply, OpResult, ReplyHeader, Response};
 pub use request::{
     ConnectRequest, ConnectResponse, CreateKind, CreateRequest, Request, RequestHeader, SetWatches,
