@@ -11,7 +11,9 @@
 //!
 //! **Data flow.** `Request` → [`prepare`] (every decision: zxid, time, sequence
 //! suffix, ephemeral owner, expanded ACLs, or the error) → [`Txn`] (logged, replicated)
-//! → [`apply`] → next `Tree` + [`Applied`] (reply body and watch triggers).
+//! → [`apply`] → next `Tree` + [`Applied`] (reply body and watch triggers). A `Txn`
+//! travels and is logged as ZooKeeper's txn entry (`txn.rs`), carrying ZooKeeper's tree
+//! digest (`digest.rs`), which every change to the tree keeps up to date.
 //!
 //! **Layout.** All znodes live in one `imbl::OrdMap` keyed by the path with its last
 //! `/` replaced by NUL (`/a/b` → `/a\0b`, the root is the empty key). That order puts
