@@ -30,6 +30,7 @@ impl World {
         TxnContext {
             zxid: self.zxid,
             time_ms: self.zxid,
+            cxid: 1,
             extended_types_enabled: false,
             max_data_bytes: 0xfffff,
         }
@@ -105,6 +106,7 @@ fn bench(c: &mut Criterion) {
             let ctx = TxnContext {
                 zxid: w.zxid + 1,
                 time_ms: 0,
+                cxid: 1,
                 extended_types_enabled: false,
                 max_data_bytes: 0xfffff,
             };

@@ -89,6 +89,7 @@ fn bytes_per_znode() {
     let ctx = |zxid: i64| TxnContext {
         zxid,
         time_ms: 1_700_000_000_000 + zxid,
+        cxid: 1,
         extended_types_enabled: false,
         max_data_bytes: 0xfffff,
     };

@@ -1,11 +1,14 @@
 //! What the sequencer core keeps on disk, composed from `storage` (opaque records and
 //! snapshot bodies), `tree` (txns and tree snapshots) and `session` (the table).
 //!
-//! - Log records: one per txn, kind [`KIND_TXN`], payload `Txn::encode`.
+//! - Log records: one per txn, kind [`KIND_TXN`], payload ZooKeeper's txn entry
+//!   (`Txn::encode`: header, record, the tree digest after the txn), the same bytes
+//!   as a PROPOSAL or a reference txn-log record.
 //! - Snapshot body: the session table (count, then id and timeout of each), then the
 //!   tree's own snapshot format.
 //! - Recovery: newest valid snapshot, then every logged txn after it applied in zxid
-//!   order; create/close-session txns rebuild the session table. Restored sessions
+//!   order; create/close-session txns rebuild the session table; each txn's digest is
+//!   compared with the tree's after it (a mismatch is logged). Restored sessions
 //!   get a fresh deadline, so one whose client never comes back expires as it would
 //!   on the reference server.
 //!
@@ -24,8 +27,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// Log record kind of a tree txn (the only kind so far).
-pub const KIND_TXN: u8 = 1;
+/// Log record kind of a tree txn (the only kind so far). Kind 1 was corral's own
+/// txn encoding, which this build no longer reads.
+pub const KIND_TXN: u8 = 2;
 
 /// The state recovery rebuilt.
 pub struct Recovered {
@@ -46,6 +50,7 @@ pub fn recover(snap_dir: &Path, log_dir: &Path) -> Result<Recovered, StorageErro
     let state =
         std::cell::RefCell::new((Tree::new(), std::collections::BTreeMap::<i64, i32>::new()));
     let mut bad: Option<StorageError> = None;
+    let mut digests = DigestCheck::default();
     let rec = storage::recover(
         snap_dir,
         log_dir,
@@ -60,7 +65,7 @@ pub fn recover(snap_dir: &Path, log_dir: &Path) -> Result<Recovered, StorageErro
             }
             let (tree, sessions) = &mut *state.borrow_mut();
             match Txn::decode(record.payload) {
-                Ok(txn) if record.kind == KIND_TXN && txn.zxid == record.zxid => {
+                Ok((txn, digest)) if record.kind == KIND_TXN && txn.zxid == record.zxid => {
                     match &txn.op {
                         TxnOp::CreateSession { timeout_ms } => {
                             sessions.insert(txn.session_id, *timeout_ms);
@@ -71,6 +76,7 @@ pub fn recover(snap_dir: &Path, log_dir: &Path) -> Result<Recovered, StorageErro
                         _ => {}
                     }
                     tree::apply(tree, &txn);
+                    digests.check(txn.zxid, digest, tree.digest());
                 }
                 other => {
                     bad = Some(StorageError::Config(format!(
@@ -87,6 +93,7 @@ pub fn recover(snap_dir: &Path, log_dir: &Path) -> Result<Recovered, StorageErro
     if let Some(e) = bad {
         return Err(e);
     }
+    digests.report();
     let (tree, sessions) = state.into_inner();
     let summary = format!(
         "recovered to zxid {:#x}: snapshot {}, {} log record(s) replayed{}, {} session(s), {} znode(s)",
@@ -115,6 +122,37 @@ pub fn recover(snap_dir: &Path, log_dir: &Path) -> Result<Recovered, StorageErro
         snapshot_zxid: rec.snapshot.as_ref().map(|s| s.zxid),
         summary,
     })
+}
+
+/// Replayed txns whose digest differs from the tree's after applying them: a sign
+/// that this build applies a txn differently from the one that logged it.
+#[derive(Default)]
+struct DigestCheck {
+    mismatches: u64,
+    /// The first: (zxid, logged, computed).
+    first: Option<(i64, u64, u64)>,
+}
+
+impl DigestCheck {
+    fn check(&mut self, zxid: i64, logged: Option<u64>, computed: u64) {
+        match logged {
+            Some(d) if d != computed => {
+                self.mismatches += 1;
+                self.first.get_or_insert((zxid, d, computed));
+            }
+            _ => {}
+        }
+    }
+
+    fn report(&self) {
+        if let Some((zxid, logged, computed)) = self.first {
+            tracing::warn!(
+                "{} replayed txn(s) left a tree digest other than the one logged; the \
+                 first, zxid {zxid:#x}: logged {logged:#x}, computed {computed:#x}",
+                self.mismatches
+            );
+        }
+    }
 }
 
 pub fn write_snapshot_body(

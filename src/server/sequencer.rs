@@ -3,8 +3,9 @@
 //! executor.
 //!
 //! Group commit: the loop takes every waiting message, turns each write into a txn
-//! (`tree::prepare`, zxid and time decided here), appends it to the log and only
-//! then applies it to the working tree. Whenever records wait and no sync is out, it
+//! (`tree::prepare`, zxid and time decided here), has the log make room for it,
+//! applies it to the working tree and appends it carrying the tree digest after it
+//! (ZooKeeper's txn entry, as a PROPOSAL carries it). Whenever records wait and no sync is out, it
 //! captures the working tree (an O(1) persistent clone) and syncs everything
 //! appended so far (inline: see `start_sync`). When the sync returns, every queued
 //! item up to its zxid is published to every shard together with the tree captured
@@ -259,21 +260,35 @@ impl Sequencer {
         self.pending.push_back((self.last_zxid, item));
     }
 
-    /// Appends a txn to the log, then applies it. `None`: the append failed; the txn
-    /// is not applied and its zxid is given back.
+    /// Applies a txn and appends it to the log, carrying the tree digest after it.
+    /// The log makes room first, so the txn is applied only once its append cannot
+    /// fail. `None`: the log refused it; the txn is not applied and its zxid is given
+    /// back.
     fn log_and_apply(&mut self, txn: &tree::Txn) -> Option<tree::Applied> {
         self.enc.clear();
-        txn.encode(&mut self.enc);
-        if let Err(e) = self.log.append(txn.zxid, KIND_TXN, &self.enc) {
+        txn.encode(&mut self.enc, None);
+        let digest_bytes = if txn.carries_digest() {
+            tree::TXN_DIGEST_BYTES
+        } else {
+            0
+        };
+        if let Err(e) = self.log.reserve(txn.zxid, self.enc.len() + digest_bytes) {
             tracing::error!("log append of zxid {:#x} failed: {e}", txn.zxid);
             self.note_fatal(&e);
             self.last_zxid = txn.zxid - 1;
             return None;
         }
+        let applied = tree::apply(&mut self.tree, txn);
+        if txn.carries_digest() {
+            tree::Txn::encode_digest(&mut self.enc, self.tree.digest());
+        }
+        self.log
+            .append(txn.zxid, KIND_TXN, &self.enc)
+            .expect("an append the log made room for");
         if self.trigger.record(self.enc.len() as u64) {
             self.want_snapshot = true;
         }
-        Some(tree::apply(&mut self.tree, txn))
+        Some(applied)
     }
 
     /// Starts a sync of everything appended so far, capturing the tree version it will
@@ -554,7 +569,7 @@ impl Sequencer {
                 let id = w.session_id;
                 self.sessions.set_closing(id);
                 let zxid = self.next_zxid();
-                let txn = tree::close_session_txn(&self.tree, zxid, now, id);
+                let txn = tree::close_session_txn(&self.tree, zxid, now, id, w.xid);
                 match self.log_and_apply(&txn) {
                     Some(applied) => {
                         self.pending_sessions
@@ -575,6 +590,7 @@ impl Sequencer {
                 let ctx = TxnContext {
                     zxid,
                     time_ms: now,
+                    cxid: w.xid,
                     extended_types_enabled: self.cfg.extended_types_enabled,
                     max_data_bytes: self.cfg.jute_max_buffer_bytes,
                 };
@@ -603,7 +619,7 @@ impl Sequencer {
         for id in self.sessions.expire(now) {
             tracing::info!("session {id:#x} expired");
             let zxid = self.next_zxid();
-            let txn = tree::close_session_txn(&self.tree, zxid, now, id);
+            let txn = tree::close_session_txn(&self.tree, zxid, now, id, 0);
             let Some(applied) = self.log_and_apply(&txn) else {
                 self.sessions.reopen(id, now);
                 continue;

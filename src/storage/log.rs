@@ -458,6 +458,27 @@ impl Log {
     /// On an error nothing was written for this record: the caller fails it and
     /// every txn it prepared on top of it.
     pub fn append(&mut self, zxid: i64, kind: u8, payload: &[u8]) -> Result<(), StorageError> {
+        self.reserve(zxid, payload.len())?;
+        let need = record_bytes(payload.len());
+        let seg = self
+            .segs
+            .last_mut()
+            .expect("an active segment after reserve");
+        let header = encode_record_header(zxid, kind, payload);
+        seg.io.write_at(seg.write_off, &header);
+        seg.io
+            .write_at(seg.write_off + RECORD_HEADER_BYTES, payload);
+        seg.write_off += need;
+        self.last_zxid = zxid;
+        Ok(())
+    }
+
+    /// Makes room for the next record, `zxid` with a payload of `payload_bytes`,
+    /// rolling to a new segment if needed, so that a following `append` of exactly
+    /// that record cannot fail. Lets a caller finish the payload (the sequencer puts
+    /// the tree digest after applying) only once the record is sure to be logged.
+    /// On an error nothing was written.
+    pub fn reserve(&mut self, zxid: i64, payload_bytes: usize) -> Result<(), StorageError> {
         if let Some((path, detail)) = &self.poisoned {
             return Err(StorageError::Poisoned {
                 path: path.clone(),
@@ -469,10 +490,10 @@ impl Log {
             "zxid {zxid:#x} appended after {:#x}",
             self.last_zxid
         );
-        let need = record_bytes(payload.len());
+        let need = record_bytes(payload_bytes);
         if need > self.cfg.segment_bytes as usize - SEGMENT_HEADER_BYTES {
             return Err(StorageError::RecordTooLarge {
-                payload_bytes: payload.len(),
+                payload_bytes,
                 segment_bytes: self.cfg.segment_bytes,
             });
         }
@@ -483,13 +504,6 @@ impl Log {
         if !fits {
             self.roll(zxid)?;
         }
-        let seg = self.segs.last_mut().expect("an active segment after roll");
-        let header = encode_record_header(zxid, kind, payload);
-        seg.io.write_at(seg.write_off, &header);
-        seg.io
-            .write_at(seg.write_off + RECORD_HEADER_BYTES, payload);
-        seg.write_off += need;
-        self.last_zxid = zxid;
         Ok(())
     }
 

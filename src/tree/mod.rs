@@ -11,7 +11,9 @@
 //!
 //! **Data flow.** `Request` → [`prepare`] (every decision: zxid, time, sequence
 //! suffix, ephemeral owner, expanded ACLs, or the error) → [`Txn`] (logged, replicated)
-//! → [`apply`] → next `Tree` + [`Applied`] (reply body and watch triggers).
+//! → [`apply`] → next `Tree` + [`Applied`] (reply body and watch triggers). A `Txn`
+//! travels and is logged as ZooKeeper's txn entry (`txn.rs`), carrying ZooKeeper's tree
+//! digest (`digest.rs`), which every change to the tree keeps up to date.
 //!
 //! **Layout.** All znodes live in one `imbl::OrdMap` keyed by the path with its last
 //! `/` replaced by NUL (`/a/b` → `/a\0b`, the root is the empty key). That order puts
@@ -24,6 +26,7 @@
 //! clients see `2 * creates - numChildren` (the reference's `DataNode.copyStat`).
 
 mod acl;
+mod digest;
 mod key;
 mod ops;
 mod snapshot;
@@ -40,11 +43,13 @@ use crate::proto::{Acl, DecodeError, Stat};
 
 pub(crate) use acl::check_acl;
 pub use acl::{digest_id, Caller};
+pub use digest::DIGEST_VERSION;
 pub use ops::{
     apply, cleanup_txn, close_session_txn, create_session_txn, prepare, read, Applied, TxnContext,
 };
-pub use txn::{CreateTxn, Txn, TxnOp};
+pub use txn::{CreateTxn, Txn, TxnOp, TXN_DIGEST_BYTES};
 
+use digest::node_digest;
 use key::Key;
 
 /// `ephemeralOwner` marker of a container node (`EphemeralType.CONTAINER_EPHEMERAL_OWNER`).
@@ -233,7 +238,7 @@ pub struct Tree {
     last_zxid: i64,
     /// Sum of path bytes + data bytes, as the reference's `approximateDataSize`.
     data_size: u64,
-    /// Wrapping sum of every node's digest.
+    /// ZooKeeper's tree digest: wrapping sum of every node's digest.
     digest: u64,
 }
 
@@ -335,8 +340,11 @@ impl Tree {
         self.data_size
     }
 
-    /// Running digest of the whole state: the wrapping sum of a 64-bit hash of every
-    /// node's path, data and persisted stat. Equal trees have equal digests.
+    /// ZooKeeper's tree digest of this version (digest version [`DIGEST_VERSION`]):
+    /// the wrapping sum of every node's CRC32 over path, data and persisted stat, nodes
+    /// under `/zookeeper/` left out (PEER-PROTOCOL.md §6.5). A fresh tree has
+    /// `0x51c6d660`, as a fresh reference server. After [`apply`] it is the value a
+    /// txn's digest must equal; comparing is the caller's business.
     pub fn digest(&self) -> u64 {
         self.digest
     }
@@ -578,67 +586,4 @@ fn node_size(path: &str, data: &[u8]) -> u64 {
         path.len() as u64
     };
     p + data.len() as u64
-}
-
-/// A 64-bit hash of a node's identity and persisted state (not numChildren, which
-/// follows from the other nodes). Stable across processes and versions of corral.
-fn node_digest(path: &str, n: &Node) -> u64 {
-    // The root has two names ("" and "/"); hash one.
-    let path = if path.is_empty() { "/" } else { path };
-    let mut h = Fnv64::new();
-    h.write(path.as_bytes());
-    h.write(&[0]);
-    h.write(&n.data);
-    for v in [
-        n.czxid,
-        n.mzxid,
-        n.pzxid,
-        n.ctime,
-        n.mtime,
-        n.ephemeral_owner,
-    ] {
-        h.write(&v.to_le_bytes());
-    }
-    for v in [n.version, n.cversion, n.aversion] {
-        h.write(&v.to_le_bytes());
-    }
-    for a in n.acl.iter() {
-        h.write(&a.perms.to_le_bytes());
-        h.write(a.id.scheme.as_bytes());
-        h.write(&[0]);
-        h.write(a.id.id.as_bytes());
-        h.write(&[0]);
-    }
-    h.finish()
-}
-
-/// A word-at-a-time multiplicative hash with a final avalanche (splitmix64);
-/// deterministic, no keys, so digests agree across processes and machines.
-struct Fnv64(u64);
-
-impl Fnv64 {
-    const K: u64 = 0x9e37_79b9_7f4a_7c15;
-
-    fn new() -> Self {
-        Fnv64(0xcbf2_9ce4_8422_2325)
-    }
-
-    fn write(&mut self, b: &[u8]) {
-        let mut chunks = b.chunks_exact(8);
-        for c in &mut chunks {
-            let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
-            self.0 = (self.0 ^ w).wrapping_mul(Self::K).rotate_left(29);
-        }
-        for &x in chunks.remainder() {
-            self.0 = (self.0 ^ x as u64).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        self.0 = (self.0 ^ b.len() as u64).wrapping_mul(Self::K);
-    }
-
-    fn finish(&self) -> u64 {
-        let mut z = self.0.wrapping_add(Self::K);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
 }

@@ -11,18 +11,20 @@ use crate::proto::{
 };
 
 use super::acl::{check_acl, fixup_acl, redact, Caller};
-use super::txn::{CreateTxn, Txn, TxnOp};
+use super::txn::{multi_failed, CreateTxn, Txn, TxnOp};
 use super::{
     ttl_owner, Node, NodeKind, Tree, CONFIG, CONTAINER_EPHEMERAL_OWNER, QUOTA, TTL_MS_MAX,
     ZOOKEEPER,
 };
 
-/// What the sequencer decides for a write before prepare: its zxid and time, and
-/// the server settings that change answers.
+/// What the sequencer decides for a write before prepare: its zxid and time, the
+/// client's xid, and the server settings that change answers.
 #[derive(Debug, Clone, Copy)]
 pub struct TxnContext {
     pub zxid: i64,
     pub time_ms: i64,
+    /// The request's xid: the txn header's cxid.
+    pub cxid: i32,
     /// `zookeeper.extendedTypesEnabled`: TTL nodes allowed.
     pub extended_types_enabled: bool,
     /// `jute.maxbuffer`: data larger than this is refused.
@@ -155,19 +157,18 @@ pub fn read(tree: &Tree, caller: &Caller, req: &Request) -> Result<Response, Err
 
 /// Decides a write on the sequencer core. Every choice goes into the returned Txn;
 /// a failing request yields an error Txn that still consumes `ctx.zxid`, and a failing
-/// multi yields [`TxnOp::MultiError`]. Checks run in the reference's order, so the
-/// first failing check decides the code.
+/// multi a [`TxnOp::Multi`] holding the error (as the reference writes it). Checks run
+/// in the reference's order, so the first failing check decides the code.
 ///
 /// `closeSession` here is the same as [`close_session_txn`] for the caller's session;
-/// `sync` gives a [`TxnOp::Sync`] (it consumes a zxid only if the sequencer logs it);
-/// any non-write answers an `Unimplemented` error txn.
+/// any non-write (sync included: the reference never logs it) answers an
+/// `Unimplemented` error txn.
 pub fn prepare(tree: &Tree, ctx: &TxnContext, caller: &Caller, req: &Request) -> Txn {
     let op = match req {
         Request::Multi(ops) => prepare_multi(tree, ctx, caller, ops),
         Request::CloseSession => {
-            return close_session_txn(tree, ctx.zxid, ctx.time_ms, caller.session_id)
+            return close_session_txn(tree, ctx.zxid, ctx.time_ms, caller.session_id, ctx.cxid)
         }
-        Request::Sync { path } => TxnOp::Sync { path: path.clone() },
         // A check outside multi makes the reference fail while replying (it closes the
         // connection); answer Unimplemented, which the shard treats the same way.
         Request::Check { .. } => TxnOp::Error(ErrorCode::Unimplemented),
@@ -179,6 +180,7 @@ pub fn prepare(tree: &Tree, ctx: &TxnContext, caller: &Caller, req: &Request) ->
         zxid: ctx.zxid,
         time_ms: ctx.time_ms,
         session_id: caller.session_id,
+        cxid: ctx.cxid,
         op,
     }
 }
@@ -201,7 +203,7 @@ fn prepare_multi(tree: &Tree, ctx: &TxnContext, caller: &Caller, ops: &[Request]
     // version (O(1) clone, copy-on-write) with the earlier ops applied.
     let mut scratch = tree.clone();
     let mut done = Vec::with_capacity(ops.len());
-    for (i, o) in ops.iter().enumerate() {
+    for o in ops {
         let normalized;
         let o = match o {
             Request::Create(c) => match multi_create(c) {
@@ -219,10 +221,10 @@ fn prepare_multi(tree: &Tree, ctx: &TxnContext, caller: &Caller, ops: &[Request]
                 done.push(t);
             }
             Err(e) => {
-                let mut codes = vec![ErrorCode::Ok; i];
-                codes.push(e);
-                codes.resize(ops.len(), ErrorCode::RuntimeInconsistency);
-                return TxnOp::MultiError(codes);
+                // The reference keeps the txns of the ops before the failing one.
+                done.push(TxnOp::Error(e));
+                done.resize(ops.len(), TxnOp::Error(ErrorCode::RuntimeInconsistency));
+                return TxnOp::Multi(done);
             }
         }
     }
@@ -391,10 +393,10 @@ fn prepare_op(
             valid(path)?;
             let node = tree.node(path).ok_or(ErrorCode::NoNode)?;
             check_acl(&node.acl, perms::READ, caller)?;
-            check_version(node.version, *version)?;
+            let next = check_version(node.version, *version)?;
             Ok(TxnOp::Check {
                 path: path.clone(),
-                version: *version,
+                version: next,
             })
         }
         _ => Err(ErrorCode::Unimplemented),
@@ -411,27 +413,31 @@ fn prepare_delete_container(tree: &Tree, ctx: &TxnContext, path: &str) -> Result
         return Err(ErrorCode::BadVersion);
     }
     tree.node(parent_path).ok_or(ErrorCode::NoNode)?;
-    Ok(TxnOp::Delete {
+    Ok(TxnOp::DeleteContainer {
         path: path.to_string(),
     })
 }
 
-/// A new session (the session table itself lives in `session`).
+/// A new session (the session table itself lives in `session`). Its cxid is 0, as
+/// the reference's.
 pub fn create_session_txn(zxid: i64, time_ms: i64, session_id: i64, timeout_ms: i32) -> Txn {
     Txn {
         zxid,
         time_ms,
         session_id,
+        cxid: 0,
         op: TxnOp::CreateSession { timeout_ms },
     }
 }
 
-/// Closes a session: deletes its ephemerals (sorted by path).
-pub fn close_session_txn(tree: &Tree, zxid: i64, time_ms: i64, session_id: i64) -> Txn {
+/// Closes a session: deletes its ephemerals (sorted by path). `cxid` is the client's
+/// xid for a client's closeSession, 0 when the server closes it (expiry).
+pub fn close_session_txn(tree: &Tree, zxid: i64, time_ms: i64, session_id: i64, cxid: i32) -> Txn {
     Txn {
         zxid,
         time_ms,
         session_id,
+        cxid,
         op: TxnOp::CloseSession {
             paths: tree.ephemerals_of(session_id),
         },
@@ -440,11 +446,13 @@ pub fn close_session_txn(tree: &Tree, zxid: i64, time_ms: i64, session_id: i64) 
 
 /// The server's own deleteContainer for a container or expired TTL node found by
 /// [`Tree::cleanup_candidates`]; an error txn if it no longer qualifies for deletion
-/// (NoNode, NotEmpty). Session 0, no ACL check, as the reference's ContainerManager.
+/// (NoNode, NotEmpty). Session 0, cxid 0, no ACL check, as the reference's
+/// ContainerManager.
 pub fn cleanup_txn(tree: &Tree, zxid: i64, time_ms: i64, path: &str) -> Txn {
     let ctx = TxnContext {
         zxid,
         time_ms,
+        cxid: 0,
         extended_types_enabled: true,
         max_data_bytes: usize::MAX,
     };
@@ -452,6 +460,7 @@ pub fn cleanup_txn(tree: &Tree, zxid: i64, time_ms: i64, path: &str) -> Txn {
         zxid,
         time_ms,
         session_id: 0,
+        cxid: 0,
         op: prepare_delete_container(tree, &ctx, path).unwrap_or_else(TxnOp::Error),
     }
 }
@@ -473,6 +482,7 @@ pub fn apply(tree: &mut Tree, txn: &Txn) -> Applied {
     );
     let mut events = Vec::new();
     let result = match &txn.op {
+        TxnOp::Multi(ops) if multi_failed(ops) => Ok(Response::Multi(failed_multi_results(ops))),
         TxnOp::Multi(ops) => {
             // Prepared against this version, every op applies; if one does not (a bug or
             // a foreign log), the whole multi is undone and answered like a failed multi.
@@ -499,9 +509,6 @@ pub fn apply(tree: &mut Tree, txn: &Txn) -> Applied {
                 }
             }
         }
-        TxnOp::MultiError(codes) => Ok(Response::Multi(
-            codes.iter().map(|c| OpResult::Err(*c)).collect(),
-        )),
         other => apply_op_events(
             tree,
             txn.zxid,
@@ -515,6 +522,25 @@ pub fn apply(tree: &mut Tree, txn: &Txn) -> Applied {
     Applied { result, events }
 }
 
+/// The reply to a multi that failed in prepare, as the reference's processTxn builds
+/// it: the error ops' own codes, Ok for any other op before the first error,
+/// RuntimeInconsistency for any other op after it.
+fn failed_multi_results(ops: &[TxnOp]) -> Vec<OpResult> {
+    let mut failed = false;
+    ops.iter()
+        .map(|o| match o {
+            TxnOp::Error(e) => {
+                failed = true;
+                OpResult::Err(*e)
+            }
+            _ if failed => OpResult::Err(ErrorCode::RuntimeInconsistency),
+            _ => OpResult::Err(ErrorCode::Ok),
+        })
+        .collect()
+}
+
+/// The reply to a multi one of whose ops failed while applying (never after a prepare
+/// against the same version).
 fn multi_error_results(i: usize, e: ErrorCode, n: usize) -> Vec<OpResult> {
     let mut v = vec![OpResult::Err(ErrorCode::Ok); i];
     v.push(OpResult::Err(e));
@@ -529,7 +555,7 @@ fn multi_opcode(o: &TxnOp) -> i32 {
             CreateKind::Create => op::CREATE,
             _ => op::CREATE2,
         },
-        TxnOp::Delete { .. } => op::DELETE,
+        TxnOp::Delete { .. } | TxnOp::DeleteContainer { .. } => op::DELETE,
         TxnOp::SetData { .. } => op::SET_DATA,
         TxnOp::Check { .. } => op::CHECK,
         _ => op::ERROR,
@@ -598,7 +624,7 @@ fn apply_op_events(
                 },
             })
         }
-        TxnOp::Delete { path } => {
+        TxnOp::Delete { path } | TxnOp::DeleteContainer { path } => {
             delete_node(tree, zxid, path, events)?;
             Ok(Response::Empty)
         }
@@ -612,6 +638,17 @@ fn apply_op_events(
                 .ok_or(ErrorCode::NoNode)?;
             events.push((EventType::NodeDataChanged, path.clone()));
             Ok(Response::Stat(stat))
+        }
+        // The reference answers a reconfig with the new config and the node's Stat.
+        TxnOp::Reconfig { data, version } => {
+            let stat = tree
+                .replace_data(CONFIG, data, zxid, time_ms, *version)
+                .ok_or(ErrorCode::NoNode)?;
+            events.push((EventType::NodeDataChanged, CONFIG.to_string()));
+            Ok(Response::Data {
+                data: data.clone(),
+                stat,
+            })
         }
         TxnOp::SetAcl { path, acl, version } => {
             let old = tree.node(path).ok_or(ErrorCode::NoNode)?.acl.clone();
@@ -640,8 +677,7 @@ fn apply_op_events(
             }
             Ok(Response::Empty)
         }
-        TxnOp::Sync { path } => Ok(Response::Sync { path: path.clone() }),
-        TxnOp::Multi(_) | TxnOp::MultiError(_) => Err(ErrorCode::MarshallingError),
+        TxnOp::Multi(_) => Err(ErrorCode::MarshallingError),
     }
 }
 

@@ -19,7 +19,8 @@ use super::key::Key;
 use super::{Node, Tree, TreeError};
 
 const MAGIC: u64 = u64::from_be_bytes(*b"CRLTREE\x01");
-const FORMAT: u32 = 1;
+/// 2: the digest is ZooKeeper's (format 1 carried a private hash).
+const FORMAT: u32 = 2;
 /// Upper bound on ACL lists and on entries in one list.
 const ACL_ENTRIES_MAX: usize = 1 << 20;
 /// Node slots reserved up front, whatever count the header claims.

@@ -50,15 +50,18 @@ impl H {
         let ctx = TxnContext {
             zxid: self.zxid,
             time_ms: self.time,
+            cxid: self.zxid as i32 + 100,
             extended_types_enabled: self.extended,
             max_data_bytes: 0xfffff,
         };
         let txn = prepare(&self.tree, &ctx, &self.caller(), &req);
-        // Every txn survives the codec unchanged.
-        let mut b = Vec::new();
-        txn.encode(&mut b);
-        assert_eq!(Txn::decode(&b).unwrap(), txn);
+        assert_eq!(txn.cxid, ctx.cxid);
         let a = apply(&mut self.tree, &txn);
+        // Every txn survives the codec unchanged, with the digest after it.
+        let mut b = Vec::new();
+        txn.encode(&mut b, Some(self.tree.digest()));
+        let want_digest = txn.carries_digest().then(|| self.tree.digest());
+        assert_eq!(Txn::decode(&b).unwrap(), (txn.clone(), want_digest));
         self.txns.push(txn);
         assert_eq!(self.tree.last_zxid(), self.zxid);
         a
@@ -382,7 +385,7 @@ fn ephemeral_nodes() {
     );
 
     h.zxid += 1;
-    let txn = close_session_txn(&h.tree, h.zxid, T0 + 100, SID);
+    let txn = close_session_txn(&h.tree, h.zxid, T0 + 100, SID, 0);
     assert_eq!(
         txn.op,
         TxnOp::CloseSession {
@@ -454,8 +457,8 @@ fn container_nodes() {
 
     h.zxid += 1;
     let t = cleanup_txn(&h.tree, h.zxid, T0, "/c");
-    assert_eq!(t.op, TxnOp::Delete { path: "/c".into() });
-    assert_eq!(t.session_id, 0);
+    assert_eq!(t.op, TxnOp::DeleteContainer { path: "/c".into() });
+    assert_eq!((t.session_id, t.cxid), (0, 0));
     let a = h.apply_txn(t);
     assert_eq!(a.result, Ok(Response::Empty));
     assert_eq!(a.events[0], (EventType::NodeDeleted, "/c".to_string()));
@@ -490,7 +493,7 @@ fn delete_container_rules() {
     // A persistent node qualifies (the reference only refuses ephemerals).
     assert_eq!(
         ct(&h, "/p/c"),
-        TxnOp::Delete {
+        TxnOp::DeleteContainer {
             path: "/p/c".into()
         }
     );
@@ -1382,20 +1385,211 @@ fn txn_decode_rejects_garbage() {
     assert!(Txn::decode(&[]).is_err());
     assert!(Txn::decode(&[0; 24]).is_err());
     let mut b = Vec::new();
-    create_session_txn(1, 2, 3, 4).encode(&mut b);
+    create_session_txn(1, 2, 3, 4).encode(&mut b, None);
     assert!(Txn::decode(&b).is_ok());
     b.push(0);
     assert!(Txn::decode(&b).is_err());
-    // A multi inside a multi is not a txn.
-    let t = Txn {
-        zxid: 1,
-        time_ms: 1,
-        session_id: 1,
-        op: TxnOp::Multi(vec![TxnOp::Multi(vec![])]),
+}
+
+// ----------------------------------------------------------------------- ZooKeeper's digest
+
+/// PEER-PROTOCOL §6.5 and §13: the digests a real 3.8.0 ensemble put in its
+/// proposals, and the create REQUEST it was sent.
+#[test]
+fn digest_matches_the_reference_capture() {
+    // A fresh reference tree: root and /zookeeper count, /zookeeper/quota and
+    // /zookeeper/config (present in a fresh reference tree too) are left out.
+    assert_eq!(Tree::new().digest(), 0x51c6d660);
+    let session = 0x0100_0014_ff34_0000;
+    let mut tree = Tree::new();
+    apply(
+        &mut tree,
+        &create_session_txn(0x1_0000_0001, 1_795_956_095_327, session, 30000),
+    );
+    assert_eq!(tree.digest(), 0x51c6d660);
+    // The create body of the captured REQUEST (xid 1, opcode 1).
+    let body = [
+        "000000082f70656572646f63",
+        "0000000568656c6c6f",
+        "000000010000001f00000005776f726c6400000006616e796f6e65",
+        "00000000",
+    ]
+    .concat();
+    let body: Vec<u8> = (0..body.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&body[i..i + 2], 16).unwrap())
+        .collect();
+    let req = Request::decode(
+        crate::proto::op::CREATE,
+        &mut crate::proto::Reader::new(&body),
+    )
+    .unwrap()
+    .unwrap();
+    let ctx = TxnContext {
+        zxid: 0x1_0000_0002,
+        time_ms: 1_795_956_095_364,
+        cxid: 1,
+        extended_types_enabled: false,
+        max_data_bytes: 0xfffff,
     };
+    let ids = vec![Id::new("ip", "127.0.0.1")];
+    let caller = Caller {
+        session_id: session,
+        ids: &ids,
+        is_super: false,
+    };
+    let txn = prepare(&tree, &ctx, &caller, &req);
+    apply(&mut tree, &txn);
+    assert_eq!(tree.digest(), 0x1_40b9_0c87);
+    // The txn entry: header, CreateTxn {path, data, acl, ephemeral, parentCVersion 1},
+    // digest.
     let mut b = Vec::new();
-    t.encode(&mut b);
-    assert!(Txn::decode(&b).is_err());
+    txn.encode(&mut b, Some(tree.digest()));
+    let mut want = Vec::new();
+    want.extend_from_slice(&session.to_be_bytes());
+    want.extend_from_slice(&1i32.to_be_bytes());
+    want.extend_from_slice(&0x1_0000_0002i64.to_be_bytes());
+    want.extend_from_slice(&1_795_956_095_364i64.to_be_bytes());
+    want.extend_from_slice(&1i32.to_be_bytes());
+    want.extend_from_slice(&body[..body.len() - 4]);
+    want.push(0);
+    want.extend_from_slice(&1i32.to_be_bytes());
+    want.extend_from_slice(&2i32.to_be_bytes());
+    want.extend_from_slice(&0x1_40b9_0c87u64.to_be_bytes());
+    assert_eq!(b, want);
+}
+
+#[test]
+fn digest_leaves_out_zookeeper_children_only() {
+    let mut h = H::new();
+    let d0 = h.tree.digest();
+    // Nodes under /zookeeper/ do not move it.
+    h.create("/zookeeper/quota/q", 0).unwrap();
+    h.set("/zookeeper/quota", b"x", -1).unwrap();
+    let d1 = h.tree.digest();
+    assert_eq!(d1, d0);
+    h.zxid += 1;
+    h.time += 1;
+    let a = h.apply_txn(Txn {
+        session_id: 0,
+        cxid: 0,
+        zxid: h.zxid,
+        time_ms: h.time,
+        op: TxnOp::Reconfig {
+            data: b"server.1=x".to_vec(),
+            version: -1,
+        },
+    });
+    assert_eq!(
+        a.events,
+        vec![(EventType::NodeDataChanged, "/zookeeper/config".to_string())]
+    );
+    assert!(
+        matches!(a.result, Ok(Response::Data { ref data, stat }) if data == b"server.1=x" && stat.version == -1)
+    );
+    assert_eq!(h.tree.digest(), d1, "reconfig does not change the digest");
+    assert_eq!(
+        h.tree.get("/zookeeper/config").unwrap().data(),
+        b"server.1=x"
+    );
+    // Touching /zookeeper itself does.
+    h.set("/zookeeper", b"z", -1).unwrap();
+    assert_ne!(h.tree.digest(), d1);
+}
+
+#[test]
+fn failed_multi_keeps_earlier_ops_and_decoded_reference_multi_applies_alike() {
+    let mut h = H::new();
+    h.create("/m", 0).unwrap();
+    let before = h.tree.digest();
+    let a = h.write(Request::Multi(vec![
+        Request::Create(CreateRequest {
+            kind: CreateKind::Create2,
+            path: "/m/a".into(),
+            data: vec![],
+            acl: Acl::open(),
+            flags: 0,
+            ttl: -1,
+        }),
+        Request::Delete {
+            path: "/nope".into(),
+            version: -1,
+        },
+        Request::Check {
+            path: "/m".into(),
+            version: 0,
+        },
+    ]));
+    let t = h.txns.last().unwrap().clone();
+    // As the reference writes it: the op before keeps its txn (create2 inside a multi
+    // is a create), the failing op its code, the rest RuntimeInconsistency.
+    match &t.op {
+        TxnOp::Multi(ops) => {
+            assert!(
+                matches!(&ops[0], TxnOp::Create(c) if c.kind == CreateKind::Create && c.path == "/m/a")
+            );
+            assert_eq!(ops[1], TxnOp::Error(ErrorCode::NoNode));
+            assert_eq!(ops[2], TxnOp::Error(ErrorCode::RuntimeInconsistency));
+        }
+        op => panic!("{op:?}"),
+    }
+    assert_eq!(
+        a.result,
+        Ok(Response::Multi(vec![
+            OpResult::Err(ErrorCode::Ok),
+            OpResult::Err(ErrorCode::NoNode),
+            OpResult::Err(ErrorCode::RuntimeInconsistency),
+        ]))
+    );
+    assert_eq!(h.tree.digest(), before);
+    // A reference multi whose later ops kept real txns (as DataTree tolerates) applies
+    // as the reference does: Ok before the first error, RuntimeInconsistency after.
+    h.zxid += 1;
+    let a = h.apply_txn(Txn {
+        session_id: SID,
+        cxid: 5,
+        zxid: h.zxid,
+        time_ms: h.time,
+        op: TxnOp::Multi(vec![
+            TxnOp::Delete { path: "/m".into() },
+            TxnOp::Error(ErrorCode::BadVersion),
+            TxnOp::SetData {
+                path: "/m".into(),
+                data: vec![1],
+                version: 1,
+            },
+        ]),
+    });
+    assert_eq!(
+        a.result,
+        Ok(Response::Multi(vec![
+            OpResult::Err(ErrorCode::Ok),
+            OpResult::Err(ErrorCode::BadVersion),
+            OpResult::Err(ErrorCode::RuntimeInconsistency),
+        ]))
+    );
+    assert!(a.events.is_empty());
+    assert_eq!(h.tree.digest(), before);
+}
+
+#[test]
+fn check_in_multi_carries_the_next_version_and_sync_is_not_a_txn() {
+    let mut h = H::new();
+    h.create("/m", 0).unwrap();
+    h.set("/m", b"1", -1).unwrap();
+    h.write(Request::Multi(vec![Request::Check {
+        path: "/m".into(),
+        version: -1,
+    }]));
+    assert_eq!(
+        h.txns.last().unwrap().op,
+        TxnOp::Multi(vec![TxnOp::Check {
+            path: "/m".into(),
+            version: 2
+        }])
+    );
+    let a = h.write(Request::Sync { path: "/".into() });
+    assert_eq!(a.result, Err(ErrorCode::Unimplemented));
 }
 
 mod props {
@@ -1416,76 +1610,274 @@ mod props {
         ])
     }
 
-    fn leaf() -> impl Strategy<Value = TxnOp> {
-        let path = "/[a-z0-9/]{0,16}";
+    fn path() -> impl Strategy<Value = String> {
+        "/[a-z0-9é中/\x00]{0,16}"
+    }
+
+    fn bytes() -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(any::<u8>(), 0..32)
+    }
+
+    /// A create as prepare or a decoder makes it: the owner follows the kind and the
+    /// txn's session.
+    fn create(session_id: i64, in_multi: bool) -> impl Strategy<Value = TxnOp> {
+        let mut kinds = vec![CreateKind::Create, CreateKind::Container, CreateKind::Ttl];
+        if !in_multi {
+            kinds.push(CreateKind::Create2);
+        }
+        (
+            path(),
+            bytes(),
+            prop::collection::vec(acl(), 0..3),
+            any::<bool>(),
+            1..=TTL_MS_MAX,
+            any::<i32>(),
+            prop::sample::select(kinds),
+        )
+            .prop_map(
+                move |(path, data, acl, ephemeral, ttl, parent_cversion, kind)| {
+                    let ephemeral_owner = match kind {
+                        CreateKind::Container => CONTAINER_EPHEMERAL_OWNER,
+                        CreateKind::Ttl => ttl_owner(ttl),
+                        _ if ephemeral => session_id,
+                        _ => 0,
+                    };
+                    TxnOp::Create(CreateTxn {
+                        path,
+                        data,
+                        acl,
+                        ephemeral_owner,
+                        parent_cversion,
+                        kind,
+                    })
+                },
+            )
+    }
+
+    /// What may stand inside a multi.
+    fn multi_op(session_id: i64) -> impl Strategy<Value = TxnOp> {
         prop_oneof![
-            (
+            create(session_id, true),
+            path().prop_map(|path| TxnOp::Delete { path }),
+            path().prop_map(|path| TxnOp::DeleteContainer { path }),
+            (path(), bytes(), any::<i32>()).prop_map(|(path, data, version)| TxnOp::SetData {
                 path,
-                prop::collection::vec(any::<u8>(), 0..32),
-                prop::collection::vec(acl(), 0..3),
-                any::<i64>(),
-                any::<i32>(),
-                prop::sample::select(vec![
-                    CreateKind::Create,
-                    CreateKind::Create2,
-                    CreateKind::Container,
-                    CreateKind::Ttl
-                ])
-            )
-                .prop_map(
-                    |(path, data, acl, ephemeral_owner, parent_cversion, kind)| {
-                        TxnOp::Create(CreateTxn {
-                            path,
-                            data,
-                            acl,
-                            ephemeral_owner,
-                            parent_cversion,
-                            kind,
-                        })
-                    }
-                ),
-            path.prop_map(|path| TxnOp::Delete { path }),
-            (
-                path,
-                prop::collection::vec(any::<u8>(), 0..32),
-                any::<i32>()
-            )
-                .prop_map(|(path, data, version)| TxnOp::SetData {
-                    path,
-                    data,
-                    version
-                }),
-            (path, prop::collection::vec(acl(), 0..3), any::<i32>())
-                .prop_map(|(path, acl, version)| TxnOp::SetAcl { path, acl, version }),
-            (path, any::<i32>()).prop_map(|(path, version)| TxnOp::Check { path, version }),
+                data,
+                version
+            }),
+            (path(), any::<i32>()).prop_map(|(path, version)| TxnOp::Check { path, version }),
+            err().prop_map(TxnOp::Error),
         ]
     }
 
-    fn top() -> impl Strategy<Value = TxnOp> {
+    fn top(session_id: i64) -> impl Strategy<Value = TxnOp> {
         prop_oneof![
-            leaf(),
-            prop::collection::vec(leaf(), 0..5).prop_map(TxnOp::Multi),
-            prop::collection::vec(err(), 0..5).prop_map(TxnOp::MultiError),
+            create(session_id, false),
+            path().prop_map(|path| TxnOp::Delete { path }),
+            path().prop_map(|path| TxnOp::DeleteContainer { path }),
+            (path(), bytes(), any::<i32>()).prop_map(|(path, data, version)| TxnOp::SetData {
+                path,
+                data,
+                version
+            }),
+            (path(), prop::collection::vec(acl(), 0..3), any::<i32>())
+                .prop_map(|(path, acl, version)| TxnOp::SetAcl { path, acl, version }),
+            prop::collection::vec(multi_op(session_id), 0..5).prop_map(TxnOp::Multi),
             err().prop_map(TxnOp::Error),
             any::<i32>().prop_map(|timeout_ms| TxnOp::CreateSession { timeout_ms }),
-            prop::collection::vec("/[a-z]{1,8}", 0..4)
-                .prop_map(|paths| TxnOp::CloseSession { paths }),
-            "/[a-z]{0,8}".prop_map(|path| TxnOp::Sync { path }),
+            prop::collection::vec(path(), 0..4).prop_map(|paths| TxnOp::CloseSession { paths }),
+            (bytes(), any::<i32>()).prop_map(|(data, version)| TxnOp::Reconfig { data, version }),
         ]
+    }
+
+    /// One step of a random history for [`prepared_txns_survive_the_codec`].
+    #[derive(Debug, Clone)]
+    enum Step {
+        Write(Request),
+        Session(i64),
+        Close,
+        Cleanup,
+    }
+
+    fn small_path() -> impl Strategy<Value = String> {
+        prop::sample::select(vec![
+            "/a",
+            "/b",
+            "/a/x",
+            "/a/x/y",
+            "/c",
+            "/zookeeper/quota/q",
+        ])
+        .prop_map(str::to_string)
+    }
+
+    fn create_req(in_multi: bool) -> impl Strategy<Value = Request> {
+        let kinds = vec![
+            CreateKind::Create,
+            CreateKind::Create2,
+            CreateKind::Container,
+            CreateKind::Ttl,
+        ];
+        (
+            small_path(),
+            bytes(),
+            prop::sample::select(kinds),
+            0..7i32,
+            prop::sample::select(vec![
+                Acl::open(),
+                vec![Acl::new(perms::ALL, "auth", "")],
+                vec![Acl::new(perms::READ, "world", "anyone")],
+            ]),
+        )
+            .prop_map(move |(path, data, kind, flags, acl)| {
+                // Mostly valid combinations, some not (they become error txns).
+                let flags = match kind {
+                    CreateKind::Container if !in_multi => 4,
+                    CreateKind::Ttl => 5 + flags % 2,
+                    _ => flags,
+                };
+                let ttl = if kind == CreateKind::Ttl { 1000 } else { -1 };
+                Request::Create(CreateRequest {
+                    kind,
+                    path,
+                    data,
+                    acl,
+                    flags,
+                    ttl,
+                })
+            })
+    }
+
+    fn simple_req() -> impl Strategy<Value = Request> {
+        prop_oneof![
+            3 => create_req(false),
+            1 => (small_path(), -1..2i32).prop_map(|(path, version)| Request::Delete { path, version }),
+            1 => (small_path(), bytes(), -1..2i32).prop_map(|(path, data, version)| Request::SetData {
+                path,
+                data,
+                version
+            }),
+            1 => (small_path(), -1..2i32).prop_map(|(path, version)| Request::SetAcl {
+                path,
+                acl: vec![Acl::new(perms::ALL, "world", "anyone")],
+                version
+            }),
+        ]
+    }
+
+    fn multi_req() -> impl Strategy<Value = Request> {
+        let op = prop_oneof![
+            create_req(true),
+            (small_path(), -1..2i32).prop_map(|(path, version)| Request::Delete { path, version }),
+            (small_path(), bytes(), -1..2i32).prop_map(|(path, data, version)| Request::SetData {
+                path,
+                data,
+                version
+            }),
+            (small_path(), -1..2i32).prop_map(|(path, version)| Request::Check { path, version }),
+        ];
+        prop::collection::vec(op, 0..5).prop_map(Request::Multi)
+    }
+
+    fn request() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            6 => simple_req().prop_map(Step::Write),
+            2 => multi_req().prop_map(Step::Write),
+            1 => (0x10..0x13i64).prop_map(Step::Session),
+            1 => Just(Step::Close),
+            1 => Just(Step::Cleanup),
+        ]
+    }
+
+    fn txn() -> impl Strategy<Value = Txn> {
+        (any::<i64>(), any::<i32>(), any::<i64>(), any::<i64>()).prop_flat_map(
+            |(session_id, cxid, zxid, time_ms)| {
+                top(session_id).prop_map(move |op| Txn {
+                    session_id,
+                    cxid,
+                    zxid,
+                    time_ms,
+                    op,
+                })
+            },
+        )
     }
 
     proptest! {
         #[test]
-        fn txn_round_trips(zxid in any::<i64>(), time_ms in any::<i64>(), session_id in any::<i64>(), op in top()) {
-            let t = Txn { zxid, time_ms, session_id, op };
+        fn txn_round_trips(t in txn(), digest in any::<Option<u64>>()) {
             let mut b = Vec::new();
-            t.encode(&mut b);
-            prop_assert_eq!(Txn::decode(&b).unwrap(), t);
+            t.encode(&mut b, digest);
+            let want = digest.filter(|_| t.carries_digest());
+            prop_assert_eq!(Txn::decode(&b).unwrap(), (t.clone(), want));
+            // Sizing first, digest after: the same bytes.
+            if t.carries_digest() {
+                if let Some(d) = digest {
+                    let mut c = Vec::new();
+                    t.encode(&mut c, None);
+                    Txn::encode_digest(&mut c, d);
+                    prop_assert_eq!(c, b);
+                }
+            }
+        }
+
+        /// Truncations and single-byte changes of valid entries never panic.
+        #[test]
+        fn txn_decode_of_damaged_entries_never_panics(t in txn(), cut in any::<prop::sample::Index>(), at in any::<prop::sample::Index>(), x in any::<u8>()) {
+            let mut b = Vec::new();
+            t.encode(&mut b, Some(7));
+            let _ = Txn::decode(&b[..cut.index(b.len() + 1)]);
+            let i = at.index(b.len());
+            b[i] ^= x;
+            let _ = Txn::decode(&b);
         }
 
         #[test]
         fn txn_decode_never_panics(b in prop::collection::vec(any::<u8>(), 0..200)) {
             let _ = Txn::decode(&b);
+        }
+
+        /// Random requests through prepare → apply, then each txn through encode →
+        /// decode → apply on a second tree: the same replies, the same digest after
+        /// every txn (and equal to the decoded digest), the same tree at the end.
+        #[test]
+        fn prepared_txns_survive_the_codec(reqs in prop::collection::vec(request(), 1..40)) {
+            let mut h = H::new();
+            let mut replies = Vec::new();
+            for r in reqs {
+                match r {
+                    Step::Session(s) => h.session = s,
+                    Step::Close => replies.push(h.write(Request::CloseSession)),
+                    Step::Cleanup => {
+                        for p in h.tree.cleanup_candidates(i64::MAX) {
+                            h.zxid += 1;
+                            let t = cleanup_txn(&h.tree, h.zxid, h.time, &p);
+                            replies.push(h.apply_txn(t));
+                        }
+                    }
+                    Step::Write(req) => replies.push(h.write(req)),
+                }
+            }
+            let mut original = Tree::new();
+            let mut copy = Tree::new();
+            let mut copy_replies = Vec::new();
+            for t in &h.txns {
+                apply(&mut original, t);
+                let mut b = Vec::new();
+                t.encode(&mut b, Some(original.digest()));
+                let (back, digest) = Txn::decode(&b).unwrap();
+                copy_replies.push(apply(&mut copy, &back));
+                prop_assert_eq!(copy.digest(), original.digest());
+                if t.carries_digest() {
+                    prop_assert_eq!(digest, Some(copy.digest()));
+                }
+            }
+            prop_assert_eq!(copy_replies, replies);
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            original.write_snapshot(&mut a).unwrap();
+            copy.write_snapshot(&mut b).unwrap();
+            prop_assert_eq!(a, b);
+            prop_assert_eq!(copy.digest(), h.tree.digest());
         }
 
         /// The key encoding against a plain model: children, numChildren and
@@ -1552,7 +1944,7 @@ mod props {
                     4 => { h.session = 0x10 + flags as i64; }
                     _ => {
                         h.zxid += 1;
-                        let t = close_session_txn(&h.tree, h.zxid, h.time, 0x10 + flags as i64);
+                        let t = close_session_txn(&h.tree, h.zxid, h.time, 0x10 + flags as i64, 0);
                         h.apply_txn(t);
                     }
                 }

@@ -176,12 +176,15 @@ impl Server {
         let mut cfg = Self::base_cfg(port, dir.path());
         cfg.push_str("admin.enableServer=false\n");
         // Keys the reference reads as Java system properties, not from zoo.cfg:
-        // `zookeeper.*` (e.g. the super digest) and `jute.maxbuffer`.
+        // `zookeeper.*` (e.g. the super digest), `znode.*` (the container manager's
+        // settings) and `jute.maxbuffer`.
         let mut sysprops = Vec::new();
         for line in cfg_extra.lines() {
             match line.split_once('=') {
                 Some((k, v))
-                    if k.trim().starts_with("zookeeper.") || k.trim() == "jute.maxbuffer" =>
+                    if k.trim().starts_with("zookeeper.")
+                        || k.trim().starts_with("znode.")
+                        || k.trim() == "jute.maxbuffer" =>
                 {
                     sysprops.push(format!("-D{}={}", k.trim(), v.trim()))
                 }
@@ -369,6 +372,22 @@ impl Server {
     pub fn pid(&self) -> Option<u32> {
         let child = self.child.lock().unwrap_or_else(|e| e.into_inner());
         child.as_ref().map(|c| c.id())
+    }
+
+    /// Kills the process (SIGKILL) and reaps it, keeping its files for inspection
+    /// until the `Server` is dropped. What it acknowledged is on disk: both servers
+    /// reply to a write only after syncing it.
+    pub fn stop(&self) {
+        let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = child.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Where the server writes its txn log (`dataLogDir`).
+    pub fn data_log_dir(&self) -> PathBuf {
+        self.dir.as_ref().unwrap().path().join("datalog")
     }
 }
 
