@@ -31,6 +31,7 @@ mod key;
 mod ops;
 mod snapshot;
 mod txn;
+pub mod zksnap;
 
 #[cfg(test)]
 mod tests;
