@@ -702,3 +702,27 @@ fn load_reads_myid_from_the_data_dir() {
         "{e}"
     );
 }
+
+#[test]
+fn the_conf_samples_parse() {
+    let standalone = Config::parse(include_str!("../../conf/zoo.cfg")).unwrap();
+    assert!(standalone.quorum.is_none() && standalone.warnings.is_empty());
+    let samples = [
+        include_str!("../../conf/ensemble/zoo1.cfg"),
+        include_str!("../../conf/ensemble/zoo2.cfg"),
+        include_str!("../../conf/ensemble/zoo3.cfg"),
+    ];
+    let mut texts = Vec::new();
+    for (i, text) in samples.iter().enumerate() {
+        let id = i as u64 + 1;
+        let files = Files(vec![(
+            PathBuf::from(format!("./data/zk{id}/myid")),
+            format!("{id}\n"),
+        )]);
+        let c = parse(text, &files).unwrap();
+        assert!(c.is_distributed() && c.warnings.is_empty(), "{:?}", c.warnings);
+        assert_eq!(c.client_addr().to_string(), format!("127.0.0.1:218{id}"));
+        texts.push(c.quorum.unwrap().to_text());
+    }
+    assert!(texts.iter().all(|t| *t == texts[0]), "one ensemble");
+}
