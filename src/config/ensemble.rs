@@ -325,7 +325,10 @@ fn read_side_file(path: &Path, files: &dyn ConfigFiles) -> Result<Option<String>
     })
 }
 
-/// `dataDir/myid`: a decimal id on the first line. `None` when there is no file.
+/// `dataDir/myid`: a decimal id on the first line (blanks around it ignored). `None`
+/// when there is no file. Read only when zoo.cfg names an ensemble: the reference
+/// also reads it for a plain standalone config and fails on a garbled one; corral
+/// leaves a standalone dataDir's myid alone.
 fn read_my_id(data_dir: &Path, files: &dyn ConfigFiles) -> Result<Option<u64>, ConfigError> {
     let path = data_dir.join("myid");
     let text = files.read(&path).map_err(|e| ConfigError::MyId {

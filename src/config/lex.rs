@@ -174,9 +174,10 @@ fn unescape(s: &str) -> Option<String> {
             Some('f') => out.push('\x0c'),
             Some('u') => {
                 let hex: String = chars.by_ref().take(4).collect();
-                let unit = u16::from_str_radix(&hex, 16)
-                    .ok()
-                    .filter(|_| hex.len() == 4)?;
+                if hex.len() != 4 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return None;
+                }
+                let unit = u16::from_str_radix(&hex, 16).ok()?;
                 // A lone surrogate cannot be a Rust char; Java would keep it, we
                 // substitute U+FFFD as a UTF-8 decoder of Java's output would.
                 out.push(char::from_u32(unit as u32).unwrap_or('\u{fffd}'));
@@ -250,6 +251,10 @@ mod tests {
         );
         assert_eq!(
             properties("a=\\u12").unwrap_err(),
+            PropertiesError { line: 1 }
+        );
+        assert_eq!(
+            properties("a=\\u+123").unwrap_err(),
             PropertiesError { line: 1 }
         );
         // A continuation at the end of the text just ends the line.

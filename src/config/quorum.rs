@@ -784,7 +784,54 @@ mod tests {
         assert!(four.check_membership(true).unwrap()[0].contains("odd number"));
     }
 
+    fn arb_server() -> impl proptest::strategy::Strategy<Value = QuorumServer> {
+        use proptest::prelude::*;
+        let host = prop_oneof![
+            "[a-z][a-z0-9.-]{0,12}",
+            any::<[u8; 4]>().prop_map(|b| std::net::Ipv4Addr::from(b).to_string()),
+            // Java's full IPv6 form; a non-zero first group keeps it from being an
+            // IPv4-mapped address (which prints as IPv4).
+            any::<[u16; 8]>().prop_map(|mut g| {
+                g[0] |= 1;
+                g.iter()
+                    .map(|x| format!("{x:x}"))
+                    .collect::<Vec<_>>()
+                    .join(":")
+            }),
+        ];
+        (
+            host.clone(),
+            0u16..u16::MAX,
+            any::<bool>(),
+            proptest::option::of((host, any::<u16>())),
+        )
+            .prop_map(|(h, q, observer, client)| QuorumServer {
+                sid: 0,
+                quorum: hp(&h, q),
+                election: hp(&h, q + 1),
+                role: if observer {
+                    PeerRole::Observer
+                } else {
+                    PeerRole::Participant
+                },
+                client: client.map(|(ch, cp)| hp(&ch, cp)),
+            })
+    }
+
     proptest::proptest! {
+        #[test]
+        fn text_round_trips(
+            servers in proptest::collection::btree_map(0u64..1000, arb_server(), 0..8),
+            version in 0..=i64::MAX,
+        ) {
+            let servers = servers
+                .into_iter()
+                .map(|(sid, s)| (sid, QuorumServer { sid, ..s }))
+                .collect();
+            let qv = QuorumVerifier { servers, version };
+            proptest::prop_assert_eq!(QuorumVerifier::parse_text(&qv.to_text()), Ok(qv));
+        }
+
         #[test]
         fn hostile_text_never_panics(t in "\\PC{0,200}") {
             let _ = QuorumVerifier::parse_text(&t);

@@ -720,7 +720,11 @@ fn the_conf_samples_parse() {
             format!("{id}\n"),
         )]);
         let c = parse(text, &files).unwrap();
-        assert!(c.is_distributed() && c.warnings.is_empty(), "{:?}", c.warnings);
+        assert!(
+            c.is_distributed() && c.warnings.is_empty(),
+            "{:?}",
+            c.warnings
+        );
         assert_eq!(c.client_addr().to_string(), format!("127.0.0.1:218{id}"));
         texts.push(c.quorum.unwrap().to_text());
     }
