@@ -53,6 +53,11 @@ pub enum ServerError {
     },
     #[error("core `{name}` stopped: {cause}")]
     CoreStopped { name: String, cause: String },
+    #[error(
+        "this config is distributed (server.N lines), but quorum mode is not wired into \
+         the server yet; corral runs standalone only"
+    )]
+    QuorumNotWired,
 }
 
 /// The channels every core holds: one into the sequencer, one into each shard.
@@ -188,6 +193,9 @@ where
 
 /// Runs a standalone server until a core stops. Returns only on error.
 pub fn run(cfg: Config) -> Result<(), ServerError> {
+    if cfg.is_distributed() {
+        return Err(ServerError::QuorumNotWired);
+    }
     check_data_dir(&cfg)?;
     check_memlock(&cfg);
     let addr = cfg.client_addr();

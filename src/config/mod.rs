@@ -1,0 +1,640 @@
+//! zoo.cfg parsing and validation. Owns the `Config` every core reads at start-up
+//! (read-only afterwards; each core gets a clone). Runs once on the main thread.
+//!
+//! Syntax is the reference's: `key=value` lines, `#` comments, blank lines. The
+//! reference's keys keep their names and defaults; corral's own keys start with
+//! `corral.`. An unknown key or a bad value is an error naming the line and the key.
+//!
+//! ```text
+//!  text ─ lex::zoo_cfg ─► entries ─ Config::apply ─┬─ key groups (timing, client,
+//!                                                  │  storage, snapshots, security,
+//!                                                  │  corral.*) ─► Config fields
+//!                                                  ├─ ensemble::Staged (quorum keys)
+//!                                                  └─ keys::no_effect ─► one warning
+//!  check_session_timeouts ─► ensemble::build (myid, dynamic file via ConfigFiles)
+//!                            ─► Config::quorum
+//! ```
+//!
+//! Parsing is pure: the files zoo.cfg points at (`dataDir/myid`, the dynamic config)
+//! come in through `ConfigFiles`, which `Config::load` backs with the disk.
+
+mod ensemble;
+mod keys;
+mod lex;
+pub mod quorum;
+
+pub use quorum::{
+    HostPort, PeerRole, QuorumConfig, QuorumServer, QuorumTextError, QuorumVerifier,
+    ServerLineError, QV_TEXT_BYTES_MAX,
+};
+
+use lex::Entry;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config line {line}: unknown key `{key}`")]
+    UnknownKey { line: usize, key: String },
+    #[error("config line {line}: `{key}` has a bad value `{value}`: {why}")]
+    BadValue {
+        line: usize,
+        key: String,
+        value: String,
+        why: String,
+    },
+    #[error("config line {line}: expected `key=value`, got `{text}`")]
+    Syntax { line: usize, text: String },
+    #[error("config: {0}")]
+    Invalid(String),
+    #[error("config line {line}: `{key}`: {why}")]
+    Misplaced {
+        line: usize,
+        key: String,
+        why: String,
+    },
+    #[error("config: `{key}` is not set: {why}")]
+    Missing { key: &'static str, why: String },
+    #[error("dynamic config file {path} line {line}: {why}")]
+    Dynamic {
+        path: PathBuf,
+        line: usize,
+        why: String,
+    },
+    #[error("myid file {path} {why}")]
+    MyId { path: PathBuf, why: String },
+}
+
+/// Everything the server is configured with. Defaults are the reference's where the
+/// reference has the key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// tickTime. corral's default is 2000 ms; the reference's is 3000
+    /// (`ZooKeeperServer.DEFAULT_TICK_TIME`), though its sample zoo.cfg sets 2000.
+    pub tick_time_ms: u32,
+    /// initLimit / syncLimit in ticks. A distributed config must set both (see
+    /// `QuorumConfig`); these defaults only fill a standalone Config.
+    pub init_limit_ticks: u32,
+    pub sync_limit_ticks: u32,
+    pub data_dir: PathBuf,
+    pub data_log_dir: Option<PathBuf>,
+    pub client_port: u16,
+    pub client_port_address: IpAddr,
+    /// Per client IP; 0 = unlimited.
+    pub max_client_cnxns: u32,
+    pub min_session_timeout_ms: Option<u32>,
+    pub max_session_timeout_ms: Option<u32>,
+    /// `None` = every command; the reference's default whitelist is `srvr` only
+    /// when the key is absent, we keep that.
+    pub four_letter_whitelist: FourLetterWhitelist,
+    /// jute.maxbuffer: largest frame and znode data in bytes.
+    pub jute_max_buffer_bytes: usize,
+    pub extended_types_enabled: bool,
+    pub force_sync: bool,
+    /// `user:base64(sha1(user:password))` of the super user.
+    pub super_digest: Option<String>,
+    pub snap_count: u64,
+    /// snapSizeLimitInKb: also snapshot after this many KiB of log (0 = off).
+    pub snap_size_limit_kb: u64,
+    pub autopurge_snap_retain_count: u32,
+    /// Hours between purges; 0 or negative: no purging (the reference's default).
+    pub autopurge_purge_interval_hours: i64,
+    pub pre_alloc_size_kb: u64,
+    /// The ensemble (`server.N` lines, myid, quorum keys); `None` when zoo.cfg names
+    /// none. Even when `Some`, the server runs standalone unless `is_distributed()`.
+    pub quorum: Option<QuorumConfig>,
+    /// Every warning parsing logged (keys accepted without effect, clamped values,
+    /// ensemble advice), in order.
+    pub warnings: Vec<String>,
+    /// corral.shardCores: executors that accept connections and serve reads.
+    pub shard_cores: usize,
+    /// corral.cpuPinning: pin each executor to a CPU.
+    pub cpu_pinning: bool,
+    /// corral.ioMemoryBytes: glommio's io_memory per executor (pinned once per ring).
+    pub io_memory_bytes: usize,
+    /// corral.spinBeforeParkMicros: busy-spin before sleeping (0 = off).
+    pub spin_before_park_us: u64,
+    /// corral.batchRequestsMax: writes the sequencer takes into one commit batch.
+    pub batch_requests_max: usize,
+    /// corral.maxOutstandingPerConnection: requests in flight per connection before
+    /// the shard stops reading from it.
+    pub max_outstanding_per_connection: usize,
+    /// corral.maxWatchesPerConnection.
+    pub max_watches_per_connection: usize,
+    /// corral.containerCheckIntervalMs: how often empty containers and expired TTL
+    /// nodes are looked for (the reference's znode.container.checkIntervalMs).
+    pub container_check_interval_ms: u64,
+    /// corral.logSegmentBytes: size each log segment is preallocated to.
+    pub log_segment_bytes: u64,
+    // ---- what one client may hold (bounds; see README's table) ----
+    /// maxCnxns: connections in total over every shard; 0 = unlimited (the reference's
+    /// zookeeper.maxCnxns, also read from zoo.cfg there).
+    pub max_cnxns: u32,
+    /// globalOutstandingLimit: requests in process server-wide above which a connection
+    /// with requests of its own in process is not read (the reference's
+    /// zookeeper.globalOutstandingLimit).
+    pub global_outstanding_limit: u64,
+    /// corral.maxQueuedReplyBytesPerConnection: unsent reply bytes at which a
+    /// connection's requests stop being read and decoded (soft: resumes below it).
+    pub max_queued_reply_bytes_per_connection: usize,
+    /// corral.maxQueuedBytesPerConnection: unsent bytes (events and write replies
+    /// included, which cannot be refused) above which the connection is closed.
+    pub max_queued_bytes_per_connection: usize,
+    /// corral.maxSessions: live sessions; a new session over it is refused; 0 = unlimited.
+    pub max_sessions: usize,
+}
+
+/// Which four-letter words answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FourLetterWhitelist {
+    All,
+    Only(Vec<String>),
+}
+
+impl FourLetterWhitelist {
+    pub fn allows(&self, cmd: &str) -> bool {
+        match self {
+            FourLetterWhitelist::All => true,
+            FourLetterWhitelist::Only(v) => v.iter().any(|c| c == cmd),
+        }
+    }
+}
+
+/// The four-letter words corral knows.
+pub const FOUR_LETTER_WORDS: &[&str] = &[
+    "conf", "cons", "crst", "dirs", "dump", "envi", "ruok", "srvr", "srst", "stat", "wchc", "wchp",
+    "wchs", "mntr", "isro", "hash",
+];
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            tick_time_ms: 2000,
+            init_limit_ticks: 10,
+            sync_limit_ticks: 5,
+            data_dir: PathBuf::from("./data"),
+            data_log_dir: None,
+            client_port: 2181,
+            client_port_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            max_client_cnxns: 60,
+            min_session_timeout_ms: None,
+            max_session_timeout_ms: None,
+            four_letter_whitelist: FourLetterWhitelist::Only(vec!["srvr".into()]),
+            jute_max_buffer_bytes: 0xfffff,
+            extended_types_enabled: false,
+            force_sync: true,
+            super_digest: None,
+            snap_count: 100_000,
+            snap_size_limit_kb: 4 * 1024 * 1024,
+            autopurge_snap_retain_count: 3,
+            autopurge_purge_interval_hours: 0,
+            pre_alloc_size_kb: 65536,
+            quorum: None,
+            warnings: Vec::new(),
+            shard_cores: default_shard_cores(),
+            cpu_pinning: false,
+            io_memory_bytes: 512 * 1024,
+            spin_before_park_us: 0,
+            batch_requests_max: 4096,
+            max_outstanding_per_connection: 1000,
+            max_watches_per_connection: 100_000,
+            container_check_interval_ms: 60_000,
+            log_segment_bytes: 64 * 1024 * 1024,
+            max_cnxns: 0,
+            global_outstanding_limit: 1000,
+            max_queued_reply_bytes_per_connection: 4 * 1024 * 1024,
+            max_queued_bytes_per_connection: 64 * 1024 * 1024,
+            max_sessions: 100_000,
+        }
+    }
+}
+
+/// One shard per core, the sequencer sharing a core with shard 0 when there are
+/// only one or two: the sequencer is mostly idle between batches.
+fn default_shard_cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 64)
+}
+
+/// The configuration `corral server` runs with when no file is given: standalone,
+/// 127.0.0.1:2181, data under ./data, every four-letter word enabled.
+pub const EMBEDDED_DEFAULT: &str = "\
+# corral's embedded default: standalone on loopback
+tickTime=2000
+dataDir=./data
+clientPort=2181
+clientPortAddress=127.0.0.1
+4lw.commands.whitelist=*
+autopurge.snapRetainCount=3
+autopurge.purgeInterval=1
+";
+
+/// The files a zoo.cfg points at: `dataDir/myid`, `dynamicConfigFile` and
+/// `<config file>.dynamic.next`. `Config::load` reads them from disk (`DiskFiles`),
+/// `Config::parse` has none (`NoFiles`), tests hand in text.
+pub trait ConfigFiles {
+    /// The text of the regular file at `path`; `Ok(None)` when there is none.
+    fn read(&self, path: &Path) -> std::io::Result<Option<String>>;
+}
+
+/// Side files from the file system.
+pub struct DiskFiles;
+
+impl ConfigFiles for DiskFiles {
+    fn read(&self, path: &Path) -> std::io::Result<Option<String>> {
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_file() => std::fs::read_to_string(path).map(Some),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// No side files at all.
+pub struct NoFiles;
+
+impl ConfigFiles for NoFiles {
+    fn read(&self, _path: &Path) -> std::io::Result<Option<String>> {
+        Ok(None)
+    }
+}
+
+/// Value readers for one zoo.cfg line; their errors name the line, key and value.
+impl Entry {
+    fn bad(&self, why: &str) -> ConfigError {
+        ConfigError::BadValue {
+            line: self.line,
+            key: self.key.clone(),
+            value: self.value.clone(),
+            why: why.to_string(),
+        }
+    }
+
+    fn num<T: std::str::FromStr>(&self, why: &str) -> Result<T, ConfigError> {
+        self.value.parse().map_err(|_| self.bad(why))
+    }
+
+    /// A number that must also pass `ok`.
+    fn num_where<T: std::str::FromStr>(
+        &self,
+        ok: impl Fn(&T) -> bool,
+        why: &str,
+    ) -> Result<T, ConfigError> {
+        self.value
+            .parse()
+            .ok()
+            .filter(|v| ok(v))
+            .ok_or_else(|| self.bad(why))
+    }
+
+    fn boolean(&self) -> Result<bool, ConfigError> {
+        match self.value.to_ascii_lowercase().as_str() {
+            "true" | "yes" => Ok(true),
+            "false" | "no" => Ok(false),
+            _ => Err(self.bad("expected true/false or yes/no")),
+        }
+    }
+}
+
+impl Config {
+    /// Reads zoo.cfg at `path`, and the files it points at, from disk.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse_with(&text, Some(path), &DiskFiles)
+    }
+
+    pub fn embedded_default() -> Config {
+        Config::parse(EMBEDDED_DEFAULT).expect("the embedded default config parses")
+    }
+
+    /// zoo.cfg text alone, with no side files (so a distributed config lacks its
+    /// myid; use `parse_with` to hand one in).
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse_with(text, None, &NoFiles)
+    }
+
+    /// zoo.cfg text; `config_path` names the file (for `<config>.dynamic.next`), and
+    /// the files it points at come from `files`.
+    pub fn parse_with(
+        text: &str,
+        config_path: Option<&Path>,
+        files: &dyn ConfigFiles,
+    ) -> Result<Config, ConfigError> {
+        let entries = lex::zoo_cfg(text)?;
+        let mut c = Config::default();
+        let mut staged = ensemble::Staged::default();
+        for e in &entries {
+            c.apply(&mut staged, e)?;
+        }
+        c.check_session_timeouts()?;
+        let queued_set = entries
+            .iter()
+            .any(|e| e.key == "corral.maxQueuedBytesPerConnection");
+        c.check_client_bounds(queued_set)?;
+        staged.client_port_set = entries.iter().any(|e| e.key == "clientPort");
+        staged.client_port_address_set = entries.iter().any(|e| e.key == "clientPortAddress");
+        c.quorum = ensemble::build(&mut c, staged, config_path, files)?;
+        Ok(c)
+    }
+
+    /// The reference's `isDistributed`: the config names an ensemble and either
+    /// standaloneEnabled=false or it has more than one participant. Otherwise the
+    /// server runs standalone (also with a single participant `server.N` line).
+    pub fn is_distributed(&self) -> bool {
+        self.quorum.as_ref().is_some_and(|q| q.is_distributed())
+    }
+
+    /// Logs a warning and keeps it in `warnings`.
+    fn warn(&mut self, msg: String) {
+        tracing::warn!("{msg}");
+        self.warnings.push(msg);
+    }
+
+    /// One zoo.cfg line: the first key group that owns the key takes it; a 3.8 key
+    /// corral does not act on is accepted with a warning; anything else is refused.
+    fn apply(&mut self, staged: &mut ensemble::Staged, e: &Entry) -> Result<(), ConfigError> {
+        let owned = self.apply_timing(e)?
+            || self.apply_client(e)?
+            || self.apply_storage(e)?
+            || self.apply_snapshots(e)?
+            || self.apply_security(e)?
+            || self.apply_corral(e)?
+            || staged.apply(e)?;
+        if owned {
+            return Ok(());
+        }
+        match keys::no_effect(e.line, &e.key) {
+            Some(warning) => {
+                self.warn(warning);
+                Ok(())
+            }
+            None => Err(ConfigError::UnknownKey {
+                line: e.line,
+                key: e.key.clone(),
+            }),
+        }
+    }
+
+    /// tickTime and the session timeout bounds.
+    fn apply_timing(&mut self, e: &Entry) -> Result<bool, ConfigError> {
+        match e.key.as_str() {
+            "tickTime" => {
+                self.tick_time_ms = e.num_where(
+                    |&t: &u32| t > 0,
+                    "expected a positive number of milliseconds",
+                )?
+            }
+            "minSessionTimeout" => {
+                self.min_session_timeout_ms = Some(e.num("expected milliseconds")?)
+            }
+            "maxSessionTimeout" => {
+                self.max_session_timeout_ms = Some(e.num("expected milliseconds")?)
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Where clients connect and what they may send.
+    fn apply_client(&mut self, e: &Entry) -> Result<bool, ConfigError> {
+        match e.key.as_str() {
+            "clientPort" => self.client_port = e.num("expected a port 0-65535")?,
+            "clientPortAddress" => {
+                self.client_port_address = e.num("expected an IP address such as 127.0.0.1")?
+            }
+            "maxClientCnxns" => self.max_client_cnxns = e.num("expected a count")?,
+            "4lw.commands.whitelist" => self.four_letter_whitelist = four_letter_words(e)?,
+            "jute.maxbuffer" => {
+                self.jute_max_buffer_bytes = e.num_where(
+                    |n: &usize| (1024..=1 << 30).contains(n),
+                    "expected bytes between 1024 and 1073741824",
+                )?
+            }
+            "extendedTypesEnabled" => self.extended_types_enabled = e.boolean()?,
+            "maxCnxns" => self.max_cnxns = e.num("expected a count")?,
+            "globalOutstandingLimit" => {
+                self.global_outstanding_limit = e.num("expected a count")?
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Data directories and the transaction log.
+    fn apply_storage(&mut self, e: &Entry) -> Result<bool, ConfigError> {
+        match e.key.as_str() {
+            "dataDir" => self.data_dir = directory(e)?,
+            "dataLogDir" => self.data_log_dir = Some(directory(e)?),
+            "forceSync" => self.force_sync = e.boolean()?,
+            "preAllocSize" => self.pre_alloc_size_kb = e.num("expected kilobytes")?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// When to snapshot and what to purge.
+    fn apply_snapshots(&mut self, e: &Entry) -> Result<bool, ConfigError> {
+        match e.key.as_str() {
+            "snapCount" => {
+                self.snap_count =
+                    e.num_where(|&n: &u64| n >= 2, "expected a count of at least 2")?
+            }
+            "snapSizeLimitInKb" => self.snap_size_limit_kb = e.num("expected kilobytes")?,
+            "autopurge.snapRetainCount" => {
+                let n: i64 = e.num("expected a count")?;
+                // As the reference: fewer than 3 is raised to 3, with a warning.
+                if n < 3 {
+                    self.warn(format!(
+                        "line {}: autopurge.snapRetainCount={n} is below the minimum; using 3",
+                        e.line
+                    ));
+                }
+                self.autopurge_snap_retain_count = n.clamp(3, u32::MAX as i64) as u32;
+            }
+            // Hours; 0 or negative turns purging off (the reference's default).
+            "autopurge.purgeInterval" => {
+                self.autopurge_purge_interval_hours = e.num("expected hours")?
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// The super user and the admin server.
+    fn apply_security(&mut self, e: &Entry) -> Result<bool, ConfigError> {
+        match e.key.as_str() {
+            // The reference reads the system property zookeeper.<key>, so zoo.cfg
+            // spells it without the prefix; corral has always taken both.
+            "zookeeper.DigestAuthenticationProvider.superDigest"
+            | "DigestAuthenticationProvider.superDigest" => {
+                let why = "expected user:base64(sha1(user:password))";
+                match e.value.split_once(':') {
+                    Some((user, hash)) if !user.is_empty() && !hash.is_empty() => {
+                        self.super_digest = Some(e.value.clone())
+                    }
+                    _ => return Err(e.bad(why)),
+                }
+            }
+            "admin.enableServer" => {
+                if e.boolean()? {
+                    self.warn(
+                        "admin.enableServer=true: corral has no HTTP AdminServer yet; \
+                         use the four-letter words on the client port"
+                            .into(),
+                    );
+                }
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// corral's own keys.
+    fn apply_corral(&mut self, e: &Entry) -> Result<bool, ConfigError> {
+        let positive = "expected a positive count";
+        match e.key.as_str() {
+            "corral.shardCores" => {
+                self.shard_cores =
+                    e.num_where(|n: &usize| (1..=64).contains(n), "expected 1 to 64")?
+            }
+            "corral.cpuPinning" => self.cpu_pinning = e.boolean()?,
+            "corral.ioMemoryBytes" => {
+                self.io_memory_bytes = e.num_where(
+                    |&n: &usize| n >= 64 * 1024,
+                    "expected bytes, at least 65536",
+                )?
+            }
+            "corral.spinBeforeParkMicros" => {
+                self.spin_before_park_us = e.num("expected microseconds")?
+            }
+            "corral.batchRequestsMax" => {
+                self.batch_requests_max = e.num_where(|&n: &usize| n >= 1, positive)?
+            }
+            "corral.maxOutstandingPerConnection" => {
+                self.max_outstanding_per_connection = e.num_where(|&n: &usize| n >= 1, positive)?
+            }
+            "corral.maxWatchesPerConnection" => {
+                self.max_watches_per_connection = e.num_where(|&n: &usize| n >= 1, positive)?
+            }
+            "corral.containerCheckIntervalMs" => {
+                self.container_check_interval_ms =
+                    e.num_where(|&n: &u64| n >= 1, "expected positive milliseconds")?
+            }
+            "corral.logSegmentBytes" => {
+                self.log_segment_bytes =
+                    e.num_where(|&n: &u64| n >= 1 << 20, "expected bytes, at least 1048576")?
+            }
+            "corral.maxQueuedReplyBytesPerConnection" => {
+                self.max_queued_reply_bytes_per_connection = e.num_where(
+                    |&n: &usize| n >= 64 * 1024,
+                    "expected bytes, at least 65536",
+                )?
+            }
+            "corral.maxQueuedBytesPerConnection" => {
+                self.max_queued_bytes_per_connection = e.num_where(
+                    |&n: &usize| n >= 64 * 1024,
+                    "expected bytes, at least 65536",
+                )?
+            }
+            "corral.maxSessions" => self.max_sessions = e.num("expected a count")?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// The cross-key check of the standalone keys.
+    fn check_session_timeouts(&self) -> Result<(), ConfigError> {
+        let (min, max) = (self.min_session_timeout(), self.max_session_timeout());
+        if min > max {
+            return Err(ConfigError::Invalid(format!(
+                "minSessionTimeout ({min} ms) is greater than maxSessionTimeout ({max} ms)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// A connection paused at the soft reply limit may hold one more maximal reply.
+    /// The default hard limit grows with a large jute.maxbuffer; a set one must fit.
+    fn check_client_bounds(&mut self, queued_set: bool) -> Result<(), ConfigError> {
+        let soft_and_one_reply = self
+            .max_queued_reply_bytes_per_connection
+            .saturating_add(self.jute_max_buffer_bytes);
+        if !queued_set {
+            self.max_queued_bytes_per_connection = self
+                .max_queued_bytes_per_connection
+                .max(soft_and_one_reply.saturating_add(self.jute_max_buffer_bytes));
+        }
+        if self.max_queued_bytes_per_connection <= soft_and_one_reply {
+            return Err(ConfigError::Invalid(format!(
+                "corral.maxQueuedBytesPerConnection ({}) must be above \
+                 corral.maxQueuedReplyBytesPerConnection + jute.maxbuffer ({soft_and_one_reply}): \
+                 reading pauses at the second, which one more reply may pass, and the \
+                 connection is closed at the first",
+                self.max_queued_bytes_per_connection
+            )));
+        }
+        Ok(())
+    }
+
+    /// The smallest session timeout granted (default 2 × tickTime).
+    pub fn min_session_timeout(&self) -> u32 {
+        self.min_session_timeout_ms.unwrap_or(self.tick_time_ms * 2)
+    }
+
+    /// The largest session timeout granted (default 20 × tickTime).
+    pub fn max_session_timeout(&self) -> u32 {
+        self.max_session_timeout_ms
+            .unwrap_or(self.tick_time_ms * 20)
+    }
+
+    pub fn client_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.client_port_address, self.client_port)
+    }
+
+    /// Where the transaction log lives (dataLogDir, else dataDir).
+    pub fn log_dir(&self) -> &Path {
+        self.data_log_dir.as_deref().unwrap_or(&self.data_dir)
+    }
+}
+
+fn directory(e: &Entry) -> Result<PathBuf, ConfigError> {
+    if e.value.is_empty() {
+        return Err(e.bad("expected a directory"));
+    }
+    Ok(PathBuf::from(&e.value))
+}
+
+/// `*` (every word) or a comma-separated list of the words corral knows.
+fn four_letter_words(e: &Entry) -> Result<FourLetterWhitelist, ConfigError> {
+    let cmds: Vec<String> = e
+        .value
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if cmds.iter().any(|s| s == "*") {
+        return Ok(FourLetterWhitelist::All);
+    }
+    if let Some(cmd) = cmds
+        .iter()
+        .find(|c| !FOUR_LETTER_WORDS.contains(&c.as_str()))
+    {
+        return Err(e.bad(&format!("unknown four-letter word `{cmd}`")));
+    }
+    Ok(FourLetterWhitelist::Only(cmds))
+}
+
+#[cfg(test)]
+mod tests;

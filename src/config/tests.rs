@@ -1,0 +1,766 @@
+use super::*;
+
+#[test]
+fn embedded_default_is_standalone_on_loopback() {
+    let c = Config::embedded_default();
+    assert_eq!(c.client_addr().to_string(), "127.0.0.1:2181");
+    assert_eq!(c.data_dir, PathBuf::from("./data"));
+    assert_eq!(c.min_session_timeout(), 4000);
+    assert_eq!(c.max_session_timeout(), 40000);
+    assert!(c.four_letter_whitelist.allows("mntr"));
+    assert_eq!(
+        c.autopurge_purge_interval_hours, 1,
+        "purging is on by default"
+    );
+    assert_eq!(c.autopurge_snap_retain_count, 3);
+}
+
+#[test]
+fn autopurge_keys_read_as_the_reference_reads_them() {
+    // Off unless a positive interval is given; negative is off, not an error.
+    assert_eq!(Config::parse("").unwrap().autopurge_purge_interval_hours, 0);
+    let c = Config::parse("autopurge.purgeInterval=-1\n").unwrap();
+    assert_eq!(c.autopurge_purge_interval_hours, -1);
+    let c = Config::parse("autopurge.purgeInterval=24\nautopurge.snapRetainCount=7\n").unwrap();
+    let purge = (
+        c.autopurge_purge_interval_hours,
+        c.autopurge_snap_retain_count,
+    );
+    assert_eq!(purge, (24, 7));
+    // Fewer than 3 retained snapshots is raised to 3 (with a warning), as there.
+    let c = Config::parse("autopurge.snapRetainCount=1\n").unwrap();
+    assert_eq!(c.autopurge_snap_retain_count, 3);
+    let e = Config::parse("autopurge.purgeInterval=daily\n").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "config line 1: `autopurge.purgeInterval` has a bad value `daily`: expected hours"
+    );
+}
+
+#[test]
+fn reference_keys_parse() {
+    let c = Config::parse(
+        "tickTime=500\n# comment\n\ndataDir=/tmp/x\nclientPort=3000\n\
+         maxSessionTimeout=9000\n4lw.commands.whitelist=ruok, srvr\njute.maxbuffer=2048\n\
+         extendedTypesEnabled=true\nforceSync=no\ncorral.shardCores=1\n",
+    )
+    .unwrap();
+    assert_eq!(c.tick_time_ms, 500);
+    assert_eq!(c.client_port, 3000);
+    assert_eq!(c.min_session_timeout(), 1000);
+    assert_eq!(c.max_session_timeout(), 9000);
+    assert!(c.four_letter_whitelist.allows("ruok"));
+    assert!(!c.four_letter_whitelist.allows("mntr"));
+    assert!(c.extended_types_enabled && !c.force_sync);
+    assert_eq!(c.shard_cores, 1);
+}
+
+#[test]
+fn errors_name_the_line_and_key() {
+    let e = Config::parse("tickTime=2000\nbogusKey=1\n").unwrap_err();
+    assert_eq!(e.to_string(), "config line 2: unknown key `bogusKey`");
+    let e = Config::parse("clientPort=99999\n").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "config line 1: `clientPort` has a bad value `99999`: expected a port 0-65535"
+    );
+    let e = Config::parse("just words\n").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "config line 1: expected `key=value`, got `just words`"
+    );
+    let e = Config::parse("minSessionTimeout=5000\nmaxSessionTimeout=4000\n").unwrap_err();
+    assert!(e.to_string().contains("greater than maxSessionTimeout"));
+    let e = Config::parse("4lw.commands.whitelist=ruok,nope\n").unwrap_err();
+    assert!(e.to_string().contains("unknown four-letter word `nope`"));
+}
+
+// ---- Every existing error message, byte for byte ----
+
+#[test]
+fn every_existing_bad_value_message_is_unchanged() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "tickTime",
+            "0",
+            "expected a positive number of milliseconds",
+        ),
+        ("initLimit", "x", "expected ticks"),
+        ("syncLimit", "-1", "expected ticks"),
+        ("dataDir", "", "expected a directory"),
+        ("dataLogDir", "", "expected a directory"),
+        ("clientPort", "99999", "expected a port 0-65535"),
+        (
+            "clientPortAddress",
+            "localhost",
+            "expected an IP address such as 127.0.0.1",
+        ),
+        ("maxClientCnxns", "-1", "expected a count"),
+        ("minSessionTimeout", "soon", "expected milliseconds"),
+        ("maxSessionTimeout", "later", "expected milliseconds"),
+        (
+            "4lw.commands.whitelist",
+            "ruok,nope",
+            "unknown four-letter word `nope`",
+        ),
+        (
+            "jute.maxbuffer",
+            "10",
+            "expected bytes between 1024 and 1073741824",
+        ),
+        (
+            "extendedTypesEnabled",
+            "maybe",
+            "expected true/false or yes/no",
+        ),
+        ("forceSync", "1", "expected true/false or yes/no"),
+        (
+            "zookeeper.DigestAuthenticationProvider.superDigest",
+            "super",
+            "expected user:base64(sha1(user:password))",
+        ),
+        ("snapCount", "1", "expected a count of at least 2"),
+        ("snapSizeLimitInKb", "big", "expected kilobytes"),
+        ("autopurge.snapRetainCount", "all", "expected a count"),
+        ("autopurge.purgeInterval", "daily", "expected hours"),
+        ("preAllocSize", "-5", "expected kilobytes"),
+        ("admin.enableServer", "on", "expected true/false or yes/no"),
+        (
+            "server.x",
+            "h:1:2",
+            "expected server.<id> with a numeric id",
+        ),
+        ("corral.shardCores", "0", "expected 1 to 64"),
+        ("corral.cpuPinning", "2", "expected true/false or yes/no"),
+        (
+            "corral.ioMemoryBytes",
+            "100",
+            "expected bytes, at least 65536",
+        ),
+        ("corral.spinBeforeParkMicros", "-1", "expected microseconds"),
+        ("corral.batchRequestsMax", "0", "expected a positive count"),
+        (
+            "corral.maxOutstandingPerConnection",
+            "0",
+            "expected a positive count",
+        ),
+        (
+            "corral.maxWatchesPerConnection",
+            "0",
+            "expected a positive count",
+        ),
+        (
+            "corral.containerCheckIntervalMs",
+            "0",
+            "expected positive milliseconds",
+        ),
+        (
+            "corral.logSegmentBytes",
+            "1024",
+            "expected bytes, at least 1048576",
+        ),
+    ];
+    for (key, value, why) in cases {
+        let text = format!("# first\n{key}={value}\n");
+        let e = Config::parse(&text).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("config line 2: `{key}` has a bad value `{value}`: {why}"),
+            "{key}"
+        );
+    }
+    let e = Config::parse("minSessionTimeout=5000\nmaxSessionTimeout=4000\n").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "config: minSessionTimeout (5000 ms) is greater than maxSessionTimeout (4000 ms)"
+    );
+}
+
+#[test]
+fn the_reference_spelling_of_super_digest_is_taken_too() {
+    let c = Config::parse("DigestAuthenticationProvider.superDigest=super:abc=\n").unwrap();
+    assert_eq!(c.super_digest.as_deref(), Some("super:abc="));
+}
+
+// ---- Keys accepted with one warning; misspellings still refused ----
+
+#[test]
+fn each_group_of_keys_without_effect_is_accepted_with_one_warning() {
+    let keys = [
+        "ssl.keyStore.location=/k.jks",
+        "ssl.quorum.trustStore.password=x",
+        "secureClientPort=2281",
+        "authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
+        "admin.serverPort=8080",
+        "metricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider",
+        "quorum.auth.enableSasl=true",
+        "localSessionsEnabled=true",
+        "localSessionsUpgradingEnabled=true",
+        "clientPortListenBacklog=100",
+        "observerMasterPort=2191",
+        "digest.enabled=false",
+        "snapshot.trust.empty=true",
+        "fastleader.minNotificationInterval=200",
+        "znode.container.checkIntervalMs=1000",
+        "zookeeper.nio.numWorkerThreads=8",
+        "connection_throttle_tokens=100",
+        "jvm.pause.monitor=true",
+        "multiAddress.reachabilityCheckEnabled=false",
+    ];
+    let text: String = keys.iter().map(|k| format!("{k}\n")).collect();
+    let c = Config::parse(&text).unwrap();
+    assert_eq!(c.warnings.len(), keys.len(), "{:#?}", c.warnings);
+    for (i, (w, k)) in c.warnings.iter().zip(keys).enumerate() {
+        let key = k.split('=').next().unwrap();
+        assert!(
+            w.starts_with(&format!(
+                "config line {}: `{key}` is accepted but has no effect yet in corral",
+                i + 1
+            )),
+            "{w}"
+        );
+    }
+    assert!(c.quorum.is_none());
+}
+
+#[test]
+fn a_misspelt_key_still_stops_start_up_with_its_line() {
+    for (text, key) in [
+        (
+            "tickTime=2000\n\nlocalSesionsEnabled=true\n",
+            "localSesionsEnabled",
+        ),
+        (
+            "tickTime=2000\n\nzookeeper.snapCount=5\n",
+            "zookeeper.snapCount",
+        ),
+        (
+            "tickTime=2000\n\nstandaloneEnable=false\n",
+            "standaloneEnable",
+        ),
+        ("tickTime=2000\n\nmaxCnxns=10\n", "maxCnxns"),
+    ] {
+        let e = Config::parse(text).unwrap_err();
+        assert_eq!(e.to_string(), format!("config line 3: unknown key `{key}`"));
+    }
+}
+
+// ---- Ensembles ----
+
+/// Side files by path, for `parse_with`.
+struct Files(Vec<(PathBuf, String)>);
+
+impl ConfigFiles for Files {
+    fn read(&self, path: &Path) -> std::io::Result<Option<String>> {
+        Ok(self
+            .0
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, t)| t.clone()))
+    }
+}
+
+fn myid(text: &str) -> Files {
+    Files(vec![(PathBuf::from("/zk/myid"), text.into())])
+}
+
+const ENSEMBLE: &str = "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir=/zk\n\
+                        server.1=127.0.0.1:2888:3888\n\
+                        server.2=127.0.0.1:2889:3889\n\
+                        server.3=127.0.0.1:2890:3890\n";
+
+fn parse(text: &str, files: &Files) -> Result<Config, String> {
+    Config::parse_with(text, None, files).map_err(|e| e.to_string())
+}
+
+#[test]
+fn three_participants_with_a_myid_are_distributed() {
+    let c = parse(ENSEMBLE, &myid("2\n")).unwrap();
+    assert!(c.is_distributed());
+    let q = c.quorum.as_ref().unwrap();
+    assert_eq!(q.my_id, Some(2));
+    assert_eq!(q.servers.keys().copied().collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(q.me().unwrap().quorum.to_string(), "127.0.0.1:2889");
+    assert_eq!(q.peer_type, PeerRole::Participant);
+    assert_eq!(q.version, 0);
+    assert!(q.standalone_enabled && !q.reconfig_enabled && q.sync_enabled);
+    assert!(!q.quorum_listen_on_all_ips && !q.multi_address_enabled);
+    assert_eq!((c.init_limit_ticks, c.sync_limit_ticks), (10, 5));
+    // No client part on the lines: the client address stays the static one and the
+    // text leaves it out.
+    assert_eq!(c.client_addr().to_string(), "127.0.0.1:2181");
+    assert_eq!(
+        q.to_text(),
+        "server.1=127.0.0.1:2888:3888:participant\nserver.2=127.0.0.1:2889:3889:participant\n\
+         server.3=127.0.0.1:2890:3890:participant\nversion=0"
+    );
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
+#[test]
+fn the_captured_ensemble_gives_the_captured_text() {
+    let cfg = "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir=/zk\nreconfigEnabled=true\n\
+               server.1=127.0.0.1:23192:23202;127.0.0.1:23181\n\
+               server.2=127.0.0.1:23193:23203:participant;127.0.0.1:23182\n\
+               server.3=127.0.0.1:23194:23204;127.0.0.1:23183\n";
+    let c = parse(cfg, &myid("1")).unwrap();
+    let q = c.quorum.as_ref().unwrap();
+    assert!(q.reconfig_enabled);
+    assert_eq!(
+        q.to_text(),
+        "server.1=127.0.0.1:23192:23202:participant;127.0.0.1:23181\n\
+         server.2=127.0.0.1:23193:23203:participant;127.0.0.1:23182\n\
+         server.3=127.0.0.1:23194:23204:participant;127.0.0.1:23183\n\
+         version=0"
+    );
+    assert_eq!(
+        QuorumVerifier::parse_text(&q.to_text()).unwrap(),
+        q.verifier()
+    );
+    // Our own line's client part is where clients connect.
+    assert_eq!(c.client_addr().to_string(), "127.0.0.1:23181");
+}
+
+#[test]
+fn myid_missing_garbage_or_not_in_the_list() {
+    let none = Files(vec![]);
+    assert_eq!(
+        parse(ENSEMBLE, &none).unwrap_err(),
+        "myid file /zk/myid is missing: a distributed config needs this server's id there"
+    );
+    assert_eq!(
+        parse(ENSEMBLE, &myid("4\n")).unwrap_err(),
+        "myid file /zk/myid says my id is 4, which is not in the peer list \
+         (server.1, server.2, server.3)"
+    );
+    assert_eq!(
+        parse(ENSEMBLE, &myid("one\n")).unwrap_err(),
+        "myid file /zk/myid line 1: `one` is not a server id (expected a decimal number)"
+    );
+    assert_eq!(
+        parse(ENSEMBLE, &myid("")).unwrap_err(),
+        "myid file /zk/myid line 1: `` is not a server id (expected a decimal number)"
+    );
+    // The first line only; surrounding blanks do not matter.
+    let c = parse(ENSEMBLE, &myid(" 3 \r\nignored")).unwrap();
+    assert_eq!(c.quorum.unwrap().my_id, Some(3));
+}
+
+#[test]
+fn init_and_sync_limits_are_required_when_distributed() {
+    let without = |key: &str| ENSEMBLE.replace(&format!("{key}="), &format!("#{key}="));
+    assert_eq!(
+        parse(&without("initLimit"), &myid("1")).unwrap_err(),
+        "config: `initLimit` is not set: a distributed config (server.N lines) needs it, in ticks"
+    );
+    assert_eq!(
+        parse(&without("syncLimit"), &myid("1")).unwrap_err(),
+        "config: `syncLimit` is not set: a distributed config (server.N lines) needs it, in ticks"
+    );
+    let zero = ENSEMBLE.replace("syncLimit=5", "syncLimit=0");
+    assert!(parse(&zero, &myid("1"))
+        .unwrap_err()
+        .contains("`syncLimit` is not set"));
+    // Standalone needs neither.
+    assert!(Config::parse("dataDir=/zk\n").is_ok());
+}
+
+#[test]
+fn one_participant_with_standalone_enabled_runs_standalone() {
+    let one = "dataDir=/zk\nserver.1=127.0.0.1:2888:3888;127.0.0.1:2300\n";
+    // No myid, no initLimit: fine, it is not distributed.
+    let c = parse(one, &Files(vec![])).unwrap();
+    assert!(!c.is_distributed());
+    assert!(c.quorum.is_some());
+    assert!(
+        c.warnings[0].contains("running standalone"),
+        "{:?}",
+        c.warnings
+    );
+    assert_eq!(c.client_addr().to_string(), "127.0.0.1:2181");
+    // With a myid naming that line, its client address is used, as the reference does.
+    let c = parse(one, &myid("1")).unwrap();
+    assert!(!c.is_distributed());
+    assert_eq!(c.client_addr().to_string(), "127.0.0.1:2300");
+    // standaloneEnabled=false makes even one participant an ensemble.
+    let c = parse(
+        &format!("{one}standaloneEnabled=false\ninitLimit=5\nsyncLimit=2\n"),
+        &myid("1"),
+    )
+    .unwrap();
+    assert!(c.is_distributed());
+    assert!(!c.quorum.unwrap().standalone_enabled);
+}
+
+#[test]
+fn observers_need_participants() {
+    let obs = "dataDir=/zk\nserver.1=h:1:2:observer\n";
+    assert_eq!(
+        parse(obs, &myid("1")).unwrap_err(),
+        "config: observers without participants is an invalid configuration"
+    );
+    let one_and_obs = "dataDir=/zk\ninitLimit=5\nsyncLimit=2\n\
+                       server.1=h:1:2\nserver.2=h:3:4:observer\n";
+    assert!(parse(one_and_obs, &myid("1"))
+        .unwrap_err()
+        .contains("observers need at least 2 participants"));
+    let c = parse(
+        &format!("{one_and_obs}standaloneEnabled=false\n"),
+        &myid("2"),
+    )
+    .unwrap();
+    assert!(c.is_distributed());
+    assert_eq!(c.quorum.unwrap().peer_type, PeerRole::Observer);
+    assert_eq!(
+        Config::parse("standaloneEnabled=false\n")
+            .unwrap_err()
+            .to_string(),
+        "config: standaloneEnabled=false needs at least one participant server.N line"
+    );
+}
+
+#[test]
+fn peer_type_disagreeing_with_the_list_is_a_warning() {
+    let text = format!("{ENSEMBLE}peerType=observer\n");
+    let c = parse(&text, &myid("1")).unwrap();
+    assert_eq!(c.quorum.unwrap().peer_type, PeerRole::Participant);
+    assert_eq!(
+        c.warnings,
+        vec![
+            "config line 8: peerType=observer disagrees with the server list, which makes \
+             this server a participant; using participant"
+        ]
+    );
+    let e = Config::parse("peerType=leader\n").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "config line 1: `peerType` has a bad value `leader`: expected participant or observer"
+    );
+}
+
+#[test]
+fn election_alg_must_be_3() {
+    assert!(Config::parse("electionAlg=3\n").is_ok());
+    assert_eq!(
+        Config::parse("electionAlg=0\n").unwrap_err().to_string(),
+        "config line 1: `electionAlg` has a bad value `0`: only 3 (fast leader election) is \
+         supported"
+    );
+}
+
+#[test]
+fn ensemble_keys_are_read() {
+    let text = format!(
+        "{ENSEMBLE}quorumListenOnAllIPs=true\nsyncEnabled=false\nconnectToLearnerMasterLimit=7\n\
+         reconfigEnabled=true\nversion=100000000\n"
+    );
+    let q = parse(&text, &myid("1")).unwrap().quorum.unwrap();
+    assert!(q.quorum_listen_on_all_ips && !q.sync_enabled && q.reconfig_enabled);
+    assert_eq!(q.connect_to_learner_master_limit_ticks, 7);
+    assert_eq!(q.version, 0x1_0000_0000);
+}
+
+#[test]
+fn bad_server_lines_name_the_line_key_and_value() {
+    let bad = |line: &str| {
+        let text = format!("dataDir=/zk\n{line}\n");
+        Config::parse(&text).unwrap_err().to_string()
+    };
+    assert_eq!(
+        bad("server.1=h:2888:2888"),
+        "config line 2: `server.1` has a bad value `h:2888:2888`: the quorum port and the \
+         election port must differ"
+    );
+    assert_eq!(
+        bad("server.1=h:2888"),
+        "config line 2: `server.1` has a bad value `h:2888`: expected \
+         host:quorumPort:electionPort[:participant|observer][;[clientHost:]clientPort]"
+    );
+    assert_eq!(
+        bad("server.1=h:1:2:leader"),
+        "config line 2: `server.1` has a bad value `h:1:2:leader`: unknown server type \
+         `leader` (expected participant or observer)"
+    );
+    assert_eq!(
+        bad("server.-1=h:1:2"),
+        "config line 2: `server.-1` has a bad value `h:1:2`: expected server.<id> with a \
+         numeric id"
+    );
+    assert_eq!(
+        bad("server.1=a:1:2|b:1:2"),
+        "config line 2: `server.1` has a bad value `a:1:2|b:1:2`: multiple address feature \
+         is disabled, but multiple addresses were specified (set multiAddress.enabled=true)"
+    );
+    // multiAddress.enabled applies whatever the order of the lines; then it is refused.
+    let e = Config::parse("server.1=a:1:2|b:1:2\nmultiAddress.enabled=true\n").unwrap_err();
+    assert!(
+        e.to_string().ends_with("are not supported yet in corral"),
+        "{e}"
+    );
+    assert_eq!(
+        bad("group.1=1:2:3"),
+        "config line 2: `group.1`: hierarchical quorums (group/weight lines) are not \
+         supported yet"
+    );
+    let e = Config::parse("server.1=h:1:2\nserver.01=h:3:4\n").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "config line 2: `server.01`: names the same server as `server.1` (line 1)"
+    );
+}
+
+#[test]
+fn ipv6_ensembles_parse() {
+    let text = "dataDir=/zk\ninitLimit=5\nsyncLimit=2\n\
+                server.1=[::1]:2888:3888;[::1]:2181\nserver.2=[::1]:2889:3889:participant\n\
+                server.3=[::1]:2890:3890:observer\n";
+    let c = parse(text, &myid("1")).unwrap();
+    assert!(c.is_distributed());
+    assert_eq!(c.client_addr().to_string(), "[::1]:2181");
+    assert!(c
+        .quorum
+        .unwrap()
+        .to_text()
+        .starts_with("server.1=[0:0:0:0:0:0:0:1]:2888:3888:participant;[0:0:0:0:0:0:0:1]:2181\n"));
+}
+
+#[test]
+fn our_client_address_must_agree_with_client_port() {
+    let base = "dataDir=/zk\ninitLimit=5\nsyncLimit=2\nserver.2=h:3:4\nserver.3=h:5:6\n";
+    let with = |extra: &str, line: &str| format!("{base}{extra}server.1={line}\n");
+    // Only the port is compared when clientPortAddress is not set.
+    let c = parse(
+        &with("clientPort=2300\n", "h:1:2;127.0.0.5:2300"),
+        &myid("1"),
+    )
+    .unwrap();
+    assert_eq!(c.client_addr().to_string(), "127.0.0.5:2300");
+    assert_eq!(
+        parse(&with("clientPort=2181\n", "h:1:2;2300"), &myid("1")).unwrap_err(),
+        "config: client address for this server (id 1) is 0.0.0.0:2181 in \
+         clientPort/clientPortAddress but 0.0.0.0:2300 in server.1"
+    );
+    let both = "clientPort=2300\nclientPortAddress=127.0.0.1\n";
+    assert!(parse(&with(both, "h:1:2;127.0.0.1:2300"), &myid("1")).is_ok());
+    assert!(parse(&with(both, "h:1:2;127.0.0.2:2300"), &myid("1")).is_err());
+    // A port-only client part listens on every address, as the reference does.
+    let c = parse(&with("", "h:1:2;2400"), &myid("1")).unwrap();
+    assert_eq!(c.client_addr().to_string(), "0.0.0.0:2400");
+    assert_eq!(
+        parse(&with("", "h:1:2;zk1:2400"), &myid("1")).unwrap_err(),
+        "config: server.1: the client address `zk1:2400` must be an IP address in corral \
+         (host names are not supported there yet)"
+    );
+    // Other servers' client parts may name hosts: they are only carried.
+    let text = format!("{base}server.1=h:1:2\nserver.4=h:7:8;zk4:2181\n");
+    assert!(parse(&text, &myid("1")).is_ok());
+}
+
+// ---- dynamicConfigFile, on disk ----
+
+struct Dir {
+    dir: tempfile::TempDir,
+}
+
+impl Dir {
+    fn new(myid: &str) -> Dir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("data")).unwrap();
+        std::fs::write(dir.path().join("data/myid"), myid).unwrap();
+        Dir { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// Writes zoo.cfg pointing at `dynamic` (a file name in the dir) and loads it.
+    fn load(&self, dynamic: &str, extra: &str) -> Result<Config, String> {
+        let cfg = format!(
+            "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir={}\ndynamicConfigFile={}\n{extra}",
+            self.path("data").display(),
+            self.path(dynamic).display()
+        );
+        let zoo = self.write("zoo.cfg", &cfg);
+        Config::load(&zoo).map_err(|e| e.to_string())
+    }
+}
+
+const DYNAMIC: &str = "server.1=127.0.0.1:2888:3888:participant;127.0.0.1:2181\n\
+                       server.2=127.0.0.1:2889:3889:participant;127.0.0.1:2182\n\
+                       server.3=127.0.0.1:2890:3890:participant;127.0.0.1:2183";
+
+#[test]
+fn dynamic_config_file_members_and_version_from_its_name() {
+    let d = Dir::new("2\n");
+    d.write("zoo.cfg.dynamic.100000000", DYNAMIC);
+    let c = d.load("zoo.cfg.dynamic.100000000", "").unwrap();
+    assert!(c.is_distributed());
+    let q = c.quorum.as_ref().unwrap();
+    assert_eq!(q.version, 0x1_0000_0000);
+    assert_eq!(q.my_id, Some(2));
+    assert_eq!(
+        q.dynamic_config_file.as_deref(),
+        Some(d.path("zoo.cfg.dynamic.100000000").as_path())
+    );
+    assert_eq!(q.to_text(), format!("{DYNAMIC}\nversion=100000000"));
+    assert_eq!(c.client_addr().to_string(), "127.0.0.1:2182");
+    assert_eq!(q.last_seen, None);
+    // No hex suffix: version 0.
+    d.write("zoo.cfg.dynamic", DYNAMIC);
+    assert_eq!(
+        d.load("zoo.cfg.dynamic", "")
+            .unwrap()
+            .quorum
+            .unwrap()
+            .version,
+        0
+    );
+}
+
+#[test]
+fn dynamic_config_file_errors() {
+    let d = Dir::new("1");
+    d.write("dyn.1", &format!("{DYNAMIC}\nversion=1\n"));
+    let dyn1 = d.path("dyn.1");
+    assert_eq!(
+        d.load("dyn.1", "").unwrap_err(),
+        format!(
+            "dynamic config file {} line 4: must not contain `version=`: the version is the \
+             file name's hex suffix",
+            dyn1.display()
+        )
+    );
+    d.write("dyn.1", "server.1=h:1:2\nclientPort=5\n");
+    assert_eq!(
+        d.load("dyn.1", "").unwrap_err(),
+        format!(
+            "dynamic config file {} line 2: unknown key `clientPort`",
+            dyn1.display()
+        )
+    );
+    d.write("dyn.1", "server.1=h:1:2\nweight.1=3\n");
+    assert!(d.load("dyn.1", "").unwrap_err().ends_with(
+        "line 2: `weight.1`: hierarchical quorums (group/weight lines) are not supported yet"
+    ));
+    d.write("dyn.1", "server.1=h:1:1\n");
+    assert!(d
+        .load("dyn.1", "")
+        .unwrap_err()
+        .ends_with("line 1: `server.1` has a bad value `h:1:1`: the quorum port and the election port must differ"));
+    // Server lines must not stay in zoo.cfg.
+    d.write("dyn.1", DYNAMIC);
+    assert_eq!(
+        d.load("dyn.1", "server.4=h:1:2\n").unwrap_err(),
+        "config line 6: `server.4`: must be in the dynamic config file, as dynamicConfigFile is set"
+    );
+    let e = d.load("missing.1", "").unwrap_err();
+    assert!(
+        e.starts_with(&format!(
+            "cannot read config file {}:",
+            d.path("missing.1").display()
+        )),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_next_dynamic_file_is_the_last_seen_config() {
+    let d = Dir::new("1");
+    d.write("zoo.cfg.dynamic.100000000", DYNAMIC);
+    d.write(
+        "zoo.cfg.dynamic.next",
+        "server.1=127.0.0.1:2888:3888:participant\nversion=100000003\n",
+    );
+    let q = d
+        .load("zoo.cfg.dynamic.100000000", "")
+        .unwrap()
+        .quorum
+        .unwrap();
+    let next = q.last_seen.unwrap();
+    assert_eq!(next.version, 0x1_0000_0003);
+    assert_eq!(next.servers.len(), 1);
+}
+
+#[test]
+fn load_reads_myid_from_the_data_dir() {
+    let d = Dir::new("3\n");
+    let cfg = format!("{}dataDir={}\n", ENSEMBLE, d.path("data").display());
+    let zoo = d.write("zoo.cfg", &cfg);
+    let c = Config::load(&zoo).unwrap();
+    assert_eq!(c.quorum.unwrap().my_id, Some(3));
+    std::fs::remove_file(d.path("data/myid")).unwrap();
+    let e = Config::load(&zoo).unwrap_err().to_string();
+    assert!(
+        e.ends_with("myid is missing: a distributed config needs this server's id there"),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_conf_samples_parse() {
+    let standalone = Config::parse(include_str!("../../conf/zoo.cfg")).unwrap();
+    assert!(standalone.quorum.is_none() && standalone.warnings.is_empty());
+    let samples = [
+        include_str!("../../conf/ensemble/zoo1.cfg"),
+        include_str!("../../conf/ensemble/zoo2.cfg"),
+        include_str!("../../conf/ensemble/zoo3.cfg"),
+    ];
+    let mut texts = Vec::new();
+    for (i, text) in samples.iter().enumerate() {
+        let id = i as u64 + 1;
+        let files = Files(vec![(
+            PathBuf::from(format!("./data/zk{id}/myid")),
+            format!("{id}\n"),
+        )]);
+        let c = parse(text, &files).unwrap();
+        assert!(
+            c.is_distributed() && c.warnings.is_empty(),
+            "{:?}",
+            c.warnings
+        );
+        assert_eq!(c.client_addr().to_string(), format!("127.0.0.1:218{id}"));
+        texts.push(c.quorum.unwrap().to_text());
+    }
+    assert!(texts.iter().all(|t| *t == texts[0]), "one ensemble");
+}
+
+#[test]
+fn client_bound_keys_parse_and_are_checked() {
+    let d = Config::default();
+    assert_eq!((d.max_cnxns, d.global_outstanding_limit), (0, 1000));
+    let c = Config::parse(
+        "maxCnxns=10\nglobalOutstandingLimit=5\ncorral.maxSessions=7\n\
+         corral.maxQueuedReplyBytesPerConnection=65536\n\
+         corral.maxQueuedBytesPerConnection=2097152\n",
+    )
+    .unwrap();
+    assert_eq!(
+        (c.max_cnxns, c.global_outstanding_limit, c.max_sessions),
+        (10, 5, 7)
+    );
+    assert_eq!(c.max_queued_reply_bytes_per_connection, 65536);
+    assert_eq!(c.max_queued_bytes_per_connection, 2097152);
+    // The hard limit leaves room for one maximal reply past the soft one.
+    let e = Config::parse(
+        "corral.maxQueuedReplyBytesPerConnection=65536\n\
+         corral.maxQueuedBytesPerConnection=1048576\n",
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("+ jute.maxbuffer (1114111)"), "{e}");
+    // Unset, it makes room for a large jute.maxbuffer by itself.
+    let c = Config::parse("jute.maxbuffer=104857600\n").unwrap();
+    assert_eq!(c.max_queued_bytes_per_connection, (4 << 20) + 2 * 104857600);
+    let e = Config::parse("corral.maxQueuedReplyBytesPerConnection=100\n").unwrap_err();
+    assert!(e.to_string().contains("at least 65536"), "{e}");
+    let e = Config::parse("corral.maxQueuedBytesPerConnection=4194304\n").unwrap_err();
+    assert!(e.to_string().contains("must be above"), "{e}");
+    let e = Config::parse("maxCnxns=-1\n").unwrap_err();
+    assert!(e.to_string().contains("`maxCnxns`"), "{e}");
+}
