@@ -6,12 +6,41 @@
 //! boundaries as in the reference's ExpiryQueue, so a tick only looks at the sessions
 //! whose bucket has come due.
 
-use sha1::{Digest, Sha1};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-/// The reference derives passwords from the session id and a fixed secret; so do we,
-/// so that a password stays valid across a restart without being stored.
-const PASSWORD_SECRET: u64 = 0xB341_5C00_C0A1_0001;
+/// The reference's `superSecret`: a session's password is
+/// `new java.util.Random(sessionId ^ superSecret).nextBytes(16)`, so any member of an
+/// ensemble (corral or ZooKeeper) can check the password of a session that moves to it.
+const SUPER_SECRET: i64 = 0xB341_5C00;
+
+/// `java.util.Random`'s 48-bit linear congruential generator, as far as
+/// `nextBytes` needs it.
+struct JavaRandom(u64);
+
+impl JavaRandom {
+    const MULTIPLIER: u64 = 0x5_DEEC_E66D;
+    const MASK: u64 = (1 << 48) - 1;
+
+    fn new(seed: i64) -> JavaRandom {
+        JavaRandom((seed as u64 ^ Self::MULTIPLIER) & Self::MASK)
+    }
+
+    fn next_int(&mut self) -> i32 {
+        self.0 = (self.0.wrapping_mul(Self::MULTIPLIER).wrapping_add(0xB)) & Self::MASK;
+        (self.0 >> 16) as i32
+    }
+
+    /// Four bytes per `nextInt`, low byte first.
+    fn next_bytes(&mut self, out: &mut [u8]) {
+        for chunk in out.chunks_mut(4) {
+            let mut rnd = self.next_int();
+            for b in chunk {
+                *b = rnd as u8;
+                rnd >>= 8;
+            }
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
@@ -59,12 +88,8 @@ impl SessionTable {
     }
 
     pub fn password(id: i64) -> [u8; 16] {
-        let mut h = Sha1::new();
-        h.update(PASSWORD_SECRET.to_be_bytes());
-        h.update(id.to_be_bytes());
-        let d = h.finalize();
         let mut p = [0u8; 16];
-        p.copy_from_slice(&d[..16]);
+        JavaRandom::new(id ^ SUPER_SECRET).next_bytes(&mut p);
         p
     }
 
@@ -222,6 +247,14 @@ mod tests {
         t.remove(7);
         t.remove(8);
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn passwords_are_the_references() {
+        // PEER-PROTOCOL §7.5, checked against Java 17's Random.
+        let p = SessionTable::password(0x0100_0014_ff34_0000);
+        let hex: String = p.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, "6eebb4ea63438ab4fc6eaeb8e4f1edc7");
     }
 
     #[test]

@@ -35,6 +35,7 @@ impl Builder {
         let ctx = TxnContext {
             zxid: self.zxid,
             time_ms: T0 + self.zxid,
+            cxid: 0,
             extended_types_enabled: true,
             max_data_bytes: 2 << 20,
         };
