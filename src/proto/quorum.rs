@@ -85,6 +85,8 @@ pub enum QuorumDecodeError {
     BadConfigLength { config_len: i32, len: usize },
     #[error("notification carries unknown server state {0}")]
     UnknownServerState(i32),
+    #[error("{what} {value} is out of range")]
+    OutOfRange { what: &'static str, value: i64 },
 }
 
 type Result<T> = std::result::Result<T, QuorumDecodeError>;

@@ -38,6 +38,8 @@ pub enum ToShard {
     Batch(Arc<Batch>),
     Report(flume::Sender<ShardReport>),
     ResetStats,
+    /// The member stopped serving (quorum mode): close every client connection.
+    CloseAll(String),
 }
 
 /// One commit batch: the tree version after it and what happened, in zxid order.

@@ -775,6 +775,14 @@ impl Shard {
                 return;
             }
         };
+        if !self.stats.serving() {
+            // As the reference: a member without a leader takes no sessions.
+            self.close_with(
+                cid,
+                "this ensemble member is not serving (no quorum / leader election in progress)",
+            );
+            return;
+        }
         self.conns.get_mut(&cid).unwrap().phase = Phase::Handshaking;
         let _ = self.mesh.to_sequencer.send(ToSequencer::Connect {
             shard: self.id,
@@ -1137,6 +1145,23 @@ impl Shard {
                 let _ = tx.send(self.report());
             }
             ToShard::ResetStats => self.counters().reset(),
+            ToShard::CloseAll(why) => {
+                let cids: Vec<ConnId> = self
+                    .conns
+                    .iter()
+                    .filter(|(_, c)| c.phase != Phase::AwaitConnect || c.session_id != 0)
+                    .map(|(cid, _)| *cid)
+                    .collect();
+                if !cids.is_empty() {
+                    tracing::info!("closing {} client connection(s): {why}", cids.len());
+                }
+                for cid in cids {
+                    if let Some(c) = self.conns.get_mut(&cid) {
+                        c.closing = true;
+                    }
+                    self.wake(cid);
+                }
+            }
         }
     }
 

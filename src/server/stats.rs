@@ -5,7 +5,7 @@
 //! every shard writes is `admitted_connections`, touched once per accept and close
 //! (not per request): maxCnxns needs an exact count across cores.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::time::Instant;
 
 #[derive(Default)]
@@ -58,6 +58,32 @@ pub struct ServerStats {
     pub session_count: AtomicU64,
     /// Connections open on every shard together (maxCnxns).
     admitted_connections: AlignedCount,
+    /// The server's role ([`Mode`]), written by the sequencer.
+    mode: AtomicU8,
+}
+
+/// What `srvr` prints as `Mode:`; `NotServing` while an ensemble member looks for
+/// (or syncs with) a leader: clients are refused then, as on the reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Mode {
+    Standalone = 0,
+    Leader = 1,
+    Follower = 2,
+    Observer = 3,
+    NotServing = 4,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Standalone => "standalone",
+            Mode::Leader => "leader",
+            Mode::Follower => "follower",
+            Mode::Observer => "observer",
+            Mode::NotServing => "not serving",
+        }
+    }
 }
 
 /// A counter on its own cache line, away from the fields the sequencer writes.
@@ -80,7 +106,27 @@ impl ServerStats {
             node_count: AtomicU64::new(0),
             session_count: AtomicU64::new(0),
             admitted_connections: AlignedCount::default(),
+            mode: AtomicU8::new(Mode::Standalone as u8),
         }
+    }
+
+    pub fn mode(&self) -> Mode {
+        match self.mode.load(Relaxed) {
+            1 => Mode::Leader,
+            2 => Mode::Follower,
+            3 => Mode::Observer,
+            4 => Mode::NotServing,
+            _ => Mode::Standalone,
+        }
+    }
+
+    pub fn set_mode(&self, m: Mode) {
+        self.mode.store(m as u8, Relaxed);
+    }
+
+    /// Clients may connect (standalone, or an ensemble member that serves).
+    pub fn serving(&self) -> bool {
+        self.mode() != Mode::NotServing
     }
 
     /// Counts one more open connection unless `max` (> 0) are open already. Exact

@@ -200,7 +200,13 @@ impl Replica {
             return;
         }
         if me == PeerState::Looking {
-            if n.state == PeerState::Looking && n.election_epoch < self.election.logical_clock {
+            // A lagging LOOKING voter hears our round, so it catches up. (An observer
+            // does not answer: voters only ever answer an observer, so two such
+            // answers would bounce between them for as long as the voter lags.)
+            if n.state == PeerState::Looking
+                && n.election_epoch < self.election.logical_clock
+                && !self.is_observer()
+            {
                 let reply = self.notification(
                     PeerState::Looking,
                     self.election.proposal,

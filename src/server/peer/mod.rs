@@ -1,0 +1,611 @@
+//! The peer transport of quorum mode: election links and quorum links to the other
+//! members, ZooKeeper 3.8's own (PEER-PROTOCOL §3, §5.1, §5.5). Runs as tasks on the
+//! sequencer core's glommio executor; the sequencer owns [`Peers`] and is the only
+//! caller of its send side. Received messages reach the sequencer as [`PeerEvent`]s
+//! on one bounded local channel (a full channel stops the readers: backpressure on
+//! the sockets).
+//!
+//! ```text
+//!  election port: one TCP link per peer, dialled lazily when there is a
+//!    notification to send; after the unframed init message (version, sid, address)
+//!    only the link dialled by the higher sid survives (the lower one closes and is
+//!    dialled back); frames are int-length + notification. Per peer one unsent
+//!    notification is kept (a newer one replaces it) and the last one sent is sent
+//!    again on a new link.
+//!  quorum port: the leader accepts learners (the core refuses them otherwise); a
+//!    learner dials its leader. Packets are bare jute records; after SNAP the raw
+//!    snapshot stream follows, decoded here (ZkSnapDecoder) into a Tree stashed for
+//!    the sequencer before the core hears the SNAP.
+//! ```
+//!
+//! Every buffer a peer can grow is bounded: a quorum packet's data
+//! (`QUORUM_DATA_BYTES_MAX`), an election frame (512 KiB, in `proto::election`), the
+//! init message's address (2 KiB), each link's send queue (`SEND_QUEUE_BYTES_MAX`;
+//! over it the link is closed), and the event channel (`EVENT_QUEUE_MAX`). A bad
+//! byte closes that link with one log line; nothing else is affected.
+
+pub mod wire;
+
+use crate::proto::election::{decode_frame, InitMessage};
+use crate::proto::quorum::QuorumPacket;
+use crate::tree::zksnap::{ZkSnapDecoder, ZkSnapEncoder, ZkSnapKind};
+use crate::tree::Tree;
+use crate::zab::{self, ConnId, Input, Notification, Packet, ServerId, CORE_CONN_BIT};
+use futures::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use glommio::net::{TcpListener, TcpStream};
+use rustc_hash::FxHashMap;
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+use wire::Side;
+
+/// Largest data of one quorum packet (the reference's reader bound: jute.maxbuffer +
+/// extrasize, both 0xfffff by default).
+pub const QUORUM_DATA_BYTES_MAX: usize = 2 * 0xfffff;
+/// Bytes queued for one link before it is declared too slow and closed.
+pub const SEND_QUEUE_BYTES_MAX: usize = 256 << 20;
+/// Items (packets, snapshot streams) queued for one link.
+const SEND_QUEUE_ITEMS_MAX: usize = 1 << 20;
+/// Events from all links waiting for the sequencer.
+pub const EVENT_QUEUE_MAX: usize = 8192;
+/// How long a dial may take (the reference's `zookeeper.cnxTimeout`).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bytes read from a socket at a time.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Snapshot stream chunks written at a time.
+const SNAP_CHUNK_BYTES: usize = 256 * 1024;
+
+/// What the sequencer hears from the transport.
+pub enum PeerEvent {
+    Input(Input),
+}
+
+/// Where a member listens.
+#[derive(Debug, Clone)]
+pub struct PeerAddr {
+    pub election: SocketAddr,
+    pub quorum: SocketAddr,
+}
+
+enum OutItem {
+    Bytes(Vec<u8>),
+    Snapshot(Box<ZkSnapEncoder>),
+}
+
+/// One link's send side: a bounded queue drained by its writer task.
+struct Outbox {
+    tx: LocalSender<OutItem>,
+    bytes: Rc<Cell<usize>>,
+}
+
+impl Outbox {
+    /// False when the link is gone or over its bound.
+    fn push(&self, item: OutItem) -> bool {
+        let n = match &item {
+            OutItem::Bytes(b) => b.len(),
+            OutItem::Snapshot(_) => 0,
+        };
+        if self.bytes.get() + n > SEND_QUEUE_BYTES_MAX {
+            return false;
+        }
+        if self.tx.try_send(item).is_err() {
+            return false;
+        }
+        self.bytes.set(self.bytes.get() + n);
+        true
+    }
+}
+
+#[derive(Default)]
+struct ElectionPeer {
+    /// The newest notification not yet sent.
+    slot: Option<Notification>,
+    last_sent: Option<Notification>,
+    link: Option<(u64, Outbox)>,
+    dialing: bool,
+}
+
+struct QuorumLink {
+    outbox: Outbox,
+    sid: Option<ServerId>,
+}
+
+#[derive(Default)]
+struct State {
+    election: BTreeMap<ServerId, ElectionPeer>,
+    quorum: FxHashMap<ConnId, QuorumLink>,
+    next_accepted: ConnId,
+    next_link_gen: u64,
+    /// Snapshots received after SNAP, by learner connection, until installed.
+    snapshots: FxHashMap<ConnId, (Tree, Vec<(i64, i32)>)>,
+}
+
+/// The transport. Owned (through an `Rc`) by the sequencer core.
+pub struct Peers {
+    me: ServerId,
+    my_election: SocketAddr,
+    addrs: BTreeMap<ServerId, PeerAddr>,
+    events: LocalSender<PeerEvent>,
+    state: RefCell<State>,
+}
+
+impl Peers {
+    /// Binds both ports and starts accepting. Returns the transport and the
+    /// receiving end of its events.
+    pub fn start(
+        me: ServerId,
+        listen_election: SocketAddr,
+        listen_quorum: SocketAddr,
+        addrs: BTreeMap<ServerId, PeerAddr>,
+    ) -> std::io::Result<(Rc<Peers>, LocalReceiver<PeerEvent>)> {
+        let election = TcpListener::bind(listen_election)?;
+        let quorum = TcpListener::bind(listen_quorum)?;
+        let (tx, rx) = local_channel::new_bounded(EVENT_QUEUE_MAX);
+        let my_election = addrs.get(&me).map_or(listen_election, |a| a.election);
+        let peers = Rc::new(Peers {
+            me,
+            my_election,
+            addrs,
+            events: tx,
+            state: RefCell::new(State {
+                next_accepted: 1,
+                ..State::default()
+            }),
+        });
+        let p = peers.clone();
+        glommio::spawn_local(async move { p.accept_election(election).await }).detach();
+        let p = peers.clone();
+        glommio::spawn_local(async move { p.accept_quorum(quorum).await }).detach();
+        Ok((peers, rx))
+    }
+
+    async fn emit(&self, input: Input) {
+        let _ = self.events.send(PeerEvent::Input(input)).await;
+    }
+
+    // ----- the election port ---------------------------------------------------------
+
+    /// Queues a notification for `to`; dials it if there is no link.
+    pub fn notify(self: &Rc<Self>, to: ServerId, n: Notification) {
+        let mut st = self.state.borrow_mut();
+        let peer = st.election.entry(to).or_default();
+        match &peer.link {
+            Some((_, outbox)) => {
+                let mut b = Vec::new();
+                wire::encode_notification(&n, &mut b);
+                if outbox.push(OutItem::Bytes(b)) {
+                    peer.last_sent = Some(n);
+                } else {
+                    peer.slot = Some(n);
+                    peer.link = None;
+                }
+            }
+            None => {
+                peer.slot = Some(n);
+                if !peer.dialing {
+                    peer.dialing = true;
+                    drop(st);
+                    let me = self.clone();
+                    glommio::spawn_local(async move { me.dial_election(to).await }).detach();
+                }
+            }
+        }
+    }
+
+    async fn dial_election(self: Rc<Self>, to: ServerId) {
+        let result = self.try_dial_election(to).await;
+        let mut st = self.state.borrow_mut();
+        if let Some(p) = st.election.get_mut(&to) {
+            p.dialing = false;
+        }
+        drop(st);
+        match result {
+            Ok(Some(stream)) => self.adopt_election(to, stream),
+            Ok(None) => {} // the higher sid dials us back
+            Err(e) => tracing::debug!("election link to server {to}: {e}"),
+        }
+    }
+
+    async fn try_dial_election(&self, to: ServerId) -> std::io::Result<Option<TcpStream>> {
+        let Some(addr) = self.addrs.get(&to).map(|a| a.election) else {
+            return Ok(None);
+        };
+        let mut stream = TcpStream::connect_timeout(addr, CONNECT_TIMEOUT).await?;
+        let _ = stream.set_nodelay(true);
+        let mut b = Vec::new();
+        InitMessage::v1(self.me as i64, &self.my_election.to_string()).encode(&mut b);
+        stream.write_all(&b).await?;
+        stream.flush().await?;
+        if to > self.me {
+            // Only the link the higher sid dialled survives.
+            let _ = stream.close().await;
+            return Ok(None);
+        }
+        Ok(Some(stream))
+    }
+
+    async fn accept_election(self: Rc<Self>, listener: TcpListener) {
+        loop {
+            match listener.accept().await {
+                Ok(stream) => {
+                    let me = self.clone();
+                    glommio::spawn_local(async move { me.election_handshake(stream).await })
+                        .detach();
+                }
+                Err(e) => {
+                    tracing::warn!("election port: accept failed: {e}");
+                    glommio::timer::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    /// Reads the init message of an accepted link and applies the higher-sid rule.
+    async fn election_handshake(self: Rc<Self>, mut stream: TcpStream) {
+        let peer = stream
+            .peer_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let _ = stream.set_nodelay(true);
+        let mut buf = Vec::new();
+        let read = glommio::timer::timeout(CONNECT_TIMEOUT, async {
+            loop {
+                match InitMessage::decode(&buf) {
+                    Ok(Some((m, _))) => return Ok(Ok(m)),
+                    Ok(None) => {}
+                    Err(e) => return Ok(Err(e.to_string())),
+                }
+                let mut chunk = [0u8; 512];
+                let n = stream.read(&mut chunk).await?;
+                if n == 0 {
+                    return Ok(Err("closed before its init message".to_string()));
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+        })
+        .await;
+        let init = match read {
+            Ok(Ok(m)) => m,
+            Ok(Err(why)) => {
+                tracing::warn!("election port: dropping a link from {peer}: {why}");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!("election port: dropping a link from {peer}: {e}");
+                return;
+            }
+        };
+        let sid = init.sid;
+        if sid < 0 || !self.addrs.contains_key(&(sid as u64)) {
+            tracing::warn!(
+                "election port: dropping a link from {peer}: server id {sid} is not in the configuration"
+            );
+            return;
+        }
+        let sid = sid as u64;
+        if sid == self.me {
+            tracing::warn!("election port: a link from {peer} claims our own server id {sid}");
+        } else if sid < self.me {
+            // The higher sid keeps the link: close this one and dial back.
+            let _ = stream.close().await;
+            let me = self.clone();
+            let dial = {
+                let mut st = self.state.borrow_mut();
+                let p = st.election.entry(sid).or_default();
+                let dial = !p.dialing && p.link.is_none();
+                p.dialing |= dial;
+                dial
+            };
+            if dial {
+                glommio::spawn_local(async move { me.dial_election(sid).await }).detach();
+            }
+        } else {
+            self.adopt_election(sid, stream);
+        }
+    }
+
+    /// A link to `sid` is up: replaces any older one, starts its reader and writer,
+    /// and sends the unsent notification (or the last one again).
+    fn adopt_election(self: &Rc<Self>, sid: ServerId, stream: TcpStream) {
+        let (rd, wr) = stream.split();
+        let (outbox, rx) = self.new_outbox();
+        let gen = {
+            let mut st = self.state.borrow_mut();
+            st.next_link_gen += 1;
+            let gen = st.next_link_gen;
+            let p = st.election.entry(sid).or_default();
+            let first = p.slot.take().or_else(|| p.last_sent.clone());
+            if let Some(n) = first {
+                let mut b = Vec::new();
+                wire::encode_notification(&n, &mut b);
+                outbox.push(OutItem::Bytes(b));
+                p.last_sent = Some(n);
+            }
+            p.link = Some((gen, outbox));
+            gen
+        };
+        glommio::spawn_local(write_link(wr, rx, None)).detach();
+        let me = self.clone();
+        glommio::spawn_local(async move {
+            let why = me.read_election(sid, rd).await;
+            tracing::debug!("election link to server {sid} ended: {why}");
+            let mut st = me.state.borrow_mut();
+            if let Some(p) = st.election.get_mut(&sid) {
+                if p.link.as_ref().is_some_and(|(g, _)| *g == gen) {
+                    p.link = None;
+                }
+            }
+        })
+        .detach();
+    }
+
+    async fn read_election(&self, sid: ServerId, mut rd: ReadHalf<TcpStream>) -> String {
+        let mut buf: Vec<u8> = Vec::new();
+        let mut chunk = vec![0u8; READ_CHUNK_BYTES];
+        loop {
+            let mut at = 0;
+            loop {
+                match decode_frame(&buf[at..]) {
+                    Ok(Some((body, used))) => {
+                        match wire::decode_notification(body) {
+                            Ok(n) => self.emit(Input::Notification { from: sid, n }).await,
+                            // The reference skips a message it cannot read.
+                            Err(e) => tracing::debug!("notification from server {sid}: {e}"),
+                        }
+                        at += used;
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!("election link from server {sid}: {e}; dropping it");
+                        return e.to_string();
+                    }
+                }
+            }
+            buf.drain(..at);
+            match rd.read(&mut chunk).await {
+                Ok(0) => return "closed".into(),
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(e) => return e.to_string(),
+            }
+        }
+    }
+
+    // ----- the quorum port --------------------------------------------------------------
+
+    fn new_outbox(&self) -> (Outbox, LocalReceiver<OutItem>) {
+        let (tx, rx) = local_channel::new_bounded(SEND_QUEUE_ITEMS_MAX);
+        (
+            Outbox {
+                tx,
+                bytes: Rc::new(Cell::new(0)),
+            },
+            rx,
+        )
+    }
+
+    async fn accept_quorum(self: Rc<Self>, listener: TcpListener) {
+        loop {
+            let stream = match listener.accept().await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("quorum port: accept failed: {e}");
+                    glommio::timer::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let conn = {
+                let mut st = self.state.borrow_mut();
+                let c = st.next_accepted;
+                st.next_accepted += 1;
+                debug_assert!(c < CORE_CONN_BIT);
+                c
+            };
+            self.open_quorum(conn, stream, Side::Leader);
+            self.emit(Input::Accepted { conn }).await;
+        }
+    }
+
+    /// Learner: dials the leader's quorum port for the core's connection `conn`.
+    pub fn connect(self: &Rc<Self>, conn: ConnId, to: ServerId) {
+        let me = self.clone();
+        glommio::spawn_local(async move {
+            let Some(addr) = me.addrs.get(&to).map(|a| a.quorum) else {
+                me.emit(Input::Closed { conn }).await;
+                return;
+            };
+            match TcpStream::connect_timeout(addr, CONNECT_TIMEOUT).await {
+                Ok(stream) => {
+                    me.open_quorum(conn, stream, Side::Learner);
+                    me.state.borrow_mut().quorum.get_mut(&conn).unwrap().sid = Some(to);
+                    me.emit(Input::Connected { conn }).await;
+                }
+                Err(e) => {
+                    tracing::info!("cannot reach the leader (server {to}) at {addr}: {e}");
+                    me.emit(Input::Closed { conn }).await;
+                }
+            }
+        })
+        .detach();
+    }
+
+    fn open_quorum(self: &Rc<Self>, conn: ConnId, stream: TcpStream, side: Side) {
+        let _ = stream.set_nodelay(true);
+        let (rd, wr) = stream.split();
+        let (outbox, rx) = self.new_outbox();
+        let bytes = outbox.bytes.clone();
+        self.state
+            .borrow_mut()
+            .quorum
+            .insert(conn, QuorumLink { outbox, sid: None });
+        glommio::spawn_local(write_link(wr, rx, Some(bytes))).detach();
+        let me = self.clone();
+        glommio::spawn_local(async move {
+            let why = me.read_quorum(conn, rd, side).await;
+            // Still ours (not closed by the core): the core hears the end.
+            if me.state.borrow_mut().quorum.remove(&conn).is_some() {
+                if !why.is_empty() {
+                    tracing::info!("quorum link {conn} ended: {why}");
+                }
+                me.emit(Input::Closed { conn }).await;
+            }
+        })
+        .detach();
+    }
+
+    async fn read_quorum(&self, conn: ConnId, mut rd: ReadHalf<TcpStream>, side: Side) -> String {
+        let mut buf: Vec<u8> = Vec::new();
+        let mut chunk = vec![0u8; READ_CHUNK_BYTES];
+        let mut snap: Option<(ZkSnapDecoder, i64)> = None;
+        loop {
+            let mut at = 0;
+            loop {
+                if let Some((dec, zxid)) = snap.as_mut() {
+                    match dec.feed(&buf[at..]) {
+                        Ok(used) => at += used,
+                        Err(e) => return format!("bad snapshot stream after SNAP: {e}"),
+                    }
+                    if !dec.is_done() {
+                        break;
+                    }
+                    let zxid = *zxid;
+                    let (dec, _) = snap.take().unwrap();
+                    match dec.finish() {
+                        Ok(state) => {
+                            self.state.borrow_mut().snapshots.insert(conn, state);
+                        }
+                        Err(e) => return format!("bad snapshot stream after SNAP: {e}"),
+                    }
+                    let packet = Packet::Snap {
+                        zxid: zab::Zxid(zxid as u64),
+                    };
+                    self.emit(Input::Packet { conn, packet }).await;
+                    continue;
+                }
+                match QuorumPacket::decode(&buf[at..], QUORUM_DATA_BYTES_MAX) {
+                    Ok(Some((qp, used))) => {
+                        at += used;
+                        if side == Side::Learner
+                            && qp.kind == crate::proto::quorum::PacketType::Snap
+                        {
+                            // The core hears SNAP once the whole snapshot is here.
+                            snap = Some((ZkSnapDecoder::new(ZkSnapKind::Snap, qp.zxid), qp.zxid));
+                            continue;
+                        }
+                        match wire::decode(qp, side) {
+                            Ok(packet) => self.emit(Input::Packet { conn, packet }).await,
+                            Err(e) => return format!("bad packet: {e}"),
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => return format!("bad packet: {e}"),
+                }
+            }
+            buf.drain(..at);
+            match rd.read(&mut chunk).await {
+                Ok(0) => return "closed by the peer".into(),
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(e) => return e.to_string(),
+            }
+        }
+    }
+
+    fn link(&self, conn: ConnId) -> Option<std::cell::RefMut<'_, QuorumLink>> {
+        std::cell::RefMut::filter_map(self.state.borrow_mut(), |st| st.quorum.get_mut(&conn)).ok()
+    }
+
+    /// Queues a packet on a quorum link (dropped if the link is gone).
+    pub fn send(self: &Rc<Self>, conn: ConnId, packet: &Packet) {
+        let mut b = Vec::new();
+        wire::encode(packet).encode(&mut b);
+        self.push(conn, OutItem::Bytes(b));
+    }
+
+    /// Queues the snapshot stream of `tree` right after the SNAP packet.
+    pub fn send_snapshot(
+        self: &Rc<Self>,
+        conn: ConnId,
+        tree: Arc<Tree>,
+        sessions: Vec<(i64, i32)>,
+    ) {
+        let enc = ZkSnapEncoder::new(tree, sessions, ZkSnapKind::Snap, SNAP_CHUNK_BYTES);
+        self.push(conn, OutItem::Snapshot(Box::new(enc)));
+    }
+
+    fn push(self: &Rc<Self>, conn: ConnId, item: OutItem) {
+        let ok = match self.link(conn) {
+            Some(l) => l.outbox.push(item),
+            None => return,
+        };
+        if !ok {
+            tracing::warn!(
+                "quorum link {conn}: more than {SEND_QUEUE_BYTES_MAX} bytes unsent; closing it"
+            );
+            self.close(conn);
+            let me = self.clone();
+            glommio::spawn_local(async move { me.emit(Input::Closed { conn }).await }).detach();
+        }
+    }
+
+    /// Closes a quorum link once what was queued on it is written.
+    pub fn close(&self, conn: ConnId) {
+        // Dropping the sender ends the writer after the queue drains; the writer
+        // then closes the socket, which ends the reader.
+        self.state.borrow_mut().quorum.remove(&conn);
+    }
+
+    /// The snapshot a learner link received, for `Event::InstallSnapshot`.
+    pub fn take_snapshot(&self, conn: ConnId) -> Option<(Tree, Vec<(i64, i32)>)> {
+        self.state.borrow_mut().snapshots.remove(&conn)
+    }
+
+    /// Which server a quorum link belongs to, if known.
+    pub fn link_sid(&self, conn: ConnId) -> Option<ServerId> {
+        self.state.borrow().quorum.get(&conn).and_then(|l| l.sid)
+    }
+}
+
+/// Drains a link's queue onto its socket; closes the socket when the queue's
+/// sender is dropped (the link was closed) or a write fails.
+async fn write_link(
+    mut wr: WriteHalf<TcpStream>,
+    rx: LocalReceiver<OutItem>,
+    bytes: Option<Rc<Cell<usize>>>,
+) {
+    let mut chunk = Vec::with_capacity(SNAP_CHUNK_BYTES);
+    while let Some(item) = rx.recv().await {
+        let ok = match item {
+            OutItem::Bytes(b) => {
+                if let Some(c) = &bytes {
+                    c.set(c.get().saturating_sub(b.len()));
+                }
+                wr.write_all(&b).await.is_ok()
+            }
+            OutItem::Snapshot(mut enc) => {
+                let mut ok = true;
+                loop {
+                    chunk.clear();
+                    if !ZkSnapEncoder::next_chunk(&mut enc, &mut chunk) {
+                        break;
+                    }
+                    if wr.write_all(&chunk).await.is_err() {
+                        ok = false;
+                        break;
+                    }
+                }
+                ok
+            }
+        };
+        if !ok {
+            break;
+        }
+        if wr.flush().await.is_err() {
+            break;
+        }
+    }
+    let _ = wr.flush().await;
+    let _ = wr.close().await;
+}

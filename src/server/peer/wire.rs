@@ -1,0 +1,454 @@
+//! Between the replication core's typed packets (`zab::Packet`, `zab::Notification`)
+//! and the reference's bytes (`proto::quorum::QuorumPacket`, `proto::election`).
+//! Pure; used by the peer transport on the sequencer core.
+//!
+//! Two packets share a type code and differ by direction: PING (the leader's has
+//! null data, a learner's carries touched sessions) and REVALIDATE (a learner asks,
+//! the leader answers), so decoding needs to know which end of the link we are.
+
+use crate::proto::election::{Notification as WireNotification, ServerState};
+use crate::proto::quorum::{
+    self as q, AckEpoch, CommitAndActivate, InformAndActivate, LeaderInfo, LearnerRequest,
+    NewLeaderConfig, PacketType, PingTouches, QuorumDecodeError, QuorumPacket, RevalidateReply,
+    RevalidateRequest,
+};
+use crate::proto::Id;
+use crate::zab::{Entry, Forwarded, LearnerInfo, Notification, Packet, PeerState, Vote, Zxid};
+use bytes::Bytes;
+
+/// Which end of a quorum link we are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Leader,
+    Learner,
+}
+
+fn zxid(z: i64) -> Zxid {
+    Zxid(z as u64)
+}
+
+fn entry(zxid_raw: i64, data: Option<Bytes>) -> Result<Entry, QuorumDecodeError> {
+    let payload = data.ok_or(QuorumDecodeError::NullData {
+        what: "PROPOSAL/INFORM",
+    })?;
+    Ok(Entry {
+        zxid: zxid(zxid_raw),
+        payload,
+    })
+}
+
+/// A packet as the reference writes it.
+pub fn encode(p: &Packet) -> QuorumPacket {
+    match p {
+        Packet::LearnerInfo { info, observer } => {
+            let li = q::LearnerInfo {
+                sid: info.sid as i64,
+                protocol_version: info.protocol_version,
+                config_version: info.config_version,
+            };
+            if *observer {
+                QuorumPacket::observer_info(info.accepted_epoch as i64, li)
+            } else {
+                QuorumPacket::follower_info(info.accepted_epoch as i64, li)
+            }
+        }
+        Packet::LeaderInfo { new_epoch, .. } => QuorumPacket::leader_info(*new_epoch as i64),
+        Packet::AckEpoch {
+            last_zxid,
+            current_epoch,
+        } => QuorumPacket::ack_epoch(
+            last_zxid.as_i64(),
+            AckEpoch {
+                current_epoch: current_epoch.map_or(AckEpoch::SAME_EPOCH, |e| e as i32),
+            },
+        ),
+        Packet::Diff { zxid } => QuorumPacket::diff(zxid.as_i64()),
+        Packet::Trunc { zxid } => QuorumPacket::trunc(zxid.as_i64()),
+        Packet::Snap { zxid } => QuorumPacket::snap(zxid.as_i64()),
+        Packet::Proposal(e) => QuorumPacket::proposal(e.zxid.as_i64(), e.payload.clone()),
+        Packet::Commit { zxid } => QuorumPacket::commit(zxid.as_i64()),
+        Packet::Inform(e) => QuorumPacket::inform(e.zxid.as_i64(), e.payload.clone()),
+        Packet::CommitAndActivate {
+            zxid,
+            designated_leader,
+        } => QuorumPacket::commit_and_activate(zxid.as_i64(), *designated_leader as i64),
+        Packet::InformAndActivate {
+            entry,
+            designated_leader,
+        } => QuorumPacket::inform_and_activate(
+            entry.zxid.as_i64(),
+            *designated_leader as i64,
+            &entry.payload,
+        ),
+        Packet::NewLeader { zxid, config } => QuorumPacket::new(
+            PacketType::NewLeader,
+            zxid.as_i64(),
+            Some(config.clone()),
+            None,
+        ),
+        Packet::UpToDate => QuorumPacket::uptodate(),
+        Packet::Ack { zxid } => QuorumPacket::ack(zxid.as_i64()),
+        Packet::LeaderPing { zxid } => QuorumPacket::ping_from_leader(zxid.as_i64()),
+        Packet::LearnerPing { zxid, touches } => {
+            QuorumPacket::ping_from_learner(zxid.as_i64(), touches)
+        }
+        Packet::Request(f) => {
+            let req = LearnerRequest {
+                session_id: f.session_id,
+                cxid: f.cxid,
+                op: f.op,
+                body: f.body.clone(),
+            };
+            let auth = f
+                .auth
+                .as_ref()
+                .map(|ids| ids.iter().map(|(s, i)| Id::new(s, i)).collect());
+            QuorumPacket::request(&req, auth)
+        }
+        Packet::RevalidateRequest {
+            session_id,
+            timeout_ms,
+        } => QuorumPacket::revalidate_request(RevalidateRequest {
+            session_id: *session_id,
+            timeout_ms: *timeout_ms,
+        }),
+        Packet::RevalidateReply { session_id, valid } => {
+            QuorumPacket::revalidate_reply(RevalidateReply {
+                session_id: *session_id,
+                valid: *valid,
+            })
+        }
+        Packet::Sync => QuorumPacket::sync(),
+    }
+}
+
+/// A packet as the core sees it. `side` is our end of the link.
+pub fn decode(qp: QuorumPacket, side: Side) -> Result<Packet, QuorumDecodeError> {
+    let d = qp.data.as_ref();
+    Ok(match qp.kind {
+        PacketType::FollowerInfo | PacketType::ObserverInfo => {
+            let li = q::LearnerInfo::decode(d)?.ok_or(QuorumDecodeError::NullData {
+                what: "FOLLOWERINFO/OBSERVERINFO",
+            })?;
+            if li.sid < 0 {
+                return Err(QuorumDecodeError::OutOfRange {
+                    what: "learner sid",
+                    value: li.sid,
+                });
+            }
+            Packet::LearnerInfo {
+                info: LearnerInfo {
+                    sid: li.sid as u64,
+                    accepted_epoch: (qp.zxid >> 32) as u32,
+                    protocol_version: li.protocol_version,
+                    config_version: li.config_version,
+                },
+                observer: qp.kind == PacketType::ObserverInfo,
+            }
+        }
+        PacketType::LeaderInfo => Packet::LeaderInfo {
+            new_epoch: (qp.zxid >> 32) as u32,
+            protocol_version: LeaderInfo::decode(d)?.protocol_version,
+        },
+        PacketType::AckEpoch => {
+            let a = AckEpoch::decode(d)?;
+            Packet::AckEpoch {
+                last_zxid: zxid(qp.zxid),
+                current_epoch: (a.current_epoch != AckEpoch::SAME_EPOCH)
+                    .then_some(a.current_epoch as u32),
+            }
+        }
+        PacketType::Diff => Packet::Diff {
+            zxid: zxid(qp.zxid),
+        },
+        PacketType::Trunc => Packet::Trunc {
+            zxid: zxid(qp.zxid),
+        },
+        PacketType::Snap => Packet::Snap {
+            zxid: zxid(qp.zxid),
+        },
+        PacketType::Proposal => Packet::Proposal(entry(qp.zxid, qp.data)?),
+        PacketType::Commit => Packet::Commit {
+            zxid: zxid(qp.zxid),
+        },
+        PacketType::Inform => Packet::Inform(entry(qp.zxid, qp.data)?),
+        PacketType::CommitAndActivate => Packet::CommitAndActivate {
+            zxid: zxid(qp.zxid),
+            designated_leader: CommitAndActivate::decode(d)?.designated_leader as u64,
+        },
+        PacketType::InformAndActivate => {
+            let ia = InformAndActivate::decode(d)?;
+            Packet::InformAndActivate {
+                entry: Entry {
+                    zxid: zxid(qp.zxid),
+                    payload: ia.txn,
+                },
+                designated_leader: ia.designated_leader as u64,
+            }
+        }
+        PacketType::NewLeader => Packet::NewLeader {
+            zxid: zxid(qp.zxid),
+            config: NewLeaderConfig::decode(d)
+                .map(Bytes::from)
+                .unwrap_or_default(),
+        },
+        PacketType::UpToDate => Packet::UpToDate,
+        PacketType::Ack => Packet::Ack {
+            zxid: zxid(qp.zxid),
+        },
+        PacketType::Ping => match side {
+            Side::Learner => Packet::LeaderPing {
+                zxid: zxid(qp.zxid),
+            },
+            Side::Leader => Packet::LearnerPing {
+                zxid: zxid(qp.zxid),
+                touches: PingTouches::decode(d)?.0,
+            },
+        },
+        PacketType::Request => {
+            let r = LearnerRequest::decode(d)?;
+            Packet::Request(Forwarded {
+                session_id: r.session_id,
+                cxid: r.cxid,
+                op: r.op,
+                body: r.body,
+                auth: qp
+                    .auth
+                    .map(|ids| ids.into_iter().map(|i| (i.scheme, i.id)).collect()),
+            })
+        }
+        PacketType::Revalidate => match side {
+            Side::Leader => {
+                let r = RevalidateRequest::decode(d)?;
+                Packet::RevalidateRequest {
+                    session_id: r.session_id,
+                    timeout_ms: r.timeout_ms,
+                }
+            }
+            Side::Learner => {
+                let r = RevalidateReply::decode(d)?;
+                Packet::RevalidateReply {
+                    session_id: r.session_id,
+                    valid: r.valid,
+                }
+            }
+        },
+        PacketType::Sync => Packet::Sync,
+    })
+}
+
+fn state_to_wire(s: PeerState) -> ServerState {
+    match s {
+        PeerState::Looking => ServerState::Looking,
+        PeerState::Following => ServerState::Following,
+        PeerState::Leading => ServerState::Leading,
+        PeerState::Observing => ServerState::Observing,
+    }
+}
+
+fn state_from_wire(s: ServerState) -> PeerState {
+    match s {
+        ServerState::Looking => PeerState::Looking,
+        ServerState::Following => PeerState::Following,
+        ServerState::Leading => PeerState::Leading,
+        ServerState::Observing => PeerState::Observing,
+    }
+}
+
+/// An election notification as the reference frames it (version 2).
+pub fn encode_notification(n: &Notification, out: &mut Vec<u8>) {
+    let config = String::from_utf8_lossy(&n.config).into_owned();
+    WireNotification::new(
+        state_to_wire(n.state),
+        n.vote.leader,
+        n.vote.zxid,
+        n.election_epoch,
+        n.vote.peer_epoch,
+        config,
+    )
+    .encode_frame(out);
+}
+
+pub fn decode_notification(body: &[u8]) -> Result<Notification, QuorumDecodeError> {
+    let w = WireNotification::decode(body)?;
+    Ok(Notification {
+        state: state_from_wire(w.state),
+        vote: Vote {
+            leader: w.leader,
+            zxid: w.zxid,
+            peer_epoch: w.peer_epoch,
+        },
+        election_epoch: w.election_epoch,
+        config: w.config.map(Bytes::from).unwrap_or_default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(p: Packet, side_of_receiver: Side) {
+        let qp = encode(&p);
+        let mut bytes = Vec::new();
+        qp.encode(&mut bytes);
+        let (back, n) = QuorumPacket::decode(&bytes, 1 << 20).unwrap().unwrap();
+        assert_eq!(n, bytes.len());
+        assert_eq!(decode(back, side_of_receiver).unwrap(), p);
+    }
+
+    #[test]
+    fn every_packet_round_trips_through_the_references_bytes() {
+        let e = Entry {
+            zxid: Zxid::new(1, 2),
+            payload: Bytes::from_static(b"txn"),
+        };
+        let info = LearnerInfo {
+            sid: 3,
+            accepted_epoch: 7,
+            protocol_version: 0x10000,
+            config_version: 0x1_0000_0000,
+        };
+        use Side::*;
+        for (p, side) in [
+            (
+                Packet::LearnerInfo {
+                    info,
+                    observer: false,
+                },
+                Leader,
+            ),
+            (
+                Packet::LearnerInfo {
+                    info,
+                    observer: true,
+                },
+                Leader,
+            ),
+            (
+                Packet::LeaderInfo {
+                    new_epoch: 8,
+                    protocol_version: 0x10000,
+                },
+                Learner,
+            ),
+            (
+                Packet::AckEpoch {
+                    last_zxid: Zxid::new(7, 3),
+                    current_epoch: Some(7),
+                },
+                Leader,
+            ),
+            (
+                Packet::AckEpoch {
+                    last_zxid: Zxid::new(7, 3),
+                    current_epoch: None,
+                },
+                Leader,
+            ),
+            (
+                Packet::Diff {
+                    zxid: Zxid::new(1, 9),
+                },
+                Learner,
+            ),
+            (
+                Packet::Trunc {
+                    zxid: Zxid::new(1, 9),
+                },
+                Learner,
+            ),
+            (
+                Packet::Snap {
+                    zxid: Zxid::new(1, 9),
+                },
+                Learner,
+            ),
+            (Packet::Proposal(e.clone()), Learner),
+            (Packet::Commit { zxid: e.zxid }, Learner),
+            (Packet::Inform(e.clone()), Learner),
+            (
+                Packet::CommitAndActivate {
+                    zxid: e.zxid,
+                    designated_leader: 2,
+                },
+                Learner,
+            ),
+            (
+                Packet::InformAndActivate {
+                    entry: e.clone(),
+                    designated_leader: 2,
+                },
+                Learner,
+            ),
+            (
+                Packet::NewLeader {
+                    zxid: Zxid::new(8, 0),
+                    config: Bytes::from_static(b"version=0"),
+                },
+                Learner,
+            ),
+            (Packet::UpToDate, Learner),
+            (Packet::Ack { zxid: e.zxid }, Leader),
+            (Packet::LeaderPing { zxid: e.zxid }, Learner),
+            (
+                Packet::LearnerPing {
+                    zxid: e.zxid,
+                    touches: vec![(5, 30000)],
+                },
+                Leader,
+            ),
+            (
+                Packet::LearnerPing {
+                    zxid: e.zxid,
+                    touches: vec![],
+                },
+                Leader,
+            ),
+            (
+                Packet::Request(Forwarded {
+                    session_id: 9,
+                    cxid: 4,
+                    op: 1,
+                    body: Bytes::from_static(b"body"),
+                    auth: Some(vec![("ip".into(), "127.0.0.1".into())]),
+                }),
+                Leader,
+            ),
+            (
+                Packet::RevalidateRequest {
+                    session_id: 9,
+                    timeout_ms: 30000,
+                },
+                Leader,
+            ),
+            (
+                Packet::RevalidateReply {
+                    session_id: 9,
+                    valid: true,
+                },
+                Learner,
+            ),
+            (Packet::Sync, Learner),
+        ] {
+            round_trip(p, side);
+        }
+    }
+
+    #[test]
+    fn notifications_round_trip() {
+        let n = Notification {
+            state: PeerState::Looking,
+            vote: Vote {
+                leader: 2,
+                zxid: 0x1_0000_0005,
+                peer_epoch: 1,
+            },
+            election_epoch: 3,
+            config: Bytes::from_static(b"server.1=127.0.0.1:1:2:participant\nversion=0"),
+        };
+        let mut out = Vec::new();
+        encode_notification(&n, &mut out);
+        let body = &out[4..];
+        assert_eq!(decode_notification(body).unwrap(), n);
+    }
+}
