@@ -59,7 +59,7 @@ impl View<'_> {
         let _ = writeln!(out, "Connections: {}", self.connections());
         let _ = writeln!(out, "Outstanding: {}", self.stats.sum(|s| &s.outstanding));
         let _ = writeln!(out, "Zxid: {:#x}", self.zxid());
-        let _ = writeln!(out, "Mode: standalone");
+        let _ = writeln!(out, "Mode: {}", self.stats.mode().name());
         let nodes = self
             .sequencer
             .as_ref()
@@ -95,9 +95,17 @@ impl View<'_> {
     }
 }
 
+/// The reference's answer from a member that is not serving (no quorum).
+pub const NOT_SERVING: &str = "This ZooKeeper instance is not currently serving requests";
+
 /// The text answer to one (whitelisted) four-letter word.
 pub fn render(cmd: &str, v: &View) -> String {
     let mut out = String::new();
+    // As the reference: only ruok, isro, envi, conf-less words answer without a server.
+    if !v.stats.serving() && !matches!(cmd, "ruok" | "isro" | "envi" | "srst" | "hash") {
+        let _ = writeln!(out, "{NOT_SERVING}");
+        return out;
+    }
     match cmd {
         "ruok" => out.push_str("imok"),
         "isro" => out.push_str("rw"),
@@ -210,7 +218,7 @@ pub fn render(cmd: &str, v: &View) -> String {
                 .unwrap_or(0);
             let rows: Vec<(&str, String)> = vec![
                 ("zk_version", VERSION.to_string()),
-                ("zk_server_state", "standalone".into()),
+                ("zk_server_state", v.stats.mode().name().into()),
                 ("zk_avg_latency", format!("{avg:.4}")),
                 ("zk_max_latency", format!("{max:.0}")),
                 ("zk_min_latency", format!("{min:.0}")),
@@ -249,6 +257,14 @@ pub fn render(cmd: &str, v: &View) -> String {
                     v.stats.started.elapsed().as_millis().to_string(),
                 ),
             ];
+            let mut rows = rows;
+            if let Some(l) = seq.leader {
+                rows.push(("zk_learners", l.learners.to_string()));
+                rows.push(("zk_synced_followers", l.synced_followers.to_string()));
+                rows.push(("zk_synced_non_voting_followers", "0".into()));
+                rows.push(("zk_synced_observers", l.synced_observers.to_string()));
+                rows.push(("zk_pending_syncs", l.pending_syncs.to_string()));
+            }
             for (k, val) in rows {
                 let _ = writeln!(out, "{k}\t{val}");
             }

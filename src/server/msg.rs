@@ -86,6 +86,8 @@ pub struct SequencerReport {
     pub digest: u64,
     /// (session id, timeout ms, ephemeral paths)
     pub sessions: Vec<(i64, i32, Vec<String>)>,
+    /// Quorum mode, on the leader: its learners.
+    pub leader: Option<crate::zab::LeaderStats>,
 }
 
 /// What a shard knows, for four-letter words.

@@ -704,6 +704,7 @@ impl Sequencer {
             ephemeral_count: self.durable_tree.ephemeral_count(),
             digest: self.durable_tree.digest(),
             sessions,
+            leader: None,
         }
     }
 }

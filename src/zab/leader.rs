@@ -63,6 +63,15 @@ struct Handler {
     unacked: VecDeque<(Zxid, u64)>,
 }
 
+/// A leader's learners, for mntr (`zk_learners`, `zk_synced_followers`, …).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LeaderStats {
+    pub learners: usize,
+    pub synced_followers: usize,
+    pub synced_observers: usize,
+    pub pending_syncs: usize,
+}
+
 #[derive(Debug)]
 pub(super) struct Leader {
     /// The epoch being established (valid once `!waiting_for_epoch`).
@@ -106,20 +115,25 @@ impl Leader {
         self.next_half_tick
     }
 
-    /// (learners, synced followers, pending syncs) for mntr.
-    pub fn stats(&self, cfg: &Config) -> (usize, usize, usize) {
-        let synced = self
-            .handlers
-            .values()
-            .filter(|h| {
-                h.stage == Stage::Running
-                    && !h.observer
-                    && h.sid.is_some_and(|s| cfg.is_voter(s))
-                    && self.tick <= h.ack_deadline_tick
-            })
-            .count();
-        let syncs = self.pending_syncs.values().map(Vec::len).sum();
-        (self.handlers.len(), synced, syncs)
+    /// What mntr shows on a leader.
+    pub fn stats(&self, cfg: &Config) -> LeaderStats {
+        let synced = |observer: bool| {
+            self.handlers
+                .values()
+                .filter(|h| {
+                    h.stage == Stage::Running
+                        && h.observer == observer
+                        && h.sid.is_some_and(|s| cfg.is_voter(s) != observer)
+                        && self.tick <= h.ack_deadline_tick
+                })
+                .count()
+        };
+        LeaderStats {
+            learners: self.handlers.len(),
+            synced_followers: synced(false),
+            synced_observers: synced(true),
+            pending_syncs: self.pending_syncs.values().map(Vec::len).sum(),
+        }
     }
 
     fn handler(&mut self, conn: ConnId) -> &mut Handler {

@@ -68,6 +68,7 @@ mod tests;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 
+pub use leader::LeaderStats;
 pub use ready::{Persisted, Ready};
 #[cfg(any(test, feature = "sim"))]
 pub use replica::PlantedBug;

@@ -251,8 +251,8 @@ impl Replica {
         self.election.logical_clock
     }
 
-    /// The leader's sids of synced followers, and how many learners it has (mntr).
-    pub fn leader_stats(&self) -> Option<(usize, usize, usize)> {
+    /// A leader's learners (mntr).
+    pub fn leader_stats(&self) -> Option<super::leader::LeaderStats> {
         match &self.role {
             RoleState::Leading(l) => Some(l.stats(&self.cfg)),
             _ => None,
