@@ -1222,6 +1222,17 @@ impl Shard {
         for item in &b.items {
             let Some(reply) = &item.reply else { continue };
             if reply.shard != self.id {
+                // A session that reconnected on another shard has moved: its older
+                // connection here ends (the reference keeps one per session).
+                if let ReplyKind::Connect { session_id, .. } = reply.kind {
+                    if let Some(cid) = self.sessions.remove(&session_id) {
+                        self.close_with(cid, "the session moved to another connection");
+                        if let Some(c) = self.conns.get_mut(&cid) {
+                            c.session_id = 0;
+                        }
+                        touched.insert(cid);
+                    }
+                }
                 continue;
             }
             touched.insert(reply.conn);
