@@ -10,8 +10,11 @@
 //! notifications (xid −1) are set aside in [`RawClient::events`], and
 //! [`decode_body`] turns a reply body into a typed [`Response`]. [`Normalizer`]
 //! maps zxids, times and session ids to server-independent values so replies of
-//! two different servers can be compared for equality.
+//! two different servers can be compared for equality. [`ensemble`] runs
+//! several members as one ensemble on top of [`Server::launch`].
 #![allow(dead_code)]
+
+pub mod ensemble;
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
@@ -34,6 +37,8 @@ pub const RAW_READ_TIMEOUT_MS: u64 = 5_000;
 pub const RAW_FRAME_BYTES_MAX: usize = 16 << 20;
 /// Lines of a server's log printed when a test fails.
 pub const LOG_TAIL_LINES_MAX: usize = 150;
+/// How often [`Server::terminate`] looks whether the process has exited.
+const TERMINATE_POLL_MS: u64 = 50;
 
 /// Where the Debian package puts its jars.
 const JAVA_LIB_DIR: &str = "/usr/share/java";
@@ -112,6 +117,50 @@ pub fn require_reference() -> bool {
 /// Only one reference JVM at a time per test binary: the box has two cores.
 static REFERENCE_LOCK: Mutex<()> = Mutex::new(());
 
+/// Takes the one-reference-at-a-time lock for a whole group of processes (an
+/// ensemble holds it for all its members, so ensemble tests run one at a time).
+pub fn reference_serial() -> MutexGuard<'static, ()> {
+    REFERENCE_LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The command that runs Apache ZooKeeper (`QuorumPeerMain`) on `cfg_path`,
+/// with `sysprops` (`-Dkey=value`) before the class path.
+pub fn reference_command(cfg_path: &Path, sysprops: &[String]) -> Command {
+    let java = java_binary().expect("java not found; call require_reference() first");
+    let cp: Vec<String> = REFERENCE_JARS
+        .iter()
+        .map(|j| Path::new(JAVA_LIB_DIR).join(j))
+        .filter(|p| p.exists())
+        .map(|p| p.display().to_string())
+        .collect();
+    let mut cmd = Command::new(java);
+    cmd.args(sysprops);
+    cmd.arg("-Xmx512m")
+        .arg("-XX:+UseSerialGC")
+        .arg("-XX:TieredStopAtLevel=1")
+        .arg("-Dzookeeper.admin.enableServer=false")
+        .arg("-cp")
+        .arg(cp.join(":"))
+        .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
+        .arg(cfg_path);
+    cmd
+}
+
+/// The command that runs corral (`corral server --config FILE`).
+pub fn corral_command(cfg_path: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_corral"));
+    cmd.arg("server").arg("--config").arg(cfg_path);
+    cmd
+}
+
+/// The last `lines` lines of a text file (empty when it cannot be read).
+pub fn file_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    let from = all.len().saturating_sub(lines);
+    all[from..].join("\n")
+}
+
 /// Picks a free loopback port: bind port 0, read the port, release it.
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
@@ -124,7 +173,11 @@ pub struct Server {
     pub kind: Kind,
     pub port: u16,
     child: Mutex<Option<Child>>,
+    /// The temp dir this server owns; `None` when its owner (an ensemble) keeps
+    /// the files and does the post-mortem printing itself.
     dir: Option<tempfile::TempDir>,
+    /// Where its data/, datalog/ and server.log live.
+    home: PathBuf,
     log_path: PathBuf,
     _serial: Option<MutexGuard<'static, ()>>,
 }
@@ -161,13 +214,6 @@ impl Server {
     }
 
     fn reference_with(cfg_extra: &str, serial: Option<MutexGuard<'static, ()>>) -> Server {
-        let java = java_binary().expect("java not found; call require_reference() first");
-        let cp: Vec<String> = REFERENCE_JARS
-            .iter()
-            .map(|j| Path::new(JAVA_LIB_DIR).join(j))
-            .filter(|p| p.exists())
-            .map(|p| p.display().to_string())
-            .collect();
         let dir = tempfile::Builder::new()
             .prefix("corral-ref-")
             .tempdir()
@@ -196,16 +242,7 @@ impl Server {
         }
         let cfg_path = dir.path().join("zoo.cfg");
         std::fs::write(&cfg_path, cfg).unwrap();
-        let mut cmd = Command::new(java);
-        cmd.args(&sysprops);
-        cmd.arg("-Xmx512m")
-            .arg("-XX:+UseSerialGC")
-            .arg("-XX:TieredStopAtLevel=1")
-            .arg("-Dzookeeper.admin.enableServer=false")
-            .arg("-cp")
-            .arg(cp.join(":"))
-            .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
-            .arg(&cfg_path);
+        let cmd = reference_command(&cfg_path, &sysprops);
         Self::spawn(Kind::Reference, cmd, port, dir, serial)
     }
 
@@ -225,9 +262,7 @@ impl Server {
         cfg.push_str(cfg_extra);
         let cfg_path = dir.path().join("corral.cfg");
         std::fs::write(&cfg_path, cfg).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_corral"));
-        cmd.arg("server").arg("--config").arg(&cfg_path);
-        Self::spawn(Kind::Corral, cmd, port, dir, None)
+        Self::spawn(Kind::Corral, corral_command(&cfg_path), port, dir, None)
     }
 
     /// Stops this corral (SIGKILL) and starts a new process on the same data dirs,
@@ -258,14 +293,26 @@ impl Server {
 
     fn spawn(
         kind: Kind,
-        mut cmd: Command,
+        cmd: Command,
         port: u16,
         dir: tempfile::TempDir,
         serial: Option<MutexGuard<'static, ()>>,
     ) -> Server {
-        std::fs::create_dir_all(dir.path().join("data")).unwrap();
-        std::fs::create_dir_all(dir.path().join("datalog")).unwrap();
-        let log_path = dir.path().join("server.log");
+        let mut server = Self::launch(kind, cmd, port, dir.path());
+        server.dir = Some(dir);
+        server._serial = serial;
+        server.wait_ready();
+        server
+    }
+
+    /// Starts `cmd` in `home` (creating data/ and datalog/ there), its output
+    /// appended to `home/server.log`, without waiting for it to serve: an
+    /// ensemble member serves only once a quorum is up. The caller owns `home`
+    /// and prints the log when a test fails.
+    pub fn launch(kind: Kind, mut cmd: Command, port: u16, home: &Path) -> Server {
+        std::fs::create_dir_all(home.join("data")).unwrap();
+        std::fs::create_dir_all(home.join("datalog")).unwrap();
+        let log_path = home.join("server.log");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -274,21 +321,20 @@ impl Server {
         cmd.stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
-            .current_dir(dir.path());
+            .current_dir(home);
         let child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => panic!("cannot start the {kind} server ({cmd:?}): {e}"),
         };
-        let mut server = Server {
+        Server {
             kind,
             port,
             child: Mutex::new(Some(child)),
-            dir: Some(dir),
+            dir: None,
+            home: home.to_path_buf(),
             log_path,
-            _serial: serial,
-        };
-        server.wait_ready();
-        server
+            _serial: None,
+        }
     }
 
     fn wait_ready(&mut self) {
@@ -341,15 +387,12 @@ impl Server {
     }
 
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.as_ref().unwrap().path().join("data")
+        self.home.join("data")
     }
 
     /// The last [`LOG_TAIL_LINES_MAX`] lines of the server's stdout+stderr.
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let from = lines.len().saturating_sub(LOG_TAIL_LINES_MAX);
-        lines[from..].join("\n")
+        file_tail(&self.log_path, LOG_TAIL_LINES_MAX)
     }
 
     /// The whole log so far.
@@ -385,9 +428,41 @@ impl Server {
         }
     }
 
+    /// Sends `signal` (e.g. `libc::SIGSTOP`) to the process if it has not been
+    /// reaped yet (so the pid cannot belong to another process). True when sent.
+    pub fn signal(&self, signal: i32) -> bool {
+        let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(c) = child.as_mut() else {
+            return false;
+        };
+        if !matches!(c.try_wait(), Ok(None)) {
+            return false;
+        }
+        // SAFETY: kill(2) on our own unreaped child; no memory is touched.
+        unsafe { libc::kill(c.id() as libc::pid_t, signal) == 0 }
+    }
+
+    /// Asks the process to exit (SIGTERM), waits up to `grace` for it, then
+    /// kills it (SIGKILL); reaps it either way. True when it exited by itself.
+    pub fn terminate(&self, grace: Duration) -> bool {
+        self.signal(libc::SIGCONT); // a paused process cannot handle SIGTERM
+        if !self.signal(libc::SIGTERM) {
+            return self.exit_status().is_some();
+        }
+        let polls = grace.as_millis() / TERMINATE_POLL_MS as u128 + 1;
+        for _ in 0..polls {
+            if self.exit_status().is_some() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(TERMINATE_POLL_MS));
+        }
+        self.stop();
+        false
+    }
+
     /// Where the server writes its txn log (`dataLogDir`).
     pub fn data_log_dir(&self) -> PathBuf {
-        self.dir.as_ref().unwrap().path().join("datalog")
+        self.home.join("datalog")
     }
 }
 
@@ -402,7 +477,8 @@ impl Drop for Server {
             let _ = child.kill();
             let _ = child.wait();
         }
-        if std::thread::panicking() {
+        // A server whose files belong to someone else leaves the post-mortem to them.
+        if std::thread::panicking() && self.dir.is_some() {
             // Keep the data dir and the full log for a post-mortem.
             if let Some(d) = self.dir.take() {
                 let kept = d.keep();

@@ -1,0 +1,1029 @@
+//! A multi-process ensemble on 127.0.0.1 for integration tests: members 1..=n,
+//! each Apache ZooKeeper 3.8.0 (the Debian package) or corral, each with its own
+//! client, quorum and election port and its own member dir (zoo.cfg, data/myid,
+//! data/, datalog/, server.log) under one temp dir. Every member's zoo.cfg lists
+//! the same `server.N=127.0.0.1:Q:E:participant|observer;127.0.0.1:C` lines.
+//!
+//! Runs on the test thread (blocking std IO, no executor); [`WriteLoad`] adds one
+//! writer thread. Flow: [`Ensemble::start_cfg`] writes the configs, launches the
+//! processes through `common::Server::launch` and waits (bounded polls of the
+//! `srvr` four-letter word) until every member serves and they agree on one
+//! leader. Tests then drive members (kill / stop / restart / pause / resume),
+//! query them (`srvr`, `mntr`), write through [`RawClient`] sessions, and compare
+//! replicas with [`Ensemble::dump_tree`] (a `sync` then a pipelined walk) and
+//! [`Ensemble::assert_same_tree`]. When a test fails, dropping the ensemble
+//! prints every member's config and log tail and keeps the files.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use corral::proto::{
+    Acl, ConnectRequest, CreateKind, CreateMode, CreateRequest, ErrorCode, Request, Response, Stat,
+};
+
+use super::{
+    corral_command, decode_reply, file_tail, four_letter_word, free_port, reference_command,
+    reference_serial, require_reference, Decoded, Kind, RawClient, Server, LOG_TAIL_LINES_MAX,
+};
+
+/// The members' `tickTime`: short, so elections and session moves are quick.
+pub const ENSEMBLE_TICK_MS: u64 = 200;
+/// `initLimit` in ticks (2 s at 200 ms: a JVM syncing on a busy 2-core box needs it).
+pub const INIT_LIMIT_TICKS: u32 = 10;
+/// `syncLimit` in ticks.
+pub const SYNC_LIMIT_TICKS: u32 = 5;
+/// Session timeout the harness's own clients ask for.
+pub const SESSION_TIMEOUT_MS: i32 = 10_000;
+/// Pause between two polls of a member (srvr, connect attempts).
+pub const POLL_MS: u64 = 100;
+/// Polls a member gets to start serving (about 90 s plus the polls' own time).
+pub const SERVING_POLLS_MAX: u32 = 900;
+/// Polls for the live members to agree on one leader.
+pub const LEADER_POLLS_MAX: u32 = 600;
+/// Connection attempts [`Ensemble::connect`] makes before giving up.
+pub const CONNECT_ATTEMPTS_MAX: u32 = 100;
+/// How long [`Ensemble::stop`] waits after SIGTERM before SIGKILL.
+pub const STOP_GRACE_MS: u64 = 10_000;
+/// Largest tree [`Ensemble::dump_tree`] walks, in znodes.
+pub const DUMP_NODES_COUNT_MAX: usize = 200_000;
+/// Paths whose getData + getChildren go out in one pipelined batch.
+pub const DUMP_BATCH_COUNT_MAX: usize = 128;
+/// Whole-dump attempts when the connection drops midway.
+pub const DUMP_ATTEMPTS_MAX: u32 = 100;
+/// Requests [`pipeline`] keeps in flight at once.
+pub const PIPELINE_WINDOW_COUNT_MAX: usize = 256;
+/// Differences listed when two replicas disagree.
+pub const TREE_DIFFS_SHOWN_MAX: usize = 20;
+/// Attempts [`WriteLoad`] makes per write (connection losses and elections included).
+pub const LOAD_ATTEMPTS_MAX: u32 = 600;
+/// Polls [`WriteLoad::wait_acked`] makes.
+pub const LOAD_WAIT_POLLS_MAX: u32 = 1_200;
+
+/// The subtree each server keeps for itself (config, quotas): left out of dumps.
+const SYSTEM_SUBTREE: &str = "/zookeeper";
+
+/// How a member takes part in the ensemble.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Participant,
+    Observer,
+}
+
+impl Role {
+    fn as_str(self) -> &'static str {
+        match self {
+            Role::Participant => "participant",
+            Role::Observer => "observer",
+        }
+    }
+}
+
+/// What `srvr` says a serving member is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Leader,
+    Follower,
+    Observer,
+    Standalone,
+}
+
+impl Mode {
+    /// The `Mode: …` line of a `srvr` answer; `None` for "not currently serving".
+    pub fn from_srvr(text: &str) -> Option<Mode> {
+        let mode = text.lines().find_map(|l| l.strip_prefix("Mode: "))?;
+        match mode.trim() {
+            "leader" => Some(Mode::Leader),
+            "follower" => Some(Mode::Follower),
+            "observer" => Some(Mode::Observer),
+            "standalone" => Some(Mode::Standalone),
+            _ => None,
+        }
+    }
+}
+
+/// One member's ports on 127.0.0.1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ports {
+    pub client: u16,
+    pub quorum: u16,
+    pub election: u16,
+}
+
+/// A replica's tree: path → (data, Stat), `/zookeeper` left out.
+pub type Tree = BTreeMap<String, (Vec<u8>, Stat)>;
+
+struct Member {
+    sid: u64,
+    kind: Kind,
+    role: Role,
+    ports: Ports,
+    home: PathBuf,
+    cfg_path: PathBuf,
+    process: Option<Server>,
+    paused: bool,
+}
+
+/// A running ensemble; every process is killed when it is dropped.
+pub struct Ensemble {
+    members: Vec<Member>,
+    root: Option<tempfile::TempDir>,
+    /// When this ensemble got the machine (the lock), for wall-time reports.
+    since: Instant,
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl Ensemble {
+    /// The skip rule for these member kinds: true when they can run here (a
+    /// reference member needs java and the Debian jars; see `require_reference`).
+    pub fn can_start(kinds: &[Kind]) -> bool {
+        !kinds.contains(&Kind::Reference) || require_reference()
+    }
+
+    /// Starts one participant per kind (sids 1..=n) and waits for a leader.
+    pub fn start(kinds: &[Kind]) -> Ensemble {
+        let members: Vec<(Kind, Role)> = kinds.iter().map(|&k| (k, Role::Participant)).collect();
+        Self::start_with(&members)
+    }
+
+    /// Starts members with explicit roles (sids 1..=n) and waits for a leader.
+    pub fn start_with(members: &[(Kind, Role)]) -> Ensemble {
+        Self::start_cfg(members, "")
+    }
+
+    /// As [`start_with`](Self::start_with), with `cfg_extra` lines added to every
+    /// member's zoo.cfg (unknown keys become `zookeeper.*` properties in the reference).
+    pub fn start_cfg(members: &[(Kind, Role)], cfg_extra: &str) -> Ensemble {
+        assert!(!members.is_empty(), "an ensemble needs members");
+        let serial = reference_serial();
+        let root = tempfile::Builder::new()
+            .prefix("corral-ens-")
+            .tempdir()
+            .unwrap();
+        let ports = distinct_ports(members.len());
+        let mut ens = Ensemble {
+            members: Vec::new(),
+            root: None,
+            since: Instant::now(),
+            _serial: serial,
+        };
+        for (i, (&(kind, role), &p)) in members.iter().zip(&ports).enumerate() {
+            let sid = i as u64 + 1;
+            let home = root.path().join(format!("m{sid}"));
+            ens.members.push(Member {
+                sid,
+                kind,
+                role,
+                ports: p,
+                cfg_path: home.join("zoo.cfg"),
+                home,
+                process: None,
+                paused: false,
+            });
+        }
+        ens.root = Some(root);
+        ens.write_configs(cfg_extra);
+        eprintln!("[ensemble] {}", ens.describe());
+        for sid in ens.sids() {
+            ens.launch(sid);
+        }
+        for sid in ens.sids() {
+            ens.wait_serving(sid);
+        }
+        let leader = ens.leader().unwrap_or_else(|| {
+            panic!("the ensemble started but its members do not agree on one leader")
+        });
+        eprintln!("[ensemble] serving; leader {leader}");
+        ens
+    }
+
+    fn write_configs(&self, cfg_extra: &str) {
+        let servers = self.server_lines();
+        for m in &self.members {
+            std::fs::create_dir_all(m.home.join("data")).unwrap();
+            std::fs::create_dir_all(m.home.join("datalog")).unwrap();
+            std::fs::write(m.home.join("data/myid"), format!("{}\n", m.sid)).unwrap();
+            std::fs::write(&m.cfg_path, member_cfg(m, &servers, cfg_extra)).unwrap();
+        }
+    }
+
+    /// The `server.N` lines every member shares.
+    fn server_lines(&self) -> String {
+        let mut out = String::new();
+        for m in &self.members {
+            out.push_str(&format!(
+                "server.{}=127.0.0.1:{}:{}:{};127.0.0.1:{}\n",
+                m.sid,
+                m.ports.quorum,
+                m.ports.election,
+                m.role.as_str(),
+                m.ports.client
+            ));
+        }
+        out
+    }
+
+    /// One line per member: sid, kind, role, ports; and the ensemble's dir.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        for m in &self.members {
+            out.push_str(&format!(
+                "{}={} {} client {} quorum {} election {}; ",
+                m.sid,
+                m.kind,
+                m.role.as_str(),
+                m.ports.client,
+                m.ports.quorum,
+                m.ports.election
+            ));
+        }
+        if let Some(r) = &self.root {
+            out.push_str(&format!("files in {}", r.path().display()));
+        }
+        out
+    }
+
+    fn member(&self, sid: u64) -> &Member {
+        self.members
+            .iter()
+            .find(|m| m.sid == sid)
+            .unwrap_or_else(|| panic!("the ensemble has no member {sid}"))
+    }
+
+    fn member_mut(&mut self, sid: u64) -> &mut Member {
+        self.members
+            .iter_mut()
+            .find(|m| m.sid == sid)
+            .unwrap_or_else(|| panic!("the ensemble has no member {sid}"))
+    }
+
+    /// Time since this ensemble took the one-at-a-time lock (start-up included,
+    /// waiting for other tests' ensembles excluded): for wall-time reports.
+    pub fn age(&self) -> Duration {
+        self.since.elapsed()
+    }
+
+    /// Every member's sid, ascending.
+    pub fn sids(&self) -> Vec<u64> {
+        self.members.iter().map(|m| m.sid).collect()
+    }
+
+    pub fn kind(&self, sid: u64) -> Kind {
+        self.member(sid).kind
+    }
+
+    pub fn role(&self, sid: u64) -> Role {
+        self.member(sid).role
+    }
+
+    pub fn ports(&self, sid: u64) -> Ports {
+        self.member(sid).ports
+    }
+
+    /// `127.0.0.1:<client port>` of a member.
+    pub fn client_addr(&self, sid: u64) -> String {
+        format!("127.0.0.1:{}", self.member(sid).ports.client)
+    }
+
+    /// The member's dir (zoo.cfg, data/, datalog/, server.log).
+    pub fn member_dir(&self, sid: u64) -> PathBuf {
+        self.member(sid).home.clone()
+    }
+
+    /// The member's zoo.cfg as written.
+    pub fn config(&self, sid: u64) -> String {
+        std::fs::read_to_string(&self.member(sid).cfg_path).unwrap_or_default()
+    }
+
+    /// The last [`LOG_TAIL_LINES_MAX`] lines of the member's output (all its runs).
+    pub fn log_tail(&self, sid: u64) -> String {
+        file_tail(
+            &self.member(sid).home.join("server.log"),
+            LOG_TAIL_LINES_MAX,
+        )
+    }
+
+    /// The member's whole output so far (all its runs).
+    pub fn log(&self, sid: u64) -> String {
+        std::fs::read_to_string(self.member(sid).home.join("server.log")).unwrap_or_default()
+    }
+
+    /// True while the member's process runs (paused or not).
+    pub fn is_running(&self, sid: u64) -> bool {
+        self.member(sid)
+            .process
+            .as_ref()
+            .is_some_and(|p| p.is_running())
+    }
+
+    /// Running and not paused: a member that can answer.
+    pub fn is_live(&self, sid: u64) -> bool {
+        self.is_running(sid) && !self.member(sid).paused
+    }
+
+    /// The sids of live members.
+    pub fn live_sids(&self) -> Vec<u64> {
+        self.sids()
+            .into_iter()
+            .filter(|&s| self.is_live(s))
+            .collect()
+    }
+
+    // ----- member control -----
+
+    fn launch(&mut self, sid: u64) {
+        let m = self.member(sid);
+        assert!(m.process.is_none(), "member {sid} is already running");
+        append_log_marker(&m.home, &format!("starting member {sid} ({})", m.kind));
+        let cmd = match m.kind {
+            Kind::Reference => reference_command(&m.cfg_path, &[]),
+            Kind::Corral => corral_command(&m.cfg_path),
+        };
+        let server = Server::launch(m.kind, cmd, m.ports.client, &m.home);
+        let m = self.member_mut(sid);
+        m.process = Some(server);
+        m.paused = false;
+    }
+
+    /// SIGKILL, reaped; its files stay for a restart.
+    pub fn kill(&mut self, sid: u64) {
+        let m = self.member_mut(sid);
+        if let Some(p) = m.process.take() {
+            p.stop();
+        }
+        m.paused = false;
+        append_log_marker(
+            &self.member(sid).home,
+            &format!("member {sid} killed (SIGKILL)"),
+        );
+    }
+
+    /// SIGTERM, then SIGKILL after [`STOP_GRACE_MS`]; reaped.
+    pub fn stop(&mut self, sid: u64) {
+        let m = self.member_mut(sid);
+        if let Some(p) = m.process.take() {
+            p.terminate(Duration::from_millis(STOP_GRACE_MS));
+        }
+        m.paused = false;
+        append_log_marker(&self.member(sid).home, &format!("member {sid} stopped"));
+    }
+
+    /// Starts the member again on the same dirs, config and ports (stopping it
+    /// first if it runs). Does not wait: call [`wait_serving`](Self::wait_serving).
+    pub fn restart(&mut self, sid: u64) {
+        if self.member(sid).process.is_some() {
+            self.stop(sid);
+        }
+        self.launch(sid);
+    }
+
+    /// SIGSTOP: the process stays, answers nothing, its sockets stay open.
+    pub fn pause(&mut self, sid: u64) {
+        let sent = self
+            .member(sid)
+            .process
+            .as_ref()
+            .is_some_and(|p| p.signal(libc::SIGSTOP));
+        assert!(sent, "pause: member {sid} is not running");
+        self.member_mut(sid).paused = true;
+    }
+
+    /// SIGCONT after [`pause`](Self::pause).
+    pub fn resume(&mut self, sid: u64) {
+        let sent = self
+            .member(sid)
+            .process
+            .as_ref()
+            .is_some_and(|p| p.signal(libc::SIGCONT));
+        assert!(sent, "resume: member {sid} is not running");
+        self.member_mut(sid).paused = false;
+    }
+
+    // ----- four-letter-word queries -----
+
+    /// What `srvr` says the member is; `None` when it is down, paused, not
+    /// serving or not answering.
+    pub fn mode(&self, sid: u64) -> Option<Mode> {
+        if !self.is_live(sid) {
+            return None;
+        }
+        let text = four_letter_word(&self.client_addr(sid), "srvr").ok()?;
+        Mode::from_srvr(&text)
+    }
+
+    /// Waits (bounded) until the member serves; panics if its process exits or
+    /// it never does.
+    pub fn wait_serving(&self, sid: u64) -> Mode {
+        for _ in 0..SERVING_POLLS_MAX {
+            if let Some(mode) = self.mode(sid) {
+                return mode;
+            }
+            let m = self.member(sid);
+            let exited = m.process.as_ref().and_then(|p| p.exit_status());
+            match (&m.process, exited) {
+                (None, _) => panic!("member {sid} is not running"),
+                (_, Some(status)) => panic!("member {sid} ({}) exited: {status}", m.kind),
+                _ => {}
+            }
+            std::thread::sleep(Duration::from_millis(POLL_MS));
+        }
+        panic!("member {sid} did not start serving within {SERVING_POLLS_MAX} polls")
+    }
+
+    /// Waits (bounded) until exactly one live member says leader and every other
+    /// live member says follower or observer; `None` if that never happens.
+    pub fn leader(&self) -> Option<u64> {
+        for _ in 0..LEADER_POLLS_MAX {
+            if let Some(sid) = self.agreed_leader() {
+                return Some(sid);
+            }
+            std::thread::sleep(Duration::from_millis(POLL_MS));
+        }
+        None
+    }
+
+    /// [`leader`](Self::leader), panicking when there is none.
+    pub fn wait_leader(&self) -> u64 {
+        self.leader()
+            .unwrap_or_else(|| panic!("no agreed leader among live members {:?}", self.live_sids()))
+    }
+
+    /// One look at the live members: the leader if they agree on one now.
+    fn agreed_leader(&self) -> Option<u64> {
+        let mut leader = None;
+        for sid in self.live_sids() {
+            match self.mode(sid)? {
+                Mode::Leader if leader.is_none() => leader = Some(sid),
+                Mode::Follower | Mode::Observer => {}
+                _ => return None,
+            }
+        }
+        leader
+    }
+
+    /// `mntr` as a map (`zk_…` → value); empty when the member does not answer.
+    pub fn mntr(&self, sid: u64) -> BTreeMap<String, String> {
+        if !self.is_live(sid) {
+            return BTreeMap::new();
+        }
+        let text = four_letter_word(&self.client_addr(sid), "mntr").unwrap_or_default();
+        text.lines()
+            .filter_map(|l| l.split_once('\t'))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect()
+    }
+
+    // ----- clients and data checks -----
+
+    /// A new session on the member (bounded retries while it comes up).
+    pub fn connect(&self, sid: u64) -> RawClient {
+        let addr = self.client_addr(sid);
+        let mut last = String::new();
+        for _ in 0..CONNECT_ATTEMPTS_MAX {
+            match open_session(&addr) {
+                Ok(c) => return c,
+                Err(e) => last = e,
+            }
+            std::thread::sleep(Duration::from_millis(POLL_MS));
+        }
+        panic!("no session on member {sid} after {CONNECT_ATTEMPTS_MAX} attempts: {last}")
+    }
+
+    /// The member's tree after a `sync`, `/zookeeper` left out (bounded retries
+    /// when the connection drops midway).
+    pub fn dump_tree(&self, sid: u64) -> Tree {
+        let addr = self.client_addr(sid);
+        let mut last = String::new();
+        for _ in 0..DUMP_ATTEMPTS_MAX {
+            match dump_tree_at(&addr) {
+                Ok(t) => return t,
+                Err(e) => last = e,
+            }
+            std::thread::sleep(Duration::from_millis(POLL_MS));
+        }
+        panic!("cannot dump member {sid}'s tree: {last}")
+    }
+
+    /// Dumps every serving member and panics, listing the differences, unless
+    /// all hold the same paths with the same data and the same Stats. Returns
+    /// the (common) tree.
+    pub fn assert_same_tree(&self) -> Tree {
+        let serving: Vec<u64> = self
+            .live_sids()
+            .into_iter()
+            .filter(|&s| self.mode(s).is_some())
+            .collect();
+        assert!(!serving.is_empty(), "no member is serving");
+        let first = serving[0];
+        let reference = self.dump_tree(first);
+        let mut report = Vec::new();
+        for &sid in &serving[1..] {
+            let other = self.dump_tree(sid);
+            report.extend(tree_differences(first, &reference, sid, &other));
+        }
+        if !report.is_empty() {
+            let shown = report.len().min(TREE_DIFFS_SHOWN_MAX);
+            panic!(
+                "members {serving:?} disagree ({} differences, first {shown}):\n  {}",
+                report.len(),
+                report[..shown].join("\n  ")
+            );
+        }
+        eprintln!(
+            "[ensemble] members {serving:?} hold the same {} znodes",
+            reference.len()
+        );
+        reference
+    }
+
+    /// Every member's description, config and log tail (what a failure prints).
+    pub fn report(&self) -> String {
+        let mut out = format!("ensemble: {}\n", self.describe());
+        for m in &self.members {
+            let state = match (&m.process, m.paused) {
+                (None, _) => "down".to_string(),
+                (Some(_), true) => "paused".to_string(),
+                (Some(p), false) => match p.exit_status() {
+                    Some(s) => format!("exited ({s})"),
+                    None => "running".to_string(),
+                },
+            };
+            out.push_str(&format!(
+                "===== member {} ({}, {}, {state}) config {} =====\n{}\n",
+                m.sid,
+                m.kind,
+                m.role.as_str(),
+                m.cfg_path.display(),
+                self.config(m.sid)
+            ));
+            out.push_str(&format!(
+                "----- member {} log, last {LOG_TAIL_LINES_MAX} lines -----\n{}\n----- end of member {} log -----\n",
+                m.sid,
+                self.log_tail(m.sid),
+                m.sid
+            ));
+        }
+        out
+    }
+}
+
+impl Drop for Ensemble {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.report());
+            if let Some(root) = self.root.take() {
+                eprintln!("[ensemble files kept in {}]", root.keep().display());
+            }
+        }
+        for m in &mut self.members {
+            drop(m.process.take()); // SIGKILL (a paused process too) and reap
+        }
+    }
+}
+
+/// `3 × n` distinct free ports.
+fn distinct_ports(n: usize) -> Vec<Ports> {
+    let mut seen = HashSet::new();
+    let mut next = || loop {
+        let p = free_port();
+        if seen.insert(p) {
+            return p;
+        }
+    };
+    (0..n)
+        .map(|_| Ports {
+            client: next(),
+            quorum: next(),
+            election: next(),
+        })
+        .collect()
+}
+
+/// One member's zoo.cfg: short ticks, every 4lw, no admin server, no reconfig,
+/// never standalone (so a shrunken ensemble stays a quorum), the shared server lines.
+fn member_cfg(m: &Member, servers: &str, cfg_extra: &str) -> String {
+    let mut cfg = format!(
+        "tickTime={ENSEMBLE_TICK_MS}\n\
+         initLimit={INIT_LIMIT_TICKS}\n\
+         syncLimit={SYNC_LIMIT_TICKS}\n\
+         dataDir={h}/data\n\
+         dataLogDir={h}/datalog\n\
+         maxClientCnxns=0\n\
+         minSessionTimeout=1000\n\
+         maxSessionTimeout=30000\n\
+         4lw.commands.whitelist=*\n\
+         admin.enableServer=false\n\
+         reconfigEnabled=false\n\
+         standaloneEnabled=false\n",
+        h = m.home.display()
+    );
+    if m.role == Role::Observer {
+        cfg.push_str("peerType=observer\n");
+    }
+    for line in cfg_extra.lines() {
+        cfg.push_str(line);
+        cfg.push('\n');
+    }
+    cfg.push_str(servers);
+    cfg
+}
+
+/// A line in the member's log saying what the harness did, so a post-mortem
+/// shows which run said what.
+fn append_log_marker(home: &Path, what: &str) {
+    use std::io::Write;
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(home.join("server.log"))
+    {
+        let _ = writeln!(f, "----- harness: {what} -----");
+    }
+}
+
+/// Describes how two replicas differ, one line per path.
+pub fn tree_differences(a_sid: u64, a: &Tree, b_sid: u64, b: &Tree) -> Vec<String> {
+    let mut out = Vec::new();
+    for (path, (data, stat)) in a {
+        match b.get(path) {
+            None => out.push(format!("{path}: on member {a_sid}, missing on {b_sid}")),
+            Some((d, s)) if d != data || s != stat => out.push(format!(
+                "{path}: member {a_sid} has {:?} {stat:?}, member {b_sid} has {:?} {s:?}",
+                String::from_utf8_lossy(data),
+                String::from_utf8_lossy(d)
+            )),
+            Some(_) => {}
+        }
+    }
+    for path in b.keys().filter(|p| !a.contains_key(*p)) {
+        out.push(format!("{path}: on member {b_sid}, missing on {a_sid}"));
+    }
+    out
+}
+
+// ----- client helpers (blocking, on RawClient) -----
+
+/// Why a call got no successful answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallError {
+    /// The connection closed or timed out: the request may or may not have been applied.
+    Lost,
+    /// The server answered with this error code.
+    Code(i32),
+    /// A reply that does not decode, or answers another request.
+    Bad(String),
+}
+
+impl CallError {
+    pub fn is(&self, code: ErrorCode) -> bool {
+        *self == CallError::Code(code.code())
+    }
+}
+
+/// Sends `req` and waits for its decoded answer.
+pub fn call(c: &mut RawClient, req: &Request) -> Result<Response, CallError> {
+    let reply = c.call(req).map_err(|_| CallError::Lost)?;
+    decoded(decode_reply(req.opcode(), &reply))
+}
+
+fn decoded(d: Decoded) -> Result<Response, CallError> {
+    match d {
+        Decoded::Ok(r) => Ok(r),
+        Decoded::Err(code, _) => Err(CallError::Code(code)),
+        Decoded::Bad(why) => Err(CallError::Bad(why)),
+    }
+}
+
+/// Sends `reqs` pipelined ([`PIPELINE_WINDOW_COUNT_MAX`] in flight) and returns
+/// each one's answer in order; `Err` when the connection is lost midway.
+pub fn pipeline(
+    c: &mut RawClient,
+    reqs: &[Request],
+) -> Result<Vec<Result<Response, CallError>>, CallError> {
+    let mut out = Vec::with_capacity(reqs.len());
+    for window in reqs.chunks(PIPELINE_WINDOW_COUNT_MAX) {
+        let mut xids = Vec::with_capacity(window.len());
+        for req in window {
+            xids.push(c.send(req).map_err(|_| CallError::Lost)?);
+        }
+        for (req, x) in window.iter().zip(xids) {
+            let reply = c.recv_reply().map_err(|_| CallError::Lost)?;
+            if reply.xid != x {
+                return Err(CallError::Bad(format!(
+                    "reply xid {} where {x} was due ({req:?})",
+                    reply.xid
+                )));
+            }
+            out.push(decoded(decode_reply(req.opcode(), &reply)));
+        }
+    }
+    Ok(out)
+}
+
+/// A create request (opcode create, open ACL).
+pub fn create_req(path: &str, data: &[u8], mode: CreateMode) -> Request {
+    Request::Create(CreateRequest {
+        kind: CreateKind::Create,
+        path: path.to_string(),
+        data: data.to_vec(),
+        acl: Acl::open(),
+        flags: mode.flags(),
+        ttl: -1,
+    })
+}
+
+/// A new session on `addr` (one attempt).
+pub fn open_session(addr: &str) -> Result<RawClient, String> {
+    let req = ConnectRequest {
+        protocol_version: 0,
+        last_zxid_seen: 0,
+        timeout_ms: SESSION_TIMEOUT_MS,
+        session_id: 0,
+        passwd: vec![0; 16],
+        read_only: Some(false),
+    };
+    let (c, resp) = RawClient::handshake(addr, &req).map_err(|e| format!("{addr}: {e}"))?;
+    if resp.session_id == 0 {
+        return Err(format!("{addr} refused a new session: {resp:?}"));
+    }
+    Ok(c)
+}
+
+/// Moves an existing session onto `addr` (one attempt), as a client library
+/// does after a connection loss: `Ok(None)` when the server says the session
+/// has expired, `Err` when the server cannot be reached or closes the connection
+/// (e.g. it is behind `last_zxid`, or not serving).
+pub fn resume_session(
+    addr: &str,
+    session_id: i64,
+    passwd: &[u8],
+    last_zxid: i64,
+) -> Result<Option<RawClient>, String> {
+    let req = ConnectRequest {
+        protocol_version: 0,
+        last_zxid_seen: last_zxid,
+        timeout_ms: SESSION_TIMEOUT_MS,
+        session_id,
+        passwd: passwd.to_vec(),
+        read_only: Some(false),
+    };
+    let (mut c, resp) = RawClient::handshake(addr, &req).map_err(|e| format!("{addr}: {e}"))?;
+    if resp.session_id == 0 || resp.timeout_ms <= 0 {
+        return Ok(None);
+    }
+    if resp.session_id != session_id {
+        return Err(format!(
+            "{addr} answered session {:#x} for {session_id:#x}",
+            resp.session_id
+        ));
+    }
+    c.last_zxid = last_zxid;
+    Ok(Some(c))
+}
+
+/// Syncs, then walks the tree breadth-first with pipelined getData +
+/// getChildren, leaving out [`SYSTEM_SUBTREE`]; closes the session at the end.
+fn dump_tree_at(addr: &str) -> Result<Tree, String> {
+    let mut c = open_session(addr)?;
+    call(&mut c, &Request::Sync { path: "/".into() }).map_err(|e| format!("sync: {e:?}"))?;
+    let mut tree = Tree::new();
+    let mut level = vec!["/".to_string()];
+    while !level.is_empty() {
+        let mut next = Vec::new();
+        for batch in level.chunks(DUMP_BATCH_COUNT_MAX) {
+            dump_batch(&mut c, batch, &mut tree, &mut next)?;
+            if tree.len() > DUMP_NODES_COUNT_MAX {
+                return Err(format!("more than {DUMP_NODES_COUNT_MAX} znodes"));
+            }
+        }
+        level = next;
+    }
+    let _ = c.close_session();
+    Ok(tree)
+}
+
+/// Reads one batch of paths into `tree` and queues their children in `next`.
+fn dump_batch(
+    c: &mut RawClient,
+    batch: &[String],
+    tree: &mut Tree,
+    next: &mut Vec<String>,
+) -> Result<(), String> {
+    let reqs: Vec<Request> = batch
+        .iter()
+        .flat_map(|p| {
+            [
+                Request::GetData {
+                    path: p.clone(),
+                    watch: false,
+                },
+                Request::GetChildren {
+                    path: p.clone(),
+                    watch: false,
+                },
+            ]
+        })
+        .collect();
+    let replies = pipeline(c, &reqs).map_err(|e| format!("walk: {e:?}"))?;
+    for (path, pair) in batch.iter().zip(replies.chunks(2)) {
+        match (&pair[0], &pair[1]) {
+            (Ok(Response::Data { data, stat }), Ok(Response::Children(kids))) => {
+                tree.insert(path.clone(), (data.clone(), *stat));
+                next.extend(
+                    kids.iter()
+                        .map(|k| child_path(path, k))
+                        .filter(|p| p != SYSTEM_SUBTREE),
+                );
+            }
+            // Deleted while the walk ran.
+            (Err(e), _) | (_, Err(e)) if e.is(ErrorCode::NoNode) => {}
+            other => return Err(format!("{path}: {other:?}")),
+        }
+    }
+    Ok(())
+}
+
+fn child_path(parent: &str, name: &str) -> String {
+    if parent == "/" {
+        format!("/{name}")
+    } else {
+        format!("{parent}/{name}")
+    }
+}
+
+// ----- a write load that survives member failures -----
+
+/// What a finished [`WriteLoad`] did.
+#[derive(Debug, Default)]
+pub struct LoadOutcome {
+    /// (path, data) of every acknowledged create, in order.
+    pub acked: Vec<(String, Vec<u8>)>,
+    /// Times the writer lost its connection.
+    pub connection_losses: u32,
+    /// Times it had to open a new session (the first one included).
+    pub sessions_opened: u32,
+}
+
+/// A thread creating `count` persistent znodes `{parent}/w-000000`… one at a
+/// time through a list of members, moving its session to the next member on a
+/// connection loss (a new session if it expired) and retrying the write; a
+/// retried create answered NodeExists landed the first time and counts as
+/// acknowledged.
+pub struct WriteLoad {
+    acked: Arc<AtomicUsize>,
+    handle: Option<JoinHandle<Result<LoadOutcome, String>>>,
+}
+
+impl WriteLoad {
+    pub fn start(addrs: Vec<String>, parent: &str, count: usize) -> WriteLoad {
+        assert!(!addrs.is_empty(), "a write load needs a member to write to");
+        let acked = Arc::new(AtomicUsize::new(0));
+        let progress = acked.clone();
+        let parent = parent.to_string();
+        let handle = std::thread::spawn(move || {
+            let mut w = Writer {
+                addrs,
+                next_addr: 0,
+                client: None,
+                session: None,
+                outcome: LoadOutcome::default(),
+            };
+            w.write(&parent, b"", true)?;
+            for i in 0..count {
+                let path = format!("{parent}/w-{i:06}");
+                let data = format!("load-{i}").into_bytes();
+                w.write(&path, &data, false)?;
+                w.outcome.acked.push((path, data));
+                progress.fetch_add(1, Ordering::SeqCst);
+            }
+            if let Some(mut c) = w.client.take() {
+                let _ = c.close_session();
+            }
+            Ok(w.outcome)
+        });
+        WriteLoad {
+            acked,
+            handle: Some(handle),
+        }
+    }
+
+    /// Writes acknowledged so far.
+    pub fn acked(&self) -> usize {
+        self.acked.load(Ordering::SeqCst)
+    }
+
+    /// Waits (bounded) until `n` writes are acknowledged or the writer ends.
+    pub fn wait_acked(&self, n: usize) -> bool {
+        for _ in 0..LOAD_WAIT_POLLS_MAX {
+            if self.acked() >= n {
+                return true;
+            }
+            if self.handle.as_ref().is_none_or(|h| h.is_finished()) {
+                return self.acked() >= n;
+            }
+            std::thread::sleep(Duration::from_millis(POLL_MS / 4));
+        }
+        false
+    }
+
+    /// Waits for the writer to finish every write; panics with its error.
+    pub fn finish(mut self) -> LoadOutcome {
+        let handle = self.handle.take().expect("finished once");
+        match handle.join() {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(e)) => panic!("write load failed: {e}"),
+            Err(p) => std::panic::resume_unwind(p),
+        }
+    }
+}
+
+/// The writer thread's state: where it writes and which session it holds.
+struct Writer {
+    addrs: Vec<String>,
+    next_addr: usize,
+    client: Option<RawClient>,
+    /// (session id, password, last zxid seen) while a session is held.
+    session: Option<(i64, Vec<u8>, i64)>,
+    outcome: LoadOutcome,
+}
+
+impl Writer {
+    /// Creates `path` (bounded attempts). NodeExists is success when
+    /// `exists_ok`, or after an attempt whose answer was lost.
+    fn write(&mut self, path: &str, data: &[u8], exists_ok: bool) -> Result<(), String> {
+        let req = create_req(path, data, CreateMode::Persistent);
+        let mut maybe_applied = false;
+        for _ in 0..LOAD_ATTEMPTS_MAX {
+            if !self.ensure_connected() {
+                std::thread::sleep(Duration::from_millis(POLL_MS));
+                continue;
+            }
+            let c = self.client.as_mut().expect("connected");
+            match call(c, &req) {
+                Ok(_) => return Ok(()),
+                Err(e) if e.is(ErrorCode::NodeExists) && (exists_ok || maybe_applied) => {
+                    return Ok(())
+                }
+                Err(CallError::Lost) => {
+                    maybe_applied = true;
+                    self.drop_connection();
+                }
+                Err(e) if e.is(ErrorCode::ConnectionLoss) || e.is(ErrorCode::SessionMoved) => {
+                    maybe_applied = true;
+                    self.drop_connection();
+                }
+                Err(e) => return Err(format!("create {path}: {e:?}")),
+            }
+        }
+        Err(format!(
+            "create {path} not acknowledged after {LOAD_ATTEMPTS_MAX} attempts"
+        ))
+    }
+
+    /// Keeps the session (to move it) and drops the connection.
+    fn drop_connection(&mut self) {
+        if let Some(c) = self.client.take() {
+            self.session = Some((c.session_id, c.passwd.clone(), c.last_zxid));
+        }
+        self.outcome.connection_losses += 1;
+        self.next_addr += 1;
+    }
+
+    /// One attempt at a connection to the next member: the held session moved
+    /// there, or a new session if it expired (or none is held).
+    fn ensure_connected(&mut self) -> bool {
+        if self.client.is_some() {
+            return true;
+        }
+        let addr = self.addrs[self.next_addr % self.addrs.len()].clone();
+        if let Some((id, passwd, zxid)) = self.session.clone() {
+            match resume_session(&addr, id, &passwd, zxid) {
+                Ok(Some(c)) => {
+                    self.client = Some(c);
+                    return true;
+                }
+                Ok(None) => self.session = None,
+                Err(_) => {
+                    self.next_addr += 1;
+                    return false;
+                }
+            }
+        }
+        match open_session(&addr) {
+            Ok(c) => {
+                self.outcome.sessions_opened += 1;
+                self.session = Some((c.session_id, c.passwd.clone(), 0));
+                self.client = Some(c);
+                true
+            }
+            Err(_) => {
+                self.next_addr += 1;
+                false
+            }
+        }
+    }
+}
