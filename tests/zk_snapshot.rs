@@ -409,6 +409,7 @@ fn corral_tree() -> (Tree, Vec<(i64, i32)>) {
         let ctx = TxnContext {
             zxid,
             time_ms: t0 + (zxid & 0xff),
+            cxid: 0,
             extended_types_enabled: true,
             max_data_bytes: 0xfffff,
         };
