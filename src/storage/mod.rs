@@ -49,6 +49,7 @@
 //! (In the real loop appends keep happening while the job is out; awaiting it
 //! inline as above would serialise batches.)
 
+pub mod epoch;
 pub mod log;
 pub mod snapshot;
 
@@ -58,13 +59,18 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+pub use epoch::{
+    load_epochs, read_epochs, write_accepted_epoch, write_current_epoch, Epochs,
+    ACCEPTED_EPOCH_FILE_NAME, CURRENT_EPOCH_FILE_NAME,
+};
 pub use log::{
-    read_log, Durable, Log, LogConfig, LogReader, LogTail, Record, SyncDone, SyncJob, SyncMode,
-    TornTail,
+    read_log, Durable, Log, LogConfig, LogReader, LogTail, ReadEnd, Record, SyncDone, SyncJob,
+    SyncMode, TornTail,
 };
 pub use snapshot::{
-    list_snapshots, lower_thread_priority, newest_valid, purge, write_snapshot, CorruptSnapshot,
-    PurgeReport, SnapshotBody, SnapshotInfo, SnapshotTrigger, ValidSnapshot,
+    list_snapshots, lower_thread_priority, newest_valid, newest_valid_at_most, purge,
+    remove_snapshots_after, write_snapshot, CorruptSnapshot, PurgeReport, SnapshotBody,
+    SnapshotInfo, SnapshotTrigger, ValidSnapshot,
 };
 
 /// Errors the disk or the data dir can cause. Each message names the file, and the
@@ -115,6 +121,31 @@ pub enum StorageError {
     Poisoned { path: PathBuf, detail: String },
     #[error("invalid storage configuration: {0}")]
     Config(String),
+    #[error("{}: {detail}", .path.display())]
+    Epoch { path: PathBuf, detail: String },
+}
+
+/// Why the state as of a zxid cannot be rebuilt from disk ([`recover_upto`]).
+#[derive(Debug, Error)]
+pub enum RollbackError {
+    /// No snapshot at or before the zxid verifies, and the log does not start at
+    /// the beginning of history: ask the leader for a whole snapshot.
+    #[error("cannot rebuild the state as of zxid {zxid:#x}: {detail}")]
+    NoSnapshotAtOrBefore { zxid: i64, detail: String },
+    /// The log ends before the zxid: ask the leader for a whole snapshot.
+    #[error("cannot rebuild the state as of zxid {zxid:#x}: the log ends at {log_end:#x}")]
+    LogEndsBefore { zxid: i64, log_end: i64 },
+    /// The disk failed, or a file is corrupt.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl RollbackError {
+    /// True when the disk is fine but does not hold that state: a full snapshot
+    /// from the leader is the way on.
+    pub fn needs_full_snapshot(&self) -> bool {
+        !matches!(self, RollbackError::Storage(_))
+    }
 }
 
 impl StorageError {
@@ -145,7 +176,7 @@ pub const PREALLOC_FILE_NAME: &str = "log.prealloc";
 pub(crate) struct DirListing {
     pub logs: Vec<(i64, PathBuf)>,
     pub snapshots: Vec<(i64, PathBuf)>,
-    pub snapshot_temps: Vec<PathBuf>,
+    pub snapshot_temps: Vec<(i64, PathBuf)>,
     pub prealloc: Option<PathBuf>,
 }
 
@@ -157,12 +188,22 @@ fn parse_hex_zxid(s: &str) -> Option<i64> {
 }
 
 /// Lists the data dir (creating it when missing: a fresh start). Files that are not
-/// ours (`myid`, editor backups) are ignored; a name in our namespace that does not
-/// parse, or an Apache ZooKeeper `version-2/` layout, is an error naming it.
+/// ours (`myid`, the epoch files, editor backups) are ignored; a name in our
+/// namespace that does not parse, or an Apache ZooKeeper `version-2/` layout, is an
+/// error naming it.
 pub(crate) fn scan_dir(dir: &Path) -> Result<DirListing, StorageError> {
     fs::create_dir_all(dir).map_err(|e| StorageError::io("create data dir", dir, e))?;
+    list_dir(dir)
+}
+
+/// [`scan_dir`] without creating anything: a missing dir lists as empty.
+pub(crate) fn list_dir(dir: &Path) -> Result<DirListing, StorageError> {
     let mut out = DirListing::default();
-    let entries = fs::read_dir(dir).map_err(|e| StorageError::io("list data dir", dir, e))?;
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(StorageError::io("list data dir", dir, e)),
+    };
     for entry in entries {
         let entry = entry.map_err(|e| StorageError::io("list data dir", dir, e))?;
         let path = entry.path();
@@ -184,10 +225,10 @@ pub(crate) fn scan_dir(dir: &Path) -> Result<DirListing, StorageError> {
             }
         } else if let Some(rest) = name.strip_prefix("snapshot.") {
             if let Some(tmp) = rest.strip_suffix(".tmp") {
-                if parse_hex_zxid(tmp).is_none() {
-                    return Err(bad_name(dir, &name));
+                match parse_hex_zxid(tmp) {
+                    Some(z) => out.snapshot_temps.push((z, path)),
+                    None => return Err(bad_name(dir, &name)),
                 }
-                out.snapshot_temps.push(path);
             } else {
                 match parse_hex_zxid(rest) {
                     Some(z) => out.snapshots.push((z, path)),
@@ -205,6 +246,16 @@ fn bad_name(dir: &Path, name: &str) -> StorageError {
     StorageError::BadDataDir {
         dir: dir.to_path_buf(),
         detail: format!("unexpected file {name:?}: not a corral log or snapshot name"),
+    }
+}
+
+/// Unlinks `path`; true if it was there. Something else (a purge, a reset) may have
+/// removed it first: that is not an error.
+pub(crate) fn remove_if_exists(path: &Path, op: &'static str) -> Result<bool, StorageError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(StorageError::io(op, path, e)),
     }
 }
 
@@ -289,5 +340,115 @@ pub fn recover(
         corrupt_snapshots: corrupt,
         tail,
         replayed,
+    })
+}
+
+/// What [`recover_upto`] rebuilt.
+#[derive(Debug)]
+pub struct RecoveryUpto {
+    /// The snapshot the state was loaded from (None: from the empty state).
+    pub snapshot: Option<SnapshotInfo>,
+    /// Snapshots at or before the zxid that failed verification and were passed over.
+    pub corrupt_snapshots: Vec<CorruptSnapshot>,
+    /// The zxid of the last record applied (or of the snapshot): the zxid asked for,
+    /// or, when no txn lies between, the last one before it.
+    pub last_zxid: i64,
+    /// Records replayed after the snapshot.
+    pub replayed: u64,
+}
+
+/// Whether a log starting at `first_zxid` can start from the empty state: its
+/// first record is the first zxid of epoch 0 (standalone) or epoch 1 (the first
+/// epoch a quorum elects). A log starting anywhere else lost its front to a purge
+/// or a reset, and only a snapshot can stand in for it; the test errs towards
+/// "no", which costs a full snapshot from the leader, never a wrong state.
+fn starts_history(first_zxid: i64) -> bool {
+    first_zxid == 1 || first_zxid == (1 << 32) | 1
+}
+
+/// The state as of `zxid`, rebuilt from disk without changing any file (so it may
+/// run while the log is open for writing, on the writer's thread): the newest
+/// snapshot at or before `zxid` that verifies goes to `load_snapshot`, then the log
+/// records after it up to and including `zxid` go to `apply`, in order. Without
+/// such a snapshot the log must start at the beginning of history
+/// ([`RollbackError::NoSnapshotAtOrBefore`] otherwise); it must reach `zxid`
+/// ([`RollbackError::LogEndsBefore`] otherwise: no record at `zxid` and none after).
+pub fn recover_upto(
+    snap_dir: &Path,
+    log_dir: &Path,
+    zxid: i64,
+    load_snapshot: impl FnOnce(&SnapshotInfo, &mut dyn io::Read) -> io::Result<()>,
+    mut apply: impl FnMut(Record<'_>),
+) -> Result<RecoveryUpto, RollbackError> {
+    let (found, corrupt) = newest_valid_at_most(snap_dir, zxid)?;
+    let snapshot = match found {
+        Some(ValidSnapshot { info, mut body }) => {
+            load_snapshot(&info, &mut body).map_err(|e| StorageError::Corrupt {
+                path: info.path.clone(),
+                offset: body.position(),
+                detail: format!("snapshot body does not decode: {e}"),
+            })?;
+            Some(info)
+        }
+        None => {
+            check_log_starts_history(log_dir, zxid, &corrupt)?;
+            None
+        }
+    };
+    let after = snapshot.as_ref().map_or(0, |s| s.zxid);
+    let mut reader = LogReader::open_read_only(log_dir, after, zxid)?;
+    let mut replayed = 0u64;
+    while let Some(r) = reader.next_record()? {
+        replayed += 1;
+        apply(r);
+    }
+    let end = reader.finish_read_only()?;
+    if end.last_zxid != zxid && !end.continues {
+        return Err(RollbackError::LogEndsBefore {
+            zxid,
+            log_end: end.last_zxid,
+        });
+    }
+    Ok(RecoveryUpto {
+        snapshot,
+        corrupt_snapshots: corrupt,
+        last_zxid: end.last_zxid,
+        replayed,
+    })
+}
+
+/// Without a snapshot at or before `zxid`, the state must come from the empty
+/// state plus the log: fine for zxid 0, or a log that starts history.
+fn check_log_starts_history(
+    log_dir: &Path,
+    zxid: i64,
+    corrupt: &[CorruptSnapshot],
+) -> Result<(), RollbackError> {
+    if zxid == 0 {
+        return Ok(());
+    }
+    let first = list_dir(log_dir)?.logs.first().map(|(z, _)| *z);
+    if first.is_some_and(starts_history) {
+        return Ok(());
+    }
+    let snapshots = if corrupt.is_empty() {
+        "no snapshot at or before it".to_string()
+    } else {
+        format!(
+            "no snapshot at or before it verifies ({})",
+            corrupt
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    };
+    let log = match first {
+        Some(f) => format!("the log starts at {f:#x}, not at the beginning of history"),
+        None => "the log is empty".to_string(),
+    };
+    Err(RollbackError::NoSnapshotAtOrBefore {
+        zxid,
+        detail: format!("{snapshots} and {log} ({})", log_dir.display()),
     })
 }
