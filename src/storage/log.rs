@@ -664,7 +664,8 @@ impl Log {
     /// On return the cut is durable and so is every kept record
     /// (`durable_zxid() == last_zxid() == min(zxid, last_zxid())`); the next append
     /// starts a new segment and may reuse zxids after `zxid` with other content.
-    /// Nothing to drop (`zxid >= last_zxid()`): nothing happens.
+    /// Nothing to drop (`zxid >= last_zxid()`): nothing happens. A negative `zxid`
+    /// counts as 0 (everything goes).
     ///
     /// Call it with no sync job out (`finish_sync` it first): an assertion. On an
     /// error the log is poisoned (the disk holds a prefix of the old log or the cut
@@ -675,7 +676,8 @@ impl Log {
             self.in_flight.is_none(),
             "truncate_after({zxid:#x}) with a sync job out: finish_sync it first"
         );
-        assert!(zxid >= 0, "truncate_after a negative zxid {zxid:#x}");
+        // A zxid from a peer may be anything: before 0 means everything.
+        let zxid = zxid.max(0);
         if zxid >= self.last_zxid {
             return Ok(());
         }
@@ -699,7 +701,7 @@ impl Log {
             self.in_flight.is_none(),
             "reset({after_zxid:#x}) with a sync job out: finish_sync it first"
         );
-        assert!(after_zxid >= 0, "reset to a negative zxid {after_zxid:#x}");
+        let after_zxid = after_zxid.max(0);
         let cut = if after_zxid < self.last_zxid {
             self.cut_disk_after(after_zxid)
         } else {

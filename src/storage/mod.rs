@@ -2,7 +2,8 @@
 //!
 //! Owns every file in the data dir: log segments `log.<first zxid, 16 hex digits>`,
 //! the preallocated spare segment `log.prealloc`, snapshots `snapshot.<zxid hex>`
-//! and their temp files `snapshot.<zxid hex>.tmp`. It knows nothing of znodes or
+//! and their temp files `snapshot.<zxid hex>.tmp`, and in quorum mode the epoch
+//! files `acceptedEpoch` / `currentEpoch` ([`epoch`]). It knows nothing of znodes or
 //! txns: a log record is `(zxid, kind byte, payload bytes)` and a snapshot body is
 //! whatever bytes the caller streams in.
 //!
@@ -18,9 +19,15 @@
 //!   snapshot → stream it to the caller → stream the log records after it →
 //!   a [`log::LogTail`] that [`log::Log::open`] requires, so the log can only be
 //!   opened for writing after its tail was checked and repaired.
+//! - Quorum mode, on the sequencer core, blocking and rare: [`Log::truncate_after`]
+//!   (TRUNC) and [`Log::reset`] + [`remove_snapshots_after`] (SNAP) rewrite the
+//!   history on disk, each durable on return; [`recover_upto`] rebuilds an older
+//!   state changing no file (a rollback), or says the disk cannot
+//!   ([`RollbackError::needs_full_snapshot`]); [`epoch`] reads and writes the epochs.
 //!
-//! Every byte on disk is covered by a crc32c; every error names the file and,
-//! where it applies, the byte offset.
+//! Every byte on disk is covered by a crc32c (the epoch files, a decimal number
+//! as the reference writes them, are checked for being exactly that); every error
+//! names the file and, where it applies, the byte offset.
 //!
 //! How the sequencer is expected to drive it (a sketch; `tests/storage_glommio.rs`
 //! runs this shape on a real executor):
@@ -451,4 +458,149 @@ fn check_log_starts_history(
         zxid,
         detail: format!("{snapshots} and {log} ({})", log_dir.display()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> LogConfig {
+        LogConfig {
+            segment_bytes: log::SEGMENT_BYTES_MIN,
+            sync: SyncMode::Fdatasync,
+        }
+    }
+
+    /// Appends `zxids` (payload: the zxid's bytes) onto what `dir` holds after `after`.
+    fn write_log(dir: &Path, after: i64, zxids: impl IntoIterator<Item = i64>) {
+        let tail = read_log(dir, after, |_| {}).unwrap();
+        let mut log = Log::open(dir, cfg(), tail).unwrap();
+        for z in zxids {
+            log.append(z, 1, &z.to_le_bytes()).unwrap();
+        }
+        let job = log.begin_sync().unwrap().unwrap();
+        log.finish_sync(job.run()).unwrap();
+    }
+
+    fn upto(dir: &Path, zxid: i64) -> Result<(Option<String>, Vec<i64>, i64), RollbackError> {
+        let mut snap = None;
+        let mut zxids = Vec::new();
+        let r = recover_upto(
+            dir,
+            dir,
+            zxid,
+            |_, b| {
+                let mut s = String::new();
+                b.read_to_string(&mut s)?;
+                snap = Some(s);
+                Ok(())
+            },
+            |rec| {
+                assert_eq!(rec.payload, rec.zxid.to_le_bytes());
+                zxids.push(rec.zxid)
+            },
+        )?;
+        Ok((snap, zxids, r.last_zxid))
+    }
+
+    fn snap(dir: &Path, zxid: i64) {
+        write_snapshot(dir, zxid, |w| {
+            w.write_all(format!("state@{zxid}").as_bytes())
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn recover_upto_takes_the_newest_snapshot_at_or_before_and_stops_at_the_zxid() {
+        let d = tempfile::tempdir().unwrap();
+        write_log(d.path(), 0, 1..=40);
+        snap(d.path(), 10);
+        snap(d.path(), 30);
+        let (s, z, last) = upto(d.path(), 25).unwrap();
+        assert_eq!(s.as_deref(), Some("state@10"));
+        assert_eq!(z, (11..=25).collect::<Vec<_>>());
+        assert_eq!(last, 25);
+        // Exactly at a snapshot: nothing replayed.
+        let (s, z, last) = upto(d.path(), 30).unwrap();
+        assert_eq!((s.as_deref(), z.len(), last), (Some("state@30"), 0, 30));
+        // Before every snapshot: the log starts history, so from the empty state.
+        let (s, z, _) = upto(d.path(), 4).unwrap();
+        assert_eq!((s, z), (None, vec![1, 2, 3, 4]));
+        // Zero: the empty state.
+        assert_eq!(upto(d.path(), 0).unwrap(), (None, vec![], 0));
+    }
+
+    #[test]
+    fn recover_upto_between_epochs_takes_the_last_txn_before() {
+        let d = tempfile::tempdir().unwrap();
+        write_log(d.path(), 0, [0x1_0000_0001, 0x1_0000_0002, 0x3_0000_0001]);
+        let (_, z, last) = upto(d.path(), 0x2_0000_0000).unwrap();
+        assert_eq!(z, vec![0x1_0000_0001, 0x1_0000_0002]);
+        assert_eq!(last, 0x1_0000_0002);
+    }
+
+    #[test]
+    fn recover_upto_without_a_usable_snapshot_or_log_asks_for_a_full_snapshot() {
+        let d = tempfile::tempdir().unwrap();
+        // After a purge or a reset: the log starts at 21, covered by snapshot 20.
+        snap(d.path(), 20);
+        write_log(d.path(), 20, 21..=30);
+        let err = upto(d.path(), 15).unwrap_err();
+        assert!(err.needs_full_snapshot());
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "cannot rebuild the state as of zxid 0xf: no snapshot at or before it and the \
+                 log starts at 0x15, not at the beginning of history ({})",
+                d.path().display()
+            )
+        );
+        // The log ends before the zxid.
+        let err = upto(d.path(), 35).unwrap_err();
+        assert!(err.needs_full_snapshot());
+        assert_eq!(
+            err.to_string(),
+            "cannot rebuild the state as of zxid 0x23: the log ends at 0x1e"
+        );
+        // A corrupt snapshot at or before the zxid is passed over and named.
+        let e = tempfile::tempdir().unwrap();
+        snap(e.path(), 5);
+        let p = e.path().join(snapshot_file_name(5));
+        let mut b = fs::read(&p).unwrap();
+        b[snapshot::SNAPSHOT_HEADER_BYTES as usize] ^= 1;
+        fs::write(&p, &b).unwrap();
+        let err = upto(e.path(), 5).unwrap_err().to_string();
+        assert!(
+            err.contains("no snapshot at or before it verifies (")
+                && err.contains("the log is empty"),
+            "{err}"
+        );
+        // A disk problem is not a reason to ask for a snapshot.
+        let mut foreign = b"NOTALOG!".to_vec();
+        foreign.resize(64, 0);
+        fs::write(e.path().join(log_file_name(1)), foreign).unwrap();
+        let err = recover_upto(e.path(), e.path(), 1, |_, _| Ok(()), |_| {}).unwrap_err();
+        assert!(!err.needs_full_snapshot(), "{err}");
+    }
+
+    #[test]
+    fn recover_upto_changes_no_file() {
+        let d = tempfile::tempdir().unwrap();
+        write_log(d.path(), 0, 1..=10);
+        snap(d.path(), 4);
+        let spare = d.path().join(PREALLOC_FILE_NAME);
+        let temp = d.path().join(format!("{}.tmp", snapshot_file_name(9)));
+        fs::write(&spare, b"spare").unwrap();
+        fs::write(&temp, b"being written").unwrap();
+        // An empty last segment (crash while it was created).
+        let empty = d.path().join(log_file_name(11));
+        fs::write(&empty, vec![0u8; 4096]).unwrap();
+        let before = fs::read_dir(d.path()).unwrap().count();
+        let (_, z, last) = upto(d.path(), 8).unwrap();
+        assert_eq!((z, last), (vec![5, 6, 7, 8], 8));
+        let (_, _, last) = upto(d.path(), 10).unwrap();
+        assert_eq!(last, 10);
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), before);
+        assert!(spare.exists() && temp.exists() && empty.exists());
+    }
 }

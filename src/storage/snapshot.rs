@@ -560,7 +560,7 @@ pub fn remove_snapshots_after(dir: &Path, zxid: i64) -> Result<Vec<PathBuf>, Sto
         .chain(&listing.snapshot_temps)
         .filter(|(z, _)| *z > zxid)
         .collect();
-    newer.sort_by(|a, b| b.0.cmp(&a.0));
+    newer.sort_by_key(|e| std::cmp::Reverse(e.0));
     let mut removed = Vec::new();
     for (_, path) in newer {
         if remove_if_exists(path, "remove snapshot of another history")? {
@@ -867,5 +867,99 @@ mod tests {
         );
         assert_eq!(list_snapshots(d.path()).unwrap().len(), 2);
         assert!(purge(d.path(), d.path(), 0, &mut BTreeSet::new()).is_err());
+    }
+    fn names(v: &[PathBuf]) -> Vec<String> {
+        v.iter()
+            .map(|p| p.file_name().unwrap().to_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn remove_snapshots_after_takes_newer_snapshots_and_their_temp_files() {
+        let d = tempfile::tempdir().unwrap();
+        for z in [10i64, 20, 30, 40] {
+            write_snapshot(d.path(), z, |w| w.write_all(b"body")).unwrap();
+        }
+        let tmp = |z: i64| d.path().join(format!("{}.tmp", snapshot_file_name(z)));
+        fs::write(tmp(25), b"being written").unwrap();
+        fs::write(tmp(5), b"being written").unwrap();
+        let removed = remove_snapshots_after(d.path(), 20).unwrap();
+        assert_eq!(
+            names(&removed),
+            [
+                "snapshot.0000000000000028",
+                "snapshot.000000000000001e",
+                "snapshot.0000000000000019.tmp"
+            ]
+        );
+        let left: Vec<i64> = list_snapshots(d.path())
+            .unwrap()
+            .iter()
+            .map(|s| s.0)
+            .collect();
+        assert_eq!(left, vec![10, 20]);
+        assert!(tmp(5).exists());
+        assert!(remove_snapshots_after(d.path(), 20).unwrap().is_empty());
+        assert!(remove_snapshots_after(&d.path().join("missing"), 0)
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn newest_valid_at_most_skips_newer_ones_and_changes_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        for z in [10i64, 20, 30] {
+            write_snapshot(d.path(), z, |w| {
+                w.write_all(format!("state@{z}").as_bytes())
+            })
+            .unwrap();
+        }
+        let p20 = d.path().join(snapshot_file_name(20));
+        let mut bytes = fs::read(&p20).unwrap();
+        bytes[SNAPSHOT_HEADER_BYTES as usize] ^= 0xff;
+        fs::write(&p20, &bytes).unwrap();
+        let tmp = d.path().join(format!("{}.tmp", snapshot_file_name(40)));
+        fs::write(&tmp, b"being written").unwrap();
+        let (v, corrupt) = newest_valid_at_most(d.path(), 29).unwrap();
+        assert_eq!(read_body(v.unwrap()), b"state@10");
+        assert_eq!(corrupt.iter().map(|c| c.zxid).collect::<Vec<_>>(), vec![20]);
+        let (v, corrupt) = newest_valid_at_most(d.path(), 30).unwrap();
+        assert_eq!(read_body(v.unwrap()), b"state@30");
+        assert!(corrupt.is_empty());
+        assert!(newest_valid_at_most(d.path(), 9).unwrap().0.is_none());
+        assert!(
+            tmp.exists(),
+            "a temp file of a snapshot being written is left alone"
+        );
+        let gone = d.path().join("missing");
+        assert!(newest_valid_at_most(&gone, 100).unwrap().0.is_none());
+        assert!(!gone.exists());
+    }
+
+    #[test]
+    fn purge_after_a_truncation_or_reset_keeps_what_snapshots_need() {
+        let d = tempfile::tempdir().unwrap();
+        // A truncated segment [1..15 | end mark | dead], the new one from 16, and
+        // after a reset a segment from 0x200000001 (a gap in the names).
+        for z in [1i64, 16, 0x2_0000_0001] {
+            fs::write(d.path().join(super::super::log_file_name(z)), b"").unwrap();
+        }
+        for z in [12i64, 0x2_0000_0000] {
+            write_snapshot(d.path(), z, |w| w.write_all(b"body")).unwrap();
+        }
+        // Both snapshots kept: from 12 on, records 13.. of the first segment count.
+        let r = purge(d.path(), d.path(), 2, &mut BTreeSet::new()).unwrap();
+        assert_eq!(r, PurgeReport::default());
+        // Only the newest: everything before 0x200000001 goes, the last stays.
+        let r = purge(d.path(), d.path(), 1, &mut BTreeSet::new()).unwrap();
+        assert_eq!(names(&r.removed_snapshots), ["snapshot.000000000000000c"]);
+        assert_eq!(
+            names(&r.removed_logs),
+            ["log.0000000000000001", "log.0000000000000010"]
+        );
+        // A file gone from under it (removed by a reset meanwhile) is no error.
+        let gone = d.path().join(snapshot_file_name(7));
+        assert!(verify_if_exists(&gone, 7).unwrap().is_none());
+        assert!(!remove_if_exists(&gone, "remove").unwrap());
     }
 }
