@@ -728,7 +728,7 @@ impl Log {
             }
             Err(e) => {
                 tracing::error!("rewriting the log failed ({e}); the log is poisoned");
-                self.poisoned = Some((self.dir.clone(), e.to_string()));
+                self.poisoned = Some((self.dir.clone(), format!("rewriting its end failed: {e}")));
                 Err(e)
             }
         }
@@ -824,7 +824,7 @@ impl Log {
                 "could not undo a failed log sync ({}: {detail}); the log is poisoned",
                 path.display()
             );
-            self.poisoned = Some((path, detail));
+            self.poisoned = Some((path, format!("a failed sync could not be undone: {detail}")));
         }
     }
 }

@@ -124,7 +124,7 @@ pub enum StorageError {
         #[source]
         source: io::Error,
     },
-    #[error("the log is unusable: a failed sync could not be undone ({}: {detail})", .path.display())]
+    #[error("the log is unusable until a restart ({}: {detail})", .path.display())]
     Poisoned { path: PathBuf, detail: String },
     #[error("invalid storage configuration: {0}")]
     Config(String),
