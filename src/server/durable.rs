@@ -12,6 +12,13 @@
 //!   get a fresh deadline, so one whose client never comes back expires as it would
 //!   on the reference server.
 //!
+//! - Quorum mode: [`Recovered::tail_records`] hands the replication core the logged
+//!   txns after the snapshot (its `DurableState.tail`), at most
+//!   [`RECOVERY_TAIL_BYTES_MAX`] of them; [`recover_upto`] rebuilds the state as of
+//!   an older zxid without touching a file (`Event::Rollback`); [`truncate_log`] and
+//!   [`adopt_snapshot`] rewrite the history on disk for a TRUNC and a SNAP while no
+//!   purge runs.
+//!
 //! - Retention ([`Retention`]): which snapshots are known valid, and purging old
 //!   snapshots and log segments (`autopurge.*`), one purge at a time.
 //!
@@ -19,9 +26,10 @@
 //! (snapshot writing, the purge timer) at idle CPU and I/O priority.
 
 use crate::session::SessionTable;
-use crate::storage::{self, LogTail, StorageError};
+use crate::storage::{self, Log, LogTail, Record, RollbackError, StorageError};
 use crate::tree::{self, Tree, Txn, TxnOp};
-use std::collections::BTreeSet;
+use bytes::Bytes;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -31,7 +39,13 @@ use std::time::Duration;
 /// txn encoding, which this build no longer reads.
 pub const KIND_TXN: u8 = 2;
 
+/// Payload bytes of logged txns recovery keeps for the replication core
+/// ([`Recovered::tail_records`]); beyond it the oldest are left out (the core then
+/// treats its log window as starting later, which can only cost a sync).
+pub const RECOVERY_TAIL_BYTES_MAX: usize = 64 << 20;
+
 /// The state recovery rebuilt.
+#[allow(dead_code)] // `tail_records*`: for the quorum sequencer (being wired).
 pub struct Recovered {
     pub tree: Tree,
     pub sessions: Vec<(i64, i32)>,
@@ -40,61 +54,41 @@ pub struct Recovered {
     pub replayed: u64,
     /// The zxid of the snapshot loaded (it verified), if any.
     pub snapshot_zxid: Option<i64>,
+    /// The newest logged txns after the snapshot as (zxid, txn entry bytes), in
+    /// order, ending at `tail.last_zxid` when there are any: quorum mode's
+    /// `DurableState.tail`. At most [`RECOVERY_TAIL_BYTES_MAX`] payload bytes.
+    pub tail_records: Vec<(i64, Bytes)>,
+    /// Older replayed records left out of `tail_records` by the bound.
+    pub tail_records_dropped: u64,
     pub summary: String,
 }
 
 /// Loads the newest valid snapshot (in `snap_dir`, dataDir) and replays the log
 /// (in `log_dir`, dataLogDir) after it.
 pub fn recover(snap_dir: &Path, log_dir: &Path) -> Result<Recovered, StorageError> {
+    recover_keeping(snap_dir, log_dir, RECOVERY_TAIL_BYTES_MAX)
+}
+
+/// [`recover`] keeping at most `tail_bytes_max` payload bytes of `tail_records`.
+fn recover_keeping(
+    snap_dir: &Path,
+    log_dir: &Path,
+    tail_bytes_max: usize,
+) -> Result<Recovered, StorageError> {
     // Both callbacks below fill the same state: one after the other, never at once.
-    let state =
-        std::cell::RefCell::new((Tree::new(), std::collections::BTreeMap::<i64, i32>::new()));
-    let mut bad: Option<StorageError> = None;
-    let mut digests = DigestCheck::default();
+    let replay = std::cell::RefCell::new(Replay::default());
+    let mut kept = TailRecords::new(tail_bytes_max);
     let rec = storage::recover(
         snap_dir,
         log_dir,
-        |_info, r| {
-            let (t, s) = read_snapshot_body(r)?;
-            *state.borrow_mut() = (t, s.into_iter().collect());
-            Ok(())
-        },
+        |_info, r| replay.borrow_mut().load_snapshot(r),
         |record| {
-            if bad.is_some() {
-                return;
-            }
-            let (tree, sessions) = &mut *state.borrow_mut();
-            match Txn::decode(record.payload) {
-                Ok((txn, digest)) if record.kind == KIND_TXN && txn.zxid == record.zxid => {
-                    match &txn.op {
-                        TxnOp::CreateSession { timeout_ms } => {
-                            sessions.insert(txn.session_id, *timeout_ms);
-                        }
-                        TxnOp::CloseSession { .. } => {
-                            sessions.remove(&txn.session_id);
-                        }
-                        _ => {}
-                    }
-                    tree::apply(tree, &txn);
-                    digests.check(txn.zxid, digest, tree.digest());
-                }
-                other => {
-                    bad = Some(StorageError::Config(format!(
-                        "log record {:#x} (kind {}) passed its checksum but is not a txn this \
-                         build can apply: {:?}",
-                        record.zxid,
-                        record.kind,
-                        other.err()
-                    )))
-                }
-            }
+            kept.push(&record);
+            replay.borrow_mut().apply(record)
         },
     )?;
-    if let Some(e) = bad {
-        return Err(e);
-    }
-    digests.report();
-    let (tree, sessions) = state.into_inner();
+    let (tree, sessions) = replay.into_inner().finish()?;
+    kept.report(rec.tail.last_zxid);
     let summary = format!(
         "recovered to zxid {:#x}: snapshot {}, {} log record(s) replayed{}, {} session(s), {} znode(s)",
         rec.tail.last_zxid,
@@ -120,8 +114,169 @@ pub fn recover(snap_dir: &Path, log_dir: &Path) -> Result<Recovered, StorageErro
         tail: rec.tail,
         replayed: rec.replayed,
         snapshot_zxid: rec.snapshot.as_ref().map(|s| s.zxid),
+        tail_records: kept.records.into(),
+        tail_records_dropped: kept.dropped,
         summary,
     })
+}
+
+/// The state as of an older zxid, rebuilt from disk ([`recover_upto`]).
+#[allow(dead_code)] // The quorum sequencer (being wired) uses it.
+pub struct Rebuilt {
+    pub tree: Tree,
+    pub sessions: Vec<(i64, i32)>,
+    /// The zxid of the last txn applied (or of the snapshot).
+    pub last_zxid: i64,
+    pub snapshot_zxid: Option<i64>,
+    pub replayed: u64,
+    pub summary: String,
+}
+
+/// The tree and session table as of `zxid` (`Event::Rollback`): the newest valid
+/// snapshot at or before it, then the logged txns up to and including it. Changes
+/// no file, so it may run on the sequencer core with the log open (between
+/// appends). [`RollbackError::needs_full_snapshot`]: the disk does not hold that
+/// state (no usable snapshot and the log does not start history, or the log ends
+/// before `zxid`); ask the leader for a whole snapshot.
+#[allow(dead_code)] // The quorum sequencer (being wired) calls it.
+pub fn recover_upto(snap_dir: &Path, log_dir: &Path, zxid: i64) -> Result<Rebuilt, RollbackError> {
+    let replay = std::cell::RefCell::new(Replay::default());
+    let rec = storage::recover_upto(
+        snap_dir,
+        log_dir,
+        zxid,
+        |_info, r| replay.borrow_mut().load_snapshot(r),
+        |record| replay.borrow_mut().apply(record),
+    )?;
+    let (tree, sessions) = replay.into_inner().finish()?;
+    let summary = format!(
+        "rebuilt the state as of zxid {zxid:#x} (last txn {:#x}): snapshot {}, {} log record(s) replayed, {} session(s), {} znode(s)",
+        rec.last_zxid,
+        rec.snapshot
+            .as_ref()
+            .map(|s| s.path.display().to_string())
+            .unwrap_or_else(|| "none".into()),
+        rec.replayed,
+        sessions.len(),
+        tree.node_count()
+    );
+    for c in &rec.corrupt_snapshots {
+        tracing::warn!("passed over a corrupt snapshot: {c}");
+    }
+    Ok(Rebuilt {
+        tree,
+        sessions: sessions.into_iter().collect(),
+        last_zxid: rec.last_zxid,
+        snapshot_zxid: rec.snapshot.as_ref().map(|s| s.zxid),
+        replayed: rec.replayed,
+        summary,
+    })
+}
+
+/// Tree and session table being rebuilt from a snapshot and logged txns.
+#[derive(Default)]
+struct Replay {
+    tree: Tree,
+    sessions: BTreeMap<i64, i32>,
+    digests: DigestCheck,
+    /// The first record that is not a txn this build can apply; replay stops there.
+    bad: Option<StorageError>,
+}
+
+impl Replay {
+    fn load_snapshot(&mut self, r: &mut dyn Read) -> io::Result<()> {
+        let (t, s) = read_snapshot_body(r)?;
+        self.tree = t;
+        self.sessions = s.into_iter().collect();
+        Ok(())
+    }
+
+    /// Applies one logged txn: create/close-session txns change the session table,
+    /// and the digest it carries is checked against the tree's after it.
+    fn apply(&mut self, record: Record<'_>) {
+        if self.bad.is_some() {
+            return;
+        }
+        match Txn::decode(record.payload) {
+            Ok((txn, digest)) if record.kind == KIND_TXN && txn.zxid == record.zxid => {
+                match &txn.op {
+                    TxnOp::CreateSession { timeout_ms } => {
+                        self.sessions.insert(txn.session_id, *timeout_ms);
+                    }
+                    TxnOp::CloseSession { .. } => {
+                        self.sessions.remove(&txn.session_id);
+                    }
+                    _ => {}
+                }
+                tree::apply(&mut self.tree, &txn);
+                self.digests.check(txn.zxid, digest, self.tree.digest());
+            }
+            other => {
+                self.bad = Some(StorageError::Config(format!(
+                    "log record {:#x} (kind {}) passed its checksum but is not a txn this \
+                     build can apply: {:?}",
+                    record.zxid,
+                    record.kind,
+                    other.err()
+                )))
+            }
+        }
+    }
+
+    fn finish(self) -> Result<(Tree, BTreeMap<i64, i32>), StorageError> {
+        if let Some(e) = self.bad {
+            return Err(e);
+        }
+        self.digests.report();
+        Ok((self.tree, self.sessions))
+    }
+}
+
+/// The newest replayed records, within a byte bound (oldest dropped first).
+struct TailRecords {
+    records: VecDeque<(i64, Bytes)>,
+    bytes: usize,
+    bytes_max: usize,
+    dropped: u64,
+}
+
+impl TailRecords {
+    fn new(bytes_max: usize) -> TailRecords {
+        TailRecords {
+            records: VecDeque::new(),
+            bytes: 0,
+            bytes_max,
+            dropped: 0,
+        }
+    }
+
+    fn push(&mut self, r: &Record<'_>) {
+        self.records
+            .push_back((r.zxid, Bytes::copy_from_slice(r.payload)));
+        self.bytes += r.payload.len();
+        while self.bytes > self.bytes_max {
+            let (_, p) = self
+                .records
+                .pop_front()
+                .expect("over the bound means non-empty");
+            self.bytes -= p.len();
+            self.dropped += 1;
+        }
+    }
+
+    fn report(&self, last_zxid: i64) {
+        if self.dropped > 0 {
+            tracing::warn!(
+                "recovery keeps the newest {} logged txn(s) ({} bytes, from {:#x} to {last_zxid:#x}) \
+                 for the replication core and leaves out {} older one(s): over {} bytes",
+                self.records.len(),
+                self.bytes,
+                self.records.front().map_or(last_zxid, |r| r.0),
+                self.dropped,
+                self.bytes_max
+            );
+        }
+    }
 }
 
 /// Replayed txns whose digest differs from the tree's after applying them: a sign
@@ -262,6 +417,35 @@ impl Retention {
     }
 }
 
+/// TRUNC (`Write::TruncateAfter`): drops every logged txn after `zxid`
+/// ([`Log::truncate_after`]: blocking, durable on return) and every snapshot after
+/// it (it would hold txns that are not the leader's history), while no purge runs.
+/// Call it with no log sync out.
+#[allow(dead_code)] // The quorum sequencer (being wired) calls it.
+pub fn truncate_log(log: &mut Log, retention: &Retention, zxid: i64) -> Result<(), StorageError> {
+    let mut known = retention.known_valid.lock().expect("retention lock");
+    log.truncate_after(zxid)?;
+    storage::remove_snapshots_after(&retention.snap_dir, zxid)?;
+    known.retain(|z| *z <= zxid);
+    Ok(())
+}
+
+/// SNAP (`Write::Snapshot`), once the snapshot at `zxid` is written and fsynced:
+/// the whole log is obsolete ([`Log::reset`]) and so is every snapshot after
+/// `zxid` (another history), in that order, so a crash in between leaves either
+/// the old history or the new one; no purge runs meanwhile (it could otherwise
+/// delete the new snapshot as older than ones about to go). Call it with no log
+/// sync out and before appending anything after `zxid`.
+#[allow(dead_code)] // The quorum sequencer (being wired) calls it.
+pub fn adopt_snapshot(log: &mut Log, retention: &Retention, zxid: i64) -> Result<(), StorageError> {
+    let mut known = retention.known_valid.lock().expect("retention lock");
+    log.reset(zxid)?;
+    storage::remove_snapshots_after(&retention.snap_dir, zxid)?;
+    known.retain(|z| *z <= zxid);
+    known.insert(zxid);
+    Ok(())
+}
+
 /// Writes a snapshot of (tree, sessions) as of `tree.last_zxid()` into the
 /// retention's snapshot dir, then purges.
 /// Blocking, for a background thread whose priority it lowers for good (see
@@ -295,5 +479,246 @@ pub fn snapshot_and_purge(tree: &Tree, sessions: &[(i64, i32)], retention: &Rete
 pub fn restore_sessions(table: &mut SessionTable, sessions: &[(i64, i32)], now_ms: i64) {
     for &(id, timeout) in sessions {
         table.add(id, timeout, now_ms);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{Acl, CreateKind};
+    use crate::storage::{LogConfig, SyncMode};
+    use crate::tree::CreateTxn;
+
+    fn txn(zxid: i64, session_id: i64, op: TxnOp) -> Vec<u8> {
+        let mut out = Vec::new();
+        Txn {
+            session_id,
+            cxid: 0,
+            zxid,
+            time_ms: 0,
+            op,
+        }
+        .encode(&mut out, None);
+        out
+    }
+
+    fn create_op(path: String) -> TxnOp {
+        TxnOp::Create(CreateTxn {
+            path,
+            data: Vec::new(),
+            acl: Acl::open(),
+            ephemeral_owner: 0,
+            parent_cversion: 0,
+            kind: CreateKind::Create,
+        })
+    }
+
+    /// The znode txn `zxid` of history `tag` creates.
+    fn node(zxid: i64, tag: &str) -> String {
+        format!("/{tag}-{zxid:x}")
+    }
+
+    /// Recovers `dir` and opens its log; also returns the zxids of the tail records.
+    fn open_log(dir: &Path) -> (Log, Vec<i64>) {
+        let rec = recover(dir, dir).unwrap();
+        let zxids = rec.tail_records.iter().map(|r| r.0).collect();
+        let cfg = LogConfig {
+            segment_bytes: storage::log::SEGMENT_BYTES_MIN,
+            sync: SyncMode::Fdatasync,
+        };
+        (Log::open(dir, cfg, rec.tail).unwrap(), zxids)
+    }
+
+    /// Logs creates of `node(z, tag)` for each zxid, synced.
+    fn log_creates(log: &mut Log, zxids: impl IntoIterator<Item = i64>, tag: &str) {
+        for z in zxids {
+            log.append(z, KIND_TXN, &txn(z, 0, create_op(node(z, tag))))
+                .unwrap();
+        }
+        let job = log.begin_sync().unwrap().unwrap();
+        log.finish_sync(job.run()).unwrap();
+    }
+
+    fn snapshot_at(dir: &Path, zxid: i64) {
+        let r = recover_upto(dir, dir, zxid).unwrap();
+        assert_eq!(r.tree.last_zxid(), zxid);
+        storage::write_snapshot(dir, zxid, |w| write_snapshot_body(w, &r.tree, &r.sessions))
+            .unwrap();
+    }
+
+    fn has(tree: &Tree, path: &str) -> bool {
+        tree.get(path).is_some()
+    }
+
+    fn retention(dir: &Path, retain: usize) -> Retention {
+        Retention::new(dir, dir, retain, 1)
+    }
+
+    #[test]
+    fn recovery_hands_the_txns_after_the_snapshot_to_the_core() {
+        let d = tempfile::tempdir().unwrap();
+        let (mut log, tail) = open_log(d.path());
+        assert!(tail.is_empty());
+        log_creates(&mut log, 1..=20, "a");
+        drop(log);
+        snapshot_at(d.path(), 10);
+        let rec = recover(d.path(), d.path()).unwrap();
+        assert_eq!(rec.snapshot_zxid, Some(10));
+        let zxids: Vec<i64> = rec.tail_records.iter().map(|r| r.0).collect();
+        assert_eq!(zxids, (11..=20).collect::<Vec<_>>());
+        for (z, payload) in &rec.tail_records {
+            assert_eq!(&payload[..], &txn(*z, 0, create_op(node(*z, "a")))[..]);
+        }
+        assert_eq!(rec.tail_records_dropped, 0);
+        assert!((1..=20).all(|z| has(&rec.tree, &node(z, "a"))));
+    }
+
+    #[test]
+    fn the_tail_keeps_the_newest_txns_within_its_byte_bound() {
+        let d = tempfile::tempdir().unwrap();
+        let (mut log, _) = open_log(d.path());
+        log_creates(&mut log, 1..=20, "a");
+        drop(log);
+        let one = txn(1, 0, create_op(node(1, "a"))).len();
+        let rec = recover_keeping(d.path(), d.path(), 3 * one + one / 2).unwrap();
+        let zxids: Vec<i64> = rec.tail_records.iter().map(|r| r.0).collect();
+        assert_eq!(zxids, vec![18, 19, 20]);
+        assert_eq!(rec.tail_records_dropped, 17);
+        // The state itself is whole.
+        assert_eq!(rec.tree.last_zxid(), 20);
+        assert!((1..=20).all(|z| has(&rec.tree, &node(z, "a"))));
+    }
+
+    #[test]
+    fn recover_upto_rebuilds_tree_and_sessions_as_of_a_zxid() {
+        let d = tempfile::tempdir().unwrap();
+        let (mut log, _) = open_log(d.path());
+        let session = 0x77;
+        let timeout = TxnOp::CreateSession { timeout_ms: 5000 };
+        log.append(1, KIND_TXN, &txn(1, session, timeout)).unwrap();
+        log_creates(&mut log, 2..=5, "a");
+        let close = TxnOp::CloseSession { paths: Vec::new() };
+        log.append(6, KIND_TXN, &txn(6, session, close)).unwrap();
+        log_creates(&mut log, 7..=12, "a");
+        snapshot_at(d.path(), 4);
+        snapshot_at(d.path(), 9);
+        // Between snapshots: the one at 4, then 5.
+        let r = recover_upto(d.path(), d.path(), 5).unwrap();
+        assert_eq!((r.snapshot_zxid, r.replayed, r.last_zxid), (Some(4), 1, 5));
+        assert_eq!(r.sessions, vec![(session, 5000)]);
+        assert!(has(&r.tree, &node(5, "a")) && !has(&r.tree, &node(7, "a")));
+        let r = recover_upto(d.path(), d.path(), 6).unwrap();
+        assert!(r.sessions.is_empty());
+        // Before every snapshot: the log starts history.
+        let r = recover_upto(d.path(), d.path(), 3).unwrap();
+        assert_eq!((r.snapshot_zxid, r.last_zxid), (None, 3));
+        assert_eq!(r.sessions, vec![(session, 5000)]);
+        assert!(has(&r.tree, &node(3, "a")) && !has(&r.tree, &node(4, "a")));
+        // With the log still open and appended to.
+        log_creates(&mut log, 13..=14, "a");
+        let r = recover_upto(d.path(), d.path(), 13).unwrap();
+        assert_eq!((r.snapshot_zxid, r.last_zxid), (Some(9), 13));
+        assert!(!has(&r.tree, &node(14, "a")));
+        drop(log);
+    }
+
+    #[test]
+    fn recover_upto_before_the_kept_history_asks_for_a_full_snapshot() {
+        let d = tempfile::tempdir().unwrap();
+        let (mut log, _) = open_log(d.path());
+        log_creates(&mut log, 1..=30, "a");
+        snapshot_at(d.path(), 20);
+        // A SNAP at 20: the log before it is gone.
+        adopt_snapshot(&mut log, &retention(d.path(), 3), 20).unwrap();
+        log_creates(&mut log, 21..=25, "a");
+        let err = recover_upto(d.path(), d.path(), 15)
+            .err()
+            .expect("no state at 15");
+        assert!(err.needs_full_snapshot(), "{err}");
+        let r = recover_upto(d.path(), d.path(), 22).unwrap();
+        assert_eq!((r.snapshot_zxid, r.replayed), (Some(20), 2));
+        drop(log);
+    }
+
+    #[test]
+    fn truncate_then_append_then_recover() {
+        let d = tempfile::tempdir().unwrap();
+        let (mut log, _) = open_log(d.path());
+        log_creates(&mut log, 1..=20, "old");
+        snapshot_at(d.path(), 8);
+        // A snapshot past the cut would bring truncated txns back: it goes too.
+        snapshot_at(d.path(), 18);
+        let ret = retention(d.path(), 3);
+        truncate_log(&mut log, &ret, 12).unwrap();
+        let snaps: Vec<i64> = storage::list_snapshots(d.path())
+            .unwrap()
+            .iter()
+            .map(|s| s.0)
+            .collect();
+        assert_eq!(snaps, vec![8]);
+        log_creates(&mut log, 13..=15, "new");
+        // Not synced: the process dies with these in the page cache.
+        for z in 16..=17 {
+            log.append(z, KIND_TXN, &txn(z, 0, create_op(node(z, "new"))))
+                .unwrap();
+        }
+        drop(log);
+        let rec = recover(d.path(), d.path()).unwrap();
+        assert_eq!(rec.tail.last_zxid, 17);
+        assert!((1..=12).all(|z| has(&rec.tree, &node(z, "old"))));
+        assert!((13..=20).all(|z| !has(&rec.tree, &node(z, "old"))));
+        assert!((13..=17).all(|z| has(&rec.tree, &node(z, "new"))));
+        let zxids: Vec<i64> = rec.tail_records.iter().map(|r| r.0).collect();
+        assert_eq!(zxids, (9..=17).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_snapshot_adopted_from_the_leader_replaces_the_whole_history() {
+        let d = tempfile::tempdir().unwrap();
+        let (mut log, _) = open_log(d.path());
+        log_creates(&mut log, 1..=30, "old");
+        snapshot_at(d.path(), 10);
+        snapshot_at(d.path(), 25);
+        let ret = retention(d.path(), 1);
+        ret.note_valid(25);
+        // The leader's state at 20, another history: one znode.
+        let mut theirs = Tree::new();
+        let t = Txn {
+            session_id: 0,
+            cxid: 0,
+            zxid: 20,
+            time_ms: 0,
+            op: create_op("/theirs".into()),
+        };
+        tree::apply(&mut theirs, &t);
+        storage::write_snapshot(d.path(), 20, |w| write_snapshot_body(w, &theirs, &[])).unwrap();
+        adopt_snapshot(&mut log, &ret, 20).unwrap();
+        assert_eq!((log.last_zxid(), log.durable_zxid()), (20, 20));
+        log_creates(&mut log, 21..=22, "new");
+        drop(log);
+        let rec = recover(d.path(), d.path()).unwrap();
+        assert_eq!(rec.snapshot_zxid, Some(20));
+        assert!(has(&rec.tree, "/theirs"));
+        assert!((1..=30).all(|z| !has(&rec.tree, &node(z, "old"))));
+        assert!((21..=22).all(|z| has(&rec.tree, &node(z, "new"))));
+        let zxids: Vec<i64> = rec.tail_records.iter().map(|r| r.0).collect();
+        assert_eq!(zxids, vec![21, 22]);
+        // Purging afterwards keeps the newest snapshot and the log it needs.
+        let (mut log, tail) = open_log(d.path());
+        assert_eq!(tail, vec![21, 22]);
+        log_creates(&mut log, 23..=24, "new");
+        snapshot_at(d.path(), 23);
+        ret.note_valid(23);
+        ret.purge();
+        let snaps: Vec<i64> = storage::list_snapshots(d.path())
+            .unwrap()
+            .iter()
+            .map(|s| s.0)
+            .collect();
+        assert_eq!(snaps, vec![23]);
+        drop(log);
+        let rec = recover(d.path(), d.path()).unwrap();
+        assert_eq!((rec.snapshot_zxid, rec.tail.last_zxid), (Some(23), 24));
+        assert!(has(&rec.tree, "/theirs") && has(&rec.tree, &node(24, "new")));
     }
 }

@@ -25,7 +25,11 @@
 //! - record, 8-byte aligned: crc32c u32 (over bytes 4..24 and the payload),
 //!   payload length u32, zxid i64, kind u8, 7 zero bytes, payload, zero padding.
 //! - the records end at the first all-zero record header; the rest of a segment
-//!   is the zeros it was preallocated with.
+//!   is the zeros it was preallocated with. Or they end at an end mark: a record
+//!   header with payload length 0, the zxid of the record before it, kind 0 and
+//!   flag byte 17 = [`RECORD_FLAG_END_MARK`] (checksummed like a record); what
+//!   follows it in the segment is dead and never read. (A build older than end
+//!   marks refuses such a segment rather than misreading it.)
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
@@ -36,12 +40,16 @@ use std::thread::JoinHandle;
 
 use memmap2::{Mmap, MmapOptions, MmapRaw};
 
-use super::{log_file_name, scan_dir, sync_dir, StorageError, PREALLOC_FILE_NAME};
+use super::{
+    list_dir, log_file_name, remove_if_exists, scan_dir, sync_dir, StorageError, PREALLOC_FILE_NAME,
+};
 
 pub const SEGMENT_MAGIC: [u8; 8] = *b"CORRALLG";
 pub const LOG_FORMAT_VERSION: u32 = 1;
 pub const SEGMENT_HEADER_BYTES: usize = 32;
 pub const RECORD_HEADER_BYTES: usize = 24;
+/// Byte 17 of a record header: 0 for a record, this for an end mark.
+pub const RECORD_FLAG_END_MARK: u8 = 1;
 /// Smallest segment we accept (a segment must at least hold a header and a record).
 pub const SEGMENT_BYTES_MIN: u64 = 64 * 1024;
 /// Largest segment we accept (offsets are kept in `usize`/`u32` lengths).
@@ -132,6 +140,26 @@ fn decode_record_header(h: &[u8]) -> RecordHeader {
 
 fn record_crc(h: &[u8], payload: &[u8]) -> u32 {
     crc32c::crc32c_append(crc32c::crc32c(&h[4..24]), payload)
+}
+
+/// The end mark written after the last kept record (`last_zxid`) of a cut segment.
+fn encode_end_mark(last_zxid: i64) -> [u8; RECORD_HEADER_BYTES] {
+    let mut h = [0u8; RECORD_HEADER_BYTES];
+    h[8..16].copy_from_slice(&last_zxid.to_le_bytes());
+    h[17] = RECORD_FLAG_END_MARK;
+    let crc = crc32c::crc32c(&h[4..24]);
+    h[0..4].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+/// Whether a record header is a whole, checksummed end mark.
+fn is_end_mark(h: &[u8]) -> bool {
+    let rh = decode_record_header(h);
+    h[17] == RECORD_FLAG_END_MARK
+        && is_zero(&h[18..24])
+        && rh.len == 0
+        && rh.kind == 0
+        && rh.crc == record_crc(h, &[])
 }
 
 /// Whether `next` may follow `prev` in the log: the next counter of the same epoch,
@@ -246,6 +274,8 @@ impl SegmentIo {
 
 struct Segment {
     id: u64,
+    /// The zxid in its name: its first record's.
+    first_zxid: i64,
     io: Arc<SegmentIo>,
     write_off: usize,
     /// Pages below this offset are durable and were dropped from our page tables.
@@ -479,12 +509,7 @@ impl Log {
     /// the tree digest after applying) only once the record is sure to be logged.
     /// On an error nothing was written.
     pub fn reserve(&mut self, zxid: i64, payload_bytes: usize) -> Result<(), StorageError> {
-        if let Some((path, detail)) = &self.poisoned {
-            return Err(StorageError::Poisoned {
-                path: path.clone(),
-                detail: detail.clone(),
-            });
-        }
+        self.check_usable()?;
         assert!(
             zxid > self.last_zxid && zxid > 0,
             "zxid {zxid:#x} appended after {:#x}",
@@ -537,6 +562,7 @@ impl Log {
             .map_err(|e| StorageError::io("rename spare segment", &io.path, e))?;
         self.segs.push(Segment {
             id: self.next_seg_id,
+            first_zxid,
             io: Arc::new(io),
             write_off: SEGMENT_HEADER_BYTES,
             released: 0,
@@ -549,12 +575,7 @@ impl Log {
     /// Starts making everything appended so far durable. None when nothing new was
     /// appended or a job is already out (its successor picks the records up).
     pub fn begin_sync(&mut self) -> Result<Option<SyncJob>, StorageError> {
-        if let Some((path, detail)) = &self.poisoned {
-            return Err(StorageError::Poisoned {
-                path: path.clone(),
-                detail: detail.clone(),
-            });
-        }
+        self.check_usable()?;
         if self.in_flight.is_some() || self.last_zxid == self.durable_zxid {
             return Ok(None);
         }
@@ -627,6 +648,141 @@ impl Log {
         }
     }
 
+    fn check_usable(&self) -> Result<(), StorageError> {
+        match &self.poisoned {
+            Some((path, detail)) => Err(StorageError::Poisoned {
+                path: path.clone(),
+                detail: detail.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Drops every record with a zxid after `zxid` (ZooKeeper's TRUNC): segments
+    /// wholly after it are deleted, the one holding it gets an end mark after its
+    /// last kept record. Blocking (fsyncs, reads the cut segment): a rare path.
+    /// On return the cut is durable and so is every kept record
+    /// (`durable_zxid() == last_zxid() == min(zxid, last_zxid())`); the next append
+    /// starts a new segment and may reuse zxids after `zxid` with other content.
+    /// Nothing to drop (`zxid >= last_zxid()`): nothing happens. A negative `zxid`
+    /// counts as 0 (everything goes).
+    ///
+    /// Call it with no sync job out (`finish_sync` it first): an assertion. On an
+    /// error the log is poisoned (the disk holds a prefix of the old log or the cut
+    /// log, which recovery reads correctly; restart to go on).
+    pub fn truncate_after(&mut self, zxid: i64) -> Result<(), StorageError> {
+        self.check_usable()?;
+        assert!(
+            self.in_flight.is_none(),
+            "truncate_after({zxid:#x}) with a sync job out: finish_sync it first"
+        );
+        // A zxid from a peer may be anything: before 0 means everything.
+        let zxid = zxid.max(0);
+        if zxid >= self.last_zxid {
+            return Ok(());
+        }
+        let result = self
+            .sync_segments_upto(zxid)
+            .and_then(|()| self.cut_disk_after(zxid));
+        self.restart_at(zxid.min(self.last_zxid), result)
+    }
+
+    /// Makes the whole log obsolete (after a SNAP): the caller has written and
+    /// fsynced a snapshot at `after_zxid`; every segment is deleted and the next
+    /// append starts a fresh segment with a zxid after `after_zxid`. Records after
+    /// `after_zxid` are cut durably first (as [`Log::truncate_after`]), so a crash
+    /// while the rest is deleted cannot leave them to be replayed on top of that
+    /// snapshot. Blocking; call it with no sync job out. Afterwards
+    /// `last_zxid() == durable_zxid() == after_zxid`. Then remove snapshots newer
+    /// than `after_zxid` ([`super::remove_snapshots_after`]), before any append.
+    pub fn reset(&mut self, after_zxid: i64) -> Result<(), StorageError> {
+        self.check_usable()?;
+        assert!(
+            self.in_flight.is_none(),
+            "reset({after_zxid:#x}) with a sync job out: finish_sync it first"
+        );
+        let after_zxid = after_zxid.max(0);
+        let cut = if after_zxid < self.last_zxid {
+            self.cut_disk_after(after_zxid)
+        } else {
+            Ok(())
+        };
+        let result = cut.and_then(|()| self.remove_all_segments());
+        self.restart_at(after_zxid, result)
+    }
+
+    /// After a truncation or reset: no segment stays mapped (the next append rolls
+    /// to a new one) and `last` is durable; or, on `Err`, the log is poisoned.
+    fn restart_at(
+        &mut self,
+        last: i64,
+        result: Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
+        self.segs.clear();
+        self.checkpoint = None;
+        match result {
+            Ok(()) => {
+                self.last_zxid = last;
+                self.durable_zxid = last;
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!("rewriting the log failed ({e}); the log is poisoned");
+                self.poisoned = Some((self.dir.clone(), format!("rewriting its end failed: {e}")));
+                Err(e)
+            }
+        }
+    }
+
+    fn syncs(&self) -> bool {
+        self.cfg.sync != SyncMode::None
+    }
+
+    /// fdatasyncs the mapped segments that hold records up to `zxid` (kept by a
+    /// truncation), so they are durable before anything after them is cut.
+    fn sync_segments_upto(&self, zxid: i64) -> Result<(), StorageError> {
+        if !self.syncs() {
+            return Ok(());
+        }
+        for s in self.segs.iter().filter(|s| s.first_zxid <= zxid) {
+            s.io.file
+                .sync_data()
+                .map_err(|e| StorageError::io("sync log segment", &s.io.path, e))?;
+        }
+        Ok(())
+    }
+
+    /// On disk: unlinks every segment whose first zxid is after `zxid` (newest
+    /// first, then fsyncs the directory), then end-marks the segment holding
+    /// `zxid` right after its last record ≤ `zxid` and fsyncs it.
+    fn cut_disk_after(&self, zxid: i64) -> Result<(), StorageError> {
+        let logs = scan_dir(&self.dir)?.logs;
+        let split = logs.partition_point(|(first, _)| *first <= zxid);
+        let (kept, later) = logs.split_at(split);
+        for (_, path) in later.iter().rev() {
+            remove_if_exists(path, "remove truncated log segment")?;
+        }
+        if !later.is_empty() && self.syncs() {
+            sync_dir(&self.dir)?;
+        }
+        match kept.last() {
+            Some((first, path)) => end_mark_after(path, *first, zxid, self.syncs()),
+            None => Ok(()),
+        }
+    }
+
+    /// Unlinks every segment (after a SNAP); the directory is fsynced.
+    fn remove_all_segments(&self) -> Result<(), StorageError> {
+        let logs = scan_dir(&self.dir)?.logs;
+        for (_, path) in logs.iter().rev() {
+            remove_if_exists(path, "remove obsolete log segment")?;
+        }
+        if !logs.is_empty() && self.syncs() {
+            sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
     /// Undoes everything after the checkpoint, on disk: zeroes the checkpoint
     /// segment's tail, unlinks segments created since, and syncs that (blocking:
     /// this is the failure path). If that fails too the log is poisoned.
@@ -668,7 +824,7 @@ impl Log {
                 "could not undo a failed log sync ({}: {detail}); the log is poisoned",
                 path.display()
             );
-            self.poisoned = Some((path, detail));
+            self.poisoned = Some((path, format!("a failed sync could not be undone: {detail}")));
         }
     }
 }
@@ -735,11 +891,26 @@ pub struct LogReader {
     segs: Vec<(i64, PathBuf)>,
     idx: usize,
     after_zxid: i64,
+    /// Records after this are not read (`i64::MAX`: to the end).
+    upto_zxid: i64,
+    /// Never change a file: a torn tail or an empty last segment just ends the read.
+    read_only: bool,
+    /// A record after `upto_zxid` was seen: the log goes on past it.
+    passed_upto: bool,
     prev: Option<i64>,
     cur: Option<Cursor>,
     buf: Vec<u8>,
     torn: Option<TornTail>,
     exhausted: bool,
+}
+
+/// Where a read-only read ([`LogReader::open_read_only`]) stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadEnd {
+    /// The last record read (or `after_zxid` when none was).
+    pub last_zxid: i64,
+    /// The log holds a record after `upto_zxid`.
+    pub continues: bool,
 }
 
 fn corrupt(path: &Path, offset: u64, detail: impl Into<String>) -> StorageError {
@@ -758,7 +929,35 @@ impl LogReader {
         if let Some(p) = &listing.prealloc {
             fs::remove_file(p).map_err(|e| StorageError::io("remove stale spare segment", p, e))?;
         }
-        let segs = listing.logs;
+        Ok(Self::positioned(
+            dir,
+            listing.logs,
+            after_zxid,
+            i64::MAX,
+            false,
+        ))
+    }
+
+    /// Reads the records in `(after_zxid, upto_zxid]` without changing any file:
+    /// safe while the log is open for writing (from the writer's thread, between
+    /// appends). A torn tail ends the read instead of being repaired; corruption
+    /// is still an error. End with [`LogReader::finish_read_only`].
+    pub fn open_read_only(
+        dir: &Path,
+        after_zxid: i64,
+        upto_zxid: i64,
+    ) -> Result<LogReader, StorageError> {
+        let logs = list_dir(dir)?.logs;
+        Ok(Self::positioned(dir, logs, after_zxid, upto_zxid, true))
+    }
+
+    fn positioned(
+        dir: &Path,
+        segs: Vec<(i64, PathBuf)>,
+        after_zxid: i64,
+        upto_zxid: i64,
+        read_only: bool,
+    ) -> LogReader {
         let start = segs
             .iter()
             .rposition(|(z, _)| *z <= after_zxid.saturating_add(1))
@@ -767,17 +966,20 @@ impl LogReader {
             Some((z, _)) if *z > after_zxid => Some(after_zxid),
             _ => None,
         };
-        Ok(LogReader {
+        LogReader {
             dir: dir.to_path_buf(),
             segs,
             idx: start,
             after_zxid,
+            upto_zxid,
+            read_only,
+            passed_upto: false,
             prev,
             cur: None,
             buf: Vec::new(),
             torn: None,
             exhausted: false,
-        })
+        }
     }
 
     /// The next record after `after_zxid`, or None at the end of the log.
@@ -797,14 +999,36 @@ impl LogReader {
 
     /// Ends reading (draining what is left) and returns where the log ends.
     pub fn finish(mut self) -> Result<LogTail, StorageError> {
-        while !self.exhausted {
-            self.next_record()?;
-        }
+        assert!(
+            !self.read_only,
+            "a read-only read proves nothing about the tail: use finish_read_only"
+        );
+        self.drain()?;
         Ok(LogTail {
-            last_zxid: self.prev.unwrap_or(0).max(self.after_zxid),
+            last_zxid: self.last_read(),
             torn: self.torn.take(),
             _proof: RecoveredProof,
         })
+    }
+
+    /// Ends a read-only read (draining what is left up to `upto_zxid`).
+    pub fn finish_read_only(mut self) -> Result<ReadEnd, StorageError> {
+        self.drain()?;
+        Ok(ReadEnd {
+            last_zxid: self.last_read(),
+            continues: self.passed_upto,
+        })
+    }
+
+    fn drain(&mut self) -> Result<(), StorageError> {
+        while !self.exhausted {
+            self.next_record()?;
+        }
+        Ok(())
+    }
+
+    fn last_read(&self) -> i64 {
+        self.prev.unwrap_or(0).max(self.after_zxid)
     }
 
     fn open_segment(
@@ -818,14 +1042,12 @@ impl LogReader {
             .metadata()
             .map_err(|e| StorageError::io("stat log segment", &path, e))?
             .len();
-        let mut header = [0u8; SEGMENT_HEADER_BYTES];
-        if len >= SEGMENT_HEADER_BYTES as u64 {
-            file.read_exact_at(&mut header, 0)
-                .map_err(|e| StorageError::io("read log segment", &path, e))?;
-        }
-        if len < SEGMENT_HEADER_BYTES as u64 || is_zero(&header) {
+        if !check_segment_header(&file, &path, len, name_zxid)? {
             if !is_last {
                 return Err(corrupt(&path, 0, "segment header is missing (zero or short file) in a segment that is not the last"));
+            }
+            if self.read_only {
+                return Ok(None);
             }
             // Crash while the segment was being created: its header never reached
             // the disk, so no record in it was ever synced.
@@ -838,34 +1060,6 @@ impl LogReader {
             sync_dir(&self.dir)?;
             return Ok(None);
         }
-        if header[0..8] != SEGMENT_MAGIC {
-            return Err(StorageError::WrongFormat {
-                path,
-                what: "log segment",
-                found: header[0..8].escape_ascii().to_string(),
-            });
-        }
-        let version = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
-        if version != LOG_FORMAT_VERSION {
-            return Err(StorageError::UnsupportedVersion {
-                path,
-                what: "log segment",
-                found: version,
-                expected: LOG_FORMAT_VERSION,
-            });
-        }
-        let crc = u32::from_le_bytes(header[28..32].try_into().expect("4 bytes"));
-        if crc != crc32c::crc32c(&header[0..28]) {
-            return Err(corrupt(&path, 0, "segment header checksum mismatch"));
-        }
-        let first_zxid = i64::from_le_bytes(header[16..24].try_into().expect("8 bytes"));
-        if first_zxid != name_zxid {
-            return Err(corrupt(
-                &path,
-                16,
-                format!("segment header says first zxid {first_zxid:#x} but the file name says {name_zxid:#x}"),
-            ));
-        }
         let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, file);
         reader
             .seek_relative(SEGMENT_HEADER_BYTES as i64)
@@ -875,7 +1069,7 @@ impl LogReader {
             reader,
             len,
             off: SEGMENT_HEADER_BYTES as u64,
-            first_zxid,
+            first_zxid: name_zxid,
             records: 0,
             is_last,
         }))
@@ -883,6 +1077,9 @@ impl LogReader {
 
     fn advance(&mut self) -> Result<Option<(i64, u8, usize)>, StorageError> {
         loop {
+            if self.prev.is_some_and(|p| p >= self.upto_zxid) {
+                return Ok(None);
+            }
             if self.cur.is_none() {
                 if self.idx >= self.segs.len() {
                     return Ok(None);
@@ -905,6 +1102,23 @@ impl LogReader {
                 continue;
             }
             let rh = decode_record_header(&h);
+            if h[17] == RECORD_FLAG_END_MARK && is_end_mark(&h) {
+                // A truncation ended this segment's records here; the rest is dead.
+                if cur.records == 0 || self.prev != Some(rh.zxid) {
+                    return Err(corrupt(
+                        &cur.path,
+                        cur.off,
+                        format!(
+                            "end mark after zxid {:#x} follows {} record(s) ending at {:#x}",
+                            rh.zxid,
+                            cur.records,
+                            self.prev.unwrap_or(0)
+                        ),
+                    ));
+                }
+                self.cur = None;
+                continue;
+            }
             let room = cur.len - cur.off - RECORD_HEADER_BYTES as u64;
             if rh.len as u64 > room {
                 let d = format!("record length {} runs past the end of the segment", rh.len);
@@ -953,6 +1167,10 @@ impl LogReader {
                     ));
                 }
             }
+            if rh.zxid > self.upto_zxid {
+                self.passed_upto = true;
+                return Ok(None);
+            }
             cur.off += record_bytes(rh.len) as u64;
             cur.records += 1;
             self.prev = Some(rh.zxid);
@@ -972,7 +1190,7 @@ impl LogReader {
         let start = off as usize;
         let Some(last_nonzero) = last_nonzero_byte(&file, &cur.path, off, cur.len)? else {
             // Clean end: zeros to the end of the segment.
-            if cur.is_last && cur.records == 0 {
+            if cur.is_last && cur.records == 0 && !self.read_only {
                 self.remove_empty_last(&cur.path)?;
             }
             return Ok(());
@@ -997,6 +1215,10 @@ impl LogReader {
             ));
         }
         drop(map);
+        if self.read_only {
+            // What start-up recovery would truncate; here it just ends the read.
+            return Ok(());
+        }
         let bytes = last_nonzero + 1 - off;
         let wf = OpenOptions::new()
             .write(true)
@@ -1033,6 +1255,132 @@ impl LogReader {
         fs::remove_file(path)
             .map_err(|e| StorageError::io("remove empty last segment", path, e))?;
         sync_dir(&self.dir)
+    }
+}
+
+/// Checks the header of segment `path` (`len` bytes, named `name_zxid`). False: no
+/// header (a zero or short file: the crash came while it was being created).
+fn check_segment_header(
+    file: &File,
+    path: &Path,
+    len: u64,
+    name_zxid: i64,
+) -> Result<bool, StorageError> {
+    let mut header = [0u8; SEGMENT_HEADER_BYTES];
+    if len >= SEGMENT_HEADER_BYTES as u64 {
+        file.read_exact_at(&mut header, 0)
+            .map_err(|e| StorageError::io("read log segment", path, e))?;
+    }
+    if len < SEGMENT_HEADER_BYTES as u64 || is_zero(&header) {
+        return Ok(false);
+    }
+    if header[0..8] != SEGMENT_MAGIC {
+        return Err(StorageError::WrongFormat {
+            path: path.to_path_buf(),
+            what: "log segment",
+            found: header[0..8].escape_ascii().to_string(),
+        });
+    }
+    let version = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
+    if version != LOG_FORMAT_VERSION {
+        return Err(StorageError::UnsupportedVersion {
+            path: path.to_path_buf(),
+            what: "log segment",
+            found: version,
+            expected: LOG_FORMAT_VERSION,
+        });
+    }
+    let crc = u32::from_le_bytes(header[28..32].try_into().expect("4 bytes"));
+    if crc != crc32c::crc32c(&header[0..28]) {
+        return Err(corrupt(path, 0, "segment header checksum mismatch"));
+    }
+    let first_zxid = i64::from_le_bytes(header[16..24].try_into().expect("8 bytes"));
+    if first_zxid != name_zxid {
+        return Err(corrupt(
+            path,
+            16,
+            format!("segment header says first zxid {first_zxid:#x} but the file name says {name_zxid:#x}"),
+        ));
+    }
+    Ok(true)
+}
+
+/// Writes an end mark into segment `path` (named `first_zxid`) right after its last
+/// record ≤ `zxid`, unless nothing follows that record, and fsyncs it (`sync`). A
+/// segment already gone (purged meanwhile) or never given a header has nothing to cut.
+fn end_mark_after(path: &Path, first_zxid: i64, zxid: i64, sync: bool) -> Result<(), StorageError> {
+    let file = match OpenOptions::new().read(true).write(true).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(StorageError::io("open log segment to truncate", path, e)),
+    };
+    let len = file
+        .metadata()
+        .map_err(|e| StorageError::io("stat log segment", path, e))?
+        .len();
+    if !check_segment_header(&file, path, len, first_zxid)? {
+        return Ok(());
+    }
+    let Some((at, last)) = find_cut(&file, path, len, zxid)? else {
+        return Ok(());
+    };
+    file.write_all_at(&encode_end_mark(last), at)
+        .map_err(|e| StorageError::io("write log end mark", path, e))?;
+    if sync {
+        file.sync_data()
+            .map_err(|e| StorageError::io("sync truncated log segment", path, e))?;
+    }
+    Ok(())
+}
+
+/// Walks the records of a segment (checking each checksum) to where the records
+/// after `zxid` begin: `Some((offset, zxid of the last record before it))` when a
+/// record after `zxid`, or bytes that are no record, follow; None when the records
+/// end (zeros, an end mark or the file's end) at or before `zxid`.
+fn find_cut(
+    file: &File,
+    path: &Path,
+    len: u64,
+    zxid: i64,
+) -> Result<Option<(u64, i64)>, StorageError> {
+    let read_err = |e| StorageError::io("read log segment", path, e);
+    let mut r = BufReader::with_capacity(READ_BUFFER_BYTES, file);
+    r.seek_relative(SEGMENT_HEADER_BYTES as i64)
+        .map_err(read_err)?;
+    let mut off = SEGMENT_HEADER_BYTES as u64;
+    let mut last = None;
+    let mut payload = Vec::new();
+    let mut h = [0u8; RECORD_HEADER_BYTES];
+    loop {
+        if len - off < RECORD_HEADER_BYTES as u64 {
+            return Ok(None);
+        }
+        r.read_exact(&mut h).map_err(read_err)?;
+        if is_zero(&h) || is_end_mark(&h) {
+            return Ok(None);
+        }
+        let rh = decode_record_header(&h);
+        let room = len - off - RECORD_HEADER_BYTES as u64;
+        let whole = rh.reserved_zero && rh.len as u64 <= room && {
+            payload.resize(rh.len, 0);
+            r.read_exact(&mut payload).map_err(read_err)?;
+            rh.crc == record_crc(&h, &payload)
+        };
+        if !whole || rh.zxid > zxid {
+            return match last {
+                Some(l) => Ok(Some((off, l))),
+                None => Err(corrupt(
+                    path,
+                    off,
+                    format!("cannot truncate after {zxid:#x}: the segment's first record is not a record at or before it"),
+                )),
+            };
+        }
+        last = Some(rh.zxid);
+        let pad = (record_bytes(rh.len) - RECORD_HEADER_BYTES - rh.len)
+            .min((room - rh.len as u64) as usize);
+        r.read_exact(&mut [0u8; 8][..pad]).map_err(read_err)?;
+        off += (RECORD_HEADER_BYTES + rh.len + pad) as u64;
     }
 }
 
@@ -1383,5 +1731,397 @@ mod tests {
                 p.display()
             )
         );
+    }
+    /// Appends `zxids` with `kind` and a payload of `n` bytes each, then syncs.
+    fn append_synced(log: &mut Log, zxids: impl IntoIterator<Item = i64>, kind: u8, n: usize) {
+        for z in zxids {
+            log.append(z, kind, &payload(z * kind as i64, n)).unwrap();
+        }
+        sync(log);
+    }
+
+    fn zxids_and_kinds(dir: &Path) -> Vec<(i64, u8)> {
+        collect(dir, 0).0.iter().map(|r| (r.0, r.1)).collect()
+    }
+
+    fn seg_names(dir: &Path) -> Vec<i64> {
+        scan_dir(dir).unwrap().logs.iter().map(|l| l.0).collect()
+    }
+
+    #[test]
+    fn truncate_then_append_reuses_zxids_with_new_content() {
+        let d = tempfile::tempdir().unwrap();
+        let mut log = open(d.path(), SyncMode::Fdatasync);
+        append_synced(&mut log, 1..=20, 1, 100);
+        log.truncate_after(12).unwrap();
+        assert_eq!((log.last_zxid(), log.durable_zxid()), (12, 12));
+        assert!(
+            log.begin_sync().unwrap().is_none(),
+            "the cut is durable already"
+        );
+        // Zxid 13 again, with other content: legal after a TRUNC.
+        append_synced(&mut log, 13..=16, 2, 80);
+        assert_eq!(
+            seg_names(d.path()),
+            vec![1, 13],
+            "appends go to a new segment"
+        );
+        drop(log);
+        let (recs, tail) = collect(d.path(), 0);
+        let want: Vec<(i64, u8)> = (1..=12)
+            .map(|z| (z, 1))
+            .chain((13..=16).map(|z| (z, 2)))
+            .collect();
+        assert_eq!(recs.iter().map(|r| (r.0, r.1)).collect::<Vec<_>>(), want);
+        assert_eq!(recs[12].2, payload(13 * 2, 80));
+        assert_eq!((tail.last_zxid, tail.torn.is_none()), (16, true));
+        // The log reopens and goes on.
+        let mut log = open(d.path(), SyncMode::Fdatasync);
+        append_synced(&mut log, 17..=18, 3, 10);
+        drop(log);
+        assert_eq!(collect(d.path(), 0).0.len(), 18);
+    }
+
+    #[test]
+    fn crash_between_truncate_and_the_next_sync() {
+        let d = tempfile::tempdir().unwrap();
+        let mut log = open(d.path(), SyncMode::Fdatasync);
+        append_synced(&mut log, 1..=20, 1, 100);
+        log.truncate_after(12).unwrap();
+        // New records, never synced, then the process dies.
+        for z in 13..=15 {
+            log.append(z, 2, &payload(z * 2, 100)).unwrap();
+        }
+        drop(log);
+        let new_seg = d.path().join(log_file_name(13));
+        let image = fs::read(&new_seg).unwrap();
+        // The page cache survived (a process crash): the cut log and the new records.
+        let want: Vec<(i64, u8)> = (1..=12)
+            .map(|z| (z, 1))
+            .chain((13..=15).map(|z| (z, 2)))
+            .collect();
+        assert_eq!(zxids_and_kinds(d.path()), want);
+        // The machine died: none of the new records reached the disk (the segment
+        // itself may or may not have): the cut log, nothing of the old tail.
+        fs::write(&new_seg, vec![0u8; image.len()]).unwrap();
+        let (recs, tail) = collect(d.path(), 0);
+        assert_eq!(
+            recs.iter().map(|r| (r.0, r.1)).collect::<Vec<_>>(),
+            (1..=12).map(|z| (z, 1)).collect::<Vec<_>>()
+        );
+        assert_eq!(tail.last_zxid, 12);
+        assert!(!new_seg.exists(), "the empty last segment is removed");
+        // A truncation alone, then a crash: the cut log.
+        let d = tempfile::tempdir().unwrap();
+        let mut log = open(d.path(), SyncMode::Fdatasync);
+        append_synced(&mut log, 1..=20, 1, 100);
+        // Unsynced records it keeps become durable with the cut.
+        for z in 21..=25 {
+            log.append(z, 1, &payload(z, 100)).unwrap();
+        }
+        log.truncate_after(23).unwrap();
+        assert_eq!(log.durable_zxid(), 23);
+        drop(log);
+        assert_eq!(
+            zxids_and_kinds(d.path()),
+            (1..=23).map(|z| (z, 1)).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn truncate_across_segment_boundaries() {
+        let d = tempfile::tempdir().unwrap();
+        let mut log = open(d.path(), SyncMode::Fdatasync);
+        // ~1 KiB records, 64 KiB segments: 62 records a segment.
+        append_synced(&mut log, 1..=300, 1, 1000);
+        let segs = seg_names(d.path());
+        assert!(segs.len() >= 4, "{segs:?}");
+        let images: Vec<(PathBuf, Vec<u8>)> = scan_dir(d.path())
+            .unwrap()
+            .logs
+            .iter()
+            .map(|(_, p)| (p.clone(), fs::read(p).unwrap()))
+            .collect();
+        // Inside the second segment: it is cut, every later one goes.
+        let z = segs[1] + 5;
+        log.truncate_after(z).unwrap();
+        assert_eq!(seg_names(d.path()), segs[..2].to_vec());
+        append_synced(&mut log, z + 1..=z + 3, 2, 10);
+        assert_eq!(seg_names(d.path()), vec![segs[0], segs[1], z + 1]);
+        drop(log);
+        let want: Vec<(i64, u8)> = (1..=z)
+            .map(|x| (x, 1))
+            .chain((z + 1..=z + 3).map(|x| (x, 2)))
+            .collect();
+        assert_eq!(zxids_and_kinds(d.path()), want);
+        // Reading after a point inside the dead part of the cut segment skips it.
+        let (recs, _) = collect(d.path(), z + 1);
+        assert_eq!(
+            recs.iter().map(|r| r.0).collect::<Vec<_>>(),
+            vec![z + 2, z + 3]
+        );
+
+        // What a crash in the middle of that truncation can leave (the later
+        // segments unlinked newest first, the end mark not yet written) reads as a
+        // prefix of the old log, never a mix.
+        for (p, img) in &images {
+            fs::write(p, img).unwrap();
+        }
+        fs::remove_file(d.path().join(log_file_name(z + 1))).unwrap();
+        for gone in 1..=images.len() - 2 {
+            fs::remove_file(&images[images.len() - gone].0).unwrap();
+            let (recs, tail) = collect(d.path(), 0);
+            let end = segs[images.len() - gone] - 1;
+            assert_eq!(
+                recs.iter().map(|r| r.0).collect::<Vec<_>>(),
+                (1..=end).collect::<Vec<_>>()
+            );
+            assert_eq!(tail.last_zxid, end);
+        }
+    }
+
+    #[test]
+    fn truncate_to_a_segment_end_the_last_record_or_before_the_first() {
+        let d = tempfile::tempdir().unwrap();
+        let mut log = open(d.path(), SyncMode::Fdatasync);
+        append_synced(&mut log, 1..=200, 1, 1000);
+        let segs = seg_names(d.path());
+        // To exactly the last record: nothing to drop, nothing changes.
+        let before: Vec<Vec<u8>> = segs
+            .iter()
+            .map(|z| fs::read(d.path().join(log_file_name(*z))).unwrap())
+            .collect();
+        log.truncate_after(200).unwrap();
+        log.truncate_after(500).unwrap();
+        assert_eq!(log.last_zxid(), 200);
+        let after: Vec<Vec<u8>> = segs
+            .iter()
+            .map(|z| fs::read(d.path().join(log_file_name(*z))).unwrap())
+            .collect();
+        assert!(
+            before == after,
+            "a truncation with nothing to drop touched the log"
+        );
+        // To the last record of a segment: the later ones go, no end mark needed.
+        let end_of_first = segs[1] - 1;
+        log.truncate_after(end_of_first).unwrap();
+        assert_eq!(seg_names(d.path()), vec![1]);
+        assert!(fs::read(d.path().join(log_file_name(1))).unwrap() == before[0]);
+        append_synced(&mut log, end_of_first + 1..=end_of_first + 2, 2, 10);
+        drop(log);
+        let (recs, _) = collect(d.path(), 0);
+        assert_eq!(recs.len() as i64, end_of_first + 2);
+        // To before the first record: the log is empty; history restarts after 0.
+        let mut log = open(d.path(), SyncMode::Fdatasync);
+        log.truncate_after(0).unwrap();
+        assert!(seg_names(d.path()).is_empty());
+        assert_eq!((log.last_zxid(), log.durable_zxid()), (0, 0));
+        append_synced(&mut log, 1..=3, 4, 10);
+        drop(log);
+        assert_eq!(zxids_and_kinds(d.path()), vec![(1, 4), (2, 4), (3, 4)]);
+    }
+
+    #[test]
+    fn repeated_truncations_cut_before_an_earlier_end_mark() {
+        let d = tempfile::tempdir().unwrap();
+        let mut log = open(d.path(), SyncMode::Msync);
+        append_synced(&mut log, 1..=20, 1, 100);
+        log.truncate_after(15).unwrap();
+        append_synced(&mut log, 16..=20, 2, 100);
+        log.truncate_after(17).unwrap();
+        append_synced(&mut log, 18..=19, 3, 100);
+        // Below the first cut: the end mark goes before the old one.
+        log.truncate_after(12).unwrap();
+        assert_eq!(seg_names(d.path()), vec![1]);
+        append_synced(&mut log, 13..=14, 4, 100);
+        drop(log);
+        let want: Vec<(i64, u8)> = (1..=12).map(|z| (z, 1)).chain([(13, 4), (14, 4)]).collect();
+        assert_eq!(zxids_and_kinds(d.path()), want);
+    }
+
+    #[test]
+    fn a_damaged_end_mark_is_never_read_past() {
+        let d = tempfile::tempdir().unwrap();
+        let mut log = open(d.path(), SyncMode::Fdatasync);
+        append_synced(&mut log, 1..=10, 1, 100);
+        log.truncate_after(6).unwrap();
+        append_synced(&mut log, 7..=8, 2, 100);
+        drop(log);
+        let seg = d.path().join(log_file_name(1));
+        let at = SEGMENT_HEADER_BYTES + 6 * record_bytes(100);
+        let image = fs::read(&seg).unwrap();
+        assert!(is_end_mark(&image[at..at + RECORD_HEADER_BYTES]));
+        // A flipped bit: no longer a mark, and the dead records after it are found.
+        let mut bad = image.clone();
+        bad[at + 8] ^= 1;
+        fs::write(&seg, &bad).unwrap();
+        let err = read_log(d.path(), 0, |_| {}).unwrap_err().to_string();
+        assert!(
+            err.contains("record checksum mismatch (a valid record with zxid 0x8 follows"),
+            "{err}"
+        );
+        // A whole mark naming another record than the one before it.
+        let mut bad = image.clone();
+        bad[at..at + RECORD_HEADER_BYTES].copy_from_slice(&encode_end_mark(5));
+        fs::write(&seg, &bad).unwrap();
+        let err = read_log(d.path(), 0, |_| {}).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "{}: corrupt at byte offset {at}: end mark after zxid 0x5 follows 6 record(s) ending at 0x6",
+                seg.display()
+            )
+        );
+    }
+
+    #[test]
+    fn reset_makes_every_segment_obsolete() {
+        let d = tempfile::tempdir().unwrap();
+        let mut log = open(d.path(), SyncMode::Fdatasync);
+        append_synced(&mut log, 1..=300, 1, 1000);
+        for z in 301..=305 {
+            log.append(z, 1, b"unsynced").unwrap();
+        }
+        // Back into the old history (a SNAP at 150 from another history)...
+        log.reset(150).unwrap();
+        assert!(seg_names(d.path()).is_empty());
+        assert_eq!((log.last_zxid(), log.durable_zxid()), (150, 150));
+        append_synced(&mut log, 151..=153, 2, 10);
+        drop(log);
+        let (recs, tail) = collect(d.path(), 150);
+        assert_eq!(
+            recs.iter().map(|r| (r.0, r.1)).collect::<Vec<_>>(),
+            vec![(151, 2), (152, 2), (153, 2)]
+        );
+        assert_eq!(tail.last_zxid, 153);
+        // ...or ahead of it (a learner far behind), into a new epoch.
+        let mut log = open_after(d.path(), 150);
+        log.reset(0x2_0000_0004).unwrap();
+        assert!(seg_names(d.path()).is_empty());
+        append_synced(&mut log, [0x2_0000_0005, 0x2_0000_0006], 3, 10);
+        drop(log);
+        let (recs, _) = collect(d.path(), 0x2_0000_0004);
+        assert_eq!(
+            recs.iter().map(|r| r.0).collect::<Vec<_>>(),
+            vec![0x2_0000_0005, 0x2_0000_0006]
+        );
+    }
+
+    #[test]
+    fn a_crash_during_reset_never_replays_the_old_history_after_the_snapshot() {
+        let d = tempfile::tempdir().unwrap();
+        let mut log = open(d.path(), SyncMode::Fdatasync);
+        append_synced(&mut log, 1..=300, 1, 1000);
+        // reset(150) first cuts what follows 150, durably; a crash while it then
+        // unlinks the rest (any subset left) reads nothing after 150.
+        log.cut_disk_after(150).unwrap();
+        drop(log);
+        let left: Vec<(PathBuf, Vec<u8>)> = scan_dir(d.path())
+            .unwrap()
+            .logs
+            .iter()
+            .map(|(_, p)| (p.clone(), fs::read(p).unwrap()))
+            .collect();
+        assert!(left.len() >= 3, "{}", left.len());
+        for gone in 1u32..(1 << left.len()) {
+            for (i, (p, img)) in left.iter().enumerate() {
+                if gone & (1 << i) == 0 {
+                    fs::write(p, img).unwrap();
+                } else {
+                    let _ = fs::remove_file(p);
+                }
+            }
+            let (recs, tail) = collect(d.path(), 150);
+            assert!(recs.is_empty(), "removed {gone:b}: {recs:?}");
+            assert_eq!(tail.last_zxid, 150);
+        }
+    }
+
+    fn open_after(dir: &Path, after: i64) -> Log {
+        let tail = read_log(dir, after, |_| {}).unwrap();
+        Log::open(dir, cfg(SyncMode::Fdatasync), tail).unwrap()
+    }
+
+    #[test]
+    #[should_panic(expected = "with a sync job out: finish_sync it first")]
+    fn truncate_with_a_sync_job_out_is_a_caller_bug() {
+        let d = tempfile::tempdir().unwrap();
+        let mut log = open(d.path(), SyncMode::Fdatasync);
+        append_synced(&mut log, 1..=5, 1, 10);
+        log.append(6, 1, b"x").unwrap();
+        let _job = log.begin_sync().unwrap().unwrap();
+        let _ = log.truncate_after(3);
+    }
+
+    #[test]
+    fn a_read_only_read_stops_at_its_bound_and_changes_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let mut log = open(d.path(), SyncMode::Fdatasync);
+        append_synced(&mut log, 1..=10, 1, 100);
+        log.append(11, 1, &payload(11, 100)).unwrap();
+        drop(log);
+        // A torn last record and a leftover spare segment.
+        let seg = d.path().join(log_file_name(1));
+        let at = SEGMENT_HEADER_BYTES + 10 * record_bytes(100) + RECORD_HEADER_BYTES + 50;
+        let f = OpenOptions::new().write(true).open(&seg).unwrap();
+        f.write_all_at(&[0u8; 8], at as u64).unwrap();
+        fs::write(d.path().join(PREALLOC_FILE_NAME), b"spare").unwrap();
+        let image = fs::read(&seg).unwrap();
+        let read = |after, upto| {
+            let mut r = LogReader::open_read_only(d.path(), after, upto).unwrap();
+            let mut z = Vec::new();
+            while let Some(rec) = r.next_record().unwrap() {
+                z.push(rec.zxid);
+            }
+            (z, r.finish_read_only().unwrap())
+        };
+        let (z, end) = read(3, 7);
+        assert_eq!(z, vec![4, 5, 6, 7]);
+        assert_eq!(
+            end,
+            ReadEnd {
+                last_zxid: 7,
+                continues: false
+            }
+        );
+        let (z, end) = read(0, 12);
+        assert_eq!(z.len(), 10, "the torn record ends the read");
+        assert_eq!(
+            end,
+            ReadEnd {
+                last_zxid: 10,
+                continues: false
+            }
+        );
+        // Past a bound inside the log: it goes on.
+        let log_dir2 = tempfile::tempdir().unwrap();
+        let mut log = open(log_dir2.path(), SyncMode::None);
+        append_synced(&mut log, [1, 2, 0x2_0000_0001], 1, 10);
+        let mut r = LogReader::open_read_only(log_dir2.path(), 0, 0x1_0000_0000).unwrap();
+        while r.next_record().unwrap().is_some() {}
+        assert_eq!(
+            r.finish_read_only().unwrap(),
+            ReadEnd {
+                last_zxid: 2,
+                continues: true
+            }
+        );
+        drop(log);
+        assert!(
+            fs::read(&seg).unwrap() == image,
+            "a read-only read changed the segment"
+        );
+        assert!(d.path().join(PREALLOC_FILE_NAME).exists());
+        // A missing dir reads as an empty log and is not created.
+        let gone = d.path().join("nope");
+        let r = LogReader::open_read_only(&gone, 0, 5).unwrap();
+        assert_eq!(
+            r.finish_read_only().unwrap(),
+            ReadEnd {
+                last_zxid: 0,
+                continues: false
+            }
+        );
+        assert!(!gone.exists());
     }
 }

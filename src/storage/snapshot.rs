@@ -29,7 +29,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use super::{scan_dir, snapshot_file_name, sync_dir, StorageError};
+use super::{list_dir, remove_if_exists, scan_dir, snapshot_file_name, sync_dir, StorageError};
 
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"CORRALSN";
 pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
@@ -497,13 +497,24 @@ pub fn newest_valid(
     dir: &Path,
 ) -> Result<(Option<ValidSnapshot>, Vec<CorruptSnapshot>), StorageError> {
     let listing = scan_dir(dir)?;
-    for t in &listing.snapshot_temps {
+    for (_, t) in &listing.snapshot_temps {
         fs::remove_file(t).map_err(|e| StorageError::io("remove snapshot temp file", t, e))?;
     }
+    newest_valid_at_most(dir, i64::MAX)
+}
+
+/// The newest snapshot with a zxid ≤ `zxid` that verifies, and every newer one
+/// ≤ `zxid` that did not (each logged). Changes no file (a missing dir has none):
+/// usable while the server runs, to rebuild an older state.
+pub fn newest_valid_at_most(
+    dir: &Path,
+    zxid: i64,
+) -> Result<(Option<ValidSnapshot>, Vec<CorruptSnapshot>), StorageError> {
+    let listing = list_dir(dir)?;
     let mut corrupt = Vec::new();
-    for (zxid, path) in listing.snapshots.iter().rev() {
-        match verify(path, *zxid)? {
-            Verdict::Valid(info, file) => {
+    for (z, path) in listing.snapshots.iter().rev().filter(|(z, _)| *z <= zxid) {
+        match verify_if_exists(path, *z)? {
+            Some(Verdict::Valid(info, file)) => {
                 let mut reader = BufReader::with_capacity(IO_BUFFER_BYTES, file);
                 reader
                     .seek_relative(SNAPSHOT_HEADER_BYTES as i64)
@@ -514,13 +525,52 @@ pub fn newest_valid(
                 };
                 return Ok((Some(ValidSnapshot { info, body }), corrupt));
             }
-            Verdict::Corrupt(c) => {
+            Some(Verdict::Corrupt(c)) => {
                 tracing::error!("{c}; falling back to an older snapshot");
                 corrupt.push(c);
             }
+            None => {}
         }
     }
     Ok((None, corrupt))
+}
+
+/// [`verify`], with a file removed meanwhile (by a purge, or
+/// [`remove_snapshots_after`]) as None.
+fn verify_if_exists(path: &Path, name_zxid: i64) -> Result<Option<Verdict>, StorageError> {
+    match verify(path, name_zxid) {
+        Err(StorageError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+            Ok(None)
+        }
+        other => other.map(Some),
+    }
+}
+
+/// Removes every snapshot (and snapshot temp file) with a zxid after `zxid`,
+/// newest first, then fsyncs the dir; returns what it removed. After a SNAP sync
+/// has replaced the state by a snapshot at `zxid` (written, then
+/// [`super::Log::reset`]), newer snapshots hold another history and must never be
+/// loaded. Removing a temp file makes a snapshot still being written of that
+/// history fail instead of landing. Blocking.
+pub fn remove_snapshots_after(dir: &Path, zxid: i64) -> Result<Vec<PathBuf>, StorageError> {
+    let listing = list_dir(dir)?;
+    let mut newer: Vec<&(i64, PathBuf)> = listing
+        .snapshots
+        .iter()
+        .chain(&listing.snapshot_temps)
+        .filter(|(z, _)| *z > zxid)
+        .collect();
+    newer.sort_by_key(|e| std::cmp::Reverse(e.0));
+    let mut removed = Vec::new();
+    for (_, path) in newer {
+        if remove_if_exists(path, "remove snapshot of another history")? {
+            removed.push(path.clone());
+        }
+    }
+    if !removed.is_empty() {
+        sync_dir(dir)?;
+    }
+    Ok(removed)
 }
 
 /// What [`purge`] removed.
@@ -535,8 +585,11 @@ pub struct PurgeReport {
 /// log segments whose records all precede the oldest retained snapshot. The last
 /// segment is never removed. `known_valid` holds the zxids of snapshots already
 /// known to verify (written by this process, or checked before): those are not
-/// read again; ones that verify now are added, removed ones dropped. Blocking; for
-/// a background thread.
+/// read again; ones that verify now are added, removed ones dropped. Gaps in the
+/// log's names (after a truncation or reset) are fine: a segment goes only when
+/// the next one starts at or before the oldest kept snapshot's zxid + 1, so every
+/// record after that snapshot stays. Files removed meanwhile by someone else are
+/// skipped. Blocking; for a background thread.
 pub fn purge(
     snap_dir: &Path,
     log_dir: &Path,
@@ -557,7 +610,8 @@ pub fn purge(
     let mut valid = 0usize;
     let mut oldest_kept = None;
     for (zxid, path) in listing.snapshots.iter().rev() {
-        let ok = known_valid.contains(zxid) || matches!(verify(path, *zxid)?, Verdict::Valid(..));
+        let ok = known_valid.contains(zxid)
+            || matches!(verify_if_exists(path, *zxid)?, Some(Verdict::Valid(..)));
         if ok {
             known_valid.insert(*zxid);
             valid += 1;
@@ -573,17 +627,18 @@ pub fn purge(
     };
     for (zxid, path) in &listing.snapshots {
         if *zxid < oldest {
-            fs::remove_file(path).map_err(|e| StorageError::io("remove old snapshot", path, e))?;
             known_valid.remove(zxid);
-            report.removed_snapshots.push(path.clone());
+            if remove_if_exists(path, "remove old snapshot")? {
+                report.removed_snapshots.push(path.clone());
+            }
         }
     }
     for pair in logs.windows(2) {
         let (_, path) = &pair[0];
         let next_first = pair[1].0;
-        if next_first <= oldest.saturating_add(1) {
-            fs::remove_file(path)
-                .map_err(|e| StorageError::io("remove old log segment", path, e))?;
+        if next_first <= oldest.saturating_add(1)
+            && remove_if_exists(path, "remove old log segment")?
+        {
             report.removed_logs.push(path.clone());
         }
     }
@@ -812,5 +867,99 @@ mod tests {
         );
         assert_eq!(list_snapshots(d.path()).unwrap().len(), 2);
         assert!(purge(d.path(), d.path(), 0, &mut BTreeSet::new()).is_err());
+    }
+    fn names(v: &[PathBuf]) -> Vec<String> {
+        v.iter()
+            .map(|p| p.file_name().unwrap().to_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn remove_snapshots_after_takes_newer_snapshots_and_their_temp_files() {
+        let d = tempfile::tempdir().unwrap();
+        for z in [10i64, 20, 30, 40] {
+            write_snapshot(d.path(), z, |w| w.write_all(b"body")).unwrap();
+        }
+        let tmp = |z: i64| d.path().join(format!("{}.tmp", snapshot_file_name(z)));
+        fs::write(tmp(25), b"being written").unwrap();
+        fs::write(tmp(5), b"being written").unwrap();
+        let removed = remove_snapshots_after(d.path(), 20).unwrap();
+        assert_eq!(
+            names(&removed),
+            [
+                "snapshot.0000000000000028",
+                "snapshot.000000000000001e",
+                "snapshot.0000000000000019.tmp"
+            ]
+        );
+        let left: Vec<i64> = list_snapshots(d.path())
+            .unwrap()
+            .iter()
+            .map(|s| s.0)
+            .collect();
+        assert_eq!(left, vec![10, 20]);
+        assert!(tmp(5).exists());
+        assert!(remove_snapshots_after(d.path(), 20).unwrap().is_empty());
+        assert!(remove_snapshots_after(&d.path().join("missing"), 0)
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn newest_valid_at_most_skips_newer_ones_and_changes_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        for z in [10i64, 20, 30] {
+            write_snapshot(d.path(), z, |w| {
+                w.write_all(format!("state@{z}").as_bytes())
+            })
+            .unwrap();
+        }
+        let p20 = d.path().join(snapshot_file_name(20));
+        let mut bytes = fs::read(&p20).unwrap();
+        bytes[SNAPSHOT_HEADER_BYTES as usize] ^= 0xff;
+        fs::write(&p20, &bytes).unwrap();
+        let tmp = d.path().join(format!("{}.tmp", snapshot_file_name(40)));
+        fs::write(&tmp, b"being written").unwrap();
+        let (v, corrupt) = newest_valid_at_most(d.path(), 29).unwrap();
+        assert_eq!(read_body(v.unwrap()), b"state@10");
+        assert_eq!(corrupt.iter().map(|c| c.zxid).collect::<Vec<_>>(), vec![20]);
+        let (v, corrupt) = newest_valid_at_most(d.path(), 30).unwrap();
+        assert_eq!(read_body(v.unwrap()), b"state@30");
+        assert!(corrupt.is_empty());
+        assert!(newest_valid_at_most(d.path(), 9).unwrap().0.is_none());
+        assert!(
+            tmp.exists(),
+            "a temp file of a snapshot being written is left alone"
+        );
+        let gone = d.path().join("missing");
+        assert!(newest_valid_at_most(&gone, 100).unwrap().0.is_none());
+        assert!(!gone.exists());
+    }
+
+    #[test]
+    fn purge_after_a_truncation_or_reset_keeps_what_snapshots_need() {
+        let d = tempfile::tempdir().unwrap();
+        // A truncated segment [1..15 | end mark | dead], the new one from 16, and
+        // after a reset a segment from 0x200000001 (a gap in the names).
+        for z in [1i64, 16, 0x2_0000_0001] {
+            fs::write(d.path().join(super::super::log_file_name(z)), b"").unwrap();
+        }
+        for z in [12i64, 0x2_0000_0000] {
+            write_snapshot(d.path(), z, |w| w.write_all(b"body")).unwrap();
+        }
+        // Both snapshots kept: from 12 on, records 13.. of the first segment count.
+        let r = purge(d.path(), d.path(), 2, &mut BTreeSet::new()).unwrap();
+        assert_eq!(r, PurgeReport::default());
+        // Only the newest: everything before 0x200000001 goes, the last stays.
+        let r = purge(d.path(), d.path(), 1, &mut BTreeSet::new()).unwrap();
+        assert_eq!(names(&r.removed_snapshots), ["snapshot.000000000000000c"]);
+        assert_eq!(
+            names(&r.removed_logs),
+            ["log.0000000000000001", "log.0000000000000010"]
+        );
+        // A file gone from under it (removed by a reset meanwhile) is no error.
+        let gone = d.path().join(snapshot_file_name(7));
+        assert!(verify_if_exists(&gone, 7).unwrap().is_none());
+        assert!(!remove_if_exists(&gone, "remove").unwrap());
     }
 }
