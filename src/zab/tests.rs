@@ -1634,7 +1634,8 @@ fn sends_to_all(p: Packet) -> Vec<Output> {
 // 6. Learner (PEER-PROTOCOL §5.2, §5.6, §6.6, §7, §8)
 // =====================================================================================
 
-/// What a learner does when it drops the leader: (close,) LOOKING, round `round`.
+/// What a learner does when it drops the leader: close `conn` (if still open), go
+/// LOOKING, and notify the voters of its own vote in round 2.
 fn back_to_looking(conn: Option<ConnId>, me: ServerId, last: Zxid, epoch: u32) -> Vec<Output> {
     let mut out: Vec<Output> = conn.into_iter().map(close).collect();
     out.push(role_changed(Role::Looking));
