@@ -1,1 +1,2192 @@
-//! Exact-output tests of the replica (see below).
+//! Exact-output tests of the replication core: one [`Replica`] is fed a scripted
+//! sequence of inputs and every batch it produces is compared whole (what leaves at
+//! once, the writes, and what waits behind those writes). They pin ZooKeeper 3.8's
+//! protocol as PEER-PROTOCOL.md (§4 election, §5 discovery and sync, §6 broadcast,
+//! §7 requests, §10 observers) and the reference source describe it, phase by phase
+//! and packet by packet; the simulator (`sim.rs`) covers whole ensembles.
+//!
+//! Runs on the test thread; no IO, no clock: time is the `now` given to each step.
+//! The cast is always the same: voters 1, 2 and 3, observer 4. In leader scenarios
+//! server 3 leads and its driver numbers the learners' connections 10 (server 1),
+//! 20 (server 2) and 40 (server 4); in learner scenarios server 3 is the leader the
+//! learner dials on its first core connection `C`.
+//!
+//! Tests marked `#[ignore = "BUG: …"]` describe the reference's behaviour where the
+//! code differs from it (or from its own documented contract).
+
+use bytes::Bytes;
+
+use super::*;
+
+// ----- the cast ----------------------------------------------------------------------
+
+const LEADER: ServerId = 3;
+const OBSERVER: ServerId = 4;
+/// The committed QuorumVerifier text every member sends (opaque to the core).
+const QV: &[u8] = b"server.1=127.0.0.1:2888:3888:participant\n\
+server.2=127.0.0.1:2889:3889:participant\n\
+server.3=127.0.0.1:2890:3890:participant\n\
+server.4=127.0.0.1:2891:3891:observer\n\
+version=100000000";
+const CONFIG_VERSION: i64 = 0x1_0000_0000;
+/// A learner's first dial to the leader.
+const C: ConnId = CORE_CONN_BIT;
+/// The leader's connections from servers 1, 2 and the observer 4.
+const CONN_1: ConnId = 10;
+const CONN_2: ConnId = 20;
+const CONN_4: ConnId = 40;
+
+fn cfg(id: ServerId) -> Config {
+    let mut c = Config::new(id, vec![1, 2, 3], vec![OBSERVER]);
+    c.config_text = Bytes::from_static(QV);
+    c.config_version = CONFIG_VERSION;
+    c
+}
+
+fn z(epoch: u32, counter: u32) -> Zxid {
+    Zxid::new(epoch, counter)
+}
+
+fn ent(epoch: u32, counter: u32) -> Entry {
+    Entry {
+        zxid: z(epoch, counter),
+        payload: Bytes::from(format!("txn {epoch}:{counter}")),
+    }
+}
+
+/// A disk with these epochs and this log after the snapshot (the driver's state
+/// holds all of it).
+fn disk(accepted: u32, current: u32, tail: &[(u32, u32)]) -> DurableState {
+    let tail: Vec<Entry> = tail.iter().map(|&(e, c)| ent(e, c)).collect();
+    DurableState {
+        accepted_epoch: accepted,
+        current_epoch: current,
+        last_zxid: tail.last().map_or(Zxid::ZERO, |e| e.zxid),
+        tail,
+    }
+}
+
+// ----- batches -----------------------------------------------------------------------
+
+/// One batch as the driver sees it: performed at once, made durable, released after.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Batch {
+    now: Vec<Output>,
+    writes: Vec<Write>,
+    gated: Vec<Output>,
+}
+
+fn b(now: Vec<Output>, writes: Vec<Write>, gated: Vec<Output>) -> Batch {
+    Batch { now, writes, gated }
+}
+
+/// A batch with nothing to persist.
+fn only_now(now: Vec<Output>) -> Batch {
+    b(now, vec![], vec![])
+}
+
+/// Takes one batch and persists it at once.
+fn next_batch(r: &mut Replica) -> Option<Batch> {
+    let mut ready = r.ready()?;
+    let now = ready.take_now();
+    let writes = ready.writes().to_vec();
+    let gated = r.advance(ready.persisted());
+    Some(Batch { now, writes, gated })
+}
+
+/// Every batch until the replica has nothing more (a leader's own ACK can make a
+/// follow-up batch).
+fn drain(r: &mut Replica) -> Vec<Batch> {
+    std::iter::from_fn(|| next_batch(r)).collect()
+}
+
+/// The packets sent on `conn`, in wire order, across batches.
+fn sent_on(batches: &[Batch], conn: ConnId) -> Vec<Packet> {
+    batches
+        .iter()
+        .flat_map(|b| b.now.iter().chain(b.gated.iter()))
+        .filter_map(|o| match o {
+            Output::Send { conn: c, packet } if *c == conn => Some(packet.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+// ----- outputs -----------------------------------------------------------------------
+
+fn vote(leader: ServerId, zxid: Zxid, peer_epoch: u32) -> Vote {
+    Vote {
+        leader: leader as i64,
+        zxid: zxid.as_i64(),
+        peer_epoch: peer_epoch as i64,
+    }
+}
+
+fn note(state: PeerState, v: Vote, round: i64) -> Notification {
+    Notification {
+        state,
+        vote: v,
+        election_epoch: round,
+        config: Bytes::from_static(QV),
+    }
+}
+
+fn looking(leader: ServerId, zxid: Zxid, peer_epoch: u32, round: i64) -> Notification {
+    note(PeerState::Looking, vote(leader, zxid, peer_epoch), round)
+}
+
+fn notify(to: ServerId, n: Notification) -> Output {
+    Output::Notify { to, n }
+}
+
+/// `n` to every voter but `me`, in id order.
+fn notify_voters(me: ServerId, n: &Notification) -> Vec<Output> {
+    [1, 2, 3]
+        .into_iter()
+        .filter(|v| *v != me)
+        .map(|to| notify(to, n.clone()))
+        .collect()
+}
+
+fn send(conn: ConnId, packet: Packet) -> Output {
+    Output::Send { conn, packet }
+}
+
+fn close(conn: ConnId) -> Output {
+    Output::Close { conn }
+}
+
+fn ev(e: Event) -> Output {
+    Output::Event(e)
+}
+
+fn role_changed(r: Role) -> Output {
+    ev(Event::RoleChanged(r))
+}
+
+fn apply(epoch: u32, counter: u32) -> Output {
+    ev(Event::Apply(ent(epoch, counter)))
+}
+
+fn leading(epoch: Option<u32>, established: bool) -> Role {
+    Role::Leading { epoch, established }
+}
+
+fn following(serving: bool) -> Role {
+    Role::Following {
+        leader: LEADER,
+        serving,
+    }
+}
+
+fn observing(serving: bool) -> Role {
+    Role::Observing {
+        leader: LEADER,
+        serving,
+    }
+}
+
+fn append(epoch: u32, counter: u32) -> Write {
+    Write::Append(ent(epoch, counter))
+}
+
+// ----- packets -----------------------------------------------------------------------
+
+fn learner_info(sid: ServerId, accepted_epoch: u32, observer: bool) -> Packet {
+    Packet::LearnerInfo {
+        info: LearnerInfo {
+            sid,
+            accepted_epoch,
+            protocol_version: PROTOCOL_VERSION,
+            config_version: CONFIG_VERSION,
+        },
+        observer,
+    }
+}
+
+fn leader_info(new_epoch: u32) -> Packet {
+    Packet::LeaderInfo {
+        new_epoch,
+        protocol_version: PROTOCOL_VERSION,
+    }
+}
+
+fn ack_epoch(last_zxid: Zxid, current_epoch: Option<u32>) -> Packet {
+    Packet::AckEpoch {
+        last_zxid,
+        current_epoch,
+    }
+}
+
+fn new_leader(epoch: u32) -> Packet {
+    Packet::NewLeader {
+        zxid: z(epoch, 0),
+        config: Bytes::from_static(QV),
+    }
+}
+
+fn proposal(epoch: u32, counter: u32) -> Packet {
+    Packet::Proposal(ent(epoch, counter))
+}
+
+fn commit(epoch: u32, counter: u32) -> Packet {
+    Packet::Commit {
+        zxid: z(epoch, counter),
+    }
+}
+
+fn ack(epoch: u32, counter: u32) -> Packet {
+    Packet::Ack {
+        zxid: z(epoch, counter),
+    }
+}
+
+fn forwarded(op: i32) -> Forwarded {
+    Forwarded {
+        session_id: 0x100_0000_0000_0001,
+        cxid: 7,
+        op,
+        body: Bytes::from_static(b"\x00\x00\x00\x02/a"),
+        auth: Some(vec![("ip".into(), "127.0.0.1".into())]),
+    }
+}
+
+// ----- inputs ------------------------------------------------------------------------
+
+fn hear(r: &mut Replica, now: u64, from: ServerId, n: Notification) {
+    r.step(now, Input::Notification { from, n });
+}
+
+fn tick(r: &mut Replica, now: u64) {
+    r.step(now, Input::Tick);
+}
+
+fn pkt(r: &mut Replica, now: u64, conn: ConnId, packet: Packet) {
+    r.step(now, Input::Packet { conn, packet });
+}
+
+// ----- scenarios ---------------------------------------------------------------------
+
+/// A member started at time 0 from `d`, its first batch (LOOKING, round 1) drained.
+fn started(c: Config, d: DurableState) -> Replica {
+    let mut r = Replica::new(c, d, 0).expect("valid config");
+    drain(&mut r);
+    r
+}
+
+/// Server 3 from `d`, elected at time 200 with server 2's agreeing vote.
+fn elected_with(c: Config, d: DurableState) -> Replica {
+    let mine = looking(LEADER, d.last_zxid, d.current_epoch, 1);
+    let mut r = started(c, d);
+    hear(&mut r, 0, 2, mine);
+    tick(&mut r, 200);
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![role_changed(leading(None, false))])]
+    );
+    r
+}
+
+fn elected(d: DurableState) -> Replica {
+    elected_with(cfg(LEADER), d)
+}
+
+/// A learner connects to the leader and introduces itself.
+fn join(r: &mut Replica, now: u64, conn: ConnId, sid: ServerId, accepted: u32, observer: bool) {
+    r.step(now, Input::Accepted { conn });
+    pkt(r, now, conn, learner_info(sid, accepted, observer));
+}
+
+/// Leader 3 (log 1:1, 1:2, epochs 1) established in epoch 2 with followers 1 and 2
+/// and the observer, all synced by an empty DIFF and up to date.
+fn established() -> Replica {
+    established_with(cfg(LEADER))
+}
+
+fn established_with(c: Config) -> Replica {
+    let mut r = elected_with(c, disk(1, 1, &[(1, 1), (1, 2)]));
+    for (conn, sid, observer) in [
+        (CONN_2, 2, false),
+        (CONN_1, 1, false),
+        (CONN_4, OBSERVER, true),
+    ] {
+        join(&mut r, 300, conn, sid, 1, observer);
+    }
+    drain(&mut r);
+    for conn in [CONN_2, CONN_1, CONN_4] {
+        pkt(&mut r, 400, conn, ack_epoch(z(1, 2), Some(1)));
+    }
+    drain(&mut r);
+    for conn in [CONN_2, CONN_1, CONN_4] {
+        pkt(&mut r, 500, conn, ack(2, 0));
+    }
+    let out = drain(&mut r);
+    for conn in [CONN_1, CONN_2, CONN_4] {
+        assert_eq!(sent_on(&out, conn), vec![Packet::UpToDate]);
+    }
+    assert_eq!(r.established_epoch(), Some(2));
+    r
+}
+
+/// Server `id` from `d`, decided (at time 200) for leader 3, dialling it on `C`.
+fn learner_dialling(id: ServerId, d: DurableState) -> Replica {
+    let mut r = started(cfg(id), d);
+    if id == OBSERVER {
+        // An observer learns the leader from the voters' answers.
+        hear(
+            &mut r,
+            100,
+            3,
+            note(PeerState::Leading, vote(3, z(1, 2), 1), 1),
+        );
+        hear(
+            &mut r,
+            200,
+            2,
+            note(PeerState::Following, vote(3, z(1, 2), 1), 1),
+        );
+    } else {
+        let (zxid, epoch) = (r.last_logged(), r.current_epoch());
+        hear(&mut r, 0, LEADER, looking(LEADER, zxid, epoch, 1));
+        drain(&mut r);
+        tick(&mut r, 200);
+    }
+    let role = if id == OBSERVER {
+        observing(false)
+    } else {
+        following(false)
+    };
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![
+            role_changed(role),
+            Output::Connect {
+                conn: C,
+                to: LEADER
+            }
+        ])]
+    );
+    r
+}
+
+/// The dial succeeded and FOLLOWERINFO / OBSERVERINFO left.
+fn learner_connected(id: ServerId, d: DurableState) -> Replica {
+    let mut r = learner_dialling(id, d);
+    r.step(300, Input::Connected { conn: C });
+    drain(&mut r);
+    r
+}
+
+/// A learner of leader 3 synced by an empty DIFF into epoch `accepted + 1` and
+/// serving (UPTODATE at time 1000).
+fn serving(id: ServerId, d: DurableState) -> Replica {
+    let epoch = d.accepted_epoch + 1;
+    let last = d.last_zxid;
+    let mut r = learner_connected(id, d);
+    pkt(&mut r, 400, C, leader_info(epoch));
+    pkt(&mut r, 500, C, Packet::Diff { zxid: last });
+    pkt(&mut r, 600, C, new_leader(epoch));
+    drain(&mut r);
+    pkt(&mut r, 1000, C, Packet::UpToDate);
+    drain(&mut r);
+    assert!(r.role().serving());
+    r
+}
+
+// =====================================================================================
+// 1. Election (PEER-PROTOCOL §4)
+// =====================================================================================
+
+#[test]
+fn election_fresh_voter_notifies_every_other_voter_with_its_own_vote() {
+    let mut r = Replica::new(cfg(2), disk(1, 1, &[(1, 1), (1, 2)]), 0).unwrap();
+    let mine = looking(2, z(1, 2), 1, 1);
+    let mut first = vec![role_changed(Role::Looking)];
+    first.extend(notify_voters(2, &mine));
+    assert_eq!(drain(&mut r), vec![only_now(first)]);
+    assert_eq!(r.election_epoch(), 1);
+    assert_eq!(r.peer_state(), PeerState::Looking);
+    assert_eq!(r.next_deadline(), 200);
+
+    // Its own vote is recorded: one peer agreeing is a quorum of 3 (after the
+    // finalize wait, nothing is sent).
+    hear(&mut r, 10, 1, mine.clone());
+    assert_eq!(drain(&mut r), vec![]);
+    tick(&mut r, 210);
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![role_changed(leading(None, false))])]
+    );
+}
+
+#[test]
+fn election_adopts_a_better_vote_and_notifies_again() {
+    let mut r = started(cfg(2), DurableState::default());
+    // Worse (same epoch and zxid, lower id): recorded, nothing sent.
+    hear(&mut r, 0, 1, looking(1, Zxid::ZERO, 0, 1));
+    assert_eq!(drain(&mut r), vec![]);
+    // Better by peer epoch, then by zxid, then by id: each is adopted and sent.
+    let by_id = looking(3, Zxid::ZERO, 0, 1);
+    hear(&mut r, 0, 3, by_id.clone());
+    assert_eq!(drain(&mut r), vec![only_now(notify_voters(2, &by_id))]);
+    let by_zxid = looking(1, z(0, 5), 0, 1);
+    hear(&mut r, 50, 1, by_zxid.clone());
+    assert_eq!(drain(&mut r), vec![only_now(notify_voters(2, &by_zxid))]);
+    let by_epoch = looking(3, z(0, 1), 1, 1);
+    hear(&mut r, 60, 3, by_epoch.clone());
+    assert_eq!(drain(&mut r), vec![only_now(notify_voters(2, &by_epoch))]);
+    // 3 and we agree: decided once the finalize wait passes.
+    tick(&mut r, 260);
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![
+            role_changed(following(false)),
+            Output::Connect {
+                conn: C,
+                to: LEADER
+            }
+        ])]
+    );
+    assert_eq!(r.election_epoch(), 1);
+}
+
+#[test]
+fn election_higher_round_resets_the_round_to_the_initial_vote() {
+    let mut r = started(cfg(2), DurableState::default());
+    // Round 4 with a worse vote: our round becomes 4, our own vote is re-sent.
+    hear(&mut r, 0, 1, looking(1, Zxid::ZERO, 0, 4));
+    let mine = looking(2, Zxid::ZERO, 0, 4);
+    assert_eq!(drain(&mut r), vec![only_now(notify_voters(2, &mine))]);
+    assert_eq!(r.election_epoch(), 4);
+    // A lagging LOOKING voter hears our round (and its vote is dropped).
+    hear(&mut r, 10, 3, looking(3, z(0, 9), 0, 2));
+    assert_eq!(drain(&mut r), vec![only_now(vec![notify(3, mine.clone())])]);
+    // A better vote in our round is adopted; with 3 that is a quorum.
+    let theirs = looking(3, Zxid::ZERO, 0, 4);
+    hear(&mut r, 20, 3, theirs.clone());
+    assert_eq!(drain(&mut r), vec![only_now(notify_voters(2, &theirs))]);
+    tick(&mut r, 220);
+    assert_eq!(r.role(), following(false));
+}
+
+#[test]
+fn election_higher_round_with_a_better_vote_adopts_it() {
+    let mut r = started(cfg(2), DurableState::default());
+    let theirs = looking(1, z(1, 1), 1, 3);
+    hear(&mut r, 0, 1, theirs.clone());
+    assert_eq!(drain(&mut r), vec![only_now(notify_voters(2, &theirs))]);
+    assert_eq!(r.election_epoch(), 3);
+    tick(&mut r, 200);
+    assert_eq!(
+        r.role(),
+        Role::Following {
+            leader: 1,
+            serving: false
+        }
+    );
+}
+
+#[test]
+fn election_decides_after_the_finalize_wait_and_a_better_vote_reopens_it() {
+    let mut r = started(cfg(2), DurableState::default());
+    let three = looking(3, Zxid::ZERO, 0, 1);
+    hear(&mut r, 0, 3, three.clone());
+    assert_eq!(drain(&mut r), vec![only_now(notify_voters(2, &three))]);
+    assert_eq!(r.next_deadline(), 200);
+    tick(&mut r, 149);
+    assert_eq!(drain(&mut r), vec![]);
+    assert_eq!(r.role(), Role::Looking);
+
+    // A better vote during the wait: adopted, re-sent, and the wait starts again.
+    let one = looking(1, z(1, 4), 1, 1);
+    hear(&mut r, 150, 1, one.clone());
+    assert_eq!(drain(&mut r), vec![only_now(notify_voters(2, &one))]);
+    assert_eq!(r.next_deadline(), 350);
+    tick(&mut r, 349);
+    assert_eq!(drain(&mut r), vec![]);
+    assert_eq!(r.role(), Role::Looking);
+    tick(&mut r, 350);
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![
+            role_changed(Role::Following {
+                leader: 1,
+                serving: false
+            }),
+            Output::Connect { conn: C, to: 1 }
+        ])]
+    );
+}
+
+#[test]
+#[ignore = "BUG: the finalize wait is a fixed deadline; the reference polls finalizeWait \
+            again after every notification that is not better, deciding only after \
+            200 ms of quiet"]
+fn election_finalize_wait_restarts_after_a_notification_that_is_not_better() {
+    let mut r = started(cfg(2), DurableState::default());
+    let three = looking(3, Zxid::ZERO, 0, 1);
+    hear(&mut r, 0, 3, three.clone());
+    drain(&mut r);
+    hear(&mut r, 150, 3, three);
+    tick(&mut r, 200);
+    assert_eq!(r.role(), Role::Looking);
+    tick(&mut r, 350);
+    assert_eq!(r.role(), following(false));
+}
+
+#[test]
+fn election_latecomer_joins_an_established_leader_once_it_says_leading() {
+    let mut r = started(cfg(1), DurableState::default());
+    let v = vote(LEADER, z(1, 2), 2);
+    // Out of our round: a quorum follows 3 but 3 has not said LEADING yet.
+    hear(&mut r, 0, 2, note(PeerState::Following, v, 5));
+    hear(&mut r, 0, 3, note(PeerState::Following, v, 5));
+    assert_eq!(drain(&mut r), vec![]);
+    assert_eq!(r.role(), Role::Looking);
+    // checkLeader: the leader's own LEADING vote.
+    hear(&mut r, 0, 3, note(PeerState::Leading, v, 5));
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![
+            role_changed(following(false)),
+            Output::Connect {
+                conn: C,
+                to: LEADER
+            }
+        ])]
+    );
+    assert_eq!(r.election_epoch(), 5);
+
+    // A LOOKING voter is answered with the decided vote, the round it was decided
+    // in, and our state.
+    hear(&mut r, 10, 2, looking(2, z(1, 1), 1, 9));
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![notify(2, note(PeerState::Following, v, 5))])]
+    );
+}
+
+#[test]
+fn election_latecomer_joins_within_its_own_round() {
+    let mut r = started(cfg(1), DurableState::default());
+    let v = vote(LEADER, z(1, 2), 2);
+    hear(&mut r, 0, 3, note(PeerState::Leading, v, 1));
+    assert_eq!(drain(&mut r), vec![]);
+    hear(&mut r, 0, 2, note(PeerState::Following, v, 1));
+    assert_eq!(r.role(), following(false));
+    assert_eq!(r.election_epoch(), 1);
+}
+
+#[test]
+#[ignore = "BUG: within our round the reference's recvset holds version-0 votes, so \
+            Vote.equals compares FOLLOWING/LEADING votes by leader id only (peer \
+            epochs may differ); the code also compares the peer epoch"]
+fn election_latecomer_in_round_counts_votes_by_leader_id() {
+    let mut r = started(cfg(1), DurableState::default());
+    // The leader updated its vote's peer epoch when established; follower 2 is
+    // still syncing and reports the old one.
+    hear(
+        &mut r,
+        0,
+        3,
+        note(PeerState::Leading, vote(LEADER, z(1, 2), 2), 1),
+    );
+    hear(
+        &mut r,
+        0,
+        2,
+        note(PeerState::Following, vote(LEADER, z(1, 2), 1), 1),
+    );
+    assert_eq!(r.role(), following(false));
+}
+
+#[test]
+fn election_members_answer_a_looking_voter_with_their_decision() {
+    // The leader: its LEADING vote, peer epoch raised once established.
+    let mut r = established();
+    hear(&mut r, 600, 1, looking(1, z(1, 1), 1, 7));
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![notify(
+            1,
+            note(PeerState::Leading, vote(LEADER, z(1, 2), 2), 1)
+        )])]
+    );
+    // A follower: FOLLOWING, the round of the decision, peer epoch after UPTODATE.
+    let mut f = serving(2, disk(1, 1, &[(1, 1), (1, 2)]));
+    hear(&mut f, 1100, 1, looking(1, z(1, 1), 1, 7));
+    assert_eq!(
+        drain(&mut f),
+        vec![only_now(vec![notify(
+            1,
+            note(PeerState::Following, vote(LEADER, z(1, 2), 2), 1)
+        )])]
+    );
+    // Members do not answer FOLLOWING/LEADING notifications.
+    hear(
+        &mut f,
+        1100,
+        1,
+        note(PeerState::Following, vote(3, z(1, 2), 2), 1),
+    );
+    assert_eq!(drain(&mut f), vec![]);
+}
+
+#[test]
+fn election_observer_votes_none_and_voters_answer_it() {
+    let mut o = Replica::new(cfg(OBSERVER), DurableState::default(), 0).unwrap();
+    let none = note(PeerState::Looking, Vote::NONE, 1);
+    let mut first = vec![role_changed(Role::Looking)];
+    first.extend([1, 2, 3].map(|to| notify(to, none.clone())));
+    assert_eq!(drain(&mut o), vec![only_now(first)]);
+
+    // A LOOKING voter answers at once with its vote and round.
+    let mut v = started(cfg(2), DurableState::default());
+    hear(&mut v, 0, OBSERVER, none.clone());
+    assert_eq!(
+        drain(&mut v),
+        vec![only_now(vec![notify(
+            OBSERVER,
+            looking(2, Zxid::ZERO, 0, 1)
+        )])]
+    );
+    // A follower answers with its state, its decided vote and the current round.
+    let mut f = started(cfg(1), DurableState::default());
+    let v3 = vote(LEADER, z(1, 2), 2);
+    hear(&mut f, 0, 2, note(PeerState::Following, v3, 5));
+    hear(&mut f, 0, 3, note(PeerState::Leading, v3, 5));
+    drain(&mut f);
+    hear(&mut f, 10, OBSERVER, none.clone());
+    assert_eq!(
+        drain(&mut f),
+        vec![only_now(vec![notify(
+            OBSERVER,
+            note(PeerState::Following, v3, 5)
+        )])]
+    );
+    // A leader answers with its state and vote.
+    let mut l = established();
+    hear(&mut l, 600, OBSERVER, none.clone());
+    assert_eq!(
+        drain(&mut l),
+        vec![only_now(vec![notify(
+            OBSERVER,
+            note(PeerState::Leading, vote(LEADER, z(1, 2), 2), 1)
+        )])]
+    );
+
+    // The observer follows the quorum's leader once it says LEADING, and observes.
+    hear(
+        &mut o,
+        10,
+        2,
+        note(PeerState::Following, vote(3, z(1, 2), 2), 1),
+    );
+    assert_eq!(drain(&mut o), vec![]);
+    hear(
+        &mut o,
+        10,
+        3,
+        note(PeerState::Leading, vote(3, z(1, 2), 2), 1),
+    );
+    assert_eq!(
+        drain(&mut o),
+        vec![only_now(vec![
+            role_changed(observing(false)),
+            Output::Connect {
+                conn: C,
+                to: LEADER
+            }
+        ])]
+    );
+}
+
+#[test]
+fn election_observer_does_not_answer_a_lagging_voter() {
+    // corral's one deliberate difference: the reference's observer answers, the
+    // voter answers the non-voter, and the two bounce for as long as it lags.
+    let mut o = started(cfg(OBSERVER), DurableState::default());
+    hear(&mut o, 0, 2, looking(2, Zxid::ZERO, 0, 1));
+    drain(&mut o);
+    hear(&mut o, 0, 3, looking(3, Zxid::ZERO, 0, 0));
+    assert_eq!(drain(&mut o), vec![]);
+}
+
+#[test]
+#[ignore = "BUG: a LOOKING voter answers a non-voter with its current proposal; the \
+            reference answers with QuorumPeer.getCurrentVote() (the last decided vote, \
+            or (self, lastLoggedZxid, currentEpoch) at start-up)"]
+fn election_looking_voter_answers_an_observer_with_its_current_vote() {
+    let mut v = started(cfg(2), DurableState::default());
+    hear(&mut v, 0, 3, looking(3, Zxid::ZERO, 0, 1));
+    drain(&mut v);
+    hear(
+        &mut v,
+        10,
+        OBSERVER,
+        note(PeerState::Looking, Vote::NONE, 1),
+    );
+    assert_eq!(
+        drain(&mut v),
+        vec![only_now(vec![notify(
+            OBSERVER,
+            looking(2, Zxid::ZERO, 0, 1)
+        )])]
+    );
+}
+
+#[test]
+fn election_ignores_notifications_naming_a_non_voter() {
+    let mut r = started(cfg(2), DurableState::default());
+    // Better by every measure, but for the observer or an unknown server.
+    hear(&mut r, 0, 1, looking(OBSERVER, z(9, 9), 9, 1));
+    hear(&mut r, 0, 3, looking(7, z(9, 9), 9, 1));
+    assert_eq!(drain(&mut r), vec![]);
+    // So is a LOOKING vote with zxid -1.
+    let minus_one = Vote {
+        leader: 3,
+        zxid: -1,
+        peer_epoch: 9,
+    };
+    hear(&mut r, 0, 3, note(PeerState::Looking, minus_one, 1));
+    assert_eq!(drain(&mut r), vec![]);
+    // A vote for a voter is followed as usual.
+    hear(&mut r, 0, 3, looking(3, Zxid::ZERO, 0, 1));
+    drain(&mut r);
+    tick(&mut r, 200);
+    assert_eq!(r.role(), following(false));
+
+    // A better vote from the observer is answered, never adopted.
+    let mut r = started(cfg(2), DurableState::default());
+    hear(&mut r, 0, OBSERVER, looking(1, z(5, 5), 5, 1));
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![notify(
+            OBSERVER,
+            looking(2, Zxid::ZERO, 0, 1)
+        )])]
+    );
+}
+
+#[test]
+fn election_duplicates_are_harmless() {
+    let mut r = started(cfg(2), DurableState::default());
+    let worse = looking(1, Zxid::ZERO, 0, 1);
+    hear(&mut r, 0, 1, worse.clone());
+    hear(&mut r, 0, 1, worse);
+    assert_eq!(drain(&mut r), vec![]);
+    let better = looking(3, Zxid::ZERO, 0, 1);
+    hear(&mut r, 0, 3, better.clone());
+    assert_eq!(drain(&mut r), vec![only_now(notify_voters(2, &better))]);
+    hear(&mut r, 50, 3, better.clone());
+    hear(&mut r, 60, 3, better);
+    assert_eq!(drain(&mut r), vec![]);
+    tick(&mut r, 400);
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![
+            role_changed(following(false)),
+            Output::Connect {
+                conn: C,
+                to: LEADER
+            }
+        ])]
+    );
+}
+
+#[test]
+fn election_resend_timeout_doubles_up_to_its_max() {
+    let mut c = cfg(2);
+    c.election_timeout_max_ms = 1000;
+    let mut r = started(c, DurableState::default());
+    let mine = looking(2, Zxid::ZERO, 0, 1);
+    tick(&mut r, 199);
+    assert_eq!(drain(&mut r), vec![]);
+    // Each silent timeout re-sends and doubles: 200, 400, 800, then the max.
+    for (at, next) in [(200, 600), (600, 1400), (1400, 2400), (2400, 3400)] {
+        assert_eq!(r.next_deadline(), at);
+        tick(&mut r, at);
+        assert_eq!(drain(&mut r), vec![only_now(notify_voters(2, &mine))]);
+        assert_eq!(r.next_deadline(), next);
+    }
+    // A notification restarts the wait with the current timeout.
+    hear(&mut r, 2500, 1, looking(1, Zxid::ZERO, 0, 1));
+    assert_eq!(r.next_deadline(), 3500);
+    tick(&mut r, 3400);
+    assert_eq!(drain(&mut r), vec![]);
+}
+
+// =====================================================================================
+// 2. Leader discovery (PEER-PROTOCOL §5.2, §5.3)
+// =====================================================================================
+
+#[test]
+fn discovery_epoch_quorum_writes_accepted_epoch_before_leaderinfo() {
+    let mut r = elected(disk(1, 1, &[(1, 1), (1, 2)]));
+    r.step(300, Input::Accepted { conn: CONN_2 });
+    assert_eq!(drain(&mut r), vec![]);
+    // With the leader itself, server 2 makes a quorum: epoch = max accepted + 1.
+    pkt(&mut r, 300, CONN_2, learner_info(2, 1, false));
+    assert_eq!(
+        drain(&mut r),
+        vec![b(
+            vec![],
+            vec![Write::AcceptedEpoch(2)],
+            vec![send(CONN_2, leader_info(2))]
+        )]
+    );
+    assert_eq!(r.role(), leading(Some(2), false));
+    assert_eq!(r.accepted_epoch(), 2);
+    // A later learner gets the decided epoch at once, still behind this batch's disk.
+    join(&mut r, 310, CONN_1, 1, 1, false);
+    assert_eq!(
+        drain(&mut r),
+        vec![b(vec![], vec![], vec![send(CONN_1, leader_info(2))])]
+    );
+}
+
+#[test]
+fn discovery_accepted_epochs_raise_the_epoch_but_observers_do_not_count() {
+    let mut r = elected(disk(1, 1, &[(1, 1), (1, 2)]));
+    join(&mut r, 300, CONN_4, OBSERVER, 5, true);
+    assert_eq!(drain(&mut r), vec![]);
+    assert_eq!(r.role(), leading(None, false));
+    join(&mut r, 310, CONN_2, 2, 1, false);
+    assert_eq!(
+        drain(&mut r),
+        vec![b(
+            vec![],
+            vec![Write::AcceptedEpoch(6)],
+            vec![send(CONN_2, leader_info(6)), send(CONN_4, leader_info(6))]
+        )]
+    );
+}
+
+#[test]
+fn discovery_ackepoch_quorum_writes_current_epoch_and_syncs() {
+    let mut r = elected(disk(1, 1, &[(1, 1), (1, 2)]));
+    join(&mut r, 300, CONN_2, 2, 1, false);
+    drain(&mut r);
+    pkt(&mut r, 400, CONN_2, ack_epoch(z(1, 2), Some(1)));
+    let out = drain(&mut r);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].writes, vec![Write::CurrentEpoch(2)]);
+    assert_eq!(
+        sent_on(&out, CONN_2),
+        vec![Packet::Diff { zxid: z(1, 2) }, new_leader(2)]
+    );
+    assert_eq!(r.current_epoch(), 2);
+    assert_eq!(r.role(), leading(Some(2), false));
+}
+
+#[test]
+#[ignore = "BUG: NEWLEADER leaves in the same batch as the leader's currentEpoch write, \
+            not behind it, contrary to zab/mod.rs ('a leader's LEADERINFO and NEWLEADER \
+            leave only once its epoch files are durable'); the reference does not wait"]
+fn discovery_newleader_waits_for_the_current_epoch_write() {
+    let mut r = elected(disk(1, 1, &[(1, 1), (1, 2)]));
+    join(&mut r, 300, CONN_2, 2, 1, false);
+    drain(&mut r);
+    pkt(&mut r, 400, CONN_2, ack_epoch(z(1, 2), Some(1)));
+    assert_eq!(
+        drain(&mut r),
+        vec![b(
+            vec![],
+            vec![Write::CurrentEpoch(2)],
+            vec![
+                send(CONN_2, Packet::Diff { zxid: z(1, 2) }),
+                send(CONN_2, new_leader(2))
+            ]
+        )]
+    );
+}
+
+#[test]
+fn discovery_drops_a_follower_ahead_of_the_leader() {
+    let mut r = elected(disk(1, 1, &[(1, 1), (1, 2)]));
+    join(&mut r, 300, CONN_2, 2, 1, false);
+    join(&mut r, 300, CONN_1, 1, 1, false);
+    drain(&mut r);
+    // Same current epoch, later zxid.
+    pkt(&mut r, 400, CONN_2, ack_epoch(z(1, 3), Some(1)));
+    assert_eq!(drain(&mut r), vec![only_now(vec![close(CONN_2)])]);
+    // A later current epoch.
+    pkt(&mut r, 400, CONN_1, ack_epoch(z(1, 1), Some(2)));
+    assert_eq!(drain(&mut r), vec![only_now(vec![close(CONN_1)])]);
+    assert_eq!(r.current_epoch(), 1);
+    assert_eq!(r.leader_stats(), Some((0, 0, 0)));
+}
+
+#[test]
+fn discovery_ackepoch_minus_one_is_not_counted() {
+    let mut r = elected(disk(1, 1, &[(1, 1), (1, 2)]));
+    join(&mut r, 300, CONN_1, 1, 1, false);
+    drain(&mut r);
+    // Epoch 2 is decided; server 2 had already accepted it (it restarted after
+    // LEADERINFO): it gets epoch 2 as it is, says -1, and does not count.
+    join(&mut r, 300, CONN_2, 2, 2, false);
+    assert_eq!(
+        drain(&mut r),
+        vec![b(vec![], vec![], vec![send(CONN_2, leader_info(2))])]
+    );
+    pkt(&mut r, 400, CONN_2, ack_epoch(z(1, 2), None));
+    assert_eq!(drain(&mut r), vec![]);
+    assert_eq!(r.current_epoch(), 1);
+    // Server 1 completes the quorum; both are synced.
+    pkt(&mut r, 410, CONN_1, ack_epoch(z(1, 2), Some(1)));
+    let out = drain(&mut r);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].writes, vec![Write::CurrentEpoch(2)]);
+    for conn in [CONN_1, CONN_2] {
+        assert_eq!(
+            sent_on(&out, conn),
+            vec![Packet::Diff { zxid: z(1, 2) }, new_leader(2)]
+        );
+    }
+}
+
+#[test]
+fn discovery_refuses_unknown_own_and_newer_config_learners() {
+    let mut r = elected(disk(1, 1, &[(1, 1), (1, 2)]));
+    join(&mut r, 300, 50, 9, 1, false);
+    assert_eq!(drain(&mut r), vec![only_now(vec![close(50)])]);
+    join(&mut r, 300, 51, LEADER, 1, false);
+    assert_eq!(drain(&mut r), vec![only_now(vec![close(51)])]);
+    r.step(300, Input::Accepted { conn: 52 });
+    let newer = Packet::LearnerInfo {
+        info: LearnerInfo {
+            sid: 2,
+            accepted_epoch: 1,
+            protocol_version: PROTOCOL_VERSION,
+            config_version: CONFIG_VERSION + 1,
+        },
+        observer: false,
+    };
+    pkt(&mut r, 300, 52, newer);
+    assert_eq!(drain(&mut r), vec![only_now(vec![close(52)])]);
+    // Anything but FOLLOWERINFO / OBSERVERINFO first.
+    r.step(300, Input::Accepted { conn: 53 });
+    pkt(&mut r, 300, 53, ack_epoch(z(1, 2), Some(1)));
+    assert_eq!(drain(&mut r), vec![only_now(vec![close(53)])]);
+    // None of them counted toward the epoch.
+    assert_eq!(r.role(), leading(None, false));
+}
+
+#[test]
+fn discovery_second_connection_of_a_server_replaces_the_first() {
+    let mut r = elected(disk(1, 1, &[(1, 1), (1, 2)]));
+    join(&mut r, 300, CONN_2, 2, 1, false);
+    drain(&mut r);
+    join(&mut r, 310, 21, 2, 1, false);
+    assert_eq!(
+        drain(&mut r),
+        vec![b(
+            vec![close(CONN_2)],
+            vec![],
+            vec![send(21, leader_info(2))]
+        )]
+    );
+    // The old connection is forgotten; the new one goes on.
+    pkt(&mut r, 320, CONN_2, ack_epoch(z(1, 2), Some(1)));
+    assert_eq!(drain(&mut r), vec![]);
+    pkt(&mut r, 330, 21, ack_epoch(z(1, 2), Some(1)));
+    let out = drain(&mut r);
+    assert_eq!(out[0].writes, vec![Write::CurrentEpoch(2)]);
+    assert_eq!(
+        sent_on(&out, 21),
+        vec![Packet::Diff { zxid: z(1, 2) }, new_leader(2)]
+    );
+}
+
+// =====================================================================================
+// 3. Sync decisions (PEER-PROTOCOL §5.4)
+// =====================================================================================
+
+/// Leader 3 from `d` past the epoch-ack quorum with server 2 (which reported the
+/// leader's own last zxid), its current epoch durable. Server 1 then joins on
+/// `CONN_1` and reports `peer`; returns the batches its ACKEPOCH produced.
+fn sync_of(c: Config, d: DurableState, peer: Zxid, peer_epoch: Option<u32>) -> Vec<Batch> {
+    let (accepted, current, last) = (d.accepted_epoch, d.current_epoch, d.last_zxid);
+    let mut r = elected_with(c, d);
+    join(&mut r, 300, CONN_2, 2, accepted, false);
+    drain(&mut r);
+    pkt(&mut r, 400, CONN_2, ack_epoch(last, Some(current)));
+    drain(&mut r);
+    join(&mut r, 500, CONN_1, 1, 1, false);
+    assert_eq!(
+        drain(&mut r),
+        vec![b(
+            vec![],
+            vec![],
+            vec![send(CONN_1, leader_info(accepted + 1))]
+        )]
+    );
+    pkt(&mut r, 600, CONN_1, ack_epoch(peer, peer_epoch));
+    drain(&mut r)
+}
+
+fn sends(conn: ConnId, packets: Vec<Packet>) -> Vec<Output> {
+    packets.into_iter().map(|p| send(conn, p)).collect()
+}
+
+#[test]
+fn sync_empty_diff_when_the_peer_is_at_the_leaders_last_processed_zxid() {
+    let out = sync_of(cfg(LEADER), disk(1, 1, &[(1, 1), (1, 2)]), z(1, 2), Some(1));
+    assert_eq!(
+        out,
+        vec![only_now(sends(
+            CONN_1,
+            vec![Packet::Diff { zxid: z(1, 2) }, new_leader(2)]
+        ))]
+    );
+}
+
+#[test]
+fn sync_diff_replays_the_committed_window_as_proposal_commit_pairs() {
+    let out = sync_of(
+        cfg(LEADER),
+        disk(1, 1, &[(1, 1), (1, 2), (1, 3)]),
+        z(1, 1),
+        Some(1),
+    );
+    assert_eq!(
+        out,
+        vec![only_now(sends(
+            CONN_1,
+            vec![
+                Packet::Diff { zxid: z(1, 3) },
+                proposal(1, 2),
+                commit(1, 2),
+                proposal(1, 3),
+                commit(1, 3),
+                new_leader(2),
+            ]
+        ))]
+    );
+}
+
+#[test]
+fn sync_diff_for_a_peer_at_an_epoch_start() {
+    let out = sync_of(
+        cfg(LEADER),
+        disk(2, 2, &[(1, 1), (1, 2), (2, 1), (2, 2)]),
+        z(2, 0),
+        Some(2),
+    );
+    assert_eq!(
+        out,
+        vec![only_now(sends(
+            CONN_1,
+            vec![
+                Packet::Diff { zxid: z(2, 2) },
+                proposal(2, 1),
+                commit(2, 1),
+                proposal(2, 2),
+                commit(2, 2),
+                new_leader(3),
+            ]
+        ))]
+    );
+}
+
+#[test]
+fn sync_trunc_when_the_peer_is_ahead_of_the_window() {
+    // The peer led epoch 1 and logged 1:3 that nobody else has.
+    let out = sync_of(cfg(LEADER), disk(2, 2, &[(1, 1), (1, 2)]), z(1, 3), Some(1));
+    assert_eq!(
+        out,
+        vec![only_now(sends(
+            CONN_1,
+            vec![Packet::Trunc { zxid: z(1, 2) }, new_leader(3)]
+        ))]
+    );
+}
+
+#[test]
+fn sync_trunc_to_the_previous_proposal_in_the_same_epoch() {
+    let out = sync_of(
+        cfg(LEADER),
+        disk(1, 1, &[(1, 1), (1, 2), (1, 4)]),
+        z(1, 3),
+        Some(1),
+    );
+    assert_eq!(
+        out,
+        vec![only_now(sends(
+            CONN_1,
+            vec![
+                Packet::Trunc { zxid: z(1, 2) },
+                proposal(1, 4),
+                commit(1, 4),
+                new_leader(2),
+            ]
+        ))]
+    );
+}
+
+#[test]
+fn sync_snap_when_the_peer_is_behind_the_window() {
+    let mut c = cfg(LEADER);
+    c.committed_log_count_max = 2;
+    let out = sync_of(c, disk(1, 1, &[(1, 1), (1, 2), (1, 3)]), z(1, 1), Some(1));
+    assert_eq!(
+        out,
+        vec![only_now(vec![
+            send(CONN_1, Packet::Snap { zxid: z(1, 3) }),
+            Output::SendSnapshot {
+                conn: CONN_1,
+                zxid: z(1, 3)
+            },
+            send(CONN_1, new_leader(2)),
+        ])]
+    );
+    // An empty server is behind any window that starts after zxid 0.
+    let out = sync_of(
+        cfg(LEADER),
+        disk(1, 1, &[(1, 1), (1, 2), (1, 3)]),
+        Zxid::ZERO,
+        Some(0),
+    );
+    assert_eq!(
+        sent_on(&out, CONN_1),
+        vec![Packet::Snap { zxid: z(1, 3) }, new_leader(2)]
+    );
+}
+
+#[test]
+fn sync_snap_instead_of_a_trunc_across_epochs() {
+    // 1:3 is not in the window and the next txn is of epoch 2.
+    let out = sync_of(
+        cfg(LEADER),
+        disk(2, 2, &[(1, 1), (1, 2), (2, 1)]),
+        z(1, 3),
+        Some(1),
+    );
+    assert_eq!(
+        out,
+        vec![only_now(vec![
+            send(CONN_1, Packet::Snap { zxid: z(2, 1) }),
+            Output::SendSnapshot {
+                conn: CONN_1,
+                zxid: z(2, 1)
+            },
+            send(CONN_1, new_leader(3)),
+        ])]
+    );
+}
+
+/// Leader 3 (log 1:1, 1:2) established in epoch 2 with server 2 only.
+fn established_with_2() -> Replica {
+    let mut r = elected(disk(1, 1, &[(1, 1), (1, 2)]));
+    join(&mut r, 300, CONN_2, 2, 1, false);
+    drain(&mut r);
+    pkt(&mut r, 400, CONN_2, ack_epoch(z(1, 2), Some(1)));
+    drain(&mut r);
+    pkt(&mut r, 500, CONN_2, ack(2, 0));
+    drain(&mut r);
+    assert_eq!(r.established_epoch(), Some(2));
+    r
+}
+
+#[test]
+fn sync_forwards_outstanding_proposals_to_followers_but_not_observers() {
+    let mut r = established_with_2();
+    r.propose(ent(2, 1)).unwrap();
+    drain(&mut r);
+    for (conn, sid, observer) in [(CONN_1, 1, false), (CONN_4, OBSERVER, true)] {
+        join(&mut r, 600, conn, sid, 1, observer);
+        assert_eq!(
+            drain(&mut r),
+            vec![b(vec![], vec![], vec![send(conn, leader_info(2))])]
+        );
+    }
+    pkt(&mut r, 700, CONN_1, ack_epoch(z(1, 2), Some(1)));
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(sends(
+            CONN_1,
+            vec![
+                Packet::Diff { zxid: z(1, 2) },
+                proposal(2, 1),
+                new_leader(2)
+            ]
+        ))]
+    );
+    pkt(&mut r, 700, CONN_4, ack_epoch(z(1, 2), Some(1)));
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(sends(
+            CONN_4,
+            vec![Packet::Diff { zxid: z(1, 2) }, new_leader(2)]
+        ))]
+    );
+    // Both joined the broadcast: the commit reaches the follower still syncing as
+    // COMMIT and the observer as INFORM.
+    pkt(&mut r, 800, CONN_2, ack(2, 1));
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![
+            send(CONN_1, commit(2, 1)),
+            send(CONN_2, commit(2, 1)),
+            send(CONN_4, Packet::Inform(ent(2, 1))),
+            apply(2, 1),
+        ])]
+    );
+}
+
+// =====================================================================================
+// 4. Establishment (PEER-PROTOCOL §5.3 waitForNewLeaderAck)
+// =====================================================================================
+
+#[test]
+fn establishment_counts_the_leaders_own_ack_only_once_its_epoch_is_durable() {
+    let mut r = elected(disk(1, 1, &[(1, 1), (1, 2)]));
+    join(&mut r, 300, CONN_2, 2, 1, false);
+    drain(&mut r);
+    pkt(&mut r, 400, CONN_2, ack_epoch(z(1, 2), Some(1)));
+    let mut ready = r.ready().expect("the currentEpoch batch");
+    assert_eq!(ready.writes(), &[Write::CurrentEpoch(2)]);
+    let _sync = ready.take_now();
+    // Server 2's ACK alone is no quorum while our currentEpoch is not on disk.
+    pkt(&mut r, 450, CONN_2, ack(2, 0));
+    assert!(r.ready().is_none(), "one batch at a time");
+    assert_eq!(r.role(), leading(Some(2), false));
+    let _ = r.advance(ready.persisted());
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![
+            role_changed(leading(Some(2), true)),
+            send(CONN_2, Packet::UpToDate),
+        ])]
+    );
+    assert_eq!(r.established_epoch(), Some(2));
+}
+
+#[test]
+fn establishment_sends_uptodate_to_every_learner_that_acked_exactly_once() {
+    let mut r = elected(disk(1, 1, &[(1, 1), (1, 2)]));
+    join(&mut r, 300, CONN_2, 2, 1, false);
+    join(&mut r, 300, CONN_1, 1, 1, false);
+    join(&mut r, 300, CONN_4, OBSERVER, 1, true);
+    drain(&mut r);
+    // The observer's epoch ack does not count either.
+    pkt(&mut r, 400, CONN_4, ack_epoch(z(1, 2), Some(1)));
+    assert_eq!(drain(&mut r), vec![]);
+    for conn in [CONN_2, CONN_1] {
+        pkt(&mut r, 400, conn, ack_epoch(z(1, 2), Some(1)));
+    }
+    drain(&mut r);
+    // The observer's ACK does not count.
+    pkt(&mut r, 500, CONN_4, ack(2, 0));
+    assert_eq!(drain(&mut r), vec![]);
+    // Server 2's does: everyone who acked gets UPTODATE.
+    pkt(&mut r, 510, CONN_2, ack(2, 0));
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![
+            role_changed(leading(Some(2), true)),
+            send(CONN_2, Packet::UpToDate),
+            send(CONN_4, Packet::UpToDate),
+        ])]
+    );
+    // A later ACK gets its own; the UPTODATE ACK (or a duplicate) gets nothing.
+    pkt(&mut r, 520, CONN_1, ack(2, 0));
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![send(CONN_1, Packet::UpToDate)])]
+    );
+    for conn in [CONN_1, CONN_2, CONN_4] {
+        pkt(&mut r, 530, conn, ack(2, 0));
+    }
+    assert_eq!(drain(&mut r), vec![]);
+}
+
+#[test]
+fn establishment_ignores_a_newleader_ack_of_another_epoch_but_still_sends_uptodate() {
+    let mut r = elected(disk(1, 1, &[(1, 1), (1, 2)]));
+    join(&mut r, 300, CONN_2, 2, 1, false);
+    join(&mut r, 300, CONN_1, 1, 1, false);
+    drain(&mut r);
+    pkt(&mut r, 400, CONN_2, ack_epoch(z(1, 2), Some(1)));
+    pkt(&mut r, 400, CONN_1, ack_epoch(z(1, 2), Some(1)));
+    drain(&mut r);
+    pkt(&mut r, 500, CONN_2, ack(1, 0));
+    assert_eq!(drain(&mut r), vec![]);
+    assert_eq!(r.established_epoch(), None);
+    pkt(&mut r, 510, CONN_1, ack(2, 0));
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![
+            role_changed(leading(Some(2), true)),
+            send(CONN_1, Packet::UpToDate),
+            send(CONN_2, Packet::UpToDate),
+        ])]
+    );
+}
+
+#[test]
+fn establishment_drops_a_learner_whose_first_packet_after_newleader_is_not_an_ack() {
+    let mut r = elected(disk(1, 1, &[(1, 1), (1, 2)]));
+    join(&mut r, 300, CONN_2, 2, 1, false);
+    drain(&mut r);
+    pkt(&mut r, 400, CONN_2, ack_epoch(z(1, 2), Some(1)));
+    drain(&mut r);
+    pkt(
+        &mut r,
+        500,
+        CONN_2,
+        Packet::LearnerPing {
+            zxid: z(2, 0),
+            touches: vec![],
+        },
+    );
+    assert_eq!(drain(&mut r), vec![only_now(vec![close(CONN_2)])]);
+    assert_eq!(r.established_epoch(), None);
+}
+
+// =====================================================================================
+// 5. Broadcast (PEER-PROTOCOL §6.6, §7)
+// =====================================================================================
+
+fn inform(epoch: u32, counter: u32) -> Packet {
+    Packet::Inform(ent(epoch, counter))
+}
+
+/// What committing `epoch:counter` sends with all three learners connected.
+fn committed_everywhere(epoch: u32, counter: u32) -> Vec<Output> {
+    vec![
+        send(CONN_1, commit(epoch, counter)),
+        send(CONN_2, commit(epoch, counter)),
+        send(CONN_4, inform(epoch, counter)),
+        apply(epoch, counter),
+    ]
+}
+
+#[test]
+fn broadcast_proposes_to_followers_and_commits_with_a_quorum() {
+    let mut r = established();
+    assert_eq!(r.next_zxid(), Ok(z(2, 1)));
+    r.propose(ent(2, 1)).unwrap();
+    // PROPOSAL to the forwarding followers only; our own ACK once the log is
+    // durable is one of three, no commit yet.
+    assert_eq!(
+        drain(&mut r),
+        vec![b(
+            vec![send(CONN_1, proposal(2, 1)), send(CONN_2, proposal(2, 1))],
+            vec![append(2, 1)],
+            vec![]
+        )]
+    );
+    assert_eq!(r.committed(), z(1, 2));
+    assert_eq!(r.last_proposed(), Some(z(2, 1)));
+    pkt(&mut r, 600, CONN_2, ack(2, 1));
+    assert_eq!(drain(&mut r), vec![only_now(committed_everywhere(2, 1))]);
+    assert_eq!(r.committed(), z(2, 1));
+    assert_eq!(r.applied(), z(2, 1));
+    // Late and duplicate ACKs change nothing.
+    pkt(&mut r, 610, CONN_1, ack(2, 1));
+    pkt(&mut r, 610, CONN_2, ack(2, 1));
+    assert_eq!(drain(&mut r), vec![]);
+}
+
+#[test]
+fn broadcast_counts_the_leaders_own_ack_once_its_log_is_durable() {
+    let mut r = established();
+    r.propose(ent(2, 1)).unwrap();
+    let mut ready = r.ready().unwrap();
+    assert_eq!(ready.writes(), &[append(2, 1)]);
+    let _ = ready.take_now();
+    pkt(&mut r, 600, CONN_2, ack(2, 1));
+    assert_eq!(r.committed(), z(1, 2), "one voter of three");
+    assert_eq!(r.advance(ready.persisted()), vec![]);
+    assert_eq!(drain(&mut r), vec![only_now(committed_everywhere(2, 1))]);
+}
+
+#[test]
+fn broadcast_commits_in_zxid_order_only_with_a_quorum_of_voters() {
+    let mut r = established();
+    r.propose(ent(2, 1)).unwrap();
+    r.propose(ent(2, 2)).unwrap();
+    let mut ready = r.ready().unwrap();
+    assert_eq!(ready.writes(), &[append(2, 1), append(2, 2)]);
+    let _ = ready.take_now();
+    // 2:2 has a quorum of followers, 2:1 none (an observer's ACK never counts).
+    pkt(&mut r, 600, CONN_1, ack(2, 2));
+    pkt(&mut r, 600, CONN_2, ack(2, 2));
+    pkt(&mut r, 600, CONN_4, ack(2, 1));
+    assert_eq!(r.advance(ready.persisted()), vec![]);
+    // Our own ACK of both: 2:1 has one voter of three.
+    assert_eq!(drain(&mut r), vec![]);
+    assert_eq!(r.committed(), z(1, 2));
+    pkt(&mut r, 610, CONN_2, ack(2, 1));
+    let mut both = committed_everywhere(2, 1);
+    both.extend(committed_everywhere(2, 2));
+    assert_eq!(drain(&mut r), vec![only_now(both)]);
+}
+
+#[test]
+fn broadcast_forgets_the_acks_of_a_closed_learner() {
+    let mut r = established();
+    r.propose(ent(2, 1)).unwrap();
+    let mut ready = r.ready().unwrap();
+    let _ = ready.take_now();
+    pkt(&mut r, 600, CONN_2, ack(2, 1));
+    r.step(600, Input::Closed { conn: CONN_2 });
+    let _ = r.advance(ready.persisted());
+    // Our own ACK and server 2's old one would be a quorum; the old one is gone.
+    assert_eq!(drain(&mut r), vec![]);
+    pkt(&mut r, 610, CONN_1, ack(2, 1));
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![
+            send(CONN_1, commit(2, 1)),
+            send(CONN_4, inform(2, 1)),
+            apply(2, 1),
+        ])]
+    );
+}
+
+#[test]
+fn broadcast_steps_down_when_the_zxid_counter_is_exhausted() {
+    let mut c = cfg(LEADER);
+    c.zxid_counter_max = 2;
+    let mut r = established_with(c);
+    r.propose(ent(2, 1)).unwrap();
+    r.propose(ent(2, 2)).unwrap();
+    drain(&mut r);
+    assert_eq!(r.next_zxid(), Err(ZabError::ZxidExhausted { epoch: 2 }));
+    let mut out = vec![
+        close(CONN_1),
+        close(CONN_2),
+        close(CONN_4),
+        role_changed(Role::Looking),
+    ];
+    out.extend(notify_voters(LEADER, &looking(LEADER, z(2, 2), 2, 2)));
+    assert_eq!(drain(&mut r), vec![only_now(out)]);
+    assert_eq!(r.propose(ent(2, 3)), Err(ZabError::NotLeader));
+}
+
+#[test]
+fn broadcast_refuses_proposals_past_the_in_flight_bound_and_bad_ones() {
+    let mut c = cfg(LEADER);
+    c.in_flight_proposals_max = 2;
+    c.payload_bytes_max = 16;
+    let mut r = established_with(c);
+    r.propose(ent(2, 1)).unwrap();
+    r.propose(ent(2, 2)).unwrap();
+    assert_eq!(r.propose(ent(2, 3)), Err(ZabError::InFlightFull { max: 2 }));
+    assert_eq!(
+        r.propose(ent(2, 5)),
+        Err(ZabError::WrongZxid {
+            got: z(2, 5),
+            want: z(2, 3)
+        })
+    );
+    let big = Entry {
+        zxid: z(2, 3),
+        payload: Bytes::from(vec![0u8; 17]),
+    };
+    assert_eq!(
+        r.propose(big),
+        Err(ZabError::PayloadTooLarge { len: 17, max: 16 })
+    );
+    assert_eq!(
+        drain(&mut r),
+        vec![b(
+            vec![
+                send(CONN_1, proposal(2, 1)),
+                send(CONN_2, proposal(2, 1)),
+                send(CONN_1, proposal(2, 2)),
+                send(CONN_2, proposal(2, 2)),
+            ],
+            vec![append(2, 1), append(2, 2)],
+            vec![]
+        )]
+    );
+    assert_eq!(r.next_zxid(), Ok(z(2, 3)));
+}
+
+#[test]
+fn broadcast_answers_a_sync_once_the_last_proposal_before_it_commits() {
+    let mut r = established();
+    // Nothing outstanding: at once.
+    pkt(&mut r, 600, CONN_2, Packet::Request(forwarded(OP_SYNC)));
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![send(CONN_2, Packet::Sync)])]
+    );
+    r.propose(ent(2, 1)).unwrap();
+    r.propose(ent(2, 2)).unwrap();
+    drain(&mut r);
+    pkt(&mut r, 610, CONN_1, Packet::Request(forwarded(OP_SYNC)));
+    pkt(&mut r, 610, CONN_4, Packet::Request(forwarded(OP_SYNC)));
+    assert_eq!(drain(&mut r), vec![]);
+    pkt(&mut r, 620, CONN_2, ack(2, 1));
+    assert_eq!(drain(&mut r), vec![only_now(committed_everywhere(2, 1))]);
+    pkt(&mut r, 630, CONN_2, ack(2, 2));
+    let mut out = committed_everywhere(2, 2);
+    out.extend([send(CONN_1, Packet::Sync), send(CONN_4, Packet::Sync)]);
+    assert_eq!(drain(&mut r), vec![only_now(out)]);
+}
+
+#[test]
+fn broadcast_hands_requests_revalidations_and_touches_to_the_driver() {
+    let mut r = established();
+    pkt(&mut r, 600, CONN_2, Packet::Request(forwarded(1)));
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![ev(Event::Request {
+            conn: CONN_2,
+            from: 2,
+            req: forwarded(1)
+        })])]
+    );
+    pkt(
+        &mut r,
+        600,
+        CONN_1,
+        Packet::RevalidateRequest {
+            session_id: 0x55,
+            timeout_ms: 30_000,
+        },
+    );
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![ev(Event::Revalidate {
+            conn: CONN_1,
+            from: 1,
+            session_id: 0x55,
+            timeout_ms: 30_000
+        })])]
+    );
+    r.revalidated(CONN_1, 0x55, true);
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![send(
+            CONN_1,
+            Packet::RevalidateReply {
+                session_id: 0x55,
+                valid: true
+            }
+        )])]
+    );
+    // The learner left meanwhile: nobody to answer.
+    r.revalidated(99, 0x55, false);
+    assert_eq!(drain(&mut r), vec![]);
+    // Ping replies carry touched sessions; an empty one is only liveness.
+    let touches = vec![(7, 4000), (5, 3000)];
+    pkt(
+        &mut r,
+        600,
+        CONN_4,
+        Packet::LearnerPing {
+            zxid: z(2, 0),
+            touches: touches.clone(),
+        },
+    );
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![ev(Event::Touches {
+            from: OBSERVER,
+            touches
+        })])]
+    );
+    pkt(
+        &mut r,
+        600,
+        CONN_1,
+        Packet::LearnerPing {
+            zxid: z(2, 0),
+            touches: vec![],
+        },
+    );
+    assert_eq!(drain(&mut r), vec![]);
+}
+
+#[test]
+fn broadcast_pings_every_learner_each_half_tick() {
+    let mut r = established();
+    // Elected at 200, tickTime 2000: the first half tick is at 1200.
+    assert_eq!(r.next_deadline(), 1200);
+    tick(&mut r, 1199);
+    assert_eq!(drain(&mut r), vec![]);
+    tick(&mut r, 1200);
+    let ping = Packet::LeaderPing { zxid: z(2, 0) };
+    assert_eq!(drain(&mut r), vec![only_now(sends_to_all(ping))]);
+    assert_eq!(r.next_deadline(), 2200);
+    r.propose(ent(2, 1)).unwrap();
+    drain(&mut r);
+    tick(&mut r, 2200);
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(sends_to_all(Packet::LeaderPing { zxid: z(2, 1) }))]
+    );
+}
+
+fn sends_to_all(p: Packet) -> Vec<Output> {
+    [CONN_1, CONN_2, CONN_4]
+        .into_iter()
+        .map(|c| send(c, p.clone()))
+        .collect()
+}
+
+// =====================================================================================
+// 6. Learner (PEER-PROTOCOL §5.2, §5.6, §6.6, §7, §8)
+// =====================================================================================
+
+/// What a learner does when it drops the leader: close `conn` (if still open), go
+/// LOOKING, and notify the voters of its own vote in round 2.
+fn back_to_looking(conn: Option<ConnId>, me: ServerId, last: Zxid, epoch: u32) -> Vec<Output> {
+    let mut out: Vec<Output> = conn.into_iter().map(close).collect();
+    out.push(role_changed(Role::Looking));
+    out.extend(notify_voters(me, &looking(me, last, epoch, 2)));
+    out
+}
+
+#[test]
+fn learner_sends_followerinfo_once_connected() {
+    let mut r = learner_dialling(2, disk(1, 1, &[(1, 1), (1, 2)]));
+    r.step(300, Input::Connected { conn: C });
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![send(C, learner_info(2, 1, false))])]
+    );
+    // Only a leader serves the quorum port.
+    r.step(300, Input::Accepted { conn: 5 });
+    assert_eq!(drain(&mut r), vec![only_now(vec![close(5)])]);
+}
+
+#[test]
+fn learner_leaderinfo_with_a_new_epoch_writes_it_before_ackepoch() {
+    let mut r = learner_connected(2, disk(1, 1, &[(1, 1), (1, 2)]));
+    pkt(&mut r, 400, C, leader_info(2));
+    assert_eq!(
+        drain(&mut r),
+        vec![b(
+            vec![],
+            vec![Write::AcceptedEpoch(2)],
+            vec![send(C, ack_epoch(z(1, 2), Some(1)))]
+        )]
+    );
+    assert_eq!(r.accepted_epoch(), 2);
+}
+
+#[test]
+fn learner_leaderinfo_with_the_accepted_epoch_acks_minus_one() {
+    let mut r = learner_connected(2, disk(2, 1, &[(1, 1), (1, 2)]));
+    pkt(&mut r, 400, C, leader_info(2));
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![send(C, ack_epoch(z(1, 2), None))])]
+    );
+}
+
+#[test]
+fn learner_leaderinfo_with_an_older_epoch_goes_back_to_looking() {
+    let mut r = learner_connected(2, disk(2, 1, &[(1, 1), (1, 2)]));
+    pkt(&mut r, 400, C, leader_info(1));
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(back_to_looking(Some(C), 2, z(1, 2), 1))]
+    );
+    assert_eq!(r.election_epoch(), 2);
+}
+
+#[test]
+fn learner_diff_applies_the_log_it_holds() {
+    // Serving epoch 2, 2:1 logged and acknowledged but never committed; the leader
+    // goes away and is elected again.
+    let mut r = serving(2, disk(1, 1, &[(1, 1), (1, 2)]));
+    pkt(&mut r, 1100, C, proposal(2, 1));
+    assert_eq!(
+        drain(&mut r),
+        vec![b(vec![], vec![append(2, 1)], vec![send(C, ack(2, 1))])]
+    );
+    r.step(1200, Input::Closed { conn: C });
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(back_to_looking(None, 2, z(2, 1), 2))]
+    );
+    hear(&mut r, 1200, LEADER, looking(LEADER, z(2, 1), 2, 2));
+    drain(&mut r);
+    tick(&mut r, 1400);
+    let c2 = C + 1;
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![
+            role_changed(following(false)),
+            Output::Connect {
+                conn: c2,
+                to: LEADER
+            }
+        ])]
+    );
+    r.step(1500, Input::Connected { conn: c2 });
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![send(c2, learner_info(2, 2, false))])]
+    );
+    pkt(&mut r, 1600, c2, leader_info(3));
+    assert_eq!(
+        drain(&mut r),
+        vec![b(
+            vec![],
+            vec![Write::AcceptedEpoch(3)],
+            vec![send(c2, ack_epoch(z(2, 1), Some(2)))]
+        )]
+    );
+    // DIFF: the leader's history holds our log.
+    pkt(&mut r, 1700, c2, Packet::Diff { zxid: z(2, 1) });
+    assert_eq!(drain(&mut r), vec![only_now(vec![apply(2, 1)])]);
+    assert_eq!(r.committed(), z(2, 1));
+}
+
+#[test]
+fn learner_logs_the_sync_at_newleader_acks_it_first_and_commits_at_uptodate() {
+    let mut r = learner_connected(2, disk(1, 1, &[(1, 1), (1, 2)]));
+    pkt(&mut r, 400, C, leader_info(2));
+    drain(&mut r);
+    for p in [
+        Packet::Diff { zxid: z(1, 4) },
+        proposal(1, 3),
+        commit(1, 3),
+        proposal(1, 4),
+        commit(1, 4),
+        // Pings during the sync are ignored.
+        Packet::LeaderPing { zxid: z(2, 0) },
+    ] {
+        pkt(&mut r, 500, C, p);
+    }
+    assert_eq!(drain(&mut r), vec![]);
+    // NEWLEADER: currentEpoch and the proposals so far on disk; NEWLEADER's ACK,
+    // then each proposal's, once durable.
+    pkt(&mut r, 600, C, new_leader(2));
+    assert_eq!(
+        drain(&mut r),
+        vec![b(
+            vec![],
+            vec![Write::CurrentEpoch(2), append(1, 3), append(1, 4)],
+            vec![send(C, ack(2, 0)), send(C, ack(1, 3)), send(C, ack(1, 4))]
+        )]
+    );
+    assert_eq!(r.current_epoch(), 2);
+    assert_eq!(r.role(), following(false));
+    // Live broadcast before UPTODATE is held too.
+    pkt(&mut r, 700, C, proposal(2, 1));
+    pkt(&mut r, 700, C, commit(2, 1));
+    assert_eq!(drain(&mut r), vec![]);
+    // UPTODATE: ACK, serve, log what came since NEWLEADER, commit in order.
+    pkt(&mut r, 800, C, Packet::UpToDate);
+    assert_eq!(
+        drain(&mut r),
+        vec![b(
+            vec![
+                send(C, ack(2, 0)),
+                role_changed(following(true)),
+                apply(1, 3),
+                apply(1, 4),
+                apply(2, 1),
+            ],
+            vec![append(2, 1)],
+            vec![send(C, ack(2, 1))]
+        )]
+    );
+    assert_eq!(r.committed(), z(2, 1));
+}
+
+#[test]
+fn learner_snap_installs_at_once_and_writes_the_snapshot_at_newleader() {
+    let mut r = learner_connected(2, disk(1, 1, &[(1, 1), (1, 2)]));
+    pkt(&mut r, 400, C, leader_info(2));
+    drain(&mut r);
+    pkt(&mut r, 500, C, Packet::Snap { zxid: z(1, 5) });
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![ev(Event::InstallSnapshot {
+            conn: C,
+            zxid: z(1, 5)
+        })])]
+    );
+    pkt(&mut r, 510, C, proposal(1, 6));
+    pkt(&mut r, 510, C, commit(1, 6));
+    assert_eq!(drain(&mut r), vec![]);
+    pkt(&mut r, 600, C, new_leader(2));
+    assert_eq!(
+        drain(&mut r),
+        vec![b(
+            vec![ev(Event::CaptureSnapshot { zxid: z(1, 5) })],
+            vec![
+                Write::Snapshot(z(1, 5)),
+                Write::CurrentEpoch(2),
+                append(1, 6)
+            ],
+            vec![send(C, ack(2, 0)), send(C, ack(1, 6))]
+        )]
+    );
+    pkt(&mut r, 700, C, Packet::UpToDate);
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![
+            send(C, ack(2, 0)),
+            role_changed(following(true)),
+            apply(1, 6),
+        ])]
+    );
+}
+
+#[test]
+fn learner_snap_cut_short_before_newleader_rolls_back_to_its_log() {
+    let mut r = learner_connected(2, disk(1, 1, &[(1, 1), (1, 2)]));
+    pkt(&mut r, 400, C, leader_info(2));
+    drain(&mut r);
+    pkt(&mut r, 500, C, Packet::Snap { zxid: z(1, 5) });
+    drain(&mut r);
+    r.step(600, Input::Closed { conn: C });
+    let mut out = vec![ev(Event::Rollback { zxid: z(1, 2) })];
+    out.extend(back_to_looking(None, 2, z(1, 2), 1));
+    assert_eq!(drain(&mut r), vec![only_now(out)]);
+    assert_eq!(r.last_logged(), z(1, 2));
+}
+
+#[test]
+fn learner_trunc_drops_the_log_after_the_point_at_newleader() {
+    // Restarted with 1:3 that the leader never had: the state holds it too.
+    let mut r = learner_connected(2, disk(1, 1, &[(1, 1), (1, 2), (1, 3)]));
+    pkt(&mut r, 400, C, leader_info(2));
+    drain(&mut r);
+    pkt(&mut r, 500, C, Packet::Trunc { zxid: z(1, 2) });
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![ev(Event::Rollback { zxid: z(1, 2) })])]
+    );
+    pkt(&mut r, 600, C, new_leader(2));
+    assert_eq!(
+        drain(&mut r),
+        vec![b(
+            vec![],
+            vec![Write::TruncateAfter(z(1, 2)), Write::CurrentEpoch(2)],
+            vec![send(C, ack(2, 0))]
+        )]
+    );
+    assert_eq!(r.last_logged(), z(1, 2));
+}
+
+#[test]
+fn learner_trunc_keeps_what_the_leader_proposes_again() {
+    // Back to the same leader of epoch 2: 2:2 is still outstanding there, 2:3 not.
+    let mut r = learner_connected(2, disk(2, 2, &[(2, 1), (2, 2), (2, 3)]));
+    pkt(&mut r, 400, C, leader_info(2));
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![send(C, ack_epoch(z(2, 3), None))])]
+    );
+    pkt(&mut r, 500, C, Packet::Trunc { zxid: z(2, 1) });
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![ev(Event::Rollback { zxid: z(2, 1) })])]
+    );
+    pkt(&mut r, 510, C, proposal(2, 2));
+    assert_eq!(drain(&mut r), vec![]);
+    pkt(&mut r, 600, C, new_leader(2));
+    assert_eq!(
+        drain(&mut r),
+        vec![b(
+            vec![],
+            vec![Write::TruncateAfter(z(2, 2))],
+            vec![send(C, ack(2, 0)), send(C, ack(2, 2))]
+        )]
+    );
+    pkt(&mut r, 700, C, Packet::UpToDate);
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![
+            send(C, ack(2, 0)),
+            role_changed(following(true))
+        ])]
+    );
+    pkt(&mut r, 800, C, commit(2, 2));
+    assert_eq!(drain(&mut r), vec![only_now(vec![apply(2, 2)])]);
+}
+
+#[test]
+fn learner_broadcast_logs_acks_and_applies_in_order() {
+    let mut r = serving(2, disk(1, 1, &[(1, 1), (1, 2)]));
+    pkt(&mut r, 1100, C, proposal(2, 1));
+    pkt(&mut r, 1100, C, proposal(2, 2));
+    assert_eq!(
+        drain(&mut r),
+        vec![b(
+            vec![],
+            vec![append(2, 1), append(2, 2)],
+            vec![send(C, ack(2, 1)), send(C, ack(2, 2))]
+        )]
+    );
+    pkt(&mut r, 1200, C, commit(2, 1));
+    pkt(&mut r, 1200, C, commit(2, 2));
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![apply(2, 1), apply(2, 2)])]
+    );
+    // UPTODATE again is only a warning.
+    pkt(&mut r, 1300, C, Packet::UpToDate);
+    assert_eq!(drain(&mut r), vec![]);
+}
+
+#[test]
+fn learner_commit_that_is_not_the_oldest_pending_goes_back_to_looking() {
+    let mut r = serving(2, disk(1, 1, &[(1, 1), (1, 2)]));
+    pkt(&mut r, 1100, C, proposal(2, 1));
+    pkt(&mut r, 1100, C, proposal(2, 2));
+    drain(&mut r);
+    pkt(&mut r, 1200, C, commit(2, 2));
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(back_to_looking(Some(C), 2, z(2, 2), 2))]
+    );
+}
+
+#[test]
+#[ignore = "BUG: a COMMIT with nothing pending makes the learner leave; the reference \
+            (FollowerZooKeeperServer.commit, PEER-PROTOCOL §6.6) only logs a warning"]
+fn learner_commit_with_nothing_pending_is_only_a_warning() {
+    let mut r = serving(2, disk(1, 1, &[(1, 1), (1, 2)]));
+    pkt(&mut r, 1100, C, commit(2, 5));
+    assert_eq!(drain(&mut r), vec![]);
+    assert_eq!(r.role(), following(true));
+}
+
+#[test]
+fn learner_answers_pings_with_the_sessions_touched_since_the_last() {
+    let mut r = serving(2, disk(1, 1, &[(1, 1), (1, 2)]));
+    r.touch(7, 4000);
+    r.touch(5, 3000);
+    let ping = Packet::LeaderPing { zxid: z(2, 0) };
+    pkt(&mut r, 1100, C, ping.clone());
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![send(
+            C,
+            Packet::LearnerPing {
+                zxid: z(2, 0),
+                touches: vec![(5, 3000), (7, 4000)]
+            }
+        )])]
+    );
+    pkt(&mut r, 2100, C, ping);
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![send(
+            C,
+            Packet::LearnerPing {
+                zxid: z(2, 0),
+                touches: vec![]
+            }
+        )])]
+    );
+}
+
+#[test]
+fn learner_forwards_requests_and_completes_syncs_and_revalidations() {
+    let mut early = learner_connected(2, disk(1, 1, &[(1, 1), (1, 2)]));
+    assert_eq!(early.forward(forwarded(OP_SYNC)), Err(ZabError::NotServing));
+    assert_eq!(early.revalidate(0x55, 30_000), Err(ZabError::NotServing));
+
+    let mut r = serving(2, disk(1, 1, &[(1, 1), (1, 2)]));
+    r.forward(forwarded(OP_SYNC)).unwrap();
+    r.revalidate(0x55, 30_000).unwrap();
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![
+            send(C, Packet::Request(forwarded(OP_SYNC))),
+            send(
+                C,
+                Packet::RevalidateRequest {
+                    session_id: 0x55,
+                    timeout_ms: 30_000
+                }
+            ),
+        ])]
+    );
+    pkt(&mut r, 1100, C, Packet::Sync);
+    pkt(
+        &mut r,
+        1100,
+        C,
+        Packet::RevalidateReply {
+            session_id: 0x55,
+            valid: false,
+        },
+    );
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![
+            ev(Event::SyncDone),
+            ev(Event::Revalidated {
+                session_id: 0x55,
+                valid: false
+            }),
+        ])]
+    );
+}
+
+#[test]
+fn learner_leaves_a_leader_silent_past_sync_limit() {
+    let mut r = serving(2, disk(1, 1, &[(1, 1), (1, 2)]));
+    // UPTODATE came at 1000; syncLimit is 5 ticks of 2000 ms.
+    assert_eq!(r.next_deadline(), 11_000);
+    tick(&mut r, 11_000);
+    assert_eq!(drain(&mut r), vec![]);
+    tick(&mut r, 11_001);
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(back_to_looking(Some(C), 2, z(1, 2), 2))]
+    );
+}
+
+#[test]
+fn learner_leaves_a_leader_silent_past_init_limit_before_newleader() {
+    let mut r = learner_connected(2, disk(1, 1, &[(1, 1), (1, 2)]));
+    pkt(&mut r, 400, C, leader_info(2));
+    drain(&mut r);
+    // initLimit is 10 ticks of 2000 ms.
+    tick(&mut r, 20_400);
+    assert_eq!(drain(&mut r), vec![]);
+    tick(&mut r, 20_401);
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(back_to_looking(Some(C), 2, z(1, 2), 1))]
+    );
+}
+
+#[test]
+fn learner_retries_a_failed_dial_up_to_connect_attempts_max() {
+    let mut r = learner_dialling(2, disk(1, 1, &[(1, 1), (1, 2)]));
+    let mut t = 300;
+    for attempt in 1..5 {
+        r.step(
+            t,
+            Input::Closed {
+                conn: C + attempt - 1,
+            },
+        );
+        assert_eq!(drain(&mut r), vec![]);
+        assert_eq!(r.next_deadline(), t + 100);
+        tick(&mut r, t + 99);
+        assert_eq!(drain(&mut r), vec![]);
+        tick(&mut r, t + 100);
+        assert_eq!(
+            drain(&mut r),
+            vec![only_now(vec![Output::Connect {
+                conn: C + attempt,
+                to: LEADER
+            }])]
+        );
+        t += 200;
+    }
+    // The fifth failure ends the attempt.
+    r.step(t, Input::Closed { conn: C + 4 });
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(back_to_looking(None, 2, z(1, 2), 1))]
+    );
+    // A late answer on an old dial is closed.
+    r.step(t, Input::Connected { conn: C + 1 });
+    r.step(
+        t,
+        Input::Packet {
+            conn: C + 2,
+            packet: leader_info(2),
+        },
+    );
+    assert_eq!(drain(&mut r), vec![only_now(vec![close(C + 2)])]);
+}
+
+// =====================================================================================
+// 7. Observer (PEER-PROTOCOL §10)
+// =====================================================================================
+
+#[test]
+fn observer_sends_observerinfo() {
+    let mut r = learner_dialling(OBSERVER, disk(1, 1, &[(1, 1), (1, 2)]));
+    r.step(300, Input::Connected { conn: C });
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![send(C, learner_info(OBSERVER, 1, true))])]
+    );
+}
+
+#[test]
+fn observer_sync_logs_only_committed_pairs_after_uptodate() {
+    let mut r = learner_connected(OBSERVER, disk(1, 1, &[(1, 1), (1, 2)]));
+    pkt(&mut r, 400, C, leader_info(2));
+    assert_eq!(
+        drain(&mut r),
+        vec![b(
+            vec![],
+            vec![Write::AcceptedEpoch(2)],
+            vec![send(C, ack_epoch(z(1, 2), Some(1)))]
+        )]
+    );
+    // A pair, then a proposal never committed (skipped at UPTODATE).
+    for p in [
+        Packet::Diff { zxid: z(1, 3) },
+        proposal(1, 3),
+        commit(1, 3),
+        proposal(1, 4),
+    ] {
+        pkt(&mut r, 500, C, p);
+    }
+    assert_eq!(drain(&mut r), vec![]);
+    // No proposal is logged or acknowledged at NEWLEADER by an observer.
+    pkt(&mut r, 600, C, new_leader(2));
+    assert_eq!(
+        drain(&mut r),
+        vec![b(
+            vec![],
+            vec![Write::CurrentEpoch(2)],
+            vec![send(C, ack(2, 0))]
+        )]
+    );
+    // A live INFORM before UPTODATE is held as pending and committed.
+    pkt(&mut r, 650, C, inform(2, 1));
+    assert_eq!(drain(&mut r), vec![]);
+    pkt(&mut r, 700, C, Packet::UpToDate);
+    assert_eq!(
+        drain(&mut r),
+        vec![b(
+            vec![
+                send(C, ack(2, 0)),
+                role_changed(observing(true)),
+                apply(1, 3),
+                apply(2, 1),
+            ],
+            vec![append(1, 3), append(2, 1)],
+            vec![]
+        )]
+    );
+}
+
+#[test]
+fn observer_logs_and_applies_informs_without_acking_and_ignores_proposals() {
+    let mut r = serving(OBSERVER, disk(1, 1, &[(1, 1), (1, 2)]));
+    pkt(&mut r, 1100, C, inform(2, 1));
+    assert_eq!(
+        drain(&mut r),
+        vec![b(vec![apply(2, 1)], vec![append(2, 1)], vec![])]
+    );
+    pkt(&mut r, 1200, C, proposal(2, 2));
+    pkt(&mut r, 1200, C, commit(2, 2));
+    assert_eq!(drain(&mut r), vec![]);
+    assert_eq!(r.last_logged(), z(2, 1));
+    pkt(&mut r, 1300, C, Packet::LeaderPing { zxid: z(2, 2) });
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![send(
+            C,
+            Packet::LearnerPing {
+                zxid: z(2, 2),
+                touches: vec![]
+            }
+        )])]
+    );
+}
