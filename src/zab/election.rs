@@ -28,14 +28,29 @@ struct Received {
     vote: Vote,
     election_epoch: i64,
     state: PeerState,
+    /// The reference stores some votes as version 0 (its 4-field and 5-field
+    /// `Vote` constructors): compared with a current (version 2) vote of a
+    /// FOLLOWING/LEADING peer, only the leader's id then counts.
+    version0: bool,
 }
 
 impl Received {
+    fn new(vote: Vote, election_epoch: i64, state: PeerState, version0: bool) -> Received {
+        Received {
+            vote,
+            election_epoch,
+            state,
+            version0,
+        }
+    }
+
     /// The reference's `Vote.equals`: with either side LOOKING every field counts;
-    /// otherwise the leader and its epoch.
+    /// otherwise the leader, and its epoch unless exactly one side is version 0.
     fn same(&self, other: &Received) -> bool {
         if self.state == PeerState::Looking || other.state == PeerState::Looking {
             self.vote == other.vote && self.election_epoch == other.election_epoch
+        } else if self.version0 != other.version0 {
+            self.vote.leader == other.vote.leader
         } else {
             self.vote.leader == other.vote.leader && self.vote.peer_epoch == other.vote.peer_epoch
         }
@@ -138,11 +153,7 @@ impl Replica {
         let voters = self.cfg.voters.clone();
         for to in voters {
             if to == self.cfg.id {
-                let own = Received {
-                    vote: n.vote,
-                    election_epoch: n.election_epoch,
-                    state: PeerState::Looking,
-                };
+                let own = Received::new(n.vote, n.election_epoch, PeerState::Looking, true);
                 self.election.recv.insert(to, own);
             } else {
                 self.emit(Output::Notify { to, n: n.clone() });
@@ -153,11 +164,7 @@ impl Replica {
     /// A quorum agrees with our proposal: wait `finalize_wait` for a better vote.
     fn check_looking_quorum(&mut self) {
         let e = &self.election;
-        let mine = Received {
-            vote: e.proposal,
-            election_epoch: e.logical_clock,
-            state: PeerState::Looking,
-        };
+        let mine = Received::new(e.proposal, e.logical_clock, PeerState::Looking, true);
         if e.finalize_at.is_some() || !self.has_quorum_for(&e.recv, &mine) {
             return;
         }
@@ -189,12 +196,9 @@ impl Replica {
     pub(super) fn on_notification(&mut self, from: ServerId, n: Notification) {
         let me = self.peer_state();
         if !self.cfg.is_voter(from) {
-            // A non-voter (an observer) learns who leads from our answer at once.
-            let vote = if me == PeerState::Looking {
-                self.election.proposal
-            } else {
-                self.election.current_vote
-            };
+            // A non-voter (an observer) learns who leads from our answer at once: our
+            // current vote (the last decided one, our own at start-up), whatever we do.
+            let vote = self.election.current_vote;
             let reply = self.notification(me, vote, self.election.logical_clock);
             self.emit(Output::Notify { to: from, n: reply });
             return;
@@ -229,8 +233,11 @@ impl Replica {
         }
         self.election.resend_at = self.now + self.election.timeout_ms;
         if self.election.finalize_at.is_some() {
-            // Waiting to confirm a decision: only a better vote reopens it.
+            // Waiting to confirm a decision: only a better vote reopens it; any other
+            // notification is consumed and the wait starts over (the reference polls
+            // its queue for finalizeWait again after each one).
             if !n.vote.beats(&self.election.proposal) {
+                self.election.finalize_at = Some(self.now + self.cfg.finalize_wait_ms);
                 return;
             }
             self.election.finalize_at = None;
@@ -268,27 +275,21 @@ impl Replica {
             e.proposal = n.vote;
             self.send_notifications();
         }
-        self.election.recv.insert(
-            from,
-            Received {
-                vote: n.vote,
-                election_epoch: n.election_epoch,
-                state: PeerState::Looking,
-            },
-        );
+        let got = Received::new(n.vote, n.election_epoch, PeerState::Looking, true);
+        self.election.recv.insert(from, got);
         self.check_looking_quorum();
     }
 
     /// A FOLLOWING or LEADING peer: an established leader a latecomer may join.
     fn on_established_vote(&mut self, from: ServerId, n: Notification) {
-        let got = Received {
-            vote: n.vote,
-            election_epoch: n.election_epoch,
-            state: n.state,
-        };
+        // The notification's own vote is current (version 2); the reference keeps it
+        // as version 0 in its round's set and as version 2 out of election.
+        let got = Received::new(n.vote, n.election_epoch, n.state, false);
         let leader = n.vote.leader as u64;
         if n.election_epoch == self.election.logical_clock {
-            self.election.recv.insert(from, got);
+            self.election
+                .recv
+                .insert(from, Received::new(n.vote, n.election_epoch, n.state, true));
             if self.has_quorum_for(&self.election.recv, &got)
                 && self.check_leader(&self.election.recv, leader, n.election_epoch)
             {

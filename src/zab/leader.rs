@@ -395,13 +395,19 @@ impl Replica {
         h.stage = Stage::AwaitNewLeaderAck;
         h.sending = true;
         let config = self.cfg.config_text.clone();
-        self.send(
+        let newleader = Output::Send {
             conn,
-            Packet::NewLeader {
+            packet: Packet::NewLeader {
                 zxid: Zxid::new(epoch, 0),
                 config,
             },
-        );
+        };
+        if self.durable_current_epoch == epoch {
+            self.emit(newleader);
+        } else {
+            // Our currentEpoch write is in this batch: NEWLEADER waits for it.
+            self.emit_after_persist(newleader);
+        }
     }
 
     /// Chooses DIFF / TRUNC / SNAP and queues the committed txns the peer lacks

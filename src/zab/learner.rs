@@ -440,7 +440,9 @@ impl Replica {
             }
             // Unlike the reference after SNAP / TRUNC, committed txns are not applied
             // in memory here: every mode logs at NEWLEADER and commits after UPTODATE,
-            // so the state never runs ahead of the disk (same packets on the wire).
+            // so a sync cut short leaves state and disk in agreement (same packets on
+            // the wire). Once serving, a committed txn may be applied before our own
+            // copy is durable, as on the reference: a quorum holds it.
             Packet::Commit { zxid } | Packet::CommitAndActivate { zxid, .. } => {
                 self.learner().committed_later.push_back(zxid);
             }
@@ -569,6 +571,11 @@ impl Replica {
         }
         let committed = self.committed;
         let next = self.log.iter().find(|e| e.zxid > committed).map(|e| e.zxid);
+        if next.is_none() {
+            // The reference only warns (a commit for a proposal it never logged).
+            tracing::warn!(id = self.cfg.id, "COMMIT {zxid} with no pending proposal");
+            return true;
+        }
         if next != Some(zxid) {
             self.abandon_leader(&format!(
                 "COMMIT {zxid} does not match the next pending proposal {next:?}"

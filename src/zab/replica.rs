@@ -125,7 +125,13 @@ impl Replica {
             .map_or(last, |e| Zxid(e.zxid.0.saturating_sub(1)));
         let pending_bytes = durable.tail.iter().map(|e| e.payload.len()).sum();
         let log: VecDeque<Entry> = durable.tail.into();
-        let election = Election::new(&cfg);
+        let mut election = Election::new(&cfg);
+        // `QuorumPeer.startLeaderElection`: the current vote starts as our own.
+        election.current_vote = super::types::Vote {
+            leader: cfg.id as i64,
+            zxid: last.as_i64(),
+            peer_epoch: durable.current_epoch as i64,
+        };
         let mut r = Replica {
             now,
             accepted_epoch: durable.accepted_epoch,

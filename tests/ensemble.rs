@@ -1,0 +1,560 @@
+//! Quorum mode on real multi-process ensembles: leader election, writes of every
+//! kind through every member read back identically everywhere, a leader SIGKILLed
+//! under a write load, a member that misses more than 1000 txns, an ephemeral whose
+//! session moves and closes on another member, an observer, and a paused / stopped
+//! follower catching up.
+//!
+//! Every scenario runs on four ensembles: three Apache ZooKeeper 3.8.0 members (the
+//! reference: proves the harness and the expectations), three corral members, and
+//! the two mixed ones: corral followers of a ZooKeeper leader, and ZooKeeper
+//! followers of a corral leader (the harness starts the highest sid first, so it
+//! leads; each mixed test checks who led).
+//!
+//! Each test starts its own ensemble on 127.0.0.1 (one ensemble at a time per
+//! binary: the harness takes the reference lock) and talks to it from the test
+//! thread with blocking raw clients; the kill test adds one writer thread
+//! (`WriteLoad`). Every wait is a bounded poll; nothing asserts on durations.
+
+mod common;
+
+use common::ensemble::{
+    call, create_req, pipeline, resume_session, Ensemble, Mode, Role, Tree, WriteLoad, POLL_MS,
+};
+use common::Kind;
+use corral::proto::{CreateMode, ErrorCode, OpResult, Request, Response};
+use std::time::Duration;
+
+/// Creates the write load makes while the leader is killed.
+const LOAD_WRITES_COUNT: usize = 400;
+/// Znodes the bulk test creates while a member is down (each also set and some deleted).
+const BULK_NODES_COUNT: usize = 400;
+/// setData txns of the bulk test.
+const BULK_SETS_COUNT: usize = 600;
+/// Deletes of the bulk test.
+const BULK_DELETES_COUNT: usize = 200;
+/// Znodes written before the bulk test's member goes down.
+const PRE_NODES_COUNT: usize = 100;
+/// Attempts at moving a session to another member.
+const RESUME_ATTEMPTS_MAX: u32 = 100;
+
+const THREE_REFERENCES: [Kind; 3] = [Kind::Reference; 3];
+const THREE_CORRALS: [Kind; 3] = [Kind::Corral; 3];
+/// Corral followers of a ZooKeeper leader (sid 3 leads).
+const ZOOKEEPER_LEADS: [Kind; 3] = [Kind::Corral, Kind::Corral, Kind::Reference];
+/// ZooKeeper followers of a corral leader (sid 3 leads).
+const CORRAL_LEADS: [Kind; 3] = [Kind::Reference, Kind::Reference, Kind::Corral];
+
+/// One `#[test]` per ensemble kind for a scenario `fn(kinds: [Kind; 3])`.
+macro_rules! on_every_ensemble {
+    ($scenario:ident) => {
+        mod $scenario {
+            use super::*;
+            #[test]
+            fn zookeeper() {
+                super::$scenario(THREE_REFERENCES);
+            }
+            #[test]
+            fn corral() {
+                super::$scenario(THREE_CORRALS);
+            }
+            #[test]
+            fn zookeeper_leads_corral() {
+                super::$scenario(ZOOKEEPER_LEADS);
+            }
+            #[test]
+            fn corral_leads_zookeeper() {
+                super::$scenario(CORRAL_LEADS);
+            }
+        }
+    };
+}
+
+/// Starts an ensemble of these kinds (None: prerequisites missing, skipped) and
+/// checks that, in a mixed one, the member meant to lead does.
+fn start(kinds: [Kind; 3]) -> Option<Ensemble> {
+    if !Ensemble::can_start(&kinds) {
+        return None;
+    }
+    let ens = Ensemble::start(&kinds);
+    let leader = ens.wait_leader();
+    if kinds != THREE_REFERENCES && kinds != THREE_CORRALS {
+        assert_eq!(leader, 3, "the mixed ensemble's intended leader (sid 3) should lead\n{}", ens.report());
+    }
+    Some(ens)
+}
+fn ok(what: &str, r: Result<Response, common::ensemble::CallError>) -> Response {
+    r.unwrap_or_else(|e| panic!("{what}: {e:?}"))
+}
+
+/// The path a create answered.
+fn created(what: &str, r: Result<Response, common::ensemble::CallError>) -> String {
+    match ok(what, r) {
+        Response::Create { path } => path,
+        other => panic!("{what}: unexpected answer {other:?}"),
+    }
+}
+
+fn set_data(path: &str, data: &[u8], version: i32) -> Request {
+    Request::SetData {
+        path: path.into(),
+        data: data.to_vec(),
+        version,
+    }
+}
+
+fn delete(path: &str, version: i32) -> Request {
+    Request::Delete {
+        path: path.into(),
+        version,
+    }
+}
+
+fn data_of<'t>(tree: &'t Tree, path: &str) -> &'t [u8] {
+    &tree
+        .get(path)
+        .unwrap_or_else(|| panic!("{path} is missing"))
+        .0
+}
+
+/// The sids that say follower.
+fn followers(ens: &Ensemble) -> Vec<u64> {
+    ens.sids()
+        .into_iter()
+        .filter(|&s| ens.mode(s) == Some(Mode::Follower))
+        .collect()
+}
+
+/// Prints the test's wall time (its ensemble's start-up included, waiting for
+/// the other tests' ensembles excluded).
+fn timed(name: &str, ens: &Ensemble) {
+    eprintln!("[{name}] wall time {} ms", ens.age().as_millis());
+}
+
+/// Writes of every kind, each through a different member, read back the same
+/// (data, Stats, children) from all three.
+on_every_ensemble!(three_members_replicate_every_write_kind);
+fn three_members_replicate_every_write_kind(kinds: [Kind; 3]) {
+    let Some(ens) = start(kinds) else { return };
+    let leader = ens.wait_leader();
+    assert_eq!(followers(&ens).len(), 2, "leader {leader}, two followers");
+    let (mut c1, mut c2, mut c3) = (ens.connect(1), ens.connect(2), ens.connect(3));
+
+    // Member 1: creates and setData.
+    ok(
+        "create /a",
+        call(&mut c1, &create_req("/a", b"one", CreateMode::Persistent)),
+    );
+    ok(
+        "create /a/b",
+        call(&mut c1, &create_req("/a/b", b"", CreateMode::Persistent)),
+    );
+    ok(
+        "create /a/tmp",
+        call(&mut c1, &create_req("/a/tmp", b"t", CreateMode::Persistent)),
+    );
+    ok("setData /a", call(&mut c1, &set_data("/a", b"two", 0)));
+
+    // Member 2: an ephemeral and sequentials.
+    ok(
+        "create /a/eph",
+        call(&mut c2, &create_req("/a/eph", b"e", CreateMode::Ephemeral)),
+    );
+    let seq = created(
+        "create /a/seq-",
+        call(
+            &mut c2,
+            &create_req("/a/seq-", b"s", CreateMode::PersistentSequential),
+        ),
+    );
+    let eseq = created(
+        "create /a/eseq-",
+        call(
+            &mut c2,
+            &create_req("/a/eseq-", b"", CreateMode::EphemeralSequential),
+        ),
+    );
+
+    // Member 3: a multi, a failing multi, deletes.
+    let multi = Request::Multi(vec![
+        create_req("/m", b"m", CreateMode::Persistent),
+        create_req("/m/x", b"x", CreateMode::Persistent),
+        set_data("/a/b", b"via multi", 0),
+        Request::Check {
+            path: "/a".into(),
+            version: 1,
+        },
+        delete("/m/x", 0),
+    ]);
+    match ok("multi", call(&mut c3, &multi)) {
+        Response::Multi(results) => assert!(
+            results.iter().all(|r| matches!(r, OpResult::Ok(..))),
+            "multi: {results:?}"
+        ),
+        other => panic!("multi: {other:?}"),
+    }
+    let failing = Request::Multi(vec![
+        create_req("/never", b"", CreateMode::Persistent),
+        Request::Check {
+            path: "/a".into(),
+            version: 7,
+        },
+    ]);
+    match call(&mut c3, &failing) {
+        Ok(Response::Multi(results)) => assert!(
+            results.iter().any(|r| matches!(r, OpResult::Err(_))),
+            "a multi with a wrong version passed: {results:?}"
+        ),
+        Err(e) => assert!(e.is(ErrorCode::BadVersion), "failing multi: {e:?}"),
+        other => panic!("failing multi: {other:?}"),
+    }
+    ok("delete /a/tmp", call(&mut c3, &delete("/a/tmp", -1)));
+
+    let tree = ens.assert_same_tree();
+    assert_eq!(data_of(&tree, "/a"), b"two");
+    assert_eq!(tree["/a"].1.version, 1);
+    assert_eq!(data_of(&tree, "/a/b"), b"via multi");
+    assert_eq!(tree["/a/eph"].1.ephemeral_owner, c2.session_id);
+    assert_eq!(tree[&eseq].1.ephemeral_owner, c2.session_id);
+    assert_eq!(data_of(&tree, &seq), b"s");
+    assert!(seq.starts_with("/a/seq-") && seq.len() == "/a/seq-".len() + 10);
+    assert_eq!(data_of(&tree, "/m"), b"m");
+    for gone in ["/m/x", "/a/tmp", "/never"] {
+        assert!(!tree.contains_key(gone), "{gone} should not exist");
+    }
+    timed("three_members_replicate_every_write_kind", &ens);
+}
+
+/// Every acknowledged write of `acked` is in `tree` with its data.
+fn assert_has_acked(sid: u64, tree: &Tree, acked: &[(String, Vec<u8>)]) {
+    for (path, data) in acked {
+        match tree.get(path) {
+            Some((d, _)) if d == data => {}
+            Some((d, _)) => panic!("member {sid}: {path} holds {d:?}, acknowledged {data:?}"),
+            None => panic!("member {sid}: acknowledged {path} is missing"),
+        }
+    }
+}
+
+/// SIGKILL the leader while a client thread writes through the other two: a
+/// new leader is elected, every acknowledged write is on both survivors, and
+/// the old leader rejoins and converges after a restart.
+on_every_ensemble!(leader_killed_under_write_load);
+fn leader_killed_under_write_load(kinds: [Kind; 3]) {
+    let Some(mut ens) = start(kinds) else { return };
+    let old = ens.wait_leader();
+    let survivors: Vec<u64> = ens.sids().into_iter().filter(|&s| s != old).collect();
+    let addrs = survivors.iter().map(|&s| ens.client_addr(s)).collect();
+    let load = WriteLoad::start(addrs, "/load", LOAD_WRITES_COUNT);
+    assert!(
+        load.wait_acked(LOAD_WRITES_COUNT / 4),
+        "the write load did not get going"
+    );
+    let at_kill = load.acked();
+    ens.kill(old);
+    let new = ens.wait_leader();
+    assert_ne!(new, old, "the killed member cannot lead");
+    let outcome = load.finish();
+    eprintln!(
+        "[leader_killed_under_write_load] killed leader {old} after {at_kill} acks; new leader \
+         {new}; {} connection losses, {} sessions",
+        outcome.connection_losses, outcome.sessions_opened
+    );
+    assert_eq!(outcome.acked.len(), LOAD_WRITES_COUNT);
+    for &s in &survivors {
+        assert_has_acked(s, &ens.dump_tree(s), &outcome.acked);
+    }
+    ens.assert_same_tree();
+
+    ens.restart(old);
+    assert_eq!(
+        ens.wait_serving(old),
+        Mode::Follower,
+        "the old leader rejoins"
+    );
+    assert_eq!(ens.wait_leader(), new);
+    let tree = ens.assert_same_tree();
+    assert_has_acked(old, &ens.dump_tree(old), &outcome.acked);
+    assert_eq!(tree["/load"].1.num_children as usize, LOAD_WRITES_COUNT);
+    timed("leader_killed_under_write_load", &ens);
+}
+
+/// The bulk txns: a parent, creates, setData, deletes (pipelined).
+fn bulk_requests() -> Vec<Request> {
+    let node = |i: usize| format!("/bulk/n-{i:04}");
+    let mut reqs = vec![create_req("/bulk", b"", CreateMode::Persistent)];
+    reqs.extend(
+        (0..BULK_NODES_COUNT).map(|i| create_req(&node(i), b"created", CreateMode::Persistent)),
+    );
+    reqs.extend((0..BULK_SETS_COUNT).map(|i| {
+        set_data(
+            &node(i % BULK_NODES_COUNT),
+            format!("set-{i}").as_bytes(),
+            -1,
+        )
+    }));
+    reqs.extend((0..BULK_DELETES_COUNT).map(|i| delete(&node(i), -1)));
+    reqs
+}
+
+/// A follower down while more than 1000 txns commit converges after a restart.
+on_every_ensemble!(member_down_during_1000_txns_converges);
+fn member_down_during_1000_txns_converges(kinds: [Kind; 3]) {
+    let Some(mut ens) = start(kinds) else { return };
+    let leader = ens.wait_leader();
+    let f = followers(&ens);
+    let (down, writer) = (f[0], f[1]);
+    // Some history first, so the member comes back with a log of its own.
+    let mut c = ens.connect(writer);
+    let pre: Vec<Request> = std::iter::once(create_req("/pre", b"", CreateMode::Persistent))
+        .chain(
+            (0..PRE_NODES_COUNT)
+                .map(|i| create_req(&format!("/pre/n-{i}"), b"before", CreateMode::Persistent)),
+        )
+        .collect();
+    let answers = pipeline(&mut c, &pre).expect("writes before the kill");
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+    ens.assert_same_tree();
+    ens.kill(down);
+
+    let reqs = bulk_requests();
+    assert!(reqs.len() > 1000);
+    let answers = pipeline(&mut c, &reqs).expect("bulk writes");
+    for (req, a) in reqs.iter().zip(&answers) {
+        assert!(a.is_ok(), "{req:?}: {a:?}");
+    }
+    let _ = c.close_session();
+
+    ens.restart(down);
+    assert_eq!(ens.wait_serving(down), Mode::Follower);
+    assert_eq!(ens.wait_leader(), leader);
+    let tree = ens.assert_same_tree();
+    assert_eq!(
+        tree["/bulk"].1.num_children as usize,
+        BULK_NODES_COUNT - BULK_DELETES_COUNT
+    );
+    let down_tree = ens.dump_tree(down);
+    assert_eq!(data_of(&down_tree, "/bulk/n-0399"), b"set-399");
+    assert_eq!(down_tree["/bulk/n-0399"].1.version, 1);
+    assert!(!down_tree.contains_key("/bulk/n-0000"));
+    // How the leader brought the member back (DIFF, TRUNC or SNAP), for the record.
+    for line in ens.log(leader).lines().filter(|l| {
+        l.contains("LearnerHandler") && (l.contains("Synchronizing") || l.contains("Sending"))
+    }) {
+        eprintln!("[leader {leader} log] {line}");
+    }
+    timed("member_down_during_1000_txns_converges", &ens);
+}
+
+/// Moves a session to `addr` (bounded attempts); panics if it expired.
+fn move_session(addr: &str, id: i64, passwd: &[u8], zxid: i64) -> common::RawClient {
+    let mut last = String::new();
+    for _ in 0..RESUME_ATTEMPTS_MAX {
+        match resume_session(addr, id, passwd, zxid) {
+            Ok(Some(c)) => return c,
+            Ok(None) => panic!("session {id:#x} expired instead of moving to {addr}"),
+            Err(e) => last = e,
+        }
+        std::thread::sleep(Duration::from_millis(POLL_MS));
+    }
+    panic!("session {id:#x} did not move to {addr}: {last}")
+}
+
+/// An ephemeral created through member A is on every member; its session moves
+/// to member B and closes there; the ephemeral is then gone everywhere.
+on_every_ensemble!(ephemeral_goes_when_its_session_closes_on_another_member);
+fn ephemeral_goes_when_its_session_closes_on_another_member(kinds: [Kind; 3]) {
+    let Some(ens) = start(kinds) else { return };
+    ens.wait_leader();
+    let f = followers(&ens);
+    let (a_sid, b_sid) = (f[0], f[1]);
+
+    let mut a = ens.connect(a_sid);
+    ok(
+        "create /eph",
+        call(&mut a, &create_req("/eph", b"x", CreateMode::Ephemeral)),
+    );
+    let eseq = created(
+        "create /eseq-",
+        call(
+            &mut a,
+            &create_req("/eseq-", b"", CreateMode::EphemeralSequential),
+        ),
+    );
+    let tree = ens.assert_same_tree();
+    assert_eq!(tree["/eph"].1.ephemeral_owner, a.session_id);
+    assert_eq!(tree[&eseq].1.ephemeral_owner, a.session_id);
+
+    let (id, passwd, zxid) = (a.session_id, a.passwd.clone(), a.last_zxid);
+    drop(a); // the connection ends, the session does not
+    let mut b = move_session(&ens.client_addr(b_sid), id, &passwd, zxid);
+    let get = Request::GetData {
+        path: "/eph".into(),
+        watch: false,
+    };
+    match ok("getData /eph through B", call(&mut b, &get)) {
+        Response::Data { stat, .. } => assert_eq!(stat.ephemeral_owner, id),
+        other => panic!("getData /eph: {other:?}"),
+    }
+    let closed = b.close_session().expect("closeSession reply");
+    assert_eq!(closed.err, 0, "closeSession through member {b_sid}");
+
+    let tree = ens.assert_same_tree();
+    for gone in ["/eph", eseq.as_str()] {
+        assert!(!tree.contains_key(gone), "{gone} outlived its session");
+    }
+    timed(
+        "ephemeral_goes_when_its_session_closes_on_another_member",
+        &ens,
+    );
+}
+
+/// Two participants and an observer: the observer says so (srvr and mntr) and
+/// sees writes made through a participant and through itself. Mixed: a corral
+/// observer of ZooKeeper participants, and a ZooKeeper observer of corral ones.
+mod observer_reports_its_mode_and_sees_writes {
+    use super::*;
+    #[test]
+    fn zookeeper() {
+        observer_scenario([Kind::Reference; 3]);
+    }
+    #[test]
+    fn corral() {
+        observer_scenario([Kind::Corral; 3]);
+    }
+    #[test]
+    fn corral_observes_zookeeper() {
+        observer_scenario([Kind::Reference, Kind::Reference, Kind::Corral]);
+    }
+    #[test]
+    fn zookeeper_observes_corral() {
+        observer_scenario([Kind::Corral, Kind::Corral, Kind::Reference]);
+    }
+}
+
+fn observer_scenario(kinds: [Kind; 3]) {
+    let members = [
+        (kinds[0], Role::Participant),
+        (kinds[1], Role::Participant),
+        (kinds[2], Role::Observer),
+    ];
+    if !Ensemble::can_start(&kinds) {
+        return;
+    }
+    let ens = Ensemble::start_with(&members);
+    assert_eq!(ens.mode(3), Some(Mode::Observer));
+    assert_eq!(
+        ens.mntr(3).get("zk_server_state").map(String::as_str),
+        Some("observer")
+    );
+    let leader = ens.wait_leader();
+    assert_eq!(leader, 2, "the highest participant leads; the observer cannot");
+
+    let mut p = ens.connect(1);
+    let mut o = ens.connect(3);
+    ok(
+        "create /obs",
+        call(&mut p, &create_req("/obs", b"", CreateMode::Persistent)),
+    );
+    ok(
+        "create via participant",
+        call(
+            &mut p,
+            &create_req("/obs/p", b"from 1", CreateMode::Persistent),
+        ),
+    );
+    ok(
+        "create via observer",
+        call(
+            &mut o,
+            &create_req("/obs/o", b"from 3", CreateMode::Persistent),
+        ),
+    );
+    ok(
+        "setData via observer",
+        call(&mut o, &set_data("/obs/p", b"set by 3", 0)),
+    );
+    ens.assert_same_tree();
+    let seen = ens.dump_tree(3);
+    assert_eq!(data_of(&seen, "/obs/p"), b"set by 3");
+    assert_eq!(data_of(&seen, "/obs/o"), b"from 3");
+    timed("observer_reports_its_mode_and_sees_writes", &ens);
+}
+
+/// A paused (SIGSTOP) follower misses writes and catches up after SIGCONT; a
+/// stopped (SIGTERM) one catches up after a restart.
+on_every_ensemble!(paused_and_stopped_followers_catch_up);
+fn paused_and_stopped_followers_catch_up(kinds: [Kind; 3]) {
+    let Some(mut ens) = start(kinds) else { return };
+    let leader = ens.wait_leader();
+    let f = followers(&ens);
+    let mut c = ens.connect(leader);
+    ok(
+        "create /p",
+        call(&mut c, &create_req("/p", b"", CreateMode::Persistent)),
+    );
+
+    ens.pause(f[0]);
+    assert!(ens.is_running(f[0]) && !ens.is_live(f[0]));
+    let writes: Vec<Request> = (0..50)
+        .map(|i| create_req(&format!("/p/paused-{i}"), b"", CreateMode::Persistent))
+        .collect();
+    assert!(pipeline(&mut c, &writes)
+        .expect("writes while paused")
+        .iter()
+        .all(Result::is_ok));
+    ens.resume(f[0]);
+    ens.wait_serving(f[0]);
+    ens.wait_leader();
+    ens.assert_same_tree();
+
+    ens.stop(f[1]);
+    let writes: Vec<Request> = (0..50)
+        .map(|i| create_req(&format!("/p/stopped-{i}"), b"", CreateMode::Persistent))
+        .collect();
+    assert!(pipeline(&mut c, &writes)
+        .expect("writes while stopped")
+        .iter()
+        .all(Result::is_ok));
+    ens.restart(f[1]);
+    ens.wait_serving(f[1]);
+    ens.wait_leader();
+    let tree = ens.assert_same_tree();
+    assert_eq!(tree["/p"].1.num_children, 100);
+    timed("paused_and_stopped_followers_catch_up", &ens);
+}
+
+/// The harness's own comparison (no servers): a missing path on either side, other
+/// data and another Stat are each reported, and equal trees report nothing.
+#[test]
+fn tree_comparison_names_every_difference() {
+    use common::ensemble::tree_differences;
+    use corral::proto::Stat;
+    let stat = Stat {
+        czxid: 5,
+        mzxid: 5,
+        pzxid: 5,
+        ..Stat::default()
+    };
+    let a: Tree = [
+        ("/".to_string(), (Vec::new(), Stat::default())),
+        ("/only-a".to_string(), (b"x".to_vec(), stat)),
+        ("/data".to_string(), (b"one".to_vec(), stat)),
+        ("/stat".to_string(), (b"s".to_vec(), stat)),
+    ]
+    .into_iter()
+    .collect();
+    let mut b = a.clone();
+    b.remove("/only-a");
+    b.insert("/only-b".into(), (b"y".to_vec(), stat));
+    b.get_mut("/data").unwrap().0 = b"two".to_vec();
+    b.get_mut("/stat").unwrap().1.mtime = 1;
+    assert!(tree_differences(1, &a, 2, &a.clone()).is_empty());
+    let diffs = tree_differences(1, &a, 2, &b);
+    assert_eq!(diffs.len(), 4, "{diffs:#?}");
+    for path in ["/only-a", "/only-b", "/data", "/stat"] {
+        assert!(
+            diffs.iter().any(|d| d.starts_with(&format!("{path}:"))),
+            "{path} not reported: {diffs:#?}"
+        );
+    }
+}
