@@ -78,7 +78,12 @@ fn start(kinds: [Kind; 3]) -> Option<Ensemble> {
     let ens = Ensemble::start(&kinds);
     let leader = ens.wait_leader();
     if kinds != THREE_REFERENCES && kinds != THREE_CORRALS {
-        assert_eq!(leader, 3, "the mixed ensemble's intended leader (sid 3) should lead\n{}", ens.report());
+        assert_eq!(
+            leader,
+            3,
+            "the mixed ensemble's intended leader (sid 3) should lead\n{}",
+            ens.report()
+        );
     }
     Some(ens)
 }
@@ -447,7 +452,10 @@ fn observer_scenario(kinds: [Kind; 3]) {
         Some("observer")
     );
     let leader = ens.wait_leader();
-    assert_eq!(leader, 2, "the highest participant leads; the observer cannot");
+    assert_eq!(
+        leader, 2,
+        "the highest participant leads; the observer cannot"
+    );
 
     let mut p = ens.connect(1);
     let mut o = ens.connect(3);

@@ -18,6 +18,8 @@
 
 mod durable;
 pub mod msg;
+pub mod peer;
+mod quorum;
 mod sequencer;
 mod shard;
 pub mod stats;
@@ -53,11 +55,6 @@ pub enum ServerError {
     },
     #[error("core `{name}` stopped: {cause}")]
     CoreStopped { name: String, cause: String },
-    #[error(
-        "this config is distributed (server.N lines), but quorum mode is not wired into \
-         the server yet; corral runs standalone only"
-    )]
-    QuorumNotWired,
 }
 
 /// The channels every core holds: one into the sequencer, one into each shard.
@@ -193,9 +190,6 @@ where
 
 /// Runs a standalone server until a core stops. Returns only on error.
 pub fn run(cfg: Config) -> Result<(), ServerError> {
-    if cfg.is_distributed() {
-        return Err(ServerError::QuorumNotWired);
-    }
     check_data_dir(&cfg)?;
     check_memlock(&cfg);
     let addr = cfg.client_addr();
@@ -250,11 +244,18 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
 
     let mut handles = Vec::new();
     let (c, m, st, r) = (cfg.clone(), mesh.clone(), stats.clone(), ready_tx.clone());
+    let distributed = cfg.is_distributed();
     handles.push(spawn_core(
         &cfg,
         "corral-sequencer".into(),
         Some(0),
-        move || sequencer::run(c, m, seq_rx, st, r),
+        move || async move {
+            if distributed {
+                quorum::run(c, m, seq_rx, st, r).await
+            } else {
+                sequencer::run(c, m, seq_rx, st, r).await
+            }
+        },
     )?);
     for (i, rx) in shard_rx.into_iter().enumerate() {
         let (c, m, st, r) = (cfg.clone(), mesh.clone(), stats.clone(), ready_tx.clone());
@@ -298,8 +299,17 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
         }
     }
     tracing::info!(
-        "corral serving on {} (standalone, {} shard core(s), data dir {})",
+        "corral serving on {} ({}, {} shard core(s), data dir {})",
         addr,
+        match cfg
+            .quorum
+            .as_ref()
+            .and_then(|q| q.my_id)
+            .filter(|_| distributed)
+        {
+            Some(id) => format!("ensemble member {id}"),
+            None => "standalone".into(),
+        },
         cfg.shard_cores,
         cfg.data_dir.display()
     );

@@ -188,8 +188,14 @@ impl Ensemble {
         ens.root = Some(root);
         ens.write_configs(cfg_extra);
         eprintln!("[ensemble] {}", ens.describe());
-        for sid in ens.sids() {
+        // Highest sid first, each listening on its election port before the next
+        // starts: on empty data dirs the highest sid wins the first election, so
+        // the member given the highest sid is the one that leads (a test puts the
+        // kind it wants leading there: a ZooKeeper leader of corral followers, or
+        // the reverse).
+        for sid in ens.sids().into_iter().rev() {
             ens.launch(sid);
+            ens.wait_election_port(sid);
         }
         for sid in ens.sids() {
             ens.wait_serving(sid);
@@ -347,6 +353,26 @@ impl Ensemble {
         let m = self.member_mut(sid);
         m.process = Some(server);
         m.paused = false;
+    }
+
+    /// Waits (bounded) until the member's election port accepts a connection.
+    fn wait_election_port(&self, sid: u64) {
+        let addr = format!("127.0.0.1:{}", self.member(sid).ports.election);
+        let attempts = super::SERVER_READY_TIMEOUT_MS / POLL_MS;
+        for _ in 0..attempts {
+            let sock: std::net::SocketAddr = addr.parse().unwrap();
+            if std::net::TcpStream::connect_timeout(&sock, Duration::from_millis(200)).is_ok() {
+                return;
+            }
+            if !self.is_running(sid) {
+                panic!("member {sid} exited while starting\n{}", self.report());
+            }
+            std::thread::sleep(Duration::from_millis(POLL_MS));
+        }
+        panic!(
+            "member {sid} never listened on its election port {addr}\n{}",
+            self.report()
+        );
     }
 
     /// SIGKILL, reaped; its files stay for a restart.

@@ -1,0 +1,1211 @@
+//! The sequencer core of an ensemble member (quorum mode): it drives the replication
+//! core (`zab::Replica`) with the peer transport (`peer`), the shards' requests and
+//! the disk, and turns what the core commits into published tree versions. Runs on
+//! the sequencer's glommio executor; the standalone sequencer (`sequencer.rs`) is
+//! used when the configuration is not distributed.
+//!
+//! ```text
+//!   shards ──Connect/Write/Touch──►┐                 ┌──► peers: notifications, packets
+//!   peers ──notifications/packets─►├─ Replica.step ──┤    disk: log appends, truncation,
+//!   timer ──tick───────────────────┘   / propose     │    epoch files, snapshots (fsync)
+//!                                      / forward     └──► events: Apply, role changes, …
+//!   leader:  request → prepare on the working tree (zxid from the core) → propose;
+//!            the committed txn is applied to the committed tree and answered
+//!   learner: request → REQUEST to the leader (sessions, syncs, writes); the txn it
+//!            commits is applied here and answers the local client that sent it
+//!   every batch of applied txns → one published tree version to every shard
+//! ```
+//!
+//! State: `committed` is the tree every shard reads (only committed txns); a leader
+//! also keeps `working` (committed + its proposals) to prepare new txns on. The
+//! session table is kept on every member from the committed txns; only the leader
+//! expires sessions (fed by its learners' pings).
+
+use super::durable::{self, KIND_TXN};
+use super::msg::*;
+use super::peer::{PeerAddr, PeerEvent, Peers};
+use super::sequencer::now_ms;
+use super::stats::{Mode, ServerStats};
+use super::Mesh;
+use crate::config::{Config, PeerRole, QuorumConfig};
+use crate::proto::{ConnectResponse, ErrorCode, JuteWrite, Request, Response};
+use crate::session::{negotiate_timeout, SessionTable};
+use crate::storage::{Log, LogConfig, SnapshotTrigger, SyncMode};
+use crate::tree::{self, Caller, Tree, Txn, TxnContext, TxnOp};
+use crate::zab::{
+    self, ConnId, DurableState, Entry, Event, Forwarded, Input, Output, Replica, Role, Write, Zxid,
+};
+use bytes::Bytes;
+use glommio::channels::local_channel::LocalReceiver;
+use rand::{RngCore, SeedableRng};
+use rustc_hash::FxHashMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How often the core's timers are checked (elections wait 200 ms at least).
+const TICK_EVERY: Duration = Duration::from_millis(20);
+/// ZooKeeper's op codes for session creation and closing (REQUEST types).
+const OP_CREATE_SESSION: i32 = -10;
+const OP_CLOSE_SESSION: i32 = -11;
+
+/// Where a reply goes.
+#[derive(Clone, Copy, Debug)]
+struct Route {
+    shard: usize,
+    conn: u64,
+}
+
+/// Why a proposal was made (leader).
+enum Origin {
+    /// A local client's request: answer it.
+    Local(Route, i32),
+    /// A local client's new session: answer its handshake.
+    Connect(Route, i32),
+    /// A learner's request, or the leader's own (expiry, cleanup): no local answer.
+    None,
+}
+
+struct Proposed {
+    zxid: Zxid,
+    txn: Txn,
+    origin: Origin,
+}
+
+/// A session handshake a learner waits on (createSession or revalidation).
+struct PendingConnect {
+    route: Route,
+    timeout_ms: i32,
+    read_only: Option<bool>,
+}
+
+struct Seq {
+    cfg: Arc<Config>,
+    replica: Replica,
+    peers: Rc<Peers>,
+    mesh: Mesh,
+    stats: Arc<ServerStats>,
+    log: Log,
+    snap_dir: PathBuf,
+    log_dir: PathBuf,
+    epoch: Instant,
+    role: Role,
+    committed: Tree,
+    working: Tree,
+    sessions: SessionTable,
+    // leader
+    proposed: VecDeque<Proposed>,
+    local_syncs: VecDeque<(Zxid, Route, i32, String)>,
+    // learner
+    waiting: FxHashMap<i64, VecDeque<(i32, Route)>>,
+    connects: FxHashMap<i64, PendingConnect>,
+    syncs: VecDeque<(Route, i32, String)>,
+    // output
+    items: Vec<Item>,
+    publish_needed: bool,
+    captured: Option<Tree>,
+    enc: Vec<u8>,
+    // snapshots
+    want_snapshot: bool,
+    trigger: SnapshotTrigger,
+    retention: Arc<durable::Retention>,
+    snapshotting: Arc<AtomicBool>,
+    rng: rand::rngs::SmallRng,
+    digest_mismatches: u64,
+    fatal: Option<String>,
+}
+
+/// The replication core's configuration from zoo.cfg.
+fn zab_config(cfg: &Config, q: &QuorumConfig, my_id: u64) -> zab::Config {
+    let voters = q
+        .servers
+        .values()
+        .filter(|s| s.role == PeerRole::Participant)
+        .map(|s| s.sid)
+        .collect();
+    let observers = q
+        .servers
+        .values()
+        .filter(|s| s.role == PeerRole::Observer)
+        .map(|s| s.sid)
+        .collect();
+    let mut z = zab::Config::new(my_id, voters, observers);
+    z.tick_ms = cfg.tick_time_ms as u64;
+    z.init_limit_ticks = cfg.init_limit_ticks as u64;
+    z.sync_limit_ticks = cfg.sync_limit_ticks as u64;
+    z.config_text = Bytes::from(q.to_text());
+    z.config_version = q.version;
+    z.payload_bytes_max = 2 * cfg.jute_max_buffer_bytes + 4096;
+    z
+}
+
+fn peer_addrs(q: &QuorumConfig) -> Result<BTreeMap<u64, PeerAddr>, String> {
+    let mut m = BTreeMap::new();
+    for s in q.servers.values() {
+        let election = s
+            .election
+            .resolve()
+            .map_err(|e| format!("server.{}: cannot resolve {}: {e}", s.sid, s.election))?;
+        let quorum = s
+            .quorum
+            .resolve()
+            .map_err(|e| format!("server.{}: cannot resolve {}: {e}", s.sid, s.quorum))?;
+        m.insert(s.sid, PeerAddr { election, quorum });
+    }
+    Ok(m)
+}
+
+pub(super) async fn run(
+    cfg: Arc<Config>,
+    mesh: Mesh,
+    rx: flume::Receiver<ToSequencer>,
+    stats: Arc<ServerStats>,
+    ready: std::sync::mpsc::Sender<(String, Result<(), String>)>,
+) -> Result<(), String> {
+    let fail = |msg: String| {
+        let _ = ready.send(("corral-sequencer".into(), Err(msg.clone())));
+        Err(msg)
+    };
+    let (mut s, events) = match Seq::start(cfg, mesh.clone(), stats) {
+        Ok(x) => x,
+        Err(e) => return fail(e),
+    };
+    let _ = ready.send(("corral-sequencer".into(), Ok(())));
+    s.run(rx, events).await
+}
+
+impl Seq {
+    /// Recovery, the transport and the replication core.
+    fn start(
+        cfg: Arc<Config>,
+        mesh: Mesh,
+        stats: Arc<ServerStats>,
+    ) -> Result<(Seq, LocalReceiver<PeerEvent>), String> {
+        let q = cfg.quorum.clone().ok_or("no ensemble configured")?;
+        let my_id = q.my_id.ok_or("no myid")?;
+        let me = q
+            .servers
+            .get(&my_id)
+            .ok_or("myid is not in the server list")?;
+        let snap_dir = cfg.data_dir.clone();
+        let log_dir = cfg.log_dir().to_path_buf();
+        let started = Instant::now();
+        let rec =
+            durable::recover(&snap_dir, &log_dir).map_err(|e| format!("recovery failed: {e}"))?;
+        tracing::info!("{} in {:?}", rec.summary, started.elapsed());
+        let last = rec.tree.last_zxid();
+        let epochs = crate::storage::load_epochs(&snap_dir, last)
+            .map_err(|e| format!("epoch files: {e}"))?;
+        let tail: Vec<Entry> = rec
+            .tail_records
+            .iter()
+            .map(|(z, p)| Entry {
+                zxid: Zxid(*z as u64),
+                payload: p.clone(),
+            })
+            .collect();
+        let log_cfg = LogConfig {
+            segment_bytes: cfg.log_segment_bytes,
+            sync: if cfg.force_sync {
+                SyncMode::Fdatasync
+            } else {
+                SyncMode::None
+            },
+        };
+        let log = Log::open(&log_dir, log_cfg, rec.tail)
+            .map_err(|e| format!("cannot open the log in {}: {e}", log_dir.display()))?;
+        let epoch = Instant::now();
+        let durable_state = DurableState {
+            accepted_epoch: epochs.accepted,
+            current_epoch: epochs.current,
+            last_zxid: Zxid(last as u64),
+            tail,
+        };
+        let zcfg = zab_config(&cfg, &q, my_id);
+        let replica = Replica::new(zcfg, durable_state, 0).map_err(|e| e.to_string())?;
+        let addrs = peer_addrs(&q)?;
+        let listen = |a: std::net::SocketAddr| {
+            if q.quorum_listen_on_all_ips {
+                std::net::SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), a.port())
+            } else {
+                a
+            }
+        };
+        let mine = addrs.get(&my_id).cloned().ok_or("no address for myid")?;
+        let (peers, events) =
+            Peers::start(my_id, listen(mine.election), listen(mine.quorum), addrs).map_err(
+                |e| {
+                    format!(
+                    "cannot listen on the election port {} / quorum port {} (server.{my_id}): {e}",
+                    me.election, me.quorum
+                )
+                },
+            )?;
+        let now = now_ms();
+        let mut sessions = SessionTable::new(my_id as u8, now, cfg.tick_time_ms);
+        durable::restore_sessions(&mut sessions, &rec.sessions, now);
+        let retention = Arc::new(durable::Retention::new(
+            &snap_dir,
+            &log_dir,
+            cfg.autopurge_snap_retain_count as usize,
+            cfg.autopurge_purge_interval_hours,
+        ));
+        if let Some(z) = rec.snapshot_zxid {
+            retention.note_valid(z);
+        }
+        retention
+            .start_timer()
+            .map_err(|e| format!("cannot start the purge thread: {e}"))?;
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(now as u64);
+        stats.set_mode(Mode::NotServing);
+        let s = Seq {
+            want_snapshot: false,
+            trigger: SnapshotTrigger::new(
+                cfg.snap_count,
+                cfg.snap_size_limit_kb.saturating_mul(1024),
+                rng.next_u64(),
+            ),
+            cfg,
+            replica,
+            peers,
+            mesh,
+            stats,
+            log,
+            snap_dir,
+            log_dir,
+            epoch,
+            role: Role::Looking,
+            working: rec.tree.clone(),
+            committed: rec.tree,
+            sessions,
+            proposed: VecDeque::new(),
+            local_syncs: VecDeque::new(),
+            waiting: FxHashMap::default(),
+            connects: FxHashMap::default(),
+            syncs: VecDeque::new(),
+            items: Vec::new(),
+            publish_needed: true,
+            captured: None,
+            enc: Vec::with_capacity(4096),
+            retention,
+            snapshotting: Arc::new(AtomicBool::new(false)),
+            rng,
+            digest_mismatches: 0,
+            fatal: None,
+        };
+        Ok((s, events))
+    }
+
+    fn mono_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    async fn run(
+        &mut self,
+        rx: flume::Receiver<ToSequencer>,
+        events: LocalReceiver<PeerEvent>,
+    ) -> Result<(), String> {
+        // Publish the recovered tree so the shards start (they refuse clients until
+        // the member serves).
+        self.publish();
+        let max = self.cfg.batch_requests_max;
+        let mut next_tick = Instant::now();
+        let housekeeping_every = Duration::from_millis((self.cfg.tick_time_ms as u64 / 2).max(10));
+        let mut next_housekeeping = Instant::now() + housekeeping_every;
+        loop {
+            enum Wake {
+                Shard(Result<ToSequencer, flume::RecvError>),
+                Peer(Option<PeerEvent>),
+                Tick,
+            }
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            let wake = {
+                let shard = std::pin::pin!(rx.recv_async());
+                let peer = std::pin::pin!(events.recv());
+                let timer = std::pin::pin!(glommio::timer::sleep(wait));
+                let first = futures::future::select(shard, peer);
+                match futures::future::select(first, timer).await {
+                    futures::future::Either::Left((futures::future::Either::Left((m, _)), _)) => {
+                        Wake::Shard(m)
+                    }
+                    futures::future::Either::Left((futures::future::Either::Right((e, _)), _)) => {
+                        Wake::Peer(e)
+                    }
+                    futures::future::Either::Right(_) => Wake::Tick,
+                }
+            };
+            let now = now_ms();
+            match wake {
+                Wake::Shard(Err(_)) | Wake::Peer(None) => return Ok(()),
+                Wake::Shard(Ok(m)) => {
+                    self.handle(m, now);
+                    for _ in 1..max {
+                        match rx.try_recv() {
+                            Ok(m) => self.handle(m, now),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Wake::Peer(Some(PeerEvent::Input(input))) => {
+                    self.step(input);
+                    for _ in 1..max {
+                        use futures::FutureExt;
+                        match events.recv().now_or_never() {
+                            Some(Some(PeerEvent::Input(i))) => self.step(i),
+                            _ => break,
+                        }
+                    }
+                }
+                Wake::Tick => {
+                    next_tick = Instant::now() + TICK_EVERY;
+                    self.step(Input::Tick);
+                    if Instant::now() >= next_housekeeping {
+                        next_housekeeping = Instant::now() + housekeeping_every;
+                        self.leader_housekeeping(now);
+                    }
+                }
+            }
+            self.pump(now);
+            if let Some(why) = self.fatal.take() {
+                tracing::error!("stopping: {why}");
+                return Err(why);
+            }
+            glommio::yield_if_needed().await;
+        }
+    }
+
+    fn step(&mut self, input: Input) {
+        let now = self.mono_ms();
+        self.replica.step(now, input);
+    }
+
+    // ----- the core's output ------------------------------------------------------------
+
+    /// Drains the core: outputs now, writes to disk and one fsync, then what waited
+    /// for it; then one published version for what was applied.
+    fn pump(&mut self, now: i64) {
+        while let Some(mut rd) = self.replica.ready() {
+            let outs = rd.take_now();
+            self.perform(outs, now);
+            if rd.has_writes() {
+                let writes = rd.writes().to_vec();
+                if let Err(e) = self.persist(&writes) {
+                    // Nothing unsynced may be acknowledged: stop, as the reference
+                    // exits when its log fails.
+                    self.fatal = Some(format!("cannot make the log durable: {e}"));
+                    return;
+                }
+            }
+            let gated = self.replica.advance(rd.persisted());
+            self.perform(gated, now);
+        }
+        if self.publish_needed || !self.items.is_empty() {
+            self.publish();
+        }
+        self.maybe_snapshot();
+    }
+
+    fn perform(&mut self, outs: Vec<Output>, now: i64) {
+        for o in outs {
+            match o {
+                Output::Notify { to, n } => self.peers.notify(to, n),
+                Output::Connect { conn, to } => self.peers.connect(conn, to),
+                Output::Send { conn, packet } => self.peers.send(conn, &packet),
+                Output::SendSnapshot { conn, zxid } => {
+                    debug_assert!(self.committed.last_zxid() <= zxid.as_i64());
+                    let mut tree = self.committed.clone();
+                    tree.set_last_zxid(zxid.as_i64());
+                    let sessions = self.session_list();
+                    self.peers.send_snapshot(conn, Arc::new(tree), sessions);
+                }
+                Output::Close { conn } => self.peers.close(conn),
+                Output::Event(e) => self.on_event(e, now),
+            }
+        }
+    }
+
+    fn session_list(&self) -> Vec<(i64, i32)> {
+        self.sessions.iter().map(|s| (s.id, s.timeout_ms)).collect()
+    }
+
+    /// Makes a batch's writes durable, in order.
+    fn persist(&mut self, writes: &[Write]) -> Result<(), String> {
+        for w in writes {
+            match w {
+                Write::AcceptedEpoch(e) => crate::storage::write_accepted_epoch(&self.snap_dir, *e)
+                    .map_err(|e| e.to_string())?,
+                Write::CurrentEpoch(e) => crate::storage::write_current_epoch(&self.snap_dir, *e)
+                    .map_err(|e| e.to_string())?,
+                Write::Append(e) => {
+                    self.log
+                        .append(e.zxid.as_i64(), KIND_TXN, &e.payload)
+                        .map_err(|e| e.to_string())?;
+                }
+                Write::TruncateAfter(z) => {
+                    self.sync_log()?;
+                    durable::truncate_log(&mut self.log, &self.retention, z.as_i64())
+                        .map_err(|e| e.to_string())?
+                }
+                Write::Snapshot(z) => self.write_sync_snapshot(*z)?,
+            }
+        }
+        self.sync_log()
+    }
+
+    /// fsyncs what was appended (inline, as the standalone sequencer does).
+    fn sync_log(&mut self) -> Result<(), String> {
+        if let Some(job) = self.log.begin_sync().map_err(|e| e.to_string())? {
+            self.log.finish_sync(job.run()).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// A SNAP sync's snapshot replaces everything on disk.
+    fn write_sync_snapshot(&mut self, z: Zxid) -> Result<(), String> {
+        let tree = self
+            .captured
+            .take()
+            .ok_or("a snapshot write without a captured state")?;
+        let sessions = self.session_list();
+        let body = |w: &mut dyn std::io::Write| durable::write_snapshot_body(w, &tree, &sessions);
+        let info = crate::storage::write_snapshot(&self.snap_dir, z.as_i64(), body)
+            .map_err(|e| e.to_string())?;
+        self.retention.note_valid(info.zxid);
+        self.sync_log()?;
+        durable::adopt_snapshot(&mut self.log, &self.retention, z.as_i64())
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}
+
+impl Seq {
+    // ----- events of the core -------------------------------------------------------------
+
+    fn on_event(&mut self, e: Event, now: i64) {
+        match e {
+            Event::Apply(entry) => self.apply_committed(entry, now),
+            Event::InstallSnapshot { conn, zxid } => self.install_snapshot(conn, zxid, now),
+            Event::CaptureSnapshot { zxid } => {
+                debug_assert_eq!(self.committed.last_zxid(), zxid.as_i64());
+                self.captured = Some(self.committed.clone());
+            }
+            Event::Rollback { zxid } => self.rollback(zxid, now),
+            Event::RoleChanged(role) => self.on_role(role),
+            Event::Request { conn, from, req } => self.on_forwarded(conn, from, req, now),
+            Event::Revalidate {
+                conn,
+                session_id,
+                timeout_ms,
+                ..
+            } => {
+                let valid = self.sessions.is_live(session_id);
+                if valid {
+                    self.sessions.touch(session_id, now);
+                }
+                let _ = timeout_ms;
+                self.replica.revalidated(conn, session_id, valid);
+            }
+            Event::Touches { touches, .. } => {
+                for (id, _) in touches {
+                    self.sessions.touch(id, now);
+                }
+            }
+            Event::Revalidated { session_id, valid } => {
+                if let Some(p) = self.connects.remove(&session_id) {
+                    let response = if valid {
+                        self.session_response(session_id, p.timeout_ms, p.read_only)
+                    } else {
+                        ConnectResponse::expired(p.read_only)
+                    };
+                    let sid = response.session_id;
+                    self.push_connect_reply(p.route, Some(response), sid);
+                }
+            }
+            Event::SyncDone => {
+                if let Some((route, xid, path)) = self.syncs.pop_front() {
+                    self.push_op_reply(route, xid, Ok(Response::Sync { path }));
+                }
+            }
+        }
+    }
+
+    fn session_response(
+        &self,
+        id: i64,
+        timeout_ms: i32,
+        read_only: Option<bool>,
+    ) -> ConnectResponse {
+        ConnectResponse {
+            protocol_version: 0,
+            timeout_ms,
+            session_id: id,
+            passwd: SessionTable::password(id).to_vec(),
+            read_only: read_only.map(|_| false),
+        }
+    }
+
+    fn push_item(
+        &mut self,
+        zxid: i64,
+        events: Vec<(crate::proto::EventType, String)>,
+        reply: Option<Reply>,
+        closed: Option<i64>,
+    ) {
+        self.items.push(Item {
+            zxid,
+            events,
+            reply,
+            closed_session: closed,
+        });
+    }
+
+    fn push_op_reply(&mut self, route: Route, xid: i32, result: Result<Response, ErrorCode>) {
+        let z = self.committed.last_zxid();
+        let reply = Reply {
+            shard: route.shard,
+            conn: route.conn,
+            kind: ReplyKind::Op { xid, result },
+        };
+        self.push_item(z, Vec::new(), Some(reply), None);
+    }
+
+    fn push_connect_reply(
+        &mut self,
+        route: Route,
+        response: Option<ConnectResponse>,
+        session_id: i64,
+    ) {
+        let z = self.committed.last_zxid();
+        let reply = Reply {
+            shard: route.shard,
+            conn: route.conn,
+            kind: ReplyKind::Connect {
+                response,
+                session_id,
+            },
+        };
+        self.push_item(z, Vec::new(), Some(reply), None);
+    }
+
+    /// A committed txn: into the committed tree, the session table, and the answer
+    /// to whoever waits for it here.
+    fn apply_committed(&mut self, entry: Entry, now: i64) {
+        let zxid = entry.zxid.as_i64();
+        let (txn, origin, digest) = match self.proposed.front() {
+            Some(p) if p.zxid == entry.zxid => {
+                let p = self.proposed.pop_front().unwrap();
+                (p.txn, p.origin, None)
+            }
+            _ => match Txn::decode(&entry.payload) {
+                Ok((txn, digest)) => (txn, Origin::None, digest),
+                Err(e) => {
+                    // A committed txn we cannot read: our state would diverge.
+                    self.fatal = Some(format!("committed txn {zxid:#x} cannot be decoded: {e}"));
+                    return;
+                }
+            },
+        };
+        let applied = tree::apply(&mut self.committed, &txn);
+        if let Some(d) = digest {
+            if d != self.committed.digest() {
+                self.digest_mismatches += 1;
+                if self.digest_mismatches.is_power_of_two() {
+                    tracing::error!(
+                        "tree digest after txn {zxid:#x} is {:#x}, the leader's is {d:#x} \
+                         ({} mismatch(es) so far)",
+                        self.committed.digest(),
+                        self.digest_mismatches
+                    );
+                }
+            }
+        }
+        let mut closed = None;
+        match &txn.op {
+            TxnOp::CreateSession { timeout_ms } => {
+                self.sessions.add(txn.session_id, *timeout_ms, now)
+            }
+            TxnOp::CloseSession { .. } => {
+                self.sessions.remove(txn.session_id);
+                closed = Some(txn.session_id);
+            }
+            _ => {}
+        }
+        self.trigger_snapshot_accounting(entry.payload.len());
+        let reply = self.reply_for(&txn, origin, applied.result);
+        self.push_item(zxid, applied.events, reply, closed);
+        self.release_local_syncs(entry.zxid);
+    }
+
+    /// Who this committed txn answers, if anyone here.
+    fn reply_for(
+        &mut self,
+        txn: &Txn,
+        origin: Origin,
+        result: Result<Response, ErrorCode>,
+    ) -> Option<Reply> {
+        let op = |route: Route, xid: i32, result| Reply {
+            shard: route.shard,
+            conn: route.conn,
+            kind: ReplyKind::Op { xid, result },
+        };
+        match origin {
+            Origin::Local(route, xid) => return Some(op(route, xid, result)),
+            Origin::Connect(route, timeout) => {
+                let resp = self.session_response(txn.session_id, timeout, Some(false));
+                return Some(Reply {
+                    shard: route.shard,
+                    conn: route.conn,
+                    kind: ReplyKind::Connect {
+                        response: Some(resp),
+                        session_id: txn.session_id,
+                    },
+                });
+            }
+            Origin::None => {}
+        }
+        // A learner: the oldest request this session forwarded.
+        if let TxnOp::CreateSession { .. } = txn.op {
+            let p = self.connects.remove(&txn.session_id)?;
+            let resp = self.session_response(txn.session_id, p.timeout_ms, p.read_only);
+            return Some(Reply {
+                shard: p.route.shard,
+                conn: p.route.conn,
+                kind: ReplyKind::Connect {
+                    response: Some(resp),
+                    session_id: txn.session_id,
+                },
+            });
+        }
+        let q = self.waiting.get_mut(&txn.session_id)?;
+        if q.front().map(|(xid, _)| *xid) != Some(txn.cxid) {
+            return None;
+        }
+        let (xid, route) = q.pop_front().unwrap();
+        if q.is_empty() {
+            self.waiting.remove(&txn.session_id);
+        }
+        Some(op(route, xid, result))
+    }
+
+    fn release_local_syncs(&mut self, upto: Zxid) {
+        while self.local_syncs.front().is_some_and(|(z, ..)| *z <= upto) {
+            let (_, route, xid, path) = self.local_syncs.pop_front().unwrap();
+            self.push_op_reply(route, xid, Ok(Response::Sync { path }));
+        }
+    }
+
+    fn install_snapshot(&mut self, conn: ConnId, zxid: Zxid, now: i64) {
+        let Some((mut tree, sessions)) = self.peers.take_snapshot(conn) else {
+            self.fatal = Some("the core installs a snapshot the transport did not receive".into());
+            return;
+        };
+        tree.set_last_zxid(zxid.as_i64());
+        tracing::info!(
+            "installed the leader's snapshot at {zxid} ({} znodes, {} sessions)",
+            tree.node_count(),
+            sessions.len()
+        );
+        self.committed = tree;
+        self.working = self.committed.clone();
+        let mut table = SessionTable::new(self.replica.id() as u8, now, self.cfg.tick_time_ms);
+        durable::restore_sessions(&mut table, &sessions, now);
+        self.sessions = table;
+        self.publish_needed = true;
+    }
+
+    fn rollback(&mut self, zxid: Zxid, now: i64) {
+        match durable::recover_upto(&self.snap_dir, &self.log_dir, zxid.as_i64()) {
+            Ok(rec) => {
+                tracing::warn!("rolled the state back to {zxid} (the leader truncated after it)");
+                self.committed = rec.tree;
+                self.committed.set_last_zxid(zxid.as_i64());
+                self.working = self.committed.clone();
+                let mut table =
+                    SessionTable::new(self.replica.id() as u8, now, self.cfg.tick_time_ms);
+                durable::restore_sessions(&mut table, &rec.sessions, now);
+                self.sessions = table;
+                self.publish_needed = true;
+            }
+            Err(e) => {
+                tracing::warn!("cannot roll the state back to {zxid}: {e}; asking for a snapshot");
+                let at = Zxid(self.committed.last_zxid() as u64);
+                self.replica.rollback_failed(at);
+            }
+        }
+    }
+
+    fn on_role(&mut self, role: Role) {
+        let was_serving = self.role.serving();
+        self.role = role;
+        let mode = match role {
+            Role::Leading {
+                established: true, ..
+            } => Mode::Leader,
+            Role::Following { serving: true, .. } => Mode::Follower,
+            Role::Observing { serving: true, .. } => Mode::Observer,
+            _ => Mode::NotServing,
+        };
+        tracing::info!("role: {role:?}");
+        self.stats.set_mode(mode);
+        if was_serving && !role.serving() {
+            for tx in &self.mesh.to_shards {
+                let _ = tx.send(ToShard::CloseAll(
+                    "the ensemble member stopped serving".into(),
+                ));
+            }
+            // What waited for this role's commits is gone with its connections.
+            self.proposed.clear();
+            self.local_syncs.clear();
+            self.waiting.clear();
+            self.connects.clear();
+            self.syncs.clear();
+        }
+        if matches!(
+            role,
+            Role::Leading {
+                established: true,
+                ..
+            }
+        ) {
+            // The sessions' deadlines start now: only the leader expires them.
+            let now = now_ms();
+            let list = self.session_list();
+            let mut table = SessionTable::new(self.replica.id() as u8, now, self.cfg.tick_time_ms);
+            durable::restore_sessions(&mut table, &list, now);
+            self.sessions = table;
+        }
+        self.working = self.committed.clone();
+    }
+}
+
+impl Seq {
+    // ----- requests from the shards -----------------------------------------------------
+
+    fn handle(&mut self, m: ToSequencer, now: i64) {
+        match m {
+            ToSequencer::Connect { shard, conn, req } => {
+                self.connect(Route { shard, conn }, req, now)
+            }
+            ToSequencer::Write(w) => self.write(*w, now),
+            ToSequencer::Touch(ids) => self.touch(ids, now),
+            ToSequencer::Tick => self.leader_housekeeping(now),
+            ToSequencer::Report(tx) => {
+                let _ = tx.send(self.report());
+            }
+            ToSequencer::ResetStats => {
+                for tx in &self.mesh.to_shards {
+                    let _ = tx.send(ToShard::ResetStats);
+                }
+            }
+        }
+    }
+
+    fn is_leader(&self) -> bool {
+        matches!(
+            self.role,
+            Role::Leading {
+                established: true,
+                ..
+            }
+        )
+    }
+
+    fn connect(&mut self, route: Route, req: crate::proto::ConnectRequest, now: i64) {
+        if !self.role.serving() {
+            self.push_connect_reply(route, None, 0);
+            return;
+        }
+        let last = self.committed.last_zxid();
+        if req.last_zxid_seen > last {
+            tracing::warn!(
+                "refusing session request: client has seen zxid {:#x}, our last zxid is {last:#x}",
+                req.last_zxid_seen
+            );
+            self.push_connect_reply(route, None, 0);
+            return;
+        }
+        let timeout = negotiate_timeout(
+            req.timeout_ms,
+            self.cfg.min_session_timeout(),
+            self.cfg.max_session_timeout(),
+        );
+        let max = self.cfg.max_sessions;
+        if req.session_id == 0 && max > 0 && self.sessions.len() + self.connects.len() >= max {
+            tracing::warn!("refusing a new session: the maximum is {max} (corral.maxSessions)");
+            self.push_connect_reply(route, Some(ConnectResponse::expired(req.read_only)), 0);
+            return;
+        }
+        if req.session_id != 0 {
+            self.reconnect(route, req, timeout, now);
+            return;
+        }
+        let id = self.sessions.allocate_id();
+        if self.is_leader() {
+            let txn = tree::create_session_txn(0, now, id, timeout);
+            self.propose(txn, Origin::Connect(route, timeout), now);
+            return;
+        }
+        let mut body = Vec::with_capacity(4);
+        body.put_i32(timeout);
+        let f = Forwarded {
+            session_id: id,
+            cxid: 0,
+            op: OP_CREATE_SESSION,
+            body: Bytes::from(body),
+            auth: None,
+        };
+        match self.replica.forward(f) {
+            Ok(()) => {
+                self.connects.insert(
+                    id,
+                    PendingConnect {
+                        route,
+                        timeout_ms: timeout,
+                        read_only: req.read_only,
+                    },
+                );
+            }
+            Err(_) => self.push_connect_reply(route, None, 0),
+        }
+    }
+
+    /// A session reconnecting here: the leader decides; a learner asks it.
+    fn reconnect(
+        &mut self,
+        route: Route,
+        req: crate::proto::ConnectRequest,
+        timeout: i32,
+        now: i64,
+    ) {
+        let id = req.session_id;
+        if req.passwd != SessionTable::password(id) {
+            self.push_connect_reply(route, Some(ConnectResponse::expired(req.read_only)), 0);
+            return;
+        }
+        if self.is_leader() {
+            let response = if self.sessions.is_live(id) {
+                self.sessions.touch(id, now);
+                self.session_response(id, timeout, req.read_only)
+            } else {
+                ConnectResponse::expired(req.read_only)
+            };
+            let sid = response.session_id;
+            self.push_connect_reply(route, Some(response), sid);
+            return;
+        }
+        match self.replica.revalidate(id, timeout) {
+            Ok(()) => {
+                self.connects.insert(
+                    id,
+                    PendingConnect {
+                        route,
+                        timeout_ms: timeout,
+                        read_only: req.read_only,
+                    },
+                );
+            }
+            Err(_) => self.push_connect_reply(route, None, 0),
+        }
+    }
+
+    fn touch(&mut self, ids: Vec<i64>, now: i64) {
+        let leader = self.is_leader();
+        for id in ids {
+            if leader {
+                self.sessions.touch(id, now);
+            } else if let Some(s) = self.sessions.get(id) {
+                let timeout = s.timeout_ms;
+                self.sessions.touch(id, now);
+                self.replica.touch(id, timeout);
+            }
+        }
+    }
+
+    fn write(&mut self, w: WriteReq, now: i64) {
+        let route = Route {
+            shard: w.shard,
+            conn: w.conn,
+        };
+        if !self.role.serving() {
+            self.push_op_reply(route, w.xid, Err(ErrorCode::ConnectionLoss));
+            return;
+        }
+        if self.is_leader() {
+            self.leader_write(route, w, now);
+        } else {
+            self.learner_write(route, w);
+        }
+    }
+
+    fn leader_write(&mut self, route: Route, w: WriteReq, now: i64) {
+        if let Request::Sync { path } = &w.req {
+            // Answered once what was proposed before it is committed and applied.
+            match self.replica.last_proposed() {
+                Some(z) if z > Zxid(self.committed.last_zxid() as u64) => {
+                    self.local_syncs.push_back((z, route, w.xid, path.clone()));
+                }
+                _ => self.push_op_reply(route, w.xid, Ok(Response::Sync { path: path.clone() })),
+            }
+            return;
+        }
+        let caller = Caller {
+            session_id: w.session_id,
+            ids: &w.ids,
+            is_super: w.is_super,
+        };
+        let txn = self.prepare(&w.req, w.session_id, w.xid, &caller, now);
+        self.propose(txn, Origin::Local(route, w.xid), now);
+    }
+
+    /// The txn a request becomes on the leader (zxid filled in by `propose`).
+    fn prepare(
+        &mut self,
+        req: &Request,
+        session_id: i64,
+        cxid: i32,
+        caller: &Caller,
+        now: i64,
+    ) -> Txn {
+        if !self.sessions.is_live(session_id) {
+            return Txn {
+                session_id,
+                cxid,
+                zxid: 0,
+                time_ms: now,
+                op: TxnOp::Error(ErrorCode::SessionExpired),
+            };
+        }
+        self.sessions.touch(session_id, now);
+        if let Request::CloseSession = req {
+            self.sessions.set_closing(session_id);
+            return tree::close_session_txn(&self.working, 0, now, session_id, cxid);
+        }
+        let ctx = TxnContext {
+            zxid: 0,
+            time_ms: now,
+            cxid,
+            extended_types_enabled: self.cfg.extended_types_enabled,
+            max_data_bytes: self.cfg.jute_max_buffer_bytes,
+        };
+        tree::prepare(&self.working, &ctx, caller, req)
+    }
+
+    /// Leader: gives the txn the next zxid, applies it to the working tree (for the
+    /// next prepare and its digest) and proposes it.
+    fn propose(&mut self, mut txn: Txn, origin: Origin, now: i64) {
+        let zxid = match self.replica.next_zxid() {
+            Ok(z) => z,
+            Err(e) => {
+                tracing::warn!("cannot propose: {e}");
+                if let Origin::Local(route, xid) = origin {
+                    self.push_op_reply(route, xid, Err(ErrorCode::ConnectionLoss));
+                }
+                return;
+            }
+        };
+        txn.zxid = zxid.as_i64();
+        let _ = now;
+        tree::apply(&mut self.working, &txn);
+        self.enc.clear();
+        let digest = txn.carries_digest().then(|| self.working.digest());
+        txn.encode(&mut self.enc, digest);
+        let entry = Entry {
+            zxid,
+            payload: Bytes::copy_from_slice(&self.enc),
+        };
+        if let Err(e) = self.replica.propose(entry) {
+            tracing::warn!("proposal {zxid} refused: {e}");
+            self.working = self.committed.clone();
+            for p in &self.proposed {
+                tree::apply(&mut self.working, &p.txn);
+            }
+            if let Origin::Local(route, xid) = origin {
+                self.push_op_reply(route, xid, Err(ErrorCode::ConnectionLoss));
+            }
+            return;
+        }
+        self.proposed.push_back(Proposed { zxid, txn, origin });
+    }
+
+    /// Learner: the leader decides every write; ours goes there as a REQUEST.
+    fn learner_write(&mut self, route: Route, w: WriteReq) {
+        let mut body = Vec::new();
+        w.req.encode_body(&mut body);
+        let auth: Vec<(String, String)> = w
+            .ids
+            .iter()
+            .map(|i| (i.scheme.clone(), i.id.clone()))
+            .collect();
+        let op = match &w.req {
+            Request::CloseSession => OP_CLOSE_SESSION,
+            r => r.opcode(),
+        };
+        let f = Forwarded {
+            session_id: w.session_id,
+            cxid: w.xid,
+            op,
+            body: Bytes::from(body),
+            auth: Some(auth),
+        };
+        if self.replica.forward(f).is_err() {
+            self.push_op_reply(route, w.xid, Err(ErrorCode::ConnectionLoss));
+            return;
+        }
+        match w.req {
+            Request::Sync { path } => self.syncs.push_back((route, w.xid, path)),
+            _ => self
+                .waiting
+                .entry(w.session_id)
+                .or_default()
+                .push_back((w.xid, route)),
+        }
+    }
+
+    /// Leader: a learner's request, prepared and proposed like a local one (its
+    /// answer goes back with the commit).
+    fn on_forwarded(&mut self, conn: ConnId, from: u64, req: Forwarded, now: i64) {
+        let ids: Vec<crate::proto::Id> = req
+            .auth
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(s, i)| crate::proto::Id::new(&s, &i))
+            .collect();
+        let txn = match req.op {
+            OP_CREATE_SESSION => {
+                let mut r = crate::proto::Reader::new(&req.body);
+                let timeout = r.i32().unwrap_or(self.cfg.max_session_timeout() as i32);
+                tree::create_session_txn(0, now, req.session_id, timeout)
+            }
+            OP_CLOSE_SESSION => self.prepare(
+                &Request::CloseSession,
+                req.session_id,
+                req.cxid,
+                &Caller {
+                    session_id: req.session_id,
+                    ids: &ids,
+                    is_super: false,
+                },
+                now,
+            ),
+            op => match Request::decode(op, &mut crate::proto::Reader::new(&req.body)) {
+                Ok(Ok(r)) => {
+                    let is_super = self.is_super(&ids);
+                    let caller = Caller {
+                        session_id: req.session_id,
+                        ids: &ids,
+                        is_super,
+                    };
+                    self.prepare(&r, req.session_id, req.cxid, &caller, now)
+                }
+                other => {
+                    tracing::warn!(
+                        "server {from} (link {conn}) forwarded an unreadable request (op {op}): {:?}",
+                        other.err()
+                    );
+                    Txn {
+                        session_id: req.session_id,
+                        cxid: req.cxid,
+                        zxid: 0,
+                        time_ms: now,
+                        op: TxnOp::Error(ErrorCode::MarshallingError),
+                    }
+                }
+            },
+        };
+        self.propose(txn, Origin::None, now);
+    }
+
+    fn is_super(&self, ids: &[crate::proto::Id]) -> bool {
+        ids.iter().any(|i| i.scheme == "super")
+    }
+
+    /// Leader only: expire sessions, remove empty containers and expired TTL nodes.
+    fn leader_housekeeping(&mut self, now: i64) {
+        if !self.is_leader() {
+            return;
+        }
+        for id in self.sessions.expire(now) {
+            tracing::info!("session {id:#x} expired");
+            let txn = tree::close_session_txn(&self.working, 0, now, id, 0);
+            self.propose(txn, Origin::None, now);
+        }
+        for path in self.working.cleanup_candidates(now) {
+            let txn = tree::cleanup_txn(&self.working, 0, now, &path);
+            self.propose(txn, Origin::None, now);
+        }
+    }
+
+    // ----- publishing and snapshots --------------------------------------------------------
+
+    fn publish(&mut self) {
+        self.publish_needed = false;
+        let items = std::mem::take(&mut self.items);
+        let batch = Arc::new(Batch {
+            tree: Arc::new(self.committed.clone()),
+            last_zxid: self.committed.last_zxid(),
+            items,
+        });
+        self.stats
+            .last_zxid
+            .store(batch.last_zxid, std::sync::atomic::Ordering::Release);
+        self.stats
+            .node_count
+            .store(self.committed.node_count() as u64, Relaxed);
+        self.stats
+            .session_count
+            .store(self.sessions.len() as u64, Relaxed);
+        for tx in &self.mesh.to_shards {
+            let _ = tx.send(ToShard::Batch(batch.clone()));
+        }
+    }
+
+    fn trigger_snapshot_accounting(&mut self, bytes: usize) {
+        if self.trigger.record(bytes as u64) {
+            self.want_snapshot = true;
+        }
+    }
+
+    /// Snapshots of the committed tree only, in the background.
+    fn maybe_snapshot(&mut self) {
+        if !self.want_snapshot || self.snapshotting.swap(true, Relaxed) {
+            return;
+        }
+        self.want_snapshot = false;
+        self.trigger.reset(self.rng.next_u64());
+        let tree = self.committed.clone();
+        let sessions = self.session_list();
+        let flag = self.snapshotting.clone();
+        let retention = self.retention.clone();
+        let spawned = std::thread::Builder::new()
+            .name("corral-snapshot".into())
+            .spawn(move || {
+                durable::snapshot_and_purge(&tree, &sessions, &retention);
+                flag.store(false, Relaxed);
+            });
+        if let Err(e) = spawned {
+            tracing::error!("cannot start the snapshot thread: {e}");
+            self.snapshotting.store(false, Relaxed);
+        }
+    }
+
+    fn report(&self) -> SequencerReport {
+        let mut sessions: Vec<(i64, i32, Vec<String>)> = self
+            .sessions
+            .iter()
+            .map(|s| (s.id, s.timeout_ms, self.committed.ephemerals_of(s.id)))
+            .collect();
+        sessions.sort();
+        SequencerReport {
+            last_zxid: self.committed.last_zxid(),
+            node_count: self.committed.node_count(),
+            approximate_data_size: self.committed.approximate_data_size(),
+            ephemeral_count: self.committed.ephemeral_count(),
+            digest: self.committed.digest(),
+            sessions,
+            leader: self.replica.leader_stats(),
+        }
+    }
+}
