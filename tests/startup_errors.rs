@@ -115,21 +115,3 @@ fn a_distributed_config_without_myid_names_the_file() {
 }
 
 /// Until the lead wires quorum mode into the server.
-#[test]
-fn a_distributed_config_is_refused_while_quorum_mode_is_not_wired() {
-    let data = tempfile::tempdir().unwrap();
-    std::fs::write(data.path().join("myid"), "1\n").unwrap();
-    let (code, err) = run(&format!(
-        "dataDir={}\ninitLimit=10\nsyncLimit=5\nserver.1=127.0.0.1:2888:3888\n\
-         server.2=127.0.0.1:2889:3889\nserver.3=127.0.0.1:2890:3890\n",
-        data.path().display()
-    ));
-    assert_eq!(code, Some(1));
-    assert_eq!(
-        corral_lines(&err),
-        vec![
-            "corral: this config is distributed (server.N lines), but quorum mode is not wired \
-             into the server yet; corral runs standalone only"
-        ]
-    );
-}
