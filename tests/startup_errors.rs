@@ -113,5 +113,3 @@ fn a_distributed_config_without_myid_names_the_file() {
         )]
     );
 }
-
-/// Until the lead wires quorum mode into the server.

@@ -238,7 +238,7 @@ fn a_misspelt_key_still_stops_start_up_with_its_line() {
             "tickTime=2000\n\nstandaloneEnable=false\n",
             "standaloneEnable",
         ),
-        ("tickTime=2000\n\nmaxCnxns=10\n", "maxCnxns"),
+        ("tickTime=2000\n\nmaxCnxn=10\n", "maxCnxn"),
     ] {
         let e = Config::parse(text).unwrap_err();
         assert_eq!(e.to_string(), format!("config line 3: unknown key `{key}`"));

@@ -75,6 +75,14 @@ struct Proposed {
     origin: Origin,
 }
 
+/// Which member a session's client talks to (leader only): requests from any
+/// other are refused with SESSIONMOVED, as the reference's session tracker does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Owner {
+    Local,
+    Learner(u64),
+}
+
 /// A session handshake a learner waits on (createSession or revalidation).
 struct PendingConnect {
     route: Route,
@@ -98,6 +106,7 @@ struct Seq {
     sessions: SessionTable,
     // leader
     proposed: VecDeque<Proposed>,
+    owners: FxHashMap<i64, Owner>,
     local_syncs: VecDeque<(Zxid, Route, i32, String)>,
     // learner
     waiting: FxHashMap<i64, VecDeque<(i32, Route)>>,
@@ -218,6 +227,8 @@ impl Seq {
         let log = Log::open(&log_dir, log_cfg, rec.tail)
             .map_err(|e| format!("cannot open the log in {}: {e}", log_dir.display()))?;
         let epoch = Instant::now();
+        let mut tree = rec.tree;
+        tree.set_config_node(q.to_text().as_bytes(), q.version, now_ms());
         let durable_state = DurableState {
             accepted_epoch: epochs.accepted,
             current_epoch: epochs.current,
@@ -278,10 +289,11 @@ impl Seq {
             log_dir,
             epoch,
             role: Role::Looking,
-            working: rec.tree.clone(),
-            committed: rec.tree,
+            working: tree.clone(),
+            committed: tree,
             sessions,
             proposed: VecDeque::new(),
+            owners: FxHashMap::default(),
             local_syncs: VecDeque::new(),
             waiting: FxHashMap::default(),
             connects: FxHashMap::default(),
@@ -497,15 +509,16 @@ impl Seq {
             Event::Request { conn, from, req } => self.on_forwarded(conn, from, req, now),
             Event::Revalidate {
                 conn,
+                from,
                 session_id,
-                timeout_ms,
                 ..
             } => {
                 let valid = self.sessions.is_live(session_id);
                 if valid {
                     self.sessions.touch(session_id, now);
+                    // The session moved to that learner.
+                    self.owners.insert(session_id, Owner::Learner(from));
                 }
-                let _ = timeout_ms;
                 self.replica.revalidated(conn, session_id, valid);
             }
             Event::Touches { touches, .. } => {
@@ -629,6 +642,7 @@ impl Seq {
             }
             TxnOp::CloseSession { .. } => {
                 self.sessions.remove(txn.session_id);
+                self.owners.remove(&txn.session_id);
                 closed = Some(txn.session_id);
             }
             _ => {}
@@ -703,6 +717,12 @@ impl Seq {
             return;
         };
         tree.set_last_zxid(zxid.as_i64());
+        // As the reference with reconfig off: our own config, not the leader's copy.
+        let (text, version) = (
+            self.replica.config().config_text.clone(),
+            self.replica.config().config_version,
+        );
+        tree.set_config_node(&text, version, now);
         tracing::info!(
             "installed the leader's snapshot at {zxid} ({} znodes, {} sessions)",
             tree.node_count(),
@@ -722,6 +742,9 @@ impl Seq {
                 tracing::warn!("rolled the state back to {zxid} (the leader truncated after it)");
                 self.committed = rec.tree;
                 self.committed.set_last_zxid(zxid.as_i64());
+                let cfg = self.replica.config();
+                let (text, version) = (cfg.config_text.clone(), cfg.config_version);
+                self.committed.set_config_node(&text, version, now);
                 self.working = self.committed.clone();
                 let mut table =
                     SessionTable::new(self.replica.id() as u8, now, self.cfg.tick_time_ms);
@@ -844,6 +867,7 @@ impl Seq {
         }
         let id = self.sessions.allocate_id();
         if self.is_leader() {
+            self.owners.insert(id, Owner::Local);
             let txn = tree::create_session_txn(0, now, id, timeout);
             self.propose(txn, Origin::Connect(route, timeout), now);
             return;
@@ -888,6 +912,7 @@ impl Seq {
         if self.is_leader() {
             let response = if self.sessions.is_live(id) {
                 self.sessions.touch(id, now);
+                self.owners.insert(id, Owner::Local);
                 self.session_response(id, timeout, req.read_only)
             } else {
                 ConnectResponse::expired(req.read_only)
@@ -956,7 +981,7 @@ impl Seq {
             ids: &w.ids,
             is_super: w.is_super,
         };
-        let txn = self.prepare(&w.req, w.session_id, w.xid, &caller, now);
+        let txn = self.prepare(&w.req, w.session_id, w.xid, &caller, Owner::Local, now);
         self.propose(txn, Origin::Local(route, w.xid), now);
     }
 
@@ -967,16 +992,27 @@ impl Seq {
         session_id: i64,
         cxid: i32,
         caller: &Caller,
+        owner: Owner,
         now: i64,
     ) -> Txn {
+        let error = |code| Txn {
+            session_id,
+            cxid,
+            zxid: 0,
+            time_ms: now,
+            op: TxnOp::Error(code),
+        };
         if !self.sessions.is_live(session_id) {
-            return Txn {
-                session_id,
-                cxid,
-                zxid: 0,
-                time_ms: now,
-                op: TxnOp::Error(ErrorCode::SessionExpired),
-            };
+            return error(ErrorCode::SessionExpired);
+        }
+        match self.owners.entry(session_id) {
+            std::collections::hash_map::Entry::Occupied(o) if *o.get() != owner => {
+                return error(ErrorCode::SessionMoved);
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {}
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(owner);
+            }
         }
         self.sessions.touch(session_id, now);
         if let Request::CloseSession = req {
@@ -1077,6 +1113,7 @@ impl Seq {
             OP_CREATE_SESSION => {
                 let mut r = crate::proto::Reader::new(&req.body);
                 let timeout = r.i32().unwrap_or(self.cfg.max_session_timeout() as i32);
+                self.owners.insert(req.session_id, Owner::Learner(from));
                 tree::create_session_txn(0, now, req.session_id, timeout)
             }
             OP_CLOSE_SESSION => self.prepare(
@@ -1088,6 +1125,7 @@ impl Seq {
                     ids: &ids,
                     is_super: false,
                 },
+                Owner::Learner(from),
                 now,
             ),
             op => match Request::decode(op, &mut crate::proto::Reader::new(&req.body)) {
@@ -1098,7 +1136,14 @@ impl Seq {
                         ids: &ids,
                         is_super,
                     };
-                    self.prepare(&r, req.session_id, req.cxid, &caller, now)
+                    self.prepare(
+                        &r,
+                        req.session_id,
+                        req.cxid,
+                        &caller,
+                        Owner::Learner(from),
+                        now,
+                    )
                 }
                 other => {
                     tracing::warn!(

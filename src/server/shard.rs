@@ -1286,6 +1286,10 @@ impl Shard {
         };
         c.complete_front(&self.stats.shards[self.id].outstanding);
         write_reply(&mut c.out, xid, zxid, result.as_ref().map_err(|e| *e));
+        if let Err(ErrorCode::SessionMoved) = result {
+            // As the reference: the session lives on another connection now.
+            c.closing = true;
+        }
         self.count_reply(cid, Some(at));
         self.drain(cid);
         self.enforce_queued_bytes_max(cid);

@@ -577,6 +577,14 @@ impl Tree {
     pub(crate) fn set_last_zxid(&mut self, zxid: i64) {
         self.last_zxid = zxid;
     }
+
+    /// An ensemble member's `/zookeeper/config`: the QuorumVerifier text, version
+    /// -1, mzxid the config's version, mtime `now_ms` — set locally at start-up and
+    /// after each sync, never through a txn (the reference's
+    /// `initConfigInZKDatabase`; nodes under `/zookeeper/` are outside the digest).
+    pub fn set_config_node(&mut self, text: &[u8], config_version: i64, now_ms: i64) {
+        self.replace_data(CONFIG, text, config_version, now_ms, -1);
+    }
 }
 
 /// Path bytes + data bytes; the root counts twice (`""` and `/`) as in the reference.
