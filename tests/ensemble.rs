@@ -584,3 +584,64 @@ fn tree_comparison_names_every_difference() {
         );
     }
 }
+
+/// Writes of the rolling replacement (the load runs through all of it).
+const ROLLING_WRITES_COUNT: usize = 1000;
+
+/// The operator's migration, with no downtime: a three-ZooKeeper ensemble under a
+/// client write load has each member replaced by corral in turn (same sid and
+/// ports, empty data dir), followers first and the leader last. The load keeps
+/// being acknowledged throughout (its session moves between members on
+/// connection loss), and at the end three corral members hold every acknowledged
+/// write.
+#[test]
+fn rolling_replacement_of_a_zookeeper_ensemble() {
+    let Some(mut ens) = start(THREE_REFERENCES) else {
+        return;
+    };
+    if !Ensemble::can_start(&THREE_CORRALS) {
+        return;
+    }
+    let leader = ens.wait_leader();
+    let mut order: Vec<u64> = ens.sids().into_iter().filter(|&s| s != leader).collect();
+    order.push(leader);
+    let addrs = ens.sids().iter().map(|&s| ens.client_addr(s)).collect();
+    let load = WriteLoad::start(addrs, "/rolling", ROLLING_WRITES_COUNT);
+    for (step, &sid) in order.iter().enumerate() {
+        let want = (step + 1) * ROLLING_WRITES_COUNT / (order.len() + 1);
+        assert!(
+            load.wait_acked(want),
+            "the load stalled before replacing member {sid}\n{}",
+            ens.report()
+        );
+        eprintln!(
+            "[rolling] {} writes acknowledged; replacing member {sid}",
+            load.acked()
+        );
+        ens.replace(sid, Kind::Corral);
+        let mode = ens.wait_serving(sid);
+        assert!(
+            matches!(mode, Mode::Follower | Mode::Leader),
+            "member {sid}: {mode:?}"
+        );
+        ens.wait_leader();
+    }
+    let outcome = load.finish();
+    eprintln!(
+        "[rolling] done: {} writes acknowledged, {} connection losses, {} session(s) opened",
+        outcome.acked.len(),
+        outcome.connection_losses,
+        outcome.sessions_opened
+    );
+    assert_eq!(outcome.acked.len(), ROLLING_WRITES_COUNT);
+    for sid in ens.sids() {
+        assert_eq!(ens.kind(sid), Kind::Corral);
+        assert_has_acked(sid, &ens.dump_tree(sid), &outcome.acked);
+    }
+    let tree = ens.assert_same_tree();
+    assert_eq!(
+        tree["/rolling"].1.num_children as usize,
+        ROLLING_WRITES_COUNT
+    );
+    timed("rolling_replacement_of_a_zookeeper_ensemble", &ens);
+}

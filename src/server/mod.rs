@@ -55,7 +55,14 @@ pub enum ServerError {
     },
     #[error("core `{name}` stopped: {cause}")]
     CoreStopped { name: String, cause: String },
+    /// A core came up but could not start its work (recovery, a port, ...).
+    #[error("{cause}")]
+    CoreStart { name: String, cause: String },
 }
+
+/// How a core reports that it is up (`Ok`), or why it is not: a start-up error of
+/// its own (`Err(Ok(why))`), or its executor's thread ended (`Err(Err(why))`).
+pub type ReadyTx = std::sync::mpsc::Sender<(String, Result<(), Result<String, String>>)>;
 
 /// The channels every core holds: one into the sequencer, one into each shard.
 #[derive(Clone)]
@@ -240,7 +247,7 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
     };
     let stats = Arc::new(stats::ServerStats::new(cfg.shard_cores));
     // Each core reports start-up (Ok) or its failure on this channel.
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<(String, Result<(), String>)>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
 
     let mut handles = Vec::new();
     let (c, m, st, r) = (cfg.clone(), mesh.clone(), stats.clone(), ready_tx.clone());
@@ -275,7 +282,7 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
                 Ok(Err(e)) => e,
                 Err(e) => e.to_string(),
             };
-            let _ = tx.send((name, Err(cause)));
+            let _ = tx.send((name, Err(Err(cause))));
         });
     }
     drop(ready_tx);
@@ -287,7 +294,8 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
     while up < cfg.shard_cores + 1 {
         match ready_rx.recv() {
             Ok((_, Ok(()))) => up += 1,
-            Ok((name, Err(cause))) => {
+            Ok((name, Err(Ok(cause)))) => return Err(ServerError::CoreStart { name, cause }),
+            Ok((name, Err(Err(cause)))) => {
                 return Err(ServerError::Executor {
                     name,
                     cause,
@@ -315,7 +323,7 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
     );
     // Serve until a core stops.
     match ready_rx.recv() {
-        Ok((name, Err(cause))) => Err(ServerError::CoreStopped { name, cause }),
+        Ok((name, Err(Ok(cause) | Err(cause)))) => Err(ServerError::CoreStopped { name, cause }),
         _ => Err(ServerError::CoreStopped {
             name: "all".into(),
             cause: "every core stopped".into(),

@@ -172,10 +172,10 @@ pub(super) async fn run(
     mesh: Mesh,
     rx: flume::Receiver<ToSequencer>,
     stats: Arc<ServerStats>,
-    ready: std::sync::mpsc::Sender<(String, Result<(), String>)>,
+    ready: super::ReadyTx,
 ) -> Result<(), String> {
     let fail = |msg: String| {
-        let _ = ready.send(("corral-sequencer".into(), Err(msg.clone())));
+        let _ = ready.send(("corral-sequencer".into(), Err(Ok(msg.clone()))));
         Err(msg)
     };
     let (mut s, events) = match Seq::start(cfg, mesh.clone(), stats) {

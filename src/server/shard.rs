@@ -177,7 +177,7 @@ pub(super) async fn run(
     mesh: Mesh,
     rx: flume::Receiver<ToShard>,
     stats: Arc<ServerStats>,
-    ready: std::sync::mpsc::Sender<(String, Result<(), String>)>,
+    ready: super::ReadyTx,
 ) -> Result<(), String> {
     let name = format!("corral-shard-{id}");
     let addr = cfg.client_addr();
@@ -210,7 +210,7 @@ pub(super) async fn run(
         Ok(l) => l,
         Err(e) => {
             let msg = format!("cannot listen on {addr}: {e}");
-            let _ = ready.send((name, Err(msg.clone())));
+            let _ = ready.send((name, Err(Ok(msg.clone()))));
             return Err(msg);
         }
     };

@@ -407,6 +407,26 @@ impl Ensemble {
         self.launch(sid);
     }
 
+    /// Replaces a member by one of another kind on the same ports and sid, with a
+    /// fresh, empty data dir (only `myid`), as an operator swaps one server of an
+    /// ensemble for another implementation. The old process is stopped (SIGTERM);
+    /// the new one is launched (not waited for).
+    pub fn replace(&mut self, sid: u64, kind: Kind) {
+        if self.member(sid).process.is_some() {
+            self.stop(sid);
+        }
+        let home = self.member(sid).home.clone();
+        for dir in ["data", "datalog"] {
+            let _ = std::fs::remove_dir_all(home.join(dir));
+            std::fs::create_dir_all(home.join(dir)).unwrap();
+        }
+        std::fs::write(home.join("data/myid"), format!("{sid}\n")).unwrap();
+        let old = self.member(sid).kind;
+        append_log_marker(&home, &format!("member {sid}: {old} replaced by {kind}"));
+        self.member_mut(sid).kind = kind;
+        self.launch(sid);
+    }
+
     /// SIGSTOP: the process stays, answers nothing, its sockets stay open.
     pub fn pause(&mut self, sid: u64) {
         let sent = self

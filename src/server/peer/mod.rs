@@ -142,8 +142,8 @@ impl Peers {
         listen_quorum: SocketAddr,
         addrs: BTreeMap<ServerId, PeerAddr>,
     ) -> std::io::Result<(Rc<Peers>, LocalReceiver<PeerEvent>)> {
-        let election = TcpListener::bind(listen_election)?;
-        let quorum = TcpListener::bind(listen_quorum)?;
+        let election = listen(listen_election)?;
+        let quorum = listen(listen_quorum)?;
         let (tx, rx) = local_channel::new_bounded(EVENT_QUEUE_MAX);
         let my_election = addrs.get(&me).map_or(listen_election, |a| a.election);
         let peers = Rc::new(Peers {
@@ -566,6 +566,20 @@ impl Peers {
     pub fn link_sid(&self, conn: ConnId) -> Option<ServerId> {
         self.state.borrow().quorum.get(&conn).and_then(|l| l.sid)
     }
+}
+
+/// A listener with SO_REUSEADDR (glommio's `bind` sets only SO_REUSEPORT): a
+/// member restarted on its ports, or replacing another server on them, must not
+/// be refused because of the previous owner's connections in TIME_WAIT.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let sk = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    sk.set_reuse_address(true)?;
+    sk.bind(&addr.into())?;
+    sk.listen(1024)?;
+    // SAFETY: the fd is a listening TCP socket we own; the listener takes it over.
+    Ok(unsafe { TcpListener::from_raw_fd(sk.into_raw_fd()) })
 }
 
 /// Drains a link's queue onto its socket; closes the socket when the queue's
