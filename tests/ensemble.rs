@@ -301,6 +301,36 @@ fn leader_killed_under_write_load(kinds: [Kind; 3]) {
     timed("leader_killed_under_write_load", &ens);
 }
 
+// SIGKILL a follower while a client thread writes through all three members: the
+// leader keeps its quorum, the load goes on (the session moves off the killed
+// member), every acknowledged write is on both survivors, and the follower
+// rejoins and converges after a restart.
+on_every_ensemble!(follower_killed_under_write_load);
+fn follower_killed_under_write_load(kinds: [Kind; 3]) {
+    let Some(mut ens) = start(kinds) else { return };
+    let leader = ens.wait_leader();
+    let victim = followers(&ens)[0];
+    let addrs = ens.sids().iter().map(|&s| ens.client_addr(s)).collect();
+    let load = WriteLoad::start(addrs, "/fload", LOAD_WRITES_COUNT);
+    assert!(
+        load.wait_acked(LOAD_WRITES_COUNT / 4),
+        "the write load did not get going"
+    );
+    ens.kill(victim);
+    assert_eq!(ens.wait_leader(), leader, "a follower's loss keeps the leader");
+    let outcome = load.finish();
+    assert_eq!(outcome.acked.len(), LOAD_WRITES_COUNT);
+    for s in ens.sids().into_iter().filter(|&s| s != victim) {
+        assert_has_acked(s, &ens.dump_tree(s), &outcome.acked);
+    }
+    ens.restart(victim);
+    assert_eq!(ens.wait_serving(victim), Mode::Follower);
+    let tree = ens.assert_same_tree();
+    assert_has_acked(victim, &ens.dump_tree(victim), &outcome.acked);
+    assert_eq!(tree["/fload"].1.num_children as usize, LOAD_WRITES_COUNT);
+    timed("follower_killed_under_write_load", &ens);
+}
+
 /// The bulk txns: a parent, creates, setData, deletes (pipelined).
 fn bulk_requests() -> Vec<Request> {
     let node = |i: usize| format!("/bulk/n-{i:04}");

@@ -63,8 +63,9 @@ struct Route {
 enum Origin {
     /// A local client's request: answer it.
     Local(Route, i32),
-    /// A local client's new session: answer its handshake.
-    Connect(Route, i32),
+    /// A local client's new session: answer its handshake (timeout, and whether
+    /// the client sent the read-only flag: the answer has the same shape).
+    Connect(Route, i32, Option<bool>),
     /// A learner's request, or the leader's own (expiry, cleanup): no local answer.
     None,
 }
@@ -352,32 +353,34 @@ impl Seq {
             let now = now_ms();
             match wake {
                 Wake::Shard(Err(_)) | Wake::Peer(None) => return Ok(()),
-                Wake::Shard(Ok(m)) => {
-                    self.handle(m, now);
-                    for _ in 1..max {
-                        match rx.try_recv() {
-                            Ok(m) => self.handle(m, now),
-                            Err(_) => break,
-                        }
-                    }
+                Wake::Shard(Ok(m)) => self.handle(m, now),
+                Wake::Peer(Some(PeerEvent::Input(input))) => self.step(input),
+                Wake::Tick => {}
+            }
+            // Whatever woke us, both inboxes are taken (bounded), so neither clients
+            // nor peers (ACKs!) wait behind a steady stream of the other.
+            for _ in 1..max {
+                match rx.try_recv() {
+                    Ok(m) => self.handle(m, now),
+                    Err(_) => break,
                 }
-                Wake::Peer(Some(PeerEvent::Input(input))) => {
-                    self.step(input);
-                    for _ in 1..max {
-                        use futures::FutureExt;
-                        match events.recv().now_or_never() {
-                            Some(Some(PeerEvent::Input(i))) => self.step(i),
-                            _ => break,
-                        }
-                    }
+            }
+            for _ in 1..max {
+                use futures::FutureExt;
+                match events.recv().now_or_never() {
+                    Some(Some(PeerEvent::Input(i))) => self.step(i),
+                    _ => break,
                 }
-                Wake::Tick => {
-                    next_tick = Instant::now() + TICK_EVERY;
-                    self.step(Input::Tick);
-                    if Instant::now() >= next_housekeeping {
-                        next_housekeeping = Instant::now() + housekeeping_every;
-                        self.leader_housekeeping(now);
-                    }
+            }
+            // Timers run whatever woke us: under a steady stream of requests or
+            // packets the timer branch above may never win the select, and a
+            // leader that stops pinging loses its followers.
+            if Instant::now() >= next_tick {
+                next_tick = Instant::now() + TICK_EVERY;
+                self.step(Input::Tick);
+                if Instant::now() >= next_housekeeping {
+                    next_housekeeping = Instant::now() + housekeeping_every;
+                    self.leader_housekeeping(now);
                 }
             }
             self.pump(now);
@@ -667,8 +670,8 @@ impl Seq {
         };
         match origin {
             Origin::Local(route, xid) => return Some(op(route, xid, result)),
-            Origin::Connect(route, timeout) => {
-                let resp = self.session_response(txn.session_id, timeout, Some(false));
+            Origin::Connect(route, timeout, read_only) => {
+                let resp = self.session_response(txn.session_id, timeout, read_only);
                 return Some(Reply {
                     shard: route.shard,
                     conn: route.conn,
@@ -869,7 +872,7 @@ impl Seq {
         if self.is_leader() {
             self.owners.insert(id, Owner::Local);
             let txn = tree::create_session_txn(0, now, id, timeout);
-            self.propose(txn, Origin::Connect(route, timeout), now);
+            self.propose(txn, Origin::Connect(route, timeout, req.read_only), now);
             return;
         }
         let mut body = Vec::with_capacity(4);

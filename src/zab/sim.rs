@@ -986,9 +986,6 @@ impl Sim {
         Ok(())
     }
 
-    fn history_hash(&self, z: Zxid) -> Option<u64> {
-        self.history.get(&z).map(|(_, h)| *h)
-    }
 
     fn perform(&mut self, id: ServerId, outs: Vec<Output>) -> Check {
         for o in outs {
