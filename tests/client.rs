@@ -7,16 +7,28 @@
 //! setWatches on a fresh connection, reconnect with a wrong password,
 //! deleteContainer, a failed auth).
 //!
-//! Runs on the test thread: one server per test function, one tokio runtime
-//! driving the crate, cases run one after another by `common::Suite`, each under
-//! its own path prefix. The same case bodies run against the reference server
-//! (which proves the expectations are the reference's) and against corral.
+//! Runs on the test thread: one server (or ensemble) per test function, one
+//! tokio runtime driving the crate, cases run one after another by
+//! `common::Suite`, each under its own path prefix. The same case bodies run
+//! against the reference server (which proves the expectations are the
+//! reference's) and against corral, each standalone and as a 3-member ensemble
+//! (`common::ensemble`). A case gets a [`Target`]: the crate's clients get its
+//! connect string, the n-th raw client of a case its n-th member in turn. An
+//! ensemble runs the suite twice: every client on one follower, and every
+//! member in the connect string (crate clients land on random members, raw
+//! clients of one case on different ones). Where a session reads another
+//! session's write it first `sync`s ([`catch_up`]), as ZooKeeper promises
+//! that read only on the same server or after a sync; standalone, that is
+//! one more round trip. An ensemble adds two cases of its own: a session
+//! moved between members keeps its ephemerals and watches, and `sync` through
+//! one member catches it up with writes made through another.
 
 mod common;
 
 use std::future::Future;
 use std::time::Duration;
 
+use common::ensemble::{self, Ensemble, Mode, Role, TREE_DIFFS_SHOWN_MAX};
 use common::{Decoded, Kind, Proxy, RawClient, Server, Suite};
 use corral::proto::{ConnectRequest, Request, Response, SetWatches};
 use zk::{Acl, Acls, AuthId, CreateMode, EventType, Permission, SessionState};
@@ -27,20 +39,104 @@ const CASE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Bound on waiting for one watch event.
 const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// TTL nodes need the extended types; `super:superpw` is the super user.
+/// The super user's `user:password` (its digest is in [`cfg_extra`]).
+const SUPER_DIGEST: &str = "super:superpw";
+
+/// TTL nodes need the extended types; `super:superpw` is the super user. The
+/// super digest is spelled as zoo.cfg takes it (the reference makes it the
+/// `zookeeper.DigestAuthenticationProvider.superDigest` property), so the same
+/// lines serve a standalone server and an ensemble member.
 fn cfg_extra() -> String {
     format!(
-        "extendedTypesEnabled=true\nzookeeper.DigestAuthenticationProvider.superDigest={}\n",
+        "extendedTypesEnabled=true\nDigestAuthenticationProvider.superDigest={}\n",
         common::digest_id("super", "superpw")
     )
 }
 
-async fn connect(addr: &str) -> zk::Client {
+/// Where one run's clients connect: a standalone server, one member of an
+/// ensemble, or every member of one.
+#[derive(Clone, Debug)]
+struct Target {
+    /// `127.0.0.1:port` of each member this run uses.
+    members: Vec<String>,
+}
+
+impl Target {
+    /// Every client on this one server.
+    fn one(addr: String) -> Target {
+        Target {
+            members: vec![addr],
+        }
+    }
+
+    /// Clients spread over these members.
+    fn every(members: Vec<String>) -> Target {
+        assert!(!members.is_empty(), "a target needs a member");
+        Target { members }
+    }
+
+    /// What the crate's clients are given: every member, comma-separated (the
+    /// crate picks one at random and moves to another on a connection loss).
+    fn connect_string(&self) -> String {
+        self.members.join(",")
+    }
+
+    /// Where a case's `i`-th raw client connects: the members in turn.
+    fn raw(&self, i: usize) -> &str {
+        &self.members[i % self.members.len()]
+    }
+}
+
+/// One [`Proxy`] in front of each member of a target, so a case can cut or
+/// refuse a crate client's connections wherever it is connected.
+struct Proxies(Vec<Proxy>);
+
+impl Proxies {
+    fn new(t: &Target) -> Proxies {
+        Proxies(t.members.iter().map(|m| Proxy::new(m)).collect())
+    }
+
+    /// The proxies' addresses as a connect string.
+    fn connect_string(&self) -> String {
+        let addrs: Vec<String> = self.0.iter().map(Proxy::addr).collect();
+        addrs.join(",")
+    }
+
+    fn cut(&self) {
+        self.0.iter().for_each(Proxy::cut);
+    }
+
+    fn set_blocked(&self, blocked: bool) {
+        self.0.iter().for_each(|p| p.set_blocked(blocked));
+    }
+}
+
+async fn connect(t: &Target) -> zk::Client {
+    connect_to(&t.connect_string()).await
+}
+
+async fn connect_to(cluster: &str) -> zk::Client {
     zk::Client::connector()
         .with_session_timeout(Duration::from_secs(10))
-        .connect(addr)
+        .connect(cluster)
         .await
-        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"))
+        .unwrap_or_else(|e| panic!("connect to {cluster}: {e}"))
+}
+
+/// Before `c` reads what another session wrote: in an ensemble the two may be
+/// on different members, and ZooKeeper promises such a read sees the write
+/// only after a `sync` (on one server it does anyway; there this is one more
+/// round trip).
+async fn catch_up(c: &zk::Client, path: &str) {
+    c.sync(path)
+        .await
+        .unwrap_or_else(|e| panic!("sync {path}: {e}"));
+}
+
+/// [`catch_up`] for a raw client.
+fn raw_catch_up(c: &mut RawClient) {
+    let r = c.call(&Request::Sync { path: "/".into() }).unwrap();
+    assert_eq!(r.err, 0, "sync");
 }
 
 fn opts(mode: CreateMode) -> zk::CreateOptions<'static> {
@@ -72,8 +168,8 @@ async fn node_event(w: &mut zk::PersistentWatcher, what: &str) -> zk::WatchedEve
 
 // ---------------------------------------------------------------- operations
 
-async fn create_modes(addr: String) {
-    let c = connect(&addr).await;
+async fn create_modes(t: Target) {
+    let c = connect(&t).await;
     let r = "/create_modes";
     mkroot(&c, r).await;
     let sid = c.session_id().0;
@@ -182,8 +278,8 @@ async fn create_modes(addr: String) {
     assert_eq!(c.count_descendants_number(r).await.unwrap(), 7);
 }
 
-async fn data_and_versions(addr: String) {
-    let c = connect(&addr).await;
+async fn data_and_versions(t: Target) {
+    let c = connect(&t).await;
     let r = "/data_and_versions";
     mkroot(&c, r).await;
     let p = format!("{r}/n");
@@ -243,9 +339,9 @@ async fn data_and_versions(addr: String) {
     c.sync(r).await.unwrap();
 }
 
-async fn acls_and_auth(addr: String) {
-    let owner = connect(&addr).await;
-    let other = connect(&addr).await;
+async fn acls_and_auth(t: Target) {
+    let owner = connect(&t).await;
+    let other = connect(&t).await;
     let r = "/acls_and_auth";
     mkroot(&owner, r).await;
 
@@ -278,6 +374,7 @@ async fn acls_and_auth(addr: String) {
     assert_eq!(acl[0].id(), common::digest_id("alice", "secret"));
     assert_eq!(acl[0].permission(), Permission::ALL);
     assert_eq!(st.aversion, 0);
+    catch_up(&other, &p).await;
     assert_eq!(other.get_data(&p).await.unwrap_err(), zk::Error::NoAuth);
     assert_eq!(
         other.set_data(&p, b"x", None).await.unwrap_err(),
@@ -307,6 +404,7 @@ async fn acls_and_auth(addr: String) {
     );
     let st = owner.set_acl(&p, &read_only, Some(0)).await.unwrap();
     assert_eq!(st.aversion, 1);
+    catch_up(&other, &p).await;
     assert_eq!(other.get_data(&p).await.unwrap().0, b"s");
     assert_eq!(
         other.set_data(&p, b"x", None).await.unwrap_err(),
@@ -339,6 +437,7 @@ async fn acls_and_auth(addr: String) {
         )
         .await
         .unwrap();
+    catch_up(&other, &q).await;
     assert_eq!(other.get_data(&q).await.unwrap_err(), zk::Error::NoAuth);
     other.auth("digest", b"alice:wrong").await.unwrap();
     assert_eq!(other.get_data(&q).await.unwrap_err(), zk::Error::NoAuth);
@@ -347,9 +446,9 @@ async fn acls_and_auth(addr: String) {
     other.delete(&q, None).await.unwrap();
 }
 
-async fn super_digest(addr: String) {
-    let owner = connect(&addr).await;
-    let admin = connect(&addr).await;
+async fn super_digest(t: Target) {
+    let owner = connect(&t).await;
+    let admin = connect(&t).await;
     let r = "/super_digest";
     mkroot(&owner, r).await;
     owner.auth("digest", b"bob:pw").await.unwrap();
@@ -362,6 +461,7 @@ async fn super_digest(addr: String) {
         )
         .await
         .unwrap();
+    catch_up(&admin, &p).await;
     assert_eq!(admin.get_data(&p).await.unwrap_err(), zk::Error::NoAuth);
     admin.auth("digest", b"super:superpw").await.unwrap();
     assert_eq!(admin.get_data(&p).await.unwrap().0, b"x");
@@ -375,8 +475,8 @@ async fn super_digest(addr: String) {
     admin.delete(&p, None).await.unwrap();
 }
 
-async fn multi_shapes(addr: String) {
-    let c = connect(&addr).await;
+async fn multi_shapes(t: Target) {
+    let c = connect(&t).await;
     let r = "/multi_shapes";
     mkroot(&c, r).await;
     let a = format!("{r}/a");
@@ -476,11 +576,12 @@ async fn multi_shapes(addr: String) {
 
 // ---------------------------------------------------------------- watches
 
-async fn oneshot_watches(addr: String) {
-    let c = connect(&addr).await;
-    let w = connect(&addr).await;
+async fn oneshot_watches(t: Target) {
+    let c = connect(&t).await;
+    let w = connect(&t).await;
     let r = "/oneshot_watches";
     mkroot(&c, r).await;
+    catch_up(&w, r).await;
     let p = format!("{r}/n");
 
     // exists on a missing node, then create: NodeCreated.
@@ -540,11 +641,14 @@ async fn oneshot_watches(addr: String) {
     data_w.remove().await.unwrap();
 }
 
-async fn persistent_watches(addr: String) {
-    let c = connect(&addr).await;
-    let w = connect(&addr).await;
+async fn persistent_watches(t: Target) {
+    let c = connect(&t).await;
+    let w = connect(&t).await;
     let r = "/persistent_watches";
     mkroot(&c, r).await;
+    // Else w's member may apply r's create after the recursive watch on r is
+    // set, and that watch fires NodeCreated for r itself.
+    catch_up(&w, r).await;
     let p = format!("{r}/n");
 
     let mut pw = w.watch(&p, zk::AddWatchMode::Persistent).await.unwrap();
@@ -611,9 +715,9 @@ async fn persistent_watches(addr: String) {
     assert_eq!(ev.event_type, EventType::NodeCreated);
 }
 
-async fn close_session_deletes_ephemerals(addr: String) {
-    let owner = connect(&addr).await;
-    let w = connect(&addr).await;
+async fn close_session_deletes_ephemerals(t: Target) {
+    let owner = connect(&t).await;
+    let w = connect(&t).await;
     let r = "/close_session";
     mkroot(&w, r).await;
     let p = format!("{r}/e");
@@ -621,6 +725,7 @@ async fn close_session_deletes_ephemerals(addr: String) {
         .create(&p, b"", &opts(CreateMode::Ephemeral))
         .await
         .unwrap();
+    catch_up(&w, &p).await;
     let (_, _, data_w) = w.get_and_watch_data(&p).await.unwrap();
     let (_, kids_w) = w.list_and_watch_children(r).await.unwrap();
     drop(owner); // closeSession
@@ -636,10 +741,10 @@ async fn close_session_deletes_ephemerals(addr: String) {
 
 // ------------------------------------------------------- sessions, reconnect
 
-async fn reconnect_same_session(addr: String) {
-    let proxy = Proxy::new(&addr);
-    let a = connect(&proxy.addr()).await;
-    let b = connect(&addr).await;
+async fn reconnect_same_session(t: Target) {
+    let proxies = Proxies::new(&t);
+    let a = connect_to(&proxies.connect_string()).await;
+    let b = connect(&t).await;
     let r = "/reconnect_same_session";
     mkroot(&b, r).await;
     let p = format!("{r}/n");
@@ -651,6 +756,7 @@ async fn reconnect_same_session(addr: String) {
         .await
         .unwrap();
     let sid = a.session_id();
+    catch_up(&a, &p).await;
     let (_, _, data_w) = a.get_and_watch_data(&p).await.unwrap();
     let (_, exists_w) = a.check_and_watch_stat(&format!("{r}/later")).await.unwrap();
     let mut pw = a
@@ -659,9 +765,9 @@ async fn reconnect_same_session(addr: String) {
         .unwrap();
     let mut states = a.state_watcher();
 
-    proxy.cut();
-    // The client notices, reconnects through the proxy to the same session and
-    // re-registers its watches (setWatches/setWatches2).
+    proxies.cut();
+    // The client notices, reconnects through a proxy (in front of any member)
+    // to the same session and re-registers its watches (setWatches/setWatches2).
     let st = tokio::time::timeout(EVENT_TIMEOUT, states.changed())
         .await
         .expect("state change");
@@ -696,35 +802,36 @@ async fn reconnect_same_session(addr: String) {
         .expect("ephemeral survives a reconnect");
     assert_eq!(st.ephemeral_owner, sid.0);
     drop(a);
-    drop(proxy);
+    drop(proxies);
 }
 
-async fn session_expiry(addr: String) {
-    let proxy = Proxy::new(&addr);
+async fn session_expiry(t: Target) {
+    let proxies = Proxies::new(&t);
     let a = zk::Client::connector()
         .with_session_timeout(Duration::from_millis(2000))
-        .connect(&proxy.addr())
+        .connect(&proxies.connect_string())
         .await
         .unwrap();
-    let b = connect(&addr).await;
+    let b = connect(&t).await;
     let r = "/session_expiry";
     mkroot(&b, r).await;
     let e = format!("{r}/e");
     a.create(&e, b"", &opts(CreateMode::Ephemeral))
         .await
         .unwrap();
+    catch_up(&b, &e).await;
     let (_, _, w) = b.get_and_watch_data(&e).await.unwrap();
     let mut states = a.state_watcher();
 
     // The client can no longer reach the server: the session expires there.
-    proxy.set_blocked(true);
-    proxy.cut();
+    proxies.set_blocked(true);
+    proxies.cut();
     let ev = event(w.changed(), "ephemeral of the expired session deleted").await;
     assert_eq!(
         (ev.event_type, ev.path.as_str()),
         (EventType::NodeDeleted, e.as_str())
     );
-    proxy.set_blocked(false);
+    proxies.set_blocked(false);
     // When it gets through again the server tells it the session expired.
     let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
     loop {
@@ -740,7 +847,10 @@ async fn session_expiry(addr: String) {
 
 // ---------------------------------------------------------- raw wire cases
 
-fn raw_session_expiry_and_reconnect(addr: &str) {
+fn raw_session_expiry_and_reconnect(t: &Target) {
+    // Both sessions on one member: a session reads another's acknowledged write
+    // without a sync only there. The session goes on living on that member.
+    let addr = t.raw(0);
     let mut a = RawClient::connect(addr, 1000);
     assert_eq!(a.timeout_ms, 1000, "timeout clamped to minSessionTimeout");
     let mut b = RawClient::connect(addr, 20_000);
@@ -798,15 +908,12 @@ fn raw_session_expiry_and_reconnect(addr: &str) {
         "the session's old connection stays open after a reconnect"
     );
 
-    // Wrong password: the expired answer (timeout 0, session 0, zero password).
+    // Wrong password (on the next member, if any): the expired answer (timeout
+    // 0, session 0, zero password).
     req.passwd = vec![1; 16];
-    match RawClient::handshake(addr, &req) {
-        Ok((_, resp)) => {
-            assert_eq!(resp.session_id, 0, "wrong password: {resp:?}");
-            assert_eq!(resp.timeout_ms, 0, "wrong password: {resp:?}");
-        }
-        Err(e) => panic!("wrong password: no ConnectResponse ({e})"),
-    }
+    let resp = connect_answer(t.raw(1), &req, "wrong password");
+    assert_eq!(resp.session_id, 0, "wrong password: {resp:?}");
+    assert_eq!(resp.timeout_ms, 0, "wrong password: {resp:?}");
 
     // Stop pinging a2: the session expires, its ephemeral goes, b is told.
     let ev = b
@@ -817,19 +924,10 @@ fn raw_session_expiry_and_reconnect(addr: &str) {
         a2.wait_closed(Duration::from_secs(5)).is_ok(),
         "expired session's connection stays open"
     );
-    // Reconnecting to the expired session: the expired answer. (The reference
-    // may close a reconnect that races with the session's final close without
-    // answering; retry until a ConnectResponse comes.)
+    // Reconnecting to the expired session (on a third member, if any): the
+    // expired answer.
     req.passwd = a.passwd.clone();
-    let mut answer = None;
-    for _ in 0..20 {
-        if let Ok((_, resp)) = RawClient::handshake(addr, &req) {
-            answer = Some(resp);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let resp = answer.expect("expired session: never a ConnectResponse");
+    let resp = connect_answer(t.raw(2), &req, "expired session");
     assert_eq!(
         (resp.session_id, resp.timeout_ms),
         (0, 0),
@@ -838,7 +936,34 @@ fn raw_session_expiry_and_reconnect(addr: &str) {
     let _ = b.close_session();
 }
 
-fn raw_handshake_shapes(addr: &str) {
+/// Attempts [`connect_answer`] makes.
+const CONNECT_ANSWER_ATTEMPTS_MAX: u32 = 20;
+
+/// The ConnectResponse `addr` gives `req` (bounded retries): a server closes a
+/// reconnect without answering while it is behind the client's last zxid (a
+/// member not caught up yet), and the reference may when the reconnect races
+/// with the session's final close.
+fn connect_answer(addr: &str, req: &ConnectRequest, what: &str) -> corral::proto::ConnectResponse {
+    let mut last = String::new();
+    for _ in 0..CONNECT_ANSWER_ATTEMPTS_MAX {
+        match RawClient::handshake(addr, req) {
+            Ok((_, resp)) => return resp,
+            Err(e) => last = e.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{what}: no ConnectResponse from {addr}: {last}")
+}
+
+/// Each handshake shape against every member of the target (a leader and a
+/// follower answer a new session on different paths).
+fn raw_handshake_shapes(t: &Target) {
+    for addr in &t.members {
+        raw_handshake_shapes_at(addr);
+    }
+}
+
+fn raw_handshake_shapes_at(addr: &str) {
     let mut req = ConnectRequest {
         protocol_version: 0,
         last_zxid_seen: 0,
@@ -849,24 +974,27 @@ fn raw_handshake_shapes(addr: &str) {
     };
     // The timeout is clamped to maxSessionTimeout (30000 here).
     let (mut c, resp) = RawClient::handshake(addr, &req).unwrap();
-    assert_eq!(resp.timeout_ms, 30_000);
-    assert_eq!(resp.read_only, Some(false));
-    assert_eq!(resp.passwd.len(), 16);
-    assert_ne!(resp.session_id, 0);
+    assert_eq!(resp.timeout_ms, 30_000, "{addr}");
+    assert_eq!(resp.read_only, Some(false), "{addr}");
+    assert_eq!(resp.passwd.len(), 16, "{addr}");
+    assert_ne!(resp.session_id, 0, "{addr}");
     let _ = c.close_session();
     // The older 44-byte request without readOnly gets the answer without it.
     req.read_only = None;
     req.timeout_ms = 5000;
     let (mut c, resp) = RawClient::handshake(addr, &req).unwrap();
-    assert_eq!(resp.read_only, None, "44-byte ConnectRequest: {resp:?}");
-    assert_eq!(resp.timeout_ms, 5000);
+    assert_eq!(
+        resp.read_only, None,
+        "{addr}: 44-byte ConnectRequest: {resp:?}"
+    );
+    assert_eq!(resp.timeout_ms, 5000, "{addr}");
     let _ = c.close_session();
     // A client that has seen a zxid the server has not is refused: closed, no answer.
     req.read_only = Some(false);
     req.last_zxid_seen = 1 << 40;
     match RawClient::handshake(addr, &req) {
         Err(_) => {}
-        Ok((_, resp)) => panic!("a client from the future was answered: {resp:?}"),
+        Ok((_, resp)) => panic!("{addr}: a client from the future was answered: {resp:?}"),
     }
 }
 
@@ -874,8 +1002,8 @@ fn raw_handshake_shapes(addr: &str) {
 /// watch and a setData of the same node are sent back to back. The read must see the
 /// data from before that setData, and the watch it set must fire before the setData's
 /// reply (a read must never see a later write of its own session).
-fn raw_pipelined_read_then_write_keeps_order(addr: &str) {
-    let mut c = RawClient::connect(addr, 10_000);
+fn raw_pipelined_read_then_write_keeps_order(t: &Target) {
+    let mut c = RawClient::connect(t.raw(0), 10_000);
     let mk = |path: &str| {
         Request::Create(corral::proto::CreateRequest {
             kind: corral::proto::CreateKind::Create,
@@ -944,8 +1072,8 @@ fn raw_pipelined_read_then_write_keeps_order(addr: &str) {
     let _ = c.close_session();
 }
 
-fn raw_ping_and_close(addr: &str) {
-    let mut c = RawClient::connect(addr, 10_000);
+fn raw_ping_and_close(t: &Target) {
+    let mut c = RawClient::connect(t.raw(0), 10_000);
     let r = c.call(&Request::Ping).unwrap();
     assert_eq!((r.xid, r.err), (-2, 0));
     assert!(r.body.is_empty());
@@ -958,8 +1086,8 @@ fn raw_ping_and_close(addr: &str) {
     );
 }
 
-fn raw_check_and_set_watches(addr: &str) {
-    let mut c = RawClient::connect(addr, 10_000);
+fn raw_check_and_set_watches(t: &Target) {
+    let mut c = RawClient::connect(t.raw(0), 10_000);
     let create = |path: &str| {
         Request::Create(corral::proto::CreateRequest {
             kind: corral::proto::CreateKind::Create,
@@ -1002,7 +1130,8 @@ fn raw_check_and_set_watches(addr: &str) {
     // setWatches on a fresh session, relative to a zxid before /raw_watches/n
     // existed: the exist watch fires NodeCreated at once; the data watch on a
     // node unchanged since is just registered.
-    let mut d = RawClient::connect(addr, 10_000);
+    let mut d = RawClient::connect(t.raw(1), 10_000);
+    raw_catch_up(&mut d);
     let sw = Request::SetWatches(SetWatches {
         relative_zxid: zxid_before,
         data: vec!["/raw_watches".into()],
@@ -1041,10 +1170,10 @@ fn raw_check_and_set_watches(addr: &str) {
     let _ = d.close_session();
 }
 
-fn raw_auth_reply_echoes_xid(addr: &str) {
+fn raw_auth_reply_echoes_xid(t: &Target) {
     // The Java client sends auth under xid -4; other clients (the Rust crate)
     // use an ordinary xid. The reply carries the request's xid either way.
-    let mut c = RawClient::connect(addr, 10_000);
+    let mut c = RawClient::connect(t.raw(0), 10_000);
     let auth = Request::Auth {
         auth_type: 0,
         scheme: "digest".into(),
@@ -1059,11 +1188,11 @@ fn raw_auth_reply_echoes_xid(addr: &str) {
     let _ = c.close_session();
 }
 
-fn raw_no_watch_left_by_reads_of_missing_nodes(addr: &str) {
+fn raw_no_watch_left_by_reads_of_missing_nodes(t: &Target) {
     // getData / getChildren / getChildren2 on a missing node answer NONODE and
     // leave no watch; only exists watches a missing node.
-    let mut w = RawClient::connect(addr, 10_000);
-    let mut c = RawClient::connect(addr, 10_000);
+    let mut w = RawClient::connect(t.raw(0), 10_000);
+    let mut c = RawClient::connect(t.raw(1), 10_000);
     let p = "/raw_missing";
     for req in [
         Request::GetData {
@@ -1104,12 +1233,12 @@ fn raw_no_watch_left_by_reads_of_missing_nodes(addr: &str) {
     let _ = w.close_session();
 }
 
-fn raw_set_watches2_persistent(addr: &str) {
+fn raw_set_watches2_persistent(t: &Target) {
     // setWatches2 registers persistent and recursive watches. A connection has
     // one watch mode per path on the reference: naming a path in both lists
     // leaves the recursive watch only (no NodeChildrenChanged).
-    let mut w = RawClient::connect(addr, 10_000);
-    let mut c = RawClient::connect(addr, 10_000);
+    let mut w = RawClient::connect(t.raw(0), 10_000);
+    let mut c = RawClient::connect(t.raw(1), 10_000);
     let create = |path: &str| {
         Request::Create(corral::proto::CreateRequest {
             kind: corral::proto::CreateKind::Create,
@@ -1122,6 +1251,8 @@ fn raw_set_watches2_persistent(addr: &str) {
     };
     let mut step = |w: &mut RawClient, root: &str, persistent: bool, recursive: bool| {
         assert_eq!(c.call(&create(root)).unwrap().err, 0);
+        // Else w's member may apply root's create after the watch: NodeCreated.
+        raw_catch_up(w);
         let sw = Request::SetWatches(SetWatches {
             relative_zxid: c.last_zxid,
             persistent: if persistent {
@@ -1155,11 +1286,11 @@ fn raw_set_watches2_persistent(addr: &str) {
     let _ = w.close_session();
 }
 
-fn raw_watch_events_need_read_permission(addr: &str) {
+fn raw_watch_events_need_read_permission(t: &Target) {
     // The reference delivers a watch event only to connections that may READ
     // the node it is about (under the node's ACL at the time of the change).
-    let mut w = RawClient::connect(addr, 10_000);
-    let mut c = RawClient::connect(addr, 10_000);
+    let mut w = RawClient::connect(t.raw(0), 10_000);
+    let mut c = RawClient::connect(t.raw(1), 10_000);
     assert_eq!(c.add_digest_auth("owner", "pw"), 0);
     let owner_only = vec![corral::proto::Acl::new(
         corral::proto::perms::ALL,
@@ -1194,6 +1325,7 @@ fn raw_watch_events_need_read_permission(addr: &str) {
             .unwrap();
         assert_eq!(r.err, -101);
     }
+    raw_catch_up(&mut w);
     let r = w
         .call(&Request::GetChildren {
             path: root.into(),
@@ -1219,8 +1351,8 @@ fn raw_watch_events_need_read_permission(addr: &str) {
     let _ = w.close_session();
 }
 
-fn raw_failed_auth_closes(addr: &str) {
-    let mut c = RawClient::connect(addr, 10_000);
+fn raw_failed_auth_closes(t: &Target) {
+    let mut c = RawClient::connect(t.raw(0), 10_000);
     let r = c
         .call(&Request::Auth {
             auth_type: 0,
@@ -1235,8 +1367,8 @@ fn raw_failed_auth_closes(addr: &str) {
     );
 }
 
-fn raw_container_ops(addr: &str) {
-    let mut c = RawClient::connect(addr, 10_000);
+fn raw_container_ops(t: &Target) {
+    let mut c = RawClient::connect(t.raw(0), 10_000);
     let mk = |kind, path: &str, flags| {
         Request::Create(corral::proto::CreateRequest {
             kind,
@@ -1282,31 +1414,390 @@ fn raw_container_ops(addr: &str) {
     let _ = c.close_session();
 }
 
+// ------------------------------------------------- ensemble-only cases
+
+/// Attempts at moving a session to another member (a member refuses it while
+/// it has not applied the client's last zxid).
+const MOVE_ATTEMPTS_MAX: u32 = 100;
+/// Pause between two attempts at moving a session.
+const MOVE_RETRY_MS: u64 = 100;
+/// Write rounds per ordered pair of members in [`sync_catches_a_member_up`].
+const SYNC_ROUNDS_COUNT: usize = 4;
+/// setData requests one round pipelines through the writing member.
+const SYNC_BURST_COUNT: usize = 25;
+
+/// The answer of a raw call, or a panic naming `what`.
+fn raw_ok(c: &mut RawClient, req: &Request, what: &str) -> Response {
+    ensemble::call(c, req).unwrap_or_else(|e| panic!("{what}: {e:?}"))
+}
+
+/// What a client keeps of a session across a connection loss: its id, its
+/// password and the last zxid it saw.
+struct Held {
+    id: i64,
+    passwd: Vec<u8>,
+    zxid: i64,
+}
+
+/// Drops `c`'s connection, not its session.
+fn hold(c: RawClient) -> Held {
+    Held {
+        id: c.session_id,
+        passwd: c.passwd.clone(),
+        zxid: c.last_zxid,
+    }
+}
+
+/// Resumes a held session on `addr`, as a client library does after a
+/// connection loss (bounded attempts).
+fn resume(held: &Held, addr: &str) -> RawClient {
+    let Held { id, passwd, zxid } = held;
+    let mut last = String::new();
+    for _ in 0..MOVE_ATTEMPTS_MAX {
+        match ensemble::resume_session(addr, *id, passwd, *zxid) {
+            Ok(Some(c)) => return c,
+            Ok(None) => panic!("session {id:#x} expired instead of moving to {addr}"),
+            Err(e) => last = e,
+        }
+        std::thread::sleep(Duration::from_millis(MOVE_RETRY_MS));
+    }
+    panic!("session {id:#x} did not move to {addr}: {last}")
+}
+
+/// Re-registers watches on a moved session relative to its last zxid, as a
+/// client library does right after it reconnects.
+fn set_watches(c: &mut RawClient, data: &[&str], exist: &[&str], child: &[&str]) {
+    let paths = |v: &[&str]| v.iter().map(|p| p.to_string()).collect();
+    let sw = Request::SetWatches(SetWatches {
+        relative_zxid: c.last_zxid,
+        data: paths(data),
+        exist: paths(exist),
+        child: paths(child),
+        ..Default::default()
+    });
+    let r = c.call(&sw).expect("setWatches reply");
+    assert_eq!((r.xid, r.err), (-8, 0), "setWatches");
+}
+
+/// The next `n` watch events of `c` as (type, path), sorted (one txn may fire
+/// several watches, in no promised order); panics on a shortfall.
+fn take_events(c: &mut RawClient, n: usize, what: &str) -> Vec<(i32, String)> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        match c.wait_event(EVENT_TIMEOUT) {
+            Some(e) => got.push((e.event_type, e.path)),
+            None => panic!(
+                "{what}: {} of {n} events within {EVENT_TIMEOUT:?}: {got:?}",
+                got.len()
+            ),
+        }
+    }
+    got.sort();
+    got
+}
+
+/// The ephemeral owner of `path` as `c`'s member sees it.
+fn owner_of(c: &mut RawClient, path: &str, what: &str) -> i64 {
+    let get = Request::GetData {
+        path: path.into(),
+        watch: false,
+    };
+    match raw_ok(c, &get, what) {
+        Response::Data { stat, .. } => stat.ephemeral_owner,
+        other => panic!("{what}: {other:?}"),
+    }
+}
+
+/// A client that reconnects to another member keeps its session, its
+/// ephemerals and its watches (setWatches): watches set through `a`, the
+/// session moved to `b`, the nodes changed through `c`; then a change made
+/// while the session is between members fires as soon as it lands on `a` again.
+fn session_moves_with_its_ephemerals_and_watches(a: &str, b: &str, c: &str) {
+    use corral::proto::CreateMode::{Ephemeral, Persistent};
+    let root = "/session_moves";
+    let (n, e, later) = (
+        format!("{root}/n"),
+        format!("{root}/e"),
+        format!("{root}/later"),
+    );
+    let mut on_a = RawClient::connect(a, 10_000);
+    let id = on_a.session_id;
+    for (path, mode) in [(root, Persistent), (&n, Persistent), (&e, Ephemeral)] {
+        let req = ensemble::create_req(path, b"0", mode);
+        raw_ok(&mut on_a, &req, &format!("create {path} through A"));
+    }
+    let watch_data = Request::GetData {
+        path: n.clone(),
+        watch: true,
+    };
+    raw_ok(&mut on_a, &watch_data, "getData+watch through A");
+    let watch_exists = Request::Exists {
+        path: later.clone(),
+        watch: true,
+    };
+    assert_eq!(on_a.call(&watch_exists).unwrap().err, -101, "exists+watch");
+    let watch_kids = Request::GetChildren {
+        path: root.into(),
+        watch: true,
+    };
+    raw_ok(&mut on_a, &watch_kids, "getChildren+watch through A");
+
+    let mut on_b = resume(&hold(on_a), b);
+    set_watches(&mut on_b, &[&n], &[&later], &[root]);
+    raw_catch_up(&mut on_b);
+    assert!(
+        on_b.events.is_empty(),
+        "nothing changed since the session's last zxid: {:?}",
+        on_b.events
+    );
+    assert_eq!(owner_of(&mut on_b, &e, "the ephemeral through B"), id);
+
+    let mut on_c = RawClient::connect(c, 10_000);
+    let set = |data: &[u8]| Request::SetData {
+        path: n.clone(),
+        data: data.to_vec(),
+        version: -1,
+    };
+    raw_ok(&mut on_c, &set(b"1"), "setData through C");
+    let req = ensemble::create_req(&later, b"", Persistent);
+    raw_ok(&mut on_c, &req, "create through C");
+    assert_eq!(
+        take_events(&mut on_b, 3, "watches moved to B"),
+        vec![(1, later.clone()), (3, n.clone()), (4, root.to_string())],
+        "the watches set through A fire on B"
+    );
+    raw_catch_up(&mut on_b);
+    assert!(on_b.events.is_empty(), "one-shot: {:?}", on_b.events);
+
+    // A change while the session is on no member: setWatches relative to the
+    // last zxid the session saw fires the watch on the next member.
+    raw_ok(&mut on_b, &watch_data, "getData+watch through B");
+    let held = hold(on_b);
+    raw_ok(
+        &mut on_c,
+        &set(b"2"),
+        "setData through C while the session moves",
+    );
+    let mut back = resume(&held, a);
+    set_watches(&mut back, &[&n], &[], &[]);
+    assert_eq!(
+        take_events(&mut back, 1, "a change made between members"),
+        vec![(3, n.clone())]
+    );
+    assert_eq!(owner_of(&mut back, &e, "the ephemeral back on A"), id);
+    raw_catch_up(&mut on_c);
+    assert_eq!(owner_of(&mut on_c, &e, "the ephemeral through C"), id);
+
+    assert_eq!(back.close_session().unwrap().err, 0, "closeSession on A");
+    raw_catch_up(&mut on_c);
+    let gone = Request::Exists {
+        path: e.clone(),
+        watch: false,
+    };
+    assert_eq!(
+        on_c.call(&gone).unwrap().err,
+        -101,
+        "the ephemeral outlived its session"
+    );
+    let _ = on_c.close_session();
+}
+
+/// `sync` returns once its member has applied everything the leader committed
+/// before it: for every ordered pair of members, a burst of setData through
+/// one, then a sync through the other and a read there (after the sync's
+/// answer, or pipelined behind it) sees the burst's last write.
+fn sync_catches_a_member_up(members: &[(u64, String)]) {
+    let path = "/sync_catches_up";
+    let mut sessions: Vec<RawClient> = members
+        .iter()
+        .map(|(_, addr)| RawClient::connect(addr, 10_000))
+        .collect();
+    let req = ensemble::create_req(path, b"", corral::proto::CreateMode::Persistent);
+    raw_ok(&mut sessions[0], &req, "create");
+    for round in 0..SYNC_ROUNDS_COUNT {
+        for w in 0..members.len() {
+            for r in (0..members.len()).filter(|&r| r != w) {
+                let what = format!(
+                    "round {round}: written through member {}, read through member {}",
+                    members[w].0, members[r].0
+                );
+                let (data, mzxid) = write_burst(&mut sessions[w], path, &what);
+                let pipelined = round % 2 == 1;
+                let (got, stat) = sync_then_read(&mut sessions[r], path, pipelined, &what);
+                assert_eq!(
+                    (String::from_utf8_lossy(&got), stat.mzxid),
+                    (String::from_utf8_lossy(&data), mzxid),
+                    "{what}: the read after sync misses the last write"
+                );
+            }
+        }
+    }
+    for mut c in sessions {
+        let _ = c.close_session();
+    }
+}
+
+/// Pipelines [`SYNC_BURST_COUNT`] setData of `path`; returns the last data and its mzxid.
+fn write_burst(c: &mut RawClient, path: &str, what: &str) -> (Vec<u8>, i64) {
+    let data = |i: usize| format!("{what} #{i}").into_bytes();
+    let burst: Vec<Request> = (0..SYNC_BURST_COUNT)
+        .map(|i| Request::SetData {
+            path: path.into(),
+            data: data(i),
+            version: -1,
+        })
+        .collect();
+    let answers = ensemble::pipeline(c, &burst).unwrap_or_else(|e| panic!("{what}: {e:?}"));
+    match answers.last() {
+        Some(Ok(Response::Stat(stat))) => (data(SYNC_BURST_COUNT - 1), stat.mzxid),
+        other => panic!("{what}: last setData answered {other:?}"),
+    }
+}
+
+/// A sync of `path` then a getData of it, the getData sent after the sync's
+/// answer or pipelined behind it.
+fn sync_then_read(
+    c: &mut RawClient,
+    path: &str,
+    pipelined: bool,
+    what: &str,
+) -> (Vec<u8>, corral::proto::Stat) {
+    let sync = Request::Sync { path: path.into() };
+    let get = Request::GetData {
+        path: path.into(),
+        watch: false,
+    };
+    let answers = if pipelined {
+        ensemble::pipeline(c, &[sync, get]).unwrap_or_else(|e| panic!("{what}: {e:?}"))
+    } else {
+        vec![ensemble::call(c, &sync), ensemble::call(c, &get)]
+    };
+    match &answers[..] {
+        [Ok(Response::Sync { path: synced }), Ok(Response::Data { data, stat })] => {
+            assert_eq!(synced, path, "{what}: the sync's answer names its path");
+            (data.clone(), *stat)
+        }
+        other => panic!("{what}: sync, getData answered {other:?}"),
+    }
+}
+
 // ---------------------------------------------------------------- runners
 
+/// A standalone server of this kind, the whole suite against it.
 fn run_suite(kind: Kind) {
     run_suite_with(kind, "");
 }
 
 fn run_suite_with(kind: Kind, more_cfg: &str) {
     let server = Server::start(kind, &format!("{}{more_cfg}", cfg_extra()));
-    let addr = server.addr();
+    let mut suite = Suite::for_server(format!("client/{kind}"), &server);
+    run_cases(&mut suite, &Target::one(server.addr()));
+    suite.finish();
+    drop(server);
+}
+
+/// Ticks (of 200 ms) a follower waits for its leader, and a new leader for
+/// its followers, in these suites: 15 and 25 instead of the harness's 5 and
+/// 10, so a member stalled for a second (a JVM warming up on a busy 2-core box)
+/// does not cost an election in the middle of a case. (Later keys win in
+/// zoo.cfg, as in Java properties.)
+const ENSEMBLE_LIMITS: &str = "syncLimit=15\ninitLimit=25\n";
+
+/// Which members of an ensemble a run's clients use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Spread {
+    /// Every client on one follower.
+    OneFollower,
+    /// The crate's clients get every member in the connect string; a case's
+    /// raw clients go to the members in turn.
+    EveryMember,
+}
+
+/// A 3-member ensemble of this kind, the whole suite against it as `spread`
+/// says, then (spread over every member) the ensemble's own session cases;
+/// at the end all members must hold the same tree.
+fn run_ensemble_suite(kind: Kind, spread: Spread) {
+    if !Ensemble::can_start(&[kind]) {
+        return;
+    }
+    let cfg = format!("{}{ENSEMBLE_LIMITS}", cfg_extra());
+    let ens = Ensemble::start_cfg(&[(kind, Role::Participant); 3], &cfg);
+    let leader = ens.wait_leader();
+    let followers: Vec<u64> = (ens.sids().into_iter())
+        .filter(|&s| ens.mode(s) == Some(Mode::Follower))
+        .collect();
+    assert_eq!(followers.len(), 2, "leader {leader} and two followers");
+    let target = match spread {
+        Spread::OneFollower => Target::one(ens.client_addr(followers[0])),
+        Spread::EveryMember => {
+            Target::every(ens.sids().iter().map(|&s| ens.client_addr(s)).collect())
+        }
+    };
+    let name = format!("client/ensemble-{kind}/{spread:?}");
+    eprintln!("[{name}] leader {leader}, followers {followers:?}; clients on {target:?}");
+    let mut suite = Suite::new(name.clone());
+    run_cases(&mut suite, &target);
+    if spread == Spread::EveryMember {
+        let [a, b, c] = [followers[0], followers[1], leader].map(|s| ens.client_addr(s));
+        suite.case("session_moves_with_its_ephemerals_and_watches", || {
+            session_moves_with_its_ephemerals_and_watches(&a, &b, &c)
+        });
+        let members: Vec<(u64, String)> = (ens.sids().into_iter())
+            .map(|s| (s, ens.client_addr(s)))
+            .collect();
+        suite.case("sync_catches_a_member_up", || {
+            sync_catches_a_member_up(&members)
+        });
+    }
+    suite.case("members_hold_the_same_tree", || {
+        members_hold_the_same_tree(&ens)
+    });
+    suite.finish();
+    eprintln!("[{name}] wall time {} ms", ens.age().as_millis());
+}
+
+/// Every member, each dumped after a sync, holds the same tree (data, every
+/// Stat field). Dumped as the super user: some cases leave nodes only their
+/// owner may read.
+fn members_hold_the_same_tree(ens: &Ensemble) {
+    let sids = ens.sids();
+    let first = ens.dump_tree_as(sids[0], Some(SUPER_DIGEST));
+    for &sid in &sids[1..] {
+        let other = ens.dump_tree_as(sid, Some(SUPER_DIGEST));
+        let diffs = ensemble::tree_differences(sids[0], &first, sid, &other);
+        assert!(
+            diffs.is_empty(),
+            "members {} and {sid} disagree ({} differences, first {}):\n  {}",
+            sids[0],
+            diffs.len(),
+            diffs.len().min(TREE_DIFFS_SHOWN_MAX),
+            diffs[..diffs.len().min(TREE_DIFFS_SHOWN_MAX)].join("\n  ")
+        );
+    }
+}
+
+/// Every case of the suite against `t`, one after another.
+fn run_cases(suite: &mut Suite<'_>, t: &Target) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let mut suite = Suite::for_server(format!("client/{kind}"), &server);
 
     macro_rules! async_case {
         ($name:ident) => {
             suite.case(stringify!($name), || {
                 rt.block_on(async {
-                    tokio::time::timeout(CASE_TIMEOUT, $name(addr.clone()))
+                    tokio::time::timeout(CASE_TIMEOUT, $name(t.clone()))
                         .await
                         .expect("case timed out")
                 })
             })
+        };
+    }
+    macro_rules! raw_case {
+        ($name:ident) => {
+            suite.case(stringify!($name), || $name(t))
         };
     }
     async_case!(create_modes);
@@ -1320,34 +1811,18 @@ fn run_suite_with(kind: Kind, more_cfg: &str) {
     async_case!(reconnect_same_session);
     async_case!(session_expiry);
 
-    suite.case("raw_handshake_shapes", || raw_handshake_shapes(&addr));
-    suite.case("raw_ping_and_close", || raw_ping_and_close(&addr));
-    suite.case("raw_pipelined_read_then_write_keeps_order", || {
-        raw_pipelined_read_then_write_keeps_order(&addr)
-    });
-    suite.case("raw_check_and_set_watches", || {
-        raw_check_and_set_watches(&addr)
-    });
-    suite.case("raw_auth_reply_echoes_xid", || {
-        raw_auth_reply_echoes_xid(&addr)
-    });
-    suite.case("raw_failed_auth_closes", || raw_failed_auth_closes(&addr));
-    suite.case("raw_watch_events_need_read_permission", || {
-        raw_watch_events_need_read_permission(&addr)
-    });
-    suite.case("raw_no_watch_left_by_reads_of_missing_nodes", || {
-        raw_no_watch_left_by_reads_of_missing_nodes(&addr)
-    });
-    suite.case("raw_set_watches2_persistent", || {
-        raw_set_watches2_persistent(&addr)
-    });
-    suite.case("raw_container_ops", || raw_container_ops(&addr));
-    suite.case("raw_session_expiry_and_reconnect", || {
-        raw_session_expiry_and_reconnect(&addr)
-    });
+    raw_case!(raw_handshake_shapes);
+    raw_case!(raw_ping_and_close);
+    raw_case!(raw_pipelined_read_then_write_keeps_order);
+    raw_case!(raw_check_and_set_watches);
+    raw_case!(raw_auth_reply_echoes_xid);
+    raw_case!(raw_failed_auth_closes);
+    raw_case!(raw_watch_events_need_read_permission);
+    raw_case!(raw_no_watch_left_by_reads_of_missing_nodes);
+    raw_case!(raw_set_watches2_persistent);
+    raw_case!(raw_container_ops);
+    raw_case!(raw_session_expiry_and_reconnect);
     rt.shutdown_timeout(Duration::from_secs(5));
-    suite.finish();
-    drop(server);
 }
 
 #[test]
@@ -1368,4 +1843,24 @@ fn client_corral() {
 #[test]
 fn client_corral_one_shard() {
     run_suite_with(Kind::Corral, "corral.shardCores=1\n");
+}
+
+#[test]
+fn client_ensemble_reference_one_follower() {
+    run_ensemble_suite(Kind::Reference, Spread::OneFollower);
+}
+
+#[test]
+fn client_ensemble_reference_every_member() {
+    run_ensemble_suite(Kind::Reference, Spread::EveryMember);
+}
+
+#[test]
+fn client_ensemble_corral_one_follower() {
+    run_ensemble_suite(Kind::Corral, Spread::OneFollower);
+}
+
+#[test]
+fn client_ensemble_corral_every_member() {
+    run_ensemble_suite(Kind::Corral, Spread::EveryMember);
 }

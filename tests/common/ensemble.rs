@@ -542,10 +542,17 @@ impl Ensemble {
     /// The member's tree after a `sync`, `/zookeeper` left out (bounded retries
     /// when the connection drops midway).
     pub fn dump_tree(&self, sid: u64) -> Tree {
+        self.dump_tree_as(sid, None)
+    }
+
+    /// [`dump_tree`](Self::dump_tree) by a session authenticated with digest
+    /// `user:password` first (the super user reads nodes whose ACL keeps
+    /// everyone else out).
+    pub fn dump_tree_as(&self, sid: u64, digest: Option<&str>) -> Tree {
         let addr = self.client_addr(sid);
         let mut last = String::new();
         for _ in 0..DUMP_ATTEMPTS_MAX {
-            match dump_tree_at(&addr) {
+            match dump_tree_at(&addr, digest) {
                 Ok(t) => return t,
                 Err(e) => last = e,
             }
@@ -831,10 +838,19 @@ pub fn resume_session(
     Ok(Some(c))
 }
 
-/// Syncs, then walks the tree breadth-first with pipelined getData +
-/// getChildren, leaving out [`SYSTEM_SUBTREE`]; closes the session at the end.
-fn dump_tree_at(addr: &str) -> Result<Tree, String> {
+/// Authenticates (digest `user:password`, when given), syncs, then walks the
+/// tree breadth-first with pipelined getData + getChildren, leaving out
+/// [`SYSTEM_SUBTREE`]; closes the session at the end.
+fn dump_tree_at(addr: &str, digest: Option<&str>) -> Result<Tree, String> {
     let mut c = open_session(addr)?;
+    if let Some(digest) = digest {
+        let auth = Request::Auth {
+            auth_type: 0,
+            scheme: "digest".into(),
+            auth: digest.as_bytes().to_vec(),
+        };
+        call(&mut c, &auth).map_err(|e| format!("auth: {e:?}"))?;
+    }
     call(&mut c, &Request::Sync { path: "/".into() }).map_err(|e| format!("sync: {e:?}"))?;
     let mut tree = Tree::new();
     let mut level = vec!["/".to_string()];
