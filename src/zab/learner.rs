@@ -20,7 +20,8 @@
 //!         PING → reply with the touched sessions; SYNC → the oldest sync is done
 //!  silence for initLimit (before NEWLEADER) / syncLimit (after) → re-elect
 //!  a txn out of order (syncing: not after the one before; serving: not new or
-//!         not of the leader's epoch), an epoch above EPOCH_MAX → re-elect
+//!         not of the leader's epoch), a sync point past the new epoch, an epoch
+//!         above EPOCH_MAX → re-elect
 //! ```
 
 use std::collections::{BTreeMap, VecDeque};
@@ -343,6 +344,16 @@ impl Replica {
     // ----- synchronisation ---------------------------------------------------------------
 
     fn on_sync_start(&mut self, conn: ConnId, packet: Packet) {
+        let epoch = self.learner_ref().new_epoch;
+        if let Packet::Diff { zxid } | Packet::Trunc { zxid } | Packet::Snap { zxid } = packet {
+            if zxid.epoch() > epoch {
+                let name = packet.name();
+                self.abandon_leader(&format!(
+                    "{name} {zxid} is beyond the leader's epoch {epoch}"
+                ));
+                return;
+            }
+        }
         let mode = match packet {
             Packet::Diff { .. } => {
                 // Our whole log is in the leader's history.

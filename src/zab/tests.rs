@@ -1721,6 +1721,20 @@ fn learner_sync_txns_must_follow_each_other() {
         drain(&mut r),
         vec![only_now(back_to_looking(Some(C), 2, z(1, 2), 1))]
     );
+    // A sync point past the new epoch is no history of this leader.
+    for start in [
+        Packet::Diff { zxid: z(3, 0) },
+        Packet::Snap { zxid: z(3, 1) },
+    ] {
+        let mut r = learner_connected(2, disk(1, 1, &[(1, 1), (1, 2)]));
+        pkt(&mut r, 400, C, leader_info(2));
+        drain(&mut r);
+        pkt(&mut r, 500, C, start);
+        assert_eq!(
+            drain(&mut r),
+            vec![only_now(back_to_looking(Some(C), 2, z(1, 2), 1))]
+        );
+    }
     // Out of order after a good one, or of an epoch after the new one.
     for bad in [proposal(1, 3), proposal(3, 1)] {
         let mut r = learner_connected(2, disk(1, 1, &[(1, 1), (1, 2)]));
