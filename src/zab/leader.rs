@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use super::replica::{Replica, RoleState};
 use super::types::{
     Config, ConnId, Entry, Event, LearnerInfo, Output, Packet, Role, ServerId, Write, ZabError,
-    Zxid, OP_SYNC, PROTOCOL_VERSION,
+    Zxid, EPOCH_MAX, OP_SYNC, PROTOCOL_VERSION,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,7 +164,9 @@ impl Replica {
         let last = self.last_logged;
         self.apply_logged_upto(last);
         let mut l = Leader {
-            epoch: self.accepted_epoch + 1,
+            // Peers' epochs are at most EPOCH_MAX (refused above it); only a
+            // damaged epoch file could be at the top of the range.
+            epoch: self.accepted_epoch.saturating_add(1),
             waiting_for_epoch: true,
             connecting: BTreeSet::new(),
             election_finished: false,
@@ -204,7 +206,8 @@ impl Replica {
             return;
         }
         if accepted >= l.epoch {
-            l.epoch = accepted + 1;
+            debug_assert!(accepted <= EPOCH_MAX, "refused in on_learner_info");
+            l.epoch = accepted.saturating_add(1);
         }
         if is_voter {
             l.connecting.insert(sid);
@@ -632,6 +635,11 @@ impl Replica {
             Some(format!("server id {sid} is not in the configuration"))
         } else if sid == self.cfg.id {
             Some(format!("server id {sid} is our own"))
+        } else if info.accepted_epoch > EPOCH_MAX {
+            Some(format!(
+                "server {sid} claims accepted epoch {:#x}, beyond the last epoch {EPOCH_MAX:#x}",
+                info.accepted_epoch
+            ))
         } else if info.config_version > self.cfg.config_version {
             Some(format!(
                 "follower is ahead of the leader (config version {:#x} > {:#x})",

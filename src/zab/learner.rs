@@ -19,6 +19,9 @@
 //!         oldest pending proposal); INFORM (observer) → log and apply;
 //!         PING → reply with the touched sessions; SYNC → the oldest sync is done
 //!  silence for initLimit (before NEWLEADER) / syncLimit (after) → re-elect
+//!  a txn out of order (syncing: not after the one before; serving: not new or
+//!         not of the leader's epoch), a sync point past the new epoch, an epoch
+//!         above EPOCH_MAX → re-elect
 //! ```
 
 use std::collections::{BTreeMap, VecDeque};
@@ -26,7 +29,7 @@ use std::collections::{BTreeMap, VecDeque};
 use super::replica::{Replica, RoleState};
 use super::types::{
     Config, ConnId, Entry, Event, Forwarded, LearnerInfo, Output, Packet, Role, ServerId, Write,
-    ZabError, Zxid, PROTOCOL_VERSION,
+    ZabError, Zxid, EPOCH_MAX, PROTOCOL_VERSION,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +72,9 @@ pub(super) struct Learner {
     trunc_after: Option<Zxid>,
     /// Zxids of the proposals (and informs) received during the sync, in order.
     received: Vec<Zxid>,
+    /// What the next txn of the sync must come after: the point the sync started
+    /// from, then the last txn received.
+    sync_floor: Zxid,
     /// Sync-phase proposals not yet logged, and commits remembered for UPTODATE.
     not_committed: VecDeque<Entry>,
     not_committed_bytes: usize,
@@ -139,6 +145,7 @@ impl Replica {
             pre_sync_last: Zxid::ZERO,
             trunc_after: None,
             received: Vec::new(),
+            sync_floor: Zxid::ZERO,
             not_committed: VecDeque::new(),
             not_committed_bytes: 0,
             committed_later: VecDeque::new(),
@@ -287,13 +294,22 @@ impl Replica {
             self.abandon_leader(&format!("expected LEADERINFO, got {}", packet.name()));
             return;
         };
+        if new_epoch > EPOCH_MAX {
+            self.abandon_leader(&format!(
+                "the leader's epoch {new_epoch:#x} is beyond the last epoch {EPOCH_MAX:#x}"
+            ));
+            return;
+        }
         // Reporting zxid 0 makes the leader send a whole snapshot.
         let last_zxid = if self.want_snap {
             Zxid::ZERO
         } else {
             self.last_logged
         };
-        self.learner().pre_sync_last = self.last_logged;
+        let logged = self.last_logged;
+        let l = self.learner();
+        l.pre_sync_last = logged;
+        l.sync_floor = last_zxid;
         if new_epoch > self.accepted_epoch {
             let current = self.current_epoch;
             self.accepted_epoch = new_epoch;
@@ -328,6 +344,16 @@ impl Replica {
     // ----- synchronisation ---------------------------------------------------------------
 
     fn on_sync_start(&mut self, conn: ConnId, packet: Packet) {
+        let epoch = self.learner_ref().new_epoch;
+        if let Packet::Diff { zxid } | Packet::Trunc { zxid } | Packet::Snap { zxid } = packet {
+            if zxid.epoch() > epoch {
+                let name = packet.name();
+                self.abandon_leader(&format!(
+                    "{name} {zxid} is beyond the leader's epoch {epoch}"
+                ));
+                return;
+            }
+        }
         let mode = match packet {
             Packet::Diff { .. } => {
                 // Our whole log is in the leader's history.
@@ -339,6 +365,7 @@ impl Replica {
                 if !self.truncate_to(zxid) {
                     return;
                 }
+                self.learner().sync_floor = zxid;
                 SyncMode::Trunc
             }
             Packet::Snap { zxid } => {
@@ -350,7 +377,9 @@ impl Replica {
                 self.committed = zxid;
                 self.applied = zxid;
                 self.want_snap = false;
-                self.learner().snap_at = Some(zxid);
+                let l = self.learner();
+                l.snap_at = Some(zxid);
+                l.sync_floor = zxid;
                 self.event(Event::InstallSnapshot { conn, zxid });
                 SyncMode::Snap
             }
@@ -426,13 +455,46 @@ impl Replica {
         true
     }
 
+    /// A txn of the sync must follow the one before it (or the sync's start) and be
+    /// of an epoch up to the new one; anything else is not the leader's history.
+    fn sync_txn_in_order(&mut self, what: &str, z: Zxid) -> bool {
+        let l = self.learner_ref();
+        let (floor, epoch) = (l.sync_floor, l.new_epoch);
+        if z <= floor || z.epoch() > epoch {
+            self.abandon_leader(&format!(
+                "{what} {z} while syncing is not after {floor} within epoch {epoch}"
+            ));
+            return false;
+        }
+        let l = self.learner();
+        l.sync_floor = z;
+        l.received.push(z);
+        true
+    }
+
+    /// Once serving, a txn must be new (after our log's end) and of the leader's
+    /// epoch; an older one would be acknowledged without being logged.
+    fn broadcast_txn_in_order(&mut self, what: &str, z: Zxid) -> bool {
+        let epoch = self.learner_ref().new_epoch;
+        let last = self.last_logged;
+        if z <= last || z.epoch() != epoch {
+            self.abandon_leader(&format!(
+                "{what} {z} is not a new txn of the leader's epoch {epoch} (our log ends at {last})"
+            ));
+            return false;
+        }
+        true
+    }
+
     fn on_sync_packet(&mut self, conn: ConnId, packet: Packet) {
         if let Packet::Proposal(e)
         | Packet::Inform(e)
         | Packet::InformAndActivate { entry: e, .. } = &packet
         {
             let z = e.zxid;
-            self.learner().received.push(z);
+            if !self.sync_txn_in_order(packet.name(), z) {
+                return;
+            }
         }
         match packet {
             Packet::Proposal(e) => {
@@ -602,6 +664,9 @@ impl Replica {
         let observer = self.learner_ref().observer;
         match packet {
             Packet::Proposal(e) if !observer => {
+                if !self.broadcast_txn_in_order("PROPOSAL", e.zxid) {
+                    return;
+                }
                 if e.zxid.0 != self.last_logged.0 + 1 {
                     tracing::debug!(
                         id = self.cfg.id,
@@ -621,7 +686,9 @@ impl Replica {
                 self.commit_pending(zxid);
             }
             Packet::Inform(e) | Packet::InformAndActivate { entry: e, .. } if observer => {
-                self.observe(e)
+                if self.broadcast_txn_in_order("INFORM", e.zxid) {
+                    self.observe(e)
+                }
             }
             Packet::LeaderPing { zxid } => {
                 let touches: Vec<(i64, i32)> = std::mem::take(&mut self.learner().touches)

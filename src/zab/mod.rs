@@ -75,6 +75,6 @@ pub use replica::PlantedBug;
 pub use replica::{Replica, CORE_CONN_BIT};
 pub use types::{
     Config, ConnId, DurableState, Entry, Event, Forwarded, Input, LearnerInfo, Notification,
-    Output, Packet, PeerState, Role, ServerId, Vote, Write, ZabError, Zxid, OP_SYNC,
+    Output, Packet, PeerState, Role, ServerId, Vote, Write, ZabError, Zxid, EPOCH_MAX, OP_SYNC,
     PROTOCOL_VERSION,
 };

@@ -958,6 +958,26 @@ fn discovery_refuses_unknown_own_and_newer_config_learners() {
 }
 
 #[test]
+fn discovery_refuses_a_learner_beyond_the_last_epoch_before_it_replaces_anyone() {
+    // No epoch comes after it (the reference would read it as negative): it neither
+    // raises the epoch being proposed nor counts toward its quorum.
+    let mut r = elected(disk(1, 1, &[(1, 1), (1, 2)]));
+    join(&mut r, 300, 21, 2, u32::MAX, false);
+    assert_eq!(drain(&mut r), vec![only_now(vec![close(21)])]);
+    assert_eq!(r.role(), leading(None, false));
+    join(&mut r, 310, CONN_2, 2, 1, false);
+    let out = drain(&mut r);
+    assert_eq!(out[0].writes, vec![Write::AcceptedEpoch(2)]);
+    assert_eq!(sent_on(&out, CONN_2), vec![leader_info(2)]);
+    // Claiming server 2's id does not push out its connection.
+    join(&mut r, 320, 22, 2, EPOCH_MAX + 1, false);
+    assert_eq!(drain(&mut r), vec![only_now(vec![close(22)])]);
+    pkt(&mut r, 330, CONN_2, ack_epoch(z(1, 2), Some(1)));
+    let out = drain(&mut r);
+    assert_eq!(out[0].writes, vec![Write::CurrentEpoch(2)]);
+}
+
+#[test]
 fn discovery_second_connection_of_a_server_replaces_the_first() {
     let mut r = elected(disk(1, 1, &[(1, 1), (1, 2)]));
     join(&mut r, 300, CONN_2, 2, 1, false);
@@ -1678,6 +1698,59 @@ fn learner_leaderinfo_with_an_older_epoch_goes_back_to_looking() {
 }
 
 #[test]
+fn learner_leaderinfo_beyond_the_last_epoch_goes_back_to_looking() {
+    // The reference reads such an epoch as negative: below every accepted epoch.
+    let mut r = learner_connected(2, disk(1, 1, &[(1, 1), (1, 2)]));
+    pkt(&mut r, 400, C, leader_info(EPOCH_MAX + 1));
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(back_to_looking(Some(C), 2, z(1, 2), 1))]
+    );
+    assert_eq!(r.accepted_epoch(), 1);
+}
+
+#[test]
+fn learner_sync_txns_must_follow_each_other() {
+    // DIFF from our last zxid 1:2: a proposal at or before it is not new history.
+    let mut r = learner_connected(2, disk(1, 1, &[(1, 1), (1, 2)]));
+    pkt(&mut r, 400, C, leader_info(2));
+    pkt(&mut r, 500, C, Packet::Diff { zxid: z(1, 2) });
+    drain(&mut r);
+    pkt(&mut r, 510, C, proposal(1, 2));
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(back_to_looking(Some(C), 2, z(1, 2), 1))]
+    );
+    // A sync point past the new epoch is no history of this leader.
+    for start in [
+        Packet::Diff { zxid: z(3, 0) },
+        Packet::Snap { zxid: z(3, 1) },
+    ] {
+        let mut r = learner_connected(2, disk(1, 1, &[(1, 1), (1, 2)]));
+        pkt(&mut r, 400, C, leader_info(2));
+        drain(&mut r);
+        pkt(&mut r, 500, C, start);
+        assert_eq!(
+            drain(&mut r),
+            vec![only_now(back_to_looking(Some(C), 2, z(1, 2), 1))]
+        );
+    }
+    // Out of order after a good one, or of an epoch after the new one.
+    for bad in [proposal(1, 3), proposal(3, 1)] {
+        let mut r = learner_connected(2, disk(1, 1, &[(1, 1), (1, 2)]));
+        pkt(&mut r, 400, C, leader_info(2));
+        pkt(&mut r, 500, C, Packet::Diff { zxid: z(1, 2) });
+        pkt(&mut r, 510, C, proposal(1, 4));
+        drain(&mut r);
+        pkt(&mut r, 520, C, bad);
+        assert_eq!(
+            drain(&mut r),
+            vec![only_now(back_to_looking(Some(C), 2, z(1, 2), 1))]
+        );
+    }
+}
+
+#[test]
 fn learner_diff_applies_the_log_it_holds() {
     // Serving epoch 2, 2:1 logged and acknowledged but never committed; the leader
     // goes away and is elected again.
@@ -1927,6 +2000,25 @@ fn learner_commit_that_is_not_the_oldest_pending_goes_back_to_looking() {
     assert_eq!(
         drain(&mut r),
         vec![only_now(back_to_looking(Some(C), 2, z(2, 2), 2))]
+    );
+}
+
+#[test]
+fn learner_broadcast_refuses_a_proposal_that_is_old_or_of_another_epoch() {
+    // Epoch 2 is being served; 1:3 belongs to an older leader, 2:1 is logged.
+    let mut r = serving(2, disk(1, 1, &[(1, 1), (1, 2)]));
+    pkt(&mut r, 1100, C, proposal(1, 3));
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(back_to_looking(Some(C), 2, z(1, 2), 2))]
+    );
+    let mut r = serving(2, disk(1, 1, &[(1, 1), (1, 2)]));
+    pkt(&mut r, 1100, C, proposal(2, 1));
+    drain(&mut r);
+    pkt(&mut r, 1110, C, proposal(2, 1));
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(back_to_looking(Some(C), 2, z(2, 1), 2))]
     );
 }
 

@@ -155,6 +155,12 @@ pub struct LearnerInfo {
 /// The protocol version learners and leaders announce (`0x10000`).
 pub const PROTOCOL_VERSION: i32 = 0x10000;
 
+/// The highest epoch a peer may name (a learner's accepted epoch, a leader's new
+/// epoch). The reference takes an epoch as `zxid >> 32` of a signed long, so one
+/// above this is negative to it, below every real epoch; here it is refused, which
+/// also keeps `epoch + 1` from overflowing.
+pub const EPOCH_MAX: u32 = i32::MAX as u32;
+
 /// ZooKeeper's op code for sync (a forwarded REQUEST of this type is a sync).
 pub const OP_SYNC: i32 = 9;
 

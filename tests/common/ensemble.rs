@@ -158,6 +158,30 @@ impl Ensemble {
     /// As [`start_with`](Self::start_with), with `cfg_extra` lines added to every
     /// member's zoo.cfg (unknown keys become `zookeeper.*` properties in the reference).
     pub fn start_cfg(members: &[(Kind, Role)], cfg_extra: &str) -> Ensemble {
+        let mut ens = Self::configure(members, cfg_extra);
+        eprintln!("[ensemble] {}", ens.describe());
+        // Highest sid first, each listening on its election port before the next
+        // starts: on empty data dirs the highest sid wins the first election, so
+        // the member given the highest sid is the one that leads (a test puts the
+        // kind it wants leading there: a ZooKeeper leader of corral followers, or
+        // the reverse).
+        for sid in ens.sids().into_iter().rev() {
+            ens.launch_member(sid);
+        }
+        for sid in ens.sids() {
+            ens.wait_serving(sid);
+        }
+        let leader = ens.leader().unwrap_or_else(|| {
+            panic!("the ensemble started but its members do not agree on one leader")
+        });
+        eprintln!("[ensemble] serving; leader {leader}");
+        ens
+    }
+
+    /// Writes every member's dirs and zoo.cfg (sids 1..=n, free ports) and starts
+    /// none: a test plays some members itself on their ports and launches the
+    /// others with [`launch_member`](Self::launch_member).
+    pub fn configure(members: &[(Kind, Role)], cfg_extra: &str) -> Ensemble {
         assert!(!members.is_empty(), "an ensemble needs members");
         let serial = reference_serial();
         let root = tempfile::Builder::new()
@@ -187,24 +211,14 @@ impl Ensemble {
         }
         ens.root = Some(root);
         ens.write_configs(cfg_extra);
-        eprintln!("[ensemble] {}", ens.describe());
-        // Highest sid first, each listening on its election port before the next
-        // starts: on empty data dirs the highest sid wins the first election, so
-        // the member given the highest sid is the one that leads (a test puts the
-        // kind it wants leading there: a ZooKeeper leader of corral followers, or
-        // the reverse).
-        for sid in ens.sids().into_iter().rev() {
-            ens.launch(sid);
-            ens.wait_election_port(sid);
-        }
-        for sid in ens.sids() {
-            ens.wait_serving(sid);
-        }
-        let leader = ens.leader().unwrap_or_else(|| {
-            panic!("the ensemble started but its members do not agree on one leader")
-        });
-        eprintln!("[ensemble] serving; leader {leader}");
         ens
+    }
+
+    /// Starts a configured member and waits (bounded) until it listens on its
+    /// election port; it serves only once it has a quorum.
+    pub fn launch_member(&mut self, sid: u64) {
+        self.launch(sid);
+        self.wait_election_port(sid);
     }
 
     fn write_configs(&self, cfg_extra: &str) {

@@ -204,7 +204,7 @@ impl Peers {
         }
         drop(st);
         match result {
-            Ok(Some(stream)) => self.adopt_election(to, stream),
+            Ok(Some(stream)) => self.adopt_election(to, stream, Vec::new()),
             Ok(None) => {} // the higher sid dials us back
             Err(e) => tracing::debug!("election link to server {to}: {e}"),
         }
@@ -245,6 +245,7 @@ impl Peers {
     }
 
     /// Reads the init message of an accepted link and applies the higher-sid rule.
+    /// Bytes that came with the init message (a first frame) stay for the reader.
     async fn election_handshake(self: Rc<Self>, mut stream: TcpStream) {
         let peer = stream
             .peer_addr()
@@ -255,7 +256,7 @@ impl Peers {
         let read = glommio::timer::timeout(CONNECT_TIMEOUT, async {
             loop {
                 match InitMessage::decode(&buf) {
-                    Ok(Some((m, _))) => return Ok(Ok(m)),
+                    Ok(Some((m, used))) => return Ok(Ok((m, used))),
                     Ok(None) => {}
                     Err(e) => return Ok(Err(e.to_string())),
                 }
@@ -269,7 +270,10 @@ impl Peers {
         })
         .await;
         let init = match read {
-            Ok(Ok(m)) => m,
+            Ok(Ok((m, used))) => {
+                buf.drain(..used);
+                m
+            }
             Ok(Err(why)) => {
                 tracing::warn!("election port: dropping a link from {peer}: {why}");
                 return;
@@ -281,8 +285,14 @@ impl Peers {
         };
         let sid = init.sid;
         if sid < 0 || !self.addrs.contains_key(&(sid as u64)) {
+            // A first long >= 0 is a pre-3.5 peer's bare sid, or bytes of no peer.
+            let legacy = if init.election_addr.is_none() {
+                " (a pre-3.5 init message, or not a peer)"
+            } else {
+                ""
+            };
             tracing::warn!(
-                "election port: dropping a link from {peer}: server id {sid} is not in the configuration"
+                "election port: dropping a link from {peer}: server id {sid}{legacy} is not in the configuration"
             );
             return;
         }
@@ -304,13 +314,14 @@ impl Peers {
                 glommio::spawn_local(async move { me.dial_election(sid).await }).detach();
             }
         } else {
-            self.adopt_election(sid, stream);
+            self.adopt_election(sid, stream, buf);
         }
     }
 
-    /// A link to `sid` is up: replaces any older one, starts its reader and writer,
-    /// and sends the unsent notification (or the last one again).
-    fn adopt_election(self: &Rc<Self>, sid: ServerId, stream: TcpStream) {
+    /// A link to `sid` is up: replaces any older one, starts its reader (on the
+    /// bytes already `received`) and writer, and sends the unsent notification (or
+    /// the last one again).
+    fn adopt_election(self: &Rc<Self>, sid: ServerId, stream: TcpStream, received: Vec<u8>) {
         let (rd, wr) = stream.split();
         let (outbox, rx) = self.new_outbox();
         let gen = {
@@ -331,7 +342,7 @@ impl Peers {
         glommio::spawn_local(write_link(wr, rx, None)).detach();
         let me = self.clone();
         glommio::spawn_local(async move {
-            let why = me.read_election(sid, rd).await;
+            let why = me.read_election(sid, rd, received).await;
             tracing::debug!("election link to server {sid} ended: {why}");
             let mut st = me.state.borrow_mut();
             if let Some(p) = st.election.get_mut(&sid) {
@@ -343,8 +354,12 @@ impl Peers {
         .detach();
     }
 
-    async fn read_election(&self, sid: ServerId, mut rd: ReadHalf<TcpStream>) -> String {
-        let mut buf: Vec<u8> = Vec::new();
+    async fn read_election(
+        &self,
+        sid: ServerId,
+        mut rd: ReadHalf<TcpStream>,
+        mut buf: Vec<u8>,
+    ) -> String {
         let mut chunk = vec![0u8; READ_CHUNK_BYTES];
         loop {
             let mut at = 0;
@@ -434,6 +449,10 @@ impl Peers {
 
     fn open_quorum(self: &Rc<Self>, conn: ConnId, stream: TcpStream, side: Side) {
         let _ = stream.set_nodelay(true);
+        let peer = stream
+            .peer_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
         let (rd, wr) = stream.split();
         let (outbox, rx) = self.new_outbox();
         let bytes = outbox.bytes.clone();
@@ -444,11 +463,19 @@ impl Peers {
         glommio::spawn_local(write_link(wr, rx, Some(bytes))).detach();
         let me = self.clone();
         glommio::spawn_local(async move {
-            let why = me.read_quorum(conn, rd, side).await;
+            let end = me.read_quorum(conn, rd, side).await;
             // Still ours (not closed by the core): the core hears the end.
-            if me.state.borrow_mut().quorum.remove(&conn).is_some() {
-                if !why.is_empty() {
-                    tracing::info!("quorum link {conn} ended: {why}");
+            let link = me.state.borrow_mut().quorum.remove(&conn);
+            if let Some(link) = link {
+                let who = match (side, link.sid) {
+                    (Side::Learner, Some(sid)) => format!("to the leader (server {sid}) at {peer}"),
+                    _ => format!("from {peer}"),
+                };
+                match end {
+                    LinkEnd::Closed(why) => tracing::info!("quorum link {conn} {who} ended: {why}"),
+                    LinkEnd::Refused(why) => {
+                        tracing::warn!("quorum link {conn} {who}: {why}; dropping it")
+                    }
                 }
                 me.emit(Input::Closed { conn }).await;
             }
@@ -456,7 +483,7 @@ impl Peers {
         .detach();
     }
 
-    async fn read_quorum(&self, conn: ConnId, mut rd: ReadHalf<TcpStream>, side: Side) -> String {
+    async fn read_quorum(&self, conn: ConnId, mut rd: ReadHalf<TcpStream>, side: Side) -> LinkEnd {
         let mut buf: Vec<u8> = Vec::new();
         let mut chunk = vec![0u8; READ_CHUNK_BYTES];
         let mut snap: Option<(ZkSnapDecoder, i64)> = None;
@@ -466,7 +493,7 @@ impl Peers {
                 if let Some((dec, zxid)) = snap.as_mut() {
                     match dec.feed(&buf[at..]) {
                         Ok(used) => at += used,
-                        Err(e) => return format!("bad snapshot stream after SNAP: {e}"),
+                        Err(e) => return LinkEnd::Refused(format!("bad snapshot after SNAP: {e}")),
                     }
                     if !dec.is_done() {
                         break;
@@ -477,7 +504,7 @@ impl Peers {
                         Ok(state) => {
                             self.state.borrow_mut().snapshots.insert(conn, state);
                         }
-                        Err(e) => return format!("bad snapshot stream after SNAP: {e}"),
+                        Err(e) => return LinkEnd::Refused(format!("bad snapshot after SNAP: {e}")),
                     }
                     let packet = Packet::Snap {
                         zxid: zab::Zxid(zxid as u64),
@@ -497,18 +524,18 @@ impl Peers {
                         }
                         match wire::decode(qp, side) {
                             Ok(packet) => self.emit(Input::Packet { conn, packet }).await,
-                            Err(e) => return format!("bad packet: {e}"),
+                            Err(e) => return LinkEnd::Refused(format!("bad packet: {e}")),
                         }
                     }
                     Ok(None) => break,
-                    Err(e) => return format!("bad packet: {e}"),
+                    Err(e) => return LinkEnd::Refused(format!("bad packet: {e}")),
                 }
             }
             buf.drain(..at);
             match rd.read(&mut chunk).await {
-                Ok(0) => return "closed by the peer".into(),
+                Ok(0) => return closed_at_eof(snap.map(|(dec, _)| dec)),
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                Err(e) => return e.to_string(),
+                Err(e) => return LinkEnd::Closed(e.to_string()),
             }
         }
     }
@@ -580,6 +607,23 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     sk.listen(1024)?;
     // SAFETY: the fd is a listening TCP socket we own; the listener takes it over.
     Ok(unsafe { TcpListener::from_raw_fd(sk.into_raw_fd()) })
+}
+
+/// How a quorum link's reader ended: the peer went away, or it sent what we refuse.
+enum LinkEnd {
+    Closed(String),
+    Refused(String),
+}
+
+/// The peer closed the link; in the middle of a snapshot stream that is a
+/// truncated snapshot (nothing of it reaches the core).
+fn closed_at_eof(snap: Option<ZkSnapDecoder>) -> LinkEnd {
+    match snap.map(ZkSnapDecoder::finish) {
+        Some(Err(e)) => LinkEnd::Refused(format!(
+            "closed in the middle of the snapshot after SNAP (truncated: {e})"
+        )),
+        _ => LinkEnd::Closed("closed by the peer".into()),
+    }
 }
 
 /// Drains a link's queue onto its socket; closes the socket when the queue's

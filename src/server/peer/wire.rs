@@ -5,6 +5,11 @@
 //! Two packets share a type code and differ by direction: PING (the leader's has
 //! null data, a learner's carries touched sessions) and REVALIDATE (a learner asks,
 //! the leader answers), so decoding needs to know which end of the link we are.
+//!
+//! A txn a leader sends (PROPOSAL, INFORM, INFORMANDACTIVATE) is checked here, before
+//! the core logs or acknowledges it: it must decode as a txn entry whose header
+//! carries the packet's zxid. The core treats payloads as opaque, and a txn that
+//! only failed once committed could neither be applied nor skipped.
 
 use crate::proto::election::{Notification as WireNotification, ServerState};
 use crate::proto::quorum::{
@@ -12,9 +17,29 @@ use crate::proto::quorum::{
     NewLeaderConfig, PacketType, PingTouches, QuorumDecodeError, QuorumPacket, RevalidateReply,
     RevalidateRequest,
 };
-use crate::proto::Id;
+use crate::proto::{DecodeError, Id};
+use crate::tree::Txn;
 use crate::zab::{Entry, Forwarded, LearnerInfo, Notification, Packet, PeerState, Vote, Zxid};
 use bytes::Bytes;
+
+/// Why the bytes of a quorum packet are refused (the link is dropped).
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error(transparent)]
+    Packet(#[from] QuorumDecodeError),
+    #[error("{what} {zxid:#x} carries a txn that does not decode: {source}")]
+    BadTxn {
+        what: &'static str,
+        zxid: i64,
+        source: DecodeError,
+    },
+    #[error("{what} {zxid:#x} carries the txn of zxid {txn_zxid:#x}")]
+    TxnZxid {
+        what: &'static str,
+        zxid: i64,
+        txn_zxid: i64,
+    },
+}
 
 /// Which end of a quorum link we are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,14 +52,27 @@ fn zxid(z: i64) -> Zxid {
     Zxid(z as u64)
 }
 
-fn entry(zxid_raw: i64, data: Option<Bytes>) -> Result<Entry, QuorumDecodeError> {
-    let payload = data.ok_or(QuorumDecodeError::NullData {
-        what: "PROPOSAL/INFORM",
-    })?;
+fn entry(what: &'static str, zxid_raw: i64, data: Option<Bytes>) -> Result<Entry, WireError> {
+    let payload = data.ok_or(QuorumDecodeError::NullData { what })?;
+    check_txn(what, zxid_raw, &payload)?;
     Ok(Entry {
         zxid: zxid(zxid_raw),
         payload,
     })
+}
+
+/// A leader's txn: a whole txn entry for the packet's zxid.
+fn check_txn(what: &'static str, zxid: i64, payload: &[u8]) -> Result<(), WireError> {
+    let (txn, _) =
+        Txn::decode(payload).map_err(|source| WireError::BadTxn { what, zxid, source })?;
+    if txn.zxid != zxid {
+        return Err(WireError::TxnZxid {
+            what,
+            zxid,
+            txn_zxid: txn.zxid,
+        });
+    }
+    Ok(())
 }
 
 /// A packet as the reference writes it.
@@ -123,7 +161,7 @@ pub fn encode(p: &Packet) -> QuorumPacket {
 }
 
 /// A packet as the core sees it. `side` is our end of the link.
-pub fn decode(qp: QuorumPacket, side: Side) -> Result<Packet, QuorumDecodeError> {
+pub fn decode(qp: QuorumPacket, side: Side) -> Result<Packet, WireError> {
     let d = qp.data.as_ref();
     Ok(match qp.kind {
         PacketType::FollowerInfo | PacketType::ObserverInfo => {
@@ -134,7 +172,8 @@ pub fn decode(qp: QuorumPacket, side: Side) -> Result<Packet, QuorumDecodeError>
                 return Err(QuorumDecodeError::OutOfRange {
                     what: "learner sid",
                     value: li.sid,
-                });
+                }
+                .into());
             }
             Packet::LearnerInfo {
                 info: LearnerInfo {
@@ -167,17 +206,18 @@ pub fn decode(qp: QuorumPacket, side: Side) -> Result<Packet, QuorumDecodeError>
         PacketType::Snap => Packet::Snap {
             zxid: zxid(qp.zxid),
         },
-        PacketType::Proposal => Packet::Proposal(entry(qp.zxid, qp.data)?),
+        PacketType::Proposal => Packet::Proposal(entry("PROPOSAL", qp.zxid, qp.data)?),
         PacketType::Commit => Packet::Commit {
             zxid: zxid(qp.zxid),
         },
-        PacketType::Inform => Packet::Inform(entry(qp.zxid, qp.data)?),
+        PacketType::Inform => Packet::Inform(entry("INFORM", qp.zxid, qp.data)?),
         PacketType::CommitAndActivate => Packet::CommitAndActivate {
             zxid: zxid(qp.zxid),
             designated_leader: CommitAndActivate::decode(d)?.designated_leader as u64,
         },
         PacketType::InformAndActivate => {
             let ia = InformAndActivate::decode(d)?;
+            check_txn("INFORMANDACTIVATE", qp.zxid, &ia.txn)?;
             Packet::InformAndActivate {
                 entry: Entry {
                     zxid: zxid(qp.zxid),
@@ -296,11 +336,18 @@ mod tests {
         assert_eq!(decode(back, side_of_receiver).unwrap(), p);
     }
 
+    /// A createSession txn entry for `zxid`, as a leader proposes it.
+    fn txn_bytes(zxid: Zxid) -> Bytes {
+        let mut b = Vec::new();
+        crate::tree::create_session_txn(zxid.as_i64(), 1_000, 5, 30_000).encode(&mut b, None);
+        Bytes::from(b)
+    }
+
     #[test]
     fn every_packet_round_trips_through_the_references_bytes() {
         let e = Entry {
             zxid: Zxid::new(1, 2),
-            payload: Bytes::from_static(b"txn"),
+            payload: txn_bytes(Zxid::new(1, 2)),
         };
         let info = LearnerInfo {
             sid: 3,
@@ -432,6 +479,40 @@ mod tests {
         ] {
             round_trip(p, side);
         }
+    }
+
+    fn decoded_proposal(zxid: Zxid, payload: Bytes) -> Result<Packet, WireError> {
+        let qp = QuorumPacket::proposal(zxid.as_i64(), payload);
+        let mut bytes = Vec::new();
+        qp.encode(&mut bytes);
+        let (back, _) = QuorumPacket::decode(&bytes, 1 << 20).unwrap().unwrap();
+        decode(back, Side::Learner)
+    }
+
+    #[test]
+    fn a_txn_that_does_not_decode_is_refused() {
+        let z = Zxid::new(1, 2);
+        let good = txn_bytes(z);
+        // Garbage after a valid header (session, cxid, zxid, time, type).
+        let mut garbage = good[..32].to_vec();
+        garbage.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef, 0x01]);
+        let truncated = good.slice(..good.len() - 2);
+        let mut trailing = good.to_vec();
+        trailing.push(0x42);
+        for bad in [Bytes::from(garbage), truncated, Bytes::from(trailing)] {
+            let e = decoded_proposal(z, bad).unwrap_err();
+            assert!(matches!(e, WireError::BadTxn { .. }), "{e}");
+            assert!(e
+                .to_string()
+                .starts_with("PROPOSAL 0x100000002 carries a txn"));
+        }
+        assert!(decoded_proposal(z, good).is_ok());
+    }
+
+    #[test]
+    fn a_txn_of_another_zxid_is_refused() {
+        let e = decoded_proposal(Zxid::new(1, 2), txn_bytes(Zxid::new(1, 1))).unwrap_err();
+        assert!(matches!(e, WireError::TxnZxid { .. }), "{e}");
     }
 
     #[test]
