@@ -635,7 +635,9 @@ async fn oneshot_watches(t: Target) {
     let ev = event(exists_w.changed(), "exists watch 2").await;
     assert_eq!(ev.event_type, EventType::NodeCreated);
 
-    // Removing a one-shot watch (removeWatches) succeeds.
+    // Removing a one-shot watch (removeWatches) succeeds. (w's member first applies
+    // c's setData: else that commit may fire the new watch before it is removed.)
+    catch_up(&w, &p).await;
     let (_, _, data_w) = w.get_and_watch_data(&p).await.unwrap();
     #[allow(deprecated)]
     data_w.remove().await.unwrap();
