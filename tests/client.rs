@@ -1608,7 +1608,15 @@ fn session_moves_with_its_ephemerals_and_watches(a: &str, b: &str, c: &str) {
 /// before it: for every ordered pair of members, a burst of setData through
 /// one, then a sync through the other and a read there (after the sync's
 /// answer, or pipelined behind it) sees the burst's last write.
-fn sync_catches_a_member_up(members: &[(u64, String)]) {
+///
+/// `leader_sync_is_a_read`: the member (the reference's leader) where this does not
+/// hold. ZooKeeper 3.8's leader builds its CommitProcessor with `matchSyncs = false`,
+/// so a sync from one of the leader's own clients passes as a read and does not wait
+/// for writes the leader committed but has not applied yet (a follower saw a burst's
+/// COMMITs first, as `Leader.tryToCommit` sends them before its own commit). There the
+/// read is only checked not to run ahead of the burst; corral's leader answers the sync
+/// after everything it committed before it, so corral gets the strict check everywhere.
+fn sync_catches_a_member_up(members: &[(u64, String)], leader_sync_is_a_read: Option<u64>) {
     let path = "/sync_catches_up";
     let mut sessions: Vec<RawClient> = members
         .iter()
@@ -1626,6 +1634,14 @@ fn sync_catches_a_member_up(members: &[(u64, String)]) {
                 let (data, mzxid) = write_burst(&mut sessions[w], path, &what);
                 let pipelined = round % 2 == 1;
                 let (got, stat) = sync_then_read(&mut sessions[r], path, pipelined, &what);
+                if leader_sync_is_a_read == Some(members[r].0) {
+                    assert!(
+                        stat.mzxid <= mzxid,
+                        "{what}: the read ran ahead of the burst ({:#x} > {mzxid:#x})",
+                        stat.mzxid
+                    );
+                    continue;
+                }
                 assert_eq!(
                     (String::from_utf8_lossy(&got), stat.mzxid),
                     (String::from_utf8_lossy(&data), mzxid),
@@ -1747,8 +1763,9 @@ fn run_ensemble_suite(kind: Kind, spread: Spread) {
         let members: Vec<(u64, String)> = (ens.sids().into_iter())
             .map(|s| (s, ens.client_addr(s)))
             .collect();
+        let leader_sync_is_a_read = (kind == Kind::Reference).then_some(leader);
         suite.case("sync_catches_a_member_up", || {
-            sync_catches_a_member_up(&members)
+            sync_catches_a_member_up(&members, leader_sync_is_a_read)
         });
     }
     suite.case("members_hold_the_same_tree", || {
