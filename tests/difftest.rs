@@ -490,7 +490,7 @@ impl Gen {
         Request::Create(CreateRequest {
             kind,
             path,
-            data: self.data(),
+            data: Some(self.data()),
             acl,
             flags,
             ttl,
@@ -514,7 +514,7 @@ impl Gen {
             },
             60..=79 => Request::SetData {
                 path: self.path(),
-                data: self.data(),
+                data: Some(self.data()),
                 version: self.version(),
             },
             80..=97 => Request::Check {
@@ -551,7 +551,7 @@ impl Gen {
             },
             32..=41 => Request::SetData {
                 path: self.path(),
-                data: self.data(),
+                data: Some(self.data()),
                 version: self.version(),
             },
             42..=47 => Request::Exists {
@@ -711,7 +711,7 @@ fn run_seed(seed: u64, ops: usize, a: &mut Side, b: &mut Side) -> Result<usize, 
         req: Request::Create(CreateRequest {
             kind: CreateKind::Create,
             path: gen.base.clone(),
-            data: b"root".to_vec(),
+            data: Some(b"root".to_vec()),
             acl: Acl::open(),
             flags: 0,
             ttl: -1,

@@ -27,7 +27,8 @@ const SUPER_PASSWORD: &str = "zksnap";
 /// What a client can see of one node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Seen {
-    data: Vec<u8>,
+    /// `None`: null data, which both servers must keep apart from empty.
+    data: Option<Vec<u8>>,
     stat: Stat,
     acl: Vec<Acl>,
     children: Vec<String>,
@@ -72,7 +73,7 @@ fn create(
         Request::Create(CreateRequest {
             kind,
             path: path.into(),
-            data: data.to_vec(),
+            data: Some(data.to_vec()),
             acl,
             flags,
             ttl,
@@ -149,7 +150,7 @@ fn walk_tree(t: &Tree) -> BTreeMap<String, Seen> {
         out.insert(
             p,
             Seen {
-                data: v.data().to_vec(),
+                data: v.data().map(<[u8]>::to_vec),
                 stat: v.stat(),
                 acl: v.acl().to_vec(),
                 children,
@@ -168,13 +169,19 @@ fn assert_same_nodes(want: &BTreeMap<String, Seen>, got: &BTreeMap<String, Seen>
         assert_eq!(w.stat, g.stat, "{what}: {p} Stat");
         assert!(
             w.data == g.data,
-            "{what}: {p} data ({} vs {} bytes)",
-            w.data.len(),
-            g.data.len()
+            "{what}: {p} data ({} vs {})",
+            show_len(&w.data),
+            show_len(&g.data)
         );
         assert_eq!(w.acl, g.acl, "{what}: {p} ACL");
         assert_eq!(w.children, g.children, "{what}: {p} children");
     }
+}
+
+/// "N bytes", or "null".
+fn show_len(d: &Option<Vec<u8>>) -> String {
+    d.as_ref()
+        .map_or("null".into(), |d| format!("{} bytes", d.len()))
 }
 
 fn crc32(crc: u32, bytes: &[u8]) -> u32 {
@@ -205,7 +212,8 @@ fn reference_digest(t: &Tree) -> u64 {
         let path = if p == "/" { "" } else { p.as_str() };
         let internal_cversion = (s.stat.cversion + s.stat.num_children) / 2;
         let mut b = path.as_bytes().to_vec();
-        b.extend_from_slice(&s.data);
+        // Null data adds no bytes, like empty data.
+        b.extend_from_slice(s.data.as_deref().unwrap_or_default());
         for x in [
             s.stat.czxid,
             s.stat.mzxid,
@@ -314,7 +322,7 @@ fn populate(c: &mut RawClient) {
         c,
         Request::SetData {
             path: "/plain".into(),
-            data: b"changed".to_vec(),
+            data: Some(b"changed".to_vec()),
             version: -1,
         },
     );
@@ -427,7 +435,7 @@ fn corral_tree() -> (Tree, Vec<(i64, i32)>) {
         Request::Create(CreateRequest {
             kind,
             path: path.into(),
-            data: data.to_vec(),
+            data: Some(data.to_vec()),
             acl,
             flags,
             ttl,
@@ -514,7 +522,7 @@ fn corral_tree() -> (Tree, Vec<(i64, i32)>) {
         sess,
         Request::SetData {
             path: "/a".into(),
-            data: b"beta".to_vec(),
+            data: Some(b"beta".to_vec()),
             version: 0,
         },
     );

@@ -43,7 +43,7 @@ fn create_acl(
     Request::Create(CreateRequest {
         kind,
         path: path.into(),
-        data: data.to_vec(),
+        data: Some(data.to_vec()),
         acl,
         flags,
         ttl,
@@ -103,7 +103,7 @@ fn drive(addr: &str) {
     expect(&mut c, create(Ttl, "/ttl", b"t", 5, 500), ok);
     let set = |path: &str, data: &[u8], version| Request::SetData {
         path: path.into(),
-        data: data.to_vec(),
+        data: Some(data.to_vec()),
         version,
     };
     expect(&mut c, set("/peerdoc", b"v2", 0), ok);
@@ -266,8 +266,8 @@ fn reference_txn_log_decodes_and_replays_to_its_digests() {
     }
     assert!(seen.contains("failed multi") && seen.contains("expiry close"));
     // The replayed tree holds what the client left behind.
-    assert_eq!(tree.get("/peerdoc").unwrap().data(), b"v2");
+    assert_eq!(tree.get("/peerdoc").unwrap().data(), Some(&b"v2"[..]));
     assert!(tree.get("/cont").is_none() && tree.get("/ttl").is_none());
     assert!(tree.get("/peerdoc/e").is_none(), "closed with its session");
-    assert_eq!(tree.get("/é中").unwrap().data(), "ü".as_bytes());
+    assert_eq!(tree.get("/é中").unwrap().data(), Some("ü".as_bytes()));
 }
