@@ -288,9 +288,17 @@ impl Side {
 /// Generates actions; steered by the reference's results (paths that exist).
 struct Gen {
     rng: SmallRng,
+    /// Decides which data is the null buffer. A stream of its own, so each seed's
+    /// operations are the ones it made before null data joined the generator.
+    null_rng: SmallRng,
     base: String,
     known: Vec<String>,
 }
+
+/// Share of generated znode data sent as the null buffer (length −1).
+const NULL_DATA_SHARE: f64 = 0.15;
+/// Mixed into the seed for the stream that picks null data.
+const NULL_DATA_STREAM: u64 = 0x6e75_6c6c_6461_7461;
 
 /// Ops listed before a mismatch (`DIFFTEST_CONTEXT` overrides).
 const DEFAULT_CONTEXT_OPS: usize = 8;
@@ -338,6 +346,7 @@ impl Gen {
     fn new(seed: u64) -> Gen {
         Gen {
             rng: SmallRng::seed_from_u64(seed),
+            null_rng: SmallRng::seed_from_u64(seed ^ NULL_DATA_STREAM),
             base: format!("/s{seed}"),
             known: Vec::new(),
         }
@@ -387,13 +396,16 @@ impl Gen {
         p
     }
 
-    fn data(&mut self) -> Vec<u8> {
+    /// Znode data: sometimes the null buffer (length −1), which must read back
+    /// null, sometimes empty, mostly a few bytes.
+    fn data(&mut self) -> Option<Vec<u8>> {
         let n = match self.rng.gen_range(0..10) {
             0 => 0,
             1 => self.rng.gen_range(100..2000),
             _ => self.rng.gen_range(1..16),
         };
-        (0..n).map(|_| self.rng.gen()).collect()
+        let bytes = (0..n).map(|_| self.rng.gen()).collect();
+        (!self.null_rng.gen_bool(NULL_DATA_SHARE)).then_some(bytes)
     }
 
     fn version(&mut self) -> i32 {
@@ -490,7 +502,7 @@ impl Gen {
         Request::Create(CreateRequest {
             kind,
             path,
-            data: Some(self.data()),
+            data: self.data(),
             acl,
             flags,
             ttl,
@@ -514,7 +526,7 @@ impl Gen {
             },
             60..=79 => Request::SetData {
                 path: self.path(),
-                data: Some(self.data()),
+                data: self.data(),
                 version: self.version(),
             },
             80..=97 => Request::Check {
@@ -551,7 +563,7 @@ impl Gen {
             },
             32..=41 => Request::SetData {
                 path: self.path(),
-                data: Some(self.data()),
+                data: self.data(),
                 version: self.version(),
             },
             42..=47 => Request::Exists {
