@@ -4,6 +4,7 @@
 //! (data, Stat, ACL, children of every node, the session, and the reference's own
 //! CRC32 digest); and a file corral wrote must start the reference, which must then
 //! serve every node with the same data, Stat and ACL and report no digest mismatch.
+//! Both trees hold null data (buffer −1), which must stay null, not become empty.
 //!
 //! Skips with a loud SKIPPED line without java and the jar, fails under CI.
 
@@ -247,6 +248,27 @@ fn newest_snapshot(data: &Path) -> (PathBuf, i64) {
         .expect("a snapshot file")
 }
 
+/// A create (open ACL, persistent) with the null buffer as its data.
+fn null_create(path: &str) -> Request {
+    Request::Create(CreateRequest {
+        kind: CreateKind::Create,
+        path: path.into(),
+        data: None,
+        acl: Acl::open(),
+        flags: 0,
+        ttl: -1,
+    })
+}
+
+/// setData with the null buffer.
+fn null_set(path: &str) -> Request {
+    Request::SetData {
+        path: path.into(),
+        data: None,
+        version: -1,
+    }
+}
+
 /// Nodes of every kind through a client of the reference.
 fn populate(c: &mut RawClient) {
     let open = Acl::open();
@@ -286,6 +308,10 @@ fn populate(c: &mut RawClient) {
         -1,
     );
     create(c, kinds, "/ünïcødé/子", b"", 0, open.clone(), -1);
+    ok(c, null_create("/null"));
+    create(c, kinds, "/null/set", b"bytes first", 0, open.clone(), -1);
+    ok(c, null_set("/null/set"));
+    ok(c, Request::Multi(vec![null_create("/null/multi")]));
     for name in ["/n!", "/n-", "/n.x", "/n0", "/n", "/n/x", "/n/x/y", "/n!/z"] {
         create(c, kinds, name, name.as_bytes(), 0, open.clone(), -1);
     }
@@ -402,6 +428,9 @@ fn a_reference_snapshot_reads_back_as_the_reference_served_it() {
         reference_digest(&file.tree),
         "reference digest of the decoded tree"
     );
+    for p in ["/null", "/null/set", "/null/multi"] {
+        assert_eq!(seen[p].data, None, "the reference serves {p} as null");
+    }
     let ephemerals = file.tree.ephemerals_of(session.0);
     assert_eq!(ephemerals.len(), 2, "{ephemerals:?}");
 }
@@ -534,6 +563,21 @@ fn corral_tree() -> (Tree, Vec<(i64, i32)>) {
             version: -1,
         },
     );
+    write(&mut tree, sess, null_create("/null"));
+    write(
+        &mut tree,
+        sess,
+        mk(c2, "/null/set", b"x", 0, open.clone(), -1),
+    );
+    write(&mut tree, sess, null_set("/null/set"));
+    write(
+        &mut tree,
+        sess,
+        mk(c2, "/null/empty", b"", 0, open.clone(), -1),
+    );
+    for p in ["/null", "/null/set"] {
+        assert_eq!(tree.get(p).unwrap().data(), None, "{p}");
+    }
     (
         tree,
         vec![(sess, SESSION_TIMEOUT_MS), (sess + 1, SESSION_TIMEOUT_MS)],
