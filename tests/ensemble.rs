@@ -21,7 +21,7 @@ use common::ensemble::{
     call, create_req, pipeline, resume_session, Ensemble, Mode, Role, Tree, WriteLoad, POLL_MS,
 };
 use common::Kind;
-use corral::proto::{CreateMode, ErrorCode, OpResult, Request, Response};
+use corral::proto::{CreateMode, CreateRequest, ErrorCode, OpResult, Request, Response};
 use std::time::Duration;
 
 /// Creates the write load makes while the leader is killed.
@@ -125,6 +125,23 @@ fn set_data(path: &str, data: &[u8], version: i32) -> Request {
     }
 }
 
+/// A persistent create (open ACL) whose data is the null buffer.
+fn null_create(path: &str) -> Request {
+    match create_req(path, b"", CreateMode::Persistent) {
+        Request::Create(c) => Request::Create(CreateRequest { data: None, ..c }),
+        _ => unreachable!("create_req makes a create"),
+    }
+}
+
+/// setData with the null buffer.
+fn null_set(path: &str, version: i32) -> Request {
+    Request::SetData {
+        path: path.into(),
+        data: None,
+        version,
+    }
+}
+
 fn delete(path: &str, version: i32) -> Request {
     Request::Delete {
         path: path.into(),
@@ -177,6 +194,7 @@ fn three_members_replicate_every_write_kind(kinds: [Kind; 3]) {
         call(&mut c1, &create_req("/a/tmp", b"t", CreateMode::Persistent)),
     );
     ok("setData /a", call(&mut c1, &set_data("/a", b"two", 0)));
+    ok("create /null", call(&mut c1, &null_create("/null")));
 
     // Member 2: an ephemeral and sequentials.
     ok(
@@ -197,6 +215,7 @@ fn three_members_replicate_every_write_kind(kinds: [Kind; 3]) {
             &create_req("/a/eseq-", b"", CreateMode::EphemeralSequential),
         ),
     );
+    ok("setData /a/eseq- null", call(&mut c2, &null_set(&eseq, 0)));
 
     // Member 3: a multi, a failing multi, deletes.
     let multi = Request::Multi(vec![
@@ -208,6 +227,7 @@ fn three_members_replicate_every_write_kind(kinds: [Kind; 3]) {
             version: 1,
         },
         delete("/m/x", 0),
+        null_create("/m/null"),
     ]);
     match ok("multi", call(&mut c3, &multi)) {
         Response::Multi(results) => assert!(
@@ -242,6 +262,9 @@ fn three_members_replicate_every_write_kind(kinds: [Kind; 3]) {
     assert_eq!(data_of(&tree, &seq), b"s");
     assert!(seq.starts_with("/a/seq-") && seq.len() == "/a/seq-".len() + 10);
     assert_eq!(data_of(&tree, "/m"), b"m");
+    for null in ["/null", "/m/null", &eseq] {
+        assert_eq!(tree[null].0, None, "{null} holds null data");
+    }
     for gone in ["/m/x", "/a/tmp", "/never"] {
         assert!(!tree.contains_key(gone), "{gone} should not exist");
     }
