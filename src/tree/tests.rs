@@ -1358,6 +1358,15 @@ fn null_data_reads_back_null_and_counts_as_empty() {
 }
 
 #[test]
+fn null_data_costs_no_memory_per_node() {
+    // Box's niche: Option<Box<[u8]>> is the bare fat pointer.
+    assert_eq!(
+        std::mem::size_of::<Option<Box<[u8]>>>(),
+        std::mem::size_of::<Box<[u8]>>()
+    );
+}
+
+#[test]
 fn null_data_in_multi_and_multi_read() {
     let mut h = H::new();
     let a = h.write(Request::Multi(vec![
