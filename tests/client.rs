@@ -860,7 +860,7 @@ fn raw_session_expiry_and_reconnect(t: &Target) {
         Request::Create(corral::proto::CreateRequest {
             kind: corral::proto::CreateKind::Create,
             path: path.into(),
-            data: vec![],
+            data: Some(vec![]),
             acl: corral::proto::Acl::open(),
             flags,
             ttl: -1,
@@ -1010,7 +1010,7 @@ fn raw_pipelined_read_then_write_keeps_order(t: &Target) {
         Request::Create(corral::proto::CreateRequest {
             kind: corral::proto::CreateKind::Create,
             path: path.into(),
-            data: b"old".to_vec(),
+            data: Some(b"old".to_vec()),
             acl: corral::proto::Acl::open(),
             flags: 0,
             ttl: -1,
@@ -1022,7 +1022,7 @@ fn raw_pipelined_read_then_write_keeps_order(t: &Target) {
     for round in 0..20 {
         let set = |path: &str, data: &[u8]| Request::SetData {
             path: path.into(),
-            data: data.to_vec(),
+            data: Some(data.to_vec()),
             version: -1,
         };
         let x1 = c
@@ -1094,7 +1094,7 @@ fn raw_check_and_set_watches(t: &Target) {
         Request::Create(corral::proto::CreateRequest {
             kind: corral::proto::CreateKind::Create,
             path: path.into(),
-            data: vec![],
+            data: Some(vec![]),
             acl: corral::proto::Acl::open(),
             flags: 0,
             ttl: -1,
@@ -1159,7 +1159,7 @@ fn raw_check_and_set_watches(t: &Target) {
     let r = c
         .call(&Request::SetData {
             path: "/raw_watches".into(),
-            data: b"x".to_vec(),
+            data: Some(b"x".to_vec()),
             version: -1,
         })
         .unwrap();
@@ -1216,7 +1216,7 @@ fn raw_no_watch_left_by_reads_of_missing_nodes(t: &Target) {
         Request::Create(corral::proto::CreateRequest {
             kind: corral::proto::CreateKind::Create,
             path: path.into(),
-            data: vec![],
+            data: Some(vec![]),
             acl: corral::proto::Acl::open(),
             flags: 0,
             ttl: -1,
@@ -1245,7 +1245,7 @@ fn raw_set_watches2_persistent(t: &Target) {
         Request::Create(corral::proto::CreateRequest {
             kind: corral::proto::CreateKind::Create,
             path: path.into(),
-            data: vec![],
+            data: Some(vec![]),
             acl: corral::proto::Acl::open(),
             flags: 0,
             ttl: -1,
@@ -1303,7 +1303,7 @@ fn raw_watch_events_need_read_permission(t: &Target) {
         Request::Create(corral::proto::CreateRequest {
             kind: corral::proto::CreateKind::Create,
             path: path.into(),
-            data: vec![],
+            data: Some(vec![]),
             acl,
             flags: 0,
             ttl: -1,
@@ -1375,7 +1375,7 @@ fn raw_container_ops(t: &Target) {
         Request::Create(corral::proto::CreateRequest {
             kind,
             path: path.into(),
-            data: vec![],
+            data: Some(vec![]),
             acl: corral::proto::Acl::open(),
             flags,
             ttl: -1,
@@ -1557,7 +1557,7 @@ fn session_moves_with_its_ephemerals_and_watches(a: &str, b: &str, c: &str) {
     let mut on_c = RawClient::connect(c, 10_000);
     let set = |data: &[u8]| Request::SetData {
         path: n.clone(),
-        data: data.to_vec(),
+        data: Some(data.to_vec()),
         version: -1,
     };
     raw_ok(&mut on_c, &set(b"1"), "setData through C");
@@ -1661,7 +1661,7 @@ fn write_burst(c: &mut RawClient, path: &str, what: &str) -> (Vec<u8>, i64) {
     let burst: Vec<Request> = (0..SYNC_BURST_COUNT)
         .map(|i| Request::SetData {
             path: path.into(),
-            data: data(i),
+            data: Some(data(i)),
             version: -1,
         })
         .collect();
@@ -1693,7 +1693,7 @@ fn sync_then_read(
     match &answers[..] {
         [Ok(Response::Sync { path: synced }), Ok(Response::Data { data, stat })] => {
             assert_eq!(synced, path, "{what}: the sync's answer names its path");
-            (data.clone(), *stat)
+            (data.clone().expect("sync_then_read: null data"), *stat)
         }
         other => panic!("{what}: sync, getData answered {other:?}"),
     }

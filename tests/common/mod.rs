@@ -847,7 +847,7 @@ pub fn decode_body(opcode: i32, r: &mut Reader<'_>) -> Result<Response, DecodeEr
         },
         op::EXISTS | op::SET_DATA | op::SET_ACL => Response::Stat(Stat::decode(r)?),
         op::GET_DATA => Response::Data {
-            data: r.bytes()?,
+            data: r.opt_bytes()?,
             stat: Stat::decode(r)?,
         },
         op::GET_ACL => Response::Acl {
