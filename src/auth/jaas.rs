@@ -18,6 +18,9 @@ use thiserror::Error;
 pub const DIGEST_LOGIN_MODULE: &str = "org.apache.zookeeper.server.auth.DigestLoginModule";
 /// The Kerberos login module: GSSAPI, out of scope.
 const KERBEROS_LOGIN_MODULE: &str = "com.sun.security.auth.module.Krb5LoginModule";
+/// The section the server reads (the reference's `zookeeper.sasl.serverconfig`
+/// default).
+pub const SERVER_SECTION: &str = "Server";
 /// Options naming a user start with this; the rest of the key is the user name.
 const USER_PREFIX: &str = "user_";
 
