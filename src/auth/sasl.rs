@@ -603,7 +603,8 @@ mod tests {
             DigestServer::Challenged { nonce } => nonce.clone(),
             _ => unreachable!(),
         };
-        let cases: Vec<(Box<dyn Fn(&str) -> String>, SaslError)> = vec![
+        type MakeResponse = Box<dyn Fn(&str) -> String>;
+        let cases: Vec<(MakeResponse, SaslError)> = vec![
             (
                 Box::new(|n| client_response("bob", "wrong", n, "c", None)),
                 SaslError::Mismatch,
