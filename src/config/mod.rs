@@ -8,15 +8,16 @@
 //! ```text
 //!  text ─ lex::zoo_cfg ─► entries ─ Config::apply ─┬─ key groups (timing, client,
 //!                                                  │  storage, snapshots, security,
-//!                                                  │  corral.*) ─► Config fields
+//!                                                  │  sasl, corral.*) ─► Config fields
 //!                                                  ├─ ensemble::Staged (quorum keys)
 //!                                                  └─ keys::no_effect ─► one warning
-//!  check_session_timeouts ─► ensemble::build (myid, dynamic file via ConfigFiles)
-//!                            ─► Config::quorum
+//!  check_session_timeouts ─► load_jaas (the JAAS file via ConfigFiles) ─► Config::sasl
+//!  ensemble::build (myid, dynamic file via ConfigFiles) ─► Config::quorum
 //! ```
 //!
-//! Parsing is pure: the files zoo.cfg points at (`dataDir/myid`, the dynamic config)
-//! come in through `ConfigFiles`, which `Config::load` backs with the disk.
+//! Parsing is pure: the files zoo.cfg points at (`dataDir/myid`, the dynamic config,
+//! the JAAS file of SASL logins) come in through `ConfigFiles`, which `Config::load`
+//! backs with the disk.
 
 mod ensemble;
 mod keys;
