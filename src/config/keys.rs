@@ -141,13 +141,10 @@ const KEYS: &[&str] = &[
     "DigestAuthenticationProvider.enabled",
     "DigestAuthenticationProvider.digestAlg",
     "X509AuthenticationProvider.superUser",
-    "SASLAuthenticationProvider.superPassword",
-    "superUser",
     "ensembleAuthName",
     "sessionRequireClientSASLAuth",
     "enforce.auth.enabled",
     "enforce.auth.schemes",
-    "allowSaslFailedClients",
     "sslQuorum",
     "sslQuorumReloadCertFiles",
     "kerberos.removeHostFromPrincipal",
@@ -185,7 +182,6 @@ const SECURITY: &[&str] = &[
     "enforce.auth.",
     "DigestAuthenticationProvider.enabled",
     "X509AuthenticationProvider.superUser",
-    "superUser",
 ];
 
 /// If `key` is a 3.8 key corral accepts without acting on it, the warning to log.

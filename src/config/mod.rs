@@ -8,15 +8,16 @@
 //! ```text
 //!  text ─ lex::zoo_cfg ─► entries ─ Config::apply ─┬─ key groups (timing, client,
 //!                                                  │  storage, snapshots, security,
-//!                                                  │  corral.*) ─► Config fields
+//!                                                  │  sasl, corral.*) ─► Config fields
 //!                                                  ├─ ensemble::Staged (quorum keys)
 //!                                                  └─ keys::no_effect ─► one warning
-//!  check_session_timeouts ─► ensemble::build (myid, dynamic file via ConfigFiles)
-//!                            ─► Config::quorum
+//!  check_session_timeouts ─► load_jaas (the JAAS file via ConfigFiles) ─► Config::sasl
+//!  ensemble::build (myid, dynamic file via ConfigFiles) ─► Config::quorum
 //! ```
 //!
-//! Parsing is pure: the files zoo.cfg points at (`dataDir/myid`, the dynamic config)
-//! come in through `ConfigFiles`, which `Config::load` backs with the disk.
+//! Parsing is pure: the files zoo.cfg points at (`dataDir/myid`, the dynamic config,
+//! the JAAS file of SASL logins) come in through `ConfigFiles`, which `Config::load`
+//! backs with the disk.
 
 mod ensemble;
 mod keys;
@@ -69,6 +70,13 @@ pub enum ConfigError {
     },
     #[error("myid file {path} {why}")]
     MyId { path: PathBuf, why: String },
+    #[error("JAAS file {path} (java.security.auth.login.config) {why}")]
+    JaasFile { path: PathBuf, why: String },
+    #[error("JAAS file {path} (java.security.auth.login.config) {source}")]
+    Jaas {
+        path: PathBuf,
+        source: crate::auth::JaasError,
+    },
 }
 
 /// Everything the server is configured with. Defaults are the reference's where the
@@ -148,6 +156,9 @@ pub struct Config {
     pub max_queued_bytes_per_connection: usize,
     /// corral.maxSessions: live sessions; a new session over it is refused; 0 = unlimited.
     pub max_sessions: usize,
+    /// SASL DIGEST-MD5 logins: the JAAS file and its users, the `sasl` provider and
+    /// the reference's SASL system properties.
+    pub sasl: crate::auth::SaslSettings,
 }
 
 /// Which four-letter words answer.
@@ -211,6 +222,7 @@ impl Default for Config {
             max_queued_reply_bytes_per_connection: 4 * 1024 * 1024,
             max_queued_bytes_per_connection: 64 * 1024 * 1024,
             max_sessions: 100_000,
+            sasl: crate::auth::SaslSettings::default(),
         }
     }
 }
@@ -343,6 +355,7 @@ impl Config {
             .iter()
             .any(|e| e.key == "corral.maxQueuedBytesPerConnection");
         c.check_client_bounds(queued_set)?;
+        c.load_jaas(files)?;
         staged.client_port_set = entries.iter().any(|e| e.key == "clientPort");
         staged.client_port_address_set = entries.iter().any(|e| e.key == "clientPortAddress");
         c.quorum = ensemble::build(&mut c, staged, config_path, files)?;
@@ -370,6 +383,7 @@ impl Config {
             || self.apply_storage(e)?
             || self.apply_snapshots(e)?
             || self.apply_security(e)?
+            || self.apply_sasl(e)?
             || self.apply_corral(e)?
             || staged.apply(e)?;
         if owned {
@@ -499,6 +513,88 @@ impl Config {
             _ => return Ok(false),
         }
         Ok(true)
+    }
+
+    /// SASL logins. The reference reads these as system properties: the JVM's own
+    /// `java.security.auth.login.config` (a config key here) and `zookeeper.*` ones,
+    /// which its zoo.cfg spells without the prefix; both spellings are taken.
+    /// `authProvider.N` owns only the SASL provider class: any other class is left
+    /// to the keys without effect.
+    fn apply_sasl(&mut self, e: &Entry) -> Result<bool, ConfigError> {
+        let key = e.key.strip_prefix("zookeeper.").unwrap_or(&e.key);
+        match key {
+            "java.security.auth.login.config" if e.key == key => {
+                if e.value.is_empty() {
+                    return Err(e.bad("expected the path of a JAAS file"));
+                }
+                self.sasl.jaas_path = Some(PathBuf::from(&e.value));
+            }
+            k if k.starts_with("authProvider.") && k.len() > "authProvider.".len() => {
+                if e.value.trim() != crate::auth::SASL_PROVIDER_CLASS {
+                    return Ok(false);
+                }
+                self.sasl.provider_enabled = true;
+            }
+            "allowSaslFailedClients" => self.sasl.allow_failed_clients = e.boolean()?,
+            k if k == "superUser"
+                || k.strip_prefix("superUser.").is_some_and(|r| !r.is_empty()) =>
+            {
+                if !e.value.is_empty() {
+                    self.sasl.super_users.push(e.value.clone());
+                }
+            }
+            // Never echoed back: a bad value error would print the password.
+            "SASLAuthenticationProvider.superPassword" => {
+                self.sasl.super_password = Some(crate::auth::Secret::new(e.value.clone()))
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Reads the JAAS file's `Server` section, as the reference does at start-up: a
+    /// file that cannot be read or parsed stops start-up; a file without the
+    /// section leaves SASL logins off (with a warning here, silently there).
+    fn load_jaas(&mut self, files: &dyn ConfigFiles) -> Result<(), ConfigError> {
+        let Some(path) = self.sasl.jaas_path.clone() else {
+            if self.sasl.provider_enabled {
+                self.warn(format!(
+                    "authProvider names {}, but java.security.auth.login.config is not set: \
+                     the sasl ACL scheme works, yet no SASL login can succeed",
+                    crate::auth::SASL_PROVIDER_CLASS
+                ));
+            }
+            return Ok(());
+        };
+        let text = match files.read(&path) {
+            Ok(Some(t)) => t,
+            Ok(None) => {
+                return Err(ConfigError::JaasFile {
+                    path,
+                    why: "does not exist or is not a file".into(),
+                })
+            }
+            Err(e) => {
+                return Err(ConfigError::JaasFile {
+                    path,
+                    why: format!("cannot be read: {e}"),
+                })
+            }
+        };
+        let users = crate::auth::jaas::server_users(&text, crate::auth::jaas::SERVER_SECTION)
+            .map_err(|source| ConfigError::Jaas {
+                path: path.clone(),
+                source,
+            })?;
+        if users.is_none() {
+            self.warn(format!(
+                "JAAS file {} has no `{}` section: SASL logins are off",
+                path.display(),
+                crate::auth::jaas::SERVER_SECTION
+            ));
+        }
+        self.sasl.users = users;
+        Ok(())
     }
 
     /// corral's own keys.

@@ -190,7 +190,7 @@ fn each_group_of_keys_without_effect_is_accepted_with_one_warning() {
         "ssl.keyStore.location=/k.jks",
         "ssl.quorum.trustStore.password=x",
         "secureClientPort=2281",
-        "authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
+        "authProvider.1=com.example.OwnAuthenticationProvider",
         "admin.serverPort=8080",
         "metricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider",
         "quorum.auth.enableSasl=true",
@@ -243,6 +243,88 @@ fn a_misspelt_key_still_stops_start_up_with_its_line() {
         let e = Config::parse(text).unwrap_err();
         assert_eq!(e.to_string(), format!("config line 3: unknown key `{key}`"));
     }
+}
+
+// ---- SASL ----
+
+const JAAS: &str = "Server {\n  org.apache.zookeeper.server.auth.DigestLoginModule required\n  \
+                    user_bob=\"bobsecret\";\n};\n";
+
+#[test]
+fn sasl_keys_as_the_reference_reads_them() {
+    let files = Files(vec![(PathBuf::from("/etc/jaas.conf"), JAAS.into())]);
+    let text = "java.security.auth.login.config=/etc/jaas.conf\n\
+                authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider\n\
+                zookeeper.allowSaslFailedClients=true\n\
+                superUser=bob\n\
+                zookeeper.superUser.2=alice\n\
+                SASLAuthenticationProvider.superPassword=s3cret\n";
+    let c = Config::parse_with(text, None, &files).unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let s = &c.sasl;
+    assert_eq!(s.jaas_path.as_deref(), Some(Path::new("/etc/jaas.conf")));
+    assert_eq!(s.password("bob"), Some("bobsecret"));
+    assert!(s.provider_enabled && s.allow_failed_clients);
+    assert_eq!(s.super_users, vec!["bob".to_string(), "alice".to_string()]);
+    assert!(s.is_super_user("alice") && !s.is_super_user("eve"));
+    assert!(
+        !format!("{c:?}").contains("s3cret"),
+        "passwords never print"
+    );
+    assert!(
+        !format!("{c:?}").contains("bobsecret"),
+        "passwords never print"
+    );
+    // Off by default.
+    let c = Config::parse("").unwrap();
+    assert_eq!(c.sasl, crate::auth::SaslSettings::default());
+}
+
+#[test]
+fn the_sasl_provider_without_a_jaas_file_warns_and_other_providers_have_no_effect() {
+    let c = Config::parse(
+        "authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider\n\
+         authProvider.2=com.example.Other\n",
+    )
+    .unwrap();
+    assert!(c.sasl.provider_enabled);
+    assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+    assert!(c.warnings[0].contains("`authProvider.2` is accepted but has no effect"));
+    assert!(c.warnings[1].contains("no SASL login can succeed"));
+}
+
+#[test]
+fn a_bad_or_missing_jaas_file_stops_start_up_naming_file_and_line() {
+    let key = "java.security.auth.login.config=/etc/jaas.conf\n";
+    let bad = "Server {\n  org.apache.zookeeper.server.auth.DigestLoginModule required\n  \
+               user_bob=\"x\"\n";
+    let files = Files(vec![(PathBuf::from("/etc/jaas.conf"), bad.into())]);
+    assert_eq!(
+        parse(key, &files).unwrap_err(),
+        "JAAS file /etc/jaas.conf (java.security.auth.login.config) line 4: \
+         expected an option `key=value` or `;`, found the end of the file"
+    );
+    assert_eq!(
+        parse(key, &Files(vec![])).unwrap_err(),
+        "JAAS file /etc/jaas.conf (java.security.auth.login.config) does not exist or is not a file"
+    );
+    // A file without a Server section: logins off, with a warning.
+    let client_only = "Client { org.apache.zookeeper.server.auth.DigestLoginModule required; };";
+    let files = Files(vec![(PathBuf::from("/etc/jaas.conf"), client_only.into())]);
+    let c = Config::parse_with(key, None, &files).unwrap();
+    assert!(c.sasl.users.is_none());
+    assert!(
+        c.warnings[0].contains("no `Server` section"),
+        "{:?}",
+        c.warnings
+    );
+    let e = Config::parse("java.security.auth.login.config=\n").unwrap_err();
+    assert!(
+        e.to_string().contains("expected the path of a JAAS file"),
+        "{e}"
+    );
+    let e = Config::parse("zookeeper.java.security.auth.login.config=/x\n").unwrap_err();
+    assert!(e.to_string().contains("unknown key"), "{e}");
 }
 
 // ---- Ensembles ----

@@ -14,10 +14,11 @@ use super::msg::*;
 use super::stats::ServerStats;
 use super::Mesh;
 use crate::admin;
+use crate::auth::{DigestServer, Outcome, SaslError};
 use crate::config::Config;
 use crate::proto::{
     self, jute, write_event, write_reply, xid, AddWatchMode, ConnectRequest, ErrorCode, EventType,
-    Id, KeeperState, Reader, Request, RequestHeader, Response, SetWatches, WatcherEvent,
+    Id, JuteWrite, KeeperState, Reader, Request, RequestHeader, Response, SetWatches, WatcherEvent,
     WatcherType,
 };
 use crate::tree::{self, Caller, Tree};
@@ -82,6 +83,8 @@ struct Conn {
     received: u64,
     sent: u64,
     last_zxid: i64,
+    /// This connection's SASL DIGEST-MD5 exchange (a nonce at most: bounded).
+    sasl: DigestServer,
 }
 
 impl Conn {
@@ -524,6 +527,18 @@ fn multi_read_fails_after_decoding(ops: &[Request]) -> bool {
     reads == 0 && !ops.is_empty()
 }
 
+/// A reply to a sasl request: header with zxid 0, then the SetSASLResponse token
+/// (null when there is none).
+fn sasl_reply(xid: i32, err: i32, token: Option<&[u8]>) -> Vec<u8> {
+    frame(|v| {
+        proto::ReplyHeader { xid, zxid: 0, err }.encode(v);
+        match token {
+            Some(t) => v.put_buffer(t),
+            None => v.put_null(),
+        }
+    })
+}
+
 fn frame(build: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
     let mut v = Vec::new();
     let at = jute::begin_frame(&mut v);
@@ -558,6 +573,7 @@ impl Shard {
                 received: 0,
                 sent: 0,
                 last_zxid: 0,
+                sasl: DigestServer::new(),
             },
         );
         self.counters().connections.fetch_add(1, Relaxed);
@@ -807,6 +823,10 @@ impl Shard {
             (c.session_id, hdr.xid)
         };
         self.active.insert(session_id);
+        if hdr.opcode == proto::op::SASL {
+            self.on_sasl(cid, xid, &mut r);
+            return;
+        }
         let req = match Request::decode(hdr.opcode, &mut r) {
             Ok(Ok(req)) => req,
             Ok(Err(proto::UnknownOpcode(o))) => {
@@ -977,6 +997,75 @@ impl Shard {
         }
     }
 
+    /// sasl (op 102, a GetSASLRequest): one step of the connection's DIGEST-MD5
+    /// exchange, answered at once as the reference does (`processSasl`): the
+    /// request's xid, zxid 0, a SetSASLResponse token. A login that fails gets
+    /// AuthFailed with no token and the connection closes, unless
+    /// allowSaslFailedClients keeps it (then OK with no token). Without JAAS users
+    /// the reference has no SASL server: OK with no token.
+    fn on_sasl(&mut self, cid: ConnId, xid: i32, r: &mut Reader<'_>) {
+        let token = match r.buffer() {
+            Ok(Some(t)) => t,
+            // The reference throws outside its SASL handling and drops the connection.
+            Ok(None) => return self.close_with(cid, "SASL request without a token"),
+            Err(e) => return self.close_with(cid, &format!("malformed SASL request: {e}")),
+        };
+        let cfg = self.cfg.clone();
+        if cfg.sasl.users.is_none() {
+            return self.push_ready(cid, sasl_reply(xid, 0, None));
+        }
+        let c = self.conns.get_mut(&cid).unwrap();
+        let mut random = |b: &mut [u8]| rand::RngCore::fill_bytes(&mut rand::thread_rng(), b);
+        let password = |user: &str| cfg.sasl.password(user).map(str::to_string);
+        match c.sasl.evaluate(token, &mut random, &password) {
+            Ok(Outcome::Challenge(t)) => self.push_ready(cid, sasl_reply(xid, 0, Some(&t))),
+            Ok(Outcome::Authenticated { rspauth, user }) => {
+                self.add_sasl_id(cid, &user);
+                self.push_ready(cid, sasl_reply(xid, 0, Some(&rspauth)));
+            }
+            Err(e) => self.on_sasl_failed(cid, xid, e),
+        }
+    }
+
+    /// Gives the connection `sasl:<user>`, and the super identity if the user is
+    /// one of zookeeper.superUser.
+    fn add_sasl_id(&mut self, cid: ConnId, user: &str) {
+        let is_super = self.cfg.sasl.is_super_user(user);
+        let c = self.conns.get_mut(&cid).unwrap();
+        let ids = Arc::make_mut(&mut c.ids);
+        let mut new = vec![Id::new("sasl", user)];
+        if is_super {
+            new.push(Id::new("super", ""));
+        }
+        for n in new {
+            if !ids.contains(&n) {
+                ids.push(n);
+            }
+        }
+        c.is_super |= is_super;
+        tracing::info!(
+            "session {:#x}: SASL authenticated as `{user}`{}",
+            c.session_id,
+            if is_super { " (super user)" } else { "" }
+        );
+    }
+
+    fn on_sasl_failed(&mut self, cid: ConnId, xid: i32, e: SaslError) {
+        if self.cfg.sasl.allow_failed_clients {
+            if let Some(c) = self.conns.get(&cid) {
+                tracing::warn!(
+                    "client {} failed to SASL authenticate: {e}; keeping the connection \
+                     (allowSaslFailedClients)",
+                    c.peer
+                );
+            }
+            return self.push_ready(cid, sasl_reply(xid, 0, None));
+        }
+        let err = ErrorCode::AuthFailed.code();
+        self.push_ready(cid, sasl_reply(xid, err, None));
+        self.close_with(cid, &format!("SASL authentication failed: {e}"));
+    }
+
     fn on_set_watches(&mut self, cid: ConnId, xid: i32, sw: SetWatches) {
         let mut out = Vec::new();
         let rel = sw.relative_zxid;
@@ -1067,13 +1156,15 @@ impl Shard {
             })
         };
         match req {
-            // As the reference's providers name users: a digest id is `user:hash`.
+            // As the reference's providers name users: a digest id is `user:hash`;
+            // a scheme with no provider registered names no one.
             Request::WhoAmI => Ok(Response::WhoAmI(
                 c.ids
                     .iter()
                     .map(|i| {
                         let user = match i.scheme.as_str() {
                             "digest" => i.id.split(':').next().unwrap_or(""),
+                            "sasl" if !self.cfg.sasl.provider_enabled => "",
                             _ => i.id.as_str(),
                         };
                         (i.scheme.clone(), user.to_string())

@@ -1,7 +1,7 @@
 //! ACL rules as the reference applies them: validating and expanding the ACL of a
 //! create or setACL (`PrepRequestProcessor.fixupACL`), permission checks
-//! (`ZooKeeperServer.checkACL`) with the `world`, `digest` and `ip` schemes and the
-//! super bypass, and the digest helper for the shard's auth handling. Pure; runs on
+//! (`ZooKeeperServer.checkACL`) with the `world`, `digest`, `ip` and `sasl` schemes
+//! and the super bypass, and the digest helper for the shard's auth handling. Pure; runs on
 //! the sequencer (prepare) and on shard cores (reads).
 
 use base64::Engine as _;
@@ -95,6 +95,18 @@ fn valid_ip_id(id: &str) -> bool {
     parse_ip_expr(id).is_some()
 }
 
+/// A `sasl` ACL id is valid as the reference's KerberosName parses it: a plain
+/// name, or `service[/host]@REALM`.
+fn valid_sasl_id(id: &str) -> bool {
+    !id.contains('@') || crate::auth::sasl::is_principal(id)
+}
+
+/// `SASLAuthenticationProvider.matches`: the caller's sasl id equals the ACL's,
+/// or is `super`, which matches every sasl ACL.
+fn sasl_matches(caller_id: &str, acl_id: &str) -> bool {
+    caller_id == "super" || caller_id == acl_id
+}
+
 /// Does the caller's `ip` id fall in the ACL's `addr/bits` range?
 fn ip_matches(caller_addr: &str, acl_expr: &str) -> bool {
     let Some((acl_addr, bits)) = parse_ip_expr(acl_expr) else {
@@ -113,8 +125,9 @@ fn ip_matches(caller_addr: &str, acl_expr: &str) -> bool {
 
 /// Validates and expands the ACL of a create or setACL, as `fixupACL` does:
 /// duplicates removed, `world:anyone` kept, `auth` replaced by the caller's
-/// authenticated ids (InvalidACL if there are none), `digest` and `ip` ids checked for
-/// form, any other scheme or an empty list → InvalidACL.
+/// authenticated ids (InvalidACL if there are none), `digest`, `ip` and `sasl` ids
+/// checked for form, any other scheme or an empty list → InvalidACL. (The reference
+/// knows `sasl` only with its SASLAuthenticationProvider configured; corral always.)
 pub(crate) fn fixup_acl(caller: &Caller, acl: &[Acl]) -> Result<Vec<Acl>, ErrorCode> {
     let mut uniq: Vec<&Acl> = Vec::with_capacity(acl.len());
     for a in acl {
@@ -148,6 +161,7 @@ pub(crate) fn fixup_acl(caller: &Caller, acl: &[Acl]) -> Result<Vec<Acl>, ErrorC
             let valid = match scheme.as_str() {
                 "digest" => valid_digest_id(id),
                 "ip" => valid_ip_id(id),
+                "sasl" => valid_sasl_id(id),
                 _ => false,
             };
             if !valid {
@@ -178,7 +192,11 @@ pub(crate) fn check_acl(acl: &[Acl], perm: i32, caller: &Caller) -> Result<(), E
                 .ids
                 .iter()
                 .any(|c| c.scheme == "ip" && ip_matches(&c.id, id)),
-            "digest" | "sasl" | "x509" => caller
+            "sasl" => caller
+                .ids
+                .iter()
+                .any(|c| c.scheme == "sasl" && sasl_matches(&c.id, id)),
+            "digest" | "x509" => caller
                 .ids
                 .iter()
                 .any(|c| c.scheme == *scheme && c.id == *id),
@@ -323,6 +341,41 @@ mod tests {
         };
         assert!(check_acl(&acl, perms::ADMIN, &sup).is_ok());
         assert!(check_acl(&Acl::open(), perms::ADMIN, &caller(&[])).is_ok());
+    }
+
+    #[test]
+    fn sasl_ids_form_and_matching() {
+        let ids = [Id::new("ip", "127.0.0.1"), Id::new("sasl", "bob")];
+        let c = caller(&ids);
+        for ok in ["bob", "zk/host@REALM", "bob@REALM", "a/b"] {
+            let acl = [Acl::new(perms::ALL, "sasl", ok)];
+            assert_eq!(fixup_acl(&c, &acl).unwrap(), acl.to_vec(), "{ok}");
+        }
+        for bad in ["a@b@c", "a/b/c@R", "a@b/c"] {
+            let acl = [Acl::new(perms::ALL, "sasl", bad)];
+            assert_eq!(fixup_acl(&c, &acl), Err(ErrorCode::InvalidAcl), "{bad}");
+        }
+        // `auth` expands to the sasl id too.
+        assert_eq!(
+            fixup_acl(&c, &[Acl::new(perms::READ, "auth", "")]).unwrap(),
+            vec![Acl::new(perms::READ, "sasl", "bob")]
+        );
+        let acl = vec![Acl::new(perms::READ, "sasl", "bob")];
+        assert!(check_acl(&acl, perms::READ, &c).is_ok());
+        assert_eq!(check_acl(&acl, perms::WRITE, &c), Err(ErrorCode::NoAuth));
+        let eve = [Id::new("sasl", "eve"), Id::new("digest", "bob")];
+        assert_eq!(
+            check_acl(&acl, perms::READ, &caller(&eve)),
+            Err(ErrorCode::NoAuth)
+        );
+        // The SASL user `super` matches every sasl ACL (not other schemes).
+        let sup = [Id::new("sasl", "super")];
+        assert!(check_acl(&acl, perms::READ, &caller(&sup)).is_ok());
+        let digest_only = vec![Acl::new(perms::READ, "digest", "bob:h")];
+        assert_eq!(
+            check_acl(&digest_only, perms::READ, &caller(&sup)),
+            Err(ErrorCode::NoAuth)
+        );
     }
 
     #[test]

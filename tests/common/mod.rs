@@ -114,6 +114,104 @@ pub fn require_reference() -> bool {
     false
 }
 
+/// True when `python3` can import kazoo with its SASL support (pure-sasl).
+pub fn kazoo_available() -> bool {
+    Command::new("python3")
+        .args(["-c", "import kazoo.client, puresasl.client"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The skip rule for kazoo-driven tests: true when python3 + kazoo + pure-sasl are
+/// installed; otherwise a loud SKIPPED line, or a failure under CI (`CI` set),
+/// whose .ci/run installs them.
+pub fn require_kazoo() -> bool {
+    if kazoo_available() {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!(
+            "python3 with kazoo and pure-sasl is required under CI (pip install kazoo pure-sasl)"
+        );
+    }
+    eprintln!();
+    eprintln!("==============================================================");
+    eprintln!("SKIPPED: python3 with kazoo and pure-sasl not installed");
+    eprintln!("         (pip install kazoo pure-sasl)");
+    eprintln!("==============================================================");
+    false
+}
+
+/// How long a client program driven by a test (kazoo script, zkCli) may run.
+pub const CLIENT_PROGRAM_TIMEOUT_MS: u64 = 120_000;
+
+/// What a client program printed.
+pub struct ProgramOutput {
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `cmd` with `stdin_text` on its standard input and returns what it printed;
+/// killed (and the test failed) after [`CLIENT_PROGRAM_TIMEOUT_MS`].
+pub fn run_client_program(mut cmd: Command, stdin_text: &str) -> ProgramOutput {
+    let dir = tempfile::tempdir().unwrap();
+    let (out_path, err_path) = (dir.path().join("out"), dir.path().join("err"));
+    cmd.stdin(Stdio::piped())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap());
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => panic!("cannot start {cmd:?}: {e}"),
+    };
+    let mut stdin = child.stdin.take().unwrap();
+    let _ = stdin.write_all(stdin_text.as_bytes());
+    drop(stdin);
+    let deadline = Instant::now() + Duration::from_millis(CLIENT_PROGRAM_TIMEOUT_MS);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{cmd:?} did not finish within {CLIENT_PROGRAM_TIMEOUT_MS} ms; output:\n{}{}",
+                std::fs::read_to_string(&out_path).unwrap_or_default(),
+                std::fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    ProgramOutput {
+        stdout: std::fs::read_to_string(&out_path).unwrap_or_default(),
+        stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
+    }
+}
+
+/// The reference's command-line client (`ZooKeeperMain`, zkCli) against `addr`,
+/// with JVM system properties `sysprops` (`-Dkey=value`), reading commands from
+/// standard input. Its loggers print warnings and errors only.
+pub fn zookeeper_cli_command(addr: &str, sysprops: &[String]) -> Command {
+    let java = java_binary().expect("java not found; call require_reference() first");
+    let cp: Vec<String> = REFERENCE_JARS
+        .iter()
+        .map(|j| Path::new(JAVA_LIB_DIR).join(j))
+        .filter(|p| p.exists())
+        .map(|p| p.display().to_string())
+        .collect();
+    let mut cmd = Command::new(java);
+    cmd.args(sysprops)
+        .arg("-Xmx256m")
+        .arg("-XX:+UseSerialGC")
+        .arg("-XX:TieredStopAtLevel=1")
+        .arg("-Dorg.slf4j.simpleLogger.defaultLogLevel=warn")
+        .arg("-cp")
+        .arg(cp.join(":"))
+        .arg("org.apache.zookeeper.ZooKeeperMain")
+        .arg("-server")
+        .arg(addr);
+    cmd
+}
+
 /// Only one reference JVM at a time per test binary: the box has two cores.
 static REFERENCE_LOCK: Mutex<()> = Mutex::new(());
 
@@ -223,13 +321,16 @@ impl Server {
         cfg.push_str("admin.enableServer=false\n");
         // Keys the reference reads as Java system properties, not from zoo.cfg:
         // `zookeeper.*` (e.g. the super digest), `znode.*` (the container manager's
-        // settings) and `jute.maxbuffer`.
+        // settings), `jute.maxbuffer`, and the JVM's own `java.*` ones (the JAAS file
+        // of SASL logins, `java.security.auth.login.config`, which corral takes as a
+        // config key).
         let mut sysprops = Vec::new();
         for line in cfg_extra.lines() {
             match line.split_once('=') {
                 Some((k, v))
                     if k.trim().starts_with("zookeeper.")
                         || k.trim().starts_with("znode.")
+                        || k.trim().starts_with("java.")
                         || k.trim() == "jute.maxbuffer" =>
                 {
                     sysprops.push(format!("-D{}={}", k.trim(), v.trim()))
