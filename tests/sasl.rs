@@ -405,7 +405,7 @@ fn create_open(c: &mut RawClient, path: &str, acl: Vec<Acl>) -> i32 {
     let req = Request::Create(CreateRequest {
         kind: CreateKind::Create,
         path: path.into(),
-        data: b"d".to_vec(),
+        data: Some(b"d".to_vec()),
         acl,
         flags: 0,
         ttl: -1,
