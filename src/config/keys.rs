@@ -14,8 +14,6 @@
 /// Exact key names (as written in zoo.cfg).
 const KEYS: &[&str] = &[
     // Client connections and sessions.
-    "secureClientPort",
-    "secureClientPortAddress",
     "clientPortListenBacklog",
     "portUnification",
     "client.portUnification",
@@ -140,7 +138,6 @@ const KEYS: &[&str] = &[
     // Authentication and authorisation.
     "DigestAuthenticationProvider.enabled",
     "DigestAuthenticationProvider.digestAlg",
-    "X509AuthenticationProvider.superUser",
     "SASLAuthenticationProvider.superPassword",
     "superUser",
     "ensembleAuthName",
@@ -179,12 +176,10 @@ const SECURITY: &[&str] = &[
     "ssl.",
     "authProvider.",
     "quorum.auth.",
-    "secureClientPort",
     "sslQuorum",
     "sessionRequireClientSASLAuth",
     "enforce.auth.",
     "DigestAuthenticationProvider.enabled",
-    "X509AuthenticationProvider.superUser",
     "superUser",
 ];
 
@@ -256,6 +251,9 @@ mod tests {
             "syncEnabled",
             "multiAddress.enabled",
             "admin.enableServer",
+            "secureClientPort",
+            "secureClientPortAddress",
+            "X509AuthenticationProvider.superUser",
         ] {
             assert!(!KEYS.contains(&k), "{k}");
         }
