@@ -777,7 +777,10 @@ fn tls_port_with_pem_stores_and_the_reference_defaults() {
     assert_eq!(t.addr.to_string(), "127.0.0.1:2281");
     assert_eq!(t.key_store.path, PathBuf::from("/k/server.pem"));
     assert_eq!(t.key_store.key, "ssl.keyStore.location");
-    assert_eq!(t.trust_store.as_ref().unwrap().path, PathBuf::from("/k/ca.pem"));
+    assert_eq!(
+        t.trust_store.as_ref().unwrap().path,
+        PathBuf::from("/k/ca.pem")
+    );
     assert_eq!(t.client_auth, ClientAuth::Need);
     assert_eq!(t.protocols, vec![TlsProtocol::V1_2]);
     let names: Vec<&str> = t.suites.iter().map(|s| s.java_name()).collect();
@@ -813,7 +816,10 @@ fn tls_keys_that_act() {
     assert_eq!(t.addr.to_string(), "0.0.0.0:2281");
     assert_eq!(t.client_auth, ClientAuth::Want);
     assert_eq!(t.key_store.password, Some(Secret("pw".into())));
-    assert!(!format!("{t:?}").contains("pw\""), "passwords are not printed");
+    assert!(
+        !format!("{t:?}").contains("pw\""),
+        "passwords are not printed"
+    );
     assert_eq!(t.protocols, vec![TlsProtocol::V1_3, TlsProtocol::V1_2]);
     assert_eq!(
         t.suites,
@@ -859,18 +865,32 @@ fn tls_keys_that_only_warn() {
 
 #[test]
 fn tls_errors_name_the_key() {
-    let err = |extra: &str| Config::parse(&format!("{TLS_BASE}{extra}")).unwrap_err().to_string();
+    let err = |extra: &str| {
+        Config::parse(&format!("{TLS_BASE}{extra}"))
+            .unwrap_err()
+            .to_string()
+    };
     assert_eq!(
-        Config::parse("secureClientPortAddress=127.0.0.1\n").unwrap_err().to_string(),
+        Config::parse("secureClientPortAddress=127.0.0.1\n")
+            .unwrap_err()
+            .to_string(),
         "config line 1: `secureClientPortAddress`: secureClientPortAddress is set but \
          secureClientPort is not set"
     );
-    let e = Config::parse("secureClientPort=2281\n").unwrap_err().to_string();
-    assert!(e.starts_with("config: `ssl.keyStore.location` is not set"), "{e}");
+    let e = Config::parse("secureClientPort=2281\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("config: `ssl.keyStore.location` is not set"),
+        "{e}"
+    );
     let e = Config::parse("secureClientPort=2281\nssl.keyStore.location=/k.pem\n")
         .unwrap_err()
         .to_string();
-    assert!(e.starts_with("config: `ssl.trustStore.location` is not set"), "{e}");
+    assert!(
+        e.starts_with("config: `ssl.trustStore.location` is not set"),
+        "{e}"
+    );
     assert_eq!(
         err("ssl.clientAuth=maybe\n"),
         "config line 4: `ssl.clientAuth` has a bad value `maybe`: expected need, want or none"
@@ -878,8 +898,10 @@ fn tls_errors_name_the_key() {
     assert!(err("ssl.enabledProtocols=TLSv2\n").contains("unknown protocol `TLSv2`"));
     assert!(err("ssl.enabledProtocols=TLSv1.1\n").contains("no protocol corral speaks"));
     assert!(err("ssl.ciphersuites=TLS_FOO\n").contains("unknown cipher suite `TLS_FOO`"));
-    assert!(err("ssl.protocol=TLSv1.3\nssl.ciphersuites=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256\n")
-        .contains("no suite corral offers for TLSv1.3"));
+    assert!(
+        err("ssl.protocol=TLSv1.3\nssl.ciphersuites=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256\n")
+            .contains("no suite corral offers for TLSv1.3")
+    );
     assert!(err("ssl.keyStore.type=XYZ\n").contains("expected PEM, JKS, PKCS12 or BCFKS"));
     let e = Config::parse("secureClientPort=1\nssl.keyStore.location=/k/server\n")
         .unwrap_err()

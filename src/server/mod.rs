@@ -23,6 +23,7 @@ mod quorum;
 mod sequencer;
 mod shard;
 pub mod stats;
+pub mod tls;
 
 use crate::config::Config;
 use glommio::{LocalExecutorBuilder, Placement};
