@@ -404,9 +404,7 @@ impl Staged {
         let type_key = format!("{prefix}.type");
         let path = PathBuf::from(&location.value);
         let kind = match self.get(&type_key) {
-            Some(t) => {
-                StoreKind::from_type(&t.value).ok_or_else(|| bad(&type_key, t, &BAD_TYPE))?
-            }
+            Some(t) => StoreKind::from_type(&t.value).ok_or_else(|| bad(&type_key, t, BAD_TYPE))?,
             None => StoreKind::from_file_name(&location.value).ok_or_else(|| {
                 bad(
                     key,

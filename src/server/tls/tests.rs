@@ -4,7 +4,7 @@
 use super::*;
 use crate::config::Config;
 use futures_lite::io::{AsyncRead, AsyncWrite};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection};
 use std::cell::RefCell;
@@ -260,7 +260,10 @@ fn a_client_certificate_is_verified_and_named() {
     let tls = ServerTls::load(&pki.config(dir.path(), "")).unwrap();
     let mut wire = Wire::new(&tls, pki.client(Some("client one"), &[]));
     let cert = wire.handshake().unwrap().expect("a client certificate");
-    assert_eq!(rfc2253_subject(&cert).unwrap(), "CN=client one");
+    assert_eq!(
+        rfc2253_subject(&cert).unwrap(),
+        "CN=client one,O=corral tests"
+    );
     // Plaintext both ways.
     wire.client.writer().write_all(b"hello").unwrap();
     assert_eq!(wire.server_reads(), b"hello");
@@ -389,6 +392,9 @@ impl Pki {
     fn client_cert(&self, cn: &str) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
         let key = KeyPair::generate().unwrap();
         let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name = DistinguishedName::new();
+        p.distinguished_name
+            .push(DnType::OrganizationName, "corral tests");
         p.distinguished_name.push(DnType::CommonName, cn);
         let cert = p.signed_by(&key, &self.ca, &self.ca_key).unwrap();
         let der = PrivateKeyDer::try_from(key.serialize_der()).unwrap();
