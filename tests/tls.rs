@@ -395,6 +395,12 @@ fn tls_and_plaintext_ports_serve_the_same_tree_at_once() {
         let mut word = RawClient::connect_tls(&s.tls, pki.rustls_client(Some(&alice))).unwrap();
         word.send_raw(b"ruok").unwrap();
         let answer = word.read_until_closed(Duration::from_secs(10)).unwrap();
+        let port = s.tls.rsplit(':').next().unwrap();
+        let conf = four_letter_word(&s.server.addr(), "conf").unwrap();
+        assert!(
+            conf.contains(&format!("secureClientPort={port}\n")),
+            "{kind}: {conf}"
+        );
         seen.push((
             kind,
             (outcome, data, String::from_utf8_lossy(&answer).to_string()),
