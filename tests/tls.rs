@@ -417,6 +417,31 @@ fn tls_and_plaintext_ports_serve_the_same_tree_at_once() {
     assert_eq!(word, "imok");
 }
 
+#[test]
+fn a_tls_client_that_does_not_read_is_paused_then_served_in_order() {
+    let pki = Pki::new();
+    let alice = pki.client("alice");
+    for kind in kinds() {
+        let s = start(kind, &pki, "");
+        let mut a = tls_session(&s.tls, pki.rustls_client(Some(&alice)));
+        let big = vec![7u8; 512 * 1024];
+        assert_eq!(err_of(&mut a, &create("/big", &big, Acl::open())), 0);
+        // 40 replies of 512 KiB: well past corral.maxQueuedReplyBytesPerConnection
+        // (4 MiB), so reading pauses until the client reads.
+        let xids: Vec<i32> = (0..40).map(|_| a.send(&get("/big")).unwrap()).collect();
+        let mut other = tls_session(&s.tls, pki.rustls_client(Some(&alice)));
+        assert_eq!(
+            err_of(&mut other, &get("/big")),
+            0,
+            "{kind}: others are served"
+        );
+        for x in xids {
+            let r = a.recv_reply().unwrap();
+            assert_eq!((r.xid, r.err), (x, 0), "{kind}");
+        }
+    }
+}
+
 // ---- Real clients ----
 
 const KAZOO_SCRIPT: &str = r#"

@@ -370,6 +370,8 @@ struct ConnIo {
     /// Until the TLS handshake ends: it must end before this fires.
     handshake_deadline: Option<glommio::timer::Timer>,
     close_notify_queued: bool,
+    /// The TLS layer failed once; the task only sends what is queued (an alert).
+    tls_failed: bool,
 }
 
 impl ConnIo {
@@ -387,6 +389,7 @@ impl ConnIo {
             tls,
             handshake_deadline,
             close_notify_queued: false,
+            tls_failed: false,
         }
     }
 
@@ -581,10 +584,52 @@ impl ConnIo {
         After::Continue
     }
 
+    /// What an event does: the task goes on (with what feeding the shard decided),
+    /// or ends (with the socket error, if that is why).
+    fn on_event(
+        &mut self,
+        sh: &mut Shard,
+        cid: ConnId,
+        ev: Event,
+    ) -> ControlFlow<Option<String>, After> {
+        let after = match ev {
+            Event::Read(n) => {
+                self.filled += n;
+                self.feed(sh, cid)
+            }
+            Event::Resume => self.resume(sh, cid),
+            Event::Eof | Event::Flushed | Event::Overflowed => return ControlFlow::Break(None),
+            Event::Failed(e) => return ControlFlow::Break(Some(e.to_string())),
+            Event::TlsProgress => After::Continue,
+            Event::TlsEstablished(cert) => {
+                self.handshake_deadline = None;
+                sh.on_tls_established(cid, cert.as_ref());
+                After::Continue
+            }
+            Event::TlsFailed(e) if !self.tls_failed => {
+                if !self.on_tls_failure(sh, cid, &e.to_string(), e.is_not_tls()) {
+                    return ControlFlow::Break(None);
+                }
+                After::Continue
+            }
+            Event::TlsTimedOut if !self.tls_failed => {
+                let why = format!("not done within {:?}", tls::TLS_HANDSHAKE_TIMEOUT);
+                if !self.on_tls_failure(sh, cid, &why, false) {
+                    return ControlFlow::Break(None);
+                }
+                After::Continue
+            }
+            // A refused handshake whose alert could not be sent.
+            Event::TlsFailed(_) | Event::TlsTimedOut => return ControlFlow::Break(None),
+        };
+        ControlFlow::Continue(after)
+    }
+
     /// The TLS layer failed or timed out: during the handshake the client is
     /// refused (one log line) and its alert, if any, still goes out; later the
     /// connection just ends. `false`: end the task now.
     fn on_tls_failure(&mut self, sh: &mut Shard, cid: ConnId, why: &str, not_tls: bool) -> bool {
+        self.tls_failed = true;
         self.handshake_deadline = None;
         let handshaking = self.tls.as_ref().is_some_and(|t| t.is_handshaking());
         let Some(c) = sh.conns.get_mut(&cid) else {
@@ -614,46 +659,13 @@ async fn serve_conn(
     tls: Option<Box<TlsSession>>,
 ) {
     let mut io = ConnIo::new(shard.borrow().cfg.jute_max_buffer_bytes, tls);
-    let mut reason = String::new();
-    let mut tls_failed = false;
-    loop {
+    let reason = loop {
         let ev =
             std::future::poll_fn(|cx| io.poll_event(&mut shard.borrow_mut(), &mut stream, cid, cx))
                 .await;
-        let after = match ev {
-            Event::Read(n) => {
-                io.filled += n;
-                io.feed(&mut shard.borrow_mut(), cid)
-            }
-            Event::Resume => io.resume(&mut shard.borrow_mut(), cid),
-            Event::Eof | Event::Flushed | Event::Overflowed => break,
-            Event::Failed(e) => {
-                reason = format!(": {e}");
-                break;
-            }
-            Event::TlsProgress => After::Continue,
-            Event::TlsEstablished(cert) => {
-                io.handshake_deadline = None;
-                shard.borrow_mut().on_tls_established(cid, cert.as_ref());
-                After::Continue
-            }
-            Event::TlsFailed(e) if !tls_failed => {
-                tls_failed = true;
-                let sh = &mut shard.borrow_mut();
-                if !io.on_tls_failure(sh, cid, &e.to_string(), e.is_not_tls()) {
-                    break;
-                }
-                After::Continue
-            }
-            Event::TlsTimedOut if !tls_failed => {
-                tls_failed = true;
-                let why = format!("not done within {:?}", tls::TLS_HANDSHAKE_TIMEOUT);
-                if !io.on_tls_failure(&mut shard.borrow_mut(), cid, &why, false) {
-                    break;
-                }
-                After::Continue
-            }
-            Event::TlsFailed(_) | Event::TlsTimedOut => break,
+        let after = match io.on_event(&mut shard.borrow_mut(), cid, ev) {
+            ControlFlow::Continue(after) => after,
+            ControlFlow::Break(reason) => break reason,
         };
         if let After::FourLetter(cmd) = after {
             let text = four_letter(&shard, &cmd).await;
@@ -663,15 +675,13 @@ async fn serve_conn(
                 c.closing = true;
             }
         }
-    }
+    };
     let _ = futures_lite::AsyncWriteExt::close(&mut stream).await;
     let mut sh = shard.borrow_mut();
     let peer = sh.conns.get(&cid).map(|c| c.peer);
     sh.close_conn(cid);
-    if !reason.is_empty() {
-        if let Some(p) = peer {
-            tracing::debug!("connection from {p} ended{reason}");
-        }
+    if let (Some(why), Some(p)) = (reason, peer) {
+        tracing::debug!("connection from {p} ended: {why}");
     }
 }
 
