@@ -317,11 +317,7 @@ fn follower_killed_under_write_load(kinds: [Kind; 3]) {
         "the write load did not get going"
     );
     ens.kill(victim);
-    assert_eq!(
-        ens.wait_leader(),
-        leader,
-        "a follower's loss keeps the leader"
-    );
+    assert_eq!(ens.wait_leader(), leader, "a follower's loss keeps the leader");
     let outcome = load.finish();
     assert_eq!(outcome.acked.len(), LOAD_WRITES_COUNT);
     for s in ens.sids().into_iter().filter(|&s| s != victim) {

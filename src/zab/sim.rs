@@ -986,6 +986,7 @@ impl Sim {
         Ok(())
     }
 
+
     fn perform(&mut self, id: ServerId, outs: Vec<Output>) -> Check {
         for o in outs {
             if !self.alive(id) {
