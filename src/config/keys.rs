@@ -14,8 +14,6 @@
 /// Exact key names (as written in zoo.cfg).
 const KEYS: &[&str] = &[
     // Client connections and sessions.
-    "secureClientPort",
-    "secureClientPortAddress",
     "clientPortListenBacklog",
     "portUnification",
     "client.portUnification",
@@ -140,7 +138,6 @@ const KEYS: &[&str] = &[
     // Authentication and authorisation.
     "DigestAuthenticationProvider.enabled",
     "DigestAuthenticationProvider.digestAlg",
-    "X509AuthenticationProvider.superUser",
     "ensembleAuthName",
     "sessionRequireClientSASLAuth",
     "enforce.auth.enabled",
@@ -176,12 +173,10 @@ const SECURITY: &[&str] = &[
     "ssl.",
     "authProvider.",
     "quorum.auth.",
-    "secureClientPort",
     "sslQuorum",
     "sessionRequireClientSASLAuth",
     "enforce.auth.",
     "DigestAuthenticationProvider.enabled",
-    "X509AuthenticationProvider.superUser",
 ];
 
 /// If `key` is a 3.8 key corral accepts without acting on it, the warning to log.
@@ -252,6 +247,9 @@ mod tests {
             "syncEnabled",
             "multiAddress.enabled",
             "admin.enableServer",
+            "secureClientPort",
+            "secureClientPortAddress",
+            "X509AuthenticationProvider.superUser",
         ] {
             assert!(!KEYS.contains(&k), "{k}");
         }

@@ -23,11 +23,13 @@ mod ensemble;
 mod keys;
 mod lex;
 pub mod quorum;
+mod tls;
 
 pub use quorum::{
     HostPort, PeerRole, QuorumConfig, QuorumServer, QuorumTextError, QuorumVerifier,
     ServerLineError, QV_TEXT_BYTES_MAX,
 };
+pub use tls::{ClientAuth, PemStore, Secret, TlsConfig, TlsProtocol, TlsSuite};
 
 use lex::Entry;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -94,6 +96,12 @@ pub struct Config {
     pub data_log_dir: Option<PathBuf>,
     pub client_port: u16,
     pub client_port_address: IpAddr,
+    /// Whether the plaintext client port is served. As in the reference, a config
+    /// with secureClientPort and no clientPort (nor a client address on this
+    /// server's `server.N` line) serves TLS only.
+    pub client_port_enabled: bool,
+    /// secureClientPort and its ssl.* keys; `None` when there is no TLS port.
+    pub tls: Option<TlsConfig>,
     /// Per client IP; 0 = unlimited.
     pub max_client_cnxns: u32,
     pub min_session_timeout_ms: Option<u32>,
@@ -193,6 +201,8 @@ impl Default for Config {
             data_log_dir: None,
             client_port: 2181,
             client_port_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            client_port_enabled: true,
+            tls: None,
             max_client_cnxns: 60,
             min_session_timeout_ms: None,
             max_session_timeout_ms: None,
@@ -347,8 +357,9 @@ impl Config {
         let entries = lex::zoo_cfg(text)?;
         let mut c = Config::default();
         let mut staged = ensemble::Staged::default();
+        let mut tls = tls::Staged::default();
         for e in &entries {
-            c.apply(&mut staged, e)?;
+            c.apply(&mut staged, &mut tls, e)?;
         }
         c.check_session_timeouts()?;
         let queued_set = entries
@@ -358,8 +369,29 @@ impl Config {
         c.load_jaas(files)?;
         staged.client_port_set = entries.iter().any(|e| e.key == "clientPort");
         staged.client_port_address_set = entries.iter().any(|e| e.key == "clientPortAddress");
+        let client_port_set = staged.client_port_set;
         c.quorum = ensemble::build(&mut c, staged, config_path, files)?;
+        c.apply_tls(tls, client_port_set)?;
         Ok(c)
+    }
+
+    /// The TLS port, once every line is read (its default address is the client
+    /// port's, which a `server.N` line may have set); without clientPort it is the
+    /// only port, as in the reference.
+    fn apply_tls(&mut self, tls: tls::Staged, client_port_set: bool) -> Result<(), ConfigError> {
+        let mut warnings = Vec::new();
+        let built = tls.build(self.client_port_address, &mut warnings);
+        for w in warnings {
+            self.warn(w);
+        }
+        self.tls = built?;
+        let line_has_client = self
+            .quorum
+            .as_ref()
+            .and_then(|q| q.me())
+            .is_some_and(|me| me.client.is_some());
+        self.client_port_enabled = self.tls.is_none() || client_port_set || line_has_client;
+        Ok(())
     }
 
     /// The reference's `isDistributed`: the config names an ensemble and either
@@ -377,7 +409,12 @@ impl Config {
 
     /// One zoo.cfg line: the first key group that owns the key takes it; a 3.8 key
     /// corral does not act on is accepted with a warning; anything else is refused.
-    fn apply(&mut self, staged: &mut ensemble::Staged, e: &Entry) -> Result<(), ConfigError> {
+    fn apply(
+        &mut self,
+        staged: &mut ensemble::Staged,
+        tls: &mut tls::Staged,
+        e: &Entry,
+    ) -> Result<(), ConfigError> {
         let owned = self.apply_timing(e)?
             || self.apply_client(e)?
             || self.apply_storage(e)?
@@ -385,6 +422,7 @@ impl Config {
             || self.apply_security(e)?
             || self.apply_sasl(e)?
             || self.apply_corral(e)?
+            || self.apply_tls_key(tls, e)?
             || staged.apply(e)?;
         if owned {
             return Ok(());
@@ -399,6 +437,16 @@ impl Config {
                 key: e.key.clone(),
             }),
         }
+    }
+
+    /// secureClientPort and the ssl.* keys, staged until every line is read; their
+    /// warnings are logged in line order.
+    fn apply_tls_key(&mut self, tls: &mut tls::Staged, e: &Entry) -> Result<bool, ConfigError> {
+        let owned = tls.apply(e)?;
+        for w in tls.take_warnings() {
+            self.warn(w);
+        }
+        Ok(owned)
     }
 
     /// tickTime and the session timeout bounds.
