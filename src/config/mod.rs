@@ -18,6 +18,7 @@
 //! Parsing is pure: the files zoo.cfg points at (`dataDir/myid`, the dynamic config)
 //! come in through `ConfigFiles`, which `Config::load` backs with the disk.
 
+pub mod dynamic;
 mod ensemble;
 mod keys;
 mod lex;
