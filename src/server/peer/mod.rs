@@ -16,6 +16,10 @@
 //!    learner dials its leader. Packets are bare jute records; after SNAP the raw
 //!    snapshot stream follows, decoded here (ZkSnapDecoder) into a Tree stashed for
 //!    the sequencer before the core hears the SNAP.
+//!  membership: the address book follows the configs the core proposes and
+//!    activates (`set_members`). With reconfig enabled a server in no config may
+//!    open an election link (a joiner): its init message says where to dial it
+//!    back. Without reconfig such links are refused, as before.
 //! ```
 //!
 //! Every buffer a peer can grow is bounded: a quorum packet's data
@@ -124,11 +128,19 @@ struct State {
     snapshots: FxHashMap<ConnId, (Tree, Vec<(i64, i32)>)>,
 }
 
+/// Election addresses learnt from joiners' init messages (reconfig only).
+pub const LEARNT_ADDRS_COUNT_MAX: usize = 1024;
+
 /// The transport. Owned (through an `Rc`) by the sequencer core.
 pub struct Peers {
     me: ServerId,
     my_election: SocketAddr,
-    addrs: BTreeMap<ServerId, PeerAddr>,
+    /// The members of the configs in use (committed and proposed).
+    addrs: RefCell<BTreeMap<ServerId, PeerAddr>>,
+    /// reconfigEnabled: servers in no config may connect (joiners).
+    reconfig_enabled: bool,
+    /// Where joiners said they take election links (bounded).
+    learnt: RefCell<BTreeMap<ServerId, SocketAddr>>,
     events: LocalSender<PeerEvent>,
     state: RefCell<State>,
 }
@@ -141,6 +153,7 @@ impl Peers {
         listen_election: SocketAddr,
         listen_quorum: SocketAddr,
         addrs: BTreeMap<ServerId, PeerAddr>,
+        reconfig_enabled: bool,
     ) -> std::io::Result<(Rc<Peers>, LocalReceiver<PeerEvent>)> {
         let election = listen(listen_election)?;
         let quorum = listen(listen_quorum)?;
@@ -149,7 +162,9 @@ impl Peers {
         let peers = Rc::new(Peers {
             me,
             my_election,
-            addrs,
+            addrs: RefCell::new(addrs),
+            reconfig_enabled,
+            learnt: RefCell::new(BTreeMap::new()),
             events: tx,
             state: RefCell::new(State {
                 next_accepted: 1,
@@ -165,6 +180,51 @@ impl Peers {
 
     async fn emit(&self, input: Input) {
         let _ = self.events.send(PeerEvent::Input(input)).await;
+    }
+
+    // ----- membership -------------------------------------------------------------------
+
+    /// The members of the configs now in use (a config was proposed or activated):
+    /// new members are dialled where they say, departed ones are no longer dialled
+    /// (links already up stay until they end).
+    pub fn set_members(&self, addrs: BTreeMap<ServerId, PeerAddr>) {
+        let mut learnt = self.learnt.borrow_mut();
+        for sid in addrs.keys() {
+            learnt.remove(sid);
+        }
+        *self.addrs.borrow_mut() = addrs;
+    }
+
+    fn election_addr(&self, sid: ServerId) -> Option<SocketAddr> {
+        let known = self.addrs.borrow().get(&sid).map(|a| a.election);
+        known.or_else(|| self.learnt.borrow().get(&sid).copied())
+    }
+
+    fn quorum_addr(&self, sid: ServerId) -> Option<SocketAddr> {
+        self.addrs.borrow().get(&sid).map(|a| a.quorum)
+    }
+
+    /// Whether an election link from `sid` is taken: a member, or (reconfig) any
+    /// server, whose init message may teach us where to dial it back.
+    fn accepts_election_link(&self, sid: ServerId, init: &InitMessage) -> bool {
+        if self.addrs.borrow().contains_key(&sid) {
+            return true;
+        }
+        if !self.reconfig_enabled {
+            return false;
+        }
+        let addr = init
+            .election_addr
+            .as_deref()
+            .and_then(|a| a.split('|').next())
+            .and_then(|a| a.parse::<SocketAddr>().ok());
+        let mut learnt = self.learnt.borrow_mut();
+        if let Some(addr) = addr {
+            if learnt.len() < LEARNT_ADDRS_COUNT_MAX || learnt.contains_key(&sid) {
+                learnt.insert(sid, addr);
+            }
+        }
+        true
     }
 
     // ----- the election port ---------------------------------------------------------
@@ -211,7 +271,7 @@ impl Peers {
     }
 
     async fn try_dial_election(&self, to: ServerId) -> std::io::Result<Option<TcpStream>> {
-        let Some(addr) = self.addrs.get(&to).map(|a| a.election) else {
+        let Some(addr) = self.election_addr(to) else {
             return Ok(None);
         };
         let mut stream = TcpStream::connect_timeout(addr, CONNECT_TIMEOUT).await?;
@@ -284,7 +344,7 @@ impl Peers {
             }
         };
         let sid = init.sid;
-        if sid < 0 || !self.addrs.contains_key(&(sid as u64)) {
+        if sid < 0 || !self.accepts_election_link(sid as u64, &init) {
             // A first long >= 0 is a pre-3.5 peer's bare sid, or bytes of no peer.
             let legacy = if init.election_addr.is_none() {
                 " (a pre-3.5 init message, or not a peer)"
@@ -428,7 +488,7 @@ impl Peers {
     pub fn connect(self: &Rc<Self>, conn: ConnId, to: ServerId) {
         let me = self.clone();
         glommio::spawn_local(async move {
-            let Some(addr) = me.addrs.get(&to).map(|a| a.quorum) else {
+            let Some(addr) = me.quorum_addr(to) else {
                 me.emit(Input::Closed { conn }).await;
                 return;
             };
