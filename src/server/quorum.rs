@@ -1526,3 +1526,86 @@ impl Seq {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn last() -> QuorumVerifier {
+        QuorumVerifier::parse_text(
+            "server.1=10.0.0.1:2888:3888;2181\nserver.2=10.0.0.2:2888:3888;2181\n\
+             server.3=10.0.0.3:2888:3888;2181\nversion=100000000",
+        )
+        .unwrap()
+    }
+
+    fn incremental(
+        joining: Option<&str>,
+        leaving: Option<&str>,
+    ) -> Result<QuorumVerifier, ErrorCode> {
+        let rr = ReconfigRequest {
+            joining: joining.map(str::to_string),
+            leaving: leaving.map(str::to_string),
+            new_members: None,
+            cur_config_id: -1,
+        };
+        reconfig_incremental(&last(), &rr)
+    }
+
+    #[test]
+    fn incremental_reconfigs_join_and_leave_as_the_reference() {
+        let qv = incremental(
+            Some(" server.4=10.0.0.4:2888:3888:observer;2181 , server.2=10.0.0.9:1:2;3"),
+            Some("1,"),
+        )
+        .unwrap();
+        assert_eq!(
+            qv.servers.keys().copied().collect::<Vec<_>>(),
+            vec![2, 3, 4]
+        );
+        assert_eq!(
+            qv.servers[&2].quorum.host, "10.0.0.9",
+            "a joiner replaces its id"
+        );
+        assert_eq!(qv.servers[&4].role, crate::config::PeerRole::Observer);
+        // Formats the reference refuses, and how.
+        let bad = |j: Option<&str>, l: Option<&str>| incremental(j, l).unwrap_err();
+        assert_eq!(bad(None, Some("x")), ErrorCode::MarshallingError);
+        assert_eq!(
+            bad(Some("server.x=h:1:2;3"), None),
+            ErrorCode::MarshallingError
+        );
+        assert_eq!(bad(Some("server.4"), None), ErrorCode::BadArguments);
+        assert_eq!(
+            bad(Some("server.4=h:1:2"), None),
+            ErrorCode::BadArguments,
+            "no client port"
+        );
+        assert_eq!(bad(Some("server.4=h:1"), None), ErrorCode::BadArguments);
+        // Another member's address (loopback addresses are not compared).
+        assert_eq!(
+            bad(Some("server.4=10.0.0.3:2888:3999;2181"), None),
+            ErrorCode::BadArguments
+        );
+        assert!(incremental(
+            Some("server.4=127.0.0.1:1:2;3,server.5=127.0.0.1:1:2;3"),
+            None
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn a_whole_member_list_may_use_commas_or_newlines() {
+        let qv =
+            reconfig_new_members("server.1=h:1:2;3,server.2=h:4:5;6\nserver.3=h:7:8;9").unwrap();
+        assert_eq!(qv.voters().count(), 3);
+        assert_eq!(
+            reconfig_new_members("bogus=1"),
+            Err(ErrorCode::BadArguments)
+        );
+        assert_eq!(
+            reconfig_new_members("server.1=h:1:2:observer;3"),
+            Err(ErrorCode::BadArguments)
+        );
+    }
+}

@@ -630,12 +630,17 @@ impl Replica {
     /// counting: a learner that comes back may be told to TRUNC before the leader
     /// resends them, so an old ACK says nothing about what its disk will hold (the
     /// reference keeps such ACKs; dropping them is strictly safer and invisible on
-    /// the wire).
+    /// the wire). They stay only while another follower connection of the same
+    /// server is there (its sync resends them); an observer connection (a reconfig
+    /// made it one) gets no outstanding proposal and may truncate them.
     fn remove_handler(&mut self, conn: ConnId) -> Option<Option<ServerId>> {
         let l = self.leader();
         let h = l.handlers.remove(&conn)?;
         if let Some(sid) = h.sid {
-            let still_connected = l.handlers.values().any(|o| o.sid == Some(sid));
+            let still_connected = l
+                .handlers
+                .values()
+                .any(|o| o.sid == Some(sid) && !o.observer);
             if !still_connected {
                 for o in l.outstanding.values_mut() {
                     o.acks.remove(&sid);

@@ -1046,7 +1046,12 @@ impl Sim {
         if self.cfg.trace {
             println!("[{:>6}] {id} write {w:?}", self.now);
         }
-        if let Write::TruncateAfter(z) = w {
+        // An observer's log counts toward no quorum: one that was a follower (a
+        // reconfig made it an observer) may be told to truncate txns its old role
+        // logged and the leader commits later with other ACKs (as the reference);
+        // it gets them back as INFORMs.
+        let observing = matches!(self.nodes[&id].role, Role::Observing { .. });
+        if let (Write::TruncateAfter(z), false) = (w, observing) {
             // Never truncate a committed txn that this node holds in the history.
             let view = self.nodes[&id].disk.view()?;
             for e in view.log.iter().filter(|e| e.zxid > *z) {

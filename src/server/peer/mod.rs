@@ -25,7 +25,8 @@
 //! Every buffer a peer can grow is bounded: a quorum packet's data
 //! (`QUORUM_DATA_BYTES_MAX`), an election frame (512 KiB, in `proto::election`), the
 //! init message's address (2 KiB), each link's send queue (`SEND_QUEUE_BYTES_MAX`;
-//! over it the link is closed), and the event channel (`EVENT_QUEUE_MAX`). A bad
+//! over it the link is closed), the event channel (`EVENT_QUEUE_MAX`) and, with
+//! reconfig, the servers outside the config taken (`JOINERS_COUNT_MAX`). A bad
 //! byte closes that link with one log line; nothing else is affected.
 
 pub mod wire;
@@ -128,8 +129,9 @@ struct State {
     snapshots: FxHashMap<ConnId, (Tree, Vec<(i64, i32)>)>,
 }
 
-/// Election addresses learnt from joiners' init messages (reconfig only).
-pub const LEARNT_ADDRS_COUNT_MAX: usize = 1024;
+/// Servers in no config (joiners) whose election links are taken, with the
+/// address their init message gave (reconfig only); beyond it more are refused.
+pub const JOINERS_COUNT_MAX: usize = 1024;
 
 /// The transport. Owned (through an `Rc`) by the sequencer core.
 pub struct Peers {
@@ -139,8 +141,9 @@ pub struct Peers {
     addrs: RefCell<BTreeMap<ServerId, PeerAddr>>,
     /// reconfigEnabled: servers in no config may connect (joiners).
     reconfig_enabled: bool,
-    /// Where joiners said they take election links (bounded).
-    learnt: RefCell<BTreeMap<ServerId, SocketAddr>>,
+    /// Joiners, and where they said they take election links (bounded by
+    /// `JOINERS_COUNT_MAX`).
+    joiners: RefCell<BTreeMap<ServerId, Option<SocketAddr>>>,
     events: LocalSender<PeerEvent>,
     state: RefCell<State>,
 }
@@ -164,7 +167,7 @@ impl Peers {
             my_election,
             addrs: RefCell::new(addrs),
             reconfig_enabled,
-            learnt: RefCell::new(BTreeMap::new()),
+            joiners: RefCell::new(BTreeMap::new()),
             events: tx,
             state: RefCell::new(State {
                 next_accepted: 1,
@@ -188,24 +191,25 @@ impl Peers {
     /// new members are dialled where they say, departed ones are no longer dialled
     /// (links already up stay until they end).
     pub fn set_members(&self, addrs: BTreeMap<ServerId, PeerAddr>) {
-        let mut learnt = self.learnt.borrow_mut();
+        let mut joiners = self.joiners.borrow_mut();
         for sid in addrs.keys() {
-            learnt.remove(sid);
+            joiners.remove(sid);
         }
         *self.addrs.borrow_mut() = addrs;
     }
 
     fn election_addr(&self, sid: ServerId) -> Option<SocketAddr> {
         let known = self.addrs.borrow().get(&sid).map(|a| a.election);
-        known.or_else(|| self.learnt.borrow().get(&sid).copied())
+        known.or_else(|| self.joiners.borrow().get(&sid).copied().flatten())
     }
 
     fn quorum_addr(&self, sid: ServerId) -> Option<SocketAddr> {
         self.addrs.borrow().get(&sid).map(|a| a.quorum)
     }
 
-    /// Whether an election link from `sid` is taken: a member, or (reconfig) any
-    /// server, whose init message may teach us where to dial it back.
+    /// Whether an election link from `sid` is taken: a member, or (reconfig) a
+    /// joiner, up to `JOINERS_COUNT_MAX` of them, whose init message may say where
+    /// to dial it back.
     fn accepts_election_link(&self, sid: ServerId, init: &InitMessage) -> bool {
         if self.addrs.borrow().contains_key(&sid) {
             return true;
@@ -213,17 +217,20 @@ impl Peers {
         if !self.reconfig_enabled {
             return false;
         }
+        let mut joiners = self.joiners.borrow_mut();
+        if joiners.len() >= JOINERS_COUNT_MAX && !joiners.contains_key(&sid) {
+            tracing::warn!(
+                "election port: {JOINERS_COUNT_MAX} servers outside the config already \
+                 connected (JOINERS_COUNT_MAX): refusing server {sid}"
+            );
+            return false;
+        }
         let addr = init
             .election_addr
             .as_deref()
             .and_then(|a| a.split('|').next())
             .and_then(|a| a.parse::<SocketAddr>().ok());
-        let mut learnt = self.learnt.borrow_mut();
-        if let Some(addr) = addr {
-            if learnt.len() < LEARNT_ADDRS_COUNT_MAX || learnt.contains_key(&sid) {
-                learnt.insert(sid, addr);
-            }
-        }
+        joiners.insert(sid, addr);
         true
     }
 
