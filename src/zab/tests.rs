@@ -2,14 +2,16 @@
 //! sequence of inputs and every batch it produces is compared whole (what leaves at
 //! once, the writes, and what waits behind those writes). They pin ZooKeeper 3.8's
 //! protocol as PEER-PROTOCOL.md (§4 election, §5 discovery and sync, §6 broadcast,
-//! §7 requests, §10 observers) and the reference source describe it, phase by phase
-//! and packet by packet; the simulator (`sim.rs`) covers whole ensembles.
+//! §7 requests, §10 observers, §11 reconfig) and the reference source describe it,
+//! phase by phase and packet by packet; the simulator (`sim.rs`) covers whole
+//! ensembles.
 //!
 //! Runs on the test thread; no IO, no clock: time is the `now` given to each step.
 //! The cast is always the same: voters 1, 2 and 3, observer 4. In leader scenarios
 //! server 3 leads and its driver numbers the learners' connections 10 (server 1),
 //! 20 (server 2) and 40 (server 4); in learner scenarios server 3 is the leader the
-//! learner dials on its first core connection `C`.
+//! learner dials on its first core connection `C`. Reconfig scenarios turn
+//! reconfigEnabled on and add server 5, in no config, on connection 50.
 //!
 //! Tests marked `#[ignore = "BUG: …"]` describe the reference's behaviour where the
 //! code differs from it (or from its own documented contract).
