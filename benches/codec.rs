@@ -54,14 +54,14 @@ fn bench(c: &mut Criterion) {
     };
     let set = Request::SetData {
         path: path.clone(),
-        data: value.clone(),
+        data: Some(value.clone()),
         version: -1,
     };
     let multi = Request::Multi(
         (0..4)
             .map(|i| Request::SetData {
                 path: format!("/loadgen/k/{i:010}"),
-                data: value.clone(),
+                data: Some(value.clone()),
                 version: -1,
             })
             .collect(),
@@ -70,7 +70,7 @@ fn bench(c: &mut Criterion) {
     let set_buf = frame(2, &set);
     let multi_buf = frame(3, &multi);
     let data_reply = Response::Data {
-        data: value.clone(),
+        data: Some(value.clone()),
         stat: stat(),
     };
     let multi_reply = Response::Multi(

@@ -65,7 +65,7 @@ fn create(path: &str, data: &[u8]) -> Request {
     Request::Create(CreateRequest {
         kind: CreateKind::Create,
         path: path.to_string(),
-        data: data.to_vec(),
+        data: Some(data.to_vec()),
         acl: Acl::open(),
         flags: 0,
         ttl: -1,
@@ -75,7 +75,7 @@ fn create(path: &str, data: &[u8]) -> Request {
 fn set(w: &World, i: usize) -> Request {
     Request::SetData {
         path: w.paths[i % KEYS].clone(),
-        data: w.value.clone(),
+        data: Some(w.value.clone()),
         version: -1,
     }
 }

@@ -4,7 +4,13 @@
 #
 # Provides: log, free_port, write_cfg DIR PORT, wait_ready NAME PORT PID,
 # start_zookeeper NAME [EXTRA_CFG], start_corral NAME BINARY [EXTRA_CFG],
-# stop_server NAME; the arrays addr[NAME], pid[NAME], dir[NAME]; $loadgen, $corral, $work.
+# stop_server NAME; the arrays addr[NAME], pid[NAME], dir[NAME]; $loadgen, $corral,
+# $failover, $work.
+# Ensembles (3 members of one kind on 127.0.0.1, members NAME.1..NAME.3, each also in
+# addr/pid/dir): start_ensemble KIND NAME [BINARY] [EXTRA_CFG], ensemble_leader NAME
+# (waits for one leader, prints its member name), ensemble_addrs NAME, ensemble_pids NAME
+# (comma-separated, sid order), reap_member MEMBER (after it was killed),
+# launch_member MEMBER (starts it again on its files), stop_ensemble NAME.
 
 log() { echo "[bench $(date -u +%H:%M:%S)] $*" >&2; }
 
@@ -20,6 +26,7 @@ cargo build --release -p loadgen -p corral --bins >&2
 target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 loadgen="$target_dir/release/loadgen"
 corral="$target_dir/release/corral"
+failover="$target_dir/release/failover"
 
 work="$(mktemp -d /tmp/corral-bench.XXXXXX)"
 pids=()
@@ -65,9 +72,7 @@ PY
 }
 
 declare -A addr pid dir
-start_zookeeper() { # name [extra zoo.cfg lines]
-  local d="$work/$1" port; port="$(free_port)"; write_cfg "$d" "$port"
-  [[ -n "${2:-}" ]] && printf '%s\n' "$2" >> "$d/zoo.cfg"
+zk_classpath() {
   local cp="" j
   for j in zookeeper zookeeper-jute slf4j-api slf4j-simple metrics-core commons-cli snappy-java \
            jackson-databind jackson-core jackson-annotations netty-handler netty-common netty-buffer \
@@ -75,7 +80,12 @@ start_zookeeper() { # name [extra zoo.cfg lines]
            netty-transport-native-unix-common; do
     [[ -f "/usr/share/java/$j.jar" ]] && cp="$cp${cp:+:}/usr/share/java/$j.jar"
   done
-  java -Xms2g -Xmx2g -cp "$cp" org.apache.zookeeper.server.quorum.QuorumPeerMain "$d/zoo.cfg" \
+  echo "$cp"
+}
+start_zookeeper() { # name [extra zoo.cfg lines]
+  local d="$work/$1" port; port="$(free_port)"; write_cfg "$d" "$port"
+  [[ -n "${2:-}" ]] && printf '%s\n' "$2" >> "$d/zoo.cfg"
+  java -Xms2g -Xmx2g -cp "$(zk_classpath)" org.apache.zookeeper.server.quorum.QuorumPeerMain "$d/zoo.cfg" \
     >"$d/server.log" 2>&1 &
   pid[$1]=$!; pids+=("$!"); addr[$1]="127.0.0.1:$port"; dir[$1]="$d"
   wait_ready "$1" "$port" "${pid[$1]}"
@@ -92,4 +102,159 @@ stop_server() { # name: kills it and removes its directory (data included)
   kill "${pid[$1]}" 2>/dev/null || true
   wait "${pid[$1]}" 2>/dev/null || true
   rm -rf "${dir[$1]}"
+}
+
+# ---- ensembles ---------------------------------------------------------------------------
+ENSEMBLE_SIZE=3
+ENSEMBLE_LEADER_WAIT_S=120
+declare -A kind_of bin_of port_of ens_members
+
+write_member_cfg() { # dir sid server-lines extra-lines
+  mkdir -p "$1/data"
+  echo "$2" > "$1/data/myid"
+  cat > "$1/zoo.cfg" <<CFG
+tickTime=2000
+initLimit=10
+syncLimit=5
+dataDir=$1/data
+admin.enableServer=false
+4lw.commands.whitelist=*
+forceSync=yes
+maxClientCnxns=0
+reconfigEnabled=false
+standaloneEnabled=false
+CFG
+  [[ -n "$4" ]] && printf '%s\n' "$4" >> "$1/zoo.cfg"
+  printf '%s' "$3" >> "$1/zoo.cfg"
+}
+
+# Distinct free ports, n of them.
+free_ports() { # n
+  python3 - "$1" <<'PY'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+PY
+}
+
+launch_member() { # member: starts it on its dir (appending to its server.log)
+  local m="$1" d="${dir[$1]}"
+  echo "----- bench: starting $m -----" >> "$d/server.log"
+  if [[ "${kind_of[$m]}" == zookeeper ]]; then
+    # The side-by-side script's JVM settings; timestamps on log lines (UTC) so the
+    # failover script can line the log up with the kill.
+    java -Xms2g -Xmx2g -Duser.timezone=UTC -Dorg.slf4j.simpleLogger.showDateTime=true \
+      "-Dorg.slf4j.simpleLogger.dateTimeFormat=yyyy-MM-dd'T'HH:mm:ss.SSS'Z'" \
+      -cp "$(zk_classpath)" org.apache.zookeeper.server.quorum.QuorumPeerMain "$d/zoo.cfg" \
+      >>"$d/server.log" 2>&1 &
+  else
+    "${bin_of[$m]}" server --config "$d/zoo.cfg" >>"$d/server.log" 2>&1 &
+  fi
+  pid[$m]=$!; pids+=("$!")
+}
+
+# Reaps a member that was killed and forgets its pid (so cleanup never signals a
+# recycled pid).
+reap_member() { # member
+  local p="${pid[$1]}" q keep=()
+  wait "$p" 2>/dev/null || true
+  for q in "${pids[@]}"; do [[ "$q" == "$p" ]] || keep+=("$q"); done
+  pids=("${keep[@]}")
+  pid[$1]=""
+}
+
+# "Mode: ..." of a member's srvr answer (leader, follower, ...), empty if not serving.
+srvr_mode() { # port
+  python3 - "$1" <<'PY' 2>/dev/null || true
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1)
+s.settimeout(1); s.sendall(b"srvr"); data = b""
+while True:
+    chunk = s.recv(4096)
+    if not chunk: break
+    data += chunk
+for line in data.decode(errors="replace").splitlines():
+    if line.startswith("Mode: "): print(line[6:].strip())
+PY
+}
+
+# Waits (bounded) until every running member serves and exactly one leads; prints the
+# leader's member name.
+ensemble_leader() { # name
+  local deadline=$((SECONDS + ENSEMBLE_LEADER_WAIT_S)) m mode leaders serving running
+  while (( SECONDS < deadline )); do
+    leaders=(); serving=0; running=0
+    for m in ${ens_members[$1]}; do
+      [[ -n "${pid[$m]}" ]] || continue
+      running=$((running + 1))
+      kill -0 "${pid[$m]}" 2>/dev/null || { log "$m exited"; tail -5 "${dir[$m]}/server.log" >&2; return 1; }
+      mode="$(srvr_mode "${port_of[$m]}")"
+      case "$mode" in
+        leader) leaders+=("$m"); serving=$((serving + 1)) ;;
+        follower) serving=$((serving + 1)) ;;
+      esac
+    done
+    if (( running > 0 && serving == running && ${#leaders[@]} == 1 )); then
+      echo "${leaders[0]}"; return 0
+    fi
+    sleep 0.2
+  done
+  log "$1: the members did not agree on one leader within $ENSEMBLE_LEADER_WAIT_S s"
+  return 1
+}
+
+ensemble_addrs() { # name: client addresses of the running members, sid order
+  local m out=""
+  for m in ${ens_members[$1]}; do [[ -n "${pid[$m]}" ]] && out="$out${out:+,}${addr[$m]}"; done
+  echo "$out"
+}
+ensemble_pids() { # name
+  local m out=""
+  for m in ${ens_members[$1]}; do [[ -n "${pid[$m]}" ]] && out="$out${out:+,}${pid[$m]}"; done
+  echo "$out"
+}
+
+# Starts 3 members of one kind (zookeeper or corral) with fresh dirs under $work/NAME,
+# waits for a leader and for a session handshake on every member.
+start_ensemble() { # kind name [corral binary] [extra zoo.cfg lines]
+  local k="$1" name="$2" b="${3:-$corral}" extra="${4:-}" sid m lines="" ports i=0
+  [[ "$k" == zookeeper || -x "$b" ]] || { log "no corral binary at $b"; return 1; }
+  read -r -a ports <<< "$(free_ports $((3 * ENSEMBLE_SIZE)))"
+  ens_members[$name]=""
+  for (( sid = 1; sid <= ENSEMBLE_SIZE; sid++ )); do
+    m="$name.$sid"
+    ens_members[$name]+="$m "
+    kind_of[$m]="$k"; bin_of[$m]="$b"; dir[$m]="$work/$name/m$sid"
+    port_of[$m]="${ports[$i]}"; addr[$m]="127.0.0.1:${ports[$i]}"
+    lines+="server.$sid=127.0.0.1:${ports[$((i + 1))]}:${ports[$((i + 2))]}:participant;127.0.0.1:${ports[$i]}"$'\n'
+    i=$((i + 3))
+  done
+  for m in ${ens_members[$name]}; do write_member_cfg "${dir[$m]}" "${m##*.}" "$lines" "$extra"; done
+  for m in ${ens_members[$name]}; do launch_member "$m"; done
+  local leader; leader="$(ensemble_leader "$name")" || return 1
+  for m in ${ens_members[$name]}; do
+    wait_ready "$m" "${port_of[$m]}" "${pid[$m]}" || return 1
+  done
+  log "$name: serving, leader $leader"
+}
+
+# True when the process is gone or a zombie.
+process_gone() { # pid
+  local st
+  st="$(cat "/proc/$1/stat" 2>/dev/null)" || return 0
+  st="${st##*) }"; [[ "${st%% *}" == Z || "${st%% *}" == X ]]
+}
+
+stop_ensemble() { # name: SIGTERM every member (SIGKILL after 10 s), reap, remove its files
+  local m t
+  for m in ${ens_members[$1]}; do [[ -n "${pid[$m]}" ]] && { kill "${pid[$m]}" 2>/dev/null || true; }; done
+  for m in ${ens_members[$1]}; do
+    [[ -n "${pid[$m]}" ]] || continue
+    for (( t = 0; t < 100; t++ )); do process_gone "${pid[$m]}" && break; sleep 0.1; done
+    process_gone "${pid[$m]}" || kill -9 "${pid[$m]}" 2>/dev/null || true
+    reap_member "$m"
+  done
+  rm -rf "${work:?}/$1"
 }

@@ -5,9 +5,11 @@
 //! the log, snapshots and recovery; `zab` the replication core (a pure state machine
 //! with its simulator, not yet wired to the network); `server` is the only place with
 //! IO (glommio executors: shard cores and the sequencer core); `admin` renders the
-//! four-letter words; `config` parses zoo.cfg.
+//! four-letter words; `config` parses zoo.cfg; `auth` is SASL DIGEST-MD5 and the JAAS
+//! file it reads its users from.
 
 pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod proto;
 pub mod server;

@@ -30,7 +30,7 @@ fn create(path: &str, data: &[u8], flags: i32) -> Request {
     Request::Create(CreateRequest {
         kind: CreateKind::Create2,
         path: path.into(),
-        data: data.to_vec(),
+        data: Some(data.to_vec()),
         acl: Acl::open(),
         flags,
         ttl: -1,
@@ -64,7 +64,7 @@ impl Healthy {
             .expect("healthy session lost its connection");
         match got {
             Decoded::Ok(Response::Data { data, stat }) => {
-                assert_eq!(data, HEALTHY_DATA);
+                assert_eq!(data.as_deref(), Some(HEALTHY_DATA));
                 assert_eq!(stat.version as u32, self.writes);
             }
             other => panic!("healthy getData: {other:?}"),
@@ -73,7 +73,7 @@ impl Healthy {
             .c
             .call(&Request::SetData {
                 path: "/healthy".into(),
-                data: HEALTHY_DATA.to_vec(),
+                data: Some(HEALTHY_DATA.to_vec()),
                 version: self.writes as i32,
             })
             .expect("healthy setData");
@@ -277,7 +277,7 @@ fn run_suite(kind: Kind) {
             (
                 Request::SetData {
                     path: "/healthy/..".into(),
-                    data: vec![],
+                    data: Some(vec![]),
                     version: -1,
                 },
                 -8,
@@ -322,7 +322,7 @@ fn run_suite(kind: Kind) {
         let mut c = RawClient::connect(&addr, 10_000);
         c.send(&Request::SetData {
             path: "/healthy".into(),
-            data: vec![7u8; JUTE_MAXBUFFER_BYTES],
+            data: Some(vec![7u8; JUTE_MAXBUFFER_BYTES]),
             version: -1,
         })
         .unwrap();
@@ -349,7 +349,7 @@ fn run_suite(kind: Kind) {
             })
             .unwrap();
         match got {
-            Decoded::Ok(Response::Data { data: d, .. }) => assert!(d == data),
+            Decoded::Ok(Response::Data { data: d, .. }) => assert!(d.as_ref() == Some(&data)),
             other => panic!("getData /big: {:?}", common::short(&other)),
         }
         let _ = c.close_session();
@@ -370,7 +370,7 @@ fn run_suite(kind: Kind) {
             let req = Request::Create(CreateRequest {
                 kind: CreateKind::Ttl,
                 path: "/ttl-bad".into(),
-                data: vec![],
+                data: Some(vec![]),
                 acl: Acl::open(),
                 flags: 3,
                 ttl: -5,
@@ -415,7 +415,7 @@ fn run_small_maxbuffer(kind: Kind) {
         let mut c = RawClient::connect(&addr, 10_000);
         c.send(&Request::SetData {
             path: "/healthy".into(),
-            data: vec![1u8; SMALL_MAXBUFFER_BYTES + 100],
+            data: Some(vec![1u8; SMALL_MAXBUFFER_BYTES + 100]),
             version: -1,
         })
         .unwrap();

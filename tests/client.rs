@@ -635,7 +635,9 @@ async fn oneshot_watches(t: Target) {
     let ev = event(exists_w.changed(), "exists watch 2").await;
     assert_eq!(ev.event_type, EventType::NodeCreated);
 
-    // Removing a one-shot watch (removeWatches) succeeds.
+    // Removing a one-shot watch (removeWatches) succeeds. (w's member first applies
+    // c's setData: else that commit may fire the new watch before it is removed.)
+    catch_up(&w, &p).await;
     let (_, _, data_w) = w.get_and_watch_data(&p).await.unwrap();
     #[allow(deprecated)]
     data_w.remove().await.unwrap();
@@ -858,7 +860,7 @@ fn raw_session_expiry_and_reconnect(t: &Target) {
         Request::Create(corral::proto::CreateRequest {
             kind: corral::proto::CreateKind::Create,
             path: path.into(),
-            data: vec![],
+            data: Some(vec![]),
             acl: corral::proto::Acl::open(),
             flags,
             ttl: -1,
@@ -1008,7 +1010,7 @@ fn raw_pipelined_read_then_write_keeps_order(t: &Target) {
         Request::Create(corral::proto::CreateRequest {
             kind: corral::proto::CreateKind::Create,
             path: path.into(),
-            data: b"old".to_vec(),
+            data: Some(b"old".to_vec()),
             acl: corral::proto::Acl::open(),
             flags: 0,
             ttl: -1,
@@ -1020,7 +1022,7 @@ fn raw_pipelined_read_then_write_keeps_order(t: &Target) {
     for round in 0..20 {
         let set = |path: &str, data: &[u8]| Request::SetData {
             path: path.into(),
-            data: data.to_vec(),
+            data: Some(data.to_vec()),
             version: -1,
         };
         let x1 = c
@@ -1092,7 +1094,7 @@ fn raw_check_and_set_watches(t: &Target) {
         Request::Create(corral::proto::CreateRequest {
             kind: corral::proto::CreateKind::Create,
             path: path.into(),
-            data: vec![],
+            data: Some(vec![]),
             acl: corral::proto::Acl::open(),
             flags: 0,
             ttl: -1,
@@ -1157,7 +1159,7 @@ fn raw_check_and_set_watches(t: &Target) {
     let r = c
         .call(&Request::SetData {
             path: "/raw_watches".into(),
-            data: b"x".to_vec(),
+            data: Some(b"x".to_vec()),
             version: -1,
         })
         .unwrap();
@@ -1214,7 +1216,7 @@ fn raw_no_watch_left_by_reads_of_missing_nodes(t: &Target) {
         Request::Create(corral::proto::CreateRequest {
             kind: corral::proto::CreateKind::Create,
             path: path.into(),
-            data: vec![],
+            data: Some(vec![]),
             acl: corral::proto::Acl::open(),
             flags: 0,
             ttl: -1,
@@ -1243,7 +1245,7 @@ fn raw_set_watches2_persistent(t: &Target) {
         Request::Create(corral::proto::CreateRequest {
             kind: corral::proto::CreateKind::Create,
             path: path.into(),
-            data: vec![],
+            data: Some(vec![]),
             acl: corral::proto::Acl::open(),
             flags: 0,
             ttl: -1,
@@ -1301,7 +1303,7 @@ fn raw_watch_events_need_read_permission(t: &Target) {
         Request::Create(corral::proto::CreateRequest {
             kind: corral::proto::CreateKind::Create,
             path: path.into(),
-            data: vec![],
+            data: Some(vec![]),
             acl,
             flags: 0,
             ttl: -1,
@@ -1373,7 +1375,7 @@ fn raw_container_ops(t: &Target) {
         Request::Create(corral::proto::CreateRequest {
             kind,
             path: path.into(),
-            data: vec![],
+            data: Some(vec![]),
             acl: corral::proto::Acl::open(),
             flags,
             ttl: -1,
@@ -1555,7 +1557,7 @@ fn session_moves_with_its_ephemerals_and_watches(a: &str, b: &str, c: &str) {
     let mut on_c = RawClient::connect(c, 10_000);
     let set = |data: &[u8]| Request::SetData {
         path: n.clone(),
-        data: data.to_vec(),
+        data: Some(data.to_vec()),
         version: -1,
     };
     raw_ok(&mut on_c, &set(b"1"), "setData through C");
@@ -1606,7 +1608,15 @@ fn session_moves_with_its_ephemerals_and_watches(a: &str, b: &str, c: &str) {
 /// before it: for every ordered pair of members, a burst of setData through
 /// one, then a sync through the other and a read there (after the sync's
 /// answer, or pipelined behind it) sees the burst's last write.
-fn sync_catches_a_member_up(members: &[(u64, String)]) {
+///
+/// `leader_sync_is_a_read`: the member (the reference's leader) where this does not
+/// hold. ZooKeeper 3.8's leader builds its CommitProcessor with `matchSyncs = false`,
+/// so a sync from one of the leader's own clients passes as a read and does not wait
+/// for writes the leader committed but has not applied yet (a follower saw a burst's
+/// COMMITs first, as `Leader.tryToCommit` sends them before its own commit). There the
+/// read is only checked not to run ahead of the burst; corral's leader answers the sync
+/// after everything it committed before it, so corral gets the strict check everywhere.
+fn sync_catches_a_member_up(members: &[(u64, String)], leader_sync_is_a_read: Option<u64>) {
     let path = "/sync_catches_up";
     let mut sessions: Vec<RawClient> = members
         .iter()
@@ -1624,6 +1634,14 @@ fn sync_catches_a_member_up(members: &[(u64, String)]) {
                 let (data, mzxid) = write_burst(&mut sessions[w], path, &what);
                 let pipelined = round % 2 == 1;
                 let (got, stat) = sync_then_read(&mut sessions[r], path, pipelined, &what);
+                if leader_sync_is_a_read == Some(members[r].0) {
+                    assert!(
+                        stat.mzxid <= mzxid,
+                        "{what}: the read ran ahead of the burst ({:#x} > {mzxid:#x})",
+                        stat.mzxid
+                    );
+                    continue;
+                }
                 assert_eq!(
                     (String::from_utf8_lossy(&got), stat.mzxid),
                     (String::from_utf8_lossy(&data), mzxid),
@@ -1643,7 +1661,7 @@ fn write_burst(c: &mut RawClient, path: &str, what: &str) -> (Vec<u8>, i64) {
     let burst: Vec<Request> = (0..SYNC_BURST_COUNT)
         .map(|i| Request::SetData {
             path: path.into(),
-            data: data(i),
+            data: Some(data(i)),
             version: -1,
         })
         .collect();
@@ -1675,7 +1693,7 @@ fn sync_then_read(
     match &answers[..] {
         [Ok(Response::Sync { path: synced }), Ok(Response::Data { data, stat })] => {
             assert_eq!(synced, path, "{what}: the sync's answer names its path");
-            (data.clone(), *stat)
+            (data.clone().expect("sync_then_read: null data"), *stat)
         }
         other => panic!("{what}: sync, getData answered {other:?}"),
     }
@@ -1745,8 +1763,9 @@ fn run_ensemble_suite(kind: Kind, spread: Spread) {
         let members: Vec<(u64, String)> = (ens.sids().into_iter())
             .map(|s| (s, ens.client_addr(s)))
             .collect();
+        let leader_sync_is_a_read = (kind == Kind::Reference).then_some(leader);
         suite.case("sync_catches_a_member_up", || {
-            sync_catches_a_member_up(&members)
+            sync_catches_a_member_up(&members, leader_sync_is_a_read)
         });
     }
     suite.case("members_hold_the_same_tree", || {

@@ -60,7 +60,7 @@ fn create(path: &str, data: &[u8]) -> Request {
     Request::Create(CreateRequest {
         kind: CreateKind::Create,
         path: path.into(),
-        data: data.to_vec(),
+        data: Some(data.to_vec()),
         acl: Acl::open(),
         flags: 0,
         ttl: -1,
@@ -192,7 +192,7 @@ fn slow_reader_case(server: &Server) -> SlowReaderRun {
     let Response::Data { data, .. } = must(&mut normal, &get_data("/big", false), "warm-up") else {
         panic!("getData /big: not a data reply");
     };
-    assert_eq!(data.len(), BIG_NODE_BYTES);
+    assert_eq!(data.map_or(0, |d| d.len()), BIG_NODE_BYTES);
     let baseline = rss_bytes(pid).expect("server VmRSS");
     let sampler = RssSampler::start(pid);
     let a = addr.clone();
@@ -203,7 +203,9 @@ fn slow_reader_case(server: &Server) -> SlowReaderRun {
             &get_data("/big", false),
             "a normal client's getData",
         ) {
-            Response::Data { data, .. } => assert_eq!(data.len(), BIG_NODE_BYTES, "call {i}"),
+            Response::Data { data, .. } => {
+                assert_eq!(data.map_or(0, |d| d.len()), BIG_NODE_BYTES, "call {i}")
+            }
             other => panic!("call {i}: {}", common::short(&other)),
         }
         std::thread::sleep(NORMAL_CALL_GAP);
@@ -294,7 +296,7 @@ fn unread_events_over_the_hard_limit_close_only_that_connection() {
     while writes < WRITES_MAX && !server.log().contains(key) {
         let set = Request::SetData {
             path: child.clone(),
-            data: vec![b'v'; 16],
+            data: Some(vec![b'v'; 16]),
             version: -1,
         };
         must(&mut writer, &set, "setData");
@@ -339,7 +341,7 @@ fn pipelined_clients_get_every_reply(server: &Server) {
                     let req = if i % 2 == 0 {
                         Request::SetData {
                             path: path.clone(),
-                            data: i.to_string().into_bytes(),
+                            data: Some(i.to_string().into_bytes()),
                             version: -1,
                         }
                     } else {
@@ -611,7 +613,7 @@ fn paused_replies_all_arrive_in_order(server: &Server) {
         let req = if i % 5 == 0 {
             Request::SetData {
                 path: "/w".into(),
-                data: i.to_string().into_bytes(),
+                data: Some(i.to_string().into_bytes()),
                 version: -1,
             }
         } else {

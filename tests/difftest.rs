@@ -288,9 +288,17 @@ impl Side {
 /// Generates actions; steered by the reference's results (paths that exist).
 struct Gen {
     rng: SmallRng,
+    /// Decides which data is the null buffer. A stream of its own, so each seed's
+    /// operations are the ones it made before null data joined the generator.
+    null_rng: SmallRng,
     base: String,
     known: Vec<String>,
 }
+
+/// Share of generated znode data sent as the null buffer (length −1).
+const NULL_DATA_SHARE: f64 = 0.15;
+/// Mixed into the seed for the stream that picks null data.
+const NULL_DATA_STREAM: u64 = 0x6e75_6c6c_6461_7461;
 
 /// Ops listed before a mismatch (`DIFFTEST_CONTEXT` overrides).
 const DEFAULT_CONTEXT_OPS: usize = 8;
@@ -338,6 +346,7 @@ impl Gen {
     fn new(seed: u64) -> Gen {
         Gen {
             rng: SmallRng::seed_from_u64(seed),
+            null_rng: SmallRng::seed_from_u64(seed ^ NULL_DATA_STREAM),
             base: format!("/s{seed}"),
             known: Vec::new(),
         }
@@ -387,13 +396,16 @@ impl Gen {
         p
     }
 
-    fn data(&mut self) -> Vec<u8> {
+    /// Znode data: sometimes the null buffer (length −1), which must read back
+    /// null, sometimes empty, mostly a few bytes.
+    fn data(&mut self) -> Option<Vec<u8>> {
         let n = match self.rng.gen_range(0..10) {
             0 => 0,
             1 => self.rng.gen_range(100..2000),
             _ => self.rng.gen_range(1..16),
         };
-        (0..n).map(|_| self.rng.gen()).collect()
+        let bytes = (0..n).map(|_| self.rng.gen()).collect();
+        (!self.null_rng.gen_bool(NULL_DATA_SHARE)).then_some(bytes)
     }
 
     fn version(&mut self) -> i32 {
@@ -711,7 +723,7 @@ fn run_seed(seed: u64, ops: usize, a: &mut Side, b: &mut Side) -> Result<usize, 
         req: Request::Create(CreateRequest {
             kind: CreateKind::Create,
             path: gen.base.clone(),
-            data: b"root".to_vec(),
+            data: Some(b"root".to_vec()),
             acl: Acl::open(),
             flags: 0,
             ttl: -1,

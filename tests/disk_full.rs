@@ -285,17 +285,20 @@ fn verify(c: &mut RawClient, model: &Model, context: &str) {
             watch: false,
         };
         match c.call_decoded(&req).expect("getData reply") {
-            Decoded::Ok(Response::Data { data: d, stat }) => assert!(
-                &d == data && stat.version == *version,
-                "DURABILITY FAILURE ({context}): {} acknowledged version {version} with {} \
+            Decoded::Ok(Response::Data { data: d, stat }) => {
+                let d = d.expect("this test never writes null data");
+                assert!(
+                    &d == data && stat.version == *version,
+                    "DURABILITY FAILURE ({context}): {} acknowledged version {version} with {} \
                  bytes ({:?}…), found version {} with {} bytes ({:?}…)",
-                key_path(k),
-                data.len(),
-                String::from_utf8_lossy(&data[..data.len().min(16)]),
-                stat.version,
-                d.len(),
-                String::from_utf8_lossy(&d[..d.len().min(16)]),
-            ),
+                    key_path(k),
+                    data.len(),
+                    String::from_utf8_lossy(&data[..data.len().min(16)]),
+                    stat.version,
+                    d.len(),
+                    String::from_utf8_lossy(&d[..d.len().min(16)]),
+                )
+            }
             other => panic!("({context}) getData {}: {other:?}", key_path(k)),
         }
     }
@@ -334,7 +337,7 @@ fn writes_fail_cleanly_when_the_log_disk_is_full() {
         let req = Request::Create(CreateRequest {
             kind: CreateKind::Create2,
             path: path.clone(),
-            data: Vec::new(),
+            data: Some(Vec::new()),
             acl: Acl::open(),
             flags: 0,
             ttl: -1,
@@ -366,7 +369,7 @@ fn writes_fail_cleanly_when_the_log_disk_is_full() {
             let version = model[k].1;
             let req = Request::SetData {
                 path: key_path(k),
-                data: data.clone(),
+                data: Some(data.clone()),
                 version,
             };
             let xid = c.send(&req).expect("send setData");
@@ -439,7 +442,7 @@ fn writes_fail_cleanly_when_the_log_disk_is_full() {
     data.resize(VALUE_BYTES, b'w');
     let req = Request::SetData {
         path: key_path(0),
-        data,
+        data: Some(data),
         version: model[0].1,
     };
     match c.call_decoded(&req).expect("setData reply") {

@@ -21,7 +21,7 @@ use common::ensemble::{
     call, create_req, pipeline, resume_session, Ensemble, Mode, Role, Tree, WriteLoad, POLL_MS,
 };
 use common::Kind;
-use corral::proto::{CreateMode, ErrorCode, OpResult, Request, Response};
+use corral::proto::{CreateMode, CreateRequest, ErrorCode, OpResult, Request, Response};
 use std::time::Duration;
 
 /// Creates the write load makes while the leader is killed.
@@ -120,7 +120,24 @@ fn created(what: &str, r: Result<Response, common::ensemble::CallError>) -> Stri
 fn set_data(path: &str, data: &[u8], version: i32) -> Request {
     Request::SetData {
         path: path.into(),
-        data: data.to_vec(),
+        data: Some(data.to_vec()),
+        version,
+    }
+}
+
+/// A persistent create (open ACL) whose data is the null buffer.
+fn null_create(path: &str) -> Request {
+    match create_req(path, b"", CreateMode::Persistent) {
+        Request::Create(c) => Request::Create(CreateRequest { data: None, ..c }),
+        _ => unreachable!("create_req makes a create"),
+    }
+}
+
+/// setData with the null buffer.
+fn null_set(path: &str, version: i32) -> Request {
+    Request::SetData {
+        path: path.into(),
+        data: None,
         version,
     }
 }
@@ -133,10 +150,11 @@ fn delete(path: &str, version: i32) -> Request {
 }
 
 fn data_of<'t>(tree: &'t Tree, path: &str) -> &'t [u8] {
-    &tree
-        .get(path)
+    tree.get(path)
         .unwrap_or_else(|| panic!("{path} is missing"))
         .0
+        .as_deref()
+        .unwrap_or_else(|| panic!("{path} has null data"))
 }
 
 /// The sids that say follower.
@@ -176,6 +194,7 @@ fn three_members_replicate_every_write_kind(kinds: [Kind; 3]) {
         call(&mut c1, &create_req("/a/tmp", b"t", CreateMode::Persistent)),
     );
     ok("setData /a", call(&mut c1, &set_data("/a", b"two", 0)));
+    ok("create /null", call(&mut c1, &null_create("/null")));
 
     // Member 2: an ephemeral and sequentials.
     ok(
@@ -196,6 +215,7 @@ fn three_members_replicate_every_write_kind(kinds: [Kind; 3]) {
             &create_req("/a/eseq-", b"", CreateMode::EphemeralSequential),
         ),
     );
+    ok("setData /a/eseq- null", call(&mut c2, &null_set(&eseq, 0)));
 
     // Member 3: a multi, a failing multi, deletes.
     let multi = Request::Multi(vec![
@@ -207,6 +227,7 @@ fn three_members_replicate_every_write_kind(kinds: [Kind; 3]) {
             version: 1,
         },
         delete("/m/x", 0),
+        null_create("/m/null"),
     ]);
     match ok("multi", call(&mut c3, &multi)) {
         Response::Multi(results) => assert!(
@@ -241,6 +262,9 @@ fn three_members_replicate_every_write_kind(kinds: [Kind; 3]) {
     assert_eq!(data_of(&tree, &seq), b"s");
     assert!(seq.starts_with("/a/seq-") && seq.len() == "/a/seq-".len() + 10);
     assert_eq!(data_of(&tree, "/m"), b"m");
+    for null in ["/null", "/m/null", &eseq] {
+        assert_eq!(tree[null].0, None, "{null} holds null data");
+    }
     for gone in ["/m/x", "/a/tmp", "/never"] {
         assert!(!tree.contains_key(gone), "{gone} should not exist");
     }
@@ -251,7 +275,7 @@ fn three_members_replicate_every_write_kind(kinds: [Kind; 3]) {
 fn assert_has_acked(sid: u64, tree: &Tree, acked: &[(String, Vec<u8>)]) {
     for (path, data) in acked {
         match tree.get(path) {
-            Some((d, _)) if d == data => {}
+            Some((d, _)) if d.as_deref() == Some(&data[..]) => {}
             Some((d, _)) => panic!("member {sid}: {path} holds {d:?}, acknowledged {data:?}"),
             None => panic!("member {sid}: acknowledged {path} is missing"),
         }
@@ -317,7 +341,11 @@ fn follower_killed_under_write_load(kinds: [Kind; 3]) {
         "the write load did not get going"
     );
     ens.kill(victim);
-    assert_eq!(ens.wait_leader(), leader, "a follower's loss keeps the leader");
+    assert_eq!(
+        ens.wait_leader(),
+        leader,
+        "a follower's loss keeps the leader"
+    );
     let outcome = load.finish();
     assert_eq!(outcome.acked.len(), LOAD_WRITES_COUNT);
     for s in ens.sids().into_iter().filter(|&s| s != victim) {
@@ -592,17 +620,17 @@ fn tree_comparison_names_every_difference() {
         ..Stat::default()
     };
     let a: Tree = [
-        ("/".to_string(), (Vec::new(), Stat::default())),
-        ("/only-a".to_string(), (b"x".to_vec(), stat)),
-        ("/data".to_string(), (b"one".to_vec(), stat)),
-        ("/stat".to_string(), (b"s".to_vec(), stat)),
+        ("/".to_string(), (Some(Vec::new()), Stat::default())),
+        ("/only-a".to_string(), (Some(b"x".to_vec()), stat)),
+        ("/data".to_string(), (Some(b"one".to_vec()), stat)),
+        ("/stat".to_string(), (Some(b"s".to_vec()), stat)),
     ]
     .into_iter()
     .collect();
     let mut b = a.clone();
     b.remove("/only-a");
-    b.insert("/only-b".into(), (b"y".to_vec(), stat));
-    b.get_mut("/data").unwrap().0 = b"two".to_vec();
+    b.insert("/only-b".into(), (Some(b"y".to_vec()), stat));
+    b.get_mut("/data").unwrap().0 = None;
     b.get_mut("/stat").unwrap().1.mtime = 1;
     assert!(tree_differences(1, &a, 2, &a.clone()).is_empty());
     let diffs = tree_differences(1, &a, 2, &b);

@@ -20,7 +20,7 @@ fn create(c: &mut RawClient, path: &str, mode: CreateMode, ttl: i64) -> i32 {
     c.call(&Request::Create(CreateRequest {
         kind,
         path: path.into(),
-        data: b"x".to_vec(),
+        data: Some(b"x".to_vec()),
         acl: Acl::open(),
         flags: mode.flags(),
         ttl,

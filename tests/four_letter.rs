@@ -29,7 +29,7 @@ fn every_word_answers_and_shows_the_state() {
     let create = Request::Create(CreateRequest {
         kind: CreateKind::Create,
         path: "/fourlw".into(),
-        data: b"x".to_vec(),
+        data: Some(b"x".to_vec()),
         acl: Acl::open(),
         flags: 1, // ephemeral: shows in dump
         ttl: -1,

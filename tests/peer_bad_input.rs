@@ -177,7 +177,7 @@ impl Written {
     fn assert_in(&self, tree: &Tree, ens: &Ensemble) {
         for (path, data) in &self.0 {
             match tree.get(path) {
-                Some((d, _)) if d == data => {}
+                Some((d, _)) if d.as_ref() == Some(data) => {}
                 other => panic!("{path} was written and is now {other:?}\n{}", ens.report()),
             }
         }
@@ -472,7 +472,7 @@ fn create_txn(zxid: i64, path: &str, data: &[u8], parent_cversion: i32) -> Vec<u
         time_ms: 1_700_000_000_000,
         op: TxnOp::Create(CreateTxn {
             path: path.to_string(),
-            data: data.to_vec(),
+            data: Some(data.to_vec()),
             acl: Acl::open(),
             ephemeral_owner: 0,
             parent_cversion,
@@ -833,7 +833,7 @@ fn a_fake_leader_cannot_make_a_follower_log_or_apply_bad_txns() {
     let tree = ens.assert_same_tree();
     for (path, data) in [("/good-1", &b"good 1"[..]), ("/good-4", &b"good 4"[..])] {
         assert_eq!(
-            tree.get(path).map(|(d, _)| d.as_slice()),
+            tree.get(path).and_then(|(d, _)| d.as_deref()),
             Some(data),
             "{path}, committed by the fake leader, is kept\n{}",
             ens.report()

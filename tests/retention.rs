@@ -53,7 +53,7 @@ fn check_nodes(addr: &str, n: usize) {
             watch: false,
         }) {
             Ok(Decoded::Ok(Response::Data { data: got, .. })) => {
-                assert_eq!(got, data, "{path} after the restart")
+                assert_eq!(got, Some(data), "{path} after the restart")
             }
             other => panic!("getData {path} after the restart: {other:?}"),
         }
@@ -76,7 +76,7 @@ fn purge_follows_autopurge_settings_and_loses_nothing() {
             .call_decoded(&Request::Create(CreateRequest {
                 kind: CreateKind::Create,
                 path,
-                data,
+                data: Some(data),
                 acl: Acl::open(),
                 flags: 0,
                 ttl: -1,

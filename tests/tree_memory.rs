@@ -80,7 +80,7 @@ fn bytes_per_znode() {
         Request::Create(CreateRequest {
             kind: CreateKind::Create,
             path,
-            data: data.clone(),
+            data: Some(data.clone()),
             acl: Acl::open(),
             flags: 0,
             ttl: -1,
@@ -136,7 +136,7 @@ fn bytes_per_znode() {
     for i in 0..reads {
         let req = Request::SetData {
             path: format!("/bench/n{:010}", pick()),
-            data: data.clone(),
+            data: Some(data.clone()),
             version: -1,
         };
         let t = prepare(&tree, &ctx(n + 2 + i), &caller, &req);

@@ -4,6 +4,7 @@
 //! (data, Stat, ACL, children of every node, the session, and the reference's own
 //! CRC32 digest); and a file corral wrote must start the reference, which must then
 //! serve every node with the same data, Stat and ACL and report no digest mismatch.
+//! Both trees hold null data (buffer −1), which must stay null, not become empty.
 //!
 //! Skips with a loud SKIPPED line without java and the jar, fails under CI.
 
@@ -27,7 +28,8 @@ const SUPER_PASSWORD: &str = "zksnap";
 /// What a client can see of one node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Seen {
-    data: Vec<u8>,
+    /// `None`: null data, which both servers must keep apart from empty.
+    data: Option<Vec<u8>>,
     stat: Stat,
     acl: Vec<Acl>,
     children: Vec<String>,
@@ -72,7 +74,7 @@ fn create(
         Request::Create(CreateRequest {
             kind,
             path: path.into(),
-            data: data.to_vec(),
+            data: Some(data.to_vec()),
             acl,
             flags,
             ttl,
@@ -149,7 +151,7 @@ fn walk_tree(t: &Tree) -> BTreeMap<String, Seen> {
         out.insert(
             p,
             Seen {
-                data: v.data().to_vec(),
+                data: v.data().map(<[u8]>::to_vec),
                 stat: v.stat(),
                 acl: v.acl().to_vec(),
                 children,
@@ -168,13 +170,19 @@ fn assert_same_nodes(want: &BTreeMap<String, Seen>, got: &BTreeMap<String, Seen>
         assert_eq!(w.stat, g.stat, "{what}: {p} Stat");
         assert!(
             w.data == g.data,
-            "{what}: {p} data ({} vs {} bytes)",
-            w.data.len(),
-            g.data.len()
+            "{what}: {p} data ({} vs {})",
+            show_len(&w.data),
+            show_len(&g.data)
         );
         assert_eq!(w.acl, g.acl, "{what}: {p} ACL");
         assert_eq!(w.children, g.children, "{what}: {p} children");
     }
+}
+
+/// "N bytes", or "null".
+fn show_len(d: &Option<Vec<u8>>) -> String {
+    d.as_ref()
+        .map_or("null".into(), |d| format!("{} bytes", d.len()))
 }
 
 fn crc32(crc: u32, bytes: &[u8]) -> u32 {
@@ -205,7 +213,8 @@ fn reference_digest(t: &Tree) -> u64 {
         let path = if p == "/" { "" } else { p.as_str() };
         let internal_cversion = (s.stat.cversion + s.stat.num_children) / 2;
         let mut b = path.as_bytes().to_vec();
-        b.extend_from_slice(&s.data);
+        // Null data adds no bytes, like empty data.
+        b.extend_from_slice(s.data.as_deref().unwrap_or_default());
         for x in [
             s.stat.czxid,
             s.stat.mzxid,
@@ -237,6 +246,27 @@ fn newest_snapshot(data: &Path) -> (PathBuf, i64) {
         })
         .max_by_key(|(_, z)| *z)
         .expect("a snapshot file")
+}
+
+/// A create (open ACL, persistent) with the null buffer as its data.
+fn null_create(path: &str) -> Request {
+    Request::Create(CreateRequest {
+        kind: CreateKind::Create,
+        path: path.into(),
+        data: None,
+        acl: Acl::open(),
+        flags: 0,
+        ttl: -1,
+    })
+}
+
+/// setData with the null buffer.
+fn null_set(path: &str) -> Request {
+    Request::SetData {
+        path: path.into(),
+        data: None,
+        version: -1,
+    }
 }
 
 /// Nodes of every kind through a client of the reference.
@@ -278,6 +308,10 @@ fn populate(c: &mut RawClient) {
         -1,
     );
     create(c, kinds, "/ünïcødé/子", b"", 0, open.clone(), -1);
+    ok(c, null_create("/null"));
+    create(c, kinds, "/null/set", b"bytes first", 0, open.clone(), -1);
+    ok(c, null_set("/null/set"));
+    ok(c, Request::Multi(vec![null_create("/null/multi")]));
     for name in ["/n!", "/n-", "/n.x", "/n0", "/n", "/n/x", "/n/x/y", "/n!/z"] {
         create(c, kinds, name, name.as_bytes(), 0, open.clone(), -1);
     }
@@ -314,7 +348,7 @@ fn populate(c: &mut RawClient) {
         c,
         Request::SetData {
             path: "/plain".into(),
-            data: b"changed".to_vec(),
+            data: Some(b"changed".to_vec()),
             version: -1,
         },
     );
@@ -394,6 +428,9 @@ fn a_reference_snapshot_reads_back_as_the_reference_served_it() {
         reference_digest(&file.tree),
         "reference digest of the decoded tree"
     );
+    for p in ["/null", "/null/set", "/null/multi"] {
+        assert_eq!(seen[p].data, None, "the reference serves {p} as null");
+    }
     let ephemerals = file.tree.ephemerals_of(session.0);
     assert_eq!(ephemerals.len(), 2, "{ephemerals:?}");
 }
@@ -427,7 +464,7 @@ fn corral_tree() -> (Tree, Vec<(i64, i32)>) {
         Request::Create(CreateRequest {
             kind,
             path: path.into(),
-            data: data.to_vec(),
+            data: Some(data.to_vec()),
             acl,
             flags,
             ttl,
@@ -514,7 +551,7 @@ fn corral_tree() -> (Tree, Vec<(i64, i32)>) {
         sess,
         Request::SetData {
             path: "/a".into(),
-            data: b"beta".to_vec(),
+            data: Some(b"beta".to_vec()),
             version: 0,
         },
     );
@@ -526,6 +563,21 @@ fn corral_tree() -> (Tree, Vec<(i64, i32)>) {
             version: -1,
         },
     );
+    write(&mut tree, sess, null_create("/null"));
+    write(
+        &mut tree,
+        sess,
+        mk(c2, "/null/set", b"x", 0, open.clone(), -1),
+    );
+    write(&mut tree, sess, null_set("/null/set"));
+    write(
+        &mut tree,
+        sess,
+        mk(c2, "/null/empty", b"", 0, open.clone(), -1),
+    );
+    for p in ["/null", "/null/set"] {
+        assert_eq!(tree.get(p).unwrap().data(), None, "{p}");
+    }
     (
         tree,
         vec![(sess, SESSION_TIMEOUT_MS), (sess + 1, SESSION_TIMEOUT_MS)],

@@ -3,7 +3,8 @@
 //! Runs the reference standalone (extended types on, a fast container manager), drives
 //! every kind of write through it with a raw client (creates of every kind, setData,
 //! setACL, deletes, a failing create, a multi that passes and one that fails,
-//! container and TTL cleanup, a session that expires, a closeSession), stops it, then
+//! container and TTL cleanup, a session that expires, a closeSession; null data in a
+//! create, a setData and a multi), stops it, then
 //! reads every record of its `version-2/log.*` (PEER-PROTOCOL.md §9.3): each entry must
 //! decode, re-encode to the same bytes, and, applied in order to a fresh `Tree`, leave
 //! exactly the tree digest the reference wrote into it.
@@ -43,11 +44,32 @@ fn create_acl(
     Request::Create(CreateRequest {
         kind,
         path: path.into(),
-        data: data.to_vec(),
+        data: Some(data.to_vec()),
         acl,
         flags,
         ttl,
     })
+}
+
+/// A plain create whose data is the null buffer (length −1).
+fn create_null(path: &str) -> Request {
+    Request::Create(CreateRequest {
+        kind: CreateKind::Create,
+        path: path.into(),
+        data: None,
+        acl: Acl::open(),
+        flags: 0,
+        ttl: -1,
+    })
+}
+
+/// setData with the null buffer.
+fn set_null(path: &str, version: i32) -> Request {
+    Request::SetData {
+        path: path.into(),
+        data: None,
+        version,
+    }
 }
 
 /// Sends `req` and checks the reply's error code.
@@ -103,10 +125,13 @@ fn drive(addr: &str) {
     expect(&mut c, create(Ttl, "/ttl", b"t", 5, 500), ok);
     let set = |path: &str, data: &[u8], version| Request::SetData {
         path: path.into(),
-        data: data.to_vec(),
+        data: Some(data.to_vec()),
         version,
     };
     expect(&mut c, set("/peerdoc", b"v2", 0), ok);
+    expect(&mut c, create_null("/null"), ok);
+    expect(&mut c, create(Create, "/null-set", b"was bytes", 0, -1), ok);
+    expect(&mut c, set_null("/null-set", 0), ok);
     let read_write = vec![Acl::new(perms::READ | perms::WRITE, "world", "anyone")];
     let set_acl = Request::SetAcl {
         path: "/peerdoc/c2".into(),
@@ -133,6 +158,8 @@ fn drive(addr: &str) {
         },
         delete("/peerdoc/m2"),
         create(Container, "/peerdoc/mc", b"", 4, -1),
+        create_null("/peerdoc/mn"),
+        set_null("/peerdoc/m1", 1),
     ]);
     expect(&mut c, multi, ok);
     let failing = Request::Multi(vec![
@@ -266,8 +293,11 @@ fn reference_txn_log_decodes_and_replays_to_its_digests() {
     }
     assert!(seen.contains("failed multi") && seen.contains("expiry close"));
     // The replayed tree holds what the client left behind.
-    assert_eq!(tree.get("/peerdoc").unwrap().data(), b"v2");
+    assert_eq!(tree.get("/peerdoc").unwrap().data(), Some(&b"v2"[..]));
     assert!(tree.get("/cont").is_none() && tree.get("/ttl").is_none());
     assert!(tree.get("/peerdoc/e").is_none(), "closed with its session");
-    assert_eq!(tree.get("/é中").unwrap().data(), "ü".as_bytes());
+    assert_eq!(tree.get("/é中").unwrap().data(), Some("ü".as_bytes()));
+    for null in ["/null", "/null-set", "/peerdoc/mn", "/peerdoc/m1"] {
+        assert_eq!(tree.get(null).unwrap().data(), None, "{null} holds null");
+    }
 }

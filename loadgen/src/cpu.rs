@@ -1,7 +1,8 @@
-//! CPU time accounting: loadgen's own (getrusage, all threads) and, optionally, a
-//! server process's (from /proc), so a report can show CPU per request for both and
-//! a reader can see the load generator was not the bottleneck. Called on the main
-//! thread at the edges of the measurement window only.
+//! CPU time accounting: loadgen's own (getrusage, all threads) and, optionally, the
+//! server's (from /proc; several processes, such as an ensemble's members, summed), so
+//! a report can show CPU per request for both and a reader can see the load generator
+//! was not the bottleneck. Called on the main thread at the edges of the measurement
+//! window only.
 
 use std::time::Duration;
 
@@ -51,6 +52,21 @@ pub fn process_times(pid: u32) -> Option<CpuTimes> {
     parse_proc_stat(&stat)
 }
 
+/// The summed CPU time of several processes (an ensemble's members), or `None` when
+/// the list is empty or any of them cannot be read.
+pub fn processes_times(pids: &[u32]) -> Option<CpuTimes> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().try_fold(CpuTimes::default(), |sum, &pid| {
+        let t = process_times(pid)?;
+        Some(CpuTimes {
+            user: sum.user + t.user,
+            sys: sum.sys + t.sys,
+        })
+    })
+}
+
 fn parse_proc_stat(stat: &str) -> Option<CpuTimes> {
     // The command name (field 2) may contain spaces: fields resume after the last ')'.
     let rest = &stat[stat.rfind(')')? + 1..];
@@ -91,5 +107,15 @@ mod tests {
         let b = self_times();
         assert!(b.total() >= a.total());
         assert!(process_times(std::process::id()).is_some());
+    }
+
+    #[test]
+    fn several_processes_are_summed() {
+        let me = std::process::id();
+        let one = processes_times(&[me]).unwrap();
+        let two = processes_times(&[me, me]).unwrap();
+        assert!(two.total() >= one.total() * 2);
+        assert!(processes_times(&[]).is_none());
+        assert!(processes_times(&[me, u32::MAX]).is_none());
     }
 }

@@ -81,9 +81,10 @@ struct Args {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
-    /// Also print the server's CPU time per request (reads /proc/PID/stat).
-    #[arg(long)]
-    server_pid: Option<u32>,
+    /// Also print the server's CPU time per request (reads /proc/PID/stat); several
+    /// pids (comma-separated or repeated, e.g. an ensemble's members) are summed.
+    #[arg(long, value_delimiter = ',')]
+    server_pid: Vec<u32>,
     /// Free-form label echoed into the report.
     #[arg(long, default_value = "")]
     label: String,
@@ -247,11 +248,11 @@ fn run(a: Args) -> Result<(), (u8, String)> {
         let now = Instant::now();
         if cpu_start.is_none() && now >= tl.measure_start {
             cpu_start = Some(cpu::self_times());
-            srv_start = a.server_pid.and_then(cpu::process_times);
+            srv_start = cpu::processes_times(&a.server_pid);
         }
         if cpu_end.is_none() && now >= tl.measure_end {
             cpu_end = Some(cpu::self_times());
-            srv_end = a.server_pid.and_then(cpu::process_times);
+            srv_end = cpu::processes_times(&a.server_pid);
         }
         let done = handle.progress.completed.load(Ordering::Relaxed);
         if now.duration_since(last.0) >= Duration::from_millis(500) {
@@ -276,7 +277,7 @@ fn run(a: Args) -> Result<(), (u8, String)> {
         .since(&cpu_start.unwrap_or_default());
     let srv_used = match (
         srv_start,
-        srv_end.or_else(|| a.server_pid.and_then(cpu::process_times)),
+        srv_end.or_else(|| cpu::processes_times(&a.server_pid)),
     ) {
         (Some(s), Some(e)) => Some(e.since(&s)),
         _ => None,

@@ -129,6 +129,9 @@ pub fn render(cmd: &str, v: &View) -> String {
         "conf" => {
             let c = v.cfg;
             let _ = writeln!(out, "clientPort={}", c.client_port);
+            // As the reference's dumpConf: -1 without a TLS port.
+            let secure = c.tls.as_ref().map_or(-1, |t| i32::from(t.addr.port()));
+            let _ = writeln!(out, "secureClientPort={secure}");
             let _ = writeln!(out, "clientPortAddress={}", c.client_port_address);
             let _ = writeln!(out, "dataDir={}", c.data_dir.display());
             let _ = writeln!(out, "dataLogDir={}", c.log_dir().display());

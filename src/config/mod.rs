@@ -8,26 +8,29 @@
 //! ```text
 //!  text ─ lex::zoo_cfg ─► entries ─ Config::apply ─┬─ key groups (timing, client,
 //!                                                  │  storage, snapshots, security,
-//!                                                  │  corral.*) ─► Config fields
+//!                                                  │  sasl, corral.*) ─► Config fields
 //!                                                  ├─ ensemble::Staged (quorum keys)
 //!                                                  └─ keys::no_effect ─► one warning
-//!  check_session_timeouts ─► ensemble::build (myid, dynamic file via ConfigFiles)
-//!                            ─► Config::quorum
+//!  check_session_timeouts ─► load_jaas (the JAAS file via ConfigFiles) ─► Config::sasl
+//!  ensemble::build (myid, dynamic file via ConfigFiles) ─► Config::quorum
 //! ```
 //!
-//! Parsing is pure: the files zoo.cfg points at (`dataDir/myid`, the dynamic config)
-//! come in through `ConfigFiles`, which `Config::load` backs with the disk.
+//! Parsing is pure: the files zoo.cfg points at (`dataDir/myid`, the dynamic config,
+//! the JAAS file of SASL logins) come in through `ConfigFiles`, which `Config::load`
+//! backs with the disk.
 
 pub mod dynamic;
 mod ensemble;
 mod keys;
 mod lex;
 pub mod quorum;
+mod tls;
 
 pub use quorum::{
     HostPort, PeerRole, QuorumConfig, QuorumServer, QuorumTextError, QuorumVerifier,
     ServerLineError, QV_TEXT_BYTES_MAX,
 };
+pub use tls::{ClientAuth, PemStore, Secret, TlsConfig, TlsProtocol, TlsSuite};
 
 use lex::Entry;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -70,6 +73,13 @@ pub enum ConfigError {
     },
     #[error("myid file {path} {why}")]
     MyId { path: PathBuf, why: String },
+    #[error("JAAS file {path} (java.security.auth.login.config) {why}")]
+    JaasFile { path: PathBuf, why: String },
+    #[error("JAAS file {path} (java.security.auth.login.config) {source}")]
+    Jaas {
+        path: PathBuf,
+        source: crate::auth::JaasError,
+    },
 }
 
 /// Everything the server is configured with. Defaults are the reference's where the
@@ -87,6 +97,12 @@ pub struct Config {
     pub data_log_dir: Option<PathBuf>,
     pub client_port: u16,
     pub client_port_address: IpAddr,
+    /// Whether the plaintext client port is served. As in the reference, a config
+    /// with secureClientPort and no clientPort (nor a client address on this
+    /// server's `server.N` line) serves TLS only.
+    pub client_port_enabled: bool,
+    /// secureClientPort and its ssl.* keys; `None` when there is no TLS port.
+    pub tls: Option<TlsConfig>,
     /// Per client IP; 0 = unlimited.
     pub max_client_cnxns: u32,
     pub min_session_timeout_ms: Option<u32>,
@@ -149,6 +165,9 @@ pub struct Config {
     pub max_queued_bytes_per_connection: usize,
     /// corral.maxSessions: live sessions; a new session over it is refused; 0 = unlimited.
     pub max_sessions: usize,
+    /// SASL DIGEST-MD5 logins: the JAAS file and its users, the `sasl` provider and
+    /// the reference's SASL system properties.
+    pub sasl: crate::auth::SaslSettings,
 }
 
 /// Which four-letter words answer.
@@ -183,6 +202,8 @@ impl Default for Config {
             data_log_dir: None,
             client_port: 2181,
             client_port_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            client_port_enabled: true,
+            tls: None,
             max_client_cnxns: 60,
             min_session_timeout_ms: None,
             max_session_timeout_ms: None,
@@ -212,6 +233,7 @@ impl Default for Config {
             max_queued_reply_bytes_per_connection: 4 * 1024 * 1024,
             max_queued_bytes_per_connection: 64 * 1024 * 1024,
             max_sessions: 100_000,
+            sasl: crate::auth::SaslSettings::default(),
         }
     }
 }
@@ -336,18 +358,41 @@ impl Config {
         let entries = lex::zoo_cfg(text)?;
         let mut c = Config::default();
         let mut staged = ensemble::Staged::default();
+        let mut tls = tls::Staged::default();
         for e in &entries {
-            c.apply(&mut staged, e)?;
+            c.apply(&mut staged, &mut tls, e)?;
         }
         c.check_session_timeouts()?;
         let queued_set = entries
             .iter()
             .any(|e| e.key == "corral.maxQueuedBytesPerConnection");
         c.check_client_bounds(queued_set)?;
+        c.load_jaas(files)?;
         staged.client_port_set = entries.iter().any(|e| e.key == "clientPort");
         staged.client_port_address_set = entries.iter().any(|e| e.key == "clientPortAddress");
+        let client_port_set = staged.client_port_set;
         c.quorum = ensemble::build(&mut c, staged, config_path, files)?;
+        c.apply_tls(tls, client_port_set)?;
         Ok(c)
+    }
+
+    /// The TLS port, once every line is read (its default address is the client
+    /// port's, which a `server.N` line may have set); without clientPort it is the
+    /// only port, as in the reference.
+    fn apply_tls(&mut self, tls: tls::Staged, client_port_set: bool) -> Result<(), ConfigError> {
+        let mut warnings = Vec::new();
+        let built = tls.build(self.client_port_address, &mut warnings);
+        for w in warnings {
+            self.warn(w);
+        }
+        self.tls = built?;
+        let line_has_client = self
+            .quorum
+            .as_ref()
+            .and_then(|q| q.me())
+            .is_some_and(|me| me.client.is_some());
+        self.client_port_enabled = self.tls.is_none() || client_port_set || line_has_client;
+        Ok(())
     }
 
     /// The reference's `isDistributed`: the config names an ensemble and either
@@ -365,13 +410,20 @@ impl Config {
 
     /// One zoo.cfg line: the first key group that owns the key takes it; a 3.8 key
     /// corral does not act on is accepted with a warning; anything else is refused.
-    fn apply(&mut self, staged: &mut ensemble::Staged, e: &Entry) -> Result<(), ConfigError> {
+    fn apply(
+        &mut self,
+        staged: &mut ensemble::Staged,
+        tls: &mut tls::Staged,
+        e: &Entry,
+    ) -> Result<(), ConfigError> {
         let owned = self.apply_timing(e)?
             || self.apply_client(e)?
             || self.apply_storage(e)?
             || self.apply_snapshots(e)?
             || self.apply_security(e)?
+            || self.apply_sasl(e)?
             || self.apply_corral(e)?
+            || self.apply_tls_key(tls, e)?
             || staged.apply(e)?;
         if owned {
             return Ok(());
@@ -386,6 +438,16 @@ impl Config {
                 key: e.key.clone(),
             }),
         }
+    }
+
+    /// secureClientPort and the ssl.* keys, staged until every line is read; their
+    /// warnings are logged in line order.
+    fn apply_tls_key(&mut self, tls: &mut tls::Staged, e: &Entry) -> Result<bool, ConfigError> {
+        let owned = tls.apply(e)?;
+        for w in tls.take_warnings() {
+            self.warn(w);
+        }
+        Ok(owned)
     }
 
     /// tickTime and the session timeout bounds.
@@ -500,6 +562,88 @@ impl Config {
             _ => return Ok(false),
         }
         Ok(true)
+    }
+
+    /// SASL logins. The reference reads these as system properties: the JVM's own
+    /// `java.security.auth.login.config` (a config key here) and `zookeeper.*` ones,
+    /// which its zoo.cfg spells without the prefix; both spellings are taken.
+    /// `authProvider.N` owns only the SASL provider class: any other class is left
+    /// to the keys without effect.
+    fn apply_sasl(&mut self, e: &Entry) -> Result<bool, ConfigError> {
+        let key = e.key.strip_prefix("zookeeper.").unwrap_or(&e.key);
+        match key {
+            "java.security.auth.login.config" if e.key == key => {
+                if e.value.is_empty() {
+                    return Err(e.bad("expected the path of a JAAS file"));
+                }
+                self.sasl.jaas_path = Some(PathBuf::from(&e.value));
+            }
+            k if k.starts_with("authProvider.") && k.len() > "authProvider.".len() => {
+                if e.value.trim() != crate::auth::SASL_PROVIDER_CLASS {
+                    return Ok(false);
+                }
+                self.sasl.provider_enabled = true;
+            }
+            "allowSaslFailedClients" => self.sasl.allow_failed_clients = e.boolean()?,
+            k if k == "superUser"
+                || k.strip_prefix("superUser.").is_some_and(|r| !r.is_empty()) =>
+            {
+                if !e.value.is_empty() {
+                    self.sasl.super_users.push(e.value.clone());
+                }
+            }
+            // Never echoed back: a bad value error would print the password.
+            "SASLAuthenticationProvider.superPassword" => {
+                self.sasl.super_password = Some(crate::auth::Secret::new(e.value.clone()))
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Reads the JAAS file's `Server` section, as the reference does at start-up: a
+    /// file that cannot be read or parsed stops start-up; a file without the
+    /// section leaves SASL logins off (with a warning here, silently there).
+    fn load_jaas(&mut self, files: &dyn ConfigFiles) -> Result<(), ConfigError> {
+        let Some(path) = self.sasl.jaas_path.clone() else {
+            if self.sasl.provider_enabled {
+                self.warn(format!(
+                    "authProvider names {}, but java.security.auth.login.config is not set: \
+                     the sasl ACL scheme works, yet no SASL login can succeed",
+                    crate::auth::SASL_PROVIDER_CLASS
+                ));
+            }
+            return Ok(());
+        };
+        let text = match files.read(&path) {
+            Ok(Some(t)) => t,
+            Ok(None) => {
+                return Err(ConfigError::JaasFile {
+                    path,
+                    why: "does not exist or is not a file".into(),
+                })
+            }
+            Err(e) => {
+                return Err(ConfigError::JaasFile {
+                    path,
+                    why: format!("cannot be read: {e}"),
+                })
+            }
+        };
+        let users = crate::auth::jaas::server_users(&text, crate::auth::jaas::SERVER_SECTION)
+            .map_err(|source| ConfigError::Jaas {
+                path: path.clone(),
+                source,
+            })?;
+        if users.is_none() {
+            self.warn(format!(
+                "JAAS file {} has no `{}` section: SASL logins are off",
+                path.display(),
+                crate::auth::jaas::SERVER_SECTION
+            ));
+        }
+        self.sasl.users = users;
+        Ok(())
     }
 
     /// corral's own keys.

@@ -187,10 +187,10 @@ fn the_reference_spelling_of_super_digest_is_taken_too() {
 #[test]
 fn each_group_of_keys_without_effect_is_accepted_with_one_warning() {
     let keys = [
-        "ssl.keyStore.location=/k.jks",
+        "ssl.quorum.keyStore.location=/k.jks",
         "ssl.quorum.trustStore.password=x",
-        "secureClientPort=2281",
-        "authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
+        "sslQuorum=true",
+        "authProvider.1=com.example.OwnAuthenticationProvider",
         "admin.serverPort=8080",
         "metricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider",
         "quorum.auth.enableSasl=true",
@@ -243,6 +243,88 @@ fn a_misspelt_key_still_stops_start_up_with_its_line() {
         let e = Config::parse(text).unwrap_err();
         assert_eq!(e.to_string(), format!("config line 3: unknown key `{key}`"));
     }
+}
+
+// ---- SASL ----
+
+const JAAS: &str = "Server {\n  org.apache.zookeeper.server.auth.DigestLoginModule required\n  \
+                    user_bob=\"bobsecret\";\n};\n";
+
+#[test]
+fn sasl_keys_as_the_reference_reads_them() {
+    let files = Files(vec![(PathBuf::from("/etc/jaas.conf"), JAAS.into())]);
+    let text = "java.security.auth.login.config=/etc/jaas.conf\n\
+                authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider\n\
+                zookeeper.allowSaslFailedClients=true\n\
+                superUser=bob\n\
+                zookeeper.superUser.2=alice\n\
+                SASLAuthenticationProvider.superPassword=s3cret\n";
+    let c = Config::parse_with(text, None, &files).unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let s = &c.sasl;
+    assert_eq!(s.jaas_path.as_deref(), Some(Path::new("/etc/jaas.conf")));
+    assert_eq!(s.password("bob"), Some("bobsecret"));
+    assert!(s.provider_enabled && s.allow_failed_clients);
+    assert_eq!(s.super_users, vec!["bob".to_string(), "alice".to_string()]);
+    assert!(s.is_super_user("alice") && !s.is_super_user("eve"));
+    assert!(
+        !format!("{c:?}").contains("s3cret"),
+        "passwords never print"
+    );
+    assert!(
+        !format!("{c:?}").contains("bobsecret"),
+        "passwords never print"
+    );
+    // Off by default.
+    let c = Config::parse("").unwrap();
+    assert_eq!(c.sasl, crate::auth::SaslSettings::default());
+}
+
+#[test]
+fn the_sasl_provider_without_a_jaas_file_warns_and_other_providers_have_no_effect() {
+    let c = Config::parse(
+        "authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider\n\
+         authProvider.2=com.example.Other\n",
+    )
+    .unwrap();
+    assert!(c.sasl.provider_enabled);
+    assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+    assert!(c.warnings[0].contains("`authProvider.2` is accepted but has no effect"));
+    assert!(c.warnings[1].contains("no SASL login can succeed"));
+}
+
+#[test]
+fn a_bad_or_missing_jaas_file_stops_start_up_naming_file_and_line() {
+    let key = "java.security.auth.login.config=/etc/jaas.conf\n";
+    let bad = "Server {\n  org.apache.zookeeper.server.auth.DigestLoginModule required\n  \
+               user_bob=\"x\"\n";
+    let files = Files(vec![(PathBuf::from("/etc/jaas.conf"), bad.into())]);
+    assert_eq!(
+        parse(key, &files).unwrap_err(),
+        "JAAS file /etc/jaas.conf (java.security.auth.login.config) line 4: \
+         expected an option `key=value` or `;`, found the end of the file"
+    );
+    assert_eq!(
+        parse(key, &Files(vec![])).unwrap_err(),
+        "JAAS file /etc/jaas.conf (java.security.auth.login.config) does not exist or is not a file"
+    );
+    // A file without a Server section: logins off, with a warning.
+    let client_only = "Client { org.apache.zookeeper.server.auth.DigestLoginModule required; };";
+    let files = Files(vec![(PathBuf::from("/etc/jaas.conf"), client_only.into())]);
+    let c = Config::parse_with(key, None, &files).unwrap();
+    assert!(c.sasl.users.is_none());
+    assert!(
+        c.warnings[0].contains("no `Server` section"),
+        "{:?}",
+        c.warnings
+    );
+    let e = Config::parse("java.security.auth.login.config=\n").unwrap_err();
+    assert!(
+        e.to_string().contains("expected the path of a JAAS file"),
+        "{e}"
+    );
+    let e = Config::parse("zookeeper.java.security.auth.login.config=/x\n").unwrap_err();
+    assert!(e.to_string().contains("unknown key"), "{e}");
 }
 
 // ---- Ensembles ----
@@ -763,4 +845,176 @@ fn client_bound_keys_parse_and_are_checked() {
     assert!(e.to_string().contains("must be above"), "{e}");
     let e = Config::parse("maxCnxns=-1\n").unwrap_err();
     assert!(e.to_string().contains("`maxCnxns`"), "{e}");
+}
+
+// ---- TLS client port ----
+
+const TLS_BASE: &str = "secureClientPort=2281\nssl.keyStore.location=/k/server.pem\n\
+                        ssl.trustStore.location=/k/ca.pem\n";
+
+#[test]
+fn tls_port_with_pem_stores_and_the_reference_defaults() {
+    let c = Config::parse(TLS_BASE).unwrap();
+    let t = c.tls.as_ref().unwrap();
+    assert_eq!(t.addr.to_string(), "127.0.0.1:2281");
+    assert_eq!(t.key_store.path, PathBuf::from("/k/server.pem"));
+    assert_eq!(t.key_store.key, "ssl.keyStore.location");
+    assert_eq!(
+        t.trust_store.as_ref().unwrap().path,
+        PathBuf::from("/k/ca.pem")
+    );
+    assert_eq!(t.client_auth, ClientAuth::Need);
+    assert_eq!(t.protocols, vec![TlsProtocol::V1_2]);
+    let names: Vec<&str> = t.suites.iter().map(|s| s.java_name()).collect();
+    assert_eq!(
+        names,
+        [
+            "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+            "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+            "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"
+        ]
+    );
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    // No clientPort line: TLS only, as the reference.
+    assert!(!c.client_port_enabled);
+    let c = Config::parse(&format!("clientPort=2181\n{TLS_BASE}")).unwrap();
+    assert!(c.client_port_enabled);
+    assert!(Config::parse("").unwrap().client_port_enabled);
+}
+
+#[test]
+fn tls_keys_that_act() {
+    let c = Config::parse(&format!(
+        "{TLS_BASE}secureClientPortAddress=0.0.0.0\nssl.clientAuth=WANT\n\
+         ssl.keyStore.password=pw\nssl.keyStore.type=pem\nssl.trustStore.type=PEM\n\
+         ssl.enabledProtocols=TLSv1.3,TLSv1.2\n\
+         ssl.ciphersuites=TLS_AES_256_GCM_SHA384,TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA,\
+         TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256\n\
+         X509AuthenticationProvider.superUser=CN=admin\n"
+    ))
+    .unwrap();
+    let t = c.tls.as_ref().unwrap();
+    assert_eq!(t.addr.to_string(), "0.0.0.0:2281");
+    assert_eq!(t.client_auth, ClientAuth::Want);
+    assert_eq!(t.key_store.password, Some(Secret("pw".into())));
+    assert!(
+        !format!("{t:?}").contains("pw\""),
+        "passwords are not printed"
+    );
+    assert_eq!(t.protocols, vec![TlsProtocol::V1_3, TlsProtocol::V1_2]);
+    assert_eq!(
+        t.suites,
+        vec![
+            TlsSuite::Tls13Aes256GcmSha384,
+            TlsSuite::EcdheRsaChacha20Poly1305Sha256
+        ]
+    );
+    assert_eq!(t.x509_super_user.as_deref(), Some("CN=admin"));
+    // The CBC suite Java knows is skipped with one warning.
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert!(c.warnings[0].contains("TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA not offered"));
+    // ssl.protocol alone picks the one version; TLSv1.3 adds its suites by default.
+    let c = Config::parse(&format!("{TLS_BASE}ssl.protocol=TLSv1.3\n")).unwrap();
+    let t = c.tls.unwrap();
+    assert_eq!(t.protocols, vec![TlsProtocol::V1_3]);
+    assert!(t.suites.contains(&TlsSuite::Tls13Aes128GcmSha256));
+    // clientAuth=none needs no trust store.
+    let c = Config::parse(
+        "secureClientPort=2281\nssl.keyStore.location=/k/s.pem\nssl.clientAuth=none\n",
+    )
+    .unwrap();
+    assert_eq!(c.tls.unwrap().trust_store, None);
+}
+
+#[test]
+fn tls_keys_that_only_warn() {
+    let c = Config::parse(&format!(
+        "{TLS_BASE}ssl.hostnameVerification=false\nssl.crl=true\nssl.ocsp=false\n\
+         ssl.quorum.keyStore.location=/q.pem\n"
+    ))
+    .unwrap();
+    assert_eq!(c.warnings.len(), 3, "{:?}", c.warnings);
+    assert!(c.warnings[0].contains("`ssl.hostnameVerification` has no effect"));
+    assert!(c.warnings[1].contains("does not check certificate revocation"));
+    assert!(c.warnings[2].contains("`ssl.quorum.keyStore.location` is accepted but has no effect"));
+    // ssl keys without a TLS port: one line says so.
+    let c = Config::parse("ssl.keyStore.location=/k.pem\nssl.clientAuth=none\n").unwrap();
+    assert!(c.tls.is_none());
+    assert_eq!(c.warnings.len(), 1);
+    assert!(c.warnings[0].contains("has no effect without secureClientPort"));
+}
+
+#[test]
+fn tls_errors_name_the_key() {
+    let err = |extra: &str| {
+        Config::parse(&format!("{TLS_BASE}{extra}"))
+            .unwrap_err()
+            .to_string()
+    };
+    assert_eq!(
+        Config::parse("secureClientPortAddress=127.0.0.1\n")
+            .unwrap_err()
+            .to_string(),
+        "config line 1: `secureClientPortAddress`: secureClientPortAddress is set but \
+         secureClientPort is not set"
+    );
+    let e = Config::parse("secureClientPort=2281\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("config: `ssl.keyStore.location` is not set"),
+        "{e}"
+    );
+    let e = Config::parse("secureClientPort=2281\nssl.keyStore.location=/k.pem\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("config: `ssl.trustStore.location` is not set"),
+        "{e}"
+    );
+    assert_eq!(
+        err("ssl.clientAuth=maybe\n"),
+        "config line 4: `ssl.clientAuth` has a bad value `maybe`: expected need, want or none"
+    );
+    assert!(err("ssl.enabledProtocols=TLSv2\n").contains("unknown protocol `TLSv2`"));
+    assert!(err("ssl.enabledProtocols=TLSv1.1\n").contains("no protocol corral speaks"));
+    assert!(err("ssl.ciphersuites=TLS_FOO\n").contains("unknown cipher suite `TLS_FOO`"));
+    assert!(
+        err("ssl.protocol=TLSv1.3\nssl.ciphersuites=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256\n")
+            .contains("no suite corral offers for TLSv1.3")
+    );
+    assert!(err("ssl.keyStore.type=XYZ\n").contains("expected PEM, JKS, PKCS12 or BCFKS"));
+    let e = Config::parse("secureClientPort=1\nssl.keyStore.location=/k/server\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("does not end in .pem"), "{e}");
+}
+
+#[test]
+fn jks_and_pkcs12_stores_are_refused_with_the_conversion() {
+    let e = Config::parse(
+        "secureClientPort=2281\nssl.keyStore.location=/k/server.jks\nssl.clientAuth=none\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        e,
+        "config line 2: `ssl.keyStore.location`: JKS stores are not supported: corral reads \
+         PEM only; convert with `keytool -importkeystore -srckeystore /k/server.jks \
+         -srcstoretype JKS -destkeystore /k/server.jks.p12 -deststoretype PKCS12` then \
+         `openssl pkcs12 -in /k/server.jks.p12 -nodes -out server.pem` and set \
+         ssl.keyStore.location to the PEM file (key and certificate chain) and \
+         ssl.keyStore.type=PEM"
+    );
+    let e = Config::parse(&format!("{TLS_BASE}ssl.trustStore.type=PKCS12\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("config line 4: `ssl.trustStore.type`: PKCS12 stores are not supported")
+            && e.contains("`openssl pkcs12 -in /k/ca.pem -nokeys -out ca.pem`")
+            && !e.contains("keytool"),
+        "{e}"
+    );
+    assert!(!e.contains('\n'));
 }

@@ -89,6 +89,12 @@ impl<'a> Reader<'a> {
         Ok(self.buffer()?.map(|b| b.to_vec()).unwrap_or_default())
     }
 
+    /// An owned buffer that keeps null apart from empty (znode data: a client that
+    /// wrote null reads null back).
+    pub fn opt_bytes(&mut self) -> Result<Option<Vec<u8>>, DecodeError> {
+        Ok(self.buffer()?.map(<[u8]>::to_vec))
+    }
+
     pub fn ustring(&mut self) -> Result<Option<&'a str>, DecodeError> {
         match self.buffer()? {
             None => Ok(None),
@@ -133,6 +139,13 @@ pub trait JuteWrite {
     fn put_bool(&mut self, v: bool);
     fn put_buffer(&mut self, v: &[u8]);
     fn put_null(&mut self);
+    /// A buffer that may be null: length −1 for `None`.
+    fn put_opt_buffer(&mut self, v: Option<&[u8]>) {
+        match v {
+            Some(b) => self.put_buffer(b),
+            None => self.put_null(),
+        }
+    }
     fn put_str(&mut self, v: &str) {
         self.put_buffer(v.as_bytes())
     }
@@ -201,6 +214,20 @@ mod tests {
         assert_eq!(r.ustring().unwrap(), Some("/a/b"));
         assert_eq!(r.ustring().unwrap(), None);
         assert_eq!(r.strings().unwrap(), vec!["x", "yz"]);
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn null_and_empty_buffers_stay_apart() {
+        let mut v = Vec::new();
+        v.put_opt_buffer(None);
+        v.put_opt_buffer(Some(b""));
+        v.put_opt_buffer(Some(b"ab"));
+        assert_eq!(v[..8], [0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
+        let mut r = Reader::new(&v);
+        assert_eq!(r.opt_bytes().unwrap(), None);
+        assert_eq!(r.opt_bytes().unwrap(), Some(Vec::new()));
+        assert_eq!(r.opt_bytes().unwrap(), Some(b"ab".to_vec()));
         assert!(r.is_empty());
     }
 

@@ -1016,7 +1016,7 @@ mod tests {
             panic!("not a create: {body:?}");
         };
         assert_eq!(create.path, "/peerdoc");
-        assert_eq!(create.data, b"hello");
+        assert_eq!(create.data.as_deref(), Some(&b"hello"[..]));
         assert_eq!(create.acl, Acl::open());
         assert_eq!(create.flags, 0);
         let mut rebuilt = Vec::new();

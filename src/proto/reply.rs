@@ -40,8 +40,8 @@ pub enum Response {
     Create2 { path: String, stat: Stat },
     /// exists, setData, setACL.
     Stat(Stat),
-    /// getData.
-    Data { data: Vec<u8>, stat: Stat },
+    /// getData. `None` for a node whose data is null: the body's buffer is then −1.
+    Data { data: Option<Vec<u8>>, stat: Stat },
     /// getACL.
     Acl { acl: Vec<Acl>, stat: Stat },
     /// getChildren.
@@ -81,7 +81,7 @@ impl Response {
             }
             Response::Stat(stat) => stat.encode(out),
             Response::Data { data, stat } => {
-                out.put_buffer(data);
+                out.put_opt_buffer(data.as_deref());
                 stat.encode(out);
             }
             Response::Acl { acl, stat } => {
@@ -183,6 +183,23 @@ mod tests {
         assert!(rd.bool().unwrap());
         assert_eq!(rd.i32().unwrap(), -1);
         assert!(rd.is_empty());
+    }
+
+    #[test]
+    fn null_data_reply_is_a_minus_one_buffer() {
+        let stat = Stat::default();
+        let mut null = Vec::new();
+        Response::Data { data: None, stat }.encode(&mut null);
+        let mut empty = Vec::new();
+        Response::Data {
+            data: Some(Vec::new()),
+            stat,
+        }
+        .encode(&mut empty);
+        assert_eq!(null[..4], [0xff; 4]);
+        assert_eq!(empty[..4], [0; 4]);
+        assert_eq!(null[4..], empty[4..]);
+        assert_eq!(null.len(), 4 + 68);
     }
 
     #[test]

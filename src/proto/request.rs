@@ -54,7 +54,8 @@ impl CreateKind {
 pub struct CreateRequest {
     pub kind: CreateKind,
     pub path: String,
-    pub data: Vec<u8>,
+    /// `None` for the null buffer (length −1): the node then reads back null.
+    pub data: Option<Vec<u8>>,
     pub acl: Vec<Acl>,
     pub flags: i32,
     /// Only for [`CreateKind::Ttl`]; −1 otherwise.
@@ -93,7 +94,8 @@ pub enum Request {
     },
     SetData {
         path: String,
-        data: Vec<u8>,
+        /// `None` for the null buffer (length −1).
+        data: Option<Vec<u8>>,
         version: i32,
     },
     GetAcl {
@@ -173,7 +175,7 @@ impl Request {
                     _ => CreateKind::Ttl,
                 };
                 let path = r.string()?;
-                let data = r.bytes()?;
+                let data = r.opt_bytes()?;
                 let acl = Acl::decode_list(r)?;
                 let flags = r.i32()?;
                 let ttl = if kind == CreateKind::Ttl {
@@ -205,7 +207,7 @@ impl Request {
             },
             op::SET_DATA => Request::SetData {
                 path: r.string()?,
-                data: r.bytes()?,
+                data: r.opt_bytes()?,
                 version: r.i32()?,
             },
             op::GET_ACL => Request::GetAcl { path: r.string()? },
@@ -363,7 +365,7 @@ impl Request {
         match self {
             Request::Create(c) => {
                 out.put_str(&c.path);
-                out.put_buffer(&c.data);
+                out.put_opt_buffer(c.data.as_deref());
                 Acl::encode_list(&c.acl, out);
                 out.put_i32(c.flags);
                 if c.kind == CreateKind::Ttl {
@@ -392,7 +394,7 @@ impl Request {
                 version,
             } => {
                 out.put_str(path);
-                out.put_buffer(data);
+                out.put_opt_buffer(data.as_deref());
                 out.put_i32(*version);
             }
             Request::SetAcl { path, acl, version } => {
@@ -583,7 +585,7 @@ mod tests {
         round_trip(Request::Create(CreateRequest {
             kind: CreateKind::Ttl,
             path: "/a".into(),
-            data: b"x".to_vec(),
+            data: Some(b"x".to_vec()),
             acl: Acl::open(),
             flags: CreateMode::PersistentWithTtl.flags(),
             ttl: 500,
@@ -608,6 +610,34 @@ mod tests {
             path: "/x".into(),
             watch: true,
         });
+    }
+
+    #[test]
+    fn null_data_survives_decoding_in_create_set_data_and_multi() {
+        let create = |data: Option<Vec<u8>>| {
+            Request::Create(CreateRequest {
+                kind: CreateKind::Create2,
+                path: "/n".into(),
+                data,
+                acl: Acl::open(),
+                flags: 0,
+                ttl: -1,
+            })
+        };
+        let set = |data: Option<Vec<u8>>| Request::SetData {
+            path: "/n".into(),
+            data,
+            version: -1,
+        };
+        for data in [None, Some(Vec::new())] {
+            round_trip(create(data.clone()));
+            round_trip(set(data.clone()));
+            round_trip(Request::Multi(vec![create(data.clone()), set(data)]));
+        }
+        // The null buffer is the 4 bytes ffffffff right after the path.
+        let mut body = Vec::new();
+        create(None).encode_body(&mut body);
+        assert_eq!(&body[6..10], &[0xff; 4]);
     }
 
     #[test]

@@ -505,7 +505,7 @@ mod tests {
     fn create_op(path: String) -> TxnOp {
         TxnOp::Create(CreateTxn {
             path,
-            data: Vec::new(),
+            data: Some(Vec::new()),
             acl: Acl::open(),
             ephemeral_owner: 0,
             parent_cversion: 0,

@@ -23,6 +23,7 @@ mod quorum;
 mod sequencer;
 mod shard;
 pub mod stats;
+pub mod tls;
 
 use crate::config::Config;
 use glommio::{LocalExecutorBuilder, Placement};
@@ -34,13 +35,20 @@ use thiserror::Error;
 pub enum ServerError {
     #[error("data directory {path}: {why}")]
     DataDir { path: String, why: String },
-    #[error("client port {addr} is already in use (clientPort / clientPortAddress)")]
-    PortInUse { addr: std::net::SocketAddr },
-    #[error("cannot listen on {addr}: {source} (clientPort / clientPortAddress)")]
+    #[error("client port {addr} is already in use ({keys})")]
+    PortInUse {
+        addr: std::net::SocketAddr,
+        keys: &'static str,
+    },
+    #[error("cannot listen on {addr}: {source} ({keys})")]
     Listen {
         addr: std::net::SocketAddr,
         source: std::io::Error,
+        keys: &'static str,
     },
+    /// The TLS port's key or trust store (the line names the key and the file).
+    #[error("{0}")]
+    Tls(#[from] tls::TlsError),
     #[error(
         "could not start glommio executor `{name}`: {cause}. Each executor pins \
          corral.ioMemoryBytes ({io_memory} bytes) of locked memory per io_uring ring, three \
@@ -132,7 +140,7 @@ fn check_data_dir(cfg: &Config) -> Result<(), ServerError> {
 /// connect; a socket bound without SO_REUSEPORT (another program) fails a bind made
 /// with the same flags glommio uses. TIME_WAIT leftovers of our own earlier run pass,
 /// so a restart right after a crash works.
-fn probe_port(addr: std::net::SocketAddr) -> Result<(), ServerError> {
+fn probe_port(addr: std::net::SocketAddr, keys: &'static str) -> Result<(), ServerError> {
     use socket2::{Domain, Protocol, Socket, Type};
     let target = if addr.ip().is_unspecified() {
         std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
@@ -142,7 +150,7 @@ fn probe_port(addr: std::net::SocketAddr) -> Result<(), ServerError> {
     if addr.port() != 0
         && std::net::TcpStream::connect_timeout(&target, Duration::from_millis(200)).is_ok()
     {
-        return Err(ServerError::PortInUse { addr });
+        return Err(ServerError::PortInUse { addr, keys });
     }
     let bind = || -> std::io::Result<()> {
         let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
@@ -152,8 +160,10 @@ fn probe_port(addr: std::net::SocketAddr) -> Result<(), ServerError> {
     };
     match bind() {
         Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(ServerError::PortInUse { addr }),
-        Err(source) => Err(ServerError::Listen { addr, source }),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            Err(ServerError::PortInUse { addr, keys })
+        }
+        Err(source) => Err(ServerError::Listen { addr, source, keys }),
     }
 }
 
@@ -200,7 +210,16 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
     check_data_dir(&cfg)?;
     check_memlock(&cfg);
     let addr = cfg.client_addr();
-    probe_port(addr)?;
+    if cfg.client_port_enabled {
+        probe_port(addr, "clientPort / clientPortAddress")?;
+    }
+    let tls = match &cfg.tls {
+        Some(t) => {
+            probe_port(t.addr, "secureClientPort / secureClientPortAddress")?;
+            Some(Arc::new(tls::ServerTls::load(t)?))
+        }
+        None => None,
+    };
 
     let cfg = Arc::new(cfg);
     let ncpu = std::thread::available_parallelism()
@@ -266,11 +285,12 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
     )?);
     for (i, rx) in shard_rx.into_iter().enumerate() {
         let (c, m, st, r) = (cfg.clone(), mesh.clone(), stats.clone(), ready_tx.clone());
+        let t = tls.clone();
         handles.push(spawn_core(
             &cfg,
             format!("corral-shard-{i}"),
             Some(i % ncpu),
-            move || shard::run(i, c, m, rx, st, r),
+            move || shard::run(i, c, m, rx, st, r, t),
         )?);
     }
     // A watcher thread per core turns its end (a failed start included) into a message.
@@ -306,9 +326,16 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
             Err(_) => break,
         }
     }
+    let mut ports: Vec<String> = Vec::new();
+    if cfg.client_port_enabled {
+        ports.push(addr.to_string());
+    }
+    if let Some(t) = &cfg.tls {
+        ports.push(format!("{} (TLS)", t.addr));
+    }
     tracing::info!(
         "corral serving on {} ({}, {} shard core(s), data dir {})",
-        addr,
+        ports.join(" and "),
         match cfg
             .quorum
             .as_ref()

@@ -583,14 +583,22 @@ impl Seq {
         self.sessions.iter().map(|s| (s.id, s.timeout_ms)).collect()
     }
 
-    /// Makes a batch's writes durable, in order.
+    /// Makes a batch's writes durable, in order: none is durable before the ones ahead
+    /// of it (the core relies on it, e.g. a NEWLEADER's history before its epoch), so
+    /// the log is synced before an epoch file is written.
     fn persist(&mut self, writes: &[Write]) -> Result<(), String> {
         for w in writes {
             match w {
-                Write::AcceptedEpoch(e) => crate::storage::write_accepted_epoch(&self.snap_dir, *e)
-                    .map_err(|e| e.to_string())?,
-                Write::CurrentEpoch(e) => crate::storage::write_current_epoch(&self.snap_dir, *e)
-                    .map_err(|e| e.to_string())?,
+                Write::AcceptedEpoch(e) => {
+                    self.sync_log()?;
+                    crate::storage::write_accepted_epoch(&self.snap_dir, *e)
+                        .map_err(|e| e.to_string())?
+                }
+                Write::CurrentEpoch(e) => {
+                    self.sync_log()?;
+                    crate::storage::write_current_epoch(&self.snap_dir, *e)
+                        .map_err(|e| e.to_string())?
+                }
                 Write::Append(e) => {
                     self.log
                         .append(e.zxid.as_i64(), KIND_TXN, &e.payload)
@@ -673,6 +681,7 @@ impl Seq {
         match e {
             Event::Apply(entry) => self.apply_committed(entry, now),
             Event::InstallSnapshot { conn, zxid } => self.install_snapshot(conn, zxid, now),
+            Event::Reset => self.reset_state(now),
             Event::CaptureSnapshot { zxid } => {
                 debug_assert_eq!(self.committed.last_zxid(), zxid.as_i64());
                 self.captured = Some(self.committed.clone());
@@ -945,6 +954,18 @@ impl Seq {
         let mut table = SessionTable::new(self.replica.id() as u8, now, self.cfg.tick_time_ms);
         durable::restore_sessions(&mut table, &sessions, now);
         self.sessions = table;
+        self.publish_needed = true;
+    }
+
+    /// The leader's history starts from the empty state and replaces ours.
+    fn reset_state(&mut self, now: i64) {
+        tracing::warn!("dropped our state: the leader syncs us from the empty state");
+        let mut tree = Tree::new();
+        let conf = self.replica.committed_config();
+        tree.set_config_node(conf.text(), conf.version(), now);
+        self.committed = tree;
+        self.working = self.committed.clone();
+        self.sessions = SessionTable::new(self.replica.id() as u8, now, self.cfg.tick_time_ms);
         self.publish_needed = true;
     }
 

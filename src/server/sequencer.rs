@@ -38,11 +38,38 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// Wall-clock milliseconds: what txns carry (ctime, mtime) and TTLs compare with.
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// Milliseconds of a monotonic clock (0 at first use): session deadlines and every
+/// interval, so a wall-clock step neither expires nor prolongs a session.
+pub(crate) fn mono_ms() -> i64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as i64
+}
+
+/// The two clocks, read once per batch of messages.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Now {
+    pub wall: i64,
+    pub mono: i64,
+}
+
+impl Now {
+    pub fn read() -> Now {
+        Now {
+            wall: now_ms(),
+            mono: mono_ms(),
+        }
+    }
 }
 
 /// A session-table change, applied when its txn is durable.
@@ -125,9 +152,9 @@ pub(super) async fn run(
     };
     let mut rng = rand::rngs::SmallRng::seed_from_u64(now as u64);
     // Restored sessions get their full timeout from the end of recovery.
-    let now = now_ms();
-    let mut sessions = SessionTable::new(0, now, cfg.tick_time_ms);
-    durable::restore_sessions(&mut sessions, &rec.sessions, now);
+    let now = Now::read();
+    let mut sessions = SessionTable::new(0, now.wall, cfg.tick_time_ms);
+    durable::restore_sessions(&mut sessions, &rec.sessions, now.mono);
     let replayed = rec.replayed;
     let retention = Arc::new(durable::Retention::new(
         &snap_dir,
@@ -150,7 +177,7 @@ pub(super) async fn run(
         pending: VecDeque::new(),
         pending_sessions: VecDeque::new(),
         published: None,
-        last_cleanup_ms: now,
+        last_cleanup_ms: now.mono,
         trigger: SnapshotTrigger::new(
             cfg.snap_count,
             cfg.snap_size_limit_kb.saturating_mul(1024),
@@ -213,7 +240,7 @@ pub(super) async fn run(
         match wake {
             Wake::Msg(Err(_)) => return Ok(()),
             Wake::Msg(Ok(m)) => {
-                let now = now_ms();
+                let now = Now::read();
                 s.handle(m, now, &mesh);
                 for _ in 1..max {
                     match rx.try_recv() {
@@ -224,7 +251,7 @@ pub(super) async fn run(
             }
             Wake::Synced(done) => {
                 sync = None;
-                let now = now_ms();
+                let now = Now::read();
                 match s.log.finish_sync(done) {
                     Ok(proof) => {
                         s.durable_tree = s.syncing_tree.take().expect("a sync was out");
@@ -309,7 +336,7 @@ impl Sequencer {
                 // The log is poisoned: nothing appended since the durable point can
                 // ever be made durable.
                 self.note_fatal(&e);
-                self.fail_unsynced(now_ms(), &e.to_string());
+                self.fail_unsynced(Now::read(), &e.to_string());
                 None
             }
         }
@@ -321,13 +348,13 @@ impl Sequencer {
         }
     }
 
-    fn commit_sessions(&mut self, durable_zxid: i64, now: i64) {
+    fn commit_sessions(&mut self, durable_zxid: i64, now: Now) {
         while let Some((z, _)) = self.pending_sessions.front() {
             if *z > durable_zxid {
                 break;
             }
             match self.pending_sessions.pop_front().unwrap().1 {
-                SessionChange::Add(id, timeout) => self.sessions.add(id, timeout, now),
+                SessionChange::Add(id, timeout) => self.sessions.add(id, timeout, now.mono),
                 SessionChange::Remove(id) => {
                     self.sessions.remove(id);
                 }
@@ -337,7 +364,7 @@ impl Sequencer {
 
     /// Nothing after the log's durable zxid is on disk: go back to the durable tree
     /// and fail every request whose txn was not made durable.
-    fn fail_unsynced(&mut self, now: i64, why: &str) {
+    fn fail_unsynced(&mut self, now: Now, why: &str) {
         let durable = self.log.durable_zxid();
         if self.last_zxid <= durable && self.pending.is_empty() {
             return;
@@ -348,7 +375,7 @@ impl Sequencer {
         self.syncing_tree = None;
         for (_, change) in std::mem::take(&mut self.pending_sessions) {
             if let SessionChange::Remove(id) = change {
-                self.sessions.reopen(id, now);
+                self.sessions.reopen(id, now.mono);
             }
         }
         for (needs, item) in self.pending.iter_mut() {
@@ -398,13 +425,13 @@ impl Sequencer {
         }
     }
 
-    fn handle(&mut self, m: ToSequencer, now: i64, mesh: &Mesh) {
+    fn handle(&mut self, m: ToSequencer, now: Now, mesh: &Mesh) {
         match m {
             ToSequencer::Connect { shard, conn, req } => self.connect(shard, conn, req, now),
             ToSequencer::Write(w) => self.write(*w, now),
             ToSequencer::Touch(ids) => {
                 for id in ids {
-                    self.sessions.touch(id, now);
+                    self.sessions.touch(id, now.mono);
                 }
             }
             ToSequencer::Tick => self.tick(now),
@@ -419,7 +446,7 @@ impl Sequencer {
         }
     }
 
-    fn connect(&mut self, shard: usize, conn: u64, req: crate::proto::ConnectRequest, now: i64) {
+    fn connect(&mut self, shard: usize, conn: u64, req: crate::proto::ConnectRequest, now: Now) {
         let reply = |response, session_id| {
             Some(Reply {
                 shard,
@@ -452,7 +479,7 @@ impl Sequencer {
         );
         let read_only = req.read_only.map(|_| false);
         if req.session_id == 0 && self.at_session_limit() {
-            self.note_session_refused(now);
+            self.note_session_refused(now.mono);
             let response = ConnectResponse::expired(req.read_only);
             self.queue(plain(self.last_zxid, reply(Some(response), 0)));
             return;
@@ -460,7 +487,7 @@ impl Sequencer {
         if req.session_id == 0 {
             let id = self.sessions.allocate_id();
             let zxid = self.next_zxid();
-            let txn = tree::create_session_txn(zxid, now, id, timeout);
+            let txn = tree::create_session_txn(zxid, now.wall, id, timeout);
             if self.log_and_apply(&txn).is_none() {
                 self.queue(plain(self.last_zxid, reply(None, 0)));
                 return;
@@ -479,7 +506,7 @@ impl Sequencer {
             let id = req.session_id;
             let response =
                 if self.sessions.is_live(id) && self.sessions.check_password(id, &req.passwd) {
-                    self.sessions.touch(id, now);
+                    self.sessions.touch(id, now.mono);
                     ConnectResponse {
                         protocol_version: 0,
                         timeout_ms: timeout,
@@ -532,7 +559,7 @@ impl Sequencer {
         *unlogged = 0;
     }
 
-    fn write(&mut self, w: WriteReq, now: i64) {
+    fn write(&mut self, w: WriteReq, now: Now) {
         let reply = |xid, result| {
             Some(Reply {
                 shard: w.shard,
@@ -556,7 +583,7 @@ impl Sequencer {
             ));
             return;
         }
-        self.sessions.touch(w.session_id, now);
+        self.sessions.touch(w.session_id, now.mono);
         match &w.req {
             Request::Sync { path } => {
                 // Goes out once everything before it is durable and, the shard
@@ -569,7 +596,7 @@ impl Sequencer {
                 let id = w.session_id;
                 self.sessions.set_closing(id);
                 let zxid = self.next_zxid();
-                let txn = tree::close_session_txn(&self.tree, zxid, now, id, w.xid);
+                let txn = tree::close_session_txn(&self.tree, zxid, now.wall, id, w.xid);
                 match self.log_and_apply(&txn) {
                     Some(applied) => {
                         self.pending_sessions
@@ -578,7 +605,7 @@ impl Sequencer {
                         self.queue(item(zxid, applied.events, r, Some(id)));
                     }
                     None => {
-                        self.sessions.reopen(id, now);
+                        self.sessions.reopen(id, now.mono);
                         let z = self.last_zxid;
                         let r = reply(w.xid, Err(ErrorCode::SystemError));
                         self.queue(item(z, Vec::new(), r, None));
@@ -589,7 +616,7 @@ impl Sequencer {
                 let zxid = self.next_zxid();
                 let ctx = TxnContext {
                     zxid,
-                    time_ms: now,
+                    time_ms: now.wall,
                     cxid: w.xid,
                     extended_types_enabled: self.cfg.extended_types_enabled,
                     max_data_bytes: self.cfg.jute_max_buffer_bytes,
@@ -615,13 +642,13 @@ impl Sequencer {
         }
     }
 
-    fn tick(&mut self, now: i64) {
-        for id in self.sessions.expire(now) {
+    fn tick(&mut self, now: Now) {
+        for id in self.sessions.expire(now.mono) {
             tracing::info!("session {id:#x} expired");
             let zxid = self.next_zxid();
-            let txn = tree::close_session_txn(&self.tree, zxid, now, id, 0);
+            let txn = tree::close_session_txn(&self.tree, zxid, now.wall, id, 0);
             let Some(applied) = self.log_and_apply(&txn) else {
-                self.sessions.reopen(id, now);
+                self.sessions.reopen(id, now.mono);
                 continue;
             };
             self.pending_sessions
@@ -633,11 +660,11 @@ impl Sequencer {
                 closed_session: Some(id),
             });
         }
-        if now - self.last_cleanup_ms >= self.cfg.container_check_interval_ms as i64 {
-            self.last_cleanup_ms = now;
-            for path in self.tree.cleanup_candidates(now) {
+        if now.mono - self.last_cleanup_ms >= self.cfg.container_check_interval_ms as i64 {
+            self.last_cleanup_ms = now.mono;
+            for path in self.tree.cleanup_candidates(now.wall) {
                 let zxid = self.next_zxid();
-                let txn = tree::cleanup_txn(&self.tree, zxid, now, &path);
+                let txn = tree::cleanup_txn(&self.tree, zxid, now.wall, &path);
                 let Some(applied) = self.log_and_apply(&txn) else {
                     break;
                 };

@@ -9,15 +9,23 @@
 //! its tree version, writes every watch event of the batch, then each reply followed
 //! by the reads queued behind it — so an event always precedes any reply that shows
 //! its effect.
+//!
+//! A shard listens on the client port and, when secureClientPort is set, on the TLS
+//! port too (`accept_loop` per listener). A TLS connection runs the same connection
+//! task with a `tls::TlsSession` between the socket and the buffers: received
+//! records are decrypted into the frame buffer, replies are encrypted on their way
+//! out; its handshake adds the client certificate's `x509` id before any frame.
 
 use super::msg::*;
 use super::stats::ServerStats;
+use super::tls::{self, ServerTls, TlsFailure, TlsInput, TlsSession};
 use super::Mesh;
 use crate::admin;
+use crate::auth::{DigestServer, Outcome, SaslError};
 use crate::config::Config;
 use crate::proto::{
     self, jute, write_event, write_reply, xid, AddWatchMode, ConnectRequest, ErrorCode, EventType,
-    Id, KeeperState, Reader, Request, RequestHeader, Response, SetWatches, WatcherEvent,
+    Id, JuteWrite, KeeperState, Reader, Request, RequestHeader, Response, SetWatches, WatcherEvent,
     WatcherType,
 };
 use crate::tree::{self, Caller, Tree};
@@ -25,9 +33,12 @@ use crate::watch::{ConnId, WatchRegistry};
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use glommio::net::{TcpListener, TcpStream};
 use rustc_hash::{FxHashMap, FxHashSet};
+use rustls::pki_types::CertificateDer;
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::AtomicU64;
@@ -82,6 +93,8 @@ struct Conn {
     received: u64,
     sent: u64,
     last_zxid: i64,
+    /// This connection's SASL DIGEST-MD5 exchange (a nonce at most: bounded).
+    sasl: DigestServer,
 }
 
 impl Conn {
@@ -169,6 +182,10 @@ struct Shard {
     next_conn: ConnId,
     conns_per_ip: HashMap<std::net::IpAddr, u32>,
     refused_warnings: WarnLimiter,
+    /// The TLS port's config, when secureClientPort is set.
+    tls: Option<Arc<ServerTls>>,
+    /// Failed TLS handshakes (a plaintext client in a loop would repeat them).
+    tls_warnings: WarnLimiter,
 }
 
 pub(super) async fn run(
@@ -178,9 +195,9 @@ pub(super) async fn run(
     rx: flume::Receiver<ToShard>,
     stats: Arc<ServerStats>,
     ready: super::ReadyTx,
+    tls: Option<Arc<ServerTls>>,
 ) -> Result<(), String> {
     let name = format!("corral-shard-{id}");
-    let addr = cfg.client_addr();
     let shard = Rc::new(RefCell::new(Shard {
         id,
         rx: rx.clone(),
@@ -196,6 +213,8 @@ pub(super) async fn run(
         next_conn: 1,
         conns_per_ip: HashMap::new(),
         refused_warnings: WarnLimiter::new(),
+        tls: tls.clone(),
+        tls_warnings: WarnLimiter::new(),
         cfg: cfg.clone(),
     }));
 
@@ -206,10 +225,9 @@ pub(super) async fn run(
         Ok(m) => shard.borrow_mut().on_message(m),
         Err(_) => return Err("the sequencer stopped before publishing a tree".into()),
     }
-    let listener = match TcpListener::bind(addr) {
+    let listeners = match listen(&cfg, tls) {
         Ok(l) => l,
-        Err(e) => {
-            let msg = format!("cannot listen on {addr}: {e}");
+        Err(msg) => {
             let _ = ready.send((name, Err(Ok(msg.clone()))));
             return Err(msg);
         }
@@ -242,6 +260,41 @@ pub(super) async fn run(
     .detach();
 
     let _ = ready.send((name, Ok(())));
+    let mut listeners = listeners;
+    let last = listeners.pop().expect("a config serves at least one port");
+    for (listener, tls) in listeners {
+        glommio::spawn_local(accept_loop(shard.clone(), listener, tls)).detach();
+    }
+    accept_loop(shard, last.0, last.1).await;
+    Ok(())
+}
+
+/// A listener, and the TLS its connections speak (`None`: plaintext).
+type Listener = (TcpListener, Option<Arc<ServerTls>>);
+
+/// This shard's listeners: the client port (unless TLS only), then the TLS port.
+fn listen(cfg: &Config, tls: Option<Arc<ServerTls>>) -> Result<Vec<Listener>, String> {
+    let mut out = Vec::new();
+    if cfg.client_port_enabled {
+        out.push((cfg.client_addr(), None));
+    }
+    if let (Some(t), Some(tls)) = (&cfg.tls, tls) {
+        out.push((t.addr, Some(tls)));
+    }
+    out.into_iter()
+        .map(|(addr, tls)| match TcpListener::bind(addr) {
+            Ok(l) => Ok((l, tls)),
+            Err(e) => Err(format!("cannot listen on {addr}: {e}")),
+        })
+        .collect()
+}
+
+/// Accepts connections for as long as the shard runs; with `tls`, each speaks TLS.
+async fn accept_loop(
+    shard: Rc<RefCell<Shard>>,
+    listener: TcpListener,
+    tls: Option<Arc<ServerTls>>,
+) {
     loop {
         let stream = match listener.accept().await {
             Ok(s) => s,
@@ -256,11 +309,18 @@ pub(super) async fn run(
             Err(_) => continue,
         };
         let _ = stream.set_nodelay(true);
+        let session = match tls.as_ref().map(|t| t.session()).transpose() {
+            Ok(s) => s.map(Box::new),
+            Err(e) => {
+                tracing::warn!("cannot start TLS for {peer}: {e}");
+                continue;
+            }
+        };
         // A refused connection is closed here, by dropping the stream.
         let Some(cid) = shard.borrow_mut().admit(peer) else {
             continue;
         };
-        glommio::spawn_local(serve_conn(shard.clone(), stream, cid)).detach();
+        glommio::spawn_local(serve_conn(shard.clone(), stream, cid, session)).detach();
     }
 }
 
@@ -274,6 +334,14 @@ enum Event {
     Flushed,
     /// Over corral.maxQueuedBytesPerConnection: close without flushing.
     Overflowed,
+    /// TLS records need sending before reading on (handshake, close_notify).
+    TlsProgress,
+    /// The TLS handshake ended; the client's certificate, if it gave one.
+    TlsEstablished(Option<CertificateDer<'static>>),
+    /// The TLS layer failed (during the handshake: the client is refused).
+    TlsFailed(TlsFailure),
+    /// No TLS handshake within TLS_HANDSHAKE_TIMEOUT.
+    TlsTimedOut,
 }
 
 /// The receive buffer's size at start, and after a large frame has been processed.
@@ -284,12 +352,14 @@ const READ_ROOM_BYTES_MIN: usize = 4096;
 const BUFFER_BYTES_KEPT_MAX: usize = 256 * 1024;
 
 /// One connection task's own buffers. `rbuf` holds received bytes not yet taken as
-/// whole frames. It grows only while reading and short of room: whole frames are
-/// taken out after every read, a frame over jute.maxbuffer closes the connection,
-/// and no read happens while frames are held, so it stays under
-/// 2 × (jute.maxbuffer + 4 + READ_ROOM_BYTES_MIN). `wbuf` is what the socket is
-/// being given (swapped with `Conn::out`); its unsent part counts against the
-/// connection's limits through `Conn::writer_unsent_bytes`.
+/// whole frames (decrypted ones on the TLS port). It grows only while reading and
+/// short of room: whole frames are taken out after every read, a frame over
+/// jute.maxbuffer closes the connection, and no read happens while frames are held,
+/// so it stays under 2 × (jute.maxbuffer + 4 + READ_ROOM_BYTES_MIN). `wbuf` is what
+/// the socket (or the TLS session) is being given (swapped with `Conn::out`); its
+/// unsent part counts against the connection's limits through
+/// `Conn::writer_unsent_bytes`. A TLS session adds its own bounded buffers (see
+/// `tls`).
 struct ConnIo {
     rbuf: Vec<u8>,
     filled: usize,
@@ -298,10 +368,20 @@ struct ConnIo {
     wbuf: Vec<u8>,
     wpos: usize,
     max_frame: usize,
+    /// The TLS port's session; `None` on the client port.
+    tls: Option<Box<TlsSession>>,
+    /// Until the TLS handshake ends: it must end before this fires.
+    handshake_deadline: Option<glommio::timer::Timer>,
+    close_notify_queued: bool,
+    /// The TLS layer failed once; the task only sends what is queued (an alert).
+    tls_failed: bool,
 }
 
 impl ConnIo {
-    fn new(max_frame: usize) -> Self {
+    fn new(max_frame: usize, tls: Option<Box<TlsSession>>) -> Self {
+        let handshake_deadline = tls
+            .as_ref()
+            .map(|_| glommio::timer::Timer::new(tls::TLS_HANDSHAKE_TIMEOUT));
         ConnIo {
             rbuf: vec![0u8; READ_BUFFER_BYTES_INITIAL],
             filled: 0,
@@ -309,10 +389,14 @@ impl ConnIo {
             wbuf: Vec::with_capacity(READ_BUFFER_BYTES_INITIAL),
             wpos: 0,
             max_frame,
+            tls,
+            handshake_deadline,
+            close_notify_queued: false,
+            tls_failed: false,
         }
     }
 
-    /// One wake-up of the connection task: flush, then decide whether to resume
+    /// One wake-up of the connection task: flush, then decide whether to end, resume
     /// paused work, read, or wait.
     fn poll_event(
         &mut self,
@@ -330,10 +414,16 @@ impl ConnIo {
         if let Some(end) = self.flush(conn, stream, cx) {
             return Poll::Ready(end);
         }
-        if conn.closing && conn.unsent_bytes() == 0 {
-            return Poll::Ready(Event::Flushed);
+        if conn.closing && self.all_sent(conn) {
+            return Poll::Ready(match self.queue_close_notify() {
+                true => Event::TlsProgress,
+                false => Event::Flushed,
+            });
         }
         conn.waker = Some(cx.waker().clone());
+        if let Some(ev) = self.poll_handshake_deadline(cx) {
+            return Poll::Ready(ev);
+        }
         let conn = &sh.conns[&cid];
         if conn.drain_waiting() && !conn.closing && sh.output_has_room(conn) {
             return Poll::Ready(Event::Resume);
@@ -347,42 +437,122 @@ impl ConnIo {
         self.poll_read(stream, cx)
     }
 
-    /// Hands the connection's output to the socket until it is all sent or the socket
-    /// is full. `Some` when the connection ended.
+    /// Nothing of the connection's output is left unsent (TLS records included).
+    fn all_sent(&self, conn: &Conn) -> bool {
+        conn.unsent_bytes() == 0 && !self.tls.as_ref().is_some_and(|t| t.has_unsent())
+    }
+
+    /// A TLS connection closing after its handshake says so with close_notify, once.
+    fn queue_close_notify(&mut self) -> bool {
+        match &mut self.tls {
+            Some(t) if !t.is_handshaking() && !self.close_notify_queued => {
+                t.close_notify();
+                self.close_notify_queued = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn poll_handshake_deadline(&mut self, cx: &mut Context<'_>) -> Option<Event> {
+        let timer = self.handshake_deadline.as_mut()?;
+        match Pin::new(timer).poll(cx) {
+            Poll::Ready(_) => {
+                self.handshake_deadline = None;
+                Some(Event::TlsTimedOut)
+            }
+            Poll::Pending => None,
+        }
+    }
+
+    /// Hands the connection's output to the socket (through TLS on the TLS port)
+    /// until it is all sent or the socket is full. `Some` when the connection ended.
     fn flush(
         &mut self,
         conn: &mut Conn,
         stream: &mut TcpStream,
         cx: &mut Context<'_>,
     ) -> Option<Event> {
-        loop {
-            if self.wpos == self.wbuf.len() {
-                self.wbuf.clear();
-                self.wpos = 0;
-                if self.wbuf.capacity() > BUFFER_BYTES_KEPT_MAX {
-                    self.wbuf.shrink_to(READ_BUFFER_BYTES_INITIAL);
+        let end = loop {
+            if let Some(t) = &mut self.tls {
+                match t.poll_send(stream, cx) {
+                    Poll::Ready(Ok(())) => {}
+                    Poll::Ready(Err(e)) => break Some(Event::Failed(e)),
+                    Poll::Pending => break None,
                 }
-                if conn.out.is_empty() {
-                    break;
-                }
-                std::mem::swap(&mut self.wbuf, &mut conn.out);
             }
-            match Pin::new(&mut *stream).poll_write(cx, &self.wbuf[self.wpos..]) {
-                Poll::Ready(Ok(0)) => return Some(Event::Eof),
-                Poll::Ready(Ok(n)) => self.wpos += n,
-                Poll::Ready(Err(e)) => return Some(Event::Failed(e)),
-                Poll::Pending => break,
+            if !self.refill(conn) {
+                break None;
             }
-        }
+            if let ControlFlow::Break(end) = self.send_some(stream, cx) {
+                break end;
+            }
+        };
         conn.writer_unsent_bytes = self.wbuf.len() - self.wpos;
-        None
+        end
     }
 
+    /// Leaves unsent bytes in `wbuf`, taking the connection's output once `wbuf` is
+    /// all sent. `false` when there is nothing to send.
+    fn refill(&mut self, conn: &mut Conn) -> bool {
+        if self.wpos < self.wbuf.len() {
+            return true;
+        }
+        self.wbuf.clear();
+        self.wpos = 0;
+        if self.wbuf.capacity() > BUFFER_BYTES_KEPT_MAX {
+            self.wbuf.shrink_to(READ_BUFFER_BYTES_INITIAL);
+        }
+        if conn.out.is_empty() {
+            return false;
+        }
+        std::mem::swap(&mut self.wbuf, &mut conn.out);
+        true
+    }
+
+    /// Some of `wbuf` to the socket, or into TLS records. `Break` stops flushing
+    /// (socket or TLS buffer full: `None`; the connection ended: `Some`).
+    fn send_some(
+        &mut self,
+        stream: &mut TcpStream,
+        cx: &mut Context<'_>,
+    ) -> ControlFlow<Option<Event>> {
+        let unsent = &self.wbuf[self.wpos..];
+        if let Some(t) = &mut self.tls {
+            let n = t.write_plain(unsent);
+            self.wpos += n;
+            return match n {
+                0 => ControlFlow::Break(None),
+                _ => ControlFlow::Continue(()),
+            };
+        }
+        match Pin::new(&mut *stream).poll_write(cx, unsent) {
+            Poll::Ready(Ok(0)) => ControlFlow::Break(Some(Event::Eof)),
+            Poll::Ready(Ok(n)) => {
+                self.wpos += n;
+                ControlFlow::Continue(())
+            }
+            Poll::Ready(Err(e)) => ControlFlow::Break(Some(Event::Failed(e))),
+            Poll::Pending => ControlFlow::Break(None),
+        }
+    }
+
+    /// Received bytes into `rbuf` (decrypted on the TLS port).
     fn poll_read(&mut self, stream: &mut TcpStream, cx: &mut Context<'_>) -> Poll<Event> {
         if self.rbuf.len() - self.filled < READ_ROOM_BYTES_MIN {
             self.rbuf.resize(self.rbuf.len() * 2, 0);
         }
-        match Pin::new(stream).poll_read(cx, &mut self.rbuf[self.filled..]) {
+        let room = &mut self.rbuf[self.filled..];
+        if let Some(t) = &mut self.tls {
+            return t.poll_read(stream, cx, room).map(|r| match r {
+                Ok(TlsInput::Plain(n)) => Event::Read(n),
+                Ok(TlsInput::Progress) => Event::TlsProgress,
+                Ok(TlsInput::Established(cert)) => Event::TlsEstablished(cert),
+                Ok(TlsInput::Closed) => Event::Eof,
+                Err(e) => Event::TlsFailed(e),
+            });
+        }
+        match Pin::new(stream).poll_read(cx, room) {
             Poll::Ready(Ok(0)) => Poll::Ready(Event::Eof),
             Poll::Ready(Ok(n)) => Poll::Ready(Event::Read(n)),
             Poll::Ready(Err(e)) => Poll::Ready(Event::Failed(e)),
@@ -416,26 +586,89 @@ impl ConnIo {
         }
         After::Continue
     }
+
+    /// What an event does: the task goes on (with what feeding the shard decided),
+    /// or ends (with the socket error, if that is why).
+    fn on_event(
+        &mut self,
+        sh: &mut Shard,
+        cid: ConnId,
+        ev: Event,
+    ) -> ControlFlow<Option<String>, After> {
+        let after = match ev {
+            Event::Read(n) => {
+                self.filled += n;
+                self.feed(sh, cid)
+            }
+            Event::Resume => self.resume(sh, cid),
+            Event::Eof | Event::Flushed | Event::Overflowed => return ControlFlow::Break(None),
+            Event::Failed(e) => return ControlFlow::Break(Some(e.to_string())),
+            Event::TlsProgress => After::Continue,
+            Event::TlsEstablished(cert) => {
+                self.handshake_deadline = None;
+                sh.on_tls_established(cid, cert.as_ref());
+                After::Continue
+            }
+            Event::TlsFailed(e) if !self.tls_failed => {
+                if !self.on_tls_failure(sh, cid, &e.to_string(), e.is_not_tls()) {
+                    return ControlFlow::Break(None);
+                }
+                After::Continue
+            }
+            Event::TlsTimedOut if !self.tls_failed => {
+                let why = format!("not done within {:?}", tls::TLS_HANDSHAKE_TIMEOUT);
+                if !self.on_tls_failure(sh, cid, &why, false) {
+                    return ControlFlow::Break(None);
+                }
+                After::Continue
+            }
+            // A refused handshake whose alert could not be sent.
+            Event::TlsFailed(_) | Event::TlsTimedOut => return ControlFlow::Break(None),
+        };
+        ControlFlow::Continue(after)
+    }
+
+    /// The TLS layer failed or timed out: during the handshake the client is
+    /// refused (one log line) and its alert, if any, still goes out; later the
+    /// connection just ends. `false`: end the task now.
+    fn on_tls_failure(&mut self, sh: &mut Shard, cid: ConnId, why: &str, not_tls: bool) -> bool {
+        self.tls_failed = true;
+        self.handshake_deadline = None;
+        let handshaking = self.tls.as_ref().is_some_and(|t| t.is_handshaking());
+        let Some(c) = sh.conns.get_mut(&cid) else {
+            return false;
+        };
+        if !handshaking {
+            tracing::debug!("TLS connection from {} ended: {why}", c.peer);
+            return false;
+        }
+        c.closing = true;
+        let peer = c.peer;
+        let hint = match not_tls {
+            true => " (not TLS: a plaintext client on secureClientPort?)",
+            false => "",
+        };
+        sh.warn_tls(|| {
+            format!("TLS handshake with {peer} failed, connection dropped: {why}{hint}")
+        });
+        true
+    }
 }
 
-async fn serve_conn(shard: Rc<RefCell<Shard>>, mut stream: TcpStream, cid: ConnId) {
-    let mut io = ConnIo::new(shard.borrow().cfg.jute_max_buffer_bytes);
-    let mut reason = String::new();
-    loop {
+async fn serve_conn(
+    shard: Rc<RefCell<Shard>>,
+    mut stream: TcpStream,
+    cid: ConnId,
+    tls: Option<Box<TlsSession>>,
+) {
+    let mut io = ConnIo::new(shard.borrow().cfg.jute_max_buffer_bytes, tls);
+    let reason = loop {
         let ev =
             std::future::poll_fn(|cx| io.poll_event(&mut shard.borrow_mut(), &mut stream, cid, cx))
                 .await;
-        let after = match ev {
-            Event::Read(n) => {
-                io.filled += n;
-                io.feed(&mut shard.borrow_mut(), cid)
-            }
-            Event::Resume => io.resume(&mut shard.borrow_mut(), cid),
-            Event::Eof | Event::Flushed | Event::Overflowed => break,
-            Event::Failed(e) => {
-                reason = format!(": {e}");
-                break;
-            }
+        let after = match io.on_event(&mut shard.borrow_mut(), cid, ev) {
+            ControlFlow::Continue(after) => after,
+            ControlFlow::Break(reason) => break reason,
         };
         if let After::FourLetter(cmd) = after {
             let text = four_letter(&shard, &cmd).await;
@@ -445,15 +678,13 @@ async fn serve_conn(shard: Rc<RefCell<Shard>>, mut stream: TcpStream, cid: ConnI
                 c.closing = true;
             }
         }
-    }
+    };
     let _ = futures_lite::AsyncWriteExt::close(&mut stream).await;
     let mut sh = shard.borrow_mut();
     let peer = sh.conns.get(&cid).map(|c| c.peer);
     sh.close_conn(cid);
-    if !reason.is_empty() {
-        if let Some(p) = peer {
-            tracing::debug!("connection from {p} ended{reason}");
-        }
+    if let (Some(why), Some(p)) = (reason, peer) {
+        tracing::debug!("connection from {p} ended: {why}");
     }
 }
 
@@ -524,6 +755,18 @@ fn multi_read_fails_after_decoding(ops: &[Request]) -> bool {
     reads == 0 && !ops.is_empty()
 }
 
+/// A reply to a sasl request: header with zxid 0, then the SetSASLResponse token
+/// (null when there is none).
+fn sasl_reply(xid: i32, err: i32, token: Option<&[u8]>) -> Vec<u8> {
+    frame(|v| {
+        proto::ReplyHeader { xid, zxid: 0, err }.encode(v);
+        match token {
+            Some(t) => v.put_buffer(t),
+            None => v.put_null(),
+        }
+    })
+}
+
 fn frame(build: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
     let mut v = Vec::new();
     let at = jute::begin_frame(&mut v);
@@ -558,6 +801,7 @@ impl Shard {
                 received: 0,
                 sent: 0,
                 last_zxid: 0,
+                sasl: DigestServer::new(),
             },
         );
         self.counters().connections.fetch_add(1, Relaxed);
@@ -614,6 +858,48 @@ impl Shard {
         }
         *self.conns_per_ip.entry(peer.ip()).or_insert(0) += 1;
         Some(self.open_conn(peer))
+    }
+
+    /// A failed TLS handshake: at most one line per WARN_INTERVAL (a plaintext
+    /// client retrying in a loop fails every time).
+    fn warn_tls(&mut self, line: impl FnOnce() -> String) {
+        if let Some(unlogged) = self.tls_warnings.note(Instant::now()) {
+            match unlogged {
+                0 => tracing::warn!("{}", line()),
+                n => tracing::warn!("{} ({n} more failed since the last warning)", line()),
+            }
+        }
+    }
+
+    /// The TLS handshake ended: a client that presented a certificate (verified by
+    /// the handshake) authenticates as `x509:<subject>`, as the reference's
+    /// X509AuthenticationProvider adds it before the connection serves anything.
+    fn on_tls_established(&mut self, cid: ConnId, cert: Option<&CertificateDer<'_>>) {
+        let (Some(cert), Some(tls)) = (cert, self.tls.clone()) else {
+            return;
+        };
+        let subject = match tls::rfc2253_subject(cert) {
+            Ok(s) => s,
+            Err(e) => {
+                self.close_with(cid, &format!("x509 authentication failed: {e}"));
+                return;
+            }
+        };
+        let Some(c) = self.conns.get_mut(&cid) else {
+            return;
+        };
+        let new = tls.x509_ids(&subject);
+        c.is_super |= new.iter().any(|i| i.scheme == "super");
+        let ids = Arc::make_mut(&mut c.ids);
+        for id in new {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        tracing::debug!(
+            "connection from {}: authenticated as x509 `{subject}`",
+            c.peer
+        );
     }
 
     fn warn_refused(&mut self, line: impl FnOnce() -> String) {
@@ -807,6 +1093,10 @@ impl Shard {
             (c.session_id, hdr.xid)
         };
         self.active.insert(session_id);
+        if hdr.opcode == proto::op::SASL {
+            self.on_sasl(cid, xid, &mut r);
+            return;
+        }
         let req = match Request::decode(hdr.opcode, &mut r) {
             Ok(Ok(req)) => req,
             Ok(Err(proto::UnknownOpcode(o))) => {
@@ -977,6 +1267,75 @@ impl Shard {
         }
     }
 
+    /// sasl (op 102, a GetSASLRequest): one step of the connection's DIGEST-MD5
+    /// exchange, answered at once as the reference does (`processSasl`): the
+    /// request's xid, zxid 0, a SetSASLResponse token. A login that fails gets
+    /// AuthFailed with no token and the connection closes, unless
+    /// allowSaslFailedClients keeps it (then OK with no token). Without JAAS users
+    /// the reference has no SASL server: OK with no token.
+    fn on_sasl(&mut self, cid: ConnId, xid: i32, r: &mut Reader<'_>) {
+        let token = match r.buffer() {
+            Ok(Some(t)) => t,
+            // The reference throws outside its SASL handling and drops the connection.
+            Ok(None) => return self.close_with(cid, "SASL request without a token"),
+            Err(e) => return self.close_with(cid, &format!("malformed SASL request: {e}")),
+        };
+        let cfg = self.cfg.clone();
+        if cfg.sasl.users.is_none() {
+            return self.push_ready(cid, sasl_reply(xid, 0, None));
+        }
+        let c = self.conns.get_mut(&cid).unwrap();
+        let mut random = |b: &mut [u8]| rand::RngCore::fill_bytes(&mut rand::thread_rng(), b);
+        let password = |user: &str| cfg.sasl.password(user).map(str::to_string);
+        match c.sasl.evaluate(token, &mut random, &password) {
+            Ok(Outcome::Challenge(t)) => self.push_ready(cid, sasl_reply(xid, 0, Some(&t))),
+            Ok(Outcome::Authenticated { rspauth, user }) => {
+                self.add_sasl_id(cid, &user);
+                self.push_ready(cid, sasl_reply(xid, 0, Some(&rspauth)));
+            }
+            Err(e) => self.on_sasl_failed(cid, xid, e),
+        }
+    }
+
+    /// Gives the connection `sasl:<user>`, and the super identity if the user is
+    /// one of zookeeper.superUser.
+    fn add_sasl_id(&mut self, cid: ConnId, user: &str) {
+        let is_super = self.cfg.sasl.is_super_user(user);
+        let c = self.conns.get_mut(&cid).unwrap();
+        let ids = Arc::make_mut(&mut c.ids);
+        let mut new = vec![Id::new("sasl", user)];
+        if is_super {
+            new.push(Id::new("super", ""));
+        }
+        for n in new {
+            if !ids.contains(&n) {
+                ids.push(n);
+            }
+        }
+        c.is_super |= is_super;
+        tracing::info!(
+            "session {:#x}: SASL authenticated as `{user}`{}",
+            c.session_id,
+            if is_super { " (super user)" } else { "" }
+        );
+    }
+
+    fn on_sasl_failed(&mut self, cid: ConnId, xid: i32, e: SaslError) {
+        if self.cfg.sasl.allow_failed_clients {
+            if let Some(c) = self.conns.get(&cid) {
+                tracing::warn!(
+                    "client {} failed to SASL authenticate: {e}; keeping the connection \
+                     (allowSaslFailedClients)",
+                    c.peer
+                );
+            }
+            return self.push_ready(cid, sasl_reply(xid, 0, None));
+        }
+        let err = ErrorCode::AuthFailed.code();
+        self.push_ready(cid, sasl_reply(xid, err, None));
+        self.close_with(cid, &format!("SASL authentication failed: {e}"));
+    }
+
     fn on_set_watches(&mut self, cid: ConnId, xid: i32, sw: SetWatches) {
         let mut out = Vec::new();
         let rel = sw.relative_zxid;
@@ -1067,13 +1426,17 @@ impl Shard {
             })
         };
         match req {
-            // As the reference's providers name users: a digest id is `user:hash`.
+            // As the reference's providers name users: a digest id is `user:hash`;
+            // a scheme with no provider registered names no one (`super` has none
+            // there; `sasl` only with SASLAuthenticationProvider configured).
             Request::WhoAmI => Ok(Response::WhoAmI(
                 c.ids
                     .iter()
                     .map(|i| {
                         let user = match i.scheme.as_str() {
                             "digest" => i.id.split(':').next().unwrap_or(""),
+                            "sasl" if !self.cfg.sasl.provider_enabled => "",
+                            "super" => "",
                             _ => i.id.as_str(),
                         };
                         (i.scheme.clone(), user.to_string())

@@ -1,8 +1,13 @@
 //! ACL rules as the reference applies them: validating and expanding the ACL of a
 //! create or setACL (`PrepRequestProcessor.fixupACL`), permission checks
-//! (`ZooKeeperServer.checkACL`) with the `world`, `digest` and `ip` schemes and the
-//! super bypass, and the digest helper for the shard's auth handling. Pure; runs on
-//! the sequencer (prepare) and on shard cores (reads).
+//! (`ZooKeeperServer.checkACL`) with the `world`, `digest`, `ip`, `sasl` and `x509`
+//! schemes and the super bypass, and the digest helper for the shard's auth handling.
+//! Pure; runs on the sequencer (prepare) and on shard cores (reads).
+//!
+//! An `x509` id is a certificate subject as Java prints it (RFC 2253, see
+//! `server::tls`); it matches an ACL id equal to it, as the reference's
+//! X509AuthenticationProvider matches. An ACL's x509 id must parse as Java's
+//! `X500Principal(String)` parses a name (`valid_x509_id`).
 
 use base64::Engine as _;
 use sha1::Digest as _;
@@ -95,6 +100,140 @@ fn valid_ip_id(id: &str) -> bool {
     parse_ip_expr(id).is_some()
 }
 
+/// A `sasl` ACL id is valid as the reference's KerberosName parses it: a plain
+/// name, or `service[/host]@REALM`.
+fn valid_sasl_id(id: &str) -> bool {
+    !id.contains('@') || crate::auth::sasl::is_principal(id)
+}
+
+/// `SASLAuthenticationProvider.matches`: the caller's sasl id equals the ACL's,
+/// or is `super`, which matches every sasl ACL.
+fn sasl_matches(caller_id: &str, acl_id: &str) -> bool {
+    caller_id == "super" || caller_id == acl_id
+}
+
+/// Attribute keywords Java's X500Principal accepts in a name (`AVAKeyword`).
+const X500_KEYWORDS: &[&str] = &[
+    "CN",
+    "C",
+    "L",
+    "S",
+    "ST",
+    "O",
+    "OU",
+    "T",
+    "IP",
+    "STREET",
+    "DC",
+    "DNQUALIFIER",
+    "DNQ",
+    "SURNAME",
+    "GIVENNAME",
+    "INITIALS",
+    "GENERATION",
+    "EMAIL",
+    "EMAILADDRESS",
+    "UID",
+    "SERIALNUMBER",
+];
+
+/// Does `id` parse as a distinguished name, as `new X500Principal(id)` would (the
+/// reference's `X509AuthenticationProvider.isValid`)? RDNs split on `,` or `;`,
+/// attributes on `+`, outside quotes and escapes; the empty name is valid.
+fn valid_x509_id(id: &str) -> bool {
+    if id.is_empty() {
+        return true;
+    }
+    split_unescaped(id, &[',', ';']).is_some_and(|rdns| {
+        rdns.iter().all(|rdn| {
+            split_unescaped(rdn, &['+']).is_some_and(|avas| avas.iter().all(|a| valid_ava(a)))
+        })
+    })
+}
+
+/// Splits at `seps` outside quotes and escapes; `None` if a piece is blank or a quote
+/// is left open.
+fn split_unescaped<'a>(s: &'a str, seps: &[char]) -> Option<Vec<&'a str>> {
+    let (mut out, mut start, mut quoted, mut escaped) = (Vec::new(), 0, false, false);
+    for (i, c) in s.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => quoted = !quoted,
+            c if !quoted && seps.contains(&c) => {
+                out.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&s[start..]);
+    let blank = out.iter().any(|p| p.trim().is_empty());
+    (!quoted && !blank).then_some(out)
+}
+
+/// `keyword=value`: a known keyword or a dotted OID (optionally `OID.`-prefixed).
+fn valid_ava(ava: &str) -> bool {
+    let Some((key, value)) = ava.split_once('=') else {
+        return false;
+    };
+    let key = key.trim();
+    let oid = key
+        .strip_prefix("OID.")
+        .or_else(|| key.strip_prefix("oid."))
+        .unwrap_or(key);
+    let known = if oid.starts_with(|c: char| c.is_ascii_digit()) {
+        let arcs: Vec<&str> = oid.split('.').collect();
+        arcs.len() >= 2
+            && arcs
+                .iter()
+                .all(|a| !a.is_empty() && a.bytes().all(|b| b.is_ascii_digit()))
+    } else {
+        X500_KEYWORDS.iter().any(|k| k.eq_ignore_ascii_case(key))
+    };
+    known && valid_x500_value(value.trim_start())
+}
+
+/// A `#hex` DER value, a quoted string, or a string with RFC 2253 escapes.
+fn valid_x500_value(v: &str) -> bool {
+    if let Some(hex) = v.strip_prefix('#') {
+        let hex = hex.trim_end();
+        let bytes: Option<Vec<u8>> = (0..hex.len())
+            .step_by(2)
+            .map(|i| {
+                hex.get(i..i + 2)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+            })
+            .collect();
+        return bytes.is_some_and(|b| {
+            !b.is_empty() && <der::asn1::AnyRef as der::Decode>::from_der(&b).is_ok()
+        });
+    }
+    if let Some(rest) = v.strip_prefix('"') {
+        return match rest.rfind('"') {
+            Some(end) => rest[end + 1..].trim().is_empty(),
+            None => false,
+        };
+    }
+    let mut chars = v.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' | '<' | '>' => return false,
+            '\\' => match chars.next() {
+                Some(e) if ",=+<>#;\"\\ ".contains(e) => {}
+                Some(h) if h.is_ascii_hexdigit() => {
+                    if !chars.next().is_some_and(|l| l.is_ascii_hexdigit()) {
+                        return false;
+                    }
+                }
+                _ => return false,
+            },
+            _ => {}
+        }
+    }
+    true
+}
+
 /// Does the caller's `ip` id fall in the ACL's `addr/bits` range?
 fn ip_matches(caller_addr: &str, acl_expr: &str) -> bool {
     let Some((acl_addr, bits)) = parse_ip_expr(acl_expr) else {
@@ -113,8 +252,9 @@ fn ip_matches(caller_addr: &str, acl_expr: &str) -> bool {
 
 /// Validates and expands the ACL of a create or setACL, as `fixupACL` does:
 /// duplicates removed, `world:anyone` kept, `auth` replaced by the caller's
-/// authenticated ids (InvalidACL if there are none), `digest` and `ip` ids checked for
-/// form, any other scheme or an empty list → InvalidACL.
+/// authenticated ids (InvalidACL if there are none), `digest`, `ip`, `sasl` and `x509` ids
+/// checked for form, any other scheme or an empty list → InvalidACL. (The reference
+/// knows `sasl` only with its SASLAuthenticationProvider configured; corral always.)
 pub(crate) fn fixup_acl(caller: &Caller, acl: &[Acl]) -> Result<Vec<Acl>, ErrorCode> {
     let mut uniq: Vec<&Acl> = Vec::with_capacity(acl.len());
     for a in acl {
@@ -148,6 +288,8 @@ pub(crate) fn fixup_acl(caller: &Caller, acl: &[Acl]) -> Result<Vec<Acl>, ErrorC
             let valid = match scheme.as_str() {
                 "digest" => valid_digest_id(id),
                 "ip" => valid_ip_id(id),
+                "sasl" => valid_sasl_id(id),
+                "x509" => valid_x509_id(id),
                 _ => false,
             };
             if !valid {
@@ -178,7 +320,11 @@ pub(crate) fn check_acl(acl: &[Acl], perm: i32, caller: &Caller) -> Result<(), E
                 .ids
                 .iter()
                 .any(|c| c.scheme == "ip" && ip_matches(&c.id, id)),
-            "digest" | "sasl" | "x509" => caller
+            "sasl" => caller
+                .ids
+                .iter()
+                .any(|c| c.scheme == "sasl" && sasl_matches(&c.id, id)),
+            "digest" | "x509" => caller
                 .ids
                 .iter()
                 .any(|c| c.scheme == *scheme && c.id == *id),
@@ -269,6 +415,91 @@ mod tests {
         assert!(!ip_matches("192.168.1.127", "192.168.1.128/25"));
     }
 
+    /// Each name as Java 17's `new X500Principal(name)` takes or refuses it.
+    #[test]
+    fn x509_ids_parse_as_java_parses_names() {
+        for ok in [
+            "CN=foo",
+            "",
+            "CN=a,O=b",
+            "cn=a",
+            "OID.2.5.4.3=x",
+            "oid.2.5.4.3=x",
+            "2.5.4.3=#0c0141",
+            "CN=a+OU=b",
+            "CN=a\\,b",
+            "CN=\"quoted, x\"",
+            " CN = a ",
+            "CN=a;O=b",
+            "CN=",
+            "EMAILADDRESS=x@y",
+            "S=x",
+            "T=x",
+            "DNQ=x",
+            "1.2=x",
+            "CN=a\\41",
+            "CN=a=b",
+            "CN=a + OU=b",
+            "CN=é",
+            "CN=a\nb",
+            "UID=1,DC=x",
+            "CN=a\\ ",
+            "CN=a\\00",
+            "1.2.840.113549.1.9.1=#16056140622e63,CN=\\ lead \\#1\\ ,OU=Dev+UID=u1",
+        ] {
+            assert!(valid_x509_id(ok), "{ok:?}");
+        }
+        for bad in [
+            "foo",
+            "FOO=bar",
+            "2.5.4.3=#0c01",
+            "2.5.4.3=#0c014",
+            "CN=a,b",
+            "CN=a,",
+            "CN=#zz",
+            "1=x",
+            "2.5.4.3.=x",
+            "CN=a\\",
+            "CN=a\\zz",
+            "CN=a\"b",
+            "=x",
+            "CN=a,,O=b",
+            ",",
+            "C N=x",
+            "CN=a+",
+            "CN=a<b",
+            "CN=\"a",
+            "CN=\"a\"b",
+        ] {
+            assert!(!valid_x509_id(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn x509_acls_match_the_subject_exactly() {
+        let ids = [
+            Id::new("ip", "127.0.0.1"),
+            Id::new("x509", "CN=alice,O=corral"),
+        ];
+        let c = caller(&ids);
+        let acl = fixup_acl(&c, &[Acl::new(perms::ALL, "x509", "CN=alice,O=corral")]).unwrap();
+        assert!(check_acl(&acl, perms::READ, &c).is_ok());
+        let other = [Id::new("x509", "CN=alice, O=corral")];
+        assert_eq!(
+            check_acl(&acl, perms::READ, &caller(&other)),
+            Err(ErrorCode::NoAuth)
+        );
+        // `auth` expands to the x509 id, as it is an authenticated scheme.
+        assert_eq!(
+            fixup_acl(&c, &[Acl::new(perms::READ, "auth", "")]).unwrap(),
+            vec![Acl::new(perms::READ, "x509", "CN=alice,O=corral")]
+        );
+        assert_eq!(
+            fixup_acl(&c, &[Acl::new(perms::ALL, "x509", "alice")]),
+            Err(ErrorCode::InvalidAcl)
+        );
+    }
+
     #[test]
     fn fixup_expands_auth_and_rejects_bad_acls() {
         let ids = [Id::new("ip", "127.0.0.1"), Id::new("digest", "u:h")];
@@ -323,6 +554,41 @@ mod tests {
         };
         assert!(check_acl(&acl, perms::ADMIN, &sup).is_ok());
         assert!(check_acl(&Acl::open(), perms::ADMIN, &caller(&[])).is_ok());
+    }
+
+    #[test]
+    fn sasl_ids_form_and_matching() {
+        let ids = [Id::new("ip", "127.0.0.1"), Id::new("sasl", "bob")];
+        let c = caller(&ids);
+        for ok in ["bob", "zk/host@REALM", "bob@REALM", "a/b"] {
+            let acl = [Acl::new(perms::ALL, "sasl", ok)];
+            assert_eq!(fixup_acl(&c, &acl).unwrap(), acl.to_vec(), "{ok}");
+        }
+        for bad in ["a@b@c", "a/b/c@R", "a@b/c"] {
+            let acl = [Acl::new(perms::ALL, "sasl", bad)];
+            assert_eq!(fixup_acl(&c, &acl), Err(ErrorCode::InvalidAcl), "{bad}");
+        }
+        // `auth` expands to the sasl id too.
+        assert_eq!(
+            fixup_acl(&c, &[Acl::new(perms::READ, "auth", "")]).unwrap(),
+            vec![Acl::new(perms::READ, "sasl", "bob")]
+        );
+        let acl = vec![Acl::new(perms::READ, "sasl", "bob")];
+        assert!(check_acl(&acl, perms::READ, &c).is_ok());
+        assert_eq!(check_acl(&acl, perms::WRITE, &c), Err(ErrorCode::NoAuth));
+        let eve = [Id::new("sasl", "eve"), Id::new("digest", "bob")];
+        assert_eq!(
+            check_acl(&acl, perms::READ, &caller(&eve)),
+            Err(ErrorCode::NoAuth)
+        );
+        // The SASL user `super` matches every sasl ACL (not other schemes).
+        let sup = [Id::new("sasl", "super")];
+        assert!(check_acl(&acl, perms::READ, &caller(&sup)).is_ok());
+        let digest_only = vec![Acl::new(perms::READ, "digest", "bob:h")];
+        assert_eq!(
+            check_acl(&digest_only, perms::READ, &caller(&sup)),
+            Err(ErrorCode::NoAuth)
+        );
     }
 
     #[test]

@@ -103,7 +103,8 @@ pub enum TreeError {
     Io(#[from] std::io::Error),
     #[error("not a corral tree snapshot (magic {0:#x})")]
     BadMagic(u64),
-    #[error("unsupported snapshot version {0}")]
+    /// A format this build does not read: a newer corral wrote it, or it is damaged.
+    #[error("unsupported corral tree snapshot format {0} (this build reads formats 2 and 3)")]
     BadVersion(u32),
     #[error("snapshot checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")]
     Checksum { stored: u32, computed: u32 },
@@ -118,7 +119,10 @@ pub enum TreeError {
 /// One znode. Paths are not stored here (the map key is the path).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Node {
-    pub(crate) data: Box<[u8]>,
+    /// `None` when a client wrote the null buffer: it reads back null, counts as
+    /// empty everywhere else (dataLength 0, no bytes in the digest or the data size).
+    /// The niche of `Box` makes this no larger than a bare `Box<[u8]>`.
+    pub(crate) data: Option<Box<[u8]>>,
     pub(crate) acl: Arc<Vec<Acl>>,
     pub(crate) czxid: i64,
     pub(crate) mzxid: i64,
@@ -138,7 +142,7 @@ pub(crate) struct Node {
 impl Node {
     fn system(acl: Arc<Vec<Acl>>) -> Node {
         Node {
-            data: Box::new([]),
+            data: Some(Box::new([])),
             acl,
             czxid: 0,
             mzxid: 0,
@@ -151,6 +155,12 @@ impl Node {
             num_children: 0,
             ephemeral_owner: 0,
         }
+    }
+
+    /// The data's bytes, null read as empty (how the reference counts null data in
+    /// `dataLength`, the digest and the data size).
+    pub(crate) fn data_bytes(&self) -> &[u8] {
+        self.data.as_deref().unwrap_or_default()
     }
 
     /// The Stat as clients see it.
@@ -171,7 +181,7 @@ impl Node {
                 .wrapping_sub(self.num_children),
             aversion: self.aversion,
             ephemeral_owner: owner,
-            data_length: self.data.len() as i32,
+            data_length: self.data_bytes().len() as i32,
             num_children: self.num_children,
             pzxid: self.pzxid,
         }
@@ -187,8 +197,9 @@ pub struct NodeView<'a> {
 }
 
 impl<'a> NodeView<'a> {
-    pub fn data(&self) -> &'a [u8] {
-        &self.node.data
+    /// The node's data; `None` if it was written as the null buffer.
+    pub fn data(&self) -> Option<&'a [u8]> {
+        self.node.data.as_deref()
     }
 
     /// The Stat as clients see it (ephemeralOwner 0 for TTL and container nodes).
@@ -472,7 +483,7 @@ impl Tree {
 
     /// Size, digest and index bookkeeping for a node about to be inserted.
     pub(crate) fn account_new(&mut self, path: &str, key: &Key, node: &Node) {
-        self.data_size += node_size(path, &node.data);
+        self.data_size += node_size(path, node.data_bytes());
         self.digest = self.digest.wrapping_add(node_digest(path, node));
         match NodeKind::of_owner(node.ephemeral_owner, true) {
             NodeKind::Persistent => {}
@@ -492,7 +503,7 @@ impl Tree {
     pub(crate) fn remove_node(&mut self, path: &str) -> Option<Arc<Node>> {
         let key = Key::from_path(path);
         let node = self.nodes.remove::<[u8]>(&key)?;
-        self.data_size -= node_size(path, &node.data);
+        self.data_size -= node_size(path, node.data_bytes());
         self.digest = self.digest.wrapping_sub(node_digest(path, &node));
         match NodeKind::of_owner(node.ephemeral_owner, true) {
             NodeKind::Persistent => {}
@@ -518,10 +529,10 @@ impl Tree {
             return false;
         };
         let n = Arc::make_mut(slot);
-        let old_size = node_size(path, &n.data);
+        let old_size = node_size(path, n.data_bytes());
         let old_digest = node_digest(path, n);
         f(n);
-        let new_size = node_size(path, &n.data);
+        let new_size = node_size(path, n.data_bytes());
         let new_digest = node_digest(path, n);
         self.data_size = self.data_size - old_size + new_size;
         self.digest = self
@@ -531,22 +542,23 @@ impl Tree {
         true
     }
 
-    /// setData: new data and write stamps. Builds the new node directly instead of
-    /// copying the old one (and its data) first when another version shares it.
+    /// setData: new data (`None`: null) and write stamps. Builds the new node directly
+    /// instead of copying the old one (and its data) first when another version
+    /// shares it.
     pub(crate) fn replace_data(
         &mut self,
         path: &str,
-        data: &[u8],
+        data: Option<&[u8]>,
         zxid: i64,
         time_ms: i64,
         version: i32,
     ) -> Option<Stat> {
         let key = Key::lookup(path);
         let slot = self.nodes.get_mut::<[u8]>(&key)?;
-        let old_size = node_size(path, &slot.data);
+        let old_size = node_size(path, slot.data_bytes());
         let old_digest = node_digest(path, slot);
         let new = Node {
-            data: data.into(),
+            data: data.map(Box::from),
             acl: slot.acl.clone(),
             czxid: slot.czxid,
             mzxid: zxid,
@@ -560,7 +572,7 @@ impl Tree {
             ephemeral_owner: slot.ephemeral_owner,
         };
         let stat = new.stat();
-        let new_size = node_size(path, &new.data);
+        let new_size = node_size(path, new.data_bytes());
         let new_digest = node_digest(path, &new);
         match Arc::get_mut(slot) {
             Some(n) => *n = new,
@@ -583,7 +595,7 @@ impl Tree {
     /// after each sync, never through a txn (the reference's
     /// `initConfigInZKDatabase`; nodes under `/zookeeper/` are outside the digest).
     pub fn set_config_node(&mut self, text: &[u8], config_version: i64, now_ms: i64) {
-        self.replace_data(CONFIG, text, config_version, now_ms, -1);
+        self.replace_data(CONFIG, Some(text), config_version, now_ms, -1);
     }
 }
 

@@ -82,7 +82,7 @@ pub fn read(tree: &Tree, caller: &Caller, req: &Request) -> Result<Response, Err
             let n = tree.node(path).ok_or(ErrorCode::NoNode)?;
             check_acl(&n.acl, perms::READ, caller)?;
             Ok(Response::Data {
-                data: n.data.to_vec(),
+                data: n.data.as_deref().map(<[u8]>::to_vec),
                 stat: n.stat(),
             })
         }
@@ -256,6 +256,11 @@ fn multi_create(c: &CreateRequest) -> Option<CreateRequest> {
     })
 }
 
+/// Bytes of a request's data; the null buffer has none.
+fn data_len(data: &Option<Vec<u8>>) -> usize {
+    data.as_ref().map_or(0, Vec::len)
+}
+
 fn check_version(current: i32, expected: i32) -> Result<i32, ErrorCode> {
     if expected != -1 && expected != current {
         return Err(ErrorCode::BadVersion);
@@ -284,7 +289,7 @@ fn prepare_op(
     match req {
         Request::Create(c) => {
             // Deserialization limit first (the reference reads the record before any check).
-            if c.data.len() > ctx.max_data_bytes {
+            if data_len(&c.data) > ctx.max_data_bytes {
                 return Err(ErrorCode::MarshallingError);
             }
             let mode = CreateMode::from_flags(c.flags).ok_or(ErrorCode::BadArguments)?;
@@ -364,7 +369,7 @@ fn prepare_op(
             data,
             version,
         } => {
-            if data.len() > ctx.max_data_bytes {
+            if data_len(data) > ctx.max_data_bytes {
                 return Err(ErrorCode::MarshallingError);
             }
             valid(path)?;
@@ -594,7 +599,7 @@ fn apply_op_events(
             });
             let acl = tree.intern_acl(c.acl.clone());
             let node = Node {
-                data: c.data.clone().into_boxed_slice(),
+                data: c.data.as_deref().map(Box::from),
                 acl,
                 czxid: zxid,
                 mzxid: zxid,
@@ -634,7 +639,7 @@ fn apply_op_events(
             version,
         } => {
             let stat = tree
-                .replace_data(path, data, zxid, time_ms, *version)
+                .replace_data(path, data.as_deref(), zxid, time_ms, *version)
                 .ok_or(ErrorCode::NoNode)?;
             events.push((EventType::NodeDataChanged, path.clone()));
             Ok(Response::Stat(stat))
@@ -642,11 +647,11 @@ fn apply_op_events(
         // The reference answers a reconfig with the new config and the node's Stat.
         TxnOp::Reconfig { data, version } => {
             let stat = tree
-                .replace_data(CONFIG, data, zxid, time_ms, *version)
+                .replace_data(CONFIG, Some(data), zxid, time_ms, *version)
                 .ok_or(ErrorCode::NoNode)?;
             events.push((EventType::NodeDataChanged, CONFIG.to_string()));
             Ok(Response::Data {
-                data: data.clone(),
+                data: Some(data.clone()),
                 stat,
             })
         }

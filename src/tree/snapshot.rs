@@ -8,6 +8,12 @@
 //! (count u32, then jute ACL lists), node count u64, then per node in key order: path,
 //! data, ACL index u32, czxid, mzxid, pzxid, ctime, mtime (i64), version, cversion
 //! (internal), aversion (i32), ephemeralOwner (internal, i64); then crc32c u32.
+//! Data is a jute buffer: length −1 is null data (format 3 on), 0 empty.
+//!
+//! Formats read: 3 (written) and 2, which never held null data (null was stored as
+//! empty then), so a format-2 file reads as it always did. Older corral binaries
+//! refuse a format-3 file with "unsupported snapshot version 3" rather than turning
+//! its null data into empty.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -19,8 +25,11 @@ use super::key::Key;
 use super::{Node, Tree, TreeError};
 
 const MAGIC: u64 = u64::from_be_bytes(*b"CRLTREE\x01");
-/// 2: the digest is ZooKeeper's (format 1 carried a private hash).
-const FORMAT: u32 = 2;
+/// 2: the digest is ZooKeeper's (format 1 carried a private hash). 3: null data is
+/// kept (buffer length −1) instead of being written as empty.
+const FORMAT: u32 = 3;
+/// The oldest format [`Tree::read_snapshot_bytes`] still reads.
+const FORMAT_READ_MIN: u32 = 2;
 /// Upper bound on ACL lists and on entries in one list.
 const ACL_ENTRIES_MAX: usize = 1 << 20;
 /// Node slots reserved up front, whatever count the header claims.
@@ -59,7 +68,7 @@ impl Tree {
         for (k, n) in self.nodes.iter() {
             buf.clear();
             buf.put_str(&k.to_path());
-            buf.put_buffer(&n.data);
+            buf.put_opt_buffer(n.data.as_deref());
             let idx = *index
                 .get(&*n.acl)
                 .expect("every node's ACL is in the ACL table");
@@ -105,7 +114,7 @@ impl Tree {
             return Err(TreeError::BadMagic(magic));
         }
         let format = r.i32()? as u32;
-        if format != FORMAT {
+        if !(FORMAT_READ_MIN..=FORMAT).contains(&format) {
             return Err(TreeError::BadVersion(format));
         }
         let last_zxid = r.i64()?;
@@ -133,7 +142,7 @@ impl Tree {
             let path = r
                 .ustring()?
                 .ok_or_else(|| TreeError::Corrupt("null path".into()))?;
-            let data = r.buffer()?.unwrap_or_default();
+            let data = r.buffer()?;
             let idx = r.i32()? as u32 as usize;
             let acl = table
                 .get(idx)
@@ -141,7 +150,7 @@ impl Tree {
                 .clone();
             acl_uses[idx] += 1;
             let node = Node {
-                data: data.into(),
+                data: data.map(Box::from),
                 acl,
                 czxid: r.i64()?,
                 mzxid: r.i64()?,

@@ -84,7 +84,7 @@ impl H {
         self.write(Request::Create(CreateRequest {
             kind,
             path: path.into(),
-            data: data.to_vec(),
+            data: Some(data.to_vec()),
             acl: Acl::open(),
             flags,
             ttl,
@@ -103,11 +103,53 @@ impl H {
         }
     }
 
+    /// A plain persistent create whose data may be null (`None`).
+    fn create_data(&mut self, path: &str, data: Option<&[u8]>) -> Result<Response, ErrorCode> {
+        self.write(Request::Create(CreateRequest {
+            kind: CreateKind::Create2,
+            path: path.into(),
+            data: data.map(<[u8]>::to_vec),
+            acl: Acl::open(),
+            flags: 0,
+            ttl: -1,
+        }))
+        .result
+    }
+
+    /// setData whose data may be null (`None`).
+    fn set_data(
+        &mut self,
+        path: &str,
+        data: Option<&[u8]>,
+        version: i32,
+    ) -> Result<Response, ErrorCode> {
+        self.write(Request::SetData {
+            path: path.into(),
+            data: data.map(<[u8]>::to_vec),
+            version,
+        })
+        .result
+    }
+
+    /// getData's data; panics unless the read succeeds.
+    fn get_data(&self, path: &str) -> Option<Vec<u8>> {
+        match self.read(Request::GetData {
+            path: path.into(),
+            watch: false,
+        }) {
+            Ok(Response::Data { data, stat }) => {
+                assert_eq!(stat, self.stat(path));
+                data
+            }
+            r => panic!("getData {path}: {r:?}"),
+        }
+    }
+
     fn create_acl(&mut self, path: &str, acl: Vec<Acl>) -> Result<Response, ErrorCode> {
         self.write(Request::Create(CreateRequest {
             kind: CreateKind::Create,
             path: path.into(),
-            data: vec![],
+            data: Some(vec![]),
             acl,
             flags: 0,
             ttl: -1,
@@ -126,7 +168,7 @@ impl H {
     fn set(&mut self, path: &str, data: &[u8], version: i32) -> Result<Response, ErrorCode> {
         self.write(Request::SetData {
             path: path.into(),
-            data: data.to_vec(),
+            data: Some(data.to_vec()),
             version,
         })
         .result
@@ -272,7 +314,7 @@ fn create_persistent_exact_stats() {
     let a = h.stat("/a");
     assert_eq!((a.cversion, a.num_children, a.pzxid, a.mzxid), (1, 1, 2, 1));
     assert_eq!(h.tree.approximate_data_size(), 44 + 2 + 5 + 4);
-    assert_eq!(h.tree.get("/a").unwrap().data(), b"hello");
+    assert_eq!(h.tree.get("/a").unwrap().data(), Some(&b"hello"[..]));
 }
 
 #[test]
@@ -281,7 +323,7 @@ fn create_events_and_reply_shapes() {
     let a = h.write(Request::Create(CreateRequest {
         kind: CreateKind::Create,
         path: "/x".into(),
-        data: vec![],
+        data: Some(vec![]),
         acl: Acl::open(),
         flags: 0,
         ttl: -1,
@@ -297,7 +339,7 @@ fn create_events_and_reply_shapes() {
     let a = h.write(Request::Create(CreateRequest {
         kind: CreateKind::Create2,
         path: "/x/y".into(),
-        data: vec![],
+        data: Some(vec![]),
         acl: Acl::open(),
         flags: 0,
         ttl: -1,
@@ -643,7 +685,7 @@ fn set_data_stats_and_versions() {
     h.create2("/a", b"x", 0).unwrap();
     let a = h.write(Request::SetData {
         path: "/a".into(),
-        data: b"hello".to_vec(),
+        data: Some(b"hello".to_vec()),
         version: 0,
     });
     let s = match a.result {
@@ -679,7 +721,7 @@ fn set_data_stats_and_versions() {
             watch: false
         }),
         Ok(Response::Data {
-            data: vec![],
+            data: Some(vec![]),
             stat: h.stat("/a")
         })
     );
@@ -879,7 +921,7 @@ fn multi_success_shape_and_events() {
         Request::Create(CreateRequest {
             kind: CreateKind::Create,
             path: "/m/a".into(),
-            data: b"1".to_vec(),
+            data: Some(b"1".to_vec()),
             acl: Acl::open(),
             flags: 0,
             ttl: -1,
@@ -888,7 +930,7 @@ fn multi_success_shape_and_events() {
         Request::Create(CreateRequest {
             kind: CreateKind::Create2,
             path: "/m/a/b".into(),
-            data: vec![],
+            data: Some(vec![]),
             acl: Acl::open(),
             flags: 2,
             ttl: -1,
@@ -899,7 +941,7 @@ fn multi_success_shape_and_events() {
         },
         Request::SetData {
             path: "/m/a".into(),
-            data: b"2".to_vec(),
+            data: Some(b"2".to_vec()),
             version: 0,
         },
         Request::Delete {
@@ -960,7 +1002,7 @@ fn multi_success_shape_and_events() {
         (s.version, s.cversion, s.num_children, s.pzxid),
         (1, 2, 0, z)
     );
-    assert_eq!(h.tree.get("/m/a").unwrap().data(), b"2");
+    assert_eq!(h.tree.get("/m/a").unwrap().data(), Some(&b"2"[..]));
 }
 
 #[test]
@@ -972,7 +1014,7 @@ fn multi_failure_shape_changes_nothing() {
         Request::Create(CreateRequest {
             kind: CreateKind::Create,
             path: "/m/a".into(),
-            data: vec![],
+            data: Some(vec![]),
             acl: Acl::open(),
             flags: 0,
             ttl: -1,
@@ -1010,7 +1052,7 @@ fn multi_failure_shape_changes_nothing() {
         },
         Request::SetData {
             path: "/m".into(),
-            data: vec![],
+            data: Some(vec![]),
             version: -1,
         },
     ]));
@@ -1027,7 +1069,7 @@ fn multi_failure_shape_changes_nothing() {
         Request::Create(CreateRequest {
             kind: CreateKind::Create,
             path: "/m/s".into(),
-            data: vec![],
+            data: Some(vec![]),
             acl: Acl::open(),
             flags: 2,
             ttl: -1,
@@ -1060,7 +1102,7 @@ fn mcreate(kind: CreateKind, path: &str, flags: i32, ttl: i64) -> Request {
     Request::Create(CreateRequest {
         kind,
         path: path.into(),
-        data: vec![],
+        data: Some(vec![]),
         acl: Acl::open(),
         flags,
         ttl,
@@ -1174,7 +1216,7 @@ fn multi_read_shape() {
             OpResult::Ok(
                 4,
                 Response::Data {
-                    data: b"x".to_vec(),
+                    data: Some(b"x".to_vec()),
                     stat: h.stat("/a")
                 }
             ),
@@ -1277,10 +1319,156 @@ fn busy_history(h: &mut H) {
         acl: vec![Acl::new(perms::ALL, "ip", "127.0.0.0/8")],
         version: -1,
     });
+    h.create_data("/null", None).unwrap();
+    h.set_data("/c/x", None, -1).unwrap();
     h.session = 0x77;
     h.create("/e", 1).unwrap();
     h.create("/a/long-name-that-goes-past-the-inline-key-limit", 0)
         .unwrap();
+}
+
+// ----------------------------------------------------------------------- null data
+
+#[test]
+fn null_data_reads_back_null_and_counts_as_empty() {
+    // The reference keeps a null byte[]: getData answers the −1 buffer, while
+    // Stat.dataLength, approximateDataSize and the digest count it as no bytes.
+    let mut null = H::new();
+    let mut empty = H::new();
+    null.create_data("/n", None).unwrap();
+    empty.create_data("/n", Some(b"")).unwrap();
+    assert_eq!(null.get_data("/n"), None);
+    assert_eq!(empty.get_data("/n"), Some(Vec::new()));
+    assert_eq!(null.tree.get("/n").unwrap().data(), None);
+    assert_eq!(null.stat("/n"), empty.stat("/n"));
+    assert_eq!(null.stat("/n").data_length, 0);
+    assert_eq!(null.tree.digest(), empty.tree.digest());
+    assert_eq!(
+        null.tree.approximate_data_size(),
+        empty.tree.approximate_data_size()
+    );
+    // setData moves between null, bytes and empty; each reads back as written.
+    for data in [Some(&b"xy"[..]), None, Some(&b""[..]), None] {
+        null.set_data("/n", data, -1).unwrap();
+        assert_eq!(null.get_data("/n").as_deref(), data);
+        empty.set_data("/n", data.or(Some(b"")), -1).unwrap();
+        assert_eq!(null.tree.digest(), empty.tree.digest());
+    }
+    assert_eq!(null.stat("/n").version, 4);
+}
+
+#[test]
+fn null_data_costs_no_memory_per_node() {
+    // Box's niche: Option<Box<[u8]>> is the bare fat pointer.
+    assert_eq!(
+        std::mem::size_of::<Option<Box<[u8]>>>(),
+        std::mem::size_of::<Box<[u8]>>()
+    );
+}
+
+#[test]
+fn null_data_in_multi_and_multi_read() {
+    let mut h = H::new();
+    let a = h.write(Request::Multi(vec![
+        Request::Create(CreateRequest {
+            kind: CreateKind::Create,
+            path: "/m".into(),
+            data: None,
+            acl: Acl::open(),
+            flags: 0,
+            ttl: -1,
+        }),
+        Request::Create(CreateRequest {
+            kind: CreateKind::Create,
+            path: "/m/e".into(),
+            data: Some(Vec::new()),
+            acl: Acl::open(),
+            flags: 0,
+            ttl: -1,
+        }),
+        Request::SetData {
+            path: "/m/e".into(),
+            data: None,
+            version: 0,
+        },
+    ]));
+    assert!(matches!(a.result, Ok(Response::Multi(ref r)) if r.len() == 3));
+    let got = h.read(Request::MultiRead(vec![
+        Request::GetData {
+            path: "/m".into(),
+            watch: false,
+        },
+        Request::GetData {
+            path: "/m/e".into(),
+            watch: false,
+        },
+    ]));
+    let Ok(Response::Multi(results)) = got else {
+        panic!("multiRead: {got:?}");
+    };
+    for (r, path) in results.iter().zip(["/m", "/m/e"]) {
+        assert_eq!(
+            r,
+            &OpResult::Ok(
+                crate::proto::op::GET_DATA,
+                Response::Data {
+                    data: None,
+                    stat: h.stat(path)
+                }
+            )
+        );
+    }
+    // Replaying the logged txns rebuilds the same nulls.
+    let mut t = Tree::new();
+    for txn in &h.txns {
+        apply(&mut t, txn);
+    }
+    assert_eq!(t.get("/m").unwrap().data(), None);
+    assert_eq!(t.get("/m/e").unwrap().data(), None);
+}
+
+#[test]
+fn null_data_txns_carry_a_minus_one_buffer() {
+    let mut h = H::new();
+    h.create_data("/n", None).unwrap();
+    h.set_data("/n", None, -1).unwrap();
+    let mut b = Vec::new();
+    h.txns[0].encode(&mut b, None);
+    // Header (32), path "/n" (4 + 2), then the data buffer.
+    assert_eq!(b[38..42], [0xff; 4]);
+    let mut b = Vec::new();
+    h.txns[1].encode(&mut b, None);
+    assert_eq!(b[38..42], [0xff; 4]);
+}
+
+#[test]
+fn corral_snapshot_keeps_null_and_reads_format_2() {
+    let mut h = H::new();
+    h.create_data("/n", None).unwrap();
+    h.create_data("/e", Some(b"")).unwrap();
+    let mut buf = Vec::new();
+    h.tree.write_snapshot(&mut buf).unwrap();
+    let t = Tree::read_snapshot(&mut &buf[..]).unwrap();
+    assert_eq!(t.get("/n").unwrap().data(), None);
+    assert_eq!(t.get("/e").unwrap().data(), Some(&b""[..]));
+    // A format-2 file (written before null was kept; it never holds −1) still reads.
+    let mut old = H::new();
+    old.create_data("/e", Some(b"x")).unwrap();
+    let mut v2 = Vec::new();
+    old.tree.write_snapshot(&mut v2).unwrap();
+    let with_format = |b: &[u8], format: u32| {
+        let mut b = b[..b.len() - 4].to_vec();
+        b[8..12].copy_from_slice(&format.to_be_bytes());
+        let crc = crc32c::crc32c(&b);
+        b.extend_from_slice(&crc.to_be_bytes());
+        b
+    };
+    let t = Tree::read_snapshot(&mut &with_format(&v2, 2)[..]).unwrap();
+    assert_eq!(t.get("/e").unwrap().data(), Some(&b"x"[..]));
+    // A future format fails with a message that names it.
+    let e = Tree::read_snapshot(&mut &with_format(&v2, 4)[..]).unwrap_err();
+    assert!(matches!(e, TreeError::BadVersion(4)), "{e}");
+    assert!(e.to_string().contains("format 4"), "{e}");
 }
 
 #[test]
@@ -1305,7 +1493,7 @@ fn snapshot_round_trip() {
         let p = k.to_path();
         let v = t.get(&p).unwrap();
         assert_eq!(v.stat(), n.stat(), "{p}");
-        assert_eq!(v.data(), &n.data[..]);
+        assert_eq!(v.data(), n.data.as_deref());
         assert_eq!(v.acl(), &n.acl[..]);
         assert_eq!(
             v.children().collect::<Vec<_>>(),
@@ -1485,12 +1673,12 @@ fn digest_leaves_out_zookeeper_children_only() {
         vec![(EventType::NodeDataChanged, "/zookeeper/config".to_string())]
     );
     assert!(
-        matches!(a.result, Ok(Response::Data { ref data, stat }) if data == b"server.1=x" && stat.version == -1)
+        matches!(a.result, Ok(Response::Data { ref data, stat }) if data.as_deref() == Some(&b"server.1=x"[..]) && stat.version == -1)
     );
     assert_eq!(h.tree.digest(), d1, "reconfig does not change the digest");
     assert_eq!(
         h.tree.get("/zookeeper/config").unwrap().data(),
-        b"server.1=x"
+        Some(&b"server.1=x"[..])
     );
     // Touching /zookeeper itself does.
     h.set("/zookeeper", b"z", -1).unwrap();
@@ -1506,7 +1694,7 @@ fn failed_multi_keeps_earlier_ops_and_decoded_reference_multi_applies_alike() {
         Request::Create(CreateRequest {
             kind: CreateKind::Create2,
             path: "/m/a".into(),
-            data: vec![],
+            data: Some(vec![]),
             acl: Acl::open(),
             flags: 0,
             ttl: -1,
@@ -1555,7 +1743,7 @@ fn failed_multi_keeps_earlier_ops_and_decoded_reference_multi_applies_alike() {
             TxnOp::Error(ErrorCode::BadVersion),
             TxnOp::SetData {
                 path: "/m".into(),
-                data: vec![1],
+                data: Some(vec![1]),
                 version: 1,
             },
         ]),
@@ -1618,6 +1806,11 @@ mod props {
         prop::collection::vec(any::<u8>(), 0..32)
     }
 
+    /// Znode data: null now and then, empty and non-empty otherwise.
+    fn data() -> impl Strategy<Value = Option<Vec<u8>>> {
+        prop_oneof![1 => Just(None), 4 => bytes().prop_map(Some)]
+    }
+
     /// A create as prepare or a decoder makes it: the owner follows the kind and the
     /// txn's session.
     fn create(session_id: i64, in_multi: bool) -> impl Strategy<Value = TxnOp> {
@@ -1627,7 +1820,7 @@ mod props {
         }
         (
             path(),
-            bytes(),
+            data(),
             prop::collection::vec(acl(), 0..3),
             any::<bool>(),
             1..=TTL_MS_MAX,
@@ -1660,7 +1853,7 @@ mod props {
             create(session_id, true),
             path().prop_map(|path| TxnOp::Delete { path }),
             path().prop_map(|path| TxnOp::DeleteContainer { path }),
-            (path(), bytes(), any::<i32>()).prop_map(|(path, data, version)| TxnOp::SetData {
+            (path(), data(), any::<i32>()).prop_map(|(path, data, version)| TxnOp::SetData {
                 path,
                 data,
                 version
@@ -1675,7 +1868,7 @@ mod props {
             create(session_id, false),
             path().prop_map(|path| TxnOp::Delete { path }),
             path().prop_map(|path| TxnOp::DeleteContainer { path }),
-            (path(), bytes(), any::<i32>()).prop_map(|(path, data, version)| TxnOp::SetData {
+            (path(), data(), any::<i32>()).prop_map(|(path, data, version)| TxnOp::SetData {
                 path,
                 data,
                 version
@@ -1720,7 +1913,7 @@ mod props {
         ];
         (
             small_path(),
-            bytes(),
+            data(),
             prop::sample::select(kinds),
             0..7i32,
             prop::sample::select(vec![
@@ -1752,7 +1945,7 @@ mod props {
         prop_oneof![
             3 => create_req(false),
             1 => (small_path(), -1..2i32).prop_map(|(path, version)| Request::Delete { path, version }),
-            1 => (small_path(), bytes(), -1..2i32).prop_map(|(path, data, version)| Request::SetData {
+            1 => (small_path(), data(), -1..2i32).prop_map(|(path, data, version)| Request::SetData {
                 path,
                 data,
                 version
@@ -1769,7 +1962,7 @@ mod props {
         let op = prop_oneof![
             create_req(true),
             (small_path(), -1..2i32).prop_map(|(path, version)| Request::Delete { path, version }),
-            (small_path(), bytes(), -1..2i32).prop_map(|(path, data, version)| Request::SetData {
+            (small_path(), data(), -1..2i32).prop_map(|(path, data, version)| Request::SetData {
                 path,
                 data,
                 version

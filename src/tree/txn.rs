@@ -40,7 +40,8 @@ pub struct Txn {
 pub struct CreateTxn {
     /// Final path (sequence suffix included).
     pub path: String,
-    pub data: Vec<u8>,
+    /// `None`: the null buffer (−1 in the record), kept so the node reads back null.
+    pub data: Option<Vec<u8>>,
     /// Validated and expanded ACL.
     pub acl: Vec<Acl>,
     /// Internal owner: the txn's session id for ephemerals, 0, the container marker or
@@ -62,10 +63,10 @@ pub enum TxnOp {
     /// deleteContainer 20: the server's own container and TTL cleanup. Applies as a
     /// delete.
     DeleteContainer { path: String },
-    /// setData 5. `version` is the node's new version.
+    /// setData 5. `version` is the node's new version; `data` `None` is null.
     SetData {
         path: String,
-        data: Vec<u8>,
+        data: Option<Vec<u8>>,
         version: i32,
     },
     /// setACL 7. `version` is the node's new aversion.
@@ -231,7 +232,7 @@ impl TxnOp {
                 version,
             } => {
                 put_ustring(out, path);
-                out.put_buffer(data);
+                out.put_opt_buffer(data.as_deref());
                 out.put_i32(*version);
             }
             TxnOp::SetAcl { path, acl, version } => {
@@ -278,7 +279,7 @@ impl TxnOp {
             op::DELETE_CONTAINER => TxnOp::DeleteContainer { path: ustring(r)? },
             op::SET_DATA => TxnOp::SetData {
                 path: ustring(r)?,
-                data: r.bytes()?,
+                data: r.opt_bytes()?,
                 version: r.i32()?,
             },
             op::SET_ACL if top => TxnOp::SetAcl {
@@ -319,7 +320,7 @@ impl TxnOp {
 /// data, acl, parentCVersion}; CreateTTLTxn {path, data, acl, parentCVersion, ttl}.
 fn encode_create(c: &CreateTxn, out: &mut Vec<u8>, session_id: i64) {
     put_ustring(out, &c.path);
-    out.put_buffer(&c.data);
+    out.put_opt_buffer(c.data.as_deref());
     put_acl(out, &c.acl);
     match c.kind {
         CreateKind::Create | CreateKind::Create2 => {
@@ -346,7 +347,7 @@ fn decode_create(
     session_id: i64,
 ) -> Result<CreateTxn, DecodeError> {
     let path = ustring(r)?;
-    let data = r.bytes()?;
+    let data = r.opt_bytes()?;
     let acl = acl_list(r)?;
     let (ephemeral_owner, parent_cversion) = match kind {
         CreateKind::Create | CreateKind::Create2 => {
@@ -672,7 +673,7 @@ mod tests {
         // §6.3 [cap]: [create /peerdoc/m2, error -101].
         let create = TxnOp::Create(CreateTxn {
             path: "/peerdoc/m2".into(),
-            data: vec![],
+            data: Some(vec![]),
             acl: Acl::open(),
             ephemeral_owner: 0,
             parent_cversion: 5,
@@ -716,7 +717,7 @@ mod tests {
             time_ms: 3,
             op: TxnOp::Create(CreateTxn {
                 path: "/x".into(),
-                data: b"d".to_vec(),
+                data: Some(b"d".to_vec()),
                 acl: Acl::open(),
                 ephemeral_owner: owner,
                 parent_cversion: 1,

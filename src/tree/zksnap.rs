@@ -403,7 +403,7 @@ fn number_acls(tree: &Tree) -> (Vec<Arc<Vec<Acl>>>, AclIndex) {
 /// One node record: path (the root as ""), data, ACL index, StatPersisted.
 fn put_node(out: &mut Vec<u8>, key: &Key, n: &Node, acl_index: i64) {
     put_key_path(out, key);
-    out.put_buffer(&n.data);
+    out.put_opt_buffer(n.data.as_deref());
     out.put_i64(acl_index);
     for v in [n.czxid, n.mzxid, n.ctime, n.mtime] {
         out.put_i64(v);
@@ -575,7 +575,8 @@ fn java_utf8(mut b: &[u8]) -> String {
 /// One node record as parsed, borrowing the fed bytes.
 struct NodeRecord<'a> {
     path: &'a str,
-    data: &'a [u8],
+    /// `None`: the null buffer (−1), kept as null.
+    data: Option<&'a [u8]>,
     acl_index: i64,
     czxid: i64,
     mzxid: i64,
@@ -856,7 +857,7 @@ impl ZkSnapDecoder {
         };
         slot.uses += 1;
         let node = Node {
-            data: rec.data.into(),
+            data: rec.data.map(Box::from),
             acl: slot.acl.clone(),
             czxid: rec.czxid,
             mzxid: rec.mzxid,
@@ -927,8 +928,8 @@ fn parse_node<'a>(cur: &mut Cursor<'a>, limits: &ZkSnapLimits) -> Step<Option<No
         return Ok(None);
     }
     let data_at = cur.at();
-    let data_len = cur.len("node data", limits.string_bytes_max)?.unwrap_or(0);
-    let record = path_len + data_len + NODE_FIXED_BYTES;
+    let data_len = cur.len("node data", limits.string_bytes_max)?;
+    let record = path_len + data_len.unwrap_or(0) + NODE_FIXED_BYTES;
     if record > limits.record_bytes_max {
         return Err(ZkSnapError::LengthOverBound {
             offset: data_at,
@@ -938,7 +939,10 @@ fn parse_node<'a>(cur: &mut Cursor<'a>, limits: &ZkSnapLimits) -> Step<Option<No
         }
         .into());
     }
-    let data = cur.take(data_len)?;
+    let data = match data_len {
+        Some(n) => Some(cur.take(n)?),
+        None => None,
+    };
     Ok(Some(NodeRecord {
         path,
         data,

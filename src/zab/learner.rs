@@ -40,6 +40,10 @@ use super::types::{
     ZabError, Zxid, EPOCH_MAX, PROTOCOL_VERSION,
 };
 
+/// A dial closed before LEADERINFO (the member has not decided to lead yet) is retried
+/// this many times more often than a refused one, as many times more: the same total.
+const UNDECIDED_RETRY_FACTOR: u32 = 10;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
     Connecting,
@@ -187,6 +191,7 @@ impl Replica {
 
     /// Drops the leader and looks for another.
     fn abandon_leader(&mut self, why: &str) {
+        self.election.lost = Some(self.learner_ref().leader);
         tracing::warn!(
             id = self.cfg.id,
             leader = self.learner_ref().leader,
@@ -252,13 +257,26 @@ impl Replica {
             self.cfg.connect_attempts_max,
             self.now + self.cfg.connect_retry_ms,
         );
+        let quick_at =
+            self.now + (self.cfg.connect_retry_ms / UNDECIDED_RETRY_FACTOR as u64).max(1);
         let l = self.learner();
         if l.conn != Some(conn) {
             return;
         }
         l.conn = None;
-        if l.stage == Stage::Connecting && l.attempts < max {
-            l.retry_at = Some(retry_at);
+        // A link closed before LEADERINFO is a dial to a member that has not decided
+        // to lead yet (our quorum port is always open, so the reference's refused dial
+        // is an accepted-then-closed one here): retry it, and sooner, as the leader-to-be
+        // is usually a few ms behind; the budget stays the reference's attempts x retry.
+        let undecided = l.stage == Stage::AwaitLeaderInfo;
+        let limit = if undecided {
+            max * UNDECIDED_RETRY_FACTOR
+        } else {
+            max
+        };
+        if matches!(l.stage, Stage::Connecting | Stage::AwaitLeaderInfo) && l.attempts < limit {
+            l.stage = Stage::Connecting;
+            l.retry_at = Some(if undecided { quick_at } else { retry_at });
             return;
         }
         self.abandon_leader("the connection to the leader ended");
@@ -366,6 +384,14 @@ impl Replica {
             }
         }
         let mode = match packet {
+            Packet::Diff { .. }
+                if self.learner_ref().sync_floor == Zxid::ZERO && self.want_snap =>
+            {
+                // We asked for everything (reported zxid 0) and the leader's history
+                // starts from the empty state: ours is dropped as by a SNAP of it.
+                self.install_state(conn, Zxid::ZERO);
+                SyncMode::Diff
+            }
             Packet::Diff { .. } => {
                 // Our whole log is in the leader's history.
                 let last = self.last_logged;
@@ -380,18 +406,7 @@ impl Replica {
                 SyncMode::Trunc
             }
             Packet::Snap { zxid } => {
-                // Into the state now, onto the disk at NEWLEADER (as the reference);
-                // cut short before that, the state goes back to the disk's.
-                self.log.clear();
-                self.pending_bytes = 0;
-                self.last_logged = zxid;
-                self.committed = zxid;
-                self.applied = zxid;
-                self.want_snap = false;
-                let l = self.learner();
-                l.snap_at = Some(zxid);
-                l.sync_floor = zxid;
-                self.event(Event::InstallSnapshot { conn, zxid });
+                self.install_state(conn, zxid);
                 SyncMode::Snap
             }
             p => {
@@ -401,6 +416,27 @@ impl Replica {
         };
         tracing::info!(id = self.cfg.id, "syncing with the leader by {mode:?}");
         self.learner().stage = Stage::Syncing;
+    }
+
+    /// SNAP (or a DIFF from the empty state after we asked for everything): the
+    /// leader's state at `zxid` replaces ours. Into the state now, onto the disk at
+    /// NEWLEADER (as the reference); cut short before that, the state goes back to
+    /// the disk's.
+    fn install_state(&mut self, conn: ConnId, zxid: Zxid) {
+        self.log.clear();
+        self.pending_bytes = 0;
+        self.last_logged = zxid;
+        self.committed = zxid;
+        self.applied = zxid;
+        self.want_snap = false;
+        let l = self.learner();
+        l.snap_at = Some(zxid);
+        l.sync_floor = zxid;
+        if zxid == Zxid::ZERO {
+            self.event(Event::Reset);
+        } else {
+            self.event(Event::InstallSnapshot { conn, zxid });
+        }
     }
 
     /// TRUNC: the txns we logged up to `zxid` are the leader's (committed); later
@@ -580,23 +616,35 @@ impl Replica {
             self.event(Event::CaptureSnapshot { zxid: at });
             self.write(Write::Snapshot(at));
         }
+        let observer = self.learner_ref().observer;
+        let pending: Vec<Entry> = if observer {
+            Vec::new()
+        } else {
+            self.learner().not_committed_bytes = 0;
+            self.learner().not_committed.drain(..).collect()
+        };
+        // The leader's history goes to the log before the new epoch is recorded: a
+        // member whose currentEpoch is the new one wins elections over members of the
+        // old epoch, so it must hold that history (Zab's invariant). The host makes
+        // each write durable no earlier than the ones before it. (The reference
+        // records the epoch first and can lose the history to a crash in between.)
+        for e in &pending {
+            if e.zxid > self.last_logged {
+                self.log_append(e.clone());
+            }
+        }
         if self.current_epoch != epoch {
             self.current_epoch = epoch;
             self.write(Write::CurrentEpoch(epoch));
         }
-        let observer = self.learner_ref().observer;
         self.learner().stage = Stage::AwaitUpToDate;
         // NEWLEADER's ACK first, then (followers) each logged proposal's.
         self.emit_after_persist(Output::Send {
             conn,
             packet: Packet::Ack { zxid },
         });
-        if !observer {
-            let pending: Vec<Entry> = self.learner().not_committed.drain(..).collect();
-            self.learner().not_committed_bytes = 0;
-            for e in pending {
-                self.log_and_ack(conn, e);
-            }
+        for e in pending {
+            self.log_and_ack(conn, e);
         }
         // After the sync's writes, so a last-seen config is always in our history.
         self.adopt_newleader_config(config);

@@ -1203,6 +1203,11 @@ impl Sim {
                 n.sm = sm;
                 self.check_state(id)
             }
+            Event::Reset => {
+                self.nodes.get_mut(&id).unwrap().sm = Sm::default();
+                self.log(|| format!("node {id} resets its state to empty"));
+                Ok(())
+            }
             Event::CaptureSnapshot { zxid } => {
                 let n = self.nodes.get_mut(&id).unwrap();
                 if n.sm.label != zxid {

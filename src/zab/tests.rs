@@ -436,9 +436,13 @@ fn election_fresh_voter_notifies_every_other_voter_with_its_own_vote() {
 #[test]
 fn election_adopts_a_better_vote_and_notifies_again() {
     let mut r = started(cfg(2), DurableState::default());
-    // Worse (same epoch and zxid, lower id): recorded, nothing sent.
+    // Worse (same epoch and zxid, lower id): recorded, and the sender is told our
+    // better vote at once (the reference stays silent until its timeout).
     hear(&mut r, 0, 1, looking(1, Zxid::ZERO, 0, 1));
-    assert_eq!(drain(&mut r), vec![]);
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![notify(1, looking(2, Zxid::ZERO, 0, 1))])]
+    );
     // Better by peer epoch, then by zxid, then by id: each is adopted and sent.
     let by_id = looking(3, Zxid::ZERO, 0, 1);
     hear(&mut r, 0, 3, by_id.clone());
@@ -779,7 +783,9 @@ fn election_duplicates_are_harmless() {
     let worse = looking(1, Zxid::ZERO, 0, 1);
     hear(&mut r, 0, 1, worse.clone());
     hear(&mut r, 0, 1, worse);
-    assert_eq!(drain(&mut r), vec![]);
+    // Each copy is answered with our vote; nothing else changes.
+    let answer = notify(1, looking(2, Zxid::ZERO, 0, 1));
+    assert_eq!(drain(&mut r), vec![only_now(vec![answer.clone(), answer])]);
     let better = looking(3, Zxid::ZERO, 0, 1);
     hear(&mut r, 0, 3, better.clone());
     assert_eq!(drain(&mut r), vec![only_now(notify_voters(2, &better))]);
@@ -817,6 +823,8 @@ fn election_resend_timeout_doubles_up_to_its_max() {
     // A notification restarts the wait with the current timeout.
     hear(&mut r, 2500, 1, looking(1, Zxid::ZERO, 0, 1));
     assert_eq!(r.next_deadline(), 3500);
+    // (the worse vote is answered with ours)
+    assert_eq!(drain(&mut r), vec![only_now(vec![notify(1, mine.clone())])]);
     tick(&mut r, 3400);
     assert_eq!(drain(&mut r), vec![]);
 }
@@ -1660,6 +1668,81 @@ fn back_to_looking(conn: Option<ConnId>, me: ServerId, last: Zxid, epoch: u32) -
 }
 
 #[test]
+fn learner_retries_a_dial_closed_before_leaderinfo_ten_times_faster() {
+    // Our quorum port is always open, so a dial to a member still deciding whether it
+    // leads connects and is closed: the reference's refused dial. Retried every
+    // connect_retry_ms / 10, ten times as often: the same 500 ms budget.
+    let mut r = learner_dialling(2, disk(1, 1, &[(1, 1), (1, 2)]));
+    let mut t = 300;
+    for attempt in 1..50 {
+        let conn = C + attempt - 1;
+        r.step(t, Input::Connected { conn });
+        assert_eq!(
+            drain(&mut r),
+            vec![only_now(vec![send(conn, learner_info(2, 1, false))])]
+        );
+        r.step(t, Input::Closed { conn });
+        assert_eq!(drain(&mut r), vec![]);
+        assert_eq!(r.next_deadline(), t + 10, "attempt {attempt}");
+        tick(&mut r, t + 10);
+        assert_eq!(
+            drain(&mut r),
+            vec![only_now(vec![Output::Connect {
+                conn: C + attempt,
+                to: LEADER
+            }])]
+        );
+        t += 10;
+    }
+    // The fiftieth ends the attempt.
+    r.step(t, Input::Connected { conn: C + 49 });
+    drain(&mut r);
+    r.step(t, Input::Closed { conn: C + 49 });
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(back_to_looking(None, 2, z(1, 2), 1))]
+    );
+}
+
+#[test]
+fn election_after_losing_the_leader_skips_the_finalize_wait_when_all_others_agree() {
+    // Server 2 follows 3 and loses it: 3 is the only vote still to come, so once 1
+    // agrees there is nothing better to wait for.
+    let mut r = learner_dialling(2, disk(1, 1, &[(1, 1), (1, 2)]));
+    let mut t = 300;
+    for attempt in 0..5 {
+        r.step(t, Input::Closed { conn: C + attempt });
+        t += 100;
+        tick(&mut r, t);
+    }
+    drain(&mut r);
+    assert_eq!(r.peer_state(), PeerState::Looking);
+    hear(&mut r, t, 1, looking(2, z(1, 2), 1, 2));
+    assert_eq!(r.role(), leading(None, false), "decided without waiting");
+
+    // Without a lost leader (a fresh start) the same agreement still waits.
+    let mut r = started(cfg(2), disk(1, 1, &[(1, 1), (1, 2)]));
+    drain(&mut r);
+    hear(&mut r, 10, 1, looking(2, z(1, 2), 1, 1));
+    assert_eq!(r.peer_state(), PeerState::Looking, "finalizeWait first");
+    tick(&mut r, 210);
+    assert_eq!(r.role(), leading(None, false));
+
+    // A word from the lost leader puts the wait back: it is alive after all.
+    let mut r = learner_dialling(2, disk(1, 1, &[(1, 1), (1, 2)]));
+    let mut t = 300;
+    for attempt in 0..5 {
+        r.step(t, Input::Closed { conn: C + attempt });
+        t += 100;
+        tick(&mut r, t);
+    }
+    drain(&mut r);
+    hear(&mut r, t, 3, looking(2, z(1, 2), 1, 2));
+    hear(&mut r, t, 1, looking(2, z(1, 2), 1, 2));
+    assert_eq!(r.peer_state(), PeerState::Looking, "3 spoke: wait again");
+}
+
+#[test]
 fn learner_sends_followerinfo_once_connected() {
     let mut r = learner_dialling(2, disk(1, 1, &[(1, 1), (1, 2)]));
     r.step(300, Input::Connected { conn: C });
@@ -1827,14 +1910,14 @@ fn learner_logs_the_sync_at_newleader_acks_it_first_and_commits_at_uptodate() {
         pkt(&mut r, 500, C, p);
     }
     assert_eq!(drain(&mut r), vec![]);
-    // NEWLEADER: currentEpoch and the proposals so far on disk; NEWLEADER's ACK,
-    // then each proposal's, once durable.
+    // NEWLEADER: the proposals so far, then currentEpoch, on disk (never the new
+    // epoch without the history); NEWLEADER's ACK, then each proposal's, once durable.
     pkt(&mut r, 600, C, new_leader(2));
     assert_eq!(
         drain(&mut r),
         vec![b(
             vec![],
-            vec![Write::CurrentEpoch(2), append(1, 3), append(1, 4)],
+            vec![append(1, 3), append(1, 4), Write::CurrentEpoch(2)],
             vec![send(C, ack(2, 0)), send(C, ack(1, 3)), send(C, ack(1, 4))]
         )]
     );
@@ -1886,8 +1969,8 @@ fn learner_snap_installs_at_once_and_writes_the_snapshot_at_newleader() {
             vec![ev(Event::CaptureSnapshot { zxid: z(1, 5) })],
             vec![
                 Write::Snapshot(z(1, 5)),
-                Write::CurrentEpoch(2),
-                append(1, 6)
+                append(1, 6),
+                Write::CurrentEpoch(2)
             ],
             vec![send(C, ack(2, 0)), send(C, ack(1, 6))]
         )]
@@ -1915,6 +1998,62 @@ fn learner_snap_cut_short_before_newleader_rolls_back_to_its_log() {
     out.extend(back_to_looking(None, 2, z(1, 2), 1));
     assert_eq!(drain(&mut r), vec![only_now(out)]);
     assert_eq!(r.last_logged(), z(1, 2));
+}
+
+#[test]
+fn learner_that_cannot_roll_back_asks_for_everything_and_a_diff_from_zero_resets_it() {
+    // The disk holds a snapshot past the TRUNC point: the state cannot go back.
+    let mut r = learner_connected(2, disk(1, 1, &[(1, 1), (1, 2), (1, 3)]));
+    pkt(&mut r, 400, C, leader_info(2));
+    drain(&mut r);
+    pkt(&mut r, 500, C, Packet::Trunc { zxid: Zxid::ZERO });
+    drain(&mut r);
+    r.rollback_failed(z(1, 3));
+    drain(&mut r);
+    assert_eq!(r.peer_state(), PeerState::Looking);
+    // Back to the same leader (an established one answers LEADING).
+    hear(
+        &mut r,
+        600,
+        LEADER,
+        note(PeerState::Leading, vote(3, Zxid::ZERO, 2), 2),
+    );
+    hear(
+        &mut r,
+        600,
+        1,
+        note(PeerState::Following, vote(3, Zxid::ZERO, 2), 2),
+    );
+    let dial = drain(&mut r)
+        .into_iter()
+        .flat_map(|b| b.now)
+        .find_map(|o| match o {
+            Output::Connect { conn, to: LEADER } => Some(conn),
+            _ => None,
+        })
+        .expect("dials the leader again");
+    r.step(700, Input::Connected { conn: dial });
+    drain(&mut r);
+    // It reports zxid 0 (everything, please)...
+    pkt(&mut r, 700, dial, leader_info(2));
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![send(dial, ack_epoch(Zxid::ZERO, None))])]
+    );
+    // ... and the leader, whose history starts empty, answers DIFF: our state is
+    // dropped, as for a SNAP of the empty state.
+    pkt(&mut r, 800, dial, Packet::Diff { zxid: Zxid::ZERO });
+    assert_eq!(drain(&mut r), vec![only_now(vec![ev(Event::Reset)])]);
+    assert_eq!(r.last_logged(), Zxid::ZERO);
+    pkt(&mut r, 900, dial, new_leader(2));
+    assert_eq!(
+        drain(&mut r),
+        vec![b(
+            vec![ev(Event::CaptureSnapshot { zxid: Zxid::ZERO })],
+            vec![Write::Snapshot(Zxid::ZERO), Write::CurrentEpoch(2)],
+            vec![send(dial, ack(2, 0))]
+        )]
+    );
 }
 
 #[test]
@@ -2477,8 +2616,8 @@ fn reconfig_late_joiner_keeps_a_pending_newleader_config_until_its_commit() {
         vec![b(
             vec![proposed_ev(&m)],
             vec![
-                Write::CurrentEpoch(2),
                 Write::Append(r21.clone()),
+                Write::CurrentEpoch(2),
                 Write::LastSeenConfig(m.clone())
             ],
             vec![send(C, ack(2, 0)), send(C, ack(2, 1))]
@@ -2860,10 +2999,14 @@ fn reconfig_looking_server_adopts_a_higher_config_version_and_restarts_if_member
     let mut r = started(cfg_r(2), d());
     let v2 = conf(&[1, 2, 3], &[OBSERVER], 0x2_0000_0000);
     hear(&mut r, 10, 1, looking_in(&v2, 1, z(1, 2), 1, 1));
+    // (Server 1 votes for a worse leader in our round: we answer with our vote.)
     assert_eq!(
         drain(&mut r),
         vec![b(
-            vec![activated_ev(&v2)],
+            vec![
+                activated_ev(&v2),
+                notify(1, looking_in(&v2, 2, z(1, 2), 1, 1))
+            ],
             vec![Write::CommittedConfig(v2.clone())],
             vec![]
         )]
@@ -2888,10 +3031,18 @@ fn reconfig_looking_server_adopts_a_higher_config_version_and_restarts_if_member
             vec![]
         )]
     );
-    // An older or equal version, or reconfig off: nothing but the vote.
+    // An older or equal version, or reconfig off: nothing but the vote (worse
+    // than ours, so answered with our own in our config).
     let mut r = started(cfg(2), d());
     hear(&mut r, 10, 1, looking_in(&other, 1, z(1, 2), 1, 1));
-    assert_eq!(drain(&mut r), vec![]);
+    let ours = conf(&[1, 2, 3], &[OBSERVER], CONFIG_VERSION);
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![notify(
+            1,
+            looking_in(&ours, 2, z(1, 2), 1, 1)
+        )])]
+    );
     assert_eq!(r.committed_config().version(), CONFIG_VERSION);
 }
 

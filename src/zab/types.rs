@@ -363,6 +363,9 @@ pub enum Event {
     /// Replace the state by the snapshot the transport received on this
     /// connection (it is at `zxid`).
     InstallSnapshot { conn: ConnId, zxid: Zxid },
+    /// Replace the state by the empty one (zxid 0): we asked for a whole snapshot
+    /// (reported zxid 0) and the leader answered with a DIFF from the beginning.
+    Reset,
     /// Remember the current state (it is at `zxid`) for the next
     /// [`Write::Snapshot`].
     CaptureSnapshot { zxid: Zxid },

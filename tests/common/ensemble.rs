@@ -114,8 +114,8 @@ pub struct Ports {
     pub election: u16,
 }
 
-/// A replica's tree: path → (data, Stat), `/zookeeper` left out.
-pub type Tree = BTreeMap<String, (Vec<u8>, Stat)>;
+/// A replica's tree: path → (data, `None` for null data, Stat), `/zookeeper` left out.
+pub type Tree = BTreeMap<String, (Option<Vec<u8>>, Stat)>;
 
 struct Member {
     sid: u64,
@@ -757,9 +757,9 @@ pub fn tree_differences(a_sid: u64, a: &Tree, b_sid: u64, b: &Tree) -> Vec<Strin
         match b.get(path) {
             None => out.push(format!("{path}: on member {a_sid}, missing on {b_sid}")),
             Some((d, s)) if d != data || s != stat => out.push(format!(
-                "{path}: member {a_sid} has {:?} {stat:?}, member {b_sid} has {:?} {s:?}",
-                String::from_utf8_lossy(data),
-                String::from_utf8_lossy(d)
+                "{path}: member {a_sid} has {} {stat:?}, member {b_sid} has {} {s:?}",
+                show_data(data),
+                show_data(d)
             )),
             Some(_) => {}
         }
@@ -768,6 +768,14 @@ pub fn tree_differences(a_sid: u64, a: &Tree, b_sid: u64, b: &Tree) -> Vec<Strin
         out.push(format!("{path}: on member {b_sid}, missing on {a_sid}"));
     }
     out
+}
+
+/// Znode data for a message: the text in quotes, or `null`.
+fn show_data(d: &Option<Vec<u8>>) -> String {
+    match d {
+        Some(b) => format!("{:?}", String::from_utf8_lossy(b)),
+        None => "null".into(),
+    }
 }
 
 // ----- client helpers (blocking, on RawClient) -----
@@ -834,7 +842,7 @@ pub fn create_req(path: &str, data: &[u8], mode: CreateMode) -> Request {
     Request::Create(CreateRequest {
         kind: CreateKind::Create,
         path: path.to_string(),
-        data: data.to_vec(),
+        data: Some(data.to_vec()),
         acl: Acl::open(),
         flags: mode.flags(),
         ttl: -1,

@@ -114,6 +114,104 @@ pub fn require_reference() -> bool {
     false
 }
 
+/// True when `python3` can import kazoo with its SASL support (pure-sasl).
+pub fn kazoo_available() -> bool {
+    Command::new("python3")
+        .args(["-c", "import kazoo.client, puresasl.client"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The skip rule for kazoo-driven tests: true when python3 + kazoo + pure-sasl are
+/// installed; otherwise a loud SKIPPED line, or a failure under CI (`CI` set),
+/// whose .ci/run installs them.
+pub fn require_kazoo() -> bool {
+    if kazoo_available() {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!(
+            "python3 with kazoo and pure-sasl is required under CI (pip install kazoo pure-sasl)"
+        );
+    }
+    eprintln!();
+    eprintln!("==============================================================");
+    eprintln!("SKIPPED: python3 with kazoo and pure-sasl not installed");
+    eprintln!("         (pip install kazoo pure-sasl)");
+    eprintln!("==============================================================");
+    false
+}
+
+/// How long a client program driven by a test (kazoo script, zkCli) may run.
+pub const CLIENT_PROGRAM_TIMEOUT_MS: u64 = 120_000;
+
+/// What a client program printed.
+pub struct ProgramOutput {
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `cmd` with `stdin_text` on its standard input and returns what it printed;
+/// killed (and the test failed) after [`CLIENT_PROGRAM_TIMEOUT_MS`].
+pub fn run_client_program(mut cmd: Command, stdin_text: &str) -> ProgramOutput {
+    let dir = tempfile::tempdir().unwrap();
+    let (out_path, err_path) = (dir.path().join("out"), dir.path().join("err"));
+    cmd.stdin(Stdio::piped())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap());
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => panic!("cannot start {cmd:?}: {e}"),
+    };
+    let mut stdin = child.stdin.take().unwrap();
+    let _ = stdin.write_all(stdin_text.as_bytes());
+    drop(stdin);
+    let deadline = Instant::now() + Duration::from_millis(CLIENT_PROGRAM_TIMEOUT_MS);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{cmd:?} did not finish within {CLIENT_PROGRAM_TIMEOUT_MS} ms; output:\n{}{}",
+                std::fs::read_to_string(&out_path).unwrap_or_default(),
+                std::fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    ProgramOutput {
+        stdout: std::fs::read_to_string(&out_path).unwrap_or_default(),
+        stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
+    }
+}
+
+/// The reference's command-line client (`ZooKeeperMain`, zkCli) against `addr`,
+/// with JVM system properties `sysprops` (`-Dkey=value`), reading commands from
+/// standard input. Its loggers print warnings and errors only.
+pub fn zookeeper_cli_command(addr: &str, sysprops: &[String]) -> Command {
+    let java = java_binary().expect("java not found; call require_reference() first");
+    let cp: Vec<String> = REFERENCE_JARS
+        .iter()
+        .map(|j| Path::new(JAVA_LIB_DIR).join(j))
+        .filter(|p| p.exists())
+        .map(|p| p.display().to_string())
+        .collect();
+    let mut cmd = Command::new(java);
+    cmd.args(sysprops)
+        .arg("-Xmx256m")
+        .arg("-XX:+UseSerialGC")
+        .arg("-XX:TieredStopAtLevel=1")
+        .arg("-Dorg.slf4j.simpleLogger.defaultLogLevel=warn")
+        .arg("-cp")
+        .arg(cp.join(":"))
+        .arg("org.apache.zookeeper.ZooKeeperMain")
+        .arg("-server")
+        .arg(addr);
+    cmd
+}
+
 /// Only one reference JVM at a time per test binary: the box has two cores.
 static REFERENCE_LOCK: Mutex<()> = Mutex::new(());
 
@@ -126,6 +224,16 @@ pub fn reference_serial() -> MutexGuard<'static, ()> {
 /// The command that runs Apache ZooKeeper (`QuorumPeerMain`) on `cfg_path`,
 /// with `sysprops` (`-Dkey=value`) before the class path.
 pub fn reference_command(cfg_path: &Path, sysprops: &[String]) -> Command {
+    let mut cmd = reference_java(sysprops);
+    cmd.arg("-Dzookeeper.admin.enableServer=false")
+        .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
+        .arg(cfg_path);
+    cmd
+}
+
+/// `java` with the reference's class path and `sysprops`, ready for a main class
+/// and its arguments (the server, or a client such as `ZooKeeperMain`).
+pub fn reference_java(sysprops: &[String]) -> Command {
     let java = java_binary().expect("java not found; call require_reference() first");
     let cp: Vec<String> = REFERENCE_JARS
         .iter()
@@ -138,11 +246,8 @@ pub fn reference_command(cfg_path: &Path, sysprops: &[String]) -> Command {
     cmd.arg("-Xmx512m")
         .arg("-XX:+UseSerialGC")
         .arg("-XX:TieredStopAtLevel=1")
-        .arg("-Dzookeeper.admin.enableServer=false")
         .arg("-cp")
-        .arg(cp.join(":"))
-        .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
-        .arg(cfg_path);
+        .arg(cp.join(":"));
     cmd
 }
 
@@ -223,13 +328,16 @@ impl Server {
         cfg.push_str("admin.enableServer=false\n");
         // Keys the reference reads as Java system properties, not from zoo.cfg:
         // `zookeeper.*` (e.g. the super digest), `znode.*` (the container manager's
-        // settings) and `jute.maxbuffer`.
+        // settings), `jute.maxbuffer`, and the JVM's own `java.*` ones (the JAAS file
+        // of SASL logins, `java.security.auth.login.config`, which corral takes as a
+        // config key).
         let mut sysprops = Vec::new();
         for line in cfg_extra.lines() {
             match line.split_once('=') {
                 Some((k, v))
                     if k.trim().starts_with("zookeeper.")
                         || k.trim().starts_with("znode.")
+                        || k.trim().starts_with("java.")
                         || k.trim() == "jute.maxbuffer" =>
                 {
                     sysprops.push(format!("-D{}={}", k.trim(), v.trim()))
@@ -535,9 +643,49 @@ pub enum ReadEnd {
     Garbled(String),
 }
 
-/// A blocking ZooKeeper wire client over one TCP connection.
+/// What a [`RawClient`] talks over: plain TCP, or TLS (rustls) over TCP.
+pub enum Transport {
+    Tcp(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Transport {
+    fn socket(&self) -> &TcpStream {
+        match self {
+            Transport::Tcp(s) => s,
+            Transport::Tls(t) => &t.sock,
+        }
+    }
+}
+
+impl Read for Transport {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Transport::Tcp(s) => s.read(buf),
+            Transport::Tls(t) => t.read(buf),
+        }
+    }
+}
+
+impl Write for Transport {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Transport::Tcp(s) => s.write(buf),
+            Transport::Tls(t) => t.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Transport::Tcp(s) => s.flush(),
+            Transport::Tls(t) => t.flush(),
+        }
+    }
+}
+
+/// A blocking ZooKeeper wire client over one TCP (or TLS) connection.
 pub struct RawClient {
-    stream: TcpStream,
+    stream: Transport,
     pub session_id: i64,
     pub passwd: Vec<u8>,
     pub timeout_ms: i32,
@@ -561,6 +709,47 @@ impl RawClient {
 
     /// Wraps a TCP connection on which no handshake has been done (or one done by hand).
     pub fn from_stream(stream: TcpStream) -> RawClient {
+        Self::from_transport(Transport::Tcp(stream))
+    }
+
+    /// Opens a TLS connection to `addr` (server name `localhost`) and completes the
+    /// TLS handshake, without a ZooKeeper handshake.
+    pub fn connect_tls(
+        addr: &str,
+        config: std::sync::Arc<rustls::ClientConfig>,
+    ) -> io::Result<RawClient> {
+        let tcp = Self::connect_tcp(addr)?;
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let conn = rustls::ClientConnection::new(config, name).map_err(io::Error::other)?;
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        while tls.conn.is_handshaking() {
+            tls.conn.complete_io(&mut tls.sock)?;
+        }
+        Ok(Self::from_transport(Transport::Tls(Box::new(tls))))
+    }
+
+    /// [`RawClient::connect_tls`], then a new session with the given timeout.
+    pub fn connect_tls_session(
+        addr: &str,
+        config: std::sync::Arc<rustls::ClientConfig>,
+        timeout_ms: i32,
+    ) -> io::Result<RawClient> {
+        let mut c = Self::connect_tls(addr, config)?;
+        let resp = c.zk_handshake(&ConnectRequest {
+            protocol_version: 0,
+            last_zxid_seen: 0,
+            timeout_ms,
+            session_id: 0,
+            passwd: vec![0; 16],
+            read_only: Some(false),
+        })?;
+        if resp.session_id == 0 {
+            return Err(io::Error::other("the server refused a new session"));
+        }
+        Ok(c)
+    }
+
+    fn from_transport(stream: Transport) -> RawClient {
         RawClient {
             stream,
             session_id: 0,
@@ -590,6 +779,13 @@ impl RawClient {
     /// Connects with an explicit ConnectRequest; returns the client and the server's answer.
     pub fn handshake(addr: &str, req: &ConnectRequest) -> io::Result<(RawClient, ConnectResponse)> {
         let mut c = RawClient::from_stream(RawClient::connect_tcp(addr)?);
+        let resp = c.zk_handshake(req)?;
+        Ok((c, resp))
+    }
+
+    /// Sends `req` on this connection and reads the ConnectResponse.
+    pub fn zk_handshake(&mut self, req: &ConnectRequest) -> io::Result<ConnectResponse> {
+        let c = self;
         let mut body = Vec::new();
         req.encode(&mut body);
         c.send_frame(&body)?;
@@ -608,7 +804,7 @@ impl RawClient {
         c.session_id = resp.session_id;
         c.passwd = resp.passwd.clone();
         c.timeout_ms = resp.timeout_ms;
-        Ok((c, resp))
+        Ok(resp)
     }
 
     /// Sends raw bytes as they are (no framing).
@@ -647,12 +843,12 @@ impl RawClient {
     }
 
     pub fn set_read_timeout(&mut self, d: Duration) {
-        self.stream.set_read_timeout(Some(d)).unwrap();
+        self.stream.socket().set_read_timeout(Some(d)).unwrap();
     }
 
     /// Half-closes the sending side.
     pub fn shutdown_write(&mut self) {
-        let _ = self.stream.shutdown(Shutdown::Write);
+        let _ = self.stream.socket().shutdown(Shutdown::Write);
     }
 
     /// Reads one frame's payload.
@@ -765,6 +961,33 @@ impl RawClient {
         }
     }
 
+    /// Raw bytes until the server closes (a four-letter word's answer), bounded by
+    /// `timeout` and RAW_FRAME_BYTES_MAX.
+    pub fn read_until_closed(&mut self, timeout: Duration) -> Result<Vec<u8>, ReadEnd> {
+        let deadline = Instant::now() + timeout;
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || out.len() > RAW_FRAME_BYTES_MAX {
+                return Err(ReadEnd::Timeout);
+            }
+            self.set_read_timeout(left);
+            match self.stream.read(&mut buf) {
+                Ok(0) => return Ok(out),
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        || e.kind() == io::ErrorKind::TimedOut =>
+                {
+                    return Err(ReadEnd::Timeout)
+                }
+                Err(_) => return Ok(out),
+            }
+        }
+    }
+
     /// Sends closeSession and waits for its reply.
     pub fn close_session(&mut self) -> Result<Reply, ReadEnd> {
         self.call(&Request::CloseSession)
@@ -781,7 +1004,7 @@ impl RawClient {
     }
 }
 
-fn read_exact(s: &mut TcpStream, buf: &mut [u8]) -> Result<(), ReadEnd> {
+fn read_exact(s: &mut impl Read, buf: &mut [u8]) -> Result<(), ReadEnd> {
     let mut at = 0;
     while at < buf.len() {
         match s.read(&mut buf[at..]) {
@@ -847,7 +1070,7 @@ pub fn decode_body(opcode: i32, r: &mut Reader<'_>) -> Result<Response, DecodeEr
         },
         op::EXISTS | op::SET_DATA | op::SET_ACL => Response::Stat(Stat::decode(r)?),
         op::GET_DATA => Response::Data {
-            data: r.bytes()?,
+            data: r.opt_bytes()?,
             stat: Stat::decode(r)?,
         },
         op::GET_ACL => Response::Acl {

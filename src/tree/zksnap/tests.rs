@@ -64,12 +64,27 @@ impl Builder {
         acl: Vec<Acl>,
         ttl: i64,
     ) -> Result<Response, ErrorCode> {
+        self.create_opt(session_id, kind, path, Some(data), flags, acl, ttl)
+    }
+
+    /// A create whose data may be null (`None`).
+    #[allow(clippy::too_many_arguments)]
+    fn create_opt(
+        &mut self,
+        session_id: i64,
+        kind: CreateKind,
+        path: &str,
+        data: Option<&[u8]>,
+        flags: i32,
+        acl: Vec<Acl>,
+        ttl: i64,
+    ) -> Result<Response, ErrorCode> {
         self.write(
             session_id,
             Request::Create(CreateRequest {
                 kind,
                 path: path.into(),
-                data: data.to_vec(),
+                data: data.map(<[u8]>::to_vec),
                 acl,
                 flags,
                 ttl,
@@ -235,7 +250,7 @@ fn busy_tree() -> (Tree, Vec<(i64, i32)>) {
         0x10,
         Request::SetData {
             path: "/a".into(),
-            data: b"beta".to_vec(),
+            data: Some(b"beta".to_vec()),
             version: -1,
         },
     )
@@ -458,7 +473,8 @@ mod props {
             let paths: Vec<String> = b.tree.nodes.keys().map(|k| k.to_path()).collect();
             let target = paths[pick % paths.len()].clone();
             let session = 0x100 + *session as i64;
-            let data = vec![*len as u8; *len];
+            // Every seventh length stands for null data.
+            let data = (len % 7 != 3).then(|| vec![*len as u8; *len]);
             // Errors (ephemeral parents, missing nodes, names taken) are fine.
             let _ = match what {
                 0..=2 => {
@@ -470,7 +486,8 @@ mod props {
                         3 => (CreateKind::Container, 4, -1),
                         _ => (CreateKind::Ttl, 5, 1000 + *len as i64),
                     };
-                    b.create_as(session, kind, &path, &data, flags, acl_pool(*acl), ttl)
+                    let data = data.as_deref();
+                    b.create_opt(session, kind, &path, data, flags, acl_pool(*acl), ttl)
                 }
                 3 => b.write(
                     session,
@@ -572,6 +589,15 @@ impl Raw {
         self
     }
 
+    /// A node record whose data is the null buffer (length −1).
+    fn null_node(mut self, path: &str, acl: i64) -> Raw {
+        self.0.put_str(path);
+        self.0.put_null();
+        self.0.put_i64(acl);
+        self.0.extend_from_slice(&[0; STAT_PERSISTED_BYTES]);
+        self
+    }
+
     fn root(self) -> Raw {
         self.node("", b"", -1)
     }
@@ -616,6 +642,27 @@ fn a_minimal_hand_built_stream_is_accepted() {
     assert_eq!(t.last_zxid(), 9);
     // Lists nothing uses are dropped; the open list stays for the nodes using it.
     assert_eq!(t.acls.len(), 2);
+}
+
+#[test]
+fn null_data_is_read_and_written_as_a_minus_one_buffer() {
+    // DataNode.serialize writes a null byte[] as length −1; it must come back null.
+    let s = Raw::head(&[], &[])
+        .root()
+        .null_node("/n", -1)
+        .node("/e", b"", -1)
+        .end("BenWasHere");
+    let (t, _) = decode_in_pieces(&s, ZkSnapKind::Snap, 3, 0, 7).unwrap();
+    assert_eq!(t.get("/n").unwrap().data(), None);
+    assert_eq!(t.get("/e").unwrap().data(), Some(&b""[..]));
+    assert_eq!(t.get("/n").unwrap().stat().data_length, 0);
+    // Encoding gives the null buffer back, and the whole stream round-trips.
+    let out = encode(&t, &[], ZkSnapKind::Snap, 1 << 16);
+    let mut want = Vec::new();
+    want.put_str("/n");
+    want.put_null();
+    assert!(out.windows(want.len()).any(|w| w == want), "no -1 after /n");
+    round_trip(&t, &[], 64, 1, 9);
 }
 
 #[test]
@@ -801,7 +848,7 @@ fn huge_and_negative_lengths_and_counts_are_refused_without_allocating() {
         .node("/big", &vec![1; JUTE_BYTES_MAX], -1)
         .end("BenWasHere");
     let (t, _) = decode_in_pieces(&s, ZkSnapKind::Snap, 0, 5, 1 << 20).unwrap();
-    assert_eq!(t.get("/big").unwrap().data().len(), JUTE_BYTES_MAX);
+    assert_eq!(t.get("/big").unwrap().data().unwrap().len(), JUTE_BYTES_MAX);
 }
 
 #[test]
