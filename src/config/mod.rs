@@ -19,6 +19,7 @@
 //! the JAAS file of SASL logins) come in through `ConfigFiles`, which `Config::load`
 //! backs with the disk.
 
+pub mod dynamic;
 mod ensemble;
 mod keys;
 mod lex;

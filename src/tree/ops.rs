@@ -173,7 +173,7 @@ pub fn prepare(tree: &Tree, ctx: &TxnContext, caller: &Caller, req: &Request) ->
         // connection); answer Unimplemented, which the shard treats the same way.
         Request::Check { .. } => TxnOp::Error(ErrorCode::Unimplemented),
         // Standalone, reconfig is off by default in the reference (reconfigEnabled=false).
-        Request::Reconfig => TxnOp::Error(ErrorCode::ReconfigDisabled),
+        Request::Reconfig(_) => TxnOp::Error(ErrorCode::ReconfigDisabled),
         _ => prepare_op(tree, ctx, caller, req).unwrap_or_else(TxnOp::Error),
     };
     Txn {
