@@ -10,6 +10,9 @@
 //!   still equal the reference's.
 //! - Enforcement (`enforceQuota=true`): the same writes fail with QuotaExceeded
 //!   (hard limits), soft limits pass, multis are checked op by op.
+//! - Ensembles (3 corrals, corral followers of a ZooKeeper leader, the reverse)
+//!   with enforcement on: every member keeps the same stats text, a member that
+//!   was down catches up to it.
 //! - The real zkCli (`setquota`, `listquota`, `delquota`, writes past a limit)
 //!   prints the same lines against both servers.
 //!
@@ -21,6 +24,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::ensemble::{self, Ensemble, Role};
 use common::{
     four_letter_word, run_client_program, zookeeper_cli_command, Kind, Normalizer, RawClient,
     Reply, Server,
@@ -589,6 +593,101 @@ fn enforce_quota_fails_the_same_writes_as_the_reference() {
     let mut c = RawClient::connect(&server.addr(), SESSION_TIMEOUT_MS);
     let got = run(&mut c, &script, &mut Normalizer::default(), "corral");
     assert_same(&script, &want, &got, Compare::Whole, "enforceQuota=true");
+}
+
+// ---------------------------------------------------------------- ensembles
+
+/// Every member's stats and limits of `/q` after a sync, each equal to `want`.
+fn assert_members_agree(ens: &Ensemble, want_stats: &str, what: &str) {
+    for sid in ens.sids() {
+        let mut c = ens.connect(sid);
+        let synced = ensemble::call(&mut c, &Request::Sync { path: "/".into() });
+        assert!(synced.is_ok(), "{what}: sync on member {sid}: {synced:?}");
+        assert_eq!(
+            data_of(&mut c, &stats("/q")),
+            want_stats,
+            "{what}: member {sid}'s stats\n{}",
+            ens.report()
+        );
+        assert_eq!(
+            data_of(&mut c, &limits("/q")),
+            HARD_COUNT_4,
+            "{what}: member {sid}'s limits"
+        );
+    }
+}
+
+/// The limits of the ensemble test's quota.
+const HARD_COUNT_4: &str = "count=-1,bytes=-1=;byteHardLimit=-1;countHardLimit=4";
+
+/// Writes through every member of an ensemble with `enforceQuota=true`: every
+/// member keeps the same stats text (each applies the txns itself), the leader
+/// refuses a create past the hard limit whichever member it came through, and a
+/// member that was down catches up to the same text.
+fn quota_in_ensemble(kinds: [Kind; 3]) {
+    if !Ensemble::can_start(&kinds) {
+        return;
+    }
+    let members: Vec<(Kind, Role)> = kinds.iter().map(|&k| (k, Role::Participant)).collect();
+    let mut ens = Ensemble::start_cfg(&members, ENFORCE);
+    let must = |c: &mut RawClient, req: &Request| {
+        ensemble::call(c, req).unwrap_or_else(|e| panic!("{}: {e:?}", common::short(req)))
+    };
+    let mut c1 = ens.connect(1);
+    must(&mut c1, &create("/q", None, 0));
+    for req in setquota("/q", 0, HARD_COUNT_4) {
+        must(&mut c1, &req);
+    }
+    let mut c2 = ens.connect(2);
+    must(&mut c2, &create("/q/a", Some(b"abc"), 0));
+    must(
+        &mut c2,
+        &Request::Multi(vec![
+            create_in_multi("/q/b", Some(b"12")),
+            set("/q/a", Some(b"x"), -1),
+        ]),
+    );
+    let mut c3 = ens.connect(3);
+    must(&mut c3, &create("/q/c", None, 0));
+    for c in [&mut c1, &mut c2, &mut c3] {
+        let refused = ensemble::call(c, &create("/q/d", None, 0));
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|e| e.is(corral::proto::ErrorCode::QuotaExceeded)),
+            "a fifth node under /q: {refused:?}"
+        );
+    }
+    must(&mut c2, &delete("/q/b"));
+    must(&mut c2, &set("/q/c", Some(b"hello"), -1));
+    assert_members_agree(&ens, "count=3,bytes=6", "after the writes");
+    drop((c1, c3));
+
+    // A member down while the quota's subtree changes catches up to the same text.
+    let leader = ens.wait_leader();
+    let down = if leader == 1 { 2 } else { 1 };
+    ens.kill(down);
+    let up = ens.sids().into_iter().find(|&s| s != down).unwrap();
+    let mut c = ens.connect(up);
+    must(&mut c, &create("/q/e", Some(b"e"), 0));
+    ens.restart(down);
+    ens.wait_serving(down);
+    assert_members_agree(&ens, "count=4,bytes=7", "after a member caught up");
+}
+
+#[test]
+fn ensemble_of_corrals_keeps_the_same_stats() {
+    quota_in_ensemble([Kind::Corral; 3]);
+}
+
+#[test]
+fn corral_followers_of_a_zookeeper_leader_keep_the_same_stats() {
+    quota_in_ensemble([Kind::Corral, Kind::Corral, Kind::Reference]);
+}
+
+#[test]
+fn zookeeper_followers_of_a_corral_leader_keep_the_same_stats() {
+    quota_in_ensemble([Kind::Reference, Kind::Reference, Kind::Corral]);
 }
 
 // ---------------------------------------------------------------- zkCli
