@@ -329,6 +329,20 @@ impl Entry {
             _ => Err(self.bad("expected true/false or yes/no")),
         }
     }
+
+    /// A key the reference reads with `Boolean.parseBoolean`, where `yes` (or any
+    /// text but `true`) means false: only `true` and `false` are taken, so that no
+    /// value means one thing here and another there.
+    fn true_false(&self) -> Result<bool, ConfigError> {
+        match self.value.to_ascii_lowercase().as_str() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => {
+                Err(self
+                    .bad("expected true or false (the reference reads anything but true as false)"))
+            }
+        }
+    }
 }
 
 impl Config {
@@ -491,7 +505,7 @@ impl Config {
             "extendedTypesEnabled" => self.extended_types_enabled = e.boolean()?,
             // The reference reads the system property zookeeper.enforceQuota, which
             // zoo.cfg spells without the prefix; both are taken.
-            "enforceQuota" | "zookeeper.enforceQuota" => self.enforce_quota = e.boolean()?,
+            "enforceQuota" | "zookeeper.enforceQuota" => self.enforce_quota = e.true_false()?,
             "maxCnxns" => self.max_cnxns = e.num("expected a count")?,
             "globalOutstandingLimit" => {
                 self.global_outstanding_limit = e.num("expected a count")?
