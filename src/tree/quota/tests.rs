@@ -370,3 +370,26 @@ fn unreadable_limits_fail_as_the_reference_prepare_does() {
     q.set(&limit_path("/q"), Some(b"count=x")).unwrap();
     assert_eq!(q.create("/q/a", None), Err(ErrorCode::MarshallingError));
 }
+
+#[test]
+fn a_zookeeper_snapshot_stream_recounts_too() {
+    use super::super::zksnap::{ZkSnapDecoder, ZkSnapEncoder, ZkSnapKind};
+    let mut q = Q::new(false);
+    q.create("/q", Some(b"abc")).unwrap();
+    q.setquota("/q", NO_LIMITS);
+    q.create("/q/a", Some(b"de")).unwrap();
+    q.set(&stat_path("/q"), Some(b"count=100,bytes=100"))
+        .unwrap();
+    // As a SNAP sync from a leader and as a snapshot file's body.
+    for kind in [ZkSnapKind::Snap, ZkSnapKind::FileBody] {
+        let mut enc = ZkSnapEncoder::new(std::sync::Arc::new(q.tree.clone()), vec![], kind, 4096);
+        let mut stream = Vec::new();
+        while enc.next_chunk(&mut stream) {}
+        let mut dec = ZkSnapDecoder::new(kind, q.tree.last_zxid());
+        assert_eq!(dec.feed(&stream).unwrap(), stream.len());
+        let (t, _) = dec.finish().unwrap();
+        assert_eq!(t.quota_roots().collect::<Vec<_>>(), vec!["/q"], "{kind:?}");
+        let n = t.node(&stat_path("/q")).unwrap();
+        assert_eq!(n.data_bytes(), b"count=2,bytes=5", "{kind:?}");
+    }
+}
