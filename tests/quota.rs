@@ -12,7 +12,7 @@
 //!   (hard limits), soft limits pass, multis are checked op by op.
 //! - Ensembles (3 corrals, corral followers of a ZooKeeper leader, the reverse)
 //!   with enforcement on: every member keeps the same stats text, a member that
-//!   was down catches up to it.
+//!   was paused catches up to it.
 //! - The real zkCli (`setquota`, `listquota`, `delquota`, writes past a limit)
 //!   prints the same lines against both servers.
 //!
@@ -623,7 +623,7 @@ const HARD_COUNT_4: &str = "count=-1,bytes=-1=;byteHardLimit=-1;countHardLimit=4
 /// Writes through every member of an ensemble with `enforceQuota=true`: every
 /// member keeps the same stats text (each applies the txns itself), the leader
 /// refuses a create past the hard limit whichever member it came through, and a
-/// member that was down catches up to the same text.
+/// member that was paused catches up to the same text.
 fn quota_in_ensemble(kinds: [Kind; 3]) {
     if !Ensemble::can_start(&kinds) {
         return;
@@ -663,14 +663,16 @@ fn quota_in_ensemble(kinds: [Kind; 3]) {
     assert_members_agree(&ens, "count=3,bytes=6", "after the writes");
     drop((c1, c3));
 
-    // A member down while the quota's subtree changes catches up to the same text.
+    // A member paused (SIGSTOP) while the quota's subtree changes catches up to
+    // the same text. (Paused rather than killed: a killed member's client port can
+    // be taken by another program on a shared box before it restarts.)
     let leader = ens.wait_leader();
     let down = if leader == 1 { 2 } else { 1 };
-    ens.kill(down);
+    ens.pause(down);
     let up = ens.sids().into_iter().find(|&s| s != down).unwrap();
     let mut c = ens.connect(up);
     must(&mut c, &create("/q/e", Some(b"e"), 0));
-    ens.restart(down);
+    ens.resume(down);
     ens.wait_serving(down);
     assert_members_agree(&ens, "count=4,bytes=7", "after a member caught up");
 }
