@@ -1271,6 +1271,7 @@ impl Seq {
             cxid,
             extended_types_enabled: self.cfg.extended_types_enabled,
             max_data_bytes: self.cfg.jute_max_buffer_bytes,
+            enforce_quota: self.cfg.enforce_quota,
         };
         tree::prepare(&self.working, &ctx, caller, req)
     }

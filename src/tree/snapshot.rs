@@ -2,7 +2,8 @@
 //! (crc32c over every byte) and carrying the tree digest, which loading recomputes
 //! and compares. Any published version can be written from any thread while the
 //! sequencer keeps applying (the version is immutable). Loading rebuilds the indexes
-//! (children counts, ephemerals, containers, TTLs, ACL reference counts).
+//! (children counts, ephemerals, containers, TTLs, ACL reference counts) and the
+//! quota roots, recounting their stats nodes as the reference does on load.
 //!
 //! Layout (big-endian): magic u64, format u32, last_zxid i64, digest u64, ACL table
 //! (count u32, then jute ACL lists), node count u64, then per node in key order: path,
@@ -214,6 +215,7 @@ impl Tree {
                 computed: t.digest,
             });
         }
+        t.setup_quotas();
         Ok(t)
     }
 }
