@@ -63,6 +63,7 @@ fn refuse(what: &[u8], size: usize, max: usize) -> ! {
         e,
         "{size} bytes is over the bound of {max} bytes for this input"
     );
+    let _ = writeln!(e, "{}", std::backtrace::Backtrace::force_capture());
     std::process::abort();
 }
 

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use corral::auth::sasl::{NONCE_RANDOM_BYTES, SASL_DIGEST_URI, SASL_REALM};
 use corral::proto::election::{InitMessage, Notification, ServerState};
 use corral::proto::quorum::{
     AckEpoch, LearnerInfo, LearnerRequest, RevalidateReply, RevalidateRequest,
@@ -307,22 +308,53 @@ fn client_frames(w: &mut Seeds) {
     w.put(t, "unknown-op", None, &unknown);
     let mut sasl = connect_frame(Some(false));
     sasl_frame(&mut sasl, 1, b"");
-    sasl_frame(&mut sasl, 2, RESPONSE);
+    // client_frames' server: bob/bobsecret, nonce bytes 0x5a.
+    sasl_frame(&mut sasl, 2, &response("bob", "bobsecret", 0x5a));
     w.put(t, "sasl", None, &sasl);
 }
 
 // ----- SASL ----------------------------------------------------------------------------
 
-/// A digest-response in the shape a ZooKeeper client sends (the digest is wrong for
-/// the target's nonce, which is fine for a seed).
-const RESPONSE: &[u8] = b"charset=utf-8,username=\"bob\",realm=\"zk-sasl-md5\",\
-nonce=\"WlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpa\",nc=00000001,cnonce=\"OA6MHXh6VqTrRk\",\
-digest-uri=\"zookeeper/zk-sasl-md5\",maxbuf=65536,response=d388dad90d4bbd760a152321f2143af7,\
-qop=auth";
+/// A correct digest-response in the shape a ZooKeeper client sends, for the nonce a
+/// target's challenge carries (its random bytes all `fill`), so that a seed reaches
+/// the digest check and the success path.
+fn response(user: &str, password: &str, fill: u8) -> Vec<u8> {
+    use base64::Engine as _;
+    use md5::{Digest as _, Md5};
+    let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let nonce = base64::engine::general_purpose::STANDARD.encode([fill; NONCE_RANDOM_BYTES]);
+    let cnonce = "OA6MHXh6VqTrRk";
+    // The user name and password here are ISO-8859-1, as the client hashes them.
+    let mut urp: Vec<u8> = format!("{user}:{SASL_REALM}:")
+        .chars()
+        .map(|c| c as u8)
+        .collect();
+    urp.extend(password.chars().map(|c| c as u8));
+    let mut a1 = Md5::digest(&urp).to_vec();
+    a1.extend_from_slice(format!(":{nonce}:{cnonce}").as_bytes());
+    let ha2 = hex(&Md5::digest(format!("AUTHENTICATE:{SASL_DIGEST_URI}")));
+    let kd = format!(
+        "{}:{nonce}:00000001:{cnonce}:auth:{ha2}",
+        hex(&Md5::digest(&a1))
+    );
+    format!(
+        "charset=utf-8,username=\"{user}\",realm=\"{SASL_REALM}\",nonce=\"{nonce}\",\
+nc=00000001,cnonce=\"{cnonce}\",digest-uri=\"{SASL_DIGEST_URI}\",maxbuf=65536,\
+response={},qop=auth",
+        hex(&Md5::digest(kd.as_bytes()))
+    )
+    .into_bytes()
+}
 
 fn sasl(w: &mut Seeds) {
     let t = "sasl_digest";
-    w.put(t, "response", Some(0), RESPONSE);
+    // sasl_digest's server: any user, password "pässwörd", nonce bytes 0xa5.
+    w.put(
+        t,
+        "response",
+        Some(0),
+        &response("bob", "p\u{e4}ssw\u{f6}rd", 0xa5),
+    );
     w.put(
         t,
         "escapes",
