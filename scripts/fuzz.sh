@@ -10,7 +10,7 @@
 #                                        fuzz/corpus/<t> (libFuzzer -merge=1)
 #   scripts/fuzz.sh clean                remove fuzz/target, fuzz/work, fuzz/artifacts
 #
-# Env: FUZZ_SECONDS (per target), FUZZ_MAX_LEN (libFuzzer -max_len; default its own:
+# Env: FUZZ_SECONDS (per target), FUZZ_NICE (default 10), FUZZ_MAX_LEN (libFuzzer -max_len; default its own:
 # the larger of 4096 and the largest seed), FUZZ_ARGS (more libFuzzer flags).
 #
 # Stable toolchain only: the build passes the SanitizerCoverage flags cargo-fuzz passes
@@ -21,7 +21,8 @@
 # round trips and unbounded allocation (fuzz/src/lib.rs).
 #
 # Corpora: fuzz/seeds/<t> (generated, committed), fuzz/corpus/<t> (minimized,
-# committed), fuzz/work/<t> (what a run finds; not committed). A crash lands in
+# committed), fuzz/regressions/<t> (inputs of fixed crashes, committed, each also a
+# unit test beside its decoder), fuzz/work/<t> (what a run finds; not committed). A crash lands in
 # fuzz/artifacts/<t>/ and the run of that target stops there; reproduce it with
 # `fuzz/target/<triple>/release/<t> <file>`.
 set -euo pipefail
@@ -32,6 +33,8 @@ fuzz=$root/fuzz
 targets_all=(client_frames sasl_digest txn corral_snapshot zk_snapshot zk_snapshot_file
     quorum_packet election)
 seconds=${FUZZ_SECONDS:-60}
+# The machine is shared: builds and fuzzing run at a lower priority.
+niceness=${FUZZ_NICE:-10}
 triple=$(rustc -vV | sed -n 's/^host: //p')
 bin_dir=$fuzz/target/$triple/release
 
@@ -46,7 +49,7 @@ build() {
         -Cdebug-assertions
         -Coverflow-checks
     )
-    RUSTFLAGS="${flags[*]}" cargo build --release --manifest-path "$fuzz/Cargo.toml" \
+    RUSTFLAGS="${flags[*]}" nice -n "$niceness" cargo build --release --manifest-path "$fuzz/Cargo.toml" \
         --target "$triple" --bins
 }
 
@@ -55,24 +58,31 @@ executions() {
     sed -n 's/^stat::number_of_executed_units: *//p' "$1" | tail -1
 }
 
+# The inputs of crashes found and fixed, replayed at the start of every run.
+regressions() {
+    [ -d "$fuzz/regressions/$1" ] && echo "$fuzz/regressions/$1" || true
+}
+
 run_one() {
     local t=$1 log status crashes execs
     mkdir -p "$fuzz/work/$t" "$fuzz/artifacts/$t" "$fuzz/corpus/$t" "$fuzz/seeds/$t"
     log=$(mktemp)
     local before
     before=$(find "$fuzz/artifacts/$t" -type f | wc -l)
+    local t0=$SECONDS
     set +e
     # shellcheck disable=SC2086
-    "$bin_dir/$t" -max_total_time="$seconds" -print_final_stats=1 -timeout=10 \
+    nice -n "$niceness" "$bin_dir/$t" -max_total_time="$seconds" -print_final_stats=1 -timeout=10 \
         -rss_limit_mb=2048 ${FUZZ_MAX_LEN:+-max_len=$FUZZ_MAX_LEN} ${FUZZ_ARGS:-} \
         -artifact_prefix="$fuzz/artifacts/$t/" \
-        "$fuzz/work/$t" "$fuzz/corpus/$t" "$fuzz/seeds/$t" >"$log" 2>&1
+        "$fuzz/work/$t" "$fuzz/corpus/$t" "$fuzz/seeds/$t" $(regressions "$t") >"$log" 2>&1
     status=$?
     set -e
+    local took=$((SECONDS - t0))
     crashes=$(( $(find "$fuzz/artifacts/$t" -type f | wc -l) - before ))
     execs=$(executions "$log")
-    printf '%-18s %10s execs in %ss  crashes: %s  exit: %s\n' \
-        "$t" "${execs:-?}" "$seconds" "$crashes" "$status"
+    printf '%-18s %10s execs in %4ss  crashes: %s  exit: %s\n' \
+        "$t" "${execs:-?}" "$took" "$crashes" "$status"
     if [ "$crashes" -gt 0 ] || [ "$status" -ne 0 ]; then
         grep -E 'panicked|ERROR|corral-fuzz|Test unit written' "$log" | head -20 || true
     fi
@@ -84,7 +94,7 @@ minimize() {
     fresh=$fuzz/corpus/$t.new
     rm -rf "$fresh"
     mkdir -p "$fresh" "$fuzz/work/$t" "$fuzz/corpus/$t" "$fuzz/seeds/$t"
-    "$bin_dir/$t" -merge=1 "$fresh" "$fuzz/corpus/$t" "$fuzz/work/$t" "$fuzz/seeds/$t" \
+    nice -n "$niceness" "$bin_dir/$t" -merge=1 "$fresh" "$fuzz/corpus/$t" "$fuzz/work/$t" "$fuzz/seeds/$t" \
         >/dev/null 2>&1
     rm -rf "$fuzz/corpus/$t"
     mv "$fresh" "$fuzz/corpus/$t"
