@@ -142,12 +142,7 @@ fn decode_in_pieces(
 /// the very same stream. It is read under the default limits, not the input's: a
 /// string that was not UTF-8 decodes with U+FFFD (as Java reads it), which writes
 /// back longer, so a string just under a tight bound can be over it once re-encoded.
-fn re_encode(
-    kind: ZkSnapKind,
-    tree: &Tree,
-    sessions: Vec<(i64, i32)>,
-    chunk: usize,
-) {
+fn re_encode(kind: ZkSnapKind, tree: &Tree, sessions: Vec<(i64, i32)>, chunk: usize) {
     let first = encode(kind, tree, sessions.clone(), chunk);
     let (used, again, again_sessions) = match decode_whole(kind, ZkSnapLimits::default(), &first) {
         Outcome::Done {
