@@ -489,6 +489,36 @@ fn ephemeral_goes_when_its_session_closes_on_another_member(kinds: [Kind; 3]) {
     );
 }
 
+// A session created through a follower whose client goes away without closing it
+// expires (the leader owns expiry, fed by the followers' touches; its deadlines run
+// on a monotonic clock): its ephemeral is then gone on every member.
+on_every_ensemble!(ephemeral_goes_when_its_session_expires);
+fn ephemeral_goes_when_its_session_expires(kinds: [Kind; 3]) {
+    let Some(ens) = start(kinds) else { return };
+    ens.wait_leader();
+    let f = followers(&ens);
+    // The shortest timeout the members allow (2 ticks).
+    let mut a = common::RawClient::connect(&ens.client_addr(f[0]), 1);
+    ok(
+        "create /exp",
+        call(&mut a, &create_req("/exp", b"x", CreateMode::Ephemeral)),
+    );
+    let timeout = Duration::from_millis(a.timeout_ms as u64);
+    drop(a); // no closeSession and no pings: the session must expire
+    let deadline = std::time::Instant::now() + timeout * 20 + Duration::from_secs(10);
+    while ens.dump_tree(ens.wait_leader()).contains_key("/exp") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/exp outlived its session's timeout ({timeout:?}) twentyfold\n{}",
+            ens.report()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let tree = ens.assert_same_tree();
+    assert!(!tree.contains_key("/exp"), "a member kept /exp");
+    timed("ephemeral_goes_when_its_session_expires", &ens);
+}
+
 /// Two participants and an observer: the observer says so (srvr and mntr) and
 /// sees writes made through a participant and through itself. Mixed: a corral
 /// observer of ZooKeeper participants, and a ZooKeeper observer of corral ones.

@@ -31,7 +31,7 @@
 use super::durable::{self, KIND_TXN};
 use super::msg::*;
 use super::peer::{wire, PeerAddr, PeerEvent, Peers};
-use super::sequencer::now_ms;
+use super::sequencer::{mono_ms, now_ms};
 use super::stats::{Mode, ServerStats};
 use super::Mesh;
 use crate::config::dynamic::DynamicFiles;
@@ -391,7 +391,7 @@ impl Seq {
         })?;
         let now = now_ms();
         let mut sessions = SessionTable::new(my_id as u8, now, cfg.tick_time_ms);
-        durable::restore_sessions(&mut sessions, &rec.sessions, now);
+        durable::restore_sessions(&mut sessions, &rec.sessions, mono_ms());
         let retention = Arc::new(durable::Retention::new(
             &snap_dir,
             &log_dir,
@@ -679,7 +679,7 @@ impl Seq {
 
     fn on_event(&mut self, e: Event, now: i64) {
         match e {
-            Event::Apply(entry) => self.apply_committed(entry, now),
+            Event::Apply(entry) => self.apply_committed(entry),
             Event::InstallSnapshot { conn, zxid } => self.install_snapshot(conn, zxid, now),
             Event::Reset => self.reset_state(now),
             Event::CaptureSnapshot { zxid } => {
@@ -697,7 +697,7 @@ impl Seq {
             } => {
                 let valid = self.sessions.is_live(session_id);
                 if valid {
-                    self.sessions.touch(session_id, now);
+                    self.sessions.touch(session_id, mono_ms());
                     // The session moved to that learner.
                     self.owners.insert(session_id, Owner::Learner(from));
                 }
@@ -705,7 +705,7 @@ impl Seq {
             }
             Event::Touches { touches, .. } => {
                 for (id, _) in touches {
-                    self.sessions.touch(id, now);
+                    self.sessions.touch(id, mono_ms());
                 }
             }
             Event::Revalidated { session_id, valid } => {
@@ -829,7 +829,7 @@ impl Seq {
 
     /// A committed txn: into the committed tree, the session table, and the answer
     /// to whoever waits for it here.
-    fn apply_committed(&mut self, entry: Entry, now: i64) {
+    fn apply_committed(&mut self, entry: Entry) {
         let zxid = entry.zxid.as_i64();
         let (txn, origin, digest) = match self.proposed.front() {
             Some(p) if p.zxid == entry.zxid => {
@@ -862,7 +862,7 @@ impl Seq {
         let mut closed = None;
         match &txn.op {
             TxnOp::CreateSession { timeout_ms } => {
-                self.sessions.add(txn.session_id, *timeout_ms, now)
+                self.sessions.add(txn.session_id, *timeout_ms, mono_ms())
             }
             TxnOp::CloseSession { .. } => {
                 self.sessions.remove(txn.session_id);
@@ -952,7 +952,7 @@ impl Seq {
         self.committed = tree;
         self.working = self.committed.clone();
         let mut table = SessionTable::new(self.replica.id() as u8, now, self.cfg.tick_time_ms);
-        durable::restore_sessions(&mut table, &sessions, now);
+        durable::restore_sessions(&mut table, &sessions, mono_ms());
         self.sessions = table;
         self.publish_needed = true;
     }
@@ -981,7 +981,7 @@ impl Seq {
                 self.working = self.committed.clone();
                 let mut table =
                     SessionTable::new(self.replica.id() as u8, now, self.cfg.tick_time_ms);
-                durable::restore_sessions(&mut table, &rec.sessions, now);
+                durable::restore_sessions(&mut table, &rec.sessions, mono_ms());
                 self.sessions = table;
                 self.publish_needed = true;
             }
@@ -1030,7 +1030,7 @@ impl Seq {
             let now = now_ms();
             let list = self.session_list();
             let mut table = SessionTable::new(self.replica.id() as u8, now, self.cfg.tick_time_ms);
-            durable::restore_sessions(&mut table, &list, now);
+            durable::restore_sessions(&mut table, &list, mono_ms());
             self.sessions = table;
         }
         self.working = self.committed.clone();
@@ -1046,7 +1046,7 @@ impl Seq {
                 self.connect(Route { shard, conn }, req, now)
             }
             ToSequencer::Write(w) => self.write(*w, now),
-            ToSequencer::Touch(ids) => self.touch(ids, now),
+            ToSequencer::Touch(ids) => self.touch(ids),
             ToSequencer::Tick => self.leader_housekeeping(now),
             ToSequencer::Report(tx) => {
                 let _ = tx.send(self.report());
@@ -1095,7 +1095,7 @@ impl Seq {
             return;
         }
         if req.session_id != 0 {
-            self.reconnect(route, req, timeout, now);
+            self.reconnect(route, req, timeout);
             return;
         }
         let id = self.sessions.allocate_id();
@@ -1130,13 +1130,7 @@ impl Seq {
     }
 
     /// A session reconnecting here: the leader decides; a learner asks it.
-    fn reconnect(
-        &mut self,
-        route: Route,
-        req: crate::proto::ConnectRequest,
-        timeout: i32,
-        now: i64,
-    ) {
+    fn reconnect(&mut self, route: Route, req: crate::proto::ConnectRequest, timeout: i32) {
         let id = req.session_id;
         if req.passwd != SessionTable::password(id) {
             self.push_connect_reply(route, Some(ConnectResponse::expired(req.read_only)), 0);
@@ -1144,7 +1138,7 @@ impl Seq {
         }
         if self.is_leader() {
             let response = if self.sessions.is_live(id) {
-                self.sessions.touch(id, now);
+                self.sessions.touch(id, mono_ms());
                 self.owners.insert(id, Owner::Local);
                 self.session_response(id, timeout, req.read_only)
             } else {
@@ -1169,14 +1163,14 @@ impl Seq {
         }
     }
 
-    fn touch(&mut self, ids: Vec<i64>, now: i64) {
+    fn touch(&mut self, ids: Vec<i64>) {
         let leader = self.is_leader();
         for id in ids {
             if leader {
-                self.sessions.touch(id, now);
+                self.sessions.touch(id, mono_ms());
             } else if let Some(s) = self.sessions.get(id) {
                 let timeout = s.timeout_ms;
-                self.sessions.touch(id, now);
+                self.sessions.touch(id, mono_ms());
                 self.replica.touch(id, timeout);
             }
         }
@@ -1251,7 +1245,7 @@ impl Seq {
                 v.insert(owner);
             }
         }
-        self.sessions.touch(session_id, now);
+        self.sessions.touch(session_id, mono_ms());
         if let Request::CloseSession = req {
             self.sessions.set_closing(session_id);
             return tree::close_session_txn(&self.working, 0, now, session_id, cxid);
@@ -1466,7 +1460,7 @@ impl Seq {
         if !self.is_leader() {
             return;
         }
-        for id in self.sessions.expire(now) {
+        for id in self.sessions.expire(mono_ms()) {
             tracing::info!("session {id:#x} expired");
             let txn = tree::close_session_txn(&self.working, 0, now, id, 0);
             self.propose(txn, Origin::None, now);
