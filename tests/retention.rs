@@ -68,13 +68,15 @@ fn purge_follows_autopurge_settings_and_loses_nothing() {
         server.data_dir(),
         server.data_dir().with_file_name("datalog"),
     );
-    // With snapCount=10 a snapshot starts every 5-10 txns, unless one is still
-    // running: on a loaded machine fewer may be taken, so create until at least 5
-    // exist (bounded), 80 creates at least.
+    // With snapCount=10 a snapshot is due every 5-10 txns; one still being written
+    // defers the next until the write after it finishes. On a loaded machine a
+    // snapshot of a few MB takes a second, so write in rounds of 10 creates and let
+    // each round's snapshot land (nudged by one more create now and then) before the
+    // next: at least 80 creates (3.2 MB of log) and 5 snapshots, bounded.
     let mut c = RawClient::connect(&server.addr(), 10_000);
     let mut n = 0;
-    while n < 80 || (files(&snaps, "snapshot.").len() < 5 && n < 400) {
-        let (path, data) = node(n);
+    let mut create_next = |c: &mut RawClient, n: &mut usize| {
+        let (path, data) = node(*n);
         let r = c
             .call_decoded(&Request::Create(CreateRequest {
                 kind: CreateKind::Create,
@@ -86,7 +88,23 @@ fn purge_follows_autopurge_settings_and_loses_nothing() {
             }))
             .unwrap();
         assert!(matches!(r, Decoded::Ok(_)), "create #{n}: {r:?}");
-        n += 1;
+        *n += 1;
+    };
+    while n < 80 || files(&snaps, "snapshot.").len() < 5 {
+        assert!(n < 400, "no 5 snapshots after {n} creates");
+        let before = files(&snaps, "snapshot.").len();
+        for _ in 0..10 {
+            create_next(&mut c, &mut n);
+        }
+        for poll in 1..=400 {
+            if files(&snaps, "snapshot.").len() > before {
+                break;
+            }
+            if poll % 10 == 0 {
+                create_next(&mut c, &mut n);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
     wait_for("at least 5 snapshots with purging off", &server, || {
         files(&snaps, "snapshot.").len() >= 5

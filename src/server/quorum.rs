@@ -1391,6 +1391,11 @@ impl Seq {
     /// Leader: a learner's request, prepared and proposed like a local one (its
     /// answer goes back with the commit).
     fn on_forwarded(&mut self, conn: ConnId, from: u64, req: Forwarded, now: i64) {
+        if req.op == crate::zab::OP_SYNC {
+            // In order behind the learner's earlier requests, proposed just above.
+            self.replica.forwarded_sync(conn);
+            return;
+        }
         let ids: Vec<crate::proto::Id> = req
             .auth
             .unwrap_or_default()

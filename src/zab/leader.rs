@@ -35,7 +35,7 @@ use super::membership::Membership;
 use super::replica::{Replica, RoleState};
 use super::types::{
     ConnId, Entry, Event, LearnerInfo, Output, Packet, Role, ServerId, Write, ZabError, Zxid,
-    EPOCH_MAX, OP_SYNC, PROTOCOL_VERSION,
+    EPOCH_MAX, PROTOCOL_VERSION,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -809,7 +809,6 @@ impl Replica {
                 session_id,
                 timeout_ms,
             }),
-            Packet::Request(req) if req.op == OP_SYNC => self.process_sync(conn),
             Packet::Request(req) => self.event(Event::Request {
                 conn,
                 from: sid,
@@ -1081,6 +1080,20 @@ impl Replica {
                 false
             }
             _ => true,
+        }
+    }
+
+    /// A learner's sync, handed back by the driver in the order of that learner's
+    /// requests ([`Event::Request`] with op `OP_SYNC`). The reference's
+    /// `LearnerSyncRequest` goes down the request pipeline behind the learner's
+    /// earlier requests, so it waits for their proposals too; answering it when the
+    /// packet arrives would answer it before a write the same learner forwarded just
+    /// before it (a pipelined create + sync then got its replies out of order).
+    pub fn forwarded_sync(&mut self, conn: ConnId) {
+        if let RoleState::Leading(l) = &self.role {
+            if l.handlers.contains_key(&conn) {
+                self.process_sync(conn);
+            }
         }
     }
 

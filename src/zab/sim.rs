@@ -1237,8 +1237,12 @@ impl Sim {
                 Ok(())
             }
             Event::RoleChanged(role) => self.on_role(id, role),
-            Event::Request { conn, req, .. } => {
-                let _ = conn;
+            Event::Request { conn, req, .. } if req.op == OP_SYNC => {
+                let r = self.nodes.get_mut(&id).unwrap().replica.as_mut().unwrap();
+                r.forwarded_sync(conn);
+                Ok(())
+            }
+            Event::Request { req, .. } => {
                 self.propose_at(id, req.body);
                 Ok(())
             }

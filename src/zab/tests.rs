@@ -1530,11 +1530,26 @@ fn broadcast_refuses_proposals_past_the_in_flight_bound_and_bad_ones() {
     assert_eq!(r.next_zxid(), Ok(z(2, 3)));
 }
 
+/// A learner's sync reaches the driver as a request; the driver hands it back with
+/// `forwarded_sync` at its place among that learner's requests.
+fn learner_sync(r: &mut Replica, now: u64, conn: ConnId, from: ServerId) {
+    pkt(r, now, conn, Packet::Request(forwarded(OP_SYNC)));
+    assert_eq!(
+        drain(r),
+        vec![only_now(vec![ev(Event::Request {
+            conn,
+            from,
+            req: forwarded(OP_SYNC)
+        })])]
+    );
+    r.forwarded_sync(conn);
+}
+
 #[test]
 fn broadcast_answers_a_sync_once_the_last_proposal_before_it_commits() {
     let mut r = established();
     // Nothing outstanding: at once.
-    pkt(&mut r, 600, CONN_2, Packet::Request(forwarded(OP_SYNC)));
+    learner_sync(&mut r, 600, CONN_2, 2);
     assert_eq!(
         drain(&mut r),
         vec![only_now(vec![send(CONN_2, Packet::Sync)])]
@@ -1542,8 +1557,8 @@ fn broadcast_answers_a_sync_once_the_last_proposal_before_it_commits() {
     r.propose(ent(2, 1)).unwrap();
     r.propose(ent(2, 2)).unwrap();
     drain(&mut r);
-    pkt(&mut r, 610, CONN_1, Packet::Request(forwarded(OP_SYNC)));
-    pkt(&mut r, 610, CONN_4, Packet::Request(forwarded(OP_SYNC)));
+    learner_sync(&mut r, 610, CONN_1, 1);
+    learner_sync(&mut r, 610, CONN_4, 4);
     assert_eq!(drain(&mut r), vec![]);
     pkt(&mut r, 620, CONN_2, ack(2, 1));
     assert_eq!(drain(&mut r), vec![only_now(committed_everywhere(2, 1))]);
@@ -1551,6 +1566,47 @@ fn broadcast_answers_a_sync_once_the_last_proposal_before_it_commits() {
     let mut out = committed_everywhere(2, 2);
     out.extend([send(CONN_1, Packet::Sync), send(CONN_4, Packet::Sync)]);
     assert_eq!(drain(&mut r), vec![only_now(out)]);
+}
+
+#[test]
+fn broadcast_a_learners_sync_waits_for_the_write_it_forwarded_just_before() {
+    // A client pipelines create + sync through follower 1: both packets arrive in
+    // one step. The sync must not be answered before the create's proposal commits
+    // (the faults harness caught a corral follower answering them out of order, and
+    // a ZooKeeper follower's commit processor stalling for good).
+    let mut r = established();
+    pkt(&mut r, 600, CONN_1, Packet::Request(forwarded(1)));
+    pkt(&mut r, 600, CONN_1, Packet::Request(forwarded(OP_SYNC)));
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![
+            ev(Event::Request {
+                conn: CONN_1,
+                from: 1,
+                req: forwarded(1)
+            }),
+            ev(Event::Request {
+                conn: CONN_1,
+                from: 1,
+                req: forwarded(OP_SYNC)
+            })
+        ])],
+        "nothing answered by the core itself"
+    );
+    // The driver, in order: proposes the create, then hands the sync back.
+    r.propose(ent(2, 1)).unwrap();
+    r.forwarded_sync(CONN_1);
+    let out = drain(&mut r);
+    assert!(
+        !out.iter()
+            .flat_map(|b| b.now.iter().chain(b.gated.iter()))
+            .any(|o| *o == send(CONN_1, Packet::Sync)),
+        "SYNC before the create committed: {out:?}"
+    );
+    pkt(&mut r, 610, CONN_2, ack(2, 1));
+    let mut want = committed_everywhere(2, 1);
+    want.push(send(CONN_1, Packet::Sync));
+    assert_eq!(drain(&mut r), vec![only_now(want)]);
 }
 
 #[test]

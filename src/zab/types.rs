@@ -377,7 +377,9 @@ pub enum Event {
     Rollback { zxid: Zxid },
     /// The role changed; when it stops serving, every client connection closes.
     RoleChanged(Role),
-    /// Leader: a learner forwarded a client request (sync is handled by the core).
+    /// Leader: a learner forwarded a client request. Prepare and propose them in
+    /// arrival order; a sync (op `OP_SYNC`) is handed back at its place in that
+    /// order with [`Replica::forwarded_sync`](super::Replica::forwarded_sync).
     Request {
         conn: ConnId,
         from: ServerId,
