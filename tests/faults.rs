@@ -1,0 +1,304 @@
+//! The fault-injection suite (issue 11): concurrent client workloads against a
+//! 3-member ensemble (corral, ZooKeeper 3.8.0, or mixed) while a seeded
+//! nemesis kills, pauses and partitions members; then the histories and the
+//! final trees are checked (linearizable register, no lost or phantom create,
+//! ephemerals gone after expiry, per-client order, members converged).
+//!
+//! One u64 seed fixes the whole fault schedule and every client's choices; a
+//! failure prints the command that replays it. `FAULTS_SEED` and
+//! `FAULTS_SECS` override the seed (random by default) and the length of the
+//! fault phase; the ignored `soak` test (scripts/soak.sh) runs `FAULTS_KINDS`
+//! (corral, zookeeper, mixed; 5 members with a `5` suffix) for as long as asked.
+//! A last test proves the checkers bite: three standalone servers behind the
+//! workload as if they were one ensemble must be caught.
+//!
+//! Each run owns the machine's one-ensemble-at-a-time lock; every wait is bounded.
+
+mod common;
+#[path = "common/faults/mod.rs"]
+mod faults;
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use common::ensemble::{dump_tree_at, tree_differences, Ensemble, Role, Tree};
+use common::{Kind, Server};
+use faults::checker::{self, Verdict, Violation};
+use faults::history::Clock;
+use faults::nemesis::{schedule, Nemesis};
+use faults::proxy::PeerProxy;
+use faults::workload::{
+    Histories, Shape, Workloads, NAMED_PARENT, REGISTER_INITIAL, SEQ_PARENT,
+};
+
+/// Length of the fault phase of the CI runs, in seconds.
+const CI_FAULT_SECS: u64 = 25;
+/// How long the workloads go on after the last heal before they stop.
+const AFTER_HEAL_MS: u64 = 2_000;
+/// How long the broken-setup run drives its standalone servers.
+const BROKEN_RUN_MS: u64 = 6_000;
+/// Violations printed in a failure message.
+const VIOLATIONS_SHOWN_MAX: usize = 30;
+
+/// What one run did and found.
+struct RunReport {
+    ops: usize,
+    register_ops: usize,
+    create_ops: usize,
+    ephemeral_ops: usize,
+    expiries_observed: usize,
+    faults: usize,
+    violations: Vec<Violation>,
+    lost: usize,
+    nemesis_log: Vec<String>,
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
+}
+
+/// The seed: `FAULTS_SEED`, or a fresh one.
+fn seed() -> u64 {
+    env_u64("FAULTS_SEED").unwrap_or_else(|| {
+        use std::time::{SystemTime, UNIX_EPOCH};
+        let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        t.as_nanos() as u64 ^ (std::process::id() as u64) << 32
+    })
+}
+
+/// The kinds a `FAULTS_KINDS` name stands for.
+fn kinds_named(name: &str) -> Vec<Kind> {
+    let (base, n) = match name.strip_suffix('5') {
+        Some(b) => (b, 5),
+        None => (name, 3),
+    };
+    match base {
+        "corral" => vec![Kind::Corral; n],
+        "zookeeper" => vec![Kind::Reference; n],
+        // ZooKeeper members with corral ones, alternating.
+        "mixed" => (0..n)
+            .map(|i| if i % 2 == 0 { Kind::Corral } else { Kind::Reference })
+            .collect(),
+        other => panic!("FAULTS_KINDS={other}: corral, zookeeper or mixed (5 for five members)"),
+    }
+}
+
+/// Runs the workloads under the seeded schedule and checks everything; panics
+/// with the violations and the replay command when a property breaks.
+fn fault_run(test: &str, kinds_name: &str, default_secs: u64) {
+    let kinds = kinds_named(kinds_name);
+    if !Ensemble::can_start(&kinds) {
+        return;
+    }
+    let seed = seed();
+    let secs = env_u64("FAULTS_SECS").unwrap_or(default_secs);
+    let replay = format!(
+        "FAULTS_SEED={seed} FAULTS_SECS={secs} FAULTS_KINDS={kinds_name} \
+         cargo test --test faults -- {test} --exact --nocapture{}",
+        if test == "soak" { " --ignored" } else { "" }
+    );
+    eprintln!("[faults] {test}: {kinds_name}, seed {seed}, {secs} s of faults; replay: {replay}");
+    let report = run(&kinds, seed, secs);
+    summarize(test, kinds_name, seed, secs, &report);
+    if !report.violations.is_empty() {
+        let shown: Vec<String> = report
+            .violations
+            .iter()
+            .take(VIOLATIONS_SHOWN_MAX)
+            .map(|v| v.to_string())
+            .collect();
+        panic!(
+            "{} violations (first {}):\n  {}\nfaults:\n  {}\nreplay with:\n  {replay}",
+            report.violations.len(),
+            shown.len(),
+            shown.join("\n  "),
+            report.nemesis_log.join("\n  ")
+        );
+    }
+}
+
+/// The one line a soak script greps.
+fn summarize(test: &str, kinds: &str, seed: u64, secs: u64, r: &RunReport) {
+    eprintln!(
+        "[faults] SUMMARY test={test} kinds={kinds} seed={seed} secs={secs} ops={} \
+         register={} creates={} ephemeral={} expiries={} faults={} violations={} lost={}",
+        r.ops,
+        r.register_ops,
+        r.create_ops,
+        r.ephemeral_ops,
+        r.expiries_observed,
+        r.faults,
+        r.violations.len(),
+        r.lost
+    );
+}
+
+/// Starts the ensemble behind the proxy, runs workloads and schedule, checks.
+fn run(kinds: &[Kind], seed: u64, secs: u64) -> RunReport {
+    let members: Vec<(Kind, Role)> = kinds.iter().map(|&k| (k, Role::Participant)).collect();
+    let mut ens = Ensemble::configure(&members, "");
+    let mut real = BTreeMap::new();
+    let mut taken = HashSet::new();
+    for sid in ens.sids() {
+        let p = ens.ports(sid);
+        real.insert(sid, (p.quorum, p.election));
+        taken.extend([p.client, p.quorum, p.election]);
+    }
+    let proxy = PeerProxy::start(&real, &taken);
+    ens.route_peers(proxy.routes());
+    ens.launch_all();
+
+    let addrs: Vec<String> = ens.sids().iter().map(|&s| ens.client_addr(s)).collect();
+    let clock = Clock::start();
+    let work = Workloads::start(&addrs, clock, seed, Shape::default());
+    let mut nemesis = Nemesis::new(&mut ens, &proxy);
+    for step in schedule(seed, secs) {
+        nemesis.run(&step, clock.now() / 1_000_000);
+    }
+    nemesis.heal();
+    let (faults, log, crashes) = (
+        nemesis.faults_injected,
+        nemesis.log.clone(),
+        nemesis.crashes.clone(),
+    );
+    let mut violations: Vec<Violation> = crashes
+        .into_iter()
+        .map(|c| Violation {
+            kind: "crash",
+            detail: c,
+        })
+        .collect();
+    match ens.leader() {
+        Some(l) => eprintln!("[faults] healed; leader {l}"),
+        None => violations.push(Violation {
+            kind: "availability",
+            detail: format!("no agreed leader after healing\n{}", ens.report()),
+        }),
+    }
+    std::thread::sleep(Duration::from_millis(AFTER_HEAL_MS));
+    let hist = work.stop();
+    let trees: Vec<(u64, Tree)> = ens.sids().iter().map(|&s| (s, ens.dump_tree(s))).collect();
+    violations.extend(check_all(&hist, &trees));
+    report(hist, faults, violations, log)
+}
+
+/// Every checker over the histories and the members' final trees.
+fn check_all(hist: &Histories, trees: &[(u64, Tree)]) -> Vec<Violation> {
+    let mut out = Vec::new();
+    match checker::check_register(&hist.register, (REGISTER_INITIAL, 0)) {
+        Verdict::Linearizable => {}
+        Verdict::Violation(why) => out.push(Violation {
+            kind: "register",
+            detail: why,
+        }),
+        Verdict::Unknown(why) => out.push(Violation {
+            kind: "register-unknown",
+            detail: why,
+        }),
+    }
+    out.extend(checker::check_register_client_order(&hist.register));
+    for (sid, tree) in trees {
+        out.extend(checker::check_creates(
+            &hist.creates,
+            *sid,
+            tree,
+            &[NAMED_PARENT, SEQ_PARENT],
+        ));
+    }
+    out.extend(checker::check_ephemerals(&hist.ephemerals, trees));
+    out.extend(diverged(trees));
+    out
+}
+
+/// Members whose trees differ after healing (ephemerals of live sessions
+/// included: every member must agree on them too).
+fn diverged(trees: &[(u64, Tree)]) -> Vec<Violation> {
+    let Some((first, base)) = trees.first() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (sid, tree) in &trees[1..] {
+        let diffs = tree_differences(*first, base, *sid, tree);
+        if !diffs.is_empty() {
+            out.push(Violation {
+                kind: "diverged",
+                detail: format!("{} differences: {:?}", diffs.len(), &diffs[..diffs.len().min(10)]),
+            });
+        }
+    }
+    out
+}
+
+fn report(
+    hist: Histories,
+    faults: usize,
+    violations: Vec<Violation>,
+    nemesis_log: Vec<String>,
+) -> RunReport {
+    let lost = violations.iter().filter(|v| v.kind == "lost").count();
+    RunReport {
+        ops: hist.register.len() + hist.creates.len() + hist.ephemerals.len(),
+        register_ops: hist.register.len(),
+        create_ops: hist.creates.len(),
+        ephemeral_ops: hist.ephemerals.len(),
+        expiries_observed: checker::expired_sessions(&hist.ephemerals).len(),
+        faults,
+        violations,
+        lost,
+        nemesis_log,
+    }
+}
+
+// ----- the CI runs -----
+
+#[test]
+fn corral() {
+    fault_run("corral", "corral", CI_FAULT_SECS);
+}
+
+#[test]
+fn zookeeper() {
+    fault_run("zookeeper", "zookeeper", CI_FAULT_SECS);
+}
+
+#[test]
+fn mixed() {
+    fault_run("mixed", "mixed", CI_FAULT_SECS);
+}
+
+/// A long run of `FAULTS_KINDS` for `FAULTS_SECS` (scripts/soak.sh).
+#[test]
+#[ignore]
+fn soak() {
+    let kinds = std::env::var("FAULTS_KINDS").unwrap_or_else(|_| "corral".into());
+    fault_run("soak", &kinds, 1_800);
+}
+
+// ----- the checkers bite -----
+
+/// Three standalone corral servers, not replicating, behind the workloads as if
+/// they were one ensemble: the register checker and the lost-create checker
+/// must both object.
+#[test]
+fn standalone_members_pretending_to_be_an_ensemble_are_caught() {
+    let servers: Vec<Server> = (0..3).map(|_| Server::corral("")).collect();
+    let addrs: Vec<String> = servers.iter().map(|s| s.addr()).collect();
+    let clock = Clock::start();
+    let work = Workloads::start(&addrs, clock, seed(), Shape::default());
+    std::thread::sleep(Duration::from_millis(BROKEN_RUN_MS));
+    let hist = work.stop();
+    let trees: Vec<(u64, Tree)> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (i as u64 + 1, dump_tree_at(a, None).expect("dump")))
+        .collect();
+    let violations = check_all(&hist, &trees);
+    let kinds: HashSet<&str> = violations.iter().map(|v| v.kind).collect();
+    eprintln!(
+        "[faults] broken setup: {} ops, {} violations of kinds {kinds:?}",
+        hist.register.len() + hist.creates.len(),
+        violations.len()
+    );
+    assert!(kinds.contains("register"), "the register checker missed it: {kinds:?}");
+    assert!(kinds.contains("lost"), "the lost-create checker missed it: {kinds:?}");
+}
