@@ -21,15 +21,15 @@ mod faults;
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use common::ensemble::{dump_tree_at, tree_differences, Ensemble, Role, Tree};
+use common::ensemble::{
+    dump_tree_at, tree_differences, Ensemble, Mode, Role, Tree, LEADER_POLLS_MAX, POLL_MS,
+};
 use common::{Kind, Server};
 use faults::checker::{self, Verdict, Violation};
 use faults::history::Clock;
 use faults::nemesis::{schedule, Nemesis};
-use faults::proxy::PeerProxy;
-use faults::workload::{
-    Histories, Shape, Workloads, NAMED_PARENT, REGISTER_INITIAL, SEQ_PARENT,
-};
+use faults::proxy::{LinkMode, PeerProxy};
+use faults::workload::{Histories, Shape, Workloads, NAMED_PARENT, REGISTER_INITIAL, SEQ_PARENT};
 
 /// Length of the fault phase of the CI runs, in seconds.
 const CI_FAULT_SECS: u64 = 25;
@@ -37,6 +37,8 @@ const CI_FAULT_SECS: u64 = 25;
 const AFTER_HEAL_MS: u64 = 2_000;
 /// How long the broken-setup run drives its standalone servers.
 const BROKEN_RUN_MS: u64 = 6_000;
+/// A soak client's pause between ops (a 30-minute history stays checkable).
+const SOAK_THINK_MS: u64 = 20;
 /// Violations printed in a failure message.
 const VIOLATIONS_SHOWN_MAX: usize = 30;
 
@@ -77,7 +79,13 @@ fn kinds_named(name: &str) -> Vec<Kind> {
         "zookeeper" => vec![Kind::Reference; n],
         // ZooKeeper members with corral ones, alternating.
         "mixed" => (0..n)
-            .map(|i| if i % 2 == 0 { Kind::Corral } else { Kind::Reference })
+            .map(|i| {
+                if i % 2 == 0 {
+                    Kind::Corral
+                } else {
+                    Kind::Reference
+                }
+            })
             .collect(),
         other => panic!("FAULTS_KINDS={other}: corral, zookeeper or mixed (5 for five members)"),
     }
@@ -92,13 +100,24 @@ fn fault_run(test: &str, kinds_name: &str, default_secs: u64) {
     }
     let seed = seed();
     let secs = env_u64("FAULTS_SECS").unwrap_or(default_secs);
+    let think = std::env::var("FAULTS_THINK_MS")
+        .map(|t| format!("FAULTS_THINK_MS={t} "))
+        .unwrap_or_default();
     let replay = format!(
-        "FAULTS_SEED={seed} FAULTS_SECS={secs} FAULTS_KINDS={kinds_name} \
+        "FAULTS_SEED={seed} FAULTS_SECS={secs} FAULTS_KINDS={kinds_name} {think}\
          cargo test --test faults -- {test} --exact --nocapture{}",
         if test == "soak" { " --ignored" } else { "" }
     );
     eprintln!("[faults] {test}: {kinds_name}, seed {seed}, {secs} s of faults; replay: {replay}");
-    let report = run(&kinds, seed, secs);
+    let shape = Shape {
+        think_ms: env_u64("FAULTS_THINK_MS").unwrap_or(if test == "soak" {
+            SOAK_THINK_MS
+        } else {
+            Shape::default().think_ms
+        }),
+        ..Shape::default()
+    };
+    let report = run(&kinds, seed, secs, shape);
     summarize(test, kinds_name, seed, secs, &report);
     if !report.violations.is_empty() {
         let shown: Vec<String> = report
@@ -134,23 +153,11 @@ fn summarize(test: &str, kinds: &str, seed: u64, secs: u64, r: &RunReport) {
 }
 
 /// Starts the ensemble behind the proxy, runs workloads and schedule, checks.
-fn run(kinds: &[Kind], seed: u64, secs: u64) -> RunReport {
-    let members: Vec<(Kind, Role)> = kinds.iter().map(|&k| (k, Role::Participant)).collect();
-    let mut ens = Ensemble::configure(&members, "");
-    let mut real = BTreeMap::new();
-    let mut taken = HashSet::new();
-    for sid in ens.sids() {
-        let p = ens.ports(sid);
-        real.insert(sid, (p.quorum, p.election));
-        taken.extend([p.client, p.quorum, p.election]);
-    }
-    let proxy = PeerProxy::start(&real, &taken);
-    ens.route_peers(proxy.routes());
-    ens.launch_all();
-
+fn run(kinds: &[Kind], seed: u64, secs: u64, shape: Shape) -> RunReport {
+    let (mut ens, proxy) = start_behind_proxy(kinds);
     let addrs: Vec<String> = ens.sids().iter().map(|&s| ens.client_addr(s)).collect();
     let clock = Clock::start();
-    let work = Workloads::start(&addrs, clock, seed, Shape::default());
+    let work = Workloads::start(&addrs, clock, seed, shape);
     let mut nemesis = Nemesis::new(&mut ens, &proxy);
     for step in schedule(seed, secs) {
         nemesis.run(&step, clock.now() / 1_000_000);
@@ -177,9 +184,39 @@ fn run(kinds: &[Kind], seed: u64, secs: u64) -> RunReport {
     }
     std::thread::sleep(Duration::from_millis(AFTER_HEAL_MS));
     let hist = work.stop();
-    let trees: Vec<(u64, Tree)> = ens.sids().iter().map(|&s| (s, ens.dump_tree(s))).collect();
+    let mut trees = Vec::new();
+    for sid in ens.sids() {
+        if ens.is_running(sid) {
+            trees.push((sid, ens.dump_tree(sid)));
+        } else {
+            violations.push(Violation {
+                kind: "crash",
+                detail: format!(
+                    "member {sid} exited after the last heal\n{}",
+                    ens.log_tail(sid)
+                ),
+            });
+        }
+    }
     violations.extend(check_all(&hist, &trees));
     report(hist, faults, violations, log)
+}
+
+/// An ensemble of `kinds` whose peer traffic goes through a fault proxy, serving.
+fn start_behind_proxy(kinds: &[Kind]) -> (Ensemble, PeerProxy) {
+    let members: Vec<(Kind, Role)> = kinds.iter().map(|&k| (k, Role::Participant)).collect();
+    let mut ens = Ensemble::configure(&members, "");
+    let mut real = BTreeMap::new();
+    let mut taken = HashSet::new();
+    for sid in ens.sids() {
+        let p = ens.ports(sid);
+        real.insert(sid, (p.quorum, p.election));
+        taken.extend([p.client, p.quorum, p.election]);
+    }
+    let proxy = PeerProxy::start(&real, &taken);
+    ens.route_peers(proxy.routes());
+    ens.launch_all();
+    (ens, proxy)
 }
 
 /// Every checker over the histories and the members' final trees.
@@ -222,7 +259,11 @@ fn diverged(trees: &[(u64, Tree)]) -> Vec<Violation> {
         if !diffs.is_empty() {
             out.push(Violation {
                 kind: "diverged",
-                detail: format!("{} differences: {:?}", diffs.len(), &diffs[..diffs.len().min(10)]),
+                detail: format!(
+                    "{} differences: {:?}",
+                    diffs.len(),
+                    &diffs[..diffs.len().min(10)]
+                ),
             });
         }
     }
@@ -299,6 +340,49 @@ fn standalone_members_pretending_to_be_an_ensemble_are_caught() {
         hist.register.len() + hist.creates.len(),
         violations.len()
     );
-    assert!(kinds.contains("register"), "the register checker missed it: {kinds:?}");
-    assert!(kinds.contains("lost"), "the lost-create checker missed it: {kinds:?}");
+    assert!(
+        kinds.contains("register"),
+        "the register checker missed it: {kinds:?}"
+    );
+    assert!(
+        kinds.contains("lost"),
+        "the lost-create checker missed it: {kinds:?}"
+    );
+}
+
+/// The proxy really carries every peer link, of both kinds of member: a
+/// mixed ensemble whose leader is cut off elects another among the rest, and
+/// takes the old leader back once the links heal.
+#[test]
+fn a_cut_off_leader_is_replaced_through_the_proxy() {
+    let kinds = kinds_named("mixed");
+    if !Ensemble::can_start(&kinds) {
+        return;
+    }
+    let (ens, proxy) = start_behind_proxy(&kinds);
+    let old = ens.wait_leader();
+    for sid in ens.sids().into_iter().filter(|&s| s != old) {
+        proxy.set(old, sid, LinkMode::Cut);
+    }
+    let mut new = None;
+    for _ in 0..LEADER_POLLS_MAX {
+        new = ens
+            .sids()
+            .into_iter()
+            .find(|&s| s != old && ens.mode(s) == Some(Mode::Leader));
+        if new.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(POLL_MS));
+    }
+    let new =
+        new.unwrap_or_else(|| panic!("no new leader while {old} is cut off\n{}", ens.report()));
+    eprintln!("[faults] leader {old} cut off; {new} leads the rest");
+    proxy.heal();
+    let after = ens.wait_leader();
+    assert_ne!(
+        after, old,
+        "the majority's leader keeps leading after the heal"
+    );
+    ens.assert_same_tree();
 }

@@ -21,6 +21,8 @@ use crate::common::ensemble::Tree;
 /// States (ops done × register value) the linearizability search may visit
 /// before it gives up with [`Verdict::Unknown`].
 pub const SEARCH_STATES_COUNT_MAX: usize = 4_000_000;
+/// For long histories the bound grows with them: this many states per op.
+pub const SEARCH_STATES_PER_OP: usize = 16;
 /// Ops listed around the point where a search got stuck.
 const STUCK_OPS_SHOWN_MAX: usize = 12;
 
@@ -204,9 +206,10 @@ impl Search {
             if self.all_definite_done(&node) {
                 return Verdict::Linearizable;
             }
-            if self.seen.len() >= SEARCH_STATES_COUNT_MAX {
+            let states_max = SEARCH_STATES_COUNT_MAX.max(SEARCH_STATES_PER_OP * self.entries.len());
+            if self.seen.len() >= states_max {
                 return Verdict::Unknown(format!(
-                    "gave up after {SEARCH_STATES_COUNT_MAX} states; {}",
+                    "gave up after {states_max} states; {}",
                     self.stuck_report(ops)
                 ));
             }
@@ -381,7 +384,10 @@ pub fn check_creates(ops: &[CreateOp], sid: u64, tree: &Tree, parents: &[&str]) 
     let mut out = Vec::new();
     let mut found: HashMap<&str, Vec<&str>> = HashMap::new();
     for (path, (data, _)) in tree.iter().filter(|(p, _)| is_child_of(p, parents)) {
-        let token = data.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
+        let token = data
+            .as_deref()
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default();
         match by_token.get_key_value(token.as_ref()) {
             None => out.push(violation(
                 "phantom",
@@ -408,7 +414,10 @@ pub fn check_creates(ops: &[CreateOp], sid: u64, tree: &Tree, parents: &[&str]) 
         if paths.len() > 1 {
             out.push(violation(
                 "duplicate",
-                format!("member {sid}: create {token:?} applied {} times: {paths:?}", paths.len()),
+                format!(
+                    "member {sid}: create {token:?} applied {} times: {paths:?}",
+                    paths.len()
+                ),
             ));
         }
     }
@@ -541,7 +550,13 @@ mod tests {
     use super::*;
     use corral::proto::Stat;
 
-    fn op<C, R>(client: usize, invoke: u64, complete: u64, call: C, outcome: Outcome<R>) -> Op<C, R> {
+    fn op<C, R>(
+        client: usize,
+        invoke: u64,
+        complete: u64,
+        call: C,
+        outcome: Outcome<R>,
+    ) -> Op<C, R> {
         Op {
             client,
             call,
@@ -617,7 +632,10 @@ mod tests {
     #[test]
     fn two_writes_acknowledged_at_one_version_are_caught() {
         // What members that do not replicate produce.
-        let h = vec![write(0, 0, 1, 0, "a", ok_w(1)), write(1, 2, 3, 0, "b", ok_w(1))];
+        let h = vec![
+            write(0, 0, 1, 0, "a", ok_w(1)),
+            write(1, 2, 3, 0, "b", ok_w(1)),
+        ];
         assert!(matches!(
             check_register(&h, ("init", 0)),
             Verdict::Violation(_)
@@ -671,7 +689,14 @@ mod tests {
             let v = format!("v{i}");
             h.push(write(i % 4, t, t + 5, version, &v, ok_w(version + 1)));
             version += 1;
-            h.push(write(4, t + 1, t + 2, version - 1, "x", Outcome::Info("t".into())));
+            h.push(write(
+                4,
+                t + 1,
+                t + 2,
+                version - 1,
+                "x",
+                Outcome::Info("t".into()),
+            ));
             h.push(read((i + 1) % 4, t + 3, t + 7, &v, version));
             t += 10;
         }
@@ -686,7 +711,14 @@ mod tests {
         assert_eq!(check_register_client_order(&bad).len(), 1);
     }
 
-    fn create(c: usize, t: u64, path: &str, token: &str, seq: bool, out: Outcome<String>) -> CreateOp {
+    fn create(
+        c: usize,
+        t: u64,
+        path: &str,
+        token: &str,
+        seq: bool,
+        out: Outcome<String>,
+    ) -> CreateOp {
         op(
             c,
             t,
@@ -712,7 +744,14 @@ mod tests {
     fn creates_all_present_in_order_pass() {
         let ops = vec![
             create(0, 0, "/c/a", "t1", false, Outcome::Ok("/c/a".into())),
-            create(0, 2, "/s/n-", "t2", true, Outcome::Ok("/s/n-0000000000".into())),
+            create(
+                0,
+                2,
+                "/s/n-",
+                "t2",
+                true,
+                Outcome::Ok("/s/n-0000000000".into()),
+            ),
             create(1, 1, "/c/b", "t3", false, Outcome::Info("lost".into())),
             create(1, 3, "/c/d", "t4", false, Outcome::Info("lost".into())),
         ];
@@ -727,9 +766,30 @@ mod tests {
     fn lost_phantom_duplicate_and_reordered_creates_are_caught() {
         let ops = vec![
             create(0, 0, "/c/a", "t1", false, Outcome::Ok("/c/a".into())),
-            create(0, 2, "/s/n-", "t2", true, Outcome::Ok("/s/n-0000000001".into())),
-            create(0, 4, "/s/n-", "t3", true, Outcome::Ok("/s/n-0000000002".into())),
-            create(1, 0, "/c/r", "t4", false, Outcome::Fail("NodeExists".into())),
+            create(
+                0,
+                2,
+                "/s/n-",
+                "t2",
+                true,
+                Outcome::Ok("/s/n-0000000001".into()),
+            ),
+            create(
+                0,
+                4,
+                "/s/n-",
+                "t3",
+                true,
+                Outcome::Ok("/s/n-0000000002".into()),
+            ),
+            create(
+                1,
+                0,
+                "/c/r",
+                "t4",
+                false,
+                Outcome::Fail("NodeExists".into()),
+            ),
         ];
         let mut tree = Tree::new();
         // t1 lost; t2 applied twice; t3 committed before t2; t4 refused yet
@@ -766,9 +826,24 @@ mod tests {
             Outcome::Ok(None),
         );
         let expired = eph(10, 20, EphCall::Expired { session: 7 }, Outcome::Ok(None));
-        let before = eph(5, 25, EphCall::Check { path: path.clone() }, Outcome::Ok(Some(7)));
-        let after = eph(30, 31, EphCall::Check { path: path.clone() }, Outcome::Ok(Some(7)));
-        let gone = eph(30, 31, EphCall::Check { path: path.clone() }, Outcome::Ok(None));
+        let before = eph(
+            5,
+            25,
+            EphCall::Check { path: path.clone() },
+            Outcome::Ok(Some(7)),
+        );
+        let after = eph(
+            30,
+            31,
+            EphCall::Check { path: path.clone() },
+            Outcome::Ok(Some(7)),
+        );
+        let gone = eph(
+            30,
+            31,
+            EphCall::Check { path: path.clone() },
+            Outcome::Ok(None),
+        );
         let empty = vec![(1, Tree::new())];
         let ok = vec![create.clone(), expired.clone(), before, gone];
         assert_eq!(check_ephemerals(&ok, &empty), vec![]);

@@ -124,9 +124,14 @@ pub enum RegCall {
 /// The register's results.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RegRes {
-    Read { value: String, version: i32 },
+    Read {
+        value: String,
+        version: i32,
+    },
     /// The version the write produced.
-    Written { version: i32 },
+    Written {
+        version: i32,
+    },
 }
 
 pub type RegOp = Op<RegCall, RegRes>;

@@ -28,6 +28,11 @@ pub enum Fault {
     KillRandom,
     /// SIGKILL the leader, restart it at the end of the hold.
     KillLeader,
+    /// SIGKILL a majority at once (the ensemble stops serving), restart them.
+    KillMajority,
+    /// SIGKILL every member at once, restart them all: acknowledged writes
+    /// must survive on the disks alone.
+    KillAll,
     /// SIGSTOP a random member longer than the clients' session timeout.
     PauseBeyondSession,
     /// SIGSTOP the leader longer than syncLimit.
@@ -79,9 +84,11 @@ fn draw(rng: &mut SmallRng) -> Step {
             LinkMode::Stall
         }
     };
-    let (fault, hold_ms) = match rng.gen_range(0..8) {
+    let (fault, hold_ms) = match rng.gen_range(0..10) {
         0 => (Fault::KillRandom, rng.gen_range(500..4_000)),
         1 => (Fault::KillLeader, rng.gen_range(500..4_000)),
+        8 => (Fault::KillMajority, rng.gen_range(200..3_000)),
+        9 => (Fault::KillAll, rng.gen_range(200..2_000)),
         2 => (
             Fault::PauseBeyondSession,
             WORKER_SESSION_MS as u64 + rng.gen_range(500..2_000),
@@ -90,10 +97,16 @@ fn draw(rng: &mut SmallRng) -> Step {
             Fault::PauseLeaderBeyondSyncLimit,
             sync_limit_ms() + rng.gen_range(500..2_000),
         ),
-        4 => (Fault::MinorityPartition(mode(rng)), rng.gen_range(1_000..6_000)),
+        4 => (
+            Fault::MinorityPartition(mode(rng)),
+            rng.gen_range(1_000..6_000),
+        ),
         5 => (Fault::IsolateLeader(mode(rng)), rng.gen_range(1_000..6_000)),
         6 => (Fault::Bridge(mode(rng)), rng.gen_range(1_000..6_000)),
-        _ => (Fault::SlowLinks(rng.gen_range(20..150)), rng.gen_range(1_000..4_000)),
+        _ => (
+            Fault::SlowLinks(rng.gen_range(20..150)),
+            rng.gen_range(1_000..4_000),
+        ),
     };
     Step {
         fault,
@@ -132,7 +145,10 @@ impl<'a> Nemesis<'a> {
     pub fn run(&mut self, step: &Step, at_ms: u64) {
         let mut rng = SmallRng::seed_from_u64(step.pick);
         let what = self.apply(step.fault, &mut rng);
-        let line = format!("[nemesis] t={at_ms} ms {:?} hold {} ms: {what}", step.fault, step.hold_ms);
+        let line = format!(
+            "[nemesis] t={at_ms} ms {:?} hold {} ms: {what}",
+            step.fault, step.hold_ms
+        );
         eprintln!("{line}");
         self.log.push(line);
         self.faults_injected += 1;
@@ -147,10 +163,28 @@ impl<'a> Nemesis<'a> {
         let random = *sids.choose(rng).expect("members");
         match fault {
             Fault::KillRandom | Fault::KillLeader => {
-                let sid = if fault == Fault::KillLeader { self.leader_or(random) } else { random };
+                let sid = if fault == Fault::KillLeader {
+                    self.leader_or(random)
+                } else {
+                    random
+                };
                 self.ens.kill(sid);
                 self.killed.push(sid);
                 format!("killed {sid}")
+            }
+            Fault::KillMajority | Fault::KillAll => {
+                let mut order = sids.clone();
+                order.shuffle(rng);
+                let n = if fault == Fault::KillAll {
+                    sids.len()
+                } else {
+                    sids.len() / 2 + 1
+                };
+                for &sid in &order[..n] {
+                    self.ens.kill(sid);
+                    self.killed.push(sid);
+                }
+                format!("killed {:?}", &order[..n])
             }
             Fault::PauseBeyondSession => {
                 self.ens.pause(random);

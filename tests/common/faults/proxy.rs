@@ -400,7 +400,10 @@ mod tests {
         );
         let mut bad = init(INIT_VERSION_V2, 2, "x");
         bad[16..20].copy_from_slice(&(-1i32).to_be_bytes());
-        assert_eq!(rewrite_init_message(&bad, 5), InitRewrite::Done(bad.clone()));
+        assert_eq!(
+            rewrite_init_message(&bad, 5),
+            InitRewrite::Done(bad.clone())
+        );
     }
 
     #[test]

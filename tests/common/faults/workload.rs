@@ -28,7 +28,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use super::history::{
-    Clock, CreateCall, CreateOp, EphCall, EphOp, Outcome, RegCall, RegOp, RegRes, Recorder,
+    Clock, CreateCall, CreateOp, EphCall, EphOp, Outcome, Recorder, RegCall, RegOp, RegRes,
 };
 use crate::common::ensemble::{create_req, pipeline, CallError};
 use crate::common::RawClient;
@@ -55,8 +55,6 @@ pub const OP_TIMEOUT_MS: u64 = 2_000;
 const CONNECT_TIMEOUT_MS: u64 = 1_000;
 /// Pause after a failed connection attempt.
 const RECONNECT_PAUSE_MS: u64 = 100;
-/// Pause between two ops of one client (keeps the history small enough to check).
-const THINK_MS: u64 = 5;
 /// Reconnect attempts an ephemeral owner makes to learn its session expired.
 const EXPIRY_PROBES_MAX: u32 = 20;
 
@@ -66,6 +64,9 @@ pub struct Shape {
     pub register_clients: usize,
     pub create_clients: usize,
     pub ephemeral_clients: usize,
+    /// Pause between two ops of one client (keeps a long soak's history small
+    /// enough to check).
+    pub think_ms: u64,
 }
 
 impl Default for Shape {
@@ -74,6 +75,7 @@ impl Default for Shape {
             register_clients: 4,
             create_clients: 2,
             ephemeral_clients: 1,
+            think_ms: 5,
         }
     }
 }
@@ -114,13 +116,18 @@ impl Workloads {
             let session = Session::new(addrs.to_vec(), seed ^ (i as u64 + 1) << 32, i);
             threads.push(std::thread::spawn(move || f(i, session)));
         };
+        let think = shape.think_ms;
         for _ in 0..shape.register_clients {
             let (rec, stop) = (w.register.clone(), w.stop.clone());
-            spawn(Box::new(move |i, s| register_client(i, s, &rec, &stop)));
+            spawn(Box::new(move |i, s| {
+                register_client(i, s, &rec, &stop, think)
+            }));
         }
         for _ in 0..shape.create_clients {
             let (rec, stop) = (w.creates.clone(), w.stop.clone());
-            spawn(Box::new(move |i, s| create_client(i, s, &rec, &stop)));
+            spawn(Box::new(move |i, s| {
+                create_client(i, s, &rec, &stop, think)
+            }));
         }
         for _ in 0..shape.ephemeral_clients {
             let (rec, stop) = (w.ephemerals.clone(), w.stop.clone());
@@ -181,7 +188,7 @@ fn setup_on(addr: &str, seed: u64) {
         let req = create_req(path, data.as_bytes(), CreateMode::Persistent);
         let mut done = false;
         for _ in 0..300 {
-            match s.call(&[req.clone()]).map(|mut v| v.remove(0)) {
+            match s.call(std::slice::from_ref(&req)).map(|mut v| v.remove(0)) {
                 Ok(Ok(_)) => done = true,
                 Ok(Err(e)) if e.is(ErrorCode::NodeExists) => done = true,
                 _ => std::thread::sleep(Duration::from_millis(RECONNECT_PAUSE_MS)),
@@ -336,7 +343,10 @@ impl Session {
 }
 
 /// A TCP connect and ZooKeeper handshake with short timeouts.
-fn handshake(addr: &str, req: &ConnectRequest) -> Option<(RawClient, corral::proto::ConnectResponse)> {
+fn handshake(
+    addr: &str,
+    req: &ConnectRequest,
+) -> Option<(RawClient, corral::proto::ConnectResponse)> {
     let sa: std::net::SocketAddr = addr.parse().ok()?;
     let s = std::net::TcpStream::connect_timeout(&sa, Duration::from_millis(CONNECT_TIMEOUT_MS))
         .ok()?;
@@ -375,7 +385,13 @@ fn sleep_ms(ms: u64) {
 
 // ----- the register -----
 
-fn register_client(i: usize, mut s: Session, rec: &Recorder<RegCall, RegRes>, stop: &AtomicBool) {
+fn register_client(
+    i: usize,
+    mut s: Session,
+    rec: &Recorder<RegCall, RegRes>,
+    stop: &AtomicBool,
+    think_ms: u64,
+) {
     let mut n = 0u64;
     while !stop.load(Ordering::SeqCst) {
         let read = rec.run(i, RegCall::Read, || read_register(&mut s));
@@ -388,7 +404,7 @@ fn register_client(i: usize, mut s: Session, rec: &Recorder<RegCall, RegRes>, st
             };
             rec.run(i, call, || write_register(&mut s, &value, version));
         }
-        sleep_ms(THINK_MS);
+        sleep_ms(think_ms);
     }
     s.close();
 }
@@ -444,12 +460,18 @@ fn write_register(s: &mut Session, value: &str, expect: i32) -> Outcome<RegRes> 
 
 // ----- creates -----
 
-fn create_client(i: usize, mut s: Session, rec: &Recorder<CreateCall, String>, stop: &AtomicBool) {
+fn create_client(
+    i: usize,
+    mut s: Session,
+    rec: &Recorder<CreateCall, String>,
+    stop: &AtomicBool,
+    think_ms: u64,
+) {
     let mut n = 0u64;
     while !stop.load(Ordering::SeqCst) {
         n += 1;
         let token = format!("c{i}-{n}");
-        let sequential = n % 2 == 0;
+        let sequential = n.is_multiple_of(2);
         let (path, mode) = if sequential {
             (format!("{SEQ_PARENT}/s-"), CreateMode::PersistentSequential)
         } else {
@@ -469,14 +491,19 @@ fn create_client(i: usize, mut s: Session, rec: &Recorder<CreateCall, String>, s
                 _ => None,
             }),
         });
-        sleep_ms(THINK_MS);
+        sleep_ms(think_ms);
     }
     s.close();
 }
 
 // ----- ephemeral ownership across expiry -----
 
-fn ephemeral_client(i: usize, mut owner: Session, rec: &Recorder<EphCall, Option<i64>>, stop: &AtomicBool) {
+fn ephemeral_client(
+    i: usize,
+    mut owner: Session,
+    rec: &Recorder<EphCall, Option<i64>>,
+    stop: &AtomicBool,
+) {
     owner.timeout_ms = EPH_SESSION_MS;
     let mut checker = Session::new(owner.addrs.clone(), owner.rng.gen(), i + 1);
     let mut k = 0u64;
@@ -500,7 +527,12 @@ fn ephemeral_client(i: usize, mut owner: Session, rec: &Recorder<EphCall, Option
 }
 
 /// Creates the ephemeral on a fresh session; true when it may exist (ok or info).
-fn create_ephemeral(i: usize, owner: &mut Session, rec: &Recorder<EphCall, Option<i64>>, path: &str) -> bool {
+fn create_ephemeral(
+    i: usize,
+    owner: &mut Session,
+    rec: &Recorder<EphCall, Option<i64>>,
+    path: &str,
+) -> bool {
     owner.forget();
     if !owner.connect_once() {
         return false;
@@ -561,19 +593,21 @@ fn check_gone(i: usize, checker: &mut Session, rec: &Recorder<EphCall, Option<i6
             watch: false,
         },
     ];
-    rec.run(i, EphCall::Check { path: path.into() }, || match checker.call(&reqs) {
-        Err(Lost::NoMember) => Outcome::Fail("no member".into()),
-        Err(Lost::InFlight(e)) => Outcome::Info(e),
-        Ok(mut a) => {
-            let exists = a.pop().expect("two answers");
-            if let Err(e) = a.pop().expect("two answers") {
-                return Outcome::Info(format!("sync: {e:?}"));
-            }
-            match exists {
-                Ok(Response::Stat(stat)) => Outcome::Ok(Some(stat.ephemeral_owner)),
-                Err(e) if e.is(ErrorCode::NoNode) => Outcome::Ok(None),
-                Err(e) => Outcome::Info(format!("{e:?}")),
-                Ok(other) => Outcome::Info(format!("unexpected {other:?}")),
+    rec.run(i, EphCall::Check { path: path.into() }, || {
+        match checker.call(&reqs) {
+            Err(Lost::NoMember) => Outcome::Fail("no member".into()),
+            Err(Lost::InFlight(e)) => Outcome::Info(e),
+            Ok(mut a) => {
+                let exists = a.pop().expect("two answers");
+                if let Err(e) = a.pop().expect("two answers") {
+                    return Outcome::Info(format!("sync: {e:?}"));
+                }
+                match exists {
+                    Ok(Response::Stat(stat)) => Outcome::Ok(Some(stat.ephemeral_owner)),
+                    Err(e) if e.is(ErrorCode::NoNode) => Outcome::Ok(None),
+                    Err(e) => Outcome::Info(format!("{e:?}")),
+                    Ok(other) => Outcome::Info(format!("unexpected {other:?}")),
+                }
             }
         }
     });
