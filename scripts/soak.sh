@@ -11,7 +11,8 @@
 #
 # Knobs (environment): SOAK_MINUTES (30), SOAK_KINDS ("corral"; each of corral,
 # zookeeper, mixed, with a 5 suffix for five members), SOAK_SEED (random per run),
-# SOAK_LOG_DIR (target/soak).
+# SOAK_LOG_DIR (target/soak). The test's own FAULTS_* knobs (e.g. FAULTS_THINK_MS,
+# FAULTS_SYNC_AFTER_CREATE=0) pass through.
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"

@@ -22,9 +22,11 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use common::ensemble::{
-    dump_tree_at, tree_differences, Ensemble, Mode, Role, Tree, LEADER_POLLS_MAX, POLL_MS,
+    create_req, dump_tree_at, pipeline, tree_differences, Ensemble, Mode, Role, Tree,
+    LEADER_POLLS_MAX, POLL_MS,
 };
 use common::{Kind, Server};
+use corral::proto::{CreateMode, Request};
 use faults::checker::{self, Verdict, Violation};
 use faults::history::Clock;
 use faults::nemesis::{schedule, Nemesis};
@@ -39,6 +41,8 @@ const AFTER_HEAL_MS: u64 = 2_000;
 const BROKEN_RUN_MS: u64 = 6_000;
 /// A soak client's pause between ops (a 30-minute history stays checkable).
 const SOAK_THINK_MS: u64 = 20;
+/// Attempts at reading a member's final tree (each can wait for a read timeout).
+const FINAL_DUMP_ATTEMPTS_MAX: u32 = 6;
 /// Violations printed in a failure message.
 const VIOLATIONS_SHOWN_MAX: usize = 30;
 
@@ -100,9 +104,10 @@ fn fault_run(test: &str, kinds_name: &str, default_secs: u64) {
     }
     let seed = seed();
     let secs = env_u64("FAULTS_SECS").unwrap_or(default_secs);
-    let think = std::env::var("FAULTS_THINK_MS")
-        .map(|t| format!("FAULTS_THINK_MS={t} "))
-        .unwrap_or_default();
+    let think: String = ["FAULTS_THINK_MS", "FAULTS_SYNC_AFTER_CREATE"]
+        .iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| format!("{k}={v} ")))
+        .collect();
     let replay = format!(
         "FAULTS_SEED={seed} FAULTS_SECS={secs} FAULTS_KINDS={kinds_name} {think}\
          cargo test --test faults -- {test} --exact --nocapture{}",
@@ -115,25 +120,30 @@ fn fault_run(test: &str, kinds_name: &str, default_secs: u64) {
         } else {
             Shape::default().think_ms
         }),
+        sync_after_create: env_u64("FAULTS_SYNC_AFTER_CREATE") != Some(0),
         ..Shape::default()
     };
-    let report = run(&kinds, seed, secs, shape);
-    summarize(test, kinds_name, seed, secs, &report);
-    if !report.violations.is_empty() {
-        let shown: Vec<String> = report
-            .violations
-            .iter()
-            .take(VIOLATIONS_SHOWN_MAX)
-            .map(|v| v.to_string())
-            .collect();
-        panic!(
-            "{} violations (first {}):\n  {}\nfaults:\n  {}\nreplay with:\n  {replay}",
-            report.violations.len(),
-            shown.len(),
-            shown.join("\n  "),
-            report.nemesis_log.join("\n  ")
-        );
-    }
+    let summary = |r: &RunReport| summarize(test, kinds_name, seed, secs, r);
+    run(&kinds, seed, secs, shape, &replay, summary);
+}
+
+/// Panics with the violations, the faults and the replay command (called
+/// while the ensemble is alive, so its drop prints every member's log tail
+/// and keeps the files).
+fn fail(report: &RunReport, replay: &str) -> ! {
+    let shown: Vec<String> = report
+        .violations
+        .iter()
+        .take(VIOLATIONS_SHOWN_MAX)
+        .map(|v| v.to_string())
+        .collect();
+    panic!(
+        "{} violations (first {}):\n  {}\nfaults:\n  {}\nreplay with:\n  {replay}",
+        report.violations.len(),
+        shown.len(),
+        shown.join("\n  "),
+        report.nemesis_log.join("\n  ")
+    );
 }
 
 /// The one line a soak script greps.
@@ -153,7 +163,14 @@ fn summarize(test: &str, kinds: &str, seed: u64, secs: u64, r: &RunReport) {
 }
 
 /// Starts the ensemble behind the proxy, runs workloads and schedule, checks.
-fn run(kinds: &[Kind], seed: u64, secs: u64, shape: Shape) -> RunReport {
+fn run(
+    kinds: &[Kind],
+    seed: u64,
+    secs: u64,
+    shape: Shape,
+    replay: &str,
+    summary: impl Fn(&RunReport),
+) {
     let (mut ens, proxy) = start_behind_proxy(kinds);
     let addrs: Vec<String> = ens.sids().iter().map(|&s| ens.client_addr(s)).collect();
     let clock = Clock::start();
@@ -187,7 +204,13 @@ fn run(kinds: &[Kind], seed: u64, secs: u64, shape: Shape) -> RunReport {
     let mut trees = Vec::new();
     for sid in ens.sids() {
         if ens.is_running(sid) {
-            trees.push((sid, ens.dump_tree(sid)));
+            match final_tree(&ens.client_addr(sid)) {
+                Ok(tree) => trees.push((sid, tree)),
+                Err(why) => violations.push(Violation {
+                    kind: "availability",
+                    detail: format!("member {sid} cannot be read after healing: {why}"),
+                }),
+            }
         } else {
             violations.push(Violation {
                 kind: "crash",
@@ -199,7 +222,26 @@ fn run(kinds: &[Kind], seed: u64, secs: u64, shape: Shape) -> RunReport {
         }
     }
     violations.extend(check_all(&hist, &trees));
-    report(hist, faults, violations, log)
+    let report = report(hist, faults, violations, log);
+    summary(&report);
+    if !report.violations.is_empty() {
+        fail(&report, replay);
+    }
+}
+
+/// A member's tree after healing (sync, then a walk), with a few attempts.
+fn final_tree(addr: &str) -> Result<Tree, String> {
+    let mut last = String::new();
+    for _ in 0..FINAL_DUMP_ATTEMPTS_MAX {
+        match dump_tree_at(addr, None) {
+            Ok(t) => return Ok(t),
+            Err(e) => last = e,
+        }
+        std::thread::sleep(Duration::from_millis(POLL_MS * 5));
+    }
+    Err(format!(
+        "{FINAL_DUMP_ATTEMPTS_MAX} attempts; the last: {last}"
+    ))
 }
 
 /// An ensemble of `kinds` whose peer traffic goes through a fault proxy, serving.
@@ -234,6 +276,9 @@ fn check_all(hist: &Histories, trees: &[(u64, Tree)]) -> Vec<Violation> {
         }),
     }
     out.extend(checker::check_register_client_order(&hist.register));
+    out.extend(checker::check_replies(&hist.register));
+    out.extend(checker::check_replies(&hist.creates));
+    out.extend(checker::check_replies(&hist.ephemerals));
     for (sid, tree) in trees {
         out.extend(checker::check_creates(
             &hist.creates,
@@ -385,4 +430,49 @@ fn a_cut_off_leader_is_replaced_through_the_proxy() {
         "the majority's leader keeps leading after the heal"
     );
     ens.assert_same_tree();
+}
+
+// ----- regressions the harness found -----
+
+/// Creates each followed by a pipelined sync, through a follower: the answers
+/// come back in request order and the follower keeps serving. (The fault runs
+/// found corral's leader answering a learner's sync before proposing a write the
+/// same learner forwarded just before it: a corral follower then hit its reply
+/// order assertion and exited, a ZooKeeper follower's commit processor stalled
+/// for good.)
+fn write_then_sync_on_a_follower(kinds: &[Kind]) {
+    if !Ensemble::can_start(kinds) {
+        return;
+    }
+    let ens = Ensemble::start(kinds);
+    let leader = ens.wait_leader();
+    let follower = ens.sids().into_iter().find(|&s| s != leader).unwrap();
+    let mut c = ens.connect(follower);
+    for i in 0..PIPELINED_SYNC_ROUNDS {
+        let reqs = [
+            create_req(&format!("/ws-{i}"), b"x", CreateMode::Persistent),
+            Request::Sync { path: "/".into() },
+        ];
+        let answers = pipeline(&mut c, &reqs)
+            .unwrap_or_else(|e| panic!("round {i}: {e:?}\n{}", ens.report()));
+        assert!(answers.iter().all(Result::is_ok), "round {i}: {answers:?}");
+    }
+    assert!(
+        ens.is_running(follower),
+        "follower {follower} exited\n{}",
+        ens.report()
+    );
+}
+
+/// Rounds of (create, sync) the regression test pipelines.
+const PIPELINED_SYNC_ROUNDS: usize = 50;
+
+#[test]
+fn write_then_sync_on_a_follower_answers_in_order_corral() {
+    write_then_sync_on_a_follower(&kinds_named("corral"));
+}
+
+#[test]
+fn write_then_sync_on_a_follower_answers_in_order_zookeeper() {
+    write_then_sync_on_a_follower(&kinds_named("zookeeper"));
 }

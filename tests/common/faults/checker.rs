@@ -15,7 +15,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use super::history::{CreateOp, EphCall, EphOp, Nanos, Outcome, RegCall, RegOp, RegRes};
+use super::history::{CreateOp, EphCall, EphOp, Nanos, Op, Outcome, RegCall, RegOp, RegRes};
+use super::workload::GARBLED_REPLY;
 use crate::common::ensemble::Tree;
 
 /// States (ops done × register value) the linearizability search may visit
@@ -372,6 +373,15 @@ pub fn check_register_client_order(ops: &[RegOp]) -> Vec<Violation> {
     out
 }
 
+/// Replies out of order on a session, or that did not decode: a session's
+/// answers must come in the order of its requests.
+pub fn check_replies<C: std::fmt::Debug, R: std::fmt::Debug>(ops: &[Op<C, R>]) -> Vec<Violation> {
+    ops.iter()
+        .filter(|op| matches!(&op.outcome, Outcome::Info(why) if why.starts_with(GARBLED_REPLY)))
+        .map(|op| violation("order", format!("client {}: {op:?}", op.client)))
+        .collect()
+}
+
 // ----- creates -----
 
 /// What one member's final tree says about the creates: acknowledged ones
@@ -546,7 +556,7 @@ pub fn expired_sessions(ops: &[EphOp]) -> BTreeSet<i64> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::history::{CreateCall, Op};
+    use super::super::history::CreateCall;
     use super::*;
     use corral::proto::Stat;
 
@@ -701,6 +711,24 @@ mod tests {
             t += 10;
         }
         assert_eq!(check_register(&h, ("init", 0)), Verdict::Linearizable);
+    }
+
+    #[test]
+    fn a_reply_out_of_order_is_caught() {
+        let good = vec![
+            read(0, 0, 1, "a", 1),
+            write(0, 2, 3, 1, "b", Outcome::Info("lost".into())),
+        ];
+        assert!(check_replies(&good).is_empty());
+        let bad = vec![write(
+            0,
+            0,
+            1,
+            0,
+            "a",
+            Outcome::Info(format!("{GARBLED_REPLY}: reply xid 3 where 2 was due")),
+        )];
+        assert_eq!(check_replies(&bad).len(), 1);
     }
 
     #[test]

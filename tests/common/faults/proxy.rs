@@ -264,14 +264,34 @@ fn admit(client: TcpStream, fwd: &Forward) {
     }
     let rewrite = fwd.port == PeerPort::Election;
     let (c2, u2) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+    let n = NEXT_CONN.fetch_add(1, Ordering::SeqCst);
+    let name = |dir: &str| format!("{}-{}-{:?}-{n:04}-{dir}.bin", fwd.from, fwd.to, fwd.port);
+    let (tap_up, tap_down) = (tap_file(&name("up")), tap_file(&name("down")));
     let f = fwd.clone();
-    std::thread::spawn(move || copy(c2, u2, &f, rewrite));
+    std::thread::spawn(move || copy(c2, u2, &f, rewrite, tap_up));
     let f = fwd.clone();
-    std::thread::spawn(move || copy(upstream, client, &f, false));
+    std::thread::spawn(move || copy(upstream, client, &f, false, tap_down));
+}
+
+/// Numbers the proxied connections, for tap file names.
+static NEXT_CONN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// With `FAULTS_TAP=<dir>`, every proxied byte stream is also written to a file
+/// there (`from-to-port-conn-up|down.bin`), to decode peer traffic after a failure.
+fn tap_file(name: &str) -> Option<std::fs::File> {
+    let dir = std::env::var_os("FAULTS_TAP")?;
+    std::fs::create_dir_all(&dir).ok()?;
+    std::fs::File::create(std::path::Path::new(&dir).join(name)).ok()
 }
 
 /// Copies `from` → `to` chunk by chunk, obeying the link's mode; closes both at the end.
-fn copy(mut from: TcpStream, mut to: TcpStream, fwd: &Forward, rewrite_init: bool) {
+fn copy(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    fwd: &Forward,
+    rewrite_init: bool,
+    mut tap: Option<std::fs::File>,
+) {
     let mut pending = Vec::new();
     let mut init_done = !rewrite_init;
     let mut buf = vec![0u8; CHUNK_BYTES_MAX];
@@ -312,6 +332,9 @@ fn copy(mut from: TcpStream, mut to: TcpStream, fwd: &Forward, rewrite_init: boo
         }
         if to.write_all(&pending).is_err() {
             break;
+        }
+        if let Some(t) = tap.as_mut() {
+            let _ = t.write_all(&pending);
         }
         pending.clear();
     }

@@ -67,6 +67,8 @@ pub struct Shape {
     /// Pause between two ops of one client (keeps a long soak's history small
     /// enough to check).
     pub think_ms: u64,
+    /// Pipeline a sync behind every create (replies must keep request order).
+    pub sync_after_create: bool,
 }
 
 impl Default for Shape {
@@ -76,6 +78,7 @@ impl Default for Shape {
             create_clients: 2,
             ephemeral_clients: 1,
             think_ms: 5,
+            sync_after_create: true,
         }
     }
 }
@@ -125,8 +128,9 @@ impl Workloads {
         }
         for _ in 0..shape.create_clients {
             let (rec, stop) = (w.creates.clone(), w.stop.clone());
+            let sync = shape.sync_after_create;
             spawn(Box::new(move |i, s| {
-                create_client(i, s, &rec, &stop, think)
+                create_client(i, s, &rec, &stop, think, sync)
             }));
         }
         for _ in 0..shape.ephemeral_clients {
@@ -222,6 +226,23 @@ pub enum Lost {
     NoMember,
     /// The connection broke or timed out with calls in flight.
     InFlight(String),
+    /// A reply came out of order or did not decode (a protocol fault, not a
+    /// network one; the connection is dropped and the op recorded as
+    /// indeterminate, marked [`GARBLED_REPLY`] for the checker).
+    Garbled(String),
+}
+
+/// How an indeterminate op whose reply was out of order or undecodable is marked.
+pub const GARBLED_REPLY: &str = "garbled reply";
+
+/// The outcome of an op whose batch got no (usable) answer.
+fn lost<R>(why: Lost) -> Outcome<R> {
+    match why {
+        // Never sent: certainly not applied.
+        Lost::NoMember => Outcome::Fail("no member".into()),
+        Lost::InFlight(e) => Outcome::Info(e),
+        Lost::Garbled(e) => Outcome::Info(format!("{GARBLED_REPLY}: {e}")),
+    }
 }
 
 impl Session {
@@ -266,6 +287,10 @@ impl Session {
                     self.held = None;
                 }
                 Ok(answers)
+            }
+            Err(CallError::Bad(why)) => {
+                self.drop_connection();
+                Err(Lost::Garbled(why))
             }
             Err(e) => {
                 self.drop_connection();
@@ -421,8 +446,7 @@ fn read_register(s: &mut Session) -> Outcome<RegRes> {
         },
     ];
     match s.call(&reqs) {
-        Err(Lost::NoMember) => Outcome::Fail("no member".into()),
-        Err(Lost::InFlight(e)) => Outcome::Info(e),
+        Err(why) => lost(why),
         Ok(mut answers) => {
             let data = answers.pop().expect("two answers");
             if let Err(e) = answers.pop().expect("two answers") {
@@ -446,9 +470,7 @@ fn write_register(s: &mut Session, value: &str, expect: i32) -> Outcome<RegRes> 
         version: expect,
     };
     match s.call(&[req]) {
-        // Never sent: certainly not applied.
-        Err(Lost::NoMember) => Outcome::Fail("no member".into()),
-        Err(Lost::InFlight(e)) => Outcome::Info(e),
+        Err(why) => lost(why),
         Ok(mut answers) => outcome(answers.remove(0), &[ErrorCode::BadVersion], |r| match r {
             Response::Stat(stat) => Some(RegRes::Written {
                 version: stat.version,
@@ -466,6 +488,7 @@ fn create_client(
     rec: &Recorder<CreateCall, String>,
     stop: &AtomicBool,
     think_ms: u64,
+    sync_after_create: bool,
 ) {
     let mut n = 0u64;
     while !stop.load(Ordering::SeqCst) {
@@ -482,10 +505,14 @@ fn create_client(
             token: token.clone(),
             sequential,
         };
-        let req = create_req(&path, token.as_bytes(), mode);
-        rec.run(i, call, || match s.call(&[req]) {
-            Err(Lost::NoMember) => Outcome::Fail("no member".into()),
-            Err(Lost::InFlight(e)) => Outcome::Info(e),
+        // A sync pipelined behind the create: its answer must come after the
+        // create's (replies in request order on a session).
+        let mut reqs = vec![create_req(&path, token.as_bytes(), mode)];
+        if sync_after_create {
+            reqs.push(Request::Sync { path: path.clone() });
+        }
+        rec.run(i, call, || match s.call(&reqs) {
+            Err(why) => lost(why),
             Ok(mut answers) => outcome(answers.remove(0), &[ErrorCode::NodeExists], |r| match r {
                 Response::Create { path } => Some(path),
                 _ => None,
@@ -543,8 +570,7 @@ fn create_ephemeral(
     };
     let req = create_req(path, b"", CreateMode::Ephemeral);
     let out = rec.run(i, call, || match owner.call(&[req]) {
-        Err(Lost::NoMember) => Outcome::Fail("no member".into()),
-        Err(Lost::InFlight(e)) => Outcome::Info(e),
+        Err(why) => lost(why),
         Ok(mut a) => outcome(a.remove(0), &[ErrorCode::NodeExists], |_| Some(None)),
     });
     !matches!(out, Outcome::Fail(_))
@@ -595,8 +621,7 @@ fn check_gone(i: usize, checker: &mut Session, rec: &Recorder<EphCall, Option<i6
     ];
     rec.run(i, EphCall::Check { path: path.into() }, || {
         match checker.call(&reqs) {
-            Err(Lost::NoMember) => Outcome::Fail("no member".into()),
-            Err(Lost::InFlight(e)) => Outcome::Info(e),
+            Err(why) => lost(why),
             Ok(mut a) => {
                 let exists = a.pop().expect("two answers");
                 if let Err(e) = a.pop().expect("two answers") {
