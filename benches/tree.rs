@@ -33,6 +33,7 @@ impl World {
             cxid: 1,
             extended_types_enabled: false,
             max_data_bytes: 0xfffff,
+            enforce_quota: false,
         }
     }
 
@@ -109,6 +110,7 @@ fn bench(c: &mut Criterion) {
                 cxid: 1,
                 extended_types_enabled: false,
                 max_data_bytes: 0xfffff,
+                enforce_quota: false,
             };
             black_box(prepare(&w.tree, &ctx, &caller(), &sets[i % sets.len()]))
         })

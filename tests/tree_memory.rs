@@ -92,6 +92,7 @@ fn bytes_per_znode() {
         cxid: 1,
         extended_types_enabled: false,
         max_data_bytes: 0xfffff,
+        enforce_quota: false,
     };
 
     let base = held();

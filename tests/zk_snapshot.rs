@@ -449,6 +449,7 @@ fn corral_tree() -> (Tree, Vec<(i64, i32)>) {
             cxid: 0,
             extended_types_enabled: true,
             max_data_bytes: 0xfffff,
+            enforce_quota: false,
         };
         let caller = Caller {
             session_id,

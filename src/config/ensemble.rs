@@ -153,6 +153,7 @@ pub(super) fn build(
         connect_to_learner_master_limit_ticks: s.connect_to_learner_master_limit,
         dynamic_config_file: s.dynamic_config_file.clone(),
         last_seen: members.next,
+        config_file: config_path.map(Path::to_path_buf),
     };
     adopt_client_address(c, &s, &q)?;
     q.peer_type = role_by_server_list(c, &s, &q);

@@ -54,7 +54,6 @@ const KEYS: &[&str] = &[
     "commitProcessor.shutdownTimeout",
     "jute.maxbuffer.extrasize",
     "emulate353TTLNodes",
-    "enforceQuota",
     "enableEagerACLCheck",
     "skipACL",
     "readonlymode.enabled",
@@ -250,6 +249,7 @@ mod tests {
             "secureClientPort",
             "secureClientPortAddress",
             "X509AuthenticationProvider.superUser",
+            "enforceQuota",
         ] {
             assert!(!KEYS.contains(&k), "{k}");
         }

@@ -19,6 +19,7 @@
 //! the JAAS file of SASL logins) come in through `ConfigFiles`, which `Config::load`
 //! backs with the disk.
 
+pub mod dynamic;
 mod ensemble;
 mod keys;
 mod lex;
@@ -112,6 +113,9 @@ pub struct Config {
     /// jute.maxbuffer: largest frame and znode data in bytes.
     pub jute_max_buffer_bytes: usize,
     pub extended_types_enabled: bool,
+    /// enforceQuota (the reference's zookeeper.enforceQuota): creates and setDatas
+    /// past a quota's hard limit fail with QuotaExceeded.
+    pub enforce_quota: bool,
     pub force_sync: bool,
     /// `user:base64(sha1(user:password))` of the super user.
     pub super_digest: Option<String>,
@@ -209,6 +213,7 @@ impl Default for Config {
             four_letter_whitelist: FourLetterWhitelist::Only(vec!["srvr".into()]),
             jute_max_buffer_bytes: 0xfffff,
             extended_types_enabled: false,
+            enforce_quota: false,
             force_sync: true,
             super_digest: None,
             snap_count: 100_000,
@@ -323,6 +328,20 @@ impl Entry {
             "true" | "yes" => Ok(true),
             "false" | "no" => Ok(false),
             _ => Err(self.bad("expected true/false or yes/no")),
+        }
+    }
+
+    /// A key the reference reads with `Boolean.parseBoolean`, where `yes` (or any
+    /// text but `true`) means false: only `true` and `false` are taken, so that no
+    /// value means one thing here and another there.
+    fn true_false(&self) -> Result<bool, ConfigError> {
+        match self.value.to_ascii_lowercase().as_str() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => {
+                Err(self
+                    .bad("expected true or false (the reference reads anything but true as false)"))
+            }
         }
     }
 }
@@ -485,6 +504,9 @@ impl Config {
                 )?
             }
             "extendedTypesEnabled" => self.extended_types_enabled = e.boolean()?,
+            // The reference reads the system property zookeeper.enforceQuota, which
+            // zoo.cfg spells without the prefix; both are taken.
+            "enforceQuota" | "zookeeper.enforceQuota" => self.enforce_quota = e.true_false()?,
             "maxCnxns" => self.max_cnxns = e.num("expected a count")?,
             "globalOutstandingLimit" => {
                 self.global_outstanding_limit = e.num("expected a count")?

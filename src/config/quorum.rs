@@ -515,6 +515,9 @@ pub struct QuorumConfig {
     pub dynamic_config_file: Option<PathBuf>,
     /// `<config file>.dynamic.next`: the last proposed, not yet committed config.
     pub last_seen: Option<QuorumVerifier>,
+    /// The zoo.cfg these came from (`Config::load`'s path): where reconfig writes
+    /// its files (`config::dynamic`). `None` for text parsed without a file.
+    pub config_file: Option<PathBuf>,
 }
 
 impl QuorumConfig {

@@ -1018,3 +1018,17 @@ fn jks_and_pkcs12_stores_are_refused_with_the_conversion() {
     );
     assert!(!e.contains('\n'));
 }
+
+#[test]
+fn enforce_quota_takes_both_spellings_and_only_true_or_false() {
+    assert!(!Config::parse("tickTime=500\n").unwrap().enforce_quota);
+    assert!(Config::parse("enforceQuota=true\n").unwrap().enforce_quota);
+    assert!(
+        Config::parse("zookeeper.enforceQuota=TRUE\n")
+            .unwrap()
+            .enforce_quota
+    );
+    assert!(!Config::parse("enforceQuota=false\n").unwrap().enforce_quota);
+    let e = Config::parse("enforceQuota=yes\n").unwrap_err();
+    assert!(e.to_string().contains("expected true or false"), "{e}");
+}

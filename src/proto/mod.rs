@@ -16,8 +16,8 @@ pub use jute::{DecodeError, JuteWrite, Reader};
 pub use quorum::{PacketType, QuorumDecodeError, QuorumPacket};
 pub use reply::{write_event, write_reply, OpResult, ReplyHeader, Response};
 pub use request::{
-    ConnectRequest, ConnectResponse, CreateKind, CreateRequest, Request, RequestHeader, SetWatches,
-    UnknownOpcode,
+    ConnectRequest, ConnectResponse, CreateKind, CreateRequest, ReconfigRequest, Request,
+    RequestHeader, SetWatches, UnknownOpcode,
 };
 pub use types::{
     op, perms, xid, Acl, AddWatchMode, CreateMode, ErrorCode, EventType, Id, KeeperState, Stat,

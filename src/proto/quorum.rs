@@ -140,8 +140,9 @@ impl PacketType {
     ];
 
     pub fn from_code(code: i32) -> Result<PacketType> {
-        usize::try_from(code - 1)
-            .ok()
+        // checked: `code - 1` overflows on i32::MIN (a peer's bytes).
+        code.checked_sub(1)
+            .and_then(|i| usize::try_from(i).ok())
             .and_then(|i| Self::ALL.get(i).copied())
             .ok_or(QuorumDecodeError::UnknownPacketType(code))
     }
@@ -1230,6 +1231,20 @@ mod tests {
         assert_eq!(error_of(&hex("00000000")), "unknown quorum packet type 0");
         assert_eq!(error_of(&hex("00000014")), "unknown quorum packet type 20");
         assert_eq!(error_of(&hex("ffffffff")), "unknown quorum packet type -1");
+    }
+
+    /// Found by fuzz/quorum_packet: type i32::MIN overflowed `code - 1` (a panic
+    /// where overflow checks are on, as in debug builds).
+    #[test]
+    fn packet_type_i32_min_is_unknown_not_an_overflow() {
+        assert_eq!(
+            PacketType::from_code(i32::MIN),
+            Err(QuorumDecodeError::UnknownPacketType(i32::MIN))
+        );
+        assert_eq!(
+            error_of(&hex("80000000 0000000000000000 ffffffff ffffffff")),
+            "unknown quorum packet type -2147483648"
+        );
     }
 
     #[test]

@@ -125,7 +125,7 @@ pub enum Request {
     },
     Multi(Vec<Request>),
     MultiRead(Vec<Request>),
-    Reconfig,
+    Reconfig(ReconfigRequest),
     CheckWatches {
         path: String,
         watcher_type: i32,
@@ -257,13 +257,7 @@ impl Request {
                     Request::MultiRead(ops)
                 }
             }
-            op::RECONFIG => {
-                // Body ignored: reconfig is answered UNIMPLEMENTED in standalone mode.
-                while !r.is_empty() {
-                    r.bool()?;
-                }
-                Request::Reconfig
-            }
+            op::RECONFIG => Request::Reconfig(ReconfigRequest::decode(r)?),
             op::CHECK_WATCHES => Request::CheckWatches {
                 path: r.string()?,
                 watcher_type: r.i32()?,
@@ -330,7 +324,7 @@ impl Request {
             Request::Check { .. } => op::CHECK,
             Request::Multi(_) => op::MULTI,
             Request::MultiRead(_) => op::MULTI_READ,
-            Request::Reconfig => op::RECONFIG,
+            Request::Reconfig(_) => op::RECONFIG,
             Request::CheckWatches { .. } => op::CHECK_WATCHES,
             Request::RemoveWatches { .. } => op::REMOVE_WATCHES,
             Request::Auth { .. } => op::AUTH,
@@ -362,7 +356,7 @@ impl Request {
                 | Request::Multi(_)
                 | Request::CloseSession
                 | Request::Sync { .. }
-                | Request::Reconfig
+                | Request::Reconfig(_)
         )
     }
 
@@ -447,12 +441,42 @@ impl Request {
                     out.put_strings(&sw.persistent_recursive);
                 }
             }
-            Request::Ping
-            | Request::Reconfig
-            | Request::Sasl
-            | Request::WhoAmI
-            | Request::CloseSession => {}
+            Request::Reconfig(rr) => rr.encode(out),
+            Request::Ping | Request::Sasl | Request::WhoAmI | Request::CloseSession => {}
         }
+    }
+}
+
+/// `ReconfigRequest{ustring joiningServers; ustring leavingServers; ustring
+/// newMembers; long curConfigId}`: an incremental change (comma-separated
+/// `server.N=…` joiners, comma-separated leaving ids) or a whole new member list;
+/// `cur_config_id` -1 means any version.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReconfigRequest {
+    pub joining: Option<String>,
+    pub leaving: Option<String>,
+    pub new_members: Option<String>,
+    pub cur_config_id: i64,
+}
+
+impl ReconfigRequest {
+    pub fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(ReconfigRequest {
+            joining: r.ustring()?.map(str::to_string),
+            leaving: r.ustring()?.map(str::to_string),
+            new_members: r.ustring()?.map(str::to_string),
+            cur_config_id: r.i64()?,
+        })
+    }
+
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        for s in [&self.joining, &self.leaving, &self.new_members] {
+            match s {
+                Some(s) => out.put_str(s),
+                None => out.put_null(),
+            }
+        }
+        out.put_i64(self.cur_config_id);
     }
 }
 

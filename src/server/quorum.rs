@@ -20,20 +20,29 @@
 //! also keeps `working` (committed + its proposals) to prepare new txns on. The
 //! session table is kept on every member from the committed txns; only the leader
 //! expires sessions (fed by its learners' pings).
+//!
+//! Reconfig (`reconfigEnabled=true`): the leader prepares a reconfig request as the
+//! reference's PrepRequestProcessor does (the checks in its order, the new config
+//! versioned with the txn's zxid) and proposes it marked as one; the core decides
+//! the rest. What the core proposes and activates reaches every member here: the
+//! peer transport's address book, `/zookeeper/config`, and the files
+//! (`config::dynamic`: zoo.cfg.dynamic.<version>, zoo.cfg rewritten, .next).
 
 use super::durable::{self, KIND_TXN};
 use super::msg::*;
-use super::peer::{PeerAddr, PeerEvent, Peers};
+use super::peer::{wire, PeerAddr, PeerEvent, Peers};
 use super::sequencer::now_ms;
 use super::stats::{Mode, ServerStats};
 use super::Mesh;
-use crate::config::{Config, PeerRole, QuorumConfig};
-use crate::proto::{ConnectResponse, ErrorCode, JuteWrite, Request, Response};
+use crate::config::dynamic::DynamicFiles;
+use crate::config::{Config, QuorumConfig, QuorumServer, QuorumVerifier};
+use crate::proto::{ConnectResponse, ErrorCode, JuteWrite, ReconfigRequest, Request, Response};
 use crate::session::{negotiate_timeout, SessionTable};
 use crate::storage::{Log, LogConfig, SnapshotTrigger, SyncMode};
 use crate::tree::{self, Caller, Tree, Txn, TxnContext, TxnOp};
 use crate::zab::{
-    self, ConnId, DurableState, Entry, Event, Forwarded, Input, Output, Replica, Role, Write, Zxid,
+    self, ConnId, DurableState, Entry, Event, Forwarded, Input, Membership, Output, Replica, Role,
+    Write, Zxid,
 };
 use bytes::Bytes;
 use glommio::channels::local_channel::LocalReceiver;
@@ -51,6 +60,116 @@ const TICK_EVERY: Duration = Duration::from_millis(20);
 /// ZooKeeper's op codes for session creation and closing (REQUEST types).
 const OP_CREATE_SESSION: i32 = -10;
 const OP_CLOSE_SESSION: i32 = -11;
+
+/// The node reconfig writes (and activation sets).
+const CONFIG_NODE: &str = "/zookeeper/config";
+
+/// A logged txn for the core, marked with its config when it is a reconfig.
+fn logged_entry(zxid: Zxid, payload: Bytes) -> Entry {
+    let reconfig = Txn::decode(&payload)
+        .ok()
+        .and_then(|(txn, _)| wire::reconfig_of(&txn.op).ok().flatten());
+    Entry {
+        zxid,
+        payload,
+        reconfig,
+    }
+}
+
+/// A whole new member list (`newMembers`): `server.N=…` entries separated by
+/// commas or newlines, as properties; the reference's dynamic-config rules.
+fn reconfig_new_members(members: &str) -> Result<QuorumVerifier, ErrorCode> {
+    let text = members.replace(',', "\n");
+    let bad = |why: String| {
+        tracing::warn!("reconfig refused: {why}");
+        ErrorCode::BadArguments
+    };
+    let qv = QuorumVerifier::parse_text(&text).map_err(|e| bad(e.to_string()))?;
+    qv.check_membership(true).map_err(bad)?;
+    Ok(qv)
+}
+
+/// An incremental change (`joiningServers`, `leavingServers`) to `last`: leavers
+/// are ids (not a number: the reference fails with a marshalling error), joiners
+/// `server.N=host:qport:eport[:type];[clientHost:]clientPort` (a client port is
+/// required; a joiner replaces a member of its id; its addresses may not be
+/// another member's).
+fn reconfig_incremental(
+    last: &QuorumVerifier,
+    rr: &ReconfigRequest,
+) -> Result<QuorumVerifier, ErrorCode> {
+    let mut next = last.clone();
+    let pieces = |s: &Option<String>| -> Vec<String> {
+        s.as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+            .collect()
+    };
+    for leaving in pieces(&rr.leaving) {
+        let sid: u64 = leaving.parse().map_err(|_| ErrorCode::MarshallingError)?;
+        next.servers.remove(&sid);
+    }
+    for joiner in pieces(&rr.joining) {
+        let s = reconfig_joiner(&joiner)?;
+        if let Some(other) = next
+            .servers
+            .values()
+            .find(|o| o.sid != s.sid && addresses_conflict(&s, o))
+        {
+            tracing::warn!(
+                "reconfig refused: server.{} conflicts with server.{}",
+                s.sid,
+                other.sid
+            );
+            return Err(ErrorCode::BadArguments);
+        }
+        next.servers.insert(s.sid, s);
+    }
+    Ok(next)
+}
+
+/// One `server.N=…` joiner.
+fn reconfig_joiner(joiner: &str) -> Result<QuorumServer, ErrorCode> {
+    let parts: Vec<&str> = joiner
+        .split('=')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    let [key, value] = parts.as_slice() else {
+        tracing::warn!("reconfig refused: wrong format of server string `{joiner}`");
+        return Err(ErrorCode::BadArguments);
+    };
+    let sid: u64 = key[key.rfind('.').map_or(0, |i| i + 1)..]
+        .parse()
+        .map_err(|_| ErrorCode::MarshallingError)?;
+    let s = QuorumServer::parse(sid, value, false).map_err(|e| {
+        tracing::warn!("reconfig refused: server.{sid}: {e}");
+        ErrorCode::BadArguments
+    })?;
+    if s.client.is_none() {
+        tracing::warn!("reconfig refused: server.{sid} needs a client port");
+        return Err(ErrorCode::BadArguments);
+    }
+    Ok(s)
+}
+
+/// `checkAddressDuplicate`: the same IP and port among two members' quorum,
+/// election and client addresses (loopback and wildcard addresses, and names, are
+/// not compared).
+fn addresses_conflict(a: &QuorumServer, b: &QuorumServer) -> bool {
+    let comparable = |s: &QuorumServer| -> Vec<(std::net::IpAddr, u16)> {
+        [Some(&s.quorum), Some(&s.election), s.client.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter_map(|hp| hp.ip().map(|ip| (ip, hp.port)))
+            .filter(|(ip, _)| !ip.is_loopback() && !ip.is_unspecified())
+            .collect()
+    };
+    let theirs = comparable(b);
+    comparable(a).iter().any(|x| theirs.contains(x))
+}
 
 /// Where a reply goes.
 #[derive(Clone, Copy, Debug)]
@@ -126,35 +245,33 @@ struct Seq {
     rng: rand::rngs::SmallRng,
     digest_mismatches: u64,
     fatal: Option<String>,
+    // reconfig
+    reconfig_enabled: bool,
+    standalone_enabled: bool,
+    /// Where the reconfig files go (reconfig enabled and zoo.cfg known).
+    dynamic_files: Option<DynamicFiles>,
+    /// The version of the last `zoo.cfg.dynamic.next` written.
+    last_seen_written: i64,
 }
 
-/// The replication core's configuration from zoo.cfg.
+/// The replication core's configuration from zoo.cfg (and, with reconfig, the
+/// dynamic files it points at).
 fn zab_config(cfg: &Config, q: &QuorumConfig, my_id: u64) -> zab::Config {
-    let voters = q
-        .servers
-        .values()
-        .filter(|s| s.role == PeerRole::Participant)
-        .map(|s| s.sid)
-        .collect();
-    let observers = q
-        .servers
-        .values()
-        .filter(|s| s.role == PeerRole::Observer)
-        .map(|s| s.sid)
-        .collect();
-    let mut z = zab::Config::new(my_id, voters, observers);
+    let mut z = zab::Config::new(my_id, Membership::new(q.verifier()));
+    z.last_seen = q.last_seen.clone().map(Membership::new);
+    z.reconfig_enabled = q.reconfig_enabled;
     z.tick_ms = cfg.tick_time_ms as u64;
     z.init_limit_ticks = cfg.init_limit_ticks as u64;
     z.sync_limit_ticks = cfg.sync_limit_ticks as u64;
-    z.config_text = Bytes::from(q.to_text());
-    z.config_version = q.version;
     z.payload_bytes_max = 2 * cfg.jute_max_buffer_bytes + 4096;
     z
 }
 
-fn peer_addrs(q: &QuorumConfig) -> Result<BTreeMap<u64, PeerAddr>, String> {
+fn peer_addrs<'a>(
+    servers: impl IntoIterator<Item = &'a QuorumServer>,
+) -> Result<BTreeMap<u64, PeerAddr>, String> {
     let mut m = BTreeMap::new();
-    for s in q.servers.values() {
+    for s in servers {
         let election = s
             .election
             .resolve()
@@ -212,10 +329,7 @@ impl Seq {
         let tail: Vec<Entry> = rec
             .tail_records
             .iter()
-            .map(|(z, p)| Entry {
-                zxid: Zxid(*z as u64),
-                payload: p.clone(),
-            })
+            .map(|(z, p)| logged_entry(Zxid(*z as u64), p.clone()))
             .collect();
         let log_cfg = LogConfig {
             segment_bytes: cfg.log_segment_bytes,
@@ -238,7 +352,22 @@ impl Seq {
         };
         let zcfg = zab_config(&cfg, &q, my_id);
         let replica = Replica::new(zcfg, durable_state, 0).map_err(|e| e.to_string())?;
-        let addrs = peer_addrs(&q)?;
+        let addrs = peer_addrs(q.servers.values())?;
+        let dynamic_files = q
+            .config_file
+            .as_deref()
+            .filter(|_| q.reconfig_enabled)
+            .map(DynamicFiles::new);
+        if let Some(files) = dynamic_files
+            .as_ref()
+            .filter(|_| q.dynamic_config_file.is_none())
+        {
+            // As the reference: the members are still inline in zoo.cfg; keep a copy
+            // before reconfig rewrites it.
+            files
+                .backup_static()
+                .map_err(|e| format!("cannot back up the config file to zoo.cfg.bak: {e}"))?;
+        }
         let listen = |a: std::net::SocketAddr| {
             if q.quorum_listen_on_all_ips {
                 std::net::SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), a.port())
@@ -247,15 +376,19 @@ impl Seq {
             }
         };
         let mine = addrs.get(&my_id).cloned().ok_or("no address for myid")?;
-        let (peers, events) =
-            Peers::start(my_id, listen(mine.election), listen(mine.quorum), addrs).map_err(
-                |e| {
-                    format!(
-                    "cannot listen on the election port {} / quorum port {} (server.{my_id}): {e}",
-                    me.election, me.quorum
-                )
-                },
-            )?;
+        let (peers, events) = Peers::start(
+            my_id,
+            listen(mine.election),
+            listen(mine.quorum),
+            addrs,
+            q.reconfig_enabled,
+        )
+        .map_err(|e| {
+            format!(
+                "cannot listen on the election port {} / quorum port {} (server.{my_id}): {e}",
+                me.election, me.quorum
+            )
+        })?;
         let now = now_ms();
         let mut sessions = SessionTable::new(my_id as u8, now, cfg.tick_time_ms);
         durable::restore_sessions(&mut sessions, &rec.sessions, now);
@@ -308,6 +441,10 @@ impl Seq {
             rng,
             digest_mismatches: 0,
             fatal: None,
+            reconfig_enabled: q.reconfig_enabled,
+            standalone_enabled: q.standalone_enabled,
+            dynamic_files,
+            last_seen_written: q.last_seen.as_ref().map_or(q.version, |n| n.version),
         };
         Ok((s, events))
     }
@@ -473,6 +610,8 @@ impl Seq {
                         .map_err(|e| e.to_string())?
                 }
                 Write::Snapshot(z) => self.write_sync_snapshot(*z)?,
+                Write::CommittedConfig(m) => self.write_committed_config(m),
+                Write::LastSeenConfig(m) => self.write_last_seen_config(m),
             }
         }
         self.sync_log()
@@ -484,6 +623,37 @@ impl Seq {
             self.log.finish_sync(job.run()).map_err(|e| e.to_string())?;
         }
         Ok(())
+    }
+
+    /// A committed config's files, as the reference writes them (a failure is
+    /// logged, as there: the config is in force either way).
+    fn write_committed_config(&mut self, m: &Membership) {
+        let Some(files) = &self.dynamic_files else {
+            return;
+        };
+        let me = self.replica.id();
+        let erase_client = m
+            .verifier()
+            .servers
+            .get(&me)
+            .is_some_and(|s| s.client.is_some());
+        let drop_next = self.last_seen_written <= m.version();
+        if let Err(e) = files.write_committed(m.verifier(), erase_client, drop_next) {
+            tracing::error!(
+                "cannot write the config files of version {:x}: {e}",
+                m.version()
+            );
+        }
+    }
+
+    fn write_last_seen_config(&mut self, m: &Membership) {
+        let Some(files) = &self.dynamic_files else {
+            return;
+        };
+        if let Err(e) = files.write_last_seen(m.verifier()) {
+            tracing::error!("cannot write {}: {e}", files.next_path().display());
+        }
+        self.last_seen_written = m.version();
     }
 
     /// A SNAP sync's snapshot replaces everything on disk.
@@ -554,6 +724,48 @@ impl Seq {
                     self.push_op_reply(route, xid, Ok(Response::Sync { path }));
                 }
             }
+            Event::ConfigProposed(_) => self.follow_members(),
+            Event::ConfigActivated(m) => self.config_activated(&m, now),
+        }
+    }
+
+    /// The transport dials the members of the configs in use: the committed one
+    /// and the one proposed.
+    fn follow_members(&mut self) {
+        let (conf, next) = (
+            self.replica.committed_config().clone(),
+            self.replica.last_seen_config().clone(),
+        );
+        let servers = next
+            .verifier()
+            .servers
+            .values()
+            .chain(conf.verifier().servers.values());
+        match peer_addrs(servers) {
+            Ok(addrs) => self.peers.set_members(addrs),
+            Err(e) => tracing::warn!("the new config's addresses: {e}"),
+        }
+    }
+
+    /// A config is now the committed one: `/zookeeper/config` says so (the
+    /// reference's `initConfigInZKDatabase`; a reconfig txn applied next writes the
+    /// same text), and the transport follows its members.
+    fn config_activated(&mut self, m: &Membership, now: i64) {
+        for tree in [&mut self.committed, &mut self.working] {
+            tree.set_config_node(m.text(), m.version(), now);
+        }
+        self.publish_needed = true;
+        self.follow_members();
+        let me = self.replica.id();
+        let client = m.verifier().servers.get(&me).and_then(|s| s.client.clone());
+        if let Some(c) = client.filter(|c| {
+            c.ip() != Some(self.cfg.client_port_address) || c.port != self.cfg.client_port
+        }) {
+            tracing::warn!(
+                "config version {:x} moves our client address to {c}: corral keeps listening \
+                 where it started until restarted",
+                m.version()
+            );
         }
     }
 
@@ -729,12 +941,9 @@ impl Seq {
             return;
         };
         tree.set_last_zxid(zxid.as_i64());
-        // As the reference with reconfig off: our own config, not the leader's copy.
-        let (text, version) = (
-            self.replica.config().config_text.clone(),
-            self.replica.config().config_version,
-        );
-        tree.set_config_node(&text, version, now);
+        // As the reference: our own committed config, not the leader's copy.
+        let conf = self.replica.committed_config();
+        tree.set_config_node(conf.text(), conf.version(), now);
         tracing::info!(
             "installed the leader's snapshot at {zxid} ({} znodes, {} sessions)",
             tree.node_count(),
@@ -752,9 +961,8 @@ impl Seq {
     fn reset_state(&mut self, now: i64) {
         tracing::warn!("dropped our state: the leader syncs us from the empty state");
         let mut tree = Tree::new();
-        let cfg = self.replica.config();
-        let (text, version) = (cfg.config_text.clone(), cfg.config_version);
-        tree.set_config_node(&text, version, now);
+        let conf = self.replica.committed_config();
+        tree.set_config_node(conf.text(), conf.version(), now);
         self.committed = tree;
         self.working = self.committed.clone();
         self.sessions = SessionTable::new(self.replica.id() as u8, now, self.cfg.tick_time_ms);
@@ -767,9 +975,9 @@ impl Seq {
                 tracing::warn!("rolled the state back to {zxid} (the leader truncated after it)");
                 self.committed = rec.tree;
                 self.committed.set_last_zxid(zxid.as_i64());
-                let cfg = self.replica.config();
-                let (text, version) = (cfg.config_text.clone(), cfg.config_version);
-                self.committed.set_config_node(&text, version, now);
+                let conf = self.replica.committed_config();
+                self.committed
+                    .set_config_node(conf.text(), conf.version(), now);
                 self.working = self.committed.clone();
                 let mut table =
                     SessionTable::new(self.replica.id() as u8, now, self.cfg.tick_time_ms);
@@ -1027,6 +1235,10 @@ impl Seq {
             time_ms: now,
             op: TxnOp::Error(code),
         };
+        if matches!(req, Request::Reconfig(_)) && !self.reconfig_enabled {
+            // The reference's first check, before the session's.
+            return error(ErrorCode::ReconfigDisabled);
+        }
         if !self.sessions.is_live(session_id) {
             return error(ErrorCode::SessionExpired);
         }
@@ -1044,14 +1256,70 @@ impl Seq {
             self.sessions.set_closing(session_id);
             return tree::close_session_txn(&self.working, 0, now, session_id, cxid);
         }
+        if let Request::Reconfig(rr) = req {
+            return match self.prepare_reconfig(rr, caller) {
+                Ok(data) => Txn {
+                    op: TxnOp::Reconfig { data, version: -1 },
+                    ..error(ErrorCode::Ok)
+                },
+                Err(code) => error(code),
+            };
+        }
         let ctx = TxnContext {
             zxid: 0,
             time_ms: now,
             cxid,
             extended_types_enabled: self.cfg.extended_types_enabled,
             max_data_bytes: self.cfg.jute_max_buffer_bytes,
+            enforce_quota: self.cfg.enforce_quota,
         };
         tree::prepare(&self.working, &ctx, caller, req)
+    }
+
+    /// A reconfig request as the reference's PrepRequestProcessor judges it, in its
+    /// order (after the session check): one reconfig at a time, the caller's
+    /// `curConfigId`, the new members (a whole list, or joiners and leavers applied
+    /// to the last-seen config), enough voters, a synced quorum of the new config,
+    /// and WRITE on `/zookeeper/config` (world may only READ it: the super user).
+    /// The new config's text, versioned with the zxid its txn will get.
+    fn prepare_reconfig(
+        &mut self,
+        rr: &ReconfigRequest,
+        caller: &Caller,
+    ) -> Result<Vec<u8>, ErrorCode> {
+        let last = self.replica.last_seen_config().clone();
+        if last.version() != self.replica.committed_config().version() {
+            return Err(ErrorCode::ReconfigInProgress);
+        }
+        if rr.cur_config_id != -1 && rr.cur_config_id != last.version() {
+            return Err(ErrorCode::BadVersion);
+        }
+        let zxid = self
+            .replica
+            .next_zxid()
+            .map_err(|_| ErrorCode::ConnectionLoss)?;
+        let mut qv = match &rr.new_members {
+            Some(members) => reconfig_new_members(members)?,
+            None => reconfig_incremental(last.verifier(), rr)?,
+        };
+        qv.version = zxid.as_i64();
+        let voters = qv.voters().count();
+        if voters < 1 || (self.standalone_enabled && voters < 2) {
+            tracing::warn!("reconfig refused: the new config must include at least 2 followers");
+            return Err(ErrorCode::BadArguments);
+        }
+        let m = Membership::new(qv);
+        if !self.replica.is_quorum_synced(&m) {
+            tracing::warn!("reconfig refused: no connected and synced quorum of the new config");
+            return Err(ErrorCode::NewConfigNoQuorum);
+        }
+        let acl = self
+            .working
+            .get(CONFIG_NODE)
+            .map(|n| n.acl().to_vec())
+            .unwrap_or_default();
+        tree::check_acl(&acl, crate::proto::perms::WRITE, caller)?;
+        Ok(m.text().to_vec())
     }
 
     /// Leader: gives the txn the next zxid, applies it to the working tree (for the
@@ -1076,6 +1344,7 @@ impl Seq {
         let entry = Entry {
             zxid,
             payload: Bytes::copy_from_slice(&self.enc),
+            reconfig: wire::reconfig_of(&txn.op).ok().flatten(),
         };
         if let Err(e) = self.replica.propose(entry) {
             tracing::warn!("proposal {zxid} refused: {e}");
@@ -1277,5 +1546,88 @@ impl Seq {
             sessions,
             leader: self.replica.leader_stats(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn last() -> QuorumVerifier {
+        QuorumVerifier::parse_text(
+            "server.1=10.0.0.1:2888:3888;2181\nserver.2=10.0.0.2:2888:3888;2181\n\
+             server.3=10.0.0.3:2888:3888;2181\nversion=100000000",
+        )
+        .unwrap()
+    }
+
+    fn incremental(
+        joining: Option<&str>,
+        leaving: Option<&str>,
+    ) -> Result<QuorumVerifier, ErrorCode> {
+        let rr = ReconfigRequest {
+            joining: joining.map(str::to_string),
+            leaving: leaving.map(str::to_string),
+            new_members: None,
+            cur_config_id: -1,
+        };
+        reconfig_incremental(&last(), &rr)
+    }
+
+    #[test]
+    fn incremental_reconfigs_join_and_leave_as_the_reference() {
+        let qv = incremental(
+            Some(" server.4=10.0.0.4:2888:3888:observer;2181 , server.2=10.0.0.9:1:2;3"),
+            Some("1,"),
+        )
+        .unwrap();
+        assert_eq!(
+            qv.servers.keys().copied().collect::<Vec<_>>(),
+            vec![2, 3, 4]
+        );
+        assert_eq!(
+            qv.servers[&2].quorum.host, "10.0.0.9",
+            "a joiner replaces its id"
+        );
+        assert_eq!(qv.servers[&4].role, crate::config::PeerRole::Observer);
+        // Formats the reference refuses, and how.
+        let bad = |j: Option<&str>, l: Option<&str>| incremental(j, l).unwrap_err();
+        assert_eq!(bad(None, Some("x")), ErrorCode::MarshallingError);
+        assert_eq!(
+            bad(Some("server.x=h:1:2;3"), None),
+            ErrorCode::MarshallingError
+        );
+        assert_eq!(bad(Some("server.4"), None), ErrorCode::BadArguments);
+        assert_eq!(
+            bad(Some("server.4=h:1:2"), None),
+            ErrorCode::BadArguments,
+            "no client port"
+        );
+        assert_eq!(bad(Some("server.4=h:1"), None), ErrorCode::BadArguments);
+        // Another member's address (loopback addresses are not compared).
+        assert_eq!(
+            bad(Some("server.4=10.0.0.3:2888:3999;2181"), None),
+            ErrorCode::BadArguments
+        );
+        assert!(incremental(
+            Some("server.4=127.0.0.1:1:2;3,server.5=127.0.0.1:1:2;3"),
+            None
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn a_whole_member_list_may_use_commas_or_newlines() {
+        let qv =
+            reconfig_new_members("server.1=h:1:2;3,server.2=h:4:5;6\nserver.3=h:7:8;9").unwrap();
+        assert_eq!(qv.voters().count(), 3);
+        assert_eq!(
+            reconfig_new_members("bogus=1"),
+            Err(ErrorCode::BadArguments)
+        );
+        assert_eq!(
+            reconfig_new_members("server.1=h:1:2:observer;3"),
+            Err(ErrorCode::BadArguments)
+        );
     }
 }

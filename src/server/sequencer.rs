@@ -620,6 +620,7 @@ impl Sequencer {
                     cxid: w.xid,
                     extended_types_enabled: self.cfg.extended_types_enabled,
                     max_data_bytes: self.cfg.jute_max_buffer_bytes,
+                    enforce_quota: self.cfg.enforce_quota,
                 };
                 let caller = Caller {
                     session_id: w.session_id,

@@ -29,6 +29,7 @@ mod acl;
 mod digest;
 mod key;
 mod ops;
+mod quota;
 mod snapshot;
 mod txn;
 pub mod zksnap;
@@ -48,6 +49,7 @@ pub use digest::DIGEST_VERSION;
 pub use ops::{
     apply, cleanup_txn, close_session_txn, create_session_txn, prepare, read, Applied, TxnContext,
 };
+pub use quota::{StatsTrack, StatsTrackError, LIMIT_NODE, STAT_NODE};
 pub use txn::{CreateTxn, Txn, TxnOp, TXN_DIGEST_BYTES};
 
 use digest::node_digest;
@@ -248,7 +250,10 @@ pub struct Tree {
     containers: OrdSet<Key>,
     ttls: OrdSet<Key>,
     last_zxid: i64,
+    /// Quota roots in their trie form (`quota.rs`); rebuilt on load, never persisted.
+    quota_roots: OrdSet<String>,
     /// Sum of path bytes + data bytes, as the reference's `approximateDataSize`.
+    /// Wrapping: quota stats rewrites leave it behind, as the reference's does.
     data_size: u64,
     /// ZooKeeper's tree digest: wrapping sum of every node's digest.
     digest: u64,
@@ -309,6 +314,7 @@ impl Tree {
             containers: OrdSet::new(),
             ttls: OrdSet::new(),
             last_zxid: 0,
+            quota_roots: OrdSet::new(),
             data_size: 0,
             digest: 0,
         }
@@ -483,7 +489,9 @@ impl Tree {
 
     /// Size, digest and index bookkeeping for a node about to be inserted.
     pub(crate) fn account_new(&mut self, path: &str, key: &Key, node: &Node) {
-        self.data_size += node_size(path, node.data_bytes());
+        self.data_size = self
+            .data_size
+            .wrapping_add(node_size(path, node.data_bytes()));
         self.digest = self.digest.wrapping_add(node_digest(path, node));
         match NodeKind::of_owner(node.ephemeral_owner, true) {
             NodeKind::Persistent => {}
@@ -503,7 +511,9 @@ impl Tree {
     pub(crate) fn remove_node(&mut self, path: &str) -> Option<Arc<Node>> {
         let key = Key::from_path(path);
         let node = self.nodes.remove::<[u8]>(&key)?;
-        self.data_size -= node_size(path, node.data_bytes());
+        self.data_size = self
+            .data_size
+            .wrapping_sub(node_size(path, node.data_bytes()));
         self.digest = self.digest.wrapping_sub(node_digest(path, &node));
         match NodeKind::of_owner(node.ephemeral_owner, true) {
             NodeKind::Persistent => {}
@@ -534,7 +544,7 @@ impl Tree {
         f(n);
         let new_size = node_size(path, n.data_bytes());
         let new_digest = node_digest(path, n);
-        self.data_size = self.data_size - old_size + new_size;
+        self.data_size = self.data_size.wrapping_sub(old_size).wrapping_add(new_size);
         self.digest = self
             .digest
             .wrapping_sub(old_digest)
@@ -578,7 +588,7 @@ impl Tree {
             Some(n) => *n = new,
             None => *slot = Arc::new(new),
         }
-        self.data_size = self.data_size - old_size + new_size;
+        self.data_size = self.data_size.wrapping_sub(old_size).wrapping_add(new_size);
         self.digest = self
             .digest
             .wrapping_sub(old_digest)
@@ -595,7 +605,13 @@ impl Tree {
     /// after each sync, never through a txn (the reference's
     /// `initConfigInZKDatabase`; nodes under `/zookeeper/` are outside the digest).
     pub fn set_config_node(&mut self, text: &[u8], config_version: i64, now_ms: i64) {
-        self.replace_data(CONFIG, Some(text), config_version, now_ms, -1);
+        let old_bytes = self.node(CONFIG).map_or(0, |n| n.data_bytes().len());
+        if self
+            .replace_data(CONFIG, Some(text), config_version, now_ms, -1)
+            .is_some()
+        {
+            self.quota_after_set_data(CONFIG, old_bytes, text.len());
+        }
     }
 }
 

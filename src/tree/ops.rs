@@ -11,6 +11,7 @@ use crate::proto::{
 };
 
 use super::acl::{check_acl, fixup_acl, redact, Caller};
+use super::quota::check_quota;
 use super::txn::{multi_failed, CreateTxn, Txn, TxnOp};
 use super::{
     ttl_owner, Node, NodeKind, Tree, CONFIG, CONTAINER_EPHEMERAL_OWNER, QUOTA, TTL_MS_MAX,
@@ -29,6 +30,9 @@ pub struct TxnContext {
     pub extended_types_enabled: bool,
     /// `jute.maxbuffer`: data larger than this is refused.
     pub max_data_bytes: usize,
+    /// `enforceQuota`: a create or setData past a quota's hard limit fails with
+    /// QuotaExceeded.
+    pub enforce_quota: bool,
 }
 
 /// The outcome of applying one txn.
@@ -173,8 +177,8 @@ pub fn prepare(tree: &Tree, ctx: &TxnContext, caller: &Caller, req: &Request) ->
         // connection); answer Unimplemented, which the shard treats the same way.
         Request::Check { .. } => TxnOp::Error(ErrorCode::Unimplemented),
         // Standalone, reconfig is off by default in the reference (reconfigEnabled=false).
-        Request::Reconfig => TxnOp::Error(ErrorCode::ReconfigDisabled),
-        _ => prepare_op(tree, ctx, caller, req).unwrap_or_else(TxnOp::Error),
+        Request::Reconfig(_) => TxnOp::Error(ErrorCode::ReconfigDisabled),
+        _ => prepare_op(tree, tree, ctx, caller, req).unwrap_or_else(TxnOp::Error),
     };
     Txn {
         zxid: ctx.zxid,
@@ -215,7 +219,9 @@ fn prepare_multi(tree: &Tree, ctx: &TxnContext, caller: &Caller, ops: &[Request]
             },
             other => other,
         };
-        match prepare_op(&scratch, ctx, caller, o) {
+        // Quotas are checked against the tree before the multi, as the reference
+        // checks them against its committed tree.
+        match prepare_op(&scratch, tree, ctx, caller, o) {
             Ok(t) => {
                 apply_op(&mut scratch, ctx.zxid, ctx.time_ms, caller.session_id, &t);
                 done.push(t);
@@ -280,8 +286,11 @@ fn parent_for_delete(path: &str) -> Result<&str, ErrorCode> {
     internal_parent(path).ok_or(ErrorCode::BadArguments)
 }
 
+/// Prepares one op against `tree`; `base` is the tree quotas are checked against
+/// (the same tree, or for an op in a multi the tree before the multi).
 fn prepare_op(
     tree: &Tree,
+    base: &Tree,
     ctx: &TxnContext,
     caller: &Caller,
     req: &Request,
@@ -325,7 +334,9 @@ fn prepare_op(
             {
                 return Err(ErrorCode::NoChildrenForEphemerals);
             }
-            // Quotas are not enforced (the reference only logs by default).
+            if ctx.enforce_quota {
+                check_quota(base, &path, 1, data_len(&c.data) as i64)?;
+            }
             // The owner follows the opcode, as the reference's txn types do: a container
             // or TTL mode sent with plain create/create2 makes a persistent node.
             let ephemeral_owner = match c.kind {
@@ -375,6 +386,10 @@ fn prepare_op(
             valid(path)?;
             let node = tree.node(path).ok_or(ErrorCode::NoNode)?;
             check_acl(&node.acl, perms::WRITE, caller)?;
+            if ctx.enforce_quota {
+                let diff = data_len(data) as i64 - node.data_bytes().len() as i64;
+                check_quota(base, path, 0, diff)?;
+            }
             let version = check_version(node.version, *version)?;
             Ok(TxnOp::SetData {
                 path: path.clone(),
@@ -460,6 +475,7 @@ pub fn cleanup_txn(tree: &Tree, zxid: i64, time_ms: i64, path: &str) -> Txn {
         cxid: 0,
         extended_types_enabled: true,
         max_data_bytes: usize::MAX,
+        enforce_quota: false,
     };
     Txn {
         zxid,
@@ -614,6 +630,7 @@ fn apply_op_events(
             };
             let stat = node.stat();
             tree.insert_new(&c.path, node);
+            tree.quota_after_create(&c.path, data_len(&c.data));
             events.push((EventType::NodeCreated, c.path.clone()));
             events.push((
                 EventType::NodeChildrenChanged,
@@ -638,17 +655,21 @@ fn apply_op_events(
             data,
             version,
         } => {
+            let old_bytes = tree.node(path).map_or(0, |n| n.data_bytes().len());
             let stat = tree
                 .replace_data(path, data.as_deref(), zxid, time_ms, *version)
                 .ok_or(ErrorCode::NoNode)?;
+            tree.quota_after_set_data(path, old_bytes, data_len(data));
             events.push((EventType::NodeDataChanged, path.clone()));
             Ok(Response::Stat(stat))
         }
         // The reference answers a reconfig with the new config and the node's Stat.
         TxnOp::Reconfig { data, version } => {
+            let old_bytes = tree.node(CONFIG).map_or(0, |n| n.data_bytes().len());
             let stat = tree
                 .replace_data(CONFIG, Some(data), zxid, time_ms, *version)
                 .ok_or(ErrorCode::NoNode)?;
+            tree.quota_after_set_data(CONFIG, old_bytes, data.len());
             events.push((EventType::NodeDataChanged, CONFIG.to_string()));
             Ok(Response::Data {
                 data: Some(data.clone()),
@@ -700,13 +721,14 @@ fn delete_node(
     if tree.node(parent_path).is_none() {
         return Err(ErrorCode::NoNode);
     }
-    tree.remove_node(path);
+    let removed = tree.remove_node(path).expect("looked up above");
     tree.update_node(parent_path, |p| {
         p.num_children -= 1;
         if zxid > p.pzxid {
             p.pzxid = zxid;
         }
     });
+    tree.quota_after_delete(path, removed.data_bytes().len());
     events.push((EventType::NodeDeleted, path.to_string()));
     events.push((EventType::NodeChildrenChanged, parent_of(path).to_string()));
     Ok(())

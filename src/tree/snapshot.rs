@@ -2,7 +2,8 @@
 //! (crc32c over every byte) and carrying the tree digest, which loading recomputes
 //! and compares. Any published version can be written from any thread while the
 //! sequencer keeps applying (the version is immutable). Loading rebuilds the indexes
-//! (children counts, ephemerals, containers, TTLs, ACL reference counts).
+//! (children counts, ephemerals, containers, TTLs, ACL reference counts) and the
+//! quota roots, recounting their stats nodes as the reference does on load.
 //!
 //! Layout (big-endian): magic u64, format u32, last_zxid i64, digest u64, ACL table
 //! (count u32, then jute ACL lists), node count u64, then per node in key order: path,
@@ -34,6 +35,11 @@ const FORMAT_READ_MIN: u32 = 2;
 const ACL_ENTRIES_MAX: usize = 1 << 20;
 /// Node slots reserved up front, whatever count the header claims.
 const NODES_PREALLOC_MAX: u64 = 1 << 22;
+/// The fewest bytes a node takes in the file: a one-byte path (length and byte),
+/// null data (length), ACL index, five i64 times/zxids, three i32 versions and the
+/// ephemeral owner. A count the remaining bytes cannot hold reserves no more slots
+/// than they can.
+const NODE_BYTES_MIN: usize = 4 + 1 + 4 + 4 + 5 * 8 + 3 * 4 + 8;
 
 struct CrcWriter<'a> {
     w: &'a mut dyn Write,
@@ -137,7 +143,7 @@ impl Tree {
         // leaves half full, the second pass fills every leaf without a split, which
         // is about 40 bytes per node less after a restart.
         let mut entries: Vec<(Key, Arc<Node>)> =
-            Vec::with_capacity(count.min(NODES_PREALLOC_MAX) as usize);
+            Vec::with_capacity(node_slots_prealloc(count, r.remaining()));
         for _ in 0..count {
             let path = r
                 .ustring()?
@@ -214,6 +220,51 @@ impl Tree {
                 computed: t.digest,
             });
         }
+        t.setup_quotas();
         Ok(t)
+    }
+}
+
+/// Node slots to reserve for a claimed `count` with `body_bytes_left` bytes of nodes
+/// to come: never more than those bytes can hold (a corrupt or hostile count in a
+/// short file would otherwise reserve up to 128 MiB), nor [`NODES_PREALLOC_MAX`].
+fn node_slots_prealloc(count: u64, body_bytes_left: usize) -> usize {
+    let fit = (body_bytes_left / NODE_BYTES_MIN) as u64;
+    count.min(fit).min(NODES_PREALLOC_MAX) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sealed header with no ACL table and a node count; no nodes follow.
+    fn header_claiming(count: u64) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(&MAGIC.to_be_bytes());
+        b.extend_from_slice(&FORMAT.to_be_bytes());
+        b.extend_from_slice(&0i64.to_be_bytes());
+        b.extend_from_slice(&0u64.to_be_bytes());
+        b.extend_from_slice(&0u32.to_be_bytes());
+        b.extend_from_slice(&count.to_be_bytes());
+        let crc = crc32c::crc32c(&b);
+        b.extend_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    /// Found by fuzz/corral_snapshot: a 300-byte file whose node count claimed
+    /// millions reserved 128 MiB before the first node was read.
+    #[test]
+    fn node_count_reserves_only_what_the_bytes_can_hold() {
+        assert_eq!(node_slots_prealloc(1 << 40, 0), 0);
+        assert_eq!(node_slots_prealloc(1 << 40, 10 * NODE_BYTES_MIN + 1), 10);
+        assert_eq!(node_slots_prealloc(3, 1 << 30), 3);
+        assert_eq!(node_slots_prealloc(u64::MAX, usize::MAX), 1 << 22);
+        for count in [1u64 << 22, u64::MAX] {
+            let e = Tree::read_snapshot_bytes(&header_claiming(count)).unwrap_err();
+            assert!(
+                matches!(e, TreeError::Corrupt(_) | TreeError::Decode(_)),
+                "{e:?}"
+            );
+        }
     }
 }

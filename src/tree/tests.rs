@@ -53,6 +53,7 @@ impl H {
             cxid: self.zxid as i32 + 100,
             extended_types_enabled: self.extended,
             max_data_bytes: 0xfffff,
+            enforce_quota: false,
         };
         let txn = prepare(&self.tree, &ctx, &self.caller(), &req);
         assert_eq!(txn.cxid, ctx.cxid);
@@ -1619,6 +1620,7 @@ fn digest_matches_the_reference_capture() {
         cxid: 1,
         extended_types_enabled: false,
         max_data_bytes: 0xfffff,
+        enforce_quota: false,
     };
     let ids = vec![Id::new("ip", "127.0.0.1")];
     let caller = Caller {

@@ -561,7 +561,7 @@ fn ustring(r: &mut Reader<'_>) -> Result<String, DecodeError> {
 /// Java's replacement decoding: a 3-byte UTF-16 surrogate encoding becomes one U+FFFD
 /// (so a CESU-8 pair becomes two); other malformed bytes one U+FFFD per maximal
 /// invalid prefix.
-fn java_lossy_utf8(mut b: &[u8]) -> String {
+pub(super) fn java_lossy_utf8(mut b: &[u8]) -> String {
     let mut s = String::with_capacity(b.len());
     loop {
         match std::str::from_utf8(b) {

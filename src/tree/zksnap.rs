@@ -716,6 +716,7 @@ impl ZkSnapDecoder {
             tree.release_acl(&slot.acl);
         }
         tree.last_zxid = self.last_zxid;
+        tree.setup_quotas();
         Ok((tree, self.sessions))
     }
 

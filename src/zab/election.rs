@@ -15,10 +15,16 @@
 //!  FOLLOWING/LEADING n: a quorum already follows n.leader (and it says LEADING)
 //!               → join it (a latecomer)
 //!  silence:     re-notify after timeout, doubling 200 ms → 60 s
+//!  reconfig:    voters are those of the committed and the last-seen config, a
+//!               decision needs a quorum of both; a LOOKING server told of a
+//!               higher config version adopts it, and starts over if its members
+//!               differ
 //! ```
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
+use super::membership::Membership;
 use super::replica::{Replica, RoleState};
 use super::types::{Config, Notification, Output, PeerState, ServerId, Vote};
 
@@ -102,28 +108,87 @@ impl Election {
 impl Replica {
     /// Our own vote at the start of a round (`getInitId` / `getInitLastLoggedZxid` /
     /// `getPeerEpoch`).
+    /// A server the config does not name (reconfig) participates without a vote:
+    /// it proposes nobody, with its own zxid and epoch.
     fn initial_vote(&self) -> Vote {
         if self.is_observer() {
             return Vote::NONE;
         }
+        let me = self.cfg.id;
         Vote {
-            leader: self.cfg.id as i64,
+            leader: if self.conf.is_voter(me) {
+                me as i64
+            } else {
+                i64::MIN
+            },
             zxid: self.last_logged.as_i64(),
             peer_epoch: self.current_epoch as i64,
         }
     }
 
     fn is_valid_voter(&self, id: i64) -> bool {
-        id >= 0 && self.cfg.is_voter(id as u64)
+        id >= 0 && self.is_current_or_next_voter(id as u64)
     }
 
+    /// Notifications carry our committed config's text.
     fn notification(&self, state: PeerState, vote: Vote, election_epoch: i64) -> Notification {
         Notification {
             state,
             vote,
             election_epoch,
-            config: self.cfg.config_text.clone(),
+            config: self.conf.text().clone(),
         }
+    }
+
+    /// `startLeaderElection` again (a new election instance): round 0, our own
+    /// vote, then a new round.
+    fn restart_election(&mut self) {
+        self.election.logical_clock = 0;
+        self.election.current_vote = Vote {
+            leader: self.cfg.id as i64,
+            zxid: self.last_logged.as_i64(),
+            peer_epoch: self.current_epoch as i64,
+        };
+        self.look_for_leader();
+    }
+
+    /// The receiver thread's config check: a LOOKING server told of a config of a
+    /// higher version than its committed one adopts it (`processReconfig`), and if
+    /// its members differ starts the election over, dropping the notification.
+    /// Returns true when the notification was consumed that way.
+    fn adopt_gossiped_config(&mut self, from: ServerId, n: &Notification) -> bool {
+        if !self.cfg.reconfig_enabled
+            || self.peer_state() != PeerState::Looking
+            || n.config == *self.conf.text()
+        {
+            return false;
+        }
+        let m = match Membership::parse(&n.config) {
+            Ok(m) if m.version() > self.conf.version() => Arc::new(m),
+            Ok(_) => return false,
+            Err(e) => {
+                tracing::debug!(id = self.cfg.id, from, "config in a notification: {e}");
+                return false;
+            }
+        };
+        let cur = self.conf.clone();
+        tracing::info!(
+            id = self.cfg.id,
+            from,
+            "told of config version {:x} (ours {:x})",
+            m.version(),
+            cur.version()
+        );
+        self.activate(m.clone());
+        if m.same_config(&cur) {
+            return false;
+        }
+        tracing::info!(
+            id = self.cfg.id,
+            "the members changed: restarting the election"
+        );
+        self.restart_election();
+        true
     }
 
     /// Starts a round: `lookForLeader`'s prologue.
@@ -154,7 +219,7 @@ impl Replica {
             self.election.logical_clock,
         );
         self.election.resend_at = self.now + self.election.timeout_ms;
-        let voters = self.cfg.voters.clone();
+        let voters = self.current_and_next_voters();
         for to in voters {
             if to == self.cfg.id {
                 let own = Received::new(n.vote, n.election_epoch, PeerState::Looking, true);
@@ -178,10 +243,9 @@ impl Replica {
         }
         let lost = e.lost;
         let everyone_else = self
-            .cfg
-            .voters
-            .iter()
-            .all(|&v| Some(v) == lost || e.recv.get(&v).is_some_and(|r| r.same(&mine)));
+            .current_and_next_voters()
+            .into_iter()
+            .all(|v| Some(v) == lost || e.recv.get(&v).is_some_and(|r| r.same(&mine)));
         if self.cfg.finalize_wait_ms == 0 || (lost.is_some() && everyone_else) {
             self.decide_proposal();
         } else {
@@ -208,11 +272,14 @@ impl Replica {
     /// A notification from a peer: the receiver thread's replies, then (if LOOKING)
     /// the election loop.
     pub(super) fn on_notification(&mut self, from: ServerId, n: Notification) {
+        if self.adopt_gossiped_config(from, &n) {
+            return;
+        }
         let me = self.peer_state();
         if self.election.lost == Some(from) {
             self.election.lost = None;
         }
-        if !self.cfg.is_voter(from) {
+        if !self.is_current_or_next_voter(from) {
             // A non-voter (an observer) learns who leads from our answer at once: our
             // current vote (the last decided one, our own at start-up), whatever we do.
             let vote = self.election.current_vote;
@@ -226,7 +293,7 @@ impl Replica {
             // answers would bounce between them for as long as the voter lags.)
             if n.state == PeerState::Looking
                 && n.election_epoch < self.election.logical_clock
-                && !self.is_observer()
+                && self.is_current_or_next_voter(self.cfg.id)
             {
                 let reply = self.notification(
                     PeerState::Looking,
@@ -315,7 +382,7 @@ impl Replica {
             self.election
                 .recv
                 .insert(from, Received::new(n.vote, n.election_epoch, n.state, true));
-            if self.has_quorum_for(&self.election.recv, &got)
+            if self.has_quorum_to_join(&self.election.recv, &got, leader)
                 && self.check_leader(&self.election.recv, leader, n.election_epoch)
             {
                 self.decide(n.vote, n.election_epoch);
@@ -323,7 +390,7 @@ impl Replica {
             }
         }
         self.election.out_of_election.insert(from, got);
-        if self.has_quorum_for(&self.election.out_of_election, &got)
+        if self.has_quorum_to_join(&self.election.out_of_election, &got, leader)
             && self.check_leader(&self.election.out_of_election, leader, n.election_epoch)
         {
             self.election.logical_clock = n.election_epoch;
@@ -331,14 +398,39 @@ impl Replica {
         }
     }
 
-    /// `termPredicate`: the voters whose vote equals `v` form a quorum.
+    /// `termPredicate`: the voters whose vote equals `v` form a quorum (of both
+    /// configs while a reconfig is pending).
     fn has_quorum_for(&self, votes: &BTreeMap<ServerId, Received>, v: &Received) -> bool {
         let agree: Vec<ServerId> = votes
             .iter()
             .filter(|(_, r)| r.same(v))
             .map(|(id, _)| *id)
             .collect();
-        self.cfg.is_quorum(&agree)
+        self.quorum_in_all(&agree)
+    }
+
+    /// Joining an established leader: a quorum of our committed config follows it
+    /// (leading ourselves: of the pending one too). The reference asks the pending
+    /// config's quorum in both cases; but a proposed config may never commit (its
+    /// leader gone, the next leader's history without it), and a server that saw
+    /// it would then wait for ever for that config's voters. Following decides
+    /// nothing (the leader's own quorums do, and its NEWLEADER replaces the stale
+    /// proposal); a config that did commit reaches us through the notifications.
+    fn has_quorum_to_join(
+        &self,
+        votes: &BTreeMap<ServerId, Received>,
+        v: &Received,
+        leader: ServerId,
+    ) -> bool {
+        if leader == self.cfg.id {
+            return self.has_quorum_for(votes, v);
+        }
+        let agree: Vec<ServerId> = votes
+            .iter()
+            .filter(|(_, r)| r.same(v))
+            .map(|(id, _)| *id)
+            .collect();
+        self.conf.contains_quorum(&agree)
     }
 
     /// `checkLeader`: another leader must have told us it is LEADING; if it is us,

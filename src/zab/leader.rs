@@ -19,14 +19,23 @@
 //!  liveness: PING every tick/2; every tick the synced voters must be a quorum;
 //!            a learner silent for syncLimit (initLimit while syncing), or with a
 //!            proposal un-ACKed for syncLimit, is dropped
+//!  reconfig: a reconfig proposal becomes the last-seen config; it and every
+//!            proposal after it need a quorum of the old and the new config; its
+//!            commit activates it (COMMITANDACTIVATE to followers,
+//!            INFORMANDACTIVATE to observers, with the designated leader) and a
+//!            leader that is not the designated one steps down. A new leader whose
+//!            configs are both version 0 proposes its NEWLEADER zxid as the version
+//!            and activates it (or a pending config) once established.
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 
+use super::membership::Membership;
 use super::replica::{Replica, RoleState};
 use super::types::{
-    Config, ConnId, Entry, Event, LearnerInfo, Output, Packet, Role, ServerId, Write, ZabError,
-    Zxid, EPOCH_MAX, OP_SYNC, PROTOCOL_VERSION,
+    ConnId, Entry, Event, LearnerInfo, Output, Packet, Role, ServerId, Write, ZabError, Zxid,
+    EPOCH_MAX, OP_SYNC, PROTOCOL_VERSION,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +72,26 @@ struct Handler {
     unacked: VecDeque<(Zxid, u64)>,
 }
 
+/// A proposal not yet committed: its ACKs and the configs whose quorums it needs
+/// (the committed one when proposed, and the pending one if a reconfig was).
+#[derive(Debug)]
+struct Outstanding {
+    acks: BTreeSet<ServerId>,
+    old: Arc<Membership>,
+    new: Option<Arc<Membership>>,
+}
+
+impl Outstanding {
+    fn configs(&self) -> impl Iterator<Item = &Arc<Membership>> {
+        std::iter::once(&self.old).chain(self.new.iter())
+    }
+
+    /// `Proposal.hasAllQuorums`.
+    fn has_all_quorums(&self) -> bool {
+        self.configs().all(|c| c.contains_quorum(&self.acks))
+    }
+}
+
 /// A leader's learners, for mntr (`zk_learners`, `zk_synced_followers`, …).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LeaderStats {
@@ -87,8 +116,8 @@ pub(super) struct Leader {
     /// When the current wait started (each wait is bounded by initLimit).
     wait_started: u64,
     handlers: BTreeMap<ConnId, Handler>,
-    /// Proposals not yet committed, with their ACKs.
-    outstanding: BTreeMap<Zxid, BTreeSet<ServerId>>,
+    /// Proposals not yet committed.
+    outstanding: BTreeMap<Zxid, Outstanding>,
     /// The highest zxid our own log has durably (our own ACK).
     self_acked: Zxid,
     last_proposed: Zxid,
@@ -116,14 +145,14 @@ impl Leader {
     }
 
     /// What mntr shows on a leader.
-    pub fn stats(&self, cfg: &Config) -> LeaderStats {
+    pub fn stats(&self, conf: &Membership) -> LeaderStats {
         let synced = |observer: bool| {
             self.handlers
                 .values()
                 .filter(|h| {
                     h.stage == Stage::Running
                         && h.observer == observer
-                        && h.sid.is_some_and(|s| cfg.is_voter(s) != observer)
+                        && h.sid.is_some_and(|s| conf.is_voter(s) != observer)
                         && self.tick <= h.ack_deadline_tick
                 })
                 .count()
@@ -154,6 +183,11 @@ impl Replica {
             RoleState::Leading(l) => l,
             _ => unreachable!("not leading"),
         }
+    }
+
+    /// Still leading (a reconfig may have made us step down mid-way).
+    fn leading(&self) -> bool {
+        matches!(self.role, RoleState::Leading(_))
     }
 
     /// `Leader.lead()`'s start: our whole log is the history to establish; propose
@@ -199,7 +233,7 @@ impl Replica {
 
     /// `getEpochToPropose` for a learner (the leader itself was added at start).
     fn get_epoch_to_propose(&mut self, conn: ConnId, sid: ServerId, accepted: u32) {
-        let is_voter = self.cfg.is_voter(sid);
+        let is_voter = self.conf.is_voter(sid);
         let l = self.leader();
         if !l.waiting_for_epoch {
             self.send_leader_info(conn);
@@ -218,7 +252,7 @@ impl Replica {
 
     fn epoch_quorum_check(&mut self) {
         let l = self.leader_ref();
-        if !l.waiting_for_epoch || !self.cfg.is_quorum(&l.connecting) {
+        if !l.waiting_for_epoch || !self.conf.contains_quorum(&l.connecting) {
             return;
         }
         let epoch = l.epoch;
@@ -231,6 +265,7 @@ impl Replica {
         tracing::info!(id = me, epoch, "a quorum agreed on the new epoch");
         self.accepted_epoch = epoch;
         self.write(Write::AcceptedEpoch(epoch));
+        self.propose_first_config_version(epoch);
         let waiting: Vec<ConnId> = self
             .leader_ref()
             .handlers
@@ -244,6 +279,17 @@ impl Replica {
         // The leader's own epoch ack: its summary is never ahead of itself.
         self.leader().electing.insert(me);
         self.epoch_ack_quorum_check();
+    }
+
+    /// ZOOKEEPER-1783: while both configs are the initial one (version 0), the
+    /// NEWLEADER zxid becomes the version, agreed on through NEWLEADER and
+    /// activated at establishment / UPTODATE (the capture saw 100000000).
+    fn propose_first_config_version(&mut self, epoch: u32) {
+        if !self.cfg.reconfig_enabled || self.conf.version() != 0 || self.last_seen.version() != 0 {
+            return;
+        }
+        let m = Arc::new(self.conf.with_version(Zxid::new(epoch, 0).as_i64()));
+        self.set_last_seen(m);
     }
 
     /// LEADERINFO goes out only once our acceptedEpoch is durable.
@@ -261,7 +307,7 @@ impl Replica {
 
     /// `waitForEpochAck` for a learner.
     fn on_ack_epoch(&mut self, conn: ConnId, sid: ServerId, last_zxid: Zxid, current: Option<u32>) {
-        let is_voter = self.cfg.is_voter(sid);
+        let is_voter = self.conf.is_voter(sid);
         let l = self.leader();
         l.handler(conn).stage = Stage::AwaitEpochQuorum { last_zxid };
         if l.election_finished {
@@ -289,7 +335,7 @@ impl Replica {
 
     fn epoch_ack_quorum_check(&mut self) {
         let l = self.leader_ref();
-        if l.election_finished || l.waiting_for_epoch || !self.cfg.is_quorum(&l.electing) {
+        if l.election_finished || l.waiting_for_epoch || !self.conf.contains_quorum(&l.electing) {
             return;
         }
         let epoch = l.epoch;
@@ -324,29 +370,51 @@ impl Replica {
         // Our own ACK of every proposal now durable.
         if durable_end > l.self_acked {
             let from = l.self_acked;
-            for (_, acks) in l.outstanding.range_mut((
+            for (_, o) in l.outstanding.range_mut((
                 std::ops::Bound::Excluded(from),
                 std::ops::Bound::Included(durable_end),
             )) {
-                acks.insert(me);
+                o.acks.insert(me);
             }
             l.self_acked = durable_end;
         }
         self.newleader_quorum_check();
-        self.try_commit();
+        if self.leading() {
+            self.try_commit();
+        }
     }
 
-    /// `waitForNewLeaderAck`: once a quorum acked NEWLEADER we are established.
+    /// `waitForNewLeaderAck`: once a quorum (of both configs while one is pending)
+    /// acked NEWLEADER we are established; with reconfig, the config NEWLEADER
+    /// carried is activated first (`startZkServer`), and a leader that is not its
+    /// designated leader steps down.
     fn newleader_quorum_check(&mut self) {
         let l = self.leader_ref();
-        if l.established || !self.cfg.is_quorum(&l.newleader_acks) {
+        if l.established || !self.quorum_in_all(&l.newleader_acks) {
             return;
         }
         let epoch = l.epoch;
         self.leader().established = true;
         tracing::info!(id = self.cfg.id, epoch, "established as leader");
         self.update_election_vote(epoch);
+        let designated = self.cfg.reconfig_enabled.then(|| {
+            let target = self.last_seen.clone();
+            let acks = self.leader_ref().newleader_acks.clone();
+            let designated = self.designated_leader(&target, &acks, None);
+            self.activate(target);
+            designated
+        });
+        // Established (the history is committed) even if we leave at once.
         self.event(Event::RoleChanged(self.role()));
+        if let Some(d) = designated.filter(|d| *d != self.cfg.id) {
+            tracing::warn!(
+                id = self.cfg.id,
+                designated = d,
+                "not the designated leader of the activated config: stepping down"
+            );
+            self.start_looking();
+            return;
+        }
         let waiting: Vec<ConnId> = self
             .leader_ref()
             .handlers
@@ -397,7 +465,7 @@ impl Replica {
         let h = l.handler(conn);
         h.stage = Stage::AwaitNewLeaderAck;
         h.sending = true;
-        let config = self.cfg.config_text.clone();
+        let config = self.last_seen.text().clone();
         let newleader = Output::Send {
             conn,
             packet: Packet::NewLeader {
@@ -562,15 +630,20 @@ impl Replica {
     /// counting: a learner that comes back may be told to TRUNC before the leader
     /// resends them, so an old ACK says nothing about what its disk will hold (the
     /// reference keeps such ACKs; dropping them is strictly safer and invisible on
-    /// the wire).
+    /// the wire). They stay only while another follower connection of the same
+    /// server is there (its sync resends them); an observer connection (a reconfig
+    /// made it one) gets no outstanding proposal and may truncate them.
     fn remove_handler(&mut self, conn: ConnId) -> Option<Option<ServerId>> {
         let l = self.leader();
         let h = l.handlers.remove(&conn)?;
         if let Some(sid) = h.sid {
-            let still_connected = l.handlers.values().any(|o| o.sid == Some(sid));
+            let still_connected = l
+                .handlers
+                .values()
+                .any(|o| o.sid == Some(sid) && !o.observer);
             if !still_connected {
-                for acks in l.outstanding.values_mut() {
-                    acks.remove(&sid);
+                for o in l.outstanding.values_mut() {
+                    o.acks.remove(&sid);
                 }
             }
         }
@@ -630,7 +703,9 @@ impl Replica {
 
     fn on_learner_info(&mut self, conn: ConnId, info: LearnerInfo, observer: bool) {
         let sid = info.sid;
-        let known = self.cfg.is_voter(sid) || self.cfg.observers.contains(&sid);
+        // With reconfig any server may join, without a vote until a reconfig makes
+        // it a voter; without, only the configured ones.
+        let known = self.cfg.reconfig_enabled || self.conf.is_member(sid);
         let why = if !known {
             Some(format!("server id {sid} is not in the configuration"))
         } else if sid == self.cfg.id {
@@ -640,10 +715,11 @@ impl Replica {
                 "server {sid} claims accepted epoch {:#x}, beyond the last epoch {EPOCH_MAX:#x}",
                 info.accepted_epoch
             ))
-        } else if info.config_version > self.cfg.config_version {
+        } else if info.config_version > self.conf.version() {
             Some(format!(
                 "follower is ahead of the leader (config version {:#x} > {:#x})",
-                info.config_version, self.cfg.config_version
+                info.config_version,
+                self.conf.version()
             ))
         } else {
             None
@@ -672,7 +748,6 @@ impl Replica {
     }
 
     fn on_newleader_ack(&mut self, conn: ConnId, sid: ServerId, zxid: Zxid) {
-        let is_voter = self.cfg.is_voter(sid);
         let sync_limit = self.cfg.sync_limit_ticks;
         let l = self.leader();
         let epoch = l.epoch;
@@ -680,16 +755,24 @@ impl Replica {
         let h = l.handler(conn);
         h.stage = Stage::AwaitEstablished;
         h.ack_deadline_tick = tick + sync_limit;
+        let observer = h.observer;
         if zxid != Zxid::new(epoch, 0) {
             tracing::warn!(
                 id = self.cfg.id,
                 sid,
                 "NEWLEADER ACK from sid {sid} is from a different epoch ({zxid})"
             );
-        } else if is_voter && !l.established {
+        } else if !l.established && !observer {
+            // Counted in each config it votes in. Unlike the reference, not from an
+            // observer connection (an observer of the committed config may vote in
+            // a pending one): an observer logs the history only at UPTODATE, so its
+            // NEWLEADER ACK says nothing about its disk.
             l.newleader_acks.insert(sid);
             // Reaching the quorum sends UPTODATE to every handler waiting, this one too.
             self.newleader_quorum_check();
+            if !self.leading() {
+                return;
+            }
         }
         let l = self.leader_ref();
         if l.established
@@ -767,6 +850,9 @@ impl Replica {
     }
 
     /// Proposes a txn whose payload encodes `entry.zxid`, from [`Self::next_zxid`].
+    /// A reconfig txn (`entry.reconfig`) must propose the config of version
+    /// `entry.zxid`, with reconfig enabled and no other reconfig pending; from here
+    /// on every proposal needs a quorum of both configs until it commits.
     pub fn propose(&mut self, entry: Entry) -> Result<(), ZabError> {
         let want = self.next_zxid()?;
         if entry.zxid != want {
@@ -774,6 +860,9 @@ impl Replica {
                 got: entry.zxid,
                 want,
             });
+        }
+        if let Some(m) = &entry.reconfig {
+            self.check_reconfig_proposal(entry.zxid, m)?;
         }
         if entry.payload.len() > self.cfg.payload_bytes_max {
             return Err(ZabError::PayloadTooLarge {
@@ -786,10 +875,9 @@ impl Replica {
             return Err(ZabError::InFlightFull { max });
         }
         let zxid = entry.zxid;
-        let l = self.leader();
-        l.last_proposed = zxid;
-        l.outstanding.insert(zxid, BTreeSet::new());
-        let followers: Vec<ConnId> = l
+        let reconfig = entry.reconfig.clone();
+        let followers: Vec<ConnId> = self
+            .leader_ref()
             .handlers
             .iter()
             .filter(|(_, h)| h.forwarding && !h.observer)
@@ -799,7 +887,106 @@ impl Replica {
             self.send_proposal(conn, entry.clone());
         }
         self.log_append(entry);
+        // After the append: a last-seen config is always in our history.
+        if let Some(m) = reconfig {
+            self.set_last_seen(m);
+        }
+        let new = self.pending_config().cloned();
+        #[cfg(any(test, feature = "sim"))]
+        let new = new.filter(|_| self.bug != Some(super::PlantedBug::OldQuorumOnly));
+        let o = Outstanding {
+            acks: BTreeSet::new(),
+            old: self.conf.clone(),
+            new,
+        };
+        let l = self.leader();
+        l.last_proposed = zxid;
+        l.outstanding.insert(zxid, o);
         Ok(())
+    }
+
+    fn check_reconfig_proposal(&self, zxid: Zxid, m: &Membership) -> Result<(), ZabError> {
+        if !self.cfg.reconfig_enabled {
+            return Err(ZabError::ReconfigDisabled);
+        }
+        if let Some(version) = self.reconfig_in_progress() {
+            return Err(ZabError::ReconfigInProgress { version });
+        }
+        if m.version() != zxid.as_i64() {
+            return Err(ZabError::ReconfigVersion {
+                zxid,
+                version: m.version(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The version of the proposed config while a reconfig is in progress (the
+    /// last-seen config differs from the committed one).
+    pub fn reconfig_in_progress(&self) -> Option<i64> {
+        let v = self.last_seen.version();
+        (v != self.conf.version()).then_some(v)
+    }
+
+    /// Leader: `isQuorumSynced`: we (if a voter of `m`) and the synced followers
+    /// that vote in `m` are a quorum of `m` (observers do not count, even ones `m`
+    /// would make voters).
+    pub fn is_quorum_synced(&self, m: &Membership) -> bool {
+        let RoleState::Leading(l) = &self.role else {
+            return false;
+        };
+        let me = self.cfg.id;
+        let mut ids: Vec<ServerId> = Vec::new();
+        if m.is_voter(me) {
+            ids.push(me);
+        }
+        for h in l.handlers.values() {
+            if h.forwarding && !h.observer && l.tick <= h.ack_deadline_tick {
+                ids.extend(h.sid.filter(|s| m.is_voter(*s)));
+            }
+        }
+        m.contains_quorum(&ids)
+    }
+
+    /// `getDesignatedLeader`: we stay leader if we vote in `new` at the same
+    /// quorum address; otherwise the voter of `new` that acked the reconfig (or
+    /// NEWLEADER) and then the most of the proposals after `after`.
+    fn designated_leader(
+        &self,
+        new: &Membership,
+        acks: &BTreeSet<ServerId>,
+        after: Option<Zxid>,
+    ) -> ServerId {
+        let me = self.cfg.id;
+        if new.is_voter(me) && new.quorum_addr(me) == self.conf.quorum_addr(me) {
+            return me;
+        }
+        let mut candidates: Vec<ServerId> = acks
+            .iter()
+            .copied()
+            .filter(|s| *s != me && new.is_voter(*s))
+            .collect();
+        let Some(&first) = candidates.first() else {
+            // Cannot happen with a quorum of `new` acking; any voter of it will do.
+            return new.voters().find(|v| *v != me).unwrap_or(me);
+        };
+        let mut best = first;
+        let Some(mut next) = after.map(|z| Zxid(z.0 + 1)) else {
+            return best;
+        };
+        let l = self.leader_ref();
+        while let Some(o) = l.outstanding.get(&next) {
+            for c in o.configs() {
+                candidates.retain(|s| c.is_voter(*s) && o.acks.contains(s));
+                match candidates.as_slice() {
+                    [] => return best,
+                    [only] => return *only,
+                    [head, ..] => best = *head,
+                }
+            }
+            next = Zxid(next.0 + 1);
+        }
+        best
     }
 
     /// `processAck`: count a learner's ACK and commit what has a quorum.
@@ -809,39 +996,48 @@ impl Replica {
         }
         let l = self.leader();
         match l.outstanding.get_mut(&zxid) {
-            Some(acks) => {
-                acks.insert(sid);
+            Some(o) => {
+                o.acks.insert(sid);
             }
             None => return,
         }
         self.try_commit();
     }
 
-    /// Commits outstanding proposals in zxid order while each has a quorum.
+    /// Commits outstanding proposals in zxid order while each has its quorums.
     fn try_commit(&mut self) {
         loop {
             let l = self.leader_ref();
-            let Some((&zxid, acks)) = l.outstanding.iter().next() else {
+            let Some((&zxid, o)) = l.outstanding.iter().next() else {
                 return;
             };
-            let quorum = self.cfg.is_quorum(acks);
+            let quorum = o.has_all_quorums();
             #[cfg(any(test, feature = "sim"))]
             let quorum = quorum
-                || (self.bug == Some(super::PlantedBug::CommitOnMinority) && !acks.is_empty());
+                || (self.bug == Some(super::PlantedBug::CommitOnMinority) && !o.acks.is_empty());
             if !quorum {
                 return;
             }
-            self.leader().outstanding.remove(&zxid);
-            self.commit(zxid);
+            let o = self.leader().outstanding.remove(&zxid).expect("first");
+            if !self.commit(zxid, &o.acks) {
+                return;
+            }
         }
     }
 
-    fn commit(&mut self, zxid: Zxid) {
+    /// Commits one proposal; false when that made us step down (a reconfig whose
+    /// designated leader is another server).
+    fn commit(&mut self, zxid: Zxid, acks: &BTreeSet<ServerId>) -> bool {
         let at = self
             .log
             .binary_search_by(|e| e.zxid.cmp(&zxid))
             .expect("an outstanding proposal is in the window");
         let entry = self.log[at].clone();
+        let designated = entry.reconfig.clone().map(|new| {
+            let d = self.designated_leader(&new, acks, Some(zxid));
+            self.activate(new);
+            d
+        });
         self.mark_committed(zxid);
         let targets: Vec<(ConnId, bool)> = self
             .leader_ref()
@@ -851,11 +1047,19 @@ impl Replica {
             .map(|(c, h)| (*c, h.observer))
             .collect();
         for (conn, observer) in targets {
-            if observer {
-                self.send(conn, Packet::Inform(entry.clone()));
-            } else {
-                self.send(conn, Packet::Commit { zxid });
-            }
+            let packet = match (designated, observer) {
+                (None, true) => Packet::Inform(entry.clone()),
+                (None, false) => Packet::Commit { zxid },
+                (Some(d), true) => Packet::InformAndActivate {
+                    entry: entry.clone(),
+                    designated_leader: d,
+                },
+                (Some(d), false) => Packet::CommitAndActivate {
+                    zxid,
+                    designated_leader: d,
+                },
+            };
+            self.send(conn, packet);
         }
         self.applied = zxid;
         self.event(Event::Apply(entry));
@@ -863,6 +1067,20 @@ impl Replica {
             for conn in conns {
                 self.send_sync(conn);
             }
+        }
+        match designated {
+            Some(d) if d != self.cfg.id => {
+                // The reference stops committing (allowedToCommit=false) until its
+                // learners leave it for the designated leader; we leave at once.
+                tracing::warn!(
+                    id = self.cfg.id,
+                    designated = d,
+                    "reconfig {zxid} committed; server {d} is to lead: stepping down"
+                );
+                self.start_looking();
+                false
+            }
+            _ => true,
         }
     }
 
@@ -977,6 +1195,8 @@ impl Replica {
         }
     }
 
+    /// Every tick: we and the synced learners are a quorum (of both configs while
+    /// a reconfig is pending).
     fn synced_quorum(&self) -> bool {
         let l = self.leader_ref();
         let mut synced: Vec<ServerId> = vec![self.cfg.id];
@@ -989,7 +1209,7 @@ impl Replica {
                 }
             }
         }
-        self.cfg.is_quorum(&synced)
+        self.quorum_in_all(&synced)
     }
 
     fn ping_learners(&mut self) {

@@ -22,10 +22,18 @@
 //!  a txn out of order (syncing: not after the one before; serving: not new or
 //!         not of the leader's epoch), a sync point past the new epoch, an epoch
 //!         above EPOCH_MAX → re-elect
+//!  reconfig: a PROPOSAL of a reconfig txn and NEWLEADER's config become the
+//!         last-seen config; COMMITANDACTIVATE / INFORMANDACTIVATE activate the
+//!         txn's config at once (also while syncing), NEWLEADER's config is
+//!         activated at UPTODATE; if that changed our role or our leader
+//!         (another designated leader, or ours left / moved) → re-elect
 //! ```
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
+use super::membership::Membership;
+use super::reconfig::Activation;
 use super::replica::{Replica, RoleState};
 use super::types::{
     Config, ConnId, Entry, Event, Forwarded, LearnerInfo, Output, Packet, Role, ServerId, Write,
@@ -85,6 +93,8 @@ pub(super) struct Learner {
     committed_later: VecDeque<Zxid>,
     /// Sessions touched since the last ping reply.
     touches: BTreeMap<i64, i32>,
+    /// The config NEWLEADER carried, activated at UPTODATE.
+    newleader_config: Option<Arc<Membership>>,
 }
 
 impl Learner {
@@ -154,6 +164,7 @@ impl Replica {
             not_committed_bytes: 0,
             committed_later: VecDeque::new(),
             touches: BTreeMap::new(),
+            newleader_config: None,
         };
         self.role = RoleState::Learning(Box::new(l));
         tracing::info!(
@@ -236,7 +247,7 @@ impl Replica {
             sid: self.cfg.id,
             accepted_epoch: self.accepted_epoch,
             protocol_version: PROTOCOL_VERSION,
-            config_version: self.cfg.config_version,
+            config_version: self.conf.version(),
         };
         self.send(conn, Packet::LearnerInfo { info, observer });
     }
@@ -533,6 +544,8 @@ impl Replica {
             }
         }
         match packet {
+            // A reconfig's config becomes the last-seen one once its txn is logged
+            // (at NEWLEADER): a last-seen config is always in our history.
             Packet::Proposal(e) => {
                 self.hold_not_committed(e);
             }
@@ -541,17 +554,38 @@ impl Replica {
             // so a sync cut short leaves state and disk in agreement (same packets on
             // the wire). Once serving, a committed txn may be applied before our own
             // copy is durable, as on the reference: a quorum holds it.
-            Packet::Commit { zxid } | Packet::CommitAndActivate { zxid, .. } => {
+            Packet::Commit { zxid } => {
                 self.learner().committed_later.push_back(zxid);
             }
-            Packet::Inform(e) | Packet::InformAndActivate { entry: e, .. } => {
+            Packet::CommitAndActivate {
+                zxid,
+                designated_leader,
+            } => {
+                let config = self.synced_reconfig(zxid);
+                if self.activate_from_leader(config, Some(designated_leader)) {
+                    self.learner().committed_later.push_back(zxid);
+                }
+            }
+            Packet::Inform(e) => {
                 let zxid = e.zxid;
                 if self.hold_not_committed(e) {
                     self.learner().committed_later.push_back(zxid);
                 }
             }
-            Packet::NewLeader { zxid, .. } if self.learner_ref().stage == Stage::Syncing => {
-                self.on_new_leader(conn, zxid)
+            Packet::InformAndActivate {
+                entry: e,
+                designated_leader,
+            } => {
+                let zxid = e.zxid;
+                let config = e.reconfig.clone();
+                if self.activate_from_leader(config, Some(designated_leader))
+                    && self.hold_not_committed(e)
+                {
+                    self.learner().committed_later.push_back(zxid);
+                }
+            }
+            Packet::NewLeader { zxid, config } if self.learner_ref().stage == Stage::Syncing => {
+                self.on_new_leader(conn, zxid, &config)
             }
             Packet::UpToDate if self.learner_ref().stage == Stage::AwaitUpToDate => {
                 self.on_uptodate(conn)
@@ -568,7 +602,7 @@ impl Replica {
         }
     }
 
-    fn on_new_leader(&mut self, conn: ConnId, zxid: Zxid) {
+    fn on_new_leader(&mut self, conn: ConnId, zxid: Zxid, config: &[u8]) {
         let l = self.learner_ref();
         let epoch = l.new_epoch;
         if zxid != Zxid::new(epoch, 0) {
@@ -612,9 +646,98 @@ impl Replica {
         for e in pending {
             self.log_and_ack(conn, e);
         }
+        // After the sync's writes, so a last-seen config is always in our history.
+        self.adopt_newleader_config(config);
+    }
+
+    /// NEWLEADER's config (data longer than one byte) becomes the last-seen one,
+    /// to activate at UPTODATE if it is committed by then; the reference ignores
+    /// one it cannot read.
+    fn adopt_newleader_config(&mut self, text: &[u8]) {
+        if !self.cfg.reconfig_enabled || text.len() <= 1 {
+            return;
+        }
+        match Membership::parse(text) {
+            Ok(m) => {
+                let m = Arc::new(m);
+                self.set_last_seen(m.clone());
+                self.learner().newleader_config = Some(m);
+            }
+            Err(e) => tracing::warn!(id = self.cfg.id, "NEWLEADER's config: {e}"),
+        }
+    }
+
+    /// The config of the reconfig txn a COMMITANDACTIVATE commits during the sync:
+    /// a proposal of this sync, or one logged at NEWLEADER.
+    fn synced_reconfig(&self, zxid: Zxid) -> Option<Arc<Membership>> {
+        let l = self.learner_ref();
+        l.not_committed
+            .iter()
+            .chain(self.log.iter().filter(|e| e.zxid > self.committed))
+            .find(|e| e.zxid == zxid)
+            .and_then(|e| e.reconfig.clone())
+    }
+
+    /// `processReconfig` of a config the leader sent (a committed reconfig, or
+    /// NEWLEADER's at UPTODATE). False when it changed our role or leader: we
+    /// have then left the leader.
+    fn activate_from_leader(
+        &mut self,
+        config: Option<Arc<Membership>>,
+        designated: Option<ServerId>,
+    ) -> bool {
+        let Some(a) = config.and_then(|m| self.activate(m)) else {
+            return true;
+        };
+        if !self.role_or_leader_changed(&a, designated) {
+            return true;
+        }
+        self.abandon_leader("the new config changes our role or our leader");
+        false
+    }
+
+    /// `processReconfig`'s verdict: with the members changed, our learner type
+    /// changed, or the leader is not the one we follow (the designated one when
+    /// the leader named it; else ours must still vote at the same address).
+    fn role_or_leader_changed(&self, a: &Activation, designated: Option<ServerId>) -> bool {
+        if !a.changed {
+            return false;
+        }
+        let leader = self.learner_ref().leader;
+        let leader_changed = match designated {
+            Some(d) => d != leader,
+            None => Self::leader_moved(&a.prev, &self.conf, leader),
+        };
+        a.role_changed || leader_changed
+    }
+
+    /// NEWLEADER's config at UPTODATE, if it is committed: a new epoch's version
+    /// (agreed on by the NEWLEADER quorum), or a reconfig txn the sync committed.
+    /// The reference activates it regardless; an established leader's NEWLEADER to
+    /// a late joiner carries a reconfig still pending, which we leave to its
+    /// COMMITANDACTIVATE / INFORMANDACTIVATE (same wire, never an uncommitted
+    /// config).
+    fn committed_newleader_config(&mut self) -> Option<Arc<Membership>> {
+        let m = self.learner().newleader_config.take()?;
+        let v = Zxid(m.version() as u64);
+        let l = self.learner_ref();
+        let sync_committed = l.committed_later.back().copied().unwrap_or(Zxid::ZERO);
+        let committed = v.is_epoch_start() || v <= self.committed.max(sync_committed);
+        if !committed {
+            tracing::info!(
+                id = self.cfg.id,
+                "NEWLEADER's config {:x} is not committed yet: not activated",
+                m.version()
+            );
+        }
+        committed.then_some(m)
     }
 
     fn on_uptodate(&mut self, conn: ConnId) {
+        let config = self.committed_newleader_config();
+        if !self.activate_from_leader(config, None) {
+            return;
+        }
         let epoch = self.learner_ref().new_epoch;
         self.send(
             conn,
@@ -644,7 +767,11 @@ impl Replica {
             }
         } else {
             for e in pending {
+                let reconfig = e.reconfig.clone();
                 self.log_and_ack(conn, e);
+                if let Some(m) = reconfig {
+                    self.set_last_seen(m);
+                }
             }
             for zxid in commits {
                 if !self.commit_pending(zxid) {
@@ -728,16 +855,28 @@ impl Replica {
                     self.abandon_leader("over pending_bytes_max of uncommitted proposals");
                     return;
                 }
+                let reconfig = e.reconfig.clone();
                 self.log_and_ack(conn, e);
+                if let Some(m) = reconfig {
+                    self.set_last_seen(m);
+                }
             }
-            Packet::Commit { zxid } | Packet::CommitAndActivate { zxid, .. } if !observer => {
+            Packet::Commit { zxid } if !observer => {
                 self.commit_pending(zxid);
             }
-            Packet::Inform(e) | Packet::InformAndActivate { entry: e, .. } if observer => {
+            Packet::CommitAndActivate {
+                zxid,
+                designated_leader,
+            } if !observer => self.commit_and_activate(zxid, designated_leader),
+            Packet::Inform(e) if observer => {
                 if self.broadcast_txn_in_order("INFORM", e.zxid) {
                     self.observe(e)
                 }
             }
+            Packet::InformAndActivate {
+                entry,
+                designated_leader,
+            } if observer => self.inform_and_activate(entry, designated_leader),
             Packet::LeaderPing { zxid } => {
                 let touches: Vec<(i64, i32)> = std::mem::take(&mut self.learner().touches)
                     .into_iter()
@@ -749,6 +888,39 @@ impl Replica {
                 self.event(Event::Revalidated { session_id, valid })
             }
             p => tracing::warn!(id = self.cfg.id, "ignoring {} from the leader", p.name()),
+        }
+    }
+
+    /// COMMITANDACTIVATE once serving: activate the config of the txn it commits
+    /// (the oldest pending one), commit it, then leave the leader if the config
+    /// changed our role or named another leader.
+    fn commit_and_activate(&mut self, zxid: Zxid, designated: ServerId) {
+        let committed = self.committed;
+        let config = self
+            .log
+            .iter()
+            .find(|e| e.zxid > committed)
+            .filter(|e| e.zxid == zxid)
+            .and_then(|e| e.reconfig.clone());
+        let activation = config.and_then(|m| self.activate(m));
+        if !self.commit_pending(zxid) {
+            return;
+        }
+        if activation.is_some_and(|a| self.role_or_leader_changed(&a, Some(designated))) {
+            self.abandon_leader("the new config changes our role or our leader");
+        }
+    }
+
+    /// INFORMANDACTIVATE once serving (observers): activate, log and apply, then
+    /// leave the leader if the config changed our role or named another leader.
+    fn inform_and_activate(&mut self, entry: Entry, designated: ServerId) {
+        if !self.broadcast_txn_in_order("INFORMANDACTIVATE", entry.zxid) {
+            return;
+        }
+        let activation = entry.reconfig.clone().and_then(|m| self.activate(m));
+        self.observe(entry);
+        if activation.is_some_and(|a| self.role_or_leader_changed(&a, Some(designated))) {
+            self.abandon_leader("the new config changes our role or our leader");
         }
     }
 

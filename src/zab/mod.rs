@@ -30,11 +30,30 @@
 //!     └◄──── leader silent / quorum lost / zxid counter exhausted / bad packet
 //! ```
 //!
+//! Membership is dynamic with `reconfig_enabled` (reconfig.rs): a committed config
+//! and a last-seen (proposed) one. A new leader whose configs are both version 0
+//! versions them with its NEWLEADER zxid; a reconfig txn (the driver marks it, with
+//! its config) becomes the last-seen config where it is logged, and it and every
+//! later proposal need a quorum of both configs until it commits; its commit
+//! activates it everywhere (COMMITANDACTIVATE / INFORMANDACTIVATE name the
+//! designated leader; a learner whose role or leader changed, and a leader that is
+//! not the designated one, re-elect). Elections count both configs' voters, and a
+//! LOOKING server adopts a higher config version gossiped in notifications. The
+//! driver hears `Event::ConfigProposed` / `ConfigActivated` and persists
+//! `Write::LastSeenConfig` / `CommittedConfig`.
+//!
 //! Where corral is stricter than the reference (same wire, safer local order):
 //! a learner's NEWLEADER ACK leaves only once the proposals logged with it are
 //! durable; a leader's LEADERINFO and NEWLEADER leave only once its epoch files are
 //! durable; a learner holds at most `pending_bytes_max` of uncommitted txns; a
-//! leader at most `in_flight_proposals_max` proposals.
+//! leader at most `in_flight_proposals_max` proposals. With reconfig: a config
+//! becomes last-seen only once its txn is logged; a learner activates NEWLEADER's
+//! config at UPTODATE only if it is committed (a late joiner's NEWLEADER may carry
+//! a reconfig still pending); an observer connection's NEWLEADER ACK does not count
+//! (it logs nothing until UPTODATE); a leader that is not the designated one steps
+//! down at once rather than idling; and joining an established leader needs a
+//! quorum of the committed config only (a proposal that never committed would
+//! otherwise keep a server out for ever).
 //!
 //! Output ordering is enforced by [`Ready`]: writes first, then what depends on
 //! them, per connection. A driver (the server's sequencer, or the simulator) loops:
@@ -49,16 +68,19 @@
 //! }
 //! ```
 //!
-//! Files: `types.rs` (zxids, votes, packets, writes, outputs, config), `replica.rs`
-//! (shared state, dispatcher, log window), `election.rs`, `leader.rs`,
-//! `learner.rs`, `ready.rs` (the output batch), `sim.rs` (the simulator; replay a
+//! Files: `types.rs` (zxids, votes, packets, writes, outputs, config),
+//! `membership.rs` (one configuration), `replica.rs` (shared state, dispatcher, log
+//! window), `election.rs`, `leader.rs`, `learner.rs`, `reconfig.rs` (committed and
+//! last-seen configs), `ready.rs` (the output batch), `sim.rs` (the simulator; replay a
 //! seed with `ZAB_SEED=n ZAB_TRACE=1 cargo test --lib zab::sim::tests::replay --
 //! --nocapture`), `tests.rs` (exact-output tests).
 
 mod election;
 mod leader;
 mod learner;
+mod membership;
 mod ready;
+mod reconfig;
 mod replica;
 mod types;
 
@@ -69,6 +91,7 @@ mod tests;
 pub mod sim;
 
 pub use leader::LeaderStats;
+pub use membership::{Membership, MembershipError};
 pub use ready::{Persisted, Ready};
 #[cfg(any(test, feature = "sim"))]
 pub use replica::PlantedBug;

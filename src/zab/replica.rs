@@ -18,10 +18,12 @@
 //! on disk; a learner that needs it gets a SNAP.
 
 use std::collections::{BTreeSet, VecDeque};
+use std::sync::Arc;
 
 use super::election::Election;
 use super::leader::Leader;
 use super::learner::Learner;
+use super::membership::Membership;
 use super::ready::{Persisted, Ready};
 use super::types::{
     Config, ConnId, DurableState, Entry, Event, Input, Output, PeerState, Role, ServerId, Target,
@@ -40,6 +42,9 @@ pub enum PlantedBug {
     CommitOnMinority,
     /// A follower acknowledges a proposal before it is durable.
     AckBeforeDurable,
+    /// The leader commits proposals made while a reconfig is pending (the reconfig
+    /// included) with a quorum of the committed config only.
+    OldQuorumOnly,
 }
 
 #[derive(Debug)]
@@ -70,6 +75,11 @@ impl OutBuf {
 pub struct Replica {
     pub(super) cfg: Config,
     pub(super) now: u64,
+
+    /// The committed configuration (the reference's `quorumVerifier`) and the last
+    /// proposed one (`lastSeenQuorumVerifier`; the same `Arc` when none is pending).
+    pub(super) conf: Arc<Membership>,
+    pub(super) last_seen: Arc<Membership>,
 
     // The durable state as this replica sees it (may be ahead of the disk).
     pub(super) accepted_epoch: u32,
@@ -132,8 +142,15 @@ impl Replica {
             zxid: last.as_i64(),
             peer_epoch: durable.current_epoch as i64,
         };
+        let conf = Arc::new(cfg.membership.clone());
+        let last_seen = match &cfg.last_seen {
+            Some(m) if cfg.reconfig_enabled && m.version() > conf.version() => Arc::new(m.clone()),
+            _ => conf.clone(),
+        };
         let mut r = Replica {
             now,
+            conf,
+            last_seen,
             accepted_epoch: durable.accepted_epoch,
             current_epoch: durable.current_epoch,
             last_logged: last,
@@ -159,19 +176,15 @@ impl Replica {
     }
 
     fn check_config(cfg: &Config) -> Result<(), ZabError> {
-        let is_voter = cfg.voters.contains(&cfg.id);
-        let is_observer = cfg.observers.contains(&cfg.id);
-        if cfg.voters.is_empty() {
+        let m = &cfg.membership;
+        if m.voters().next().is_none() {
             return Err(ZabError::InvalidConfig("no voters"));
         }
-        if is_voter == is_observer {
+        // With reconfig a server may have been removed (or not added yet): it then
+        // runs as a non-voting participant.
+        if !cfg.reconfig_enabled && !m.is_member(cfg.id) {
             return Err(ZabError::InvalidConfig(
-                "id must be exactly one of voter, observer",
-            ));
-        }
-        if cfg.voters.iter().any(|v| cfg.observers.contains(v)) {
-            return Err(ZabError::InvalidConfig(
-                "a server is both voter and observer",
+                "id must be a voter or an observer of the configuration",
             ));
         }
         if cfg.in_flight_proposals_max == 0
@@ -220,8 +233,20 @@ impl Replica {
         }
     }
 
+    /// The reference's learner type: an observer of the committed config observes;
+    /// anyone else (a voter, or a server the config does not name) participates.
     pub fn is_observer(&self) -> bool {
-        self.cfg.observers.contains(&self.cfg.id)
+        self.conf.is_observer(self.cfg.id)
+    }
+
+    /// The committed configuration.
+    pub fn committed_config(&self) -> &Arc<Membership> {
+        &self.conf
+    }
+
+    /// The last proposed configuration (the committed one when none is pending).
+    pub fn last_seen_config(&self) -> &Arc<Membership> {
+        &self.last_seen
     }
 
     /// The epoch this replica leads, if it is an established leader.
@@ -260,7 +285,7 @@ impl Replica {
     /// A leader's learners (mntr).
     pub fn leader_stats(&self) -> Option<super::leader::LeaderStats> {
         match &self.role {
-            RoleState::Leading(l) => Some(l.stats(&self.cfg)),
+            RoleState::Leading(l) => Some(l.stats(&self.conf)),
             _ => None,
         }
     }

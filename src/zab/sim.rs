@@ -1,5 +1,7 @@
 //! Deterministic simulator of an ensemble running the replication core: 3, 5 or 7
-//! voters plus observers and simulated clients, single-threaded, driven by one seed.
+//! voters plus observers and simulated clients, single-threaded, driven by one seed;
+//! in half the seeds with dynamic reconfiguration on, spare servers that start
+//! outside the config, and reconfigs proposed by the leader during the faults.
 //!
 //! Test-only (or the `sim` feature); runs on the test thread. Time is in simulated
 //! milliseconds, advanced in steps. The network is the reference's: election
@@ -16,7 +18,10 @@
 //! - applied histories agree: a txn applied anywhere at zxid z leaves the same
 //!   digest (so the same history up to z) on every node that applies z;
 //! - a newly established leader holds every txn committed before it;
-//! - (optional) every committed txn is durable on a quorum of voters;
+//! - (optional) every committed txn is durable on a quorum of the voters of the
+//!   config it was committed in;
+//! - a config version names one membership wherever it is seen, and a config
+//!   activated from a reconfig txn is activated only once that txn is committed;
 //! - clients: a write is ordered after every write acknowledged before it was
 //!   invoked, writes of one client commit in issue order, a request commits at most
 //!   once, and a sync returns only once its server applied every write acknowledged
@@ -24,7 +29,9 @@
 //!
 //! Faults: notification loss/duplication/delay, connection breaks, partitions in
 //! changing patterns, crashes (losing unsynced writes, possibly keeping a prefix:
-//! a torn tail) and restarts, slow disks. Then faults stop: a leader must be
+//! a torn tail) and restarts, slow disks; and (reconfig seeds) membership changes:
+//! observers and participants added and removed, leaders removing or demoting
+//! themselves, spares joining. Then faults stop: a leader must be
 //! established and a new client write acknowledged within `recovery_ms_max`; then,
 //! with clients stopped, every node must serve and hold the same state within
 //! `converge_ms_max`.
@@ -32,14 +39,15 @@
 //! Replay a seed: `ZAB_SEED=1234 ZAB_TRACE=1 cargo test --lib zab::sim::tests::replay -- --nocapture`.
 
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use super::{
-    Config, ConnId, DurableState, Entry, Event, Forwarded, Input, Notification, Output, Packet,
-    PlantedBug, Ready, Replica, Role, ServerId, Write, Zxid, CORE_CONN_BIT, OP_SYNC,
+    Config, ConnId, DurableState, Entry, Event, Forwarded, Input, Membership, Notification, Output,
+    Packet, PlantedBug, Ready, Replica, Role, ServerId, Write, Zxid, CORE_CONN_BIT, OP_SYNC,
 };
 
 /// Simulated milliseconds per step.
@@ -80,6 +88,13 @@ pub struct SimConfig {
     /// catch a planted bug too).
     pub check_durable_quorum: bool,
     pub trace: bool,
+    /// reconfigEnabled on every server.
+    pub reconfig: bool,
+    /// Servers started outside the config (each lists itself as an observer, as
+    /// an operator starts a joiner); only with `reconfig`.
+    pub spares: usize,
+    /// Per 100 ms with faults, chance the leader is asked for a reconfig.
+    pub reconfig_per_mille: u32,
 }
 
 impl SimConfig {
@@ -109,7 +124,22 @@ impl SimConfig {
             bug: None,
             check_durable_quorum: true,
             trace: false,
+            reconfig: false,
+            spares: 0,
+            reconfig_per_mille: 0,
         }
+        .with_reconfig(&mut r)
+    }
+
+    /// Half the seeds run with reconfig (drawn last, so the other fields stay as
+    /// they were for every seed).
+    fn with_reconfig(mut self, r: &mut SmallRng) -> SimConfig {
+        if r.gen_bool(0.5) {
+            self.reconfig = true;
+            self.spares = r.gen_range(0..=2);
+            self.reconfig_per_mille = r.gen_range(20..=200);
+        }
+        self
     }
 }
 
@@ -129,6 +159,9 @@ pub struct Stats {
     pub snap_syncs: u64,
     pub syncs_checked: u64,
     pub acked_writes: u64,
+    /// Reconfigs proposed, and activations seen (on any server).
+    pub reconfigs: u64,
+    pub activations: u64,
 }
 
 type Check = Result<(), String>;
@@ -184,6 +217,9 @@ struct DiskState {
     current: u32,
     snapshot: Option<Sm>,
     log: Vec<Entry>,
+    /// The dynamic config files (reconfig): committed, and last seen.
+    config: Option<Membership>,
+    next: Option<Membership>,
 }
 
 impl DiskState {
@@ -210,6 +246,17 @@ impl DiskState {
                 self.log.clear();
                 self.snapshot = Some(sm);
             }
+            Write::CommittedConfig(m) => {
+                if self
+                    .next
+                    .as_ref()
+                    .is_some_and(|n| n.version() <= m.version())
+                {
+                    self.next = None;
+                }
+                self.config = Some((**m).clone());
+            }
+            Write::LastSeenConfig(m) => self.next = Some((**m).clone()),
         }
         Ok(())
     }
@@ -347,7 +394,9 @@ pub struct Sim {
     cfg: SimConfig,
     rng: SmallRng,
     now: u64,
-    voters: Vec<ServerId>,
+    /// Each server's config when its disk holds none (the initial one; a spare's
+    /// lists itself as an observer).
+    initial: BTreeMap<ServerId, Membership>,
     nodes: BTreeMap<ServerId, Node>,
     links: Vec<Link>,
     next_leader_conn: ConnId,
@@ -370,6 +419,12 @@ pub struct Sim {
     /// The committed history: the state of the newest established leader after its
     /// last commit (every earlier leader's commits are in it, which is checked).
     committed: Sm,
+    /// The voters of the config the newest committed txn was committed in.
+    committed_voters: Vec<ServerId>,
+    /// Every config version seen, with its text: a version names one membership.
+    configs: BTreeMap<i64, Bytes>,
+    /// Reconfig versions activated in this step: their txns must be committed.
+    activated: Vec<(ServerId, i64)>,
     /// The highest zxid of a write acknowledged to a client.
     acked: Zxid,
     /// epoch → the leader established in it.
@@ -384,8 +439,20 @@ impl Sim {
         let voters: Vec<ServerId> = (1..=cfg.voters as u64).collect();
         let observers: Vec<ServerId> =
             (cfg.voters as u64 + 1..=(cfg.voters + cfg.observers) as u64).collect();
-        let mut nodes = BTreeMap::new();
+        let first_spare = (cfg.voters + cfg.observers) as u64 + 1;
+        let spares: Vec<ServerId> = (first_spare..first_spare + cfg.spares as u64).collect();
+        let shared = Membership::local(&voters, &observers, 0);
+        let mut initial = BTreeMap::new();
         for id in voters.iter().chain(observers.iter()) {
+            initial.insert(*id, shared.clone());
+        }
+        for id in &spares {
+            let mut with_me = observers.clone();
+            with_me.push(*id);
+            initial.insert(*id, Membership::local(&voters, &with_me, 0));
+        }
+        let mut nodes = BTreeMap::new();
+        for id in initial.keys() {
             nodes.insert(
                 *id,
                 Node {
@@ -417,7 +484,7 @@ impl Sim {
             cfg,
             rng,
             now: 0,
-            voters,
+            initial,
             nodes,
             links: Vec::new(),
             next_leader_conn: 1,
@@ -432,6 +499,9 @@ impl Sim {
             history: BTreeMap::new(),
             owner: BTreeMap::new(),
             committed: Sm::default(),
+            committed_voters: voters,
+            configs: BTreeMap::new(),
+            activated: Vec::new(),
             acked: Zxid::ZERO,
             leaders: BTreeMap::new(),
             stats: Stats::default(),
@@ -444,14 +514,16 @@ impl Sim {
         sim
     }
 
+    /// A server's config: its disk's dynamic files, or its initial one.
     fn replica_config(&self, id: ServerId) -> Config {
-        let observers: Vec<ServerId> = self
-            .nodes
-            .keys()
-            .copied()
-            .filter(|n| !self.voters.contains(n))
-            .collect();
-        let mut c = Config::new(id, self.voters.clone(), observers);
+        let disk = &self.nodes[&id].disk.synced;
+        let membership = disk
+            .config
+            .clone()
+            .unwrap_or_else(|| self.initial[&id].clone());
+        let mut c = Config::new(id, membership);
+        c.last_seen = disk.next.clone();
+        c.reconfig_enabled = self.cfg.reconfig;
         c.tick_ms = self.cfg.tick_ms;
         c.init_limit_ticks = 10;
         c.sync_limit_ticks = 5;
@@ -462,7 +534,6 @@ impl Sim {
         c.committed_log_count_max = self.cfg.committed_log_count_max;
         c.in_flight_proposals_max = self.cfg.in_flight_proposals_max;
         c.zxid_counter_max = self.cfg.zxid_counter_max;
-        c.config_text = Bytes::from_static(b"version=0");
         c
     }
 
@@ -559,6 +630,7 @@ impl Sim {
         else {
             return Some("no established leader".into());
         };
+        let conf = leader.replica.as_ref()?.committed_config().clone();
         let mut serving = 0;
         for n in self.nodes.values() {
             if !n.role.serving() {
@@ -580,11 +652,11 @@ impl Sim {
                     n.id, n.sm.last_txn, leader.id, leader.sm.last_txn
                 ));
             }
-            if self.voters.contains(&n.id) {
+            if conf.is_voter(n.id) {
                 serving += 1;
             }
         }
-        (serving * 2 <= self.voters.len()).then(|| "no quorum serving".into())
+        (serving * 2 <= conf.voters().count()).then(|| "no quorum serving".into())
     }
 
     fn heal(&mut self) -> Check {
@@ -629,11 +701,14 @@ impl Sim {
         if self.cfg.check_durable_quorum {
             self.check_durable_quorum()?;
         }
-        Ok(())
+        self.check_activated_committed()
     }
 
     fn inject_faults(&mut self) {
         let per_100ms = self.now.is_multiple_of(100);
+        if per_100ms && self.cfg.reconfig && self.chance(self.cfg.reconfig_per_mille) {
+            self.maybe_reconfig();
+        }
         if per_100ms && self.chance(self.cfg.partition_per_mille) {
             self.repartition();
         }
@@ -971,7 +1046,12 @@ impl Sim {
         if self.cfg.trace {
             println!("[{:>6}] {id} write {w:?}", self.now);
         }
-        if let Write::TruncateAfter(z) = w {
+        // An observer's log counts toward no quorum: one that was a follower (a
+        // reconfig made it an observer) may be told to truncate txns its old role
+        // logged and the leader commits later with other ACKs (as the reference);
+        // it gets them back as INFORMs.
+        let observing = matches!(self.nodes[&id].role, Role::Observing { .. });
+        if let (Write::TruncateAfter(z), false) = (w, observing) {
             // Never truncate a committed txn that this node holds in the history.
             let view = self.nodes[&id].disk.view()?;
             for e in view.log.iter().filter(|e| e.zxid > *z) {
@@ -1171,7 +1251,175 @@ impl Sim {
             }
             Event::Touches { .. } | Event::Revalidated { .. } => Ok(()),
             Event::SyncDone => self.on_sync_done(id),
+            Event::ConfigProposed(m) => self.check_config_version(id, &m),
+            Event::ConfigActivated(m) => {
+                self.stats.activations += 1;
+                self.log(|| format!("node {id} activates config {:x}", m.version()));
+                if !Zxid(m.version() as u64).is_epoch_start() {
+                    self.activated.push((id, m.version()));
+                }
+                self.check_config_version(id, &m)
+            }
         }
+    }
+
+    // ----- reconfig --------------------------------------------------------------------
+
+    /// The voters of a server's committed config.
+    fn voters_of(&self, id: ServerId) -> Vec<ServerId> {
+        self.nodes[&id]
+            .replica
+            .as_ref()
+            .map(|r| r.committed_config().voters().collect())
+            .unwrap_or_default()
+    }
+
+    /// A config version names one membership wherever it is seen.
+    fn check_config_version(&mut self, id: ServerId, m: &Membership) -> Check {
+        match self.configs.get(&m.version()) {
+            Some(t) if t != m.text() => Err(format!(
+                "node {id} has config version {:x} as {:?}, seen elsewhere as {:?}",
+                m.version(),
+                String::from_utf8_lossy(m.text()),
+                String::from_utf8_lossy(t)
+            )),
+            Some(_) => Ok(()),
+            None => {
+                self.configs.insert(m.version(), m.text().clone());
+                Ok(())
+            }
+        }
+    }
+
+    /// A config activated from a reconfig txn: that txn is committed (checked at
+    /// the end of the step that activated it, once the leader's own commit of it
+    /// has been applied).
+    fn check_activated_committed(&mut self) -> Check {
+        for (id, v) in std::mem::take(&mut self.activated) {
+            let z = Zxid(v as u64);
+            let committed = self
+                .committed
+                .txns
+                .binary_search_by(|(t, _)| t.cmp(&z))
+                .is_ok();
+            if !committed {
+                return Err(format!(
+                    "node {id} activated config {v:x}, but txn {z:?} is not committed"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Asks the established leader for a membership change, if it may take one (no
+    /// reconfig pending, a synced quorum of the new config, at least two voters).
+    fn maybe_reconfig(&mut self) {
+        let Some(leader) = self.nodes.values().find(|n| {
+            matches!(
+                n.role,
+                Role::Leading {
+                    established: true,
+                    ..
+                }
+            )
+        }) else {
+            return;
+        };
+        let id = leader.id;
+        let Some(r) = leader.replica.as_ref() else {
+            return;
+        };
+        if r.reconfig_in_progress().is_some() {
+            return;
+        }
+        let conf = r.committed_config().clone();
+        let all: Vec<ServerId> = self.nodes.keys().copied().collect();
+        let Some((voters, observers, what)) = self.pick_change(id, &conf, &all) else {
+            return;
+        };
+        let r = self.nodes.get_mut(&id).unwrap().replica.as_mut().unwrap();
+        let Ok(zxid) = r.next_zxid() else { return };
+        let m = Membership::local(&voters, &observers, zxid.as_i64());
+        if !r.is_quorum_synced(&m) {
+            self.log(|| format!("reconfig ({what}) refused: no synced quorum of it"));
+            return;
+        }
+        let entry = Entry {
+            zxid,
+            payload: Bytes::from(format!("reconfig {what}")),
+            reconfig: Some(Arc::new(m)),
+        };
+        match r.propose(entry) {
+            Ok(()) => {
+                self.stats.reconfigs += 1;
+                self.log(|| format!("leader {id} proposes reconfig at {zxid:?}: {what}"));
+            }
+            Err(e) => self.log(|| format!("reconfig ({what}) refused: {e}")),
+        }
+        let _ = self.pump(id);
+    }
+
+    /// One membership change of `conf` (voters, observers, and what it is).
+    fn pick_change(
+        &mut self,
+        leader: ServerId,
+        conf: &Membership,
+        all: &[ServerId],
+    ) -> Option<(Vec<ServerId>, Vec<ServerId>, String)> {
+        let mut voters: Vec<ServerId> = conf.voters().collect();
+        let mut observers: Vec<ServerId> = conf.observers().collect();
+        let outside: Vec<ServerId> = all
+            .iter()
+            .copied()
+            .filter(|s| !conf.is_member(*s))
+            .collect();
+        let pick = |rng: &mut SmallRng, from: &[ServerId]| -> Option<ServerId> {
+            (!from.is_empty()).then(|| from[rng.gen_range(0..from.len())])
+        };
+        let what = match self.rng.gen_range(0..6) {
+            0 => {
+                let s = pick(&mut self.rng, &outside)?;
+                observers.push(s);
+                format!("add observer {s}")
+            }
+            1 => {
+                let s = pick(&mut self.rng, &observers)?;
+                observers.retain(|o| *o != s);
+                format!("remove observer {s}")
+            }
+            2 => {
+                let candidates: Vec<ServerId> = outside.iter().chain(&observers).copied().collect();
+                let s = pick(&mut self.rng, &candidates)?;
+                if voters.len() >= 7 {
+                    return None;
+                }
+                observers.retain(|o| *o != s);
+                voters.push(s);
+                format!("add participant {s}")
+            }
+            3 => {
+                let others: Vec<ServerId> =
+                    voters.iter().copied().filter(|v| *v != leader).collect();
+                let s = pick(&mut self.rng, &others)?;
+                voters.retain(|v| *v != s);
+                format!("remove participant {s}")
+            }
+            4 => {
+                voters.retain(|v| *v != leader);
+                format!("leader {leader} removes itself")
+            }
+            _ => {
+                voters.retain(|v| *v != leader);
+                observers.push(leader);
+                format!("leader {leader} becomes an observer")
+            }
+        };
+        if voters.len() < 2 {
+            return None;
+        }
+        voters.sort_unstable();
+        observers.sort_unstable();
+        Some((voters, observers, what))
     }
 
     fn on_role(&mut self, id: ServerId, role: Role) -> Check {
@@ -1212,6 +1460,7 @@ impl Sim {
                 }
                 self.committed = sm;
             }
+            self.committed_voters = self.voters_of(id);
         }
         if was.serving() && !role.serving() {
             // Its clients lose their connection: outstanding requests are in doubt.
@@ -1245,6 +1494,7 @@ impl Sim {
         );
         if is_leader && e.zxid > self.committed.last_txn {
             self.committed = self.nodes[&id].sm.clone();
+            self.committed_voters = self.voters_of(id);
             self.stats.commits += 1;
         }
         self.check_state(id)?;
@@ -1370,7 +1620,7 @@ impl Sim {
             return;
         };
         let Ok(zxid) = r.next_zxid() else { return };
-        if r.propose(Entry { zxid, payload }).is_ok() {
+        if r.propose(Entry::new(zxid, payload)).is_ok() {
             self.stats.steps += 1;
         }
         let _ = self.pump(id);
@@ -1491,15 +1741,15 @@ impl Sim {
                 || d.snapshot.as_ref().is_some_and(|s| s.holds(target, hash))
         };
         let holders: Vec<ServerId> = self
-            .voters
+            .committed_voters
             .iter()
             .copied()
             .filter(|v| holds(&self.nodes[v].disk.synced))
             .collect();
-        if holders.len() * 2 <= self.voters.len() {
+        if holders.len() * 2 <= self.committed_voters.len() {
             return Err(format!(
-                "committed txn {target:?} is durable only on voters {holders:?} of {}",
-                self.voters.len()
+                "committed txn {target:?} is durable only on voters {holders:?} of {:?}",
+                self.committed_voters
             ));
         }
         Ok(())
@@ -1601,6 +1851,13 @@ mod tests {
         first_catch(PlantedBug::AckBeforeDurable, true, 300);
     }
 
+    /// ... and a leader that commits during a reconfig without the new config's
+    /// quorum.
+    #[test]
+    fn planted_bug_old_quorum_only_is_caught() {
+        first_catch(PlantedBug::OldQuorumOnly, true, 600);
+    }
+
     /// Same seed, same run.
     #[test]
     fn deterministic() {
@@ -1631,6 +1888,8 @@ mod tests {
             total.snap_syncs += s.snap_syncs;
             total.syncs_checked += s.syncs_checked;
             total.acked_writes += s.acked_writes;
+            total.reconfigs += s.reconfigs;
+            total.activations += s.activations;
             total.recovery_ms = total.recovery_ms.max(s.recovery_ms);
         }
         let secs = start.elapsed().as_secs_f64();

@@ -2,14 +2,16 @@
 //! sequence of inputs and every batch it produces is compared whole (what leaves at
 //! once, the writes, and what waits behind those writes). They pin ZooKeeper 3.8's
 //! protocol as PEER-PROTOCOL.md (§4 election, §5 discovery and sync, §6 broadcast,
-//! §7 requests, §10 observers) and the reference source describe it, phase by phase
-//! and packet by packet; the simulator (`sim.rs`) covers whole ensembles.
+//! §7 requests, §10 observers, §11 reconfig) and the reference source describe it,
+//! phase by phase and packet by packet; the simulator (`sim.rs`) covers whole
+//! ensembles.
 //!
 //! Runs on the test thread; no IO, no clock: time is the `now` given to each step.
 //! The cast is always the same: voters 1, 2 and 3, observer 4. In leader scenarios
 //! server 3 leads and its driver numbers the learners' connections 10 (server 1),
 //! 20 (server 2) and 40 (server 4); in learner scenarios server 3 is the leader the
-//! learner dials on its first core connection `C`.
+//! learner dials on its first core connection `C`. Reconfig scenarios turn
+//! reconfigEnabled on and add server 5, in no config, on connection 50.
 //!
 //! Tests marked `#[ignore = "BUG: …"]` describe the reference's behaviour where the
 //! code differs from it (or from its own documented contract).
@@ -37,10 +39,9 @@ const CONN_2: ConnId = 20;
 const CONN_4: ConnId = 40;
 
 fn cfg(id: ServerId) -> Config {
-    let mut c = Config::new(id, vec![1, 2, 3], vec![OBSERVER]);
-    c.config_text = Bytes::from_static(QV);
-    c.config_version = CONFIG_VERSION;
-    c
+    let m = Membership::parse(QV).expect("the cast's config");
+    assert_eq!(m.text().as_ref(), QV, "the text is kept byte for byte");
+    Config::new(id, m)
 }
 
 fn z(epoch: u32, counter: u32) -> Zxid {
@@ -48,10 +49,10 @@ fn z(epoch: u32, counter: u32) -> Zxid {
 }
 
 fn ent(epoch: u32, counter: u32) -> Entry {
-    Entry {
-        zxid: z(epoch, counter),
-        payload: Bytes::from(format!("txn {epoch}:{counter}")),
-    }
+    Entry::new(
+        z(epoch, counter),
+        Bytes::from(format!("txn {epoch}:{counter}")),
+    )
 }
 
 /// A disk with these epochs and this log after the snapshot (the driver's state
@@ -330,7 +331,12 @@ fn established_with(c: Config) -> Replica {
 
 /// Server `id` from `d`, decided (at time 200) for leader 3, dialling it on `C`.
 fn learner_dialling(id: ServerId, d: DurableState) -> Replica {
-    let mut r = started(cfg(id), d);
+    learner_dialling_with(cfg(id), d)
+}
+
+fn learner_dialling_with(c: Config, d: DurableState) -> Replica {
+    let id = c.id;
+    let mut r = started(c, d);
     if id == OBSERVER {
         // An observer learns the leader from the voters' answers.
         hear(
@@ -371,7 +377,11 @@ fn learner_dialling(id: ServerId, d: DurableState) -> Replica {
 
 /// The dial succeeded and FOLLOWERINFO / OBSERVERINFO left.
 fn learner_connected(id: ServerId, d: DurableState) -> Replica {
-    let mut r = learner_dialling(id, d);
+    learner_connected_with(cfg(id), d)
+}
+
+fn learner_connected_with(c: Config, d: DurableState) -> Replica {
+    let mut r = learner_dialling_with(c, d);
     r.step(300, Input::Connected { conn: C });
     drain(&mut r);
     r
@@ -380,9 +390,13 @@ fn learner_connected(id: ServerId, d: DurableState) -> Replica {
 /// A learner of leader 3 synced by an empty DIFF into epoch `accepted + 1` and
 /// serving (UPTODATE at time 1000).
 fn serving(id: ServerId, d: DurableState) -> Replica {
+    serving_with(cfg(id), d)
+}
+
+fn serving_with(c: Config, d: DurableState) -> Replica {
     let epoch = d.accepted_epoch + 1;
     let last = d.last_zxid;
-    let mut r = learner_connected(id, d);
+    let mut r = learner_connected_with(c, d);
     pkt(&mut r, 400, C, leader_info(epoch));
     pkt(&mut r, 500, C, Packet::Diff { zxid: last });
     pkt(&mut r, 600, C, new_leader(epoch));
@@ -1495,10 +1509,7 @@ fn broadcast_refuses_proposals_past_the_in_flight_bound_and_bad_ones() {
             want: z(2, 3)
         })
     );
-    let big = Entry {
-        zxid: z(2, 3),
-        payload: Bytes::from(vec![0u8; 17]),
-    };
+    let big = Entry::new(z(2, 3), Bytes::from(vec![0u8; 17]));
     assert_eq!(
         r.propose(big),
         Err(ZabError::PayloadTooLarge { len: 17, max: 16 })
@@ -2402,5 +2413,677 @@ fn observer_logs_and_applies_informs_without_acking_and_ignores_proposals() {
                 touches: vec![]
             }
         )])]
+    );
+}
+
+// =====================================================================================
+// 8. Reconfig (PEER-PROTOCOL §2 "Config versions", §4.1, §5.1, §5.6, §11)
+// =====================================================================================
+
+use std::sync::Arc;
+
+/// The cast's config with reconfigEnabled=true.
+fn cfg_r(id: ServerId) -> Config {
+    let mut c = cfg(id);
+    c.reconfig_enabled = true;
+    c
+}
+
+/// A config of the cast's addresses (`server.N=127.0.0.1:2887+N:3887+N:…`).
+fn conf(voters: &[ServerId], observers: &[ServerId], version: i64) -> Arc<Membership> {
+    Arc::new(Membership::local(voters, observers, version))
+}
+
+/// A reconfig txn at `epoch:counter` proposing these members (its version is its
+/// zxid).
+fn rent(epoch: u32, counter: u32, voters: &[ServerId], observers: &[ServerId]) -> Entry {
+    let mut e = ent(epoch, counter);
+    e.reconfig = Some(conf(voters, observers, z(epoch, counter).as_i64()));
+    e
+}
+
+fn config_of(e: &Entry) -> Arc<Membership> {
+    e.reconfig.clone().expect("a reconfig txn")
+}
+
+fn proposed_ev(m: &Arc<Membership>) -> Output {
+    ev(Event::ConfigProposed(m.clone()))
+}
+
+fn activated_ev(m: &Arc<Membership>) -> Output {
+    ev(Event::ConfigActivated(m.clone()))
+}
+
+fn new_leader_with(epoch: u32, m: &Membership) -> Packet {
+    Packet::NewLeader {
+        zxid: z(epoch, 0),
+        config: m.text().clone(),
+    }
+}
+
+/// FOLLOWERINFO of a learner whose committed config has `version`.
+fn follower_info_at(sid: ServerId, accepted_epoch: u32, version: i64) -> Packet {
+    let mut p = learner_info(sid, accepted_epoch, false);
+    if let Packet::LearnerInfo { info, .. } = &mut p {
+        info.config_version = version;
+    }
+    p
+}
+
+fn looking_in(
+    m: &Membership,
+    leader: ServerId,
+    zxid: Zxid,
+    epoch: u32,
+    round: i64,
+) -> Notification {
+    Notification {
+        config: m.text().clone(),
+        ..looking(leader, zxid, epoch, round)
+    }
+}
+
+#[test]
+fn reconfig_the_first_leader_versions_the_initial_config_with_its_newleader_zxid() {
+    // Version 0 everywhere (zoo.cfg's own server lines), reconfig on.
+    let v0 = conf(&[1, 2, 3], &[OBSERVER], 0);
+    let mut c = Config::new(LEADER, (*v0).clone());
+    c.reconfig_enabled = true;
+    let d = disk(1, 1, &[(1, 1), (1, 2)]);
+    let mut r = started(c, d);
+    hear(&mut r, 0, 2, looking_in(&v0, LEADER, z(1, 2), 1, 1));
+    tick(&mut r, 200);
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![role_changed(leading(None, false))])]
+    );
+    // Once the epoch is decided, the last-seen config takes NEWLEADER's zxid as
+    // its version (ZOOKEEPER-1783).
+    let v2 = conf(&[1, 2, 3], &[OBSERVER], 0x2_0000_0000);
+    r.step(300, Input::Accepted { conn: CONN_2 });
+    pkt(&mut r, 300, CONN_2, follower_info_at(2, 1, 0));
+    assert_eq!(
+        drain(&mut r),
+        vec![b(
+            vec![proposed_ev(&v2)],
+            vec![Write::AcceptedEpoch(2), Write::LastSeenConfig(v2.clone())],
+            vec![send(CONN_2, leader_info(2))]
+        )]
+    );
+    assert_eq!(r.committed_config().version(), 0);
+    assert_eq!(r.last_seen_config().version(), 0x2_0000_0000);
+    // NEWLEADER carries it.
+    pkt(&mut r, 400, CONN_2, ack_epoch(z(1, 2), Some(1)));
+    assert_eq!(
+        drain(&mut r),
+        vec![b(
+            vec![send(CONN_2, Packet::Diff { zxid: z(1, 2) })],
+            vec![Write::CurrentEpoch(2)],
+            vec![send(CONN_2, new_leader_with(2, &v2))]
+        )]
+    );
+    // Established: activated first, then serving.
+    pkt(&mut r, 500, CONN_2, ack(2, 0));
+    assert_eq!(
+        drain(&mut r),
+        vec![b(
+            vec![
+                activated_ev(&v2),
+                role_changed(leading(Some(2), true)),
+                send(CONN_2, Packet::UpToDate)
+            ],
+            vec![Write::CommittedConfig(v2.clone())],
+            vec![]
+        )]
+    );
+    assert_eq!(r.committed_config(), &v2);
+}
+
+#[test]
+fn reconfig_off_keeps_version_zero_and_newleader_carries_the_config_as_it_is() {
+    let v0 = conf(&[1, 2, 3], &[OBSERVER], 0);
+    let c = Config::new(LEADER, (*v0).clone());
+    let mut r = started(c, disk(1, 1, &[(1, 1), (1, 2)]));
+    hear(&mut r, 0, 2, looking_in(&v0, LEADER, z(1, 2), 1, 1));
+    tick(&mut r, 200);
+    drain(&mut r);
+    r.step(300, Input::Accepted { conn: CONN_2 });
+    pkt(&mut r, 300, CONN_2, follower_info_at(2, 1, 0));
+    assert_eq!(drain(&mut r)[0].writes, vec![Write::AcceptedEpoch(2)]);
+    pkt(&mut r, 400, CONN_2, ack_epoch(z(1, 2), Some(1)));
+    let out = drain(&mut r);
+    assert_eq!(
+        sent_on(&out, CONN_2),
+        vec![Packet::Diff { zxid: z(1, 2) }, new_leader_with(2, &v0)]
+    );
+    pkt(&mut r, 500, CONN_2, ack(2, 0));
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![
+            role_changed(leading(Some(2), true)),
+            send(CONN_2, Packet::UpToDate)
+        ])]
+    );
+    assert_eq!(r.committed_config().version(), 0);
+}
+
+#[test]
+fn reconfig_learner_takes_newleaders_config_after_the_sync_and_activates_it_at_uptodate() {
+    let mut r = learner_connected_with(cfg_r(2), disk(1, 1, &[(1, 1), (1, 2)]));
+    pkt(&mut r, 400, C, leader_info(2));
+    pkt(&mut r, 500, C, Packet::Diff { zxid: z(1, 2) });
+    drain(&mut r);
+    let v2 = conf(&[1, 2, 3], &[OBSERVER], 0x2_0000_0000);
+    pkt(&mut r, 600, C, new_leader_with(2, &v2));
+    assert_eq!(
+        drain(&mut r),
+        vec![b(
+            vec![proposed_ev(&v2)],
+            vec![Write::CurrentEpoch(2), Write::LastSeenConfig(v2.clone())],
+            vec![send(C, ack(2, 0))]
+        )]
+    );
+    pkt(&mut r, 1000, C, Packet::UpToDate);
+    assert_eq!(
+        drain(&mut r),
+        vec![b(
+            vec![
+                activated_ev(&v2),
+                send(C, ack(2, 0)),
+                role_changed(following(true))
+            ],
+            vec![Write::CommittedConfig(v2.clone())],
+            vec![]
+        )]
+    );
+    assert_eq!(r.committed_config(), &v2);
+}
+
+#[test]
+fn reconfig_late_joiner_keeps_a_pending_newleader_config_until_its_commit() {
+    // The leader's last-seen config is a reconfig proposed in this epoch (2:1,
+    // dropping the observer): an outstanding proposal, not committed at UPTODATE.
+    let r21 = rent(2, 1, &[1, 2, 3], &[]);
+    let m = config_of(&r21);
+    let mut r = learner_connected_with(cfg_r(2), disk(1, 1, &[(1, 1), (1, 2)]));
+    pkt(&mut r, 400, C, leader_info(2));
+    pkt(&mut r, 500, C, Packet::Diff { zxid: z(1, 2) });
+    pkt(&mut r, 500, C, Packet::Proposal(r21.clone()));
+    drain(&mut r);
+    pkt(&mut r, 600, C, new_leader_with(2, &m));
+    assert_eq!(
+        drain(&mut r),
+        vec![b(
+            vec![proposed_ev(&m)],
+            vec![
+                Write::Append(r21.clone()),
+                Write::CurrentEpoch(2),
+                Write::LastSeenConfig(m.clone())
+            ],
+            vec![send(C, ack(2, 0)), send(C, ack(2, 1))]
+        )]
+    );
+    pkt(&mut r, 1000, C, Packet::UpToDate);
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![
+            send(C, ack(2, 0)),
+            role_changed(following(true))
+        ])]
+    );
+    assert_eq!(r.committed_config().version(), CONFIG_VERSION);
+    assert_eq!(r.last_seen_config(), &m);
+    // Its commit activates it; the leader stays (designated 3), our role too.
+    pkt(
+        &mut r,
+        1100,
+        C,
+        Packet::CommitAndActivate {
+            zxid: z(2, 1),
+            designated_leader: LEADER,
+        },
+    );
+    assert_eq!(
+        drain(&mut r),
+        vec![b(
+            vec![activated_ev(&m), ev(Event::Apply(r21))],
+            vec![Write::CommittedConfig(m.clone())],
+            vec![]
+        )]
+    );
+    assert!(r.role().serving());
+}
+
+#[test]
+fn reconfig_follower_logs_a_reconfig_then_activates_it_and_follows_the_designated_leader() {
+    let mut r = serving_with(cfg_r(2), disk(1, 1, &[(1, 1), (1, 2)]));
+    let r21 = rent(2, 1, &[1, 2, 3], &[]);
+    let m = config_of(&r21);
+    pkt(&mut r, 1100, C, Packet::Proposal(r21.clone()));
+    // The config becomes last-seen once its txn is logged.
+    assert_eq!(
+        drain(&mut r),
+        vec![b(
+            vec![proposed_ev(&m)],
+            vec![Write::Append(r21.clone()), Write::LastSeenConfig(m.clone())],
+            vec![send(C, ack(2, 1))]
+        )]
+    );
+    // Committed with server 1 designated: activate, apply, and leave leader 3.
+    pkt(
+        &mut r,
+        1200,
+        C,
+        Packet::CommitAndActivate {
+            zxid: z(2, 1),
+            designated_leader: 1,
+        },
+    );
+    let mut now = vec![
+        activated_ev(&m),
+        ev(Event::Apply(r21)),
+        close(C),
+        role_changed(Role::Looking),
+    ];
+    let mine = looking_in(&m, 2, z(2, 1), 2, 2);
+    now.extend([notify(1, mine.clone()), notify(3, mine)]);
+    assert_eq!(
+        drain(&mut r),
+        vec![b(now, vec![Write::CommittedConfig(m.clone())], vec![])]
+    );
+}
+
+#[test]
+fn reconfig_observer_made_a_participant_by_informandactivate_runs_an_election() {
+    let mut r = serving_with(cfg_r(OBSERVER), disk(1, 1, &[(1, 1), (1, 2)]));
+    let r21 = rent(2, 1, &[1, 2, 3, OBSERVER], &[]);
+    let m = config_of(&r21);
+    pkt(
+        &mut r,
+        1100,
+        C,
+        Packet::InformAndActivate {
+            entry: r21.clone(),
+            designated_leader: LEADER,
+        },
+    );
+    // Logged and applied; then, a participant now, it votes for itself.
+    let mut now = vec![
+        activated_ev(&m),
+        ev(Event::Apply(r21.clone())),
+        close(C),
+        role_changed(Role::Looking),
+    ];
+    let mine = looking_in(&m, OBSERVER, z(2, 1), 2, 2);
+    now.extend(notify_voters(OBSERVER, &mine));
+    assert_eq!(
+        drain(&mut r),
+        vec![b(
+            now,
+            vec![Write::CommittedConfig(m.clone()), Write::Append(r21)],
+            vec![]
+        )]
+    );
+    assert!(!r.is_observer());
+}
+
+#[test]
+fn reconfig_observer_untouched_by_the_change_stays_with_its_leader() {
+    let mut r = serving_with(cfg_r(OBSERVER), disk(1, 1, &[(1, 1), (1, 2)]));
+    let r21 = rent(2, 1, &[2, 3], &[OBSERVER]);
+    let m = config_of(&r21);
+    pkt(
+        &mut r,
+        1100,
+        C,
+        Packet::InformAndActivate {
+            entry: r21.clone(),
+            designated_leader: LEADER,
+        },
+    );
+    assert_eq!(
+        drain(&mut r),
+        vec![b(
+            vec![activated_ev(&m), ev(Event::Apply(r21.clone()))],
+            vec![Write::CommittedConfig(m), Write::Append(r21)],
+            vec![]
+        )]
+    );
+    assert!(r.role().serving());
+}
+
+#[test]
+fn reconfig_commitandactivate_while_syncing_activates_at_once() {
+    // Server 2 is made an observer by a reconfig the leader commits during our
+    // sync: the role changed, so we leave before NEWLEADER.
+    let r13 = rent(1, 3, &[1, 3], &[2, OBSERVER]);
+    let m = config_of(&r13);
+    let mut r = learner_connected_with(cfg_r(2), disk(1, 1, &[(1, 1), (1, 2)]));
+    pkt(&mut r, 400, C, leader_info(2));
+    pkt(&mut r, 500, C, Packet::Diff { zxid: z(1, 3) });
+    pkt(&mut r, 500, C, Packet::Proposal(r13.clone()));
+    drain(&mut r);
+    pkt(
+        &mut r,
+        500,
+        C,
+        Packet::CommitAndActivate {
+            zxid: z(1, 3),
+            designated_leader: LEADER,
+        },
+    );
+    let mut now = vec![activated_ev(&m), close(C), role_changed(Role::Looking)];
+    let observer_vote = looking_in(&m, 0, z(1, 2), 1, 2);
+    let observer_vote = Notification {
+        vote: Vote::NONE,
+        ..observer_vote
+    };
+    now.extend([notify(1, observer_vote.clone()), notify(3, observer_vote)]);
+    assert_eq!(
+        drain(&mut r),
+        vec![b(now, vec![Write::CommittedConfig(m)], vec![])]
+    );
+    assert!(r.is_observer());
+}
+
+/// Leader 3 of the cast with reconfig on, and server 5 (in no config) joined as a
+/// non-voting follower on connection 50, synced and up to date.
+fn established_with_joiner() -> Replica {
+    let mut r = established_with(cfg_r(LEADER));
+    const CONN_5: ConnId = 50;
+    join(&mut r, 600, CONN_5, 5, 1, false);
+    assert_eq!(
+        drain(&mut r),
+        vec![b(vec![], vec![], vec![send(CONN_5, leader_info(2))])]
+    );
+    pkt(&mut r, 610, CONN_5, ack_epoch(z(1, 2), Some(1)));
+    drain(&mut r);
+    pkt(&mut r, 620, CONN_5, ack(2, 0));
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![send(CONN_5, Packet::UpToDate)])]
+    );
+    r
+}
+
+#[test]
+fn reconfig_off_refuses_a_server_not_in_the_config_with_it_on_accepts_it_without_a_vote() {
+    let mut r = elected(disk(1, 1, &[(1, 1), (1, 2)]));
+    join(&mut r, 300, 50, 5, 1, false);
+    assert_eq!(drain(&mut r), vec![only_now(vec![close(50)])]);
+    let mut r = elected_with(cfg_r(LEADER), disk(1, 1, &[(1, 1), (1, 2)]));
+    join(&mut r, 300, 50, 5, 1, false);
+    // Kept, but no quorum for the epoch: it has no vote.
+    assert_eq!(drain(&mut r), vec![]);
+    assert_eq!(r.role(), leading(None, false));
+    join(&mut r, 310, CONN_2, 2, 1, false);
+    assert_eq!(
+        drain(&mut r),
+        vec![b(
+            vec![],
+            vec![Write::AcceptedEpoch(2)],
+            vec![send(CONN_2, leader_info(2)), send(50, leader_info(2))]
+        )]
+    );
+}
+
+#[test]
+fn reconfig_proposal_needs_a_quorum_of_both_configs_and_commits_with_activation() {
+    let mut r = established_with_joiner();
+    // Server 5 becomes a voter: 4 voters, a quorum is 3 of them.
+    let r21 = rent(2, 1, &[1, 2, 3, 5], &[OBSERVER]);
+    let m = config_of(&r21);
+    assert!(r.is_quorum_synced(&m), "3, 1, 2 and 5 are synced");
+    r.propose(r21.clone()).unwrap();
+    assert_eq!(r.reconfig_in_progress(), Some(m.version()));
+    let to_followers = |p: &Packet| {
+        [CONN_1, CONN_2, 50]
+            .into_iter()
+            .map(|c| send(c, p.clone()))
+            .collect::<Vec<_>>()
+    };
+    let mut now = to_followers(&Packet::Proposal(r21.clone()));
+    now.push(proposed_ev(&m));
+    assert_eq!(
+        drain(&mut r),
+        vec![b(
+            now,
+            vec![Write::Append(r21.clone()), Write::LastSeenConfig(m.clone())],
+            vec![]
+        )]
+    );
+    // A proposal made while it is pending needs both quorums too.
+    r.propose(ent(2, 2)).unwrap();
+    drain(&mut r);
+    // 3 and 1: a quorum of the old config, not of the new.
+    pkt(&mut r, 700, CONN_1, ack(2, 1));
+    pkt(&mut r, 700, CONN_1, ack(2, 2));
+    assert_eq!(drain(&mut r), vec![]);
+    // 5 completes the new one for 2:1 only: it commits, activated; we stay leader.
+    pkt(&mut r, 710, 50, ack(2, 1));
+    let caa = Packet::CommitAndActivate {
+        zxid: z(2, 1),
+        designated_leader: LEADER,
+    };
+    assert_eq!(
+        drain(&mut r),
+        vec![b(
+            vec![
+                activated_ev(&m),
+                send(CONN_1, caa.clone()),
+                send(CONN_2, caa.clone()),
+                send(
+                    CONN_4,
+                    Packet::InformAndActivate {
+                        entry: r21.clone(),
+                        designated_leader: LEADER
+                    }
+                ),
+                send(50, caa),
+                ev(Event::Apply(r21)),
+            ],
+            vec![Write::CommittedConfig(m.clone())],
+            vec![]
+        )]
+    );
+    assert_eq!(r.committed_config(), &m);
+    assert_eq!(r.reconfig_in_progress(), None);
+    assert_eq!(r.established_epoch(), Some(2));
+    // 2:2 still needs the old config's quorum and the new one's: 5's ACK does it.
+    pkt(&mut r, 720, CONN_2, ack(2, 2));
+    pkt(&mut r, 720, 50, ack(2, 2));
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![
+            send(CONN_1, commit(2, 2)),
+            send(CONN_2, commit(2, 2)),
+            send(CONN_4, inform(2, 2)),
+            send(50, commit(2, 2)),
+            apply(2, 2),
+        ])]
+    );
+}
+
+#[test]
+fn reconfig_a_leader_that_removes_itself_names_a_successor_and_steps_down() {
+    let mut r = established_with(cfg_r(LEADER));
+    let r21 = rent(2, 1, &[1, 2], &[OBSERVER]);
+    let m = config_of(&r21);
+    r.propose(r21.clone()).unwrap();
+    r.propose(ent(2, 2)).unwrap();
+    drain(&mut r);
+    // Both remaining voters acked the reconfig; only 2 acked the next proposal:
+    // 2 is the most up to date, so it is designated.
+    pkt(&mut r, 700, CONN_1, ack(2, 1));
+    assert_eq!(drain(&mut r), vec![], "1 alone is no quorum of [1, 2]");
+    pkt(&mut r, 700, CONN_2, ack(2, 2));
+    pkt(&mut r, 700, CONN_2, ack(2, 1));
+    let caa = Packet::CommitAndActivate {
+        zxid: z(2, 1),
+        designated_leader: 2,
+    };
+    // A server in no config proposes nobody, to the voters of the new config.
+    let mine = Notification {
+        vote: Vote {
+            leader: i64::MIN,
+            zxid: z(2, 2).as_i64(),
+            peer_epoch: 2,
+        },
+        ..looking_in(&m, 0, z(2, 2), 2, 2)
+    };
+    assert_eq!(
+        drain(&mut r),
+        vec![b(
+            vec![
+                activated_ev(&m),
+                send(CONN_1, caa.clone()),
+                send(CONN_2, caa),
+                send(
+                    CONN_4,
+                    Packet::InformAndActivate {
+                        entry: r21.clone(),
+                        designated_leader: 2
+                    }
+                ),
+                ev(Event::Apply(r21)),
+                close(CONN_1),
+                close(CONN_2),
+                close(CONN_4),
+                role_changed(Role::Looking),
+                notify(1, mine.clone()),
+                notify(2, mine),
+            ],
+            vec![Write::CommittedConfig(m)],
+            vec![]
+        )]
+    );
+    assert_eq!(r.peer_state(), PeerState::Looking);
+}
+
+#[test]
+fn reconfig_proposals_the_leader_refuses() {
+    let mut r = established();
+    let r21 = rent(2, 1, &[1, 2, 3], &[]);
+    assert_eq!(r.propose(r21.clone()), Err(ZabError::ReconfigDisabled));
+    let mut r = established_with(cfg_r(LEADER));
+    let mut wrong = r21.clone();
+    wrong.reconfig = Some(conf(&[1, 2, 3], &[], 7));
+    assert_eq!(
+        r.propose(wrong),
+        Err(ZabError::ReconfigVersion {
+            zxid: z(2, 1),
+            version: 7
+        })
+    );
+    r.propose(r21).unwrap();
+    assert_eq!(
+        r.propose(rent(2, 2, &[1, 2], &[])),
+        Err(ZabError::ReconfigInProgress {
+            version: z(2, 1).as_i64()
+        })
+    );
+    // A synced quorum of the proposed config: 3 and 1 of [1, 3, 5] are; 5 and 6
+    // are nowhere.
+    assert!(r.is_quorum_synced(&conf(&[1, 3, 5], &[], 9)));
+    assert!(!r.is_quorum_synced(&conf(&[1, 5, 6], &[], 9)));
+    assert!(
+        !r.is_quorum_synced(&conf(&[1, 5, 6], &[3], 9)),
+        "we count only as a voter"
+    );
+}
+
+#[test]
+fn reconfig_looking_server_adopts_a_higher_config_version_and_restarts_if_members_differ() {
+    let d = || disk(1, 1, &[(1, 1), (1, 2)]);
+    // Same members, higher version: adopted, the vote is counted as usual.
+    let mut r = started(cfg_r(2), d());
+    let v2 = conf(&[1, 2, 3], &[OBSERVER], 0x2_0000_0000);
+    hear(&mut r, 10, 1, looking_in(&v2, 1, z(1, 2), 1, 1));
+    // (Server 1 votes for a worse leader in our round: we answer with our vote.)
+    assert_eq!(
+        drain(&mut r),
+        vec![b(
+            vec![
+                activated_ev(&v2),
+                notify(1, looking_in(&v2, 2, z(1, 2), 1, 1))
+            ],
+            vec![Write::CommittedConfig(v2.clone())],
+            vec![]
+        )]
+    );
+    assert_eq!(r.election_epoch(), 1);
+    // Other members: adopted, and the election starts over (round 1 again) with
+    // the new voters; the notification itself is dropped.
+    let mut r = started(cfg_r(2), d());
+    let other = conf(&[1, 2, 3, 5], &[], 0x2_0000_0001);
+    hear(&mut r, 10, 1, looking_in(&other, 1, z(1, 2), 1, 1));
+    let mine = looking_in(&other, 2, z(1, 2), 1, 1);
+    assert_eq!(
+        drain(&mut r),
+        vec![b(
+            vec![
+                activated_ev(&other),
+                notify(1, mine.clone()),
+                notify(3, mine.clone()),
+                notify(5, mine)
+            ],
+            vec![Write::CommittedConfig(other.clone())],
+            vec![]
+        )]
+    );
+    // An older or equal version, or reconfig off: nothing but the vote (worse
+    // than ours, so answered with our own in our config).
+    let mut r = started(cfg(2), d());
+    hear(&mut r, 10, 1, looking_in(&other, 1, z(1, 2), 1, 1));
+    let ours = conf(&[1, 2, 3], &[OBSERVER], CONFIG_VERSION);
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![notify(
+            1,
+            looking_in(&ours, 2, z(1, 2), 1, 1)
+        )])]
+    );
+    assert_eq!(r.committed_config().version(), CONFIG_VERSION);
+}
+
+#[test]
+fn reconfig_a_pending_config_needs_its_quorum_to_elect_but_not_to_join_a_leader() {
+    // Server 2 saw a reconfig (to voters 1, 2, 3, 5) that never committed.
+    let pending = conf(&[1, 2, 3, 5], &[], 0x1_0000_0007);
+    let mut c = cfg_r(2);
+    c.last_seen = Some((*pending).clone());
+    let d = disk(1, 1, &[(1, 1), (1, 2)]);
+    // Electing: 2 and 1 agree, a quorum of [1, 2, 3] but not of [1, 2, 3, 5].
+    let mut r = started(c.clone(), d.clone());
+    hear(&mut r, 10, 1, looking(2, z(1, 2), 1, 1));
+    tick(&mut r, 300);
+    drain(&mut r);
+    assert_eq!(r.peer_state(), PeerState::Looking);
+    // It notifies the pending config's voters too.
+    let mut r = Replica::new(c.clone(), d.clone(), 0).unwrap();
+    let mine = looking(2, z(1, 2), 1, 1);
+    let mut first = vec![role_changed(Role::Looking)];
+    first.extend([1, 3, 5].map(|to| notify(to, mine.clone())));
+    assert_eq!(drain(&mut r), vec![only_now(first)]);
+    // Joining leader 3, followed by 1: a quorum of the committed config is enough.
+    let mut r = started(c, d);
+    hear(
+        &mut r,
+        10,
+        1,
+        note(PeerState::Following, vote(3, z(1, 2), 1), 1),
+    );
+    hear(
+        &mut r,
+        20,
+        3,
+        note(PeerState::Leading, vote(3, z(1, 2), 1), 1),
+    );
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![
+            role_changed(following(false)),
+            Output::Connect { conn: C, to: 3 }
+        ])]
     );
 }

@@ -8,6 +8,9 @@
 
 use bytes::Bytes;
 use std::fmt;
+use std::sync::Arc;
+
+use super::membership::Membership;
 
 /// A server's id in the ensemble (`server.N` in zoo.cfg).
 pub type ServerId = u64;
@@ -66,16 +69,33 @@ impl fmt::Display for Zxid {
 }
 
 /// One txn of the replicated log: ZooKeeper's txn entry bytes (TxnHeader + record +
-/// digest), opaque to the core.
+/// digest), opaque to the core. The driver, which decodes txns, marks a reconfig
+/// txn with the configuration it proposes (its version is the txn's zxid).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Entry {
     pub zxid: Zxid,
     pub payload: Bytes,
+    pub reconfig: Option<Arc<Membership>>,
+}
+
+impl Entry {
+    /// An ordinary txn.
+    pub fn new(zxid: Zxid, payload: Bytes) -> Entry {
+        Entry {
+            zxid,
+            payload,
+            reconfig: None,
+        }
+    }
 }
 
 impl fmt::Debug for Entry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Entry({:?}, {}B)", self.zxid, self.payload.len())
+        write!(f, "Entry({:?}, {}B", self.zxid, self.payload.len())?;
+        if let Some(m) = &self.reconfig {
+            write!(f, ", reconfig to version {:x}", m.version())?;
+        }
+        write!(f, ")")
     }
 }
 
@@ -297,6 +317,12 @@ pub enum Write {
     /// as a snapshot that replaces everything before: snapshots past it and the whole
     /// log go (SNAP sync); the log continues after it.
     Snapshot(Zxid),
+    /// Reconfig enabled: this config is now the committed one (the reference writes
+    /// `zoo.cfg.dynamic.<hex version>`, points zoo.cfg at it, and drops the
+    /// last-seen file when it holds this version or an older one).
+    CommittedConfig(Arc<Membership>),
+    /// Reconfig enabled: this config was proposed (`zoo.cfg.dynamic.next`).
+    LastSeenConfig(Arc<Membership>),
 }
 
 /// What a role change means for the driver's clients.
@@ -375,6 +401,13 @@ pub enum Event {
     /// Learner: the oldest forwarded sync completed (FIFO); every txn committed
     /// before it has been applied (it came as an earlier `Apply`).
     SyncDone,
+    /// Reconfig enabled: a new config was proposed (a reconfig txn seen, a leader's
+    /// NEWLEADER): its members take part in elections from now on (the transport
+    /// needs their addresses).
+    ConfigProposed(Arc<Membership>),
+    /// Reconfig enabled: this config is now the committed one (members, roles,
+    /// `/zookeeper/config`).
+    ConfigActivated(Arc<Membership>),
 }
 
 /// An input to [`Replica::step`](super::Replica::step).
@@ -453,10 +486,18 @@ pub struct DurableState {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub id: ServerId,
-    /// Voting members (participants), this server included if it votes.
-    pub voters: Vec<ServerId>,
-    /// Observers: learn commits, never vote.
-    pub observers: Vec<ServerId>,
+    /// The committed configuration at start-up (zoo.cfg's members, or the dynamic
+    /// file reconfig last wrote). Its text goes in notifications; its version in
+    /// FOLLOWERINFO / OBSERVERINFO.
+    pub membership: Membership,
+    /// A proposed, not yet committed configuration at start-up
+    /// (`zoo.cfg.dynamic.next`); used only with `reconfig_enabled` and a version
+    /// above `membership`'s.
+    pub last_seen: Option<Membership>,
+    /// zoo.cfg `reconfigEnabled`: configs get versions, reconfig txns change them,
+    /// learners not in the config are accepted as non-voting. Off: the config is
+    /// static (version 0 stays 0) and unknown learners are refused.
+    pub reconfig_enabled: bool,
     pub tick_ms: u64,
     /// zoo.cfg `initLimit`, in ticks.
     pub init_limit_ticks: u64,
@@ -485,19 +526,17 @@ pub struct Config {
     pub zxid_counter_max: u32,
     /// Largest txn payload `propose` accepts.
     pub payload_bytes_max: usize,
-    /// This server's committed QuorumVerifier text, sent in notifications and
-    /// NEWLEADER, and its version (LearnerInfo's config version).
-    pub config_text: Bytes,
-    pub config_version: i64,
 }
 
 impl Config {
-    /// A configuration with the reference's defaults for everything but membership.
-    pub fn new(id: ServerId, voters: Vec<ServerId>, observers: Vec<ServerId>) -> Config {
+    /// A configuration with the reference's defaults for everything but membership
+    /// (reconfig off).
+    pub fn new(id: ServerId, membership: Membership) -> Config {
         Config {
             id,
-            voters,
-            observers,
+            membership,
+            last_seen: None,
+            reconfig_enabled: false,
             tick_ms: 2000,
             init_limit_ticks: 10,
             sync_limit_ticks: 5,
@@ -511,8 +550,6 @@ impl Config {
             pending_bytes_max: 512 << 20,
             zxid_counter_max: u32::MAX - 1,
             payload_bytes_max: 2 << 20,
-            config_text: Bytes::new(),
-            config_version: 0,
         }
     }
 
@@ -522,16 +559,6 @@ impl Config {
 
     pub fn sync_limit_ms(&self) -> u64 {
         self.tick_ms * self.sync_limit_ticks
-    }
-
-    pub fn is_voter(&self, id: ServerId) -> bool {
-        self.voters.contains(&id)
-    }
-
-    /// `QuorumMaj.containsQuorum`: more than half of the voters.
-    pub fn is_quorum<'a>(&self, ids: impl IntoIterator<Item = &'a ServerId>) -> bool {
-        let n = ids.into_iter().filter(|id| self.is_voter(**id)).count();
-        n > self.voters.len() / 2
     }
 }
 
@@ -552,4 +579,10 @@ pub enum ZabError {
     PayloadTooLarge { len: usize, max: usize },
     #[error("proposal zxid {got} is not the next zxid {want}")]
     WrongZxid { got: Zxid, want: Zxid },
+    #[error("reconfiguration is disabled (reconfigEnabled=false)")]
+    ReconfigDisabled,
+    #[error("a reconfiguration (to version {version:x}) is in progress")]
+    ReconfigInProgress { version: i64 },
+    #[error("reconfig txn {zxid} proposes config version {version:x}, not its zxid")]
+    ReconfigVersion { zxid: Zxid, version: i64 },
 }

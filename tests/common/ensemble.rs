@@ -131,11 +131,11 @@ struct Member {
 /// A running ensemble; every process is killed when it is dropped.
 pub struct Ensemble {
     members: Vec<Member>,
+    /// The lines every member's zoo.cfg got beside the harness's own.
+    cfg_extra: String,
     root: Option<tempfile::TempDir>,
     /// When this ensemble got the machine (the lock), for wall-time reports.
     since: Instant,
-    /// Lines added to every member's zoo.cfg.
-    cfg_extra: String,
     /// Where member `from` reaches member `to` (quorum, election port), when
     /// not at `to`'s own ports.
     route: Option<PeerRoute>,
@@ -206,9 +206,9 @@ impl Ensemble {
         let ports = distinct_ports(members.len());
         let mut ens = Ensemble {
             members: Vec::new(),
+            cfg_extra: cfg_extra.to_string(),
             root: None,
             since: Instant::now(),
-            cfg_extra: String::new(),
             route: None,
             _serial: serial,
         };
@@ -227,7 +227,6 @@ impl Ensemble {
             });
         }
         ens.root = Some(root);
-        ens.cfg_extra = cfg_extra.to_string();
         ens.write_configs();
         ens
     }
@@ -264,20 +263,62 @@ impl Ensemble {
     fn server_lines(&self, me: u64) -> String {
         let mut out = String::new();
         for m in &self.members {
-            let (quorum, election) = match &self.route {
-                Some(route) if m.sid != me => route(me, m.sid),
-                _ => (m.ports.quorum, m.ports.election),
+            let spec = match &self.route {
+                Some(route) if m.sid != me => {
+                    let (quorum, election) = route(me, m.sid);
+                    format!(
+                        "127.0.0.1:{quorum}:{election}:{};127.0.0.1:{}",
+                        m.role.as_str(),
+                        m.ports.client
+                    )
+                }
+                _ => self.server_spec(m.sid),
             };
-            out.push_str(&format!(
-                "server.{}=127.0.0.1:{}:{}:{};127.0.0.1:{}\n",
-                m.sid,
-                quorum,
-                election,
-                m.role.as_str(),
-                m.ports.client
-            ));
+            out.push_str(&format!("server.{}={spec}\n", m.sid));
         }
         out
+    }
+
+    /// A member's `server.N` value as the harness writes it:
+    /// `127.0.0.1:quorum:election:role;127.0.0.1:client` (also what a reconfig
+    /// joining it names).
+    pub fn server_spec(&self, sid: u64) -> String {
+        let m = self.member(sid);
+        format!(
+            "127.0.0.1:{}:{}:{};127.0.0.1:{}",
+            m.ports.quorum,
+            m.ports.election,
+            m.role.as_str(),
+            m.ports.client
+        )
+    }
+
+    /// Rewrites a member's zoo.cfg to list only the members `listed` (for a
+    /// member started outside the others' config, or an ensemble that does not
+    /// know it yet). Before the member is launched.
+    pub fn list_in_config(&self, sid: u64, listed: &[u64]) {
+        let mut servers = String::new();
+        for &other in listed {
+            servers.push_str(&format!("server.{other}={}\n", self.server_spec(other)));
+        }
+        let m = self.member(sid);
+        std::fs::write(&m.cfg_path, member_cfg(m, &servers, &self.cfg_extra)).unwrap();
+    }
+
+    /// Launches these members (highest sid first), waits until each serves and the
+    /// live members agree on a leader; returns it.
+    pub fn launch_and_wait(&mut self, sids: &[u64]) -> u64 {
+        let mut order = sids.to_vec();
+        order.sort_unstable();
+        for &sid in order.iter().rev() {
+            self.launch_member(sid);
+        }
+        for &sid in &order {
+            self.wait_serving(sid);
+        }
+        let leader = self.wait_leader();
+        eprintln!("[ensemble] {order:?} serving; leader {leader}");
+        leader
     }
 
     /// One line per member: sid, kind, role, ports; and the ensemble's dir.

@@ -16,12 +16,17 @@
 //!    learner dials its leader. Packets are bare jute records; after SNAP the raw
 //!    snapshot stream follows, decoded here (ZkSnapDecoder) into a Tree stashed for
 //!    the sequencer before the core hears the SNAP.
+//!  membership: the address book follows the configs the core proposes and
+//!    activates (`set_members`). With reconfig enabled a server in no config may
+//!    open an election link (a joiner): its init message says where to dial it
+//!    back. Without reconfig such links are refused, as before.
 //! ```
 //!
 //! Every buffer a peer can grow is bounded: a quorum packet's data
 //! (`QUORUM_DATA_BYTES_MAX`), an election frame (512 KiB, in `proto::election`), the
 //! init message's address (2 KiB), each link's send queue (`SEND_QUEUE_BYTES_MAX`;
-//! over it the link is closed), and the event channel (`EVENT_QUEUE_MAX`). A bad
+//! over it the link is closed), the event channel (`EVENT_QUEUE_MAX`) and, with
+//! reconfig, the servers outside the config taken (`JOINERS_COUNT_MAX`). A bad
 //! byte closes that link with one log line; nothing else is affected.
 
 pub mod wire;
@@ -124,11 +129,21 @@ struct State {
     snapshots: FxHashMap<ConnId, (Tree, Vec<(i64, i32)>)>,
 }
 
+/// Servers in no config (joiners) whose election links are taken, with the
+/// address their init message gave (reconfig only); beyond it more are refused.
+pub const JOINERS_COUNT_MAX: usize = 1024;
+
 /// The transport. Owned (through an `Rc`) by the sequencer core.
 pub struct Peers {
     me: ServerId,
     my_election: SocketAddr,
-    addrs: BTreeMap<ServerId, PeerAddr>,
+    /// The members of the configs in use (committed and proposed).
+    addrs: RefCell<BTreeMap<ServerId, PeerAddr>>,
+    /// reconfigEnabled: servers in no config may connect (joiners).
+    reconfig_enabled: bool,
+    /// Joiners, and where they said they take election links (bounded by
+    /// `JOINERS_COUNT_MAX`).
+    joiners: RefCell<BTreeMap<ServerId, Option<SocketAddr>>>,
     events: LocalSender<PeerEvent>,
     state: RefCell<State>,
 }
@@ -141,6 +156,7 @@ impl Peers {
         listen_election: SocketAddr,
         listen_quorum: SocketAddr,
         addrs: BTreeMap<ServerId, PeerAddr>,
+        reconfig_enabled: bool,
     ) -> std::io::Result<(Rc<Peers>, LocalReceiver<PeerEvent>)> {
         let election = listen(listen_election)?;
         let quorum = listen(listen_quorum)?;
@@ -149,7 +165,9 @@ impl Peers {
         let peers = Rc::new(Peers {
             me,
             my_election,
-            addrs,
+            addrs: RefCell::new(addrs),
+            reconfig_enabled,
+            joiners: RefCell::new(BTreeMap::new()),
             events: tx,
             state: RefCell::new(State {
                 next_accepted: 1,
@@ -165,6 +183,55 @@ impl Peers {
 
     async fn emit(&self, input: Input) {
         let _ = self.events.send(PeerEvent::Input(input)).await;
+    }
+
+    // ----- membership -------------------------------------------------------------------
+
+    /// The members of the configs now in use (a config was proposed or activated):
+    /// new members are dialled where they say, departed ones are no longer dialled
+    /// (links already up stay until they end).
+    pub fn set_members(&self, addrs: BTreeMap<ServerId, PeerAddr>) {
+        let mut joiners = self.joiners.borrow_mut();
+        for sid in addrs.keys() {
+            joiners.remove(sid);
+        }
+        *self.addrs.borrow_mut() = addrs;
+    }
+
+    fn election_addr(&self, sid: ServerId) -> Option<SocketAddr> {
+        let known = self.addrs.borrow().get(&sid).map(|a| a.election);
+        known.or_else(|| self.joiners.borrow().get(&sid).copied().flatten())
+    }
+
+    fn quorum_addr(&self, sid: ServerId) -> Option<SocketAddr> {
+        self.addrs.borrow().get(&sid).map(|a| a.quorum)
+    }
+
+    /// Whether an election link from `sid` is taken: a member, or (reconfig) a
+    /// joiner, up to `JOINERS_COUNT_MAX` of them, whose init message may say where
+    /// to dial it back.
+    fn accepts_election_link(&self, sid: ServerId, init: &InitMessage) -> bool {
+        if self.addrs.borrow().contains_key(&sid) {
+            return true;
+        }
+        if !self.reconfig_enabled {
+            return false;
+        }
+        let mut joiners = self.joiners.borrow_mut();
+        if joiners.len() >= JOINERS_COUNT_MAX && !joiners.contains_key(&sid) {
+            tracing::warn!(
+                "election port: {JOINERS_COUNT_MAX} servers outside the config already \
+                 connected (JOINERS_COUNT_MAX): refusing server {sid}"
+            );
+            return false;
+        }
+        let addr = init
+            .election_addr
+            .as_deref()
+            .and_then(|a| a.split('|').next())
+            .and_then(|a| a.parse::<SocketAddr>().ok());
+        joiners.insert(sid, addr);
+        true
     }
 
     // ----- the election port ---------------------------------------------------------
@@ -211,7 +278,7 @@ impl Peers {
     }
 
     async fn try_dial_election(&self, to: ServerId) -> std::io::Result<Option<TcpStream>> {
-        let Some(addr) = self.addrs.get(&to).map(|a| a.election) else {
+        let Some(addr) = self.election_addr(to) else {
             return Ok(None);
         };
         let mut stream = TcpStream::connect_timeout(addr, CONNECT_TIMEOUT).await?;
@@ -284,7 +351,7 @@ impl Peers {
             }
         };
         let sid = init.sid;
-        if sid < 0 || !self.addrs.contains_key(&(sid as u64)) {
+        if sid < 0 || !self.accepts_election_link(sid as u64, &init) {
             // A first long >= 0 is a pre-3.5 peer's bare sid, or bytes of no peer.
             let legacy = if init.election_addr.is_none() {
                 " (a pre-3.5 init message, or not a peer)"
@@ -428,7 +495,7 @@ impl Peers {
     pub fn connect(self: &Rc<Self>, conn: ConnId, to: ServerId) {
         let me = self.clone();
         glommio::spawn_local(async move {
-            let Some(addr) = me.addrs.get(&to).map(|a| a.quorum) else {
+            let Some(addr) = me.quorum_addr(to) else {
                 me.emit(Input::Closed { conn }).await;
                 return;
             };

@@ -9,7 +9,8 @@
 //! A txn a leader sends (PROPOSAL, INFORM, INFORMANDACTIVATE) is checked here, before
 //! the core logs or acknowledges it: it must decode as a txn entry whose header
 //! carries the packet's zxid. The core treats payloads as opaque, and a txn that
-//! only failed once committed could neither be applied nor skipped.
+//! only failed once committed could neither be applied nor skipped. A reconfig txn's
+//! config is read here too and handed to the core with the entry.
 
 use crate::proto::election::{Notification as WireNotification, ServerState};
 use crate::proto::quorum::{
@@ -18,9 +19,13 @@ use crate::proto::quorum::{
     RevalidateRequest,
 };
 use crate::proto::{DecodeError, Id};
-use crate::tree::Txn;
-use crate::zab::{Entry, Forwarded, LearnerInfo, Notification, Packet, PeerState, Vote, Zxid};
+use crate::tree::{Txn, TxnOp};
+use crate::zab::{
+    Entry, Forwarded, LearnerInfo, Membership, MembershipError, Notification, Packet, PeerState,
+    Vote, Zxid,
+};
 use bytes::Bytes;
+use std::sync::Arc;
 
 /// Why the bytes of a quorum packet are refused (the link is dropped).
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +44,12 @@ pub enum WireError {
         zxid: i64,
         txn_zxid: i64,
     },
+    #[error("{what} {zxid:#x} is a reconfig whose config cannot be read: {source}")]
+    BadConfig {
+        what: &'static str,
+        zxid: i64,
+        source: MembershipError,
+    },
 }
 
 /// Which end of a quorum link we are.
@@ -54,17 +65,14 @@ fn zxid(z: i64) -> Zxid {
 
 fn entry(what: &'static str, zxid_raw: i64, data: Option<Bytes>) -> Result<Entry, WireError> {
     let payload = data.ok_or(QuorumDecodeError::NullData { what })?;
-    check_txn(what, zxid_raw, &payload)?;
-    Ok(Entry {
-        zxid: zxid(zxid_raw),
-        payload,
-    })
+    txn_entry(what, zxid_raw, payload)
 }
 
-/// A leader's txn: a whole txn entry for the packet's zxid.
-fn check_txn(what: &'static str, zxid: i64, payload: &[u8]) -> Result<(), WireError> {
+/// A leader's txn: a whole txn entry for the packet's zxid; a reconfig's config
+/// read for the core.
+fn txn_entry(what: &'static str, zxid: i64, payload: Bytes) -> Result<Entry, WireError> {
     let (txn, _) =
-        Txn::decode(payload).map_err(|source| WireError::BadTxn { what, zxid, source })?;
+        Txn::decode(&payload).map_err(|source| WireError::BadTxn { what, zxid, source })?;
     if txn.zxid != zxid {
         return Err(WireError::TxnZxid {
             what,
@@ -72,7 +80,21 @@ fn check_txn(what: &'static str, zxid: i64, payload: &[u8]) -> Result<(), WireEr
             txn_zxid: txn.zxid,
         });
     }
-    Ok(())
+    let reconfig =
+        reconfig_of(&txn.op).map_err(|source| WireError::BadConfig { what, zxid, source })?;
+    Ok(Entry {
+        zxid: Zxid(zxid as u64),
+        payload,
+        reconfig,
+    })
+}
+
+/// The config a reconfig txn proposes (`None` for any other txn).
+pub fn reconfig_of(op: &TxnOp) -> Result<Option<Arc<Membership>>, MembershipError> {
+    match op {
+        TxnOp::Reconfig { data, .. } => Ok(Some(Arc::new(Membership::parse(data)?))),
+        _ => Ok(None),
+    }
 }
 
 /// A packet as the reference writes it.
@@ -217,12 +239,8 @@ pub fn decode(qp: QuorumPacket, side: Side) -> Result<Packet, WireError> {
         },
         PacketType::InformAndActivate => {
             let ia = InformAndActivate::decode(d)?;
-            check_txn("INFORMANDACTIVATE", qp.zxid, &ia.txn)?;
             Packet::InformAndActivate {
-                entry: Entry {
-                    zxid: zxid(qp.zxid),
-                    payload: ia.txn,
-                },
+                entry: txn_entry("INFORMANDACTIVATE", qp.zxid, ia.txn)?,
                 designated_leader: ia.designated_leader as u64,
             }
         }
@@ -345,10 +363,7 @@ mod tests {
 
     #[test]
     fn every_packet_round_trips_through_the_references_bytes() {
-        let e = Entry {
-            zxid: Zxid::new(1, 2),
-            payload: txn_bytes(Zxid::new(1, 2)),
-        };
+        let e = Entry::new(Zxid::new(1, 2), txn_bytes(Zxid::new(1, 2)));
         let info = LearnerInfo {
             sid: 3,
             accepted_epoch: 7,
@@ -513,6 +528,54 @@ mod tests {
     fn a_txn_of_another_zxid_is_refused() {
         let e = decoded_proposal(Zxid::new(1, 2), txn_bytes(Zxid::new(1, 1))).unwrap_err();
         assert!(matches!(e, WireError::TxnZxid { .. }), "{e}");
+    }
+
+    /// A reconfig txn proposing `text`, as a leader writes it.
+    fn reconfig_bytes(zxid: Zxid, text: &str) -> Bytes {
+        let txn = Txn {
+            session_id: 5,
+            cxid: 3,
+            zxid: zxid.as_i64(),
+            time_ms: 1_000,
+            op: TxnOp::Reconfig {
+                data: text.as_bytes().to_vec(),
+                version: -1,
+            },
+        };
+        let mut b = Vec::new();
+        txn.encode(&mut b, Some(7));
+        Bytes::from(b)
+    }
+
+    #[test]
+    fn a_reconfig_txn_reaches_the_core_with_its_config() {
+        let z = Zxid::new(1, 3);
+        let text = "server.1=127.0.0.1:2888:3888:participant\n\
+                    server.2=127.0.0.1:2889:3889:observer\nversion=100000003";
+        let Packet::Proposal(e) = decoded_proposal(z, reconfig_bytes(z, text)).unwrap() else {
+            panic!("a proposal");
+        };
+        let m = e.reconfig.expect("marked as a reconfig");
+        assert_eq!(m.text().as_ref(), text.as_bytes());
+        assert!(m.is_voter(1) && m.is_observer(2));
+        // An ordinary txn is not one; a config that cannot be read drops the link.
+        let Packet::Proposal(e) = decoded_proposal(z, txn_bytes(z)).unwrap() else {
+            panic!("a proposal");
+        };
+        assert_eq!(e.reconfig, None);
+        let e = decoded_proposal(z, reconfig_bytes(z, "server.1=nonsense")).unwrap_err();
+        assert!(matches!(e, WireError::BadConfig { .. }), "{e}");
+        // INFORMANDACTIVATE carries it too.
+        let qp = QuorumPacket::inform_and_activate(z.as_i64(), 2, &reconfig_bytes(z, text));
+        let Packet::InformAndActivate {
+            entry,
+            designated_leader,
+        } = decode(qp, Side::Learner).unwrap()
+        else {
+            panic!("INFORMANDACTIVATE");
+        };
+        assert_eq!(designated_leader, 2);
+        assert!(entry.reconfig.is_some());
     }
 
     #[test]

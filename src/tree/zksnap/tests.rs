@@ -38,6 +38,7 @@ impl Builder {
             cxid: 0,
             extended_types_enabled: true,
             max_data_bytes: 2 << 20,
+            enforce_quota: false,
         };
         let caller = Caller {
             session_id,
