@@ -136,8 +136,14 @@ pub struct Ensemble {
     root: Option<tempfile::TempDir>,
     /// When this ensemble got the machine (the lock), for wall-time reports.
     since: Instant,
+    /// Where member `from` reaches member `to` (quorum, election port), when
+    /// not at `to`'s own ports.
+    route: Option<PeerRoute>,
     _serial: MutexGuard<'static, ()>,
 }
+
+/// `(from, to) → (quorum port, election port)` on 127.0.0.1.
+type PeerRoute = Box<dyn Fn(u64, u64) -> (u16, u16)>;
 
 impl Ensemble {
     /// The skip rule for these member kinds: true when they can run here (a
@@ -161,6 +167,14 @@ impl Ensemble {
     /// member's zoo.cfg (unknown keys become `zookeeper.*` properties in the reference).
     pub fn start_cfg(members: &[(Kind, Role)], cfg_extra: &str) -> Ensemble {
         let mut ens = Self::configure(members, cfg_extra);
+        ens.launch_all();
+        ens
+    }
+
+    /// Launches every configured member and waits until they serve and agree
+    /// on one leader.
+    pub fn launch_all(&mut self) {
+        let ens = self;
         eprintln!("[ensemble] {}", ens.describe());
         // Highest sid first, each listening on its election port before the next
         // starts: on empty data dirs the highest sid wins the first election, so
@@ -177,7 +191,6 @@ impl Ensemble {
             panic!("the ensemble started but its members do not agree on one leader")
         });
         eprintln!("[ensemble] serving; leader {leader}");
-        ens
     }
 
     /// Writes every member's dirs and zoo.cfg (sids 1..=n, free ports) and starts
@@ -196,6 +209,7 @@ impl Ensemble {
             cfg_extra: cfg_extra.to_string(),
             root: None,
             since: Instant::now(),
+            route: None,
             _serial: serial,
         };
         for (i, (&(kind, role), &p)) in members.iter().zip(&ports).enumerate() {
@@ -213,8 +227,18 @@ impl Ensemble {
             });
         }
         ens.root = Some(root);
-        ens.write_configs(cfg_extra);
+        ens.write_configs();
         ens
+    }
+
+    /// Rewrites every member's zoo.cfg so that member `from` reaches member `to`
+    /// at `127.0.0.1:(quorum, election)` = `route(from, to)` (e.g. a fault proxy
+    /// for that ordered pair) instead of `to`'s own ports; each member's own line
+    /// keeps its real ports. Call before launching (reconfig is off, so members
+    /// with differing server lines are fine).
+    pub fn route_peers(&mut self, route: impl Fn(u64, u64) -> (u16, u16) + 'static) {
+        self.route = Some(Box::new(route));
+        self.write_configs();
     }
 
     /// Starts a configured member and waits (bounded) until it listens on its
@@ -224,21 +248,33 @@ impl Ensemble {
         self.wait_election_port(sid);
     }
 
-    fn write_configs(&self, cfg_extra: &str) {
-        let servers = self.server_lines();
+    fn write_configs(&self) {
         for m in &self.members {
+            let servers = self.server_lines(m.sid);
             std::fs::create_dir_all(m.home.join("data")).unwrap();
             std::fs::create_dir_all(m.home.join("datalog")).unwrap();
             std::fs::write(m.home.join("data/myid"), format!("{}\n", m.sid)).unwrap();
-            std::fs::write(&m.cfg_path, member_cfg(m, &servers, cfg_extra)).unwrap();
+            std::fs::write(&m.cfg_path, member_cfg(m, &servers, &self.cfg_extra)).unwrap();
         }
     }
 
-    /// The `server.N` lines every member shares.
-    fn server_lines(&self) -> String {
+    /// The `server.N` lines of member `me`'s config: every member's real ports,
+    /// or the routed ones when [`route_peers`](Self::route_peers) set a route.
+    fn server_lines(&self, me: u64) -> String {
         let mut out = String::new();
         for m in &self.members {
-            out.push_str(&format!("server.{}={}\n", m.sid, self.server_spec(m.sid)));
+            let spec = match &self.route {
+                Some(route) if m.sid != me => {
+                    let (quorum, election) = route(me, m.sid);
+                    format!(
+                        "127.0.0.1:{quorum}:{election}:{};127.0.0.1:{}",
+                        m.role.as_str(),
+                        m.ports.client
+                    )
+                }
+                _ => self.server_spec(m.sid),
+            };
+            out.push_str(&format!("server.{}={spec}\n", m.sid));
         }
         out
     }
@@ -901,7 +937,7 @@ pub fn resume_session(
 /// Authenticates (digest `user:password`, when given), syncs, then walks the
 /// tree breadth-first with pipelined getData + getChildren, leaving out
 /// [`SYSTEM_SUBTREE`]; closes the session at the end.
-fn dump_tree_at(addr: &str, digest: Option<&str>) -> Result<Tree, String> {
+pub fn dump_tree_at(addr: &str, digest: Option<&str>) -> Result<Tree, String> {
     let mut c = open_session(addr)?;
     if let Some(digest) = digest {
         let auth = Request::Auth {
