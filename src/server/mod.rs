@@ -15,9 +15,13 @@
 //! each shard sees the same history; a shard switches to the batch's tree version,
 //! fires watches for all its txns, then releases the replies. State belongs to one
 //! core: shards own connections and watches, the sequencer owns tree and sessions.
+//! Each core beats; one plain thread (`nudge`) signals a core whose beat is late,
+//! so an executor asleep past its due timers runs again within a few hundred ms.
 
 mod durable;
+mod inbox;
 pub mod msg;
+mod nudge;
 pub mod peer;
 mod quorum;
 mod sequencer;
@@ -66,6 +70,9 @@ pub enum ServerError {
     /// A core came up but could not start its work (recovery, a port, ...).
     #[error("{cause}")]
     CoreStart { name: String, cause: String },
+    /// The thread that watches the cores (`nudge`) could not start.
+    #[error("cannot start the thread that watches the cores: {0}")]
+    Nudge(std::io::Error),
 }
 
 /// How a core reports that it is up (`Ok`), or why it is not: a start-up error of
@@ -184,16 +191,22 @@ fn executor(cfg: &Config, name: &str, cpu: Option<usize>) -> LocalExecutorBuilde
 
 type CoreHandle = (String, glommio::ExecutorJoinHandle<Result<(), String>>);
 
-/// Starts one core on its own glommio executor thread.
+/// Starts one core on its own glommio executor thread; before the core's own work,
+/// the core starts beating (see `nudge`: a core asleep past its work is woken).
 fn spawn_core<F>(
     cfg: &Config,
     name: String,
     cpu: Option<usize>,
+    beat: nudge::CoreBeat,
     core: impl FnOnce() -> F + Send + 'static,
 ) -> Result<CoreHandle, ServerError>
 where
     F: std::future::Future<Output = Result<(), String>> + 'static,
 {
+    let core = move || async move {
+        glommio::spawn_local(beat.serve()).detach();
+        core().await
+    };
     let h = executor(cfg, &name, cpu)
         .spawn(core)
         .map_err(|e| ServerError::Executor {
@@ -268,6 +281,12 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
     // Each core reports start-up (Ok) or its failure on this channel.
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
 
+    let names: Vec<String> = std::iter::once("corral-sequencer".to_string())
+        .chain((0..cfg.shard_cores).map(|i| format!("corral-shard-{i}")))
+        .collect();
+    let mut beats = nudge::start(&names)
+        .map_err(ServerError::Nudge)?
+        .into_iter();
     let mut handles = Vec::new();
     let (c, m, st, r) = (cfg.clone(), mesh.clone(), stats.clone(), ready_tx.clone());
     let distributed = cfg.is_distributed();
@@ -275,6 +294,7 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
         &cfg,
         "corral-sequencer".into(),
         Some(0),
+        beats.next().expect("a beat per core"),
         move || async move {
             if distributed {
                 quorum::run(c, m, seq_rx, st, r).await
@@ -290,6 +310,7 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
             &cfg,
             format!("corral-shard-{i}"),
             Some(i % ncpu),
+            beats.next().expect("a beat per core"),
             move || shard::run(i, c, m, rx, st, r, t),
         )?);
     }

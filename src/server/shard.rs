@@ -16,6 +16,7 @@
 //! records are decrypted into the frame buffer, replies are encrypted on their way
 //! out; its handshake adds the client certificate's `x509` id before any frame.
 
+use super::inbox;
 use super::msg::*;
 use super::stats::ServerStats;
 use super::tls::{self, ServerTls, TlsFailure, TlsInput, TlsSession};
@@ -221,7 +222,7 @@ pub(super) async fn run(
     // Listen only once the sequencer has published the recovered tree: before that a
     // connection could neither be served nor answered promptly (and `ruok` would
     // claim a server that is still replaying its log).
-    match rx.recv_async().await {
+    match inbox::recv(&rx).await {
         Ok(m) => shard.borrow_mut().on_message(m),
         Err(_) => return Err("the sequencer stopped before publishing a tree".into()),
     }
@@ -236,7 +237,7 @@ pub(super) async fn run(
     // Commit batches and admin queries from other cores.
     let s = shard.clone();
     glommio::spawn_local(async move {
-        while let Ok(m) = rx.recv_async().await {
+        while let Ok(m) = inbox::recv(&rx).await {
             s.borrow_mut().on_message(m);
         }
     })
@@ -710,12 +711,12 @@ async fn four_letter(shard: &Rc<RefCell<Shard>>, cmd: &str) -> String {
             .await
             .is_ok()
         {
-            view.sequencer = rx.recv_async().await.ok();
+            view.sequencer = inbox::recv(&rx).await.ok();
         }
         for to in &mesh.to_shards {
             let (tx, rx) = flume::bounded(1);
             if to.send_async(ToShard::Report(tx)).await.is_ok() {
-                if let Ok(r) = rx.recv_async().await {
+                if let Ok(r) = inbox::recv(&rx).await {
                     view.shards.push(r);
                 }
             }

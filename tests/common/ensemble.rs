@@ -12,7 +12,8 @@
 //! query them (`srvr`, `mntr`), write through [`RawClient`] sessions, and compare
 //! replicas with [`Ensemble::dump_tree`] (a `sync` then a pipelined walk) and
 //! [`Ensemble::assert_same_tree`]. When a test fails, dropping the ensemble
-//! prints every member's config and log tail and keeps the files.
+//! prints every member's config and log tail and keeps the files (`ENSEMBLE_KEEP=1`
+//! keeps them for a passing run too).
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashSet};
@@ -63,6 +64,9 @@ pub const TREE_DIFFS_SHOWN_MAX: usize = 20;
 pub const LOAD_ATTEMPTS_MAX: u32 = 600;
 /// Polls [`WriteLoad::wait_acked`] makes.
 pub const LOAD_WAIT_POLLS_MAX: u32 = 1_200;
+
+/// Set (not `0`) to keep every ensemble's dir after the test, passing or not.
+pub const KEEP_ENV: &str = "ENSEMBLE_KEEP";
 
 /// The subtree each server keeps for itself (config, quotas): left out of dumps.
 const SYSTEM_SUBTREE: &str = "/zookeeper";
@@ -714,8 +718,13 @@ impl Ensemble {
 
 impl Drop for Ensemble {
     fn drop(&mut self) {
-        if std::thread::panicking() {
+        let panicking = std::thread::panicking();
+        if panicking {
             eprintln!("{}", self.report());
+        }
+        // ENSEMBLE_KEEP=1 keeps the member dirs (configs, data, logs) of a passing
+        // run too, for post-mortems of slow or flaky runs.
+        if panicking || std::env::var_os(KEEP_ENV).is_some_and(|v| v != "0") {
             if let Some(root) = self.root.take() {
                 eprintln!("[ensemble files kept in {}]", root.keep().display());
             }
