@@ -75,7 +75,7 @@ fn purge_follows_autopurge_settings_and_loses_nothing() {
     // next: at least 80 creates (3.2 MB of log) and 5 snapshots, bounded.
     let mut c = RawClient::connect(&server.addr(), 10_000);
     let mut n = 0;
-    let mut create_next = |c: &mut RawClient, n: &mut usize| {
+    let create_next = |c: &mut RawClient, n: &mut usize| {
         let (path, data) = node(*n);
         let r = c
             .call_decoded(&Request::Create(CreateRequest {
