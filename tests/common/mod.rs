@@ -267,9 +267,22 @@ pub fn file_tail(path: &Path, lines: usize) -> String {
 }
 
 /// Picks a free loopback port: bind port 0, read the port, release it.
+///
+/// Never the same port twice in one test binary: tests run in parallel threads, and a
+/// port a stopped member will restart on must not be handed to another test's server
+/// meanwhile (a reconfig test's member once restarted onto a port a parallel test had
+/// just been given: "client port ... is already in use").
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().unwrap().port()
+    static GIVEN: Mutex<Option<std::collections::HashSet<u16>>> = Mutex::new(None);
+    for _ in 0..1000 {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = l.local_addr().unwrap().port();
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if given.get_or_insert_with(Default::default).insert(port) {
+            return port;
+        }
+    }
+    panic!("no port not handed out before in 1000 tries");
 }
 
 /// One running server process, killed and reaped on drop. Its log is printed
