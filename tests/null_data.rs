@@ -12,10 +12,7 @@
 
 mod common;
 
-use std::path::Path;
-use std::time::{Duration, Instant};
-
-use common::{four_letter_word, Normalizer, RawClient, Reply, Server};
+use common::{Normalizer, RawClient, Reply, Server};
 use corral::proto::{op, Acl, CreateKind, CreateRequest, Reader, ReplyHeader, Request};
 
 /// Config both servers get: TTL nodes need the extended types. corral's default
@@ -24,9 +21,7 @@ use corral::proto::{op, Acl, CreateKind, CreateRequest, Reader, ReplyHeader, Req
 /// does after loading), which the second restart loads.
 const CFG_EXTRA: &str = "extendedTypesEnabled=true\n";
 /// Bounded wait for corral's background snapshot after the replay.
-const SNAPSHOT_WAIT: Duration = Duration::from_secs(30);
 /// How often that wait looks at the data dir.
-const SNAPSHOT_POLL: Duration = Duration::from_millis(50);
 /// Session timeout asked for by the raw clients.
 const SESSION_TIMEOUT_MS: i32 = 30_000;
 
@@ -217,59 +212,6 @@ fn assert_null_on_the_wire(c: &mut RawClient, path: &str, who: &str) {
     );
 }
 
-fn approximate_data_size(server: &Server) -> String {
-    let text = four_letter_word(&server.addr(), "mntr").expect("mntr");
-    text.lines()
-        .find_map(|l| l.strip_prefix("zk_approximate_data_size\t"))
-        .unwrap_or_else(|| panic!("no zk_approximate_data_size in mntr:\n{text}"))
-        .trim()
-        .to_string()
-}
-
-/// The newest of corral's snapshot files (named `snapshot.<zxid hex>`), by zxid.
-fn newest_snapshot_zxid(dir: &Path) -> Option<i64> {
-    std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(|e| {
-            let name = e.ok()?.file_name().to_string_lossy().into_owned();
-            let hex = name.strip_prefix("snapshot.")?;
-            (!hex.ends_with(".tmp"))
-                .then(|| u64::from_str_radix(hex, 16).ok())
-                .flatten()
-        })
-        .map(|z| z as i64)
-        .max()
-}
-
-/// Waits (bounded) until corral has written a snapshot at or past `zxid`.
-fn wait_for_snapshot_past(server: &Server, zxid: i64) {
-    let deadline = Instant::now() + SNAPSHOT_WAIT;
-    while newest_snapshot_zxid(&server.data_dir()).is_none_or(|z| z < zxid) {
-        assert!(
-            Instant::now() < deadline,
-            "no snapshot past {zxid:#x}; log:\n{}",
-            server.log_tail()
-        );
-        std::thread::sleep(SNAPSHOT_POLL);
-    }
-}
-
-/// The snapshot named by corral's last "recovered to zxid" log line ("none" for a
-/// log-only recovery).
-fn recovered_from(server: &Server) -> String {
-    let log = server.log();
-    let line = log
-        .lines()
-        .rfind(|l| l.contains("recovered to zxid"))
-        .unwrap_or_else(|| panic!("no recovery line; log:\n{}", server.log_tail()))
-        .to_string();
-    line.split("snapshot ")
-        .nth(1)
-        .and_then(|rest| rest.split(',').next())
-        .unwrap_or_else(|| panic!("no snapshot in {line:?}"))
-        .to_string()
-}
-
 #[test]
 fn null_data_matches_the_reference_byte_for_byte_and_survives_restarts() {
     if !common::require_reference() {
@@ -286,7 +228,7 @@ fn null_data_matches_the_reference_byte_for_byte_and_survives_restarts() {
         let w = run(&mut c, &script, &mut norm, "reference");
         let r = run(&mut c, &reads, &mut norm, "reference");
         assert_null_on_the_wire(&mut c, "/n", "reference");
-        (w, r, approximate_data_size(&reference))
+        (w, r, reference.approximate_data_size())
     };
 
     // corral, fresh.
@@ -299,7 +241,7 @@ fn null_data_matches_the_reference_byte_for_byte_and_survives_restarts() {
     assert_same(&reads, &want_reads, &got, Compare::Whole, "reads");
     assert_null_on_the_wire(&mut c, "/n", "corral");
     assert_eq!(
-        approximate_data_size(&server),
+        server.approximate_data_size(),
         want_size,
         "approximate data size"
     );
@@ -316,7 +258,7 @@ fn null_data_matches_the_reference_byte_for_byte_and_survives_restarts() {
     // Restart: the log alone.
     let server = server.restart_corral(CFG_EXTRA);
     assert_eq!(
-        recovered_from(&server),
+        server.recovered_from(),
         "none",
         "the first restart replays the log"
     );
@@ -333,9 +275,9 @@ fn null_data_matches_the_reference_byte_for_byte_and_survives_restarts() {
     drop(c);
 
     // Restart from a snapshot that holds the null nodes.
-    wait_for_snapshot_past(&server, last_null_write);
+    server.wait_for_snapshot_past(last_null_write);
     let server = server.restart_corral(CFG_EXTRA);
-    let snapshot = recovered_from(&server);
+    let snapshot = server.recovered_from();
     assert!(snapshot.contains("snapshot."), "recovered from {snapshot}");
     let mut c = RawClient::connect(&server.addr(), SESSION_TIMEOUT_MS);
     let got = run(&mut c, &reads, &mut norm, "corral after a snapshot restart");

@@ -21,7 +21,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::ensemble::{self, Ensemble, Role};
@@ -34,9 +33,7 @@ use corral::proto::{Acl, CreateKind, CreateRequest, Reader, ReplyHeader, Request
 /// Session timeout asked for by the raw clients.
 const SESSION_TIMEOUT_MS: i32 = 30_000;
 /// Bounded wait for corral's background snapshot after a replay.
-const SNAPSHOT_WAIT: Duration = Duration::from_secs(30);
 /// How often that wait looks at the data dir.
-const SNAPSHOT_POLL: Duration = Duration::from_millis(50);
 /// The zoo.cfg line that turns enforcement on (the reference makes it the system
 /// property `zookeeper.enforceQuota`).
 const ENFORCE: &str = "enforceQuota=true\n";
@@ -209,61 +206,6 @@ fn data_of(c: &mut RawClient, path: &str) -> String {
     }
 }
 
-fn approximate_data_size(server: &Server) -> String {
-    let text = four_letter_word(&server.addr(), "mntr").expect("mntr");
-    text.lines()
-        .find_map(|l| l.strip_prefix("zk_approximate_data_size\t"))
-        .unwrap_or_else(|| panic!("no zk_approximate_data_size in mntr:\n{text}"))
-        .trim()
-        .to_string()
-}
-
-// ---------------------------------------------------------------- restarts
-
-/// The newest of corral's snapshot files (named `snapshot.<zxid hex>`), by zxid.
-fn newest_snapshot_zxid(dir: &Path) -> Option<i64> {
-    std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(|e| {
-            let name = e.ok()?.file_name().to_string_lossy().into_owned();
-            let hex = name.strip_prefix("snapshot.")?;
-            (!hex.ends_with(".tmp"))
-                .then(|| u64::from_str_radix(hex, 16).ok())
-                .flatten()
-        })
-        .map(|z| z as i64)
-        .max()
-}
-
-/// Waits (bounded) until corral has written a snapshot at or past `zxid`.
-fn wait_for_snapshot_past(server: &Server, zxid: i64) {
-    let deadline = Instant::now() + SNAPSHOT_WAIT;
-    while newest_snapshot_zxid(&server.data_dir()).is_none_or(|z| z < zxid) {
-        assert!(
-            Instant::now() < deadline,
-            "no snapshot past {zxid:#x}; log:\n{}",
-            server.log_tail()
-        );
-        std::thread::sleep(SNAPSHOT_POLL);
-    }
-}
-
-/// The snapshot named by corral's last "recovered to zxid" log line ("none" for a
-/// log-only recovery).
-fn recovered_from(server: &Server) -> String {
-    let log = server.log();
-    let line = log
-        .lines()
-        .rfind(|l| l.contains("recovered to zxid"))
-        .unwrap_or_else(|| panic!("no recovery line; log:\n{}", server.log_tail()))
-        .to_string();
-    line.split("snapshot ")
-        .nth(1)
-        .and_then(|rest| rest.split(',').next())
-        .unwrap_or_else(|| panic!("no snapshot in {line:?}"))
-        .to_string()
-}
-
 // ---------------------------------------------------------------- stats upkeep
 
 /// The first session's script before the ephemeral session runs.
@@ -372,7 +314,7 @@ fn upkeep_script(server: &Server, who: &str) -> (Vec<Comparable>, String) {
     let closed = eph.close_session().expect("closeSession");
     assert_eq!(closed.err, 0, "{who}: closeSession");
     out.extend(run(&mut c, &upkeep_writes_after(), &mut norm, who));
-    (out, approximate_data_size(server))
+    (out, server.approximate_data_size())
 }
 
 fn all_upkeep_requests() -> Vec<Request> {
@@ -426,7 +368,7 @@ impl ReferenceHome {
                 "the reference did not start; log:\n{}",
                 server.log_tail()
             );
-            std::thread::sleep(SNAPSHOT_POLL);
+            std::thread::sleep(common::SNAPSHOT_POLL);
         }
     }
 }
@@ -494,15 +436,15 @@ fn quota_stats_match_the_reference_and_survive_restarts() {
     // Restart: the log alone, then from the snapshot written after that replay.
     let mut server = server.restart_corral("");
     assert_eq!(
-        recovered_from(&server),
+        server.recovered_from(),
         "none",
         "the first restart replays the log"
     );
     for (round, want_reads) in RESTARTS.into_iter().zip(&want_after) {
         if round == RESTARTS[1] {
-            wait_for_snapshot_past(&server, last);
+            server.wait_for_snapshot_past(last);
             server = server.restart_corral("");
-            let snapshot = recovered_from(&server);
+            let snapshot = server.recovered_from();
             assert!(snapshot.contains("snapshot."), "recovered from {snapshot}");
         }
         let mut c = RawClient::connect(&server.addr(), SESSION_TIMEOUT_MS);

@@ -1459,3 +1459,63 @@ impl Drop for Proxy {
         }
     }
 }
+
+/// How long a test waits for corral to write a snapshot, and how often it looks.
+pub const SNAPSHOT_WAIT: Duration = Duration::from_secs(30);
+pub const SNAPSHOT_POLL: Duration = Duration::from_millis(50);
+
+/// The newest of corral's snapshot files (named `snapshot.<zxid hex>`), by zxid.
+pub fn newest_snapshot_zxid(dir: &Path) -> Option<i64> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().to_string_lossy().into_owned();
+            let hex = name.strip_prefix("snapshot.")?;
+            (!hex.ends_with(".tmp"))
+                .then(|| u64::from_str_radix(hex, 16).ok())
+                .flatten()
+        })
+        .map(|z| z as i64)
+        .max()
+}
+
+impl Server {
+    /// mntr's `zk_approximate_data_size`.
+    pub fn approximate_data_size(&self) -> String {
+        let text = four_letter_word(&self.addr(), "mntr").expect("mntr");
+        text.lines()
+            .find_map(|l| l.strip_prefix("zk_approximate_data_size\t"))
+            .unwrap_or_else(|| panic!("no zk_approximate_data_size in mntr:\n{text}"))
+            .trim()
+            .to_string()
+    }
+
+    /// Waits (bounded) until corral has written a snapshot at or past `zxid`.
+    pub fn wait_for_snapshot_past(&self, zxid: i64) {
+        let deadline = Instant::now() + SNAPSHOT_WAIT;
+        while newest_snapshot_zxid(&self.data_dir()).is_none_or(|z| z < zxid) {
+            assert!(
+                Instant::now() < deadline,
+                "no snapshot past {zxid:#x}; log:\n{}",
+                self.log_tail()
+            );
+            std::thread::sleep(SNAPSHOT_POLL);
+        }
+    }
+
+    /// The snapshot named by corral's last "recovered to zxid" log line ("none"
+    /// for a log-only recovery).
+    pub fn recovered_from(&self) -> String {
+        let log = self.log();
+        let line = log
+            .lines()
+            .rfind(|l| l.contains("recovered to zxid"))
+            .unwrap_or_else(|| panic!("no recovery line; log:\n{}", self.log_tail()))
+            .to_string();
+        line.split("snapshot ")
+            .nth(1)
+            .and_then(|rest| rest.split(',').next())
+            .unwrap_or_else(|| panic!("no snapshot in {line:?}"))
+            .to_string()
+    }
+}
