@@ -380,6 +380,9 @@ impl Server {
     fn spawn_corral(dir: tempfile::TempDir, cfg_extra: &str) -> Server {
         let port = free_port();
         let mut cfg = Self::base_cfg(port, dir.path());
+        // As for the reference: no AdminServer on the shared port 8080 unless a
+        // test asks for one (on a free port) in `cfg_extra`.
+        cfg.push_str("admin.enableServer=false\n");
         cfg.push_str(cfg_extra);
         let cfg_path = dir.path().join("corral.cfg");
         std::fs::write(&cfg_path, cfg).unwrap();
