@@ -142,7 +142,8 @@ pub fn respond(name: &str, v: &View) -> Value {
         return error(NOT_SERVING.into());
     }
     let mut m = (c.body)(v);
-    m.insert("command".into(), json!(name));
+    // As the reference: an alias answers under the command's primary name.
+    m.insert("command".into(), json!(c.primary()));
     if !m.contains_key("error") {
         m.insert("error".into(), Value::Null);
     }
@@ -592,7 +593,7 @@ mod tests {
         assert_eq!(r, json!({"command": "ruok", "error": null}));
         let r = respond("wchs", &v);
         assert_eq!(r["num_total_watches"], json!(2));
-        assert_eq!(r["command"], json!("wchs"));
+        assert_eq!(r["command"], json!("watch_summary"));
         let r = respond("dump", &v);
         assert_eq!(r["expiry_time_to_session_ids"]["12000"], json!([0x11]));
         assert_eq!(r["session_id_to_ephemeral_paths"]["17"], json!(["/e"]));

@@ -201,10 +201,6 @@ impl View<'_> {
             ] {
                 out.push((k, Int(n as i64)));
             }
-        } else if seq.quorum.is_some() && self.stats.mode() == crate::server::stats::Mode::Follower
-        {
-            // Observers syncing from a follower (observerMaster): none in corral.
-            out.push(("synced_observers", Int(0)));
         }
         out
     }
