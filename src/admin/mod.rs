@@ -1,12 +1,23 @@
-//! Four-letter words: the text answers to `ruok`, `srvr`, `stat`, `mntr`, `cons`,
-//! `conf`, `envi`, `dump`, `wchs`, `wchc`, `wchp`, `isro`, `dirs`, `crst`, `srst`,
-//! `hash`. Pure rendering from a `View` the shard core gathered (its counters plus
-//! reports from the sequencer and every shard); the shard that accepted the
-//! connection writes the text and closes it, as the reference does.
+//! Operators' views of the server: four-letter words (text), the AdminServer's
+//! commands (JSON, [`commands`]), and Prometheus metrics ([`metrics`]), all
+//! rendered from one `View` (the config, the counters in `ServerStats`, and reports
+//! gathered from the sequencer and every shard by message).
+//!
+//! Four-letter words (`ruok`, `srvr`, `stat`, `mntr`, `cons`, `conf`, `envi`,
+//! `dump`, `wchs`, `wchc`, `wchp`, `isro`, `dirs`, `crst`, `srst`, `hash`) run on the
+//! shard core that accepted the connection: it gathers the reports, writes the text
+//! and closes the connection, as the reference does. The HTTP endpoints run on the
+//! admin thread ([`http`]), never on a core: they gather the same reports over the
+//! same channels. Rendering here is pure (no IO but the data-dir sizes and
+//! /proc/self/fd counts the reference also reads).
+
+pub mod commands;
+pub mod http;
+pub mod metrics;
 
 use crate::config::Config;
 use crate::server::msg::{SequencerReport, ShardReport};
-use crate::server::stats::ServerStats;
+use crate::server::stats::{HistogramSnapshot, ServerStats};
 use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -27,6 +38,69 @@ pub fn needs_reports(cmd: &str) -> bool {
     )
 }
 
+/// One value of `mntr` / the `monitor` command.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MonitorValue {
+    Str(String),
+    Int(i64),
+    Float(f64),
+}
+
+impl std::fmt::Display for MonitorValue {
+    /// As the reference's mntr prints them: a whole double keeps its `.0`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MonitorValue::Str(s) => f.write_str(s),
+            MonitorValue::Int(i) => write!(f, "{i}"),
+            MonitorValue::Float(x) if x.fract() == 0.0 && x.is_finite() => write!(f, "{x:.1}"),
+            MonitorValue::Float(x) => write!(f, "{x}"),
+        }
+    }
+}
+
+/// The soft limit on open files (the reference's max_file_descriptor_count).
+fn max_file_descriptors() -> i64 {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    match unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } {
+        0 => r.rlim_cur.min(i64::MAX as u64) as i64,
+        _ => -1,
+    }
+}
+
+fn open_file_descriptors() -> i64 {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count() as i64)
+        .unwrap_or(-1)
+}
+
+/// The reference's summary keys for one histogram (`avg_`, `min_`, `max_`, `cnt_`,
+/// `sum_`, and for its detailed summaries `p50_` .. `p999_`), values divided by `div`
+/// (microseconds to the reference's milliseconds).
+fn summary_values(
+    out: &mut Vec<(String, MonitorValue)>,
+    name: &str,
+    h: &HistogramSnapshot,
+    div: u64,
+    detailed: bool,
+) {
+    use MonitorValue::{Float, Int};
+    let d = div as f64;
+    out.push((format!("avg_{name}"), Float(h.avg() / d)));
+    out.push((format!("min_{name}"), Int((h.min / div) as i64)));
+    out.push((format!("max_{name}"), Int((h.max / div) as i64)));
+    out.push((format!("cnt_{name}"), Int(h.count as i64)));
+    out.push((format!("sum_{name}"), Int((h.sum / div) as i64)));
+    if detailed {
+        for (key, q) in [("p50", 0.5), ("p95", 0.95), ("p99", 0.99), ("p999", 0.999)] {
+            out.push((format!("{key}_{name}"), Int((h.quantile(q) / div) as i64)));
+        }
+    }
+}
+
 fn dir_size(p: &std::path::Path) -> u64 {
     std::fs::read_dir(p)
         .map(|rd| {
@@ -40,11 +114,112 @@ fn dir_size(p: &std::path::Path) -> u64 {
 }
 
 impl View<'_> {
+    /// Every key of the reference's 3.8 `mntr` / `monitor` that has a meaning in
+    /// corral, without the `zk_` prefix, in the reference's order. Values corral
+    /// does not measure are left out rather than shown as zero.
+    pub fn monitor_values(&self) -> Vec<(String, MonitorValue)> {
+        use MonitorValue::{Int, Str};
+        let seq = self.sequencer.clone().unwrap_or_default();
+        let mut out: Vec<(String, MonitorValue)> = vec![
+            ("version".into(), Str(VERSION.into())),
+            ("server_state".into(), Str(self.stats.mode().name().into())),
+        ];
+        if let Some(q) = &seq.quorum {
+            out.push(("peer_state".into(), Str(peer_state(&q.role))));
+        }
+        out.extend(
+            self.gauge_values()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v)),
+        );
+        let snaps = self.stats.snapshot_ms.snapshot();
+        out.push(("snap_count".into(), Int(snaps.count as i64)));
+        summary_values(&mut out, "snapshottime", &snaps, 1, false);
+        summary_values(
+            &mut out,
+            "fsynctime",
+            &self.stats.log_sync_us.snapshot(),
+            1000,
+            false,
+        );
+        let update = self.stats.merged(|s| &s.update_latency_us);
+        summary_values(&mut out, "updatelatency", &update, 1000, true);
+        let read = self.stats.merged(|s| &s.read_latency_us);
+        summary_values(&mut out, "readlatency", &read, 1000, true);
+        out
+    }
+
+    /// The reference's gauges (registerMetrics of ZooKeeperServer and, on a leader,
+    /// LeaderZooKeeperServer) that have a meaning in corral: mntr's numeric keys
+    /// and /metrics' gauges.
+    pub fn gauge_values(&self) -> Vec<(&'static str, MonitorValue)> {
+        use MonitorValue::{Float, Int};
+        let seq = self.sequencer.clone().unwrap_or_default();
+        let (min, avg, max) = self.stats.latency_ms();
+        let watches: usize = self.shards.iter().map(|s| s.watch_count).sum();
+        let mut out: Vec<(&'static str, MonitorValue)> = vec![
+            ("ephemerals_count", Int(seq.ephemeral_count as i64)),
+            ("num_alive_connections", Int(self.connections() as i64)),
+            ("avg_latency", Float((avg * 10_000.0).round() / 10_000.0)),
+            (
+                "outstanding_requests",
+                Int(self.stats.sum(|s| &s.outstanding) as i64),
+            ),
+            ("znode_count", Int(seq.node_count as i64)),
+            ("global_sessions", Int(seq.sessions.len() as i64)),
+            (
+                "packets_sent",
+                Int(self.stats.sum(|s| &s.packets_sent) as i64),
+            ),
+            (
+                "packets_received",
+                Int(self.stats.sum(|s| &s.packets_received) as i64),
+            ),
+            ("watch_count", Int(watches as i64)),
+            ("min_latency", Int(min as i64)),
+            ("max_file_descriptor_count", Int(max_file_descriptors())),
+            (
+                "approximate_data_size",
+                Int(seq.approximate_data_size as i64),
+            ),
+            ("open_file_descriptor_count", Int(open_file_descriptors())),
+            // corral has no local sessions (localSessionsEnabled has no effect).
+            ("local_sessions", Int(0)),
+            (
+                "uptime",
+                Int(self.stats.started.elapsed().as_millis() as i64),
+            ),
+            ("max_latency", Int(max as i64)),
+        ];
+        if let Some(l) = &seq.leader {
+            for (k, n) in [
+                ("learners", l.learners),
+                ("synced_followers", l.synced_followers),
+                ("synced_non_voting_followers", 0),
+                ("synced_observers", l.synced_observers),
+                ("pending_syncs", l.pending_syncs),
+            ] {
+                out.push((k, Int(n as i64)));
+            }
+        }
+        out
+    }
+
     fn zxid(&self) -> i64 {
         self.sequencer
             .as_ref()
             .map(|s| s.last_zxid)
             .unwrap_or_else(|| self.stats.last_zxid.load(Relaxed))
+    }
+
+    /// Data watches (as the reference's watch summary counts: child watches not
+    /// included; `watch_count` counts both).
+    fn data_watch_count(&self) -> usize {
+        self.shards
+            .iter()
+            .flat_map(|s| s.watches_by_path.iter())
+            .map(|(_, sids)| sids.len())
+            .sum()
     }
 
     fn connections(&self) -> usize {
@@ -92,6 +267,38 @@ impl View<'_> {
                 }
             }
         }
+    }
+}
+
+/// The reference's detailed peer state: `leading - broadcast`, `following -
+/// synchronization`, `looking`, ... (corral has no separate sync-mode suffix: its
+/// learners sync by one path, so the reference's ` - diff` / ` - snap` is left off).
+pub fn peer_state(role: &crate::zab::Role) -> String {
+    use crate::zab::Role;
+    let (state, zab) = match *role {
+        Role::Looking => return "looking".into(),
+        Role::Leading { established, .. } => ("leading", zab_state(established)),
+        Role::Following { serving, .. } => ("following", zab_state(serving)),
+        Role::Observing { serving, .. } => ("observing", zab_state(serving)),
+    };
+    format!("{state} - {zab}")
+}
+
+/// The reference's ZabState of a member that is not looking.
+fn zab_state(serving: bool) -> &'static str {
+    match serving {
+        true => "broadcast",
+        false => "synchronization",
+    }
+}
+
+/// The reference's ZabState name (lower case) for a role.
+pub fn zab_state_of(role: &crate::zab::Role) -> &'static str {
+    use crate::zab::Role;
+    match *role {
+        Role::Looking => "election",
+        Role::Leading { established, .. } => zab_state(established),
+        Role::Following { serving, .. } | Role::Observing { serving, .. } => zab_state(serving),
     }
 }
 
@@ -185,7 +392,7 @@ pub fn render(cmd: &str, v: &View) -> String {
         "wchs" => {
             let conns: usize = v.shards.iter().map(|s| s.watching_connections).sum();
             let paths: usize = v.shards.iter().map(|s| s.watch_paths).sum();
-            let total: usize = v.shards.iter().map(|s| s.watch_count).sum();
+            let total = v.data_watch_count();
             let _ = writeln!(out, "{conns} connections watching {paths} paths");
             let _ = writeln!(out, "Total watches:{total}");
         }
@@ -214,62 +421,8 @@ pub fn render(cmd: &str, v: &View) -> String {
             let _ = writeln!(out, "{:x}: {}", seq.last_zxid, seq.digest);
         }
         "mntr" => {
-            let seq = v.sequencer.clone().unwrap_or_default();
-            let (min, avg, max) = v.stats.latency_ms();
-            let fds = std::fs::read_dir("/proc/self/fd")
-                .map(|d| d.count())
-                .unwrap_or(0);
-            let rows: Vec<(&str, String)> = vec![
-                ("zk_version", VERSION.to_string()),
-                ("zk_server_state", v.stats.mode().name().into()),
-                ("zk_avg_latency", format!("{avg:.4}")),
-                ("zk_max_latency", format!("{max:.0}")),
-                ("zk_min_latency", format!("{min:.0}")),
-                (
-                    "zk_packets_received",
-                    v.stats.sum(|s| &s.packets_received).to_string(),
-                ),
-                (
-                    "zk_packets_sent",
-                    v.stats.sum(|s| &s.packets_sent).to_string(),
-                ),
-                ("zk_num_alive_connections", v.connections().to_string()),
-                (
-                    "zk_outstanding_requests",
-                    v.stats.sum(|s| &s.outstanding).to_string(),
-                ),
-                ("zk_znode_count", seq.node_count.to_string()),
-                (
-                    "zk_watch_count",
-                    v.shards
-                        .iter()
-                        .map(|s| s.watch_count)
-                        .sum::<usize>()
-                        .to_string(),
-                ),
-                ("zk_ephemerals_count", seq.ephemeral_count.to_string()),
-                (
-                    "zk_approximate_data_size",
-                    seq.approximate_data_size.to_string(),
-                ),
-                ("zk_open_file_descriptor_count", fds.to_string()),
-                ("zk_global_sessions", seq.sessions.len().to_string()),
-                ("zk_last_zxid", format!("{:#x}", seq.last_zxid)),
-                (
-                    "zk_uptime",
-                    v.stats.started.elapsed().as_millis().to_string(),
-                ),
-            ];
-            let mut rows = rows;
-            if let Some(l) = seq.leader {
-                rows.push(("zk_learners", l.learners.to_string()));
-                rows.push(("zk_synced_followers", l.synced_followers.to_string()));
-                rows.push(("zk_synced_non_voting_followers", "0".into()));
-                rows.push(("zk_synced_observers", l.synced_observers.to_string()));
-                rows.push(("zk_pending_syncs", l.pending_syncs.to_string()));
-            }
-            for (k, val) in rows {
-                let _ = writeln!(out, "{k}\t{val}");
+            for (k, val) in v.monitor_values() {
+                let _ = writeln!(out, "zk_{k}\t{val}");
             }
         }
         other => {
@@ -302,7 +455,11 @@ mod tests {
         assert!(s.contains("Zxid: 0x5\n"), "{s}");
         assert!(s.contains("Mode: standalone\n"));
         assert!(s.contains("Node count: 4\n"));
-        assert!(render("mntr", &v).contains("zk_znode_count\t4\n"));
+        let m = render("mntr", &v);
+        assert!(m.contains("zk_znode_count\t4\n"), "{m}");
+        assert!(m.contains("zk_avg_latency\t0.0\n"), "{m}");
+        assert!(m.contains("zk_p99_readlatency\t0\n"), "{m}");
+        assert!(!m.contains("zk_last_zxid"), "not a key of the reference");
         assert!(render("wchs", &v).starts_with("0 connections watching 0 paths"));
     }
 }

@@ -19,6 +19,7 @@
 //! the JAAS file of SASL logins) come in through `ConfigFiles`, which `Config::load`
 //! backs with the disk.
 
+mod admin;
 pub mod dynamic;
 mod ensemble;
 mod keys;
@@ -26,6 +27,7 @@ mod lex;
 pub mod quorum;
 mod tls;
 
+pub use admin::{AdminConfig, MetricsConfig, PROMETHEUS_PROVIDER_CLASS};
 pub use quorum::{
     HostPort, PeerRole, QuorumConfig, QuorumServer, QuorumTextError, QuorumVerifier,
     ServerLineError, QV_TEXT_BYTES_MAX,
@@ -171,6 +173,13 @@ pub struct Config {
     /// SASL DIGEST-MD5 logins: the JAAS file and its users, the `sasl` provider and
     /// the reference's SASL system properties.
     pub sasl: crate::auth::SaslSettings,
+    /// The HTTP AdminServer (admin.*).
+    pub admin: AdminConfig,
+    /// The Prometheus endpoint (metricsProvider.*).
+    pub metrics: MetricsConfig,
+    /// The zoo.cfg text this config was parsed from (the AdminServer's
+    /// `initial_configuration`).
+    pub initial_text: String,
 }
 
 /// Which four-letter words answer.
@@ -238,6 +247,9 @@ impl Default for Config {
             max_queued_bytes_per_connection: 64 * 1024 * 1024,
             max_sessions: 100_000,
             sasl: crate::auth::SaslSettings::default(),
+            admin: AdminConfig::default(),
+            metrics: MetricsConfig::default(),
+            initial_text: String::new(),
         }
     }
 }
@@ -374,7 +386,10 @@ impl Config {
         files: &dyn ConfigFiles,
     ) -> Result<Config, ConfigError> {
         let entries = lex::zoo_cfg(text)?;
-        let mut c = Config::default();
+        let mut c = Config {
+            initial_text: redact_passwords(text),
+            ..Config::default()
+        };
         let mut staged = ensemble::Staged::default();
         let mut tls = tls::Staged::default();
         for e in &entries {
@@ -441,6 +456,8 @@ impl Config {
             || self.apply_security(e)?
             || self.apply_sasl(e)?
             || self.apply_corral(e)?
+            || admin::apply_admin(&mut self.admin, e)?
+            || admin::apply_metrics(&mut self.metrics, e)?
             || self.apply_tls_key(tls, e)?
             || staged.apply(e)?;
         if owned {
@@ -556,7 +573,7 @@ impl Config {
         Ok(true)
     }
 
-    /// The super user and the admin server.
+    /// The super user.
     fn apply_security(&mut self, e: &Entry) -> Result<bool, ConfigError> {
         match e.key.as_str() {
             // The reference reads the system property zookeeper.<key>, so zoo.cfg
@@ -569,15 +586,6 @@ impl Config {
                         self.super_digest = Some(e.value.clone())
                     }
                     _ => return Err(e.bad(why)),
-                }
-            }
-            "admin.enableServer" => {
-                if e.boolean()? {
-                    self.warn(
-                        "admin.enableServer=true: corral has no HTTP AdminServer yet; \
-                         use the four-letter words on the client port"
-                            .into(),
-                    );
                 }
             }
             _ => return Ok(false),
@@ -773,6 +781,29 @@ impl Config {
     pub fn log_dir(&self) -> &Path {
         self.data_log_dir.as_deref().unwrap_or(&self.data_dir)
     }
+}
+
+/// zoo.cfg text with the value of every password key (`...password...`,
+/// `...passwd...`, any case) replaced by `********`: the text is shown back to
+/// operators (`initial_configuration`) and may be logged with the Config.
+fn redact_passwords(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        match line.split_once('=') {
+            Some((k, _))
+                if {
+                    let k = k.to_ascii_lowercase();
+                    k.contains("password") || k.contains("passwd")
+                } =>
+            {
+                out.push_str(k);
+                out.push_str("=********");
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 fn directory(e: &Entry) -> Result<PathBuf, ConfigError> {

@@ -124,7 +124,18 @@ fn every_existing_bad_value_message_is_unchanged() {
         ("autopurge.snapRetainCount", "all", "expected a count"),
         ("autopurge.purgeInterval", "daily", "expected hours"),
         ("preAllocSize", "-5", "expected kilobytes"),
-        ("admin.enableServer", "on", "expected true/false or yes/no"),
+        (
+            "admin.enableServer",
+            "on",
+            "expected true or false (the reference reads anything but true as false)",
+        ),
+        ("admin.serverPort", "http", "expected a port 0-65535"),
+        (
+            "admin.commandURL",
+            "commands",
+            "expected a URL path such as /commands",
+        ),
+        ("metricsProvider.httpPort", "-1", "expected a port 0-65535"),
         (
             "server.x",
             "h:1:2",
@@ -191,8 +202,8 @@ fn each_group_of_keys_without_effect_is_accepted_with_one_warning() {
         "ssl.quorum.trustStore.password=x",
         "sslQuorum=true",
         "authProvider.1=com.example.OwnAuthenticationProvider",
-        "admin.serverPort=8080",
-        "metricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider",
+        "admin.portUnification=true",
+        "metricsProvider.numWorkerThreads=2",
         "quorum.auth.enableSasl=true",
         "localSessionsEnabled=true",
         "localSessionsUpgradingEnabled=true",
@@ -275,6 +286,9 @@ fn sasl_keys_as_the_reference_reads_them() {
         !format!("{c:?}").contains("bobsecret"),
         "passwords never print"
     );
+    assert!(c
+        .initial_text
+        .contains("SASLAuthenticationProvider.superPassword=********\n"));
     // Off by default.
     let c = Config::parse("").unwrap();
     assert_eq!(c.sasl, crate::auth::SaslSettings::default());
@@ -1031,4 +1045,37 @@ fn enforce_quota_takes_both_spellings_and_only_true_or_false() {
     assert!(!Config::parse("enforceQuota=false\n").unwrap().enforce_quota);
     let e = Config::parse("enforceQuota=yes\n").unwrap_err();
     assert!(e.to_string().contains("expected true or false"), "{e}");
+}
+
+#[test]
+fn admin_server_and_prometheus_keys() {
+    let c = Config::parse("").unwrap();
+    assert!(c.admin.enabled, "the reference's default");
+    assert_eq!(c.admin.addr().to_string(), "0.0.0.0:8080");
+    assert_eq!(c.admin.command_url, "/commands");
+    assert_eq!(c.admin.idle_timeout_ms, 30_000);
+    assert!(!c.metrics.prometheus);
+    assert_eq!(c.metrics.addr().to_string(), "0.0.0.0:7000");
+    let c = Config::parse(
+        "admin.enableServer=false\nzookeeper.admin.serverPort=9090\n\
+         admin.serverAddress=127.0.0.1\nadmin.commandURL=/cmds/\nadmin.idleTimeout=500\n\
+         metricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider\n\
+         metricsProvider.httpHost=127.0.0.1\nmetricsProvider.httpPort=7001\n\
+         metricsProvider.exportJvmInfo=false\n",
+    )
+    .unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert!(!c.admin.enabled);
+    assert_eq!(c.admin.addr().to_string(), "127.0.0.1:9090");
+    assert_eq!(c.admin.command_url, "/cmds");
+    assert_eq!(c.admin.idle_timeout_ms, 500);
+    assert!(c.metrics.prometheus);
+    assert_eq!(c.metrics.addr().to_string(), "127.0.0.1:7001");
+    assert!(!c.metrics.export_jvm_info);
+    // Another provider class (the reference's default is the null provider): no endpoint.
+    let c = Config::parse(
+        "metricsProvider.className=org.apache.zookeeper.metrics.impl.NullMetricsProvider\n",
+    )
+    .unwrap();
+    assert!(!c.metrics.prometheus);
 }

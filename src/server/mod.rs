@@ -254,7 +254,9 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
     //   process of up to F each).
     // - Touch: ≤ 2 per shard per tickTime, each ≤ 8 bytes × sessions active on it.
     // - Tick (own timer, 2 per tickTime, taken each loop), Report (one per
-    //   four-letter connection awaiting its answer: ≤ C), ResetStats (one per `srst`).
+    //   four-letter connection awaiting its answer: ≤ C, plus one per HTTP request
+    //   in process: ≤ 2 × admin::http::CONNECTIONS_COUNT_MAX), ResetStats (one per
+    //   `srst`).
     let (seq_tx, seq_rx) = flume::unbounded();
     let mut shard_rx = Vec::new();
     let mut to_shards = Vec::new();
@@ -268,7 +270,8 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
         //   every wake-up (the batch task, and `catch_up` before it serves a
         //   request), so its backlog is what arrives while it runs one task.
         // - Report / ResetStats: one per four-letter connection awaiting its answer
-        //   (≤ C) / per `crst` or `srst`.
+        //   (≤ C) or HTTP request in process (≤ 2 × admin::http::CONNECTIONS_COUNT_MAX)
+        //   / per `crst` or `srst`.
         let (tx, rx) = flume::unbounded();
         to_shards.push(tx);
         shard_rx.push(rx);
@@ -327,6 +330,7 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
         });
     }
     drop(ready_tx);
+    let admin_mesh = mesh.clone();
     drop(mesh);
 
     // Wait for every core to come up; an executor that fails to start ends its thread
@@ -347,6 +351,8 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
             Err(_) => break,
         }
     }
+    // The HTTP endpoints, on a thread of their own, once every core answers reports.
+    crate::admin::http::start(cfg.clone(), stats.clone(), admin_mesh);
     let mut ports: Vec<String> = Vec::new();
     if cfg.client_port_enabled {
         ports.push(addr.to_string());

@@ -86,14 +86,29 @@ pub struct SequencerReport {
     pub digest: u64,
     /// (session id, timeout ms, ephemeral paths)
     pub sessions: Vec<(i64, i32, Vec<String>)>,
+    /// (deadline on the session clock in ms, session id), in deadline order.
+    pub expiries: Vec<(i64, i64)>,
     /// Quorum mode, on the leader: its learners.
     pub leader: Option<crate::zab::LeaderStats>,
+    /// Quorum mode: who we are, our role, and the committed members.
+    pub quorum: Option<QuorumReport>,
+}
+
+/// An ensemble member's view of the ensemble, for the AdminServer and mntr.
+#[derive(Debug, Clone)]
+pub struct QuorumReport {
+    pub my_id: u64,
+    pub role: crate::zab::Role,
+    /// Members of the committed configuration, by server id.
+    pub servers: Vec<crate::config::QuorumServer>,
 }
 
 /// What a shard knows, for four-letter words.
 #[derive(Debug, Clone, Default)]
 pub struct ShardReport {
     pub shard: usize,
+    /// Messages waiting in this shard's inbox when it answered.
+    pub inbox_depth: usize,
     pub connections: Vec<ConnSummary>,
     pub watch_count: usize,
     pub watch_paths: usize,

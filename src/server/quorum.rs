@@ -507,6 +507,9 @@ impl Seq {
                     Err(_) => break,
                 }
             }
+            self.stats
+                .sequencer_inbox_depth
+                .store(rx.len() as u64, Relaxed);
             for _ in 1..max {
                 use futures::FutureExt;
                 match events.recv().now_or_never() {
@@ -625,7 +628,12 @@ impl Seq {
     /// fsyncs what was appended (inline, as the standalone sequencer does).
     fn sync_log(&mut self) -> Result<(), String> {
         if let Some(job) = self.log.begin_sync().map_err(|e| e.to_string())? {
-            self.log.finish_sync(job.run()).map_err(|e| e.to_string())?;
+            let started = std::time::Instant::now();
+            let done = job.run();
+            self.stats
+                .log_sync_us
+                .record(started.elapsed().as_micros() as u64);
+            self.log.finish_sync(done).map_err(|e| e.to_string())?;
         }
         Ok(())
     }
@@ -1502,6 +1510,9 @@ impl Seq {
     fn publish(&mut self) {
         self.publish_needed = false;
         let items = std::mem::take(&mut self.items);
+        if !items.is_empty() {
+            self.stats.commit_batch_size.record(items.len() as u64);
+        }
         let batch = Arc::new(Batch {
             tree: Arc::new(self.committed.clone()),
             last_zxid: self.committed.last_zxid(),
@@ -1538,10 +1549,15 @@ impl Seq {
         let sessions = self.session_list();
         let flag = self.snapshotting.clone();
         let retention = self.retention.clone();
+        let stats = self.stats.clone();
         let spawned = std::thread::Builder::new()
             .name("corral-snapshot".into())
             .spawn(move || {
+                let started = std::time::Instant::now();
                 durable::snapshot_and_purge(&tree, &sessions, &retention);
+                stats
+                    .snapshot_ms
+                    .record(started.elapsed().as_millis() as u64);
                 flag.store(false, Relaxed);
             });
         if let Err(e) = spawned {
@@ -1557,7 +1573,14 @@ impl Seq {
             .map(|s| (s.id, s.timeout_ms, self.committed.ephemerals_of(s.id)))
             .collect();
         sessions.sort();
+        let mut expiries: Vec<(i64, i64)> = self
+            .sessions
+            .iter()
+            .map(|s| (s.expires_at_ms, s.id))
+            .collect();
+        expiries.sort();
         SequencerReport {
+            expiries,
             last_zxid: self.committed.last_zxid(),
             node_count: self.committed.node_count(),
             approximate_data_size: self.committed.approximate_data_size(),
@@ -1565,6 +1588,18 @@ impl Seq {
             digest: self.committed.digest(),
             sessions,
             leader: self.replica.leader_stats(),
+            quorum: Some(QuorumReport {
+                my_id: self.replica.id(),
+                role: self.replica.role(),
+                servers: self
+                    .replica
+                    .committed_config()
+                    .verifier()
+                    .servers
+                    .values()
+                    .cloned()
+                    .collect(),
+            }),
         }
     }
 }

@@ -248,6 +248,9 @@ pub(super) async fn run(
                         Err(_) => break,
                     }
                 }
+                s.stats
+                    .sequencer_inbox_depth
+                    .store(rx.len() as u64, Relaxed);
             }
             Wake::Synced(done) => {
                 sync = None;
@@ -329,7 +332,12 @@ impl Sequencer {
         match self.log.begin_sync() {
             Ok(Some(job)) => {
                 self.syncing_tree = Some(self.tree.clone());
-                Some(Box::pin(std::future::ready(job.run())))
+                let started = std::time::Instant::now();
+                let done = job.run();
+                self.stats
+                    .log_sync_us
+                    .record(started.elapsed().as_micros() as u64);
+                Some(Box::pin(std::future::ready(done)))
             }
             Ok(None) => None,
             Err(e) => {
@@ -413,10 +421,15 @@ impl Sequencer {
             self.sessions.iter().map(|s| (s.id, s.timeout_ms)).collect();
         let flag = self.snapshotting.clone();
         let retention = self.retention.clone();
+        let stats = self.stats.clone();
         let spawned = std::thread::Builder::new()
             .name("corral-snapshot".into())
             .spawn(move || {
+                let started = std::time::Instant::now();
                 durable::snapshot_and_purge(&tree, &sessions, &retention);
+                stats
+                    .snapshot_ms
+                    .record(started.elapsed().as_millis() as u64);
                 flag.store(false, Relaxed);
             });
         if let Err(e) = spawned {
@@ -698,6 +711,9 @@ impl Sequencer {
         }
         self.published = Some(self.durable_tree.last_zxid());
         let items: Vec<Item> = self.pending.drain(..n).map(|(_, i)| i).collect();
+        if !items.is_empty() {
+            self.stats.commit_batch_size.record(items.len() as u64);
+        }
         let batch = Arc::new(Batch {
             tree: Arc::new(self.durable_tree.clone()),
             last_zxid: self.durable_tree.last_zxid(),
@@ -725,7 +741,14 @@ impl Sequencer {
             .map(|s| (s.id, s.timeout_ms, self.durable_tree.ephemerals_of(s.id)))
             .collect();
         sessions.sort();
+        let mut expiries: Vec<(i64, i64)> = self
+            .sessions
+            .iter()
+            .map(|s| (s.expires_at_ms, s.id))
+            .collect();
+        expiries.sort();
         SequencerReport {
+            expiries,
             last_zxid: self.durable_tree.last_zxid(),
             node_count: self.durable_tree.node_count(),
             approximate_data_size: self.durable_tree.approximate_data_size(),
@@ -733,6 +756,7 @@ impl Sequencer {
             digest: self.durable_tree.digest(),
             sessions,
             leader: None,
+            quorum: None,
         }
     }
 }

@@ -1193,7 +1193,7 @@ impl Shard {
         let c = self.conns.get_mut(&cid).unwrap();
         if c.queue.is_empty() {
             c.out.extend_from_slice(&bytes);
-            self.count_reply(cid, None);
+            self.count_reply(cid, None, false);
         } else {
             c.enqueue(
                 Pending::Ready(bytes),
@@ -1203,8 +1203,9 @@ impl Shard {
     }
 
     /// Books one reply that was just appended to a connection's output: the
-    /// connection's and the shard's counters, and the request's latency if timed.
-    fn count_reply(&mut self, cid: ConnId, since: Option<Instant>) {
+    /// connection's and the shard's counters, and the request's latency if timed
+    /// (`update`: it answered a write, else a read).
+    fn count_reply(&mut self, cid: ConnId, since: Option<Instant>, update: bool) {
         if let Some(c) = self.conns.get_mut(&cid) {
             c.sent += 1;
             c.last_zxid = self.last_zxid;
@@ -1212,7 +1213,8 @@ impl Shard {
         let counters = &self.stats.shards[self.id];
         counters.packets_sent.fetch_add(1, Relaxed);
         if let Some(at) = since {
-            counters.record_latency_us(self.now.saturating_duration_since(at).as_micros() as u64);
+            let us = self.now.saturating_duration_since(at).as_micros() as u64;
+            counters.record_reply_latency_us(us, update);
         }
     }
 
@@ -1227,7 +1229,7 @@ impl Shard {
         if let Some(c) = self.conns.get_mut(&cid) {
             c.out = out;
         }
-        self.count_reply(cid, Some(since));
+        self.count_reply(cid, Some(since), false);
     }
 
     /// auth: the reply echoes the request's xid (the reference's clients send −4,
@@ -1654,7 +1656,7 @@ impl Shard {
             // As the reference: the session lives on another connection now.
             c.closing = true;
         }
-        self.count_reply(cid, Some(at));
+        self.count_reply(cid, Some(at), true);
         self.drain(cid);
         self.enforce_queued_bytes_max(cid);
     }
@@ -1689,7 +1691,7 @@ impl Shard {
             match c.complete_front(outstanding) {
                 Some(Pending::Ready(bytes)) => {
                     c.out.extend_from_slice(&bytes);
-                    self.count_reply(cid, None);
+                    self.count_reply(cid, None, false);
                 }
                 Some(Pending::Read { xid, req, at }) => self.answer_read(cid, xid, req, at),
                 _ => unreachable!("drain_waiting saw a Ready or Read at the front"),
@@ -1756,6 +1758,7 @@ impl Shard {
         let sid = |cid: ConnId| self.conns.get(&cid).map(|c| c.session_id).unwrap_or(0);
         ShardReport {
             shard: self.id,
+            inbox_depth: self.rx.len(),
             connections,
             watch_count: self.watches.watch_count(),
             watch_paths: self.watches.path_count(),

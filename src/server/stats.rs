@@ -21,9 +21,22 @@ pub struct ShardCounters {
     pub latency_sum_us: AtomicU64,
     pub latency_max_us: AtomicU64,
     pub latency_min_us: AtomicU64,
+    /// Reads (answered from the shard's tree) and updates (answered after their
+    /// commit), microseconds from arrival to reply: `readlatency` / `updatelatency`.
+    pub read_latency_us: Histogram,
+    pub update_latency_us: Histogram,
 }
 
 impl ShardCounters {
+    /// Books one reply's latency; `update` says whether it answered a write.
+    pub fn record_reply_latency_us(&self, us: u64, update: bool) {
+        self.record_latency_us(us);
+        match update {
+            true => self.update_latency_us.record(us),
+            false => self.read_latency_us.record(us),
+        }
+    }
+
     pub fn record_latency_us(&self, us: u64) {
         self.latency_count.fetch_add(1, Relaxed);
         self.latency_sum_us.fetch_add(us, Relaxed);
@@ -47,6 +60,119 @@ impl ShardCounters {
         ] {
             a.store(0, Relaxed);
         }
+        self.read_latency_us.reset();
+        self.update_latency_us.reset();
+    }
+}
+
+/// Buckets of a [`Histogram`]: bucket 0 holds 0, bucket i > 0 holds values in
+/// [2^(i-1), 2^i), the last one everything above.
+pub const HISTOGRAM_BUCKETS_COUNT: usize = 32;
+
+/// A histogram of u64 values in power-of-two buckets: relaxed atomics, one writer
+/// (the core that owns it), any number of readers. Readers may see a value in
+/// `count` before its bucket; they take it as it is (a metric, not an invariant).
+#[derive(Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; HISTOGRAM_BUCKETS_COUNT],
+    count: AtomicU64,
+    sum: AtomicU64,
+    min: AtomicU64,
+    max: AtomicU64,
+}
+
+/// What a [`Histogram`] held when read; several merge into one (every shard's).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HistogramSnapshot {
+    pub buckets: [u64; HISTOGRAM_BUCKETS_COUNT],
+    pub count: u64,
+    pub sum: u64,
+    /// 0 when empty.
+    pub min: u64,
+    pub max: u64,
+}
+
+impl Histogram {
+    fn bucket_of(v: u64) -> usize {
+        ((u64::BITS - v.leading_zeros()) as usize).min(HISTOGRAM_BUCKETS_COUNT - 1)
+    }
+
+    pub fn record(&self, v: u64) {
+        self.buckets[Self::bucket_of(v)].fetch_add(1, Relaxed);
+        let n = self.count.fetch_add(1, Relaxed);
+        self.sum.fetch_add(v, Relaxed);
+        if n == 0 || v < self.min.load(Relaxed) {
+            self.min.store(v, Relaxed);
+        }
+        if v > self.max.load(Relaxed) {
+            self.max.store(v, Relaxed);
+        }
+    }
+
+    pub fn reset(&self) {
+        for b in &self.buckets {
+            b.store(0, Relaxed);
+        }
+        for a in [&self.count, &self.sum, &self.min, &self.max] {
+            a.store(0, Relaxed);
+        }
+    }
+
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        HistogramSnapshot {
+            buckets: std::array::from_fn(|i| self.buckets[i].load(Relaxed)),
+            count: self.count.load(Relaxed),
+            sum: self.sum.load(Relaxed),
+            min: self.min.load(Relaxed),
+            max: self.max.load(Relaxed),
+        }
+    }
+}
+
+impl HistogramSnapshot {
+    /// The largest value bucket `i` holds (`u64::MAX` for the last).
+    pub fn upper_bound(i: usize) -> u64 {
+        match i {
+            0 => 0,
+            i if i >= HISTOGRAM_BUCKETS_COUNT - 1 => u64::MAX,
+            i => (1u64 << i) - 1,
+        }
+    }
+
+    pub fn merge(&mut self, o: &HistogramSnapshot) {
+        for (a, b) in self.buckets.iter_mut().zip(o.buckets.iter()) {
+            *a += b;
+        }
+        if o.count > 0 && (self.count == 0 || o.min < self.min) {
+            self.min = o.min;
+        }
+        self.max = self.max.max(o.max);
+        self.count += o.count;
+        self.sum += o.sum;
+    }
+
+    pub fn avg(&self) -> f64 {
+        match self.count {
+            0 => 0.0,
+            n => self.sum as f64 / n as f64,
+        }
+    }
+
+    /// The `q` quantile (0..=1), as the upper bound of the bucket it falls in,
+    /// kept within [min, max]: within a factor of two of the true value.
+    pub fn quantile(&self, q: f64) -> u64 {
+        if self.count == 0 {
+            return 0;
+        }
+        let rank = ((q * self.count as f64).ceil() as u64).clamp(1, self.count);
+        let mut seen = 0;
+        for (i, n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return Self::upper_bound(i).clamp(self.min, self.max);
+            }
+        }
+        self.max
     }
 }
 
@@ -56,6 +182,13 @@ pub struct ServerStats {
     pub last_zxid: AtomicI64,
     pub node_count: AtomicU64,
     pub session_count: AtomicU64,
+    /// Written by the sequencer core only: writes per commit batch it published,
+    /// microseconds per log fsync, milliseconds per snapshot (the snapshot thread).
+    pub commit_batch_size: Histogram,
+    pub log_sync_us: Histogram,
+    pub snapshot_ms: Histogram,
+    /// Messages waiting in the sequencer's inbox when it last looked.
+    pub sequencer_inbox_depth: AtomicU64,
     /// Connections open on every shard together (maxCnxns).
     admitted_connections: AlignedCount,
     /// The server's role ([`Mode`]), written by the sequencer.
@@ -105,6 +238,10 @@ impl ServerStats {
             last_zxid: AtomicI64::new(0),
             node_count: AtomicU64::new(0),
             session_count: AtomicU64::new(0),
+            commit_batch_size: Histogram::default(),
+            log_sync_us: Histogram::default(),
+            snapshot_ms: Histogram::default(),
+            sequencer_inbox_depth: AtomicU64::new(0),
             admitted_connections: AlignedCount::default(),
             mode: AtomicU8::new(Mode::Standalone as u8),
         }
@@ -156,6 +293,15 @@ impl ServerStats {
         self.sum(|s| &s.outstanding)
     }
 
+    /// One latency histogram of every shard together.
+    pub fn merged(&self, f: impl Fn(&ShardCounters) -> &Histogram) -> HistogramSnapshot {
+        let mut all = HistogramSnapshot::default();
+        for s in &self.shards {
+            all.merge(&f(s).snapshot());
+        }
+        all
+    }
+
     pub fn sum(&self, f: impl Fn(&ShardCounters) -> &AtomicU64) -> u64 {
         self.shards.iter().map(|s| f(s).load(Relaxed)).sum()
     }
@@ -187,6 +333,29 @@ impl ServerStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn histogram_buckets_quantiles_and_merge() {
+        let h = Histogram::default();
+        for v in [0, 1, 2, 3, 100, 1000] {
+            h.record(v);
+        }
+        let s = h.snapshot();
+        assert_eq!((s.count, s.sum, s.min, s.max), (6, 1106, 0, 1000));
+        assert_eq!(s.buckets[0], 1);
+        assert_eq!(s.buckets[1], 1);
+        assert_eq!(s.buckets[2], 2);
+        // 100 is in [64, 128): the median is 2..3's bucket, p99 clamps to max.
+        assert_eq!(s.quantile(0.5), 3);
+        assert_eq!(s.quantile(0.99), 1000);
+        let mut m = HistogramSnapshot::default();
+        m.merge(&s);
+        m.merge(&s);
+        assert_eq!((m.count, m.min, m.max), (12, 0, 1000));
+        h.reset();
+        assert_eq!(h.snapshot(), HistogramSnapshot::default());
+        assert_eq!(HistogramSnapshot::default().quantile(0.5), 0);
+    }
 
     #[test]
     fn admission_stops_at_max_and_resumes_after_a_release() {

@@ -251,6 +251,58 @@ pub fn reference_java(sysprops: &[String]) -> Command {
     cmd
 }
 
+/// Jars the reference's AdminServer needs on top of [`REFERENCE_JARS`]
+/// (/work/shared/PROTOCOL.md, "Optional features of the reference").
+const REFERENCE_ADMIN_JARS: &[&str] = &[
+    "jetty9-server.jar",
+    "jetty9-servlet.jar",
+    "jetty9-http.jar",
+    "jetty9-io.jar",
+    "jetty9-util.jar",
+    "jetty9-security.jar",
+    "servlet-api.jar",
+    "jackson-databind.jar",
+    "jackson-core.jar",
+    "jackson-annotations.jar",
+];
+
+impl Server {
+    /// Apache ZooKeeper standalone with its AdminServer on 127.0.0.1:`admin_port`
+    /// (the jetty and jackson jars added to its class path). `cfg_extra` is appended
+    /// to zoo.cfg. Call [`require_reference`] first.
+    pub fn reference_with_admin(admin_port: u16, cfg_extra: &str) -> Server {
+        let serial = reference_serial();
+        let dir = tempfile::Builder::new()
+            .prefix("corral-ref-admin-")
+            .tempdir()
+            .unwrap();
+        let port = free_port();
+        let mut cfg = Self::base_cfg(port, dir.path());
+        cfg.push_str(cfg_extra);
+        let cfg_path = dir.path().join("zoo.cfg");
+        std::fs::write(&cfg_path, cfg).unwrap();
+        let jars: Vec<String> = REFERENCE_JARS
+            .iter()
+            .chain(REFERENCE_ADMIN_JARS)
+            .map(|j| Path::new(JAVA_LIB_DIR).join(j))
+            .filter(|p| p.exists())
+            .map(|p| p.display().to_string())
+            .collect();
+        let mut cmd = Command::new(java_binary().expect("java not found"));
+        cmd.arg("-Xmx512m")
+            .arg("-XX:+UseSerialGC")
+            .arg("-XX:TieredStopAtLevel=1")
+            .arg("-Dzookeeper.admin.enableServer=true")
+            .arg("-Dzookeeper.admin.serverAddress=127.0.0.1")
+            .arg(format!("-Dzookeeper.admin.serverPort={admin_port}"))
+            .arg("-cp")
+            .arg(jars.join(":"))
+            .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
+            .arg(&cfg_path);
+        Self::spawn(Kind::Reference, cmd, port, dir, Some(serial))
+    }
+}
+
 /// The command that runs corral (`corral server --config FILE`).
 pub fn corral_command(cfg_path: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_corral"));
@@ -380,6 +432,9 @@ impl Server {
     fn spawn_corral(dir: tempfile::TempDir, cfg_extra: &str) -> Server {
         let port = free_port();
         let mut cfg = Self::base_cfg(port, dir.path());
+        // As for the reference: no AdminServer on the shared port 8080 unless a
+        // test asks for one (on a free port) in `cfg_extra`.
+        cfg.push_str("admin.enableServer=false\n");
         cfg.push_str(cfg_extra);
         let cfg_path = dir.path().join("corral.cfg");
         std::fs::write(&cfg_path, cfg).unwrap();

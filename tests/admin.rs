@@ -1,0 +1,411 @@
+//! The operators' HTTP surface side by side with the reference: the AdminServer's
+//! commands (key sets and the values that must agree after the same operations),
+//! the unknown-command answer, a malformed or oversized request refused while the
+//! server keeps serving, `/metrics` parsed and carrying the reference's names, and
+//! `mntr` key sets against the reference's (standalone and in a 3-member ensemble).
+//!
+//! Each test runs its servers as child processes on free loopback ports and talks
+//! plain HTTP/1.0 over std sockets (bounded timeouts), so responses are never chunked.
+
+mod common;
+
+use common::ensemble::Ensemble;
+use common::{four_letter_word, free_port, require_reference, Kind, RawClient, Server};
+use corral::proto::{Acl, CreateKind, CreateRequest, Request};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// Largest HTTP response the test client reads.
+const RESPONSE_BYTES_MAX: u64 = 4 << 20;
+
+/// Sends `raw` to `addr` and returns (status code, body); `None` when the server
+/// closed without an HTTP answer.
+fn http_raw(addr: &str, raw: &[u8]) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(addr).expect("connect to the HTTP endpoint");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(raw);
+    let mut out = Vec::new();
+    let _ = s.take(RESPONSE_BYTES_MAX).read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_string()))
+}
+
+fn get(addr: &str, path: &str) -> (u16, String) {
+    let req = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
+    http_raw(addr, req.as_bytes()).unwrap_or_else(|| panic!("no HTTP answer to GET {path}"))
+}
+
+fn command(addr: &str, name: &str) -> Value {
+    let (status, body) = get(addr, &format!("/commands/{name}"));
+    assert_eq!(status, 200, "{name}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{name}: {e}: {body}"))
+}
+
+fn keys(v: &Value) -> BTreeSet<String> {
+    v.as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// The same few operations on either server: nodes, an ephemeral, two data
+/// watches and a child watch, on one session that stays open.
+fn operate(addr: &str) -> RawClient {
+    let mut c = RawClient::connect(addr, 10_000);
+    for (path, flags) in [("/a", 0), ("/a/b", 0), ("/e", 1)] {
+        let create = Request::Create(CreateRequest {
+            kind: CreateKind::Create,
+            path: path.into(),
+            data: Some(b"xy".to_vec()),
+            acl: Acl::open(),
+            flags,
+            ttl: -1,
+        });
+        assert_eq!(c.call(&create).unwrap().err, 0, "create {path}");
+    }
+    for req in [
+        Request::GetData {
+            path: "/a".into(),
+            watch: true,
+        },
+        Request::Exists {
+            path: "/a/b".into(),
+            watch: true,
+        },
+        Request::GetChildren {
+            path: "/a".into(),
+            watch: true,
+        },
+    ] {
+        assert_eq!(c.call(&req).unwrap().err, 0, "{req:?}");
+    }
+    c
+}
+
+fn mntr_keys(addr: &str) -> BTreeSet<String> {
+    four_letter_word(addr, "mntr")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split('\t').next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Commands corral answers; the reference's get_trace_mask / set_trace_mask are
+/// left out (corral has no trace mask).
+const COMMANDS: &[&str] = &[
+    "configuration",
+    "connections",
+    "dirs",
+    "dump",
+    "environment",
+    "hash",
+    "initial_configuration",
+    "is_read_only",
+    "last_snapshot",
+    "leader",
+    "monitor",
+    "observer_connection_stat_reset",
+    "observers",
+    "ruok",
+    "server_stats",
+    "stats",
+    "system_properties",
+    "voting_view",
+    "watch_summary",
+    "watches",
+    "watches_by_path",
+    "zabstate",
+    "connection_stat_reset",
+    "stat_reset",
+];
+
+/// Top-level keys whose sets differ by nature: the JVM's own entries, and the
+/// monitor keys corral leaves out (it prints only what it measures).
+fn comparable(cmd: &str) -> bool {
+    !matches!(cmd, "environment" | "system_properties" | "monitor")
+}
+
+#[test]
+fn every_command_answers_as_the_reference_does() {
+    if !require_reference() {
+        return;
+    }
+    let ref_admin = free_port();
+    let reference = Server::reference_with_admin(ref_admin, "");
+    let corral_admin = free_port();
+    let corral = Server::corral(&format!(
+        "admin.enableServer=true\nadmin.serverAddress=127.0.0.1\nadmin.serverPort={corral_admin}\n"
+    ));
+    let _r = operate(&reference.addr());
+    let _c = operate(&corral.addr());
+    let (ra, ca) = (
+        format!("127.0.0.1:{ref_admin}"),
+        format!("127.0.0.1:{corral_admin}"),
+    );
+
+    // The command list names the same commands (less the trace mask pair).
+    let (_, ref_list) = get(&ra, "/commands");
+    let (status, corral_list) = get(&ca, "/commands");
+    assert_eq!(status, 200);
+    for name in COMMANDS {
+        let link = format!("<a href=\"/commands/{name}\">{name}</a>");
+        assert!(ref_list.contains(&link), "reference lacks {name}");
+        assert!(
+            corral_list.contains(&link),
+            "corral lacks {name}: {corral_list}"
+        );
+    }
+
+    for name in COMMANDS {
+        let (r, c) = (command(&ra, name), command(&ca, name));
+        assert_eq!(c["command"], Value::from(*name), "{c}");
+        assert_eq!(c["error"], r["error"], "{name}: {r} / {c}");
+        if comparable(name) {
+            assert_eq!(keys(&r), keys(&c), "{name}:\n{r}\n{c}");
+        }
+    }
+
+    // Values that must agree after the same operations.
+    let (r, c) = (command(&ra, "monitor"), command(&ca, "monitor"));
+    for k in [
+        "server_state",
+        "znode_count",
+        "watch_count",
+        "ephemerals_count",
+        "global_sessions",
+        "num_alive_connections",
+        "approximate_data_size",
+        "local_sessions",
+        "outstanding_requests",
+    ] {
+        assert_eq!(r[k], c[k], "monitor {k}");
+    }
+    // Nothing under the reference's names that the reference does not have.
+    let extra: Vec<_> = keys(&c).difference(&keys(&r)).cloned().collect();
+    assert!(
+        extra.is_empty(),
+        "monitor keys the reference lacks: {extra:?}"
+    );
+    let (r, c) = (command(&ra, "wchs"), command(&ca, "wchs"));
+    assert_eq!(r, c, "watch_summary (asked as wchs)");
+    for name in [
+        "is_read_only",
+        "zabstate",
+        "leader",
+        "voting_view",
+        "observers",
+    ] {
+        let (mut r, mut c) = (command(&ra, name), command(&ca, name));
+        assert_eq!(
+            r.as_object_mut().unwrap().remove("command"),
+            c.as_object_mut().unwrap().remove("command")
+        );
+        assert_eq!(r, c, "{name}");
+    }
+    let path_sets = |v: &Value| -> Vec<Vec<Value>> {
+        v.as_object()
+            .unwrap()
+            .values()
+            .map(|p| p.as_array().unwrap().clone())
+            .collect()
+    };
+    let (r, c) = (command(&ra, "watches"), command(&ca, "watches"));
+    assert_eq!(
+        path_sets(&r["session_id_to_watched_paths"]),
+        path_sets(&c["session_id_to_watched_paths"])
+    );
+    let (r, c) = (command(&ra, "dump"), command(&ca, "dump"));
+    assert_eq!(
+        path_sets(&r["session_id_to_ephemeral_paths"]),
+        path_sets(&c["session_id_to_ephemeral_paths"])
+    );
+    let (r, c) = (command(&ra, "srvr"), command(&ca, "srvr"));
+    assert_eq!(r["node_count"], c["node_count"]);
+    assert_eq!(keys(&r["server_stats"]), keys(&c["server_stats"]));
+    let (r, c) = (command(&ra, "cons"), command(&ca, "cons"));
+    let (rc, cc) = (keys(&r["connections"][0]), keys(&c["connections"][0]));
+    assert!(cc.is_subset(&rc), "cons entry keys: {cc:?} / {rc:?}");
+
+    // An unknown command: 200 and the reference's error, on both.
+    for addr in [&ra, &ca] {
+        let v = command(addr, "nosuch");
+        assert_eq!(v["error"], Value::from("Unknown command: nosuch"), "{v}");
+    }
+
+    // mntr: corral's keys are all the reference's, and the core ones are there.
+    let (rk, ck) = (mntr_keys(&reference.addr()), mntr_keys(&corral.addr()));
+    let extra: Vec<_> = ck.difference(&rk).collect();
+    assert!(extra.is_empty(), "mntr keys the reference lacks: {extra:?}");
+    for k in [
+        "zk_version",
+        "zk_server_state",
+        "zk_znode_count",
+        "zk_watch_count",
+        "zk_p99_readlatency",
+        "zk_avg_updatelatency",
+        "zk_cnt_fsynctime",
+        "zk_max_file_descriptor_count",
+    ] {
+        assert!(ck.contains(k), "corral's mntr lacks {k}");
+    }
+}
+
+#[test]
+fn a_malformed_or_oversized_request_is_refused_and_the_server_serves_on() {
+    let port = free_port();
+    let server = Server::corral(&format!(
+        "admin.enableServer=true\nadmin.serverAddress=127.0.0.1\nadmin.serverPort={port}\n"
+    ));
+    let addr = format!("127.0.0.1:{port}");
+    // Not HTTP at all.
+    let bad = http_raw(&addr, b"\x16\x03\x01 hello there\r\n\r\n");
+    assert!(
+        bad.as_ref().is_none_or(|(s, _)| *s == 400),
+        "garbage got {bad:?}"
+    );
+    // A request head past the bound.
+    let big = format!(
+        "GET /commands/ruok HTTP/1.0\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(64 * 1024)
+    );
+    let answer = http_raw(&addr, big.as_bytes());
+    assert!(
+        answer.as_ref().is_none_or(|(s, _)| *s == 431),
+        "oversized head got {answer:?}"
+    );
+    // Another method, another path.
+    let post = http_raw(
+        &addr,
+        b"POST /commands/ruok HTTP/1.0\r\nContent-Length: 3\r\n\r\nabc",
+    );
+    assert_eq!(post.map(|p| p.0), Some(405));
+    assert_eq!(get(&addr, "/elsewhere").0, 404);
+    // Still serving, HTTP and clients.
+    let v = command(&addr, "ruok");
+    assert_eq!(v["error"], Value::Null);
+    assert_eq!(four_letter_word(&server.addr(), "ruok").unwrap(), "imok");
+}
+
+/// A tiny parser of the Prometheus/OpenMetrics text format: every metric family's
+/// type, and every sample's name and value.
+struct Exposition {
+    types: std::collections::BTreeMap<String, String>,
+    samples: Vec<(String, f64)>,
+}
+
+fn parse_exposition(text: &str) -> Exposition {
+    let mut types = std::collections::BTreeMap::new();
+    let mut samples = Vec::new();
+    assert!(text.ends_with("# EOF\n"), "no EOF marker");
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("# TYPE name kind");
+            types.insert(name.to_string(), kind.to_string());
+            continue;
+        }
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        let (name_labels, value) = line.rsplit_once(' ').expect("sample value");
+        let name = name_labels.split('{').next().unwrap();
+        assert!(
+            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "bad metric name in {line}"
+        );
+        let v: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            v => v.parse().unwrap_or_else(|_| panic!("bad value in {line}")),
+        };
+        samples.push((name.to_string(), v));
+    }
+    Exposition { types, samples }
+}
+
+#[test]
+fn metrics_parse_and_carry_the_reference_names() {
+    let port = free_port();
+    let server = Server::corral(&format!(
+        "metricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider\n\
+         metricsProvider.httpHost=127.0.0.1\nmetricsProvider.httpPort={port}\n"
+    ));
+    let _c = operate(&server.addr());
+    let (status, text) = get(&format!("127.0.0.1:{port}"), "/metrics");
+    assert_eq!(status, 200);
+    let m = parse_exposition(&text);
+    let value = |n: &str| {
+        m.samples
+            .iter()
+            .find(|(name, _)| name == n)
+            .map(|s| s.1)
+            .unwrap_or_else(|| panic!("no sample {n}:\n{text}"))
+    };
+    for (name, kind) in [
+        ("znode_count", "gauge"),
+        ("watch_count", "gauge"),
+        ("num_alive_connections", "gauge"),
+        ("outstanding_requests", "gauge"),
+        ("ephemerals_count", "gauge"),
+        ("approximate_data_size", "gauge"),
+        ("global_sessions", "gauge"),
+        ("readlatency", "summary"),
+        ("updatelatency", "summary"),
+        ("fsynctime", "summary"),
+        ("corral_commit_batch_size", "histogram"),
+        ("corral_log_sync_seconds", "histogram"),
+        ("corral_snapshot_seconds", "histogram"),
+        ("corral_inbox_depth", "gauge"),
+    ] {
+        assert_eq!(m.types.get(name).map(String::as_str), Some(kind), "{name}");
+    }
+    assert_eq!(
+        value("znode_count"),
+        8.0,
+        "/, /zookeeper (+3 inside), /a, /a/b, /e"
+    );
+    assert_eq!(value("ephemerals_count"), 1.0);
+    assert_eq!(value("watch_count"), 3.0);
+    assert_eq!(value("global_sessions"), 1.0);
+    assert!(value("updatelatency_count") >= 3.0);
+    assert!(value("corral_commit_batch_size_count") >= 1.0);
+    // Only /metrics lives on that port.
+    assert_eq!(get(&format!("127.0.0.1:{port}"), "/commands").0, 404);
+}
+
+#[test]
+fn mntr_keys_in_an_ensemble_are_the_reference_ones() {
+    if !Ensemble::can_start(&[Kind::Reference, Kind::Corral]) {
+        return;
+    }
+    let keys_by_role = |kind: Kind| {
+        let e = Ensemble::start(&[kind; 3]);
+        let leader = e.wait_leader();
+        let follower = e.sids().into_iter().find(|&s| s != leader).unwrap();
+        e.wait_serving(follower);
+        (
+            mntr_keys(&e.client_addr(leader)),
+            mntr_keys(&e.client_addr(follower)),
+        )
+    };
+    let (ref_leader, ref_follower) = keys_by_role(Kind::Reference);
+    let (leader, follower) = keys_by_role(Kind::Corral);
+    for (role, r, c) in [
+        ("leader", &ref_leader, &leader),
+        ("follower", &ref_follower, &follower),
+    ] {
+        let extra: Vec<_> = c.difference(r).collect();
+        assert!(
+            extra.is_empty(),
+            "{role} mntr keys the reference lacks: {extra:?}"
+        );
+        assert!(c.contains("zk_peer_state"), "{role}: {c:?}");
+    }
+    for k in ["zk_learners", "zk_synced_followers", "zk_pending_syncs"] {
+        assert!(leader.contains(k), "corral's leader mntr lacks {k}");
+    }
+}
