@@ -59,6 +59,8 @@
 pub mod epoch;
 pub mod log;
 pub mod snapshot;
+pub mod zkdir;
+pub mod zklog;
 
 use std::fs;
 use std::io;
@@ -195,9 +197,9 @@ fn parse_hex_zxid(s: &str) -> Option<i64> {
 }
 
 /// Lists the data dir (creating it when missing: a fresh start). Files that are not
-/// ours (`myid`, the epoch files, editor backups) are ignored; a name in our
-/// namespace that does not parse, or an Apache ZooKeeper `version-2/` layout, is an
-/// error naming it.
+/// ours (`myid`, the epoch files, editor backups, an Apache ZooKeeper `version-2/`
+/// which [`zkdir`] reads) are ignored; a name in our namespace that does not parse
+/// is an error naming it.
 pub(crate) fn scan_dir(dir: &Path) -> Result<DirListing, StorageError> {
     fs::create_dir_all(dir).map_err(|e| StorageError::io("create data dir", dir, e))?;
     list_dir(dir)
@@ -217,11 +219,8 @@ pub(crate) fn list_dir(dir: &Path) -> Result<DirListing, StorageError> {
         let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
             continue;
         };
-        if name == "version-2" {
-            return Err(StorageError::BadDataDir {
-                dir: dir.to_path_buf(),
-                detail: "contains an Apache ZooKeeper data layout (version-2/); corral uses its own format and cannot read it".into(),
-            });
+        if name == zkdir::VERSION_DIR_NAME {
+            continue; // Apache ZooKeeper's files: zkdir's, never ours.
         }
         if name == PREALLOC_FILE_NAME {
             out.prealloc = Some(path);
