@@ -299,7 +299,7 @@ mod tests {
     #[test]
     fn bad_lengths_and_checksums_are_errors() {
         let mut b = frame(b"entry");
-        b[20] ^= 1;
+        b[14] ^= 1;
         assert!(matches!(next_frame(&b, true), Err(FrameError::Checksum { .. })));
         let mut neg = frame(b"e");
         neg[8..12].copy_from_slice(&(-1i32).to_be_bytes());
