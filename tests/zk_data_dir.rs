@@ -27,7 +27,9 @@ use common::{
     digest_id, four_letter_word, free_port, reference_command, require_reference, Decoded, Kind,
     RawClient, Server,
 };
-use corral::proto::{perms, Acl, ConnectRequest, CreateKind, CreateRequest, Request, Response, Stat};
+use corral::proto::{
+    perms, Acl, ConnectRequest, CreateKind, CreateRequest, Request, Response, Stat,
+};
 use corral::storage::zkdir::{self, ZkDataDirs};
 
 const SUPER_PASSWORD: &str = "zkdata";
@@ -371,7 +373,10 @@ fn corral_serves_a_reference_data_dir_and_exports_it_back() {
     let corral = home.start(Kind::Corral);
     // (server.log collects every start's output: only the first one imported.)
     assert_eq!(
-        corral.log().matches("imported Apache ZooKeeper data").count(),
+        corral
+            .log()
+            .matches("imported Apache ZooKeeper data")
+            .count(),
         1
     );
     let after_restart = walk(&corral.addr());
@@ -386,7 +391,11 @@ fn corral_serves_a_reference_data_dir_and_exports_it_back() {
         .arg(home.cfg_path())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let now = fingerprint(&home);
     for (p, f) in &theirs {
         assert_eq!(now.get(p), Some(f), "{} changed by the export", p.display());

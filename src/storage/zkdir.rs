@@ -220,7 +220,13 @@ pub fn read_zk_state(dirs: &ZkDataDirs) -> Result<ZkState, StorageError> {
 #[allow(clippy::type_complexity)]
 fn load_newest_snapshot(
     dirs: &ZkDataDirs,
-) -> Result<(Option<(PathBuf, crate::tree::zksnap::ZkSnapFile)>, Vec<String>), StorageError> {
+) -> Result<
+    (
+        Option<(PathBuf, crate::tree::zksnap::ZkSnapFile)>,
+        Vec<String>,
+    ),
+    StorageError,
+> {
     let mut passed_over = Vec::new();
     let mut candidates = 0;
     for (zxid, path) in list_zk(&dirs.snap_dir, "snapshot")? {
@@ -268,7 +274,8 @@ fn load_newest_snapshot(
 /// bytes, ending in the ustring "/".
 fn ends_in_seal(path: &Path) -> Result<bool, StorageError> {
     use std::io::{Read, Seek, SeekFrom};
-    let mut f = fs::File::open(path).map_err(|e| StorageError::io("open zookeeper snapshot", path, e))?;
+    let mut f =
+        fs::File::open(path).map_err(|e| StorageError::io("open zookeeper snapshot", path, e))?;
     let len = f
         .metadata()
         .map_err(|e| StorageError::io("stat zookeeper snapshot", path, e))?
@@ -284,11 +291,9 @@ fn ends_in_seal(path: &Path) -> Result<bool, StorageError> {
 }
 
 /// Reads one snapshot file; a format fault is `Corrupt` naming the file and offset.
-fn read_snapshot(
-    path: &Path,
-    zxid: i64,
-) -> Result<crate::tree::zksnap::ZkSnapFile, StorageError> {
-    let f = fs::File::open(path).map_err(|e| StorageError::io("open zookeeper snapshot", path, e))?;
+fn read_snapshot(path: &Path, zxid: i64) -> Result<crate::tree::zksnap::ZkSnapFile, StorageError> {
+    let f =
+        fs::File::open(path).map_err(|e| StorageError::io("open zookeeper snapshot", path, e))?;
     read_zk_snapshot_file(&mut BufReader::new(f), zxid).map_err(|e| snap_error(path, e))
 }
 
@@ -327,7 +332,11 @@ fn first_log_entry(log_dir: &Path) -> Result<Option<String>, StorageError> {
     for (_, path) in list_zk(log_dir, "log")?.into_iter().rev() {
         let mut f = ZkLogFile::open(&path)?;
         if let Some(e) = f.next_entry()? {
-            return Ok(Some(format!("{} at byte offset {}", path.display(), e.offset)));
+            return Ok(Some(format!(
+                "{} at byte offset {}",
+                path.display(),
+                e.offset
+            )));
         }
     }
     Ok(None)
@@ -460,9 +469,10 @@ pub fn import(data_dir: &Path, log_dir: &Path) -> Result<Imported, StorageError>
     if corral_has_files(data_dir, log_dir)? {
         return Err(StorageError::BadDataDir {
             dir: data_dir.to_path_buf(),
-            detail: "corral's own snapshot or log files are already here; remove them (snapshot.*, \
+            detail:
+                "corral's own snapshot or log files are already here; remove them (snapshot.*, \
                      log.*) to import the ZooKeeper data again"
-                .into(),
+                    .into(),
         });
     }
     import_dirs(data_dir, &dirs)
@@ -656,4 +666,176 @@ fn check_export_target(to: &ZkDataDirs, zxid: i64) -> Result<(), StorageError> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{Acl, CreateKind};
+    use crate::tree::{apply, CreateTxn};
+
+    fn txn(zxid: i64, op: TxnOp) -> Txn {
+        Txn {
+            session_id: 0x77,
+            cxid: zxid as i32,
+            zxid,
+            time_ms: 1000 + zxid,
+            op,
+        }
+    }
+
+    fn create(zxid: i64, path: &str, parent_cversion: i32, owner: i64) -> Txn {
+        txn(
+            zxid,
+            TxnOp::Create(CreateTxn {
+                path: path.into(),
+                data: Some(b"d".to_vec()),
+                acl: Acl::open(),
+                ephemeral_owner: owner,
+                parent_cversion,
+                kind: CreateKind::Create,
+            }),
+        )
+    }
+
+    /// createSession, /a, ephemeral /a/e, multi{/m, setData /a}, setData /m.
+    fn history() -> Vec<Txn> {
+        vec![
+            txn(1, TxnOp::CreateSession { timeout_ms: 9000 }),
+            create(2, "/a", 1, 0),
+            create(3, "/a/e", 1, 0x77),
+            txn(
+                4,
+                TxnOp::Multi(vec![
+                    create(4, "/m", 2, 0).op,
+                    TxnOp::SetData {
+                        path: "/a".into(),
+                        data: Some(b"x".to_vec()),
+                        version: 1,
+                    },
+                ]),
+            ),
+            txn(
+                5,
+                TxnOp::SetData {
+                    path: "/m".into(),
+                    data: None,
+                    version: 1,
+                },
+            ),
+        ]
+    }
+
+    fn write_log(dir: &Path, first: i64, txns: &[Txn], tree: &mut Tree) {
+        let mut b = super::super::zklog::LOG_MAGIC.to_be_bytes().to_vec();
+        b.extend_from_slice(&2i32.to_be_bytes());
+        b.extend_from_slice(&0i64.to_be_bytes());
+        for t in txns {
+            apply(tree, t);
+            let mut e = Vec::new();
+            t.encode(&mut e, Some(tree.digest()));
+            b.extend_from_slice(&i64::from(adler2::adler32_slice(&e)).to_be_bytes());
+            b.extend_from_slice(&(e.len() as i32).to_be_bytes());
+            b.extend_from_slice(&e);
+            b.push(0x42);
+        }
+        b.resize(b.len() + 4096, 0);
+        fs::write(dir.join(format!("log.{first:x}")), b).unwrap();
+    }
+
+    fn write_snap(dir: &Path, name_zxid: i64, tree: &Tree, sessions: Vec<(i64, i32)>) {
+        let mut b = Vec::new();
+        write_zk_snapshot_file(&mut b, tree, sessions, None).unwrap();
+        fs::write(dir.join(zk_snapshot_file_name(name_zxid)), b).unwrap();
+    }
+
+    /// A reference dir whose snapshot is named 2 but was written while txns 3 and
+    /// half of multi 4 (its create, not its setData) were applied: fuzzy. The log
+    /// holds 1..=5.
+    fn fuzzy_dir(data: &Path) -> Tree {
+        let v2 = data.join(VERSION_DIR_NAME);
+        fs::create_dir_all(&v2).unwrap();
+        let h = history();
+        let mut fuzzy = Tree::new();
+        for t in &h[..3] {
+            apply(&mut fuzzy, t);
+        }
+        apply(&mut fuzzy, &create(4, "/m", 2, 0));
+        let mut full = Tree::new();
+        write_log(&v2, 1, &h, &mut full);
+        write_snap(&v2, 2, &fuzzy, vec![(0x77, 9000)]);
+        full
+    }
+
+    #[test]
+    fn a_fuzzy_snapshot_plus_the_log_restores_the_whole_history() {
+        let d = tempfile::tempdir().unwrap();
+        let full = fuzzy_dir(d.path());
+        let state = read_zk_state(&ZkDataDirs::of(d.path(), d.path())).unwrap();
+        assert_eq!(state.last_zxid(), 5);
+        assert_eq!(state.replayed, 3, "txns 3..=5 after snapshot 2");
+        // After txn 3 the tree already holds /m, which the logged digest does not
+        // count (the reference logs the same mismatch); from the multi on they agree.
+        assert_eq!(state.digest_mismatches, 1, "{}", state.summary());
+        assert_eq!(state.tree.digest(), full.digest());
+        for p in ["/", "/a", "/a/e", "/m"] {
+            let (got, want) = (state.tree.get(p).unwrap(), full.get(p).unwrap());
+            assert_eq!((got.data(), got.stat()), (want.data(), want.stat()), "{p}");
+        }
+        assert_eq!(state.sessions, vec![(0x77, 9000)]);
+    }
+
+    #[test]
+    fn adopt_imports_once_with_the_epochs_then_corral_files_win() {
+        let d = tempfile::tempdir().unwrap();
+        fuzzy_dir(d.path());
+        let v2 = d.path().join(VERSION_DIR_NAME);
+        fs::write(v2.join("acceptedEpoch"), "3").unwrap();
+        fs::write(v2.join("currentEpoch"), "2").unwrap();
+        let imported = adopt(d.path(), d.path()).unwrap().expect("imported");
+        assert_eq!(imported.zxid, 5);
+        assert_eq!(read_epochs(d.path()).unwrap(), (Some(3), Some(2)));
+        assert_eq!(read_marker(d.path()).unwrap(), Some(5));
+        let rec = crate::server::durable::recover(d.path(), d.path()).unwrap();
+        assert_eq!(rec.tree.last_zxid(), 5);
+        assert_eq!(rec.sessions, vec![(0x77, 9000)]);
+        assert!(
+            adopt(d.path(), d.path()).unwrap().is_none(),
+            "corral's files win"
+        );
+        let err = import(d.path(), d.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("corral's own snapshot or log files are already here"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_empty_reference_dir_imports_the_empty_tree() {
+        let d = tempfile::tempdir().unwrap();
+        let v2 = d.path().join(VERSION_DIR_NAME);
+        fs::create_dir_all(&v2).unwrap();
+        write_snap(&v2, 0, &Tree::new(), vec![]);
+        assert_eq!(adopt(d.path(), d.path()).unwrap().unwrap().zxid, 0);
+        let rec = crate::server::durable::recover(d.path(), d.path()).unwrap();
+        assert_eq!(rec.tree.digest(), Tree::new().digest());
+    }
+
+    #[test]
+    fn log_entries_without_a_snapshot_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let v2 = d.path().join(VERSION_DIR_NAME);
+        fs::create_dir_all(&v2).unwrap();
+        write_log(&v2, 1, &history()[..2], &mut Tree::new());
+        let err = import(d.path(), d.path()).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "{}: No snapshot found, but there are log entries ({} at byte offset 16): the \
+                 state cannot be rebuilt without a snapshot",
+                v2.display(),
+                v2.join("log.1").display()
+            )
+        );
+    }
 }

@@ -68,7 +68,11 @@ pub enum FrameError {
     #[error("txn entry length {len} is over jute.maxbuffer ({max} bytes)")]
     LengthOverBound { len: usize, max: usize },
     #[error("CRC check failed: stored {stored:#x}, computed {computed:#x} over {len} bytes")]
-    Checksum { stored: i64, computed: u32, len: usize },
+    Checksum {
+        stored: i64,
+        computed: u32,
+        len: usize,
+    },
 }
 
 /// Checks a file header (`head` holds the file's first bytes): the magic only, as
@@ -170,7 +174,8 @@ pub struct ZkLogEntry<'a> {
 impl ZkLogFile {
     /// Opens `path` and checks its header.
     pub fn open(path: &Path) -> Result<ZkLogFile, StorageError> {
-        let file = File::open(path).map_err(|e| StorageError::io("open zookeeper txn log", path, e))?;
+        let file =
+            File::open(path).map_err(|e| StorageError::io("open zookeeper txn log", path, e))?;
         let mut f = ZkLogFile {
             path: path.to_path_buf(),
             file,
@@ -274,7 +279,10 @@ mod tests {
                 frame_bytes: n
             }
         );
-        assert_eq!(next_frame(&b[n..], false).unwrap(), Frame::End(LogEnd::Padding));
+        assert_eq!(
+            next_frame(&b[n..], false).unwrap(),
+            Frame::End(LogEnd::Padding)
+        );
         assert_eq!(next_frame(&[], true).unwrap(), Frame::End(LogEnd::Clean));
     }
 
@@ -282,9 +290,16 @@ mod tests {
     fn a_torn_frame_is_the_end_at_eof_and_needs_more_before() {
         let b = frame(b"entry bytes");
         for cut in 1..b.len() {
-            assert_eq!(next_frame(&b[..cut], false).unwrap(), Frame::NeedMore, "{cut}");
+            assert_eq!(
+                next_frame(&b[..cut], false).unwrap(),
+                Frame::NeedMore,
+                "{cut}"
+            );
             assert!(
-                matches!(next_frame(&b[..cut], true).unwrap(), Frame::End(LogEnd::Torn(_))),
+                matches!(
+                    next_frame(&b[..cut], true).unwrap(),
+                    Frame::End(LogEnd::Torn(_))
+                ),
                 "{cut}"
             );
         }
@@ -300,7 +315,10 @@ mod tests {
     fn bad_lengths_and_checksums_are_errors() {
         let mut b = frame(b"entry");
         b[14] ^= 1;
-        assert!(matches!(next_frame(&b, true), Err(FrameError::Checksum { .. })));
+        assert!(matches!(
+            next_frame(&b, true),
+            Err(FrameError::Checksum { .. })
+        ));
         let mut neg = frame(b"e");
         neg[8..12].copy_from_slice(&(-1i32).to_be_bytes());
         assert_eq!(next_frame(&neg, true), Err(FrameError::NegativeLength(-1)));
