@@ -25,6 +25,10 @@
 //!   state changing no file (a rollback), or says the disk cannot
 //!   ([`RollbackError::needs_full_snapshot`]); [`epoch`] reads and writes the epochs.
 //!
+//! - Apache ZooKeeper's `version-2/` beside corral's files: [`zklog`] decodes its
+//!   txn log frames, [`zkdir`] restores, imports (start-up, before [`recover`]) and
+//!   exports it. Those two know txns and trees; the rest of storage does not.
+//!
 //! Every byte on disk is covered by a crc32c (the epoch files, a decimal number
 //! as the reference writes them, are checked for being exactly that); every error
 //! names the file and, where it applies, the byte offset.
