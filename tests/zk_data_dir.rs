@@ -359,7 +359,21 @@ fn corral_serves_a_reference_data_dir_and_exports_it_back() {
     assert_eq!(srvr_zxid(&corral.addr()), last, "last zxid");
     let got = walk(&corral.addr());
     assert_same(&want, &got, "corral on the reference's dir");
-    assert!(corral.log().contains("imported Apache ZooKeeper data"));
+    let line = corral
+        .log()
+        .lines()
+        .find(|l| l.contains("imported Apache ZooKeeper data"))
+        .expect("an import line")
+        .to_string();
+    eprintln!("{line}");
+    // From the newest snapshot (not snapshot.0), with log entries after it.
+    let replayed: u64 = line
+        .split(" log entr")
+        .next()
+        .and_then(|h| h.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(replayed > 0 && !line.contains("snapshot.0,"), "{line}");
     assert_eq!(fingerprint(&home), theirs, "the reference's files changed");
     // The live session came along; without its client it expires, and its ephemeral goes.
     wait_gone(&corral.addr(), "/app/eph-live");
