@@ -303,7 +303,7 @@ fn snap_error(path: &Path, e: ZkSnapError) -> StorageError {
     match e {
         ZkSnapError::Io(source) => StorageError::io("read zookeeper snapshot", path, source),
         other => {
-            let offset = snap_error_offset(&other);
+            let offset = other.offset().unwrap_or(0);
             let text = other.to_string();
             let detail = text
                 .strip_prefix(&format!("at byte {offset}: "))
@@ -316,15 +316,6 @@ fn snap_error(path: &Path, e: ZkSnapError) -> StorageError {
             }
         }
     }
-}
-
-/// The offset a snapshot error names (0 for those that name none).
-fn snap_error_offset(e: &ZkSnapError) -> u64 {
-    let text = e.to_string();
-    text.strip_prefix("at byte ")
-        .and_then(|t| t.split(':').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
 }
 
 /// "file at byte offset N" of the first log entry in `log_dir`, if any.
