@@ -25,6 +25,80 @@ enum Command {
     },
     /// Print the embedded default configuration.
     DefaultConfig,
+    /// Convert an Apache ZooKeeper data dir (version-2/ snapshots and txn logs) into
+    /// corral's files beside it, leaving ZooKeeper's untouched. `corral server` does
+    /// the same on its first start on such a dir; this does it without serving.
+    Import {
+        #[command(flatten)]
+        dirs: DataDirs,
+    },
+    /// Write corral's state as an Apache ZooKeeper snapshot (version-2/snapshot.<zxid>,
+    /// plus the epoch files in quorum mode) that ZooKeeper 3.8 starts from. Stop the
+    /// server first.
+    Export {
+        #[command(flatten)]
+        dirs: DataDirs,
+        /// The ZooKeeper dataDir to write into (its version-2/ is created). Default: the
+        /// source dataDir, beside corral's files.
+        #[arg(long)]
+        to: Option<PathBuf>,
+    },
+}
+
+/// Where the data is: a zoo.cfg's dataDir/dataLogDir, or the dirs themselves.
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["config", "data_dir"])))]
+struct DataDirs {
+    /// A zoo.cfg-style configuration file: its dataDir and dataLogDir.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// The dataDir itself.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// The dataLogDir (with --data-dir; default: the dataDir).
+    #[arg(long, requires = "data_dir")]
+    data_log_dir: Option<PathBuf>,
+}
+
+impl DataDirs {
+    /// (dataDir, dataLogDir or dataDir).
+    fn resolve(self) -> Result<(PathBuf, PathBuf), String> {
+        match (self.config, self.data_dir) {
+            (Some(p), _) => {
+                let c = corral::config::Config::load(&p).map_err(|e| e.to_string())?;
+                Ok((c.data_dir.clone(), c.log_dir().to_path_buf()))
+            }
+            (None, Some(d)) => {
+                let l = self.data_log_dir.unwrap_or_else(|| d.clone());
+                Ok((d, l))
+            }
+            (None, None) => Err("give --config or --data-dir".into()),
+        }
+    }
+}
+
+/// Runs an import or export and prints what it did.
+fn convert(
+    dirs: DataDirs,
+    run: impl FnOnce(PathBuf, PathBuf) -> Result<String, corral::storage::StorageError>,
+) -> ExitCode {
+    let (data, log) = match dirs.resolve() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("corral: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(data, log) {
+        Ok(summary) => {
+            println!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("corral: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -41,6 +115,16 @@ fn main() -> ExitCode {
             print!("{}", corral::config::EMBEDDED_DEFAULT);
             ExitCode::SUCCESS
         }
+        Command::Import { dirs } => convert(dirs, |data, log| {
+            corral::storage::zkdir::import(&data, &log).map(|i| i.summary)
+        }),
+        Command::Export { dirs, to } => convert(dirs, |data, log| {
+            let target = match &to {
+                Some(t) => corral::storage::zkdir::ZkDataDirs::of(t, t),
+                None => corral::storage::zkdir::ZkDataDirs::of(&data, &log),
+            };
+            corral::storage::zkdir::export(&data, &log, &target).map(|e| e.summary)
+        }),
         Command::Server { config } => {
             let cfg = match config {
                 Some(p) => corral::config::Config::load(&p),

@@ -18,7 +18,7 @@
 //! Each core beats; one plain thread (`nudge`) signals a core whose beat is late,
 //! so an executor asleep past its due timers runs again within a few hundred ms.
 
-mod durable;
+pub(crate) mod durable;
 mod inbox;
 pub mod msg;
 mod nudge;

@@ -323,6 +323,11 @@ impl Seq {
         let snap_dir = cfg.data_dir.clone();
         let log_dir = cfg.log_dir().to_path_buf();
         let started = Instant::now();
+        if let Some(imported) = crate::storage::zkdir::adopt(&snap_dir, &log_dir)
+            .map_err(|e| format!("Apache ZooKeeper data: {e}"))?
+        {
+            tracing::info!("{}", imported.summary);
+        }
         let rec =
             durable::recover(&snap_dir, &log_dir).map_err(|e| format!("recovery failed: {e}"))?;
         tracing::info!("{} in {:?}", rec.summary, started.elapsed());

@@ -133,6 +133,11 @@ pub(super) async fn run(
     let dir = cfg.log_dir().to_path_buf();
     let snap_dir = cfg.data_dir.clone();
     let started = std::time::Instant::now();
+    match crate::storage::zkdir::adopt(&snap_dir, &dir) {
+        Ok(Some(imported)) => tracing::info!("{}", imported.summary),
+        Ok(None) => {}
+        Err(e) => return fail(format!("Apache ZooKeeper data: {e}")),
+    }
     let rec = match durable::recover(&snap_dir, &dir) {
         Ok(r) => r,
         Err(e) => return fail(format!("recovery failed: {e}")),

@@ -25,6 +25,10 @@
 //!   state changing no file (a rollback), or says the disk cannot
 //!   ([`RollbackError::needs_full_snapshot`]); [`epoch`] reads and writes the epochs.
 //!
+//! - Apache ZooKeeper's `version-2/` beside corral's files: [`zklog`] decodes its
+//!   txn log frames, [`zkdir`] restores, imports (start-up, before [`recover`]) and
+//!   exports it. Those two know txns and trees; the rest of storage does not.
+//!
 //! Every byte on disk is covered by a crc32c (the epoch files, a decimal number
 //! as the reference writes them, are checked for being exactly that); every error
 //! names the file and, where it applies, the byte offset.
@@ -59,6 +63,8 @@
 pub mod epoch;
 pub mod log;
 pub mod snapshot;
+pub mod zkdir;
+pub mod zklog;
 
 use std::fs;
 use std::io;
@@ -195,9 +201,9 @@ fn parse_hex_zxid(s: &str) -> Option<i64> {
 }
 
 /// Lists the data dir (creating it when missing: a fresh start). Files that are not
-/// ours (`myid`, the epoch files, editor backups) are ignored; a name in our
-/// namespace that does not parse, or an Apache ZooKeeper `version-2/` layout, is an
-/// error naming it.
+/// ours (`myid`, the epoch files, editor backups, an Apache ZooKeeper `version-2/`
+/// which [`zkdir`] reads) are ignored; a name in our namespace that does not parse
+/// is an error naming it.
 pub(crate) fn scan_dir(dir: &Path) -> Result<DirListing, StorageError> {
     fs::create_dir_all(dir).map_err(|e| StorageError::io("create data dir", dir, e))?;
     list_dir(dir)
@@ -217,11 +223,8 @@ pub(crate) fn list_dir(dir: &Path) -> Result<DirListing, StorageError> {
         let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
             continue;
         };
-        if name == "version-2" {
-            return Err(StorageError::BadDataDir {
-                dir: dir.to_path_buf(),
-                detail: "contains an Apache ZooKeeper data layout (version-2/); corral uses its own format and cannot read it".into(),
-            });
+        if name == zkdir::VERSION_DIR_NAME {
+            continue; // Apache ZooKeeper's files: zkdir's, never ours.
         }
         if name == PREALLOC_FILE_NAME {
             out.prealloc = Some(path);

@@ -543,6 +543,66 @@ pub fn apply(tree: &mut Tree, txn: &Txn) -> Applied {
     Applied { result, events }
 }
 
+/// Applies a txn read back from an Apache ZooKeeper data dir, as the reference's
+/// `DataTree.processTxn` does while it restores: its snapshots are fuzzy (written
+/// while later txns were applied), so a replayed txn may find its effect already
+/// there. Each op of a passed multi applies on its own, none undoes another; an op
+/// that no longer fits changes nothing, except that a plain create (opcode 1) that
+/// finds its node raises the parent's cversion to the logged one and sets its pzxid
+/// (`setCversionPzxid`). Anything else is [`apply`].
+pub fn apply_restored(tree: &mut Tree, txn: &Txn) {
+    assert!(
+        txn.zxid > tree.last_zxid(),
+        "txn zxid {:#x} not after last applied {:#x}",
+        txn.zxid,
+        tree.last_zxid()
+    );
+    match &txn.op {
+        TxnOp::Multi(ops) if !multi_failed(ops) => {
+            for o in ops {
+                apply_restored_op(tree, txn, o);
+            }
+            tree.set_last_zxid(txn.zxid);
+        }
+        TxnOp::Create(_) => {
+            apply_restored_op(tree, txn, &txn.op);
+            tree.set_last_zxid(txn.zxid);
+        }
+        _ => {
+            apply(tree, txn);
+        }
+    }
+}
+
+/// One op of a restored txn; errors change nothing but the create fix-up.
+fn apply_restored_op(tree: &mut Tree, txn: &Txn, o: &TxnOp) {
+    let mut sink = Vec::new();
+    let r = apply_op_events(tree, txn.zxid, txn.time_ms, txn.session_id, o, &mut sink);
+    if let (Err(ErrorCode::NodeExists), TxnOp::Create(c)) = (r, o) {
+        if c.kind == CreateKind::Create {
+            raise_parent_cversion(tree, &c.path, c.parent_cversion, txn.zxid);
+        }
+    }
+}
+
+/// `setCversionPzxid`: −1 means one past the parent's cversion; only ever raised.
+fn raise_parent_cversion(tree: &mut Tree, path: &str, cversion: i32, zxid: i64) {
+    let Some(parent) = internal_parent(path) else {
+        return;
+    };
+    tree.update_node(parent, |p| {
+        let want = if cversion == -1 {
+            p.cversion + 1
+        } else {
+            cversion
+        };
+        if want > p.cversion {
+            p.cversion = want;
+            p.pzxid = zxid;
+        }
+    });
+}
+
 /// The reply to a multi that failed in prepare, as the reference's processTxn builds
 /// it: the error ops' own codes, Ok for any other op before the first error,
 /// RuntimeInconsistency for any other op after it.

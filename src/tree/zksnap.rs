@@ -187,6 +187,41 @@ pub enum ZkSnapError {
     Incomplete { offset: u64, what: &'static str },
 }
 
+impl ZkSnapError {
+    /// The byte offset the error names, for the variants that name one.
+    pub fn offset(&self) -> Option<u64> {
+        match self {
+            ZkSnapError::BadMagic { offset, .. }
+            | ZkSnapError::BadVersion { offset, .. }
+            | ZkSnapError::BadSeal { offset, .. }
+            | ZkSnapError::BadSealMarker { offset, .. }
+            | ZkSnapError::BadDigest { offset, .. }
+            | ZkSnapError::Truncated { offset, .. }
+            | ZkSnapError::TrailingBytes { offset, .. }
+            | ZkSnapError::RecordOverBound { offset, .. }
+            | ZkSnapError::NegativeLength { offset, .. }
+            | ZkSnapError::LengthOverBound { offset, .. }
+            | ZkSnapError::CountOverBound { offset, .. }
+            | ZkSnapError::Null { offset, .. }
+            | ZkSnapError::BadUtf8 { offset, .. }
+            | ZkSnapError::BadPath { offset, .. }
+            | ZkSnapError::OrphanNode { offset, .. }
+            | ZkSnapError::DuplicatePath { offset, .. }
+            | ZkSnapError::UnknownAclIndex { offset, .. }
+            | ZkSnapError::DuplicateAclIndex { offset, .. }
+            | ZkSnapError::ReservedAclIndex { offset, .. }
+            | ZkSnapError::DuplicateSession { offset, .. }
+            | ZkSnapError::NoRoot { offset, .. }
+            | ZkSnapError::BadSignature { offset, .. }
+            | ZkSnapError::Incomplete { offset, .. } => Some(*offset),
+            ZkSnapError::Io(_)
+            | ZkSnapError::Compressed(_)
+            | ZkSnapError::BadName(_)
+            | ZkSnapError::Failed => None,
+        }
+    }
+}
+
 /// How a serialization ends: a SNAP stream carries the signature after the end
 /// marker, a snapshot file's body does not (its seals follow).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

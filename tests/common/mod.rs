@@ -513,7 +513,9 @@ impl Server {
         }
     }
 
-    fn wait_ready(&mut self) {
+    /// Waits (bounded) until the server answers `ruok` and serves; panics with its log
+    /// if it exits or does not come up.
+    pub fn wait_ready(&mut self) {
         let started = Instant::now();
         let deadline = started + Duration::from_millis(SERVER_READY_TIMEOUT_MS);
         loop {
