@@ -31,8 +31,8 @@ use common::ensemble::{
 use common::{Kind, Server};
 use corral::proto::{CreateMode, Request};
 use faults::checker::{self, Verdict, Violation};
-use faults::history::Clock;
 use faults::disk::{self, Tear};
+use faults::history::Clock;
 use faults::nemesis::{schedule, Fault, Nemesis, Step, Target};
 use faults::proxy::{LinkMode, PeerProxy};
 use faults::workload::{Histories, Shape, Workloads, NAMED_PARENT, REGISTER_INITIAL, SEQ_PARENT};
@@ -533,10 +533,18 @@ fn focused_run(test: &str, kinds_name: &str, faults: &[Fault], hold_ms: u64) -> 
             pick: seed.wrapping_add(i as u64),
         })
         .collect();
-    let replay = format!("FAULTS_SEED={seed} cargo test --test faults -- {test} --exact --nocapture");
+    let replay =
+        format!("FAULTS_SEED={seed} cargo test --test faults -- {test} --exact --nocapture");
     eprintln!("[faults] {test}: {kinds_name}, {faults:?}; replay: {replay}");
     let summary = |r: &RunReport| summarize(test, kinds_name, seed, 0, r);
-    Some(run(&kinds, &steps, seed, Shape::default(), &replay, summary))
+    Some(run(
+        &kinds,
+        &steps,
+        seed,
+        Shape::default(),
+        &replay,
+        summary,
+    ))
 }
 
 /// A full-disk run: every check passed (else `run` panicked); where the disks
@@ -561,7 +569,12 @@ fn disk_full_run(test: &str, kinds_name: &str, faults: &[Fault], bitten: &[Kind]
 #[test]
 fn disk_full_on_a_follower_corral() {
     let faults = [Fault::DiskFull(Target::Follower(None))];
-    disk_full_run("disk_full_on_a_follower_corral", "corral", &faults, &[Kind::Corral]);
+    disk_full_run(
+        "disk_full_on_a_follower_corral",
+        "corral",
+        &faults,
+        &[Kind::Corral],
+    );
 }
 
 #[test]
@@ -577,12 +590,22 @@ fn disk_full_on_a_follower_mixed() {
 #[test]
 fn disk_full_on_the_leader_corral() {
     let faults = [Fault::DiskFull(Target::Leader)];
-    disk_full_run("disk_full_on_the_leader_corral", "corral", &faults, &[Kind::Corral]);
+    disk_full_run(
+        "disk_full_on_the_leader_corral",
+        "corral",
+        &faults,
+        &[Kind::Corral],
+    );
 }
 
+/// Twice: the first hits the corral leader (the highest sid leads at start),
+/// the second usually its successor, a ZooKeeper member.
 #[test]
 fn disk_full_on_the_leader_mixed() {
-    let faults = [Fault::DiskFull(Target::Leader)];
+    let faults = [
+        Fault::DiskFull(Target::Leader),
+        Fault::DiskFull(Target::Leader),
+    ];
     disk_full_run("disk_full_on_the_leader_mixed", "mixed", &faults, &[]);
 }
 

@@ -29,8 +29,8 @@ use super::disk::{self, Tear};
 use super::proxy::{LinkMode, PeerProxy};
 use super::workload::WORKER_SESSION_MS;
 use crate::common::ensemble::{
-    call, create_req, open_session, Ensemble, Mode, ENSEMBLE_TICK_MS, POLL_MS,
-    SERVING_POLLS_MAX, SYNC_LIMIT_TICKS,
+    call, create_req, open_session, Ensemble, Mode, ENSEMBLE_TICK_MS, POLL_MS, SERVING_POLLS_MAX,
+    SYNC_LIMIT_TICKS,
 };
 use crate::common::Kind;
 use corral::proto::{CreateMode, Request};
@@ -219,8 +219,12 @@ impl<'a> Nemesis<'a> {
         self.log.push(line);
         self.faults_injected += 1;
         self.hold(step.hold_ms);
+        // Waiting for a member a disk fault hit comes out of the rest, so a
+        // run's fault phase stays as long as its schedule says.
+        let healing = std::time::Instant::now();
         self.heal();
-        std::thread::sleep(Duration::from_millis(step.rest_ms));
+        let rest = Duration::from_millis(step.rest_ms).saturating_sub(healing.elapsed());
+        std::thread::sleep(rest);
     }
 
     /// Waits out the hold; a full disk is kept full under pressure writes.
