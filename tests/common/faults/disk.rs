@@ -353,13 +353,13 @@ mod tests {
     fn finds_the_last_of_two_corral_records() {
         let mut seg = vec![0u8; 256];
         seg[..8].copy_from_slice(b"CORRALLG");
-        // Record 1: 5 payload bytes at 32, padded to 56; record 2: 8 bytes at 56.
+        // Record 1: 24 + 5 bytes at 32, padded to 64; record 2: 24 + 8 bytes at 64.
         seg[36..40].copy_from_slice(&5u32.to_le_bytes());
         seg[32] = 1;
-        seg[60..64].copy_from_slice(&8u32.to_le_bytes());
-        seg[56] = 1;
+        seg[68..72].copy_from_slice(&8u32.to_le_bytes());
+        seg[64] = 1;
         let r = corral_last_record(&seg).unwrap();
-        assert_eq!((r.start, r.end, r.check_start), (56, 88, 60));
+        assert_eq!((r.start, r.end, r.check_start), (64, 96, 68));
     }
 
     #[test]
