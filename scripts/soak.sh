@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # A long fault soak: the `soak` test of tests/faults.rs (concurrent register,
 # create and ephemeral workloads against a 3- or 5-member ensemble while a seeded
-# nemesis kills, pauses, partitions and slows members), once per kind, then one
-# summary line per run: ops, faults injected, violations, acknowledged writes lost.
+# nemesis kills, pauses, partitions and slows members, fills one member's disk and
+# tears one member's last log record), once per kind, then one summary line per
+# run: ops, faults injected, violations, acknowledged writes lost, and how many
+# full disks made their member exit. The disk-full faults need root (each member's
+# data and log dirs are tmpfs mounts); without it they are skipped, loudly.
 # Exits non-zero if any run found a violation; its log keeps the replay command.
 #
 #   scripts/soak.sh                                   # 30 min of corral
@@ -12,7 +15,8 @@
 # Knobs (environment): SOAK_MINUTES (30), SOAK_KINDS ("corral"; each of corral,
 # zookeeper, mixed, with a 5 suffix for five members), SOAK_SEED (random per run),
 # SOAK_LOG_DIR (target/soak). The test's own FAULTS_* knobs (e.g. FAULTS_THINK_MS,
-# FAULTS_SYNC_AFTER_CREATE=0) pass through.
+# FAULTS_SYNC_AFTER_CREATE=0, FAULTS_DISK_MB: each member tmpfs, 256 MiB; raise it
+# for soaks of hours, whose logs outgrow it) pass through.
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"

@@ -1,6 +1,8 @@
 //! The fault-injection suite (issue 11): concurrent client workloads against a
 //! 3-member ensemble (corral, ZooKeeper 3.8.0, or mixed) while a seeded
-//! nemesis kills, pauses and partitions members; then the histories and the
+//! nemesis kills, pauses and partitions members, fills one member's disk (each
+//! member's data and log dirs are tmpfs mounts of their own when run as root)
+//! and tears one member's last log record; then the histories and the
 //! final trees are checked (linearizable register, no lost or phantom create,
 //! ephemerals gone after expiry, per-client order, members converged).
 //!
@@ -9,8 +11,9 @@
 //! `FAULTS_SECS` override the seed (random by default) and the length of the
 //! fault phase; the ignored `soak` test (scripts/soak.sh) runs `FAULTS_KINDS`
 //! (corral, zookeeper, mixed; 5 members with a `5` suffix) for as long as asked.
-//! A last test proves the checkers bite: three standalone servers behind the
-//! workload as if they were one ensemble must be caught.
+//! A test proves the checkers bite: three standalone servers behind the
+//! workload as if they were one ensemble must be caught. Focused tests run
+//! each disk fault once, deterministically, on corral and on mixed.
 //!
 //! Each run owns the machine's one-ensemble-at-a-time lock; every wait is bounded.
 
@@ -28,8 +31,9 @@ use common::ensemble::{
 use common::{Kind, Server};
 use corral::proto::{CreateMode, Request};
 use faults::checker::{self, Verdict, Violation};
+use faults::disk::{self, Tear};
 use faults::history::Clock;
-use faults::nemesis::{schedule, Nemesis};
+use faults::nemesis::{schedule, Fault, Nemesis, Step, Target};
 use faults::proxy::{LinkMode, PeerProxy};
 use faults::workload::{Histories, Shape, Workloads, NAMED_PARENT, REGISTER_INITIAL, SEQ_PARENT};
 
@@ -54,6 +58,8 @@ struct RunReport {
     ephemeral_ops: usize,
     expiries_observed: usize,
     faults: usize,
+    /// Full-disk steps whose member exited (and was restarted).
+    disk_exits: usize,
     violations: Vec<Violation>,
     lost: usize,
     nemesis_log: Vec<String>,
@@ -124,7 +130,7 @@ fn fault_run(test: &str, kinds_name: &str, default_secs: u64) {
         ..Shape::default()
     };
     let summary = |r: &RunReport| summarize(test, kinds_name, seed, secs, r);
-    run(&kinds, seed, secs, shape, &replay, summary);
+    run(&kinds, &schedule(seed, secs), seed, shape, &replay, summary);
 }
 
 /// Panics with the violations, the faults and the replay command (called
@@ -150,7 +156,8 @@ fn fail(report: &RunReport, replay: &str) -> ! {
 fn summarize(test: &str, kinds: &str, seed: u64, secs: u64, r: &RunReport) {
     eprintln!(
         "[faults] SUMMARY test={test} kinds={kinds} seed={seed} secs={secs} ops={} \
-         register={} creates={} ephemeral={} expiries={} faults={} violations={} lost={}",
+         register={} creates={} ephemeral={} expiries={} faults={} violations={} lost={} \
+         disk_exits={}",
         r.ops,
         r.register_ops,
         r.create_ops,
@@ -158,32 +165,37 @@ fn summarize(test: &str, kinds: &str, seed: u64, secs: u64, r: &RunReport) {
         r.expiries_observed,
         r.faults,
         r.violations.len(),
-        r.lost
+        r.lost,
+        r.disk_exits
     );
 }
 
-/// Starts the ensemble behind the proxy, runs workloads and schedule, checks.
+/// Starts the ensemble behind the proxy, runs workloads (seeded by `seed`)
+/// and `steps`, checks; returns the report (after `summary` saw it) of a run
+/// without violations.
 fn run(
     kinds: &[Kind],
+    steps: &[Step],
     seed: u64,
-    secs: u64,
     shape: Shape,
     replay: &str,
     summary: impl Fn(&RunReport),
-) {
-    let (mut ens, proxy) = start_behind_proxy(kinds);
+) -> RunReport {
+    let (mut ens, proxy, disks) = start_behind_proxy(kinds);
     let addrs: Vec<String> = ens.sids().iter().map(|&s| ens.client_addr(s)).collect();
     let clock = Clock::start();
     let work = Workloads::start(&addrs, clock, seed, shape);
     let mut nemesis = Nemesis::new(&mut ens, &proxy);
-    for step in schedule(seed, secs) {
-        nemesis.run(&step, clock.now() / 1_000_000);
+    nemesis.disks = disks;
+    for step in steps {
+        nemesis.run(step, clock.now() / 1_000_000);
     }
     nemesis.heal();
-    let (faults, log, crashes) = (
+    let (faults, log, crashes, disk_exits) = (
         nemesis.faults_injected,
         nemesis.log.clone(),
         nemesis.crashes.clone(),
+        nemesis.disk_exits,
     );
     let mut violations: Vec<Violation> = crashes
         .into_iter()
@@ -222,12 +234,24 @@ fn run(
         }
     }
     violations.extend(check_all(&hist, &trees));
-    let report = report(hist, faults, violations, log);
+    let mut report = report(hist, faults, violations, log);
+    report.disk_exits = disk_exits;
+    report.nemesis_log.extend(
+        ens.sids()
+            .into_iter()
+            .filter(|&s| ens.log(s).contains(NO_SPACE))
+            .map(|s| format!("member {s} ({}) logged \"{NO_SPACE}\"", ens.kind(s))),
+    );
     summary(&report);
     if !report.violations.is_empty() {
         fail(&report, replay);
     }
+    report
 }
+
+/// What both kinds of member log when a write meets a full disk (the OS's
+/// ENOSPC text).
+const NO_SPACE: &str = "No space left on device";
 
 /// A member's tree after healing (sync, then a walk), with a few attempts.
 fn final_tree(addr: &str) -> Result<Tree, String> {
@@ -244,10 +268,13 @@ fn final_tree(addr: &str) -> Result<Tree, String> {
     ))
 }
 
-/// An ensemble of `kinds` whose peer traffic goes through a fault proxy, serving.
-fn start_behind_proxy(kinds: &[Kind]) -> (Ensemble, PeerProxy) {
+/// An ensemble of `kinds` whose peer traffic goes through a fault proxy,
+/// serving, with small log segments; true when every member's data and log
+/// dirs are tmpfs mounts of their own (as root).
+fn start_behind_proxy(kinds: &[Kind]) -> (Ensemble, PeerProxy, bool) {
     let members: Vec<(Kind, Role)> = kinds.iter().map(|&k| (k, Role::Participant)).collect();
-    let mut ens = Ensemble::configure(&members, "");
+    let mut ens = Ensemble::configure(&members, &disk::small_log_cfg());
+    let disks = disk::put_members_on_tmpfs(&mut ens);
     let mut real = BTreeMap::new();
     let mut taken = HashSet::new();
     for sid in ens.sids() {
@@ -258,7 +285,7 @@ fn start_behind_proxy(kinds: &[Kind]) -> (Ensemble, PeerProxy) {
     let proxy = PeerProxy::start(&real, &taken);
     ens.route_peers(proxy.routes());
     ens.launch_all();
-    (ens, proxy)
+    (ens, proxy, disks)
 }
 
 /// Every checker over the histories and the members' final trees.
@@ -329,6 +356,7 @@ fn report(
         ephemeral_ops: hist.ephemerals.len(),
         expiries_observed: checker::expired_sessions(&hist.ephemerals).len(),
         faults,
+        disk_exits: 0,
         violations,
         lost,
         nemesis_log,
@@ -404,7 +432,7 @@ fn a_cut_off_leader_is_replaced_through_the_proxy() {
     if !Ensemble::can_start(&kinds) {
         return;
     }
-    let (ens, proxy) = start_behind_proxy(&kinds);
+    let (ens, proxy, _) = start_behind_proxy(&kinds);
     let old = ens.wait_leader();
     for sid in ens.sids().into_iter().filter(|&s| s != old) {
         proxy.set(old, sid, LinkMode::Cut);
@@ -475,4 +503,149 @@ fn write_then_sync_on_a_follower_answers_in_order_corral() {
 #[test]
 fn write_then_sync_on_a_follower_answers_in_order_zookeeper() {
     write_then_sync_on_a_follower(&kinds_named("zookeeper"));
+}
+
+// ----- the disk faults, once each, deterministically -----
+
+/// Hold of a focused full-disk step: long enough for its pressure writes to
+/// roll a member's 1 MiB log more than twice.
+const FOCUSED_FULL_HOLD_MS: u64 = 6_000;
+/// Hold of a focused torn-record step (the member is down meanwhile).
+const FOCUSED_TORN_HOLD_MS: u64 = 1_000;
+/// Rest after each focused step.
+const FOCUSED_REST_MS: u64 = 2_000;
+
+/// Runs `faults` in order (each held `hold_ms`) under the workloads and checks
+/// everything as a seeded run does; `None` when the kinds cannot run here.
+fn focused_run(test: &str, kinds_name: &str, faults: &[Fault], hold_ms: u64) -> Option<RunReport> {
+    let kinds = kinds_named(kinds_name);
+    if !Ensemble::can_start(&kinds) {
+        return None;
+    }
+    let seed = seed();
+    let steps: Vec<Step> = faults
+        .iter()
+        .enumerate()
+        .map(|(i, &fault)| Step {
+            fault,
+            hold_ms,
+            rest_ms: FOCUSED_REST_MS,
+            pick: seed.wrapping_add(i as u64),
+        })
+        .collect();
+    let replay =
+        format!("FAULTS_SEED={seed} cargo test --test faults -- {test} --exact --nocapture");
+    eprintln!("[faults] {test}: {kinds_name}, {faults:?}; replay: {replay}");
+    let summary = |r: &RunReport| summarize(test, kinds_name, seed, 0, r);
+    Some(run(
+        &kinds,
+        &steps,
+        seed,
+        Shape::default(),
+        &replay,
+        summary,
+    ))
+}
+
+/// A full-disk run: every check passed (else `run` panicked); where the disks
+/// are tmpfs mounts, a member of each kind in `bitten` logged ENOSPC.
+fn disk_full_run(test: &str, kinds_name: &str, faults: &[Fault], bitten: &[Kind]) {
+    let Some(report) = focused_run(test, kinds_name, faults, FOCUSED_FULL_HOLD_MS) else {
+        return;
+    };
+    if report.nemesis_log.iter().any(|l| l.contains("no tmpfs")) {
+        return;
+    }
+    for kind in bitten {
+        let said = format!("({kind}) logged \"{NO_SPACE}\"");
+        assert!(
+            report.nemesis_log.iter().any(|l| l.contains(&said)),
+            "no {kind} member met the full disk:\n  {}",
+            report.nemesis_log.join("\n  ")
+        );
+    }
+}
+
+#[test]
+fn disk_full_on_a_follower_corral() {
+    let faults = [Fault::DiskFull(Target::Follower(None))];
+    disk_full_run(
+        "disk_full_on_a_follower_corral",
+        "corral",
+        &faults,
+        &[Kind::Corral],
+    );
+}
+
+#[test]
+fn disk_full_on_a_follower_mixed() {
+    let faults = [
+        Fault::DiskFull(Target::Follower(Some(Kind::Reference))),
+        Fault::DiskFull(Target::Follower(Some(Kind::Corral))),
+    ];
+    let both = [Kind::Reference, Kind::Corral];
+    disk_full_run("disk_full_on_a_follower_mixed", "mixed", &faults, &both);
+}
+
+#[test]
+fn disk_full_on_the_leader_corral() {
+    let faults = [Fault::DiskFull(Target::Leader)];
+    disk_full_run(
+        "disk_full_on_the_leader_corral",
+        "corral",
+        &faults,
+        &[Kind::Corral],
+    );
+}
+
+/// Twice: the first hits the corral leader (the highest sid leads at start),
+/// the second usually its successor, a ZooKeeper member.
+#[test]
+fn disk_full_on_the_leader_mixed() {
+    let faults = [
+        Fault::DiskFull(Target::Leader),
+        Fault::DiskFull(Target::Leader),
+    ];
+    disk_full_run("disk_full_on_the_leader_mixed", "mixed", &faults, &[]);
+}
+
+/// A torn-record run: every check passed and every step tore a record.
+fn torn_run(test: &str, kinds_name: &str, faults: &[Fault]) {
+    let Some(report) = focused_run(test, kinds_name, faults, FOCUSED_TORN_HOLD_MS) else {
+        return;
+    };
+    let tore = report
+        .nemesis_log
+        .iter()
+        .filter(|l| l.contains("tore its last record"))
+        .count();
+    assert_eq!(
+        tore,
+        faults.len(),
+        "a step tore nothing:\n  {}",
+        report.nemesis_log.join("\n  ")
+    );
+}
+
+#[test]
+fn torn_last_record_corral() {
+    let faults = [
+        Fault::TornLastRecord(Target::Follower(None), Tear::Cut),
+        Fault::TornLastRecord(Target::Follower(None), Tear::Garbage),
+        Fault::TornLastRecord(Target::Leader, Tear::Cut),
+        Fault::TornLastRecord(Target::Leader, Tear::Garbage),
+    ];
+    torn_run("torn_last_record_corral", "corral", &faults);
+}
+
+#[test]
+fn torn_last_record_mixed() {
+    let zk = Target::Follower(Some(Kind::Reference));
+    let faults = [
+        Fault::TornLastRecord(zk, Tear::Cut),
+        Fault::TornLastRecord(zk, Tear::Garbage),
+        Fault::TornLastRecord(Target::Follower(Some(Kind::Corral)), Tear::Garbage),
+        Fault::TornLastRecord(Target::Leader, Tear::Cut),
+    ];
+    torn_run("torn_last_record_mixed", "mixed", &faults);
 }

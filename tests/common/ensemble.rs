@@ -137,6 +137,9 @@ pub struct Ensemble {
     members: Vec<Member>,
     /// The lines every member's zoo.cfg got beside the harness's own.
     cfg_extra: String,
+    /// Dropped after every member's process is killed, before the dir goes
+    /// (e.g. tmpfs mounts under member dirs).
+    guards: Vec<Box<dyn std::any::Any>>,
     root: Option<tempfile::TempDir>,
     /// When this ensemble got the machine (the lock), for wall-time reports.
     since: Instant,
@@ -211,6 +214,7 @@ impl Ensemble {
         let mut ens = Ensemble {
             members: Vec::new(),
             cfg_extra: cfg_extra.to_string(),
+            guards: Vec::new(),
             root: None,
             since: Instant::now(),
             route: None,
@@ -357,6 +361,12 @@ impl Ensemble {
             .iter_mut()
             .find(|m| m.sid == sid)
             .unwrap_or_else(|| panic!("the ensemble has no member {sid}"))
+    }
+
+    /// Keeps `guard` until the ensemble is dropped: it goes after every
+    /// member's process is killed and before the ensemble's dir is removed.
+    pub fn keep_until_dropped(&mut self, guard: Box<dyn std::any::Any>) {
+        self.guards.push(guard);
     }
 
     /// Time since this ensemble took the one-at-a-time lock (start-up included,

@@ -9,6 +9,14 @@
 //! index use the step's own random `pick`. [`Nemesis::run`] runs on the test
 //! thread: apply, hold (sleep), heal (restart the killed, resume the paused,
 //! every link back to pass), rest; it logs one line per step.
+//!
+//! The disk faults ([`super::disk`]): a full disk is held with pressure writes
+//! (large setData through another member, so logs must grow) and topped up
+//! while held; its member may exit (both kinds stop when their log cannot be
+//! written), which the heal treats as the crash it is: it deletes the ballast,
+//! restarts the member and waits (bounded) until it serves again. A torn last
+//! record is applied to a killed member's newest log file before the heal
+//! restarts it, one member at a time (the others hold the record).
 #![allow(dead_code)]
 
 use std::time::Duration;
@@ -17,10 +25,37 @@ use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
+use super::disk::{self, Tear};
 use super::proxy::{LinkMode, PeerProxy};
 use super::workload::WORKER_SESSION_MS;
-use crate::common::ensemble::{Ensemble, Mode, ENSEMBLE_TICK_MS, SYNC_LIMIT_TICKS};
+use crate::common::ensemble::{
+    call, create_req, open_session, Ensemble, Mode, ENSEMBLE_TICK_MS, POLL_MS, SERVING_POLLS_MAX,
+    SYNC_LIMIT_TICKS,
+};
 use crate::common::Kind;
+use corral::proto::{CreateMode, Request};
+
+/// The znode the pressure writes of a full-disk step overwrite.
+pub const PRESSURE_PATH: &str = "/disk-pressure";
+/// Size of one pressure write: four fill a 1 MiB log segment.
+pub const PRESSURE_WRITE_BYTES: usize = 256 * 1024;
+/// Pressure writes per full-disk step at most.
+pub const PRESSURE_WRITES_COUNT_MAX: usize = 16;
+/// How often a held full disk is topped up (a member's failed file freed room).
+const TOP_UP_MS: u64 = 250;
+/// How long one pressure write may take before the next try.
+const PRESSURE_TIMEOUT_MS: u64 = 2_000;
+
+/// Whom a disk fault hits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// A member picked by the step's `pick`.
+    Random,
+    /// The member that says leader when the step runs.
+    Leader,
+    /// A member that says follower, of this kind if given (picked by `pick`).
+    Follower(Option<Kind>),
+}
 
 /// One kind of fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +81,12 @@ pub enum Fault {
     Bridge(LinkMode),
     /// Every peer link delays each chunk by this many ms.
     SlowLinks(u64),
+    /// Fill a member's disk (its data and log tmpfs) while pressure writes
+    /// run; delete the ballast (and restart it if it exited) at the heal.
+    DiskFull(Target),
+    /// SIGKILL a member, damage the last record of its newest log file,
+    /// restart it at the heal.
+    TornLastRecord(Target, Tear),
 }
 
 /// One step of a schedule.
@@ -85,7 +126,7 @@ fn draw(rng: &mut SmallRng) -> Step {
             LinkMode::Stall
         }
     };
-    let (fault, hold_ms) = match rng.gen_range(0..10) {
+    let (fault, hold_ms) = match rng.gen_range(0..12) {
         0 => (Fault::KillRandom, rng.gen_range(500..4_000)),
         1 => (Fault::KillLeader, rng.gen_range(500..4_000)),
         8 => (Fault::KillMajority, rng.gen_range(200..3_000)),
@@ -104,6 +145,18 @@ fn draw(rng: &mut SmallRng) -> Step {
         ),
         5 => (Fault::IsolateLeader(mode(rng)), rng.gen_range(1_000..6_000)),
         6 => (Fault::Bridge(mode(rng)), rng.gen_range(1_000..6_000)),
+        10 => (Fault::DiskFull(Target::Random), rng.gen_range(1_000..5_000)),
+        11 => {
+            let tear = if rng.gen_bool(0.5) {
+                Tear::Cut
+            } else {
+                Tear::Garbage
+            };
+            (
+                Fault::TornLastRecord(Target::Random, tear),
+                rng.gen_range(200..3_000),
+            )
+        }
         _ => (
             Fault::SlowLinks(rng.gen_range(20..150)),
             rng.gen_range(1_000..4_000),
@@ -128,6 +181,14 @@ pub struct Nemesis<'a> {
     pub crashes: Vec<String>,
     /// Members killed by the current step.
     killed: Vec<u64>,
+    /// Whether the members' disks are tmpfs mounts the disk-full fault can fill.
+    pub disks: bool,
+    /// The member whose disk the current step filled.
+    full: Option<u64>,
+    /// The member whose log the current step tore.
+    torn: Option<u64>,
+    /// Full-disk steps whose member exited (what the disk did to it, not a crash).
+    pub disk_exits: usize,
 }
 
 impl<'a> Nemesis<'a> {
@@ -139,6 +200,10 @@ impl<'a> Nemesis<'a> {
             log: Vec::new(),
             crashes: Vec::new(),
             killed: Vec::new(),
+            disks: false,
+            full: None,
+            torn: None,
+            disk_exits: 0,
         }
     }
 
@@ -153,9 +218,87 @@ impl<'a> Nemesis<'a> {
         eprintln!("{line}");
         self.log.push(line);
         self.faults_injected += 1;
-        std::thread::sleep(Duration::from_millis(step.hold_ms));
+        self.hold(step.hold_ms);
+        // Waiting for a member a disk fault hit comes out of the rest, so a
+        // run's fault phase stays as long as its schedule says.
+        let healing = std::time::Instant::now();
         self.heal();
-        std::thread::sleep(Duration::from_millis(step.rest_ms));
+        let rest = Duration::from_millis(step.rest_ms).saturating_sub(healing.elapsed());
+        std::thread::sleep(rest);
+    }
+
+    /// Waits out the hold; a full disk is kept full under pressure writes.
+    fn hold(&mut self, hold_ms: u64) {
+        let Some(sid) = self.full else {
+            std::thread::sleep(Duration::from_millis(hold_ms));
+            return;
+        };
+        let deadline = std::time::Instant::now() + Duration::from_millis(hold_ms);
+        let mut pressure = Pressure::default();
+        while std::time::Instant::now() < deadline {
+            pressure.write(self.ens, sid);
+            self.fill(sid);
+            std::thread::sleep(Duration::from_millis(TOP_UP_MS));
+        }
+        let line = format!(
+            "[nemesis]   {} pressure writes acknowledged, {} not",
+            pressure.acked, pressure.failed
+        );
+        eprintln!("{line}");
+        self.log.push(line);
+    }
+
+    /// Fills (or tops up) both of a member's disks; bytes written.
+    fn fill(&self, sid: u64) -> u64 {
+        disk::member_disk_dirs(self.ens, sid)
+            .iter()
+            .map(|d| disk::fill(d).unwrap_or_else(|e| panic!("fill {}: {e}", d.display())))
+            .sum()
+    }
+
+    /// The member a disk fault's target names now.
+    fn target(&self, target: Target, random: u64, rng: &mut SmallRng) -> u64 {
+        match target {
+            Target::Random => random,
+            Target::Leader => self.leader_or(random),
+            Target::Follower(kind) => {
+                let followers: Vec<u64> = self
+                    .ens
+                    .live_sids()
+                    .into_iter()
+                    .filter(|&s| kind.is_none_or(|k| self.ens.kind(s) == k))
+                    .filter(|&s| self.ens.mode(s) == Some(Mode::Follower))
+                    .collect();
+                followers.choose(rng).copied().unwrap_or(random)
+            }
+        }
+    }
+
+    /// Fills a member's disk (nothing when the disks are not tmpfs mounts).
+    fn apply_disk_full(&mut self, sid: u64) -> String {
+        if !self.disks {
+            return format!("nothing: no tmpfs for member {sid} (see SKIPPED above)");
+        }
+        let bytes = self.fill(sid);
+        self.full = Some(sid);
+        format!(
+            "disk of member {sid} ({}) full ({} MiB of ballast)",
+            self.ens.kind(sid),
+            bytes >> 20
+        )
+    }
+
+    /// Kills a member and damages the last record of its newest log file.
+    fn apply_torn(&mut self, sid: u64, tear: Tear, rng: &mut SmallRng) -> String {
+        self.ens.kill(sid);
+        self.killed.push(sid);
+        self.torn = Some(sid);
+        let datalog = &disk::member_disk_dirs(self.ens, sid)[1];
+        let kind = self.ens.kind(sid);
+        match disk::tear_last_record(kind, datalog, tear, rng) {
+            Ok(what) => format!("killed {sid} ({kind}), tore its last record: {what}"),
+            Err(why) => format!("killed {sid} ({kind}), tore nothing: {why}"),
+        }
     }
 
     /// Starts the fault; says whom it hit.
@@ -163,6 +306,14 @@ impl<'a> Nemesis<'a> {
         let sids = self.ens.sids();
         let random = *sids.choose(rng).expect("members");
         match fault {
+            Fault::DiskFull(target) => {
+                let sid = self.target(target, random, rng);
+                self.apply_disk_full(sid)
+            }
+            Fault::TornLastRecord(target, tear) => {
+                let sid = self.target(target, random, rng);
+                self.apply_torn(sid, tear, rng)
+            }
             Fault::KillRandom | Fault::KillLeader => {
                 let sid = if fault == Fault::KillLeader {
                     self.leader_or(random)
@@ -262,9 +413,11 @@ impl<'a> Nemesis<'a> {
             .unwrap_or(fallback)
     }
 
-    /// Every link passes, every paused member runs, every killed one restarts.
+    /// Every link passes, every paused member runs, every killed one restarts;
+    /// a full disk gets its room back; a member a disk fault hit is waited for.
     pub fn heal(&mut self) {
         self.proxy.heal();
+        let disk_hit = self.heal_disk();
         for sid in self.ens.sids() {
             if self.ens.is_running(sid) && !self.ens.is_live(sid) {
                 self.ens.resume(sid);
@@ -282,6 +435,106 @@ impl<'a> Nemesis<'a> {
             }
         }
         self.killed.clear();
+        if let Some(sid) = disk_hit {
+            self.wait_back(sid);
+        }
+    }
+
+    /// Deletes a full disk's ballast; a member that exited on it counts as
+    /// killed by the fault. Returns the member a disk fault hit, if any.
+    fn heal_disk(&mut self) -> Option<u64> {
+        if let Some(sid) = self.full.take() {
+            for d in disk::member_disk_dirs(self.ens, sid) {
+                disk::unfill(&d).unwrap_or_else(|e| panic!("unfill {}: {e}", d.display()));
+            }
+            if !self.ens.is_running(sid) {
+                let line = format!(
+                    "[nemesis]   member {sid} ({}) exited on its full disk; restarting it",
+                    self.ens.kind(sid)
+                );
+                eprintln!("{line}");
+                self.log.push(line);
+                self.disk_exits += 1;
+                self.killed.push(sid);
+            }
+            return Some(sid);
+        }
+        self.torn.take()
+    }
+
+    /// Waits (bounded) until a member a disk fault hit serves again; a member
+    /// that does not is a finding.
+    fn wait_back(&mut self, sid: u64) {
+        for _ in 0..SERVING_POLLS_MAX {
+            if self.ens.mode(sid).is_some() {
+                return;
+            }
+            if !self.ens.is_running(sid) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(POLL_MS));
+        }
+        let what = format!(
+            "member {sid} ({}) did not serve again after its disk fault; log tail:\n{}",
+            self.ens.kind(sid),
+            self.ens.log_tail(sid)
+        );
+        eprintln!("[nemesis] {what}");
+        self.crashes.push(what);
+        if !self.ens.is_running(sid) {
+            self.ens.restart(sid);
+        }
+    }
+}
+
+/// The pressure writes of a full-disk step: large setData of [`PRESSURE_PATH`]
+/// through a live member other than the full one, so the logs must grow.
+#[derive(Default)]
+struct Pressure {
+    acked: usize,
+    failed: usize,
+    client: Option<crate::common::RawClient>,
+}
+
+impl Pressure {
+    /// One write (bounded by [`PRESSURE_TIMEOUT_MS`]); a failure drops the session.
+    fn write(&mut self, ens: &Ensemble, full: u64) {
+        if self.acked + self.failed >= PRESSURE_WRITES_COUNT_MAX {
+            return;
+        }
+        if self.client.is_none() {
+            self.client = Self::connect(ens, full);
+        }
+        let Some(c) = self.client.as_mut() else {
+            self.failed += 1;
+            return;
+        };
+        let set = Request::SetData {
+            path: PRESSURE_PATH.into(),
+            data: Some(vec![b'p'; PRESSURE_WRITE_BYTES]),
+            version: -1,
+        };
+        match call(c, &set) {
+            Ok(_) => self.acked += 1,
+            Err(_) => {
+                self.failed += 1;
+                self.client = None;
+            }
+        }
+    }
+
+    /// A session on a live member other than `full`, with the pressure znode
+    /// there (created if missing).
+    fn connect(ens: &Ensemble, full: u64) -> Option<crate::common::RawClient> {
+        let sid = ens.live_sids().into_iter().find(|&s| s != full)?;
+        let mut c = open_session(&ens.client_addr(sid)).ok()?;
+        c.set_read_timeout(Duration::from_millis(PRESSURE_TIMEOUT_MS));
+        let create = create_req(PRESSURE_PATH, b"", CreateMode::Persistent);
+        match call(&mut c, &create) {
+            Ok(_) => Some(c),
+            Err(e) if e.is(corral::proto::ErrorCode::NodeExists) => Some(c),
+            Err(_) => None,
+        }
     }
 }
 
