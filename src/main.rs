@@ -11,8 +11,31 @@ use std::process::ExitCode;
     about = "A ZooKeeper-compatible coordination service"
 )]
 struct Cli {
+    /// How log lines on stderr look: `text` (default), or `json`: one JSON object
+    /// per line (timestamp, level, message, the event's other fields, target).
+    #[arg(long, global = true, value_enum, env = "CORRAL_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Log lines go to stderr; RUST_LOG filters them (default `info`).
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let fmt = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => fmt.init(),
+        LogFormat::Json => fmt.json().flatten_event(true).init(),
+    }
 }
 
 #[derive(Subcommand)]
@@ -102,14 +125,8 @@ fn convert(
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    init_logging(cli.log_format);
     match cli.command {
         Command::DefaultConfig => {
             print!("{}", corral::config::EMBEDDED_DEFAULT);

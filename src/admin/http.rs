@@ -68,10 +68,33 @@ struct Shared {
     mesh: Mesh,
 }
 
+/// How long [`AdminThread::stop`] waits for the thread to end.
+pub const STOP_WAIT: Duration = Duration::from_secs(2);
+
+/// The running `corral-admin` thread.
+pub struct AdminThread {
+    stop: futures::channel::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl AdminThread {
+    /// Closes the listeners and every open HTTP connection (the runtime ends, its
+    /// tasks with it); waits for the thread at most STOP_WAIT. `false`: it did not
+    /// end in time (it ends with the process).
+    pub fn stop(self) -> bool {
+        let _ = self.stop.send(());
+        let deadline = std::time::Instant::now() + STOP_WAIT;
+        while !self.thread.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.thread.is_finished()
+    }
+}
+
 /// Binds the enabled endpoints and starts the `corral-admin` thread serving them.
 /// A port that cannot be bound is logged and left out, and the server runs on, as
-/// the reference's ensemble member does with its AdminServer.
-pub fn start(cfg: Arc<Config>, stats: Arc<ServerStats>, mesh: Mesh) {
+/// the reference's ensemble member does with its AdminServer. `None`: no endpoint.
+pub fn start(cfg: Arc<Config>, stats: Arc<ServerStats>, mesh: Mesh) -> Option<AdminThread> {
     let mut listeners = Vec::new();
     if cfg.admin.enabled {
         let addr = cfg.admin.addr();
@@ -103,14 +126,19 @@ pub fn start(cfg: Arc<Config>, stats: Arc<ServerStats>, mesh: Mesh) {
         }
     }
     if listeners.is_empty() {
-        return;
+        return None;
     }
     let shared = Arc::new(Shared { cfg, stats, mesh });
+    let (stop, stopped) = futures::channel::oneshot::channel();
     let spawned = std::thread::Builder::new()
         .name("corral-admin".into())
-        .spawn(move || run(shared, listeners));
-    if let Err(e) = spawned {
-        tracing::error!("cannot start the admin thread: {e}; serving without HTTP endpoints");
+        .spawn(move || run(shared, listeners, stopped));
+    match spawned {
+        Ok(thread) => Some(AdminThread { stop, thread }),
+        Err(e) => {
+            tracing::error!("cannot start the admin thread: {e}; serving without HTTP endpoints");
+            None
+        }
     }
 }
 
@@ -120,7 +148,11 @@ fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     Ok(l)
 }
 
-fn run(shared: Arc<Shared>, listeners: Vec<(Endpoint, std::net::TcpListener)>) {
+fn run(
+    shared: Arc<Shared>,
+    listeners: Vec<(Endpoint, std::net::TcpListener)>,
+    stopped: futures::channel::oneshot::Receiver<()>,
+) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
@@ -133,16 +165,15 @@ fn run(shared: Arc<Shared>, listeners: Vec<(Endpoint, std::net::TcpListener)>) {
         }
     };
     rt.block_on(async move {
-        let mut tasks = Vec::new();
         for (endpoint, l) in listeners {
             match tokio::net::TcpListener::from_std(l) {
-                Ok(l) => tasks.push(tokio::spawn(accept_loop(endpoint, l, shared.clone()))),
+                Ok(l) => drop(tokio::spawn(accept_loop(endpoint, l, shared.clone()))),
                 Err(e) => tracing::error!("admin listener: {e}"),
             }
         }
-        for t in tasks {
-            let _ = t.await;
-        }
+        // Serve until stopped (the sender's end counts too); the runtime's drop
+        // then ends every task: listeners and connections close.
+        let _ = stopped.await;
     });
 }
 

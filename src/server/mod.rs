@@ -26,6 +26,7 @@ pub mod peer;
 mod quorum;
 mod sequencer;
 mod shard;
+pub mod shutdown;
 pub mod stats;
 pub mod tls;
 
@@ -73,11 +74,28 @@ pub enum ServerError {
     /// The thread that watches the cores (`nudge`) could not start.
     #[error("cannot start the thread that watches the cores: {0}")]
     Nudge(std::io::Error),
+    /// SIGTERM/SIGINT cannot be caught (signal-hook could not register them).
+    #[error("cannot handle SIGTERM/SIGINT: {0}")]
+    Signals(std::io::Error),
+    /// A clean stop was asked and some cores did not end cleanly within its bound.
+    #[error("stop incomplete: {0}")]
+    StopIncomplete(String),
 }
 
-/// How a core reports that it is up (`Ok`), or why it is not: a start-up error of
-/// its own (`Err(Ok(why))`), or its executor's thread ended (`Err(Err(why))`).
-pub type ReadyTx = std::sync::mpsc::Sender<(String, Result<(), Result<String, String>>)>;
+/// What the main thread hears about: per core, that it is up, that it could not
+/// start, or that its executor's thread ended; and from the signal thread, a stop.
+pub enum CoreNews {
+    Up,
+    /// A start-up error of the core's own (recovery, a port, ...).
+    StartFailed(String),
+    /// The core's executor thread ended: `Ok` when its loop ended on a stop.
+    Ended(Result<(), String>),
+    /// Not a core: SIGTERM or SIGINT arrived (the signal's name).
+    Stop(&'static str),
+}
+
+/// How a core (or the signal thread) reports to the main thread, under its name.
+pub type ReadyTx = std::sync::mpsc::Sender<(String, CoreNews)>;
 
 /// The channels every core holds: one into the sequencer, one into each shard.
 #[derive(Clone)]
@@ -218,7 +236,8 @@ where
     Ok((name, h))
 }
 
-/// Runs a standalone server until a core stops. Returns only on error.
+/// Runs a server until a core stops (an error) or SIGTERM/SIGINT asks it to stop
+/// (`Ok` when every core ended cleanly within `shutdown::STOP_WAIT`).
 pub fn run(cfg: Config) -> Result<(), ServerError> {
     check_data_dir(&cfg)?;
     check_memlock(&cfg);
@@ -281,8 +300,10 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
         to_shards,
     };
     let stats = Arc::new(stats::ServerStats::new(cfg.shard_cores));
-    // Each core reports start-up (Ok) or its failure on this channel.
+    // Each core reports start-up or its failure on this channel, the signal thread
+    // a stop request.
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    shutdown::watch_signals(ready_tx.clone()).map_err(ServerError::Signals)?;
 
     let names: Vec<String> = std::iter::once("corral-sequencer".to_string())
         .chain((0..cfg.shard_cores).map(|i| format!("corral-shard-{i}")))
@@ -321,38 +342,42 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
     for (name, h) in handles {
         let tx = ready_tx.clone();
         std::thread::spawn(move || {
-            let cause = match h.join() {
-                Ok(Ok(())) => "exited".to_string(),
-                Ok(Err(e)) => e,
-                Err(e) => e.to_string(),
+            let end = match h.join() {
+                Ok(end) => end,
+                Err(e) => Err(e.to_string()),
             };
-            let _ = tx.send((name, Err(Err(cause))));
+            let _ = tx.send((name, CoreNews::Ended(end)));
         });
     }
     drop(ready_tx);
-    let admin_mesh = mesh.clone();
-    drop(mesh);
 
     // Wait for every core to come up; an executor that fails to start ends its thread
     // with an error, which we turn into one clear line.
     let mut up = 0;
     while up < cfg.shard_cores + 1 {
         match ready_rx.recv() {
-            Ok((_, Ok(()))) => up += 1,
-            Ok((name, Err(Ok(cause)))) => return Err(ServerError::CoreStart { name, cause }),
-            Ok((name, Err(Err(cause)))) => {
+            Ok((_, CoreNews::Up)) => up += 1,
+            Ok((name, CoreNews::StartFailed(cause))) => {
+                return Err(ServerError::CoreStart { name, cause })
+            }
+            Ok((name, CoreNews::Ended(end))) => {
                 return Err(ServerError::Executor {
                     name,
-                    cause,
+                    cause: end.err().unwrap_or_else(|| "exited".into()),
                     io_memory: cfg.io_memory_bytes,
                     memlock: memlock_limit(),
                 })
+            }
+            // Nothing was served yet: nothing to flush, the process just ends.
+            Ok((_, CoreNews::Stop(signal))) => {
+                tracing::info!("{signal} during start-up: exiting");
+                return Ok(());
             }
             Err(_) => break,
         }
     }
     // The HTTP endpoints, on a thread of their own, once every core answers reports.
-    crate::admin::http::start(cfg.clone(), stats.clone(), admin_mesh);
+    let admin = crate::admin::http::start(cfg.clone(), stats.clone(), mesh.clone());
     let mut ports: Vec<String> = Vec::new();
     if cfg.client_port_enabled {
         ports.push(addr.to_string());
@@ -375,12 +400,51 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
         cfg.shard_cores,
         cfg.data_dir.display()
     );
-    // Serve until a core stops.
-    match ready_rx.recv() {
-        Ok((name, Err(Ok(cause) | Err(cause)))) => Err(ServerError::CoreStopped { name, cause }),
-        _ => Err(ServerError::CoreStopped {
-            name: "all".into(),
-            cause: "every core stopped".into(),
-        }),
+    // Serve until a core stops or a signal asks to stop.
+    let signal = match ready_rx.recv() {
+        Ok((_, CoreNews::Stop(signal))) => signal,
+        Ok((name, CoreNews::Ended(end))) => {
+            return Err(ServerError::CoreStopped {
+                name,
+                cause: end.err().unwrap_or_else(|| "exited".into()),
+            })
+        }
+        Ok((name, CoreNews::Up | CoreNews::StartFailed(_))) => {
+            unreachable!("{name} reported its start twice")
+        }
+        Err(_) => {
+            return Err(ServerError::CoreStopped {
+                name: "all".into(),
+                cause: "every core stopped".into(),
+            })
+        }
+    };
+    stop(signal, &mesh, admin, names, &ready_rx)
+}
+
+/// The clean stop: admin first, then the cores in order (`shutdown`), then the
+/// bounded wait for every core's end.
+fn stop(
+    signal: &str,
+    mesh: &Mesh,
+    admin: Option<crate::admin::http::AdminThread>,
+    cores: Vec<String>,
+    news: &std::sync::mpsc::Receiver<(String, CoreNews)>,
+) -> Result<(), ServerError> {
+    let since = std::time::Instant::now();
+    tracing::info!(
+        "{signal}: stopping (no new connections, log made durable, connections closed; \
+         at most {:?})",
+        shutdown::STOP_WAIT
+    );
+    if admin.is_some_and(|a| !a.stop()) {
+        tracing::warn!(
+            "the admin thread did not end within {:?}",
+            crate::admin::http::STOP_WAIT
+        );
     }
+    shutdown::tell_cores(mesh);
+    shutdown::await_ends(news, cores, since).map_err(ServerError::StopIncomplete)?;
+    tracing::info!("stopped cleanly");
+    Ok(())
 }

@@ -32,6 +32,9 @@ pub enum ToSequencer {
     /// Four-letter-word data from the sequencer.
     Report(flume::Sender<SequencerReport>),
     ResetStats,
+    /// Stop (SIGTERM): take nothing more, make the log durable, publish what it
+    /// covers, send every shard `ToShard::Shutdown`, end (`server::shutdown`).
+    Shutdown,
 }
 
 pub enum ToShard {
@@ -40,6 +43,11 @@ pub enum ToShard {
     ResetStats,
     /// The member stopped serving (quorum mode): close every client connection.
     CloseAll(String),
+    /// A stop began: close the listeners; connections are served on.
+    StopAccepting,
+    /// The sequencer's last batch is ahead of this: close every connection once
+    /// what is queued for it is flushed, and end.
+    Shutdown,
 }
 
 /// One commit batch: the tree version after it and what happened, in zxid order.

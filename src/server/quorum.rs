@@ -248,6 +248,8 @@ struct Seq {
     rng: rand::rngs::SmallRng,
     digest_mismatches: u64,
     fatal: Option<String>,
+    /// A stop was asked (`ToSequencer::Shutdown`): take no more client messages.
+    stopping: bool,
     // reconfig
     reconfig_enabled: bool,
     standalone_enabled: bool,
@@ -296,14 +298,17 @@ pub(super) async fn run(
     ready: super::ReadyTx,
 ) -> Result<(), String> {
     let fail = |msg: String| {
-        let _ = ready.send(("corral-sequencer".into(), Err(Ok(msg.clone()))));
+        let _ = ready.send((
+            "corral-sequencer".into(),
+            super::CoreNews::StartFailed(msg.clone()),
+        ));
         Err(msg)
     };
     let (mut s, events) = match Seq::start(cfg, mesh.clone(), stats) {
         Ok(x) => x,
         Err(e) => return fail(e),
     };
-    let _ = ready.send(("corral-sequencer".into(), Ok(())));
+    let _ = ready.send(("corral-sequencer".into(), super::CoreNews::Up));
     s.run(rx, events).await
 }
 
@@ -451,6 +456,7 @@ impl Seq {
             rng,
             digest_mismatches: 0,
             fatal: None,
+            stopping: false,
             reconfig_enabled: q.reconfig_enabled,
             standalone_enabled: q.standalone_enabled,
             dynamic_files,
@@ -507,6 +513,9 @@ impl Seq {
             // Whatever woke us, both inboxes are taken (bounded), so neither clients
             // nor peers (ACKs!) wait behind a steady stream of the other.
             for _ in 1..max {
+                if self.stopping {
+                    break;
+                }
                 match rx.try_recv() {
                     Ok(m) => self.handle(m, now),
                     Err(_) => break,
@@ -538,8 +547,31 @@ impl Seq {
                 tracing::error!("stopping: {why}");
                 return Err(why);
             }
+            if self.stopping {
+                return self.stop();
+            }
             glommio::yield_if_needed().await;
         }
+    }
+
+    /// The end on a stop, after a pump (which syncs what it appended): sync once
+    /// more, publish what was applied, tell every shard to close behind that batch.
+    /// The peer links close with this core's executor, so the others elect.
+    fn stop(&mut self) -> Result<(), String> {
+        let synced = self.sync_log();
+        if self.publish_needed || !self.items.is_empty() {
+            self.publish();
+        }
+        for tx in &self.mesh.to_shards {
+            let _ = tx.send(ToShard::Shutdown);
+        }
+        synced.map_err(|e| format!("cannot make the log durable: {e}"))?;
+        tracing::info!(
+            "log durable up to zxid {:#x}; member stopped (was {:?})",
+            self.log.durable_zxid(),
+            self.role
+        );
+        Ok(())
     }
 
     fn step(&mut self, input: Input) {
@@ -1088,6 +1120,7 @@ impl Seq {
                     let _ = tx.send(ToShard::ResetStats);
                 }
             }
+            ToSequencer::Shutdown => self.stopping = true,
         }
     }
 

@@ -109,6 +109,8 @@ struct Sequencer {
     /// the core stops after telling the waiting clients, as the reference exits on a
     /// log failure, rather than risk acknowledging what a restart might replay.
     fatal: Option<String>,
+    /// A stop was asked (`ToSequencer::Shutdown`): take no more messages.
+    stopping: bool,
 }
 
 type SyncFuture = Pin<Box<dyn Future<Output = SyncDone>>>;
@@ -126,7 +128,10 @@ pub(super) async fn run(
     ready: super::ReadyTx,
 ) -> Result<(), String> {
     let fail = |msg: String| {
-        let _ = ready.send(("corral-sequencer".into(), Err(Ok(msg.clone()))));
+        let _ = ready.send((
+            "corral-sequencer".into(),
+            super::CoreNews::StartFailed(msg.clone()),
+        ));
         Err(msg)
     };
     let now = now_ms();
@@ -198,6 +203,7 @@ pub(super) async fn run(
         enc: Vec::with_capacity(4096),
         session_refusals: (i64::MIN, 0),
         fatal: None,
+        stopping: false,
     };
     // Time enters as Tick messages, so the loop below is the only owner of the state.
     let ticker = mesh.to_sequencer.clone();
@@ -221,7 +227,7 @@ pub(super) async fn run(
         s.want_snapshot = true;
         s.maybe_snapshot();
     }
-    let _ = ready.send(("corral-sequencer".into(), Ok(())));
+    let _ = ready.send(("corral-sequencer".into(), super::CoreNews::Up));
 
     let max = cfg.batch_requests_max;
     let mut sync: Option<SyncFuture> = None;
@@ -248,6 +254,9 @@ pub(super) async fn run(
                 let now = Now::read();
                 s.handle(m, now, &mesh);
                 for _ in 1..max {
+                    if s.stopping {
+                        break;
+                    }
                     match rx.try_recv() {
                         Ok(m) => s.handle(m, now, &mesh),
                         Err(_) => break,
@@ -259,32 +268,69 @@ pub(super) async fn run(
             }
             Wake::Synced(done) => {
                 sync = None;
-                let now = Now::read();
-                match s.log.finish_sync(done) {
-                    Ok(proof) => {
-                        s.durable_tree = s.syncing_tree.take().expect("a sync was out");
-                        s.commit_sessions(proof.zxid(), now);
-                        s.publish(&mesh, proof);
-                        s.maybe_snapshot();
-                    }
-                    Err(e) => {
-                        s.note_fatal(&e);
-                        s.fail_unsynced(now, &e.to_string());
-                        let proof = s.log.durable();
-                        s.publish(&mesh, proof);
-                    }
-                }
+                s.on_synced(done, &mesh);
             }
         }
         if let Some(why) = s.fatal.take() {
             tracing::error!("stopping: {why}");
             return Err(why);
         }
+        if s.stopping {
+            return s.stop(sync, &mesh).await;
+        }
         glommio::yield_if_needed().await;
     }
 }
 
 impl Sequencer {
+    /// A sync returned: publish what it made durable, or fail what it could not.
+    fn on_synced(&mut self, done: SyncDone, mesh: &Mesh) {
+        let now = Now::read();
+        match self.log.finish_sync(done) {
+            Ok(proof) => {
+                self.durable_tree = self.syncing_tree.take().expect("a sync was out");
+                self.commit_sessions(proof.zxid(), now);
+                self.publish(mesh, proof);
+                self.maybe_snapshot();
+            }
+            Err(e) => {
+                self.note_fatal(&e);
+                self.fail_unsynced(now, &e.to_string());
+                let proof = self.log.durable();
+                self.publish(mesh, proof);
+            }
+        }
+    }
+
+    /// The end on a stop: sync everything appended (the sync out, then one more for
+    /// what was appended meanwhile), publish what it covers, then tell every shard
+    /// to close behind that last batch. Nothing is taken or acknowledged after it.
+    async fn stop(&mut self, mut sync: Option<SyncFuture>, mesh: &Mesh) -> Result<(), String> {
+        loop {
+            if sync.is_none() {
+                sync = self.start_sync();
+            }
+            let Some(f) = sync.take() else { break };
+            let done = f.await;
+            self.on_synced(done, mesh);
+        }
+        let proof = self.log.durable();
+        self.publish(mesh, proof);
+        for tx in &mesh.to_shards {
+            let _ = tx.send(ToShard::Shutdown);
+        }
+        match self.fatal.take() {
+            Some(why) => Err(why),
+            None => {
+                tracing::info!(
+                    "log durable up to zxid {:#x}; sequencer stopped",
+                    self.log.durable_zxid()
+                );
+                Ok(())
+            }
+        }
+    }
+
     fn next_zxid(&mut self) -> i64 {
         self.last_zxid += 1;
         self.last_zxid
@@ -461,6 +507,7 @@ impl Sequencer {
                     let _ = tx.send(ToShard::ResetStats);
                 }
             }
+            ToSequencer::Shutdown => self.stopping = true,
         }
     }
 

@@ -187,6 +187,10 @@ struct Shard {
     tls: Option<Arc<ServerTls>>,
     /// Failed TLS handshakes (a plaintext client in a loop would repeat them).
     tls_warnings: WarnLimiter,
+    /// Dropped on a stop (`ToShard::StopAccepting`): the accept loops end.
+    accepting: Option<flume::Sender<()>>,
+    /// Dropped on `ToShard::Shutdown`: `run` closes the connections and ends.
+    serving: Option<flume::Sender<()>>,
 }
 
 pub(super) async fn run(
@@ -199,6 +203,9 @@ pub(super) async fn run(
     tls: Option<Arc<ServerTls>>,
 ) -> Result<(), String> {
     let name = format!("corral-shard-{id}");
+    // Nothing is ever sent on these: the end of the sender is the message.
+    let (accepting, accepting_rx) = flume::bounded::<()>(1);
+    let (serving, serving_rx) = flume::bounded::<()>(1);
     let shard = Rc::new(RefCell::new(Shard {
         id,
         rx: rx.clone(),
@@ -217,6 +224,8 @@ pub(super) async fn run(
         tls: tls.clone(),
         tls_warnings: WarnLimiter::new(),
         cfg: cfg.clone(),
+        accepting: Some(accepting),
+        serving: Some(serving),
     }));
 
     // Listen only once the sequencer has published the recovered tree: before that a
@@ -229,7 +238,7 @@ pub(super) async fn run(
     let listeners = match listen(&cfg, tls) {
         Ok(l) => l,
         Err(msg) => {
-            let _ = ready.send((name, Err(Ok(msg.clone()))));
+            let _ = ready.send((name, super::CoreNews::StartFailed(msg.clone())));
             return Err(msg);
         }
     };
@@ -260,14 +269,37 @@ pub(super) async fn run(
     })
     .detach();
 
-    let _ = ready.send((name, Ok(())));
+    let _ = ready.send((name, super::CoreNews::Up));
     let mut listeners = listeners;
     let last = listeners.pop().expect("a config serves at least one port");
     for (listener, tls) in listeners {
-        glommio::spawn_local(accept_loop(shard.clone(), listener, tls)).detach();
+        let stop = accepting_rx.clone();
+        glommio::spawn_local(accept_loop(shard.clone(), listener, tls, stop)).detach();
     }
-    accept_loop(shard, last.0, last.1).await;
+    accept_loop(shard.clone(), last.0, last.1, accepting_rx).await;
+    // Stopping: wait for the sequencer's last batch, then close what is open.
+    let _ = inbox::recv(&serving_rx).await;
+    flush_and_close(&shard).await;
     Ok(())
+}
+
+/// The end of a stop: every connection ends once what is queued for it is sent
+/// (the last batch's replies included), for at most CONNS_FLUSH_WAIT.
+async fn flush_and_close(shard: &Rc<RefCell<Shard>>) {
+    let open = shard.borrow().conns.len();
+    let deadline = Instant::now() + super::shutdown::CONNS_FLUSH_WAIT;
+    while !shard.borrow().conns.is_empty() && Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
+    let sh = shard.borrow();
+    match sh.conns.len() {
+        0 => tracing::info!("shard {}: {open} connection(s) closed; stopped", sh.id),
+        n => tracing::warn!(
+            "shard {}: {n} of {open} connection(s) did not flush within {:?}; stopped",
+            sh.id,
+            super::shutdown::CONNS_FLUSH_WAIT
+        ),
+    }
 }
 
 /// A listener, and the TLS its connections speak (`None`: plaintext).
@@ -290,14 +322,24 @@ fn listen(cfg: &Config, tls: Option<Arc<ServerTls>>) -> Result<Vec<Listener>, St
         .collect()
 }
 
-/// Accepts connections for as long as the shard runs; with `tls`, each speaks TLS.
+/// Accepts connections until a stop ends `stop`'s sender (the listener closes with
+/// the loop); with `tls`, each speaks TLS.
 async fn accept_loop(
     shard: Rc<RefCell<Shard>>,
     listener: TcpListener,
     tls: Option<Arc<ServerTls>>,
+    stop: flume::Receiver<()>,
 ) {
     loop {
-        let stream = match listener.accept().await {
+        let accepted = {
+            let accept = std::pin::pin!(listener.accept());
+            let stop = std::pin::pin!(inbox::recv(&stop));
+            match futures::future::select(accept, stop).await {
+                futures::future::Either::Left((a, _)) => a,
+                futures::future::Either::Right(_) => return,
+            }
+        };
+        let stream = match accepted {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!("accept failed: {e}");
@@ -1511,6 +1553,8 @@ impl Shard {
                 let _ = tx.send(self.report());
             }
             ToShard::ResetStats => self.counters().reset(),
+            ToShard::StopAccepting => self.accepting = None,
+            ToShard::Shutdown => self.close_for_stop(),
             ToShard::CloseAll(why) => {
                 let cids: Vec<ConnId> = self
                     .conns
@@ -1528,6 +1572,19 @@ impl Shard {
                     self.wake(cid);
                 }
             }
+        }
+    }
+
+    /// Every connection closes once flushed; `run` then waits for them and ends.
+    fn close_for_stop(&mut self) {
+        self.accepting = None;
+        self.serving = None;
+        let cids: Vec<ConnId> = self.conns.keys().copied().collect();
+        for cid in cids {
+            if let Some(c) = self.conns.get_mut(&cid) {
+                c.closing = true;
+            }
+            self.wake(cid);
         }
     }
 
