@@ -500,6 +500,17 @@ impl Ensemble {
         append_log_marker(&self.member(sid).home, &format!("member {sid} stopped"));
     }
 
+    /// SIGTERM, then SIGKILL after `grace`; reaped. The process's exit status
+    /// (`None` if it could not be read).
+    pub fn terminate(&mut self, sid: u64, grace: Duration) -> Option<std::process::ExitStatus> {
+        let m = self.member_mut(sid);
+        let p = m.process.take()?;
+        p.terminate(grace);
+        m.paused = false;
+        append_log_marker(&self.member(sid).home, &format!("member {sid} terminated"));
+        p.exit_status()
+    }
+
     /// Starts the member again on the same dirs, config and ports (stopping it
     /// first if it runs). Does not wait: call [`wait_serving`](Self::wait_serving).
     pub fn restart(&mut self, sid: u64) {
