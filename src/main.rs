@@ -25,12 +25,15 @@ enum LogFormat {
     Json,
 }
 
-/// Log lines go to stderr; RUST_LOG filters them (default `info`).
+/// Log lines go to stderr; RUST_LOG filters them (default `info`). Text is
+/// coloured only on a terminal (not in journald or a log file).
 fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => fmt.init(),
