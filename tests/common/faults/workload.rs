@@ -289,8 +289,9 @@ impl Session {
                 Ok(answers)
             }
             Err(CallError::Bad(why)) => {
+                let member = self.addrs[self.next].clone();
                 self.drop_connection();
-                Err(Lost::Garbled(why))
+                Err(Lost::Garbled(format!("{why} (member {member})")))
             }
             Err(e) => {
                 self.drop_connection();
