@@ -274,6 +274,8 @@ clientPortAddress=127.0.0.1
 4lw.commands.whitelist=*
 autopurge.snapRetainCount=3
 autopurge.purgeInterval=1
+# the AdminServer (on by default, as the reference's) on loopback too
+admin.serverAddress=127.0.0.1
 ";
 
 /// The files a zoo.cfg points at: `dataDir/myid`, `dynamicConfigFile` and

@@ -13,6 +13,8 @@ fn embedded_default_is_standalone_on_loopback() {
         "purging is on by default"
     );
     assert_eq!(c.autopurge_snap_retain_count, 3);
+    assert!(c.admin.enabled, "the AdminServer is on, as the reference's");
+    assert_eq!(c.admin.address.to_string(), "127.0.0.1", "but on loopback");
 }
 
 #[test]
