@@ -1129,6 +1129,7 @@ impl Replica {
     fn gate_sync(&mut self, who: SyncWaiter) {
         let l = self.leader();
         let at = l.last_proposed;
+        tracing::debug!(?who, %at, round = l.gate.round_sent(), "sync at the gate");
         if l.gate.arrive(at, who) {
             let round = self.ping_learners();
             self.leader().gate.round_started(round);
@@ -1168,6 +1169,7 @@ impl Replica {
 
     /// Through the gate: now the wait for the commit of what was proposed before it.
     fn pass_sync_gate(&mut self, g: GatedSync) {
+        tracing::debug!(?g, "sync through the gate");
         let committed = self
             .leader_ref()
             .outstanding
@@ -1185,6 +1187,7 @@ impl Replica {
     }
 
     fn send_sync(&mut self, conn: ConnId) {
+        tracing::debug!(conn, "SYNC sent");
         if self.leader_ref().handlers.contains_key(&conn) {
             self.send(conn, Packet::Sync);
         }
