@@ -1458,7 +1458,6 @@ impl Seq {
     /// Leader: a learner's request, prepared and proposed like a local one (its
     /// answer goes back with the commit).
     fn on_forwarded(&mut self, conn: ConnId, from: u64, req: Forwarded, now: i64) {
-        tracing::debug!(conn, from, session = format!("{:#x}", req.session_id), cxid = req.cxid, op = req.op, next = %self.replica.next_zxid().map(|z| z.to_string()).unwrap_or_default(), "forwarded");
         if req.op == crate::zab::OP_SYNC {
             // In order behind the learner's earlier requests, proposed just above.
             self.replica.forwarded_sync(conn);

@@ -24,6 +24,19 @@
 //! One sync round is in flight at a time: syncs arriving meanwhile wait for the next
 //! one, sent when it is confirmed (a storm of syncs costs a ping round per round
 //! trip, not per sync). The periodic pings count as rounds too.
+//!
+//! Order on a learner's link ([`LearnerSyncs`]): the reference's learner matches a
+//! SYNC to its oldest forwarded sync and a COMMIT of its own request to the oldest
+//! write it forwarded, with ONE queue for both (`CommitProcessor` with `matchSyncs`:
+//! a commit that is not for the head of `queuedWriteRequests` is taken for another
+//! server's write; the local request then never gets its answer, and every later
+//! local write of that learner is mismatched the same way: clients hang, or get
+//! another request's answer). The reference's leader never breaks that order: it
+//! sends SYNC right after the COMMIT of the last proposal before the sync, before
+//! any later COMMIT. The gate delays the SYNC by a ping round, during which a write
+//! the learner forwarded after its sync can commit. So while one of a learner's
+//! syncs is unanswered, the COMMITs (INFORMs) of proposals made after it arrived
+//! are held for that learner and go out right behind its SYNC.
 
 use std::collections::VecDeque;
 
@@ -32,6 +45,13 @@ use super::types::{ConnId, Zxid};
 /// Pings a learner may leave unanswered before its answers stop being counted
 /// (it is far behind; it will also be dropped for silence after syncLimit).
 pub const PINGS_UNANSWERED_COUNT_MAX: usize = 4096;
+
+/// Commits one learner may have held behind its unanswered syncs (the gate is an
+/// RTT; more means its syncs cannot pass while writes commit: it is dropped).
+pub const HELD_COMMITS_COUNT_MAX: usize = 16_384;
+
+/// Syncs of one learner waiting for their SYNC (past it: the learner is dropped).
+pub const SYNCS_UNANSWERED_COUNT_MAX: usize = 16_384;
 
 /// Who waits for a sync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +107,83 @@ impl PingRounds {
         } else {
             self.answered
         }
+    }
+}
+
+/// A learner overran a bound of [`LearnerSyncs`]: it must be dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SyncOrderError {
+    #[error("more than {SYNCS_UNANSWERED_COUNT_MAX} syncs unanswered")]
+    TooManySyncs,
+    #[error("more than {HELD_COMMITS_COUNT_MAX} commits held behind a sync")]
+    TooManyHeld,
+}
+
+/// One learner's syncs not yet answered and the commit packets `P` held behind
+/// them, so that the learner sees SYNCs and COMMITs in the order it forwarded its
+/// requests (see the module header).
+#[derive(Debug)]
+pub struct LearnerSyncs<P> {
+    /// Each unanswered sync's `at` (the last proposal before it), oldest first.
+    unanswered: VecDeque<Zxid>,
+    /// Commits after the oldest unanswered sync's `at`, in zxid order.
+    held: VecDeque<(Zxid, P)>,
+}
+
+impl<P> Default for LearnerSyncs<P> {
+    fn default() -> Self {
+        LearnerSyncs {
+            unanswered: VecDeque::new(),
+            held: VecDeque::new(),
+        }
+    }
+}
+
+impl<P> LearnerSyncs<P> {
+    /// The learner's sync arrived with `at` the last proposed zxid.
+    pub fn arrived(&mut self, at: Zxid) -> Result<(), SyncOrderError> {
+        if self.unanswered.len() >= SYNCS_UNANSWERED_COUNT_MAX {
+            return Err(SyncOrderError::TooManySyncs);
+        }
+        self.unanswered.push_back(at);
+        Ok(())
+    }
+
+    /// The commit of `zxid` for this learner: `Some` to send now, `None` held
+    /// behind an unanswered sync proposed before it.
+    pub fn commit(&mut self, zxid: Zxid, packet: P) -> Result<Option<P>, SyncOrderError> {
+        let behind = !self.held.is_empty() || self.unanswered.front().is_some_and(|at| zxid > *at);
+        if !behind {
+            return Ok(Some(packet));
+        }
+        if self.held.len() >= HELD_COMMITS_COUNT_MAX {
+            return Err(SyncOrderError::TooManyHeld);
+        }
+        self.held.push_back((zxid, packet));
+        Ok(None)
+    }
+
+    /// The SYNC of its oldest sync goes out (false: none was unanswered, send no
+    /// SYNC); then the held commits due before its next sync's SYNC, in order.
+    pub fn answer(&mut self) -> (bool, Vec<P>) {
+        if self.unanswered.pop_front().is_none() {
+            return (false, Vec::new());
+        }
+        let mut release = Vec::new();
+        while let Some((zxid, _)) = self.held.front() {
+            if self.unanswered.front().is_some_and(|at| *zxid > *at) {
+                break;
+            }
+            release.push(self.held.pop_front().expect("front").1);
+        }
+        (true, release)
+    }
+
+    /// Everything held, unordered from now on (the leader is leaving: the
+    /// learner's request pipeline goes with its connection).
+    pub fn release_all(&mut self) -> Vec<P> {
+        self.unanswered.clear();
+        self.held.drain(..).map(|(_, p)| p).collect()
     }
 }
 
@@ -223,6 +320,37 @@ mod tests {
             0,
             "4 votes not"
         );
+    }
+
+    #[test]
+    fn commits_after_a_sync_wait_behind_its_sync() {
+        let mut l: LearnerSyncs<u64> = LearnerSyncs::default();
+        assert_eq!(l.commit(Zxid(3), 3), Ok(Some(3)), "no sync: sent");
+        l.arrived(Zxid(5)).unwrap();
+        assert_eq!(l.commit(Zxid(5), 5), Ok(Some(5)), "before the sync");
+        assert_eq!(l.commit(Zxid(6), 6), Ok(None), "after it: held");
+        l.arrived(Zxid(7)).unwrap();
+        assert_eq!(l.commit(Zxid(7), 7), Ok(None));
+        assert_eq!(l.commit(Zxid(8), 8), Ok(None));
+        assert_eq!(l.answer(), (true, vec![6, 7]), "up to the next sync's at");
+        assert_eq!(l.answer(), (true, vec![8]));
+        assert_eq!(l.answer(), (false, vec![]), "no sync: no SYNC");
+        assert_eq!(l.commit(Zxid(9), 9), Ok(Some(9)));
+    }
+
+    #[test]
+    fn a_learner_holding_too_much_is_refused() {
+        let mut l: LearnerSyncs<()> = LearnerSyncs::default();
+        l.arrived(Zxid(1)).unwrap();
+        for z in 2..2 + HELD_COMMITS_COUNT_MAX as u64 {
+            assert_eq!(l.commit(Zxid(z), ()), Ok(None));
+        }
+        assert_eq!(
+            l.commit(Zxid(u64::MAX), ()),
+            Err(SyncOrderError::TooManyHeld)
+        );
+        assert_eq!(l.release_all().len(), HELD_COMMITS_COUNT_MAX);
+        assert_eq!(l.answer(), (false, vec![]));
     }
 
     #[test]

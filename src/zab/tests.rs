@@ -1632,6 +1632,56 @@ fn broadcast_answers_a_sync_once_the_last_proposal_before_it_commits() {
 }
 
 #[test]
+fn broadcast_holds_a_learners_later_commits_behind_its_gated_sync() {
+    // A ZooKeeper follower matches SYNCs and the COMMITs of its own writes against
+    // one queue of what it forwarded: a COMMIT for a write it forwarded after a
+    // sync, arriving before that sync's SYNC, is taken for another server's write,
+    // and its local writes stay mismatched for good (the mixed disk-full faults run:
+    // sync, sync, setData forwarded; SYNC, COMMIT(setData), SYNC came back).
+    let mut r = established();
+    learner_sync(&mut r, 600, CONN_1, 1);
+    assert_eq!(drain(&mut r), vec![only_now(sends_to_all(ping(0)))]);
+    learner_sync(&mut r, 600, CONN_1, 1); // waits for the next round
+    r.propose(ent(2, 1)).unwrap(); // a write it forwarded after both
+    drain(&mut r);
+    answer_ping(&mut r, 601, CONN_1);
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(
+            [send(CONN_1, Packet::Sync)]
+                .into_iter()
+                .chain(sends_to_all(ping(1)))
+                .collect()
+        )],
+        "the first sync through, a round for the second"
+    );
+    pkt(&mut r, 602, CONN_2, ack(2, 1));
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![
+            send(CONN_2, commit(2, 1)),
+            send(CONN_4, inform(2, 1)),
+            apply(2, 1),
+        ])],
+        "follower 1's COMMIT waits behind its second sync's SYNC"
+    );
+    answer_ping(&mut r, 603, CONN_2); // round 1
+    answer_ping(&mut r, 604, CONN_2); // round 2: the second sync's
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![
+            send(CONN_1, Packet::Sync),
+            send(CONN_1, commit(2, 1)),
+        ])]
+    );
+    // Nothing waits any more: commits flow at once.
+    r.propose(ent(2, 2)).unwrap();
+    drain(&mut r);
+    pkt(&mut r, 610, CONN_2, ack(2, 2));
+    assert_eq!(drain(&mut r), vec![only_now(committed_everywhere(2, 2))]);
+}
+
+#[test]
 fn broadcast_a_learners_sync_waits_for_the_write_it_forwarded_just_before() {
     // A client pipelines create + sync through follower 1: both packets arrive in
     // one step. The sync must not be answered before the create's proposal commits
