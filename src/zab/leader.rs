@@ -33,9 +33,7 @@ use std::sync::Arc;
 
 use super::membership::Membership;
 use super::replica::{Replica, RoleState};
-use super::sync_gate::{
-    quorum_round, GatedSync, LearnerSyncs, PingRounds, SyncGate, SyncOrderError, SyncWaiter,
-};
+use super::sync_gate::{quorum_round, GatedSync, PingRounds, SyncGate, SyncWaiter};
 use super::types::{
     ConnId, Entry, Event, LearnerInfo, Output, Packet, Role, ServerId, Write, ZabError, Zxid,
     EPOCH_MAX, PROTOCOL_VERSION,
@@ -75,8 +73,6 @@ struct Handler {
     unacked: VecDeque<(Zxid, u64)>,
     /// Pings sent since UPTODATE and its answers (the sync gate's evidence).
     pings: PingRounds,
-    /// Its syncs not yet answered and the commits held behind them.
-    syncs: LearnerSyncs<Packet>,
 }
 
 /// A proposal not yet committed: its ACKs and the configs whose quorums it needs
@@ -622,7 +618,6 @@ impl Replica {
                 sending: false,
                 unacked: VecDeque::new(),
                 pings: PingRounds::default(),
-                syncs: LearnerSyncs::default(),
             },
         );
     }
@@ -1053,6 +1048,11 @@ impl Replica {
             d
         });
         self.mark_committed(zxid);
+        // Its quorum followed us after every sync that came before it was proposed:
+        // those are answered now, before this COMMIT (see `sync_gate`).
+        for g in self.leader().gate.proven_by_commit(zxid) {
+            self.pass_sync_gate(g);
+        }
         let targets: Vec<(ConnId, bool)> = self
             .leader_ref()
             .handlers
@@ -1060,7 +1060,6 @@ impl Replica {
             .filter(|(_, h)| h.forwarding)
             .map(|(c, h)| (*c, h.observer))
             .collect();
-        let leaving = designated.is_some_and(|d| d != self.cfg.id);
         for (conn, observer) in targets {
             let packet = match (designated, observer) {
                 (None, true) => Packet::Inform(entry.clone()),
@@ -1074,7 +1073,7 @@ impl Replica {
                     designated_leader: d,
                 },
             };
-            self.send_commit(conn, zxid, packet, leaving);
+            self.send(conn, packet);
         }
         self.applied = zxid;
         self.event(Event::Apply(entry));
@@ -1116,38 +1115,7 @@ impl Replica {
     /// `processSync`, behind the sync gate: answered once a quorum answered a ping
     /// round sent after it arrived, and what was proposed before it committed.
     fn process_sync(&mut self, conn: ConnId) {
-        let at = self.leader_ref().last_proposed;
-        if let Err(e) = self.leader().handler(conn).syncs.arrived(at) {
-            self.drop_for_sync_order(conn, e);
-            return;
-        }
         self.gate_sync(SyncWaiter::Learner(conn));
-    }
-
-    /// A commit (or inform) for one learner: sent now, or held behind the SYNC of
-    /// a sync of that learner that arrived before it was proposed (see
-    /// [`super::sync_gate`]). `leaving`: we step down after this commit, so the
-    /// learner gets everything now (its request pipeline goes with the link).
-    fn send_commit(&mut self, conn: ConnId, zxid: Zxid, packet: Packet, leaving: bool) {
-        let syncs = &mut self.leader().handler(conn).syncs;
-        if leaving {
-            for held in syncs.release_all() {
-                self.send(conn, held);
-            }
-            self.send(conn, packet);
-            return;
-        }
-        match syncs.commit(zxid, packet) {
-            Ok(Some(packet)) => self.send(conn, packet),
-            Ok(None) => {}
-            Err(e) => self.drop_for_sync_order(conn, e),
-        }
-    }
-
-    fn drop_for_sync_order(&mut self, conn: ConnId, e: SyncOrderError) {
-        let sid = self.leader_ref().handlers.get(&conn).and_then(|h| h.sid);
-        tracing::warn!(id = self.cfg.id, ?sid, "{e}: dropping the learner");
-        self.drop_handler(conn);
     }
 
     /// A sync from one of the leader's own clients, tagged by the driver: answered
@@ -1221,16 +1189,9 @@ impl Replica {
         }
     }
 
-    /// Answers the learner's oldest sync, then sends the commits held behind it.
     fn send_sync(&mut self, conn: ConnId) {
-        let Some(h) = self.leader().handlers.get_mut(&conn) else {
-            return;
-        };
-        let (recorded, release) = h.syncs.answer();
-        debug_assert!(recorded, "every learner sync is recorded on arrival");
-        self.send(conn, Packet::Sync);
-        for held in release {
-            self.send(conn, held);
+        if self.leader_ref().handlers.contains_key(&conn) {
+            self.send(conn, Packet::Sync);
         }
     }
 

@@ -347,6 +347,10 @@ struct Node {
     received: BTreeMap<ConnId, Sm>,
     /// Syncs this node forwarded, oldest first: (client, required zxid).
     syncs: VecDeque<(usize, Zxid)>,
+    /// What this node forwarded, oldest first: `None` a sync, `Some` a client's
+    /// write (client, seq). A write forwarded after a sync must not apply before
+    /// that sync's SYNC (the reference's learners match both in one queue).
+    forwarded: VecDeque<Option<(usize, u64)>>,
     /// Leader: its own clients' syncs at the sync gate, by tag: (client, required).
     gated_syncs: BTreeMap<u64, (usize, Zxid)>,
     /// Leader: syncs through the gate, waiting to apply `at`: (at, client, required).
@@ -497,6 +501,7 @@ impl Sim {
                     role: Role::Looking,
                     received: BTreeMap::new(),
                     syncs: VecDeque::new(),
+                    forwarded: VecDeque::new(),
                     gated_syncs: BTreeMap::new(),
                     ready_syncs: VecDeque::new(),
                 },
@@ -811,6 +816,7 @@ impl Sim {
         n.role = Role::Looking;
         n.received.clear();
         n.syncs.clear();
+        n.forwarded.clear();
         n.gated_syncs.clear();
         n.ready_syncs.clear();
         n.captured = None;
@@ -1507,6 +1513,7 @@ impl Sim {
             // Its clients lose their connection: outstanding requests are in doubt.
             let n = self.nodes.get_mut(&id).unwrap();
             n.syncs.clear();
+            n.forwarded.clear();
             n.gated_syncs.clear();
             n.ready_syncs.clear();
             for c in self.clients.iter_mut() {
@@ -1676,6 +1683,8 @@ impl Sim {
                         self.clients[ci].at = None;
                         continue;
                     }
+                    let n = self.nodes.get_mut(&at).unwrap();
+                    n.forwarded.push_back(Some((ci, seq)));
                     self.pump(at)?;
                 }
             }
@@ -1713,7 +1722,9 @@ impl Sim {
         });
         if ok {
             self.clients[ci].sync_out = true;
-            self.nodes.get_mut(&at).unwrap().syncs.push_back((ci, need));
+            let n = self.nodes.get_mut(&at).unwrap();
+            n.syncs.push_back((ci, need));
+            n.forwarded.push_back(None);
             self.pump(at)?;
         }
         Ok(())
@@ -1770,7 +1781,26 @@ impl Sim {
         let Some((ci, need)) = n.syncs.pop_front() else {
             return Err(format!("node {id}: SyncDone with no sync pending"));
         };
+        if let Some(i) = n.forwarded.iter().position(Option::is_none) {
+            n.forwarded.remove(i);
+        }
         self.check_sync(id, ci, need)
+    }
+
+    /// A client's write applied at `id`: if `id` forwarded it, no sync it forwarded
+    /// before it may still wait for its SYNC.
+    fn check_forwarded_order(&mut self, id: ServerId, ci: usize, seq: u64) -> Check {
+        let n = self.nodes.get_mut(&id).unwrap();
+        let Some(i) = n.forwarded.iter().position(|f| *f == Some((ci, seq))) else {
+            return Ok(());
+        };
+        if n.forwarded.iter().take(i).any(Option::is_none) {
+            return Err(format!(
+                "node {id}: client {ci}'s write {seq} applied before the SYNC of a sync forwarded before it"
+            ));
+        }
+        n.forwarded.remove(i);
+        Ok(())
     }
 
     /// A sync returned at `id`: it must have applied every write acknowledged
@@ -1794,6 +1824,7 @@ impl Sim {
         let Some((ci, seq)) = Self::decode_payload(&e.payload) else {
             return Ok(());
         };
+        self.check_forwarded_order(id, ci, seq)?;
         match self.owner.get(&e.zxid) {
             Some(o) if *o != (ci, seq) => {
                 return Err(format!("zxid {:?} holds two requests", e.zxid));

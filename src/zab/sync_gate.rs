@@ -25,18 +25,19 @@
 //! one, sent when it is confirmed (a storm of syncs costs a ping round per round
 //! trip, not per sync). The periodic pings count as rounds too.
 //!
-//! Order on a learner's link ([`LearnerSyncs`]): the reference's learner matches a
-//! SYNC to its oldest forwarded sync and a COMMIT of its own request to the oldest
-//! write it forwarded, with ONE queue for both (`CommitProcessor` with `matchSyncs`:
-//! a commit that is not for the head of `queuedWriteRequests` is taken for another
-//! server's write; the local request then never gets its answer, and every later
-//! local write of that learner is mismatched the same way: clients hang, or get
-//! another request's answer). The reference's leader never breaks that order: it
-//! sends SYNC right after the COMMIT of the last proposal before the sync, before
-//! any later COMMIT. The gate delays the SYNC by a ping round, during which a write
-//! the learner forwarded after its sync can commit. So while one of a learner's
-//! syncs is unanswered, the COMMITs (INFORMs) of proposals made after it arrived
-//! are held for that learner and go out right behind its SYNC.
+//! A commit proves the same: the ACKs of a proposal made after a sync arrived come
+//! from a quorum that followed this leader after it arrived. So the commit of any
+//! proposal after a sync's `at` lets that sync through ([`SyncGate::proven_by_commit`]),
+//! and the leader answers it right before sending that COMMIT. This is not only
+//! quicker, ZooKeeper's learners need it: one queue (`CommitProcessor` with
+//! `matchSyncs`) matches the SYNCs and the COMMITs of their own forwarded writes,
+//! in the order they forwarded them; a COMMIT whose write is not its head is taken
+//! for another server's write, the local request never gets its answer, and every
+//! later local write of that learner is mismatched the same way (clients hang or
+//! get another request's answer: the mixed disk-full faults run, where a ZooKeeper
+//! follower forwarded sync, sync, setData and got SYNC, COMMIT(setData), SYNC). The
+//! reference's leader sends SYNC right after the COMMIT of the sync's `at`, before
+//! any later COMMIT, and so does this one.
 
 use std::collections::VecDeque;
 
@@ -45,13 +46,6 @@ use super::types::{ConnId, Zxid};
 /// Pings a learner may leave unanswered before its answers stop being counted
 /// (it is far behind; it will also be dropped for silence after syncLimit).
 pub const PINGS_UNANSWERED_COUNT_MAX: usize = 4096;
-
-/// Commits one learner may have held behind its unanswered syncs (the gate is an
-/// RTT; more means its syncs cannot pass while writes commit: it is dropped).
-pub const HELD_COMMITS_COUNT_MAX: usize = 16_384;
-
-/// Syncs of one learner waiting for their SYNC (past it: the learner is dropped).
-pub const SYNCS_UNANSWERED_COUNT_MAX: usize = 16_384;
 
 /// Who waits for a sync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,83 +104,6 @@ impl PingRounds {
     }
 }
 
-/// A learner overran a bound of [`LearnerSyncs`]: it must be dropped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum SyncOrderError {
-    #[error("more than {SYNCS_UNANSWERED_COUNT_MAX} syncs unanswered")]
-    TooManySyncs,
-    #[error("more than {HELD_COMMITS_COUNT_MAX} commits held behind a sync")]
-    TooManyHeld,
-}
-
-/// One learner's syncs not yet answered and the commit packets `P` held behind
-/// them, so that the learner sees SYNCs and COMMITs in the order it forwarded its
-/// requests (see the module header).
-#[derive(Debug)]
-pub struct LearnerSyncs<P> {
-    /// Each unanswered sync's `at` (the last proposal before it), oldest first.
-    unanswered: VecDeque<Zxid>,
-    /// Commits after the oldest unanswered sync's `at`, in zxid order.
-    held: VecDeque<(Zxid, P)>,
-}
-
-impl<P> Default for LearnerSyncs<P> {
-    fn default() -> Self {
-        LearnerSyncs {
-            unanswered: VecDeque::new(),
-            held: VecDeque::new(),
-        }
-    }
-}
-
-impl<P> LearnerSyncs<P> {
-    /// The learner's sync arrived with `at` the last proposed zxid.
-    pub fn arrived(&mut self, at: Zxid) -> Result<(), SyncOrderError> {
-        if self.unanswered.len() >= SYNCS_UNANSWERED_COUNT_MAX {
-            return Err(SyncOrderError::TooManySyncs);
-        }
-        self.unanswered.push_back(at);
-        Ok(())
-    }
-
-    /// The commit of `zxid` for this learner: `Some` to send now, `None` held
-    /// behind an unanswered sync proposed before it.
-    pub fn commit(&mut self, zxid: Zxid, packet: P) -> Result<Option<P>, SyncOrderError> {
-        let behind = !self.held.is_empty() || self.unanswered.front().is_some_and(|at| zxid > *at);
-        if !behind {
-            return Ok(Some(packet));
-        }
-        if self.held.len() >= HELD_COMMITS_COUNT_MAX {
-            return Err(SyncOrderError::TooManyHeld);
-        }
-        self.held.push_back((zxid, packet));
-        Ok(None)
-    }
-
-    /// The SYNC of its oldest sync goes out (false: none was unanswered, send no
-    /// SYNC); then the held commits due before its next sync's SYNC, in order.
-    pub fn answer(&mut self) -> (bool, Vec<P>) {
-        if self.unanswered.pop_front().is_none() {
-            return (false, Vec::new());
-        }
-        let mut release = Vec::new();
-        while let Some((zxid, _)) = self.held.front() {
-            if self.unanswered.front().is_some_and(|at| *zxid > *at) {
-                break;
-            }
-            release.push(self.held.pop_front().expect("front").1);
-        }
-        (true, release)
-    }
-
-    /// Everything held, unordered from now on (the leader is leaving: the
-    /// learner's request pipeline goes with its connection).
-    pub fn release_all(&mut self) -> Vec<P> {
-        self.unanswered.clear();
-        self.held.drain(..).map(|(_, p)| p).collect()
-    }
-}
-
 /// The leader's rounds and the syncs waiting on them.
 #[derive(Debug, Default)]
 pub struct SyncGate {
@@ -241,6 +158,16 @@ impl SyncGate {
         }
         let again = self.in_flight.is_none() && !self.waiting.is_empty();
         (through, again)
+    }
+
+    /// Proposal `zxid` committed: the syncs that arrived before it was proposed
+    /// (`at < zxid`), in arrival order; its ACK quorum followed us after they came.
+    pub fn proven_by_commit(&mut self, zxid: Zxid) -> Vec<GatedSync> {
+        let mut through = Vec::new();
+        while self.waiting.front().is_some_and(|g| g.at < zxid) {
+            through.push(self.waiting.pop_front().expect("front"));
+        }
+        through
     }
 
     /// Syncs waiting for a round (mntr's pending syncs count them too).
@@ -323,37 +250,6 @@ mod tests {
     }
 
     #[test]
-    fn commits_after_a_sync_wait_behind_its_sync() {
-        let mut l: LearnerSyncs<u64> = LearnerSyncs::default();
-        assert_eq!(l.commit(Zxid(3), 3), Ok(Some(3)), "no sync: sent");
-        l.arrived(Zxid(5)).unwrap();
-        assert_eq!(l.commit(Zxid(5), 5), Ok(Some(5)), "before the sync");
-        assert_eq!(l.commit(Zxid(6), 6), Ok(None), "after it: held");
-        l.arrived(Zxid(7)).unwrap();
-        assert_eq!(l.commit(Zxid(7), 7), Ok(None));
-        assert_eq!(l.commit(Zxid(8), 8), Ok(None));
-        assert_eq!(l.answer(), (true, vec![6, 7]), "up to the next sync's at");
-        assert_eq!(l.answer(), (true, vec![8]));
-        assert_eq!(l.answer(), (false, vec![]), "no sync: no SYNC");
-        assert_eq!(l.commit(Zxid(9), 9), Ok(Some(9)));
-    }
-
-    #[test]
-    fn a_learner_holding_too_much_is_refused() {
-        let mut l: LearnerSyncs<()> = LearnerSyncs::default();
-        l.arrived(Zxid(1)).unwrap();
-        for z in 2..2 + HELD_COMMITS_COUNT_MAX as u64 {
-            assert_eq!(l.commit(Zxid(z), ()), Ok(None));
-        }
-        assert_eq!(
-            l.commit(Zxid(u64::MAX), ()),
-            Err(SyncOrderError::TooManyHeld)
-        );
-        assert_eq!(l.release_all().len(), HELD_COMMITS_COUNT_MAX);
-        assert_eq!(l.answer(), (false, vec![]));
-    }
-
-    #[test]
     fn a_sync_waits_for_a_round_sent_after_it() {
         let mut g = SyncGate::default();
         let r1 = g.next_round(); // a periodic ping, before the sync
@@ -380,5 +276,20 @@ mod tests {
         assert_eq!(through[0].at, Zxid(6));
         assert!(!again);
         assert_eq!(g.waiting(), 0);
+    }
+
+    #[test]
+    fn a_commit_after_a_sync_lets_it_through() {
+        let mut g = SyncGate::default();
+        assert!(g.arrive(Zxid(5), SyncWaiter::Local(1)));
+        let r = g.next_round();
+        g.round_started(r);
+        assert!(!g.arrive(Zxid(6), SyncWaiter::Learner(7)));
+        assert_eq!(g.proven_by_commit(Zxid(5)), vec![], "proposed before it");
+        let through = g.proven_by_commit(Zxid(6));
+        assert_eq!(through.len(), 1);
+        assert_eq!(through[0].who, SyncWaiter::Local(1));
+        assert_eq!(g.proven_by_commit(Zxid(7)).len(), 1);
+        assert_eq!(g.confirmed(r), (vec![], false), "nothing left to send");
     }
 }
