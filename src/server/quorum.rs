@@ -228,6 +228,9 @@ struct Seq {
     proposed: VecDeque<Proposed>,
     owners: FxHashMap<i64, Owner>,
     local_syncs: VecDeque<(Zxid, Route, i32, String)>,
+    /// Our clients' syncs at the core's sync gate, by tag (see `zab::sync_gate`).
+    gated_syncs: FxHashMap<u64, (Route, i32, String)>,
+    next_sync_tag: u64,
     // learner
     waiting: FxHashMap<i64, VecDeque<(i32, Route)>>,
     connects: FxHashMap<i64, PendingConnect>,
@@ -439,6 +442,8 @@ impl Seq {
             proposed: VecDeque::new(),
             owners: FxHashMap::default(),
             local_syncs: VecDeque::new(),
+            gated_syncs: FxHashMap::default(),
+            next_sync_tag: 0,
             waiting: FxHashMap::default(),
             connects: FxHashMap::default(),
             syncs: VecDeque::new(),
@@ -769,8 +774,21 @@ impl Seq {
                     self.push_op_reply(route, xid, Ok(Response::Sync { path }));
                 }
             }
+            Event::LocalSyncReady { tag, at } => self.local_sync_ready(tag, at),
             Event::ConfigProposed(_) => self.follow_members(),
             Event::ConfigActivated(m) => self.config_activated(&m, now),
+        }
+    }
+
+    /// One of our clients' syncs passed the gate: answered once `at` is applied.
+    fn local_sync_ready(&mut self, tag: u64, at: Zxid) {
+        let Some((route, xid, path)) = self.gated_syncs.remove(&tag) else {
+            return;
+        };
+        if at > Zxid(self.committed.last_zxid() as u64) {
+            self.local_syncs.push_back((at, route, xid, path));
+        } else {
+            self.push_op_reply(route, xid, Ok(Response::Sync { path }));
         }
     }
 
@@ -1060,6 +1078,7 @@ impl Seq {
             // What waited for this role's commits is gone with its connections.
             self.proposed.clear();
             self.local_syncs.clear();
+            self.gated_syncs.clear();
             self.waiting.clear();
             self.connects.clear();
             self.syncs.clear();
@@ -1240,12 +1259,14 @@ impl Seq {
 
     fn leader_write(&mut self, route: Route, w: WriteReq, now: i64) {
         if let Request::Sync { path } = &w.req {
-            // Answered once what was proposed before it is committed and applied.
-            match self.replica.last_proposed() {
-                Some(z) if z > Zxid(self.committed.last_zxid() as u64) => {
-                    self.local_syncs.push_back((z, route, w.xid, path.clone()));
-                }
-                _ => self.push_op_reply(route, w.xid, Ok(Response::Sync { path: path.clone() })),
+            // Answered once a quorum showed it still follows us after the sync
+            // arrived, and what was proposed before it is committed and applied.
+            let tag = self.next_sync_tag;
+            self.next_sync_tag += 1;
+            self.gated_syncs.insert(tag, (route, w.xid, path.clone()));
+            if !self.replica.leader_sync(tag) {
+                self.gated_syncs.remove(&tag);
+                self.push_op_reply(route, w.xid, Err(ErrorCode::ConnectionLoss));
             }
             return;
         }

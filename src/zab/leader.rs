@@ -33,6 +33,7 @@ use std::sync::Arc;
 
 use super::membership::Membership;
 use super::replica::{Replica, RoleState};
+use super::sync_gate::{quorum_round, GatedSync, PingRounds, SyncGate, SyncWaiter};
 use super::types::{
     ConnId, Entry, Event, LearnerInfo, Output, Packet, Role, ServerId, Write, ZabError, Zxid,
     EPOCH_MAX, PROTOCOL_VERSION,
@@ -70,6 +71,8 @@ struct Handler {
     sending: bool,
     /// Proposals sent and not yet ACKed, with when (`SyncLimitCheck`).
     unacked: VecDeque<(Zxid, u64)>,
+    /// Pings sent since UPTODATE and its answers (the sync gate's evidence).
+    pings: PingRounds,
 }
 
 /// A proposal not yet committed: its ACKs and the configs whose quorums it needs
@@ -123,6 +126,8 @@ pub(super) struct Leader {
     last_proposed: Zxid,
     /// Learner syncs waiting for this zxid to commit.
     pending_syncs: BTreeMap<Zxid, Vec<ConnId>>,
+    /// Syncs waiting for a quorum's ping round ([`super::sync_gate`]).
+    gate: SyncGate,
     tick: u64,
     next_half_tick: u64,
     tick_skip: bool,
@@ -161,7 +166,8 @@ impl Leader {
             learners: self.handlers.len(),
             synced_followers: synced(false),
             synced_observers: synced(true),
-            pending_syncs: self.pending_syncs.values().map(Vec::len).sum(),
+            pending_syncs: self.pending_syncs.values().map(Vec::len).sum::<usize>()
+                + self.gate.waiting(),
         }
     }
 
@@ -214,6 +220,7 @@ impl Replica {
             self_acked: last,
             last_proposed: last,
             pending_syncs: BTreeMap::new(),
+            gate: SyncGate::default(),
             tick: 0,
             next_half_tick: self.now + self.cfg.tick_ms / 2,
             tick_skip: true,
@@ -610,6 +617,7 @@ impl Replica {
                 forwarding: false,
                 sending: false,
                 unacked: VecDeque::new(),
+                pings: PingRounds::default(),
             },
         );
     }
@@ -799,6 +807,8 @@ impl Replica {
                 if !touches.is_empty() {
                     self.event(Event::Touches { from: sid, touches });
                 }
+                self.leader().handler(conn).pings.answered();
+                self.confirm_sync_rounds();
             }
             Packet::RevalidateRequest {
                 session_id,
@@ -1038,6 +1048,11 @@ impl Replica {
             d
         });
         self.mark_committed(zxid);
+        // Its quorum followed us after every sync that came before it was proposed:
+        // those are answered now, before this COMMIT (see `sync_gate`).
+        for g in self.leader().gate.proven_by_commit(zxid) {
+            self.pass_sync_gate(g);
+        }
         let targets: Vec<(ConnId, bool)> = self
             .leader_ref()
             .handlers
@@ -1097,14 +1112,80 @@ impl Replica {
         }
     }
 
-    /// `processSync`: answer once what was proposed before it commits.
+    /// `processSync`, behind the sync gate: answered once a quorum answered a ping
+    /// round sent after it arrived, and what was proposed before it committed.
     fn process_sync(&mut self, conn: ConnId) {
+        self.gate_sync(SyncWaiter::Learner(conn));
+    }
+
+    /// A sync from one of the leader's own clients, tagged by the driver: answered
+    /// by [`Event::LocalSyncReady`] once the gate lets it through (false when not an
+    /// established leader: the driver answers it itself).
+    pub fn leader_sync(&mut self, tag: u64) -> bool {
+        match &self.role {
+            RoleState::Leading(l) if l.established => {
+                self.gate_sync(SyncWaiter::Local(tag));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn gate_sync(&mut self, who: SyncWaiter) {
         let l = self.leader();
-        if l.outstanding.is_empty() {
-            self.send_sync(conn);
-        } else {
-            let at = l.last_proposed;
-            l.pending_syncs.entry(at).or_default().push(conn);
+        let at = l.last_proposed;
+        if l.gate.arrive(at, who) {
+            let round = self.ping_learners();
+            self.leader().gate.round_started(round);
+            // Alone a quorum (one voter): through at once.
+            self.confirm_sync_rounds();
+        }
+    }
+
+    /// A learner answered a ping (or a round was sent): let through the syncs whose
+    /// round a quorum has answered, and send the next round if more wait.
+    fn confirm_sync_rounds(&mut self) {
+        let round = self.quorum_round();
+        let (through, again) = self.leader().gate.confirmed(round);
+        for g in through {
+            self.pass_sync_gate(g);
+        }
+        if again && self.leading() {
+            let round = self.ping_learners();
+            self.leader().gate.round_started(round);
+            self.confirm_sync_rounds();
+        }
+    }
+
+    /// The newest ping round a quorum (of every config) answered; ours is the newest
+    /// sent. Only running learners' answers count.
+    fn quorum_round(&self) -> u64 {
+        let l = self.leader_ref();
+        let mut answers: Vec<(ServerId, u64)> = vec![(self.cfg.id, l.gate.round_sent())];
+        answers.extend(
+            l.handlers
+                .values()
+                .filter(|h| h.stage == Stage::Running)
+                .filter_map(|h| Some((h.sid?, h.pings.newest_answered()))),
+        );
+        quorum_round(&answers, |ids| self.quorum_in_all(ids))
+    }
+
+    /// Through the gate: now the wait for the commit of what was proposed before it.
+    fn pass_sync_gate(&mut self, g: GatedSync) {
+        let committed = self
+            .leader_ref()
+            .outstanding
+            .keys()
+            .next()
+            .is_none_or(|first| *first > g.at);
+        match g.who {
+            SyncWaiter::Local(tag) => self.event(Event::LocalSyncReady { tag, at: g.at }),
+            SyncWaiter::Learner(conn) if committed => self.send_sync(conn),
+            SyncWaiter::Learner(conn) => {
+                let l = self.leader();
+                l.pending_syncs.entry(g.at).or_default().push(conn);
+            }
         }
     }
 
@@ -1225,18 +1306,23 @@ impl Replica {
         self.quorum_in_all(&synced)
     }
 
-    fn ping_learners(&mut self) {
-        let l = self.leader_ref();
+    /// Pings every learner that may be sent to: one round of the sync gate, counted
+    /// for the learners that run (they answer it). Returns the round.
+    fn ping_learners(&mut self) -> u64 {
+        let l = self.leader();
         let zxid = l.last_proposed;
-        let conns: Vec<ConnId> = l
-            .handlers
-            .iter()
-            .filter(|(_, h)| h.sending)
-            .map(|(c, _)| *c)
-            .collect();
+        let round = l.gate.next_round();
+        let mut conns: Vec<ConnId> = Vec::with_capacity(l.handlers.len());
+        for (conn, h) in l.handlers.iter_mut().filter(|(_, h)| h.sending) {
+            if h.stage == Stage::Running {
+                h.pings.sent(round);
+            }
+            conns.push(*conn);
+        }
         for conn in conns {
             self.send(conn, Packet::LeaderPing { zxid });
         }
+        round
     }
 
     /// The forwarded request of a learner, for tests and the driver's logs.

@@ -71,9 +71,9 @@
 //! Files: `types.rs` (zxids, votes, packets, writes, outputs, config),
 //! `membership.rs` (one configuration), `replica.rs` (shared state, dispatcher, log
 //! window), `election.rs`, `leader.rs`, `learner.rs`, `reconfig.rs` (committed and
-//! last-seen configs), `ready.rs` (the output batch), `sim.rs` (the simulator; replay a
-//! seed with `ZAB_SEED=n ZAB_TRACE=1 cargo test --lib zab::sim::tests::replay --
-//! --nocapture`), `tests.rs` (exact-output tests).
+//! last-seen configs), `sync_gate.rs` (a sync waits for a quorum's ping round),
+//! `ready.rs` (the output batch), `sim.rs` (the simulator; replay a seed with
+//! `ZAB_SEED=n ZAB_TRACE=1 cargo test --lib zab::sim::tests::replay -- --nocapture`), `tests.rs` (exact-output tests).
 
 mod election;
 mod leader;
@@ -82,6 +82,7 @@ mod membership;
 mod ready;
 mod reconfig;
 mod replica;
+mod sync_gate;
 mod types;
 
 #[cfg(test)]

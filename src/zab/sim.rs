@@ -60,6 +60,12 @@ pub struct SimConfig {
     pub voters: usize,
     pub observers: usize,
     pub clients: usize,
+    /// Clients that only sync (a leader with none of its own writes outstanding
+    /// answers syncs at once: where a deposed leader's stale answer would show).
+    pub sync_clients: usize,
+    /// Per step, chance a writing client acts (low: a leader often idle, with
+    /// nothing outstanding to hold a deposed leader's syncs back).
+    pub writer_act_per_mille: u32,
     /// Milliseconds with faults; then the network heals and everyone restarts.
     pub fault_ms: u64,
     /// After healing, a new client write must be acknowledged within this.
@@ -106,6 +112,8 @@ impl SimConfig {
             voters: [3, 3, 5, 7][r.gen_range(0..4)],
             observers: r.gen_range(0..=2),
             clients: r.gen_range(1..=4),
+            sync_clients: 0,
+            writer_act_per_mille: 300,
             fault_ms: 6_000,
             recovery_ms_max: 8_000,
             converge_ms_max: 6_000,
@@ -129,6 +137,21 @@ impl SimConfig {
             reconfig_per_mille: 0,
         }
         .with_reconfig(&mut r)
+        .with_sync_clients(&mut r)
+    }
+
+    /// Drawn after everything else, so the other fields stay as they were.
+    /// A longer tick in some: a deposed leader notices its lost quorum only at a
+    /// tick, so its window for stale answers is longer than an election.
+    fn with_sync_clients(mut self, r: &mut SmallRng) -> SimConfig {
+        self.sync_clients = r.gen_range(0..=2);
+        if r.gen_bool(0.3) {
+            self.tick_ms = 400;
+        }
+        if self.sync_clients > 0 && r.gen_bool(0.5) {
+            self.writer_act_per_mille = 20;
+        }
+        self
     }
 
     /// Half the seeds run with reconfig (drawn last, so the other fields stay as
@@ -158,6 +181,8 @@ pub struct Stats {
     pub trunc_syncs: u64,
     pub snap_syncs: u64,
     pub syncs_checked: u64,
+    /// Of those, syncs answered by a leader to its own clients.
+    pub leader_syncs_checked: u64,
     pub acked_writes: u64,
     /// Reconfigs proposed, and activations seen (on any server).
     pub reconfigs: u64,
@@ -322,6 +347,14 @@ struct Node {
     received: BTreeMap<ConnId, Sm>,
     /// Syncs this node forwarded, oldest first: (client, required zxid).
     syncs: VecDeque<(usize, Zxid)>,
+    /// What this node forwarded, oldest first: `None` a sync, `Some` a client's
+    /// write (client, seq). A write forwarded after a sync must not apply before
+    /// that sync's SYNC (the reference's learners match both in one queue).
+    forwarded: VecDeque<Option<(usize, u64)>>,
+    /// Leader: its own clients' syncs at the sync gate, by tag: (client, required).
+    gated_syncs: BTreeMap<u64, (usize, Zxid)>,
+    /// Leader: syncs through the gate, waiting to apply `at`: (at, client, required).
+    ready_syncs: VecDeque<(Zxid, usize, Zxid)>,
 }
 
 /// One quorum connection.
@@ -427,6 +460,8 @@ pub struct Sim {
     activated: Vec<(ServerId, i64)>,
     /// The highest zxid of a write acknowledged to a client.
     acked: Zxid,
+    /// Tags of leader-side client syncs.
+    next_sync_tag: u64,
     /// epoch → the leader established in it.
     leaders: BTreeMap<u32, ServerId>,
     stats: Stats,
@@ -466,10 +501,13 @@ impl Sim {
                     role: Role::Looking,
                     received: BTreeMap::new(),
                     syncs: VecDeque::new(),
+                    forwarded: VecDeque::new(),
+                    gated_syncs: BTreeMap::new(),
+                    ready_syncs: VecDeque::new(),
                 },
             );
         }
-        let clients = (0..cfg.clients)
+        let clients = (0..cfg.clients + cfg.sync_clients)
             .map(|_| Client {
                 at: None,
                 next_seq: 1,
@@ -503,6 +541,7 @@ impl Sim {
             configs: BTreeMap::new(),
             activated: Vec::new(),
             acked: Zxid::ZERO,
+            next_sync_tag: 0,
             leaders: BTreeMap::new(),
             stats: Stats::default(),
             last_log: Vec::new(),
@@ -777,6 +816,9 @@ impl Sim {
         n.role = Role::Looking;
         n.received.clear();
         n.syncs.clear();
+        n.forwarded.clear();
+        n.gated_syncs.clear();
+        n.ready_syncs.clear();
         n.captured = None;
         let unsynced = std::mem::take(&mut n.disk.unsynced);
         let keep = if torn && !unsynced.is_empty() {
@@ -1255,6 +1297,7 @@ impl Sim {
             }
             Event::Touches { .. } | Event::Revalidated { .. } => Ok(()),
             Event::SyncDone => self.on_sync_done(id),
+            Event::LocalSyncReady { tag, at } => self.on_local_sync_ready(id, tag, at),
             Event::ConfigProposed(m) => self.check_config_version(id, &m),
             Event::ConfigActivated(m) => {
                 self.stats.activations += 1;
@@ -1468,7 +1511,11 @@ impl Sim {
         }
         if was.serving() && !role.serving() {
             // Its clients lose their connection: outstanding requests are in doubt.
-            self.nodes.get_mut(&id).unwrap().syncs.clear();
+            let n = self.nodes.get_mut(&id).unwrap();
+            n.syncs.clear();
+            n.forwarded.clear();
+            n.gated_syncs.clear();
+            n.ready_syncs.clear();
             for c in self.clients.iter_mut() {
                 if c.at == Some(id) {
                     c.at = None;
@@ -1516,7 +1563,8 @@ impl Sim {
                 self.history.insert(e.zxid, (digest, h));
             }
         }
-        self.on_client_txn(id, &e)
+        self.on_client_txn(id, &e)?;
+        self.release_ready_syncs(id)
     }
 
     fn check_state(&self, id: ServerId) -> Check {
@@ -1553,7 +1601,12 @@ impl Sim {
 
     fn clients_act(&mut self) -> Check {
         for ci in 0..self.clients.len() {
-            if !self.rng.gen_bool(0.3) {
+            let act = if ci < self.cfg.clients {
+                self.cfg.writer_act_per_mille
+            } else {
+                300
+            };
+            if !self.chance(act) {
                 continue;
             }
             if self.clients[ci].at.is_none() {
@@ -1566,13 +1619,31 @@ impl Sim {
                 if ids.is_empty() {
                     continue;
                 }
-                let pick = ids[self.rng.gen_range(0..ids.len())];
+                let mut pick = ids[self.rng.gen_range(0..ids.len())];
+                if ci >= self.cfg.clients {
+                    // A sync-only client prefers a leader: where a stale answer of a
+                    // deposed one would show.
+                    let mut leaders = ids.iter().copied().filter(|i| {
+                        matches!(
+                            self.nodes[i].role,
+                            Role::Leading {
+                                established: true,
+                                ..
+                            }
+                        )
+                    });
+                    pick = leaders.next_back().unwrap_or(pick);
+                }
                 self.clients[ci].at = Some(pick);
                 self.clients[ci].session += 1;
             }
             let at = self.clients[ci].at.unwrap();
-            if self.rng.gen_bool(0.1) && !self.clients[ci].sync_out {
+            let sync_only = ci >= self.cfg.clients;
+            if (sync_only || self.rng.gen_bool(0.1)) && !self.clients[ci].sync_out {
                 self.client_sync(ci, at)?;
+                continue;
+            }
+            if sync_only {
                 continue;
             }
             // Give up on requests outstanding too long (in doubt).
@@ -1612,6 +1683,8 @@ impl Sim {
                         self.clients[ci].at = None;
                         continue;
                     }
+                    let n = self.nodes.get_mut(&at).unwrap();
+                    n.forwarded.push_back(Some((ci, seq)));
                     self.pump(at)?;
                 }
             }
@@ -1634,7 +1707,7 @@ impl Sim {
         let need = self.acked;
         let role = self.nodes[&at].role;
         if matches!(role, Role::Leading { .. }) {
-            return Ok(());
+            return self.leader_client_sync(ci, at, need);
         }
         let r = self.nodes.get_mut(&at).unwrap().replica.as_mut();
         let ok = r.is_some_and(|r| {
@@ -1649,10 +1722,58 @@ impl Sim {
         });
         if ok {
             self.clients[ci].sync_out = true;
-            self.nodes.get_mut(&at).unwrap().syncs.push_back((ci, need));
+            let n = self.nodes.get_mut(&at).unwrap();
+            n.syncs.push_back((ci, need));
+            n.forwarded.push_back(None);
             self.pump(at)?;
         }
         Ok(())
+    }
+
+    /// A sync through the leader's own client port: the core's sync gate, then the
+    /// leader's apply of what was proposed before it.
+    fn leader_client_sync(&mut self, ci: usize, at: ServerId, need: Zxid) -> Check {
+        let tag = self.next_sync_tag;
+        self.next_sync_tag += 1;
+        let r = self.nodes.get_mut(&at).unwrap().replica.as_mut();
+        if r.is_some_and(|r| r.leader_sync(tag)) {
+            self.clients[ci].sync_out = true;
+            let n = self.nodes.get_mut(&at).unwrap();
+            n.gated_syncs.insert(tag, (ci, need));
+            self.pump(at)?;
+        }
+        Ok(())
+    }
+
+    fn on_local_sync_ready(&mut self, id: ServerId, tag: u64, at: Zxid) -> Check {
+        let n = self.nodes.get_mut(&id).unwrap();
+        let Some((ci, need)) = n.gated_syncs.remove(&tag) else {
+            return Err(format!("node {id}: LocalSyncReady for unknown tag {tag}"));
+        };
+        if let Some(back) = n.ready_syncs.back() {
+            if back.0 > at {
+                return Err(format!(
+                    "node {id}: a local sync at {at:?} passed after one at {:?}",
+                    back.0
+                ));
+            }
+        }
+        n.ready_syncs.push_back((at, ci, need));
+        self.release_ready_syncs(id)
+    }
+
+    fn release_ready_syncs(&mut self, id: ServerId) -> Check {
+        loop {
+            let n = self.nodes.get_mut(&id).unwrap();
+            let applied = n.sm.label;
+            if n.ready_syncs.front().is_none_or(|(at, ..)| *at > applied) {
+                return Ok(());
+            }
+            let (_, ci, need) = n.ready_syncs.pop_front().unwrap();
+            self.stats.leader_syncs_checked += 1;
+            self.log(|| format!("node {id} answers client {ci}'s sync at {applied:?} (acked before it: {need:?})"));
+            self.check_sync(id, ci, need)?;
+        }
     }
 
     fn on_sync_done(&mut self, id: ServerId) -> Check {
@@ -1660,6 +1781,32 @@ impl Sim {
         let Some((ci, need)) = n.syncs.pop_front() else {
             return Err(format!("node {id}: SyncDone with no sync pending"));
         };
+        if let Some(i) = n.forwarded.iter().position(Option::is_none) {
+            n.forwarded.remove(i);
+        }
+        self.check_sync(id, ci, need)
+    }
+
+    /// A client's write applied at `id`: if `id` forwarded it, no sync it forwarded
+    /// before it may still wait for its SYNC.
+    fn check_forwarded_order(&mut self, id: ServerId, ci: usize, seq: u64) -> Check {
+        let n = self.nodes.get_mut(&id).unwrap();
+        let Some(i) = n.forwarded.iter().position(|f| *f == Some((ci, seq))) else {
+            return Ok(());
+        };
+        if n.forwarded.iter().take(i).any(Option::is_none) {
+            return Err(format!(
+                "node {id}: client {ci}'s write {seq} applied before the SYNC of a sync forwarded before it"
+            ));
+        }
+        n.forwarded.remove(i);
+        Ok(())
+    }
+
+    /// A sync returned at `id`: it must have applied every write acknowledged
+    /// before the sync was invoked.
+    fn check_sync(&mut self, id: ServerId, ci: usize, need: Zxid) -> Check {
+        let n = &self.nodes[&id];
         let have = n.sm.last_txn;
         if have < need {
             return Err(format!(
@@ -1677,6 +1824,7 @@ impl Sim {
         let Some((ci, seq)) = Self::decode_payload(&e.payload) else {
             return Ok(());
         };
+        self.check_forwarded_order(id, ci, seq)?;
         match self.owner.get(&e.zxid) {
             Some(o) if *o != (ci, seq) => {
                 return Err(format!("zxid {:?} holds two requests", e.zxid));
@@ -1891,6 +2039,7 @@ mod tests {
             total.trunc_syncs += s.trunc_syncs;
             total.snap_syncs += s.snap_syncs;
             total.syncs_checked += s.syncs_checked;
+            total.leader_syncs_checked += s.leader_syncs_checked;
             total.acked_writes += s.acked_writes;
             total.reconfigs += s.reconfigs;
             total.activations += s.activations;

@@ -1545,27 +1545,130 @@ fn learner_sync(r: &mut Replica, now: u64, conn: ConnId, from: ServerId) {
     r.forwarded_sync(conn);
 }
 
+/// A learner answers the leader's oldest unanswered ping.
+fn answer_ping(r: &mut Replica, now: u64, conn: ConnId) {
+    pkt(
+        r,
+        now,
+        conn,
+        Packet::LearnerPing {
+            zxid: z(2, 0),
+            touches: vec![],
+        },
+    );
+}
+
+fn ping(counter: u32) -> Packet {
+    Packet::LeaderPing {
+        zxid: z(2, counter),
+    }
+}
+
+#[test]
+fn broadcast_answers_a_sync_once_a_quorum_answered_a_ping_sent_after_it() {
+    // A leader cut off from its followers must not answer a sync (the followers may
+    // have elected another leader that committed writes): it pings, and answers
+    // once a quorum (itself included) answered that ping.
+    let mut r = established();
+    learner_sync(&mut r, 600, CONN_2, 2);
+    assert_eq!(drain(&mut r), vec![only_now(sends_to_all(ping(0)))]);
+    answer_ping(&mut r, 601, CONN_4);
+    assert_eq!(
+        drain(&mut r),
+        vec![],
+        "an observer's answer counts for nothing"
+    );
+    answer_ping(&mut r, 602, CONN_2);
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![send(CONN_2, Packet::Sync)])],
+        "the leader and follower 2 are a quorum of 3"
+    );
+    // The leader's own client: the same gate, answered by an event.
+    assert!(r.leader_sync(7));
+    assert_eq!(drain(&mut r), vec![only_now(sends_to_all(ping(0)))]);
+    answer_ping(&mut r, 610, CONN_1); // round 1: older than the sync
+    assert_eq!(drain(&mut r), vec![]);
+    answer_ping(&mut r, 611, CONN_1);
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![ev(Event::LocalSyncReady {
+            tag: 7,
+            at: z(2, 0)
+        })])]
+    );
+}
+
 #[test]
 fn broadcast_answers_a_sync_once_the_last_proposal_before_it_commits() {
     let mut r = established();
-    // Nothing outstanding: at once.
-    learner_sync(&mut r, 600, CONN_2, 2);
-    assert_eq!(
-        drain(&mut r),
-        vec![only_now(vec![send(CONN_2, Packet::Sync)])]
-    );
     r.propose(ent(2, 1)).unwrap();
     r.propose(ent(2, 2)).unwrap();
     drain(&mut r);
     learner_sync(&mut r, 610, CONN_1, 1);
+    assert_eq!(drain(&mut r), vec![only_now(sends_to_all(ping(2)))]);
+    // The second arrives while that round is out: it needs the next one.
     learner_sync(&mut r, 610, CONN_4, 4);
     assert_eq!(drain(&mut r), vec![]);
+    answer_ping(&mut r, 611, CONN_1);
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(sends_to_all(ping(2)))],
+        "round 1 confirmed: round 2 for the observer's sync"
+    );
     pkt(&mut r, 620, CONN_2, ack(2, 1));
     assert_eq!(drain(&mut r), vec![only_now(committed_everywhere(2, 1))]);
     pkt(&mut r, 630, CONN_2, ack(2, 2));
     let mut out = committed_everywhere(2, 2);
-    out.extend([send(CONN_1, Packet::Sync), send(CONN_4, Packet::Sync)]);
+    out.push(send(CONN_1, Packet::Sync));
     assert_eq!(drain(&mut r), vec![only_now(out)]);
+    answer_ping(&mut r, 640, CONN_2); // its answer to round 1
+    assert_eq!(drain(&mut r), vec![]);
+    answer_ping(&mut r, 641, CONN_2); // to round 2: committed already, at once
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![send(CONN_4, Packet::Sync)])]
+    );
+}
+
+#[test]
+fn broadcast_answers_a_learners_gated_sync_before_the_commit_of_its_later_write() {
+    // A ZooKeeper follower matches SYNCs and the COMMITs of its own writes against
+    // one queue of what it forwarded: a COMMIT for a write it forwarded after a
+    // sync, arriving before that sync's SYNC, is taken for another server's write,
+    // and its local writes stay mismatched for good (the mixed disk-full faults run:
+    // sync, sync, setData forwarded; SYNC, COMMIT(setData), SYNC came back).
+    let mut r = established();
+    learner_sync(&mut r, 600, CONN_1, 1);
+    assert_eq!(drain(&mut r), vec![only_now(sends_to_all(ping(0)))]);
+    learner_sync(&mut r, 600, CONN_1, 1); // waits for the next round
+    r.propose(ent(2, 1)).unwrap(); // a write it forwarded after both
+    drain(&mut r);
+    answer_ping(&mut r, 601, CONN_1);
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(
+            [send(CONN_1, Packet::Sync)]
+                .into_iter()
+                .chain(sends_to_all(ping(1)))
+                .collect()
+        )],
+        "the first sync through, a round for the second"
+    );
+    // The write's ACK quorum followed us after the second sync arrived: that
+    // proves what its ping round would, so its SYNC goes out before the COMMIT.
+    pkt(&mut r, 602, CONN_2, ack(2, 1));
+    let mut want = vec![send(CONN_1, Packet::Sync)];
+    want.extend(committed_everywhere(2, 1));
+    assert_eq!(drain(&mut r), vec![only_now(want)]);
+    answer_ping(&mut r, 603, CONN_2); // round 1
+    answer_ping(&mut r, 604, CONN_2); // round 2: nothing waits for it any more
+    assert_eq!(drain(&mut r), vec![]);
+    // Nothing waits any more: commits flow at once.
+    r.propose(ent(2, 2)).unwrap();
+    drain(&mut r);
+    pkt(&mut r, 610, CONN_2, ack(2, 2));
+    assert_eq!(drain(&mut r), vec![only_now(committed_everywhere(2, 2))]);
 }
 
 #[test]
@@ -1596,6 +1699,7 @@ fn broadcast_a_learners_sync_waits_for_the_write_it_forwarded_just_before() {
     // The driver, in order: proposes the create, then hands the sync back.
     r.propose(ent(2, 1)).unwrap();
     r.forwarded_sync(CONN_1);
+    answer_ping(&mut r, 605, CONN_1);
     let out = drain(&mut r);
     assert!(
         !out.iter()

@@ -403,6 +403,11 @@ pub enum Event {
     /// Learner: the oldest forwarded sync completed (FIFO); every txn committed
     /// before it has been applied (it came as an earlier `Apply`).
     SyncDone,
+    /// Leader: the sync of one of its own clients ([`Replica::leader_sync`]) passed
+    /// the sync gate; answer it once `at` is applied.
+    ///
+    /// [`Replica::leader_sync`]: super::Replica::leader_sync
+    LocalSyncReady { tag: u64, at: Zxid },
     /// Reconfig enabled: a new config was proposed (a reconfig txn seen, a leader's
     /// NEWLEADER): its members take part in elections from now on (the transport
     /// needs their addresses).

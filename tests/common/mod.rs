@@ -890,6 +890,19 @@ impl RawClient {
         self.stream.write_all(&buf)
     }
 
+    /// The xid the next request gets.
+    pub fn next_xid(&self) -> i32 {
+        self.next_xid
+    }
+
+    /// Continues a session's xids on a new connection (a client's xid counter
+    /// outlives its connections: a reference server matches a session's requests
+    /// by xid, and one reused while an earlier request with it is pending there
+    /// gets answered with the other's data).
+    pub fn set_next_xid(&mut self, xid: i32) {
+        self.next_xid = xid;
+    }
+
     /// Sends a request under the next xid and returns that xid.
     pub fn send(&mut self, req: &Request) -> io::Result<i32> {
         let x = self.next_xid;

@@ -217,6 +217,8 @@ pub struct Session {
     timeout_ms: i32,
     /// Member index to try next.
     next: usize,
+    /// The session's next xid, kept across its connections as real clients do.
+    next_xid: i32,
 }
 
 /// Why a batch of calls got no answer.
@@ -256,6 +258,7 @@ impl Session {
             last_zxid: 0,
             timeout_ms: WORKER_SESSION_MS,
             next: first % n,
+            next_xid: 1,
         }
     }
 
@@ -304,6 +307,7 @@ impl Session {
     pub fn drop_connection(&mut self) {
         if let Some(c) = self.client.take() {
             self.last_zxid = self.last_zxid.max(c.last_zxid);
+            self.next_xid = c.next_xid();
         }
         self.next = self.rng.gen_range(0..self.addrs.len());
     }
@@ -361,6 +365,7 @@ impl Session {
             return None;
         }
         c.last_zxid = self.last_zxid;
+        c.set_next_xid(self.next_xid);
         c.set_read_timeout(Duration::from_millis(OP_TIMEOUT_MS));
         self.held = Some((resp.session_id, resp.passwd.clone()));
         self.client = Some(c);
