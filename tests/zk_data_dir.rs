@@ -24,12 +24,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{
-    digest_id, four_letter_word, free_port, reference_command, require_reference, Decoded, Kind,
-    RawClient, Server,
+    assert_same_nodes, digest_id, four_letter_word, free_port, ok_reply, reference_command,
+    require_reference, walk_nodes, Kind, RawClient, Seen, Server,
 };
-use corral::proto::{
-    perms, Acl, ConnectRequest, CreateKind, CreateRequest, Request, Response, Stat,
-};
+use corral::proto::{perms, Acl, ConnectRequest, CreateKind, CreateRequest, Request, Response};
 use corral::storage::zkdir::{self, ZkDataDirs};
 
 const SUPER_PASSWORD: &str = "zkdata";
@@ -40,14 +38,6 @@ const LIVE_TIMEOUT_MS: i32 = 8_000;
 const PAD_WRITES_COUNT_MAX: usize = 300;
 /// Bound on waiting for the live session to expire on corral.
 const EXPIRY_WAIT_MS: u64 = 60_000;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Seen {
-    data: Option<Vec<u8>>,
-    stat: Stat,
-    acl: Vec<Acl>,
-    children: Vec<String>,
-}
 
 /// A home dir with one zoo.cfg both servers run on (only the port changes).
 struct Home {
@@ -101,20 +91,13 @@ impl Home {
     }
 }
 
-fn ok(c: &mut RawClient, req: Request) -> Response {
-    match c.call_decoded(&req).expect("reply") {
-        Decoded::Ok(r) => r,
-        other => panic!("{req:?}: {other:?}"),
-    }
-}
-
 fn create(c: &mut RawClient, path: &str, data: Option<&[u8]>, flags: i32, acl: Vec<Acl>) -> String {
     let kind = if flags == 4 {
         CreateKind::Container
     } else {
         CreateKind::Create
     };
-    match ok(
+    match ok_reply(
         c,
         Request::Create(CreateRequest {
             kind,
@@ -131,7 +114,7 @@ fn create(c: &mut RawClient, path: &str, data: Option<&[u8]>, flags: i32, acl: V
 }
 
 fn set(c: &mut RawClient, path: &str, data: &[u8]) {
-    ok(
+    ok_reply(
         c,
         Request::SetData {
             path: path.into(),
@@ -141,70 +124,12 @@ fn set(c: &mut RawClient, path: &str, data: &[u8]) {
     );
 }
 
-fn see(c: &mut RawClient, path: &str) -> Seen {
-    let (data, stat) = match ok(
-        c,
-        Request::GetData {
-            path: path.into(),
-            watch: false,
-        },
-    ) {
-        Response::Data { data, stat } => (data, stat),
-        r => panic!("getData {path}: {r:?}"),
-    };
-    let acl = match ok(c, Request::GetAcl { path: path.into() }) {
-        Response::Acl { acl, .. } => acl,
-        r => panic!("getACL {path}: {r:?}"),
-    };
-    let mut children = match ok(
-        c,
-        Request::GetChildren {
-            path: path.into(),
-            watch: false,
-        },
-    ) {
-        Response::Children(v) => v,
-        r => panic!("getChildren {path}: {r:?}"),
-    };
-    children.sort();
-    Seen {
-        data,
-        stat,
-        acl,
-        children,
-    }
-}
-
-/// Every node the server holds, read by a super client.
 fn walk(addr: &str) -> BTreeMap<String, Seen> {
     let mut c = RawClient::connect(addr, MAIN_TIMEOUT_MS);
     assert_eq!(c.add_digest_auth("super", SUPER_PASSWORD), 0);
-    let mut out = BTreeMap::new();
-    let mut todo = vec!["/".to_string()];
-    while let Some(p) = todo.pop() {
-        let s = see(&mut c, &p);
-        for k in &s.children {
-            todo.push(if p == "/" {
-                format!("/{k}")
-            } else {
-                format!("{p}/{k}")
-            });
-        }
-        out.insert(p, s);
-    }
+    let out = walk_nodes(&mut c);
     let _ = c.close_session();
     out
-}
-
-fn assert_same(want: &BTreeMap<String, Seen>, got: &BTreeMap<String, Seen>, what: &str) {
-    assert_eq!(
-        want.keys().collect::<Vec<_>>(),
-        got.keys().collect::<Vec<_>>(),
-        "{what}: paths"
-    );
-    for (p, w) in want {
-        assert_eq!(w, &got[p], "{what}: {p}");
-    }
 }
 
 /// `Zxid: 0x…` of `srvr`.
@@ -292,7 +217,7 @@ fn build(addr: &str) -> (i64, RawClient, RawClient) {
     for i in 0..3 {
         set(&mut c, "/app", format!("v{i}").as_bytes());
     }
-    ok(
+    ok_reply(
         &mut c,
         Request::SetAcl {
             path: "/empty".into(),
@@ -300,7 +225,7 @@ fn build(addr: &str) -> (i64, RawClient, RawClient) {
             version: -1,
         },
     );
-    ok(
+    ok_reply(
         &mut c,
         Request::Delete {
             path: "/app/seq-0000000001".into(),
@@ -358,7 +283,7 @@ fn corral_serves_a_reference_data_dir_and_exports_it_back() {
     let corral = home.start(Kind::Corral);
     assert_eq!(srvr_zxid(&corral.addr()), last, "last zxid");
     let got = walk(&corral.addr());
-    assert_same(&want, &got, "corral on the reference's dir");
+    assert_same_nodes(&want, &got, "corral on the reference's dir");
     let line = corral
         .log()
         .lines()
@@ -394,7 +319,7 @@ fn corral_serves_a_reference_data_dir_and_exports_it_back() {
         1
     );
     let after_restart = walk(&corral.addr());
-    assert_same(&before_restart, &after_restart, "corral restarted");
+    assert_same_nodes(&before_restart, &after_restart, "corral restarted");
     corral.stop();
     assert_eq!(fingerprint(&home), theirs, "the reference's files changed");
 
@@ -426,7 +351,7 @@ fn corral_serves_a_reference_data_dir_and_exports_it_back() {
     let reference = home.start(Kind::Reference);
     assert_eq!(srvr_zxid(&reference.addr()), corral_zxid);
     let back = walk(&reference.addr());
-    assert_same(&after_restart, &back, "the reference on corral's export");
+    assert_same_nodes(&after_restart, &back, "the reference on corral's export");
 
     // The reference writes on: corral's files are now behind, and it says so.
     let mut c = RawClient::connect(&reference.addr(), MAIN_TIMEOUT_MS);

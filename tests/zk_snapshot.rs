@@ -13,8 +13,11 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::{digest_id, now_ms, require_reference, Decoded, RawClient, Server};
-use corral::proto::{perms, Acl, CreateKind, CreateRequest, Id, Request, Response, Stat};
+use common::{
+    assert_same_nodes, child_path, digest_id, now_ms, ok_reply, require_reference, walk_nodes,
+    RawClient, Seen, Server,
+};
+use corral::proto::{perms, Acl, CreateKind, CreateRequest, Id, Request, Response};
 use corral::tree::zksnap::{
     read_zk_snapshot_file, write_zk_snapshot_file, zk_snapshot_file_name, zk_snapshot_name_zxid,
     ZxidDigest,
@@ -24,16 +27,6 @@ use corral::tree::{apply, prepare, Caller, Tree, TxnContext};
 /// Session timeout asked for (the launcher's maxSessionTimeout).
 const SESSION_TIMEOUT_MS: i32 = 30_000;
 const SUPER_PASSWORD: &str = "zksnap";
-
-/// What a client can see of one node.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Seen {
-    /// `None`: null data, which both servers must keep apart from empty.
-    data: Option<Vec<u8>>,
-    stat: Stat,
-    acl: Vec<Acl>,
-    children: Vec<String>,
-}
 
 /// zoo.cfg lines: the given data dirs (overriding the launcher's), TTL nodes on, and
 /// a super digest so getACL is never redacted and every ACL lets the test read.
@@ -53,13 +46,6 @@ fn super_client(srv: &Server) -> RawClient {
     c
 }
 
-fn ok(c: &mut RawClient, req: Request) -> Response {
-    match c.call_decoded(&req).expect("reply") {
-        Decoded::Ok(r) => r,
-        other => panic!("{req:?}: {other:?}"),
-    }
-}
-
 fn create(
     c: &mut RawClient,
     kind: CreateKind,
@@ -69,7 +55,7 @@ fn create(
     acl: Vec<Acl>,
     ttl: i64,
 ) -> String {
-    match ok(
+    match ok_reply(
         c,
         Request::Create(CreateRequest {
             kind,
@@ -85,60 +71,6 @@ fn create(
     }
 }
 
-fn see(c: &mut RawClient, path: &str) -> Seen {
-    let (data, stat) = match ok(
-        c,
-        Request::GetData {
-            path: path.into(),
-            watch: false,
-        },
-    ) {
-        Response::Data { data, stat } => (data, stat),
-        r => panic!("getData {path}: {r:?}"),
-    };
-    let acl = match ok(c, Request::GetAcl { path: path.into() }) {
-        Response::Acl { acl, .. } => acl,
-        r => panic!("getACL {path}: {r:?}"),
-    };
-    let mut children = match ok(
-        c,
-        Request::GetChildren {
-            path: path.into(),
-            watch: false,
-        },
-    ) {
-        Response::Children(v) => v,
-        r => panic!("getChildren {path}: {r:?}"),
-    };
-    children.sort();
-    Seen {
-        data,
-        stat,
-        acl,
-        children,
-    }
-}
-
-fn join(parent: &str, child: &str) -> String {
-    if parent == "/" {
-        format!("/{child}")
-    } else {
-        format!("{parent}/{child}")
-    }
-}
-
-/// Every node the server holds, read through the client.
-fn walk_server(c: &mut RawClient) -> BTreeMap<String, Seen> {
-    let mut out = BTreeMap::new();
-    let mut todo = vec!["/".to_string()];
-    while let Some(p) = todo.pop() {
-        let s = see(c, &p);
-        todo.extend(s.children.iter().map(|k| join(&p, k)));
-        out.insert(p, s);
-    }
-    out
-}
-
 /// Every node of a corral tree, as a client of it would see it.
 fn walk_tree(t: &Tree) -> BTreeMap<String, Seen> {
     let mut out = BTreeMap::new();
@@ -147,7 +79,7 @@ fn walk_tree(t: &Tree) -> BTreeMap<String, Seen> {
         let v = t.get(&p).unwrap_or_else(|| panic!("{p} missing"));
         let mut children: Vec<String> = v.children().map(str::to_string).collect();
         children.sort();
-        todo.extend(children.iter().map(|k| join(&p, k)));
+        todo.extend(children.iter().map(|k| child_path(&p, k)));
         out.insert(
             p,
             Seen {
@@ -159,30 +91,6 @@ fn walk_tree(t: &Tree) -> BTreeMap<String, Seen> {
         );
     }
     out
-}
-
-fn assert_same_nodes(want: &BTreeMap<String, Seen>, got: &BTreeMap<String, Seen>, what: &str) {
-    let wk: Vec<&String> = want.keys().collect();
-    let gk: Vec<&String> = got.keys().collect();
-    assert_eq!(wk, gk, "{what}: node paths");
-    for (p, w) in want {
-        let g = &got[p];
-        assert_eq!(w.stat, g.stat, "{what}: {p} Stat");
-        assert!(
-            w.data == g.data,
-            "{what}: {p} data ({} vs {})",
-            show_len(&w.data),
-            show_len(&g.data)
-        );
-        assert_eq!(w.acl, g.acl, "{what}: {p} ACL");
-        assert_eq!(w.children, g.children, "{what}: {p} children");
-    }
-}
-
-/// "N bytes", or "null".
-fn show_len(d: &Option<Vec<u8>>) -> String {
-    d.as_ref()
-        .map_or("null".into(), |d| format!("{} bytes", d.len()))
 }
 
 fn crc32(crc: u32, bytes: &[u8]) -> u32 {
@@ -308,10 +216,10 @@ fn populate(c: &mut RawClient) {
         -1,
     );
     create(c, kinds, "/ünïcødé/子", b"", 0, open.clone(), -1);
-    ok(c, null_create("/null"));
+    ok_reply(c, null_create("/null"));
     create(c, kinds, "/null/set", b"bytes first", 0, open.clone(), -1);
-    ok(c, null_set("/null/set"));
-    ok(c, Request::Multi(vec![null_create("/null/multi")]));
+    ok_reply(c, null_set("/null/set"));
+    ok_reply(c, Request::Multi(vec![null_create("/null/multi")]));
     for name in ["/n!", "/n-", "/n.x", "/n0", "/n", "/n/x", "/n/x/y", "/n!/z"] {
         create(c, kinds, name, name.as_bytes(), 0, open.clone(), -1);
     }
@@ -344,7 +252,7 @@ fn populate(c: &mut RawClient) {
     create(c, CreateKind::Container, "/cont", b"c", 4, open.clone(), -1);
     create(c, kinds, "/cont/x", b"", 0, open.clone(), -1);
     create(c, CreateKind::Ttl, "/ttl", b"t", 5, open.clone(), 3_600_000);
-    ok(
+    ok_reply(
         c,
         Request::SetData {
             path: "/plain".into(),
@@ -352,7 +260,7 @@ fn populate(c: &mut RawClient) {
             version: -1,
         },
     );
-    ok(
+    ok_reply(
         c,
         Request::SetAcl {
             path: "/ro".into(),
@@ -360,14 +268,14 @@ fn populate(c: &mut RawClient) {
             version: -1,
         },
     );
-    ok(
+    ok_reply(
         c,
         Request::Delete {
             path: s0,
             version: -1,
         },
     );
-    ok(
+    ok_reply(
         c,
         Request::Delete {
             path: "/plain/child".into(),
@@ -393,7 +301,7 @@ fn a_reference_snapshot_reads_back_as_the_reference_served_it() {
         populate(&mut c);
         // The session stays open (no closeSession): its ephemerals are in the
         // snapshot. Dropping the server kills it; every write was fsynced.
-        (walk_server(&mut c), (c.session_id, c.timeout_ms))
+        (walk_nodes(&mut c), (c.session_id, c.timeout_ms))
     };
     // A reference server snapshots right after loading, before it serves.
     drop(Server::reference(&cfg));
@@ -613,7 +521,7 @@ fn the_reference_starts_on_a_snapshot_corral_wrote() {
     let mut c = super_client(&srv);
     assert_same_nodes(
         &walk_tree(&tree),
-        &walk_server(&mut c),
+        &walk_nodes(&mut c),
         "reference started on corral's file",
     );
     let mntr = common::four_letter_word(&srv.addr(), "mntr").unwrap();

@@ -1589,3 +1589,107 @@ impl Server {
             .to_string()
     }
 }
+
+// ---- what a client sees of a tree (zk_snapshot, zk_data_dir) --------------------------
+
+/// What a client can see of one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    /// `None`: null data, which both servers must keep apart from empty.
+    pub data: Option<Vec<u8>>,
+    pub stat: corral::proto::Stat,
+    pub acl: Vec<corral::proto::Acl>,
+    pub children: Vec<String>,
+}
+
+/// The reply of a request that must succeed.
+pub fn ok_reply(c: &mut RawClient, req: Request) -> Response {
+    match c.call_decoded(&req).expect("reply") {
+        Decoded::Ok(r) => r,
+        other => panic!("{req:?}: {other:?}"),
+    }
+}
+
+/// Data, Stat, ACL and sorted children of `path`.
+pub fn see(c: &mut RawClient, path: &str) -> Seen {
+    let (data, stat) = match ok_reply(
+        c,
+        Request::GetData {
+            path: path.into(),
+            watch: false,
+        },
+    ) {
+        Response::Data { data, stat } => (data, stat),
+        r => panic!("getData {path}: {r:?}"),
+    };
+    let acl = match ok_reply(c, Request::GetAcl { path: path.into() }) {
+        Response::Acl { acl, .. } => acl,
+        r => panic!("getACL {path}: {r:?}"),
+    };
+    let mut children = match ok_reply(
+        c,
+        Request::GetChildren {
+            path: path.into(),
+            watch: false,
+        },
+    ) {
+        Response::Children(v) => v,
+        r => panic!("getChildren {path}: {r:?}"),
+    };
+    children.sort();
+    Seen {
+        data,
+        stat,
+        acl,
+        children,
+    }
+}
+
+/// The path of `child` under `parent`.
+pub fn child_path(parent: &str, child: &str) -> String {
+    if parent == "/" {
+        format!("/{child}")
+    } else {
+        format!("{parent}/{child}")
+    }
+}
+
+/// Every node the server holds, read through the client.
+pub fn walk_nodes(c: &mut RawClient) -> std::collections::BTreeMap<String, Seen> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo = vec!["/".to_string()];
+    while let Some(p) = todo.pop() {
+        let s = see(c, &p);
+        todo.extend(s.children.iter().map(|k| child_path(&p, k)));
+        out.insert(p, s);
+    }
+    out
+}
+
+/// Two trees hold the same paths, and every node the same Stat, data, ACL and
+/// children.
+pub fn assert_same_nodes(
+    want: &std::collections::BTreeMap<String, Seen>,
+    got: &std::collections::BTreeMap<String, Seen>,
+    what: &str,
+) {
+    let wk: Vec<&String> = want.keys().collect();
+    let gk: Vec<&String> = got.keys().collect();
+    assert_eq!(wk, gk, "{what}: node paths");
+    let show = |d: &Option<Vec<u8>>| {
+        d.as_ref()
+            .map_or("null".into(), |d| format!("{} bytes", d.len()))
+    };
+    for (p, w) in want {
+        let g = &got[p];
+        assert_eq!(w.stat, g.stat, "{what}: {p} Stat");
+        assert!(
+            w.data == g.data,
+            "{what}: {p} data ({} vs {})",
+            show(&w.data),
+            show(&g.data)
+        );
+        assert_eq!(w.acl, g.acl, "{what}: {p} ACL");
+        assert_eq!(w.children, g.children, "{what}: {p} children");
+    }
+}
