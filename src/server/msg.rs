@@ -102,6 +102,32 @@ pub struct SequencerReport {
     pub quorum: Option<QuorumReport>,
 }
 
+impl SequencerReport {
+    /// What any sequencer reports of its tree and sessions (standalone: all of it;
+    /// quorum mode adds `leader` and `quorum`).
+    pub fn of(tree: &Tree, sessions: &crate::session::SessionTable) -> SequencerReport {
+        let mut by_id: Vec<(i64, i32, Vec<String>)> = sessions
+            .iter()
+            .map(|s| (s.id, s.timeout_ms, tree.ephemerals_of(s.id)))
+            .collect();
+        by_id.sort();
+        let mut expiries: Vec<(i64, i64)> =
+            sessions.iter().map(|s| (s.expires_at_ms, s.id)).collect();
+        expiries.sort();
+        SequencerReport {
+            last_zxid: tree.last_zxid(),
+            node_count: tree.node_count(),
+            approximate_data_size: tree.approximate_data_size(),
+            ephemeral_count: tree.ephemeral_count(),
+            digest: tree.digest(),
+            sessions: by_id,
+            expiries,
+            leader: None,
+            quorum: None,
+        }
+    }
+}
+
 /// An ensemble member's view of the ensemble, for the AdminServer and mntr.
 #[derive(Debug, Clone)]
 pub struct QuorumReport {

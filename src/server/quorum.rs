@@ -1605,26 +1605,7 @@ impl Seq {
     }
 
     fn report(&self) -> SequencerReport {
-        let mut sessions: Vec<(i64, i32, Vec<String>)> = self
-            .sessions
-            .iter()
-            .map(|s| (s.id, s.timeout_ms, self.committed.ephemerals_of(s.id)))
-            .collect();
-        sessions.sort();
-        let mut expiries: Vec<(i64, i64)> = self
-            .sessions
-            .iter()
-            .map(|s| (s.expires_at_ms, s.id))
-            .collect();
-        expiries.sort();
         SequencerReport {
-            expiries,
-            last_zxid: self.committed.last_zxid(),
-            node_count: self.committed.node_count(),
-            approximate_data_size: self.committed.approximate_data_size(),
-            ephemeral_count: self.committed.ephemeral_count(),
-            digest: self.committed.digest(),
-            sessions,
             leader: self.replica.leader_stats(),
             quorum: Some(QuorumReport {
                 my_id: self.replica.id(),
@@ -1638,6 +1619,7 @@ impl Seq {
                     .cloned()
                     .collect(),
             }),
+            ..SequencerReport::of(&self.committed, &self.sessions)
         }
     }
 }

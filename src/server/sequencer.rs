@@ -787,28 +787,6 @@ impl Sequencer {
     }
 
     fn report(&self) -> SequencerReport {
-        let mut sessions: Vec<(i64, i32, Vec<String>)> = self
-            .sessions
-            .iter()
-            .map(|s| (s.id, s.timeout_ms, self.durable_tree.ephemerals_of(s.id)))
-            .collect();
-        sessions.sort();
-        let mut expiries: Vec<(i64, i64)> = self
-            .sessions
-            .iter()
-            .map(|s| (s.expires_at_ms, s.id))
-            .collect();
-        expiries.sort();
-        SequencerReport {
-            expiries,
-            last_zxid: self.durable_tree.last_zxid(),
-            node_count: self.durable_tree.node_count(),
-            approximate_data_size: self.durable_tree.approximate_data_size(),
-            ephemeral_count: self.durable_tree.ephemeral_count(),
-            digest: self.durable_tree.digest(),
-            sessions,
-            leader: None,
-            quorum: None,
-        }
+        SequencerReport::of(&self.durable_tree, &self.sessions)
     }
 }
