@@ -63,6 +63,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// Snapshot stream chunks written at a time.
 const SNAP_CHUNK_BYTES: usize = 256 * 1024;
+/// Queued packets a link writes with one syscall at most (what is already queued
+/// when the writer wakes goes out together: a leader's proposals and commits of one
+/// batch cost one send per follower, not one per packet).
+const WRITE_BATCH_BYTES_MAX: usize = 256 * 1024;
 
 /// What the sequencer hears from the transport.
 pub enum PeerEvent {
@@ -694,43 +698,94 @@ fn closed_at_eof(snap: Option<ZkSnapDecoder>) -> LinkEnd {
 }
 
 /// Drains a link's queue onto its socket; closes the socket when the queue's
-/// sender is dropped (the link was closed) or a write fails.
+/// sender is dropped (the link was closed) or a write fails. Packets already queued
+/// when it wakes are written together (up to [`WRITE_BATCH_BYTES_MAX`]), in order.
 async fn write_link(
     mut wr: WriteHalf<TcpStream>,
     rx: LocalReceiver<OutItem>,
     bytes: Option<Rc<Cell<usize>>>,
 ) {
     let mut chunk = Vec::with_capacity(SNAP_CHUNK_BYTES);
-    while let Some(item) = rx.recv().await {
-        let ok = match item {
+    let mut batch: Vec<u8> = Vec::new();
+    let mut next = rx.recv().await;
+    while let Some(item) = next.take() {
+        let (ok, after) = match item {
             OutItem::Bytes(b) => {
-                if let Some(c) = &bytes {
-                    c.set(c.get().saturating_sub(b.len()));
-                }
-                wr.write_all(&b).await.is_ok()
+                batch.clear();
+                take_bytes(&mut batch, &b, &bytes);
+                let after = gather_queued(&rx, &mut batch, &bytes);
+                (wr.write_all(&batch).await.is_ok(), after)
             }
             OutItem::Snapshot(mut enc) => {
-                let mut ok = true;
-                loop {
-                    chunk.clear();
-                    if !ZkSnapEncoder::next_chunk(&mut enc, &mut chunk) {
-                        break;
-                    }
-                    if wr.write_all(&chunk).await.is_err() {
-                        ok = false;
-                        break;
-                    }
-                }
-                ok
+                let ok = write_snapshot(&mut wr, &mut enc, &mut chunk).await;
+                (ok, Queued::Empty)
             }
         };
-        if !ok {
+        if !ok || wr.flush().await.is_err() {
             break;
         }
-        if wr.flush().await.is_err() {
-            break;
-        }
+        next = match after {
+            Queued::Empty => rx.recv().await,
+            Queued::Next(item) => Some(item),
+            Queued::Closed => None,
+        };
     }
     let _ = wr.flush().await;
     let _ = wr.close().await;
+}
+
+/// What the queue held after a batch was gathered.
+enum Queued {
+    /// Nothing more now: wait.
+    Empty,
+    /// An item that did not go in the batch (a snapshot, or the batch was full).
+    Next(OutItem),
+    /// The link was closed (its sender dropped).
+    Closed,
+}
+
+fn take_bytes(batch: &mut Vec<u8>, b: &[u8], bytes: &Option<Rc<Cell<usize>>>) {
+    if let Some(c) = bytes {
+        c.set(c.get().saturating_sub(b.len()));
+    }
+    batch.extend_from_slice(b);
+}
+
+/// Appends the packets already queued to `batch`, up to [`WRITE_BATCH_BYTES_MAX`].
+fn gather_queued(
+    rx: &LocalReceiver<OutItem>,
+    batch: &mut Vec<u8>,
+    bytes: &Option<Rc<Cell<usize>>>,
+) -> Queued {
+    use futures::FutureExt;
+    while batch.len() < WRITE_BATCH_BYTES_MAX {
+        match rx.recv().now_or_never() {
+            Some(Some(OutItem::Bytes(b))) => take_bytes(batch, &b, bytes),
+            Some(Some(item)) => return Queued::Next(item),
+            Some(None) => return Queued::Closed,
+            None => return Queued::Empty,
+        }
+    }
+    match rx.recv().now_or_never() {
+        Some(Some(item)) => Queued::Next(item),
+        Some(None) => Queued::Closed,
+        None => Queued::Empty,
+    }
+}
+
+/// Streams a snapshot in chunks; false when a write failed.
+async fn write_snapshot(
+    wr: &mut WriteHalf<TcpStream>,
+    enc: &mut Box<ZkSnapEncoder>,
+    chunk: &mut Vec<u8>,
+) -> bool {
+    loop {
+        chunk.clear();
+        if !ZkSnapEncoder::next_chunk(enc, chunk) {
+            return true;
+        }
+        if wr.write_all(chunk).await.is_err() {
+            return false;
+        }
+    }
 }
