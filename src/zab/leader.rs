@@ -1113,9 +1113,26 @@ impl Replica {
     }
 
     /// `processSync`, behind the sync gate: answered once a quorum answered a ping
-    /// round sent after it arrived, and what was proposed before it committed.
+    /// round sent after it arrived, and what was proposed before it committed. A
+    /// learner whose sync would pass `syncs_waiting_count_max` is dropped.
     fn process_sync(&mut self, conn: ConnId) {
+        if self.syncs_waiting() >= self.cfg.syncs_waiting_count_max {
+            tracing::warn!(
+                id = self.cfg.id,
+                conn,
+                max = self.cfg.syncs_waiting_count_max,
+                "a learner's sync over the bound of syncs waiting: dropping that learner"
+            );
+            self.drop_handler(conn);
+            return;
+        }
         self.gate_sync(SyncWaiter::Learner(conn));
+    }
+
+    /// Syncs held: at the gate, and through it waiting for a commit.
+    fn syncs_waiting(&self) -> usize {
+        let l = self.leader_ref();
+        l.gate.waiting() + l.pending_syncs.values().map(Vec::len).sum::<usize>()
     }
 
     /// A sync from one of the leader's own clients, tagged by the driver: answered

@@ -1672,6 +1672,35 @@ fn broadcast_answers_a_learners_gated_sync_before_the_commit_of_its_later_write(
 }
 
 #[test]
+fn broadcast_drops_a_learner_whose_sync_passes_the_bound_of_syncs_waiting() {
+    let mut c = cfg(LEADER);
+    c.syncs_waiting_count_max = 2;
+    let mut r = established_with(c);
+    r.propose(ent(2, 1)).unwrap();
+    drain(&mut r);
+    // Nothing acknowledged: both wait (the first at the gate's round, the second
+    // behind it).
+    learner_sync(&mut r, 610, CONN_1, 1);
+    drain(&mut r);
+    learner_sync(&mut r, 611, CONN_1, 1);
+    assert!(
+        !drain(&mut r)
+            .iter()
+            .flat_map(|b| b.now.iter())
+            .any(|o| matches!(o, Output::Close { .. })),
+        "two are within the bound"
+    );
+    learner_sync(&mut r, 612, CONN_1, 1);
+    let out = drain(&mut r);
+    assert!(
+        out.iter()
+            .flat_map(|b| b.now.iter())
+            .any(|o| *o == Output::Close { conn: CONN_1 }),
+        "the third passes it: that learner is dropped: {out:?}"
+    );
+}
+
+#[test]
 fn broadcast_a_learners_sync_waits_for_the_write_it_forwarded_just_before() {
     // A client pipelines create + sync through follower 1: both packets arrive in
     // one step. The sync must not be answered before the create's proposal commits

@@ -533,6 +533,11 @@ pub struct Config {
     pub zxid_counter_max: u32,
     /// Largest txn payload `propose` accepts.
     pub payload_bytes_max: usize,
+    /// Syncs a leader holds waiting (at the sync gate or for a commit) before a
+    /// learner that forwards another is dropped (a bound the reference does not
+    /// have: a member's clients can have at most globalOutstandingLimit requests
+    /// in flight, so an honest learner stays far below it).
+    pub syncs_waiting_count_max: usize,
 }
 
 impl Config {
@@ -557,6 +562,7 @@ impl Config {
             pending_bytes_max: 512 << 20,
             zxid_counter_max: u32::MAX - 1,
             payload_bytes_max: 2 << 20,
+            syncs_waiting_count_max: 1 << 16,
         }
     }
 
