@@ -1261,11 +1261,12 @@ impl Seq {
         if let Request::Sync { path } = &w.req {
             // Answered once a quorum showed it still follows us after the sync
             // arrived, and what was proposed before it is committed and applied.
+            // (Its answer is an event of a later `pump`, so the entry goes in after.)
             let tag = self.next_sync_tag;
             self.next_sync_tag += 1;
-            self.gated_syncs.insert(tag, (route, w.xid, path.clone()));
-            if !self.replica.leader_sync(tag) {
-                self.gated_syncs.remove(&tag);
+            if self.replica.leader_sync(tag) {
+                self.gated_syncs.insert(tag, (route, w.xid, path.clone()));
+            } else {
                 self.push_op_reply(route, w.xid, Err(ErrorCode::ConnectionLoss));
             }
             return;

@@ -1137,10 +1137,14 @@ impl Replica {
 
     /// A sync from one of the leader's own clients, tagged by the driver: answered
     /// by [`Event::LocalSyncReady`] once the gate lets it through (false when not an
-    /// established leader: the driver answers it itself).
+    /// established leader: the driver answers it itself, with ConnectionLoss).
+    /// Also false when `syncs_waiting_count_max` syncs are already held.
     pub fn leader_sync(&mut self, tag: u64) -> bool {
         match &self.role {
             RoleState::Leading(l) if l.established => {
+                if self.syncs_waiting() >= self.cfg.syncs_waiting_count_max {
+                    return false;
+                }
                 self.gate_sync(SyncWaiter::Local(tag));
                 true
             }

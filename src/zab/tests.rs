@@ -1698,6 +1698,11 @@ fn broadcast_drops_a_learner_whose_sync_passes_the_bound_of_syncs_waiting() {
             .any(|o| *o == Output::Close { conn: CONN_1 }),
         "the third passes it: that learner is dropped: {out:?}"
     );
+    // The leader's own clients' syncs count against the same bound: refused.
+    assert!(
+        !r.leader_sync(9),
+        "two still held by the dropped learner's gate"
+    );
 }
 
 #[test]
