@@ -257,6 +257,11 @@ struct Seq {
     dynamic_files: Option<DynamicFiles>,
     /// The version of the last `zoo.cfg.dynamic.next` written.
     last_seen_written: i64,
+    /// When (`mono_ms`) this leader last looked for empty containers and
+    /// expired TTL nodes; `None` while not leading. As the reference's
+    /// ContainerManager, the first look comes one `containerCheckIntervalMs`
+    /// after taking the lead, and then one per interval.
+    containers_checked_ms: Option<u64>,
 }
 
 /// The replication core's configuration from zoo.cfg (and, with reconfig, the
@@ -461,6 +466,7 @@ impl Seq {
             standalone_enabled: q.standalone_enabled,
             dynamic_files,
             last_seen_written: q.last_seen.as_ref().map_or(q.version, |n| n.version),
+            containers_checked_ms: None,
         };
         Ok((s, events))
     }
@@ -1531,6 +1537,7 @@ impl Seq {
     /// Leader only: expire sessions, remove empty containers and expired TTL nodes.
     fn leader_housekeeping(&mut self, now: i64) {
         if !self.is_leader() {
+            self.containers_checked_ms = None;
             return;
         }
         for id in self.sessions.expire(mono_ms()) {
@@ -1538,6 +1545,12 @@ impl Seq {
             let txn = tree::close_session_txn(&self.working, 0, now, id, 0);
             self.propose(txn, Origin::None, now);
         }
+        let at = self.mono_ms();
+        let checked = *self.containers_checked_ms.get_or_insert(at);
+        if at - checked < self.cfg.container_check_interval_ms {
+            return;
+        }
+        self.containers_checked_ms = Some(at);
         for path in self.working.cleanup_candidates(now) {
             let txn = tree::cleanup_txn(&self.working, 0, now, &path);
             self.propose(txn, Origin::None, now);
