@@ -234,6 +234,9 @@ fn run(
         }
     }
     violations.extend(check_all(&hist, &trees));
+    if !violations.is_empty() {
+        keep_history(&ens, &addrs, &hist);
+    }
     let mut report = report(hist, faults, violations, log);
     report.disk_exits = disk_exits;
     report.nemesis_log.extend(
@@ -247,6 +250,52 @@ fn run(
         fail(&report, replay);
     }
     report
+}
+
+/// Writes the failed run's histories beside the members' dirs (kept on
+/// failure), one op per line in invocation order, with the member that
+/// answered, so a violation can be read in full.
+fn keep_history(ens: &Ensemble, addrs: &[String], hist: &Histories) {
+    let Some(dir) = ens
+        .sids()
+        .first()
+        .and_then(|&s| ens.member_dir(s).parent().map(Into::into))
+    else {
+        return;
+    };
+    let dir: std::path::PathBuf = dir;
+    let members: Vec<String> = ens
+        .sids()
+        .iter()
+        .map(|&s| format!("{s}={} ({})", ens.kind(s), ens.client_addr(s)))
+        .collect();
+    let head = format!(
+        "# members (index into addrs {addrs:?}): {}\n",
+        members.join(", ")
+    );
+    fn lines<C: std::fmt::Debug, R: std::fmt::Debug>(
+        head: &str,
+        ops: &[faults::history::Op<C, R>],
+    ) -> String {
+        let mut ops: Vec<&faults::history::Op<C, R>> = ops.iter().collect();
+        ops.sort_by_key(|o| o.invoke);
+        let mut out = head.to_string();
+        for o in ops {
+            out.push_str(&format!("{o:?}\n"));
+        }
+        out
+    }
+    for (name, text) in [
+        ("register", lines(&head, &hist.register)),
+        ("creates", lines(&head, &hist.creates)),
+        ("ephemerals", lines(&head, &hist.ephemerals)),
+    ] {
+        let path = dir.join(format!("history-{name}.txt"));
+        match std::fs::write(&path, text) {
+            Ok(()) => eprintln!("[faults] {name} history in {}", path.display()),
+            Err(e) => eprintln!("[faults] cannot write {}: {e}", path.display()),
+        }
+    }
 }
 
 /// What both kinds of member log when a write meets a full disk (the OS's

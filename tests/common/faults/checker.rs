@@ -573,6 +573,7 @@ mod tests {
             invoke,
             complete,
             outcome,
+            member: None,
         }
     }
 

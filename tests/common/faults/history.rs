@@ -63,6 +63,10 @@ pub struct Op<C, R> {
     /// For an info op: when the client gave up (the op may still apply later).
     pub complete: Nanos,
     pub outcome: Outcome<R>,
+    /// The member (index into the run's addresses) the client was on when the
+    /// op ended, when the workload knows it: which server answered, for
+    /// reading a failed history.
+    pub member: Option<usize>,
 }
 
 /// Collects the ops of one workload from many threads.
@@ -85,8 +89,18 @@ impl<C: Clone, R: Clone> Recorder<C, R> {
 
     /// Runs `f` as client `client`'s op `call` and records it with its times.
     pub fn run(&self, client: usize, call: C, f: impl FnOnce() -> Outcome<R>) -> Outcome<R> {
+        self.run_on(client, call, || (f(), None))
+    }
+
+    /// As [`Recorder::run`], with `f` also naming the member that answered.
+    pub fn run_on(
+        &self,
+        client: usize,
+        call: C,
+        f: impl FnOnce() -> (Outcome<R>, Option<usize>),
+    ) -> Outcome<R> {
         let invoke = self.now();
-        let outcome = f();
+        let (outcome, member) = f();
         let complete = self.now();
         self.push(Op {
             client,
@@ -94,6 +108,7 @@ impl<C: Clone, R: Clone> Recorder<C, R> {
             invoke,
             complete,
             outcome: outcome.clone(),
+            member,
         });
         outcome
     }

@@ -206,6 +206,14 @@ fn setup_on(addr: &str, seed: u64) {
     s.close();
 }
 
+impl Session {
+    /// The member the session is on (after a loss: the one it tries next), as
+    /// an index into the run's addresses.
+    pub fn member(&self) -> usize {
+        self.next
+    }
+}
+
 /// One client's session, moved between members on connection losses.
 pub struct Session {
     addrs: Vec<String>,
@@ -346,6 +354,8 @@ impl Session {
     /// One handshake on the next member: `Some(true)` connected (the held
     /// session, or a new one if none is held), `Some(false)` the held session
     /// has expired, `None` the member did not take us.
+    ///
+    /// (See [`Session::member`] for the member it tries.)
     pub fn reconnect(&mut self) -> Option<bool> {
         let addr = self.addrs[self.next].clone();
         let (id, passwd) = self.held.clone().unwrap_or((0, vec![0; 16]));
@@ -425,7 +435,9 @@ fn register_client(
 ) {
     let mut n = 0u64;
     while !stop.load(Ordering::SeqCst) {
-        let read = rec.run(i, RegCall::Read, || read_register(&mut s));
+        let read = rec.run_on(i, RegCall::Read, || {
+            (read_register(&mut s), Some(s.member()))
+        });
         if let Outcome::Ok(RegRes::Read { version, .. }) = read {
             n += 1;
             let value = format!("c{i}-{n}");
@@ -433,7 +445,9 @@ fn register_client(
                 expect: version,
                 value: value.clone(),
             };
-            rec.run(i, call, || write_register(&mut s, &value, version));
+            rec.run_on(i, call, || {
+                (write_register(&mut s, &value, version), Some(s.member()))
+            });
         }
         sleep_ms(think_ms);
     }
@@ -606,6 +620,7 @@ fn observe_expiry(
                     invoke,
                     complete: rec.now(),
                     outcome: Outcome::Ok(None),
+                    member: Some(owner.member()),
                 });
                 return true;
             }
