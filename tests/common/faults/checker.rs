@@ -334,9 +334,32 @@ impl Search {
         for i in next {
             out.push_str(&format!("\n    {:?}", ops[self.entries[i].op]));
         }
+        let v = node.version;
+        let near = |x: i32| (v - 1..=v + 1).contains(&x);
+        let mut around: Vec<&RegOp> = ops
+            .iter()
+            .filter(|o| match (&o.call, &o.outcome) {
+                (_, Outcome::Ok(RegRes::Read { version, .. })) => near(*version),
+                (_, Outcome::Ok(RegRes::Written { version })) => near(*version),
+                (RegCall::Write { expect, .. }, _) => near(*expect),
+                _ => false,
+            })
+            .collect();
+        around.sort_by_key(|o| o.invoke);
+        out.push_str(&format!(
+            "\n  every op at versions {}..={} (member = index of the member that answered):",
+            v - 1,
+            v + 1
+        ));
+        for o in around.iter().take(AROUND_OPS_SHOWN_MAX) {
+            out.push_str(&format!("\n    {o:?}"));
+        }
         out
     }
 }
+
+/// How many ops near the stuck version a register violation lists.
+const AROUND_OPS_SHOWN_MAX: usize = 40;
 
 /// Every client's register ops take effect in its own order: the versions it
 /// reads or writes never go back.
