@@ -9,7 +9,9 @@
 #   PROFILE_CONCURRENCY=4x1 scripts/profile-ensemble-leader.sh
 #
 # Knobs (environment): PROFILE_CONCURRENCY (64x8), PROFILE_SECONDS (8), PROFILE_WARMUP_S (4),
-# PROFILE_OUT (perf/leader-write-path), BENCH_CORRAL_CFG (extra zoo.cfg lines).
+# PROFILE_OUT (perf/leader-write-path), BENCH_CORRAL_CFG (extra zoo.cfg lines),
+# PROFILE_CALLGRAPH (fp; `dwarf` also unwinds through libc, e.g. to see who calls malloc:
+# `perf report -i OUT/perf.data --no-children -S _int_malloc -G`).
 # Needs `perf` (linux-perf) and root or perf_event_paranoid <= 1.
 set -euo pipefail
 
@@ -48,7 +50,8 @@ declare -A before
 for m in ${ens_members[prof]}; do
   while read -r tid name ut st; do before["$m $tid"]="$ut $st"; done < <(thread_ticks "${pid[$m]}")
 done
-perf record -g -p "$lpid" -o "$out/perf.data" -- sleep "$secs" 2> "$out/perf-record.txt"
+callgraph="${PROFILE_CALLGRAPH:-fp}"
+perf record --call-graph "$callgraph" -p "$lpid" -o "$out/perf.data" -- sleep "$secs" 2> "$out/perf-record.txt"
 hz="$(getconf CLK_TCK)"
 {
   printf '%-10s %-8s %-20s %8s %8s\n' member tid thread user_s sys_s

@@ -189,6 +189,15 @@ impl QuorumPacket {
         HEADER_BYTES + 4 + data_bytes_max + AUTHINFO_BYTES_MAX
     }
 
+    /// How many bytes [`encode`](Self::encode) appends.
+    pub fn encoded_len(&self) -> usize {
+        let data = self.data.as_ref().map_or(0, |d| d.len());
+        let auth = self.auth.as_ref().map_or(0, |ids| {
+            ids.iter().map(|id| 8 + id.scheme.len() + id.id.len()).sum()
+        });
+        HEADER_BYTES + 4 + data + 4 + auth
+    }
+
     /// Appends the packet's jute record to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.put_i32(self.kind.code());
@@ -827,9 +836,11 @@ mod tests {
             .collect()
     }
 
+    /// Encodes `p`, checking `encoded_len` says how long it is.
     fn encoded(p: &QuorumPacket) -> Vec<u8> {
         let mut out = Vec::new();
         p.encode(&mut out);
+        assert_eq!(p.encoded_len(), out.len(), "{p:?}");
         out
     }
 

@@ -36,6 +36,7 @@ use crate::proto::quorum::QuorumPacket;
 use crate::tree::zksnap::{ZkSnapDecoder, ZkSnapEncoder, ZkSnapKind};
 use crate::tree::Tree;
 use crate::zab::{self, ConnId, Input, Notification, Packet, ServerId, CORE_CONN_BIT};
+use bytes::Bytes;
 use futures::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::{TcpListener, TcpStream};
@@ -81,7 +82,9 @@ pub struct PeerAddr {
 }
 
 enum OutItem {
-    Bytes(Vec<u8>),
+    /// Encoded packets (shared: one PROPOSAL or COMMIT encoding goes to every
+    /// follower, see [`Peers::send`]).
+    Bytes(Bytes),
     Snapshot(Box<ZkSnapEncoder>),
 }
 
@@ -150,6 +153,31 @@ pub struct Peers {
     joiners: RefCell<BTreeMap<ServerId, Option<SocketAddr>>>,
     events: LocalSender<PeerEvent>,
     state: RefCell<State>,
+    /// The last PROPOSAL or COMMIT encoded, for the next follower (see `send`).
+    last_broadcast: RefCell<Option<(BroadcastKey, Bytes)>>,
+}
+
+/// Which broadcast packet an encoding is: a COMMIT by its zxid, a PROPOSAL by
+/// its zxid and its payload's buffer (the core hands every follower the same
+/// shared payload).
+#[derive(PartialEq, Eq)]
+enum BroadcastKey {
+    Proposal(zab::Zxid, usize, usize),
+    Commit(zab::Zxid),
+}
+
+impl BroadcastKey {
+    fn of(p: &Packet) -> Option<BroadcastKey> {
+        match p {
+            Packet::Proposal(e) => Some(BroadcastKey::Proposal(
+                e.zxid,
+                e.payload.as_ptr() as usize,
+                e.payload.len(),
+            )),
+            Packet::Commit { zxid } => Some(BroadcastKey::Commit(*zxid)),
+            _ => None,
+        }
+    }
 }
 
 impl Peers {
@@ -173,6 +201,7 @@ impl Peers {
             reconfig_enabled,
             joiners: RefCell::new(BTreeMap::new()),
             events: tx,
+            last_broadcast: RefCell::new(None),
             state: RefCell::new(State {
                 next_accepted: 1,
                 ..State::default()
@@ -248,7 +277,7 @@ impl Peers {
             Some((_, outbox)) => {
                 let mut b = Vec::new();
                 wire::encode_notification(&n, &mut b);
-                if outbox.push(OutItem::Bytes(b)) {
+                if outbox.push(OutItem::Bytes(b.into())) {
                     peer.last_sent = Some(n);
                 } else {
                     peer.slot = Some(n);
@@ -404,7 +433,7 @@ impl Peers {
             if let Some(n) = first {
                 let mut b = Vec::new();
                 wire::encode_notification(&n, &mut b);
-                outbox.push(OutItem::Bytes(b));
+                outbox.push(OutItem::Bytes(b.into()));
                 p.last_sent = Some(n);
             }
             p.link = Some((gen, outbox));
@@ -615,10 +644,26 @@ impl Peers {
         std::cell::RefMut::filter_map(self.state.borrow_mut(), |st| st.quorum.get_mut(&conn)).ok()
     }
 
-    /// Queues a packet on a quorum link (dropped if the link is gone).
+    /// Queues a packet on a quorum link (dropped if the link is gone). The
+    /// leader sends each PROPOSAL and COMMIT to every follower in a row: the
+    /// encoding of the last one is kept and shared (one encode and one
+    /// allocation per broadcast, not per follower).
     pub fn send(self: &Rc<Self>, conn: ConnId, packet: &Packet) {
-        let mut b = Vec::new();
-        wire::encode(packet).encode(&mut b);
+        let key = BroadcastKey::of(packet);
+        let cached = match (&key, &*self.last_broadcast.borrow()) {
+            (Some(k), Some((last, b))) if k == last => Some(b.clone()),
+            _ => None,
+        };
+        let b = cached.unwrap_or_else(|| {
+            let qp = wire::encode(packet);
+            let mut v = Vec::with_capacity(qp.encoded_len());
+            qp.encode(&mut v);
+            let b = Bytes::from(v);
+            if let Some(k) = key {
+                *self.last_broadcast.borrow_mut() = Some((k, b.clone()));
+            }
+            b
+        });
         self.push(conn, OutItem::Bytes(b));
     }
 
@@ -787,5 +832,24 @@ async fn write_snapshot(
         if wr.write_all(chunk).await.is_err() {
             return false;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::zab::{Entry, Zxid};
+
+    #[test]
+    fn a_broadcast_encoding_is_shared_only_for_the_same_packet() {
+        let z = Zxid::new(1, 5);
+        let payload = Bytes::from_static(b"txn");
+        let p = Packet::Proposal(Entry::new(z, payload.clone()));
+        let same = Packet::Proposal(Entry::new(z, payload));
+        let other_buffer = Packet::Proposal(Entry::new(z, Bytes::from(b"txn".to_vec())));
+        assert!(BroadcastKey::of(&p) == BroadcastKey::of(&same));
+        assert!(BroadcastKey::of(&p) != BroadcastKey::of(&other_buffer));
+        assert!(BroadcastKey::of(&Packet::Commit { zxid: z }) != BroadcastKey::of(&p));
+        assert!(BroadcastKey::of(&Packet::UpToDate).is_none());
     }
 }
