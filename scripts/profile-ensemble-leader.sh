@@ -10,6 +10,7 @@
 #
 # Knobs (environment): PROFILE_CONCURRENCY (64x8), PROFILE_SECONDS (8), PROFILE_WARMUP_S (4),
 # PROFILE_OUT (perf/leader-write-path), BENCH_CORRAL_CFG (extra zoo.cfg lines),
+# PROFILE_TARGET (leader; `follower` profiles one of the followers instead),
 # PROFILE_CALLGRAPH (fp; `dwarf` also unwinds through libc, e.g. to see who calls malloc:
 # `perf report -i OUT/perf.data --no-children -S _int_malloc -G`).
 # Needs `perf` (linux-perf) and root or perf_event_paranoid <= 1.
@@ -30,7 +31,10 @@ mkdir -p "$out"
 start_ensemble corral prof "$corral" "$corral_cfg"
 leader="$(ensemble_leader prof)"
 lpid="${pid[$leader]}"
-log "leader $leader (pid $lpid); load ${conc} writes for $((warmup + secs + 2)) s"
+if [[ "${PROFILE_TARGET:-leader}" == follower ]]; then
+  for m in ${ens_members[prof]}; do [[ $m != "$leader" ]] && { lpid="${pid[$m]}"; break; }; done
+fi
+log "leader $leader; profiling pid $lpid (${PROFILE_TARGET:-leader}); load ${conc} writes for $((warmup + secs + 2)) s"
 
 conns="${conc%x*}"; outstanding="${conc#*x}"
 "$loadgen" -s "$(ensemble_addrs prof)" --no-progress -w 0 -d $((warmup + secs + 2)) \

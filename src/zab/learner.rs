@@ -807,7 +807,8 @@ impl Replica {
             return true;
         }
         let committed = self.committed;
-        let next = self.log.iter().find(|e| e.zxid > committed).map(|e| e.zxid);
+        let at = self.log.partition_point(|e| e.zxid <= committed);
+        let next = self.log.get(at).map(|e| e.zxid);
         if next.is_none() {
             // The reference only warns (a commit for a proposal it never logged).
             tracing::warn!(id = self.cfg.id, "COMMIT {zxid} with no pending proposal");

@@ -335,7 +335,15 @@ impl Replica {
         let batch = self.batch_next;
         self.batch_next += 1;
         self.outstanding = Some(batch);
-        let out = std::mem::take(&mut self.out);
+        // The next batch starts at this one's sizes: under load a batch holds
+        // hundreds of outputs, and growing from empty each time reallocates.
+        let sized = OutBuf {
+            now: Vec::with_capacity(self.out.now.len()),
+            writes: Vec::with_capacity(self.out.writes.len()),
+            gated: Vec::with_capacity(self.out.gated.len()),
+            blocked: BTreeSet::new(),
+        };
+        let out = std::mem::replace(&mut self.out, sized);
         Some(Ready {
             replica: self.cfg.id,
             batch,
@@ -450,14 +458,12 @@ impl Replica {
     /// Gives the driver's state every logged txn up to `upto` it does not hold yet.
     /// They are in the window (everything after the commit point is).
     pub(super) fn apply_logged_upto(&mut self, upto: Zxid) {
+        // The window is in zxid order: find the range, not a scan per commit.
         let from = self.applied;
-        let entries: Vec<Entry> = self
-            .log
-            .iter()
-            .filter(|e| e.zxid > from && e.zxid <= upto)
-            .cloned()
-            .collect();
-        for e in entries {
+        let start = self.log.partition_point(|e| e.zxid <= from);
+        let end = self.log.partition_point(|e| e.zxid <= upto);
+        for i in start..end {
+            let e = self.log[i].clone();
             self.applied = e.zxid;
             self.event(Event::Apply(e));
         }
