@@ -15,6 +15,7 @@
 use super::{dir_size, View, NOT_SERVING, VERSION};
 use crate::server::msg::ConnSummary;
 use serde_json::{json, Map, Value};
+use std::sync::atomic::Ordering::Relaxed;
 
 /// What running a command asks the cores to do besides answering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -372,7 +373,10 @@ fn server_stats(v: &View) -> Map<String, Value> {
     let inner = obj(vec![
         ("packets_sent", json!(s.sum(|c| &c.packets_sent))),
         ("packets_received", json!(s.sum(|c| &c.packets_received))),
-        ("fsync_threshold_exceed_count", json!(0)),
+        (
+            "fsync_threshold_exceed_count",
+            json!(s.fsync_threshold_exceed_count.load(Relaxed)),
+        ),
         ("client_response_stats", unmeasured_sizes()),
         ("data_dir_size", json!(dir_size(&v.cfg.data_dir))),
         ("log_dir_size", json!(dir_size(v.cfg.log_dir()))),

@@ -673,9 +673,7 @@ impl Seq {
         if let Some(job) = self.log.begin_sync().map_err(|e| e.to_string())? {
             let started = std::time::Instant::now();
             let done = job.run();
-            self.stats
-                .log_sync_us
-                .record(started.elapsed().as_micros() as u64);
+            self.stats.record_log_sync(started.elapsed());
             self.log.finish_sync(done).map_err(|e| e.to_string())?;
         }
         Ok(())

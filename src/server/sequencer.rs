@@ -385,9 +385,7 @@ impl Sequencer {
                 self.syncing_tree = Some(self.tree.clone());
                 let started = std::time::Instant::now();
                 let done = job.run();
-                self.stats
-                    .log_sync_us
-                    .record(started.elapsed().as_micros() as u64);
+                self.stats.record_log_sync(started.elapsed());
                 Some(Box::pin(std::future::ready(done)))
             }
             Ok(None) => None,

@@ -187,6 +187,11 @@ pub struct ServerStats {
     pub commit_batch_size: Histogram,
     pub log_sync_us: Histogram,
     pub snapshot_ms: Histogram,
+    /// Log syncs slower than `fsync_warning_threshold_ms` (the reference's
+    /// fsync_threshold_exceed_count; not cleared by `srst`, as there).
+    pub fsync_threshold_exceed_count: AtomicU64,
+    /// fsync.warningthresholdms, fixed at start.
+    fsync_warning_threshold_ms: u64,
     /// Messages waiting in the sequencer's inbox when it last looked.
     pub sequencer_inbox_depth: AtomicU64,
     /// Connections open on every shard together (maxCnxns).
@@ -241,9 +246,33 @@ impl ServerStats {
             commit_batch_size: Histogram::default(),
             log_sync_us: Histogram::default(),
             snapshot_ms: Histogram::default(),
+            fsync_threshold_exceed_count: AtomicU64::new(0),
+            fsync_warning_threshold_ms: 1000,
             sequencer_inbox_depth: AtomicU64::new(0),
             admitted_connections: AlignedCount::default(),
             mode: AtomicU8::new(Mode::Standalone as u8),
+        }
+    }
+
+    /// Sets fsync.warningthresholdms (the config's; 1000 ms otherwise).
+    pub fn with_fsync_warning_threshold_ms(mut self, ms: u64) -> Self {
+        self.fsync_warning_threshold_ms = ms;
+        self
+    }
+
+    /// Books one log sync that took `elapsed`: the sync-time histogram, and the
+    /// threshold count when its whole milliseconds pass the warning threshold (as
+    /// the reference's FileTxnLog.commit, which also logs a warning then).
+    pub fn record_log_sync(&self, elapsed: std::time::Duration) {
+        self.log_sync_us.record(elapsed.as_micros() as u64);
+        let ms = elapsed.as_millis() as u64;
+        if ms > self.fsync_warning_threshold_ms {
+            self.fsync_threshold_exceed_count.fetch_add(1, Relaxed);
+            tracing::warn!(
+                "fsync-ing the transaction log took {ms} ms (fsync.warningthresholdms={}), \
+                 which adversely affects operation latency",
+                self.fsync_warning_threshold_ms
+            );
         }
     }
 
@@ -333,6 +362,7 @@ impl ServerStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn histogram_buckets_quantiles_and_merge() {
@@ -355,6 +385,25 @@ mod tests {
         h.reset();
         assert_eq!(h.snapshot(), HistogramSnapshot::default());
         assert_eq!(HistogramSnapshot::default().quantile(0.5), 0);
+    }
+
+    #[test]
+    fn log_syncs_past_the_warning_threshold_are_counted() {
+        let s = ServerStats::new(1).with_fsync_warning_threshold_ms(5);
+        for ms in [0, 5, 6, 2000] {
+            s.record_log_sync(Duration::from_millis(ms));
+        }
+        // As the reference: whole milliseconds strictly above the threshold.
+        assert_eq!(s.fsync_threshold_exceed_count.load(Relaxed), 2);
+        assert_eq!(s.log_sync_us.snapshot().count, 4);
+        let d = ServerStats::new(1);
+        d.record_log_sync(Duration::from_millis(1000));
+        d.record_log_sync(Duration::from_millis(1001));
+        assert_eq!(
+            d.fsync_threshold_exceed_count.load(Relaxed),
+            1,
+            "1000 ms default"
+        );
     }
 
     #[test]
