@@ -389,7 +389,7 @@ fn server_stats(v: &View) -> Map<String, Value> {
         ("min_latency", json!(min as i64)),
         ("num_alive_client_connections", json!(v.connections())),
         ("uptime", json!(s.started.elapsed().as_millis() as u64)),
-        ("auth_failed_count", json!(0)),
+        ("auth_failed_count", json!(s.sum(|c| &c.auth_failed))),
         ("non_mtlsremote_conn_count", json!(0)),
         ("non_mtlslocal_conn_count", json!(0)),
     ]);

@@ -190,6 +190,10 @@ impl View<'_> {
                 Int(self.stats.started.elapsed().as_millis() as i64),
             ),
             ("max_latency", Int(max as i64)),
+            (
+                "auth_failed_count",
+                Int(self.stats.sum(|s| &s.auth_failed) as i64),
+            ),
         ];
         if let Some(l) = &seq.leader {
             for (k, n) in [

@@ -687,6 +687,7 @@ impl ConnIo {
         }
         c.closing = true;
         let peer = c.peer;
+        sh.counters().auth_failed.fetch_add(1, Relaxed);
         let hint = match not_tls {
             true => " (not TLS: a plaintext client on secureClientPort?)",
             false => "",
@@ -924,6 +925,7 @@ impl Shard {
         let subject = match tls::rfc2253_subject(cert) {
             Ok(s) => s,
             Err(e) => {
+                self.counters().auth_failed.fetch_add(1, Relaxed);
                 self.close_with(cid, &format!("x509 authentication failed: {e}"));
                 return;
             }

@@ -25,6 +25,11 @@ pub struct ShardCounters {
     /// commit), microseconds from arrival to reply: `readlatency` / `updatelatency`.
     pub read_latency_us: Histogram,
     pub update_latency_us: Histogram,
+    /// TLS handshakes on the secure port that failed (timed out, not TLS, or the
+    /// client's certificate refused): the reference's auth_failed_count, which its
+    /// Netty factory counts there and nowhere else (not for SASL or addauth). Not
+    /// cleared by `srst`, as there.
+    pub auth_failed: AtomicU64,
 }
 
 impl ShardCounters {
