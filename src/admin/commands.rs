@@ -390,8 +390,14 @@ fn server_stats(v: &View) -> Map<String, Value> {
         ("num_alive_client_connections", json!(v.connections())),
         ("uptime", json!(s.started.elapsed().as_millis() as u64)),
         ("auth_failed_count", json!(s.sum(|c| &c.auth_failed))),
-        ("non_mtlsremote_conn_count", json!(0)),
-        ("non_mtlslocal_conn_count", json!(0)),
+        (
+            "non_mtlsremote_conn_count",
+            json!(s.sum(|c| &c.non_mtls_remote_conns)),
+        ),
+        (
+            "non_mtlslocal_conn_count",
+            json!(s.sum(|c| &c.non_mtls_local_conns)),
+        ),
     ]);
     let mut m = obj(vec![
         ("version", json!(format!("{VERSION}, built for corral"))),

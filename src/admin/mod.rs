@@ -168,6 +168,10 @@ impl View<'_> {
             ("znode_count", Int(seq.node_count as i64)),
             ("global_sessions", Int(seq.sessions.len() as i64)),
             (
+                "non_mtls_remote_conn_count",
+                Int(self.stats.sum(|s| &s.non_mtls_remote_conns) as i64),
+            ),
+            (
                 "packets_sent",
                 Int(self.stats.sum(|s| &s.packets_sent) as i64),
             ),
@@ -176,6 +180,10 @@ impl View<'_> {
                 Int(self.stats.sum(|s| &s.packets_received) as i64),
             ),
             ("watch_count", Int(watches as i64)),
+            (
+                "auth_failed_count",
+                Int(self.stats.sum(|s| &s.auth_failed) as i64),
+            ),
             ("min_latency", Int(min as i64)),
             ("max_file_descriptor_count", Int(max_file_descriptors())),
             (
@@ -191,8 +199,8 @@ impl View<'_> {
             ),
             ("max_latency", Int(max as i64)),
             (
-                "auth_failed_count",
-                Int(self.stats.sum(|s| &s.auth_failed) as i64),
+                "non_mtls_local_conn_count",
+                Int(self.stats.sum(|s| &s.non_mtls_local_conns) as i64),
             ),
         ];
         if let Some(l) = &seq.leader {

@@ -363,6 +363,9 @@ async fn accept_loop(
         let Some(cid) = shard.borrow_mut().admit(peer) else {
             continue;
         };
+        if session.is_none() {
+            shard.borrow().count_plaintext_conn(peer);
+        }
         glommio::spawn_local(serve_conn(shard.clone(), stream, cid, session)).detach();
     }
 }
@@ -687,7 +690,6 @@ impl ConnIo {
         }
         c.closing = true;
         let peer = c.peer;
-        sh.counters().auth_failed.fetch_add(1, Relaxed);
         let hint = match not_tls {
             true => " (not TLS: a plaintext client on secureClientPort?)",
             false => "",
@@ -725,6 +727,11 @@ async fn serve_conn(
     };
     let _ = futures_lite::AsyncWriteExt::close(&mut stream).await;
     let mut sh = shard.borrow_mut();
+    if io.tls.as_ref().is_some_and(|t| t.is_handshaking()) {
+        // Refused, timed out or closed by the client before the handshake ended:
+        // the reference's Netty factory counts each as an authentication failure.
+        sh.counters().auth_failed.fetch_add(1, Relaxed);
+    }
     let peer = sh.conns.get(&cid).map(|c| c.peer);
     sh.close_conn(cid);
     if let (Some(why), Some(p)) = (reason, peer) {
@@ -822,6 +829,15 @@ fn frame(build: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
 impl Shard {
     fn counters(&self) -> &super::stats::ShardCounters {
         &self.stats.shards[self.id]
+    }
+
+    /// A plaintext connection was admitted (see `ShardCounters::non_mtls_local_conns`).
+    fn count_plaintext_conn(&self, peer: SocketAddr) {
+        let c = self.counters();
+        match peer.ip().to_canonical().is_loopback() {
+            true => c.non_mtls_local_conns.fetch_add(1, Relaxed),
+            false => c.non_mtls_remote_conns.fetch_add(1, Relaxed),
+        };
     }
 
     fn open_conn(&mut self, peer: SocketAddr) -> ConnId {

@@ -25,11 +25,20 @@ pub struct ShardCounters {
     /// commit), microseconds from arrival to reply: `readlatency` / `updatelatency`.
     pub read_latency_us: Histogram,
     pub update_latency_us: Histogram,
-    /// TLS handshakes on the secure port that failed (timed out, not TLS, or the
-    /// client's certificate refused): the reference's auth_failed_count, which its
+    /// TLS handshakes on the secure port that did not complete (refused, timed out,
+    /// not TLS, closed by the client) and client certificates whose subject could
+    /// not be read: the reference's auth_failed_count, which its
     /// Netty factory counts there and nowhere else (not for SASL or addauth). Not
     /// cleared by `srst`, as there.
     pub auth_failed: AtomicU64,
+    /// Plaintext client connections accepted, from another host / from loopback:
+    /// the reference's non_mtls_remote_conn_count / non_mtls_local_conn_count.
+    /// Its Netty factory counts every channel without TLS; its NIO factory (the
+    /// default, plaintext only) never counts. corral's one connection stack serves
+    /// both ports as the Netty factory does, so it counts as that one. Not cleared
+    /// by `srst`, as there.
+    pub non_mtls_remote_conns: AtomicU64,
+    pub non_mtls_local_conns: AtomicU64,
 }
 
 impl ShardCounters {
