@@ -142,8 +142,8 @@ fn every_command_answers_as_the_reference_does() {
     let corral = Server::corral(&format!(
         "admin.enableServer=true\nadmin.serverAddress=127.0.0.1\nadmin.serverPort={corral_admin}\n"
     ));
-    let _r = operate(&reference.addr());
-    let _c = operate(&corral.addr());
+    let mut ref_client = operate(&reference.addr());
+    let mut corral_client = operate(&corral.addr());
     let (ra, ca) = (
         format!("127.0.0.1:{ref_admin}"),
         format!("127.0.0.1:{corral_admin}"),
@@ -183,6 +183,10 @@ fn every_command_answers_as_the_reference_does() {
         "approximate_data_size",
         "local_sessions",
         "outstanding_requests",
+        "last_client_response_size",
+        "min_client_response_size",
+        "max_client_response_size",
+        "auth_failed_count",
     ] {
         assert_eq!(r[k], c[k], "monitor {k}");
     }
@@ -225,9 +229,30 @@ fn every_command_answers_as_the_reference_does() {
         path_sets(&r["session_id_to_ephemeral_paths"]),
         path_sets(&c["session_id_to_ephemeral_paths"])
     );
+    // stat_reset above cleared the reply sizes: two replies of known sizes.
+    for client in [&mut ref_client, &mut corral_client] {
+        for path in ["/a", "/nosuch"] {
+            let get = Request::GetData {
+                path: path.into(),
+                watch: false,
+            };
+            client.call(&get).unwrap();
+        }
+    }
     let (r, c) = (command(&ra, "srvr"), command(&ca, "srvr"));
     assert_eq!(r["node_count"], c["node_count"]);
     assert_eq!(keys(&r["server_stats"]), keys(&c["server_stats"]));
+    // Reply sizes after the same requests (the HTTP commands are not replies).
+    assert_eq!(r["client_response"], c["client_response"], "{r}\n{c}");
+    assert_eq!(
+        c["client_response"],
+        serde_json::json!({"last_buffer_size": 16, "min_buffer_size": 16, "max_buffer_size": 90}),
+        "a NoNode reply is a bare header; /a's holds 2 bytes of data and a Stat"
+    );
+    assert_eq!(
+        r["server_stats"]["client_response_stats"],
+        c["server_stats"]["client_response_stats"]
+    );
     let (r, c) = (command(&ra, "cons"), command(&ca, "cons"));
     let (rc, cc) = (keys(&r["connections"][0]), keys(&c["connections"][0]));
     assert!(cc.is_subset(&rc), "cons entry keys: {cc:?} / {rc:?}");
@@ -387,13 +412,36 @@ fn mntr_keys_in_an_ensemble_are_the_reference_ones() {
         let leader = e.wait_leader();
         let follower = e.sids().into_iter().find(|&s| s != leader).unwrap();
         e.wait_serving(follower);
+        // One write through the leader: its proposal's size (TxnHeader, CreateTxn
+        // and digest, as serialized for the PROPOSAL packet).
+        let mut c = RawClient::connect(&e.client_addr(leader), 10_000);
+        let create = Request::Create(CreateRequest {
+            kind: CreateKind::Create,
+            path: "/p".into(),
+            data: Some(b"xy".to_vec()),
+            acl: Acl::open(),
+            flags: 0,
+            ttl: -1,
+        });
+        assert_eq!(c.call(&create).unwrap().err, 0);
+        let mntr = four_letter_word(&e.client_addr(leader), "mntr").unwrap();
+        let last_proposal = mntr
+            .lines()
+            .find_map(|l| l.strip_prefix("zk_last_proposal_size\t"))
+            .map(str::to_string);
         (
             mntr_keys(&e.client_addr(leader)),
             mntr_keys(&e.client_addr(follower)),
+            last_proposal,
         )
     };
-    let (ref_leader, ref_follower) = keys_by_role(Kind::Reference);
-    let (leader, follower) = keys_by_role(Kind::Corral);
+    let (ref_leader, ref_follower, ref_proposal) = keys_by_role(Kind::Reference);
+    let (leader, follower, proposal) = keys_by_role(Kind::Corral);
+    assert!(ref_proposal.is_some(), "the reference's leader mntr");
+    assert_eq!(
+        proposal, ref_proposal,
+        "last_proposal_size after one create"
+    );
     for (role, r, c) in [
         ("leader", &ref_leader, &leader),
         ("follower", &ref_follower, &follower),

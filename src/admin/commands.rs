@@ -14,6 +14,7 @@
 
 use super::{dir_size, View, NOT_SERVING, VERSION};
 use crate::server::msg::ConnSummary;
+use crate::server::stats::SizeSnapshot;
 use serde_json::{json, Map, Value};
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -360,16 +361,16 @@ fn monitor(v: &View) -> Map<String, Value> {
         .collect()
 }
 
-/// A buffer-size triple the reference reports as -1s until it measures one;
-/// corral does not measure response sizes.
-fn unmeasured_sizes() -> Value {
-    json!({"last_buffer_size": -1, "min_buffer_size": -1, "max_buffer_size": -1})
+/// A BufferStats as the reference's JSON shows it (-1s until a size is seen).
+fn buffer_sizes(s: SizeSnapshot) -> Value {
+    json!({"last_buffer_size": s.last, "min_buffer_size": s.min, "max_buffer_size": s.max})
 }
 
 fn server_stats(v: &View) -> Map<String, Value> {
     let (min, avg, max) = v.stats.latency_ms();
     let seq = v.sequencer.clone().unwrap_or_default();
     let s = v.stats;
+    let responses = s.client_response_sizes();
     let inner = obj(vec![
         ("packets_sent", json!(s.sum(|c| &c.packets_sent))),
         ("packets_received", json!(s.sum(|c| &c.packets_received))),
@@ -377,7 +378,7 @@ fn server_stats(v: &View) -> Map<String, Value> {
             "fsync_threshold_exceed_count",
             json!(s.fsync_threshold_exceed_count.load(Relaxed)),
         ),
-        ("client_response_stats", unmeasured_sizes()),
+        ("client_response_stats", buffer_sizes(responses)),
         ("data_dir_size", json!(dir_size(&v.cfg.data_dir))),
         ("log_dir_size", json!(dir_size(v.cfg.log_dir()))),
         ("provider_null", json!(false)),
@@ -403,10 +404,11 @@ fn server_stats(v: &View) -> Map<String, Value> {
         ("version", json!(format!("{VERSION}, built for corral"))),
         ("read_only", json!(false)),
         ("server_stats", Value::Object(inner)),
-        ("client_response", unmeasured_sizes()),
+        ("client_response", buffer_sizes(responses)),
     ]);
     if seq.leader.is_some() {
-        m.insert("proposal_stats".into(), unmeasured_sizes());
+        let proposals = buffer_sizes(s.proposal_bytes.snapshot());
+        m.insert("proposal_stats".into(), proposals);
     }
     m.insert("node_count".into(), json!(seq.node_count));
     m

@@ -156,6 +156,7 @@ impl View<'_> {
         use MonitorValue::{Float, Int};
         let seq = self.sequencer.clone().unwrap_or_default();
         let (min, avg, max) = self.stats.latency_ms();
+        let responses = self.stats.client_response_sizes();
         let watches: usize = self.shards.iter().map(|s| s.watch_count).sum();
         let mut out: Vec<(&'static str, MonitorValue)> = vec![
             ("ephemerals_count", Int(seq.ephemeral_count as i64)),
@@ -171,6 +172,7 @@ impl View<'_> {
                 "non_mtls_remote_conn_count",
                 Int(self.stats.sum(|s| &s.non_mtls_remote_conns) as i64),
             ),
+            ("last_client_response_size", Int(responses.last)),
             (
                 "packets_sent",
                 Int(self.stats.sum(|s| &s.packets_sent) as i64),
@@ -179,6 +181,7 @@ impl View<'_> {
                 "packets_received",
                 Int(self.stats.sum(|s| &s.packets_received) as i64),
             ),
+            ("max_client_response_size", Int(responses.max)),
             ("watch_count", Int(watches as i64)),
             (
                 "auth_failed_count",
@@ -198,6 +201,7 @@ impl View<'_> {
                 Int(self.stats.started.elapsed().as_millis() as i64),
             ),
             ("max_latency", Int(max as i64)),
+            ("min_client_response_size", Int(responses.min)),
             (
                 "non_mtls_local_conn_count",
                 Int(self.stats.sum(|s| &s.non_mtls_local_conns) as i64),
@@ -213,6 +217,10 @@ impl View<'_> {
             ] {
                 out.push((k, Int(n as i64)));
             }
+            let p = self.stats.proposal_bytes.snapshot();
+            out.push(("last_proposal_size", Int(p.last)));
+            out.push(("max_proposal_size", Int(p.max)));
+            out.push(("min_proposal_size", Int(p.min)));
         }
         out
     }

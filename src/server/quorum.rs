@@ -1407,6 +1407,8 @@ impl Seq {
         self.enc.clear();
         let digest = txn.carries_digest().then(|| self.working.digest());
         txn.encode(&mut self.enc, digest);
+        // One writer (this core): the time stamp only orders merged stats.
+        self.stats.proposal_bytes.record(self.enc.len() as u64, 0);
         let entry = Entry {
             zxid,
             payload: Bytes::copy_from_slice(&self.enc),

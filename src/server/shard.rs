@@ -1253,7 +1253,7 @@ impl Shard {
         let c = self.conns.get_mut(&cid).unwrap();
         if c.queue.is_empty() {
             c.out.extend_from_slice(&bytes);
-            self.count_reply(cid, None, false);
+            self.count_reply(cid, None, false, bytes.len());
         } else {
             c.enqueue(
                 Pending::Ready(bytes),
@@ -1262,16 +1262,28 @@ impl Shard {
         }
     }
 
-    /// Books one reply that was just appended to a connection's output: the
-    /// connection's and the shard's counters, and the request's latency if timed
-    /// (`update`: it answered a write, else a read).
-    fn count_reply(&mut self, cid: ConnId, since: Option<Instant>, update: bool) {
+    /// Books one reply of `frame_bytes` (length prefix included) that was just
+    /// appended to a connection's output: the connection's and the shard's
+    /// counters, and the request's latency if timed (`update`: it answered a
+    /// write, else a read).
+    fn count_reply(
+        &mut self,
+        cid: ConnId,
+        since: Option<Instant>,
+        update: bool,
+        frame_bytes: usize,
+    ) {
         if let Some(c) = self.conns.get_mut(&cid) {
             c.sent += 1;
             c.last_zxid = self.last_zxid;
         }
         let counters = &self.stats.shards[self.id];
         counters.packets_sent.fetch_add(1, Relaxed);
+        // The reference's size excludes the 4-byte length prefix.
+        let body = frame_bytes.saturating_sub(4) as u64;
+        counters
+            .response_bytes
+            .record(body, self.stats.since_start_us(self.now));
         if let Some(at) = since {
             let us = self.now.saturating_duration_since(at).as_micros() as u64;
             counters.record_reply_latency_us(us, update);
@@ -1285,11 +1297,13 @@ impl Shard {
             return;
         };
         let mut out = std::mem::take(&mut c.out);
+        let before = out.len();
         self.serve_read_into(&mut out, cid, xid, req);
+        let frame_bytes = out.len() - before;
         if let Some(c) = self.conns.get_mut(&cid) {
             c.out = out;
         }
-        self.count_reply(cid, Some(since), false);
+        self.count_reply(cid, Some(since), false, frame_bytes);
     }
 
     /// auth: the reply echoes the request's xid (the reference's clients send −4,
@@ -1726,12 +1740,14 @@ impl Shard {
             }
         };
         c.complete_front(&self.stats.shards[self.id].outstanding);
+        let before = c.out.len();
         write_reply(&mut c.out, xid, zxid, result.as_ref().map_err(|e| *e));
+        let frame_bytes = c.out.len() - before;
         if let Err(ErrorCode::SessionMoved) = result {
             // As the reference: the session lives on another connection now.
             c.closing = true;
         }
-        self.count_reply(cid, Some(at), true);
+        self.count_reply(cid, Some(at), true, frame_bytes);
         self.drain(cid);
         self.enforce_queued_bytes_max(cid);
     }
@@ -1766,7 +1782,7 @@ impl Shard {
             match c.complete_front(outstanding) {
                 Some(Pending::Ready(bytes)) => {
                     c.out.extend_from_slice(&bytes);
-                    self.count_reply(cid, None, false);
+                    self.count_reply(cid, None, false, bytes.len());
                 }
                 Some(Pending::Read { xid, req, at }) => self.answer_read(cid, xid, req, at),
                 _ => unreachable!("drain_waiting saw a Ready or Read at the front"),

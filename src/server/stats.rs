@@ -39,6 +39,9 @@ pub struct ShardCounters {
     /// by `srst`, as there.
     pub non_mtls_remote_conns: AtomicU64,
     pub non_mtls_local_conns: AtomicU64,
+    /// Bytes of each reply this shard wrote (the reference's client response
+    /// BufferStats: header and body, no length prefix). Cleared by `srst`.
+    pub response_bytes: SizeStats,
 }
 
 impl ShardCounters {
@@ -76,6 +79,96 @@ impl ShardCounters {
         }
         self.read_latency_us.reset();
         self.update_latency_us.reset();
+        self.response_bytes.reset();
+    }
+}
+
+/// The reference's BufferStats: the last, smallest and largest size seen, with
+/// when the last one was seen (µs since the server started) so that several
+/// (every shard's) merge into one. Relaxed atomics, one writer. A size of 0 is
+/// not recorded (no reply or proposal is empty).
+#[derive(Default)]
+pub struct SizeStats {
+    last_bytes: AtomicU64,
+    min_bytes: AtomicU64,
+    max_bytes: AtomicU64,
+    last_at_us: AtomicU64,
+}
+
+/// What a [`SizeStats`] held when read; -1s until a size is seen, as the
+/// reference prints them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SizeSnapshot {
+    pub last: i64,
+    pub min: i64,
+    pub max: i64,
+    last_at_us: u64,
+}
+
+impl SizeStats {
+    pub fn record(&self, bytes: u64, at_us: u64) {
+        if bytes == 0 {
+            return;
+        }
+        self.last_bytes.store(bytes, Relaxed);
+        self.last_at_us.store(at_us, Relaxed);
+        let min = self.min_bytes.load(Relaxed);
+        if min == 0 || bytes < min {
+            self.min_bytes.store(bytes, Relaxed);
+        }
+        if bytes > self.max_bytes.load(Relaxed) {
+            self.max_bytes.store(bytes, Relaxed);
+        }
+    }
+
+    pub fn reset(&self) {
+        for a in [
+            &self.last_bytes,
+            &self.min_bytes,
+            &self.max_bytes,
+            &self.last_at_us,
+        ] {
+            a.store(0, Relaxed);
+        }
+    }
+
+    pub fn snapshot(&self) -> SizeSnapshot {
+        let max = self.max_bytes.load(Relaxed);
+        if max == 0 {
+            return SizeSnapshot::NONE;
+        }
+        let signed = |a: &AtomicU64| a.load(Relaxed).min(i64::MAX as u64) as i64;
+        SizeSnapshot {
+            last: signed(&self.last_bytes),
+            min: signed(&self.min_bytes),
+            max: max.min(i64::MAX as u64) as i64,
+            last_at_us: self.last_at_us.load(Relaxed),
+        }
+    }
+}
+
+impl SizeSnapshot {
+    pub const NONE: SizeSnapshot = SizeSnapshot {
+        last: -1,
+        min: -1,
+        max: -1,
+        last_at_us: 0,
+    };
+
+    /// Both together: the later `last`, the smaller min, the larger max.
+    pub fn merge(&mut self, o: &SizeSnapshot) {
+        if o.max < 0 {
+            return;
+        }
+        if self.max < 0 {
+            *self = *o;
+            return;
+        }
+        if o.last_at_us >= self.last_at_us {
+            (self.last, self.last_at_us) = (o.last, o.last_at_us);
+        }
+        self.min = self.min.min(o.min);
+        self.max = self.max.max(o.max);
     }
 }
 
@@ -201,6 +294,9 @@ pub struct ServerStats {
     pub commit_batch_size: Histogram,
     pub log_sync_us: Histogram,
     pub snapshot_ms: Histogram,
+    /// Quorum mode, on the leader: bytes of each proposal it sent (the reference's
+    /// proposal_stats, last/min/max_proposal_size). Written by the sequencer core.
+    pub proposal_bytes: SizeStats,
     /// Log syncs slower than `fsync_warning_threshold_ms` (the reference's
     /// fsync_threshold_exceed_count; not cleared by `srst`, as there).
     pub fsync_threshold_exceed_count: AtomicU64,
@@ -260,6 +356,7 @@ impl ServerStats {
             commit_batch_size: Histogram::default(),
             log_sync_us: Histogram::default(),
             snapshot_ms: Histogram::default(),
+            proposal_bytes: SizeStats::default(),
             fsync_threshold_exceed_count: AtomicU64::new(0),
             fsync_warning_threshold_ms: 1000,
             sequencer_inbox_depth: AtomicU64::new(0),
@@ -345,6 +442,20 @@ impl ServerStats {
         all
     }
 
+    /// Every shard's reply sizes together (the reference's client_response_stats).
+    pub fn client_response_sizes(&self) -> SizeSnapshot {
+        let mut all = SizeSnapshot::NONE;
+        for s in &self.shards {
+            all.merge(&s.response_bytes.snapshot());
+        }
+        all
+    }
+
+    /// Microseconds since the server started, for [`SizeStats::record`].
+    pub fn since_start_us(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.started).as_micros() as u64
+    }
+
     pub fn sum(&self, f: impl Fn(&ShardCounters) -> &AtomicU64) -> u64 {
         self.shards.iter().map(|s| f(s).load(Relaxed)).sum()
     }
@@ -418,6 +529,23 @@ mod tests {
             1,
             "1000 ms default"
         );
+    }
+
+    #[test]
+    fn sizes_merge_the_latest_last_and_the_extremes() {
+        let s = ServerStats::new(2);
+        assert_eq!(s.client_response_sizes(), SizeSnapshot::NONE);
+        s.shards[0].response_bytes.record(40, 10);
+        s.shards[0].response_bytes.record(16, 11);
+        s.shards[1].response_bytes.record(90, 12);
+        s.shards[1].response_bytes.record(0, 13);
+        let m = s.client_response_sizes();
+        assert_eq!((m.last, m.min, m.max), (90, 16, 90));
+        s.shards[0].response_bytes.record(20, 14);
+        assert_eq!(s.client_response_sizes().last, 20);
+        s.shards[0].reset();
+        s.shards[1].reset();
+        assert_eq!(s.client_response_sizes(), SizeSnapshot::NONE);
     }
 
     #[test]
