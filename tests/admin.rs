@@ -255,7 +255,45 @@ fn every_command_answers_as_the_reference_does() {
     );
     let (r, c) = (command(&ra, "cons"), command(&ca, "cons"));
     let (rc, cc) = (keys(&r["connections"][0]), keys(&c["connections"][0]));
-    assert!(cc.is_subset(&rc), "cons entry keys: {cc:?} / {rc:?}");
+    assert_eq!(cc, rc, "cons entry keys");
+    // connection_stat_reset ran above; then the same two reads on each.
+    for k in [
+        "last_operation",
+        "last_cxid",
+        "packets_received",
+        "packets_sent",
+        "session_timeout",
+        "outstanding_requests",
+    ] {
+        assert_eq!(
+            r["connections"][0][k], c["connections"][0][k],
+            "cons {k}:\n{r}\n{c}"
+        );
+    }
+    assert_eq!(c["connections"][0]["last_operation"], Value::from("GETD"));
+    let established = c["connections"][0]["established"].as_u64().unwrap();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(
+        established > 0 && established <= now_ms,
+        "established {established}"
+    );
+    // The four-letter cons: the same fields, in the reference's format.
+    let field_names = |text: &str| -> Vec<String> {
+        let line = text.lines().find(|l| l.contains("sid=")).unwrap_or("");
+        line.split(['(', ',', ')'])
+            .skip(1)
+            .filter_map(|f| f.split_once('=').map(|(k, _)| k.to_string()))
+            .collect()
+    };
+    let (rt, ct) = (
+        four_letter_word(&reference.addr(), "cons").unwrap(),
+        four_letter_word(&corral.addr(), "cons").unwrap(),
+    );
+    assert_eq!(field_names(&rt), field_names(&ct), "{rt}\n{ct}");
+    assert!(ct.contains(",lop=GETD,"), "{ct}");
 
     // An unknown command: 200 and the reference's error, on both.
     for addr in [&ra, &ca] {

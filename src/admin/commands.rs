@@ -185,10 +185,22 @@ fn connection(c: &ConnSummary, full: bool) -> Value {
         ("packets_received", json!(c.received)),
         ("packets_sent", json!(c.sent)),
     ]);
-    if full && c.session_id != 0 {
-        m.insert("session_id".into(), json!(c.session_id));
-        m.insert("session_timeout".into(), json!(c.timeout_ms));
-        m.insert("last_zxid".into(), json!(c.last_zxid));
+    if full {
+        for (k, v) in [
+            ("session_id", json!(c.session_id)),
+            ("last_operation", json!(c.last_operation)),
+            ("established", json!(c.established_ms)),
+            ("session_timeout", json!(c.timeout_ms)),
+            ("last_cxid", json!(c.last_cxid)),
+            ("last_zxid", json!(c.last_zxid)),
+            ("last_response_time", json!(c.last_response_ms)),
+            ("last_latency", json!(c.last_latency_ms)),
+            ("min_latency", json!(c.min_latency_ms)),
+            ("avg_latency", json!(c.avg_latency_ms)),
+            ("max_latency", json!(c.max_latency_ms)),
+        ] {
+            m.insert(k.into(), v);
+        }
     }
     Value::Object(m)
 }

@@ -266,28 +266,41 @@ impl View<'_> {
     fn client_lines(&self, out: &mut String, detailed: bool) {
         for s in &self.shards {
             for c in &s.connections {
-                if detailed {
-                    let _ = writeln!(
-                        out,
-                        " /{}[1](queued={},recved={},sent={},sid={:#x},lzxid={:#x},to={})",
-                        c.peer,
-                        c.queued,
-                        c.received,
-                        c.sent,
-                        c.session_id,
-                        c.last_zxid,
-                        c.timeout_ms
-                    );
-                } else {
-                    let _ = writeln!(
-                        out,
-                        " /{}[1](queued={},recved={},sent={})",
-                        c.peer, c.queued, c.received, c.sent
-                    );
+                let _ = write!(
+                    out,
+                    " /{}[1](queued={},recved={},sent={}",
+                    c.peer, c.queued, c.received, c.sent
+                );
+                if detailed && c.session_id != 0 {
+                    connection_details(out, c);
                 }
+                out.push_str(")\n");
             }
         }
     }
+}
+
+/// The reference's `cons` details of a connection with a session (its
+/// dumpConnectionInfo): lcxid only once a request with a real xid was answered.
+fn connection_details(out: &mut String, c: &crate::server::msg::ConnSummary) {
+    let _ = write!(
+        out,
+        ",sid={:#x},lop={},est={},to={}",
+        c.session_id, c.last_operation, c.established_ms, c.timeout_ms
+    );
+    if c.last_cxid >= 0 {
+        let _ = write!(out, ",lcxid={:#x}", c.last_cxid);
+    }
+    let _ = write!(
+        out,
+        ",lzxid={:#x},lresp={},llat={},minlat={},avglat={},maxlat={}",
+        c.last_zxid,
+        c.last_response_ms,
+        c.last_latency_ms,
+        c.min_latency_ms,
+        c.avg_latency_ms,
+        c.max_latency_ms
+    );
 }
 
 /// The reference's detailed peer state: `leading - broadcast`, `following -

@@ -40,7 +40,10 @@ pub enum ToSequencer {
 pub enum ToShard {
     Batch(Arc<Batch>),
     Report(flume::Sender<ShardReport>),
+    /// `srst`: the shard's counters.
     ResetStats,
+    /// `crst`: every connection's own counters and stats.
+    ResetConnectionStats,
     /// The member stopped serving (quorum mode): close every client connection.
     CloseAll(String),
     /// A stop began: close the listeners; connections are served on.
@@ -160,4 +163,16 @@ pub struct ConnSummary {
     pub sent: u64,
     pub last_zxid: i64,
     pub timeout_ms: i32,
+    /// The reference's per-connection stats (ServerCnxn.getConnectionInfo):
+    /// accepted at (ms since the Unix epoch), the last request answered (its
+    /// four-letter name, xid, and when: ms since the server started), and reply
+    /// latencies in ms.
+    pub established_ms: u64,
+    pub last_operation: &'static str,
+    pub last_cxid: i64,
+    pub last_response_ms: u64,
+    pub last_latency_ms: u64,
+    pub min_latency_ms: u64,
+    pub avg_latency_ms: u64,
+    pub max_latency_ms: u64,
 }

@@ -18,7 +18,7 @@
 
 use super::inbox;
 use super::msg::*;
-use super::stats::ServerStats;
+use super::stats::{self, ServerStats};
 use super::tls::{self, ServerTls, TlsFailure, TlsInput, TlsSession};
 use super::Mesh;
 use crate::admin;
@@ -59,12 +59,18 @@ enum Phase {
 
 enum Pending {
     /// A write at the sequencer; its reply releases what queued behind it.
-    Write { xid: i32, at: Instant },
+    /// `op`: its name in the connection stats (`stats::operation_name`).
+    Write {
+        xid: i32,
+        at: Instant,
+        op: &'static str,
+    },
     /// A read that arrived behind a pending write (or while earlier replies wait for
     /// room in the connection's output: see `drain`).
     Read { xid: i32, req: Request, at: Instant },
-    /// A reply computed on arrival (ping, auth, setWatches), waiting for its turn.
-    Ready(Vec<u8>),
+    /// A reply computed on arrival (ping, auth, setWatches), waiting for its turn;
+    /// what the connection stats book for it, if anything.
+    Ready(Vec<u8>, Option<Answered>),
     /// A write that arrived behind a deferred read: it goes to the sequencer only when
     /// the reads before it have been served, so none of them can see it.
     Unsent(Box<WriteReq>, Instant),
@@ -94,6 +100,9 @@ struct Conn {
     received: u64,
     sent: u64,
     last_zxid: i64,
+    /// When it was accepted, ms since the Unix epoch (the reference's `established`).
+    established_ms: u64,
+    stats: ConnStats,
     /// This connection's SASL DIGEST-MD5 exchange (a nonce at most: bounded).
     sasl: DigestServer,
 }
@@ -120,6 +129,58 @@ impl Conn {
     /// stopped there because the output was full, and goes on once it is not.
     fn drain_waiting(&self) -> bool {
         !matches!(self.queue.front(), None | Some(Pending::Write { .. }))
+    }
+}
+
+/// What a connection's stats book for one reply, as the reference's
+/// updateStatsForResponse: the request's operation name, xid and arrival.
+#[derive(Debug, Clone, Copy)]
+struct Answered {
+    op: &'static str,
+    xid: i32,
+    at: Instant,
+}
+
+/// A connection's request stats as the reference's ServerCnxn keeps them (for
+/// `cons`): milliseconds, like its own; cleared by `crst`.
+#[derive(Debug, Clone)]
+struct ConnStats {
+    last_op: &'static str,
+    /// -1 until a request with a non-negative xid is answered.
+    last_cxid: i64,
+    /// Milliseconds since the server started when the last reply was booked.
+    last_response_ms: u64,
+    last_latency_ms: u64,
+    min_latency_ms: u64,
+    max_latency_ms: u64,
+    count: u64,
+    total_latency_ms: u64,
+}
+
+impl ConnStats {
+    const RESET: ConnStats = ConnStats {
+        last_op: "NA",
+        last_cxid: -1,
+        last_response_ms: 0,
+        last_latency_ms: 0,
+        min_latency_ms: u64::MAX,
+        max_latency_ms: 0,
+        count: 0,
+        total_latency_ms: 0,
+    };
+
+    fn book(&mut self, a: Answered, now: Instant, started: Instant) {
+        if a.xid >= 0 {
+            self.last_cxid = i64::from(a.xid);
+        }
+        self.last_op = a.op;
+        self.last_response_ms = now.saturating_duration_since(started).as_millis() as u64;
+        let ms = now.saturating_duration_since(a.at).as_millis() as u64;
+        self.last_latency_ms = ms;
+        self.min_latency_ms = self.min_latency_ms.min(ms);
+        self.max_latency_ms = self.max_latency_ms.max(ms);
+        self.count += 1;
+        self.total_latency_ms += ms;
     }
 }
 
@@ -778,7 +839,7 @@ async fn four_letter(shard: &Rc<RefCell<Shard>>, cmd: &str) -> String {
         }
         "crst" => {
             for to in &mesh.to_shards {
-                let _ = to.send_async(ToShard::ResetStats).await;
+                let _ = to.send_async(ToShard::ResetConnectionStats).await;
             }
         }
         _ => {}
@@ -861,6 +922,10 @@ impl Shard {
                 received: 0,
                 sent: 0,
                 last_zxid: 0,
+                established_ms: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64),
+                stats: ConnStats::RESET,
                 sasl: DigestServer::new(),
             },
         );
@@ -1169,7 +1234,7 @@ impl Shard {
                     }
                     .encode(v)
                 });
-                self.push_ready(cid, bytes);
+                self.push_ready(cid, bytes, None);
                 self.close_with(cid, &format!("unknown opcode {o}"));
                 return;
             }
@@ -1186,7 +1251,7 @@ impl Shard {
                     }
                     .encode(v)
                 });
-                self.push_ready(cid, bytes);
+                self.push_ready(cid, bytes, None);
                 return;
             }
         };
@@ -1202,7 +1267,12 @@ impl Shard {
                     }
                     .encode(v)
                 });
-                self.push_ready(cid, bytes);
+                let ping = Answered {
+                    op: "PING",
+                    xid,
+                    at: now,
+                };
+                self.push_ready(cid, bytes, Some(ping));
             }
             Request::Auth { scheme, auth, .. } => self.on_auth(cid, xid, &scheme, &auth),
             Request::SetWatches(sw) => self.on_set_watches(cid, xid, sw),
@@ -1228,7 +1298,8 @@ impl Shard {
                 if read_waiting {
                     c.enqueue(Pending::Unsent(w, now), outstanding);
                 } else {
-                    c.enqueue(Pending::Write { xid, at: now }, outstanding);
+                    let op = stats::operation_name(w.req.opcode());
+                    c.enqueue(Pending::Write { xid, at: now, op }, outstanding);
                     self.send_write(w);
                 }
             }
@@ -1248,34 +1319,44 @@ impl Shard {
         let _ = self.mesh.to_sequencer.send(ToSequencer::Write(w));
     }
 
-    /// Appends a reply now if nothing is queued ahead of it, else queues it.
-    fn push_ready(&mut self, cid: ConnId, bytes: Vec<u8>) {
+    /// Appends a reply now if nothing is queued ahead of it, else queues it;
+    /// `answered`: what the connection stats book for it.
+    fn push_ready(&mut self, cid: ConnId, bytes: Vec<u8>, answered: Option<Answered>) {
         let c = self.conns.get_mut(&cid).unwrap();
         if c.queue.is_empty() {
             c.out.extend_from_slice(&bytes);
-            self.count_reply(cid, None, false, bytes.len());
+            self.count_reply(cid, answered, None, bytes.len());
         } else {
             c.enqueue(
-                Pending::Ready(bytes),
+                Pending::Ready(bytes, answered),
                 &self.stats.shards[self.id].outstanding,
             );
         }
     }
 
+    /// A reply the connection stats do not book (auth and SASL, as the
+    /// reference answers them before its request pipeline).
+    fn push_ready_unbooked(&mut self, cid: ConnId, bytes: Vec<u8>) {
+        self.push_ready(cid, bytes, None)
+    }
+
     /// Books one reply of `frame_bytes` (length prefix included) that was just
-    /// appended to a connection's output: the connection's and the shard's
-    /// counters, and the request's latency if timed (`update`: it answered a
-    /// write, else a read).
+    /// appended to a connection's output: the connection's counters and stats
+    /// (`answered`), the shard's counters, and the latency histograms when
+    /// `timed` (`Some(update)`: it answered a write, else a read).
     fn count_reply(
         &mut self,
         cid: ConnId,
-        since: Option<Instant>,
-        update: bool,
+        answered: Option<Answered>,
+        timed: Option<bool>,
         frame_bytes: usize,
     ) {
         if let Some(c) = self.conns.get_mut(&cid) {
             c.sent += 1;
             c.last_zxid = self.last_zxid;
+            if let Some(a) = answered {
+                c.stats.book(a, self.now, self.stats.started);
+            }
         }
         let counters = &self.stats.shards[self.id];
         counters.packets_sent.fetch_add(1, Relaxed);
@@ -1284,8 +1365,8 @@ impl Shard {
         counters
             .response_bytes
             .record(body, self.stats.since_start_us(self.now));
-        if let Some(at) = since {
-            let us = self.now.saturating_duration_since(at).as_micros() as u64;
+        if let (Some(a), Some(update)) = (answered, timed) {
+            let us = self.now.saturating_duration_since(a.at).as_micros() as u64;
             counters.record_reply_latency_us(us, update);
         }
     }
@@ -1298,12 +1379,14 @@ impl Shard {
         };
         let mut out = std::mem::take(&mut c.out);
         let before = out.len();
+        let op = stats::operation_name(req.opcode());
         self.serve_read_into(&mut out, cid, xid, req);
         let frame_bytes = out.len() - before;
         if let Some(c) = self.conns.get_mut(&cid) {
             c.out = out;
         }
-        self.count_reply(cid, Some(since), false, frame_bytes);
+        let answered = Answered { op, xid, at: since };
+        self.count_reply(cid, Some(answered), Some(false), frame_bytes);
     }
 
     /// auth: the reply echoes the request's xid (the reference's clients send −4,
@@ -1335,7 +1418,7 @@ impl Shard {
         };
         let err = if ok { 0 } else { ErrorCode::AuthFailed.code() };
         let bytes = frame(|v| proto::ReplyHeader { xid, zxid: 0, err }.encode(v));
-        self.push_ready(cid, bytes);
+        self.push_ready(cid, bytes, None);
         if !ok {
             self.close_with(
                 cid,
@@ -1359,16 +1442,18 @@ impl Shard {
         };
         let cfg = self.cfg.clone();
         if cfg.sasl.users.is_none() {
-            return self.push_ready(cid, sasl_reply(xid, 0, None));
+            return self.push_ready_unbooked(cid, sasl_reply(xid, 0, None));
         }
         let c = self.conns.get_mut(&cid).unwrap();
         let mut random = |b: &mut [u8]| rand::RngCore::fill_bytes(&mut rand::thread_rng(), b);
         let password = |user: &str| cfg.sasl.password(user).map(str::to_string);
         match c.sasl.evaluate(token, &mut random, &password) {
-            Ok(Outcome::Challenge(t)) => self.push_ready(cid, sasl_reply(xid, 0, Some(&t))),
+            Ok(Outcome::Challenge(t)) => {
+                self.push_ready_unbooked(cid, sasl_reply(xid, 0, Some(&t)))
+            }
             Ok(Outcome::Authenticated { rspauth, user }) => {
                 self.add_sasl_id(cid, &user);
-                self.push_ready(cid, sasl_reply(xid, 0, Some(&rspauth)));
+                self.push_ready_unbooked(cid, sasl_reply(xid, 0, Some(&rspauth)));
             }
             Err(e) => self.on_sasl_failed(cid, xid, e),
         }
@@ -1406,14 +1491,22 @@ impl Shard {
                     c.peer
                 );
             }
-            return self.push_ready(cid, sasl_reply(xid, 0, None));
+            return self.push_ready_unbooked(cid, sasl_reply(xid, 0, None));
         }
         let err = ErrorCode::AuthFailed.code();
-        self.push_ready(cid, sasl_reply(xid, err, None));
+        self.push_ready_unbooked(cid, sasl_reply(xid, err, None));
         self.close_with(cid, &format!("SASL authentication failed: {e}"));
     }
 
     fn on_set_watches(&mut self, cid: ConnId, xid: i32, sw: SetWatches) {
+        let answered = Answered {
+            op: match sw.persistent.is_empty() && sw.persistent_recursive.is_empty() {
+                true => "SETW",
+                false => "STW2",
+            },
+            xid,
+            at: self.now,
+        };
         let mut out = Vec::new();
         let rel = sw.relative_zxid;
         let zxid = self.last_zxid;
@@ -1463,7 +1556,7 @@ impl Shard {
             );
         }
         write_reply(&mut out, xid, zxid, Ok(&Response::Empty));
-        self.push_ready(cid, out);
+        self.push_ready(cid, out, Some(answered));
     }
 
     /// Serves a read-like request from the current tree version.
@@ -1585,6 +1678,11 @@ impl Shard {
                 let _ = tx.send(self.report());
             }
             ToShard::ResetStats => self.counters().reset(),
+            ToShard::ResetConnectionStats => {
+                for c in self.conns.values_mut() {
+                    (c.received, c.sent, c.stats) = (0, 0, ConnStats::RESET);
+                }
+            }
             ToShard::StopAccepting => self.accepting = None,
             ToShard::Shutdown => self.close_for_stop(),
             ToShard::CloseAll(why) => {
@@ -1731,8 +1829,8 @@ impl Shard {
             // Closing unflushed: its queue is let go with the connection.
             return;
         }
-        let at = match c.queue.front() {
-            Some(Pending::Write { xid: x, at }) if *x == xid => *at,
+        let answered = match c.queue.front() {
+            Some(Pending::Write { xid: x, at, op }) if *x == xid => Answered { op, xid, at: *at },
             _ => {
                 // Our own invariant: replies come back in the order writes were sent.
                 debug_assert!(false, "reply for xid {xid} does not match the queue");
@@ -1747,7 +1845,7 @@ impl Shard {
             // As the reference: the session lives on another connection now.
             c.closing = true;
         }
-        self.count_reply(cid, Some(at), true, frame_bytes);
+        self.count_reply(cid, Some(answered), Some(true), frame_bytes);
         self.drain(cid);
         self.enforce_queued_bytes_max(cid);
     }
@@ -1770,9 +1868,10 @@ impl Shard {
             let outstanding = &self.stats.shards[self.id].outstanding;
             if let Some(Pending::Unsent(w, at)) = c.queue.front() {
                 // Everything before it is answered: send it, and wait for it.
-                let (xid, at) = (w.xid, *at);
+                let (xid, at, op) = (w.xid, *at, stats::operation_name(w.req.opcode()));
                 let front = c.queue.front_mut().expect("the front was just seen");
-                let Pending::Unsent(w, _) = std::mem::replace(front, Pending::Write { xid, at })
+                let Pending::Unsent(w, _) =
+                    std::mem::replace(front, Pending::Write { xid, at, op })
                 else {
                     unreachable!("the front was just matched as Unsent");
                 };
@@ -1780,9 +1879,9 @@ impl Shard {
                 return;
             }
             match c.complete_front(outstanding) {
-                Some(Pending::Ready(bytes)) => {
+                Some(Pending::Ready(bytes, answered)) => {
                     c.out.extend_from_slice(&bytes);
-                    self.count_reply(cid, None, false, bytes.len());
+                    self.count_reply(cid, answered, None, bytes.len());
                 }
                 Some(Pending::Read { xid, req, at }) => self.answer_read(cid, xid, req, at),
                 _ => unreachable!("drain_waiting saw a Ready or Read at the front"),
@@ -1843,6 +1942,21 @@ impl Shard {
                 sent: c.sent,
                 last_zxid: c.last_zxid,
                 timeout_ms: c.timeout_ms,
+                established_ms: c.established_ms,
+                last_operation: c.stats.last_op,
+                last_cxid: c.stats.last_cxid,
+                last_response_ms: c.stats.last_response_ms,
+                last_latency_ms: c.stats.last_latency_ms,
+                min_latency_ms: match c.stats.count {
+                    0 => 0,
+                    _ => c.stats.min_latency_ms,
+                },
+                avg_latency_ms: c
+                    .stats
+                    .total_latency_ms
+                    .checked_div(c.stats.count)
+                    .unwrap_or(0),
+                max_latency_ms: c.stats.max_latency_ms,
             })
             .collect();
         connections.sort_by(|a, b| a.peer.cmp(&b.peer));

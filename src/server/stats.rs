@@ -172,6 +172,40 @@ impl SizeSnapshot {
     }
 }
 
+/// The name the reference's connection stats give a request (`last_operation`
+/// in `cons`, its FinalRequestProcessor's four-letter codes); "NA" for a code
+/// it has none for.
+pub fn operation_name(opcode: i32) -> &'static str {
+    use crate::proto::op;
+    match opcode {
+        op::PING => "PING",
+        op::CREATE_SESSION => "SESS",
+        op::MULTI => "MULT",
+        op::MULTI_READ => "MLTR",
+        op::CREATE | op::CREATE2 | op::CREATE_TTL | op::CREATE_CONTAINER => "CREA",
+        op::DELETE | op::DELETE_CONTAINER => "DELE",
+        op::SET_DATA => "SETD",
+        op::RECONFIG => "RECO",
+        op::SET_ACL => "SETA",
+        op::CLOSE_SESSION => "CLOS",
+        op::SYNC => "SYNC",
+        op::CHECK => "CHEC",
+        op::EXISTS => "EXIS",
+        op::GET_DATA => "GETD",
+        op::SET_WATCHES => "SETW",
+        op::SET_WATCHES2 => "STW2",
+        op::ADD_WATCH => "ADDW",
+        op::GET_ACL => "GETA",
+        op::GET_CHILDREN | op::GET_CHILDREN2 => "GETC",
+        op::GET_ALL_CHILDREN_NUMBER => "GETACN",
+        op::CHECK_WATCHES => "CHKW",
+        op::REMOVE_WATCHES => "REMW",
+        op::WHO_AM_I => "HOMI",
+        op::GET_EPHEMERALS => "GETE",
+        _ => "NA",
+    }
+}
+
 /// Buckets of a [`Histogram`]: bucket 0 holds 0, bucket i > 0 holds values in
 /// [2^(i-1), 2^i), the last one everything above.
 pub const HISTOGRAM_BUCKETS_COUNT: usize = 32;
