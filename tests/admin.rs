@@ -490,8 +490,64 @@ fn mntr_keys_in_an_ensemble_are_the_reference_ones() {
             "{role} mntr keys the reference lacks: {extra:?}"
         );
         assert!(c.contains("zk_peer_state"), "{role}: {c:?}");
+        assert!(c.contains("zk_quorum_size"), "{role}: {c:?}");
     }
-    for k in ["zk_learners", "zk_synced_followers", "zk_pending_syncs"] {
+    for k in [
+        "zk_learners",
+        "zk_synced_followers",
+        "zk_pending_syncs",
+        "zk_leader_uptime",
+        "zk_quorum_size",
+        "zk_last_proposal_size",
+    ] {
         assert!(leader.contains(k), "corral's leader mntr lacks {k}");
     }
+}
+
+#[test]
+fn hash_logs_the_digest_of_every_128th_zxid_as_the_reference() {
+    if !require_reference() {
+        return;
+    }
+    let (ref_admin, corral_admin) = (free_port(), free_port());
+    let reference = Server::reference_with_admin(ref_admin, "");
+    let corral = Server::corral(&format!(
+        "admin.enableServer=true\nadmin.serverAddress=127.0.0.1\nadmin.serverPort={corral_admin}\n"
+    ));
+    let zxids = |admin: u16, addr: &str| -> (Vec<Value>, String) {
+        let v = command(&format!("127.0.0.1:{admin}"), "hash");
+        let zxids = v["digests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["zxid"].clone())
+            .collect();
+        (zxids, four_letter_word(addr, "hash").unwrap())
+    };
+    for (admin, addr) in [(ref_admin, reference.addr()), (corral_admin, corral.addr())] {
+        let (none, _) = zxids(admin, &addr);
+        assert!(none.is_empty(), "{addr}: no zxid 128 yet: {none:?}");
+        // The session is zxid 1; 130 creates take it past 128.
+        let mut c = RawClient::connect(&addr, 10_000);
+        for i in 0..130 {
+            let create = Request::Create(CreateRequest {
+                kind: CreateKind::Create,
+                path: format!("/n{i}"),
+                data: None,
+                acl: Acl::open(),
+                flags: 0,
+                ttl: -1,
+            });
+            assert_eq!(c.call(&create).unwrap().err, 0);
+        }
+    }
+    let (r, r_text) = zxids(ref_admin, &reference.addr());
+    let (c, c_text) = zxids(corral_admin, &corral.addr());
+    assert_eq!(r, vec![Value::from(128)]);
+    assert_eq!(c, r);
+    assert!(r_text.starts_with("80: "), "{r_text}");
+    assert!(
+        c_text.starts_with("80: ") && c_text.lines().count() == 1,
+        "{c_text}"
+    );
 }

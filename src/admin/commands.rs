@@ -224,12 +224,12 @@ fn cons(v: &View) -> Map<String, Value> {
 }
 
 fn hash(v: &View) -> Map<String, Value> {
-    let seq = v.sequencer.clone().unwrap_or_default();
-    // The reference keeps a log of (zxid, digest) pairs; corral the latest one.
-    obj(vec![(
-        "digests",
-        json!([{"zxid": seq.last_zxid, "digestVersion": 2, "digest": seq.digest}]),
-    )])
+    let log = v.sequencer.as_ref().map_or(&[][..], |s| &s.digest_log[..]);
+    let digests: Vec<Value> = log
+        .iter()
+        .map(|(zxid, digest)| json!({"zxid": zxid, "digestVersion": 2, "digest": digest}))
+        .collect();
+    obj(vec![("digests", Value::Array(digests))])
 }
 
 fn dirs(v: &View) -> Map<String, Value> {

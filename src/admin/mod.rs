@@ -142,6 +142,10 @@ impl View<'_> {
             1000,
             false,
         );
+        out.push((
+            "digest_mismatches_count".into(),
+            Int(seq.digest_mismatches as i64),
+        ));
         let update = self.stats.merged(|s| &s.update_latency_us);
         summary_values(&mut out, "updatelatency", &update, 1000, true);
         let read = self.stats.merged(|s| &s.read_latency_us);
@@ -207,6 +211,14 @@ impl View<'_> {
                 Int(self.stats.sum(|s| &s.non_mtls_local_conns) as i64),
             ),
         ];
+        if let Some(q) = &seq.quorum {
+            let voters = q
+                .servers
+                .iter()
+                .filter(|s| s.role == crate::config::PeerRole::Participant)
+                .count();
+            out.push(("quorum_size", Int(voters as i64)));
+        }
         if let Some(l) = &seq.leader {
             for (k, n) in [
                 ("learners", l.learners),
@@ -216,6 +228,9 @@ impl View<'_> {
                 ("pending_syncs", l.pending_syncs),
             ] {
                 out.push((k, Int(n as i64)));
+            }
+            if let Some(ms) = self.stats.leader_uptime_ms() {
+                out.push(("leader_uptime", Int(ms as i64)));
             }
             let p = self.stats.proposal_bytes.snapshot();
             out.push(("last_proposal_size", Int(p.last)));
@@ -450,8 +465,9 @@ pub fn render(cmd: &str, v: &View) -> String {
             }
         }
         "hash" => {
-            let seq = v.sequencer.clone().unwrap_or_default();
-            let _ = writeln!(out, "{:x}: {}", seq.last_zxid, seq.digest);
+            for (zxid, digest) in v.sequencer.iter().flat_map(|s| &s.digest_log) {
+                let _ = writeln!(out, "{zxid:x}: {digest}");
+            }
         }
         "mntr" => {
             for (k, val) in v.monitor_values() {

@@ -95,6 +95,11 @@ pub struct SequencerReport {
     pub approximate_data_size: u64,
     pub ephemeral_count: usize,
     pub digest: u64,
+    /// The digest log (`stats::DigestLog`): (zxid, digest), oldest first.
+    pub digest_log: Vec<(i64, u64)>,
+    /// Quorum mode: committed txns whose digest differed from the leader's (the
+    /// reference's digest_mismatches_count).
+    pub digest_mismatches: u64,
     /// (session id, timeout ms, ephemeral paths)
     pub sessions: Vec<(i64, i32, Vec<String>)>,
     /// (deadline on the session clock in ms, session id), in deadline order.
@@ -123,6 +128,8 @@ impl SequencerReport {
             approximate_data_size: tree.approximate_data_size(),
             ephemeral_count: tree.ephemeral_count(),
             digest: tree.digest(),
+            digest_log: Vec::new(),
+            digest_mismatches: 0,
             sessions: by_id,
             expiries,
             leader: None,

@@ -32,7 +32,7 @@ use super::durable::{self, KIND_TXN};
 use super::msg::*;
 use super::peer::{wire, PeerAddr, PeerEvent, Peers};
 use super::sequencer::{mono_ms, now_ms};
-use super::stats::{Mode, ServerStats};
+use super::stats::{self, Mode, ServerStats};
 use super::Mesh;
 use crate::config::dynamic::DynamicFiles;
 use crate::config::{Config, QuorumConfig, QuorumServer, QuorumVerifier};
@@ -247,6 +247,8 @@ struct Seq {
     snapshotting: Arc<AtomicBool>,
     rng: rand::rngs::SmallRng,
     digest_mismatches: u64,
+    /// The `hash` command's log of tree digests (the committed tree's).
+    digest_log: stats::DigestLog,
     fatal: Option<String>,
     /// A stop was asked (`ToSequencer::Shutdown`): take no more client messages.
     stopping: bool,
@@ -460,6 +462,7 @@ impl Seq {
             snapshotting: Arc::new(AtomicBool::new(false)),
             rng,
             digest_mismatches: 0,
+            digest_log: stats::DigestLog::default(),
             fatal: None,
             stopping: false,
             reconfig_enabled: q.reconfig_enabled,
@@ -913,6 +916,9 @@ impl Seq {
             },
         };
         let applied = tree::apply(&mut self.committed, &txn);
+        if stats::DigestLog::wants(zxid) {
+            self.digest_log.note(zxid, self.committed.digest());
+        }
         if let Some(d) = digest {
             if d != self.committed.digest() {
                 self.digest_mismatches += 1;
@@ -1633,6 +1639,8 @@ impl Seq {
                     .cloned()
                     .collect(),
             }),
+            digest_log: self.digest_log.entries(),
+            digest_mismatches: self.digest_mismatches,
             ..SequencerReport::of(&self.committed, &self.sessions)
         }
     }

@@ -22,7 +22,7 @@
 
 use super::durable::{self, KIND_TXN};
 use super::msg::*;
-use super::stats::ServerStats;
+use super::stats::{self, ServerStats};
 use super::Mesh;
 use crate::config::Config;
 use crate::proto::{ConnectResponse, ErrorCode, Request, Response};
@@ -84,6 +84,8 @@ struct Sequencer {
     tree: Tree,
     sessions: SessionTable,
     last_zxid: i64,
+    /// The `hash` command's log of tree digests.
+    digest_log: stats::DigestLog,
     /// The tree as of the log's durable zxid: what the shards have.
     durable_tree: Tree,
     /// The tree captured when the sync in flight started (as of its zxid).
@@ -182,6 +184,7 @@ pub(super) async fn run(
         sessions,
         last_zxid: rec.tree.last_zxid(),
         durable_tree: rec.tree.clone(),
+        digest_log: stats::DigestLog::default(),
         tree: rec.tree,
         syncing_tree: None,
         pending: VecDeque::new(),
@@ -360,6 +363,9 @@ impl Sequencer {
             return None;
         }
         let applied = tree::apply(&mut self.tree, txn);
+        if stats::DigestLog::wants(txn.zxid) {
+            self.digest_log.note(txn.zxid, self.tree.digest());
+        }
         if txn.carries_digest() {
             tree::Txn::encode_digest(&mut self.enc, self.tree.digest());
         }
@@ -785,6 +791,9 @@ impl Sequencer {
     }
 
     fn report(&self) -> SequencerReport {
-        SequencerReport::of(&self.durable_tree, &self.sessions)
+        SequencerReport {
+            digest_log: self.digest_log.entries(),
+            ..SequencerReport::of(&self.durable_tree, &self.sessions)
+        }
     }
 }

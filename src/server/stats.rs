@@ -172,6 +172,40 @@ impl SizeSnapshot {
     }
 }
 
+/// Entries the digest log keeps (the reference's DataTree.DIGEST_LOG_LIMIT).
+pub const DIGEST_LOG_ENTRIES_COUNT_MAX: usize = 1024;
+/// The digest log takes the zxids that are multiples of this (its
+/// DIGEST_LOG_INTERVAL).
+pub const DIGEST_LOG_INTERVAL_TXNS: i64 = 128;
+
+/// The reference's digest log (`hash`): the tree digest after every
+/// [`DIGEST_LOG_INTERVAL_TXNS`]th txn applied, the newest
+/// [`DIGEST_LOG_ENTRIES_COUNT_MAX`] kept. Owned by the sequencer core.
+#[derive(Debug, Default)]
+pub struct DigestLog {
+    entries: std::collections::VecDeque<(i64, u64)>,
+}
+
+impl DigestLog {
+    /// Whether the digest after `zxid` belongs in the log.
+    pub fn wants(zxid: i64) -> bool {
+        zxid.rem_euclid(DIGEST_LOG_INTERVAL_TXNS) == 0
+    }
+
+    /// Notes the tree digest after `zxid` (call only when [`Self::wants`] it).
+    pub fn note(&mut self, zxid: i64, digest: u64) {
+        self.entries.push_back((zxid, digest));
+        if self.entries.len() > DIGEST_LOG_ENTRIES_COUNT_MAX {
+            self.entries.pop_front();
+        }
+    }
+
+    /// (zxid, digest), oldest first.
+    pub fn entries(&self) -> Vec<(i64, u64)> {
+        self.entries.iter().copied().collect()
+    }
+}
+
 /// The name the reference's connection stats give a request (`last_operation`
 /// in `cons`, its FinalRequestProcessor's four-letter codes); "NA" for a code
 /// it has none for.
@@ -342,6 +376,9 @@ pub struct ServerStats {
     admitted_connections: AlignedCount,
     /// The server's role ([`Mode`]), written by the sequencer.
     mode: AtomicU8,
+    /// While leading: µs since start when this leader took the lead (+1, so that
+    /// 0 means not leading); for leader_uptime.
+    leading_since_us: AtomicU64,
 }
 
 /// What `srvr` prints as `Mode:`; `NotServing` while an ensemble member looks for
@@ -396,6 +433,7 @@ impl ServerStats {
             sequencer_inbox_depth: AtomicU64::new(0),
             admitted_connections: AlignedCount::default(),
             mode: AtomicU8::new(Mode::Standalone as u8),
+            leading_since_us: AtomicU64::new(0),
         }
     }
 
@@ -431,8 +469,31 @@ impl ServerStats {
         }
     }
 
+    /// The sequencer's role changed. Becoming the (established) leader starts
+    /// leader_uptime and, as the reference's new Leader, fresh proposal stats.
     pub fn set_mode(&self, m: Mode) {
-        self.mode.store(m as u8, Relaxed);
+        let was = self.mode.swap(m as u8, Relaxed);
+        match m {
+            Mode::Leader if was != Mode::Leader as u8 => {
+                self.proposal_bytes.reset();
+                let since = self.since_start_us(Instant::now()) + 1;
+                self.leading_since_us.store(since, Relaxed);
+            }
+            Mode::Leader => {}
+            _ => self.leading_since_us.store(0, Relaxed),
+        }
+    }
+
+    /// Milliseconds since this server took the lead (the reference's
+    /// leader_uptime); `None` unless it leads.
+    pub fn leader_uptime_ms(&self) -> Option<u64> {
+        match self.leading_since_us.load(Relaxed) {
+            0 => None,
+            since => {
+                let now = self.since_start_us(Instant::now());
+                Some(now.saturating_sub(since - 1) / 1000)
+            }
+        }
     }
 
     /// Clients may connect (standalone, or an ensemble member that serves).
@@ -580,6 +641,39 @@ mod tests {
         s.shards[0].reset();
         s.shards[1].reset();
         assert_eq!(s.client_response_sizes(), SizeSnapshot::NONE);
+    }
+
+    #[test]
+    fn leader_uptime_runs_only_while_leading() {
+        let s = ServerStats::new(1);
+        assert_eq!(s.leader_uptime_ms(), None);
+        s.set_mode(Mode::NotServing);
+        s.proposal_bytes.record(10, 0);
+        s.set_mode(Mode::Leader);
+        assert!(s.leader_uptime_ms().is_some());
+        assert_eq!(
+            s.proposal_bytes.snapshot(),
+            SizeSnapshot::NONE,
+            "a new leader"
+        );
+        s.set_mode(Mode::NotServing);
+        assert_eq!(s.leader_uptime_ms(), None);
+    }
+
+    #[test]
+    fn digest_log_takes_every_128th_zxid_and_keeps_the_newest() {
+        let mut log = DigestLog::default();
+        for zxid in 1..=(DIGEST_LOG_INTERVAL_TXNS * 1030) {
+            if DigestLog::wants(zxid) {
+                log.note(zxid, zxid as u64 * 3);
+            }
+        }
+        let e = log.entries();
+        assert_eq!(e.len(), DIGEST_LOG_ENTRIES_COUNT_MAX);
+        assert_eq!(e[0], (DIGEST_LOG_INTERVAL_TXNS * 7, 128 * 7 * 3));
+        assert_eq!(e.last().unwrap().0, DIGEST_LOG_INTERVAL_TXNS * 1030);
+        assert!(!DigestLog::wants(129));
+        assert!(DigestLog::wants(5i64 << 32), "epoch 5, counter 0");
     }
 
     #[test]
