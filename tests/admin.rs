@@ -187,6 +187,13 @@ fn every_command_answers_as_the_reference_does() {
         "min_client_response_size",
         "max_client_response_size",
         "auth_failed_count",
+        "bytes_received_count",
+        "connection_request_count",
+        "connection_rejected",
+        "unsuccessful_handshake",
+        "proposal_count",
+        "commit_count",
+        "digest_mismatches_count",
     ] {
         assert_eq!(r[k], c[k], "monitor {k}");
     }
@@ -239,6 +246,13 @@ fn every_command_answers_as_the_reference_does() {
             client.call(&get).unwrap();
         }
     }
+    let (r, c) = (command(&ra, "monitor"), command(&ca, "monitor"));
+    assert_eq!(
+        c["bytes_received_count"],
+        Value::from(19 + 24),
+        "two getData frames since stat_reset"
+    );
+    assert_eq!(r["bytes_received_count"], c["bytes_received_count"]);
     let (r, c) = (command(&ra, "srvr"), command(&ca, "srvr"));
     assert_eq!(r["node_count"], c["node_count"]);
     assert_eq!(keys(&r["server_stats"]), keys(&c["server_stats"]));
@@ -423,6 +437,10 @@ fn metrics_parse_and_carry_the_reference_names() {
         ("corral_log_sync_seconds", "histogram"),
         ("corral_snapshot_seconds", "histogram"),
         ("corral_inbox_depth", "gauge"),
+        ("bytes_received_count", "unknown"),
+        ("connection_request_count", "unknown"),
+        ("auth_failed_count", "gauge"),
+        ("last_client_response_size", "gauge"),
     ] {
         assert_eq!(m.types.get(name).map(String::as_str), Some(kind), "{name}");
     }
@@ -434,6 +452,9 @@ fn metrics_parse_and_carry_the_reference_names() {
     assert_eq!(value("ephemerals_count"), 1.0);
     assert_eq!(value("watch_count"), 3.0);
     assert_eq!(value("global_sessions"), 1.0);
+    assert_eq!(value("connection_request_count"), 1.0);
+    assert!(value("bytes_received_count") > 0.0);
+    assert!(value("max_client_response_size") >= value("min_client_response_size"));
     assert!(value("updatelatency_count") >= 3.0);
     assert!(value("corral_commit_batch_size_count") >= 1.0);
     // Only /metrics lives on that port.

@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::server::msg::{SequencerReport, ShardReport};
 use crate::server::stats::{HistogramSnapshot, ServerStats};
 use std::fmt::Write;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 pub const VERSION: &str = concat!("3.8.0-corral-", env!("CARGO_PKG_VERSION"));
 
@@ -132,8 +132,12 @@ impl View<'_> {
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v)),
         );
+        out.extend(
+            self.counter_values()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), Int(v))),
+        );
         let snaps = self.stats.snapshot_ms.snapshot();
-        out.push(("snap_count".into(), Int(snaps.count as i64)));
         summary_values(&mut out, "snapshottime", &snaps, 1, false);
         summary_values(
             &mut out,
@@ -142,15 +146,45 @@ impl View<'_> {
             1000,
             false,
         );
-        out.push((
-            "digest_mismatches_count".into(),
-            Int(seq.digest_mismatches as i64),
-        ));
         let update = self.stats.merged(|s| &s.update_latency_us);
         summary_values(&mut out, "updatelatency", &update, 1000, true);
         let read = self.stats.merged(|s| &s.read_latency_us);
         summary_values(&mut out, "readlatency", &read, 1000, true);
         out
+    }
+
+    /// The reference's ServerMetrics counters that have a meaning in corral (mntr
+    /// keys, and /metrics samples under the same bare names). Cleared by `srst`,
+    /// as its resetAll clears them.
+    pub fn counter_values(&self) -> Vec<(&'static str, i64)> {
+        let seq = self.sequencer.as_ref();
+        let s = self.stats;
+        let shards = |f: fn(&crate::server::stats::ShardCounters) -> &AtomicU64| s.sum(f) as i64;
+        let own = |a: &AtomicU64| a.load(Relaxed) as i64;
+        vec![
+            ("proposal_count", own(&s.proposals)),
+            ("looking_count", own(&s.looking)),
+            (
+                "digest_mismatches_count",
+                seq.map_or(0, |q| q.digest_mismatches as i64),
+            ),
+            ("bytes_received_count", shards(|c| &c.bytes_received)),
+            (
+                "connection_request_count",
+                shards(|c| &c.connection_requests),
+            ),
+            ("connection_rejected", shards(|c| &c.connections_rejected)),
+            ("snap_count", s.snapshot_ms.snapshot().count as i64),
+            (
+                "unsuccessful_handshake",
+                shards(|c| &c.unsuccessful_handshakes),
+            ),
+            ("commit_count", own(&s.leader_commits)),
+            (
+                "connection_revalidate_count",
+                shards(|c| &c.connection_revalidates),
+            ),
+        ]
     }
 
     /// The reference's gauges (registerMetrics of ZooKeeperServer and, on a leader,

@@ -426,6 +426,8 @@ impl Seq {
             .map_err(|e| format!("cannot start the purge thread: {e}"))?;
         let mut rng = rand::rngs::SmallRng::seed_from_u64(now as u64);
         stats.set_mode(Mode::NotServing);
+        // A member starts out looking for a leader (the reference's first LOOKING).
+        stats.looking.fetch_add(1, Relaxed);
         let s = Seq {
             want_snapshot: false,
             trigger: SnapshotTrigger::new(
@@ -916,6 +918,9 @@ impl Seq {
             },
         };
         let applied = tree::apply(&mut self.committed, &txn);
+        if matches!(self.role, Role::Leading { .. }) {
+            self.stats.leader_commits.fetch_add(1, Relaxed);
+        }
         if stats::DigestLog::wants(zxid) {
             self.digest_log.note(zxid, self.committed.digest());
         }
@@ -1068,6 +1073,9 @@ impl Seq {
 
     fn on_role(&mut self, role: Role) {
         let was_serving = self.role.serving();
+        if matches!(role, Role::Looking) && !matches!(self.role, Role::Looking) {
+            self.stats.looking.fetch_add(1, Relaxed);
+        }
         self.role = role;
         let mode = match role {
             Role::Leading {
@@ -1126,6 +1134,8 @@ impl Seq {
                 let _ = tx.send(self.report());
             }
             ToSequencer::ResetStats => {
+                self.stats.reset_sequencer_metrics();
+                self.digest_mismatches = 0;
                 for tx in &self.mesh.to_shards {
                     let _ = tx.send(ToShard::ResetStats);
                 }
@@ -1415,6 +1425,7 @@ impl Seq {
         txn.encode(&mut self.enc, digest);
         // One writer (this core): the time stamp only orders merged stats.
         self.stats.proposal_bytes.record(self.enc.len() as u64, 0);
+        self.stats.proposals.fetch_add(1, Relaxed);
         let entry = Entry {
             zxid,
             payload: Bytes::copy_from_slice(&self.enc),

@@ -507,6 +507,7 @@ impl Sequencer {
                 let _ = tx.send(self.report());
             }
             ToSequencer::ResetStats => {
+                self.stats.reset_sequencer_metrics();
                 for tx in &mesh.to_shards {
                     let _ = tx.send(ToShard::ResetStats);
                 }

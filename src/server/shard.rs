@@ -790,8 +790,10 @@ async fn serve_conn(
     let mut sh = shard.borrow_mut();
     if io.tls.as_ref().is_some_and(|t| t.is_handshaking()) {
         // Refused, timed out or closed by the client before the handshake ended:
-        // the reference's Netty factory counts each as an authentication failure.
+        // the reference's Netty factory counts each as an authentication failure
+        // and an unsuccessful handshake.
         sh.counters().auth_failed.fetch_add(1, Relaxed);
+        sh.counters().unsuccessful_handshakes.fetch_add(1, Relaxed);
     }
     let peer = sh.conns.get(&cid).map(|c| c.peer);
     sh.close_conn(cid);
@@ -963,6 +965,7 @@ impl Shard {
         let per_ip_max = self.cfg.max_client_cnxns;
         let from_ip = self.conns_per_ip.get(&peer.ip()).copied().unwrap_or(0);
         if per_ip_max > 0 && from_ip >= per_ip_max {
+            self.counters().connections_rejected.fetch_add(1, Relaxed);
             self.warn_refused(|| {
                 format!(
                     "too many connections from {} - max is {per_ip_max} (maxClientCnxns)",
@@ -973,6 +976,7 @@ impl Shard {
         }
         let max = self.cfg.max_cnxns;
         if let Err(e) = self.stats.admit_connection(max as u64) {
+            self.counters().connections_rejected.fetch_add(1, Relaxed);
             self.warn_refused(|| {
                 format!(
                     "too many connections {} - max is {max} (maxCnxns); refused {peer}",
@@ -1153,6 +1157,7 @@ impl Shard {
             if c.phase == Phase::AwaitConnect && at == 0 {
                 if let Ok(word) = std::str::from_utf8(&rest[..4]) {
                     if crate::config::FOUR_LETTER_WORDS.contains(&word) {
+                        self.counters().bytes_received.fetch_add(4, Relaxed);
                         return (buf.len(), After::FourLetter(word.to_string()));
                     }
                 }
@@ -1171,6 +1176,8 @@ impl Shard {
             }
             let body = &rest[4..4 + len];
             at += 4 + len;
+            let counters = &self.stats.shards[self.id];
+            counters.bytes_received.fetch_add(4 + len as u64, Relaxed);
             if self.conns[&cid].phase == Phase::AwaitConnect {
                 self.on_connect_frame(cid, body);
             } else {
@@ -1187,6 +1194,11 @@ impl Shard {
                 return;
             }
         };
+        let counters = self.counters();
+        counters.connection_requests.fetch_add(1, Relaxed);
+        if req.session_id != 0 {
+            counters.connection_revalidates.fetch_add(1, Relaxed);
+        }
         if !self.stats.serving() {
             // As the reference: a member without a leader takes no sessions.
             self.close_with(

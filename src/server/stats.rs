@@ -39,6 +39,15 @@ pub struct ShardCounters {
     /// by `srst`, as there.
     pub non_mtls_remote_conns: AtomicU64,
     pub non_mtls_local_conns: AtomicU64,
+    /// The reference's ServerMetrics counters a shard can count: bytes of every
+    /// client frame received (length prefix included; 4 for a four-letter word),
+    /// connections refused by maxClientCnxns / maxCnxns, TLS handshakes that did
+    /// not complete, connect requests taken, and those naming an existing session.
+    pub bytes_received: AtomicU64,
+    pub connections_rejected: AtomicU64,
+    pub unsuccessful_handshakes: AtomicU64,
+    pub connection_requests: AtomicU64,
+    pub connection_revalidates: AtomicU64,
     /// Bytes of each reply this shard wrote (the reference's client response
     /// BufferStats: header and body, no length prefix). Cleared by `srst`.
     pub response_bytes: SizeStats,
@@ -70,6 +79,11 @@ impl ShardCounters {
         for a in [
             &self.packets_received,
             &self.packets_sent,
+            &self.bytes_received,
+            &self.connections_rejected,
+            &self.unsuccessful_handshakes,
+            &self.connection_requests,
+            &self.connection_revalidates,
             &self.latency_count,
             &self.latency_sum_us,
             &self.latency_max_us,
@@ -365,6 +379,12 @@ pub struct ServerStats {
     /// Quorum mode, on the leader: bytes of each proposal it sent (the reference's
     /// proposal_stats, last/min/max_proposal_size). Written by the sequencer core.
     pub proposal_bytes: SizeStats,
+    /// The reference's ServerMetrics counters the sequencer core can count:
+    /// proposals this leader sent, txns committed while leading, and times this
+    /// member started looking for a leader.
+    pub proposals: AtomicU64,
+    pub leader_commits: AtomicU64,
+    pub looking: AtomicU64,
     /// Log syncs slower than `fsync_warning_threshold_ms` (the reference's
     /// fsync_threshold_exceed_count; not cleared by `srst`, as there).
     pub fsync_threshold_exceed_count: AtomicU64,
@@ -428,6 +448,9 @@ impl ServerStats {
             log_sync_us: Histogram::default(),
             snapshot_ms: Histogram::default(),
             proposal_bytes: SizeStats::default(),
+            proposals: AtomicU64::new(0),
+            leader_commits: AtomicU64::new(0),
+            looking: AtomicU64::new(0),
             fsync_threshold_exceed_count: AtomicU64::new(0),
             fsync_warning_threshold_ms: 1000,
             sequencer_inbox_depth: AtomicU64::new(0),
@@ -482,6 +505,17 @@ impl ServerStats {
             Mode::Leader => {}
             _ => self.leading_since_us.store(0, Relaxed),
         }
+    }
+
+    /// `srst` on the sequencer core: what the reference's ServerMetrics.resetAll
+    /// clears of the sequencer's metrics (the shards clear their own).
+    pub fn reset_sequencer_metrics(&self) {
+        for a in [&self.proposals, &self.leader_commits, &self.looking] {
+            a.store(0, Relaxed);
+        }
+        self.commit_batch_size.reset();
+        self.log_sync_us.reset();
+        self.snapshot_ms.reset();
     }
 
     /// Milliseconds since this server took the lead (the reference's
