@@ -572,3 +572,58 @@ fn hash_logs_the_digest_of_every_128th_zxid_as_the_reference() {
         "{c_text}"
     );
 }
+
+/// Reads from `s` until the server closes it; `Err` with what was read if it is
+/// still open after `limit`.
+fn read_until_closed(s: &mut TcpStream, limit: Duration) -> Result<String, String> {
+    let deadline = std::time::Instant::now() + limit;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while std::time::Instant::now() < deadline {
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        match s.read(&mut buf) {
+            Ok(0) => return Ok(String::from_utf8_lossy(&got).into_owned()),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            // A reset is a close too.
+            Err(_) => return Ok(String::from_utf8_lossy(&got).into_owned()),
+        }
+    }
+    Err(String::from_utf8_lossy(&got).into_owned())
+}
+
+#[test]
+fn an_idle_keep_alive_admin_connection_is_closed_after_admin_idle_timeout() {
+    const IDLE_MS: u64 = 300;
+    let port = free_port();
+    let _server = Server::corral(&format!(
+        "admin.enableServer=true\nadmin.serverAddress=127.0.0.1\nadmin.serverPort={port}\n\
+         admin.idleTimeout={IDLE_MS}\n"
+    ));
+    let addr = format!("127.0.0.1:{port}");
+    // Bounded: closed within 20 × the idle timeout (no finer timing is asserted).
+    let limit = Duration::from_millis(20 * IDLE_MS);
+    // Answered, kept alive (HTTP/1.1), then left idle.
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.write_all(b"GET /commands/ruok HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let got = read_until_closed(&mut s, limit)
+        .unwrap_or_else(|open| panic!("still open after {limit:?}: {open}"));
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    assert!(
+        got.contains("\"command\""),
+        "answered before the close: {got}"
+    );
+    // Connected and silent from the start.
+    let mut silent = TcpStream::connect(&addr).unwrap();
+    let got = read_until_closed(&mut silent, limit)
+        .unwrap_or_else(|open| panic!("silent connection open after {limit:?}: {open}"));
+    assert!(got.is_empty() || got.starts_with("HTTP/1.1 408"), "{got}");
+    // The endpoint serves on.
+    assert_eq!(command(&addr, "ruok")["error"], Value::Null);
+}
