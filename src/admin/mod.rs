@@ -239,6 +239,10 @@ impl View<'_> {
                 Int(self.stats.started.elapsed().as_millis() as i64),
             ),
             ("max_latency", Int(max as i64)),
+            (
+                "outstanding_tls_handshake",
+                Int(self.stats.sum(|s| &s.tls_handshakes_in_progress) as i64),
+            ),
             ("min_client_response_size", Int(responses.min)),
             (
                 "non_mtls_local_conn_count",

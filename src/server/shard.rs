@@ -424,9 +424,17 @@ async fn accept_loop(
         let Some(cid) = shard.borrow_mut().admit(peer) else {
             continue;
         };
-        if session.is_none() {
-            shard.borrow().count_plaintext_conn(peer);
-        }
+        match session.is_some() {
+            true => shard
+                .borrow()
+                .counters()
+                .tls_handshakes_in_progress
+                .fetch_add(1, Relaxed),
+            false => {
+                shard.borrow().count_plaintext_conn(peer);
+                0
+            }
+        };
         glommio::spawn_local(serve_conn(shard.clone(), stream, cid, session)).detach();
     }
 }
@@ -713,6 +721,9 @@ impl ConnIo {
             Event::TlsProgress => After::Continue,
             Event::TlsEstablished(cert) => {
                 self.handshake_deadline = None;
+                sh.counters()
+                    .tls_handshakes_in_progress
+                    .fetch_sub(1, Relaxed);
                 sh.on_tls_established(cid, cert.as_ref());
                 After::Continue
             }
@@ -794,6 +805,9 @@ async fn serve_conn(
         // and an unsuccessful handshake.
         sh.counters().auth_failed.fetch_add(1, Relaxed);
         sh.counters().unsuccessful_handshakes.fetch_add(1, Relaxed);
+        sh.counters()
+            .tls_handshakes_in_progress
+            .fetch_sub(1, Relaxed);
     }
     let peer = sh.conns.get(&cid).map(|c| c.peer);
     sh.close_conn(cid);

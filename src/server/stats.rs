@@ -48,6 +48,10 @@ pub struct ShardCounters {
     pub unsuccessful_handshakes: AtomicU64,
     pub connection_requests: AtomicU64,
     pub connection_revalidates: AtomicU64,
+    /// TLS handshakes begun and not ended (the reference's
+    /// outstanding_tls_handshake gauge): up at a TLS accept, down when the
+    /// handshake completes or its connection ends first.
+    pub tls_handshakes_in_progress: AtomicU64,
     /// Bytes of each reply this shard wrote (the reference's client response
     /// BufferStats: header and body, no length prefix). Cleared by `srst`.
     pub response_bytes: SizeStats,
