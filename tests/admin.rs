@@ -253,6 +253,31 @@ fn every_command_answers_as_the_reference_does() {
         "two getData frames since stat_reset"
     );
     assert_eq!(r["bytes_received_count"], c["bytes_received_count"]);
+    // A notification counts among reply sizes: the largest here is the deletion
+    // event of a long path (header, type, state, path), larger than its create's
+    // reply; the last is the delete's bare reply header (after its event).
+    let long = format!("/{}", "l".repeat(100));
+    for client in [&mut ref_client, &mut corral_client] {
+        let create = Request::Create(CreateRequest {
+            kind: CreateKind::Create,
+            path: long.clone(),
+            data: None,
+            acl: Acl::open(),
+            flags: 0,
+            ttl: -1,
+        });
+        let watch = Request::Exists {
+            path: long.clone(),
+            watch: true,
+        };
+        let delete = Request::Delete {
+            path: long.clone(),
+            version: -1,
+        };
+        for req in [create, watch, delete] {
+            assert_eq!(client.call(&req).unwrap().err, 0, "{req:?}");
+        }
+    }
     let (r, c) = (command(&ra, "srvr"), command(&ca, "srvr"));
     assert_eq!(r["node_count"], c["node_count"]);
     assert_eq!(keys(&r["server_stats"]), keys(&c["server_stats"]));
@@ -260,8 +285,8 @@ fn every_command_answers_as_the_reference_does() {
     assert_eq!(r["client_response"], c["client_response"], "{r}\n{c}");
     assert_eq!(
         c["client_response"],
-        serde_json::json!({"last_buffer_size": 16, "min_buffer_size": 16, "max_buffer_size": 90}),
-        "a NoNode reply is a bare header; /a's holds 2 bytes of data and a Stat"
+        serde_json::json!({"last_buffer_size": 16, "min_buffer_size": 16, "max_buffer_size": 16 + 4 + 4 + 4 + 101}),
+        "a NoNode reply is a bare header; the largest is the NodeDeleted event"
     );
     assert_eq!(
         r["server_stats"]["client_response_stats"],
@@ -270,7 +295,7 @@ fn every_command_answers_as_the_reference_does() {
     let (r, c) = (command(&ra, "cons"), command(&ca, "cons"));
     let (rc, cc) = (keys(&r["connections"][0]), keys(&c["connections"][0]));
     assert_eq!(cc, rc, "cons entry keys");
-    // connection_stat_reset ran above; then the same two reads on each.
+    // connection_stat_reset ran above; then the same requests on each.
     for k in [
         "last_operation",
         "last_cxid",
@@ -284,7 +309,7 @@ fn every_command_answers_as_the_reference_does() {
             "cons {k}:\n{r}\n{c}"
         );
     }
-    assert_eq!(c["connections"][0]["last_operation"], Value::from("GETD"));
+    assert_eq!(c["connections"][0]["last_operation"], Value::from("DELE"));
     let established = c["connections"][0]["established"].as_u64().unwrap();
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -307,7 +332,7 @@ fn every_command_answers_as_the_reference_does() {
         four_letter_word(&corral.addr(), "cons").unwrap(),
     );
     assert_eq!(field_names(&rt), field_names(&ct), "{rt}\n{ct}");
-    assert!(ct.contains(",lop=GETD,"), "{ct}");
+    assert!(ct.contains(",lop=DELE,"), "{ct}");
 
     // An unknown command: 200 and the reference's error, on both.
     for addr in [&ra, &ca] {

@@ -1581,6 +1581,8 @@ impl Shard {
                  some watches were not restored"
             );
         }
+        // The events and the reply are booked as one packet of their total size
+        // (the reference books each event apart): a reconnect's rare path.
         write_reply(&mut out, xid, zxid, Ok(&Response::Empty));
         self.push_ready(cid, out, Some(answered));
     }
@@ -1782,6 +1784,7 @@ impl Shard {
                                 continue;
                             }
                         }
+                        let before = conn.out.len();
                         write_event(
                             &mut conn.out,
                             item.zxid,
@@ -1791,6 +1794,15 @@ impl Shard {
                                 path: path.clone(),
                             },
                         );
+                        // The reference counts a notification as a packet sent and
+                        // among reply sizes. (setWatches' events go out with its
+                        // reply as one, see `on_set_watches`.)
+                        conn.sent += 1;
+                        let body = (conn.out.len() - before).saturating_sub(4) as u64;
+                        let at = self.stats.since_start_us(self.now);
+                        let counters = &self.stats.shards[self.id];
+                        counters.packets_sent.fetch_add(1, Relaxed);
+                        counters.response_bytes.record(body, at);
                         touched.insert(c);
                         self.enforce_queued_bytes_max(c);
                     }
