@@ -424,17 +424,7 @@ async fn accept_loop(
         let Some(cid) = shard.borrow_mut().admit(peer) else {
             continue;
         };
-        match session.is_some() {
-            true => shard
-                .borrow()
-                .counters()
-                .tls_handshakes_in_progress
-                .fetch_add(1, Relaxed),
-            false => {
-                shard.borrow().count_plaintext_conn(peer);
-                0
-            }
-        };
+        shard.borrow().count_accepted(peer, session.is_some());
         glommio::spawn_local(serve_conn(shard.clone(), stream, cid, session)).detach();
     }
 }
@@ -908,13 +898,16 @@ impl Shard {
         &self.stats.shards[self.id]
     }
 
-    /// A plaintext connection was admitted (see `ShardCounters::non_mtls_local_conns`).
-    fn count_plaintext_conn(&self, peer: SocketAddr) {
+    /// A connection was admitted: a TLS one begins its handshake, a plaintext one
+    /// counts by peer (see `ShardCounters::non_mtls_local_conns`).
+    fn count_accepted(&self, peer: SocketAddr, tls: bool) {
         let c = self.counters();
-        match peer.ip().to_canonical().is_loopback() {
-            true => c.non_mtls_local_conns.fetch_add(1, Relaxed),
-            false => c.non_mtls_remote_conns.fetch_add(1, Relaxed),
+        let counter = match (tls, peer.ip().to_canonical().is_loopback()) {
+            (true, _) => &c.tls_handshakes_in_progress,
+            (false, true) => &c.non_mtls_local_conns,
+            (false, false) => &c.non_mtls_remote_conns,
         };
+        counter.fetch_add(1, Relaxed);
     }
 
     fn open_conn(&mut self, peer: SocketAddr) -> ConnId {
