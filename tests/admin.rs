@@ -142,8 +142,8 @@ fn every_command_answers_as_the_reference_does() {
     let corral = Server::corral(&format!(
         "admin.enableServer=true\nadmin.serverAddress=127.0.0.1\nadmin.serverPort={corral_admin}\n"
     ));
-    let _r = operate(&reference.addr());
-    let _c = operate(&corral.addr());
+    let mut ref_client = operate(&reference.addr());
+    let mut corral_client = operate(&corral.addr());
     let (ra, ca) = (
         format!("127.0.0.1:{ref_admin}"),
         format!("127.0.0.1:{corral_admin}"),
@@ -183,6 +183,17 @@ fn every_command_answers_as_the_reference_does() {
         "approximate_data_size",
         "local_sessions",
         "outstanding_requests",
+        "last_client_response_size",
+        "min_client_response_size",
+        "max_client_response_size",
+        "auth_failed_count",
+        "bytes_received_count",
+        "connection_request_count",
+        "connection_rejected",
+        "unsuccessful_handshake",
+        "proposal_count",
+        "commit_count",
+        "digest_mismatches_count",
     ] {
         assert_eq!(r[k], c[k], "monitor {k}");
     }
@@ -225,12 +236,103 @@ fn every_command_answers_as_the_reference_does() {
         path_sets(&r["session_id_to_ephemeral_paths"]),
         path_sets(&c["session_id_to_ephemeral_paths"])
     );
+    // stat_reset above cleared the reply sizes: two replies of known sizes.
+    for client in [&mut ref_client, &mut corral_client] {
+        for path in ["/a", "/nosuch"] {
+            let get = Request::GetData {
+                path: path.into(),
+                watch: false,
+            };
+            client.call(&get).unwrap();
+        }
+    }
+    let (r, c) = (command(&ra, "monitor"), command(&ca, "monitor"));
+    assert_eq!(
+        c["bytes_received_count"],
+        Value::from(19 + 24),
+        "two getData frames since stat_reset"
+    );
+    assert_eq!(r["bytes_received_count"], c["bytes_received_count"]);
+    // A notification counts among reply sizes: the largest here is the deletion
+    // event of a long path (header, type, state, path), larger than its create's
+    // reply; the last is the delete's bare reply header (after its event).
+    let long = format!("/{}", "l".repeat(100));
+    for client in [&mut ref_client, &mut corral_client] {
+        let create = Request::Create(CreateRequest {
+            kind: CreateKind::Create,
+            path: long.clone(),
+            data: None,
+            acl: Acl::open(),
+            flags: 0,
+            ttl: -1,
+        });
+        let watch = Request::Exists {
+            path: long.clone(),
+            watch: true,
+        };
+        let delete = Request::Delete {
+            path: long.clone(),
+            version: -1,
+        };
+        for req in [create, watch, delete] {
+            assert_eq!(client.call(&req).unwrap().err, 0, "{req:?}");
+        }
+    }
     let (r, c) = (command(&ra, "srvr"), command(&ca, "srvr"));
     assert_eq!(r["node_count"], c["node_count"]);
     assert_eq!(keys(&r["server_stats"]), keys(&c["server_stats"]));
+    // Reply sizes after the same requests (the HTTP commands are not replies).
+    assert_eq!(r["client_response"], c["client_response"], "{r}\n{c}");
+    assert_eq!(
+        c["client_response"],
+        serde_json::json!({"last_buffer_size": 16, "min_buffer_size": 16, "max_buffer_size": 16 + 4 + 4 + 4 + 101}),
+        "a NoNode reply is a bare header; the largest is the NodeDeleted event"
+    );
+    assert_eq!(
+        r["server_stats"]["client_response_stats"],
+        c["server_stats"]["client_response_stats"]
+    );
     let (r, c) = (command(&ra, "cons"), command(&ca, "cons"));
     let (rc, cc) = (keys(&r["connections"][0]), keys(&c["connections"][0]));
-    assert!(cc.is_subset(&rc), "cons entry keys: {cc:?} / {rc:?}");
+    assert_eq!(cc, rc, "cons entry keys");
+    // connection_stat_reset ran above; then the same requests on each.
+    for k in [
+        "last_operation",
+        "last_cxid",
+        "packets_received",
+        "packets_sent",
+        "session_timeout",
+        "outstanding_requests",
+    ] {
+        assert_eq!(
+            r["connections"][0][k], c["connections"][0][k],
+            "cons {k}:\n{r}\n{c}"
+        );
+    }
+    assert_eq!(c["connections"][0]["last_operation"], Value::from("DELE"));
+    let established = c["connections"][0]["established"].as_u64().unwrap();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(
+        established > 0 && established <= now_ms,
+        "established {established}"
+    );
+    // The four-letter cons: the same fields, in the reference's format.
+    let field_names = |text: &str| -> Vec<String> {
+        let line = text.lines().find(|l| l.contains("sid=")).unwrap_or("");
+        line.split(['(', ',', ')'])
+            .skip(1)
+            .filter_map(|f| f.split_once('=').map(|(k, _)| k.to_string()))
+            .collect()
+    };
+    let (rt, ct) = (
+        four_letter_word(&reference.addr(), "cons").unwrap(),
+        four_letter_word(&corral.addr(), "cons").unwrap(),
+    );
+    assert_eq!(field_names(&rt), field_names(&ct), "{rt}\n{ct}");
+    assert!(ct.contains(",lop=DELE,"), "{ct}");
 
     // An unknown command: 200 and the reference's error, on both.
     for addr in [&ra, &ca] {
@@ -360,6 +462,10 @@ fn metrics_parse_and_carry_the_reference_names() {
         ("corral_log_sync_seconds", "histogram"),
         ("corral_snapshot_seconds", "histogram"),
         ("corral_inbox_depth", "gauge"),
+        ("bytes_received_count", "unknown"),
+        ("connection_request_count", "unknown"),
+        ("auth_failed_count", "gauge"),
+        ("last_client_response_size", "gauge"),
     ] {
         assert_eq!(m.types.get(name).map(String::as_str), Some(kind), "{name}");
     }
@@ -371,6 +477,9 @@ fn metrics_parse_and_carry_the_reference_names() {
     assert_eq!(value("ephemerals_count"), 1.0);
     assert_eq!(value("watch_count"), 3.0);
     assert_eq!(value("global_sessions"), 1.0);
+    assert_eq!(value("connection_request_count"), 1.0);
+    assert!(value("bytes_received_count") > 0.0);
+    assert!(value("max_client_response_size") >= value("min_client_response_size"));
     assert!(value("updatelatency_count") >= 3.0);
     assert!(value("corral_commit_batch_size_count") >= 1.0);
     // Only /metrics lives on that port.
@@ -387,13 +496,36 @@ fn mntr_keys_in_an_ensemble_are_the_reference_ones() {
         let leader = e.wait_leader();
         let follower = e.sids().into_iter().find(|&s| s != leader).unwrap();
         e.wait_serving(follower);
+        // One write through the leader: its proposal's size (TxnHeader, CreateTxn
+        // and digest, as serialized for the PROPOSAL packet).
+        let mut c = RawClient::connect(&e.client_addr(leader), 10_000);
+        let create = Request::Create(CreateRequest {
+            kind: CreateKind::Create,
+            path: "/p".into(),
+            data: Some(b"xy".to_vec()),
+            acl: Acl::open(),
+            flags: 0,
+            ttl: -1,
+        });
+        assert_eq!(c.call(&create).unwrap().err, 0);
+        let mntr = four_letter_word(&e.client_addr(leader), "mntr").unwrap();
+        let last_proposal = mntr
+            .lines()
+            .find_map(|l| l.strip_prefix("zk_last_proposal_size\t"))
+            .map(str::to_string);
         (
             mntr_keys(&e.client_addr(leader)),
             mntr_keys(&e.client_addr(follower)),
+            last_proposal,
         )
     };
-    let (ref_leader, ref_follower) = keys_by_role(Kind::Reference);
-    let (leader, follower) = keys_by_role(Kind::Corral);
+    let (ref_leader, ref_follower, ref_proposal) = keys_by_role(Kind::Reference);
+    let (leader, follower, proposal) = keys_by_role(Kind::Corral);
+    assert!(ref_proposal.is_some(), "the reference's leader mntr");
+    assert_eq!(
+        proposal, ref_proposal,
+        "last_proposal_size after one create"
+    );
     for (role, r, c) in [
         ("leader", &ref_leader, &leader),
         ("follower", &ref_follower, &follower),
@@ -404,8 +536,119 @@ fn mntr_keys_in_an_ensemble_are_the_reference_ones() {
             "{role} mntr keys the reference lacks: {extra:?}"
         );
         assert!(c.contains("zk_peer_state"), "{role}: {c:?}");
+        assert!(c.contains("zk_quorum_size"), "{role}: {c:?}");
     }
-    for k in ["zk_learners", "zk_synced_followers", "zk_pending_syncs"] {
+    for k in [
+        "zk_learners",
+        "zk_synced_followers",
+        "zk_pending_syncs",
+        "zk_leader_uptime",
+        "zk_quorum_size",
+        "zk_last_proposal_size",
+    ] {
         assert!(leader.contains(k), "corral's leader mntr lacks {k}");
     }
+}
+
+#[test]
+fn hash_logs_the_digest_of_every_128th_zxid_as_the_reference() {
+    if !require_reference() {
+        return;
+    }
+    let (ref_admin, corral_admin) = (free_port(), free_port());
+    let reference = Server::reference_with_admin(ref_admin, "");
+    let corral = Server::corral(&format!(
+        "admin.enableServer=true\nadmin.serverAddress=127.0.0.1\nadmin.serverPort={corral_admin}\n"
+    ));
+    let zxids = |admin: u16, addr: &str| -> (Vec<Value>, String) {
+        let v = command(&format!("127.0.0.1:{admin}"), "hash");
+        let zxids = v["digests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["zxid"].clone())
+            .collect();
+        (zxids, four_letter_word(addr, "hash").unwrap())
+    };
+    for (admin, addr) in [(ref_admin, reference.addr()), (corral_admin, corral.addr())] {
+        let (none, _) = zxids(admin, &addr);
+        assert!(none.is_empty(), "{addr}: no zxid 128 yet: {none:?}");
+        // The session is zxid 1; 130 creates take it past 128.
+        let mut c = RawClient::connect(&addr, 10_000);
+        for i in 0..130 {
+            let create = Request::Create(CreateRequest {
+                kind: CreateKind::Create,
+                path: format!("/n{i}"),
+                data: None,
+                acl: Acl::open(),
+                flags: 0,
+                ttl: -1,
+            });
+            assert_eq!(c.call(&create).unwrap().err, 0);
+        }
+    }
+    let (r, r_text) = zxids(ref_admin, &reference.addr());
+    let (c, c_text) = zxids(corral_admin, &corral.addr());
+    assert_eq!(r, vec![Value::from(128)]);
+    assert_eq!(c, r);
+    assert!(r_text.starts_with("80: "), "{r_text}");
+    assert!(
+        c_text.starts_with("80: ") && c_text.lines().count() == 1,
+        "{c_text}"
+    );
+}
+
+/// Reads from `s` until the server closes it; `Err` with what was read if it is
+/// still open after `limit`.
+fn read_until_closed(s: &mut TcpStream, limit: Duration) -> Result<String, String> {
+    let deadline = std::time::Instant::now() + limit;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while std::time::Instant::now() < deadline {
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        match s.read(&mut buf) {
+            Ok(0) => return Ok(String::from_utf8_lossy(&got).into_owned()),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            // A reset is a close too.
+            Err(_) => return Ok(String::from_utf8_lossy(&got).into_owned()),
+        }
+    }
+    Err(String::from_utf8_lossy(&got).into_owned())
+}
+
+#[test]
+fn an_idle_keep_alive_admin_connection_is_closed_after_admin_idle_timeout() {
+    const IDLE_MS: u64 = 300;
+    let port = free_port();
+    let _server = Server::corral(&format!(
+        "admin.enableServer=true\nadmin.serverAddress=127.0.0.1\nadmin.serverPort={port}\n\
+         admin.idleTimeout={IDLE_MS}\n"
+    ));
+    let addr = format!("127.0.0.1:{port}");
+    // Bounded: closed within 20 × the idle timeout (no finer timing is asserted).
+    let limit = Duration::from_millis(20 * IDLE_MS);
+    // Answered, kept alive (HTTP/1.1), then left idle.
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.write_all(b"GET /commands/ruok HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let got = read_until_closed(&mut s, limit)
+        .unwrap_or_else(|open| panic!("still open after {limit:?}: {open}"));
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    assert!(
+        got.contains("\"command\""),
+        "answered before the close: {got}"
+    );
+    // Connected and silent from the start.
+    let mut silent = TcpStream::connect(&addr).unwrap();
+    let got = read_until_closed(&mut silent, limit)
+        .unwrap_or_else(|open| panic!("silent connection open after {limit:?}: {open}"));
+    assert!(got.is_empty() || got.starts_with("HTTP/1.1 408"), "{got}");
+    // The endpoint serves on.
+    assert_eq!(command(&addr, "ruok")["error"], Value::Null);
 }

@@ -71,7 +71,8 @@ fn every_word_answers_and_shows_the_state() {
     assert!(ask(&addr, "dirs").contains("datadir_size: "));
     assert_eq!(ask(&addr, "crst"), "Connection stats reset.\n");
     assert_eq!(ask(&addr, "srst"), "Server stats reset.\n");
-    assert!(!ask(&addr, "hash").is_empty());
+    // The digest log takes every 128th zxid: none yet, as on the reference.
+    assert_eq!(ask(&addr, "hash"), "");
     // The session is untouched by all this.
     assert_eq!(
         c.call(&Request::Exists {

@@ -765,3 +765,66 @@ fn bad_pem_stores_stop_start_up_naming_the_key_and_the_file() {
         );
     }
 }
+
+/// The mntr values of `keys` (absent keys read as -1).
+fn mntr_values(addr: &str, keys: &[&str]) -> Vec<i64> {
+    let text = four_letter_word(addr, "mntr").unwrap_or_default();
+    keys.iter()
+        .map(|k| {
+            text.lines()
+                .filter_map(|l| l.split_once('\t'))
+                .find(|(name, _)| name == k)
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(-1)
+        })
+        .collect()
+}
+
+#[test]
+fn failed_handshakes_and_plaintext_connections_are_counted_as_the_reference() {
+    let pki = Pki::new();
+    let keys = [
+        "zk_auth_failed_count",
+        "zk_non_mtls_local_conn_count",
+        "zk_non_mtls_remote_conn_count",
+        "zk_outstanding_tls_handshake",
+        "zk_unsuccessful_handshake",
+    ];
+    let mut seen = Vec::new();
+    for kind in kinds() {
+        let s = start(kind, &pki, "");
+        // `start`'s probe of the TLS port closed before any handshake: one failure,
+        // which the reference books a little later (bounded wait for it).
+        let mut before = mntr_values(&s.server.addr(), &keys);
+        for _ in 0..100 {
+            if before[0] >= 1 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            before = mntr_values(&s.server.addr(), &keys);
+        }
+        // Not TLS on the TLS port: refused, and closed by the server.
+        let mut garbage = std::net::TcpStream::connect(&s.tls).unwrap();
+        garbage
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let _ = std::io::Write::write_all(&mut garbage, b"GET / HTTP/1.0\r\n\r\nmore bytes\r\n");
+        let _ = std::io::Read::read_to_end(&mut garbage, &mut Vec::new());
+        // A TLS client without the certificate the port needs.
+        let refused = RawClient::connect_tls_session(&s.tls, pki.rustls_client(None), 10_000);
+        assert!(refused.is_err(), "{kind}");
+        // Two plaintext clients on the plaintext port.
+        let plain: Vec<RawClient> = (0..2)
+            .map(|_| RawClient::connect(&s.server.addr(), 10_000))
+            .collect();
+        let after = mntr_values(&s.server.addr(), &keys);
+        drop(plain);
+        assert_eq!(before[0], 1, "{kind}: {before:?}");
+        let delta: Vec<i64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+        seen.push((kind, delta));
+    }
+    // Two refused handshakes; the two clients and the mntr connection, on loopback.
+    // No handshake is left in progress.
+    assert_eq!(seen[0].1, vec![2, 3, 0, 0, 2]);
+    assert_same(&seen);
+}

@@ -14,7 +14,9 @@
 
 use super::{dir_size, View, NOT_SERVING, VERSION};
 use crate::server::msg::ConnSummary;
+use crate::server::stats::SizeSnapshot;
 use serde_json::{json, Map, Value};
+use std::sync::atomic::Ordering::Relaxed;
 
 /// What running a command asks the cores to do besides answering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,10 +185,22 @@ fn connection(c: &ConnSummary, full: bool) -> Value {
         ("packets_received", json!(c.received)),
         ("packets_sent", json!(c.sent)),
     ]);
-    if full && c.session_id != 0 {
-        m.insert("session_id".into(), json!(c.session_id));
-        m.insert("session_timeout".into(), json!(c.timeout_ms));
-        m.insert("last_zxid".into(), json!(c.last_zxid));
+    if full {
+        for (k, v) in [
+            ("session_id", json!(c.session_id)),
+            ("last_operation", json!(c.last_operation)),
+            ("established", json!(c.established_ms)),
+            ("session_timeout", json!(c.timeout_ms)),
+            ("last_cxid", json!(c.last_cxid)),
+            ("last_zxid", json!(c.last_zxid)),
+            ("last_response_time", json!(c.last_response_ms)),
+            ("last_latency", json!(c.last_latency_ms)),
+            ("min_latency", json!(c.min_latency_ms)),
+            ("avg_latency", json!(c.avg_latency_ms)),
+            ("max_latency", json!(c.max_latency_ms)),
+        ] {
+            m.insert(k.into(), v);
+        }
     }
     Value::Object(m)
 }
@@ -210,12 +224,12 @@ fn cons(v: &View) -> Map<String, Value> {
 }
 
 fn hash(v: &View) -> Map<String, Value> {
-    let seq = v.sequencer.clone().unwrap_or_default();
-    // The reference keeps a log of (zxid, digest) pairs; corral the latest one.
-    obj(vec![(
-        "digests",
-        json!([{"zxid": seq.last_zxid, "digestVersion": 2, "digest": seq.digest}]),
-    )])
+    let log = v.sequencer.as_ref().map_or(&[][..], |s| &s.digest_log[..]);
+    let digests: Vec<Value> = log
+        .iter()
+        .map(|(zxid, digest)| json!({"zxid": zxid, "digestVersion": 2, "digest": digest}))
+        .collect();
+    obj(vec![("digests", Value::Array(digests))])
 }
 
 fn dirs(v: &View) -> Map<String, Value> {
@@ -359,21 +373,24 @@ fn monitor(v: &View) -> Map<String, Value> {
         .collect()
 }
 
-/// A buffer-size triple the reference reports as -1s until it measures one;
-/// corral does not measure response sizes.
-fn unmeasured_sizes() -> Value {
-    json!({"last_buffer_size": -1, "min_buffer_size": -1, "max_buffer_size": -1})
+/// A BufferStats as the reference's JSON shows it (-1s until a size is seen).
+fn buffer_sizes(s: SizeSnapshot) -> Value {
+    json!({"last_buffer_size": s.last, "min_buffer_size": s.min, "max_buffer_size": s.max})
 }
 
 fn server_stats(v: &View) -> Map<String, Value> {
     let (min, avg, max) = v.stats.latency_ms();
     let seq = v.sequencer.clone().unwrap_or_default();
     let s = v.stats;
+    let responses = s.client_response_sizes();
     let inner = obj(vec![
         ("packets_sent", json!(s.sum(|c| &c.packets_sent))),
         ("packets_received", json!(s.sum(|c| &c.packets_received))),
-        ("fsync_threshold_exceed_count", json!(0)),
-        ("client_response_stats", unmeasured_sizes()),
+        (
+            "fsync_threshold_exceed_count",
+            json!(s.fsync_threshold_exceed_count.load(Relaxed)),
+        ),
+        ("client_response_stats", buffer_sizes(responses)),
         ("data_dir_size", json!(dir_size(&v.cfg.data_dir))),
         ("log_dir_size", json!(dir_size(v.cfg.log_dir()))),
         ("provider_null", json!(false)),
@@ -385,18 +402,25 @@ fn server_stats(v: &View) -> Map<String, Value> {
         ("min_latency", json!(min as i64)),
         ("num_alive_client_connections", json!(v.connections())),
         ("uptime", json!(s.started.elapsed().as_millis() as u64)),
-        ("auth_failed_count", json!(0)),
-        ("non_mtlsremote_conn_count", json!(0)),
-        ("non_mtlslocal_conn_count", json!(0)),
+        ("auth_failed_count", json!(s.sum(|c| &c.auth_failed))),
+        (
+            "non_mtlsremote_conn_count",
+            json!(s.sum(|c| &c.non_mtls_remote_conns)),
+        ),
+        (
+            "non_mtlslocal_conn_count",
+            json!(s.sum(|c| &c.non_mtls_local_conns)),
+        ),
     ]);
     let mut m = obj(vec![
         ("version", json!(format!("{VERSION}, built for corral"))),
         ("read_only", json!(false)),
         ("server_stats", Value::Object(inner)),
-        ("client_response", unmeasured_sizes()),
+        ("client_response", buffer_sizes(responses)),
     ]);
     if seq.leader.is_some() {
-        m.insert("proposal_stats".into(), unmeasured_sizes());
+        let proposals = buffer_sizes(s.proposal_bytes.snapshot());
+        m.insert("proposal_stats".into(), proposals);
     }
     m.insert("node_count".into(), json!(seq.node_count));
     m

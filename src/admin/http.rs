@@ -324,7 +324,7 @@ fn apply(effect: Effect, sh: &Shared) {
         Effect::None => {}
         Effect::ResetConnections => {
             for to in &sh.mesh.to_shards {
-                let _ = to.send(ToShard::ResetStats);
+                let _ = to.send(ToShard::ResetConnectionStats);
             }
         }
         Effect::ResetServerStats => {

@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::server::msg::{SequencerReport, ShardReport};
 use crate::server::stats::{HistogramSnapshot, ServerStats};
 use std::fmt::Write;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 pub const VERSION: &str = concat!("3.8.0-corral-", env!("CARGO_PKG_VERSION"));
 
@@ -132,8 +132,12 @@ impl View<'_> {
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v)),
         );
+        out.extend(
+            self.counter_values()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), Int(v))),
+        );
         let snaps = self.stats.snapshot_ms.snapshot();
-        out.push(("snap_count".into(), Int(snaps.count as i64)));
         summary_values(&mut out, "snapshottime", &snaps, 1, false);
         summary_values(
             &mut out,
@@ -149,6 +153,40 @@ impl View<'_> {
         out
     }
 
+    /// The reference's ServerMetrics counters that have a meaning in corral (mntr
+    /// keys, and /metrics samples under the same bare names). Cleared by `srst`,
+    /// as its resetAll clears them.
+    pub fn counter_values(&self) -> Vec<(&'static str, i64)> {
+        let seq = self.sequencer.as_ref();
+        let s = self.stats;
+        let shards = |f: fn(&crate::server::stats::ShardCounters) -> &AtomicU64| s.sum(f) as i64;
+        let own = |a: &AtomicU64| a.load(Relaxed) as i64;
+        vec![
+            ("proposal_count", own(&s.proposals)),
+            ("looking_count", own(&s.looking)),
+            (
+                "digest_mismatches_count",
+                seq.map_or(0, |q| q.digest_mismatches as i64),
+            ),
+            ("bytes_received_count", shards(|c| &c.bytes_received)),
+            (
+                "connection_request_count",
+                shards(|c| &c.connection_requests),
+            ),
+            ("connection_rejected", shards(|c| &c.connections_rejected)),
+            ("snap_count", s.snapshot_ms.snapshot().count as i64),
+            (
+                "unsuccessful_handshake",
+                shards(|c| &c.unsuccessful_handshakes),
+            ),
+            ("commit_count", own(&s.leader_commits)),
+            (
+                "connection_revalidate_count",
+                shards(|c| &c.connection_revalidates),
+            ),
+        ]
+    }
+
     /// The reference's gauges (registerMetrics of ZooKeeperServer and, on a leader,
     /// LeaderZooKeeperServer) that have a meaning in corral: mntr's numeric keys
     /// and /metrics' gauges.
@@ -156,6 +194,7 @@ impl View<'_> {
         use MonitorValue::{Float, Int};
         let seq = self.sequencer.clone().unwrap_or_default();
         let (min, avg, max) = self.stats.latency_ms();
+        let responses = self.stats.client_response_sizes();
         let watches: usize = self.shards.iter().map(|s| s.watch_count).sum();
         let mut out: Vec<(&'static str, MonitorValue)> = vec![
             ("ephemerals_count", Int(seq.ephemeral_count as i64)),
@@ -168,6 +207,11 @@ impl View<'_> {
             ("znode_count", Int(seq.node_count as i64)),
             ("global_sessions", Int(seq.sessions.len() as i64)),
             (
+                "non_mtls_remote_conn_count",
+                Int(self.stats.sum(|s| &s.non_mtls_remote_conns) as i64),
+            ),
+            ("last_client_response_size", Int(responses.last)),
+            (
                 "packets_sent",
                 Int(self.stats.sum(|s| &s.packets_sent) as i64),
             ),
@@ -175,7 +219,12 @@ impl View<'_> {
                 "packets_received",
                 Int(self.stats.sum(|s| &s.packets_received) as i64),
             ),
+            ("max_client_response_size", Int(responses.max)),
             ("watch_count", Int(watches as i64)),
+            (
+                "auth_failed_count",
+                Int(self.stats.sum(|s| &s.auth_failed) as i64),
+            ),
             ("min_latency", Int(min as i64)),
             ("max_file_descriptor_count", Int(max_file_descriptors())),
             (
@@ -190,7 +239,24 @@ impl View<'_> {
                 Int(self.stats.started.elapsed().as_millis() as i64),
             ),
             ("max_latency", Int(max as i64)),
+            (
+                "outstanding_tls_handshake",
+                Int(self.stats.sum(|s| &s.tls_handshakes_in_progress) as i64),
+            ),
+            ("min_client_response_size", Int(responses.min)),
+            (
+                "non_mtls_local_conn_count",
+                Int(self.stats.sum(|s| &s.non_mtls_local_conns) as i64),
+            ),
         ];
+        if let Some(q) = &seq.quorum {
+            let voters = q
+                .servers
+                .iter()
+                .filter(|s| s.role == crate::config::PeerRole::Participant)
+                .count();
+            out.push(("quorum_size", Int(voters as i64)));
+        }
         if let Some(l) = &seq.leader {
             for (k, n) in [
                 ("learners", l.learners),
@@ -201,6 +267,13 @@ impl View<'_> {
             ] {
                 out.push((k, Int(n as i64)));
             }
+            if let Some(ms) = self.stats.leader_uptime_ms() {
+                out.push(("leader_uptime", Int(ms as i64)));
+            }
+            let p = self.stats.proposal_bytes.snapshot();
+            out.push(("last_proposal_size", Int(p.last)));
+            out.push(("max_proposal_size", Int(p.max)));
+            out.push(("min_proposal_size", Int(p.min)));
         }
         out
     }
@@ -246,28 +319,41 @@ impl View<'_> {
     fn client_lines(&self, out: &mut String, detailed: bool) {
         for s in &self.shards {
             for c in &s.connections {
-                if detailed {
-                    let _ = writeln!(
-                        out,
-                        " /{}[1](queued={},recved={},sent={},sid={:#x},lzxid={:#x},to={})",
-                        c.peer,
-                        c.queued,
-                        c.received,
-                        c.sent,
-                        c.session_id,
-                        c.last_zxid,
-                        c.timeout_ms
-                    );
-                } else {
-                    let _ = writeln!(
-                        out,
-                        " /{}[1](queued={},recved={},sent={})",
-                        c.peer, c.queued, c.received, c.sent
-                    );
+                let _ = write!(
+                    out,
+                    " /{}[1](queued={},recved={},sent={}",
+                    c.peer, c.queued, c.received, c.sent
+                );
+                if detailed && c.session_id != 0 {
+                    connection_details(out, c);
                 }
+                out.push_str(")\n");
             }
         }
     }
+}
+
+/// The reference's `cons` details of a connection with a session (its
+/// dumpConnectionInfo): lcxid only once a request with a real xid was answered.
+fn connection_details(out: &mut String, c: &crate::server::msg::ConnSummary) {
+    let _ = write!(
+        out,
+        ",sid={:#x},lop={},est={},to={}",
+        c.session_id, c.last_operation, c.established_ms, c.timeout_ms
+    );
+    if c.last_cxid >= 0 {
+        let _ = write!(out, ",lcxid={:#x}", c.last_cxid);
+    }
+    let _ = write!(
+        out,
+        ",lzxid={:#x},lresp={},llat={},minlat={},avglat={},maxlat={}",
+        c.last_zxid,
+        c.last_response_ms,
+        c.last_latency_ms,
+        c.min_latency_ms,
+        c.avg_latency_ms,
+        c.max_latency_ms
+    );
 }
 
 /// The reference's detailed peer state: `leading - broadcast`, `following -
@@ -417,8 +503,9 @@ pub fn render(cmd: &str, v: &View) -> String {
             }
         }
         "hash" => {
-            let seq = v.sequencer.clone().unwrap_or_default();
-            let _ = writeln!(out, "{:x}: {}", seq.last_zxid, seq.digest);
+            for (zxid, digest) in v.sequencer.iter().flat_map(|s| &s.digest_log) {
+                let _ = writeln!(out, "{zxid:x}: {digest}");
+            }
         }
         "mntr" => {
             for (k, val) in v.monitor_values() {

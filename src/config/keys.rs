@@ -34,7 +34,6 @@ const KEYS: &[&str] = &[
     // Storage, snapshots and the request pipeline.
     "commitLogCount",
     "txnLogSizeLimitInKb",
-    "fsync.warningthresholdms",
     "snapshot.compression.method",
     "snapshot.trust.empty",
     "snapshotSizeFactor",

@@ -119,6 +119,9 @@ pub struct Config {
     /// past a quota's hard limit fail with QuotaExceeded.
     pub enforce_quota: bool,
     pub force_sync: bool,
+    /// fsync.warningthresholdms: a log sync slower than this (whole milliseconds,
+    /// as the reference truncates) counts in `fsync_threshold_exceed_count`.
+    pub fsync_warning_threshold_ms: u64,
     /// `user:base64(sha1(user:password))` of the super user.
     pub super_digest: Option<String>,
     pub snap_count: u64,
@@ -224,6 +227,7 @@ impl Default for Config {
             extended_types_enabled: false,
             enforce_quota: false,
             force_sync: true,
+            fsync_warning_threshold_ms: 1000,
             super_digest: None,
             snap_count: 100_000,
             snap_size_limit_kb: 4 * 1024 * 1024,
@@ -541,6 +545,11 @@ impl Config {
             "dataDir" => self.data_dir = directory(e)?,
             "dataLogDir" => self.data_log_dir = Some(directory(e)?),
             "forceSync" => self.force_sync = e.boolean()?,
+            // A system property of the reference's FileTxnLog; zoo.cfg spells it
+            // without the prefix, both are taken.
+            "fsync.warningthresholdms" | "zookeeper.fsync.warningthresholdms" => {
+                self.fsync_warning_threshold_ms = e.num("expected milliseconds")?
+            }
             "preAllocSize" => self.pre_alloc_size_kb = e.num("expected kilobytes")?,
             _ => return Ok(false),
         }

@@ -44,9 +44,10 @@ fn reference_keys_parse() {
     let c = Config::parse(
         "tickTime=500\n# comment\n\ndataDir=/tmp/x\nclientPort=3000\n\
          maxSessionTimeout=9000\n4lw.commands.whitelist=ruok, srvr\njute.maxbuffer=2048\n\
-         extendedTypesEnabled=true\nforceSync=no\ncorral.shardCores=1\n",
+         extendedTypesEnabled=true\nforceSync=no\ncorral.shardCores=1\nfsync.warningthresholdms=50\n",
     )
     .unwrap();
+    assert_eq!(c.fsync_warning_threshold_ms, 50);
     assert_eq!(c.tick_time_ms, 500);
     assert_eq!(c.client_port, 3000);
     assert_eq!(c.min_session_timeout(), 1000);

@@ -299,7 +299,10 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
         to_sequencer: seq_tx,
         to_shards,
     };
-    let stats = Arc::new(stats::ServerStats::new(cfg.shard_cores));
+    let stats = Arc::new(
+        stats::ServerStats::new(cfg.shard_cores)
+            .with_fsync_warning_threshold_ms(cfg.fsync_warning_threshold_ms),
+    );
     // Each core reports start-up or its failure on this channel, the signal thread
     // a stop request.
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();

@@ -40,7 +40,10 @@ pub enum ToSequencer {
 pub enum ToShard {
     Batch(Arc<Batch>),
     Report(flume::Sender<ShardReport>),
+    /// `srst`: the shard's counters.
     ResetStats,
+    /// `crst`: every connection's own counters and stats.
+    ResetConnectionStats,
     /// The member stopped serving (quorum mode): close every client connection.
     CloseAll(String),
     /// A stop began: close the listeners; connections are served on.
@@ -92,6 +95,11 @@ pub struct SequencerReport {
     pub approximate_data_size: u64,
     pub ephemeral_count: usize,
     pub digest: u64,
+    /// The digest log (`stats::DigestLog`): (zxid, digest), oldest first.
+    pub digest_log: Vec<(i64, u64)>,
+    /// Quorum mode: committed txns whose digest differed from the leader's (the
+    /// reference's digest_mismatches_count).
+    pub digest_mismatches: u64,
     /// (session id, timeout ms, ephemeral paths)
     pub sessions: Vec<(i64, i32, Vec<String>)>,
     /// (deadline on the session clock in ms, session id), in deadline order.
@@ -120,6 +128,8 @@ impl SequencerReport {
             approximate_data_size: tree.approximate_data_size(),
             ephemeral_count: tree.ephemeral_count(),
             digest: tree.digest(),
+            digest_log: Vec::new(),
+            digest_mismatches: 0,
             sessions: by_id,
             expiries,
             leader: None,
@@ -160,4 +170,16 @@ pub struct ConnSummary {
     pub sent: u64,
     pub last_zxid: i64,
     pub timeout_ms: i32,
+    /// The reference's per-connection stats (ServerCnxn.getConnectionInfo):
+    /// accepted at (ms since the Unix epoch), the last request answered (its
+    /// four-letter name, xid, and when: ms since the server started), and reply
+    /// latencies in ms.
+    pub established_ms: u64,
+    pub last_operation: &'static str,
+    pub last_cxid: i64,
+    pub last_response_ms: u64,
+    pub last_latency_ms: u64,
+    pub min_latency_ms: u64,
+    pub avg_latency_ms: u64,
+    pub max_latency_ms: u64,
 }

@@ -32,7 +32,7 @@ use super::durable::{self, KIND_TXN};
 use super::msg::*;
 use super::peer::{wire, PeerAddr, PeerEvent, Peers};
 use super::sequencer::{mono_ms, now_ms};
-use super::stats::{Mode, ServerStats};
+use super::stats::{self, Mode, ServerStats};
 use super::Mesh;
 use crate::config::dynamic::DynamicFiles;
 use crate::config::{Config, QuorumConfig, QuorumServer, QuorumVerifier};
@@ -247,6 +247,8 @@ struct Seq {
     snapshotting: Arc<AtomicBool>,
     rng: rand::rngs::SmallRng,
     digest_mismatches: u64,
+    /// The `hash` command's log of tree digests (the committed tree's).
+    digest_log: stats::DigestLog,
     fatal: Option<String>,
     /// A stop was asked (`ToSequencer::Shutdown`): take no more client messages.
     stopping: bool,
@@ -424,6 +426,8 @@ impl Seq {
             .map_err(|e| format!("cannot start the purge thread: {e}"))?;
         let mut rng = rand::rngs::SmallRng::seed_from_u64(now as u64);
         stats.set_mode(Mode::NotServing);
+        // A member starts out looking for a leader (the reference's first LOOKING).
+        stats.looking.fetch_add(1, Relaxed);
         let s = Seq {
             want_snapshot: false,
             trigger: SnapshotTrigger::new(
@@ -460,6 +464,7 @@ impl Seq {
             snapshotting: Arc::new(AtomicBool::new(false)),
             rng,
             digest_mismatches: 0,
+            digest_log: stats::DigestLog::default(),
             fatal: None,
             stopping: false,
             reconfig_enabled: q.reconfig_enabled,
@@ -673,9 +678,7 @@ impl Seq {
         if let Some(job) = self.log.begin_sync().map_err(|e| e.to_string())? {
             let started = std::time::Instant::now();
             let done = job.run();
-            self.stats
-                .log_sync_us
-                .record(started.elapsed().as_micros() as u64);
+            self.stats.record_log_sync(started.elapsed());
             self.log.finish_sync(done).map_err(|e| e.to_string())?;
         }
         Ok(())
@@ -915,6 +918,12 @@ impl Seq {
             },
         };
         let applied = tree::apply(&mut self.committed, &txn);
+        if matches!(self.role, Role::Leading { .. }) {
+            self.stats.leader_commits.fetch_add(1, Relaxed);
+        }
+        if stats::DigestLog::wants(zxid) {
+            self.digest_log.note(zxid, self.committed.digest());
+        }
         if let Some(d) = digest {
             if d != self.committed.digest() {
                 self.digest_mismatches += 1;
@@ -1064,6 +1073,9 @@ impl Seq {
 
     fn on_role(&mut self, role: Role) {
         let was_serving = self.role.serving();
+        if matches!(role, Role::Looking) && !matches!(self.role, Role::Looking) {
+            self.stats.looking.fetch_add(1, Relaxed);
+        }
         self.role = role;
         let mode = match role {
             Role::Leading {
@@ -1122,6 +1134,8 @@ impl Seq {
                 let _ = tx.send(self.report());
             }
             ToSequencer::ResetStats => {
+                self.stats.reset_sequencer_metrics();
+                self.digest_mismatches = 0;
                 for tx in &self.mesh.to_shards {
                     let _ = tx.send(ToShard::ResetStats);
                 }
@@ -1409,6 +1423,9 @@ impl Seq {
         self.enc.clear();
         let digest = txn.carries_digest().then(|| self.working.digest());
         txn.encode(&mut self.enc, digest);
+        // One writer (this core): the time stamp only orders merged stats.
+        self.stats.proposal_bytes.record(self.enc.len() as u64, 0);
+        self.stats.proposals.fetch_add(1, Relaxed);
         let entry = Entry {
             zxid,
             payload: Bytes::copy_from_slice(&self.enc),
@@ -1633,6 +1650,8 @@ impl Seq {
                     .cloned()
                     .collect(),
             }),
+            digest_log: self.digest_log.entries(),
+            digest_mismatches: self.digest_mismatches,
             ..SequencerReport::of(&self.committed, &self.sessions)
         }
     }

@@ -22,7 +22,7 @@
 
 use super::durable::{self, KIND_TXN};
 use super::msg::*;
-use super::stats::ServerStats;
+use super::stats::{self, ServerStats};
 use super::Mesh;
 use crate::config::Config;
 use crate::proto::{ConnectResponse, ErrorCode, Request, Response};
@@ -84,6 +84,8 @@ struct Sequencer {
     tree: Tree,
     sessions: SessionTable,
     last_zxid: i64,
+    /// The `hash` command's log of tree digests.
+    digest_log: stats::DigestLog,
     /// The tree as of the log's durable zxid: what the shards have.
     durable_tree: Tree,
     /// The tree captured when the sync in flight started (as of its zxid).
@@ -182,6 +184,7 @@ pub(super) async fn run(
         sessions,
         last_zxid: rec.tree.last_zxid(),
         durable_tree: rec.tree.clone(),
+        digest_log: stats::DigestLog::default(),
         tree: rec.tree,
         syncing_tree: None,
         pending: VecDeque::new(),
@@ -360,6 +363,9 @@ impl Sequencer {
             return None;
         }
         let applied = tree::apply(&mut self.tree, txn);
+        if stats::DigestLog::wants(txn.zxid) {
+            self.digest_log.note(txn.zxid, self.tree.digest());
+        }
         if txn.carries_digest() {
             tree::Txn::encode_digest(&mut self.enc, self.tree.digest());
         }
@@ -385,9 +391,7 @@ impl Sequencer {
                 self.syncing_tree = Some(self.tree.clone());
                 let started = std::time::Instant::now();
                 let done = job.run();
-                self.stats
-                    .log_sync_us
-                    .record(started.elapsed().as_micros() as u64);
+                self.stats.record_log_sync(started.elapsed());
                 Some(Box::pin(std::future::ready(done)))
             }
             Ok(None) => None,
@@ -503,6 +507,7 @@ impl Sequencer {
                 let _ = tx.send(self.report());
             }
             ToSequencer::ResetStats => {
+                self.stats.reset_sequencer_metrics();
                 for tx in &mesh.to_shards {
                     let _ = tx.send(ToShard::ResetStats);
                 }
@@ -787,6 +792,9 @@ impl Sequencer {
     }
 
     fn report(&self) -> SequencerReport {
-        SequencerReport::of(&self.durable_tree, &self.sessions)
+        SequencerReport {
+            digest_log: self.digest_log.entries(),
+            ..SequencerReport::of(&self.durable_tree, &self.sessions)
+        }
     }
 }

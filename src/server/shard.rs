@@ -18,7 +18,7 @@
 
 use super::inbox;
 use super::msg::*;
-use super::stats::ServerStats;
+use super::stats::{self, ServerStats};
 use super::tls::{self, ServerTls, TlsFailure, TlsInput, TlsSession};
 use super::Mesh;
 use crate::admin;
@@ -59,12 +59,18 @@ enum Phase {
 
 enum Pending {
     /// A write at the sequencer; its reply releases what queued behind it.
-    Write { xid: i32, at: Instant },
+    /// `op`: its name in the connection stats (`stats::operation_name`).
+    Write {
+        xid: i32,
+        at: Instant,
+        op: &'static str,
+    },
     /// A read that arrived behind a pending write (or while earlier replies wait for
     /// room in the connection's output: see `drain`).
     Read { xid: i32, req: Request, at: Instant },
-    /// A reply computed on arrival (ping, auth, setWatches), waiting for its turn.
-    Ready(Vec<u8>),
+    /// A reply computed on arrival (ping, auth, setWatches), waiting for its turn;
+    /// what the connection stats book for it, if anything.
+    Ready(Vec<u8>, Option<Answered>),
     /// A write that arrived behind a deferred read: it goes to the sequencer only when
     /// the reads before it have been served, so none of them can see it.
     Unsent(Box<WriteReq>, Instant),
@@ -94,6 +100,9 @@ struct Conn {
     received: u64,
     sent: u64,
     last_zxid: i64,
+    /// When it was accepted, ms since the Unix epoch (the reference's `established`).
+    established_ms: u64,
+    stats: ConnStats,
     /// This connection's SASL DIGEST-MD5 exchange (a nonce at most: bounded).
     sasl: DigestServer,
 }
@@ -120,6 +129,58 @@ impl Conn {
     /// stopped there because the output was full, and goes on once it is not.
     fn drain_waiting(&self) -> bool {
         !matches!(self.queue.front(), None | Some(Pending::Write { .. }))
+    }
+}
+
+/// What a connection's stats book for one reply, as the reference's
+/// updateStatsForResponse: the request's operation name, xid and arrival.
+#[derive(Debug, Clone, Copy)]
+struct Answered {
+    op: &'static str,
+    xid: i32,
+    at: Instant,
+}
+
+/// A connection's request stats as the reference's ServerCnxn keeps them (for
+/// `cons`): milliseconds, like its own; cleared by `crst`.
+#[derive(Debug, Clone)]
+struct ConnStats {
+    last_op: &'static str,
+    /// -1 until a request with a non-negative xid is answered.
+    last_cxid: i64,
+    /// Milliseconds since the server started when the last reply was booked.
+    last_response_ms: u64,
+    last_latency_ms: u64,
+    min_latency_ms: u64,
+    max_latency_ms: u64,
+    count: u64,
+    total_latency_ms: u64,
+}
+
+impl ConnStats {
+    const RESET: ConnStats = ConnStats {
+        last_op: "NA",
+        last_cxid: -1,
+        last_response_ms: 0,
+        last_latency_ms: 0,
+        min_latency_ms: u64::MAX,
+        max_latency_ms: 0,
+        count: 0,
+        total_latency_ms: 0,
+    };
+
+    fn book(&mut self, a: Answered, now: Instant, started: Instant) {
+        if a.xid >= 0 {
+            self.last_cxid = i64::from(a.xid);
+        }
+        self.last_op = a.op;
+        self.last_response_ms = now.saturating_duration_since(started).as_millis() as u64;
+        let ms = now.saturating_duration_since(a.at).as_millis() as u64;
+        self.last_latency_ms = ms;
+        self.min_latency_ms = self.min_latency_ms.min(ms);
+        self.max_latency_ms = self.max_latency_ms.max(ms);
+        self.count += 1;
+        self.total_latency_ms += ms;
     }
 }
 
@@ -363,6 +424,7 @@ async fn accept_loop(
         let Some(cid) = shard.borrow_mut().admit(peer) else {
             continue;
         };
+        shard.borrow().count_accepted(peer, session.is_some());
         glommio::spawn_local(serve_conn(shard.clone(), stream, cid, session)).detach();
     }
 }
@@ -649,6 +711,9 @@ impl ConnIo {
             Event::TlsProgress => After::Continue,
             Event::TlsEstablished(cert) => {
                 self.handshake_deadline = None;
+                sh.counters()
+                    .tls_handshakes_in_progress
+                    .fetch_sub(1, Relaxed);
                 sh.on_tls_established(cid, cert.as_ref());
                 After::Continue
             }
@@ -724,6 +789,16 @@ async fn serve_conn(
     };
     let _ = futures_lite::AsyncWriteExt::close(&mut stream).await;
     let mut sh = shard.borrow_mut();
+    if io.tls.as_ref().is_some_and(|t| t.is_handshaking()) {
+        // Refused, timed out or closed by the client before the handshake ended:
+        // the reference's Netty factory counts each as an authentication failure
+        // and an unsuccessful handshake.
+        sh.counters().auth_failed.fetch_add(1, Relaxed);
+        sh.counters().unsuccessful_handshakes.fetch_add(1, Relaxed);
+        sh.counters()
+            .tls_handshakes_in_progress
+            .fetch_sub(1, Relaxed);
+    }
     let peer = sh.conns.get(&cid).map(|c| c.peer);
     sh.close_conn(cid);
     if let (Some(why), Some(p)) = (reason, peer) {
@@ -770,7 +845,7 @@ async fn four_letter(shard: &Rc<RefCell<Shard>>, cmd: &str) -> String {
         }
         "crst" => {
             for to in &mesh.to_shards {
-                let _ = to.send_async(ToShard::ResetStats).await;
+                let _ = to.send_async(ToShard::ResetConnectionStats).await;
             }
         }
         _ => {}
@@ -823,6 +898,18 @@ impl Shard {
         &self.stats.shards[self.id]
     }
 
+    /// A connection was admitted: a TLS one begins its handshake, a plaintext one
+    /// counts by peer (see `ShardCounters::non_mtls_local_conns`).
+    fn count_accepted(&self, peer: SocketAddr, tls: bool) {
+        let c = self.counters();
+        let counter = match (tls, peer.ip().to_canonical().is_loopback()) {
+            (true, _) => &c.tls_handshakes_in_progress,
+            (false, true) => &c.non_mtls_local_conns,
+            (false, false) => &c.non_mtls_remote_conns,
+        };
+        counter.fetch_add(1, Relaxed);
+    }
+
     fn open_conn(&mut self, peer: SocketAddr) -> ConnId {
         let cid = self.next_conn;
         self.next_conn += 1;
@@ -844,6 +931,10 @@ impl Shard {
                 received: 0,
                 sent: 0,
                 last_zxid: 0,
+                established_ms: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64),
+                stats: ConnStats::RESET,
                 sasl: DigestServer::new(),
             },
         );
@@ -881,6 +972,7 @@ impl Shard {
         let per_ip_max = self.cfg.max_client_cnxns;
         let from_ip = self.conns_per_ip.get(&peer.ip()).copied().unwrap_or(0);
         if per_ip_max > 0 && from_ip >= per_ip_max {
+            self.counters().connections_rejected.fetch_add(1, Relaxed);
             self.warn_refused(|| {
                 format!(
                     "too many connections from {} - max is {per_ip_max} (maxClientCnxns)",
@@ -891,6 +983,7 @@ impl Shard {
         }
         let max = self.cfg.max_cnxns;
         if let Err(e) = self.stats.admit_connection(max as u64) {
+            self.counters().connections_rejected.fetch_add(1, Relaxed);
             self.warn_refused(|| {
                 format!(
                     "too many connections {} - max is {max} (maxCnxns); refused {peer}",
@@ -924,6 +1017,7 @@ impl Shard {
         let subject = match tls::rfc2253_subject(cert) {
             Ok(s) => s,
             Err(e) => {
+                self.counters().auth_failed.fetch_add(1, Relaxed);
                 self.close_with(cid, &format!("x509 authentication failed: {e}"));
                 return;
             }
@@ -1070,6 +1164,7 @@ impl Shard {
             if c.phase == Phase::AwaitConnect && at == 0 {
                 if let Ok(word) = std::str::from_utf8(&rest[..4]) {
                     if crate::config::FOUR_LETTER_WORDS.contains(&word) {
+                        self.counters().bytes_received.fetch_add(4, Relaxed);
                         return (buf.len(), After::FourLetter(word.to_string()));
                     }
                 }
@@ -1088,6 +1183,8 @@ impl Shard {
             }
             let body = &rest[4..4 + len];
             at += 4 + len;
+            let counters = &self.stats.shards[self.id];
+            counters.bytes_received.fetch_add(4 + len as u64, Relaxed);
             if self.conns[&cid].phase == Phase::AwaitConnect {
                 self.on_connect_frame(cid, body);
             } else {
@@ -1104,6 +1201,11 @@ impl Shard {
                 return;
             }
         };
+        let counters = self.counters();
+        counters.connection_requests.fetch_add(1, Relaxed);
+        if req.session_id != 0 {
+            counters.connection_revalidates.fetch_add(1, Relaxed);
+        }
         if !self.stats.serving() {
             // As the reference: a member without a leader takes no sessions.
             self.close_with(
@@ -1151,7 +1253,7 @@ impl Shard {
                     }
                     .encode(v)
                 });
-                self.push_ready(cid, bytes);
+                self.push_ready(cid, bytes, None);
                 self.close_with(cid, &format!("unknown opcode {o}"));
                 return;
             }
@@ -1168,7 +1270,7 @@ impl Shard {
                     }
                     .encode(v)
                 });
-                self.push_ready(cid, bytes);
+                self.push_ready(cid, bytes, None);
                 return;
             }
         };
@@ -1184,7 +1286,12 @@ impl Shard {
                     }
                     .encode(v)
                 });
-                self.push_ready(cid, bytes);
+                let ping = Answered {
+                    op: "PING",
+                    xid,
+                    at: now,
+                };
+                self.push_ready(cid, bytes, Some(ping));
             }
             Request::Auth { scheme, auth, .. } => self.on_auth(cid, xid, &scheme, &auth),
             Request::SetWatches(sw) => self.on_set_watches(cid, xid, sw),
@@ -1210,7 +1317,8 @@ impl Shard {
                 if read_waiting {
                     c.enqueue(Pending::Unsent(w, now), outstanding);
                 } else {
-                    c.enqueue(Pending::Write { xid, at: now }, outstanding);
+                    let op = stats::operation_name(w.req.opcode());
+                    c.enqueue(Pending::Write { xid, at: now, op }, outstanding);
                     self.send_write(w);
                 }
             }
@@ -1230,32 +1338,54 @@ impl Shard {
         let _ = self.mesh.to_sequencer.send(ToSequencer::Write(w));
     }
 
-    /// Appends a reply now if nothing is queued ahead of it, else queues it.
-    fn push_ready(&mut self, cid: ConnId, bytes: Vec<u8>) {
+    /// Appends a reply now if nothing is queued ahead of it, else queues it;
+    /// `answered`: what the connection stats book for it.
+    fn push_ready(&mut self, cid: ConnId, bytes: Vec<u8>, answered: Option<Answered>) {
         let c = self.conns.get_mut(&cid).unwrap();
         if c.queue.is_empty() {
             c.out.extend_from_slice(&bytes);
-            self.count_reply(cid, None, false);
+            self.count_reply(cid, answered, None, bytes.len());
         } else {
             c.enqueue(
-                Pending::Ready(bytes),
+                Pending::Ready(bytes, answered),
                 &self.stats.shards[self.id].outstanding,
             );
         }
     }
 
-    /// Books one reply that was just appended to a connection's output: the
-    /// connection's and the shard's counters, and the request's latency if timed
-    /// (`update`: it answered a write, else a read).
-    fn count_reply(&mut self, cid: ConnId, since: Option<Instant>, update: bool) {
+    /// A reply the connection stats do not book (auth and SASL, as the
+    /// reference answers them before its request pipeline).
+    fn push_ready_unbooked(&mut self, cid: ConnId, bytes: Vec<u8>) {
+        self.push_ready(cid, bytes, None)
+    }
+
+    /// Books one reply of `frame_bytes` (length prefix included) that was just
+    /// appended to a connection's output: the connection's counters and stats
+    /// (`answered`), the shard's counters, and the latency histograms when
+    /// `timed` (`Some(update)`: it answered a write, else a read).
+    fn count_reply(
+        &mut self,
+        cid: ConnId,
+        answered: Option<Answered>,
+        timed: Option<bool>,
+        frame_bytes: usize,
+    ) {
         if let Some(c) = self.conns.get_mut(&cid) {
             c.sent += 1;
             c.last_zxid = self.last_zxid;
+            if let Some(a) = answered {
+                c.stats.book(a, self.now, self.stats.started);
+            }
         }
         let counters = &self.stats.shards[self.id];
         counters.packets_sent.fetch_add(1, Relaxed);
-        if let Some(at) = since {
-            let us = self.now.saturating_duration_since(at).as_micros() as u64;
+        // The reference's size excludes the 4-byte length prefix.
+        let body = frame_bytes.saturating_sub(4) as u64;
+        counters
+            .response_bytes
+            .record(body, self.stats.since_start_us(self.now));
+        if let (Some(a), Some(update)) = (answered, timed) {
+            let us = self.now.saturating_duration_since(a.at).as_micros() as u64;
             counters.record_reply_latency_us(us, update);
         }
     }
@@ -1267,11 +1397,15 @@ impl Shard {
             return;
         };
         let mut out = std::mem::take(&mut c.out);
+        let before = out.len();
+        let op = stats::operation_name(req.opcode());
         self.serve_read_into(&mut out, cid, xid, req);
+        let frame_bytes = out.len() - before;
         if let Some(c) = self.conns.get_mut(&cid) {
             c.out = out;
         }
-        self.count_reply(cid, Some(since), false);
+        let answered = Answered { op, xid, at: since };
+        self.count_reply(cid, Some(answered), Some(false), frame_bytes);
     }
 
     /// auth: the reply echoes the request's xid (the reference's clients send −4,
@@ -1303,7 +1437,7 @@ impl Shard {
         };
         let err = if ok { 0 } else { ErrorCode::AuthFailed.code() };
         let bytes = frame(|v| proto::ReplyHeader { xid, zxid: 0, err }.encode(v));
-        self.push_ready(cid, bytes);
+        self.push_ready(cid, bytes, None);
         if !ok {
             self.close_with(
                 cid,
@@ -1327,16 +1461,18 @@ impl Shard {
         };
         let cfg = self.cfg.clone();
         if cfg.sasl.users.is_none() {
-            return self.push_ready(cid, sasl_reply(xid, 0, None));
+            return self.push_ready_unbooked(cid, sasl_reply(xid, 0, None));
         }
         let c = self.conns.get_mut(&cid).unwrap();
         let mut random = |b: &mut [u8]| rand::RngCore::fill_bytes(&mut rand::thread_rng(), b);
         let password = |user: &str| cfg.sasl.password(user).map(str::to_string);
         match c.sasl.evaluate(token, &mut random, &password) {
-            Ok(Outcome::Challenge(t)) => self.push_ready(cid, sasl_reply(xid, 0, Some(&t))),
+            Ok(Outcome::Challenge(t)) => {
+                self.push_ready_unbooked(cid, sasl_reply(xid, 0, Some(&t)))
+            }
             Ok(Outcome::Authenticated { rspauth, user }) => {
                 self.add_sasl_id(cid, &user);
-                self.push_ready(cid, sasl_reply(xid, 0, Some(&rspauth)));
+                self.push_ready_unbooked(cid, sasl_reply(xid, 0, Some(&rspauth)));
             }
             Err(e) => self.on_sasl_failed(cid, xid, e),
         }
@@ -1374,14 +1510,22 @@ impl Shard {
                     c.peer
                 );
             }
-            return self.push_ready(cid, sasl_reply(xid, 0, None));
+            return self.push_ready_unbooked(cid, sasl_reply(xid, 0, None));
         }
         let err = ErrorCode::AuthFailed.code();
-        self.push_ready(cid, sasl_reply(xid, err, None));
+        self.push_ready_unbooked(cid, sasl_reply(xid, err, None));
         self.close_with(cid, &format!("SASL authentication failed: {e}"));
     }
 
     fn on_set_watches(&mut self, cid: ConnId, xid: i32, sw: SetWatches) {
+        let answered = Answered {
+            op: match sw.persistent.is_empty() && sw.persistent_recursive.is_empty() {
+                true => "SETW",
+                false => "STW2",
+            },
+            xid,
+            at: self.now,
+        };
         let mut out = Vec::new();
         let rel = sw.relative_zxid;
         let zxid = self.last_zxid;
@@ -1430,8 +1574,10 @@ impl Shard {
                  some watches were not restored"
             );
         }
+        // The events and the reply are booked as one packet of their total size
+        // (the reference books each event apart): a reconnect's rare path.
         write_reply(&mut out, xid, zxid, Ok(&Response::Empty));
-        self.push_ready(cid, out);
+        self.push_ready(cid, out, Some(answered));
     }
 
     /// Serves a read-like request from the current tree version.
@@ -1553,6 +1699,11 @@ impl Shard {
                 let _ = tx.send(self.report());
             }
             ToShard::ResetStats => self.counters().reset(),
+            ToShard::ResetConnectionStats => {
+                for c in self.conns.values_mut() {
+                    (c.received, c.sent, c.stats) = (0, 0, ConnStats::RESET);
+                }
+            }
             ToShard::StopAccepting => self.accepting = None,
             ToShard::Shutdown => self.close_for_stop(),
             ToShard::CloseAll(why) => {
@@ -1626,6 +1777,7 @@ impl Shard {
                                 continue;
                             }
                         }
+                        let before = conn.out.len();
                         write_event(
                             &mut conn.out,
                             item.zxid,
@@ -1635,6 +1787,15 @@ impl Shard {
                                 path: path.clone(),
                             },
                         );
+                        // The reference counts a notification as a packet sent and
+                        // among reply sizes. (setWatches' events go out with its
+                        // reply as one, see `on_set_watches`.)
+                        conn.sent += 1;
+                        let body = (conn.out.len() - before).saturating_sub(4) as u64;
+                        let at = self.stats.since_start_us(self.now);
+                        let counters = &self.stats.shards[self.id];
+                        counters.packets_sent.fetch_add(1, Relaxed);
+                        counters.response_bytes.record(body, at);
                         touched.insert(c);
                         self.enforce_queued_bytes_max(c);
                     }
@@ -1699,8 +1860,8 @@ impl Shard {
             // Closing unflushed: its queue is let go with the connection.
             return;
         }
-        let at = match c.queue.front() {
-            Some(Pending::Write { xid: x, at }) if *x == xid => *at,
+        let answered = match c.queue.front() {
+            Some(Pending::Write { xid: x, at, op }) if *x == xid => Answered { op, xid, at: *at },
             _ => {
                 // Our own invariant: replies come back in the order writes were sent.
                 debug_assert!(false, "reply for xid {xid} does not match the queue");
@@ -1708,12 +1869,14 @@ impl Shard {
             }
         };
         c.complete_front(&self.stats.shards[self.id].outstanding);
+        let before = c.out.len();
         write_reply(&mut c.out, xid, zxid, result.as_ref().map_err(|e| *e));
+        let frame_bytes = c.out.len() - before;
         if let Err(ErrorCode::SessionMoved) = result {
             // As the reference: the session lives on another connection now.
             c.closing = true;
         }
-        self.count_reply(cid, Some(at), true);
+        self.count_reply(cid, Some(answered), Some(true), frame_bytes);
         self.drain(cid);
         self.enforce_queued_bytes_max(cid);
     }
@@ -1736,9 +1899,10 @@ impl Shard {
             let outstanding = &self.stats.shards[self.id].outstanding;
             if let Some(Pending::Unsent(w, at)) = c.queue.front() {
                 // Everything before it is answered: send it, and wait for it.
-                let (xid, at) = (w.xid, *at);
+                let (xid, at, op) = (w.xid, *at, stats::operation_name(w.req.opcode()));
                 let front = c.queue.front_mut().expect("the front was just seen");
-                let Pending::Unsent(w, _) = std::mem::replace(front, Pending::Write { xid, at })
+                let Pending::Unsent(w, _) =
+                    std::mem::replace(front, Pending::Write { xid, at, op })
                 else {
                     unreachable!("the front was just matched as Unsent");
                 };
@@ -1746,9 +1910,9 @@ impl Shard {
                 return;
             }
             match c.complete_front(outstanding) {
-                Some(Pending::Ready(bytes)) => {
+                Some(Pending::Ready(bytes, answered)) => {
                     c.out.extend_from_slice(&bytes);
-                    self.count_reply(cid, None, false);
+                    self.count_reply(cid, answered, None, bytes.len());
                 }
                 Some(Pending::Read { xid, req, at }) => self.answer_read(cid, xid, req, at),
                 _ => unreachable!("drain_waiting saw a Ready or Read at the front"),
@@ -1809,6 +1973,21 @@ impl Shard {
                 sent: c.sent,
                 last_zxid: c.last_zxid,
                 timeout_ms: c.timeout_ms,
+                established_ms: c.established_ms,
+                last_operation: c.stats.last_op,
+                last_cxid: c.stats.last_cxid,
+                last_response_ms: c.stats.last_response_ms,
+                last_latency_ms: c.stats.last_latency_ms,
+                min_latency_ms: match c.stats.count {
+                    0 => 0,
+                    _ => c.stats.min_latency_ms,
+                },
+                avg_latency_ms: c
+                    .stats
+                    .total_latency_ms
+                    .checked_div(c.stats.count)
+                    .unwrap_or(0),
+                max_latency_ms: c.stats.max_latency_ms,
             })
             .collect();
         connections.sort_by(|a, b| a.peer.cmp(&b.peer));

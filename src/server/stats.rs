@@ -25,6 +25,36 @@ pub struct ShardCounters {
     /// commit), microseconds from arrival to reply: `readlatency` / `updatelatency`.
     pub read_latency_us: Histogram,
     pub update_latency_us: Histogram,
+    /// TLS handshakes on the secure port that did not complete (refused, timed out,
+    /// not TLS, closed by the client) and client certificates whose subject could
+    /// not be read: the reference's auth_failed_count, which its
+    /// Netty factory counts there and nowhere else (not for SASL or addauth). Not
+    /// cleared by `srst`, as there.
+    pub auth_failed: AtomicU64,
+    /// Plaintext client connections accepted, from another host / from loopback:
+    /// the reference's non_mtls_remote_conn_count / non_mtls_local_conn_count.
+    /// Its Netty factory counts every channel without TLS; its NIO factory (the
+    /// default, plaintext only) never counts. corral's one connection stack serves
+    /// both ports as the Netty factory does, so it counts as that one. Not cleared
+    /// by `srst`, as there.
+    pub non_mtls_remote_conns: AtomicU64,
+    pub non_mtls_local_conns: AtomicU64,
+    /// The reference's ServerMetrics counters a shard can count: bytes of every
+    /// client frame received (length prefix included; 4 for a four-letter word),
+    /// connections refused by maxClientCnxns / maxCnxns, TLS handshakes that did
+    /// not complete, connect requests taken, and those naming an existing session.
+    pub bytes_received: AtomicU64,
+    pub connections_rejected: AtomicU64,
+    pub unsuccessful_handshakes: AtomicU64,
+    pub connection_requests: AtomicU64,
+    pub connection_revalidates: AtomicU64,
+    /// TLS handshakes begun and not ended (the reference's
+    /// outstanding_tls_handshake gauge): up at a TLS accept, down when the
+    /// handshake completes or its connection ends first.
+    pub tls_handshakes_in_progress: AtomicU64,
+    /// Bytes of each reply this shard wrote (the reference's client response
+    /// BufferStats: header and body, no length prefix). Cleared by `srst`.
+    pub response_bytes: SizeStats,
 }
 
 impl ShardCounters {
@@ -53,6 +83,11 @@ impl ShardCounters {
         for a in [
             &self.packets_received,
             &self.packets_sent,
+            &self.bytes_received,
+            &self.connections_rejected,
+            &self.unsuccessful_handshakes,
+            &self.connection_requests,
+            &self.connection_revalidates,
             &self.latency_count,
             &self.latency_sum_us,
             &self.latency_max_us,
@@ -62,6 +97,164 @@ impl ShardCounters {
         }
         self.read_latency_us.reset();
         self.update_latency_us.reset();
+        self.response_bytes.reset();
+    }
+}
+
+/// The reference's BufferStats: the last, smallest and largest size seen, with
+/// when the last one was seen (µs since the server started) so that several
+/// (every shard's) merge into one. Relaxed atomics, one writer. A size of 0 is
+/// not recorded (no reply or proposal is empty).
+#[derive(Default)]
+pub struct SizeStats {
+    last_bytes: AtomicU64,
+    min_bytes: AtomicU64,
+    max_bytes: AtomicU64,
+    last_at_us: AtomicU64,
+}
+
+/// What a [`SizeStats`] held when read; -1s until a size is seen, as the
+/// reference prints them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SizeSnapshot {
+    pub last: i64,
+    pub min: i64,
+    pub max: i64,
+    last_at_us: u64,
+}
+
+impl SizeStats {
+    pub fn record(&self, bytes: u64, at_us: u64) {
+        if bytes == 0 {
+            return;
+        }
+        self.last_bytes.store(bytes, Relaxed);
+        self.last_at_us.store(at_us, Relaxed);
+        let min = self.min_bytes.load(Relaxed);
+        if min == 0 || bytes < min {
+            self.min_bytes.store(bytes, Relaxed);
+        }
+        if bytes > self.max_bytes.load(Relaxed) {
+            self.max_bytes.store(bytes, Relaxed);
+        }
+    }
+
+    pub fn reset(&self) {
+        for a in [
+            &self.last_bytes,
+            &self.min_bytes,
+            &self.max_bytes,
+            &self.last_at_us,
+        ] {
+            a.store(0, Relaxed);
+        }
+    }
+
+    pub fn snapshot(&self) -> SizeSnapshot {
+        let max = self.max_bytes.load(Relaxed);
+        if max == 0 {
+            return SizeSnapshot::NONE;
+        }
+        let signed = |a: &AtomicU64| a.load(Relaxed).min(i64::MAX as u64) as i64;
+        SizeSnapshot {
+            last: signed(&self.last_bytes),
+            min: signed(&self.min_bytes),
+            max: max.min(i64::MAX as u64) as i64,
+            last_at_us: self.last_at_us.load(Relaxed),
+        }
+    }
+}
+
+impl SizeSnapshot {
+    pub const NONE: SizeSnapshot = SizeSnapshot {
+        last: -1,
+        min: -1,
+        max: -1,
+        last_at_us: 0,
+    };
+
+    /// Both together: the later `last`, the smaller min, the larger max.
+    pub fn merge(&mut self, o: &SizeSnapshot) {
+        if o.max < 0 {
+            return;
+        }
+        if self.max < 0 {
+            *self = *o;
+            return;
+        }
+        if o.last_at_us >= self.last_at_us {
+            (self.last, self.last_at_us) = (o.last, o.last_at_us);
+        }
+        self.min = self.min.min(o.min);
+        self.max = self.max.max(o.max);
+    }
+}
+
+/// Entries the digest log keeps (the reference's DataTree.DIGEST_LOG_LIMIT).
+pub const DIGEST_LOG_ENTRIES_COUNT_MAX: usize = 1024;
+/// The digest log takes the zxids that are multiples of this (its
+/// DIGEST_LOG_INTERVAL).
+pub const DIGEST_LOG_INTERVAL_TXNS: i64 = 128;
+
+/// The reference's digest log (`hash`): the tree digest after every
+/// [`DIGEST_LOG_INTERVAL_TXNS`]th txn applied, the newest
+/// [`DIGEST_LOG_ENTRIES_COUNT_MAX`] kept. Owned by the sequencer core.
+#[derive(Debug, Default)]
+pub struct DigestLog {
+    entries: std::collections::VecDeque<(i64, u64)>,
+}
+
+impl DigestLog {
+    /// Whether the digest after `zxid` belongs in the log.
+    pub fn wants(zxid: i64) -> bool {
+        zxid.rem_euclid(DIGEST_LOG_INTERVAL_TXNS) == 0
+    }
+
+    /// Notes the tree digest after `zxid` (call only when [`Self::wants`] it).
+    pub fn note(&mut self, zxid: i64, digest: u64) {
+        self.entries.push_back((zxid, digest));
+        if self.entries.len() > DIGEST_LOG_ENTRIES_COUNT_MAX {
+            self.entries.pop_front();
+        }
+    }
+
+    /// (zxid, digest), oldest first.
+    pub fn entries(&self) -> Vec<(i64, u64)> {
+        self.entries.iter().copied().collect()
+    }
+}
+
+/// The name the reference's connection stats give a request (`last_operation`
+/// in `cons`, its FinalRequestProcessor's four-letter codes); "NA" for a code
+/// it has none for.
+pub fn operation_name(opcode: i32) -> &'static str {
+    use crate::proto::op;
+    match opcode {
+        op::PING => "PING",
+        op::CREATE_SESSION => "SESS",
+        op::MULTI => "MULT",
+        op::MULTI_READ => "MLTR",
+        op::CREATE | op::CREATE2 | op::CREATE_TTL | op::CREATE_CONTAINER => "CREA",
+        op::DELETE | op::DELETE_CONTAINER => "DELE",
+        op::SET_DATA => "SETD",
+        op::RECONFIG => "RECO",
+        op::SET_ACL => "SETA",
+        op::CLOSE_SESSION => "CLOS",
+        op::SYNC => "SYNC",
+        op::CHECK => "CHEC",
+        op::EXISTS => "EXIS",
+        op::GET_DATA => "GETD",
+        op::SET_WATCHES => "SETW",
+        op::SET_WATCHES2 => "STW2",
+        op::ADD_WATCH => "ADDW",
+        op::GET_ACL => "GETA",
+        op::GET_CHILDREN | op::GET_CHILDREN2 => "GETC",
+        op::GET_ALL_CHILDREN_NUMBER => "GETACN",
+        op::CHECK_WATCHES => "CHKW",
+        op::REMOVE_WATCHES => "REMW",
+        op::WHO_AM_I => "HOMI",
+        op::GET_EPHEMERALS => "GETE",
+        _ => "NA",
     }
 }
 
@@ -187,12 +380,29 @@ pub struct ServerStats {
     pub commit_batch_size: Histogram,
     pub log_sync_us: Histogram,
     pub snapshot_ms: Histogram,
+    /// Quorum mode, on the leader: bytes of each proposal it sent (the reference's
+    /// proposal_stats, last/min/max_proposal_size). Written by the sequencer core.
+    pub proposal_bytes: SizeStats,
+    /// The reference's ServerMetrics counters the sequencer core can count:
+    /// proposals this leader sent, txns committed while leading, and times this
+    /// member started looking for a leader.
+    pub proposals: AtomicU64,
+    pub leader_commits: AtomicU64,
+    pub looking: AtomicU64,
+    /// Log syncs slower than `fsync_warning_threshold_ms` (the reference's
+    /// fsync_threshold_exceed_count; not cleared by `srst`, as there).
+    pub fsync_threshold_exceed_count: AtomicU64,
+    /// fsync.warningthresholdms, fixed at start.
+    fsync_warning_threshold_ms: u64,
     /// Messages waiting in the sequencer's inbox when it last looked.
     pub sequencer_inbox_depth: AtomicU64,
     /// Connections open on every shard together (maxCnxns).
     admitted_connections: AlignedCount,
     /// The server's role ([`Mode`]), written by the sequencer.
     mode: AtomicU8,
+    /// While leading: µs since start when this leader took the lead (+1, so that
+    /// 0 means not leading); for leader_uptime.
+    leading_since_us: AtomicU64,
 }
 
 /// What `srvr` prints as `Mode:`; `NotServing` while an ensemble member looks for
@@ -241,9 +451,38 @@ impl ServerStats {
             commit_batch_size: Histogram::default(),
             log_sync_us: Histogram::default(),
             snapshot_ms: Histogram::default(),
+            proposal_bytes: SizeStats::default(),
+            proposals: AtomicU64::new(0),
+            leader_commits: AtomicU64::new(0),
+            looking: AtomicU64::new(0),
+            fsync_threshold_exceed_count: AtomicU64::new(0),
+            fsync_warning_threshold_ms: 1000,
             sequencer_inbox_depth: AtomicU64::new(0),
             admitted_connections: AlignedCount::default(),
             mode: AtomicU8::new(Mode::Standalone as u8),
+            leading_since_us: AtomicU64::new(0),
+        }
+    }
+
+    /// Sets fsync.warningthresholdms (the config's; 1000 ms otherwise).
+    pub fn with_fsync_warning_threshold_ms(mut self, ms: u64) -> Self {
+        self.fsync_warning_threshold_ms = ms;
+        self
+    }
+
+    /// Books one log sync that took `elapsed`: the sync-time histogram, and the
+    /// threshold count when its whole milliseconds pass the warning threshold (as
+    /// the reference's FileTxnLog.commit, which also logs a warning then).
+    pub fn record_log_sync(&self, elapsed: std::time::Duration) {
+        self.log_sync_us.record(elapsed.as_micros() as u64);
+        let ms = elapsed.as_millis() as u64;
+        if ms > self.fsync_warning_threshold_ms {
+            self.fsync_threshold_exceed_count.fetch_add(1, Relaxed);
+            tracing::warn!(
+                "fsync-ing the transaction log took {ms} ms (fsync.warningthresholdms={}), \
+                 which adversely affects operation latency",
+                self.fsync_warning_threshold_ms
+            );
         }
     }
 
@@ -257,8 +496,42 @@ impl ServerStats {
         }
     }
 
+    /// The sequencer's role changed. Becoming the (established) leader starts
+    /// leader_uptime and, as the reference's new Leader, fresh proposal stats.
     pub fn set_mode(&self, m: Mode) {
-        self.mode.store(m as u8, Relaxed);
+        let was = self.mode.swap(m as u8, Relaxed);
+        match m {
+            Mode::Leader if was != Mode::Leader as u8 => {
+                self.proposal_bytes.reset();
+                let since = self.since_start_us(Instant::now()) + 1;
+                self.leading_since_us.store(since, Relaxed);
+            }
+            Mode::Leader => {}
+            _ => self.leading_since_us.store(0, Relaxed),
+        }
+    }
+
+    /// `srst` on the sequencer core: what the reference's ServerMetrics.resetAll
+    /// clears of the sequencer's metrics (the shards clear their own).
+    pub fn reset_sequencer_metrics(&self) {
+        for a in [&self.proposals, &self.leader_commits, &self.looking] {
+            a.store(0, Relaxed);
+        }
+        self.commit_batch_size.reset();
+        self.log_sync_us.reset();
+        self.snapshot_ms.reset();
+    }
+
+    /// Milliseconds since this server took the lead (the reference's
+    /// leader_uptime); `None` unless it leads.
+    pub fn leader_uptime_ms(&self) -> Option<u64> {
+        match self.leading_since_us.load(Relaxed) {
+            0 => None,
+            since => {
+                let now = self.since_start_us(Instant::now());
+                Some(now.saturating_sub(since - 1) / 1000)
+            }
+        }
     }
 
     /// Clients may connect (standalone, or an ensemble member that serves).
@@ -302,6 +575,20 @@ impl ServerStats {
         all
     }
 
+    /// Every shard's reply sizes together (the reference's client_response_stats).
+    pub fn client_response_sizes(&self) -> SizeSnapshot {
+        let mut all = SizeSnapshot::NONE;
+        for s in &self.shards {
+            all.merge(&s.response_bytes.snapshot());
+        }
+        all
+    }
+
+    /// Microseconds since the server started, for [`SizeStats::record`].
+    pub fn since_start_us(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.started).as_micros() as u64
+    }
+
     pub fn sum(&self, f: impl Fn(&ShardCounters) -> &AtomicU64) -> u64 {
         self.shards.iter().map(|s| f(s).load(Relaxed)).sum()
     }
@@ -333,6 +620,7 @@ impl ServerStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn histogram_buckets_quantiles_and_merge() {
@@ -355,6 +643,75 @@ mod tests {
         h.reset();
         assert_eq!(h.snapshot(), HistogramSnapshot::default());
         assert_eq!(HistogramSnapshot::default().quantile(0.5), 0);
+    }
+
+    #[test]
+    fn log_syncs_past_the_warning_threshold_are_counted() {
+        let s = ServerStats::new(1).with_fsync_warning_threshold_ms(5);
+        for ms in [0, 5, 6, 2000] {
+            s.record_log_sync(Duration::from_millis(ms));
+        }
+        // As the reference: whole milliseconds strictly above the threshold.
+        assert_eq!(s.fsync_threshold_exceed_count.load(Relaxed), 2);
+        assert_eq!(s.log_sync_us.snapshot().count, 4);
+        let d = ServerStats::new(1);
+        d.record_log_sync(Duration::from_millis(1000));
+        d.record_log_sync(Duration::from_millis(1001));
+        assert_eq!(
+            d.fsync_threshold_exceed_count.load(Relaxed),
+            1,
+            "1000 ms default"
+        );
+    }
+
+    #[test]
+    fn sizes_merge_the_latest_last_and_the_extremes() {
+        let s = ServerStats::new(2);
+        assert_eq!(s.client_response_sizes(), SizeSnapshot::NONE);
+        s.shards[0].response_bytes.record(40, 10);
+        s.shards[0].response_bytes.record(16, 11);
+        s.shards[1].response_bytes.record(90, 12);
+        s.shards[1].response_bytes.record(0, 13);
+        let m = s.client_response_sizes();
+        assert_eq!((m.last, m.min, m.max), (90, 16, 90));
+        s.shards[0].response_bytes.record(20, 14);
+        assert_eq!(s.client_response_sizes().last, 20);
+        s.shards[0].reset();
+        s.shards[1].reset();
+        assert_eq!(s.client_response_sizes(), SizeSnapshot::NONE);
+    }
+
+    #[test]
+    fn leader_uptime_runs_only_while_leading() {
+        let s = ServerStats::new(1);
+        assert_eq!(s.leader_uptime_ms(), None);
+        s.set_mode(Mode::NotServing);
+        s.proposal_bytes.record(10, 0);
+        s.set_mode(Mode::Leader);
+        assert!(s.leader_uptime_ms().is_some());
+        assert_eq!(
+            s.proposal_bytes.snapshot(),
+            SizeSnapshot::NONE,
+            "a new leader"
+        );
+        s.set_mode(Mode::NotServing);
+        assert_eq!(s.leader_uptime_ms(), None);
+    }
+
+    #[test]
+    fn digest_log_takes_every_128th_zxid_and_keeps_the_newest() {
+        let mut log = DigestLog::default();
+        for zxid in 1..=(DIGEST_LOG_INTERVAL_TXNS * 1030) {
+            if DigestLog::wants(zxid) {
+                log.note(zxid, zxid as u64 * 3);
+            }
+        }
+        let e = log.entries();
+        assert_eq!(e.len(), DIGEST_LOG_ENTRIES_COUNT_MAX);
+        assert_eq!(e[0], (DIGEST_LOG_INTERVAL_TXNS * 7, 128 * 7 * 3));
+        assert_eq!(e.last().unwrap().0, DIGEST_LOG_INTERVAL_TXNS * 1030);
+        assert!(!DigestLog::wants(129));
+        assert!(DigestLog::wants(5i64 << 32), "epoch 5, counter 0");
     }
 
     #[test]
