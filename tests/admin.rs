@@ -486,6 +486,9 @@ fn metrics_parse_and_carry_the_reference_names() {
     assert_eq!(get(&format!("127.0.0.1:{port}"), "/commands").0, 404);
 }
 
+/// mntr polls while a follower applies a write.
+const FOLLOWER_POLLS_MAX: u32 = 100;
+
 #[test]
 fn mntr_keys_in_an_ensemble_are_the_reference_ones() {
     if !Ensemble::can_start(&[Kind::Reference, Kind::Corral]) {
@@ -508,6 +511,44 @@ fn mntr_keys_in_an_ensemble_are_the_reference_ones() {
             ttl: -1,
         });
         assert_eq!(c.call(&create).unwrap().err, 0);
+        // The follower counts the create's PROPOSAL and COMMIT, and timed its
+        // election and its sync with the leader.
+        let follower_counts = |want: u64| {
+            let text = four_letter_word(&e.client_addr(follower), "mntr").unwrap();
+            [
+                "zk_learner_proposal_received_count",
+                "zk_learner_commit_received_count",
+                "zk_cnt_election_time",
+                "zk_cnt_follower_sync_time",
+            ]
+            .map(|k| {
+                let v = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix(&format!("{k}\t")))
+                    .and_then(|v| v.trim().parse::<u64>().ok());
+                (k, v.filter(|n| *n >= want))
+            })
+        };
+        let mut counts = follower_counts(1);
+        for _ in 0..FOLLOWER_POLLS_MAX {
+            if counts.iter().all(|(_, v)| v.is_some()) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            counts = follower_counts(1);
+        }
+        let text = four_letter_word(&e.client_addr(follower), "mntr").unwrap();
+        let shown: Vec<&str> = (text.lines())
+            .filter(|l| l.contains("election") || l.contains("sync_time") || l.contains("learner"))
+            .collect();
+        for (k, v) in counts {
+            assert!(
+                v.is_some(),
+                "{kind:?} follower: {k} not at least 1: {shown:?}"
+            );
+        }
+        // Received in the broadcast phase: the session's creation and the create.
+        let received = [counts[0].1, counts[1].1];
         let mntr = four_letter_word(&e.client_addr(leader), "mntr").unwrap();
         let last_proposal = mntr
             .lines()
@@ -517,10 +558,15 @@ fn mntr_keys_in_an_ensemble_are_the_reference_ones() {
             mntr_keys(&e.client_addr(leader)),
             mntr_keys(&e.client_addr(follower)),
             last_proposal,
+            received,
         )
     };
-    let (ref_leader, ref_follower, ref_proposal) = keys_by_role(Kind::Reference);
-    let (leader, follower, proposal) = keys_by_role(Kind::Corral);
+    let (ref_leader, ref_follower, ref_proposal, ref_received) = keys_by_role(Kind::Reference);
+    let (leader, follower, proposal, received) = keys_by_role(Kind::Corral);
+    assert_eq!(
+        received, ref_received,
+        "PROPOSALs and COMMITs a follower counted for a new session and one create"
+    );
     assert!(ref_proposal.is_some(), "the reference's leader mntr");
     assert_eq!(
         proposal, ref_proposal,
@@ -651,4 +697,106 @@ fn an_idle_keep_alive_admin_connection_is_closed_after_admin_idle_timeout() {
     assert!(got.is_empty() || got.starts_with("HTTP/1.1 408"), "{got}");
     // The endpoint serves on.
     assert_eq!(command(&addr, "ruok")["error"], Value::Null);
+}
+
+/// The keys of each entry of the reference's `observers` list
+/// (LearnerHandler.getLearnerHandlerInfo in 3.8.0).
+const OBSERVER_INFO_KEYS: [&str; 9] = [
+    "remote_socket_address",
+    "sid",
+    "established",
+    "queued_packets",
+    "queued_packets_size",
+    "packets_received",
+    "packets_sent",
+    "requests",
+    "last_zxid",
+];
+
+/// Admin polls while the observer's link and counters settle.
+const OBSERVER_POLLS_MAX: u32 = 100;
+
+/// A corral leader lists its observer's link as the reference's leader does:
+/// the observer's id, its address, and the packets and forwarded writes it
+/// carried (each write through the observer is one REQUEST).
+#[test]
+fn the_leader_lists_its_observers_links() {
+    use common::ensemble::Role;
+    if !Ensemble::can_start(&[Kind::Corral]) {
+        return;
+    }
+    let members = [
+        (Kind::Corral, Role::Participant),
+        (Kind::Corral, Role::Participant),
+        (Kind::Corral, Role::Observer),
+    ];
+    let mut e = Ensemble::configure(&members, "");
+    let admin: Vec<u16> = e.sids().iter().map(|_| free_port()).collect();
+    for (sid, port) in e.sids().into_iter().zip(&admin) {
+        let path = e.member_dir(sid).join("zoo.cfg");
+        let cfg = std::fs::read_to_string(&path).unwrap().replace(
+            "admin.enableServer=false",
+            &format!("admin.enableServer=true\nadmin.serverPort={port}"),
+        );
+        std::fs::write(&path, cfg).unwrap();
+    }
+    e.launch_all();
+    let leader = e.wait_leader();
+    e.wait_serving(3);
+    let mut c = RawClient::connect(&e.client_addr(3), 10_000);
+    let create = Request::Create(CreateRequest {
+        kind: CreateKind::Create,
+        path: "/via-observer".into(),
+        data: Some(b"x".to_vec()),
+        acl: Acl::open(),
+        flags: 0,
+        ttl: -1,
+    });
+    let reply = c.call(&create).unwrap();
+    assert_eq!(reply.err, 0);
+    let leader_admin = format!("127.0.0.1:{}", admin[leader as usize - 1]);
+    let mut last = Value::Null;
+    for _ in 0..OBSERVER_POLLS_MAX {
+        last = command(&leader_admin, "observers");
+        let entry = &last["observers"][0];
+        if entry["requests"].as_u64() >= Some(2) && entry["last_zxid"].as_i64() >= Some(reply.zxid)
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let list = last["observers"].as_array().expect("a list");
+    assert_eq!(list.len(), 1, "{last}");
+    let o = &list[0];
+    let want: BTreeSet<String> = OBSERVER_INFO_KEYS.iter().map(|k| k.to_string()).collect();
+    assert_eq!(keys(o), want, "{o}");
+    assert_eq!(o["sid"], 3, "{o}");
+    assert!(
+        o["remote_socket_address"]
+            .as_str()
+            .unwrap()
+            .starts_with("/127.0.0.1:"),
+        "{o}"
+    );
+    // Forwarded: the session's creation, then the create.
+    assert_eq!(o["requests"], 2, "{o}");
+    assert!(
+        o["last_zxid"].as_i64().unwrap() >= reply.zxid,
+        "{o} vs {}",
+        reply.zxid
+    );
+    assert!(o["packets_sent"].as_u64().unwrap() > 0, "{o}");
+    assert!(o["packets_received"].as_u64().unwrap() > 0, "{o}");
+    assert_eq!(last["synced_observers"], 1, "{last}");
+    // A follower has no observers of its own (no observer master).
+    let follower = e
+        .sids()
+        .into_iter()
+        .find(|&s| s != leader && s != 3)
+        .unwrap();
+    let f = command(
+        &format!("127.0.0.1:{}", admin[follower as usize - 1]),
+        "observers",
+    );
+    assert_eq!(f["observers"], serde_json::json!([]), "{f}");
 }

@@ -439,10 +439,30 @@ fn observers(v: &View) -> Map<String, Value> {
         .as_ref()
         .and_then(|s| s.leader.as_ref())
         .map_or(0, |l| l.synced_observers);
-    // The reference lists each observer's connection; corral counts them only.
+    // The reference's LearnerHandler.getLearnerHandlerInfo of each observer link.
+    let list: Vec<Value> = (v.sequencer.iter())
+        .flat_map(|s| s.observers.iter())
+        .map(|(sid, l)| {
+            let established = l
+                .established
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            json!({
+                "remote_socket_address": format!("/{}", l.remote),
+                "sid": sid.map_or(-1, |s| s as i64),
+                "established": established,
+                "queued_packets": l.queued_packets,
+                "queued_packets_size": l.queued_bytes,
+                "packets_received": l.packets_received,
+                "packets_sent": l.packets_sent,
+                "requests": l.requests,
+                "last_zxid": l.last_zxid,
+            })
+        })
+        .collect();
     obj(vec![
         ("synced_observers", json!(synced)),
-        ("observers", json!([])),
+        ("observers", Value::Array(list)),
     ])
 }
 

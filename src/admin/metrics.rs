@@ -21,8 +21,9 @@
 //! Reference metrics left out, with why: `connection_drop_probability`,
 //! `connection_token_deficit` and the other throttling ones (corral has no
 //! connection throttling); `outstanding_tls_handshake` (not counted yet);
-//! `election_time`, `learner_*`, `revalidate_count`, `observers`-side ones
-//! (kept inside zab, not reported yet); the request-pipeline queue summaries
+//! the learner queue and per-follower ack-latency summary sets
+//! (`learner_handler_qp_*`, `ack_latency`, `learner_request_processor_queue_size`:
+//! not measured); the request-pipeline queue summaries
 //! (`prep_processor_*`, `commit_processor_*`, `sync_processor_*`,
 //! `*_session_queue*`: corral has no such processors); `jvm_*` (no JVM);
 //! quota and per-namespace gauge sets (not measured).
@@ -125,6 +126,19 @@ fn summaries(v: &View) -> Vec<(&'static str, HistogramSnapshot, u64, &'static [f
         ),
         ("fsynctime", v.stats.log_sync_us.snapshot(), 1000, BASIC),
         ("snapshottime", v.stats.snapshot_ms.snapshot(), 1, BASIC),
+        ("election_time", v.stats.election_ms.snapshot(), 1, BASIC),
+        (
+            "follower_sync_time",
+            v.stats.follower_sync_ms.snapshot(),
+            1,
+            BASIC,
+        ),
+        (
+            "observer_sync_time",
+            v.stats.observer_sync_ms.snapshot(),
+            1,
+            BASIC,
+        ),
     ]
 }
 

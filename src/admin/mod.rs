@@ -139,6 +139,13 @@ impl View<'_> {
         );
         let snaps = self.stats.snapshot_ms.snapshot();
         summary_values(&mut out, "snapshottime", &snaps, 1, false);
+        for (name, h) in [
+            ("election_time", &self.stats.election_ms),
+            ("follower_sync_time", &self.stats.follower_sync_ms),
+            ("observer_sync_time", &self.stats.observer_sync_ms),
+        ] {
+            summary_values(&mut out, name, &h.snapshot(), 1, false);
+        }
         summary_values(
             &mut out,
             "fsynctime",
@@ -180,6 +187,15 @@ impl View<'_> {
                 shards(|c| &c.unsuccessful_handshakes),
             ),
             ("commit_count", own(&s.leader_commits)),
+            (
+                "learner_proposal_received_count",
+                own(&s.learner_proposals_received),
+            ),
+            (
+                "learner_commit_received_count",
+                own(&s.learner_commits_received),
+            ),
+            ("revalidate_count", own(&s.revalidations)),
             (
                 "connection_revalidate_count",
                 shards(|c| &c.connection_revalidates),

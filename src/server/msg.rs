@@ -106,6 +106,9 @@ pub struct SequencerReport {
     pub expiries: Vec<(i64, i64)>,
     /// Quorum mode, on the leader: its learners.
     pub leader: Option<crate::zab::LeaderStats>,
+    /// Quorum mode, on the leader: each observer's link (the admin `observers`
+    /// command), with the observer's id once it said it.
+    pub observers: Vec<(Option<u64>, crate::server::peer::LinkInfo)>,
     /// Quorum mode: who we are, our role, and the committed members.
     pub quorum: Option<QuorumReport>,
 }
@@ -133,6 +136,7 @@ impl SequencerReport {
             sessions: by_id,
             expiries,
             leader: None,
+            observers: Vec::new(),
             quorum: None,
         }
     }

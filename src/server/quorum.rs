@@ -264,6 +264,9 @@ struct Seq {
     /// ContainerManager, the first look comes one `containerCheckIntervalMs`
     /// after taking the lead, and then one per interval.
     containers_checked_ms: Option<u64>,
+    /// When the role last began to look, or stopped looking (election and
+    /// sync times, see `time_role_change`).
+    role_since: Instant,
 }
 
 /// The replication core's configuration from zoo.cfg (and, with reconfig, the
@@ -472,6 +475,7 @@ impl Seq {
             dynamic_files,
             last_seen_written: q.last_seen.as_ref().map_or(q.version, |n| n.version),
             containers_checked_ms: None,
+            role_since: Instant::now(),
         };
         Ok((s, events))
     }
@@ -586,8 +590,30 @@ impl Seq {
     }
 
     fn step(&mut self, input: Input) {
+        if let Input::Packet { packet, .. } = &input {
+            self.count_packet(packet);
+        }
         let now = self.mono_ms();
         self.replica.step(now, input);
+    }
+
+    /// The reference's learner counters: what a serving follower or observer
+    /// receives in its broadcast phase (Follower/Observer.processPacket, not
+    /// the sync before UPTODATE), and the REVALIDATEs a leader handles.
+    fn count_packet(&self, packet: &zab::Packet) {
+        use zab::Packet as P;
+        let counter = match (self.role, packet) {
+            (Role::Following { serving: true, .. }, P::Proposal(_)) => {
+                &self.stats.learner_proposals_received
+            }
+            (Role::Following { serving: true, .. }, P::Commit { .. })
+            | (Role::Observing { serving: true, .. }, P::Inform(_)) => {
+                &self.stats.learner_commits_received
+            }
+            (Role::Leading { .. }, P::RevalidateRequest { .. }) => &self.stats.revalidations,
+            _ => return,
+        };
+        counter.fetch_add(1, Relaxed);
     }
 
     // ----- the core's output ------------------------------------------------------------
@@ -1076,6 +1102,7 @@ impl Seq {
         if matches!(role, Role::Looking) && !matches!(self.role, Role::Looking) {
             self.stats.looking.fetch_add(1, Relaxed);
         }
+        self.time_role_change(role);
         self.role = role;
         let mode = match role {
             Role::Leading {
@@ -1551,6 +1578,27 @@ impl Seq {
         ids.iter().any(|i| i.scheme == "super")
     }
 
+    /// The reference's election_time (looking until following or leading) and
+    /// follower/observer_sync_time (following until serving), in ms.
+    fn time_role_change(&mut self, role: Role) {
+        let now = Instant::now();
+        let ms = |since: Instant| now.saturating_duration_since(since).as_millis() as u64;
+        match (self.role, role) {
+            (_, Role::Looking) => self.role_since = now,
+            (Role::Looking, _) => {
+                self.stats.election_ms.record(ms(self.role_since));
+                self.role_since = now;
+            }
+            (Role::Following { serving: false, .. }, Role::Following { serving: true, .. }) => {
+                self.stats.follower_sync_ms.record(ms(self.role_since))
+            }
+            (Role::Observing { serving: false, .. }, Role::Observing { serving: true, .. }) => {
+                self.stats.observer_sync_ms.record(ms(self.role_since))
+            }
+            _ => {}
+        }
+    }
+
     /// Leader only: expire sessions, remove empty containers and expired TTL nodes.
     fn leader_housekeeping(&mut self, now: i64) {
         if !self.is_leader() {
@@ -1636,8 +1684,17 @@ impl Seq {
     }
 
     fn report(&self) -> SequencerReport {
+        let observer_links = self.replica.observer_links();
+        let conns: Vec<ConnId> = observer_links.iter().map(|(c, _)| *c).collect();
+        let observers = (self.peers.link_infos(&conns).into_iter())
+            .map(|info| {
+                let sid = observer_links.iter().find(|(c, _)| *c == info.conn);
+                (sid.and_then(|(_, s)| *s), info)
+            })
+            .collect();
         SequencerReport {
             leader: self.replica.leader_stats(),
+            observers,
             quorum: Some(QuorumReport {
                 my_id: self.replica.id(),
                 role: self.replica.role(),

@@ -389,6 +389,17 @@ pub struct ServerStats {
     pub proposals: AtomicU64,
     pub leader_commits: AtomicU64,
     pub looking: AtomicU64,
+    /// Quorum mode, the reference's learner and election metrics: PROPOSALs and
+    /// COMMITs (an observer's INFORMs) a serving learner received, REVALIDATEs a
+    /// leader answered, and milliseconds from starting to look to following or
+    /// leading (`election_time`), and from following to serving
+    /// (`follower_sync_time` / `observer_sync_time`). Sequencer core only.
+    pub learner_proposals_received: AtomicU64,
+    pub learner_commits_received: AtomicU64,
+    pub revalidations: AtomicU64,
+    pub election_ms: Histogram,
+    pub follower_sync_ms: Histogram,
+    pub observer_sync_ms: Histogram,
     /// Log syncs slower than `fsync_warning_threshold_ms` (the reference's
     /// fsync_threshold_exceed_count; not cleared by `srst`, as there).
     pub fsync_threshold_exceed_count: AtomicU64,
@@ -449,6 +460,12 @@ impl ServerStats {
             node_count: AtomicU64::new(0),
             session_count: AtomicU64::new(0),
             commit_batch_size: Histogram::default(),
+            learner_proposals_received: AtomicU64::new(0),
+            learner_commits_received: AtomicU64::new(0),
+            revalidations: AtomicU64::new(0),
+            election_ms: Histogram::default(),
+            follower_sync_ms: Histogram::default(),
+            observer_sync_ms: Histogram::default(),
             log_sync_us: Histogram::default(),
             snapshot_ms: Histogram::default(),
             proposal_bytes: SizeStats::default(),
@@ -514,8 +531,22 @@ impl ServerStats {
     /// `srst` on the sequencer core: what the reference's ServerMetrics.resetAll
     /// clears of the sequencer's metrics (the shards clear their own).
     pub fn reset_sequencer_metrics(&self) {
-        for a in [&self.proposals, &self.leader_commits, &self.looking] {
+        for a in [
+            &self.proposals,
+            &self.leader_commits,
+            &self.looking,
+            &self.learner_proposals_received,
+            &self.learner_commits_received,
+            &self.revalidations,
+        ] {
             a.store(0, Relaxed);
+        }
+        for h in [
+            &self.election_ms,
+            &self.follower_sync_ms,
+            &self.observer_sync_ms,
+        ] {
+            h.reset();
         }
         self.commit_batch_size.reset();
         self.log_sync_us.reset();

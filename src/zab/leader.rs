@@ -149,6 +149,14 @@ impl Leader {
         self.next_half_tick
     }
 
+    /// The links whose learner said it is an observer (OBSERVERINFO).
+    pub fn observer_links(&self) -> Vec<(ConnId, Option<ServerId>)> {
+        (self.handlers.iter())
+            .filter(|(_, h)| h.observer)
+            .map(|(c, h)| (*c, h.sid))
+            .collect()
+    }
+
     /// What mntr shows on a leader.
     pub fn stats(&self, conf: &Membership) -> LeaderStats {
         let synced = |observer: bool| {

@@ -290,6 +290,15 @@ impl Replica {
         }
     }
 
+    /// On a leader: the links of its observers, with their ids once known (the
+    /// reference's `observingLearners`, for the `observers` admin command).
+    pub fn observer_links(&self) -> Vec<(ConnId, Option<ServerId>)> {
+        match &self.role {
+            RoleState::Leading(l) => l.observer_links(),
+            _ => Vec::new(),
+        }
+    }
+
     /// The in-memory log window (oldest first).
     pub fn log_window(&self) -> impl Iterator<Item = &Entry> {
         self.log.iter()

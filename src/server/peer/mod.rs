@@ -91,23 +91,56 @@ enum OutItem {
 /// One link's send side: a bounded queue drained by its writer task.
 struct Outbox {
     tx: LocalSender<OutItem>,
-    bytes: Rc<Cell<usize>>,
+    counters: Rc<LinkCounters>,
+}
+
+/// A link's traffic as the reference's LearnerHandler counts it (the admin
+/// `observers` command shows it), and the bytes queued that bound its outbox.
+/// Written by the link's own tasks and the core, all on this one thread.
+#[derive(Default)]
+struct LinkCounters {
+    queued_bytes: Cell<usize>,
+    queued_packets: Cell<usize>,
+    packets_sent: Cell<u64>,
+    /// The zxid of the last packet queued that carried one (> 0).
+    last_zxid_sent: Cell<i64>,
+    packets_received: Cell<u64>,
+    /// REQUEST packets received (writes a learner forwarded).
+    requests: Cell<u64>,
+}
+
+/// What the admin `observers` command lists of one quorum link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkInfo {
+    pub conn: ConnId,
+    pub remote: String,
+    pub established: std::time::SystemTime,
+    pub queued_packets: usize,
+    pub queued_bytes: usize,
+    pub packets_received: u64,
+    pub packets_sent: u64,
+    pub requests: u64,
+    /// -1 before a packet with a zxid was sent (the reference's initial value).
+    pub last_zxid: i64,
 }
 
 impl Outbox {
     /// False when the link is gone or over its bound.
     fn push(&self, item: OutItem) -> bool {
-        let n = match &item {
-            OutItem::Bytes(b) => b.len(),
-            OutItem::Snapshot(_) => 0,
+        // A snapshot streams after its SNAP packet and is not a packet itself.
+        let (n, packets) = match &item {
+            OutItem::Bytes(b) => (b.len(), 1),
+            OutItem::Snapshot(_) => (0, 0),
         };
-        if self.bytes.get() + n > SEND_QUEUE_BYTES_MAX {
+        let c = &self.counters;
+        if c.queued_bytes.get() + n > SEND_QUEUE_BYTES_MAX {
             return false;
         }
         if self.tx.try_send(item).is_err() {
             return false;
         }
-        self.bytes.set(self.bytes.get() + n);
+        c.queued_bytes.set(c.queued_bytes.get() + n);
+        c.queued_packets.set(c.queued_packets.get() + packets);
         true
     }
 }
@@ -124,6 +157,8 @@ struct ElectionPeer {
 struct QuorumLink {
     outbox: Outbox,
     sid: Option<ServerId>,
+    remote: String,
+    established: std::time::SystemTime,
 }
 
 #[derive(Default)]
@@ -154,7 +189,7 @@ pub struct Peers {
     events: LocalSender<PeerEvent>,
     state: RefCell<State>,
     /// The last PROPOSAL or COMMIT encoded, for the next follower (see `send`).
-    last_broadcast: RefCell<Option<(BroadcastKey, Bytes)>>,
+    last_broadcast: RefCell<Option<(BroadcastKey, Bytes, i64)>>,
 }
 
 /// Which broadcast packet an encoding is: a COMMIT by its zxid, a PROPOSAL by
@@ -496,7 +531,10 @@ impl Peers {
         (
             Outbox {
                 tx,
-                bytes: Rc::new(Cell::new(0)),
+                counters: Rc::new(LinkCounters {
+                    last_zxid_sent: Cell::new(-1),
+                    ..LinkCounters::default()
+                }),
             },
             rx,
         )
@@ -555,15 +593,18 @@ impl Peers {
             .unwrap_or_default();
         let (rd, wr) = stream.split();
         let (outbox, rx) = self.new_outbox();
-        let bytes = outbox.bytes.clone();
-        self.state
-            .borrow_mut()
-            .quorum
-            .insert(conn, QuorumLink { outbox, sid: None });
-        glommio::spawn_local(write_link(wr, rx, Some(bytes))).detach();
+        let counters = outbox.counters.clone();
+        let link = QuorumLink {
+            outbox,
+            sid: None,
+            remote: peer.clone(),
+            established: std::time::SystemTime::now(),
+        };
+        self.state.borrow_mut().quorum.insert(conn, link);
+        glommio::spawn_local(write_link(wr, rx, Some(counters.clone()))).detach();
         let me = self.clone();
         glommio::spawn_local(async move {
-            let end = me.read_quorum(conn, rd, side).await;
+            let end = me.read_quorum(conn, rd, side, &counters).await;
             // Still ours (not closed by the core): the core hears the end.
             let link = me.state.borrow_mut().quorum.remove(&conn);
             if let Some(link) = link {
@@ -583,7 +624,13 @@ impl Peers {
         .detach();
     }
 
-    async fn read_quorum(&self, conn: ConnId, mut rd: ReadHalf<TcpStream>, side: Side) -> LinkEnd {
+    async fn read_quorum(
+        &self,
+        conn: ConnId,
+        mut rd: ReadHalf<TcpStream>,
+        side: Side,
+        counters: &LinkCounters,
+    ) -> LinkEnd {
         let mut buf: Vec<u8> = Vec::new();
         let mut chunk = vec![0u8; READ_CHUNK_BYTES];
         let mut snap: Option<(ZkSnapDecoder, i64)> = None;
@@ -615,6 +662,12 @@ impl Peers {
                 match QuorumPacket::decode(&buf[at..], QUORUM_DATA_BYTES_MAX) {
                     Ok(Some((qp, used))) => {
                         at += used;
+                        counters
+                            .packets_received
+                            .set(counters.packets_received.get() + 1);
+                        if qp.kind == crate::proto::quorum::PacketType::Request {
+                            counters.requests.set(counters.requests.get() + 1);
+                        }
                         if side == Side::Learner
                             && qp.kind == crate::proto::quorum::PacketType::Snap
                         {
@@ -651,20 +704,48 @@ impl Peers {
     pub fn send(self: &Rc<Self>, conn: ConnId, packet: &Packet) {
         let key = BroadcastKey::of(packet);
         let cached = match (&key, &*self.last_broadcast.borrow()) {
-            (Some(k), Some((last, b))) if k == last => Some(b.clone()),
+            (Some(k), Some((last, b, zxid))) if k == last => Some((b.clone(), *zxid)),
             _ => None,
         };
-        let b = cached.unwrap_or_else(|| {
+        let (b, zxid) = cached.unwrap_or_else(|| {
             let qp = wire::encode(packet);
             let mut v = Vec::with_capacity(qp.encoded_len());
             qp.encode(&mut v);
             let b = Bytes::from(v);
             if let Some(k) = key {
-                *self.last_broadcast.borrow_mut() = Some((k, b.clone()));
+                *self.last_broadcast.borrow_mut() = Some((k, b.clone(), qp.zxid));
             }
-            b
+            (b, qp.zxid)
         });
+        if zxid > 0 {
+            if let Some(l) = self.link(conn) {
+                l.outbox.counters.last_zxid_sent.set(zxid);
+            }
+        }
         self.push(conn, OutItem::Bytes(b));
+    }
+
+    /// The traffic of these quorum links (those still open), for the admin
+    /// `observers` command.
+    pub fn link_infos(&self, conns: &[ConnId]) -> Vec<LinkInfo> {
+        let st = self.state.borrow();
+        (conns.iter())
+            .filter_map(|c| st.quorum.get(c).map(|l| (*c, l)))
+            .map(|(conn, l)| {
+                let c = &l.outbox.counters;
+                LinkInfo {
+                    conn,
+                    remote: l.remote.clone(),
+                    established: l.established,
+                    queued_packets: c.queued_packets.get(),
+                    queued_bytes: c.queued_bytes.get(),
+                    packets_received: c.packets_received.get(),
+                    packets_sent: c.packets_sent.get(),
+                    requests: c.requests.get(),
+                    last_zxid: c.last_zxid_sent.get(),
+                }
+            })
+            .collect()
     }
 
     /// Queues the snapshot stream of `tree` right after the SNAP packet.
@@ -748,7 +829,7 @@ fn closed_at_eof(snap: Option<ZkSnapDecoder>) -> LinkEnd {
 async fn write_link(
     mut wr: WriteHalf<TcpStream>,
     rx: LocalReceiver<OutItem>,
-    bytes: Option<Rc<Cell<usize>>>,
+    bytes: Option<Rc<LinkCounters>>,
 ) {
     let mut chunk = Vec::with_capacity(SNAP_CHUNK_BYTES);
     let mut batch: Vec<u8> = Vec::new();
@@ -789,9 +870,13 @@ enum Queued {
     Closed,
 }
 
-fn take_bytes(batch: &mut Vec<u8>, b: &[u8], bytes: &Option<Rc<Cell<usize>>>) {
-    if let Some(c) = bytes {
-        c.set(c.get().saturating_sub(b.len()));
+fn take_bytes(batch: &mut Vec<u8>, b: &[u8], counters: &Option<Rc<LinkCounters>>) {
+    if let Some(c) = counters {
+        c.queued_bytes
+            .set(c.queued_bytes.get().saturating_sub(b.len()));
+        c.queued_packets
+            .set(c.queued_packets.get().saturating_sub(1));
+        c.packets_sent.set(c.packets_sent.get() + 1);
     }
     batch.extend_from_slice(b);
 }
@@ -800,7 +885,7 @@ fn take_bytes(batch: &mut Vec<u8>, b: &[u8], bytes: &Option<Rc<Cell<usize>>>) {
 fn gather_queued(
     rx: &LocalReceiver<OutItem>,
     batch: &mut Vec<u8>,
-    bytes: &Option<Rc<Cell<usize>>>,
+    bytes: &Option<Rc<LinkCounters>>,
 ) -> Queued {
     use futures::FutureExt;
     while batch.len() < WRITE_BATCH_BYTES_MAX {
