@@ -48,6 +48,9 @@ pub const RECOVERY_TAIL_BYTES_MAX: usize = 64 << 20;
 #[allow(dead_code)] // `tail_records*`: for the quorum sequencer (being wired).
 pub struct Recovered {
     pub tree: Tree,
+    /// The reference's digest log of the replayed txns (see `stats::DigestLog`),
+    /// which the sequencer's `hash` goes on from.
+    pub digest_log: super::stats::DigestLog,
     pub sessions: Vec<(i64, i32)>,
     pub tail: LogTail,
     /// Log records replayed after the snapshot.
@@ -87,7 +90,9 @@ fn recover_keeping(
             replay.borrow_mut().apply(record)
         },
     )?;
-    let (tree, sessions) = replay.into_inner().finish()?;
+    let mut replay = replay.into_inner();
+    let digest_log = std::mem::take(&mut replay.digest_log);
+    let (tree, sessions) = replay.finish()?;
     kept.report(rec.tail.last_zxid);
     let summary = format!(
         "recovered to zxid {:#x}: snapshot {}, {} log record(s) replayed{}, {} session(s), {} znode(s)",
@@ -110,6 +115,7 @@ fn recover_keeping(
     }
     Ok(Recovered {
         tree,
+        digest_log,
         sessions: sessions.into_iter().collect(),
         tail: rec.tail,
         replayed: rec.replayed,
@@ -177,6 +183,7 @@ pub fn recover_upto(snap_dir: &Path, log_dir: &Path, zxid: i64) -> Result<Rebuil
 #[derive(Default)]
 struct Replay {
     tree: Tree,
+    digest_log: super::stats::DigestLog,
     sessions: BTreeMap<i64, i32>,
     digests: DigestCheck,
     /// The first record that is not a txn this build can apply; replay stops there.
@@ -210,6 +217,9 @@ impl Replay {
                 }
                 tree::apply(&mut self.tree, &txn);
                 self.digests.check(txn.zxid, digest, self.tree.digest());
+                if super::stats::DigestLog::wants(txn.zxid) {
+                    self.digest_log.note(txn.zxid, self.tree.digest());
+                }
             }
             other => {
                 self.bad = Some(StorageError::Config(format!(

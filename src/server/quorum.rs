@@ -343,9 +343,10 @@ impl Seq {
         {
             tracing::info!("{}", imported.summary);
         }
-        let rec =
+        let mut rec =
             durable::recover(&snap_dir, &log_dir).map_err(|e| format!("recovery failed: {e}"))?;
         tracing::info!("{} in {:?}", rec.summary, started.elapsed());
+        let digest_log = std::mem::take(&mut rec.digest_log);
         let last = rec.tree.last_zxid();
         let epochs = crate::storage::load_epochs(&snap_dir, last)
             .map_err(|e| format!("epoch files: {e}"))?;
@@ -467,7 +468,7 @@ impl Seq {
             snapshotting: Arc::new(AtomicBool::new(false)),
             rng,
             digest_mismatches: 0,
-            digest_log: stats::DigestLog::default(),
+            digest_log,
             fatal: None,
             stopping: false,
             reconfig_enabled: q.reconfig_enabled,

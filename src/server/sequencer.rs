@@ -145,11 +145,12 @@ pub(super) async fn run(
         Ok(None) => {}
         Err(e) => return fail(format!("Apache ZooKeeper data: {e}")),
     }
-    let rec = match durable::recover(&snap_dir, &dir) {
+    let mut rec = match durable::recover(&snap_dir, &dir) {
         Ok(r) => r,
         Err(e) => return fail(format!("recovery failed: {e}")),
     };
     tracing::info!("{} in {:?}", rec.summary, started.elapsed());
+    let digest_log = std::mem::take(&mut rec.digest_log);
     let log_cfg = LogConfig {
         segment_bytes: cfg.log_segment_bytes,
         sync: if cfg.force_sync {
@@ -184,7 +185,7 @@ pub(super) async fn run(
         sessions,
         last_zxid: rec.tree.last_zxid(),
         durable_tree: rec.tree.clone(),
-        digest_log: stats::DigestLog::default(),
+        digest_log,
         tree: rec.tree,
         syncing_tree: None,
         pending: VecDeque::new(),
