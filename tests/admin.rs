@@ -809,3 +809,56 @@ fn the_leader_lists_its_observers_links() {
     );
     assert_eq!(f["observers"], serde_json::json!([]), "{f}");
 }
+
+/// The events setWatches sends at once (a watched node changed while the client
+/// was away) count as the reference counts them: one packet each, among the
+/// reply sizes, before the reply.
+#[test]
+fn set_watches_events_count_as_packets_as_the_reference() {
+    if !require_reference() {
+        return;
+    }
+    let ref_admin = free_port();
+    let reference = Server::reference_with_admin(ref_admin, "");
+    let corral_admin = free_port();
+    let corral = Server::corral(&format!(
+        "admin.enableServer=true\nadmin.serverAddress=127.0.0.1\nadmin.serverPort={corral_admin}\n"
+    ));
+    let sent = |admin: u16, addr: &str| -> Vec<(u64, Value)> {
+        let mut c = RawClient::connect(addr, 10_000);
+        for path in ["/w1", "/w2"] {
+            let create = Request::Create(CreateRequest {
+                kind: CreateKind::Create,
+                path: path.into(),
+                data: Some(b"xy".to_vec()),
+                acl: Acl::open(),
+                flags: 0,
+                ttl: -1,
+            });
+            assert_eq!(c.call(&create).unwrap().err, 0);
+        }
+        // Watches as of zxid 0: both nodes changed since, /gone never existed
+        // (an exists watch is armed on it).
+        let sw = corral::proto::SetWatches {
+            relative_zxid: 0,
+            data: vec!["/w1".into(), "/w2".into()],
+            exist: vec!["/gone".into()],
+            ..Default::default()
+        };
+        assert_eq!(c.call(&Request::SetWatches(sw)).unwrap().err, 0);
+        let cons = command(&format!("127.0.0.1:{admin}"), "cons");
+        let srvr = command(&format!("127.0.0.1:{admin}"), "srvr");
+        let mine = (cons["connections"].as_array().unwrap().iter())
+            .find(|e| e["last_operation"] == "SETW")
+            .unwrap_or_else(|| panic!("no SETW connection: {cons}"))
+            .clone();
+        vec![
+            (mine["packets_sent"].as_u64().unwrap(), mine),
+            (0, srvr["client_response"].clone()),
+        ]
+    };
+    let r = sent(ref_admin, &reference.addr());
+    let c = sent(corral_admin, &corral.addr());
+    assert_eq!(r[0].0, c[0].0, "packets sent:\n{}\n{}", r[0].1, c[0].1);
+    assert_eq!(r[1].1, c[1].1, "reply sizes");
+}

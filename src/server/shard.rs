@@ -1201,7 +1201,11 @@ impl Shard {
                 return;
             }
         };
+        // The reference counts the connect request as a packet received (server
+        // and connection), and its answer as one sent.
+        self.conns.get_mut(&cid).unwrap().received += 1;
         let counters = self.counters();
+        counters.packets_received.fetch_add(1, Relaxed);
         counters.connection_requests.fetch_add(1, Relaxed);
         if req.session_id != 0 {
             counters.connection_revalidates.fetch_add(1, Relaxed);
@@ -1526,39 +1530,45 @@ impl Shard {
             xid,
             at: self.now,
         };
-        let mut out = Vec::new();
+        // Each event is its own packet, ahead of the reply, as the reference
+        // sends (and counts) them.
+        let mut events: Vec<Vec<u8>> = Vec::new();
         let rel = sw.relative_zxid;
         let zxid = self.last_zxid;
         let tree = self.tree.clone();
-        let ev = |out: &mut Vec<u8>, t: EventType, p: &str| {
+        let ev = |events: &mut Vec<Vec<u8>>, t: EventType, p: &str| {
+            let mut out = Vec::new();
             write_event(
-                out,
+                &mut out,
                 -1,
                 &WatcherEvent {
                     event_type: t,
                     state: KeeperState::SyncConnected,
                     path: p.to_string(),
                 },
-            )
+            );
+            events.push(out);
         };
         let mut refused = false;
         for p in &sw.data {
             match tree.get(p) {
-                None => ev(&mut out, EventType::NodeDeleted, p),
-                Some(n) if n.stat().mzxid > rel => ev(&mut out, EventType::NodeDataChanged, p),
+                None => ev(&mut events, EventType::NodeDeleted, p),
+                Some(n) if n.stat().mzxid > rel => ev(&mut events, EventType::NodeDataChanged, p),
                 Some(_) => refused |= self.watches.add_data(cid, p).is_err(),
             }
         }
         for p in &sw.exist {
             match tree.get(p) {
-                Some(_) => ev(&mut out, EventType::NodeCreated, p),
+                Some(_) => ev(&mut events, EventType::NodeCreated, p),
                 None => refused |= self.watches.add_data(cid, p).is_err(),
             }
         }
         for p in &sw.child {
             match tree.get(p) {
-                None => ev(&mut out, EventType::NodeDeleted, p),
-                Some(n) if n.stat().pzxid > rel => ev(&mut out, EventType::NodeChildrenChanged, p),
+                None => ev(&mut events, EventType::NodeDeleted, p),
+                Some(n) if n.stat().pzxid > rel => {
+                    ev(&mut events, EventType::NodeChildrenChanged, p)
+                }
                 Some(_) => refused |= self.watches.add_child(cid, p).is_err(),
             }
         }
@@ -1574,8 +1584,10 @@ impl Shard {
                  some watches were not restored"
             );
         }
-        // The events and the reply are booked as one packet of their total size
-        // (the reference books each event apart): a reconnect's rare path.
+        for e in events {
+            self.push_ready(cid, e, None);
+        }
+        let mut out = Vec::new();
         write_reply(&mut out, xid, zxid, Ok(&Response::Empty));
         self.push_ready(cid, out, Some(answered));
     }
@@ -1788,8 +1800,8 @@ impl Shard {
                             },
                         );
                         // The reference counts a notification as a packet sent and
-                        // among reply sizes. (setWatches' events go out with its
-                        // reply as one, see `on_set_watches`.)
+                        // among reply sizes (setWatches' events too, see
+                        // `on_set_watches`).
                         conn.sent += 1;
                         let body = (conn.out.len() - before).saturating_sub(4) as u64;
                         let at = self.stats.since_start_us(self.now);
@@ -1939,6 +1951,10 @@ impl Shard {
         };
         let bytes = frame(|v| resp.encode(v));
         c.out.extend_from_slice(&bytes);
+        c.sent += 1;
+        self.stats.shards[self.id]
+            .packets_sent
+            .fetch_add(1, Relaxed);
         if session_id == 0 {
             tracing::info!("connection from {}: session expired or unknown", c.peer);
             c.closing = true;
