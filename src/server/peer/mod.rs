@@ -937,4 +937,58 @@ mod tests {
         assert!(BroadcastKey::of(&Packet::Commit { zxid: z }) != BroadcastKey::of(&p));
         assert!(BroadcastKey::of(&Packet::UpToDate).is_none());
     }
+
+    /// A writer that wakes to a long queue takes packets into one write until
+    /// the batch reaches `WRITE_BATCH_BYTES_MAX`, in queue order, and leaves the
+    /// rest (the first left handed back) for the next write; each packet taken
+    /// counts as sent and leaves the queue's byte count.
+    #[test]
+    fn a_batch_stops_at_its_bound_in_queue_order() {
+        const PACKET_BYTES: usize = 10_000;
+        const PACKETS: usize = 40;
+        let (taken, left, sent, queued) =
+            glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+                .name("peer-batch-test")
+                .io_memory(64 << 10)
+                .spawn(|| async {
+                    let (tx, rx) = local_channel::new_bounded(PACKETS);
+                    let outbox = Outbox {
+                        tx,
+                        counters: Rc::new(LinkCounters::default()),
+                    };
+                    for i in 0..PACKETS {
+                        assert!(
+                            outbox.push(OutItem::Bytes(Bytes::from(vec![i as u8; PACKET_BYTES])))
+                        );
+                    }
+                    let counters = Some(outbox.counters.clone());
+                    let mut batch = Vec::new();
+                    let next = gather_queued(&rx, &mut batch, &counters);
+                    let left = match next {
+                        Queued::Next(OutItem::Bytes(b)) => b[0] as usize,
+                        _ => usize::MAX,
+                    };
+                    let c = &outbox.counters;
+                    let order_kept = batch
+                        .chunks(PACKET_BYTES)
+                        .enumerate()
+                        .all(|(i, p)| p.iter().all(|b| *b as usize == i));
+                    assert!(order_kept, "packets in queue order");
+                    (
+                        batch.len(),
+                        left,
+                        c.packets_sent.get(),
+                        c.queued_bytes.get(),
+                    )
+                })
+                .unwrap()
+                .join()
+                .unwrap();
+        let want = WRITE_BATCH_BYTES_MAX.div_ceil(PACKET_BYTES);
+        assert_eq!(taken, want * PACKET_BYTES, "whole packets up to the bound");
+        assert_eq!(left, want, "the first packet left is handed back");
+        assert_eq!(sent, want as u64);
+        // The handed-back packet is not written yet either.
+        assert_eq!(queued, (PACKETS - want) * PACKET_BYTES, "still queued");
+    }
 }
