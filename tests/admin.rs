@@ -47,6 +47,21 @@ fn command(addr: &str, name: &str) -> Value {
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{name}: {e}: {body}"))
 }
 
+/// zoo.cfg lines that put corral's AdminServer on 127.0.0.1:`port`.
+fn admin_cfg(port: u16) -> String {
+    format!("admin.enableServer=true\nadmin.serverAddress=127.0.0.1\nadmin.serverPort={port}\n")
+}
+
+/// The reference and corral, each with its AdminServer on a free port:
+/// (reference, its admin port, corral, its admin port).
+fn both_with_admin() -> (Server, u16, Server, u16) {
+    let ref_admin = free_port();
+    let reference = Server::reference_with_admin(ref_admin, "");
+    let corral_admin = free_port();
+    let corral = Server::corral(&admin_cfg(corral_admin));
+    (reference, ref_admin, corral, corral_admin)
+}
+
 fn keys(v: &Value) -> BTreeSet<String> {
     v.as_object()
         .map(|m| m.keys().cloned().collect())
@@ -136,12 +151,7 @@ fn every_command_answers_as_the_reference_does() {
     if !require_reference() {
         return;
     }
-    let ref_admin = free_port();
-    let reference = Server::reference_with_admin(ref_admin, "");
-    let corral_admin = free_port();
-    let corral = Server::corral(&format!(
-        "admin.enableServer=true\nadmin.serverAddress=127.0.0.1\nadmin.serverPort={corral_admin}\n"
-    ));
+    let (reference, ref_admin, corral, corral_admin) = both_with_admin();
     let mut ref_client = operate(&reference.addr());
     let mut corral_client = operate(&corral.addr());
     let (ra, ca) = (
@@ -361,9 +371,7 @@ fn every_command_answers_as_the_reference_does() {
 #[test]
 fn a_malformed_or_oversized_request_is_refused_and_the_server_serves_on() {
     let port = free_port();
-    let server = Server::corral(&format!(
-        "admin.enableServer=true\nadmin.serverAddress=127.0.0.1\nadmin.serverPort={port}\n"
-    ));
+    let server = Server::corral(&admin_cfg(port));
     let addr = format!("127.0.0.1:{port}");
     // Not HTTP at all.
     let bad = http_raw(&addr, b"\x16\x03\x01 hello there\r\n\r\n");
@@ -601,11 +609,7 @@ fn hash_logs_the_digest_of_every_128th_zxid_as_the_reference() {
     if !require_reference() {
         return;
     }
-    let (ref_admin, corral_admin) = (free_port(), free_port());
-    let reference = Server::reference_with_admin(ref_admin, "");
-    let corral = Server::corral(&format!(
-        "admin.enableServer=true\nadmin.serverAddress=127.0.0.1\nadmin.serverPort={corral_admin}\n"
-    ));
+    let (reference, ref_admin, corral, corral_admin) = both_with_admin();
     let zxids = |admin: u16, addr: &str| -> (Vec<Value>, String) {
         let v = command(&format!("127.0.0.1:{admin}"), "hash");
         let zxids = v["digests"]
@@ -645,9 +649,7 @@ fn hash_logs_the_digest_of_every_128th_zxid_as_the_reference() {
     // The log is rebuilt from the replayed txns, as the reference's DataTree
     // logs them while it loads (its snapshot then holds none of them here).
     let corral_admin = free_port();
-    let corral = corral.restart_corral(&format!(
-        "admin.enableServer=true\nadmin.serverAddress=127.0.0.1\nadmin.serverPort={corral_admin}\n"
-    ));
+    let corral = corral.restart_corral(&admin_cfg(corral_admin));
     let (after, after_text) = zxids(corral_admin, &corral.addr());
     assert_eq!(after, r, "after a restart");
     assert_eq!(after_text, c_text, "after a restart");
@@ -681,10 +683,7 @@ fn read_until_closed(s: &mut TcpStream, limit: Duration) -> Result<String, Strin
 fn an_idle_keep_alive_admin_connection_is_closed_after_admin_idle_timeout() {
     const IDLE_MS: u64 = 300;
     let port = free_port();
-    let _server = Server::corral(&format!(
-        "admin.enableServer=true\nadmin.serverAddress=127.0.0.1\nadmin.serverPort={port}\n\
-         admin.idleTimeout={IDLE_MS}\n"
-    ));
+    let _server = Server::corral(&format!("{}admin.idleTimeout={IDLE_MS}\n", admin_cfg(port)));
     let addr = format!("127.0.0.1:{port}");
     // Bounded: closed within 20 × the idle timeout (no finer timing is asserted).
     let limit = Duration::from_millis(20 * IDLE_MS);
@@ -818,12 +817,7 @@ fn set_watches_events_count_as_packets_as_the_reference() {
     if !require_reference() {
         return;
     }
-    let ref_admin = free_port();
-    let reference = Server::reference_with_admin(ref_admin, "");
-    let corral_admin = free_port();
-    let corral = Server::corral(&format!(
-        "admin.enableServer=true\nadmin.serverAddress=127.0.0.1\nadmin.serverPort={corral_admin}\n"
-    ));
+    let (reference, ref_admin, corral, corral_admin) = both_with_admin();
     let sent = |admin: u16, addr: &str| -> Vec<(u64, Value)> {
         let mut c = RawClient::connect(addr, 10_000);
         for path in ["/w1", "/w2"] {

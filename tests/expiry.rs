@@ -36,6 +36,15 @@ fn create(c: &mut RawClient, path: &str, mode: CreateMode, ttl: i64) -> i32 {
     .err
 }
 
+fn delete(c: &mut RawClient, path: &str) -> i32 {
+    c.call(&Request::Delete {
+        path: path.into(),
+        version: -1,
+    })
+    .expect("reply")
+    .err
+}
+
 fn exists(c: &mut RawClient, path: &str) -> bool {
     let r = c
         .call(&Request::Exists {
@@ -87,13 +96,7 @@ fn emptied_container_stays(addr: &str) {
     let mut c = RawClient::connect(addr, 10_000);
     assert_eq!(create(&mut c, "/held", CreateMode::Container, -1), 0);
     assert_eq!(create(&mut c, "/held/a", CreateMode::Persistent, -1), 0);
-    let del = c
-        .call(&Request::Delete {
-            path: "/held/a".into(),
-            version: -1,
-        })
-        .expect("reply");
-    assert_eq!(del.err, 0);
+    assert_eq!(delete(&mut c, "/held/a"), 0);
     // Past a few ticks (2 s by default): a per-tick check would have run.
     std::thread::sleep(Duration::from_millis(TICKS_WAITED_MS));
     assert!(
@@ -124,13 +127,7 @@ fn removals_happen(addr: &str, log: &dyn Fn() -> String) {
     );
     assert_eq!(create(&mut c, "/box", CreateMode::Container, -1), 0);
     assert_eq!(create(&mut c, "/box/a", CreateMode::Persistent, -1), 0);
-    let del = c
-        .call(&Request::Delete {
-            path: "/box/a".into(),
-            version: -1,
-        })
-        .expect("reply");
-    assert_eq!(del.err, 0);
+    assert_eq!(delete(&mut c, "/box/a"), 0);
     assert_eq!(
         create(&mut c, "/never-filled", CreateMode::Container, -1),
         0
