@@ -109,7 +109,7 @@ def goals(rows, modes, points):
         for p in points:
             u = cpu(rows, CO, "per-request", "get", p)[0]
             out.append(f"| corral user CPU per read ≤ {PER_REQUEST_USER_US_MAX:.0f} µs "
-                       f"| per-request {p} | {f(u)} µs "
+                       f"| per-request {p} | {f(u, '{:.3f}')} µs "
                        f"| {verdict(None if u is None else u <= PER_REQUEST_USER_US_MAX)} |")
         for p in points:
             r = ratio(cpu(rows, ZK, "per-request", "get", p)[2],
