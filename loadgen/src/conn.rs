@@ -121,6 +121,11 @@ pub struct Conn {
     state: State,
     out: Vec<u8>,
     out_pos: usize,
+    /// Where in `out` the frame holding `out_pos` ends; at or before `out_pos` when
+    /// `out_pos` sits on a frame boundary (`out` holds whole frames only).
+    frame_end: usize,
+    /// Frames (requests, handshake, closeSession) written to the socket in full.
+    frames_written: u64,
     inbuf: Vec<u8>,
     pending: VecDeque<Pending>,
     next_xid: i32,
@@ -165,6 +170,8 @@ impl Conn {
             state: State::Handshake,
             out: Vec::with_capacity(64 << 10),
             out_pos: 0,
+            frame_end: 0,
+            frames_written: 0,
             inbuf: Vec::with_capacity(64 << 10),
             pending: VecDeque::with_capacity(w.outstanding + 4),
             next_xid: 1,
@@ -237,12 +244,46 @@ impl Conn {
         &self.out[self.out_pos..]
     }
 
-    /// Marks `n` bytes of [`Conn::output`] as written.
+    /// The rest of the one frame (request) [`Conn::output`] begins with: what a
+    /// client that writes one request per syscall hands to its next `write`.
+    pub fn output_one_frame(&self) -> &[u8] {
+        &self.out[self.out_pos..self.current_frame_end()]
+    }
+
+    /// Frames written in full so far (every request, the handshake and closeSession).
+    pub fn frames_written(&self) -> u64 {
+        self.frames_written
+    }
+
+    /// Marks `n` bytes of [`Conn::output`] as written, counting the frames it completes.
     pub fn advance_output(&mut self, n: usize) {
-        self.out_pos += n;
+        if n == 0 {
+            return;
+        }
+        let target = self.out_pos + n;
+        assert!(target <= self.out.len(), "advanced past the output");
+        let mut end = self.current_frame_end();
+        while end <= target {
+            self.frames_written += 1;
+            if end == self.out.len() {
+                break;
+            }
+            end = frame_end_at(&self.out, end);
+        }
+        self.frame_end = end;
+        self.out_pos = target;
         if self.out_pos == self.out.len() {
             self.out.clear();
             self.out_pos = 0;
+            self.frame_end = 0;
+        }
+    }
+
+    fn current_frame_end(&self) -> usize {
+        if self.frame_end > self.out_pos {
+            self.frame_end
+        } else {
+            frame_end_at(&self.out, self.out_pos)
         }
     }
 
@@ -636,6 +677,16 @@ enum KeyRef {
     Watch(u32),
 }
 
+/// End of the length-prefixed frame that starts at `at` in `out` (which holds only
+/// whole frames this connection encoded; clamped to `out` all the same).
+fn frame_end_at(out: &[u8], at: usize) -> usize {
+    let Some(prefix) = out.get(at..at + 4) else {
+        return out.len();
+    };
+    let len = u32::from_be_bytes(prefix.try_into().expect("4 bytes")) as usize;
+    (at + 4 + len).min(out.len())
+}
+
 /// `[{perms: ALL, world:anyone}]`.
 fn put_open_acl(out: &mut Vec<u8>) {
     out.put_i32(1);
@@ -666,5 +717,94 @@ fn multi_error(r: &mut Reader<'_>) -> Result<i32, DecodeError> {
                 r.bool()?;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn running_conn(outstanding: usize) -> (Conn, Stats) {
+        let now = Instant::now();
+        let w = Arc::new(Workload {
+            mix: Mix::read_ratio(100).unwrap(),
+            keys: Arc::new((0..10).map(|i| format!("/k/{i:03}")).collect()),
+            value: Arc::new(vec![b'x'; 100]),
+            node_prefix: "/n/".into(),
+            watch_prefix: "/w/".into(),
+            multi_ops: 1,
+            outstanding,
+            session_timeout_ms: 30_000,
+            rate_per_conn: None,
+            requests_per_conn: None,
+        });
+        let mut c = Conn::new(0, w, 1, now);
+        let mut stats = Stats::new(now, now + Duration::from_secs(60));
+        let hs = c.output().len();
+        c.advance_output(hs);
+        assert_eq!(c.frames_written(), 1, "the handshake is one frame");
+        let mut reply = Vec::new();
+        let at = begin_frame(&mut reply);
+        ConnectResponse {
+            protocol_version: 0,
+            timeout_ms: 30_000,
+            session_id: 7,
+            passwd: vec![0; 16],
+            read_only: Some(false),
+        }
+        .encode(&mut reply);
+        end_frame(&mut reply, at);
+        c.on_bytes(&reply, now, &mut stats).unwrap();
+        assert_eq!(c.state(), State::Running);
+        (c, stats)
+    }
+
+    #[test]
+    fn one_frame_at_a_time_hands_out_exactly_one_request_per_write() {
+        let (mut c, _) = running_conn(8);
+        assert_eq!(c.fill(Instant::now()), 8);
+        let mut writes = 0;
+        while !c.output().is_empty() {
+            let chunk = c.output_one_frame();
+            let len = u32::from_be_bytes(chunk[..4].try_into().unwrap()) as usize;
+            assert_eq!(chunk.len(), 4 + len, "exactly one whole frame");
+            let n = chunk.len();
+            c.advance_output(n);
+            writes += 1;
+        }
+        assert_eq!(writes, 8);
+        assert_eq!(c.frames_written(), 1 + 8);
+    }
+
+    #[test]
+    fn a_short_write_leaves_the_rest_of_that_frame_only() {
+        let (mut c, _) = running_conn(3);
+        c.fill(Instant::now());
+        let first = c.output_one_frame().len();
+        c.advance_output(3);
+        assert_eq!(c.output_one_frame().len(), first - 3);
+        assert_eq!(c.frames_written(), 1);
+        c.advance_output(first - 3);
+        assert_eq!(c.frames_written(), 2);
+        assert_eq!(
+            c.output_one_frame().len(),
+            first,
+            "same-sized getData frames"
+        );
+    }
+
+    #[test]
+    fn a_coalesced_write_counts_every_frame_it_completes() {
+        let (mut c, _) = running_conn(4);
+        c.fill(Instant::now());
+        let one = c.output_one_frame().len();
+        // One and a half frames, then the rest.
+        c.advance_output(one + one / 2);
+        assert_eq!(c.frames_written(), 1 + 1);
+        assert_eq!(c.output_one_frame().len(), one - one / 2);
+        let rest = c.output().len();
+        c.advance_output(rest);
+        assert_eq!(c.frames_written(), 1 + 4);
+        assert!(c.output().is_empty());
     }
 }

@@ -3,7 +3,8 @@
 //! `i % servers`). Each turn of the loop reads every readable socket until it
 //! would block, hands the bytes to the connection's state machine, lets every
 //! connection refill its pipeline, and writes each connection's batch of requests
-//! with one `write` call. Workers share nothing but a progress counter and an abort
+//! with one `write` call (or, with `write_per_request`, each request with a `write`
+//! of its own, as a client that sends every request as it is issued does). Workers share nothing but a progress counter and an abort
 //! flag; each returns its own `Stats`, merged by the caller.
 //!
 //! The run ends on time, or early with a `RunError` naming the server and the
@@ -45,6 +46,8 @@ pub struct RunConfig {
     pub seed: u64,
     /// Keep latency per interval of the window (`--series-ms`).
     pub series_interval: Option<Duration>,
+    /// One `write` per request instead of one per connection per loop turn.
+    pub write_per_request: bool,
 }
 
 /// The run's clock: warm-up from `start`, measurement over [`measure_start`, `measure_end`).
@@ -271,7 +274,7 @@ fn run_worker(
                 }
             }
             live += 1;
-            flush(s, &tl, now)?;
+            flush(s, &tl, now, cfg.write_per_request, &mut stats)?;
         }
         if live == 0 || (draining && now >= drain_deadline) {
             break;
@@ -325,6 +328,7 @@ fn run_worker(
             progress.completed.fetch_add(completed, Ordering::Relaxed);
         }
     }
+    stats.frames_written = slots.iter().map(|s| s.conn.frames_written()).sum();
     Ok((stats, ended.unwrap_or(tl.measure_end)))
 }
 
@@ -343,13 +347,31 @@ fn closed(s: &mut Slot, tl: &Timeline, now: Instant, detail: &str) -> Result<(),
     })
 }
 
-/// Writes as much of the connection's pending output as the socket takes.
-fn flush(s: &mut Slot, tl: &Timeline, now: Instant) -> Result<(), RunError> {
+/// Writes as much of the connection's pending output as the socket takes: all of it
+/// per `write`, or with `per_request` one frame per `write`. Counts the calls.
+fn flush(
+    s: &mut Slot,
+    tl: &Timeline,
+    now: Instant,
+    per_request: bool,
+    stats: &mut Stats,
+) -> Result<(), RunError> {
     while !s.conn.output().is_empty() {
-        match s.sock.write(s.conn.output()) {
+        let chunk = if per_request {
+            s.conn.output_one_frame()
+        } else {
+            s.conn.output()
+        };
+        match s.sock.write(chunk) {
             Ok(0) => return closed(s, tl, now, " (write returned 0)"),
-            Ok(n) => s.conn.advance_output(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Ok(n) => {
+                stats.write_calls += 1;
+                s.conn.advance_output(n)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                stats.write_would_block += 1;
+                break;
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return closed(s, tl, now, &format!(" ({e})")),
         }

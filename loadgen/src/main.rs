@@ -101,6 +101,11 @@ struct Args {
     /// (JSON `series`, wall-clock stamped, to line figures up with server events).
     #[arg(long, default_value_t = 0)]
     series_ms: u64,
+    /// Write every request with a `write` call of its own, as a client that sends each
+    /// request when it is issued does (default: one `write` per connection per loop
+    /// turn, with every request that is ready). The report's `io` counts the calls.
+    #[arg(long)]
+    write_per_request: bool,
     /// No progress bar (it is also hidden when stderr is not a terminal).
     #[arg(long)]
     no_progress: bool,
@@ -196,6 +201,7 @@ fn run(a: Args) -> Result<(), (u8, String)> {
         workload,
         seed: a.seed,
         series_interval: (a.series_ms > 0).then(|| Duration::from_millis(a.series_ms)),
+        write_per_request: a.write_per_request,
     };
     let settings = RunSettings {
         label: a.label.clone(),
@@ -210,6 +216,7 @@ fn run(a: Args) -> Result<(), (u8, String)> {
         multi_ops: a.multi_ops,
         warmup_s: a.warmup,
         duration_s: a.duration,
+        write_per_request: a.write_per_request,
     };
 
     let handle = driver::start(cfg);

@@ -37,6 +37,10 @@ pub struct CpuReport {
     pub sys_s: f64,
     /// (user + sys) per request answered in the window, in microseconds.
     pub us_per_op: f64,
+    /// User-space CPU per request answered in the window, in microseconds.
+    pub user_us_per_op: f64,
+    /// Kernel CPU per request answered in the window, in microseconds.
+    pub sys_us_per_op: f64,
     /// Average cores busy over the window.
     pub cores: f64,
 }
@@ -44,14 +48,13 @@ pub struct CpuReport {
 impl CpuReport {
     pub fn new(t: CpuTimes, ops: u64, window_s: f64) -> CpuReport {
         let total = t.total().as_secs_f64();
+        let per_op = |s: f64| if ops > 0 { s * 1e6 / ops as f64 } else { 0.0 };
         CpuReport {
             user_s: t.user.as_secs_f64(),
             sys_s: t.sys.as_secs_f64(),
-            us_per_op: if ops > 0 {
-                total * 1e6 / ops as f64
-            } else {
-                0.0
-            },
+            us_per_op: per_op(total),
+            user_us_per_op: per_op(t.user.as_secs_f64()),
+            sys_us_per_op: per_op(t.sys.as_secs_f64()),
             cores: if window_s > 0.0 {
                 total / window_s
             } else {
@@ -77,6 +80,35 @@ pub struct RunSettings {
     pub multi_ops: usize,
     pub warmup_s: f64,
     pub duration_s: f64,
+    /// One `write` per request (`--write-per-request`) instead of one per connection
+    /// per loop turn.
+    pub write_per_request: bool,
+}
+
+/// How requests went out: `write` calls against frames written, over the whole run
+/// (warm-up, handshakes and closeSessions included).
+#[derive(Debug, Clone, Serialize)]
+pub struct IoReport {
+    pub write_calls: u64,
+    pub frames_written: u64,
+    /// `write` calls that moved no bytes (socket full).
+    pub write_would_block: u64,
+    pub frames_per_write: f64,
+}
+
+impl IoReport {
+    pub fn new(stats: &Stats) -> IoReport {
+        IoReport {
+            write_calls: stats.write_calls,
+            frames_written: stats.frames_written,
+            write_would_block: stats.write_would_block,
+            frames_per_write: if stats.write_calls > 0 {
+                stats.frames_written as f64 / stats.write_calls as f64
+            } else {
+                0.0
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -98,6 +130,7 @@ pub struct Report {
     pub watch_events_after_reply: u64,
     pub loadgen_cpu: CpuReport,
     pub server_cpu: Option<CpuReport>,
+    pub io: IoReport,
     /// With `--series-ms`: one point per interval of the window, in order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub series: Vec<SeriesPoint>,
@@ -190,6 +223,7 @@ impl Report {
             watch_events_after_reply: stats.events_after_reply,
             loadgen_cpu: CpuReport::new(loadgen_cpu, ops, window_s),
             server_cpu: server_cpu.map(|t| CpuReport::new(t, ops, window_s)),
+            io: IoReport::new(stats),
             series: match stats.series_interval {
                 None => Vec::new(),
                 Some(iv) => stats
@@ -285,10 +319,24 @@ impl Report {
         if let Some(c) = &self.server_cpu {
             let _ = writeln!(
                 o,
-                "server CPU:  {:.2} us/request (user {:.2} s + sys {:.2} s, {:.2} cores)",
-                c.us_per_op, c.user_s, c.sys_s, c.cores
+                "server CPU:  {:.2} us/request = user {:.2} + sys {:.2} (user {:.2} s + sys {:.2} s, {:.2} cores)",
+                c.us_per_op, c.user_us_per_op, c.sys_us_per_op, c.user_s, c.sys_s, c.cores
             );
         }
+        let io = &self.io;
+        let _ = writeln!(
+            o,
+            "writes: {} calls for {} frames ({:.2} frames/write{}), {} found the socket full",
+            io.write_calls,
+            io.frames_written,
+            io.frames_per_write,
+            if self.settings.write_per_request {
+                ", one request per write"
+            } else {
+                ""
+            },
+            io.write_would_block
+        );
         o
     }
 }

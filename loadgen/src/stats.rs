@@ -38,6 +38,12 @@ pub struct Stats {
     /// latency (µs, every kind but watch events) of completions ending in each.
     pub series_interval: Option<Duration>,
     pub series: Vec<Histogram<u64>>,
+    /// `write` calls that moved bytes, over the whole run (warm-up and drain included).
+    pub write_calls: u64,
+    /// Frames (requests, handshakes, closeSessions) written in full, over the whole run.
+    pub frames_written: u64,
+    /// `write` calls that found the socket full (no bytes moved), over the whole run.
+    pub write_would_block: u64,
 }
 
 /// Latency bounds of a series interval's histogram, in microseconds (coarser than
@@ -55,6 +61,9 @@ impl Stats {
             events_after_reply: 0,
             series_interval: None,
             series: Vec::new(),
+            write_calls: 0,
+            frames_written: 0,
+            write_would_block: 0,
         }
     }
 
@@ -107,6 +116,9 @@ impl Stats {
         }
         self.completed_total += other.completed_total;
         self.events_after_reply += other.events_after_reply;
+        self.write_calls += other.write_calls;
+        self.frames_written += other.frames_written;
+        self.write_would_block += other.write_would_block;
         for (a, b) in self.series.iter_mut().zip(&other.series) {
             a.add(b).expect("series histograms share bounds");
         }

@@ -228,6 +228,54 @@ fn ping_and_paced_runs() {
     assert!(window >= 0.25, "paced run finished in {window} s");
 }
 
+/// `--write-per-request`: every frame (handshake, getData/ping, closeSession) goes
+/// out in a `write` of its own, as the report's write counters show; the default
+/// mode puts a connection's pipelined requests into fewer writes than frames.
+#[test]
+fn write_per_request_issues_one_write_per_frame() {
+    let Some(srv) = start_server() else { return };
+    let root = unique_root("perwrite");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "-s",
+            &srv.addr,
+            "--root",
+            &root,
+            "-c",
+            "2",
+            "-o",
+            "8",
+            "-w",
+            "0",
+            "-d",
+            "30",
+            "--requests",
+            "400",
+            "-r",
+            "100",
+            "--keys",
+            "10",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        json(&loadgen(&args, LIMIT))
+    };
+    let v = run(&["--write-per-request"]);
+    assert_eq!(v["ops"], 800, "{v}");
+    assert_eq!(v["settings"]["write_per_request"], true);
+    let io = &v["io"];
+    // 2 connections: handshake + 400 getData + closeSession each.
+    assert_eq!(io["frames_written"], 2 * (1 + 400 + 1), "{io}");
+    assert_eq!(io["write_calls"], io["frames_written"], "{io}");
+    let v = run(&[]);
+    let io = &v["io"];
+    assert_eq!(io["frames_written"], 2 * (1 + 400 + 1), "{io}");
+    assert!(
+        io["write_calls"].as_u64().unwrap() < io["frames_written"].as_u64().unwrap(),
+        "pipelined requests share writes by default: {io}"
+    );
+}
+
 #[test]
 fn a_server_that_dies_mid_run_ends_the_run_with_a_message() {
     let Some(mut srv) = start_server() else {
