@@ -15,7 +15,7 @@
 //! snapshot that follows a SNAP packet is not decoded here; after a SNAP the
 //! caller hands the bytes past `consumed` to the snapshot stream codec.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use thiserror::Error;
 
 use super::jute::JuteWrite;
@@ -225,40 +225,6 @@ impl QuorumPacket {
     /// authinfo vector over its bounds or an unknown type is an error as soon as
     /// its bytes are seen; nothing is allocated before the bytes it holds arrive.
     pub fn decode(buf: &[u8], data_bytes_max: usize) -> Result<Option<(QuorumPacket, usize)>> {
-        let Some(p) = Parsed::of(buf, data_bytes_max)? else {
-            return Ok(None);
-        };
-        let data = p.data.map(|r| Bytes::copy_from_slice(&buf[r]));
-        Ok(Some((Self::new(p.kind, p.zxid, data, p.auth), p.used)))
-    }
-
-    /// As [`decode`](Self::decode), taking the packet off the front of `buf`
-    /// (`Ok(None)` leaves `buf` as it was). Its data shares `buf`'s memory
-    /// instead of being copied: a transport's read buffer hands each payload on
-    /// without a copy or an allocation per packet.
-    pub fn decode_split(buf: &mut BytesMut, data_bytes_max: usize) -> Result<Option<QuorumPacket>> {
-        let Some(p) = Parsed::of(buf, data_bytes_max)? else {
-            return Ok(None);
-        };
-        let frame = buf.split_to(p.used).freeze();
-        let data = p.data.map(|r| frame.slice(r));
-        Ok(Some(Self::new(p.kind, p.zxid, data, p.auth)))
-    }
-}
-
-/// A whole packet found at the start of a buffer: its fields, where its data
-/// lies, and how many bytes it took.
-struct Parsed {
-    kind: PacketType,
-    zxid: i64,
-    data: Option<std::ops::Range<usize>>,
-    auth: Option<Vec<Id>>,
-    used: usize,
-}
-
-impl Parsed {
-    /// `Ok(None)`: `buf` does not hold a whole packet yet.
-    fn of(buf: &[u8], data_bytes_max: usize) -> Result<Option<Parsed>> {
         let mut c = Partial::new(buf);
         let Some(code) = c.i32() else {
             return Ok(None);
@@ -270,17 +236,11 @@ impl Parsed {
         let Some(data) = c.buffer("data", data_bytes_max)? else {
             return Ok(None);
         };
-        let data = data.map(|d| c.pos - d.len()..c.pos);
         let Some(auth) = decode_authinfo(&mut c)? else {
             return Ok(None);
         };
-        Ok(Some(Parsed {
-            kind,
-            zxid,
-            data,
-            auth,
-            used: c.pos,
-        }))
+        let data = data.map(Bytes::copy_from_slice);
+        Ok(Some((Self::new(kind, zxid, data, auth), c.pos)))
     }
 }
 
@@ -903,46 +863,6 @@ mod tests {
         QuorumPacket::decode(bytes, DATA_MAX)
             .unwrap_err()
             .to_string()
-    }
-
-    /// Packets split off a read buffer equal the copied decode, a partial one
-    /// at the end leaves the buffer as it was, and a payload shares the
-    /// buffer's memory.
-    #[test]
-    fn decode_split_takes_whole_packets_off_the_front() {
-        let packets = [
-            QuorumPacket::proposal(0x1_0000_0001, Bytes::from_static(b"txn one")),
-            QuorumPacket::commit(0x1_0000_0001),
-            QuorumPacket::proposal(0x1_0000_0002, Bytes::from_static(b"txn two")),
-        ];
-        let mut wire = Vec::new();
-        for p in &packets {
-            p.encode(&mut wire);
-        }
-        let whole = wire.len();
-        let mut buf = BytesMut::from(&wire[..whole - 3]);
-        let base = buf.as_ptr() as usize;
-        for p in &packets[..2] {
-            let got = QuorumPacket::decode_split(&mut buf, DATA_MAX)
-                .unwrap()
-                .unwrap();
-            assert_eq!(&got, p);
-            if let Some(d) = &got.data {
-                let at = d.as_ptr() as usize;
-                assert!(at > base && at < base + whole, "the payload is not a copy");
-            }
-        }
-        let left = buf.len();
-        assert!(QuorumPacket::decode_split(&mut buf, DATA_MAX)
-            .unwrap()
-            .is_none());
-        assert_eq!(buf.len(), left, "a partial packet stays");
-        buf.extend_from_slice(&wire[whole - 3..]);
-        let last = QuorumPacket::decode_split(&mut buf, DATA_MAX)
-            .unwrap()
-            .unwrap();
-        assert_eq!(last, packets[2]);
-        assert!(buf.is_empty());
     }
 
     // §13 samples -----------------------------------------------------------

@@ -36,7 +36,7 @@ use crate::proto::quorum::QuorumPacket;
 use crate::tree::zksnap::{ZkSnapDecoder, ZkSnapEncoder, ZkSnapKind};
 use crate::tree::Tree;
 use crate::zab::{self, ConnId, Input, Notification, Packet, ServerId, CORE_CONN_BIT};
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::Bytes;
 use futures::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::{TcpListener, TcpStream};
@@ -631,18 +631,15 @@ impl Peers {
         side: Side,
         counters: &LinkCounters,
     ) -> LinkEnd {
-        // Packets are split off the front of `buf`, sharing its memory (see
-        // `QuorumPacket::decode_split`): a txn in the core's log window keeps at
-        // most the read chunk it arrived in alive, and a chunk is filled by the
-        // reads that follow it before a new one is allocated.
-        let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
+        let mut buf: Vec<u8> = Vec::new();
         let mut chunk = vec![0u8; READ_CHUNK_BYTES];
         let mut snap: Option<(ZkSnapDecoder, i64)> = None;
         loop {
+            let mut at = 0;
             loop {
                 if let Some((dec, zxid)) = snap.as_mut() {
-                    match dec.feed(&buf) {
-                        Ok(used) => buf.advance(used),
+                    match dec.feed(&buf[at..]) {
+                        Ok(used) => at += used,
                         Err(e) => return LinkEnd::Refused(format!("bad snapshot after SNAP: {e}")),
                     }
                     if !dec.is_done() {
@@ -662,8 +659,9 @@ impl Peers {
                     self.emit(Input::Packet { conn, packet }).await;
                     continue;
                 }
-                match QuorumPacket::decode_split(&mut buf, QUORUM_DATA_BYTES_MAX) {
-                    Ok(Some(qp)) => {
+                match QuorumPacket::decode(&buf[at..], QUORUM_DATA_BYTES_MAX) {
+                    Ok(Some((qp, used))) => {
+                        at += used;
                         counters
                             .packets_received
                             .set(counters.packets_received.get() + 1);
@@ -686,6 +684,7 @@ impl Peers {
                     Err(e) => return LinkEnd::Refused(format!("bad packet: {e}")),
                 }
             }
+            buf.drain(..at);
             match rd.read(&mut chunk).await {
                 Ok(0) => return closed_at_eof(snap.map(|(dec, _)| dec)),
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
