@@ -57,7 +57,9 @@ impl Harness {
     /// Children of `path`, after a sync so the observer's member is current.
     fn children(&self, path: &str) -> Vec<String> {
         self.rt.block_on(async {
-            app::retry("sync", || self.observer.sync(path)).await.expect("sync");
+            app::retry("sync", || self.observer.sync(path))
+                .await
+                .expect("sync");
             match app::retry("list", || self.observer.list_children(path)).await {
                 Ok(children) => children,
                 Err(zk::Error::NoNode) => Vec::new(),
@@ -69,7 +71,9 @@ impl Harness {
     /// The active master's id, if any.
     fn master(&self) -> Option<String> {
         self.rt.block_on(async {
-            app::retry("sync", || self.observer.sync(app::MASTER)).await.expect("sync");
+            app::retry("sync", || self.observer.sync(app::MASTER))
+                .await
+                .expect("sync");
             match app::retry("get", || self.observer.get_data(app::MASTER)).await {
                 Ok((data, _)) => Some(String::from_utf8_lossy(&data).into_owned()),
                 Err(zk::Error::NoNode) => None,
@@ -87,7 +91,11 @@ impl Harness {
         let mut left = self.children(app::TASKS);
         for worker in self.children(app::ASSIGN) {
             let dir = format!("{}/{worker}", app::ASSIGN);
-            left.extend(self.children(&dir).into_iter().map(|t| format!("{worker}/{t}")));
+            left.extend(
+                self.children(&dir)
+                    .into_iter()
+                    .map(|t| format!("{worker}/{t}")),
+            );
         }
         left
     }
@@ -95,6 +103,15 @@ impl Harness {
 
 #[test]
 fn master_worker_survives_master_worker_and_leader_kills() {
+    // The roles' story (elected, assigned, done, reassigned) on stderr with
+    // --nocapture; RUST_LOG overrides.
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,zookeeper_client=warn".into()),
+        )
+        .try_init();
     let mut ens = Ensemble::start(&[Kind::Corral; 3]);
     let servers: Vec<String> = ens.sids().iter().map(|&s| ens.client_addr(s)).collect();
     let roles = app::Settings {
@@ -161,11 +178,10 @@ fn master_worker_survives_master_worker_and_leader_kills() {
     eprintln!("master_worker test: killed the ensemble's leader, member {leader}");
 
     h.wait_until("the client saw every status", |_| client.is_finished());
-    let results = h
-        .rt
-        .block_on(client)
-        .expect("client task")
-        .expect("client role");
+    let results =
+        h.rt.block_on(client)
+            .expect("client task")
+            .expect("client role");
     h.wait_until("nothing is left pending or assigned", |h| {
         h.unfinished().is_empty()
     });

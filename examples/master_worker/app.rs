@@ -199,7 +199,10 @@ pub async fn run_master(s: &Settings, id: &str) -> Result<(), zk::Error> {
 /// checkMaster).
 async fn run_for_master(client: &zk::Client, id: &str) -> Result<bool, zk::Error> {
     loop {
-        match retry("create /master", || client.create(MASTER, id.as_bytes(), &ephemeral())).await
+        match retry("create /master", || {
+            client.create(MASTER, id.as_bytes(), &ephemeral())
+        })
+        .await
         {
             Ok(_) => return Ok(true),
             Err(zk::Error::NodeExists) => {}
@@ -223,7 +226,8 @@ async fn run_for_master(client: &zk::Client, id: &str) -> Result<bool, zk::Error
 /// Watches `/master` until it does not exist.
 async fn wait_master_gone(client: &zk::Client) -> Result<(), zk::Error> {
     loop {
-        let (stat, watcher) = retry("exists /master", || client.check_and_watch_stat(MASTER)).await?;
+        let (stat, watcher) =
+            retry("exists /master", || client.check_and_watch_stat(MASTER)).await?;
         if stat.is_none() {
             return Ok(());
         }
@@ -245,8 +249,13 @@ async fn lead(client: &zk::Client, id: &str) -> Result<(), zk::Error> {
             retry("list /tasks", || client.get_and_watch_children(TASKS)).await?;
         tasks.sort();
         if first {
-            info!(master = id, workers = workers.len(), pending = tasks.len(), requeued,
-                "recovered: re-read /workers, /tasks and /assign");
+            info!(
+                master = id,
+                workers = workers.len(),
+                pending = tasks.len(),
+                requeued,
+                "recovered: re-read /workers, /tasks and /assign"
+            );
             first = false;
         }
         assign_all(client, &workers, &tasks, &mut next_worker).await?;
@@ -262,7 +271,10 @@ async fn requeue_dead_workers(client: &zk::Client, live: &[String]) -> Result<us
     for worker in dirs.iter().filter(|w| !live.contains(w)) {
         // It may have registered since /workers was listed.
         let registration = format!("{WORKERS}/{worker}");
-        if retry("exists worker", || client.check_stat(&registration)).await?.is_some() {
+        if retry("exists worker", || client.check_stat(&registration))
+            .await?
+            .is_some()
+        {
             continue;
         }
         let dir = format!("{ASSIGN}/{worker}");
@@ -283,36 +295,42 @@ async fn requeue_dead_workers(client: &zk::Client, live: &[String]) -> Result<us
     Ok(requeued)
 }
 
-/// Moves one task from a dead worker's dir back to `/tasks` in one multi-op
-/// (create the task, delete the assignment at the version read). False when
-/// the assignment was already gone.
+/// Moves one task from a dead worker's dir back to `/tasks`. False when the
+/// assignment was already gone.
 async fn requeue(client: &zk::Client, worker: &str, task: &str) -> Result<bool, zk::Error> {
     let from = format!("{ASSIGN}/{worker}/{task}");
-    let to = format!("{TASKS}/{task}");
-    let (data, stat) = match retry("get assignment", || client.get_data(&from)).await {
+    let moved = move_znode(client, &from, &format!("{TASKS}/{task}")).await?;
+    if moved {
+        info!(task, from = worker, "reassigned: back to /tasks");
+    }
+    Ok(moved)
+}
+
+/// Moves a znode (its data) from `from` to `to` in one multi-op: create `to`,
+/// delete `from` at the version read, so a concurrent change to `from` fails
+/// the whole move. False when `from` was gone or changed, or `to` (or its
+/// parent) was not there to be created; the next round looks again.
+async fn move_znode(client: &zk::Client, from: &str, to: &str) -> Result<bool, zk::Error> {
+    let (data, stat) = match retry("get", || client.get_data(from)).await {
         Ok(found) => found,
         Err(zk::Error::NoNode) => return Ok(false),
         Err(e) => return Err(e),
     };
-    let moved = retry_multi("requeue", || {
+    let moved = retry_multi("move", || {
         let mut multi = client.new_multi_writer();
         let ops = multi
-            .add_create(&to, &data, &persistent())
-            .and_then(|_| multi.add_delete(&from, Some(stat.version)));
+            .add_create(to, &data, &persistent())
+            .and_then(|_| multi.add_delete(from, Some(stat.version)));
         let commit = ops.map(|_| multi.commit());
         async move { commit?.await }
     })
     .await;
     match moved {
-        Ok(_) => {
-            info!(task, from = worker, "reassigned: back to /tasks");
-            Ok(true)
-        }
-        Err(MultiWriteError::OperationFailed { source, .. })
-            if matches!(source, zk::Error::NodeExists | zk::Error::NoNode | zk::Error::BadVersion) =>
-        {
-            Ok(false)
-        }
+        Ok(_) => Ok(true),
+        Err(MultiWriteError::OperationFailed {
+            source: zk::Error::NodeExists | zk::Error::NoNode | zk::Error::BadVersion,
+            ..
+        }) => Ok(false),
         Err(e) => Err(e.into()),
     }
 }
@@ -338,37 +356,14 @@ async fn assign_all(
     Ok(())
 }
 
-/// Moves one task from `/tasks` to `/assign/<worker>` in one multi-op. A task
-/// already gone (or a worker dir gone) is left to the next round.
+/// Moves one task from `/tasks` to `/assign/<worker>`. A task already gone
+/// (or a worker dir gone) is left to the next round.
 async fn assign(client: &zk::Client, worker: &str, task: &str) -> Result<(), zk::Error> {
     let from = format!("{TASKS}/{task}");
-    let to = format!("{ASSIGN}/{worker}/{task}");
-    let (data, stat) = match retry("get task", || client.get_data(&from)).await {
-        Ok(found) => found,
-        Err(zk::Error::NoNode) => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    let moved = retry_multi("assign", || {
-        let mut multi = client.new_multi_writer();
-        let ops = multi
-            .add_create(&to, &data, &persistent())
-            .and_then(|_| multi.add_delete(&from, Some(stat.version)));
-        let commit = ops.map(|_| multi.commit());
-        async move { commit?.await }
-    })
-    .await;
-    match moved {
-        Ok(_) => {
-            info!(task, worker, "assigned");
-            Ok(())
-        }
-        Err(MultiWriteError::OperationFailed { source, .. })
-            if matches!(source, zk::Error::NodeExists | zk::Error::NoNode | zk::Error::BadVersion) =>
-        {
-            Ok(())
-        }
-        Err(e) => Err(e.into()),
+    if move_znode(client, &from, &format!("{ASSIGN}/{worker}/{task}")).await? {
+        info!(task, worker, "assigned");
     }
+    Ok(())
 }
 
 // ------------------------------------------------------------------ worker
@@ -415,7 +410,10 @@ async fn register(client: &zk::Client, id: &str) -> Result<(), zk::Error> {
                 if stat.is_some_and(|s| s.ephemeral_owner == client.session_id().0) {
                     break;
                 }
-                warn!(worker = id, "an older registration is still there; waiting for it to go");
+                warn!(
+                    worker = id,
+                    "an older registration is still there; waiting for it to go"
+                );
                 wait_changed(vec![watch]).await;
             }
             Err(e) => return Err(e),
@@ -456,12 +454,16 @@ async fn run_task(
     .await;
     match recorded {
         Ok(_) => info!(task, worker = id, "done"),
-        Err(MultiWriteError::OperationFailed { index: 0, source: zk::Error::NodeExists }) => {
-            info!(task, worker = id, "already recorded by another copy: dropping mine");
-            match retry("drop copy", || client.delete(&assignment, Some(stat.version))).await {
-                Ok(()) | Err(zk::Error::NoNode) | Err(zk::Error::BadVersion) => {}
-                Err(e) => return Err(e),
-            }
+        Err(MultiWriteError::OperationFailed {
+            index: 0,
+            source: zk::Error::NodeExists,
+        }) => {
+            let ran = Assignment {
+                path: assignment,
+                version: stat.version,
+                result,
+            };
+            drop_copy(client, id, task, &ran).await?
         }
         // The assignment changed or went (taken back by the master, or our
         // own earlier attempt that lost its connection went through).
@@ -469,6 +471,45 @@ async fn run_task(
         Err(e) => return Err(e.into()),
     }
     Ok(())
+}
+
+/// `/status/<task>` exists already: either our own record went through before
+/// a connection loss (the status holds our result, and the same multi-op
+/// deleted the assignment), or another copy of a reassigned task recorded it:
+/// then this copy's assignment is deleted unrecorded.
+async fn drop_copy(
+    client: &zk::Client,
+    id: &str,
+    task: &str,
+    assignment: &Assignment,
+) -> Result<(), zk::Error> {
+    let status = format!("{STATUS}/{task}");
+    let recorded = match retry("get status", || client.get_data(&status)).await {
+        Ok((data, _)) => String::from_utf8_lossy(&data).into_owned(),
+        Err(zk::Error::NoNode) => String::new(),
+        Err(e) => return Err(e),
+    };
+    if recorded == assignment.result {
+        info!(
+            task,
+            worker = id,
+            "done (recorded before the connection dropped)"
+        );
+        return Ok(());
+    }
+    info!(task, worker = id, recorded = %recorded, "already recorded by another copy: dropping mine");
+    let (path, version) = (&assignment.path, assignment.version);
+    match retry("drop copy", || client.delete(path, Some(version))).await {
+        Ok(()) | Err(zk::Error::NoNode) | Err(zk::Error::BadVersion) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// A task a worker ran: its `/assign` znode, the version read, the result.
+struct Assignment {
+    path: String,
+    version: i32,
+    result: String,
 }
 
 // ------------------------------------------------------------------ client
@@ -487,7 +528,10 @@ pub async fn run_client(s: &Settings, count: usize) -> Result<Vec<(String, Strin
             Err(e) => return Err(e),
         }
     }
-    info!(tasks = count, "submitted every task; waiting for their status");
+    info!(
+        tasks = count,
+        "submitted every task; waiting for their status"
+    );
     let mut results = Vec::with_capacity(count);
     while results.len() < tasks.len() {
         let task = &tasks[results.len()];
@@ -514,7 +558,10 @@ async fn submit(client: &zk::Client, i: usize) -> Result<String, zk::Error> {
     let prefix = format!("{TASKS}/task-");
     let data = format!("task {i}");
     let options = CreateMode::PersistentSequential.with_acls(Acls::anyone_all());
-    let (_, seq) = retry("submit", || client.create(&prefix, data.as_bytes(), &options)).await?;
+    let (_, seq) = retry("submit", || {
+        client.create(&prefix, data.as_bytes(), &options)
+    })
+    .await?;
     let task = format!("task-{seq}");
     info!(task = %task, "submitted");
     Ok(task)
