@@ -11,16 +11,23 @@
 //! worker (its tasks must be reassigned), then the ensemble's leader. Every
 //! task must end with its one `/status/<task>`, and nothing left pending.
 //! Every wait is a bounded poll; nothing asserts on durations.
+//!
+//! The recipes (examples/recipes, `recipes.rs` included here too) run on one
+//! corral: each demo returns what its participants saw, and the test checks
+//! the recipe's promise (one lock holder, one leader at a time, nobody past
+//! the barrier early, every queued item taken once).
 
 mod common;
 
 #[path = "../examples/master_worker/app.rs"]
 mod app;
+#[path = "../examples/recipes/recipes.rs"]
+mod recipes;
 
 use std::time::Duration;
 
 use common::ensemble::Ensemble;
-use common::Kind;
+use common::{Kind, Server};
 use zookeeper_client as zk;
 
 /// Tasks the client submits.
@@ -101,10 +108,9 @@ impl Harness {
     }
 }
 
-#[test]
-fn master_worker_survives_master_worker_and_leader_kills() {
-    // The roles' story (elected, assigned, done, reassigned) on stderr with
-    // --nocapture; RUST_LOG overrides.
+/// Installs the log subscriber once: the roles' story (elected, assigned,
+/// done, reassigned) on stderr with --nocapture; RUST_LOG overrides.
+fn init_logs() {
     let _ = tracing_subscriber::fmt()
         .with_test_writer()
         .with_env_filter(
@@ -112,6 +118,11 @@ fn master_worker_survives_master_worker_and_leader_kills() {
                 .unwrap_or_else(|_| "info,zookeeper_client=warn".into()),
         )
         .try_init();
+}
+
+#[test]
+fn master_worker_survives_master_worker_and_leader_kills() {
+    init_logs();
     let mut ens = Ensemble::start(&[Kind::Corral; 3]);
     let servers: Vec<String> = ens.sids().iter().map(|&s| ens.client_addr(s)).collect();
     let roles = app::Settings {
@@ -202,4 +213,48 @@ fn master_worker_survives_master_worker_and_leader_kills() {
 
     master_2.abort();
     workers.iter().for_each(|w| w.abort());
+}
+
+#[test]
+fn recipes_keep_their_promises() {
+    init_logs();
+    let server = Server::corral("");
+    let servers = server.addr();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async {
+        let setup = recipes::connect(&servers).await.expect("connect");
+        recipes::ensure_path(&setup, "/recipes")
+            .await
+            .expect("root");
+
+        let count = recipes::lock_demo(&servers, "/recipes/lock", 4, 10)
+            .await
+            .expect("lock demo");
+        assert_eq!(count, 40, "every increment under the lock counted once");
+
+        let mut order = recipes::election_demo(&servers, "/recipes/election", 4)
+            .await
+            .expect("election demo");
+        order.sort();
+        assert_eq!(order, vec![0, 1, 2, 3], "every candidate led once");
+
+        let seen = recipes::barrier_demo(&servers, "/recipes/barrier", 4)
+            .await
+            .expect("barrier demo");
+        assert_eq!(seen, vec![4; 4], "nobody entered before all arrived");
+
+        let mut taken = recipes::queue_demo(&servers, "/recipes/queue", 2, 3, 25)
+            .await
+            .expect("queue demo");
+        taken.sort();
+        let mut expected: Vec<String> = (0..2)
+            .flat_map(|p| (0..25).map(move |i| format!("p{p}-{i}")))
+            .collect();
+        expected.sort();
+        assert_eq!(taken, expected, "every item taken exactly once");
+    });
 }
