@@ -120,6 +120,11 @@ fn init_logs() {
         .try_init();
 }
 
+/// Masters and workers run until aborted: one that ends says why.
+fn report_end(role: &str, outcome: Result<(), zk::Error>) {
+    eprintln!("master_worker test: role {role} ended: {outcome:?}");
+}
+
 #[test]
 fn master_worker_survives_master_worker_and_leader_kills() {
     init_logs();
@@ -148,7 +153,7 @@ fn master_worker_survives_master_worker_and_leader_kills() {
 
     let spawn_master = |id: &'static str| {
         let s = roles.clone();
-        h.rt.spawn(async move { app::run_master(&s, id).await })
+        h.rt.spawn(async move { report_end(id, app::run_master(&s, id).await) })
     };
     let master_1 = spawn_master("master-1");
     h.wait_until("master-1 is elected", |h| {
@@ -158,7 +163,8 @@ fn master_worker_survives_master_worker_and_leader_kills() {
     let workers: Vec<_> = (1..=3)
         .map(|i| {
             let s = roles.clone();
-            h.rt.spawn(async move { app::run_worker(&s, &format!("worker-{i}"), WORK).await })
+            let id = format!("worker-{i}");
+            h.rt.spawn(async move { report_end(&id, app::run_worker(&s, &id, WORK).await) })
         })
         .collect();
     let client = {

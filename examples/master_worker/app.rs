@@ -32,8 +32,12 @@ pub const TASKS: &str = "/tasks";
 pub const ASSIGN: &str = "/assign";
 pub const STATUS: &str = "/status";
 
-/// Attempts one operation gets across connection losses and elections.
-pub const RETRY_ATTEMPTS_COUNT_MAX: u32 = 600;
+/// Attempts one operation gets across connection losses and elections
+/// (about 30 s at [`RETRY_PAUSE`]; a longer loss has outlived any session
+/// and the role starts over with a new one).
+pub const RETRY_ATTEMPTS_COUNT_MAX: u32 = 150;
+/// An attempt with no answer after this long counts as a lost connection.
+pub const ATTEMPT_WAIT_MAX: Duration = Duration::from_secs(10);
 /// Pause between two attempts of an operation that lost its connection.
 pub const RETRY_PAUSE: Duration = Duration::from_millis(200);
 /// Attempts to open a session before a role gives up.
@@ -89,7 +93,8 @@ where
 {
     let mut attempt = 0;
     loop {
-        match op().await {
+        let outcome = tokio::time::timeout(ATTEMPT_WAIT_MAX, op()).await;
+        match outcome.unwrap_or(Err(zk::Error::Timeout)) {
             Err(e) if is_transient(&e) && attempt + 1 < RETRY_ATTEMPTS_COUNT_MAX => {
                 if attempt == 0 {
                     warn!(op = what, error = %e, "lost the connection; retrying");
@@ -110,7 +115,11 @@ where
 {
     let mut attempt = 0;
     loop {
-        match op().await {
+        let outcome = tokio::time::timeout(ATTEMPT_WAIT_MAX, op()).await;
+        let no_answer = MultiWriteError::RequestFailed {
+            source: zk::Error::Timeout,
+        };
+        match outcome.unwrap_or(Err(no_answer)) {
             Err(MultiWriteError::RequestFailed { source })
                 if is_transient(&source) && attempt + 1 < RETRY_ATTEMPTS_COUNT_MAX =>
             {
@@ -158,7 +167,18 @@ async fn wait_changed(watchers: Vec<zk::OneshotWatcher>) {
     }
 }
 
-/// Runs a role's session body again with a fresh session after each expiry.
+/// Errors after which a role's session is of no more use: expired, closed,
+/// or unreachable for longer than [`retry`] waits.
+fn is_session_lost(e: &zk::Error) -> bool {
+    is_transient(e)
+        || matches!(
+            e,
+            zk::Error::SessionExpired | zk::Error::SessionMoved | zk::Error::ClientClosed
+        )
+}
+
+/// Runs a role's session body again with a fresh session each time its
+/// session is lost.
 async fn with_sessions<F, Fut>(s: &Settings, role: &str, mut body: F) -> Result<(), zk::Error>
 where
     F: FnMut(zk::Client) -> Fut,
@@ -168,7 +188,10 @@ where
         let client = connect(s).await?;
         info!(role, session = %client.session_id(), "connected");
         match body(client).await {
-            Err(zk::Error::SessionExpired) => warn!(role, "session expired; starting over"),
+            Err(e) if is_session_lost(&e) => {
+                warn!(role, error = %e, "session lost; starting over with a new one");
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
             other => return other,
         }
     }
@@ -524,7 +547,7 @@ pub async fn run_client(s: &Settings, count: usize) -> Result<Vec<(String, Strin
     while tasks.len() < count {
         match submit(&client, tasks.len()).await {
             Ok(task) => tasks.push(task),
-            Err(zk::Error::SessionExpired) => client = reconnect(s).await?,
+            Err(e) if is_session_lost(&e) => client = reconnect(s, &e).await?,
             Err(e) => return Err(e),
         }
     }
@@ -537,7 +560,7 @@ pub async fn run_client(s: &Settings, count: usize) -> Result<Vec<(String, Strin
         let task = &tasks[results.len()];
         match wait_status(&client, task).await {
             Ok(result) => results.push((task.clone(), result)),
-            Err(zk::Error::SessionExpired) => client = reconnect(s).await?,
+            Err(e) if is_session_lost(&e) => client = reconnect(s, &e).await?,
             Err(e) => return Err(e),
         }
     }
@@ -545,10 +568,10 @@ pub async fn run_client(s: &Settings, count: usize) -> Result<Vec<(String, Strin
     Ok(results)
 }
 
-/// A client's tasks are persistent: after a session expiry it simply goes on
-/// with a new session.
-async fn reconnect(s: &Settings) -> Result<zk::Client, zk::Error> {
-    warn!(role = "client", "session expired; going on with a new one");
+/// A client's tasks are persistent: after losing its session it simply goes
+/// on with a new one.
+async fn reconnect(s: &Settings, lost: &zk::Error) -> Result<zk::Client, zk::Error> {
+    warn!(role = "client", error = %lost, "session lost; going on with a new one");
     connect(s).await
 }
 
