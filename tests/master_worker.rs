@@ -217,6 +217,13 @@ fn master_worker_survives_master_worker_and_leader_kills() {
     assert!(recorded.len() >= TASK_COUNT, "{} statuses", recorded.len());
     assert_eq!(h.master().as_deref(), Some("master-2"));
 
+    // Masters and workers run until aborted: none that was not killed ended
+    // (one whose error slipped past its retries would have).
+    assert!(!master_2.is_finished(), "master-2 ended");
+    for (i, w) in workers.iter().enumerate().skip(1) {
+        assert!(!w.is_finished(), "worker-{} ended", i + 1);
+    }
+
     master_2.abort();
     workers.iter().for_each(|w| w.abort());
 }

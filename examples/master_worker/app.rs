@@ -77,9 +77,15 @@ pub async fn connect(s: &Settings) -> Result<zk::Client, zk::Error> {
     }
 }
 
-/// Errors after which the same operation may simply be tried again.
+/// Errors after which the same operation may simply be tried again. The
+/// crate reports a connection that broke under a request (a member killed:
+/// "Connection reset by peer") as a `Custom` IO error rather than as
+/// ConnectionLoss; it is one all the same.
 fn is_transient(e: &zk::Error) -> bool {
-    matches!(e, zk::Error::ConnectionLoss | zk::Error::Timeout)
+    matches!(
+        e,
+        zk::Error::ConnectionLoss | zk::Error::Timeout | zk::Error::Custom(_)
+    )
 }
 
 /// Runs `op` until it returns something other than a connection loss. An

@@ -37,7 +37,8 @@ where
     let mut attempt = 0;
     loop {
         match op().await {
-            Err(zk::Error::ConnectionLoss | zk::Error::Timeout)
+            // A broken connection may surface as a `Custom` IO error.
+            Err(zk::Error::ConnectionLoss | zk::Error::Timeout | zk::Error::Custom(_))
                 if attempt + 1 < RETRY_ATTEMPTS_COUNT_MAX =>
             {
                 if attempt == 0 {
@@ -131,7 +132,7 @@ pub async fn take_ticket(
                     name: format!("{token}{seq}"),
                 })
             }
-            Err(zk::Error::ConnectionLoss) => {
+            Err(zk::Error::ConnectionLoss | zk::Error::Custom(_)) => {
                 tokio::time::sleep(RETRY_PAUSE).await;
                 let children = retry("list", || client.list_children(dir)).await?;
                 if let Some(name) = children.into_iter().find(|c| c.starts_with(&token)) {
@@ -427,7 +428,7 @@ pub async fn dequeue(client: &zk::Client, dir: &str) -> Result<Option<Vec<u8>>, 
             Err(zk::Error::NoNode) => continue,
             // Unknown whether our delete landed: leave it to the next pass
             // (an item may then be lost, never taken twice).
-            Err(zk::Error::ConnectionLoss) => continue,
+            Err(zk::Error::ConnectionLoss | zk::Error::Custom(_)) => continue,
             Err(e) => return Err(e),
         }
     }
