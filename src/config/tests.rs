@@ -825,6 +825,11 @@ fn the_conf_samples_parse() {
             c.warnings
         );
         assert_eq!(c.client_addr().to_string(), format!("127.0.0.1:218{id}"));
+        assert_eq!(
+            (c.admin.address.to_string(), c.admin.port),
+            ("127.0.0.1".to_string(), 8080 + id as u16),
+            "each member's AdminServer on its own loopback port"
+        );
         texts.push(c.quorum.unwrap().to_text());
     }
     assert!(texts.iter().all(|t| *t == texts[0]), "one ensemble");
