@@ -1382,12 +1382,7 @@ impl Shard {
             }
         }
         let counters = &self.stats.shards[self.id];
-        counters.packets_sent.fetch_add(1, Relaxed);
-        // The reference's size excludes the 4-byte length prefix.
-        let body = frame_bytes.saturating_sub(4) as u64;
-        counters
-            .response_bytes
-            .record(body, self.stats.since_start_us(self.now));
+        counters.packet_sent(frame_bytes, self.stats.since_start_us(self.now));
         if let (Some(a), Some(update)) = (answered, timed) {
             let us = self.now.saturating_duration_since(a.at).as_micros() as u64;
             counters.record_reply_latency_us(us, update);
@@ -1803,11 +1798,8 @@ impl Shard {
                         // among reply sizes (setWatches' events too, see
                         // `on_set_watches`).
                         conn.sent += 1;
-                        let body = (conn.out.len() - before).saturating_sub(4) as u64;
                         let at = self.stats.since_start_us(self.now);
-                        let counters = &self.stats.shards[self.id];
-                        counters.packets_sent.fetch_add(1, Relaxed);
-                        counters.response_bytes.record(body, at);
+                        self.stats.shards[self.id].packet_sent(conn.out.len() - before, at);
                         touched.insert(c);
                         self.enforce_queued_bytes_max(c);
                     }

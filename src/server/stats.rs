@@ -59,6 +59,15 @@ pub struct ShardCounters {
 
 impl ShardCounters {
     /// Books one reply's latency; `update` says whether it answered a write.
+    /// One packet sent to a client (a reply or a notification) of `frame_bytes`
+    /// with its length prefix: packets_sent, and the reply sizes, which the
+    /// reference takes without the 4-byte prefix.
+    pub fn packet_sent(&self, frame_bytes: usize, at_us: u64) {
+        self.packets_sent.fetch_add(1, Relaxed);
+        let body = frame_bytes.saturating_sub(4) as u64;
+        self.response_bytes.record(body, at_us);
+    }
+
     pub fn record_reply_latency_us(&self, us: u64, update: bool) {
         self.record_latency_us(us);
         match update {

@@ -717,12 +717,7 @@ impl Peers {
             }
             (b, qp.zxid)
         });
-        if zxid > 0 {
-            if let Some(l) = self.link(conn) {
-                l.outbox.counters.last_zxid_sent.set(zxid);
-            }
-        }
-        self.push(conn, OutItem::Bytes(b));
+        self.push(conn, OutItem::Bytes(b), (zxid > 0).then_some(zxid));
     }
 
     /// The traffic of these quorum links (those still open), for the admin
@@ -756,12 +751,19 @@ impl Peers {
         sessions: Vec<(i64, i32)>,
     ) {
         let enc = ZkSnapEncoder::new(tree, sessions, ZkSnapKind::Snap, SNAP_CHUNK_BYTES);
-        self.push(conn, OutItem::Snapshot(Box::new(enc)));
+        self.push(conn, OutItem::Snapshot(Box::new(enc)), None);
     }
 
-    fn push(self: &Rc<Self>, conn: ConnId, item: OutItem) {
+    /// Queues `item` on the link (one lookup), noting `zxid` as the last one
+    /// sent on it (the `observers` command's last_zxid).
+    fn push(self: &Rc<Self>, conn: ConnId, item: OutItem, zxid: Option<i64>) {
         let ok = match self.link(conn) {
-            Some(l) => l.outbox.push(item),
+            Some(l) => {
+                if let Some(z) = zxid {
+                    l.outbox.counters.last_zxid_sent.set(z);
+                }
+                l.outbox.push(item)
+            }
             None => return,
         };
         if !ok {
