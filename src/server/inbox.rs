@@ -1,12 +1,13 @@
 //! Receiving from another core without depending on its wake-up alone. A shard
-//! awaits its inbox (commit batches, report requests) and the answers to its
-//! four-letter-word reports with [`recv`]: the await ends on the channel's wake-up
-//! as before, and also looks at the channel itself every [`RECHECK_EVERY`]. Runs
-//! on the awaiting core; holds no state.
+//! awaits its inbox (commit batches, report requests; a [`super::chan`] queue) with
+//! [`recv_mesh`], and the answers to its four-letter-word reports (flume) with
+//! [`recv`]: the await ends on the channel's wake-up as before, and also looks at
+//! the channel itself every [`RECHECK_EVERY`]. Runs on the awaiting core; holds no
+//! state.
 //!
 //! ```text
-//!  other core: tx.send(m) ──► flume channel ──wake-up (cross-thread)──► recv
-//!                                   └──────── try_recv every RECHECK_EVERY ┘
+//!  other core: tx.send(m) ──► channel ──wake-up (cross-thread)──► recv / recv_mesh
+//!                                └──────── try_recv every RECHECK_EVERY ┘
 //! ```
 //!
 //! Why: under load a shard sometimes never got the wake-up for a message already
@@ -19,6 +20,7 @@
 //! `RECHECK_EVERY`. (When the whole executor sleeps past its timers, `nudge`
 //! wakes it.)
 
+use super::chan;
 use flume::{Receiver, RecvError, TryRecvError};
 use futures::future::{select, Either};
 use std::future::Future;
@@ -31,6 +33,17 @@ pub const RECHECK_EVERY: Duration = Duration::from_millis(50);
 /// wake-up for it is lost.
 pub async fn recv<T>(rx: &Receiver<T>) -> Result<T, RecvError> {
     recv_with(|| rx.recv_async(), || look(rx), RECHECK_EVERY).await
+}
+
+/// [`recv`] for a shard's inbox on the cross-core mesh.
+pub async fn recv_mesh<T>(rx: &chan::Receiver<T>) -> Result<T, RecvError> {
+    let wait = || async { rx.recv_async().await.map_err(|_| RecvError::Disconnected) };
+    let look = || match rx.try_recv() {
+        Ok(m) => Some(Ok(m)),
+        Err(chan::TryRecvError::Disconnected) => Some(Err(RecvError::Disconnected)),
+        Err(chan::TryRecvError::Empty) => None,
+    };
+    recv_with(wait, look, RECHECK_EVERY).await
 }
 
 fn look<T>(rx: &Receiver<T>) -> Option<Result<T, RecvError>> {

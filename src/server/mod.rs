@@ -18,6 +18,7 @@
 //! Each core beats; one plain thread (`nudge`) signals a core whose beat is late,
 //! so an executor asleep past its due timers runs again within a few hundred ms.
 
+mod chan;
 pub(crate) mod durable;
 mod inbox;
 pub mod msg;
@@ -100,8 +101,8 @@ pub type ReadyTx = std::sync::mpsc::Sender<(String, CoreNews)>;
 /// The channels every core holds: one into the sequencer, one into each shard.
 #[derive(Clone)]
 pub struct Mesh {
-    pub to_sequencer: flume::Sender<msg::ToSequencer>,
-    pub to_shards: Vec<flume::Sender<msg::ToShard>>,
+    pub to_sequencer: chan::Sender<msg::ToSequencer>,
+    pub to_shards: Vec<chan::Sender<msg::ToShard>>,
 }
 
 /// RLIMIT_MEMLOCK in bytes; `None` when unlimited or unreadable.
@@ -276,7 +277,7 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
     //   four-letter connection awaiting its answer: ≤ C, plus one per HTTP request
     //   in process: ≤ 2 × admin::http::CONNECTIONS_COUNT_MAX), ResetStats (one per
     //   `srst`).
-    let (seq_tx, seq_rx) = flume::unbounded();
+    let (seq_tx, seq_rx) = chan::unbounded();
     let mut shard_rx = Vec::new();
     let mut to_shards = Vec::new();
     for _ in 0..cfg.shard_cores {
@@ -291,7 +292,7 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
         // - Report / ResetStats: one per four-letter connection awaiting its answer
         //   (≤ C) or HTTP request in process (≤ 2 × admin::http::CONNECTIONS_COUNT_MAX)
         //   / per `crst` or `srst`.
-        let (tx, rx) = flume::unbounded();
+        let (tx, rx) = chan::unbounded();
         to_shards.push(tx);
         shard_rx.push(rx);
     }

@@ -303,7 +303,7 @@ fn peer_addrs<'a>(
 pub(super) async fn run(
     cfg: Arc<Config>,
     mesh: Mesh,
-    rx: flume::Receiver<ToSequencer>,
+    rx: super::chan::Receiver<ToSequencer>,
     stats: Arc<ServerStats>,
     ready: super::ReadyTx,
 ) -> Result<(), String> {
@@ -487,7 +487,7 @@ impl Seq {
 
     async fn run(
         &mut self,
-        rx: flume::Receiver<ToSequencer>,
+        rx: super::chan::Receiver<ToSequencer>,
         events: LocalReceiver<PeerEvent>,
     ) -> Result<(), String> {
         // Publish the recovered tree so the shards start (they refuse clients until
@@ -499,7 +499,7 @@ impl Seq {
         let mut next_housekeeping = Instant::now() + housekeeping_every;
         loop {
             enum Wake {
-                Shard(Result<ToSequencer, flume::RecvError>),
+                Shard(Result<ToSequencer, super::chan::RecvError>),
                 Peer(Option<PeerEvent>),
                 Tick,
             }

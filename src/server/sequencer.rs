@@ -118,14 +118,14 @@ struct Sequencer {
 type SyncFuture = Pin<Box<dyn Future<Output = SyncDone>>>;
 
 enum Wake {
-    Msg(Result<ToSequencer, flume::RecvError>),
+    Msg(Result<ToSequencer, super::chan::RecvError>),
     Synced(SyncDone),
 }
 
 pub(super) async fn run(
     cfg: Arc<Config>,
     mesh: Mesh,
-    rx: flume::Receiver<ToSequencer>,
+    rx: super::chan::Receiver<ToSequencer>,
     stats: Arc<ServerStats>,
     ready: super::ReadyTx,
 ) -> Result<(), String> {
@@ -215,7 +215,7 @@ pub(super) async fn run(
     glommio::spawn_local(async move {
         loop {
             glommio::timer::sleep(tick).await;
-            if ticker.send_async(ToSequencer::Tick).await.is_err() {
+            if ticker.send(ToSequencer::Tick).is_err() {
                 break;
             }
         }

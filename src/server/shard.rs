@@ -16,6 +16,7 @@
 //! records are decrypted into the frame buffer, replies are encrypted on their way
 //! out; its handshake adds the client certificate's `x509` id before any frame.
 
+use super::chan;
 use super::inbox;
 use super::msg::*;
 use super::stats::{self, ServerStats};
@@ -226,8 +227,9 @@ impl WarnLimiter {
 
 struct Shard {
     id: usize,
-    /// This shard's inbox; also drained inline by `catch_up`.
-    rx: flume::Receiver<ToShard>,
+    /// This shard's inbox; awaited by the inbox task only, also drained inline by
+    /// `catch_up`.
+    rx: Rc<chan::Receiver<ToShard>>,
     cfg: Arc<Config>,
     tree: Arc<Tree>,
     last_zxid: i64,
@@ -258,7 +260,7 @@ pub(super) async fn run(
     id: usize,
     cfg: Arc<Config>,
     mesh: Mesh,
-    rx: flume::Receiver<ToShard>,
+    rx: chan::Receiver<ToShard>,
     stats: Arc<ServerStats>,
     ready: super::ReadyTx,
     tls: Option<Arc<ServerTls>>,
@@ -267,6 +269,7 @@ pub(super) async fn run(
     // Nothing is ever sent on these: the end of the sender is the message.
     let (accepting, accepting_rx) = flume::bounded::<()>(1);
     let (serving, serving_rx) = flume::bounded::<()>(1);
+    let rx = Rc::new(rx);
     let shard = Rc::new(RefCell::new(Shard {
         id,
         rx: rx.clone(),
@@ -292,7 +295,7 @@ pub(super) async fn run(
     // Listen only once the sequencer has published the recovered tree: before that a
     // connection could neither be served nor answered promptly (and `ruok` would
     // claim a server that is still replaying its log).
-    match inbox::recv(&rx).await {
+    match inbox::recv_mesh(&rx).await {
         Ok(m) => shard.borrow_mut().on_message(m),
         Err(_) => return Err("the sequencer stopped before publishing a tree".into()),
     }
@@ -307,7 +310,7 @@ pub(super) async fn run(
     // Commit batches and admin queries from other cores.
     let s = shard.clone();
     glommio::spawn_local(async move {
-        while let Ok(m) = inbox::recv(&rx).await {
+        while let Ok(m) = inbox::recv_mesh(&rx).await {
             s.borrow_mut().on_message(m);
         }
     })
@@ -322,7 +325,7 @@ pub(super) async fn run(
             let ids: Vec<i64> = s.borrow_mut().active.drain().collect();
             if !ids.is_empty() {
                 let tx = s.borrow().mesh.to_sequencer.clone();
-                if tx.send_async(ToSequencer::Touch(ids)).await.is_err() {
+                if tx.send(ToSequencer::Touch(ids)).is_err() {
                     break;
                 }
             }
@@ -822,17 +825,12 @@ async fn four_letter(shard: &Rc<RefCell<Shard>>, cmd: &str) -> String {
     };
     if admin::needs_reports(cmd) {
         let (tx, rx) = flume::bounded(1);
-        if mesh
-            .to_sequencer
-            .send_async(ToSequencer::Report(tx))
-            .await
-            .is_ok()
-        {
+        if mesh.to_sequencer.send(ToSequencer::Report(tx)).is_ok() {
             view.sequencer = inbox::recv(&rx).await.ok();
         }
         for to in &mesh.to_shards {
             let (tx, rx) = flume::bounded(1);
-            if to.send_async(ToShard::Report(tx)).await.is_ok() {
+            if to.send(ToShard::Report(tx)).is_ok() {
                 if let Ok(r) = inbox::recv(&rx).await {
                     view.shards.push(r);
                 }
@@ -841,11 +839,11 @@ async fn four_letter(shard: &Rc<RefCell<Shard>>, cmd: &str) -> String {
     }
     match cmd {
         "srst" => {
-            let _ = mesh.to_sequencer.send_async(ToSequencer::ResetStats).await;
+            let _ = mesh.to_sequencer.send(ToSequencer::ResetStats);
         }
         "crst" => {
             for to in &mesh.to_shards {
-                let _ = to.send_async(ToShard::ResetConnectionStats).await;
+                let _ = to.send(ToShard::ResetConnectionStats);
             }
         }
         _ => {}
@@ -1130,7 +1128,7 @@ impl Shard {
         while self.last_zxid < target {
             match self.rx.try_recv() {
                 Ok(m) => self.on_message(m),
-                Err(flume::TryRecvError::Empty) if spins < 20_000 => {
+                Err(chan::TryRecvError::Empty) if spins < 20_000 => {
                     spins += 1;
                     std::hint::spin_loop();
                     if spins.is_multiple_of(64) {
