@@ -170,6 +170,15 @@ impl<T> Future for Recv<'_, T> {
     }
 }
 
+impl<T> Drop for Recv<'_, T> {
+    /// A receive that ended (or was given up, e.g. by a `select`) leaves no waker
+    /// behind: a later send would wake a task that no longer waits here, a
+    /// cross-core wake-up for nothing on a busy core.
+    fn drop(&mut self) {
+        self.rx.shared.waker.take();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,6 +212,42 @@ mod tests {
         let (_tx, rx) = unbounded::<u8>();
         assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
         assert_eq!(rx.len(), 0);
+    }
+
+    /// A waiting receive is woken by a send; once it has ended, later sends wake
+    /// no one (no cross-core wake-up of a core that is busy elsewhere).
+    #[test]
+    fn only_a_waiting_receive_is_woken() {
+        struct Count(AtomicUsize);
+        impl futures::task::ArcWake for Count {
+            fn wake_by_ref(me: &Arc<Self>) {
+                me.0.fetch_add(1, AcqRel);
+            }
+        }
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = futures::task::waker(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let (tx, rx) = unbounded();
+        let mut recv = Box::pin(rx.recv_async());
+        assert_eq!(recv.as_mut().poll(&mut cx), Poll::Pending);
+        tx.send(1).unwrap();
+        assert_eq!(count.0.load(Acquire), 1);
+        assert_eq!(recv.as_mut().poll(&mut cx), Poll::Ready(Ok(1)));
+        drop(recv);
+        tx.send(2).unwrap();
+        assert_eq!(
+            count.0.load(Acquire),
+            1,
+            "a send woke a receive that had ended"
+        );
+        // Given up while waiting (as a select does): no waker stays behind either.
+        let mut recv = Box::pin(rx.recv_async());
+        assert_eq!(recv.as_mut().poll(&mut cx), Poll::Ready(Ok(2)));
+        let mut recv2 = Box::pin(rx.recv_async());
+        assert_eq!(recv2.as_mut().poll(&mut cx), Poll::Pending);
+        drop((recv, recv2));
+        tx.send(3).unwrap();
+        assert_eq!(count.0.load(Acquire), 1);
     }
 
     /// Many producers on their own threads, one consumer waiting: every message
