@@ -20,6 +20,7 @@
 
 mod chan;
 pub(crate) mod durable;
+mod gather;
 mod inbox;
 pub mod msg;
 mod nudge;

@@ -5,9 +5,11 @@
 //! Group commit: the loop takes every waiting message, turns each write into a txn
 //! (`tree::prepare`, zxid and time decided here), has the log make room for it,
 //! applies it to the working tree and appends it carrying the tree digest after it
-//! (ZooKeeper's txn entry, as a PROPOSAL carries it). Whenever records wait and no sync is out, it
-//! captures the working tree (an O(1) persistent clone) and syncs everything
-//! appended so far (inline: see `start_sync`). When the sync returns, every queued
+//! (ZooKeeper's txn entry, as a PROPOSAL carries it). Whenever records wait and no
+//! sync is out, it asks `gather` whether to wait briefly for the writes still on
+//! their way (bounded by half a sync), then captures the working tree (an O(1)
+//! persistent clone) and syncs everything appended so far (inline: see
+//! `start_sync`). When the sync returns, every queued
 //! item up to its zxid is published to every shard together with the tree captured
 //! at its start, and the next sync covers all that arrived in the meantime.
 //!
@@ -21,6 +23,7 @@
 //! thread.
 
 use super::durable::{self, KIND_TXN};
+use super::gather::{Decision, Gather};
 use super::msg::*;
 use super::stats::{self, ServerStats};
 use super::Mesh;
@@ -37,6 +40,10 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The longest a write waits for others to share its sync (`gather`); the wait
+/// is also at most half the smoothed sync time.
+const GATHER_WAIT_MAX: Duration = Duration::from_millis(1);
 
 /// Wall-clock milliseconds: what txns carry (ctime, mtime) and TTLs compare with.
 pub(crate) fn now_ms() -> i64 {
@@ -113,6 +120,10 @@ struct Sequencer {
     fatal: Option<String>,
     /// A stop was asked (`ToSequencer::Shutdown`): take no more messages.
     stopping: bool,
+    /// Group commit: whether to sync now or wait for more writes.
+    gather: Gather,
+    /// When the oldest unsynced txn was appended (None: none waits).
+    gather_since: Option<std::time::Instant>,
 }
 
 type SyncFuture = Pin<Box<dyn Future<Output = SyncDone>>>;
@@ -120,6 +131,8 @@ type SyncFuture = Pin<Box<dyn Future<Output = SyncDone>>>;
 enum Wake {
     Msg(Result<ToSequencer, super::chan::RecvError>),
     Synced(SyncDone),
+    /// Group commit waited long enough for more writes (`gather`).
+    Gathered,
 }
 
 pub(super) async fn run(
@@ -208,6 +221,8 @@ pub(super) async fn run(
         session_refusals: (i64::MIN, 0),
         fatal: None,
         stopping: false,
+        gather: Gather::new(GATHER_WAIT_MAX),
+        gather_since: None,
     };
     // Time enters as Tick messages, so the loop below is the only owner of the state.
     let ticker = mesh.to_sequencer.clone();
@@ -236,8 +251,19 @@ pub(super) async fn run(
     let max = cfg.batch_requests_max;
     let mut sync: Option<SyncFuture> = None;
     loop {
+        let mut gathering = None;
         if sync.is_none() {
-            sync = s.start_sync();
+            match s.gather_decision() {
+                Decision::SyncNow => {
+                    sync = s.start_sync();
+                    if sync.is_some() {
+                        // The sync ran inline: what queued meanwhile are the
+                        // writers the next one should wait for.
+                        s.gather.queued_behind(rx.len() as u64);
+                    }
+                }
+                Decision::Wait(d) => gathering = Some(d),
+            }
         }
         // Items that wait for nothing unsynced (syncs, refusals, failed appends when
         // no sync is out) go now.
@@ -245,12 +271,20 @@ pub(super) async fn run(
             let proof = s.log.durable();
             s.publish(&mesh, proof);
         }
-        let wake = match sync.as_mut() {
-            Some(f) => match select(rx.recv_async(), f).await {
-                Either::Left((m, _)) => Wake::Msg(m),
-                Either::Right((done, _)) => Wake::Synced(done),
+        // A finished sync first: its replies go out before more writes are taken.
+        let wake = match (sync.as_mut(), gathering) {
+            (Some(f), _) => match select(f, rx.recv_async()).await {
+                Either::Left((done, _)) => Wake::Synced(done),
+                Either::Right((m, _)) => Wake::Msg(m),
             },
-            None => Wake::Msg(rx.recv_async().await),
+            (None, Some(d)) => {
+                let timer = std::pin::pin!(glommio::timer::sleep(d));
+                match select(rx.recv_async(), timer).await {
+                    Either::Left((m, _)) => Wake::Msg(m),
+                    Either::Right(_) => Wake::Gathered,
+                }
+            }
+            (None, None) => Wake::Msg(rx.recv_async().await),
         };
         match wake {
             Wake::Msg(Err(_)) => return Ok(()),
@@ -274,6 +308,8 @@ pub(super) async fn run(
                 sync = None;
                 s.on_synced(done, &mesh);
             }
+            // The wait for more writes is over: the next turn syncs what is there.
+            Wake::Gathered => {}
         }
         if let Some(why) = s.fatal.take() {
             tracing::error!("stopping: {why}");
@@ -386,13 +422,30 @@ impl Sequencer {
     /// Whatever arrives meanwhile still forms the next batch, as in the reference's
     /// SyncRequestProcessor. The loop keeps the future shape, so a sync on another
     /// thread remains a one-line change.
+    /// Group commit: sync what waits unsynced now, or wait for more (`gather`).
+    fn gather_decision(&mut self) -> Decision {
+        let unsynced = (self.log.last_zxid() - self.log.durable_zxid()).max(0) as u64;
+        if unsynced == 0 || self.log.sync_in_flight() {
+            self.gather_since = None;
+            return Decision::SyncNow;
+        }
+        let since = *self
+            .gather_since
+            .get_or_insert_with(std::time::Instant::now);
+        self.gather.decide(unsynced, since.elapsed())
+    }
+
     fn start_sync(&mut self) -> Option<SyncFuture> {
         match self.log.begin_sync() {
             Ok(Some(job)) => {
+                self.gather_since = None;
+                let batch = (job.upto_zxid() - self.log.durable_zxid()).max(0) as u64;
                 self.syncing_tree = Some(self.tree.clone());
                 let started = std::time::Instant::now();
                 let done = job.run();
-                self.stats.record_log_sync(started.elapsed());
+                let took = started.elapsed();
+                self.stats.record_log_sync(took);
+                self.gather.synced(batch, took);
                 Some(Box::pin(std::future::ready(done)))
             }
             Ok(None) => None,
