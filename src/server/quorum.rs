@@ -14,6 +14,8 @@
 //!   learner: request → REQUEST to the leader (sessions, syncs, writes); the txn it
 //!            commits is applied here and answers the local client that sent it
 //!   every batch of applied txns → one published tree version to every shard
+//!   the core's log writes → appended here, fsynced on a blocking thread while
+//!            packets and requests go on (`HeldSync`)
 //! ```
 //!
 //! State: `committed` is the tree every shard reads (only committed txns); a leader
@@ -38,7 +40,7 @@ use crate::config::dynamic::DynamicFiles;
 use crate::config::{Config, QuorumConfig, QuorumServer, QuorumVerifier};
 use crate::proto::{ConnectResponse, ErrorCode, JuteWrite, ReconfigRequest, Request, Response};
 use crate::session::{negotiate_timeout, SessionTable};
-use crate::storage::{Log, LogConfig, SnapshotTrigger, SyncMode};
+use crate::storage::{Log, LogConfig, SnapshotTrigger, SyncDone, SyncMode};
 use crate::tree::{self, Caller, Tree, Txn, TxnContext, TxnOp};
 use crate::zab::{
     self, ConnId, DurableState, Entry, Event, Forwarded, Input, Membership, Output, Replica, Role,
@@ -49,7 +51,9 @@ use glommio::channels::local_channel::LocalReceiver;
 use rand::{RngCore, SeedableRng};
 use rustc_hash::FxHashMap;
 use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
@@ -204,6 +208,19 @@ enum Owner {
 }
 
 /// A session handshake a learner waits on (createSession or revalidation).
+/// A batch of the core waiting for its log sync, which runs off the executor so
+/// that packets, requests and the outputs that need nothing of this batch
+/// (`Replica::take_released`) go on meanwhile: each hop of a write through this
+/// member (a REQUEST forwarded, a PROPOSAL sent, an ACK counted, a COMMIT
+/// applied) would otherwise wait behind the fsync in progress.
+struct HeldSync {
+    ready: zab::Ready,
+    done: SyncFuture,
+}
+
+/// A log sync on a blocking thread: its result and how long the sync itself took.
+type SyncFuture = Pin<Box<dyn Future<Output = (SyncDone, Duration)>>>;
+
 struct PendingConnect {
     route: Route,
     timeout_ms: i32,
@@ -252,6 +269,8 @@ struct Seq {
     fatal: Option<String>,
     /// A stop was asked (`ToSequencer::Shutdown`): take no more client messages.
     stopping: bool,
+    /// The core's batch whose log sync runs on a blocking thread (see `pump`).
+    held: Option<HeldSync>,
     // reconfig
     reconfig_enabled: bool,
     standalone_enabled: bool,
@@ -471,6 +490,7 @@ impl Seq {
             digest_log,
             fatal: None,
             stopping: false,
+            held: None,
             reconfig_enabled: q.reconfig_enabled,
             standalone_enabled: q.standalone_enabled,
             dynamic_files,
@@ -498,29 +518,37 @@ impl Seq {
         let housekeeping_every = Duration::from_millis((self.cfg.tick_time_ms as u64 / 2).max(10));
         let mut next_housekeeping = Instant::now() + housekeeping_every;
         loop {
+            use futures::future::{select, Either};
             enum Wake {
+                Synced((SyncDone, Duration)),
                 Shard(Result<ToSequencer, super::chan::RecvError>),
                 Peer(Option<PeerEvent>),
                 Tick,
             }
             let wait = next_tick.saturating_duration_since(Instant::now());
             let wake = {
+                let held = self.held.as_mut().map(|h| &mut h.done);
+                let synced = std::pin::pin!(async move {
+                    match held {
+                        Some(done) => done.await,
+                        None => std::future::pending().await,
+                    }
+                });
                 let shard = std::pin::pin!(rx.recv_async());
                 let peer = std::pin::pin!(events.recv());
                 let timer = std::pin::pin!(glommio::timer::sleep(wait));
-                let first = futures::future::select(shard, peer);
-                match futures::future::select(first, timer).await {
-                    futures::future::Either::Left((futures::future::Either::Left((m, _)), _)) => {
-                        Wake::Shard(m)
-                    }
-                    futures::future::Either::Left((futures::future::Either::Right((e, _)), _)) => {
-                        Wake::Peer(e)
-                    }
-                    futures::future::Either::Right(_) => Wake::Tick,
+                let inputs = select(select(shard, peer), timer);
+                // A finished sync first: what waited for it (ACKs, commits) goes out.
+                match select(synced, inputs).await {
+                    Either::Left((done, _)) => Wake::Synced(done),
+                    Either::Right((Either::Left((Either::Left((m, _)), _)), _)) => Wake::Shard(m),
+                    Either::Right((Either::Left((Either::Right((e, _)), _)), _)) => Wake::Peer(e),
+                    Either::Right((Either::Right(_), _)) => Wake::Tick,
                 }
             };
             let now = now_ms();
             match wake {
+                Wake::Synced(done) => self.finish_held(done, now),
                 Wake::Shard(Err(_)) | Wake::Peer(None) => return Ok(()),
                 Wake::Shard(Ok(m)) => self.handle(m, now),
                 Wake::Peer(Some(PeerEvent::Input(input))) => self.step(input),
@@ -564,6 +592,10 @@ impl Seq {
                 return Err(why);
             }
             if self.stopping {
+                if let Some(h) = self.held.as_mut() {
+                    let done = (&mut h.done).await;
+                    self.finish_held(done, now_ms());
+                }
                 return self.stop();
             }
             glommio::yield_if_needed().await;
@@ -619,23 +651,40 @@ impl Seq {
 
     // ----- the core's output ------------------------------------------------------------
 
-    /// Drains the core: outputs now, writes to disk and one fsync, then what waited
-    /// for it; then one published version for what was applied.
+    /// Drains the core: outputs now, writes to disk, then one fsync on a blocking
+    /// thread (`HeldSync`) while the outputs that need nothing of it go on; what
+    /// waited for it follows in `finish_held`. Then one published version for what
+    /// was applied.
     fn pump(&mut self, now: i64) {
-        while let Some(mut rd) = self.replica.ready() {
+        while self.held.is_none() {
+            let Some(mut rd) = self.replica.ready() else {
+                break;
+            };
             let outs = rd.take_now();
             self.perform(outs, now);
             if rd.has_writes() {
                 let writes = rd.writes().to_vec();
-                if let Err(e) = self.persist(&writes) {
-                    // Nothing unsynced may be acknowledged: stop, as the reference
-                    // exits when its log fails.
-                    self.fatal = Some(format!("cannot make the log durable: {e}"));
-                    return;
+                let synced = self.persist(&writes).and_then(|()| self.start_sync());
+                match synced {
+                    Ok(Some(done)) => {
+                        self.held = Some(HeldSync { ready: rd, done });
+                        break;
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        // Nothing unsynced may be acknowledged: stop, as the
+                        // reference exits when its log fails.
+                        self.fatal = Some(format!("cannot make the log durable: {e}"));
+                        return;
+                    }
                 }
             }
             let gated = self.replica.advance(rd.persisted());
             self.perform(gated, now);
+        }
+        if self.held.is_some() {
+            let released = self.replica.take_released();
+            self.perform(released, now);
         }
         if self.publish_needed || !self.items.is_empty() {
             self.publish();
@@ -697,7 +746,41 @@ impl Seq {
                 Write::LastSeenConfig(m) => self.write_last_seen_config(m),
             }
         }
-        self.sync_log()
+        Ok(())
+    }
+
+    /// The sync of what `persist` appended: `None` when nothing waits for the
+    /// disk (done inline, as with forceSync=no), else its result to come from a
+    /// blocking thread.
+    fn start_sync(&mut self) -> Result<Option<SyncFuture>, String> {
+        let Some(job) = self.log.begin_sync().map_err(|e| e.to_string())? else {
+            return Ok(None);
+        };
+        if !job.needs_blocking_thread() {
+            let done = job.run();
+            self.log.finish_sync(done).map_err(|e| e.to_string())?;
+            return Ok(None);
+        }
+        Ok(Some(Box::pin(glommio::executor().spawn_blocking(
+            move || {
+                let started = Instant::now();
+                let done = job.run();
+                (done, started.elapsed())
+            },
+        ))))
+    }
+
+    /// The held batch's sync returned: the log takes it back, the core learns the
+    /// batch is durable, and what waited for it goes out.
+    fn finish_held(&mut self, (done, took): (SyncDone, Duration), now: i64) {
+        let h = self.held.take().expect("a sync was out");
+        self.stats.record_log_sync(took);
+        if let Err(e) = self.log.finish_sync(done) {
+            self.fatal = Some(format!("cannot make the log durable: {e}"));
+            return;
+        }
+        let gated = self.replica.advance(h.ready.persisted());
+        self.perform(gated, now);
     }
 
     /// fsyncs what was appended (inline, as the standalone sequencer does).

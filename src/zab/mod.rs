@@ -68,6 +68,10 @@
 //! }
 //! ```
 //!
+//! A driver that syncs off its thread holds the `Ready` until the sync returns and
+//! meanwhile performs `replica.take_released()` after each step: the outputs that
+//! need nothing of the held batch (per target, nothing overtakes a gated output).
+//!
 //! Files: `types.rs` (zxids, votes, packets, writes, outputs, config),
 //! `membership.rs` (one configuration), `replica.rs` (shared state, dispatcher, log
 //! window), `election.rs`, `leader.rs`, `learner.rs`, `reconfig.rs` (committed and

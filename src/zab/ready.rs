@@ -14,7 +14,9 @@
 //! target waits for the disk, every later output to the same target in the batch
 //! waits too, so nothing on one connection overtakes anything sent before it on that
 //! connection, while other connections and local applies go on. Outputs of the next
-//! batch come only after this one's released outputs.
+//! batch come only after this one's released outputs, except those whose target
+//! holds nothing gated in this batch (`Replica::take_released`, for drivers that
+//! sync off their thread).
 //!
 //! Storage contract: writes become durable in order. After a crash, storage presents
 //! a prefix of what was written (everything synced, then possibly some unsynced

@@ -109,6 +109,9 @@ pub struct Replica {
     pub(super) out: OutBuf,
     batch_next: u64,
     outstanding: Option<u64>,
+    /// Targets the outstanding batch holds gated outputs for: nothing later to
+    /// them may leave before that batch is durable (see `take_released`).
+    outstanding_blocked: BTreeSet<Target>,
 
     #[cfg(any(test, feature = "sim"))]
     pub(super) bug: Option<PlantedBug>,
@@ -167,6 +170,7 @@ impl Replica {
             out: OutBuf::default(),
             batch_next: 0,
             outstanding: None,
+            outstanding_blocked: BTreeSet::new(),
             cfg,
             #[cfg(any(test, feature = "sim"))]
             bug: None,
@@ -353,6 +357,7 @@ impl Replica {
             blocked: BTreeSet::new(),
         };
         let out = std::mem::replace(&mut self.out, sized);
+        self.outstanding_blocked = out.blocked;
         Some(Ready {
             replica: self.cfg.id,
             batch,
@@ -381,6 +386,31 @@ impl Replica {
             self.leader_on_durable();
         }
         r.gated
+    }
+
+    /// While a batch is out for persisting: the outputs queued since that need
+    /// nothing it holds, so a driver that syncs off its thread keeps the protocol
+    /// moving (PROPOSALs, COMMITs, applies) meanwhile. An output leaves only if its
+    /// target has no gated output in the outstanding batch, so nothing overtakes
+    /// anything before it on its target: the batch order of `ready` is kept per
+    /// target. Outputs gated on the next batch's own writes stay for its `Ready`.
+    /// Empty when no batch is out (use `ready`).
+    pub fn take_released(&mut self) -> Vec<Output> {
+        if self.outstanding.is_none() || self.out.now.is_empty() {
+            return Vec::new();
+        }
+        let held = &self.outstanding_blocked;
+        if held.is_empty() {
+            return std::mem::take(&mut self.out.now);
+        }
+        let (go, stay): (Vec<Output>, Vec<Output>) = std::mem::take(&mut self.out.now)
+            .into_iter()
+            .partition(|o| {
+                let t = o.target();
+                t == Target::Free || !held.contains(&t)
+            });
+        self.out.now = stay;
+        go
     }
 
     /// True while a batch is out for persisting.

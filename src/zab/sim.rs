@@ -1047,7 +1047,13 @@ impl Sim {
         loop {
             let n = self.nodes.get_mut(&id).unwrap();
             if n.held.is_some() {
-                return Ok(());
+                // As the server's driver does while its sync runs off the
+                // executor: what needs nothing of the held batch goes now.
+                let released = match n.replica.as_mut() {
+                    Some(r) => r.take_released(),
+                    None => Vec::new(),
+                };
+                return self.perform(id, released);
             }
             let Some(r) = n.replica.as_mut() else {
                 return Ok(());
