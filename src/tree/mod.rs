@@ -30,6 +30,7 @@ mod digest;
 mod key;
 mod ops;
 mod quota;
+mod serve;
 mod snapshot;
 mod txn;
 pub mod zksnap;
@@ -50,6 +51,7 @@ pub use ops::{
     apply, apply_restored, cleanup_txn, close_session_txn, create_session_txn, prepare, read,
     Applied, TxnContext,
 };
+pub use serve::{serve_read, serve_read_frame, FrameRead};
 pub use quota::{StatsTrack, StatsTrackError, LIMIT_NODE, STAT_NODE};
 pub use txn::{CreateTxn, Txn, TxnOp, TXN_DIGEST_BYTES};
 
