@@ -6,15 +6,21 @@
 //! node, and 64 pipelined getData frames parsed from one buffer (what one read of the
 //! socket delivers at 64 in flight).
 //!
-//! `owned/…` is the path as the shard ran it before the borrowed read path: decode an
-//! owned `Request` (the path copied into a `String`), `tree::read` builds a `Response`
-//! (getData's bytes copied out of the tree), `write_reply` encodes it.
+//! `served/…` is `tree::serve_read_frame`, the steps the shard runs per read: the
+//! header, a `ReadRequest` borrowing its path from the frame, the reply encoded from
+//! the node straight into the output (no allocation). `owned/…` is the path as the
+//! shard ran it before (kept as the baseline): decode an owned `Request` (the path
+//! copied into a `String`), `tree::read` builds a `Response` (getData's bytes copied
+//! out of the tree), `write_reply` encodes it; a ping's reply built in a `Vec` of its
+//! own, then copied.
+//!
+//! `cargo bench --bench read_path` (PERF.md, "Read path: criterion benches").
 
 use corral::proto::jute::{begin_frame, end_frame};
 use corral::proto::{
     write_reply, xid, Acl, CreateKind, CreateRequest, Reader, ReplyHeader, Request, RequestHeader,
 };
-use corral::tree::{apply, prepare, read, Caller, Tree, TxnContext};
+use corral::tree::{apply, prepare, read, serve_read_frame, Caller, Tree, TxnContext};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 
 const KEYS: usize = 10_000;
@@ -170,6 +176,16 @@ fn bench(c: &mut Criterion) {
     for case in cases() {
         g.throughput(Throughput::Elements(case.count as u64));
         let mut out = Vec::with_capacity(64 * 1024);
+        g.bench_function(format!("served/{}", case.name), |b| {
+            b.iter(|| {
+                out.clear();
+                for_each_frame(black_box(&case.frames), |body| {
+                    let served = serve_read_frame(&tree, &caller, ZXID, body, &mut out);
+                    black_box(served.is_ok());
+                });
+                black_box(out.len())
+            })
+        });
         g.bench_function(format!("owned/{}", case.name), |b| {
             b.iter(|| {
                 out.clear();
