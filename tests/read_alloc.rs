@@ -170,7 +170,12 @@ fn serve_owned(tree: &Tree, frames: &[u8], out: &mut Vec<u8>) {
             let mut v = Vec::new();
             let at = begin_frame(&mut v);
             let (xid, err) = (xid::PING, 0);
-            ReplyHeader { xid, zxid: ZXID, err }.encode(&mut v);
+            ReplyHeader {
+                xid,
+                zxid: ZXID,
+                err,
+            }
+            .encode(&mut v);
             end_frame(&mut v, at);
             out.extend_from_slice(&v);
             return;

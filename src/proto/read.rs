@@ -33,10 +33,7 @@ impl<'a> ReadRequest<'a> {
     /// `None` for any other opcode (decode it as an owned [`Request`]). The reads,
     /// and so the errors, are those of [`Request::decode`]; a null path reads as
     /// empty, as there.
-    pub fn decode(
-        opcode: i32,
-        r: &mut Reader<'a>,
-    ) -> Option<Result<ReadRequest<'a>, DecodeError>> {
+    pub fn decode(opcode: i32, r: &mut Reader<'a>) -> Option<Result<ReadRequest<'a>, DecodeError>> {
         let with_path = |r: &mut Reader<'a>| -> Result<(&'a str, bool), DecodeError> {
             let path = r.ustring()?.unwrap_or("");
             Ok((path, r.bool()?))
@@ -60,8 +57,14 @@ impl<'a> ReadRequest<'a> {
     /// that waited behind a write was kept owned).
     pub fn of(req: &'a Request) -> Option<ReadRequest<'a>> {
         Some(match req {
-            Request::Exists { path, watch } => ReadRequest::Exists { path, watch: *watch },
-            Request::GetData { path, watch } => ReadRequest::GetData { path, watch: *watch },
+            Request::Exists { path, watch } => ReadRequest::Exists {
+                path,
+                watch: *watch,
+            },
+            Request::GetData { path, watch } => ReadRequest::GetData {
+                path,
+                watch: *watch,
+            },
             Request::GetChildren { path, watch } => ReadRequest::GetChildren {
                 path,
                 watch: *watch,
@@ -230,7 +233,10 @@ mod tests {
             assert_eq!(view.opcode(), req.opcode());
         }
         let set = Request::Sync { path: "/a".into() };
-        assert_eq!(ReadRequest::decode(set.opcode(), &mut Reader::new(&[])), None);
+        assert_eq!(
+            ReadRequest::decode(set.opcode(), &mut Reader::new(&[])),
+            None
+        );
         assert_eq!(ReadRequest::of(&set), None);
     }
 
@@ -259,7 +265,8 @@ mod tests {
     #[test]
     fn replies_are_the_bytes_of_write_reply() {
         let s = stat();
-        let cases: Vec<(Box<dyn Fn(&mut Vec<u8>)>, Response)> = vec![
+        type Encoder<'s> = Box<dyn Fn(&mut Vec<u8>) + 's>;
+        let cases: Vec<(Encoder, Response)> = vec![
             (
                 Box::new(|o| write_stat_reply(o, 5, 99, &s)),
                 Response::Stat(s),
@@ -273,7 +280,10 @@ mod tests {
             ),
             (
                 Box::new(|o| write_data_reply(o, 5, 99, None, &s)),
-                Response::Data { data: None, stat: s },
+                Response::Data {
+                    data: None,
+                    stat: s,
+                },
             ),
             (
                 Box::new(|o| write_children_reply(o, 5, 99, ["x", "yz"].into_iter(), None)),

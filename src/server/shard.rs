@@ -25,8 +25,8 @@ use crate::admin;
 use crate::auth::{DigestServer, Outcome, SaslError};
 use crate::config::Config;
 use crate::proto::{
-    self, jute, write_event, write_reply, AddWatchMode, ConnectRequest, ErrorCode, EventType,
-    Id, JuteWrite, KeeperState, ReadRequest, Reader, Request, RequestHeader, Response, SetWatches,
+    self, jute, write_event, write_reply, AddWatchMode, ConnectRequest, ErrorCode, EventType, Id,
+    JuteWrite, KeeperState, ReadRequest, Reader, Request, RequestHeader, Response, SetWatches,
     WatcherEvent, WatcherType,
 };
 use crate::tree::{self, Caller, Tree};

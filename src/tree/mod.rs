@@ -51,8 +51,8 @@ pub use ops::{
     apply, apply_restored, cleanup_txn, close_session_txn, create_session_txn, prepare, read,
     Applied, TxnContext,
 };
-pub use serve::{serve_read, serve_read_frame, FrameRead};
 pub use quota::{StatsTrack, StatsTrackError, LIMIT_NODE, STAT_NODE};
+pub use serve::{serve_read, serve_read_frame, FrameRead};
 pub use txn::{CreateTxn, Txn, TxnOp, TXN_DIGEST_BYTES};
 
 use digest::node_digest;

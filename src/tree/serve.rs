@@ -224,17 +224,30 @@ mod tests {
         req.encode_body(&mut body);
         let mut out = Vec::new();
         match serve_read_frame(&t, &caller(&[]), 8, &body, &mut out).unwrap() {
-            FrameRead::Served { xid, req: r, result } => {
+            FrameRead::Served {
+                xid,
+                req: r,
+                result,
+            } => {
                 assert_eq!((xid, r.to_request(), result), (3, req.clone(), Ok(())));
             }
             other => panic!("{other:?}"),
         }
         let mut want = Vec::new();
-        write_reply(&mut want, 3, 8, read(&t, &caller(&[]), &req).as_ref().map_err(|e| *e));
+        write_reply(
+            &mut want,
+            3,
+            8,
+            read(&t, &caller(&[]), &req).as_ref().map_err(|e| *e),
+        );
         assert_eq!(out, want);
 
         let mut sync = Vec::new();
-        RequestHeader { xid: 4, opcode: crate::proto::op::SYNC }.encode(&mut sync);
+        RequestHeader {
+            xid: 4,
+            opcode: crate::proto::op::SYNC,
+        }
+        .encode(&mut sync);
         sync.extend_from_slice(b"rest");
         out.clear();
         match serve_read_frame(&t, &caller(&[]), 8, &sync, &mut out).unwrap() {
