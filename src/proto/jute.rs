@@ -27,6 +27,7 @@ pub enum DecodeError {
 }
 
 /// A cursor over one jute-encoded record.
+#[derive(Debug)]
 pub struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,

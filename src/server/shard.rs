@@ -26,9 +26,9 @@ use crate::admin;
 use crate::auth::{DigestServer, Outcome, SaslError};
 use crate::config::Config;
 use crate::proto::{
-    self, jute, write_event, write_reply, xid, AddWatchMode, ConnectRequest, ErrorCode, EventType,
-    Id, JuteWrite, KeeperState, Reader, Request, RequestHeader, Response, SetWatches, WatcherEvent,
-    WatcherType,
+    self, jute, write_event, write_reply, AddWatchMode, ConnectRequest, ErrorCode, EventType, Id,
+    JuteWrite, KeeperState, ReadRequest, Reader, Request, RequestHeader, Response, SetWatches,
+    WatcherEvent, WatcherType,
 };
 use crate::tree::{self, Caller, Tree};
 use crate::watch::{ConnId, WatchRegistry};
@@ -1234,17 +1234,33 @@ impl Shard {
                 return;
             }
         };
-        let (session_id, xid) = {
+        let session_id = {
             let c = self.conns.get_mut(&cid).unwrap();
             c.received += 1;
-            (c.session_id, hdr.xid)
+            c.session_id
         };
         self.active.insert(session_id);
         if hdr.opcode == proto::op::SASL {
-            self.on_sasl(cid, xid, &mut r);
+            self.on_sasl(cid, hdr.xid, &mut r);
             return;
         }
-        let req = match Request::decode(hdr.opcode, &mut r) {
+        match ReadRequest::decode(hdr.opcode, &mut r) {
+            Some(Ok(read)) => self.on_read(cid, hdr.xid, read),
+            Some(Err(e)) => self.on_malformed(cid, session_id, hdr, e),
+            None => self.on_owned_request(cid, session_id, hdr, &mut r),
+        }
+    }
+
+    /// A request the shard's read path does not cover, decoded as an owned `Request`.
+    fn on_owned_request(
+        &mut self,
+        cid: ConnId,
+        session_id: i64,
+        hdr: RequestHeader,
+        r: &mut Reader<'_>,
+    ) {
+        let xid = hdr.xid;
+        let req = match Request::decode(hdr.opcode, r) {
             Ok(Ok(req)) => req,
             Ok(Err(proto::UnknownOpcode(o))) => {
                 let bytes = frame(|v| {
@@ -1259,42 +1275,10 @@ impl Shard {
                 self.close_with(cid, &format!("unknown opcode {o}"));
                 return;
             }
-            Err(e) => {
-                tracing::warn!(
-                    "malformed request (opcode {}) from session {session_id:#x}: {e}",
-                    hdr.opcode
-                );
-                let bytes = frame(|v| {
-                    proto::ReplyHeader {
-                        xid,
-                        zxid: self.last_zxid,
-                        err: ErrorCode::MarshallingError.code(),
-                    }
-                    .encode(v)
-                });
-                self.push_ready(cid, bytes, None);
-                return;
-            }
+            Err(e) => return self.on_malformed(cid, session_id, hdr, e),
         };
         let now = self.now;
         match req {
-            Request::Ping => {
-                let z = self.last_zxid;
-                let bytes = frame(|v| {
-                    proto::ReplyHeader {
-                        xid: xid::PING,
-                        zxid: z,
-                        err: 0,
-                    }
-                    .encode(v)
-                });
-                let ping = Answered {
-                    op: "PING",
-                    xid,
-                    at: now,
-                };
-                self.push_ready(cid, bytes, Some(ping));
-            }
             Request::Auth { scheme, auth, .. } => self.on_auth(cid, xid, &scheme, &auth),
             Request::SetWatches(sw) => self.on_set_watches(cid, xid, sw),
             req if req.is_write() || matches!(req, Request::Check { .. }) => {
@@ -1334,6 +1318,55 @@ impl Shard {
                 }
             }
         }
+    }
+
+    /// A request body that does not decode: answered MarshallingError, connection kept.
+    fn on_malformed(
+        &mut self,
+        cid: ConnId,
+        session_id: i64,
+        hdr: RequestHeader,
+        e: proto::DecodeError,
+    ) {
+        tracing::warn!(
+            "malformed request (opcode {}) from session {session_id:#x}: {e}",
+            hdr.opcode
+        );
+        let bytes = frame(|v| {
+            proto::ReplyHeader {
+                xid: hdr.xid,
+                zxid: self.last_zxid,
+                err: ErrorCode::MarshallingError.code(),
+            }
+            .encode(v)
+        });
+        self.push_ready(cid, bytes, None);
+    }
+
+    /// getData, exists, getChildren(2) or ping, its path still borrowed from the
+    /// received frame: answered now, straight into the output, unless earlier
+    /// requests of the connection are still waiting (then it waits, owned).
+    fn on_read(&mut self, cid: ConnId, xid: i32, read: ReadRequest<'_>) {
+        let now = self.now;
+        let c = self.conns.get_mut(&cid).unwrap();
+        if c.queue.is_empty() {
+            self.answer_read_view(cid, xid, &read, now);
+            return;
+        }
+        let outstanding = &self.stats.shards[self.id].outstanding;
+        if let ReadRequest::Ping = read {
+            let mut bytes = Vec::new();
+            proto::read::write_ping_reply(&mut bytes, self.last_zxid);
+            let ping = Answered {
+                op: "PING",
+                xid,
+                at: now,
+            };
+            c.enqueue(Pending::Ready(bytes, Some(ping)), outstanding);
+            return;
+        }
+        let req = read.to_request();
+        c.enqueue(Pending::Read { xid, req, at: now }, outstanding);
     }
 
     fn send_write(&mut self, w: Box<WriteReq>) {
@@ -1390,6 +1423,9 @@ impl Shard {
     /// Serves a read-like request from the current tree, straight into the
     /// connection's output buffer.
     fn answer_read(&mut self, cid: ConnId, xid: i32, req: Request, since: Instant) {
+        if let Some(read) = ReadRequest::of(&req) {
+            return self.answer_read_view(cid, xid, &read, since);
+        }
         let Some(c) = self.conns.get_mut(&cid) else {
             return;
         };
@@ -1403,6 +1439,56 @@ impl Shard {
         }
         let answered = Answered { op, xid, at: since };
         self.count_reply(cid, Some(answered), Some(false), frame_bytes);
+    }
+
+    /// The read path proper: `tree::serve_read` encodes the reply from the tree
+    /// version into the connection's output, then the watch (if asked for) is
+    /// registered and the reply booked. A ping is booked as the reference books it
+    /// (its stats, no latency sample).
+    fn answer_read_view(&mut self, cid: ConnId, xid: i32, read: &ReadRequest<'_>, since: Instant) {
+        let Some(c) = self.conns.get_mut(&cid) else {
+            return;
+        };
+        let before = c.out.len();
+        let caller = Caller {
+            session_id: c.session_id,
+            ids: &c.ids,
+            is_super: c.is_super,
+        };
+        let result = tree::serve_read(&self.tree, &caller, self.last_zxid, xid, read, &mut c.out);
+        if let Err(e) = self.watch_for_read(cid, read, result) {
+            tracing::warn!("connection {cid}: {e} (corral.maxWatchesPerConnection)");
+            let c = self.conns.get_mut(&cid).unwrap();
+            c.out.truncate(before);
+            write_reply(&mut c.out, xid, self.last_zxid, Err(ErrorCode::Throttled));
+        }
+        let frame_bytes = self.conns[&cid].out.len() - before;
+        let op = stats::operation_name(read.opcode());
+        let answered = Some(Answered { op, xid, at: since });
+        let timed = (!matches!(read, ReadRequest::Ping)).then_some(false);
+        self.count_reply(cid, answered, timed, frame_bytes);
+    }
+
+    /// Registers the watch a read asked for, if its outcome sets one: exists on a
+    /// node or its absence, getData and getChildren(2) on a node.
+    fn watch_for_read(
+        &mut self,
+        cid: ConnId,
+        read: &ReadRequest<'_>,
+        result: Result<(), ErrorCode>,
+    ) -> Result<(), crate::watch::TooManyWatches> {
+        match (*read, result) {
+            (ReadRequest::Exists { path, watch: true }, Ok(()) | Err(ErrorCode::NoNode))
+            | (ReadRequest::GetData { path, watch: true }, Ok(())) => {
+                self.watches.add_data(cid, path)
+            }
+            (
+                ReadRequest::GetChildren { path, watch: true }
+                | ReadRequest::GetChildren2 { path, watch: true },
+                Ok(()),
+            ) => self.watches.add_child(cid, path),
+            _ => Ok(()),
+        }
     }
 
     /// auth: the reply echoes the request's xid (the reference's clients send −4,
@@ -1585,7 +1671,8 @@ impl Shard {
         self.push_ready(cid, out, Some(answered));
     }
 
-    /// Serves a read-like request from the current tree version.
+    /// Serves a read-like request that `ReadRequest` does not cover from the current
+    /// tree version.
     fn serve_read_into(&mut self, v: &mut Vec<u8>, cid: ConnId, xid: i32, req: Request) {
         let result = self.read_result(cid, &req);
         if let (Request::MultiRead(ops), Err(ErrorCode::MarshallingError)) = (&req, &result) {
@@ -1674,26 +1761,9 @@ impl Shard {
                 }
                 Ok(Response::AddWatch)
             }
-            req => {
-                let result = tree::read(&self.tree, &caller, req);
-                match (req, &result) {
-                    (Request::Exists { path, watch: true }, Ok(_) | Err(ErrorCode::NoNode)) => {
-                        limit(self.watches.add_data(cid, path))?;
-                    }
-                    (Request::GetData { path, watch: true }, Ok(_)) => {
-                        limit(self.watches.add_data(cid, path))?;
-                    }
-                    (
-                        Request::GetChildren { path, watch: true }
-                        | Request::GetChildren2 { path, watch: true },
-                        Ok(_),
-                    ) => {
-                        limit(self.watches.add_child(cid, path))?;
-                    }
-                    _ => {}
-                }
-                result
-            }
+            // getData, exists and getChildren(2) take `answer_read_view`; the other
+            // reads set no watch.
+            req => tree::read(&self.tree, &caller, req),
         }
     }
 

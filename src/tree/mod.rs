@@ -30,6 +30,7 @@ mod digest;
 mod key;
 mod ops;
 mod quota;
+mod serve;
 mod snapshot;
 mod txn;
 pub mod zksnap;
@@ -51,6 +52,7 @@ pub use ops::{
     Applied, TxnContext,
 };
 pub use quota::{StatsTrack, StatsTrackError, LIMIT_NODE, STAT_NODE};
+pub use serve::{serve_read, serve_read_frame, FrameRead};
 pub use txn::{CreateTxn, Txn, TxnOp, TXN_DIGEST_BYTES};
 
 use digest::node_digest;

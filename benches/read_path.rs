@@ -1,0 +1,203 @@
+//! The read path of a shard core, from request frame bytes in to reply frame bytes
+//! out, without the kernel: parse the length prefix and the header, decode the
+//! request, look the node up in a tree version and append the reply frame to the
+//! connection's output buffer. A tree of 10 000 znodes of 100 bytes; getData of one of
+//! them, exists, getChildren2 of a node with 10 children, ping, a getData of a missing
+//! node, and 64 pipelined getData frames parsed from one buffer (what one read of the
+//! socket delivers at 64 in flight).
+//!
+//! `served/…` is `tree::serve_read_frame`, the steps the shard runs per read: the
+//! header, a `ReadRequest` borrowing its path from the frame, the reply encoded from
+//! the node straight into the output (no allocation). `owned/…` is the path as the
+//! shard ran it before (kept as the baseline): decode an owned `Request` (the path
+//! copied into a `String`), `tree::read` builds a `Response` (getData's bytes copied
+//! out of the tree), `write_reply` encodes it; a ping's reply built in a `Vec` of its
+//! own, then copied.
+//!
+//! `cargo bench --bench read_path` (PERF.md, "Read path: criterion benches").
+
+use corral::proto::jute::{begin_frame, end_frame};
+use corral::proto::{
+    write_reply, xid, Acl, CreateKind, CreateRequest, Reader, ReplyHeader, Request, RequestHeader,
+};
+use corral::tree::{apply, prepare, read, serve_read_frame, Caller, Tree, TxnContext};
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+
+const KEYS: usize = 10_000;
+const CHILDREN: usize = 10;
+const BATCH: usize = 64;
+const ZXID: i64 = 0x1_0000_2a00;
+
+fn caller() -> Caller<'static> {
+    Caller {
+        session_id: 0x100_0000_0001,
+        ids: &[],
+        is_super: false,
+    }
+}
+
+fn key(i: usize) -> String {
+    format!("/k/{i:010}")
+}
+
+fn create(path: &str, data: &[u8]) -> Request {
+    Request::Create(CreateRequest {
+        kind: CreateKind::Create,
+        path: path.to_string(),
+        data: Some(data.to_vec()),
+        acl: Acl::open(),
+        flags: 0,
+        ttl: -1,
+    })
+}
+
+/// 10 000 znodes of 100 bytes under `/k`, and `/c` with 10 children.
+fn tree() -> Tree {
+    let mut tree = Tree::new();
+    let value = vec![b'x'; 100];
+    let mut reqs = vec![create("/k", b""), create("/c", b"")];
+    reqs.extend((0..KEYS).map(|i| create(&key(i), &value)));
+    reqs.extend((0..CHILDREN).map(|i| create(&format!("/c/child-{i}"), &value)));
+    for (n, req) in reqs.iter().enumerate() {
+        let ctx = TxnContext {
+            zxid: n as i64 + 1,
+            time_ms: n as i64 + 1,
+            cxid: 1,
+            extended_types_enabled: false,
+            max_data_bytes: 0xfffff,
+            enforce_quota: false,
+        };
+        let txn = prepare(&tree, &ctx, &caller(), req);
+        assert!(apply(&mut tree, &txn).result.is_ok(), "{req:?}");
+    }
+    tree
+}
+
+/// One request frame, length prefix included, as a client sends it.
+fn frame(xid: i32, req: &Request) -> Vec<u8> {
+    let mut v = Vec::new();
+    let at = begin_frame(&mut v);
+    RequestHeader {
+        xid,
+        opcode: req.opcode(),
+    }
+    .encode(&mut v);
+    req.encode_body(&mut v);
+    end_frame(&mut v, at);
+    v
+}
+
+fn get(path: &str) -> Request {
+    Request::GetData {
+        path: path.to_string(),
+        watch: false,
+    }
+}
+
+/// The frames of one bench: one request, or the 64 of the batch back to back.
+struct Case {
+    name: &'static str,
+    frames: Vec<u8>,
+    count: usize,
+}
+
+fn cases() -> Vec<Case> {
+    let one = |name, req: Request| Case {
+        name,
+        frames: frame(7, &req),
+        count: 1,
+    };
+    let batch: Vec<u8> = (0..BATCH)
+        .flat_map(|i| frame(i as i32 + 1, &get(&key(i * 151 % KEYS))))
+        .collect();
+    vec![
+        one("getData 100 B", get(&key(4242))),
+        one(
+            "exists",
+            Request::Exists {
+                path: key(4242),
+                watch: false,
+            },
+        ),
+        one(
+            "getChildren2 (10 children)",
+            Request::GetChildren2 {
+                path: "/c".into(),
+                watch: false,
+            },
+        ),
+        one("ping", Request::Ping),
+        one("getData NoNode", get("/k/missing")),
+        Case {
+            name: "64 pipelined getData",
+            frames: batch,
+            count: BATCH,
+        },
+    ]
+}
+
+/// Splits `buf` into frame bodies as the shard's `on_bytes` does.
+fn for_each_frame(buf: &[u8], mut f: impl FnMut(&[u8])) {
+    let mut at = 0;
+    while buf.len() - at >= 4 {
+        let len = i32::from_be_bytes(buf[at..at + 4].try_into().unwrap()) as usize;
+        f(&buf[at + 4..at + 4 + len]);
+        at += 4 + len;
+    }
+}
+
+/// The shard's read path before the borrowed view: owned decode, `tree::read`,
+/// `write_reply`; a ping's reply built in a `Vec` of its own, then copied.
+fn serve_owned(tree: &Tree, caller: &Caller, body: &[u8], out: &mut Vec<u8>) {
+    let mut r = Reader::new(body);
+    let hdr = RequestHeader::decode(&mut r).unwrap();
+    let req = Request::decode(hdr.opcode, &mut r).unwrap().unwrap();
+    if let Request::Ping = req {
+        let mut v = Vec::new();
+        let at = begin_frame(&mut v);
+        ReplyHeader {
+            xid: xid::PING,
+            zxid: ZXID,
+            err: 0,
+        }
+        .encode(&mut v);
+        end_frame(&mut v, at);
+        out.extend_from_slice(&v);
+        return;
+    }
+    let result = read(tree, caller, &req);
+    write_reply(out, hdr.xid, ZXID, result.as_ref().map_err(|e| *e));
+}
+
+fn bench(c: &mut Criterion) {
+    let tree = tree();
+    let caller = caller();
+    let mut g = c.benchmark_group("read_path");
+    for case in cases() {
+        g.throughput(Throughput::Elements(case.count as u64));
+        let mut out = Vec::with_capacity(64 * 1024);
+        g.bench_function(format!("served/{}", case.name), |b| {
+            b.iter(|| {
+                out.clear();
+                for_each_frame(black_box(&case.frames), |body| {
+                    let served = serve_read_frame(&tree, &caller, ZXID, body, &mut out);
+                    black_box(served.is_ok());
+                });
+                black_box(out.len())
+            })
+        });
+        g.bench_function(format!("owned/{}", case.name), |b| {
+            b.iter(|| {
+                out.clear();
+                for_each_frame(black_box(&case.frames), |body| {
+                    serve_owned(&tree, &caller, body, &mut out)
+                });
+                black_box(out.len())
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,234 @@
+//! The read path allocates nothing per request once warm (getChildren2: a bounded
+//! few, for the tree's child iterator): a counting global allocator
+//! (per thread, so the harness's other threads do not count) around
+//! `tree::serve_read_frame`, the code a shard core runs from a frame's body to the
+//! reply in the connection's output buffer, for getData (100 B), exists,
+//! getChildren2, ping, a NoNode getData and 64 pipelined getData frames.
+//!
+//! The owned path the shard took before (owned `Request`, `tree::read` building a
+//! `Response`, `write_reply`) is counted beside it and printed: what the borrowed
+//! path saves per request.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use corral::proto::jute::{begin_frame, end_frame};
+use corral::proto::{
+    write_reply, xid, Acl, CreateKind, CreateRequest, Reader, ReplyHeader, Request, RequestHeader,
+};
+use corral::tree::{apply, prepare, read, serve_read_frame, Caller, FrameRead, Tree, TxnContext};
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: forwards every call to the system allocator unchanged; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.with(|c| c.set(c.get() + 1));
+        System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.with(|c| c.set(c.get() + 1));
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Allocations `f` makes on this thread.
+fn allocations(f: impl FnOnce()) -> u64 {
+    let before = ALLOCATIONS.with(Cell::get);
+    f();
+    ALLOCATIONS.with(Cell::get) - before
+}
+
+const KEYS: usize = 1000;
+const ZXID: i64 = 0x1_0000_0400;
+const ROUNDS: u64 = 50;
+/// Allocations a getChildren2 may make to walk the children (see the test).
+const CHILDREN_WALK_ALLOCATIONS_MAX: u64 = 3;
+
+fn caller() -> Caller<'static> {
+    Caller {
+        session_id: 0x100_0000_0001,
+        ids: &[],
+        is_super: false,
+    }
+}
+
+fn key(i: usize) -> String {
+    // As loadgen names its keys (21 bytes).
+    format!("/loadgen/k/{i:010}")
+}
+
+fn create(path: &str) -> Request {
+    Request::Create(CreateRequest {
+        kind: CreateKind::Create,
+        path: path.to_string(),
+        data: Some(vec![b'x'; 100]),
+        acl: Acl::open(),
+        flags: 0,
+        ttl: -1,
+    })
+}
+
+fn tree() -> Tree {
+    let mut tree = Tree::new();
+    let mut reqs = vec![create("/loadgen"), create("/loadgen/k"), create("/c")];
+    reqs.extend((0..KEYS).map(|i| create(&key(i))));
+    reqs.extend((0..10).map(|i| create(&format!("/c/child-{i}"))));
+    for (n, req) in reqs.iter().enumerate() {
+        let ctx = TxnContext {
+            zxid: n as i64 + 1,
+            time_ms: n as i64 + 1,
+            cxid: 1,
+            extended_types_enabled: false,
+            max_data_bytes: 0xfffff,
+            enforce_quota: false,
+        };
+        let txn = prepare(&tree, &ctx, &caller(), req);
+        assert!(apply(&mut tree, &txn).result.is_ok(), "{req:?}");
+    }
+    tree
+}
+
+fn frame(xid: i32, req: &Request) -> Vec<u8> {
+    let mut v = Vec::new();
+    let at = begin_frame(&mut v);
+    RequestHeader {
+        xid,
+        opcode: req.opcode(),
+    }
+    .encode(&mut v);
+    req.encode_body(&mut v);
+    end_frame(&mut v, at);
+    v
+}
+
+fn get(path: &str) -> Request {
+    Request::GetData {
+        path: path.to_string(),
+        watch: false,
+    }
+}
+
+fn cases() -> Vec<(&'static str, Vec<u8>)> {
+    let one = |req: Request| frame(7, &req);
+    let exists = Request::Exists {
+        path: key(42),
+        watch: false,
+    };
+    let children = Request::GetChildren2 {
+        path: "/c".into(),
+        watch: false,
+    };
+    let batch = (0..64)
+        .flat_map(|i| frame(i + 1, &get(&key(i as usize * 7))))
+        .collect();
+    vec![
+        ("getData 100 B", one(get(&key(42)))),
+        ("exists", one(exists)),
+        ("getChildren2 (10 children)", one(children)),
+        ("ping", one(Request::Ping)),
+        ("getData NoNode", one(get("/loadgen/k/missing"))),
+        ("64 pipelined getData", batch),
+    ]
+}
+
+/// Frame bodies in `buf`, as the shard splits what one read delivered.
+fn for_each_frame(buf: &[u8], mut f: impl FnMut(&[u8])) {
+    let mut at = 0;
+    while buf.len() - at >= 4 {
+        let len = i32::from_be_bytes(buf[at..at + 4].try_into().unwrap()) as usize;
+        f(&buf[at + 4..at + 4 + len]);
+        at += 4 + len;
+    }
+}
+
+fn serve_borrowed(tree: &Tree, frames: &[u8], out: &mut Vec<u8>) {
+    for_each_frame(frames, |body| {
+        let served = serve_read_frame(tree, &caller(), ZXID, body, out).unwrap();
+        assert!(matches!(served, FrameRead::Served { .. }));
+    });
+}
+
+/// The shard's path before the borrowed read path (ping aside: its reply was built
+/// in a `Vec` of its own).
+fn serve_owned(tree: &Tree, frames: &[u8], out: &mut Vec<u8>) {
+    for_each_frame(frames, |body| {
+        let mut r = Reader::new(body);
+        let hdr = RequestHeader::decode(&mut r).unwrap();
+        let req = Request::decode(hdr.opcode, &mut r).unwrap().unwrap();
+        if let Request::Ping = req {
+            let mut v = Vec::new();
+            let at = begin_frame(&mut v);
+            let (xid, err) = (xid::PING, 0);
+            ReplyHeader {
+                xid,
+                zxid: ZXID,
+                err,
+            }
+            .encode(&mut v);
+            end_frame(&mut v, at);
+            out.extend_from_slice(&v);
+            return;
+        }
+        let result = read(tree, &caller(), &req);
+        write_reply(out, hdr.xid, ZXID, result.as_ref().map_err(|e| *e));
+    });
+}
+
+#[test]
+fn a_warm_read_allocates_nothing() {
+    let tree = tree();
+    let mut out = Vec::with_capacity(64 * 1024);
+    for (name, frames) in cases() {
+        // Warm: the output buffer has its capacity, the reply bytes are right.
+        out.clear();
+        serve_borrowed(&tree, &frames, &mut out);
+        let mut owned_out = Vec::new();
+        serve_owned(&tree, &frames, &mut owned_out);
+        assert_eq!(out, owned_out, "{name}: the two paths' bytes differ");
+        let borrowed = allocations(|| {
+            for _ in 0..ROUNDS {
+                out.clear();
+                serve_borrowed(&tree, &frames, &mut out);
+            }
+        });
+        let owned = allocations(|| {
+            for _ in 0..ROUNDS {
+                owned_out.clear();
+                serve_owned(&tree, &frames, &mut owned_out);
+            }
+        });
+        println!(
+            "{name}: {} allocations per round borrowed, {} owned",
+            borrowed as f64 / ROUNDS as f64,
+            owned as f64 / ROUNDS as f64
+        );
+        // getChildren2 walks the children with the tree's range iterator, which
+        // builds the children's key prefix (tree::key) and imbl's cursor stack: a
+        // few allocations per request, however many children there are.
+        let allowed = match name.starts_with("getChildren2") {
+            true => CHILDREN_WALK_ALLOCATIONS_MAX * ROUNDS,
+            false => 0,
+        };
+        assert!(
+            borrowed <= allowed,
+            "{name}: the read path allocated {borrowed} times in {ROUNDS} rounds"
+        );
+    }
+}
+
+#[test]
+fn the_counter_counts() {
+    let n = allocations(|| drop(std::hint::black_box(vec![1u8; 10])));
+    assert_eq!(n, 1);
+}
