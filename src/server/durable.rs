@@ -30,10 +30,10 @@ use crate::storage::{self, Log, LogTail, Record, RollbackError, StorageError};
 use crate::tree::{self, Tree, Txn, TxnOp};
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Log record kind of a tree txn (the only kind so far). Kind 1 was corral's own
 /// txn encoding, which this build no longer reads.
@@ -81,15 +81,31 @@ fn recover_keeping(
     // Both callbacks below fill the same state: one after the other, never at once.
     let replay = std::cell::RefCell::new(Replay::default());
     let mut kept = TailRecords::new(tail_bytes_max);
+    let started = Instant::now();
+    let mut load = None;
+    let mut apply_time = Duration::ZERO;
     let rec = storage::recover(
         snap_dir,
         log_dir,
-        |_info, r| replay.borrow_mut().load_snapshot(r),
+        |_info, r| {
+            let t = Instant::now();
+            let res = replay.borrow_mut().load_snapshot(r);
+            load = Some((t - started, t.elapsed()));
+            res
+        },
         |record| {
+            let t = Instant::now();
             kept.push(&record);
-            replay.borrow_mut().apply(record)
+            replay.borrow_mut().apply(record);
+            apply_time += t.elapsed();
         },
     )?;
+    let (verify, load) = load.unwrap_or_default();
+    tracing::info!(
+        "recovery phases: snapshot found and verified {verify:?}, loaded {load:?}; log read \
+         and replayed {:?}, of which applying {apply_time:?}",
+        started.elapsed().saturating_sub(verify + load)
+    );
     let mut replay = replay.into_inner();
     let digest_log = std::mem::take(&mut replay.digest_log);
     let (tree, sessions) = replay.finish()?;
@@ -191,8 +207,8 @@ struct Replay {
 }
 
 impl Replay {
-    fn load_snapshot(&mut self, r: &mut dyn Read) -> io::Result<()> {
-        let (t, s) = read_snapshot_body(r)?;
+    fn load_snapshot(&mut self, body: &mut storage::SnapshotBody) -> io::Result<()> {
+        let (t, s) = read_snapshot_body(&body.mapped()?)?;
         self.tree = t;
         self.sessions = s.into_iter().collect();
         Ok(())
@@ -333,18 +349,33 @@ pub fn write_snapshot_body(
     tree.write_snapshot(w)
 }
 
-fn read_snapshot_body(r: &mut dyn Read) -> io::Result<(Tree, Vec<(i64, i32)>)> {
-    let mut b8 = [0u8; 8];
-    let mut b4 = [0u8; 4];
-    r.read_exact(&mut b8)?;
-    let n = u64::from_be_bytes(b8);
-    let mut sessions = Vec::with_capacity(n.min(1 << 20) as usize);
-    for _ in 0..n {
-        r.read_exact(&mut b8)?;
-        r.read_exact(&mut b4)?;
-        sessions.push((i64::from_be_bytes(b8), i32::from_be_bytes(b4)));
-    }
-    let tree = Tree::read_snapshot(r).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+/// Bytes of one session entry in a snapshot body: id i64, timeout i32.
+const SESSION_ENTRY_BYTES: usize = 12;
+
+/// Decodes a snapshot body (as [`write_snapshot_body`] wrote it) from its bytes,
+/// typically the mapped file.
+fn read_snapshot_body(b: &[u8]) -> io::Result<(Tree, Vec<(i64, i32)>)> {
+    let short = || io::Error::new(io::ErrorKind::UnexpectedEof, "snapshot body too short");
+    let (count, rest) = b.split_first_chunk::<8>().ok_or_else(short)?;
+    let count = u64::from_be_bytes(*count);
+    let table_bytes = usize::try_from(count)
+        .ok()
+        .and_then(|n| n.checked_mul(SESSION_ENTRY_BYTES))
+        .filter(|&n| n <= rest.len())
+        .ok_or_else(short)?;
+    let (table, tree_bytes) = rest.split_at(table_bytes);
+    let sessions = table
+        .chunks_exact(SESSION_ENTRY_BYTES)
+        .map(|e| {
+            let (id, timeout) = e.split_at(8);
+            (
+                i64::from_be_bytes(id.try_into().expect("8 bytes")),
+                i32::from_be_bytes(timeout.try_into().expect("4 bytes")),
+            )
+        })
+        .collect();
+    let tree = Tree::read_snapshot_bytes(tree_bytes)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     Ok((tree, sessions))
 }
 

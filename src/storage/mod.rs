@@ -82,7 +82,7 @@ pub use log::{
 };
 pub use snapshot::{
     list_snapshots, lower_thread_priority, newest_valid, newest_valid_at_most, purge,
-    remove_snapshots_after, write_snapshot, CorruptSnapshot, PurgeReport, SnapshotBody,
+    remove_snapshots_after, write_snapshot, CorruptSnapshot, MappedBody, PurgeReport, SnapshotBody,
     SnapshotInfo, SnapshotTrigger, ValidSnapshot,
 };
 
@@ -291,14 +291,14 @@ pub struct Recovery {
 
 /// Start-up recovery (`snap_dir` is zoo.cfg's dataDir, `log_dir` its dataLogDir,
 /// often the same dir): loads the newest snapshot whose checksum verifies (reporting
-/// newer corrupt ones), streams its body to `load_snapshot`, then streams every log
+/// newer corrupt ones), hands its body to `load_snapshot` (to stream or map), then streams every log
 /// record after it to `apply` in zxid order. A corrupt newer snapshot is tolerated
 /// only if the log still reaches its zxid, so nothing it held is lost. An empty dir
 /// is a fresh start (no snapshot, no records).
 pub fn recover(
     snap_dir: &Path,
     log_dir: &Path,
-    load_snapshot: impl FnOnce(&SnapshotInfo, &mut dyn io::Read) -> io::Result<()>,
+    load_snapshot: impl FnOnce(&SnapshotInfo, &mut SnapshotBody) -> io::Result<()>,
     mut apply: impl FnMut(Record<'_>),
 ) -> Result<Recovery, StorageError> {
     let (found, corrupt) = newest_valid(snap_dir)?;
@@ -387,7 +387,7 @@ pub fn recover_upto(
     snap_dir: &Path,
     log_dir: &Path,
     zxid: i64,
-    load_snapshot: impl FnOnce(&SnapshotInfo, &mut dyn io::Read) -> io::Result<()>,
+    load_snapshot: impl FnOnce(&SnapshotInfo, &mut SnapshotBody) -> io::Result<()>,
     mut apply: impl FnMut(Record<'_>),
 ) -> Result<RecoveryUpto, RollbackError> {
     let (found, corrupt) = newest_valid_at_most(snap_dir, zxid)?;

@@ -67,16 +67,64 @@ impl std::fmt::Display for CorruptSnapshot {
     }
 }
 
-/// The body of a verified snapshot, streamed (the file is never held in memory).
+/// The body of a verified snapshot: streamed ([`Read`]), or mapped whole
+/// ([`SnapshotBody::mapped`]); never copied into memory by this module.
 pub struct SnapshotBody {
     inner: io::Take<BufReader<File>>,
     read_bytes: u64,
+    body_bytes: u64,
 }
 
 impl SnapshotBody {
     /// File offset of the next body byte, for error messages.
     pub fn position(&self) -> u64 {
         SNAPSHOT_HEADER_BYTES + self.read_bytes
+    }
+
+    /// The body bytes not streamed yet, mapped read-only (no copy: the page cache's
+    /// pages are read in place). Snapshot files are never written after they land,
+    /// and a purge only unlinks them, which leaves a mapping intact. Reading through
+    /// the mapping does not advance the stream.
+    pub fn mapped(&self) -> io::Result<MappedBody> {
+        let file = self.inner.get_ref().get_ref();
+        let start = SNAPSHOT_HEADER_BYTES + self.read_bytes;
+        let end = SNAPSHOT_HEADER_BYTES + self.body_bytes;
+        MappedBody::map(file, start, end)
+    }
+}
+
+/// Bytes `start..end` of a snapshot file, mapped read-only.
+pub struct MappedBody {
+    /// None for an empty range (a zero-length mapping is not allowed).
+    map: Option<memmap2::Mmap>,
+}
+
+impl MappedBody {
+    fn map(file: &File, start: u64, end: u64) -> io::Result<MappedBody> {
+        if end <= start {
+            return Ok(MappedBody { map: None });
+        }
+        let len = usize::try_from(end - start)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "snapshot too large to map"))?;
+        // SAFETY: the file is a snapshot that landed (renamed into place after its
+        // fsync); nothing writes or truncates it afterwards, so the mapped bytes
+        // cannot change under the reader.
+        let map = unsafe {
+            memmap2::MmapOptions::new()
+                .offset(start)
+                .len(len)
+                .map(file)?
+        };
+        // One pass front to back: let the kernel read ahead.
+        let _ = map.advise(memmap2::Advice::Sequential);
+        Ok(MappedBody { map: Some(map) })
+    }
+}
+
+impl std::ops::Deref for MappedBody {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.map.as_deref().unwrap_or_default()
     }
 }
 
@@ -464,16 +512,11 @@ fn verify(path: &Path, name_zxid: i64) -> Result<Verdict, StorageError> {
         );
     }
     let want = u32::from_le_bytes(f[8..12].try_into().expect("4 bytes"));
-    let mut crc = 0u32;
-    let mut buf = vec![0u8; IO_BUFFER_BYTES];
-    let mut at = SNAPSHOT_HEADER_BYTES;
-    while at < foot_at {
-        let n = (foot_at - at).min(buf.len() as u64) as usize;
-        file.read_exact_at(&mut buf[..n], at)
-            .map_err(|e| StorageError::io("read snapshot", path, e))?;
-        crc = crc32c::crc32c_append(crc, &buf[..n]);
-        at += n as u64;
-    }
+    // Over a mapping: no copy into a buffer, and the pages it faults in are the ones
+    // loading the body reads next.
+    let body = MappedBody::map(&file, SNAPSHOT_HEADER_BYTES, foot_at)
+        .map_err(|e| StorageError::io("map snapshot", path, e))?;
+    let crc = crc32c::crc32c(&body);
     if crc != want {
         return bad(
             SNAPSHOT_HEADER_BYTES,
@@ -522,6 +565,7 @@ pub fn newest_valid_at_most(
                 let body = SnapshotBody {
                     inner: reader.take(info.body_bytes),
                     read_bytes: 0,
+                    body_bytes: info.body_bytes,
                 };
                 return Ok((Some(ValidSnapshot { info, body }), corrupt));
             }
