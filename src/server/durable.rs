@@ -72,6 +72,13 @@ pub fn recover(snap_dir: &Path, log_dir: &Path) -> Result<Recovered, StorageErro
     recover_keeping(snap_dir, log_dir, RECOVERY_TAIL_BYTES_MAX)
 }
 
+/// [`recover`] for a standalone server, which has no replication core: keeps no
+/// `tail_records` (a copy of every replayed txn, which would otherwise live as
+/// long as the server).
+pub fn recover_standalone(snap_dir: &Path, log_dir: &Path) -> Result<Recovered, StorageError> {
+    recover_keeping(snap_dir, log_dir, 0)
+}
+
 /// [`recover`] keeping at most `tail_bytes_max` payload bytes of `tail_records`.
 fn recover_keeping(
     snap_dir: &Path,
@@ -277,6 +284,10 @@ impl TailRecords {
     }
 
     fn push(&mut self, r: &Record<'_>) {
+        if r.payload.len() > self.bytes_max {
+            self.dropped += 1;
+            return;
+        }
         self.records
             .push_back((r.zxid, Bytes::copy_from_slice(r.payload)));
         self.bytes += r.payload.len();
@@ -291,7 +302,7 @@ impl TailRecords {
     }
 
     fn report(&self, last_zxid: i64) {
-        if self.dropped > 0 {
+        if self.dropped > 0 && self.bytes_max > 0 {
             tracing::warn!(
                 "recovery keeps the newest {} logged txn(s) ({} bytes, from {:#x} to {last_zxid:#x}) \
                  for the replication core and leaves out {} older one(s): over {} bytes",

@@ -466,6 +466,7 @@ fn check_log_starts_history(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
 
     fn cfg() -> LogConfig {
         LogConfig {

@@ -494,16 +494,24 @@ impl Tree {
             .data_size
             .wrapping_add(node_size(path, node.data_bytes()));
         self.digest = self.digest.wrapping_add(node_digest(path, node));
-        match NodeKind::of_owner(node.ephemeral_owner, true) {
+        if NodeKind::of_owner(node.ephemeral_owner, true) != NodeKind::Persistent {
+            self.index_new(node.ephemeral_owner, key.clone());
+        }
+    }
+
+    /// Puts a new node with this internal owner in the index of its kind
+    /// (ephemerals, containers, TTL nodes; persistent nodes have none).
+    pub(crate) fn index_new(&mut self, owner: i64, key: Key) {
+        match NodeKind::of_owner(owner, true) {
             NodeKind::Persistent => {}
             NodeKind::Ephemeral => {
-                self.ephemerals.insert((node.ephemeral_owner, key.clone()));
+                self.ephemerals.insert((owner, key));
             }
             NodeKind::Container => {
-                self.containers.insert(key.clone());
+                self.containers.insert(key);
             }
             NodeKind::Ttl(_) => {
-                self.ttls.insert(key.clone());
+                self.ttls.insert(key);
             }
         }
     }
