@@ -24,7 +24,7 @@ use crate::proto::{Acl, JuteWrite, Reader};
 
 use super::digest::node_digest;
 use super::key::Key;
-use super::{node_size, Node, NodeKind, Tree, TreeError};
+use super::{node_size, Meta, Node, NodeKind, Tree, TreeError};
 
 const MAGIC: u64 = u64::from_be_bytes(*b"CRLTREE\x01");
 /// 2: the digest is ZooKeeper's (format 1 carried a private hash). 3: null data is
@@ -75,7 +75,7 @@ impl Tree {
         for (k, n) in self.nodes.iter() {
             buf.clear();
             buf.put_str(&k.to_path());
-            buf.put_opt_buffer(n.data.as_deref());
+            buf.put_opt_buffer(n.data());
             let idx = *index
                 .get(&*n.acl)
                 .expect("every node's ACL is in the ACL table");
@@ -219,7 +219,7 @@ fn chunk_starts(
 /// Everything one chunk of node records decodes to; merged in file order.
 #[derive(Default)]
 struct Decoded<'a> {
-    entries: Vec<(Key, Arc<Node>)>,
+    entries: Vec<(Key, Node)>,
     /// ACL table index of each entry.
     acl_index: Vec<u32>,
     /// Children counted per parent, runs in key order (children of one parent are
@@ -254,8 +254,7 @@ fn decode_chunk<'a>(
             .get(idx as usize)
             .ok_or_else(|| TreeError::Corrupt(format!("ACL index {idx}")))?
             .clone();
-        let node = Node {
-            data: data.map(Box::from),
+        let meta = Meta {
             acl,
             czxid: r.i64()?,
             mzxid: r.i64()?,
@@ -268,6 +267,7 @@ fn decode_chunk<'a>(
             num_children: 0,
             ephemeral_owner: r.i64()?,
         };
+        let node = Node::new(meta, data);
         if path != "/" {
             if crate::proto::path::validate_path(path, false).is_err() {
                 return Err(TreeError::Corrupt(format!("bad path {path:?}")));
@@ -290,7 +290,7 @@ fn decode_chunk<'a>(
             d.special.push((node.ephemeral_owner, key.clone()));
         }
         d.acl_index.push(idx);
-        d.entries.push((key, Arc::new(node)));
+        d.entries.push((key, node));
     }
     Ok(d)
 }

@@ -1494,7 +1494,7 @@ fn snapshot_round_trip() {
         let p = k.to_path();
         let v = t.get(&p).unwrap();
         assert_eq!(v.stat(), n.stat(), "{p}");
-        assert_eq!(v.data(), n.data.as_deref());
+        assert_eq!(v.data(), n.data());
         assert_eq!(v.acl(), &n.acl[..]);
         assert_eq!(
             v.children().collect::<Vec<_>>(),
@@ -1560,7 +1560,7 @@ fn snapshot_loads_the_same_with_helpers_and_any_chunk_size() {
             whole.cleanup_candidates(i64::MAX)
         );
         for (k, n) in whole.nodes.iter() {
-            assert_eq!(t.node(&k.to_path()), Some(&**n), "{k:?}");
+            assert_eq!(t.node(&k.to_path()), Some(n), "{k:?}");
         }
         let mut again = Vec::new();
         t.write_snapshot(&mut again).unwrap();
