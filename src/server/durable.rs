@@ -214,7 +214,7 @@ struct Replay {
 }
 
 impl Replay {
-    fn load_snapshot(&mut self, body: &mut storage::SnapshotBody) -> io::Result<()> {
+    fn load_snapshot(&mut self, body: &mut dyn storage::SnapshotRead) -> io::Result<()> {
         let (t, s) = read_snapshot_body(&body.mapped()?)?;
         self.tree = t;
         self.sessions = s.into_iter().collect();

@@ -83,7 +83,7 @@ pub use log::{
 pub use snapshot::{
     list_snapshots, lower_thread_priority, newest_valid, newest_valid_at_most, purge,
     remove_snapshots_after, write_snapshot, CorruptSnapshot, MappedBody, PurgeReport, SnapshotBody,
-    SnapshotInfo, SnapshotTrigger, ValidSnapshot,
+    SnapshotInfo, SnapshotRead, SnapshotTrigger, ValidSnapshot,
 };
 
 /// Errors the disk or the data dir can cause. Each message names the file, and the
@@ -298,7 +298,7 @@ pub struct Recovery {
 pub fn recover(
     snap_dir: &Path,
     log_dir: &Path,
-    load_snapshot: impl FnOnce(&SnapshotInfo, &mut SnapshotBody) -> io::Result<()>,
+    load_snapshot: impl FnOnce(&SnapshotInfo, &mut dyn SnapshotRead) -> io::Result<()>,
     mut apply: impl FnMut(Record<'_>),
 ) -> Result<Recovery, StorageError> {
     let (found, corrupt) = newest_valid(snap_dir)?;
@@ -387,7 +387,7 @@ pub fn recover_upto(
     snap_dir: &Path,
     log_dir: &Path,
     zxid: i64,
-    load_snapshot: impl FnOnce(&SnapshotInfo, &mut SnapshotBody) -> io::Result<()>,
+    load_snapshot: impl FnOnce(&SnapshotInfo, &mut dyn SnapshotRead) -> io::Result<()>,
     mut apply: impl FnMut(Record<'_>),
 ) -> Result<RecoveryUpto, RollbackError> {
     let (found, corrupt) = newest_valid_at_most(snap_dir, zxid)?;
@@ -466,7 +466,6 @@ fn check_log_starts_history(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
 
     fn cfg() -> LogConfig {
         LogConfig {

@@ -93,6 +93,18 @@ impl SnapshotBody {
     }
 }
 
+/// What a snapshot loader is handed: the body as a stream, or mapped whole.
+pub trait SnapshotRead: Read {
+    /// See [`SnapshotBody::mapped`].
+    fn mapped(&self) -> io::Result<MappedBody>;
+}
+
+impl SnapshotRead for SnapshotBody {
+    fn mapped(&self) -> io::Result<MappedBody> {
+        SnapshotBody::mapped(self)
+    }
+}
+
 /// Bytes `start..end` of a snapshot file, mapped read-only.
 pub struct MappedBody {
     /// None for an empty range (a zero-length mapping is not allowed).
