@@ -17,6 +17,8 @@
 //! its null data into empty.
 
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::io::{Read, Write};
 use std::sync::Arc;
 
@@ -63,21 +65,27 @@ impl Tree {
         buf.extend_from_slice(&FORMAT.to_be_bytes());
         buf.put_i64(self.last_zxid);
         buf.extend_from_slice(&self.digest.to_be_bytes());
-        // ACL table: every distinct list once; nodes refer to it by index.
+        // ACL table: every distinct list once; nodes refer to it by index. Nodes
+        // hold the interned lists, so the index is found by address (hashing the
+        // list itself for each of a million nodes was a good part of the writing);
+        // by value for a list that is somehow not the interned one.
         let mut index: HashMap<&Vec<Acl>, u32> = HashMap::new();
+        let mut by_address: FxHashMap<*const Vec<Acl>, u32> = FxHashMap::default();
         buf.put_i32(self.acls.len() as i32);
         for (i, (a, _)) in self.acls.iter().enumerate() {
             index.insert(&**a, i as u32);
+            by_address.insert(Arc::as_ptr(a), i as u32);
             Acl::encode_list(a, &mut buf);
         }
         buf.extend_from_slice(&(self.nodes.len() as u64).to_be_bytes());
         cw.put(&buf)?;
         for (k, n) in self.nodes.iter() {
             buf.clear();
-            buf.put_str(&k.to_path());
+            k.put_path(&mut buf);
             buf.put_opt_buffer(n.data());
-            let idx = *index
-                .get(&*n.acl)
+            let idx = *by_address
+                .get(&Arc::as_ptr(&n.acl))
+                .or_else(|| index.get(&*n.acl))
                 .expect("every node's ACL is in the ACL table");
             buf.extend_from_slice(&idx.to_be_bytes());
             for v in [n.czxid, n.mzxid, n.pzxid, n.ctime, n.mtime] {
