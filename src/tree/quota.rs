@@ -444,8 +444,7 @@ impl Tree {
                         std::ops::Bound::Included(&prefix[..]),
                         std::ops::Bound::Unbounded,
                     ))
-                    .take_while(|(k, _)| k.as_bytes().starts_with(&prefix))
-                    .map(|(k, n)| (k, n)),
+                    .take_while(|(k, _)| k.as_bytes().starts_with(&prefix)),
             );
         }
         out
