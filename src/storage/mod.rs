@@ -81,9 +81,9 @@ pub use log::{
     SyncMode, TornTail,
 };
 pub use snapshot::{
-    list_snapshots, lower_thread_priority, newest_valid, newest_valid_at_most, purge,
-    remove_snapshots_after, write_snapshot, CorruptSnapshot, MappedBody, PurgeReport, SnapshotBody,
-    SnapshotInfo, SnapshotRead, SnapshotTrigger, ValidSnapshot,
+    list_snapshots, load_newest_valid, lower_thread_priority, newest_valid, newest_valid_at_most,
+    purge, remove_snapshots_after, write_snapshot, CorruptSnapshot, MappedBody, PurgeReport,
+    SnapshotBody, SnapshotInfo, SnapshotRead, SnapshotTrigger, ValidSnapshot,
 };
 
 /// Errors the disk or the data dir can cause. Each message names the file, and the
@@ -299,7 +299,7 @@ pub fn recover(
     snap_dir: &Path,
     log_dir: &Path,
     load_snapshot: impl FnOnce(&SnapshotInfo, &mut dyn SnapshotRead) -> io::Result<()>,
-    mut apply: impl FnMut(Record<'_>),
+    apply: impl FnMut(Record<'_>),
 ) -> Result<Recovery, StorageError> {
     let (found, corrupt) = newest_valid(snap_dir)?;
     let snapshot = match found {
@@ -313,7 +313,52 @@ pub fn recover(
         }
         None => None,
     };
-    let after = snapshot.as_ref().map_or(0, |s| s.zxid);
+    let (tail, replayed) = replay_log_after(log_dir, snapshot.as_ref(), &corrupt, apply)?;
+    Ok(Recovery {
+        snapshot,
+        corrupt_snapshots: corrupt,
+        tail,
+        replayed,
+    })
+}
+
+/// [`recover`] with the snapshot's body checksum checked while `load_snapshot`
+/// loads it ([`load_newest_valid`]): `load_snapshot` may be called more than once
+/// (a snapshot whose checksum then fails is dropped and an older one loaded) and
+/// on damaged bytes, so it returns what it built instead of keeping it; what it
+/// built from the snapshot that verified goes to `adopt_snapshot`, before the log
+/// records go to `apply`.
+pub fn recover_overlapped<T: Send>(
+    snap_dir: &Path,
+    log_dir: &Path,
+    load_snapshot: impl FnMut(&SnapshotInfo, &mut dyn SnapshotRead) -> io::Result<T>,
+    adopt_snapshot: impl FnOnce(T),
+    apply: impl FnMut(Record<'_>),
+) -> Result<Recovery, StorageError> {
+    let (found, corrupt) = load_newest_valid(snap_dir, load_snapshot)?;
+    let snapshot = found.map(|(info, t)| {
+        adopt_snapshot(t);
+        info
+    });
+    let (tail, replayed) = replay_log_after(log_dir, snapshot.as_ref(), &corrupt, apply)?;
+    Ok(Recovery {
+        snapshot,
+        corrupt_snapshots: corrupt,
+        tail,
+        replayed,
+    })
+}
+
+/// The log records after `snapshot` (all of them without one) to `apply`; the
+/// log's tail and how many records were replayed. Fails if the log cannot bridge
+/// the gap left by a corrupt newer snapshot.
+fn replay_log_after(
+    log_dir: &Path,
+    snapshot: Option<&SnapshotInfo>,
+    corrupt: &[CorruptSnapshot],
+    mut apply: impl FnMut(Record<'_>),
+) -> Result<(LogTail, u64), StorageError> {
+    let after = snapshot.map_or(0, |s| s.zxid);
     let mut replayed = 0u64;
     let tail = read_log(log_dir, after, |r| {
         replayed += 1;
@@ -345,12 +390,7 @@ pub fn recover(
             });
         }
     }
-    Ok(Recovery {
-        snapshot,
-        corrupt_snapshots: corrupt,
-        tail,
-        replayed,
-    })
+    Ok((tail, replayed))
 }
 
 /// What [`recover_upto`] rebuilt.
