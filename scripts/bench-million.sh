@@ -142,7 +142,7 @@ for (( round = 1; round <= rounds; round++ )); do
     # corral's own view: its recovery line says how long recovery took.
     recovery_line=""
     [[ "$kind" == corral ]] && recovery_line="$(sed -n '/----- bench: restart -----/,$p' "${dir[$name]}/server.log" \
-      | sed 's/\x1b\[[0-9;]*m//g' | grep -m1 'recovered to zxid' || true)"
+      | sed 's/\x1b\[[0-9;]*m//g' | grep -E -m2 'recovery phases|recovered to zxid' | tr '\n' ' ' || true)"
     row="$(python3 - "$run_id" "$server" "$round" "$nodes" "$create_s" "$rss_before" "$last_zxid" \
       "$snap_zxid" "$tail_records" "$launched" "$answered" "$rss_serving" "$rss_settled" "$hwm" \
       "$recovery_line" "$rss_anon" "$rss_file" <<'PY'
