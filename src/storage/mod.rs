@@ -19,6 +19,8 @@
 //!   snapshot → stream it to the caller → stream the log records after it →
 //!   a [`log::LogTail`] that [`log::Log::open`] requires, so the log can only be
 //!   opened for writing after its tail was checked and repaired.
+//!   [`recover_overlapped`] is the same with the snapshot's checksum computed on a
+//!   second thread while the caller loads the (mapped) body; the server uses it.
 //! - Quorum mode, on the sequencer core, blocking and rare: [`Log::truncate_after`]
 //!   (TRUNC) and [`Log::reset`] + [`remove_snapshots_after`] (SNAP) rewrite the
 //!   history on disk, each durable on return; [`recover_upto`] rebuilds an older
