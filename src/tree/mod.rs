@@ -19,7 +19,7 @@
 //! `/` replaced by NUL (`/a/b` → `/a\0b`, the root is the empty key). That order puts
 //! the children of a node in one contiguous key range (`parent\0…`) and all its
 //! descendants in two (`parent\0…`, `parent/…`), so there are no per-node child sets
-//! at all; the key is the only copy of a node's path. Values are [`Node`]s, one
+//! at all; the key is the only copy of a node's path. Values are `Node`s, one
 //! reference-counted allocation each holding stat, ACL and data (`node.rs`), so the
 //! B-tree leaves stay small (the path copy on a write is cheap) and ACL lists are
 //! interned (`Arc<Vec<Acl>>`, reference counted in the tree like the reference's ACL

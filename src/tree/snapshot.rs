@@ -113,7 +113,7 @@ impl Tree {
     /// Loads a snapshot from its bytes (a storage layer can pass an mmapped file),
     /// checking its checksum, its structure (keys in order, every node's parent
     /// present) and its digest. A big snapshot is decoded on helper threads while
-    /// this one checks the checksum and builds the map (see [`load_parallel`]); a
+    /// this one checks the checksum and builds the map (`load_body`); a
     /// checksum mismatch is reported before anything the decoding found.
     pub fn read_snapshot_bytes(b: &[u8]) -> Result<Tree, TreeError> {
         // As many helpers as cores: decoding is most of the work, and this thread
