@@ -181,10 +181,12 @@ fn bytes_per_znode() {
         write,
         read
     );
-    // Regression bounds, well above the measured figures (see the report / PERF.md).
-    assert!(per(built) < 360.0, "built tree {:.0} B/node", per(built));
+    // Regression bounds, above the measured figures (PERF.md, "Server: start-up and
+    // memory with 1,000,000 znodes": 271 and 232 B/node at 1M since a znode is one
+    // allocation; 303 and 264 before).
+    assert!(per(built) < 300.0, "built tree {:.0} B/node", per(built));
     assert!(
-        per(reloaded) < 300.0,
+        per(reloaded) < 250.0,
         "reloaded tree {:.0} B/node",
         per(reloaded)
     );

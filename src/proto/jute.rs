@@ -63,6 +63,11 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
 
+    /// Steps over `n` bytes.
+    pub fn skip(&mut self, n: usize) -> Result<(), DecodeError> {
+        self.take(n).map(|_| ())
+    }
+
     pub fn i32(&mut self) -> Result<i32, DecodeError> {
         Ok(i32::from_be_bytes(self.take(4)?.try_into().unwrap()))
     }

@@ -30,10 +30,10 @@ use crate::storage::{self, Log, LogTail, Record, RollbackError, StorageError};
 use crate::tree::{self, Tree, Txn, TxnOp};
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Log record kind of a tree txn (the only kind so far). Kind 1 was corral's own
 /// txn encoding, which this build no longer reads.
@@ -72,6 +72,13 @@ pub fn recover(snap_dir: &Path, log_dir: &Path) -> Result<Recovered, StorageErro
     recover_keeping(snap_dir, log_dir, RECOVERY_TAIL_BYTES_MAX)
 }
 
+/// [`recover`] for a standalone server, which has no replication core: keeps no
+/// `tail_records` (a copy of every replayed txn, which would otherwise live as
+/// long as the server).
+pub fn recover_standalone(snap_dir: &Path, log_dir: &Path) -> Result<Recovered, StorageError> {
+    recover_keeping(snap_dir, log_dir, 0)
+}
+
 /// [`recover`] keeping at most `tail_bytes_max` payload bytes of `tail_records`.
 fn recover_keeping(
     snap_dir: &Path,
@@ -81,15 +88,34 @@ fn recover_keeping(
     // Both callbacks below fill the same state: one after the other, never at once.
     let replay = std::cell::RefCell::new(Replay::default());
     let mut kept = TailRecords::new(tail_bytes_max);
-    let rec = storage::recover(
+    let started = Instant::now();
+    let mut load = None;
+    let mut apply_time = Duration::ZERO;
+    // The snapshot's checksum is checked while it loads; a load whose snapshot then
+    // fails it is dropped, so the load returns its tree instead of keeping it.
+    let rec = storage::recover_overlapped(
         snap_dir,
         log_dir,
-        |_info, r| replay.borrow_mut().load_snapshot(r),
+        |_info, r| {
+            let t = Instant::now();
+            let res = read_snapshot_body(&r.mapped()?);
+            load = Some((t - started, t.elapsed()));
+            res
+        },
+        |(tree, sessions)| replay.borrow_mut().adopt_snapshot(tree, sessions),
         |record| {
+            let t = Instant::now();
             kept.push(&record);
-            replay.borrow_mut().apply(record)
+            replay.borrow_mut().apply(record);
+            apply_time += t.elapsed();
         },
     )?;
+    let (found, load) = load.unwrap_or_default();
+    tracing::info!(
+        "recovery phases: snapshot found {found:?}, loaded and verified {load:?}; log read \
+         and replayed {:?}, of which applying {apply_time:?}",
+        started.elapsed().saturating_sub(found + load)
+    );
     let mut replay = replay.into_inner();
     let digest_log = std::mem::take(&mut replay.digest_log);
     let (tree, sessions) = replay.finish()?;
@@ -191,11 +217,15 @@ struct Replay {
 }
 
 impl Replay {
-    fn load_snapshot(&mut self, r: &mut dyn Read) -> io::Result<()> {
-        let (t, s) = read_snapshot_body(r)?;
-        self.tree = t;
-        self.sessions = s.into_iter().collect();
+    fn load_snapshot(&mut self, body: &mut dyn storage::SnapshotRead) -> io::Result<()> {
+        let (t, s) = read_snapshot_body(&body.mapped()?)?;
+        self.adopt_snapshot(t, s);
         Ok(())
+    }
+
+    fn adopt_snapshot(&mut self, tree: Tree, sessions: Vec<(i64, i32)>) {
+        self.tree = tree;
+        self.sessions = sessions.into_iter().collect();
     }
 
     /// Applies one logged txn: create/close-session txns change the session table,
@@ -261,6 +291,10 @@ impl TailRecords {
     }
 
     fn push(&mut self, r: &Record<'_>) {
+        if r.payload.len() > self.bytes_max {
+            self.dropped += 1;
+            return;
+        }
         self.records
             .push_back((r.zxid, Bytes::copy_from_slice(r.payload)));
         self.bytes += r.payload.len();
@@ -275,7 +309,7 @@ impl TailRecords {
     }
 
     fn report(&self, last_zxid: i64) {
-        if self.dropped > 0 {
+        if self.dropped > 0 && self.bytes_max > 0 {
             tracing::warn!(
                 "recovery keeps the newest {} logged txn(s) ({} bytes, from {:#x} to {last_zxid:#x}) \
                  for the replication core and leaves out {} older one(s): over {} bytes",
@@ -333,18 +367,33 @@ pub fn write_snapshot_body(
     tree.write_snapshot(w)
 }
 
-fn read_snapshot_body(r: &mut dyn Read) -> io::Result<(Tree, Vec<(i64, i32)>)> {
-    let mut b8 = [0u8; 8];
-    let mut b4 = [0u8; 4];
-    r.read_exact(&mut b8)?;
-    let n = u64::from_be_bytes(b8);
-    let mut sessions = Vec::with_capacity(n.min(1 << 20) as usize);
-    for _ in 0..n {
-        r.read_exact(&mut b8)?;
-        r.read_exact(&mut b4)?;
-        sessions.push((i64::from_be_bytes(b8), i32::from_be_bytes(b4)));
-    }
-    let tree = Tree::read_snapshot(r).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+/// Bytes of one session entry in a snapshot body: id i64, timeout i32.
+const SESSION_ENTRY_BYTES: usize = 12;
+
+/// Decodes a snapshot body (as [`write_snapshot_body`] wrote it) from its bytes,
+/// typically the mapped file.
+fn read_snapshot_body(b: &[u8]) -> io::Result<(Tree, Vec<(i64, i32)>)> {
+    let short = || io::Error::new(io::ErrorKind::UnexpectedEof, "snapshot body too short");
+    let (count, rest) = b.split_first_chunk::<8>().ok_or_else(short)?;
+    let count = u64::from_be_bytes(*count);
+    let table_bytes = usize::try_from(count)
+        .ok()
+        .and_then(|n| n.checked_mul(SESSION_ENTRY_BYTES))
+        .filter(|&n| n <= rest.len())
+        .ok_or_else(short)?;
+    let (table, tree_bytes) = rest.split_at(table_bytes);
+    let sessions = table
+        .chunks_exact(SESSION_ENTRY_BYTES)
+        .map(|e| {
+            let (id, timeout) = e.split_at(8);
+            (
+                i64::from_be_bytes(id.try_into().expect("8 bytes")),
+                i32::from_be_bytes(timeout.try_into().expect("4 bytes")),
+            )
+        })
+        .collect();
+    let tree = Tree::read_snapshot_bytes(tree_bytes)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     Ok((tree, sessions))
 }
 

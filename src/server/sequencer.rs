@@ -158,7 +158,7 @@ pub(super) async fn run(
         Ok(None) => {}
         Err(e) => return fail(format!("Apache ZooKeeper data: {e}")),
     }
-    let mut rec = match durable::recover(&snap_dir, &dir) {
+    let mut rec = match durable::recover_standalone(&snap_dir, &dir) {
         Ok(r) => r,
         Err(e) => return fail(format!("recovery failed: {e}")),
     };

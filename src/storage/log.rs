@@ -1398,12 +1398,27 @@ fn last_nonzero_byte(
         let n = (len - at).min(buf.len() as u64) as usize;
         file.read_exact_at(&mut buf[..n], at)
             .map_err(|e| StorageError::io("read log segment", path, e))?;
-        if let Some(i) = buf[..n].iter().rposition(|&b| b != 0) {
-            last = Some(at + i as u64);
+        // The common case, a clean end, is all zeros: checked 16 bytes at a time
+        // (a byte-wise search cost ~40 ms over a mostly empty 64 MiB segment).
+        if !all_zero(&buf[..n]) {
+            if let Some(i) = buf[..n].iter().rposition(|&b| b != 0) {
+                last = Some(at + i as u64);
+            }
         }
         at += n as u64;
     }
     Ok(last)
+}
+
+/// Whether every byte is zero.
+fn all_zero(b: &[u8]) -> bool {
+    let words = b.chunks_exact(16);
+    let rest = words.remainder();
+    words
+        .map(|w| u128::from_ne_bytes(w.try_into().expect("16 bytes")))
+        .fold(0, |acc, w| acc | w)
+        == 0
+        && rest.iter().all(|&x| x == 0)
 }
 
 /// Looks for a record that verifies at an 8-aligned offset ≥ `from` with a zxid
@@ -1443,6 +1458,18 @@ pub fn read_log(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn all_zero_sees_a_nonzero_byte_anywhere() {
+        for len in [0, 1, 15, 16, 17, 33, 100] {
+            assert!(all_zero(&vec![0u8; len]));
+            for at in 0..len {
+                let mut b = vec![0u8; len];
+                b[at] = 0x80;
+                assert!(!all_zero(&b), "{len} {at}");
+            }
+        }
+    }
 
     fn cfg(mode: SyncMode) -> LogConfig {
         LogConfig {

@@ -19,6 +19,8 @@
 //!   snapshot → stream it to the caller → stream the log records after it →
 //!   a [`log::LogTail`] that [`log::Log::open`] requires, so the log can only be
 //!   opened for writing after its tail was checked and repaired.
+//!   [`recover_overlapped`] is the same with the snapshot's checksum computed on a
+//!   second thread while the caller loads the (mapped) body; the server uses it.
 //! - Quorum mode, on the sequencer core, blocking and rare: [`Log::truncate_after`]
 //!   (TRUNC) and [`Log::reset`] + [`remove_snapshots_after`] (SNAP) rewrite the
 //!   history on disk, each durable on return; [`recover_upto`] rebuilds an older
@@ -81,9 +83,9 @@ pub use log::{
     SyncMode, TornTail,
 };
 pub use snapshot::{
-    list_snapshots, lower_thread_priority, newest_valid, newest_valid_at_most, purge,
-    remove_snapshots_after, write_snapshot, CorruptSnapshot, PurgeReport, SnapshotBody,
-    SnapshotInfo, SnapshotTrigger, ValidSnapshot,
+    list_snapshots, load_newest_valid, lower_thread_priority, newest_valid, newest_valid_at_most,
+    purge, remove_snapshots_after, write_snapshot, CorruptSnapshot, MappedBody, PurgeReport,
+    SnapshotBody, SnapshotInfo, SnapshotRead, SnapshotTrigger, ValidSnapshot,
 };
 
 /// Errors the disk or the data dir can cause. Each message names the file, and the
@@ -291,15 +293,15 @@ pub struct Recovery {
 
 /// Start-up recovery (`snap_dir` is zoo.cfg's dataDir, `log_dir` its dataLogDir,
 /// often the same dir): loads the newest snapshot whose checksum verifies (reporting
-/// newer corrupt ones), streams its body to `load_snapshot`, then streams every log
+/// newer corrupt ones), hands its body to `load_snapshot` (to stream or map), then streams every log
 /// record after it to `apply` in zxid order. A corrupt newer snapshot is tolerated
 /// only if the log still reaches its zxid, so nothing it held is lost. An empty dir
 /// is a fresh start (no snapshot, no records).
 pub fn recover(
     snap_dir: &Path,
     log_dir: &Path,
-    load_snapshot: impl FnOnce(&SnapshotInfo, &mut dyn io::Read) -> io::Result<()>,
-    mut apply: impl FnMut(Record<'_>),
+    load_snapshot: impl FnOnce(&SnapshotInfo, &mut dyn SnapshotRead) -> io::Result<()>,
+    apply: impl FnMut(Record<'_>),
 ) -> Result<Recovery, StorageError> {
     let (found, corrupt) = newest_valid(snap_dir)?;
     let snapshot = match found {
@@ -313,7 +315,52 @@ pub fn recover(
         }
         None => None,
     };
-    let after = snapshot.as_ref().map_or(0, |s| s.zxid);
+    let (tail, replayed) = replay_log_after(log_dir, snapshot.as_ref(), &corrupt, apply)?;
+    Ok(Recovery {
+        snapshot,
+        corrupt_snapshots: corrupt,
+        tail,
+        replayed,
+    })
+}
+
+/// [`recover`] with the snapshot's body checksum checked while `load_snapshot`
+/// loads it ([`load_newest_valid`]): `load_snapshot` may be called more than once
+/// (a snapshot whose checksum then fails is dropped and an older one loaded) and
+/// on damaged bytes, so it returns what it built instead of keeping it; what it
+/// built from the snapshot that verified goes to `adopt_snapshot`, before the log
+/// records go to `apply`.
+pub fn recover_overlapped<T: Send>(
+    snap_dir: &Path,
+    log_dir: &Path,
+    load_snapshot: impl FnMut(&SnapshotInfo, &mut dyn SnapshotRead) -> io::Result<T>,
+    adopt_snapshot: impl FnOnce(T),
+    apply: impl FnMut(Record<'_>),
+) -> Result<Recovery, StorageError> {
+    let (found, corrupt) = load_newest_valid(snap_dir, load_snapshot)?;
+    let snapshot = found.map(|(info, t)| {
+        adopt_snapshot(t);
+        info
+    });
+    let (tail, replayed) = replay_log_after(log_dir, snapshot.as_ref(), &corrupt, apply)?;
+    Ok(Recovery {
+        snapshot,
+        corrupt_snapshots: corrupt,
+        tail,
+        replayed,
+    })
+}
+
+/// The log records after `snapshot` (all of them without one) to `apply`; the
+/// log's tail and how many records were replayed. Fails if the log cannot bridge
+/// the gap left by a corrupt newer snapshot.
+fn replay_log_after(
+    log_dir: &Path,
+    snapshot: Option<&SnapshotInfo>,
+    corrupt: &[CorruptSnapshot],
+    mut apply: impl FnMut(Record<'_>),
+) -> Result<(LogTail, u64), StorageError> {
+    let after = snapshot.map_or(0, |s| s.zxid);
     let mut replayed = 0u64;
     let tail = read_log(log_dir, after, |r| {
         replayed += 1;
@@ -345,12 +392,7 @@ pub fn recover(
             });
         }
     }
-    Ok(Recovery {
-        snapshot,
-        corrupt_snapshots: corrupt,
-        tail,
-        replayed,
-    })
+    Ok((tail, replayed))
 }
 
 /// What [`recover_upto`] rebuilt.
@@ -387,7 +429,7 @@ pub fn recover_upto(
     snap_dir: &Path,
     log_dir: &Path,
     zxid: i64,
-    load_snapshot: impl FnOnce(&SnapshotInfo, &mut dyn io::Read) -> io::Result<()>,
+    load_snapshot: impl FnOnce(&SnapshotInfo, &mut dyn SnapshotRead) -> io::Result<()>,
     mut apply: impl FnMut(Record<'_>),
 ) -> Result<RecoveryUpto, RollbackError> {
     let (found, corrupt) = newest_valid_at_most(snap_dir, zxid)?;

@@ -67,16 +67,76 @@ impl std::fmt::Display for CorruptSnapshot {
     }
 }
 
-/// The body of a verified snapshot, streamed (the file is never held in memory).
+/// The body of a verified snapshot: streamed ([`Read`]), or mapped whole
+/// ([`SnapshotBody::mapped`]); never copied into memory by this module.
 pub struct SnapshotBody {
     inner: io::Take<BufReader<File>>,
     read_bytes: u64,
+    body_bytes: u64,
 }
 
 impl SnapshotBody {
     /// File offset of the next body byte, for error messages.
     pub fn position(&self) -> u64 {
         SNAPSHOT_HEADER_BYTES + self.read_bytes
+    }
+
+    /// The body bytes not streamed yet, mapped read-only (no copy: the page cache's
+    /// pages are read in place). Snapshot files are never written after they land,
+    /// and a purge only unlinks them, which leaves a mapping intact. Reading through
+    /// the mapping does not advance the stream.
+    pub fn mapped(&self) -> io::Result<MappedBody> {
+        let file = self.inner.get_ref().get_ref();
+        let start = SNAPSHOT_HEADER_BYTES + self.read_bytes;
+        let end = SNAPSHOT_HEADER_BYTES + self.body_bytes;
+        MappedBody::map(file, start, end)
+    }
+}
+
+/// What a snapshot loader is handed: the body as a stream, or mapped whole.
+pub trait SnapshotRead: Read {
+    /// See [`SnapshotBody::mapped`].
+    fn mapped(&self) -> io::Result<MappedBody>;
+}
+
+impl SnapshotRead for SnapshotBody {
+    fn mapped(&self) -> io::Result<MappedBody> {
+        SnapshotBody::mapped(self)
+    }
+}
+
+/// Bytes `start..end` of a snapshot file, mapped read-only.
+pub struct MappedBody {
+    /// None for an empty range (a zero-length mapping is not allowed).
+    map: Option<memmap2::Mmap>,
+}
+
+impl MappedBody {
+    fn map(file: &File, start: u64, end: u64) -> io::Result<MappedBody> {
+        if end <= start {
+            return Ok(MappedBody { map: None });
+        }
+        let len = usize::try_from(end - start)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "snapshot too large to map"))?;
+        // SAFETY: the file is a snapshot that landed (renamed into place after its
+        // fsync); nothing writes or truncates it afterwards, so the mapped bytes
+        // cannot change under the reader.
+        let map = unsafe {
+            memmap2::MmapOptions::new()
+                .offset(start)
+                .len(len)
+                .map(file)?
+        };
+        // One pass front to back: let the kernel read ahead.
+        let _ = map.advise(memmap2::Advice::Sequential);
+        Ok(MappedBody { map: Some(map) })
+    }
+}
+
+impl std::ops::Deref for MappedBody {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.map.as_deref().unwrap_or_default()
     }
 }
 
@@ -391,11 +451,55 @@ enum Verdict {
     Corrupt(CorruptSnapshot),
 }
 
+/// A snapshot whose header and footer check out; its body is not checked yet.
+struct Framed {
+    info: SnapshotInfo,
+    file: File,
+    /// The body checksum the footer holds.
+    body_crc: u32,
+}
+
+enum FrameVerdict {
+    Framed(Framed),
+    Corrupt(CorruptSnapshot),
+}
+
 /// Checks header, footer and body checksum of one snapshot file. A foreign file
 /// (bad magic or version) is an error; damage is a `Corrupt` verdict.
 fn verify(path: &Path, name_zxid: i64) -> Result<Verdict, StorageError> {
+    match check_frame(path, name_zxid)? {
+        FrameVerdict::Corrupt(c) => Ok(Verdict::Corrupt(c)),
+        FrameVerdict::Framed(f) => Ok(match body_damage(&f)? {
+            Some(c) => Verdict::Corrupt(c),
+            None => Verdict::Valid(f.info, f.file),
+        }),
+    }
+}
+
+/// The body checksum of a framed snapshot, computed over a mapping (no copy into a
+/// buffer; the pages it faults in are the ones loading the body reads): None if it
+/// matches the footer's.
+fn body_damage(f: &Framed) -> Result<Option<CorruptSnapshot>, StorageError> {
+    let path = &f.info.path;
+    let end = SNAPSHOT_HEADER_BYTES + f.info.body_bytes;
+    let body = MappedBody::map(&f.file, SNAPSHOT_HEADER_BYTES, end)
+        .map_err(|e| StorageError::io("map snapshot", path, e))?;
+    if crc32c::crc32c(&body) == f.body_crc {
+        return Ok(None);
+    }
+    Ok(Some(CorruptSnapshot {
+        path: path.clone(),
+        zxid: f.info.zxid,
+        offset: SNAPSHOT_HEADER_BYTES,
+        detail: format!("body checksum mismatch over bytes {SNAPSHOT_HEADER_BYTES}..{end}"),
+    }))
+}
+
+/// Checks header and footer of one snapshot file (not the body). A foreign file
+/// (bad magic or version) is an error; damage is a `Corrupt` verdict.
+fn check_frame(path: &Path, name_zxid: i64) -> Result<FrameVerdict, StorageError> {
     let bad = |offset: u64, detail: String| {
-        Ok(Verdict::Corrupt(CorruptSnapshot {
+        Ok(FrameVerdict::Corrupt(CorruptSnapshot {
             path: path.to_path_buf(),
             zxid: name_zxid,
             offset,
@@ -463,31 +567,95 @@ fn verify(path: &Path, name_zxid: i64) -> Result<Verdict, StorageError> {
             ),
         );
     }
-    let want = u32::from_le_bytes(f[8..12].try_into().expect("4 bytes"));
-    let mut crc = 0u32;
-    let mut buf = vec![0u8; IO_BUFFER_BYTES];
-    let mut at = SNAPSHOT_HEADER_BYTES;
-    while at < foot_at {
-        let n = (foot_at - at).min(buf.len() as u64) as usize;
-        file.read_exact_at(&mut buf[..n], at)
-            .map_err(|e| StorageError::io("read snapshot", path, e))?;
-        crc = crc32c::crc32c_append(crc, &buf[..n]);
-        at += n as u64;
-    }
-    if crc != want {
-        return bad(
-            SNAPSHOT_HEADER_BYTES,
-            format!("body checksum mismatch over bytes {SNAPSHOT_HEADER_BYTES}..{foot_at}"),
-        );
-    }
-    Ok(Verdict::Valid(
-        SnapshotInfo {
+    Ok(FrameVerdict::Framed(Framed {
+        info: SnapshotInfo {
             path: path.to_path_buf(),
             zxid,
             body_bytes,
         },
         file,
-    ))
+        body_crc: u32::from_le_bytes(f[8..12].try_into().expect("4 bytes")),
+    }))
+}
+
+/// A streaming reader of a checked snapshot's body.
+fn body_reader(info: &SnapshotInfo, file: File) -> Result<SnapshotBody, StorageError> {
+    let mut reader = BufReader::with_capacity(IO_BUFFER_BYTES, file);
+    reader
+        .seek_relative(SNAPSHOT_HEADER_BYTES as i64)
+        .map_err(|e| StorageError::io("read snapshot", &info.path, e))?;
+    Ok(SnapshotBody {
+        inner: reader.take(info.body_bytes),
+        read_bytes: 0,
+        body_bytes: info.body_bytes,
+    })
+}
+
+/// Start-up, with the body checksum checked while the body loads: removes leftover
+/// temp files, then, newest first, hands each snapshot whose header and footer
+/// check out to `load` while another thread computes its body checksum (on a cold
+/// page cache the two share one read of the file from disk, instead of a whole
+/// read for the checksum first). A snapshot whose checksum fails is reported and
+/// its load result dropped, and the next older one is tried, so `load` may run
+/// more than once and on damaged bytes: it must not trust them (the tree loader
+/// does not). Returns what `load` made of the newest snapshot that verified, and
+/// every newer one that did not; a verified snapshot that `load` rejects is an
+/// error, as in [`super::recover`].
+#[allow(clippy::type_complexity)]
+pub fn load_newest_valid<T: Send>(
+    dir: &Path,
+    mut load: impl FnMut(&SnapshotInfo, &mut dyn SnapshotRead) -> io::Result<T>,
+) -> Result<(Option<(SnapshotInfo, T)>, Vec<CorruptSnapshot>), StorageError> {
+    let listing = scan_dir(dir)?;
+    for (_, t) in &listing.snapshot_temps {
+        fs::remove_file(t).map_err(|e| StorageError::io("remove snapshot temp file", t, e))?;
+    }
+    let mut corrupt = Vec::new();
+    for (z, path) in listing.snapshots.iter().rev() {
+        let f = match check_frame(path, *z) {
+            Err(StorageError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                continue
+            }
+            Err(e) => return Err(e),
+            Ok(FrameVerdict::Corrupt(c)) => {
+                tracing::error!("{c}; falling back to an older snapshot");
+                corrupt.push(c);
+                continue;
+            }
+            Ok(FrameVerdict::Framed(f)) => f,
+        };
+        let file = f
+            .file
+            .try_clone()
+            .map_err(|e| StorageError::io("open snapshot", path, e))?;
+        let mut body = body_reader(&f.info, file)?;
+        let (damage, loaded) = std::thread::scope(|s| {
+            let check = std::thread::Builder::new()
+                .name("corral-snapcrc".into())
+                .spawn_scoped(s, || body_damage(&f));
+            let loaded = load(&f.info, &mut body).map_err(|e| (body.position(), e));
+            let damage = match check {
+                Ok(h) => h.join().expect("the checksum thread does not panic"),
+                // No thread to spare: check after loading.
+                Err(_) => body_damage(&f),
+            };
+            (damage, loaded)
+        });
+        if let Some(c) = damage? {
+            tracing::error!("{c}; falling back to an older snapshot");
+            corrupt.push(c);
+            continue;
+        }
+        return match loaded {
+            Ok(t) => Ok((Some((f.info, t)), corrupt)),
+            Err((offset, e)) => Err(StorageError::Corrupt {
+                path: f.info.path.clone(),
+                offset,
+                detail: format!("snapshot body does not decode: {e}"),
+            }),
+        };
+    }
+    Ok((None, corrupt))
 }
 
 /// Start-up: removes leftover temp files, then returns the newest snapshot whose
@@ -515,14 +683,7 @@ pub fn newest_valid_at_most(
     for (z, path) in listing.snapshots.iter().rev().filter(|(z, _)| *z <= zxid) {
         match verify_if_exists(path, *z)? {
             Some(Verdict::Valid(info, file)) => {
-                let mut reader = BufReader::with_capacity(IO_BUFFER_BYTES, file);
-                reader
-                    .seek_relative(SNAPSHOT_HEADER_BYTES as i64)
-                    .map_err(|e| StorageError::io("read snapshot", path, e))?;
-                let body = SnapshotBody {
-                    inner: reader.take(info.body_bytes),
-                    read_bytes: 0,
-                };
+                let body = body_reader(&info, file)?;
                 return Ok((Some(ValidSnapshot { info, body }), corrupt));
             }
             Some(Verdict::Corrupt(c)) => {
@@ -733,6 +894,65 @@ mod tests {
         let v = v.unwrap();
         assert_eq!(v.info.zxid, 9);
         assert_eq!(read_body(v), body_of(3_000_000, 7));
+    }
+
+    /// The overlapped loader: the newest snapshot's load result when its checksum
+    /// holds; a damaged body's result dropped and the next older one loaded; a
+    /// damaged frame never loaded; a verified body the loader rejects an error.
+    #[test]
+    fn load_newest_valid_checks_while_loading_and_falls_back() {
+        let d = tempfile::tempdir().unwrap();
+        let load_all = |dir: &Path| {
+            let mut seen = Vec::new();
+            let r = load_newest_valid(dir, |info, body| {
+                seen.push(info.zxid);
+                let mapped = body.mapped()?.to_vec();
+                let mut streamed = Vec::new();
+                body.read_to_end(&mut streamed)?;
+                assert_eq!(mapped, streamed);
+                Ok(streamed)
+            });
+            (r, seen)
+        };
+        let (r, seen) = load_all(d.path());
+        assert!(r.unwrap().0.is_none() && seen.is_empty());
+        write_snapshot(d.path(), 5, |w| w.write_all(&body_of(1000, 3))).unwrap();
+        write_snapshot(d.path(), 7, |w| w.write_all(&body_of(2_000_000, 5))).unwrap();
+        let newest = write_snapshot(d.path(), 9, |w| w.write_all(&body_of(3000, 7))).unwrap();
+        let (r, seen) = load_all(d.path());
+        let (found, corrupt) = r.unwrap();
+        let (info, body) = found.unwrap();
+        assert_eq!((info.zxid, body, seen), (9, body_of(3000, 7), vec![9]));
+        assert!(corrupt.is_empty());
+        // A flipped body byte in 9: loaded, then dropped for 7.
+        let mut bytes = fs::read(&newest.path).unwrap();
+        bytes[SNAPSHOT_HEADER_BYTES as usize + 10] ^= 1;
+        fs::write(&newest.path, &bytes).unwrap();
+        let (r, seen) = load_all(d.path());
+        let (found, corrupt) = r.unwrap();
+        let (info, body) = found.unwrap();
+        assert_eq!(
+            (info.zxid, body, seen),
+            (7, body_of(2_000_000, 5), vec![9, 7])
+        );
+        assert_eq!(corrupt.len(), 1);
+        assert!(
+            corrupt[0].detail.contains("body checksum"),
+            "{}",
+            corrupt[0]
+        );
+        // A torn 9 (footer gone): never handed to the loader.
+        fs::write(&newest.path, &bytes[..bytes.len() - 3]).unwrap();
+        let (r, seen) = load_all(d.path());
+        assert_eq!(r.unwrap().0.unwrap().0.zxid, 7);
+        assert_eq!(seen, vec![7]);
+        // A verified snapshot the loader cannot decode is an error naming it.
+        let e = load_newest_valid(d.path(), |_, _| -> io::Result<()> {
+            Err(io::Error::new(io::ErrorKind::InvalidData, "nonsense"))
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("does not decode: nonsense"), "{e}");
+        assert!(e.to_string().contains("snapshot.0000000000000007"), "{e}");
     }
 
     /// Bodies around the O_DIRECT block and write sizes round-trip, both through

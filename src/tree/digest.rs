@@ -65,9 +65,7 @@ mod tests {
     use std::sync::Arc;
 
     fn node(data: &[u8]) -> Node {
-        let mut n = Node::system(Arc::new(Acl::open()));
-        n.data = Some(data.into());
-        n
+        Node::system(Arc::new(Acl::open())).with_data(Some(data))
     }
 
     #[test]
@@ -84,8 +82,7 @@ mod tests {
 
     #[test]
     fn null_data_counts_as_empty() {
-        let mut null = node(b"");
-        null.data = None;
+        let null = node(b"").with_data(None);
         assert_eq!(node_digest("/a", &null), node_digest("/a", &node(b"")));
     }
 
@@ -93,7 +90,7 @@ mod tests {
     fn every_stat_field_counts() {
         let base = node(b"d");
         let d0 = node_digest("/a", &base);
-        let edits: [fn(&mut Node); 9] = [
+        let edits: [fn(&mut super::super::Meta); 9] = [
             |n| n.czxid = 1,
             |n| n.mzxid = 1,
             |n| n.pzxid = 1,
@@ -106,13 +103,13 @@ mod tests {
         ];
         for e in edits {
             let mut n = base.clone();
-            e(&mut n);
+            e(n.meta_mut());
             assert_ne!(node_digest("/a", &n), d0);
         }
         // numChildren and the ACL are not part of it.
         let mut n = base.clone();
-        n.num_children = 3;
-        n.acl = Arc::new(vec![]);
+        n.meta_mut().num_children = 3;
+        n.meta_mut().acl = Arc::new(vec![]);
         assert_eq!(node_digest("/a", &n), d0);
     }
 }

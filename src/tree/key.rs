@@ -92,6 +92,23 @@ impl Key {
         String::from_utf8(v).unwrap_or_default()
     }
 
+    /// Appends the path this key names as a jute string (what [`Key::to_path`]
+    /// gives, without building it: a snapshot writes a million of them).
+    pub(crate) fn put_path(&self, out: &mut Vec<u8>) {
+        let b = self.as_bytes();
+        if b.is_empty() {
+            out.extend_from_slice(&1i32.to_be_bytes());
+            out.push(b'/');
+            return;
+        }
+        out.extend_from_slice(&(b.len() as i32).to_be_bytes());
+        let at = out.len();
+        out.extend_from_slice(b);
+        if let Some(i) = b.iter().rposition(|&c| c == 0) {
+            out[at + i] = b'/';
+        }
+    }
+
     /// Every child of this node has a key starting with these bytes.
     pub(crate) fn child_prefix(&self) -> Vec<u8> {
         if self.is_root() {
@@ -172,6 +189,10 @@ mod tests {
             "/a-rather-long-path/with/several/components",
         ] {
             assert_eq!(Key::from_path(p).to_path(), p);
+            let mut jute = Vec::new();
+            Key::from_path(p).put_path(&mut jute);
+            assert_eq!(jute[..4], (p.len() as i32).to_be_bytes());
+            assert_eq!(&jute[4..], p.as_bytes());
         }
         assert!(Key::from_path("").is_root());
     }

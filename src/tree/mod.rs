@@ -19,7 +19,8 @@
 //! `/` replaced by NUL (`/a/b` → `/a\0b`, the root is the empty key). That order puts
 //! the children of a node in one contiguous key range (`parent\0…`) and all its
 //! descendants in two (`parent\0…`, `parent/…`), so there are no per-node child sets
-//! at all; the key is the only copy of a node's path. Values are `Arc<Node>` so the
+//! at all; the key is the only copy of a node's path. Values are `Node`s, one
+//! reference-counted allocation each holding stat, ACL and data (`node.rs`), so the
 //! B-tree leaves stay small (the path copy on a write is cheap) and ACL lists are
 //! interned (`Arc<Vec<Acl>>`, reference counted in the tree like the reference's ACL
 //! cache). Internally `cversion` counts creates, as the reference's `DataTree` does;
@@ -28,6 +29,7 @@
 mod acl;
 mod digest;
 mod key;
+mod node;
 mod ops;
 mod quota;
 mod serve;
@@ -57,6 +59,7 @@ pub use txn::{CreateTxn, Txn, TxnOp, TXN_DIGEST_BYTES};
 
 use digest::node_digest;
 use key::Key;
+pub(crate) use node::{Meta, Node};
 
 /// `ephemeralOwner` marker of a container node (`EphemeralType.CONTAINER_EPHEMERAL_OWNER`).
 pub const CONTAINER_EPHEMERAL_OWNER: i64 = i64::MIN;
@@ -121,78 +124,6 @@ pub enum TreeError {
     Decode(#[from] DecodeError),
 }
 
-/// One znode. Paths are not stored here (the map key is the path).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Node {
-    /// `None` when a client wrote the null buffer: it reads back null, counts as
-    /// empty everywhere else (dataLength 0, no bytes in the digest or the data size).
-    /// The niche of `Box` makes this no larger than a bare `Box<[u8]>`.
-    pub(crate) data: Option<Box<[u8]>>,
-    pub(crate) acl: Arc<Vec<Acl>>,
-    pub(crate) czxid: i64,
-    pub(crate) mzxid: i64,
-    pub(crate) pzxid: i64,
-    pub(crate) ctime: i64,
-    pub(crate) mtime: i64,
-    pub(crate) version: i32,
-    /// Creates under this node so far (the reference's internal cversion); the
-    /// sequence suffix of the next sequential child.
-    pub(crate) cversion: i32,
-    pub(crate) aversion: i32,
-    pub(crate) num_children: i32,
-    /// Internal owner: session id, 0, [`CONTAINER_EPHEMERAL_OWNER`] or a TTL marker.
-    pub(crate) ephemeral_owner: i64,
-}
-
-impl Node {
-    fn system(acl: Arc<Vec<Acl>>) -> Node {
-        Node {
-            data: Some(Box::new([])),
-            acl,
-            czxid: 0,
-            mzxid: 0,
-            pzxid: 0,
-            ctime: 0,
-            mtime: 0,
-            version: 0,
-            cversion: 0,
-            aversion: 0,
-            num_children: 0,
-            ephemeral_owner: 0,
-        }
-    }
-
-    /// The data's bytes, null read as empty (how the reference counts null data in
-    /// `dataLength`, the digest and the data size).
-    pub(crate) fn data_bytes(&self) -> &[u8] {
-        self.data.as_deref().unwrap_or_default()
-    }
-
-    /// The Stat as clients see it.
-    pub(crate) fn stat(&self) -> Stat {
-        let owner = match NodeKind::of_owner(self.ephemeral_owner, true) {
-            NodeKind::Ephemeral => self.ephemeral_owner,
-            _ => 0,
-        };
-        Stat {
-            czxid: self.czxid,
-            mzxid: self.mzxid,
-            ctime: self.ctime,
-            mtime: self.mtime,
-            version: self.version,
-            cversion: self
-                .cversion
-                .wrapping_mul(2)
-                .wrapping_sub(self.num_children),
-            aversion: self.aversion,
-            ephemeral_owner: owner,
-            data_length: self.data_bytes().len() as i32,
-            num_children: self.num_children,
-            pzxid: self.pzxid,
-        }
-    }
-}
-
 /// A read-only view of one znode in one tree version.
 #[derive(Clone, Copy)]
 pub struct NodeView<'a> {
@@ -204,7 +135,7 @@ pub struct NodeView<'a> {
 impl<'a> NodeView<'a> {
     /// The node's data; `None` if it was written as the null buffer.
     pub fn data(&self) -> Option<&'a [u8]> {
-        self.node.data.as_deref()
+        self.node.data()
     }
 
     /// The Stat as clients see it (ephemeralOwner 0 for TTL and container nodes).
@@ -245,7 +176,7 @@ impl<'a> NodeView<'a> {
 /// structure; `Send + Sync`, so a version can be published to every shard core.
 #[derive(Clone)]
 pub struct Tree {
-    nodes: OrdMap<Key, Arc<Node>>,
+    nodes: OrdMap<Key, Node>,
     /// Interned ACL lists and how many nodes use each.
     acls: OrdMap<Arc<Vec<Acl>>, u64>,
     /// (session, node) for ephemeral nodes.
@@ -291,13 +222,13 @@ impl Tree {
     pub fn new() -> Tree {
         let mut t = Tree::empty();
         let mut root = Node::system(t.intern_acl(Acl::open()));
-        root.num_children = 1;
+        root.meta_mut().num_children = 1;
         let mut zk = Node::system(t.intern_acl(Acl::open()));
-        zk.num_children = 2;
+        zk.meta_mut().num_children = 2;
         let quota = Node::system(t.intern_acl(Acl::open()));
         let read_only = t.intern_acl(vec![Acl::new(crate::proto::perms::READ, "world", "anyone")]);
         let mut config = Node::system(read_only);
-        config.aversion = -1;
+        config.meta_mut().aversion = -1;
         for (path, node) in [
             ("/", root),
             (ZOOKEEPER, zk),
@@ -336,7 +267,7 @@ impl Tree {
     }
 
     pub(crate) fn node(&self, path: &str) -> Option<&Node> {
-        self.nodes.get::<[u8]>(&Key::lookup(path)).map(|n| &**n)
+        self.nodes.get::<[u8]>(&Key::lookup(path))
     }
 
     pub fn last_zxid(&self) -> i64 {
@@ -486,7 +417,7 @@ impl Tree {
     pub(crate) fn insert_new(&mut self, path: &str, node: Node) {
         let key = Key::from_path(path);
         self.account_new(path, &key, &node);
-        let prev = self.nodes.insert(key, Arc::new(node));
+        let prev = self.nodes.insert(key, node);
         assert!(prev.is_none(), "insert_new over an existing node {path}");
     }
 
@@ -496,22 +427,30 @@ impl Tree {
             .data_size
             .wrapping_add(node_size(path, node.data_bytes()));
         self.digest = self.digest.wrapping_add(node_digest(path, node));
-        match NodeKind::of_owner(node.ephemeral_owner, true) {
+        if NodeKind::of_owner(node.ephemeral_owner, true) != NodeKind::Persistent {
+            self.index_new(node.ephemeral_owner, key.clone());
+        }
+    }
+
+    /// Puts a new node with this internal owner in the index of its kind
+    /// (ephemerals, containers, TTL nodes; persistent nodes have none).
+    pub(crate) fn index_new(&mut self, owner: i64, key: Key) {
+        match NodeKind::of_owner(owner, true) {
             NodeKind::Persistent => {}
             NodeKind::Ephemeral => {
-                self.ephemerals.insert((node.ephemeral_owner, key.clone()));
+                self.ephemerals.insert((owner, key));
             }
             NodeKind::Container => {
-                self.containers.insert(key.clone());
+                self.containers.insert(key);
             }
             NodeKind::Ttl(_) => {
-                self.ttls.insert(key.clone());
+                self.ttls.insert(key);
             }
         }
     }
 
     /// Removes a node; returns it. Indexes, size, digest and ACL counts follow.
-    pub(crate) fn remove_node(&mut self, path: &str) -> Option<Arc<Node>> {
+    pub(crate) fn remove_node(&mut self, path: &str) -> Option<Node> {
         let key = Key::from_path(path);
         let node = self.nodes.remove::<[u8]>(&key)?;
         self.data_size = self
@@ -534,19 +473,36 @@ impl Tree {
         Some(node)
     }
 
-    /// Changes a node in place (copying it only if another version shares it);
-    /// keeps size and digest right. Returns false if the node does not exist.
-    pub(crate) fn update_node(&mut self, path: &str, f: impl FnOnce(&mut Node)) -> bool {
+    /// Changes a node's stat fields in place (copying it only if another version
+    /// shares it); keeps size and digest right. Returns false if the node does not
+    /// exist.
+    pub(crate) fn update_node(&mut self, path: &str, f: impl FnOnce(&mut Meta)) -> bool {
         let key = Key::lookup(path);
         let Some(slot) = self.nodes.get_mut::<[u8]>(&key) else {
             return false;
         };
-        let n = Arc::make_mut(slot);
-        let old_size = node_size(path, n.data_bytes());
-        let old_digest = node_digest(path, n);
-        f(n);
-        let new_size = node_size(path, n.data_bytes());
-        let new_digest = node_digest(path, n);
+        let old_digest = node_digest(path, slot);
+        f(slot.meta_mut());
+        let new_digest = node_digest(path, slot);
+        self.digest = self
+            .digest
+            .wrapping_sub(old_digest)
+            .wrapping_add(new_digest);
+        true
+    }
+
+    /// Replaces a node's data (`None`: null), stat unchanged; keeps size and digest
+    /// right. Returns false if the node does not exist.
+    pub(crate) fn update_data(&mut self, path: &str, data: Option<&[u8]>) -> bool {
+        let key = Key::lookup(path);
+        let Some(slot) = self.nodes.get_mut::<[u8]>(&key) else {
+            return false;
+        };
+        let old_size = node_size(path, slot.data_bytes());
+        let old_digest = node_digest(path, slot);
+        *slot = slot.with_data(data);
+        let new_size = node_size(path, slot.data_bytes());
+        let new_digest = node_digest(path, slot);
         self.data_size = self.data_size.wrapping_sub(old_size).wrapping_add(new_size);
         self.digest = self
             .digest
@@ -556,8 +512,7 @@ impl Tree {
     }
 
     /// setData: new data (`None`: null) and write stamps. Builds the new node directly
-    /// instead of copying the old one (and its data) first when another version
-    /// shares it.
+    /// instead of copying the old one (and its data) first.
     pub(crate) fn replace_data(
         &mut self,
         path: &str,
@@ -570,27 +525,16 @@ impl Tree {
         let slot = self.nodes.get_mut::<[u8]>(&key)?;
         let old_size = node_size(path, slot.data_bytes());
         let old_digest = node_digest(path, slot);
-        let new = Node {
-            data: data.map(Box::from),
-            acl: slot.acl.clone(),
-            czxid: slot.czxid,
+        let meta = Meta {
             mzxid: zxid,
-            pzxid: slot.pzxid,
-            ctime: slot.ctime,
             mtime: time_ms,
             version,
-            cversion: slot.cversion,
-            aversion: slot.aversion,
-            num_children: slot.num_children,
-            ephemeral_owner: slot.ephemeral_owner,
+            ..(**slot).clone()
         };
-        let stat = new.stat();
-        let new_size = node_size(path, new.data_bytes());
-        let new_digest = node_digest(path, &new);
-        match Arc::get_mut(slot) {
-            Some(n) => *n = new,
-            None => *slot = Arc::new(new),
-        }
+        *slot = Node::new(meta, data);
+        let stat = slot.stat();
+        let new_size = node_size(path, slot.data_bytes());
+        let new_digest = node_digest(path, slot);
         self.data_size = self.data_size.wrapping_sub(old_size).wrapping_add(new_size);
         self.digest = self
             .digest

@@ -14,7 +14,7 @@ use super::acl::{check_acl, fixup_acl, redact, Caller};
 use super::quota::check_quota;
 use super::txn::{multi_failed, CreateTxn, Txn, TxnOp};
 use super::{
-    ttl_owner, Node, NodeKind, Tree, CONFIG, CONTAINER_EPHEMERAL_OWNER, QUOTA, TTL_MS_MAX,
+    ttl_owner, Meta, Node, NodeKind, Tree, CONFIG, CONTAINER_EPHEMERAL_OWNER, QUOTA, TTL_MS_MAX,
     ZOOKEEPER,
 };
 
@@ -86,7 +86,7 @@ pub fn read(tree: &Tree, caller: &Caller, req: &Request) -> Result<Response, Err
             let n = tree.node(path).ok_or(ErrorCode::NoNode)?;
             check_acl(&n.acl, perms::READ, caller)?;
             Ok(Response::Data {
-                data: n.data.as_deref().map(<[u8]>::to_vec),
+                data: n.data().map(<[u8]>::to_vec),
                 stat: n.stat(),
             })
         }
@@ -674,8 +674,7 @@ fn apply_op_events(
                 p.num_children += 1;
             });
             let acl = tree.intern_acl(c.acl.clone());
-            let node = Node {
-                data: c.data.as_deref().map(Box::from),
+            let meta = Meta {
                 acl,
                 czxid: zxid,
                 mzxid: zxid,
@@ -688,6 +687,7 @@ fn apply_op_events(
                 num_children: 0,
                 ephemeral_owner: c.ephemeral_owner,
             };
+            let node = Node::new(meta, c.data.as_deref());
             let stat = node.stat();
             tree.insert_new(&c.path, node);
             tree.quota_after_create(&c.path, data_len(&c.data));
@@ -739,14 +739,16 @@ fn apply_op_events(
         TxnOp::SetAcl { path, acl, version } => {
             let old = tree.node(path).ok_or(ErrorCode::NoNode)?.acl.clone();
             let new_acl = tree.intern_acl(acl.clone());
-            let mut stat = None;
-            tree.update_node(path, |n| {
+            let found = tree.update_node(path, |n| {
                 n.acl = new_acl;
                 n.aversion = *version;
-                stat = Some(n.stat());
             });
             tree.release_acl(&old);
-            Ok(Response::Stat(stat.ok_or(ErrorCode::NoNode)?))
+            if !found {
+                return Err(ErrorCode::NoNode);
+            }
+            let stat = tree.node(path).map(Node::stat).ok_or(ErrorCode::NoNode)?;
+            Ok(Response::Stat(stat))
         }
         TxnOp::Check { .. } => Ok(Response::Empty),
         TxnOp::Error(e) => Err(*e),

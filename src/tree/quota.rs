@@ -403,7 +403,7 @@ impl Tree {
             tracing::debug!("quota stat node {path} is missing");
             return;
         };
-        let mut st = match StatsTrack::parse(node.data.as_deref()) {
+        let mut st = match StatsTrack::parse(node.data()) {
             Ok(st) => st,
             Err(e) => {
                 tracing::warn!("quota stat node {path} left as it is: {e}");
@@ -444,8 +444,7 @@ impl Tree {
                         std::ops::Bound::Included(&prefix[..]),
                         std::ops::Bound::Unbounded,
                     ))
-                    .take_while(|(k, _)| k.as_bytes().starts_with(&prefix))
-                    .map(|(k, n)| (k, &**n)),
+                    .take_while(|(k, _)| k.as_bytes().starts_with(&prefix)),
             );
         }
         out
@@ -455,7 +454,7 @@ impl Tree {
     /// approximate data size (as the reference). False if there is no such node.
     fn set_quota_data(&mut self, path: &str, data: Vec<u8>) -> bool {
         let before = self.data_size;
-        let found = self.update_node(path, |n| n.data = Some(data.into_boxed_slice()));
+        let found = self.update_data(path, Some(&data));
         self.data_size = before;
         found
     }
@@ -518,12 +517,10 @@ fn quota_text(tree: &Tree, path: &str) -> Result<Option<StatsTrack>, ErrorCode> 
         tracing::debug!("quota node {path} is missing");
         return Ok(None);
     };
-    StatsTrack::parse(node.data.as_deref())
-        .map(Some)
-        .map_err(|e| {
-            tracing::warn!("quota node {path} does not parse: {e}");
-            ErrorCode::MarshallingError
-        })
+    StatsTrack::parse(node.data()).map(Some).map_err(|e| {
+        tracing::warn!("quota node {path} does not parse: {e}");
+        ErrorCode::MarshallingError
+    })
 }
 
 /// A hard limit (when set, it wins) fails the write; a soft one is logged.

@@ -17,13 +17,16 @@
 //! its null data into empty.
 
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::io::{Read, Write};
 use std::sync::Arc;
 
 use crate::proto::{Acl, JuteWrite, Reader};
 
+use super::digest::node_digest;
 use super::key::Key;
-use super::{Node, Tree, TreeError};
+use super::{node_size, Meta, Node, NodeKind, Tree, TreeError};
 
 const MAGIC: u64 = u64::from_be_bytes(*b"CRLTREE\x01");
 /// 2: the digest is ZooKeeper's (format 1 carried a private hash). 3: null data is
@@ -62,21 +65,27 @@ impl Tree {
         buf.extend_from_slice(&FORMAT.to_be_bytes());
         buf.put_i64(self.last_zxid);
         buf.extend_from_slice(&self.digest.to_be_bytes());
-        // ACL table: every distinct list once; nodes refer to it by index.
+        // ACL table: every distinct list once; nodes refer to it by index. Nodes
+        // hold the interned lists, so the index is found by address (hashing the
+        // list itself for each of a million nodes was a good part of the writing);
+        // by value for a list that is somehow not the interned one.
         let mut index: HashMap<&Vec<Acl>, u32> = HashMap::new();
+        let mut by_address: FxHashMap<*const Vec<Acl>, u32> = FxHashMap::default();
         buf.put_i32(self.acls.len() as i32);
         for (i, (a, _)) in self.acls.iter().enumerate() {
             index.insert(&**a, i as u32);
+            by_address.insert(Arc::as_ptr(a), i as u32);
             Acl::encode_list(a, &mut buf);
         }
         buf.extend_from_slice(&(self.nodes.len() as u64).to_be_bytes());
         cw.put(&buf)?;
         for (k, n) in self.nodes.iter() {
             buf.clear();
-            buf.put_str(&k.to_path());
-            buf.put_opt_buffer(n.data.as_deref());
-            let idx = *index
-                .get(&*n.acl)
+            k.put_path(&mut buf);
+            buf.put_opt_buffer(n.data());
+            let idx = *by_address
+                .get(&Arc::as_ptr(&n.acl))
+                .or_else(|| index.get(&*n.acl))
                 .expect("every node's ACL is in the ACL table");
             buf.extend_from_slice(&idx.to_be_bytes());
             for v in [n.czxid, n.mzxid, n.pzxid, n.ctime, n.mtime] {
@@ -102,121 +111,341 @@ impl Tree {
     }
 
     /// Loads a snapshot from its bytes (a storage layer can pass an mmapped file),
-    /// checking its checksum first, then its structure (keys in order, every node's
-    /// parent present) and its digest.
+    /// checking its checksum, its structure (keys in order, every node's parent
+    /// present) and its digest. A big snapshot is decoded on helper threads while
+    /// this one checks the checksum and builds the map (`load_body`); a
+    /// checksum mismatch is reported before anything the decoding found.
     pub fn read_snapshot_bytes(b: &[u8]) -> Result<Tree, TreeError> {
-        if b.len() < 4 {
-            return Err(TreeError::Corrupt(format!("{} bytes", b.len())));
-        }
-        let (body, tail) = b.split_at(b.len() - 4);
-        let stored = u32::from_be_bytes(tail.try_into().expect("4 bytes"));
+        // As many helpers as cores: decoding is most of the work, and this thread
+        // mostly waits for it (the map inserts and the checksum are the lighter part).
+        let workers = if b.len() >= PARALLEL_BYTES_MIN {
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .clamp(1, WORKERS_MAX)
+        } else {
+            0
+        };
+        load(b, workers, CHUNK_RECORDS)
+    }
+}
+
+/// Snapshots at least this big are decoded on helper threads.
+const PARALLEL_BYTES_MIN: usize = 1 << 20;
+/// Helper threads decoding one snapshot, at most.
+const WORKERS_MAX: usize = 4;
+/// Nodes per unit of work handed to a helper (and per batch inserted into the map).
+const CHUNK_RECORDS: usize = 4096;
+/// Decoded chunks a helper may have waiting for the map builder.
+const CHUNKS_QUEUED_MAX: usize = 4;
+/// Bytes of a node record after its path and data: ACL index, five i64 times and
+/// zxids, three i32 versions, the ephemeral owner.
+const NODE_FIXED_BYTES: usize = 4 + 5 * 8 + 3 * 4 + 8;
+
+/// [`Tree::read_snapshot_bytes`] with `workers` helper threads (0: all on this
+/// thread) decoding `chunk_records` nodes at a time.
+pub(super) fn load(b: &[u8], workers: usize, chunk_records: usize) -> Result<Tree, TreeError> {
+    if b.len() < 4 {
+        return Err(TreeError::Corrupt(format!("{} bytes", b.len())));
+    }
+    let (body, tail) = b.split_at(b.len() - 4);
+    let stored = u32::from_be_bytes(tail.try_into().expect("4 bytes"));
+    if workers == 0 {
         let computed = crc32c::crc32c(body);
         if stored != computed {
             return Err(TreeError::Checksum { stored, computed });
         }
-        let mut r = Reader::new(body);
-        let magic = r.i64()? as u64;
-        if magic != MAGIC {
-            return Err(TreeError::BadMagic(magic));
+        return load_body(body, None, 0, chunk_records);
+    }
+    // The checksum is checked while helpers decode; its verdict comes first.
+    let mut computed = 0;
+    let loaded = load_body(body, Some(&mut computed), workers, chunk_records);
+    if stored != computed {
+        return Err(TreeError::Checksum { stored, computed });
+    }
+    loaded
+}
+
+/// The header up to the node count.
+struct Header {
+    last_zxid: i64,
+    digest: u64,
+    acls: Vec<Arc<Vec<Acl>>>,
+    count: u64,
+}
+
+fn read_header(t: &mut Tree, r: &mut Reader<'_>) -> Result<Header, TreeError> {
+    let magic = r.i64()? as u64;
+    if magic != MAGIC {
+        return Err(TreeError::BadMagic(magic));
+    }
+    let format = r.i32()? as u32;
+    if !(FORMAT_READ_MIN..=FORMAT).contains(&format) {
+        return Err(TreeError::BadVersion(format));
+    }
+    let last_zxid = r.i64()?;
+    let digest = r.i64()? as u64;
+    let n_acls = r.i32()? as u32 as usize;
+    if n_acls > ACL_ENTRIES_MAX {
+        return Err(TreeError::Corrupt(format!("{n_acls} ACL lists")));
+    }
+    let mut acls = Vec::new();
+    for _ in 0..n_acls {
+        acls.push(t.intern_acl(Acl::decode_list(r)?));
+    }
+    let count = r.i64()? as u64;
+    Ok(Header {
+        last_zxid,
+        digest,
+        acls,
+        count,
+    })
+}
+
+/// Walks the node records' framing only (path and data lengths), noting where
+/// every `chunk_records`-th record starts; returns those offsets (relative to the
+/// reader's buffer) and the end of the last record.
+fn chunk_starts(
+    r: &mut Reader<'_>,
+    count: u64,
+    chunk_records: usize,
+) -> Result<Vec<usize>, TreeError> {
+    let slots = node_slots_prealloc(count, r.remaining()) / chunk_records + 1;
+    let mut starts = Vec::with_capacity(slots);
+    for i in 0..count {
+        if i % chunk_records as u64 == 0 {
+            starts.push(r.position());
         }
-        let format = r.i32()? as u32;
-        if !(FORMAT_READ_MIN..=FORMAT).contains(&format) {
-            return Err(TreeError::BadVersion(format));
-        }
-        let last_zxid = r.i64()?;
-        let stored_digest = r.i64()? as u64;
-        let n_acls = r.i32()? as u32 as usize;
-        if n_acls > ACL_ENTRIES_MAX {
-            return Err(TreeError::Corrupt(format!("{n_acls} ACL lists")));
-        }
-        let mut t = Tree::empty();
-        let mut table: Vec<Arc<Vec<Acl>>> = Vec::new();
-        for _ in 0..n_acls {
-            table.push(t.intern_acl(Acl::decode_list(&mut r)?));
-        }
-        let count = r.i64()? as u64;
-        let mut acl_uses = vec![0u64; table.len()];
-        // Children of one parent are contiguous in key order: count them in runs.
-        let mut runs: Vec<(String, i32)> = Vec::new();
-        // Nodes arrive in key order. They are collected first and inserted in two
-        // passes (even positions, then odd): sequential inserts leave imbl's B-tree
-        // leaves half full, the second pass fills every leaf without a split, which
-        // is about 40 bytes per node less after a restart.
-        let mut entries: Vec<(Key, Arc<Node>)> =
-            Vec::with_capacity(node_slots_prealloc(count, r.remaining()));
-        for _ in 0..count {
-            let path = r
-                .ustring()?
-                .ok_or_else(|| TreeError::Corrupt("null path".into()))?;
-            let data = r.buffer()?;
-            let idx = r.i32()? as u32 as usize;
-            let acl = table
-                .get(idx)
-                .ok_or_else(|| TreeError::Corrupt(format!("ACL index {idx}")))?
-                .clone();
-            acl_uses[idx] += 1;
-            let node = Node {
-                data: data.map(Box::from),
-                acl,
-                czxid: r.i64()?,
-                mzxid: r.i64()?,
-                pzxid: r.i64()?,
-                ctime: r.i64()?,
-                mtime: r.i64()?,
-                version: r.i32()?,
-                cversion: r.i32()?,
-                aversion: r.i32()?,
-                num_children: 0,
-                ephemeral_owner: r.i64()?,
-            };
-            if path != "/" {
-                if crate::proto::path::validate_path(path, false).is_err() {
-                    return Err(TreeError::Corrupt(format!("bad path {path:?}")));
-                }
-                let parent = crate::proto::path::parent(path);
-                match runs.last_mut() {
-                    Some((p, n)) if p == parent => *n += 1,
-                    _ => runs.push((parent.to_string(), 1)),
-                }
+        r.buffer()?
+            .ok_or_else(|| TreeError::Corrupt("null path".into()))?;
+        r.buffer()?;
+        r.skip(NODE_FIXED_BYTES)?;
+    }
+    starts.push(r.position());
+    Ok(starts)
+}
+
+/// Everything one chunk of node records decodes to; merged in file order.
+#[derive(Default)]
+struct Decoded<'a> {
+    entries: Vec<(Key, Node)>,
+    /// ACL table index of each entry.
+    acl_index: Vec<u32>,
+    /// Children counted per parent, runs in key order (children of one parent are
+    /// contiguous).
+    runs: Vec<(&'a str, i32)>,
+    /// Nodes that are not persistent: (owner, key).
+    special: Vec<(i64, Key)>,
+    data_size: u64,
+    digest: u64,
+}
+
+/// Decodes one chunk of well-framed node records (`chunk_starts` checked the
+/// framing): paths, order inside the chunk, ACL indexes, node digests.
+fn decode_chunk<'a>(
+    bytes: &'a [u8],
+    count: usize,
+    acls: &[Arc<Vec<Acl>>],
+) -> Result<Decoded<'a>, TreeError> {
+    let mut r = Reader::new(bytes);
+    let mut d = Decoded {
+        entries: Vec::with_capacity(count),
+        acl_index: Vec::with_capacity(count),
+        ..Decoded::default()
+    };
+    for _ in 0..count {
+        let path = r
+            .ustring()?
+            .ok_or_else(|| TreeError::Corrupt("null path".into()))?;
+        let data = r.buffer()?;
+        let idx = r.i32()? as u32;
+        let acl = acls
+            .get(idx as usize)
+            .ok_or_else(|| TreeError::Corrupt(format!("ACL index {idx}")))?
+            .clone();
+        let meta = Meta {
+            acl,
+            czxid: r.i64()?,
+            mzxid: r.i64()?,
+            pzxid: r.i64()?,
+            ctime: r.i64()?,
+            mtime: r.i64()?,
+            version: r.i32()?,
+            cversion: r.i32()?,
+            aversion: r.i32()?,
+            num_children: 0,
+            ephemeral_owner: r.i64()?,
+        };
+        let node = Node::new(meta, data);
+        if path != "/" {
+            if crate::proto::path::validate_path(path, false).is_err() {
+                return Err(TreeError::Corrupt(format!("bad path {path:?}")));
             }
-            let key = Key::from_path(path);
-            if let Some((prev, _)) = entries.last() {
-                if *prev >= key {
-                    return Err(TreeError::Corrupt(format!("{path} out of order")));
-                }
+            let parent = crate::proto::path::parent(path);
+            match d.runs.last_mut() {
+                Some((p, n)) if *p == parent => *n += 1,
+                _ => d.runs.push((parent, 1)),
             }
-            t.account_new(path, &key, &node);
-            entries.push((key, Arc::new(node)));
         }
-        if !r.is_empty() {
-            return Err(TreeError::Corrupt(format!(
-                "{} bytes after the last node",
-                r.remaining()
-            )));
+        let key = Key::from_path(path);
+        if let Some((prev, _)) = d.entries.last() {
+            if *prev >= key {
+                return Err(TreeError::Corrupt(format!("{path} out of order")));
+            }
         }
-        for (k, n) in entries.iter().step_by(2) {
+        d.data_size = d.data_size.wrapping_add(node_size(path, node.data_bytes()));
+        d.digest = d.digest.wrapping_add(node_digest(path, &node));
+        if NodeKind::of_owner(node.ephemeral_owner, true) != NodeKind::Persistent {
+            d.special.push((node.ephemeral_owner, key.clone()));
+        }
+        d.acl_index.push(idx);
+        d.entries.push((key, node));
+    }
+    Ok(d)
+}
+
+/// Header, then the nodes chunk by chunk: decoded here (`workers` 0) or on that
+/// many scoped helper threads, chunk `i` by helper `i % workers`, while this thread
+/// computes the body's crc32c into `crc` and inserts the chunks in order.
+fn load_body(
+    body: &[u8],
+    crc: Option<&mut u32>,
+    workers: usize,
+    chunk_records: usize,
+) -> Result<Tree, TreeError> {
+    let mut r = Reader::new(body);
+    let mut t = Tree::empty();
+    let h = read_header(&mut t, &mut r)?;
+    let starts = chunk_starts(&mut r, h.count, chunk_records)?;
+    if !r.is_empty() {
+        return Err(TreeError::Corrupt(format!(
+            "{} bytes after the last node",
+            r.remaining()
+        )));
+    }
+    let chunks = starts.len() - 1;
+    // Records in chunk i: all but the last chunk are full.
+    let records = |i: usize| {
+        if i + 1 < chunks {
+            chunk_records
+        } else {
+            (h.count - (i * chunk_records) as u64) as usize
+        }
+    };
+    let chunk = |i: usize| decode_chunk(&body[starts[i]..starts[i + 1]], records(i), &h.acls);
+    let mut b = Builder::new(h.acls.len());
+    if workers == 0 {
+        for i in 0..chunks {
+            b.add(&mut t, chunk(i)?)?;
+        }
+    } else {
+        std::thread::scope(|s| -> Result<(), TreeError> {
+            let mut queues = Vec::with_capacity(workers);
+            for w in 0..workers {
+                let (tx, rx) = std::sync::mpsc::sync_channel(CHUNKS_QUEUED_MAX);
+                queues.push(rx);
+                let chunk = &chunk;
+                std::thread::Builder::new()
+                    .name("corral-load".into())
+                    .spawn_scoped(s, move || {
+                        for i in (w..chunks).step_by(workers) {
+                            let d = chunk(i);
+                            let failed = d.is_err();
+                            // The builder stops listening after an error.
+                            if tx.send(d).is_err() || failed {
+                                break;
+                            }
+                        }
+                    })
+                    .map_err(TreeError::Io)?;
+            }
+            if let Some(crc) = crc {
+                *crc = crc32c::crc32c(body);
+            }
+            for i in 0..chunks {
+                let d = queues[i % workers]
+                    .recv()
+                    .expect("a helper sends every chunk it was given until one fails")?;
+                b.add(&mut t, d)?;
+            }
+            Ok(())
+        })?;
+    }
+    b.finish(t, &h)
+}
+
+/// Inserts decoded chunks into the tree in file order and keeps what spans chunks:
+/// the order across chunk boundaries, the children run still open, ACL uses.
+struct Builder<'a> {
+    runs: Vec<(&'a str, i32)>,
+    acl_uses: Vec<u64>,
+    last_key: Option<Key>,
+}
+
+impl<'a> Builder<'a> {
+    fn new(acls: usize) -> Builder<'a> {
+        Builder {
+            runs: Vec::new(),
+            acl_uses: vec![0; acls],
+            last_key: None,
+        }
+    }
+
+    fn add(&mut self, t: &mut Tree, d: Decoded<'a>) -> Result<(), TreeError> {
+        if let (Some(prev), Some((first, _))) = (&self.last_key, d.entries.first()) {
+            if prev >= first {
+                return Err(TreeError::Corrupt(format!(
+                    "{} out of order",
+                    first.to_path()
+                )));
+            }
+        }
+        self.last_key = d.entries.last().map(|(k, _)| k.clone());
+        for (p, n) in d.runs {
+            match self.runs.last_mut() {
+                Some((q, m)) if *q == p => *m += n,
+                _ => self.runs.push((p, n)),
+            }
+        }
+        for i in d.acl_index {
+            self.acl_uses[i as usize] += 1;
+        }
+        t.data_size = t.data_size.wrapping_add(d.data_size);
+        t.digest = t.digest.wrapping_add(d.digest);
+        for (owner, key) in d.special {
+            t.index_new(owner, key);
+        }
+        // Keys arrive in order. Inserted in two passes per chunk (even positions,
+        // then odd): sequential inserts leave imbl's B-tree leaves half full, the
+        // second pass fills every leaf without a split, which is about 40 bytes per
+        // node less after a restart.
+        for (k, n) in d.entries.iter().step_by(2) {
             t.nodes.insert(k.clone(), n.clone());
         }
-        for (k, n) in entries.into_iter().skip(1).step_by(2) {
+        for (k, n) in d.entries.into_iter().skip(1).step_by(2) {
             t.nodes.insert(k, n);
         }
+        Ok(())
+    }
+
+    /// Children counts, ACL reference counts, the digest check and quotas.
+    fn finish(self, mut t: Tree, h: &Header) -> Result<Tree, TreeError> {
         if t.node("/").is_none() {
             return Err(TreeError::Corrupt("no root".into()));
         }
-        for (parent, n) in runs {
-            if !t.update_node(&parent, |p| p.num_children = n) {
+        for (parent, n) in self.runs {
+            if !t.update_node(parent, |p| p.num_children = n) {
                 return Err(TreeError::Corrupt(format!("no parent {parent}")));
             }
         }
         // Count the nodes' references; drop the table's own.
-        for (a, uses) in table.iter().zip(acl_uses) {
+        for (a, uses) in h.acls.iter().zip(self.acl_uses) {
             *t.acls.get_mut(&**a).expect("interned") += uses;
             t.release_acl(a);
         }
-        t.last_zxid = last_zxid;
-        if t.digest != stored_digest {
+        t.last_zxid = h.last_zxid;
+        if t.digest != h.digest {
             return Err(TreeError::Digest {
-                stored: stored_digest,
+                stored: h.digest,
                 computed: t.digest,
             });
         }

@@ -1494,7 +1494,7 @@ fn snapshot_round_trip() {
         let p = k.to_path();
         let v = t.get(&p).unwrap();
         assert_eq!(v.stat(), n.stat(), "{p}");
-        assert_eq!(v.data(), n.data.as_deref());
+        assert_eq!(v.data(), n.data());
         assert_eq!(v.acl(), &n.acl[..]);
         assert_eq!(
             v.children().collect::<Vec<_>>(),
@@ -1531,6 +1531,101 @@ fn snapshot_corruption_is_detected() {
         assert!(
             Tree::read_snapshot(&mut &buf[..cut]).is_err(),
             "cut at {cut}"
+        );
+    }
+}
+
+/// The loader's parallel path (helpers decoding chunks while the map is built)
+/// gives the tree the sequential one does, and rejects the same damage; tiny
+/// chunks so that a small tree spans many of them and every helper.
+#[test]
+fn snapshot_loads_the_same_with_helpers_and_any_chunk_size() {
+    let mut h = H::new();
+    busy_history(&mut h);
+    for i in 0..40 {
+        h.create(&format!("/many-{i:02}"), 0).unwrap();
+    }
+    let mut buf = Vec::new();
+    h.tree.write_snapshot(&mut buf).unwrap();
+    let whole = snapshot::load(&buf, 0, usize::MAX >> 1).unwrap();
+    for (workers, chunk) in [(0, 1), (1, 1), (1, 7), (2, 3), (3, 2), (3, 1000)] {
+        let t = snapshot::load(&buf, workers, chunk).unwrap();
+        assert_eq!(t.digest(), whole.digest(), "{workers} x {chunk}");
+        assert_eq!(t.node_count(), whole.node_count());
+        assert_eq!(t.approximate_data_size(), whole.approximate_data_size());
+        assert_eq!(t.acls, whole.acls);
+        assert_eq!(t.ephemerals(), whole.ephemerals());
+        assert_eq!(
+            t.cleanup_candidates(i64::MAX),
+            whole.cleanup_candidates(i64::MAX)
+        );
+        for (k, n) in whole.nodes.iter() {
+            assert_eq!(t.node(&k.to_path()), Some(n), "{k:?}");
+        }
+        let mut again = Vec::new();
+        t.write_snapshot(&mut again).unwrap();
+        assert_eq!(again, buf);
+        for at in [
+            0,
+            9,
+            20,
+            buf.len() / 3,
+            buf.len() / 2,
+            buf.len() - 5,
+            buf.len() - 1,
+        ] {
+            let mut b = buf.clone();
+            b[at] ^= 0x40;
+            let e = snapshot::load(&b, workers, chunk).unwrap_err();
+            assert!(matches!(e, TreeError::Checksum { .. }), "flip at {at}: {e}");
+        }
+        for cut in [0, 7, buf.len() / 3, buf.len() - 1] {
+            assert!(
+                snapshot::load(&buf[..cut], workers, chunk).is_err(),
+                "cut at {cut}"
+            );
+        }
+    }
+}
+
+/// Damage under a valid checksum (a buggy writer, not the disk): each structure
+/// check still holds on the parallel path, and the first damaged node in file
+/// order is the one reported.
+#[test]
+fn snapshot_structure_checks_hold_with_helpers() {
+    let mut h = H::new();
+    for i in 0..30 {
+        h.create(&format!("/n{i:02}"), 0).unwrap();
+    }
+    let mut buf = Vec::new();
+    h.tree.write_snapshot(&mut buf).unwrap();
+    let reseal = |b: &mut Vec<u8>| {
+        let n = b.len() - 4;
+        let crc = crc32c::crc32c(&b[..n]);
+        b[n..].copy_from_slice(&crc.to_be_bytes());
+    };
+    let find = |b: &[u8], s: &[u8]| b.windows(s.len()).position(|w| w == s).unwrap();
+    // Two nodes swapped in name: out of order, inside a chunk and across chunks.
+    let mut swapped = buf.clone();
+    let (a, b) = (find(&swapped, b"/n05"), find(&swapped, b"/n06"));
+    swapped[a + 3] = b'6';
+    swapped[b + 3] = b'5';
+    reseal(&mut swapped);
+    // A path that is not valid (a relative component).
+    let mut bad_path = buf.clone();
+    let at = find(&bad_path, b"/n20");
+    bad_path[at + 2..at + 4].copy_from_slice(b"/.");
+    reseal(&mut bad_path);
+    for (workers, chunk) in [(0, 4096), (1, 1), (2, 3), (3, 6)] {
+        let e = snapshot::load(&swapped, workers, chunk).unwrap_err();
+        assert!(
+            e.to_string().contains("out of order"),
+            "{workers} x {chunk}: {e}"
+        );
+        let e = snapshot::load(&bad_path, workers, chunk).unwrap_err();
+        assert!(
+            e.to_string().contains("bad path \"/n/.\""),
+            "{workers} x {chunk}: {e}"
         );
     }
 }

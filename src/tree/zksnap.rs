@@ -27,7 +27,7 @@ use std::sync::Arc;
 use crate::proto::{Acl, Id, JuteWrite};
 
 use super::key::Key;
-use super::{Node, Tree};
+use super::{Meta, Node, Tree};
 
 #[cfg(test)]
 mod tests;
@@ -438,7 +438,7 @@ fn number_acls(tree: &Tree) -> (Vec<Arc<Vec<Acl>>>, AclIndex) {
 /// One node record: path (the root as ""), data, ACL index, StatPersisted.
 fn put_node(out: &mut Vec<u8>, key: &Key, n: &Node, acl_index: i64) {
     put_key_path(out, key);
-    out.put_opt_buffer(n.data.as_deref());
+    out.put_opt_buffer(n.data());
     out.put_i64(acl_index);
     for v in [n.czxid, n.mzxid, n.ctime, n.mtime] {
         out.put_i64(v);
@@ -892,8 +892,7 @@ impl ZkSnapDecoder {
             });
         };
         slot.uses += 1;
-        let node = Node {
-            data: rec.data.map(Box::from),
+        let meta = Meta {
             acl: slot.acl.clone(),
             czxid: rec.czxid,
             mzxid: rec.mzxid,
@@ -906,10 +905,11 @@ impl ZkSnapDecoder {
             num_children: 0,
             ephemeral_owner: rec.ephemeral_owner,
         };
+        let node = Node::new(meta, rec.data);
         // The tree's own name for the root is "/" (Tree::new inserts it so).
         let path = if rec.path.is_empty() { "/" } else { rec.path };
         self.tree.account_new(path, &key, &node);
-        self.tree.nodes.insert(key, Arc::new(node));
+        self.tree.nodes.insert(key, node);
         self.nodes_count += 1;
         Ok(())
     }
