@@ -26,19 +26,6 @@ fn stat() -> Stat {
     }
 }
 
-fn frame(xid: i32, req: &Request) -> Vec<u8> {
-    let mut v = Vec::new();
-    let at = begin_frame(&mut v);
-    RequestHeader {
-        xid,
-        opcode: req.opcode(),
-    }
-    .encode(&mut v);
-    req.encode_body(&mut v);
-    end_frame(&mut v, at);
-    v
-}
-
 fn decode_frame(buf: &[u8]) -> Request {
     let mut r = Reader::new(&buf[4..]);
     let h = RequestHeader::decode(&mut r).unwrap();
@@ -66,9 +53,9 @@ fn bench(c: &mut Criterion) {
             })
             .collect(),
     );
-    let get_buf = frame(1, &get);
-    let set_buf = frame(2, &set);
-    let multi_buf = frame(3, &multi);
+    let get_buf = get.frame(1);
+    let set_buf = set.frame(2);
+    let multi_buf = multi.frame(3);
     let data_reply = Response::Data {
         data: Some(value.clone()),
         stat: stat(),

@@ -73,20 +73,6 @@ fn tree() -> Tree {
     tree
 }
 
-/// One request frame, length prefix included, as a client sends it.
-fn frame(xid: i32, req: &Request) -> Vec<u8> {
-    let mut v = Vec::new();
-    let at = begin_frame(&mut v);
-    RequestHeader {
-        xid,
-        opcode: req.opcode(),
-    }
-    .encode(&mut v);
-    req.encode_body(&mut v);
-    end_frame(&mut v, at);
-    v
-}
-
 fn get(path: &str) -> Request {
     Request::GetData {
         path: path.to_string(),
@@ -104,11 +90,11 @@ struct Case {
 fn cases() -> Vec<Case> {
     let one = |name, req: Request| Case {
         name,
-        frames: frame(7, &req),
+        frames: req.frame(7),
         count: 1,
     };
     let batch: Vec<u8> = (0..BATCH)
-        .flat_map(|i| frame(i as i32 + 1, &get(&key(i * 151 % KEYS))))
+        .flat_map(|i| get(&key(i * 151 % KEYS)).frame(i as i32 + 1))
         .collect();
     vec![
         one("getData 100 B", get(&key(4242))),

@@ -19,8 +19,7 @@ use std::time::Duration;
 
 use common::{Decoded, Kind, RawClient, Server};
 use corral::proto::{
-    Acl, ConnectRequest, CreateKind, CreateRequest, ErrorCode, Request, RequestHeader, Response,
-    SetWatches,
+    Acl, ConnectRequest, CreateKind, CreateRequest, ErrorCode, Request, Response, SetWatches,
 };
 
 /// Data of the node the slow reader asks for: a maximal-ish reply (jute.maxbuffer
@@ -92,20 +91,6 @@ fn must(c: &mut RawClient, req: &Request, what: &str) -> Response {
     }
 }
 
-/// One length-prefixed request frame.
-fn frame(xid: i32, req: &Request) -> Vec<u8> {
-    let mut body = Vec::new();
-    RequestHeader {
-        xid,
-        opcode: req.opcode(),
-    }
-    .encode(&mut body);
-    req.encode_body(&mut body);
-    let mut f = (body.len() as i32).to_be_bytes().to_vec();
-    f.extend_from_slice(&body);
-    f
-}
-
 /// The process's resident set in bytes, or `None` once it is gone.
 fn rss_bytes(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -164,7 +149,7 @@ fn slow_reader(addr: &str, path: &str) -> (RawClient, usize) {
     while sent < SLOW_READER_REQUESTS_MAX {
         let mut chunk = Vec::new();
         for i in 0..SLOW_READER_BATCH_COUNT {
-            chunk.extend_from_slice(&frame((sent + i + 1) as i32, &get_data(path, false)));
+            chunk.extend_from_slice(&get_data(path, false).frame((sent + i + 1) as i32));
         }
         if c.send_raw(&chunk).is_err() {
             break;
@@ -347,7 +332,7 @@ fn pipelined_clients_get_every_reply(server: &Server) {
                     } else {
                         get_data(&path, false)
                     };
-                    bytes.extend_from_slice(&frame(1000 + i as i32, &req));
+                    bytes.extend_from_slice(&req.frame(1000 + i as i32));
                 }
                 c.send_raw(&bytes).unwrap();
                 for i in 0..REQUESTS_COUNT {
@@ -571,7 +556,7 @@ fn requests_behind_the_handshake_are_answered(server: &Server) {
     bytes.extend_from_slice(&(connect.len() as i32).to_be_bytes());
     bytes.extend_from_slice(&connect);
     for x in 1..=3 {
-        bytes.extend_from_slice(&frame(x, &get_data("/", false)));
+        bytes.extend_from_slice(&get_data("/", false).frame(x));
     }
     let stream = RawClient::connect_tcp(&server.addr()).unwrap();
     let mut c = RawClient::from_stream(stream);
@@ -619,7 +604,7 @@ fn paused_replies_all_arrive_in_order(server: &Server) {
         } else {
             get_data("/big2", false)
         };
-        bytes.extend_from_slice(&frame(100 + i as i32, &req));
+        bytes.extend_from_slice(&req.frame(100 + i as i32));
     }
     c.send_raw(&bytes).unwrap();
     for i in 0..REQUESTS_COUNT {

@@ -99,19 +99,6 @@ fn tree() -> Tree {
     tree
 }
 
-fn frame(xid: i32, req: &Request) -> Vec<u8> {
-    let mut v = Vec::new();
-    let at = begin_frame(&mut v);
-    RequestHeader {
-        xid,
-        opcode: req.opcode(),
-    }
-    .encode(&mut v);
-    req.encode_body(&mut v);
-    end_frame(&mut v, at);
-    v
-}
-
 fn get(path: &str) -> Request {
     Request::GetData {
         path: path.to_string(),
@@ -120,7 +107,7 @@ fn get(path: &str) -> Request {
 }
 
 fn cases() -> Vec<(&'static str, Vec<u8>)> {
-    let one = |req: Request| frame(7, &req);
+    let one = |req: Request| req.frame(7);
     let exists = Request::Exists {
         path: key(42),
         watch: false,
@@ -130,7 +117,7 @@ fn cases() -> Vec<(&'static str, Vec<u8>)> {
         watch: false,
     };
     let batch = (0..64)
-        .flat_map(|i| frame(i + 1, &get(&key(i as usize * 7))))
+        .flat_map(|i| get(&key(i as usize * 7)).frame(i + 1))
         .collect();
     vec![
         ("getData 100 B", one(get(&key(42)))),

@@ -360,6 +360,21 @@ impl Request {
         )
     }
 
+    /// One whole request frame as a client sends it (length prefix, header, body);
+    /// used by tests, benches and tools that act as clients.
+    pub fn frame(&self, xid: i32) -> Vec<u8> {
+        let mut v = Vec::new();
+        let at = super::jute::begin_frame(&mut v);
+        RequestHeader {
+            xid,
+            opcode: self.opcode(),
+        }
+        .encode(&mut v);
+        self.encode_body(&mut v);
+        super::jute::end_frame(&mut v, at);
+        v
+    }
+
     /// Encodes the request body (no header); used by tests and tools that act as clients.
     pub fn encode_body(&self, out: &mut Vec<u8>) {
         match self {
