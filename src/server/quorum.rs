@@ -28,7 +28,7 @@
 //! versioned with the txn's zxid) and proposes it marked as one; the core decides
 //! the rest. What the core proposes and activates reaches every member here: the
 //! peer transport's address book, `/zookeeper/config`, and the files
-//! (`config::dynamic`: zoo.cfg.dynamic.<version>, zoo.cfg rewritten, .next).
+//! (`config::dynamic`: `zoo.cfg.dynamic.<version>`, zoo.cfg rewritten, `.next`).
 
 use super::durable::{self, KIND_TXN};
 use super::msg::*;

@@ -315,6 +315,17 @@ pub fn recover(
         }
         None => None,
     };
+    replay_after(log_dir, snapshot, corrupt, apply)
+}
+
+/// The second half of every recovery: the log records after the loaded snapshot
+/// go to `apply`, and the whole outcome is reported.
+fn replay_after(
+    log_dir: &Path,
+    snapshot: Option<SnapshotInfo>,
+    corrupt: Vec<CorruptSnapshot>,
+    apply: impl FnMut(Record<'_>),
+) -> Result<Recovery, StorageError> {
     let (tail, replayed) = replay_log_after(log_dir, snapshot.as_ref(), &corrupt, apply)?;
     Ok(Recovery {
         snapshot,
@@ -342,13 +353,7 @@ pub fn recover_overlapped<T: Send>(
         adopt_snapshot(t);
         info
     });
-    let (tail, replayed) = replay_log_after(log_dir, snapshot.as_ref(), &corrupt, apply)?;
-    Ok(Recovery {
-        snapshot,
-        corrupt_snapshots: corrupt,
-        tail,
-        replayed,
-    })
+    replay_after(log_dir, snapshot, corrupt, apply)
 }
 
 /// The log records after `snapshot` (all of them without one) to `apply`; the
