@@ -1,6 +1,6 @@
 //! The cross-core queues of the request path: shards → sequencer (writes,
-//! connects, session touches) and sequencer → each shard (commit batches). An
-//! unbounded many-producer, one-consumer channel with no lock: a crossbeam
+//! connects, session touches) and sequencer → each shard (commit batches). A
+//! many-producer, one-consumer channel with no lock: a crossbeam
 //! `SegQueue` holds the messages, a `futures` `AtomicWaker` the consumer's waker,
 //! and an atomic count of senders tells the consumer when no message can come.
 //! Any core may send; the one core that owns the [`Receiver`] takes.
@@ -23,6 +23,12 @@
 //! first's place). Other code on that core may `try_recv` at any time. Channels
 //! off the request path (four-letter and AdminServer report replies, stop
 //! signals with several waiters) stay on flume.
+//!
+//! The bound: each channel holds at most the count of messages it was made with
+//! ([`bounded`]); a send beyond it fails with [`SendError::Full`] and the message
+//! comes back. The server sizes its channels above what the senders' own limits
+//! allow (`MESH_QUEUE_COUNT_MAX` in `server/mod.rs`), so a full queue means a
+//! stuck consumer or a bug, and the sender decides what gives way.
 
 use crossbeam::queue::SegQueue;
 use futures::task::AtomicWaker;
@@ -39,6 +45,8 @@ struct Shared<T> {
     waker: AtomicWaker,
     senders: AtomicUsize,
     receiver_alive: AtomicBool,
+    /// Messages the queue may hold; a send beyond fails.
+    count_max: usize,
 }
 
 /// The sending end; clone it for each core that sends.
@@ -51,9 +59,14 @@ pub struct Receiver<T> {
     shared: Arc<Shared<T>>,
 }
 
-/// The receiver is gone; the message comes back.
+/// Why a send failed; the message comes back either way.
 #[derive(Debug, PartialEq, Eq)]
-pub struct SendError<T>(pub T);
+pub enum SendError<T> {
+    /// The receiver is gone.
+    Disconnected(T),
+    /// The queue holds its bound of messages already.
+    Full(T),
+}
 
 /// Every sender is gone and the queue is empty.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,14 +80,15 @@ pub enum TryRecvError {
     Disconnected,
 }
 
-/// A new channel with no bound on its length: what bounds it is the senders'
-/// own limits (see the comments where the server's channels are made).
-pub fn unbounded<T>() -> (Sender<T>, Receiver<T>) {
+/// A new channel that holds at most `count_max` messages (see the module
+/// header; the server's channels are sized where they are made).
+pub fn bounded<T>(count_max: usize) -> (Sender<T>, Receiver<T>) {
     let shared = Arc::new(Shared {
         queue: SegQueue::new(),
         waker: AtomicWaker::new(),
         senders: AtomicUsize::new(1),
         receiver_alive: AtomicBool::new(true),
+        count_max,
     });
     (
         Sender {
@@ -85,11 +99,15 @@ pub fn unbounded<T>() -> (Sender<T>, Receiver<T>) {
 }
 
 impl<T> Sender<T> {
-    /// Queues `m` and wakes the receiver if it waits; fails only once the
-    /// receiver is gone.
+    /// Queues `m` and wakes the receiver if it waits; fails once the receiver
+    /// is gone, or while the queue holds its bound. With several senders the
+    /// bound may be passed by at most one message per sender racing at it.
     pub fn send(&self, m: T) -> Result<(), SendError<T>> {
         if !self.shared.receiver_alive.load(Acquire) {
-            return Err(SendError(m));
+            return Err(SendError::Disconnected(m));
+        }
+        if self.shared.queue.len() >= self.shared.count_max {
+            return Err(SendError::Full(m));
         }
         self.shared.queue.push(m);
         self.shared.waker.wake();
@@ -186,7 +204,7 @@ mod tests {
 
     #[test]
     fn messages_arrive_in_order_then_the_end_of_the_senders() {
-        let (tx, rx) = unbounded();
+        let (tx, rx) = bounded(usize::MAX);
         let tx2 = tx.clone();
         tx.send(1).unwrap();
         tx2.send(2).unwrap();
@@ -202,14 +220,30 @@ mod tests {
 
     #[test]
     fn a_send_to_a_dropped_receiver_fails_and_returns_the_message() {
-        let (tx, rx) = unbounded();
+        let (tx, rx) = bounded(usize::MAX);
         drop(rx);
-        assert_eq!(tx.send(7), Err(SendError(7)));
+        assert_eq!(tx.send(7), Err(SendError::Disconnected(7)));
+    }
+
+    /// At its bound a send fails and gives the message back; once the receiver
+    /// takes one, there is room again.
+    #[test]
+    fn a_full_queue_refuses_a_send_until_one_is_taken() {
+        let (tx, rx) = bounded(2);
+        tx.send(1).unwrap();
+        tx.clone().send(2).unwrap();
+        assert_eq!(tx.send(3), Err(SendError::Full(3)));
+        assert_eq!(rx.len(), 2);
+        assert_eq!(rx.try_recv(), Ok(1));
+        tx.send(3).unwrap();
+        assert_eq!(rx.try_recv(), Ok(2));
+        assert_eq!(rx.try_recv(), Ok(3));
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
     }
 
     #[test]
     fn an_empty_channel_with_senders_is_empty_not_ended() {
-        let (_tx, rx) = unbounded::<u8>();
+        let (_tx, rx) = bounded::<u8>(usize::MAX);
         assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
         assert_eq!(rx.len(), 0);
     }
@@ -227,7 +261,7 @@ mod tests {
         let count = Arc::new(Count(AtomicUsize::new(0)));
         let waker = futures::task::waker(count.clone());
         let mut cx = Context::from_waker(&waker);
-        let (tx, rx) = unbounded();
+        let (tx, rx) = bounded(usize::MAX);
         let mut recv = Box::pin(rx.recv_async());
         assert_eq!(recv.as_mut().poll(&mut cx), Poll::Pending);
         tx.send(1).unwrap();
@@ -257,7 +291,7 @@ mod tests {
     fn producers_on_other_threads_wake_the_waiting_consumer() {
         const PRODUCERS: u64 = 4;
         const EACH: u64 = 20_000;
-        let (tx, rx) = unbounded::<(u64, u64)>();
+        let (tx, rx) = bounded::<(u64, u64)>(usize::MAX);
         let threads: Vec<_> = (0..PRODUCERS)
             .map(|p| {
                 let tx = tx.clone();

@@ -99,6 +99,22 @@ pub enum CoreNews {
 /// How a core (or the signal thread) reports to the main thread, under its name.
 pub type ReadyTx = std::sync::mpsc::Sender<(String, CoreNews)>;
 
+/// Messages (of any kind) one cross-core queue may hold: the sequencer's inbox
+/// and each shard's. Sized above what the senders' limits allow (derived where
+/// the channels are made, in `run`), so reaching it means a core that stopped
+/// taking its inbox, or a bug: a shard then closes the connection whose request
+/// did not fit; the sequencer stops the server rather than let a shard miss a
+/// batch.
+pub const MESH_QUEUE_COUNT_MAX: usize = 1 << 22;
+
+/// The fatal error when a shard's inbox is full at a publish.
+fn shard_stuck(shard: usize) -> String {
+    format!(
+        "shard {shard} holds {MESH_QUEUE_COUNT_MAX} untaken messages (MESH_QUEUE_COUNT_MAX): \
+         it has stopped taking commits"
+    )
+}
+
 /// The channels every core holds: one into the sequencer, one into each shard.
 #[derive(Clone)]
 pub struct Mesh {
@@ -259,8 +275,9 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
     let ncpu = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    // The channels between cores are unbounded; what clients can put in them is
-    // bounded by the connection limits (shard.rs `takes_requests`). With C open
+    // The channels between cores hold at most MESH_QUEUE_COUNT_MAX messages each;
+    // what clients can put in them is bounded below that by the connection limits
+    // (shard.rs `takes_requests`). With C open
     // connections (≤ maxCnxns when set), S shard cores, O = corral.maxOutstandingPerConnection,
     // G = globalOutstandingLimit and F = jute.maxbuffer bytes per request frame:
     //
@@ -278,7 +295,10 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
     //   four-letter connection awaiting its answer: ≤ C, plus one per HTTP request
     //   in process: ≤ 2 × admin::http::CONNECTIONS_COUNT_MAX), ResetStats (one per
     //   `srst`).
-    let (seq_tx, seq_rx) = chan::unbounded();
+    // Together ≤ G + S + 3C + 2 × tickTime's touches and ticks + HTTP reports, which
+    // stays under MESH_QUEUE_COUNT_MAX while C ≤ 2^20 (Linux's default ceiling on
+    // open files, nr_open) and G ≤ 2^20.
+    let (seq_tx, seq_rx) = chan::bounded(MESH_QUEUE_COUNT_MAX);
     let mut shard_rx = Vec::new();
     let mut to_shards = Vec::new();
     for _ in 0..cfg.shard_cores {
@@ -293,7 +313,7 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
         // - Report / ResetStats: one per four-letter connection awaiting its answer
         //   (≤ C) or HTTP request in process (≤ 2 × admin::http::CONNECTIONS_COUNT_MAX)
         //   / per `crst` or `srst`.
-        let (tx, rx) = chan::unbounded();
+        let (tx, rx) = chan::bounded(MESH_QUEUE_COUNT_MAX);
         to_shards.push(tx);
         shard_rx.push(rx);
     }

@@ -840,8 +840,11 @@ impl Sequencer {
         self.stats
             .session_count
             .store(self.sessions.len() as u64, Relaxed);
-        for tx in &mesh.to_shards {
-            let _ = tx.send(ToShard::Batch(batch.clone()));
+        for (shard, tx) in mesh.to_shards.iter().enumerate() {
+            if let Err(super::chan::SendError::Full(_)) = tx.send(ToShard::Batch(batch.clone())) {
+                // A shard that misses a batch would serve a stale tree: stop instead.
+                self.fatal.get_or_insert_with(|| super::shard_stuck(shard));
+            }
         }
     }
 

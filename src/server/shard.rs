@@ -325,8 +325,13 @@ pub(super) async fn run(
             let ids: Vec<i64> = s.borrow_mut().active.drain().collect();
             if !ids.is_empty() {
                 let tx = s.borrow().mesh.to_sequencer.clone();
-                if tx.send(ToSequencer::Touch(ids)).is_err() {
-                    break;
+                match tx.send(ToSequencer::Touch(ids)) {
+                    Ok(()) => {}
+                    // A full inbox: the sessions stay active, sent on the next turn.
+                    Err(chan::SendError::Full(ToSequencer::Touch(ids))) => {
+                        s.borrow_mut().active.extend(ids)
+                    }
+                    Err(_) => break,
                 }
             }
         }
@@ -1217,11 +1222,14 @@ impl Shard {
             return;
         }
         self.conns.get_mut(&cid).unwrap().phase = Phase::Handshaking;
-        let _ = self.mesh.to_sequencer.send(ToSequencer::Connect {
+        let connect = ToSequencer::Connect {
             shard: self.id,
             conn: cid,
             req,
-        });
+        };
+        if let Err(e) = self.mesh.to_sequencer.send(connect) {
+            self.close_with(cid, &mesh_send_failed(&e));
+        }
     }
 
     fn on_request_frame(&mut self, cid: ConnId, body: &[u8]) {
@@ -1369,8 +1377,14 @@ impl Shard {
         c.enqueue(Pending::Read { xid, req, at: now }, outstanding);
     }
 
+    /// Hands a write to the sequencer; if it cannot take it, the connection is
+    /// closed (its client sees the connection lost, the write not applied), as
+    /// the write's answer would never come.
     fn send_write(&mut self, w: Box<WriteReq>) {
-        let _ = self.mesh.to_sequencer.send(ToSequencer::Write(w));
+        let cid = w.conn;
+        if let Err(e) = self.mesh.to_sequencer.send(ToSequencer::Write(w)) {
+            self.close_with(cid, &mesh_send_failed(&e));
+        }
     }
 
     /// Appends a reply now if nothing is queued ahead of it, else queues it;
@@ -2091,9 +2105,93 @@ impl Shard {
     }
 }
 
+/// What a connection's log line says when its request could not go to the
+/// sequencer.
+fn mesh_send_failed<T>(e: &chan::SendError<T>) -> String {
+    match e {
+        chan::SendError::Full(_) => format!(
+            "the sequencer's inbox is full ({} messages, MESH_QUEUE_COUNT_MAX): \
+             the request was not taken",
+            super::MESH_QUEUE_COUNT_MAX
+        ),
+        chan::SendError::Disconnected(_) => {
+            "the sequencer has stopped: the request was not taken".into()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A real shard whose sequencer inbox is full (bound 1, one message in it):
+    /// a client's handshake cannot be handed on, so its connection is closed
+    /// (the client reads the end) and the shard goes on serving; the inbox
+    /// holds no more than its bound.
+    #[test]
+    fn a_request_the_full_sequencer_inbox_cannot_take_closes_its_connection() {
+        use std::io::{Read, Write};
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let cfg = Config::parse(&format!(
+            "clientPort={port}\nclientPortAddress=127.0.0.1\ndataDir=/nonexistent\n"
+        ))
+        .unwrap();
+        let (seq_tx, seq_rx) = chan::bounded(1);
+        assert!(seq_tx.send(ToSequencer::Tick).is_ok());
+        let (shard_tx, shard_rx) = chan::bounded(16);
+        let empty = Arc::new(Batch {
+            tree: Arc::new(Tree::new()),
+            last_zxid: 0,
+            items: Vec::new(),
+        });
+        assert!(shard_tx.send(ToShard::Batch(empty)).is_ok());
+        let mesh = Mesh {
+            to_sequencer: seq_tx,
+            to_shards: vec![shard_tx.clone()],
+        };
+        let stats = Arc::new(ServerStats::new(1));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .name("shard-full-inbox-test")
+            .io_memory(256 << 10)
+            .spawn(move || run(0, Arc::new(cfg), mesh, shard_rx, stats, ready_tx, None))
+            .unwrap();
+        let (_, news) = ready_rx.recv_timeout(Duration::from_secs(20)).unwrap();
+        assert!(matches!(news, super::super::CoreNews::Up));
+
+        let mut client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut body = Vec::new();
+        proto::ConnectRequest {
+            protocol_version: 0,
+            last_zxid_seen: 0,
+            timeout_ms: 30_000,
+            session_id: 0,
+            passwd: vec![0; 16],
+            read_only: Some(false),
+        }
+        .encode(&mut body);
+        let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&body);
+        client.write_all(&frame).unwrap();
+        let mut buf = [0u8; 64];
+        assert_eq!(
+            client.read(&mut buf).unwrap(),
+            0,
+            "the connection was answered instead of closed"
+        );
+        assert_eq!(seq_rx.len(), 1, "the inbox passed its bound");
+        assert!(matches!(seq_rx.try_recv(), Ok(ToSequencer::Tick)));
+
+        assert!(shard_tx.send(ToShard::StopAccepting).is_ok());
+        assert!(shard_tx.send(ToShard::Shutdown).is_ok());
+        ex.join().unwrap().unwrap();
+    }
 
     #[test]
     fn warn_limiter_logs_once_per_interval_and_counts_the_rest() {
