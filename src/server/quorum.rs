@@ -207,7 +207,6 @@ enum Owner {
     Learner(u64),
 }
 
-/// A session handshake a learner waits on (createSession or revalidation).
 /// A batch of the core waiting for its log sync, which runs off the executor so
 /// that packets, requests and the outputs that need nothing of this batch
 /// (`Replica::take_released`) go on meanwhile: each hop of a write through this
@@ -216,11 +215,23 @@ enum Owner {
 struct HeldSync {
     ready: zab::Ready,
     done: SyncFuture,
+    /// Inputs taken since the sync began (≤ HELD_SYNC_INPUTS_COUNT_MAX).
+    inputs: usize,
 }
+
+/// Inputs (shard messages and peer events) the core takes while one log sync is
+/// out. Each may leave outputs waiting for that sync (`Replica::out`: an ACK or
+/// a reply behind the batch being synced) and appends for the next, so this
+/// bounds what a stalled disk lets pile up in the core; at the bound the core
+/// waits for the sync and takes nothing more, and the senders queue behind their
+/// own bounds (the peer links' EVENT_QUEUE_MAX, MESH_QUEUE_COUNT_MAX). Far above
+/// what one sync sees in service (≈ 1 k at 500 k inputs/s and a 2 ms fsync).
+const HELD_SYNC_INPUTS_COUNT_MAX: usize = 1 << 14;
 
 /// A log sync on a blocking thread: its result and how long the sync itself took.
 type SyncFuture = Pin<Box<dyn Future<Output = (SyncDone, Duration)>>>;
 
+/// A session handshake a learner waits on (createSession or revalidation).
 struct PendingConnect {
     route: Route,
     timeout_ms: i32,
@@ -526,6 +537,7 @@ impl Seq {
                 Tick,
             }
             let wait = next_tick.saturating_duration_since(Instant::now());
+            let taking = self.takes_input();
             let wake = {
                 let held = self.held.as_mut().map(|h| &mut h.done);
                 let synced = std::pin::pin!(async move {
@@ -537,31 +549,48 @@ impl Seq {
                 let shard = std::pin::pin!(rx.recv_async());
                 let peer = std::pin::pin!(events.recv());
                 let timer = std::pin::pin!(glommio::timer::sleep(wait));
-                let inputs = select(select(shard, peer), timer);
+                let inputs = std::pin::pin!(async move {
+                    if !taking {
+                        // HELD_SYNC_INPUTS_COUNT_MAX: only the sync may wake us.
+                        return std::future::pending().await;
+                    }
+                    match select(select(shard, peer), timer).await {
+                        Either::Left((Either::Left((m, _)), _)) => Wake::Shard(m),
+                        Either::Left((Either::Right((e, _)), _)) => Wake::Peer(e),
+                        Either::Right(_) => Wake::Tick,
+                    }
+                });
                 // A finished sync first: what waited for it (ACKs, commits) goes out.
                 match select(synced, inputs).await {
                     Either::Left((done, _)) => Wake::Synced(done),
-                    Either::Right((Either::Left((Either::Left((m, _)), _)), _)) => Wake::Shard(m),
-                    Either::Right((Either::Left((Either::Right((e, _)), _)), _)) => Wake::Peer(e),
-                    Either::Right((Either::Right(_), _)) => Wake::Tick,
+                    Either::Right((wake, _)) => wake,
                 }
             };
             let now = now_ms();
             match wake {
                 Wake::Synced(done) => self.finish_held(done, now),
                 Wake::Shard(Err(_)) | Wake::Peer(None) => return Ok(()),
-                Wake::Shard(Ok(m)) => self.handle(m, now),
-                Wake::Peer(Some(PeerEvent::Input(input))) => self.step(input),
+                Wake::Shard(Ok(m)) => {
+                    self.took_input();
+                    self.handle(m, now)
+                }
+                Wake::Peer(Some(PeerEvent::Input(input))) => {
+                    self.took_input();
+                    self.step(input)
+                }
                 Wake::Tick => {}
             }
             // Whatever woke us, both inboxes are taken (bounded), so neither clients
             // nor peers (ACKs!) wait behind a steady stream of the other.
             for _ in 1..max {
-                if self.stopping {
+                if self.stopping || !self.takes_input() {
                     break;
                 }
                 match rx.try_recv() {
-                    Ok(m) => self.handle(m, now),
+                    Ok(m) => {
+                        self.took_input();
+                        self.handle(m, now)
+                    }
                     Err(_) => break,
                 }
             }
@@ -570,8 +599,14 @@ impl Seq {
                 .store(rx.len() as u64, Relaxed);
             for _ in 1..max {
                 use futures::FutureExt;
+                if !self.takes_input() {
+                    break;
+                }
                 match events.recv().now_or_never() {
-                    Some(Some(PeerEvent::Input(i))) => self.step(i),
+                    Some(Some(PeerEvent::Input(i))) => {
+                        self.took_input();
+                        self.step(i)
+                    }
                     _ => break,
                 }
             }
@@ -599,6 +634,19 @@ impl Seq {
                 return self.stop();
             }
             glommio::yield_if_needed().await;
+        }
+    }
+
+    /// False while a held sync has seen HELD_SYNC_INPUTS_COUNT_MAX inputs.
+    fn takes_input(&self) -> bool {
+        self.held
+            .as_ref()
+            .is_none_or(|h| h.inputs < HELD_SYNC_INPUTS_COUNT_MAX)
+    }
+
+    fn took_input(&mut self) {
+        if let Some(h) = self.held.as_mut() {
+            h.inputs += 1;
         }
     }
 
@@ -667,7 +715,11 @@ impl Seq {
                 let synced = self.persist(&writes).and_then(|()| self.start_sync());
                 match synced {
                     Ok(Some(done)) => {
-                        self.held = Some(HeldSync { ready: rd, done });
+                        self.held = Some(HeldSync {
+                            ready: rd,
+                            done,
+                            inputs: 0,
+                        });
                         break;
                     }
                     Ok(None) => {}
@@ -1728,8 +1780,11 @@ impl Seq {
         self.stats
             .session_count
             .store(self.sessions.len() as u64, Relaxed);
-        for tx in &self.mesh.to_shards {
-            let _ = tx.send(ToShard::Batch(batch.clone()));
+        for (shard, tx) in self.mesh.to_shards.iter().enumerate() {
+            if let Err(super::chan::SendError::Full(_)) = tx.send(ToShard::Batch(batch.clone())) {
+                // A shard that misses a batch would serve a stale tree: stop instead.
+                self.fatal.get_or_insert_with(|| super::shard_stuck(shard));
+            }
         }
     }
 
