@@ -2334,6 +2334,43 @@ fn learner_broadcast_logs_acks_and_applies_in_order() {
     assert_eq!(drain(&mut r), vec![]);
 }
 
+/// While a batch is out for its sync, `take_released` lets go only what needs
+/// nothing of it: the answer to a looking voter (no connection) leaves; the
+/// answer to the leader's ping stays behind the held batch's ACK on the same
+/// connection, and follows it once the batch is durable.
+#[test]
+fn learner_releases_while_a_sync_is_out_but_nothing_overtakes_a_held_ack() {
+    let mut r = serving(2, disk(1, 1, &[(1, 1), (1, 2)]));
+    pkt(&mut r, 1100, C, proposal(2, 1));
+    let mut held = r.ready().expect("the proposal's batch");
+    assert_eq!(held.take_now(), vec![]);
+    assert_eq!(held.writes(), &[append(2, 1)]);
+    assert!(r.persisting());
+    pkt(&mut r, 1150, C, ping(1));
+    hear(&mut r, 1150, 1, looking(1, z(1, 1), 1, 7));
+    assert_eq!(
+        r.take_released(),
+        vec![notify(
+            1,
+            note(PeerState::Following, vote(LEADER, z(1, 2), 2), 1)
+        )]
+    );
+    assert_eq!(
+        r.take_released(),
+        vec![],
+        "the ping answer overtook the ACK"
+    );
+    assert_eq!(r.advance(held.persisted()), vec![send(C, ack(2, 1))]);
+    let after = drain(&mut r);
+    let on_c = sent_on(&after, C);
+    assert!(
+        matches!(on_c.as_slice(), [Packet::LearnerPing { .. }]),
+        "{on_c:?}"
+    );
+    // No batch out: nothing to release (the driver uses `ready`).
+    assert_eq!(r.take_released(), vec![]);
+}
+
 #[test]
 fn learner_commit_that_is_not_the_oldest_pending_goes_back_to_looking() {
     let mut r = serving(2, disk(1, 1, &[(1, 1), (1, 2)]));
