@@ -20,7 +20,7 @@ use corral::proto::jute::{begin_frame, end_frame};
 use corral::proto::{
     write_reply, xid, Acl, CreateKind, CreateRequest, Reader, ReplyHeader, Request, RequestHeader,
 };
-use corral::tree::{apply, prepare, read, serve_read_frame, Caller, Tree, TxnContext};
+use corral::tree::{build_tree, read, serve_read_frame, Caller, Tree};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 
 const KEYS: usize = 10_000;
@@ -53,24 +53,11 @@ fn create(path: &str, data: &[u8]) -> Request {
 
 /// 10 000 znodes of 100 bytes under `/k`, and `/c` with 10 children.
 fn tree() -> Tree {
-    let mut tree = Tree::new();
     let value = vec![b'x'; 100];
     let mut reqs = vec![create("/k", b""), create("/c", b"")];
     reqs.extend((0..KEYS).map(|i| create(&key(i), &value)));
     reqs.extend((0..CHILDREN).map(|i| create(&format!("/c/child-{i}"), &value)));
-    for (n, req) in reqs.iter().enumerate() {
-        let ctx = TxnContext {
-            zxid: n as i64 + 1,
-            time_ms: n as i64 + 1,
-            cxid: 1,
-            extended_types_enabled: false,
-            max_data_bytes: 0xfffff,
-            enforce_quota: false,
-        };
-        let txn = prepare(&tree, &ctx, &caller(), req);
-        assert!(apply(&mut tree, &txn).result.is_ok(), "{req:?}");
-    }
-    tree
+    build_tree(&caller(), &reqs).expect("the test tree")
 }
 
 fn get(path: &str) -> Request {

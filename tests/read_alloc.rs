@@ -16,7 +16,7 @@ use corral::proto::jute::{begin_frame, end_frame};
 use corral::proto::{
     write_reply, xid, Acl, CreateKind, CreateRequest, Reader, ReplyHeader, Request, RequestHeader,
 };
-use corral::tree::{apply, prepare, read, serve_read_frame, Caller, FrameRead, Tree, TxnContext};
+use corral::tree::{build_tree, read, serve_read_frame, Caller, FrameRead, Tree};
 
 struct Counting;
 
@@ -80,23 +80,10 @@ fn create(path: &str) -> Request {
 }
 
 fn tree() -> Tree {
-    let mut tree = Tree::new();
     let mut reqs = vec![create("/loadgen"), create("/loadgen/k"), create("/c")];
     reqs.extend((0..KEYS).map(|i| create(&key(i))));
     reqs.extend((0..10).map(|i| create(&format!("/c/child-{i}"))));
-    for (n, req) in reqs.iter().enumerate() {
-        let ctx = TxnContext {
-            zxid: n as i64 + 1,
-            time_ms: n as i64 + 1,
-            cxid: 1,
-            extended_types_enabled: false,
-            max_data_bytes: 0xfffff,
-            enforce_quota: false,
-        };
-        let txn = prepare(&tree, &ctx, &caller(), req);
-        assert!(apply(&mut tree, &txn).result.is_ok(), "{req:?}");
-    }
-    tree
+    build_tree(&caller(), &reqs).expect("the test tree")
 }
 
 fn get(path: &str) -> Request {

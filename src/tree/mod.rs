@@ -50,8 +50,8 @@ pub(crate) use acl::check_acl;
 pub use acl::{digest_id, Caller};
 pub use digest::DIGEST_VERSION;
 pub use ops::{
-    apply, apply_restored, cleanup_txn, close_session_txn, create_session_txn, prepare, read,
-    Applied, TxnContext,
+    apply, apply_restored, build_tree, cleanup_txn, close_session_txn, create_session_txn, prepare,
+    read, Applied, TxnContext,
 };
 pub use quota::{StatsTrack, StatsTrackError, LIMIT_NODE, STAT_NODE};
 pub use serve::{serve_read, serve_read_frame, FrameRead};

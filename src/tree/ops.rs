@@ -12,6 +12,7 @@ use crate::proto::{
 
 use super::acl::{check_acl, fixup_acl, redact, Caller};
 use super::quota::check_quota;
+use super::serve::{read_target, ReadCheck};
 use super::txn::{multi_failed, CreateTxn, Txn, TxnOp};
 use super::{
     ttl_owner, Meta, Node, NodeKind, Tree, CONFIG, CONTAINER_EPHEMERAL_OWNER, QUOTA, TTL_MS_MAX,
@@ -76,15 +77,11 @@ fn is_special_path(path: &str) -> bool {
 pub fn read(tree: &Tree, caller: &Caller, req: &Request) -> Result<Response, ErrorCode> {
     match req {
         Request::Exists { path, .. } => {
-            if path.contains('\0') {
-                return Err(ErrorCode::BadArguments);
-            }
-            let n = tree.node(path).ok_or(ErrorCode::NoNode)?;
+            let n = read_target(tree, caller, ReadCheck::Exists, path)?;
             Ok(Response::Stat(n.stat()))
         }
         Request::GetData { path, .. } => {
-            let n = tree.node(path).ok_or(ErrorCode::NoNode)?;
-            check_acl(&n.acl, perms::READ, caller)?;
+            let n = read_target(tree, caller, ReadCheck::Read, path)?;
             Ok(Response::Data {
                 data: n.data().map(<[u8]>::to_vec),
                 stat: n.stat(),
@@ -104,8 +101,7 @@ pub fn read(tree: &Tree, caller: &Caller, req: &Request) -> Result<Response, Err
             })
         }
         Request::GetChildren { path, .. } | Request::GetChildren2 { path, .. } => {
-            let v = tree.get(path).ok_or(ErrorCode::NoNode)?;
-            check_acl(v.acl(), perms::READ, caller)?;
+            let v = read_target(tree, caller, ReadCheck::Read, path)?;
             let children: Vec<String> = v.children().map(str::to_string).collect();
             if matches!(req, Request::GetChildren { .. }) {
                 Ok(Response::Children(children))
@@ -488,6 +484,27 @@ pub fn cleanup_txn(tree: &Tree, zxid: i64, time_ms: i64, path: &str) -> Txn {
 
 // ---------------------------------------------------------------------------------
 // apply
+
+/// A tree made by writing `reqs` in order as `caller`, at zxids 1, 2, …, with
+/// the defaults of a fresh server (no TTL nodes, jute.maxbuffer's data limit, quotas not
+/// enforced): the set-up of tests and benches. The first request that fails
+/// ends it, with its index and code.
+pub fn build_tree(caller: &Caller, reqs: &[Request]) -> Result<Tree, (usize, ErrorCode)> {
+    let mut tree = Tree::new();
+    for (n, req) in reqs.iter().enumerate() {
+        let ctx = TxnContext {
+            zxid: n as i64 + 1,
+            time_ms: n as i64 + 1,
+            cxid: 1,
+            extended_types_enabled: false,
+            max_data_bytes: 0xfffff,
+            enforce_quota: false,
+        };
+        let txn = prepare(&tree, &ctx, caller, req);
+        apply(&mut tree, &txn).result.map_err(|e| (n, e))?;
+    }
+    Ok(tree)
+}
 
 /// Applies a committed txn: the next tree version, the reply, the watch triggers.
 /// Never fails: a txn that no longer fits the tree (which prepare against the same

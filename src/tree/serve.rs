@@ -17,7 +17,7 @@ use crate::proto::read::{
 use crate::proto::{perms, write_reply, DecodeError, ErrorCode, Reader, RequestHeader};
 
 use super::acl::{check_acl, Caller};
-use super::Tree;
+use super::{NodeView, Tree};
 
 /// Appends the reply frame for `req` to `out`: the answer from `tree`, or the error
 /// reply (header only). Returns what was answered, for the shard's watch
@@ -49,25 +49,48 @@ fn encode_answer(
     match *req {
         ReadRequest::Ping => write_ping_reply(out, zxid),
         ReadRequest::Exists { path, .. } => {
-            if path.contains('\0') {
-                return Err(ErrorCode::BadArguments);
-            }
-            let n = tree.get(path).ok_or(ErrorCode::NoNode)?;
+            let n = read_target(tree, caller, ReadCheck::Exists, path)?;
             write_stat_reply(out, xid, zxid, &n.stat());
         }
         ReadRequest::GetData { path, .. } => {
-            let n = tree.get(path).ok_or(ErrorCode::NoNode)?;
-            check_acl(n.acl(), perms::READ, caller)?;
+            let n = read_target(tree, caller, ReadCheck::Read, path)?;
             write_data_reply(out, xid, zxid, n.data(), &n.stat());
         }
         ReadRequest::GetChildren { path, .. } | ReadRequest::GetChildren2 { path, .. } => {
-            let n = tree.get(path).ok_or(ErrorCode::NoNode)?;
-            check_acl(n.acl(), perms::READ, caller)?;
+            let n = read_target(tree, caller, ReadCheck::Read, path)?;
             let stat = matches!(req, ReadRequest::GetChildren2 { .. }).then(|| n.stat());
             write_children_reply(out, xid, zxid, n.children(), stat.as_ref());
         }
     }
     Ok(())
+}
+
+/// Which checks a read of one znode makes, as the reference: `exists` needs no
+/// permission but refuses a NUL in the path (BadArguments); getData and
+/// getChildren(2) need READ (a malformed path is simply NoNode).
+#[derive(Clone, Copy)]
+pub(super) enum ReadCheck {
+    Exists,
+    Read,
+}
+
+/// The znode a read of `path` answers from, or the error that decides it: the
+/// one place these checks live, for the borrowed path ([`serve_read`]) and the
+/// owned one ([`super::read`], multiRead's ops included).
+pub(super) fn read_target<'t>(
+    tree: &'t Tree,
+    caller: &Caller,
+    check: ReadCheck,
+    path: &str,
+) -> Result<NodeView<'t>, ErrorCode> {
+    if matches!(check, ReadCheck::Exists) && path.contains('\0') {
+        return Err(ErrorCode::BadArguments);
+    }
+    let n = tree.get(path).ok_or(ErrorCode::NoNode)?;
+    if matches!(check, ReadCheck::Read) {
+        check_acl(n.acl(), perms::READ, caller)?;
+    }
+    Ok(n)
 }
 
 /// What [`serve_read_frame`] did with one frame.
@@ -115,7 +138,7 @@ pub fn serve_read_frame<'a>(
 mod tests {
     use super::*;
     use crate::proto::{Acl, CreateKind, CreateRequest, Id, Request};
-    use crate::tree::{apply, prepare, read, TxnContext};
+    use crate::tree::{build_tree, read};
 
     fn create(path: &str, data: Option<&[u8]>, acl: Vec<Acl>) -> Request {
         Request::Create(CreateRequest {
@@ -129,7 +152,6 @@ mod tests {
     }
 
     fn tree() -> Tree {
-        let mut t = Tree::new();
         let secret = vec![Acl::new(perms::ALL, "digest", "u:x")];
         let owner = [Id::new("digest", "u:x")];
         let reqs = [
@@ -140,19 +162,7 @@ mod tests {
             create("/secret", Some(b"s"), secret),
             create("/secret/kid", Some(b"k"), Acl::open()),
         ];
-        for (i, req) in reqs.iter().enumerate() {
-            let ctx = TxnContext {
-                zxid: i as i64 + 1,
-                time_ms: 1000 + i as i64,
-                cxid: 1,
-                extended_types_enabled: false,
-                max_data_bytes: 1 << 20,
-                enforce_quota: false,
-            };
-            let txn = prepare(&t, &ctx, &caller(&owner), req);
-            assert!(apply(&mut t, &txn).result.is_ok(), "{req:?}");
-        }
-        t
+        build_tree(&caller(&owner), &reqs).expect("the test tree")
     }
 
     fn caller(ids: &[Id]) -> Caller<'_> {
