@@ -28,7 +28,9 @@ loadgen="$target_dir/release/loadgen"
 corral="$target_dir/release/corral"
 failover="$target_dir/release/failover"
 
-work="$(mktemp -d /tmp/corral-bench.XXXXXX)"
+# BENCH_TMPDIR: where the servers' data dirs go (/tmp; /dev/shm stands in for a disk whose
+# fsync costs next to nothing, e.g. NVMe with power-loss protection).
+work="$(mktemp -d "${BENCH_TMPDIR:-/tmp}/corral-bench.XXXXXX")"
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done

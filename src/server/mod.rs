@@ -30,6 +30,7 @@ mod sequencer;
 mod shard;
 pub mod shutdown;
 pub mod stats;
+mod sync_place;
 pub mod tls;
 
 use crate::config::Config;

@@ -14,8 +14,9 @@
 //!   learner: request → REQUEST to the leader (sessions, syncs, writes); the txn it
 //!            commits is applied here and answers the local client that sent it
 //!   every batch of applied txns → one published tree version to every shard
-//!   the core's log writes → appended here, fsynced on a blocking thread while
-//!            packets and requests go on (`HeldSync`)
+//!   the core's log writes → appended here, fsynced inline while syncs are fast,
+//!            else on a blocking thread while packets and requests go on
+//!            (`HeldSync`; `server::sync_place` decides)
 //! ```
 //!
 //! State: `committed` is the tree every shard reads (only committed txns); a leader
@@ -282,6 +283,8 @@ struct Seq {
     stopping: bool,
     /// The core's batch whose log sync runs on a blocking thread (see `pump`).
     held: Option<HeldSync>,
+    /// Inline or on the blocking pool: where the next log sync runs.
+    sync_place: super::sync_place::SyncPlace,
     // reconfig
     reconfig_enabled: bool,
     standalone_enabled: bool,
@@ -502,6 +505,7 @@ impl Seq {
             fatal: None,
             stopping: false,
             held: None,
+            sync_place: Default::default(),
             reconfig_enabled: q.reconfig_enabled,
             standalone_enabled: q.standalone_enabled,
             dynamic_files,
@@ -801,15 +805,25 @@ impl Seq {
         Ok(())
     }
 
-    /// The sync of what `persist` appended: `None` when nothing waits for the
-    /// disk (done inline, as with forceSync=no), else its result to come from a
-    /// blocking thread.
+    /// The sync of what `persist` appended: `None` when it is done already
+    /// (forceSync=no, or a fast disk: `sync_place`), else its result to come
+    /// from a blocking thread.
     fn start_sync(&mut self) -> Result<Option<SyncFuture>, String> {
         let Some(job) = self.log.begin_sync().map_err(|e| e.to_string())? else {
             return Ok(None);
         };
         if !job.needs_blocking_thread() {
             let done = job.run();
+            self.log.finish_sync(done).map_err(|e| e.to_string())?;
+            return Ok(None);
+        }
+        if self.sync_place.inline() {
+            // Fast syncs: cheaper here than a hand-off (server::sync_place).
+            let started = Instant::now();
+            let done = job.run();
+            let took = started.elapsed();
+            self.sync_place.synced(took);
+            self.stats.record_log_sync(took);
             self.log.finish_sync(done).map_err(|e| e.to_string())?;
             return Ok(None);
         }
@@ -826,6 +840,7 @@ impl Seq {
     /// batch is durable, and what waited for it goes out.
     fn finish_held(&mut self, (done, took): (SyncDone, Duration), now: i64) {
         let h = self.held.take().expect("a sync was out");
+        self.sync_place.synced(took);
         self.stats.record_log_sync(took);
         if let Err(e) = self.log.finish_sync(done) {
             self.fatal = Some(format!("cannot make the log durable: {e}"));
