@@ -258,12 +258,16 @@ impl Default for Config {
     }
 }
 
-/// One shard per core, the sequencer sharing a core with shard 0 when there are
-/// only one or two: the sequencer is mostly idle between batches.
+/// One executor thread per core: the sequencer has a core of its own and the
+/// shards the others (one shard on one or two cores). Measured on 2 cores
+/// (PERF.md, "One executor per core"): two shards beside the sequencer, three busy
+/// threads on two cores, cost 40-75 % more CPU per read and per 4 × 1 write
+/// than one shard, in context switches and the wake-ups between them.
 fn default_shard_cores() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
+        .saturating_sub(1)
         .clamp(1, 64)
 }
 

@@ -795,6 +795,9 @@ fn member_cfg(m: &Member, servers: &str, cfg_extra: &str) -> String {
     if m.role == Role::Observer {
         cfg.push_str("peerType=observer\n");
     }
+    if m.kind == Kind::Corral {
+        cfg.push_str(super::SHARD_CORES_CFG);
+    }
     for line in cfg_extra.lines() {
         cfg.push_str(line);
         cfg.push('\n');

@@ -303,6 +303,12 @@ impl Server {
     }
 }
 
+/// Two shard cores whatever the machine's CPU count (the default is CPUs − 1), so
+/// the paths between shards (a write taken on one shard, its watch or session on
+/// another) are covered on any machine; a test's own `cfg_extra`, written after,
+/// may say otherwise (client.rs runs its suite on one shard too).
+pub const SHARD_CORES_CFG: &str = "corral.shardCores=2\n";
+
 /// The command that runs corral (`corral server --config FILE`).
 pub fn corral_command(cfg_path: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_corral"));
@@ -435,6 +441,7 @@ impl Server {
         // As for the reference: no AdminServer on the shared port 8080 unless a
         // test asks for one (on a free port) in `cfg_extra`.
         cfg.push_str("admin.enableServer=false\n");
+        cfg.push_str(SHARD_CORES_CFG);
         cfg.push_str(cfg_extra);
         let cfg_path = dir.path().join("corral.cfg");
         std::fs::write(&cfg_path, cfg).unwrap();
