@@ -190,17 +190,8 @@ impl Conn {
             issued: 0,
             w,
         };
-        let at = begin_frame(&mut c.out);
-        ConnectRequest {
-            protocol_version: 0,
-            last_zxid_seen: 0,
-            timeout_ms: c.w.session_timeout_ms,
-            session_id: 0,
-            passwd: vec![0; 16],
-            read_only: Some(false),
-        }
-        .encode(&mut c.out);
-        end_frame(&mut c.out, at);
+        let hello = ConnectRequest::new_session(c.w.session_timeout_ms).frame();
+        c.out.extend_from_slice(&hello);
         c
     }
 

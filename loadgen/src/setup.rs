@@ -73,19 +73,7 @@ pub struct SyncClient {
 impl SyncClient {
     pub fn connect(addr: &str, timeout: Duration) -> Result<SyncClient, SetupError> {
         let mut stream = connect(addr, timeout)?;
-        let mut out = Vec::new();
-        let at = begin_frame(&mut out);
-        ConnectRequest {
-            protocol_version: 0,
-            last_zxid_seen: 0,
-            timeout_ms: 30_000,
-            session_id: 0,
-            passwd: vec![0; 16],
-            read_only: Some(false),
-        }
-        .encode(&mut out);
-        end_frame(&mut out, at);
-        stream.write_all(&out)?;
+        stream.write_all(&ConnectRequest::new_session(30_000).frame())?;
         let frame = read_frame(&mut stream)?;
         let resp = ConnectResponse::decode(&mut Reader::new(&frame))?;
         if resp.session_id == 0 {

@@ -508,6 +508,28 @@ pub struct ConnectRequest {
 }
 
 impl ConnectRequest {
+    /// What a client sends to start a new session asking for `timeout_ms`: no
+    /// session, no zxid seen, an empty password, not read-only.
+    pub fn new_session(timeout_ms: i32) -> Self {
+        ConnectRequest {
+            protocol_version: 0,
+            last_zxid_seen: 0,
+            timeout_ms,
+            session_id: 0,
+            passwd: vec![0; 16],
+            read_only: Some(false),
+        }
+    }
+
+    /// The whole handshake frame as a client sends it (length prefix included).
+    pub fn frame(&self) -> Vec<u8> {
+        let mut v = Vec::new();
+        let at = super::jute::begin_frame(&mut v);
+        self.encode(&mut v);
+        super::jute::end_frame(&mut v, at);
+        v
+    }
+
     pub fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let protocol_version = r.i32()?;
         let last_zxid_seen = r.i64()?;

@@ -2166,19 +2166,9 @@ mod tests {
         client
             .set_read_timeout(Some(Duration::from_secs(20)))
             .unwrap();
-        let mut body = Vec::new();
-        proto::ConnectRequest {
-            protocol_version: 0,
-            last_zxid_seen: 0,
-            timeout_ms: 30_000,
-            session_id: 0,
-            passwd: vec![0; 16],
-            read_only: Some(false),
-        }
-        .encode(&mut body);
-        let mut frame = (body.len() as u32).to_be_bytes().to_vec();
-        frame.extend_from_slice(&body);
-        client.write_all(&frame).unwrap();
+        client
+            .write_all(&proto::ConnectRequest::new_session(30_000).frame())
+            .unwrap();
         let mut buf = [0u8; 64];
         assert_eq!(
             client.read(&mut buf).unwrap(),
