@@ -812,14 +812,7 @@ impl RawClient {
         timeout_ms: i32,
     ) -> io::Result<RawClient> {
         let mut c = Self::connect_tls(addr, config)?;
-        let resp = c.zk_handshake(&ConnectRequest {
-            protocol_version: 0,
-            last_zxid_seen: 0,
-            timeout_ms,
-            session_id: 0,
-            passwd: vec![0; 16],
-            read_only: Some(false),
-        })?;
+        let resp = c.zk_handshake(&ConnectRequest::new_session(timeout_ms))?;
         if resp.session_id == 0 {
             return Err(io::Error::other("the server refused a new session"));
         }
@@ -840,14 +833,7 @@ impl RawClient {
 
     /// Connects and creates a new session with the given timeout.
     pub fn connect(addr: &str, timeout_ms: i32) -> RawClient {
-        let req = ConnectRequest {
-            protocol_version: 0,
-            last_zxid_seen: 0,
-            timeout_ms,
-            session_id: 0,
-            passwd: vec![0; 16],
-            read_only: Some(false),
-        };
+        let req = ConnectRequest::new_session(timeout_ms);
         let (c, resp) = RawClient::handshake(addr, &req).expect("handshake");
         assert_ne!(resp.session_id, 0, "server refused a new session: {resp:?}");
         c
