@@ -208,6 +208,14 @@ enum Owner {
     Learner(u64),
 }
 
+/// What ended the quorum core's wait (`Seq::next_wake`).
+enum Wake {
+    Synced((SyncDone, Duration)),
+    Shard(Result<ToSequencer, super::chan::RecvError>),
+    Peer(Option<PeerEvent>),
+    Tick,
+}
+
 /// A batch of the core waiting for its log sync, which runs off the executor so
 /// that packets, requests and the outputs that need nothing of this batch
 /// (`Replica::take_released`) go on meanwhile: each hop of a write through this
@@ -533,43 +541,7 @@ impl Seq {
         let housekeeping_every = Duration::from_millis((self.cfg.tick_time_ms as u64 / 2).max(10));
         let mut next_housekeeping = Instant::now() + housekeeping_every;
         loop {
-            use futures::future::{select, Either};
-            enum Wake {
-                Synced((SyncDone, Duration)),
-                Shard(Result<ToSequencer, super::chan::RecvError>),
-                Peer(Option<PeerEvent>),
-                Tick,
-            }
-            let wait = next_tick.saturating_duration_since(Instant::now());
-            let taking = self.takes_input();
-            let wake = {
-                let held = self.held.as_mut().map(|h| &mut h.done);
-                let synced = std::pin::pin!(async move {
-                    match held {
-                        Some(done) => done.await,
-                        None => std::future::pending().await,
-                    }
-                });
-                let shard = std::pin::pin!(rx.recv_async());
-                let peer = std::pin::pin!(events.recv());
-                let timer = std::pin::pin!(glommio::timer::sleep(wait));
-                let inputs = std::pin::pin!(async move {
-                    if !taking {
-                        // HELD_SYNC_INPUTS_COUNT_MAX: only the sync may wake us.
-                        return std::future::pending().await;
-                    }
-                    match select(select(shard, peer), timer).await {
-                        Either::Left((Either::Left((m, _)), _)) => Wake::Shard(m),
-                        Either::Left((Either::Right((e, _)), _)) => Wake::Peer(e),
-                        Either::Right(_) => Wake::Tick,
-                    }
-                });
-                // A finished sync first: what waited for it (ACKs, commits) goes out.
-                match select(synced, inputs).await {
-                    Either::Left((done, _)) => Wake::Synced(done),
-                    Either::Right((wake, _)) => wake,
-                }
-            };
+            let wake = self.next_wake(&rx, &events, next_tick).await;
             let now = now_ms();
             match wake {
                 Wake::Synced(done) => self.finish_held(done, now),
@@ -584,36 +556,7 @@ impl Seq {
                 }
                 Wake::Tick => {}
             }
-            // Whatever woke us, both inboxes are taken (bounded), so neither clients
-            // nor peers (ACKs!) wait behind a steady stream of the other.
-            for _ in 1..max {
-                if self.stopping || !self.takes_input() {
-                    break;
-                }
-                match rx.try_recv() {
-                    Ok(m) => {
-                        self.took_input();
-                        self.handle(m, now)
-                    }
-                    Err(_) => break,
-                }
-            }
-            self.stats
-                .sequencer_inbox_depth
-                .store(rx.len() as u64, Relaxed);
-            for _ in 1..max {
-                use futures::FutureExt;
-                if !self.takes_input() {
-                    break;
-                }
-                match events.recv().now_or_never() {
-                    Some(Some(PeerEvent::Input(i))) => {
-                        self.took_input();
-                        self.step(i)
-                    }
-                    _ => break,
-                }
-            }
+            self.take_inboxes(&rx, &events, max, now);
             // Timers run whatever woke us: under a steady stream of requests or
             // packets the timer branch above may never win the select, and a
             // leader that stops pinging loses its followers.
@@ -638,6 +581,84 @@ impl Seq {
                 return self.stop();
             }
             glommio::yield_if_needed().await;
+        }
+    }
+
+    /// Waits for what comes first: the held sync's end (first, so what waited
+    /// for it goes out), a shard message, a peer event or the tick; only the
+    /// sync while HELD_SYNC_INPUTS_COUNT_MAX inputs came during it.
+    async fn next_wake(
+        &mut self,
+        rx: &super::chan::Receiver<ToSequencer>,
+        events: &LocalReceiver<PeerEvent>,
+        next_tick: Instant,
+    ) -> Wake {
+        use futures::future::{select, Either};
+        let wait = next_tick.saturating_duration_since(Instant::now());
+        let taking = self.takes_input();
+        let held = self.held.as_mut().map(|h| &mut h.done);
+        let synced = std::pin::pin!(async move {
+            match held {
+                Some(done) => done.await,
+                None => std::future::pending().await,
+            }
+        });
+        let shard = std::pin::pin!(rx.recv_async());
+        let peer = std::pin::pin!(events.recv());
+        let timer = std::pin::pin!(glommio::timer::sleep(wait));
+        let inputs = std::pin::pin!(async move {
+            if !taking {
+                return std::future::pending().await;
+            }
+            match select(select(shard, peer), timer).await {
+                Either::Left((Either::Left((m, _)), _)) => Wake::Shard(m),
+                Either::Left((Either::Right((e, _)), _)) => Wake::Peer(e),
+                Either::Right(_) => Wake::Tick,
+            }
+        });
+        match select(synced, inputs).await {
+            Either::Left((done, _)) => Wake::Synced(done),
+            Either::Right((wake, _)) => wake,
+        }
+    }
+
+    /// Whatever woke the core, both inboxes are taken (up to `max` each, and
+    /// HELD_SYNC_INPUTS_COUNT_MAX while a sync is out), so neither clients nor
+    /// peers (ACKs!) wait behind a steady stream of the other.
+    fn take_inboxes(
+        &mut self,
+        rx: &super::chan::Receiver<ToSequencer>,
+        events: &LocalReceiver<PeerEvent>,
+        max: usize,
+        now: i64,
+    ) {
+        use futures::FutureExt;
+        for _ in 1..max {
+            if self.stopping || !self.takes_input() {
+                break;
+            }
+            match rx.try_recv() {
+                Ok(m) => {
+                    self.took_input();
+                    self.handle(m, now)
+                }
+                Err(_) => break,
+            }
+        }
+        self.stats
+            .sequencer_inbox_depth
+            .store(rx.len() as u64, Relaxed);
+        for _ in 1..max {
+            if !self.takes_input() {
+                break;
+            }
+            match events.recv().now_or_never() {
+                Some(Some(PeerEvent::Input(i))) => {
+                    self.took_input();
+                    self.step(i)
+                }
+                _ => break,
+            }
         }
     }
 
