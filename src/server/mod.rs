@@ -298,7 +298,7 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
     //   `srst`).
     // Together ≤ G + S + 3C + 2 × tickTime's touches and ticks + HTTP reports, which
     // stays under MESH_QUEUE_COUNT_MAX while C ≤ 2^20 (Linux's default ceiling on
-    // open files, nr_open) and G ≤ 2^20.
+    // open files, nr_open) and G ≤ 2^19 (3 × 2^20 + 2^19 leaves 2^19 for the rest).
     let (seq_tx, seq_rx) = chan::bounded(MESH_QUEUE_COUNT_MAX);
     let mut shard_rx = Vec::new();
     let mut to_shards = Vec::new();
