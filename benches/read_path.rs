@@ -17,9 +17,7 @@
 //! `cargo bench --bench read_path` (PERF.md, "Read path: criterion benches").
 
 use corral::proto::jute::{begin_frame, end_frame};
-use corral::proto::{
-    write_reply, xid, Acl, CreateKind, CreateRequest, Reader, ReplyHeader, Request, RequestHeader,
-};
+use corral::proto::{write_reply, xid, Reader, ReplyHeader, Request, RequestHeader};
 use corral::tree::{build_tree, read, serve_read_frame, Caller, Tree};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 
@@ -27,37 +25,22 @@ const KEYS: usize = 10_000;
 const CHILDREN: usize = 10;
 const BATCH: usize = 64;
 const ZXID: i64 = 0x1_0000_2a00;
-
-fn caller() -> Caller<'static> {
-    Caller {
-        session_id: 0x100_0000_0001,
-        ids: &[],
-        is_super: false,
-    }
-}
+const SESSION: i64 = 0x100_0000_0001;
 
 fn key(i: usize) -> String {
     format!("/k/{i:010}")
 }
 
-fn create(path: &str, data: &[u8]) -> Request {
-    Request::Create(CreateRequest {
-        kind: CreateKind::Create,
-        path: path.to_string(),
-        data: Some(data.to_vec()),
-        acl: Acl::open(),
-        flags: 0,
-        ttl: -1,
-    })
-}
-
 /// 10 000 znodes of 100 bytes under `/k`, and `/c` with 10 children.
 fn tree() -> Tree {
     let value = vec![b'x'; 100];
-    let mut reqs = vec![create("/k", b""), create("/c", b"")];
-    reqs.extend((0..KEYS).map(|i| create(&key(i), &value)));
-    reqs.extend((0..CHILDREN).map(|i| create(&format!("/c/child-{i}"), &value)));
-    build_tree(&caller(), &reqs).expect("the test tree")
+    let mut reqs = vec![
+        Request::create_open("/k", b""),
+        Request::create_open("/c", b""),
+    ];
+    reqs.extend((0..KEYS).map(|i| Request::create_open(&key(i), &value)));
+    reqs.extend((0..CHILDREN).map(|i| Request::create_open(&format!("/c/child-{i}"), &value)));
+    build_tree(&Caller::unauthenticated(SESSION), &reqs).expect("the test tree")
 }
 
 fn get(path: &str) -> Request {
@@ -144,7 +127,7 @@ fn serve_owned(tree: &Tree, caller: &Caller, body: &[u8], out: &mut Vec<u8>) {
 
 fn bench(c: &mut Criterion) {
     let tree = tree();
-    let caller = caller();
+    let caller = Caller::unauthenticated(SESSION);
     let mut g = c.benchmark_group("read_path");
     for case in cases() {
         g.throughput(Throughput::Elements(case.count as u64));

@@ -3,7 +3,7 @@
 //! read, on a tree of 10 000 keys of 100 bytes, plus 90/10 and 50/50 read/write mixes
 //! driven through the same calls in one thread.
 
-use corral::proto::{Acl, CreateKind, CreateRequest, Request};
+use corral::proto::Request;
 use corral::tree::{apply, prepare, read, Caller, Tree, TxnContext};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 
@@ -14,14 +14,6 @@ struct World {
     zxid: i64,
     paths: Vec<String>,
     value: Vec<u8>,
-}
-
-fn caller() -> Caller<'static> {
-    Caller {
-        session_id: 0,
-        ids: &[],
-        is_super: false,
-    }
 }
 
 impl World {
@@ -39,7 +31,7 @@ impl World {
 
     fn write(&mut self, req: &Request) {
         let ctx = self.ctx();
-        let txn = prepare(&self.tree, &ctx, &caller(), req);
+        let txn = prepare(&self.tree, &ctx, &Caller::unauthenticated(0), req);
         let applied = apply(&mut self.tree, &txn);
         assert!(applied.result.is_ok(), "{req:?} -> {:?}", applied.result);
         black_box(applied);
@@ -52,25 +44,14 @@ impl World {
             paths: (0..KEYS).map(|i| format!("/k/{i:010}")).collect(),
             value: vec![b'x'; 100],
         };
-        w.write(&create("/k", b""));
+        w.write(&Request::create_open("/k", b""));
         for i in 0..KEYS {
-            let req = create(&w.paths[i].clone(), &w.value.clone());
+            let req = Request::create_open(&w.paths[i].clone(), &w.value.clone());
             w.write(&req);
         }
         assert!(w.tree.node_count() >= KEYS);
         w
     }
-}
-
-fn create(path: &str, data: &[u8]) -> Request {
-    Request::Create(CreateRequest {
-        kind: CreateKind::Create,
-        path: path.to_string(),
-        data: Some(data.to_vec()),
-        acl: Acl::open(),
-        flags: 0,
-        ttl: -1,
-    })
 }
 
 fn set(w: &World, i: usize) -> Request {
@@ -98,7 +79,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function("read getData (10k keys)", |b| {
         b.iter(|| {
             i += 1;
-            black_box(read(&w.tree, &caller(), &gets[i % gets.len()]).unwrap())
+            black_box(read(&w.tree, &Caller::unauthenticated(0), &gets[i % gets.len()]).unwrap())
         })
     });
     g.bench_function("prepare setData", |b| {
@@ -112,7 +93,12 @@ fn bench(c: &mut Criterion) {
                 max_data_bytes: 0xfffff,
                 enforce_quota: false,
             };
-            black_box(prepare(&w.tree, &ctx, &caller(), &sets[i % sets.len()]))
+            black_box(prepare(
+                &w.tree,
+                &ctx,
+                &Caller::unauthenticated(0),
+                &sets[i % sets.len()],
+            ))
         })
     });
     g.bench_function("prepare + apply setData", |b| {
@@ -139,7 +125,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             n += 1;
             let p = format!("/k/tmp{n}");
-            w.write(&create(&p, b"v"));
+            w.write(&Request::create_open(&p, b"v"));
             w.write(&Request::Delete {
                 path: p,
                 version: -1,
@@ -151,7 +137,9 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 i += 1;
                 if (i * 37) % 100 < read_pct {
-                    black_box(read(&w.tree, &caller(), &gets[i % gets.len()]).unwrap());
+                    black_box(
+                        read(&w.tree, &Caller::unauthenticated(0), &gets[i % gets.len()]).unwrap(),
+                    );
                 } else {
                     let req = &sets[i % sets.len()];
                     w.write(req);

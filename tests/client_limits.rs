@@ -18,9 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Decoded, Kind, RawClient, Server};
-use corral::proto::{
-    Acl, ConnectRequest, CreateKind, CreateRequest, ErrorCode, Request, Response, SetWatches,
-};
+use corral::proto::{ConnectRequest, ErrorCode, Request, Response, SetWatches};
 
 /// Data of the node the slow reader asks for: a maximal-ish reply (jute.maxbuffer
 /// is 1 MiB − 1 on both servers).
@@ -54,17 +52,6 @@ const CLOSE_WAIT: Duration = Duration::from_secs(10);
 /// Bounded retries while the server notices a closed connection.
 const RETRIES_MAX: usize = 100;
 const RETRY_GAP: Duration = Duration::from_millis(100);
-
-fn create(path: &str, data: &[u8]) -> Request {
-    Request::Create(CreateRequest {
-        kind: CreateKind::Create,
-        path: path.into(),
-        data: Some(data.to_vec()),
-        acl: Acl::open(),
-        flags: 0,
-        ttl: -1,
-    })
-}
 
 fn get_data(path: &str, watch: bool) -> Request {
     Request::GetData {
@@ -173,7 +160,11 @@ fn slow_reader_case(server: &Server) -> SlowReaderRun {
     let pid = server.pid().expect("server pid");
     let mut normal = RawClient::connect(&addr, 20_000);
     let big = vec![b'x'; BIG_NODE_BYTES];
-    must(&mut normal, &create("/big", &big), "create /big");
+    must(
+        &mut normal,
+        &Request::create_open("/big", &big),
+        "create /big",
+    );
     let Response::Data { data, .. } = must(&mut normal, &get_data("/big", false), "warm-up") else {
         panic!("getData /big: not a data reply");
     };
@@ -267,9 +258,13 @@ fn unread_events_over_the_hard_limit_close_only_that_connection() {
     );
     let addr = server.addr();
     let mut writer = RawClient::connect(&addr, 20_000);
-    must(&mut writer, &create("/ev", b""), "create /ev");
+    must(&mut writer, &Request::create_open("/ev", b""), "create /ev");
     let child = format!("/ev/{}", "n".repeat(NAME_BYTES));
-    must(&mut writer, &create(&child, b""), "create the child");
+    must(
+        &mut writer,
+        &Request::create_open(&child, b""),
+        "create the child",
+    );
     let mut watcher = RawClient::connect(&addr, 20_000);
     let add = Request::AddWatch {
         path: "/ev".into(),
@@ -313,14 +308,18 @@ fn pipelined_clients_get_every_reply(server: &Server) {
     const REQUESTS_COUNT: usize = 3000;
     let addr = server.addr();
     let mut setup = RawClient::connect(&addr, 20_000);
-    must(&mut setup, &create("/gol", b""), "create /gol");
+    must(
+        &mut setup,
+        &Request::create_open("/gol", b""),
+        "create /gol",
+    );
     let clients: Vec<_> = (0..2)
         .map(|n| {
             let addr = addr.clone();
             std::thread::spawn(move || {
                 let path = format!("/gol/{n}");
                 let mut c = RawClient::connect(&addr, 20_000);
-                must(&mut c, &create(&path, b""), "create");
+                must(&mut c, &Request::create_open(&path, b""), "create");
                 let mut bytes = Vec::new();
                 for i in 0..REQUESTS_COUNT {
                     let req = if i % 2 == 0 {
@@ -468,7 +467,7 @@ fn every_way_to_add_a_watch_obeys_the_per_connection_limit() {
     let addr = server.addr();
     let mut setup = RawClient::connect(&addr, 20_000);
     for p in ["/w1", "/w2", "/w3"] {
-        must(&mut setup, &create(p, b""), p);
+        must(&mut setup, &Request::create_open(p, b""), p);
     }
     let second_watch: Vec<(&str, Request)> = vec![
         (
@@ -589,10 +588,10 @@ fn paused_replies_all_arrive_in_order(server: &Server) {
     let mut c = RawClient::connect(&addr, 20_000);
     must(
         &mut c,
-        &create("/big2", &vec![b'y'; BIG_NODE_BYTES]),
+        &Request::create_open("/big2", &vec![b'y'; BIG_NODE_BYTES]),
         "create",
     );
-    must(&mut c, &create("/w", b""), "create /w");
+    must(&mut c, &Request::create_open("/w", b""), "create /w");
     let mut bytes = Vec::new();
     for i in 0..REQUESTS_COUNT {
         let req = if i % 5 == 0 {

@@ -13,9 +13,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use corral::proto::jute::{begin_frame, end_frame};
-use corral::proto::{
-    write_reply, xid, Acl, CreateKind, CreateRequest, Reader, ReplyHeader, Request, RequestHeader,
-};
+use corral::proto::{write_reply, xid, Reader, ReplyHeader, Request, RequestHeader};
 use corral::tree::{build_tree, read, serve_read_frame, Caller, FrameRead, Tree};
 
 struct Counting;
@@ -51,39 +49,26 @@ fn allocations(f: impl FnOnce()) -> u64 {
 
 const KEYS: usize = 1000;
 const ZXID: i64 = 0x1_0000_0400;
+const SESSION: i64 = 0x100_0000_0001;
+const VALUE: [u8; 100] = [b'x'; 100];
 const ROUNDS: u64 = 50;
 /// Allocations a getChildren2 may make to walk the children (see the test).
 const CHILDREN_WALK_ALLOCATIONS_MAX: u64 = 3;
-
-fn caller() -> Caller<'static> {
-    Caller {
-        session_id: 0x100_0000_0001,
-        ids: &[],
-        is_super: false,
-    }
-}
 
 fn key(i: usize) -> String {
     // As loadgen names its keys (21 bytes).
     format!("/loadgen/k/{i:010}")
 }
 
-fn create(path: &str) -> Request {
-    Request::Create(CreateRequest {
-        kind: CreateKind::Create,
-        path: path.to_string(),
-        data: Some(vec![b'x'; 100]),
-        acl: Acl::open(),
-        flags: 0,
-        ttl: -1,
-    })
-}
-
 fn tree() -> Tree {
-    let mut reqs = vec![create("/loadgen"), create("/loadgen/k"), create("/c")];
-    reqs.extend((0..KEYS).map(|i| create(&key(i))));
-    reqs.extend((0..10).map(|i| create(&format!("/c/child-{i}"))));
-    build_tree(&caller(), &reqs).expect("the test tree")
+    let mut reqs = vec![
+        Request::create_open("/loadgen", &VALUE),
+        Request::create_open("/loadgen/k", &VALUE),
+        Request::create_open("/c", &VALUE),
+    ];
+    reqs.extend((0..KEYS).map(|i| Request::create_open(&key(i), &VALUE)));
+    reqs.extend((0..10).map(|i| Request::create_open(&format!("/c/child-{i}"), &VALUE)));
+    build_tree(&Caller::unauthenticated(SESSION), &reqs).expect("the test tree")
 }
 
 fn get(path: &str) -> Request {
@@ -128,7 +113,8 @@ fn for_each_frame(buf: &[u8], mut f: impl FnMut(&[u8])) {
 
 fn serve_borrowed(tree: &Tree, frames: &[u8], out: &mut Vec<u8>) {
     for_each_frame(frames, |body| {
-        let served = serve_read_frame(tree, &caller(), ZXID, body, out).unwrap();
+        let served =
+            serve_read_frame(tree, &Caller::unauthenticated(SESSION), ZXID, body, out).unwrap();
         assert!(matches!(served, FrameRead::Served { .. }));
     });
 }
@@ -154,7 +140,7 @@ fn serve_owned(tree: &Tree, frames: &[u8], out: &mut Vec<u8>) {
             out.extend_from_slice(&v);
             return;
         }
-        let result = read(tree, &caller(), &req);
+        let result = read(tree, &Caller::unauthenticated(SESSION), &req);
         write_reply(out, hdr.xid, ZXID, result.as_ref().map_err(|e| *e));
     });
 }

@@ -160,6 +160,20 @@ pub enum Request {
 pub struct UnknownOpcode(pub i32);
 
 impl Request {
+    /// A plain persistent create of `path` holding `data`, open to anyone
+    /// (`world:anyone`, every permission): the set-up request of tests, benches
+    /// and tools.
+    pub fn create_open(path: &str, data: &[u8]) -> Request {
+        Request::Create(CreateRequest {
+            kind: CreateKind::Create,
+            path: path.to_string(),
+            data: Some(data.to_vec()),
+            acl: Acl::open(),
+            flags: 0,
+            ttl: -1,
+        })
+    }
+
     /// Decodes the body of a request with the given opcode.
     /// `Ok(Err(UnknownOpcode))` for an opcode outside the protocol.
     pub fn decode(

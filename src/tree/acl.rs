@@ -24,6 +24,17 @@ pub struct Caller<'a> {
     pub is_super: bool,
 }
 
+impl Caller<'static> {
+    /// A session with no authenticated identity and no superuser rights.
+    pub fn unauthenticated(session_id: i64) -> Self {
+        Caller {
+            session_id,
+            ids: &[],
+            is_super: false,
+        }
+    }
+}
+
 /// `user:base64(sha1("user:password"))` for `user:password`, as the reference's
 /// `DigestAuthenticationProvider.generateDigest` makes it.
 pub fn digest_id(user_and_password: &str) -> String {
