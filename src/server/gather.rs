@@ -76,9 +76,7 @@ impl Gather {
             self.sync_us - (self.sync_us >> SYNC_SMOOTHING_SHIFT) + (us >> SYNC_SMOOTHING_SHIFT)
         };
     }
-}
 
-impl Gather {
     /// `queued` messages (writes for the most part) came in while the last sync
     /// ran: their writers belong to the same cycle.
     pub fn queued_behind(&mut self, queued: u64) {

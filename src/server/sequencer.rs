@@ -415,13 +415,6 @@ impl Sequencer {
         Some(applied)
     }
 
-    /// Starts a sync of everything appended so far, capturing the tree version it will
-    /// make publishable. The fdatasync runs inline on this core: measured side by side
-    /// (PERF.md History), handing it to glommio's blocking pool cost more in wake-ups
-    /// than appending during the sync gained (writes +6-25 %, reads +10 % inline).
-    /// Whatever arrives meanwhile still forms the next batch, as in the reference's
-    /// SyncRequestProcessor. The loop keeps the future shape, so a sync on another
-    /// thread remains a one-line change.
     /// Group commit: sync what waits unsynced now, or wait for more (`gather`).
     fn gather_decision(&mut self) -> Decision {
         let unsynced = (self.log.last_zxid() - self.log.durable_zxid()).max(0) as u64;
@@ -435,6 +428,13 @@ impl Sequencer {
         self.gather.decide(unsynced, since.elapsed())
     }
 
+    /// Starts a sync of everything appended so far, capturing the tree version it will
+    /// make publishable. The fdatasync runs inline on this core: measured side by side
+    /// (PERF.md History), handing it to glommio's blocking pool cost more in wake-ups
+    /// than appending during the sync gained (writes +6-25 %, reads +10 % inline).
+    /// Whatever arrives meanwhile still forms the next batch, as in the reference's
+    /// SyncRequestProcessor. The loop keeps the future shape, so a sync on another
+    /// thread remains a one-line change.
     fn start_sync(&mut self) -> Option<SyncFuture> {
         match self.log.begin_sync() {
             Ok(Some(job)) => {
