@@ -835,6 +835,18 @@ fn the_conf_samples_parse() {
     assert!(texts.iter().all(|t| *t == texts[0]), "one ensemble");
 }
 
+/// One executor per CPU by default: the shards take all CPUs but the
+/// sequencer's, and there is always at least one.
+#[test]
+fn shard_cores_default_to_one_less_than_the_cpus() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(Config::default().shard_cores, cpus.saturating_sub(1).max(1));
+    assert_eq!(
+        Config::parse("corral.shardCores=3\n").unwrap().shard_cores,
+        3
+    );
+}
+
 #[test]
 fn client_bound_keys_parse_and_are_checked() {
     let d = Config::default();
