@@ -15,7 +15,7 @@ pub mod types;
 pub use election::{InitMessage, Notification, ServerState};
 pub use jute::{DecodeError, JuteWrite, Reader};
 pub use quorum::{PacketType, QuorumDecodeError, QuorumPacket};
-pub use read::ReadRequest;
+pub use read::{ReadKind, ReadRequest};
 pub use reply::{write_event, write_reply, OpResult, ReplyHeader, Response};
 pub use request::{
     ConnectRequest, ConnectResponse, CreateKind, CreateRequest, ReconfigRequest, Request,

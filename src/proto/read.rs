@@ -21,11 +21,54 @@ use super::types::{op, xid, Stat};
 /// A read request whose path borrows from the frame it was decoded from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadRequest<'a> {
-    Exists { path: &'a str, watch: bool },
-    GetData { path: &'a str, watch: bool },
-    GetChildren { path: &'a str, watch: bool },
-    GetChildren2 { path: &'a str, watch: bool },
+    /// A read of one znode.
+    Node {
+        kind: ReadKind,
+        path: &'a str,
+        watch: bool,
+    },
     Ping,
+}
+
+/// Which read of one znode: all four carry a path and a watch flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadKind {
+    Exists,
+    GetData,
+    GetChildren,
+    GetChildren2,
+}
+
+impl ReadKind {
+    /// The kind an opcode asks for, if it is one of these reads.
+    pub fn of_opcode(opcode: i32) -> Option<ReadKind> {
+        Some(match opcode {
+            op::EXISTS => ReadKind::Exists,
+            op::GET_DATA => ReadKind::GetData,
+            op::GET_CHILDREN => ReadKind::GetChildren,
+            op::GET_CHILDREN2 => ReadKind::GetChildren2,
+            _ => return None,
+        })
+    }
+
+    pub fn opcode(self) -> i32 {
+        match self {
+            ReadKind::Exists => op::EXISTS,
+            ReadKind::GetData => op::GET_DATA,
+            ReadKind::GetChildren => op::GET_CHILDREN,
+            ReadKind::GetChildren2 => op::GET_CHILDREN2,
+        }
+    }
+
+    /// The owned request of this kind.
+    fn request(self, path: String, watch: bool) -> Request {
+        match self {
+            ReadKind::Exists => Request::Exists { path, watch },
+            ReadKind::GetData => Request::GetData { path, watch },
+            ReadKind::GetChildren => Request::GetChildren { path, watch },
+            ReadKind::GetChildren2 => Request::GetChildren2 { path, watch },
+        }
+    }
 }
 
 impl<'a> ReadRequest<'a> {
@@ -34,79 +77,47 @@ impl<'a> ReadRequest<'a> {
     /// and so the errors, are those of [`Request::decode`]; a null path reads as
     /// empty, as there.
     pub fn decode(opcode: i32, r: &mut Reader<'a>) -> Option<Result<ReadRequest<'a>, DecodeError>> {
-        let with_path = |r: &mut Reader<'a>| -> Result<(&'a str, bool), DecodeError> {
+        if opcode == op::PING {
+            return Some(Ok(ReadRequest::Ping));
+        }
+        let kind = ReadKind::of_opcode(opcode)?;
+        let node = |r: &mut Reader<'a>| -> Result<ReadRequest<'a>, DecodeError> {
             let path = r.ustring()?.unwrap_or("");
-            Ok((path, r.bool()?))
+            let watch = r.bool()?;
+            Ok(ReadRequest::Node { kind, path, watch })
         };
-        let req = match opcode {
-            op::PING => return Some(Ok(ReadRequest::Ping)),
-            op::EXISTS => with_path(r).map(|(path, watch)| ReadRequest::Exists { path, watch }),
-            op::GET_DATA => with_path(r).map(|(path, watch)| ReadRequest::GetData { path, watch }),
-            op::GET_CHILDREN => {
-                with_path(r).map(|(path, watch)| ReadRequest::GetChildren { path, watch })
-            }
-            op::GET_CHILDREN2 => {
-                with_path(r).map(|(path, watch)| ReadRequest::GetChildren2 { path, watch })
-            }
-            _ => return None,
-        };
-        Some(req)
+        Some(node(r))
     }
 
     /// The borrowed view of an owned request, if it is one of these reads (a read
     /// that waited behind a write was kept owned).
     pub fn of(req: &'a Request) -> Option<ReadRequest<'a>> {
-        Some(match req {
-            Request::Exists { path, watch } => ReadRequest::Exists {
-                path,
-                watch: *watch,
-            },
-            Request::GetData { path, watch } => ReadRequest::GetData {
-                path,
-                watch: *watch,
-            },
-            Request::GetChildren { path, watch } => ReadRequest::GetChildren {
-                path,
-                watch: *watch,
-            },
-            Request::GetChildren2 { path, watch } => ReadRequest::GetChildren2 {
-                path,
-                watch: *watch,
-            },
-            Request::Ping => ReadRequest::Ping,
+        let (kind, path, watch) = match req {
+            Request::Ping => return Some(ReadRequest::Ping),
+            Request::Exists { path, watch } => (ReadKind::Exists, path, watch),
+            Request::GetData { path, watch } => (ReadKind::GetData, path, watch),
+            Request::GetChildren { path, watch } => (ReadKind::GetChildren, path, watch),
+            Request::GetChildren2 { path, watch } => (ReadKind::GetChildren2, path, watch),
             _ => return None,
+        };
+        Some(ReadRequest::Node {
+            kind,
+            path,
+            watch: *watch,
         })
     }
 
     /// The owned request, for a read that must wait (it outlives the frame).
     pub fn to_request(&self) -> Request {
         match *self {
-            ReadRequest::Exists { path, watch } => Request::Exists {
-                path: path.to_string(),
-                watch,
-            },
-            ReadRequest::GetData { path, watch } => Request::GetData {
-                path: path.to_string(),
-                watch,
-            },
-            ReadRequest::GetChildren { path, watch } => Request::GetChildren {
-                path: path.to_string(),
-                watch,
-            },
-            ReadRequest::GetChildren2 { path, watch } => Request::GetChildren2 {
-                path: path.to_string(),
-                watch,
-            },
+            ReadRequest::Node { kind, path, watch } => kind.request(path.to_string(), watch),
             ReadRequest::Ping => Request::Ping,
         }
     }
 
     pub fn opcode(&self) -> i32 {
         match self {
-            ReadRequest::Exists { .. } => op::EXISTS,
-            ReadRequest::GetData { .. } => op::GET_DATA,
-            ReadRequest::GetChildren { .. } => op::GET_CHILDREN,
-            ReadRequest::GetChildren2 { .. } => op::GET_CHILDREN2,
+            ReadRequest::Node { kind, .. } => kind.opcode(),
             ReadRequest::Ping => op::PING,
         }
     }
@@ -248,7 +259,8 @@ mod tests {
         let view = ReadRequest::decode(op::GET_DATA, &mut Reader::new(&b)).unwrap();
         assert_eq!(
             view,
-            Ok(ReadRequest::GetData {
+            Ok(ReadRequest::Node {
+                kind: ReadKind::GetData,
                 path: "",
                 watch: false
             })

@@ -27,8 +27,8 @@ use crate::auth::{DigestServer, Outcome, SaslError};
 use crate::config::Config;
 use crate::proto::{
     self, jute, write_event, write_reply, AddWatchMode, ConnectRequest, ErrorCode, EventType, Id,
-    JuteWrite, KeeperState, ReadRequest, Reader, Request, RequestHeader, Response, SetWatches,
-    WatcherEvent, WatcherType,
+    JuteWrite, KeeperState, ReadKind, ReadRequest, Reader, Request, RequestHeader, Response,
+    SetWatches, WatcherEvent, WatcherType,
 };
 use crate::tree::{self, Caller, Tree};
 use crate::watch::{ConnId, WatchRegistry};
@@ -1491,16 +1491,21 @@ impl Shard {
         read: &ReadRequest<'_>,
         result: Result<(), ErrorCode>,
     ) -> Result<(), crate::watch::TooManyWatches> {
-        match (*read, result) {
-            (ReadRequest::Exists { path, watch: true }, Ok(()) | Err(ErrorCode::NoNode))
-            | (ReadRequest::GetData { path, watch: true }, Ok(())) => {
+        let ReadRequest::Node {
+            kind,
+            path,
+            watch: true,
+        } = *read
+        else {
+            return Ok(());
+        };
+        match (kind, result) {
+            (ReadKind::Exists, Ok(()) | Err(ErrorCode::NoNode)) | (ReadKind::GetData, Ok(())) => {
                 self.watches.add_data(cid, path)
             }
-            (
-                ReadRequest::GetChildren { path, watch: true }
-                | ReadRequest::GetChildren2 { path, watch: true },
-                Ok(()),
-            ) => self.watches.add_child(cid, path),
+            (ReadKind::GetChildren | ReadKind::GetChildren2, Ok(())) => {
+                self.watches.add_child(cid, path)
+            }
             _ => Ok(()),
         }
     }

@@ -12,7 +12,8 @@
 //! read-path benches measure.
 
 use crate::proto::read::{
-    write_children_reply, write_data_reply, write_ping_reply, write_stat_reply, ReadRequest,
+    write_children_reply, write_data_reply, write_ping_reply, write_stat_reply, ReadKind,
+    ReadRequest,
 };
 use crate::proto::{perms, write_reply, DecodeError, ErrorCode, Reader, RequestHeader};
 
@@ -46,19 +47,25 @@ fn encode_answer(
     req: &ReadRequest<'_>,
     out: &mut Vec<u8>,
 ) -> Result<(), ErrorCode> {
-    match *req {
-        ReadRequest::Ping => write_ping_reply(out, zxid),
-        ReadRequest::Exists { path, .. } => {
+    let (kind, path) = match *req {
+        ReadRequest::Ping => {
+            write_ping_reply(out, zxid);
+            return Ok(());
+        }
+        ReadRequest::Node { kind, path, .. } => (kind, path),
+    };
+    match kind {
+        ReadKind::Exists => {
             let n = read_target(tree, caller, ReadCheck::Exists, path)?;
             write_stat_reply(out, xid, zxid, &n.stat());
         }
-        ReadRequest::GetData { path, .. } => {
+        ReadKind::GetData => {
             let n = read_target(tree, caller, ReadCheck::Read, path)?;
             write_data_reply(out, xid, zxid, n.data(), &n.stat());
         }
-        ReadRequest::GetChildren { path, .. } | ReadRequest::GetChildren2 { path, .. } => {
+        ReadKind::GetChildren | ReadKind::GetChildren2 => {
             let n = read_target(tree, caller, ReadCheck::Read, path)?;
-            let stat = matches!(req, ReadRequest::GetChildren2 { .. }).then(|| n.stat());
+            let stat = (kind == ReadKind::GetChildren2).then(|| n.stat());
             write_children_reply(out, xid, zxid, n.children(), stat.as_ref());
         }
     }
