@@ -890,12 +890,10 @@ fn raw_session_expiry_and_reconnect(t: &Target) {
 
     // Reconnect to the live session on a new connection, right password: same session.
     let mut req = ConnectRequest {
-        protocol_version: 0,
         last_zxid_seen: a.last_zxid,
-        timeout_ms: 1000,
         session_id: a.session_id,
         passwd: a.passwd.clone(),
-        read_only: Some(false),
+        ..ConnectRequest::new_session(1000)
     };
     let (mut a2, resp) = RawClient::handshake(addr, &req).unwrap();
     assert_eq!(
@@ -966,14 +964,7 @@ fn raw_handshake_shapes(t: &Target) {
 }
 
 fn raw_handshake_shapes_at(addr: &str) {
-    let mut req = ConnectRequest {
-        protocol_version: 0,
-        last_zxid_seen: 0,
-        timeout_ms: 100_000,
-        session_id: 0,
-        passwd: vec![0; 16],
-        read_only: Some(false),
-    };
+    let mut req = ConnectRequest::new_session(100_000);
     // The timeout is clamped to maxSessionTimeout (30000 here).
     let (mut c, resp) = RawClient::handshake(addr, &req).unwrap();
     assert_eq!(resp.timeout_ms, 30_000, "{addr}");

@@ -61,14 +61,7 @@ fn get_data(path: &str, watch: bool) -> Request {
 }
 
 fn new_session_request() -> ConnectRequest {
-    ConnectRequest {
-        protocol_version: 0,
-        last_zxid_seen: 0,
-        timeout_ms: 20_000,
-        session_id: 0,
-        passwd: vec![0; 16],
-        read_only: Some(false),
-    }
+    ConnectRequest::new_session(20_000)
 }
 
 fn must(c: &mut RawClient, req: &Request, what: &str) -> Response {

@@ -174,12 +174,8 @@ impl Corral {
                 // txn) tells when it really serves.
                 if four_letter_word(&self.addr(), "ruok").ok().as_deref() == Some("imok") {
                     let probe = ConnectRequest {
-                        protocol_version: 0,
-                        last_zxid_seen: 0,
-                        timeout_ms: WORKER_SESSION_TIMEOUT_MS,
                         session_id: PROBE_SESSION_ID,
-                        passwd: vec![0; 16],
-                        read_only: Some(false),
+                        ..ConnectRequest::new_session(WORKER_SESSION_TIMEOUT_MS)
                     };
                     let left = deadline.saturating_duration_since(Instant::now());
                     match handshake_patient(&self.addr(), &probe, left) {

@@ -141,14 +141,7 @@ impl Side {
     fn open_session(&mut self, slot: usize) -> Result<RawClient, String> {
         let mut c = RawClient::handshake(
             &self.addr,
-            &corral::proto::ConnectRequest {
-                protocol_version: 0,
-                last_zxid_seen: 0,
-                timeout_ms: SESSION_TIMEOUT_MS,
-                session_id: 0,
-                passwd: vec![0; 16],
-                read_only: Some(false),
-            },
+            &corral::proto::ConnectRequest::new_session(SESSION_TIMEOUT_MS),
         )
         .map_err(|e| format!("{}: handshake failed: {e}", self.name))?
         .0;

@@ -244,12 +244,8 @@ impl Drop for Corral {
 /// A session request the sequencer answers without a txn: true once it does.
 fn probe(addr: &str, deadline: Instant) -> bool {
     let req = ConnectRequest {
-        protocol_version: 0,
-        last_zxid_seen: 0,
-        timeout_ms: 30_000,
         session_id: 0x7eee_eeee_eeee_eeee,
-        passwd: vec![0; 16],
-        read_only: Some(false),
+        ..ConnectRequest::new_session(30_000)
     };
     let Ok(stream) = RawClient::connect_tcp(addr) else {
         return false;

@@ -330,17 +330,8 @@ fn a_plaintext_client_on_the_tls_port_is_dropped_while_tls_clients_are_served() 
         let mut a = tls_session(&s.tls, pki.rustls_client(Some(&alice)));
         assert_eq!(err_of(&mut a, &create("/tls", b"v", Acl::open())), 0);
         // A ZooKeeper handshake in plaintext, and a four-letter word.
-        let handshake = RawClient::handshake(
-            &s.tls,
-            &corral::proto::ConnectRequest {
-                protocol_version: 0,
-                last_zxid_seen: 0,
-                timeout_ms: 10_000,
-                session_id: 0,
-                passwd: vec![0; 16],
-                read_only: Some(false),
-            },
-        );
+        let handshake =
+            RawClient::handshake(&s.tls, &corral::proto::ConnectRequest::new_session(10_000));
         assert!(
             handshake.is_err(),
             "{kind}: a plaintext handshake got a session"

@@ -204,14 +204,7 @@ fn build(addr: &str) -> (i64, RawClient, RawClient) {
     create(&mut c, "/empty", Some(b""), 0, open.clone());
     create(&mut c, "/cont", Some(b"c"), 4, open.clone());
     create(&mut c, "/cont/k", Some(b"k"), 0, open.clone());
-    let req = ConnectRequest {
-        protocol_version: 0,
-        last_zxid_seen: 0,
-        timeout_ms: LIVE_TIMEOUT_MS,
-        session_id: 0,
-        passwd: vec![0; 16],
-        read_only: Some(false),
-    };
+    let req = ConnectRequest::new_session(LIVE_TIMEOUT_MS);
     let (mut live, resp) = RawClient::handshake(addr, &req).unwrap();
     create(&mut live, "/app/eph-live", Some(b"e"), 1, open.clone());
     for i in 0..3 {

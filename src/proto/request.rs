@@ -693,14 +693,7 @@ mod tests {
 
     #[test]
     fn connect_request_with_and_without_read_only() {
-        let mut c = ConnectRequest {
-            protocol_version: 0,
-            last_zxid_seen: 0,
-            timeout_ms: 30000,
-            session_id: 0,
-            passwd: vec![0; 16],
-            read_only: Some(false),
-        };
+        let mut c = ConnectRequest::new_session(30000);
         let mut v = Vec::new();
         c.encode(&mut v);
         assert_eq!(v.len(), 45);

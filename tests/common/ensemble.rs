@@ -920,14 +920,7 @@ pub fn create_req(path: &str, data: &[u8], mode: CreateMode) -> Request {
 
 /// A new session on `addr` (one attempt).
 pub fn open_session(addr: &str) -> Result<RawClient, String> {
-    let req = ConnectRequest {
-        protocol_version: 0,
-        last_zxid_seen: 0,
-        timeout_ms: SESSION_TIMEOUT_MS,
-        session_id: 0,
-        passwd: vec![0; 16],
-        read_only: Some(false),
-    };
+    let req = ConnectRequest::new_session(SESSION_TIMEOUT_MS);
     let (c, resp) = RawClient::handshake(addr, &req).map_err(|e| format!("{addr}: {e}"))?;
     if resp.session_id == 0 {
         return Err(format!("{addr} refused a new session: {resp:?}"));
@@ -946,12 +939,10 @@ pub fn resume_session(
     last_zxid: i64,
 ) -> Result<Option<RawClient>, String> {
     let req = ConnectRequest {
-        protocol_version: 0,
         last_zxid_seen: last_zxid,
-        timeout_ms: SESSION_TIMEOUT_MS,
         session_id,
         passwd: passwd.to_vec(),
-        read_only: Some(false),
+        ..ConnectRequest::new_session(SESSION_TIMEOUT_MS)
     };
     let (mut c, resp) = RawClient::handshake(addr, &req).map_err(|e| format!("{addr}: {e}"))?;
     if resp.session_id == 0 || resp.timeout_ms <= 0 {

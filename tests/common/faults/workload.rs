@@ -360,12 +360,10 @@ impl Session {
         let addr = self.addrs[self.next].clone();
         let (id, passwd) = self.held.clone().unwrap_or((0, vec![0; 16]));
         let req = ConnectRequest {
-            protocol_version: 0,
             last_zxid_seen: self.last_zxid,
-            timeout_ms: self.timeout_ms,
             session_id: id,
             passwd,
-            read_only: Some(false),
+            ..ConnectRequest::new_session(self.timeout_ms)
         };
         let (mut c, resp) = handshake(&addr, &req)?;
         if resp.session_id == 0 || resp.timeout_ms <= 0 {
