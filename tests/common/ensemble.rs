@@ -139,7 +139,7 @@ pub struct Ensemble {
     cfg_extra: String,
     /// Dropped after every member's process is killed, before the dir goes
     /// (e.g. tmpfs mounts under member dirs).
-    guards: Vec<Box<dyn std::any::Any>>,
+    guards: Vec<Box<dyn Guard>>,
     root: Option<tempfile::TempDir>,
     /// When this ensemble got the machine (the lock), for wall-time reports.
     since: Instant,
@@ -365,7 +365,7 @@ impl Ensemble {
 
     /// Keeps `guard` until the ensemble is dropped: it goes after every
     /// member's process is killed and before the ensemble's dir is removed.
-    pub fn keep_until_dropped(&mut self, guard: Box<dyn std::any::Any>) {
+    pub fn keep_until_dropped(&mut self, guard: Box<dyn Guard>) {
         self.guards.push(guard);
     }
 
@@ -743,17 +743,29 @@ impl Drop for Ensemble {
         if panicking {
             eprintln!("{}", self.report());
         }
-        // ENSEMBLE_KEEP=1 keeps the member dirs (configs, data, logs) of a passing
-        // run too, for post-mortems of slow or flaky runs.
-        if panicking || std::env::var_os(KEEP_ENV).is_some_and(|v| v != "0") {
-            if let Some(root) = self.root.take() {
-                eprintln!("[ensemble files kept in {}]", root.keep().display());
-            }
-        }
         for m in &mut self.members {
             drop(m.process.take()); // SIGKILL (a paused process too) and reap
         }
+        // ENSEMBLE_KEEP=1 keeps the member dirs (configs, data, logs) of a passing
+        // run too, for post-mortems of slow or flaky runs. The guards save what
+        // their drop would take along (a tmpfs's logs and snapshots).
+        if panicking || std::env::var_os(KEEP_ENV).is_some_and(|v| v != "0") {
+            if let Some(root) = self.root.take() {
+                for g in &self.guards {
+                    g.keep_contents();
+                }
+                eprintln!("[ensemble files kept in {}]", root.keep().display());
+            }
+        }
     }
+}
+
+/// Something an ensemble holds until it is dropped, after its members' processes
+/// are killed (e.g. a tmpfs mounted under a member dir).
+pub trait Guard {
+    /// The ensemble's files are being kept (a failed run, or ENSEMBLE_KEEP):
+    /// save what dropping this guard would lose.
+    fn keep_contents(&self) {}
 }
 
 /// `3 × n` distinct free ports.

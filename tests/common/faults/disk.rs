@@ -27,7 +27,7 @@ use std::process::Command;
 use rand::rngs::SmallRng;
 use rand::Rng;
 
-use crate::common::ensemble::Ensemble;
+use crate::common::ensemble::{Ensemble, Guard};
 use crate::common::Kind;
 
 /// Size of each member's tmpfs (one for `data/`, one for `datalog/`), in MiB;
@@ -76,6 +76,31 @@ impl TmpfsMount {
         Ok(TmpfsMount {
             path: at.to_path_buf(),
         })
+    }
+}
+
+/// A kept ensemble keeps its members' logs and snapshots: the tmpfs's files are
+/// copied to `<dir>.kept` beside it (less the ballast of a full disk) before the
+/// unmount takes them.
+impl Guard for TmpfsMount {
+    fn keep_contents(&self) {
+        let mut kept = self.path.clone().into_os_string();
+        kept.push(".kept");
+        let kept = PathBuf::from(kept);
+        let copied = Command::new("cp")
+            .arg("-a")
+            .arg(&self.path)
+            .arg(&kept)
+            .status()
+            .is_ok_and(|s| s.success());
+        let _ = fs::remove_file(kept.join(BALLAST_FILE_NAME));
+        if !copied {
+            eprintln!(
+                "[disk] could not copy {} to {}",
+                self.path.display(),
+                kept.display()
+            );
+        }
     }
 }
 
