@@ -137,7 +137,10 @@ impl Key {
 
 impl PartialEq for Key {
     fn eq(&self, other: &Self) -> bool {
-        self.as_bytes() == other.as_bytes()
+        match (self, other) {
+            (Key::Inline { len: a, buf: x }, Key::Inline { len: b, buf: y }) => a == b && x == y,
+            _ => self.as_bytes() == other.as_bytes(),
+        }
     }
 }
 
@@ -149,10 +152,36 @@ impl PartialOrd for Key {
     }
 }
 
+/// Ord is byte order of [`Key::as_bytes`] (children are one range; lookups by
+/// `[u8]` through `Borrow` agree). Two inline keys, the common case on every
+/// lookup, compare as three big-endian words of their zero-padded buffers, then by
+/// length: where the padded buffers first differ, the shorter key has a padding
+/// zero against a byte of the longer that cannot be below it (a NUL there leaves
+/// them equal), and equal buffers mean one key is the other plus zeros, so the
+/// shorter sorts first, as in byte order. Inline padding is always zero (every
+/// constructor starts from a zeroed buffer).
 impl Ord for Key {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.as_bytes().cmp(other.as_bytes())
+        match (self, other) {
+            (Key::Inline { len: a, buf: x }, Key::Inline { len: b, buf: y }) => {
+                inline_words(x).cmp(&inline_words(y)).then(a.cmp(b))
+            }
+            _ => self.as_bytes().cmp(other.as_bytes()),
+        }
     }
+}
+
+/// An inline key's zero-padded buffer as three big-endian words: their order is
+/// the buffers' byte order.
+#[inline]
+fn inline_words(b: &[u8; INLINE_BYTES_MAX]) -> (u64, u64, u64) {
+    let word = |at: usize| {
+        let mut w = [0u8; 8];
+        let n = (INLINE_BYTES_MAX - at).min(8);
+        w[..n].copy_from_slice(&b[at..at + n]);
+        u64::from_be_bytes(w)
+    };
+    (word(0), word(8), word(16))
 }
 
 impl Borrow<[u8]> for Key {
@@ -177,6 +206,7 @@ impl std::fmt::Debug for Key {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::{any, Just};
 
     #[test]
     fn key_is_24_bytes_and_round_trips() {
@@ -195,6 +225,26 @@ mod tests {
             assert_eq!(&jute[4..], p.as_bytes());
         }
         assert!(Key::from_path("").is_root());
+    }
+
+    proptest::proptest! {
+        /// Key order and equality are the byte order of the keys, whatever the
+        /// bytes (NULs and shared prefixes included) and however each is stored.
+        #[test]
+        fn order_is_byte_order(
+            a in proptest::collection::vec(proptest::prop_oneof![Just(0u8), Just(b'a'), any::<u8>()], 0..30),
+            b in proptest::collection::vec(proptest::prop_oneof![Just(0u8), Just(b'a'), any::<u8>()], 0..30),
+            shared in 0usize..30,
+        ) {
+            // Half the cases share a prefix, so the tie rules are exercised.
+            let mut b = b;
+            let n = shared.min(a.len());
+            b.splice(0..n.min(b.len()), a[..n].iter().copied());
+            let (ka, kb) = (Key::from_bytes(&a), Key::from_bytes(&b));
+            proptest::prop_assert_eq!(ka.cmp(&kb), a.as_slice().cmp(b.as_slice()));
+            proptest::prop_assert_eq!(ka == kb, a == b);
+            proptest::prop_assert_eq!(ka.cmp(&ka), Ordering::Equal);
+        }
     }
 
     #[test]

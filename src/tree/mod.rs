@@ -258,7 +258,7 @@ impl Tree {
     pub fn get(&self, path: &str) -> Option<NodeView<'_>> {
         let k = Key::lookup(path);
         self.nodes
-            .get_key_value::<[u8]>(&k)
+            .get_key_value(&k)
             .map(|(key, node)| NodeView {
                 tree: self,
                 key,
@@ -267,7 +267,7 @@ impl Tree {
     }
 
     pub(crate) fn node(&self, path: &str) -> Option<&Node> {
-        self.nodes.get::<[u8]>(&Key::lookup(path))
+        self.nodes.get(&Key::lookup(path))
     }
 
     pub fn last_zxid(&self) -> i64 {
@@ -452,7 +452,7 @@ impl Tree {
     /// Removes a node; returns it. Indexes, size, digest and ACL counts follow.
     pub(crate) fn remove_node(&mut self, path: &str) -> Option<Node> {
         let key = Key::from_path(path);
-        let node = self.nodes.remove::<[u8]>(&key)?;
+        let node = self.nodes.remove(&key)?;
         self.data_size = self
             .data_size
             .wrapping_sub(node_size(path, node.data_bytes()));
@@ -478,7 +478,7 @@ impl Tree {
     /// exist.
     pub(crate) fn update_node(&mut self, path: &str, f: impl FnOnce(&mut Meta)) -> bool {
         let key = Key::lookup(path);
-        let Some(slot) = self.nodes.get_mut::<[u8]>(&key) else {
+        let Some(slot) = self.nodes.get_mut(&key) else {
             return false;
         };
         let old_digest = node_digest(path, slot);
@@ -495,7 +495,7 @@ impl Tree {
     /// right. Returns false if the node does not exist.
     pub(crate) fn update_data(&mut self, path: &str, data: Option<&[u8]>) -> bool {
         let key = Key::lookup(path);
-        let Some(slot) = self.nodes.get_mut::<[u8]>(&key) else {
+        let Some(slot) = self.nodes.get_mut(&key) else {
             return false;
         };
         let old_size = node_size(path, slot.data_bytes());
@@ -522,7 +522,7 @@ impl Tree {
         version: i32,
     ) -> Option<Stat> {
         let key = Key::lookup(path);
-        let slot = self.nodes.get_mut::<[u8]>(&key)?;
+        let slot = self.nodes.get_mut(&key)?;
         let old_size = node_size(path, slot.data_bytes());
         let old_digest = node_digest(path, slot);
         let meta = Meta {

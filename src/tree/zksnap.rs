@@ -932,7 +932,7 @@ impl ZkSnapDecoder {
         }
         if !path.is_empty() {
             let parent = crate::proto::path::parent(path);
-            if !self.tree.nodes.contains_key::<[u8]>(&Key::lookup(parent)) {
+            if !self.tree.nodes.contains_key(&Key::lookup(parent)) {
                 return Err(ZkSnapError::OrphanNode {
                     offset,
                     path: owned(),
