@@ -6,10 +6,14 @@ request (summed over the three members).
 
     python3 scripts/bench_ensemble_report.py perf/ensemble.jsonl            # print the tables
     python3 scripts/bench_ensemble_report.py perf/ensemble.jsonl PERF.md    # also replace them there
+    python3 scripts/bench_ensemble_report.py perf/ensemble.jsonl PERF.md perf-ensemble-throughput.png
+                                                                            # and draw the figure
 
 With several rounds a cell is the median over rounds (the count is stated). In PERF.md the
-tables replace whatever sits between the BEGIN/END ensemble markers; the rest is left alone."""
+tables replace whatever sits between the BEGIN/END ensemble markers; the rest is left alone.
+The figure is the side-by-side one (scripts/bench_report.py) drawn from the medians."""
 import json
+import os
 import re
 import statistics
 import sys
@@ -91,6 +95,13 @@ def tables(rows):
     return "\n".join(out)
 
 
+def median_rows(rows):
+    """One row per (server, point) with the median throughput over rounds."""
+    keys = sorted({(r["server"], r["point"]) for r in rows})
+    return [{"server": s, "point": p, "run_id": ", ".join(sorted({r.get("run_id", "?") for r in rows})),
+             "ops_per_s": cell(rows, s, p, "ops_per_s")} for s, p in keys]
+
+
 def main():
     rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
     text = tables(rows)
@@ -103,6 +114,15 @@ def main():
         if not pat.search(doc):
             sys.exit(f"{path} has no {BEGIN} ... {END} block")
         open(path, "w").write(pat.sub(lambda _: block, doc))
+    if len(sys.argv) > 3:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from bench_report import figure
+
+        rounds = len({r.get("round", 1) for r in rows})
+        figure(median_rows(rows), sys.argv[3],
+               "Throughput vs read ratio, 3-member ensembles (one kind at a time), loopback, "
+               f"2 vCPU shared with loadgen\n(forceSync=yes; connections spread over the members; "
+               f"medians of {rounds} round(s))")
 
 
 if __name__ == "__main__":

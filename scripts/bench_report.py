@@ -119,7 +119,13 @@ def tables(res, rows):
     return "\n".join(out)
 
 
-def figure(res, rows, path):
+STANDALONE_TITLE = ("Throughput vs read ratio, standalone, loopback, 2 vCPU (ZooKeeper forceSync=yes;\n"
+                    "corral's durability as stated in PERF.md for this run)")
+
+
+def figure(rows, path, title=STANDALONE_TITLE):
+    """Throughput against read ratio, one line per (server, concurrency), from rows of
+    one report per (server, point); `title` gets the run ids appended."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -148,8 +154,7 @@ def figure(res, rows, path):
     ax.set_xticks([99], minor=True)
     ax.grid(True, which="both", alpha=0.3)
     run_ids = ", ".join(sorted({r.get("run_id", "?") for r in rows}))
-    ax.set_title(f"Throughput vs read ratio, standalone, loopback, 2 vCPU (ZooKeeper forceSync=yes;\n"
-                 f"corral's durability as stated in PERF.md for this run)  run {run_ids}", fontsize=9)
+    ax.set_title(f"{title}  run {run_ids}", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
@@ -164,7 +169,7 @@ def main():
     if not pat.search(text):
         sys.exit(f"{perf_md} has no side-by-side markers")
     open(perf_md, "w").write(pat.sub(lambda _: block, text))
-    figure(res, rows, fig_path)
+    figure(rows, fig_path)
 
 
 if __name__ == "__main__":
