@@ -119,7 +119,8 @@ def main():
         from bench_report import figure
 
         rounds = len({r.get("round", 1) for r in rows})
-        figure(median_rows(rows), sys.argv[3],
+        plotted = [r for r in median_rows(rows) if r["ops_per_s"] is not None]
+        figure(plotted, sys.argv[3],
                "Throughput vs read ratio, 3-member ensembles (one kind at a time), loopback, "
                f"2 vCPU shared with loadgen\n(forceSync=yes; connections spread over the members; "
                f"medians of {rounds} round(s))")

@@ -443,12 +443,10 @@ impl Worker {
             return c;
         }
         let req = ConnectRequest {
-            protocol_version: 0,
             last_zxid_seen: self.last_zxid_seen,
-            timeout_ms: WORKER_SESSION_TIMEOUT_MS,
             session_id: self.session_id,
             passwd: self.passwd.clone(),
-            read_only: Some(false),
+            ..ConnectRequest::new_session(WORKER_SESSION_TIMEOUT_MS)
         };
         let timeout = Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
         let (mut c, resp) = handshake_patient(addr, &req, timeout).unwrap_or_else(|e| {
@@ -1097,12 +1095,9 @@ fn ephemeral_survives_restart_until_its_session_expires() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let reattach = ConnectRequest {
-        protocol_version: 0,
-        last_zxid_seen: 0,
-        timeout_ms: EXPIRY_SESSION_TIMEOUT_MS,
         session_id: sid,
         passwd,
-        read_only: Some(false),
+        ..ConnectRequest::new_session(EXPIRY_SESSION_TIMEOUT_MS)
     };
     match handshake_patient(
         &addr,

@@ -41,7 +41,7 @@ pub enum ReadKind {
 
 impl ReadKind {
     /// The kind an opcode asks for, if it is one of these reads.
-    pub fn of_opcode(opcode: i32) -> Option<ReadKind> {
+    fn of_opcode(opcode: i32) -> Option<ReadKind> {
         Some(match opcode {
             op::EXISTS => ReadKind::Exists,
             op::GET_DATA => ReadKind::GetData,
@@ -51,7 +51,7 @@ impl ReadKind {
         })
     }
 
-    pub fn opcode(self) -> i32 {
+    fn opcode(self) -> i32 {
         match self {
             ReadKind::Exists => op::EXISTS,
             ReadKind::GetData => op::GET_DATA,

@@ -236,7 +236,8 @@ mod tests {
             b in proptest::collection::vec(proptest::prop_oneof![Just(0u8), Just(b'a'), any::<u8>()], 0..30),
             shared in 0usize..30,
         ) {
-            // Half the cases share a prefix, so the tie rules are exercised.
+            // b starts with up to `shared` bytes of a, so most cases share a prefix
+            // (and NULs are weighted), which exercises the tie rules.
             let mut b = b;
             let n = shared.min(a.len());
             b.splice(0..n.min(b.len()), a[..n].iter().copied());

@@ -257,13 +257,11 @@ impl Tree {
     /// The node at `path`, if any. `""` names the root, as in the reference.
     pub fn get(&self, path: &str) -> Option<NodeView<'_>> {
         let k = Key::lookup(path);
-        self.nodes
-            .get_key_value(&k)
-            .map(|(key, node)| NodeView {
-                tree: self,
-                key,
-                node,
-            })
+        self.nodes.get_key_value(&k).map(|(key, node)| NodeView {
+            tree: self,
+            key,
+            node,
+        })
     }
 
     pub(crate) fn node(&self, path: &str) -> Option<&Node> {

@@ -4,9 +4,10 @@
 //! Disk full: before launch, [`put_members_on_tmpfs`] mounts a small tmpfs
 //! (as root) over every member's `data/` and `datalog/`; the mounts are handed
 //! to the [`Ensemble`], which drops them (unmounting, lazily if busy) only after
-//! every member's process is killed, so a panicking test unmounts too. Without
-//! root the run skips the disk-full faults with a loud line (and fails under
-//! CI, which runs as root). [`fill`] appends to a ballast file in a member's
+//! every member's process is killed, so a panicking test unmounts too (a kept
+//! ensemble first copies each tmpfs's files, less the ballast, to `<dir>.kept`).
+//! Without root the run skips the disk-full faults with a loud line (and fails
+//! under CI, which runs as root). [`fill`] appends to a ballast file in a member's
 //! dir until the disk says ENOSPC; [`unfill`] deletes it.
 //!
 //! Torn record: [`tear_last_record`] finds the last record of the newest log
@@ -80,23 +81,36 @@ impl TmpfsMount {
 }
 
 /// A kept ensemble keeps its members' logs and snapshots: the tmpfs's files are
-/// copied to `<dir>.kept` beside it (less the ballast of a full disk) before the
-/// unmount takes them.
+/// copied to `<dir>.kept` beside it before the unmount takes them, all but the
+/// ballast of a full disk (up to the tmpfs's size: it could fill the disk the
+/// copy goes to).
 impl Guard for TmpfsMount {
     fn keep_contents(&self) {
         let mut kept = self.path.clone().into_os_string();
         kept.push(".kept");
         let kept = PathBuf::from(kept);
-        let copied = Command::new("cp")
-            .arg("-a")
-            .arg(&self.path)
-            .arg(&kept)
-            .status()
-            .is_ok_and(|s| s.success());
-        let _ = fs::remove_file(kept.join(BALLAST_FILE_NAME));
-        if !copied {
+        let copy = || -> Result<(), String> {
+            fs::create_dir_all(&kept).map_err(|e| e.to_string())?;
+            for entry in fs::read_dir(&self.path).map_err(|e| e.to_string())? {
+                let from = entry.map_err(|e| e.to_string())?.path();
+                if from.file_name() == Some(BALLAST_FILE_NAME.as_ref()) {
+                    continue;
+                }
+                let ok = Command::new("cp")
+                    .arg("-a")
+                    .arg(&from)
+                    .arg(&kept)
+                    .status()
+                    .is_ok_and(|s| s.success());
+                if !ok {
+                    return Err(format!("cp -a {} failed", from.display()));
+                }
+            }
+            Ok(())
+        };
+        if let Err(e) = copy() {
             eprintln!(
-                "[disk] could not copy {} to {}",
+                "[disk] could not copy {} to {}: {e}",
                 self.path.display(),
                 kept.display()
             );
