@@ -46,7 +46,7 @@ impl World {
         };
         w.write(&Request::create_open("/k", b""));
         for i in 0..KEYS {
-            let req = Request::create_open(&w.paths[i].clone(), &w.value.clone());
+            let req = Request::create_open(&w.paths[i], &w.value);
             w.write(&req);
         }
         assert!(w.tree.node_count() >= KEYS);

@@ -60,10 +60,6 @@ fn get_data(path: &str, watch: bool) -> Request {
     }
 }
 
-fn new_session_request() -> ConnectRequest {
-    ConnectRequest::new_session(20_000)
-}
-
 fn must(c: &mut RawClient, req: &Request, what: &str) -> Response {
     match c.call_decoded(req) {
         Ok(Decoded::Ok(r)) => r,
@@ -123,7 +119,7 @@ impl RssSampler {
 /// client's write timeout (the server stopped reading and the kernel's buffers are
 /// full); the connection stays open until dropped.
 fn slow_reader(addr: &str, path: &str) -> (RawClient, usize) {
-    let (mut c, resp) = RawClient::handshake(addr, &new_session_request()).unwrap();
+    let (mut c, resp) = RawClient::handshake(addr, &ConnectRequest::new_session(20_000)).unwrap();
     assert_ne!(resp.session_id, 0, "slow reader's session");
     let mut sent = 0;
     while sent < SLOW_READER_REQUESTS_MAX {
@@ -358,7 +354,7 @@ fn global_outstanding_limit_throttles_without_dropping() {
 /// closed (the start-up probes, or one this case dropped).
 fn handshake_with_retries(addr: &str) -> RawClient {
     for _ in 0..RETRIES_MAX {
-        if let Ok((c, resp)) = RawClient::handshake(addr, &new_session_request()) {
+        if let Ok((c, resp)) = RawClient::handshake(addr, &ConnectRequest::new_session(20_000)) {
             if resp.session_id != 0 {
                 return c;
             }
@@ -373,7 +369,7 @@ fn max_cnxns_case(server: &Server) {
     let addr = server.addr();
     let mut open: Vec<RawClient> = (0..MAX).map(|_| handshake_with_retries(&addr)).collect();
     // The (MAX+1)th is closed at accept: no answer to its handshake.
-    let refused = RawClient::handshake(&addr, &new_session_request());
+    let refused = RawClient::handshake(&addr, &ConnectRequest::new_session(20_000));
     assert!(
         refused.is_err(),
         "{}: connection {} was served with {MAX} open",
@@ -418,7 +414,8 @@ fn max_sessions_refuses_new_sessions_not_live_ones() {
         .map(|_| RawClient::connect(&addr, 20_000))
         .collect();
     // The next new session is refused as an unknown session is: id 0, then closed.
-    let (mut refused, resp) = RawClient::handshake(&addr, &new_session_request()).unwrap();
+    let (mut refused, resp) =
+        RawClient::handshake(&addr, &ConnectRequest::new_session(20_000)).unwrap();
     assert_eq!(resp.session_id, 0, "session {} was created", MAX + 1);
     refused
         .wait_closed(CLOSE_WAIT)
@@ -436,7 +433,7 @@ fn max_sessions_refuses_new_sessions_not_live_ones() {
     let reattach = ConnectRequest {
         session_id: first.session_id,
         passwd: first.passwd.clone(),
-        ..new_session_request()
+        ..ConnectRequest::new_session(20_000)
     };
     let (mut moved, resp) = RawClient::handshake(&addr, &reattach).unwrap();
     assert_eq!(resp.session_id, live[0].session_id, "reattach refused");
@@ -544,7 +541,7 @@ fn every_way_to_add_a_watch_obeys_the_per_connection_limit() {
 fn requests_behind_the_handshake_are_answered(server: &Server) {
     let mut bytes = Vec::new();
     let mut connect = Vec::new();
-    new_session_request().encode(&mut connect);
+    ConnectRequest::new_session(20_000).encode(&mut connect);
     bytes.extend_from_slice(&(connect.len() as i32).to_be_bytes());
     bytes.extend_from_slice(&connect);
     for x in 1..=3 {

@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use common::ensemble::{
-    create_req, dump_tree_at, pipeline, tree_differences, Ensemble, Mode, Role, Tree,
+    create_req, dump_tree_at, pipeline, tree_differences, Ensemble, Guard, Mode, Role, Tree,
     LEADER_POLLS_MAX, POLL_MS,
 };
 use common::{Kind, Server};
@@ -69,9 +69,9 @@ fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
 }
 
-/// The seed: `FAULTS_SEED`, or a fresh one.
-fn seed() -> u64 {
-    env_u64("FAULTS_SEED").unwrap_or_else(|| {
+/// The seed: `FAULTS_SEED`, else `fixed`, else a fresh one.
+fn seed(fixed: Option<u64>) -> u64 {
+    env_u64("FAULTS_SEED").or(fixed).unwrap_or_else(|| {
         use std::time::{SystemTime, UNIX_EPOCH};
         let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
         t.as_nanos() as u64 ^ (std::process::id() as u64) << 32
@@ -103,16 +103,13 @@ fn kinds_named(name: &str) -> Vec<Kind> {
 
 /// Runs the workloads under the seeded schedule and checks everything; panics
 /// with the violations and the replay command when a property breaks.
-/// `fixed_seed`: the seed when FAULTS_SEED is not set (else a fresh one).
+/// `fixed_seed`: the seed when FAULTS_SEED is not set (`None`: a fresh one).
 fn fault_run(test: &str, kinds_name: &str, default_secs: u64, fixed_seed: Option<u64>) {
     let kinds = kinds_named(kinds_name);
     if !Ensemble::can_start(&kinds) {
         return;
     }
-    let seed = match (env_u64("FAULTS_SEED"), fixed_seed) {
-        (None, Some(s)) => s,
-        _ => seed(),
-    };
+    let seed = seed(fixed_seed);
     let secs = env_u64("FAULTS_SECS").unwrap_or(default_secs);
     let think: String = ["FAULTS_THINK_MS", "FAULTS_SYNC_AFTER_CREATE"]
         .iter()
@@ -482,7 +479,7 @@ fn standalone_members_pretending_to_be_an_ensemble_are_caught() {
     let servers: Vec<Server> = (0..3).map(|_| Server::corral("")).collect();
     let addrs: Vec<String> = servers.iter().map(|s| s.addr()).collect();
     let clock = Clock::start();
-    let work = Workloads::start(&addrs, clock, seed(), Shape::default());
+    let work = Workloads::start(&addrs, clock, seed(None), Shape::default());
     std::thread::sleep(Duration::from_millis(BROKEN_RUN_MS));
     let hist = work.stop();
     let trees: Vec<(u64, Tree)> = addrs
@@ -591,6 +588,36 @@ fn write_then_sync_on_a_follower_answers_in_order_zookeeper() {
 
 // ----- the disk faults, once each, deterministically -----
 
+/// A kept ensemble's tmpfs keeps its files: `keep_contents` copies them (not the
+/// ballast of a full disk) beside the mount before the unmount takes them.
+#[test]
+fn a_kept_tmpfs_keeps_its_files_but_not_the_ballast() {
+    if !disk::may_mount() {
+        return;
+    }
+    let root = tempfile::tempdir().expect("a temp dir");
+    let at = root.path().join("data");
+    std::fs::create_dir(&at).expect("the mount point");
+    let mount = disk::TmpfsMount::mount(&at, 8).expect("a tmpfs");
+    std::fs::create_dir(at.join("version-2")).unwrap();
+    std::fs::write(at.join("version-2/log.1"), b"a record").unwrap();
+    std::fs::write(at.join("myid"), b"1\n").unwrap();
+    std::fs::write(at.join(disk::BALLAST_FILE_NAME), vec![0u8; 1 << 20]).unwrap();
+    mount.keep_contents();
+    drop(mount);
+    let kept = root.path().join("data.kept");
+    assert_eq!(
+        std::fs::read(kept.join("version-2/log.1")).unwrap(),
+        b"a record"
+    );
+    assert_eq!(std::fs::read(kept.join("myid")).unwrap(), b"1\n");
+    assert!(
+        !kept.join(disk::BALLAST_FILE_NAME).exists(),
+        "the ballast was copied"
+    );
+    assert!(!at.join("myid").exists(), "still mounted after the drop");
+}
+
 /// Hold of a focused full-disk step: long enough for its pressure writes to
 /// roll a member's 1 MiB log more than twice.
 const FOCUSED_FULL_HOLD_MS: u64 = 6_000;
@@ -606,7 +633,7 @@ fn focused_run(test: &str, kinds_name: &str, faults: &[Fault], hold_ms: u64) -> 
     if !Ensemble::can_start(&kinds) {
         return None;
     }
-    let seed = seed();
+    let seed = seed(None);
     let steps: Vec<Step> = faults
         .iter()
         .enumerate()

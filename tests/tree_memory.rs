@@ -10,7 +10,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use corral::proto::{Acl, CreateKind, CreateRequest, Id, Request};
+use corral::proto::{Id, Request};
 use corral::tree::{apply, prepare, Caller, Tree, TxnContext};
 
 struct Counting;
@@ -76,16 +76,6 @@ fn bytes_per_znode() {
         is_super: false,
     };
     let data = vec![b'x'; 100];
-    let create = |path: String| {
-        Request::Create(CreateRequest {
-            kind: CreateKind::Create,
-            path,
-            data: Some(data.clone()),
-            acl: Acl::open(),
-            flags: 0,
-            ttl: -1,
-        })
-    };
     let ctx = |zxid: i64| TxnContext {
         zxid,
         time_ms: 1_700_000_000_000 + zxid,
@@ -97,7 +87,12 @@ fn bytes_per_znode() {
 
     let base = held();
     let mut tree = Tree::new();
-    let t = prepare(&tree, &ctx(1), &caller, &create("/bench".into()));
+    let t = prepare(
+        &tree,
+        &ctx(1),
+        &caller,
+        &Request::create_open("/bench", &data),
+    );
     apply(&mut tree, &t);
     let start = cpu();
     for i in 0..n {
@@ -105,7 +100,7 @@ fn bytes_per_znode() {
             &tree,
             &ctx(i + 2),
             &caller,
-            &create(format!("/bench/n{i:010}")),
+            &Request::create_open(&format!("/bench/n{i:010}"), &data),
         );
         assert!(apply(&mut tree, &t).result.is_ok());
     }

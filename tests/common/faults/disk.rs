@@ -143,7 +143,7 @@ fn skip_loudly(why: &str) {
 
 /// True when members can get a tmpfs: running as root. Otherwise prints the
 /// loud SKIPPED line, or panics under CI (`CI` set), which runs as root.
-fn may_mount() -> bool {
+pub fn may_mount() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } == 0 {
         return true;

@@ -331,8 +331,9 @@ impl<'a> Nemesis<'a> {
             // dies on ENOSPC while the member serves on from memory (ZOOKEEPER-4882),
             // and an all-ZooKeeper CI run then lost acknowledged writes (seed
             // 1796037568160530224: 3 creates missing on every member, the register
-            // forked, after a later KillAll). These runs judge corral; the focused disk-full tests
-            // still fill ZooKeeper members' disks to show what each kind does.
+            // forked, after a later KillAll). These runs judge corral; the focused
+            // disk-full tests still fill ZooKeeper members' disks to show what each
+            // kind does.
             Fault::DiskFull(Target::Random) => {
                 let corral: Vec<u64> = sids
                     .iter()
