@@ -760,3 +760,62 @@ fn torn_last_record_mixed() {
     ];
     torn_run("torn_last_record_mixed", "mixed", &faults);
 }
+
+/// The harness's calls ping while they wait, as a client does. A stand-in server
+/// holds its answer to a request until the next request arrives (what the
+/// reference's 3.8.0 does after its CommitProcessor misses a wake-up,
+/// ZOOKEEPER-4537): the call gets its answer through its own ping, and the next
+/// call skips that ping's late reply.
+#[test]
+fn a_call_pings_a_server_that_holds_its_answer() {
+    use common::ensemble::{call, CallError};
+    use common::RawClient;
+    use corral::proto::{xid, ErrorCode, ReplyHeader};
+    use std::io::{Read, Write};
+
+    fn request_xid(s: &mut std::net::TcpStream) -> i32 {
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len).expect("a frame length");
+        let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
+        s.read_exact(&mut frame).expect("a frame");
+        i32::from_be_bytes(frame[..4].try_into().unwrap())
+    }
+    fn answer(s: &mut std::net::TcpStream, x: i32, err: i32) {
+        let mut body = Vec::new();
+        ReplyHeader {
+            xid: x,
+            zxid: 7,
+            err,
+        }
+        .encode(&mut body);
+        let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+        frame.extend(body);
+        s.write_all(&frame).expect("an answer");
+    }
+    let no_node = ErrorCode::NoNode.code();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let addr = listener.local_addr().unwrap().to_string();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("the client");
+        let held = request_xid(&mut s);
+        assert_eq!(request_xid(&mut s), xid::PING, "the next request is a ping");
+        answer(&mut s, held, no_node);
+        answer(&mut s, xid::PING, 0);
+        let next = request_xid(&mut s);
+        answer(&mut s, next, no_node);
+    });
+    let mut c = RawClient::from_stream(RawClient::connect_tcp(&addr).expect("connect"));
+    let exists = |path: &str| Request::Exists {
+        path: path.into(),
+        watch: false,
+    };
+    assert_eq!(
+        call(&mut c, &exists("/held")),
+        Err(CallError::Code(no_node))
+    );
+    assert_eq!(
+        call(&mut c, &exists("/next")),
+        Err(CallError::Code(no_node))
+    );
+    server.join().expect("the stand-in server");
+}

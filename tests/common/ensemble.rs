@@ -24,12 +24,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use corral::proto::{
-    Acl, ConnectRequest, CreateKind, CreateMode, CreateRequest, ErrorCode, Request, Response, Stat,
+    xid, Acl, ConnectRequest, CreateKind, CreateMode, CreateRequest, ErrorCode, Request, Response,
+    Stat,
 };
 
 use super::{
     corral_command, decode_reply, file_tail, four_letter_word, free_port, reference_command,
-    reference_serial, require_reference, Decoded, Kind, RawClient, Server, LOG_TAIL_LINES_MAX,
+    reference_serial, require_reference, Decoded, Kind, RawClient, ReadEnd, Reply, Server,
+    LOG_TAIL_LINES_MAX, RAW_READ_TIMEOUT_MS,
 };
 
 /// The members' `tickTime`: short, so elections and session moves are quick.
@@ -58,6 +60,9 @@ pub const DUMP_BATCH_COUNT_MAX: usize = 128;
 pub const DUMP_ATTEMPTS_MAX: u32 = 100;
 /// Requests [`pipeline`] keeps in flight at once.
 pub const PIPELINE_WINDOW_COUNT_MAX: usize = 256;
+/// Silence after which a call waiting for its answer pings (see `recv_answer`);
+/// the Java client pings after a third of its session timeout idle.
+pub const IDLE_PING_MS: u64 = 1_000;
 /// Differences listed when two replicas disagree.
 pub const TREE_DIFFS_SHOWN_MAX: usize = 20;
 /// Attempts [`WriteLoad`] makes per write (connection losses and elections included).
@@ -67,6 +72,14 @@ pub const LOAD_WAIT_POLLS_MAX: u32 = 1_200;
 
 /// Set (not `0`) to keep every ensemble's dir after the test, passing or not.
 pub const KEEP_ENV: &str = "ENSEMBLE_KEEP";
+/// Polls (of POLL_MS) a failure report waits for the reference members' JVM
+/// thread dumps (SIGQUIT) to reach their logs.
+const THREAD_DUMP_POLLS_MAX: u32 = 30;
+/// Lines of one JVM thread dump a failure report prints.
+const THREAD_DUMP_LINES_MAX: usize = 1_500;
+/// How a HotSpot thread dump begins and where its thread list ends.
+const THREAD_DUMP_START: &str = "Full thread dump";
+const THREAD_DUMP_END: &str = "JNI global refs";
 
 /// The subtree each server keeps for itself (config, quotas): left out of dumps.
 const SYSTEM_SUBTREE: &str = "/zookeeper";
@@ -706,10 +719,13 @@ impl Ensemble {
         reference
     }
 
-    /// Every member's description, config and log tail (what a failure prints).
+    /// Every member's description, config and log tail (what a failure prints),
+    /// and each running reference member's threads: where a request is stuck.
     pub fn report(&self) -> String {
+        let tails: Vec<String> = self.members.iter().map(|m| self.log_tail(m.sid)).collect();
+        let dumps = self.jvm_thread_dumps();
         let mut out = format!("ensemble: {}\n", self.describe());
-        for m in &self.members {
+        for (m, tail) in self.members.iter().zip(tails) {
             let state = match (&m.process, m.paused) {
                 (None, _) => "down".to_string(),
                 (Some(_), true) => "paused".to_string(),
@@ -729,11 +745,52 @@ impl Ensemble {
             out.push_str(&format!(
                 "----- member {} log, last {LOG_TAIL_LINES_MAX} lines -----\n{}\n----- end of member {} log -----\n",
                 m.sid,
-                self.log_tail(m.sid),
+                tail,
                 m.sid
             ));
+            if let Some(d) = dumps.iter().find(|(sid, _)| *sid == m.sid) {
+                out.push_str(&format!(
+                    "----- member {} JVM threads (SIGQUIT) -----\n{}\n----- end of member {} threads -----\n",
+                    m.sid, d.1, m.sid
+                ));
+            }
         }
         out
+    }
+
+    /// A thread dump of every running, unpaused reference member: SIGQUIT makes
+    /// the JVM print one to its output (the member's log) and go on.
+    fn jvm_thread_dumps(&self) -> Vec<(u64, String)> {
+        let asked: Vec<(u64, usize)> = (self.members.iter())
+            .filter(|m| m.kind == Kind::Reference && !m.paused)
+            .filter(|m| (m.process.as_ref()).is_some_and(|p| p.exit_status().is_none()))
+            .filter_map(|m| {
+                let before = self.log(m.sid).len();
+                let p = m.process.as_ref()?;
+                p.signal(libc::SIGQUIT).then_some((m.sid, before))
+            })
+            .collect();
+        let dump_of = |sid: u64, before: usize| {
+            let log = self.log(sid);
+            let new = log.get(before..)?;
+            let start = new.find(THREAD_DUMP_START)?;
+            let dump = &new[start..];
+            let end = dump.find(THREAD_DUMP_END)?;
+            let lines: Vec<&str> = dump[..end].lines().collect();
+            Some(lines[..lines.len().min(THREAD_DUMP_LINES_MAX)].join("\n"))
+        };
+        for _ in 0..THREAD_DUMP_POLLS_MAX {
+            if asked.iter().all(|&(sid, b)| dump_of(sid, b).is_some()) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(POLL_MS));
+        }
+        (asked.into_iter())
+            .map(|(sid, b)| {
+                let d = dump_of(sid, b).unwrap_or_else(|| "(no thread dump in the log)".into());
+                (sid, d)
+            })
+            .collect()
     }
 }
 
@@ -864,8 +921,9 @@ fn show_data(d: &Option<Vec<u8>>) -> String {
 /// Why a call got no successful answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallError {
-    /// The connection closed or timed out: the request may or may not have been applied.
-    Lost,
+    /// The connection closed or timed out (how, in words): the request may or
+    /// may not have been applied.
+    Lost(String),
     /// The server answered with this error code.
     Code(i32),
     /// A reply that does not decode, or answers another request.
@@ -880,8 +938,46 @@ impl CallError {
 
 /// Sends `req` and waits for its decoded answer.
 pub fn call(c: &mut RawClient, req: &Request) -> Result<Response, CallError> {
-    let reply = c.call(req).map_err(|_| CallError::Lost)?;
+    let x = (c.send_request(req)).map_err(|e| CallError::Lost(format!("send: {e}")))?;
+    let reply = recv_answer(c, x)?;
     decoded(decode_reply(req.opcode(), &reply))
+}
+
+/// Waits for the reply to xid `x` as a client does: at most RAW_READ_TIMEOUT_MS
+/// in all, and a ping after each IDLE_PING_MS of silence. The reference's
+/// 3.8.0 needs those pings: its CommitProcessor can miss a wake-up
+/// (ZOOKEEPER-4537, fixed in 3.8.1) and then holds a committed write until the
+/// next request reaches it, so a client that sends nothing more would wait for
+/// good. Another ping's reply is skipped; a reply to another xid is `Bad`.
+fn recv_answer(c: &mut RawClient, x: i32) -> Result<Reply, CallError> {
+    let start = Instant::now();
+    let answer = loop {
+        let left = Duration::from_millis(RAW_READ_TIMEOUT_MS).saturating_sub(start.elapsed());
+        if left.is_zero() {
+            break Err(CallError::Lost(format!(
+                "no answer to xid {x} within {RAW_READ_TIMEOUT_MS} ms"
+            )));
+        }
+        c.set_read_timeout(left.min(Duration::from_millis(IDLE_PING_MS)));
+        match c.recv_reply() {
+            Ok(r) if r.xid == x => break Ok(r),
+            Ok(r) if r.xid == xid::PING => {}
+            Ok(r) => {
+                break Err(CallError::Bad(format!(
+                    "reply xid {} where {x} was due",
+                    r.xid
+                )))
+            }
+            Err(ReadEnd::Timeout) => {
+                if let Err(e) = c.send_request(&Request::Ping) {
+                    break Err(CallError::Lost(format!("ping: {e}")));
+                }
+            }
+            Err(e) => break Err(CallError::Lost(format!("{e:?}"))),
+        }
+    };
+    c.set_read_timeout(Duration::from_millis(RAW_READ_TIMEOUT_MS));
+    answer
 }
 
 fn decoded(d: Decoded) -> Result<Response, CallError> {
@@ -902,16 +998,14 @@ pub fn pipeline(
     for window in reqs.chunks(PIPELINE_WINDOW_COUNT_MAX) {
         let mut xids = Vec::with_capacity(window.len());
         for req in window {
-            xids.push(c.send(req).map_err(|_| CallError::Lost)?);
+            let sent = c.send(req);
+            xids.push(sent.map_err(|e| CallError::Lost(format!("send: {e}")))?);
         }
         for (req, x) in window.iter().zip(xids) {
-            let reply = c.recv_reply().map_err(|_| CallError::Lost)?;
-            if reply.xid != x {
-                return Err(CallError::Bad(format!(
-                    "reply xid {} where {x} was due ({req:?})",
-                    reply.xid
-                )));
-            }
+            let reply = recv_answer(c, x).map_err(|e| match e {
+                CallError::Bad(why) => CallError::Bad(format!("{why} ({req:?})")),
+                e => e,
+            })?;
             out.push(decoded(decode_reply(req.opcode(), &reply)));
         }
     }
@@ -1162,7 +1256,7 @@ impl Writer {
                 Err(e) if e.is(ErrorCode::NodeExists) && (exists_ok || maybe_applied) => {
                     return Ok(())
                 }
-                Err(CallError::Lost) => {
+                Err(CallError::Lost(_)) => {
                     maybe_applied = true;
                     self.drop_connection();
                 }

@@ -968,15 +968,20 @@ impl RawClient {
         }
     }
 
-    /// Sends `req` and waits for its reply; panics when the reply's xid is not the request's.
-    pub fn call(&mut self, req: &Request) -> Result<Reply, ReadEnd> {
-        let x = match req {
+    /// Sends `req` under its fixed xid (ping, auth, setWatches) or the next one;
+    /// returns that xid.
+    pub fn send_request(&mut self, req: &Request) -> io::Result<i32> {
+        match req {
             Request::Ping => self.send_with_xid(xid::PING, req),
             Request::Auth { .. } => self.send_with_xid(xid::AUTH, req),
             Request::SetWatches(_) => self.send_with_xid(xid::SET_WATCHES, req),
             _ => self.send(req),
         }
-        .map_err(|_| ReadEnd::Closed)?;
+    }
+
+    /// Sends `req` and waits for its reply; panics when the reply's xid is not the request's.
+    pub fn call(&mut self, req: &Request) -> Result<Reply, ReadEnd> {
+        let x = self.send_request(req).map_err(|_| ReadEnd::Closed)?;
         let reply = self.recv_reply()?;
         assert_eq!(
             reply.xid, x,
