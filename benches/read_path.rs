@@ -14,12 +14,20 @@
 //! out of the tree), `write_reply` encodes it; a ping's reply built in a `Vec` of its
 //! own, then copied.
 //!
+//! `accounting/…` is what the shard books for each read besides: bytes and a packet
+//! received, a packet sent with its size, the reply's latency in the totals and the
+//! read histogram. `owned` is the shard's way (`OwnedCount`: a relaxed load and store,
+//! as only the shard writes its counters); `locked` the same counts by locked
+//! read-modify-writes (`fetch_add`, the way before; kept as the baseline).
+//!
 //! `cargo bench --bench read_path` (PERF.md, "Read path: criterion benches").
 
 use corral::proto::jute::{begin_frame, end_frame};
 use corral::proto::{write_reply, xid, Reader, ReplyHeader, Request, RequestHeader};
+use corral::server::stats::{Histogram, OwnedCount, ShardCounters};
 use corral::tree::{build_tree, read, serve_read_frame, Caller, Tree};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use std::sync::atomic::Ordering::Relaxed;
 
 const KEYS: usize = 10_000;
 const CHILDREN: usize = 10;
@@ -155,5 +163,39 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// A read's request and reply frame sizes and its latency (µs), as booked.
+const REQUEST_FRAME_BYTES: u64 = 30;
+const REPLY_FRAME_BYTES: usize = 182;
+const LATENCY_US: u64 = 40;
+
+fn accounting(c: &mut Criterion) {
+    let s = ShardCounters::default();
+    let locked = Histogram::default();
+    let mut g = c.benchmark_group("accounting");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("owned", |b| {
+        b.iter(|| {
+            s.bytes_received.add_owned(black_box(REQUEST_FRAME_BYTES));
+            s.packets_received.add_owned(1);
+            s.packet_sent(black_box(REPLY_FRAME_BYTES), 7);
+            s.record_reply_latency_us(black_box(LATENCY_US), false);
+        })
+    });
+    g.bench_function("locked", |b| {
+        b.iter(|| {
+            s.bytes_received
+                .fetch_add(black_box(REQUEST_FRAME_BYTES), Relaxed);
+            s.packets_received.fetch_add(1, Relaxed);
+            s.packets_sent.fetch_add(1, Relaxed);
+            s.response_bytes
+                .record(black_box(REPLY_FRAME_BYTES) as u64 - 4, 7);
+            s.latency_count.fetch_add(1, Relaxed);
+            s.latency_sum_us.fetch_add(black_box(LATENCY_US), Relaxed);
+            locked.record(black_box(LATENCY_US));
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, accounting);
 criterion_main!(benches);

@@ -849,6 +849,39 @@ async fn session_expiry(t: Target) {
 
 // ---------------------------------------------------------- raw wire cases
 
+/// Session timeout in [`raw_requests_keep_a_session_alive`], and how long and how
+/// often that session sends a request (never a ping): 2.5 times its timeout, a
+/// request every thirteenth of it.
+const BUSY_SESSION_TIMEOUT_MS: i32 = 2_000;
+const BUSY_SESSION_REQUESTS_COUNT: u32 = 34;
+const BUSY_SESSION_PAUSE_MS: u64 = 150;
+
+/// Requests alone keep a session alive, as pings do: a session that sends only
+/// exists, for more than twice its timeout, is still there (its connection open,
+/// its ephemeral in place) at the end.
+fn raw_requests_keep_a_session_alive(t: &Target) {
+    let path = "/raw_busy_session";
+    let mut c = RawClient::connect(t.raw(0), BUSY_SESSION_TIMEOUT_MS);
+    assert_eq!(
+        c.timeout_ms, BUSY_SESSION_TIMEOUT_MS,
+        "the timeout asked for"
+    );
+    let create = ensemble::create_req(path, b"", corral::proto::CreateMode::Ephemeral);
+    raw_ok(&mut c, &create, "create");
+    let exists = Request::Exists {
+        path: path.into(),
+        watch: false,
+    };
+    for i in 0..BUSY_SESSION_REQUESTS_COUNT {
+        std::thread::sleep(Duration::from_millis(BUSY_SESSION_PAUSE_MS));
+        match c.call(&exists) {
+            Ok(r) => assert_eq!(r.err, 0, "exists #{i}: the session's ephemeral is there"),
+            Err(e) => panic!("exists #{i}: the connection ended ({e:?})"),
+        }
+    }
+    let _ = c.close_session();
+}
+
 fn raw_session_expiry_and_reconnect(t: &Target) {
     // Both sessions on one member: a session reads another's acknowledged write
     // without a sync only there. The session goes on living on that member.
@@ -1832,6 +1865,7 @@ fn run_cases(suite: &mut Suite<'_>, t: &Target) {
     raw_case!(raw_set_watches2_persistent);
     raw_case!(raw_container_ops);
     raw_case!(raw_session_expiry_and_reconnect);
+    raw_case!(raw_requests_keep_a_session_alive);
     rt.shutdown_timeout(Duration::from_secs(5));
 }
 

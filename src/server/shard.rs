@@ -19,7 +19,7 @@
 use super::chan;
 use super::inbox;
 use super::msg::*;
-use super::stats::{self, ServerStats};
+use super::stats::{self, OwnedCount, ServerStats};
 use super::tls::{self, ServerTls, TlsFailure, TlsInput, TlsSession};
 use super::Mesh;
 use crate::admin;
@@ -44,7 +44,7 @@ use std::ops::ControlFlow;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::AtomicU64;
-use std::sync::atomic::Ordering::{Acquire, Relaxed};
+use std::sync::atomic::Ordering::Acquire;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -117,12 +117,12 @@ impl Conn {
     /// Takes a request in; it is outstanding until `complete_front` takes it out.
     fn enqueue(&mut self, p: Pending, outstanding: &AtomicU64) {
         self.queue.push_back(p);
-        outstanding.fetch_add(1, Relaxed);
+        outstanding.add_owned(1);
     }
 
     fn complete_front(&mut self, outstanding: &AtomicU64) -> Option<Pending> {
         let p = self.queue.pop_front()?;
-        outstanding.fetch_sub(1, Relaxed);
+        outstanding.sub_owned(1);
         Some(p)
     }
 
@@ -238,7 +238,11 @@ struct Shard {
     conns: FxHashMap<ConnId, Conn>,
     sessions: FxHashMap<i64, ConnId>,
     watches: WatchRegistry,
+    /// Sessions with requests since the last touch batch went to the sequencer.
     active: FxHashSet<i64>,
+    /// The session `active` took last: the next request of a pipeline (the same
+    /// session, mostly) skips the set. Cleared with the set.
+    last_active: i64,
     /// The clock, read once per wake-up (bytes received, batch applied), not per request.
     now: Instant,
     mesh: Mesh,
@@ -279,6 +283,7 @@ pub(super) async fn run(
         sessions: FxHashMap::default(),
         watches: WatchRegistry::new(cfg.max_watches_per_connection),
         active: FxHashSet::default(),
+        last_active: 0,
         now: Instant::now(),
         mesh: mesh.clone(),
         stats,
@@ -322,7 +327,7 @@ pub(super) async fn run(
     glommio::spawn_local(async move {
         loop {
             glommio::timer::sleep(every).await;
-            let ids: Vec<i64> = s.borrow_mut().active.drain().collect();
+            let ids: Vec<i64> = s.borrow_mut().take_active();
             if !ids.is_empty() {
                 let tx = s.borrow().mesh.to_sequencer.clone();
                 match tx.send(ToSequencer::Touch(ids)) {
@@ -719,9 +724,7 @@ impl ConnIo {
             Event::TlsProgress => After::Continue,
             Event::TlsEstablished(cert) => {
                 self.handshake_deadline = None;
-                sh.counters()
-                    .tls_handshakes_in_progress
-                    .fetch_sub(1, Relaxed);
+                sh.counters().tls_handshakes_in_progress.sub_owned(1);
                 sh.on_tls_established(cid, cert.as_ref());
                 After::Continue
             }
@@ -801,11 +804,9 @@ async fn serve_conn(
         // Refused, timed out or closed by the client before the handshake ended:
         // the reference's Netty factory counts each as an authentication failure
         // and an unsuccessful handshake.
-        sh.counters().auth_failed.fetch_add(1, Relaxed);
-        sh.counters().unsuccessful_handshakes.fetch_add(1, Relaxed);
-        sh.counters()
-            .tls_handshakes_in_progress
-            .fetch_sub(1, Relaxed);
+        sh.counters().auth_failed.add_owned(1);
+        sh.counters().unsuccessful_handshakes.add_owned(1);
+        sh.counters().tls_handshakes_in_progress.sub_owned(1);
     }
     let peer = sh.conns.get(&cid).map(|c| c.peer);
     sh.close_conn(cid);
@@ -910,7 +911,7 @@ impl Shard {
             (false, true) => &c.non_mtls_local_conns,
             (false, false) => &c.non_mtls_remote_conns,
         };
-        counter.fetch_add(1, Relaxed);
+        counter.add_owned(1);
     }
 
     fn open_conn(&mut self, peer: SocketAddr) -> ConnId {
@@ -941,7 +942,7 @@ impl Shard {
                 sasl: DigestServer::new(),
             },
         );
-        self.counters().connections.fetch_add(1, Relaxed);
+        self.counters().connections.add_owned(1);
         cid
     }
 
@@ -960,11 +961,9 @@ impl Shard {
         }
         self.watches.remove_conn(cid);
         let counters = self.counters();
-        counters.connections.fetch_sub(1, Relaxed);
+        counters.connections.sub_owned(1);
         // Its requests still in process are answered to no one.
-        counters
-            .outstanding
-            .fetch_sub(c.queue.len() as u64, Relaxed);
+        counters.outstanding.sub_owned(c.queue.len() as u64);
         self.stats.release_connection();
     }
 
@@ -975,7 +974,7 @@ impl Shard {
         let per_ip_max = self.cfg.max_client_cnxns;
         let from_ip = self.conns_per_ip.get(&peer.ip()).copied().unwrap_or(0);
         if per_ip_max > 0 && from_ip >= per_ip_max {
-            self.counters().connections_rejected.fetch_add(1, Relaxed);
+            self.counters().connections_rejected.add_owned(1);
             self.warn_refused(|| {
                 format!(
                     "too many connections from {} - max is {per_ip_max} (maxClientCnxns)",
@@ -986,7 +985,7 @@ impl Shard {
         }
         let max = self.cfg.max_cnxns;
         if let Err(e) = self.stats.admit_connection(max as u64) {
-            self.counters().connections_rejected.fetch_add(1, Relaxed);
+            self.counters().connections_rejected.add_owned(1);
             self.warn_refused(|| {
                 format!(
                     "too many connections {} - max is {max} (maxCnxns); refused {peer}",
@@ -1020,7 +1019,7 @@ impl Shard {
         let subject = match tls::rfc2253_subject(cert) {
             Ok(s) => s,
             Err(e) => {
-                self.counters().auth_failed.fetch_add(1, Relaxed);
+                self.counters().auth_failed.add_owned(1);
                 self.close_with(cid, &format!("x509 authentication failed: {e}"));
                 return;
             }
@@ -1167,7 +1166,7 @@ impl Shard {
             if c.phase == Phase::AwaitConnect && at == 0 {
                 if let Ok(word) = std::str::from_utf8(&rest[..4]) {
                     if crate::config::FOUR_LETTER_WORDS.contains(&word) {
-                        self.counters().bytes_received.fetch_add(4, Relaxed);
+                        self.counters().bytes_received.add_owned(4);
                         return (buf.len(), After::FourLetter(word.to_string()));
                     }
                 }
@@ -1187,7 +1186,7 @@ impl Shard {
             let body = &rest[4..4 + len];
             at += 4 + len;
             let counters = &self.stats.shards[self.id];
-            counters.bytes_received.fetch_add(4 + len as u64, Relaxed);
+            counters.bytes_received.add_owned(4 + len as u64);
             if self.conns[&cid].phase == Phase::AwaitConnect {
                 self.on_connect_frame(cid, body);
             } else {
@@ -1208,10 +1207,10 @@ impl Shard {
         // and connection), and its answer as one sent.
         self.conns.get_mut(&cid).unwrap().received += 1;
         let counters = self.counters();
-        counters.packets_received.fetch_add(1, Relaxed);
-        counters.connection_requests.fetch_add(1, Relaxed);
+        counters.packets_received.add_owned(1);
+        counters.connection_requests.add_owned(1);
         if req.session_id != 0 {
-            counters.connection_revalidates.fetch_add(1, Relaxed);
+            counters.connection_revalidates.add_owned(1);
         }
         if !self.stats.serving() {
             // As the reference: a member without a leader takes no sessions.
@@ -1233,7 +1232,7 @@ impl Shard {
     }
 
     fn on_request_frame(&mut self, cid: ConnId, body: &[u8]) {
-        self.counters().packets_received.fetch_add(1, Relaxed);
+        self.counters().packets_received.add_owned(1);
         let mut r = Reader::new(body);
         let hdr = match RequestHeader::decode(&mut r) {
             Ok(h) => h,
@@ -1247,7 +1246,7 @@ impl Shard {
             c.received += 1;
             c.session_id
         };
-        self.active.insert(session_id);
+        self.mark_active(session_id);
         if hdr.opcode == proto::op::SASL {
             self.on_sasl(cid, hdr.xid, &mut r);
             return;
@@ -2031,9 +2030,7 @@ impl Shard {
         let bytes = frame(|v| resp.encode(v));
         c.out.extend_from_slice(&bytes);
         c.sent += 1;
-        self.stats.shards[self.id]
-            .packets_sent
-            .fetch_add(1, Relaxed);
+        self.stats.shards[self.id].packets_sent.add_owned(1);
         if session_id == 0 {
             tracing::info!("connection from {}: session expired or unknown", c.peer);
             c.closing = true;
@@ -2053,7 +2050,22 @@ impl Shard {
                 self.wake(old);
             }
         }
-        self.active.insert(session_id);
+        self.mark_active(session_id);
+    }
+
+    /// The session had a request (or a handshake): the sequencer hears of it with
+    /// the next touch batch.
+    fn mark_active(&mut self, session_id: i64) {
+        if session_id != self.last_active {
+            self.active.insert(session_id);
+            self.last_active = session_id;
+        }
+    }
+
+    /// The sessions active since the last batch, for the next one.
+    fn take_active(&mut self) -> Vec<i64> {
+        self.last_active = 0;
+        self.active.drain().collect()
     }
 
     fn report(&self) -> ShardReport {

@@ -1,6 +1,7 @@
 //! Server-wide counters for four-letter words, metrics and the server-wide bounds.
-//! Each shard writes only its own slot (relaxed atomics, no lock, no sharing of a
-//! cache line between writers); the sequencer writes its own fields. Readers (admin,
+//! Each shard writes only its own slot (relaxed loads and stores, `OwnedCount`: no
+//! lock, no locked instruction, no sharing of a cache line between writers); the
+//! sequencer writes its own fields. Readers (admin,
 //! and the shards checking globalOutstandingLimit) sum the slots. The one counter
 //! every shard writes is `admitted_connections`, touched once per accept and close
 //! (not per request): maxCnxns needs an exact count across cores.
@@ -8,6 +9,29 @@
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::time::Instant;
 
+/// Counting on a counter one thread alone writes (a shard, its own slot): a
+/// relaxed load and store instead of a locked read-modify-write, which costs
+/// the request path several of those per reply. Other threads only read, and
+/// each store reaches them whole. `srst` clears a shard's slot on that shard
+/// (`ToShard::ResetStats`), so it is a writer like any other.
+pub trait OwnedCount {
+    fn add_owned(&self, n: u64);
+    fn sub_owned(&self, n: u64);
+}
+
+impl OwnedCount for AtomicU64 {
+    #[inline]
+    fn add_owned(&self, n: u64) {
+        self.store(self.load(Relaxed).wrapping_add(n), Relaxed);
+    }
+
+    #[inline]
+    fn sub_owned(&self, n: u64) {
+        self.store(self.load(Relaxed).wrapping_sub(n), Relaxed);
+    }
+}
+
+/// One shard's counters: only that shard writes them (`OwnedCount`).
 #[derive(Default)]
 #[repr(align(128))]
 pub struct ShardCounters {
@@ -63,7 +87,7 @@ impl ShardCounters {
     /// with its length prefix: packets_sent, and the reply sizes, which the
     /// reference takes without the 4-byte prefix.
     pub fn packet_sent(&self, frame_bytes: usize, at_us: u64) {
-        self.packets_sent.fetch_add(1, Relaxed);
+        self.packets_sent.add_owned(1);
         let body = frame_bytes.saturating_sub(4) as u64;
         self.response_bytes.record(body, at_us);
     }
@@ -71,14 +95,14 @@ impl ShardCounters {
     pub fn record_reply_latency_us(&self, us: u64, update: bool) {
         self.record_latency_us(us);
         match update {
-            true => self.update_latency_us.record(us),
-            false => self.read_latency_us.record(us),
+            true => self.update_latency_us.record_owned(us),
+            false => self.read_latency_us.record_owned(us),
         }
     }
 
     pub fn record_latency_us(&self, us: u64) {
-        self.latency_count.fetch_add(1, Relaxed);
-        self.latency_sum_us.fetch_add(us, Relaxed);
+        self.latency_count.add_owned(1);
+        self.latency_sum_us.add_owned(us);
         if us > self.latency_max_us.load(Relaxed) {
             self.latency_max_us.store(us, Relaxed);
         }
@@ -299,10 +323,25 @@ impl Histogram {
         ((u64::BITS - v.leading_zeros()) as usize).min(HISTOGRAM_BUCKETS_COUNT - 1)
     }
 
+    /// Records `v`; any number of threads may record.
     pub fn record(&self, v: u64) {
         self.buckets[Self::bucket_of(v)].fetch_add(1, Relaxed);
         let n = self.count.fetch_add(1, Relaxed);
         self.sum.fetch_add(v, Relaxed);
+        self.record_extremes(n, v);
+    }
+
+    /// Records `v` on a histogram that only this thread writes (`OwnedCount`).
+    pub fn record_owned(&self, v: u64) {
+        self.buckets[Self::bucket_of(v)].add_owned(1);
+        let n = self.count.load(Relaxed);
+        self.count.store(n + 1, Relaxed);
+        self.sum.add_owned(v);
+        self.record_extremes(n, v);
+    }
+
+    /// The min and max, after `n` earlier values.
+    fn record_extremes(&self, n: u64, v: u64) {
         if n == 0 || v < self.min.load(Relaxed) {
             self.min.store(v, Relaxed);
         }
