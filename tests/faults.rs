@@ -765,7 +765,8 @@ fn torn_last_record_mixed() {
 /// holds its answer to a request until the next request arrives (what the
 /// reference's 3.8.0 does after its CommitProcessor misses a wake-up,
 /// ZOOKEEPER-4537): the call gets its answer through its own ping, and the next
-/// call skips that ping's late reply.
+/// call skips that ping's late reply. `RawClient::call`, which every raw test
+/// uses, waits the same way.
 #[test]
 fn a_call_pings_a_server_that_holds_its_answer() {
     use common::ensemble::{call, CallError};
@@ -803,6 +804,9 @@ fn a_call_pings_a_server_that_holds_its_answer() {
         answer(&mut s, xid::PING, 0);
         let next = request_xid(&mut s);
         answer(&mut s, next, no_node);
+        let held = request_xid(&mut s);
+        assert_eq!(request_xid(&mut s), xid::PING, "the next request is a ping");
+        answer(&mut s, held, no_node);
     });
     let mut c = RawClient::from_stream(RawClient::connect_tcp(&addr).expect("connect"));
     let exists = |path: &str| Request::Exists {
@@ -817,5 +821,9 @@ fn a_call_pings_a_server_that_holds_its_answer() {
         call(&mut c, &exists("/next")),
         Err(CallError::Code(no_node))
     );
+    let raw = c
+        .call(&exists("/held/raw"))
+        .expect("RawClient::call pings too");
+    assert_eq!(raw.err, no_node);
     server.join().expect("the stand-in server");
 }

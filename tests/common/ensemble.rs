@@ -24,14 +24,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use corral::proto::{
-    xid, Acl, ConnectRequest, CreateKind, CreateMode, CreateRequest, ErrorCode, Request, Response,
-    Stat,
+    Acl, ConnectRequest, CreateKind, CreateMode, CreateRequest, ErrorCode, Request, Response, Stat,
 };
 
 use super::{
     corral_command, decode_reply, file_tail, four_letter_word, free_port, reference_command,
-    reference_serial, require_reference, Decoded, Kind, RawClient, ReadEnd, Reply, Server,
-    LOG_TAIL_LINES_MAX, RAW_READ_TIMEOUT_MS,
+    reference_serial, require_reference, Decoded, Kind, RawClient, Reply, Server,
+    LOG_TAIL_LINES_MAX,
 };
 
 /// The members' `tickTime`: short, so elections and session moves are quick.
@@ -60,9 +59,6 @@ pub const DUMP_BATCH_COUNT_MAX: usize = 128;
 pub const DUMP_ATTEMPTS_MAX: u32 = 100;
 /// Requests [`pipeline`] keeps in flight at once.
 pub const PIPELINE_WINDOW_COUNT_MAX: usize = 256;
-/// Silence after which a call waiting for its answer pings (see `recv_answer`);
-/// the Java client pings after a third of its session timeout idle.
-pub const IDLE_PING_MS: u64 = 1_000;
 /// Differences listed when two replicas disagree.
 pub const TREE_DIFFS_SHOWN_MAX: usize = 20;
 /// Attempts [`WriteLoad`] makes per write (connection losses and elections included).
@@ -943,41 +939,17 @@ pub fn call(c: &mut RawClient, req: &Request) -> Result<Response, CallError> {
     decoded(decode_reply(req.opcode(), &reply))
 }
 
-/// Waits for the reply to xid `x` as a client does: at most RAW_READ_TIMEOUT_MS
-/// in all, and a ping after each IDLE_PING_MS of silence. The reference's
-/// 3.8.0 needs those pings: its CommitProcessor can miss a wake-up
-/// (ZOOKEEPER-4537, fixed in 3.8.1) and then holds a committed write until the
-/// next request reaches it, so a client that sends nothing more would wait for
-/// good. Another ping's reply is skipped; a reply to another xid is `Bad`.
+/// The reply to xid `x` (`RawClient::wait_reply`: pings while the server is
+/// silent); a reply to another xid is `Bad`.
 fn recv_answer(c: &mut RawClient, x: i32) -> Result<Reply, CallError> {
-    let start = Instant::now();
-    let answer = loop {
-        let left = Duration::from_millis(RAW_READ_TIMEOUT_MS).saturating_sub(start.elapsed());
-        if left.is_zero() {
-            break Err(CallError::Lost(format!(
-                "no answer to xid {x} within {RAW_READ_TIMEOUT_MS} ms"
-            )));
-        }
-        c.set_read_timeout(left.min(Duration::from_millis(IDLE_PING_MS)));
-        match c.recv_reply() {
-            Ok(r) if r.xid == x => break Ok(r),
-            Ok(r) if r.xid == xid::PING => {}
-            Ok(r) => {
-                break Err(CallError::Bad(format!(
-                    "reply xid {} where {x} was due",
-                    r.xid
-                )))
-            }
-            Err(ReadEnd::Timeout) => {
-                if let Err(e) = c.send_request(&Request::Ping) {
-                    break Err(CallError::Lost(format!("ping: {e}")));
-                }
-            }
-            Err(e) => break Err(CallError::Lost(format!("{e:?}"))),
-        }
-    };
-    c.set_read_timeout(Duration::from_millis(RAW_READ_TIMEOUT_MS));
-    answer
+    match c.wait_reply() {
+        Ok(r) if r.xid == x => Ok(r),
+        Ok(r) => Err(CallError::Bad(format!(
+            "reply xid {} where {x} was due",
+            r.xid
+        ))),
+        Err(e) => Err(CallError::Lost(format!("{e:?}"))),
+    }
 }
 
 fn decoded(d: Decoded) -> Result<Response, CallError> {

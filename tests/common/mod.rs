@@ -31,8 +31,16 @@ use corral::proto::{
 
 /// How long a server may take from spawn to answering `ruok` with `imok`.
 pub const SERVER_READY_TIMEOUT_MS: u64 = 60_000;
-/// How long a raw client waits for one frame before calling it a timeout.
+/// How long a raw client waits for one frame, or for a call's reply, before
+/// calling it a timeout (unless the test sets another read timeout).
 pub const RAW_READ_TIMEOUT_MS: u64 = 5_000;
+/// Silence after which a raw client waiting for a call's reply pings, as a real
+/// client pings when idle (the Java client after a third of its session
+/// timeout). The reference's 3.8.0 needs it: its CommitProcessor can miss a
+/// wake-up (ZOOKEEPER-4537, fixed in 3.8.1) and then holds a committed write
+/// until the next request reaches it, so a client that sends nothing more waits
+/// for good.
+pub const IDLE_PING_MS: u64 = 1_000;
 /// Largest frame the raw client accepts from a server (a sanity bound, not the protocol's).
 pub const RAW_FRAME_BYTES_MAX: usize = 16 << 20;
 /// Lines of a server's log printed when a test fails.
@@ -771,6 +779,11 @@ pub struct RawClient {
     pub events: VecDeque<Event>,
     /// Highest zxid seen in any reply header.
     pub last_zxid: i64,
+    /// The read timeout the test set (RAW_READ_TIMEOUT_MS unless changed).
+    read_timeout: Duration,
+    /// Pings [`RawClient::wait_reply`] sent on its own and whose replies have not
+    /// come yet: `recv_reply` skips that many ping replies.
+    idle_pings: u32,
 }
 
 impl RawClient {
@@ -828,6 +841,8 @@ impl RawClient {
             next_xid: 1,
             events: VecDeque::new(),
             last_zxid: 0,
+            read_timeout: Duration::from_millis(RAW_READ_TIMEOUT_MS),
+            idle_pings: 0,
         }
     }
 
@@ -919,6 +934,7 @@ impl RawClient {
     }
 
     pub fn set_read_timeout(&mut self, d: Duration) {
+        self.read_timeout = d;
         self.stream.socket().set_read_timeout(Some(d)).unwrap();
     }
 
@@ -940,12 +956,17 @@ impl RawClient {
         Ok(buf)
     }
 
-    /// Reads frames until a reply (xid ≠ −1) arrives; notifications go to `events`.
+    /// Reads frames until a reply (xid ≠ −1) arrives; notifications go to `events`,
+    /// and the replies to `wait_reply`'s own pings are skipped.
     pub fn recv_reply(&mut self) -> Result<Reply, ReadEnd> {
         loop {
             let frame = self.read_frame()?;
             let mut r = Reader::new(&frame);
             let h = ReplyHeader::decode(&mut r).map_err(|e| ReadEnd::Garbled(e.to_string()))?;
+            if h.xid == xid::PING && self.idle_pings > 0 {
+                self.idle_pings -= 1;
+                continue;
+            }
             if h.xid == xid::NOTIFICATION {
                 let ev = Event {
                     zxid: h.zxid,
@@ -979,15 +1000,43 @@ impl RawClient {
         }
     }
 
-    /// Sends `req` and waits for its reply; panics when the reply's xid is not the request's.
+    /// Sends `req` and waits for its reply (`wait_reply`: pings while the server
+    /// is silent); panics when the reply's xid is not the request's.
     pub fn call(&mut self, req: &Request) -> Result<Reply, ReadEnd> {
         let x = self.send_request(req).map_err(|_| ReadEnd::Closed)?;
-        let reply = self.recv_reply()?;
+        let reply = self.wait_reply()?;
         assert_eq!(
             reply.xid, x,
             "reply xid does not match the request's ({req:?})"
         );
         Ok(reply)
+    }
+
+    /// The next reply, as a client waits for one: within the read timeout in all,
+    /// with a ping after each IDLE_PING_MS of silence (see there why).
+    pub fn wait_reply(&mut self) -> Result<Reply, ReadEnd> {
+        let start = Instant::now();
+        let idle = Duration::from_millis(IDLE_PING_MS);
+        let got = loop {
+            let left = self.read_timeout.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                break Err(ReadEnd::Timeout);
+            }
+            let socket = self.stream.socket();
+            socket.set_read_timeout(Some(left.min(idle))).unwrap();
+            match self.recv_reply() {
+                Err(ReadEnd::Timeout) if left > idle => {
+                    if self.send_with_xid(xid::PING, &Request::Ping).is_err() {
+                        break Err(ReadEnd::Closed);
+                    }
+                    self.idle_pings += 1;
+                }
+                got => break got,
+            }
+        };
+        let read_timeout = Some(self.read_timeout);
+        self.stream.socket().set_read_timeout(read_timeout).unwrap();
+        got
     }
 
     /// `call` and decode.
