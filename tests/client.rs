@@ -1098,6 +1098,114 @@ fn raw_pipelined_read_then_write_keeps_order(t: &Target) {
     let _ = c.close_session();
 }
 
+/// Rounds of [`raw_pipelined_reads_between_writes_see_their_place`].
+const MIXED_ROUNDS_COUNT: usize = 30;
+
+/// One session pipelines writes with reads between them, on the same nodes and
+/// on others. Every read answers as if the session's requests ran one by one: it
+/// sees each write sent before it and none sent after (corral sends a write
+/// before the reads ahead of it are answered only when they cannot tell).
+fn raw_pipelined_reads_between_writes_see_their_place(t: &Target) {
+    use corral::proto::CreateMode as Mode;
+    let mut c = RawClient::connect(t.raw(0), 10_000);
+    let (a, b, dir) = ("/raw_mix/a", "/raw_mix/b", "/raw_mix");
+    for p in [dir, a, b] {
+        raw_ok(&mut c, &ensemble::create_req(p, b"0", Mode::Persistent), p);
+    }
+    let set = |path: &str, data: String| Request::SetData {
+        path: path.into(),
+        data: Some(data.into_bytes()),
+        version: -1,
+    };
+    let get = |path: &str| Request::GetData {
+        path: path.into(),
+        watch: false,
+    };
+    let children = Request::GetChildren2 {
+        path: dir.into(),
+        watch: false,
+    };
+    let seq = ensemble::create_req(&format!("{dir}/s-"), b"", Mode::PersistentSequential);
+    for r in 0..MIXED_ROUNDS_COUNT {
+        let reqs = [
+            set(a, format!("a{r}")),  // 0
+            get(a),                   // 1: a{r}
+            set(b, format!("b{r}")),  // 2: may leave before 1 is answered
+            get(b),                   // 3: b{r}
+            get(a),                   // 4: a{r}
+            set(a, format!("a{r}+")), // 5: must wait for 1 and 4
+            children.clone(),         // 6: 2 + r children
+            seq.clone(),              // 7: must wait for 6
+            get(a),                   // 8: a{r}+
+            children.clone(),         // 9: 3 + r children
+        ];
+        let answers = ensemble::pipeline(&mut c, &reqs).unwrap_or_else(|e| panic!("{e:?}"));
+        let data = |i: usize| match &answers[i] {
+            Ok(Response::Data { data, .. }) => {
+                String::from_utf8_lossy(data.as_deref().unwrap_or_default()).into_owned()
+            }
+            other => panic!("round {r}, request {i}: {other:?}"),
+        };
+        let count = |i: usize| match &answers[i] {
+            Ok(Response::Children2 { children, stat }) => {
+                assert_eq!(
+                    children.len() as i32,
+                    stat.num_children,
+                    "round {r}, request {i}"
+                );
+                children.len()
+            }
+            other => panic!("round {r}, request {i}: {other:?}"),
+        };
+        let seen = [data(1), data(3), data(4), data(8)];
+        let want = [
+            format!("a{r}"),
+            format!("b{r}"),
+            format!("a{r}"),
+            format!("a{r}+"),
+        ];
+        assert_eq!(
+            seen, want,
+            "round {r}: reads 1, 3, 4, 8 against the session's order"
+        );
+        assert_eq!(
+            (count(6), count(9)),
+            (2 + r, 3 + r),
+            "round {r}: children before and after the create"
+        );
+        for (i, a) in answers.iter().enumerate() {
+            assert!(a.is_ok(), "round {r}, request {i}: {a:?}");
+        }
+    }
+    // With a watch set, a later write's event comes after the answers to the
+    // reads sent before that write, as its reply does.
+    let w = "/raw_mix/w";
+    raw_ok(&mut c, &ensemble::create_req(w, b"", Mode::Persistent), w);
+    for r in 0..MIXED_ROUNDS_COUNT {
+        let watch = Request::Exists {
+            path: w.into(),
+            watch: true,
+        };
+        raw_ok(&mut c, &watch, "exists with a watch");
+        let xs: Vec<i32> = [set(a, format!("w{r}")), get(b), set(w, format!("w{r}"))]
+            .iter()
+            .map(|q| c.send(q).expect("send"))
+            .collect();
+        for x in &xs[..2] {
+            assert_eq!(c.recv_reply().map(|p| p.xid).ok(), Some(*x), "round {r}");
+        }
+        assert!(
+            c.events.is_empty(),
+            "round {r}: the watch fired before the answer to a read sent before its write: {:?}",
+            c.events
+        );
+        assert_eq!(c.recv_reply().map(|p| p.xid).ok(), Some(xs[2]), "round {r}");
+        let fired: Vec<String> = c.events.drain(..).map(|e| e.path).collect();
+        assert_eq!(fired, [w], "round {r}: one event, before the write's reply");
+    }
+    let _ = c.close_session();
+}
+
 fn raw_ping_and_close(t: &Target) {
     let mut c = RawClient::connect(t.raw(0), 10_000);
     let r = c.call(&Request::Ping).unwrap();
@@ -1857,6 +1965,7 @@ fn run_cases(suite: &mut Suite<'_>, t: &Target) {
     raw_case!(raw_handshake_shapes);
     raw_case!(raw_ping_and_close);
     raw_case!(raw_pipelined_read_then_write_keeps_order);
+    raw_case!(raw_pipelined_reads_between_writes_see_their_place);
     raw_case!(raw_check_and_set_watches);
     raw_case!(raw_auth_reply_echoes_xid);
     raw_case!(raw_failed_auth_closes);

@@ -24,6 +24,7 @@ mod gather;
 mod inbox;
 pub mod msg;
 mod nudge;
+mod order;
 pub mod peer;
 mod quorum;
 mod sequencer;

@@ -19,6 +19,7 @@
 use super::chan;
 use super::inbox;
 use super::msg::*;
+use super::order;
 use super::stats::{self, OwnedCount, ServerStats};
 use super::tls::{self, ServerTls, TlsFailure, TlsInput, TlsSession};
 use super::Mesh;
@@ -1300,14 +1301,21 @@ impl Shard {
                     ids: c.ids.clone(),
                     is_super: c.is_super,
                 });
-                // Per-session order: a write may only leave once no read of the same
-                // session is waiting before it (a deferred read is served from the
-                // tree after the write ahead of it, which must not include this one).
-                let read_waiting = c
-                    .queue
-                    .iter()
-                    .any(|p| matches!(p, Pending::Read { .. } | Pending::Unsent(..)));
-                if read_waiting {
+                // Per-session order: a deferred read is served from the tree
+                // after the write ahead of it, which may include this one. So this
+                // write waits while a read ahead of it could tell, or while any
+                // read waits on a connection with watches (this write's events
+                // would reach it before that read's answer), or behind an earlier
+                // write that waits (writes leave in order). See `order`.
+                let watched = self.watches.has_watches(cid);
+                let must_wait = c.queue.iter().any(|p| match p {
+                    Pending::Unsent(..) => true,
+                    Pending::Read { req: read, .. } => {
+                        watched || !order::write_may_pass(&w.req, read)
+                    }
+                    _ => false,
+                });
+                if must_wait {
                     c.enqueue(Pending::Unsent(w, now), outstanding);
                 } else {
                     let op = stats::operation_name(w.req.opcode());

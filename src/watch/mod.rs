@@ -189,6 +189,11 @@ impl WatchRegistry {
         }
     }
 
+    /// Whether the connection holds any watch.
+    pub fn has_watches(&self, conn: ConnId) -> bool {
+        self.by_conn.contains_key(&conn)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.by_conn.is_empty()
     }

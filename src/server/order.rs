@@ -1,0 +1,251 @@
+//! Per-session order between a session's queued reads and its next write: may
+//! the write leave for the sequencer before the reads ahead of it are answered?
+//! Pure logic, used by the shard cores (`shard::Shard::on_owned_request`).
+//!
+//! A read queued behind one of its session's writes is answered from the tree
+//! version that carries that write's commit. The session's next write may commit
+//! in the same batch, so it is in that version too; the read must not see it
+//! (a session's requests take effect in the order it sent them). Holding every
+//! such write back until the reads ahead of it are answered keeps one write per
+//! session in flight under a mixed load (50 % reads at 64 × 8 fell below pure
+//! writes: PERF.md, "Mixed reads and writes on one session"). So a write leaves
+//! early when no read ahead of it can tell: `write_may_pass` looks at the nodes
+//! the write may change and the node each read looks at. Anything it does not
+//! know (a subtree read, a session's ephemerals, the system subtree, a close or
+//! a reconfig) keeps the write waiting, as before.
+
+use crate::proto::{CreateMode, Request};
+
+/// The subtree the server keeps for itself (config, quota stats a write in
+/// another subtree updates): reads and writes there never pass.
+const SYSTEM_SUBTREE: &str = "/zookeeper";
+
+/// A node a write may change, as a read sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Touch<'a> {
+    /// The node written (for a sequential create, the name's prefix).
+    path: &'a str,
+    /// A sequential create: the node's real name is `path` plus a counter.
+    sequential: bool,
+}
+
+/// True when `write` may be sent before `read`, which its session sent earlier
+/// and which is still waiting, is answered: `read` gives the same answer whether
+/// or not `write` has been applied.
+pub fn write_may_pass(write: &Request, read: &Request) -> bool {
+    let mut touches = Vec::new();
+    if !touches_of(write, &mut touches) {
+        return false;
+    }
+    let mut reads = Vec::new();
+    if !reads_of(read, &mut reads) {
+        return false;
+    }
+    reads.iter().all(|q| touches.iter().all(|t| !may_see(q, t)))
+}
+
+/// The nodes `write` may change; false when that is not known.
+fn touches_of<'a>(write: &'a Request, out: &mut Vec<Touch<'a>>) -> bool {
+    let path = match write {
+        Request::Create(c) => {
+            let Some(mode) = CreateMode::from_flags(c.flags) else {
+                return false;
+            };
+            out.push(Touch {
+                path: &c.path,
+                sequential: mode.is_sequential(),
+            });
+            return !in_system_subtree(&c.path);
+        }
+        Request::Delete { path, .. }
+        | Request::DeleteContainer { path }
+        | Request::SetData { path, .. }
+        | Request::SetAcl { path, .. } => path,
+        Request::Check { .. } => return true,
+        Request::Multi(ops) => return ops.iter().all(|op| touches_of(op, out)),
+        _ => return false,
+    };
+    out.push(Touch {
+        path,
+        sequential: false,
+    });
+    !in_system_subtree(path)
+}
+
+/// The node each part of `read` looks at (its data and Stat, its ACL, or its
+/// children and Stat); false when it looks at more than that.
+fn reads_of<'a>(read: &'a Request, out: &mut Vec<&'a str>) -> bool {
+    let path = match read {
+        Request::GetData { path, .. }
+        | Request::Exists { path, .. }
+        | Request::GetAcl { path }
+        | Request::GetChildren { path, .. }
+        | Request::GetChildren2 { path, .. } => path,
+        Request::MultiRead(ops) => return ops.iter().all(|op| reads_of(op, out)),
+        _ => return false,
+    };
+    out.push(path);
+    !in_system_subtree(path)
+}
+
+/// Whether a read of node `q` can tell that `t` was applied: `t`'s node itself,
+/// or its parent (whose Stat and children a create or delete changes; kept for a
+/// setData too, as the simpler rule), or for a sequential create any node that
+/// could be the one it makes (a sibling of its prefix).
+fn may_see(q: &str, t: &Touch<'_>) -> bool {
+    let parent = parent_of(t.path);
+    q == t.path || Some(q) == parent || (t.sequential && parent_of(q) == parent)
+}
+
+fn parent_of(path: &str) -> Option<&str> {
+    match path.rfind('/') {
+        Some(0) if path.len() > 1 => Some("/"),
+        Some(0) | None => None,
+        Some(i) => Some(&path[..i]),
+    }
+}
+
+fn in_system_subtree(path: &str) -> bool {
+    path == SYSTEM_SUBTREE
+        || path
+            .strip_prefix(SYSTEM_SUBTREE)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{Acl, CreateKind, CreateRequest};
+
+    fn set(path: &str) -> Request {
+        Request::SetData {
+            path: path.into(),
+            data: Some(b"v".to_vec()),
+            version: -1,
+        }
+    }
+    fn get(path: &str) -> Request {
+        Request::GetData {
+            path: path.into(),
+            watch: false,
+        }
+    }
+    fn children(path: &str) -> Request {
+        Request::GetChildren2 {
+            path: path.into(),
+            watch: false,
+        }
+    }
+    fn create(path: &str, mode: CreateMode) -> Request {
+        Request::Create(CreateRequest {
+            kind: CreateKind::Create,
+            path: path.into(),
+            data: Some(Vec::new()),
+            acl: Acl::open(),
+            flags: mode.flags(),
+            ttl: -1,
+        })
+    }
+    fn delete(path: &str) -> Request {
+        Request::Delete {
+            path: path.into(),
+            version: -1,
+        }
+    }
+
+    #[test]
+    fn a_write_passes_reads_of_other_nodes() {
+        assert!(write_may_pass(&set("/a/k1"), &get("/a/k2")));
+        assert!(write_may_pass(&set("/a/k1"), &children("/b")));
+        assert!(write_may_pass(
+            &create("/a/x", CreateMode::Persistent),
+            &get("/b/x")
+        ));
+        assert!(write_may_pass(&delete("/a/x"), &get("/a/y")));
+        assert!(write_may_pass(&set("/a/b/c"), &get("/a")));
+    }
+
+    #[test]
+    fn a_write_waits_for_reads_of_its_node_or_parent() {
+        assert!(!write_may_pass(&set("/a/k1"), &get("/a/k1")));
+        assert!(!write_may_pass(&set("/a/k1"), &children("/a/k1")));
+        assert!(!write_may_pass(
+            &create("/a/x", CreateMode::Persistent),
+            &get("/a/x")
+        ));
+        assert!(!write_may_pass(
+            &create("/a/x", CreateMode::Ephemeral),
+            &children("/a")
+        ));
+        assert!(!write_may_pass(
+            &create("/a/x", CreateMode::Persistent),
+            &get("/a")
+        ));
+        assert!(!write_may_pass(&delete("/a/x"), &get("/a")));
+        assert!(!write_may_pass(&delete("/x"), &children("/")));
+        let acl = Request::SetAcl {
+            path: "/a".into(),
+            acl: Acl::open(),
+            version: -1,
+        };
+        assert!(!write_may_pass(&acl, &get("/a")));
+        assert!(!write_may_pass(
+            &acl,
+            &Request::GetAcl { path: "/a".into() }
+        ));
+    }
+
+    #[test]
+    fn a_sequential_create_waits_for_reads_of_any_sibling() {
+        let seq = create("/q/job-", CreateMode::PersistentSequential);
+        assert!(!write_may_pass(&seq, &get("/q/job-0000000007")));
+        assert!(!write_may_pass(&seq, &get("/q/other")));
+        assert!(!write_may_pass(&seq, &children("/q")));
+        assert!(write_may_pass(&seq, &get("/r/job-0000000007")));
+    }
+
+    #[test]
+    fn multis_pass_only_when_every_part_does() {
+        let multi = Request::Multi(vec![set("/a/1"), create("/b/2", CreateMode::Persistent)]);
+        assert!(write_may_pass(&multi, &get("/c")));
+        assert!(!write_may_pass(&multi, &get("/b")));
+        let reads = Request::MultiRead(vec![get("/c"), children("/a")]);
+        assert!(!write_may_pass(&multi, &reads));
+        assert!(write_may_pass(&set("/x/y"), &reads));
+    }
+
+    #[test]
+    fn what_is_not_known_waits() {
+        let close = Request::CloseSession;
+        assert!(!write_may_pass(&close, &get("/a")));
+        let sync = Request::Sync { path: "/a".into() };
+        assert!(!write_may_pass(&sync, &get("/b")));
+        let subtree = Request::GetAllChildrenNumber { path: "/b".into() };
+        assert!(!write_may_pass(&set("/a"), &subtree));
+        let ephemerals = Request::GetEphemerals { prefix: "/".into() };
+        assert!(!write_may_pass(
+            &create("/e", CreateMode::Ephemeral),
+            &ephemerals
+        ));
+        let watch = Request::AddWatch {
+            path: "/b".into(),
+            mode: 1,
+        };
+        assert!(!write_may_pass(&set("/a"), &watch));
+        // The system subtree: quota stats change with writes elsewhere.
+        assert!(!write_may_pass(
+            &set("/a"),
+            &get("/zookeeper/quota/a/zookeeper_stats")
+        ));
+        assert!(!write_may_pass(&set("/zookeeper/config"), &get("/a")));
+        assert!(write_may_pass(&set("/a"), &get("/zookeeperx")));
+    }
+
+    #[test]
+    fn parents() {
+        assert_eq!(parent_of("/a/b"), Some("/a"));
+        assert_eq!(parent_of("/a"), Some("/"));
+        assert_eq!(parent_of("/"), None);
+        assert_eq!(parent_of(""), None);
+    }
+}
