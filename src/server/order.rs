@@ -11,8 +11,13 @@
 //! writes: PERF.md, "Mixed reads and writes on one session"). So a write leaves
 //! early when no read ahead of it can tell: `write_may_pass` looks at the nodes
 //! the write may change and the node each read looks at. Anything it does not
-//! know (a subtree read, a session's ephemerals, the system subtree, a close or
-//! a reconfig) keeps the write waiting, as before.
+//! know (a subtree read, a session's ephemerals, the system subtree, a path that
+//! is not plain, a close or a reconfig) keeps the write waiting, as before.
+//!
+//! What such a read can still show is the reply header's zxid: the shard's last
+//! applied zxid, which may then be the early write's, as it may be any other
+//! session's later write. Clients keep it only as the newest zxid they saw (for
+//! a reconnect), and that write is committed by then.
 
 use crate::proto::{CreateMode, Request};
 
@@ -30,8 +35,8 @@ struct Touch<'a> {
 }
 
 /// True when `write` may be sent before `read`, which its session sent earlier
-/// and which is still waiting, is answered: `read` gives the same answer whether
-/// or not `write` has been applied.
+/// and which is still waiting, is answered: `read` gives the same data, Stat,
+/// children or ACL whether or not `write` has been applied.
 pub fn write_may_pass(write: &Request, read: &Request) -> bool {
     let mut touches = Vec::new();
     if !touches_of(write, &mut touches) {
@@ -85,7 +90,18 @@ fn reads_of<'a>(read: &'a Request, out: &mut Vec<&'a str>) -> bool {
         _ => return false,
     };
     out.push(path);
-    !in_system_subtree(path)
+    is_plain(path) && !in_system_subtree(path)
+}
+
+/// A path that names its node one way only, so comparing strings compares
+/// nodes: the root, or `/`-separated non-empty names without NULs and without
+/// a trailing `/` (reads do not validate paths; `""` also reads the root).
+fn is_plain(path: &str) -> bool {
+    path == "/"
+        || (path.starts_with('/')
+            && !path.ends_with('/')
+            && !path.contains("//")
+            && !path.contains('\0'))
 }
 
 /// Whether a read of node `q` can tell that `t` was applied: `t`'s node itself,
@@ -93,8 +109,13 @@ fn reads_of<'a>(read: &'a Request, out: &mut Vec<&'a str>) -> bool {
 /// setData too, as the simpler rule), or for a sequential create any node that
 /// could be the one it makes (a sibling of its prefix).
 fn may_see(q: &str, t: &Touch<'_>) -> bool {
-    let parent = parent_of(t.path);
-    q == t.path || Some(q) == parent || (t.sequential && parent_of(q) == parent)
+    if t.sequential {
+        // The node made is the prefix plus a counter, in the prefix's directory
+        // (`/` for `/` itself: it makes `/0000000001`).
+        let parent = seq_parent(t.path);
+        return q == t.path || Some(q) == parent || parent_of(q) == parent;
+    }
+    q == t.path || Some(q) == parent_of(t.path)
 }
 
 fn parent_of(path: &str) -> Option<&str> {
@@ -102,6 +123,15 @@ fn parent_of(path: &str) -> Option<&str> {
         Some(0) if path.len() > 1 => Some("/"),
         Some(0) | None => None,
         Some(i) => Some(&path[..i]),
+    }
+}
+
+/// The directory a sequential create's prefix makes its node in.
+fn seq_parent(prefix: &str) -> Option<&str> {
+    match prefix.rfind('/') {
+        Some(0) => Some("/"),
+        Some(i) => Some(&prefix[..i]),
+        None => None,
     }
 }
 
@@ -202,6 +232,20 @@ mod tests {
         assert!(!write_may_pass(&seq, &get("/q/other")));
         assert!(!write_may_pass(&seq, &children("/q")));
         assert!(write_may_pass(&seq, &get("/r/job-0000000007")));
+        let at_root = create("/", CreateMode::PersistentSequential);
+        assert!(!write_may_pass(&at_root, &get("/0000000005")));
+        assert!(!write_may_pass(&at_root, &children("/")));
+        assert!(write_may_pass(&at_root, &get("/a/b")));
+        let under_root = create("/job-", CreateMode::EphemeralSequential);
+        assert!(!write_may_pass(&under_root, &get("/job-0000000001")));
+    }
+
+    #[test]
+    fn reads_of_paths_that_are_not_plain_wait() {
+        for odd in ["", "a", "/a/", "//a", "/a\0", "\0a"] {
+            assert!(!write_may_pass(&set("/a"), &get(odd)), "{odd:?}");
+        }
+        assert!(write_may_pass(&set("/a/b"), &get("/")));
     }
 
     #[test]

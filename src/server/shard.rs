@@ -70,11 +70,18 @@ enum Pending {
     /// A read that arrived behind a pending write (or while earlier replies wait for
     /// room in the connection's output: see `drain`).
     Read { xid: i32, req: Request, at: Instant },
-    /// A reply computed on arrival (ping, auth, setWatches), waiting for its turn;
-    /// what the connection stats book for it, if anything.
-    Ready(Vec<u8>, Option<Answered>),
-    /// A write that arrived behind a deferred read: it goes to the sequencer only when
-    /// the reads before it have been served, so none of them can see it.
+    /// A reply waiting for its turn: computed on arrival (ping, auth, setWatches),
+    /// or a write's that came while replies ahead of it still waited for room in
+    /// the output. What the connection stats book for it, if anything, and
+    /// whether it is timed (`Some(update)`, see `count_reply`).
+    Ready {
+        bytes: Vec<u8>,
+        answered: Option<Answered>,
+        timed: Option<bool>,
+    },
+    /// A write that arrived behind a deferred read that could see it
+    /// (`order::write_may_pass`), or behind another Unsent write: it goes to the
+    /// sequencer only when everything before it has been answered.
     Unsent(Box<WriteReq>, Instant),
 }
 
@@ -1377,7 +1384,12 @@ impl Shard {
                 xid,
                 at: now,
             };
-            c.enqueue(Pending::Ready(bytes, Some(ping)), outstanding);
+            let ready = Pending::Ready {
+                bytes,
+                answered: Some(ping),
+                timed: None,
+            };
+            c.enqueue(ready, outstanding);
             return;
         }
         let req = read.to_request();
@@ -1402,10 +1414,12 @@ impl Shard {
             c.out.extend_from_slice(&bytes);
             self.count_reply(cid, answered, None, bytes.len());
         } else {
-            c.enqueue(
-                Pending::Ready(bytes, answered),
-                &self.stats.shards[self.id].outstanding,
-            );
+            let ready = Pending::Ready {
+                bytes,
+                answered,
+                timed: None,
+            };
+            c.enqueue(ready, &self.stats.shards[self.id].outstanding);
         }
     }
 
@@ -1958,22 +1972,39 @@ impl Shard {
             // Closing unflushed: its queue is let go with the connection.
             return;
         }
-        let answered = match c.queue.front() {
+        // The reply answers the first write at the sequencer (they come back in the
+        // order they were sent). Replies and reads may still wait ahead of it for
+        // room in the output (`drain` stopped there): then it waits in its place.
+        let at = c
+            .queue
+            .iter()
+            .position(|p| matches!(p, Pending::Write { .. }));
+        let answered = match at.map(|i| &c.queue[i]) {
             Some(Pending::Write { xid: x, at, op }) if *x == xid => Answered { op, xid, at: *at },
             _ => {
-                // Our own invariant: replies come back in the order writes were sent.
-                debug_assert!(false, "reply for xid {xid} does not match the queue");
+                self.close_with(cid, &format!("internal: reply for xid {xid} out of order"));
                 return;
             }
         };
-        c.complete_front(&self.stats.shards[self.id].outstanding);
-        let before = c.out.len();
-        write_reply(&mut c.out, xid, zxid, result.as_ref().map_err(|e| *e));
-        let frame_bytes = c.out.len() - before;
         if let Err(ErrorCode::SessionMoved) = result {
             // As the reference: the session lives on another connection now.
             c.closing = true;
         }
+        let at = at.expect("matched a write");
+        if at > 0 {
+            let mut bytes = Vec::new();
+            write_reply(&mut bytes, xid, zxid, result.as_ref().map_err(|e| *e));
+            c.queue[at] = Pending::Ready {
+                bytes,
+                answered: Some(answered),
+                timed: Some(true),
+            };
+            return;
+        }
+        c.complete_front(&self.stats.shards[self.id].outstanding);
+        let before = c.out.len();
+        write_reply(&mut c.out, xid, zxid, result.as_ref().map_err(|e| *e));
+        let frame_bytes = c.out.len() - before;
         self.count_reply(cid, Some(answered), Some(true), frame_bytes);
         self.drain(cid);
         self.enforce_queued_bytes_max(cid);
@@ -2008,9 +2039,13 @@ impl Shard {
                 return;
             }
             match c.complete_front(outstanding) {
-                Some(Pending::Ready(bytes, answered)) => {
+                Some(Pending::Ready {
+                    bytes,
+                    answered,
+                    timed,
+                }) => {
                     c.out.extend_from_slice(&bytes);
-                    self.count_reply(cid, answered, None, bytes.len());
+                    self.count_reply(cid, answered, timed, bytes.len());
                 }
                 Some(Pending::Read { xid, req, at }) => self.answer_read(cid, xid, req, at),
                 _ => unreachable!("drain_waiting saw a Ready or Read at the front"),

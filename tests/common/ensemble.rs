@@ -18,7 +18,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -155,6 +155,9 @@ pub struct Ensemble {
     /// Where member `from` reaches member `to` (quorum, election port), when
     /// not at `to`'s own ports.
     route: Option<PeerRoute>,
+    /// A failure report took the reference members' thread dumps already (a
+    /// panic message's report, then the one `Drop` prints): once is enough.
+    thread_dumps_taken: AtomicBool,
     _serial: MutexGuard<'static, ()>,
 }
 
@@ -227,6 +230,7 @@ impl Ensemble {
             root: None,
             since: Instant::now(),
             route: None,
+            thread_dumps_taken: AtomicBool::new(false),
             _serial: serial,
         };
         for (i, (&(kind, role), &p)) in members.iter().zip(&ports).enumerate() {
@@ -757,6 +761,9 @@ impl Ensemble {
     /// A thread dump of every running, unpaused reference member: SIGQUIT makes
     /// the JVM print one to its output (the member's log) and go on.
     fn jvm_thread_dumps(&self) -> Vec<(u64, String)> {
+        if self.thread_dumps_taken.swap(true, Ordering::Relaxed) {
+            return Vec::new();
+        }
         let asked: Vec<(u64, usize)> = (self.members.iter())
             .filter(|m| m.kind == Kind::Reference && !m.paused)
             .filter(|m| (m.process.as_ref()).is_some_and(|p| p.exit_status().is_none()))

@@ -784,6 +784,9 @@ pub struct RawClient {
     /// Pings [`RawClient::wait_reply`] sent on its own and whose replies have not
     /// come yet: `recv_reply` skips that many ping replies.
     idle_pings: u32,
+    /// The start of a frame a read timeout cut (length prefix, part of the body):
+    /// the next `read_frame` goes on from there.
+    partial: Vec<u8>,
 }
 
 impl RawClient {
@@ -843,6 +846,7 @@ impl RawClient {
             last_zxid: 0,
             read_timeout: Duration::from_millis(RAW_READ_TIMEOUT_MS),
             idle_pings: 0,
+            partial: Vec::new(),
         }
     }
 
@@ -933,9 +937,20 @@ impl RawClient {
         Ok(x)
     }
 
+    /// The read timeout from now on: each read of a frame, and a call's wait in all.
     pub fn set_read_timeout(&mut self, d: Duration) {
         self.read_timeout = d;
+        self.set_socket_timeout(d);
+    }
+
+    /// The socket's read timeout for one wait, leaving the test's own as it is.
+    fn set_socket_timeout(&mut self, d: Duration) {
         self.stream.socket().set_read_timeout(Some(d)).unwrap();
+    }
+
+    /// Back to the test's read timeout after a wait of its own.
+    fn restore_socket_timeout(&mut self) {
+        self.set_socket_timeout(self.read_timeout);
     }
 
     /// Half-closes the sending side.
@@ -943,17 +958,19 @@ impl RawClient {
         let _ = self.stream.socket().shutdown(Shutdown::Write);
     }
 
-    /// Reads one frame's payload.
+    /// Reads one frame's payload. A timeout keeps what came of the frame so far,
+    /// so waiting again (`wait_reply` after a ping) does not lose the stream's place.
     pub fn read_frame(&mut self) -> Result<Vec<u8>, ReadEnd> {
-        let mut len = [0u8; 4];
-        read_exact(&mut self.stream, &mut len)?;
-        let n = i32::from_be_bytes(len);
+        fill_to(&mut self.stream, &mut self.partial, 4)?;
+        let n = i32::from_be_bytes(self.partial[..4].try_into().unwrap());
         if n < 0 || n as usize > RAW_FRAME_BYTES_MAX {
+            self.partial.clear();
             return Err(ReadEnd::Garbled(format!("frame length {n}")));
         }
-        let mut buf = vec![0u8; n as usize];
-        read_exact(&mut self.stream, &mut buf)?;
-        Ok(buf)
+        fill_to(&mut self.stream, &mut self.partial, 4 + n as usize)?;
+        let frame = self.partial[4..].to_vec();
+        self.partial.clear();
+        Ok(frame)
     }
 
     /// Reads frames until a reply (xid ≠ −1) arrives; notifications go to `events`,
@@ -1050,9 +1067,9 @@ impl RawClient {
         if let Some(e) = self.events.pop_front() {
             return Some(e);
         }
-        self.set_read_timeout(timeout);
+        self.set_socket_timeout(timeout);
         let got = self.read_frame();
-        self.set_read_timeout(Duration::from_millis(RAW_READ_TIMEOUT_MS));
+        self.restore_socket_timeout();
         let frame = got.ok()?;
         let mut r = Reader::new(&frame);
         let h = ReplyHeader::decode(&mut r).ok()?;
@@ -1079,7 +1096,7 @@ impl RawClient {
             if left.is_zero() {
                 return Err(ReadEnd::Timeout);
             }
-            self.set_read_timeout(left);
+            self.set_socket_timeout(left);
             match self.read_frame() {
                 Ok(f) => frames.push(f),
                 Err(ReadEnd::Closed) => return Ok(frames),
@@ -1095,14 +1112,14 @@ impl RawClient {
     /// `timeout` and RAW_FRAME_BYTES_MAX.
     pub fn read_until_closed(&mut self, timeout: Duration) -> Result<Vec<u8>, ReadEnd> {
         let deadline = Instant::now() + timeout;
-        let mut out = Vec::new();
+        let mut out = std::mem::take(&mut self.partial);
         let mut buf = [0u8; 4096];
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() || out.len() > RAW_FRAME_BYTES_MAX {
                 return Err(ReadEnd::Timeout);
             }
-            self.set_read_timeout(left);
+            self.set_socket_timeout(left);
             match self.stream.read(&mut buf) {
                 Ok(0) => return Ok(out),
                 Ok(n) => out.extend_from_slice(&buf[..n]),
@@ -1134,12 +1151,15 @@ impl RawClient {
     }
 }
 
-fn read_exact(s: &mut impl Read, buf: &mut [u8]) -> Result<(), ReadEnd> {
-    let mut at = 0;
-    while at < buf.len() {
-        match s.read(&mut buf[at..]) {
+/// Reads from `s` onto `buf` until it holds `len` bytes (never past them); on a
+/// timeout what was read stays in `buf`.
+fn fill_to(s: &mut impl Read, buf: &mut Vec<u8>, len: usize) -> Result<(), ReadEnd> {
+    let mut chunk = [0u8; 16 * 1024];
+    while buf.len() < len {
+        let want = (len - buf.len()).min(chunk.len());
+        match s.read(&mut chunk[..want]) {
             Ok(0) => return Err(ReadEnd::Closed),
-            Ok(n) => at += n,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e)
                 if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut =>
