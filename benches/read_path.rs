@@ -51,13 +51,6 @@ fn tree() -> Tree {
     build_tree(&Caller::unauthenticated(SESSION), &reqs).expect("the test tree")
 }
 
-fn get(path: &str) -> Request {
-    Request::GetData {
-        path: path.to_string(),
-        watch: false,
-    }
-}
-
 /// The frames of one bench: one request, or the 64 of the batch back to back.
 struct Case {
     name: &'static str,
@@ -72,10 +65,10 @@ fn cases() -> Vec<Case> {
         count: 1,
     };
     let batch: Vec<u8> = (0..BATCH)
-        .flat_map(|i| get(&key(i * 151 % KEYS)).frame(i as i32 + 1))
+        .flat_map(|i| Request::get_data_of(&key(i * 151 % KEYS)).frame(i as i32 + 1))
         .collect();
     vec![
-        one("getData 100 B", get(&key(4242))),
+        one("getData 100 B", Request::get_data_of(&key(4242))),
         one(
             "exists",
             Request::Exists {
@@ -91,7 +84,7 @@ fn cases() -> Vec<Case> {
             },
         ),
         one("ping", Request::Ping),
-        one("getData NoNode", get("/k/missing")),
+        one("getData NoNode", Request::get_data_of("/k/missing")),
         Case {
             name: "64 pipelined getData",
             frames: batch,

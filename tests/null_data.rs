@@ -44,13 +44,6 @@ fn set(path: &str, data: Option<&[u8]>) -> Request {
     }
 }
 
-fn get(path: &str) -> Request {
-    Request::GetData {
-        path: path.into(),
-        watch: false,
-    }
-}
-
 /// The writes: null data through create, create2, createContainer, createTTL,
 /// setData (from bytes and from empty) and inside a multi; one node stays empty and
 /// one holds bytes, to tell them apart from null.
@@ -83,20 +76,20 @@ const READ_PATHS: &[&str] = &[
 /// The reads: getData of every node, exists of a null one, and a multiRead mixing
 /// null, empty and non-empty data.
 fn reads() -> Vec<Request> {
-    let mut v: Vec<Request> = READ_PATHS.iter().map(|p| get(p)).collect();
+    let mut v: Vec<Request> = READ_PATHS.iter().map(|p| Request::get_data_of(p)).collect();
     v.push(Request::Exists {
         path: "/n".into(),
         watch: false,
     });
     v.push(Request::MultiRead(vec![
-        get("/n"),
-        get("/empty"),
-        get("/bytes"),
+        Request::get_data_of("/n"),
+        Request::get_data_of("/empty"),
+        Request::get_data_of("/bytes"),
         Request::GetChildren {
             path: "/m".into(),
             watch: false,
         },
-        get("/m/a"),
+        Request::get_data_of("/m/a"),
     ]));
     v
 }
@@ -198,7 +191,7 @@ fn assert_same(
 /// The raw getData reply body starts with the −1 buffer (a null check that does not
 /// depend on the decoder).
 fn assert_null_on_the_wire(c: &mut RawClient, path: &str, who: &str) {
-    let reply = c.call(&get(path)).expect("getData");
+    let reply = c.call(&Request::get_data_of(path)).expect("getData");
     assert_eq!(reply.err, 0, "{who}: getData {path}");
     assert_eq!(
         reply.body[..4],

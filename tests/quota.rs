@@ -80,20 +80,6 @@ fn delete(path: &str) -> Request {
     }
 }
 
-fn get(path: &str) -> Request {
-    Request::GetData {
-        path: path.into(),
-        watch: false,
-    }
-}
-
-fn children(path: &str) -> Request {
-    Request::GetChildren2 {
-        path: path.into(),
-        watch: false,
-    }
-}
-
 fn limits(path: &str) -> String {
     format!("/zookeeper/quota{path}/zookeeper_limits")
 }
@@ -118,7 +104,10 @@ fn setquota(path: &str, first_new: usize, limit_text: &str) -> Vec<Request> {
 
 /// listquota's reads: the limits, then the stats, each with its Stat.
 fn listquota(path: &str) -> Vec<Request> {
-    vec![get(&limits(path)), get(&stats(path))]
+    vec![
+        Request::get_data_of(&limits(path)),
+        Request::get_data_of(&stats(path)),
+    ]
 }
 
 // ---------------------------------------------------------------- comparing replies
@@ -197,7 +186,7 @@ fn assert_same(
 
 /// A reply's data as text, for the assertions that pin the reference's numbers.
 fn data_of(c: &mut RawClient, path: &str) -> String {
-    let reply = c.call(&get(path)).expect("getData");
+    let reply = c.call(&Request::get_data_of(path)).expect("getData");
     match common::decode_reply(corral::proto::op::GET_DATA, &reply) {
         common::Decoded::Ok(corral::proto::Response::Data { data, .. }) => {
             String::from_utf8(data.unwrap_or_default()).unwrap()
@@ -280,10 +269,10 @@ fn upkeep_reads() -> Vec<Request> {
         v.extend(listquota(p));
     }
     v.extend([
-        get(&stats("/q/n")),
-        children("/zookeeper/quota"),
-        children("/zookeeper/quota/q"),
-        children("/zookeeper/quota/q/n"),
+        Request::get_data_of(&stats("/q/n")),
+        Request::get_children2_of("/zookeeper/quota"),
+        Request::get_children2_of("/zookeeper/quota/q"),
+        Request::get_children2_of("/zookeeper/quota/q/n"),
     ]);
     v
 }
@@ -306,7 +295,7 @@ fn upkeep_script(server: &Server, who: &str) -> (Vec<Comparable>, String) {
                 flags: 1,
                 ttl: -1,
             }),
-            get(&stats("/q")),
+            Request::get_data_of(&stats("/q")),
         ],
         &mut norm,
         who,
@@ -319,7 +308,10 @@ fn upkeep_script(server: &Server, who: &str) -> (Vec<Comparable>, String) {
 
 fn all_upkeep_requests() -> Vec<Request> {
     let mut v = upkeep_writes();
-    v.extend([create("/q/e", Some(b"ephemeral"), 1), get(&stats("/q"))]);
+    v.extend([
+        create("/q/e", Some(b"ephemeral"), 1),
+        Request::get_data_of(&stats("/q")),
+    ]);
     v.extend(upkeep_writes_after());
     v
 }
@@ -430,7 +422,7 @@ fn quota_stats_match_the_reference_and_survive_restarts() {
     );
     assert_eq!(size, want_size, "approximate data size");
     let mut c = RawClient::connect(&server.addr(), SESSION_TIMEOUT_MS);
-    let last = c.call(&get("/")).expect("getData /").zxid;
+    let last = c.call(&Request::get_data_of("/")).expect("getData /").zxid;
     drop(c);
 
     // Restart: the log alone, then from the snapshot written after that replay.

@@ -71,13 +71,6 @@ fn tree() -> Tree {
     build_tree(&Caller::unauthenticated(SESSION), &reqs).expect("the test tree")
 }
 
-fn get(path: &str) -> Request {
-    Request::GetData {
-        path: path.to_string(),
-        watch: false,
-    }
-}
-
 fn cases() -> Vec<(&'static str, Vec<u8>)> {
     let one = |req: Request| req.frame(7);
     let exists = Request::Exists {
@@ -89,14 +82,17 @@ fn cases() -> Vec<(&'static str, Vec<u8>)> {
         watch: false,
     };
     let batch = (0..64)
-        .flat_map(|i| get(&key(i as usize * 7)).frame(i + 1))
+        .flat_map(|i| Request::get_data_of(&key(i as usize * 7)).frame(i + 1))
         .collect();
     vec![
-        ("getData 100 B", one(get(&key(42)))),
+        ("getData 100 B", one(Request::get_data_of(&key(42)))),
         ("exists", one(exists)),
         ("getChildren2 (10 children)", one(children)),
         ("ping", one(Request::Ping)),
-        ("getData NoNode", one(get("/loadgen/k/missing"))),
+        (
+            "getData NoNode",
+            one(Request::get_data_of("/loadgen/k/missing")),
+        ),
         ("64 pipelined getData", batch),
     ]
 }

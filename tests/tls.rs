@@ -191,13 +191,6 @@ fn create(path: &str, data: &[u8], acl: Vec<Acl>) -> Request {
     })
 }
 
-fn get(path: &str) -> Request {
-    Request::GetData {
-        path: path.into(),
-        watch: false,
-    }
-}
-
 fn tls_session(addr: &str, config: Arc<rustls::ClientConfig>) -> RawClient {
     RawClient::connect_tls_session(addr, config, 10_000).expect("a TLS session")
 }
@@ -243,10 +236,22 @@ fn x509_ids_and_acls_as_the_reference() {
                 "create {}",
                 err_of(&mut a, &create("/x509", b"mine", only_alice))
             ),
-            format!("alice get {}", err_of(&mut a, &get("/x509"))),
-            format!("bob (super) get {}", err_of(&mut b, &get("/x509"))),
-            format!("carol get {}", err_of(&mut c, &get("/x509"))),
-            format!("plaintext get {}", err_of(&mut plain, &get("/x509"))),
+            format!(
+                "alice get {}",
+                err_of(&mut a, &Request::get_data_of("/x509"))
+            ),
+            format!(
+                "bob (super) get {}",
+                err_of(&mut b, &Request::get_data_of("/x509"))
+            ),
+            format!(
+                "carol get {}",
+                err_of(&mut c, &Request::get_data_of("/x509"))
+            ),
+            format!(
+                "plaintext get {}",
+                err_of(&mut plain, &Request::get_data_of("/x509"))
+            ),
             // `auth` expands to the caller's x509 id.
             format!(
                 "auth acl {}",
@@ -255,8 +260,14 @@ fn x509_ids_and_acls_as_the_reference() {
                     &create("/carol", b"", vec![Acl::new(perms::ALL, "auth", "")])
                 )
             ),
-            format!("carol get own {}", err_of(&mut c, &get("/carol"))),
-            format!("alice get carol's {}", err_of(&mut a, &get("/carol"))),
+            format!(
+                "carol get own {}",
+                err_of(&mut c, &Request::get_data_of("/carol"))
+            ),
+            format!(
+                "alice get carol's {}",
+                err_of(&mut a, &Request::get_data_of("/carol"))
+            ),
             // An ACL id that is not a distinguished name is refused.
             format!(
                 "bad x509 acl {}",
@@ -342,10 +353,10 @@ fn a_plaintext_client_on_the_tls_port_is_dropped_while_tls_clients_are_served() 
             "{kind}: ruok answered in plaintext on the TLS port"
         );
         // The TLS session and the plaintext port go on.
-        assert_eq!(err_of(&mut a, &get("/tls")), 0, "{kind}");
+        assert_eq!(err_of(&mut a, &Request::get_data_of("/tls")), 0, "{kind}");
         assert_eq!(four_letter_word(&s.server.addr(), "ruok").unwrap(), "imok");
         let mut b = tls_session(&s.tls, pki.rustls_client(Some(&alice)));
-        assert_eq!(err_of(&mut b, &get("/tls")), 0, "{kind}");
+        assert_eq!(err_of(&mut b, &Request::get_data_of("/tls")), 0, "{kind}");
         if kind == Kind::Corral {
             let log = s.server.log();
             assert!(
@@ -384,7 +395,7 @@ fn tls_and_plaintext_ports_serve_the_same_tree_at_once() {
             .wait_event(Duration::from_secs(10))
             .expect("a watch event over TLS");
         outcome.push(ev.event_type);
-        let data = match tls.call_decoded(&get("/both")).unwrap() {
+        let data = match tls.call_decoded(&Request::get_data_of("/both")).unwrap() {
             Decoded::Ok(Response::Data { data, .. }) => data,
             other => panic!("{other:?}"),
         };
@@ -425,10 +436,12 @@ fn a_tls_client_that_does_not_read_is_paused_then_served_in_order() {
         assert_eq!(err_of(&mut a, &create("/big", &big, Acl::open())), 0);
         // 40 replies of 512 KiB: well past corral.maxQueuedReplyBytesPerConnection
         // (4 MiB), so reading pauses until the client reads.
-        let xids: Vec<i32> = (0..40).map(|_| a.send(&get("/big")).unwrap()).collect();
+        let xids: Vec<i32> = (0..40)
+            .map(|_| a.send(&Request::get_data_of("/big")).unwrap())
+            .collect();
         let mut other = tls_session(&s.tls, pki.rustls_client(Some(&alice)));
         assert_eq!(
-            err_of(&mut other, &get("/big")),
+            err_of(&mut other, &Request::get_data_of("/big")),
             0,
             "{kind}: others are served"
         );

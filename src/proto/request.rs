@@ -174,6 +174,22 @@ impl Request {
         })
     }
 
+    /// getData of `path` without a watch (tests, benches and tools).
+    pub fn get_data_of(path: &str) -> Request {
+        Request::GetData {
+            path: path.to_string(),
+            watch: false,
+        }
+    }
+
+    /// getChildren2 of `path` without a watch (tests, benches and tools).
+    pub fn get_children2_of(path: &str) -> Request {
+        Request::GetChildren2 {
+            path: path.to_string(),
+            watch: false,
+        }
+    }
+
     /// Decodes the body of a request with the given opcode.
     /// `Ok(Err(UnknownOpcode))` for an opcode outside the protocol.
     pub fn decode(

@@ -154,18 +154,6 @@ mod tests {
             version: -1,
         }
     }
-    fn get(path: &str) -> Request {
-        Request::GetData {
-            path: path.into(),
-            watch: false,
-        }
-    }
-    fn children(path: &str) -> Request {
-        Request::GetChildren2 {
-            path: path.into(),
-            watch: false,
-        }
-    }
     fn create(path: &str, mode: CreateMode) -> Request {
         Request::Create(CreateRequest {
             kind: CreateKind::Create,
@@ -185,40 +173,61 @@ mod tests {
 
     #[test]
     fn a_write_passes_reads_of_other_nodes() {
-        assert!(write_may_pass(&set("/a/k1"), &get("/a/k2")));
-        assert!(write_may_pass(&set("/a/k1"), &children("/b")));
+        assert!(write_may_pass(
+            &set("/a/k1"),
+            &Request::get_data_of("/a/k2")
+        ));
+        assert!(write_may_pass(
+            &set("/a/k1"),
+            &Request::get_children2_of("/b")
+        ));
         assert!(write_may_pass(
             &create("/a/x", CreateMode::Persistent),
-            &get("/b/x")
+            &Request::get_data_of("/b/x")
         ));
-        assert!(write_may_pass(&delete("/a/x"), &get("/a/y")));
-        assert!(write_may_pass(&set("/a/b/c"), &get("/a")));
+        assert!(write_may_pass(
+            &delete("/a/x"),
+            &Request::get_data_of("/a/y")
+        ));
+        assert!(write_may_pass(&set("/a/b/c"), &Request::get_data_of("/a")));
     }
 
     #[test]
     fn a_write_waits_for_reads_of_its_node_or_parent() {
-        assert!(!write_may_pass(&set("/a/k1"), &get("/a/k1")));
-        assert!(!write_may_pass(&set("/a/k1"), &children("/a/k1")));
+        assert!(!write_may_pass(
+            &set("/a/k1"),
+            &Request::get_data_of("/a/k1")
+        ));
+        assert!(!write_may_pass(
+            &set("/a/k1"),
+            &Request::get_children2_of("/a/k1")
+        ));
         assert!(!write_may_pass(
             &create("/a/x", CreateMode::Persistent),
-            &get("/a/x")
+            &Request::get_data_of("/a/x")
         ));
         assert!(!write_may_pass(
             &create("/a/x", CreateMode::Ephemeral),
-            &children("/a")
+            &Request::get_children2_of("/a")
         ));
         assert!(!write_may_pass(
             &create("/a/x", CreateMode::Persistent),
-            &get("/a")
+            &Request::get_data_of("/a")
         ));
-        assert!(!write_may_pass(&delete("/a/x"), &get("/a")));
-        assert!(!write_may_pass(&delete("/x"), &children("/")));
+        assert!(!write_may_pass(
+            &delete("/a/x"),
+            &Request::get_data_of("/a")
+        ));
+        assert!(!write_may_pass(
+            &delete("/x"),
+            &Request::get_children2_of("/")
+        ));
         let acl = Request::SetAcl {
             path: "/a".into(),
             acl: Acl::open(),
             version: -1,
         };
-        assert!(!write_may_pass(&acl, &get("/a")));
+        assert!(!write_may_pass(&acl, &Request::get_data_of("/a")));
         assert!(!write_may_pass(
             &acl,
             &Request::GetAcl { path: "/a".into() }
@@ -228,32 +237,50 @@ mod tests {
     #[test]
     fn a_sequential_create_waits_for_reads_of_any_sibling() {
         let seq = create("/q/job-", CreateMode::PersistentSequential);
-        assert!(!write_may_pass(&seq, &get("/q/job-0000000007")));
-        assert!(!write_may_pass(&seq, &get("/q/other")));
-        assert!(!write_may_pass(&seq, &children("/q")));
-        assert!(write_may_pass(&seq, &get("/r/job-0000000007")));
+        assert!(!write_may_pass(
+            &seq,
+            &Request::get_data_of("/q/job-0000000007")
+        ));
+        assert!(!write_may_pass(&seq, &Request::get_data_of("/q/other")));
+        assert!(!write_may_pass(&seq, &Request::get_children2_of("/q")));
+        assert!(write_may_pass(
+            &seq,
+            &Request::get_data_of("/r/job-0000000007")
+        ));
         let at_root = create("/", CreateMode::PersistentSequential);
-        assert!(!write_may_pass(&at_root, &get("/0000000005")));
-        assert!(!write_may_pass(&at_root, &children("/")));
-        assert!(write_may_pass(&at_root, &get("/a/b")));
+        assert!(!write_may_pass(
+            &at_root,
+            &Request::get_data_of("/0000000005")
+        ));
+        assert!(!write_may_pass(&at_root, &Request::get_children2_of("/")));
+        assert!(write_may_pass(&at_root, &Request::get_data_of("/a/b")));
         let under_root = create("/job-", CreateMode::EphemeralSequential);
-        assert!(!write_may_pass(&under_root, &get("/job-0000000001")));
+        assert!(!write_may_pass(
+            &under_root,
+            &Request::get_data_of("/job-0000000001")
+        ));
     }
 
     #[test]
     fn reads_of_paths_that_are_not_plain_wait() {
         for odd in ["", "a", "/a/", "//a", "/a\0", "\0a"] {
-            assert!(!write_may_pass(&set("/a"), &get(odd)), "{odd:?}");
+            assert!(
+                !write_may_pass(&set("/a"), &Request::get_data_of(odd)),
+                "{odd:?}"
+            );
         }
-        assert!(write_may_pass(&set("/a/b"), &get("/")));
+        assert!(write_may_pass(&set("/a/b"), &Request::get_data_of("/")));
     }
 
     #[test]
     fn multis_pass_only_when_every_part_does() {
         let multi = Request::Multi(vec![set("/a/1"), create("/b/2", CreateMode::Persistent)]);
-        assert!(write_may_pass(&multi, &get("/c")));
-        assert!(!write_may_pass(&multi, &get("/b")));
-        let reads = Request::MultiRead(vec![get("/c"), children("/a")]);
+        assert!(write_may_pass(&multi, &Request::get_data_of("/c")));
+        assert!(!write_may_pass(&multi, &Request::get_data_of("/b")));
+        let reads = Request::MultiRead(vec![
+            Request::get_data_of("/c"),
+            Request::get_children2_of("/a"),
+        ]);
         assert!(!write_may_pass(&multi, &reads));
         assert!(write_may_pass(&set("/x/y"), &reads));
     }
@@ -261,9 +288,9 @@ mod tests {
     #[test]
     fn what_is_not_known_waits() {
         let close = Request::CloseSession;
-        assert!(!write_may_pass(&close, &get("/a")));
+        assert!(!write_may_pass(&close, &Request::get_data_of("/a")));
         let sync = Request::Sync { path: "/a".into() };
-        assert!(!write_may_pass(&sync, &get("/b")));
+        assert!(!write_may_pass(&sync, &Request::get_data_of("/b")));
         let subtree = Request::GetAllChildrenNumber { path: "/b".into() };
         assert!(!write_may_pass(&set("/a"), &subtree));
         let ephemerals = Request::GetEphemerals { prefix: "/".into() };
@@ -279,10 +306,16 @@ mod tests {
         // The system subtree: quota stats change with writes elsewhere.
         assert!(!write_may_pass(
             &set("/a"),
-            &get("/zookeeper/quota/a/zookeeper_stats")
+            &Request::get_data_of("/zookeeper/quota/a/zookeeper_stats")
         ));
-        assert!(!write_may_pass(&set("/zookeeper/config"), &get("/a")));
-        assert!(write_may_pass(&set("/a"), &get("/zookeeperx")));
+        assert!(!write_may_pass(
+            &set("/zookeeper/config"),
+            &Request::get_data_of("/a")
+        ));
+        assert!(write_may_pass(
+            &set("/a"),
+            &Request::get_data_of("/zookeeperx")
+        ));
     }
 
     #[test]
