@@ -228,6 +228,7 @@ fn x509_ids_and_acls_as_the_reference() {
         let mut c = tls_session(&s.tls, pki.rustls_client(Some(&carol)));
         let mut plain = RawClient::connect(&s.server.addr(), 10_000);
         let only_alice = vec![Acl::new(perms::ALL, "x509", ALICE)];
+        let get = Request::get_data_of("/x509");
         let outcome = vec![
             format!("alice whoAmI {:?}", who_am_i(&mut a)),
             format!("bob whoAmI {:?}", who_am_i(&mut b)),
@@ -236,22 +237,10 @@ fn x509_ids_and_acls_as_the_reference() {
                 "create {}",
                 err_of(&mut a, &create("/x509", b"mine", only_alice))
             ),
-            format!(
-                "alice get {}",
-                err_of(&mut a, &Request::get_data_of("/x509"))
-            ),
-            format!(
-                "bob (super) get {}",
-                err_of(&mut b, &Request::get_data_of("/x509"))
-            ),
-            format!(
-                "carol get {}",
-                err_of(&mut c, &Request::get_data_of("/x509"))
-            ),
-            format!(
-                "plaintext get {}",
-                err_of(&mut plain, &Request::get_data_of("/x509"))
-            ),
+            format!("alice get {}", err_of(&mut a, &get)),
+            format!("bob (super) get {}", err_of(&mut b, &get)),
+            format!("carol get {}", err_of(&mut c, &get)),
+            format!("plaintext get {}", err_of(&mut plain, &get)),
             // `auth` expands to the caller's x509 id.
             format!(
                 "auth acl {}",

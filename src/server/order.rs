@@ -146,6 +146,7 @@ fn in_system_subtree(path: &str) -> bool {
 mod tests {
     use super::*;
     use crate::proto::{Acl, CreateKind, CreateRequest};
+    use CreateMode::*;
 
     fn set(path: &str) -> Request {
         Request::SetData {
@@ -170,152 +171,111 @@ mod tests {
             version: -1,
         }
     }
+    fn get(path: &str) -> Request {
+        Request::get_data_of(path)
+    }
+    fn kids(path: &str) -> Request {
+        Request::get_children2_of(path)
+    }
 
-    #[test]
-    fn a_write_passes_reads_of_other_nodes() {
-        assert!(write_may_pass(
-            &set("/a/k1"),
-            &Request::get_data_of("/a/k2")
-        ));
-        assert!(write_may_pass(
-            &set("/a/k1"),
-            &Request::get_children2_of("/b")
-        ));
-        assert!(write_may_pass(
-            &create("/a/x", CreateMode::Persistent),
-            &Request::get_data_of("/b/x")
-        ));
-        assert!(write_may_pass(
-            &delete("/a/x"),
-            &Request::get_data_of("/a/y")
-        ));
-        assert!(write_may_pass(&set("/a/b/c"), &Request::get_data_of("/a")));
+    /// Each case: the write, the read queued before it, whether it may pass.
+    fn check(cases: &[(Request, Request, bool)]) {
+        for (write, read, passes) in cases {
+            assert_eq!(
+                write_may_pass(write, read),
+                *passes,
+                "{write:?} past {read:?}"
+            );
+        }
     }
 
     #[test]
-    fn a_write_waits_for_reads_of_its_node_or_parent() {
-        assert!(!write_may_pass(
-            &set("/a/k1"),
-            &Request::get_data_of("/a/k1")
-        ));
-        assert!(!write_may_pass(
-            &set("/a/k1"),
-            &Request::get_children2_of("/a/k1")
-        ));
-        assert!(!write_may_pass(
-            &create("/a/x", CreateMode::Persistent),
-            &Request::get_data_of("/a/x")
-        ));
-        assert!(!write_may_pass(
-            &create("/a/x", CreateMode::Ephemeral),
-            &Request::get_children2_of("/a")
-        ));
-        assert!(!write_may_pass(
-            &create("/a/x", CreateMode::Persistent),
-            &Request::get_data_of("/a")
-        ));
-        assert!(!write_may_pass(
-            &delete("/a/x"),
-            &Request::get_data_of("/a")
-        ));
-        assert!(!write_may_pass(
-            &delete("/x"),
-            &Request::get_children2_of("/")
-        ));
+    fn a_write_passes_reads_of_other_nodes_only() {
         let acl = Request::SetAcl {
             path: "/a".into(),
             acl: Acl::open(),
             version: -1,
         };
-        assert!(!write_may_pass(&acl, &Request::get_data_of("/a")));
-        assert!(!write_may_pass(
-            &acl,
-            &Request::GetAcl { path: "/a".into() }
-        ));
+        check(&[
+            (set("/a/k1"), get("/a/k2"), true),
+            (set("/a/k1"), kids("/b"), true),
+            (create("/a/x", Persistent), get("/b/x"), true),
+            (delete("/a/x"), get("/a/y"), true),
+            (set("/a/b/c"), get("/a"), true),
+            (set("/a/k1"), get("/a/k1"), false),
+            (set("/a/k1"), kids("/a/k1"), false),
+            (create("/a/x", Persistent), get("/a/x"), false),
+            (create("/a/x", Ephemeral), kids("/a"), false),
+            (create("/a/x", Persistent), get("/a"), false),
+            (delete("/a/x"), get("/a"), false),
+            (delete("/x"), kids("/"), false),
+            (acl.clone(), get("/a"), false),
+            (acl, Request::GetAcl { path: "/a".into() }, false),
+        ]);
     }
 
     #[test]
     fn a_sequential_create_waits_for_reads_of_any_sibling() {
-        let seq = create("/q/job-", CreateMode::PersistentSequential);
-        assert!(!write_may_pass(
-            &seq,
-            &Request::get_data_of("/q/job-0000000007")
-        ));
-        assert!(!write_may_pass(&seq, &Request::get_data_of("/q/other")));
-        assert!(!write_may_pass(&seq, &Request::get_children2_of("/q")));
-        assert!(write_may_pass(
-            &seq,
-            &Request::get_data_of("/r/job-0000000007")
-        ));
-        let at_root = create("/", CreateMode::PersistentSequential);
-        assert!(!write_may_pass(
-            &at_root,
-            &Request::get_data_of("/0000000005")
-        ));
-        assert!(!write_may_pass(&at_root, &Request::get_children2_of("/")));
-        assert!(write_may_pass(&at_root, &Request::get_data_of("/a/b")));
-        let under_root = create("/job-", CreateMode::EphemeralSequential);
-        assert!(!write_may_pass(
-            &under_root,
-            &Request::get_data_of("/job-0000000001")
-        ));
+        let seq = create("/q/job-", PersistentSequential);
+        let at_root = create("/", PersistentSequential);
+        check(&[
+            (seq.clone(), get("/q/job-0000000007"), false),
+            (seq.clone(), get("/q/other"), false),
+            (seq.clone(), kids("/q"), false),
+            (seq, get("/r/job-0000000007"), true),
+            (at_root.clone(), get("/0000000005"), false),
+            (at_root.clone(), kids("/"), false),
+            (at_root, get("/a/b"), true),
+            (
+                create("/job-", EphemeralSequential),
+                get("/job-0000000001"),
+                false,
+            ),
+        ]);
+    }
+
+    #[test]
+    fn multis_pass_only_when_every_part_does() {
+        let multi = Request::Multi(vec![set("/a/1"), create("/b/2", Persistent)]);
+        let reads = Request::MultiRead(vec![get("/c"), kids("/a")]);
+        check(&[
+            (multi.clone(), get("/c"), true),
+            (multi.clone(), get("/b"), false),
+            (multi, reads.clone(), false),
+            (set("/x/y"), reads, true),
+        ]);
+    }
+
+    #[test]
+    fn what_is_not_known_waits() {
+        let watch = Request::AddWatch {
+            path: "/b".into(),
+            mode: 1,
+        };
+        let ephemerals = Request::GetEphemerals { prefix: "/".into() };
+        check(&[
+            (Request::CloseSession, get("/a"), false),
+            (Request::Sync { path: "/a".into() }, get("/b"), false),
+            (
+                set("/a"),
+                Request::GetAllChildrenNumber { path: "/b".into() },
+                false,
+            ),
+            (create("/e", Ephemeral), ephemerals, false),
+            (set("/a"), watch, false),
+            // The system subtree: quota stats change with writes elsewhere.
+            (set("/a"), get("/zookeeper/quota/a/zookeeper_stats"), false),
+            (set("/zookeeper/config"), get("/a"), false),
+            (set("/a"), get("/zookeeperx"), true),
+        ]);
     }
 
     #[test]
     fn reads_of_paths_that_are_not_plain_wait() {
         for odd in ["", "a", "/a/", "//a", "/a\0", "\0a"] {
-            assert!(
-                !write_may_pass(&set("/a"), &Request::get_data_of(odd)),
-                "{odd:?}"
-            );
+            assert!(!write_may_pass(&set("/a"), &get(odd)), "{odd:?}");
         }
-        assert!(write_may_pass(&set("/a/b"), &Request::get_data_of("/")));
-    }
-
-    #[test]
-    fn multis_pass_only_when_every_part_does() {
-        let multi = Request::Multi(vec![set("/a/1"), create("/b/2", CreateMode::Persistent)]);
-        assert!(write_may_pass(&multi, &Request::get_data_of("/c")));
-        assert!(!write_may_pass(&multi, &Request::get_data_of("/b")));
-        let reads = Request::MultiRead(vec![
-            Request::get_data_of("/c"),
-            Request::get_children2_of("/a"),
-        ]);
-        assert!(!write_may_pass(&multi, &reads));
-        assert!(write_may_pass(&set("/x/y"), &reads));
-    }
-
-    #[test]
-    fn what_is_not_known_waits() {
-        let close = Request::CloseSession;
-        assert!(!write_may_pass(&close, &Request::get_data_of("/a")));
-        let sync = Request::Sync { path: "/a".into() };
-        assert!(!write_may_pass(&sync, &Request::get_data_of("/b")));
-        let subtree = Request::GetAllChildrenNumber { path: "/b".into() };
-        assert!(!write_may_pass(&set("/a"), &subtree));
-        let ephemerals = Request::GetEphemerals { prefix: "/".into() };
-        assert!(!write_may_pass(
-            &create("/e", CreateMode::Ephemeral),
-            &ephemerals
-        ));
-        let watch = Request::AddWatch {
-            path: "/b".into(),
-            mode: 1,
-        };
-        assert!(!write_may_pass(&set("/a"), &watch));
-        // The system subtree: quota stats change with writes elsewhere.
-        assert!(!write_may_pass(
-            &set("/a"),
-            &Request::get_data_of("/zookeeper/quota/a/zookeeper_stats")
-        ));
-        assert!(!write_may_pass(
-            &set("/zookeeper/config"),
-            &Request::get_data_of("/a")
-        ));
-        assert!(write_may_pass(
-            &set("/a"),
-            &Request::get_data_of("/zookeeperx")
-        ));
+        assert!(write_may_pass(&set("/a/b"), &get("/")));
     }
 
     #[test]
@@ -324,5 +284,7 @@ mod tests {
         assert_eq!(parent_of("/a"), Some("/"));
         assert_eq!(parent_of("/"), None);
         assert_eq!(parent_of(""), None);
+        assert_eq!(seq_parent("/"), Some("/"));
+        assert_eq!(seq_parent("/q/job-"), Some("/q"));
     }
 }
