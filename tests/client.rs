@@ -1117,14 +1117,8 @@ fn raw_pipelined_reads_between_writes_see_their_place(t: &Target) {
         data: Some(data.into_bytes()),
         version: -1,
     };
-    let get = |path: &str| Request::GetData {
-        path: path.into(),
-        watch: false,
-    };
-    let children = Request::GetChildren2 {
-        path: dir.into(),
-        watch: false,
-    };
+    let get = Request::get_data_of;
+    let children = Request::get_children2_of(dir);
     let seq = ensemble::create_req(&format!("{dir}/s-"), b"", Mode::PersistentSequential);
     for r in 0..MIXED_ROUNDS_COUNT {
         let reqs = [

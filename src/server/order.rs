@@ -11,14 +11,15 @@
 //! writes: PERF.md, "Mixed reads and writes on one session"). So a write leaves
 //! early when no read ahead of it can tell: `write_may_pass` looks at the nodes
 //! the write may change and the node each read looks at. Anything it does not
-//! know (a subtree read, a session's ephemerals, the system subtree, a path that
-//! is not plain, a close or a reconfig) keeps the write waiting, as before.
+//! know (a subtree read, a session's ephemerals, the system subtree, a read of
+//! an invalid path, a close or a reconfig) keeps the write waiting, as before.
 //!
 //! What such a read can still show is the reply header's zxid: the shard's last
 //! applied zxid, which may then be the early write's, as it may be any other
 //! session's later write. Clients keep it only as the newest zxid they saw (for
 //! a reconnect), and that write is committed by then.
 
+use crate::proto::path::{parent, validate_path};
 use crate::proto::{CreateMode, Request};
 
 /// The subtree the server keeps for itself (config, quota stats a write in
@@ -36,103 +37,62 @@ struct Touch<'a> {
 
 /// True when `write` may be sent before `read`, which its session sent earlier
 /// and which is still waiting, is answered: `read` gives the same data, Stat,
-/// children or ACL whether or not `write` has been applied.
+/// children or ACL whether or not `write` has been applied. Allocates nothing
+/// (the shard asks once per read queued ahead of a write).
 pub fn write_may_pass(write: &Request, read: &Request) -> bool {
-    let mut touches = Vec::new();
-    if !touches_of(write, &mut touches) {
-        return false;
-    }
-    let mut reads = Vec::new();
-    if !reads_of(read, &mut reads) {
-        return false;
-    }
-    reads.iter().all(|q| touches.iter().all(|t| !may_see(q, t)))
+    each_touch(write, &mut |t| each_read(read, &mut |q| !may_see(q, &t)))
 }
 
-/// The nodes `write` may change; false when that is not known.
-fn touches_of<'a>(write: &'a Request, out: &mut Vec<Touch<'a>>) -> bool {
-    let path = match write {
-        Request::Create(c) => {
-            let Some(mode) = CreateMode::from_flags(c.flags) else {
-                return false;
-            };
-            out.push(Touch {
+/// Calls `f` on each node `write` may change while `f` says yes; false when `f`
+/// said no, or when what the write may change is not known.
+fn each_touch<'a>(write: &'a Request, f: &mut impl FnMut(Touch<'a>) -> bool) -> bool {
+    let touch = match write {
+        Request::Create(c) => match CreateMode::from_flags(c.flags) {
+            Some(mode) => Touch {
                 path: &c.path,
                 sequential: mode.is_sequential(),
-            });
-            return !in_system_subtree(&c.path);
-        }
+            },
+            None => return false,
+        },
         Request::Delete { path, .. }
         | Request::DeleteContainer { path }
         | Request::SetData { path, .. }
-        | Request::SetAcl { path, .. } => path,
+        | Request::SetAcl { path, .. } => Touch {
+            path,
+            sequential: false,
+        },
         Request::Check { .. } => return true,
-        Request::Multi(ops) => return ops.iter().all(|op| touches_of(op, out)),
+        Request::Multi(ops) => return ops.iter().all(|op| each_touch(op, f)),
         _ => return false,
     };
-    out.push(Touch {
-        path,
-        sequential: false,
-    });
-    !in_system_subtree(path)
+    !in_system_subtree(touch.path) && f(touch)
 }
 
-/// The node each part of `read` looks at (its data and Stat, its ACL, or its
-/// children and Stat); false when it looks at more than that.
-fn reads_of<'a>(read: &'a Request, out: &mut Vec<&'a str>) -> bool {
+/// Calls `f` on the node each part of `read` looks at (its data and Stat, its
+/// ACL, or its children and Stat) while `f` says yes; false when `f` said no, or
+/// when the read looks at more than that, or names its node in a way that is not
+/// the one valid path (reads do not validate paths; `""` also reads the root).
+fn each_read(read: &Request, f: &mut impl FnMut(&str) -> bool) -> bool {
     let path = match read {
         Request::GetData { path, .. }
         | Request::Exists { path, .. }
         | Request::GetAcl { path }
         | Request::GetChildren { path, .. }
         | Request::GetChildren2 { path, .. } => path,
-        Request::MultiRead(ops) => return ops.iter().all(|op| reads_of(op, out)),
+        Request::MultiRead(ops) => return ops.iter().all(|op| each_read(op, f)),
         _ => return false,
     };
-    out.push(path);
-    is_plain(path) && !in_system_subtree(path)
-}
-
-/// A path that names its node one way only, so comparing strings compares
-/// nodes: the root, or `/`-separated non-empty names without NULs and without
-/// a trailing `/` (reads do not validate paths; `""` also reads the root).
-fn is_plain(path: &str) -> bool {
-    path == "/"
-        || (path.starts_with('/')
-            && !path.ends_with('/')
-            && !path.contains("//")
-            && !path.contains('\0'))
+    validate_path(path, false).is_ok() && !in_system_subtree(path) && f(path)
 }
 
 /// Whether a read of node `q` can tell that `t` was applied: `t`'s node itself,
 /// or its parent (whose Stat and children a create or delete changes; kept for a
 /// setData too, as the simpler rule), or for a sequential create any node that
-/// could be the one it makes (a sibling of its prefix).
+/// could be the one it makes: a child of the prefix's parent (`/` for the prefix
+/// `/` itself, which makes `/0000000001`).
 fn may_see(q: &str, t: &Touch<'_>) -> bool {
-    if t.sequential {
-        // The node made is the prefix plus a counter, in the prefix's directory
-        // (`/` for `/` itself: it makes `/0000000001`).
-        let parent = seq_parent(t.path);
-        return q == t.path || Some(q) == parent || parent_of(q) == parent;
-    }
-    q == t.path || Some(q) == parent_of(t.path)
-}
-
-fn parent_of(path: &str) -> Option<&str> {
-    match path.rfind('/') {
-        Some(0) if path.len() > 1 => Some("/"),
-        Some(0) | None => None,
-        Some(i) => Some(&path[..i]),
-    }
-}
-
-/// The directory a sequential create's prefix makes its node in.
-fn seq_parent(prefix: &str) -> Option<&str> {
-    match prefix.rfind('/') {
-        Some(0) => Some("/"),
-        Some(i) => Some(&prefix[..i]),
-        None => None,
-    }
+    let dir = parent(t.path);
+    q == t.path || q == dir || (t.sequential && parent(q) == dir)
 }
 
 fn in_system_subtree(path: &str) -> bool {
@@ -271,20 +231,10 @@ mod tests {
     }
 
     #[test]
-    fn reads_of_paths_that_are_not_plain_wait() {
-        for odd in ["", "a", "/a/", "//a", "/a\0", "\0a"] {
+    fn reads_of_invalid_paths_wait() {
+        for odd in ["", "a", "/a/", "//a", "/a\0", "\0a", "/a/."] {
             assert!(!write_may_pass(&set("/a"), &get(odd)), "{odd:?}");
         }
         assert!(write_may_pass(&set("/a/b"), &get("/")));
-    }
-
-    #[test]
-    fn parents() {
-        assert_eq!(parent_of("/a/b"), Some("/a"));
-        assert_eq!(parent_of("/a"), Some("/"));
-        assert_eq!(parent_of("/"), None);
-        assert_eq!(parent_of(""), None);
-        assert_eq!(seq_parent("/"), Some("/"));
-        assert_eq!(seq_parent("/q/job-"), Some("/q"));
     }
 }

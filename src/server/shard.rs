@@ -134,6 +134,25 @@ impl Conn {
         Some(p)
     }
 
+    /// Per-session order for a write arriving now: a deferred read is served from
+    /// the tree after the write ahead of it, which may include this one. So the
+    /// write waits behind an earlier write that waits (writes leave in order),
+    /// behind a read that could tell (`order`), and behind any read on a
+    /// connection with watches (`watched`: this write's events would reach the
+    /// client before that read's answer).
+    fn write_must_wait(&self, write: &Request, watched: impl FnOnce() -> bool) -> bool {
+        let mut reads_ahead = false;
+        for p in &self.queue {
+            match p {
+                Pending::Unsent(..) => return true,
+                Pending::Read { req, .. } if !order::write_may_pass(write, req) => return true,
+                Pending::Read { .. } => reads_ahead = true,
+                _ => {}
+            }
+        }
+        reads_ahead && watched()
+    }
+
     /// True when the front of the queue is not a write at the sequencer: `drain`
     /// stopped there because the output was full, and goes on once it is not.
     fn drain_waiting(&self) -> bool {
@@ -1308,21 +1327,8 @@ impl Shard {
                     ids: c.ids.clone(),
                     is_super: c.is_super,
                 });
-                // Per-session order: a deferred read is served from the tree
-                // after the write ahead of it, which may include this one. So this
-                // write waits while a read ahead of it could tell, or while any
-                // read waits on a connection with watches (this write's events
-                // would reach it before that read's answer), or behind an earlier
-                // write that waits (writes leave in order). See `order`.
-                let watched = self.watches.has_watches(cid);
-                let must_wait = c.queue.iter().any(|p| match p {
-                    Pending::Unsent(..) => true,
-                    Pending::Read { req: read, .. } => {
-                        watched || !order::write_may_pass(&w.req, read)
-                    }
-                    _ => false,
-                });
-                if must_wait {
+                let watches = &self.watches;
+                if c.write_must_wait(&w.req, || watches.has_watches(cid)) {
                     c.enqueue(Pending::Unsent(w, now), outstanding);
                 } else {
                     let op = stats::operation_name(w.req.opcode());
@@ -1975,22 +1981,18 @@ impl Shard {
         // The reply answers the first write at the sequencer (they come back in the
         // order they were sent). Replies and reads may still wait ahead of it for
         // room in the output (`drain` stopped there): then it waits in its place.
-        let at = c
-            .queue
-            .iter()
-            .position(|p| matches!(p, Pending::Write { .. }));
-        let answered = match at.map(|i| &c.queue[i]) {
-            Some(Pending::Write { xid: x, at, op }) if *x == xid => Answered { op, xid, at: *at },
-            _ => {
-                self.close_with(cid, &format!("internal: reply for xid {xid} out of order"));
-                return;
-            }
+        let first_write = c.queue.iter().enumerate().find_map(|(i, p)| match p {
+            Pending::Write { xid: x, at, op } => Some((i, *x, Answered { op, xid, at: *at })),
+            _ => None,
+        });
+        let Some((at, _, answered)) = first_write.filter(|w| w.1 == xid) else {
+            self.close_with(cid, &format!("internal: reply for xid {xid} out of order"));
+            return;
         };
         if let Err(ErrorCode::SessionMoved) = result {
             // As the reference: the session lives on another connection now.
             c.closing = true;
         }
-        let at = at.expect("matched a write");
         if at > 0 {
             let mut bytes = Vec::new();
             write_reply(&mut bytes, xid, zxid, result.as_ref().map_err(|e| *e));

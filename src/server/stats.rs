@@ -1,10 +1,10 @@
 //! Server-wide counters for four-letter words, metrics and the server-wide bounds.
 //! Each shard writes only its own slot (relaxed loads and stores, `OwnedCount`: no
 //! lock, no locked instruction, no sharing of a cache line between writers); the
-//! sequencer writes its own fields. Readers (admin,
-//! and the shards checking globalOutstandingLimit) sum the slots. The one counter
-//! every shard writes is `admitted_connections`, touched once per accept and close
-//! (not per request): maxCnxns needs an exact count across cores.
+//! sequencer writes its own fields. Readers (admin, and the shards checking
+//! globalOutstandingLimit) sum the slots. The one counter every shard writes is
+//! `admitted_connections`, touched once per accept and close (not per request):
+//! maxCnxns needs an exact count across cores.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::time::Instant;

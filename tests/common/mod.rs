@@ -1039,8 +1039,7 @@ impl RawClient {
             if left.is_zero() {
                 break Err(ReadEnd::Timeout);
             }
-            let socket = self.stream.socket();
-            socket.set_read_timeout(Some(left.min(idle))).unwrap();
+            self.set_socket_timeout(left.min(idle));
             match self.recv_reply() {
                 Err(ReadEnd::Timeout) if left > idle => {
                     if self.send_with_xid(xid::PING, &Request::Ping).is_err() {
@@ -1051,8 +1050,7 @@ impl RawClient {
                 got => break got,
             }
         };
-        let read_timeout = Some(self.read_timeout);
-        self.stream.socket().set_read_timeout(read_timeout).unwrap();
+        self.restore_socket_timeout();
         got
     }
 
