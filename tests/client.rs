@@ -1860,11 +1860,11 @@ enum Spread {
 /// A 3-member ensemble of this kind, the whole suite against it as `spread`
 /// says, then (spread over every member) the ensemble's own session cases;
 /// at the end all members must hold the same tree.
-fn run_ensemble_suite(kind: Kind, spread: Spread) {
+fn run_ensemble_suite(kind: Kind, spread: Spread, more_cfg: &str) {
     if !Ensemble::can_start(&[kind]) {
         return;
     }
-    let cfg = format!("{}{ENSEMBLE_LIMITS}", cfg_extra());
+    let cfg = format!("{}{ENSEMBLE_LIMITS}{more_cfg}", cfg_extra());
     let ens = Ensemble::start_cfg(&[(kind, Role::Participant); 3], &cfg);
     let leader = ens.wait_leader();
     let followers: Vec<u64> = (ens.sids().into_iter())
@@ -1985,29 +1985,44 @@ fn client_corral() {
     run_suite(Kind::Corral);
 }
 
-/// The same suite with a single shard core: every session on one executor beside the
-/// sequencer (the default spreads sessions over one shard per CPU).
+/// The same suite with a single shard core: every session on one executor, with
+/// the sequencer beside it (the default on up to 2 CPUs), every log sync after the
+/// first on the blocking pool (as on a slow disk: `corral.inlineSyncMaxMicros`).
 #[test]
 fn client_corral_one_shard() {
-    run_suite_with(Kind::Corral, "corral.shardCores=1\n");
+    run_suite_with(
+        Kind::Corral,
+        "corral.shardCores=1\ncorral.inlineSyncMaxMicros=0\n",
+    );
+}
+
+/// The same suite with the sequencer on an executor of its own (the default above
+/// 2 CPUs): every write crosses threads to it and back.
+#[test]
+fn client_corral_sequencer_on_its_own_core() {
+    run_suite_with(Kind::Corral, "corral.sequencerCore=own\n");
 }
 
 #[test]
 fn client_ensemble_reference_one_follower() {
-    run_ensemble_suite(Kind::Reference, Spread::OneFollower);
+    run_ensemble_suite(Kind::Reference, Spread::OneFollower, "");
 }
 
 #[test]
 fn client_ensemble_reference_every_member() {
-    run_ensemble_suite(Kind::Reference, Spread::EveryMember);
+    run_ensemble_suite(Kind::Reference, Spread::EveryMember, "");
 }
+
+/// The one-follower corral run puts each member's quorum core on an executor of its
+/// own; the every-member run keeps the harness's (beside shard 0).
+const ONE_FOLLOWER_OWN_CORE: &str = "corral.sequencerCore=own\n";
 
 #[test]
 fn client_ensemble_corral_one_follower() {
-    run_ensemble_suite(Kind::Corral, Spread::OneFollower);
+    run_ensemble_suite(Kind::Corral, Spread::OneFollower, ONE_FOLLOWER_OWN_CORE);
 }
 
 #[test]
 fn client_ensemble_corral_every_member() {
-    run_ensemble_suite(Kind::Corral, Spread::EveryMember);
+    run_ensemble_suite(Kind::Corral, Spread::EveryMember, "");
 }

@@ -1014,12 +1014,20 @@ fn crash_under_write_load() {
     // Default settings except 4 MiB log segments: every restart starts a new segment
     // and recovery reads each one to its end, which in a debug build costs ~1 s per
     // 64 MiB segment and would make the run grow quadratically with the kills.
-    crash_test("default", "corral.logSegmentBytes=4194304\n", 0);
+    // The sequencer sits beside shard 0 and runs every sync after the first on the
+    // blocking pool, so replies wait for a sync done on another thread.
+    crash_test(
+        "default",
+        "corral.logSegmentBytes=4194304\ncorral.sequencerCore=shard\n\
+         corral.inlineSyncMaxMicros=0\n",
+        0,
+    );
 }
 
 /// Snapshots every ~100–200 txns (old logs purged as they go), 1 MiB log segments
 /// and 4000 filler nodes (≈ 4 MiB snapshots), so kills also land while a snapshot
-/// is written and around segment rolls.
+/// is written and around segment rolls. The sequencer has an executor of its own
+/// here (inline syncs).
 /// Filler nodes in the snapshot variant (≈ 4 MiB of snapshot).
 const SNAPSHOT_VARIANT_FILLER_NODES: usize = 4000;
 
@@ -1027,7 +1035,8 @@ const SNAPSHOT_VARIANT_FILLER_NODES: usize = 4000;
 fn crash_under_write_load_with_snapshots() {
     crash_test(
         "snapshots",
-        "snapCount=200\nautopurge.snapRetainCount=3\nautopurge.purgeInterval=1\ncorral.logSegmentBytes=1048576\n",
+        "snapCount=200\nautopurge.snapRetainCount=3\nautopurge.purgeInterval=1\n\
+         corral.logSegmentBytes=1048576\ncorral.sequencerCore=own\n",
         SNAPSHOT_VARIANT_FILLER_NODES,
     );
 }

@@ -139,6 +139,12 @@ pub struct Config {
     pub warnings: Vec<String>,
     /// corral.shardCores: executors that accept connections and serve reads.
     pub shard_cores: usize,
+    /// corral.sequencerCore: where the sequencer (the quorum core in an ensemble)
+    /// runs, on an executor of its own or beside shard 0.
+    pub sequencer_core: SequencerCore,
+    /// corral.inlineSyncMaxMicros: the smoothed log-sync time up to which a
+    /// sequencer that shares an executor (or a quorum core) syncs inline.
+    pub inline_sync_max_us: u64,
     /// corral.cpuPinning: pin each executor to a CPU.
     pub cpu_pinning: bool,
     /// corral.ioMemoryBytes: glommio's io_memory per executor (pinned once per ring).
@@ -237,6 +243,8 @@ impl Default for Config {
             quorum: None,
             warnings: Vec::new(),
             shard_cores: default_shard_cores(),
+            sequencer_core: SequencerCore::default_for(cpus()),
+            inline_sync_max_us: 250,
             cpu_pinning: false,
             io_memory_bytes: 512 * 1024,
             spin_before_park_us: 0,
@@ -258,17 +266,61 @@ impl Default for Config {
     }
 }
 
+fn cpus() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
 /// One executor thread per core: the sequencer has a core of its own and the
 /// shards the others (one shard on one or two cores). Measured on 2 cores
 /// (PERF.md, "One executor per core"): two shards beside the sequencer, three busy
 /// threads on two cores, cost 40-75 % more CPU per read and per 4 × 1 write
 /// than one shard, in context switches and the wake-ups between them.
 fn default_shard_cores() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .saturating_sub(1)
-        .clamp(1, 64)
+    cpus().saturating_sub(1).clamp(1, 64)
+}
+
+impl Config {
+    /// Executor threads the server runs: one per shard, plus the sequencer's when it
+    /// has its own.
+    pub fn executor_threads(&self) -> usize {
+        self.shard_cores + usize::from(self.sequencer_core == SequencerCore::Own)
+    }
+}
+
+/// Where the sequencer runs (`corral.sequencerCore`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SequencerCore {
+    /// `own`: an executor thread of its own; every write crosses to it and back.
+    Own,
+    /// `shard`: a task on shard 0's executor; that shard's writes reach it with no
+    /// cross-thread wake-up, and a log sync on that executor holds the shard's
+    /// connections for its length (so slow syncs go to the blocking pool:
+    /// `server::sync_place`).
+    Shard,
+}
+
+impl SequencerCore {
+    /// Beside shard 0 on machines of up to 2 CPUs, where a thread of its own shares
+    /// a CPU with the shard or the clients anyway: measured on 2 CPUs (PERF.md,
+    /// "The sequencer beside shard 0"), 4 × 1 writes +46 % and 40 % less CPU per
+    /// write. Its own core above that, where it has a CPU to itself (not measured
+    /// here: this box has 2).
+    pub fn default_for(cpus: usize) -> SequencerCore {
+        if cpus <= 2 {
+            SequencerCore::Shard
+        } else {
+            SequencerCore::Own
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SequencerCore::Own => "own",
+            SequencerCore::Shard => "shard",
+        }
+    }
 }
 
 /// The configuration `corral server` runs with when no file is given: standalone,
@@ -697,6 +749,16 @@ impl Config {
             "corral.shardCores" => {
                 self.shard_cores =
                     e.num_where(|n: &usize| (1..=64).contains(n), "expected 1 to 64")?
+            }
+            "corral.sequencerCore" => {
+                self.sequencer_core = match e.value.as_str() {
+                    "own" => SequencerCore::Own,
+                    "shard" => SequencerCore::Shard,
+                    _ => return Err(e.bad("expected `own` or `shard`")),
+                }
+            }
+            "corral.inlineSyncMaxMicros" => {
+                self.inline_sync_max_us = e.num("expected microseconds")?
             }
             "corral.cpuPinning" => self.cpu_pinning = e.boolean()?,
             "corral.ioMemoryBytes" => {

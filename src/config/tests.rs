@@ -145,6 +145,8 @@ fn every_existing_bad_value_message_is_unchanged() {
             "expected server.<id> with a numeric id",
         ),
         ("corral.shardCores", "0", "expected 1 to 64"),
+        ("corral.sequencerCore", "2", "expected `own` or `shard`"),
+        ("corral.inlineSyncMaxMicros", "-1", "expected microseconds"),
         ("corral.cpuPinning", "2", "expected true/false or yes/no"),
         (
             "corral.ioMemoryBytes",
@@ -837,6 +839,25 @@ fn the_conf_samples_parse() {
 
 /// One executor per CPU by default: the shards take all CPUs but the
 /// sequencer's, and there is always at least one.
+/// The sequencer shares shard 0's executor on small machines (2 CPUs measured)
+/// and has its own above; either can be asked for.
+#[test]
+fn the_sequencer_sits_beside_shard_0_on_two_cpus_and_alone_above() {
+    assert_eq!(SequencerCore::default_for(1), SequencerCore::Shard);
+    assert_eq!(SequencerCore::default_for(2), SequencerCore::Shard);
+    assert_eq!(SequencerCore::default_for(3), SequencerCore::Own);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(
+        Config::default().sequencer_core,
+        SequencerCore::default_for(cpus)
+    );
+    for (text, want) in [("own", SequencerCore::Own), ("shard", SequencerCore::Shard)] {
+        let c = Config::parse(&format!("corral.sequencerCore={text}\n")).unwrap();
+        assert_eq!(c.sequencer_core, want);
+        assert_eq!(want.name(), text);
+    }
+}
+
 #[test]
 fn shard_cores_default_to_one_less_than_the_cpus() {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());

@@ -6,10 +6,17 @@
 //!    conn task: frames → decode → read? serve from the published Tree
 //!                                  write? ToSequencer::Write ───────────┐
 //!    batch task: ToShard::Batch → events → replies → deferred reads ◄──┼─┐
-//!  sequencer core (one glommio executor)                               │ │
+//!  sequencer core (one glommio task: own executor, or beside shard 0)  │ │
 //!    prepare → apply → (durable) → publish Arc<Tree> + items ◄─────────┘ │
 //!    owns: the authoritative Tree, the SessionTable ──────────────────────┘
 //! ```
+//!
+//! The sequencer is one task either way (`corral.sequencerCore`). On an executor of
+//! its own, every write crosses threads twice (shard → sequencer → shard), and on a
+//! small machine each crossing wakes a sleeping thread. Beside shard 0 (the default
+//! on up to 2 CPUs) it shares that shard's executor: the shard's writes reach it and
+//! come back as local wake-ups, and the messages still go through the same queues,
+//! so nothing else changes. Other shards still cross threads.
 //!
 //! Every batch goes to every shard in zxid order over that shard's FIFO channel, so
 //! each shard sees the same history; a shard switches to the batch's tree version,
@@ -34,7 +41,7 @@ pub mod stats;
 mod sync_place;
 pub mod tls;
 
-use crate::config::Config;
+use crate::config::{Config, SequencerCore};
 use glommio::{LocalExecutorBuilder, Placement};
 use std::sync::Arc;
 use std::time::Duration;
@@ -146,7 +153,7 @@ fn memlock_limit() -> String {
 /// CAP_IPC_LOCK that must fit under RLIMIT_MEMLOCK, or glommio falls back to unpinned
 /// buffers (a warning per ring) or fails; say so once, naming the key.
 fn check_memlock(cfg: &Config) {
-    let executors = cfg.shard_cores + 1;
+    let executors = cfg.executor_threads();
     let need = 3 * cfg.io_memory_bytes as u64 * executors as u64;
     // SAFETY: geteuid only reads our own process state.
     let root = unsafe { libc::geteuid() } == 0;
@@ -228,6 +235,9 @@ fn executor(cfg: &Config, name: &str, cpu: Option<usize>) -> LocalExecutorBuilde
 }
 
 type CoreHandle = (String, glommio::ExecutorJoinHandle<Result<(), String>>);
+
+/// The sequencer's name as a core (its thread's name when it has its own).
+pub(super) const SEQUENCER: &str = "corral-sequencer";
 
 /// Starts one core on its own glommio executor thread; before the core's own work,
 /// the core starts beating (see `nudge`: a core asleep past its work is woken).
@@ -332,37 +342,61 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     shutdown::watch_signals(ready_tx.clone()).map_err(ServerError::Signals)?;
 
-    let names: Vec<String> = std::iter::once("corral-sequencer".to_string())
+    // The cores by name (each reports its start and its end), and the executor
+    // threads among them (each beats: `nudge`). Beside shard 0, the sequencer is a
+    // task of that shard's executor and reports for itself.
+    let own = cfg.sequencer_core == SequencerCore::Own;
+    let names: Vec<String> = std::iter::once(SEQUENCER.to_string())
         .chain((0..cfg.shard_cores).map(|i| format!("corral-shard-{i}")))
         .collect();
-    let mut beats = nudge::start(&names)
+    let threads = if own { &names[..] } else { &names[1..] };
+    let mut beats = nudge::start(threads)
         .map_err(ServerError::Nudge)?
         .into_iter();
     let mut handles = Vec::new();
     let (c, m, st, r) = (cfg.clone(), mesh.clone(), stats.clone(), ready_tx.clone());
     let distributed = cfg.is_distributed();
-    handles.push(spawn_core(
-        &cfg,
-        "corral-sequencer".into(),
-        Some(0),
-        beats.next().expect("a beat per core"),
-        move || async move {
-            if distributed {
-                quorum::run(c, m, seq_rx, st, r).await
-            } else {
-                sequencer::run(c, m, seq_rx, st, r).await
-            }
-        },
-    )?);
+    let sequencer = move || async move {
+        if distributed {
+            quorum::run(c, m, seq_rx, st, r).await
+        } else {
+            sequencer::run(c, m, seq_rx, st, r).await
+        }
+    };
+    let mut beside_shard_0 = None;
+    if own {
+        handles.push(spawn_core(
+            &cfg,
+            SEQUENCER.into(),
+            Some(0),
+            beats.next().expect("a beat per executor"),
+            sequencer,
+        )?);
+    } else {
+        let ended = ready_tx.clone();
+        beside_shard_0 = Some(move || {
+            glommio::spawn_local(async move {
+                let end = sequencer().await;
+                let _ = ended.send((SEQUENCER.into(), CoreNews::Ended(end)));
+            })
+            .detach();
+        });
+    }
     for (i, rx) in shard_rx.into_iter().enumerate() {
         let (c, m, st, r) = (cfg.clone(), mesh.clone(), stats.clone(), ready_tx.clone());
         let t = tls.clone();
+        let also = beside_shard_0.take();
         handles.push(spawn_core(
             &cfg,
             format!("corral-shard-{i}"),
             Some(i % ncpu),
-            beats.next().expect("a beat per core"),
-            move || shard::run(i, c, m, rx, st, r, t),
+            beats.next().expect("a beat per executor"),
+            move || async move {
+                if let Some(start) = also {
+                    start();
+                }
+                shard::run(i, c, m, rx, st, r, t).await
+            },
         )?);
     }
     // A watcher thread per core turns its end (a failed start included) into a message.
@@ -413,7 +447,7 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
         ports.push(format!("{} (TLS)", t.addr));
     }
     tracing::info!(
-        "corral serving on {} ({}, {} shard core(s), data dir {})",
+        "corral serving on {} ({}, {} shard core(s), sequencer {}, data dir {})",
         ports.join(" and "),
         match cfg
             .quorum
@@ -425,6 +459,10 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
             None => "standalone".into(),
         },
         cfg.shard_cores,
+        match cfg.sequencer_core {
+            SequencerCore::Own => "on its own core",
+            SequencerCore::Shard => "beside shard 0",
+        },
         cfg.data_dir.display()
     );
     // Serve until a core stops or a signal asks to stop.

@@ -1,8 +1,9 @@
 //! The sequencer core of an ensemble member (quorum mode): it drives the replication
 //! core (`zab::Replica`) with the peer transport (`peer`), the shards' requests and
-//! the disk, and turns what the core commits into published tree versions. Runs on
-//! the sequencer's glommio executor; the standalone sequencer (`sequencer.rs`) is
-//! used when the configuration is not distributed.
+//! the disk, and turns what the core commits into published tree versions. Runs
+//! where the sequencer runs (an executor of its own or beside shard 0:
+//! `corral.sequencerCore`); the standalone sequencer (`sequencer.rs`) is used when
+//! the configuration is not distributed.
 //!
 //! ```text
 //!   shards ──Connect/Write/Touch──►┐                 ┌──► peers: notifications, packets
@@ -350,7 +351,7 @@ pub(super) async fn run(
 ) -> Result<(), String> {
     let fail = |msg: String| {
         let _ = ready.send((
-            "corral-sequencer".into(),
+            super::SEQUENCER.into(),
             super::CoreNews::StartFailed(msg.clone()),
         ));
         Err(msg)
@@ -359,7 +360,7 @@ pub(super) async fn run(
         Ok(x) => x,
         Err(e) => return fail(e),
     };
-    let _ = ready.send(("corral-sequencer".into(), super::CoreNews::Up));
+    let _ = ready.send((super::SEQUENCER.into(), super::CoreNews::Up));
     s.run(rx, events).await
 }
 
@@ -456,6 +457,8 @@ impl Seq {
         })?;
         let now = now_ms();
         let mut sessions = SessionTable::new(my_id as u8, now, cfg.tick_time_ms);
+        let sync_place =
+            super::sync_place::SyncPlace::new(Duration::from_micros(cfg.inline_sync_max_us));
         durable::restore_sessions(&mut sessions, &rec.sessions, mono_ms());
         let retention = Arc::new(durable::Retention::new(
             &snap_dir,
@@ -513,7 +516,7 @@ impl Seq {
             fatal: None,
             stopping: false,
             held: None,
-            sync_place: Default::default(),
+            sync_place,
             reconfig_enabled: q.reconfig_enabled,
             standalone_enabled: q.standalone_enabled,
             dynamic_files,

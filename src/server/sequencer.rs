@@ -1,6 +1,8 @@
 //! The sequencer core: the one place writes are ordered. Owns the authoritative
-//! `Tree`, the `SessionTable`, the log and the zxid counter; runs on its own glommio
-//! executor.
+//! `Tree`, the `SessionTable`, the log and the zxid counter; runs on a glommio
+//! executor of its own, or as a task beside shard 0 on that shard's executor
+//! (`corral.sequencerCore`, `server::run`). Either way it is one task, the only
+//! owner of its state, and talks to the shards only through the mesh.
 //!
 //! Group commit: the loop takes every waiting message, turns each write into a txn
 //! (`tree::prepare`, zxid and time decided here), has the log make room for it,
@@ -8,8 +10,8 @@
 //! (ZooKeeper's txn entry, as a PROPOSAL carries it). Whenever records wait and no
 //! sync is out, it asks `gather` whether to wait briefly for the writes still on
 //! their way (bounded by half a sync), then captures the working tree (an O(1)
-//! persistent clone) and syncs everything appended so far (inline: see
-//! `start_sync`). When the sync returns, every queued
+//! persistent clone) and syncs everything appended so far (inline or on the
+//! blocking pool: see `start_sync`). When the sync returns, every queued
 //! item up to its zxid is published to every shard together with the tree captured
 //! at its start, and the next sync covers all that arrived in the meantime.
 //!
@@ -26,8 +28,9 @@ use super::durable::{self, KIND_TXN};
 use super::gather::{Decision, Gather};
 use super::msg::*;
 use super::stats::{self, ServerStats};
+use super::sync_place::SyncPlace;
 use super::Mesh;
-use crate::config::Config;
+use crate::config::{Config, SequencerCore};
 use crate::proto::{ConnectResponse, ErrorCode, Request, Response};
 use crate::session::{negotiate_timeout, SessionTable};
 use crate::storage::{Durable, Log, LogConfig, SnapshotTrigger, SyncDone, SyncMode};
@@ -124,13 +127,21 @@ struct Sequencer {
     gather: Gather,
     /// When the oldest unsynced txn was appended (None: none waits).
     gather_since: Option<std::time::Instant>,
+    /// Txns in the sync out.
+    syncing_batch: u64,
+    /// Where syncs run when this core shares shard 0's executor
+    /// (`corral.sequencerCore=shard`): inline while they are fast, else on the
+    /// blocking pool, so a slow disk does not hold that shard's clients. `None`
+    /// on a core of its own: always inline (PERF.md, "Storage: log sync").
+    sync_place: Option<SyncPlace>,
 }
 
-type SyncFuture = Pin<Box<dyn Future<Output = SyncDone>>>;
+/// A sync's result and how long it took (ready at once when it ran inline).
+type SyncFuture = Pin<Box<dyn Future<Output = (SyncDone, Duration)>>>;
 
 enum Wake {
     Msg(Result<ToSequencer, super::chan::RecvError>),
-    Synced(SyncDone),
+    Synced((SyncDone, Duration)),
     /// Group commit waited long enough for more writes (`gather`).
     Gathered,
 }
@@ -144,7 +155,7 @@ pub(super) async fn run(
 ) -> Result<(), String> {
     let fail = |msg: String| {
         let _ = ready.send((
-            "corral-sequencer".into(),
+            super::SEQUENCER.into(),
             super::CoreNews::StartFailed(msg.clone()),
         ));
         Err(msg)
@@ -223,6 +234,9 @@ pub(super) async fn run(
         stopping: false,
         gather: Gather::new(GATHER_WAIT_MAX),
         gather_since: None,
+        syncing_batch: 0,
+        sync_place: (cfg.sequencer_core == SequencerCore::Shard)
+            .then(|| SyncPlace::new(Duration::from_micros(cfg.inline_sync_max_us))),
     };
     // Time enters as Tick messages, so the loop below is the only owner of the state.
     let ticker = mesh.to_sequencer.clone();
@@ -246,7 +260,7 @@ pub(super) async fn run(
         s.want_snapshot = true;
         s.maybe_snapshot();
     }
-    let _ = ready.send(("corral-sequencer".into(), super::CoreNews::Up));
+    let _ = ready.send((super::SEQUENCER.into(), super::CoreNews::Up));
 
     let max = cfg.batch_requests_max;
     let mut sync: Option<SyncFuture> = None;
@@ -254,14 +268,7 @@ pub(super) async fn run(
         let mut gathering = None;
         if sync.is_none() {
             match s.gather_decision() {
-                Decision::SyncNow => {
-                    sync = s.start_sync();
-                    if sync.is_some() {
-                        // The sync ran inline: what queued meanwhile are the
-                        // writers the next one should wait for.
-                        s.gather.queued_behind(rx.len() as u64);
-                    }
-                }
+                Decision::SyncNow => sync = s.start_sync(),
                 Decision::Wait(d) => gathering = Some(d),
             }
         }
@@ -306,6 +313,9 @@ pub(super) async fn run(
             }
             Wake::Synced(done) => {
                 sync = None;
+                // What queued while it ran are the writers the next sync should
+                // wait for.
+                s.gather.queued_behind(rx.len() as u64);
                 s.on_synced(done, &mesh);
             }
             // The wait for more writes is over: the next turn syncs what is there.
@@ -324,7 +334,12 @@ pub(super) async fn run(
 
 impl Sequencer {
     /// A sync returned: publish what it made durable, or fail what it could not.
-    fn on_synced(&mut self, done: SyncDone, mesh: &Mesh) {
+    fn on_synced(&mut self, (done, took): (SyncDone, Duration), mesh: &Mesh) {
+        self.stats.record_log_sync(took);
+        self.gather.synced(self.syncing_batch, took);
+        if let Some(place) = self.sync_place.as_mut() {
+            place.synced(took);
+        }
         let now = Now::read();
         match self.log.finish_sync(done) {
             Ok(proof) => {
@@ -429,24 +444,31 @@ impl Sequencer {
     }
 
     /// Starts a sync of everything appended so far, capturing the tree version it will
-    /// make publishable. The fdatasync runs inline on this core: measured side by side
-    /// (PERF.md History), handing it to glommio's blocking pool cost more in wake-ups
-    /// than appending during the sync gained (writes +6-25 %, reads +10 % inline).
-    /// Whatever arrives meanwhile still forms the next batch, as in the reference's
-    /// SyncRequestProcessor. The loop keeps the future shape, so a sync on another
-    /// thread remains a one-line change.
+    /// make publishable. On a core of its own the fdatasync runs inline: measured side
+    /// by side (PERF.md History), handing it to glommio's blocking pool cost more in
+    /// wake-ups than appending during the sync gained (writes +6-25 %, reads +10 %
+    /// inline). Beside shard 0 it runs inline while syncs are fast and on the pool
+    /// when they are not (`sync_place`), since an inline sync there also holds that
+    /// shard's clients. Whatever arrives meanwhile forms the next batch, as in the
+    /// reference's SyncRequestProcessor.
     fn start_sync(&mut self) -> Option<SyncFuture> {
         match self.log.begin_sync() {
             Ok(Some(job)) => {
                 self.gather_since = None;
-                let batch = (job.upto_zxid() - self.log.durable_zxid()).max(0) as u64;
+                self.syncing_batch = (job.upto_zxid() - self.log.durable_zxid()).max(0) as u64;
                 self.syncing_tree = Some(self.tree.clone());
-                let started = std::time::Instant::now();
-                let done = job.run();
-                let took = started.elapsed();
-                self.stats.record_log_sync(took);
-                self.gather.synced(batch, took);
-                Some(Box::pin(std::future::ready(done)))
+                let inline = !job.needs_blocking_thread()
+                    || self.sync_place.as_ref().is_none_or(SyncPlace::inline);
+                let run = move || {
+                    let started = std::time::Instant::now();
+                    let done = job.run();
+                    (done, started.elapsed())
+                };
+                if inline {
+                    Some(Box::pin(std::future::ready(run())))
+                } else {
+                    Some(Box::pin(glommio::executor().spawn_blocking(run)))
+                }
             }
             Ok(None) => None,
             Err(e) => {

@@ -20,22 +20,40 @@
 
 use std::time::Duration;
 
-/// The smoothed sync time up to which a sync runs inline.
+/// The smoothed sync time up to which a sync runs inline, by default
+/// (`corral.inlineSyncMaxMicros`).
 pub const INLINE_SYNC_MAX: Duration = Duration::from_micros(250);
 
 /// How much the smoothed sync time moves towards each new sample (1/8).
 const SMOOTHING_SHIFT: u32 = 3;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SyncPlace {
     /// Smoothed sync time, µs (0 before the first sync: the first runs inline).
     sync_us: u64,
+    /// The smoothed time up to which syncs run inline, µs.
+    inline_max_us: u64,
+}
+
+impl Default for SyncPlace {
+    fn default() -> Self {
+        SyncPlace::new(INLINE_SYNC_MAX)
+    }
 }
 
 impl SyncPlace {
+    /// Syncs run inline while their smoothed time is at most `inline_max` (zero:
+    /// every sync after the first goes to the pool).
+    pub fn new(inline_max: Duration) -> Self {
+        SyncPlace {
+            sync_us: 0,
+            inline_max_us: inline_max.as_micros().min(u64::MAX as u128) as u64,
+        }
+    }
+
     /// True: run the next sync inline; false: on the blocking pool.
     pub fn inline(&self) -> bool {
-        self.sync_us <= INLINE_SYNC_MAX.as_micros() as u64
+        self.sync_us <= self.inline_max_us
     }
 
     /// A sync took `took` (inline or on the pool).
@@ -87,5 +105,16 @@ mod tests {
             back += 1;
         }
         assert!((5..=30).contains(&back), "{back} fast syncs to come back");
+    }
+
+    /// At zero (`corral.inlineSyncMaxMicros=0`) only the first sync runs inline.
+    #[test]
+    fn a_zero_limit_sends_every_sync_after_the_first_to_the_pool() {
+        let mut p = SyncPlace::new(Duration::ZERO);
+        assert!(p.inline());
+        for _ in 0..10 {
+            p.synced(US);
+            assert!(!p.inline());
+        }
     }
 }
