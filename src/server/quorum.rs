@@ -1468,6 +1468,9 @@ impl Seq {
             shard: w.shard,
             conn: w.conn,
         };
+        // ConnectionLoss here (and wherever a write cannot be taken) never reaches
+        // the client as a code: the shard closes that connection unanswered
+        // (`Shard::on_write_reply`), as the reference does.
         if !self.role.serving() {
             self.push_op_reply(route, w.xid, Err(ErrorCode::ConnectionLoss));
             return;

@@ -1989,6 +1989,18 @@ impl Shard {
             self.close_with(cid, &format!("internal: reply for xid {xid} out of order"));
             return;
         };
+        if let Err(ErrorCode::ConnectionLoss) = result {
+            // The member could not take the write (its leader is gone). A server
+            // never sends ConnectionLoss: clients take it from a closed connection,
+            // and some reject it in a reply (the Rust crate ends the call with
+            // UnexpectedErrorCode(-4)). As the reference does, the connection
+            // closes unanswered; the client reconnects and retries.
+            self.close_with(
+                cid,
+                &format!("the member cannot take writes now (xid {xid}); the client reconnects"),
+            );
+            return;
+        }
         if let Err(ErrorCode::SessionMoved) = result {
             // As the reference: the session lives on another connection now.
             c.closing = true;
@@ -2186,6 +2198,87 @@ fn mesh_send_failed<T>(e: &chan::SendError<T>) -> String {
 mod tests {
     use super::*;
 
+    /// A real shard on its own executor, for tests that play its sequencer: the
+    /// sequencer's inbox (bound `seq_bound`, holding `preload` already), the
+    /// shard's inbox (an empty first batch taken), the client port.
+    struct TestShard {
+        port: u16,
+        seq_rx: chan::Receiver<ToSequencer>,
+        shard_tx: chan::Sender<ToShard>,
+        ex: glommio::ExecutorJoinHandle<Result<(), String>>,
+    }
+
+    impl TestShard {
+        fn start(seq_bound: usize, preload: Option<ToSequencer>) -> TestShard {
+            let port = {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                l.local_addr().unwrap().port()
+            };
+            let cfg = Config::parse(&format!(
+                "clientPort={port}\nclientPortAddress=127.0.0.1\ndataDir=/nonexistent\n"
+            ))
+            .unwrap();
+            let (seq_tx, seq_rx) = chan::bounded(seq_bound);
+            if let Some(m) = preload {
+                assert!(seq_tx.send(m).is_ok());
+            }
+            let (shard_tx, shard_rx) = chan::bounded(16);
+            let mesh = Mesh {
+                to_sequencer: seq_tx,
+                to_shards: vec![shard_tx.clone()],
+            };
+            shard_tx_batch(&shard_tx, Vec::new());
+            let stats = Arc::new(ServerStats::new(1));
+            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+            let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+                .name("shard-test")
+                .io_memory(256 << 10)
+                .spawn(move || run(0, Arc::new(cfg), mesh, shard_rx, stats, ready_tx, None))
+                .unwrap();
+            let (_, news) = ready_rx.recv_timeout(Duration::from_secs(20)).unwrap();
+            assert!(matches!(news, super::super::CoreNews::Up));
+            TestShard {
+                port,
+                seq_rx,
+                shard_tx,
+                ex,
+            }
+        }
+
+        /// The next message the shard sent its sequencer (within 20 s).
+        fn next_to_sequencer(&self) -> ToSequencer {
+            for _ in 0..20_000 {
+                if let Ok(m) = self.seq_rx.try_recv() {
+                    return m;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            panic!("the shard sent its sequencer nothing within 20 s");
+        }
+
+        fn stop(self) {
+            assert!(self.shard_tx.send(ToShard::StopAccepting).is_ok());
+            assert!(self.shard_tx.send(ToShard::Shutdown).is_ok());
+            self.ex.join().unwrap().unwrap();
+        }
+    }
+
+    /// Sends the shard one batch of `items` (tree empty, zxid 0).
+    fn shard_tx_batch(tx: &chan::Sender<ToShard>, items: Vec<Item>) {
+        let batch = Arc::new(Batch {
+            tree: Arc::new(Tree::new()),
+            last_zxid: 0,
+            items,
+        });
+        assert!(tx.send(ToShard::Batch(batch)).is_ok());
+    }
+
+    fn client(port: u16) -> std::net::TcpStream {
+        let c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        c
+    }
+
     /// A real shard whose sequencer inbox is full (bound 1, one message in it):
     /// a client's handshake cannot be handed on, so its connection is closed
     /// (the client reads the end) and the shard goes on serving; the inbox
@@ -2193,41 +2286,8 @@ mod tests {
     #[test]
     fn a_request_the_full_sequencer_inbox_cannot_take_closes_its_connection() {
         use std::io::{Read, Write};
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        let cfg = Config::parse(&format!(
-            "clientPort={port}\nclientPortAddress=127.0.0.1\ndataDir=/nonexistent\n"
-        ))
-        .unwrap();
-        let (seq_tx, seq_rx) = chan::bounded(1);
-        assert!(seq_tx.send(ToSequencer::Tick).is_ok());
-        let (shard_tx, shard_rx) = chan::bounded(16);
-        let empty = Arc::new(Batch {
-            tree: Arc::new(Tree::new()),
-            last_zxid: 0,
-            items: Vec::new(),
-        });
-        assert!(shard_tx.send(ToShard::Batch(empty)).is_ok());
-        let mesh = Mesh {
-            to_sequencer: seq_tx,
-            to_shards: vec![shard_tx.clone()],
-        };
-        let stats = Arc::new(ServerStats::new(1));
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .name("shard-full-inbox-test")
-            .io_memory(256 << 10)
-            .spawn(move || run(0, Arc::new(cfg), mesh, shard_rx, stats, ready_tx, None))
-            .unwrap();
-        let (_, news) = ready_rx.recv_timeout(Duration::from_secs(20)).unwrap();
-        assert!(matches!(news, super::super::CoreNews::Up));
-
-        let mut client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        client
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
+        let shard = TestShard::start(1, Some(ToSequencer::Tick));
+        let mut client = client(shard.port);
         client
             .write_all(&proto::ConnectRequest::new_session(30_000).frame())
             .unwrap();
@@ -2237,12 +2297,81 @@ mod tests {
             0,
             "the connection was answered instead of closed"
         );
-        assert_eq!(seq_rx.len(), 1, "the inbox passed its bound");
-        assert!(matches!(seq_rx.try_recv(), Ok(ToSequencer::Tick)));
+        assert_eq!(shard.seq_rx.len(), 1, "the inbox passed its bound");
+        assert!(matches!(shard.seq_rx.try_recv(), Ok(ToSequencer::Tick)));
+        shard.stop();
+    }
 
-        assert!(shard_tx.send(ToShard::StopAccepting).is_ok());
-        assert!(shard_tx.send(ToShard::Shutdown).is_ok());
-        ex.join().unwrap().unwrap();
+    /// A member that cannot take a write (its leader is gone) answers it with
+    /// ConnectionLoss inside the server; no server sends that code, so the shard
+    /// closes the connection unanswered (the client reconnects and retries), as
+    /// the reference does. Before, the client got a reply with error -4, which
+    /// the Rust client crate turns into UnexpectedErrorCode(-4).
+    #[test]
+    fn a_write_the_member_cannot_take_closes_its_connection_unanswered() {
+        use std::io::{Read, Write};
+        let shard = TestShard::start(16, None);
+        let mut client = client(shard.port);
+        client
+            .write_all(&proto::ConnectRequest::new_session(30_000).frame())
+            .unwrap();
+        let ToSequencer::Connect { conn, .. } = shard.next_to_sequencer() else {
+            panic!("expected the handshake");
+        };
+        let session_id = 0x1234;
+        let response = proto::ConnectResponse {
+            protocol_version: 0,
+            timeout_ms: 30_000,
+            session_id,
+            passwd: vec![0; 16],
+            read_only: Some(false),
+        };
+        let reply = |kind| Item {
+            zxid: 0,
+            events: Vec::new(),
+            reply: Some(Reply {
+                shard: 0,
+                conn,
+                kind,
+            }),
+            closed_session: None,
+        };
+        shard_tx_batch(
+            &shard.shard_tx,
+            vec![reply(ReplyKind::Connect {
+                response: Some(response),
+                session_id,
+            })],
+        );
+        let mut len = [0u8; 4];
+        client.read_exact(&mut len).unwrap();
+        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+        client.read_exact(&mut body).unwrap();
+
+        let set = proto::Request::SetData {
+            path: "/a".into(),
+            data: Some(b"x".to_vec()),
+            version: -1,
+        };
+        client.write_all(&set.frame(7)).unwrap();
+        let ToSequencer::Write(w) = shard.next_to_sequencer() else {
+            panic!("expected the write");
+        };
+        assert_eq!(w.xid, 7);
+        shard_tx_batch(
+            &shard.shard_tx,
+            vec![reply(ReplyKind::Op {
+                xid: 7,
+                result: Err(ErrorCode::ConnectionLoss),
+            })],
+        );
+        let mut buf = [0u8; 64];
+        assert_eq!(
+            client.read(&mut buf).unwrap(),
+            0,
+            "the write was answered (with ConnectionLoss) instead of its connection closed"
+        );
+        shard.stop();
     }
 
     #[test]

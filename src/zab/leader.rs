@@ -1145,7 +1145,8 @@ impl Replica {
 
     /// A sync from one of the leader's own clients, tagged by the driver: answered
     /// by [`Event::LocalSyncReady`] once the gate lets it through (false when not an
-    /// established leader: the driver answers it itself, with ConnectionLoss).
+    /// established leader: the driver answers it itself, with ConnectionLoss, which
+    /// the shard turns into closing the client's connection).
     /// Also false when `syncs_waiting_count_max` syncs are already held.
     pub fn leader_sync(&mut self, tag: u64) -> bool {
         match &self.role {
