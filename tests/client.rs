@@ -1860,11 +1860,11 @@ enum Spread {
 /// A 3-member ensemble of this kind, the whole suite against it as `spread`
 /// says, then (spread over every member) the ensemble's own session cases;
 /// at the end all members must hold the same tree.
-fn run_ensemble_suite(kind: Kind, spread: Spread, more_cfg: &str) {
+fn run_ensemble_suite(kind: Kind, spread: Spread) {
     if !Ensemble::can_start(&[kind]) {
         return;
     }
-    let cfg = format!("{}{ENSEMBLE_LIMITS}{more_cfg}", cfg_extra());
+    let cfg = format!("{}{ENSEMBLE_LIMITS}", cfg_extra());
     let ens = Ensemble::start_cfg(&[(kind, Role::Participant); 3], &cfg);
     let leader = ens.wait_leader();
     let followers: Vec<u64> = (ens.sids().into_iter())
@@ -2005,24 +2005,20 @@ fn client_corral_sequencer_on_its_own_core() {
 
 #[test]
 fn client_ensemble_reference_one_follower() {
-    run_ensemble_suite(Kind::Reference, Spread::OneFollower, "");
+    run_ensemble_suite(Kind::Reference, Spread::OneFollower);
 }
 
 #[test]
 fn client_ensemble_reference_every_member() {
-    run_ensemble_suite(Kind::Reference, Spread::EveryMember, "");
+    run_ensemble_suite(Kind::Reference, Spread::EveryMember);
 }
-
-/// The one-follower corral run puts each member's quorum core on an executor of its
-/// own; the every-member run keeps the harness's (beside shard 0).
-const ONE_FOLLOWER_OWN_CORE: &str = "corral.sequencerCore=own\n";
 
 #[test]
 fn client_ensemble_corral_one_follower() {
-    run_ensemble_suite(Kind::Corral, Spread::OneFollower, ONE_FOLLOWER_OWN_CORE);
+    run_ensemble_suite(Kind::Corral, Spread::OneFollower);
 }
 
 #[test]
 fn client_ensemble_corral_every_member() {
-    run_ensemble_suite(Kind::Corral, Spread::EveryMember, "");
+    run_ensemble_suite(Kind::Corral, Spread::EveryMember);
 }

@@ -218,6 +218,52 @@ fn a_stopped_server_answers_nothing_more() {
     );
 }
 
+/// The names of a process's threads (`/proc/PID/task/*/comm`; at most 15 bytes).
+fn thread_names(pid: u32) -> Vec<String> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the process's threads");
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim_end().to_string())
+        .collect()
+}
+
+/// `corral.sequencerCore`: `own` runs the sequencer on a thread of its own,
+/// `shard` as a task of shard 0's thread (no sequencer thread); writes are
+/// taken and the stop is clean either way.
+#[test]
+fn the_sequencer_runs_where_the_config_says_and_stops_cleanly_either_way() {
+    for (cfg, own, says) in [
+        (
+            "corral.sequencerCore=own\n",
+            true,
+            "sequencer on its own core",
+        ),
+        (
+            "corral.sequencerCore=shard\n",
+            false,
+            "sequencer beside shard 0",
+        ),
+    ] {
+        let server = Server::corral(cfg);
+        let mut c = open_session(&server.addr()).expect("a session");
+        let req = create_req("/placed", b"x", CreateMode::Persistent);
+        common::ensemble::call(&mut c, &req).expect("a write");
+        let names = thread_names(server.pid().expect("running"));
+        assert_eq!(
+            names.iter().any(|n| n.starts_with("corral-sequenc")),
+            own,
+            "{cfg}: threads {names:?}"
+        );
+        assert!(
+            server.log().contains(says),
+            "{cfg}: log:\n{}",
+            server.log_tail()
+        );
+        drop(c);
+        terminate_cleanly(&server);
+    }
+}
+
 #[test]
 fn sigterm_on_the_leader_exits_zero_and_the_others_elect() {
     let kinds = [Kind::Corral, Kind::Corral, Kind::Corral];
@@ -228,6 +274,13 @@ fn sigterm_on_the_leader_exits_zero_and_the_others_elect() {
     common::ensemble::call(&mut c, &req).expect("a write on the leader");
     drop(c);
 
+    // The harness asks for the sequencer beside shard 0; a quorum core keeps its
+    // own executor all the same, so its peer links close with it on the stop.
+    assert!(
+        ens.log(leader).contains("sequencer on its own core"),
+        "the quorum core does not run on its own executor\n{}",
+        ens.report()
+    );
     let status = ens.terminate(leader, EXIT_WAIT);
     assert_eq!(
         status.and_then(|s| s.code()),

@@ -453,6 +453,11 @@ pub fn render(cmd: &str, v: &View) -> String {
             let _ = writeln!(out, "forceSync={}", c.force_sync);
             let _ = writeln!(out, "extendedTypesEnabled={}", c.extended_types_enabled);
             let _ = writeln!(out, "corral.shardCores={}", c.shard_cores);
+            let _ = writeln!(
+                out,
+                "corral.sequencerCore={}",
+                c.sequencer_placement().name()
+            );
             let _ = writeln!(out, "corral.cpuPinning={}", c.cpu_pinning);
             let _ = writeln!(out, "corral.ioMemoryBytes={}", c.io_memory_bytes);
         }

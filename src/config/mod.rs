@@ -139,8 +139,8 @@ pub struct Config {
     pub warnings: Vec<String>,
     /// corral.shardCores: executors that accept connections and serve reads.
     pub shard_cores: usize,
-    /// corral.sequencerCore: where the sequencer (the quorum core in an ensemble)
-    /// runs, on an executor of its own or beside shard 0.
+    /// corral.sequencerCore: where the standalone sequencer runs, on an executor of
+    /// its own or beside shard 0 (`sequencer_placement` says where it runs).
     pub sequencer_core: SequencerCore,
     /// corral.inlineSyncMaxMicros: the smoothed log-sync time up to which a
     /// sequencer that shares an executor (or a quorum core) syncs inline.
@@ -273,7 +273,8 @@ fn cpus() -> usize {
 }
 
 /// One executor thread per core: the sequencer has a core of its own and the
-/// shards the others (one shard on one or two cores). Measured on 2 cores
+/// shards the others (one shard on one or two cores; standalone on up to 2 CPUs the
+/// sequencer then shares that shard's executor: `SequencerCore`). Measured on 2 cores
 /// (PERF.md, "One executor per core"): two shards beside the sequencer, three busy
 /// threads on two cores, cost 40-75 % more CPU per read and per 4 × 1 write
 /// than one shard, in context switches and the wake-ups between them.
@@ -282,14 +283,28 @@ fn default_shard_cores() -> usize {
 }
 
 impl Config {
+    /// Where the sequencer runs: as `corral.sequencerCore` says when standalone; an
+    /// ensemble member's quorum core always has its own executor. Its peer links
+    /// (election and quorum ports, links to the other members) are tasks of its
+    /// executor and close when that executor ends on a stop, so the others elect at
+    /// once; beside shard 0 they would live on until that shard has flushed its
+    /// clients (up to 2 s).
+    pub fn sequencer_placement(&self) -> SequencerCore {
+        if self.is_distributed() {
+            SequencerCore::Own
+        } else {
+            self.sequencer_core
+        }
+    }
+
     /// Executor threads the server runs: one per shard, plus the sequencer's when it
     /// has its own.
     pub fn executor_threads(&self) -> usize {
-        self.shard_cores + usize::from(self.sequencer_core == SequencerCore::Own)
+        self.shard_cores + usize::from(self.sequencer_placement() == SequencerCore::Own)
     }
 }
 
-/// Where the sequencer runs (`corral.sequencerCore`).
+/// Where the standalone sequencer runs (`corral.sequencerCore`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SequencerCore {
     /// `own`: an executor thread of its own; every write crosses to it and back.

@@ -837,10 +837,9 @@ fn the_conf_samples_parse() {
     assert!(texts.iter().all(|t| *t == texts[0]), "one ensemble");
 }
 
-/// One executor per CPU by default: the shards take all CPUs but the
-/// sequencer's, and there is always at least one.
-/// The sequencer shares shard 0's executor on small machines (2 CPUs measured)
-/// and has its own above; either can be asked for.
+/// The standalone sequencer shares shard 0's executor on small machines (2 CPUs
+/// measured) and has its own above; either can be asked for. An ensemble
+/// member's quorum core always has its own.
 #[test]
 fn the_sequencer_sits_beside_shard_0_on_two_cpus_and_alone_above() {
     assert_eq!(SequencerCore::default_for(1), SequencerCore::Shard);
@@ -854,10 +853,20 @@ fn the_sequencer_sits_beside_shard_0_on_two_cpus_and_alone_above() {
     for (text, want) in [("own", SequencerCore::Own), ("shard", SequencerCore::Shard)] {
         let c = Config::parse(&format!("corral.sequencerCore={text}\n")).unwrap();
         assert_eq!(c.sequencer_core, want);
+        assert_eq!(c.sequencer_placement(), want);
         assert_eq!(want.name(), text);
     }
+    let member = parse(
+        &format!("{ENSEMBLE}corral.sequencerCore=shard\n"),
+        &myid("1"),
+    )
+    .unwrap();
+    assert!(member.is_distributed());
+    assert_eq!(member.sequencer_placement(), SequencerCore::Own);
+    assert_eq!(member.executor_threads(), member.shard_cores + 1);
 }
 
+/// The shards take all CPUs but the sequencer's, and there is always at least one.
 #[test]
 fn shard_cores_default_to_one_less_than_the_cpus() {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());

@@ -14,9 +14,11 @@
 //! The sequencer is one task either way (`corral.sequencerCore`). On an executor of
 //! its own, every write crosses threads twice (shard → sequencer → shard), and on a
 //! small machine each crossing wakes a sleeping thread. Beside shard 0 (the default
-//! on up to 2 CPUs) it shares that shard's executor: the shard's writes reach it and
-//! come back as local wake-ups, and the messages still go through the same queues,
-//! so nothing else changes. Other shards still cross threads.
+//! on up to 2 CPUs, standalone only) it shares that shard's executor: the shard's
+//! writes reach it and come back as local wake-ups, and the messages still go
+//! through the same queues, so nothing else changes. Other shards still cross
+//! threads. An ensemble member's quorum core keeps its own executor
+//! (`Config::sequencer_placement`): its peer links end with it on a stop.
 //!
 //! Every batch goes to every shard in zxid order over that shard's FIFO channel, so
 //! each shard sees the same history; a shard switches to the batch's tree version,
@@ -345,7 +347,7 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
     // The cores by name (each reports its start and its end), and the executor
     // threads among them (each beats: `nudge`). Beside shard 0, the sequencer is a
     // task of that shard's executor and reports for itself.
-    let own = cfg.sequencer_core == SequencerCore::Own;
+    let own = cfg.sequencer_placement() == SequencerCore::Own;
     let names: Vec<String> = std::iter::once(SEQUENCER.to_string())
         .chain((0..cfg.shard_cores).map(|i| format!("corral-shard-{i}")))
         .collect();
@@ -459,7 +461,7 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
             None => "standalone".into(),
         },
         cfg.shard_cores,
-        match cfg.sequencer_core {
+        match cfg.sequencer_placement() {
             SequencerCore::Own => "on its own core",
             SequencerCore::Shard => "beside shard 0",
         },

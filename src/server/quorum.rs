@@ -1,9 +1,9 @@
 //! The sequencer core of an ensemble member (quorum mode): it drives the replication
 //! core (`zab::Replica`) with the peer transport (`peer`), the shards' requests and
-//! the disk, and turns what the core commits into published tree versions. Runs
-//! where the sequencer runs (an executor of its own or beside shard 0:
-//! `corral.sequencerCore`); the standalone sequencer (`sequencer.rs`) is used when
-//! the configuration is not distributed.
+//! the disk, and turns what the core commits into published tree versions. Runs on
+//! an executor of its own (whatever `corral.sequencerCore` says: the peer links are
+//! tasks of that executor and close with it on a stop); the standalone sequencer
+//! (`sequencer.rs`) is used when the configuration is not distributed.
 //!
 //! ```text
 //!   shards ──Connect/Write/Touch──►┐                 ┌──► peers: notifications, packets

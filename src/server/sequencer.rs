@@ -127,8 +127,9 @@ struct Sequencer {
     gather: Gather,
     /// When the oldest unsynced txn was appended (None: none waits).
     gather_since: Option<std::time::Instant>,
-    /// Txns in the sync out.
+    /// Txns in the sync out, and the zxid it ends at.
     syncing_batch: u64,
+    syncing_upto: i64,
     /// Where syncs run when this core shares shard 0's executor
     /// (`corral.sequencerCore=shard`): inline while they are fast, else on the
     /// blocking pool, so a slow disk does not hold that shard's clients. `None`
@@ -235,7 +236,8 @@ pub(super) async fn run(
         gather: Gather::new(GATHER_WAIT_MAX),
         gather_since: None,
         syncing_batch: 0,
-        sync_place: (cfg.sequencer_core == SequencerCore::Shard)
+        syncing_upto: 0,
+        sync_place: (cfg.sequencer_placement() == SequencerCore::Shard)
             .then(|| SyncPlace::new(Duration::from_micros(cfg.inline_sync_max_us))),
     };
     // Time enters as Tick messages, so the loop below is the only owner of the state.
@@ -313,10 +315,8 @@ pub(super) async fn run(
             }
             Wake::Synced(done) => {
                 sync = None;
-                // What queued while it ran are the writers the next sync should
-                // wait for.
-                s.gather.queued_behind(rx.len() as u64);
-                s.on_synced(done, &mesh);
+                let queued = rx.len() as u64;
+                s.on_synced(done, &mesh, queued);
             }
             // The wait for more writes is over: the next turn syncs what is there.
             Wake::Gathered => {}
@@ -334,9 +334,14 @@ pub(super) async fn run(
 
 impl Sequencer {
     /// A sync returned: publish what it made durable, or fail what it could not.
-    fn on_synced(&mut self, (done, took): (SyncDone, Duration), mesh: &Mesh) {
+    /// `queued`: messages waiting in the inbox as it returned.
+    fn on_synced(&mut self, (done, took): (SyncDone, Duration), mesh: &Mesh, queued: u64) {
         self.stats.record_log_sync(took);
+        // The writers of this cycle: the sync's own, those appended while it ran
+        // on the pool (none when inline), and those still queued behind it.
+        let appended = (self.log.last_zxid() - self.syncing_upto).max(0) as u64;
         self.gather.synced(self.syncing_batch, took);
+        self.gather.queued_behind(appended + queued);
         if let Some(place) = self.sync_place.as_mut() {
             place.synced(took);
         }
@@ -367,7 +372,7 @@ impl Sequencer {
             }
             let Some(f) = sync.take() else { break };
             let done = f.await;
-            self.on_synced(done, mesh);
+            self.on_synced(done, mesh, 0);
         }
         let proof = self.log.durable();
         self.publish(mesh, proof);
@@ -456,6 +461,7 @@ impl Sequencer {
             Ok(Some(job)) => {
                 self.gather_since = None;
                 self.syncing_batch = (job.upto_zxid() - self.log.durable_zxid()).max(0) as u64;
+                self.syncing_upto = job.upto_zxid();
                 self.syncing_tree = Some(self.tree.clone());
                 let inline = !job.needs_blocking_thread()
                     || self.sync_place.as_ref().is_none_or(SyncPlace::inline);

@@ -1,7 +1,8 @@
 //! A shard core: accepts client connections on its own SO_REUSEPORT listener, owns
 //! them, their sessions' watch registry and a read view (the latest published tree
-//! version). Runs on its own glommio executor; state lives in one `RefCell` that is
-//! never borrowed across an await.
+//! version). Runs on its own glommio executor (shard 0's may also run the standalone
+//! sequencer: `corral.sequencerCore`); state lives in one `RefCell` that is never
+//! borrowed across an await.
 //!
 //! Per connection, requests are answered strictly in arrival order: a read that
 //! arrives while one of the session's writes is still at the sequencer waits in the
@@ -1978,6 +1979,21 @@ impl Shard {
             // Closing unflushed: its queue is let go with the connection.
             return;
         }
+        if let Err(ErrorCode::ConnectionLoss) = result {
+            // The member could not take the write (its leader is gone). A server
+            // never sends ConnectionLoss: clients take it from a closed connection,
+            // and some reject it in a reply (the Rust crate ends the call with
+            // UnexpectedErrorCode(-4)). As the reference does, the connection
+            // closes unanswered; the client reconnects and retries. The write stays
+            // at its place in the queue, so `drain` sends nothing queued after it.
+            // (Checked before the order: a learner answers a write it cannot forward
+            // at once, ahead of an earlier one still at the leader.)
+            self.close_with(
+                cid,
+                &format!("the member cannot take writes now (xid {xid}); the client reconnects"),
+            );
+            return;
+        }
         // The reply answers the first write at the sequencer (they come back in the
         // order they were sent). Replies and reads may still wait ahead of it for
         // room in the output (`drain` stopped there): then it waits in its place.
@@ -1986,26 +2002,13 @@ impl Shard {
             _ => None,
         });
         let Some((at, _, answered)) = first_write.filter(|w| w.1 == xid) else {
-            // A closing connection may still hold a write left unanswered (below):
+            // A closing connection may still hold a write left unanswered (above):
             // the replies to the writes after it have nowhere to go.
             if !c.closing {
                 self.close_with(cid, &format!("internal: reply for xid {xid} out of order"));
             }
             return;
         };
-        if let Err(ErrorCode::ConnectionLoss) = result {
-            // The member could not take the write (its leader is gone). A server
-            // never sends ConnectionLoss: clients take it from a closed connection,
-            // and some reject it in a reply (the Rust crate ends the call with
-            // UnexpectedErrorCode(-4)). As the reference does, the connection
-            // closes unanswered; the client reconnects and retries. The write stays
-            // at its place in the queue, so `drain` sends nothing queued after it.
-            self.close_with(
-                cid,
-                &format!("the member cannot take writes now (xid {xid}); the client reconnects"),
-            );
-            return;
-        }
         if let Err(ErrorCode::SessionMoved) = result {
             // As the reference: the session lives on another connection now.
             c.closing = true;

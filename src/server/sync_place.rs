@@ -1,7 +1,7 @@
-//! Where the quorum core runs its next log sync: inline on its own executor, or on
-//! glommio's blocking pool. Pure logic (durations come in as arguments); the quorum
-//! core (the sequencer core in quorum mode) owns one [`SyncPlace`] and asks it
-//! before each sync.
+//! Where the quorum core, or a standalone sequencer beside shard 0, runs its next
+//! log sync: inline on its executor, or on glommio's blocking pool. Pure logic
+//! (durations come in as arguments); each of those cores owns one [`SyncPlace`]
+//! and asks it before each sync.
 //!
 //! Both have a cost. Inline, the core does nothing else while the fsync runs:
 //! packets, ACKs and client requests wait behind it. On the pool, every sync is a

@@ -313,9 +313,10 @@ impl Server {
 
 /// Two shard cores whatever the machine's CPU count (the default is CPUs − 1), so
 /// the paths between shards (a write taken on one shard, its watch or session on
-/// another) are covered on any machine, and the sequencer beside shard 0 (the
-/// default only up to 2 CPUs), so both kinds of path to it are: local from shard
-/// 0, cross-thread from shard 1. A test's own `cfg_extra`, written after, may say
+/// another) are covered on any machine, and the standalone sequencer beside shard 0
+/// (the default only up to 2 CPUs), so both kinds of path to it are: local from
+/// shard 0, cross-thread from shard 1 (ensemble members' quorum cores keep their
+/// own executor whatever this says). A test's own `cfg_extra`, written after, may say
 /// otherwise (client.rs runs its suite on one shard, and with the sequencer on an
 /// executor of its own, too).
 pub const SHARD_CORES_CFG: &str = "corral.shardCores=2\ncorral.sequencerCore=shard\n";
