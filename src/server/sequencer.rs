@@ -127,8 +127,7 @@ struct Sequencer {
     gather: Gather,
     /// When the oldest unsynced txn was appended (None: none waits).
     gather_since: Option<std::time::Instant>,
-    /// Txns in the sync out, and the zxid it ends at.
-    syncing_batch: u64,
+    /// The zxid the sync out ends at (its txns: those after the durable zxid).
     syncing_upto: i64,
     /// Where syncs run when this core shares shard 0's executor
     /// (`corral.sequencerCore=shard`): inline while they are fast, else on the
@@ -235,7 +234,6 @@ pub(super) async fn run(
         stopping: false,
         gather: Gather::new(GATHER_WAIT_MAX),
         gather_since: None,
-        syncing_batch: 0,
         syncing_upto: 0,
         sync_place: (cfg.sequencer_placement() == SequencerCore::Shard)
             .then(|| SyncPlace::new(Duration::from_micros(cfg.inline_sync_max_us))),
@@ -339,8 +337,10 @@ impl Sequencer {
         self.stats.record_log_sync(took);
         // The writers of this cycle: the sync's own, those appended while it ran
         // on the pool (none when inline), and those still queued behind it.
+        // (The log's durable zxid moves only in `finish_sync`, below.)
+        let batch = (self.syncing_upto - self.log.durable_zxid()).max(0) as u64;
         let appended = (self.log.last_zxid() - self.syncing_upto).max(0) as u64;
-        self.gather.synced(self.syncing_batch, took);
+        self.gather.synced(batch, took);
         self.gather.queued_behind(appended + queued);
         if let Some(place) = self.sync_place.as_mut() {
             place.synced(took);
@@ -460,7 +460,6 @@ impl Sequencer {
         match self.log.begin_sync() {
             Ok(Some(job)) => {
                 self.gather_since = None;
-                self.syncing_batch = (job.upto_zxid() - self.log.durable_zxid()).max(0) as u64;
                 self.syncing_upto = job.upto_zxid();
                 self.syncing_tree = Some(self.tree.clone());
                 let inline = !job.needs_blocking_thread()
