@@ -31,8 +31,9 @@ for round in $(seq "$rounds"); do
     done
     out=$("$loadgen" -s "127.0.0.1:$port" --server-pid "$pid" --no-progress "$@" 2>&1 || true)
     rate=$(grep -oE '[0-9]+ req/s, ' <<<"$out" | head -1 | cut -d' ' -f1)
+    p50=$(awk '$1=="all"{print $6}' <<<"$out")
     cpu=$(grep -oE 'server CPU: +[0-9.]+' <<<"$out" | grep -oE '[0-9.]+$')
-    echo "round $round $name: ${rate:-?} req/s, server CPU ${cpu:-?} us/request"
+    echo "round $round $name: ${rate:-?} req/s, p50 ${p50:-?} us, server CPU ${cpu:-?} us/request"
     kill "$pid"; wait "$pid" 2>/dev/null || true
     rm -rf "$dir"
   done
