@@ -17,7 +17,9 @@
 //!   every batch of applied txns → one published tree version to every shard
 //!   the core's log writes → appended here, fsynced inline while syncs are fast,
 //!            else on a blocking thread while packets and requests go on
-//!            (`HeldSync`; `server::sync_place` decides)
+//!            (`HeldSync`; `server::sync_place` decides); an inline sync first
+//!            lets the peer links send what the batch queued (its PROPOSALs), so
+//!            the followers log alongside the leader, not after it
 //! ```
 //!
 //! State: `committed` is the tree every shard reads (only committed txns); a leader
@@ -840,6 +842,20 @@ impl Seq {
             let done = job.run();
             self.log.finish_sync(done).map_err(|e| e.to_string())?;
             return Ok(None);
+        }
+        if self.sync_place.inline() && self.peers.has_queued_packets() {
+            // This batch queued packets that need nothing of its sync (a leader's
+            // PROPOSALs, a learner's forwarded REQUESTs): their links send them
+            // first, so the followers log alongside this member rather than after
+            // it. Then the sync runs inline, held like a pool sync meanwhile. (When
+            // an input is ready at once, `next_wake` may poll this again before the
+            // links ran: the sync then goes first, as it did before.)
+            return Ok(Some(Box::pin(async move {
+                futures_lite::future::yield_now().await;
+                let started = Instant::now();
+                let done = job.run();
+                (done, started.elapsed())
+            })));
         }
         if self.sync_place.inline() {
             // Fast syncs: cheaper here than a hand-off (server::sync_place).

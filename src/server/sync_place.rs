@@ -4,7 +4,8 @@
 //! and asks it before each sync.
 //!
 //! Both have a cost. Inline, the core does nothing else while the fsync runs:
-//! packets, ACKs and client requests wait behind it. On the pool, every sync is a
+//! packets, ACKs and client requests that arrive meanwhile wait behind it (the
+//! quorum core lets its peer links send what the batch itself queued first). On the pool, every sync is a
 //! hand-off to another thread and a wake-up back, and the core wakes more often
 //! with less to do each time. Measured on this box (PERF.md, "Syncing off the
 //! executor"): with fsync ≈ 0.1 ms the pool cost 17 % more CPU per write at 16 × 4
