@@ -1024,13 +1024,13 @@ fn crash_under_write_load() {
     );
 }
 
+/// Filler nodes in the snapshot variant (≈ 4 MiB of snapshot).
+const SNAPSHOT_VARIANT_FILLER_NODES: usize = 4000;
+
 /// Snapshots every ~100–200 txns (old logs purged as they go), 1 MiB log segments
 /// and 4000 filler nodes (≈ 4 MiB snapshots), so kills also land while a snapshot
 /// is written and around segment rolls. The sequencer has an executor of its own
 /// here (inline syncs).
-/// Filler nodes in the snapshot variant (≈ 4 MiB of snapshot).
-const SNAPSHOT_VARIANT_FILLER_NODES: usize = 4000;
-
 #[test]
 fn crash_under_write_load_with_snapshots() {
     crash_test(
