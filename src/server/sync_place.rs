@@ -5,9 +5,9 @@
 //!
 //! Both have a cost. Inline, the core does nothing else while the fsync runs:
 //! packets, ACKs and client requests that arrive meanwhile wait behind it (the
-//! quorum core lets its peer links send what the batch itself queued first). On the pool, every sync is a
-//! hand-off to another thread and a wake-up back, and the core wakes more often
-//! with less to do each time. Measured on this box (PERF.md, "Syncing off the
+//! quorum core lets its peer links send what the batch itself queued first). On
+//! the pool, every sync is a hand-off to another thread and a wake-up back, and
+//! the core wakes more often with less to do each time. Measured on this box (PERF.md, "Syncing off the
 //! executor"): with fsync ≈ 0.1 ms the pool cost 17 % more CPU per write at 16 × 4
 //! for +6 % writes; with slower syncs (a loaded box) it gave +29 % writes at 64 × 8.
 //! So: inline while the smoothed sync time stays at or under
