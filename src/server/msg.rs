@@ -85,6 +85,10 @@ pub enum ReplyKind {
         response: Option<ConnectResponse>,
         session_id: i64,
     },
+    /// The member gave up on this write (not serving, no leader link, no zxid):
+    /// the connection closes with it unanswered, as the reference's does. No
+    /// server sends ConnectionLoss; clients take it from the closed connection.
+    Unanswered { xid: i32 },
 }
 
 /// What the sequencer knows, for four-letter words.

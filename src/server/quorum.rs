@@ -832,8 +832,8 @@ impl Seq {
     }
 
     /// The sync of what `persist` appended: `None` when it is done already
-    /// (forceSync=no, or a fast disk: `sync_place`), else its result to come
-    /// from a blocking thread.
+    /// (forceSync=no, or a fast disk: `sync_place`), else its result to come:
+    /// from a blocking thread, or inline once the links sent what was queued.
     fn start_sync(&mut self) -> Result<Option<SyncFuture>, String> {
         let Some(job) = self.log.begin_sync().map_err(|e| e.to_string())? else {
             return Ok(None);
@@ -843,7 +843,12 @@ impl Seq {
             self.log.finish_sync(done).map_err(|e| e.to_string())?;
             return Ok(None);
         }
-        if self.sync_place.inline() && self.peers.has_queued_packets() {
+        if !self.sync_place.inline() {
+            return Ok(Some(Box::pin(
+                glommio::executor().spawn_blocking(move || job.run_timed()),
+            )));
+        }
+        if self.peers.has_queued_packets() {
             // This batch queued packets that need nothing of its sync (a leader's
             // PROPOSALs, a learner's forwarded REQUESTs): their links send them
             // first, so the followers log alongside this member rather than after
@@ -852,37 +857,28 @@ impl Seq {
             // links ran: the sync then goes first, as it did before.)
             return Ok(Some(Box::pin(async move {
                 futures_lite::future::yield_now().await;
-                let started = Instant::now();
-                let done = job.run();
-                (done, started.elapsed())
+                job.run_timed()
             })));
         }
-        if self.sync_place.inline() {
-            // Fast syncs: cheaper here than a hand-off (server::sync_place).
-            let started = Instant::now();
-            let done = job.run();
-            let took = started.elapsed();
-            self.sync_place.synced(took);
-            self.stats.record_log_sync(took);
-            self.log.finish_sync(done).map_err(|e| e.to_string())?;
-            return Ok(None);
-        }
-        Ok(Some(Box::pin(glommio::executor().spawn_blocking(
-            move || {
-                let started = Instant::now();
-                let done = job.run();
-                (done, started.elapsed())
-            },
-        ))))
+        // Fast syncs: cheaper here than a hand-off (server::sync_place).
+        self.take_sync(job.run_timed())?;
+        Ok(None)
+    }
+
+    /// A sync's result back into the log, its time into the stats and the choice
+    /// of where the next one runs.
+    fn take_sync(&mut self, (done, took): (SyncDone, Duration)) -> Result<(), String> {
+        self.sync_place.synced(took);
+        self.stats.record_log_sync(took);
+        self.log.finish_sync(done).map_err(|e| e.to_string())?;
+        Ok(())
     }
 
     /// The held batch's sync returned: the log takes it back, the core learns the
     /// batch is durable, and what waited for it goes out.
-    fn finish_held(&mut self, (done, took): (SyncDone, Duration), now: i64) {
+    fn finish_held(&mut self, synced: (SyncDone, Duration), now: i64) {
         let h = self.held.take().expect("a sync was out");
-        self.sync_place.synced(took);
-        self.stats.record_log_sync(took);
-        if let Err(e) = self.log.finish_sync(done) {
+        if let Err(e) = self.take_sync(synced) {
             self.fatal = Some(format!("cannot make the log durable: {e}"));
             return;
         }
@@ -892,13 +888,10 @@ impl Seq {
 
     /// fsyncs what was appended (inline, as the standalone sequencer does).
     fn sync_log(&mut self) -> Result<(), String> {
-        if let Some(job) = self.log.begin_sync().map_err(|e| e.to_string())? {
-            let started = std::time::Instant::now();
-            let done = job.run();
-            self.stats.record_log_sync(started.elapsed());
-            self.log.finish_sync(done).map_err(|e| e.to_string())?;
+        match self.log.begin_sync().map_err(|e| e.to_string())? {
+            Some(job) => self.take_sync(job.run_timed()),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// A committed config's files, as the reference writes them (a failure is
@@ -1094,6 +1087,18 @@ impl Seq {
             shard: route.shard,
             conn: route.conn,
             kind: ReplyKind::Op { xid, result },
+        };
+        self.push_item(z, Vec::new(), Some(reply), None);
+    }
+
+    /// The write cannot be taken here: its connection closes unanswered
+    /// (`ReplyKind::Unanswered`).
+    fn push_unanswered(&mut self, route: Route, xid: i32) {
+        let z = self.committed.last_zxid();
+        let reply = Reply {
+            shard: route.shard,
+            conn: route.conn,
+            kind: ReplyKind::Unanswered { xid },
         };
         self.push_item(z, Vec::new(), Some(reply), None);
     }
@@ -1484,11 +1489,10 @@ impl Seq {
             shard: w.shard,
             conn: w.conn,
         };
-        // ConnectionLoss here (and wherever a write cannot be taken) never reaches
-        // the client as a code: the shard closes that connection unanswered
-        // (`Shard::on_write_reply`), as the reference does.
+        // Here and wherever a write cannot be taken, its connection closes
+        // unanswered (`ReplyKind::Unanswered`), as the reference's does.
         if !self.role.serving() {
-            self.push_op_reply(route, w.xid, Err(ErrorCode::ConnectionLoss));
+            self.push_unanswered(route, w.xid);
             return;
         }
         if self.is_leader() {
@@ -1508,7 +1512,7 @@ impl Seq {
             if self.replica.leader_sync(tag) {
                 self.gated_syncs.insert(tag, (route, w.xid, path.clone()));
             } else {
-                self.push_op_reply(route, w.xid, Err(ErrorCode::ConnectionLoss));
+                self.push_unanswered(route, w.xid);
             }
             return;
         }
@@ -1597,6 +1601,8 @@ impl Seq {
         if rr.cur_config_id != -1 && rr.cur_config_id != last.version() {
             return Err(ErrorCode::BadVersion);
         }
+        // No zxid (not leading any more): the code is never sent, as `propose`
+        // then fails the same way and the write goes unanswered.
         let zxid = self
             .replica
             .next_zxid()
@@ -1633,7 +1639,7 @@ impl Seq {
             Err(e) => {
                 tracing::warn!("cannot propose: {e}");
                 if let Origin::Local(route, xid) = origin {
-                    self.push_op_reply(route, xid, Err(ErrorCode::ConnectionLoss));
+                    self.push_unanswered(route, xid);
                 }
                 return;
             }
@@ -1659,7 +1665,7 @@ impl Seq {
                 tree::apply(&mut self.working, &p.txn);
             }
             if let Origin::Local(route, xid) = origin {
-                self.push_op_reply(route, xid, Err(ErrorCode::ConnectionLoss));
+                self.push_unanswered(route, xid);
             }
             return;
         }
@@ -1687,7 +1693,7 @@ impl Seq {
             auth: Some(auth),
         };
         if self.replica.forward(f).is_err() {
-            self.push_op_reply(route, w.xid, Err(ErrorCode::ConnectionLoss));
+            self.push_unanswered(route, w.xid);
             return;
         }
         match w.req {

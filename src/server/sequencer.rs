@@ -464,15 +464,12 @@ impl Sequencer {
                 self.syncing_tree = Some(self.tree.clone());
                 let inline = !job.needs_blocking_thread()
                     || self.sync_place.as_ref().is_none_or(SyncPlace::inline);
-                let run = move || {
-                    let started = std::time::Instant::now();
-                    let done = job.run();
-                    (done, started.elapsed())
-                };
                 if inline {
-                    Some(Box::pin(std::future::ready(run())))
+                    Some(Box::pin(std::future::ready(job.run_timed())))
                 } else {
-                    Some(Box::pin(glommio::executor().spawn_blocking(run)))
+                    Some(Box::pin(
+                        glommio::executor().spawn_blocking(move || job.run_timed()),
+                    ))
                 }
             }
             Ok(None) => None,
@@ -541,6 +538,7 @@ impl Sequencer {
                         response: None,
                         session_id: 0,
                     },
+                    ReplyKind::Unanswered { xid } => ReplyKind::Unanswered { xid: *xid },
                 };
             }
         }

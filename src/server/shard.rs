@@ -1947,6 +1947,7 @@ impl Shard {
                     response,
                     session_id,
                 } => self.on_connect_reply(reply.conn, response.as_ref(), *session_id),
+                ReplyKind::Unanswered { xid } => self.on_unanswered(reply.conn, *xid),
             }
         }
         // 3. Sessions that ended: their connections close once flushed.
@@ -1965,6 +1966,23 @@ impl Shard {
         }
     }
 
+    /// The member could not take the write (e.g. its leader is gone). A server
+    /// never sends ConnectionLoss: clients take it from a closed connection, and
+    /// some reject it in a reply (the Rust crate ends the call with
+    /// UnexpectedErrorCode(-4)). As the reference does, the connection closes
+    /// unanswered; the client reconnects and retries. The write stays at its place
+    /// in the queue, so `drain` sends nothing queued after it. (No order check: a
+    /// learner gives up on a write it cannot forward at once, ahead of an earlier
+    /// one still at the leader.)
+    fn on_unanswered(&mut self, cid: ConnId, xid: i32) {
+        if self.conns.get(&cid).is_some_and(|c| !c.overflowed) {
+            self.close_with(
+                cid,
+                &format!("the member cannot take writes now (xid {xid}); the client reconnects"),
+            );
+        }
+    }
+
     fn on_write_reply(
         &mut self,
         cid: ConnId,
@@ -1977,21 +1995,6 @@ impl Shard {
         };
         if c.overflowed {
             // Closing unflushed: its queue is let go with the connection.
-            return;
-        }
-        if let Err(ErrorCode::ConnectionLoss) = result {
-            // The member could not take the write (its leader is gone). A server
-            // never sends ConnectionLoss: clients take it from a closed connection,
-            // and some reject it in a reply (the Rust crate ends the call with
-            // UnexpectedErrorCode(-4)). As the reference does, the connection
-            // closes unanswered; the client reconnects and retries. The write stays
-            // at its place in the queue, so `drain` sends nothing queued after it.
-            // (Checked before the order: a learner answers a write it cannot forward
-            // at once, ahead of an earlier one still at the leader.)
-            self.close_with(
-                cid,
-                &format!("the member cannot take writes now (xid {xid}); the client reconnects"),
-            );
             return;
         }
         // The reply answers the first write at the sequencer (they come back in the
@@ -2310,11 +2313,11 @@ mod tests {
         shard.stop();
     }
 
-    /// A member that cannot take a write (its leader is gone) answers it with
-    /// ConnectionLoss inside the server; no server sends that code, so the shard
-    /// closes the connection unanswered (the client reconnects and retries), as
-    /// the reference does. Before, the client got a reply with error -4, which
-    /// the Rust client crate turns into UnexpectedErrorCode(-4).
+    /// A member that cannot take a write (its leader is gone) gives it back
+    /// `Unanswered`; the shard closes the connection with nothing more sent (the
+    /// client reconnects and retries), as the reference does. Before, the client
+    /// got a reply with error -4 (ConnectionLoss, which no server sends), and the
+    /// Rust client crate turned it into UnexpectedErrorCode(-4).
     #[test]
     fn a_write_the_member_cannot_take_closes_its_connection_unanswered() {
         use std::io::{Read, Write};
@@ -2361,7 +2364,8 @@ mod tests {
             data: Some(b"x".to_vec()),
             version: -1,
         };
-        // Two writes pipelined: the first cannot be taken, the second was.
+        // Two writes pipelined: the first cannot be taken, the second was (and is
+        // never answered: nothing after the first goes out).
         client.write_all(&set.frame(7)).unwrap();
         client.write_all(&set.frame(8)).unwrap();
         for xid in [7, 8] {
@@ -2370,26 +2374,26 @@ mod tests {
             };
             assert_eq!(w.xid, xid);
         }
-        let stat = crate::proto::Stat::default();
+        // The first alone: it must close the connection by itself (the reply to 8
+        // cannot have closed it as out of order).
         shard_tx_batch(
             &shard.shard_tx,
-            vec![
-                reply(ReplyKind::Op {
-                    xid: 7,
-                    result: Err(ErrorCode::ConnectionLoss),
-                }),
-                reply(ReplyKind::Op {
-                    xid: 8,
-                    result: Ok(proto::Response::Stat(stat)),
-                }),
-            ],
+            vec![reply(ReplyKind::Unanswered { xid: 7 })],
         );
         let mut buf = [0u8; 64];
         assert_eq!(
             client.read(&mut buf).unwrap(),
             0,
-            "a write was answered (7 with ConnectionLoss, or 8 past it) instead of the \
-             connection closed"
+            "a write was answered (7, or 8 past it) instead of the connection closed"
+        );
+        // The second's reply comes after the close and has nowhere to go.
+        let stat = crate::proto::Stat::default();
+        shard_tx_batch(
+            &shard.shard_tx,
+            vec![reply(ReplyKind::Op {
+                xid: 8,
+                result: Ok(proto::Response::Stat(stat)),
+            })],
         );
         shard.stop();
     }

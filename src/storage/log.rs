@@ -364,6 +364,13 @@ impl SyncJob {
         }
     }
 
+    /// [`run`](Self::run), and how long it took.
+    pub fn run_timed(self) -> (SyncDone, std::time::Duration) {
+        let started = std::time::Instant::now();
+        let done = self.run();
+        (done, started.elapsed())
+    }
+
     fn run_inner(&self) -> Result<(), (PathBuf, io::Error)> {
         if self.mode == SyncMode::None {
             return Ok(());
