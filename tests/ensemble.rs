@@ -637,6 +637,76 @@ fn paused_and_stopped_followers_catch_up(kinds: [Kind; 3]) {
     timed("paused_and_stopped_followers_catch_up", &ens);
 }
 
+// A follower forwards each write with its session's auth ids (REQUEST authinfo)
+// and the leader decides with them: a create with the `auth` ACL through a
+// digest-authenticated session gets that digest; on another follower, sessions
+// without it are refused NoAuth and one with it may write, in any order on one
+// link (the leader's link keeps decoded id vectors, and must not mix them up).
+on_every_ensemble!(forwarded_writes_carry_their_sessions_auth_ids);
+fn forwarded_writes_carry_their_sessions_auth_ids(kinds: [Kind; 3]) {
+    use corral::proto::{perms, Acl};
+    let Some(ens) = start(kinds) else { return };
+    ens.wait_leader();
+    let f = followers(&ens);
+
+    let mut alice = ens.connect(f[0]);
+    assert_eq!(alice.add_digest_auth("alice", "secret"), 0);
+    let create = Request::Create(CreateRequest {
+        acl: vec![Acl::new(perms::ALL, "auth", "")],
+        ..match create_req("/acl", b"v0", CreateMode::Persistent) {
+            Request::Create(c) => c,
+            _ => unreachable!(),
+        }
+    });
+    ok(
+        "create /acl with the auth ACL through a follower",
+        call(&mut alice, &create),
+    );
+    let get_acl = Request::GetAcl {
+        path: "/acl".into(),
+    };
+    let digest = corral::tree::digest_id("alice:secret");
+    for sid in ens.sids() {
+        // getACL needs READ (3.8): as alice.
+        let mut c = ens.connect(sid);
+        assert_eq!(c.add_digest_auth("alice", "secret"), 0);
+        match ok("getACL /acl", call(&mut c, &get_acl)) {
+            Response::Acl { acl, .. } => assert_eq!(
+                acl,
+                vec![Acl::new(perms::ALL, "digest", &digest)],
+                "member {sid}: the ACL the leader expanded from alice's ids"
+            ),
+            other => panic!("getACL /acl: {other:?}"),
+        }
+    }
+
+    let mut anonymous = ens.connect(f[1]);
+    let mut bob = ens.connect(f[1]);
+    assert_eq!(bob.add_digest_auth("bob", "secret"), 0);
+    let mut alice_too = ens.connect(f[1]);
+    assert_eq!(alice_too.add_digest_auth("alice", "secret"), 0);
+    let no_auth = Err(common::ensemble::CallError::Code(ErrorCode::NoAuth.code()));
+    for round in 1..=3 {
+        let set = set_data("/acl", format!("v{round}").as_bytes(), -1);
+        assert_eq!(call(&mut anonymous, &set), no_auth, "no ids, round {round}");
+        ok("setData /acl as alice", call(&mut alice_too, &set));
+        assert_eq!(call(&mut bob, &set), no_auth, "bob's ids, round {round}");
+    }
+    // Opened again (setACL needs ADMIN: alice), so the harness can read it back
+    // from every member.
+    let open = Request::SetAcl {
+        path: "/acl".into(),
+        acl: Acl::open(),
+        version: -1,
+    };
+    assert_eq!(call(&mut bob, &open), no_auth);
+    ok("setACL /acl as alice", call(&mut alice_too, &open));
+    let tree = ens.assert_same_tree();
+    assert_eq!(tree["/acl"].0.as_deref(), Some(&b"v3"[..]));
+    assert_eq!(tree["/acl"].1.version, 3);
+    timed("forwarded_writes_carry_their_sessions_auth_ids", &ens);
+}
+
 /// The harness's own comparison (no servers): a missing path on either side, other
 /// data and another Stat are each reported, and equal trees report nothing.
 #[test]

@@ -5,15 +5,19 @@
 //!
 //! Pure and clock-free: no sockets, no files. The quorum transport (run on the
 //! sequencer core, which owns the ensemble role) appends what it reads from the
-//! peer's TCP stream to a buffer and calls [`QuorumPacket::decode`] until it
-//! yields `Ok(None)`; each packet's `data` then goes to the typed decoder its
-//! `kind` calls for. Outgoing packets are built with the constructors below —
+//! peer's TCP stream to a buffer and calls [`QuorumPacket::decode_cached`] until
+//! it yields `Ok(None)`; each packet's `data` then goes to the typed decoder its
+//! `kind` calls for. The link's [`AuthCache`] (owned by its reader) lets the
+//! REQUESTs of one session share a single decoded copy of their auth ids. Outgoing packets are built with the constructors below —
 //! one per packet the reference sends, with the reference's zxid markers and
 //! null-versus-empty choices — and written with [`QuorumPacket::encode`].
 //!
 //! The stream has no frames: packets are bare jute records back to back. The raw
 //! snapshot that follows a SNAP packet is not decoded here; after a SNAP the
 //! caller hands the bytes past `consumed` to the snapshot stream codec.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use thiserror::Error;
@@ -27,6 +31,11 @@ pub const AUTHINFO_COUNT_MAX: usize = 1024;
 /// Most bytes the authinfo vector of one packet may take on the wire, counting
 /// its count prefix and each string's length prefix.
 pub const AUTHINFO_BYTES_MAX: usize = 64 * 1024;
+/// Most authinfo vectors an [`AuthCache`] keeps (one per link).
+pub const AUTH_CACHE_ENTRIES_MAX: usize = 8;
+/// Largest authinfo vector, in wire bytes, an [`AuthCache`] keeps; longer ones
+/// are decoded per packet. An ip id is about 25 bytes, a digest id about 50.
+pub const AUTH_CACHE_ENTRY_BYTES_MAX: usize = 512;
 /// The fixed part of a QuorumPacket: type (4), zxid (8).
 const HEADER_BYTES: usize = 12;
 /// What `LearnerInfo.protocolVersion` and LEADERINFO carry from 3.4 on.
@@ -160,7 +169,9 @@ pub struct QuorumPacket {
     pub kind: PacketType,
     pub zxid: i64,
     pub data: Option<Bytes>,
-    pub auth: Option<Vec<Id>>,
+    /// Shared: a learner forwards its session's ids as they are, and a leader's
+    /// link hands out one decoded copy per distinct vector ([`AuthCache`]).
+    pub auth: Option<Arc<Vec<Id>>>,
 }
 
 /// The zxid that opens an epoch: `epoch << 32`, counter 0 (`ZxidUtils.makeZxid`).
@@ -169,7 +180,12 @@ pub fn epoch_zxid(epoch: i64) -> i64 {
 }
 
 impl QuorumPacket {
-    pub fn new(kind: PacketType, zxid: i64, data: Option<Bytes>, auth: Option<Vec<Id>>) -> Self {
+    pub fn new(
+        kind: PacketType,
+        zxid: i64,
+        data: Option<Bytes>,
+        auth: Option<Arc<Vec<Id>>>,
+    ) -> Self {
         QuorumPacket {
             kind,
             zxid,
@@ -209,7 +225,7 @@ impl QuorumPacket {
         match &self.auth {
             Some(ids) => {
                 out.put_i32(ids.len() as i32);
-                for id in ids {
+                for id in ids.iter() {
                     out.put_str(&id.scheme);
                     out.put_str(&id.id);
                 }
@@ -225,6 +241,17 @@ impl QuorumPacket {
     /// authinfo vector over its bounds or an unknown type is an error as soon as
     /// its bytes are seen; nothing is allocated before the bytes it holds arrive.
     pub fn decode(buf: &[u8], data_bytes_max: usize) -> Result<Option<(QuorumPacket, usize)>> {
+        Self::decode_cached(buf, data_bytes_max, None)
+    }
+
+    /// [`QuorumPacket::decode`], taking a packet's authinfo from `cache` when the
+    /// link sent the same vector lately (a learner forwards every write with its
+    /// session's ids), so a REQUEST's ids are not decoded and allocated again.
+    pub fn decode_cached(
+        buf: &[u8],
+        data_bytes_max: usize,
+        cache: Option<&mut AuthCache>,
+    ) -> Result<Option<(QuorumPacket, usize)>> {
         let mut c = Partial::new(buf);
         let Some(code) = c.i32() else {
             return Ok(None);
@@ -236,7 +263,7 @@ impl QuorumPacket {
         let Some(data) = c.buffer("data", data_bytes_max)? else {
             return Ok(None);
         };
-        let Some(auth) = decode_authinfo(&mut c)? else {
+        let Some(auth) = decode_authinfo(&mut c, cache)? else {
             return Ok(None);
         };
         let data = data.map(Bytes::copy_from_slice);
@@ -244,8 +271,35 @@ impl QuorumPacket {
     }
 }
 
-/// The authinfo vector. Outer `None`: more bytes needed; inner `None`: null.
-fn decode_authinfo(c: &mut Partial<'_>) -> Result<Option<Option<Vec<Id>>>> {
+/// The authinfo vector: from `cache` if it holds these bytes, else decoded (and
+/// offered to the cache). Outer `None`: more bytes needed; inner `None`: null.
+fn decode_authinfo(
+    c: &mut Partial<'_>,
+    cache: Option<&mut AuthCache>,
+) -> Result<Option<Option<Arc<Vec<Id>>>>> {
+    let start = c.pos;
+    let Some(shape) = skip_authinfo(c)? else {
+        return Ok(None);
+    };
+    let Some(count) = shape else {
+        return Ok(Some(None));
+    };
+    let raw = &c.buf[start..c.pos];
+    let Some(cache) = cache else {
+        return Ok(Some(Some(Arc::new(authinfo_ids(raw, count)))));
+    };
+    if let Some(ids) = cache.get(raw) {
+        return Ok(Some(Some(ids)));
+    }
+    let ids = Arc::new(authinfo_ids(raw, count));
+    cache.put(raw, &ids);
+    Ok(Some(Some(ids)))
+}
+
+/// Walks an authinfo vector, checking its bounds as its bytes arrive, allocating
+/// nothing. Outer `None`: more bytes needed; `Some(None)`: null; `Some(Some(n))`:
+/// `n` ids, the cursor past them.
+fn skip_authinfo(c: &mut Partial<'_>) -> Result<Option<Option<usize>>> {
     let start = c.pos;
     let Some(count) = c.i32() else {
         return Ok(None);
@@ -260,23 +314,38 @@ fn decode_authinfo(c: &mut Partial<'_>) -> Result<Option<Option<Vec<Id>>>> {
             count,
             max: AUTHINFO_COUNT_MAX,
         })?;
-    // Each id takes at least its two 4-byte length prefixes.
-    let mut ids = Vec::with_capacity(count.min(c.remaining() / 8));
-    for _ in 0..count {
-        let Some(scheme) = auth_string(c, start)? else {
+    // Each id is two strings: scheme, then id.
+    for _ in 0..2 * count {
+        if auth_string(c, start)?.is_none() {
             return Ok(None);
-        };
-        let Some(id) = auth_string(c, start)? else {
-            return Ok(None);
-        };
-        ids.push(Id { scheme, id });
+        }
     }
-    Ok(Some(Some(ids)))
+    Ok(Some(Some(count)))
 }
 
-/// One ustring of an auth id; null reads as empty. The authinfo vector that
-/// began at `start` may not grow past [`AUTHINFO_BYTES_MAX`].
-fn auth_string(c: &mut Partial<'_>, start: usize) -> Result<Option<String>> {
+/// The ids of an authinfo vector [`skip_authinfo`] has walked (`raw`: its bytes,
+/// count prefix included).
+fn authinfo_ids(raw: &[u8], count: usize) -> Vec<Id> {
+    let mut c = Partial::new(raw);
+    c.pos = 4;
+    let mut text = || match auth_string(&mut c, 0) {
+        Ok(Some(Some(b))) => java_utf8_lossy(b),
+        // Null reads as empty; the walk has already refused anything else.
+        _ => String::new(),
+    };
+    (0..count)
+        .map(|_| {
+            let scheme = text();
+            let id = text();
+            Id { scheme, id }
+        })
+        .collect()
+}
+
+/// One ustring of an auth id: outer `None` while its bytes are missing, inner
+/// `None` for null. The authinfo vector that began at `start` may not grow past
+/// [`AUTHINFO_BYTES_MAX`].
+fn auth_string<'a>(c: &mut Partial<'a>, start: usize) -> Result<Option<Option<&'a [u8]>>> {
     let Some(len) = c.i32() else {
         return Ok(None);
     };
@@ -292,9 +361,48 @@ fn auth_string(c: &mut Partial<'_>, start: usize) -> Result<Option<String>> {
         });
     }
     if len == -1 {
-        return Ok(Some(String::new()));
+        return Ok(Some(None));
     }
-    Ok(c.take(len as usize).map(java_utf8_lossy))
+    Ok(c.take(len as usize).map(Some))
+}
+
+/// The authinfo vectors one link decoded last, keyed by their wire bytes: at most
+/// [`AUTH_CACHE_ENTRIES_MAX`] of them, each at most [`AUTH_CACHE_ENTRY_BYTES_MAX`]
+/// bytes; a new one replaces the oldest. Owned by the link's reader task.
+#[derive(Default)]
+pub struct AuthCache {
+    entries: VecDeque<AuthCacheEntry>,
+}
+
+/// A vector's wire bytes (count prefix included) and its decoded ids.
+type AuthCacheEntry = (Box<[u8]>, Arc<Vec<Id>>);
+
+impl AuthCache {
+    fn get(&self, raw: &[u8]) -> Option<Arc<Vec<Id>>> {
+        self.entries
+            .iter()
+            .find(|(k, _)| **k == *raw)
+            .map(|(_, ids)| Arc::clone(ids))
+    }
+
+    fn put(&mut self, raw: &[u8], ids: &Arc<Vec<Id>>) {
+        if raw.len() > AUTH_CACHE_ENTRY_BYTES_MAX {
+            return;
+        }
+        if self.entries.len() == AUTH_CACHE_ENTRIES_MAX {
+            self.entries.pop_front();
+        }
+        self.entries.push_back((raw.into(), Arc::clone(ids)));
+    }
+
+    /// How many vectors it holds.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
 }
 
 /// Decodes text the way Java's UTF-8 decoder does: a 3-byte encoded surrogate
@@ -383,7 +491,7 @@ impl<'a> Partial<'a> {
 impl QuorumPacket {
     /// REQUEST (learner → leader): a client write, sync or session op,
     /// zxid -1. `auth` is null for createSession and the client's ids otherwise.
-    pub fn request(req: &LearnerRequest, auth: Option<Vec<Id>>) -> Self {
+    pub fn request(req: &LearnerRequest, auth: Option<Arc<Vec<Id>>>) -> Self {
         Self::new(PacketType::Request, ZXID_NONE, Some(req.encode()), auth)
     }
 
@@ -1016,7 +1124,7 @@ mod tests {
         let p = decode_whole(&wire);
         assert_eq!(p.kind, PacketType::Request);
         assert_eq!(p.zxid, ZXID_NONE);
-        assert_eq!(p.auth, Some(vec![Id::new("ip", "127.0.0.1")]));
+        assert_eq!(p.auth, Some(Arc::new(vec![Id::new("ip", "127.0.0.1")])));
         let req = LearnerRequest::decode(p.data.as_ref()).unwrap();
         assert_eq!((req.session_id, req.cxid, req.op), (SESSION, 1, op::CREATE));
 
@@ -1035,7 +1143,7 @@ mod tests {
         body.encode_body(&mut rebuilt);
         assert_eq!(rebuilt, req.body);
 
-        let built = QuorumPacket::request(&req, Some(vec![Id::new("ip", "127.0.0.1")]));
+        let built = QuorumPacket::request(&req, Some(Arc::new(vec![Id::new("ip", "127.0.0.1")])));
         assert_eq!(encoded(&built), wire);
     }
 
@@ -1185,8 +1293,8 @@ mod tests {
             QuorumPacket::diff(0),
             QuorumPacket::new_leader(1, "server.1=127.0.0.1:1:2:participant\nversion=0"),
             QuorumPacket::uptodate(),
-            QuorumPacket::request(&req, Some(vec![Id::new("ip", "127.0.0.1")])),
-            QuorumPacket::request(&req, Some(vec![])),
+            QuorumPacket::request(&req, Some(Arc::new(vec![Id::new("ip", "127.0.0.1")]))),
+            QuorumPacket::request(&req, Some(Arc::new(vec![]))),
             QuorumPacket::ping_from_learner(5, &[]),
             QuorumPacket::proposal(0x1_0000_0001, Bytes::from(vec![7; 300])),
         ]
@@ -1299,7 +1407,76 @@ mod tests {
         );
         // A null id string reads as empty.
         let p = decode_whole(&with("00000001 ffffffff 00000001 78"));
-        assert_eq!(p.auth, Some(vec![Id::new("", "x")]));
+        assert_eq!(p.auth, Some(Arc::new(vec![Id::new("", "x")])));
+    }
+
+    /// A REQUEST carrying `ids`, encoded.
+    fn request_with(ids: Vec<Id>) -> Vec<u8> {
+        let req = LearnerRequest {
+            session_id: SESSION,
+            cxid: 1,
+            op: 5,
+            body: Bytes::from_static(b"body"),
+        };
+        encoded(&QuorumPacket::request(&req, Some(Arc::new(ids))))
+    }
+
+    fn auth_of(bytes: &[u8], cache: &mut AuthCache) -> Arc<Vec<Id>> {
+        let (p, used) = QuorumPacket::decode_cached(bytes, 1 << 20, Some(cache))
+            .unwrap()
+            .unwrap();
+        assert_eq!(used, bytes.len());
+        p.auth.unwrap()
+    }
+
+    #[test]
+    fn auth_cache_shares_one_decoded_copy_per_vector() {
+        let mut cache = AuthCache::default();
+        let ip = request_with(vec![Id::new("ip", "127.0.0.1")]);
+        let first = auth_of(&ip, &mut cache);
+        let again = auth_of(&ip, &mut cache);
+        assert!(Arc::ptr_eq(&first, &again), "the same bytes share one copy");
+        assert_eq!(*first, vec![Id::new("ip", "127.0.0.1")]);
+
+        let two = vec![Id::new("ip", "127.0.0.1"), Id::new("digest", "bob:x")];
+        let other = auth_of(&request_with(two.clone()), &mut cache);
+        assert_eq!(*other, two);
+        assert!(Arc::ptr_eq(&first, &auth_of(&ip, &mut cache)));
+        assert_eq!(cache.len(), 2);
+
+        // Bounded: the oldest goes when a new vector arrives at the bound.
+        for i in 0..AUTH_CACHE_ENTRIES_MAX {
+            auth_of(
+                &request_with(vec![Id::new("ip", &format!("10.0.0.{i}"))]),
+                &mut cache,
+            );
+        }
+        assert_eq!(cache.len(), AUTH_CACHE_ENTRIES_MAX);
+        let after = auth_of(&ip, &mut cache);
+        assert!(!Arc::ptr_eq(&first, &after), "the ip vector was evicted");
+        assert_eq!(after, first);
+
+        // A vector over the entry bound is decoded each time, never kept.
+        let big = vec![Id::new("digest", &"x".repeat(AUTH_CACHE_ENTRY_BYTES_MAX))];
+        let mut fresh = AuthCache::default();
+        let a = auth_of(&request_with(big.clone()), &mut fresh);
+        let b = auth_of(&request_with(big.clone()), &mut fresh);
+        assert!(!Arc::ptr_eq(&a, &b));
+        assert_eq!(*a, big);
+        assert!(fresh.is_empty());
+    }
+
+    #[test]
+    fn auth_cache_waits_for_the_whole_vector() {
+        // A packet cut inside its authinfo is "more bytes needed", cache or not,
+        // and nothing is cached from it.
+        let ip = request_with(vec![Id::new("ip", "127.0.0.1")]);
+        let mut cache = AuthCache::default();
+        for cut in 0..ip.len() {
+            let got = QuorumPacket::decode_cached(&ip[..cut], 1 << 20, Some(&mut cache));
+            assert!(matches!(got, Ok(None)), "cut at {cut}");
+        }
+        assert!(cache.is_empty());
     }
 
     #[test]
@@ -1319,7 +1496,7 @@ mod tests {
                 PacketType::from_code(code).unwrap(),
                 zxid,
                 data.map(Bytes::from),
-                auth,
+                auth.map(Arc::new),
             )
         })
     }
@@ -1356,6 +1533,21 @@ mod tests {
             prop_assert_eq!(back, p);
             let end = cut.index(wire.len());
             prop_assert_eq!(QuorumPacket::decode(&wire[..end], DATA_MAX), Ok(None));
+        }
+
+        #[test]
+        fn a_cache_changes_no_decoded_packet(ps in prop::collection::vec(any_packet(), 1..24)) {
+            // One link's stream, decoded with its cache, gives the packets a cold
+            // decode gives, whatever the cache holds from the packets before.
+            let mut cache = AuthCache::default();
+            for p in ps {
+                let wire = encoded(&p);
+                let cold = QuorumPacket::decode(&wire, DATA_MAX);
+                let warm = QuorumPacket::decode_cached(&wire, DATA_MAX, Some(&mut cache));
+                prop_assert_eq!(&warm, &cold);
+                prop_assert_eq!(warm.unwrap().unwrap().0, p);
+                prop_assert!(cache.len() <= AUTH_CACHE_ENTRIES_MAX);
+            }
         }
 
         #[test]

@@ -1676,11 +1676,6 @@ impl Seq {
     fn learner_write(&mut self, route: Route, w: WriteReq) {
         let mut body = Vec::new();
         w.req.encode_body(&mut body);
-        let auth: Vec<(String, String)> = w
-            .ids
-            .iter()
-            .map(|i| (i.scheme.clone(), i.id.clone()))
-            .collect();
         let op = match &w.req {
             Request::CloseSession => OP_CLOSE_SESSION,
             r => r.opcode(),
@@ -1690,7 +1685,7 @@ impl Seq {
             cxid: w.xid,
             op,
             body: Bytes::from(body),
-            auth: Some(auth),
+            auth: Some(Arc::clone(&w.ids)),
         };
         if self.replica.forward(f).is_err() {
             self.push_unanswered(route, w.xid);
@@ -1714,12 +1709,7 @@ impl Seq {
             self.replica.forwarded_sync(conn);
             return;
         }
-        let ids: Vec<crate::proto::Id> = req
-            .auth
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(s, i)| crate::proto::Id::new(&s, &i))
-            .collect();
+        let ids = req.auth.unwrap_or_default();
         let txn = match req.op {
             OP_CREATE_SESSION => {
                 let mut r = crate::proto::Reader::new(&req.body);

@@ -248,7 +248,7 @@ fn forwarded(op: i32) -> Forwarded {
         cxid: 7,
         op,
         body: Bytes::from_static(b"\x00\x00\x00\x02/a"),
-        auth: Some(vec![("ip".into(), "127.0.0.1".into())]),
+        auth: Some(Arc::new(vec![crate::proto::Id::new("ip", "127.0.0.1")])),
     }
 }
 

@@ -186,14 +186,14 @@ pub const OP_SYNC: i32 = 9;
 
 /// A client request a learner forwards to the leader (REQUEST): `sessionId, cxid,
 /// type` and the request body as the client sent it, plus the connection's auth ids
-/// as `(scheme, id)` pairs (`None` for createSession).
+/// (`None` for createSession), shared with the session and the packet codec.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Forwarded {
     pub session_id: i64,
     pub cxid: i32,
     pub op: i32,
     pub body: Bytes,
-    pub auth: Option<Vec<(String, String)>>,
+    pub auth: Option<Arc<Vec<crate::proto::Id>>>,
 }
 
 /// The packets of the quorum port, typed (PEER-PROTOCOL §5.1). The transport maps

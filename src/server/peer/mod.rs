@@ -32,7 +32,7 @@
 pub mod wire;
 
 use crate::proto::election::{decode_frame, InitMessage};
-use crate::proto::quorum::QuorumPacket;
+use crate::proto::quorum::{AuthCache, QuorumPacket};
 use crate::tree::zksnap::{ZkSnapDecoder, ZkSnapEncoder, ZkSnapKind};
 use crate::tree::Tree;
 use crate::zab::{self, ConnId, Input, Notification, Packet, ServerId, CORE_CONN_BIT};
@@ -634,6 +634,9 @@ impl Peers {
         let mut buf: Vec<u8> = Vec::new();
         let mut chunk = vec![0u8; READ_CHUNK_BYTES];
         let mut snap: Option<(ZkSnapDecoder, i64)> = None;
+        // A learner forwards each write with its session's ids: decode each
+        // distinct vector once per link.
+        let mut auth_cache = AuthCache::default();
         loop {
             let mut at = 0;
             loop {
@@ -659,7 +662,8 @@ impl Peers {
                     self.emit(Input::Packet { conn, packet }).await;
                     continue;
                 }
-                match QuorumPacket::decode(&buf[at..], QUORUM_DATA_BYTES_MAX) {
+                let cache = Some(&mut auth_cache);
+                match QuorumPacket::decode_cached(&buf[at..], QUORUM_DATA_BYTES_MAX, cache) {
                     Ok(Some((qp, used))) => {
                         at += used;
                         counters

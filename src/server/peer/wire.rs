@@ -18,7 +18,7 @@ use crate::proto::quorum::{
     NewLeaderConfig, PacketType, PingTouches, QuorumDecodeError, QuorumPacket, RevalidateReply,
     RevalidateRequest,
 };
-use crate::proto::{DecodeError, Id};
+use crate::proto::DecodeError;
 use crate::tree::{Txn, TxnOp};
 use crate::zab::{
     Entry, Forwarded, LearnerInfo, Membership, MembershipError, Notification, Packet, PeerState,
@@ -159,11 +159,7 @@ pub fn encode(p: &Packet) -> QuorumPacket {
                 op: f.op,
                 body: f.body.clone(),
             };
-            let auth = f
-                .auth
-                .as_ref()
-                .map(|ids| ids.iter().map(|(s, i)| Id::new(s, i)).collect());
-            QuorumPacket::request(&req, auth)
+            QuorumPacket::request(&req, f.auth.clone())
         }
         Packet::RevalidateRequest {
             session_id,
@@ -270,9 +266,7 @@ pub fn decode(qp: QuorumPacket, side: Side) -> Result<Packet, WireError> {
                 cxid: r.cxid,
                 op: r.op,
                 body: r.body,
-                auth: qp
-                    .auth
-                    .map(|ids| ids.into_iter().map(|i| (i.scheme, i.id)).collect()),
+                auth: qp.auth,
             })
         }
         PacketType::Revalidate => match side {
@@ -344,6 +338,7 @@ pub fn decode_notification(body: &[u8]) -> Result<Notification, QuorumDecodeErro
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::Id;
 
     fn round_trip(p: Packet, side_of_receiver: Side) {
         let qp = encode(&p);
@@ -472,7 +467,7 @@ mod tests {
                     cxid: 4,
                     op: 1,
                     body: Bytes::from_static(b"body"),
-                    auth: Some(vec![("ip".into(), "127.0.0.1".into())]),
+                    auth: Some(Arc::new(vec![Id::new("ip", "127.0.0.1")])),
                 }),
                 Leader,
             ),
