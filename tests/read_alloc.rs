@@ -9,43 +9,12 @@
 //! `Response`, `write_reply`) is counted beside it and printed: what the borrowed
 //! path saves per request.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+mod counting;
 
 use corral::proto::jute::{begin_frame, end_frame};
 use corral::proto::{write_reply, xid, Reader, ReplyHeader, Request, RequestHeader};
 use corral::tree::{build_tree, read, serve_read_frame, Caller, FrameRead, Tree};
-
-struct Counting;
-
-thread_local! {
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.with(|c| c.set(c.get() + 1));
-        System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.with(|c| c.set(c.get() + 1));
-        System.realloc(ptr, layout, new_size)
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Allocations `f` makes on this thread.
-fn allocations(f: impl FnOnce()) -> u64 {
-    let before = ALLOCATIONS.with(Cell::get);
-    f();
-    ALLOCATIONS.with(Cell::get) - before
-}
+use counting::allocations;
 
 const KEYS: usize = 1000;
 const ZXID: i64 = 0x1_0000_0400;
@@ -152,13 +121,13 @@ fn a_warm_read_allocates_nothing() {
         let mut owned_out = Vec::new();
         serve_owned(&tree, &frames, &mut owned_out);
         assert_eq!(out, owned_out, "{name}: the two paths' bytes differ");
-        let borrowed = allocations(|| {
+        let (borrowed, ()) = allocations(|| {
             for _ in 0..ROUNDS {
                 out.clear();
                 serve_borrowed(&tree, &frames, &mut out);
             }
         });
-        let owned = allocations(|| {
+        let (owned, ()) = allocations(|| {
             for _ in 0..ROUNDS {
                 owned_out.clear();
                 serve_owned(&tree, &frames, &mut owned_out);
@@ -185,6 +154,6 @@ fn a_warm_read_allocates_nothing() {
 
 #[test]
 fn the_counter_counts() {
-    let n = allocations(|| drop(std::hint::black_box(vec![1u8; 10])));
+    let (n, ()) = allocations(|| drop(std::hint::black_box(vec![1u8; 10])));
     assert_eq!(n, 1);
 }

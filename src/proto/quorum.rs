@@ -8,9 +8,10 @@
 //! peer's TCP stream to a buffer and calls [`QuorumPacket::decode_cached`] until
 //! it yields `Ok(None)`; each packet's `data` then goes to the typed decoder its
 //! `kind` calls for. The link's [`AuthCache`] (owned by its reader) lets the
-//! REQUESTs of one session share a single decoded copy of their auth ids. Outgoing packets are built with the constructors below —
-//! one per packet the reference sends, with the reference's zxid markers and
-//! null-versus-empty choices — and written with [`QuorumPacket::encode`].
+//! REQUESTs of one session share a single decoded copy of their auth ids.
+//! Outgoing packets are built with the constructors below — one per packet the
+//! reference sends, with the reference's zxid markers and null-versus-empty
+//! choices — and written with [`QuorumPacket::encode`].
 //!
 //! The stream has no frames: packets are bare jute records back to back. The raw
 //! snapshot that follows a SNAP packet is not decoded here; after a SNAP the
