@@ -91,10 +91,16 @@ impl AdminThread {
     }
 }
 
-/// Binds the enabled endpoints and starts the `corral-admin` thread serving them.
-/// A port that cannot be bound is logged and left out, and the server runs on, as
-/// the reference's ensemble member does with its AdminServer. `None`: no endpoint.
-pub fn start(cfg: Arc<Config>, stats: Arc<ServerStats>, mesh: Mesh) -> Option<AdminThread> {
+/// The enabled endpoints' listening sockets, bound before the client port opens
+/// (as the reference starts its AdminServer before its connection factory), so a
+/// server that answers clients also takes HTTP connections; they wait in the
+/// listen backlog until [`start`] serves them.
+pub struct Bound(Vec<(Endpoint, std::net::TcpListener)>);
+
+/// Binds the enabled endpoints. A port that cannot be bound is logged and left
+/// out, and the server runs on, as the reference's ensemble member does with its
+/// AdminServer.
+pub fn bind_endpoints(cfg: &Config) -> Bound {
     let mut listeners = Vec::new();
     if cfg.admin.enabled {
         let addr = cfg.admin.addr();
@@ -125,6 +131,18 @@ pub fn start(cfg: Arc<Config>, stats: Arc<ServerStats>, mesh: Mesh) -> Option<Ad
             ),
         }
     }
+    Bound(listeners)
+}
+
+/// Starts the `corral-admin` thread serving the endpoints [`bind_endpoints`]
+/// bound. `None`: no endpoint.
+pub fn start(
+    bound: Bound,
+    cfg: Arc<Config>,
+    stats: Arc<ServerStats>,
+    mesh: Mesh,
+) -> Option<AdminThread> {
+    let Bound(listeners) = bound;
     if listeners.is_empty() {
         return None;
     }

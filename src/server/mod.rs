@@ -355,6 +355,8 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
     let mut beats = nudge::start(threads)
         .map_err(ServerError::Nudge)?
         .into_iter();
+    // The HTTP endpoints' sockets, bound before any core opens the client port.
+    let endpoints = crate::admin::http::bind_endpoints(&cfg);
     let mut handles = Vec::new();
     let (c, m, st, r) = (cfg.clone(), mesh.clone(), stats.clone(), ready_tx.clone());
     let distributed = cfg.is_distributed();
@@ -439,8 +441,9 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
             Err(_) => break,
         }
     }
-    // The HTTP endpoints, on a thread of their own, once every core answers reports.
-    let admin = crate::admin::http::start(cfg.clone(), stats.clone(), mesh.clone());
+    // The HTTP endpoints served, on a thread of their own, once every core answers
+    // reports (connections made before wait in the listen backlog).
+    let admin = crate::admin::http::start(endpoints, cfg.clone(), stats.clone(), mesh.clone());
     let mut ports: Vec<String> = Vec::new();
     if cfg.client_port_enabled {
         ports.push(addr.to_string());
