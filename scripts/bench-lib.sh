@@ -10,7 +10,8 @@
 # addr/pid/dir): start_ensemble KIND NAME [BINARY] [EXTRA_CFG], ensemble_leader NAME
 # (waits for one leader, prints its member name), ensemble_addrs NAME, ensemble_pids NAME
 # (comma-separated, sid order), reap_member MEMBER (after it was killed),
-# launch_member MEMBER (starts it again on its files), stop_ensemble NAME.
+# launch_member MEMBER (starts it again on its files), stop_ensemble NAME;
+# srvr_zxid PORT (the server's last zxid, decimal).
 
 log() { echo "[bench $(date -u +%H:%M:%S)] $*" >&2; }
 
@@ -168,6 +169,19 @@ reap_member() { # member
 }
 
 # "Mode: ..." of a member's srvr answer (leader, follower, ...), empty if not serving.
+srvr_zxid() { # port: the Zxid line of srvr, decimal
+  python3 - "$1" <<'PY'
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+s.sendall(b"srvr"); data = b""
+while True:
+    c = s.recv(4096)
+    if not c: break
+    data += c
+for line in data.decode(errors="replace").splitlines():
+    if line.startswith("Zxid: "): print(int(line[6:].strip(), 16))
+PY
+}
 srvr_mode() { # port
   python3 - "$1" <<'PY' 2>/dev/null || true
 import socket, sys

@@ -77,20 +77,6 @@ sys.exit(1)
 PY
 }
 
-srvr_zxid() { # port: the Zxid line of srvr, decimal
-  python3 - "$1" <<'PY'
-import socket, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
-s.sendall(b"srvr"); data = b""
-while True:
-    c = s.recv(4096)
-    if not c: break
-    data += c
-for line in data.decode(errors="replace").splitlines():
-    if line.startswith("Zxid: "): print(int(line[6:].strip(), 16))
-PY
-}
-
 # The newest finished snapshot's zxid (decimal, 0 if none): corral's dataDir
 # `snapshot.<hex>` (temp files end in .tmp), the reference's version-2/snapshot.<hex>.
 newest_snapshot_zxid() { # data dir

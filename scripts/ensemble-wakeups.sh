@@ -36,29 +36,18 @@ warmup=3
 lg=$!
 sleep $((warmup + 1))
 
-# The leader's zxid counter before and after the window: the writes committed in it.
-zxid() { python3 - "$1" <<'PY'
-import socket, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2)
-s.sendall(b"srvr"); data = b""
-while True:
-    chunk = s.recv(4096)
-    if not chunk: break
-    data += chunk
-for line in data.decode(errors="replace").splitlines():
-    if line.startswith("Zxid: "): print(int(line[6:].strip(), 16) & 0xffffffff)
-PY
-}
 events=context-switches,syscalls:sys_enter_membarrier,syscalls:sys_enter_fdatasync
 events+=,syscalls:sys_enter_io_uring_enter,io_uring:io_uring_submit_req
-z0="$(zxid "${port_of[$leader]}")"
+# The leader's zxid before and after the window: the writes committed in it (one
+# epoch: no election during the run).
+z0="$(srvr_zxid "${port_of[$leader]}")"
 counting=()
 for m in ${ens_members[wake]}; do
   perf stat -x, --per-thread -e "$events" -p "${pid[$m]}" -o "$out/$m.csv" -- sleep "$secs" &
   counting+=("$!")
 done
 wait "${counting[@]}"
-z1="$(zxid "${port_of[$leader]}")"
+z1="$(srvr_zxid "${port_of[$leader]}")"
 writes=$((z1 - z0))
 wait "$lg" || true
 stop_ensemble wake
