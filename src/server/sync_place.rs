@@ -7,9 +7,10 @@
 //! packets, ACKs and client requests that arrive meanwhile wait behind it (the
 //! quorum core lets its peer links send what the batch itself queued first). On
 //! the pool, every sync is a hand-off to another thread and a wake-up back, and
-//! the core wakes more often with less to do each time. Measured on this box (PERF.md, "Syncing off the
-//! executor"): with fsync ≈ 0.1 ms the pool cost 17 % more CPU per write at 16 × 4
-//! for +6 % writes; with slower syncs (a loaded box) it gave +29 % writes at 64 × 8.
+//! the core wakes more often with less to do each time. Measured on this box
+//! (PERF.md, "Syncing off the executor"): with fsync ≈ 0.1 ms the pool cost 17 %
+//! more CPU per write at 16 × 4 for +6 % writes; with slower syncs (a loaded box) it
+//! gave +29 % writes at 64 × 8.
 //! So: inline while the smoothed sync time stays at or under
 //! [`INLINE_SYNC_MAX`], on the pool above it. Every sync, wherever it ran,
 //! updates the smoothed time, so the choice follows the disk both ways.
