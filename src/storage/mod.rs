@@ -65,6 +65,7 @@
 pub mod epoch;
 pub mod log;
 pub mod snapshot;
+mod trickle;
 pub mod zkdir;
 pub mod zklog;
 

@@ -25,10 +25,10 @@
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Read, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use super::trickle::Trickle;
 use super::{list_dir, remove_if_exists, scan_dir, snapshot_file_name, sync_dir, StorageError};
 
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"CORRALSN";
@@ -177,47 +177,6 @@ impl<W: Write> Write for CrcWriter<'_, W> {
 /// snapshot at once (a burst that would stall the log's syncs on the same disk).
 pub const SNAPSHOT_WRITEBACK_CHUNK_BYTES: u64 = 8 << 20;
 
-/// The snapshot file, starting writeback as it grows (RocksDB's bytes_per_sync).
-struct Trickle {
-    file: File,
-    written: u64,
-    /// Writeback was started for bytes below this.
-    started: u64,
-}
-
-impl Write for Trickle {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file.write(buf)?;
-        self.written += n as u64;
-        if self.written - self.started >= SNAPSHOT_WRITEBACK_CHUNK_BYTES {
-            let fd = self.file.as_raw_fd();
-            let chunk = SNAPSHOT_WRITEBACK_CHUNK_BYTES as i64;
-            let start = self.started as i64;
-            // SAFETY: plain syscalls on an fd we own; ranges are inside the file.
-            // Failures only lose the smoothing: the final fsync still covers all.
-            unsafe {
-                libc::sync_file_range(fd, start, chunk, libc::SYNC_FILE_RANGE_WRITE);
-                if start >= chunk {
-                    libc::sync_file_range(
-                        fd,
-                        start - chunk,
-                        chunk,
-                        libc::SYNC_FILE_RANGE_WAIT_BEFORE
-                            | libc::SYNC_FILE_RANGE_WRITE
-                            | libc::SYNC_FILE_RANGE_WAIT_AFTER,
-                    );
-                }
-            }
-            self.started += SNAPSHOT_WRITEBACK_CHUNK_BYTES;
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
-    }
-}
-
 /// Bytes per O_DIRECT write of a snapshot. One write in flight at a time, so the
 /// log's small writes never queue behind more than this.
 pub const SNAPSHOT_DIRECT_WRITE_BYTES: usize = 1 << 20;
@@ -316,11 +275,7 @@ impl SnapshotFile {
     }
 
     fn create_buffered(path: &Path) -> io::Result<SnapshotFile> {
-        let trickle = Trickle {
-            file: open_new(path, 0)?,
-            written: 0,
-            started: 0,
-        };
+        let trickle = Trickle::new(open_new(path, 0)?, SNAPSHOT_WRITEBACK_CHUNK_BYTES);
         Ok(SnapshotFile::Buffered(BufWriter::with_capacity(
             IO_BUFFER_BYTES,
             trickle,
@@ -330,7 +285,9 @@ impl SnapshotFile {
     fn finish(self) -> io::Result<File> {
         match self {
             SnapshotFile::Direct(d) => d.finish(),
-            SnapshotFile::Buffered(b) => Ok(b.into_inner().map_err(|e| e.into_error())?.file),
+            SnapshotFile::Buffered(b) => {
+                Ok(b.into_inner().map_err(|e| e.into_error())?.into_file())
+            }
         }
     }
 }
