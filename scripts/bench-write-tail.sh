@@ -14,7 +14,8 @@
 # Knobs (environment): TAIL_SERVERS ("corral"; "zookeeper", or corral builds as
 # name=/path), TAIL_MODES ("standalone ensemble"), TAIL_ROUNDS (3), TAIL_CONCURRENCY
 # (64x8), TAIL_SECONDS (20), TAIL_WARMUP_S (3), TAIL_WINDOW_MS (500), TAIL_SPIKE_MS
-# (20), BENCH_CORRAL_CFG (extra zoo.cfg lines for corral), TAIL_OUT (a directory for
+# (20), TAIL_KEYS (1000 znodes of 100 bytes written over; more makes every snapshot
+# bigger), BENCH_CORRAL_CFG (extra zoo.cfg lines for corral), TAIL_OUT (a directory for
 # the raw loadgen reports; none by default).
 # Everything binds 127.0.0.1; every server is killed on exit.
 set -euo pipefail
@@ -29,6 +30,7 @@ seconds="${TAIL_SECONDS:-20}"
 warmup="${TAIL_WARMUP_S:-3}"
 window_ms="${TAIL_WINDOW_MS:-500}"
 spike_ms="${TAIL_SPIKE_MS:-20}"
+keys="${TAIL_KEYS:-1000}"
 corral_cfg="${BENCH_CORRAL_CFG:-}"
 out_dir="${TAIL_OUT:-}"
 
@@ -68,7 +70,7 @@ run() { # mode spec round
   fi
   json="$work/$name.json"
   "$loadgen" -s "$addrs" --server-pid "$pids" --json --no-progress -w "$warmup" -d "$seconds" \
-    --series-ms "$window_ms" --value-size 100 --keys 1000 -r 0 -c "$c" -o "$o" > "$json" \
+    --series-ms "$window_ms" --value-size 100 --keys "$keys" -r 0 -c "$c" -o "$o" > "$json" \
     || log "!!!!! loadgen failed against $s"
   if [[ $mode == ensemble ]]; then stop_ensemble "$name"; else stop_server "$name"; fi
   [[ -s "$json" ]] && summary "$json" "$mode" "$s" "$round"

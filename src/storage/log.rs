@@ -243,7 +243,10 @@ fn spawn_preallocation(path: PathBuf, bytes: u64) -> Spare {
 const PREALLOC_NICE: libc::c_int = 10;
 
 /// Lowers the calling thread's scheduling priority to [`PREALLOC_NICE`] (Linux
-/// keeps a nice value per thread). A failure only leaves it at the default.
+/// keeps a nice value per thread). A failure only leaves it at the default. Not
+/// the snapshot threads' idle classes ([`super::lower_thread_priority`]): under a
+/// steady write load an idle thread may not run at all, and a roll waits for this
+/// one.
 fn lower_priority() {
     // SAFETY: plain syscalls on the calling thread's own id.
     unsafe {
