@@ -25,6 +25,7 @@
 //! Runs on the sequencer core at start-up (recovery) and on background threads
 //! (snapshot writing, the purge timer) at idle CPU and I/O priority.
 
+use super::stats::ServerStats;
 use crate::session::SessionTable;
 use crate::storage::{self, Log, LogTail, Record, RollbackError, StorageError};
 use crate::tree::{self, Tree, Txn, TxnOp};
@@ -32,7 +33,8 @@ use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Log record kind of a tree txn (the only kind so far). Kind 1 was corral's own
@@ -532,6 +534,35 @@ pub fn snapshot_and_purge(tree: &Tree, sessions: &[(i64, i32)], retention: &Rete
         }
     }
     retention.purge();
+}
+
+/// Starts writing a snapshot of (tree, sessions) on a thread of its own
+/// ([`snapshot_and_purge`]), with `busy` set until it ends, and records how long it
+/// took. The sequencer (standalone) and the quorum core call it when their trigger
+/// fires and `busy` was clear. A thread that cannot start is logged, and `busy`
+/// cleared again.
+pub fn spawn_snapshot(
+    tree: Tree,
+    sessions: Vec<(i64, i32)>,
+    busy: Arc<AtomicBool>,
+    retention: Arc<Retention>,
+    stats: Arc<ServerStats>,
+) {
+    let flag = busy.clone();
+    let spawned = std::thread::Builder::new()
+        .name("corral-snapshot".into())
+        .spawn(move || {
+            let started = Instant::now();
+            snapshot_and_purge(&tree, &sessions, &retention);
+            stats
+                .snapshot_ms
+                .record(started.elapsed().as_millis() as u64);
+            flag.store(false, Ordering::Relaxed);
+        });
+    if let Err(e) = spawned {
+        tracing::error!("cannot start the snapshot thread: {e}");
+        busy.store(false, Ordering::Relaxed);
+    }
 }
 
 /// Session ids restored from disk, made live again with a fresh deadline.

@@ -1855,25 +1855,13 @@ impl Seq {
         }
         self.want_snapshot = false;
         self.trigger.reset(self.rng.next_u64());
-        let tree = self.committed.clone();
-        let sessions = self.session_list();
-        let flag = self.snapshotting.clone();
-        let retention = self.retention.clone();
-        let stats = self.stats.clone();
-        let spawned = std::thread::Builder::new()
-            .name("corral-snapshot".into())
-            .spawn(move || {
-                let started = std::time::Instant::now();
-                durable::snapshot_and_purge(&tree, &sessions, &retention);
-                stats
-                    .snapshot_ms
-                    .record(started.elapsed().as_millis() as u64);
-                flag.store(false, Relaxed);
-            });
-        if let Err(e) = spawned {
-            tracing::error!("cannot start the snapshot thread: {e}");
-            self.snapshotting.store(false, Relaxed);
-        }
+        durable::spawn_snapshot(
+            self.committed.clone(),
+            self.session_list(),
+            self.snapshotting.clone(),
+            self.retention.clone(),
+            self.stats.clone(),
+        );
     }
 
     fn report(&self) -> SequencerReport {

@@ -550,26 +550,13 @@ impl Sequencer {
         }
         self.want_snapshot = false;
         self.trigger.reset(self.rng.next_u64());
-        let tree = self.durable_tree.clone();
-        let sessions: Vec<(i64, i32)> =
-            self.sessions.iter().map(|s| (s.id, s.timeout_ms)).collect();
-        let flag = self.snapshotting.clone();
-        let retention = self.retention.clone();
-        let stats = self.stats.clone();
-        let spawned = std::thread::Builder::new()
-            .name("corral-snapshot".into())
-            .spawn(move || {
-                let started = std::time::Instant::now();
-                durable::snapshot_and_purge(&tree, &sessions, &retention);
-                stats
-                    .snapshot_ms
-                    .record(started.elapsed().as_millis() as u64);
-                flag.store(false, Relaxed);
-            });
-        if let Err(e) = spawned {
-            tracing::error!("cannot start the snapshot thread: {e}");
-            self.snapshotting.store(false, Relaxed);
-        }
+        durable::spawn_snapshot(
+            self.durable_tree.clone(),
+            self.sessions.iter().map(|s| (s.id, s.timeout_ms)).collect(),
+            self.snapshotting.clone(),
+            self.retention.clone(),
+            self.stats.clone(),
+        );
     }
 
     fn handle(&mut self, m: ToSequencer, now: Now, mesh: &Mesh) {
