@@ -77,11 +77,7 @@ run_kind() { # spec round
 }
 
 for (( round = 1; round <= rounds; round++ )); do
-  order=($servers)
-  if (( round % 2 == 0 )); then
-    rev=(); for (( i = ${#order[@]} - 1; i >= 0; i-- )); do rev+=("${order[$i]}"); done
-    order=("${rev[@]}")
-  fi
+  mapfile -t order < <(round_order "$round" $servers)
   for spec in "${order[@]}"; do run_kind "$spec" "$round"; done
 done
 

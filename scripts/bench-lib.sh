@@ -11,7 +11,8 @@
 # (waits for one leader, prints its member name), ensemble_addrs NAME, ensemble_pids NAME
 # (comma-separated, sid order), reap_member MEMBER (after it was killed),
 # launch_member MEMBER (starts it again on its files), stop_ensemble NAME;
-# srvr_zxid PORT (the server's last zxid, decimal).
+# srvr_field PORT FIELD [TIMEOUT], srvr_mode PORT, srvr_zxid PORT (the server's last
+# zxid, decimal); round_order ROUND WORD... (reversed on even rounds).
 
 log() { echo "[bench $(date -u +%H:%M:%S)] $*" >&2; }
 
@@ -168,32 +169,41 @@ reap_member() { # member
   pid[$1]=""
 }
 
-# "Mode: ..." of a member's srvr answer (leader, follower, ...), empty if not serving.
-srvr_zxid() { # port: the Zxid line of srvr, decimal
-  python3 - "$1" <<'PY'
+# One line of a server's srvr answer ("Mode", "Zxid", ...), its value after ": ";
+# empty if the server does not answer within TIMEOUT seconds (1).
+srvr_field() { # port field [timeout]
+  python3 - "$1" "$2" "${3:-1}" <<'PY' 2>/dev/null || true
 import socket, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
-s.sendall(b"srvr"); data = b""
-while True:
-    c = s.recv(4096)
-    if not c: break
-    data += c
-for line in data.decode(errors="replace").splitlines():
-    if line.startswith("Zxid: "): print(int(line[6:].strip(), 16))
-PY
-}
-srvr_mode() { # port
-  python3 - "$1" <<'PY' 2>/dev/null || true
-import socket, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1)
-s.settimeout(1); s.sendall(b"srvr"); data = b""
+port, field, timeout = int(sys.argv[1]), sys.argv[2] + ": ", float(sys.argv[3])
+s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+s.settimeout(timeout); s.sendall(b"srvr"); data = b""
 while True:
     chunk = s.recv(4096)
     if not chunk: break
     data += chunk
 for line in data.decode(errors="replace").splitlines():
-    if line.startswith("Mode: "): print(line[6:].strip())
+    if line.startswith(field): print(line[len(field):].strip())
 PY
+}
+# "Mode: ..." of a member's srvr answer (leader, follower, ...), empty if not serving.
+srvr_mode() { srvr_field "$1" Mode; } # port
+# The server's last zxid (srvr's "Zxid: 0x..."), decimal; fails if it does not answer.
+srvr_zxid() { # port
+  local z; z="$(srvr_field "$1" Zxid 5)"
+  [[ -n "$z" ]] || { log "no srvr answer on port $1"; return 1; }
+  echo $((z))
+}
+
+# The words in the order round ROUND runs them: as given on odd rounds, reversed on
+# even ones, so that no server always goes first.
+round_order() { # round word...
+  local round="$1" i; shift
+  local words=("$@")
+  if (( round % 2 == 0 )); then
+    for (( i = ${#words[@]} - 1; i >= 0; i-- )); do echo "${words[$i]}"; done
+  else
+    printf '%s\n' "${words[@]}"
+  fi
 }
 
 # Waits (bounded) until every running member serves and exactly one leads; prints the

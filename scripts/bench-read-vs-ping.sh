@@ -82,12 +82,9 @@ one_server() { # server round
   pids=("${keep[@]}")
 }
 
-read -r -a order <<< "$servers"
 for (( round = 1; round <= rounds; round++ )); do
+  mapfile -t order < <(round_order "$round" $servers)
   for s in "${order[@]}"; do one_server "$s" "$round"; done
-  # Reverse the order for the next round.
-  rev=(); for (( i = ${#order[@]} - 1; i >= 0; i-- )); do rev+=("${order[$i]}"); done
-  order=("${rev[@]}")
 done
 
 mv "$out.tmp" "$out"

@@ -80,11 +80,7 @@ run() { # mode spec round
 
 log "writes at $conc, $seconds s per run, $window_ms ms windows; servers: $servers; modes: $modes"
 for (( round = 1; round <= rounds; round++ )); do
-  order=($servers)
-  if (( round % 2 == 0 )); then
-    rev=(); for (( i = ${#order[@]} - 1; i >= 0; i-- )); do rev+=("${order[$i]}"); done
-    order=("${rev[@]}")
-  fi
+  mapfile -t order < <(round_order "$round" $servers)
   for mode in $modes; do
     for spec in "${order[@]}"; do run "$mode" "$spec" "$round"; done
   done

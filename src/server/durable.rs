@@ -537,10 +537,10 @@ pub fn snapshot_and_purge(tree: &Tree, sessions: &[(i64, i32)], retention: &Rete
 }
 
 /// Starts writing a snapshot of (tree, sessions) on a thread of its own
-/// ([`snapshot_and_purge`]), with `busy` set until it ends, and records how long it
-/// took. The sequencer (standalone) and the quorum core call it when their trigger
-/// fires and `busy` was clear. A thread that cannot start is logged, and `busy`
-/// cleared again.
+/// ([`snapshot_and_purge`]) and records how long it took. The sequencer
+/// (standalone) and the quorum core call it when their trigger fires, after setting
+/// `busy` (which was clear); it is cleared when the snapshot ends, or at once if the
+/// thread cannot start (logged).
 pub fn spawn_snapshot(
     tree: Tree,
     sessions: Vec<(i64, i32)>,
