@@ -764,8 +764,15 @@ impl Seq {
             let gated = self.replica.advance(rd.persisted());
             self.perform(gated, now);
         }
-        if self.held.is_some() {
+        // Until nothing more is released: performing an output can queue more (a
+        // forwarded REQUEST becomes PROPOSALs, an ACK a COMMIT), and left queued
+        // they would wait for the next input or tick (one write per 20 ms tick
+        // while a leader's disk stalled).
+        while self.held.is_some() {
             let released = self.replica.take_released();
+            if released.is_empty() {
+                break;
+            }
             self.perform(released, now);
         }
         if self.publish_needed || !self.items.is_empty() {
