@@ -10,36 +10,16 @@
 mod common;
 
 use common::ensemble::Ensemble;
-use common::{four_letter_word, free_port, require_reference, Kind, RawClient, Server};
+use common::{
+    four_letter_word, free_port, http_get as get, http_raw, require_reference, Kind, RawClient,
+    Server,
+};
 use corral::proto::{Acl, CreateKind, CreateRequest, Request};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
-
-/// Largest HTTP response the test client reads.
-const RESPONSE_BYTES_MAX: u64 = 4 << 20;
-
-/// Sends `raw` to `addr` and returns (status code, body); `None` when the server
-/// closed without an HTTP answer.
-fn http_raw(addr: &str, raw: &[u8]) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(addr).expect("connect to the HTTP endpoint");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
-    let _ = s.write_all(raw);
-    let mut out = Vec::new();
-    let _ = s.take(RESPONSE_BYTES_MAX).read_to_end(&mut out);
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, body.to_string()))
-}
-
-fn get(addr: &str, path: &str) -> (u16, String) {
-    let req = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
-    http_raw(addr, req.as_bytes()).unwrap_or_else(|| panic!("no HTTP answer to GET {path}"))
-}
 
 fn command(addr: &str, name: &str) -> Value {
     let (status, body) = get(addr, &format!("/commands/{name}"));

@@ -15,11 +15,12 @@
 //!   learner: request → REQUEST to the leader (sessions, syncs, writes); the txn it
 //!            commits is applied here and answers the local client that sent it
 //!   every batch of applied txns → one published tree version to every shard
-//!   the core's log writes → appended here, fsynced inline while syncs are fast,
-//!            else on a blocking thread while packets and requests go on
-//!            (`HeldSync`; `server::sync_place` decides); an inline sync first
-//!            lets the peer links send what the batch queued (its PROPOSALs), so
-//!            the followers log alongside the leader, not after it
+//!   the core's log writes → appended here, fsynced on a blocking thread while
+//!            packets and requests go on (`HeldSync`): always on a leader (a
+//!            stalled disk there must not stop the ensemble's writes), on a
+//!            learner while syncs are slow (`server::sync_place`), else inline;
+//!            an inline sync first lets the peer links send what the batch queued
+//!            (its forwarded REQUESTs)
 //! ```
 //!
 //! State: `committed` is the tree every shard reads (only committed txns); a leader
@@ -850,16 +851,21 @@ impl Seq {
             self.log.finish_sync(done).map_err(|e| e.to_string())?;
             return Ok(None);
         }
-        if !self.sync_place.inline() {
+        // A leader never syncs on its executor: if its disk stalls, its followers
+        // commit without it (their ACKs are a quorum) while the sync is held, as
+        // the reference's leader does; inline, every write of the ensemble would
+        // wait for that disk, and the followers would leave after syncLimit.
+        let leading = matches!(self.role, Role::Leading { .. });
+        if leading || !self.sync_place.inline() {
             return Ok(Some(Box::pin(
                 glommio::executor().spawn_blocking(move || job.run_timed()),
             )));
         }
         if self.peers.has_queued_packets() {
-            // This batch queued packets that need nothing of its sync (a leader's
-            // PROPOSALs, a learner's forwarded REQUESTs): their links send them
-            // first, so the followers log alongside this member rather than after
-            // it. Then the sync runs inline, held like a pool sync meanwhile. (When
+            // This batch queued packets that need nothing of its sync (a learner's
+            // forwarded REQUESTs): their links send them first, so the leader
+            // proposes them while this member syncs rather than after. Then the
+            // sync runs inline, held like a pool sync meanwhile. (When
             // an input is ready at once, `next_wake` may poll this again before the
             // links ran: the sync then goes first, as it did before.)
             return Ok(Some(Box::pin(async move {

@@ -594,8 +594,15 @@ impl Log {
         }
         match std::mem::replace(&mut self.spare, Spare::Missing) {
             Spare::Pending(h) => {
-                // Writes stop while a roll waits: say so, with how long.
+                // Writes stop while a roll waits: say so when the wait begins (a
+                // fill stuck on a dead disk shows at once), and how long it took.
                 let waiting = (!h.is_finished()).then(std::time::Instant::now);
+                if waiting.is_some() {
+                    tracing::warn!(
+                        "a log segment roll waits for the spare segment's zero-fill; \
+                         writes wait until it ends"
+                    );
+                }
                 let spare = h.join();
                 if let Some(since) = waiting {
                     tracing::warn!(

@@ -155,6 +155,8 @@ pub struct Ensemble {
     /// Where member `from` reaches member `to` (quorum, election port), when
     /// not at `to`'s own ports.
     route: Option<PeerRoute>,
+    /// Members run with the sync-stall shim preloaded (`preload_sync_stall`).
+    sync_stall: bool,
     /// A failure report took the reference members' thread dumps already (a
     /// panic message's report, then the one `Drop` prints): once is enough.
     thread_dumps_taken: AtomicBool,
@@ -230,6 +232,7 @@ impl Ensemble {
             root: None,
             since: Instant::now(),
             route: None,
+            sync_stall: false,
             thread_dumps_taken: AtomicBool::new(false),
             _serial: serial,
         };
@@ -411,6 +414,19 @@ impl Ensemble {
     }
 
     /// The member's dir (zoo.cfg, data/, datalog/, server.log).
+    /// Every member launched from now on runs with the sync-stall shim preloaded
+    /// (`super::stall`), stalling on its own [`sync_stall_file`](Self::sync_stall_file).
+    pub fn preload_sync_stall(&mut self) {
+        self.sync_stall = true;
+    }
+
+    /// The file whose existence stalls member `sid`'s fsync and fdatasync calls
+    /// (when the shim is preloaded).
+    pub fn sync_stall_file(&self, sid: u64) -> Option<PathBuf> {
+        self.sync_stall
+            .then(|| self.member(sid).home.join("stall-sync"))
+    }
+
     pub fn member_dir(&self, sid: u64) -> PathBuf {
         self.member(sid).home.clone()
     }
@@ -460,10 +476,13 @@ impl Ensemble {
         let m = self.member(sid);
         assert!(m.process.is_none(), "member {sid} is already running");
         append_log_marker(&m.home, &format!("starting member {sid} ({})", m.kind));
-        let cmd = match m.kind {
+        let mut cmd = match m.kind {
             Kind::Reference => reference_command(&m.cfg_path, &[]),
             Kind::Corral => corral_command(&m.cfg_path),
         };
+        if let Some(file) = self.sync_stall_file(sid) {
+            cmd.envs(super::stall::preload_env(&file, None));
+        }
         let server = Server::launch(m.kind, cmd, m.ports.client, &m.home);
         let m = self.member_mut(sid);
         m.process = Some(server);

@@ -15,6 +15,7 @@
 #![allow(dead_code)]
 
 pub mod ensemble;
+pub mod stall;
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
@@ -391,17 +392,20 @@ impl Server {
     /// Starts Apache ZooKeeper standalone. `cfg_extra` is appended to zoo.cfg.
     /// Call [`require_reference`] first.
     pub fn reference(cfg_extra: &str) -> Server {
-        let serial = REFERENCE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        Self::reference_with(cfg_extra, Some(serial))
+        Self::start_with_env(Kind::Reference, cfg_extra, &[])
     }
 
     /// A second reference JVM beside one this thread already holds (harness
     /// self-checks only: it does not take the one-JVM-at-a-time lock).
     pub fn reference_second(cfg_extra: &str) -> Server {
-        Self::reference_with(cfg_extra, None)
+        Self::reference_with(cfg_extra, None, &[])
     }
 
-    fn reference_with(cfg_extra: &str, serial: Option<MutexGuard<'static, ()>>) -> Server {
+    fn reference_with(
+        cfg_extra: &str,
+        serial: Option<MutexGuard<'static, ()>>,
+        env: &[(&str, &str)],
+    ) -> Server {
         let dir = tempfile::Builder::new()
             .prefix("corral-ref-")
             .tempdir()
@@ -433,21 +437,19 @@ impl Server {
         }
         let cfg_path = dir.path().join("zoo.cfg");
         std::fs::write(&cfg_path, cfg).unwrap();
-        let cmd = reference_command(&cfg_path, &sysprops);
+        let mut cmd = reference_command(&cfg_path, &sysprops);
+        cmd.envs(env.iter().copied());
         Self::spawn(Kind::Reference, cmd, port, dir, serial)
     }
 
     /// Starts corral (`corral server --config FILE`). `cfg_extra` is appended to the config.
     pub fn corral(cfg_extra: &str) -> Server {
-        let dir = tempfile::Builder::new()
-            .prefix("corral-it-")
-            .tempdir()
-            .unwrap();
-        Self::spawn_corral(dir, cfg_extra)
+        Self::start_with_env(Kind::Corral, cfg_extra, &[])
     }
 
-    /// Starts corral in `dir` on a fresh port, with the base config plus `cfg_extra`.
-    fn spawn_corral(dir: tempfile::TempDir, cfg_extra: &str) -> Server {
+    /// Starts corral in `dir` on a fresh port, with the base config plus
+    /// `cfg_extra` and `env` added to its environment.
+    fn spawn_corral(dir: tempfile::TempDir, cfg_extra: &str, env: &[(&str, &str)]) -> Server {
         let port = free_port();
         let mut cfg = Self::base_cfg(port, dir.path());
         // As for the reference: no AdminServer on the shared port 8080 unless a
@@ -457,7 +459,9 @@ impl Server {
         cfg.push_str(cfg_extra);
         let cfg_path = dir.path().join("corral.cfg");
         std::fs::write(&cfg_path, cfg).unwrap();
-        Self::spawn(Kind::Corral, corral_command(&cfg_path), port, dir, None)
+        let mut cmd = corral_command(&cfg_path);
+        cmd.envs(env.iter().copied());
+        Self::spawn(Kind::Corral, cmd, port, dir, None)
     }
 
     /// Stops this corral (SIGKILL) and starts a new process on the same data dirs,
@@ -475,14 +479,29 @@ impl Server {
             let _ = child.kill();
             let _ = child.wait();
         }
-        Self::spawn_corral(self.dir.take().expect("the server's dir"), cfg_extra)
+        Self::spawn_corral(self.dir.take().expect("the server's dir"), cfg_extra, &[])
     }
 
     /// Starts a server of the given kind.
     pub fn start(kind: Kind, cfg_extra: &str) -> Server {
+        Self::start_with_env(kind, cfg_extra, &[])
+    }
+
+    /// As [`start`](Self::start), with `env` added to the server process's
+    /// environment (e.g. an `LD_PRELOAD` shim; the reference's JVM gets it too).
+    pub fn start_with_env(kind: Kind, cfg_extra: &str, env: &[(&str, &str)]) -> Server {
         match kind {
-            Kind::Reference => Server::reference(cfg_extra),
-            Kind::Corral => Server::corral(cfg_extra),
+            Kind::Reference => {
+                let serial = REFERENCE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+                Self::reference_with(cfg_extra, Some(serial), env)
+            }
+            Kind::Corral => {
+                let dir = tempfile::Builder::new()
+                    .prefix("corral-it-")
+                    .tempdir()
+                    .unwrap();
+                Self::spawn_corral(dir, cfg_extra, env)
+            }
         }
     }
 
@@ -690,6 +709,30 @@ impl Drop for Server {
             );
         }
     }
+}
+
+/// Largest HTTP response the test client reads.
+pub const RESPONSE_BYTES_MAX: u64 = 4 << 20;
+
+/// Sends `raw` to `addr` and returns (status code, body); `None` when the server
+/// closed without an HTTP answer.
+pub fn http_raw(addr: &str, raw: &[u8]) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(addr).expect("connect to the HTTP endpoint");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(raw);
+    let mut out = Vec::new();
+    let _ = s.take(RESPONSE_BYTES_MAX).read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_string()))
+}
+
+/// GET `path` over HTTP/1.0 (never chunked): (status code, body).
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let req = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
+    http_raw(addr, req.as_bytes()).unwrap_or_else(|| panic!("no HTTP answer to GET {path}"))
 }
 
 /// Sends a four-letter word on a fresh connection and returns the whole answer.

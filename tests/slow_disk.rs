@@ -1,0 +1,312 @@
+//! A slow or stalled disk, played by the `LD_PRELOAD` shim of `common::stall`
+//! around `fdatasync(2)` and `fsync(2)`: while a file the test creates exists, every
+//! sync call waits (or only those of the threads named), and the test knows when
+//! the server is inside the stalled sync. What an operator and the clients see:
+//! - a log sync slower than `fsync.warningthresholdms`: the reference's warning in
+//!   the log on both servers, and (corral) `fsync_threshold_exceed_count` in the
+//!   AdminServer's `srvr`; the write is acknowledged once the disk returns;
+//! - corral after such a sync: its next syncs run on a blocking thread
+//!   (`server::sync_place`), so a second stall holds only the writes, and another
+//!   session's reads are answered meanwhile (the reference holds them too: printed,
+//!   not asserted); a restart keeps every acknowledged write;
+//! - an ensemble whose leader's disk stalls: writes through a follower go on,
+//!   acknowledged by the followers' quorum, on corral, the reference and mixed
+//!   ensembles;
+//! - a log segment whose zero-fill is stalled (the preallocation thread's final
+//!   fsync): the first append waits for it, the log says so when the wait begins and
+//!   how long it took when it ends, and nothing is lost.
+//!
+//! No timing is asserted: the test holds each stall until it has seen what it
+//! checks, and every wait is bounded.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::ensemble::{Ensemble, Role};
+use common::stall::{preload_env, Stall};
+use common::{free_port, http_get, require_reference, Decoded, Kind, RawClient, Server};
+use corral::proto::{Request, Response};
+
+/// How long a stalled sync is held after the server entered it: well above
+/// [`FSYNC_WARNING_THRESHOLD_MS`], so the sync takes longer than the threshold
+/// whatever the machine's pace.
+const STALL_HOLD_MS: u64 = 300;
+/// `fsync.warningthresholdms` of the servers under test.
+const FSYNC_WARNING_THRESHOLD_MS: u64 = 100;
+/// Bound on waiting for the server to enter a stalled sync, or for a log line.
+const SEEN_TIMEOUT_MS: u64 = 30_000;
+/// How long the reference's held read is waited for before the stall is lifted.
+const REFERENCE_READ_WAIT_MS: u64 = 2_000;
+/// Poll interval of the bounded waits.
+const POLL_MS: u64 = 20;
+/// Session timeout of the test's clients.
+const SESSION_TIMEOUT_MS: i32 = 30_000;
+
+/// Polls `cond` every POLL_MS up to SEEN_TIMEOUT_MS; panics with the server's
+/// log if it never holds.
+fn wait_until(server: &Server, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_millis(SEEN_TIMEOUT_MS);
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "waited {SEEN_TIMEOUT_MS} ms for {what}; server log:\n{}",
+            server.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(POLL_MS));
+    }
+}
+
+/// The server started with the shim preloaded, stalling on `stall_file`.
+fn start(kind: Kind, cfg_extra: &str, stall_file: &Path, only_thread: Option<&str>) -> Server {
+    let env = preload_env(stall_file, only_thread);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    Server::start_with_env(kind, cfg_extra, &env)
+}
+
+/// Waits (bounded) until a sync call is held by `stall`.
+fn wait_entered(stall: &Stall, server: &Server) {
+    wait_until(server, "a sync call to enter the stall", || stall.entered());
+}
+
+fn set_data(path: &str, data: &[u8]) -> Request {
+    Request::SetData {
+        path: path.to_string(),
+        data: Some(data.to_vec()),
+        version: -1,
+    }
+}
+
+/// getData's data, or a panic naming what came instead.
+fn get(c: &mut RawClient, path: &str) -> Vec<u8> {
+    let req = Request::get_data_of(path);
+    match c.call_decoded(&req) {
+        Ok(Decoded::Ok(Response::Data {
+            data: Some(data), ..
+        })) => data,
+        other => panic!("getData {path}: {other:?}"),
+    }
+}
+
+/// The next reply on `c` must be a success (a write sent earlier).
+fn expect_ok(c: &mut RawClient, what: &str) {
+    match c.wait_reply() {
+        Ok(r) => assert_eq!(r.err, 0, "{what} failed: {r:?}"),
+        Err(e) => panic!("{what}: no reply ({e:?})"),
+    }
+}
+
+/// One log sync held past the threshold: the warning and the counter, then (corral)
+/// a second stall that holds the write but not another session's reads.
+fn slow_log_sync(kind: Kind) {
+    if kind == Kind::Reference && !require_reference() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let stall_file = tmp.path().join("stall");
+    let mut cfg = format!("fsync.warningthresholdms={FSYNC_WARNING_THRESHOLD_MS}\n");
+    let admin = (kind == Kind::Corral).then(free_port);
+    if let Some(port) = admin {
+        // One shard with the sequencer beside it (the default on up to 2 CPUs):
+        // both sessions on the executor whose inline sync would hold them.
+        cfg.push_str(&format!(
+            "corral.shardCores=1\n\
+             admin.enableServer=true\nadmin.serverAddress=127.0.0.1\nadmin.serverPort={port}\n"
+        ));
+    }
+    let server = start(kind, &cfg, &stall_file, None);
+    let mut a = RawClient::connect(&server.addr(), SESSION_TIMEOUT_MS);
+    let mut b = RawClient::connect(&server.addr(), SESSION_TIMEOUT_MS);
+    let created = a.call(&Request::create_open("/slow", b"v0")).unwrap();
+    assert_eq!(created.err, 0, "create /slow: {created:?}");
+
+    // First stall: held STALL_HOLD_MS after the server entered it.
+    let stall = Stall::begin(&stall_file);
+    a.send_request(&set_data("/slow", b"v1")).unwrap();
+    wait_entered(&stall, &server);
+    std::thread::sleep(Duration::from_millis(STALL_HOLD_MS));
+    drop(stall);
+    expect_ok(&mut a, "setData held by the first stall");
+    wait_until(&server, "the slow-fsync warning in the log", || {
+        let log = server.log();
+        log.contains("fsync-ing the") && log.contains("adversely")
+    });
+    if let Some(admin) = admin {
+        // The reference counts it in the same place (its AdminServer needs jars
+        // this test does not put on its class path).
+        let (status, body) = http_get(&format!("127.0.0.1:{admin}"), "/commands/srvr");
+        assert_eq!(status, 200, "srvr: {body}");
+        let srvr: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let exceeded = srvr["server_stats"]["fsync_threshold_exceed_count"].as_u64();
+        assert!(
+            exceeded.is_some_and(|n| n >= 1),
+            "fsync_threshold_exceed_count after a {STALL_HOLD_MS} ms sync: {exceeded:?} in {body}"
+        );
+    }
+
+    // Second stall, right after: the write waits for the disk; does another
+    // session's read?
+    let stall = Stall::begin(&stall_file);
+    a.send_request(&set_data("/slow", b"v2")).unwrap();
+    wait_entered(&stall, &server);
+    match kind {
+        Kind::Corral => {
+            // Answered while the sync is still held, from the last durable state.
+            assert_eq!(get(&mut b, "/slow"), b"v1", "a read during the stall");
+            drop(stall);
+        }
+        Kind::Reference => {
+            b.set_read_timeout(Duration::from_millis(REFERENCE_READ_WAIT_MS));
+            b.send_request(&Request::get_data_of("/slow")).unwrap();
+            let during = b.wait_reply();
+            drop(stall);
+            let answered = during.is_ok();
+            if !answered {
+                b.set_read_timeout(Duration::from_millis(SEEN_TIMEOUT_MS));
+                b.wait_reply()
+                    .expect("the reference's held read, once the disk returned");
+            }
+            eprintln!(
+                "[reference] a read during a stalled log sync answered before the disk \
+                 returned: {answered} (not asserted)"
+            );
+        }
+    }
+    expect_ok(&mut a, "setData held by the second stall");
+    b.set_read_timeout(Duration::from_millis(SEEN_TIMEOUT_MS));
+    assert_eq!(get(&mut b, "/slow"), b"v2");
+
+    if kind == Kind::Corral {
+        drop((a, b));
+        let server = server.restart_corral("");
+        let mut c = RawClient::connect(&server.addr(), SESSION_TIMEOUT_MS);
+        assert_eq!(get(&mut c, "/slow"), b"v2", "after a restart");
+    }
+}
+
+#[test]
+fn slow_log_sync_corral() {
+    slow_log_sync(Kind::Corral);
+}
+
+#[test]
+fn slow_log_sync_reference() {
+    slow_log_sync(Kind::Reference);
+}
+
+/// The first log segment's zero-fill stalled from start-up: the first append (the
+/// first session's creation) waits for it, and the log says so.
+#[test]
+fn a_roll_waiting_for_its_segment_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let stall_file = tmp.path().join("stall");
+    let stall = Stall::begin(&stall_file);
+    let server = start(Kind::Corral, "", &stall_file, Some("corral-prealloc"));
+    wait_entered(&stall, &server);
+    let addr = server.addr();
+    let connecting = std::thread::spawn(move || RawClient::connect(&addr, SESSION_TIMEOUT_MS));
+    wait_until(&server, "the log line of a roll that waits", || {
+        server
+            .log()
+            .contains("a log segment roll waits for the spare segment's zero-fill")
+    });
+    assert!(
+        !connecting.is_finished(),
+        "a session was created while its log segment was still being zero-filled"
+    );
+    drop(stall);
+    let mut c = connecting.join().expect("the session waiting for the roll");
+    let created = c.call(&Request::create_open("/rolled", b"r")).unwrap();
+    assert_eq!(created.err, 0, "create after the roll: {created:?}");
+    wait_until(
+        &server,
+        "the log line saying how long the roll waited",
+        || {
+            server
+                .log()
+                .lines()
+                .any(|l| l.contains("a log segment roll waited") && l.contains(" ms for the spare"))
+        },
+    );
+    drop(c);
+    let server = server.restart_corral("");
+    let mut c = RawClient::connect(&server.addr(), SESSION_TIMEOUT_MS);
+    assert_eq!(get(&mut c, "/rolled"), b"r", "after a restart");
+}
+
+/// Writes through a follower while the leader's disk is stalled: every one is
+/// acknowledged before the stall ends (the followers' ACKs are a quorum), and the
+/// leader had a sync held meanwhile. The reference's leader does the same (its
+/// SyncRequestProcessor stalls, its commit pipeline does not). A corral leader
+/// used to sync on its own executor while its disk was fast, so a stall held every
+/// write of the ensemble (and the followers left it after syncLimit).
+fn writes_go_on_while_the_leader_disk_stalls(kinds: &[Kind]) {
+    if !Ensemble::can_start(kinds) {
+        return;
+    }
+    let members: Vec<(Kind, Role)> = kinds.iter().map(|&k| (k, Role::Participant)).collect();
+    // Every corral sync inline that may be (a fast disk's placement, whatever this
+    // machine's disk is like); the reference reads the key as a system property.
+    let mut ens = Ensemble::configure(&members, "corral.inlineSyncMaxMicros=1000000000\n");
+    ens.preload_sync_stall();
+    ens.launch_all();
+    let leader = ens.wait_leader();
+    let follower = ens.sids().into_iter().find(|&s| s != leader).unwrap();
+    let mut c = ens.connect(follower);
+    let created = c.call(&Request::create_open("/stalled-leader", b"0"));
+    assert_eq!(
+        created.map(|r| r.err).ok(),
+        Some(0),
+        "create through {follower}"
+    );
+    let stall = Stall::begin(&ens.sync_stall_file(leader).unwrap());
+    for i in 0..STALLED_LEADER_WRITES {
+        let set = set_data("/stalled-leader", i.to_string().as_bytes());
+        match c.call(&set) {
+            Ok(r) => assert_eq!(
+                r.err, 0,
+                "write {i} while leader {leader}'s disk stalls: {r:?}"
+            ),
+            Err(e) => panic!(
+                "write {i} through {follower} got no answer while leader {leader}'s disk \
+                 stalls ({e:?})\n{}",
+                ens.report()
+            ),
+        }
+    }
+    assert!(
+        stall.entered(),
+        "leader {leader} ({}) synced nothing during {STALLED_LEADER_WRITES} writes",
+        ens.kind(leader)
+    );
+    drop(stall);
+    assert_eq!(
+        ens.leader(),
+        Some(leader),
+        "the leader changed:\n{}",
+        ens.report()
+    );
+    ens.assert_same_tree();
+}
+
+/// Writes sent while a leader's disk is stalled.
+const STALLED_LEADER_WRITES: usize = 200;
+
+#[test]
+fn writes_go_on_while_the_leader_disk_stalls_corral() {
+    writes_go_on_while_the_leader_disk_stalls(&[Kind::Corral; 3]);
+}
+
+#[test]
+fn writes_go_on_while_the_leader_disk_stalls_reference() {
+    writes_go_on_while_the_leader_disk_stalls(&[Kind::Reference; 3]);
+}
+
+/// A corral leader (the highest sid leads at start) of ZooKeeper followers, and
+/// the reverse.
+#[test]
+fn writes_go_on_while_the_leader_disk_stalls_mixed() {
+    writes_go_on_while_the_leader_disk_stalls(&[Kind::Reference, Kind::Reference, Kind::Corral]);
+    writes_go_on_while_the_leader_disk_stalls(&[Kind::Corral, Kind::Corral, Kind::Reference]);
+}
