@@ -341,6 +341,7 @@ fn start_behind_proxy(kinds: &[Kind]) -> (Ensemble, PeerProxy, bool) {
     }
     let proxy = PeerProxy::start(&real, &taken);
     ens.route_peers(proxy.routes());
+    ens.preload_sync_stall();
     ens.launch_all();
     (ens, proxy, disks)
 }
@@ -628,6 +629,8 @@ fn a_kept_tmpfs_keeps_its_files_but_not_the_ballast() {
 const FOCUSED_FULL_HOLD_MS: u64 = 6_000;
 /// Hold of a focused torn-record step (the member is down meanwhile).
 const FOCUSED_TORN_HOLD_MS: u64 = 1_000;
+/// Hold of a focused stalled-disk step: past syncLimit, so the ensemble notices.
+const FOCUSED_STALL_HOLD_MS: u64 = 3_000;
 /// Rest after each focused step.
 const FOCUSED_REST_MS: u64 = 2_000;
 
@@ -764,6 +767,64 @@ fn torn_last_record_mixed() {
         Fault::TornLastRecord(Target::Leader, Tear::Cut),
     ];
     torn_run("torn_last_record_mixed", "mixed", &faults);
+}
+
+/// A stalled-disk run: every check passed, every step held a sync of its member,
+/// and a member of each kind in `stalled` was among them.
+fn disk_stall_run(test: &str, kinds_name: &str, faults: &[Fault], stalled: &[Kind]) {
+    let Some(report) = focused_run(test, kinds_name, faults, FOCUSED_STALL_HOLD_MS) else {
+        return;
+    };
+    let held: Vec<&String> = (report.nemesis_log.iter())
+        .filter(|l| l.contains("a sync was held by the stall: true"))
+        .collect();
+    let log = report.nemesis_log.join("\n  ");
+    assert_eq!(
+        held.len(),
+        faults.len(),
+        "a stalled disk held no sync:\n  {log}"
+    );
+    for kind in stalled {
+        assert!(
+            held.iter().any(|l| l.contains(&format!("({kind})"))),
+            "no {kind} member's disk stalled:\n  {log}"
+        );
+    }
+}
+
+#[test]
+fn disk_stall_on_a_follower_corral() {
+    let faults = [Fault::DiskStall(Target::Follower(None))];
+    disk_stall_run(
+        "disk_stall_on_a_follower_corral",
+        "corral",
+        &faults,
+        &[Kind::Corral],
+    );
+}
+
+#[test]
+fn disk_stall_on_the_leader_corral() {
+    let faults = [Fault::DiskStall(Target::Leader)];
+    disk_stall_run(
+        "disk_stall_on_the_leader_corral",
+        "corral",
+        &faults,
+        &[Kind::Corral],
+    );
+}
+
+/// A follower of each kind, then the leader (a corral member: the highest sid
+/// leads at start, and a follower's stall does not move the lead).
+#[test]
+fn disk_stall_mixed() {
+    let faults = [
+        Fault::DiskStall(Target::Follower(Some(Kind::Reference))),
+        Fault::DiskStall(Target::Follower(Some(Kind::Corral))),
+        Fault::DiskStall(Target::Leader),
+    ];
+    let both = [Kind::Reference, Kind::Corral];
+    disk_stall_run("disk_stall_mixed", "mixed", &faults, &both);
 }
 
 /// The harness's calls ping while they wait, as a client does. A stand-in server

@@ -16,7 +16,9 @@
 //! written), which the heal treats as the crash it is: it deletes the ballast,
 //! restarts the member and waits (bounded) until it serves again. A torn last
 //! record is applied to a killed member's newest log file before the heal
-//! restarts it, one member at a time (the others hold the record).
+//! restarts it, one member at a time (the others hold the record). A stalled
+//! disk holds every fsync and fdatasync of one member until the heal (members
+//! run with the shim of `common::stall` preloaded).
 #![allow(dead_code)]
 
 use std::time::Duration;
@@ -32,6 +34,7 @@ use crate::common::ensemble::{
     call, create_req, open_session, Ensemble, Mode, ENSEMBLE_TICK_MS, POLL_MS, SERVING_POLLS_MAX,
     SYNC_LIMIT_TICKS,
 };
+use crate::common::stall::Stall;
 use crate::common::Kind;
 use corral::proto::{CreateMode, Request};
 
@@ -87,6 +90,9 @@ pub enum Fault {
     /// SIGKILL a member, damage the last record of its newest log file,
     /// restart it at the heal.
     TornLastRecord(Target, Tear),
+    /// Stall every fsync and fdatasync of a member (its disk stops answering,
+    /// `common::stall`) for the hold; the heal lets them return.
+    DiskStall(Target),
 }
 
 /// One step of a schedule.
@@ -187,6 +193,8 @@ pub struct Nemesis<'a> {
     full: Option<u64>,
     /// The member whose log the current step tore.
     torn: Option<u64>,
+    /// The member whose disk the current step stalls, and the stall.
+    stalled: Option<(u64, Stall)>,
     /// Full-disk steps whose member exited (what the disk did to it, not a crash).
     pub disk_exits: usize,
 }
@@ -203,6 +211,7 @@ impl<'a> Nemesis<'a> {
             disks: false,
             full: None,
             torn: None,
+            stalled: None,
             disk_exits: 0,
         }
     }
@@ -327,6 +336,15 @@ impl<'a> Nemesis<'a> {
         }
     }
 
+    /// Stalls a member's disk (nothing when the members run without the shim).
+    fn apply_disk_stall(&mut self, sid: u64) -> String {
+        let Some(file) = self.ens.sync_stall_file(sid) else {
+            return format!("nothing: member {sid} runs without the sync-stall shim");
+        };
+        self.stalled = Some((sid, Stall::begin(&file)));
+        format!("disk of member {sid} ({}) stalled", self.ens.kind(sid))
+    }
+
     /// Starts the fault; says whom it hit.
     fn apply(&mut self, fault: Fault, rng: &mut SmallRng) -> String {
         let sids = self.ens.sids();
@@ -358,6 +376,10 @@ impl<'a> Nemesis<'a> {
             Fault::TornLastRecord(target, tear) => {
                 let sid = self.target(target, random, rng);
                 self.apply_torn(sid, tear, rng)
+            }
+            Fault::DiskStall(target) => {
+                let sid = self.target(target, random, rng);
+                self.apply_disk_stall(sid)
             }
             Fault::KillRandom | Fault::KillLeader => {
                 let sid = if fault == Fault::KillLeader {
@@ -488,8 +510,20 @@ impl<'a> Nemesis<'a> {
     }
 
     /// Deletes a full disk's ballast; a member that exited on it counts as
-    /// killed by the fault. Returns the member a disk fault hit, if any.
+    /// killed by the fault. Lets a stalled disk's syncs return. Returns the
+    /// member a disk fault hit, if any.
     fn heal_disk(&mut self) -> Option<u64> {
+        if let Some((sid, stall)) = self.stalled.take() {
+            let line = format!(
+                "[nemesis]   member {sid} ({}): a sync was held by the stall: {}",
+                self.ens.kind(sid),
+                stall.entered()
+            );
+            drop(stall);
+            eprintln!("{line}");
+            self.log.push(line);
+            return Some(sid);
+        }
         if let Some(sid) = self.full.take() {
             for d in disk::member_disk_dirs(self.ens, sid) {
                 disk::unfill(&d).unwrap_or_else(|e| panic!("unfill {}: {e}", d.display()));
