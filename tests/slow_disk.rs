@@ -9,9 +9,8 @@
 //!   (`server::sync_place`), so a second stall holds only the writes, and another
 //!   session's reads are answered meanwhile (the reference holds them too: printed,
 //!   not asserted); a restart keeps every acknowledged write;
-//! - an ensemble whose leader's disk stalls: writes through a follower go on,
-//!   acknowledged by the followers' quorum, on corral, the reference and mixed
-//!   ensembles;
+//! - an ensemble whose leader's disk stalls, or the disk of the follower the writes
+//!   go through: the writes go on, on corral, the reference and mixed ensembles;
 //! - a log segment whose zero-fill is stalled (the preallocation thread's final
 //!   fsync): the first append waits for it, the log says so when the wait begins and
 //!   how long it took when it ends, and nothing is lost.
@@ -235,19 +234,30 @@ fn a_roll_waiting_for_its_segment_says_so() {
     assert_eq!(get(&mut c, "/rolled"), b"r", "after a restart");
 }
 
-/// Writes through a follower while the leader's disk is stalled: every one is
-/// acknowledged before the stall ends (the followers' ACKs are a quorum), and the
-/// leader had a sync held meanwhile. The reference's leader does the same (its
-/// SyncRequestProcessor stalls, its commit pipeline does not). A corral leader
-/// used to sync on its own executor while its disk was fast, so a stall held every
-/// write of the ensemble (and the followers left it after syncLimit).
-fn writes_go_on_while_the_leader_disk_stalls(kinds: &[Kind]) {
+/// Which member's disk a stalled-disk ensemble test stalls.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Victim {
+    Leader,
+    /// The follower the writes go through.
+    WritersFollower,
+}
+
+/// Writes through a follower while one member's disk is stalled: every one is
+/// acknowledged before the stall ends, and the member had a sync held meanwhile.
+/// The leader's stalled: its followers' ACKs are a quorum. The writer's follower
+/// stalled: it still forwards the writes and applies the COMMITs (its ACKs wait).
+/// The reference does both (its SyncRequestProcessor stalls, nothing else does).
+/// A corral member used to sync on its own executor while its disk was fast, so a
+/// stall held every write of the ensemble (the leader's) or of the member's
+/// clients, and the others dropped it after syncLimit.
+fn writes_go_on_while_a_disk_stalls(kinds: &[Kind], victim: Victim) {
     if !Ensemble::can_start(kinds) {
         return;
     }
     let members: Vec<(Kind, Role)> = kinds.iter().map(|&k| (k, Role::Participant)).collect();
-    // Every corral sync inline that may be (a fast disk's placement, whatever this
-    // machine's disk is like); the reference reads the key as a system property.
+    // corral's sync placement knob at its most inline (it applies to a standalone
+    // sequencer): a quorum core that synced inline again would fail here whatever
+    // this machine's disk is like. The reference reads it as a system property.
     let mut ens = Ensemble::configure(&members, "corral.inlineSyncMaxMicros=1000000000\n");
     ens.preload_sync_stall();
     ens.launch_all();
@@ -260,8 +270,12 @@ fn writes_go_on_while_the_leader_disk_stalls(kinds: &[Kind]) {
         Some(0),
         "create through {follower}"
     );
-    let stall = Stall::begin(&ens.sync_stall_file(leader).unwrap());
-    for i in 0..STALLED_LEADER_WRITES {
+    let stalled = match victim {
+        Victim::Leader => leader,
+        Victim::WritersFollower => follower,
+    };
+    let stall = Stall::begin(&ens.sync_stall_file(stalled).unwrap());
+    for i in 0..STALLED_DISK_WRITES {
         let set = set_data("/stalled-leader", i.to_string().as_bytes());
         match c.call(&set) {
             Ok(r) => assert_eq!(
@@ -269,16 +283,16 @@ fn writes_go_on_while_the_leader_disk_stalls(kinds: &[Kind]) {
                 "write {i} while leader {leader}'s disk stalls: {r:?}"
             ),
             Err(e) => panic!(
-                "write {i} through {follower} got no answer while leader {leader}'s disk \
-                 stalls ({e:?})\n{}",
+                "write {i} through {follower} got no answer while {victim:?} {stalled}'s \
+                 disk stalls ({e:?})\n{}",
                 ens.report()
             ),
         }
     }
     assert!(
         stall.entered(),
-        "leader {leader} ({}) synced nothing during {STALLED_LEADER_WRITES} writes",
-        ens.kind(leader)
+        "{victim:?} {stalled} ({}) synced nothing during {STALLED_DISK_WRITES} writes",
+        ens.kind(stalled)
     );
     drop(stall);
     assert_eq!(
@@ -290,23 +304,29 @@ fn writes_go_on_while_the_leader_disk_stalls(kinds: &[Kind]) {
     ens.assert_same_tree();
 }
 
-/// Writes sent while a leader's disk is stalled.
-const STALLED_LEADER_WRITES: usize = 200;
+/// Writes sent while a member's disk is stalled.
+const STALLED_DISK_WRITES: usize = 200;
 
 #[test]
-fn writes_go_on_while_the_leader_disk_stalls_corral() {
-    writes_go_on_while_the_leader_disk_stalls(&[Kind::Corral; 3]);
+fn writes_go_on_while_a_disk_stalls_corral() {
+    for victim in [Victim::Leader, Victim::WritersFollower] {
+        writes_go_on_while_a_disk_stalls(&[Kind::Corral; 3], victim);
+    }
 }
 
 #[test]
-fn writes_go_on_while_the_leader_disk_stalls_reference() {
-    writes_go_on_while_the_leader_disk_stalls(&[Kind::Reference; 3]);
+fn writes_go_on_while_a_disk_stalls_reference() {
+    for victim in [Victim::Leader, Victim::WritersFollower] {
+        writes_go_on_while_a_disk_stalls(&[Kind::Reference; 3], victim);
+    }
 }
 
 /// A corral leader (the highest sid leads at start) of ZooKeeper followers, and
-/// the reverse.
+/// the reverse; the writes go through sid 1.
 #[test]
-fn writes_go_on_while_the_leader_disk_stalls_mixed() {
-    writes_go_on_while_the_leader_disk_stalls(&[Kind::Reference, Kind::Reference, Kind::Corral]);
-    writes_go_on_while_the_leader_disk_stalls(&[Kind::Corral, Kind::Corral, Kind::Reference]);
+fn writes_go_on_while_a_disk_stalls_mixed() {
+    for victim in [Victim::Leader, Victim::WritersFollower] {
+        writes_go_on_while_a_disk_stalls(&[Kind::Reference, Kind::Reference, Kind::Corral], victim);
+        writes_go_on_while_a_disk_stalls(&[Kind::Corral, Kind::Corral, Kind::Reference], victim);
+    }
 }

@@ -143,7 +143,8 @@ pub struct Config {
     /// its own or beside shard 0 (`sequencer_placement` says where it runs).
     pub sequencer_core: SequencerCore,
     /// corral.inlineSyncMaxMicros: the smoothed log-sync time up to which a
-    /// sequencer that shares an executor (or a quorum core) syncs inline.
+    /// standalone sequencer that shares an executor syncs inline (an ensemble
+    /// member's quorum core always syncs on a blocking thread).
     pub inline_sync_max_us: u64,
     /// corral.cpuPinning: pin each executor to a CPU.
     pub cpu_pinning: bool,

@@ -16,11 +16,8 @@
 //!            commits is applied here and answers the local client that sent it
 //!   every batch of applied txns → one published tree version to every shard
 //!   the core's log writes → appended here, fsynced on a blocking thread while
-//!            packets and requests go on (`HeldSync`): always on a leader (a
-//!            stalled disk there must not stop the ensemble's writes), on a
-//!            learner while syncs are slow (`server::sync_place`), else inline;
-//!            an inline sync first lets the peer links send what the batch queued
-//!            (its forwarded REQUESTs)
+//!            packets and requests go on (`HeldSync`), so a stalled disk holds
+//!            this member's ACKs, not the ensemble's writes
 //! ```
 //!
 //! State: `committed` is the tree every shard reads (only committed txns); a leader
@@ -295,8 +292,6 @@ struct Seq {
     stopping: bool,
     /// The core's batch whose log sync runs on a blocking thread (see `pump`).
     held: Option<HeldSync>,
-    /// Inline or on the blocking pool: where the next log sync runs.
-    sync_place: super::sync_place::SyncPlace,
     // reconfig
     reconfig_enabled: bool,
     standalone_enabled: bool,
@@ -460,8 +455,6 @@ impl Seq {
         })?;
         let now = now_ms();
         let mut sessions = SessionTable::new(my_id as u8, now, cfg.tick_time_ms);
-        let sync_place =
-            super::sync_place::SyncPlace::new(Duration::from_micros(cfg.inline_sync_max_us));
         durable::restore_sessions(&mut sessions, &rec.sessions, mono_ms());
         let retention = Arc::new(durable::Retention::new(
             &snap_dir,
@@ -519,7 +512,6 @@ impl Seq {
             fatal: None,
             stopping: false,
             held: None,
-            sync_place,
             reconfig_enabled: q.reconfig_enabled,
             standalone_enabled: q.standalone_enabled,
             dynamic_files,
@@ -840,8 +832,14 @@ impl Seq {
     }
 
     /// The sync of what `persist` appended: `None` when it is done already
-    /// (forceSync=no, or a fast disk: `sync_place`), else its result to come:
-    /// from a blocking thread, or inline once the links sent what was queued.
+    /// (forceSync=no), else its result to come from a blocking thread, held while
+    /// the protocol goes on (`HeldSync`). Never inline on this executor: if this
+    /// member's disk stalls, the others commit without it (a leader's followers
+    /// are a quorum; a follower's REQUESTs and ping replies do not wait for its
+    /// ACKs, `zab::Target::Aside`), as in the reference, whose SyncRequestProcessor
+    /// is a thread of its own. Inline, a stalled disk held every write of the
+    /// ensemble (leader) or of the member's clients (follower) for as long as it
+    /// lasted, and the others dropped the member after syncLimit.
     fn start_sync(&mut self) -> Result<Option<SyncFuture>, String> {
         let Some(job) = self.log.begin_sync().map_err(|e| e.to_string())? else {
             return Ok(None);
@@ -851,37 +849,13 @@ impl Seq {
             self.log.finish_sync(done).map_err(|e| e.to_string())?;
             return Ok(None);
         }
-        // A leader never syncs on its executor: if its disk stalls, its followers
-        // commit without it (their ACKs are a quorum) while the sync is held, as
-        // the reference's leader does; inline, every write of the ensemble would
-        // wait for that disk, and the followers would leave after syncLimit.
-        let leading = matches!(self.role, Role::Leading { .. });
-        if leading || !self.sync_place.inline() {
-            return Ok(Some(Box::pin(
-                glommio::executor().spawn_blocking(move || job.run_timed()),
-            )));
-        }
-        if self.peers.has_queued_packets() {
-            // This batch queued packets that need nothing of its sync (a learner's
-            // forwarded REQUESTs): their links send them first, so the leader
-            // proposes them while this member syncs rather than after. Then the
-            // sync runs inline, held like a pool sync meanwhile. (When
-            // an input is ready at once, `next_wake` may poll this again before the
-            // links ran: the sync then goes first, as it did before.)
-            return Ok(Some(Box::pin(async move {
-                futures_lite::future::yield_now().await;
-                job.run_timed()
-            })));
-        }
-        // Fast syncs: cheaper here than a hand-off (server::sync_place).
-        self.take_sync(job.run_timed())?;
-        Ok(None)
+        Ok(Some(Box::pin(
+            glommio::executor().spawn_blocking(move || job.run_timed()),
+        )))
     }
 
-    /// A sync's result back into the log, its time into the stats and the choice
-    /// of where the next one runs.
+    /// A sync's result back into the log, its time into the stats.
     fn take_sync(&mut self, (done, took): (SyncDone, Duration)) -> Result<(), String> {
-        self.sync_place.synced(took);
         self.stats.record_log_sync(took);
         self.log.finish_sync(done).map_err(|e| e.to_string())?;
         Ok(())

@@ -1,11 +1,13 @@
-//! Where the quorum core, or a standalone sequencer beside shard 0, runs its next
-//! log sync: inline on its executor, or on glommio's blocking pool. Pure logic
-//! (durations come in as arguments); each of those cores owns one [`SyncPlace`]
-//! and asks it before each sync.
+//! Where a standalone sequencer beside shard 0 runs its next log sync: inline on
+//! its executor, or on glommio's blocking pool. Pure logic (durations come in as
+//! arguments); that core owns one [`SyncPlace`] and asks it before each sync. (An
+//! ensemble member's quorum core always syncs on the pool: `server::quorum`, so
+//! that a member whose disk stalls does not hold the others.)
 //!
 //! Both have a cost. Inline, the core does nothing else while the fsync runs:
-//! packets, ACKs and client requests that arrive meanwhile wait behind it (the
-//! quorum core lets its peer links send what the batch itself queued first). On
+//! requests that arrive meanwhile wait behind it, and shard 0's clients with
+//! them (the first sync of a stalled disk holds them all, as the reference's
+//! standalone pipeline holds its reads behind a sync). On
 //! the pool, every sync is a hand-off to another thread and a wake-up back, and
 //! the core wakes more often with less to do each time. Measured on this box
 //! (PERF.md, "Syncing off the executor"): with fsync ≈ 0.1 ms the pool cost 17 %

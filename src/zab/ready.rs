@@ -13,7 +13,10 @@
 //! Ordering is per target (one connection, or the local state): once an output to a
 //! target waits for the disk, every later output to the same target in the batch
 //! waits too, so nothing on one connection overtakes anything sent before it on that
-//! connection, while other connections and local applies go on. Outputs of the next
+//! connection, while other connections and local applies go on. One exception: a
+//! serving learner's REQUESTs, revalidations and ping replies are a target of their
+//! own beside its ACKs on the leader's connection (`Target::Aside`), so a learner
+//! whose disk stalls still forwards writes and answers pings. Outputs of the next
 //! batch come only after this one's released outputs, except those whose target
 //! holds nothing gated in this batch (`Replica::take_released`, for drivers that
 //! sync off their thread).

@@ -273,6 +273,14 @@ pub enum Packet {
 }
 
 impl Packet {
+    /// What a serving learner sends its leader besides ACKs (see [`Target::Aside`]).
+    pub(crate) fn is_learner_aside(&self) -> bool {
+        matches!(
+            self,
+            Packet::Request(_) | Packet::RevalidateRequest { .. } | Packet::LearnerPing { .. }
+        )
+    }
+
     /// A short name for logs (the reference's packet names).
     pub fn name(&self) -> &'static str {
         match self {
@@ -459,6 +467,7 @@ impl Output {
     /// What an output is ordered with: a connection, the local state, or nothing.
     pub(crate) fn target(&self) -> Target {
         match self {
+            Output::Send { conn, packet } if packet.is_learner_aside() => Target::Aside(*conn),
             Output::Send { conn, .. }
             | Output::SendSnapshot { conn, .. }
             | Output::Close { conn } => Target::Conn(*conn),
@@ -471,6 +480,13 @@ impl Output {
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, PartialOrd, Ord)]
 pub(crate) enum Target {
     Conn(ConnId),
+    /// A serving learner's REQUESTs, revalidations and ping replies to its leader:
+    /// ordered among themselves, but not behind the ACKs on the same connection,
+    /// which wait for the disk. They need nothing the disk holds, and a leader
+    /// takes them in any order relative to ACKs (the reference's followers send
+    /// them from other threads than their ACKs), so a learner whose disk stalls
+    /// still forwards its clients' writes and keeps its leader's pings answered.
+    Aside(ConnId),
     Local,
     Free,
 }

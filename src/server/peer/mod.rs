@@ -724,12 +724,6 @@ impl Peers {
         self.push(conn, OutItem::Bytes(b), (zxid > 0).then_some(zxid));
     }
 
-    /// Some quorum link has packets queued that its writer task has not taken
-    /// yet (it takes them when this executor next runs it).
-    pub fn has_queued_packets(&self) -> bool {
-        (self.state.borrow().quorum.values()).any(|l| l.outbox.counters.queued_packets.get() > 0)
-    }
-
     /// The traffic of these quorum links (those still open), for the admin
     /// `observers` command.
     pub fn link_infos(&self, conns: &[ConnId]) -> Vec<LinkInfo> {
