@@ -11,6 +11,8 @@
 //!   not asserted); a restart keeps every acknowledged write;
 //! - an ensemble whose leader's disk stalls, or the disk of the follower the writes
 //!   go through: the writes go on, on corral, the reference and mixed ensembles;
+//! - a follower whose disk stays stalled: it takes HELD_SYNC_INPUTS_COUNT_MAX inputs,
+//!   says so and takes no more (bounded memory), the others go on, and it rejoins;
 //! - a log segment whose zero-fill is stalled (the preallocation thread's final
 //!   fsync): the first append waits for it, the log says so when the wait begins and
 //!   how long it took when it ends, and nothing is lost.
@@ -23,7 +25,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::ensemble::{Ensemble, Role};
+use common::ensemble::{pipeline, Ensemble, Role};
 use common::stall::{preload_env, Stall};
 use common::{free_port, http_get, require_reference, Decoded, Kind, RawClient, Server};
 use corral::proto::{Request, Response};
@@ -329,4 +331,61 @@ fn writes_go_on_while_a_disk_stalls_mixed() {
         writes_go_on_while_a_disk_stalls(&[Kind::Reference, Kind::Reference, Kind::Corral], victim);
         writes_go_on_while_a_disk_stalls(&[Kind::Corral, Kind::Corral, Kind::Reference], victim);
     }
+}
+
+/// What a member logs when its stalled sync has let in HELD_SYNC_INPUTS_COUNT_MAX
+/// inputs (`server::quorum`).
+const HELD_SYNC_STOP_LINE: &str = "this member takes no more until the disk answers";
+/// Writes pipelined per round while a follower's disk stays stalled.
+const HELD_ROUND_WRITES: usize = 500;
+/// Bound on the writes sent before the stalled follower must have stopped taking
+/// input: each reaches it as a PROPOSAL and a COMMIT, so ≈ 8,200 suffice.
+const HELD_WRITES_MAX: usize = 40_000;
+
+/// A follower whose disk stays stalled while the ensemble goes on: it takes
+/// HELD_SYNC_INPUTS_COUNT_MAX (16,384) inputs while its sync is out, says so, and
+/// then takes nothing more, so a disk that never answers costs bounded memory.
+/// The leader and the other follower go on writing; once the disk answers, the
+/// stalled follower rejoins with the same tree.
+#[test]
+fn a_follower_whose_disk_stays_stalled_stops_taking_input_and_rejoins() {
+    let members = [(Kind::Corral, Role::Participant); 3];
+    let mut ens = Ensemble::configure(&members, "");
+    ens.preload_sync_stall();
+    ens.launch_all();
+    let leader = ens.wait_leader();
+    let followers: Vec<u64> = ens.sids().into_iter().filter(|&s| s != leader).collect();
+    let (writer, stalled) = (followers[0], followers[1]);
+    let mut c = ens.connect(writer);
+    let created = c.call(&Request::create_open("/held", b"0"));
+    assert_eq!(
+        created.map(|r| r.err).ok(),
+        Some(0),
+        "create through {writer}"
+    );
+    let stall = Stall::begin(&ens.sync_stall_file(stalled).unwrap());
+    let mut written = 0;
+    while !ens.log(stalled).contains(HELD_SYNC_STOP_LINE) {
+        assert!(
+            written < HELD_WRITES_MAX,
+            "follower {stalled} still takes input after {written} writes with its disk \
+             stalled (sync held: {})\n{}",
+            stall.entered(),
+            ens.report()
+        );
+        let round: Vec<Request> = (written..written + HELD_ROUND_WRITES)
+            .map(|i| set_data("/held", i.to_string().as_bytes()))
+            .collect();
+        let replies = pipeline(&mut c, &round)
+            .unwrap_or_else(|e| panic!("writes through {writer}: {e:?}\n{}", ens.report()));
+        for (i, r) in replies.into_iter().enumerate() {
+            if let Err(e) = r {
+                panic!("write {} through {writer}: {e:?}", written + i);
+            }
+        }
+        written += HELD_ROUND_WRITES;
+    }
+    eprintln!("[slow_disk] follower {stalled} stopped taking input after {written} writes");
+    drop(stall);
+    ens.assert_same_tree();
 }

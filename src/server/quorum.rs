@@ -227,6 +227,8 @@ struct HeldSync {
     done: SyncFuture,
     /// Inputs taken since the sync began (≤ HELD_SYNC_INPUTS_COUNT_MAX).
     inputs: usize,
+    /// When the sync began.
+    since: Instant,
 }
 
 /// Inputs (shard messages and peer events) the core takes while one log sync is
@@ -670,6 +672,15 @@ impl Seq {
     fn took_input(&mut self) {
         if let Some(h) = self.held.as_mut() {
             h.inputs += 1;
+            if h.inputs == HELD_SYNC_INPUTS_COUNT_MAX {
+                // The disk stalls: from here the member answers nobody, and its
+                // peers drop it after syncLimit (it rejoins once the sync returns).
+                tracing::warn!(
+                    "the log sync has taken {} ms and {HELD_SYNC_INPUTS_COUNT_MAX} inputs \
+                     arrived meanwhile; this member takes no more until the disk answers",
+                    h.since.elapsed().as_millis()
+                );
+            }
         }
     }
 
@@ -742,6 +753,7 @@ impl Seq {
                             ready: rd,
                             done,
                             inputs: 0,
+                            since: Instant::now(),
                         });
                         break;
                     }
