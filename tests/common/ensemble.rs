@@ -413,7 +413,6 @@ impl Ensemble {
         format!("127.0.0.1:{}", self.member(sid).ports.client)
     }
 
-    /// The member's dir (zoo.cfg, data/, datalog/, server.log).
     /// Every member launched from now on runs with the sync-stall shim preloaded
     /// (`super::stall`), stalling on its own [`sync_stall_file`](Self::sync_stall_file).
     pub fn preload_sync_stall(&mut self) {
@@ -427,6 +426,7 @@ impl Ensemble {
             .then(|| self.member(sid).home.join("stall-sync"))
     }
 
+    /// The member's dir (zoo.cfg, data/, datalog/, server.log).
     pub fn member_dir(&self, sid: u64) -> PathBuf {
         self.member(sid).home.clone()
     }

@@ -16,17 +16,22 @@ use std::sync::OnceLock;
 /// The shim's C source (`stall_sync_shim.c` beside this file).
 pub const SHIM_SOURCE: &str = include_str!("stall_sync_shim.c");
 
-/// The shim library, built once per test binary under Cargo's temp dir.
+/// The shim library, built once per test binary under Cargo's temp dir. Built
+/// under a name of this process's own and renamed into place: servers of another
+/// test binary may have the previous copy mapped, and overwriting a mapped
+/// library in place would crash them.
 pub fn shim() -> &'static Path {
     static SHIM: OnceLock<PathBuf> = OnceLock::new();
     SHIM.get_or_init(|| {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
-        let src = dir.join("stall_sync_shim.c");
+        let pid = std::process::id();
+        let src = dir.join(format!("stall_sync_shim.{pid}.c"));
+        let built = dir.join(format!("stall_sync_shim.{pid}.so"));
         let lib = dir.join("stall_sync_shim.so");
         std::fs::write(&src, SHIM_SOURCE).unwrap();
         let out = Command::new("cc")
             .args(["-shared", "-fPIC", "-O2", "-o"])
-            .arg(&lib)
+            .arg(&built)
             .arg(&src)
             .arg("-ldl")
             .output()
@@ -36,6 +41,8 @@ pub fn shim() -> &'static Path {
             "cc failed to build the fsync shim: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let _ = std::fs::remove_file(&src);
+        std::fs::rename(&built, &lib).unwrap();
         lib
     })
 }
