@@ -124,6 +124,13 @@ pub enum TreeError {
     Decode(#[from] DecodeError),
 }
 
+/// What `Tree::replace_data` changed: the node's new Stat and how many data bytes it
+/// held before (for the quota accounting, without a second lookup).
+pub(crate) struct Replaced {
+    pub(crate) stat: Stat,
+    pub(crate) old_data_bytes: usize,
+}
+
 /// A read-only view of one znode in one tree version.
 #[derive(Clone, Copy)]
 pub struct NodeView<'a> {
@@ -518,9 +525,10 @@ impl Tree {
         zxid: i64,
         time_ms: i64,
         version: i32,
-    ) -> Option<Stat> {
+    ) -> Option<Replaced> {
         let key = Key::lookup(path);
         let slot = self.nodes.get_mut(&key)?;
+        let old_data_bytes = slot.data_bytes().len();
         let old_size = node_size(path, slot.data_bytes());
         let old_digest = node_digest(path, slot);
         let meta = Meta {
@@ -538,7 +546,10 @@ impl Tree {
             .digest
             .wrapping_sub(old_digest)
             .wrapping_add(new_digest);
-        Some(stat)
+        Some(Replaced {
+            stat,
+            old_data_bytes,
+        })
     }
 
     pub(crate) fn set_last_zxid(&mut self, zxid: i64) {
@@ -550,12 +561,8 @@ impl Tree {
     /// after each sync, never through a txn (the reference's
     /// `initConfigInZKDatabase`; nodes under `/zookeeper/` are outside the digest).
     pub fn set_config_node(&mut self, text: &[u8], config_version: i64, now_ms: i64) {
-        let old_bytes = self.node(CONFIG).map_or(0, |n| n.data_bytes().len());
-        if self
-            .replace_data(CONFIG, Some(text), config_version, now_ms, -1)
-            .is_some()
-        {
-            self.quota_after_set_data(CONFIG, old_bytes, text.len());
+        if let Some(r) = self.replace_data(CONFIG, Some(text), config_version, now_ms, -1) {
+            self.quota_after_set_data(CONFIG, r.old_data_bytes, text.len());
         }
     }
 }

@@ -732,21 +732,21 @@ fn apply_op_events(
             data,
             version,
         } => {
-            let old_bytes = tree.node(path).map_or(0, |n| n.data_bytes().len());
-            let stat = tree
+            // One lookup: the node's old data length comes back with its new Stat.
+            let r = tree
                 .replace_data(path, data.as_deref(), zxid, time_ms, *version)
                 .ok_or(ErrorCode::NoNode)?;
-            tree.quota_after_set_data(path, old_bytes, data_len(data));
+            tree.quota_after_set_data(path, r.old_data_bytes, data_len(data));
             events.push((EventType::NodeDataChanged, path.clone()));
-            Ok(Response::Stat(stat))
+            Ok(Response::Stat(r.stat))
         }
         // The reference answers a reconfig with the new config and the node's Stat.
         TxnOp::Reconfig { data, version } => {
-            let old_bytes = tree.node(CONFIG).map_or(0, |n| n.data_bytes().len());
-            let stat = tree
+            let r = tree
                 .replace_data(CONFIG, Some(data), zxid, time_ms, *version)
                 .ok_or(ErrorCode::NoNode)?;
-            tree.quota_after_set_data(CONFIG, old_bytes, data.len());
+            let stat = r.stat;
+            tree.quota_after_set_data(CONFIG, r.old_data_bytes, data.len());
             events.push((EventType::NodeDataChanged, CONFIG.to_string()));
             Ok(Response::Data {
                 data: Some(data.clone()),
