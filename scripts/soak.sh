@@ -16,7 +16,8 @@
 # zookeeper, mixed, with a 5 suffix for five members), SOAK_SEED (random per run),
 # SOAK_LOG_DIR (target/soak). The test's own FAULTS_* knobs (e.g. FAULTS_THINK_MS,
 # FAULTS_SYNC_AFTER_CREATE=0, FAULTS_DISK_MB: each member tmpfs, 256 MiB; raise it
-# for soaks of hours, whose logs outgrow it) pass through.
+# for soaks of hours, whose logs outgrow it; FAULTS_DISK_STALL=1: also draw stalled
+# disks, one member's fsyncs held for 1-5 s) pass through.
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"

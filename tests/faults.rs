@@ -11,6 +11,8 @@
 //! `FAULTS_SECS` override the seed (random by default) and the length of the
 //! fault phase; the ignored `soak` test (scripts/soak.sh) runs `FAULTS_KINDS`
 //! (corral, zookeeper, mixed; 5 members with a `5` suffix) for as long as asked.
+//! `FAULTS_DISK_STALL=1` adds a stalled disk (every fsync of one member held) to
+//! the faults a schedule draws from; it is opt-in so the fixed seeds keep theirs.
 //! A test proves the checkers bite: three standalone servers behind the
 //! workload as if they were one ensemble must be caught. Focused tests run
 //! each disk fault once, deterministically, on corral and on mixed.
@@ -33,7 +35,7 @@ use corral::proto::{CreateMode, Request};
 use faults::checker::{self, Verdict, Violation};
 use faults::disk::{self, Tear};
 use faults::history::Clock;
-use faults::nemesis::{schedule, Fault, Nemesis, Step, Target};
+use faults::nemesis::{schedule, Draws, Fault, Nemesis, Step, Target};
 use faults::proxy::{LinkMode, PeerProxy};
 use faults::workload::{Histories, Shape, Workloads, NAMED_PARENT, REGISTER_INITIAL, SEQ_PARENT};
 
@@ -111,10 +113,14 @@ fn fault_run(test: &str, kinds_name: &str, default_secs: u64, fixed_seed: Option
     }
     let seed = seed(fixed_seed);
     let secs = env_u64("FAULTS_SECS").unwrap_or(default_secs);
-    let think: String = ["FAULTS_THINK_MS", "FAULTS_SYNC_AFTER_CREATE"]
-        .iter()
-        .filter_map(|k| std::env::var(k).ok().map(|v| format!("{k}={v} ")))
-        .collect();
+    let think: String = [
+        "FAULTS_THINK_MS",
+        "FAULTS_SYNC_AFTER_CREATE",
+        "FAULTS_DISK_STALL",
+    ]
+    .iter()
+    .filter_map(|k| std::env::var(k).ok().map(|v| format!("{k}={v} ")))
+    .collect();
     let replay = format!(
         "FAULTS_SEED={seed} FAULTS_SECS={secs} FAULTS_KINDS={kinds_name} {think}\
          cargo test --test faults -- {test} --exact --nocapture{}",
@@ -131,7 +137,8 @@ fn fault_run(test: &str, kinds_name: &str, default_secs: u64, fixed_seed: Option
         ..Shape::default()
     };
     let summary = |r: &RunReport| summarize(test, kinds_name, seed, secs, r);
-    run(&kinds, &schedule(seed, secs), seed, shape, &replay, summary);
+    let steps = schedule(seed, secs, Draws::from_env());
+    run(&kinds, &steps, seed, shape, &replay, summary);
 }
 
 /// Panics with the violations, the faults and the replay command (called

@@ -110,13 +110,29 @@ fn sync_limit_ms() -> u64 {
     SYNC_LIMIT_TICKS as u64 * ENSEMBLE_TICK_MS
 }
 
-/// The steps of a run of about `secs` seconds, from `seed` alone.
-pub fn schedule(seed: u64, secs: u64) -> Vec<Step> {
+/// Which faults a schedule draws from beyond the fixed set. A stalled disk is opt-in
+/// (`FAULTS_DISK_STALL=1`), so the seeds CI runs keep the schedules they had.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Draws {
+    pub disk_stall: bool,
+}
+
+impl Draws {
+    /// From the environment: `FAULTS_DISK_STALL=1` adds [`Fault::DiskStall`].
+    pub fn from_env() -> Draws {
+        Draws {
+            disk_stall: std::env::var("FAULTS_DISK_STALL").is_ok_and(|v| v.trim() == "1"),
+        }
+    }
+}
+
+/// The steps of a run of about `secs` seconds, from `seed` and `draws` alone.
+pub fn schedule(seed: u64, secs: u64, draws: Draws) -> Vec<Step> {
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut steps = Vec::new();
     let mut total_ms = 0;
     while total_ms < secs * 1000 {
-        let step = draw(&mut rng);
+        let step = draw(&mut rng, draws);
         total_ms += step.hold_ms + step.rest_ms;
         steps.push(step);
     }
@@ -124,7 +140,7 @@ pub fn schedule(seed: u64, secs: u64) -> Vec<Step> {
 }
 
 /// One random step: a fault with a hold fitting it, then 1–3 s of rest.
-fn draw(rng: &mut SmallRng) -> Step {
+fn draw(rng: &mut SmallRng, draws: Draws) -> Step {
     let mode = |rng: &mut SmallRng| {
         if rng.gen_bool(0.5) {
             LinkMode::Cut
@@ -132,7 +148,8 @@ fn draw(rng: &mut SmallRng) -> Step {
             LinkMode::Stall
         }
     };
-    let (fault, hold_ms) = match rng.gen_range(0..12) {
+    let kinds = if draws.disk_stall { 13 } else { 12 };
+    let (fault, hold_ms) = match rng.gen_range(0..kinds) {
         0 => (Fault::KillRandom, rng.gen_range(500..4_000)),
         1 => (Fault::KillLeader, rng.gen_range(500..4_000)),
         8 => (Fault::KillMajority, rng.gen_range(200..3_000)),
@@ -163,6 +180,10 @@ fn draw(rng: &mut SmallRng) -> Step {
                 rng.gen_range(200..3_000),
             )
         }
+        12 => (
+            Fault::DiskStall(Target::Random),
+            rng.gen_range(1_000..5_000),
+        ),
         _ => (
             Fault::SlowLinks(rng.gen_range(20..150)),
             rng.gen_range(1_000..4_000),
@@ -625,9 +646,25 @@ mod tests {
 
     #[test]
     fn a_seed_gives_one_schedule() {
-        assert_eq!(schedule(42, 60), schedule(42, 60));
-        assert_ne!(schedule(42, 60), schedule(43, 60));
-        let total: u64 = schedule(7, 30).iter().map(|s| s.hold_ms + s.rest_ms).sum();
+        let fixed = Draws::default();
+        assert_eq!(schedule(42, 60, fixed), schedule(42, 60, fixed));
+        assert_ne!(schedule(42, 60, fixed), schedule(43, 60, fixed));
+        let total: u64 = schedule(7, 30, fixed)
+            .iter()
+            .map(|s| s.hold_ms + s.rest_ms)
+            .sum();
         assert!(total >= 30_000);
+    }
+
+    #[test]
+    fn disk_stalls_are_drawn_only_when_asked() {
+        let stalls = |d: Draws| {
+            (0..20)
+                .flat_map(|seed| schedule(seed, 120, d))
+                .filter(|s| matches!(s.fault, Fault::DiskStall(_)))
+                .count()
+        };
+        assert_eq!(stalls(Draws::default()), 0);
+        assert!(stalls(Draws { disk_stall: true }) > 0);
     }
 }
