@@ -13,9 +13,12 @@
 //!   go through: the writes go on, on corral, the reference and mixed ensembles;
 //! - a follower whose disk stays stalled: it takes HELD_SYNC_INPUTS_COUNT_MAX inputs,
 //!   says so and takes no more (bounded memory), the others go on, and it rejoins;
+//!   a leader whose disk stays stalled does the same, and the followers elect a new
+//!   leader and go on writing;
 //! - a log segment whose zero-fill is stalled (the preallocation thread's final
-//!   fsync): the first append waits for it, the log says so when the wait begins and
-//!   how long it took when it ends, and nothing is lost.
+//!   fsync): the first append waits for it at most 100 ms, then goes on in a
+//!   fallocated segment and says so; once the fill ends, appends move to the spare
+//!   (logged), and nothing is lost.
 //!
 //! No timing is asserted: the test holds each stall until it has seen what it
 //! checks, and every wait is bounded.
@@ -25,7 +28,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::ensemble::{pipeline, Ensemble, Role};
+use common::ensemble::{pipeline, Ensemble, Mode, Role};
 use common::stall::{preload_env, Stall};
 use common::{free_port, http_get, require_reference, Decoded, Kind, RawClient, Server};
 use corral::proto::{Request, Response};
@@ -197,43 +200,63 @@ fn slow_log_sync_reference() {
 }
 
 /// The first log segment's zero-fill stalled from start-up: the first append (the
-/// first session's creation) waits for it, and the log says so.
+/// first session's creation) waits for it at most ROLL_SPARE_WAIT_MS_MAX (100 ms),
+/// then goes on in a fallocated segment, and the log says so. Once the fill ends,
+/// the next append moves to the zero-filled spare (logged too); a restart reads
+/// both segments.
 #[test]
-fn a_roll_waiting_for_its_segment_says_so() {
+fn a_roll_whose_spare_is_late_goes_on_in_a_fallocated_segment() {
     let tmp = tempfile::tempdir().unwrap();
     let stall_file = tmp.path().join("stall");
     let stall = Stall::begin(&stall_file);
     let server = start(Kind::Corral, "", &stall_file, Some("corral-prealloc"));
     wait_entered(&stall, &server);
-    let addr = server.addr();
-    let connecting = std::thread::spawn(move || RawClient::connect(&addr, SESSION_TIMEOUT_MS));
-    wait_until(&server, "the log line of a roll that waits", || {
-        server
-            .log()
-            .contains("a log segment roll waits for the spare segment's zero-fill")
-    });
+    let mut c = RawClient::connect(&server.addr(), SESSION_TIMEOUT_MS);
+    let created = c.call(&Request::create_open("/early", b"e")).unwrap();
+    assert_eq!(
+        created.err, 0,
+        "create while the spare is filled: {created:?}"
+    );
     assert!(
-        !connecting.is_finished(),
-        "a session was created while its log segment was still being zero-filled"
+        stall.entered(),
+        "the spare's fill was let go before the writes"
+    );
+    let log = server.log();
+    assert!(
+        log.contains("zero-fill is not done after 100 ms; writes go on in")
+            && log.contains("fallocated"),
+        "no line about the fallocated segment:\n{log}"
+    );
+    assert!(
+        !log.contains("a log segment roll waits for the spare"),
+        "the roll waited for the spare:\n{log}"
     );
     drop(stall);
-    let mut c = connecting.join().expect("the session waiting for the roll");
-    let created = c.call(&Request::create_open("/rolled", b"r")).unwrap();
-    assert_eq!(created.err, 0, "create after the roll: {created:?}");
-    wait_until(
-        &server,
-        "the log line saying how long the roll waited",
-        || {
-            server
-                .log()
-                .lines()
-                .any(|l| l.contains("a log segment roll waited") && l.contains(" ms for the spare"))
-        },
-    );
+    // The fill ends; an append after that moves to the spare.
+    let mut n = 0;
+    wait_until(&server, "appends moving to the zero-filled spare", || {
+        n += 1;
+        let req = Request::create_open(&format!("/after-{n}"), b"a");
+        let r = c.call(&req).unwrap();
+        assert_eq!(r.err, 0, "create /after-{n}: {r:?}");
+        server
+            .log()
+            .contains("log appends move from the fallocated segment to the zero-filled spare")
+    });
+    let segments = std::fs::read_dir(server.data_log_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with("log.") && name != "log.prealloc"
+        })
+        .count();
+    assert!(segments >= 2, "{segments} log segment(s) in the data dir");
     drop(c);
     let server = server.restart_corral("");
     let mut c = RawClient::connect(&server.addr(), SESSION_TIMEOUT_MS);
-    assert_eq!(get(&mut c, "/rolled"), b"r", "after a restart");
+    assert_eq!(get(&mut c, "/early"), b"e", "after a restart");
+    assert_eq!(get(&mut c, &format!("/after-{n}")), b"a", "after a restart");
 }
 
 /// Which member's disk a stalled-disk ensemble test stalls.
@@ -260,7 +283,14 @@ fn writes_go_on_while_a_disk_stalls(kinds: &[Kind], victim: Victim) {
     // corral's sync placement knob at its most inline (it applies to a standalone
     // sequencer): a quorum core that synced inline again would fail here whatever
     // this machine's disk is like. The reference reads it as a system property.
-    let mut ens = Ensemble::configure(&members, "corral.inlineSyncMaxMicros=1000000000\n");
+    // syncLimit long enough for every write: a follower whose disk stalls holds its
+    // ACKs, and a leader drops a learner that has not acked for syncLimit (the
+    // reference's LearnerHandler does too), which ends the writer's session when the
+    // stalled member is its follower. The writes must not race that on a slow box.
+    let cfg = format!(
+        "corral.inlineSyncMaxMicros=1000000000\nsyncLimit={STALLED_DISK_SYNC_LIMIT_TICKS}\n"
+    );
+    let mut ens = Ensemble::configure(&members, &cfg);
     ens.preload_sync_stall();
     ens.launch_all();
     let leader = ens.wait_leader();
@@ -308,6 +338,8 @@ fn writes_go_on_while_a_disk_stalls(kinds: &[Kind], victim: Victim) {
 
 /// Writes sent while a member's disk is stalled.
 const STALLED_DISK_WRITES: usize = 200;
+/// syncLimit of those ensembles, in ticks of 200 ms: 30 s for the 200 writes.
+const STALLED_DISK_SYNC_LIMIT_TICKS: u32 = 150;
 
 #[test]
 fn writes_go_on_while_a_disk_stalls_corral() {
@@ -388,4 +420,112 @@ fn a_follower_whose_disk_stays_stalled_stops_taking_input_and_rejoins() {
     eprintln!("[slow_disk] follower {stalled} stopped taking input after {written} writes");
     drop(stall);
     ens.assert_same_tree();
+}
+
+/// Polls (bounded) until one of `candidates` says leader and the others follower.
+fn wait_new_leader(ens: &Ensemble, candidates: &[u64]) -> u64 {
+    let deadline = Instant::now() + Duration::from_millis(SEEN_TIMEOUT_MS);
+    loop {
+        let modes: Vec<_> = candidates.iter().map(|&s| (s, ens.mode(s))).collect();
+        let leaders: Vec<u64> = modes
+            .iter()
+            .filter(|(_, m)| *m == Some(Mode::Leader))
+            .map(|(s, _)| *s)
+            .collect();
+        if leaders.len() == 1
+            && modes
+                .iter()
+                .all(|(s, m)| *s == leaders[0] || *m == Some(Mode::Follower))
+        {
+            return leaders[0];
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new leader among {candidates:?} ({modes:?})\n{}",
+            ens.report()
+        );
+        std::thread::sleep(Duration::from_millis(POLL_MS));
+    }
+}
+
+/// The leader's disk stays stalled: it takes HELD_SYNC_INPUTS_COUNT_MAX inputs while
+/// its sync is out (the followers' ACKs commit the writes meanwhile), says so and
+/// then takes nothing, not even its own timer, so it stops pinging. The followers
+/// drop it after syncLimit and elect one of themselves; writes go on through them.
+/// Once the disk answers, the old leader rejoins and every member has the same tree.
+#[test]
+fn a_leader_whose_disk_stays_stalled_stops_taking_input_and_is_replaced() {
+    let members = [(Kind::Corral, Role::Participant); 3];
+    let mut ens = Ensemble::configure(&members, "");
+    ens.preload_sync_stall();
+    ens.launch_all();
+    let stalled = ens.wait_leader();
+    let followers: Vec<u64> = ens.sids().into_iter().filter(|&s| s != stalled).collect();
+    let writer = followers[0];
+    let mut c = ens.connect(writer);
+    let created = c.call(&Request::create_open("/held", b"0"));
+    assert_eq!(
+        created.map(|r| r.err).ok(),
+        Some(0),
+        "create through {writer}"
+    );
+    let stall = Stall::begin(&ens.sync_stall_file(stalled).unwrap());
+    let mut written = 0;
+    let mut acked = 0;
+    // Writes through a follower until the leader has stopped taking input; the
+    // round that meets the stop is cut off when the follower leaves the leader.
+    'rounds: while !ens.log(stalled).contains(HELD_SYNC_STOP_LINE) {
+        assert!(
+            written < HELD_WRITES_MAX,
+            "leader {stalled} still takes input after {written} writes with its disk \
+             stalled (sync held: {})\n{}",
+            stall.entered(),
+            ens.report()
+        );
+        let round: Vec<Request> = (written..written + HELD_ROUND_WRITES)
+            .map(|i| set_data("/held", i.to_string().as_bytes()))
+            .collect();
+        written += HELD_ROUND_WRITES;
+        let replies = match pipeline(&mut c, &round) {
+            Ok(r) => r,
+            Err(e) if ens.log(stalled).contains(HELD_SYNC_STOP_LINE) => {
+                eprintln!("[slow_disk] the round in flight ended: {e:?}");
+                break 'rounds;
+            }
+            Err(e) => panic!("writes through {writer}: {e:?}\n{}", ens.report()),
+        };
+        for (i, r) in replies.into_iter().enumerate() {
+            match r {
+                Ok(_) => acked += 1,
+                Err(e) => panic!("write {} through {writer}: {e:?}", written + i),
+            }
+        }
+    }
+    assert!(
+        acked > 0,
+        "no write was acknowledged while the leader's disk stalled"
+    );
+    eprintln!(
+        "[slow_disk] leader {stalled} stopped taking input after {written} writes \
+         ({acked} acknowledged)"
+    );
+    let leader = wait_new_leader(&ens, &followers);
+    let mut c = ens.connect(writer);
+    let after = c.call(&set_data("/held", b"after"));
+    assert_eq!(
+        after.as_ref().map(|r| r.err).ok(),
+        Some(0),
+        "a write through {writer} under leader {leader}: {after:?}"
+    );
+    drop(stall);
+    assert_eq!(
+        ens.wait_leader(),
+        leader,
+        "the old leader rejoins as a follower"
+    );
+    let tree = ens.assert_same_tree();
+    assert_eq!(
+        tree.get("/held").and_then(|(d, _)| d.clone()).as_deref(),
+        Some(&b"after"[..])
+    );
 }

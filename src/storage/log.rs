@@ -217,6 +217,42 @@ fn preallocate(path: &Path, bytes: u64) -> Result<(File, MmapRaw), StorageError>
     })
 }
 
+/// Creates `path` with `bytes` reserved by `fallocate` (blocks allocated, so a store
+/// through the mapping cannot meet a full disk, but not zero-filled: its syncs also
+/// write the extents they turn from unwritten to written) and maps it. For a roll
+/// whose spare is not ready after [`ROLL_SPARE_WAIT_MS_MAX`].
+fn fallocated(path: &Path, bytes: u64) -> Result<(File, MmapRaw), StorageError> {
+    use std::os::fd::AsRawFd;
+    let run = || -> io::Result<(File, MmapRaw)> {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)?;
+        // SAFETY: a plain syscall on a descriptor this function owns.
+        let r = unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, bytes as libc::off_t) };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let map = MmapOptions::new().len(bytes as usize).map_raw(&f)?;
+        let _ = map.advise(memmap2::Advice::Random);
+        Ok((f, map))
+    };
+    run().map_err(|e| {
+        let _ = fs::remove_file(path);
+        StorageError::io("fallocate log segment", path, e)
+    })
+}
+
+/// How long a roll waits for the spare segment's zero-fill before it writes on in a
+/// fallocated segment instead. The wait holds the sequencer core (a member's pings
+/// too), so it stays far below any syncLimit; the fill itself runs at
+/// [`PREALLOC_NICE`] and, on a box whose CPUs are saturated, can take seconds.
+const ROLL_SPARE_WAIT_MS_MAX: u64 = 100;
+/// Poll interval of that wait.
+const ROLL_SPARE_POLL_MS: u64 = 1;
+
 /// Starts zero-filling the next spare segment on a helper thread. Without a
 /// thread (spawn failed) the next roll preallocates inline instead.
 fn spawn_preallocation(path: PathBuf, bytes: u64) -> Spare {
@@ -315,6 +351,9 @@ struct Segment {
     write_off: usize,
     /// Pages below this offset are durable and were dropped from our page tables.
     released: usize,
+    /// Fallocated, not zero-filled (its spare was late): left for the spare at the
+    /// first append after the spare is ready.
+    fallback: bool,
 }
 
 const PAGE_BYTES: usize = 4096;
@@ -578,8 +617,71 @@ impl Log {
             .is_some_and(|s| s.write_off + need <= s.io.len());
         if !fits {
             self.roll(zxid)?;
+        } else if self.segs.last().is_some_and(|s| s.fallback) && self.spare_ready() {
+            self.roll_to_ready_spare(zxid);
         }
         Ok(())
+    }
+
+    fn spare_ready(&self) -> bool {
+        matches!(&self.spare, Spare::Pending(h) if h.is_finished())
+    }
+
+    /// Leaves a fallocated segment for the zero-filled spare now that it is ready
+    /// (syncs of zero-filled pages write no extent changes). The segment left keeps
+    /// zeros after its last record, as any segment's tail. A failure here (the
+    /// spare's fill failed and so did the retry) only means staying where we are.
+    fn roll_to_ready_spare(&mut self, first_zxid: i64) {
+        match self.roll(first_zxid) {
+            Ok(()) => tracing::info!(
+                "log appends move from the fallocated segment to the zero-filled spare, \
+                 ready now"
+            ),
+            Err(e) => {
+                tracing::warn!("{e}; log appends stay in the fallocated segment");
+                if matches!(self.spare, Spare::Missing) {
+                    let spare_path = self.dir.join(PREALLOC_FILE_NAME);
+                    self.spare = spawn_preallocation(spare_path, self.cfg.segment_bytes);
+                }
+            }
+        }
+    }
+
+    /// Waits up to [`ROLL_SPARE_WAIT_MS_MAX`] for a spare still being filled; if it
+    /// is not ready by then, creates `path` fallocated and returns it (the spare is
+    /// kept for a later roll). None: take the spare (ready, missing, or no
+    /// fallocate here), waiting as long as that takes.
+    fn segment_without_the_spare(&mut self, path: &Path) -> Option<(File, MmapRaw)> {
+        #[cfg(test)]
+        if self.fail_preallocation {
+            return None;
+        }
+        let Spare::Pending(h) = &self.spare else {
+            return None;
+        };
+        let since = std::time::Instant::now();
+        while !h.is_finished() {
+            if since.elapsed() >= std::time::Duration::from_millis(ROLL_SPARE_WAIT_MS_MAX) {
+                return match fallocated(path, self.cfg.segment_bytes) {
+                    Ok(fm) => {
+                        tracing::warn!(
+                            "the spare log segment's zero-fill is not done after {} ms; \
+                             writes go on in {}, fallocated (its syncs may be slower until \
+                             the spare is ready)",
+                            ROLL_SPARE_WAIT_MS_MAX,
+                            path.display()
+                        );
+                        Some(fm)
+                    }
+                    Err(e) => {
+                        tracing::warn!("{e}; the roll waits for the spare");
+                        None
+                    }
+                };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(ROLL_SPARE_POLL_MS));
+        }
+        None
     }
 
     fn take_spare(&mut self) -> Result<(File, MmapRaw), StorageError> {
@@ -621,22 +723,33 @@ impl Log {
     }
 
     fn roll(&mut self, first_zxid: i64) -> Result<(), StorageError> {
-        let (file, map) = self.take_spare()?;
         let spare_path = self.dir.join(PREALLOC_FILE_NAME);
         let path = self.dir.join(log_file_name(first_zxid));
+        let (file, map, fallback) = match self.segment_without_the_spare(&path) {
+            Some((file, map)) => (file, map, true),
+            None => {
+                let (file, map) = self.take_spare()?;
+                (file, map, false)
+            }
+        };
         let io = SegmentIo { path, file, map };
         io.write_at(0, &encode_segment_header(first_zxid));
-        fs::rename(&spare_path, &io.path)
-            .map_err(|e| StorageError::io("rename spare segment", &io.path, e))?;
+        if !fallback {
+            fs::rename(&spare_path, &io.path)
+                .map_err(|e| StorageError::io("rename spare segment", &io.path, e))?;
+        }
         self.segs.push(Segment {
             id: self.next_seg_id,
             first_zxid,
             io: Arc::new(io),
             write_off: SEGMENT_HEADER_BYTES,
             released: 0,
+            fallback,
         });
         self.next_seg_id += 1;
-        self.spare = spawn_preallocation(spare_path, self.cfg.segment_bytes);
+        if !fallback {
+            self.spare = spawn_preallocation(spare_path, self.cfg.segment_bytes);
+        }
         Ok(())
     }
 
@@ -1826,6 +1939,55 @@ mod tests {
         drop(log);
         let (recs, _) = collect(d.path(), 0);
         assert_eq!(recs.len() as i64, z);
+    }
+
+    #[test]
+    fn a_late_spare_gives_a_fallocated_segment_until_it_is_ready() {
+        let d = tempfile::tempdir().unwrap();
+        let mut log = open(d.path(), SyncMode::Fdatasync);
+        if let Spare::Pending(h) = std::mem::replace(&mut log.spare, Spare::Missing) {
+            let _ = h.join();
+        }
+        // A spare whose fill goes on until the test lets it end.
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let (path, bytes) = (d.path().join(PREALLOC_FILE_NAME), log.cfg.segment_bytes);
+        log.spare = Spare::Pending(std::thread::spawn(move || {
+            let _ = wait.recv();
+            preallocate(&path, bytes)
+        }));
+        let began = std::time::Instant::now();
+        log.append(1, 1, &payload(1, 100)).unwrap();
+        assert!(began.elapsed() >= std::time::Duration::from_millis(ROLL_SPARE_WAIT_MS_MAX));
+        assert!(log.segs[0].fallback, "the roll did not wait for the spare");
+        log.append(2, 1, &payload(2, 100)).unwrap();
+        assert_eq!(
+            log.segs.len(),
+            1,
+            "no spare yet: appends stay in the fallback"
+        );
+        assert_eq!(sync(&mut log).zxid(), 2);
+        go.send(()).unwrap();
+        for _ in 0..10_000 {
+            if log.spare_ready() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert!(log.spare_ready(), "the released spare never finished");
+        log.append(3, 1, &payload(3, 100)).unwrap();
+        assert_eq!(log.segs.len(), 2, "the ready spare takes over");
+        assert!(!log.segs[1].fallback);
+        assert!(
+            matches!(log.spare, Spare::Pending(_)),
+            "a new spare is being filled"
+        );
+        assert_eq!(sync(&mut log).zxid(), 3);
+        drop(log);
+        assert_eq!(seg_names(d.path()), vec![1, 3]);
+        let (recs, _) = collect(d.path(), 0);
+        let zxids: Vec<i64> = recs.iter().map(|r| r.0).collect();
+        assert_eq!(zxids, vec![1, 2, 3]);
+        assert!(recs.iter().all(|(z, _, p)| *p == payload(*z, 100)));
     }
 
     #[test]
