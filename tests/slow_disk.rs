@@ -381,45 +381,97 @@ const HELD_WRITES_MAX: usize = 40_000;
 /// stalled follower rejoins with the same tree.
 #[test]
 fn a_follower_whose_disk_stays_stalled_stops_taking_input_and_rejoins() {
-    let members = [(Kind::Corral, Role::Participant); 3];
-    let mut ens = Ensemble::configure(&members, "");
-    ens.preload_sync_stall();
-    ens.launch_all();
-    let leader = ens.wait_leader();
-    let followers: Vec<u64> = ens.sids().into_iter().filter(|&s| s != leader).collect();
-    let (writer, stalled) = (followers[0], followers[1]);
-    let mut c = ens.connect(writer);
-    let created = c.call(&Request::create_open("/held", b"0"));
-    assert_eq!(
-        created.map(|r| r.err).ok(),
-        Some(0),
-        "create through {writer}"
+    let mut held = HeldSync::start(false);
+    let written = held.write_until_stopped(false);
+    eprintln!(
+        "[slow_disk] follower {} stopped taking input after {written} writes",
+        held.stalled
     );
-    let stall = Stall::begin(&ens.sync_stall_file(stalled).unwrap());
-    let mut written = 0;
-    while !ens.log(stalled).contains(HELD_SYNC_STOP_LINE) {
-        assert!(
-            written < HELD_WRITES_MAX,
-            "follower {stalled} still takes input after {written} writes with its disk \
-             stalled (sync held: {})\n{}",
-            stall.entered(),
-            ens.report()
+    drop(held.stall);
+    held.ens.assert_same_tree();
+}
+
+/// A 3-corral ensemble whose members preload the sync shim, `/held` created through
+/// a follower (the writer), and a stall begun on one member's disk: the leader's, or
+/// the other follower's.
+struct HeldSync {
+    ens: Ensemble,
+    leader: u64,
+    followers: Vec<u64>,
+    writer: u64,
+    stalled: u64,
+    c: RawClient,
+    stall: Stall,
+}
+
+impl HeldSync {
+    fn start(stall_the_leader: bool) -> HeldSync {
+        let members = [(Kind::Corral, Role::Participant); 3];
+        let mut ens = Ensemble::configure(&members, "");
+        ens.preload_sync_stall();
+        ens.launch_all();
+        let leader = ens.wait_leader();
+        let followers: Vec<u64> = ens.sids().into_iter().filter(|&s| s != leader).collect();
+        let writer = followers[0];
+        let stalled = if stall_the_leader {
+            leader
+        } else {
+            followers[1]
+        };
+        let mut c = ens.connect(writer);
+        let created = c.call(&Request::create_open("/held", b"0"));
+        assert_eq!(
+            created.map(|r| r.err).ok(),
+            Some(0),
+            "create through {writer}"
         );
-        let round: Vec<Request> = (written..written + HELD_ROUND_WRITES)
-            .map(|i| set_data("/held", i.to_string().as_bytes()))
-            .collect();
-        let replies = pipeline(&mut c, &round)
-            .unwrap_or_else(|e| panic!("writes through {writer}: {e:?}\n{}", ens.report()));
-        for (i, r) in replies.into_iter().enumerate() {
-            if let Err(e) = r {
-                panic!("write {} through {writer}: {e:?}", written + i);
-            }
+        let stall = Stall::begin(&ens.sync_stall_file(stalled).unwrap());
+        HeldSync {
+            ens,
+            leader,
+            followers,
+            writer,
+            stalled,
+            c,
+            stall,
         }
-        written += HELD_ROUND_WRITES;
     }
-    eprintln!("[slow_disk] follower {stalled} stopped taking input after {written} writes");
-    drop(stall);
-    ens.assert_same_tree();
+
+    /// Pipelines rounds of HELD_ROUND_WRITES setData through the writer until the
+    /// stalled member logs that it takes no more input; returns the writes sent.
+    /// `cut_off`: the round in flight when that happens may end without its
+    /// replies (the stalled member is the leader, and the writer leaves it).
+    fn write_until_stopped(&mut self, cut_off: bool) -> usize {
+        let (ens, writer, stalled) = (&self.ens, self.writer, self.stalled);
+        let mut written = 0;
+        while !ens.log(stalled).contains(HELD_SYNC_STOP_LINE) {
+            assert!(
+                written < HELD_WRITES_MAX,
+                "member {stalled} still takes input after {written} writes with its disk \
+                 stalled (sync held: {})\n{}",
+                self.stall.entered(),
+                ens.report()
+            );
+            let round: Vec<Request> = (written..written + HELD_ROUND_WRITES)
+                .map(|i| set_data("/held", i.to_string().as_bytes()))
+                .collect();
+            let replies = match pipeline(&mut self.c, &round) {
+                Ok(r) => r,
+                Err(e) if cut_off && ens.log(stalled).contains(HELD_SYNC_STOP_LINE) => {
+                    eprintln!("[slow_disk] the round in flight ended: {e:?}");
+                    return written + HELD_ROUND_WRITES;
+                }
+                Err(e) => panic!("writes through {writer}: {e:?}\n{}", ens.report()),
+            };
+            for (i, r) in replies.into_iter().enumerate() {
+                if let Err(e) = r {
+                    panic!("write {} through {writer}: {e:?}", written + i);
+                }
+            }
+            written += HELD_ROUND_WRITES;
+        }
+        written
+    }
 }
 
 /// Polls (bounded) until one of `candidates` says leader and the others follower.
@@ -455,59 +507,20 @@ fn wait_new_leader(ens: &Ensemble, candidates: &[u64]) -> u64 {
 /// Once the disk answers, the old leader rejoins and every member has the same tree.
 #[test]
 fn a_leader_whose_disk_stays_stalled_stops_taking_input_and_is_replaced() {
-    let members = [(Kind::Corral, Role::Participant); 3];
-    let mut ens = Ensemble::configure(&members, "");
-    ens.preload_sync_stall();
-    ens.launch_all();
-    let stalled = ens.wait_leader();
-    let followers: Vec<u64> = ens.sids().into_iter().filter(|&s| s != stalled).collect();
-    let writer = followers[0];
-    let mut c = ens.connect(writer);
-    let created = c.call(&Request::create_open("/held", b"0"));
-    assert_eq!(
-        created.map(|r| r.err).ok(),
-        Some(0),
-        "create through {writer}"
-    );
-    let stall = Stall::begin(&ens.sync_stall_file(stalled).unwrap());
-    let mut written = 0;
-    let mut acked = 0;
-    // Writes through a follower until the leader has stopped taking input; the
-    // round that meets the stop is cut off when the follower leaves the leader.
-    'rounds: while !ens.log(stalled).contains(HELD_SYNC_STOP_LINE) {
-        assert!(
-            written < HELD_WRITES_MAX,
-            "leader {stalled} still takes input after {written} writes with its disk \
-             stalled (sync held: {})\n{}",
-            stall.entered(),
-            ens.report()
-        );
-        let round: Vec<Request> = (written..written + HELD_ROUND_WRITES)
-            .map(|i| set_data("/held", i.to_string().as_bytes()))
-            .collect();
-        written += HELD_ROUND_WRITES;
-        let replies = match pipeline(&mut c, &round) {
-            Ok(r) => r,
-            Err(e) if ens.log(stalled).contains(HELD_SYNC_STOP_LINE) => {
-                eprintln!("[slow_disk] the round in flight ended: {e:?}");
-                break 'rounds;
-            }
-            Err(e) => panic!("writes through {writer}: {e:?}\n{}", ens.report()),
-        };
-        for (i, r) in replies.into_iter().enumerate() {
-            match r {
-                Ok(_) => acked += 1,
-                Err(e) => panic!("write {} through {writer}: {e:?}", written + i),
-            }
-        }
-    }
+    let mut held = HeldSync::start(true);
+    let written = held.write_until_stopped(true);
+    let HeldSync {
+        ens,
+        leader: stalled,
+        followers,
+        writer,
+        stall,
+        ..
+    } = held;
+    eprintln!("[slow_disk] leader {stalled} stopped taking input after {written} writes");
     assert!(
-        acked > 0,
-        "no write was acknowledged while the leader's disk stalled"
-    );
-    eprintln!(
-        "[slow_disk] leader {stalled} stopped taking input after {written} writes \
-         ({acked} acknowledged)"
+        written > HELD_ROUND_WRITES,
+        "no round of writes was acknowledged while the leader's disk stalled"
     );
     let leader = wait_new_leader(&ens, &followers);
     let mut c = ens.connect(writer);

@@ -177,13 +177,7 @@ fn is_zero(b: &[u8]) -> bool {
 /// slower), synced, and maps it. Runs on the preallocation thread (or, when a roll
 /// finds no spare, on the caller's).
 fn preallocate(path: &Path, bytes: u64) -> Result<(File, MmapRaw), StorageError> {
-    let run = || -> io::Result<(File, MmapRaw)> {
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)?;
+    new_segment_file(path, bytes, "preallocate log segment", |f| {
         // Zero-filled one page per write(): the kernel sizes a page-cache folio by
         // the write that creates it, and tracks a mapped page's dirtiness per folio.
         // Filled with 1 MiB writes, the file sat in the cache as 1-2 MiB folios and
@@ -205,15 +199,7 @@ fn preallocate(path: &Path, bytes: u64) -> Result<(File, MmapRaw), StorageError>
         }
         let f = out.into_file();
         f.sync_all()?;
-        let map = MmapOptions::new().len(bytes as usize).map_raw(&f)?;
-        // Should pages be evicted, fault them back one by one (readahead would
-        // bring large folios back).
-        let _ = map.advise(memmap2::Advice::Random);
-        Ok((f, map))
-    };
-    run().map_err(|e| {
-        let _ = fs::remove_file(path);
-        StorageError::io("preallocate log segment", path, e)
+        Ok(f)
     })
 }
 
@@ -223,6 +209,24 @@ fn preallocate(path: &Path, bytes: u64) -> Result<(File, MmapRaw), StorageError>
 /// whose spare is not ready after [`ROLL_SPARE_WAIT_MS_MAX`].
 fn fallocated(path: &Path, bytes: u64) -> Result<(File, MmapRaw), StorageError> {
     use std::os::fd::AsRawFd;
+    new_segment_file(path, bytes, "fallocate log segment", |f| {
+        // SAFETY: a plain syscall on a descriptor this function owns.
+        let r = unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, bytes as libc::off_t) };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(f)
+    })
+}
+
+/// Creates (or truncates) `path`, lets `fill` size it to `bytes`, and maps it. On
+/// an error the file is removed and the error names `what`.
+fn new_segment_file(
+    path: &Path,
+    bytes: u64,
+    what: &'static str,
+    fill: impl FnOnce(File) -> io::Result<File>,
+) -> Result<(File, MmapRaw), StorageError> {
     let run = || -> io::Result<(File, MmapRaw)> {
         let f = OpenOptions::new()
             .read(true)
@@ -230,18 +234,16 @@ fn fallocated(path: &Path, bytes: u64) -> Result<(File, MmapRaw), StorageError> 
             .create(true)
             .truncate(true)
             .open(path)?;
-        // SAFETY: a plain syscall on a descriptor this function owns.
-        let r = unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, bytes as libc::off_t) };
-        if r != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let f = fill(f)?;
         let map = MmapOptions::new().len(bytes as usize).map_raw(&f)?;
+        // Should pages be evicted, fault them back one by one (readahead would
+        // bring large folios back).
         let _ = map.advise(memmap2::Advice::Random);
         Ok((f, map))
     };
     run().map_err(|e| {
         let _ = fs::remove_file(path);
-        StorageError::io("fallocate log segment", path, e)
+        StorageError::io(what, path, e)
     })
 }
 
