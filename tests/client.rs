@@ -115,6 +115,11 @@ async fn connect(t: &Target) -> zk::Client {
     connect_to(&t.connect_string()).await
 }
 
+/// Bound on [`wait_gone`]'s polls, GONE_POLL_MS apart: past a 10 s session
+/// timeout, should a close not get through and the session expire instead.
+const GONE_POLLS_MAX: u32 = 300;
+const GONE_POLL_MS: u64 = 50;
+
 async fn connect_to(cluster: &str) -> zk::Client {
     zk::Client::connector()
         .with_session_timeout(Duration::from_secs(10))
@@ -803,8 +808,27 @@ async fn reconnect_same_session(t: Target) {
         .unwrap()
         .expect("ephemeral survives a reconnect");
     assert_eq!(st.ephemeral_owner, sid.0);
+    // The session closes through its proxy before the proxies go: every handle on
+    // it dropped, its CloseSession goes out from the client's task. Cut first, the
+    // session would expire 10 s later instead, in the middle of a later case (the
+    // members' trees then differed by this ephemeral while they were compared).
+    drop(pw);
+    drop(states);
     drop(a);
+    wait_gone(&b, &e).await;
     drop(proxies);
+}
+
+/// Polls (bounded, through syncs) until `path` is gone as `c` sees it.
+async fn wait_gone(c: &zk::Client, path: &str) {
+    for _ in 0..GONE_POLLS_MAX {
+        catch_up(c, path).await;
+        if c.check_stat(path).await.unwrap().is_none() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(GONE_POLL_MS)).await;
+    }
+    panic!("{path} still exists after {GONE_POLLS_MAX} polls");
 }
 
 async fn session_expiry(t: Target) {

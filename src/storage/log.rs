@@ -3,7 +3,9 @@
 //!
 //! Writer side ([`Log`]): owned by the sequencer core, single thread, no locks.
 //! `append` copies a record into the mapped active segment (rolling to a new one,
-//! taken from a zero-filled spare prepared on a helper thread, when it is full).
+//! taken from a zero-filled spare prepared on a helper thread, when it is full; a
+//! spare not ready within ROLL_SPARE_WAIT_MS_MAX leaves a fallocated segment in
+//! its place until it is).
 //! `begin_sync` hands everything appended since the last durable point to a
 //! [`SyncJob`] (`Send`) which the caller runs on a blocking thread; the job comes
 //! back as a [`SyncDone`] that only [`Log::finish_sync`] can turn into a
