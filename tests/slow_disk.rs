@@ -265,6 +265,8 @@ enum Victim {
     Leader,
     /// The follower the writes go through.
     WritersFollower,
+    /// The follower the writes do not go through.
+    OtherFollower,
 }
 
 /// Writes through a follower while one member's disk is stalled: every one is
@@ -290,23 +292,15 @@ fn writes_go_on_while_a_disk_stalls(kinds: &[Kind], victim: Victim) {
     let cfg = format!(
         "corral.inlineSyncMaxMicros=1000000000\nsyncLimit={STALLED_DISK_SYNC_LIMIT_TICKS}\n"
     );
-    let mut ens = Ensemble::configure(&members, &cfg);
-    ens.preload_sync_stall();
-    ens.launch_all();
-    let leader = ens.wait_leader();
-    let follower = ens.sids().into_iter().find(|&s| s != leader).unwrap();
-    let mut c = ens.connect(follower);
-    let created = c.call(&Request::create_open("/stalled-leader", b"0"));
-    assert_eq!(
-        created.map(|r| r.err).ok(),
-        Some(0),
-        "create through {follower}"
-    );
-    let stalled = match victim {
-        Victim::Leader => leader,
-        Victim::WritersFollower => follower,
-    };
-    let stall = Stall::begin(&ens.sync_stall_file(stalled).unwrap());
+    let StalledEnsemble {
+        ens,
+        leader,
+        writer: follower,
+        stalled,
+        mut c,
+        stall,
+        ..
+    } = StalledEnsemble::start(&members, &cfg, "/stalled-leader", victim);
     for i in 0..STALLED_DISK_WRITES {
         let set = set_data("/stalled-leader", i.to_string().as_bytes());
         match c.call(&set) {
@@ -373,6 +367,8 @@ const HELD_ROUND_WRITES: usize = 500;
 /// Bound on the writes sent before the stalled follower must have stopped taking
 /// input: each reaches it as a PROPOSAL and a COMMIT, so ≈ 8,200 suffice.
 const HELD_WRITES_MAX: usize = 40_000;
+/// The members of the held-sync tests: 3 corral participants.
+const HELD_MEMBERS: [(Kind, Role); 3] = [(Kind::Corral, Role::Participant); 3];
 
 /// A follower whose disk stays stalled while the ensemble goes on: it takes
 /// HELD_SYNC_INPUTS_COUNT_MAX (16,384) inputs while its sync is out, says so, and
@@ -381,8 +377,8 @@ const HELD_WRITES_MAX: usize = 40_000;
 /// stalled follower rejoins with the same tree.
 #[test]
 fn a_follower_whose_disk_stays_stalled_stops_taking_input_and_rejoins() {
-    let mut held = HeldSync::start(false);
-    let written = held.write_until_stopped(false);
+    let mut held = StalledEnsemble::start(&HELD_MEMBERS, "", "/held", Victim::OtherFollower);
+    let written = held.write_until_stopped();
     eprintln!(
         "[slow_disk] follower {} stopped taking input after {written} writes",
         held.stalled
@@ -391,10 +387,9 @@ fn a_follower_whose_disk_stays_stalled_stops_taking_input_and_rejoins() {
     held.ens.assert_same_tree();
 }
 
-/// A 3-corral ensemble whose members preload the sync shim, `/held` created through
-/// a follower (the writer), and a stall begun on one member's disk: the leader's, or
-/// the other follower's.
-struct HeldSync {
+/// An ensemble whose members preload the sync shim, a node created through a
+/// follower (the writer), and a stall begun on the victim's disk.
+struct StalledEnsemble {
     ens: Ensemble,
     leader: u64,
     followers: Vec<u64>,
@@ -404,29 +399,28 @@ struct HeldSync {
     stall: Stall,
 }
 
-impl HeldSync {
-    fn start(stall_the_leader: bool) -> HeldSync {
-        let members = [(Kind::Corral, Role::Participant); 3];
-        let mut ens = Ensemble::configure(&members, "");
+impl StalledEnsemble {
+    fn start(members: &[(Kind, Role)], cfg: &str, node: &str, victim: Victim) -> Self {
+        let mut ens = Ensemble::configure(members, cfg);
         ens.preload_sync_stall();
         ens.launch_all();
         let leader = ens.wait_leader();
         let followers: Vec<u64> = ens.sids().into_iter().filter(|&s| s != leader).collect();
         let writer = followers[0];
-        let stalled = if stall_the_leader {
-            leader
-        } else {
-            followers[1]
+        let stalled = match victim {
+            Victim::Leader => leader,
+            Victim::WritersFollower => writer,
+            Victim::OtherFollower => followers[1],
         };
         let mut c = ens.connect(writer);
-        let created = c.call(&Request::create_open("/held", b"0"));
+        let created = c.call(&Request::create_open(node, b"0"));
         assert_eq!(
             created.map(|r| r.err).ok(),
             Some(0),
-            "create through {writer}"
+            "create {node} through {writer}"
         );
         let stall = Stall::begin(&ens.sync_stall_file(stalled).unwrap());
-        HeldSync {
+        StalledEnsemble {
             ens,
             leader,
             followers,
@@ -439,10 +433,11 @@ impl HeldSync {
 
     /// Pipelines rounds of HELD_ROUND_WRITES setData through the writer until the
     /// stalled member logs that it takes no more input; returns the writes sent.
-    /// `cut_off`: the round in flight when that happens may end without its
-    /// replies (the stalled member is the leader, and the writer leaves it).
-    fn write_until_stopped(&mut self, cut_off: bool) -> usize {
+    /// When the stalled member is the leader, the round in flight then may end
+    /// without its replies (the writer leaves that leader).
+    fn write_until_stopped(&mut self) -> usize {
         let (ens, writer, stalled) = (&self.ens, self.writer, self.stalled);
+        let cut_off = stalled == self.leader;
         let mut written = 0;
         while !ens.log(stalled).contains(HELD_SYNC_STOP_LINE) {
             assert!(
@@ -507,9 +502,9 @@ fn wait_new_leader(ens: &Ensemble, candidates: &[u64]) -> u64 {
 /// Once the disk answers, the old leader rejoins and every member has the same tree.
 #[test]
 fn a_leader_whose_disk_stays_stalled_stops_taking_input_and_is_replaced() {
-    let mut held = HeldSync::start(true);
-    let written = held.write_until_stopped(true);
-    let HeldSync {
+    let mut held = StalledEnsemble::start(&HELD_MEMBERS, "", "/held", Victim::Leader);
+    let written = held.write_until_stopped();
+    let StalledEnsemble {
         ens,
         leader: stalled,
         followers,
