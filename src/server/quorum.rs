@@ -35,7 +35,7 @@
 use super::durable::{self, KIND_TXN};
 use super::msg::*;
 use super::peer::{wire, PeerAddr, PeerEvent, Peers};
-use super::sequencer::{mono_ms, now_ms};
+use super::sequencer::{mono_ms, now_ms, pause_warning};
 use super::stats::{self, Mode, ServerStats};
 use super::Mesh;
 use crate::config::dynamic::DynamicFiles;
@@ -1792,9 +1792,15 @@ impl Seq {
     fn leader_housekeeping(&mut self, now: i64) {
         if !self.is_leader() {
             self.containers_checked_ms = None;
+            self.sessions.stop_checking();
             return;
         }
-        for id in self.sessions.expire(mono_ms()) {
+        let mono = mono_ms();
+        let lost = self.sessions.catch_up(mono);
+        if lost > 0 {
+            pause_warning(lost);
+        }
+        for id in self.sessions.expire(mono) {
             tracing::info!("session {id:#x} expired");
             let txn = tree::close_session_txn(&self.working, 0, now, id, 0);
             self.propose(txn, Origin::None, now);

@@ -82,6 +82,16 @@ impl Now {
     }
 }
 
+/// What an expiry check that found its core had not run says (both owners of a
+/// session table: this sequencer and an ensemble's leader).
+pub(crate) fn pause_warning(lost_ms: i64) {
+    tracing::warn!(
+        "the session tracker did not run for over a tickTime (this process was paused \
+         or its core held, e.g. by a stalled disk); every session's deadline moves \
+         {lost_ms} ms later, as no client could be heard meanwhile"
+    );
+}
+
 /// A session-table change, applied when its txn is durable.
 enum SessionChange {
     Add(i64, i32),
@@ -780,6 +790,10 @@ impl Sequencer {
     }
 
     fn tick(&mut self, now: Now) {
+        let lost = self.sessions.catch_up(now.mono);
+        if lost > 0 {
+            pause_warning(lost);
+        }
         for id in self.sessions.expire(now.mono) {
             tracing::info!("session {id:#x} expired");
             let zxid = self.next_zxid();

@@ -5,6 +5,12 @@
 //! No IO and no clock: `now_ms` is always an argument. Expiry is bucketed on tick
 //! boundaries as in the reference's ExpiryQueue, so a tick only looks at the sessions
 //! whose bucket has come due.
+//!
+//! Time the owner itself lost does not count against a session ([`SessionTable::catch_up`]).
+//! If the process was paused (SIGSTOP, a frozen VM) or the owning core was held (a
+//! stalled inline fsync), the clients' pings waited unread in their sockets; the
+//! reference expires every such session at its next check, corral moves the
+//! deadlines later by the time lost and reads the pings.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -58,6 +64,9 @@ pub struct SessionTable {
     buckets: BTreeMap<i64, HashSet<i64>>,
     tick_ms: i64,
     next_id: i64,
+    /// When the owner last checked for expiry ([`SessionTable::catch_up`]), or
+    /// before its first check, when it first added, touched or reopened a session.
+    last_ran_ms: Option<i64>,
 }
 
 impl SessionTable {
@@ -70,6 +79,7 @@ impl SessionTable {
             buckets: BTreeMap::new(),
             tick_ms: tick_ms.max(1) as i64,
             next_id,
+            last_ran_ms: None,
         }
     }
 
@@ -103,6 +113,7 @@ impl SessionTable {
 
     /// Adds a session (when its create-session txn is applied).
     pub fn add(&mut self, id: i64, timeout_ms: i32, now_ms: i64) {
+        self.ran(now_ms);
         self.observe_id(id);
         let expires_at_ms = self.round_up(now_ms + timeout_ms as i64);
         self.buckets.entry(expires_at_ms).or_default().insert(id);
@@ -134,6 +145,7 @@ impl SessionTable {
 
     /// Extends a live session's deadline. False for an unknown or closing session.
     pub fn touch(&mut self, id: i64, now_ms: i64) -> bool {
+        self.ran(now_ms);
         let Some(s) = self.sessions.get(&id) else {
             return false;
         };
@@ -163,6 +175,7 @@ impl SessionTable {
     /// Undoes `set_closing` / `expire` when the close could not be made durable:
     /// the session lives on with a fresh deadline.
     pub fn reopen(&mut self, id: i64, now_ms: i64) {
+        self.ran(now_ms);
         let Some(s) = self.sessions.get_mut(&id) else {
             return;
         };
@@ -172,6 +185,45 @@ impl SessionTable {
         self.unbucket(id, old);
         self.buckets.entry(new).or_default().insert(id);
         self.sessions.get_mut(&id).unwrap().expires_at_ms = new;
+    }
+
+    /// The owner ran at `now_ms`: counts only before its first expiry check (a
+    /// pause before that one). After it, only the checks count: whatever the owner
+    /// does first on waking from a pause (reading the touches that waited) must not
+    /// hide the pause from the check that follows.
+    fn ran(&mut self, now_ms: i64) {
+        self.last_ran_ms.get_or_insert(now_ms);
+    }
+
+    /// Called by the owner before each expiry check (it checks every half tickTime).
+    /// If more than a tickTime has passed since its previous check (or, before the
+    /// first, its first add, touch or reopen), the owner did not run for that long: the
+    /// process was paused or its core held, so no client could be heard meanwhile. Every deadline then moves later by the time lost beyond one
+    /// tickTime, rounded up to a tick, so each session keeps the time it had left, and
+    /// the pings waiting in its socket are read before it can expire. Returns the
+    /// milliseconds the deadlines moved (0: no pause).
+    pub fn catch_up(&mut self, now_ms: i64) -> i64 {
+        let last = self.last_ran_ms.replace(now_ms);
+        let lost = last.map_or(0, |l| now_ms - l - self.tick_ms);
+        if lost <= 0 {
+            return 0;
+        }
+        let shift = (lost + self.tick_ms - 1) / self.tick_ms * self.tick_ms;
+        let buckets = std::mem::take(&mut self.buckets);
+        self.buckets = buckets
+            .into_iter()
+            .map(|(t, ids)| (t + shift, ids))
+            .collect();
+        for s in self.sessions.values_mut() {
+            s.expires_at_ms += shift;
+        }
+        shift
+    }
+
+    /// The owner stops checking for expiry (a leader that steps down): the next
+    /// [`SessionTable::catch_up`] starts afresh instead of counting the gap as lost.
+    pub fn stop_checking(&mut self) {
+        self.last_ran_ms = None;
     }
 
     /// Sessions whose deadline has passed, marked closing, in id order. The caller
@@ -247,6 +299,58 @@ mod tests {
         t.remove(7);
         t.remove(8);
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn time_the_owner_lost_moves_every_deadline() {
+        let mut t = SessionTable::new(0, 0, 1000);
+        t.add(7, 4000, 0); // due at 5000
+        t.add(8, 2000, 0); // due at 3000
+        assert_eq!(t.catch_up(500), 0, "half a tick after the adds");
+        assert_eq!(t.catch_up(1000), 0, "half a tick later");
+        assert_eq!(t.catch_up(2000), 0, "a whole tick later is no pause");
+        // Nothing ran for 5.3 s: 4.3 s beyond a tick lost, 5 ticks.
+        assert_eq!(t.catch_up(7300), 5000);
+        assert_eq!(t.get(7).unwrap().expires_at_ms, 10_000);
+        assert_eq!(t.get(8).unwrap().expires_at_ms, 8000);
+        assert!(
+            t.expire(7300).is_empty(),
+            "no session expires for the pause"
+        );
+        assert!(t.touch(8, 7300), "its buffered ping is read");
+        assert_eq!(t.get(8).unwrap().expires_at_ms, 10_000);
+        assert_eq!(t.catch_up(7800), 0);
+        assert_eq!(
+            t.expire(10_000),
+            vec![7, 8],
+            "silent from then on: due as moved"
+        );
+    }
+
+    #[test]
+    fn a_pause_before_the_first_check_counts_from_the_last_add() {
+        let mut t = SessionTable::new(0, 0, 1000);
+        t.add(7, 2000, 100); // due at 3000
+        t.touch(7, 200);
+        assert_eq!(t.catch_up(6500), 6000, "5.4 s lost beyond a tick");
+        assert!(t.expire(6500).is_empty());
+        // Woken from the next pause, the owner reads a waiting touch first.
+        assert!(t.touch(7, 12_000));
+        assert_eq!(
+            t.catch_up(12_000),
+            5000,
+            "the touch does not hide the pause"
+        );
+    }
+
+    #[test]
+    fn a_new_owner_counts_no_pause() {
+        let mut t = SessionTable::new(0, 0, 1000);
+        t.add(7, 4000, 0);
+        assert_eq!(t.catch_up(500), 0);
+        t.stop_checking();
+        assert_eq!(t.catch_up(60_000), 0, "checks resumed, not a pause");
+        assert_eq!(t.expire(60_000), vec![7]);
     }
 
     #[test]
