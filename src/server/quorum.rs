@@ -209,6 +209,15 @@ enum Owner {
     Learner(u64),
 }
 
+/// A learner's silence, as the leader's session expiry sees it.
+#[derive(Debug, Default)]
+struct Silence {
+    /// When it was first seen answering again (None: still silent).
+    heard_again_ms: Option<i64>,
+    /// Its kept sessions were logged.
+    said: bool,
+}
+
 /// What ended the quorum core's wait (`Seq::next_wake`).
 enum Wake {
     Synced((SyncDone, Duration)),
@@ -267,6 +276,9 @@ struct Seq {
     // leader
     proposed: VecDeque<Proposed>,
     owners: FxHashMap<i64, Owner>,
+    /// Learners silent for over a tickTime, until a tickTime after they were heard
+    /// again: their sessions are not judged meanwhile (`expire_sessions`).
+    silences: FxHashMap<u64, Silence>,
     local_syncs: VecDeque<(Zxid, Route, i32, String)>,
     /// Our clients' syncs at the core's sync gate, by tag (see `zab::sync_gate`).
     gated_syncs: FxHashMap<u64, (Route, i32, String)>,
@@ -496,6 +508,7 @@ impl Seq {
             sessions,
             proposed: VecDeque::new(),
             owners: FxHashMap::default(),
+            silences: FxHashMap::default(),
             local_syncs: VecDeque::new(),
             gated_syncs: FxHashMap::default(),
             next_sync_tag: 0,
@@ -1793,18 +1806,64 @@ impl Seq {
         if !self.is_leader() {
             self.containers_checked_ms = None;
             self.sessions.stop_checking();
+            self.silences.clear();
             return;
         }
+        self.expire_sessions(now);
+        self.clean_up_nodes(now);
+    }
+
+    /// Leader: proposes the close of every session past its deadline. Time this
+    /// core lost (a pause) moves the deadlines first (`SessionTable::catch_up`).
+    /// The sessions of a learner silent for over a tickTime are not judged: their
+    /// clients' pings may be waiting in that member (paused, or its core held).
+    /// Nor for a tickTime after it is heard again, as its first answers may go out
+    /// before it has read those pings; nor for a tickTime after syncLimit drops it,
+    /// by when its clients had the time to move elsewhere.
+    fn expire_sessions(&mut self, now: i64) {
         let mono = mono_ms();
         let lost = self.sessions.catch_up(mono);
         if lost > 0 {
             pause_warning(lost);
         }
+        self.track_silences(mono);
         for id in self.sessions.expire(mono) {
+            if let Some(&Owner::Learner(sid)) = self.owners.get(&id) {
+                if let Some(silence) = self.silences.get_mut(&sid) {
+                    self.sessions.defer(id, mono);
+                    if !std::mem::replace(&mut silence.said, true) {
+                        tracing::info!(
+                            "member {sid} has been silent for over a tickTime: its \
+                             clients' sessions are kept until a tickTime after it \
+                             answers again or is dropped (their pings may be waiting \
+                             in it)"
+                        );
+                    }
+                    continue;
+                }
+            }
             tracing::info!("session {id:#x} expired");
             let txn = tree::close_session_txn(&self.working, 0, now, id, 0);
             self.propose(txn, Origin::None, now);
         }
+    }
+
+    /// Leader: notes the learners silent now, and forgets those heard again (or
+    /// dropped) for a tickTime.
+    fn track_silences(&mut self, mono: i64) {
+        let silent = self.replica.silent_learners();
+        for sid in &silent {
+            self.silences.entry(*sid).or_default().heard_again_ms = None;
+        }
+        let tick = self.cfg.tick_time_ms as i64;
+        self.silences.retain(|sid, s| {
+            silent.contains(sid) || mono - *s.heard_again_ms.get_or_insert(mono) < tick
+        });
+    }
+
+    /// Leader: removes empty containers and expired TTL nodes, once per
+    /// `container_check_interval_ms`.
+    fn clean_up_nodes(&mut self, now: i64) {
         let at = self.mono_ms();
         let checked = *self.containers_checked_ms.get_or_insert(at);
         if at - checked < self.cfg.container_check_interval_ms {

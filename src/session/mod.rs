@@ -226,6 +226,20 @@ impl SessionTable {
         self.last_ran_ms = None;
     }
 
+    /// Undoes `expire` for a session whose touches may still be on their way (an
+    /// ensemble member that has not answered the leader's pings): it is due again
+    /// at the next tick, unless a touch comes first.
+    pub fn defer(&mut self, id: i64, now_ms: i64) {
+        let next = self.round_up(now_ms);
+        let Some(s) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        s.closing = false;
+        let old = std::mem::replace(&mut s.expires_at_ms, next);
+        self.unbucket(id, old);
+        self.buckets.entry(next).or_default().insert(id);
+    }
+
     /// Sessions whose deadline has passed, marked closing, in id order. The caller
     /// turns each into a close-session txn.
     pub fn expire(&mut self, now_ms: i64) -> Vec<i64> {
@@ -341,6 +355,20 @@ mod tests {
             5000,
             "the touch does not hide the pause"
         );
+    }
+
+    #[test]
+    fn a_deferred_session_is_due_next_tick_unless_touched() {
+        let mut t = SessionTable::new(0, 0, 1000);
+        t.add(7, 2000, 0); // due at 3000
+        t.add(8, 2000, 0);
+        assert_eq!(t.expire(3000), vec![7, 8]);
+        t.defer(7, 3000);
+        t.defer(8, 3000);
+        assert_eq!(t.get(7).unwrap().expires_at_ms, 4000);
+        assert!(t.touch(7, 3500), "a deferred session takes touches");
+        assert_eq!(t.expire(4000), vec![8]);
+        assert_eq!(t.expire(6000), vec![7]);
     }
 
     #[test]

@@ -1355,6 +1355,23 @@ impl Replica {
         round
     }
 
+    /// Running learners not heard from for more than a tickTime (the leader pings
+    /// every half tickTime, and a running learner answers each ping): what they
+    /// hold for the leader, their clients' touches among it, is still on its way.
+    /// They stay learners until syncLimit drops them.
+    pub fn silent_learners(&self) -> Vec<ServerId> {
+        let quiet_since = self.now.saturating_sub(self.cfg.tick_ms);
+        match &self.role {
+            RoleState::Leading(l) => l
+                .handlers
+                .values()
+                .filter(|h| h.stage == Stage::Running && h.last_heard < quiet_since)
+                .filter_map(|h| h.sid)
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// The forwarded request of a learner, for tests and the driver's logs.
     pub fn forwarded_from(&self, conn: ConnId) -> Option<ServerId> {
         match &self.role {

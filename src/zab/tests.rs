@@ -1841,6 +1841,28 @@ fn broadcast_pings_every_learner_each_half_tick() {
     );
 }
 
+#[test]
+fn broadcast_names_the_learners_silent_for_over_a_tick() {
+    // Every learner was last heard at 500; tickTime 2000.
+    let mut r = established();
+    let answer = || Packet::LearnerPing {
+        zxid: z(2, 0),
+        touches: vec![],
+    };
+    pkt(&mut r, 2400, CONN_1, answer());
+    assert_eq!(
+        r.silent_learners(),
+        Vec::<ServerId>::new(),
+        "heard a tick ago"
+    );
+    tick(&mut r, 2600);
+    let mut silent = r.silent_learners();
+    silent.sort_unstable();
+    assert_eq!(silent, vec![2, OBSERVER]);
+    pkt(&mut r, 2700, CONN_2, answer());
+    assert_eq!(r.silent_learners(), vec![OBSERVER]);
+}
+
 fn sends_to_all(p: Packet) -> Vec<Output> {
     [CONN_1, CONN_2, CONN_4]
         .into_iter()
