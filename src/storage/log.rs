@@ -254,19 +254,14 @@ fn new_segment_file(
 /// too), so it stays far below any syncLimit; the fill itself runs at
 /// [`PREALLOC_NICE`] and, on a box whose CPUs are saturated, can take seconds.
 const ROLL_SPARE_WAIT_MS_MAX: u64 = 100;
-/// Poll interval of that wait.
-const ROLL_SPARE_POLL_MS: u64 = 1;
-
 /// Starts zero-filling the next spare segment on a helper thread. Without a
 /// thread (spawn failed) the next roll preallocates inline instead.
 fn spawn_preallocation(path: PathBuf, bytes: u64) -> Spare {
-    match std::thread::Builder::new()
-        .name("corral-prealloc".into())
-        .spawn(move || {
-            lower_priority();
-            preallocate(&path, bytes)
-        }) {
-        Ok(h) => Spare::Pending(h),
+    match Filling::spawn("corral-prealloc", move || {
+        lower_priority();
+        preallocate(&path, bytes)
+    }) {
+        Ok(f) => Spare::Pending(f),
         Err(e) => {
             tracing::warn!("cannot spawn the segment preallocation thread: {e}");
             Spare::Missing
@@ -396,8 +391,41 @@ impl Segment {
 }
 
 enum Spare {
-    Pending(JoinHandle<Result<(File, MmapRaw), StorageError>>),
+    Pending(Filling),
     Missing,
+}
+
+/// A segment being zero-filled on a helper thread, and the way to wait for its end
+/// with a bound.
+struct Filling {
+    handle: JoinHandle<Result<(File, MmapRaw), StorageError>>,
+    /// Disconnected when the thread ends, however it ends (it holds the sender).
+    ended: std::sync::mpsc::Receiver<()>,
+}
+
+impl Filling {
+    fn spawn(
+        name: &str,
+        fill: impl FnOnce() -> Result<(File, MmapRaw), StorageError> + Send + 'static,
+    ) -> io::Result<Filling> {
+        let (tx, ended) = std::sync::mpsc::channel::<()>();
+        let handle = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                let _ending = tx;
+                fill()
+            })?;
+        Ok(Filling { handle, ended })
+    }
+
+    /// Waits up to `bound` for the fill to end; true once it has.
+    fn wait(&self, bound: std::time::Duration) -> bool {
+        self.handle.is_finished()
+            || !matches!(
+                self.ended.recv_timeout(bound),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+            )
+    }
 }
 
 struct InFlight {
@@ -514,6 +542,9 @@ pub struct Log {
     poisoned: Option<(PathBuf, String)>,
     #[cfg(test)]
     fail_preallocation: bool,
+    /// Tests: the fallback segment's `fallocate` fails (a file system without it).
+    #[cfg(test)]
+    fail_fallocate: bool,
 }
 
 impl Log {
@@ -547,6 +578,8 @@ impl Log {
             poisoned: None,
             #[cfg(test)]
             fail_preallocation: false,
+            #[cfg(test)]
+            fail_fallocate: false,
         })
     }
 
@@ -628,7 +661,7 @@ impl Log {
     }
 
     fn spare_ready(&self) -> bool {
-        matches!(&self.spare, Spare::Pending(h) if h.is_finished())
+        matches!(&self.spare, Spare::Pending(f) if f.handle.is_finished())
     }
 
     /// Leaves a fallocated segment for the zero-filled spare now that it is ready
@@ -660,32 +693,38 @@ impl Log {
         if self.fail_preallocation {
             return None;
         }
-        let Spare::Pending(h) = &self.spare else {
+        let Spare::Pending(filling) = &self.spare else {
             return None;
         };
-        let since = std::time::Instant::now();
-        while !h.is_finished() {
-            if since.elapsed() >= std::time::Duration::from_millis(ROLL_SPARE_WAIT_MS_MAX) {
-                return match fallocated(path, self.cfg.segment_bytes) {
-                    Ok(fm) => {
-                        tracing::warn!(
-                            "the spare log segment's zero-fill is not done after {} ms; \
-                             writes go on in {}, fallocated (its syncs may be slower until \
-                             the spare is ready)",
-                            ROLL_SPARE_WAIT_MS_MAX,
-                            path.display()
-                        );
-                        Some(fm)
-                    }
-                    Err(e) => {
-                        tracing::warn!("{e}; the roll waits for the spare");
-                        None
-                    }
-                };
-            }
-            std::thread::sleep(std::time::Duration::from_millis(ROLL_SPARE_POLL_MS));
+        if filling.wait(std::time::Duration::from_millis(ROLL_SPARE_WAIT_MS_MAX)) {
+            return None;
         }
-        None
+        match self.fallocated_segment(path) {
+            Ok(fm) => {
+                tracing::warn!(
+                    "the spare log segment's zero-fill is not done after {} ms; \
+                     writes go on in {}, fallocated (its syncs may be slower until \
+                     the spare is ready)",
+                    ROLL_SPARE_WAIT_MS_MAX,
+                    path.display()
+                );
+                Some(fm)
+            }
+            Err(e) => {
+                tracing::warn!("{e}; the roll waits for the spare");
+                None
+            }
+        }
+    }
+
+    /// [`fallocated`], or (tests) the error of a file system without `fallocate`.
+    fn fallocated_segment(&self, path: &Path) -> Result<(File, MmapRaw), StorageError> {
+        #[cfg(test)]
+        if self.fail_fallocate {
+            let e = io::Error::from_raw_os_error(libc::EOPNOTSUPP);
+            return Err(StorageError::io("fallocate log segment", path, e));
+        }
+        fallocated(path, self.cfg.segment_bytes)
     }
 
     fn take_spare(&mut self) -> Result<(File, MmapRaw), StorageError> {
@@ -699,7 +738,7 @@ impl Log {
             ));
         }
         match std::mem::replace(&mut self.spare, Spare::Missing) {
-            Spare::Pending(h) => {
+            Spare::Pending(Filling { handle: h, .. }) => {
                 // Writes stop while a roll waits: say so when the wait begins (a
                 // fill stuck on a dead disk shows at once), and how long it took.
                 let waiting = (!h.is_finished()).then(std::time::Instant::now);
@@ -1016,8 +1055,8 @@ impl Log {
 
 impl Drop for Log {
     fn drop(&mut self) {
-        if let Spare::Pending(h) = std::mem::replace(&mut self.spare, Spare::Missing) {
-            let _ = h.join();
+        if let Spare::Pending(f) = std::mem::replace(&mut self.spare, Spare::Missing) {
+            let _ = f.handle.join();
         }
     }
 }
@@ -1946,19 +1985,57 @@ mod tests {
     }
 
     #[test]
+    fn a_late_spare_without_fallocate_is_waited_for() {
+        let d = tempfile::tempdir().unwrap();
+        let mut log = open(d.path(), SyncMode::Fdatasync);
+        log.fail_fallocate = true;
+        if let Spare::Pending(f) = std::mem::replace(&mut log.spare, Spare::Missing) {
+            let _ = f.handle.join();
+        }
+        // A spare whose fill ends once a helper lets it, well after the wait's bound.
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let (path, bytes) = (d.path().join(PREALLOC_FILE_NAME), log.cfg.segment_bytes);
+        let filling = Filling::spawn("test-fill", move || {
+            let _ = wait.recv();
+            preallocate(&path, bytes)
+        });
+        log.spare = Spare::Pending(filling.unwrap());
+        let hold = std::time::Duration::from_millis(3 * ROLL_SPARE_WAIT_MS_MAX);
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(hold);
+            go.send(()).unwrap();
+        });
+        let began = std::time::Instant::now();
+        log.append(1, 1, &payload(1, 100)).unwrap();
+        assert!(
+            began.elapsed() >= hold,
+            "the append did not wait for the spare"
+        );
+        releaser.join().unwrap();
+        assert_eq!(log.segs.len(), 1);
+        assert!(!log.segs[0].fallback, "no fallocate: the spare itself");
+        assert_eq!(sync(&mut log).zxid(), 1);
+        drop(log);
+        assert_eq!(seg_names(d.path()), vec![1]);
+        let (recs, _) = collect(d.path(), 0);
+        assert_eq!(recs.len(), 1);
+    }
+
+    #[test]
     fn a_late_spare_gives_a_fallocated_segment_until_it_is_ready() {
         let d = tempfile::tempdir().unwrap();
         let mut log = open(d.path(), SyncMode::Fdatasync);
-        if let Spare::Pending(h) = std::mem::replace(&mut log.spare, Spare::Missing) {
-            let _ = h.join();
+        if let Spare::Pending(f) = std::mem::replace(&mut log.spare, Spare::Missing) {
+            let _ = f.handle.join();
         }
         // A spare whose fill goes on until the test lets it end.
         let (go, wait) = std::sync::mpsc::channel::<()>();
         let (path, bytes) = (d.path().join(PREALLOC_FILE_NAME), log.cfg.segment_bytes);
-        log.spare = Spare::Pending(std::thread::spawn(move || {
+        let filling = Filling::spawn("test-fill", move || {
             let _ = wait.recv();
             preallocate(&path, bytes)
-        }));
+        });
+        log.spare = Spare::Pending(filling.unwrap());
         let began = std::time::Instant::now();
         log.append(1, 1, &payload(1, 100)).unwrap();
         assert!(began.elapsed() >= std::time::Duration::from_millis(ROLL_SPARE_WAIT_MS_MAX));
