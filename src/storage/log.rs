@@ -1984,22 +1984,29 @@ mod tests {
         assert_eq!(recs.len() as i64, z);
     }
 
-    #[test]
-    fn a_late_spare_without_fallocate_is_waited_for() {
-        let d = tempfile::tempdir().unwrap();
-        let mut log = open(d.path(), SyncMode::Fdatasync);
-        log.fail_fallocate = true;
+    /// Replaces the log's spare by one whose zero-fill waits until the returned
+    /// sender sends (or is dropped).
+    fn hold_the_spare(log: &mut Log) -> std::sync::mpsc::Sender<()> {
         if let Spare::Pending(f) = std::mem::replace(&mut log.spare, Spare::Missing) {
             let _ = f.handle.join();
         }
-        // A spare whose fill ends once a helper lets it, well after the wait's bound.
         let (go, wait) = std::sync::mpsc::channel::<()>();
-        let (path, bytes) = (d.path().join(PREALLOC_FILE_NAME), log.cfg.segment_bytes);
+        let (path, bytes) = (log.dir.join(PREALLOC_FILE_NAME), log.cfg.segment_bytes);
         let filling = Filling::spawn("test-fill", move || {
             let _ = wait.recv();
             preallocate(&path, bytes)
         });
         log.spare = Spare::Pending(filling.unwrap());
+        go
+    }
+
+    #[test]
+    fn a_late_spare_without_fallocate_is_waited_for() {
+        let d = tempfile::tempdir().unwrap();
+        let mut log = open(d.path(), SyncMode::Fdatasync);
+        log.fail_fallocate = true;
+        // A spare whose fill ends once a helper lets it, well after the wait's bound.
+        let go = hold_the_spare(&mut log);
         let hold = std::time::Duration::from_millis(3 * ROLL_SPARE_WAIT_MS_MAX);
         let releaser = std::thread::spawn(move || {
             std::thread::sleep(hold);
@@ -2025,17 +2032,7 @@ mod tests {
     fn a_late_spare_gives_a_fallocated_segment_until_it_is_ready() {
         let d = tempfile::tempdir().unwrap();
         let mut log = open(d.path(), SyncMode::Fdatasync);
-        if let Spare::Pending(f) = std::mem::replace(&mut log.spare, Spare::Missing) {
-            let _ = f.handle.join();
-        }
-        // A spare whose fill goes on until the test lets it end.
-        let (go, wait) = std::sync::mpsc::channel::<()>();
-        let (path, bytes) = (d.path().join(PREALLOC_FILE_NAME), log.cfg.segment_bytes);
-        let filling = Filling::spawn("test-fill", move || {
-            let _ = wait.recv();
-            preallocate(&path, bytes)
-        });
-        log.spare = Spare::Pending(filling.unwrap());
+        let go = hold_the_spare(&mut log);
         let began = std::time::Instant::now();
         log.append(1, 1, &payload(1, 100)).unwrap();
         assert!(began.elapsed() >= std::time::Duration::from_millis(ROLL_SPARE_WAIT_MS_MAX));
