@@ -35,7 +35,7 @@
 use super::durable::{self, KIND_TXN};
 use super::msg::*;
 use super::peer::{wire, PeerAddr, PeerEvent, Peers};
-use super::sequencer::{mono_ms, now_ms, pause_warning};
+use super::sequencer::{catch_up_sessions, mono_ms, now_ms};
 use super::stats::{self, Mode, ServerStats};
 use super::Mesh;
 use crate::config::dynamic::DynamicFiles;
@@ -1822,10 +1822,7 @@ impl Seq {
     /// by when its clients had the time to move elsewhere.
     fn expire_sessions(&mut self, now: i64) {
         let mono = mono_ms();
-        let lost = self.sessions.catch_up(mono);
-        if lost > 0 {
-            pause_warning(lost);
-        }
+        catch_up_sessions(&mut self.sessions, mono);
         self.track_silences(mono);
         for id in self.sessions.expire(mono) {
             if let Some(&Owner::Learner(sid)) = self.owners.get(&id) {

@@ -82,14 +82,18 @@ impl Now {
     }
 }
 
-/// What an expiry check that found its core had not run says (both owners of a
-/// session table: this sequencer and an ensemble's leader).
-pub(crate) fn pause_warning(lost_ms: i64) {
-    tracing::warn!(
-        "the session tracker did not run for over a tickTime (this process was paused \
-         or its core held, e.g. by a stalled disk); every session's deadline moves \
-         {lost_ms} ms later, as no client could be heard meanwhile"
-    );
+/// Before an expiry check, by both owners of a session table (this sequencer and
+/// an ensemble's leader): time their core did not run moves the deadlines
+/// (`SessionTable::catch_up`), and the log says so.
+pub(crate) fn catch_up_sessions(sessions: &mut SessionTable, mono_ms: i64) {
+    let lost_ms = sessions.catch_up(mono_ms);
+    if lost_ms > 0 {
+        tracing::warn!(
+            "the session tracker did not run for over a tickTime (this process was paused \
+             or its core held, e.g. by a stalled disk); every session's deadline moves \
+             {lost_ms} ms later, as no client could be heard meanwhile"
+        );
+    }
 }
 
 /// A session-table change, applied when its txn is durable.
@@ -790,10 +794,7 @@ impl Sequencer {
     }
 
     fn tick(&mut self, now: Now) {
-        let lost = self.sessions.catch_up(now.mono);
-        if lost > 0 {
-            pause_warning(lost);
-        }
+        catch_up_sessions(&mut self.sessions, now.mono);
         for id in self.sessions.expire(now.mono) {
             tracing::info!("session {id:#x} expired");
             let zxid = self.next_zxid();

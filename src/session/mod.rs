@@ -197,11 +197,12 @@ impl SessionTable {
 
     /// Called by the owner before each expiry check (it checks every half tickTime).
     /// If more than a tickTime has passed since its previous check (or, before the
-    /// first, its first add, touch or reopen), the owner did not run for that long: the
-    /// process was paused or its core held, so no client could be heard meanwhile. Every deadline then moves later by the time lost beyond one
-    /// tickTime, rounded up to a tick, so each session keeps the time it had left, and
-    /// the pings waiting in its socket are read before it can expire. Returns the
-    /// milliseconds the deadlines moved (0: no pause).
+    /// first, its first add, touch or reopen), the owner did not run for that long:
+    /// the process was paused or its core held, so no client could be heard
+    /// meanwhile. Every deadline then moves later by the time lost beyond one
+    /// tickTime, rounded up to a tick, so each session keeps the time it had left,
+    /// and the pings waiting in its socket are read before it can expire. Returns
+    /// the milliseconds the deadlines moved (0: no pause).
     pub fn catch_up(&mut self, now_ms: i64) -> i64 {
         let last = self.last_ran_ms.replace(now_ms);
         let lost = last.map_or(0, |l| now_ms - l - self.tick_ms);
