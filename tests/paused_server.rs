@@ -12,7 +12,9 @@
 //!   leader, while every member's clients keep pinging: it keeps their sessions;
 //! - its reference follower is stopped instead: the leader (with the other
 //!   follower, a quorum) hears none of its clients' touches meanwhile, and keeps
-//!   those sessions until a tickTime after it answers again. A ZooKeeper leader of
+//!   those sessions until a tickTime after it answers again (the follower itself
+//!   may close their connections on waking, as a standalone reference does: the
+//!   sessions are then resumed on another member). A ZooKeeper leader of
 //!   corral followers, one stopped the same way, expired its client's session in
 //!   one of two runs (printed, not asserted).
 //!
@@ -23,9 +25,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::ensemble::{Ensemble, Role};
+use common::ensemble::{resume_session, Ensemble, Role};
 use common::stall::{preload_env, Stall};
-use common::{require_reference, Decoded, Kind, RawClient, Server};
+use common::{require_reference, Decoded, Kind, RawClient, ReadEnd, Server};
 use corral::proto::{Request, Response};
 
 /// Session timeout of the tests' clients.
@@ -85,14 +87,35 @@ fn keep_pinging(clients: &mut [(String, RawClient)]) -> usize {
 }
 
 /// Every ping answered and every session's ephemeral still there; `Err` names
-/// the first session that was not.
-fn sessions_survived(clients: &mut [(String, RawClient)], pings: usize) -> Result<(), String> {
+/// the first session that was not. `resume_on(name)`: where a session whose
+/// connection was closed may be resumed (None: a closed connection is a failure).
+fn sessions_survived(
+    clients: &mut [(String, RawClient)],
+    pings: usize,
+    resume_on: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), String> {
     for (name, c) in clients.iter_mut() {
+        let mut closed = false;
         for i in 0..pings {
             match c.wait_reply() {
                 Ok(r) if r.err == 0 => {}
+                Err(ReadEnd::Closed) if resume_on(name).is_some() => {
+                    closed = true;
+                    break;
+                }
                 other => return Err(format!("session {name}'s ping {i}: {other:?}")),
             }
+        }
+        if closed {
+            let addr = resume_on(name).unwrap();
+            eprintln!(
+                "[pause] session {name}'s server closed its connection: resuming it on {addr}"
+            );
+            *c = match resume_session(&addr, c.session_id, &c.passwd, c.last_zxid) {
+                Ok(Some(resumed)) => resumed,
+                Ok(None) => return Err(format!("session {name} expired (resumed on {addr})")),
+                Err(e) => return Err(format!("session {name} not resumed on {addr}: {e}")),
+            };
         }
         let req = Request::get_data_of(&format!("/eph-{name}"));
         match c.call_decoded(&req) {
@@ -150,7 +173,7 @@ fn standalone_pause(kind: Kind, pause: Pause) {
         }
         None => assert!(server.signal(libc::SIGCONT), "SIGCONT the server"),
     }
-    let survived = sessions_survived(&mut clients, pings);
+    let survived = sessions_survived(&mut clients, pings, &|_| None);
     match (kind, pause) {
         (Kind::Reference, Pause::Process) => eprintln!(
             "[reference] sessions that kept pinging through a {PAUSE_MS} ms SIGSTOP: \
@@ -233,7 +256,16 @@ fn ensemble_stopped(kinds: [Kind; 3], stop_leader: bool, line: Option<&str>) {
     for &sid in &stopped {
         ens.resume(sid);
     }
-    let survived = sessions_survived(&mut clients, pings);
+    // A ZooKeeper member that did not run for longer than a session timeout may
+    // close its clients' connections on waking (its connection expirer can run
+    // before its selector reads the waiting pings): a client library then
+    // resumes the session elsewhere. The session itself must live.
+    let resume_on = |name: &str| -> Option<String> {
+        let sid: u64 = name.strip_prefix('m')?.parse().ok()?;
+        let other = ens.sids().into_iter().find(|&s| s != sid)?;
+        (stopped.contains(&sid) && ens.kind(sid) == Kind::Reference).then(|| ens.client_addr(other))
+    };
+    let survived = sessions_survived(&mut clients, pings, &resume_on);
     let Some(line) = line else {
         eprintln!(
             "[reference] a ZooKeeper leader's sessions after members {stopped:?} were \
