@@ -136,6 +136,53 @@ fn torn_last_record_is_truncated_and_nothing_acknowledged_is_lost() {
     assert_eq!(zxids, (1..=1200).collect::<Vec<_>>());
 }
 
+/// Power lost while a batch that spanned a roll was syncing: the last record of
+/// the first segment is torn and none of the next segment's records reached the
+/// disk whole. The next segment is removed with the torn record, named in the
+/// message; every record before it is kept, and the log goes on.
+#[test]
+fn torn_record_before_a_roll_whose_next_segment_holds_nothing_valid() {
+    let d = tempfile::tempdir().unwrap();
+    write_records(d.path(), 1, PER_SEGMENT + 9);
+    let zero_half = |zxid: i64| {
+        let (path, off) = locate(d.path(), zxid);
+        let half = off + RECORD_HEADER_BYTES as u64 + 50;
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all_at(&[0u8; 50], half).unwrap();
+        (path, off)
+    };
+    let (path, off) = zero_half(PER_SEGMENT);
+    let mut next = PathBuf::new();
+    for z in PER_SEGMENT + 1..=PER_SEGMENT + 9 {
+        next = zero_half(z).0;
+    }
+    assert_eq!(next, d.path().join(log_file_name(PER_SEGMENT + 1)));
+
+    let (r, _, zxids) = recover_all(d.path()).unwrap();
+    assert_eq!(zxids, (1..PER_SEGMENT).collect::<Vec<_>>());
+    assert_eq!(
+        r.tail.torn.as_ref().unwrap().to_string(),
+        format!(
+            "{}: truncated 74 bytes of a torn record at offset {off} (record checksum \
+             mismatch); removed the later segment(s) it had rolled to, which hold no valid \
+             record (a sync that never finished): {}",
+            path.display(),
+            next.display()
+        )
+    );
+    assert!(!next.exists());
+    let mut log = Log::open(d.path(), cfg(), r.tail).unwrap();
+    for z in PER_SEGMENT..=PER_SEGMENT + 9 {
+        log.append(z, 1, &payload(z)).unwrap();
+    }
+    let job = log.begin_sync().unwrap().unwrap();
+    log.finish_sync(job.run()).unwrap();
+    drop(log);
+    let (r, _, zxids) = recover_all(d.path()).unwrap();
+    assert!(r.tail.torn.is_none());
+    assert_eq!(zxids, (1..=PER_SEGMENT + 9).collect::<Vec<_>>());
+}
+
 #[test]
 fn truncated_file_in_the_middle_of_the_last_record() {
     let d = tempfile::tempdir().unwrap();

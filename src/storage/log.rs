@@ -16,9 +16,10 @@
 //!
 //! Reader side ([`LogReader`], [`read_log`]): start-up only. Streams records with
 //! `zxid > after_zxid` through one reused record buffer (never a whole segment),
-//! checks every crc and zxid continuity, truncates a torn tail of the last segment
-//! (zeroing it, with a log line saying how many bytes), and stops with the file and
-//! offset on corruption anywhere else. It returns the [`LogTail`] that
+//! checks every crc and zxid continuity, truncates a torn tail of the log (zeroing
+//! it, with a log line saying how many bytes: in the last segment, or in an earlier
+//! one when no later segment holds a valid record, which are then removed), and
+//! stops with the file and offset on corruption anywhere else. It returns the [`LogTail`] that
 //! [`Log::open`] requires.
 //!
 //! On-disk format (little-endian):
@@ -1061,7 +1062,10 @@ impl Drop for Log {
     }
 }
 
-/// A torn record at the end of the last segment that recovery zeroed.
+/// A torn record at the end of the log that recovery zeroed: in the last
+/// segment, or in an earlier one when the segments after it hold no valid record
+/// (a batch that spanned a roll and never finished its sync; those segments are
+/// removed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TornTail {
     pub path: PathBuf,
@@ -1069,6 +1073,8 @@ pub struct TornTail {
     /// Bytes zeroed: from `offset` through the last nonzero byte of the segment.
     pub bytes: u64,
     pub reason: String,
+    /// Later segments removed, none of which held a valid record.
+    pub later_segments_removed: Vec<PathBuf>,
 }
 
 impl std::fmt::Display for TornTail {
@@ -1080,7 +1086,21 @@ impl std::fmt::Display for TornTail {
             self.bytes,
             self.offset,
             self.reason
-        )
+        )?;
+        if !self.later_segments_removed.is_empty() {
+            let names: Vec<String> = self
+                .later_segments_removed
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            write!(
+                f,
+                "; removed the later segment(s) it had rolled to, which hold no valid \
+                 record (a sync that never finished): {}",
+                names.join(", ")
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -1431,16 +1451,23 @@ impl LogReader {
                 format!("{reason} (a valid record with zxid {z:#x} follows at offset {at})"),
             ));
         }
-        if !cur.is_last {
-            return Err(corrupt(
-                &cur.path,
-                off,
-                format!("{reason} in a segment that is not the last"),
-            ));
-        }
         drop(map);
+        if !cur.is_last {
+            if let Some((path, at, z)) = self.valid_record_in_later_segments()? {
+                return Err(corrupt(
+                    &cur.path,
+                    off,
+                    format!(
+                        "{reason} in a segment that is not the last (a valid record with \
+                         zxid {z:#x} follows in {} at offset {at})",
+                        path.display()
+                    ),
+                ));
+            }
+        }
         if self.read_only {
             // What start-up recovery would truncate; here it just ends the read.
+            self.idx = self.segs.len();
             return Ok(());
         }
         let bytes = last_nonzero + 1 - off;
@@ -1458,11 +1485,13 @@ impl LogReader {
         }
         wf.sync_data()
             .map_err(|e| StorageError::io("sync truncated segment", &cur.path, e))?;
+        let later_segments_removed = self.remove_later_segments()?;
         let torn = TornTail {
             path: cur.path.clone(),
             offset: off,
             bytes,
             reason,
+            later_segments_removed,
         };
         tracing::warn!("{torn}");
         self.torn = Some(torn);
@@ -1470,6 +1499,49 @@ impl LogReader {
             self.remove_empty_last(&cur.path)?;
         }
         Ok(())
+    }
+
+    /// The first record that verifies (with a zxid after the last one read) in
+    /// the segments not opened yet: path, offset and zxid. Their headers are not
+    /// trusted (a segment created in a batch that never finished its sync may have
+    /// a torn one), only a foreign or newer format stops the search.
+    fn valid_record_in_later_segments(&self) -> Result<Option<(PathBuf, u64, i64)>, StorageError> {
+        for (z, path) in &self.segs[self.idx..] {
+            let file =
+                File::open(path).map_err(|e| StorageError::io("open log segment", path, e))?;
+            let len = file
+                .metadata()
+                .map_err(|e| StorageError::io("stat log segment", path, e))?
+                .len();
+            if len < (SEGMENT_HEADER_BYTES + RECORD_HEADER_BYTES) as u64 {
+                continue;
+            }
+            match check_segment_header(&file, path, len, *z) {
+                Ok(_) | Err(StorageError::Corrupt { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            // SAFETY: read-only mapping of a file nothing else writes during recovery.
+            let map = unsafe { Mmap::map(&file) }
+                .map_err(|e| StorageError::io("map log segment", path, e))?;
+            if let Some((at, zxid)) = find_valid_record(&map, SEGMENT_HEADER_BYTES, self.prev) {
+                return Ok(Some((path.clone(), at, zxid)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Removes the segments not opened yet (recovery found no valid record in
+    /// them) and syncs the directory; returns their paths.
+    fn remove_later_segments(&mut self) -> Result<Vec<PathBuf>, StorageError> {
+        let later: Vec<PathBuf> = self.segs.drain(self.idx..).map(|(_, p)| p).collect();
+        for path in &later {
+            fs::remove_file(path)
+                .map_err(|e| StorageError::io("remove unsynced log segment", path, e))?;
+        }
+        if !later.is_empty() {
+            sync_dir(&self.dir)?;
+        }
+        Ok(later)
     }
 
     /// A last segment without records holds nothing; removing it keeps every
@@ -1853,6 +1925,122 @@ mod tests {
         let (recs, _) = collect(d.path(), 250);
         assert_eq!(recs.first().map(|r| r.0), Some(251));
         assert_eq!(recs.len(), 50);
+    }
+
+    /// 70 records of 1 KiB synced into 64 KiB segments: zxids 1..=63 fill the
+    /// first, 64..=70 start the second. Returns the two segment paths and the
+    /// offset of record 63 in the first.
+    fn two_segments(dir: &Path) -> (PathBuf, PathBuf, u64) {
+        let mut log = open(dir, SyncMode::Fdatasync);
+        for z in 1..=70 {
+            log.append(z, 1, &payload(z, 1000)).unwrap();
+        }
+        assert_eq!(sync(&mut log).zxid(), 70);
+        drop(log);
+        let segs = scan_dir(dir).unwrap().logs;
+        assert_eq!(
+            segs.iter().map(|s| s.0).collect::<Vec<_>>(),
+            [1, 64],
+            "the records' layout"
+        );
+        let last_of_first = (SEGMENT_HEADER_BYTES + 62 * record_bytes(1000)) as u64;
+        (segs[0].1.clone(), segs[1].1.clone(), last_of_first)
+    }
+
+    /// Flips one payload byte of the record at `off` in `path`.
+    fn damage_record(path: &Path, off: u64) {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .unwrap();
+        let at = off + RECORD_HEADER_BYTES as u64 + 100;
+        let mut b = [0u8; 1];
+        f.read_exact_at(&mut b, at).unwrap();
+        f.write_all_at(&[b[0] ^ 0xff], at).unwrap();
+    }
+
+    /// Reopens the log after recovery and checks that it goes on from zxid 63.
+    fn appends_go_on_from_62(dir: &Path) {
+        let mut log = open(dir, SyncMode::Fdatasync);
+        assert_eq!(log.last_zxid(), 62);
+        for z in 63..=80 {
+            log.append(z, 1, &payload(z, 1000)).unwrap();
+        }
+        assert_eq!(sync(&mut log).zxid(), 80);
+        drop(log);
+        let (recs, tail) = collect(dir, 0);
+        assert_eq!(recs.len(), 80);
+        assert!(recs.iter().all(|(z, _, p)| p == &payload(*z, 1000)));
+        assert!(tail.torn.is_none());
+    }
+
+    /// Power lost while a batch spanning a roll was syncing: the first segment's
+    /// last record is torn and no record of the segment it rolled to reached the
+    /// disk whole. That is a torn tail of the log, not corruption.
+    #[test]
+    fn a_torn_record_before_a_roll_whose_successor_holds_nothing_valid_is_a_torn_tail() {
+        let d = tempfile::tempdir().unwrap();
+        let (first, second, torn_at) = two_segments(d.path());
+        damage_record(&first, torn_at);
+        for i in 0..7 {
+            damage_record(
+                &second,
+                (SEGMENT_HEADER_BYTES + i * record_bytes(1000)) as u64,
+            );
+        }
+        let (recs, tail) = collect(d.path(), 0);
+        assert_eq!(recs.len(), 62);
+        assert_eq!(tail.last_zxid, 62);
+        let torn = tail.torn.expect("a torn tail");
+        assert_eq!(
+            (torn.path.as_path(), torn.offset),
+            (first.as_path(), torn_at)
+        );
+        assert_eq!(torn.later_segments_removed, std::slice::from_ref(&second));
+        assert!(
+            torn.to_string().contains("removed the later segment(s)"),
+            "{torn}"
+        );
+        assert!(!second.exists());
+        appends_go_on_from_62(d.path());
+    }
+
+    /// The same when the successor's header never reached the disk either.
+    #[test]
+    fn a_torn_record_before_a_roll_whose_successor_is_all_zeros_is_a_torn_tail() {
+        let d = tempfile::tempdir().unwrap();
+        let (first, second, torn_at) = two_segments(d.path());
+        damage_record(&first, torn_at);
+        let len = fs::metadata(&second).unwrap().len();
+        let f = OpenOptions::new().write(true).open(&second).unwrap();
+        f.write_all_at(&vec![0u8; len as usize], 0).unwrap();
+        let (recs, tail) = collect(d.path(), 0);
+        assert_eq!((recs.len(), tail.last_zxid), (62, 62));
+        assert_eq!(
+            tail.torn.expect("a torn tail").later_segments_removed,
+            std::slice::from_ref(&second)
+        );
+        assert!(!second.exists());
+        appends_go_on_from_62(d.path());
+    }
+
+    /// A bad record followed by a valid one in a later segment may be a synced
+    /// record gone bad: start-up stops, naming both, and changes nothing.
+    #[test]
+    fn a_bad_record_before_a_roll_whose_successor_holds_records_is_corruption() {
+        let d = tempfile::tempdir().unwrap();
+        let (first, second, torn_at) = two_segments(d.path());
+        damage_record(&first, torn_at);
+        let before = fs::read(&second).unwrap();
+        let err = read_log(d.path(), 0, |_| {}).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, StorageError::Corrupt { .. }), "{text}");
+        assert!(
+            text.contains("not the last") && text.contains("zxid 0x40"),
+            "{text}"
+        );
+        assert_eq!(fs::read(&second).unwrap(), before);
     }
 
     #[test]
