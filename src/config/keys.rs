@@ -20,7 +20,6 @@ const KEYS: &[&str] = &[
     "serverCnxnFactory",
     "localSessionsEnabled",
     "localSessionsUpgradingEnabled",
-    "clientTcpKeepAlive",
     "outstandingHandshake.limit",
     "netty.server.outstandingHandshake.limit",
     "netty.server.earlyDropSecureConnectionHandshakes",
@@ -54,7 +53,6 @@ const KEYS: &[&str] = &[
     "jute.maxbuffer.extrasize",
     "emulate353TTLNodes",
     "enableEagerACLCheck",
-    "skipACL",
     "readonlymode.enabled",
     "request.timeout",
     // Watches.
@@ -112,7 +110,6 @@ const KEYS: &[&str] = &[
     "cnxTimeout",
     "quorumCnxnTimeoutMs",
     "quorum.cnxn.threads.size",
-    "tcpKeepAlive",
     "electionPortBindRetry",
     "fastleader.minNotificationInterval",
     "fastleader.maxNotificationInterval",

@@ -118,12 +118,21 @@ pub struct Config {
     /// enforceQuota (the reference's zookeeper.enforceQuota): creates and setDatas
     /// past a quota's hard limit fail with QuotaExceeded.
     pub enforce_quota: bool,
+    /// clientTcpKeepAlive (the reference's zookeeper.clientTcpKeepAlive): TCP
+    /// keepalive on every accepted client connection.
+    pub client_tcp_keep_alive: bool,
+    /// tcpKeepAlive (the reference's zookeeper.tcpKeepAlive): TCP keepalive on the
+    /// election links between members.
+    pub tcp_keep_alive: bool,
     pub force_sync: bool,
     /// fsync.warningthresholdms: a log sync slower than this (whole milliseconds,
     /// as the reference truncates) counts in `fsync_threshold_exceed_count`.
     pub fsync_warning_threshold_ms: u64,
     /// `user:base64(sha1(user:password))` of the super user.
     pub super_digest: Option<String>,
+    /// skipACL=yes (the reference's zookeeper.skipACL): no ACL is checked; every
+    /// session may do what the super user may.
+    pub skip_acl: bool,
     pub snap_count: u64,
     /// snapSizeLimitInKb: also snapshot after this many KiB of log (0 = off).
     pub snap_size_limit_kb: u64,
@@ -233,9 +242,12 @@ impl Default for Config {
             jute_max_buffer_bytes: 0xfffff,
             extended_types_enabled: false,
             enforce_quota: false,
+            client_tcp_keep_alive: false,
+            tcp_keep_alive: false,
             force_sync: true,
             fsync_warning_threshold_ms: 1000,
             super_digest: None,
+            skip_acl: false,
             snap_count: 100_000,
             snap_size_limit_kb: 4 * 1024 * 1024,
             autopurge_snap_retain_count: 3,
@@ -602,6 +614,11 @@ impl Config {
             // The reference reads the system property zookeeper.enforceQuota, which
             // zoo.cfg spells without the prefix; both are taken.
             "enforceQuota" | "zookeeper.enforceQuota" => self.enforce_quota = e.true_false()?,
+            // System properties of the reference too (NIOServerCnxn, QuorumCnxManager).
+            "clientTcpKeepAlive" | "zookeeper.clientTcpKeepAlive" => {
+                self.client_tcp_keep_alive = e.true_false()?
+            }
+            "tcpKeepAlive" | "zookeeper.tcpKeepAlive" => self.tcp_keep_alive = e.true_false()?,
             "maxCnxns" => self.max_cnxns = e.num("expected a count")?,
             "globalOutstandingLimit" => {
                 self.global_outstanding_limit = e.num("expected a count")?
@@ -656,9 +673,27 @@ impl Config {
         Ok(true)
     }
 
-    /// The super user.
+    /// The super user, and skipACL.
     fn apply_security(&mut self, e: &Entry) -> Result<bool, ConfigError> {
         match e.key.as_str() {
+            // The reference skips ACL checks only for the exact value `yes`
+            // (`System.getProperty("zookeeper.skipACL", "no").equals("yes")`).
+            "zookeeper.skipACL" | "skipACL" => {
+                self.skip_acl = e.value == "yes";
+                if self.skip_acl {
+                    self.warn(format!(
+                        "line {}: {}=yes: no ACL is checked, every client may read, change \
+                         and delete every znode",
+                        e.line, e.key
+                    ));
+                } else if e.value != "no" {
+                    self.warn(format!(
+                        "line {}: {}={}: ACLs are still checked (as on the reference, only \
+                         `yes` turns them off)",
+                        e.line, e.key, e.value
+                    ));
+                }
+            }
             // The reference reads the system property zookeeper.<key>, so zoo.cfg
             // spells it without the prefix; corral has always taken both.
             "zookeeper.DigestAuthenticationProvider.superDigest"

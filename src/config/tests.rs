@@ -198,6 +198,42 @@ fn the_reference_spelling_of_super_digest_is_taken_too() {
     assert_eq!(c.super_digest.as_deref(), Some("super:abc="));
 }
 
+#[test]
+fn keepalive_keys_take_true_or_false() {
+    let c = Config::parse("clientTcpKeepAlive=true\nzookeeper.tcpKeepAlive=TRUE\n").unwrap();
+    assert!(c.client_tcp_keep_alive && c.tcp_keep_alive && c.warnings.is_empty());
+    let c = Config::parse("").unwrap();
+    assert!(!c.client_tcp_keep_alive && !c.tcp_keep_alive);
+    let e = Config::parse("tcpKeepAlive=yes\n").unwrap_err().to_string();
+    assert!(e.contains("line 1") && e.contains("tcpKeepAlive"), "{e}");
+}
+
+#[test]
+fn skip_acl_is_on_only_for_yes_as_on_the_reference() {
+    let c = Config::parse("skipACL=yes\n").unwrap();
+    assert!(c.skip_acl);
+    assert_eq!(
+        c.warnings,
+        [
+            "line 1: skipACL=yes: no ACL is checked, every client may read, change and \
+          delete every znode"
+        ]
+    );
+    assert!(Config::parse("zookeeper.skipACL=yes\n").unwrap().skip_acl);
+    let c = Config::parse("skipACL=true\n").unwrap();
+    assert!(!c.skip_acl);
+    assert_eq!(
+        c.warnings,
+        [
+            "line 1: skipACL=true: ACLs are still checked (as on the reference, only `yes` \
+          turns them off)"
+        ]
+    );
+    let c = Config::parse("skipACL=no\n").unwrap();
+    assert!(!c.skip_acl && c.warnings.is_empty());
+    assert!(!Config::parse("").unwrap().skip_acl);
+}
+
 // ---- Keys accepted with one warning; misspellings still refused ----
 
 #[test]

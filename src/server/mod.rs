@@ -151,6 +151,18 @@ fn memlock_limit() -> String {
     }
 }
 
+/// Turns TCP keepalive on for a connected socket (clientTcpKeepAlive for client
+/// connections, tcpKeepAlive for election links; the kernel's keepalive timing,
+/// as the reference's `Socket.setKeepAlive`). A failure is logged and the
+/// connection kept.
+pub(crate) fn set_keep_alive(socket: &impl std::os::fd::AsRawFd, peer: &dyn std::fmt::Display) {
+    // SAFETY: the descriptor belongs to `socket`, which outlives this call.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(socket.as_raw_fd()) };
+    if let Err(e) = socket2::SockRef::from(&fd).set_keepalive(true) {
+        tracing::warn!("cannot turn TCP keepalive on for the connection with {peer}: {e}");
+    }
+}
+
 /// glommio pins `io_memory` once per ring, three rings per executor. Without
 /// CAP_IPC_LOCK that must fit under RLIMIT_MEMLOCK, or glommio falls back to unpinned
 /// buffers (a warning per ring) or fails; say so once, naming the key.

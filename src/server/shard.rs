@@ -454,6 +454,9 @@ async fn accept_loop(
             Err(_) => continue,
         };
         let _ = stream.set_nodelay(true);
+        if shard.borrow().cfg.client_tcp_keep_alive {
+            super::set_keep_alive(&stream, &peer);
+        }
         let session = match tls.as_ref().map(|t| t.session()).transpose() {
             Ok(s) => s.map(Box::new),
             Err(e) => {
@@ -953,7 +956,8 @@ impl Shard {
                 session_id: 0,
                 timeout_ms: 0,
                 ids: Arc::new(vec![Id::new("ip", &peer.ip().to_string())]),
-                is_super: false,
+                // skipACL=yes: every session passes every ACL check, as the super user.
+                is_super: self.cfg.skip_acl,
                 out: Vec::new(),
                 writer_unsent_bytes: 0,
                 waker: None,

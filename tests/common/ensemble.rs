@@ -572,6 +572,11 @@ impl Ensemble {
         self.launch(sid);
     }
 
+    /// The member's process id, while it runs.
+    pub fn pid(&self, sid: u64) -> Option<u32> {
+        self.member(sid).process.as_ref().and_then(|p| p.pid())
+    }
+
     /// SIGSTOP: the process stays, answers nothing, its sockets stay open.
     pub fn pause(&mut self, sid: u64) {
         let sent = self

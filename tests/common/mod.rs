@@ -1005,6 +1005,15 @@ impl RawClient {
         let _ = self.stream.socket().shutdown(Shutdown::Write);
     }
 
+    /// The client's own port of this connection.
+    pub fn local_port(&self) -> u16 {
+        self.stream
+            .socket()
+            .local_addr()
+            .expect("a connected socket")
+            .port()
+    }
+
     /// Reads one frame's payload. A timeout keeps what came of the frame so far,
     /// so waiting again (`wait_reply` after a ping) does not lose the stream's place.
     pub fn read_frame(&mut self) -> Result<Vec<u8>, ReadEnd> {

@@ -183,6 +183,9 @@ pub struct Peers {
     addrs: RefCell<BTreeMap<ServerId, PeerAddr>>,
     /// reconfigEnabled: servers in no config may connect (joiners).
     reconfig_enabled: bool,
+    /// tcpKeepAlive: TCP keepalive on election links (dialled and accepted), as
+    /// the reference's QuorumCnxManager sets it.
+    tcp_keep_alive: bool,
     /// Joiners, and where they said they take election links (bounded by
     /// `JOINERS_COUNT_MAX`).
     joiners: RefCell<BTreeMap<ServerId, Option<SocketAddr>>>,
@@ -224,6 +227,7 @@ impl Peers {
         listen_quorum: SocketAddr,
         addrs: BTreeMap<ServerId, PeerAddr>,
         reconfig_enabled: bool,
+        tcp_keep_alive: bool,
     ) -> std::io::Result<(Rc<Peers>, LocalReceiver<PeerEvent>)> {
         let election = listen(listen_election)?;
         let quorum = listen(listen_quorum)?;
@@ -234,6 +238,7 @@ impl Peers {
             my_election,
             addrs: RefCell::new(addrs),
             reconfig_enabled,
+            tcp_keep_alive,
             joiners: RefCell::new(BTreeMap::new()),
             events: tx,
             last_broadcast: RefCell::new(None),
@@ -345,12 +350,20 @@ impl Peers {
         }
     }
 
+    /// No delay and, with tcpKeepAlive, keepalive: an election link's options.
+    fn election_sock_opts(&self, stream: &TcpStream, peer: &dyn std::fmt::Display) {
+        let _ = stream.set_nodelay(true);
+        if self.tcp_keep_alive {
+            crate::server::set_keep_alive(stream, peer);
+        }
+    }
+
     async fn try_dial_election(&self, to: ServerId) -> std::io::Result<Option<TcpStream>> {
         let Some(addr) = self.election_addr(to) else {
             return Ok(None);
         };
         let mut stream = TcpStream::connect_timeout(addr, CONNECT_TIMEOUT).await?;
-        let _ = stream.set_nodelay(true);
+        self.election_sock_opts(&stream, &addr);
         let mut b = Vec::new();
         InitMessage::v1(self.me as i64, &self.my_election.to_string()).encode(&mut b);
         stream.write_all(&b).await?;
@@ -386,7 +399,7 @@ impl Peers {
             .peer_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
-        let _ = stream.set_nodelay(true);
+        self.election_sock_opts(&stream, &peer);
         let mut buf = Vec::new();
         let read = glommio::timer::timeout(CONNECT_TIMEOUT, async {
             loop {
