@@ -468,6 +468,131 @@ fn allow_failed_clients_and_super_users_match_the_reference() {
     assert_eq!(corral, reference);
 }
 
+/// What one request shows under enforced authentication: its error code, then
+/// whether the connection stays open (a ping answered) or is closed.
+fn enforced_step(c: &mut RawClient, what: &str, req: &Request) -> String {
+    let err = match c.call(req) {
+        Ok(r) => r.err.to_string(),
+        Err(e) => return format!("{what}: {e:?}"),
+    };
+    let after = match c.call(&Request::Ping) {
+        Ok(r) => format!("ping {}", r.err),
+        Err(ReadEnd::Closed) => "closed".to_string(),
+        Err(e) => format!("{e:?}"),
+    };
+    format!("{what}: {err}, then {after}")
+}
+
+/// enforce.auth.enabled=true with enforce.auth.schemes=digest: a request before a
+/// digest login is answered SessionClosedRequireSaslAuth (-124) and the
+/// connection closed (a ping and a getData alike); after `addauth digest` the
+/// session works; an auth request itself is always taken.
+fn enforce_digest_transcript(server: &Server) -> Vec<String> {
+    let mut log = Vec::new();
+    let mut c = RawClient::connect(&server.addr(), 30_000);
+    log.push(enforced_step(
+        &mut c,
+        "getData before auth",
+        &Request::get_data_of("/"),
+    ));
+    let mut c = RawClient::connect(&server.addr(), 30_000);
+    log.push(enforced_step(&mut c, "ping before auth", &Request::Ping));
+    let mut c = RawClient::connect(&server.addr(), 30_000);
+    let auth = Request::Auth {
+        auth_type: 0,
+        scheme: "digest".into(),
+        auth: b"carol:carolpw".to_vec(),
+    };
+    log.push(enforced_step(&mut c, "addauth digest", &auth));
+    log.push(format!(
+        "create after auth: {}",
+        create_open(&mut c, "/enforced", Acl::open())
+    ));
+    log.push(format!(
+        "getData after auth: {}",
+        get_err(&mut c, "/enforced")
+    ));
+    log
+}
+
+#[test]
+fn enforced_digest_auth_closes_unauthenticated_sessions_as_the_reference() {
+    if !require_reference() {
+        return;
+    }
+    let cfg = "enforce.auth.enabled=true\nenforce.auth.schemes=digest\n";
+    let reference = enforce_digest_transcript(&Server::reference(cfg));
+    let server = Server::corral(cfg);
+    let corral = enforce_digest_transcript(&server);
+    assert_eq!(
+        reference[0], "getData before auth: -124, then closed",
+        "{reference:#?}"
+    );
+    assert_eq!(corral, reference);
+    assert!(
+        server
+            .log()
+            .contains("none of the schemes enforce.auth requires"),
+        "{}",
+        server.log_tail()
+    );
+}
+
+/// sessionRequireClientSASLAuth=true: only a SASL login opens the session; a
+/// failed one is answered -124 (not AuthFailed) and closed even with
+/// allowSaslFailedClients; a digest login does not count.
+fn require_sasl_transcript(server: &Server) -> Vec<String> {
+    let mut log = Vec::new();
+    let mut c = RawClient::connect(&server.addr(), 30_000);
+    log.push(enforced_step(
+        &mut c,
+        "getData before login",
+        &Request::get_data_of("/"),
+    ));
+    let mut c = RawClient::connect(&server.addr(), 30_000);
+    let auth = Request::Auth {
+        auth_type: 0,
+        scheme: "digest".into(),
+        auth: b"carol:carolpw".to_vec(),
+    };
+    log.push(enforced_step(&mut c, "addauth digest", &auth));
+    log.push(enforced_step(
+        &mut c,
+        "getData after digest",
+        &Request::get_data_of("/"),
+    ));
+    let mut c = RawClient::connect(&server.addr(), 30_000);
+    login(&mut c, "bob", "wrong", &mut log);
+    log.push(format!("then: {}", ends_closed(&mut c)));
+    let mut c = RawClient::connect(&server.addr(), 30_000);
+    assert!(login(&mut c, "bob", "bobsecret", &mut log), "{log:#?}");
+    log.push(format!(
+        "create after login: {}",
+        create_open(&mut c, "/sasl", Acl::open())
+    ));
+    log.push(format!("getData after login: {}", get_err(&mut c, "/sasl")));
+    log
+}
+
+#[test]
+fn required_sasl_auth_closes_other_sessions_as_the_reference() {
+    if !require_reference() {
+        return;
+    }
+    let jaas = Jaas::new();
+    let cfg = format!(
+        "{}sessionRequireClientSASLAuth=true\nallowSaslFailedClients=true\n",
+        jaas.cfg()
+    );
+    let reference = require_sasl_transcript(&Server::reference(&cfg));
+    let corral = require_sasl_transcript(&Server::corral(&cfg));
+    assert!(
+        reference.contains(&"bob: xid 12 zxid 0 err -124 token None".to_string()),
+        "{reference:#?}"
+    );
+    assert_eq!(corral, reference);
+}
+
 #[test]
 fn without_a_jaas_file_sasl_is_answered_with_no_token() {
     if !require_reference() {

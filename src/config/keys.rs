@@ -134,9 +134,6 @@ const KEYS: &[&str] = &[
     "DigestAuthenticationProvider.enabled",
     "DigestAuthenticationProvider.digestAlg",
     "ensembleAuthName",
-    "sessionRequireClientSASLAuth",
-    "enforce.auth.enabled",
-    "enforce.auth.schemes",
     "sslQuorum",
     "sslQuorumReloadCertFiles",
     "kerberos.removeHostFromPrincipal",
@@ -169,8 +166,6 @@ const SECURITY: &[&str] = &[
     "authProvider.",
     "quorum.auth.",
     "sslQuorum",
-    "sessionRequireClientSASLAuth",
-    "enforce.auth.",
     "DigestAuthenticationProvider.enabled",
 ];
 

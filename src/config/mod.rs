@@ -133,6 +133,14 @@ pub struct Config {
     /// skipACL=yes (the reference's zookeeper.skipACL): no ACL is checked; every
     /// session may do what the super user may.
     pub skip_acl: bool,
+    /// enforce.auth.enabled with enforce.auth.schemes, or sessionRequireClientSASLAuth
+    /// (the scheme `sasl`): a connection must hold an id of one of these schemes
+    /// before any request but auth and SASL, or it is answered
+    /// SessionClosedRequireSaslAuth and closed. Empty: not enforced.
+    pub enforce_auth_schemes: Vec<String>,
+    /// The three keys as read, until `check_enforce_auth` turns them into
+    /// `enforce_auth_schemes`.
+    enforce_auth: EnforceAuthKeys,
     pub snap_count: u64,
     /// snapSizeLimitInKb: also snapshot after this many KiB of log (0 = off).
     pub snap_size_limit_kb: u64,
@@ -248,6 +256,8 @@ impl Default for Config {
             fsync_warning_threshold_ms: 1000,
             super_digest: None,
             skip_acl: false,
+            enforce_auth_schemes: Vec::new(),
+            enforce_auth: EnforceAuthKeys::default(),
             snap_count: 100_000,
             snap_size_limit_kb: 4 * 1024 * 1024,
             autopurge_snap_retain_count: 3,
@@ -448,6 +458,15 @@ impl Entry {
     }
 }
 
+/// enforce.auth.enabled, enforce.auth.schemes and sessionRequireClientSASLAuth as
+/// read, before `Config::check_enforce_auth` settles them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct EnforceAuthKeys {
+    require_sasl: bool,
+    enabled: bool,
+    schemes: Vec<String>,
+}
+
 impl Config {
     /// Reads zoo.cfg at `path`, and the files it points at, from disk.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -496,7 +515,47 @@ impl Config {
         let client_port_set = staged.client_port_set;
         c.quorum = ensemble::build(&mut c, staged, config_path, files)?;
         c.apply_tls(tls, client_port_set)?;
+        c.check_enforce_auth()?;
         Ok(c)
+    }
+
+    /// The schemes a connection must authenticate with, as the reference's
+    /// AuthenticationHelper settles them: sessionRequireClientSASLAuth=true means
+    /// `sasl` alone (whatever enforce.auth.* say); enforce.auth.enabled=true needs
+    /// enforce.auth.schemes, each one a scheme this server can authenticate (the
+    /// reference refuses to start otherwise, as here).
+    fn check_enforce_auth(&mut self) -> Result<(), ConfigError> {
+        let keys = std::mem::take(&mut self.enforce_auth);
+        let schemes = if keys.require_sasl {
+            vec!["sasl".to_string()]
+        } else if keys.enabled {
+            if keys.schemes.is_empty() {
+                return Err(ConfigError::Invalid(
+                    "enforce.auth.enabled is true: enforce.auth.schemes must be set".into(),
+                ));
+            }
+            keys.schemes
+        } else {
+            return Ok(());
+        };
+        for scheme in &schemes {
+            let available = match scheme.as_str() {
+                "ip" | "digest" => true,
+                "sasl" => self.sasl.provider_enabled,
+                "x509" => self.tls.is_some(),
+                _ => false,
+            };
+            if !available {
+                return Err(ConfigError::Invalid(format!(
+                    "authentication scheme `{scheme}` is not available to enforce (ip and \
+                     digest are; sasl needs authProvider.N={}; x509 needs \
+                     secureClientPort)",
+                    crate::auth::SASL_PROVIDER_CLASS
+                )));
+            }
+        }
+        self.enforce_auth_schemes = schemes;
+        Ok(())
     }
 
     /// The TLS port, once every line is read (its default address is the client
@@ -676,6 +735,21 @@ impl Config {
     /// The super user, and skipACL.
     fn apply_security(&mut self, e: &Entry) -> Result<bool, ConfigError> {
         match e.key.as_str() {
+            // The reference's AuthenticationHelper reads these system properties.
+            "sessionRequireClientSASLAuth" | "zookeeper.sessionRequireClientSASLAuth" => {
+                self.enforce_auth.require_sasl = e.true_false()?
+            }
+            "enforce.auth.enabled" | "zookeeper.enforce.auth.enabled" => {
+                self.enforce_auth.enabled = e.true_false()?
+            }
+            "enforce.auth.schemes" | "zookeeper.enforce.auth.schemes" => {
+                let schemes: Vec<String> =
+                    e.value.split(',').map(|s| s.trim().to_string()).collect();
+                if schemes.iter().any(String::is_empty) {
+                    return Err(e.bad("expected comma-separated scheme names, e.g. digest,sasl"));
+                }
+                self.enforce_auth.schemes = schemes;
+            }
             // The reference skips ACL checks only for the exact value `yes`
             // (`System.getProperty("zookeeper.skipACL", "no").equals("yes")`).
             "zookeeper.skipACL" | "skipACL" => {

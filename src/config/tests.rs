@@ -209,6 +209,48 @@ fn keepalive_keys_take_true_or_false() {
 }
 
 #[test]
+fn enforced_auth_takes_the_schemes_this_server_has() {
+    let c = Config::parse("enforce.auth.enabled=true\nenforce.auth.schemes=digest, ip\n").unwrap();
+    assert_eq!(c.enforce_auth_schemes, ["digest", "ip"]);
+    assert!(Config::parse("enforce.auth.schemes=digest\n")
+        .unwrap()
+        .enforce_auth_schemes
+        .is_empty());
+    let sasl = format!(
+        "authProvider.1={}\nsessionRequireClientSASLAuth=true\nenforce.auth.enabled=true\n\
+         enforce.auth.schemes=digest\n",
+        crate::auth::SASL_PROVIDER_CLASS
+    );
+    assert_eq!(Config::parse(&sasl).unwrap().enforce_auth_schemes, ["sasl"]);
+    for (cfg, why) in [
+        (
+            "enforce.auth.enabled=true\n",
+            "enforce.auth.schemes must be set",
+        ),
+        (
+            "enforce.auth.enabled=true\nenforce.auth.schemes=digest,kerberos\n",
+            "authentication scheme `kerberos` is not available",
+        ),
+        (
+            "enforce.auth.enabled=true\nenforce.auth.schemes=digest,\n",
+            "expected comma-separated scheme names",
+        ),
+        (
+            "sessionRequireClientSASLAuth=true\n",
+            "scheme `sasl` is not available",
+        ),
+        (
+            "enforce.auth.enabled=true\nenforce.auth.schemes=x509\n",
+            "`x509` is not available",
+        ),
+        ("enforce.auth.enabled=yes\n", "expected true or false"),
+    ] {
+        let err = Config::parse(cfg).unwrap_err().to_string();
+        assert!(err.contains(why), "{cfg:?}: {err}");
+    }
+}
+
+#[test]
 fn skip_acl_is_on_only_for_yes_as_on_the_reference() {
     let c = Config::parse("skipACL=yes\n").unwrap();
     assert!(c.skip_acl);

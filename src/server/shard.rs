@@ -1283,11 +1283,52 @@ impl Shard {
             self.on_sasl(cid, hdr.xid, &mut r);
             return;
         }
+        if !self.cfg.enforce_auth_schemes.is_empty()
+            && hdr.opcode != proto::op::AUTH
+            && !self.holds_enforced_id(cid)
+        {
+            return self.refuse_unauthenticated(cid, hdr.xid);
+        }
         match ReadRequest::decode(hdr.opcode, &mut r) {
             Some(Ok(read)) => self.on_read(cid, hdr.xid, read),
             Some(Err(e)) => self.on_malformed(cid, session_id, hdr, e),
             None => self.on_owned_request(cid, session_id, hdr, &mut r),
         }
+    }
+
+    /// Whether the connection holds an id of one of enforce.auth.schemes.
+    fn holds_enforced_id(&self, cid: ConnId) -> bool {
+        let schemes = &self.cfg.enforce_auth_schemes;
+        self.conns[&cid]
+            .ids
+            .iter()
+            .any(|id| schemes.contains(&id.scheme))
+    }
+
+    /// enforce.auth: a request (other than auth or SASL) from a connection not
+    /// authenticated with an enforced scheme is answered
+    /// SessionClosedRequireSaslAuth and the connection closed, as the reference's
+    /// AuthenticationHelper does (the session itself is left to expire).
+    fn refuse_unauthenticated(&mut self, cid: ConnId, xid: i32) {
+        let bytes = frame(|v| {
+            proto::ReplyHeader {
+                xid,
+                zxid: 0,
+                err: ErrorCode::SessionClosedRequireSaslAuth.code(),
+            }
+            .encode(v)
+        });
+        self.push_ready_unbooked(cid, bytes);
+        let held: Vec<&str> = self.conns[&cid]
+            .ids
+            .iter()
+            .map(|i| i.scheme.as_str())
+            .collect();
+        let why = format!(
+            "it is authenticated by {held:?}, none of the schemes enforce.auth requires ({:?})",
+            self.cfg.enforce_auth_schemes
+        );
+        self.close_with(cid, &why);
     }
 
     /// A request the shard's read path does not cover, decoded as an owned `Request`.
@@ -1635,8 +1676,12 @@ impl Shard {
         );
     }
 
+    /// A failed SASL login: kept with allowSaslFailedClients unless SASL is
+    /// enforced; otherwise answered (SessionClosedRequireSaslAuth when SASL is
+    /// enforced, AuthFailed if not) and closed, as the reference.
     fn on_sasl_failed(&mut self, cid: ConnId, xid: i32, e: SaslError) {
-        if self.cfg.sasl.allow_failed_clients {
+        let sasl_required = self.cfg.enforce_auth_schemes.iter().any(|s| s == "sasl");
+        if self.cfg.sasl.allow_failed_clients && !sasl_required {
             if let Some(c) = self.conns.get(&cid) {
                 tracing::warn!(
                     "client {} failed to SASL authenticate: {e}; keeping the connection \
@@ -1646,7 +1691,10 @@ impl Shard {
             }
             return self.push_ready_unbooked(cid, sasl_reply(xid, 0, None));
         }
-        let err = ErrorCode::AuthFailed.code();
+        let err = match sasl_required {
+            true => ErrorCode::SessionClosedRequireSaslAuth.code(),
+            false => ErrorCode::AuthFailed.code(),
+        };
         self.push_ready_unbooked(cid, sasl_reply(xid, err, None));
         self.close_with(cid, &format!("SASL authentication failed: {e}"));
     }
