@@ -132,7 +132,6 @@ const KEYS: &[&str] = &[
     "oraclePath",
     // Authentication and authorisation.
     "DigestAuthenticationProvider.enabled",
-    "DigestAuthenticationProvider.digestAlg",
     "ensembleAuthName",
     "sslQuorum",
     "sslQuorumReloadCertFiles",

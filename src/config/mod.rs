@@ -130,6 +130,8 @@ pub struct Config {
     pub fsync_warning_threshold_ms: u64,
     /// `user:base64(sha1(user:password))` of the super user.
     pub super_digest: Option<String>,
+    /// DigestAuthenticationProvider.digestAlg: the hash of digest ids (SHA1).
+    pub digest_alg: crate::tree::DigestAlg,
     /// skipACL=yes (the reference's zookeeper.skipACL): no ACL is checked; every
     /// session may do what the super user may.
     pub skip_acl: bool,
@@ -255,6 +257,7 @@ impl Default for Config {
             force_sync: true,
             fsync_warning_threshold_ms: 1000,
             super_digest: None,
+            digest_alg: crate::tree::DigestAlg::Sha1,
             skip_acl: false,
             enforce_auth_schemes: Vec::new(),
             enforce_auth: EnforceAuthKeys::default(),
@@ -735,6 +738,19 @@ impl Config {
     /// The super user, and skipACL.
     fn apply_security(&mut self, e: &Entry) -> Result<bool, ConfigError> {
         match e.key.as_str() {
+            // Read once by the reference's DigestAuthenticationProvider, which stops
+            // start-up on a name its JVM lacks.
+            "DigestAuthenticationProvider.digestAlg"
+            | "zookeeper.DigestAuthenticationProvider.digestAlg" => {
+                self.digest_alg = crate::tree::DigestAlg::from_java_name(e.value.trim())
+                    .ok_or_else(|| {
+                        e.bad(
+                            "expected a Java MessageDigest name: SHA1 (the default), MD5, \
+                             SHA-224, SHA-256, SHA-384, SHA-512, SHA-512/224, SHA-512/256, \
+                             SHA3-224, SHA3-256, SHA3-384 or SHA3-512",
+                        )
+                    })?
+            }
             // The reference's AuthenticationHelper reads these system properties.
             "sessionRequireClientSASLAuth" | "zookeeper.sessionRequireClientSASLAuth" => {
                 self.enforce_auth.require_sasl = e.true_false()?

@@ -251,6 +251,23 @@ fn enforced_auth_takes_the_schemes_this_server_has() {
 }
 
 #[test]
+fn digest_alg_takes_java_digest_names() {
+    use crate::tree::DigestAlg;
+    assert_eq!(Config::parse("").unwrap().digest_alg, DigestAlg::Sha1);
+    let c = Config::parse("zookeeper.DigestAuthenticationProvider.digestAlg=SHA-256\n").unwrap();
+    assert_eq!((c.digest_alg, c.warnings.len()), (DigestAlg::Sha256, 0));
+    let c = Config::parse("DigestAuthenticationProvider.digestAlg=sha3-512\n").unwrap();
+    assert_eq!(c.digest_alg, DigestAlg::Sha3_512);
+    let e = Config::parse("DigestAuthenticationProvider.digestAlg=NOPE\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("line 1") && e.contains("expected a Java MessageDigest name"),
+        "{e}"
+    );
+}
+
+#[test]
 fn skip_acl_is_on_only_for_yes_as_on_the_reference() {
     let c = Config::parse("skipACL=yes\n").unwrap();
     assert!(c.skip_acl);

@@ -1589,7 +1589,7 @@ impl Shard {
         let ok = match scheme {
             "digest" => match std::str::from_utf8(auth) {
                 Ok(user_pass) if user_pass.contains(':') => {
-                    let id = tree::digest_id(user_pass);
+                    let id = tree::digest_id_with(self.cfg.digest_alg, user_pass);
                     let is_super = self.cfg.super_digest.as_deref() == Some(id.as_str());
                     let c = self.conns.get_mut(&cid).unwrap();
                     let ids = Arc::make_mut(&mut c.ids);

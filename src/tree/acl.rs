@@ -35,14 +35,80 @@ impl Caller<'static> {
     }
 }
 
+/// The hash of digest ids: `DigestAuthenticationProvider.digestAlg`, SHA1 unless
+/// set, as on the reference (which takes any name Java's `MessageDigest` knows;
+/// these are those of Java 17's own provider but the obsolete MD2).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DigestAlg {
+    Md5,
+    #[default]
+    Sha1,
+    Sha224,
+    Sha256,
+    Sha384,
+    Sha512,
+    Sha512_224,
+    Sha512_256,
+    Sha3_224,
+    Sha3_256,
+    Sha3_384,
+    Sha3_512,
+}
+
+impl DigestAlg {
+    /// The algorithm a Java `MessageDigest` name means (any case; `SHA` and `SHA1`
+    /// are Java's aliases of `SHA-1`).
+    pub fn from_java_name(name: &str) -> Option<DigestAlg> {
+        use DigestAlg::*;
+        Some(match name.to_ascii_uppercase().as_str() {
+            "MD5" => Md5,
+            "SHA" | "SHA1" | "SHA-1" => Sha1,
+            "SHA-224" => Sha224,
+            "SHA-256" => Sha256,
+            "SHA-384" => Sha384,
+            "SHA-512" => Sha512,
+            "SHA-512/224" => Sha512_224,
+            "SHA-512/256" => Sha512_256,
+            "SHA3-224" => Sha3_224,
+            "SHA3-256" => Sha3_256,
+            "SHA3-384" => Sha3_384,
+            "SHA3-512" => Sha3_512,
+            _ => return None,
+        })
+    }
+
+    fn hash(self, bytes: &[u8]) -> Vec<u8> {
+        use DigestAlg::*;
+        match self {
+            Md5 => md5::Md5::digest(bytes).to_vec(),
+            Sha1 => sha1::Sha1::digest(bytes).to_vec(),
+            Sha224 => sha2::Sha224::digest(bytes).to_vec(),
+            Sha256 => sha2::Sha256::digest(bytes).to_vec(),
+            Sha384 => sha2::Sha384::digest(bytes).to_vec(),
+            Sha512 => sha2::Sha512::digest(bytes).to_vec(),
+            Sha512_224 => sha2::Sha512_224::digest(bytes).to_vec(),
+            Sha512_256 => sha2::Sha512_256::digest(bytes).to_vec(),
+            Sha3_224 => sha3::Sha3_224::digest(bytes).to_vec(),
+            Sha3_256 => sha3::Sha3_256::digest(bytes).to_vec(),
+            Sha3_384 => sha3::Sha3_384::digest(bytes).to_vec(),
+            Sha3_512 => sha3::Sha3_512::digest(bytes).to_vec(),
+        }
+    }
+}
+
 /// `user:base64(sha1("user:password"))` for `user:password`, as the reference's
-/// `DigestAuthenticationProvider.generateDigest` makes it.
+/// `DigestAuthenticationProvider.generateDigest` makes it by default.
 pub fn digest_id(user_and_password: &str) -> String {
+    digest_id_with(DigestAlg::Sha1, user_and_password)
+}
+
+/// [`digest_id`] with the hash `alg` (digestAlg) in place of SHA1.
+pub fn digest_id_with(alg: DigestAlg, user_and_password: &str) -> String {
     let user = user_and_password
         .split_once(':')
         .map(|(u, _)| u)
         .unwrap_or(user_and_password);
-    let hash = sha1::Sha1::digest(user_and_password.as_bytes());
+    let hash = alg.hash(user_and_password.as_bytes());
     format!(
         "{user}:{}",
         base64::engine::general_purpose::STANDARD.encode(hash)
@@ -392,6 +458,23 @@ mod tests {
             "super:D/InIHSb7yEEbrWz8b9l71RjZJU="
         );
         assert_eq!(digest_id("user:pass"), "user:smGaoVKd/cQkjm7b88GyorAUz20=");
+        // sha256("user:pass") and sha3-256("user:pass"), base64.
+        let sha256 = DigestAlg::from_java_name("sha-256").unwrap();
+        assert_eq!(
+            digest_id_with(sha256, "user:pass"),
+            format!(
+                "user:{}",
+                base64::engine::general_purpose::STANDARD
+                    .encode(sha2::Sha256::digest(b"user:pass"))
+            )
+        );
+        assert_eq!(DigestAlg::from_java_name("SHA"), Some(DigestAlg::Sha1));
+        assert_eq!(
+            DigestAlg::from_java_name("SHA3-256"),
+            Some(DigestAlg::Sha3_256)
+        );
+        assert_eq!(DigestAlg::from_java_name("SHA256"), None);
+        assert_eq!(DigestAlg::from_java_name("MD2"), None);
         assert_eq!(digest_id("user:"), "user:kd7q5xGKLW+18xQTfO8iqRaFvsM=");
     }
 

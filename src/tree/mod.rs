@@ -47,7 +47,7 @@ use imbl::{OrdMap, OrdSet};
 use crate::proto::{Acl, DecodeError, Stat};
 
 pub(crate) use acl::check_acl;
-pub use acl::{digest_id, Caller};
+pub use acl::{digest_id, digest_id_with, Caller, DigestAlg};
 pub use digest::DIGEST_VERSION;
 pub use ops::{
     apply, apply_restored, build_tree, cleanup_txn, close_session_txn, create_session_txn, prepare,
