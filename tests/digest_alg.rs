@@ -11,7 +11,6 @@ mod common;
 use base64::Engine as _;
 use common::{require_reference, Decoded, Kind, RawClient, Server};
 use corral::proto::{perms, Acl, CreateKind, CreateRequest, Request, Response};
-use sha2::Digest as _;
 
 /// Session timeout asked for by the raw clients.
 const SESSION_TIMEOUT_MS: i32 = 30_000;
