@@ -414,6 +414,69 @@ fn tls_and_plaintext_ports_serve_the_same_tree_at_once() {
     assert_eq!(word, "imok");
 }
 
+/// client.portUnification=true without secureClientPort: the client port itself
+/// takes TLS clients (told by their first bytes, as the reference's Netty factory
+/// tells them) beside plaintext ones, four-letter words either way. The reference
+/// registers its x509 provider for a secureClientPort only, so without one it
+/// refuses every TLS client ("X509 Auth provider not found") unless
+/// `authProvider.x509` names it, as here; corral always has the scheme.
+#[test]
+fn the_client_port_takes_tls_and_plaintext_with_port_unification() {
+    let pki = Pki::new();
+    let alice = pki.client("alice");
+    let cfg = format!(
+        "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory\n\
+         ssl.keyStore.location={}\nssl.keyStore.type=PEM\n\
+         ssl.trustStore.location={}\nssl.trustStore.type=PEM\n\
+         client.portUnification=true\n\
+         authProvider.x509=org.apache.zookeeper.server.auth.X509AuthenticationProvider\n",
+        pki.path("server.pem").display(),
+        pki.path("ca.pem").display()
+    );
+    let mut seen = Vec::new();
+    for kind in kinds() {
+        let server = Server::start(kind, &cfg);
+        let addr = server.addr();
+        let mut plain = RawClient::connect(&addr, 10_000);
+        let mut outcome = vec![format!(
+            "plaintext create: {}",
+            err_of(&mut plain, &create("/unified", b"u", Acl::open()))
+        )];
+        let mut tls = tls_session(&addr, pki.rustls_client(Some(&alice)));
+        outcome.push(format!("TLS whoAmI: {:?}", who_am_i(&mut tls)));
+        let data = match tls.call_decoded(&Request::get_data_of("/unified")).unwrap() {
+            Decoded::Ok(Response::Data { data, .. }) => data,
+            other => panic!("{kind}: {other:?}"),
+        };
+        outcome.push(format!("TLS read: {:?}", data.map(String::from_utf8)));
+        let mut word = RawClient::connect_tls(&addr, pki.rustls_client(Some(&alice))).unwrap();
+        word.send_raw(b"ruok").unwrap();
+        let answer = word.read_until_closed(Duration::from_secs(10)).unwrap();
+        outcome.push(format!(
+            "ruok over TLS: {}",
+            String::from_utf8_lossy(&answer)
+        ));
+        outcome.push(format!(
+            "ruok in plaintext: {}",
+            four_letter_word(&addr, "ruok").unwrap()
+        ));
+        let conf = four_letter_word(&addr, "conf").unwrap();
+        let secure: Vec<&str> = conf
+            .lines()
+            .filter(|l| l.starts_with("secureClientPort="))
+            .collect();
+        outcome.push(format!("conf: {secure:?}"));
+        seen.push((kind, outcome));
+    }
+    assert_same(&seen);
+    let outcome = &seen[0].1;
+    assert_eq!(outcome[0], "plaintext create: 0");
+    assert!(outcome[1].contains(ALICE), "{outcome:#?}");
+    assert_eq!(outcome[2], "TLS read: Some(Ok(\"u\"))");
+    assert_eq!(outcome[3], "ruok over TLS: imok");
+    assert_eq!(outcome[4], "ruok in plaintext: imok");
+}
+
 #[test]
 fn a_tls_client_that_does_not_read_is_paused_then_served_in_order() {
     let pki = Pki::new();

@@ -439,7 +439,11 @@ pub fn render(cmd: &str, v: &View) -> String {
             let c = v.cfg;
             let _ = writeln!(out, "clientPort={}", c.client_port);
             // As the reference's dumpConf: -1 without a TLS port.
-            let secure = c.tls.as_ref().map_or(-1, |t| i32::from(t.addr.port()));
+            let secure = c
+                .tls
+                .as_ref()
+                .and_then(|t| t.addr)
+                .map_or(-1, |a| i32::from(a.port()));
             let _ = writeln!(out, "secureClientPort={secure}");
             let _ = writeln!(out, "clientPortAddress={}", c.client_port_address);
             let _ = writeln!(out, "dataDir={}", c.data_dir.display());

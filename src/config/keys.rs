@@ -16,7 +16,6 @@ const KEYS: &[&str] = &[
     // Client connections and sessions.
     "clientPortListenBacklog",
     "portUnification",
-    "client.portUnification",
     "serverCnxnFactory",
     "localSessionsEnabled",
     "localSessionsUpgradingEnabled",

@@ -576,7 +576,8 @@ impl Config {
             .as_ref()
             .and_then(|q| q.me())
             .is_some_and(|me| me.client.is_some());
-        self.client_port_enabled = self.tls.is_none() || client_port_set || line_has_client;
+        let tls_port = self.tls.as_ref().is_some_and(|t| t.addr.is_some());
+        self.client_port_enabled = !tls_port || client_port_set || line_has_client;
         Ok(())
     }
 

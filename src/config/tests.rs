@@ -268,6 +268,25 @@ fn digest_alg_takes_java_digest_names() {
 }
 
 #[test]
+fn client_port_unification_needs_the_key_store_not_a_tls_port() {
+    let c = Config::parse(
+        "ssl.keyStore.location=/k.pem\nssl.clientAuth=none\nclient.portUnification=true\n",
+    )
+    .unwrap();
+    let t = c.tls.as_ref().expect("TLS on the client port");
+    assert!(t.unified_client_port && t.addr.is_none() && c.client_port_enabled);
+    let e = Config::parse("client.portUnification=true\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("ssl.keyStore.location") && e.contains("client.portUnification"),
+        "{e}"
+    );
+    let c = Config::parse("client.portUnification=false\nssl.keyStore.location=/k.pem\n").unwrap();
+    assert!(c.tls.is_none());
+}
+
+#[test]
 fn skip_acl_is_on_only_for_yes_as_on_the_reference() {
     let c = Config::parse("skipACL=yes\n").unwrap();
     assert!(c.skip_acl);
@@ -1015,7 +1034,7 @@ const TLS_BASE: &str = "secureClientPort=2281\nssl.keyStore.location=/k/server.p
 fn tls_port_with_pem_stores_and_the_reference_defaults() {
     let c = Config::parse(TLS_BASE).unwrap();
     let t = c.tls.as_ref().unwrap();
-    assert_eq!(t.addr.to_string(), "127.0.0.1:2281");
+    assert_eq!(t.addr.unwrap().to_string(), "127.0.0.1:2281");
     assert_eq!(t.key_store.path, PathBuf::from("/k/server.pem"));
     assert_eq!(t.key_store.key, "ssl.keyStore.location");
     assert_eq!(
@@ -1054,7 +1073,7 @@ fn tls_keys_that_act() {
     ))
     .unwrap();
     let t = c.tls.as_ref().unwrap();
-    assert_eq!(t.addr.to_string(), "0.0.0.0:2281");
+    assert_eq!(t.addr.unwrap().to_string(), "0.0.0.0:2281");
     assert_eq!(t.client_auth, ClientAuth::Want);
     assert_eq!(t.key_store.password, Some(Secret("pw".into())));
     assert!(

@@ -207,8 +207,12 @@ pub struct PemStore {
 /// The TLS client port: where it listens and how its TLS is set up.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TlsConfig {
-    /// secureClientPort on secureClientPortAddress (default: clientPortAddress).
-    pub addr: SocketAddr,
+    /// secureClientPort on secureClientPortAddress (default: clientPortAddress);
+    /// `None` when only the client port speaks TLS (client.portUnification).
+    pub addr: Option<SocketAddr>,
+    /// client.portUnification: the client port takes TLS and plaintext clients,
+    /// told apart by their first bytes.
+    pub unified_client_port: bool,
     /// ssl.keyStore.*: the server's private key and certificate chain.
     pub key_store: PemStore,
     /// ssl.trustStore.*: the CA certificates client certificates must chain to.
@@ -235,6 +239,8 @@ struct Given {
 #[derive(Debug, Default)]
 pub(super) struct Staged {
     port: Option<(usize, u16)>,
+    /// client.portUnification=true, on this line.
+    unified: Option<usize>,
     address: Option<(usize, IpAddr)>,
     /// Acting `ssl.*` keys by name.
     ssl: Vec<(&'static str, Given)>,
@@ -263,6 +269,10 @@ impl Staged {
     pub(super) fn apply(&mut self, e: &Entry) -> Result<bool, ConfigError> {
         match e.key.as_str() {
             "secureClientPort" => self.port = Some((e.line, e.num("expected a port 0-65535")?)),
+            // A system property of the reference's Netty factory.
+            "client.portUnification" | "zookeeper.client.portUnification" => {
+                self.unified = e.true_false()?.then_some(e.line)
+            }
             "secureClientPortAddress" => {
                 let ip = e.num("expected an IP address such as 127.0.0.1")?;
                 self.address = Some((e.line, ip));
@@ -316,17 +326,25 @@ impl Staged {
         self.ssl.iter().find(|(k, _)| *k == key).map(|(_, g)| g)
     }
 
-    /// After every line: the TLS port's config, or `None` without secureClientPort.
-    /// `client_ip` is clientPortAddress, the secure port's default address.
+    /// After every line: the TLS config, or `None` without secureClientPort or
+    /// client.portUnification. `client_ip` is clientPortAddress, the secure port's
+    /// default address.
     pub(super) fn build(
         self,
         client_ip: IpAddr,
         warnings: &mut Vec<String>,
     ) -> Result<Option<TlsConfig>, ConfigError> {
-        let Some((_, port)) = self.port else {
-            return self.without_port(warnings).map(|()| None);
+        let addr = match self.port {
+            Some((_, port)) => Some(SocketAddr::new(
+                self.address.map(|(_, ip)| ip).unwrap_or(client_ip),
+                port,
+            )),
+            None if self.unified.is_some() => {
+                self.without_port(&mut Vec::new())?;
+                None
+            }
+            None => return self.without_port(warnings).map(|()| None),
         };
-        let addr = SocketAddr::new(self.address.map(|(_, ip)| ip).unwrap_or(client_ip), port);
         let key_store = self.key_store()?;
         let client_auth = self.client_auth()?;
         let trust_store = self.trust_store(client_auth)?;
@@ -334,6 +352,7 @@ impl Staged {
         let suites = self.suites(&protocols, warnings)?;
         Ok(Some(TlsConfig {
             addr,
+            unified_client_port: self.unified.is_some(),
             key_store,
             trust_store,
             client_auth,
@@ -368,8 +387,8 @@ impl Staged {
         let Some(location) = self.get(key).filter(|g| !g.value.is_empty()) else {
             return Err(ConfigError::Missing {
                 key,
-                why: "secureClientPort needs the server's key and certificate chain (a PEM \
-                      file)"
+                why: "TLS (secureClientPort or client.portUnification) needs the server's \
+                      key and certificate chain (a PEM file)"
                     .into(),
             });
         };

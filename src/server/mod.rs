@@ -291,7 +291,9 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
     }
     let tls = match &cfg.tls {
         Some(t) => {
-            probe_port(t.addr, "secureClientPort / secureClientPortAddress")?;
+            if let Some(a) = t.addr {
+                probe_port(a, "secureClientPort / secureClientPortAddress")?;
+            }
             Some(Arc::new(tls::ServerTls::load(t)?))
         }
         None => None,
@@ -457,11 +459,15 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
     // reports (connections made before wait in the listen backlog).
     let admin = crate::admin::http::start(endpoints, cfg.clone(), stats.clone(), mesh.clone());
     let mut ports: Vec<String> = Vec::new();
+    let unified = cfg.tls.as_ref().is_some_and(|t| t.unified_client_port);
     if cfg.client_port_enabled {
-        ports.push(addr.to_string());
+        ports.push(match unified {
+            true => format!("{addr} (plaintext or TLS)"),
+            false => addr.to_string(),
+        });
     }
-    if let Some(t) = &cfg.tls {
-        ports.push(format!("{} (TLS)", t.addr));
+    if let Some(a) = cfg.tls.as_ref().and_then(|t| t.addr) {
+        ports.push(format!("{a} (TLS)"));
     }
     tracing::info!(
         "corral serving on {} ({}, {} shard core(s), sequencer {}, data dir {})",

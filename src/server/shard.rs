@@ -374,9 +374,9 @@ pub(super) async fn run(
     let _ = ready.send((name, super::CoreNews::Up));
     let mut listeners = listeners;
     let last = listeners.pop().expect("a config serves at least one port");
-    for (listener, tls) in listeners {
+    for (listener, speaks) in listeners {
         let stop = accepting_rx.clone();
-        glommio::spawn_local(accept_loop(shard.clone(), listener, tls, stop)).detach();
+        glommio::spawn_local(accept_loop(shard.clone(), listener, speaks, stop)).detach();
     }
     accept_loop(shard.clone(), last.0, last.1, accepting_rx).await;
     // Stopping: wait for the sequencer's last batch, then close what is open.
@@ -404,17 +404,31 @@ async fn flush_and_close(shard: &Rc<RefCell<Shard>>) {
     }
 }
 
-/// A listener, and the TLS its connections speak (`None`: plaintext).
-type Listener = (TcpListener, Option<Arc<ServerTls>>);
+/// What a listener's connections speak.
+#[derive(Clone)]
+enum Speaks {
+    Plaintext,
+    Tls(Arc<ServerTls>),
+    /// client.portUnification: TLS or plaintext, told apart by the first bytes.
+    Either(Arc<ServerTls>),
+}
+
+/// A listener, and what its connections speak.
+type Listener = (TcpListener, Speaks);
 
 /// This shard's listeners: the client port (unless TLS only), then the TLS port.
 fn listen(cfg: &Config, tls: Option<Arc<ServerTls>>) -> Result<Vec<Listener>, String> {
     let mut out = Vec::new();
     if cfg.client_port_enabled {
-        out.push((cfg.client_addr(), None));
+        let unified = cfg.tls.as_ref().is_some_and(|t| t.unified_client_port);
+        let speaks = match &tls {
+            Some(t) if unified => Speaks::Either(t.clone()),
+            _ => Speaks::Plaintext,
+        };
+        out.push((cfg.client_addr(), speaks));
     }
-    if let (Some(t), Some(tls)) = (&cfg.tls, tls) {
-        out.push((t.addr, Some(tls)));
+    if let (Some(addr), Some(tls)) = (cfg.tls.as_ref().and_then(|t| t.addr), tls) {
+        out.push((addr, Speaks::Tls(tls)));
     }
     out.into_iter()
         .map(|(addr, tls)| match TcpListener::bind(addr) {
@@ -425,11 +439,11 @@ fn listen(cfg: &Config, tls: Option<Arc<ServerTls>>) -> Result<Vec<Listener>, St
 }
 
 /// Accepts connections until a stop ends `stop`'s sender (the listener closes with
-/// the loop); with `tls`, each speaks TLS.
+/// the loop); each speaks what `speaks` says.
 async fn accept_loop(
     shard: Rc<RefCell<Shard>>,
     listener: TcpListener,
-    tls: Option<Arc<ServerTls>>,
+    speaks: Speaks,
     stop: flume::Receiver<()>,
 ) {
     loop {
@@ -457,19 +471,79 @@ async fn accept_loop(
         if shard.borrow().cfg.client_tcp_keep_alive {
             super::set_keep_alive(&stream, &peer);
         }
-        let session = match tls.as_ref().map(|t| t.session()).transpose() {
-            Ok(s) => s.map(Box::new),
-            Err(e) => {
-                tracing::warn!("cannot start TLS for {peer}: {e}");
-                continue;
-            }
+        let session = match &speaks {
+            Speaks::Tls(t) => match start_tls(t, peer) {
+                Some(s) => Some(s),
+                None => continue,
+            },
+            Speaks::Plaintext | Speaks::Either(_) => None,
         };
         // A refused connection is closed here, by dropping the stream.
         let Some(cid) = shard.borrow_mut().admit(peer) else {
             continue;
         };
+        if let Speaks::Either(t) = &speaks {
+            let task = serve_either(shard.clone(), stream, cid, peer, t.clone());
+            glommio::spawn_local(task).detach();
+            continue;
+        }
         shard.borrow().count_accepted(peer, session.is_some());
         glommio::spawn_local(serve_conn(shard.clone(), stream, cid, session)).detach();
+    }
+}
+
+/// A new TLS session for a connection from `peer` (None, logged, if rustls
+/// cannot make one).
+fn start_tls(tls: &ServerTls, peer: SocketAddr) -> Option<Box<TlsSession>> {
+    match tls.session() {
+        Ok(s) => Some(Box::new(s)),
+        Err(e) => {
+            tracing::warn!("cannot start TLS for {peer}: {e}");
+            None
+        }
+    }
+}
+
+/// client.portUnification: serves a connection of the client port as TLS when its
+/// first bytes are a TLS client's (`tls::tls_verdict`), as plaintext otherwise,
+/// or when nothing has come within the TLS handshake timeout.
+async fn serve_either(
+    shard: Rc<RefCell<Shard>>,
+    stream: TcpStream,
+    cid: ConnId,
+    peer: SocketAddr,
+    tls: Arc<ServerTls>,
+) {
+    let wait = async { Ok(starts_with_tls(&stream).await) };
+    let is_tls = glommio::timer::timeout(tls::TLS_HANDSHAKE_TIMEOUT, wait)
+        .await
+        .unwrap_or(false);
+    let session = match is_tls {
+        true => match start_tls(&tls, peer) {
+            Some(s) => Some(s),
+            None => return shard.borrow_mut().close_conn(cid),
+        },
+        false => None,
+    };
+    shard.borrow().count_accepted(peer, session.is_some());
+    serve_conn(shard, stream, cid, session).await
+}
+
+/// Looks at (without taking) the first bytes of a connection until they tell a
+/// TLS client from a plaintext one; false on EOF or an error (the connection's
+/// task then finds either).
+async fn starts_with_tls(stream: &TcpStream) -> bool {
+    let mut head = [0u8; tls::TLS_RECORD_HEADER_BYTES];
+    loop {
+        let n = match stream.peek(&mut head).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => n,
+        };
+        if let Some(verdict) = tls::tls_verdict(&head[..n]) {
+            return verdict;
+        }
+        // Part of a record header: a peek would answer at once with the same bytes.
+        glommio::timer::sleep(PEEK_AGAIN_AFTER).await;
     }
 }
 
@@ -497,6 +571,10 @@ enum Event {
 const READ_BUFFER_BYTES_INITIAL: usize = 64 * 1024;
 /// Free room below which the receive buffer doubles before a read.
 const READ_ROOM_BYTES_MIN: usize = 4096;
+/// client.portUnification: how long to wait before looking again at a connection
+/// whose first bytes are part of a TLS record header.
+const PEEK_AGAIN_AFTER: Duration = Duration::from_millis(1);
+
 /// A receive or send buffer above this is shrunk back once it is empty.
 const BUFFER_BYTES_KEPT_MAX: usize = 256 * 1024;
 

@@ -1,7 +1,8 @@
-//! TLS on the secure client port (secureClientPort): loading the PEM key and trust
-//! stores at start-up into one rustls `ServerConfig`, and the per-connection glue
-//! that puts a rustls `ServerConnection` between a shard's socket and its frame
-//! parser.
+//! TLS on the secure client port (secureClientPort), and on the client port with
+//! client.portUnification: loading the PEM key and trust stores at start-up into
+//! one rustls `ServerConfig`, the per-connection glue that puts a rustls
+//! `ServerConnection` between a shard's socket and its frame parser, and
+//! (`tls_verdict`) telling a TLS client from a plaintext one by its first bytes.
 //!
 //! Loading runs once on the main thread (`ServerTls::load`, which reads the files);
 //! the parsing itself (`parse_key_store`, `parse_trust_store`) is pure. A
@@ -46,6 +47,28 @@ pub const TLS_SEND_BUFFER_BYTES_MAX: usize = 64 * 1024;
 /// A connection that has not finished its TLS handshake by then is dropped (Netty's
 /// SslHandler, under the reference, waits 10 s too).
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Bytes of a TLS record header: content type, version (2), length (2).
+pub const TLS_RECORD_HEADER_BYTES: usize = 5;
+
+/// The content type of a handshake record, which a TLS client's first one is.
+const TLS_HANDSHAKE_RECORD: u8 = 22;
+
+/// client.portUnification: whether a connection's first bytes are a TLS client's
+/// (a handshake record of version 3.x) or a plaintext one's (a frame length, or a
+/// four-letter word); `None` while too few have come to tell. As the reference's
+/// DualModeSslHandler: a first byte other than a handshake record's is plaintext
+/// at once (a four-letter word may be all there is), anything else waits for a
+/// whole record header.
+pub fn tls_verdict(head: &[u8]) -> Option<bool> {
+    match head {
+        [] => None,
+        [first, ..] if *first != TLS_HANDSHAKE_RECORD => Some(false),
+        [_, major, ..] if *major != 3 => Some(false),
+        _ if head.len() < TLS_RECORD_HEADER_BYTES => None,
+        _ => Some(true),
+    }
+}
 
 /// A key or trust store file larger than this is refused (a key and a few
 /// certificates take a few KiB).

@@ -563,3 +563,18 @@ impl Wire {
         out
     }
 }
+
+#[test]
+fn a_tls_client_is_told_from_a_plaintext_one_by_its_first_bytes() {
+    // A ClientHello record header, then as it arrives byte by byte.
+    let hello = [22u8, 3, 1, 0, 200];
+    assert_eq!(tls_verdict(&hello), Some(true));
+    for n in 0..TLS_RECORD_HEADER_BYTES {
+        assert_eq!(tls_verdict(&hello[..n]), None, "{n} bytes");
+    }
+    // A ConnectRequest's frame length, four-letter words, a non-3.x version.
+    assert_eq!(tls_verdict(&[0, 0, 0, 45, 0]), Some(false));
+    assert_eq!(tls_verdict(b"r"), Some(false));
+    assert_eq!(tls_verdict(b"ruok"), Some(false));
+    assert_eq!(tls_verdict(&[22, 2]), Some(false));
+}
