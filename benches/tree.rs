@@ -26,6 +26,7 @@ impl World {
             extended_types_enabled: false,
             max_data_bytes: 0xfffff,
             enforce_quota: false,
+            digest_enabled: true,
         }
     }
 
@@ -92,6 +93,7 @@ fn bench(c: &mut Criterion) {
                 extended_types_enabled: false,
                 max_data_bytes: 0xfffff,
                 enforce_quota: false,
+                digest_enabled: true,
             };
             black_box(prepare(
                 &w.tree,

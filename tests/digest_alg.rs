@@ -4,6 +4,10 @@
 //! node whose ACL names the id hashed that way read by its owner, one whose ACL names the SHA1 id refused, and
 //! the super user whose superDigest is hashed the same way reading it.
 //!
+//! `DigestAuthenticationProvider.enabled=false`: `addauth digest` fails and closes
+//! the connection, an ACL naming the digest scheme is invalid, the super digest
+//! no longer logs in; the same on both servers.
+//!
 //! Runs on the test thread with blocking raw clients (`common::RawClient`).
 
 mod common;
@@ -124,4 +128,55 @@ fn sha256_digest_ids_as_the_reference() {
 #[test]
 fn sha3_256_digest_ids_as_the_reference() {
     same_as_the_reference::<sha3::Sha3_256>("SHA3-256");
+}
+
+/// With the digest provider off: what addauth, a digest ACL and an open one give.
+fn disabled_transcript(kind: Kind, cfg: &str) -> Vec<String> {
+    let server = Server::start(kind, cfg);
+    let mut c = RawClient::connect(&server.addr(), SESSION_TIMEOUT_MS);
+    let mut out = vec![format!("addauth: {}", addauth(&mut c, "owner:ownerpw"))];
+    out.push(format!("then: {:?}", c.call(&Request::Ping).map(|r| r.err)));
+    let mut c = RawClient::connect(&server.addr(), SESSION_TIMEOUT_MS);
+    let sha1 = digest_with::<sha1::Sha1>("owner", "ownerpw");
+    out.push(format!(
+        "create with a digest ACL: {}",
+        create(&mut c, "/d", &sha1)
+    ));
+    let open = Request::create_open("/open", b"o");
+    out.push(format!(
+        "create open: {}",
+        c.call(&open).expect("create").err
+    ));
+    let mut admin = RawClient::connect(&server.addr(), SESSION_TIMEOUT_MS);
+    out.push(format!(
+        "addauth super: {}",
+        addauth(&mut admin, "super:superpw")
+    ));
+    out
+}
+
+#[test]
+fn digest_auth_disabled_as_the_reference() {
+    if !require_reference() {
+        return;
+    }
+    let cfg = format!(
+        "DigestAuthenticationProvider.enabled=false\n\
+         DigestAuthenticationProvider.superDigest={}\n",
+        digest_with::<sha1::Sha1>("super", "superpw")
+    );
+    let reference = disabled_transcript(Kind::Reference, &cfg);
+    let corral = disabled_transcript(Kind::Corral, &cfg);
+    assert_eq!(
+        reference,
+        [
+            "addauth: -115",
+            "then: Err(Closed)",
+            "create with a digest ACL: -114",
+            "create open: 0",
+            "addauth super: -115"
+        ],
+        "the reference"
+    );
+    assert_eq!(corral, reference);
 }

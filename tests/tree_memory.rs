@@ -83,6 +83,7 @@ fn bytes_per_znode() {
         extended_types_enabled: false,
         max_data_bytes: 0xfffff,
         enforce_quota: false,
+        digest_enabled: true,
     };
 
     let base = held();

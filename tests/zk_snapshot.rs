@@ -358,6 +358,7 @@ fn corral_tree() -> (Tree, Vec<(i64, i32)>) {
             extended_types_enabled: true,
             max_data_bytes: 0xfffff,
             enforce_quota: false,
+            digest_enabled: true,
         };
         let caller = Caller {
             session_id,

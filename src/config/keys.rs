@@ -130,7 +130,6 @@ const KEYS: &[&str] = &[
     "multiAddress.reachabilityCheckTimeoutMs",
     "oraclePath",
     // Authentication and authorisation.
-    "DigestAuthenticationProvider.enabled",
     "ensembleAuthName",
     "sslQuorum",
     "sslQuorumReloadCertFiles",
@@ -159,13 +158,7 @@ const PREFIXES: &[&str] = &[
 ];
 
 /// Keys whose absence of effect weakens security: their warning says so.
-const SECURITY: &[&str] = &[
-    "ssl.",
-    "authProvider.",
-    "quorum.auth.",
-    "sslQuorum",
-    "DigestAuthenticationProvider.enabled",
-];
+const SECURITY: &[&str] = &["ssl.", "authProvider.", "quorum.auth.", "sslQuorum"];
 
 /// If `key` is a 3.8 key corral accepts without acting on it, the warning to log.
 /// The `zookeeper.`-prefixed spelling of such a key (as zookeeperAdmin.md lists some

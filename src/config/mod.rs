@@ -132,6 +132,9 @@ pub struct Config {
     pub super_digest: Option<String>,
     /// DigestAuthenticationProvider.digestAlg: the hash of digest ids (SHA1).
     pub digest_alg: crate::tree::DigestAlg,
+    /// DigestAuthenticationProvider.enabled: false, the digest scheme is gone (no
+    /// `addauth digest`, no digest ACL, no superDigest login), as on the reference.
+    pub digest_auth_enabled: bool,
     /// skipACL=yes (the reference's zookeeper.skipACL): no ACL is checked; every
     /// session may do what the super user may.
     pub skip_acl: bool,
@@ -258,6 +261,7 @@ impl Default for Config {
             fsync_warning_threshold_ms: 1000,
             super_digest: None,
             digest_alg: crate::tree::DigestAlg::Sha1,
+            digest_auth_enabled: true,
             skip_acl: false,
             enforce_auth_schemes: Vec::new(),
             enforce_auth: EnforceAuthKeys::default(),
@@ -543,16 +547,17 @@ impl Config {
         };
         for scheme in &schemes {
             let available = match scheme.as_str() {
-                "ip" | "digest" => true,
+                "ip" => true,
+                "digest" => self.digest_auth_enabled,
                 "sasl" => self.sasl.provider_enabled,
                 "x509" => self.tls.is_some(),
                 _ => false,
             };
             if !available {
                 return Err(ConfigError::Invalid(format!(
-                    "authentication scheme `{scheme}` is not available to enforce (ip and \
-                     digest are; sasl needs authProvider.N={}; x509 needs \
-                     secureClientPort)",
+                    "authentication scheme `{scheme}` is not available to enforce (ip is; \
+                     digest unless DigestAuthenticationProvider.enabled=false; sasl needs \
+                     authProvider.N={}; x509 needs TLS)",
                     crate::auth::SASL_PROVIDER_CLASS
                 )));
             }
@@ -739,6 +744,10 @@ impl Config {
     /// The super user, and skipACL.
     fn apply_security(&mut self, e: &Entry) -> Result<bool, ConfigError> {
         match e.key.as_str() {
+            "DigestAuthenticationProvider.enabled"
+            | "zookeeper.DigestAuthenticationProvider.enabled" => {
+                self.digest_auth_enabled = e.true_false()?
+            }
             // Read once by the reference's DigestAuthenticationProvider, which stops
             // start-up on a name its JVM lacks.
             "DigestAuthenticationProvider.digestAlg"

@@ -287,6 +287,17 @@ fn client_port_unification_needs_the_key_store_not_a_tls_port() {
 }
 
 #[test]
+fn digest_auth_can_be_turned_off() {
+    assert!(Config::parse("").unwrap().digest_auth_enabled);
+    let off = "DigestAuthenticationProvider.enabled=false\n";
+    let c = Config::parse(off).unwrap();
+    assert!(!c.digest_auth_enabled && c.warnings.is_empty());
+    let enforced = format!("{off}enforce.auth.enabled=true\nenforce.auth.schemes=digest\n");
+    let e = Config::parse(&enforced).unwrap_err().to_string();
+    assert!(e.contains("scheme `digest` is not available"), "{e}");
+}
+
+#[test]
 fn skip_acl_is_on_only_for_yes_as_on_the_reference() {
     let c = Config::parse("skipACL=yes\n").unwrap();
     assert!(c.skip_acl);

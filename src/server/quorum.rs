@@ -1592,6 +1592,7 @@ impl Seq {
             extended_types_enabled: self.cfg.extended_types_enabled,
             max_data_bytes: self.cfg.jute_max_buffer_bytes,
             enforce_quota: self.cfg.enforce_quota,
+            digest_enabled: self.cfg.digest_auth_enabled,
         };
         tree::prepare(&self.working, &ctx, caller, req)
     }

@@ -771,6 +771,7 @@ impl Sequencer {
                     extended_types_enabled: self.cfg.extended_types_enabled,
                     max_data_bytes: self.cfg.jute_max_buffer_bytes,
                     enforce_quota: self.cfg.enforce_quota,
+                    digest_enabled: self.cfg.digest_auth_enabled,
                 };
                 let caller = Caller {
                     session_id: w.session_id,

@@ -1665,7 +1665,8 @@ impl Shard {
     /// others any xid), err 0 or AuthFailed; a failure closes the connection.
     fn on_auth(&mut self, cid: ConnId, xid: i32, scheme: &str, auth: &[u8]) {
         let ok = match scheme {
-            "digest" => match std::str::from_utf8(auth) {
+            // DigestAuthenticationProvider.enabled=false: no provider, AuthFailed.
+            "digest" if self.cfg.digest_auth_enabled => match std::str::from_utf8(auth) {
                 Ok(user_pass) if user_pass.contains(':') => {
                     let id = tree::digest_id_with(self.cfg.digest_alg, user_pass);
                     let is_super = self.cfg.super_digest.as_deref() == Some(id.as_str());

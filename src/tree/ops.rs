@@ -6,7 +6,7 @@
 
 use crate::proto::path::validate_path;
 use crate::proto::{
-    op, perms, CreateKind, CreateMode, CreateRequest, ErrorCode, EventType, OpResult, Request,
+    op, perms, Acl, CreateKind, CreateMode, CreateRequest, ErrorCode, EventType, OpResult, Request,
     Response,
 };
 
@@ -34,6 +34,9 @@ pub struct TxnContext {
     /// `enforceQuota`: a create or setData past a quota's hard limit fails with
     /// QuotaExceeded.
     pub enforce_quota: bool,
+    /// `DigestAuthenticationProvider.enabled`: false, an ACL naming the digest
+    /// scheme is invalid (the reference then has no provider for it).
+    pub digest_enabled: bool,
 }
 
 /// The outcome of applying one txn.
@@ -154,6 +157,15 @@ pub fn read(tree: &Tree, caller: &Caller, req: &Request) -> Result<Response, Err
 
 // ---------------------------------------------------------------------------------
 // prepare
+
+/// `fixup_acl` under the server's settings: with the digest provider off, an ACL
+/// naming the digest scheme is invalid.
+fn fixup_acl_in(ctx: &TxnContext, caller: &Caller, acl: &[Acl]) -> Result<Vec<Acl>, ErrorCode> {
+    if !ctx.digest_enabled && acl.iter().any(|a| a.id.scheme == "digest") {
+        return Err(ErrorCode::InvalidAcl);
+    }
+    fixup_acl(caller, acl)
+}
 
 /// Decides a write on the sequencer core. Every choice goes into the returned Txn;
 /// a failing request yields an error Txn that still consumes `ctx.zxid`, and a failing
@@ -314,7 +326,7 @@ fn prepare_op(
                 return Err(ErrorCode::BadArguments);
             }
             let parent_path = internal_parent(&c.path).ok_or(ErrorCode::BadArguments)?;
-            let acl = fixup_acl(caller, &c.acl)?;
+            let acl = fixup_acl_in(ctx, caller, &c.acl)?;
             let parent = tree.node(parent_path).ok_or(ErrorCode::NoNode)?;
             check_acl(&parent.acl, perms::CREATE, caller)?;
             let mut path = c.path.clone();
@@ -395,7 +407,7 @@ fn prepare_op(
         }
         Request::SetAcl { path, acl, version } => {
             valid(path)?;
-            let acl = fixup_acl(caller, acl)?;
+            let acl = fixup_acl_in(ctx, caller, acl)?;
             let node = tree.node(path).ok_or(ErrorCode::NoNode)?;
             check_acl(&node.acl, perms::ADMIN, caller)?;
             let version = check_version(node.aversion, *version)?;
@@ -472,6 +484,7 @@ pub fn cleanup_txn(tree: &Tree, zxid: i64, time_ms: i64, path: &str) -> Txn {
         extended_types_enabled: true,
         max_data_bytes: usize::MAX,
         enforce_quota: false,
+        digest_enabled: true,
     };
     Txn {
         zxid,
@@ -499,6 +512,7 @@ pub fn build_tree(caller: &Caller, reqs: &[Request]) -> Result<Tree, (usize, Err
             extended_types_enabled: false,
             max_data_bytes: 0xfffff,
             enforce_quota: false,
+            digest_enabled: true,
         };
         let txn = prepare(&tree, &ctx, caller, req);
         apply(&mut tree, &txn).result.map_err(|e| (n, e))?;

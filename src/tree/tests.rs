@@ -54,6 +54,7 @@ impl H {
             extended_types_enabled: self.extended,
             max_data_bytes: 0xfffff,
             enforce_quota: false,
+            digest_enabled: true,
         };
         let txn = prepare(&self.tree, &ctx, &self.caller(), &req);
         assert_eq!(txn.cxid, ctx.cxid);
@@ -1716,6 +1717,7 @@ fn digest_matches_the_reference_capture() {
         extended_types_enabled: false,
         max_data_bytes: 0xfffff,
         enforce_quota: false,
+        digest_enabled: true,
     };
     let ids = vec![Id::new("ip", "127.0.0.1")];
     let caller = Caller {

@@ -34,6 +34,7 @@ impl Q {
             extended_types_enabled: true,
             max_data_bytes: 0xfffff,
             enforce_quota: self.enforce,
+            digest_enabled: true,
         };
         let caller = Caller {
             session_id: 0x100,

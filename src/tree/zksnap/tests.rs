@@ -39,6 +39,7 @@ impl Builder {
             extended_types_enabled: true,
             max_data_bytes: 2 << 20,
             enforce_quota: false,
+            digest_enabled: true,
         };
         let caller = Caller {
             session_id,
