@@ -414,6 +414,19 @@ fn tls_and_plaintext_ports_serve_the_same_tree_at_once() {
     assert_eq!(word, "imok");
 }
 
+/// The zoo.cfg of a unified client port (no secureClientPort) for `pki`.
+fn unified_cfg(pki: &Pki) -> String {
+    format!(
+        "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory\n\
+         ssl.keyStore.location={}\nssl.keyStore.type=PEM\n\
+         ssl.trustStore.location={}\nssl.trustStore.type=PEM\n\
+         client.portUnification=true\n\
+         authProvider.x509=org.apache.zookeeper.server.auth.X509AuthenticationProvider\n",
+        pki.path("server.pem").display(),
+        pki.path("ca.pem").display()
+    )
+}
+
 /// client.portUnification=true without secureClientPort: the client port itself
 /// takes TLS clients (told by their first bytes, as the reference's Netty factory
 /// tells them) beside plaintext ones, four-letter words either way. The reference
@@ -424,15 +437,7 @@ fn tls_and_plaintext_ports_serve_the_same_tree_at_once() {
 fn the_client_port_takes_tls_and_plaintext_with_port_unification() {
     let pki = Pki::new();
     let alice = pki.client("alice");
-    let cfg = format!(
-        "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory\n\
-         ssl.keyStore.location={}\nssl.keyStore.type=PEM\n\
-         ssl.trustStore.location={}\nssl.trustStore.type=PEM\n\
-         client.portUnification=true\n\
-         authProvider.x509=org.apache.zookeeper.server.auth.X509AuthenticationProvider\n",
-        pki.path("server.pem").display(),
-        pki.path("ca.pem").display()
-    );
+    let cfg = unified_cfg(&pki);
     let mut seen = Vec::new();
     for kind in kinds() {
         let server = Server::start(kind, &cfg);
@@ -475,6 +480,27 @@ fn the_client_port_takes_tls_and_plaintext_with_port_unification() {
     assert_eq!(outcome[2], "TLS read: Some(Ok(\"u\"))");
     assert_eq!(outcome[3], "ruok over TLS: imok");
     assert_eq!(outcome[4], "ruok in plaintext: imok");
+}
+
+/// A client that stops inside a TLS record header on the unified port (its first
+/// two bytes only) holds no one: a plaintext and a TLS session are served meanwhile,
+/// and the server serves on once it is gone.
+#[test]
+fn a_client_stalled_inside_a_tls_header_on_the_unified_port_holds_no_one() {
+    let pki = Pki::new();
+    let alice = pki.client("alice");
+    let server = Server::corral(&unified_cfg(&pki));
+    let addr = server.addr();
+    let mut stalled = RawClient::from_stream(RawClient::connect_tcp(&addr).unwrap());
+    stalled.send_raw(&[22, 3]).unwrap();
+    let mut plain = RawClient::connect(&addr, 10_000);
+    assert_eq!(err_of(&mut plain, &create("/stall", b"s", Acl::open())), 0);
+    let mut tls = tls_session(&addr, pki.rustls_client(Some(&alice)));
+    assert_eq!(err_of(&mut tls, &Request::get_data_of("/stall")), 0);
+    drop(stalled);
+    let mut after = RawClient::connect(&addr, 10_000);
+    assert_eq!(err_of(&mut after, &Request::get_data_of("/stall")), 0);
+    assert!(server.is_running());
 }
 
 #[test]

@@ -534,6 +534,7 @@ async fn serve_either(
 /// task then finds either).
 async fn starts_with_tls(stream: &TcpStream) -> bool {
     let mut head = [0u8; tls::TLS_RECORD_HEADER_BYTES];
+    let mut again_after = PEEK_AGAIN_AFTER;
     loop {
         let n = match stream.peek(&mut head).await {
             Ok(0) | Err(_) => return false,
@@ -543,7 +544,8 @@ async fn starts_with_tls(stream: &TcpStream) -> bool {
             return verdict;
         }
         // Part of a record header: a peek would answer at once with the same bytes.
-        glommio::timer::sleep(PEEK_AGAIN_AFTER).await;
+        glommio::timer::sleep(again_after).await;
+        again_after = (again_after * 2).min(PEEK_AGAIN_AFTER_MAX);
     }
 }
 
@@ -572,8 +574,12 @@ const READ_BUFFER_BYTES_INITIAL: usize = 64 * 1024;
 /// Free room below which the receive buffer doubles before a read.
 const READ_ROOM_BYTES_MIN: usize = 4096;
 /// client.portUnification: how long to wait before looking again at a connection
-/// whose first bytes are part of a TLS record header.
+/// whose first bytes are part of a TLS record header; doubled each time up to
+/// PEEK_AGAIN_AFTER_MAX, so a client that stops inside a header costs a few
+/// hundred wake-ups until the TLS handshake timeout, not one per millisecond.
 const PEEK_AGAIN_AFTER: Duration = Duration::from_millis(1);
+/// The longest of those waits.
+const PEEK_AGAIN_AFTER_MAX: Duration = Duration::from_millis(64);
 
 /// A receive or send buffer above this is shrunk back once it is empty.
 const BUFFER_BYTES_KEPT_MAX: usize = 256 * 1024;
