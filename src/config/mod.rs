@@ -757,7 +757,8 @@ impl Config {
                         e.bad(
                             "expected a Java MessageDigest name: SHA1 (the default), MD5, \
                              SHA-224, SHA-256, SHA-384, SHA-512, SHA-512/224, SHA-512/256, \
-                             SHA3-224, SHA3-256, SHA3-384 or SHA3-512",
+                             SHA3-224, SHA3-256, SHA3-384 or SHA3-512 (or an alias or OID \
+                             of one; corral lacks MD2)",
                         )
                     })?
             }
@@ -768,13 +769,14 @@ impl Config {
             "enforce.auth.enabled" | "zookeeper.enforce.auth.enabled" => {
                 self.enforce_auth.enabled = e.true_false()?
             }
+            // Split as Java's String.split(","): trailing empty pieces dropped; an
+            // empty one inside is a scheme no server has (checked when enforced).
             "enforce.auth.schemes" | "zookeeper.enforce.auth.schemes" => {
-                let schemes: Vec<String> =
-                    e.value.split(',').map(|s| s.trim().to_string()).collect();
-                if schemes.iter().any(String::is_empty) {
-                    return Err(e.bad("expected comma-separated scheme names, e.g. digest,sasl"));
+                let mut pieces: Vec<&str> = e.value.split(',').collect();
+                while pieces.last().is_some_and(|p| p.is_empty()) {
+                    pieces.pop();
                 }
-                self.enforce_auth.schemes = schemes;
+                self.enforce_auth.schemes = pieces.iter().map(|p| p.trim().to_string()).collect();
             }
             // The reference skips ACL checks only for the exact value `yes`
             // (`System.getProperty("zookeeper.skipACL", "no").equals("yes")`).

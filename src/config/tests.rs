@@ -216,6 +216,10 @@ fn enforced_auth_takes_the_schemes_this_server_has() {
         .unwrap()
         .enforce_auth_schemes
         .is_empty());
+    // Java's split drops trailing empty pieces; unused schemes are not checked.
+    let c = Config::parse("enforce.auth.enabled=true\nenforce.auth.schemes=digest,,\n").unwrap();
+    assert_eq!(c.enforce_auth_schemes, ["digest"]);
+    assert!(Config::parse("enforce.auth.schemes=nope,\n").is_ok());
     let sasl = format!(
         "authProvider.1={}\nsessionRequireClientSASLAuth=true\nenforce.auth.enabled=true\n\
          enforce.auth.schemes=digest\n",
@@ -232,8 +236,8 @@ fn enforced_auth_takes_the_schemes_this_server_has() {
             "authentication scheme `kerberos` is not available",
         ),
         (
-            "enforce.auth.enabled=true\nenforce.auth.schemes=digest,\n",
-            "expected comma-separated scheme names",
+            "enforce.auth.enabled=true\nenforce.auth.schemes=digest,,ip\n",
+            "authentication scheme `` is not available",
         ),
         (
             "sessionRequireClientSASLAuth=true\n",

@@ -54,20 +54,23 @@ pub const TLS_RECORD_HEADER_BYTES: usize = 5;
 /// The content type of a handshake record, which a TLS client's first one is.
 const TLS_HANDSHAKE_RECORD: u8 = 22;
 
+/// The content types of TLS records: change_cipher_spec, alert, handshake,
+/// application_data.
+const TLS_RECORD_TYPES: std::ops::RangeInclusive<u8> = 20..=23;
+
 /// client.portUnification: whether a connection's first bytes are a TLS client's
-/// (a handshake record of version 3.x) or a plaintext one's (a frame length, or a
-/// four-letter word); `None` while too few have come to tell. As the reference's
-/// DualModeSslHandler: a first byte other than a handshake record's is plaintext
-/// at once (a four-letter word may be all there is), anything else waits for a
-/// whole record header.
+/// or a plaintext one's (a frame length, or a four-letter word); `None` while too
+/// few have come to tell. As the reference's DualModeSslHandler: short of a record
+/// header, a first byte other than a handshake record's is plaintext at once (a
+/// four-letter word may be all there is) and anything else waits; a whole header
+/// is TLS when it has a record type and version 3.x (Netty's `isEncrypted`).
 pub fn tls_verdict(head: &[u8]) -> Option<bool> {
-    match head {
-        [] => None,
-        [first, ..] if *first != TLS_HANDSHAKE_RECORD => Some(false),
-        [_, major, ..] if *major != 3 => Some(false),
-        _ if head.len() < TLS_RECORD_HEADER_BYTES => None,
-        _ => Some(true),
+    if head.len() < TLS_RECORD_HEADER_BYTES {
+        return head
+            .first()
+            .and_then(|&first| (first != TLS_HANDSHAKE_RECORD).then_some(false));
     }
+    Some(TLS_RECORD_TYPES.contains(&head[0]) && head[1] == 3)
 }
 
 /// A key or trust store file larger than this is refused (a key and a few

@@ -1470,6 +1470,9 @@ impl LogReader {
             self.idx = self.segs.len();
             return Ok(());
         }
+        // The later segments go first: a crash after it leaves an ordinary torn
+        // last segment, which the next start-up repairs.
+        let later_segments_removed = self.remove_later_segments()?;
         let bytes = last_nonzero + 1 - off;
         let wf = OpenOptions::new()
             .write(true)
@@ -1485,7 +1488,6 @@ impl LogReader {
         }
         wf.sync_data()
             .map_err(|e| StorageError::io("sync truncated segment", &cur.path, e))?;
-        let later_segments_removed = self.remove_later_segments()?;
         let torn = TornTail {
             path: cur.path.clone(),
             offset: off,

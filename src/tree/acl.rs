@@ -55,20 +55,41 @@ pub enum DigestAlg {
     Sha3_512,
 }
 
+/// The OIDs Java 17 takes as MessageDigest names (bare or after `OID.`).
+const DIGEST_OIDS: &[(&str, DigestAlg)] = &[
+    ("1.3.14.3.2.26", DigestAlg::Sha1),
+    ("2.16.840.1.101.3.4.2.4", DigestAlg::Sha224),
+    ("2.16.840.1.101.3.4.2.1", DigestAlg::Sha256),
+    ("2.16.840.1.101.3.4.2.2", DigestAlg::Sha384),
+    ("2.16.840.1.101.3.4.2.3", DigestAlg::Sha512),
+    ("2.16.840.1.101.3.4.2.5", DigestAlg::Sha512_224),
+    ("2.16.840.1.101.3.4.2.6", DigestAlg::Sha512_256),
+    ("2.16.840.1.101.3.4.2.7", DigestAlg::Sha3_224),
+    ("2.16.840.1.101.3.4.2.8", DigestAlg::Sha3_256),
+    ("2.16.840.1.101.3.4.2.9", DigestAlg::Sha3_384),
+    ("2.16.840.1.101.3.4.2.10", DigestAlg::Sha3_512),
+];
+
 impl DigestAlg {
-    /// The algorithm a Java `MessageDigest` name means (any case; `SHA` and `SHA1`
-    /// are Java's aliases of `SHA-1`).
+    /// The algorithm a Java 17 `MessageDigest` name means: any case, the standard
+    /// names and their aliases (`SHA`/`SHA1` for SHA-1, `SHA256` and the other
+    /// SHA-2 names without the hyphen), and the OIDs, bare or after `OID.`.
     pub fn from_java_name(name: &str) -> Option<DigestAlg> {
         use DigestAlg::*;
-        Some(match name.to_ascii_uppercase().as_str() {
+        let upper = name.to_ascii_uppercase();
+        let oid = upper.strip_prefix("OID.").unwrap_or(&upper);
+        if let Some((_, alg)) = DIGEST_OIDS.iter().find(|(o, _)| *o == oid) {
+            return Some(*alg);
+        }
+        Some(match upper.as_str() {
             "MD5" => Md5,
             "SHA" | "SHA1" | "SHA-1" => Sha1,
-            "SHA-224" => Sha224,
-            "SHA-256" => Sha256,
-            "SHA-384" => Sha384,
-            "SHA-512" => Sha512,
-            "SHA-512/224" => Sha512_224,
-            "SHA-512/256" => Sha512_256,
+            "SHA-224" | "SHA224" => Sha224,
+            "SHA-256" | "SHA256" => Sha256,
+            "SHA-384" | "SHA384" => Sha384,
+            "SHA-512" | "SHA512" => Sha512,
+            "SHA-512/224" | "SHA512/224" => Sha512_224,
+            "SHA-512/256" | "SHA512/256" => Sha512_256,
             "SHA3-224" => Sha3_224,
             "SHA3-256" => Sha3_256,
             "SHA3-384" => Sha3_384,
@@ -473,8 +494,22 @@ mod tests {
             DigestAlg::from_java_name("SHA3-256"),
             Some(DigestAlg::Sha3_256)
         );
-        assert_eq!(DigestAlg::from_java_name("SHA256"), None);
+        assert_eq!(DigestAlg::from_java_name("SHA256"), Some(DigestAlg::Sha256));
+        assert_eq!(
+            DigestAlg::from_java_name("sha512/224"),
+            Some(DigestAlg::Sha512_224)
+        );
+        assert_eq!(
+            DigestAlg::from_java_name("oid.2.16.840.1.101.3.4.2.8"),
+            Some(DigestAlg::Sha3_256)
+        );
+        assert_eq!(
+            DigestAlg::from_java_name("1.3.14.3.2.26"),
+            Some(DigestAlg::Sha1)
+        );
+        // Java 17 knows MD2 (corral does not) and no SHA3 name without the hyphen.
         assert_eq!(DigestAlg::from_java_name("MD2"), None);
+        assert_eq!(DigestAlg::from_java_name("SHA3256"), None);
         assert_eq!(digest_id("user:"), "user:kd7q5xGKLW+18xQTfO8iqRaFvsM=");
     }
 

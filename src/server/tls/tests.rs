@@ -576,5 +576,9 @@ fn a_tls_client_is_told_from_a_plaintext_one_by_its_first_bytes() {
     assert_eq!(tls_verdict(&[0, 0, 0, 45, 0]), Some(false));
     assert_eq!(tls_verdict(b"r"), Some(false));
     assert_eq!(tls_verdict(b"ruok"), Some(false));
-    assert_eq!(tls_verdict(&[22, 2]), Some(false));
+    assert_eq!(tls_verdict(&[22, 2, 0, 0, 1]), Some(false));
+    // Short of a header, only a handshake record's first byte waits; a whole
+    // header of any record type is TLS, as Netty's isEncrypted says.
+    assert_eq!(tls_verdict(&[21, 3]), Some(false));
+    assert_eq!(tls_verdict(&[21, 3, 3, 0, 2]), Some(true));
 }
