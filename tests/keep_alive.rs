@@ -5,6 +5,9 @@
 //! 2) with the key set, and must not without it. The reference and corral are
 //! checked alike; the election links in a mixed ensemble, on every member.
 //!
+//! And `clientPortListenBacklog`: every listening socket of the client port has
+//! that backlog (`ss`'s Send-Q of a LISTEN socket), on both servers.
+//!
 //! No timing is asserted: a socket's timer is read again, a bounded number of
 //! times, until it shows the expected state.
 
@@ -147,4 +150,40 @@ fn tcp_keep_alive_sets_keepalive_on_election_links() {
 #[test]
 fn election_links_have_no_keepalive_by_default() {
     election_links("", false);
+}
+
+/// The backlogs of the sockets listening on `port` (`ss -ltnH`, Send-Q).
+fn listen_backlogs(port: u16) -> Vec<u32> {
+    let out = std::process::Command::new("ss")
+        .args(["-ltnH", &format!("sport = :{port}")])
+        .output()
+        .expect("ss (iproute2) runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2)?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn client_port_listen_backlog_sets_the_listen_backlog() {
+    if !require_reference() {
+        return;
+    }
+    for kind in [Kind::Reference, Kind::Corral] {
+        let server = Server::start(kind, "clientPortListenBacklog=7\n");
+        let port: u16 = server.addr().rsplit(':').next().unwrap().parse().unwrap();
+        let backlogs = listen_backlogs(port);
+        assert!(
+            !backlogs.is_empty() && backlogs.iter().all(|&b| b == 7),
+            "{kind:?}: {backlogs:?}"
+        );
+        // One reference JVM at a time: the first server goes before the second.
+        drop(server);
+        let default = Server::start(kind, "");
+        let port: u16 = default.addr().rsplit(':').next().unwrap().parse().unwrap();
+        eprintln!(
+            "[{kind:?}] default listen backlog: {:?}",
+            listen_backlogs(port)
+        );
+    }
 }

@@ -14,7 +14,6 @@
 /// Exact key names (as written in zoo.cfg).
 const KEYS: &[&str] = &[
     // Client connections and sessions.
-    "clientPortListenBacklog",
     "portUnification",
     "serverCnxnFactory",
     "localSessionsEnabled",

@@ -118,6 +118,9 @@ pub struct Config {
     /// enforceQuota (the reference's zookeeper.enforceQuota): creates and setDatas
     /// past a quota's hard limit fail with QuotaExceeded.
     pub enforce_quota: bool,
+    /// clientPortListenBacklog: the listen backlog of the client (and TLS) port;
+    /// `None` (unset, zero or less) keeps corral's 1024 (the reference's JVM: 50).
+    pub client_port_listen_backlog: Option<u32>,
     /// clientTcpKeepAlive (the reference's zookeeper.clientTcpKeepAlive): TCP
     /// keepalive on every accepted client connection.
     pub client_tcp_keep_alive: bool,
@@ -255,6 +258,7 @@ impl Default for Config {
             jute_max_buffer_bytes: 0xfffff,
             extended_types_enabled: false,
             enforce_quota: false,
+            client_port_listen_backlog: None,
             client_tcp_keep_alive: false,
             tcp_keep_alive: false,
             force_sync: true,
@@ -671,6 +675,10 @@ impl Config {
                 self.client_port_address = e.num("expected an IP address such as 127.0.0.1")?
             }
             "maxClientCnxns" => self.max_client_cnxns = e.num("expected a count")?,
+            "clientPortListenBacklog" => {
+                let n: i64 = e.num("expected a connection count")?;
+                self.client_port_listen_backlog = u32::try_from(n).ok().filter(|&n| n > 0);
+            }
             "4lw.commands.whitelist" => self.four_letter_whitelist = four_letter_words(e)?,
             "jute.maxbuffer" => {
                 self.jute_max_buffer_bytes = e.num_where(

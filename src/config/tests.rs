@@ -302,6 +302,17 @@ fn digest_auth_can_be_turned_off() {
 }
 
 #[test]
+fn client_port_listen_backlog_is_taken_when_positive() {
+    assert_eq!(Config::parse("").unwrap().client_port_listen_backlog, None);
+    let c = Config::parse("clientPortListenBacklog=7\n").unwrap();
+    assert_eq!(c.client_port_listen_backlog, Some(7));
+    // As the reference: zero or less leaves the default.
+    let c = Config::parse("clientPortListenBacklog=-1\n").unwrap();
+    assert_eq!(c.client_port_listen_backlog, None);
+    assert!(Config::parse("clientPortListenBacklog=lots\n").is_err());
+}
+
+#[test]
 fn skip_acl_is_on_only_for_yes_as_on_the_reference() {
     let c = Config::parse("skipACL=yes\n").unwrap();
     assert!(c.skip_acl);
@@ -341,7 +352,6 @@ fn each_group_of_keys_without_effect_is_accepted_with_one_warning() {
         "quorum.auth.enableSasl=true",
         "localSessionsEnabled=true",
         "localSessionsUpgradingEnabled=true",
-        "clientPortListenBacklog=100",
         "observerMasterPort=2191",
         "digest.enabled=false",
         "snapshot.trust.empty=true",

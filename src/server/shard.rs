@@ -431,11 +431,34 @@ fn listen(cfg: &Config, tls: Option<Arc<ServerTls>>) -> Result<Vec<Listener>, St
         out.push((addr, Speaks::Tls(tls)));
     }
     out.into_iter()
-        .map(|(addr, tls)| match TcpListener::bind(addr) {
-            Ok(l) => Ok((l, tls)),
-            Err(e) => Err(format!("cannot listen on {addr}: {e}")),
-        })
+        .map(
+            |(addr, speaks)| match bind(addr, cfg.client_port_listen_backlog) {
+                Ok(l) => Ok((l, speaks)),
+                Err(e) => Err(format!("cannot listen on {addr}: {e}")),
+            },
+        )
         .collect()
+}
+
+/// corral's listen backlog (connections) when clientPortListenBacklog is unset,
+/// the same as glommio's own `TcpListener::bind`.
+const DEFAULT_LISTEN_BACKLOG: u32 = 1024;
+
+/// A listener on `addr`, shared with the other shards' (SO_REUSEPORT), with
+/// clientPortListenBacklog when set.
+fn bind(addr: SocketAddr, backlog: Option<u32>) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let backlog = backlog.unwrap_or(DEFAULT_LISTEN_BACKLOG);
+    let sk = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    sk.set_reuse_port(true)?;
+    sk.bind(&addr.into())?;
+    sk.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    // SAFETY: the descriptor is a bound, listening TCP socket this call owns.
+    Ok(unsafe {
+        <TcpListener as std::os::fd::FromRawFd>::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(
+            sk,
+        ))
+    })
 }
 
 /// Accepts connections until a stop ends `stop`'s sender (the listener closes with
