@@ -36,6 +36,7 @@ mod nudge;
 mod order;
 pub mod peer;
 mod quorum;
+mod read_only;
 mod sequencer;
 mod shard;
 pub mod shutdown;
@@ -205,8 +206,28 @@ fn check_data_dir(cfg: &Config) -> Result<(), ServerError> {
 /// corral, so "port in use" is decided here: a live listener of any kind answers a
 /// connect; a socket bound without SO_REUSEPORT (another program) fails a bind made
 /// with the same flags glommio uses. TIME_WAIT leftovers of our own earlier run pass,
-/// so a restart right after a crash works.
+/// so a restart right after a crash works. So does a listener of a predecessor
+/// killed a moment ago: the kernel closes sockets an io_uring still holds only when
+/// it tears that ring down, after the process is gone (≈ 10 ms here, more on a
+/// loaded box), so a port found in use is probed again for PORT_FREE_WAIT.
 fn probe_port(addr: std::net::SocketAddr, keys: &'static str) -> Result<(), ServerError> {
+    let deadline = std::time::Instant::now() + PORT_FREE_WAIT;
+    loop {
+        match probe_port_once(addr, keys) {
+            Err(ServerError::PortInUse { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(PORT_PROBE_EVERY)
+            }
+            r => return r,
+        }
+    }
+}
+
+/// How long a port found in use may take to be released before start-up fails.
+const PORT_FREE_WAIT: Duration = Duration::from_secs(2);
+/// Pause between two probes of a port found in use.
+const PORT_PROBE_EVERY: Duration = Duration::from_millis(20);
+
+fn probe_port_once(addr: std::net::SocketAddr, keys: &'static str) -> Result<(), ServerError> {
     use socket2::{Domain, Protocol, Socket, Type};
     let target = if addr.ip().is_unspecified() {
         std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
