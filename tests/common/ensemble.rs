@@ -73,6 +73,8 @@ pub const KEEP_ENV: &str = "ENSEMBLE_KEEP";
 const THREAD_DUMP_POLLS_MAX: u32 = 30;
 /// Lines of one JVM thread dump a failure report prints.
 const THREAD_DUMP_LINES_MAX: usize = 1_500;
+/// How long gdb may take to print a corral member's stacks for a failure report (s).
+const GDB_TIMEOUT_S: u64 = 30;
 /// How a HotSpot thread dump begins and where its thread list ends.
 const THREAD_DUMP_START: &str = "Full thread dump";
 const THREAD_DUMP_END: &str = "JNI global refs";
@@ -157,6 +159,9 @@ pub struct Ensemble {
     route: Option<PeerRoute>,
     /// Members run with the sync-stall shim preloaded (`preload_sync_stall`).
     sync_stall: bool,
+    /// JVM system properties (`-Dkey=value`) of every reference member, for
+    /// settings the reference reads only there (`readonlymode.enabled`).
+    reference_sysprops: Vec<String>,
     /// A failure report took the reference members' thread dumps already (a
     /// panic message's report, then the one `Drop` prints): once is enough.
     thread_dumps_taken: AtomicBool,
@@ -233,6 +238,7 @@ impl Ensemble {
             since: Instant::now(),
             route: None,
             sync_stall: false,
+            reference_sysprops: Vec::new(),
             thread_dumps_taken: AtomicBool::new(false),
             _serial: serial,
         };
@@ -263,6 +269,11 @@ impl Ensemble {
     pub fn route_peers(&mut self, route: impl Fn(u64, u64) -> (u16, u16) + 'static) {
         self.route = Some(Box::new(route));
         self.write_configs();
+    }
+
+    /// Reference members launched from now on get these JVM system properties.
+    pub fn set_reference_sysprops(&mut self, sysprops: &[&str]) {
+        self.reference_sysprops = sysprops.iter().map(|p| p.to_string()).collect();
     }
 
     /// Starts a configured member and waits (bounded) until it listens on its
@@ -477,7 +488,7 @@ impl Ensemble {
         assert!(m.process.is_none(), "member {sid} is already running");
         append_log_marker(&m.home, &format!("starting member {sid} ({})", m.kind));
         let mut cmd = match m.kind {
-            Kind::Reference => reference_command(&m.cfg_path, &[]),
+            Kind::Reference => reference_command(&m.cfg_path, &self.reference_sysprops),
             Kind::Corral => corral_command(&m.cfg_path),
         };
         if let Some(file) = self.sync_stall_file(sid) {
@@ -747,7 +758,7 @@ impl Ensemble {
     /// and each running reference member's threads: where a request is stuck.
     pub fn report(&self) -> String {
         let tails: Vec<String> = self.members.iter().map(|m| self.log_tail(m.sid)).collect();
-        let dumps = self.jvm_thread_dumps();
+        let dumps = self.thread_dumps();
         let mut out = format!("ensemble: {}\n", self.describe());
         for (m, tail) in self.members.iter().zip(tails) {
             let state = match (&m.process, m.paused) {
@@ -773,8 +784,12 @@ impl Ensemble {
                 m.sid
             ));
             if let Some(d) = dumps.iter().find(|(sid, _)| *sid == m.sid) {
+                let how = match m.kind {
+                    Kind::Reference => "JVM threads (SIGQUIT)",
+                    Kind::Corral => "threads (gdb)",
+                };
                 out.push_str(&format!(
-                    "----- member {} JVM threads (SIGQUIT) -----\n{}\n----- end of member {} threads -----\n",
+                    "----- member {} {how} -----\n{}\n----- end of member {} threads -----\n",
                     m.sid, d.1, m.sid
                 ));
             }
@@ -782,12 +797,43 @@ impl Ensemble {
         out
     }
 
-    /// A thread dump of every running, unpaused reference member: SIGQUIT makes
-    /// the JVM print one to its output (the member's log) and go on.
-    fn jvm_thread_dumps(&self) -> Vec<(u64, String)> {
+    /// Every member's threads, for the first failure report only.
+    fn thread_dumps(&self) -> Vec<(u64, String)> {
         if self.thread_dumps_taken.swap(true, Ordering::Relaxed) {
             return Vec::new();
         }
+        let mut dumps = self.jvm_thread_dumps();
+        dumps.extend(self.corral_stacks());
+        dumps
+    }
+
+    /// The threads' stacks of every running, unpaused corral member that does not
+    /// serve (a start that never finishes, a stuck core), from `gdb -batch` when
+    /// it is installed; bounded by GDB_TIMEOUT_S and THREAD_DUMP_LINES_MAX.
+    fn corral_stacks(&self) -> Vec<(u64, String)> {
+        (self.members.iter())
+            .filter(|m| m.kind == Kind::Corral && !m.paused && self.mode(m.sid).is_none())
+            .filter_map(|m| {
+                let pid = m.process.as_ref()?.pid()?;
+                let out = std::process::Command::new("timeout")
+                    .arg(GDB_TIMEOUT_S.to_string())
+                    .args(["gdb", "-batch", "-p", &pid.to_string()])
+                    .args(["-ex", "thread apply all bt 16"])
+                    .output()
+                    .ok()?;
+                let text = String::from_utf8_lossy(&out.stdout);
+                let lines: Vec<&str> = (text.lines())
+                    .filter(|l| l.starts_with('#') || l.starts_with("Thread "))
+                    .take(THREAD_DUMP_LINES_MAX)
+                    .collect();
+                Some((m.sid, lines.join("\n")))
+            })
+            .collect()
+    }
+
+    /// A thread dump of every running, unpaused reference member: SIGQUIT makes
+    /// the JVM print one to its output (the member's log) and go on.
+    fn jvm_thread_dumps(&self) -> Vec<(u64, String)> {
         let asked: Vec<(u64, usize)> = (self.members.iter())
             .filter(|m| m.kind == Kind::Reference && !m.paused)
             .filter(|m| (m.process.as_ref()).is_some_and(|p| p.exit_status().is_none()))
