@@ -14,7 +14,7 @@
 
 use super::{dir_size, View, NOT_SERVING, VERSION};
 use crate::server::msg::ConnSummary;
-use crate::server::stats::SizeSnapshot;
+use crate::server::stats::{Mode, SizeSnapshot};
 use serde_json::{json, Map, Value};
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -305,8 +305,8 @@ fn initial_configuration(v: &View) -> Map<String, Value> {
     obj(vec![("initial_configuration", json!(v.cfg.initial_text))])
 }
 
-fn is_read_only(_: &View) -> Map<String, Value> {
-    obj(vec![("read_only", json!(false))])
+fn is_read_only(v: &View) -> Map<String, Value> {
+    obj(vec![("read_only", json!(v.stats.mode() == Mode::ReadOnly))])
 }
 
 /// The newest `snapshot.<zxid>` in the data dir and its time (seconds), as the
@@ -414,7 +414,7 @@ fn server_stats(v: &View) -> Map<String, Value> {
     ]);
     let mut m = obj(vec![
         ("version", json!(format!("{VERSION}, built for corral"))),
-        ("read_only", json!(false)),
+        ("read_only", json!(s.mode() == Mode::ReadOnly)),
         ("server_stats", Value::Object(inner)),
         ("client_response", buffer_sizes(responses)),
     ]);

@@ -17,7 +17,7 @@ pub mod metrics;
 
 use crate::config::Config;
 use crate::server::msg::{SequencerReport, ShardReport};
-use crate::server::stats::{HistogramSnapshot, ServerStats};
+use crate::server::stats::{HistogramSnapshot, Mode, ServerStats};
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -315,6 +315,13 @@ impl View<'_> {
         self.shards.iter().map(|s| s.connections.len()).sum()
     }
 
+    /// The reference's `srvr`/`stat` line in read-only mode.
+    fn read_only_line(&self, out: &mut String) {
+        if self.stats.mode() == Mode::ReadOnly {
+            out.push_str("READ-ONLY mode; serving only read-only clients\n");
+        }
+    }
+
     fn summary(&self, out: &mut String) {
         let (min, avg, max) = self.stats.latency_ms();
         let _ = writeln!(out, "Latency min/avg/max: {min:.0}/{avg:.4}/{max:.0}");
@@ -417,13 +424,20 @@ pub fn render(cmd: &str, v: &View) -> String {
     }
     match cmd {
         "ruok" => out.push_str("imok"),
-        "isro" => out.push_str("rw"),
+        // As the reference: `null` while no server runs (looking for a leader).
+        "isro" => out.push_str(match v.stats.mode() {
+            Mode::NotServing => "null",
+            Mode::ReadOnly => "ro",
+            _ => "rw",
+        }),
         "srvr" => {
             let _ = writeln!(out, "Zookeeper version: {VERSION}, built for corral");
+            v.read_only_line(&mut out);
             v.summary(&mut out);
         }
         "stat" => {
             let _ = writeln!(out, "Zookeeper version: {VERSION}, built for corral");
+            v.read_only_line(&mut out);
             out.push_str("Clients:\n");
             v.client_lines(&mut out, false);
             out.push('\n');
@@ -573,5 +587,32 @@ mod tests {
         assert!(m.contains("zk_p99_readlatency\t0\n"), "{m}");
         assert!(!m.contains("zk_last_zxid"), "not a key of the reference");
         assert!(render("wchs", &v).starts_with("0 connections watching 0 paths"));
+    }
+
+    #[test]
+    fn isro_srvr_and_stat_follow_the_mode_as_the_reference() {
+        let cfg = Config::embedded_default();
+        let stats = ServerStats::new(1);
+        let v = View {
+            cfg: &cfg,
+            stats: &stats,
+            sequencer: Some(SequencerReport::default()),
+            shards: vec![ShardReport::default()],
+        };
+        assert_eq!(render("isro", &v), "rw");
+        stats.set_mode(Mode::NotServing);
+        assert_eq!(render("isro", &v), "null");
+        assert_eq!(render("srvr", &v), format!("{NOT_SERVING}\n"));
+        stats.set_mode(Mode::ReadOnly);
+        assert_eq!(render("isro", &v), "ro");
+        for word in ["srvr", "stat"] {
+            let s = render(word, &v);
+            assert!(
+                s.contains("\nREAD-ONLY mode; serving only read-only clients\n"),
+                "{s}"
+            );
+            assert!(s.contains("Mode: read-only\n"), "{s}");
+        }
+        assert!(render("mntr", &v).contains("zk_server_state\tread-only\n"));
     }
 }

@@ -51,7 +51,6 @@ const KEYS: &[&str] = &[
     "jute.maxbuffer.extrasize",
     "emulate353TTLNodes",
     "enableEagerACLCheck",
-    "readonlymode.enabled",
     "request.timeout",
     // Watches.
     "watchManagerName",

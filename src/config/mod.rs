@@ -121,6 +121,10 @@ pub struct Config {
     /// clientPortListenBacklog: the listen backlog of the client (and TLS) port;
     /// `None` (unset, zero or less) keeps corral's 1024 (the reference's JVM: 50).
     pub client_port_listen_backlog: Option<u32>,
+    /// readonlymode.enabled (the reference's system property of that name): an
+    /// ensemble member that has looked for a leader for max(2 s, tickTime) serves
+    /// read-only sessions until it rejoins a quorum (`server::read_only`).
+    pub read_only_mode: bool,
     /// clientTcpKeepAlive (the reference's zookeeper.clientTcpKeepAlive): TCP
     /// keepalive on every accepted client connection.
     pub client_tcp_keep_alive: bool,
@@ -259,6 +263,7 @@ impl Default for Config {
             extended_types_enabled: false,
             enforce_quota: false,
             client_port_listen_backlog: None,
+            read_only_mode: false,
             client_tcp_keep_alive: false,
             tcp_keep_alive: false,
             force_sync: true,
@@ -678,6 +683,11 @@ impl Config {
             "clientPortListenBacklog" => {
                 let n: i64 = e.num("expected a connection count")?;
                 self.client_port_listen_backlog = u32::try_from(n).ok().filter(|&n| n > 0);
+            }
+            // The reference reads the unprefixed system property only
+            // (`-Dreadonlymode.enabled=true`); corral takes it from zoo.cfg.
+            "readonlymode.enabled" | "zookeeper.readonlymode.enabled" => {
+                self.read_only_mode = e.true_false()?
             }
             "4lw.commands.whitelist" => self.four_letter_whitelist = four_letter_words(e)?,
             "jute.maxbuffer" => {

@@ -313,6 +313,28 @@ fn client_port_listen_backlog_is_taken_when_positive() {
 }
 
 #[test]
+fn read_only_mode_is_off_unless_asked() {
+    assert!(!Config::parse("").unwrap().read_only_mode);
+    assert!(
+        Config::parse("readonlymode.enabled=true\n")
+            .unwrap()
+            .read_only_mode
+    );
+    assert!(
+        Config::parse("zookeeper.readonlymode.enabled=TRUE\n")
+            .unwrap()
+            .read_only_mode
+    );
+    assert!(
+        !Config::parse("readonlymode.enabled=false\n")
+            .unwrap()
+            .read_only_mode
+    );
+    // Boolean.getBoolean would read `yes` as false: refused rather than guessed.
+    assert!(Config::parse("readonlymode.enabled=yes\n").is_err());
+}
+
+#[test]
 fn skip_acl_is_on_only_for_yes_as_on_the_reference() {
     let c = Config::parse("skipACL=yes\n").unwrap();
     assert!(c.skip_acl);

@@ -35,6 +35,7 @@
 use super::durable::{self, KIND_TXN};
 use super::msg::*;
 use super::peer::{wire, PeerAddr, PeerEvent, Peers};
+use super::read_only::{self, Handshake, ReadOnly};
 use super::sequencer::{catch_up_sessions, mono_ms, now_ms};
 use super::stats::{self, Mode, ServerStats};
 use super::Mesh;
@@ -321,6 +322,8 @@ struct Seq {
     /// When the role last began to look, or stopped looking (election and
     /// sync times, see `time_role_change`).
     role_since: Instant,
+    /// Read-only mode (`readonlymode.enabled`): its clock and local sessions.
+    read_only: ReadOnly,
 }
 
 /// The replication core's configuration from zoo.cfg (and, with reconfig, the
@@ -487,6 +490,8 @@ impl Seq {
         stats.set_mode(Mode::NotServing);
         // A member starts out looking for a leader (the reference's first LOOKING).
         stats.looking.fetch_add(1, Relaxed);
+        let mut read_only = ReadOnly::new(cfg.read_only_mode, cfg.tick_time_ms as u64);
+        read_only.on_role(true, 0);
         let s = Seq {
             want_snapshot: false,
             trigger: SnapshotTrigger::new(
@@ -534,6 +539,7 @@ impl Seq {
             last_seen_written: q.last_seen.as_ref().map_or(q.version, |n| n.version),
             containers_checked_ms: None,
             role_since: Instant::now(),
+            read_only,
         };
         Ok((s, events))
     }
@@ -580,6 +586,7 @@ impl Seq {
                 if Instant::now() >= next_housekeeping {
                     next_housekeeping = Instant::now() + housekeeping_every;
                     self.leader_housekeeping(now);
+                    self.read_only_housekeeping();
                 }
             }
             self.pump(now);
@@ -1322,7 +1329,19 @@ impl Seq {
             _ => Mode::NotServing,
         };
         tracing::info!("role: {role:?}");
-        self.stats.set_mode(mode);
+        let looking = matches!(role, Role::Looking);
+        let change = self.read_only.on_role(looking, self.mono_ms());
+        self.stats.set_mode(if self.read_only.active() {
+            Mode::ReadOnly
+        } else {
+            mode
+        });
+        if change.ended {
+            tracing::info!("read-only mode ended: closing its clients' connections");
+            for tx in &self.mesh.to_shards {
+                let _ = tx.send(ToShard::CloseAll("the read-only mode ended".into()));
+            }
+        }
         if was_serving && !role.serving() {
             for tx in &self.mesh.to_shards {
                 let _ = tx.send(ToShard::CloseAll(
@@ -1380,6 +1399,116 @@ impl Seq {
         }
     }
 
+    // ----- read-only mode (`read_only`) ---------------------------------------------
+
+    /// The mode's timer: it starts after its grace period of looking; its local
+    /// sessions expire (their connections close, as the reference's do).
+    fn read_only_housekeeping(&mut self) {
+        let change = self.read_only.on_timer(self.mono_ms());
+        if change.started {
+            tracing::info!(
+                "no leader for {} ms: serving read-only clients (readonlymode.enabled)",
+                self.cfg.tick_time_ms.max(read_only::GRACE_MS_MIN as _)
+            );
+            self.stats.set_mode(Mode::ReadOnly);
+        }
+        let z = self.committed.last_zxid();
+        for id in change.expired {
+            tracing::info!("read-only session {id:#x} expired");
+            self.push_item(z, Vec::new(), None, Some(id));
+        }
+    }
+
+    /// A handshake while read-only: only read-only clients, with local sessions.
+    fn read_only_connect(&mut self, route: Route, req: crate::proto::ConnectRequest) {
+        let last = self.committed.last_zxid();
+        if req.last_zxid_seen > last {
+            tracing::info!(
+                "refusing session request: client has seen zxid {:#x}, our last zxid is {last:#x}",
+                req.last_zxid_seen
+            );
+            self.push_connect_reply(route, None, 0);
+            return;
+        }
+        let timeout = negotiate_timeout(
+            req.timeout_ms,
+            self.cfg.min_session_timeout(),
+            self.cfg.max_session_timeout(),
+        );
+        let id = req.session_id;
+        let global = id != 0 && self.sessions.get(id).is_some();
+        let password_ok = req.passwd == SessionTable::password(id);
+        let mono = self.mono_ms();
+        let answer = |id: i64, timeout_ms: i32| ConnectResponse {
+            protocol_version: 0,
+            timeout_ms,
+            session_id: id,
+            passwd: SessionTable::password(id).to_vec(),
+            read_only: Some(true),
+        };
+        let response =
+            match self
+                .read_only
+                .handshake(req.read_only, id, global, password_ok, timeout, mono)
+            {
+                Handshake::Refuse(why) => {
+                    tracing::info!("{why}");
+                    self.push_connect_reply(route, None, 0);
+                    return;
+                }
+                Handshake::Expired => ConnectResponse {
+                    read_only: req.read_only,
+                    ..ConnectResponse::expired(req.read_only)
+                },
+                Handshake::Resumed { timeout_ms } => answer(id, timeout_ms),
+                Handshake::Open => {
+                    let max = self.cfg.max_sessions;
+                    if max > 0 && self.sessions.len() + self.read_only.session_count() >= max {
+                        tracing::warn!(
+                            "refusing a new session: the maximum is {max} (corral.maxSessions)"
+                        );
+                        ConnectResponse {
+                            read_only: req.read_only,
+                            ..ConnectResponse::expired(req.read_only)
+                        }
+                    } else {
+                        let id = self.sessions.allocate_id();
+                        self.read_only.open(id, timeout, mono);
+                        tracing::info!("read-only session {id:#x} opened");
+                        answer(id, timeout)
+                    }
+                }
+                Handshake::NotMine => unreachable!("the mode is active"),
+            };
+        let sid = response.session_id;
+        self.push_connect_reply(route, Some(response), sid);
+    }
+
+    /// A request the shards hand over while read-only: changes are refused
+    /// (NOTREADONLY); a local session may close.
+    fn read_only_write(&mut self, route: Route, w: WriteReq) {
+        if ReadOnly::refuses(&w.req) {
+            self.push_op_reply(route, w.xid, Err(ErrorCode::NotReadOnly));
+            return;
+        }
+        if let Request::CloseSession = w.req {
+            if self.read_only.close(w.session_id) {
+                let z = self.committed.last_zxid();
+                let reply = Reply {
+                    shard: route.shard,
+                    conn: route.conn,
+                    kind: ReplyKind::Op {
+                        xid: w.xid,
+                        result: Ok(Response::Empty),
+                    },
+                };
+                self.push_item(z, Vec::new(), Some(reply), Some(w.session_id));
+                return;
+            }
+        }
+        self.push_unanswered(route, w.xid);
+    }
+
     fn is_leader(&self) -> bool {
         matches!(
             self.role,
@@ -1391,6 +1520,10 @@ impl Seq {
     }
 
     fn connect(&mut self, route: Route, req: crate::proto::ConnectRequest, now: i64) {
+        if self.read_only.active() {
+            self.read_only_connect(route, req);
+            return;
+        }
         if !self.role.serving() {
             self.push_connect_reply(route, None, 0);
             return;
@@ -1485,6 +1618,13 @@ impl Seq {
     }
 
     fn touch(&mut self, ids: Vec<i64>) {
+        if self.read_only.active() {
+            let mono = self.mono_ms();
+            for id in ids {
+                self.read_only.touch(id, mono);
+            }
+            return;
+        }
         let leader = self.is_leader();
         for id in ids {
             if leader {
@@ -1502,6 +1642,10 @@ impl Seq {
             shard: w.shard,
             conn: w.conn,
         };
+        if self.read_only.active() {
+            self.read_only_write(route, w);
+            return;
+        }
         // Here and wherever a write cannot be taken, its connection closes
         // unanswered (`ReplyKind::Unanswered`), as the reference's does.
         if !self.role.serving() {
@@ -1897,9 +2041,8 @@ impl Seq {
         self.stats
             .node_count
             .store(self.committed.node_count() as u64, Relaxed);
-        self.stats
-            .session_count
-            .store(self.sessions.len() as u64, Relaxed);
+        let sessions = self.sessions.len() + self.read_only.session_count();
+        self.stats.session_count.store(sessions as u64, Relaxed);
         for (shard, tx) in self.mesh.to_shards.iter().enumerate() {
             if let Err(super::chan::SendError::Full(_)) = tx.send(ToShard::Batch(batch.clone())) {
                 // A shard that misses a batch would serve a stale tree: stop instead.

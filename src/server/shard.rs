@@ -2250,7 +2250,8 @@ impl Shard {
         let Some(resp) = response else {
             c.closing = true;
             tracing::warn!(
-                "refused session request from {}: client is ahead of this server",
+                "refused session request from {}: client ahead of this server, member not \
+                 serving, or refused by read-only mode",
                 c.peer
             );
             return;

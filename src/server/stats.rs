@@ -474,6 +474,9 @@ pub enum Mode {
     Follower = 2,
     Observer = 3,
     NotServing = 4,
+    /// An ensemble member without a quorum serving read-only clients
+    /// (`readonlymode.enabled`).
+    ReadOnly = 5,
 }
 
 impl Mode {
@@ -484,6 +487,7 @@ impl Mode {
             Mode::Follower => "follower",
             Mode::Observer => "observer",
             Mode::NotServing => "not serving",
+            Mode::ReadOnly => "read-only",
         }
     }
 }
@@ -557,6 +561,7 @@ impl ServerStats {
             2 => Mode::Follower,
             3 => Mode::Observer,
             4 => Mode::NotServing,
+            5 => Mode::ReadOnly,
             _ => Mode::Standalone,
         }
     }
