@@ -11,7 +11,8 @@
 //! - give a read-only client a session flagged read-only, serve it the last
 //!   committed tree, answer every change, `check` and `sync` NOTREADONLY, let it
 //!   resume that session on a new connection and close it;
-//! - serve kazoo with `read_only=True` (a third-party client) the same way;
+//! - serve kazoo with `read_only=True` and the Java client (zkCli `-r`), two
+//!   third-party clients, the same way;
 //! - leave the mode when the others come back: its read-only connections close,
 //!   it serves read-write clients, and the data is whole.
 //!
@@ -28,7 +29,10 @@
 mod common;
 
 use common::ensemble::{call, create_req, CallError, Ensemble, Role, SESSION_TIMEOUT_MS};
-use common::{four_letter_word, require_kazoo, run_client_program, Kind, RawClient, ReadEnd};
+use common::{
+    four_letter_word, require_kazoo, run_client_program, zookeeper_cli_command, Kind, RawClient,
+    ReadEnd,
+};
 use corral::proto::{ConnectRequest, CreateMode, ErrorCode, Request, Response};
 use std::process::Command;
 use std::time::Duration;
@@ -232,6 +236,24 @@ fn read_only_member(members: &[(Kind, Role)]) {
              create NotReadOnlyCallError\nset NotReadOnlyCallError\n",
             "kazoo:\n{}",
             out.stderr
+        );
+    }
+
+    // The Java client, asking for read-only (`-r`): connected read-only, reads
+    // served, a create refused.
+    let mut cli = zookeeper_cli_command(&addr, &[]);
+    cli.arg("-r");
+    let out = run_client_program(cli, "get /ro\ncreate /ro/cli x\nls /ro\nquit\n");
+    let printed = format!("{}\n{}", out.stdout, out.stderr);
+    for want in [
+        "state:ConnectedReadOnly",
+        "\nbefore\n",
+        "Not a read-only call: /ro/cli",
+        "[child, eph]",
+    ] {
+        assert!(
+            printed.contains(want),
+            "zkCli -r: no {want:?} in\n{printed}"
         );
     }
 
