@@ -252,9 +252,82 @@ fn run(
     );
     summary(&report);
     if !report.violations.is_empty() {
+        if let Some(loss) = reference_epoch_truncation(&ens) {
+            // The checkers caught a loss the reference's own bug made (see
+            // `reference_epoch_truncation`): the verdict holds, the run passes.
+            eprintln!(
+                "[faults] the reference lost acknowledged writes to ZOOKEEPER-4643 ({loss}); \
+                 the checkers caught it: {} violation(s), {} lost; replay: {replay}",
+                report.violations.len(),
+                report.lost
+            );
+            return report;
+        }
         fail(&report, replay);
     }
     report
+}
+
+/// In an all-ZooKeeper ensemble, a member that truncated txns of a newer epoch
+/// to get in sync with a leader whose last zxid is of an older one: what
+/// ZooKeeper 3.8.0's ZOOKEEPER-4643 does (fixed in 3.9). A member killed right
+/// after it wrote a new currentEpoch, before it had the txns of the epochs
+/// between, comes back voting with the newer epoch and so wins elections
+/// against members holding committed txns, which it then makes truncate them
+/// (CI, 2026-12-02, ZOOKEEPER_CI_SEED: member 2 came back at 0x200000ac7 with
+/// epoch 5 and led; member 1 truncated 0x300000315 to 0x200000ac7). A txn of
+/// an epoch exists only if that epoch's leader was established, so dropping
+/// one for an older epoch's zxid drops what a quorum may have acknowledged.
+/// `None` for any other ensemble or when no member did so.
+fn reference_epoch_truncation(ens: &Ensemble) -> Option<String> {
+    if ens.sids().iter().any(|&s| ens.kind(s) != Kind::Reference) {
+        return None;
+    }
+    ens.sids().into_iter().find_map(|sid| {
+        let (had, to) = epoch_truncation_in(&ens.log(sid))?;
+        Some(format!(
+            "member {sid} truncated its log from {had:#x} to {to:#x}"
+        ))
+    })
+}
+
+/// In one ZooKeeper member's log: the first truncation to a zxid of an older
+/// epoch than the last zxid the member proposed itself with before it, as
+/// (its zxid, the zxid it truncated to).
+fn epoch_truncation_in(log: &str) -> Option<(i64, i64)> {
+    const PROPOSED: &str = "proposed zxid=0x";
+    const TRUNCATING: &str = "Truncating log to get in sync with the leader 0x";
+    let hex = |t: &str| {
+        let end = t.find(|c: char| !c.is_ascii_hexdigit()).unwrap_or(t.len());
+        i64::from_str_radix(&t[..end], 16).ok()
+    };
+    let mut own = None;
+    for line in log.lines() {
+        if let Some(at) = line.find(PROPOSED) {
+            own = hex(&line[at + PROPOSED.len()..]);
+        } else if let Some(at) = line.find(TRUNCATING) {
+            let Some(to) = hex(&line[at + TRUNCATING.len()..]) else {
+                continue;
+            };
+            if let Some(had) = own.filter(|had| had >> 32 > to >> 32) {
+                return Some((had, to));
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn a_truncation_to_an_older_epoch_is_told_from_an_ordinary_one() {
+    // The lines of the CI run above (member 1), shortened.
+    let lost = "INFO FastLeaderElection - New election. My id = 1, proposed zxid=0x300000315\n\
+                WARN Learner - Truncating log to get in sync with the leader 0x200000ac7\n";
+    assert_eq!(epoch_truncation_in(lost), Some((0x300000315, 0x200000ac7)));
+    // A TRUNC within an epoch drops only txns no quorum had (uncommitted).
+    let ordinary = "INFO FastLeaderElection - New election. My id = 1, proposed zxid=0x300000315\n\
+                    WARN Learner - Truncating log to get in sync with the leader 0x300000310\n";
+    assert_eq!(epoch_truncation_in(ordinary), None);
+    assert_eq!(epoch_truncation_in("no election here\n"), None);
 }
 
 /// Writes the failed run's histories beside the members' dirs (kept on
@@ -493,6 +566,12 @@ fn corral() {
 ///   back without them and was elected (ZOOKEEPER-4646): 12 acknowledged writes
 ///   lost. So an all-ZooKeeper ensemble loses only its leader where the schedule
 ///   says KillAll or KillMajority (`nemesis`).
+/// - this seed again, 2026-12-02 (timing differs from run to run): a leader killed
+///   right after it wrote a new currentEpoch came back with it and won against
+///   members holding committed txns of an epoch between, which truncated them
+///   (ZOOKEEPER-4643). Any kill can land there, so a run whose violations come with
+///   that truncation in a member's log passes, saying so: the checkers caught a
+///   loss the reference really made (`reference_epoch_truncation`).
 ///
 /// Soaks (`scripts/soak.sh`) still draw fresh seeds for every kind.
 const ZOOKEEPER_CI_SEED: u64 = 1796037568160530224;
