@@ -503,6 +503,52 @@ fn a_client_stalled_inside_a_tls_header_on_the_unified_port_holds_no_one() {
     assert!(server.is_running());
 }
 
+/// A stop does not wait for the unified port to tell what a connection speaks: a
+/// client that sent nothing and one stalled inside a TLS record header are closed
+/// with the rest, and the process exits 0 with its clean-stop line (the sniff used
+/// to hold them until the stop gave up on them, after CONNS_FLUSH_WAIT).
+#[test]
+fn a_stop_does_not_wait_for_silent_clients_on_the_unified_port() {
+    let pki = Pki::new();
+    let server = Server::corral(&unified_cfg(&pki));
+    let addr = server.addr();
+    let mut silent = RawClient::from_stream(RawClient::connect_tcp(&addr).unwrap());
+    let mut stalled = RawClient::from_stream(RawClient::connect_tcp(&addr).unwrap());
+    stalled.send_raw(&[22, 3]).unwrap();
+    // Both are admitted before the stop (a four-letter word after them is answered).
+    assert_eq!(four_letter_word(&addr, "ruok").unwrap(), "imok");
+    assert!(server.signal(libc::SIGTERM), "corral is not running");
+    for (name, c) in [("silent", &mut silent), ("stalled", &mut stalled)] {
+        assert!(
+            c.read_until_closed(STOP_EXIT_WAIT).is_ok(),
+            "the {name} client's connection stayed open"
+        );
+    }
+    let mut status = None;
+    for _ in 0..STOP_EXIT_WAIT.as_millis() / 50 {
+        status = server.exit_status();
+        if status.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = server.log();
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "exit {status:?}; log:\n{log}"
+    );
+    assert!(
+        log.contains("stopped cleanly"),
+        "no clean-stop line; log:\n{log}"
+    );
+    // The shards closed them for the stop instead of giving up on them.
+    assert!(!log.contains("did not flush within"), "log:\n{log}");
+}
+
+/// How long the stop test waits for a connection to close and for the exit.
+const STOP_EXIT_WAIT: Duration = Duration::from_secs(60);
+
 #[test]
 fn a_tls_client_that_does_not_read_is_paused_then_served_in_order() {
     let pki = Pki::new();

@@ -537,10 +537,20 @@ async fn serve_either(
     peer: SocketAddr,
     tls: Arc<ServerTls>,
 ) {
-    let wait = async { Ok(starts_with_tls(&stream).await) };
-    let is_tls = glommio::timer::timeout(tls::TLS_HANDSHAKE_TIMEOUT, wait)
-        .await
-        .unwrap_or(false);
+    use futures::future::{select, Either};
+    // A stop (or the shard closing the connection) must not wait for the sniff:
+    // a silent client would hold it for the whole TLS handshake timeout.
+    let sniffed = {
+        let wait = async { Ok(starts_with_tls(&stream).await) };
+        let sniff = std::pin::pin!(glommio::timer::timeout(tls::TLS_HANDSHAKE_TIMEOUT, wait));
+        match select(sniff, std::pin::pin!(closing(&shard, cid))).await {
+            Either::Left((sniffed, _)) => Some(sniffed.unwrap_or(false)),
+            Either::Right(((), _)) => None,
+        }
+    };
+    let Some(is_tls) = sniffed else {
+        return shard.borrow_mut().close_conn(cid);
+    };
     let session = match is_tls {
         true => match start_tls(&tls, peer) {
             Some(s) => Some(s),
@@ -550,6 +560,22 @@ async fn serve_either(
     };
     shard.borrow().count_accepted(peer, session.is_some());
     serve_conn(shard, stream, cid, session).await
+}
+
+/// Resolves once the shard marks connection `cid` closing (a stop) or has
+/// dropped it; until then the connection's waker is this future's.
+async fn closing(shard: &Rc<RefCell<Shard>>, cid: ConnId) {
+    std::future::poll_fn(|cx| {
+        let mut s = shard.borrow_mut();
+        match s.conns.get_mut(&cid) {
+            Some(c) if !c.closing => {
+                c.waker = Some(cx.waker().clone());
+                std::task::Poll::Pending
+            }
+            _ => std::task::Poll::Ready(()),
+        }
+    })
+    .await
 }
 
 /// Looks at (without taking) the first bytes of a connection until they tell a
