@@ -1419,22 +1419,35 @@ impl Seq {
         }
     }
 
-    /// A handshake while read-only: only read-only clients, with local sessions.
-    fn read_only_connect(&mut self, route: Route, req: crate::proto::ConnectRequest) {
+    /// The session timeout a handshake gets (min/maxSessionTimeout), or `None`
+    /// when the client has seen a zxid past ours: refused (closed), as the
+    /// reference refuses it, so it tries another server.
+    fn handshake_timeout(
+        &mut self,
+        route: Route,
+        req: &crate::proto::ConnectRequest,
+    ) -> Option<i32> {
         let last = self.committed.last_zxid();
         if req.last_zxid_seen > last {
-            tracing::info!(
+            tracing::warn!(
                 "refusing session request: client has seen zxid {:#x}, our last zxid is {last:#x}",
                 req.last_zxid_seen
             );
             self.push_connect_reply(route, None, 0);
-            return;
+            return None;
         }
-        let timeout = negotiate_timeout(
+        Some(negotiate_timeout(
             req.timeout_ms,
             self.cfg.min_session_timeout(),
             self.cfg.max_session_timeout(),
-        );
+        ))
+    }
+
+    /// A handshake while read-only: only read-only clients, with local sessions.
+    fn read_only_connect(&mut self, route: Route, req: crate::proto::ConnectRequest) {
+        let Some(timeout) = self.handshake_timeout(route, &req) else {
+            return;
+        };
         let id = req.session_id;
         let global = id != 0 && self.sessions.get(id).is_some();
         let password_ok = req.passwd == SessionTable::password(id);
@@ -1528,20 +1541,9 @@ impl Seq {
             self.push_connect_reply(route, None, 0);
             return;
         }
-        let last = self.committed.last_zxid();
-        if req.last_zxid_seen > last {
-            tracing::warn!(
-                "refusing session request: client has seen zxid {:#x}, our last zxid is {last:#x}",
-                req.last_zxid_seen
-            );
-            self.push_connect_reply(route, None, 0);
+        let Some(timeout) = self.handshake_timeout(route, &req) else {
             return;
-        }
-        let timeout = negotiate_timeout(
-            req.timeout_ms,
-            self.cfg.min_session_timeout(),
-            self.cfg.max_session_timeout(),
-        );
+        };
         let max = self.cfg.max_sessions;
         if req.session_id == 0 && max > 0 && self.sessions.len() + self.connects.len() >= max {
             tracing::warn!("refusing a new session: the maximum is {max} (corral.maxSessions)");

@@ -201,19 +201,13 @@ impl ReadOnly {
 
     /// Whether the mode answers this request NOTREADONLY (the reference's
     /// ReadOnlyRequestProcessor: every change, `check`, `sync`, `reconfig`).
+    /// That is every request the shards hand the sequencer but closeSession.
     pub fn refuses(req: &Request) -> bool {
-        matches!(
-            req,
-            Request::Create(_)
-                | Request::Delete { .. }
-                | Request::DeleteContainer { .. }
-                | Request::SetData { .. }
-                | Request::SetAcl { .. }
-                | Request::Multi(_)
-                | Request::Check { .. }
-                | Request::Sync { .. }
-                | Request::Reconfig(_)
-        )
+        match req {
+            Request::CloseSession => false,
+            Request::Check { .. } => true,
+            other => other.is_write(),
+        }
     }
 }
 
