@@ -586,7 +586,9 @@ impl Seq {
                 if Instant::now() >= next_housekeeping {
                     next_housekeeping = Instant::now() + housekeeping_every;
                     self.leader_housekeeping(now);
-                    self.read_only_housekeeping();
+                    if self.cfg.read_only_mode {
+                        self.read_only_housekeeping();
+                    }
                 }
             }
             self.pump(now);
@@ -1329,19 +1331,7 @@ impl Seq {
             _ => Mode::NotServing,
         };
         tracing::info!("role: {role:?}");
-        let looking = matches!(role, Role::Looking);
-        let change = self.read_only.on_role(looking, self.mono_ms());
-        self.stats.set_mode(if self.read_only.active() {
-            Mode::ReadOnly
-        } else {
-            mode
-        });
-        if change.ended {
-            tracing::info!("read-only mode ended: closing its clients' connections");
-            for tx in &self.mesh.to_shards {
-                let _ = tx.send(ToShard::CloseAll("the read-only mode ended".into()));
-            }
-        }
+        self.read_only_role(role, mode);
         if was_serving && !role.serving() {
             for tx in &self.mesh.to_shards {
                 let _ = tx.send(ToShard::CloseAll(
@@ -1403,6 +1393,11 @@ impl Seq {
 
     /// The mode's timer: it starts after its grace period of looking; its local
     /// sessions expire (their connections close, as the reference's do).
+    // Out of line and cold, all of them: the hot paths (`handle`, `on_event`) stay
+    // as they were without the mode (inlined here, they cost ensemble writes
+    // ≈ 10 % in an A/B, PERF.md).
+    #[cold]
+    #[inline(never)]
     fn read_only_housekeeping(&mut self) {
         let change = self.read_only.on_timer(self.mono_ms());
         if change.started {
@@ -1443,7 +1438,29 @@ impl Seq {
         ))
     }
 
+    /// The role changed: the mode's clock, the mode shown, and the end of the mode
+    /// (every client connection closes).
+    #[cold]
+    #[inline(never)]
+    fn read_only_role(&mut self, role: Role, mode: Mode) {
+        let looking = matches!(role, Role::Looking);
+        let change = self.read_only.on_role(looking, self.mono_ms());
+        self.stats.set_mode(if self.read_only.active() {
+            Mode::ReadOnly
+        } else {
+            mode
+        });
+        if change.ended {
+            tracing::info!("read-only mode ended: closing its clients' connections");
+            for tx in &self.mesh.to_shards {
+                let _ = tx.send(ToShard::CloseAll("the read-only mode ended".into()));
+            }
+        }
+    }
+
     /// A handshake while read-only: only read-only clients, with local sessions.
+    #[cold]
+    #[inline(never)]
     fn read_only_connect(&mut self, route: Route, req: crate::proto::ConnectRequest) {
         let Some(timeout) = self.handshake_timeout(route, &req) else {
             return;
@@ -1499,6 +1516,8 @@ impl Seq {
 
     /// A request the shards hand over while read-only: changes are refused
     /// (NOTREADONLY); a local session may close.
+    #[cold]
+    #[inline(never)]
     fn read_only_write(&mut self, route: Route, w: WriteReq) {
         if ReadOnly::refuses(&w.req) {
             self.push_op_reply(route, w.xid, Err(ErrorCode::NotReadOnly));
