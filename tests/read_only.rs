@@ -10,7 +10,8 @@
 //!   session of the ensemble (global) resuming here;
 //! - give a read-only client a session flagged read-only, serve it the last
 //!   committed tree, answer every change, `check` and `sync` NOTREADONLY, let it
-//!   resume that session on a new connection and close it;
+//!   resume that session on a new connection and close it, and expire one whose
+//!   client falls silent;
 //! - serve kazoo with `read_only=True` and the Java client (zkCli `-r`), two
 //!   third-party clients, the same way;
 //! - leave the mode when the others come back: its read-only connections close,
@@ -41,6 +42,8 @@ use std::time::Duration;
 const ISRO_POLLS_MAX: u32 = 600;
 /// Pause between two polls.
 const POLL: Duration = Duration::from_millis(100);
+/// The session timeout of the session left silent (the ensemble's minSessionTimeout).
+const SHORT_TIMEOUT_MS: i32 = 1_000;
 /// How long a connection the server should close may stay open.
 const CLOSE_WAIT: Duration = Duration::from_secs(20);
 
@@ -66,11 +69,21 @@ fn handshake(
     read_only: bool,
     session: Option<(i64, Vec<u8>)>,
 ) -> std::io::Result<(RawClient, corral::proto::ConnectResponse)> {
+    handshake_for(addr, read_only, session, SESSION_TIMEOUT_MS)
+}
+
+/// [`handshake`] asking for a session timeout of `timeout_ms`.
+fn handshake_for(
+    addr: &str,
+    read_only: bool,
+    session: Option<(i64, Vec<u8>)>,
+    timeout_ms: i32,
+) -> std::io::Result<(RawClient, corral::proto::ConnectResponse)> {
     let (session_id, passwd) = session.unwrap_or((0, vec![0; 16]));
     let req = ConnectRequest {
         protocol_version: 0,
         last_zxid_seen: 0,
-        timeout_ms: SESSION_TIMEOUT_MS,
+        timeout_ms,
         session_id,
         passwd,
         read_only: Some(read_only),
@@ -225,6 +238,19 @@ fn read_only_member(members: &[(Kind, Role)]) {
     assert_eq!(closed.err, 0);
     let (_, resp) = handshake(&addr, true, Some(local)).expect("closed session");
     assert_eq!(resp.session_id, 0, "a closed session is expired: {resp:?}");
+
+    // A read-only session whose client falls silent expires here: its connection
+    // closes, and resuming it is answered "expired".
+    let (mut silent, resp) =
+        handshake_for(&addr, true, None, SHORT_TIMEOUT_MS).expect("short session");
+    assert_eq!(resp.timeout_ms, SHORT_TIMEOUT_MS, "{resp:?}");
+    let short = (resp.session_id, resp.passwd.clone());
+    assert!(
+        silent.wait_closed(CLOSE_WAIT).is_ok(),
+        "a silent read-only session's connection stayed open"
+    );
+    let (_, resp) = handshake(&addr, true, Some(short)).expect("expired session");
+    assert_eq!(resp.session_id, 0, "a silent session is expired: {resp:?}");
 
     if kazoo {
         let mut cmd = Command::new("python3");

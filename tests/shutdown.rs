@@ -18,7 +18,7 @@ use common::{corral_command, free_port, Kind, RawClient, ReadEnd, Server};
 use corral::proto::{CreateMode, Request};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long a test waits for a process to exit after SIGTERM (the server's own
 /// bound, `shutdown::STOP_WAIT`, is 10 s; the rest is slack for a loaded machine).
@@ -36,17 +36,12 @@ const LOAD_POLLS_MAX: u32 = 1_200;
 
 /// Waits (bounded) for the process to exit; its status, or a panic with its log.
 fn wait_exit(server: &Server) -> std::process::ExitStatus {
-    let deadline = Instant::now() + EXIT_WAIT;
-    while Instant::now() < deadline {
-        if let Some(status) = server.exit_status() {
-            return status;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!(
-        "corral did not exit within {EXIT_WAIT:?} of SIGTERM; log:\n{}",
-        server.log_tail()
-    );
+    server.wait_exit(EXIT_WAIT).unwrap_or_else(|| {
+        panic!(
+            "corral did not exit within {EXIT_WAIT:?} of SIGTERM; log:\n{}",
+            server.log_tail()
+        )
+    })
 }
 
 /// SIGTERM, then the exit: it must be 0 and the log must say the stop was clean.

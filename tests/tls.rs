@@ -524,14 +524,7 @@ fn a_stop_does_not_wait_for_silent_clients_on_the_unified_port() {
             "the {name} client's connection stayed open"
         );
     }
-    let mut status = None;
-    for _ in 0..STOP_EXIT_WAIT.as_millis() / 50 {
-        status = server.exit_status();
-        if status.is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let status = server.wait_exit(STOP_EXIT_WAIT);
     let log = server.log();
     assert_eq!(
         status.and_then(|s| s.code()),

@@ -53,6 +53,16 @@ pub enum ToShard {
     Shutdown,
 }
 
+/// Why a handshake is refused when the client has seen a zxid past this server's
+/// (it then tries another server).
+pub const CLIENT_AHEAD: &str = "the client has seen a zxid past ours";
+/// Why a handshake is refused (closed unanswered) while an ensemble member does
+/// not serve.
+pub const NOT_SERVING: &str =
+    "this ensemble member is not serving (no quorum / leader election in progress)";
+/// Why a handshake is refused when its session could not be made durable.
+pub const SESSION_NOT_DURABLE: &str = "its session could not be made durable";
+
 /// One commit batch: the tree version after it and what happened, in zxid order.
 pub struct Batch {
     pub tree: Arc<Tree>,
@@ -80,9 +90,10 @@ pub enum ReplyKind {
         xid: i32,
         result: Result<Response, ErrorCode>,
     },
-    /// `None`: refuse the connection by closing it (client ahead of the server).
+    /// `Err(why)`: refuse the connection by closing it, unanswered (the client
+    /// is ahead of the server, the member does not serve, read-only mode…).
     Connect {
-        response: Option<ConnectResponse>,
+        response: Result<ConnectResponse, &'static str>,
         session_id: i64,
     },
     /// The member gave up on this write (not serving, no leader link, no zxid):

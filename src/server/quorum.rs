@@ -68,6 +68,9 @@ const TICK_EVERY: Duration = Duration::from_millis(20);
 const OP_CREATE_SESSION: i32 = -10;
 const OP_CLOSE_SESSION: i32 = -11;
 
+/// Why a handshake is refused when its request cannot reach the leader.
+const NO_LEADER_LINK: &str = "the request cannot be forwarded to the leader";
+
 /// The node reconfig writes (and activation sets).
 const CONFIG_NODE: &str = "/zookeeper/config";
 
@@ -586,9 +589,7 @@ impl Seq {
                 if Instant::now() >= next_housekeeping {
                     next_housekeeping = Instant::now() + housekeeping_every;
                     self.leader_housekeeping(now);
-                    if self.cfg.read_only_mode {
-                        self.read_only_housekeeping();
-                    }
+                    self.read_only_housekeeping();
                 }
             }
             self.pump(now);
@@ -1004,10 +1005,9 @@ impl Seq {
                     let response = if valid {
                         self.session_response(session_id, p.timeout_ms, p.read_only)
                     } else {
-                        ConnectResponse::expired(p.read_only)
+                        self.expired_response(p.read_only)
                     };
-                    let sid = response.session_id;
-                    self.push_connect_reply(p.route, Some(response), sid);
+                    self.push_connect_reply(p.route, Ok(response));
                 }
             }
             Event::SyncDone => {
@@ -1073,18 +1073,26 @@ impl Seq {
         }
     }
 
-    fn session_response(
-        &self,
-        id: i64,
-        timeout_ms: i32,
-        read_only: Option<bool>,
-    ) -> ConnectResponse {
+    /// The answer to a handshake for session `id`. `asked`: the client's
+    /// read-only flag; the answer carries one only if it sent one, set while
+    /// this member is read-only (the reference's `instanceof
+    /// ReadOnlyZooKeeperServer`).
+    fn session_response(&self, id: i64, timeout_ms: i32, asked: Option<bool>) -> ConnectResponse {
         ConnectResponse {
             protocol_version: 0,
             timeout_ms,
             session_id: id,
             passwd: SessionTable::password(id).to_vec(),
-            read_only: read_only.map(|_| false),
+            read_only: asked.map(|_| self.read_only.active()),
+        }
+    }
+
+    /// The answer for an unknown or expired session, a wrong password or a
+    /// session refused (maxSessions); flagged as [`Self::session_response`].
+    fn expired_response(&self, asked: Option<bool>) -> ConnectResponse {
+        ConnectResponse {
+            read_only: asked.map(|_| self.read_only.active()),
+            ..ConnectResponse::expired(asked)
         }
     }
 
@@ -1125,12 +1133,13 @@ impl Seq {
         self.push_item(z, Vec::new(), Some(reply), None);
     }
 
+    /// Answers a handshake (`Err(why)`: refuses it, closing the connection).
     fn push_connect_reply(
         &mut self,
         route: Route,
-        response: Option<ConnectResponse>,
-        session_id: i64,
+        response: Result<ConnectResponse, &'static str>,
     ) {
+        let session_id = response.as_ref().map_or(0, |r| r.session_id);
         let z = self.committed.last_zxid();
         let reply = Reply {
             shard: route.shard,
@@ -1219,7 +1228,7 @@ impl Seq {
                     shard: route.shard,
                     conn: route.conn,
                     kind: ReplyKind::Connect {
-                        response: Some(resp),
+                        response: Ok(resp),
                         session_id: txn.session_id,
                     },
                 });
@@ -1234,7 +1243,7 @@ impl Seq {
                 shard: p.route.shard,
                 conn: p.route.conn,
                 kind: ReplyKind::Connect {
-                    response: Some(resp),
+                    response: Ok(resp),
                     session_id: txn.session_id,
                 },
             });
@@ -1428,7 +1437,7 @@ impl Seq {
                 "refusing session request: client has seen zxid {:#x}, our last zxid is {last:#x}",
                 req.last_zxid_seen
             );
-            self.push_connect_reply(route, None, 0);
+            self.push_connect_reply(route, Err(CLIENT_AHEAD));
             return None;
         }
         Some(negotiate_timeout(
@@ -1469,49 +1478,30 @@ impl Seq {
         let global = id != 0 && self.sessions.get(id).is_some();
         let password_ok = req.passwd == SessionTable::password(id);
         let mono = self.mono_ms();
-        let answer = |id: i64, timeout_ms: i32| ConnectResponse {
-            protocol_version: 0,
-            timeout_ms,
-            session_id: id,
-            passwd: SessionTable::password(id).to_vec(),
-            read_only: Some(true),
+        let asked = req.read_only;
+        let response = match self
+            .read_only
+            .handshake(asked, id, global, password_ok, timeout, mono)
+        {
+            Handshake::Refuse(why) => Err(why),
+            Handshake::Expired => Ok(self.expired_response(asked)),
+            Handshake::Resumed { timeout_ms } => Ok(self.session_response(id, timeout_ms, asked)),
+            Handshake::Open => {
+                let max = self.cfg.max_sessions;
+                if max > 0 && self.sessions.len() + self.read_only.session_count() >= max {
+                    tracing::warn!(
+                        "refusing a new session: the maximum is {max} (corral.maxSessions)"
+                    );
+                    Ok(self.expired_response(asked))
+                } else {
+                    let id = self.sessions.allocate_id();
+                    self.read_only.open(id, timeout, mono);
+                    tracing::info!("read-only session {id:#x} opened");
+                    Ok(self.session_response(id, timeout, asked))
+                }
+            }
         };
-        let response =
-            match self
-                .read_only
-                .handshake(req.read_only, id, global, password_ok, timeout, mono)
-            {
-                Handshake::Refuse(why) => {
-                    tracing::info!("{why}");
-                    self.push_connect_reply(route, None, 0);
-                    return;
-                }
-                Handshake::Expired => ConnectResponse {
-                    read_only: req.read_only,
-                    ..ConnectResponse::expired(req.read_only)
-                },
-                Handshake::Resumed { timeout_ms } => answer(id, timeout_ms),
-                Handshake::Open => {
-                    let max = self.cfg.max_sessions;
-                    if max > 0 && self.sessions.len() + self.read_only.session_count() >= max {
-                        tracing::warn!(
-                            "refusing a new session: the maximum is {max} (corral.maxSessions)"
-                        );
-                        ConnectResponse {
-                            read_only: req.read_only,
-                            ..ConnectResponse::expired(req.read_only)
-                        }
-                    } else {
-                        let id = self.sessions.allocate_id();
-                        self.read_only.open(id, timeout, mono);
-                        tracing::info!("read-only session {id:#x} opened");
-                        answer(id, timeout)
-                    }
-                }
-                Handshake::NotMine => unreachable!("the mode is active"),
-            };
-        let sid = response.session_id;
-        self.push_connect_reply(route, Some(response), sid);
+        self.push_connect_reply(route, response);
     }
 
     /// A request the shards hand over while read-only: changes are refused
@@ -1557,7 +1547,7 @@ impl Seq {
             return;
         }
         if !self.role.serving() {
-            self.push_connect_reply(route, None, 0);
+            self.push_connect_reply(route, Err(NOT_SERVING));
             return;
         }
         let Some(timeout) = self.handshake_timeout(route, &req) else {
@@ -1566,7 +1556,7 @@ impl Seq {
         let max = self.cfg.max_sessions;
         if req.session_id == 0 && max > 0 && self.sessions.len() + self.connects.len() >= max {
             tracing::warn!("refusing a new session: the maximum is {max} (corral.maxSessions)");
-            self.push_connect_reply(route, Some(ConnectResponse::expired(req.read_only)), 0);
+            self.push_connect_reply(route, Ok(self.expired_response(req.read_only)));
             return;
         }
         if req.session_id != 0 {
@@ -1600,7 +1590,7 @@ impl Seq {
                     },
                 );
             }
-            Err(_) => self.push_connect_reply(route, None, 0),
+            Err(_) => self.push_connect_reply(route, Err(NO_LEADER_LINK)),
         }
     }
 
@@ -1608,7 +1598,7 @@ impl Seq {
     fn reconnect(&mut self, route: Route, req: crate::proto::ConnectRequest, timeout: i32) {
         let id = req.session_id;
         if req.passwd != SessionTable::password(id) {
-            self.push_connect_reply(route, Some(ConnectResponse::expired(req.read_only)), 0);
+            self.push_connect_reply(route, Ok(self.expired_response(req.read_only)));
             return;
         }
         if self.is_leader() {
@@ -1617,10 +1607,9 @@ impl Seq {
                 self.owners.insert(id, Owner::Local);
                 self.session_response(id, timeout, req.read_only)
             } else {
-                ConnectResponse::expired(req.read_only)
+                self.expired_response(req.read_only)
             };
-            let sid = response.session_id;
-            self.push_connect_reply(route, Some(response), sid);
+            self.push_connect_reply(route, Ok(response));
             return;
         }
         match self.replica.revalidate(id, timeout) {
@@ -1634,7 +1623,7 @@ impl Seq {
                     },
                 );
             }
-            Err(_) => self.push_connect_reply(route, None, 0),
+            Err(_) => self.push_connect_reply(route, Err(NO_LEADER_LINK)),
         }
     }
 

@@ -549,7 +549,7 @@ impl Sequencer {
                         result: Err(ErrorCode::SystemError),
                     },
                     ReplyKind::Connect { .. } => ReplyKind::Connect {
-                        response: None,
+                        response: Err(SESSION_NOT_DURABLE),
                         session_id: 0,
                     },
                     ReplyKind::Unanswered { xid } => ReplyKind::Unanswered { xid: *xid },
@@ -619,7 +619,7 @@ impl Sequencer {
                 req.last_zxid_seen,
                 self.last_zxid
             );
-            self.queue(plain(self.last_zxid, reply(None, 0)));
+            self.queue(plain(self.last_zxid, reply(Err(CLIENT_AHEAD), 0)));
             return;
         }
         let timeout = negotiate_timeout(
@@ -631,7 +631,7 @@ impl Sequencer {
         if req.session_id == 0 && self.at_session_limit() {
             self.note_session_refused(now.mono);
             let response = ConnectResponse::expired(req.read_only);
-            self.queue(plain(self.last_zxid, reply(Some(response), 0)));
+            self.queue(plain(self.last_zxid, reply(Ok(response), 0)));
             return;
         }
         if req.session_id == 0 {
@@ -639,7 +639,7 @@ impl Sequencer {
             let zxid = self.next_zxid();
             let txn = tree::create_session_txn(zxid, now.wall, id, timeout);
             if self.log_and_apply(&txn).is_none() {
-                self.queue(plain(self.last_zxid, reply(None, 0)));
+                self.queue(plain(self.last_zxid, reply(Err(SESSION_NOT_DURABLE), 0)));
                 return;
             }
             self.pending_sessions
@@ -651,7 +651,7 @@ impl Sequencer {
                 passwd: SessionTable::password(id).to_vec(),
                 read_only,
             };
-            self.queue(plain(zxid, reply(Some(response), id)));
+            self.queue(plain(zxid, reply(Ok(response), id)));
         } else {
             let id = req.session_id;
             let response =
@@ -668,7 +668,7 @@ impl Sequencer {
                     ConnectResponse::expired(req.read_only)
                 };
             let sid = response.session_id;
-            self.queue(plain(self.last_zxid, reply(Some(response), sid)));
+            self.queue(plain(self.last_zxid, reply(Ok(response), sid)));
         }
     }
 

@@ -1379,10 +1379,7 @@ impl Shard {
         }
         if !self.stats.serving() {
             // As the reference: a member without a leader takes no sessions.
-            self.close_with(
-                cid,
-                "this ensemble member is not serving (no quorum / leader election in progress)",
-            );
+            self.close_with(cid, NOT_SERVING);
             return;
         }
         self.conns.get_mut(&cid).unwrap().phase = Phase::Handshaking;
@@ -2267,20 +2264,19 @@ impl Shard {
     fn on_connect_reply(
         &mut self,
         cid: ConnId,
-        response: Option<&proto::ConnectResponse>,
+        response: Result<&proto::ConnectResponse, &&'static str>,
         session_id: i64,
     ) {
         let Some(c) = self.conns.get_mut(&cid) else {
             return;
         };
-        let Some(resp) = response else {
-            c.closing = true;
-            tracing::warn!(
-                "refused session request from {}: client ahead of this server, member not \
-                 serving, or refused by read-only mode",
-                c.peer
-            );
-            return;
+        let resp = match response {
+            Ok(resp) => resp,
+            Err(why) => {
+                c.closing = true;
+                tracing::warn!("refused session request from {}: {why}", c.peer);
+                return;
+            }
         };
         let bytes = frame(|v| resp.encode(v));
         c.out.extend_from_slice(&bytes);
@@ -2537,7 +2533,7 @@ mod tests {
         shard_tx_batch(
             &shard.shard_tx,
             vec![reply(ReplyKind::Connect {
-                response: Some(response),
+                response: Ok(response),
                 session_id,
             })],
         );

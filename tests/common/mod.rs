@@ -622,6 +622,19 @@ impl Server {
         child.as_mut().and_then(|c| c.try_wait().ok().flatten())
     }
 
+    /// Waits (bounded by `within`) for the process to exit (after a signal the
+    /// test sent); its status, or `None` if it still runs.
+    pub fn wait_exit(&self, within: Duration) -> Option<std::process::ExitStatus> {
+        let polls = within.as_millis() / TERMINATE_POLL_MS as u128 + 1;
+        for _ in 0..polls {
+            if let Some(status) = self.exit_status() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(TERMINATE_POLL_MS));
+        }
+        None
+    }
+
     /// True while the process runs.
     pub fn is_running(&self) -> bool {
         self.exit_status().is_none()
@@ -665,12 +678,8 @@ impl Server {
         if !self.signal(libc::SIGTERM) {
             return self.exit_status().is_some();
         }
-        let polls = grace.as_millis() / TERMINATE_POLL_MS as u128 + 1;
-        for _ in 0..polls {
-            if self.exit_status().is_some() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(TERMINATE_POLL_MS));
+        if self.wait_exit(grace).is_some() {
+            return true;
         }
         self.stop();
         false
