@@ -409,7 +409,7 @@ fn check_distributed(c: &Config, s: &Staged, q: &QuorumConfig) -> Result<(), Con
     for (key, set) in [("initLimit", s.init_limit), ("syncLimit", s.sync_limit)] {
         if set.unwrap_or(0) == 0 {
             return Err(ConfigError::Missing {
-                key,
+                key: key.into(),
                 why: "a distributed config (server.N lines) needs it, in ticks".into(),
             });
         }

@@ -14,7 +14,6 @@
 /// Exact key names (as written in zoo.cfg).
 const KEYS: &[&str] = &[
     // Client connections and sessions.
-    "portUnification",
     "serverCnxnFactory",
     "localSessionsEnabled",
     "localSessionsUpgradingEnabled",
@@ -129,8 +128,6 @@ const KEYS: &[&str] = &[
     "oraclePath",
     // Authentication and authorisation.
     "ensembleAuthName",
-    "sslQuorum",
-    "sslQuorumReloadCertFiles",
     "kerberos.removeHostFromPrincipal",
     "kerberos.removeRealmFromPrincipal",
     "kerberos.canonicalizeHostNames",

@@ -25,6 +25,7 @@ mod ensemble;
 mod keys;
 mod lex;
 pub mod quorum;
+mod quorum_tls;
 mod tls;
 
 pub use admin::{AdminConfig, MetricsConfig, PROMETHEUS_PROVIDER_CLASS};
@@ -32,9 +33,17 @@ pub use quorum::{
     HostPort, PeerRole, QuorumConfig, QuorumServer, QuorumTextError, QuorumVerifier,
     ServerLineError, QV_TEXT_BYTES_MAX,
 };
+pub use quorum_tls::QuorumTlsConfig;
 pub use tls::{ClientAuth, PemStore, Secret, TlsConfig, TlsProtocol, TlsSuite};
 
 use lex::Entry;
+
+/// The TLS keys of both families, staged while the lines are read.
+#[derive(Default)]
+struct TlsKeys {
+    client: tls::Staged,
+    quorum: quorum_tls::QuorumStaged,
+}
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
@@ -66,7 +75,7 @@ pub enum ConfigError {
         why: String,
     },
     #[error("config: `{key}` is not set: {why}")]
-    Missing { key: &'static str, why: String },
+    Missing { key: String, why: String },
     #[error("dynamic config file {path} line {line}: {why}")]
     Dynamic {
         path: PathBuf,
@@ -105,6 +114,9 @@ pub struct Config {
     pub client_port_enabled: bool,
     /// secureClientPort and its ssl.* keys; `None` when there is no TLS port.
     pub tls: Option<TlsConfig>,
+    /// sslQuorum / portUnification and the ssl.quorum.* keys: TLS on the peer links;
+    /// `None` when they speak plaintext only (and on a standalone server).
+    pub quorum_tls: Option<QuorumTlsConfig>,
     /// Per client IP; 0 = unlimited.
     pub max_client_cnxns: u32,
     pub min_session_timeout_ms: Option<u32>,
@@ -255,6 +267,7 @@ impl Default for Config {
             client_port_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
             client_port_enabled: true,
             tls: None,
+            quorum_tls: None,
             max_client_cnxns: 60,
             min_session_timeout_ms: None,
             max_session_timeout_ms: None,
@@ -516,7 +529,7 @@ impl Config {
             ..Config::default()
         };
         let mut staged = ensemble::Staged::default();
-        let mut tls = tls::Staged::default();
+        let mut tls = TlsKeys::default();
         for e in &entries {
             c.apply(&mut staged, &mut tls, e)?;
         }
@@ -530,7 +543,8 @@ impl Config {
         staged.client_port_address_set = entries.iter().any(|e| e.key == "clientPortAddress");
         let client_port_set = staged.client_port_set;
         c.quorum = ensemble::build(&mut c, staged, config_path, files)?;
-        c.apply_tls(tls, client_port_set)?;
+        c.apply_tls(tls.client, client_port_set)?;
+        c.apply_quorum_tls(tls.quorum)?;
         c.check_enforce_auth()?;
         Ok(c)
     }
@@ -595,6 +609,17 @@ impl Config {
         Ok(())
     }
 
+    /// Quorum TLS, once every line is read (it acts only on a distributed config).
+    fn apply_quorum_tls(&mut self, staged: quorum_tls::QuorumStaged) -> Result<(), ConfigError> {
+        let mut warnings = Vec::new();
+        let built = staged.build(self.is_distributed(), &mut warnings);
+        for w in warnings {
+            self.warn(w);
+        }
+        self.quorum_tls = built?;
+        Ok(())
+    }
+
     /// The reference's `isDistributed`: the config names an ensemble and either
     /// standaloneEnabled=false or it has more than one participant. Otherwise the
     /// server runs standalone (also with a single participant `server.N` line).
@@ -613,7 +638,7 @@ impl Config {
     fn apply(
         &mut self,
         staged: &mut ensemble::Staged,
-        tls: &mut tls::Staged,
+        tls: &mut TlsKeys,
         e: &Entry,
     ) -> Result<(), ConfigError> {
         let owned = self.apply_timing(e)?
@@ -642,11 +667,12 @@ impl Config {
         }
     }
 
-    /// secureClientPort and the ssl.* keys, staged until every line is read; their
-    /// warnings are logged in line order.
-    fn apply_tls_key(&mut self, tls: &mut tls::Staged, e: &Entry) -> Result<bool, ConfigError> {
-        let owned = tls.apply(e)?;
-        for w in tls.take_warnings() {
+    /// secureClientPort, sslQuorum and the ssl.* keys, staged until every line is
+    /// read; their warnings are logged in line order.
+    fn apply_tls_key(&mut self, tls: &mut TlsKeys, e: &Entry) -> Result<bool, ConfigError> {
+        let owned = tls.client.apply(e)? || tls.quorum.apply(e)?;
+        let warnings = [tls.client.take_warnings(), tls.quorum.take_warnings()];
+        for w in warnings.into_iter().flatten() {
             self.warn(w);
         }
         Ok(owned)

@@ -365,9 +365,8 @@ fn skip_acl_is_on_only_for_yes_as_on_the_reference() {
 #[test]
 fn each_group_of_keys_without_effect_is_accepted_with_one_warning() {
     let keys = [
-        "ssl.quorum.keyStore.location=/k.jks",
-        "ssl.quorum.trustStore.password=x",
-        "sslQuorum=true",
+        "ssl.quorum.context.supplier.class=com.example.OwnContext",
+        "ssl.quorum.handshakeDetectionTimeoutMillis=100",
         "authProvider.1=com.example.OwnAuthenticationProvider",
         "admin.portUnification=true",
         "metricsProvider.numWorkerThreads=2",
@@ -1162,7 +1161,10 @@ fn tls_keys_that_only_warn() {
     assert_eq!(c.warnings.len(), 3, "{:?}", c.warnings);
     assert!(c.warnings[0].contains("`ssl.hostnameVerification` has no effect"));
     assert!(c.warnings[1].contains("does not check certificate revocation"));
-    assert!(c.warnings[2].contains("`ssl.quorum.keyStore.location` is accepted but has no effect"));
+    assert!(c.warnings[2].contains(
+        "`ssl.quorum.keyStore.location` (and any other ssl.quorum.* key) has no effect \
+         without sslQuorum=true or portUnification=true"
+    ));
     // ssl keys without a TLS port: one line says so.
     let c = Config::parse("ssl.keyStore.location=/k.pem\nssl.clientAuth=none\n").unwrap();
     assert!(c.tls.is_none());
@@ -1289,4 +1291,110 @@ fn admin_server_and_prometheus_keys() {
     )
     .unwrap();
     assert!(!c.metrics.prometheus);
+}
+
+// ---- Quorum TLS (sslQuorum, portUnification, ssl.quorum.*) ----
+
+const QUORUM_TLS: &str = "sslQuorum=true\nssl.quorum.keyStore.location=/k/member.pem\n\
+                          ssl.quorum.trustStore.location=/k/ca.pem\n";
+
+#[test]
+fn quorum_tls_with_pem_stores_and_the_reference_defaults() {
+    let c = parse(&format!("{ENSEMBLE}{QUORUM_TLS}"), &myid("1")).unwrap();
+    let t = c.quorum_tls.as_ref().unwrap();
+    assert!(t.dial_tls && !t.accept_plaintext && t.hostname_verification);
+    assert_eq!(t.key_store.path, PathBuf::from("/k/member.pem"));
+    assert_eq!(t.key_store.key, "ssl.quorum.keyStore.location");
+    assert_eq!(t.trust_store.path, PathBuf::from("/k/ca.pem"));
+    assert_eq!(t.client_auth, ClientAuth::Need);
+    assert_eq!(t.protocols, vec![TlsProtocol::V1_2]);
+    assert_eq!(t.suites[0], TlsSuite::EcdheEcdsaAes128GcmSha256);
+    // The client port's TLS is a separate family: untouched.
+    assert!(c.tls.is_none());
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
+#[test]
+fn quorum_tls_options_and_port_unification() {
+    let text = format!(
+        "{ENSEMBLE}portUnification=true\nssl.quorum.keyStore.location=/k/m.pem\n\
+         ssl.quorum.trustStore.location=/k/ca.pem\nssl.quorum.hostnameVerification=false\n\
+         ssl.quorum.clientAuth=want\nssl.quorum.enabledProtocols=TLSv1.2,TLSv1.3\n\
+         ssl.quorum.ciphersuites=TLS_AES_256_GCM_SHA384,TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA\n\
+         ssl.quorum.ocsp=true\nsslQuorumReloadCertFiles=true\n"
+    );
+    let c = parse(&text, &myid("1")).unwrap();
+    let t = c.quorum_tls.as_ref().unwrap();
+    // portUnification alone: plaintext dials, both kinds taken.
+    assert!(!t.dial_tls && t.accept_plaintext && !t.hostname_verification);
+    assert_eq!(t.client_auth, ClientAuth::Want);
+    assert_eq!(t.protocols, vec![TlsProtocol::V1_2, TlsProtocol::V1_3]);
+    assert_eq!(t.suites, vec![TlsSuite::Tls13Aes256GcmSha384]);
+    assert_eq!(c.warnings.len(), 3, "{:#?}", c.warnings);
+    // Line by line first, then what the stores' build finds.
+    assert!(c.warnings[0].contains("`ssl.quorum.ocsp=true` has no effect"));
+    assert!(c.warnings[1].contains("`sslQuorumReloadCertFiles=true` has no effect"));
+    assert!(c.warnings[2]
+        .contains("`ssl.quorum.ciphersuites`: TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA not offered"));
+}
+
+#[test]
+fn quorum_tls_errors_name_the_key() {
+    let err = |text: &str| parse(&format!("{ENSEMBLE}{text}"), &myid("1")).unwrap_err();
+    assert_eq!(
+        err("sslQuorum=true\nssl.quorum.trustStore.location=/k/ca.pem\n"),
+        "config: `ssl.quorum.keyStore.location` is not set: quorum TLS (sslQuorum or \
+         portUnification) needs this member's key and certificate chain (a PEM file), shown \
+         to the other members"
+    );
+    assert_eq!(
+        err("sslQuorum=true\nssl.quorum.keyStore.location=/k/m.pem\n"),
+        "config: `ssl.quorum.trustStore.location` is not set: quorum TLS checks the other \
+         members' certificates against the CA certificates in this PEM file"
+    );
+    let jks = err(&format!(
+        "{QUORUM_TLS}ssl.quorum.trustStore.location=/k/ca.jks\n"
+    ));
+    assert!(
+        jks.starts_with(
+            "config line 11: `ssl.quorum.trustStore.location`: JKS stores are not supported"
+        ) && jks.contains("-nokeys -out ca.pem`")
+            && jks.contains("set ssl.quorum.trustStore.location to the PEM file (CA certificates)"),
+        "{jks}"
+    );
+    assert!(err("sslQuorum=yes\n").contains("`sslQuorum`"));
+    assert!(
+        err(&format!("{QUORUM_TLS}ssl.quorum.hostnameVerification=no\n"))
+            .contains("ssl.quorum.hostnameVerification")
+    );
+    assert!(err(&format!("{QUORUM_TLS}ssl.quorum.clientAuth=maybe\n"))
+        .contains("`ssl.quorum.clientAuth`"));
+}
+
+#[test]
+fn quorum_tls_keys_without_sslquorum_or_an_ensemble_only_warn() {
+    // ssl.quorum.* without sslQuorum/portUnification: one line.
+    let text =
+        format!("{ENSEMBLE}ssl.quorum.keyStore.location=/k/m.pem\nssl.quorum.protocol=TLSv1.2\n");
+    let c = parse(&text, &myid("1")).unwrap();
+    assert!(c.quorum_tls.is_none());
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert!(
+        c.warnings[0].starts_with("config line 8: `ssl.quorum.keyStore.location` (and any other")
+    );
+    // A standalone server has no peer links.
+    let c = Config::parse(QUORUM_TLS).unwrap();
+    assert!(c.quorum_tls.is_none());
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert!(c.warnings[0].contains("no effect on a standalone server"));
+    // The client port's keys are not quorum keys, nor the reverse.
+    let c = parse(&format!("{ENSEMBLE}{QUORUM_TLS}{TLS_BASE}"), &myid("1")).unwrap();
+    assert_eq!(
+        c.tls.as_ref().unwrap().key_store.path,
+        PathBuf::from("/k/server.pem")
+    );
+    assert_eq!(
+        c.quorum_tls.as_ref().unwrap().key_store.path,
+        PathBuf::from("/k/member.pem")
+    );
 }

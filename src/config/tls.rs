@@ -195,7 +195,7 @@ impl TlsSuite {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PemStore {
     /// The zoo.cfg key that named it (for error lines).
-    pub key: &'static str,
+    pub key: String,
     pub path: PathBuf,
     /// The key's password (`ssl.keyStore.password`); `None` when empty or unset.
     pub password: Option<Secret>,
@@ -230,39 +230,36 @@ pub struct TlsConfig {
 
 /// A value as zoo.cfg gave it, with its line (for errors).
 #[derive(Debug, Clone, Default)]
-struct Given {
-    line: usize,
-    value: String,
+pub(super) struct Given {
+    pub(super) line: usize,
+    pub(super) value: String,
 }
 
 /// The TLS keys seen so far; `build` turns them into a `TlsConfig`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Staged {
     port: Option<(usize, u16)>,
     /// client.portUnification=true, on this line.
     unified: Option<usize>,
     address: Option<(usize, IpAddr)>,
-    /// Acting `ssl.*` keys by name.
-    ssl: Vec<(&'static str, Given)>,
+    /// The acting `ssl.*` keys.
+    ssl: SslKeys,
     super_user: Option<String>,
     warnings: Vec<String>,
 }
 
-/// The `ssl.*` keys that act.
-const ACTING: &[&str] = &[
-    "ssl.keyStore.location",
-    "ssl.keyStore.type",
-    "ssl.keyStore.password",
-    "ssl.keyStore.passwordPath",
-    "ssl.trustStore.location",
-    "ssl.trustStore.type",
-    "ssl.trustStore.password",
-    "ssl.trustStore.passwordPath",
-    "ssl.clientAuth",
-    "ssl.protocol",
-    "ssl.enabledProtocols",
-    "ssl.ciphersuites",
-];
+impl Default for Staged {
+    fn default() -> Staged {
+        Staged {
+            port: None,
+            unified: None,
+            address: None,
+            ssl: SslKeys::new("ssl."),
+            super_user: None,
+            warnings: Vec::new(),
+        }
+    }
+}
 
 impl Staged {
     /// Takes one zoo.cfg line if it is a TLS key this module owns.
@@ -289,19 +286,7 @@ impl Staged {
                     e.line
                 ));
             }
-            "ssl.crl" | "ssl.ocsp" => {
-                if e.boolean()? {
-                    self.warnings.push(format!(
-                        "config line {}: `{}=true` has no effect: corral does not check \
-                         certificate revocation (CRL/OCSP); it is not enforced",
-                        e.line, e.key
-                    ));
-                }
-            }
-            key => match ACTING.iter().find(|k| **k == key) {
-                Some(k) => self.set(k, e),
-                None => return Ok(false),
-            },
+            _ => return self.ssl.apply(e, &mut self.warnings),
         }
         Ok(true)
     }
@@ -309,21 +294,6 @@ impl Staged {
     /// Warnings of the lines taken so far, for the caller to log.
     pub(super) fn take_warnings(&mut self) -> Vec<String> {
         std::mem::take(&mut self.warnings)
-    }
-
-    fn set(&mut self, key: &'static str, e: &Entry) {
-        let given = Given {
-            line: e.line,
-            value: e.value.clone(),
-        };
-        match self.ssl.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, g)) => *g = given,
-            None => self.ssl.push((key, given)),
-        }
-    }
-
-    fn get(&self, key: &str) -> Option<&Given> {
-        self.ssl.iter().find(|(k, _)| *k == key).map(|(_, g)| g)
     }
 
     /// After every line: the TLS config, or `None` without secureClientPort or
@@ -345,11 +315,22 @@ impl Staged {
             }
             None => return self.without_port(warnings).map(|()| None),
         };
-        let key_store = self.key_store()?;
-        let client_auth = self.client_auth()?;
-        let trust_store = self.trust_store(client_auth)?;
-        let protocols = self.protocols(warnings)?;
-        let suites = self.suites(&protocols, warnings)?;
+        let ssl = &self.ssl;
+        let key_store = ssl.key_store(
+            "TLS (secureClientPort or client.portUnification) needs the server's key and \
+             certificate chain (a PEM file)",
+        )?;
+        let client_auth = ssl.client_auth()?;
+        let trust_store = match client_auth {
+            ClientAuth::None => ssl.trust_store(None)?,
+            _ => ssl.trust_store(Some(
+                "ssl.clientAuth is need or want (need is the default), so client certificates \
+                 are checked against the CA certificates in this PEM file; set it, or set \
+                 ssl.clientAuth=none",
+            ))?,
+        };
+        let protocols = ssl.protocols(warnings)?;
+        let suites = ssl.suites(&protocols, warnings)?;
         Ok(Some(TlsConfig {
             addr,
             unified_client_port: self.unified.is_some(),
@@ -381,52 +362,136 @@ impl Staged {
         }
         Ok(())
     }
+}
 
-    fn key_store(&self) -> Result<PemStore, ConfigError> {
-        let key = "ssl.keyStore.location";
-        let Some(location) = self.get(key).filter(|g| !g.value.is_empty()) else {
-            return Err(ConfigError::Missing {
-                key,
-                why: "TLS (secureClientPort or client.portUnification) needs the server's \
-                      key and certificate chain (a PEM file)"
-                    .into(),
-            });
-        };
-        self.store(key, location, "ssl.keyStore")
-    }
+/// The key names after a family's prefix that act (`ssl.` + these for the client
+/// port, `ssl.quorum.` + these for the peer links).
+const ACTING: &[&str] = &[
+    "keyStore.location",
+    "keyStore.type",
+    "keyStore.password",
+    "keyStore.passwordPath",
+    "trustStore.location",
+    "trustStore.type",
+    "trustStore.password",
+    "trustStore.passwordPath",
+    "clientAuth",
+    "protocol",
+    "enabledProtocols",
+    "ciphersuites",
+];
 
-    /// The trust store: needed whenever client certificates are asked for (corral has
-    /// no default CA set to fall back on, unlike the JVM).
-    fn trust_store(&self, auth: ClientAuth) -> Result<Option<PemStore>, ConfigError> {
-        let key = "ssl.trustStore.location";
-        match self.get(key).filter(|g| !g.value.is_empty()) {
-            Some(location) => self.store(key, location, "ssl.trustStore").map(Some),
-            None if auth == ClientAuth::None => Ok(None),
-            None => Err(ConfigError::Missing {
-                key,
-                why: "ssl.clientAuth is need or want (need is the default), so client \
-                      certificates are checked against the CA certificates in this PEM file; \
-                      set it, or set ssl.clientAuth=none"
-                    .into(),
-            }),
+/// One family of TLS keys as the reference's X509Util reads them: the client port's
+/// (`ssl.`, ClientX509Util) or the peer links' (`ssl.quorum.`, QuorumX509Util),
+/// the same names after the prefix.
+#[derive(Debug)]
+pub(super) struct SslKeys {
+    prefix: &'static str,
+    /// Acting keys given, by their name after the prefix.
+    given: Vec<(&'static str, Given)>,
+}
+
+impl SslKeys {
+    pub(super) fn new(prefix: &'static str) -> SslKeys {
+        SslKeys {
+            prefix,
+            given: Vec::new(),
         }
     }
 
-    /// One store: its type (`<prefix>.type`, else from the file name as the reference
-    /// guesses it) must be PEM.
-    fn store(
+    /// Takes `<prefix>crl` / `<prefix>ocsp` (a warning when true: not enforced) and
+    /// the acting keys; false for any other key.
+    pub(super) fn apply(
+        &mut self,
+        e: &Entry,
+        warnings: &mut Vec<String>,
+    ) -> Result<bool, ConfigError> {
+        let Some(name) = e.key.strip_prefix(self.prefix) else {
+            return Ok(false);
+        };
+        if name == "crl" || name == "ocsp" {
+            if e.boolean()? {
+                warnings.push(format!(
+                    "config line {}: `{}=true` has no effect: corral does not check \
+                     certificate revocation (CRL/OCSP); it is not enforced",
+                    e.line, e.key
+                ));
+            }
+            return Ok(true);
+        }
+        let Some(name) = ACTING.iter().find(|k| **k == name) else {
+            return Ok(false);
+        };
+        let given = Given {
+            line: e.line,
+            value: e.value.clone(),
+        };
+        match self.given.iter_mut().find(|(k, _)| k == name) {
+            Some((_, g)) => *g = given,
+            None => self.given.push((name, given)),
+        }
+        Ok(true)
+    }
+
+    /// The full key name of `name` in this family.
+    fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    fn get(&self, name: &str) -> Option<&Given> {
+        self.given.iter().find(|(k, _)| *k == name).map(|(_, g)| g)
+    }
+
+    /// The first key given (full name), for a line saying the family has no effect.
+    pub(super) fn first(&self) -> Option<(String, &Given)> {
+        self.given.first().map(|(k, g)| (self.key(k), g))
+    }
+
+    /// The key store, which `why` says is needed.
+    pub(super) fn key_store(&self, why: &str) -> Result<PemStore, ConfigError> {
+        let Some(location) = self
+            .get("keyStore.location")
+            .filter(|g| !g.value.is_empty())
+        else {
+            return Err(ConfigError::Missing {
+                key: self.key("keyStore.location"),
+                why: why.into(),
+            });
+        };
+        self.store("keyStore", location)
+    }
+
+    /// The trust store; `needed` says why it must be set (corral has no default CA
+    /// set to fall back on, unlike the JVM).
+    pub(super) fn trust_store(
         &self,
-        key: &'static str,
-        location: &Given,
-        prefix: &str,
-    ) -> Result<PemStore, ConfigError> {
+        needed: Option<&str>,
+    ) -> Result<Option<PemStore>, ConfigError> {
+        match (self.get("trustStore.location")).filter(|g| !g.value.is_empty()) {
+            Some(location) => self.store("trustStore", location).map(Some),
+            None => match needed {
+                None => Ok(None),
+                Some(why) => Err(ConfigError::Missing {
+                    key: self.key("trustStore.location"),
+                    why: why.into(),
+                }),
+            },
+        }
+    }
+
+    /// One store (`keyStore` or `trustStore`): its type (`<store>.type`, else from
+    /// the file name as the reference guesses it) must be PEM.
+    fn store(&self, store: &str, location: &Given) -> Result<PemStore, ConfigError> {
+        let key = self.key(&format!("{store}.location"));
+        let prefix = self.key(store);
         let type_key = format!("{prefix}.type");
         let path = PathBuf::from(&location.value);
-        let kind = match self.get(&type_key) {
+        let given_type = self.get(&format!("{store}.type"));
+        let kind = match given_type {
             Some(t) => StoreKind::from_type(&t.value).ok_or_else(|| bad(&type_key, t, BAD_TYPE))?,
             None => StoreKind::from_file_name(&location.value).ok_or_else(|| {
                 bad(
-                    key,
+                    &key,
                     location,
                     &format!(
                         "{type_key} is not set and the file name does not end in .pem, \
@@ -436,18 +501,18 @@ impl Staged {
             })?,
         };
         if kind != StoreKind::Pem {
-            let (line, named_by) = match self.get(&type_key) {
+            let (line, named_by) = match given_type {
                 Some(t) => (t.line, type_key.clone()),
-                None => (location.line, key.to_string()),
+                None => (location.line, key.clone()),
             };
             return Err(ConfigError::Misplaced {
                 line,
                 key: named_by,
-                why: kind.refusal(prefix, &location.value),
+                why: kind.refusal(&prefix, store == "trustStore", &location.value),
             });
         }
         let secret = |k: &str| {
-            self.get(&format!("{prefix}.{k}"))
+            self.get(&format!("{store}.{k}"))
                 .filter(|g| !g.value.is_empty())
         };
         Ok(PemStore {
@@ -458,25 +523,32 @@ impl Staged {
         })
     }
 
-    fn client_auth(&self) -> Result<ClientAuth, ConfigError> {
-        let Some(g) = self.get("ssl.clientAuth").filter(|g| !g.value.is_empty()) else {
+    pub(super) fn client_auth(&self) -> Result<ClientAuth, ConfigError> {
+        let Some(g) = self.get("clientAuth").filter(|g| !g.value.is_empty()) else {
             return Ok(ClientAuth::Need);
         };
         match g.value.to_ascii_lowercase().as_str() {
             "need" => Ok(ClientAuth::Need),
             "want" => Ok(ClientAuth::Want),
             "none" => Ok(ClientAuth::None),
-            _ => Err(bad("ssl.clientAuth", g, "expected need, want or none")),
+            _ => Err(bad(
+                &self.key("clientAuth"),
+                g,
+                "expected need, want or none",
+            )),
         }
     }
 
-    /// ssl.enabledProtocols, else ssl.protocol alone (the reference enables only the
+    /// enabledProtocols, else protocol alone (the reference enables only the
     /// context's protocol, TLSv1.2 by default).
-    fn protocols(&self, warnings: &mut Vec<String>) -> Result<Vec<TlsProtocol>, ConfigError> {
-        let (key, g) = match self.get("ssl.enabledProtocols") {
-            Some(g) => ("ssl.enabledProtocols", g),
-            None => match self.get("ssl.protocol") {
-                Some(g) => ("ssl.protocol", g),
+    pub(super) fn protocols(
+        &self,
+        warnings: &mut Vec<String>,
+    ) -> Result<Vec<TlsProtocol>, ConfigError> {
+        let (key, g) = match self.get("enabledProtocols") {
+            Some(g) => (self.key("enabledProtocols"), g),
+            None => match self.get("protocol") {
+                Some(g) => (self.key("protocol"), g),
                 None => return Ok(vec![TlsProtocol::V1_2]),
             },
         };
@@ -494,7 +566,7 @@ impl Staged {
                 )),
                 _ => {
                     return Err(bad(
-                        key,
+                        &key,
                         g,
                         &format!("unknown protocol `{name}` (expected TLSv1.2, TLSv1.3)"),
                     ))
@@ -503,20 +575,20 @@ impl Staged {
         }
         out.dedup();
         if out.is_empty() {
-            return Err(bad(key, g, "no protocol corral speaks (TLSv1.2, TLSv1.3)"));
+            return Err(bad(&key, g, "no protocol corral speaks (TLSv1.2, TLSv1.3)"));
         }
         Ok(out)
     }
 
-    /// ssl.ciphersuites (Java names) → the suites rustls offers, else the reference's
+    /// ciphersuites (Java names) → the suites rustls offers, else the reference's
     /// defaults (plus the TLS 1.3 suites when TLSv1.3 is on).
-    fn suites(
+    pub(super) fn suites(
         &self,
         protocols: &[TlsProtocol],
         warnings: &mut Vec<String>,
     ) -> Result<Vec<TlsSuite>, ConfigError> {
-        let key = "ssl.ciphersuites";
-        let Some(g) = self.get(key) else {
+        let key = self.key("ciphersuites");
+        let Some(g) = self.get("ciphersuites") else {
             let mut v = DEFAULT_TLS12_SUITES.to_vec();
             if protocols.contains(&TlsProtocol::V1_3) {
                 v.extend_from_slice(DEFAULT_TLS13_SUITES);
@@ -532,7 +604,7 @@ impl Staged {
                 None if JAVA_ONLY_SUITES.contains(&name) => skipped.push(name),
                 None => {
                     return Err(bad(
-                        key,
+                        &key,
                         g,
                         &format!(
                             "unknown cipher suite `{name}` (expected Java names such as \
@@ -553,7 +625,7 @@ impl Staged {
         if !out.iter().any(|s| protocols.contains(&s.protocol())) {
             let names: Vec<&str> = protocols.iter().map(|p| p.java_name()).collect();
             return Err(bad(
-                key,
+                &key,
                 g,
                 &format!("no suite corral offers for {}", names.join(", ")),
             ));
@@ -606,8 +678,7 @@ impl StoreKind {
     }
 
     /// The one line that refuses a non-PEM store and says how to convert it.
-    fn refusal(self, prefix: &str, file: &str) -> String {
-        let trust = prefix == "ssl.trustStore";
+    fn refusal(self, prefix: &str, trust: bool, file: &str) -> String {
         let (name, p12) = match self {
             StoreKind::Jks => ("JKS", format!("{file}.p12")),
             StoreKind::Bcfks => ("BCFKS", format!("{file}.p12")),

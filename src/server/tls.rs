@@ -94,10 +94,11 @@ pub enum StoreError {
     #[error("it holds no certificate (expected PEM blocks `CERTIFICATE`)")]
     NoCertificate,
     #[error(
-        "its private key is encrypted: set ssl.keyStore.password (or ssl.keyStore.passwordPath)"
+        "its private key is encrypted: set its password (ssl.keyStore.password or \
+         .passwordPath; ssl.quorum.keyStore.* for the quorum key store)"
     )]
     NeedsPassword,
-    #[error("its private key does not decrypt with ssl.keyStore.password: {0}")]
+    #[error("its private key does not decrypt with the key store's password: {0}")]
     Decrypt(String),
     #[error(
         "its private key is encrypted the legacy OpenSSL way (Proc-Type: 4,ENCRYPTED), which \
@@ -117,7 +118,7 @@ pub enum StoreError {
 pub enum TlsError {
     #[error("{key}={}: {why}", path.display())]
     Store {
-        key: &'static str,
+        key: String,
         path: PathBuf,
         why: StoreError,
     },
@@ -163,7 +164,7 @@ impl ServerTls {
         let config = builder
             .with_single_cert(key_store.chain, key_store.key)
             .map_err(|e| TlsError::Store {
-                key: cfg.key_store.key,
+                key: cfg.key_store.key.clone(),
                 path: cfg.key_store.path.clone(),
                 why: StoreError::Key(e.to_string()),
             })?;
@@ -202,7 +203,7 @@ impl ServerTls {
 }
 
 /// ring's provider with only the configured suites, in the configured order.
-fn provider(suites: &[TlsSuite]) -> CryptoProvider {
+pub(crate) fn provider(suites: &[TlsSuite]) -> CryptoProvider {
     let mut p = ring::default_provider();
     p.cipher_suites = suites.iter().map(|s| rustls_suite(*s)).collect();
     p
@@ -225,7 +226,7 @@ fn rustls_suite(s: TlsSuite) -> SupportedCipherSuite {
     }
 }
 
-fn version(p: TlsProtocol) -> &'static rustls::SupportedProtocolVersion {
+pub(crate) fn version(p: TlsProtocol) -> &'static rustls::SupportedProtocolVersion {
     match p {
         TlsProtocol::V1_2 => &rustls::version::TLS12,
         TlsProtocol::V1_3 => &rustls::version::TLS13,
@@ -234,13 +235,23 @@ fn version(p: TlsProtocol) -> &'static rustls::SupportedProtocolVersion {
 
 /// Client certificates must chain to a CA of the trust store; with clientAuth=want a
 /// client may also present none.
-fn client_verifier(
+pub(crate) fn client_verifier(
     store: &PemStore,
     auth: ClientAuth,
     provider: &Arc<CryptoProvider>,
 ) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+    let roots = load_roots(store)?;
+    let mut b = WebPkiClientVerifier::builder_with_provider(roots, provider.clone());
+    if auth == ClientAuth::Want {
+        b = b.allow_unauthenticated();
+    }
+    b.build().map_err(|e| TlsError::Setup(e.to_string()))
+}
+
+/// The CA certificates of a PEM trust store.
+pub(crate) fn load_roots(store: &PemStore) -> Result<Arc<RootCertStore>, TlsError> {
     let in_store = |why: StoreError| TlsError::Store {
-        key: store.key,
+        key: store.key.clone(),
         path: store.path.clone(),
         why,
     };
@@ -255,16 +266,12 @@ fn client_verifier(
             })
         })?;
     }
-    let mut b = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
-    if auth == ClientAuth::Want {
-        b = b.allow_unauthenticated();
-    }
-    b.build().map_err(|e| TlsError::Setup(e.to_string()))
+    Ok(Arc::new(roots))
 }
 
-fn load_key_store(store: &PemStore) -> Result<KeyStore, TlsError> {
+pub(crate) fn load_key_store(store: &PemStore) -> Result<KeyStore, TlsError> {
     let in_store = |why: StoreError| TlsError::Store {
-        key: store.key,
+        key: store.key.clone(),
         path: store.path.clone(),
         why,
     };
@@ -273,9 +280,10 @@ fn load_key_store(store: &PemStore) -> Result<KeyStore, TlsError> {
     let ks = parse_key_store(&text, password.as_deref()).map_err(in_store)?;
     if ks.password_unused {
         tracing::warn!(
-            "{}={}: ssl.keyStore.password is set but the private key is not encrypted",
+            "{}={}: {} is set but the private key is not encrypted",
             store.key,
-            store.path.display()
+            store.path.display(),
+            store.key.replace("location", "password"),
         );
     }
     Ok(ks)
@@ -284,7 +292,7 @@ fn load_key_store(store: &PemStore) -> Result<KeyStore, TlsError> {
 /// The file's bytes, bounded by STORE_FILE_BYTES_MAX.
 fn read_store(store: &PemStore) -> Result<Vec<u8>, TlsError> {
     let err = |why| TlsError::Store {
-        key: store.key,
+        key: store.key.clone(),
         path: store.path.clone(),
         why,
     };

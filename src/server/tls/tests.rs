@@ -227,7 +227,7 @@ fn the_password_file_wins_and_loses_one_newline() {
     let path = dir.path().join("pw");
     std::fs::write(&path, "s3cret\n").unwrap();
     let store = PemStore {
-        key: "ssl.keyStore.location",
+        key: "ssl.keyStore.location".into(),
         path: dir.path().join("k.pem"),
         password: Some(crate::config::Secret("other".into())),
         password_path: Some(path),
