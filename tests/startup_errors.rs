@@ -113,3 +113,38 @@ fn a_distributed_config_without_myid_names_the_file() {
         )]
     );
 }
+
+#[test]
+fn a_quorum_key_store_that_cannot_be_read_names_the_key_and_the_file() {
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(data.path().join("myid"), "1\n").unwrap();
+    let ca = data.path().join("ca.pem");
+    std::fs::write(&ca, "not a certificate\n").unwrap();
+    let missing = data.path().join("member.pem");
+    // Ports free now (the member fails before it binds them).
+    let free = || {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let (quorum, election, client) = (free(), free(), free());
+    let (code, err) = run(&format!(
+        "dataDir={d}\nadmin.enableServer=false\nclientPort={client}\ninitLimit=10\nsyncLimit=5\n\
+         server.1=127.0.0.1:{quorum}:{election}\nserver.2=127.0.0.1:2889:3889\nserver.3=127.0.0.1:2890:3890\n\
+         sslQuorum=true\nssl.quorum.keyStore.location={k}\nssl.quorum.trustStore.location={c}\n",
+        d = data.path().display(),
+        k = missing.display(),
+        c = ca.display()
+    ));
+    assert_eq!(code, Some(1), "{err}");
+    // Before recovery or the election: nothing else is logged.
+    assert!(!err.contains("LOOKING"), "{err}");
+    let lines = corral_lines(&err);
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].contains(&format!(
+            "ssl.quorum.keyStore.location={}: cannot read it",
+            missing.display()
+        )),
+        "{err}"
+    );
+}

@@ -14,11 +14,10 @@
 
 mod common;
 
+use common::pki::*;
 use common::*;
 use corral::proto::{perms, Acl, CreateKind, CreateRequest, ErrorCode, Request, Response};
-use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,127 +26,6 @@ use std::time::Duration;
 const ALICE: &str = "CN=alice,O=corral";
 const BOB: &str = "CN=bob,O=corral";
 const CAROL: &str = "CN=carol,O=corral";
-
-/// Keys and certificates for one test, as PEM files in a temp dir.
-struct Pki {
-    dir: tempfile::TempDir,
-    ca_key: KeyPair,
-    ca: rcgen::Certificate,
-}
-
-/// One client's certificate and key, as files and as rustls wants them.
-struct ClientKeys {
-    cert: PathBuf,
-    key: PathBuf,
-    /// Key then certificate in one file (the Java client's PEM key store).
-    both: PathBuf,
-    chain: Vec<CertificateDer<'static>>,
-    key_der: Vec<u8>,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let dir = tempfile::Builder::new()
-            .prefix("corral-tls-")
-            .tempdir()
-            .unwrap();
-        let ca_key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.distinguished_name = dn(&[(DnType::CommonName, "corral test CA")]);
-        let ca = p.self_signed(&ca_key).unwrap();
-        std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
-        let server_key = KeyPair::generate().unwrap();
-        let mut p =
-            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-        p.distinguished_name = dn(&[(DnType::CommonName, "localhost")]);
-        let server = p.signed_by(&server_key, &ca, &ca_key).unwrap();
-        let pem = format!("{}{}", server_key.serialize_pem(), server.pem());
-        std::fs::write(dir.path().join("server.pem"), pem).unwrap();
-        Pki { dir, ca_key, ca }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// A client certificate `CN=<name>,O=corral` signed by the CA.
-    fn client(&self, name: &str) -> ClientKeys {
-        self.client_dn(
-            name,
-            &[
-                (DnType::OrganizationName, "corral"),
-                (DnType::CommonName, name),
-            ],
-        )
-    }
-
-    /// A client certificate `CN=<name>` (zkCli cannot write an ACL id with a comma).
-    fn client_cn(&self, name: &str) -> ClientKeys {
-        self.client_dn(name, &[(DnType::CommonName, name)])
-    }
-
-    fn client_dn(&self, name: &str, entries: &[(DnType, &str)]) -> ClientKeys {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.distinguished_name = dn(entries);
-        let cert = p.signed_by(&key, &self.ca, &self.ca_key).unwrap();
-        let keys = ClientKeys {
-            cert: self.path(&format!("{name}.crt")),
-            key: self.path(&format!("{name}.key")),
-            both: self.path(&format!("{name}.pem")),
-            chain: vec![cert.der().clone()],
-            key_der: key.serialize_der(),
-        };
-        std::fs::write(&keys.cert, cert.pem()).unwrap();
-        std::fs::write(&keys.key, key.serialize_pem()).unwrap();
-        std::fs::write(&keys.both, format!("{}{}", key.serialize_pem(), cert.pem())).unwrap();
-        keys
-    }
-
-    /// zoo.cfg lines for a TLS port on `port`, understood by both servers.
-    fn server_cfg(&self, port: u16, extra: &str) -> String {
-        format!(
-            "secureClientPort={port}\n\
-             secureClientPortAddress=127.0.0.1\n\
-             serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory\n\
-             ssl.keyStore.location={}\n\
-             ssl.keyStore.type=PEM\n\
-             ssl.trustStore.location={}\n\
-             ssl.trustStore.type=PEM\n\
-             {extra}",
-            self.path("server.pem").display(),
-            self.path("ca.pem").display()
-        )
-    }
-
-    /// A rustls client trusting the CA, presenting `keys` if given.
-    fn rustls_client(&self, keys: Option<&ClientKeys>) -> Arc<rustls::ClientConfig> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.ca.der().clone()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let b = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots);
-        let config = match keys {
-            Some(k) => {
-                let key = PrivateKeyDer::try_from(k.key_der.clone()).unwrap();
-                b.with_client_auth_cert(k.chain.clone(), key).unwrap()
-            }
-            None => b.with_no_client_auth(),
-        };
-        Arc::new(config)
-    }
-}
-
-fn dn(entries: &[(DnType, &str)]) -> DistinguishedName {
-    let mut d = DistinguishedName::new();
-    for (t, v) in entries {
-        d.push(t.clone(), *v);
-    }
-    d
-}
 
 /// A server with a TLS port; `tls` is that port's address.
 struct TlsServer {

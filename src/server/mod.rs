@@ -68,6 +68,9 @@ pub enum ServerError {
     /// The TLS port's key or trust store (the line names the key and the file).
     #[error("{0}")]
     Tls(#[from] tls::TlsError),
+    /// The quorum TLS key or trust store (the line names the key and the file).
+    #[error("{0}")]
+    QuorumTls(String),
     #[error(
         "could not start glommio executor `{name}`: {cause}. Each executor pins \
          corral.ioMemoryBytes ({io_memory} bytes) of locked memory per io_uring ring, three \
@@ -319,6 +322,11 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
         }
         None => None,
     };
+    // Read and checked before anything starts, as the client port's stores.
+    let peer_tls = match cfg.quorum_tls.as_ref().filter(|_| cfg.is_distributed()) {
+        Some(t) => Some(peer::tls::PeerTls::load(t).map_err(ServerError::QuorumTls)?),
+        None => None,
+    };
 
     let cfg = Arc::new(cfg);
     let ncpu = std::thread::available_parallelism()
@@ -397,7 +405,7 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
     let distributed = cfg.is_distributed();
     let sequencer = move || async move {
         if distributed {
-            quorum::run(c, m, seq_rx, st, r).await
+            quorum::run(c, m, seq_rx, st, r, peer_tls).await
         } else {
             sequencer::run(c, m, seq_rx, st, r).await
         }

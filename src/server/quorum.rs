@@ -34,6 +34,7 @@
 
 use super::durable::{self, KIND_TXN};
 use super::msg::*;
+use super::peer::tls::PeerTls;
 use super::peer::{wire, PeerAddr, PeerEvent, Peers};
 use super::read_only::{self, Handshake, ReadOnly};
 use super::sequencer::{catch_up_sessions, mono_ms, now_ms};
@@ -355,7 +356,19 @@ fn peer_addrs<'a>(
             .quorum
             .resolve()
             .map_err(|e| format!("server.{}: cannot resolve {}: {e}", s.sid, s.quorum))?;
-        m.insert(s.sid, PeerAddr { election, quorum });
+        let hosts = [&s.election.host, &s.quorum.host]
+            .into_iter()
+            .filter(|h| h.parse::<std::net::IpAddr>().is_err())
+            .cloned()
+            .collect();
+        m.insert(
+            s.sid,
+            PeerAddr {
+                election,
+                quorum,
+                hosts,
+            },
+        );
     }
     Ok(m)
 }
@@ -366,6 +379,7 @@ pub(super) async fn run(
     rx: super::chan::Receiver<ToSequencer>,
     stats: Arc<ServerStats>,
     ready: super::ReadyTx,
+    peer_tls: Option<PeerTls>,
 ) -> Result<(), String> {
     let fail = |msg: String| {
         let _ = ready.send((
@@ -374,7 +388,7 @@ pub(super) async fn run(
         ));
         Err(msg)
     };
-    let (mut s, events) = match Seq::start(cfg, mesh.clone(), stats) {
+    let (mut s, events) = match Seq::start(cfg, mesh.clone(), stats, peer_tls) {
         Ok(x) => x,
         Err(e) => return fail(e),
     };
@@ -388,6 +402,7 @@ impl Seq {
         cfg: Arc<Config>,
         mesh: Mesh,
         stats: Arc<ServerStats>,
+        peer_tls: Option<PeerTls>,
     ) -> Result<(Seq, LocalReceiver<PeerEvent>), String> {
         let q = cfg.quorum.clone().ok_or("no ensemble configured")?;
         let my_id = q.my_id.ok_or("no myid")?;
@@ -467,6 +482,7 @@ impl Seq {
             addrs,
             q.reconfig_enabled,
             cfg.tcp_keep_alive,
+            peer_tls,
         )
         .map_err(|e| {
             format!(

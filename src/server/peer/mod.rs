@@ -29,6 +29,7 @@
 //! reconfig, the servers outside the config taken (`JOINERS_COUNT_MAX`). A bad
 //! byte closes that link with one log line; nothing else is affected.
 
+pub mod tls;
 pub mod wire;
 
 use crate::proto::election::{decode_frame, InitMessage};
@@ -47,6 +48,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
+use tls::{PeerStream, PeerTls};
 use wire::Side;
 
 /// Largest data of one quorum packet (the reference's reader bound: jute.maxbuffer +
@@ -79,6 +81,9 @@ pub enum PeerEvent {
 pub struct PeerAddr {
     pub election: SocketAddr,
     pub quorum: SocketAddr,
+    /// The host names (not IP literals) its `server.N` line gives, which its TLS
+    /// certificate may name instead of the IP (quorum TLS's host check).
+    pub hosts: Vec<String>,
 }
 
 enum OutItem {
@@ -190,6 +195,8 @@ pub struct Peers {
     /// `JOINERS_COUNT_MAX`).
     joiners: RefCell<BTreeMap<ServerId, Option<SocketAddr>>>,
     events: LocalSender<PeerEvent>,
+    /// Quorum TLS (sslQuorum, portUnification); `None`: plaintext links only.
+    tls: Option<PeerTls>,
     state: RefCell<State>,
     /// The last PROPOSAL or COMMIT encoded, for the next follower (see `send`).
     last_broadcast: RefCell<Option<(BroadcastKey, Bytes, i64)>>,
@@ -228,6 +235,7 @@ impl Peers {
         addrs: BTreeMap<ServerId, PeerAddr>,
         reconfig_enabled: bool,
         tcp_keep_alive: bool,
+        tls: Option<PeerTls>,
     ) -> std::io::Result<(Rc<Peers>, LocalReceiver<PeerEvent>)> {
         let election = listen(listen_election)?;
         let quorum = listen(listen_quorum)?;
@@ -241,6 +249,7 @@ impl Peers {
             tcp_keep_alive,
             joiners: RefCell::new(BTreeMap::new()),
             events: tx,
+            tls,
             last_broadcast: RefCell::new(None),
             state: RefCell::new(State {
                 next_accepted: 1,
@@ -346,6 +355,11 @@ impl Peers {
         match result {
             Ok(Some(stream)) => self.adopt_election(to, stream, Vec::new()),
             Ok(None) => {} // the higher sid dials us back
+            // A refused TLS handshake is a setup problem worth a line; a member
+            // that is down is not (it is dialled again and again).
+            Err(e) if e.to_string().starts_with("quorum TLS") => {
+                tracing::warn!("election link to server {to}: {e}")
+            }
             Err(e) => tracing::debug!("election link to server {to}: {e}"),
         }
     }
@@ -358,12 +372,13 @@ impl Peers {
         }
     }
 
-    async fn try_dial_election(&self, to: ServerId) -> std::io::Result<Option<TcpStream>> {
+    async fn try_dial_election(&self, to: ServerId) -> std::io::Result<Option<PeerStream>> {
         let Some(addr) = self.election_addr(to) else {
             return Ok(None);
         };
-        let mut stream = TcpStream::connect_timeout(addr, CONNECT_TIMEOUT).await?;
+        let stream = TcpStream::connect_timeout(addr, CONNECT_TIMEOUT).await?;
         self.election_sock_opts(&stream, &addr);
+        let mut stream = self.secure_dialled(stream, addr).await?;
         let mut b = Vec::new();
         InitMessage::v1(self.me as i64, &self.my_election.to_string()).encode(&mut b);
         stream.write_all(&b).await?;
@@ -392,14 +407,60 @@ impl Peers {
         }
     }
 
+    /// A dialled link's stream: TLS with sslQuorum (handshake and host check,
+    /// bounded by CONNECT_TIMEOUT), else the socket itself.
+    async fn secure_dialled(
+        &self,
+        stream: TcpStream,
+        addr: SocketAddr,
+    ) -> std::io::Result<PeerStream> {
+        let Some(tls) = &self.tls else {
+            return Ok(PeerStream::Plain(stream));
+        };
+        let members = self.addrs.borrow().clone();
+        let dial = async { Ok(tls.dial(stream, addr, &members).await) };
+        match glommio::timer::timeout(CONNECT_TIMEOUT, dial).await {
+            Ok(r) => r.map_err(|e| std::io::Error::other(format!("quorum TLS with {addr}: {e}"))),
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("quorum TLS with {addr}: no handshake within {CONNECT_TIMEOUT:?}"),
+            )),
+        }
+    }
+
+    /// An accepted link's stream: as `PeerTls::accept` says (bounded by
+    /// CONNECT_TIMEOUT), else the socket itself. `None` (logged) when refused.
+    async fn secure_accepted(
+        &self,
+        stream: TcpStream,
+        port: &str,
+        peer: &str,
+    ) -> Option<PeerStream> {
+        let Some(tls) = &self.tls else {
+            return Some(PeerStream::Plain(stream));
+        };
+        let members = self.addrs.borrow().clone();
+        let accept = async { Ok(tls.accept(stream, &members).await) };
+        let why = match glommio::timer::timeout(CONNECT_TIMEOUT, accept).await {
+            Ok(Ok(s)) => return Some(s),
+            Ok(Err(why)) => why,
+            Err(_) => format!("no handshake within {CONNECT_TIMEOUT:?}"),
+        };
+        tracing::warn!("{port} port: dropping a link from {peer}: quorum TLS: {why}");
+        None
+    }
+
     /// Reads the init message of an accepted link and applies the higher-sid rule.
     /// Bytes that came with the init message (a first frame) stay for the reader.
-    async fn election_handshake(self: Rc<Self>, mut stream: TcpStream) {
+    async fn election_handshake(self: Rc<Self>, stream: TcpStream) {
         let peer = stream
             .peer_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
         self.election_sock_opts(&stream, &peer);
+        let Some(mut stream) = self.secure_accepted(stream, "election", &peer).await else {
+            return;
+        };
         let mut buf = Vec::new();
         let read = glommio::timer::timeout(CONNECT_TIMEOUT, async {
             loop {
@@ -469,7 +530,7 @@ impl Peers {
     /// A link to `sid` is up: replaces any older one, starts its reader (on the
     /// bytes already `received`) and writer, and sends the unsent notification (or
     /// the last one again).
-    fn adopt_election(self: &Rc<Self>, sid: ServerId, stream: TcpStream, received: Vec<u8>) {
+    fn adopt_election(self: &Rc<Self>, sid: ServerId, stream: PeerStream, received: Vec<u8>) {
         let (rd, wr) = stream.split();
         let (outbox, rx) = self.new_outbox();
         let gen = {
@@ -505,7 +566,7 @@ impl Peers {
     async fn read_election(
         &self,
         sid: ServerId,
-        mut rd: ReadHalf<TcpStream>,
+        mut rd: ReadHalf<PeerStream>,
         mut buf: Vec<u8>,
     ) -> String {
         let mut chunk = vec![0u8; READ_CHUNK_BYTES];
@@ -570,8 +631,21 @@ impl Peers {
                 debug_assert!(c < CORE_CONN_BIT);
                 c
             };
-            self.open_quorum(conn, stream, Side::Leader);
-            self.emit(Input::Accepted { conn }).await;
+            let _ = stream.set_nodelay(true);
+            if self.tls.is_none() {
+                let stream = PeerStream::Plain(stream);
+                self.open_quorum(conn, stream, Side::Leader, None).await;
+                continue;
+            }
+            // A TLS handshake must not hold up the next learner.
+            let me = self.clone();
+            glommio::spawn_local(async move {
+                let peer = (stream.peer_addr().map(|a| a.to_string())).unwrap_or_default();
+                if let Some(stream) = me.secure_accepted(stream, "quorum", &peer).await {
+                    me.open_quorum(conn, stream, Side::Leader, None).await;
+                }
+            })
+            .detach();
         }
     }
 
@@ -583,14 +657,19 @@ impl Peers {
                 me.emit(Input::Closed { conn }).await;
                 return;
             };
-            match TcpStream::connect_timeout(addr, CONNECT_TIMEOUT).await {
-                Ok(stream) => {
-                    me.open_quorum(conn, stream, Side::Learner);
-                    me.state.borrow_mut().quorum.get_mut(&conn).unwrap().sid = Some(to);
-                    me.emit(Input::Connected { conn }).await;
-                }
+            let stream = match TcpStream::connect_timeout(addr, CONNECT_TIMEOUT).await {
+                Ok(stream) => stream,
                 Err(e) => {
                     tracing::info!("cannot reach the leader (server {to}) at {addr}: {e}");
+                    me.emit(Input::Closed { conn }).await;
+                    return;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            match me.secure_dialled(stream, addr).await {
+                Ok(stream) => me.open_quorum(conn, stream, Side::Learner, Some(to)).await,
+                Err(e) => {
+                    tracing::warn!("cannot follow the leader (server {to}) at {addr}: {e}");
                     me.emit(Input::Closed { conn }).await;
                 }
             }
@@ -598,9 +677,20 @@ impl Peers {
         .detach();
     }
 
-    fn open_quorum(self: &Rc<Self>, conn: ConnId, stream: TcpStream, side: Side) {
-        let _ = stream.set_nodelay(true);
-        let peer = stream
+    /// A quorum link is up (accepted by a leader, or dialled to leader `sid`): it
+    /// is registered, the core hears of it (Accepted / Connected), and only then
+    /// its reader starts. glommio runs a spawned task at once, up to its first
+    /// wait, and a TLS stream may hold bytes (or the end) already: a reader started
+    /// earlier could hand the core a packet, or the link's end, before the link
+    /// itself.
+    async fn open_quorum(
+        self: &Rc<Self>,
+        conn: ConnId,
+        stream: PeerStream,
+        side: Side,
+        sid: Option<ServerId>,
+    ) {
+        let peer = (stream.tcp())
             .peer_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
@@ -609,12 +699,17 @@ impl Peers {
         let counters = outbox.counters.clone();
         let link = QuorumLink {
             outbox,
-            sid: None,
+            sid,
             remote: peer.clone(),
             established: std::time::SystemTime::now(),
         };
         self.state.borrow_mut().quorum.insert(conn, link);
         glommio::spawn_local(write_link(wr, rx, Some(counters.clone()))).detach();
+        let up = match side {
+            Side::Leader => Input::Accepted { conn },
+            Side::Learner => Input::Connected { conn },
+        };
+        self.emit(up).await;
         let me = self.clone();
         glommio::spawn_local(async move {
             let end = me.read_quorum(conn, rd, side, &counters).await;
@@ -640,7 +735,7 @@ impl Peers {
     async fn read_quorum(
         &self,
         conn: ConnId,
-        mut rd: ReadHalf<TcpStream>,
+        mut rd: ReadHalf<PeerStream>,
         side: Side,
         counters: &LinkCounters,
     ) -> LinkEnd {
@@ -846,7 +941,7 @@ fn closed_at_eof(snap: Option<ZkSnapDecoder>) -> LinkEnd {
 /// sender is dropped (the link was closed) or a write fails. Packets already queued
 /// when it wakes are written together (up to [`WRITE_BATCH_BYTES_MAX`]), in order.
 async fn write_link(
-    mut wr: WriteHalf<TcpStream>,
+    mut wr: WriteHalf<PeerStream>,
     rx: LocalReceiver<OutItem>,
     bytes: Option<Rc<LinkCounters>>,
 ) {
@@ -924,7 +1019,7 @@ fn gather_queued(
 
 /// Streams a snapshot in chunks; false when a write failed.
 async fn write_snapshot(
-    wr: &mut WriteHalf<TcpStream>,
+    wr: &mut WriteHalf<PeerStream>,
     enc: &mut Box<ZkSnapEncoder>,
     chunk: &mut Vec<u8>,
 ) -> bool {

@@ -1,0 +1,343 @@
+//! Quorum TLS (sslQuorum, portUnification, ssl.quorum.*) on real ensembles: the
+//! election and quorum links of corral members, of reference members, and of the two
+//! mixed ensembles (a corral member among reference peers only forms a quorum if it
+//! speaks the reference's TLS, which refuses plaintext peers), the rolling switch of
+//! a running ensemble from plaintext to TLS that the reference documents, and what
+//! is refused: a plaintext member, a member whose certificate names another host.
+//!
+//! Keys come from `common::pki` (one CA; a member certificate for 127.0.0.1–3 that
+//! every member shows). Each test starts its own ensemble on 127.0.0.1 (one at a
+//! time per binary: the harness takes the reference lock); every wait is a bounded
+//! poll.
+
+mod common;
+
+use common::ensemble::{call, create_req, Ensemble, Role};
+use common::pki::Pki;
+use common::Kind;
+use corral::proto::{CreateMode, Response};
+use std::path::Path;
+use std::time::Duration;
+
+const THREE_REFERENCES: [Kind; 3] = [Kind::Reference; 3];
+const THREE_CORRALS: [Kind; 3] = [Kind::Corral; 3];
+/// Corral followers of a ZooKeeper leader (the harness starts sid 3 first: it leads).
+const ZOOKEEPER_LEADS: [Kind; 3] = [Kind::Corral, Kind::Corral, Kind::Reference];
+/// ZooKeeper followers of a corral leader.
+const CORRAL_LEADS: [Kind; 3] = [Kind::Reference, Kind::Reference, Kind::Corral];
+
+/// Writes each phase makes through every serving member.
+const WRITES_PER_MEMBER: usize = 5;
+/// Polls (of `POLL_MS`) a refused member is watched for: it must not serve.
+const REFUSED_POLLS: usize = 40;
+/// Polls for a line to appear in a member's log.
+const LOG_POLLS_MAX: usize = 200;
+const POLL_MS: u64 = 100;
+
+/// The zoo.cfg lines of quorum TLS with `key_store` as this member's key and chain.
+fn tls_lines(pki: &Pki, key_store: &Path, extra: &str) -> String {
+    format!(
+        "ssl.quorum.keyStore.location={}\n\
+         ssl.quorum.keyStore.type=PEM\n\
+         ssl.quorum.trustStore.location={}\n\
+         ssl.quorum.trustStore.type=PEM\n\
+         {extra}",
+        key_store.display(),
+        pki.path("ca.pem").display()
+    )
+}
+
+/// An ensemble of these kinds, configured (not launched), each member's zoo.cfg the
+/// harness's lines plus `lines(sid)`.
+fn configure(kinds: [Kind; 3], lines: impl Fn(u64) -> String) -> Option<Ensemble> {
+    if !Ensemble::can_start(&kinds) {
+        return None;
+    }
+    let members: Vec<(Kind, Role)> = kinds.iter().map(|&k| (k, Role::Participant)).collect();
+    let ens = Ensemble::configure(&members, "");
+    for sid in ens.sids() {
+        set_lines(&ens, sid, &lines(sid));
+    }
+    Some(ens)
+}
+
+/// Rewrites member `sid`'s zoo.cfg as the harness wrote it plus `lines` (before a
+/// launch or restart); the harness's own lines end at the marker.
+fn set_lines(ens: &Ensemble, sid: u64, lines: &str) {
+    const MARK: &str = "# quorum TLS\n";
+    let text = ens.config(sid);
+    let base = text.split(MARK).next().unwrap_or_default().to_string();
+    let path = ens.member_dir(sid).join("zoo.cfg");
+    std::fs::write(path, format!("{base}{MARK}{lines}")).unwrap();
+}
+
+/// Creates `/<tag>-<sid>-<i>` through every member in `sids`, then checks every
+/// member in `sids` has the same tree.
+fn write_through(ens: &Ensemble, sids: &[u64], tag: &str) {
+    for &sid in sids {
+        let mut c = ens.connect(sid);
+        for i in 0..WRITES_PER_MEMBER {
+            let path = format!("/{tag}-{sid}-{i}");
+            match call(
+                &mut c,
+                &create_req(&path, tag.as_bytes(), CreateMode::Persistent),
+            ) {
+                Ok(Response::Create { .. }) => {}
+                other => panic!(
+                    "create {path} through member {sid}: {other:?}\n{}",
+                    ens.report()
+                ),
+            }
+        }
+    }
+    let trees: Vec<_> = sids.iter().map(|&s| (s, ens.dump_tree(s))).collect();
+    for (sid, tree) in &trees[1..] {
+        let diff = common::ensemble::tree_differences(trees[0].0, &trees[0].1, *sid, tree);
+        assert!(diff.is_empty(), "trees differ: {diff:?}\n{}", ens.report());
+    }
+    let ours = trees[0]
+        .1
+        .keys()
+        .filter(|p| p.starts_with(&format!("/{tag}-")))
+        .count();
+    assert_eq!(
+        ours,
+        sids.len() * WRITES_PER_MEMBER,
+        "every create of {tag} is there"
+    );
+}
+
+/// Waits (bounded) until member `sid`'s log has a line containing `what`.
+fn wait_log(ens: &Ensemble, sid: u64, what: &str) {
+    for _ in 0..LOG_POLLS_MAX {
+        if ens.log(sid).contains(what) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(POLL_MS));
+    }
+    panic!("member {sid}'s log never said `{what}`\n{}", ens.report());
+}
+
+/// Checks that member `sid` does not serve while the others go on.
+fn assert_kept_out(ens: &Ensemble, sid: u64) {
+    for _ in 0..REFUSED_POLLS {
+        assert!(ens.is_running(sid), "member {sid} still runs");
+        assert_eq!(
+            ens.mode(sid),
+            None,
+            "member {sid} must not serve\n{}",
+            ens.report()
+        );
+        std::thread::sleep(Duration::from_millis(POLL_MS));
+    }
+}
+
+/// One `#[test]` per ensemble kind for a scenario `fn(kinds: [Kind; 3])`.
+macro_rules! on_every_ensemble {
+    ($scenario:ident) => {
+        mod $scenario {
+            use super::*;
+            #[test]
+            fn zookeeper() {
+                super::$scenario(THREE_REFERENCES);
+            }
+            #[test]
+            fn corral() {
+                super::$scenario(THREE_CORRALS);
+            }
+            #[test]
+            fn zookeeper_leads_corral() {
+                super::$scenario(ZOOKEEPER_LEADS);
+            }
+            #[test]
+            fn corral_leads_zookeeper() {
+                super::$scenario(CORRAL_LEADS);
+            }
+        }
+    };
+}
+
+/// With sslQuorum on every member the ensemble elects, replicates and syncs a
+/// restarted member; a plaintext peer on the election port is refused (and said so
+/// by corral members).
+fn replicates_over_tls(kinds: [Kind; 3]) {
+    let pki = Pki::new();
+    let member = pki.path("server.pem");
+    let Some(mut ens) = configure(kinds, |_| tls_lines(&pki, &member, "sslQuorum=true\n")) else {
+        return;
+    };
+    ens.launch_all();
+    write_through(&ens, &[1, 2, 3], "tls");
+    // A follower down and back: it syncs over TLS (DIFF from the leader's log).
+    let leader = ens.wait_leader();
+    let follower = if leader == 1 { 2 } else { 1 };
+    ens.kill(follower);
+    let up: Vec<u64> = [1, 2, 3].into_iter().filter(|s| *s != follower).collect();
+    write_through(&ens, &up, "while-down");
+    ens.restart(follower);
+    ens.wait_serving(follower);
+    write_through(&ens, &[1, 2, 3], "after");
+    // A plaintext election link (a valid init message) is refused.
+    for sid in [1, 2, 3]
+        .into_iter()
+        .filter(|s| ens.kind(*s) == Kind::Corral)
+    {
+        let addr = format!("127.0.0.1:{}", ens.ports(sid).election);
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        let mut init = Vec::new();
+        init.extend_from_slice(&(-65536i64).to_be_bytes());
+        init.extend_from_slice(&(1i64).to_be_bytes());
+        let host = b"127.0.0.1:1";
+        init.extend_from_slice(&(host.len() as i32).to_be_bytes());
+        init.extend_from_slice(host);
+        std::io::Write::write_all(&mut s, &init).unwrap();
+        wait_log(&ens, sid, "election port: dropping a link from 127.0.0.1");
+        assert!(
+            ens.log(sid).contains("quorum TLS: TLS handshake failed"),
+            "{}",
+            ens.log_tail(sid)
+        );
+    }
+    write_through(&ens, &[1, 2, 3], "still");
+    assert_reference_speaks_tls(&ens);
+}
+on_every_ensemble!(replicates_over_tls);
+
+/// The reference members' own word that their links are TLS: their ports take TLS
+/// only, and (mixed) a handshake with a member completed.
+fn assert_reference_speaks_tls(ens: &Ensemble) {
+    let references: Vec<u64> = ens
+        .sids()
+        .into_iter()
+        .filter(|s| ens.kind(*s) == Kind::Reference)
+        .collect();
+    for &sid in &references {
+        let log = ens.log(sid);
+        assert!(
+            log.contains("Creating TLS-only quorum server socket"),
+            "member {sid}: {}",
+            ens.log_tail(sid)
+        );
+    }
+    if !references.is_empty() {
+        let handshakes = references
+            .iter()
+            .any(|s| ens.log(*s).contains("SSL handshake complete with"));
+        assert!(
+            handshakes,
+            "a reference member dialled over TLS\n{}",
+            ens.report()
+        );
+    }
+}
+
+/// A member without sslQuorum cannot join members that have it: they refuse its
+/// plaintext links, and it cannot read theirs.
+#[test]
+fn a_plaintext_member_is_kept_out() {
+    for kinds in [THREE_CORRALS, CORRAL_LEADS] {
+        let pki = Pki::new();
+        let member = pki.path("server.pem");
+        let lines = |sid: u64| match sid {
+            1 => String::new(),
+            _ => tls_lines(&pki, &member, "sslQuorum=true\n"),
+        };
+        let Some(mut ens) = configure(kinds, lines) else {
+            return;
+        };
+        for sid in [3, 2, 1] {
+            ens.launch_member(sid);
+        }
+        ens.wait_serving(3);
+        ens.wait_serving(2);
+        write_through(&ens, &[2, 3], "pair");
+        assert_kept_out(&ens, 1);
+        wait_log(&ens, 3, "quorum TLS");
+    }
+}
+
+/// ssl.quorum.hostnameVerification (default true): a member whose certificate
+/// names another address is refused on both ends of its links; with the check off
+/// on every member it joins.
+#[test]
+fn a_certificate_for_another_host_is_refused_unless_the_check_is_off() {
+    for kinds in [THREE_CORRALS, ZOOKEEPER_LEADS] {
+        let pki = Pki::new();
+        let member = pki.path("server.pem");
+        let stranger = pki.server("stranger", &["127.0.0.9", "stranger.example"]);
+        let key = |sid: u64| {
+            if sid == 1 {
+                stranger.clone()
+            } else {
+                member.clone()
+            }
+        };
+        let Some(mut ens) = configure(kinds, |sid| tls_lines(&pki, &key(sid), "sslQuorum=true\n"))
+        else {
+            return;
+        };
+        for sid in [3, 2, 1] {
+            ens.launch_member(sid);
+        }
+        ens.wait_serving(3);
+        ens.wait_serving(2);
+        assert_kept_out(&ens, 1);
+        let corral_peer = [2, 3]
+            .into_iter()
+            .find(|s| ens.kind(*s) == Kind::Corral)
+            .unwrap();
+        wait_log(&ens, corral_peer, "its certificate does not name 127.0.0.1");
+        // The check off everywhere: member 1 joins.
+        for sid in [1, 2, 3] {
+            let off = "sslQuorum=true\nssl.quorum.hostnameVerification=false\n";
+            set_lines(&ens, sid, &tls_lines(&pki, &key(sid), off));
+        }
+        for sid in [1, 2, 3] {
+            ens.stop(sid);
+        }
+        for sid in [3, 2, 1] {
+            ens.restart(sid);
+        }
+        for sid in [1, 2, 3] {
+            ens.wait_serving(sid);
+        }
+        write_through(&ens, &[1, 2, 3], "unchecked");
+    }
+}
+
+/// The reference's rolling switch of a running ensemble to TLS, one restart at a
+/// time, the ensemble serving throughout: (1) portUnification=true everywhere
+/// (links stay plaintext), (2) sslQuorum=true everywhere (links go TLS, plaintext
+/// still taken), (3) portUnification off (TLS only). Mixed: a corral member among
+/// reference ones and the reverse.
+#[test]
+fn a_running_ensemble_switches_to_tls_one_member_at_a_time() {
+    for kinds in [
+        [Kind::Corral, Kind::Reference, Kind::Corral],
+        [Kind::Reference, Kind::Corral, Kind::Reference],
+    ] {
+        let pki = Pki::new();
+        let member = pki.path("server.pem");
+        let Some(mut ens) = configure(kinds, |_| String::new()) else {
+            return;
+        };
+        ens.launch_all();
+        write_through(&ens, &[1, 2, 3], "plain");
+        let steps = [
+            ("unified", "portUnification=true\n"),
+            ("switched", "portUnification=true\nsslQuorum=true\n"),
+            ("tls-only", "sslQuorum=true\n"),
+        ];
+        for (tag, extra) in steps {
+            for sid in [1, 2, 3] {
+                set_lines(&ens, sid, &tls_lines(&pki, &member, extra));
+                ens.stop(sid);
+                ens.restart(sid);
+                ens.wait_serving(sid);
+                ens.wait_leader();
+                write_through(&ens, &[1, 2, 3], &format!("{tag}-{sid}"));
+            }
+        }
+        assert_reference_speaks_tls(&ens);
+    }
+}
