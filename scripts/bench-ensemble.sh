@@ -15,7 +15,9 @@
 # BENCH_CONCURRENCY ("4x1 16x4 64x8" = connections x outstanding), BENCH_VALUE_SIZE (100),
 # BENCH_KEYS (1000), BENCH_SERVERS ("zookeeper corral"; corral builds as name=/path),
 # BENCH_ROUNDS (1; each further round runs the kinds in the reverse order),
-# BENCH_OUT (perf/ensemble.jsonl), BENCH_CORRAL_CFG (extra zoo.cfg lines for corral).
+# BENCH_OUT (perf/ensemble.jsonl), BENCH_CORRAL_CFG (extra zoo.cfg lines for corral),
+# BENCH_ZK_CFG (extra zoo.cfg lines for the reference). Quorum TLS on both kinds:
+#   cfg="$(scripts/quorum-tls-keys.sh /tmp/qk)"; BENCH_CORRAL_CFG="$cfg" BENCH_ZK_CFG="$cfg" ...
 # Everything binds 127.0.0.1; every member is killed on exit.
 set -euo pipefail
 
@@ -32,6 +34,7 @@ keys="${BENCH_KEYS:-1000}"
 servers="${BENCH_SERVERS:-zookeeper corral}"
 rounds="${BENCH_ROUNDS:-1}"
 corral_cfg="${BENCH_CORRAL_CFG:-}"
+zk_cfg="${BENCH_ZK_CFG:-}"
 out="${BENCH_OUT:-perf/ensemble.jsonl}"
 
 source "$repo/scripts/bench-lib.sh"
@@ -60,7 +63,7 @@ run_kind() { # spec round
   name="ens-$s-$round"
   local k=corral; [[ "$s" == zookeeper ]] && k=zookeeper
   log "round $round: starting 3 $s members"
-  if ! start_ensemble "$k" "$name" "$bin" "$([[ $k == corral ]] && echo "$corral_cfg")"; then
+  if ! start_ensemble "$k" "$name" "$bin" "$([[ $k == corral ]] && echo "$corral_cfg" || echo "$zk_cfg")"; then
     log "!!!!! $s is NOT in this round: its ensemble did not start"
     stop_ensemble "$name"; return 0
   fi

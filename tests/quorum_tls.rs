@@ -341,3 +341,50 @@ fn a_running_ensemble_switches_to_tls_one_member_at_a_time() {
         assert_reference_speaks_tls(&ens);
     }
 }
+
+/// PEER_HANDSHAKES_MAX: links that begin a TLS handshake and stall hold at most 8
+/// places on a member's peer ports; more are dropped with a line naming the bound,
+/// links that send nothing hold none, the ensemble goes on serving through its
+/// established links, and a follower restarted meanwhile joins again.
+#[test]
+fn stalled_handshakes_are_bounded_and_the_ensemble_goes_on() {
+    use std::io::Write;
+    let pki = Pki::new();
+    let member = pki.path("server.pem");
+    let Some(mut ens) = configure(THREE_CORRALS, |_| {
+        tls_lines(&pki, &member, "sslQuorum=true\n")
+    }) else {
+        return;
+    };
+    ens.launch_all();
+    write_through(&ens, &[1, 2, 3], "before");
+    let leader = ens.wait_leader();
+    let ports = ens.ports(leader);
+    let mut held = Vec::new();
+    for i in 0..12 {
+        let port = if i % 2 == 0 {
+            ports.election
+        } else {
+            ports.quorum
+        };
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        // The first byte of a TLS handshake record, and nothing more.
+        s.write_all(&[22]).unwrap();
+        held.push(s);
+    }
+    for _ in 0..4 {
+        held.push(std::net::TcpStream::connect(("127.0.0.1", ports.election)).unwrap());
+    }
+    wait_log(
+        &ens,
+        leader,
+        "8 TLS handshakes already in progress (PEER_HANDSHAKES_MAX)",
+    );
+    write_through(&ens, &[1, 2, 3], "held");
+    let follower = if leader == 1 { 2 } else { 1 };
+    ens.restart(follower);
+    ens.wait_serving(follower);
+    ens.wait_leader();
+    write_through(&ens, &[1, 2, 3], "rejoined");
+    drop(held);
+}

@@ -541,7 +541,7 @@ async fn serve_either(
     // A stop (or the shard closing the connection) must not wait for the sniff:
     // a silent client would hold it for the whole TLS handshake timeout.
     let sniffed = {
-        let wait = async { Ok(starts_with_tls(&stream).await) };
+        let wait = async { Ok(tls::starts_with_tls(&stream).await) };
         let sniff = std::pin::pin!(glommio::timer::timeout(tls::TLS_HANDSHAKE_TIMEOUT, wait));
         match select(sniff, std::pin::pin!(closing(&shard, cid))).await {
             Either::Left((sniffed, _)) => Some(sniffed.unwrap_or(false)),
@@ -578,26 +578,6 @@ async fn closing(shard: &Rc<RefCell<Shard>>, cid: ConnId) {
     .await
 }
 
-/// Looks at (without taking) the first bytes of a connection until they tell a
-/// TLS client from a plaintext one; false on EOF or an error (the connection's
-/// task then finds either).
-async fn starts_with_tls(stream: &TcpStream) -> bool {
-    let mut head = [0u8; tls::TLS_RECORD_HEADER_BYTES];
-    let mut again_after = PEEK_AGAIN_AFTER;
-    loop {
-        let n = match stream.peek(&mut head).await {
-            Ok(0) | Err(_) => return false,
-            Ok(n) => n,
-        };
-        if let Some(verdict) = tls::tls_verdict(&head[..n]) {
-            return verdict;
-        }
-        // Part of a record header: a peek would answer at once with the same bytes.
-        glommio::timer::sleep(again_after).await;
-        again_after = (again_after * 2).min(PEEK_AGAIN_AFTER_MAX);
-    }
-}
-
 enum Event {
     Read(usize),
     /// Reading may go on after a pause: drain the replies that waited for room in
@@ -622,13 +602,6 @@ enum Event {
 const READ_BUFFER_BYTES_INITIAL: usize = 64 * 1024;
 /// Free room below which the receive buffer doubles before a read.
 const READ_ROOM_BYTES_MIN: usize = 4096;
-/// client.portUnification: how long to wait before looking again at a connection
-/// whose first bytes are part of a TLS record header; doubled each time up to
-/// PEEK_AGAIN_AFTER_MAX, so a client that stops inside a header costs a few
-/// hundred wake-ups until the TLS handshake timeout, not one per millisecond.
-const PEEK_AGAIN_AFTER: Duration = Duration::from_millis(1);
-/// The longest of those waits.
-const PEEK_AGAIN_AFTER_MAX: Duration = Duration::from_millis(64);
 
 /// A receive or send buffer above this is shrunk back once it is empty.
 const BUFFER_BYTES_KEPT_MAX: usize = 256 * 1024;

@@ -27,6 +27,7 @@ pub use subject::{rfc2253_subject, SubjectError};
 use crate::config::{ClientAuth, PemStore, TlsConfig, TlsProtocol, TlsSuite};
 use crate::proto::Id;
 use futures_lite::io::{AsyncRead, AsyncWrite};
+use glommio::net::TcpStream;
 use rustls::crypto::{ring, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -71,6 +72,34 @@ pub fn tls_verdict(head: &[u8]) -> Option<bool> {
             .and_then(|&first| (first != TLS_HANDSHAKE_RECORD).then_some(false));
     }
     Some(TLS_RECORD_TYPES.contains(&head[0]) && head[1] == 3)
+}
+
+/// client.portUnification and quorum portUnification: how long to wait before looking again at a connection
+/// whose first bytes are part of a TLS record header; doubled each time up to
+/// PEEK_AGAIN_AFTER_MAX, so a client that stops inside a header costs a few
+/// hundred wake-ups until the TLS handshake timeout, not one per millisecond.
+const PEEK_AGAIN_AFTER: Duration = Duration::from_millis(1);
+/// The longest of those waits.
+const PEEK_AGAIN_AFTER_MAX: Duration = Duration::from_millis(64);
+
+/// Looks at (without taking) the first bytes of a connection until they tell a
+/// TLS client from a plaintext one; false on EOF or an error (the connection's
+/// task then finds either).
+pub async fn starts_with_tls(stream: &TcpStream) -> bool {
+    let mut head = [0u8; TLS_RECORD_HEADER_BYTES];
+    let mut again_after = PEEK_AGAIN_AFTER;
+    loop {
+        let n = match stream.peek(&mut head).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => n,
+        };
+        if let Some(verdict) = tls_verdict(&head[..n]) {
+            return verdict;
+        }
+        // Part of a record header: a peek would answer at once with the same bytes.
+        glommio::timer::sleep(again_after).await;
+        again_after = (again_after * 2).min(PEEK_AGAIN_AFTER_MAX);
+    }
 }
 
 /// A key or trust store file larger than this is refused (a key and a few
@@ -150,7 +179,7 @@ impl ServerTls {
         let key_store = load_key_store(&cfg.key_store)?;
         let verifier = match (&cfg.trust_store, cfg.client_auth) {
             (_, ClientAuth::None) => None,
-            (Some(store), auth) => Some(client_verifier(store, auth, &provider)?),
+            (Some(store), auth) => Some(client_verifier(load_roots(store)?, auth, &provider)?),
             (None, _) => unreachable!("config requires a trust store when clientAuth is set"),
         };
         let versions: Vec<_> = cfg.protocols.iter().map(|p| version(*p)).collect();
@@ -236,11 +265,10 @@ pub(crate) fn version(p: TlsProtocol) -> &'static rustls::SupportedProtocolVersi
 /// Client certificates must chain to a CA of the trust store; with clientAuth=want a
 /// client may also present none.
 pub(crate) fn client_verifier(
-    store: &PemStore,
+    roots: Arc<RootCertStore>,
     auth: ClientAuth,
     provider: &Arc<CryptoProvider>,
 ) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
-    let roots = load_roots(store)?;
     let mut b = WebPkiClientVerifier::builder_with_provider(roots, provider.clone());
     if auth == ClientAuth::Want {
         b = b.allow_unauthenticated();

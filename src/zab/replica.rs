@@ -426,11 +426,12 @@ impl Replica {
         match input {
             Input::Tick => self.on_tick(),
             Input::Notification { from, n } => self.on_notification(from, n),
-            Input::Connected { conn } => {
-                if let RoleState::Learning(_) = self.role {
-                    self.learner_connected(conn);
-                }
-            }
+            Input::Connected { conn } => match self.role {
+                RoleState::Learning(_) => self.learner_connected(conn),
+                // A dial that finished after this member stopped following (a slow
+                // connect or TLS handshake): the link is not wanted.
+                _ => self.emit(Output::Close { conn }),
+            },
             Input::Accepted { conn } => match self.role {
                 RoleState::Leading(_) => self.leader_accepted(conn),
                 // Only a leader serves the quorum port.

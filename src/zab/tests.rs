@@ -2567,7 +2567,8 @@ fn learner_retries_a_failed_dial_up_to_connect_attempts_max() {
         drain(&mut r),
         vec![only_now(back_to_looking(None, 2, z(1, 2), 1))]
     );
-    // A late answer on an old dial is closed.
+    // A late answer on an old dial is closed: a dial that connects late, and a
+    // packet on another.
     r.step(t, Input::Connected { conn: C + 1 });
     r.step(
         t,
@@ -2576,7 +2577,10 @@ fn learner_retries_a_failed_dial_up_to_connect_attempts_max() {
             packet: leader_info(2),
         },
     );
-    assert_eq!(drain(&mut r), vec![only_now(vec![close(C + 2)])]);
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![close(C + 1), close(C + 2)])]
+    );
 }
 
 // =====================================================================================
@@ -3338,5 +3342,31 @@ fn reconfig_a_pending_config_needs_its_quorum_to_elect_but_not_to_join_a_leader(
             role_changed(following(false)),
             Output::Connect { conn: C, to: 3 }
         ])]
+    );
+}
+
+/// A dial that finishes after the member stopped following (a slow connect or TLS
+/// handshake) is closed, not left open: looking, and leading.
+#[test]
+fn a_learner_link_connected_when_no_longer_following_is_closed() {
+    let mut r = started(cfg(2), DurableState::default());
+    drain(&mut r);
+    r.step(300, Input::Connected { conn: C + 7 });
+    let out = drain(&mut r);
+    assert!(
+        out.iter()
+            .flat_map(|b| b.now.iter())
+            .any(|o| *o == close(C + 7)),
+        "looking: {out:?}"
+    );
+    let mut r = established_with(cfg(LEADER));
+    drain(&mut r);
+    r.step(700, Input::Connected { conn: C + 8 });
+    let out = drain(&mut r);
+    assert!(
+        out.iter()
+            .flat_map(|b| b.now.iter())
+            .any(|o| *o == close(C + 8)),
+        "leading: {out:?}"
     );
 }

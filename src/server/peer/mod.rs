@@ -357,10 +357,10 @@ impl Peers {
             Ok(None) => {} // the higher sid dials us back
             // A refused TLS handshake is a setup problem worth a line; a member
             // that is down is not (it is dialled again and again).
-            Err(e) if e.to_string().starts_with("quorum TLS") => {
-                tracing::warn!("election link to server {to}: {e}")
+            Err(DialError::Tls(why)) => {
+                tracing::warn!("election link to server {to}: quorum TLS: {why}")
             }
-            Err(e) => tracing::debug!("election link to server {to}: {e}"),
+            Err(DialError::Io(e)) => tracing::debug!("election link to server {to}: {e}"),
         }
     }
 
@@ -372,11 +372,12 @@ impl Peers {
         }
     }
 
-    async fn try_dial_election(&self, to: ServerId) -> std::io::Result<Option<PeerStream>> {
+    async fn try_dial_election(&self, to: ServerId) -> Result<Option<PeerStream>, DialError> {
         let Some(addr) = self.election_addr(to) else {
             return Ok(None);
         };
-        let stream = TcpStream::connect_timeout(addr, CONNECT_TIMEOUT).await?;
+        let stream = (TcpStream::connect_timeout(addr, CONNECT_TIMEOUT).await)
+            .map_err(std::io::Error::from)?;
         self.election_sock_opts(&stream, &addr);
         let mut stream = self.secure_dialled(stream, addr).await?;
         let mut b = Vec::new();
@@ -407,29 +408,24 @@ impl Peers {
         }
     }
 
-    /// A dialled link's stream: TLS with sslQuorum (handshake and host check,
-    /// bounded by CONNECT_TIMEOUT), else the socket itself.
+    /// A dialled link's stream: TLS with sslQuorum (`PeerTls::dial`), else the
+    /// socket itself.
     async fn secure_dialled(
         &self,
         stream: TcpStream,
         addr: SocketAddr,
-    ) -> std::io::Result<PeerStream> {
-        let Some(tls) = &self.tls else {
-            return Ok(PeerStream::Plain(stream));
-        };
-        let members = self.addrs.borrow().clone();
-        let dial = async { Ok(tls.dial(stream, addr, &members).await) };
-        match glommio::timer::timeout(CONNECT_TIMEOUT, dial).await {
-            Ok(r) => r.map_err(|e| std::io::Error::other(format!("quorum TLS with {addr}: {e}"))),
-            Err(_) => Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("quorum TLS with {addr}: no handshake within {CONNECT_TIMEOUT:?}"),
-            )),
+    ) -> Result<PeerStream, DialError> {
+        match &self.tls {
+            None => Ok(PeerStream::Plain(stream)),
+            Some(tls) => {
+                let members = self.addrs.borrow().clone();
+                (tls.dial(stream, addr, &members).await).map_err(DialError::Tls)
+            }
         }
     }
 
-    /// An accepted link's stream: as `PeerTls::accept` says (bounded by
-    /// CONNECT_TIMEOUT), else the socket itself. `None` (logged) when refused.
+    /// An accepted link's stream: as `PeerTls::accept` says, else the socket
+    /// itself. `None` (logged) when refused.
     async fn secure_accepted(
         &self,
         stream: TcpStream,
@@ -440,14 +436,13 @@ impl Peers {
             return Some(PeerStream::Plain(stream));
         };
         let members = self.addrs.borrow().clone();
-        let accept = async { Ok(tls.accept(stream, &members).await) };
-        let why = match glommio::timer::timeout(CONNECT_TIMEOUT, accept).await {
-            Ok(Ok(s)) => return Some(s),
-            Ok(Err(why)) => why,
-            Err(_) => format!("no handshake within {CONNECT_TIMEOUT:?}"),
-        };
-        tracing::warn!("{port} port: dropping a link from {peer}: quorum TLS: {why}");
-        None
+        match tls.accept(stream, &members).await {
+            Ok(s) => Some(s),
+            Err(why) => {
+                tracing::warn!("{port} port: dropping a link from {peer}: quorum TLS: {why}");
+                None
+            }
+        }
     }
 
     /// Reads the init message of an accepted link and applies the higher-sid rule.
@@ -918,6 +913,29 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     sk.listen(1024)?;
     // SAFETY: the fd is a listening TCP socket we own; the listener takes it over.
     Ok(unsafe { TcpListener::from_raw_fd(sk.into_raw_fd()) })
+}
+
+/// Why a dial gave no link.
+enum DialError {
+    /// The member cannot be reached (down, not listening yet): dialled again later.
+    Io(std::io::Error),
+    /// Quorum TLS refused the link: a setup problem, worth a warning.
+    Tls(String),
+}
+
+impl From<std::io::Error> for DialError {
+    fn from(e: std::io::Error) -> DialError {
+        DialError::Io(e)
+    }
+}
+
+impl std::fmt::Display for DialError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DialError::Io(e) => e.fmt(f),
+            DialError::Tls(why) => write!(f, "quorum TLS: {why}"),
+        }
+    }
 }
 
 /// How a quorum link's reader ended: the peer went away, or it sent what we refuse.

@@ -20,7 +20,9 @@
 
 use super::PeerAddr;
 use crate::config::{ClientAuth, QuorumTlsConfig};
-use crate::server::tls::{client_verifier, load_key_store, load_roots, provider, version};
+use crate::server::tls::{
+    client_verifier, load_key_store, load_roots, provider, starts_with_tls, version,
+};
 use futures::io::{AsyncRead, AsyncWrite};
 use futures_rustls::{TlsAcceptor, TlsConnector};
 use glommio::net::TcpStream;
@@ -30,6 +32,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, ServerConfig, SignatureScheme,
 };
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -41,9 +44,14 @@ use std::time::Duration;
 /// How long a portUnification port waits for a link's first bytes before taking it
 /// as plaintext (the reference's ssl.quorum.handshakeDetectionTimeoutMillis).
 const DETECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Between two looks at a link's first bytes while fewer than a TLS record header
-/// have come.
-const DETECT_POLL: Duration = Duration::from_millis(2);
+/// How long a TLS handshake on a peer link may take, either end (the reference's
+/// connect timeout, cnxTimeout, bounds its handshakes too).
+pub const PEER_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// TLS handshakes in progress on this member's election and quorum ports together.
+/// A link accepted beyond it is dropped: each handshake signs on the sequencer core,
+/// so a flood of ClientHellos must not starve the quorum's own work. Members dial a
+/// few links each; 8 is far above what an ensemble needs at once.
+pub const PEER_HANDSHAKES_MAX: usize = 8;
 
 /// A peer link's byte stream.
 pub enum PeerStream {
@@ -68,6 +76,17 @@ pub struct PeerTls {
     dial_tls: bool,
     accept_plaintext: bool,
     hostname_verification: bool,
+    /// Accepted links in their TLS handshake (bounded by `PEER_HANDSHAKES_MAX`).
+    handshakes: Cell<usize>,
+}
+
+/// One accepted handshake's place under `PEER_HANDSHAKES_MAX`, given back on drop.
+struct HandshakeSlot<'a>(&'a Cell<usize>);
+
+impl Drop for HandshakeSlot<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
 }
 
 impl PeerTls {
@@ -77,6 +96,7 @@ impl PeerTls {
         let versions: Vec<_> = cfg.protocols.iter().map(|p| version(*p)).collect();
         let key_store = load_key_store(&cfg.key_store).map_err(|e| e.to_string())?;
         let roots = load_roots(&cfg.trust_store).map_err(|e| e.to_string())?;
+        let roots_for_clients = roots.clone();
         let setup = |e: rustls::Error| format!("quorum TLS: {e}");
         let server = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&versions)
@@ -84,7 +104,7 @@ impl PeerTls {
         let server = match cfg.client_auth {
             ClientAuth::None => server.with_no_client_auth(),
             auth => server.with_client_cert_verifier(
-                client_verifier(&cfg.trust_store, auth, &provider).map_err(|e| e.to_string())?,
+                client_verifier(roots_for_clients, auth, &provider).map_err(|e| e.to_string())?,
             ),
         };
         let key_err = |e: rustls::Error| {
@@ -113,71 +133,91 @@ impl PeerTls {
             dial_tls: cfg.dial_tls,
             accept_plaintext: cfg.accept_plaintext,
             hostname_verification: cfg.hostname_verification,
+            handshakes: Cell::new(0),
         })
     }
 
-    /// The dialling side of a link to `addr`: a TLS handshake with sslQuorum, then
-    /// the host check of the other member's certificate.
+    /// The dialling side of a link to `addr`: with sslQuorum a TLS handshake
+    /// (bounded by `PEER_HANDSHAKE_TIMEOUT`), then the host check of the other
+    /// member's certificate. The error says why the link is refused.
     pub async fn dial(
         &self,
         stream: TcpStream,
         addr: SocketAddr,
         members: &BTreeMap<u64, PeerAddr>,
-    ) -> io::Result<PeerStream> {
+    ) -> Result<PeerStream, String> {
         if !self.dial_tls {
             return Ok(PeerStream::Plain(stream));
         }
         let name = ServerName::IpAddress(addr.ip().into());
-        let tls = self.connector.connect(name, stream).await?;
+        let handshake = async { Ok(self.connector.connect(name, stream).await) };
+        let tls = match glommio::timer::timeout(PEER_HANDSHAKE_TIMEOUT, handshake).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => return Err(format!("TLS handshake with {addr} failed: {e}")),
+            Err(_) => {
+                return Err(format!(
+                    "no TLS handshake with {addr} within {PEER_HANDSHAKE_TIMEOUT:?}"
+                ))
+            }
+        };
         if self.hostname_verification {
             let certs = tls.get_ref().1.peer_certificates();
-            check_host(certs, addr.ip(), members).map_err(io::Error::other)?;
+            check_host(certs, addr.ip(), members).map_err(|e| format!("{addr}: {e}"))?;
         }
         Ok(PeerStream::Tls(Box::new(tls.into())))
     }
 
     /// The accepting side: with portUnification a link whose first bytes are not a
-    /// TLS handshake's stays plaintext; otherwise a TLS handshake, then (with a
-    /// certificate shown) the host check against the address it came from.
+    /// TLS handshake's (or that sends nothing for `DETECT_TIMEOUT`) stays plaintext;
+    /// otherwise a TLS handshake (from its first bytes on, at most
+    /// `PEER_HANDSHAKES_MAX` at once, each bounded by `PEER_HANDSHAKE_TIMEOUT`; a
+    /// link silent that long is dropped), then, when a certificate was shown, the
+    /// host check against the address it came from. The error says why the link is
+    /// refused.
     pub async fn accept(
         &self,
         stream: TcpStream,
         members: &BTreeMap<u64, PeerAddr>,
     ) -> Result<PeerStream, String> {
-        if self.accept_plaintext && !starts_with_tls(&stream).await {
-            return Ok(PeerStream::Plain(stream));
+        if self.accept_plaintext {
+            let look = async { Ok(starts_with_tls(&stream).await) };
+            let tls = glommio::timer::timeout(DETECT_TIMEOUT, look).await;
+            if !matches!(tls, Ok(true)) {
+                return Ok(PeerStream::Plain(stream));
+            }
         }
+        // A link that has sent nothing costs nothing yet: it takes a handshake's
+        // place only once its first bytes (a ClientHello) are here.
+        let first = async { Ok(stream.peek(&mut [0u8; 1]).await) };
+        match glommio::timer::timeout(PEER_HANDSHAKE_TIMEOUT, first).await {
+            Ok(Ok(n)) if n > 0 => {}
+            Ok(_) => return Err("closed before its TLS handshake".into()),
+            Err(_) => return Err(format!("sent nothing within {PEER_HANDSHAKE_TIMEOUT:?}")),
+        }
+        if self.handshakes.get() >= PEER_HANDSHAKES_MAX {
+            return Err(format!(
+                "{PEER_HANDSHAKES_MAX} TLS handshakes already in progress (PEER_HANDSHAKES_MAX)"
+            ));
+        }
+        self.handshakes.set(self.handshakes.get() + 1);
+        let _slot = HandshakeSlot(&self.handshakes);
         let ip = stream.peer_addr().map_err(|e| e.to_string())?.ip();
-        let tls = (self.acceptor.accept(stream).await)
-            .map_err(|e| format!("TLS handshake failed: {e}"))?;
+        let handshake = async { Ok(self.acceptor.accept(stream).await) };
+        let tls = match glommio::timer::timeout(PEER_HANDSHAKE_TIMEOUT, handshake).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => return Err(format!("TLS handshake failed: {e}")),
+            Err(_) => {
+                return Err(format!(
+                    "no TLS handshake within {PEER_HANDSHAKE_TIMEOUT:?}"
+                ))
+            }
+        };
         let certs = tls.get_ref().1.peer_certificates();
         if self.hostname_verification && certs.is_some() {
             check_host(certs, ip, members)?;
         }
         Ok(PeerStream::Tls(Box::new(tls.into())))
     }
-}
-
-/// Whether a link's first bytes are a TLS client's (`tls_verdict`); a link silent
-/// for `DETECT_TIMEOUT` is taken as plaintext, as the reference does.
-async fn starts_with_tls(stream: &TcpStream) -> bool {
-    let look = async {
-        let mut head = [0u8; crate::server::tls::TLS_RECORD_HEADER_BYTES];
-        loop {
-            let n = stream.peek(&mut head).await?;
-            if n == 0 {
-                return Ok(false);
-            }
-            if let Some(tls) = crate::server::tls::tls_verdict(&head[..n]) {
-                return Ok(tls);
-            }
-            glommio::timer::sleep(DETECT_POLL).await;
-        }
-    };
-    matches!(
-        glommio::timer::timeout(DETECT_TIMEOUT, look).await,
-        Ok(true)
-    )
 }
 
 /// The reference's host check: the end-entity certificate names `ip` (an IP SAN)
@@ -200,6 +240,8 @@ pub fn check_host(
     let hosts: Vec<&str> = (members.values())
         .filter(|m| m.election.ip() == ip || m.quorum.ip() == ip)
         .flat_map(|m| m.hosts.iter().map(String::as_str))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
         .collect();
     let named = hosts.iter().any(|h| {
         ServerName::try_from(*h)
@@ -326,6 +368,48 @@ mod tests {
             quorum: format!("{ip}:2888").parse().unwrap(),
             hosts: hosts.iter().map(|h| h.to_string()).collect(),
         }
+    }
+
+    /// ChainOnly forgives a name mismatch only: an expired certificate, or one of
+    /// another CA, still fails whatever name it carries.
+    #[test]
+    fn the_chain_check_forgives_only_the_name() {
+        use rcgen::{BasicConstraints, IsCa};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = p.self_signed(&ca_key).unwrap();
+        let leaf = |sans: &[&str], expired: bool| {
+            let key = KeyPair::generate().unwrap();
+            let sans: Vec<String> = sans.iter().map(|s| s.to_string()).collect();
+            let mut p = CertificateParams::new(sans).unwrap();
+            if expired {
+                p.not_before = rcgen::date_time_ymd(2000, 1, 1);
+                p.not_after = rcgen::date_time_ymd(2001, 1, 1);
+            }
+            p.signed_by(&key, &ca, &ca_key).unwrap().der().clone()
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.der().clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .unwrap();
+        let v = ChainOnly(inner);
+        let dialled = ServerName::IpAddress("127.0.0.1".parse::<IpAddr>().unwrap().into());
+        let check =
+            |c: &CertificateDer<'_>| v.verify_server_cert(c, &[], &dialled, &[], UnixTime::now());
+        assert!(check(&leaf(&["127.0.0.1"], false)).is_ok());
+        assert!(
+            check(&leaf(&["other.example"], false)).is_ok(),
+            "the name is checked later"
+        );
+        assert!(check(&leaf(&["other.example"], true)).is_err(), "expired");
+        assert!(check(&leaf(&["127.0.0.1"], true)).is_err(), "expired");
+        assert!(
+            check(&cert(&["127.0.0.1"])).is_err(),
+            "not of the trusted CA"
+        );
     }
 
     #[test]
