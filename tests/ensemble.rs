@@ -19,6 +19,7 @@ mod common;
 
 use common::ensemble::{
     call, create_req, pipeline, resume_session, Ensemble, Mode, Role, Tree, WriteLoad, POLL_MS,
+    THREE_CORRALS, THREE_REFERENCES,
 };
 use common::Kind;
 use corral::proto::{CreateMode, CreateRequest, ErrorCode, OpResult, Request, Response};
@@ -36,38 +37,6 @@ const BULK_DELETES_COUNT: usize = 200;
 const PRE_NODES_COUNT: usize = 100;
 /// Attempts at moving a session to another member.
 const RESUME_ATTEMPTS_MAX: u32 = 100;
-
-const THREE_REFERENCES: [Kind; 3] = [Kind::Reference; 3];
-const THREE_CORRALS: [Kind; 3] = [Kind::Corral; 3];
-/// Corral followers of a ZooKeeper leader (sid 3 leads).
-const ZOOKEEPER_LEADS: [Kind; 3] = [Kind::Corral, Kind::Corral, Kind::Reference];
-/// ZooKeeper followers of a corral leader (sid 3 leads).
-const CORRAL_LEADS: [Kind; 3] = [Kind::Reference, Kind::Reference, Kind::Corral];
-
-/// One `#[test]` per ensemble kind for a scenario `fn(kinds: [Kind; 3])`.
-macro_rules! on_every_ensemble {
-    ($scenario:ident) => {
-        mod $scenario {
-            use super::*;
-            #[test]
-            fn zookeeper() {
-                super::$scenario(THREE_REFERENCES);
-            }
-            #[test]
-            fn corral() {
-                super::$scenario(THREE_CORRALS);
-            }
-            #[test]
-            fn zookeeper_leads_corral() {
-                super::$scenario(ZOOKEEPER_LEADS);
-            }
-            #[test]
-            fn corral_leads_zookeeper() {
-                super::$scenario(CORRAL_LEADS);
-            }
-        }
-    };
-}
 
 /// Starts an ensemble of these kinds (None: prerequisites missing, skipped) and
 /// checks that, in a mixed one, the member meant to lead does.

@@ -79,6 +79,40 @@ const GDB_TIMEOUT_S: u64 = 30;
 const THREAD_DUMP_START: &str = "Full thread dump";
 const THREAD_DUMP_END: &str = "JNI global refs";
 
+/// Three reference members.
+pub const THREE_REFERENCES: [Kind; 3] = [Kind::Reference; 3];
+/// Three corral members.
+pub const THREE_CORRALS: [Kind; 3] = [Kind::Corral; 3];
+/// Corral followers of a ZooKeeper leader (sid 3 leads).
+pub const ZOOKEEPER_LEADS: [Kind; 3] = [Kind::Corral, Kind::Corral, Kind::Reference];
+/// ZooKeeper followers of a corral leader (sid 3 leads).
+pub const CORRAL_LEADS: [Kind; 3] = [Kind::Reference, Kind::Reference, Kind::Corral];
+
+/// One `#[test]` per ensemble kind for a scenario `fn(kinds: [Kind; 3])`.
+#[macro_export]
+macro_rules! on_every_ensemble {
+    ($scenario:ident) => {
+        mod $scenario {
+            #[test]
+            fn zookeeper() {
+                super::$scenario($crate::common::ensemble::THREE_REFERENCES);
+            }
+            #[test]
+            fn corral() {
+                super::$scenario($crate::common::ensemble::THREE_CORRALS);
+            }
+            #[test]
+            fn zookeeper_leads_corral() {
+                super::$scenario($crate::common::ensemble::ZOOKEEPER_LEADS);
+            }
+            #[test]
+            fn corral_leads_zookeeper() {
+                super::$scenario($crate::common::ensemble::CORRAL_LEADS);
+            }
+        }
+    };
+}
+
 /// The subtree each server keeps for itself (config, quotas): left out of dumps.
 const SYSTEM_SUBTREE: &str = "/zookeeper";
 

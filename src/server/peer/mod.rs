@@ -438,7 +438,11 @@ impl Peers {
         let members = self.addrs.borrow().clone();
         match tls.accept(stream, &members).await {
             Ok(s) => Some(s),
-            Err(why) => {
+            Err(tls::AcceptError::ClosedSilent) => {
+                tracing::debug!("{port} port: {peer} closed without a byte");
+                None
+            }
+            Err(tls::AcceptError::Refused(why)) => {
                 tracing::warn!("{port} port: dropping a link from {peer}: quorum TLS: {why}");
                 None
             }

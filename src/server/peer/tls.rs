@@ -69,6 +69,15 @@ impl PeerStream {
     }
 }
 
+/// Why an accepted link did not become a peer link.
+#[derive(Debug)]
+pub enum AcceptError {
+    /// It closed without sending a byte (a port probe).
+    ClosedSilent,
+    /// Refused, and why (for one warning line).
+    Refused(String),
+}
+
 /// This member's quorum TLS.
 pub struct PeerTls {
     acceptor: TlsAcceptor,
@@ -178,7 +187,7 @@ impl PeerTls {
         &self,
         stream: TcpStream,
         members: &BTreeMap<u64, PeerAddr>,
-    ) -> Result<PeerStream, String> {
+    ) -> Result<PeerStream, AcceptError> {
         if self.accept_plaintext {
             let look = async { Ok(starts_with_tls(&stream).await) };
             let tls = glommio::timer::timeout(DETECT_TIMEOUT, look).await;
@@ -188,33 +197,38 @@ impl PeerTls {
         }
         // A link that has sent nothing costs nothing yet: it takes a handshake's
         // place only once its first bytes (a ClientHello) are here.
+        let refused = |why: String| Err(AcceptError::Refused(why));
         let first = async { Ok(stream.peek(&mut [0u8; 1]).await) };
         match glommio::timer::timeout(PEER_HANDSHAKE_TIMEOUT, first).await {
             Ok(Ok(n)) if n > 0 => {}
-            Ok(_) => return Err("closed before its TLS handshake".into()),
-            Err(_) => return Err(format!("sent nothing within {PEER_HANDSHAKE_TIMEOUT:?}")),
+            // A port probe (connect, close): not worth a warning.
+            Ok(_) => return Err(AcceptError::ClosedSilent),
+            Err(_) => return refused(format!("sent nothing within {PEER_HANDSHAKE_TIMEOUT:?}")),
         }
         if self.handshakes.get() >= PEER_HANDSHAKES_MAX {
-            return Err(format!(
+            return refused(format!(
                 "{PEER_HANDSHAKES_MAX} TLS handshakes already in progress (PEER_HANDSHAKES_MAX)"
             ));
         }
         self.handshakes.set(self.handshakes.get() + 1);
         let _slot = HandshakeSlot(&self.handshakes);
-        let ip = stream.peer_addr().map_err(|e| e.to_string())?.ip();
+        let ip = match stream.peer_addr() {
+            Ok(a) => a.ip(),
+            Err(e) => return refused(e.to_string()),
+        };
         let handshake = async { Ok(self.acceptor.accept(stream).await) };
         let tls = match glommio::timer::timeout(PEER_HANDSHAKE_TIMEOUT, handshake).await {
             Ok(Ok(tls)) => tls,
-            Ok(Err(e)) => return Err(format!("TLS handshake failed: {e}")),
+            Ok(Err(e)) => return refused(format!("TLS handshake failed: {e}")),
             Err(_) => {
-                return Err(format!(
+                return refused(format!(
                     "no TLS handshake within {PEER_HANDSHAKE_TIMEOUT:?}"
                 ))
             }
         };
         let certs = tls.get_ref().1.peer_certificates();
         if self.hostname_verification && certs.is_some() {
-            check_host(certs, ip, members)?;
+            check_host(certs, ip, members).map_err(AcceptError::Refused)?;
         }
         Ok(PeerStream::Tls(Box::new(tls.into())))
     }
