@@ -362,3 +362,36 @@ fn stalled_handshakes_are_bounded_and_the_ensemble_goes_on() {
     write_through(&ens, &[1, 2, 3], "rejoined");
     drop(held);
 }
+
+/// TLS 1.3 only (ssl.quorum.enabledProtocols, with TLS 1.3 suites named, which the
+/// reference needs): in TLS 1.3 a learner's first packet can arrive with the end of
+/// the handshake, so the leader finds it already buffered. Both mixed ensembles.
+#[test]
+fn mixed_ensembles_speak_tls_1_3() {
+    for kinds in [ZOOKEEPER_LEADS, CORRAL_LEADS] {
+        let pki = Pki::new();
+        let member = pki.path("server.pem");
+        let tls13 = "sslQuorum=true\nssl.quorum.enabledProtocols=TLSv1.3\n\
+                     ssl.quorum.ciphersuites=TLS_AES_128_GCM_SHA256,TLS_AES_256_GCM_SHA384\n";
+        let Some(mut ens) = configure(kinds, |_| tls_lines(&pki, &member, tls13)) else {
+            return;
+        };
+        ens.launch_all();
+        write_through(&ens, &[1, 2, 3], "tls13");
+        let leader = ens.wait_leader();
+        let follower = if leader == 1 { 2 } else { 1 };
+        ens.kill(follower);
+        ens.restart(follower);
+        ens.wait_serving(follower);
+        write_through(&ens, &[1, 2, 3], "tls13-again");
+        assert_reference_speaks_tls(&ens);
+        let handshakes = (ens.sids().into_iter())
+            .filter(|s| ens.kind(*s) == Kind::Reference)
+            .any(|s| ens.log(s).contains("TLSv1.3"));
+        assert!(
+            handshakes,
+            "a reference member negotiated TLSv1.3\n{}",
+            ens.report()
+        );
+    }
+}
