@@ -1398,3 +1398,26 @@ fn quorum_tls_keys_without_sslquorum_or_an_ensemble_only_warn() {
         PathBuf::from("/k/member.pem")
     );
 }
+
+#[test]
+fn quorum_sasl_required_stops_start_up_and_enabled_alone_warns() {
+    for key in [
+        "quorum.auth.serverRequireSasl",
+        "quorum.auth.learnerRequireSasl",
+    ] {
+        let e = parse(&format!("{ENSEMBLE}{key}=true\n"), &myid("1")).unwrap_err();
+        assert!(
+            e.starts_with(&format!("config line 8: `{key}` has a bad value `true`: corral does not speak quorum SASL yet")),
+            "{e}"
+        );
+        let c = parse(&format!("{ENSEMBLE}{key}=false\n"), &myid("1")).unwrap();
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+    let c = parse(
+        &format!("{ENSEMBLE}quorum.auth.enableSasl=true\n"),
+        &myid("1"),
+    )
+    .unwrap();
+    assert_eq!(c.warnings.len(), 1);
+    assert!(c.warnings[0].contains("`quorum.auth.enableSasl` is accepted but has no effect"));
+}
