@@ -323,7 +323,7 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
         None => None,
     };
     // Read and checked before anything starts, as the client port's stores.
-    let peer_tls = match cfg.quorum_tls.as_ref().filter(|_| cfg.is_distributed()) {
+    let peer_tls = match &cfg.quorum_tls {
         Some(t) => Some(peer::tls::PeerTls::load(t).map_err(ServerError::QuorumTls)?),
         None => None,
     };

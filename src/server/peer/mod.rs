@@ -550,8 +550,14 @@ impl Peers {
         glommio::spawn_local(write_link(wr, rx, None)).detach();
         let me = self.clone();
         glommio::spawn_local(async move {
-            let why = me.read_election(sid, rd, received).await;
-            tracing::debug!("election link to server {sid} ended: {why}");
+            match me.read_election(sid, rd, received).await {
+                LinkEnd::Closed(why) => {
+                    tracing::debug!("election link to server {sid} ended: {why}")
+                }
+                LinkEnd::Refused(why) => {
+                    tracing::warn!("election link to server {sid}: {why}; dropping it")
+                }
+            }
             let mut st = me.state.borrow_mut();
             if let Some(p) = st.election.get_mut(&sid) {
                 if p.link.as_ref().is_some_and(|(g, _)| *g == gen) {
@@ -567,7 +573,7 @@ impl Peers {
         sid: ServerId,
         mut rd: ReadHalf<PeerStream>,
         mut buf: Vec<u8>,
-    ) -> String {
+    ) -> LinkEnd {
         let mut chunk = vec![0u8; READ_CHUNK_BYTES];
         loop {
             let mut at = 0;
@@ -582,17 +588,14 @@ impl Peers {
                         at += used;
                     }
                     Ok(None) => break,
-                    Err(e) => {
-                        tracing::warn!("election link from server {sid}: {e}; dropping it");
-                        return e.to_string();
-                    }
+                    Err(e) => return LinkEnd::Refused(e.to_string()),
                 }
             }
             buf.drain(..at);
             match rd.read(&mut chunk).await {
-                Ok(0) => return "closed".into(),
+                Ok(0) => return LinkEnd::Closed("closed".into()),
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                Err(e) => return e.to_string(),
+                Err(e) => return read_failed(e),
             }
         }
     }
@@ -799,7 +802,7 @@ impl Peers {
             match rd.read(&mut chunk).await {
                 Ok(0) => return closed_at_eof(snap.map(|(dec, _)| dec)),
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                Err(e) => return LinkEnd::Closed(e.to_string()),
+                Err(e) => return read_failed(e),
             }
         }
     }
@@ -942,10 +945,21 @@ impl std::fmt::Display for DialError {
     }
 }
 
-/// How a quorum link's reader ended: the peer went away, or it sent what we refuse.
+/// How a link's reader ended (quorum or election): the peer went away, or it sent
+/// what we refuse.
 enum LinkEnd {
     Closed(String),
     Refused(String),
+}
+
+/// A link's read failed. From a TLS stream, bad data is a TLS error (often the
+/// other end's alert: under TLS 1.3 a refused certificate shows only here, on the
+/// end that dialled): worth a warning, unlike a reset.
+fn read_failed(e: std::io::Error) -> LinkEnd {
+    match e.kind() {
+        std::io::ErrorKind::InvalidData => LinkEnd::Refused(format!("quorum TLS: {e}")),
+        _ => LinkEnd::Closed(e.to_string()),
+    }
 }
 
 /// The peer closed the link; in the middle of a snapshot stream that is a
