@@ -26,8 +26,12 @@
 //! (`QUORUM_DATA_BYTES_MAX`), an election frame (512 KiB, in `proto::election`), the
 //! init message's address (2 KiB), each link's send queue (`SEND_QUEUE_BYTES_MAX`;
 //! over it the link is closed), the event channel (`EVENT_QUEUE_MAX`) and, with
-//! reconfig, the servers outside the config taken (`JOINERS_COUNT_MAX`). A bad
-//! byte closes that link with one log line; nothing else is affected.
+//! reconfig, the servers outside the config taken (`JOINERS_COUNT_MAX`). With quorum
+//! TLS (`tls`): TLS handshakes in progress (`tls::PEER_HANDSHAKES_MAX`, each within
+//! `tls::PEER_HANDSHAKE_TIMEOUT`) and, per link, rustls's own bounds (one record
+//! being received, 16 KiB of decrypted bytes not yet read, records written but not
+//! yet sent up to its default buffer limit). A bad byte closes that link with one log
+//! line; nothing else is affected.
 
 pub mod tls;
 pub mod wire;
