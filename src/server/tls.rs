@@ -177,26 +177,18 @@ impl ServerTls {
     pub fn load(cfg: &TlsConfig) -> Result<ServerTls, TlsError> {
         let provider = Arc::new(provider(&cfg.suites));
         let key_store = load_key_store(&cfg.key_store)?;
-        let verifier = match (&cfg.trust_store, cfg.client_auth) {
+        let roots = match (&cfg.trust_store, cfg.client_auth) {
             (_, ClientAuth::None) => None,
-            (Some(store), auth) => Some(client_verifier(load_roots(store)?, auth, &provider)?),
+            (Some(store), _) => Some(load_roots(store)?),
             (None, _) => unreachable!("config requires a trust store when clientAuth is set"),
         };
-        let versions: Vec<_> = cfg.protocols.iter().map(|p| version(*p)).collect();
-        let builder = ServerConfig::builder_with_provider(provider)
-            .with_protocol_versions(&versions)
-            .map_err(|e| TlsError::Setup(e.to_string()))?;
-        let builder = match verifier {
-            Some(v) => builder.with_client_cert_verifier(v),
-            None => builder.with_no_client_auth(),
-        };
-        let config = builder
-            .with_single_cert(key_store.chain, key_store.key)
-            .map_err(|e| TlsError::Store {
-                key: cfg.key_store.key.clone(),
-                path: cfg.key_store.path.clone(),
-                why: StoreError::Key(e.to_string()),
-            })?;
+        let config = server_config(
+            &provider,
+            &cfg.protocols,
+            (&cfg.key_store, key_store),
+            roots,
+            cfg.client_auth,
+        )?;
         Ok(ServerTls {
             config: Arc::new(config),
             client_auth: cfg.client_auth,
@@ -229,6 +221,35 @@ impl ServerTls {
         ids.push(Id::new("x509", subject));
         ids
     }
+}
+
+/// A rustls server config: these protocols, this key store (as named in zoo.cfg,
+/// and as loaded), client certificates chained to `roots` as `auth` says (`roots`
+/// is set unless `auth` is none). The client port's TLS and quorum TLS share it.
+pub(crate) fn server_config(
+    provider: &Arc<CryptoProvider>,
+    protocols: &[TlsProtocol],
+    (store, key_store): (&PemStore, KeyStore),
+    roots: Option<Arc<RootCertStore>>,
+    auth: ClientAuth,
+) -> Result<ServerConfig, TlsError> {
+    let versions: Vec<_> = protocols.iter().map(|p| version(*p)).collect();
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&versions)
+        .map_err(|e| TlsError::Setup(e.to_string()))?;
+    let builder = match (roots, auth) {
+        (Some(roots), ClientAuth::Need | ClientAuth::Want) => {
+            builder.with_client_cert_verifier(client_verifier(roots, auth, provider)?)
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    builder
+        .with_single_cert(key_store.chain, key_store.key)
+        .map_err(|e| TlsError::Store {
+            key: store.key.clone(),
+            path: store.path.clone(),
+            why: StoreError::Key(e.to_string()),
+        })
 }
 
 /// ring's provider with only the configured suites, in the configured order.

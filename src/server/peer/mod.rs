@@ -361,10 +361,8 @@ impl Peers {
             Ok(None) => {} // the higher sid dials us back
             // A refused TLS handshake is a setup problem worth a line; a member
             // that is down is not (it is dialled again and again).
-            Err(DialError::Tls(why)) => {
-                tracing::warn!("election link to server {to}: quorum TLS: {why}")
-            }
-            Err(DialError::Io(e)) => tracing::debug!("election link to server {to}: {e}"),
+            Err(e @ DialError::Tls(_)) => tracing::warn!("election link to server {to}: {e}"),
+            Err(e @ DialError::Io(_)) => tracing::debug!("election link to server {to}: {e}"),
         }
     }
 
@@ -639,6 +637,7 @@ impl Peers {
             };
             let _ = stream.set_nodelay(true);
             if self.tls.is_none() {
+                // Inline: a full event channel holds the accepting, as before.
                 let stream = PeerStream::Plain(stream);
                 self.open_quorum(conn, stream, Side::Leader, None).await;
                 continue;

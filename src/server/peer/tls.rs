@@ -19,9 +19,9 @@
 //! core). The bytes after the handshake are the plaintext protocol's.
 
 use super::PeerAddr;
-use crate::config::{ClientAuth, QuorumTlsConfig};
+use crate::config::QuorumTlsConfig;
 use crate::server::tls::{
-    client_verifier, load_key_store, load_roots, provider, starts_with_tls, version,
+    load_key_store, load_roots, provider, server_config, starts_with_tls, version, KeyStore,
 };
 use futures::io::{AsyncRead, AsyncWrite};
 use futures_rustls::{TlsAcceptor, TlsConnector};
@@ -29,9 +29,7 @@ use glommio::net::TcpStream;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, ServerConfig, SignatureScheme,
-};
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, SignatureScheme};
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::io;
@@ -105,17 +103,20 @@ impl PeerTls {
         let versions: Vec<_> = cfg.protocols.iter().map(|p| version(*p)).collect();
         let key_store = load_key_store(&cfg.key_store).map_err(|e| e.to_string())?;
         let roots = load_roots(&cfg.trust_store).map_err(|e| e.to_string())?;
-        let roots_for_clients = roots.clone();
-        let setup = |e: rustls::Error| format!("quorum TLS: {e}");
-        let server = ServerConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(&versions)
-            .map_err(setup)?;
-        let server = match cfg.client_auth {
-            ClientAuth::None => server.with_no_client_auth(),
-            auth => server.with_client_cert_verifier(
-                client_verifier(roots_for_clients, auth, &provider).map_err(|e| e.to_string())?,
-            ),
+        let ours = KeyStore {
+            chain: key_store.chain.clone(),
+            key: key_store.key.clone_key(),
+            password_unused: key_store.password_unused,
         };
+        let server = server_config(
+            &provider,
+            &cfg.protocols,
+            (&cfg.key_store, ours),
+            Some(roots.clone()),
+            cfg.client_auth,
+        )
+        .map_err(|e| format!("quorum TLS: {e}"))?;
+        let setup = |e: rustls::Error| format!("quorum TLS: {e}");
         let key_err = |e: rustls::Error| {
             format!(
                 "{}={}: its private key cannot serve TLS: {e}",
@@ -123,9 +124,6 @@ impl PeerTls {
                 cfg.key_store.path.display()
             )
         };
-        let server = server
-            .with_single_cert(key_store.chain.clone(), key_store.key.clone_key())
-            .map_err(key_err)?;
         let chain = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
             .build()
             .map_err(|e| format!("quorum TLS: {e}"))?;
