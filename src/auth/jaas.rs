@@ -3,9 +3,11 @@
 //! `//` and `/* */` comments, values as words or quoted strings. Parsed once on the
 //! main thread while the config is loaded; the result, the `Server` section's
 //! `user_NAME="password"` options (what `SaslServerCallbackHandler` collects), goes
-//! into `Config` and from there to every shard.
+//! into `Config` and from there to every shard. Quorum SASL reads two more
+//! sections: `QuorumServer` (users, the same way) and `QuorumLearner` (the
+//! `username` and `password` a member logs in to the others with, `client_login`).
 //!
-//! Every section is checked for syntax. The server section must name only
+//! Every section is checked for syntax. A section corral reads must name only
 //! `DigestLoginModule`: Kerberos (GSSAPI) is out of scope, and any other module
 //! would log users in some way corral does not. Errors carry the line they were
 //! found on.
@@ -72,6 +74,41 @@ pub fn server_users(text: &str, section: &str) -> Result<Option<JaasUsers>, Jaas
     Ok(Some(JaasUsers { users }))
 }
 
+/// The `username` / `password` options of a DIGEST-MD5 client section (what the
+/// reference's DigestLoginModule puts in the subject a learner logs in with).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JaasLogin {
+    /// The section's first line.
+    pub line: usize,
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+}
+
+/// Parses a whole JAAS file and returns the login of client section `section`
+/// (quorum SASL's `QuorumLearner`); `None` when the file has no such section.
+pub fn client_login(text: &str, section: &str) -> Result<Option<JaasLogin>, JaasError> {
+    let sections = parse(text)?;
+    let Some(s) = sections.into_iter().find(|s| s.name == section) else {
+        return Ok(None);
+    };
+    let mut login = JaasLogin {
+        line: s.modules.first().map_or(0, |m| m.line),
+        user: None,
+        password: None,
+    };
+    for m in &s.modules {
+        check_server_module(m)?;
+        for (key, value) in &m.options {
+            match key.as_str() {
+                "username" => login.user = Some(value.clone()),
+                "password" => login.password = Some(Secret::new(value.clone())),
+                _ => {}
+            }
+        }
+    }
+    Ok(Some(login))
+}
+
 fn check_server_module(m: &Module) -> Result<(), JaasError> {
     let why = match m.class.as_str() {
         DIGEST_LOGIN_MODULE => return Ok(()),
@@ -80,7 +117,7 @@ fn check_server_module(m: &Module) -> Result<(), JaasError> {
              use {DIGEST_LOGIN_MODULE} with user_NAME=\"password\" options"
         ),
         other => format!(
-            "login module `{other}` is not supported in the server section; \
+            "login module `{other}` is not supported in a section corral reads; \
              corral supports {DIGEST_LOGIN_MODULE}"
         ),
     };
@@ -506,5 +543,30 @@ Client {
                     user_a=\"t\\tab\\101\\\\\"; };";
         let u = server_users(text, "Server").unwrap().unwrap();
         assert_eq!(u.password("a"), Some("t\tabA\\"));
+    }
+
+    #[test]
+    fn a_learner_section_gives_its_login() {
+        let text = r#"
+QuorumServer { org.apache.zookeeper.server.auth.DigestLoginModule required user_test="test"; };
+QuorumLearner {
+    org.apache.zookeeper.server.auth.DigestLoginModule required
+    username="test" password="pw";
+};
+Bare { org.apache.zookeeper.server.auth.DigestLoginModule required; };
+Krb { com.sun.security.auth.module.Krb5LoginModule required useKeyTab=true; };
+"#;
+        let login = client_login(text, "QuorumLearner").unwrap().unwrap();
+        assert_eq!(login.line, 4);
+        assert_eq!(login.user.as_deref(), Some("test"));
+        assert_eq!(login.password.as_ref().map(Secret::expose), Some("pw"));
+        let bare = client_login(text, "Bare").unwrap().unwrap();
+        assert_eq!((bare.user, bare.password), (None, None));
+        assert_eq!(client_login(text, "Missing").unwrap(), None);
+        let err = client_login(text, "Krb").unwrap_err();
+        assert_eq!(err.line, 8);
+        assert!(err.why.contains("Kerberos"), "{err}");
+        let users = server_users(text, "QuorumServer").unwrap().unwrap();
+        assert_eq!(users.password("test"), Some("test"));
     }
 }

@@ -2,7 +2,9 @@
 //! reference's `SASLAuthenticationProvider` with its `SaslServerCallbackHandler`.
 //! Pure (no IO, no clock): `jaas` parses the JAAS login file on the main thread
 //! while the config is read; `sasl` is the per-connection DIGEST-MD5 server state
-//! machine that shard cores drive, one per connection that starts a SASL exchange.
+//! machine that shard cores drive, one per connection that starts a SASL exchange
+//! (and the sequencer core's peer transport, one per peer link a learner
+//! authenticates on with quorum SASL); `sasl_client` is the learner's side of that.
 //!
 //! ```text
 //!  zoo.cfg keys ─► SaslSettings (config) ─► JAAS file ─ jaas::server_users ─► JaasUsers
@@ -15,9 +17,11 @@
 
 pub mod jaas;
 pub mod sasl;
+pub mod sasl_client;
 
-pub use jaas::{JaasError, JaasUsers};
+pub use jaas::{JaasError, JaasLogin, JaasUsers};
 pub use sasl::{DigestServer, Outcome, SaslError};
+pub use sasl_client::DigestClient;
 
 /// The class that `authProvider.N` names to register the `sasl` scheme.
 pub const SASL_PROVIDER_CLASS: &str = "org.apache.zookeeper.server.auth.SASLAuthenticationProvider";

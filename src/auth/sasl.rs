@@ -1,9 +1,13 @@
 //! The server side of SASL DIGEST-MD5 (RFC 2831) as the reference runs it: the
 //! JVM's DigestMD5Server created with protocol `zookeeper`, server name
-//! `zk-sasl-md5` and no properties, behind `SaslServerCallbackHandler`. Pure: no IO,
-//! no clock; randomness for the nonce comes from the caller. One `DigestServer`
-//! lives in each client connection that starts a SASL exchange, on the shard core
-//! that owns the connection.
+//! `zk-sasl-md5` and no properties, behind `SaslServerCallbackHandler` (the client
+//! port, [`CLIENT_PORT`]); or with protocol `zookeeper-quorum`, server name
+//! `zk-quorum-sasl-md5`, behind `SaslQuorumServerCallbackHandler` (quorum SASL,
+//! [`QUORUM`]). Pure: no IO, no clock; randomness for the nonce comes from the
+//! caller. One `DigestServer` lives in each client connection that starts a SASL
+//! exchange, on the shard core that owns the connection, and in each peer link being
+//! authenticated, on the sequencer core. The learner's side of quorum SASL, the
+//! client role, is `sasl_client`.
 //!
 //! ```text
 //!  token 1 (ignored, usually empty) ─► challenge: realm, nonce, charset, algorithm
@@ -16,15 +20,52 @@
 //! challenge is `realm="zk-sasl-md5",nonce="<40 chars>",charset=utf-8,algorithm=md5-sess`
 //! (no `qop`, which means `auth` only); the response must name that realm, the
 //! nonce, a cnonce, `digest-uri` `zookeeper/zk-sasl-md5` (any case), qop `auth` if
-//! any, and carry the response digest in lowercase hex.
+//! any, and carry the response digest in lowercase hex. Quorum SASL is the same
+//! with its own realm and digest-uri; there the authzid, if given, must be the user
+//! name (the Debian 3.8.0's callback handler, ZOOKEEPER-4753).
 
 use md5::{Digest as _, Md5};
 use thiserror::Error;
 
-/// The realm the reference offers: its server name.
+/// The realm the reference offers on the client port: its server name.
 pub const SASL_REALM: &str = "zk-sasl-md5";
 /// The digest-uri a client must use: protocol `/` server name.
 pub const SASL_DIGEST_URI: &str = "zookeeper/zk-sasl-md5";
+
+/// Which DIGEST-MD5 service an exchange belongs to.
+#[derive(Debug, PartialEq, Eq)]
+pub struct DigestService {
+    /// The realm the server offers (its server name).
+    pub realm: &'static str,
+    /// The digest-uri the client must name: protocol `/` server name.
+    pub digest_uri: &'static str,
+    /// How the authenticated user's id is settled.
+    pub authz: Authz,
+}
+
+/// How a DIGEST-MD5 login's id is settled once the digest matches.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Authz {
+    /// The client port: the user name through the Kerberos name rules
+    /// (`authorization_id`); the authzid only enters the digest.
+    KerberosName,
+    /// Quorum SASL: an authzid other than the user name is refused.
+    SameAsAuthzid,
+}
+
+/// Client SASL on the client port (`SaslServerCallbackHandler`).
+pub const CLIENT_PORT: DigestService = DigestService {
+    realm: SASL_REALM,
+    digest_uri: SASL_DIGEST_URI,
+    authz: Authz::KerberosName,
+};
+
+/// Quorum SASL between members (`SaslQuorumServerCallbackHandler`).
+pub const QUORUM: DigestService = DigestService {
+    realm: "zk-quorum-sasl-md5",
+    digest_uri: "zookeeper-quorum/zk-quorum-sasl-md5",
+    authz: Authz::SameAsAuthzid,
+};
 /// Largest client token taken (the JVM's MAX_RESPONSE_LENGTH); longer fails.
 pub const SASL_RESPONSE_BYTES_MAX: usize = 4096;
 /// Random bytes in a nonce; base64 makes 40 characters of them, as the JVM does.
@@ -51,18 +92,29 @@ pub enum SaslError {
         directive: &'static str,
         value: String,
     },
-    #[error("DIGEST-MD5 response names realm `{0}`; the server offered {SASL_REALM}")]
-    Realm(String),
+    #[error("DIGEST-MD5 response names realm `{got}`; the server offered {offered}")]
+    Realm { got: String, offered: &'static str },
     #[error("DIGEST-MD5 response carries another nonce than the challenge")]
     Nonce,
-    #[error("DIGEST-MD5 response digest-uri `{0}`; expected {SASL_DIGEST_URI}")]
-    DigestUri(String),
+    #[error("DIGEST-MD5 response digest-uri `{got}`; expected {expected}")]
+    DigestUri { got: String, expected: &'static str },
     #[error("DIGEST-MD5 user `{0}` is not in the JAAS Server section")]
     UnknownUser(String),
     #[error("DIGEST-MD5 user name `{0}` is not a valid principal name")]
     BadUserName(String),
     #[error("DIGEST-MD5 response digest does not match (wrong password?)")]
     Mismatch,
+    #[error("DIGEST-MD5 user `{user}` asked to act as `{authzid}`: not authorized")]
+    Unauthorized { user: String, authzid: String },
+    #[error("DIGEST-MD5 challenge lacks `{0}`")]
+    ChallengeMissing(&'static str),
+    #[error("DIGEST-MD5 challenge has a bad `{directive}` value `{value}`")]
+    ChallengeBadValue {
+        directive: &'static str,
+        value: String,
+    },
+    #[error("DIGEST-MD5 server's rspauth does not prove it knows the password")]
+    BadRspauth,
 }
 
 /// What one step of the exchange answers.
@@ -76,32 +128,49 @@ pub enum Outcome {
 }
 
 /// One connection's DIGEST-MD5 exchange.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum DigestServer {
-    #[default]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigestServer {
+    service: &'static DigestService,
+    step: Step,
+}
+
+impl Default for DigestServer {
+    fn default() -> DigestServer {
+        DigestServer::new()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
     Start,
     /// The challenge went out with this nonce.
-    Challenged { nonce: String },
+    Challenged {
+        nonce: String,
+    },
     /// Over, successfully or not: any further token fails.
     Done,
 }
 
-/// The response directives the server reads; the others are ignored. Note the JVM
+/// The directives either role reads; the others are ignored. Note the JVM
 /// looks for `nonce-count`, not the RFC's `nc`, so a client's `nc` is ignored.
 #[derive(Default)]
-struct Directives {
-    username: Option<Vec<u8>>,
-    realm: Option<Vec<u8>>,
-    nonce: Option<Vec<u8>>,
-    cnonce: Option<Vec<u8>>,
-    nonce_count: Option<Vec<u8>>,
-    qop: Option<Vec<u8>>,
-    digest_uri: Option<Vec<u8>>,
-    response: Option<Vec<u8>>,
-    maxbuf: Option<Vec<u8>>,
-    charset: Option<Vec<u8>>,
-    cipher: Option<Vec<u8>>,
-    authzid: Option<Vec<u8>>,
+pub(super) struct Directives {
+    pub(super) username: Option<Vec<u8>>,
+    pub(super) realm: Option<Vec<u8>>,
+    pub(super) nonce: Option<Vec<u8>>,
+    pub(super) cnonce: Option<Vec<u8>>,
+    pub(super) nonce_count: Option<Vec<u8>>,
+    pub(super) qop: Option<Vec<u8>>,
+    pub(super) digest_uri: Option<Vec<u8>>,
+    pub(super) response: Option<Vec<u8>>,
+    pub(super) maxbuf: Option<Vec<u8>>,
+    pub(super) charset: Option<Vec<u8>>,
+    pub(super) cipher: Option<Vec<u8>>,
+    pub(super) authzid: Option<Vec<u8>>,
+    /// A challenge's (the client role reads it).
+    pub(super) algorithm: Option<Vec<u8>>,
+    /// A challenge's `rspauth` (the client role reads it).
+    pub(super) rspauth: Option<Vec<u8>>,
 }
 
 impl Directives {
@@ -119,6 +188,8 @@ impl Directives {
             "charset" => &mut self.charset,
             "cipher" => &mut self.cipher,
             "authzid" => &mut self.authzid,
+            "algorithm" => &mut self.algorithm,
+            "rspauth" => &mut self.rspauth,
             _ => return None,
         })
     }
@@ -136,8 +207,17 @@ impl Directives {
 }
 
 impl DigestServer {
+    /// An exchange on the client port.
     pub fn new() -> Self {
-        DigestServer::Start
+        DigestServer::for_service(&CLIENT_PORT)
+    }
+
+    /// An exchange for `service` (the client port's or quorum SASL's).
+    pub fn for_service(service: &'static DigestService) -> Self {
+        DigestServer {
+            service,
+            step: Step::Start,
+        }
     }
 
     /// One client token. `random` fills the nonce's random bytes; `password` finds a
@@ -151,60 +231,79 @@ impl DigestServer {
         if token.len() > SASL_RESPONSE_BYTES_MAX {
             return Err(SaslError::TooLong { bytes: token.len() });
         }
-        match std::mem::replace(self, DigestServer::Done) {
+        match std::mem::replace(&mut self.step, Step::Done) {
             // A first token is ignored (no "subsequent authentication"), as there.
-            DigestServer::Start => {
+            Step::Start => {
                 let nonce = make_nonce(random);
-                let challenge = challenge(&nonce);
-                *self = DigestServer::Challenged { nonce };
+                let challenge = challenge(self.service, &nonce);
+                self.step = Step::Challenged { nonce };
                 Ok(Outcome::Challenge(challenge))
             }
-            DigestServer::Challenged { nonce } => verify(token, &nonce, password),
-            DigestServer::Done => Err(SaslError::Finished),
+            Step::Challenged { nonce } => verify(self.service, token, &nonce, password),
+            Step::Done => Err(SaslError::Finished),
         }
+    }
+
+    /// Whether the exchange is over (successfully or not).
+    pub fn is_done(&self) -> bool {
+        self.step == Step::Done
     }
 }
 
-/// 30 random bytes in base64: 40 characters, no padding, nothing to escape.
-fn make_nonce(random: &mut dyn FnMut(&mut [u8])) -> String {
+/// 30 random bytes in base64: 40 characters, no padding, nothing to escape (the
+/// JVM's nonces and cnonces alike).
+pub(super) fn make_nonce(random: &mut dyn FnMut(&mut [u8])) -> String {
     use base64::Engine as _;
     let mut raw = [0u8; NONCE_RANDOM_BYTES];
     random(&mut raw);
     base64::engine::general_purpose::STANDARD.encode(raw)
 }
 
-fn challenge(nonce: &str) -> Vec<u8> {
-    format!("realm=\"{SASL_REALM}\",nonce=\"{nonce}\",charset=utf-8,algorithm=md5-sess")
-        .into_bytes()
+fn challenge(service: &DigestService, nonce: &str) -> Vec<u8> {
+    let realm = service.realm;
+    format!("realm=\"{realm}\",nonce=\"{nonce}\",charset=utf-8,algorithm=md5-sess").into_bytes()
 }
 
-/// What the response checks leave to hash: the client's values, decoded.
-struct Checked {
-    username: String,
-    realm: String,
-    cnonce: Vec<u8>,
-    qop: String,
-    digest_uri: String,
-    response: Vec<u8>,
-    authzid: Option<Vec<u8>>,
+/// What the response checks leave to hash: the client's values, decoded (the
+/// client role fills one with its own).
+pub(super) struct Checked {
+    pub(super) username: String,
+    pub(super) realm: String,
+    pub(super) cnonce: Vec<u8>,
+    pub(super) qop: String,
+    pub(super) digest_uri: String,
+    pub(super) response: Vec<u8>,
+    pub(super) authzid: Option<Vec<u8>>,
 }
 
 /// The second step: the digest-response, checked in the JVM's order, then the
 /// digest itself.
 fn verify(
+    service: &DigestService,
     token: &[u8],
     nonce: &str,
     password: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Outcome, SaslError> {
     let d = parse_directives(token)?;
-    let c = check_directives(d, nonce)?;
-    let user = authorization_id(&c.username)?;
+    let c = check_directives(service, d, nonce)?;
+    let user = match service.authz {
+        Authz::KerberosName => authorization_id(&c.username)?,
+        Authz::SameAsAuthzid => c.username.clone(),
+    };
     let Some(pw) = password(&c.username) else {
         return Err(SaslError::UnknownUser(c.username));
     };
     let expected = response_value("AUTHENTICATE", &c, nonce, &pw);
     if !constant_time_eq(&c.response, expected.as_bytes()) {
         return Err(SaslError::Mismatch);
+    }
+    if let (Authz::SameAsAuthzid, Some(z)) = (&service.authz, &c.authzid) {
+        if z.as_slice() != c.username.as_bytes() {
+            return Err(SaslError::Unauthorized {
+                user: c.username,
+                authzid: text(z),
+            });
+        }
     }
     let rspauth = format!("rspauth={}", response_value("", &c, nonce, &pw));
     Ok(Outcome::Authenticated {
@@ -213,11 +312,15 @@ fn verify(
     })
 }
 
-fn text(v: &[u8]) -> String {
+pub(super) fn text(v: &[u8]) -> String {
     String::from_utf8_lossy(v).into_owned()
 }
 
-fn check_directives(d: Directives, nonce: &str) -> Result<Checked, SaslError> {
+fn check_directives(
+    service: &DigestService,
+    d: Directives,
+    nonce: &str,
+) -> Result<Checked, SaslError> {
     if let Some(cs) = &d.charset {
         if cs.as_slice() != b"utf-8" {
             return Err(bad("charset", cs));
@@ -228,8 +331,11 @@ fn check_directives(d: Directives, nonce: &str) -> Result<Checked, SaslError> {
     }
     let username = text(&d.username.ok_or(SaslError::Missing("username"))?);
     let realm = d.realm.as_deref().map(text).unwrap_or_default();
-    if realm != SASL_REALM {
-        return Err(SaslError::Realm(realm));
+    if realm != service.realm {
+        return Err(SaslError::Realm {
+            got: realm,
+            offered: service.realm,
+        });
     }
     if d.nonce.ok_or(SaslError::Missing("nonce"))? != nonce.as_bytes() {
         return Err(SaslError::Nonce);
@@ -249,8 +355,11 @@ fn check_directives(d: Directives, nonce: &str) -> Result<Checked, SaslError> {
         });
     }
     let digest_uri = d.digest_uri.as_deref().map(text).unwrap_or_default();
-    if !digest_uri.eq_ignore_ascii_case(SASL_DIGEST_URI) {
-        return Err(SaslError::DigestUri(digest_uri));
+    if !digest_uri.eq_ignore_ascii_case(service.digest_uri) {
+        return Err(SaslError::DigestUri {
+            got: digest_uri,
+            expected: service.digest_uri,
+        });
     }
     let response = d.response.ok_or(SaslError::Missing("response"))?;
     Ok(Checked {
@@ -315,7 +424,7 @@ fn hex(d: &[u8]) -> String {
 
 /// The response-value (RFC 2831 §2.1.2.1) for qop `auth`: `method` is
 /// `AUTHENTICATE` for the client's digest and empty for the server's rspauth.
-fn response_value(method: &str, c: &Checked, nonce: &str, password: &str) -> String {
+pub(super) fn response_value(method: &str, c: &Checked, nonce: &str, password: &str) -> String {
     let a2 = format!("{method}:{}", c.digest_uri);
     let mut user_realm_pw = latin1_or_utf8(&c.username);
     user_realm_pw.push(b':');
@@ -343,7 +452,7 @@ fn response_value(method: &str, c: &Checked, nonce: &str, password: &str) -> Str
     hex(&Md5::digest(&kd))
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -361,7 +470,7 @@ fn skip_lws(buf: &[u8], mut i: usize) -> usize {
 /// `key=value` pairs separated by commas and whitespace, values bare or quoted
 /// (with `\` escapes), keys case-insensitive, as the JVM's `parseDirectives` reads
 /// them. A directive the server knows may appear once.
-fn parse_directives(buf: &[u8]) -> Result<Directives, SaslError> {
+pub(super) fn parse_directives(buf: &[u8]) -> Result<Directives, SaslError> {
     let syntax = |why: &str| SaslError::Syntax(why.to_string());
     let mut d = Directives::default();
     let mut i = skip_lws(buf, 0);
@@ -502,8 +611,8 @@ mod tests {
         let Outcome::Challenge(c) = s.evaluate(b"", &mut fixed(7), &users).unwrap() else {
             panic!("no challenge");
         };
-        let nonce = match &s {
-            DigestServer::Challenged { nonce } => nonce.clone(),
+        let nonce = match &s.step {
+            Step::Challenged { nonce } => nonce.clone(),
             other => panic!("{other:?}"),
         };
         assert_eq!(nonce.len(), 40);
@@ -599,8 +708,8 @@ mod tests {
 
     #[test]
     fn wrong_password_unknown_user_and_bad_directives_fail() {
-        let nonce_of = |s: &DigestServer| match s {
-            DigestServer::Challenged { nonce } => nonce.clone(),
+        let nonce_of = |s: &DigestServer| match &s.step {
+            Step::Challenged { nonce } => nonce.clone(),
             _ => unreachable!(),
         };
         type MakeResponse = Box<dyn Fn(&str) -> String>;
@@ -622,13 +731,19 @@ mod tests {
                     client_response("bob", "bobsecret", n, "c", None)
                         .replace("realm=\"zk-sasl-md5\",", "")
                 }),
-                SaslError::Realm(String::new()),
+                SaslError::Realm {
+                    got: String::new(),
+                    offered: SASL_REALM,
+                },
             ),
             (
                 Box::new(|n| {
                     client_response("bob", "bobsecret", n, "c", None).replace("zookeeper/", "ldap/")
                 }),
-                SaslError::DigestUri("ldap/zk-sasl-md5".into()),
+                SaslError::DigestUri {
+                    got: "ldap/zk-sasl-md5".into(),
+                    expected: SASL_DIGEST_URI,
+                },
             ),
             (
                 Box::new(|n| {
@@ -700,7 +815,7 @@ mod tests {
                 Err(want),
                 "{resp}"
             );
-            assert_eq!(s, DigestServer::Done, "a failed step ends the exchange");
+            assert!(s.is_done(), "a failed step ends the exchange");
         }
     }
 
@@ -740,11 +855,14 @@ mod tests {
         inputs.push(b",,, ,\t\r\n".to_vec());
         inputs.push(b"a=\"b\"c".to_vec());
         for input in inputs {
-            let mut s = DigestServer::Challenged {
-                nonce: nonce.clone(),
+            let mut s = DigestServer {
+                service: &CLIENT_PORT,
+                step: Step::Challenged {
+                    nonce: nonce.clone(),
+                },
             };
             let _ = s.evaluate(&input, &mut fixed(0), &users);
-            assert_eq!(s, DigestServer::Done);
+            assert!(s.is_done());
         }
     }
 

@@ -7,6 +7,7 @@ pub mod election;
 pub mod jute;
 pub mod path;
 pub mod quorum;
+pub mod quorum_auth;
 pub mod read;
 pub mod reply;
 pub mod request;
