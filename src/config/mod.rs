@@ -25,6 +25,7 @@ mod ensemble;
 mod keys;
 mod lex;
 pub mod quorum;
+mod quorum_sasl;
 mod quorum_tls;
 mod tls;
 
@@ -33,16 +34,19 @@ pub use quorum::{
     HostPort, PeerRole, QuorumConfig, QuorumServer, QuorumTextError, QuorumVerifier,
     ServerLineError, QV_TEXT_BYTES_MAX,
 };
+pub use quorum_sasl::QuorumSaslConfig;
 pub use quorum_tls::QuorumTlsConfig;
 pub use tls::{ClientAuth, PemStore, Secret, TlsConfig, TlsProtocol, TlsSuite};
 
 use lex::Entry;
 
-/// The TLS keys of both families, staged while the lines are read.
+/// The TLS keys of both families and quorum SASL's, staged while the lines are
+/// read (each is settled once every line is in).
 #[derive(Default)]
 struct TlsKeys {
     client: tls::Staged,
     quorum: quorum_tls::QuorumStaged,
+    quorum_sasl: quorum_sasl::SaslStaged,
 }
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -117,6 +121,9 @@ pub struct Config {
     /// sslQuorum / portUnification and the ssl.quorum.* keys: TLS on the peer links;
     /// `None` when they speak plaintext only (and on a standalone server).
     pub quorum_tls: Option<QuorumTlsConfig>,
+    /// quorum.auth.*: SASL DIGEST-MD5 on the peer links; `None` when off (and on a
+    /// standalone server).
+    pub quorum_sasl: Option<QuorumSaslConfig>,
     /// Per client IP; 0 = unlimited.
     pub max_client_cnxns: u32,
     pub min_session_timeout_ms: Option<u32>,
@@ -268,6 +275,7 @@ impl Default for Config {
             client_port_enabled: true,
             tls: None,
             quorum_tls: None,
+            quorum_sasl: None,
             max_client_cnxns: 60,
             min_session_timeout_ms: None,
             max_session_timeout_ms: None,
@@ -538,13 +546,14 @@ impl Config {
             .iter()
             .any(|e| e.key == "corral.maxQueuedBytesPerConnection");
         c.check_client_bounds(queued_set)?;
-        c.load_jaas(files)?;
+        let jaas = c.load_jaas(files)?;
         staged.client_port_set = entries.iter().any(|e| e.key == "clientPort");
         staged.client_port_address_set = entries.iter().any(|e| e.key == "clientPortAddress");
         let client_port_set = staged.client_port_set;
         c.quorum = ensemble::build(&mut c, staged, config_path, files)?;
         c.apply_tls(tls.client, client_port_set)?;
         c.apply_quorum_tls(tls.quorum)?;
+        c.apply_quorum_sasl(tls.quorum_sasl, jaas.as_ref())?;
         c.check_enforce_auth()?;
         Ok(c)
     }
@@ -620,6 +629,22 @@ impl Config {
         Ok(())
     }
 
+    /// Quorum SASL, once every line and the JAAS file are read.
+    fn apply_quorum_sasl(
+        &mut self,
+        staged: quorum_sasl::SaslStaged,
+        jaas: Option<&(PathBuf, String)>,
+    ) -> Result<(), ConfigError> {
+        let mut warnings = Vec::new();
+        let jaas = jaas.map(|(p, t)| (p.as_path(), t.as_str()));
+        let built = staged.build(self.is_distributed(), jaas, &mut warnings);
+        for w in warnings {
+            self.warn(w);
+        }
+        self.quorum_sasl = built?;
+        Ok(())
+    }
+
     /// The reference's `isDistributed`: the config names an ensemble and either
     /// standaloneEnabled=false or it has more than one participant. Otherwise the
     /// server runs standalone (also with a single participant `server.N` line).
@@ -670,7 +695,7 @@ impl Config {
     /// secureClientPort, sslQuorum and the ssl.* keys, staged until every line is
     /// read; their warnings are logged in line order.
     fn apply_tls_key(&mut self, tls: &mut TlsKeys, e: &Entry) -> Result<bool, ConfigError> {
-        let owned = tls.client.apply(e)? || tls.quorum.apply(e)?;
+        let owned = tls.client.apply(e)? || tls.quorum.apply(e)? || tls.quorum_sasl.apply(e)?;
         let warnings = [tls.client.take_warnings(), tls.quorum.take_warnings()];
         for w in warnings.into_iter().flatten() {
             self.warn(w);
@@ -897,7 +922,11 @@ impl Config {
     /// Reads the JAAS file's `Server` section, as the reference does at start-up: a
     /// file that cannot be read or parsed stops start-up; a file without the
     /// section leaves SASL logins off (with a warning here, silently there).
-    fn load_jaas(&mut self, files: &dyn ConfigFiles) -> Result<(), ConfigError> {
+    /// Returns the file's path and text (quorum SASL reads its own sections).
+    fn load_jaas(
+        &mut self,
+        files: &dyn ConfigFiles,
+    ) -> Result<Option<(PathBuf, String)>, ConfigError> {
         let Some(path) = self.sasl.jaas_path.clone() else {
             if self.sasl.provider_enabled {
                 self.warn(format!(
@@ -906,7 +935,7 @@ impl Config {
                     crate::auth::SASL_PROVIDER_CLASS
                 ));
             }
-            return Ok(());
+            return Ok(None);
         };
         let text = match files.read(&path) {
             Ok(Some(t)) => t,
@@ -930,13 +959,13 @@ impl Config {
             })?;
         if users.is_none() {
             self.warn(format!(
-                "JAAS file {} has no `{}` section: SASL logins are off",
+                "JAAS file {} has no `{}` section: client SASL logins are off",
                 path.display(),
                 crate::auth::jaas::SERVER_SECTION
             ));
         }
         self.sasl.users = users;
-        Ok(())
+        Ok(Some((path, text)))
     }
 
     /// corral's own keys.

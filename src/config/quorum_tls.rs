@@ -2,9 +2,7 @@
 //! and the `ssl.quorum.*` keys of the reference's QuorumX509Util (key and trust
 //! store, clientAuth, protocol, enabled protocols, cipher suites, hostname
 //! verification). Pure: runs on the main thread while `Config::parse` runs; the
-//! stores are loaded at start-up by `server::peer::tls`. Also refuses
-//! `quorum.auth.serverRequireSasl` / `learnerRequireSasl` = true: quorum SASL is not
-//! there yet, and a member told to require it must not run without it.
+//! stores are loaded at start-up by `server::peer::tls`.
 //!
 //! ```text
 //!  entries ─ QuorumStaged::apply (any order) ─► QuorumStaged
@@ -85,17 +83,6 @@ impl QuorumStaged {
                          reads the quorum key and trust stores once, at start-up; restart the \
                          member to take new certificates",
                         e.line
-                    ));
-                }
-            }
-            // Quorum SASL is not there yet: a member told to require it must not
-            // start without it (quorum.auth.enableSasl alone only warns).
-            "quorum.auth.serverRequireSasl" | "quorum.auth.learnerRequireSasl" => {
-                if e.true_false()? {
-                    return Err(e.bad(
-                        "corral does not speak quorum SASL yet, so it cannot require it; \
-                         set it to false (members that require SASL of their peers cannot \
-                         have a corral member yet)",
                     ));
                 }
             }

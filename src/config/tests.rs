@@ -370,7 +370,6 @@ fn each_group_of_keys_without_effect_is_accepted_with_one_warning() {
         "authProvider.1=com.example.OwnAuthenticationProvider",
         "admin.portUnification=true",
         "metricsProvider.numWorkerThreads=2",
-        "quorum.auth.enableSasl=true",
         "localSessionsEnabled=true",
         "localSessionsUpgradingEnabled=true",
         "observerMasterPort=2191",
@@ -1399,25 +1398,132 @@ fn quorum_tls_keys_without_sslquorum_or_an_ensemble_only_warn() {
     );
 }
 
+/// A JAAS file with both quorum sections (and the client port's), at /zk/jaas.conf.
+fn quorum_jaas(learner: &str) -> Files {
+    Files(vec![
+        (PathBuf::from("/zk/myid"), "1\n".into()),
+        (
+            PathBuf::from("/zk/jaas.conf"),
+            format!(
+                "QuorumServer {{ org.apache.zookeeper.server.auth.DigestLoginModule required \
+                 user_test=\"pw\"; }};\n\
+                 QuorumLearner {{ org.apache.zookeeper.server.auth.DigestLoginModule required \
+                 {learner}; }};\n"
+            ),
+        ),
+    ])
+}
+
+const JAAS_LINE: &str = "java.security.auth.login.config=/zk/jaas.conf\n";
+
 #[test]
-fn quorum_sasl_required_stops_start_up_and_enabled_alone_warns() {
-    for key in [
-        "quorum.auth.serverRequireSasl",
-        "quorum.auth.learnerRequireSasl",
-    ] {
-        let e = parse(&format!("{ENSEMBLE}{key}=true\n"), &myid("1")).unwrap_err();
-        assert!(
-            e.starts_with(&format!("config line 8: `{key}` has a bad value `true`: corral does not speak quorum SASL yet")),
-            "{e}"
-        );
-        let c = parse(&format!("{ENSEMBLE}{key}=false\n"), &myid("1")).unwrap();
-        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
-    }
+fn quorum_sasl_reads_its_keys_and_both_jaas_sections() {
+    let files = quorum_jaas("username=\"test\" password=\"pw\"");
     let c = parse(
-        &format!("{ENSEMBLE}quorum.auth.enableSasl=true\n"),
-        &myid("1"),
+        &format!(
+            "{ENSEMBLE}{JAAS_LINE}quorum.auth.enableSasl=true\n\
+             quorum.auth.learnerRequireSasl=TRUE\nquorum.auth.serverRequireSasl=true\n\
+             quorum.auth.kerberos.servicePrincipal=zkquorum/localhost\n"
+        ),
+        &files,
     )
     .unwrap();
-    assert_eq!(c.warnings.len(), 1);
-    assert!(c.warnings[0].contains("`quorum.auth.enableSasl` is accepted but has no effect"));
+    let q = c.quorum_sasl.as_ref().unwrap();
+    assert!(q.learner_require && q.server_require);
+    let (user, pw) = q.learner.as_ref().unwrap();
+    assert_eq!((user.as_str(), pw.expose()), ("test", "pw"));
+    assert_eq!(q.server_users.password("test"), Some("pw"));
+    // The client port's `Server` section is absent: said once, and only that.
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert!(
+        c.warnings[0].contains("no `Server` section"),
+        "{:?}",
+        c.warnings
+    );
+    // Off unless enabled; named sections are looked up by their names.
+    let c = parse(&format!("{ENSEMBLE}{JAAS_LINE}"), &files).unwrap();
+    assert!(c.quorum_sasl.is_none());
+    let e = parse(
+        &format!("{ENSEMBLE}{JAAS_LINE}quorum.auth.enableSasl=true\nquorum.auth.server.saslLoginContext=Other\n"),
+        &files,
+    )
+    .unwrap_err();
+    assert_eq!(
+        e,
+        "config: JAAS file /zk/jaas.conf has no `Other` section (the users learners log in as); \
+         quorum SASL needs it"
+    );
+}
+
+#[test]
+fn quorum_sasl_settings_the_reference_refuses_stop_start_up() {
+    let files = quorum_jaas("username=\"test\" password=\"pw\"");
+    for (lines, why) in [
+        (
+            "quorum.auth.serverRequireSasl=true\n",
+            "quorum.auth.enableSasl is false: quorum.auth.serverRequireSasl cannot be true",
+        ),
+        (
+            "quorum.auth.learnerRequireSasl=true\n",
+            "quorum.auth.enableSasl is false: quorum.auth.learnerRequireSasl cannot be true",
+        ),
+        (
+            "quorum.auth.enableSasl=true\nquorum.auth.serverRequireSasl=true\n",
+            "quorum.auth.learnerRequireSasl is false: quorum.auth.serverRequireSasl cannot be true",
+        ),
+    ] {
+        let e = parse(&format!("{ENSEMBLE}{JAAS_LINE}{lines}"), &files).unwrap_err();
+        assert!(e.starts_with(&format!("config: {why}")), "{e}");
+    }
+    let e = parse(&format!("{ENSEMBLE}quorum.auth.enableSasl=true\n"), &files).unwrap_err();
+    assert!(
+        e.starts_with("config: quorum.auth.enableSasl=true needs java.security.auth.login.config"),
+        "{e}"
+    );
+    let e = parse(
+        &format!("{ENSEMBLE}{JAAS_LINE}quorum.auth.enableSasl=maybe\n"),
+        &files,
+    )
+    .unwrap_err();
+    assert!(e.contains("expected true or false"), "{e}");
+    let e = parse(
+        &format!("{ENSEMBLE}{JAAS_LINE}quorum.auth.enableSas1=true\n"),
+        &files,
+    )
+    .unwrap_err();
+    assert!(e.contains("unknown key `quorum.auth.enableSas1`"), "{e}");
+    // A learner that must log in needs its login; one that need not, does not.
+    let bare = quorum_jaas("");
+    let e = parse(
+        &format!("{ENSEMBLE}{JAAS_LINE}quorum.auth.enableSasl=true\nquorum.auth.learnerRequireSasl=true\n"),
+        &bare,
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("line 2: section `QuorumLearner` needs username"),
+        "{e}"
+    );
+    let c = parse(
+        &format!("{ENSEMBLE}{JAAS_LINE}quorum.auth.enableSasl=true\n"),
+        &bare,
+    )
+    .unwrap();
+    assert!(c.quorum_sasl.unwrap().learner.is_none());
+}
+
+#[test]
+fn quorum_sasl_on_a_standalone_server_warns() {
+    let c = parse(
+        "dataDir=/zk\njava.security.auth.login.config=/zk/jaas.conf\nquorum.auth.enableSasl=true\n",
+        &quorum_jaas(""),
+    )
+    .unwrap();
+    assert!(c.quorum_sasl.is_none());
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("quorum.auth.enableSasl has no effect on a standalone server")),
+        "{:?}",
+        c.warnings
+    );
 }

@@ -34,8 +34,9 @@
 
 use super::durable::{self, KIND_TXN};
 use super::msg::*;
+use super::peer::sasl::PeerSasl;
 use super::peer::tls::PeerTls;
-use super::peer::{wire, PeerAddr, PeerEvent, Peers};
+use super::peer::{wire, PeerAddr, PeerEvent, PeerSecurity, Peers};
 use super::read_only::{self, Handshake, ReadOnly};
 use super::sequencer::{catch_up_sessions, mono_ms, now_ms};
 use super::stats::{self, Mode, ServerStats};
@@ -482,7 +483,10 @@ impl Seq {
             addrs,
             q.reconfig_enabled,
             cfg.tcp_keep_alive,
-            peer_tls,
+            PeerSecurity {
+                tls: peer_tls,
+                sasl: cfg.quorum_sasl.clone().map(PeerSasl::new),
+            },
         )
         .map_err(|e| {
             format!(

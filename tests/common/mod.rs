@@ -15,6 +15,7 @@
 #![allow(dead_code)]
 
 pub mod ensemble;
+pub mod peer_security;
 pub mod pki;
 pub mod stall;
 

@@ -30,9 +30,15 @@
 //! TLS (`tls`): TLS handshakes in progress (`tls::PEER_HANDSHAKES_MAX`, each within
 //! `tls::PEER_HANDSHAKE_TIMEOUT`) and, per link, rustls's own bounds (one record
 //! being received, 16 KiB of decrypted bytes not yet read, records written but not
-//! yet sent up to its default buffer limit). A bad byte closes that link with one log
-//! line; nothing else is affected.
+//! yet sent up to its default buffer limit). With quorum SASL (`sasl`): one login
+//! packet per link being set up (`QUORUM_AUTH_TOKEN_BYTES_MAX` of token), each login
+//! within `sasl::PEER_SASL_TIMEOUT`. A bad byte closes that link with one log line;
+//! nothing else is affected.
+//!
+//! Link set-up, in order: TCP, TLS (`tls`), the election init message, quorum SASL
+//! (`sasl`, before the higher-sid rule, as the reference), then the link's traffic.
 
+pub mod sasl;
 pub mod tls;
 pub mod wire;
 
@@ -46,6 +52,7 @@ use futures::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::{TcpListener, TcpStream};
 use rustc_hash::FxHashMap;
+use sasl::PeerSasl;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -201,6 +208,8 @@ pub struct Peers {
     events: LocalSender<PeerEvent>,
     /// Quorum TLS (sslQuorum, portUnification); `None`: plaintext links only.
     tls: Option<PeerTls>,
+    /// Quorum SASL (quorum.auth.enableSasl); `None`: links do not log in.
+    sasl: Option<PeerSasl>,
     state: RefCell<State>,
     /// The last PROPOSAL or COMMIT encoded, for the next follower (see `send`).
     last_broadcast: RefCell<Option<(BroadcastKey, Bytes, i64)>>,
@@ -229,6 +238,13 @@ impl BroadcastKey {
     }
 }
 
+/// How the peer links are secured: TLS and SASL, each optional.
+#[derive(Default)]
+pub struct PeerSecurity {
+    pub tls: Option<PeerTls>,
+    pub sasl: Option<PeerSasl>,
+}
+
 impl Peers {
     /// Binds both ports and starts accepting. Returns the transport and the
     /// receiving end of its events.
@@ -239,7 +255,7 @@ impl Peers {
         addrs: BTreeMap<ServerId, PeerAddr>,
         reconfig_enabled: bool,
         tcp_keep_alive: bool,
-        tls: Option<PeerTls>,
+        security: PeerSecurity,
     ) -> std::io::Result<(Rc<Peers>, LocalReceiver<PeerEvent>)> {
         let election = listen(listen_election)?;
         let quorum = listen(listen_quorum)?;
@@ -253,7 +269,8 @@ impl Peers {
             tcp_keep_alive,
             joiners: RefCell::new(BTreeMap::new()),
             events: tx,
-            tls,
+            tls: security.tls,
+            sasl: security.sasl,
             last_broadcast: RefCell::new(None),
             state: RefCell::new(State {
                 next_accepted: 1,
@@ -357,11 +374,13 @@ impl Peers {
         }
         drop(st);
         match result {
-            Ok(Some(stream)) => self.adopt_election(to, stream, Vec::new()),
+            Ok(Some((stream, received))) => self.adopt_election(to, stream, received),
             Ok(None) => {} // the higher sid dials us back
-            // A refused TLS handshake is a setup problem worth a line; a member
-            // that is down is not (it is dialled again and again).
-            Err(e @ DialError::Tls(_)) => tracing::warn!("election link to server {to}: {e}"),
+            // A refused TLS handshake or login is a setup problem worth a line; a
+            // member that is down is not (it is dialled again and again).
+            Err(e @ (DialError::Tls(_) | DialError::Sasl(_))) => {
+                tracing::warn!("election link to server {to}: {e}")
+            }
             Err(e @ DialError::Io(_)) => tracing::debug!("election link to server {to}: {e}"),
         }
     }
@@ -374,7 +393,12 @@ impl Peers {
         }
     }
 
-    async fn try_dial_election(&self, to: ServerId) -> Result<Option<PeerStream>, DialError> {
+    /// Dials `to`'s election port: TLS, the init message, quorum SASL. The link and
+    /// the bytes that came with the login, or `None` when `to` keeps its own link.
+    async fn try_dial_election(
+        &self,
+        to: ServerId,
+    ) -> Result<Option<(PeerStream, Vec<u8>)>, DialError> {
         let Some(addr) = self.election_addr(to) else {
             return Ok(None);
         };
@@ -386,12 +410,57 @@ impl Peers {
         InitMessage::v1(self.me as i64, &self.my_election.to_string()).encode(&mut b);
         stream.write_all(&b).await?;
         stream.flush().await?;
+        // Before the higher-sid rule, as the reference: a member that requires
+        // the login would otherwise not dial back.
+        let received = self.learn(&mut stream).await?;
         if to > self.me {
             // Only the link the higher sid dialled survives.
             let _ = stream.close().await;
             return Ok(None);
         }
-        Ok(Some(stream))
+        Ok(Some((stream, received)))
+    }
+
+    /// Quorum SASL's learner side on a dialled link (nothing when it is off).
+    async fn learn(&self, stream: &mut PeerStream) -> Result<Vec<u8>, DialError> {
+        match &self.sasl {
+            None => Ok(Vec::new()),
+            Some(sasl) => sasl.learn(stream).await.map_err(DialError::Sasl),
+        }
+    }
+
+    /// Quorum SASL's server side on an accepted link whose first bytes are
+    /// `received`: the bytes its reader starts from, or `None` (logged) when refused.
+    async fn serve(
+        &self,
+        stream: &mut PeerStream,
+        received: Vec<u8>,
+        port: &str,
+        peer: &str,
+    ) -> Option<Vec<u8>> {
+        let Some(sasl) = &self.sasl else {
+            return Some(received);
+        };
+        match sasl.serve(stream, received).await {
+            Ok(rest) => Some(rest),
+            // A probe that connects and closes (no init message either) is not
+            // worth a warning; a member that closes after its init message is.
+            Err(sasl::LoginRefused::Closed) if port != "election" => {
+                tracing::debug!("{port} port: {peer} closed without a byte");
+                None
+            }
+            Err(sasl::LoginRefused::Closed) => {
+                tracing::warn!(
+                    "{port} port: dropping a link from {peer}: the member did not log in \
+                     (quorum.auth.serverRequireSasl=true): it closed after its init message"
+                );
+                None
+            }
+            Err(sasl::LoginRefused::Failed(why)) => {
+                tracing::warn!("{port} port: dropping a link from {peer}: {why}");
+                None
+            }
+        }
     }
 
     async fn accept_election(self: Rc<Self>, listener: TcpListener) {
@@ -507,6 +576,9 @@ impl Peers {
             return;
         }
         let sid = sid as u64;
+        let Some(buf) = self.serve(&mut stream, buf, "election", &peer).await else {
+            return;
+        };
         if sid == self.me {
             tracing::warn!("election port: a link from {peer} claims our own server id {sid}");
         } else if sid < self.me {
@@ -636,18 +708,22 @@ impl Peers {
                 c
             };
             let _ = stream.set_nodelay(true);
-            if self.tls.is_none() {
+            if self.tls.is_none() && self.sasl.is_none() {
                 // Inline: a full event channel holds the accepting, as before.
                 let stream = PeerStream::Plain(stream);
-                self.open_quorum(conn, stream, Side::Leader, None).await;
+                self.open_quorum(conn, stream, Side::Leader, None, Vec::new())
+                    .await;
                 continue;
             }
-            // A TLS handshake must not hold up the next learner.
+            // A TLS handshake or a login must not hold up the next learner.
             let me = self.clone();
             glommio::spawn_local(async move {
                 let peer = (stream.peer_addr().map(|a| a.to_string())).unwrap_or_default();
-                if let Some(stream) = me.secure_accepted(stream, "quorum", &peer).await {
-                    me.open_quorum(conn, stream, Side::Leader, None).await;
+                let Some(mut stream) = me.secure_accepted(stream, "quorum", &peer).await else {
+                    return;
+                };
+                if let Some(rest) = me.serve(&mut stream, Vec::new(), "quorum", &peer).await {
+                    me.open_quorum(conn, stream, Side::Leader, None, rest).await;
                 }
             })
             .detach();
@@ -671,8 +747,16 @@ impl Peers {
                 }
             };
             let _ = stream.set_nodelay(true);
-            match me.secure_dialled(stream, addr).await {
-                Ok(stream) => me.open_quorum(conn, stream, Side::Learner, Some(to)).await,
+            let secured = async {
+                let mut stream = me.secure_dialled(stream, addr).await?;
+                let received = me.learn(&mut stream).await?;
+                Ok::<_, DialError>((stream, received))
+            };
+            match secured.await {
+                Ok((stream, received)) => {
+                    me.open_quorum(conn, stream, Side::Learner, Some(to), received)
+                        .await
+                }
                 Err(e) => {
                     tracing::warn!("cannot follow the leader (server {to}) at {addr}: {e}");
                     me.emit(Input::Closed { conn }).await;
@@ -682,9 +766,9 @@ impl Peers {
         .detach();
     }
 
-    /// A quorum link is up (accepted by a leader, or dialled to leader `sid`): it
-    /// is registered, the core hears of it (Accepted / Connected), and only then
-    /// its reader starts. glommio runs a spawned task at once, up to its first
+    /// A quorum link is up (accepted by a leader, or dialled to leader `sid`), the
+    /// bytes already read from it in `received`: it is registered, the core hears
+    /// of it (Accepted / Connected), and only then its reader starts. glommio runs a spawned task at once, up to its first
     /// wait, and a TLS stream may hold bytes (or the end) already: a reader started
     /// earlier could hand the core a packet, or the link's end, before the link
     /// itself.
@@ -694,6 +778,7 @@ impl Peers {
         stream: PeerStream,
         side: Side,
         sid: Option<ServerId>,
+        received: Vec<u8>,
     ) {
         let peer = (stream.tcp())
             .peer_addr()
@@ -717,7 +802,7 @@ impl Peers {
         self.emit(up).await;
         let me = self.clone();
         glommio::spawn_local(async move {
-            let end = me.read_quorum(conn, rd, side, &counters).await;
+            let end = me.read_quorum(conn, rd, received, side, &counters).await;
             // Still ours (not closed by the core): the core hears the end.
             let link = me.state.borrow_mut().quorum.remove(&conn);
             if let Some(link) = link {
@@ -741,10 +826,10 @@ impl Peers {
         &self,
         conn: ConnId,
         mut rd: ReadHalf<PeerStream>,
+        mut buf: Vec<u8>,
         side: Side,
         counters: &LinkCounters,
     ) -> LinkEnd {
-        let mut buf: Vec<u8> = Vec::new();
         let mut chunk = vec![0u8; READ_CHUNK_BYTES];
         let mut snap: Option<(ZkSnapDecoder, i64)> = None;
         // A learner forwards each write with its session's ids: decode each
@@ -931,6 +1016,8 @@ enum DialError {
     Io(std::io::Error),
     /// Quorum TLS refused the link: a setup problem, worth a warning.
     Tls(String),
+    /// The quorum SASL login failed: a setup problem too.
+    Sasl(String),
 }
 
 impl From<std::io::Error> for DialError {
@@ -944,6 +1031,7 @@ impl std::fmt::Display for DialError {
         match self {
             DialError::Io(e) => e.fmt(f),
             DialError::Tls(why) => write!(f, "quorum TLS: {why}"),
+            DialError::Sasl(why) => f.write_str(why),
         }
     }
 }
