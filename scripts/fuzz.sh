@@ -32,7 +32,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 fuzz=$root/fuzz
 targets_all=(client_frames sasl_digest txn corral_snapshot zk_snapshot zk_snapshot_file
-    quorum_packet election)
+    quorum_packet election quorum_sasl)
 seconds=${FUZZ_SECONDS:-60}
 # The machine is shared: builds and fuzzing run at a lower priority.
 niceness=${FUZZ_NICE:-10}

@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::ensemble::{Ensemble, CORRAL_LEADS, THREE_CORRALS};
+use common::ensemble::{Ensemble, CORRAL_LEADS, THREE_CORRALS, ZOOKEEPER_LEADS};
 use common::peer_security::{
     assert_kept_out, configure, log_count, set_lines, wait_log, wait_log_count, write_through,
 };
@@ -167,8 +167,6 @@ fn refuses_bad_logins(ens: &Ensemble, sid: u64) {
         sid,
         "quorum SASL token of 1048576 bytes (at most 4096)",
     );
-    // A probe that connects and closes is no warning.
-    drop(std::net::TcpStream::connect(("127.0.0.1", ports.quorum)).unwrap());
 }
 
 /// A member whose login the others refuse (a wrong password) does not serve; the
@@ -215,38 +213,77 @@ fn a_member_with_a_wrong_password_is_kept_out() {
     }
 }
 
-/// A member without quorum SASL cannot join members that require it.
+/// A member without quorum SASL cannot join members that require it. It has the
+/// highest sid, so the links it dials are the ones that would stay: only the others
+/// refusing them keeps it out (corral members, and corral members around a
+/// reference one).
 #[test]
 fn a_member_without_sasl_is_kept_out() {
-    for kinds in [THREE_CORRALS, CORRAL_LEADS] {
+    for kinds in [THREE_CORRALS, ZOOKEEPER_LEADS] {
         let jaas = Jaas::new();
         let lines = |sid: u64| match sid {
-            1 => String::new(),
+            3 => String::new(),
             _ => sasl_lines(kinds[sid as usize - 1], &jaas.good(), REQUIRED),
         };
         let Some(mut ens) = configure(kinds, lines) else {
             return;
         };
         reference_jaas(&mut ens, &jaas.good());
-        for sid in [3, 2, 1] {
+        for sid in [1, 2, 3] {
             ens.launch_member(sid);
         }
-        ens.wait_serving(3);
+        ens.wait_serving(1);
         ens.wait_serving(2);
-        write_through(&ens, &[2, 3], "pair");
-        assert_kept_out(&ens, 1);
-        wait_log(&ens, 3, "did not log in");
+        write_through(&ens, &[1, 2], "pair");
+        assert_kept_out(&ens, 3);
+        wait_log(
+            &ens,
+            2,
+            "did not log in (quorum.auth.serverRequireSasl=true)",
+        );
     }
+}
+
+/// serverRequireSasl=false: a learner whose login fails keeps its link, as the
+/// reference keeps it, so the higher-sid rule still dials it back. Member 1 logs in
+/// with a wrong password; members 2 and 3 (which know its server users) dial it
+/// back with their own logins, so it hears who leads, yet cannot follow (its quorum
+/// login fails too).
+#[test]
+fn a_failed_login_still_gets_the_dial_back_when_not_required() {
+    let settings = "quorum.auth.enableSasl=true\nquorum.auth.learnerRequireSasl=true\n";
+    let jaas = Jaas::new();
+    let file = |sid: u64| if sid == 1 { jaas.wrong() } else { jaas.good() };
+    let lines = |sid: u64| sasl_lines(Kind::Corral, &file(sid), settings);
+    let Some(mut ens) = configure(THREE_CORRALS, lines) else {
+        return;
+    };
+    ens.launch_member(3);
+    ens.launch_member(2);
+    ens.wait_serving(3);
+    ens.wait_serving(2);
+    let leader = ens.wait_leader();
+    ens.launch_member(1);
+    wait_log(&ens, 1, &format!("leader={leader}"));
+    wait_log(
+        &ens,
+        leader,
+        "keeping the link (quorum.auth.serverRequireSasl=false)",
+    );
+    wait_log(&ens, 1, "refused by the other member");
+    assert_kept_out(&ens, 1);
+    write_through(&ens, &[2, 3], "still");
 }
 
 /// The reference's rolling switch of a running ensemble to SASL, one restart at a
 /// time, the ensemble serving throughout: (1) enableSasl=true everywhere (members
 /// serve logins, none is made), (2) learnerRequireSasl=true (every link logs in,
-/// links that do not are still taken), (3) serverRequireSasl=true. Mixed: corral
-/// members around a reference one, and the reverse.
+/// links that do not are still taken), (3) serverRequireSasl=true. corral alone,
+/// corral members around a reference one, and the reverse.
 #[test]
 fn a_running_ensemble_switches_to_sasl_one_member_at_a_time() {
     for kinds in [
+        THREE_CORRALS,
         [Kind::Corral, Kind::Reference, Kind::Corral],
         [Kind::Reference, Kind::Corral, Kind::Reference],
     ] {
@@ -284,7 +321,6 @@ fn a_running_ensemble_switches_to_sasl_one_member_at_a_time() {
 /// ensembles.
 #[test]
 fn mixed_ensembles_log_in_over_tls() {
-    use common::ensemble::ZOOKEEPER_LEADS;
     for kinds in [ZOOKEEPER_LEADS, CORRAL_LEADS] {
         let jaas = Jaas::new();
         let pki = common::pki::Pki::new();

@@ -4,7 +4,8 @@
 //! while the config is read; `sasl` is the per-connection DIGEST-MD5 server state
 //! machine that shard cores drive, one per connection that starts a SASL exchange
 //! (and the sequencer core's peer transport, one per peer link a learner
-//! authenticates on with quorum SASL); `sasl_client` is the learner's side of that.
+//! authenticates on with quorum SASL); `sasl_client` is the learner's side of that,
+//! and `quorum_login` the packets both sides of a quorum SASL login exchange.
 //!
 //! ```text
 //!  zoo.cfg keys ─► SaslSettings (config) ─► JAAS file ─ jaas::server_users ─► JaasUsers
@@ -16,6 +17,7 @@
 //! login module is refused at start-up.
 
 pub mod jaas;
+pub mod quorum_login;
 pub mod sasl;
 pub mod sasl_client;
 

@@ -22,7 +22,10 @@
 //! nonce, a cnonce, `digest-uri` `zookeeper/zk-sasl-md5` (any case), qop `auth` if
 //! any, and carry the response digest in lowercase hex. Quorum SASL is the same
 //! with its own realm and digest-uri; there the authzid, if given, must be the user
-//! name (the Debian 3.8.0's callback handler, ZOOKEEPER-4753).
+//! name (SaslQuorumServerCallbackHandler). Upstream 3.8.0 also checks the host of a
+//! `service/host@REALM` user against the `server.N` hosts; the Debian package's
+//! 3.8.0 (with the CVE-2023-44981 fix, ZOOKEEPER-4753) does that for Kerberos logins
+//! only, and corral, DIGEST-MD5 only, follows the package.
 
 use md5::{Digest as _, Md5};
 use thiserror::Error;

@@ -50,8 +50,6 @@ pub(super) struct SaslStaged {
     server_require: bool,
     learner_context: String,
     server_context: String,
-    /// The line of the first quorum SASL key, for a standalone warning.
-    first_line: Option<usize>,
 }
 
 impl Default for SaslStaged {
@@ -62,7 +60,6 @@ impl Default for SaslStaged {
             server_require: false,
             learner_context: QUORUM_LEARNER_SECTION.into(),
             server_context: QUORUM_SERVER_SECTION.into(),
-            first_line: None,
         }
     }
 }
@@ -71,16 +68,15 @@ impl SaslStaged {
     /// Takes one zoo.cfg line if it is a quorum SASL key.
     pub(super) fn apply(&mut self, e: &Entry) -> Result<bool, ConfigError> {
         match e.key.as_str() {
-            "quorum.auth.enableSasl" => self.enable = e.true_false()?,
-            "quorum.auth.learnerRequireSasl" => self.learner_require = e.true_false()?,
-            "quorum.auth.serverRequireSasl" => self.server_require = e.true_false()?,
+            "quorum.auth.enableSasl" => self.enable = strict_boolean(e)?,
+            "quorum.auth.learnerRequireSasl" => self.learner_require = strict_boolean(e)?,
+            "quorum.auth.serverRequireSasl" => self.server_require = strict_boolean(e)?,
             "quorum.auth.learner.saslLoginContext" => self.learner_context = context(e)?,
             "quorum.auth.server.saslLoginContext" => self.server_context = context(e)?,
             // The learner's Kerberos service principal: DIGEST-MD5 has no use for it.
             "quorum.auth.kerberos.servicePrincipal" => {}
             _ => return Ok(false),
         }
-        self.first_line.get_or_insert(e.line);
         Ok(true)
     }
 
@@ -162,6 +158,16 @@ impl SaslStaged {
             return Ok(());
         };
         Err(ConfigError::Invalid(why.into()))
+    }
+}
+
+/// `true` or `false` in any case, as QuorumPeerConfig's parseBoolean (which
+/// refuses anything else).
+fn strict_boolean(e: &Entry) -> Result<bool, ConfigError> {
+    match e.value.to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(e.bad("expected true or false")),
     }
 }
 

@@ -25,6 +25,9 @@ pub const QUORUM_AUTH_HEADER_BYTES: usize = 16;
 /// server takes responses of at most 4096 bytes and its client challenges of at
 /// most 2048, so nothing longer belongs to a DIGEST-MD5 exchange.
 pub const QUORUM_AUTH_TOKEN_BYTES_MAX: usize = 4096;
+/// Largest packet taken: header and the largest token.
+pub const QUORUM_AUTH_PACKET_BYTES_MAX: usize =
+    QUORUM_AUTH_HEADER_BYTES + QUORUM_AUTH_TOKEN_BYTES_MAX;
 
 /// A packet's status (the reference's `QuorumAuth.Status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,7 +114,10 @@ impl QuorumAuthPacket {
             return Err(QuorumAuthDecodeError::BadLength { len });
         }
         if len == -1 {
-            return Ok(Some((QuorumAuthPacket::new(status, None), 16)));
+            return Ok(Some((
+                QuorumAuthPacket::new(status, None),
+                QUORUM_AUTH_HEADER_BYTES,
+            )));
         }
         let end = QUORUM_AUTH_HEADER_BYTES + len as usize;
         let Some(token) = buf.get(QUORUM_AUTH_HEADER_BYTES..end) else {

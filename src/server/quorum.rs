@@ -34,7 +34,7 @@
 
 use super::durable::{self, KIND_TXN};
 use super::msg::*;
-use super::peer::sasl::PeerSasl;
+use super::peer::sasl::{login_timeout, PeerSasl};
 use super::peer::tls::PeerTls;
 use super::peer::{wire, PeerAddr, PeerEvent, PeerSecurity, Peers};
 use super::read_only::{self, Handshake, ReadOnly};
@@ -485,7 +485,9 @@ impl Seq {
             cfg.tcp_keep_alive,
             PeerSecurity {
                 tls: peer_tls,
-                sasl: cfg.quorum_sasl.clone().map(PeerSasl::new),
+                sasl: cfg.quorum_sasl.clone().map(|s| {
+                    PeerSasl::new(s, login_timeout(cfg.init_limit_ticks, cfg.tick_time_ms))
+                }),
             },
         )
         .map_err(|e| {

@@ -31,9 +31,10 @@
 //! `tls::PEER_HANDSHAKE_TIMEOUT`) and, per link, rustls's own bounds (one record
 //! being received, 16 KiB of decrypted bytes not yet read, records written but not
 //! yet sent up to its default buffer limit). With quorum SASL (`sasl`): one login
-//! packet per link being set up (`QUORUM_AUTH_TOKEN_BYTES_MAX` of token), each login
-//! within `sasl::PEER_SASL_TIMEOUT`. A bad byte closes that link with one log line;
-//! nothing else is affected.
+//! packet per link being set up (`QUORUM_AUTH_PACKET_BYTES_MAX`), at most
+//! `sasl::PEER_LOGINS_MAX` logins checked at once, each bounded in time
+//! (`sasl::login_timeout`). A bad byte closes that link with one log line; nothing
+//! else is affected.
 //!
 //! Link set-up, in order: TCP, TLS (`tls`), the election init message, quorum SASL
 //! (`sasl`, before the higher-sid rule, as the reference), then the link's traffic.
@@ -435,7 +436,7 @@ impl Peers {
         &self,
         stream: &mut PeerStream,
         received: Vec<u8>,
-        port: &str,
+        port: Port,
         peer: &str,
     ) -> Option<Vec<u8>> {
         let Some(sasl) = &self.sasl else {
@@ -445,7 +446,7 @@ impl Peers {
             Ok(rest) => Some(rest),
             // A probe that connects and closes (no init message either) is not
             // worth a warning; a member that closes after its init message is.
-            Err(sasl::LoginRefused::Closed) if port != "election" => {
+            Err(sasl::LoginRefused::Closed) if port == Port::Quorum => {
                 tracing::debug!("{port} port: {peer} closed without a byte");
                 None
             }
@@ -562,6 +563,11 @@ impl Peers {
                 return;
             }
         };
+        // The login before anything of the init message is used (a joiner's
+        // address is taken below), as the reference.
+        let Some(buf) = self.serve(&mut stream, buf, Port::Election, &peer).await else {
+            return;
+        };
         let sid = init.sid;
         if sid < 0 || !self.accepts_election_link(sid as u64, &init) {
             // A first long >= 0 is a pre-3.5 peer's bare sid, or bytes of no peer.
@@ -576,9 +582,6 @@ impl Peers {
             return;
         }
         let sid = sid as u64;
-        let Some(buf) = self.serve(&mut stream, buf, "election", &peer).await else {
-            return;
-        };
         if sid == self.me {
             tracing::warn!("election port: a link from {peer} claims our own server id {sid}");
         } else if sid < self.me {
@@ -722,7 +725,7 @@ impl Peers {
                 let Some(mut stream) = me.secure_accepted(stream, "quorum", &peer).await else {
                     return;
                 };
-                if let Some(rest) = me.serve(&mut stream, Vec::new(), "quorum", &peer).await {
+                if let Some(rest) = me.serve(&mut stream, Vec::new(), Port::Quorum, &peer).await {
                     me.open_quorum(conn, stream, Side::Leader, None, rest).await;
                 }
             })
@@ -1008,6 +1011,22 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     sk.listen(1024)?;
     // SAFETY: the fd is a listening TCP socket we own; the listener takes it over.
     Ok(unsafe { TcpListener::from_raw_fd(sk.into_raw_fd()) })
+}
+
+/// A member's two peer ports.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Port {
+    Election,
+    Quorum,
+}
+
+impl std::fmt::Display for Port {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Port::Election => "election",
+            Port::Quorum => "quorum",
+        })
+    }
 }
 
 /// Why a dial gave no link.

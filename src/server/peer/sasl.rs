@@ -1,54 +1,88 @@
-//! Quorum SASL (quorum.auth.enableSasl) on the peer links: the DIGEST-MD5 login a
-//! member makes on each link it dials (the learner role) and checks on each link it
-//! accepts (the server role), as the reference's SaslQuorumAuthLearner and
-//! SaslQuorumAuthServer. Built on the main thread from the config; the exchanges run
-//! in the peer transport's link set-up tasks on the sequencer core. The DIGEST-MD5
-//! steps are `auth::sasl` (server) and `auth::sasl_client` (learner); the packets are
-//! `proto::quorum_auth`.
+//! Quorum SASL (quorum.auth.enableSasl) on the peer links: moves the packets of
+//! the DIGEST-MD5 login a member makes on each link it dials (the learner role) and
+//! checks on each link it accepts (the server role), as the reference's
+//! SaslQuorumAuthLearner and SaslQuorumAuthServer. What each side sends and decides
+//! is `auth::quorum_login` (pure); this is its IO. Built on the main thread from
+//! the config; the logins run in the peer transport's link set-up tasks on the
+//! sequencer core.
 //!
 //! ```text
-//!  election port: init message ─► [SASL] ─► the higher-sid rule ─► notifications
-//!  quorum port:   connect (and TLS) ─► [SASL] ─► FOLLOWERINFO ...
-//!  [SASL]  learner: (0, empty) ──────────────────────────────► server
-//!                           ◄──────── (0, realm + nonce challenge)
-//!                  (0, digest-response) ─────────────────────►
-//!                           ◄──────── (1, rspauth=…) or (-1, empty): refused
+//!  election port: init message ─► [login] ─► the higher-sid rule ─► notifications
+//!  quorum port:   connect (and TLS) ─► [login] ─► FOLLOWERINFO ...
 //! ```
 //!
 //! learnerRequireSasl=false: the learner sends nothing. The server peeks at the
-//! link's first 8 bytes: without the magic, serverRequireSasl=false lets the link
-//! through with those bytes kept for its reader; true drops it. A learner that
-//! starts a login and fails is dropped whatever serverRequireSasl says (the
-//! reference keeps the socket, but its learner, which got ERROR, closes it).
+//! link's first 8 bytes: a link that does not log in is refused with
+//! serverRequireSasl=true and goes on otherwise, those bytes first. A failed login
+//! is refused with serverRequireSasl=true; otherwise the link goes on, as the
+//! reference keeps it (its learner, told ERROR, closes it; on the election port the
+//! higher-sid rule still applies, so the member is dialled back).
 //!
-//! Bounds: each exchange holds one packet at a time, its token at most
-//! `QUORUM_AUTH_TOKEN_BYTES_MAX` bytes, and ends within `PEER_SASL_TIMEOUT`; the
-//! links being set up at once are the transport's (one task per accepted link).
+//! Bounds: the peek waits at most the login timeout for 8 bytes, the login at most
+//! that again (`login_timeout`: initLimit × tickTime, at least
+//! `PEER_SASL_TIMEOUT_MIN`, the reference's socket timeout while a learner connects);
+//! a login holds one packet at a time (`QUORUM_AUTH_PACKET_BYTES_MAX` with the
+//! bytes of one read); at most `PEER_LOGINS_MAX` logins are checked at once on this
+//! member's two ports (a link takes a place once its login starts).
 
 use super::tls::PeerStream;
-use crate::auth::sasl::QUORUM;
-use crate::auth::{DigestClient, DigestServer, Outcome};
+use crate::auth::quorum_login::{self, LearnerLogin, LearnerStep, Peek, ServerLogin, ServerStep};
 use crate::config::QuorumSaslConfig;
-use crate::proto::quorum_auth::{
-    starts_with_magic, AuthStatus, QuorumAuthPacket, QUORUM_AUTH_HEADER_BYTES,
-};
+use crate::proto::quorum_auth::{QuorumAuthPacket, QUORUM_AUTH_PACKET_BYTES_MAX};
 use futures::io::{AsyncReadExt, AsyncWriteExt};
+use std::cell::Cell;
 use std::time::Duration;
 
-/// How long one login may take, either role (the reference's peer sockets time
-/// out after their connect timeout too).
-pub const PEER_SASL_TIMEOUT: Duration = Duration::from_secs(5);
+/// The shortest login timeout, whatever initLimit × tickTime says.
+pub const PEER_SASL_TIMEOUT_MIN: Duration = Duration::from_secs(5);
+/// Logins being checked at once on the election and quorum ports together; a link
+/// starting one beyond it is dropped. Members set up a few links each; a flood of
+/// logins must not hold the sequencer core's tasks.
+pub const PEER_LOGINS_MAX: usize = 16;
 /// Bytes read from the socket at a time during a login.
-const READ_CHUNK_BYTES: usize = 4096;
+const LOGIN_READ_BYTES: usize = 4096;
 
-/// This member's quorum SASL settings and logins.
+/// The login timeout of an ensemble with these settings.
+pub fn login_timeout(init_limit_ticks: u32, tick_time_ms: u32) -> Duration {
+    let init = Duration::from_millis(u64::from(init_limit_ticks) * u64::from(tick_time_ms));
+    init.max(PEER_SASL_TIMEOUT_MIN)
+}
+
+/// This member's quorum SASL settings, logins and the logins it is checking.
 pub struct PeerSasl {
     cfg: QuorumSaslConfig,
+    timeout: Duration,
+    logins: Cell<usize>,
+}
+
+/// Why an accepted link was not let through.
+pub enum LoginRefused {
+    /// It closed before its first byte.
+    Closed,
+    /// It did not log in, or its login failed.
+    Failed(String),
+}
+
+/// One login's place under `PEER_LOGINS_MAX`, given back on drop.
+struct LoginSlot<'a>(&'a Cell<usize>);
+
+impl Drop for LoginSlot<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
+}
+
+fn random(b: &mut [u8]) {
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), b)
 }
 
 impl PeerSasl {
-    pub fn new(cfg: QuorumSaslConfig) -> PeerSasl {
-        PeerSasl { cfg }
+    pub fn new(cfg: QuorumSaslConfig, timeout: Duration) -> PeerSasl {
+        PeerSasl {
+            cfg,
+            timeout,
+            logins: Cell::new(0),
+        }
     }
 
     /// The learner's side, on a link this member dialled, right after its first
@@ -62,30 +96,23 @@ impl PeerSasl {
             // Checked at start-up: learnerRequireSasl needs the section's login.
             return Err("no QuorumLearner login".into());
         };
-        let mut client = DigestClient::new(&QUORUM, user, password.clone());
-        let login = async {
+        let (mut login, first) = LearnerLogin::start(user, password.clone());
+        let exchange = async {
             let mut buf = Vec::new();
-            send(stream, AuthStatus::InProgress, Some(&[])).await?;
-            let challenge = match read_packet(stream, &mut buf).await? {
-                p if p.status == AuthStatus::InProgress => p.token.unwrap_or_default(),
-                p => return Err(refused_by_server(p.status)),
-            };
-            let mut random = |b: &mut [u8]| rand::RngCore::fill_bytes(&mut rand::thread_rng(), b);
-            let response = (client.respond(&challenge, &mut random)).map_err(|e| e.to_string())?;
-            send(stream, AuthStatus::InProgress, Some(&response)).await?;
-            match read_packet(stream, &mut buf).await? {
-                p if p.status == AuthStatus::Success => {
-                    let token = p.token.unwrap_or_default();
-                    client.verify_rspauth(&token).map_err(|e| e.to_string())?;
-                    Ok(buf)
+            send(stream, &first).await?;
+            loop {
+                let p = read_packet(stream, &mut buf).await?;
+                match login.on_packet(p, &mut random)? {
+                    LearnerStep::Send(p) => send(stream, &p).await?,
+                    LearnerStep::Done => return Ok(buf),
                 }
-                p => Err(refused_by_server(p.status)),
             }
         };
-        match glommio::timer::timeout(PEER_SASL_TIMEOUT, async { Ok(login.await) }).await {
-            Ok(r) => r.map_err(|why| format!("quorum SASL login as `{user}`: {why}")),
+        let timeout = self.timeout;
+        match glommio::timer::timeout(timeout, async { Ok(exchange.await) }).await {
+            Ok(r) => r.map_err(|why: String| format!("quorum SASL login as `{user}`: {why}")),
             Err(_) => Err(format!(
-                "quorum SASL login as `{user}`: no answer within {PEER_SASL_TIMEOUT:?}"
+                "quorum SASL login as `{user}`: no answer within {timeout:?}"
             )),
         }
     }
@@ -96,41 +123,53 @@ impl PeerSasl {
     pub async fn serve(
         &self,
         stream: &mut PeerStream,
-        buf: Vec<u8>,
+        mut buf: Vec<u8>,
     ) -> Result<Vec<u8>, LoginRefused> {
         let require = self.cfg.server_require;
-        let mut buf = buf;
-        // The peek: a link that stays silent (a member with nothing to send yet)
-        // is not a failed login.
-        let peek = glommio::timer::timeout(PEER_SASL_TIMEOUT, async {
-            Ok(fill(stream, &mut buf, 8).await)
-        })
-        .await;
-        let tries = match peek {
+        // A link that stays silent (a member with nothing to send yet) has not
+        // failed a login.
+        let peek =
+            glommio::timer::timeout(self.timeout, async { Ok(fill(stream, &mut buf, 8).await) })
+                .await;
+        let first = match peek {
             Ok(Err(why)) => return Err(LoginRefused::Failed(why)),
-            Ok(Ok(true)) => starts_with_magic(&buf) == Some(true),
-            // A probe that connects and closes is no member failing to log in.
+            Ok(Ok(true)) => Some(&buf[..]),
             Ok(Ok(false)) if buf.is_empty() && require => return Err(LoginRefused::Closed),
-            Ok(Ok(false)) | Err(_) => false,
+            Ok(Ok(false)) | Err(_) => None,
         };
-        if !tries {
-            return match require {
-                false => Ok(buf),
-                true => Err(LoginRefused::Failed(
+        match quorum_login::peek(first, require) {
+            Peek::Pass => return Ok(buf),
+            Peek::Refuse => {
+                return Err(LoginRefused::Failed(
                     "the member did not log in (quorum.auth.serverRequireSasl=true)".into(),
-                )),
-            };
+                ))
+            }
+            Peek::Login => {}
         }
-        let login = glommio::timer::timeout(PEER_SASL_TIMEOUT, async {
-            Ok(self.check_login(stream, buf).await)
-        })
-        .await;
+        if self.logins.get() >= PEER_LOGINS_MAX {
+            return Err(LoginRefused::Failed(format!(
+                "{PEER_LOGINS_MAX} quorum SASL logins already in progress (PEER_LOGINS_MAX)"
+            )));
+        }
+        self.logins.set(self.logins.get() + 1);
+        let _slot = LoginSlot(&self.logins);
+        let timeout = self.timeout;
+        let login =
+            glommio::timer::timeout(timeout, async { Ok(self.check_login(stream, buf).await) })
+                .await;
         let why = match login {
             Ok(Ok(rest)) => return Ok(rest),
-            Ok(Err(why)) => format!("quorum SASL: {why}"),
-            Err(_) => format!("quorum SASL: the login did not end within {PEER_SASL_TIMEOUT:?}"),
+            Ok(Err(why)) => why,
+            Err(_) => format!("the login did not end within {timeout:?}"),
         };
-        Err(LoginRefused::Failed(why))
+        if require {
+            return Err(LoginRefused::Failed(format!("quorum SASL: {why}")));
+        }
+        // As the reference: the link goes on (its learner closes it).
+        tracing::warn!(
+            "quorum SASL: {why}; keeping the link (quorum.auth.serverRequireSasl=false)"
+        );
+        Ok(Vec::new())
     }
 
     /// A learner's login, from its first packet (at the start of `buf`) to the
@@ -140,68 +179,41 @@ impl PeerSasl {
         stream: &mut PeerStream,
         mut buf: Vec<u8>,
     ) -> Result<Vec<u8>, String> {
-        let mut server = DigestServer::for_service(&QUORUM);
-        let users = &self.cfg.server_users;
-        let password = |u: &str| users.password(u).map(str::to_string);
-        let mut random = |b: &mut [u8]| rand::RngCore::fill_bytes(&mut rand::thread_rng(), b);
+        let mut login = ServerLogin::new();
         loop {
-            let packet = match read_packet(stream, &mut buf).await {
+            let p = match read_packet(stream, &mut buf).await {
                 Ok(p) => p,
                 Err(why) => {
-                    let _ = send(stream, AuthStatus::Error, Some(&[])).await;
+                    let _ = send(stream, &quorum_login::error_packet()).await;
                     return Err(why);
                 }
             };
-            let token = packet.token.unwrap_or_default();
-            match server.evaluate(&token, &mut random, &password) {
-                Ok(Outcome::Challenge(c)) => send(stream, AuthStatus::InProgress, Some(&c)).await?,
-                Ok(Outcome::Authenticated { rspauth, user }) => {
-                    send(stream, AuthStatus::Success, Some(&rspauth)).await?;
+            match login.on_packet(p, &mut random, &self.cfg.server_users) {
+                ServerStep::Continue(reply) => send(stream, &reply).await?,
+                ServerStep::Authenticated { reply, user } => {
+                    send(stream, &reply).await?;
                     tracing::info!("quorum SASL: a member logged in as `{user}`");
                     return Ok(buf);
                 }
-                Err(e) => {
-                    let _ = send(stream, AuthStatus::Error, Some(&[])).await;
-                    return Err(format!("login refused: {e}"));
+                ServerStep::Failed { reply, why } => {
+                    let _ = send(stream, &reply).await;
+                    return Err(why);
                 }
             }
         }
     }
 }
 
-/// Why an accepted link was not let through.
-pub enum LoginRefused {
-    /// It closed before its first byte (a port probe): not worth a warning.
-    Closed,
-    /// It did not log in, or its login failed.
-    Failed(String),
-}
-
-fn refused_by_server(status: AuthStatus) -> String {
-    match status {
-        AuthStatus::Error => {
-            "refused by the other member (a user or password its QuorumServer section does \
-             not have?)"
-                .into()
-        }
-        other => format!("unexpected status {} from the other member", other.code()),
-    }
-}
-
-async fn send(
-    stream: &mut PeerStream,
-    status: AuthStatus,
-    token: Option<&[u8]>,
-) -> Result<(), String> {
-    let mut b = Vec::with_capacity(QUORUM_AUTH_HEADER_BYTES + token.map_or(0, <[u8]>::len));
-    QuorumAuthPacket::new(status, token.map(<[u8]>::to_vec)).encode(&mut b);
+async fn send(stream: &mut PeerStream, p: &QuorumAuthPacket) -> Result<(), String> {
+    let mut b = Vec::new();
+    p.encode(&mut b);
     stream.write_all(&b).await.map_err(|e| e.to_string())?;
     stream.flush().await.map_err(|e| e.to_string())
 }
 
 /// Reads until `buf` holds at least `n` bytes; false when the link ended first.
 async fn fill(stream: &mut PeerStream, buf: &mut Vec<u8>, n: usize) -> Result<bool, String> {
-    let mut chunk = [0u8; READ_CHUNK_BYTES];
+    let mut chunk = [0u8; LOGIN_READ_BYTES];
     while buf.len() < n {
         match stream.read(&mut chunk).await {
             Ok(0) => return Ok(false),
@@ -213,7 +225,8 @@ async fn fill(stream: &mut PeerStream, buf: &mut Vec<u8>, n: usize) -> Result<bo
 }
 
 /// The next packet at the start of `buf`, reading more as it needs; what follows
-/// it stays in `buf`.
+/// it stays in `buf` (which holds at most one packet and one read beyond it:
+/// `decode` refuses a longer token before it is read).
 async fn read_packet(
     stream: &mut PeerStream,
     buf: &mut Vec<u8>,
@@ -225,6 +238,7 @@ async fn read_packet(
                 return Ok(p);
             }
             Ok(None) => {
+                debug_assert!(buf.len() < QUORUM_AUTH_PACKET_BYTES_MAX);
                 let want = buf.len() + 1;
                 if !fill(stream, buf, want).await? {
                     return Err("the link closed in the middle of the login".into());
