@@ -27,6 +27,7 @@ impl World {
             max_data_bytes: 0xfffff,
             enforce_quota: false,
             digest_enabled: true,
+            ephemerals_allowed: true,
         }
     }
 
@@ -94,6 +95,7 @@ fn bench(c: &mut Criterion) {
                 max_data_bytes: 0xfffff,
                 enforce_quota: false,
                 digest_enabled: true,
+                ephemerals_allowed: true,
             };
             black_box(prepare(
                 &w.tree,

@@ -84,6 +84,7 @@ fn bytes_per_znode() {
         max_data_bytes: 0xfffff,
         enforce_quota: false,
         digest_enabled: true,
+        ephemerals_allowed: true,
     };
 
     let base = held();

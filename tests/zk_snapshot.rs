@@ -359,6 +359,7 @@ fn corral_tree() -> (Tree, Vec<(i64, i32)>) {
             max_data_bytes: 0xfffff,
             enforce_quota: false,
             digest_enabled: true,
+            ephemerals_allowed: true,
         };
         let caller = Caller {
             session_id,

@@ -15,8 +15,6 @@
 const KEYS: &[&str] = &[
     // Client connections and sessions.
     "serverCnxnFactory",
-    "localSessionsEnabled",
-    "localSessionsUpgradingEnabled",
     "outstandingHandshake.limit",
     "netty.server.outstandingHandshake.limit",
     "netty.server.earlyDropSecureConnectionHandshakes",
@@ -183,7 +181,7 @@ mod tests {
 
     #[test]
     fn exact_keys_prefixes_and_the_zookeeper_prefix() {
-        assert!(no_effect(1, "localSessionsEnabled").is_some());
+        assert!(no_effect(1, "observerMasterPort").is_some());
         assert!(no_effect(1, "zookeeper.nio.numWorkerThreads").is_some());
         assert!(no_effect(1, "ssl.keyStore.location").is_some());
         assert!(no_effect(1, "metricsProvider.httpPort").is_some());

@@ -144,6 +144,14 @@ pub struct Config {
     /// ensemble member that has looked for a leader for max(2 s, tickTime) serves
     /// read-only sessions until it rejoins a quorum (`server::read_only`).
     pub read_only_mode: bool,
+    /// localSessionsEnabled: as leader, writes forwarded by other members for
+    /// sessions they keep locally (ids with their server id, unknown here) are
+    /// taken, ephemeral creates excepted (the reference's LeaderSessionTracker).
+    /// corral's own sessions stay global.
+    pub local_sessions_enabled: bool,
+    /// localSessionsUpgradingEnabled: read and kept; it only matters to a member
+    /// that creates local sessions.
+    pub local_sessions_upgrading_enabled: bool,
     /// clientTcpKeepAlive (the reference's zookeeper.clientTcpKeepAlive): TCP
     /// keepalive on every accepted client connection.
     pub client_tcp_keep_alive: bool,
@@ -276,6 +284,8 @@ impl Default for Config {
             tls: None,
             quorum_tls: None,
             quorum_sasl: None,
+            local_sessions_enabled: false,
+            local_sessions_upgrading_enabled: false,
             max_client_cnxns: 60,
             min_session_timeout_ms: None,
             max_session_timeout_ms: None,
@@ -554,6 +564,7 @@ impl Config {
         c.apply_tls(tls.client, client_port_set)?;
         c.apply_quorum_tls(tls.quorum)?;
         c.apply_quorum_sasl(tls.quorum_sasl, jaas.as_ref())?;
+        c.note_local_sessions();
         c.check_enforce_auth()?;
         Ok(c)
     }
@@ -627,6 +638,21 @@ impl Config {
         }
         self.quorum_tls = built?;
         Ok(())
+    }
+
+    /// What localSessionsEnabled does here, said once.
+    fn note_local_sessions(&mut self) {
+        if !self.local_sessions_enabled {
+            return;
+        }
+        let msg = if self.is_distributed() {
+            "localSessionsEnabled=true: as leader, corral takes the local sessions of \
+             other members (their writes; their ephemeral creates need an upgrade); \
+             corral's own sessions stay global (it creates no local sessions yet)"
+        } else {
+            "localSessionsEnabled has no effect on a standalone server (as the reference)"
+        };
+        self.warn(msg.into());
     }
 
     /// Quorum SASL, once every line and the JAAS file are read.
@@ -739,6 +765,10 @@ impl Config {
             // (`-Dreadonlymode.enabled=true`); corral takes it from zoo.cfg.
             "readonlymode.enabled" | "zookeeper.readonlymode.enabled" => {
                 self.read_only_mode = e.true_false()?
+            }
+            "localSessionsEnabled" => self.local_sessions_enabled = e.true_false()?,
+            "localSessionsUpgradingEnabled" => {
+                self.local_sessions_upgrading_enabled = e.true_false()?
             }
             "4lw.commands.whitelist" => self.four_letter_whitelist = four_letter_words(e)?,
             "jute.maxbuffer" => {

@@ -370,8 +370,6 @@ fn each_group_of_keys_without_effect_is_accepted_with_one_warning() {
         "authProvider.1=com.example.OwnAuthenticationProvider",
         "admin.portUnification=true",
         "metricsProvider.numWorkerThreads=2",
-        "localSessionsEnabled=true",
-        "localSessionsUpgradingEnabled=true",
         "observerMasterPort=2191",
         "digest.enabled=false",
         "snapshot.trust.empty=true",
@@ -1526,4 +1524,25 @@ fn quorum_sasl_on_a_standalone_server_warns() {
         "{:?}",
         c.warnings
     );
+}
+
+#[test]
+fn local_session_keys_are_read_and_said_what_they_do() {
+    let c = parse(
+        &format!("{ENSEMBLE}localSessionsEnabled=true\nlocalSessionsUpgradingEnabled=TRUE\n"),
+        &myid("1"),
+    )
+    .unwrap();
+    assert!(c.local_sessions_enabled && c.local_sessions_upgrading_enabled);
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert!(c.warnings[0].contains("corral takes the local sessions of other members"));
+    let c = parse(
+        &format!("{ENSEMBLE}localSessionsEnabled=false\n"),
+        &myid("1"),
+    )
+    .unwrap();
+    assert!(!c.local_sessions_enabled && c.warnings.is_empty());
+    let c = Config::parse("localSessionsEnabled=true\n").unwrap();
+    assert!(c.warnings[0].contains("no effect on a standalone server"));
+    assert!(Config::parse("localSessionsEnabled=yes\n").is_err());
 }

@@ -1735,19 +1735,22 @@ impl Seq {
             // The reference's first check, before the session's.
             return error(ErrorCode::ReconfigDisabled);
         }
-        if !self.sessions.is_live(session_id) {
+        let global = self.sessions.is_live(session_id);
+        if !global && !self.is_others_local_session(session_id) {
             return error(ErrorCode::SessionExpired);
         }
-        match self.owners.entry(session_id) {
-            std::collections::hash_map::Entry::Occupied(o) if *o.get() != owner => {
-                return error(ErrorCode::SessionMoved);
+        if global {
+            match self.owners.entry(session_id) {
+                std::collections::hash_map::Entry::Occupied(o) if *o.get() != owner => {
+                    return error(ErrorCode::SessionMoved);
+                }
+                std::collections::hash_map::Entry::Occupied(_) => {}
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(owner);
+                }
             }
-            std::collections::hash_map::Entry::Occupied(_) => {}
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(owner);
-            }
+            self.sessions.touch(session_id, mono_ms());
         }
-        self.sessions.touch(session_id, mono_ms());
         if let Request::CloseSession = req {
             self.sessions.set_closing(session_id);
             return tree::close_session_txn(&self.working, 0, now, session_id, cxid);
@@ -1769,8 +1772,17 @@ impl Seq {
             max_data_bytes: self.cfg.jute_max_buffer_bytes,
             enforce_quota: self.cfg.enforce_quota,
             digest_enabled: self.cfg.digest_auth_enabled,
+            ephemerals_allowed: global,
         };
         tree::prepare(&self.working, &ctx, caller, req)
+    }
+
+    /// Whether an unknown session may be another member's local session, which
+    /// this leader takes without tracking it: localSessionsEnabled here, and the
+    /// id's server byte (arithmetic shift, as the reference) is not ours. Such a
+    /// session's writes pass; its ephemeral creates do not (`ephemerals_allowed`).
+    fn is_others_local_session(&self, session_id: i64) -> bool {
+        self.cfg.local_sessions_enabled && (session_id >> 56) != self.replica.id() as i64
     }
 
     /// A reconfig request as the reference's PrepRequestProcessor judges it, in its
@@ -1905,6 +1917,10 @@ impl Seq {
                 let mut r = crate::proto::Reader::new(&req.body);
                 let timeout = r.i32().unwrap_or(self.cfg.max_session_timeout() as i32);
                 self.owners.insert(req.session_id, Owner::Learner(from));
+                // Tracked from now, as the reference's PrepRequestProcessor does: a
+                // learner upgrading a local session forwards its ephemeral create
+                // right behind this, before the txn commits.
+                self.sessions.add(req.session_id, timeout, mono_ms());
                 tree::create_session_txn(0, now, req.session_id, timeout)
             }
             OP_CLOSE_SESSION => self.prepare(

@@ -772,6 +772,7 @@ impl Sequencer {
                     max_data_bytes: self.cfg.jute_max_buffer_bytes,
                     enforce_quota: self.cfg.enforce_quota,
                     digest_enabled: self.cfg.digest_auth_enabled,
+                    ephemerals_allowed: true,
                 };
                 let caller = Caller {
                     session_id: w.session_id,

@@ -37,6 +37,11 @@ pub struct TxnContext {
     /// `DigestAuthenticationProvider.enabled`: false, an ACL naming the digest
     /// scheme is invalid (the reference then has no provider for it).
     pub digest_enabled: bool,
+    /// False for a write of another member's local session (a leader with
+    /// localSessionsEnabled takes those): an ephemeral create fails with
+    /// SessionExpired, as the reference's checkGlobalSession says (nobody would
+    /// ever close a node owned by a session this ensemble does not track).
+    pub ephemerals_allowed: bool,
 }
 
 /// The outcome of applying one txn.
@@ -322,6 +327,9 @@ fn prepare_op(
                 // then fails while applying; we refuse it up front.
                 return Err(ErrorCode::BadArguments);
             }
+            if mode.is_ephemeral() && !ctx.ephemerals_allowed {
+                return Err(ErrorCode::SessionExpired);
+            }
             if c.path.contains('\0') {
                 return Err(ErrorCode::BadArguments);
             }
@@ -485,6 +493,7 @@ pub fn cleanup_txn(tree: &Tree, zxid: i64, time_ms: i64, path: &str) -> Txn {
         max_data_bytes: usize::MAX,
         enforce_quota: false,
         digest_enabled: true,
+        ephemerals_allowed: true,
     };
     Txn {
         zxid,
@@ -513,6 +522,7 @@ pub fn build_tree(caller: &Caller, reqs: &[Request]) -> Result<Tree, (usize, Err
             max_data_bytes: 0xfffff,
             enforce_quota: false,
             digest_enabled: true,
+            ephemerals_allowed: true,
         };
         let txn = prepare(&tree, &ctx, caller, req);
         apply(&mut tree, &txn).result.map_err(|e| (n, e))?;

@@ -16,6 +16,8 @@ struct H {
     zxid: i64,
     time: i64,
     extended: bool,
+    /// `TxnContext::ephemerals_allowed` (false: another member's local session).
+    ephemerals: bool,
     ids: Vec<Id>,
     is_super: bool,
     session: i64,
@@ -29,6 +31,7 @@ impl H {
             zxid: 0,
             time: T0,
             extended: true,
+            ephemerals: true,
             ids: vec![Id::new("ip", "127.0.0.1")],
             is_super: false,
             session: SID,
@@ -55,6 +58,7 @@ impl H {
             max_data_bytes: 0xfffff,
             enforce_quota: false,
             digest_enabled: true,
+            ephemerals_allowed: self.ephemerals,
         };
         let txn = prepare(&self.tree, &ctx, &self.caller(), &req);
         assert_eq!(txn.cxid, ctx.cxid);
@@ -266,6 +270,43 @@ fn fresh_tree_matches_reference() {
         h.read(Request::GetAllChildrenNumber { path: "/".into() }),
         Ok(Response::AllChildrenNumber(3))
     );
+}
+
+/// A leader taking another member's local session (`ephemerals_allowed` false):
+/// its writes pass, its ephemeral creates fail with SessionExpired, alone or in a
+/// multi (where the multi fails there), as the reference's checkGlobalSession; TTL
+/// and container nodes are not ephemeral.
+#[test]
+fn a_local_session_of_another_member_creates_no_ephemerals() {
+    let mut h = H::new();
+    h.ephemerals = false;
+    assert_eq!(h.create("/p", 0), created("/p"));
+    assert_eq!(h.create("/e", 1), Err(ErrorCode::SessionExpired));
+    assert_eq!(h.create("/es", 3), Err(ErrorCode::SessionExpired));
+    assert_eq!(h.create("/c", 4), created("/c"));
+    assert!(h.set("/p", b"x", -1).is_ok());
+    let create = |path: &str, flags| {
+        Request::Create(CreateRequest {
+            kind: CreateKind::Create,
+            path: path.into(),
+            data: Some(vec![]),
+            acl: Acl::open(),
+            flags,
+            ttl: -1,
+        })
+    };
+    let a = h.write(Request::Multi(vec![create("/m1", 0), create("/m2", 1)]));
+    assert!(
+        matches!(a.result, Ok(Response::Multi(ref v)) if v[1] == OpResult::Err(ErrorCode::SessionExpired)),
+        "{:?}",
+        a.result
+    );
+    assert!(
+        h.tree.node("/m1").is_none(),
+        "a failed multi leaves nothing"
+    );
+    h.ephemerals = true;
+    assert_eq!(h.create("/e", 1), created("/e"));
 }
 
 #[test]
@@ -1718,6 +1759,7 @@ fn digest_matches_the_reference_capture() {
         max_data_bytes: 0xfffff,
         enforce_quota: false,
         digest_enabled: true,
+        ephemerals_allowed: true,
     };
     let ids = vec![Id::new("ip", "127.0.0.1")];
     let caller = Caller {

@@ -241,8 +241,17 @@ impl Ensemble {
         // the member given the highest sid is the one that leads (a test puts the
         // kind it wants leading there: a ZooKeeper leader of corral followers, or
         // the reverse).
+        let highest = (ens.sids().into_iter())
+            .filter(|s| ens.role(*s) == Role::Participant)
+            .max();
         for sid in ens.sids().into_iter().rev() {
             ens.launch_member(sid);
+            if Some(sid) == highest {
+                // Its port listens before its election starts (a JVM can take a
+                // while more): the others must find it looking, or two of them
+                // may elect each other first.
+                ens.wait_looking(sid);
+            }
         }
         for sid in ens.sids() {
             ens.wait_serving(sid);
@@ -251,6 +260,22 @@ impl Ensemble {
             panic!("the ensemble started but its members do not agree on one leader")
         });
         eprintln!("[ensemble] serving; leader {leader}");
+    }
+
+    /// Waits (bounded) until member `sid` has started looking for a leader, by its
+    /// log.
+    pub fn wait_looking(&self, sid: u64) {
+        let mark = match self.kind(sid) {
+            Kind::Corral => "LOOKING: proposing",
+            Kind::Reference => "QuorumPeer - LOOKING",
+        };
+        for _ in 0..LEADER_POLLS_MAX {
+            if self.log(sid).contains(mark) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(POLL_MS));
+        }
+        panic!("member {sid} never started looking\n{}", self.report());
     }
 
     /// Writes every member's dirs and zoo.cfg (sids 1..=n, free ports) and starts

@@ -398,6 +398,9 @@ impl Builder {
             cxid: self.txns.len() as i32,
             extended_types_enabled: true,
             max_data_bytes: 0xfffff,
+            enforce_quota: false,
+            digest_enabled: true,
+            ephemerals_allowed: true,
         };
         let ids = [Id::new("digest", &digest_id("u:p"))];
         let caller = Caller {

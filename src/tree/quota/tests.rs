@@ -35,6 +35,7 @@ impl Q {
             max_data_bytes: 0xfffff,
             enforce_quota: self.enforce,
             digest_enabled: true,
+            ephemerals_allowed: true,
         };
         let caller = Caller {
             session_id: 0x100,

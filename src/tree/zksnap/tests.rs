@@ -40,6 +40,7 @@ impl Builder {
             max_data_bytes: 2 << 20,
             enforce_quota: false,
             digest_enabled: true,
+            ephemerals_allowed: true,
         };
         let caller = Caller {
             session_id,
