@@ -40,6 +40,7 @@ fuzz_target!(
         let mut w = Seeds { root: PathBuf::from(dir), count: 0 };
         client_frames(&mut w);
         sasl(&mut w);
+        quorum_sasl(&mut w);
         txns(&mut w);
         snapshots(&mut w);
         quorum(&mut w);
@@ -369,6 +370,55 @@ fn sasl(w: &mut Seeds) {
     );
 }
 
+/// quorum_sasl's seeds, made by corral's own login state machines with the fuzz
+/// target's random fills (nonce 0x3c, cnonce 0x5a), so each reaches the end of its
+/// exchange: the learner's two packets (server mode), the challenge and rspauth
+/// tokens side by side (learner mode), a round trip's choices, and odd packets.
+fn quorum_sasl(w: &mut Seeds) {
+    use corral::auth::quorum_login::{LearnerLogin, LearnerStep, ServerLogin, ServerStep};
+    use corral::auth::{jaas, Secret};
+    use corral::proto::quorum_auth::{AuthStatus, QuorumAuthPacket};
+    let t = "quorum_sasl";
+    let users = jaas::server_users(
+        "QuorumServer { org.apache.zookeeper.server.auth.DigestLoginModule required \
+         user_test=\"test\"; };",
+        "QuorumServer",
+    )
+    .expect("JAAS text")
+    .expect("QuorumServer section");
+    let (mut learner, first) = LearnerLogin::start("test", Secret::new("test"));
+    let mut server = ServerLogin::new();
+    let mut from_learner = Vec::new();
+    first.encode(&mut from_learner);
+    let ServerStep::Continue(challenge) = server.on_packet(first, &mut |b| b.fill(0x3c), &users)
+    else {
+        panic!("no challenge");
+    };
+    let Ok(LearnerStep::Send(response)) =
+        learner.on_packet(challenge.clone(), &mut |b| b.fill(0x5a))
+    else {
+        panic!("no response");
+    };
+    response.encode(&mut from_learner);
+    w.put(t, "server-login", Some(0), &from_learner);
+    let ServerStep::Authenticated { reply, .. } =
+        server.on_packet(response, &mut |b| b.fill(0), &users)
+    else {
+        panic!("not authenticated");
+    };
+    let (mut c, mut r) = (challenge.token.unwrap(), reply.token.unwrap());
+    let n = c.len().max(r.len());
+    c.resize(n, b' ');
+    r.resize(n, b' ');
+    c.extend_from_slice(&r);
+    w.put(t, "learner", Some(1), &c);
+    w.put(t, "round-trip", Some(2), b"\x04test\x04test\x3c\x5a\x00");
+    let mut odd = Vec::new();
+    QuorumAuthPacket::new(AuthStatus::Success, None).encode(&mut odd);
+    QuorumAuthPacket::new(AuthStatus::Error, Some(Vec::new())).encode(&mut odd);
+    w.put(t, "packets", Some(0), &odd);
+}
+
 // ----- txns -----------------------------------------------------------------------------
 
 const T0: i64 = 1_700_000_000_000;
@@ -694,7 +744,7 @@ fn quorum(w: &mut Seeds) {
         QuorumPacket::ack(0x1_0000_0000),
         QuorumPacket::request(
             &req,
-            Some(vec![Id::new("ip", "127.0.0.1"), Id::new("digest", "u:x")]),
+            Some(vec![Id::new("ip", "127.0.0.1"), Id::new("digest", "u:x")].into()),
         ),
         QuorumPacket::ping_from_learner(first_zxid, &[(SESSION, 30_000), (SESSION + 1, 4_000)]),
         QuorumPacket::revalidate_request(RevalidateRequest {
