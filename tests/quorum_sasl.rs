@@ -15,7 +15,8 @@ mod common;
 
 use common::ensemble::{Ensemble, CORRAL_LEADS, THREE_CORRALS, ZOOKEEPER_LEADS};
 use common::peer_security::{
-    assert_kept_out, configure, log_count, set_lines, wait_log, wait_log_count, write_through,
+    assert_kept_out, configure, follower_rejoins, log_count, set_lines, wait_log, wait_log_count,
+    write_through,
 };
 use common::Kind;
 use std::io::Write;
@@ -115,14 +116,7 @@ fn replicates_with_sasl(kinds: [Kind; 3]) {
     reference_jaas(&mut ens, &jaas.good());
     ens.launch_all();
     write_through(&ens, &[1, 2, 3], "sasl");
-    let leader = ens.wait_leader();
-    let follower = if leader == 1 { 2 } else { 1 };
-    ens.kill(follower);
-    let up: Vec<u64> = [1, 2, 3].into_iter().filter(|s| *s != follower).collect();
-    write_through(&ens, &up, "while-down");
-    ens.restart(follower);
-    ens.wait_serving(follower);
-    write_through(&ens, &[1, 2, 3], "after");
+    follower_rejoins(&mut ens, "sasl");
     assert_logins_logged(&ens);
     for sid in ens.sids() {
         if ens.kind(sid) == Kind::Corral {
@@ -341,12 +335,7 @@ fn mixed_ensembles_log_in_over_tls() {
         reference_jaas(&mut ens, &jaas.good());
         ens.launch_all();
         write_through(&ens, &[1, 2, 3], "sasl-tls");
-        let leader = ens.wait_leader();
-        let follower = if leader == 1 { 2 } else { 1 };
-        ens.kill(follower);
-        ens.restart(follower);
-        ens.wait_serving(follower);
-        write_through(&ens, &[1, 2, 3], "sasl-tls-again");
+        follower_rejoins(&mut ens, "sasl-tls");
         assert_logins_logged(&ens);
         let reference = (ens.sids().into_iter())
             .find(|s| ens.kind(*s) == Kind::Reference)

@@ -13,7 +13,9 @@
 mod common;
 
 use common::ensemble::{Ensemble, CORRAL_LEADS, THREE_CORRALS, ZOOKEEPER_LEADS};
-use common::peer_security::{assert_kept_out, configure, set_lines, wait_log, write_through};
+use common::peer_security::{
+    assert_kept_out, configure, follower_rejoins, set_lines, wait_log, write_through,
+};
 use common::pki::Pki;
 use common::Kind;
 use std::path::Path;
@@ -52,15 +54,8 @@ fn replicates_over_tls(kinds: [Kind; 3]) {
         let log = ens.log(sid);
         assert!(!log.contains("dropping a link"), "{}", ens.log_tail(sid));
     }
-    // A follower down and back: it syncs over TLS (DIFF from the leader's log).
-    let leader = ens.wait_leader();
-    let follower = if leader == 1 { 2 } else { 1 };
-    ens.kill(follower);
-    let up: Vec<u64> = [1, 2, 3].into_iter().filter(|s| *s != follower).collect();
-    write_through(&ens, &up, "while-down");
-    ens.restart(follower);
-    ens.wait_serving(follower);
-    write_through(&ens, &[1, 2, 3], "after");
+    // A follower down and back: it syncs over TLS.
+    follower_rejoins(&mut ens, "tls");
     // A plaintext election link (a valid init message) is refused.
     for sid in [1, 2, 3]
         .into_iter()
@@ -288,12 +283,7 @@ fn mixed_ensembles_speak_tls_1_3() {
         };
         ens.launch_all();
         write_through(&ens, &[1, 2, 3], "tls13");
-        let leader = ens.wait_leader();
-        let follower = if leader == 1 { 2 } else { 1 };
-        ens.kill(follower);
-        ens.restart(follower);
-        ens.wait_serving(follower);
-        write_through(&ens, &[1, 2, 3], "tls13-again");
+        follower_rejoins(&mut ens, "tls13");
         assert_reference_speaks_tls(&ens);
         let handshakes = (ens.sids().into_iter())
             .filter(|s| ens.kind(*s) == Kind::Reference)

@@ -112,3 +112,17 @@ pub fn assert_kept_out(ens: &Ensemble, sid: u64) {
         std::thread::sleep(Duration::from_millis(POLL_MS));
     }
 }
+
+/// A follower killed and restarted: the others take writes while it is down (tagged
+/// `<tag>-down`), then it syncs (a DIFF from the leader's log, over whatever the
+/// links are secured with) and every member takes writes (`<tag>-again`).
+pub fn follower_rejoins(ens: &mut Ensemble, tag: &str) {
+    let leader = ens.wait_leader();
+    let follower = if leader == 1 { 2 } else { 1 };
+    ens.kill(follower);
+    let up: Vec<u64> = [1, 2, 3].into_iter().filter(|s| *s != follower).collect();
+    write_through(ens, &up, &format!("{tag}-down"));
+    ens.restart(follower);
+    ens.wait_serving(follower);
+    write_through(ens, &[1, 2, 3], &format!("{tag}-again"));
+}
