@@ -343,3 +343,38 @@ fn mixed_ensembles_log_in_over_tls() {
         wait_log(&ens, reference, "SSL handshake complete with");
     }
 }
+
+/// PEER_LOGINS_MAX: links that start a login and stall hold at most 16 places on a
+/// member's peer ports; more are dropped with a line naming the bound, and the
+/// ensemble goes on serving through its established links.
+#[test]
+fn stalled_logins_are_bounded_and_the_ensemble_goes_on() {
+    let jaas = Jaas::new();
+    let lines = |_| sasl_lines(Kind::Corral, &jaas.good(), REQUIRED);
+    let Some(mut ens) = configure(THREE_CORRALS, lines) else {
+        return;
+    };
+    ens.launch_all();
+    write_through(&ens, &[1, 2, 3], "before");
+    let leader = ens.wait_leader();
+    let ports = ens.ports(leader);
+    // A learner's first packet (an empty token): the leader answers with its
+    // challenge and waits for a response that never comes.
+    let mut first = Vec::new();
+    first.extend_from_slice(&0x5f24_3501_3501_edcc_i64.to_be_bytes());
+    first.extend_from_slice(&0i32.to_be_bytes());
+    first.extend_from_slice(&0i32.to_be_bytes());
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", ports.quorum)).unwrap();
+        s.write_all(&first).unwrap();
+        held.push(s);
+    }
+    wait_log(
+        &ens,
+        leader,
+        "16 quorum SASL logins already in progress (PEER_LOGINS_MAX)",
+    );
+    write_through(&ens, &[1, 2, 3], "held");
+    drop(held);
+}

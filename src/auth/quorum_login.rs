@@ -17,13 +17,12 @@
 //! ```
 
 use super::sasl::{DigestServer, Outcome, QUORUM};
-use super::{DigestClient, JaasUsers, Secret};
+use super::{DigestClient, JaasUsers, SaslError, Secret};
 use crate::proto::quorum_auth::{starts_with_magic, AuthStatus, QuorumAuthPacket};
 
 /// The dialling member's login.
 pub struct LearnerLogin {
     client: DigestClient,
-    answered: bool,
 }
 
 /// What the learner does after a server packet.
@@ -40,7 +39,6 @@ impl LearnerLogin {
     pub fn start(user: &str, password: Secret) -> (LearnerLogin, QuorumAuthPacket) {
         let login = LearnerLogin {
             client: DigestClient::new(&QUORUM, user, password),
-            answered: false,
         };
         let first = QuorumAuthPacket::new(AuthStatus::InProgress, Some(Vec::new()));
         (login, first)
@@ -53,27 +51,27 @@ impl LearnerLogin {
         random: &mut dyn FnMut(&mut [u8]),
     ) -> Result<LearnerStep, String> {
         let token = p.token.unwrap_or_default();
-        match (p.status, self.answered) {
-            (AuthStatus::InProgress, false) => {
-                self.answered = true;
-                let r = (self.client.respond(&token, random)).map_err(|e| e.to_string())?;
-                Ok(LearnerStep::Send(QuorumAuthPacket::new(
-                    AuthStatus::InProgress,
-                    Some(r),
-                )))
+        // The client's own step says what may come: a challenge first, then the
+        // proof; anything else out of turn ends the exchange as Finished.
+        let step = match p.status {
+            AuthStatus::InProgress => (self.client.respond(&token, random))
+                .map(|r| LearnerStep::Send(QuorumAuthPacket::new(AuthStatus::InProgress, Some(r)))),
+            AuthStatus::Success => (self.client.verify_rspauth(&token)).map(|()| LearnerStep::Done),
+            AuthStatus::Error => {
+                return Err("refused by the other member (a user or password its \
+                            QuorumServer section does not have?)"
+                    .into())
             }
-            (AuthStatus::Success, true) => {
-                (self.client.verify_rspauth(&token)).map_err(|e| e.to_string())?;
-                Ok(LearnerStep::Done)
+        };
+        step.map_err(|e| match e {
+            SaslError::Finished => {
+                format!(
+                    "unexpected status {} from the other member",
+                    p.status.code()
+                )
             }
-            (AuthStatus::Error, _) => Err("refused by the other member (a user or password \
-                                           its QuorumServer section does not have?)"
-                .into()),
-            (status, _) => Err(format!(
-                "unexpected status {} from the other member",
-                status.code()
-            )),
-        }
+            e => e.to_string(),
+        })
     }
 }
 

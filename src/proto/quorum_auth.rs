@@ -13,6 +13,7 @@
 //! before FOLLOWERINFO (whose first bytes are a packet type, 11, never the magic).
 
 use super::jute::JuteWrite;
+use super::quorum::Partial;
 use thiserror::Error;
 
 /// The first long of every quorum SASL packet: the reference's
@@ -97,36 +98,28 @@ impl QuorumAuthPacket {
     /// packet and the bytes it took. A wrong magic or a token length outside
     /// -1..=`QUORUM_AUTH_TOKEN_BYTES_MAX` is an error.
     pub fn decode(buf: &[u8]) -> Result<Option<(QuorumAuthPacket, usize)>, QuorumAuthDecodeError> {
-        if buf.len() < QUORUM_AUTH_HEADER_BYTES {
-            if buf.len() >= 8 && starts_with_magic(buf) == Some(false) {
-                let magic = i64::from_be_bytes(buf[..8].try_into().unwrap());
-                return Err(QuorumAuthDecodeError::BadMagic(magic));
-            }
+        let mut c = Partial::new(buf);
+        let Some(magic) = c.i64() else {
             return Ok(None);
-        }
-        let magic = i64::from_be_bytes(buf[..8].try_into().unwrap());
+        };
         if magic != QUORUM_AUTH_MAGIC {
             return Err(QuorumAuthDecodeError::BadMagic(magic));
         }
-        let status = AuthStatus::from_code(i32::from_be_bytes(buf[8..12].try_into().unwrap()));
-        let len = i32::from_be_bytes(buf[12..16].try_into().unwrap());
+        let (Some(status), Some(len)) = (c.i32(), c.i32()) else {
+            return Ok(None);
+        };
         if len < -1 || len > QUORUM_AUTH_TOKEN_BYTES_MAX as i32 {
             return Err(QuorumAuthDecodeError::BadLength { len });
         }
-        if len == -1 {
-            return Ok(Some((
-                QuorumAuthPacket::new(status, None),
-                QUORUM_AUTH_HEADER_BYTES,
-            )));
-        }
-        let end = QUORUM_AUTH_HEADER_BYTES + len as usize;
-        let Some(token) = buf.get(QUORUM_AUTH_HEADER_BYTES..end) else {
-            return Ok(None);
+        let token = match len {
+            -1 => None,
+            n => match c.take(n as usize) {
+                Some(t) => Some(t.to_vec()),
+                None => return Ok(None),
+            },
         };
-        Ok(Some((
-            QuorumAuthPacket::new(status, Some(token.to_vec())),
-            end,
-        )))
+        let status = AuthStatus::from_code(status);
+        Ok(Some((QuorumAuthPacket::new(status, token), c.pos)))
     }
 }
 

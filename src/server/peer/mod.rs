@@ -501,7 +501,7 @@ impl Peers {
     async fn secure_accepted(
         &self,
         stream: TcpStream,
-        port: &str,
+        port: Port,
         peer: &str,
     ) -> Option<PeerStream> {
         let Some(tls) = &self.tls else {
@@ -529,7 +529,7 @@ impl Peers {
             .map(|a| a.to_string())
             .unwrap_or_default();
         self.election_sock_opts(&stream, &peer);
-        let Some(mut stream) = self.secure_accepted(stream, "election", &peer).await else {
+        let Some(mut stream) = self.secure_accepted(stream, Port::Election, &peer).await else {
             return;
         };
         let mut buf = Vec::new();
@@ -722,7 +722,7 @@ impl Peers {
             let me = self.clone();
             glommio::spawn_local(async move {
                 let peer = (stream.peer_addr().map(|a| a.to_string())).unwrap_or_default();
-                let Some(mut stream) = me.secure_accepted(stream, "quorum", &peer).await else {
+                let Some(mut stream) = me.secure_accepted(stream, Port::Quorum, &peer).await else {
                     return;
                 };
                 if let Some(rest) = me.serve(&mut stream, Vec::new(), Port::Quorum, &peer).await {
