@@ -772,3 +772,26 @@ fn rolling_replacement_of_a_zookeeper_ensemble() {
     );
     timed("rolling_replacement_of_a_zookeeper_ensemble", &ens);
 }
+
+/// A failure report's corral stacks: one line per thread, innermost frame first,
+/// generic arguments dropped (checked on gdb's own output shape).
+#[test]
+fn gdb_stacks_are_compacted_to_a_line_per_thread() {
+    let gdb = "\
+[New LWP 14272]
+Thread 12 (Thread 0x7f5c558896c0 (LWP 14272) \"corral-shard-1-\"):
+#0  syscall () at ../sysdeps/unix/sysv/linux/x86_64/syscall.S:38
+#1  0x00005586862ae7f7 in std::sys::pal::unix::futex::futex_wait () at library/std/src/sys/pal/unix/futex.rs:73
+#5  0x0000558685c2ba0b in flume::signal::SyncSignal::wait (self=0x7f5c20000d00) at src/signal.rs:31
+#6  0x0000558685b1b0c7 in flume::Hook<glommio::sys::blocking::BlockingThreadReq, flume::signal::SyncSignal>::wait_recv<glommio::sys::blocking::BlockingThreadReq> (self=0x7f5c20000cb0) at lib.rs:313
+
+Thread 1 (Thread 0x7f5c55a8a000 (LWP 14260) \"corral\"):
+#0  0x00007f5c55c9e0a6 in __futex_abstimed_wait_common () at futex-internal.c:57
+";
+    assert_eq!(
+        common::ensemble::compact_stacks(gdb),
+        "Thread 12 \"corral-shard-1-\": syscall < std::sys::pal::unix::futex::futex_wait \
+         < flume::signal::SyncSignal::wait < flume::Hook::wait_recv\n\
+         Thread 1 \"corral\": __futex_abstimed_wait_common"
+    );
+}

@@ -27,8 +27,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use common::ensemble::{
-    create_req, dump_tree_at, pipeline, tree_differences, Ensemble, Guard, Mode, Role, Tree,
-    LEADER_POLLS_MAX, POLL_MS,
+    create_req, dump_tree_at, pipeline, tree_differences, within, Ensemble, Guard, Mode, Role,
+    Tree, LEADER_WAIT, POLL_MS,
 };
 use common::{Kind, Server};
 use corral::proto::{CreateMode, Request};
@@ -649,7 +649,7 @@ fn a_cut_off_leader_is_replaced_through_the_proxy() {
         proxy.set(old, sid, LinkMode::Cut);
     }
     let mut new = None;
-    for _ in 0..LEADER_POLLS_MAX {
+    for _ in within(LEADER_WAIT) {
         new = ens
             .sids()
             .into_iter()

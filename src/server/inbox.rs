@@ -35,6 +35,18 @@ pub async fn recv<T>(rx: &Receiver<T>) -> Result<T, RecvError> {
     recv_with(|| rx.recv_async(), || look(rx), RECHECK_EVERY).await
 }
 
+/// [`recv`], given up at `deadline`: `None` when no message came by then (or
+/// every sender went).
+pub async fn recv_until<T>(rx: &Receiver<T>, deadline: std::time::Instant) -> Option<T> {
+    let left = deadline.saturating_duration_since(std::time::Instant::now());
+    let got = std::pin::pin!(recv(rx));
+    let timer = std::pin::pin!(glommio::timer::sleep(left));
+    match select(got, timer).await {
+        Either::Left((m, _)) => m.ok(),
+        Either::Right(_) => rx.try_recv().ok(),
+    }
+}
+
 /// [`recv`] for a shard's inbox on the cross-core mesh.
 pub async fn recv_mesh<T>(rx: &chan::Receiver<T>) -> Result<T, RecvError> {
     let wait = || async { rx.recv_async().await.map_err(|_| RecvError::Disconnected) };
@@ -119,6 +131,21 @@ mod tests {
             .map(|m| (m, looks.get()))
         });
         assert_eq!(got, Ok((7, 3)));
+    }
+
+    /// A report that never comes is given up at the deadline; one that came is
+    /// taken even when the deadline has passed.
+    #[test]
+    fn a_bounded_receive_gives_up_at_its_deadline() {
+        let got = run(|| async {
+            let (_tx, rx) = flume::unbounded::<u32>();
+            let none = recv_until(&rx, std::time::Instant::now() + Duration::from_millis(20)).await;
+            let (tx2, rx2) = flume::unbounded::<u32>();
+            tx2.send(9).unwrap();
+            let late = recv_until(&rx2, std::time::Instant::now()).await;
+            (none, late)
+        });
+        assert_eq!(got, (None, Some(9)));
     }
 
     /// A message already in the channel is taken at once, without a wait.

@@ -111,6 +111,12 @@ pub enum CoreNews {
     Stop(&'static str),
 }
 
+/// How long the main thread waits for the cores' starts before it names the ones
+/// that have not started (a warning, repeated at this interval; it goes on
+/// waiting). A shard starts once the sequencer has published the recovered tree,
+/// so a long recovery shows here too.
+pub const STARTUP_REPORT_EVERY: Duration = Duration::from_secs(10);
+
 /// How a core (or the signal thread) reports to the main thread, under its name.
 pub type ReadyTx = std::sync::mpsc::Sender<(String, CoreNews)>;
 
@@ -395,9 +401,8 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
         .chain((0..cfg.shard_cores).map(|i| format!("corral-shard-{i}")))
         .collect();
     let threads = if own { &names[..] } else { &names[1..] };
-    let mut beats = nudge::start(threads)
-        .map_err(ServerError::Nudge)?
-        .into_iter();
+    let (beats, beat_view) = nudge::start(threads).map_err(ServerError::Nudge)?;
+    let mut beats = beats.into_iter();
     // The HTTP endpoints' sockets, bound before any core opens the client port.
     let endpoints = crate::admin::http::bind_endpoints(&cfg);
     let mut handles = Vec::new();
@@ -460,11 +465,13 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
     drop(ready_tx);
 
     // Wait for every core to come up; an executor that fails to start ends its thread
-    // with an error, which we turn into one clear line.
-    let mut up = 0;
-    while up < cfg.shard_cores + 1 {
-        match ready_rx.recv() {
-            Ok((_, CoreNews::Up)) => up += 1,
+    // with an error, which we turn into one clear line. A core that takes long is
+    // named every STARTUP_REPORT_EVERY, with what its executor is doing.
+    let started = std::time::Instant::now();
+    let mut up: Vec<String> = Vec::new();
+    while up.len() < cfg.shard_cores + 1 {
+        match ready_rx.recv_timeout(STARTUP_REPORT_EVERY) {
+            Ok((name, CoreNews::Up)) => up.push(name),
             Ok((name, CoreNews::StartFailed(cause))) => {
                 return Err(ServerError::CoreStart { name, cause })
             }
@@ -481,7 +488,28 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
                 tracing::info!("{signal} during start-up: exiting");
                 return Ok(());
             }
-            Err(_) => break,
+            // Recovery can take that long: the shards wait for its tree.
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+                if !up.iter().any(|n| n == SEQUENCER) =>
+            {
+                tracing::info!(
+                    "start-up: recovery still runs after {:?}; the shards start once it ends",
+                    started.elapsed()
+                );
+            }
+            // Only a shard is missing: it has the tree, or a lost wake-up kept it.
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                for name in names.iter().filter(|n| !up.contains(n)) {
+                    let how = beat_view
+                        .describe(name)
+                        .unwrap_or_else(|| "it runs beside shard 0".into());
+                    tracing::warn!(
+                        "start-up: {name} has not reported that it started after {:?}; {how}",
+                        started.elapsed()
+                    );
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
     // The HTTP endpoints served, on a thread of their own, once every core answers

@@ -23,7 +23,7 @@
 //! whose beat task is gone (its executor stopped) is no longer watched.
 
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
-use std::sync::{Arc, Once};
+use std::sync::{Arc, Once, Weak};
 use std::time::{Duration, Instant};
 
 /// How often each core records that it runs.
@@ -52,9 +52,41 @@ pub struct CoreBeat {
     epoch: Instant,
 }
 
+/// The main thread's look at the beats: how a core that has not reported its
+/// start is doing (start-up warnings). Holds no beat alive.
+pub struct BeatView {
+    beats: Vec<(String, Weak<Beat>)>,
+    epoch: Instant,
+}
+
+impl BeatView {
+    /// One phrase on the executor of core `name`, or `None` for a core that has
+    /// no executor of its own (the sequencer beside shard 0).
+    pub fn describe(&self, name: &str) -> Option<String> {
+        let (_, beat) = self.beats.iter().find(|(n, _)| n == name)?;
+        let Some(beat) = beat.upgrade() else {
+            return Some("its executor has ended".to_string());
+        };
+        let (tid, at) = (
+            beat.tid.load(Ordering::Acquire),
+            beat.at_ms.load(Ordering::Acquire),
+        );
+        let now = ms_since(self.epoch);
+        let ago = now.saturating_sub(at);
+        Some(if tid == 0 {
+            "its executor has not run a task yet (it is still being created)".to_string()
+        } else if stuck(tid, at, now) {
+            format!("its executor (thread {tid}) has not run for {ago} ms; it is being nudged")
+        } else {
+            format!("its executor (thread {tid}) runs (last beat {ago} ms ago)")
+        })
+    }
+}
+
 /// Installs the no-op handler and starts the nudge thread watching one beat per
-/// core name. Returns each core's beat, in the order of `names`.
-pub fn start(names: &[String]) -> std::io::Result<Vec<CoreBeat>> {
+/// core name. Returns each core's beat, in the order of `names`, and the view
+/// of them all.
+pub fn start(names: &[String]) -> std::io::Result<(Vec<CoreBeat>, BeatView)> {
     install_handler()?;
     let epoch = Instant::now();
     let beats: Vec<Arc<Beat>> = names
@@ -71,10 +103,17 @@ pub fn start(names: &[String]) -> std::io::Result<Vec<CoreBeat>> {
     std::thread::Builder::new()
         .name("corral-nudge".into())
         .spawn(move || watch(watched, epoch))?;
-    Ok(beats
+    let view = BeatView {
+        beats: (names.iter().cloned())
+            .zip(beats.iter().map(Arc::downgrade))
+            .collect(),
+        epoch,
+    };
+    let beats = beats
         .into_iter()
         .map(|beat| CoreBeat { beat, epoch })
-        .collect())
+        .collect();
+    Ok((beats, view))
 }
 
 fn ms_since(epoch: Instant) -> u64 {
@@ -190,7 +229,7 @@ mod tests {
     #[test]
     fn a_stuck_core_is_interrupted_by_its_nudge() {
         let names = vec!["test-core".to_string()];
-        let core = start(&names).unwrap().pop().unwrap();
+        let core = start(&names).unwrap().0.pop().unwrap();
         let (tx, rx) = mpsc::channel();
         let sleeper = std::thread::spawn(move || {
             let mut fds = [0 as libc::c_int; 2];
@@ -216,11 +255,40 @@ mod tests {
         sleeper.join().unwrap();
     }
 
+    /// The start-up warning's phrases: a core whose executor never ran, one that
+    /// runs, one that ended, and a name with no executor of its own.
+    #[test]
+    fn the_view_says_how_each_core_does() {
+        let names = vec!["never-ran".to_string(), "ran".to_string()];
+        let (mut cores, view) = start(&names).unwrap();
+        let ran = cores.pop().unwrap();
+        ran.beat.at_ms.store(ms_since(ran.epoch), Ordering::Release);
+        ran.beat.tid.store(42, Ordering::Release);
+        let never = view.describe("never-ran").unwrap();
+        assert!(never.contains("has not run a task yet"), "{never}");
+        let runs = view.describe("ran").unwrap();
+        assert!(runs.contains("thread 42") && runs.contains("runs"), "{runs}");
+        ran.beat.at_ms.store(0, Ordering::Release);
+        std::thread::sleep(STUCK_AFTER * 2);
+        let stuck = view.describe("ran").unwrap();
+        assert!(stuck.contains("being nudged"), "{stuck}");
+        ran.beat.tid.store(0, Ordering::Release);
+        drop(ran);
+        // The nudge thread lets go of an ended core's beat at its next look.
+        let ended = (0..REPORT_WAIT.as_millis() / 10)
+            .map(|_| std::thread::sleep(Duration::from_millis(10)))
+            .map(|_| view.describe("ran").unwrap())
+            .find(|d| d.contains("ended"));
+        assert_eq!(ended.as_deref(), Some("its executor has ended"));
+        assert_eq!(view.describe("corral-sequencer"), None);
+        drop(cores);
+    }
+
     /// A running core beats from its own executor's timer.
     #[test]
     fn a_running_core_beats() {
         let names = vec!["beating-core".to_string()];
-        let core = start(&names).unwrap().pop().unwrap();
+        let core = start(&names).unwrap().0.pop().unwrap();
         let beat = core.beat.clone();
         let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
             .name("beat-test")

@@ -967,18 +967,7 @@ async fn four_letter(shard: &Rc<RefCell<Shard>>, cmd: &str) -> String {
         shards: Vec::new(),
     };
     if admin::needs_reports(cmd) {
-        let (tx, rx) = flume::bounded(1);
-        if mesh.to_sequencer.send(ToSequencer::Report(tx)).is_ok() {
-            view.sequencer = inbox::recv(&rx).await.ok();
-        }
-        for to in &mesh.to_shards {
-            let (tx, rx) = flume::bounded(1);
-            if to.send(ToShard::Report(tx)).is_ok() {
-                if let Ok(r) = inbox::recv(&rx).await {
-                    view.shards.push(r);
-                }
-            }
-        }
+        gather_reports(&mesh, &mut view).await;
     }
     match cmd {
         "srst" => {
@@ -992,6 +981,40 @@ async fn four_letter(shard: &Rc<RefCell<Shard>>, cmd: &str) -> String {
         _ => {}
     }
     admin::render(cmd, &view)
+}
+
+/// Asks the sequencer and every shard (this one too) for its report at once,
+/// and waits for the answers until `admin::http::REPORT_WAIT` from now: a core
+/// that does not answer by then is left out of the view (and named in a
+/// warning), so a four-letter word is always answered, as the reference's are.
+async fn gather_reports(mesh: &Mesh, view: &mut admin::View<'_>) {
+    let deadline = Instant::now() + admin::http::REPORT_WAIT;
+    let (tx, rx) = flume::bounded(1);
+    let sequencer = mesh.to_sequencer.send(ToSequencer::Report(tx)).is_ok();
+    let asked: Vec<(usize, flume::Receiver<ShardReport>)> = (mesh.to_shards.iter().enumerate())
+        .filter_map(|(i, to)| {
+            let (tx, rx) = flume::bounded(1);
+            to.send(ToShard::Report(tx)).is_ok().then_some((i, rx))
+        })
+        .collect();
+    if sequencer {
+        view.sequencer = inbox::recv_until(&rx, deadline).await;
+        if view.sequencer.is_none() {
+            tracing::warn!(
+                "four-letter word: the sequencer gave no report within {:?}; answered without it",
+                admin::http::REPORT_WAIT
+            );
+        }
+    }
+    for (i, rx) in asked {
+        match inbox::recv_until(&rx, deadline).await {
+            Some(r) => view.shards.push(r),
+            None => tracing::warn!(
+                "four-letter word: shard {i} gave no report within {:?}; answered without it",
+                admin::http::REPORT_WAIT
+            ),
+        }
+    }
 }
 
 /// A bad multiRead fails in one of two places on the reference 3.8.0: its

@@ -43,10 +43,19 @@ pub const SYNC_LIMIT_TICKS: u32 = 5;
 pub const SESSION_TIMEOUT_MS: i32 = 10_000;
 /// Pause between two polls of a member (srvr, connect attempts).
 pub const POLL_MS: u64 = 100;
-/// Polls a member gets to start serving (about 90 s plus the polls' own time).
-pub const SERVING_POLLS_MAX: u32 = 900;
-/// Polls for the live members to agree on one leader.
-pub const LEADER_POLLS_MAX: u32 = 600;
+/// How long a member gets to start serving (polls included: one `srvr` may
+/// take its whole read timeout when the member accepts but does not answer).
+pub const SERVING_WAIT: Duration = Duration::from_secs(90);
+/// How long the live members get to agree on one leader.
+pub const LEADER_WAIT: Duration = Duration::from_secs(60);
+
+/// Attempts until `limit` from now has passed: `for _ in within(SERVING_WAIT)`.
+/// A bound in time, not in polls, as a poll's own time varies (a `srvr` a
+/// member does not answer takes 2 s).
+pub fn within(limit: Duration) -> impl Iterator<Item = ()> {
+    let deadline = Instant::now() + limit;
+    std::iter::from_fn(move || (Instant::now() < deadline).then_some(()))
+}
 /// Connection attempts [`Ensemble::connect`] makes before giving up.
 pub const CONNECT_ATTEMPTS_MAX: u32 = 100;
 /// How long [`Ensemble::stop`] waits after SIGTERM before SIGKILL.
@@ -269,7 +278,7 @@ impl Ensemble {
             Kind::Corral => "LOOKING: proposing",
             Kind::Reference => "QuorumPeer - LOOKING",
         };
-        for _ in 0..LEADER_POLLS_MAX {
+        for _ in within(LEADER_WAIT) {
             if self.log(sid).contains(mark) {
                 return;
             }
@@ -684,7 +693,7 @@ impl Ensemble {
     /// Waits (bounded) until the member serves; panics if its process exits or
     /// it never does.
     pub fn wait_serving(&self, sid: u64) -> Mode {
-        for _ in 0..SERVING_POLLS_MAX {
+        for _ in within(SERVING_WAIT) {
             if let Some(mode) = self.mode(sid) {
                 return mode;
             }
@@ -697,13 +706,13 @@ impl Ensemble {
             }
             std::thread::sleep(Duration::from_millis(POLL_MS));
         }
-        panic!("member {sid} did not start serving within {SERVING_POLLS_MAX} polls")
+        panic!("member {sid} did not start serving within {SERVING_WAIT:?}")
     }
 
     /// Waits (bounded) until exactly one live member says leader and every other
     /// live member says follower or observer; `None` if that never happens.
     pub fn leader(&self) -> Option<u64> {
-        for _ in 0..LEADER_POLLS_MAX {
+        for _ in within(LEADER_WAIT) {
             if let Some(sid) = self.agreed_leader() {
                 return Some(sid);
             }
@@ -881,11 +890,7 @@ impl Ensemble {
                     .output()
                     .ok()?;
                 let text = String::from_utf8_lossy(&out.stdout);
-                let lines: Vec<&str> = (text.lines())
-                    .filter(|l| l.starts_with('#') || l.starts_with("Thread "))
-                    .take(THREAD_DUMP_LINES_MAX)
-                    .collect();
-                Some((m.sid, lines.join("\n")))
+                Some((m.sid, compact_stacks(&text)))
             })
             .collect()
     }
@@ -924,6 +929,45 @@ impl Ensemble {
             })
             .collect()
     }
+}
+
+/// gdb's `thread apply all bt` as one line per thread, innermost frame first:
+/// `Thread 12 "corral-shard-1": syscall < futex_wait < ... `, function names
+/// without their generic arguments (a failure report is read in an excerpt).
+pub fn compact_stacks(gdb: &str) -> String {
+    let mut out: Vec<String> = Vec::new();
+    for line in gdb.lines() {
+        if let Some(rest) = line.strip_prefix("Thread ") {
+            let number = rest.split_whitespace().next().unwrap_or("?");
+            let name = rest.split('"').nth(1).unwrap_or("");
+            out.push(format!("Thread {number} \"{name}\":"));
+        } else if let (Some(frame), Some(last)) = (line.strip_prefix('#'), out.last_mut()) {
+            let frame = frame.split_once(' ').map_or("", |(_, f)| f.trim_start());
+            let frame = frame.split_once(" in ").map_or(frame, |(addr, f)| {
+                if addr.starts_with("0x") {
+                    f
+                } else {
+                    frame
+                }
+            });
+            let name = frame.split(" (").next().unwrap_or(frame);
+            let mut plain = String::new();
+            let mut depth = 0u32;
+            for c in name.chars() {
+                match c {
+                    '<' => depth += 1,
+                    '>' => depth = depth.saturating_sub(1),
+                    _ if depth == 0 => plain.push(c),
+                    _ => {}
+                }
+            }
+            let sep = if last.ends_with(':') { " " } else { " < " };
+            last.push_str(sep);
+            last.push_str(&plain);
+        }
+    }
+    out.truncate(THREAD_DUMP_LINES_MAX);
+    out.join("\n")
 }
 
 impl Drop for Ensemble {

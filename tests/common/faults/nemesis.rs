@@ -31,8 +31,8 @@ use super::disk::{self, Tear};
 use super::proxy::{LinkMode, PeerProxy};
 use super::workload::WORKER_SESSION_MS;
 use crate::common::ensemble::{
-    call, create_req, open_session, Ensemble, Mode, ENSEMBLE_TICK_MS, POLL_MS, SERVING_POLLS_MAX,
-    SYNC_LIMIT_TICKS,
+    call, create_req, open_session, within, Ensemble, Mode, ENSEMBLE_TICK_MS, POLL_MS,
+    SERVING_WAIT, SYNC_LIMIT_TICKS,
 };
 use crate::common::stall::Stall;
 use crate::common::Kind;
@@ -567,7 +567,7 @@ impl<'a> Nemesis<'a> {
     /// Waits (bounded) until a member a disk fault hit serves again; a member
     /// that does not is a finding.
     fn wait_back(&mut self, sid: u64) {
-        for _ in 0..SERVING_POLLS_MAX {
+        for _ in within(SERVING_WAIT) {
             if self.ens.mode(sid).is_some() {
                 return;
             }
