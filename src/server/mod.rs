@@ -278,13 +278,22 @@ fn executor(cfg: &Config, name: &str, cpu: Option<usize>) -> LocalExecutorBuilde
     b
 }
 
-type CoreHandle = (String, glommio::ExecutorJoinHandle<Result<(), String>>);
+type CoreHandle = (String, std::thread::JoinHandle<Result<(), String>>);
 
 /// The sequencer's name as a core (its thread's name when it has its own).
 pub(super) const SEQUENCER: &str = "corral-sequencer";
 
 /// Starts one core on its own glommio executor thread; before the core's own work,
 /// the core starts beating (see `nudge`: a core asleep past its work is woken).
+///
+/// The thread is ours, not glommio's `spawn`: the executor is made on it, and
+/// the thread registers with the watchdog (`CoreBeat::register`) before the
+/// executor's loop first runs. glommio 0.9 can park a new executor before it has
+/// run any task, with no timer armed (its first `run_task_queues` gives up when
+/// the 5 ms preempt timer armed just before has already fired, as on a loaded
+/// box, and `park` then sleeps with no timeout): nothing would end that sleep, as
+/// no task has registered a waker or a timer yet. Registered first, such a core
+/// is nudged after `nudge::STUCK_AFTER`, and its loop then runs the first task.
 fn spawn_core<F>(
     cfg: &Config,
     name: String,
@@ -295,12 +304,21 @@ fn spawn_core<F>(
 where
     F: std::future::Future<Output = Result<(), String>> + 'static,
 {
-    let core = move || async move {
-        glommio::spawn_local(beat.serve()).detach();
-        core().await
-    };
-    let h = executor(cfg, &name, cpu)
-        .spawn(core)
+    let builder = executor(cfg, &name, cpu);
+    let h = std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(move || {
+            let ex = builder.make().map_err(|e| e.to_string())?;
+            beat.register();
+            ex.run(async move {
+                // The loop ran a task: this one. Its first poll may work long
+                // (a recovery) and is not asleep: watched again once the beat
+                // task runs.
+                beat.unregister();
+                glommio::spawn_local(beat.serve()).detach();
+                core().await
+            })
+        })
         .map_err(|e| ServerError::Executor {
             name: name.clone(),
             cause: e.to_string(),
@@ -308,6 +326,16 @@ where
             memlock: memlock_limit(),
         })?;
     Ok((name, h))
+}
+
+/// A core thread's end as text: its own result, or what its panic said.
+fn core_end(joined: std::thread::Result<Result<(), String>>) -> Result<(), String> {
+    joined.unwrap_or_else(|panic| {
+        let what = (panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into());
+        Err(format!("panicked: {what}"))
+    })
 }
 
 /// Runs a server until a core stops (an error) or SIGTERM/SIGINT asks it to stop
@@ -455,10 +483,7 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
     for (name, h) in handles {
         let tx = ready_tx.clone();
         std::thread::spawn(move || {
-            let end = match h.join() {
-                Ok(end) => end,
-                Err(e) => Err(e.to_string()),
-            };
+            let end = core_end(h.join());
             let _ = tx.send((name, CoreNews::Ended(end)));
         });
     }

@@ -16,6 +16,15 @@
 //! always ended such a sleep is a signal (gdb attaching). After an interrupted
 //! sleep the executor runs its loop: due timers fire, queued wake-ups run.
 //!
+//! A new executor can also park before it has run any task, with no timer armed
+//! at all (glommio 0.9: its first `run_task_queues` returns at once when the
+//! preempt timer armed just before has already fired, and `park` then sleeps with
+//! no timeout); nothing can end that sleep, as no task registered a waker yet.
+//! So a core's thread registers ([`CoreBeat::register`]) before its executor's
+//! loop first runs, and is watched from then on; the core's first poll takes it
+//! off the watch ([`CoreBeat::unregister`]: that poll may be a long recovery)
+//! until its beat task runs.
+//!
 //! The handler does nothing and is installed without SA_RESTART, so the sleep
 //! returns EINTR, which glommio takes as a normal wake-up. A core that is merely
 //! busy (a long fsync, no CPU) may get a signal too: it costs one extra loop.
@@ -74,7 +83,8 @@ impl BeatView {
         let now = ms_since(self.epoch);
         let ago = now.saturating_sub(at);
         Some(if tid == 0 {
-            "its executor has not run a task yet (it is still being created)".to_string()
+            "its executor has not beaten yet (it is being created, or runs its first task)"
+                .to_string()
         } else if stuck(tid, at, now) {
             format!("its executor (thread {tid}) has not run for {ago} ms; it is being nudged")
         } else {
@@ -187,15 +197,29 @@ fn install_handler() -> std::io::Result<()> {
 }
 
 impl CoreBeat {
-    /// Beats for as long as the core runs. Spawn it as a task on the core's
-    /// executor, first thing.
-    pub async fn serve(self) {
+    /// Puts the calling thread (the core's executor thread) under watch, as if
+    /// it had just beaten: call it on that thread before the executor's loop
+    /// first runs, so a loop that sleeps before any task ran is nudged too.
+    pub fn register(&self) {
         // SAFETY: gettid has no preconditions.
         let tid = unsafe { libc::gettid() };
         self.beat
             .at_ms
             .store(ms_since(self.epoch), Ordering::Release);
         self.beat.tid.store(tid, Ordering::Release);
+    }
+
+    /// Takes the thread off the watch until [`serve`](Self::serve) first runs:
+    /// for a core's first poll, which may work long without yielding (a
+    /// recovery) and must not be interrupted for it.
+    pub fn unregister(&self) {
+        self.beat.tid.store(0, Ordering::Release);
+    }
+
+    /// Beats for as long as the core runs. Spawn it as a task on the core's
+    /// executor, first thing (after [`register`](Self::register)).
+    pub async fn serve(self) {
+        self.register();
         loop {
             glommio::timer::sleep(BEAT_EVERY).await;
             self.beat
@@ -265,9 +289,12 @@ mod tests {
         ran.beat.at_ms.store(ms_since(ran.epoch), Ordering::Release);
         ran.beat.tid.store(42, Ordering::Release);
         let never = view.describe("never-ran").unwrap();
-        assert!(never.contains("has not run a task yet"), "{never}");
+        assert!(never.contains("has not beaten yet"), "{never}");
         let runs = view.describe("ran").unwrap();
-        assert!(runs.contains("thread 42") && runs.contains("runs"), "{runs}");
+        assert!(
+            runs.contains("thread 42") && runs.contains("runs"),
+            "{runs}"
+        );
         ran.beat.at_ms.store(0, Ordering::Release);
         std::thread::sleep(STUCK_AFTER * 2);
         let stuck = view.describe("ran").unwrap();
