@@ -89,11 +89,11 @@ impl Staged {
                     .ok_or_else(|| e.bad("expected participant or observer"))?;
                 self.peer_type = Some((e.line, role));
             }
-            "standaloneEnabled" => self.standalone_enabled = e.boolean()?,
-            "reconfigEnabled" => self.reconfig_enabled = e.boolean()?,
-            "quorumListenOnAllIPs" => self.quorum_listen_on_all_ips = e.boolean()?,
-            "syncEnabled" => self.sync_enabled = e.boolean()?,
-            "multiAddress.enabled" => self.multi_address_enabled = e.boolean()?,
+            "standaloneEnabled" => self.standalone_enabled = e.parse_boolean()?,
+            "reconfigEnabled" => self.reconfig_enabled = e.parse_boolean()?,
+            "quorumListenOnAllIPs" => self.quorum_listen_on_all_ips = e.parse_boolean()?,
+            "syncEnabled" => self.sync_enabled = e.parse_boolean()?,
+            "multiAddress.enabled" => self.multi_address_enabled = e.parse_boolean()?,
             "dynamicConfigFile" => {
                 if e.value.is_empty() {
                     return Err(e.bad("expected a file"));

@@ -490,6 +490,16 @@ impl Entry {
         }
     }
 
+    /// A key QuorumPeerConfig reads with its own `parseBoolean`: `true` or `false`
+    /// in any case, and the reference refuses to start on anything else.
+    pub(super) fn parse_boolean(&self) -> Result<bool, ConfigError> {
+        match self.value.to_ascii_lowercase().as_str() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(self.bad("expected true or false (the reference refuses any other value)")),
+        }
+    }
+
     /// A key the reference reads with `Boolean.parseBoolean`, where `yes` (or any
     /// text but `true`) means false: only `true` and `false` are taken, so that no
     /// value means one thing here and another there.
@@ -766,9 +776,9 @@ impl Config {
             "readonlymode.enabled" | "zookeeper.readonlymode.enabled" => {
                 self.read_only_mode = e.true_false()?
             }
-            "localSessionsEnabled" => self.local_sessions_enabled = e.true_false()?,
+            "localSessionsEnabled" => self.local_sessions_enabled = e.parse_boolean()?,
             "localSessionsUpgradingEnabled" => {
-                self.local_sessions_upgrading_enabled = e.true_false()?
+                self.local_sessions_upgrading_enabled = e.parse_boolean()?
             }
             "4lw.commands.whitelist" => self.four_letter_whitelist = four_letter_words(e)?,
             "jute.maxbuffer" => {

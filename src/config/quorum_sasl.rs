@@ -68,9 +68,9 @@ impl SaslStaged {
     /// Takes one zoo.cfg line if it is a quorum SASL key.
     pub(super) fn apply(&mut self, e: &Entry) -> Result<bool, ConfigError> {
         match e.key.as_str() {
-            "quorum.auth.enableSasl" => self.enable = strict_boolean(e)?,
-            "quorum.auth.learnerRequireSasl" => self.learner_require = strict_boolean(e)?,
-            "quorum.auth.serverRequireSasl" => self.server_require = strict_boolean(e)?,
+            "quorum.auth.enableSasl" => self.enable = e.parse_boolean()?,
+            "quorum.auth.learnerRequireSasl" => self.learner_require = e.parse_boolean()?,
+            "quorum.auth.serverRequireSasl" => self.server_require = e.parse_boolean()?,
             "quorum.auth.learner.saslLoginContext" => self.learner_context = context(e)?,
             "quorum.auth.server.saslLoginContext" => self.server_context = context(e)?,
             // The learner's Kerberos service principal: DIGEST-MD5 has no use for it.
@@ -158,16 +158,6 @@ impl SaslStaged {
             return Ok(());
         };
         Err(ConfigError::Invalid(why.into()))
-    }
-}
-
-/// `true` or `false` in any case, as QuorumPeerConfig's parseBoolean (which
-/// refuses anything else).
-fn strict_boolean(e: &Entry) -> Result<bool, ConfigError> {
-    match e.value.to_ascii_lowercase().as_str() {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        _ => Err(e.bad("expected true or false")),
     }
 }
 

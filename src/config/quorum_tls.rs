@@ -73,11 +73,11 @@ impl QuorumStaged {
     /// Takes one zoo.cfg line if it is a quorum TLS key.
     pub(super) fn apply(&mut self, e: &Entry) -> Result<bool, ConfigError> {
         match e.key.as_str() {
-            "sslQuorum" => self.ssl_quorum = e.true_false()?,
-            "portUnification" => self.port_unification = e.true_false()?,
+            "sslQuorum" => self.ssl_quorum = e.parse_boolean()?,
+            "portUnification" => self.port_unification = e.parse_boolean()?,
             "ssl.quorum.hostnameVerification" => self.hostname_verification = e.true_false()?,
             "sslQuorumReloadCertFiles" => {
-                if e.true_false()? {
+                if e.parse_boolean()? {
                     self.warnings.push(format!(
                         "config line {}: `sslQuorumReloadCertFiles=true` has no effect: corral \
                          reads the quorum key and trust stores once, at start-up; restart the \

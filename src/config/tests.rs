@@ -192,6 +192,43 @@ fn every_existing_bad_value_message_is_unchanged() {
     );
 }
 
+/// The keys QuorumPeerConfig reads with its own parseBoolean: the reference
+/// refuses to start on a value other than true or false (any case), and so does
+/// corral, saying so; `yes` is no longer taken for the ensemble's keys.
+#[test]
+fn keys_the_reference_parses_strictly_take_only_true_or_false() {
+    let keys = [
+        "localSessionsEnabled",
+        "localSessionsUpgradingEnabled",
+        "standaloneEnabled",
+        "reconfigEnabled",
+        "quorumListenOnAllIPs",
+        "syncEnabled",
+        "multiAddress.enabled",
+        "sslQuorum",
+        "portUnification",
+        "sslQuorumReloadCertFiles",
+        "quorum.auth.enableSasl",
+        "quorum.auth.learnerRequireSasl",
+        "quorum.auth.serverRequireSasl",
+    ];
+    for key in keys {
+        let e = Config::parse(&format!("# first\n{key}=yes\n")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "config line 2: `{key}` has a bad value `yes`: expected true or false (the \
+                 reference refuses any other value)"
+            ),
+        );
+        for ok in ["true", "FALSE", "True"] {
+            if let Err(e) = Config::parse(&format!("{key}={ok}\n")) {
+                assert!(!e.to_string().contains("bad value"), "{key}={ok}: {e}");
+            }
+        }
+    }
+}
+
 #[test]
 fn the_reference_spelling_of_super_digest_is_taken_too() {
     let c = Config::parse("DigestAuthenticationProvider.superDigest=super:abc=\n").unwrap();
