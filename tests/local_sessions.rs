@@ -1,12 +1,13 @@
-//! localSessionsEnabled in ensembles: a reference member keeps the sessions of its
-//! clients to itself (no createSession txn) and forwards their writes with ids the
-//! leader has never seen; an ephemeral create first upgrades the session (a
+//! localSessionsEnabled in ensembles: a member keeps the sessions of its clients
+//! to itself (no createSession txn) and forwards their writes with ids the leader
+//! has never seen; an ephemeral create first upgrades the session (a
 //! createSession forwarded right before it), or fails with EphemeralOnLocalSession
-//! when localSessionsUpgradingEnabled=false. A corral leader must take those writes
-//! as the reference's leader does. The same operation sequence runs through a
-//! reference follower of a reference leader and of a corral leader, and the
-//! outcomes must be the same; then through a corral follower of a reference leader
-//! (corral's own sessions stay global).
+//! when localSessionsUpgradingEnabled=false. The same operation sequence runs
+//! through a follower and through the leader of a reference ensemble, and through
+//! the same places in ensembles where corral plays either part (a corral leader of
+//! reference followers, corral followers of a reference leader, corral only); the
+//! outcomes, the members' trees and the member's count of local sessions must be
+//! the same.
 //!
 //! Each ensemble runs on 127.0.0.1 (one at a time per binary: the harness takes the
 //! reference lock); every wait is a bounded poll.
@@ -14,10 +15,12 @@
 mod common;
 
 use common::ensemble::{
-    call, create_req, CallError, Ensemble, Role, CORRAL_LEADS, THREE_REFERENCES, ZOOKEEPER_LEADS,
+    call, create_req, CallError, Ensemble, Role, CORRAL_LEADS, THREE_CORRALS, THREE_REFERENCES,
+    ZOOKEEPER_LEADS,
 };
-use common::Kind;
-use corral::proto::{CreateMode, Request};
+use common::RawClient;
+use common::{four_letter_word, Kind};
+use corral::proto::{ConnectRequest, CreateMode, Request};
 
 /// One operation's outcome, comparable across servers: `ok` or the error code.
 fn outcome<T>(r: Result<T, CallError>) -> String {
@@ -39,12 +42,25 @@ fn start(kinds: [Kind; 3], upgrading: bool) -> Option<Ensemble> {
     Some(ens)
 }
 
+/// The member's `zk_local_sessions` (mntr).
+fn local_sessions(ens: &Ensemble, sid: u64) -> String {
+    let text = four_letter_word(&ens.client_addr(sid), "mntr").unwrap_or_default();
+    (text.lines())
+        .find_map(|l| l.strip_prefix("zk_local_sessions\t"))
+        .unwrap_or("missing")
+        .to_string()
+}
+
 /// Through member `sid`: a persistent create, a setData, an ephemeral create, a
-/// multi with an ephemeral create, then the session closed; the outcomes, and
-/// which of the nodes every member still has afterwards (the same on all).
+/// multi with an ephemeral create, then the session closed; the outcomes, the
+/// member's count of local sessions along the way, and which of the nodes every
+/// member still has afterwards (the same on all).
 fn transcript(ens: &Ensemble, sid: u64) -> Vec<String> {
     let mut c = ens.connect(sid);
-    let mut out = Vec::new();
+    let mut out = vec![format!(
+        "local sessions at start: {}",
+        local_sessions(ens, sid)
+    )];
     out.push(outcome(call(
         &mut c,
         &create_req("/p", b"1", CreateMode::Persistent),
@@ -59,6 +75,10 @@ fn transcript(ens: &Ensemble, sid: u64) -> Vec<String> {
         &mut c,
         &create_req("/e", b"", CreateMode::Ephemeral),
     )));
+    out.push(format!(
+        "local sessions after /e: {}",
+        local_sessions(ens, sid)
+    ));
     let multi = Request::Multi(vec![
         create_req("/m1", b"", CreateMode::Persistent),
         create_req("/m2", b"", CreateMode::Ephemeral),
@@ -75,6 +95,23 @@ fn transcript(ens: &Ensemble, sid: u64) -> Vec<String> {
         out.push(format!("{path} after close: {}", tree.contains_key(path)));
     }
     out
+}
+
+/// Deletes what a transcript leaves (its persistent nodes), so another can run.
+fn clean(ens: &Ensemble, sid: u64) {
+    let mut c = ens.connect(sid);
+    for path in ["/p", "/m1"] {
+        let del = Request::Delete {
+            path: path.into(),
+            version: -1,
+        };
+        let done = outcome(call(&mut c, &del));
+        assert!(
+            done == "ok" || done == "error -101",
+            "delete {path}: {done}"
+        );
+    }
+    c.close_session().expect("closeSession reply");
 }
 
 /// A reference follower's local sessions, under a reference leader and under a
@@ -95,27 +132,134 @@ fn a_corral_leader_takes_reference_members_local_sessions() {
         // What the reference does, for the record: an upgrade makes the session
         // global (its ephemerals go with it); without it, ephemerals are refused.
         let want_ephemeral = if upgrading { "ok" } else { "error -120" };
-        assert_eq!(reference[2], want_ephemeral, "{reference:?}");
+        assert_eq!(reference[3], want_ephemeral, "{reference:?}");
         for (kinds, got) in &runs[1..] {
             assert_eq!(got, reference, "{kinds:?}, upgrading={upgrading}");
         }
     }
 }
 
-/// corral members under a reference leader with localSessionsEnabled: their
-/// sessions are global (the reference's own follower with upgrading on gives the
-/// same outcomes), and the reference leader takes them.
+/// corral's own local sessions: through a corral follower (of a reference leader,
+/// and of a corral leader) and through a corral leader (of reference followers,
+/// and of corral ones), the same transcript as through the reference's follower
+/// and leader, with upgrading on and off.
 #[test]
-fn corral_followers_of_a_reference_leader_with_local_sessions() {
+fn corral_members_keep_their_own_local_sessions_as_the_reference() {
+    for upgrading in [true, false] {
+        let Some(reference) = start(THREE_REFERENCES, upgrading) else {
+            return;
+        };
+        assert_eq!(reference.wait_leader(), 3, "{}", reference.report());
+        let via_follower = transcript(&reference, 1);
+        clean(&reference, 1);
+        let via_leader = transcript(&reference, 3);
+        drop(reference);
+        assert_eq!(
+            via_follower[0], "local sessions at start: 1",
+            "{via_follower:?}"
+        );
+        for (kinds, sid, want) in [
+            (ZOOKEEPER_LEADS, 1, &via_follower),
+            (CORRAL_LEADS, 3, &via_leader),
+            (THREE_CORRALS, 1, &via_follower),
+            (THREE_CORRALS, 3, &via_leader),
+        ] {
+            let ens = start(kinds, upgrading).expect("the reference ran above");
+            assert_eq!(ens.wait_leader(), 3, "{}", ens.report());
+            assert_eq!(ens.kind(sid), Kind::Corral);
+            assert_eq!(
+                &transcript(&ens, sid),
+                want,
+                "{kinds:?} through member {sid}, upgrading={upgrading}"
+            );
+        }
+    }
+}
+
+/// A local session resumed: on its own member it goes on (a read answers); on
+/// another member it is expired (the leader never knew it), and after its
+/// client is silent for its timeout it is gone on its own member too, with no
+/// txn. The same outcomes as the reference's, corral on either side.
+fn resume_transcript(ens: &Ensemble) -> Vec<String> {
+    // The answer, and the connection (which now holds the session).
+    let resume = |sid: u64, id: i64, passwd: &[u8]| {
+        let mut req = ConnectRequest::new_session(common::ensemble::SESSION_TIMEOUT_MS);
+        req.session_id = id;
+        req.passwd = passwd.to_vec();
+        let (mut again, resp) =
+            RawClient::handshake(&ens.client_addr(sid), &req).expect("handshake");
+        let read = match resp.session_id {
+            0 => "expired".to_string(),
+            _ => outcome(call(
+                &mut again,
+                &Request::Exists {
+                    path: "/".into(),
+                    watch: false,
+                },
+            )),
+        };
+        (format!("resumed on {sid}: {read}"), again)
+    };
+    let zxid = |sid: u64| {
+        let text = four_letter_word(&ens.client_addr(sid), "srvr").unwrap_or_default();
+        text.lines()
+            .find(|l| l.starts_with("Zxid:"))
+            .map(str::to_string)
+    };
+    let before = zxid(1);
+    assert!(before.is_some(), "srvr has a Zxid line");
+    let c = ens.connect(1);
+    let (id, passwd) = (c.session_id, c.passwd.clone());
+    let mut out = Vec::new();
+    for sid in [1, 2] {
+        out.push(resume(sid, id, &passwd).0);
+    }
+    // The session moves to the newest connection: closed through it.
+    let (again, mut holder) = resume(1, id, &passwd);
+    out.push(again);
+    drop(c);
+    let closed = holder.close_session().expect("closeSession reply");
+    out.push(format!("close: {}", closed.err));
+    out.push(format!(
+        "local sessions after close: {}",
+        local_sessions(ens, 1)
+    ));
+    // A short session, then silence: it expires on its member.
+    let mut req = ConnectRequest::new_session(SHORT_SESSION_MS);
+    req.timeout_ms = SHORT_SESSION_MS;
+    let (short, resp) = RawClient::handshake(&ens.client_addr(1), &req).expect("handshake");
+    drop(short);
+    out.push(format!(
+        "local sessions with it: {}",
+        local_sessions(ens, 1)
+    ));
+    // Watched without touching it (a resume would).
+    let gone = (0..EXPIRY_POLLS_MAX).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        local_sessions(ens, 1) == "0"
+    });
+    out.push(format!("silent short session gone: {gone}"));
+    out.push(resume(1, resp.session_id, &resp.passwd).0);
+    assert_eq!(zxid(1), before, "local sessions write no txn");
+    out
+}
+
+/// The short session's timeout (the harness's minSessionTimeout).
+const SHORT_SESSION_MS: i32 = 1_000;
+/// Polls (100 ms apart) for the short session to expire.
+const EXPIRY_POLLS_MAX: u32 = 300;
+
+#[test]
+fn a_local_session_resumes_only_on_its_own_member() {
     let Some(reference) = start(THREE_REFERENCES, true) else {
         return;
     };
-    let want = transcript(&reference, 1);
+    let want = resume_transcript(&reference);
+    eprintln!("[local_sessions] the reference: {want:?}");
     drop(reference);
-    let Some(ens) = start(ZOOKEEPER_LEADS, true) else {
-        return;
-    };
-    assert_eq!(ens.wait_leader(), 3, "{}", ens.report());
-    assert_eq!(ens.kind(1), Kind::Corral);
-    assert_eq!(transcript(&ens, 1), want);
+    assert_eq!(want[1], "resumed on 2: expired", "{want:?}");
+    for kinds in [ZOOKEEPER_LEADS, THREE_CORRALS] {
+        let ens = start(kinds, true).expect("the reference ran above");
+        assert_eq!(resume_transcript(&ens), want, "{kinds:?}");
+    }
 }

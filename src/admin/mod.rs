@@ -248,8 +248,7 @@ impl View<'_> {
                 Int(seq.approximate_data_size as i64),
             ),
             ("open_file_descriptor_count", Int(open_file_descriptors())),
-            // corral has no local sessions (localSessionsEnabled has no effect).
-            ("local_sessions", Int(0)),
+            ("local_sessions", Int(seq.local_session_count as i64)),
             (
                 "uptime",
                 Int(self.stats.started.elapsed().as_millis() as i64),

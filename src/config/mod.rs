@@ -144,13 +144,14 @@ pub struct Config {
     /// ensemble member that has looked for a leader for max(2 s, tickTime) serves
     /// read-only sessions until it rejoins a quorum (`server::read_only`).
     pub read_only_mode: bool,
-    /// localSessionsEnabled: as leader, writes forwarded by other members for
-    /// sessions they keep locally (ids with their server id, unknown here) are
-    /// taken, ephemeral creates excepted (the reference's LeaderSessionTracker).
-    /// corral's own sessions stay global.
+    /// localSessionsEnabled (ensemble members): new sessions are local to the
+    /// member that takes them (`session::local`); as leader, writes forwarded by
+    /// other members for their local sessions are taken, ephemeral creates
+    /// excepted (the reference's LeaderSessionTracker).
     pub local_sessions_enabled: bool,
-    /// localSessionsUpgradingEnabled: read and kept; it only matters to a member
-    /// that creates local sessions.
+    /// localSessionsUpgradingEnabled: an ephemeral create of a local session
+    /// upgrades it to a global one first; off, it fails with
+    /// EphemeralOnLocalSession.
     pub local_sessions_upgrading_enabled: bool,
     /// clientTcpKeepAlive (the reference's zookeeper.clientTcpKeepAlive): TCP
     /// keepalive on every accepted client connection.
@@ -650,19 +651,15 @@ impl Config {
         Ok(())
     }
 
-    /// What localSessionsEnabled does here, said once.
+    /// What localSessionsEnabled does here, said once: nothing on a standalone
+    /// server (as the reference).
     fn note_local_sessions(&mut self) {
-        if !self.local_sessions_enabled {
-            return;
+        if self.local_sessions_enabled && !self.is_distributed() {
+            self.warn(
+                "localSessionsEnabled has no effect on a standalone server (as the reference)"
+                    .into(),
+            );
         }
-        let msg = if self.is_distributed() {
-            "localSessionsEnabled=true: as leader, corral takes the local sessions of \
-             other members (their writes; their ephemeral creates need an upgrade); \
-             corral's own sessions stay global (it creates no local sessions yet)"
-        } else {
-            "localSessionsEnabled has no effect on a standalone server (as the reference)"
-        };
-        self.warn(msg.into());
     }
 
     /// Quorum SASL, once every line and the JAAS file are read.

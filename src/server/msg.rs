@@ -115,8 +115,10 @@ pub struct SequencerReport {
     /// Quorum mode: committed txns whose digest differed from the leader's (the
     /// reference's digest_mismatches_count).
     pub digest_mismatches: u64,
-    /// (session id, timeout ms, ephemeral paths)
+    /// (session id, timeout ms, ephemeral paths): the ensemble's (global) sessions.
     pub sessions: Vec<(i64, i32, Vec<String>)>,
+    /// Quorum mode: this member's local sessions (localSessionsEnabled).
+    pub local_session_count: usize,
     /// (deadline on the session clock in ms, session id), in deadline order.
     pub expiries: Vec<(i64, i64)>,
     /// Quorum mode, on the leader: its learners.
@@ -149,6 +151,7 @@ impl SequencerReport {
             digest_log: Vec::new(),
             digest_mismatches: 0,
             sessions: by_id,
+            local_session_count: 0,
             expiries,
             leader: None,
             observers: Vec::new(),

@@ -44,6 +44,7 @@ use super::Mesh;
 use crate::config::dynamic::DynamicFiles;
 use crate::config::{Config, QuorumConfig, QuorumServer, QuorumVerifier};
 use crate::proto::{ConnectResponse, ErrorCode, JuteWrite, ReconfigRequest, Request, Response};
+use crate::session::local::{LocalSessions, Upgrade};
 use crate::session::{negotiate_timeout, SessionTable};
 use crate::storage::{Log, LogConfig, SnapshotTrigger, SyncDone, SyncMode};
 use crate::tree::{self, Caller, Tree, Txn, TxnContext, TxnOp};
@@ -54,7 +55,7 @@ use crate::zab::{
 use bytes::Bytes;
 use glommio::channels::local_channel::LocalReceiver;
 use rand::{RngCore, SeedableRng};
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::path::PathBuf;
@@ -329,6 +330,13 @@ struct Seq {
     role_since: Instant,
     /// Read-only mode (`readonlymode.enabled`): its clock and local sessions.
     read_only: ReadOnly,
+    /// This member's local sessions (`localSessionsEnabled`).
+    local: LocalSessions,
+    /// Ephemeral creates of local sessions that could not upgrade (session,
+    /// xid): their error answer is EphemeralOnLocalSession. An entry leaves with
+    /// its answer or the role; at most one per request in process (bounded by
+    /// corral.maxOutstandingPerConnection per connection).
+    ephemeral_on_local: FxHashSet<(i64, i32)>,
 }
 
 /// The replication core's configuration from zoo.cfg (and, with reconfig, the
@@ -516,6 +524,10 @@ impl Seq {
         // A member starts out looking for a leader (the reference's first LOOKING).
         stats.looking.fetch_add(1, Relaxed);
         let mut read_only = ReadOnly::new(cfg.read_only_mode, cfg.tick_time_ms as u64);
+        let local = LocalSessions::new(
+            cfg.local_sessions_enabled,
+            cfg.local_sessions_upgrading_enabled,
+        );
         read_only.on_role(true, 0);
         let s = Seq {
             want_snapshot: false,
@@ -565,6 +577,8 @@ impl Seq {
             containers_checked_ms: None,
             role_since: Instant::now(),
             read_only,
+            local,
+            ephemeral_on_local: FxHashSet::default(),
         };
         Ok((s, events))
     }
@@ -612,6 +626,9 @@ impl Seq {
                     next_housekeeping = Instant::now() + housekeeping_every;
                     self.leader_housekeeping(now);
                     self.read_only_housekeeping();
+                    if self.local.count() > 0 {
+                        self.local_housekeeping();
+                    }
                 }
             }
             self.pump(now);
@@ -1215,7 +1232,9 @@ impl Seq {
         let mut closed = None;
         match &txn.op {
             TxnOp::CreateSession { timeout_ms } => {
-                self.sessions.add(txn.session_id, *timeout_ms, mono_ms())
+                self.sessions.add(txn.session_id, *timeout_ms, mono_ms());
+                // An upgraded local session is global from here.
+                self.local.upgraded(txn.session_id);
             }
             TxnOp::CloseSession { .. } => {
                 self.sessions.remove(txn.session_id);
@@ -1225,7 +1244,16 @@ impl Seq {
             _ => {}
         }
         self.trigger_snapshot_accounting(entry.payload.len());
-        let reply = self.reply_for(&txn, origin, applied.result);
+        let mut result = applied.result;
+        if !self.ephemeral_on_local.is_empty()
+            && self.ephemeral_on_local.remove(&(txn.session_id, txn.cxid))
+            && result.is_err()
+        {
+            // The leader refused an ephemeral of a local session that could not
+            // upgrade: its client hears why, as from the reference.
+            result = Err(ErrorCode::EphemeralOnLocalSession);
+        }
+        let reply = self.reply_for(&txn, origin, result);
         self.push_item(zxid, applied.events, reply, closed);
         self.release_local_syncs(entry.zxid);
     }
@@ -1376,6 +1404,9 @@ impl Seq {
             self.waiting.clear();
             self.connects.clear();
             self.syncs.clear();
+            // Local sessions end with the role (their connections just closed).
+            self.local.clear();
+            self.ephemeral_on_local.clear();
         }
         if matches!(
             role,
@@ -1553,6 +1584,83 @@ impl Seq {
         self.push_unanswered(route, w.xid);
     }
 
+    // ----- local sessions (`session::local`) -------------------------------------------
+
+    /// A write of one of this member's local sessions, before it goes the usual
+    /// way: a close ends the session here (no txn); an ephemeral create upgrades
+    /// the session first, or is marked for EphemeralOnLocalSession. The write to
+    /// carry on with, if any.
+    #[cold]
+    #[inline(never)]
+    fn local_write(&mut self, route: Route, w: WriteReq, now: i64) -> Option<WriteReq> {
+        let id = w.session_id;
+        if let Request::CloseSession = w.req {
+            if self.local.upgrading(id) {
+                // The leader tracks it already: closed there, as a global one.
+                self.local.upgraded(id);
+                return Some(w);
+            }
+            self.local.close(id);
+            let z = self.committed.last_zxid();
+            let reply = Reply {
+                shard: route.shard,
+                conn: route.conn,
+                kind: ReplyKind::Op {
+                    xid: w.xid,
+                    result: Ok(Response::Empty),
+                },
+            };
+            self.push_item(z, Vec::new(), Some(reply), Some(id));
+            return None;
+        }
+        match self.local.before_write(id, &w.req) {
+            Upgrade::No => {}
+            // A create alone: its answer is EphemeralOnLocalSession whatever the
+            // leader's error (the reference's learner answers the exception it
+            // noted before forwarding); a multi gets the leader's results.
+            Upgrade::Refused if !matches!(w.req, Request::Multi(_)) => {
+                self.ephemeral_on_local.insert((id, w.xid));
+            }
+            Upgrade::Refused => {}
+            Upgrade::First { timeout_ms } if self.is_leader() => {
+                // Tracked from now, as a learner's forwarded upgrade is
+                // (`on_forwarded`): the create right behind it passes.
+                self.owners.insert(id, Owner::Local);
+                self.sessions.add(id, timeout_ms, mono_ms());
+                let txn = tree::create_session_txn(0, now, id, timeout_ms);
+                self.propose(txn, Origin::None, now);
+            }
+            Upgrade::First { timeout_ms } => {
+                let mut body = Vec::with_capacity(4);
+                body.put_i32(timeout_ms);
+                let f = Forwarded {
+                    session_id: id,
+                    cxid: 0,
+                    op: OP_CREATE_SESSION,
+                    body: Bytes::from(body),
+                    auth: None,
+                };
+                if self.replica.forward(f).is_err() {
+                    self.push_unanswered(route, w.xid);
+                    return None;
+                }
+            }
+        }
+        Some(w)
+    }
+
+    /// Local sessions whose clients fell silent for their timeout: their
+    /// connections close; no txn (a local session owns no ephemerals).
+    #[cold]
+    #[inline(never)]
+    fn local_housekeeping(&mut self) {
+        let z = self.committed.last_zxid();
+        for id in self.local.expire(self.mono_ms()) {
+            tracing::info!("local session {id:#x} expired");
+            self.push_item(z, Vec::new(), None, Some(id));
+        }
+    }
+
     fn is_leader(&self) -> bool {
         matches!(
             self.role,
@@ -1576,7 +1684,8 @@ impl Seq {
             return;
         };
         let max = self.cfg.max_sessions;
-        if req.session_id == 0 && max > 0 && self.sessions.len() + self.connects.len() >= max {
+        let open = self.sessions.len() + self.connects.len() + self.local.count();
+        if req.session_id == 0 && max > 0 && open >= max {
             tracing::warn!("refusing a new session: the maximum is {max} (corral.maxSessions)");
             self.push_connect_reply(route, Ok(self.expired_response(req.read_only)));
             return;
@@ -1586,6 +1695,13 @@ impl Seq {
             return;
         }
         let id = self.sessions.allocate_id();
+        if self.local.enabled() {
+            // Local: no txn, answered at once (`session::local`).
+            self.local.open(id, timeout, self.mono_ms());
+            let resp = self.session_response(id, timeout, req.read_only);
+            self.push_connect_reply(route, Ok(resp));
+            return;
+        }
         if self.is_leader() {
             self.owners.insert(id, Owner::Local);
             let txn = tree::create_session_txn(0, now, id, timeout);
@@ -1623,6 +1739,13 @@ impl Seq {
             self.push_connect_reply(route, Ok(self.expired_response(req.read_only)));
             return;
         }
+        // A local session resumes on this member only (elsewhere the leader
+        // does not know it, and its revalidation says so).
+        if self.local.touch(id, self.mono_ms()) {
+            let resp = self.session_response(id, timeout, req.read_only);
+            self.push_connect_reply(route, Ok(resp));
+            return;
+        }
         if self.is_leader() {
             let response = if self.sessions.is_live(id) {
                 self.sessions.touch(id, mono_ms());
@@ -1658,7 +1781,12 @@ impl Seq {
             return;
         }
         let leader = self.is_leader();
+        let mono = self.mono_ms();
         for id in ids {
+            // A local session is touched here only: no PING carries it.
+            if self.local.enabled() && self.local.touch(id, mono) {
+                continue;
+            }
             if leader {
                 self.sessions.touch(id, mono_ms());
             } else if let Some(s) = self.sessions.get(id) {
@@ -1684,6 +1812,13 @@ impl Seq {
             self.push_unanswered(route, w.xid);
             return;
         }
+        let w = match self.local.enabled() && self.local.contains(w.session_id) {
+            true => match self.local_write(route, w, now) {
+                Some(w) => w,
+                None => return,
+            },
+            false => w,
+        };
         if self.is_leader() {
             self.leader_write(route, w, now);
         } else {
@@ -1737,7 +1872,9 @@ impl Seq {
         }
         let global = self.sessions.is_live(session_id);
         let close = matches!(req, Request::CloseSession);
-        if !session_passes(global, self.is_others_local_session(session_id), close) {
+        let local = !global
+            && (self.is_others_local_session(session_id) || self.local.contains(session_id));
+        if !session_passes(global, local, close) {
             return error(ErrorCode::SessionExpired);
         }
         if global && !close {
@@ -2090,7 +2227,7 @@ impl Seq {
         self.stats
             .node_count
             .store(self.committed.node_count() as u64, Relaxed);
-        let sessions = self.sessions.len() + self.read_only.session_count();
+        let sessions = self.sessions.len() + self.read_only.session_count() + self.local.count();
         self.stats.session_count.store(sessions as u64, Relaxed);
         for (shard, tx) in self.mesh.to_shards.iter().enumerate() {
             if let Err(super::chan::SendError::Full(_)) = tx.send(ToShard::Batch(batch.clone())) {
@@ -2148,6 +2285,7 @@ impl Seq {
             }),
             digest_log: self.digest_log.entries(),
             digest_mismatches: self.digest_mismatches,
+            local_session_count: self.local.count(),
             ..SequencerReport::of(&self.committed, &self.sessions)
         }
     }

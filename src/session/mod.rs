@@ -12,6 +12,8 @@
 //! reference expires every such session at its next check, corral moves the
 //! deadlines later by the time lost and reads the pings.
 
+pub mod local;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// The reference's `superSecret`: a session's password is
