@@ -20,7 +20,7 @@ use common::ensemble::{
 };
 use common::RawClient;
 use common::{four_letter_word, Kind};
-use corral::proto::{ConnectRequest, CreateMode, Request};
+use corral::proto::{ConnectRequest, CreateMode, OpResult, Request, Response};
 
 /// One operation's outcome, comparable across servers: `ok` or the error code.
 fn outcome<T>(r: Result<T, CallError>) -> String {
@@ -83,13 +83,30 @@ fn transcript(ens: &Ensemble, sid: u64) -> Vec<String> {
         create_req("/m1", b"", CreateMode::Persistent),
         create_req("/m2", b"", CreateMode::Ephemeral),
     ]);
-    out.push(outcome(call(&mut c, &multi)));
+    // Each op's result too: the header of a failed multi says 0 on both.
+    out.push(match call(&mut c, &multi) {
+        Ok(Response::Multi(results)) => results
+            .iter()
+            .map(|r| match r {
+                OpResult::Ok(..) => "ok".to_string(),
+                OpResult::Err(e) => format!("{}", *e as i32),
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        other => outcome(other),
+    });
     let tree = ens.assert_same_tree();
     for path in ["/p", "/e", "/m1", "/m2"] {
         out.push(format!("{path} before close: {}", tree.contains_key(path)));
     }
-    let closed = c.close_session().expect("closeSession reply");
-    out.push(format!("close: {}", closed.err));
+    // A setData and the close back to back: both answered, in order (a local
+    // session's close needs no txn, yet waits for the write ahead of it).
+    let set = c.send(&set).expect("send setData");
+    let close = c.send(&Request::CloseSession).expect("send closeSession");
+    for want in [set, close] {
+        let r = c.recv_reply().expect("a reply");
+        out.push(format!("reply {}: {}", r.xid - want, r.err));
+    }
     let tree = ens.assert_same_tree();
     for path in ["/p", "/e", "/m1", "/m2"] {
         out.push(format!("{path} after close: {}", tree.contains_key(path)));
@@ -153,6 +170,7 @@ fn corral_members_keep_their_own_local_sessions_as_the_reference() {
         let via_follower = transcript(&reference, 1);
         clean(&reference, 1);
         let via_leader = transcript(&reference, 3);
+        eprintln!("[local_sessions] upgrading={upgrading}: via a follower {via_follower:?}; via the leader {via_leader:?}");
         drop(reference);
         assert_eq!(
             via_follower[0], "local sessions at start: 1",

@@ -1641,6 +1641,7 @@ impl Seq {
                     auth: None,
                 };
                 if self.replica.forward(f).is_err() {
+                    self.local.upgrade_failed(id);
                     self.push_unanswered(route, w.xid);
                     return None;
                 }
@@ -1741,7 +1742,7 @@ impl Seq {
         }
         // A local session resumes on this member only (elsewhere the leader
         // does not know it, and its revalidation says so).
-        if self.local.touch(id, self.mono_ms()) {
+        if self.local.touch(id, self.mono_ms()).is_some() {
             let resp = self.session_response(id, timeout, req.read_only);
             self.push_connect_reply(route, Ok(resp));
             return;
@@ -1783,9 +1784,21 @@ impl Seq {
         let leader = self.is_leader();
         let mono = self.mono_ms();
         for id in ids {
-            // A local session is touched here only: no PING carries it.
-            if self.local.enabled() && self.local.touch(id, mono) {
-                continue;
+            // A local session is touched here only: no PING carries it, unless
+            // its upgrade is under way (the leader tracks it already).
+            match self
+                .local
+                .enabled()
+                .then(|| self.local.touch(id, mono))
+                .flatten()
+            {
+                Some(false) => continue,
+                Some(true) if !leader => {
+                    let timeout = self.local.timeout_ms(id).unwrap_or_default();
+                    self.replica.touch(id, timeout);
+                    continue;
+                }
+                _ => {}
             }
             if leader {
                 self.sessions.touch(id, mono_ms());
@@ -1871,7 +1884,9 @@ impl Seq {
             return error(ErrorCode::ReconfigDisabled);
         }
         let global = self.sessions.is_live(session_id);
-        let close = matches!(req, Request::CloseSession);
+        // Only a learner's close: the leader's own clients' requests of an
+        // unknown session are dropped there (ZooKeeperServer.touch).
+        let close = matches!(req, Request::CloseSession) && owner != Owner::Local;
         let local = !global
             && (self.is_others_local_session(session_id) || self.local.contains(session_id));
         if !session_passes(global, local, close) {
@@ -1912,7 +1927,17 @@ impl Seq {
             digest_enabled: self.cfg.digest_auth_enabled,
             ephemerals_allowed: global,
         };
-        tree::prepare(&self.working, &ctx, caller, req)
+        let txn = tree::prepare(&self.working, &ctx, caller, req);
+        if !global && self.local.contains(session_id) {
+            // Our own local session that could not upgrade: the reference's
+            // leader notes EphemeralOnLocalSession before preparing, and its
+            // ephemeral creates fail with that, alone or inside a multi.
+            return Txn {
+                op: refused_as_local(txn.op),
+                ..txn
+            };
+        }
+        txn
     }
 
     /// Whether an unknown session may be another member's local session, which
@@ -2303,9 +2328,37 @@ fn session_passes(global: bool, others_local: bool, close: bool) -> bool {
     global || others_local || close
 }
 
+/// A prepared txn of this leader's own local session: the SessionExpired its
+/// ephemeral creates got (`TxnContext::ephemerals_allowed`) is
+/// EphemeralOnLocalSession, in an error txn or among a multi's results.
+fn refused_as_local(op: TxnOp) -> TxnOp {
+    let swap = |op: TxnOp| match op {
+        TxnOp::Error(ErrorCode::SessionExpired) => TxnOp::Error(ErrorCode::EphemeralOnLocalSession),
+        other => other,
+    };
+    match op {
+        TxnOp::Multi(ops) => TxnOp::Multi(ops.into_iter().map(swap).collect()),
+        other => swap(other),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_local_sessions_refused_ephemeral_reads_as_such() {
+        let expired = TxnOp::Error(ErrorCode::SessionExpired);
+        let local = TxnOp::Error(ErrorCode::EphemeralOnLocalSession);
+        assert_eq!(refused_as_local(expired.clone()), local);
+        let other = TxnOp::Error(ErrorCode::NoNode);
+        assert_eq!(refused_as_local(other.clone()), other);
+        let inconsistent = TxnOp::Error(ErrorCode::RuntimeInconsistency);
+        assert_eq!(
+            refused_as_local(TxnOp::Multi(vec![expired, inconsistent.clone()])),
+            TxnOp::Multi(vec![local, inconsistent])
+        );
+    }
 
     #[test]
     fn a_close_passes_for_any_session_other_requests_need_a_known_one() {

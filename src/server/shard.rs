@@ -140,12 +140,16 @@ impl Conn {
     /// write waits behind an earlier write that waits (writes leave in order),
     /// behind a read that could tell (`order`), and behind any read on a
     /// connection with watches (`watched`: this write's events would reach the
-    /// client before that read's answer).
+    /// client before that read's answer). A closeSession waits behind any write:
+    /// a local session's close is answered at once, with no txn
+    /// (`session::local`), and must not overtake the writes ahead of it.
     fn write_must_wait(&self, write: &Request, watched: impl FnOnce() -> bool) -> bool {
         let mut reads_ahead = false;
+        let close = matches!(write, Request::CloseSession);
         for p in &self.queue {
             match p {
                 Pending::Unsent(..) => return true,
+                Pending::Write { .. } if close => return true,
                 Pending::Read { req, .. } if !order::write_may_pass(write, req) => return true,
                 Pending::Read { .. } => reads_ahead = true,
                 _ => {}

@@ -50,6 +50,9 @@ pub struct LocalSessions {
     enabled: bool,
     upgrading_enabled: bool,
     sessions: FxHashMap<i64, Local>,
+    /// Of `sessions`, those whose upgrade is under way: the leader tracks them
+    /// already, so they are not counted, expired or touched as local ones.
+    upgrading_count: usize,
 }
 
 impl LocalSessions {
@@ -58,6 +61,7 @@ impl LocalSessions {
             enabled,
             upgrading_enabled,
             sessions: FxHashMap::default(),
+            upgrading_count: 0,
         }
     }
 
@@ -81,20 +85,19 @@ impl LocalSessions {
         self.sessions.contains_key(&id)
     }
 
+    /// Local sessions (an upgrading one is the leader's already).
     pub fn count(&self) -> usize {
-        self.sessions.len()
+        self.sessions.len() - self.upgrading_count
     }
 
-    /// A ping or request of session `id`: its deadline moves on. False when it
-    /// is not local here.
-    pub fn touch(&mut self, id: i64, mono: u64) -> bool {
-        match self.sessions.get_mut(&id) {
-            Some(s) => {
-                s.deadline = mono + s.timeout_ms.max(0) as u64;
-                true
-            }
-            None => false,
-        }
+    /// A ping or request of session `id`: its deadline moves on. `None` when it
+    /// is not local here; `Some(true)` when its upgrade is under way, so the
+    /// touch is the leader's business too (as the reference's, whose upgrade
+    /// makes the session global at once).
+    pub fn touch(&mut self, id: i64, mono: u64) -> Option<bool> {
+        let s = self.sessions.get_mut(&id)?;
+        s.deadline = mono + s.timeout_ms.max(0) as u64;
+        Some(s.upgrading)
     }
 
     /// The session's timeout, if it is local here.
@@ -104,7 +107,17 @@ impl LocalSessions {
 
     /// Closes a local session (its client's closeSession): true if it was one.
     pub fn close(&mut self, id: i64) -> bool {
-        self.sessions.remove(&id).is_some()
+        self.remove(id)
+    }
+
+    fn remove(&mut self, id: i64) -> bool {
+        match self.sessions.remove(&id) {
+            Some(s) => {
+                self.upgrading_count -= usize::from(s.upgrading);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Whether the session's upgrade is under way: the leader tracks it already,
@@ -115,7 +128,16 @@ impl LocalSessions {
 
     /// The session became global (its createSession committed): no longer local.
     pub fn upgraded(&mut self, id: i64) {
-        self.sessions.remove(&id);
+        self.remove(id);
+    }
+
+    /// The upgrade could not be sent (no leader link): the session is local
+    /// again, and its next ephemeral create asks again.
+    pub fn upgrade_failed(&mut self, id: i64) {
+        if let Some(s) = self.sessions.get_mut(&id).filter(|s| s.upgrading) {
+            s.upgrading = false;
+            self.upgrading_count -= 1;
+        }
     }
 
     /// What write `req` of session `id` needs (see [`Upgrade`]). Asking for an
@@ -132,15 +154,17 @@ impl LocalSessions {
             return Upgrade::Refused;
         }
         s.upgrading = true;
+        self.upgrading_count += 1;
         Upgrade::First {
             timeout_ms: s.timeout_ms,
         }
     }
 
-    /// Sessions past their deadline, removed: their connections close.
+    /// Sessions past their deadline, removed: their connections close. An
+    /// upgrading session is the leader's to expire.
     pub fn expire(&mut self, mono: u64) -> Vec<i64> {
         let mut gone: Vec<i64> = (self.sessions.iter())
-            .filter(|(_, s)| s.deadline <= mono)
+            .filter(|(_, s)| s.deadline <= mono && !s.upgrading)
             .map(|(id, _)| *id)
             .collect();
         gone.sort_unstable();
@@ -153,6 +177,7 @@ impl LocalSessions {
     /// The role changed: every local session ends.
     pub fn clear(&mut self) {
         self.sessions.clear();
+        self.upgrading_count = 0;
     }
 }
 
@@ -220,8 +245,17 @@ mod tests {
         assert_eq!(on.before_write(7, &e), Upgrade::First { timeout_ms: 4000 });
         assert!(on.upgrading(7));
         assert_eq!(on.before_write(7, &e), Upgrade::No, "already upgrading");
+        // Upgrading: the leader's to count, touch and expire.
+        assert_eq!(on.count(), 0);
+        assert_eq!(on.touch(7, 10), Some(true));
+        assert_eq!(on.expire(u64::MAX), Vec::<i64>::new());
+        // A failed send: local again, asks again.
+        on.upgrade_failed(7);
+        assert_eq!((on.count(), on.touch(7, 10)), (1, Some(false)));
+        assert_eq!(on.before_write(7, &e), Upgrade::First { timeout_ms: 4000 });
         on.upgraded(7);
         assert!(!on.contains(7));
+        assert_eq!(on.count(), 0);
 
         let mut off = LocalSessions::new(true, false);
         off.open(7, 4000, 0);
@@ -234,8 +268,8 @@ mod tests {
         let mut l = LocalSessions::new(true, true);
         l.open(1, 1000, 0);
         l.open(2, 1000, 0);
-        assert!(l.touch(2, 900));
-        assert!(!l.touch(3, 900));
+        assert_eq!(l.touch(2, 900), Some(false));
+        assert_eq!(l.touch(3, 900), None);
         assert_eq!(l.expire(999), Vec::<i64>::new());
         assert_eq!(l.expire(1000), vec![1]);
         assert_eq!(l.count(), 1);
