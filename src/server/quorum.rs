@@ -1568,20 +1568,26 @@ impl Seq {
         }
         if let Request::CloseSession = w.req {
             if self.read_only.close(w.session_id) {
-                let z = self.committed.last_zxid();
-                let reply = Reply {
-                    shard: route.shard,
-                    conn: route.conn,
-                    kind: ReplyKind::Op {
-                        xid: w.xid,
-                        result: Ok(Response::Empty),
-                    },
-                };
-                self.push_item(z, Vec::new(), Some(reply), Some(w.session_id));
+                self.closed_here(route, w.xid, w.session_id);
                 return;
             }
         }
         self.push_unanswered(route, w.xid);
+    }
+
+    /// A session this member alone knew (read-only or local) closed by its
+    /// client: answered Ok, and its connections close behind the answer; no txn.
+    fn closed_here(&mut self, route: Route, xid: i32, session_id: i64) {
+        let z = self.committed.last_zxid();
+        let reply = Reply {
+            shard: route.shard,
+            conn: route.conn,
+            kind: ReplyKind::Op {
+                xid,
+                result: Ok(Response::Empty),
+            },
+        };
+        self.push_item(z, Vec::new(), Some(reply), Some(session_id));
     }
 
     // ----- local sessions (`session::local`) -------------------------------------------
@@ -1601,16 +1607,7 @@ impl Seq {
                 return Some(w);
             }
             self.local.close(id);
-            let z = self.committed.last_zxid();
-            let reply = Reply {
-                shard: route.shard,
-                conn: route.conn,
-                kind: ReplyKind::Op {
-                    xid: w.xid,
-                    result: Ok(Response::Empty),
-                },
-            };
-            self.push_item(z, Vec::new(), Some(reply), Some(id));
+            self.closed_here(route, w.xid, id);
             return None;
         }
         match self.local.before_write(id, &w.req) {
@@ -1631,16 +1628,11 @@ impl Seq {
                 self.propose(txn, Origin::None, now);
             }
             Upgrade::First { timeout_ms } => {
-                let mut body = Vec::with_capacity(4);
-                body.put_i32(timeout_ms);
-                let f = Forwarded {
-                    session_id: id,
-                    cxid: 0,
-                    op: OP_CREATE_SESSION,
-                    body: Bytes::from(body),
-                    auth: None,
-                };
-                if self.replica.forward(f).is_err() {
+                if self
+                    .replica
+                    .forward(create_session_request(id, timeout_ms))
+                    .is_err()
+                {
                     self.local.upgrade_failed(id);
                     self.push_unanswered(route, w.xid);
                     return None;
@@ -1709,16 +1701,7 @@ impl Seq {
             self.propose(txn, Origin::Connect(route, timeout, req.read_only), now);
             return;
         }
-        let mut body = Vec::with_capacity(4);
-        body.put_i32(timeout);
-        let f = Forwarded {
-            session_id: id,
-            cxid: 0,
-            op: OP_CREATE_SESSION,
-            body: Bytes::from(body),
-            auth: None,
-        };
-        match self.replica.forward(f) {
+        match self.replica.forward(create_session_request(id, timeout)) {
             Ok(()) => {
                 self.connects.insert(
                     id,
@@ -2326,6 +2309,21 @@ impl Seq {
 /// reason.
 fn session_passes(global: bool, others_local: bool, close: bool) -> bool {
     global || others_local || close
+}
+
+/// The createSession a learner forwards for a new global session, or for a
+/// local one it upgrades: cxid 0, the body the session's timeout (as the
+/// reference's learner writes it).
+fn create_session_request(session_id: i64, timeout_ms: i32) -> Forwarded {
+    let mut body = Vec::with_capacity(4);
+    body.put_i32(timeout_ms);
+    Forwarded {
+        session_id,
+        cxid: 0,
+        op: OP_CREATE_SESSION,
+        body: Bytes::from(body),
+        auth: None,
+    }
 }
 
 /// A prepared txn of this leader's own local session: the SessionExpired its
