@@ -2036,6 +2036,10 @@ impl Seq {
             auth: Some(Arc::clone(&w.ids)),
         };
         if self.replica.forward(f).is_err() {
+            if !self.ephemeral_on_local.is_empty() {
+                // No answer will come to map.
+                self.ephemeral_on_local.remove(&(w.session_id, w.xid));
+            }
             self.push_unanswered(route, w.xid);
             return;
         }
