@@ -33,10 +33,15 @@ fn outcome<T>(r: Result<T, CallError>) -> String {
 
 /// An ensemble of `kinds` with the local session keys, all members up.
 fn start(kinds: [Kind; 3], upgrading: bool) -> Option<Ensemble> {
+    start_as(kinds, [Role::Participant; 3], upgrading)
+}
+
+/// [`start`] with each member's role.
+fn start_as(kinds: [Kind; 3], roles: [Role; 3], upgrading: bool) -> Option<Ensemble> {
     if !Ensemble::can_start(&kinds) {
         return None;
     }
-    let members: Vec<(Kind, Role)> = kinds.iter().map(|&k| (k, Role::Participant)).collect();
+    let members: Vec<(Kind, Role)> = kinds.into_iter().zip(roles).collect();
     let cfg = format!("localSessionsEnabled=true\nlocalSessionsUpgradingEnabled={upgrading}\n");
     let ens = Ensemble::start_cfg(&members, &cfg);
     Some(ens)
@@ -279,5 +284,33 @@ fn a_local_session_resumes_only_on_its_own_member() {
     for kinds in [ZOOKEEPER_LEADS, THREE_CORRALS] {
         let ens = start(kinds, true).expect("the reference ran above");
         assert_eq!(resume_transcript(&ens), want, "{kinds:?}");
+    }
+}
+
+/// An observer keeps local sessions too (ObserverRequestProcessor upgrades as a
+/// follower does): through a corral observer of corral participants, and of
+/// reference ones, the transcript of the reference's observer, upgrading on and
+/// off.
+#[test]
+fn observers_keep_local_sessions_as_the_reference() {
+    let roles = [Role::Participant, Role::Participant, Role::Observer];
+    for upgrading in [true, false] {
+        let Some(reference) = start_as(THREE_REFERENCES, roles, upgrading) else {
+            return;
+        };
+        assert_eq!(reference.wait_leader(), 2, "{}", reference.report());
+        let want = transcript(&reference, 3);
+        drop(reference);
+        assert_eq!(want[0], "local sessions at start: 1", "{want:?}");
+        let observed = [Kind::Reference, Kind::Reference, Kind::Corral];
+        for kinds in [THREE_CORRALS, observed] {
+            let ens = start_as(kinds, roles, upgrading).expect("the reference ran above");
+            assert_eq!(ens.wait_leader(), 2, "{}", ens.report());
+            assert_eq!(
+                transcript(&ens, 3),
+                want,
+                "{kinds:?} through the observer, upgrading={upgrading}"
+            );
+        }
     }
 }
