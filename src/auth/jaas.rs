@@ -56,10 +56,10 @@ impl JaasUsers {
 
 /// Parses a whole JAAS file and returns the users of section `section` (the
 /// reference's `Server`, its `zookeeper.sasl.serverconfig` default); `None` when the
-/// file has no such section.
+/// file has no such section, or one without a login module (`Server { };`), which the
+/// JVM's `Configuration` reports as absent too.
 pub fn server_users(text: &str, section: &str) -> Result<Option<JaasUsers>, JaasError> {
-    let sections = parse(text)?;
-    let Some(s) = sections.into_iter().find(|s| s.name == section) else {
+    let Some(s) = find_section(parse(text)?, section) else {
         return Ok(None);
     };
     let mut users = BTreeMap::new();
@@ -85,10 +85,10 @@ pub struct JaasLogin {
 }
 
 /// Parses a whole JAAS file and returns the login of client section `section`
-/// (quorum SASL's `QuorumLearner`); `None` when the file has no such section.
+/// (quorum SASL's `QuorumLearner`); `None` when the file has no such section or one
+/// without a login module.
 pub fn client_login(text: &str, section: &str) -> Result<Option<JaasLogin>, JaasError> {
-    let sections = parse(text)?;
-    let Some(s) = sections.into_iter().find(|s| s.name == section) else {
+    let Some(s) = find_section(parse(text)?, section) else {
         return Ok(None);
     };
     let mut login = JaasLogin {
@@ -107,6 +107,15 @@ pub fn client_login(text: &str, section: &str) -> Result<Option<JaasLogin>, Jaas
         }
     }
     Ok(Some(login))
+}
+
+/// Section `name` if it names at least one login module: the JVM's
+/// `ConfigFile` parses `Name { };` but `getAppConfigurationEntry` answers null for it,
+/// so the reference treats an empty section as a missing one.
+fn find_section(sections: Vec<Section>, name: &str) -> Option<Section> {
+    sections
+        .into_iter()
+        .find(|s| s.name == name && !s.modules.is_empty())
 }
 
 fn check_server_module(m: &Module) -> Result<(), JaasError> {
@@ -460,6 +469,16 @@ Client {
     password="bobsecret";
 };
 "#;
+
+    #[test]
+    fn a_section_without_a_login_module_is_no_section() {
+        let text = "Server {\n};\nQuorumLearner { };\nOther { x.Y required; };";
+        assert_eq!(server_users(text, "Server").unwrap(), None);
+        assert_eq!(client_login(text, "QuorumLearner").unwrap(), None);
+        assert_eq!(server_users(text, "Missing").unwrap(), None);
+        // Still parsed: a syntax error in an empty section is an error.
+        assert!(server_users("Server { ;", "Server").is_err());
+    }
 
     #[test]
     fn reads_the_server_users_of_the_reference_format() {

@@ -996,7 +996,8 @@ impl Config {
             })?;
         if users.is_none() {
             self.warn(format!(
-                "JAAS file {} has no `{}` section: client SASL logins are off",
+                "JAAS file {} has no `{}` section with a login module: client SASL \
+                 logins are off",
                 path.display(),
                 crate::auth::jaas::SERVER_SECTION
             ));

@@ -113,7 +113,8 @@ impl SaslStaged {
         };
         let missing = |section: &str, what: &str| {
             ConfigError::Invalid(format!(
-                "JAAS file {} has no `{section}` section ({what}); quorum SASL needs it",
+                "JAAS file {} has no `{section}` section with a login module ({what}); \
+                 quorum SASL needs it",
                 path.display()
             ))
         };

@@ -1485,8 +1485,29 @@ fn quorum_sasl_reads_its_keys_and_both_jaas_sections() {
     .unwrap_err();
     assert_eq!(
         e,
-        "config: JAAS file /zk/jaas.conf has no `Other` section (the users learners log in as); \
-         quorum SASL needs it"
+        "config: JAAS file /zk/jaas.conf has no `Other` section with a login module (the users \
+         learners log in as); quorum SASL needs it"
+    );
+    // A section with no login module is no section, as the JVM's Configuration says
+    // (it answers null for `QuorumLearner { };`, and the reference cannot start).
+    let empty = Files(vec![
+        (PathBuf::from("/zk/myid"), "1\n".into()),
+        (
+            PathBuf::from("/zk/jaas.conf"),
+            "QuorumServer { org.apache.zookeeper.server.auth.DigestLoginModule required \
+             user_test=\"pw\"; };\nQuorumLearner {\n};\n"
+                .into(),
+        ),
+    ]);
+    let e = parse(
+        &format!("{ENSEMBLE}{JAAS_LINE}quorum.auth.enableSasl=true\n"),
+        &empty,
+    )
+    .unwrap_err();
+    assert_eq!(
+        e,
+        "config: JAAS file /zk/jaas.conf has no `QuorumLearner` section with a login module \
+         (this member's own login); quorum SASL needs it"
     );
 }
 
