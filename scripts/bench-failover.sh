@@ -16,7 +16,9 @@
 #
 # Knobs (environment): BENCH_RUNS (5), BENCH_SERVERS ("zookeeper corral"; corral builds as
 # name=/path), BENCH_BEFORE_S (1: steady writes before each kill), BENCH_SETTLE_S (2: pause
-# after the restarted member serves), BENCH_OUT (perf/failover.jsonl), BENCH_CORRAL_CFG.
+# after the restarted member serves), BENCH_OUT (perf/failover.jsonl), BENCH_CORRAL_CFG and
+# BENCH_ZK_CFG (extra zoo.cfg lines per kind, as in bench-ensemble.sh; quorum TLS on both:
+#   cfg="$(scripts/quorum-tls-keys.sh /tmp/qk)"; BENCH_CORRAL_CFG="$cfg" BENCH_ZK_CFG="$cfg" ...).
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -27,6 +29,7 @@ servers="${BENCH_SERVERS:-zookeeper corral}"
 before="${BENCH_BEFORE_S:-1}"
 settle="${BENCH_SETTLE_S:-2}"
 corral_cfg="${BENCH_CORRAL_CFG:-}"
+zk_cfg="${BENCH_ZK_CFG:-}"
 out="${BENCH_OUT:-perf/failover.jsonl}"
 
 source "$repo/scripts/bench-lib.sh"
@@ -63,7 +66,7 @@ for spec in $servers; do
   k=corral; [[ "$s" == zookeeper ]] && k=zookeeper
   name="fo-$s"
   log "starting 3 $s members"
-  if ! start_ensemble "$k" "$name" "$bin" "$([[ $k == corral ]] && echo "$corral_cfg")"; then
+  if ! start_ensemble "$k" "$name" "$bin" "$([[ $k == corral ]] && echo "$corral_cfg" || echo "$zk_cfg")"; then
     log "!!!!! $s is NOT in this run: its ensemble did not start"; stop_ensemble "$name"; continue
   fi
   sleep "$settle"
