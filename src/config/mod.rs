@@ -40,10 +40,10 @@ pub use tls::{ClientAuth, PemStore, Secret, TlsConfig, TlsProtocol, TlsSuite};
 
 use lex::Entry;
 
-/// The TLS keys of both families and quorum SASL's, staged while the lines are
-/// read (each is settled once every line is in).
+/// The keys settled only once every line is in: the client port's TLS, quorum TLS
+/// and quorum SASL, staged while the lines are read.
 #[derive(Default)]
-struct TlsKeys {
+struct StagedSecurity {
     client: tls::Staged,
     quorum: quorum_tls::QuorumStaged,
     quorum_sasl: quorum_sasl::SaslStaged,
@@ -558,9 +558,9 @@ impl Config {
             ..Config::default()
         };
         let mut staged = ensemble::Staged::default();
-        let mut tls = TlsKeys::default();
+        let mut security = StagedSecurity::default();
         for e in &entries {
-            c.apply(&mut staged, &mut tls, e)?;
+            c.apply(&mut staged, &mut security, e)?;
         }
         c.check_session_timeouts()?;
         let queued_set = entries
@@ -572,9 +572,9 @@ impl Config {
         staged.client_port_address_set = entries.iter().any(|e| e.key == "clientPortAddress");
         let client_port_set = staged.client_port_set;
         c.quorum = ensemble::build(&mut c, staged, config_path, files)?;
-        c.apply_tls(tls.client, client_port_set)?;
-        c.apply_quorum_tls(tls.quorum)?;
-        c.apply_quorum_sasl(tls.quorum_sasl, jaas.as_ref())?;
+        c.apply_tls(security.client, client_port_set)?;
+        c.apply_quorum_tls(security.quorum)?;
+        c.apply_quorum_sasl(security.quorum_sasl, jaas.as_ref())?;
         c.note_local_sessions();
         c.check_enforce_auth()?;
         Ok(c)
@@ -696,7 +696,7 @@ impl Config {
     fn apply(
         &mut self,
         staged: &mut ensemble::Staged,
-        tls: &mut TlsKeys,
+        security: &mut StagedSecurity,
         e: &Entry,
     ) -> Result<(), ConfigError> {
         let owned = self.apply_timing(e)?
@@ -708,7 +708,7 @@ impl Config {
             || self.apply_corral(e)?
             || admin::apply_admin(&mut self.admin, e)?
             || admin::apply_metrics(&mut self.metrics, e)?
-            || self.apply_tls_key(tls, e)?
+            || self.apply_staged_security(security, e)?
             || staged.apply(e)?;
         if owned {
             return Ok(());
@@ -725,11 +725,15 @@ impl Config {
         }
     }
 
-    /// secureClientPort, sslQuorum and the ssl.* keys, staged until every line is
-    /// read; their warnings are logged in line order.
-    fn apply_tls_key(&mut self, tls: &mut TlsKeys, e: &Entry) -> Result<bool, ConfigError> {
-        let owned = tls.client.apply(e)? || tls.quorum.apply(e)? || tls.quorum_sasl.apply(e)?;
-        let warnings = [tls.client.take_warnings(), tls.quorum.take_warnings()];
+    /// secureClientPort, sslQuorum, the ssl.* and the quorum.auth.* keys, staged
+    /// until every line is read; their warnings are logged in line order.
+    fn apply_staged_security(
+        &mut self,
+        s: &mut StagedSecurity,
+        e: &Entry,
+    ) -> Result<bool, ConfigError> {
+        let owned = s.client.apply(e)? || s.quorum.apply(e)? || s.quorum_sasl.apply(e)?;
+        let warnings = [s.client.take_warnings(), s.quorum.take_warnings()];
         for w in warnings.into_iter().flatten() {
             self.warn(w);
         }
