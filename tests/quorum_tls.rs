@@ -268,6 +268,55 @@ fn stalled_handshakes_are_bounded_and_the_ensemble_goes_on() {
     drop(held);
 }
 
+/// portUnification (the rolling switch's first two steps): a port that takes both
+/// tells TLS from plaintext by a link's first bytes and waits 5 s for them (the
+/// reference's ssl.quorum.handshakeDetectionTimeoutMillis default); a link silent
+/// that long is plaintext, whatever it sends next. The same TLS-looking bytes: sent
+/// at once they start a TLS handshake (which fails on them); sent after the link was
+/// taken as plaintext they are read as an election init message (of no member).
+#[test]
+fn a_link_silent_past_the_detection_timeout_is_taken_as_plaintext() {
+    use std::io::Write;
+    let pki = Pki::new();
+    let member = pki.path("server.pem");
+    let Some(mut ens) = configure(THREE_CORRALS, |_| {
+        tls_lines(&pki, &member, "sslQuorum=true\nportUnification=true\n")
+    }) else {
+        return;
+    };
+    ens.launch_all();
+    write_through(&ens, &[1, 2, 3], "before");
+    let port = ens.ports(1).election;
+    // A TLS record (handshake, TLS 1.0, 4 bytes) holding an empty ClientHello, which
+    // rustls refuses at once; as plaintext, its first 8 bytes are a positive long.
+    let bytes: [u8; 9] = [22, 3, 1, 0, 4, 1, 0, 0, 0];
+    let mut at_once = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    at_once.write_all(&bytes).unwrap();
+    let at_once_addr = at_once.local_addr().unwrap();
+    wait_log(
+        &ens,
+        1,
+        &format!(
+            "election port: dropping a link from {at_once_addr}: quorum TLS: TLS handshake failed"
+        ),
+    );
+    let mut late = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let late_addr = late.local_addr().unwrap();
+    wait_log(
+        &ens,
+        1,
+        &format!("quorum TLS: {late_addr} sent nothing within 5s: taken as plaintext"),
+    );
+    late.write_all(&bytes).unwrap();
+    let dropped = format!("election port: dropping a link from {late_addr}: ");
+    wait_log(&ens, 1, &dropped);
+    let log = ens.log(1);
+    let line = log.lines().find(|l| l.contains(&dropped)).unwrap();
+    assert!(!line.contains("TLS"), "read as plaintext: {line}");
+    write_through(&ens, &[1, 2, 3], "after");
+    drop((at_once, late));
+}
+
 /// TLS 1.3 only (ssl.quorum.enabledProtocols, with TLS 1.3 suites named, which the
 /// reference needs): in TLS 1.3 a learner's first packet can arrive with the end of
 /// the handshake, so the leader finds it already buffered. Both mixed ensembles.

@@ -188,9 +188,23 @@ impl PeerTls {
     ) -> Result<PeerStream, AcceptError> {
         if self.accept_plaintext {
             let look = async { Ok(starts_with_tls(&stream).await) };
-            let tls = glommio::timer::timeout(DETECT_TIMEOUT, look).await;
-            if !matches!(tls, Ok(true)) {
-                return Ok(PeerStream::Plain(stream));
+            match glommio::timer::timeout(DETECT_TIMEOUT, look).await {
+                Ok(true) => {}
+                Ok(false) => return Ok(PeerStream::Plain(stream)),
+                Err(_) => {
+                    // As the reference's unified socket: whatever the link sends
+                    // later is read as plaintext. Rare enough to say (a member's
+                    // own links send at once; a port probe closes).
+                    let peer = stream
+                        .peer_addr()
+                        .map(|a| a.to_string())
+                        .unwrap_or_default();
+                    tracing::info!(
+                        "quorum TLS: {peer} sent nothing within {DETECT_TIMEOUT:?}: taken \
+                         as plaintext (portUnification=true)"
+                    );
+                    return Ok(PeerStream::Plain(stream));
+                }
             }
         }
         // A link that has sent nothing costs nothing yet: it takes a handshake's
