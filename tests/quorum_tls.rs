@@ -305,7 +305,7 @@ fn a_link_silent_past_the_detection_timeout_is_taken_as_plaintext() {
     wait_log(
         &ens,
         1,
-        &format!("quorum TLS: {late_addr} sent nothing within 5s: taken as plaintext"),
+        &format!("election port: {late_addr} sent nothing within 5s: taken as plaintext"),
     );
     late.write_all(&bytes).unwrap();
     let dropped = format!("election port: dropping a link from {late_addr}: ");

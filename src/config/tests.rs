@@ -531,6 +531,18 @@ fn a_bad_or_missing_jaas_file_stops_start_up_naming_file_and_line() {
         "{:?}",
         c.warnings
     );
+    // An empty Server section is no section (the JVM answers null for it): the same.
+    let files = Files(vec![(
+        PathBuf::from("/etc/jaas.conf"),
+        "Server {\n};\n".into(),
+    )]);
+    let c = Config::parse_with(key, None, &files).unwrap();
+    assert!(c.sasl.users.is_none());
+    assert!(
+        c.warnings[0].contains("no `Server` section with a login module"),
+        "{:?}",
+        c.warnings
+    );
     let e = Config::parse("java.security.auth.login.config=\n").unwrap_err();
     assert!(
         e.to_string().contains("expected the path of a JAAS file"),

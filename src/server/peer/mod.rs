@@ -509,7 +509,16 @@ impl Peers {
         };
         let members = self.addrs.borrow().clone();
         match tls.accept(stream, &members).await {
-            Ok(s) => Some(s),
+            Ok(tls::Accepted { stream, silent }) => {
+                if silent {
+                    tracing::info!(
+                        "{port} port: {peer} sent nothing within {:?}: taken as plaintext \
+                         (portUnification=true)",
+                        tls::DETECT_TIMEOUT
+                    );
+                }
+                Some(stream)
+            }
             Err(tls::AcceptError::ClosedSilent) => {
                 tracing::debug!("{port} port: {peer} closed without a byte");
                 None

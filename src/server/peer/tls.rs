@@ -41,7 +41,7 @@ use std::time::Duration;
 
 /// How long a portUnification port waits for a link's first bytes before taking it
 /// as plaintext (the reference's ssl.quorum.handshakeDetectionTimeoutMillis).
-const DETECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DETECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a TLS handshake on a peer link may take, either end (the reference's
 /// connect timeout, cnxTimeout, bounds its handshakes too).
 pub const PEER_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -74,6 +74,23 @@ pub enum AcceptError {
     ClosedSilent,
     /// Refused, and why (for one warning line).
     Refused(String),
+}
+
+/// An accepted link's stream, and whether it was taken as plaintext only because it
+/// sent nothing for `DETECT_TIMEOUT` (rare enough for the caller to say: a member's
+/// own links send at once, a port probe closes).
+pub struct Accepted {
+    pub stream: PeerStream,
+    pub silent: bool,
+}
+
+impl Accepted {
+    fn plain(stream: TcpStream, silent: bool) -> Accepted {
+        Accepted {
+            stream: PeerStream::Plain(stream),
+            silent,
+        }
+    }
 }
 
 /// This member's quorum TLS.
@@ -185,26 +202,15 @@ impl PeerTls {
         &self,
         stream: TcpStream,
         members: &BTreeMap<u64, PeerAddr>,
-    ) -> Result<PeerStream, AcceptError> {
+    ) -> Result<Accepted, AcceptError> {
         if self.accept_plaintext {
             let look = async { Ok(starts_with_tls(&stream).await) };
             match glommio::timer::timeout(DETECT_TIMEOUT, look).await {
                 Ok(true) => {}
-                Ok(false) => return Ok(PeerStream::Plain(stream)),
-                Err(_) => {
-                    // As the reference's unified socket: whatever the link sends
-                    // later is read as plaintext. Rare enough to say (a member's
-                    // own links send at once; a port probe closes).
-                    let peer = stream
-                        .peer_addr()
-                        .map(|a| a.to_string())
-                        .unwrap_or_default();
-                    tracing::info!(
-                        "quorum TLS: {peer} sent nothing within {DETECT_TIMEOUT:?}: taken \
-                         as plaintext (portUnification=true)"
-                    );
-                    return Ok(PeerStream::Plain(stream));
-                }
+                Ok(false) => return Ok(Accepted::plain(stream, false)),
+                // As the reference's unified socket: whatever the link sends later
+                // is read as plaintext.
+                Err(_) => return Ok(Accepted::plain(stream, true)),
             }
         }
         // A link that has sent nothing costs nothing yet: it takes a handshake's
@@ -242,7 +248,10 @@ impl PeerTls {
         if self.hostname_verification && certs.is_some() {
             check_host(certs, ip, members).map_err(AcceptError::Refused)?;
         }
-        Ok(PeerStream::Tls(Box::new(tls.into())))
+        Ok(Accepted {
+            stream: PeerStream::Tls(Box::new(tls.into())),
+            silent: false,
+        })
     }
 }
 
