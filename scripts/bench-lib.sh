@@ -4,8 +4,8 @@
 #
 # Provides: log, free_port, write_cfg DIR PORT, wait_ready NAME PORT PID,
 # start_zookeeper NAME [EXTRA_CFG], start_corral NAME BINARY [EXTRA_CFG],
-# stop_server NAME; the arrays addr[NAME], pid[NAME], dir[NAME]; $loadgen, $corral,
-# $failover, $work.
+# stop_server NAME, first_answer PORT [TIMEOUT]; the arrays addr[NAME], pid[NAME],
+# dir[NAME]; $loadgen, $corral, $failover, $work.
 # Ensembles (3 members of one kind on 127.0.0.1, members NAME.1..NAME.3, each also in
 # addr/pid/dir): start_ensemble KIND NAME [BINARY] [EXTRA_CFG], ensemble_leader NAME
 # (waits for one leader, prints its member name), ensemble_addrs NAME, ensemble_pids NAME
@@ -55,6 +55,51 @@ admin.enableServer=false
 forceSync=yes
 maxClientCnxns=0
 CFG
+}
+
+# Seconds since the epoch (float) at the first getData("/") answered with err 0 on a
+# fresh session; polls every 5 ms for at most TIMEOUT (300) s; prints nothing and fails
+# on timeout.
+first_answer() { # port [timeout s]
+  python3 - "$1" "${2:-300}" <<'PY'
+import socket, struct, sys, time
+port = int(sys.argv[1])
+connect = struct.pack(">iqiqi16s?", 0, 0, 30000, 0, 16, b"\0" * 16, False)
+path = b"/"
+get = struct.pack(">iii", 1, 4, len(path)) + path + b"\0"
+def frame(b): return struct.pack(">i", len(b)) + b
+def read_frame(s):
+    head = b""
+    while len(head) < 4:
+        c = s.recv(4 - len(head))
+        if not c: raise ConnectionError("closed")
+        head += c
+    (n,) = struct.unpack(">i", head)
+    body = b""
+    while len(body) < n:
+        c = s.recv(n - len(body))
+        if not c: raise ConnectionError("closed")
+        body += c
+    return body
+deadline = time.time() + float(sys.argv[2])
+while time.time() < deadline:
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=2)
+        s.sendall(frame(connect))
+        r = read_frame(s)
+        _, timeout, sid = struct.unpack(">iiq", r[:16])
+        if timeout > 0 and sid != 0:
+            s.sendall(frame(get))
+            xid, zxid, err = struct.unpack(">iqi", read_frame(s)[:16])
+            if xid == 1 and err == 0:
+                print(f"{time.time():.6f}")
+                sys.exit(0)
+        s.close()
+    except OSError:
+        pass
+    time.sleep(0.005)
+sys.exit(1)
+PY
 }
 
 # Ready = ruok answers imok and a session handshake succeeds (ZooKeeper says imok early).

@@ -33,50 +33,6 @@ out="${BENCH_OUT:-perf/million.jsonl}"
 
 source "$repo/scripts/bench-lib.sh"
 
-# Seconds since the epoch (float) at the first getData("/") answered with err 0 on a
-# fresh session; polls every 5 ms for at most 300 s; prints nothing and fails on timeout.
-first_answer() { # port
-  python3 - "$1" <<'PY'
-import socket, struct, sys, time
-port = int(sys.argv[1])
-connect = struct.pack(">iqiqi16s?", 0, 0, 30000, 0, 16, b"\0" * 16, False)
-path = b"/"
-get = struct.pack(">iii", 1, 4, len(path)) + path + b"\0"
-def frame(b): return struct.pack(">i", len(b)) + b
-def read_frame(s):
-    head = b""
-    while len(head) < 4:
-        c = s.recv(4 - len(head))
-        if not c: raise ConnectionError("closed")
-        head += c
-    (n,) = struct.unpack(">i", head)
-    body = b""
-    while len(body) < n:
-        c = s.recv(n - len(body))
-        if not c: raise ConnectionError("closed")
-        body += c
-    return body
-deadline = time.time() + 300
-while time.time() < deadline:
-    try:
-        s = socket.create_connection(("127.0.0.1", port), timeout=2)
-        s.sendall(frame(connect))
-        r = read_frame(s)
-        _, timeout, sid = struct.unpack(">iiq", r[:16])
-        if timeout > 0 and sid != 0:
-            s.sendall(frame(get))
-            xid, zxid, err = struct.unpack(">iqi", read_frame(s)[:16])
-            if xid == 1 and err == 0:
-                print(f"{time.time():.6f}")
-                sys.exit(0)
-        s.close()
-    except OSError:
-        pass
-    time.sleep(0.005)
-sys.exit(1)
-PY
-}
-
 # The newest finished snapshot's zxid (decimal, 0 if none): corral's dataDir
 # `snapshot.<hex>` (temp files end in .tmp), the reference's version-2/snapshot.<hex>.
 newest_snapshot_zxid() { # data dir

@@ -1,16 +1,19 @@
 //! Memory per znode of the tree (TARGETS.md: the whole server ≤ 250 MB RSS with 1M
 //! znodes of 100 bytes). A counting global allocator measures the heap the tree holds
 //! (malloc's usable size plus its 8-byte chunk header, so close to what glibc takes),
-//! for a tree built by prepare/apply (sequential creates, as a benchmark makes them)
-//! and for the same tree reloaded from a snapshot (as after a restart).
+//! for a tree built by prepare/apply (sequential creates, as a benchmark makes them),
+//! for the same tree reloaded from a snapshot (as after a restart) and decoded from
+//! the stream a leader sends after SNAP (as on a member that joined with nothing).
 //!
 //! Default 20k nodes so `cargo test` stays fast; for the reported figure:
 //! `CORRAL_TREE_NODES=1000000 cargo test --release --test tree_memory -- --nocapture`.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use corral::proto::{Id, Request};
+use corral::tree::zksnap::{ZkSnapDecoder, ZkSnapEncoder, ZkSnapKind};
 use corral::tree::{apply, prepare, Caller, Tree, TxnContext};
 
 struct Counting;
@@ -163,16 +166,37 @@ fn bytes_per_znode() {
     assert_eq!(loaded.digest(), digest);
     assert_eq!(loaded.distinct_node_count() as i64, n + 5);
 
+    // The same tree as a learner gets it after SNAP: ZooKeeper's serialization, in
+    // the order a corral leader sends it, decoded as it streams in.
+    let mut stream = Vec::new();
+    let enc = ZkSnapEncoder::new(Arc::new(loaded), Vec::new(), ZkSnapKind::Snap, 256 << 10);
+    for chunk in enc {
+        stream.extend_from_slice(&chunk);
+    }
+    let base = held();
+    let start = cpu();
+    let mut dec = ZkSnapDecoder::new(ZkSnapKind::Snap, n + 1);
+    assert_eq!(dec.feed(&stream).unwrap(), stream.len());
+    let (synced, _) = dec.finish().unwrap();
+    let decode = cpu() - start;
+    let snap_synced = held() - base;
+    assert_eq!(synced.digest(), digest);
+    drop(stream);
+
     let per = |b: usize| b as f64 / n as f64;
     println!(
-        "{n} znodes of 100 bytes: built by apply {:.0} B/node ({} MiB), reloaded {:.0} B/node ({} MiB)",
+        "{n} znodes of 100 bytes: built by apply {:.0} B/node ({} MiB), reloaded {:.0} B/node ({} MiB), \
+         decoded after SNAP {:.0} B/node ({} MiB)",
         per(built),
         built >> 20,
         per(reloaded),
-        reloaded >> 20
+        reloaded >> 20,
+        per(snap_synced),
+        snap_synced >> 20
     );
     println!(
-        "CPU time: prepare+apply {:.2} µs/create; snapshot {} MiB, write {:?}, read {:?}",
+        "CPU time: prepare+apply {:.2} µs/create; snapshot {} MiB, write {:?}, read {:?}; \
+         SNAP stream decoded in {decode:?}",
         build.as_secs_f64() * 1e6 / n as f64,
         snap.len() >> 20,
         write,
@@ -186,5 +210,10 @@ fn bytes_per_znode() {
         per(reloaded) < 250.0,
         "reloaded tree {:.0} B/node",
         per(reloaded)
+    );
+    assert!(
+        per(snap_synced) < 250.0,
+        "tree decoded after SNAP {:.0} B/node",
+        per(snap_synced)
     );
 }

@@ -659,7 +659,15 @@ pub struct ZkSnapDecoder {
     /// one reference in `tree.acls` for the table until `finish`.
     acls: HashMap<i64, AclSlot>,
     nodes_count: usize,
+    /// Nodes checked and accounted for but not yet in `tree.nodes`: an ascending run
+    /// of at most [`RUN_NODES_MAX`], inserted in one go by [`Tree::insert_run`] (a
+    /// corral leader sends nodes in key order; the reference in depth-first order,
+    /// where runs are short).
+    run: Vec<(Key, Node)>,
 }
+
+/// Nodes held back in a decoder's ascending run (about 200 KiB of keys and pointers).
+const RUN_NODES_MAX: usize = 4096;
 
 impl ZkSnapDecoder {
     /// A decoder with the default limits; the tree it builds gets `last_zxid` (the
@@ -684,6 +692,7 @@ impl ZkSnapDecoder {
             session_ids: HashSet::new(),
             acls,
             nodes_count: 0,
+            run: Vec::new(),
         }
     }
 
@@ -745,6 +754,7 @@ impl ZkSnapDecoder {
             });
         }
         let mut tree = self.tree;
+        tree.insert_run(self.run);
         set_child_counts(&mut tree);
         for slot in self.acls.values() {
             *tree.acls.get_mut(&*slot.acl).expect("interned") += slot.uses;
@@ -858,6 +868,7 @@ impl ZkSnapDecoder {
         let offset = cur.at();
         match parse_node(cur, &self.limits)? {
             None => {
+                self.flush_run();
                 if self.tree.nodes.is_empty() {
                     return Err(ZkSnapError::NoRoot { offset }.into());
                 }
@@ -884,6 +895,9 @@ impl ZkSnapDecoder {
             });
         }
         let key = self.check_placement(offset, rec.path)?;
+        if self.run.len() == RUN_NODES_MAX {
+            self.flush_run();
+        }
         let Some(slot) = self.acls.get_mut(&rec.acl_index) else {
             return Err(ZkSnapError::UnknownAclIndex {
                 offset,
@@ -909,13 +923,21 @@ impl ZkSnapDecoder {
         // The tree's own name for the root is "/" (Tree::new inserts it so).
         let path = if rec.path.is_empty() { "/" } else { rec.path };
         self.tree.account_new(path, &key, &node);
-        self.tree.nodes.insert(key, node);
+        self.run.push((key, node));
         self.nodes_count += 1;
         Ok(())
     }
 
+    /// Moves the run into the tree.
+    fn flush_run(&mut self) {
+        let run = std::mem::take(&mut self.run);
+        self.tree.insert_run(run);
+    }
+
     /// The node's key, if its path is well formed, new, and its parent came first.
-    fn check_placement(&self, offset: u64, path: &str) -> Result<Key, ZkSnapError> {
+    /// A key that does not extend the run ascending ends it first (into the tree,
+    /// where a duplicate shows); its parent may still be in the run.
+    fn check_placement(&mut self, offset: u64, path: &str) -> Result<Key, ZkSnapError> {
         let owned = || path.to_string();
         if !path.is_empty() && crate::proto::path::validate_path(path, false).is_err() {
             return Err(ZkSnapError::BadPath {
@@ -924,6 +946,9 @@ impl ZkSnapDecoder {
             });
         }
         let key = Key::from_path(path);
+        if self.run.last().is_some_and(|(last, _)| *last >= key) {
+            self.flush_run();
+        }
         if self.tree.nodes.contains_key(&key) {
             return Err(ZkSnapError::DuplicatePath {
                 offset,
@@ -932,7 +957,13 @@ impl ZkSnapDecoder {
         }
         if !path.is_empty() {
             let parent = crate::proto::path::parent(path);
-            if !self.tree.nodes.contains_key(&Key::lookup(parent)) {
+            let parent_key = Key::lookup(parent);
+            let in_run = || {
+                self.run
+                    .binary_search_by(|(k, _)| k.cmp(&parent_key))
+                    .is_ok()
+            };
+            if !self.tree.nodes.contains_key(&parent_key) && !in_run() {
                 return Err(ZkSnapError::OrphanNode {
                     offset,
                     path: owned(),

@@ -114,6 +114,65 @@ fn acl_pool(i: usize) -> Vec<Acl> {
 }
 
 /// Every chunk of the encoder, checked against the bound.
+/// The decoder holds nodes back in ascending runs (`RUN_NODES_MAX`); a run ends where
+/// the order turns, as in the reference's depth-first order of hashed siblings.
+/// Checks must see through the run: a parent still in it, a duplicate of a node in it.
+#[test]
+fn runs_of_held_back_nodes_are_checked_and_kept() {
+    let n = RUN_NODES_MAX * 2 + 7;
+    let names: Vec<String> = (0..n).map(|i| format!("/p/n{i:06}")).collect();
+    let stream = |order: &mut dyn Iterator<Item = &String>| {
+        let mut r = Raw::head(&[], &[]).root().node("/p", b"", -1);
+        for name in order {
+            r = r.node(name, b"v", -1).node(&format!("{name}/c"), b"", -1);
+        }
+        r.end("BenWasHere")
+    };
+    let up = stream(&mut names.iter());
+    let down = stream(&mut names.iter().rev());
+    let (a, _) = decode_in_pieces(&up, ZkSnapKind::Snap, 5, 1, 4096).unwrap();
+    let (b, _) = decode_in_pieces(&down, ZkSnapKind::Snap, 5, 2, 4096).unwrap();
+    assert_eq!(a.nodes.len(), 2 + 2 * n);
+    assert_same_tree(&a, &b);
+    assert_eq!(a.get("/p").unwrap().stat().num_children, n as i32);
+    assert_eq!(a.get("/p/n000003").unwrap().stat().num_children, 1);
+
+    // A duplicate after the order turned, and one whose twin is still in the run.
+    let turned = Raw::head(&[], &[])
+        .root()
+        .node("/a", b"", -1)
+        .node("/b", b"", -1)
+        .node("/a", b"", -1)
+        .end("BenWasHere");
+    assert!(matches!(
+        decode_err(&turned),
+        ZkSnapError::DuplicatePath { ref path, .. } if path == "/a"
+    ));
+    let mut r = Raw::head(&[], &[]).root();
+    for name in &names {
+        r = r.node(&name[2..], b"", -1);
+    }
+    let past_a_run = r
+        .node(&names[RUN_NODES_MAX + 3][2..], b"", -1)
+        .end("BenWasHere");
+    assert!(matches!(
+        decode_err(&past_a_run),
+        ZkSnapError::DuplicatePath { .. }
+    ));
+    // An orphan whose would-be parent sorts inside the run is still an orphan.
+    let orphan = Raw::head(&[], &[])
+        .root()
+        .node("/a", b"", -1)
+        .node("/c", b"", -1)
+        .node("/c/x", b"", -1)
+        .node("/c/y/z", b"", -1)
+        .end("BenWasHere");
+    assert!(matches!(
+        decode_err(&orphan),
+        ZkSnapError::OrphanNode { ref parent, .. } if parent == "/c/y"
+    ));
+}
+
 fn encode(tree: &Tree, sessions: &[(i64, i32)], kind: ZkSnapKind, chunk: usize) -> Vec<u8> {
     let enc = ZkSnapEncoder::new(Arc::new(tree.clone()), sessions.to_vec(), kind, chunk);
     let mut out = Vec::new();
