@@ -666,7 +666,7 @@ pub struct ZkSnapDecoder {
     run: Vec<(Key, Node)>,
 }
 
-/// Nodes held back in a decoder's ascending run (about 200 KiB of keys and pointers).
+/// Nodes held back in a decoder's ascending run (128 KiB of keys and node pointers).
 const RUN_NODES_MAX: usize = 4096;
 
 impl ZkSnapDecoder {
@@ -753,8 +753,9 @@ impl ZkSnapDecoder {
                 what: self.awaiting(),
             });
         }
+        // The end marker flushed the run, and a stream is done only past it.
+        debug_assert!(self.run.is_empty(), "a run left after the end marker");
         let mut tree = self.tree;
-        tree.insert_run(self.run);
         set_child_counts(&mut tree);
         for slot in self.acls.values() {
             *tree.acls.get_mut(&*slot.acl).expect("interned") += slot.uses;

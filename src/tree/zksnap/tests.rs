@@ -113,7 +113,6 @@ fn acl_pool(i: usize) -> Vec<Acl> {
     }
 }
 
-/// Every chunk of the encoder, checked against the bound.
 /// The decoder holds nodes back in ascending runs (`RUN_NODES_MAX`); a run ends where
 /// the order turns, as in the reference's depth-first order of hashed siblings.
 /// Checks must see through the run: a parent still in it, a duplicate of a node in it.
@@ -137,7 +136,8 @@ fn runs_of_held_back_nodes_are_checked_and_kept() {
     assert_eq!(a.get("/p").unwrap().stat().num_children, n as i32);
     assert_eq!(a.get("/p/n000003").unwrap().stat().num_children, 1);
 
-    // A duplicate after the order turned, and one whose twin is still in the run.
+    // A duplicate whose twin is still in the run (the order turns at it), and one
+    // whose twin went into the tree with an earlier, full run.
     let turned = Raw::head(&[], &[])
         .root()
         .node("/a", b"", -1)
@@ -173,6 +173,7 @@ fn runs_of_held_back_nodes_are_checked_and_kept() {
     ));
 }
 
+/// Every chunk of the encoder, checked against the bound.
 fn encode(tree: &Tree, sessions: &[(i64, i32)], kind: ZkSnapKind, chunk: usize) -> Vec<u8> {
     let enc = ZkSnapEncoder::new(Arc::new(tree.clone()), sessions.to_vec(), kind, chunk);
     let mut out = Vec::new();
