@@ -7,7 +7,7 @@
 //! - Snapshot body: the session table (count, then id and timeout of each), then the
 //!   tree's own snapshot format.
 //! - Recovery: newest valid snapshot, then every logged txn after it applied in zxid
-//!   order; create/close-session txns rebuild the session table; each txn's digest is
+//!   order as the reference restores (`tree::apply_restored`: a multi is never undone); create/close-session txns rebuild the session table; each txn's digest is
 //!   compared with the tree's after it (a mismatch is logged). Restored sessions
 //!   get a fresh deadline, so one whose client never comes back expires as it would
 //!   on the reference server.
@@ -247,7 +247,10 @@ impl Replay {
                     }
                     _ => {}
                 }
-                tree::apply(&mut self.tree, &txn);
+                // As the reference restores (and as a learner applied it): a log that
+                // follows a fuzzy snapshot from a reference leader may hold txns whose
+                // effect the snapshot already has.
+                tree::apply_restored(&mut self.tree, &txn);
                 self.digests.check(txn.zxid, digest, self.tree.digest());
                 if super::stats::DigestLog::wants(txn.zxid) {
                     self.digest_log.note(txn.zxid, self.tree.digest());

@@ -1209,7 +1209,14 @@ impl Seq {
                 }
             },
         };
-        let applied = tree::apply(&mut self.committed, &txn);
+        let applied = if matches!(self.role, Role::Leading { .. }) {
+            tree::apply(&mut self.committed, &txn)
+        } else {
+            // A learner applies as the reference's learners do: a SNAP from a
+            // reference leader is fuzzy, and the txns after it may find their effect
+            // already there (a passed multi must not be undone for that).
+            tree::apply_restored(&mut self.committed, &txn)
+        };
         if matches!(self.role, Role::Leading { .. }) {
             self.stats.leader_commits.fetch_add(1, Relaxed);
         }
@@ -1330,6 +1337,13 @@ impl Seq {
             tree.node_count(),
             sessions.len()
         );
+        let stand_ins = tree.unresolved_acls().len();
+        if stand_ins > 0 {
+            tracing::info!(
+                "{stand_ins} znode(s) of the snapshot name ACL indices its ACL map lacks (a \
+                 fuzzy snapshot): nobody may use them until the txns after it supply their ACLs"
+            );
+        }
         self.committed = tree;
         self.working = self.committed.clone();
         let mut table = SessionTable::new(self.replica.id() as u8, now, self.cfg.tick_time_ms);

@@ -205,6 +205,7 @@ pub fn read_zk_state(dirs: &ZkDataDirs) -> Result<ZkState, StorageError> {
     }
     let mut state = replay.state;
     state.sessions = replay.sessions.into_iter().collect();
+    refuse_unresolved_acls(dirs, &state)?;
     if state.digest_mismatches > 0 {
         tracing::warn!(
             "{} replayed ZooKeeper txn(s) left a tree digest other than the one logged",
@@ -212,6 +213,32 @@ pub fn read_zk_state(dirs: &ZkDataDirs) -> Result<ZkState, StorageError> {
         );
     }
     Ok(state)
+}
+
+/// A fuzzy snapshot may name ACL indices its map lacks; the txns replayed after it
+/// supply them (`Tree::resolve_stand_in_acl`). Any left over means snapshot and log
+/// disagree, and the node's ACL is unknown: refused, naming the nodes (the reference
+/// would load them and fail every request that reads their ACL).
+fn refuse_unresolved_acls(dirs: &ZkDataDirs, state: &ZkState) -> Result<(), StorageError> {
+    let left = state.tree.unresolved_acls();
+    let Some((path, index)) = left.first() else {
+        return Ok(());
+    };
+    let snapshot = state
+        .snapshot
+        .as_ref()
+        .map_or_else(String::new, |p| format!("{} ", p.display()));
+    let more = match left.len() {
+        1 => String::new(),
+        n => format!(" (and {} more node(s))", n - 1),
+    };
+    Err(StorageError::BadDataDir {
+        dir: dirs.snap_dir.clone(),
+        detail: format!(
+            "node {path:?}{more} uses ACL index {index}, which neither the ACL map of \
+             snapshot {snapshot}nor the log after it supplies"
+        ),
+    })
 }
 
 /// The newest snapshot that verifies, and the newer ones that did not. None without
@@ -774,6 +801,57 @@ mod tests {
             assert_eq!((got.data(), got.stat()), (want.data(), want.stat()), "{p}");
         }
         assert_eq!(state.sessions, vec![(0x77, 9000)]);
+    }
+
+    /// The fuzzy dir with one node's ACL in the snapshot replaced by the stand-in
+    /// the decoder gives a node whose ACL index the map lacks (the reference writes
+    /// the map before the nodes); the other nodes are as [`fuzzy_dir`] has them.
+    fn fuzzy_dir_with_stand_in(data: &Path, path: &str) {
+        fuzzy_dir(data);
+        let v2 = data.join(VERSION_DIR_NAME);
+        let file = read_snapshot(&v2.join(zk_snapshot_file_name(2)), 2).unwrap();
+        let mut tree = file.tree;
+        let aversion = tree.get(path).unwrap().stat().aversion;
+        let zxid = tree.last_zxid() + 1;
+        let set = TxnOp::SetAcl {
+            path: path.into(),
+            acl: crate::tree::stand_in_acl(7),
+            version: aversion,
+        };
+        apply(&mut tree, &txn(zxid, set));
+        write_snap(&v2, 2, &tree, file.sessions);
+    }
+
+    #[test]
+    fn acls_a_fuzzy_snapshot_lacks_come_from_the_creates_replayed_after_it() {
+        // /m and /a/e were created by txns 4 and 3, after snapshot 2: replayed, the
+        // creates find them and give them their ACLs.
+        for path in ["/m", "/a/e"] {
+            let d = tempfile::tempdir().unwrap();
+            fuzzy_dir_with_stand_in(d.path(), path);
+            let state = read_zk_state(&ZkDataDirs::of(d.path(), d.path())).unwrap();
+            assert!(state.tree.unresolved_acls().is_empty(), "{path}");
+            assert_eq!(*state.tree.node(path).unwrap().acl, Acl::open(), "{path}");
+        }
+        // /a was created by txn 2, which the snapshot covers: nothing replayed gives
+        // it an ACL, and the import says which node and which snapshot.
+        let d = tempfile::tempdir().unwrap();
+        fuzzy_dir_with_stand_in(d.path(), "/a");
+        let err = import(d.path(), d.path()).unwrap_err().to_string();
+        let snap = d
+            .path()
+            .join(VERSION_DIR_NAME)
+            .join(zk_snapshot_file_name(2));
+        assert_eq!(
+            err,
+            format!(
+                "{}: node \"/a\" uses ACL index 7, which neither the ACL map of snapshot {} \
+                 nor the log after it supplies",
+                d.path().join(VERSION_DIR_NAME).display(),
+                snap.display()
+            )
+        );
+        assert!(!d.path().join(IMPORT_MARKER_FILE_NAME).exists());
     }
 
     #[test]

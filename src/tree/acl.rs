@@ -35,6 +35,34 @@ impl Caller<'static> {
     }
 }
 
+/// The scheme of the stand-in ACL a node gets when a ZooKeeper snapshot names an ACL
+/// index its ACL map lacks. The reference's snapshots are fuzzy: the map is written
+/// before the nodes, so a node created (or given new ACLs) with a new list while the
+/// snapshot was being written names an index the map does not have. The reference
+/// loads such a node anyway and its replay of that create (or setACL) assigns the
+/// index (`DataTree.createNode` interns the ACL before it finds the node exists).
+/// corral keeps the index in this stand-in, which grants nobody anything (only a
+/// super user passes), and the replayed txn puts the real list in its place
+/// ([`Tree::resolve_stand_in_acl`](super::Tree)). No client can set it: fixupACL
+/// refuses unknown schemes.
+pub(crate) const STAND_IN_ACL_SCHEME: &str = "corral-unresolved-acl-index";
+
+/// The stand-in list for a snapshot's unknown ACL `index` (see [`STAND_IN_ACL_SCHEME`]).
+pub(crate) fn stand_in_acl(index: i64) -> Vec<Acl> {
+    vec![Acl {
+        perms: 0,
+        id: Id {
+            scheme: STAND_IN_ACL_SCHEME.to_string(),
+            id: index.to_string(),
+        },
+    }]
+}
+
+/// True for a list [`stand_in_acl`] made.
+pub(crate) fn is_stand_in_acl(acl: &[Acl]) -> bool {
+    matches!(acl, [a] if a.perms == 0 && a.id.scheme == STAND_IN_ACL_SCHEME)
+}
+
 /// The hash of digest ids: `DigestAuthenticationProvider.digestAlg`, SHA1 unless
 /// set, as on the reference (which takes any name Java's `MessageDigest` knows;
 /// these are those of Java 17's own provider but the obsolete MD2).

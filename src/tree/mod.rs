@@ -47,6 +47,8 @@ use imbl::{OrdMap, OrdSet};
 use crate::proto::{Acl, DecodeError, Stat};
 
 pub(crate) use acl::check_acl;
+#[cfg(test)]
+pub(crate) use acl::stand_in_acl;
 pub use acl::{digest_id, digest_id_with, Caller, DigestAlg};
 pub use digest::DIGEST_VERSION;
 pub use ops::{
@@ -415,6 +417,34 @@ impl Tree {
         if gone {
             self.acls.remove(&**acl);
         }
+    }
+
+    /// A node whose ACL is a snapshot's stand-in ([`acl::stand_in_acl`]) takes `acl` in
+    /// its place; true if it did. Any other node is left as it is.
+    pub(crate) fn resolve_stand_in_acl(&mut self, path: &str, acl: &[Acl]) -> bool {
+        let Some(old) = self.node(path).map(|n| n.acl.clone()) else {
+            return false;
+        };
+        if !acl::is_stand_in_acl(&old) {
+            return false;
+        }
+        let new_acl = self.intern_acl(acl.to_vec());
+        self.update_node(path, |n| n.acl = new_acl);
+        self.release_acl(&old);
+        true
+    }
+
+    /// Nodes still holding a snapshot's stand-in ACL, as (path, the ACL index the
+    /// snapshot named). Answers at once unless some stand-in list is in use.
+    pub fn unresolved_acls(&self) -> Vec<(String, String)> {
+        if !self.acls.keys().any(|a| acl::is_stand_in_acl(a)) {
+            return Vec::new();
+        }
+        self.nodes
+            .iter()
+            .filter(|(_, n)| acl::is_stand_in_acl(&n.acl))
+            .map(|(k, n)| (k.to_path(), n.acl[0].id.id.clone()))
+            .collect()
     }
 
     /// Inserts a node that does not exist yet; indexes, size and digest follow.

@@ -584,46 +584,55 @@ pub fn apply(tree: &mut Tree, txn: &Txn) -> Applied {
     Applied { result, events }
 }
 
-/// Applies a txn read back from an Apache ZooKeeper data dir, as the reference's
-/// `DataTree.processTxn` does while it restores: its snapshots are fuzzy (written
-/// while later txns were applied), so a replayed txn may find its effect already
-/// there. Each op of a passed multi applies on its own, none undoes another; an op
-/// that no longer fits changes nothing, except that a plain create (opcode 1) that
-/// finds its node raises the parent's cversion to the logged one and sets its pzxid
-/// (`setCversionPzxid`). Anything else is [`apply`].
-pub fn apply_restored(tree: &mut Tree, txn: &Txn) {
+/// Applies a txn as the reference's `DataTree.processTxn` does, which is how its
+/// learners apply every txn and how it restores a data dir. Its snapshots are fuzzy
+/// (written while later txns were applied, also the ones a leader streams after
+/// SNAP), so a txn may find its effect already there. Each op of a passed multi
+/// applies on its own, none undoes another; an op that no longer fits changes
+/// nothing, except that a plain create (opcode 1) that finds its node raises the
+/// parent's cversion to the logged one and sets its pzxid (`setCversionPzxid`), and
+/// gives the node its ACL list if it held a snapshot's stand-in. Anything else is
+/// [`apply`]. Where every op fits, the outcome is [`apply`]'s.
+pub fn apply_restored(tree: &mut Tree, txn: &Txn) -> Applied {
     assert!(
         txn.zxid > tree.last_zxid(),
         "txn zxid {:#x} not after last applied {:#x}",
         txn.zxid,
         tree.last_zxid()
     );
-    match &txn.op {
+    let mut events = Vec::new();
+    let result = match &txn.op {
         TxnOp::Multi(ops) if !multi_failed(ops) => {
-            for o in ops {
-                apply_restored_op(tree, txn, o);
-            }
-            tree.set_last_zxid(txn.zxid);
+            let results = ops
+                .iter()
+                .map(|o| match apply_restored_op(tree, txn, o, &mut events) {
+                    Ok(resp) => OpResult::Ok(multi_opcode(o), resp),
+                    Err(e) => OpResult::Err(e),
+                })
+                .collect();
+            Ok(Response::Multi(results))
         }
-        TxnOp::Create(_) => {
-            apply_restored_op(tree, txn, &txn.op);
-            tree.set_last_zxid(txn.zxid);
-        }
-        _ => {
-            apply(tree, txn);
-        }
-    }
+        TxnOp::Create(_) => apply_restored_op(tree, txn, &txn.op, &mut events),
+        _ => return apply(tree, txn),
+    };
+    tree.set_last_zxid(txn.zxid);
+    Applied { result, events }
 }
 
 /// One op of a restored txn; errors change nothing but the create fix-up.
-fn apply_restored_op(tree: &mut Tree, txn: &Txn, o: &TxnOp) {
-    let mut sink = Vec::new();
-    let r = apply_op_events(tree, txn.zxid, txn.time_ms, txn.session_id, o, &mut sink);
-    if let (Err(ErrorCode::NodeExists), TxnOp::Create(c)) = (r, o) {
+fn apply_restored_op(
+    tree: &mut Tree,
+    txn: &Txn,
+    o: &TxnOp,
+    events: &mut Vec<(EventType, String)>,
+) -> Result<Response, ErrorCode> {
+    let r = apply_op_events(tree, txn.zxid, txn.time_ms, txn.session_id, o, events);
+    if let (Err(ErrorCode::NodeExists), TxnOp::Create(c)) = (&r, o) {
         if c.kind == CreateKind::Create {
             raise_parent_cversion(tree, &c.path, c.parent_cversion, txn.zxid);
         }
     }
+    r
 }
 
 /// `setCversionPzxid`: −1 means one past the parent's cversion; only ever raised.
@@ -704,7 +713,12 @@ fn apply_op_events(
             if tree.node(parent_path).is_none() {
                 return Err(ErrorCode::NoNode);
             }
-            if tree.node(&c.path).is_some() {
+            if let Some(n) = tree.node(&c.path) {
+                // Replayed on a fuzzy ZooKeeper snapshot: the create that gave this node
+                // an ACL list the snapshot's map lacked supplies it now.
+                if super::acl::is_stand_in_acl(&n.acl) {
+                    tree.resolve_stand_in_acl(&c.path, &c.acl);
+                }
                 return Err(ErrorCode::NodeExists);
             }
             tree.update_node(parent_path, |p| {

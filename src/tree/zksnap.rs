@@ -19,6 +19,7 @@
 //! [`ZkSnapLimits`]; children counts, ACL reference counts, ephemeral/container/TTL
 //! sets, data size and digest come out of the tree's own bookkeeping.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::ops::Bound;
@@ -26,6 +27,7 @@ use std::sync::Arc;
 
 use crate::proto::{Acl, Id, JuteWrite};
 
+use super::acl::stand_in_acl;
 use super::key::Key;
 use super::{Meta, Node, Tree};
 
@@ -167,12 +169,6 @@ pub enum ZkSnapError {
     },
     #[error("at byte {offset}: node {path:?} appears twice")]
     DuplicatePath { offset: u64, path: String },
-    #[error("at byte {offset}: node {path:?} uses ACL index {index}, which the ACL map lacks")]
-    UnknownAclIndex {
-        offset: u64,
-        path: String,
-        index: i64,
-    },
     #[error("at byte {offset}: ACL index {index} appears twice in the ACL map")]
     DuplicateAclIndex { offset: u64, index: i64 },
     #[error("at byte {offset}: ACL map entry uses index -1, reserved for OPEN_ACL_UNSAFE")]
@@ -207,7 +203,6 @@ impl ZkSnapError {
             | ZkSnapError::BadPath { offset, .. }
             | ZkSnapError::OrphanNode { offset, .. }
             | ZkSnapError::DuplicatePath { offset, .. }
-            | ZkSnapError::UnknownAclIndex { offset, .. }
             | ZkSnapError::DuplicateAclIndex { offset, .. }
             | ZkSnapError::ReservedAclIndex { offset, .. }
             | ZkSnapError::DuplicateSession { offset, .. }
@@ -899,12 +894,14 @@ impl ZkSnapDecoder {
         if self.run.len() == RUN_NODES_MAX {
             self.flush_run();
         }
-        let Some(slot) = self.acls.get_mut(&rec.acl_index) else {
-            return Err(ZkSnapError::UnknownAclIndex {
-                offset,
-                path: rec.path.to_string(),
-                index: rec.acl_index,
-            });
+        // An index the map lacks: the snapshot is fuzzy (see `acl::STAND_IN_ACL_SCHEME`);
+        // the node holds a stand-in until the replayed txn that set its ACL comes.
+        let slot = match self.acls.entry(rec.acl_index) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(AclSlot {
+                acl: self.tree.intern_acl(stand_in_acl(rec.acl_index)),
+                uses: 0,
+            }),
         };
         slot.uses += 1;
         let meta = Meta {
