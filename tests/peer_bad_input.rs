@@ -2,7 +2,7 @@
 //! each bad input the member logs one clear line, drops that connection, keeps
 //! running, and nothing committed is lost.
 //!
-//! Three tests, each with its own ensemble of corral members on 127.0.0.1 (one at
+//! Four tests, each with its own ensemble of corral members on 127.0.0.1 (one at
 //! a time: the harness takes the ensemble lock); the test thread plays the hostile
 //! peers with corral's own codecs (`proto::election`, `proto::quorum`,
 //! `tree::zksnap`) over blocking sockets:
@@ -24,6 +24,11 @@
 //!   is cut short, a PROPOSAL of an older epoch once serving. Each time it drops
 //!   the leader and looks again. Then the real members 2 and 3 start: member 1 leads
 //!   them with exactly the good txns the fake leader committed.
+//! * `a_fuzzy_snapshot_from_the_leader_is_completed_by_the_txns_after_it` — not
+//!   hostile but easy to get wrong: member 1 syncs by SNAP from fake leader 3 whose
+//!   stream, as a reference leader's may, already holds half of a multi committed
+//!   after it and names an ACL index its map lacks. The txns after it complete the
+//!   state, which a restart rebuilds.
 //!
 //! Every wait is a bounded poll or a socket read with a timeout; nothing asserts on
 //! durations.
@@ -34,7 +39,7 @@ use common::ensemble::{call, create_req, Ensemble, Role, Tree, POLL_MS};
 use common::Kind;
 use corral::proto::election::{decode_frame, InitMessage, Notification, ServerState};
 use corral::proto::quorum::{AckEpoch, LearnerInfo, PacketType, QuorumPacket};
-use corral::proto::{Acl, CreateKind, CreateMode, ErrorCode, Response};
+use corral::proto::{perms, Acl, CreateKind, CreateMode, ErrorCode, Request, Response};
 use corral::tree::zksnap::{ZkSnapEncoder, ZkSnapKind};
 use corral::tree::{CreateTxn, Txn, TxnOp};
 use std::io::{Read, Write};
@@ -54,6 +59,8 @@ const WRITE_ATTEMPTS_MAX: u32 = 100;
 const ACCEPT_POLLS_MAX: u32 = 1_500;
 /// Iterations (100 ms reads) a fake voter runs before giving up on its own.
 const VOTER_ITERATIONS_MAX: u32 = 6_000;
+/// ACKs of other zxids a fake leader reads past while waiting for one.
+const ACKS_BEFORE_MAX: usize = 16;
 /// Largest quorum packet data the fake peers accept from the member.
 const PACKET_DATA_BYTES_MAX: usize = 4 << 20;
 /// The 600 KiB election frame (over the reference's 512 KiB).
@@ -534,6 +541,28 @@ impl FakeLeader {
         assert_eq!(ack.zxid, zxid(epoch, 0), "the UPTODATE ACK");
     }
 
+    /// After a sync's packets: NEWLEADER, UPTODATE, each with its ACK (the ACKs of
+    /// the proposals sent while syncing come in between and are passed over).
+    fn finish_sync(link: &mut QuorumLink, epoch: u32) {
+        link.send(&QuorumPacket::new_leader(epoch as i64, ""));
+        Self::ack_of(link, zxid(epoch, 0), "NEWLEADER");
+        link.send(&QuorumPacket::uptodate());
+        Self::ack_of(link, zxid(epoch, 0), "UPTODATE");
+    }
+
+    /// Reads until the ACK of `at` (bounded by the member's other ACKs and the read
+    /// timeout).
+    fn ack_of(link: &mut QuorumLink, at: i64, what: &str) {
+        for _ in 0..ACKS_BEFORE_MAX {
+            match link.recv() {
+                Ok(p) if p.kind == PacketType::Ack && p.zxid == at => return,
+                Ok(p) if p.kind == PacketType::Ack => {}
+                other => panic!("expected the {what} ACK from the member, got {other:?}"),
+            }
+        }
+        panic!("no {what} ACK among {ACKS_BEFORE_MAX} ACKs");
+    }
+
     /// A good txn proposed, acknowledged (so logged) and committed.
     fn commit_good(link: &mut QuorumLink, at: i64, path: &str, data: &[u8], cversion: i32) {
         let txn = create_txn(at, path, data, cversion);
@@ -848,6 +877,166 @@ fn a_fake_leader_cannot_make_a_follower_log_or_apply_bad_txns() {
     ]);
     written.through_each_member(&ens, "after");
     assert_no_panic(&ens);
+}
+
+/// A reference leader serializes the snapshot it streams after SNAP while it goes on
+/// committing (PEER-PROTOCOL §5.5), and sends those commits after the stream: the
+/// snapshot may already hold part of them. Member 1 follows fake leader 3 whose
+/// snapshot at (1, 5) holds `/m-a` of the multi (1, 6) {create /m-a, create /m-b}
+/// but not `/m-b`, and `/acl-x` of the create (1, 7) under ACL index 2, which its
+/// ACL map (written before the nodes) lacks. The member must end with both multi
+/// nodes and `/acl-x` under the create's ACL, as a reference follower does, and
+/// keep that state across a restart (its own snapshot of the SNAP plus its log).
+#[test]
+fn a_fuzzy_snapshot_from_the_leader_is_completed_by_the_txns_after_it() {
+    // Local sessions: the test reads through member 1 without the fake leader
+    // committing a session.
+    let mut ens = Ensemble::configure(&THREE_CORRALS, "localSessionsEnabled=true\n");
+    eprintln!("[peer_bad_input] {}", ens.describe());
+    let fake = FakeLeader {
+        listener: reusable_listener(ens.ports(3).quorum),
+    };
+    ens.launch_member(1);
+    let voters = FakeVoters::start(
+        ens.ports(1).election,
+        &[(2, ens.ports(2).election), (3, ens.ports(3).election)],
+        2,
+    );
+    let acl_x = vec![Acl::new(perms::READ | perms::WRITE, "world", "anyone")];
+    let (mut link, last) = fake.discovery(&ens, 2);
+    assert_eq!(last, 0, "a fresh member");
+    link.send(&QuorumPacket::snap(zxid(1, 5)));
+    link.s.write_all(&fuzzy_snapshot_stream()).unwrap();
+    let multi = TxnOp::Multi(
+        ["/m-a", "/m-b"]
+            .iter()
+            .zip(1..)
+            .map(|(p, cversion)| create_op(p, Acl::open(), cversion))
+            .collect(),
+    );
+    for (at, op) in [
+        (zxid(1, 6), multi),
+        (zxid(1, 7), create_op("/acl-x", acl_x.clone(), 3)),
+    ] {
+        link.send(&QuorumPacket::proposal(at, txn_entry(at, op).into()));
+        link.send(&QuorumPacket::commit(at));
+    }
+    FakeLeader::finish_sync(&mut link, 2);
+    ens.wait_serving(1);
+    let check = |ens: &Ensemble, when: &str| {
+        let mut c = ens.connect(1);
+        for p in ["/m-a", "/m-b", "/acl-x"] {
+            let get = Request::GetData {
+                path: p.into(),
+                watch: false,
+            };
+            assert!(call(&mut c, &get).is_ok(), "{p} {when}\n{}", ens.report());
+        }
+        match call(
+            &mut c,
+            &Request::GetAcl {
+                path: "/acl-x".into(),
+            },
+        ) {
+            Ok(Response::Acl { acl, .. }) => assert_eq!(acl, acl_x, "{when}"),
+            other => panic!("getACL /acl-x {when}: {other:?}\n{}", ens.report()),
+        }
+    };
+    check(&ens, "after the sync");
+    assert!(
+        ens.log(1)
+            .contains("1 znode(s) of the snapshot name ACL indices its ACL map lacks"),
+        "{}",
+        ens.report()
+    );
+
+    // Restarted, the member rebuilds the same state from its own files.
+    drop(link);
+    voters.set_mode(3);
+    ens.restart(1);
+    let (mut link, last) = fake.discovery(&ens, 3);
+    assert_eq!(last, zxid(1, 7), "both txns after the snapshot are logged");
+    FakeLeader::sync_by_diff(&mut link, 3, last);
+    ens.wait_serving(1);
+    check(&ens, "after a restart");
+    assert_no_panic(&ens);
+}
+
+/// A create op of a persistent node with `path`'s data "d".
+fn create_op(path: &str, acl: Vec<Acl>, parent_cversion: i32) -> TxnOp {
+    TxnOp::Create(CreateTxn {
+        path: path.to_string(),
+        data: Some(b"d".to_vec()),
+        acl,
+        ephemeral_owner: 0,
+        parent_cversion,
+        kind: CreateKind::Create,
+    })
+}
+
+/// The txn entry of `op` at `zxid` (no digest).
+fn txn_entry(zxid: i64, op: TxnOp) -> Vec<u8> {
+    let txn = Txn {
+        session_id: 0,
+        cxid: 0,
+        zxid,
+        time_ms: 1_700_000_000_000,
+        op,
+    };
+    let mut b = Vec::new();
+    txn.encode(&mut b, None);
+    b
+}
+
+/// The fuzzy stream of the test above, built field by field as the reference
+/// writes it: no sessions; an ACL map with index 1 (world:anyone READ, for
+/// `/zookeeper/config`); the nodes depth first, `/acl-x` naming index 2; "/";
+/// the signature.
+fn fuzzy_snapshot_stream() -> Vec<u8> {
+    fn int(b: &mut Vec<u8>, v: i32) {
+        b.extend_from_slice(&v.to_be_bytes());
+    }
+    fn long(b: &mut Vec<u8>, v: i64) {
+        b.extend_from_slice(&v.to_be_bytes());
+    }
+    fn string(b: &mut Vec<u8>, s: &str) {
+        int(b, s.len() as i32);
+        b.extend_from_slice(s.as_bytes());
+    }
+    let mut b = Vec::new();
+    int(&mut b, 0);
+    int(&mut b, 1);
+    long(&mut b, 1);
+    Acl::encode_list(&[Acl::new(perms::READ, "world", "anyone")], &mut b);
+    let (m_a, acl_x) = (zxid(1, 6), zxid(1, 7));
+    // (path, data, ACL index, czxid, cversion)
+    let nodes: [(&str, &[u8], i64, i64, i32); 6] = [
+        ("", b"", -1, 0, 3),
+        ("/zookeeper", b"", -1, 0, 0),
+        ("/zookeeper/quota", b"", -1, 0, 0),
+        ("/zookeeper/config", b"", 1, 0, 0),
+        ("/m-a", b"d", -1, m_a, 0),
+        ("/acl-x", b"d", 2, acl_x, 0),
+    ];
+    for (path, data, acl, czxid, cversion) in nodes {
+        string(&mut b, path);
+        int(&mut b, data.len() as i32);
+        b.extend_from_slice(data);
+        long(&mut b, acl);
+        // StatPersisted: czxid, mzxid, ctime, mtime, version, cversion, aversion,
+        // ephemeralOwner, pzxid.
+        for v in [czxid, czxid, 0, 0] {
+            long(&mut b, v);
+        }
+        for v in [0, cversion, 0] {
+            int(&mut b, v);
+        }
+        long(&mut b, 0);
+        long(&mut b, czxid);
+    }
+    string(&mut b, "/");
+    string(&mut b, "BenWasHere");
+    b
 }
 
 /// The stream a leader sends after SNAP for a fresh tree.

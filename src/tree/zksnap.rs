@@ -17,7 +17,11 @@
 //! (`/a/b` → `/a\0b`), which puts every parent before its children → `"/"` → for SNAP
 //! `"BenWasHere"`. Decoding reverses it with every length and count bounded by
 //! [`ZkSnapLimits`]; children counts, ACL reference counts, ephemeral/container/TTL
-//! sets, data size and digest come out of the tree's own bookkeeping.
+//! sets, data size and digest come out of the tree's own bookkeeping. The reference's
+//! snapshots are fuzzy (its map is written before its nodes while txns go on), so a
+//! node may name an ACL index the map lacks: it gets a stand-in list that grants
+//! nothing (`acl::STAND_IN_ACL_SCHEME`) until the replayed txn that set its ACL
+//! supplies the list.
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
