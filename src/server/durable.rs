@@ -7,7 +7,8 @@
 //! - Snapshot body: the session table (count, then id and timeout of each), then the
 //!   tree's own snapshot format.
 //! - Recovery: newest valid snapshot, then every logged txn after it applied in zxid
-//!   order as the reference restores (`tree::apply_restored`: a multi is never undone); create/close-session txns rebuild the session table; each txn's digest is
+//!   order as the reference restores (`tree::apply_restored`: a multi is never
+//!   undone); create/close-session txns rebuild the session table; each txn's digest is
 //!   compared with the tree's after it (a mismatch is logged). Restored sessions
 //!   get a fresh deadline, so one whose client never comes back expires as it would
 //!   on the reference server.
@@ -329,31 +330,58 @@ impl TailRecords {
 }
 
 /// Replayed txns whose digest differs from the tree's after applying them: a sign
-/// that this build applies a txn differently from the one that logged it.
+/// that this build applies a txn differently from the one that logged it. Txns right
+/// after a snapshot of a reference leader's SNAP stream (fuzzy: written while later
+/// txns were applied) may find part of their effect there and differ until the tree
+/// catches up; mismatches before the first digest that agrees are counted apart and
+/// only reported as trouble if no digest ever agreed.
 #[derive(Default)]
 struct DigestCheck {
+    agreed: bool,
+    before_agreement: u64,
+    /// The first before any digest agreed: (zxid, logged, computed).
+    first_before: Option<(i64, u64, u64)>,
     mismatches: u64,
-    /// The first: (zxid, logged, computed).
+    /// The first after one agreed.
     first: Option<(i64, u64, u64)>,
 }
 
 impl DigestCheck {
     fn check(&mut self, zxid: i64, logged: Option<u64>, computed: u64) {
         match logged {
-            Some(d) if d != computed => {
+            Some(d) if d == computed => self.agreed = true,
+            Some(d) if self.agreed => {
                 self.mismatches += 1;
                 self.first.get_or_insert((zxid, d, computed));
             }
-            _ => {}
+            Some(d) => {
+                self.before_agreement += 1;
+                self.first_before.get_or_insert((zxid, d, computed));
+            }
+            None => {}
         }
     }
 
     fn report(&self) {
-        if let Some((zxid, logged, computed)) = self.first {
+        let (count, first) = match (self.agreed, self.mismatches) {
+            (false, _) => (self.before_agreement, self.first_before),
+            (true, 0) => {
+                if self.before_agreement > 0 {
+                    tracing::info!(
+                        "the first {} replayed txn(s) found part of their effect already in \
+                         the snapshot (one of a reference leader's fuzzy SNAP stream); the \
+                         digests agree from then on",
+                        self.before_agreement
+                    );
+                }
+                return;
+            }
+            (true, n) => (n, self.first),
+        };
+        if let Some((zxid, logged, computed)) = first {
             tracing::warn!(
-                "{} replayed txn(s) left a tree digest other than the one logged; the \
-                 first, zxid {zxid:#x}: logged {logged:#x}, computed {computed:#x}",
-                self.mismatches
+                "{count} replayed txn(s) left a tree digest other than the one logged; the \
+                 first, zxid {zxid:#x}: logged {logged:#x}, computed {computed:#x}"
             );
         }
     }

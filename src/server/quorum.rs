@@ -77,6 +77,11 @@ const NO_LEADER_LINK: &str = "the request cannot be forwarded to the leader";
 /// The node reconfig writes (and activation sets).
 const CONFIG_NODE: &str = "/zookeeper/config";
 
+/// Txns after a SNAP whose leader digest may differ from ours before one agrees (the
+/// tree runs ahead of them while they replay what a fuzzy snapshot already holds);
+/// past it, mismatches count as trouble again.
+const FUZZY_TXNS_MAX: u64 = 1 << 20;
+
 /// A logged txn for the core, marked with its config when it is a reconfig.
 fn logged_entry(zxid: Zxid, payload: Bytes) -> Entry {
     let reconfig = Txn::decode(&payload)
@@ -306,6 +311,9 @@ struct Seq {
     snapshotting: Arc<AtomicBool>,
     rng: rand::rngs::SmallRng,
     digest_mismatches: u64,
+    /// Since the last SNAP, until a leader's digest agrees with ours: how many
+    /// txns' digests did not (see `check_digest`).
+    fuzzy_txns: Option<u64>,
     /// The `hash` command's log of tree digests (the committed tree's).
     digest_log: stats::DigestLog,
     fatal: Option<String>,
@@ -566,6 +574,7 @@ impl Seq {
             snapshotting: Arc::new(AtomicBool::new(false)),
             rng,
             digest_mismatches: 0,
+            fuzzy_txns: None,
             digest_log,
             fatal: None,
             stopping: false,
@@ -1223,19 +1232,7 @@ impl Seq {
         if stats::DigestLog::wants(zxid) {
             self.digest_log.note(zxid, self.committed.digest());
         }
-        if let Some(d) = digest {
-            if d != self.committed.digest() {
-                self.digest_mismatches += 1;
-                if self.digest_mismatches.is_power_of_two() {
-                    tracing::error!(
-                        "tree digest after txn {zxid:#x} is {:#x}, the leader's is {d:#x} \
-                         ({} mismatch(es) so far)",
-                        self.committed.digest(),
-                        self.digest_mismatches
-                    );
-                }
-            }
-        }
+        self.check_digest(zxid, digest);
         let mut closed = None;
         match &txn.op {
             TxnOp::CreateSession { timeout_ms } => {
@@ -1263,6 +1260,44 @@ impl Seq {
         let reply = self.reply_for(&txn, origin, result);
         self.push_item(zxid, applied.events, reply, closed);
         self.release_local_syncs(entry.zxid);
+    }
+
+    /// Compares the leader's digest after a committed txn with ours. After a SNAP the
+    /// tree may hold part of the txns that follow (a reference leader's stream is
+    /// fuzzy), so until a digest first agrees (within [`FUZZY_TXNS_MAX`]) a mismatch
+    /// is expected, not trouble.
+    fn check_digest(&mut self, zxid: i64, digest: Option<u64>) {
+        let Some(d) = digest else {
+            return;
+        };
+        let ours = self.committed.digest();
+        if let Some(n) = self.fuzzy_txns {
+            if d == ours {
+                self.fuzzy_txns = None;
+                if n > 0 {
+                    tracing::info!(
+                        "{n} txn(s) after the leader's snapshot found part of their effect \
+                         in it (a fuzzy snapshot); the digests agree from {zxid:#x} on"
+                    );
+                }
+                return;
+            }
+            if n < FUZZY_TXNS_MAX {
+                self.fuzzy_txns = Some(n + 1);
+                return;
+            }
+            self.fuzzy_txns = None;
+        }
+        if d != ours {
+            self.digest_mismatches += 1;
+            if self.digest_mismatches.is_power_of_two() {
+                tracing::error!(
+                    "tree digest after txn {zxid:#x} is {ours:#x}, the leader's is {d:#x} \
+                     ({} mismatch(es) so far)",
+                    self.digest_mismatches
+                );
+            }
+        }
     }
 
     /// Who this committed txn answers, if anyone here.
@@ -1346,6 +1381,7 @@ impl Seq {
         }
         self.committed = tree;
         self.working = self.committed.clone();
+        self.fuzzy_txns = Some(0);
         let mut table = SessionTable::new(self.replica.id() as u8, now, self.cfg.tick_time_ms);
         durable::restore_sessions(&mut table, &sessions, mono_ms());
         self.sessions = table;

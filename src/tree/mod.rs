@@ -4,7 +4,8 @@
 //!
 //! **Who runs what.** The sequencer core owns the authoritative [`Tree`]: it calls
 //! [`prepare`] on each write (against its pending view), [`apply`] on each committed
-//! txn, and after each commit batch publishes `Arc<Tree>` (a clone, O(1)) to the
+//! txn (a learner and recovery: [`apply_restored`], the reference's `processTxn`
+//! rules, which a fuzzy snapshot needs), and after each commit batch publishes `Arc<Tree>` (a clone, O(1)) to the
 //! shard cores. Shard cores call [`read`] and [`Tree::get`] on the version they hold,
 //! without locks. Nothing in this module does IO or reads a clock: time, zxids and the
 //! caller's identity come in as arguments, so apply is deterministic.

@@ -532,7 +532,8 @@ pub fn build_tree(caller: &Caller, reqs: &[Request]) -> Result<Tree, (usize, Err
 
 /// Applies a committed txn: the next tree version, the reply, the watch triggers.
 /// Never fails: a txn that no longer fits the tree (which prepare against the same
-/// version rules out) answers the reference's error and changes nothing.
+/// version rules out) answers the reference's error and changes nothing, but for the
+/// stand-in ACL of a snapshot's node (see [`apply_restored`]).
 ///
 /// Panics if `txn.zxid <= tree.last_zxid()` (txns must be applied once, in order).
 pub fn apply(tree: &mut Tree, txn: &Txn) -> Applied {
@@ -590,9 +591,11 @@ pub fn apply(tree: &mut Tree, txn: &Txn) -> Applied {
 /// SNAP), so a txn may find its effect already there. Each op of a passed multi
 /// applies on its own, none undoes another; an op that no longer fits changes
 /// nothing, except that a plain create (opcode 1) that finds its node raises the
-/// parent's cversion to the logged one and sets its pzxid (`setCversionPzxid`), and
-/// gives the node its ACL list if it held a snapshot's stand-in. Anything else is
-/// [`apply`]. Where every op fits, the outcome is [`apply`]'s.
+/// parent's cversion to the logged one and sets its pzxid (`setCversionPzxid`), a
+/// create that finds the node it made gives it its ACL list if it held a snapshot's
+/// stand-in, and a delete (or a session's close) that finds its node gone raises the
+/// parent's pzxid to the txn's (`deleteNode` does so before it fails). Anything else
+/// is [`apply`]. Where every op fits, the outcome is [`apply`]'s.
 pub fn apply_restored(tree: &mut Tree, txn: &Txn) -> Applied {
     assert!(
         txn.zxid > tree.last_zxid(),
@@ -612,14 +615,25 @@ pub fn apply_restored(tree: &mut Tree, txn: &Txn) -> Applied {
                 .collect();
             Ok(Response::Multi(results))
         }
-        TxnOp::Create(_) => apply_restored_op(tree, txn, &txn.op, &mut events),
+        TxnOp::Create(_) | TxnOp::Delete { .. } | TxnOp::DeleteContainer { .. } => {
+            apply_restored_op(tree, txn, &txn.op, &mut events)
+        }
+        TxnOp::CloseSession { paths } => {
+            for p in paths {
+                if tree.node(p).is_none() {
+                    raise_parent_pzxid(tree, p, txn.zxid);
+                }
+            }
+            return apply(tree, txn);
+        }
         _ => return apply(tree, txn),
     };
     tree.set_last_zxid(txn.zxid);
     Applied { result, events }
 }
 
-/// One op of a restored txn; errors change nothing but the create fix-up.
+/// One op of a restored txn; errors change nothing but the create and delete
+/// fix-ups.
 fn apply_restored_op(
     tree: &mut Tree,
     txn: &Txn,
@@ -627,12 +641,29 @@ fn apply_restored_op(
     events: &mut Vec<(EventType, String)>,
 ) -> Result<Response, ErrorCode> {
     let r = apply_op_events(tree, txn.zxid, txn.time_ms, txn.session_id, o, events);
-    if let (Err(ErrorCode::NodeExists), TxnOp::Create(c)) = (&r, o) {
-        if c.kind == CreateKind::Create {
+    match (&r, o) {
+        (Err(ErrorCode::NodeExists), TxnOp::Create(c)) if c.kind == CreateKind::Create => {
             raise_parent_cversion(tree, &c.path, c.parent_cversion, txn.zxid);
         }
+        (Err(ErrorCode::NoNode), TxnOp::Delete { path } | TxnOp::DeleteContainer { path }) => {
+            raise_parent_pzxid(tree, path, txn.zxid);
+        }
+        _ => {}
     }
     r
+}
+
+/// A child the fuzzy snapshot already lacks: its parent's pzxid still rises to the
+/// delete's zxid (only ever raised).
+fn raise_parent_pzxid(tree: &mut Tree, path: &str, zxid: i64) {
+    let Some(parent) = internal_parent(path) else {
+        return;
+    };
+    tree.update_node(parent, |p| {
+        if zxid > p.pzxid {
+            p.pzxid = zxid;
+        }
+    });
 }
 
 /// `setCversionPzxid`: −1 means one past the parent's cversion; only ever raised.
@@ -714,9 +745,10 @@ fn apply_op_events(
                 return Err(ErrorCode::NoNode);
             }
             if let Some(n) = tree.node(&c.path) {
-                // Replayed on a fuzzy ZooKeeper snapshot: the create that gave this node
-                // an ACL list the snapshot's map lacked supplies it now.
-                if super::acl::is_stand_in_acl(&n.acl) {
+                // Replayed on a fuzzy ZooKeeper snapshot: the create that made this copy
+                // of the node, with an ACL list the snapshot's map lacked, supplies it
+                // now (an earlier create of the same path, since deleted, does not).
+                if super::acl::is_stand_in_acl(&n.acl) && n.czxid == zxid {
                     tree.resolve_stand_in_acl(&c.path, &c.acl);
                 }
                 return Err(ErrorCode::NodeExists);

@@ -2361,3 +2361,43 @@ fn snapshot_round_trip_of_a_wide_tree() {
         Ok(Response::AllChildrenNumber(1001))
     );
 }
+
+/// A delete (alone, in a multi or a session's close) replayed on a fuzzy snapshot
+/// that already lacks its node still raises the parent's pzxid, as the reference's
+/// `deleteNode` does before it fails; a lower zxid never lowers it.
+#[test]
+fn a_restored_delete_of_a_node_already_gone_raises_the_parent_pzxid() {
+    let mut h = H::new();
+    h.create("/p", 0).unwrap();
+    let at = |zxid: i64, op: TxnOp| Txn {
+        session_id: SID,
+        cxid: 1,
+        zxid,
+        time_ms: T0,
+        op,
+    };
+    let pzxid = |h: &H| h.tree.get("/p").unwrap().stat().pzxid;
+    let gone = || TxnOp::Delete {
+        path: "/p/gone".into(),
+    };
+    let r = apply_restored(&mut h.tree, &at(10, gone()));
+    assert_eq!(r.result, Err(ErrorCode::NoNode));
+    assert_eq!(pzxid(&h), 10);
+    let multi = TxnOp::Multi(vec![
+        gone(),
+        TxnOp::Check {
+            path: "/p".into(),
+            version: 0,
+        },
+    ]);
+    apply_restored(&mut h.tree, &at(11, multi));
+    assert_eq!(pzxid(&h), 11);
+    let close = TxnOp::CloseSession {
+        paths: vec!["/p/e".into()],
+    };
+    apply_restored(&mut h.tree, &at(12, close));
+    assert_eq!(pzxid(&h), 12);
+    // The strict apply (a leader's) leaves it: prepare rules the case out there.
+    apply(&mut h.tree, &at(13, gone()));
+    assert_eq!(pzxid(&h), 12);
+}

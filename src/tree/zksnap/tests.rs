@@ -654,6 +654,16 @@ impl Raw {
         self
     }
 
+    /// A node with empty data whose StatPersisted names `czxid` (the rest zero).
+    fn node_made_at(mut self, path: &str, acl: i64, czxid: i64) -> Raw {
+        self.0.put_str(path);
+        self.0.put_buffer(b"");
+        self.0.put_i64(acl);
+        self.0.put_i64(czxid);
+        self.0.extend_from_slice(&[0; STAT_PERSISTED_BYTES - 8]);
+        self
+    }
+
     /// A node record whose data is the null buffer (length −1).
     fn null_node(mut self, path: &str, acl: i64) -> Raw {
         self.0.put_str(path);
@@ -1235,8 +1245,8 @@ fn stat_persisted_is_60_bytes_in_the_reference_order() {
 fn an_acl_index_the_map_lacks_holds_a_stand_in_until_its_create_replays() {
     let s = Raw::head(&[], &[(1, read_only())])
         .root()
-        .node("/a", b"", 2)
-        .node("/b", b"", 2)
+        .node_made_at("/a", 2, 11)
+        .node_made_at("/b", 2, 12)
         .node("/c", b"", 1)
         .end("BenWasHere");
     let (mut t, _) = decode_in_pieces(&s, ZkSnapKind::Snap, 9, 0, 1000).unwrap();
@@ -1270,7 +1280,7 @@ fn an_acl_index_the_map_lacks_holds_a_stand_in_until_its_create_replays() {
     assert_eq!(*t.node("/c").unwrap().acl, read_only());
     assert_eq!(*t.node("/a").unwrap().acl, theirs);
     assert_eq!(t.unresolved_acls(), vec![stand_in("/b")]);
-    // The strict apply a learner uses resolves the same way.
+    // The strict apply (a leader's) resolves the same way.
     let applied = apply(&mut t, &replayed(12, "/b"));
     assert_eq!(applied.result, Err(ErrorCode::NodeExists));
     assert_eq!(*t.node("/b").unwrap().acl, theirs);
@@ -1278,4 +1288,39 @@ fn an_acl_index_the_map_lacks_holds_a_stand_in_until_its_create_replays() {
     // Reference counts follow: the stand-in list is gone, /a and /b share theirs.
     assert_eq!(t.acls.get(&theirs), Some(&2));
     assert!(t.acls.keys().all(|a| !crate::tree::acl::is_stand_in_acl(a)));
+}
+
+/// The stand-in goes to the create that made the snapshot's copy of the node (its
+/// czxid), not to an earlier create of the same path whose node was gone by then
+/// (an ephemeral of a closed session, made again by another).
+#[test]
+fn a_stand_in_goes_to_the_create_that_made_the_node() {
+    let s = Raw::head(&[], &[])
+        .root()
+        .node_made_at("/e", 2, 12)
+        .end("BenWasHere");
+    let (mut t, _) = decode_in_pieces(&s, ZkSnapKind::Snap, 9, 0, 1000).unwrap();
+    let acl = |p: i32| vec![Acl::new(p, "world", "anyone")];
+    let create = |zxid: i64, acl: Vec<Acl>| Txn {
+        session_id: zxid,
+        cxid: 1,
+        zxid,
+        time_ms: 0,
+        op: TxnOp::Create(CreateTxn {
+            path: "/e".into(),
+            data: None,
+            acl,
+            ephemeral_owner: 0,
+            parent_cversion: 1,
+            kind: CreateKind::Create,
+        }),
+    };
+    crate::tree::apply_restored(&mut t, &create(10, acl(perms::READ)));
+    assert_eq!(
+        t.unresolved_acls(),
+        vec![("/e".to_string(), "2".to_string())]
+    );
+    crate::tree::apply_restored(&mut t, &create(12, acl(perms::READ | perms::WRITE)));
+    assert_eq!(*t.node("/e").unwrap().acl, acl(perms::READ | perms::WRITE));
+    assert!(t.unresolved_acls().is_empty());
 }
