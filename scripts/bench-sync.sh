@@ -5,12 +5,14 @@
 # follower is killed with SIGKILL, its dataDir emptied (myid kept) and it is started
 # again. Reported: the time from that launch to the first getData("/") it answers on a
 # new session (a learner serves only once synced; polled every 5 ms), its zxid against
-# the leader's, and its RSS (and the anonymous part of it) then.
+# the leader's, and its RSS (and the anonymous part of it) then. Kind "mixed" is the
+# rolling replacement with a big tree: a reference ensemble whose emptied follower comes
+# back as corral (same zoo.cfg and myid) and syncs from the reference leader.
 #
 #   scripts/bench-sync.sh
 #   BENCH_NODES=200000 BENCH_KINDS=corral BENCH_MODES=tls scripts/bench-sync.sh   # quick
 #
-# Knobs (environment): BENCH_NODES (1000000), BENCH_KINDS ("corral zookeeper"),
+# Knobs (environment): BENCH_NODES (1000000), BENCH_KINDS ("corral zookeeper mixed"),
 # BENCH_MODES ("plain tls"), BENCH_ROUNDS (1), BENCH_OUT (perf/sync.jsonl, appended to).
 set -euo pipefail
 
@@ -18,7 +20,7 @@ repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
 
 nodes="${BENCH_NODES:-1000000}"
-kinds="${BENCH_KINDS:-corral zookeeper}"
+kinds="${BENCH_KINDS:-corral zookeeper mixed}"
 modes="${BENCH_MODES:-plain tls}"
 rounds="${BENCH_ROUNDS:-1}"
 out="${BENCH_OUT:-perf/sync.jsonl}"
@@ -35,7 +37,8 @@ for (( round = 1; round <= rounds; round++ )); do
       name="$kind-$mode-$round"; extra=""
       [[ "$mode" == tls ]] && extra="$tls_cfg"
       log "round $round: $name: fresh ensemble, creating $nodes znodes of 100 B"
-      start_ensemble "$kind" "$name" "$corral" "$extra"
+      ens_kind="$kind"; [[ "$kind" == mixed ]] && ens_kind=zookeeper
+      start_ensemble "$ens_kind" "$name" "$corral" "$extra"
       leader="$(ensemble_leader "$name")"
       t0="$(date +%s.%N)"
       "$loadgen" -s "${addr[$leader]}" -c 1 -o 1 -k "$nodes" --value-size 100 -r 100 -w 0 -d 0.1 \
@@ -46,6 +49,8 @@ for (( round = 1; round <= rounds; round++ )); do
       kill -9 "${pid[$follower]}"; reap_member "$follower"
       find "${dir[$follower]}/data" -mindepth 1 -maxdepth 1 ! -name myid -exec rm -rf {} +
       sync; echo "----- bench: joins empty -----" >> "${dir[$follower]}/server.log"
+      [[ "$kind" == mixed ]] && { kind_of[$follower]=corral; bin_of[$follower]="$corral"; }
+      joiner="${kind_of[$follower]}"
       launched="$(date +%s.%N)"
       launch_member "$follower"
       answered="$(first_answer "${port_of[$follower]}")" \
@@ -56,11 +61,12 @@ for (( round = 1; round <= rounds; round++ )); do
       status="/proc/${pid[$follower]}/status"
       rss_kb="$(awk '$1 == "VmRSS:" { print $2 }' "$status")"
       anon_kb="$(awk '$1 == "RssAnon:" { print $2 }' "$status")"
-      row="$(python3 - "$run_id" "$kind" "$mode" "$round" "$nodes" "$create_s" "$launched" \
-        "$answered" "$leader_zxid" "$follower_zxid" "$rss_kb" "$anon_kb" <<'PY'
+      row="$(python3 - "$run_id" "$ens_kind" "$mode" "$round" "$nodes" "$create_s" "$launched" \
+        "$answered" "$leader_zxid" "$follower_zxid" "$rss_kb" "$anon_kb" "$joiner" <<'PY'
 import json, sys
 a = sys.argv[1:]
-print(json.dumps(dict(run_id=a[0], server=a[1], quorum=a[2], round=int(a[3]), nodes=int(a[4]),
+print(json.dumps(dict(run_id=a[0], server=a[1], joiner=a[12], quorum=a[2], round=int(a[3]),
+    nodes=int(a[4]),
     create_s=float(a[5]), join_to_serving_s=round(float(a[7]) - float(a[6]), 3),
     leader_zxid=int(a[8]), follower_zxid=int(a[9]), follower_rss_mb=round(int(a[10]) / 1024),
     follower_rss_anon_mb=round(int(a[11]) / 1024)),
@@ -82,9 +88,11 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 print(f"\nA follower joins with an empty dataDir: {rows[0]['nodes']:,} znodes of 100 B, "
       f"run {rows[0]['run_id']}\n")
-print("| server | quorum link | round | create s | join to serving s | follower RSS MB (anon) |")
-print("|---|---|---:|---:|---:|---:|")
+print("| ensemble | joiner | quorum link | round | create s | join to serving s "
+      "| joiner RSS MB (anon) |")
+print("|---|---|---|---:|---:|---:|---:|")
 for r in rows:
-    print(f"| {r['server']} | {r['quorum']} | {r['round']} | {r['create_s']:.1f} "
+    print(f"| {r['server']} | {r.get('joiner', r['server'])} | {r['quorum']} | {r['round']} "
+          f"| {r['create_s']:.1f} "
           f"| {r['join_to_serving_s']:.2f} | {r['follower_rss_mb']} ({r['follower_rss_anon_mb']}) |")
 PY

@@ -157,6 +157,8 @@ fn run(a: Args) -> Result<(), (u8, String)> {
         let t = Instant::now();
         let mut c = SyncClient::connect(&a.servers[0], connect_timeout)
             .map_err(|e| (2, format!("setup: {e}")))?;
+        c.set_read_timeout(loadgen::setup::SETUP_READ_TIMEOUT)
+            .map_err(|e| (2, format!("setup: {e}")))?;
         let parents = [
             root.clone(),
             format!("{root}/k"),

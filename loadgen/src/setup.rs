@@ -16,6 +16,12 @@ use thiserror::Error;
 /// Requests written before reading their replies, during setup.
 pub const SETUP_PIPELINE_MAX: usize = 512;
 const ERR_NODE_EXISTS: i32 = -110;
+/// The session timeout the setup client asks for, in ms.
+pub const SESSION_TIMEOUT_MS: i32 = 30_000;
+/// How long the key-space setup waits for one reply: two thirds of the session
+/// timeout, a ZooKeeper client's own read timeout, so a server that pauses (a
+/// reference JVM's collection while a million znodes go in) is waited for.
+pub const SETUP_READ_TIMEOUT: Duration = Duration::from_millis(SESSION_TIMEOUT_MS as u64 * 2 / 3);
 
 #[derive(Debug, Error)]
 pub enum SetupError {
@@ -73,7 +79,7 @@ pub struct SyncClient {
 impl SyncClient {
     pub fn connect(addr: &str, timeout: Duration) -> Result<SyncClient, SetupError> {
         let mut stream = connect(addr, timeout)?;
-        stream.write_all(&ConnectRequest::new_session(30_000).frame())?;
+        stream.write_all(&ConnectRequest::new_session(SESSION_TIMEOUT_MS).frame())?;
         let frame = read_frame(&mut stream)?;
         let resp = ConnectResponse::decode(&mut Reader::new(&frame))?;
         if resp.session_id == 0 {
@@ -84,6 +90,13 @@ impl SyncClient {
             next_xid: 1,
             session_id: resp.session_id,
         })
+    }
+
+    /// Waits up to `timeout` for each reply from here on (the connect timeout until
+    /// then).
+    pub fn set_read_timeout(&mut self, timeout: Duration) -> Result<(), SetupError> {
+        self.stream.set_read_timeout(Some(timeout))?;
+        Ok(())
     }
 
     /// Sends every request (opcode, body) pipelined, then reads the replies in
