@@ -362,29 +362,55 @@ impl DigestCheck {
         }
     }
 
-    fn report(&self) {
-        let (count, first) = match (self.agreed, self.mismatches) {
-            (false, _) => (self.before_agreement, self.first_before),
-            (true, 0) => {
-                if self.before_agreement > 0 {
-                    tracing::info!(
-                        "the first {} replayed txn(s) found part of their effect already in \
-                         the snapshot (one of a reference leader's fuzzy SNAP stream); the \
-                         digests agree from then on",
-                        self.before_agreement
-                    );
-                }
-                return;
+    fn verdict(&self) -> DigestVerdict {
+        match (self.agreed, self.mismatches, self.first_before) {
+            (false, _, Some(first)) => DigestVerdict::Mismatches {
+                count: self.before_agreement,
+                first,
+            },
+            (false, _, None) => DigestVerdict::Clean,
+            (true, 0, _) if self.before_agreement > 0 => {
+                DigestVerdict::FuzzyStart(self.before_agreement)
             }
-            (true, n) => (n, self.first),
-        };
-        if let Some((zxid, logged, computed)) = first {
-            tracing::warn!(
-                "{count} replayed txn(s) left a tree digest other than the one logged; the \
-                 first, zxid {zxid:#x}: logged {logged:#x}, computed {computed:#x}"
-            );
+            (true, 0, _) => DigestVerdict::Clean,
+            (true, count, _) => DigestVerdict::Mismatches {
+                count,
+                first: self.first.expect("counted with its first"),
+            },
         }
     }
+
+    fn report(&self) {
+        match self.verdict() {
+            DigestVerdict::Clean => {}
+            DigestVerdict::FuzzyStart(n) => tracing::info!(
+                "the first {n} replayed txn(s) found part of their effect already in the \
+                 snapshot (one of a reference leader's fuzzy SNAP stream); the digests agree \
+                 from then on"
+            ),
+            DigestVerdict::Mismatches {
+                count,
+                first: (zxid, logged, computed),
+            } => tracing::warn!(
+                "{count} replayed txn(s) left a tree digest other than the one logged; the \
+                 first, zxid {zxid:#x}: logged {logged:#x}, computed {computed:#x}"
+            ),
+        }
+    }
+}
+
+/// What a replay's digests say.
+#[derive(Debug, PartialEq, Eq)]
+enum DigestVerdict {
+    Clean,
+    /// Mismatches only before the first digest that agreed.
+    FuzzyStart(u64),
+    /// Mismatches after one agreed, or with none ever agreeing: (zxid, logged,
+    /// computed) of the first.
+    Mismatches {
+        count: u64,
+        first: (i64, u64, u64),
+    },
 }
 
 pub fn write_snapshot_body(
@@ -609,6 +635,47 @@ mod tests {
     use crate::proto::{Acl, CreateKind};
     use crate::storage::{LogConfig, SyncMode};
     use crate::tree::CreateTxn;
+
+    #[test]
+    fn digest_mismatches_before_the_first_agreement_are_a_fuzzy_start() {
+        let run = |checks: &[(i64, Option<u64>, u64)]| {
+            let mut d = DigestCheck::default();
+            for &(zxid, logged, computed) in checks {
+                d.check(zxid, logged, computed);
+            }
+            d.verdict()
+        };
+        assert_eq!(run(&[(1, Some(5), 5), (2, None, 6)]), DigestVerdict::Clean);
+        assert_eq!(
+            run(&[
+                (1, Some(5), 4),
+                (2, Some(6), 7),
+                (3, Some(8), 8),
+                (4, Some(9), 9)
+            ]),
+            DigestVerdict::FuzzyStart(2)
+        );
+        assert_eq!(
+            run(&[
+                (1, Some(5), 4),
+                (2, Some(6), 6),
+                (3, Some(8), 7),
+                (4, Some(9), 1)
+            ]),
+            DigestVerdict::Mismatches {
+                count: 2,
+                first: (3, 8, 7)
+            }
+        );
+        assert_eq!(
+            run(&[(1, Some(5), 4), (2, Some(6), 7)]),
+            DigestVerdict::Mismatches {
+                count: 2,
+                first: (1, 5, 4)
+            },
+            "no digest ever agreed"
+        );
+    }
 
     fn txn(zxid: i64, session_id: i64, op: TxnOp) -> Vec<u8> {
         let mut out = Vec::new();
