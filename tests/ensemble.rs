@@ -2,7 +2,8 @@
 //! kind through every member read back identically everywhere, a leader SIGKILLed
 //! under a write load, a member that misses more than 1000 txns, an ephemeral whose
 //! session moves and closes on another member, an observer, and a paused / stopped
-//! follower catching up.
+//! follower catching up; and corral members that join a reference ensemble by SNAP
+//! while its leader goes on writing (its snapshots are fuzzy).
 //!
 //! Every scenario runs on four ensembles: three Apache ZooKeeper 3.8.0 members (the
 //! reference: proves the harness and the expectations), three corral members, and
@@ -22,7 +23,9 @@ use common::ensemble::{
     THREE_CORRALS, THREE_REFERENCES,
 };
 use common::Kind;
-use corral::proto::{CreateMode, CreateRequest, ErrorCode, OpResult, Request, Response};
+use corral::proto::{
+    perms, Acl, CreateKind, CreateMode, CreateRequest, ErrorCode, OpResult, Request, Response,
+};
 use std::time::Duration;
 
 /// Creates the write load makes while the leader is killed.
@@ -771,6 +774,225 @@ fn rolling_replacement_of_a_zookeeper_ensemble() {
         ROLLING_WRITES_COUNT
     );
     timed("rolling_replacement_of_a_zookeeper_ensemble", &ens);
+}
+
+/// A reference leader serializes the snapshot it streams after SNAP while it goes on
+/// committing, so the stream may hold part of the txns sent after it (and name ACL
+/// indices its ACL map, written first, lacks). Each follower of a reference ensemble
+/// with `FUZZY_BASE_NODES` znodes is replaced by an empty corral member while a
+/// writer pipelines multis (a create under a new ACL list, a delete, a setData) and
+/// setACLs with new lists through the leader; afterwards every member holds the
+/// same tree, Stats and ACLs.
+#[test]
+fn corral_members_sync_from_a_reference_leader_that_goes_on_writing() {
+    let Some(mut ens) = start(THREE_REFERENCES) else {
+        return;
+    };
+    if !Ensemble::can_start(&THREE_CORRALS) {
+        return;
+    }
+    let leader = ens.wait_leader();
+    let mut c = ens.connect(leader);
+    let base: Vec<Request> = std::iter::once(create_req("/fz", b"", CreateMode::Persistent))
+        .chain(
+            (0..FUZZY_BASE_NODES)
+                .map(|i| create_req(&format!("/fz/n-{i:05}"), b"base", CreateMode::Persistent)),
+        )
+        .collect();
+    let answers = pipeline(&mut c, &base).expect("the base tree");
+    assert!(answers.iter().all(Result::is_ok));
+    let mut next = 0;
+    for sid in followers(&ens) {
+        let load = FuzzyLoad::start(ens.client_addr(leader), next);
+        assert!(
+            load.wait_batches(FUZZY_BATCHES_BEFORE),
+            "the load stalled\n{}",
+            ens.report()
+        );
+        ens.replace(sid, Kind::Corral);
+        assert_eq!(ens.wait_serving(sid), Mode::Follower);
+        let after = load.batches() + FUZZY_BATCHES_AFTER;
+        assert!(
+            load.wait_batches(after),
+            "the load stalled\n{}",
+            ens.report()
+        );
+        let (batches, after) = load.finish();
+        next = after;
+        eprintln!("[fuzzy] member {sid} replaced by corral under {batches} write batches");
+        for line in ens.log(sid).lines().filter(|l| {
+            l.contains("installed the leader's snapshot")
+                || l.contains("found part of their effect")
+                || l.contains("ACL indices its ACL map lacks")
+                || l.contains("passed over")
+                || l.contains("leaving the leader")
+                || l.contains("tree digest after txn")
+        }) {
+            eprintln!("[fuzzy] member {sid}: {line}");
+        }
+        let log = ens.log(sid);
+        assert!(
+            !log.contains("tree digest after txn") && !log.contains("leaving the leader"),
+            "member {sid} disagreed with the leader's digest or left it\n{}",
+            ens.report()
+        );
+        let tree = ens.assert_same_tree();
+        assert_same_acls(&ens, &tree);
+    }
+    assert_eq!(ens.wait_leader(), leader);
+    timed(
+        "corral_members_sync_from_a_reference_leader_that_goes_on_writing",
+        &ens,
+    );
+}
+
+/// Znodes under /fz before the first replacement.
+const FUZZY_BASE_NODES: usize = 20_000;
+/// Write batches before a member is replaced, and after it serves again.
+const FUZZY_BATCHES_BEFORE: usize = 20;
+const FUZZY_BATCHES_AFTER: usize = 20;
+/// Multis (and as many setACLs) in one pipelined batch.
+const FUZZY_BATCH_OPS: usize = 16;
+/// Polls (POLL_MS apart) for the writer's progress.
+const FUZZY_POLLS_MAX: usize = 3_000;
+
+/// Every member answers the same ACL for every node under /fz.
+fn assert_same_acls(ens: &Ensemble, tree: &Tree) {
+    let reqs: Vec<Request> = (tree.keys())
+        .filter(|p| p.starts_with("/fz"))
+        .map(|p| Request::GetAcl { path: p.clone() })
+        .collect();
+    let mut first: Option<(u64, Vec<Result<Response, common::ensemble::CallError>>)> = None;
+    for sid in ens.live_sids() {
+        let mut c = ens.connect(sid);
+        let acls = pipeline(&mut c, &reqs).expect("getACL of every node");
+        match &first {
+            None => first = Some((sid, acls)),
+            Some((one, theirs)) => {
+                for (req, (a, b)) in reqs.iter().zip(theirs.iter().zip(&acls)) {
+                    assert_eq!(
+                        format!("{a:?}"),
+                        format!("{b:?}"),
+                        "{req:?}: member {one} and member {sid} disagree"
+                    );
+                }
+            }
+        }
+    }
+    eprintln!("[fuzzy] every member answers the same {} ACLs", reqs.len());
+}
+
+/// A writer thread on one session: batches of multis {create /fz/w-i under a new
+/// ACL list, delete /fz/w-(i-8), setData of a base node} and setACLs of base nodes
+/// to new lists, until stopped. Every list keeps world READ, so anyone may read.
+struct FuzzyLoad {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    batches: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// The writer's next op index once it stopped.
+    thread: std::thread::JoinHandle<Result<usize, String>>,
+}
+
+impl FuzzyLoad {
+    /// From the writer's `first` op index on (one past the last of the one before).
+    fn start(addr: String, first: usize) -> FuzzyLoad {
+        use std::sync::atomic::Ordering::Relaxed;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let batches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (s, b) = (stop.clone(), batches.clone());
+        let thread = std::thread::spawn(move || {
+            let mut c = common::ensemble::open_session(&addr)?;
+            let mut i = first;
+            while !s.load(Relaxed) {
+                let mut reqs = Vec::with_capacity(2 * FUZZY_BATCH_OPS);
+                for _ in 0..FUZZY_BATCH_OPS {
+                    reqs.extend(fuzzy_ops(i));
+                    i += 1;
+                }
+                let answers = pipeline(&mut c, &reqs).map_err(|e| format!("{e:?}"))?;
+                if let Some((req, a)) = reqs.iter().zip(&answers).find(|(_, a)| a.is_err()) {
+                    return Err(format!("{req:?}: {a:?}"));
+                }
+                b.fetch_add(1, Relaxed);
+            }
+            Ok(i)
+        });
+        FuzzyLoad {
+            stop,
+            batches,
+            thread,
+        }
+    }
+
+    fn batches(&self) -> usize {
+        self.batches.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Waits (bounded) until `n` batches are done; false if the writer stalled or
+    /// stopped.
+    fn wait_batches(&self, n: usize) -> bool {
+        for _ in 0..FUZZY_POLLS_MAX {
+            if self.batches() >= n {
+                return true;
+            }
+            if self.thread.is_finished() {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(POLL_MS));
+        }
+        false
+    }
+
+    /// Stops the writer; the batches it completed and its next op index. Panics on
+    /// its error.
+    fn finish(self) -> (usize, usize) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let batches = self.batches.clone();
+        match self.thread.join() {
+            Ok(Ok(next)) => (batches.load(std::sync::atomic::Ordering::Relaxed), next),
+            Ok(Err(e)) => panic!("the writer failed: {e}"),
+            Err(_) => panic!("the writer panicked"),
+        }
+    }
+}
+
+/// The writer's `i`th multi and setACL.
+fn fuzzy_ops(i: usize) -> [Request; 2] {
+    let list = |net: usize| {
+        vec![
+            Acl::new(perms::READ, "world", "anyone"),
+            Acl::new(
+                perms::ALL,
+                "ip",
+                &format!("{net}.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255),
+            ),
+        ]
+    };
+    let base = |k: usize| format!("/fz/n-{:05}", k % FUZZY_BASE_NODES);
+    let mut ops = vec![Request::Create(CreateRequest {
+        kind: CreateKind::Create,
+        path: format!("/fz/w-{i:07}"),
+        data: Some(b"w".to_vec()),
+        acl: list(10),
+        flags: 0,
+        ttl: -1,
+    })];
+    if i >= 8 {
+        ops.push(Request::Delete {
+            path: format!("/fz/w-{:07}", i - 8),
+            version: -1,
+        });
+    }
+    ops.push(Request::SetData {
+        path: base(i),
+        data: Some(format!("set {i}").into_bytes()),
+        version: -1,
+    });
+    let set_acl = Request::SetAcl {
+        path: base(i + FUZZY_BASE_NODES / 2),
+        acl: list(11),
+        version: -1,
+    };
+    [Request::Multi(ops), set_acl]
 }
 
 /// A failure report's corral stacks: one line per thread, innermost frame first,

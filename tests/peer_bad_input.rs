@@ -881,7 +881,8 @@ fn a_fake_leader_cannot_make_a_follower_log_or_apply_bad_txns() {
 
 /// A reference leader serializes the snapshot it streams after SNAP while it goes on
 /// committing (PEER-PROTOCOL §5.5), and sends those commits after the stream: the
-/// snapshot may already hold part of them. Member 1 follows fake leader 3 whose
+/// snapshot may already hold part of them, or (its forwarding began before it read
+/// the snapshot's zxid) all of some, at or before that zxid. Member 1 follows fake leader 3 whose
 /// snapshot at (1, 5) holds `/m-a` of the multi (1, 6) {create /m-a, create /m-b}
 /// but not `/m-b`, and `/acl-x` of the create (1, 7) under ACL index 2, which its
 /// ACL map (written before the nodes) lacks. The member must end with both multi
@@ -914,10 +915,14 @@ fn a_fuzzy_snapshot_from_the_leader_is_completed_by_the_txns_after_it() {
             .map(|(p, cversion)| create_op(p, Acl::open(), cversion))
             .collect(),
     );
-    for (at, op) in [
+    // (1, 4) is in the snapshot already: the reference forwards such txns again
+    // when its forwarding to the learner began before it read the snapshot's zxid.
+    let sent = [
+        (zxid(1, 4), create_op("/m-0", Acl::open(), 1)),
         (zxid(1, 6), multi),
         (zxid(1, 7), create_op("/acl-x", acl_x.clone(), 3)),
-    ] {
+    ];
+    for (at, op) in sent {
         link.send(&QuorumPacket::proposal(at, txn_entry(at, op).into()));
         link.send(&QuorumPacket::commit(at));
     }
@@ -944,6 +949,12 @@ fn a_fuzzy_snapshot_from_the_leader_is_completed_by_the_txns_after_it() {
         "{}",
         ens.report()
     );
+    assert!(
+        ens.log(1)
+            .contains("passed over 2 txn packet(s) the leader sent again"),
+        "{}",
+        ens.report()
+    );
 
     // Restarted, the member rebuilds the same state from its own files.
     drop(link);
@@ -957,9 +968,9 @@ fn a_fuzzy_snapshot_from_the_leader_is_completed_by_the_txns_after_it() {
     assert_no_panic(&ens);
 }
 
-/// `/m-a`, `/m-b` and `/acl-x` are there: the ACL of `/acl-x`, or what is missing.
+/// `/m-0`, `/m-a`, `/m-b` and `/acl-x` are there: the ACL of `/acl-x`, or what is missing.
 fn read_fuzzy_nodes(c: &mut common::RawClient) -> Result<Vec<Acl>, String> {
-    for p in ["/m-a", "/m-b"] {
+    for p in ["/m-0", "/m-a", "/m-b"] {
         let get = Request::GetData {
             path: p.into(),
             watch: false,
@@ -1023,11 +1034,12 @@ fn fuzzy_snapshot_stream() -> Vec<u8> {
     Acl::encode_list(&[Acl::new(perms::READ, "world", "anyone")], &mut b);
     let (m_a, acl_x) = (zxid(1, 6), zxid(1, 7));
     // (path, data, ACL index, czxid, cversion)
-    let nodes: [(&str, &[u8], i64, i64, i32); 6] = [
-        ("", b"", -1, 0, 3),
+    let nodes: [(&str, &[u8], i64, i64, i32); 7] = [
+        ("", b"", -1, 0, 4),
         ("/zookeeper", b"", -1, 0, 0),
         ("/zookeeper/quota", b"", -1, 0, 0),
         ("/zookeeper/config", b"", 1, 0, 0),
+        ("/m-0", b"d", -1, zxid(1, 4), 0),
         ("/m-a", b"d", -1, m_a, 0),
         ("/acl-x", b"d", 2, acl_x, 0),
     ];

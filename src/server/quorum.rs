@@ -1262,6 +1262,21 @@ impl Seq {
         self.release_local_syncs(entry.zxid);
     }
 
+    /// A leader to be whose tree still holds stand-in ACLs (a fuzzy snapshot whose
+    /// ACL indices no txn after it supplied) says so: only a super user may use
+    /// those nodes, and its snapshots and SNAP streams carry the stand-ins on.
+    fn warn_unresolved_acls(&self) {
+        let left = self.committed.unresolved_acls();
+        if let Some((path, index)) = left.first() {
+            tracing::warn!(
+                "{} znode(s) still hold a stand-in for an ACL index a leader's snapshot \
+                 lacked (the first: {path:?}, index {index}); only a super user may use \
+                 them until their ACL is set again",
+                left.len()
+            );
+        }
+    }
+
     /// Compares the leader's digest after a committed txn with ours. After a SNAP the
     /// tree may hold part of the txns that follow (a reference leader's stream is
     /// fuzzy), so until a digest first agrees (within [`FUZZY_TXNS_MAX`]) a mismatch
@@ -1429,6 +1444,8 @@ impl Seq {
         if matches!(role, Role::Looking) && !matches!(self.role, Role::Looking) {
             self.stats.looking.fetch_add(1, Relaxed);
         }
+        let newly_leading =
+            matches!(role, Role::Leading { .. }) && !matches!(self.role, Role::Leading { .. });
         self.time_role_change(role);
         self.role = role;
         let mode = match role {
@@ -1440,6 +1457,9 @@ impl Seq {
             _ => Mode::NotServing,
         };
         tracing::info!("role: {role:?}");
+        if newly_leading {
+            self.warn_unresolved_acls();
+        }
         self.read_only_role(role, mode);
         if was_serving && !role.serving() {
             for tx in &self.mesh.to_shards {

@@ -10,7 +10,9 @@
 //!  DIFF:  our log is the leader's history: apply it
 //!  TRUNC: our log after z is not the leader's unless it proposes it again now:
 //!         decided at NEWLEADER (roll the state back at once if it held more)
-//!  SNAP:  install the leader's snapshot and write it at once
+//!  SNAP:  install the leader's snapshot and write it at once; txns (and commits)
+//!         at or before its zxid that the reference forwards after it are passed
+//!         over (its forwarding starts before it reads the snapshot's zxid)
 //!  then   PROPOSAL/COMMIT pairs and outstanding proposals are held
 //!  NEWLEADER: finish a TRUNC, write currentEpoch, log the proposals so far,
 //!         ACK once durable (NEWLEADER's ACK first, then each proposal's)
@@ -79,6 +81,11 @@ pub(super) struct Learner {
     /// end before it (what the state goes back to if the sync is cut short).
     snap_at: Option<Zxid>,
     pre_sync_last: Zxid,
+    /// SNAP: the leader's snapshot holds every txn up to its zxid. The reference
+    /// starts forwarding to a learner before it reads that zxid, so some of the
+    /// txns it sends next may be among them: those are passed over (counted here).
+    snap_holds_upto: Zxid,
+    snap_passed_over: u64,
     /// TRUNC: our log after this zxid is not the leader's, unless the leader
     /// re-proposes it during the sync (decided at NEWLEADER).
     trunc_after: Option<Zxid>,
@@ -157,6 +164,8 @@ impl Replica {
             new_epoch: 0,
             snap_at: None,
             pre_sync_last: Zxid::ZERO,
+            snap_holds_upto: Zxid::ZERO,
+            snap_passed_over: 0,
             trunc_after: None,
             received: Vec::new(),
             sync_floor: Zxid::ZERO,
@@ -431,6 +440,7 @@ impl Replica {
         self.want_snap = false;
         let l = self.learner();
         l.snap_at = Some(zxid);
+        l.snap_holds_upto = zxid;
         l.sync_floor = zxid;
         if zxid == Zxid::ZERO {
             self.event(Event::Reset);
@@ -519,6 +529,19 @@ impl Replica {
         true
     }
 
+    /// A txn (or its commit) at or before the zxid of the SNAP that began this sync:
+    /// the snapshot holds it already (see `Learner::snap_holds_upto`).
+    fn held_by_the_snapshot(&self, packet: &Packet) -> bool {
+        let z = match packet {
+            Packet::Proposal(e)
+            | Packet::Inform(e)
+            | Packet::InformAndActivate { entry: e, .. } => e.zxid,
+            Packet::Commit { zxid } | Packet::CommitAndActivate { zxid, .. } => *zxid,
+            _ => return false,
+        };
+        z <= self.learner_ref().snap_holds_upto
+    }
+
     /// Once serving, a txn must be new (after our log's end) and of the leader's
     /// epoch; an older one would be acknowledged without being logged.
     fn broadcast_txn_in_order(&mut self, what: &str, z: Zxid) -> bool {
@@ -534,6 +557,10 @@ impl Replica {
     }
 
     fn on_sync_packet(&mut self, conn: ConnId, packet: Packet) {
+        if self.held_by_the_snapshot(&packet) {
+            self.learner().snap_passed_over += 1;
+            return;
+        }
         if let Packet::Proposal(e)
         | Packet::Inform(e)
         | Packet::InformAndActivate { entry: e, .. } = &packet
@@ -611,6 +638,14 @@ impl Replica {
         }
         self.finish_truncation();
         if let Some(at) = self.learner().snap_at.take() {
+            let passed = self.learner_ref().snap_passed_over;
+            if passed > 0 {
+                tracing::info!(
+                    id = self.cfg.id,
+                    "passed over {passed} txn packet(s) the leader sent again at or before \
+                     its snapshot's zxid {at} (the snapshot holds them)"
+                );
+            }
             // The snapshot replaces everything on disk (newer snapshots and the log
             // of another history included).
             self.event(Event::CaptureSnapshot { zxid: at });
