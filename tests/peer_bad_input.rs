@@ -573,6 +573,24 @@ impl FakeLeader {
     }
 }
 
+/// Three corral members configured with `cfg_extra`, member 1 launched alone: fake
+/// leader 3 listens on its quorum port and fake voters 2 and 3 say 3 leads in epoch
+/// `epoch`.
+fn member_1_with_fakes(cfg_extra: &str, epoch: u32) -> (Ensemble, FakeLeader, FakeVoters) {
+    let mut ens = Ensemble::configure(&THREE_CORRALS, cfg_extra);
+    eprintln!("[peer_bad_input] {}", ens.describe());
+    let fake = FakeLeader {
+        listener: reusable_listener(ens.ports(3).quorum),
+    };
+    ens.launch_member(1);
+    let voters = FakeVoters::start(
+        ens.ports(1).election,
+        &[(2, ens.ports(2).election), (3, ens.ports(3).election)],
+        epoch,
+    );
+    (ens, fake, voters)
+}
+
 /// The member dropped the link without acknowledging `bad`.
 fn assert_dropped_without_ack(link: &mut QuorumLink, bad: i64) {
     let after = link.until_dropped();
@@ -766,17 +784,7 @@ fn a_learner_from_the_future_while_the_leader_chooses_its_epoch() {
 
 #[test]
 fn a_fake_leader_cannot_make_a_follower_log_or_apply_bad_txns() {
-    let mut ens = Ensemble::configure(&THREE_CORRALS, "");
-    eprintln!("[peer_bad_input] {}", ens.describe());
-    let fake = FakeLeader {
-        listener: reusable_listener(ens.ports(3).quorum),
-    };
-    ens.launch_member(1);
-    let voters = FakeVoters::start(
-        ens.ports(1).election,
-        &[(2, ens.ports(2).election), (3, ens.ports(3).election)],
-        1,
-    );
+    let (mut ens, fake, voters) = member_1_with_fakes("", 1);
 
     // Epoch 1: serving; a good txn, then one with garbage after its header.
     let bad_1 = zxid(1, 2);
@@ -882,27 +890,18 @@ fn a_fake_leader_cannot_make_a_follower_log_or_apply_bad_txns() {
 /// A reference leader serializes the snapshot it streams after SNAP while it goes on
 /// committing (PEER-PROTOCOL §5.5), and sends those commits after the stream: the
 /// snapshot may already hold part of them, or (its forwarding began before it read
-/// the snapshot's zxid) all of some, at or before that zxid. Member 1 follows fake leader 3 whose
-/// snapshot at (1, 5) holds `/m-a` of the multi (1, 6) {create /m-a, create /m-b}
-/// but not `/m-b`, and `/acl-x` of the create (1, 7) under ACL index 2, which its
-/// ACL map (written before the nodes) lacks. The member must end with both multi
+/// the snapshot's zxid) all of some, at or before that zxid. Member 1 follows fake
+/// leader 3 whose snapshot at (1, 5) holds (1, 4), forwarded again, `/m-a` of the
+/// multi (1, 6) {create /m-a, create /m-b} but not `/m-b`, and `/acl-x` of the
+/// create (1, 7) under ACL index 2, which its ACL map (written before the nodes)
+/// lacks. The member must end with both multi
 /// nodes and `/acl-x` under the create's ACL, as a reference follower does, and
 /// keep that state across a restart (its own snapshot of the SNAP plus its log).
 #[test]
 fn a_fuzzy_snapshot_from_the_leader_is_completed_by_the_txns_after_it() {
     // Local sessions: the test reads through member 1 without the fake leader
     // committing a session.
-    let mut ens = Ensemble::configure(&THREE_CORRALS, "localSessionsEnabled=true\n");
-    eprintln!("[peer_bad_input] {}", ens.describe());
-    let fake = FakeLeader {
-        listener: reusable_listener(ens.ports(3).quorum),
-    };
-    ens.launch_member(1);
-    let voters = FakeVoters::start(
-        ens.ports(1).election,
-        &[(2, ens.ports(2).election), (3, ens.ports(3).election)],
-        2,
-    );
+    let (mut ens, fake, voters) = member_1_with_fakes("localSessionsEnabled=true\n", 2);
     let acl_x = vec![Acl::new(perms::READ | perms::WRITE, "world", "anyone")];
     let (mut link, last) = fake.discovery(&ens, 2);
     assert_eq!(last, 0, "a fresh member");
