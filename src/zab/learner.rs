@@ -86,6 +86,8 @@ pub(super) struct Learner {
     /// txns it sends next may be among them: those are passed over (counted here).
     snap_holds_upto: Zxid,
     snap_passed_over: u64,
+    /// The last reconfig proposal passed over that way, for its COMMITANDACTIVATE.
+    passed_reconfig: Option<(Zxid, Arc<Membership>)>,
     /// TRUNC: our log after this zxid is not the leader's, unless the leader
     /// re-proposes it during the sync (decided at NEWLEADER).
     trunc_after: Option<Zxid>,
@@ -166,6 +168,7 @@ impl Replica {
             pre_sync_last: Zxid::ZERO,
             snap_holds_upto: Zxid::ZERO,
             snap_passed_over: 0,
+            passed_reconfig: None,
             trunc_after: None,
             received: Vec::new(),
             sync_floor: Zxid::ZERO,
@@ -382,6 +385,7 @@ impl Replica {
     // ----- synchronisation ---------------------------------------------------------------
 
     fn on_sync_start(&mut self, conn: ConnId, packet: Packet) {
+        self.learner().snap_holds_upto = Zxid::ZERO;
         let epoch = self.learner_ref().new_epoch;
         if let Packet::Diff { zxid } | Packet::Trunc { zxid } | Packet::Snap { zxid } = packet {
             if zxid.epoch() > epoch {
@@ -542,6 +546,38 @@ impl Replica {
         z <= self.learner_ref().snap_holds_upto
     }
 
+    /// A packet the snapshot holds: nothing to log or apply, in any order (a commit
+    /// may come after later proposals). A committed reconfig among them is still
+    /// activated, as the reference's learner does while syncing: the snapshot's
+    /// config node is not taken, and NEWLEADER may carry a later, uncommitted one.
+    fn pass_over(&mut self, packet: Packet) {
+        self.learner().snap_passed_over += 1;
+        match packet {
+            Packet::Proposal(e) => {
+                if let Some(config) = e.reconfig {
+                    self.learner().passed_reconfig = Some((e.zxid, config));
+                }
+            }
+            Packet::CommitAndActivate {
+                zxid,
+                designated_leader,
+            } => {
+                let config = match &self.learner_ref().passed_reconfig {
+                    Some((z, config)) if *z == zxid => Some(config.clone()),
+                    _ => None,
+                };
+                self.activate_from_leader(config, Some(designated_leader));
+            }
+            Packet::InformAndActivate {
+                entry,
+                designated_leader,
+            } => {
+                self.activate_from_leader(entry.reconfig, Some(designated_leader));
+            }
+            _ => {}
+        }
+    }
+
     /// Once serving, a txn must be new (after our log's end) and of the leader's
     /// epoch; an older one would be acknowledged without being logged.
     fn broadcast_txn_in_order(&mut self, what: &str, z: Zxid) -> bool {
@@ -558,7 +594,7 @@ impl Replica {
 
     fn on_sync_packet(&mut self, conn: ConnId, packet: Packet) {
         if self.held_by_the_snapshot(&packet) {
-            self.learner().snap_passed_over += 1;
+            self.pass_over(packet);
             return;
         }
         if let Packet::Proposal(e)

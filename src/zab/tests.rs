@@ -2202,6 +2202,52 @@ fn learner_snap_installs_at_once_and_writes_the_snapshot_at_newleader() {
     );
 }
 
+/// A reference leader starts forwarding to a learner before it reads the zxid it
+/// sends with SNAP: txns (and commits) at or before it follow the snapshot, which
+/// holds them. They are passed over; the rest syncs as usual.
+#[test]
+fn learner_snap_passes_over_txns_the_snapshot_holds() {
+    let mut r = learner_connected(2, disk(1, 1, &[(1, 1), (1, 2)]));
+    pkt(&mut r, 400, C, leader_info(2));
+    drain(&mut r);
+    pkt(&mut r, 500, C, Packet::Snap { zxid: z(1, 5) });
+    drain(&mut r);
+    for p in [
+        proposal(1, 4),
+        proposal(1, 5),
+        commit(1, 4),
+        proposal(1, 6),
+        commit(1, 5),
+        commit(1, 6),
+    ] {
+        pkt(&mut r, 510, C, p);
+    }
+    assert_eq!(drain(&mut r), vec![]);
+    pkt(&mut r, 600, C, new_leader(2));
+    assert_eq!(
+        drain(&mut r),
+        vec![b(
+            vec![ev(Event::CaptureSnapshot { zxid: z(1, 5) })],
+            vec![
+                Write::Snapshot(z(1, 5)),
+                append(1, 6),
+                Write::CurrentEpoch(2)
+            ],
+            vec![send(C, ack(2, 0)), send(C, ack(1, 6))]
+        )]
+    );
+    pkt(&mut r, 700, C, Packet::UpToDate);
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(vec![
+            send(C, ack(2, 0)),
+            role_changed(following(true)),
+            apply(1, 6),
+        ])]
+    );
+    assert_eq!(r.committed(), z(1, 6));
+}
+
 #[test]
 fn learner_snap_cut_short_before_newleader_rolls_back_to_its_log() {
     let mut r = learner_connected(2, disk(1, 1, &[(1, 1), (1, 2)]));
@@ -2854,6 +2900,37 @@ fn reconfig_learner_takes_newleaders_config_after_the_sync_and_activates_it_at_u
         )]
     );
     assert_eq!(r.committed_config(), &v2);
+}
+
+/// A committed reconfig the SNAP already holds, forwarded again after it, is still
+/// activated (the snapshot's config node is not taken; NEWLEADER may carry a later,
+/// uncommitted config).
+#[test]
+fn reconfig_learner_activates_a_reconfig_its_snapshot_holds() {
+    let r14 = rent(1, 4, &[1, 2, 3], &[]);
+    let m = config_of(&r14);
+    let mut r = learner_connected_with(cfg_r(2), disk(1, 1, &[(1, 1), (1, 2)]));
+    pkt(&mut r, 400, C, leader_info(2));
+    pkt(&mut r, 500, C, Packet::Snap { zxid: z(1, 5) });
+    drain(&mut r);
+    pkt(&mut r, 510, C, Packet::Proposal(r14));
+    assert_eq!(drain(&mut r), vec![], "nothing to log");
+    pkt(
+        &mut r,
+        520,
+        C,
+        Packet::CommitAndActivate {
+            zxid: z(1, 4),
+            designated_leader: LEADER,
+        },
+    );
+    let out = drain(&mut r);
+    assert!(
+        format!("{out:?}").contains(&format!("{:?}", activated_ev(&m))),
+        "{out:?}"
+    );
+    assert_eq!(r.committed_config(), &m);
+    assert_eq!(r.role(), following(false), "the leader stays");
 }
 
 #[test]
