@@ -472,19 +472,29 @@ fn zxid(epoch: u32, counter: u32) -> i64 {
 
 /// The txn entry of a create of `path` (persistent, open ACL) at `zxid`.
 fn create_txn(zxid: i64, path: &str, data: &[u8], parent_cversion: i32) -> Vec<u8> {
+    txn_entry(zxid, create_op(path, data, Acl::open(), parent_cversion))
+}
+
+/// A create op of a persistent node.
+fn create_op(path: &str, data: &[u8], acl: Vec<Acl>, parent_cversion: i32) -> TxnOp {
+    TxnOp::Create(CreateTxn {
+        path: path.to_string(),
+        data: Some(data.to_vec()),
+        acl,
+        ephemeral_owner: 0,
+        parent_cversion,
+        kind: CreateKind::Create,
+    })
+}
+
+/// The txn entry of `op` at `zxid` (no digest).
+fn txn_entry(zxid: i64, op: TxnOp) -> Vec<u8> {
     let txn = Txn {
         session_id: 0,
         cxid: 0,
         zxid,
         time_ms: 1_700_000_000_000,
-        op: TxnOp::Create(CreateTxn {
-            path: path.to_string(),
-            data: Some(data.to_vec()),
-            acl: Acl::open(),
-            ephemeral_owner: 0,
-            parent_cversion,
-            kind: CreateKind::Create,
-        }),
+        op,
     };
     let mut b = Vec::new();
     txn.encode(&mut b, None);
@@ -911,15 +921,15 @@ fn a_fuzzy_snapshot_from_the_leader_is_completed_by_the_txns_after_it() {
         ["/m-a", "/m-b"]
             .iter()
             .zip(1..)
-            .map(|(p, cversion)| create_op(p, Acl::open(), cversion))
+            .map(|(p, cversion)| create_op(p, b"d", Acl::open(), cversion))
             .collect(),
     );
     // (1, 4) is in the snapshot already: the reference forwards such txns again
     // when its forwarding to the learner began before it read the snapshot's zxid.
     let sent = [
-        (zxid(1, 4), create_op("/m-0", Acl::open(), 1)),
+        (zxid(1, 4), create_op("/m-0", b"d", Acl::open(), 1)),
         (zxid(1, 6), multi),
-        (zxid(1, 7), create_op("/acl-x", acl_x.clone(), 3)),
+        (zxid(1, 7), create_op("/acl-x", b"d", acl_x.clone(), 3)),
     ];
     for (at, op) in sent {
         link.send(&QuorumPacket::proposal(at, txn_entry(at, op).into()));
@@ -983,32 +993,6 @@ fn read_fuzzy_nodes(c: &mut common::RawClient) -> Result<Vec<Acl>, String> {
         Ok(Response::Acl { acl, .. }) => Ok(acl),
         other => Err(format!("getACL /acl-x: {other:?}")),
     }
-}
-
-/// A create op of a persistent node with `path`'s data "d".
-fn create_op(path: &str, acl: Vec<Acl>, parent_cversion: i32) -> TxnOp {
-    TxnOp::Create(CreateTxn {
-        path: path.to_string(),
-        data: Some(b"d".to_vec()),
-        acl,
-        ephemeral_owner: 0,
-        parent_cversion,
-        kind: CreateKind::Create,
-    })
-}
-
-/// The txn entry of `op` at `zxid` (no digest).
-fn txn_entry(zxid: i64, op: TxnOp) -> Vec<u8> {
-    let txn = Txn {
-        session_id: 0,
-        cxid: 0,
-        zxid,
-        time_ms: 1_700_000_000_000,
-        op,
-    };
-    let mut b = Vec::new();
-    txn.encode(&mut b, None);
-    b
 }
 
 /// The fuzzy stream of the test above, built field by field as the reference

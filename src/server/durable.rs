@@ -252,7 +252,7 @@ impl Replay {
                 // follows a fuzzy snapshot from a reference leader may hold txns whose
                 // effect the snapshot already has.
                 tree::apply_restored(&mut self.tree, &txn);
-                self.digests.check(txn.zxid, digest, self.tree.digest());
+                let _ = self.digests.check(txn.zxid, digest, self.tree.digest());
                 if super::stats::DigestLog::wants(txn.zxid) {
                     self.digest_log.note(txn.zxid, self.tree.digest());
                 }
@@ -329,54 +329,104 @@ impl TailRecords {
     }
 }
 
-/// Replayed txns whose digest differs from the tree's after applying them: a sign
-/// that this build applies a txn differently from the one that logged it. Txns right
-/// after a snapshot of a reference leader's SNAP stream (fuzzy: written while later
-/// txns were applied) may find part of their effect there and differ until the tree
-/// catches up; mismatches before the first digest that agrees are counted apart and
-/// only reported as trouble if no digest ever agreed.
+/// Txns after a snapshot whose logged digest may differ from ours before one agrees
+/// (the tree runs ahead of them while they replay what a fuzzy snapshot already
+/// holds); past it, a mismatch is trouble again.
+const FUZZY_TXNS_MAX: u64 = 1 << 20;
+
+/// The digests logged with txns (or sent by the leader) against the tree's after
+/// applying each: a mismatch is a sign that this build applies a txn differently
+/// from the server that logged it. Txns right after a snapshot of a reference
+/// leader's SNAP stream (fuzzy: written while later txns were applied) may find part
+/// of their effect there and differ until the tree catches up: before the first
+/// digest that agrees (within [`FUZZY_TXNS_MAX`]) a mismatch is an early one, trouble
+/// only if no digest ever agrees. Recovery starts expecting early ones (it cannot
+/// tell where its snapshot came from); a member's core after each SNAP it installs.
 #[derive(Default)]
-struct DigestCheck {
+pub(super) struct DigestCheck {
     agreed: bool,
-    before_agreement: u64,
-    /// The first before any digest agreed: (zxid, logged, computed).
-    first_before: Option<(i64, u64, u64)>,
+    early: u64,
+    /// The first early one: (zxid, logged, computed).
+    first_early: Option<(i64, u64, u64)>,
     mismatches: u64,
     /// The first after one agreed.
     first: Option<(i64, u64, u64)>,
 }
 
+/// What one txn's digest says.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum DigestSeen {
+    /// Agrees, or none was logged.
+    Fine,
+    /// Differs before the first agreement.
+    Early,
+    /// The first agreement, after this many early mismatches.
+    Settled(u64),
+    Mismatch,
+}
+
 impl DigestCheck {
-    fn check(&mut self, zxid: i64, logged: Option<u64>, computed: u64) {
-        match logged {
-            Some(d) if d == computed => self.agreed = true,
-            Some(d) if self.agreed => {
-                self.mismatches += 1;
-                self.first.get_or_insert((zxid, d, computed));
-            }
-            Some(d) => {
-                self.before_agreement += 1;
-                self.first_before.get_or_insert((zxid, d, computed));
-            }
-            None => {}
+    /// Expecting every digest to agree (a member's own history).
+    pub(super) fn agreeing() -> DigestCheck {
+        DigestCheck {
+            agreed: true,
+            ..DigestCheck::default()
         }
     }
 
+    /// From the next txn on, early mismatches are expected (a SNAP was installed).
+    pub(super) fn expect_early(&mut self) {
+        self.agreed = false;
+        self.early = 0;
+        self.first_early = None;
+    }
+
+    pub(super) fn mismatches(&self) -> u64 {
+        self.mismatches
+    }
+
+    pub(super) fn reset_mismatches(&mut self) {
+        self.mismatches = 0;
+        self.first = None;
+    }
+
+    pub(super) fn check(&mut self, zxid: i64, logged: Option<u64>, computed: u64) -> DigestSeen {
+        match logged {
+            None => DigestSeen::Fine,
+            Some(d) if d == computed => {
+                if std::mem::replace(&mut self.agreed, true) || self.early == 0 {
+                    DigestSeen::Fine
+                } else {
+                    DigestSeen::Settled(self.early)
+                }
+            }
+            Some(d) if !self.agreed && self.early < FUZZY_TXNS_MAX => {
+                self.early += 1;
+                self.first_early.get_or_insert((zxid, d, computed));
+                DigestSeen::Early
+            }
+            Some(d) => {
+                self.agreed = true;
+                self.mismatches += 1;
+                self.first.get_or_insert((zxid, d, computed));
+                DigestSeen::Mismatch
+            }
+        }
+    }
+
+    /// Once every txn was checked.
     fn verdict(&self) -> DigestVerdict {
-        match (self.agreed, self.mismatches, self.first_before) {
-            (false, _, Some(first)) => DigestVerdict::Mismatches {
-                count: self.before_agreement,
+        match (self.agreed, self.first_early, self.first) {
+            (false, Some(first), _) => DigestVerdict::Mismatches {
+                count: self.early,
                 first,
             },
-            (false, _, None) => DigestVerdict::Clean,
-            (true, 0, _) if self.before_agreement > 0 => {
-                DigestVerdict::FuzzyStart(self.before_agreement)
-            }
-            (true, 0, _) => DigestVerdict::Clean,
-            (true, count, _) => DigestVerdict::Mismatches {
-                count,
-                first: self.first.expect("counted with its first"),
+            (_, _, Some(first)) => DigestVerdict::Mismatches {
+                count: self.mismatches,
+                first,
             },
+            _ if self.early > 0 => DigestVerdict::FuzzyStart(self.early),
+            _ => DigestVerdict::Clean,
         }
     }
 
@@ -675,6 +725,23 @@ mod tests {
             },
             "no digest ever agreed"
         );
+    }
+
+    /// A member's core expects every leader digest to agree, but for early ones
+    /// after a SNAP, up to the first that agrees.
+    #[test]
+    fn after_a_snap_early_digest_mismatches_are_counted_apart() {
+        let mut d = DigestCheck::agreeing();
+        assert_eq!(d.check(1, Some(5), 4), DigestSeen::Mismatch);
+        d.expect_early();
+        assert_eq!(d.check(2, Some(6), 7), DigestSeen::Early);
+        assert_eq!(d.check(3, None, 7), DigestSeen::Fine);
+        assert_eq!(d.check(4, Some(8), 8), DigestSeen::Settled(1));
+        assert_eq!(d.check(5, Some(9), 9), DigestSeen::Fine);
+        assert_eq!(d.check(6, Some(9), 1), DigestSeen::Mismatch);
+        assert_eq!(d.mismatches(), 2);
+        d.reset_mismatches();
+        assert_eq!(d.mismatches(), 0);
     }
 
     fn txn(zxid: i64, session_id: i64, op: TxnOp) -> Vec<u8> {

@@ -77,11 +77,6 @@ const NO_LEADER_LINK: &str = "the request cannot be forwarded to the leader";
 /// The node reconfig writes (and activation sets).
 const CONFIG_NODE: &str = "/zookeeper/config";
 
-/// Txns after a SNAP whose leader digest may differ from ours before one agrees (the
-/// tree runs ahead of them while they replay what a fuzzy snapshot already holds);
-/// past it, mismatches count as trouble again.
-const FUZZY_TXNS_MAX: u64 = 1 << 20;
-
 /// A logged txn for the core, marked with its config when it is a reconfig.
 fn logged_entry(zxid: Zxid, payload: Bytes) -> Entry {
     let reconfig = Txn::decode(&payload)
@@ -310,10 +305,8 @@ struct Seq {
     retention: Arc<durable::Retention>,
     snapshotting: Arc<AtomicBool>,
     rng: rand::rngs::SmallRng,
-    digest_mismatches: u64,
-    /// Since the last SNAP, until a leader's digest agrees with ours: how many
-    /// txns' digests did not (see `check_digest`).
-    fuzzy_txns: Option<u64>,
+    /// The leader's digests against ours (early mismatches expected after a SNAP).
+    digests: durable::DigestCheck,
     /// The `hash` command's log of tree digests (the committed tree's).
     digest_log: stats::DigestLog,
     fatal: Option<String>,
@@ -573,8 +566,7 @@ impl Seq {
             retention,
             snapshotting: Arc::new(AtomicBool::new(false)),
             rng,
-            digest_mismatches: 0,
-            fuzzy_txns: None,
+            digests: durable::DigestCheck::agreeing(),
             digest_log,
             fatal: None,
             stopping: false,
@@ -1219,6 +1211,7 @@ impl Seq {
             },
         };
         let applied = if matches!(self.role, Role::Leading { .. }) {
+            self.stats.leader_commits.fetch_add(1, Relaxed);
             tree::apply(&mut self.committed, &txn)
         } else {
             // A learner applies as the reference's learners do: a SNAP from a
@@ -1226,9 +1219,6 @@ impl Seq {
             // already there (a passed multi must not be undone for that).
             tree::apply_restored(&mut self.committed, &txn)
         };
-        if matches!(self.role, Role::Leading { .. }) {
-            self.stats.leader_commits.fetch_add(1, Relaxed);
-        }
         if stats::DigestLog::wants(zxid) {
             self.digest_log.note(zxid, self.committed.digest());
         }
@@ -1277,41 +1267,24 @@ impl Seq {
         }
     }
 
-    /// Compares the leader's digest after a committed txn with ours. After a SNAP the
-    /// tree may hold part of the txns that follow (a reference leader's stream is
-    /// fuzzy), so until a digest first agrees (within [`FUZZY_TXNS_MAX`]) a mismatch
-    /// is expected, not trouble.
+    /// Compares the leader's digest after a committed txn with ours (see
+    /// `durable::DigestCheck` for the mismatches expected after a SNAP).
     fn check_digest(&mut self, zxid: i64, digest: Option<u64>) {
-        let Some(d) = digest else {
-            return;
-        };
         let ours = self.committed.digest();
-        if let Some(n) = self.fuzzy_txns {
-            if d == ours {
-                self.fuzzy_txns = None;
-                if n > 0 {
-                    tracing::info!(
-                        "{n} txn(s) after the leader's snapshot found part of their effect \
-                         in it (a fuzzy snapshot); the digests agree from {zxid:#x} on"
-                    );
-                }
-                return;
-            }
-            if n < FUZZY_TXNS_MAX {
-                self.fuzzy_txns = Some(n + 1);
-                return;
-            }
-            self.fuzzy_txns = None;
-        }
-        if d != ours {
-            self.digest_mismatches += 1;
-            if self.digest_mismatches.is_power_of_two() {
+        match self.digests.check(zxid, digest, ours) {
+            durable::DigestSeen::Settled(n) => tracing::info!(
+                "{n} txn(s) after the leader's snapshot found part of their effect in it (a \
+                 fuzzy snapshot); the digests agree from {zxid:#x} on"
+            ),
+            durable::DigestSeen::Mismatch if self.digests.mismatches().is_power_of_two() => {
                 tracing::error!(
-                    "tree digest after txn {zxid:#x} is {ours:#x}, the leader's is {d:#x} \
-                     ({} mismatch(es) so far)",
-                    self.digest_mismatches
+                    "tree digest after txn {zxid:#x} is {ours:#x}, the leader's is {:#x} ({} \
+                     mismatch(es) so far)",
+                    digest.unwrap_or_default(),
+                    self.digests.mismatches()
                 );
             }
+            _ => {}
         }
     }
 
@@ -1396,7 +1369,7 @@ impl Seq {
         }
         self.committed = tree;
         self.working = self.committed.clone();
-        self.fuzzy_txns = Some(0);
+        self.digests.expect_early();
         let mut table = SessionTable::new(self.replica.id() as u8, now, self.cfg.tick_time_ms);
         durable::restore_sessions(&mut table, &sessions, mono_ms());
         self.sessions = table;
@@ -1512,7 +1485,7 @@ impl Seq {
             }
             ToSequencer::ResetStats => {
                 self.stats.reset_sequencer_metrics();
-                self.digest_mismatches = 0;
+                self.digests.reset_mismatches();
                 for tx in &self.mesh.to_shards {
                     let _ = tx.send(ToShard::ResetStats);
                 }
@@ -2366,7 +2339,7 @@ impl Seq {
                     .collect(),
             }),
             digest_log: self.digest_log.entries(),
-            digest_mismatches: self.digest_mismatches,
+            digest_mismatches: self.digests.mismatches(),
             local_session_count: self.local.count(),
             ..SequencerReport::of(&self.committed, &self.sessions)
         }

@@ -5,8 +5,8 @@
 //! **Who runs what.** The sequencer core owns the authoritative [`Tree`]: it calls
 //! [`prepare`] on each write (against its pending view), [`apply`] on each committed
 //! txn (a learner and recovery: [`apply_restored`], the reference's `processTxn`
-//! rules, which a fuzzy snapshot needs), and after each commit batch publishes `Arc<Tree>` (a clone, O(1)) to the
-//! shard cores. Shard cores call [`read`] and [`Tree::get`] on the version they hold,
+//! rules, which a fuzzy snapshot needs), and after each commit batch publishes
+//! `Arc<Tree>` (a clone, O(1)) to the shard cores. Shard cores call [`read`] and [`Tree::get`] on the version they hold,
 //! without locks. Nothing in this module does IO or reads a clock: time, zxids and the
 //! caller's identity come in as arguments, so apply is deterministic.
 //!
@@ -420,19 +420,17 @@ impl Tree {
         }
     }
 
-    /// A node whose ACL is a snapshot's stand-in ([`acl::stand_in_acl`]) takes `acl` in
-    /// its place; true if it did. Any other node is left as it is.
-    pub(crate) fn resolve_stand_in_acl(&mut self, path: &str, acl: &[Acl]) -> bool {
-        let Some(old) = self.node(path).map(|n| n.acl.clone()) else {
-            return false;
+    /// A node made at `czxid` whose ACL is a snapshot's stand-in
+    /// ([`acl::stand_in_acl`]) takes `acl` in its place. Any other node is left as it
+    /// is (also one an earlier create of the same path made, since deleted).
+    pub(crate) fn resolve_stand_in_acl(&mut self, path: &str, acl: &[Acl], czxid: i64) {
+        let old = match self.node(path) {
+            Some(n) if n.czxid == czxid && acl::is_stand_in_acl(&n.acl) => n.acl.clone(),
+            _ => return,
         };
-        if !acl::is_stand_in_acl(&old) {
-            return false;
-        }
         let new_acl = self.intern_acl(acl.to_vec());
         self.update_node(path, |n| n.acl = new_acl);
         self.release_acl(&old);
-        true
     }
 
     /// Nodes still holding a snapshot's stand-in ACL, as (path, the ACL index the

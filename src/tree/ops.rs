@@ -532,8 +532,8 @@ pub fn build_tree(caller: &Caller, reqs: &[Request]) -> Result<Tree, (usize, Err
 
 /// Applies a committed txn: the next tree version, the reply, the watch triggers.
 /// Never fails: a txn that no longer fits the tree (which prepare against the same
-/// version rules out) answers the reference's error and changes nothing, but for the
-/// stand-in ACL of a snapshot's node (see [`apply_restored`]).
+/// version rules out) answers the reference's error and changes nothing but the
+/// reference's fix-ups for a fuzzy snapshot (see [`apply_op_events`]).
 ///
 /// Panics if `txn.zxid <= tree.last_zxid()` (txns must be applied once, in order).
 pub fn apply(tree: &mut Tree, txn: &Txn) -> Applied {
@@ -588,15 +588,17 @@ pub fn apply(tree: &mut Tree, txn: &Txn) -> Applied {
 /// Applies a txn as the reference's `DataTree.processTxn` does, which is how its
 /// learners apply every txn and how it restores a data dir. Its snapshots are fuzzy
 /// (written while later txns were applied, also the ones a leader streams after
-/// SNAP), so a txn may find its effect already there. Each op of a passed multi
-/// applies on its own, none undoes another; an op that no longer fits changes
-/// nothing, except that a plain create (opcode 1) that finds its node raises the
-/// parent's cversion to the logged one and sets its pzxid (`setCversionPzxid`), a
-/// create that finds the node it made gives it its ACL list if it held a snapshot's
-/// stand-in, and a delete (or a session's close) that finds its node gone raises the
-/// parent's pzxid to the txn's (`deleteNode` does so before it fails). Anything else
-/// is [`apply`]. Where every op fits, the outcome is [`apply`]'s.
+/// SNAP), so a txn may find its effect already there: each op of a passed multi
+/// applies on its own, none undoes another (an op that no longer fits answers its
+/// error with the fix-ups of [`apply_op_events`]). Anything else is [`apply`], and
+/// where every op fits, so is the outcome.
 pub fn apply_restored(tree: &mut Tree, txn: &Txn) -> Applied {
+    let TxnOp::Multi(ops) = &txn.op else {
+        return apply(tree, txn);
+    };
+    if multi_failed(ops) {
+        return apply(tree, txn);
+    }
     assert!(
         txn.zxid > tree.last_zxid(),
         "txn zxid {:#x} not after last applied {:#x}",
@@ -604,57 +606,26 @@ pub fn apply_restored(tree: &mut Tree, txn: &Txn) -> Applied {
         tree.last_zxid()
     );
     let mut events = Vec::new();
-    let result = match &txn.op {
-        TxnOp::Multi(ops) if !multi_failed(ops) => {
-            let results = ops
-                .iter()
-                .map(|o| match apply_restored_op(tree, txn, o, &mut events) {
-                    Ok(resp) => OpResult::Ok(multi_opcode(o), resp),
-                    Err(e) => OpResult::Err(e),
-                })
-                .collect();
-            Ok(Response::Multi(results))
-        }
-        TxnOp::Create(_) | TxnOp::Delete { .. } | TxnOp::DeleteContainer { .. } => {
-            apply_restored_op(tree, txn, &txn.op, &mut events)
-        }
-        TxnOp::CloseSession { paths } => {
-            for p in paths {
-                if tree.node(p).is_none() {
-                    raise_parent_pzxid(tree, p, txn.zxid);
-                }
+    let results = ops
+        .iter()
+        .map(|o| {
+            let r = apply_op_events(tree, txn.zxid, txn.time_ms, txn.session_id, o, &mut events);
+            match r {
+                Ok(resp) => OpResult::Ok(multi_opcode(o), resp),
+                Err(e) => OpResult::Err(e),
             }
-            return apply(tree, txn);
-        }
-        _ => return apply(tree, txn),
-    };
+        })
+        .collect();
     tree.set_last_zxid(txn.zxid);
-    Applied { result, events }
-}
-
-/// One op of a restored txn; errors change nothing but the create and delete
-/// fix-ups.
-fn apply_restored_op(
-    tree: &mut Tree,
-    txn: &Txn,
-    o: &TxnOp,
-    events: &mut Vec<(EventType, String)>,
-) -> Result<Response, ErrorCode> {
-    let r = apply_op_events(tree, txn.zxid, txn.time_ms, txn.session_id, o, events);
-    match (&r, o) {
-        (Err(ErrorCode::NodeExists), TxnOp::Create(c)) if c.kind == CreateKind::Create => {
-            raise_parent_cversion(tree, &c.path, c.parent_cversion, txn.zxid);
-        }
-        (Err(ErrorCode::NoNode), TxnOp::Delete { path } | TxnOp::DeleteContainer { path }) => {
-            raise_parent_pzxid(tree, path, txn.zxid);
-        }
-        _ => {}
+    Applied {
+        result: Ok(Response::Multi(results)),
+        events,
     }
-    r
 }
 
 /// A child the fuzzy snapshot already lacks: its parent's pzxid still rises to the
-/// delete's zxid (only ever raised).
+/// delete's zxid (only ever raised), as the reference's `deleteNode` does before it
+/// fails.
 fn raise_parent_pzxid(tree: &mut Tree, path: &str, zxid: i64) {
     let Some(parent) = internal_parent(path) else {
         return;
@@ -730,6 +701,12 @@ fn apply_op(tree: &mut Tree, zxid: i64, time_ms: i64, session_id: i64, o: &TxnOp
     let _ = apply_op_events(tree, zxid, time_ms, session_id, o, &mut sink);
 }
 
+/// One op: the change, its watch triggers, its answer. An op that no longer fits
+/// changes nothing, but for the reference's processTxn fix-ups, which a txn replayed
+/// on a fuzzy snapshot needs and which otherwise never apply: a create that finds
+/// its node gives it the ACL list a snapshot's stand-in holds the place of (if that
+/// create made it), and a plain create raises the parent's cversion; a delete (or a
+/// session's close) that finds its node gone raises the parent's pzxid.
 fn apply_op_events(
     tree: &mut Tree,
     zxid: i64,
@@ -744,12 +721,14 @@ fn apply_op_events(
             if tree.node(parent_path).is_none() {
                 return Err(ErrorCode::NoNode);
             }
-            if let Some(n) = tree.node(&c.path) {
-                // Replayed on a fuzzy ZooKeeper snapshot: the create that made this copy
-                // of the node, with an ACL list the snapshot's map lacked, supplies it
-                // now (an earlier create of the same path, since deleted, does not).
-                if super::acl::is_stand_in_acl(&n.acl) && n.czxid == zxid {
-                    tree.resolve_stand_in_acl(&c.path, &c.acl);
+            if tree.node(&c.path).is_some() {
+                // Replayed on a fuzzy snapshot, as the reference's processTxn: the
+                // create that made this copy of the node gives it the ACL list the
+                // snapshot's map lacked, and a plain create raises the parent's
+                // cversion to the logged one (`setCversionPzxid`).
+                tree.resolve_stand_in_acl(&c.path, &c.acl, zxid);
+                if c.kind == CreateKind::Create {
+                    raise_parent_cversion(tree, &c.path, c.parent_cversion, zxid);
                 }
                 return Err(ErrorCode::NodeExists);
             }
@@ -842,11 +821,12 @@ fn apply_op_events(
         TxnOp::CreateSession { .. } => Ok(Response::Empty),
         TxnOp::CloseSession { paths } => {
             for p in paths {
-                // Only the session's own ephemerals (a later create may have reused a path).
-                let owned = tree
+                // Only the session's own ephemerals (a later create may have reused a
+                // path); one already gone still raises its parent's pzxid.
+                let owned_or_gone = tree
                     .node(p)
-                    .is_some_and(|n| n.ephemeral_owner == session_id && session_id != 0);
-                if owned {
+                    .is_none_or(|n| n.ephemeral_owner == session_id && session_id != 0);
+                if owned_or_gone {
                     let _ = delete_node(tree, zxid, p, events);
                 }
             }
@@ -863,7 +843,10 @@ fn delete_node(
     events: &mut Vec<(EventType, String)>,
 ) -> Result<(), ErrorCode> {
     let parent_path = internal_parent(path).ok_or(ErrorCode::BadArguments)?;
-    let node = tree.node(path).ok_or(ErrorCode::NoNode)?;
+    let Some(node) = tree.node(path) else {
+        raise_parent_pzxid(tree, path, zxid);
+        return Err(ErrorCode::NoNode);
+    };
     if node.num_children > 0 {
         return Err(ErrorCode::NotEmpty);
     }

@@ -2364,7 +2364,7 @@ fn snapshot_round_trip_of_a_wide_tree() {
 
 /// A delete (alone, in a multi or a session's close) replayed on a fuzzy snapshot
 /// that already lacks its node still raises the parent's pzxid, as the reference's
-/// `deleteNode` does before it fails; a lower zxid never lowers it.
+/// `deleteNode` does before it fails; it never lowers it.
 #[test]
 fn a_restored_delete_of_a_node_already_gone_raises_the_parent_pzxid() {
     let mut h = H::new();
@@ -2397,7 +2397,12 @@ fn a_restored_delete_of_a_node_already_gone_raises_the_parent_pzxid() {
     };
     apply_restored(&mut h.tree, &at(12, close));
     assert_eq!(pzxid(&h), 12);
-    // The strict apply (a leader's) leaves it: prepare rules the case out there.
+    // The strict apply (a leader's) does the same, as the reference's processTxn on
+    // every server (prepare rules the case out on a leader).
     apply(&mut h.tree, &at(13, gone()));
-    assert_eq!(pzxid(&h), 12);
+    assert_eq!(pzxid(&h), 13);
+    // A parent the fuzzy snapshot wrote after later txns keeps its higher pzxid.
+    h.tree.update_node("/p", |p| p.pzxid = 100);
+    apply_restored(&mut h.tree, &at(14, gone()));
+    assert_eq!(pzxid(&h), 100);
 }

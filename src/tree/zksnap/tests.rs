@@ -1260,20 +1260,7 @@ fn an_acl_index_the_map_lacks_holds_a_stand_in_until_its_create_replays() {
     assert_eq!(*t.node("/c").unwrap().acl, read_only());
 
     let theirs = vec![Acl::new(perms::READ | perms::WRITE, "ip", "127.0.0.1")];
-    let replayed = |zxid: i64, path: &str| Txn {
-        session_id: 7,
-        cxid: 1,
-        zxid,
-        time_ms: 0,
-        op: TxnOp::Create(CreateTxn {
-            path: path.into(),
-            data: None,
-            acl: theirs.clone(),
-            ephemeral_owner: 0,
-            parent_cversion: 1,
-            kind: CreateKind::Create,
-        }),
-    };
+    let replayed = |zxid: i64, path: &str| create_txn(zxid, path, theirs.clone());
     // A create of /c (no stand-in) leaves its ACL; the create of /a puts its own.
     crate::tree::apply_restored(&mut t, &replayed(10, "/c"));
     crate::tree::apply_restored(&mut t, &replayed(11, "/a"));
@@ -1301,20 +1288,7 @@ fn a_stand_in_goes_to_the_create_that_made_the_node() {
         .end("BenWasHere");
     let (mut t, _) = decode_in_pieces(&s, ZkSnapKind::Snap, 9, 0, 1000).unwrap();
     let acl = |p: i32| vec![Acl::new(p, "world", "anyone")];
-    let create = |zxid: i64, acl: Vec<Acl>| Txn {
-        session_id: zxid,
-        cxid: 1,
-        zxid,
-        time_ms: 0,
-        op: TxnOp::Create(CreateTxn {
-            path: "/e".into(),
-            data: None,
-            acl,
-            ephemeral_owner: 0,
-            parent_cversion: 1,
-            kind: CreateKind::Create,
-        }),
-    };
+    let create = |zxid: i64, acl: Vec<Acl>| create_txn(zxid, "/e", acl);
     crate::tree::apply_restored(&mut t, &create(10, acl(perms::READ)));
     assert_eq!(
         t.unresolved_acls(),
@@ -1323,4 +1297,22 @@ fn a_stand_in_goes_to_the_create_that_made_the_node() {
     crate::tree::apply_restored(&mut t, &create(12, acl(perms::READ | perms::WRITE)));
     assert_eq!(*t.node("/e").unwrap().acl, acl(perms::READ | perms::WRITE));
     assert!(t.unresolved_acls().is_empty());
+}
+
+/// A plain create of `path` (null data) under `acl` at `zxid`, as a log replays it.
+fn create_txn(zxid: i64, path: &str, acl: Vec<Acl>) -> Txn {
+    Txn {
+        session_id: 7,
+        cxid: 1,
+        zxid,
+        time_ms: 0,
+        op: TxnOp::Create(CreateTxn {
+            path: path.into(),
+            data: None,
+            acl,
+            ephemeral_owner: 0,
+            parent_cversion: 1,
+            kind: CreateKind::Create,
+        }),
+    }
 }
