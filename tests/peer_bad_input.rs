@@ -2,7 +2,7 @@
 //! each bad input the member logs one clear line, drops that connection, keeps
 //! running, and nothing committed is lost.
 //!
-//! Four tests, each with its own ensemble of corral members on 127.0.0.1 (one at
+//! Five tests, each with its own ensemble of corral members on 127.0.0.1 (one at
 //! a time: the harness takes the ensemble lock); the test thread plays the hostile
 //! peers with corral's own codecs (`proto::election`, `proto::quorum`,
 //! `tree::zksnap`) over blocking sockets:
@@ -18,6 +18,10 @@
 //!   alone; fake voters 2 and 3 elect it, and a fake learner claims accepted epoch
 //!   0xffffffff while it waits for a quorum's epoch (`accepted + 1` overflowed).
 //!   Then the real members 2 and 3 start and the three serve.
+//! * `a_learner_that_dials_before_the_member_leads_is_answered_once_it_does` —
+//!   member 1 alone, looking; a fake learner dials it and sends FOLLOWERINFO; fake
+//!   voters then elect it, and the held link gets LEADERINFO (it was closed, which
+//!   sends a reference learner back to its election).
 //! * `a_fake_leader_cannot_make_a_follower_log_or_apply_bad_txns` — member 1 follows
 //!   fake leader 3 (fake follower 2 agrees) four times: a txn with garbage after its
 //!   header once serving, a truncated txn while syncing by DIFF, a SNAP whose stream
@@ -785,6 +789,40 @@ fn a_learner_from_the_future_while_the_leader_chooses_its_epoch() {
     ens.wait_leader();
     Written::default().through_each_member(&ens, "after");
     line.assert_once(&ens);
+    assert_no_panic(&ens);
+}
+
+/// A learner that decided before its leader-to-be did dials it while it still
+/// looks. A reference learner whose link is closed then does not dial again but
+/// goes back to its election (two of them may elect each other, as a CI run
+/// once saw against a corral leader-to-be): the link is held, and the leader the
+/// member becomes answers the FOLLOWERINFO it already sent.
+#[test]
+fn a_learner_that_dials_before_the_member_leads_is_answered_once_it_does() {
+    let mut ens = Ensemble::configure(&THREE_CORRALS, "");
+    eprintln!("[peer_bad_input] {}", ens.describe());
+    ens.launch_member(1);
+    ens.wait_looking(1);
+
+    // Alone, member 1 cannot lead: the learner's link waits for its election.
+    let held = ExpectLine::new(&ens, 1, "a learner dialled before this election ended");
+    let mut link = QuorumLink::new(dial(ens.ports(1).quorum));
+    link.send(&QuorumPacket::follower_info(0, LearnerInfo::new(2, 0)));
+    held.wait(&ens);
+
+    // The fake voters agree with it: it leads, and answers the held link.
+    let leading = ExpectLine::new(&ens, 1, "LEADING: proposing epoch above");
+    let voters = FakeVoters::start(
+        ens.ports(1).election,
+        &[(2, ens.ports(2).election), (3, ens.ports(3).election)],
+        VOTE_ECHO,
+    );
+    leading.wait(&ens);
+    let info = link.expect(PacketType::LeaderInfo);
+    assert_eq!(info.zxid >> 32, 1, "LEADERINFO proposes epoch 1: {info:?}");
+    drop(link);
+    drop(voters);
+    held.assert_once(&ens);
     assert_no_panic(&ens);
 }
 

@@ -276,10 +276,11 @@ impl Replica {
             return;
         }
         l.conn = None;
-        // A link closed before LEADERINFO is a dial to a member that has not decided
-        // to lead yet (our quorum port is always open, so the reference's refused dial
-        // is an accepted-then-closed one here): retry it, and sooner, as the leader-to-be
-        // is usually a few ms behind; the budget stays the reference's attempts x retry.
+        // A link closed before LEADERINFO: the member dialled did not lead (a corral
+        // member still looking holds the link for the leader it may become, and
+        // closes it when it follows another instead). Retry it, and sooner, as a
+        // leader-to-be may still be a few ms behind; the budget stays the
+        // reference's attempts x retry.
         let undecided = l.stage == Stage::AwaitLeaderInfo;
         let limit = if undecided {
             max * UNDECIDED_RETRY_FACTOR

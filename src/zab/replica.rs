@@ -17,7 +17,7 @@
 //! reference's committedLog, used to sync learners by DIFF). Anything older is only
 //! on disk; a learner that needs it gets a SNAP.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use super::election::Election;
@@ -26,13 +26,21 @@ use super::learner::Learner;
 use super::membership::Membership;
 use super::ready::{Persisted, Ready};
 use super::types::{
-    Config, ConnId, DurableState, Entry, Event, Input, Output, PeerState, Role, ServerId, Target,
-    Write, ZabError, Zxid,
+    Config, ConnId, DurableState, Entry, Event, Input, Output, Packet, PeerState, Role, ServerId,
+    Target, Write, ZabError, Zxid,
 };
 
 /// Connection numbers the core picks for its own dials (learner side) have this bit
 /// set; the driver numbers accepted connections below it.
 pub const CORE_CONN_BIT: ConnId = 1 << 63;
+
+/// Learner links a looking member holds at most (accepted on its quorum port before
+/// it knows it leads); later ones are closed at once.
+pub const EARLY_LINKS_MAX: usize = 32;
+
+/// Packets an early link may send before its member leads (a learner sends one,
+/// FOLLOWERINFO or OBSERVERINFO, then waits for LEADERINFO); one more closes it.
+pub const EARLY_PACKETS_MAX: usize = 2;
 
 /// Deliberately broken variants, so the simulator can prove it catches them.
 #[cfg(any(test, feature = "sim"))]
@@ -52,6 +60,13 @@ pub(super) enum RoleState {
     Looking,
     Leading(Box<Leader>),
     Learning(Box<Learner>),
+}
+
+/// A learner link accepted while looking; see [`Replica::early`].
+#[derive(Debug)]
+pub(super) struct EarlyLink {
+    since: u64,
+    packets: Vec<Packet>,
 }
 
 /// Outputs being collected for the next [`Ready`].
@@ -104,6 +119,15 @@ pub struct Replica {
     pub(super) want_snap: bool,
     pub(super) election: Election,
     pub(super) role: RoleState,
+    /// Learner links accepted while looking: when each came, and what it sent.
+    /// The reference's quorum port is not bound until it leads, so a learner that
+    /// decided first is refused and dials again; ours is always open, so a learner
+    /// that dials a leader-to-be still finishing its election is held here and
+    /// handed to the leader it becomes (or closed when it follows; its learner
+    /// itself gives up after initLimit, as it waits for LEADERINFO). A reference learner
+    /// never dials again after a link closed before LEADERINFO: it goes back to
+    /// its election, and two of them may then elect each other.
+    pub(super) early: BTreeMap<ConnId, EarlyLink>,
     pub(super) next_conn: ConnId,
 
     pub(super) out: OutBuf,
@@ -166,6 +190,7 @@ impl Replica {
             want_snap: false,
             election,
             role: RoleState::Looking,
+            early: BTreeMap::new(),
             next_conn: CORE_CONN_BIT,
             out: OutBuf::default(),
             batch_next: 0,
@@ -434,25 +459,33 @@ impl Replica {
             },
             Input::Accepted { conn } => match self.role {
                 RoleState::Leading(_) => self.leader_accepted(conn),
+                RoleState::Looking => self.hold_early(conn),
                 // Only a leader serves the quorum port.
-                _ => self.emit(Output::Close { conn }),
+                RoleState::Learning(_) => self.emit(Output::Close { conn }),
             },
             Input::Packet { conn, packet } => match self.role {
                 RoleState::Leading(_) => self.leader_on_packet(conn, packet),
                 RoleState::Learning(_) => self.learner_on_packet(conn, packet),
-                RoleState::Looking => self.emit(Output::Close { conn }),
+                RoleState::Looking => self.early_packet(conn, packet),
             },
             Input::Closed { conn } => match self.role {
                 RoleState::Leading(_) => self.leader_on_closed(conn),
                 RoleState::Learning(_) => self.learner_on_closed(conn),
-                RoleState::Looking => {}
+                RoleState::Looking => {
+                    self.early.remove(&conn);
+                }
             },
         }
     }
 
     fn on_tick(&mut self) {
         match self.role {
-            RoleState::Looking => self.election_tick(),
+            RoleState::Looking => {
+                self.close_stale_early();
+                if matches!(self.role, RoleState::Looking) {
+                    self.election_tick();
+                }
+            }
             RoleState::Leading(_) => self.leader_tick(),
             RoleState::Learning(_) => self.learner_tick(),
         }
@@ -461,7 +494,13 @@ impl Replica {
     /// The earliest time something is due (the driver may tick then, or earlier).
     pub fn next_deadline(&self) -> u64 {
         match &self.role {
-            RoleState::Looking => self.election.next_deadline(),
+            RoleState::Looking => {
+                let stale = (self.early.values())
+                    .map(|e| e.since + self.early_hold_ms())
+                    .min();
+                let due = self.election.next_deadline();
+                stale.map_or(due, |s| s.min(due))
+            }
             RoleState::Leading(l) => l.next_deadline(),
             RoleState::Learning(l) => l.next_deadline(&self.cfg),
         }
@@ -488,10 +527,90 @@ impl Replica {
 
     /// The election decided: lead, follow or observe `leader`.
     pub(super) fn election_decided(&mut self, leader: ServerId) {
+        let early = std::mem::take(&mut self.early);
         if leader == self.cfg.id {
             self.start_leading();
+            // The learners that dialled us first, in the order they came.
+            let mut early: Vec<(ConnId, EarlyLink)> = early.into_iter().collect();
+            early.sort_by_key(|(conn, e)| (e.since, *conn));
+            for (conn, link) in early {
+                if !matches!(self.role, RoleState::Leading(_)) {
+                    self.emit(Output::Close { conn });
+                    continue;
+                }
+                self.leader_accepted(conn);
+                for packet in link.packets {
+                    self.leader_on_packet(conn, packet);
+                }
+            }
         } else {
+            for conn in early.into_keys() {
+                self.emit(Output::Close { conn });
+            }
             self.start_learning(leader);
+        }
+    }
+
+    // ----- learner links that come before the election ends -------------------
+
+    /// A learner dialled our quorum port while we look: held (see `early`).
+    fn hold_early(&mut self, conn: ConnId) {
+        if self.early.len() >= EARLY_LINKS_MAX {
+            tracing::warn!(
+                id = self.cfg.id,
+                "quorum port: {EARLY_LINKS_MAX} learner links wait for this election already; closing another"
+            );
+            self.emit(Output::Close { conn });
+            return;
+        }
+        tracing::info!(
+            id = self.cfg.id,
+            conn,
+            "quorum port: a learner dialled before this election ended; holding its link"
+        );
+        let since = self.now;
+        let packets = Vec::new();
+        self.early.insert(conn, EarlyLink { since, packets });
+    }
+
+    /// A packet on a link while we look: kept for the leader we may become.
+    fn early_packet(&mut self, conn: ConnId, packet: Packet) {
+        let Some(link) = self.early.get_mut(&conn) else {
+            self.emit(Output::Close { conn });
+            return;
+        };
+        if link.packets.len() >= EARLY_PACKETS_MAX {
+            self.early.remove(&conn);
+            tracing::warn!(
+                id = self.cfg.id,
+                "quorum port: a learner sent more than {EARLY_PACKETS_MAX} packets before this member leads; closing it"
+            );
+            self.emit(Output::Close { conn });
+            return;
+        }
+        link.packets.push(packet);
+    }
+
+    /// How long an early link is held: twice initLimit. Its learner gives up
+    /// waiting for LEADERINFO after initLimit and goes back to its election (the
+    /// reference's and ours alike); closing it sooner would make ours dial again
+    /// instead, and keep following a member that may never lead.
+    fn early_hold_ms(&self) -> u64 {
+        2 * self.cfg.init_limit_ms()
+    }
+
+    /// Closes the early links held longer than [`early_hold_ms`](Self::early_hold_ms):
+    /// a learner that has not closed them by now is gone or hostile.
+    fn close_stale_early(&mut self) {
+        let limit = self.early_hold_ms();
+        let now = self.now;
+        let stale: Vec<ConnId> = (self.early.iter())
+            .filter(|(_, e)| now >= e.since + limit)
+            .map(|(c, _)| *c)
+            .collect();
+        for conn in stale {
+            self.early.remove(&conn);
+            self.emit(Output::Close { conn });
         }
     }
 

@@ -900,9 +900,10 @@ impl Sim {
             if !self.alive(d.from) {
                 continue;
             }
-            let ok = self.alive(d.to)
-                && self.reachable(d.from, d.to)
-                && matches!(self.nodes[&d.to].role, Role::Leading { .. });
+            // The server's quorum port is always open: whoever is dialled decides
+            // (a leader serves, a looking member holds the link until it knows,
+            // a learner closes it).
+            let ok = self.alive(d.to) && self.reachable(d.from, d.to);
             if !ok {
                 self.input(d.from, Input::Closed { conn: d.conn })?;
                 continue;

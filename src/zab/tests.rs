@@ -858,6 +858,85 @@ fn discovery_epoch_quorum_writes_accepted_epoch_before_leaderinfo() {
     );
 }
 
+/// The connections closed in `batches`, in order.
+fn closed_in(batches: &[Batch]) -> Vec<ConnId> {
+    (batches.iter())
+        .flat_map(|b| b.now.iter().chain(b.gated.iter()))
+        .filter_map(|o| match o {
+            Output::Close { conn } => Some(*conn),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A learner that decided first dials the leader-to-be while its election still
+/// waits out finalizeWait: the link and its FOLLOWERINFO are held, not closed
+/// (a reference learner would not dial again, but go back to its election), and
+/// the leader it becomes answers them.
+#[test]
+fn discovery_a_learner_that_dials_before_the_election_ends_is_held_for_the_leader() {
+    let d = disk(1, 1, &[(1, 1), (1, 2)]);
+    let mine = looking(LEADER, d.last_zxid, d.current_epoch, 1);
+    let mut r = started(cfg(LEADER), d);
+    hear(&mut r, 0, 2, mine);
+    join(&mut r, 100, CONN_2, 2, 1, false);
+    assert_eq!(drain(&mut r), vec![], "held while looking");
+    assert_eq!(r.role(), Role::Looking);
+    tick(&mut r, 200);
+    let out = drain(&mut r);
+    assert!(closed_in(&out).is_empty());
+    assert_eq!(sent_on(&out, CONN_2), vec![leader_info(2)]);
+    assert_eq!(r.role(), leading(Some(2), false));
+    assert_eq!(r.accepted_epoch(), 2);
+}
+
+/// A held link is closed when its member decides to follow another, and after
+/// twice initLimit (its learner gave up after initLimit); links beyond
+/// `EARLY_LINKS_MAX` and packets beyond `EARLY_PACKETS_MAX` are closed at once.
+#[test]
+fn discovery_held_links_are_closed_on_following_after_their_hold_and_beyond_their_bounds() {
+    use super::replica::{EARLY_LINKS_MAX, EARLY_PACKETS_MAX};
+    // Server 1 holds server 2's dial, then follows 3.
+    let mut r = started(cfg(1), DurableState::default());
+    join(&mut r, 10, CONN_2, 2, 0, false);
+    hear(&mut r, 20, 3, looking(LEADER, Zxid::ZERO, 0, 1));
+    hear(&mut r, 20, 2, looking(LEADER, Zxid::ZERO, 0, 1));
+    drain(&mut r);
+    tick(&mut r, 220);
+    let out = drain(&mut r);
+    assert_eq!(r.role(), following(false));
+    assert_eq!(closed_in(&out), vec![CONN_2]);
+
+    // Server 3 alone: held for 2 x initLimit, then closed.
+    let c = cfg(LEADER);
+    let hold = 2 * c.init_limit_ms();
+    let mut r = started(c, DurableState::default());
+    r.step(100, Input::Accepted { conn: CONN_1 });
+    assert!(r.next_deadline() <= 100 + hold);
+    tick(&mut r, 100 + hold - 1);
+    assert!(closed_in(&drain(&mut r)).is_empty());
+    tick(&mut r, 100 + hold);
+    assert_eq!(closed_in(&drain(&mut r)), vec![CONN_1]);
+    assert_eq!(r.role(), Role::Looking);
+
+    // The bounds.
+    let mut r = started(cfg(LEADER), DurableState::default());
+    let conns: Vec<ConnId> = (0..=EARLY_LINKS_MAX as ConnId).map(|i| 100 + i).collect();
+    for &conn in &conns {
+        r.step(10, Input::Accepted { conn });
+    }
+    assert_eq!(closed_in(&drain(&mut r)), vec![*conns.last().unwrap()]);
+    for _ in 0..EARLY_PACKETS_MAX {
+        pkt(&mut r, 20, conns[0], learner_info(1, 0, false));
+    }
+    assert!(closed_in(&drain(&mut r)).is_empty());
+    pkt(&mut r, 20, conns[0], learner_info(1, 0, false));
+    assert_eq!(closed_in(&drain(&mut r)), vec![conns[0]]);
+    // A closed link's later packets are refused too.
+    pkt(&mut r, 30, conns[0], learner_info(1, 0, false));
+    assert_eq!(closed_in(&drain(&mut r)), vec![conns[0]]);
+}
+
 #[test]
 fn discovery_accepted_epochs_raise_the_epoch_but_observers_do_not_count() {
     let mut r = elected(disk(1, 1, &[(1, 1), (1, 2)]));
@@ -1885,8 +1964,9 @@ fn back_to_looking(conn: Option<ConnId>, me: ServerId, last: Zxid, epoch: u32) -
 
 #[test]
 fn learner_retries_a_dial_closed_before_leaderinfo_ten_times_faster() {
-    // Our quorum port is always open, so a dial to a member still deciding whether it
-    // leads connects and is closed: the reference's refused dial. Retried every
+    // Our quorum port is always open, so a dial to a member that does not lead
+    // connects and is closed (one still looking holds it until it follows another):
+    // the reference's refused dial. Retried every
     // connect_retry_ms / 10, ten times as often: the same 500 ms budget.
     let mut r = learner_dialling(2, disk(1, 1, &[(1, 1), (1, 2)]));
     let mut t = 300;
