@@ -1089,9 +1089,9 @@ fn raw_pipelined_read_then_write_keeps_order(t: &Target) {
         let x3 = c
             .send_with_xid(1002 + round * 3, &set("/raw_fifo/k", new.as_bytes()))
             .unwrap();
-        let r1 = c.recv_reply().unwrap();
+        let r1 = c.wait_reply().unwrap();
         assert_eq!((r1.xid, r1.err), (x1, 0));
-        let r2 = c.recv_reply().unwrap();
+        let r2 = c.wait_reply().unwrap();
         assert_eq!((r2.xid, r2.err), (x2, 0));
         let before = if round == 0 {
             "old".to_string()
@@ -1110,7 +1110,7 @@ fn raw_pipelined_read_then_write_keeps_order(t: &Target) {
             "no event before the firing write: {:?}",
             c.events
         );
-        let r3 = c.recv_reply().unwrap();
+        let r3 = c.wait_reply().unwrap();
         assert_eq!((r3.xid, r3.err), (x3, 0));
         let ev: Vec<(i32, String)> = c.events.drain(..).map(|e| (e.event_type, e.path)).collect();
         assert_eq!(

@@ -324,7 +324,7 @@ fn pipelined_clients_get_every_reply(server: &Server) {
                 }
                 c.send_raw(&bytes).unwrap();
                 for i in 0..REQUESTS_COUNT {
-                    let r = c.recv_reply().unwrap_or_else(|e| {
+                    let r = c.wait_reply().unwrap_or_else(|e| {
                         panic!("client {n}: reply {i} of {REQUESTS_COUNT}: {e:?}")
                     });
                     assert_eq!(

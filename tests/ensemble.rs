@@ -49,33 +49,10 @@ fn start(kinds: [Kind; 3]) -> Option<Ensemble> {
     }
     let mut ens = Ensemble::start(&kinds);
     if kinds != THREE_REFERENCES && kinds != THREE_CORRALS {
-        // The highest sid starts first and normally wins; if a slow start let the
-        // others elect without it, stopping their leader hands it over (equal logs:
-        // the highest sid wins).
-        for _ in 0..LEADER_HANDOVER_ATTEMPTS_MAX {
-            let leader = ens.wait_leader();
-            if leader == 3 {
-                break;
-            }
-            eprintln!("[ensemble] {leader} leads instead of 3: restarting it");
-            ens.kill(leader);
-            ens.wait_leader();
-            ens.restart(leader);
-            ens.wait_serving(leader);
-        }
-        let leader = ens.wait_leader();
-        assert_eq!(
-            leader,
-            3,
-            "the mixed ensemble's intended leader (sid 3) leads\n{}",
-            ens.report()
-        );
+        ens.lead_by(3);
     }
     Some(ens)
 }
-
-/// Leader hand-overs `start` tries before giving up on the intended leader.
-const LEADER_HANDOVER_ATTEMPTS_MAX: usize = 3;
 
 fn ok(what: &str, r: Result<Response, common::ensemble::CallError>) -> Response {
     r.unwrap_or_else(|e| panic!("{what}: {e:?}"))

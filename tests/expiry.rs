@@ -70,7 +70,10 @@ fn ttl_nodes_and_emptied_containers_are_removed_by_an_ensemble() {
     if !Ensemble::can_start(&[Kind::Corral]) {
         return;
     }
-    let ens = Ensemble::start_cfg(&[(Kind::Corral, Role::Participant); 3], FAST_CHECKS);
+    // tickTime=100 would make syncLimit 500 ms: a member stalled that long on a
+    // loaded box would start an election under the test's reads.
+    let cfg = format!("{FAST_CHECKS}syncLimit=50\ninitLimit=50\n");
+    let ens = Ensemble::start_cfg(&[(Kind::Corral, Role::Participant); 3], &cfg);
     ens.wait_leader();
     let follower = (ens.sids().into_iter())
         .find(|&s| ens.mode(s) == Some(Mode::Follower))

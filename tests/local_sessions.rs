@@ -31,9 +31,12 @@ fn outcome<T>(r: Result<T, CallError>) -> String {
     }
 }
 
-/// An ensemble of `kinds` with the local session keys, all members up.
+/// An ensemble of `kinds` with the local session keys, all members up, sid 3
+/// leading (the place each transcript means).
 fn start(kinds: [Kind; 3], upgrading: bool) -> Option<Ensemble> {
-    start_as(kinds, [Role::Participant; 3], upgrading)
+    let mut ens = start_as(kinds, [Role::Participant; 3], upgrading)?;
+    ens.lead_by(3);
+    Some(ens)
 }
 
 /// [`start`] with each member's role.

@@ -230,14 +230,12 @@ fn ensemble_stopped(kinds: [Kind; 3], stop_leader: bool, line: Option<&str>) {
     if !Ensemble::can_start(&kinds) {
         return;
     }
-    // On empty data dirs the highest sid leads.
     let members = kinds.map(|k| (k, Role::Participant));
     let mut ens = Ensemble::start_cfg(
         &members,
         &format!("syncLimit={ENSEMBLE_SYNC_LIMIT_TICKS}\n"),
     );
-    let leader = ens.wait_leader();
-    assert_eq!(leader, 3, "{}", ens.describe());
+    let leader = ens.lead_by(3);
     let mut clients: Vec<(String, RawClient)> = ens
         .sids()
         .into_iter()

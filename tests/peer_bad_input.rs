@@ -530,6 +530,13 @@ impl FakeLeader {
         (link, ack.zxid)
     }
 
+    /// Closes the dials waiting in the listener's backlog (of a member since stopped).
+    fn drop_waiting_dials(&self) {
+        while let Ok((s, _)) = self.listener.accept() {
+            drop(s);
+        }
+    }
+
     fn accept(&self, ens: &Ensemble) -> QuorumLink {
         for _ in 0..ACCEPT_POLLS_MAX {
             match self.listener.accept() {
@@ -589,9 +596,11 @@ impl FakeLeader {
 
 /// Three corral members configured with `cfg_extra`, member 1 launched alone: fake
 /// leader 3 listens on its quorum port and fake voters 2 and 3 say 3 leads in epoch
-/// `epoch`.
+/// `epoch`. The fake leader never pings: syncLimit is 10 s, so a loaded box's
+/// pauses between its packets and the test's reads do not make member 1 leave it.
 fn member_1_with_fakes(cfg_extra: &str, epoch: u32) -> (Ensemble, FakeLeader, FakeVoters) {
-    let mut ens = Ensemble::configure(&THREE_CORRALS, cfg_extra);
+    let cfg = format!("syncLimit=50\n{cfg_extra}");
+    let mut ens = Ensemble::configure(&THREE_CORRALS, &cfg);
     eprintln!("[peer_bad_input] {}", ens.describe());
     let fake = FakeLeader {
         listener: reusable_listener(ens.ports(3).quorum),
@@ -1003,8 +1012,12 @@ fn a_fuzzy_snapshot_from_the_leader_is_completed_by_the_txns_after_it() {
         ens.report()
     );
 
-    // Restarted, the member rebuilds the same state from its own files.
+    // Restarted, the member rebuilds the same state from its own files. Stopped
+    // before the link closes: a member that sees its leader go dials it again at
+    // once, and that dial of the old process would wait in the fake's backlog.
+    ens.stop(1);
     drop(link);
+    fake.drop_waiting_dials();
     voters.set_mode(3);
     ens.restart(1);
     let (mut link, last) = fake.discovery(&ens, 3);

@@ -26,8 +26,6 @@ use std::time::Duration;
 const SUPER_PASSWORD: &str = "reconfig-test";
 /// Polls for a config, a mode or a write to show on a member.
 const WAIT_POLLS_MAX: u32 = 600;
-/// Leader hand-overs tried before giving up on the intended leader.
-const LEADER_HANDOVER_ATTEMPTS_MAX: usize = 3;
 /// The joiner: a fourth server outside the others' config.
 const JOINER: u64 = 4;
 
@@ -179,19 +177,8 @@ fn start(kinds: [Kind; 4]) -> Option<Ensemble> {
     for sid in 1..=3 {
         ens.list_in_config(sid, &[1, 2, 3]);
     }
-    let mut leader = ens.launch_and_wait(&[1, 2, 3]);
-    for _ in 0..LEADER_HANDOVER_ATTEMPTS_MAX {
-        if leader == 3 {
-            break;
-        }
-        eprintln!("[reconfig] {leader} leads instead of 3: restarting it");
-        ens.kill(leader);
-        ens.wait_leader();
-        ens.restart(leader);
-        ens.wait_serving(leader);
-        leader = ens.wait_leader();
-    }
-    assert_eq!(leader, 3, "the intended leader leads\n{}", ens.report());
+    ens.launch_and_wait(&[1, 2, 3]);
+    ens.lead_by(3);
     Some(ens)
 }
 

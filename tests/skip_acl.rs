@@ -162,9 +162,8 @@ fn ensemble(kinds: [Kind; 3], other: u64) {
         return;
     }
     let members = kinds.map(|k| (k, Role::Participant));
-    let ens = Ensemble::start_cfg(&members, SKIP_ACL);
-    let leader = ens.wait_leader();
-    assert_eq!(leader, 3, "{}", ens.describe());
+    let mut ens = Ensemble::start_cfg(&members, SKIP_ACL);
+    let leader = ens.lead_by(3);
     let out = script(&ens.client_addr(leader), &ens.client_addr(other), "/locked");
     assert_eq!(
         out,

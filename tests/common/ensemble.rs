@@ -43,6 +43,8 @@ pub const SYNC_LIMIT_TICKS: u32 = 5;
 pub const SESSION_TIMEOUT_MS: i32 = 10_000;
 /// Pause between two polls of a member (srvr, connect attempts).
 pub const POLL_MS: u64 = 100;
+/// Times [`Ensemble::lead_by`] stops a leader that is not the one a test wants.
+pub const LEADER_HANDOVER_ATTEMPTS_MAX: usize = 3;
 /// How long a member gets to start serving (polls included: one `srvr` may
 /// take its whole read timeout when the member accepts but does not answer).
 pub const SERVING_WAIT: Duration = Duration::from_secs(90);
@@ -722,6 +724,34 @@ impl Ensemble {
     }
 
     /// [`leader`](Self::leader), panicking when there is none.
+    /// Makes member `want` (the highest live sid) the leader, for a test that needs
+    /// a given kind leading. On empty data dirs the highest sid normally wins the
+    /// first election (the harness starts it first), but a slow start (a JVM's) can
+    /// let the others elect without it, as the reference itself would; stopping
+    /// their leader then hands it over (equal logs: the highest sid wins). Bounded
+    /// by `LEADER_HANDOVER_ATTEMPTS_MAX`.
+    pub fn lead_by(&mut self, want: u64) -> u64 {
+        let mut leader = self.wait_leader();
+        for _ in 0..LEADER_HANDOVER_ATTEMPTS_MAX {
+            if leader == want {
+                break;
+            }
+            eprintln!("[ensemble] {leader} leads instead of {want}: restarting it");
+            self.kill(leader);
+            self.wait_leader();
+            self.restart(leader);
+            self.wait_serving(leader);
+            leader = self.wait_leader();
+        }
+        assert_eq!(
+            leader,
+            want,
+            "member {want} was meant to lead\n{}",
+            self.report()
+        );
+        leader
+    }
+
     pub fn wait_leader(&self) -> u64 {
         self.leader()
             .unwrap_or_else(|| panic!("no agreed leader among live members {:?}", self.live_sids()))
