@@ -19,9 +19,10 @@
 //!   0xffffffff while it waits for a quorum's epoch (`accepted + 1` overflowed).
 //!   Then the real members 2 and 3 start and the three serve.
 //! * `a_learner_that_dials_before_the_member_leads_is_answered_once_it_does` —
-//!   member 1 alone, looking; a fake learner dials it and sends FOLLOWERINFO; fake
-//!   voters then elect it, and the held link gets LEADERINFO (it was closed, which
-//!   sends a reference learner back to its election).
+//!   member 1 alone; fake voters agree that it leads and keep restarting its
+//!   finalizeWait; a fake learner dials it and sends FOLLOWERINFO; the voters
+//!   stop, it leads, and the held link gets LEADERINFO (it was closed, which sends
+//!   a reference learner back to its election).
 //! * `a_fake_leader_cannot_make_a_follower_log_or_apply_bad_txns` — member 1 follows
 //!   fake leader 3 (fake follower 2 agrees) four times: a txn with garbage after its
 //!   header once serving, a truncated txn while syncing by DIFF, a SNAP whose stream
@@ -95,10 +96,15 @@ impl ExpectLine {
         }
     }
 
+    /// The line has been logged since.
+    fn seen(&self, ens: &Ensemble) -> bool {
+        count_lines(&ens.log(self.sid), &self.pattern) > self.before
+    }
+
     /// Waits (bounded) until the line is logged.
     fn wait(&self, ens: &Ensemble) {
         for _ in 0..LOG_POLLS_MAX {
-            if count_lines(&ens.log(self.sid), &self.pattern) > self.before {
+            if self.seen(ens) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(POLL_MS));
@@ -318,6 +324,10 @@ impl ElectionLink {
 
 /// What the fake voters answer a LOOKING member with.
 const VOTE_ECHO: u32 = 0;
+/// As `VOTE_ECHO`, and each voter sends its answer again at every read timeout
+/// (100 ms): a vote that is not better restarts the member's finalizeWait, so it
+/// stays about to lead until the mode changes.
+const VOTE_ECHO_REPEAT: u32 = u32::MAX;
 
 /// Fake voters 2 and 3 on a member's election port: each answers the member's
 /// LOOKING notifications, either agreeing with its own vote (`VOTE_ECHO`: it
@@ -365,6 +375,7 @@ impl Drop for FakeVoters {
 /// answers each LOOKING notification.
 fn voter_loop(member_port: u16, sid: u64, own_port: u16, stop: &AtomicBool, mode: &AtomicU32) {
     let mut link: Option<ElectionLink> = None;
+    let mut last_answer: Option<Notification> = None;
     for _ in 0..VOTER_ITERATIONS_MAX {
         if stop.load(Ordering::SeqCst) {
             return;
@@ -382,6 +393,14 @@ fn voter_loop(member_port: u16, sid: u64, own_port: u16, stop: &AtomicBool, mode
                 if l.send(&answer).is_err() {
                     link = None;
                 }
+                last_answer = Some(answer);
+            }
+            Ok(None) if mode.load(Ordering::SeqCst) == VOTE_ECHO_REPEAT => {
+                if let Some(a) = &last_answer {
+                    if l.send(a).is_err() {
+                        link = None;
+                    }
+                }
             }
             Ok(_) => {}
             Err(_) => link = None,
@@ -390,7 +409,7 @@ fn voter_loop(member_port: u16, sid: u64, own_port: u16, stop: &AtomicBool, mode
 }
 
 fn answer_looking(sid: u64, n: &Notification, mode: u32) -> Notification {
-    if mode == VOTE_ECHO {
+    if mode == VOTE_ECHO || mode == VOTE_ECHO_REPEAT {
         return Notification::new(
             ServerState::Looking,
             n.leader,
@@ -801,38 +820,69 @@ fn a_learner_from_the_future_while_the_leader_chooses_its_epoch() {
     assert_no_panic(&ens);
 }
 
-/// A learner that decided before its leader-to-be did dials it while it still
-/// looks. A reference learner whose link is closed then does not dial again but
-/// goes back to its election (two of them may elect each other, as a CI run
-/// once saw against a corral leader-to-be): the link is held, and the leader the
-/// member becomes answers the FOLLOWERINFO it already sent.
+/// A learner that decided a few ms before its leader-to-be did dials it while it
+/// still waits out finalizeWait. A reference learner whose link is closed then
+/// does not dial again but goes back to its election (two of them may elect each
+/// other, as a CI run once saw against a corral leader-to-be): the link is held,
+/// and the leader the member becomes answers the FOLLOWERINFO it already sent.
 #[test]
 fn a_learner_that_dials_before_the_member_leads_is_answered_once_it_does() {
-    let mut ens = Ensemble::configure(&THREE_CORRALS, "");
+    // initLimit 10 s: the longest a link is held.
+    let mut ens = Ensemble::configure(&THREE_CORRALS, "initLimit=50\n");
     eprintln!("[peer_bad_input] {}", ens.describe());
     ens.launch_member(1);
     ens.wait_looking(1);
 
-    // Alone, member 1 cannot lead: the learner's link waits for its election.
-    let held = ExpectLine::new(&ens, 1, "a learner dialled before this election ended");
-    let mut link = QuorumLink::new(dial(ens.ports(1).quorum));
-    link.send(&QuorumPacket::follower_info(0, LearnerInfo::new(2, 0)));
-    held.wait(&ens);
-
-    // The fake voters agree with it: it leads, and answers the held link.
-    let leading = ExpectLine::new(&ens, 1, "LEADING: proposing epoch above");
+    // The fake voters agree with member 1 and keep restarting its finalizeWait:
+    // it is about to lead, and a learner's dial is held (a dial that comes before
+    // the voters' first answer is refused: dialled again).
     let voters = FakeVoters::start(
         ens.ports(1).election,
         &[(2, ens.ports(2).election), (3, ens.ports(3).election)],
-        VOTE_ECHO,
+        VOTE_ECHO_REPEAT,
     );
+    let mut link = dial_until_held(&ens);
+
+    // The voters stop repeating: it leads, and answers the held link.
+    let leading = ExpectLine::new(&ens, 1, "LEADING: proposing epoch above");
+    voters.set_mode(VOTE_ECHO);
     leading.wait(&ens);
     let info = link.expect(PacketType::LeaderInfo);
     assert_eq!(info.zxid >> 32, 1, "LEADERINFO proposes epoch 1: {info:?}");
     drop(link);
     drop(voters);
-    held.assert_once(&ens);
     assert_no_panic(&ens);
+}
+
+/// Dials member 1 as learner 2, FOLLOWERINFO sent, until the member holds a dial:
+/// each dial is held (the member logs it) or refused (closed) before the next.
+fn dial_until_held(ens: &Ensemble) -> QuorumLink {
+    for _ in 0..LOG_POLLS_MAX {
+        let held = ExpectLine::new(ens, 1, "a learner dialled before this election ended");
+        let mut link = QuorumLink::new(dial(ens.ports(1).quorum));
+        link.send(&QuorumPacket::follower_info(0, LearnerInfo::new(2, 0)));
+        link.s
+            .set_read_timeout(Some(Duration::from_millis(POLL_MS)))
+            .unwrap();
+        let mut chunk = [0u8; 4096];
+        for _ in 0..LOG_POLLS_MAX {
+            if held.seen(ens) {
+                link.s.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+                return link;
+            }
+            match link.s.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => panic!("member 1 answered before it led: {:?}", &chunk[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => break,
+            }
+        }
+    }
+    panic!("member 1 never held a dial\n{}", ens.report());
 }
 
 // ===========================================================================================

@@ -84,6 +84,12 @@ pub(super) struct Election {
 }
 
 impl Election {
+    /// Whether a quorum agrees that we lead and we only wait out finalizeWait:
+    /// we are about to lead, unless a better vote comes.
+    pub fn about_to_lead(&self, id: ServerId) -> bool {
+        self.finalize_at.is_some() && self.proposal.leader == id as i64
+    }
+
     pub fn new(cfg: &Config) -> Election {
         Election {
             logical_clock: 0,

@@ -271,11 +271,19 @@ impl Replica {
         );
         let quick_at =
             self.now + (self.cfg.connect_retry_ms / UNDECIDED_RETRY_FACTOR as u64).max(1);
+        let held_for = self.refused_dialling_ms();
+        let now = self.now;
         let l = self.learner();
         if l.conn != Some(conn) {
             return;
         }
         l.conn = None;
+        if l.stage == Stage::AwaitLeaderInfo && now >= l.last_heard + held_for {
+            // Held by a member about to lead for as long as a refused learner
+            // dials: it did not come to lead (see `Replica::early`).
+            self.abandon_leader("the member did not lead while it held our link");
+            return;
+        }
         // A link closed before LEADERINFO: the member dialled did not lead (a corral
         // member still looking holds the link for the leader it may become, and
         // closes it when it follows another instead). Retry it, and sooner, as a

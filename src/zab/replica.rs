@@ -121,12 +121,13 @@ pub struct Replica {
     pub(super) role: RoleState,
     /// Learner links accepted while looking: when each came, and what it sent.
     /// The reference's quorum port is not bound until it leads, so a learner that
-    /// decided first is refused and dials again; ours is always open, so a learner
-    /// that dials a leader-to-be still finishing its election is held here and
-    /// handed to the leader it becomes (or closed when it follows; its learner
-    /// itself gives up after initLimit, as it waits for LEADERINFO). A reference learner
-    /// never dials again after a link closed before LEADERINFO: it goes back to
-    /// its election, and two of them may then elect each other.
+    /// decided a few ms before its leader-to-be is refused and dials again. Ours
+    /// is always open, and a reference learner never dials again after a link
+    /// closed before LEADERINFO (it goes back to its election at once, and two of
+    /// them may then elect each other). So while a quorum agrees that we lead and
+    /// we only wait out finalizeWait, a learner's link is held here and handed to
+    /// the leader we become; otherwise (a better vote, a new round, not about to
+    /// lead at all) it is closed, as the reference's port refuses it.
     pub(super) early: BTreeMap<ConnId, EarlyLink>,
     pub(super) next_conn: ConnId,
 
@@ -476,6 +477,11 @@ impl Replica {
                 }
             },
         }
+        if matches!(self.role, RoleState::Looking) && !self.election.about_to_lead(self.cfg.id) {
+            // A better vote came, or a new round: the held learners go back to
+            // their elections, as if refused.
+            self.close_early();
+        }
     }
 
     fn on_tick(&mut self) {
@@ -544,17 +550,21 @@ impl Replica {
                 }
             }
         } else {
-            for conn in early.into_keys() {
-                self.emit(Output::Close { conn });
-            }
+            self.early = early;
+            self.close_early();
             self.start_learning(leader);
         }
     }
 
     // ----- learner links that come before the election ends -------------------
 
-    /// A learner dialled our quorum port while we look: held (see `early`).
+    /// A learner dialled our quorum port while we look: held if we are about to
+    /// lead (see `early`), refused otherwise.
     fn hold_early(&mut self, conn: ConnId) {
+        if !self.election.about_to_lead(self.cfg.id) {
+            self.emit(Output::Close { conn });
+            return;
+        }
         if self.early.len() >= EARLY_LINKS_MAX {
             tracing::warn!(
                 id = self.cfg.id,
@@ -591,16 +601,29 @@ impl Replica {
         link.packets.push(packet);
     }
 
-    /// How long an early link is held: twice initLimit. Its learner gives up
-    /// waiting for LEADERINFO after initLimit and goes back to its election (the
-    /// reference's and ours alike); closing it sooner would make ours dial again
-    /// instead, and keep following a member that may never lead.
+    /// How long an early link is held at most: initLimit, the learner's own
+    /// wait for LEADERINFO. Only a finalizeWait restarted over and over (each
+    /// vote that is not better restarts it) holds a link that long.
     fn early_hold_ms(&self) -> u64 {
-        2 * self.cfg.init_limit_ms()
+        self.cfg.init_limit_ms()
     }
 
-    /// Closes the early links held longer than [`early_hold_ms`](Self::early_hold_ms):
-    /// a learner that has not closed them by now is gone or hostile.
+    /// How long a learner goes on dialling a member that refuses it: the
+    /// reference's 5 tries 100 ms apart. A link held longer before LEADERINFO
+    /// was held by a member that did not come to lead: our learner goes back to
+    /// its election then, as the reference's does when refused that long.
+    pub(super) fn refused_dialling_ms(&self) -> u64 {
+        self.cfg.connect_attempts_max as u64 * self.cfg.connect_retry_ms
+    }
+
+    /// Closes every early link (we will not lead this round).
+    fn close_early(&mut self) {
+        for conn in std::mem::take(&mut self.early).into_keys() {
+            self.emit(Output::Close { conn });
+        }
+    }
+
+    /// Closes the early links held for [`early_hold_ms`](Self::early_hold_ms).
     fn close_stale_early(&mut self) {
         let limit = self.early_hold_ms();
         let now = self.now;

@@ -890,37 +890,49 @@ fn discovery_a_learner_that_dials_before_the_election_ends_is_held_for_the_leade
     assert_eq!(r.accepted_epoch(), 2);
 }
 
-/// A held link is closed when its member decides to follow another, and after
-/// twice initLimit (its learner gave up after initLimit); links beyond
-/// `EARLY_LINKS_MAX` and packets beyond `EARLY_PACKETS_MAX` are closed at once.
+/// A learner's early link is held only while its member is about to lead (a
+/// quorum agrees, finalizeWait runs): it is closed as soon as a better vote
+/// comes, and after initLimit of a finalizeWait restarted over and over; a dial
+/// to a member not about to lead is refused at once, as by the reference's
+/// unbound port. Links beyond `EARLY_LINKS_MAX` and packets beyond
+/// `EARLY_PACKETS_MAX` are closed at once.
 #[test]
-fn discovery_held_links_are_closed_on_following_after_their_hold_and_beyond_their_bounds() {
+fn discovery_held_links_are_closed_on_a_better_vote_after_their_hold_and_beyond_their_bounds() {
     use super::replica::{EARLY_LINKS_MAX, EARLY_PACKETS_MAX};
-    // Server 1 holds server 2's dial, then follows 3.
+    // Server 1 alone proposes itself but is not about to lead: refused.
     let mut r = started(cfg(1), DurableState::default());
-    join(&mut r, 10, CONN_2, 2, 0, false);
-    hear(&mut r, 20, 3, looking(LEADER, Zxid::ZERO, 0, 1));
-    hear(&mut r, 20, 2, looking(LEADER, Zxid::ZERO, 0, 1));
-    drain(&mut r);
-    tick(&mut r, 220);
-    let out = drain(&mut r);
-    assert_eq!(r.role(), following(false));
-    assert_eq!(closed_in(&out), vec![CONN_2]);
-
-    // Server 3 alone: held for 2 x initLimit, then closed.
-    let c = cfg(LEADER);
-    let hold = 2 * c.init_limit_ms();
-    let mut r = started(c, DurableState::default());
-    r.step(100, Input::Accepted { conn: CONN_1 });
-    assert!(r.next_deadline() <= 100 + hold);
-    tick(&mut r, 100 + hold - 1);
+    r.step(10, Input::Accepted { conn: CONN_4 });
+    assert_eq!(closed_in(&drain(&mut r)), vec![CONN_4]);
+    // Server 2 agrees: held, until 3's better vote.
+    hear(&mut r, 20, 2, looking(1, Zxid::ZERO, 0, 1));
+    join(&mut r, 30, CONN_2, 2, 0, false);
     assert!(closed_in(&drain(&mut r)).is_empty());
+    hear(&mut r, 40, 3, looking(LEADER, Zxid::ZERO, 0, 1));
+    assert_eq!(closed_in(&drain(&mut r)), vec![CONN_2]);
+
+    // Server 3, server 2 agreeing, server 1 restarting its finalizeWait every
+    // 100 ms: held for initLimit, then closed.
+    let mut c = cfg(LEADER);
+    c.tick_ms = 100;
+    let hold = c.init_limit_ms();
+    let mut r = started(c, DurableState::default());
+    hear(&mut r, 50, 2, looking(LEADER, Zxid::ZERO, 0, 1));
+    r.step(100, Input::Accepted { conn: CONN_1 });
+    let mut t = 100;
+    while t + 100 < 100 + hold {
+        t += 100;
+        hear(&mut r, t, 1, looking(1, Zxid::ZERO, 0, 1));
+        tick(&mut r, t);
+    }
+    assert!(closed_in(&drain(&mut r)).is_empty());
+    assert!(r.next_deadline() <= 100 + hold);
     tick(&mut r, 100 + hold);
     assert_eq!(closed_in(&drain(&mut r)), vec![CONN_1]);
     assert_eq!(r.role(), Role::Looking);
 
     // The bounds.
     let mut r = started(cfg(LEADER), DurableState::default());
+    hear(&mut r, 0, 2, looking(LEADER, Zxid::ZERO, 0, 1));
     let conns: Vec<ConnId> = (0..=EARLY_LINKS_MAX as ConnId).map(|i| 100 + i).collect();
     for &conn in &conns {
         r.step(10, Input::Accepted { conn });
@@ -1965,8 +1977,8 @@ fn back_to_looking(conn: Option<ConnId>, me: ServerId, last: Zxid, epoch: u32) -
 #[test]
 fn learner_retries_a_dial_closed_before_leaderinfo_ten_times_faster() {
     // Our quorum port is always open, so a dial to a member that does not lead
-    // connects and is closed (one still looking holds it until it follows another):
-    // the reference's refused dial. Retried every
+    // connects and is closed (one still looking and proposing itself holds it a
+    // while first): the reference's refused dial. Retried every
     // connect_retry_ms / 10, ten times as often: the same 500 ms budget.
     let mut r = learner_dialling(2, disk(1, 1, &[(1, 1), (1, 2)]));
     let mut t = 300;
@@ -1994,6 +2006,29 @@ fn learner_retries_a_dial_closed_before_leaderinfo_ten_times_faster() {
     r.step(t, Input::Connected { conn: C + 49 });
     drain(&mut r);
     r.step(t, Input::Closed { conn: C + 49 });
+    assert_eq!(
+        drain(&mut r),
+        vec![only_now(back_to_looking(None, 2, z(1, 2), 1))]
+    );
+}
+
+/// A dial held by a member still looking for the whole window a refused learner
+/// dials for (5 x 100 ms): that member did not come to lead; back to the election,
+/// as a reference learner whose dials were refused that long.
+#[test]
+fn learner_held_for_the_whole_window_goes_back_to_its_election() {
+    let mut r = learner_dialling(2, disk(1, 1, &[(1, 1), (1, 2)]));
+    r.step(300, Input::Connected { conn: C });
+    drain(&mut r);
+    // Closed sooner: the member decided otherwise quickly; dialled again.
+    r.step(799, Input::Closed { conn: C });
+    assert!(drain(&mut r).is_empty());
+    tick(&mut r, 809);
+    drain(&mut r);
+    r.step(809, Input::Connected { conn: C + 1 });
+    drain(&mut r);
+    // Held for the whole window: back to looking.
+    r.step(1309, Input::Closed { conn: C + 1 });
     assert_eq!(
         drain(&mut r),
         vec![only_now(back_to_looking(None, 2, z(1, 2), 1))]
