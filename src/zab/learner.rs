@@ -279,9 +279,12 @@ impl Replica {
         }
         l.conn = None;
         if l.stage == Stage::AwaitLeaderInfo && now >= l.last_heard + held_for {
-            // Held by a member about to lead for as long as a refused learner
-            // dials: it did not come to lead (see `Replica::early`).
-            self.abandon_leader("the member did not lead while it held our link");
+            // Open for as long as a refused learner dials, then closed without
+            // LEADERINFO: a member held it but did not come to lead (see
+            // `Replica::early`), or a leader gave up waiting for a quorum's epoch.
+            self.abandon_leader(
+                "the link closed before LEADERINFO, after the time a refused dial is retried",
+            );
             return;
         }
         // A link closed before LEADERINFO: the member dialled did not lead (a corral
