@@ -264,6 +264,14 @@ impl Replica {
         self.send(conn, Packet::LearnerInfo { info, observer });
     }
 
+    /// How long a learner goes on dialling a member that refuses it: the
+    /// reference's 5 tries 100 ms apart. A link held longer before LEADERINFO
+    /// was held by a member that did not come to lead: our learner goes back to
+    /// its election then, as the reference's does when refused that long.
+    fn refused_dialling_ms(&self) -> u64 {
+        self.cfg.connect_attempts_max as u64 * self.cfg.connect_retry_ms
+    }
+
     pub(super) fn learner_on_closed(&mut self, conn: ConnId) {
         let (max, retry_at) = (
             self.cfg.connect_attempts_max,
@@ -287,11 +295,11 @@ impl Replica {
             );
             return;
         }
-        // A link closed before LEADERINFO: the member dialled did not lead (a corral
-        // member still looking holds the link for the leader it may become, and
-        // closes it when it follows another instead). Retry it, and sooner, as a
-        // leader-to-be may still be a few ms behind; the budget stays the
-        // reference's attempts x retry.
+        // A link closed sooner before LEADERINFO: the member dialled did not lead
+        // (one about to lead holds the link, and closes it on a better vote or
+        // when it follows another). Retry it, and sooner, as a leader-to-be may
+        // still be a few ms behind; the budget stays the reference's attempts x
+        // retry.
         let undecided = l.stage == Stage::AwaitLeaderInfo;
         let limit = if undecided {
             max * UNDECIDED_RETRY_FACTOR

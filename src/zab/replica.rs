@@ -488,9 +488,7 @@ impl Replica {
         match self.role {
             RoleState::Looking => {
                 self.close_stale_early();
-                if matches!(self.role, RoleState::Looking) {
-                    self.election_tick();
-                }
+                self.election_tick();
             }
             RoleState::Leading(_) => self.leader_tick(),
             RoleState::Learning(_) => self.learner_tick(),
@@ -533,13 +531,11 @@ impl Replica {
 
     /// The election decided: lead, follow or observe `leader`.
     pub(super) fn election_decided(&mut self, leader: ServerId) {
-        let early = std::mem::take(&mut self.early);
         if leader == self.cfg.id {
             self.start_leading();
-            // The learners that dialled us first, in the order they came.
-            let mut early: Vec<(ConnId, EarlyLink)> = early.into_iter().collect();
-            early.sort_by_key(|(conn, e)| (e.since, *conn));
-            for (conn, link) in early {
+            // The learners that dialled us first (the driver numbers accepted links
+            // in the order they came).
+            for (conn, link) in std::mem::take(&mut self.early) {
                 if !matches!(self.role, RoleState::Leading(_)) {
                     self.emit(Output::Close { conn });
                     continue;
@@ -550,7 +546,6 @@ impl Replica {
                 }
             }
         } else {
-            self.early = early;
             self.close_early();
             self.start_learning(leader);
         }
@@ -606,14 +601,6 @@ impl Replica {
     /// vote that is not better restarts it) holds a link that long.
     fn early_hold_ms(&self) -> u64 {
         self.cfg.init_limit_ms()
-    }
-
-    /// How long a learner goes on dialling a member that refuses it: the
-    /// reference's 5 tries 100 ms apart. A link held longer before LEADERINFO
-    /// was held by a member that did not come to lead: our learner goes back to
-    /// its election then, as the reference's does when refused that long.
-    pub(super) fn refused_dialling_ms(&self) -> u64 {
-        self.cfg.connect_attempts_max as u64 * self.cfg.connect_retry_ms
     }
 
     /// Closes every early link (we will not lead this round).

@@ -901,8 +901,8 @@ impl Sim {
                 continue;
             }
             // The server's quorum port is always open: whoever is dialled decides
-            // (a leader serves, a looking member holds the link until it knows,
-            // a learner closes it).
+            // (a leader serves, a member about to lead holds the link, any other
+            // closes it).
             let ok = self.alive(d.to) && self.reachable(d.from, d.to);
             if !ok {
                 self.input(d.from, Input::Closed { conn: d.conn })?;

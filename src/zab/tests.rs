@@ -1977,8 +1977,8 @@ fn back_to_looking(conn: Option<ConnId>, me: ServerId, last: Zxid, epoch: u32) -
 #[test]
 fn learner_retries_a_dial_closed_before_leaderinfo_ten_times_faster() {
     // Our quorum port is always open, so a dial to a member that does not lead
-    // connects and is closed (one still looking and proposing itself holds it a
-    // while first): the reference's refused dial. Retried every
+    // connects and is closed (one about to lead holds it first): the reference's
+    // refused dial. Retried every
     // connect_retry_ms / 10, ten times as often: the same 500 ms budget.
     let mut r = learner_dialling(2, disk(1, 1, &[(1, 1), (1, 2)]));
     let mut t = 300;
