@@ -13,11 +13,17 @@
 #
 #   scripts/bench-failover.sh                         # both kinds, 5 runs each
 #   BENCH_RUNS=3 BENCH_SERVERS=corral scripts/bench-failover.sh
+#   BENCH_SERVERS="zookeeper mixed" scripts/bench-failover.sh   # a mixed ensemble beside
+#       the reference: sids 1 and 2 ZooKeeper, sid 3 corral (ENSEMBLE_MIXED_KINDS)
 #
 # Knobs (environment): BENCH_RUNS (5), BENCH_SERVERS ("zookeeper corral"; corral builds as
-# name=/path), BENCH_BEFORE_S (1: steady writes before each kill), BENCH_SETTLE_S (2: pause
-# after the restarted member serves), BENCH_OUT (perf/failover.jsonl), BENCH_CORRAL_CFG and
-# BENCH_ZK_CFG (extra zoo.cfg lines per kind, as in bench-ensemble.sh; quorum TLS on both:
+# name=/path; "mixed" for members of both kinds, the corral ones from the default build),
+# ENSEMBLE_MIXED_KINDS (the kinds of a mixed ensemble's sids 1..3: "zookeeper zookeeper
+# corral"; the mixed rows name the kind of the leader each run killed), BENCH_BEFORE_S
+# (1: steady writes before each kill), BENCH_SETTLE_S (2: pause after the restarted
+# member serves), BENCH_OUT (perf/failover.jsonl), BENCH_CORRAL_CFG and
+# BENCH_ZK_CFG (extra zoo.cfg lines per kind, as in bench-ensemble.sh, a mixed ensemble
+# takes BENCH_ZK_CFG; quorum TLS on both:
 #   cfg="$(scripts/quorum-tls-keys.sh /tmp/qk)"; BENCH_CORRAL_CFG="$cfg" BENCH_ZK_CFG="$cfg" ...).
 set -euo pipefail
 
@@ -53,8 +59,8 @@ one_run() { # server ensemble-name run
   local kill_ms tl
   kill_ms="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["kill_unix_ms"])' "$json")"
   tl="$(python3 scripts/bench_failover_report.py timeline "$kill_ms" "${logs[@]}")"
-  python3 -c 'import json,sys; r=json.loads(sys.argv[1]); r.update(server=sys.argv[2], run=int(sys.argv[3]), killed=sys.argv[4], run_id=sys.argv[5], timeline=json.loads(sys.argv[6])); print(json.dumps(r, separators=(",",":")))' \
-    "$json" "$s" "$run" "$leader" "$run_id" "$tl" >> "$out.tmp"
+  python3 -c 'import json,sys; r=json.loads(sys.argv[1]); r.update(server=sys.argv[2], run=int(sys.argv[3]), killed=sys.argv[4], killed_kind=sys.argv[7], run_id=sys.argv[5], timeline=json.loads(sys.argv[6])); print(json.dumps(r, separators=(",",":")))' \
+    "$json" "$s" "$run" "$leader" "$run_id" "$tl" "${kind_of[$leader]}" >> "$out.tmp"
   log "$s run $run: first write after $(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["first_write_ms"])' "$json") ms"
   launch_member "$leader"
   ensemble_leader "$name" >/dev/null || return 1
@@ -63,7 +69,7 @@ one_run() { # server ensemble-name run
 
 for spec in $servers; do
   s="${spec%%=*}"; bin="$corral"; [[ "$spec" == *=* ]] && bin="${spec#*=}"
-  k=corral; [[ "$s" == zookeeper ]] && k=zookeeper
+  k=corral; [[ "$s" == zookeeper || "$s" == mixed ]] && k="$s"
   name="fo-$s"
   log "starting 3 $s members"
   if ! start_ensemble "$k" "$name" "$bin" "$([[ $k == corral ]] && echo "$corral_cfg" || echo "$zk_cfg")"; then

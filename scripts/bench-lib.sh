@@ -6,8 +6,9 @@
 # start_zookeeper NAME [EXTRA_CFG], start_corral NAME BINARY [EXTRA_CFG],
 # stop_server NAME, first_answer PORT [TIMEOUT]; the arrays addr[NAME], pid[NAME],
 # dir[NAME]; $loadgen, $corral, $failover, $work.
-# Ensembles (3 members of one kind on 127.0.0.1, members NAME.1..NAME.3, each also in
-# addr/pid/dir): start_ensemble KIND NAME [BINARY] [EXTRA_CFG], ensemble_leader NAME
+# Ensembles (3 members on 127.0.0.1, members NAME.1..NAME.3, each also in addr/pid/dir;
+# of one kind, or KIND "mixed": per sid the kinds in $ENSEMBLE_MIXED_KINDS, by default
+# "zookeeper zookeeper corral"): start_ensemble KIND NAME [BINARY] [EXTRA_CFG], ensemble_leader NAME
 # (waits for one leader, prints its member name), ensemble_addrs NAME, ensemble_pids NAME
 # (comma-separated, sid order), reap_member MEMBER (after it was killed),
 # launch_member MEMBER (starts it again on its files), stop_ensemble NAME;
@@ -156,6 +157,7 @@ stop_server() { # name: kills it and removes its directory (data included)
 # ---- ensembles ---------------------------------------------------------------------------
 ENSEMBLE_SIZE=3
 ENSEMBLE_LEADER_WAIT_S=120
+ENSEMBLE_MIXED_KINDS="${ENSEMBLE_MIXED_KINDS:-zookeeper zookeeper corral}"
 declare -A kind_of bin_of port_of ens_members
 
 write_member_cfg() { # dir sid server-lines extra-lines
@@ -287,17 +289,25 @@ ensemble_pids() { # name
   echo "$out"
 }
 
-# Starts 3 members of one kind (zookeeper or corral) with fresh dirs under $work/NAME,
-# waits for a leader and for a session handshake on every member.
+# Starts 3 members with fresh dirs under $work/NAME: all of KIND (zookeeper or corral), or
+# for KIND "mixed" the kinds $ENSEMBLE_MIXED_KINDS names per sid. Waits for a leader and
+# for a session handshake on every member.
 start_ensemble() { # kind name [corral binary] [extra zoo.cfg lines]
-  local k="$1" name="$2" b="${3:-$corral}" extra="${4:-}" sid m lines="" ports i=0
+  local k="$1" name="$2" b="${3:-$corral}" extra="${4:-}" sid m lines="" ports i=0 kinds
   [[ "$k" == zookeeper || -x "$b" ]] || { log "no corral binary at $b"; return 1; }
+  if [[ "$k" == mixed ]]; then
+    read -r -a kinds <<< "$ENSEMBLE_MIXED_KINDS"
+    (( ${#kinds[@]} == ENSEMBLE_SIZE )) \
+      || { log "ENSEMBLE_MIXED_KINDS names ${#kinds[@]} kinds for $ENSEMBLE_SIZE members"; return 1; }
+  fi
   read -r -a ports <<< "$(free_ports $((3 * ENSEMBLE_SIZE)))"
   ens_members[$name]=""
   for (( sid = 1; sid <= ENSEMBLE_SIZE; sid++ )); do
     m="$name.$sid"
     ens_members[$name]+="$m "
-    kind_of[$m]="$k"; bin_of[$m]="$b"; dir[$m]="$work/$name/m$sid"
+    kind_of[$m]="$k"; [[ "$k" == mixed ]] && kind_of[$m]="${kinds[$((sid - 1))]}"
+    case "${kind_of[$m]}" in zookeeper|corral) ;; *) log "unknown member kind ${kind_of[$m]}"; return 1 ;; esac
+    bin_of[$m]="$b"; dir[$m]="$work/$name/m$sid"
     port_of[$m]="${ports[$i]}"; addr[$m]="127.0.0.1:${ports[$i]}"
     lines+="server.$sid=127.0.0.1:${ports[$((i + 1))]}:${ports[$((i + 2))]}:participant;127.0.0.1:${ports[$i]}"$'\n'
     i=$((i + 3))

@@ -92,7 +92,8 @@ def summary(path):
     for r in rows:
         ms = r["timeline"]["members"]
         col = lambda k: " / ".join(fmt(m[k]) for m in ms)
-        print(f"| {r['server']} | {r['run']} | {r['killed']} | {fmt(r['first_write_ms'])} | {col('looking_ms')} "
+        killed = r["killed"] + (f" ({r['killed_kind']})" if r["server"] == "mixed" else "")
+        print(f"| {r['server']} | {r['run']} | {killed} | {fmt(r['first_write_ms'])} | {col('looking_ms')} "
               f"| {col('decided_ms')} | {col('serving_ms')} | {' / '.join(str(m['elections']) for m in ms)} |")
     print()
     print("| server | runs | min ms | median ms | max ms |")
