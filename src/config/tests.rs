@@ -1,3 +1,7 @@
+//! Config tests: the zoo.cfg keys the reference reads and how corral takes each (parsed,
+//! acted on, warned about or refused, naming line and key), the embedded default, myid
+//! and ensemble server lines, dynamic config files, TLS, SASL and quorum TLS keys.
+
 use super::*;
 
 #[test]
