@@ -994,6 +994,64 @@ fn a_fake_leader_cannot_make_a_follower_log_or_apply_bad_txns() {
     assert_no_panic(&ens);
 }
 
+/// A reference leader that itself took a SNAP in the middle of an epoch serves a
+/// lagging learner a DIFF from its on-disk txn log, which runs from before that
+/// snapshot straight on to after it: txns are missing. A mixed 5-member soak saw a
+/// corral follower log such a DIFF, diverge (its tree digests stopped matching the
+/// leader's) and then fail to restart ("zxid ... skips ahead ... records are
+/// missing"). Member 1, at (1, 1), is sent a DIFF whose first txn is (1, 4): it
+/// must not log it, but leave the leader, say why, and ask for a whole snapshot
+/// (ACKEPOCH with zxid 0). The SNAP that answers syncs it, and it restarts on its
+/// own files.
+#[test]
+fn a_diff_with_missing_txns_is_refused_and_a_whole_snapshot_asked_for() {
+    let (mut ens, fake, voters) = member_1_with_fakes("", 1);
+    let (mut link, last) = fake.discovery(&ens, 1);
+    FakeLeader::sync_by_diff(&mut link, 1, last);
+    FakeLeader::commit_good(&mut link, zxid(1, 1), "/good-1", b"good 1", 1);
+
+    // Epoch 2: the DIFF goes from (1, 1) to (1, 4).
+    voters.set_mode(2);
+    let hole = zxid(1, 4);
+    let line = ExpectLine::new(
+        &ens,
+        1,
+        &format!("PROPOSAL {hole:#x} while syncing skips the txns after"),
+    );
+    let (mut link, last) = fake.discovery(&ens, 2);
+    assert_eq!(last, zxid(1, 1), "the good txn is logged");
+    link.send(&QuorumPacket::diff(hole));
+    let txn = create_txn(hole, "/after-the-hole", b"x", 4);
+    link.send(&QuorumPacket::proposal(hole, txn.into()));
+    link.send(&QuorumPacket::commit(hole));
+    assert_dropped_without_ack(&mut link, hole);
+    line.wait(&ens);
+    line.assert_once(&ens);
+
+    // Epoch 3: it asks for everything, and a SNAP at (1, 4) syncs it.
+    voters.set_mode(3);
+    let (mut link, last) = fake.discovery(&ens, 3);
+    assert_eq!(last, 0, "ACKEPOCH asks for a whole snapshot");
+    link.send(&QuorumPacket::snap(hole));
+    link.s.write_all(&snapshot_stream()).unwrap();
+    FakeLeader::finish_sync(&mut link, 3);
+    ens.wait_serving(1);
+
+    // Restarted, it recovers from the snapshot it wrote (its log holds (1, 1)
+    // before it and nothing after).
+    ens.stop(1);
+    drop(link);
+    fake.drop_waiting_dials();
+    voters.set_mode(4);
+    ens.restart(1);
+    let (mut link, last) = fake.discovery(&ens, 4);
+    assert_eq!(last, hole, "recovered to the snapshot's zxid");
+    FakeLeader::sync_by_diff(&mut link, 4, last);
+    ens.wait_serving(1);
+    assert!(ens.is_running(1), "member 1 stopped\n{}", ens.report());
+    assert_no_panic(&ens);
+}
+
 /// A reference leader serializes the snapshot it streams after SNAP while it goes on
 /// committing (PEER-PROTOCOL §5.5), and sends those commits after the stream: the
 /// snapshot may already hold part of them, or (its forwarding began before it read

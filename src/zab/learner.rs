@@ -538,12 +538,26 @@ impl Replica {
 
     /// A txn of the sync must follow the one before it (or the sync's start) and be
     /// of an epoch up to the new one; anything else is not the leader's history.
+    /// One that skips counters of an epoch is the leader's history with txns
+    /// missing: a reference leader that took a SNAP mid-epoch itself serves a DIFF
+    /// from its on-disk txn log, across the txns its log never held. Logged, the
+    /// hole would leave our state diverged and our log unrecoverable; we ask for a
+    /// whole snapshot instead.
     fn sync_txn_in_order(&mut self, what: &str, z: Zxid) -> bool {
         let l = self.learner_ref();
         let (floor, epoch) = (l.sync_floor, l.new_epoch);
         if z <= floor || z.epoch() > epoch {
             self.abandon_leader(&format!(
                 "{what} {z} while syncing is not after {floor} within epoch {epoch}"
+            ));
+            return false;
+        }
+        if !floor.followed_by(z) {
+            self.want_snap = true;
+            self.abandon_leader(&format!(
+                "{what} {z} while syncing skips the txns after {floor} (the leader's history \
+                 has a hole; a reference leader that took a SNAP serves its txn log across \
+                 it): asking for a whole snapshot"
             ));
             return false;
         }
@@ -599,13 +613,21 @@ impl Replica {
     }
 
     /// Once serving, a txn must be new (after our log's end) and of the leader's
-    /// epoch; an older one would be acknowledged without being logged.
+    /// epoch; an older one would be acknowledged without being logged, and one that
+    /// skips counters would leave a hole the log's recovery refuses (a new sync
+    /// sends what we lack).
     fn broadcast_txn_in_order(&mut self, what: &str, z: Zxid) -> bool {
         let epoch = self.learner_ref().new_epoch;
         let last = self.last_logged;
         if z <= last || z.epoch() != epoch {
             self.abandon_leader(&format!(
                 "{what} {z} is not a new txn of the leader's epoch {epoch} (our log ends at {last})"
+            ));
+            return false;
+        }
+        if !last.followed_by(z) {
+            self.abandon_leader(&format!(
+                "{what} {z} skips the txns after {last}, where our log ends"
             ));
             return false;
         }

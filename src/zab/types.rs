@@ -51,6 +51,14 @@ impl Zxid {
         self.counter() == 0
     }
 
+    /// Whether txn `next` may come right after `self` in a history: the next counter
+    /// of the same epoch, or any zxid of a later epoch. A leader numbers its txns
+    /// one by one, and the log's recovery refuses a record that skips counters
+    /// (`storage::log::zxid_follows`, the same rule on raw zxids).
+    pub const fn followed_by(self, next: Zxid) -> bool {
+        next.0 == self.0.wrapping_add(1) || next.epoch() > self.epoch()
+    }
+
     pub const fn as_i64(self) -> i64 {
         self.0 as i64
     }

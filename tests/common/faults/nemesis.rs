@@ -239,6 +239,7 @@ impl<'a> Nemesis<'a> {
 
     /// Applies, holds, heals and rests one step.
     pub fn run(&mut self, step: &Step, at_ms: u64) {
+        self.note_exits();
         let mut rng = SmallRng::seed_from_u64(step.pick);
         let what = self.apply(step.fault, &mut rng);
         let line = format!(
@@ -311,6 +312,10 @@ impl<'a> Nemesis<'a> {
     /// the random pause hit the leader). The reference's sync is not linearizable on
     /// a deposed leader; these runs judge corral.
     fn pause_unless_reference_leader(&mut self, sid: u64) -> String {
+        if !self.ens.is_running(sid) {
+            // It exited on its own (a finding already, see `note_exits`).
+            return format!("{sid} is down: not paused");
+        }
         let leads = self.ens.mode(sid) == Some(Mode::Leader);
         if leads && self.ens.kind(sid) == Kind::Reference {
             self.ens.kill(sid);
@@ -508,25 +513,37 @@ impl<'a> Nemesis<'a> {
     pub fn heal(&mut self) {
         self.proxy.heal();
         let disk_hit = self.heal_disk();
+        self.note_exits();
         for sid in self.ens.sids() {
             if self.ens.is_running(sid) && !self.ens.is_live(sid) {
                 self.ens.resume(sid);
             } else if !self.ens.is_running(sid) {
-                if !self.killed.contains(&sid) {
-                    let what = format!(
-                        "member {sid} ({}) exited on its own; log tail:\n{}",
-                        self.ens.kind(sid),
-                        self.ens.log_tail(sid)
-                    );
-                    eprintln!("[nemesis] {what}");
-                    self.crashes.push(what);
-                }
                 self.ens.restart(sid);
             }
         }
         self.killed.clear();
         if let Some(sid) = disk_hit {
             self.wait_back(sid);
+        }
+    }
+
+    /// Members that exited although no fault of this step stopped them (a crash,
+    /// or a restart that failed since the last heal) are findings, each with its
+    /// log tail; they count as stopped, so the heal restarts them and a step that
+    /// picks one does not signal a process that is gone.
+    fn note_exits(&mut self) {
+        for sid in self.ens.sids() {
+            if self.ens.is_running(sid) || self.killed.contains(&sid) {
+                continue;
+            }
+            let what = format!(
+                "member {sid} ({}) exited on its own; log tail:\n{}",
+                self.ens.kind(sid),
+                self.ens.log_tail(sid)
+            );
+            eprintln!("[nemesis] {what}");
+            self.crashes.push(what);
+            self.killed.push(sid);
         }
     }
 
